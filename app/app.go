@@ -1,0 +1,149 @@
+// Package app assembles a running Cầu process: the bridge, signaling, the web pages and
+// the HTTP endpoints (/ws, /metrics, /healthz, /readyz). cmd/cau and the end-to-end tests
+// both start Cầu through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/signaling"
+	"github.com/cau-project/cau/web"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config is what Start needs. Zero ports pick free ones (tests).
+type Config struct {
+	HTTPAddr   string
+	ICEUDPPort int
+	// ICETCPPort: -1 disables ICE-TCP, 0 picks a free port.
+	ICETCPPort int
+	PublicIPs  []string
+	// Dev uses the public dev signing key unless TokenKey is set, and offers loopback
+	// candidates.
+	Dev               bool
+	TokenKey          string
+	PreviousTokenKeys []string
+	AllowedOrigins    []string
+	Logger            *slog.Logger
+}
+
+// App is a running Cầu server.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	keys   auth.Keys
+	ln     net.Listener
+	http   *http.Server
+	bridge *sfu.Bridge
+	sig    *signaling.Server
+	ready  atomic.Bool
+	served chan error
+}
+
+// Start brings up the bridge, signaling and the HTTP server, and returns once they
+// accept connections.
+func Start(ctx context.Context, cfg Config) (*App, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
+	switch {
+	case cfg.TokenKey != "":
+		if len(cfg.TokenKey) < auth.MinKeyBytes && !cfg.Dev {
+			return nil, fmt.Errorf("start: token key shorter than %d bytes", auth.MinKeyBytes)
+		}
+		a.keys.Current = []byte(cfg.TokenKey)
+	case cfg.Dev:
+		a.keys.Current = []byte(auth.DevKey)
+		log.Warn("dev mode: tokens are signed with the public dev key; do not expose this server")
+	default:
+		return nil, errors.New("start: a token key is required outside dev mode")
+	}
+	for _, k := range cfg.PreviousTokenKeys {
+		a.keys.Previous = append(a.keys.Previous, []byte(k))
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sfuMetrics, err := sfu.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("start: bridge metrics: %w", err)
+	}
+	sigMetrics, err := signaling.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("start: signaling metrics: %w", err)
+	}
+
+	a.bridge, err = sfu.New(sfu.Config{
+		ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort, PublicIPs: cfg.PublicIPs,
+		IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	a.sig = signaling.New(signaling.Config{Bridge: a.bridge, Keys: a.keys, Logger: log, Metrics: sigMetrics,
+		AllowedOrigins: cfg.AllowedOrigins})
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", a.sig)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/", web.Handler())
+
+	a.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = a.bridge.Close()
+		return nil, fmt.Errorf("start: listen %s: %w", cfg.HTTPAddr, err)
+	}
+	a.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { a.served <- a.http.Serve(a.ln) }()
+	a.ready.Store(true)
+	log.Info("cau serving", "url", a.URL())
+	return a, nil
+}
+
+// URL is the base URL of the HTTP server, e.g. http://127.0.0.1:7880.
+func (a *App) URL() string { return "http://" + a.ln.Addr().String() }
+
+// Keys are the token keys the server accepts; Keys().Sign makes valid tokens.
+func (a *App) Keys() auth.Keys { return a.keys }
+
+// Signaling is the signaling server (for tests and status).
+func (a *App) Signaling() *signaling.Server { return a.sig }
+
+// Done reports the HTTP server's end.
+func (a *App) Done() <-chan error { return a.served }
+
+// Close stops accepting, ends every session and releases the ports.
+func (a *App) Close() error {
+	a.ready.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.sig.Close()
+	err := a.http.Shutdown(ctx)
+	return errors.Join(err, a.bridge.Close())
+}

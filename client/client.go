@@ -1,0 +1,419 @@
+// Package client is a Go endpoint that speaks Cầu's public signaling protocol: it joins a
+// meeting over the WebSocket, publishes media on a publisher connection and receives the
+// others' on a subscriber connection, as a browser does. Tests and the load tester use it;
+// it knows nothing of the server's internals.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cau-project/cau/protocol"
+	"github.com/gorilla/websocket"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configure a Client.
+type Options struct {
+	Name   string
+	Logger *slog.Logger
+	// Loopback restricts ICE to 127.0.0.1 (in-process tests).
+	Loopback bool
+}
+
+// Client is one endpoint.
+type Client struct {
+	conn *websocket.Conn
+	log  *slog.Logger
+	pub  *webrtc.PeerConnection
+	sub  *webrtc.PeerConnection
+
+	// Self is this endpoint as the server announced it.
+	Self    protocol.Participant
+	Meeting string
+
+	writeMu sync.Mutex // gorilla allows one concurrent writer
+	nextID  atomic.Int64
+
+	mu           sync.Mutex // guards everything below
+	participants map[string]protocol.Participant
+	streams      map[string]*Stream // by stream id + "/" + kind
+	pending      map[string]chan protocol.Envelope
+	errs         []protocol.Error
+	synth        *Synth
+	stop         chan struct{}
+	closed       chan struct{}
+	closeErr     error
+	closeOnce    sync.Once
+}
+
+// Stream counts what arrived on one received track.
+type Stream struct {
+	StreamID, TrackID, Kind, MimeType string
+	Packets, Bytes                    atomic.Int64
+	// FirstKeyframe is 1 if the first video packet started a keyframe, 2 if not.
+	FirstKeyframe atomic.Int32
+	FirstAt       time.Time
+}
+
+// ErrRejected is returned by Dial when the server refuses the join.
+var ErrRejected = errors.New("join rejected")
+
+func newAPI(loopback bool) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if loopback {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// Dial opens the signaling socket at wsURL (ws://host/ws), joins with token and returns
+// once the server has answered joined.
+func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	api, err := newAPI(opts.Loopback)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, wsURL, http.Header{})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", wsURL, err)
+	}
+	_ = resp.Body.Close()
+	c := &Client{conn: conn, log: log, participants: map[string]protocol.Participant{},
+		streams: map[string]*Stream{}, pending: map[string]chan protocol.Envelope{},
+		stop: make(chan struct{}), closed: make(chan struct{})}
+	if c.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	c.wirePeers()
+	go c.readLoop()
+	env, err := c.Request(ctx, protocol.KindJoin, protocol.Join{Token: token, Name: opts.Name})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	var j protocol.Joined
+	if err := protocol.DecodeData(env, &j); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("joined: %w", err)
+	}
+	c.mu.Lock()
+	c.Self, c.Meeting = j.Self, j.Meeting
+	for _, p := range j.Participants {
+		c.participants[p.ID] = p
+	}
+	c.mu.Unlock()
+	return c, nil
+}
+
+func (c *Client) wirePeers() {
+	for target, pc := range map[protocol.Target]*webrtc.PeerConnection{protocol.TargetPublisher: c.pub, protocol.TargetSubscriber: c.sub} {
+		target := target
+		pc.OnICECandidate(func(ic *webrtc.ICECandidate) {
+			if ic == nil {
+				return
+			}
+			j := ic.ToJSON()
+			_ = c.send(protocol.KindCandidate, "", protocol.Candidate{Target: target, Candidate: protocol.ICECandidate{
+				Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}})
+		})
+	}
+	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		s := &Stream{StreamID: tr.StreamID(), TrackID: tr.ID(), Kind: tr.Kind().String(), MimeType: tr.Codec().MimeType, FirstAt: time.Now()}
+		c.mu.Lock()
+		c.streams[s.StreamID+"/"+s.Kind] = s
+		c.mu.Unlock()
+		buf := make([]byte, 1500)
+		var pkt = &rtpPacket{}
+		for {
+			n, _, err := tr.Read(buf)
+			if err != nil {
+				return
+			}
+			if pkt.parse(buf[:n]) != nil {
+				continue
+			}
+			if s.Packets.Add(1) == 1 && tr.Kind() == webrtc.RTPCodecTypeVideo {
+				if IsVP8KeyframeStart(pkt.payload) {
+					s.FirstKeyframe.Store(1)
+				} else {
+					s.FirstKeyframe.Store(2)
+				}
+			}
+			s.Bytes.Add(int64(len(pkt.payload)))
+		}
+	})
+}
+
+// Publish starts synthetic camera and microphone tracks and negotiates them.
+func (c *Client) Publish(ctx context.Context) error {
+	synth, err := NewSynth(c.Self.ID + "-cam")
+	if err != nil {
+		return err
+	}
+	var tracks []protocol.TrackInfo
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{synth.Audio, synth.Video} {
+		tc, err := c.pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		go func(s *webrtc.RTPSender) {
+			for {
+				pkts, _, err := s.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					switch p.(type) {
+					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+						synth.RequestKeyframe()
+					}
+				}
+			}
+		}(tc.Sender())
+		src := protocol.SourceMicrophone
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			src = protocol.SourceCamera
+		}
+		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
+	}
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := c.pub.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	env, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP, Tracks: tracks})
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	var ans protocol.Answer
+	if err := protocol.DecodeData(env, &ans); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	c.mu.Lock()
+	c.synth = synth
+	c.mu.Unlock()
+	go synth.Run(c.stop)
+	return nil
+}
+
+// Request sends a message and waits for the reply with the same id (or an error).
+func (c *Client) Request(ctx context.Context, kind protocol.Kind, data any) (protocol.Envelope, error) {
+	id := strconv.FormatInt(c.nextID.Add(1), 10)
+	ch := make(chan protocol.Envelope, 1)
+	c.mu.Lock()
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := c.send(kind, id, data); err != nil {
+		return protocol.Envelope{}, err
+	}
+	select {
+	case env := <-ch:
+		if env.Kind == protocol.KindError {
+			var e protocol.Error
+			_ = protocol.DecodeData(env, &e)
+			return env, fmt.Errorf("%s: %w: %s: %s", kind, ErrRejected, e.Code, e.Message)
+		}
+		return env, nil
+	case <-c.closed:
+		return protocol.Envelope{}, fmt.Errorf("%s: connection closed: %w", kind, c.closeErr)
+	case <-ctx.Done():
+		return protocol.Envelope{}, fmt.Errorf("%s: %w", kind, ctx.Err())
+	}
+}
+
+func (c *Client) send(kind protocol.Kind, id string, data any) error {
+	b, err := protocol.Encode(kind, id, data)
+	if err != nil {
+		return err
+	}
+	return c.SendRaw(b)
+}
+
+// SendRaw writes bytes as one text message, unchecked (for tests of bad input).
+func (c *Client) SendRaw(b []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return c.conn.WriteMessage(websocket.TextMessage, b)
+}
+
+func (c *Client) readLoop() {
+	defer c.shutdown(nil)
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			c.shutdown(err)
+			return
+		}
+		env, err := protocol.Decode(data)
+		if err != nil {
+			c.log.Warn("bad message from server", "err", err)
+			continue
+		}
+		c.dispatch(env)
+	}
+}
+
+func (c *Client) dispatch(env protocol.Envelope) {
+	if env.ID != "" {
+		c.mu.Lock()
+		ch := c.pending[env.ID]
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- env
+			return
+		}
+	}
+	switch env.Kind {
+	case protocol.KindOffer:
+		var o protocol.Offer
+		if protocol.DecodeData(env, &o) == nil {
+			go c.answer(o.SDP)
+		}
+	case protocol.KindCandidate:
+		var cand protocol.Candidate
+		if protocol.DecodeData(env, &cand) == nil {
+			pc := c.pub
+			if cand.Target == protocol.TargetSubscriber {
+				pc = c.sub
+			}
+			_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
+				SDPMid: cand.Candidate.SDPMid, SDPMLineIndex: cand.Candidate.SDPMLineIndex})
+		}
+	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
+		var p protocol.Participant
+		if protocol.DecodeData(env, &p) == nil {
+			c.mu.Lock()
+			c.participants[p.ID] = p
+			c.mu.Unlock()
+		}
+	case protocol.KindParticipantLeft:
+		var l protocol.ParticipantLeft
+		if protocol.DecodeData(env, &l) == nil {
+			c.mu.Lock()
+			delete(c.participants, l.ID)
+			c.mu.Unlock()
+		}
+	case protocol.KindError:
+		var e protocol.Error
+		_ = protocol.DecodeData(env, &e)
+		c.mu.Lock()
+		c.errs = append(c.errs, e)
+		c.mu.Unlock()
+	}
+}
+
+// answer handles the server's subscriber offer. Offers arrive one at a time (the server
+// waits for each answer), so no queue is needed here.
+func (c *Client) answer(sdp string) {
+	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		c.log.Warn("subscriber offer", "err", err)
+		return
+	}
+	ans, err := c.sub.CreateAnswer(nil)
+	if err == nil {
+		err = c.sub.SetLocalDescription(ans)
+	}
+	if err != nil {
+		c.log.Warn("subscriber answer", "err", err)
+		return
+	}
+	_ = c.send(protocol.KindAnswer, "", protocol.Answer{SDP: ans.SDP})
+}
+
+// Participants returns the other participants as last announced.
+func (c *Client) Participants() map[string]protocol.Participant {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]protocol.Participant, len(c.participants))
+	for k, v := range c.participants {
+		out[k] = v
+	}
+	return out
+}
+
+// Stream returns what arrived on a received stream's track of kind ("audio"/"video").
+func (c *Client) Stream(streamID, kind string) *Stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streams[streamID+"/"+kind]
+}
+
+// Errors returns error messages the server sent outside a request.
+func (c *Client) Errors() []protocol.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]protocol.Error(nil), c.errs...)
+}
+
+// Done is closed when the socket ends; Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.closed }
+
+// Err is the reason the socket ended (a *websocket.CloseError for a server close).
+func (c *Client) Err() error {
+	select {
+	case <-c.closed:
+		return c.closeErr
+	default:
+		return nil
+	}
+}
+
+func (c *Client) shutdown(err error) {
+	c.closeOnce.Do(func() {
+		c.closeErr = err
+		close(c.closed)
+		close(c.stop)
+		_ = c.pub.Close()
+		_ = c.sub.Close()
+		_ = c.conn.Close()
+	})
+}
+
+// Leave says goodbye and closes.
+func (c *Client) Leave() {
+	_ = c.send(protocol.KindLeave, "", nil)
+	c.Close()
+}
+
+// Close closes the socket and the connections without a goodbye.
+func (c *Client) Close() { c.shutdown(errors.New("closed by client")) }

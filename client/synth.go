@@ -1,0 +1,116 @@
+package client
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Synth generates media that a bridge can forward and a subscriber can check: Opus-sized
+// audio packets every 20 ms and VP8-framed video whose first packet of each frame carries
+// a valid payload descriptor, a keyframe at the start and whenever one is requested.
+// Payloads are not decodable pictures; the bridge never decodes.
+type Synth struct {
+	Audio, Video *webrtc.TrackLocalStaticRTP
+	// FPS and PacketsPerFrame shape the video; defaults 15 and 3 (~400 kbps).
+	FPS, PacketsPerFrame int
+
+	keyframeWanted atomic.Bool
+	keyframesSent  atomic.Int64
+}
+
+// NewSynth creates the two tracks, in one stream, as a browser's camera and microphone.
+func NewSynth(streamID string) (*Synth, error) {
+	a, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic-"+streamID, streamID)
+	if err != nil {
+		return nil, err
+	}
+	v, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam-"+streamID, streamID)
+	if err != nil {
+		return nil, err
+	}
+	return &Synth{Audio: a, Video: v, FPS: 15, PacketsPerFrame: 3}, nil
+}
+
+// RequestKeyframe makes the next video frame a keyframe (what an encoder does on PLI).
+func (s *Synth) RequestKeyframe() { s.keyframeWanted.Store(true) }
+
+// KeyframesSent counts keyframes generated.
+func (s *Synth) KeyframesSent() int64 { return s.keyframesSent.Load() }
+
+// Run sends media until stop is closed.
+func (s *Synth) Run(stop <-chan struct{}) {
+	audioTick := time.NewTicker(20 * time.Millisecond)
+	defer audioTick.Stop()
+	videoTick := time.NewTicker(time.Second / time.Duration(s.FPS))
+	defer videoTick.Stop()
+	var seqA, seqV uint16
+	var tsA, tsV uint32
+	payload := make([]byte, 1000)
+	first := true
+	for {
+		select {
+		case <-stop:
+			return
+		case <-audioTick.C:
+			seqA++
+			tsA += 960
+			_ = s.Audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: payload[:80]})
+		case <-videoTick.C:
+			key := first || s.keyframeWanted.Swap(false)
+			first = false
+			if key {
+				s.keyframesSent.Add(1)
+			}
+			tsV += uint32(90000 / s.FPS)
+			for i := 0; i < s.PacketsPerFrame; i++ {
+				p := payload[:1000]
+				p[0] = 0x00
+				if i == 0 {
+					p[0] = 0x10 // S=1, partition 0
+				}
+				p[1] = 0x01
+				if key {
+					p[1] = 0x00 // P=0: keyframe
+				}
+				seqV++
+				_ = s.Video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqV, Timestamp: tsV,
+					Marker: i == s.PacketsPerFrame-1}, Payload: p})
+			}
+		}
+	}
+}
+
+// IsVP8KeyframeStart reports whether a VP8 RTP payload starts a keyframe.
+func IsVP8KeyframeStart(p []byte) bool {
+	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
+		return false
+	}
+	i := 1
+	if p[0]&0x80 != 0 {
+		if len(p) <= i {
+			return false
+		}
+		ext := p[i]
+		i++
+		if ext&0x80 != 0 {
+			if len(p) <= i {
+				return false
+			}
+			if p[i]&0x80 != 0 {
+				i += 2
+			} else {
+				i++
+			}
+		}
+		if ext&0x40 != 0 {
+			i++
+		}
+		if ext&0x30 != 0 {
+			i++
+		}
+	}
+	return len(p) > i && p[i]&0x01 == 0
+}

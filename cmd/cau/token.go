@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+)
+
+func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	meeting := fs.String("meeting", "", "meeting id")
+	site := fs.String("site", "", "site id of the holder")
+	name := fs.String("name", "", "display name")
+	role := fs.String("role", string(auth.RoleParticipant), "admin, technician, chair, participant or room")
+	endpoint := fs.String("endpoint", "", "endpoint id (room devices)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "validity")
+	dev := fs.Bool("dev", false, "sign with the dev key (for `cau serve --dev`)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	keys := auth.Keys{}
+	switch key := os.Getenv("CAU_TOKEN_KEY"); {
+	case key != "":
+		keys.Current = []byte(key)
+	case *dev:
+		keys.Current = []byte(auth.DevKey)
+	default:
+		return fmt.Errorf("set CAU_TOKEN_KEY to the server's signing key, or pass --dev for a dev server")
+	}
+	r := auth.Role(*role)
+	if !r.Valid() {
+		return fmt.Errorf("unknown role %q", *role)
+	}
+	if *meeting == "" && r != auth.RoleAdmin && r != auth.RoleTechnician {
+		return fmt.Errorf("--meeting is required for role %s", r)
+	}
+	tok, err := keys.Sign(auth.Claims{Meeting: *meeting, Site: *site, Name: *name, Role: r, Endpoint: *endpoint}, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

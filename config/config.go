@@ -1,0 +1,173 @@
+// Package config loads Cầu's configuration: defaults in code, then a YAML file (strict:
+// unknown keys are errors), then CAU_* environment variables; command-line flags are
+// applied last by the caller. Secrets are never printed: see Config.LogValue.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the configuration of `cau serve`.
+type Config struct {
+	// HTTPAddr serves pages, /ws, /api, /metrics. Default 127.0.0.1:7880.
+	HTTPAddr string `yaml:"http_addr"`
+	// ICEUDPPort carries all media over UDP (one port, muxed). Default 7882.
+	ICEUDPPort int `yaml:"ice_udp_port"`
+	// ICETCPPort carries media for networks that block UDP; -1 disables. Default 7881.
+	ICETCPPort int `yaml:"ice_tcp_port"`
+	// PublicIPs are announced instead of the host's addresses (NAT 1:1).
+	PublicIPs []string `yaml:"public_ips"`
+	// Dev enables the fixed dev signing key, loopback candidates and demo links.
+	Dev bool `yaml:"dev"`
+	// TokenKey signs and verifies JWTs (≥ 32 bytes). Required outside dev mode.
+	TokenKey string `yaml:"token_key"`
+	// PreviousTokenKeys still verify during a key rotation.
+	PreviousTokenKeys []string `yaml:"previous_token_keys"`
+	// AllowedOrigins are extra browser origins allowed to open /ws.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json. Default text.
+	LogFormat string `yaml:"log_format"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		HTTPAddr:   "127.0.0.1:7880",
+		ICEUDPPort: 7882,
+		ICETCPPort: 7881,
+		LogLevel:   "info",
+		LogFormat:  "text",
+	}
+}
+
+// Load builds the configuration from the defaults, the YAML file at path (if path is not
+// empty) and the environment (getenv, usually os.Getenv).
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		// An empty file is fine: yaml.v3 reports it as io.EOF.
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	str := func(key string, dst *string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	num := func(key string, dst *int) error {
+		if v := getenv(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: not a number", key, v)
+			}
+			*dst = n
+		}
+		return nil
+	}
+	list := func(key string, dst *[]string) {
+		if v := getenv(key); v != "" {
+			*dst = splitList(v)
+		}
+	}
+	str("CAU_HTTP_ADDR", &c.HTTPAddr)
+	if err := num("CAU_ICE_UDP_PORT", &c.ICEUDPPort); err != nil {
+		return err
+	}
+	if err := num("CAU_ICE_TCP_PORT", &c.ICETCPPort); err != nil {
+		return err
+	}
+	list("CAU_PUBLIC_IPS", &c.PublicIPs)
+	str("CAU_TOKEN_KEY", &c.TokenKey)
+	list("CAU_PREVIOUS_TOKEN_KEYS", &c.PreviousTokenKeys)
+	list("CAU_ALLOWED_ORIGINS", &c.AllowedOrigins)
+	str("CAU_LOG_LEVEL", &c.LogLevel)
+	str("CAU_LOG_FORMAT", &c.LogFormat)
+	if v := getenv("CAU_DEV"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("CAU_DEV=%q: not a boolean", v)
+		}
+		c.Dev = b
+	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	if c.HTTPAddr == "" {
+		return errors.New("config: http_addr is empty")
+	}
+	if c.ICEUDPPort < 0 || c.ICEUDPPort > 65535 {
+		return fmt.Errorf("config: ice_udp_port %d out of range", c.ICEUDPPort)
+	}
+	if c.ICETCPPort < -1 || c.ICETCPPort > 65535 {
+		return fmt.Errorf("config: ice_tcp_port %d out of range (-1 disables)", c.ICETCPPort)
+	}
+	if !c.Dev && len(c.TokenKey) < 32 {
+		return errors.New("config: token_key (or CAU_TOKEN_KEY) of at least 32 bytes is required outside dev mode")
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// ParseLevel maps a level name to slog's level.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("config: log_level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// LogValue implements slog.LogValuer so logging a Config never prints its keys.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.Int("ice_udp_port", c.ICEUDPPort),
+		slog.Int("ice_tcp_port", c.ICETCPPort),
+		slog.Any("public_ips", c.PublicIPs),
+		slog.Bool("dev", c.Dev),
+		slog.Bool("token_key_set", c.TokenKey != ""),
+		slog.Int("previous_token_keys", len(c.PreviousTokenKeys)),
+	)
+}

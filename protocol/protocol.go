@@ -1,0 +1,249 @@
+// Package protocol defines Cầu's signaling messages: the JSON envelope carried over the
+// /ws WebSocket, the message kinds, their payloads and the validation every peer applies
+// before acting on one. It is the public contract between endpoints (browsers, kiosks,
+// load-test bots) and signaling; nothing in it knows about WebRTC internals or meetings.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the envelope version this package speaks. A peer that receives another
+// version answers with an error of code CodeUnsupportedVersion.
+const Version = 1
+
+// MaxMessageBytes bounds one WebSocket message. SDP for a peer with a dozen tracks is about
+// 10 KiB; 64 KiB leaves room and still stops abuse.
+const MaxMessageBytes = 64 << 10
+
+// Kind names a message kind.
+type Kind string
+
+// Client → server kinds.
+const (
+	KindJoin      Kind = "join"      // first message: authenticate and enter the meeting
+	KindOffer     Kind = "offer"     // publisher connection offer (client sends media)
+	KindAnswer    Kind = "answer"    // subscriber connection answer (client receives media)
+	KindCandidate Kind = "candidate" // trickle ICE, both directions
+	KindMute      Kind = "mute"      // the client muted or unmuted a source
+	KindLeave     Kind = "leave"     // the client leaves; the server closes the socket
+	KindPing      Kind = "ping"      // keep-alive; answered with pong
+)
+
+// Server → client kinds.
+const (
+	KindJoined             Kind = "joined"              // join accepted: who you are and who is here
+	KindParticipantJoined  Kind = "participant_joined"  // someone entered the meeting
+	KindParticipantUpdated Kind = "participant_updated" // someone's mute or publishing state changed
+	KindParticipantLeft    Kind = "participant_left"    // someone left
+	KindError              Kind = "error"               // a request failed; see Error
+	KindPong               Kind = "pong"                // answer to ping
+)
+
+// Envelope is the outer JSON object of every message in both directions.
+type Envelope struct {
+	V    int             `json:"v"`
+	Kind Kind            `json:"type"`
+	ID   string          `json:"id,omitempty"` // request id; echoed in the reply or error
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Source says what a published track carries.
+type Source string
+
+// Track sources.
+const (
+	SourceMicrophone Source = "microphone"
+	SourceCamera     Source = "camera"
+	SourceScreen     Source = "screen" // the content channel: slides or a shared screen
+)
+
+// Valid reports whether s is a known source.
+func (s Source) Valid() bool {
+	return s == SourceMicrophone || s == SourceCamera || s == SourceScreen
+}
+
+// Target names one of the two peer connections an endpoint keeps with its bridge.
+type Target string
+
+// Peer connection targets.
+const (
+	TargetPublisher  Target = "publisher"  // endpoint → bridge; the endpoint offers
+	TargetSubscriber Target = "subscriber" // bridge → endpoint; the bridge offers
+)
+
+// Join is the first message on a socket.
+type Join struct {
+	Token string `json:"token"` // a JWT from `cau token` or the API
+	Name  string `json:"name,omitempty"`
+}
+
+// TrackInfo maps a track id (the msid track id in the SDP) to its source.
+type TrackInfo struct {
+	ID     string `json:"id"`
+	Source Source `json:"source"`
+}
+
+// Offer carries an SDP offer: from the client for the publisher connection, or from the
+// server for the subscriber connection.
+type Offer struct {
+	SDP    string      `json:"sdp"`
+	Tracks []TrackInfo `json:"tracks,omitempty"` // client → server only
+}
+
+// Answer carries an SDP answer.
+type Answer struct {
+	SDP string `json:"sdp"`
+}
+
+// ICECandidate mirrors the browser's RTCIceCandidateInit.
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// Candidate is one trickled ICE candidate for one of the two connections.
+type Candidate struct {
+	Target    Target       `json:"target"`
+	Candidate ICECandidate `json:"candidate"`
+}
+
+// Mute reports that the client muted or unmuted a source.
+type Mute struct {
+	Source Source `json:"source"`
+	Muted  bool   `json:"muted"`
+}
+
+// Participant describes one endpoint in a meeting as the others see it.
+type Participant struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Site string `json:"site"`
+	Role string `json:"role"`
+	// Muted lists the sources the participant has muted.
+	Muted []Source `json:"muted,omitempty"`
+	// Streams maps a source to the MediaStream id under which the subscriber connection
+	// delivers it. Microphone and camera share one stream so browsers keep lip sync.
+	Streams map[Source]string `json:"streams,omitempty"`
+}
+
+// Joined answers a successful join.
+type Joined struct {
+	Meeting      string        `json:"meeting"`
+	Self         Participant   `json:"self"`
+	Participants []Participant `json:"participants"`
+}
+
+// ParticipantLeft names the endpoint that left.
+type ParticipantLeft struct {
+	ID string `json:"id"`
+}
+
+// Error codes: stable strings clients may switch on.
+const (
+	CodeBadMessage         = "bad_message"         // not JSON, missing fields, bad values
+	CodeUnknownKind        = "unknown_kind"        // a kind this server does not know
+	CodeUnsupportedVersion = "unsupported_version" // envelope version other than Version
+	CodeUnauthorized       = "unauthorized"        // missing, bad or expired token
+	CodeForbidden          = "forbidden"           // the role may not do this
+	CodeNotJoined          = "not_joined"          // a request before a successful join
+	CodeBadSDP             = "bad_sdp"             // the SDP could not be applied
+	CodeRateLimited        = "rate_limited"        // too many messages
+	CodeInternal           = "internal"            // our fault; logged on the server
+)
+
+// Error is the payload of an error message.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Close codes used when the server ends a socket (4000–4999 are application codes).
+const (
+	CloseUnauthorized = 4001 // join failed authentication; the client should not retry as is
+	CloseJoinTimeout  = 4002 // no join arrived in time
+	CloseRateLimited  = 4003 // too many messages or bad messages
+	CloseReplaced     = 4004 // the same endpoint joined again elsewhere
+	CloseMeetingEnded = 4005 // the meeting ended
+)
+
+// Decoding errors.
+var (
+	ErrEmpty       = errors.New("empty message")
+	ErrTooLarge    = errors.New("message too large")
+	ErrNotObject   = errors.New("message is not a JSON object")
+	ErrVersion     = errors.New("unsupported protocol version")
+	ErrMissingKind = errors.New("message has no type")
+)
+
+// Decode parses one message envelope. It does not look inside Data; use DecodeData.
+func Decode(b []byte) (Envelope, error) {
+	var env Envelope
+	if len(bytes.TrimSpace(b)) == 0 {
+		return env, ErrEmpty
+	}
+	if len(b) > MaxMessageBytes {
+		return env, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(b), MaxMessageBytes)
+	}
+	if c := bytes.TrimSpace(b)[0]; c != '{' {
+		return env, ErrNotObject
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return env, fmt.Errorf("decode envelope: %w", err)
+	}
+	if env.V != Version {
+		return env, fmt.Errorf("%w: %d (this server speaks %d)", ErrVersion, env.V, Version)
+	}
+	if env.Kind == "" {
+		return env, ErrMissingKind
+	}
+	if len(env.ID) > 64 {
+		return env, fmt.Errorf("decode envelope: id longer than 64 bytes")
+	}
+	return env, nil
+}
+
+// Validator is implemented by payloads that check their own fields after decoding.
+type Validator interface {
+	Validate() error
+}
+
+// DecodeData parses env.Data strictly (unknown fields are an error) into v and validates it.
+func DecodeData(env Envelope, v any) error {
+	if len(env.Data) == 0 {
+		return fmt.Errorf("%s: missing data", env.Kind)
+	}
+	dec := json.NewDecoder(bytes.NewReader(env.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", env.Kind, err)
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", env.Kind, err)
+		}
+	}
+	return nil
+}
+
+// Encode builds a message of the given kind with data marshalled as its payload.
+func Encode(kind Kind, id string, data any) ([]byte, error) {
+	env := Envelope{V: Version, Kind: kind, ID: id}
+	if data != nil {
+		raw, err := json.Marshal(data)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", kind, err)
+		}
+		env.Data = raw
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", kind, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,105 @@
+package protocol
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDecodeRejectsBadEnvelopes(t *testing.T) {
+	cases := []struct {
+		name string
+		in   string
+		want error // nil: any error is fine but there must be one
+	}{
+		{"empty", "", ErrEmpty},
+		{"spaces", "   ", ErrEmpty},
+		{"array", `[1,2]`, ErrNotObject},
+		{"not json", `{"v":1,`, nil},
+		{"wrong version", `{"v":2,"type":"join"}`, ErrVersion},
+		{"no version", `{"type":"join"}`, ErrVersion},
+		{"no kind", `{"v":1}`, ErrMissingKind},
+		{"huge", `{"v":1,"type":"x","data":"` + strings.Repeat("a", MaxMessageBytes) + `"}`, ErrTooLarge},
+		{"long id", `{"v":1,"type":"ping","id":"` + strings.Repeat("a", 65) + `"}`, nil},
+	}
+	for _, c := range cases {
+		_, err := Decode([]byte(c.in))
+		if err == nil {
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		if c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("%s: error %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+func TestDecodeDataValidates(t *testing.T) {
+	cases := []struct {
+		name string
+		msg  string
+		into any
+		ok   bool
+	}{
+		{"join ok", `{"v":1,"type":"join","data":{"token":"abc","name":"Xã A"}}`, &Join{}, true},
+		{"join without token", `{"v":1,"type":"join","data":{"name":"x"}}`, &Join{}, false},
+		{"join unknown field", `{"v":1,"type":"join","data":{"token":"a","admin":true}}`, &Join{}, false},
+		{"join long name", `{"v":1,"type":"join","data":{"token":"a","name":"` + strings.Repeat("ă", 65) + `"}}`, &Join{}, false},
+		{"join no data", `{"v":1,"type":"join"}`, &Join{}, false},
+		{"offer ok", `{"v":1,"type":"offer","data":{"sdp":"v=0\r\n","tracks":[{"id":"t1","source":"camera"}]}}`, &Offer{}, true},
+		{"offer not sdp", `{"v":1,"type":"offer","data":{"sdp":"hello"}}`, &Offer{}, false},
+		{"offer bad source", `{"v":1,"type":"offer","data":{"sdp":"v=0","tracks":[{"id":"t1","source":"x"}]}}`, &Offer{}, false},
+		{"offer empty track id", `{"v":1,"type":"offer","data":{"sdp":"v=0","tracks":[{"id":"","source":"camera"}]}}`, &Offer{}, false},
+		{"candidate ok", `{"v":1,"type":"candidate","data":{"target":"publisher","candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0"}}}`, &Candidate{}, true},
+		{"candidate bad target", `{"v":1,"type":"candidate","data":{"target":"x","candidate":{"candidate":""}}}`, &Candidate{}, false},
+		{"mute ok", `{"v":1,"type":"mute","data":{"source":"microphone","muted":true}}`, &Mute{}, true},
+		{"mute bad source", `{"v":1,"type":"mute","data":{"source":"speaker","muted":true}}`, &Mute{}, false},
+		{"answer wrong type", `{"v":1,"type":"answer","data":{"sdp":5}}`, &Answer{}, false},
+	}
+	for _, c := range cases {
+		env, err := Decode([]byte(c.msg))
+		if err != nil {
+			t.Fatalf("%s: decode envelope: %v", c.name, err)
+		}
+		err = DecodeData(env, c.into)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: err = %v, want ok=%v", c.name, err, c.ok)
+		}
+	}
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	b, err := Encode(KindJoined, "7", Joined{Meeting: "m1", Self: Participant{ID: "p1", Name: "Tỉnh"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j Joined
+	if err := DecodeData(env, &j); err != nil {
+		t.Fatal(err)
+	}
+	if env.Kind != KindJoined || env.ID != "7" || j.Meeting != "m1" || j.Self.Name != "Tỉnh" {
+		t.Fatalf("round trip changed the message: %+v %+v", env, j)
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes through the decoder and every payload type: errors are
+// fine, panics are not.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"v":1,"type":"join","data":{"token":"abc"}}`))
+	f.Add([]byte(`{"v":1,"type":"offer","data":{"sdp":"v=0","tracks":[{"id":"a","source":"screen"}]}}`))
+	f.Add([]byte(`{"v":1,"type":"candidate","data":{"target":"subscriber","candidate":{"candidate":"x","sdpMLineIndex":0}}}`))
+	f.Add([]byte(`{"v":1,"type":"mute","data":{"source":"camera","muted":false}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := Decode(b)
+		if err != nil {
+			return
+		}
+		for _, v := range []any{&Join{}, &Offer{}, &Answer{}, &Candidate{}, &Mute{}} {
+			_ = DecodeData(env, v)
+		}
+	})
+}

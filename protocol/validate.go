@@ -1,0 +1,88 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Field limits. They bound memory per message and keep names printable on a kiosk screen.
+const (
+	maxTokenBytes     = 4096
+	maxNameRunes      = 64
+	maxSDPBytes       = 48 << 10
+	maxTracksPerOffer = 16
+	maxTrackIDBytes   = 128
+	maxCandidateBytes = 512
+)
+
+var errField = errors.New("invalid field")
+
+// Validate checks a join.
+func (j *Join) Validate() error {
+	if j.Token == "" {
+		return fmt.Errorf("%w: token is required", errField)
+	}
+	if len(j.Token) > maxTokenBytes {
+		return fmt.Errorf("%w: token longer than %d bytes", errField, maxTokenBytes)
+	}
+	if len([]rune(j.Name)) > maxNameRunes {
+		return fmt.Errorf("%w: name longer than %d characters", errField, maxNameRunes)
+	}
+	return nil
+}
+
+// Validate checks an offer.
+func (o *Offer) Validate() error {
+	if err := checkSDP(o.SDP); err != nil {
+		return err
+	}
+	if len(o.Tracks) > maxTracksPerOffer {
+		return fmt.Errorf("%w: more than %d tracks", errField, maxTracksPerOffer)
+	}
+	for _, t := range o.Tracks {
+		if t.ID == "" || len(t.ID) > maxTrackIDBytes {
+			return fmt.Errorf("%w: track id must be 1..%d bytes", errField, maxTrackIDBytes)
+		}
+		if !t.Source.Valid() {
+			return fmt.Errorf("%w: unknown track source %q", errField, t.Source)
+		}
+	}
+	return nil
+}
+
+// Validate checks an answer.
+func (a *Answer) Validate() error { return checkSDP(a.SDP) }
+
+// Validate checks a candidate.
+func (c *Candidate) Validate() error {
+	if c.Target != TargetPublisher && c.Target != TargetSubscriber {
+		return fmt.Errorf("%w: target must be %q or %q", errField, TargetPublisher, TargetSubscriber)
+	}
+	if len(c.Candidate.Candidate) > maxCandidateBytes {
+		return fmt.Errorf("%w: candidate longer than %d bytes", errField, maxCandidateBytes)
+	}
+	return nil
+}
+
+// Validate checks a mute.
+func (m *Mute) Validate() error {
+	if !m.Source.Valid() {
+		return fmt.Errorf("%w: unknown source %q", errField, m.Source)
+	}
+	return nil
+}
+
+// checkSDP rejects what is obviously not a session description before pion sees it.
+func checkSDP(sdp string) error {
+	if sdp == "" {
+		return fmt.Errorf("%w: sdp is required", errField)
+	}
+	if len(sdp) > maxSDPBytes {
+		return fmt.Errorf("%w: sdp longer than %d bytes", errField, maxSDPBytes)
+	}
+	if !strings.HasPrefix(sdp, "v=0") {
+		return fmt.Errorf("%w: sdp must start with v=0", errField)
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// ErrCodecNotSupported is returned when a subscriber cannot receive a track's codec
+// (the bridge forwards, it does not transcode).
+var ErrCodecNotSupported = errors.New("sfu: subscriber does not support the codec")
+
+// DownTrack forwards one UpTrack to one subscriber. It implements webrtc.TrackLocal so
+// it can be added to the subscriber's peer connection; pion calls Bind once negotiation
+// has settled the payload type and SSRC.
+type DownTrack struct {
+	id, streamID string
+	up           *UpTrack
+	sub          *Peer
+	sender       *webrtc.RTPSender // set by the subscriber peer under its lock; read after
+
+	binding atomic.Pointer[binding] // nil until Bind, nil again after Unbind
+
+	// Forwarding state, owned by the up track's reader goroutine (writeRTP's only caller).
+	started     bool
+	firstInSeq  uint16
+	seqOffset   uint16
+	tsOffset    uint32
+	scratch     rtp.Header // reused for every packet: no allocation per write
+	packetsSent atomic.Uint64
+
+	closeOnce sync.Once
+}
+
+// binding is what Bind learnt from negotiation.
+type binding struct {
+	ssrc   uint32
+	pt     uint8
+	writer webrtc.TrackLocalWriter
+}
+
+func newDownTrack(up *UpTrack, sub *Peer, id, streamID string) *DownTrack {
+	return &DownTrack{id: id, streamID: streamID, up: up, sub: sub}
+}
+
+// Bind implements webrtc.TrackLocal: it picks the subscriber's payload type for the
+// publisher's codec.
+func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	want := d.up.codec
+	for _, c := range ctx.CodecParameters() {
+		if strings.EqualFold(c.MimeType, want.MimeType) && fmtpCompatible(want, c) {
+			d.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), writer: ctx.WriteStream()})
+			return c, nil
+		}
+	}
+	return webrtc.RTPCodecParameters{}, fmt.Errorf("bind %s (%s): %w", d.id, want.MimeType, ErrCodecNotSupported)
+}
+
+// fmtpCompatible matches H.264 by packetization mode and profile so a Baseline stream is not
+// labelled High; other codecs match by MIME type alone.
+func fmtpCompatible(pub, sub webrtc.RTPCodecParameters) bool {
+	if !strings.EqualFold(pub.MimeType, webrtc.MimeTypeH264) {
+		return true
+	}
+	return fmtpValue(pub.SDPFmtpLine, "packetization-mode") == fmtpValue(sub.SDPFmtpLine, "packetization-mode") &&
+		h264Profile(pub.SDPFmtpLine) == h264Profile(sub.SDPFmtpLine)
+}
+
+func fmtpValue(line, key string) string {
+	for _, kv := range strings.Split(line, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
+}
+
+// h264Profile is the profile_idc and constraint byte of profile-level-id (level ignored).
+func h264Profile(line string) string {
+	v := fmtpValue(line, "profile-level-id")
+	if len(v) < 4 {
+		return ""
+	}
+	return strings.ToLower(v[:4])
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.binding.Store(nil)
+	return nil
+}
+
+// ID implements webrtc.TrackLocal.
+func (d *DownTrack) ID() string { return d.id }
+
+// RID implements webrtc.TrackLocal; simulcast layers are not forwarded yet.
+func (d *DownTrack) RID() string { return "" }
+
+// StreamID implements webrtc.TrackLocal.
+func (d *DownTrack) StreamID() string { return d.streamID }
+
+// Kind implements webrtc.TrackLocal.
+func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
+
+// Up is the track this DownTrack forwards.
+func (d *DownTrack) Up() *UpTrack { return d.up }
+
+// PacketsSent counts packets written to the subscriber.
+func (d *DownTrack) PacketsSent() uint64 { return d.packetsSent.Load() }
+
+type writeResult uint8
+
+const (
+	writeOK writeResult = iota
+	writeUnbound
+	writeWaitingKeyframe
+	writeSkipped
+	writeFailed
+)
+
+// writeRTP rewrites one packet for this subscriber and sends it. Called only from the up
+// track's reader goroutine.
+//
+// A video subscriber starts at a keyframe, so its decoder never sees a delta frame it
+// cannot use. From then on its sequence numbers and timestamps are the publisher's plus a
+// fixed offset: a retransmitted or reordered packet maps to the right slot, and a gap
+// upstream stays a gap the subscriber can NACK.
+func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) writeResult {
+	b := d.binding.Load()
+	if b == nil || !d.sub.subConnected.Load() {
+		return writeUnbound
+	}
+	starting := !d.started
+	if starting {
+		if d.up.codecK != codecOther && !keyframe {
+			return writeWaitingKeyframe
+		}
+		d.started = true
+		d.firstInSeq = hdr.SequenceNumber
+		// Random starting points (RFC 3550 §5.1) so two subscriptions never look alike.
+		d.seqOffset = uint16(rand.Uint32()) - hdr.SequenceNumber
+		d.tsOffset = rand.Uint32() - hdr.Timestamp
+	} else if int16(hdr.SequenceNumber-d.firstInSeq) < 0 {
+		return writeSkipped // older than our first packet: the subscriber never needs it
+	}
+	s := &d.scratch
+	s.Version = 2
+	s.Padding = false
+	s.Marker = hdr.Marker
+	s.PayloadType = b.pt
+	s.SequenceNumber = hdr.SequenceNumber + d.seqOffset
+	s.Timestamp = hdr.Timestamp + d.tsOffset
+	s.SSRC = b.ssrc
+	s.CSRC = s.CSRC[:0]
+	// The publisher's header extensions use its own negotiated ids; the interceptors add
+	// the ones this subscriber negotiated (TWCC), so none are copied.
+	s.Extension = false
+	s.Extensions = s.Extensions[:0]
+	n, err := b.writer.WriteRTP(s, payload)
+	if err != nil {
+		return writeFailed
+	}
+	if n == 0 && starting {
+		// SRTP was not ready after all: the keyframe did not leave, so wait for another.
+		d.started = false
+		return writeUnbound
+	}
+	d.packetsSent.Add(1)
+	return writeOK
+}
+
+// readRTCP serves the subscriber's feedback for this track: picture loss and FIR become a
+// throttled keyframe request to the publisher. NACKs are answered by the interceptor.
+func (d *DownTrack) readRTCP() {
+	for {
+		pkts, _, err := d.sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				d.up.RequestKeyframe()
+			}
+		}
+	}
+}
+
+// upClosed is called by the up track when it ends.
+func (d *DownTrack) upClosed() {
+	d.sub.removeDownTrack(d)
+}

@@ -1,0 +1,327 @@
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// This file is the in-process test harness: real pion endpoints over loopback talking to
+// a real bridge, with the signaling done by direct calls instead of a WebSocket.
+
+func testLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("CAU_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func newTestBridge(t testing.TB) *Bridge {
+	t.Helper()
+	b, err := New(Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("new bridge: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// endpointAPI is a browser-like pion stack: default codecs and interceptors.
+func endpointAPI(t testing.TB) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+// received records what an endpoint got on one incoming track.
+type received struct {
+	streamID, trackID string
+	mime              string
+	packets           atomic.Int64
+	firstIsKeyframe   atomic.Int32 // 0 unknown, 1 yes, 2 no
+	payloadTypes      sync.Map     // uint8 → struct{}
+}
+
+// testEndpoint is a pion peer acting as a browser: it publishes synthetic VP8 video and
+// Opus audio and counts what it receives.
+type testEndpoint struct {
+	t        testing.TB
+	name     string
+	peer     *Peer // its presence on the bridge
+	pub, sub *webrtc.PeerConnection
+	audio    *webrtc.TrackLocalStaticRTP
+	video    *webrtc.TrackLocalStaticRTP
+
+	mu   sync.Mutex
+	recv map[string]*received // by stream id + "/" + kind
+	stop chan struct{}
+
+	keyframeWanted atomic.Bool
+	plisReceived   atomic.Int64
+}
+
+func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack)) *testEndpoint {
+	t.Helper()
+	api := endpointAPI(t)
+	e := &testEndpoint{t: t, name: name, recv: map[string]*received{}, stop: make(chan struct{})}
+	var err error
+	if e.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	if e.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	e.peer, err = b.NewPeer(PeerParams{
+		ID: name,
+		OnCandidate: func(target Target, c webrtc.ICECandidateInit) {
+			pc := e.pub
+			if target == Subscriber {
+				pc = e.sub
+			}
+			_ = pc.AddICECandidate(c)
+		},
+		OnSubscriberOffer: func(sdp string) { go e.answer(sdp) },
+		OnTrack:           onTrack,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pub.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c != nil {
+			_ = e.peer.AddCandidate(Publisher, c.ToJSON())
+		}
+	})
+	e.sub.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c != nil {
+			_ = e.peer.AddCandidate(Subscriber, c.ToJSON())
+		}
+	})
+	e.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType}
+		e.mu.Lock()
+		e.recv[tr.StreamID()+"/"+tr.Kind().String()] = r
+		e.mu.Unlock()
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if r.packets.Add(1) == 1 && tr.Kind() == webrtc.RTPCodecTypeVideo {
+				if vp8KeyframeStart(pkt.Payload) {
+					r.firstIsKeyframe.Store(1)
+				} else {
+					r.firstIsKeyframe.Store(2)
+				}
+			}
+			r.payloadTypes.Store(pkt.PayloadType, struct{}{})
+		}
+	})
+	t.Cleanup(e.close)
+	return e
+}
+
+func (e *testEndpoint) answer(sdp string) {
+	if err := e.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		e.t.Errorf("%s: subscriber offer: %v", e.name, err)
+		return
+	}
+	ans, err := e.sub.CreateAnswer(nil)
+	if err == nil {
+		err = e.sub.SetLocalDescription(ans)
+	}
+	if err != nil {
+		e.t.Errorf("%s: subscriber answer: %v", e.name, err)
+		return
+	}
+	if err := e.peer.HandleAnswer(ans.SDP); err != nil {
+		e.t.Errorf("%s: handle answer: %v", e.name, err)
+	}
+}
+
+// publish adds audio and video tracks, negotiates, and starts sending synthetic media.
+func (e *testEndpoint) publish() {
+	t := e.t
+	var err error
+	stream := "stream-" + e.name
+	e.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio-"+e.name, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video-"+e.name, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []webrtc.TrackLocal{e.audio, e.video} {
+		tc, err := e.pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go e.readFeedback(tc.Sender())
+	}
+	offer, err := e.pub.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pub.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := e.peer.HandleOffer(offer.SDP)
+	if err != nil {
+		t.Fatalf("%s: handle offer: %v", e.name, err)
+	}
+	if err := e.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	go e.sendMedia()
+}
+
+// readFeedback turns a PLI or FIR from the bridge into a keyframe on the next frame, as
+// a browser's encoder would.
+func (e *testEndpoint) readFeedback(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				e.keyframeWanted.Store(true)
+				e.plisReceived.Add(1)
+			}
+		}
+	}
+}
+
+// sendMedia sends 50 audio packets/s and ~16 video frames/s of 3 packets. Only the first
+// frame is a keyframe unless the bridge asks for another, so a test sees whether keyframe
+// requests work.
+func (e *testEndpoint) sendMedia() {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var seqA, seqV uint16
+	var tsA, tsV uint32
+	frame := 0
+	payload := make([]byte, 900)
+	for n := 0; ; n++ {
+		select {
+		case <-e.stop:
+			return
+		case <-tick.C:
+		}
+		seqA++
+		tsA += 960
+		_ = e.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: payload[:80]})
+		if n%3 == 2 { // ~16 fps is enough for the tests and easy on 2 cores
+			continue
+		}
+		frame++
+		tsV += 3000
+		key := frame == 1 || e.keyframeWanted.Swap(false)
+		for i := 0; i < 3; i++ {
+			p := payload[:900]
+			p[0] = 0x00 // continuation
+			if i == 0 {
+				p[0] = 0x10 // S=1, partition 0
+			}
+			p[1] = 0x01 // delta frame
+			if key {
+				p[1] = 0x00 // keyframe
+			}
+			seqV++
+			_ = e.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqV, Timestamp: tsV, Marker: i == 2}, Payload: p})
+		}
+	}
+}
+
+// got returns the record for a stream's kind, or nil.
+func (e *testEndpoint) got(streamID string, kind webrtc.RTPCodecType) *received {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.recv[streamID+"/"+kind.String()]
+}
+
+func (e *testEndpoint) close() {
+	select {
+	case <-e.stop:
+		return
+	default:
+		close(e.stop)
+	}
+	_ = e.pub.Close()
+	_ = e.sub.Close()
+	_ = e.peer.Close()
+}
+
+// eventually polls cond until it returns "" or the timeout passes; the string says what
+// is still missing (STYLE habit 14).
+func eventually(t testing.TB, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var why string
+	for time.Now().Before(deadline) {
+		if why = cond(); why == "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v: %s", timeout, why)
+}
+
+// room wires endpoints like a meeting would: every published track goes to every other
+// endpoint, now and when they join later.
+type room struct {
+	mu        sync.Mutex
+	endpoints []*testEndpoint
+	tracks    []*UpTrack
+}
+
+func (r *room) onTrack(owner *string) func(*UpTrack) {
+	return func(up *UpTrack) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.tracks = append(r.tracks, up)
+		for _, e := range r.endpoints {
+			if e.name != *owner {
+				if _, err := e.peer.Subscribe(up, up.ID(), up.StreamID()); err != nil {
+					panic(fmt.Sprintf("subscribe: %v", err))
+				}
+			}
+		}
+	}
+}
+
+func (r *room) join(t testing.TB, b *Bridge, name string) *testEndpoint {
+	owner := name
+	e := newTestEndpoint(t, b, name, r.onTrack(&owner))
+	r.mu.Lock()
+	r.endpoints = append(r.endpoints, e)
+	for _, up := range r.tracks {
+		if _, err := e.peer.Subscribe(up, up.ID(), up.StreamID()); err != nil {
+			t.Fatalf("subscribe: %v", err)
+		}
+	}
+	r.mu.Unlock()
+	return e
+}

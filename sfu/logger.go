@@ -1,0 +1,43 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pion/logging"
+)
+
+// pionLoggerFactory routes pion's logs into slog with a "scope" field, so ICE and DTLS
+// messages land in the same pipeline as ours (STYLE habit 10).
+type pionLoggerFactory struct{ log *slog.Logger }
+
+func newPionLoggerFactory(log *slog.Logger) logging.LoggerFactory {
+	return pionLoggerFactory{log: log}
+}
+
+func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{log: f.log.With("scope", scope)}
+}
+
+// pionLogger maps pion's levels onto slog's. pion's Info is chatty (every candidate), so it
+// goes to Debug; Trace is dropped.
+type pionLogger struct{ log *slog.Logger }
+
+func (l pionLogger) logf(level slog.Level, format string, args ...any) {
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+}
+
+func (l pionLogger) Trace(string)                   {}
+func (l pionLogger) Tracef(string, ...any)          {}
+func (l pionLogger) Debug(msg string)               { l.logf(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Debugf(format string, a ...any) { l.logf(slog.LevelDebug, format, a...) }
+func (l pionLogger) Info(msg string)                { l.logf(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Infof(format string, a ...any)  { l.logf(slog.LevelDebug, format, a...) }
+func (l pionLogger) Warn(msg string)                { l.logf(slog.LevelWarn, "%s", msg) }
+func (l pionLogger) Warnf(format string, a ...any)  { l.logf(slog.LevelWarn, format, a...) }
+func (l pionLogger) Error(msg string)               { l.logf(slog.LevelError, "%s", msg) }
+func (l pionLogger) Errorf(format string, a ...any) { l.logf(slog.LevelError, format, a...) }

@@ -1,0 +1,47 @@
+package sfu
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the bridge's Prometheus counters. Labels are bounded: kind is audio or video.
+type Metrics struct {
+	PacketsIn      *prometheus.CounterVec // by kind
+	BytesIn        *prometheus.CounterVec
+	PacketsOut     *prometheus.CounterVec
+	BytesOut       *prometheus.CounterVec
+	PacketsDropped *prometheus.CounterVec // by reason: keyframe_wait, write_error, malformed
+	KeyframeReqs   prometheus.Counter     // PLIs sent to publishers
+	Peers          prometheus.Gauge
+	UpTracks       prometheus.Gauge
+	DownTracks     prometheus.Gauge
+}
+
+// NewMetrics creates the bridge's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		PacketsIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_rtp_packets_received_total",
+			Help: "RTP packets received from publishers."}, []string{"kind"}),
+		BytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_rtp_bytes_received_total",
+			Help: "RTP payload bytes received from publishers."}, []string{"kind"}),
+		PacketsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_rtp_packets_forwarded_total",
+			Help: "RTP packets forwarded to subscribers."}, []string{"kind"}),
+		BytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_rtp_bytes_forwarded_total",
+			Help: "RTP payload bytes forwarded to subscribers."}, []string{"kind"}),
+		PacketsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_rtp_packets_dropped_total",
+			Help: "RTP packets not forwarded, by reason."}, []string{"reason"}),
+		KeyframeReqs: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_bridge_keyframe_requests_total",
+			Help: "Keyframe requests (PLI) sent to publishers."}),
+		Peers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_bridge_peers",
+			Help: "Endpoints connected to this bridge."}),
+		UpTracks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_bridge_streams_in",
+			Help: "Tracks published to this bridge."}),
+		DownTracks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_bridge_streams_out",
+			Help: "Tracks forwarded by this bridge."}),
+	}
+	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
+		m.PacketsDropped, m.KeyframeReqs, m.Peers, m.UpTracks, m.DownTracks} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,427 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Target names one of a peer's two connections.
+type Target uint8
+
+// The two connections of a peer. Keeping them apart (as LiveKit does) means each side
+// always offers on its own connection, so offers never collide (no glare).
+const (
+	// Publisher carries media from the endpoint to the bridge; the endpoint offers.
+	Publisher Target = iota + 1
+	// Subscriber carries media from the bridge to the endpoint; the bridge offers.
+	Subscriber
+)
+
+func (t Target) String() string {
+	switch t {
+	case Publisher:
+		return "publisher"
+	case Subscriber:
+		return "subscriber"
+	}
+	return "unknown"
+}
+
+// ErrBadSDP wraps errors from applying a remote description.
+var ErrBadSDP = errors.New("sfu: bad session description")
+
+// PeerParams configures a Peer. Callbacks run on pion's or the bridge's goroutines and must
+// not block for long.
+type PeerParams struct {
+	// ID names the peer in logs.
+	ID     string
+	Logger *slog.Logger
+	// OnCandidate delivers a local ICE candidate to send to the endpoint.
+	OnCandidate func(Target, webrtc.ICECandidateInit)
+	// OnSubscriberOffer delivers an offer for the subscriber connection; the endpoint's
+	// answer comes back through HandleAnswer.
+	OnSubscriberOffer func(sdp string)
+	// OnTrack reports a track the endpoint started publishing.
+	OnTrack func(*UpTrack)
+	// OnTrackEnded reports a published track that ended.
+	OnTrackEnded func(*UpTrack)
+	// OnFailed reports that a connection failed; the peer has been closed.
+	OnFailed func(error)
+}
+
+// Peer is one endpoint's presence on the bridge: a publisher and a subscriber connection.
+type Peer struct {
+	bridge *Bridge
+	params PeerParams
+	log    *slog.Logger
+	pub    *webrtc.PeerConnection
+	sub    *webrtc.PeerConnection
+
+	pubNegotiation sync.Mutex // serialises HandleOffer calls
+	// subConnected is set while the subscriber connection is up; DownTracks start
+	// forwarding (at a keyframe) only then, so the first packet a subscriber gets decodes.
+	subConnected atomic.Bool
+
+	mu          sync.Mutex // guards everything below
+	closed      bool
+	ups         map[*UpTrack]struct{}
+	downs       map[*DownTrack]*webrtc.RTPSender
+	offerOut    bool // a subscriber offer awaits its answer
+	renegotiate bool // something changed while an offer was out
+	offerTimer  *time.Timer
+	pendingPub  []webrtc.ICECandidateInit // candidates that arrived before the remote description
+	pendingSub  []webrtc.ICECandidateInit
+}
+
+// subscriberBatch lets several track changes (a participant's audio and video arrive
+// together) share one renegotiation.
+const subscriberBatch = 20 * time.Millisecond
+
+// NewPeer creates the two connections of an endpoint.
+func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
+	log := params.Logger
+	if log == nil {
+		log = b.log
+	}
+	p := &Peer{
+		bridge: b, params: params, log: log.With("peer", params.ID),
+		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
+	}
+	var err error
+	if p.pub, err = b.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return nil, fmt.Errorf("new publisher connection: %w", err)
+	}
+	if p.sub, err = b.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		_ = p.pub.Close()
+		return nil, fmt.Errorf("new subscriber connection: %w", err)
+	}
+	p.watch(p.pub, Publisher)
+	p.watch(p.sub, Subscriber)
+	p.pub.OnTrack(func(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+		up := newUpTrack(p, remote, receiver)
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
+		p.ups[up] = struct{}{}
+		p.mu.Unlock()
+		p.log.Info("track published", "track", up.id, "kind", up.kind.String(), "codec", up.codec.MimeType)
+		go up.readLoop()
+		if params.OnTrack != nil {
+			params.OnTrack(up)
+		}
+	})
+	if m := b.metrics; m != nil {
+		m.Peers.Inc()
+	}
+	return p, nil
+}
+
+func (p *Peer) watch(pc *webrtc.PeerConnection, target Target) {
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c != nil && p.params.OnCandidate != nil {
+			p.params.OnCandidate(target, c.ToJSON())
+		}
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		p.log.Debug("connection state", "target", target.String(), "state", s.String())
+		if target == Subscriber {
+			switch s {
+			case webrtc.PeerConnectionStateConnected:
+				p.subConnected.Store(true)
+			case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+				p.subConnected.Store(false)
+			}
+		}
+		if s == webrtc.PeerConnectionStateFailed {
+			err := fmt.Errorf("%s connection failed", target)
+			p.log.Warn("peer failed", "target", target.String())
+			_ = p.Close()
+			if p.params.OnFailed != nil {
+				p.params.OnFailed(err)
+			}
+		}
+	})
+}
+
+// ID is the peer's id as given in PeerParams.
+func (p *Peer) ID() string { return p.params.ID }
+
+// HandleOffer applies the endpoint's offer for the publisher connection and returns the
+// answer.
+func (p *Peer) HandleOffer(sdp string) (string, error) {
+	p.pubNegotiation.Lock()
+	defer p.pubNegotiation.Unlock()
+	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	answer, err := p.pub.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("create answer: %w", err)
+	}
+	if err := p.pub.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("set local answer: %w", err)
+	}
+	p.flushCandidates(Publisher)
+	return p.pub.LocalDescription().SDP, nil
+}
+
+// HandleAnswer applies the endpoint's answer to the bridge's last subscriber offer.
+func (p *Peer) HandleAnswer(sdp string) error {
+	p.mu.Lock()
+	out := p.offerOut
+	p.mu.Unlock()
+	if !out {
+		return fmt.Errorf("%w: no offer is waiting for an answer", ErrBadSDP)
+	}
+	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	p.flushCandidates(Subscriber)
+	p.mu.Lock()
+	p.offerOut = false
+	if p.offerTimer != nil {
+		p.offerTimer.Stop()
+	}
+	again := p.renegotiate
+	p.renegotiate = false
+	p.mu.Unlock()
+	if again {
+		p.scheduleOffer()
+	}
+	return nil
+}
+
+// AddCandidate adds a remote ICE candidate to one of the connections. Candidates that
+// arrive before the description they belong to are held until it is applied.
+func (p *Peer) AddCandidate(target Target, c webrtc.ICECandidateInit) error {
+	pc := p.pc(target)
+	if pc == nil {
+		return fmt.Errorf("add candidate: unknown target %d", target)
+	}
+	p.mu.Lock()
+	if pc.RemoteDescription() == nil {
+		if target == Publisher {
+			p.pendingPub = append(p.pendingPub, c)
+		} else {
+			p.pendingSub = append(p.pendingSub, c)
+		}
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	if err := pc.AddICECandidate(c); err != nil {
+		return fmt.Errorf("add %s candidate: %w", target, err)
+	}
+	return nil
+}
+
+func (p *Peer) pc(target Target) *webrtc.PeerConnection {
+	switch target {
+	case Publisher:
+		return p.pub
+	case Subscriber:
+		return p.sub
+	}
+	return nil
+}
+
+func (p *Peer) flushCandidates(target Target) {
+	p.mu.Lock()
+	var cands []webrtc.ICECandidateInit
+	if target == Publisher {
+		cands, p.pendingPub = p.pendingPub, nil
+	} else {
+		cands, p.pendingSub = p.pendingSub, nil
+	}
+	p.mu.Unlock()
+	for _, c := range cands {
+		if err := p.pc(target).AddICECandidate(c); err != nil {
+			p.log.Debug("held candidate rejected", "target", target.String(), "err", err)
+		}
+	}
+}
+
+// Subscribe starts forwarding up to this peer as a track with the given ids. The
+// subscriber connection is renegotiated shortly after (changes are batched).
+func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, error) {
+	d := newDownTrack(up, p, trackID, streamID)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	sender, err := p.sub.AddTrack(d)
+	if err != nil {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, err)
+	}
+	d.sender = sender
+	p.downs[d] = sender
+	p.mu.Unlock()
+	if err := up.addDown(d); err != nil {
+		p.removeDownTrack(d)
+		return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, err)
+	}
+	if m := p.bridge.metrics; m != nil {
+		m.DownTracks.Inc()
+	}
+	go d.readRTCP()
+	p.scheduleOffer()
+	return d, nil
+}
+
+// Unsubscribe stops forwarding d.
+func (p *Peer) Unsubscribe(d *DownTrack) { p.removeDownTrack(d) }
+
+func (p *Peer) removeDownTrack(d *DownTrack) {
+	d.up.removeDown(d)
+	p.mu.Lock()
+	sender, ok := p.downs[d]
+	delete(p.downs, d)
+	closed := p.closed
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	if m := p.bridge.metrics; m != nil {
+		m.DownTracks.Dec()
+	}
+	if closed {
+		return
+	}
+	if err := p.sub.RemoveTrack(sender); err != nil {
+		p.log.Debug("remove track", "track", d.id, "err", err)
+	}
+	p.scheduleOffer()
+}
+
+// scheduleOffer starts a subscriber renegotiation soon, or marks one as needed if an offer
+// is already out (one offer in flight at a time).
+func (p *Peer) scheduleOffer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if p.offerOut {
+		p.renegotiate = true
+		return
+	}
+	p.offerOut = true
+	time.AfterFunc(subscriberBatch, p.sendOffer)
+}
+
+func (p *Peer) sendOffer() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	offer, err := p.sub.CreateOffer(nil)
+	if err == nil {
+		err = p.sub.SetLocalDescription(offer)
+	}
+	if err != nil {
+		p.log.Error("subscriber offer", "err", err)
+		p.mu.Lock()
+		p.offerOut = false
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Lock()
+	// An endpoint that never answers must not freeze its subscriptions forever: after
+	// a while, roll back and offer again with whatever changed.
+	p.offerTimer = time.AfterFunc(10*time.Second, p.offerTimedOut)
+	p.mu.Unlock()
+	if p.params.OnSubscriberOffer != nil {
+		p.params.OnSubscriberOffer(offer.SDP)
+	}
+}
+
+func (p *Peer) offerTimedOut() {
+	p.mu.Lock()
+	if p.closed || !p.offerOut {
+		p.mu.Unlock()
+		return
+	}
+	p.offerOut = false
+	p.renegotiate = false
+	p.mu.Unlock()
+	p.log.Warn("subscriber answer timed out; offering again")
+	if err := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+		p.log.Debug("rollback", "err", err)
+	}
+	p.scheduleOffer()
+}
+
+// UpTracks returns the tracks this peer publishes.
+func (p *Peer) UpTracks() []*UpTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*UpTrack, 0, len(p.ups))
+	for t := range p.ups {
+		out = append(out, t)
+	}
+	return out
+}
+
+// DownTracks returns the tracks forwarded to this peer.
+func (p *Peer) DownTracks() []*DownTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*DownTrack, 0, len(p.downs))
+	for d := range p.downs {
+		out = append(out, d)
+	}
+	return out
+}
+
+func (p *Peer) trackEnded(t *UpTrack) {
+	p.mu.Lock()
+	_, ok := p.ups[t]
+	delete(p.ups, t)
+	p.mu.Unlock()
+	if ok && p.params.OnTrackEnded != nil {
+		p.params.OnTrackEnded(t)
+	}
+}
+
+// Close ends both connections. Published tracks end, which removes them from every
+// subscriber; this peer's subscriptions are dropped.
+func (p *Peer) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	if p.offerTimer != nil {
+		p.offerTimer.Stop()
+	}
+	downs := p.downs
+	p.downs = map[*DownTrack]*webrtc.RTPSender{}
+	p.mu.Unlock()
+	for d := range downs {
+		d.up.removeDown(d)
+		if m := p.bridge.metrics; m != nil {
+			m.DownTracks.Dec()
+		}
+	}
+	err := errors.Join(p.pub.Close(), p.sub.Close())
+	if m := p.bridge.metrics; m != nil {
+		m.Peers.Dec()
+	}
+	if err != nil {
+		return fmt.Errorf("close peer %s: %w", p.params.ID, err)
+	}
+	return nil
+}

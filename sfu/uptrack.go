@@ -1,0 +1,267 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// keyframeInterval throttles PLIs to one publisher: a burst of joins or of subscriber PLIs
+// costs it one keyframe, not one each.
+const keyframeInterval = 500 * time.Millisecond
+
+// UpTrack is one track a peer publishes to the bridge. One goroutine (the reader) reads
+// its RTP and fans it out to the subscribed DownTracks.
+type UpTrack struct {
+	id       string // the publisher's track id (msid)
+	streamID string
+	kind     webrtc.RTPCodecType
+	codec    webrtc.RTPCodecParameters
+	codecK   codecKind
+	ssrc     uint32
+	remote   *webrtc.TrackRemote
+	receiver *webrtc.RTPReceiver
+	owner    *Peer
+	log      *slog.Logger
+
+	mu    sync.Mutex                 // serialises changes to downs (writers only)
+	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
+
+	lastKeyframeReq atomic.Int64 // unix nanos of the last PLI sent
+	packets         atomic.Uint64
+	bytes           atomic.Uint64
+	done            chan struct{}
+	closeOnce       sync.Once
+	onClose         []func()
+
+	// prometheus handles, resolved once so the hot path never hashes label values
+	mPackets, mBytes, mOutPackets, mOutBytes, mDropKF, mDropWrite prometheus.Counter
+	mKeyframeReqs                                                 prometheus.Counter
+}
+
+// ID is the publisher's track id.
+func (t *UpTrack) ID() string { return t.id }
+
+// StreamID is the publisher's stream id.
+func (t *UpTrack) StreamID() string { return t.streamID }
+
+// Kind is audio or video.
+func (t *UpTrack) Kind() webrtc.RTPCodecType { return t.kind }
+
+// Codec is the negotiated codec of the published track.
+func (t *UpTrack) Codec() webrtc.RTPCodecParameters { return t.codec }
+
+// Publisher is the peer that publishes this track.
+func (t *UpTrack) Publisher() *Peer { return t.owner }
+
+// Done is closed when the track ends (the publisher stopped it or left).
+func (t *UpTrack) Done() <-chan struct{} { return t.done }
+
+// PacketsReceived counts RTP packets read from the publisher.
+func (t *UpTrack) PacketsReceived() uint64 { return t.packets.Load() }
+
+func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *UpTrack {
+	t := &UpTrack{
+		id:       remote.ID(),
+		streamID: remote.StreamID(),
+		kind:     remote.Kind(),
+		codec:    remote.Codec(),
+		codecK:   codecKindOf(remote.Codec().MimeType),
+		ssrc:     uint32(remote.SSRC()),
+		remote:   remote,
+		receiver: receiver,
+		owner:    owner,
+		done:     make(chan struct{}),
+	}
+	t.log = owner.log.With("track", t.id, "kind", t.kind.String(), "codec", t.codec.MimeType)
+	empty := []*DownTrack{}
+	t.downs.Store(&empty)
+	if m := owner.bridge.metrics; m != nil {
+		k := t.kind.String()
+		t.mPackets, t.mBytes = m.PacketsIn.WithLabelValues(k), m.BytesIn.WithLabelValues(k)
+		t.mOutPackets, t.mOutBytes = m.PacketsOut.WithLabelValues(k), m.BytesOut.WithLabelValues(k)
+		t.mDropKF = m.PacketsDropped.WithLabelValues("keyframe_wait")
+		t.mDropWrite = m.PacketsDropped.WithLabelValues("write_error")
+		t.mKeyframeReqs = m.KeyframeReqs
+		m.UpTracks.Inc()
+	}
+	return t
+}
+
+// addDown subscribes d to this track. A video subscriber waits for a keyframe, so one is
+// requested at once.
+func (t *UpTrack) addDown(d *DownTrack) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	select {
+	case <-t.done:
+		return ErrClosed
+	default:
+	}
+	old := *t.downs.Load()
+	next := make([]*DownTrack, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, d)
+	t.downs.Store(&next)
+	if t.kind == webrtc.RTPCodecTypeVideo {
+		t.RequestKeyframe()
+	}
+	return nil
+}
+
+// removeDown unsubscribes d; it is a no-op if d is not subscribed.
+func (t *UpTrack) removeDown(d *DownTrack) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.downs.Load()
+	next := make([]*DownTrack, 0, len(old))
+	for _, x := range old {
+		if x != d {
+			next = append(next, x)
+		}
+	}
+	t.downs.Store(&next)
+}
+
+// Subscribers is the number of DownTracks fed by this track.
+func (t *UpTrack) Subscribers() int { return len(*t.downs.Load()) }
+
+// RequestKeyframe asks the publisher for a keyframe (PLI), at most once per
+// keyframeInterval. Safe from any goroutine.
+func (t *UpTrack) RequestKeyframe() {
+	if t.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := t.lastKeyframeReq.Load()
+	if now-last < int64(keyframeInterval) || !t.lastKeyframeReq.CompareAndSwap(last, now) {
+		return
+	}
+	if t.mKeyframeReqs != nil {
+		t.mKeyframeReqs.Inc()
+	}
+	if err := t.owner.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.ssrc}}); err != nil &&
+		!errors.Is(err, io.ErrClosedPipe) {
+		t.log.Debug("send PLI", "err", err)
+	}
+}
+
+// readLoop is the track's reader goroutine: it owns buf and hdr and is the only writer of
+// every DownTrack's forwarding state. It allocates nothing per packet.
+func (t *UpTrack) readLoop() {
+	defer t.close()
+	go t.drainRTCP()
+	buf := make([]byte, 1500)
+	var hdr rtp.Header
+	var pending pendingCounts
+	defer pending.flush(t)
+	for {
+		n, _, err := t.remote.Read(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.log.Debug("track read ended", "err", err)
+			}
+			return
+		}
+		t.forward(buf[:n], &hdr, &pending)
+	}
+}
+
+// pendingCounts batches metric updates so the hot path touches shared counters once
+// every flushEvery packets instead of on each one.
+type pendingCounts struct {
+	packets, bytes, outPackets, outBytes, dropKF, dropWrite uint64
+}
+
+const flushEvery = 64
+
+func (p *pendingCounts) flush(t *UpTrack) {
+	if t.mPackets != nil {
+		t.mPackets.Add(float64(p.packets))
+		t.mBytes.Add(float64(p.bytes))
+		t.mOutPackets.Add(float64(p.outPackets))
+		t.mOutBytes.Add(float64(p.outBytes))
+		t.mDropKF.Add(float64(p.dropKF))
+		t.mDropWrite.Add(float64(p.dropWrite))
+	}
+	*p = pendingCounts{}
+}
+
+// forward parses one packet and writes it to every subscriber. Exported for the
+// benchmark through forwardPacket.
+func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
+	hn, err := hdr.Unmarshal(pkt)
+	if err != nil {
+		return // the SRTP layer authenticated it, so this is a publisher bug; nothing to forward
+	}
+	end := len(pkt)
+	if hdr.Padding && end > hn {
+		pad := int(pkt[end-1])
+		if pad > end-hn {
+			return
+		}
+		end -= pad
+	}
+	payload := pkt[hn:end]
+	t.packets.Add(1)
+	t.bytes.Add(uint64(len(payload)))
+	pending.packets++
+	pending.bytes += uint64(len(payload))
+
+	keyframe := t.codecK != codecOther && isKeyframeStart(t.codecK, payload)
+	downs := *t.downs.Load()
+	for _, d := range downs {
+		switch d.writeRTP(hdr, payload, keyframe) {
+		case writeOK:
+			pending.outPackets++
+			pending.outBytes += uint64(len(payload))
+		case writeWaitingKeyframe:
+			pending.dropKF++
+			// A lost PLI must not leave a subscriber black: ask again (throttled).
+			t.RequestKeyframe()
+		case writeFailed:
+			pending.dropWrite++
+		}
+	}
+	if pending.packets >= flushEvery {
+		pending.flush(t)
+	}
+}
+
+// drainRTCP reads the publisher's RTCP for this track (sender reports) so the
+// interceptors see it; the bridge itself needs nothing from it.
+func (t *UpTrack) drainRTCP() {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := t.receiver.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// close ends the track: subscribers are told, so their peers drop the DownTracks.
+func (t *UpTrack) close() {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		close(t.done)
+		downs := *t.downs.Load()
+		empty := []*DownTrack{}
+		t.downs.Store(&empty)
+		t.mu.Unlock()
+		for _, d := range downs {
+			d.upClosed()
+		}
+		if m := t.owner.bridge.metrics; m != nil {
+			m.UpTracks.Dec()
+		}
+		t.owner.trackEnded(t)
+	})
+}

@@ -1,0 +1,63 @@
+package signaling
+
+import (
+	"github.com/cau-project/cau/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are signaling's Prometheus series. Label values are bounded: message kinds are
+// the protocol's own (anything else counts as "unknown") and error codes are constants.
+type Metrics struct {
+	Sessions     prometheus.Gauge
+	Meetings     prometheus.Gauge
+	Participants prometheus.Gauge
+	Messages     *prometheus.CounterVec // by type
+	Errors       *prometheus.CounterVec // by code
+	Joins        prometheus.Counter
+}
+
+// NewMetrics creates signaling's metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_signaling_sessions",
+			Help: "Open signaling WebSockets."}),
+		Meetings: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_meetings_live",
+			Help: "Meetings with at least one participant connected."}),
+		Participants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_participants",
+			Help: "Participants joined to live meetings."}),
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_signaling_messages_total",
+			Help: "Signaling messages received, by type."}, []string{"type"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_signaling_errors_total",
+			Help: "Signaling error replies, by code."}, []string{"code"}),
+		Joins: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_signaling_joins_total",
+			Help: "Successful joins."}),
+	}
+	for _, c := range []prometheus.Collector{m.Sessions, m.Meetings, m.Participants, m.Messages, m.Errors, m.Joins} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+var knownKinds = map[protocol.Kind]bool{
+	protocol.KindJoin: true, protocol.KindOffer: true, protocol.KindAnswer: true,
+	protocol.KindCandidate: true, protocol.KindMute: true, protocol.KindLeave: true, protocol.KindPing: true,
+}
+
+func (m *Metrics) message(k protocol.Kind) {
+	if m == nil {
+		return
+	}
+	label := string(k)
+	if !knownKinds[k] {
+		label = "unknown"
+	}
+	m.Messages.WithLabelValues(label).Inc()
+}
+
+func (m *Metrics) errorReply(code string) {
+	if m != nil {
+		m.Errors.WithLabelValues(code).Inc()
+	}
+}

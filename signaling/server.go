@@ -1,0 +1,162 @@
+// Package signaling is Cầu's WebSocket signaling: it authenticates endpoints, keeps the
+// live membership of each meeting, and wires every published track to the other
+// endpoints through the bridge. The wire format is package protocol.
+package signaling
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
+	"github.com/gorilla/websocket"
+)
+
+// Config configures a Server.
+type Config struct {
+	Bridge *sfu.Bridge
+	Keys   auth.Keys
+	Logger *slog.Logger
+	// Metrics receives counters; nil disables them.
+	Metrics *Metrics
+	// AllowedOrigins lists extra browser origins (scheme://host:port) allowed to open
+	// the socket; the server's own host is always allowed.
+	AllowedOrigins []string
+	// JoinTimeout bounds the wait for the first (join) message. Default 10 s.
+	JoinTimeout time.Duration
+	// MessageRate and MessageBurst bound each socket's message rate. Defaults 50/s, 100.
+	MessageRate  float64
+	MessageBurst int
+}
+
+// Server serves /ws. It owns the live meetings.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex // guards meetings and closed
+	meetings map[string]*meeting
+	closed   bool
+}
+
+// ErrServerClosed is returned to joins that arrive while the server shuts down.
+var ErrServerClosed = errors.New("signaling: server closed")
+
+// New creates a Server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.JoinTimeout == 0 {
+		cfg.JoinTimeout = 10 * time.Second
+	}
+	if cfg.MessageRate == 0 {
+		cfg.MessageRate = 50
+	}
+	if cfg.MessageBurst == 0 {
+		cfg.MessageBurst = 100
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[string]*meeting{}}
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		CheckOrigin:     s.checkOrigin,
+	}
+	return s
+}
+
+// checkOrigin allows non-browser clients (no Origin), the page's own host, and the
+// configured origins: a page elsewhere cannot ride a user's session.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimRight(o, "/"), origin) {
+			return true
+		}
+	}
+	s.log.Warn("websocket origin refused", "origin", origin, "host", r.Host)
+	return false
+}
+
+// ServeHTTP upgrades the request to a WebSocket and runs the session until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket upgrade", "err", err, "remote", r.RemoteAddr)
+		return // the upgrader has written the HTTP error
+	}
+	sess := newSession(s, conn, r.RemoteAddr)
+	sess.run()
+}
+
+// meetingFor returns the live meeting with id, creating it.
+func (s *Server) meetingFor(id string) (*meeting, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrServerClosed
+	}
+	m := s.meetings[id]
+	if m == nil {
+		m = newMeeting(s, id)
+		s.meetings[id] = m
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Meetings.Inc()
+		}
+	}
+	return m, nil
+}
+
+// dropMeetingIfEmpty forgets m once its last participant has left.
+func (s *Server) dropMeetingIfEmpty(m *meeting) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.meetings[m.id] == m && m.empty() {
+		delete(s.meetings, m.id)
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Meetings.Dec()
+		}
+	}
+}
+
+// Participants returns the participants of a live meeting (nil if none).
+func (s *Server) Participants(meetingID string) []protocol.Participant {
+	s.mu.Lock()
+	m := s.meetings[meetingID]
+	s.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	return m.snapshot("")
+}
+
+// Close ends every session.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	var ms []*meeting
+	for _, m := range s.meetings {
+		ms = append(ms, m)
+	}
+	s.mu.Unlock()
+	for _, m := range ms {
+		m.closeAll()
+	}
+}

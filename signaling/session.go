@@ -1,0 +1,498 @@
+package signaling
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
+	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
+	"golang.org/x/time/rate"
+)
+
+const (
+	writeWait   = 5 * time.Second
+	pongWait    = 40 * time.Second
+	pingEvery   = 15 * time.Second
+	sendBacklog = 256 // messages queued to a slow socket before it is dropped
+	// maxStrikes bounds how many bad or over-rate messages a socket may send before it is
+	// closed: a buggy client gets errors to debug, a hostile one is cut off.
+	maxStrikes = 50
+)
+
+// session is one WebSocket. Its reader goroutine (run) handles messages in order; its
+// writer goroutine owns the socket's write side.
+type session struct {
+	srv    *Server
+	conn   *websocket.Conn
+	log    *slog.Logger
+	remote string
+	send   chan []byte
+	done   chan struct{} // closed when the writer has ended
+
+	closeReq  chan closeError // one close request for the writer
+	closeOnce sync.Once
+	doneOnce  sync.Once
+	limiter   *rate.Limiter
+	strikes   int // reader goroutine only
+
+	// Set once by join (reader goroutine) before the session is shared with the meeting;
+	// read-only afterwards.
+	claims  *auth.Claims
+	self    protocol.Participant
+	meeting *meeting
+	peer    *sfu.Peer
+
+	mu           sync.Mutex // guards trackSources and muted
+	trackSources map[string]protocol.Source
+	muted        map[protocol.Source]bool
+}
+
+func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
+	return &session{
+		srv: srv, conn: conn, remote: remote,
+		log:          srv.log.With("remote", remote),
+		send:         make(chan []byte, sendBacklog),
+		done:         make(chan struct{}),
+		closeReq:     make(chan closeError, 1),
+		limiter:      rate.NewLimiter(rate.Limit(srv.cfg.MessageRate), srv.cfg.MessageBurst),
+		trackSources: map[string]protocol.Source{},
+		muted:        map[protocol.Source]bool{},
+	}
+}
+
+type handler func(s *session, env protocol.Envelope) error
+
+// handlers maps each kind a client may send to its handler (one function per kind rather
+// than one long switch; see STYLE.md anti-pattern 2).
+var handlers map[protocol.Kind]handler
+
+func init() {
+	handlers = map[protocol.Kind]handler{
+		protocol.KindJoin:      (*session).handleJoin,
+		protocol.KindOffer:     (*session).handleOffer,
+		protocol.KindAnswer:    (*session).handleAnswer,
+		protocol.KindCandidate: (*session).handleCandidate,
+		protocol.KindMute:      (*session).handleMute,
+		protocol.KindLeave:     (*session).handleLeave,
+		protocol.KindPing:      (*session).handlePing,
+	}
+}
+
+// requestError is an error the client caused; it is sent back with its code.
+type requestError struct {
+	code string
+	err  error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+func clientErr(code string, format string, args ...any) error {
+	return &requestError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// errLeave ends the session cleanly after a leave message.
+var errLeave = errors.New("leave")
+
+func (s *session) run() {
+	if m := s.srv.cfg.Metrics; m != nil {
+		m.Sessions.Inc()
+		defer m.Sessions.Dec()
+	}
+	go s.writeLoop()
+	defer s.close(websocket.CloseNormalClosure, "")
+
+	s.conn.SetReadLimit(protocol.MaxMessageBytes)
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.JoinTimeout))
+	s.conn.SetPongHandler(func(string) error {
+		return s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	for {
+		typ, data, err := s.conn.ReadMessage()
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		if s.claims != nil {
+			_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		}
+		if typ != websocket.TextMessage {
+			s.reject("", protocol.CodeBadMessage, "binary messages are not accepted")
+			continue
+		}
+		if !s.limiter.Allow() {
+			s.reject("", protocol.CodeRateLimited, "too many messages")
+			if s.strike() {
+				s.close(protocol.CloseRateLimited, "too many messages")
+				return
+			}
+			continue
+		}
+		if err := s.handle(data); err != nil {
+			if errors.Is(err, errLeave) {
+				return
+			}
+			var ce *closeError
+			if errors.As(err, &ce) {
+				s.close(ce.code, ce.reason)
+				return
+			}
+			if s.strike() {
+				s.close(protocol.CloseRateLimited, "too many bad messages")
+				return
+			}
+		}
+	}
+}
+
+func (s *session) strike() bool {
+	s.strikes++
+	return s.strikes > maxStrikes
+}
+
+func (s *session) readFailed(err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce) && ce.Code == websocket.CloseMessageTooBig:
+		s.log.Warn("message too large; closing", "limit", protocol.MaxMessageBytes)
+	case errors.Is(err, websocket.ErrReadLimit):
+		s.log.Warn("message too large; closing", "limit", protocol.MaxMessageBytes)
+		s.close(websocket.CloseMessageTooBig, "message too large")
+	case s.claims == nil && isTimeout(err):
+		s.log.Info("no join in time; closing")
+		s.close(protocol.CloseJoinTimeout, "join timeout")
+	default:
+		s.log.Debug("socket read ended", "err", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// closeError asks run to close the socket with a code after replying.
+type closeError struct {
+	code   int
+	reason string
+}
+
+func (e *closeError) Error() string { return e.reason }
+
+// handle decodes and dispatches one message. Client mistakes are answered with an error
+// message and returned so the caller can count them.
+func (s *session) handle(data []byte) error {
+	env, err := protocol.Decode(data)
+	if err != nil {
+		code := protocol.CodeBadMessage
+		if errors.Is(err, protocol.ErrVersion) {
+			code = protocol.CodeUnsupportedVersion
+		}
+		s.reject(env.ID, code, err.Error())
+		return err
+	}
+	s.srv.cfg.Metrics.message(env.Kind)
+	h, ok := handlers[env.Kind]
+	if !ok {
+		s.reject(env.ID, protocol.CodeUnknownKind, fmt.Sprintf("unknown message type %q", env.Kind))
+		return fmt.Errorf("unknown kind %q", env.Kind)
+	}
+	if env.Kind != protocol.KindJoin && env.Kind != protocol.KindPing && s.claims == nil {
+		s.reject(env.ID, protocol.CodeNotJoined, "send join first")
+		return errors.New("not joined")
+	}
+	err = h(s, env)
+	if err == nil || errors.Is(err, errLeave) {
+		return err
+	}
+	var ce *closeError
+	if errors.As(err, &ce) {
+		return err
+	}
+	var re *requestError
+	if errors.As(err, &re) {
+		s.reject(env.ID, re.code, re.Error())
+		return err
+	}
+	s.log.Error("request failed", "type", env.Kind, "err", err)
+	s.reject(env.ID, protocol.CodeInternal, "internal error")
+	return nil // our fault, not a strike against the client
+}
+
+func (s *session) reject(id, code, msg string) {
+	s.srv.cfg.Metrics.errorReply(code)
+	s.log.Debug("error reply", "code", code, "msg", msg)
+	s.reply(protocol.KindError, id, protocol.Error{Code: code, Message: msg})
+}
+
+// reply queues a message. A socket that cannot keep up is closed rather than allowed to
+// grow memory without bound.
+func (s *session) reply(kind protocol.Kind, id string, data any) {
+	b, err := protocol.Encode(kind, id, data)
+	if err != nil {
+		s.log.Error("encode reply", "type", kind, "err", err)
+		return
+	}
+	select {
+	case <-s.done:
+	case s.send <- b:
+	default:
+		s.log.Warn("send queue full; closing slow socket")
+		go s.close(websocket.ClosePolicyViolation, "too slow")
+	}
+}
+
+// writeLoop is the only writer of the socket. A close request makes it flush what is
+// queued (so a client sees the error that caused the close), send the close frame and
+// close the connection, which also ends the reader.
+func (s *session) writeLoop() {
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	defer s.markDone()
+	defer func() { _ = s.conn.Close() }()
+	write := func(b []byte) error {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(writeWait))
+		return s.conn.WriteMessage(websocket.TextMessage, b)
+	}
+	for {
+		select {
+		case b := <-s.send:
+			if err := write(b); err != nil {
+				s.log.Debug("socket write", "err", err)
+				go s.close(websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				go s.close(websocket.CloseAbnormalClosure, "")
+				return
+			}
+		case req := <-s.closeReq:
+			for flushed := false; !flushed; {
+				select {
+				case b := <-s.send:
+					if write(b) != nil {
+						flushed = true
+					}
+				default:
+					flushed = true
+				}
+			}
+			if req.code != websocket.CloseAbnormalClosure {
+				_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(req.code, req.reason),
+					time.Now().Add(writeWait))
+			}
+			return
+		}
+	}
+}
+
+func (s *session) markDone() { s.doneOnce.Do(func() { close(s.done) }) }
+
+// close leaves the meeting, closes the bridge peer and asks the writer to close the
+// socket with code. Safe to call more than once and from any goroutine.
+func (s *session) close(code int, reason string) {
+	s.closeOnce.Do(func() {
+		if s.meeting != nil {
+			s.meeting.remove(s)
+		}
+		if s.peer != nil {
+			if err := s.peer.Close(); err != nil {
+				s.log.Debug("close peer", "err", err)
+			}
+		}
+		s.closeReq <- closeError{code: code, reason: reason} // buffered: never blocks
+		if s.claims != nil {
+			s.log.Info("left", "code", code, "reason", reason)
+		}
+	})
+}
+
+func newParticipantID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "p" + hex.EncodeToString(b[:])
+}
+
+func (s *session) handleJoin(env protocol.Envelope) error {
+	if s.claims != nil {
+		return clientErr(protocol.CodeBadMessage, "already joined")
+	}
+	var j protocol.Join
+	if err := protocol.DecodeData(env, &j); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	claims, err := s.srv.cfg.Keys.Verify(j.Token)
+	if err != nil {
+		s.log.Info("join refused", "err", err)
+		s.reject(env.ID, protocol.CodeUnauthorized, "invalid or expired token")
+		return &closeError{code: protocol.CloseUnauthorized, reason: "unauthorized"}
+	}
+	if claims.Meeting == "" {
+		s.reject(env.ID, protocol.CodeForbidden, "token does not name a meeting")
+		return &closeError{code: protocol.CloseUnauthorized, reason: "no meeting"}
+	}
+	name := j.Name
+	if name == "" {
+		name = claims.Name
+	}
+	if name == "" {
+		name = claims.Site
+	}
+	s.claims = claims
+	s.self = protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role)}
+	s.self.Streams = map[protocol.Source]string{
+		protocol.SourceCamera: s.self.ID + ".camera",
+		protocol.SourceScreen: s.self.ID + ".screen",
+	}
+	s.log = s.log.With("meeting", claims.Meeting, "participant", s.self.ID, "site", claims.Site, "role", claims.Role)
+
+	m, err := s.srv.meetingFor(claims.Meeting)
+	if err != nil {
+		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
+	}
+	s.peer, err = s.srv.cfg.Bridge.NewPeer(sfu.PeerParams{
+		ID:     s.self.ID,
+		Logger: s.log,
+		OnCandidate: func(t sfu.Target, c webrtc.ICECandidateInit) {
+			s.reply(protocol.KindCandidate, "", protocol.Candidate{Target: protocol.Target(t.String()), Candidate: fromPion(c)})
+		},
+		OnSubscriberOffer: func(sdp string) { s.reply(protocol.KindOffer, "", protocol.Offer{SDP: sdp}) },
+		OnTrack:           func(up *sfu.UpTrack) { m.published(s, up) },
+		OnTrackEnded:      func(up *sfu.UpTrack) { m.unpublished(up) },
+		OnFailed: func(err error) {
+			s.log.Warn("media connection failed", "err", err)
+			go s.close(websocket.CloseGoingAway, "media connection failed")
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
+	}
+	s.meeting = m
+	others := m.add(s)
+	s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others})
+	if mt := s.srv.cfg.Metrics; mt != nil {
+		mt.Joins.Inc()
+	}
+	s.log.Info("joined", "name", name)
+	return nil
+}
+
+func (s *session) handleOffer(env protocol.Envelope) error {
+	var o protocol.Offer
+	if err := protocol.DecodeData(env, &o); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	s.mu.Lock()
+	for _, t := range o.Tracks {
+		s.trackSources[t.ID] = t.Source
+	}
+	s.mu.Unlock()
+	answer, err := s.peer.HandleOffer(o.SDP)
+	if err != nil {
+		if errors.Is(err, sfu.ErrBadSDP) {
+			return clientErr(protocol.CodeBadSDP, "%v", err)
+		}
+		return fmt.Errorf("publisher offer: %w", err)
+	}
+	s.reply(protocol.KindAnswer, env.ID, protocol.Answer{SDP: answer})
+	return nil
+}
+
+func (s *session) handleAnswer(env protocol.Envelope) error {
+	var a protocol.Answer
+	if err := protocol.DecodeData(env, &a); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	if err := s.peer.HandleAnswer(a.SDP); err != nil {
+		return clientErr(protocol.CodeBadSDP, "%v", err)
+	}
+	return nil
+}
+
+func (s *session) handleCandidate(env protocol.Envelope) error {
+	var c protocol.Candidate
+	if err := protocol.DecodeData(env, &c); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	if c.Candidate.Candidate == "" {
+		return nil // end of candidates
+	}
+	target := sfu.Publisher
+	if c.Target == protocol.TargetSubscriber {
+		target = sfu.Subscriber
+	}
+	if err := s.peer.AddCandidate(target, toPion(c.Candidate)); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	return nil
+}
+
+func (s *session) handleMute(env protocol.Envelope) error {
+	var m protocol.Mute
+	if err := protocol.DecodeData(env, &m); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	s.mu.Lock()
+	if m.Muted {
+		s.muted[m.Source] = true
+	} else {
+		delete(s.muted, m.Source)
+	}
+	s.mu.Unlock()
+	s.meeting.updated(s)
+	return nil
+}
+
+func (s *session) handleLeave(protocol.Envelope) error { return errLeave }
+
+func (s *session) handlePing(env protocol.Envelope) error {
+	s.reply(protocol.KindPong, env.ID, nil)
+	return nil
+}
+
+// participant returns the participant as others see it now.
+func (s *session) participant() protocol.Participant {
+	p := s.self
+	s.mu.Lock()
+	for _, src := range []protocol.Source{protocol.SourceMicrophone, protocol.SourceCamera, protocol.SourceScreen} {
+		if s.muted[src] {
+			p.Muted = append(p.Muted, src)
+		}
+	}
+	s.mu.Unlock()
+	return p
+}
+
+// sourceOf says what a published track carries, from the client's offer; a track the
+// client did not describe is taken as its microphone or camera.
+func (s *session) sourceOf(up *sfu.UpTrack) protocol.Source {
+	s.mu.Lock()
+	src, ok := s.trackSources[up.ID()]
+	s.mu.Unlock()
+	if ok {
+		return src
+	}
+	if up.Kind() == webrtc.RTPCodecTypeAudio {
+		return protocol.SourceMicrophone
+	}
+	return protocol.SourceCamera
+}
+
+func fromPion(c webrtc.ICECandidateInit) protocol.ICECandidate {
+	return protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
+		UsernameFragment: c.UsernameFragment}
+}
+
+func toPion(c protocol.ICECandidate) webrtc.ICECandidateInit {
+	return webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
+		UsernameFragment: c.UsernameFragment}
+}
