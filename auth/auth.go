@@ -21,12 +21,13 @@ const (
 	RoleChair       Role = "chair"       // controls the floor of the meeting
 	RoleParticipant Role = "participant" // an official's browser
 	RoleRoom        Role = "room"        // a site's meeting-room device
+	RoleBridge      Role = "bridge"      // a bridge process registering with signaling
 )
 
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool {
 	switch r {
-	case RoleAdmin, RoleTechnician, RoleChair, RoleParticipant, RoleRoom:
+	case RoleAdmin, RoleTechnician, RoleChair, RoleParticipant, RoleRoom, RoleBridge:
 		return true
 	}
 	return false

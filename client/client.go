@@ -34,8 +34,11 @@ type Options struct {
 type Client struct {
 	conn *websocket.Conn
 	log  *slog.Logger
-	pub  *webrtc.PeerConnection
-	sub  *webrtc.PeerConnection
+	api  *webrtc.API
+
+	// pub and sub are replaced when the server moves the media (reconnect); guarded by mu.
+	pub *webrtc.PeerConnection
+	sub *webrtc.PeerConnection
 
 	// Self is this endpoint as the server announced it.
 	Self    protocol.Participant
@@ -50,6 +53,7 @@ type Client struct {
 	pending      map[string]chan protocol.Envelope
 	errs         []protocol.Error
 	synth        *Synth
+	reconnects   int
 	stop         chan struct{}
 	closed       chan struct{}
 	closeErr     error
@@ -102,18 +106,13 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 		return nil, fmt.Errorf("dial %s: %w", wsURL, err)
 	}
 	_ = resp.Body.Close()
-	c := &Client{conn: conn, log: log, participants: map[string]protocol.Participant{},
+	c := &Client{conn: conn, log: log, api: api, participants: map[string]protocol.Participant{},
 		streams: map[string]*Stream{}, pending: map[string]chan protocol.Envelope{},
 		stop: make(chan struct{}), closed: make(chan struct{})}
-	if c.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	c.wirePeers()
 	go c.readLoop()
 	env, err := c.Request(ctx, protocol.KindJoin, protocol.Join{Token: token, Name: opts.Name})
 	if err != nil {
@@ -134,8 +133,32 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	return c, nil
 }
 
-func (c *Client) wirePeers() {
-	for target, pc := range map[protocol.Target]*webrtc.PeerConnection{protocol.TargetPublisher: c.pub, protocol.TargetSubscriber: c.sub} {
+// newPeers creates the two connections (at start and after a reconnect).
+func (c *Client) newPeers() error {
+	pub, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return err
+	}
+	sub, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		_ = pub.Close()
+		return err
+	}
+	c.mu.Lock()
+	c.pub, c.sub = pub, sub
+	c.mu.Unlock()
+	c.wirePeers(pub, sub)
+	return nil
+}
+
+func (c *Client) peers() (pub, sub *webrtc.PeerConnection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pub, c.sub
+}
+
+func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
+	for target, pc := range map[protocol.Target]*webrtc.PeerConnection{protocol.TargetPublisher: pub, protocol.TargetSubscriber: sub} {
 		target := target
 		pc.OnICECandidate(func(ic *webrtc.ICECandidate) {
 			if ic == nil {
@@ -146,7 +169,7 @@ func (c *Client) wirePeers() {
 				Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}})
 		})
 	}
-	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		s := &Stream{StreamID: tr.StreamID(), TrackID: tr.ID(), Kind: tr.Kind().String(), MimeType: tr.Codec().MimeType, FirstAt: time.Now()}
 		c.mu.Lock()
 		c.streams[s.StreamID+"/"+s.Kind] = s
@@ -179,9 +202,22 @@ func (c *Client) Publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.negotiatePublisher(ctx, synth); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.synth = synth
+	c.mu.Unlock()
+	go synth.Run(c.stop)
+	return nil
+}
+
+// negotiatePublisher adds synth's tracks to the publisher connection and offers them.
+func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
+	pub, _ := c.peers()
 	var tracks []protocol.TrackInfo
 	for _, tr := range []*webrtc.TrackLocalStaticRTP{synth.Audio, synth.Video} {
-		tc, err := c.pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		tc, err := pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
@@ -205,11 +241,11 @@ func (c *Client) Publish(ctx context.Context) error {
 		}
 		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
 	}
-	offer, err := c.pub.CreateOffer(nil)
+	offer, err := pub.CreateOffer(nil)
 	if err != nil {
 		return err
 	}
-	if err := c.pub.SetLocalDescription(offer); err != nil {
+	if err := pub.SetLocalDescription(offer); err != nil {
 		return err
 	}
 	env, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP, Tracks: tracks})
@@ -220,14 +256,42 @@ func (c *Client) Publish(ctx context.Context) error {
 	if err := protocol.DecodeData(env, &ans); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
+	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	c.mu.Lock()
-	c.synth = synth
-	c.mu.Unlock()
-	go synth.Run(c.stop)
 	return nil
+}
+
+// reconnect replaces both connections after the server moved this endpoint's media to
+// another bridge, and publishes again what was published.
+func (c *Client) reconnect(reason string) {
+	c.log.Info("media moved; reconnecting", "reason", reason)
+	oldPub, oldSub := c.peers()
+	_ = oldPub.Close()
+	_ = oldSub.Close()
+	if err := c.newPeers(); err != nil {
+		c.log.Error("reconnect", "err", err)
+		return
+	}
+	c.mu.Lock()
+	synth := c.synth
+	c.reconnects++
+	c.mu.Unlock()
+	if synth == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.negotiatePublisher(ctx, synth); err != nil {
+		c.log.Error("republish after reconnect", "err", err)
+	}
+}
+
+// Reconnects counts the times the server moved this endpoint's media.
+func (c *Client) Reconnects() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reconnects
 }
 
 // Request sends a message and waits for the reply with the same id (or an error).
@@ -309,12 +373,16 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		if protocol.DecodeData(env, &o) == nil {
 			go c.answer(o.SDP)
 		}
+	case protocol.KindReconnect:
+		var r protocol.Reconnect
+		_ = protocol.DecodeData(env, &r)
+		go c.reconnect(r.Reason)
 	case protocol.KindCandidate:
 		var cand protocol.Candidate
 		if protocol.DecodeData(env, &cand) == nil {
-			pc := c.pub
+			pc, sub := c.peers()
 			if cand.Target == protocol.TargetSubscriber {
-				pc = c.sub
+				pc = sub
 			}
 			_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
 				SDPMid: cand.Candidate.SDPMid, SDPMLineIndex: cand.Candidate.SDPMLineIndex})
@@ -345,13 +413,14 @@ func (c *Client) dispatch(env protocol.Envelope) {
 // answer handles the server's subscriber offer. Offers arrive one at a time (the server
 // waits for each answer), so no queue is needed here.
 func (c *Client) answer(sdp string) {
-	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+	_, sub := c.peers()
+	if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		c.log.Warn("subscriber offer", "err", err)
 		return
 	}
-	ans, err := c.sub.CreateAnswer(nil)
+	ans, err := sub.CreateAnswer(nil)
 	if err == nil {
-		err = c.sub.SetLocalDescription(ans)
+		err = sub.SetLocalDescription(ans)
 	}
 	if err != nil {
 		c.log.Warn("subscriber answer", "err", err)
@@ -403,8 +472,9 @@ func (c *Client) shutdown(err error) {
 		c.closeErr = err
 		close(c.closed)
 		close(c.stop)
-		_ = c.pub.Close()
-		_ = c.sub.Close()
+		pub, sub := c.peers()
+		_ = pub.Close()
+		_ = sub.Close()
 		_ = c.conn.Close()
 	})
 }

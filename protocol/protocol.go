@@ -39,6 +39,7 @@ const (
 	KindParticipantJoined  Kind = "participant_joined"  // someone entered the meeting
 	KindParticipantUpdated Kind = "participant_updated" // someone's mute or publishing state changed
 	KindParticipantLeft    Kind = "participant_left"    // someone left
+	KindReconnect          Kind = "reconnect"           // media moved to another bridge: renegotiate both connections
 	KindError              Kind = "error"               // a request failed; see Error
 	KindPong               Kind = "pong"                // answer to ping
 )
@@ -142,6 +143,13 @@ type Joined struct {
 // ParticipantLeft names the endpoint that left.
 type ParticipantLeft struct {
 	ID string `json:"id"`
+}
+
+// Reconnect tells an endpoint that its media connections were moved (its bridge failed):
+// it closes both connections, opens new ones and publishes again. The socket and the
+// participant id stay.
+type Reconnect struct {
+	Reason string `json:"reason"`
 }
 
 // Error codes: stable strings clients may switch on.

@@ -4,32 +4,48 @@ import (
 	"sync"
 
 	"github.com/cau-project/cau/protocol"
-	"github.com/cau-project/cau/sfu"
 )
 
-// publication is a track live in a meeting and who published it.
-type publication struct {
+// streamInfo is a stream live in a meeting: who publishes it, from which bridge.
+type streamInfo struct {
 	owner  *session
+	origin Bridge
 	source protocol.Source
+	kind   string
 }
 
-// meeting is the live state of one meeting on this server: who is connected and what
-// they publish. Every published track is forwarded to every other participant.
+// edge is a relay link between a bridge and its parent bridge, by ids.
+type edge struct{ child, parent string }
+
+// fwdKey is one forwarding: bridge sends stream key to peer.
+type fwdKey struct{ bridge, peer, key string }
+
+type fwdVal struct {
+	b                 Bridge
+	trackID, streamID string
+}
+
+// meeting is the live state of one meeting on this signaling server: who is connected
+// on which bridge, what they publish, the relay links between bridges, and what each
+// bridge forwards to whom. reconcile turns the first two into the last two.
 type meeting struct {
 	srv *Server
 	id  string
 
-	mu           sync.Mutex // guards participants and tracks
+	mu           sync.Mutex // guards everything below; reconcile runs under it
 	participants map[string]*session
-	tracks       map[*sfu.UpTrack]publication
+	streams      map[string]*streamInfo // by stream key
+	relays       map[edge]*relayLink
+	fwd          map[fwdKey]fwdVal
 }
 
 func newMeeting(srv *Server, id string) *meeting {
-	return &meeting{srv: srv, id: id, participants: map[string]*session{}, tracks: map[*sfu.UpTrack]publication{}}
+	return &meeting{srv: srv, id: id, participants: map[string]*session{}, streams: map[string]*streamInfo{},
+		relays: map[edge]*relayLink{}, fwd: map[fwdKey]fwdVal{}}
 }
 
-// add enters s into the meeting, announces it to the others, subscribes s to every live
-// track, and returns the others as s should first see them.
+// add enters s into the meeting, announces it to the others, and returns the others as s
+// should first see them.
 func (m *meeting) add(s *session) []protocol.Participant {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -39,12 +55,10 @@ func (m *meeting) add(s *session) []protocol.Participant {
 		o.reply(protocol.KindParticipantJoined, "", s.participant())
 	}
 	m.participants[s.self.ID] = s
-	for up, pub := range m.tracks {
-		m.subscribe(s, up, pub)
-	}
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Inc()
 	}
+	m.reconcile()
 	return others
 }
 
@@ -57,19 +71,34 @@ func (m *meeting) remove(s *session) {
 		return
 	}
 	delete(m.participants, s.self.ID)
-	for up, pub := range m.tracks {
-		if pub.owner == s {
-			delete(m.tracks, up)
+	for key, st := range m.streams {
+		if st.owner == s {
+			delete(m.streams, key)
 		}
 	}
+	m.forgetPeer(s.bridge, s.peerID)
 	for _, o := range m.participants {
 		o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID})
 	}
+	m.reconcile()
 	m.mu.Unlock()
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Dec()
 	}
 	m.srv.dropMeetingIfEmpty(m)
+}
+
+// forgetPeer drops the forwarding records of a peer that is gone, without commands.
+// Caller holds m.mu.
+func (m *meeting) forgetPeer(b Bridge, peer string) {
+	if b == nil {
+		return
+	}
+	for k := range m.fwd {
+		if k.bridge == b.ID() && k.peer == peer {
+			delete(m.fwd, k)
+		}
+	}
 }
 
 func (m *meeting) empty() bool {
@@ -78,38 +107,23 @@ func (m *meeting) empty() bool {
 	return len(m.participants) == 0
 }
 
-// published forwards a new track of s to everyone else in the meeting.
-func (m *meeting) published(s *session, up *sfu.UpTrack) {
-	pub := publication{owner: s, source: s.sourceOf(up)}
+// published records a new stream of s and forwards it to everyone else.
+func (m *meeting) published(s *session, origin Bridge, key, kind string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.participants[s.self.ID] != s {
-		return // it left while the track was arriving
+	if m.participants[s.self.ID] != s || origin != s.bridge {
+		return // it left, or moved, while the track was arriving
 	}
-	m.tracks[up] = pub
-	for _, o := range m.participants {
-		if o != s {
-			m.subscribe(o, up, pub)
-		}
-	}
+	m.streams[key] = &streamInfo{owner: s, origin: origin, source: s.sourceOfKey(key, kind), kind: kind}
+	m.reconcile()
 }
 
-func (m *meeting) unpublished(up *sfu.UpTrack) {
+func (m *meeting) unpublished(s *session, origin Bridge, key string) {
 	m.mu.Lock()
-	delete(m.tracks, up)
-	m.mu.Unlock()
-}
-
-// subscribe forwards up to o. Microphone and camera share one stream id so the
-// browser keeps them in sync; the screen has its own. Caller holds m.mu.
-func (m *meeting) subscribe(o *session, up *sfu.UpTrack, pub publication) {
-	stream := pub.owner.self.Streams[protocol.SourceCamera]
-	if pub.source == protocol.SourceScreen {
-		stream = pub.owner.self.Streams[protocol.SourceScreen]
-	}
-	trackID := pub.owner.self.ID + "." + string(pub.source)
-	if _, err := o.peer.Subscribe(up, trackID, stream); err != nil {
-		o.log.Warn("subscribe", "track", trackID, "err", err)
+	defer m.mu.Unlock()
+	if st := m.streams[key]; st != nil && st.owner == s && st.origin == origin {
+		delete(m.streams, key)
+		m.reconcile()
 	}
 }
 
@@ -136,6 +150,53 @@ func (m *meeting) snapshot(except string) []protocol.Participant {
 		}
 	}
 	return out
+}
+
+// bridgeDown moves this meeting off a bridge that died: its endpoints are placed again
+// and asked to reconnect; its streams and relay links are dropped; forwarding is
+// recomputed over the bridges that remain.
+func (m *meeting) bridgeDown(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, st := range m.streams {
+		if st.origin.ID() == id {
+			delete(m.streams, key)
+		}
+	}
+	for k := range m.fwd {
+		if k.bridge == id {
+			delete(m.fwd, k)
+		}
+	}
+	for e, l := range m.relays {
+		if e.child == id || e.parent == id {
+			l.close(id)
+			delete(m.relays, e)
+		}
+	}
+	for _, s := range m.participants {
+		if s.bridge != nil && s.bridge.ID() == id {
+			m.forgetPeer(s.bridge, s.peerID)
+			s.migrate()
+		}
+	}
+	m.reconcile()
+}
+
+// relayFailed drops a relay link whose connection failed; reconcile opens a new one if it
+// is still needed.
+func (m *meeting) relayFailed(l *relayLink) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := edge{l.child.ID(), l.parent.ID()}
+	if m.relays[e] != l {
+		return
+	}
+	delete(m.relays, e)
+	m.forgetPeer(l.child, l.childPeer)
+	m.forgetPeer(l.parent, l.parentPeer)
+	l.close("")
+	m.reconcile()
 }
 
 func (m *meeting) closeAll() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
 	"github.com/gorilla/websocket"
@@ -20,9 +21,16 @@ import (
 
 // Config configures a Server.
 type Config struct {
+	// Bridge is the bridge in this process; nil for signaling alone (`cau signal`), which
+	// then uses only registered bridge processes.
 	Bridge *sfu.Bridge
-	Keys   auth.Keys
-	Logger *slog.Logger
+	// Site is the site the local bridge serves (normally the root of the tree).
+	Site string
+	// Ancestry places endpoints and bridges in the site tree; nil puts everyone on the
+	// local bridge (or any bridge).
+	Ancestry Ancestry
+	Keys     auth.Keys
+	Logger   *slog.Logger
 	// Metrics receives counters; nil disables them.
 	Metrics *Metrics
 	// AllowedOrigins lists extra browser origins (scheme://host:port) allowed to open
@@ -40,6 +48,10 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	upgrader websocket.Upgrader
+
+	router router
+	focus  focus
+	local  *LocalBridge
 
 	mu       sync.Mutex // guards meetings and closed
 	meetings map[string]*meeting
@@ -64,6 +76,15 @@ func New(cfg Config) *Server {
 		cfg.MessageBurst = 100
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[string]*meeting{}}
+	s.router.owners = map[ownerKey]peerOwner{}
+	s.focus.ancestry = cfg.Ancestry
+	s.focus.bridges = map[string]*bridgeEntry{}
+	if cfg.Bridge != nil {
+		s.local = &LocalBridge{id: "local", site: cfg.Site}
+		s.local.agent = bridge.NewAgent(cfg.Bridge, s.router.events(s.local), s.log)
+		s.focus.root = s.local
+		s.focus.add(s.local)
+	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -145,6 +166,26 @@ func (s *Server) Participants(meetingID string) []protocol.Participant {
 		return nil
 	}
 	return m.snapshot("")
+}
+
+// Local is the in-process bridge, nil for signaling alone.
+func (s *Server) Local() *LocalBridge { return s.local }
+
+// bridgeDown moves every meeting off a bridge that stopped.
+func (s *Server) bridgeDown(id, why string) {
+	if !s.focus.markDown(id) {
+		return
+	}
+	s.log.Warn("bridge down", "bridge", id, "reason", why)
+	s.mu.Lock()
+	ms := make([]*meeting, 0, len(s.meetings))
+	for _, m := range s.meetings {
+		ms = append(ms, m)
+	}
+	s.mu.Unlock()
+	for _, m := range ms {
+		m.bridgeDown(id)
+	}
 }
 
 // Close ends every session.

@@ -1,11 +1,13 @@
 package signaling
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,7 +50,12 @@ type session struct {
 	claims  *auth.Claims
 	self    protocol.Participant
 	meeting *meeting
-	peer    *sfu.Peer
+
+	// bridge and peerID say where the endpoint's media terminates. They change only when
+	// the endpoint is moved off a failed bridge (migrate), under meeting.mu.
+	bridge     Bridge
+	peerID     string
+	generation int
 
 	mu           sync.Mutex // guards trackSources and muted
 	trackSources map[string]protocol.Source
@@ -303,9 +310,11 @@ func (s *session) close(code int, reason string) {
 	s.closeOnce.Do(func() {
 		if s.meeting != nil {
 			s.meeting.remove(s)
-		}
-		if s.peer != nil {
-			if err := s.peer.Close(); err != nil {
+			s.meeting.mu.Lock()
+			b, peer := s.bridge, s.peerID
+			s.meeting.mu.Unlock()
+			s.srv.router.set(b, peer, nil)
+			if err := b.ClosePeer(peer); err != nil {
 				s.log.Debug("close peer", "err", err)
 			}
 		}
@@ -359,21 +368,15 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	if err != nil {
 		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
 	}
-	s.peer, err = s.srv.cfg.Bridge.NewPeer(sfu.PeerParams{
-		ID:     s.self.ID,
-		Logger: s.log,
-		OnCandidate: func(t sfu.Target, c webrtc.ICECandidateInit) {
-			s.reply(protocol.KindCandidate, "", protocol.Candidate{Target: protocol.Target(t.String()), Candidate: fromPion(c)})
-		},
-		OnSubscriberOffer: func(sdp string) { s.reply(protocol.KindOffer, "", protocol.Offer{SDP: sdp}) },
-		OnTrack:           func(up *sfu.UpTrack) { m.published(s, up) },
-		OnTrackEnded:      func(up *sfu.UpTrack) { m.unpublished(up) },
-		OnFailed: func(err error) {
-			s.log.Warn("media connection failed", "err", err)
-			go s.close(websocket.CloseGoingAway, "media connection failed")
-		},
-	})
+	b, err := s.srv.focus.place(claims.Site)
 	if err != nil {
+		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
+	}
+	s.generation = 1
+	s.bridge, s.peerID = b, s.self.ID+"~1"
+	s.srv.router.set(b, s.peerID, s)
+	if err := b.CreatePeer(s.peerID); err != nil {
+		s.srv.router.set(b, s.peerID, nil)
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
 	s.meeting = m
@@ -382,8 +385,39 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	if mt := s.srv.cfg.Metrics; mt != nil {
 		mt.Joins.Inc()
 	}
-	s.log.Info("joined", "name", name)
+	s.log.Info("joined", "name", name, "bridge", b.ID())
 	return nil
+}
+
+// migrate moves the endpoint to a new bridge after its bridge failed: a new peer there,
+// and a reconnect message so the endpoint renegotiates both connections. Caller holds
+// meeting.mu.
+func (s *session) migrate() {
+	old := s.bridge
+	s.srv.router.set(old, s.peerID, nil)
+	b, err := s.srv.focus.place(s.claims.Site)
+	if err != nil {
+		s.log.Error("no bridge to move to", "err", err)
+		go s.close(websocket.CloseGoingAway, "no bridge available")
+		return
+	}
+	s.generation++
+	s.bridge, s.peerID = b, fmt.Sprintf("%s~%d", s.self.ID, s.generation)
+	s.srv.router.set(b, s.peerID, s)
+	if err := b.CreatePeer(s.peerID); err != nil {
+		s.log.Error("move to bridge", "bridge", b.ID(), "err", err)
+		go s.close(websocket.CloseGoingAway, "no bridge available")
+		return
+	}
+	s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
+	s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + old.ID() + " failed"})
+}
+
+// where returns the endpoint's bridge and peer (they change on migration).
+func (s *session) where() (Bridge, string) {
+	s.meeting.mu.Lock()
+	defer s.meeting.mu.Unlock()
+	return s.bridge, s.peerID
 }
 
 func (s *session) handleOffer(env protocol.Envelope) error {
@@ -391,14 +425,29 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 	if err := protocol.DecodeData(env, &o); err != nil {
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
+	keys := map[string]string{}
 	s.mu.Lock()
 	for _, t := range o.Tracks {
 		s.trackSources[t.ID] = t.Source
 	}
+	// Every track in the SDP gets a stream key, described or not.
+	for _, t := range sdpTracks(o.SDP) {
+		src, ok := s.trackSources[t.id]
+		if !ok {
+			src = protocol.SourceCamera
+			if t.kind == "audio" {
+				src = protocol.SourceMicrophone
+			}
+		}
+		keys[t.id] = s.self.ID + "." + string(src)
+	}
 	s.mu.Unlock()
-	answer, err := s.peer.HandleOffer(o.SDP)
+	b, peer := s.where()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	answer, err := b.Offer(ctx, peer, o.SDP, keys)
 	if err != nil {
-		if errors.Is(err, sfu.ErrBadSDP) {
+		if errors.Is(err, sfu.ErrBadSDP) || errors.Is(err, errRemoteBadSDP) {
 			return clientErr(protocol.CodeBadSDP, "%v", err)
 		}
 		return fmt.Errorf("publisher offer: %w", err)
@@ -412,7 +461,8 @@ func (s *session) handleAnswer(env protocol.Envelope) error {
 	if err := protocol.DecodeData(env, &a); err != nil {
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
-	if err := s.peer.HandleAnswer(a.SDP); err != nil {
+	b, peer := s.where()
+	if err := b.Answer(peer, a.SDP); err != nil {
 		return clientErr(protocol.CodeBadSDP, "%v", err)
 	}
 	return nil
@@ -426,11 +476,8 @@ func (s *session) handleCandidate(env protocol.Envelope) error {
 	if c.Candidate.Candidate == "" {
 		return nil // end of candidates
 	}
-	target := sfu.Publisher
-	if c.Target == protocol.TargetSubscriber {
-		target = sfu.Subscriber
-	}
-	if err := s.peer.AddCandidate(target, toPion(c.Candidate)); err != nil {
+	b, peer := s.where()
+	if err := b.AddCandidate(peer, c.Target, c.Candidate); err != nil {
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
 	return nil
@@ -472,19 +519,69 @@ func (s *session) participant() protocol.Participant {
 	return p
 }
 
-// sourceOf says what a published track carries, from the client's offer; a track the
-// client did not describe is taken as its microphone or camera.
-func (s *session) sourceOf(up *sfu.UpTrack) protocol.Source {
-	s.mu.Lock()
-	src, ok := s.trackSources[up.ID()]
-	s.mu.Unlock()
-	if ok {
+// sourceOfKey says what a stream carries, from its key (participant.source).
+func (s *session) sourceOfKey(key, kind string) protocol.Source {
+	if src := protocol.Source(strings.TrimPrefix(key, s.self.ID+".")); src.Valid() {
 		return src
 	}
-	if up.Kind() == webrtc.RTPCodecTypeAudio {
+	if kind == "audio" {
 		return protocol.SourceMicrophone
 	}
 	return protocol.SourceCamera
+}
+
+// The session owns its endpoint's peer on the bridge (peerOwner).
+
+func (s *session) current(b Bridge, peer string) bool {
+	cb, cp := s.where()
+	return cb == b && cp == peer
+}
+
+func (s *session) peerOffer(b Bridge, peer, sdp string) {
+	if s.current(b, peer) {
+		s.reply(protocol.KindOffer, "", protocol.Offer{SDP: sdp})
+	}
+}
+
+func (s *session) peerCandidate(b Bridge, peer string, t protocol.Target, c protocol.ICECandidate) {
+	if s.current(b, peer) {
+		s.reply(protocol.KindCandidate, "", protocol.Candidate{Target: t, Candidate: c})
+	}
+}
+
+func (s *session) trackPublished(b Bridge, _ string, key, kind string) {
+	s.meeting.published(s, b, key, kind)
+}
+
+func (s *session) trackEnded(b Bridge, _ string, key string) { s.meeting.unpublished(s, b, key) }
+
+func (s *session) peerFailed(b Bridge, peer, reason string) {
+	if !s.current(b, peer) {
+		return
+	}
+	s.log.Warn("media connection failed", "reason", reason)
+	go s.close(websocket.CloseGoingAway, "media connection failed")
+}
+
+type sdpTrack struct{ id, kind string }
+
+// sdpTracks lists the msid track ids of an SDP with their media kind. It reads only
+// "m=" and "a=msid:" lines; the bridge parses the SDP for real.
+func sdpTracks(sdp string) []sdpTrack {
+	var out []sdpTrack
+	kind := ""
+	for _, line := range strings.Split(sdp, "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.HasPrefix(line, "m="):
+			kind, _, _ = strings.Cut(line[2:], " ")
+		case strings.HasPrefix(line, "a=msid:"):
+			if f := strings.Fields(line[len("a=msid:"):]); len(f) == 2 {
+				out = append(out, sdpTrack{id: f[1], kind: kind})
+			}
+		}
+	}
+	return out
 }
 
 func fromPion(c webrtc.ICECandidateInit) protocol.ICECandidate {

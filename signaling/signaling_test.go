@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -35,6 +36,14 @@ func logger() *slog.Logger {
 
 func startServer(t *testing.T, mutate func(*signaling.Config)) *testServer {
 	t.Helper()
+	return startServerWith(t, mutate, func(sig *signaling.Server) http.Handler { return sig }, nil)
+}
+
+// startServerWith starts signaling with a local bridge behind the handler that handler
+// builds; hsOut, if not nil, receives the HTTP test server.
+func startServerWith(t *testing.T, mutate func(*signaling.Config), handler func(*signaling.Server) http.Handler,
+	hsOut **httptest.Server) *testServer {
+	t.Helper()
 	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +54,10 @@ func startServer(t *testing.T, mutate func(*signaling.Config)) *testServer {
 		mutate(&cfg)
 	}
 	sig := signaling.New(cfg)
-	hs := httptest.NewServer(sig)
+	hs := httptest.NewServer(handler(sig))
+	if hsOut != nil {
+		*hsOut = hs
+	}
 	t.Cleanup(func() {
 		sig.Close()
 		hs.Close()

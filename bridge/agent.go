@@ -1,0 +1,353 @@
+// Package bridge runs a bridge (package sfu) on behalf of signaling. The Agent names peers
+// and streams with strings so that signaling can drive a bridge in its own process or in
+// another one, over the control protocol (protocol/bridge.go); Client is that other
+// process's end of the control socket.
+//
+// Streams are named by keys that signaling chooses (e.g. "p1a2b3.camera"). An endpoint's
+// offer maps its track ids to keys; a stream that arrives over a relay link carries its
+// key as its track id, so it keeps its name from bridge to bridge.
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cau-project/cau/protocol"
+
+	"github.com/cau-project/cau/sfu"
+	"github.com/pion/webrtc/v4"
+)
+
+// Events are what an Agent reports. Callbacks run on the bridge's goroutines and must not
+// block.
+type Events struct {
+	// Offer is a peer's subscriber offer, to be answered through Answer.
+	Offer func(peer, sdp string)
+	// Candidate is a local ICE candidate of one of a peer's connections.
+	Candidate func(peer string, target sfu.Target, c webrtc.ICECandidateInit)
+	// Track reports that a peer publishes the stream key (kind "audio" or "video").
+	Track func(peer, key, kind string)
+	// TrackEnded reports that the stream key published by peer ended.
+	TrackEnded func(peer, key string)
+	// Failed reports that a peer's connection failed; the agent has closed it.
+	Failed func(peer, reason string)
+}
+
+// ErrUnknownPeer is returned for a peer id the agent does not have.
+var ErrUnknownPeer = errors.New("bridge: unknown peer")
+
+// Agent drives one sfu.Bridge by peer and stream names.
+type Agent struct {
+	sfu *sfu.Bridge
+	ev  Events
+	log *slog.Logger
+
+	mu      sync.Mutex // guards peers, streams, subs
+	peers   map[string]*agentPeer
+	streams map[string]stream // by key
+	subs    map[subKey]*subscription
+}
+
+type agentPeer struct {
+	id   string
+	peer *sfu.Peer
+	keys map[string]string // msid track id → stream key; guarded by Agent.mu
+}
+
+type stream struct {
+	up   *sfu.UpTrack
+	peer string // who publishes it here (an endpoint, or the relay it came from)
+}
+
+type subKey struct{ peer, key string }
+
+// subscription is signaling's wish that peer receive key. It outlives the stream: if the
+// stream ends and comes back (a relay re-established), forwarding resumes by itself.
+type subscription struct {
+	trackID, streamID string
+	down              *sfu.DownTrack // nil while the stream is absent
+}
+
+// NewAgent wraps b. ev receives the agent's events.
+func NewAgent(b *sfu.Bridge, ev Events, log *slog.Logger) *Agent {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{sfu: b, ev: ev, log: log, peers: map[string]*agentPeer{},
+		streams: map[string]stream{}, subs: map[subKey]*subscription{}}
+}
+
+// CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).
+func (a *Agent) CreatePeer(id string) error {
+	a.mu.Lock()
+	if _, ok := a.peers[id]; ok {
+		a.mu.Unlock()
+		return fmt.Errorf("create peer %s: already exists", id)
+	}
+	ap := &agentPeer{id: id, keys: map[string]string{}}
+	a.peers[id] = ap
+	a.mu.Unlock()
+	p, err := a.sfu.NewPeer(sfu.PeerParams{
+		ID:     id,
+		Logger: a.log.With("peer", id),
+		OnCandidate: func(t sfu.Target, c webrtc.ICECandidateInit) {
+			if a.ev.Candidate != nil {
+				a.ev.Candidate(id, t, c)
+			}
+		},
+		OnSubscriberOffer: func(sdp string) {
+			if a.ev.Offer != nil {
+				a.ev.Offer(id, sdp)
+			}
+		},
+		OnTrack:      func(up *sfu.UpTrack) { a.published(ap, up) },
+		OnTrackEnded: func(up *sfu.UpTrack) { a.ended(ap, up) },
+		OnFailed: func(err error) {
+			a.forget(id)
+			if a.ev.Failed != nil {
+				a.ev.Failed(id, err.Error())
+			}
+		},
+	})
+	if err != nil {
+		a.mu.Lock()
+		delete(a.peers, id)
+		a.mu.Unlock()
+		return fmt.Errorf("create peer %s: %w", id, err)
+	}
+	a.mu.Lock()
+	ap.peer = p
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *Agent) peer(id string) (*agentPeer, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ap := a.peers[id]
+	if ap == nil || ap.peer == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownPeer, id)
+	}
+	return ap, nil
+}
+
+// Offer applies a remote offer to a peer's publisher connection and returns the answer.
+// keys names the streams the offer publishes (msid track id → key); may be nil.
+func (a *Agent) Offer(id, sdp string, keys map[string]string) (string, error) {
+	ap, err := a.peer(id)
+	if err != nil {
+		return "", err
+	}
+	a.mu.Lock()
+	for msid, key := range keys {
+		ap.keys[msid] = key
+	}
+	a.mu.Unlock()
+	return ap.peer.HandleOffer(sdp)
+}
+
+// Answer applies the remote answer to a peer's last subscriber offer.
+func (a *Agent) Answer(id, sdp string) error {
+	ap, err := a.peer(id)
+	if err != nil {
+		return err
+	}
+	return ap.peer.HandleAnswer(sdp)
+}
+
+// AddCandidate adds a remote ICE candidate to one of a peer's connections.
+func (a *Agent) AddCandidate(id string, t sfu.Target, c webrtc.ICECandidateInit) error {
+	ap, err := a.peer(id)
+	if err != nil {
+		return err
+	}
+	return ap.peer.AddCandidate(t, c)
+}
+
+// Subscribe forwards stream key to peer as a track with the given ids, now if the stream
+// is here, or as soon as it arrives.
+func (a *Agent) Subscribe(id, key, trackID, streamID string) error {
+	ap, err := a.peer(id)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sk := subKey{id, key}
+	if _, ok := a.subs[sk]; ok {
+		return nil
+	}
+	sub := &subscription{trackID: trackID, streamID: streamID}
+	a.subs[sk] = sub
+	if st, ok := a.streams[key]; ok && st.peer != id {
+		a.attach(ap, sub, st.up)
+	}
+	return nil
+}
+
+// attach starts forwarding; caller holds a.mu.
+func (a *Agent) attach(ap *agentPeer, sub *subscription, up *sfu.UpTrack) {
+	d, err := ap.peer.Subscribe(up, sub.trackID, sub.streamID)
+	if err != nil {
+		a.log.Warn("subscribe", "peer", ap.id, "track", sub.trackID, "err", err)
+		return
+	}
+	sub.down = d
+}
+
+// Unsubscribe stops forwarding key to peer.
+func (a *Agent) Unsubscribe(id, key string) error {
+	ap, err := a.peer(id)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	sub := a.subs[subKey{id, key}]
+	delete(a.subs, subKey{id, key})
+	a.mu.Unlock()
+	if sub != nil && sub.down != nil {
+		ap.peer.Unsubscribe(sub.down)
+	}
+	return nil
+}
+
+// ClosePeer closes a peer; the streams it published end everywhere.
+func (a *Agent) ClosePeer(id string) error {
+	ap, err := a.peer(id)
+	if err != nil {
+		return err
+	}
+	a.forget(id)
+	return ap.peer.Close()
+}
+
+// forget drops a peer's records (not its streams: those end through their tracks).
+func (a *Agent) forget(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.peers, id)
+	for sk := range a.subs {
+		if sk.peer == id {
+			delete(a.subs, sk)
+		}
+	}
+}
+
+func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
+	a.mu.Lock()
+	key, ok := ap.keys[up.ID()]
+	if !ok {
+		key = up.ID() // a relayed stream carries its key as its track id
+	}
+	a.streams[key] = stream{up: up, peer: ap.id}
+	for sk, sub := range a.subs {
+		if sk.key == key && sk.peer != ap.id {
+			if sp := a.peers[sk.peer]; sp != nil && sp.peer != nil {
+				a.attach(sp, sub, up)
+			}
+		}
+	}
+	a.mu.Unlock()
+	if a.ev.Track != nil {
+		a.ev.Track(ap.id, key, up.Kind().String())
+	}
+}
+
+func (a *Agent) ended(ap *agentPeer, up *sfu.UpTrack) {
+	a.mu.Lock()
+	var key string
+	for k, st := range a.streams {
+		if st.up == up {
+			key = k
+			delete(a.streams, k)
+			for sk, sub := range a.subs {
+				if sk.key == k && sub.down != nil && sub.down.Up() == up {
+					sub.down = nil
+				}
+			}
+		}
+	}
+	a.mu.Unlock()
+	if key != "" && a.ev.TrackEnded != nil {
+		a.ev.TrackEnded(ap.id, key)
+	}
+}
+
+// PeerStats are a peer's forwarding counters.
+type PeerStats struct {
+	PacketsSent     uint64 // to the peer, all its subscriptions
+	PacketsReceived uint64 // from the peer, all it publishes
+	StreamsSent     int
+	StreamsReceived int
+}
+
+// Stats returns a peer's counters.
+func (a *Agent) Stats(id string) (PeerStats, error) {
+	ap, err := a.peer(id)
+	if err != nil {
+		return PeerStats{}, err
+	}
+	var s PeerStats
+	for _, d := range ap.peer.DownTracks() {
+		s.PacketsSent += d.PacketsSent()
+		s.StreamsSent++
+	}
+	for _, u := range ap.peer.UpTracks() {
+		s.PacketsReceived += u.PacketsReceived()
+		s.StreamsReceived++
+	}
+	return s, nil
+}
+
+// Peers lists the peer ids.
+func (a *Agent) Peers() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.peers))
+	for id := range a.peers {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Load summarises the agent for heartbeats.
+func (a *Agent) Load() (peers, upTracks, downTracks int) {
+	a.mu.Lock()
+	ps := make([]*sfu.Peer, 0, len(a.peers))
+	for _, ap := range a.peers {
+		if ap.peer != nil {
+			ps = append(ps, ap.peer)
+		}
+	}
+	a.mu.Unlock()
+	for _, p := range ps {
+		upTracks += len(p.UpTracks())
+		downTracks += len(p.DownTracks())
+	}
+	return len(ps), upTracks, downTracks
+}
+
+// RelayPrefix starts the id of every peer that is one end of a relay link.
+const RelayPrefix = "relay~"
+
+// RelayStats returns the counters of every relay peer.
+func (a *Agent) RelayStats() []protocol.RelayStat {
+	var out []protocol.RelayStat
+	for _, id := range a.Peers() {
+		if !strings.HasPrefix(id, RelayPrefix) {
+			continue
+		}
+		st, err := a.Stats(id)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		out = append(out, protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, PacketsRecv: st.PacketsReceived,
+			StreamsSent: st.StreamsSent, StreamsRecv: st.StreamsReceived})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
+}

@@ -1,0 +1,233 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
+	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
+)
+
+// ClientConfig configures a bridge process's connection to signaling.
+type ClientConfig struct {
+	// SignalURL is signaling's control socket, e.g. ws://10.0.0.1:7880/bridge.
+	SignalURL string
+	// Token is a JWT with role bridge.
+	Token string
+	// ID names the bridge; Site is the site whose subtree it serves.
+	ID, Site string
+	Bridge   *sfu.Bridge
+	Logger   *slog.Logger
+}
+
+// Run keeps the bridge registered with signaling until ctx ends, reconnecting with
+// backoff when the socket drops. Peers do not survive a reconnect: signaling has moved
+// their endpoints meanwhile.
+func Run(ctx context.Context, cfg ClientConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "bridge", "bridge", cfg.ID, "site", cfg.Site)
+	backoff := 500 * time.Millisecond
+	for {
+		start := time.Now()
+		err := serveOnce(ctx, cfg, log)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 500 * time.Millisecond
+		}
+		log.Warn("signaling connection lost; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// conn is one registered session with signaling.
+type conn struct {
+	ws      *websocket.Conn
+	log     *slog.Logger
+	writeMu sync.Mutex
+}
+
+func (c *conn) push(kind protocol.Kind, id string, data any) {
+	b, err := protocol.Encode(kind, id, data)
+	if err != nil {
+		c.log.Error("encode", "type", kind, "err", err)
+		return
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		c.log.Debug("write to signaling", "err", err)
+		_ = c.ws.Close()
+	}
+}
+
+func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
+	hdr := http.Header{"Authorization": {"Bearer " + cfg.Token}}
+	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, cfg.SignalURL, hdr)
+	if err != nil {
+		if resp != nil {
+			return fmt.Errorf("dial %s: %w (HTTP %d)", cfg.SignalURL, err, resp.StatusCode)
+		}
+		return fmt.Errorf("dial %s: %w", cfg.SignalURL, err)
+	}
+	_ = resp.Body.Close()
+	c := &conn{ws: ws, log: log}
+	defer ws.Close()
+	ws.SetReadLimit(protocol.MaxMessageBytes)
+
+	agent := NewAgent(cfg.Bridge, Events{
+		Offer: func(peer, sdp string) {
+			c.push(protocol.KindPeerOffer, "", protocol.PeerSDP{Peer: peer, Type: "offer", SDP: sdp})
+		},
+		Candidate: func(peer string, t sfu.Target, ic webrtc.ICECandidateInit) {
+			c.push(protocol.KindPeerCandidate, "", protocol.PeerICE{Peer: peer, Target: protocol.Target(t.String()),
+				Candidate: protocol.ICECandidate{Candidate: ic.Candidate, SDPMid: ic.SDPMid, SDPMLineIndex: ic.SDPMLineIndex}})
+		},
+		Track: func(peer, key, kind string) {
+			c.push(protocol.KindTrackPublished, "", protocol.TrackEvent{Peer: peer, Key: key, Kind: kind})
+		},
+		TrackEnded: func(peer, key string) {
+			c.push(protocol.KindTrackEnded, "", protocol.TrackEvent{Peer: peer, Key: key})
+		},
+		Failed: func(peer, reason string) {
+			c.push(protocol.KindPeerFailed, "", protocol.PeerFailed{Peer: peer, Reason: reason})
+		},
+	}, log)
+	defer func() {
+		for _, id := range agent.Peers() {
+			_ = agent.ClosePeer(id)
+		}
+	}()
+
+	c.push(protocol.KindBridgeRegister, "reg", protocol.BridgeRegister{ID: cfg.ID, Site: cfg.Site})
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := ws.ReadMessage()
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	env, err := protocol.Decode(data)
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	if env.Kind != protocol.KindBridgeRegistered {
+		var e protocol.Error
+		_ = protocol.DecodeData(env, &e)
+		return fmt.Errorf("register refused: %s: %s", e.Code, e.Message)
+	}
+	log.Info("registered with signaling", "url", cfg.SignalURL)
+
+	hbCtx, stopHB := context.WithCancel(ctx)
+	defer stopHB()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+				p, up, down := agent.Load()
+				c.push(protocol.KindBridgeHeartbeat, "", protocol.BridgeHeartbeat{Peers: p, UpTracks: up, DownTracks: down,
+					Relays: agent.RelayStats()})
+			}
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = ws.Close()
+	}()
+
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return err
+		}
+		env, err := protocol.Decode(data)
+		if err != nil {
+			log.Warn("bad command", "err", err)
+			continue
+		}
+		if err := execute(c, agent, env); err != nil {
+			log.Warn("command failed", "type", env.Kind, "err", err)
+			code := protocol.CodeBadMessage
+			if errors.Is(err, sfu.ErrBadSDP) {
+				code = protocol.CodeBadSDP
+			}
+			c.push(protocol.KindError, env.ID, protocol.Error{Code: code, Message: err.Error()})
+		}
+	}
+}
+
+// execute runs one command from signaling on the agent.
+func execute(c *conn, a *Agent, env protocol.Envelope) error {
+	switch env.Kind {
+	case protocol.KindCreatePeer:
+		var m protocol.PeerRef
+		if err := protocol.DecodeData(env, &m); err != nil {
+			return err
+		}
+		return a.CreatePeer(m.Peer)
+	case protocol.KindPeerSDP:
+		var m protocol.PeerSDP
+		if err := protocol.DecodeData(env, &m); err != nil {
+			return err
+		}
+		if m.Type == "answer" {
+			return a.Answer(m.Peer, m.SDP)
+		}
+		answer, err := a.Offer(m.Peer, m.SDP, m.Keys)
+		if err != nil {
+			return err
+		}
+		c.push(protocol.KindAnswer, env.ID, protocol.Answer{SDP: answer})
+		return nil
+	case protocol.KindAddICE:
+		var m protocol.PeerICE
+		if err := protocol.DecodeData(env, &m); err != nil {
+			return err
+		}
+		t := sfu.Publisher
+		if m.Target == protocol.TargetSubscriber {
+			t = sfu.Subscriber
+		}
+		return a.AddCandidate(m.Peer, t, webrtc.ICECandidateInit{Candidate: m.Candidate.Candidate,
+			SDPMid: m.Candidate.SDPMid, SDPMLineIndex: m.Candidate.SDPMLineIndex})
+	case protocol.KindSubscribe:
+		var m protocol.Subscription
+		if err := protocol.DecodeData(env, &m); err != nil {
+			return err
+		}
+		return a.Subscribe(m.Peer, m.Key, m.TrackID, m.StreamID)
+	case protocol.KindUnsubscribe:
+		var m protocol.Subscription
+		if err := protocol.DecodeData(env, &m); err != nil {
+			return err
+		}
+		return a.Unsubscribe(m.Peer, m.Key)
+	case protocol.KindClosePeer:
+		var m protocol.PeerRef
+		if err := protocol.DecodeData(env, &m); err != nil {
+			return err
+		}
+		return a.ClosePeer(m.Peer)
+	}
+	return fmt.Errorf("unknown command %q", env.Kind)
+}

@@ -1,0 +1,95 @@
+package protocol
+
+// The bridge control protocol runs between signaling and each bridge process over a
+// WebSocket at /bridge, in the same envelope as the endpoint protocol. Signaling drives;
+// the bridge executes and reports. See docs/cascade.md.
+
+// Bridge → signaling kinds.
+const (
+	KindBridgeRegister  Kind = "register"       // first message: who and where the bridge is
+	KindBridgeHeartbeat Kind = "heartbeat"      // every second: load
+	KindPeerOffer       Kind = "peer_offer"     // a peer's subscriber offer, for its remote side
+	KindPeerCandidate   Kind = "peer_candidate" // a peer's local ICE candidate
+	KindTrackPublished  Kind = "track"          // a peer started publishing a stream
+	KindTrackEnded      Kind = "track_ended"    // a published stream ended
+	KindPeerFailed      Kind = "peer_failed"    // a peer's connection failed; the bridge closed it
+	KindRelayStats      Kind = "relay_stats"    // per relay peer counters, every few seconds
+)
+
+// Signaling → bridge kinds. Replies to requests reuse KindAnswer and KindError.
+const (
+	KindBridgeRegistered Kind = "registered" // the answer to register
+	KindCreatePeer       Kind = "create_peer"
+	KindPeerSDP          Kind = "peer_sdp" // an offer (answered with KindAnswer) or an answer for a peer
+	KindAddICE           Kind = "peer_ice" // a remote ICE candidate for a peer
+	KindSubscribe        Kind = "subscribe"
+	KindUnsubscribe      Kind = "unsubscribe"
+	KindClosePeer        Kind = "close_peer"
+)
+
+// BridgeRegister announces a bridge.
+type BridgeRegister struct {
+	ID       string `json:"id"`
+	Site     string `json:"site"`
+	Capacity int    `json:"capacity,omitempty"` // endpoints it is sized for; 0 = unknown
+}
+
+// BridgeHeartbeat reports a bridge's load.
+type BridgeHeartbeat struct {
+	Peers            int         `json:"peers"`
+	UpTracks         int         `json:"up_tracks"`
+	DownTracks       int         `json:"down_tracks"`
+	PacketsForwarded uint64      `json:"packets_forwarded"`
+	Relays           []RelayStat `json:"relays,omitempty"`
+}
+
+// PeerRef names a peer on a bridge.
+type PeerRef struct {
+	Peer string `json:"peer"`
+}
+
+// PeerSDP carries a description for a peer. Type "offer" asks for an answer.
+type PeerSDP struct {
+	Peer string `json:"peer"`
+	Type string `json:"type"` // "offer" or "answer"
+	SDP  string `json:"sdp"`
+	// Keys names the streams an endpoint's offer publishes: msid track id → stream key.
+	Keys map[string]string `json:"keys,omitempty"`
+}
+
+// PeerICE carries an ICE candidate of a peer's connection.
+type PeerICE struct {
+	Peer      string       `json:"peer"`
+	Target    Target       `json:"target"`
+	Candidate ICECandidate `json:"candidate"`
+}
+
+// Subscription asks a bridge to forward a stream to a peer (or stop).
+type Subscription struct {
+	Peer     string `json:"peer"`
+	Key      string `json:"key"`
+	TrackID  string `json:"track_id,omitempty"`
+	StreamID string `json:"stream_id,omitempty"`
+}
+
+// TrackEvent reports a stream appearing or ending on a bridge.
+type TrackEvent struct {
+	Peer string `json:"peer"`
+	Key  string `json:"key"`
+	Kind string `json:"kind,omitempty"` // audio or video
+}
+
+// PeerFailed reports a peer the bridge closed.
+type PeerFailed struct {
+	Peer   string `json:"peer"`
+	Reason string `json:"reason"`
+}
+
+// RelayStat is one relay peer's counters as seen by its bridge.
+type RelayStat struct {
+	Peer        string `json:"peer"`
+	PacketsSent uint64 `json:"packets_sent"`
+	PacketsRecv uint64 `json:"packets_received"`
+	StreamsSent int    `json:"streams_sent"`
+	StreamsRecv int    `json:"streams_received"`
+}

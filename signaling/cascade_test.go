@@ -1,0 +1,218 @@
+package signaling_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/signaling"
+)
+
+// The test tree: a four-level chain with bridges at central (in signaling's process),
+// province, district and commune, plus leaves without bridges at each level.
+//
+//	central*  ── prov*  ── dist*  ── comm*
+//	   │           │          └───── comm2
+//	   │           └──────── dist2
+//	   └─ prov2 ── comm3
+var testParents = map[string]string{
+	"prov": "central", "prov2": "central",
+	"dist": "prov", "dist2": "prov",
+	"comm": "dist", "comm2": "dist",
+	"comm3": "prov2",
+}
+
+func testAncestry(site string) []string {
+	var out []string
+	for p, ok := testParents[site]; ok; p, ok = testParents[p] {
+		out = append(out, p)
+	}
+	return out
+}
+
+type cascade struct {
+	*testServer
+	url     string
+	cancels map[string]context.CancelFunc
+}
+
+// startCascade runs signaling with its bridge at central and one in-process bridge per
+// site given, each registered over the real control socket.
+func startCascade(t *testing.T, sites ...string) *cascade {
+	t.Helper()
+	var hs *httptest.Server
+	ts := startServerWith(t, func(c *signaling.Config) {
+		c.Site = "central"
+		c.Ancestry = testAncestry
+	}, func(sig *signaling.Server) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/ws", sig)
+		mux.HandleFunc("/bridge", sig.ServeBridge)
+		return mux
+	}, &hs)
+	c := &cascade{testServer: ts, url: "ws" + strings.TrimPrefix(hs.URL, "http"), cancels: map[string]context.CancelFunc{}}
+	ts.ws = c.url + "/ws"
+	for _, site := range sites {
+		c.addBridge(t, "br-"+site, site)
+	}
+	eventually(t, 5*time.Second, func() string {
+		if got := len(ts.sig.Bridges()); got != len(sites)+1 {
+			return fmt.Sprintf("%d bridges registered, want %d", got, len(sites)+1)
+		}
+		return ""
+	})
+	return c
+}
+
+func (c *cascade) addBridge(t *testing.T, id, site string) {
+	t.Helper()
+	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.keys.Sign(auth.Claims{Role: auth.RoleBridge, Site: site}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: id, Site: site, Bridge: b, Logger: logger()})
+	}()
+	c.cancels[id] = cancel
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = b.Close()
+	})
+}
+
+// relayStat finds the counters of the relay peer on bridge `on` that faces bridge `toward`.
+func (c *cascade) relayStat(on, toward string) (protocol.RelayStat, bool) {
+	for _, st := range c.sig.RelayStats()[on] {
+		if strings.HasSuffix(st.Peer, "~"+toward) {
+			return st, true
+		}
+	}
+	return protocol.RelayStat{}, false
+}
+
+func TestCascadeDownstreamOncePerLink(t *testing.T) {
+	c := startCascade(t, "prov", "dist", "comm")
+	ctx := context.Background()
+	chair := c.join(t, "m1", "central", "chair")
+	if err := chair.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	subs := []*client.Client{
+		c.join(t, "m1", "comm", "commune A"),
+		c.join(t, "m1", "comm", "commune A'"), // a second subscriber below the same links
+		c.join(t, "m1", "comm2", "commune B"), // a leaf served by the district bridge
+		c.join(t, "m1", "dist2", "district 2"), // a leaf served by the province bridge
+	}
+	eventually(t, 20*time.Second, func() string {
+		for _, s := range subs {
+			if why := receivesFrom(s, chair, 50); why != "" {
+				return why
+			}
+		}
+		return ""
+	})
+	// Every relay link on the chair's path carries each of its two streams exactly once.
+	links := [][2]string{{"local", "br-prov"}, {"br-prov", "br-dist"}, {"br-dist", "br-comm"}}
+	eventually(t, 5*time.Second, func() string {
+		for _, l := range links {
+			st, ok := c.relayStat(l[0], l[1])
+			if !ok {
+				return fmt.Sprintf("no relay from %s to %s", l[0], l[1])
+			}
+			if st.StreamsSent != 2 {
+				return fmt.Sprintf("relay %s→%s forwards %d streams, want 2 (audio, video)", l[0], l[1], st.StreamsSent)
+			}
+		}
+		return ""
+	})
+	// Packets: what crossed the last link is what crossed the first, not once per
+	// subscriber: two subscribers at the commune did not double it.
+	top, _ := c.relayStat("local", "br-prov")
+	bottom, _ := c.relayStat("br-dist", "br-comm")
+	if bottom.PacketsSent > top.PacketsSent+200 || top.PacketsSent == 0 {
+		t.Fatalf("packets on the top link %d, on the commune link %d: the commune link carries more than one copy",
+			top.PacketsSent, bottom.PacketsSent)
+	}
+	got := subs[0].Stream(chair.Self.Streams[protocol.SourceCamera], "video")
+	if got.FirstKeyframe.Load() != 1 {
+		t.Error("the commune's first video packet, three hops down, is not a keyframe")
+	}
+	// Nothing flows up: nobody above the commune subscribes to anything from below.
+	if st, ok := c.relayStat("br-comm", "br-dist"); ok && st.StreamsSent != 0 {
+		t.Errorf("the commune bridge sends %d streams up with no publisher below it", st.StreamsSent)
+	}
+	t.Logf("packets on relay links: central→prov %d, dist→comm %d", top.PacketsSent, bottom.PacketsSent)
+}
+
+func TestCascadeUpstreamFromCommune(t *testing.T) {
+	c := startCascade(t, "prov", "dist", "comm")
+	ctx := context.Background()
+	commune := c.join(t, "m1", "comm", "commune speaker")
+	if err := commune.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	central := c.join(t, "m1", "central", "chair")
+	other := c.join(t, "m1", "comm3", "another province's commune")
+	eventually(t, 20*time.Second, func() string {
+		return receivesFrom(central, commune, 50) + receivesFrom(other, commune, 50)
+	})
+	// The path is commune → district → province → central; comm3 has no bridge of its
+	// own nor a province bridge, so it is served by central: no other link is used.
+	for _, l := range [][2]string{{"br-comm", "br-dist"}, {"br-dist", "br-prov"}, {"br-prov", "local"}} {
+		st, ok := c.relayStat(l[0], l[1])
+		if !ok || st.StreamsSent != 2 {
+			t.Errorf("relay %s→%s: %+v, want 2 streams up", l[0], l[1], st)
+		}
+	}
+}
+
+func TestCascadePrunesUnwatchedLinks(t *testing.T) {
+	c := startCascade(t, "prov", "dist", "comm")
+	ctx := context.Background()
+	chair := c.join(t, "m1", "central", "chair")
+	if err := chair.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dist := c.join(t, "m1", "dist", "district")
+	comm := c.join(t, "m1", "comm", "commune")
+	eventually(t, 20*time.Second, func() string { return receivesFrom(dist, chair, 30) + receivesFrom(comm, chair, 30) })
+	eventually(t, 5*time.Second, func() string {
+		if st, ok := c.relayStat("br-dist", "br-comm"); !ok || st.StreamsSent != 2 {
+			return fmt.Sprintf("district→commune link: %+v", st)
+		}
+		return ""
+	})
+	// The commune's only subscriber leaves: the chair's streams stop crossing that link
+	// within 2 s; the district keeps receiving.
+	comm.Leave()
+	eventually(t, 2*time.Second, func() string {
+		if st, ok := c.relayStat("br-dist", "br-comm"); ok && st.StreamsSent != 0 {
+			return fmt.Sprintf("district→commune link still forwards %d streams", st.StreamsSent)
+		}
+		return ""
+	})
+	before := dist.Stream(chair.Self.Streams[protocol.SourceCamera], "audio").Packets.Load()
+	eventually(t, 3*time.Second, func() string {
+		if dist.Stream(chair.Self.Streams[protocol.SourceCamera], "audio").Packets.Load() < before+25 {
+			return "the district stopped receiving after the commune left"
+		}
+		return ""
+	})
+}
