@@ -36,6 +36,13 @@ type Config struct {
 	PreviousTokenKeys []string
 	AllowedOrigins    []string
 	Logger            *slog.Logger
+	// NoBridge runs signaling alone (`cau signal`): media goes through registered
+	// `cau bridge` processes only.
+	NoBridge bool
+	// Site is the site the local bridge serves (the top of the tree), and Ancestry
+	// places endpoints and bridges in the site tree (nil: all on the local bridge).
+	Site     string
+	Ancestry signaling.Ancestry
 }
 
 // App is a running Cầu server.
@@ -86,18 +93,21 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		return nil, fmt.Errorf("start: signaling metrics: %w", err)
 	}
 
-	a.bridge, err = sfu.New(sfu.Config{
-		ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort, PublicIPs: cfg.PublicIPs,
-		IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+	if !cfg.NoBridge {
+		a.bridge, err = sfu.New(sfu.Config{
+			ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort, PublicIPs: cfg.PublicIPs,
+			IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start: %w", err)
+		}
 	}
-	a.sig = signaling.New(signaling.Config{Bridge: a.bridge, Keys: a.keys, Logger: log, Metrics: sigMetrics,
-		AllowedOrigins: cfg.AllowedOrigins})
+	a.sig = signaling.New(signaling.Config{Bridge: a.bridge, Site: cfg.Site, Ancestry: cfg.Ancestry,
+		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins})
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", a.sig)
+	mux.HandleFunc("/bridge", a.sig.ServeBridge)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -111,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 
 	a.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
-		_ = a.bridge.Close()
+		a.closeBridge()
 		return nil, fmt.Errorf("start: listen %s: %w", cfg.HTTPAddr, err)
 	}
 	a.http = &http.Server{
@@ -145,5 +155,12 @@ func (a *App) Close() error {
 	defer cancel()
 	a.sig.Close()
 	err := a.http.Shutdown(ctx)
-	return errors.Join(err, a.bridge.Close())
+	return errors.Join(err, a.closeBridge())
+}
+
+func (a *App) closeBridge() error {
+	if a.bridge == nil {
+		return nil
+	}
+	return a.bridge.Close()
 }

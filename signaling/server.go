@@ -168,6 +168,26 @@ func (s *Server) Participants(meetingID string) []protocol.Participant {
 	return m.snapshot("")
 }
 
+// Placement returns, for a live meeting, each participant's bridge: participant id →
+// bridge id.
+func (s *Server) Placement(meetingID string) map[string]string {
+	s.mu.Lock()
+	m := s.meetings[meetingID]
+	s.mu.Unlock()
+	out := map[string]string{}
+	if m == nil {
+		return out
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, p := range m.participants {
+		if p.bridge != nil {
+			out[id] = p.bridge.ID()
+		}
+	}
+	return out
+}
+
 // Local is the in-process bridge, nil for signaling alone.
 func (s *Server) Local() *LocalBridge { return s.local }
 

@@ -19,6 +19,8 @@ type command struct {
 
 var commands = []command{
 	{"serve", "run signaling, a bridge and the web pages (all-in-one)", runServe},
+	{"signal", "run signaling and the web pages only; media goes through `cau bridge` processes", runSignal},
+	{"bridge", "run a bridge for a site's subtree, registered with signaling", runBridge},
 	{"token", "print a signed JWT for a join or API call", runToken},
 	{"version", "print the version", runVersion},
 }

@@ -17,7 +17,16 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	return serve(ctx, "serve", args, stdout, stderr)
+}
+
+func runSignal(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return serve(ctx, "signal", args, stdout, stderr)
+}
+
+// serve runs `cau serve` (signaling with its own bridge) or `cau signal` (signaling alone).
+func serve(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", os.Getenv("CAU_CONFIG"), "YAML config file (env CAU_CONFIG)")
 	dev := fs.Bool("dev", false, "dev mode: public dev signing key, loopback candidates, demo links")
@@ -65,6 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
 		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
+		NoBridge: name == "signal",
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/sfu"
+)
+
+func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	site := fs.String("site", "", "site whose subtree this bridge serves (required)")
+	signalURL := fs.String("signal", "http://127.0.0.1:7880", "signaling server URL")
+	id := fs.String("id", "", "bridge id (default bridge-<site>)")
+	udpPort := fs.Int("udp-port", 7882, "ICE UDP mux port (0 = any)")
+	tcpPort := fs.Int("tcp-port", 7881, "ICE-TCP port (-1 disables, 0 = any)")
+	publicIP := fs.String("public-ip", "", "comma-separated public IPs announced to endpoints (NAT 1:1)")
+	dev := fs.Bool("dev", false, "sign the bridge token with the dev key (for `cau serve --dev`)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *site == "" {
+		fmt.Fprintln(stderr, "cau bridge: --site is required")
+		return errUsage
+	}
+	if *id == "" {
+		*id = "bridge-" + *site
+	}
+	ws, err := controlURL(*signalURL)
+	if err != nil {
+		return err
+	}
+	token, err := bridgeToken(*site, *dev)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(config.Config{LogLevel: *logLevel, LogFormat: "text"}, stderr)
+	if err != nil {
+		return err
+	}
+	var ips []string
+	if *publicIP != "" {
+		ips = strings.Split(*publicIP, ",")
+	}
+	b, err := sfu.New(sfu.Config{ICEUDPPort: *udpPort, ICETCPPort: *tcpPort, PublicIPs: ips, IncludeLoopback: *dev, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	log.Info("bridge starting", "id", *id, "site", *site, "signal", ws)
+	return bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: *id, Site: *site, Bridge: b, Logger: log})
+}
+
+// controlURL turns a signaling base URL (http, https, ws or wss) into its /bridge socket.
+func controlURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("--signal %q: want a URL like http://host:7880", raw)
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("--signal %q: scheme must be http, https, ws or wss", raw)
+	}
+	u.Path = "/bridge"
+	return u.String(), nil
+}
+
+// bridgeToken is CAU_BRIDGE_TOKEN, or a token signed with CAU_TOKEN_KEY, or with the dev
+// key in dev mode.
+func bridgeToken(site string, dev bool) (string, error) {
+	if t := os.Getenv("CAU_BRIDGE_TOKEN"); t != "" {
+		return t, nil
+	}
+	keys := auth.Keys{}
+	switch key := os.Getenv("CAU_TOKEN_KEY"); {
+	case key != "":
+		keys.Current = []byte(key)
+	case dev:
+		keys.Current = []byte(auth.DevKey)
+	default:
+		return "", fmt.Errorf("set CAU_BRIDGE_TOKEN (cau token --role bridge) or CAU_TOKEN_KEY, or pass --dev")
+	}
+	return keys.Sign(auth.Claims{Role: auth.RoleBridge, Site: site}, 365*24*time.Hour)
+}

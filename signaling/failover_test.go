@@ -1,0 +1,113 @@
+package signaling_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/protocol"
+)
+
+var (
+	buildOnce sync.Once
+	cauBinary string
+	buildErr  error
+)
+
+// buildCau builds cmd/cau once per test run, for tests that need real processes.
+func buildCau(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cau-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cauBinary = filepath.Join(dir, "cau")
+		out, err := exec.Command("go", "build", "-race", "-o", cauBinary, "../cmd/cau").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return cauBinary
+}
+
+// startBridgeProcess runs `cau bridge` for site and returns the process.
+func (c *cascade) startBridgeProcess(t *testing.T, id, site string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(buildCau(t), "bridge", "--site", site, "--id", id, "--signal", c.url,
+		"--udp-port", "0", "--tcp-port", "-1", "--dev", "--log-level", "error")
+	cmd.Env = append(os.Environ(), "CAU_TOKEN_KEY="+string(c.keys.Current))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+// TestBridgeProcessKilled kills a district bridge process mid-meeting: its endpoint is
+// placed on the nearest ancestor's bridge (the province's) and receives media again.
+func TestBridgeProcessKilled(t *testing.T) {
+	c := startCascade(t)
+	c.startBridgeProcess(t, "br-prov", "prov")
+	dist := c.startBridgeProcess(t, "br-dist", "dist")
+	eventually(t, 20*time.Second, func() string {
+		if n := len(c.sig.Bridges()); n != 3 {
+			return fmt.Sprintf("%d bridges registered, want 3", n)
+		}
+		return ""
+	})
+	ctx := context.Background()
+	chair := c.join(t, "m1", "central", "chair")
+	if err := chair.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	official := c.join(t, "m1", "dist", "district official")
+	eventually(t, 20*time.Second, func() string { return receivesFrom(official, chair, 30) })
+	if got := c.sig.Placement("m1")[official.Self.ID]; got != "br-dist" {
+		t.Fatalf("the district official is on %q, want br-dist", got)
+	}
+
+	killed := time.Now()
+	if err := dist.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var moved time.Duration
+	eventually(t, 20*time.Second, func() string {
+		if official.Reconnects() < 1 {
+			return "the official was not asked to reconnect"
+		}
+		if why := receivesFrom(official, chair, 10); why != "" {
+			return why
+		}
+		if moved == 0 {
+			moved = time.Since(killed)
+		}
+		return ""
+	})
+	if got := c.sig.Placement("m1")[official.Self.ID]; got != "br-prov" {
+		t.Fatalf("after the kill the official is on %q, want br-prov (nearest ancestor)", got)
+	}
+	v := official.Stream(chair.Self.Streams[protocol.SourceCamera], "video")
+	if v.FirstKeyframe.Load() != 1 {
+		t.Error("after moving, the first video packet is not a keyframe")
+	}
+	t.Logf("FAILOVER: media flowing again %v after the bridge process was killed", moved.Round(time.Millisecond))
+	if dir := os.Getenv("CAU_ARTIFACTS"); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, "failover.txt"), []byte(moved.String()+"\n"), 0o644)
+	}
+}
