@@ -154,8 +154,16 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		_ = ws.Close()
 	}()
 
+	// Signaling pings every 15 s; silence for twice that means it is gone.
+	const readWait = 35 * time.Second
+	ws.SetPingHandler(func(data string) error {
+		_ = ws.SetReadDeadline(time.Now().Add(readWait))
+		c.writeMu.Lock()
+		defer c.writeMu.Unlock()
+		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
+	})
 	for {
-		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_ = ws.SetReadDeadline(time.Now().Add(readWait))
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -31,6 +32,9 @@ type Config struct {
 	// PublicIPs replace the host candidates' addresses (NAT 1:1), e.g. a data centre's
 	// public address in front of a private one.
 	PublicIPs []string
+	// Announce adds "ip:port" UDP candidates next to the host ones: an address that a
+	// port forward (or a WAN relay) maps to the ICE UDP port.
+	Announce []string
 	// IncludeLoopback adds 127.0.0.1 candidates (dev mode and in-process tests).
 	IncludeLoopback bool
 	// Logger receives the bridge's logs and pion's; nil means slog.Default().
@@ -109,14 +113,33 @@ func New(cfg Config) (*Bridge, error) {
 		networks = append(networks, webrtc.NetworkTypeTCP4)
 	}
 	se.SetNetworkTypes(networks)
+	var rules []webrtc.ICEAddressRewriteRule
 	if len(cfg.PublicIPs) > 0 {
-		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+		rules = append(rules, webrtc.ICEAddressRewriteRule{
 			External:        cfg.PublicIPs,
 			AsCandidateType: webrtc.ICECandidateTypeHost,
 			Mode:            webrtc.ICEAddressRewriteReplace,
-		}); err != nil {
+		})
+	}
+	for _, a := range cfg.Announce {
+		host, port, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || net.ParseIP(host) == nil {
 			_ = b.Close()
-			return nil, fmt.Errorf("public IPs %v: %w", cfg.PublicIPs, err)
+			return nil, fmt.Errorf("announce %q: want ip:port", a)
+		}
+		rules = append(rules, webrtc.ICEAddressRewriteRule{
+			External:        []string{host},
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteAppend,
+			Networks:        []webrtc.NetworkType{webrtc.NetworkTypeUDP4},
+			NewPort:         n,
+		})
+	}
+	if len(rules) > 0 {
+		if err := se.SetICEAddressRewriteRules(rules...); err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("public addresses %v %v: %w", cfg.PublicIPs, cfg.Announce, err)
 		}
 	}
 

@@ -32,7 +32,7 @@ type UpTrack struct {
 	owner    *Peer
 	log      *slog.Logger
 
-	mu    sync.Mutex                 // serialises changes to downs (writers only)
+	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 
 	lastKeyframeReq atomic.Int64 // unix nanos of the last PLI sent

@@ -197,10 +197,19 @@ func (rb *remoteBridge) watchdog() {
 }
 
 func (rb *remoteBridge) writeLoop() {
+	// Pings keep an idle control socket alive through NATs and let the bridge notice a
+	// dead signaling server.
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
 	for {
 		select {
 		case <-rb.done:
 			return
+		case <-ping.C:
+			if err := rb.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				rb.shutdown("ping failed")
+				return
+			}
 		case b := <-rb.send:
 			_ = rb.conn.SetWriteDeadline(time.Now().Add(writeWait))
 			if err := rb.conn.WriteMessage(websocket.TextMessage, b); err != nil {

@@ -25,6 +25,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	udpPort := fs.Int("udp-port", 7882, "ICE UDP mux port (0 = any)")
 	tcpPort := fs.Int("tcp-port", 7881, "ICE-TCP port (-1 disables, 0 = any)")
 	publicIP := fs.String("public-ip", "", "comma-separated public IPs announced to endpoints (NAT 1:1)")
+	announce := fs.String("announce", "", "comma-separated extra ip:port UDP candidates (a port forward to --udp-port)")
 	dev := fs.Bool("dev", false, "sign the bridge token with the dev key (for `cau serve --dev`)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -53,7 +54,12 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *publicIP != "" {
 		ips = strings.Split(*publicIP, ",")
 	}
-	b, err := sfu.New(sfu.Config{ICEUDPPort: *udpPort, ICETCPPort: *tcpPort, PublicIPs: ips, IncludeLoopback: *dev, Logger: log})
+	var extra []string
+	if *announce != "" {
+		extra = strings.Split(*announce, ",")
+	}
+	b, err := sfu.New(sfu.Config{ICEUDPPort: *udpPort, ICETCPPort: *tcpPort, PublicIPs: ips, Announce: extra,
+		IncludeLoopback: *dev, Logger: log})
 	if err != nil {
 		return err
 	}

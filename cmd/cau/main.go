@@ -22,6 +22,7 @@ var commands = []command{
 	{"signal", "run signaling and the web pages only; media goes through `cau bridge` processes", runSignal},
 	{"bridge", "run a bridge for a site's subtree, registered with signaling", runBridge},
 	{"token", "print a signed JWT for a join or API call", runToken},
+	{"loadtest", "simulated endpoints against a Cầu server", runLoadtest},
 	{"version", "print the version", runVersion},
 }
 

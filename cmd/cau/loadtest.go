@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/loadtest"
+)
+
+const defaultTree = "deploy/examples/gia-lai.yaml"
+
+func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	def := loadtest.DefaultConfig()
+	flags := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: cau loadtest [flags]\n\nJoins simulated endpoints to a meeting on a Cầu server, measures, and exits 1 when a threshold is crossed.\n\nFlags:")
+		flags.PrintDefaults()
+	}
+	serverURL := flags.String("url", def.URL, "server base URL")
+	key := flags.String("key", "", "token signing key (default env CAU_TOKEN_KEY)")
+	dev := flags.Bool("dev", false, "sign tokens with the public dev key (a `cau serve --dev` server)")
+	meeting := flags.String("meeting", def.Meeting, "meeting id")
+	endpoints := flags.Int("endpoints", def.Endpoints, "simulated endpoints")
+	tree := flags.String("tree", defaultTree, "site tree YAML (id, name, level, parent); endpoints go one per site first; empty: synthetic sites")
+	publishers := flags.Int("publishers", def.Publishers, "endpoints publishing at once; the first is the chair")
+	media := flags.String("media", def.Media, "what publishers send: av, video or audio")
+	videoKbps := flags.Int("video-kbps", def.VideoKbps, "video bitrate per publisher, kbit/s")
+	fps := flags.Int("fps", def.FPS, "video frame rate")
+	duration := flags.Duration("duration", def.Duration, "how long to hold and measure full load, after every join settled")
+	ramp := flags.String("ramp", "20/s", "join rate, e.g. 20/s or 300/m")
+	mode := flags.String("mode", def.Mode, "fixed, or rotate: sites take the floor in turn")
+	rotateEvery := flags.Duration("rotate-every", def.RotateEvery, "floor period in rotate mode")
+	joinTimeout := flags.Duration("join-timeout", def.JoinTimeout, "token → first media packet; slower is a failed join")
+	jsonPath := flags.String("json", "", "write the JSON report here (- for stdout)")
+	maxLoss := flags.Float64("max-loss", def.Thresholds.MaxLossPct, "fail above this packet loss, percent (negative: no limit)")
+	maxFailed := flags.Int("max-failed-joins", def.Thresholds.MaxFailedJoins, "fail above this many failed or dropped endpoints (negative: no limit)")
+	maxJoinP95 := flags.Duration("max-join-p95", def.Thresholds.MaxJoinP95, "fail above this join-time p95 (0: no limit)")
+	logLevel := flags.String("log-level", "warn", "debug, info, warn or error (logs go to stderr)")
+	if err := flags.Parse(args); err != nil {
+		return errUsage
+	}
+	if flags.NArg() > 0 {
+		fmt.Fprintf(stderr, "cau loadtest: unexpected argument %q\n", flags.Arg(0))
+		return errUsage
+	}
+	level, err := config.ParseLevel(*logLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := def
+	cfg.URL, cfg.Meeting, cfg.Endpoints, cfg.Publishers = *serverURL, *meeting, *endpoints, *publishers
+	cfg.Media, cfg.VideoKbps, cfg.FPS, cfg.Duration = *media, *videoKbps, *fps, *duration
+	cfg.Mode, cfg.RotateEvery, cfg.JoinTimeout, cfg.Logger = *mode, *rotateEvery, *joinTimeout, log
+	cfg.Thresholds = loadtest.Thresholds{MaxLossPct: *maxLoss, MaxFailedJoins: *maxFailed, MaxJoinP95: *maxJoinP95}
+	if cfg.Ramp, err = loadtest.ParseRate(*ramp); err != nil {
+		return err
+	}
+	switch {
+	case *key != "":
+		cfg.Keys.Current = []byte(*key)
+	case os.Getenv("CAU_TOKEN_KEY") != "":
+		cfg.Keys.Current = []byte(os.Getenv("CAU_TOKEN_KEY"))
+	case *dev:
+		cfg.Keys.Current = []byte(auth.DevKey)
+	default:
+		return errors.New("pass --key or set CAU_TOKEN_KEY to the server's signing key, or pass --dev for a dev server")
+	}
+	if *tree != "" {
+		cfg.Sites, err = loadtest.LoadSites(*tree)
+		treeGiven := false
+		flags.Visit(func(f *flag.Flag) { treeGiven = treeGiven || f.Name == "tree" })
+		if errors.Is(err, fs.ErrNotExist) && !treeGiven {
+			log.Warn("default site tree not found; using synthetic sites", "tree", *tree)
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	progress := stdout
+	if *jsonPath == "-" {
+		progress = stderr
+	}
+	cfg.Progress = progress
+	cfg.Live = isTerminal(progress)
+
+	rep, runErr := loadtest.Run(ctx, cfg)
+	if rep == nil {
+		return runErr
+	}
+	summary := stdout
+	if *jsonPath == "-" {
+		summary = stderr
+	}
+	rep.WriteText(summary)
+	if *jsonPath != "" {
+		if err := rep.WriteJSON(*jsonPath, stdout); err != nil {
+			return err
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if !rep.Pass {
+		return fmt.Errorf("thresholds crossed: %s", strings.Join(rep.Violations, "; "))
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal), without a dependency.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,306 @@
+package signaling_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/signaling"
+)
+
+// The WAN test puts a province bridge in a network namespace, as if in a province data
+// centre, joined to central by a veth pair. Its relay link to central crosses a delaying
+// UDP relay (this kernel has no netem) and nftables drops 2% of the relay's packets in each
+// direction inside the namespace. Nothing else reaches the province bridge from outside:
+// nftables there drops UDP from central that does not come through the relay. The
+// subscriber runs inside the namespace (this test binary, re-executed), so its own access
+// link is clean and what it loses is what the relay link lost and NACK did not repair.
+
+const (
+	wanHost      = "10.201.0.1" // central's side of the veth
+	wanPeer      = "10.201.0.2" // the province's side
+	wanRelayPort = 40000        // the relay's socket towards the province
+	wanDelay     = 30 * time.Millisecond
+	wanLossPct   = 2
+)
+
+func requireRootNet(t *testing.T) {
+	t.Helper()
+	missing := ""
+	for _, bin := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = bin + " not found"
+		}
+	}
+	if os.Geteuid() != 0 {
+		missing = "not root"
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("WAN test needs root, ip and nft under CI: %s", missing)
+	}
+	t.Skipf("WAN test: %s", missing)
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// setupNetns creates the namespace, the veth pair and the nftables rules; returns the
+// namespace name.
+func setupNetns(t *testing.T) string {
+	t.Helper()
+	ns := fmt.Sprintf("cauwan%d", os.Getpid()%100000)
+	_ = exec.Command("ip", "netns", "del", ns).Run()
+	_ = exec.Command("ip", "link", "del", "cw0").Run()
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		_ = exec.Command("ip", "link", "del", "cw0").Run()
+	})
+	run(t, "ip", "link", "add", "cw0", "type", "veth", "peer", "name", "cw1")
+	run(t, "ip", "link", "set", "cw1", "netns", ns)
+	run(t, "ip", "addr", "add", wanHost+"/24", "dev", "cw0")
+	run(t, "ip", "link", "set", "cw0", "up")
+	nsx := []string{"ip", "netns", "exec", ns}
+	run(t, append(nsx, "ip", "addr", "add", wanPeer+"/24", "dev", "cw1")...)
+	run(t, append(nsx, "ip", "link", "set", "cw1", "up")...)
+	run(t, append(nsx, "ip", "link", "set", "lo", "up")...)
+	relay := strconv.Itoa(wanRelayPort)
+	rules := fmt.Sprintf(`table inet wan {
+	chain in {
+		type filter hook input priority 0;
+		ip saddr %[1]s udp sport != %[2]s drop
+		ip saddr %[1]s udp sport %[2]s numgen random mod 100 < %[3]d drop
+	}
+	chain out {
+		type filter hook output priority 0;
+		ip daddr %[1]s udp dport != %[2]s drop
+		ip daddr %[1]s udp dport %[2]s numgen random mod 100 < %[3]d drop
+	}
+}
+`, wanHost, relay, wanLossPct)
+	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	return ns
+}
+
+// delayRelay forwards UDP between central (whoever sends to its public socket) and the
+// province bridge, holding each packet for delay in each direction.
+type delayRelay struct {
+	public, inner *net.UDPConn
+	target        *net.UDPAddr
+	delay         time.Duration
+	mu            sync.Mutex
+	peer          *net.UDPAddr // the last sender on the public side
+}
+
+func startDelayRelay(t *testing.T, target *net.UDPAddr, delay time.Duration) *delayRelay {
+	t.Helper()
+	pub, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(wanHost)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(wanHost), Port: wanRelayPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &delayRelay{public: pub, inner: inner, target: target, delay: delay}
+	t.Cleanup(func() {
+		_ = pub.Close()
+		_ = inner.Close()
+	})
+	go r.pump(pub, func(from *net.UDPAddr) *net.UDPAddr {
+		r.mu.Lock()
+		r.peer = from
+		r.mu.Unlock()
+		return r.target
+	}, inner)
+	go r.pump(inner, func(*net.UDPAddr) *net.UDPAddr {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.peer
+	}, pub)
+	return r
+}
+
+func (r *delayRelay) pump(from *net.UDPConn, dest func(*net.UDPAddr) *net.UDPAddr, to *net.UDPConn) {
+	for {
+		buf := make([]byte, 1600)
+		n, src, err := from.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		d := dest(src)
+		if d == nil {
+			continue
+		}
+		time.AfterFunc(r.delay, func() { _, _ = to.WriteToUDP(buf[:n], d) })
+	}
+}
+
+func (r *delayRelay) port() int { return r.public.LocalAddr().(*net.UDPAddr).Port }
+
+// wanSubscriberResult is what the subscriber process reports.
+type wanSubscriberResult struct {
+	Video, Audio client.StreamStats
+	Error        string
+}
+
+// TestWANSubscriberProcess is not a test: it is the subscriber that TestWANRelayLink
+// starts inside the namespace.
+func TestWANSubscriberProcess(t *testing.T) {
+	url, tok := os.Getenv("CAU_WAN_URL"), os.Getenv("CAU_WAN_TOKEN")
+	if url == "" {
+		return // run directly: nothing to do
+	}
+	res := wanSubscriberResult{}
+	defer func() {
+		b, _ := json.Marshal(res)
+		fmt.Println("WANRESULT " + string(b))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, tok, client.Options{Logger: logger()})
+	if err != nil {
+		res.Error = err.Error()
+		return
+	}
+	defer c.Close()
+	stream := os.Getenv("CAU_WAN_STREAM")
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) {
+		if v := c.Stream(stream, "video"); v != nil && v.Stats().Received > 700 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v := c.Stream(stream, "video"); v != nil {
+		res.Video = v.Stats()
+	}
+	if a := c.Stream(stream, "audio"); a != nil {
+		res.Audio = a.Stats()
+	}
+}
+
+func TestWANRelayLink(t *testing.T) {
+	requireRootNet(t)
+	ns := setupNetns(t)
+
+	// Signaling with central's bridge, reachable from the namespace through the veth.
+	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+	sig := signaling.New(signaling.Config{Bridge: b, Site: "central", Ancestry: testAncestry, Keys: keys, Logger: logger()})
+	mux := http.NewServeMux()
+	mux.Handle("/ws", sig)
+	mux.HandleFunc("/bridge", sig.ServeBridge)
+	hs := httptest.NewUnstartedServer(mux)
+	ln, err := net.Listen("tcp4", wanHost+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Listener = ln
+	hs.Start()
+	t.Cleanup(func() {
+		sig.Close()
+		hs.Close()
+		_ = b.Close()
+	})
+	base := "ws://" + ln.Addr().String()
+
+	// The province bridge, in the namespace, announcing the relay as its WAN address.
+	bridgePort := 41000 + rand.IntN(1000)
+	relay := startDelayRelay(t, &net.UDPAddr{IP: net.ParseIP(wanPeer), Port: bridgePort}, wanDelay)
+	cmd := exec.Command("ip", "netns", "exec", ns, buildCau(t), "bridge", "--site", "prov", "--id", "br-prov",
+		"--signal", "http://"+ln.Addr().String(), "--udp-port", strconv.Itoa(bridgePort), "--tcp-port", "-1",
+		"--announce", fmt.Sprintf("%s:%d", wanHost, relay.port()), "--dev", "--log-level", wanLogLevel())
+	cmd.Env = append(os.Environ(), "CAU_TOKEN_KEY="+string(keys.Current))
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	eventually(t, 20*time.Second, func() string {
+		if len(sig.Bridges()) != 2 {
+			return "the province bridge has not registered"
+		}
+		return ""
+	})
+
+	ts := &testServer{keys: keys, ws: base + "/ws", sig: sig}
+	chair := ts.join(t, "wan", "central", "chair")
+	if err := chair.Publish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := keys.Sign(auth.Claims{Meeting: "wan", Site: "prov", Name: "province", Role: auth.RoleParticipant}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestWANSubscriberProcess$", "-test.v")
+	sub.Env = append(os.Environ(), "CAU_WAN_URL="+base+"/ws", "CAU_WAN_TOKEN="+tok,
+		"CAU_WAN_STREAM="+chair.Self.Streams[protocol.SourceCamera])
+	out, err := sub.CombinedOutput()
+	if err != nil {
+		t.Fatalf("subscriber process: %v\n%s", err, out)
+	}
+	var res wanSubscriberResult
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "WANRESULT "); ok {
+			if err := json.Unmarshal([]byte(rest), &res); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if res.Error != "" {
+		t.Fatalf("subscriber: %s", res.Error)
+	}
+	if res.Video.Received < 600 {
+		t.Fatalf("subscriber received %d video packets through the WAN link, want ≥ 600\n%s", res.Video.Received, out)
+	}
+	// With 2% loss each way and 30 ms each way, NACK/RTX over the relay must repair most of
+	// the video loss; audio (no NACK for Opus) shows the raw link loss.
+	vl, al := 100*res.Video.LossFraction(), 100*res.Audio.LossFraction()
+	t.Logf("WAN %v each way, %d%% loss each way: video residual loss %.2f%% (%d/%d), audio loss %.2f%% (%d/%d), video jitter %.1f ms",
+		wanDelay, wanLossPct, vl, res.Video.Lost, res.Video.Expected, al, res.Audio.Lost, res.Audio.Expected, res.Video.JitterMs)
+	if vl >= float64(wanLossPct)/2 {
+		t.Fatalf("video residual loss %.2f%%: NACK did not recover the relay's %d%% loss", vl, wanLossPct)
+	}
+	if res.Audio.Received == 0 {
+		t.Fatal("no audio through the WAN link")
+	}
+}
+
+func wanLogLevel() string {
+	if os.Getenv("CAU_TEST_DEBUG") != "" {
+		return "debug"
+	}
+	return "error"
+}
