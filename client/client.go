@@ -28,6 +28,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Loopback restricts ICE to 127.0.0.1 (in-process tests).
 	Loopback bool
+	// OnStream, if set, is called once for every received track as it starts, before its
+	// first packet is counted (the load tester keeps every Stream this way, including
+	// those a later track with the same stream id replaces in Stream's lookup).
+	OnStream func(*Stream)
 }
 
 // Client is one endpoint.
@@ -44,6 +48,8 @@ type Client struct {
 	Self    protocol.Participant
 	Meeting string
 
+	onStream func(*Stream) // from Options; set once by Dial
+
 	writeMu sync.Mutex // gorilla allows one concurrent writer
 	nextID  atomic.Int64
 
@@ -53,6 +59,7 @@ type Client struct {
 	pending      map[string]chan protocol.Envelope
 	errs         []protocol.Error
 	synth        *Synth
+	publication  *publication // the media PublishWith started, until Unpublish
 	reconnects   int
 	stop         chan struct{}
 	closed       chan struct{}
@@ -67,6 +74,10 @@ type Stream struct {
 	// FirstKeyframe is 1 if the first video packet started a keyframe, 2 if not.
 	FirstKeyframe atomic.Int32
 	FirstAt       time.Time
+	// ClockRate is the RTP clock rate of the track's codec.
+	ClockRate uint32
+
+	rx rxStats // loss, jitter, latency and frames; see Stats
 }
 
 // ErrRejected is returned by Dial when the server refuses the join.
@@ -108,7 +119,7 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	_ = resp.Body.Close()
 	c := &Client{conn: conn, log: log, api: api, participants: map[string]protocol.Participant{},
 		streams: map[string]*Stream{}, pending: map[string]chan protocol.Envelope{},
-		stop: make(chan struct{}), closed: make(chan struct{})}
+		stop: make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream}
 	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -170,10 +181,13 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 		})
 	}
 	sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		s := &Stream{StreamID: tr.StreamID(), TrackID: tr.ID(), Kind: tr.Kind().String(), MimeType: tr.Codec().MimeType, FirstAt: time.Now()}
+		s := newStream(tr.StreamID(), tr.ID(), tr.Kind().String(), tr.Codec().MimeType, tr.Codec().ClockRate)
 		c.mu.Lock()
 		c.streams[s.StreamID+"/"+s.Kind] = s
 		c.mu.Unlock()
+		if c.onStream != nil {
+			c.onStream(s)
+		}
 		buf := make([]byte, 1500)
 		var pkt = &rtpPacket{}
 		for {
@@ -192,6 +206,7 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 				}
 			}
 			s.Bytes.Add(int64(len(pkt.payload)))
+			s.observe(&pkt.hdr, pkt.payload)
 		}
 	})
 }
@@ -269,6 +284,9 @@ func (c *Client) reconnect(reason string) {
 	oldPub, oldSub := c.peers()
 	_ = oldPub.Close()
 	_ = oldSub.Close()
+	c.mu.Lock()
+	c.streams = map[string]*Stream{} // what arrives from now on is counted afresh
+	c.mu.Unlock()
 	if err := c.newPeers(); err != nil {
 		c.log.Error("reconnect", "err", err)
 		return

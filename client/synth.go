@@ -16,9 +16,16 @@ type Synth struct {
 	Audio, Video *webrtc.TrackLocalStaticRTP
 	// FPS and PacketsPerFrame shape the video; defaults 15 and 3 (~400 kbps).
 	FPS, PacketsPerFrame int
+	// PayloadBytes is the size of each video packet's payload; 0 means 1000, and values
+	// are kept between 64 and 1200.
+	PayloadBytes int
+	// NoAudio and NoVideo silence a track: its transceiver is negotiated but no packet
+	// is sent, so the bridge never sees the track (an audio-only or video-only endpoint).
+	NoAudio, NoVideo bool
 
 	keyframeWanted atomic.Bool
 	keyframesSent  atomic.Int64
+	sent           synthCounters
 }
 
 // NewSynth creates the two tracks, in one stream, as a browser's camera and microphone.
@@ -48,17 +55,33 @@ func (s *Synth) Run(stop <-chan struct{}) {
 	defer videoTick.Stop()
 	var seqA, seqV uint16
 	var tsA, tsV uint32
-	payload := make([]byte, 1000)
+	var audioN, frameN uint32
+	size := min(max(s.PayloadBytes, 64), 1200)
+	if s.PayloadBytes == 0 {
+		size = 1000
+	}
+	payload := make([]byte, size)
 	first := true
 	for {
 		select {
 		case <-stop:
 			return
 		case <-audioTick.C:
+			if s.NoAudio {
+				continue
+			}
 			seqA++
 			tsA += 960
-			_ = s.Audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: payload[:80]})
+			p := payload[:80]
+			p[0] = 0x78 // an Opus TOC byte: SILK+CELT hybrid, 20 ms, mono
+			Probe{SentAt: time.Now().UnixNano(), Frame: audioN, Count: 1}.Put(p[AudioProbeOffset:])
+			audioN++
+			_ = s.Audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: p})
+			s.sent.audioPackets.Add(1)
 		case <-videoTick.C:
+			if s.NoVideo {
+				continue
+			}
 			key := first || s.keyframeWanted.Swap(false)
 			first = false
 			if key {
@@ -66,7 +89,7 @@ func (s *Synth) Run(stop <-chan struct{}) {
 			}
 			tsV += uint32(90000 / s.FPS)
 			for i := 0; i < s.PacketsPerFrame; i++ {
-				p := payload[:1000]
+				p := payload[:size]
 				p[0] = 0x00
 				if i == 0 {
 					p[0] = 0x10 // S=1, partition 0
@@ -75,10 +98,15 @@ func (s *Synth) Run(stop <-chan struct{}) {
 				if key {
 					p[1] = 0x00 // P=0: keyframe
 				}
+				Probe{SentAt: time.Now().UnixNano(), Frame: frameN, Index: uint8(i), Count: uint8(s.PacketsPerFrame)}.
+					Put(p[VideoProbeOffset:])
 				seqV++
 				_ = s.Video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqV, Timestamp: tsV,
 					Marker: i == s.PacketsPerFrame-1}, Payload: p})
 			}
+			frameN++
+			s.sent.videoPackets.Add(int64(s.PacketsPerFrame))
+			s.sent.videoFrames.Add(1)
 		}
 	}
 }
