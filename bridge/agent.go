@@ -280,6 +280,7 @@ func (a *Agent) ended(ap *agentPeer, up *sfu.UpTrack) {
 // PeerStats are a peer's forwarding counters.
 type PeerStats struct {
 	PacketsSent     uint64 // to the peer, all its subscriptions
+	BytesSent       uint64 // RTP bytes to the peer
 	PacketsReceived uint64 // from the peer, all it publishes
 	StreamsSent     int
 	StreamsReceived int
@@ -294,6 +295,7 @@ func (a *Agent) Stats(id string) (PeerStats, error) {
 	var s PeerStats
 	for _, d := range ap.peer.DownTracks() {
 		s.PacketsSent += d.PacketsSent()
+		s.BytesSent += d.BytesSent()
 		s.StreamsSent++
 	}
 	for _, u := range ap.peer.UpTracks() {
@@ -345,7 +347,7 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		out = append(out, protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, PacketsRecv: st.PacketsReceived,
+		out = append(out, protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, BytesSent: st.BytesSent, PacketsRecv: st.PacketsReceived,
 			StreamsSent: st.StreamsSent, StreamsRecv: st.StreamsReceived})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })

@@ -89,6 +89,7 @@ type PeerFailed struct {
 type RelayStat struct {
 	Peer        string `json:"peer"`
 	PacketsSent uint64 `json:"packets_sent"`
+	BytesSent   uint64 `json:"bytes_sent"`
 	PacketsRecv uint64 `json:"packets_received"`
 	StreamsSent int    `json:"streams_sent"`
 	StreamsRecv int    `json:"streams_received"`

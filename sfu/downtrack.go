@@ -35,6 +35,7 @@ type DownTrack struct {
 	tsOffset    uint32
 	scratch     rtp.Header // reused for every packet: no allocation per write
 	packetsSent atomic.Uint64
+	bytesSent   atomic.Uint64 // RTP header and payload
 
 	closeOnce sync.Once
 }
@@ -116,6 +117,10 @@ func (d *DownTrack) Up() *UpTrack { return d.up }
 // PacketsSent counts packets written to the subscriber.
 func (d *DownTrack) PacketsSent() uint64 { return d.packetsSent.Load() }
 
+// BytesSent counts the RTP bytes (header and payload, before SRTP) written to the
+// subscriber.
+func (d *DownTrack) BytesSent() uint64 { return d.bytesSent.Load() }
+
 type writeResult uint8
 
 const (
@@ -174,6 +179,7 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 		return writeUnbound
 	}
 	d.packetsSent.Add(1)
+	d.bytesSent.Add(uint64(s.MarshalSize() + len(payload)))
 	return writeOK
 }
 

@@ -32,6 +32,9 @@ var testParents = map[string]string{
 }
 
 func testAncestry(site string) []string {
+	if strings.HasPrefix(site, "pc-") { // the province's communes in the benchmarks
+		return []string{"prov", "central"}
+	}
 	var out []string
 	for p, ok := testParents[site]; ok; p, ok = testParents[p] {
 		out = append(out, p)
@@ -47,7 +50,7 @@ type cascade struct {
 
 // startCascade runs signaling with its bridge at central and one in-process bridge per
 // site given, each registered over the real control socket.
-func startCascade(t *testing.T, sites ...string) *cascade {
+func startCascade(t testing.TB, sites ...string) *cascade {
 	t.Helper()
 	var hs *httptest.Server
 	ts := startServerWith(t, func(c *signaling.Config) {
@@ -73,7 +76,7 @@ func startCascade(t *testing.T, sites ...string) *cascade {
 	return c
 }
 
-func (c *cascade) addBridge(t *testing.T, id, site string) {
+func (c *cascade) addBridge(t testing.TB, id, site string) {
 	t.Helper()
 	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
 	if err != nil {
@@ -116,8 +119,8 @@ func TestCascadeDownstreamOncePerLink(t *testing.T) {
 	}
 	subs := []*client.Client{
 		c.join(t, "m1", "comm", "commune A"),
-		c.join(t, "m1", "comm", "commune A'"), // a second subscriber below the same links
-		c.join(t, "m1", "comm2", "commune B"), // a leaf served by the district bridge
+		c.join(t, "m1", "comm", "commune A'"),  // a second subscriber below the same links
+		c.join(t, "m1", "comm2", "commune B"),  // a leaf served by the district bridge
 		c.join(t, "m1", "dist2", "district 2"), // a leaf served by the province bridge
 	}
 	eventually(t, 20*time.Second, func() string {

@@ -21,7 +21,7 @@ var (
 )
 
 // buildCau builds cmd/cau once per test run, for tests that need real processes.
-func buildCau(t *testing.T) string {
+func buildCau(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "cau-bin")
@@ -42,7 +42,7 @@ func buildCau(t *testing.T) string {
 }
 
 // startBridgeProcess runs `cau bridge` for site and returns the process.
-func (c *cascade) startBridgeProcess(t *testing.T, id, site string) *exec.Cmd {
+func (c *cascade) startBridgeProcess(t testing.TB, id, site string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(buildCau(t), "bridge", "--site", site, "--id", id, "--signal", c.url,
 		"--udp-port", "0", "--tcp-port", "-1", "--dev", "--log-level", "error")

@@ -188,6 +188,22 @@ func (s *Server) Placement(meetingID string) map[string]string {
 	return out
 }
 
+// PeerOf returns the bridge peer id of a participant of a live meeting ("" if none).
+func (s *Server) PeerOf(meetingID, participantID string) string {
+	s.mu.Lock()
+	m := s.meetings[meetingID]
+	s.mu.Unlock()
+	if m == nil {
+		return ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.participants[participantID]; p != nil {
+		return p.peerID
+	}
+	return ""
+}
+
 // Local is the in-process bridge, nil for signaling alone.
 func (s *Server) Local() *LocalBridge { return s.local }
 

@@ -34,14 +34,14 @@ func logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func startServer(t *testing.T, mutate func(*signaling.Config)) *testServer {
+func startServer(t testing.TB, mutate func(*signaling.Config)) *testServer {
 	t.Helper()
 	return startServerWith(t, mutate, func(sig *signaling.Server) http.Handler { return sig }, nil)
 }
 
 // startServerWith starts signaling with a local bridge behind the handler that handler
 // builds; hsOut, if not nil, receives the HTTP test server.
-func startServerWith(t *testing.T, mutate func(*signaling.Config), handler func(*signaling.Server) http.Handler,
+func startServerWith(t testing.TB, mutate func(*signaling.Config), handler func(*signaling.Server) http.Handler,
 	hsOut **httptest.Server) *testServer {
 	t.Helper()
 	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
@@ -66,7 +66,7 @@ func startServerWith(t *testing.T, mutate func(*signaling.Config), handler func(
 	return &testServer{keys: keys, ws: "ws" + strings.TrimPrefix(hs.URL, "http"), sig: sig}
 }
 
-func (ts *testServer) token(t *testing.T, meeting, site, name string) string {
+func (ts *testServer) token(t testing.TB, meeting, site, name string) string {
 	t.Helper()
 	tok, err := ts.keys.Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: auth.RoleParticipant}, time.Hour)
 	if err != nil {
@@ -75,7 +75,7 @@ func (ts *testServer) token(t *testing.T, meeting, site, name string) string {
 	return tok
 }
 
-func (ts *testServer) join(t *testing.T, meeting, site, name string) *client.Client {
+func (ts *testServer) join(t testing.TB, meeting, site, name string) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -87,7 +87,7 @@ func (ts *testServer) join(t *testing.T, meeting, site, name string) *client.Cli
 	return c
 }
 
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
+func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var why string
