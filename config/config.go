@@ -34,6 +34,9 @@ type Config struct {
 	PreviousTokenKeys []string `yaml:"previous_token_keys"`
 	// AllowedOrigins are extra browser origins allowed to open /ws.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// SitesFile is the site tree (YAML: sites with id, name, level, parent). Empty in dev
+	// mode means the built-in four-level example.
+	SitesFile string `yaml:"sites_file"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -105,6 +108,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("CAU_TOKEN_KEY", &c.TokenKey)
 	list("CAU_PREVIOUS_TOKEN_KEYS", &c.PreviousTokenKeys)
 	list("CAU_ALLOWED_ORIGINS", &c.AllowedOrigins)
+	str("CAU_SITES_FILE", &c.SitesFile)
 	str("CAU_LOG_LEVEL", &c.LogLevel)
 	str("CAU_LOG_FORMAT", &c.LogFormat)
 	if v := getenv("CAU_DEV"); v != "" {
@@ -167,6 +171,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("ice_tcp_port", c.ICETCPPort),
 		slog.Any("public_ips", c.PublicIPs),
 		slog.Bool("dev", c.Dev),
+		slog.String("sites_file", c.SitesFile),
 		slog.Bool("token_key_set", c.TokenKey != ""),
 		slog.Int("previous_token_keys", len(c.PreviousTokenKeys)),
 	)

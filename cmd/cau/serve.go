@@ -8,12 +8,17 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/rooms"
+	"github.com/cau-project/cau/signaling"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,6 +40,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	tcpPort := fs.Int("tcp-port", 0, "ICE-TCP port, -1 disables (default 7881)")
 	publicIP := fs.String("public-ip", "", "comma-separated public IPs announced to endpoints (NAT 1:1)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	sitesFile := fs.String("sites", "", "site tree YAML (default: the built-in example in --dev)")
+	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -60,6 +67,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 			cfg.PublicIPs = strings.Split(*publicIP, ",")
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "sites":
+			cfg.SitesFile = *sitesFile
 		}
 	})
 	if err := cfg.Validate(); err != nil {
@@ -70,17 +79,37 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		return err
 	}
 	log.Info("starting", "version", version, "config", cfg)
+	if *demoCascade && !cfg.Dev {
+		return fmt.Errorf("--demo-cascade needs --dev")
+	}
+	tree, err := loadSites(cfg)
+	if err != nil {
+		return err
+	}
+	var top string
+	var ancestry signaling.Ancestry
+	if tree != nil {
+		top, ancestry = tree.Root().ID, tree.Ancestors
+		log.Info("site tree loaded", "sites", tree.Len(), "top", top)
+	}
 	a, err := app.Start(ctx, app.Config{
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
 		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
-		NoBridge: name == "signal",
+		NoBridge: name == "signal", Site: top, Ancestry: ancestry,
 	})
 	if err != nil {
 		return err
 	}
 	if cfg.Dev {
-		if err := printDemoLinks(stdout, a); err != nil {
+		chain, err := demoChain(tree)
+		if err == nil && *demoCascade {
+			err = startDemoBridges(ctx, a.URL(), chain[1:], cfg.ICEUDPPort, stderr)
+		}
+		if err == nil {
+			err = printDemoLinks(stdout, a, tree, chain, *demoCascade)
+		}
+		if err != nil {
 			_ = a.Close()
 			return err
 		}
@@ -106,26 +135,58 @@ func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-// demoParticipants are the sample sites whose join links dev mode prints.
-var demoParticipants = []struct {
-	site, name string
-	role       auth.Role
-}{
-	{"central", "Văn phòng Chính phủ", auth.RoleChair},
-	{"gia-lai", "UBND tỉnh Gia Lai", auth.RoleParticipant},
-	{"gia-lai-ia-grai", "UBND xã Ia Grai", auth.RoleParticipant},
-}
-
-func printDemoLinks(w io.Writer, a *app.App) error {
+func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, cascade bool) error {
 	const meeting = "demo"
-	fmt.Fprintf(w, "\nCầu is running at %s\n\nOpen two or more of these links in separate browser tabs (meeting %q):\n\n", a.URL(), meeting)
-	for _, p := range demoParticipants {
-		tok, err := a.Keys().Sign(auth.Claims{Meeting: meeting, Site: p.site, Name: p.name, Role: p.role}, 24*time.Hour)
+	fmt.Fprintf(w, "\nCầu is running at %s\n\n", a.URL())
+	if cascade {
+		fmt.Fprintf(w, "A bridge runs at each of %s: open links at different levels and watch the\nrelay links in the log (\"relay link opened\").\n\n", strings.Join(chain, " → "))
+	}
+	fmt.Fprintf(w, "Open two or more of these links in separate browser tabs (meeting %q):\n\n", meeting)
+	picks := []string{chain[0]}
+	if len(chain) > 2 {
+		picks = append(picks, chain[1])
+	}
+	if cascade {
+		picks = append(picks, chain[2:]...)
+	} else if len(chain) > 1 {
+		picks = append(picks, chain[len(chain)-1])
+	}
+	for i, site := range picks {
+		role := auth.RoleParticipant
+		if i == 0 {
+			role = auth.RoleChair
+		}
+		name := tree.Name(site)
+		tok, err := a.Keys().Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: role}, 24*time.Hour)
 		if err != nil {
 			return fmt.Errorf("demo token: %w", err)
 		}
-		fmt.Fprintf(w, "  %-26s %s/join/%s?token=%s\n", p.name, a.URL(), meeting, url.QueryEscape(tok))
+		fmt.Fprintf(w, "  %-34s %s/join/%s?token=%s\n", name, a.URL(), meeting, url.QueryEscape(tok))
 	}
 	fmt.Fprintf(w, "\nMetrics: %s/metrics   Health: %s/healthz   Stop: Ctrl-C\n\n", a.URL(), a.URL())
+	return nil
+}
+
+// startDemoBridges starts one `cau bridge` process per site, each on its own UDP port
+// after the server's, registered with the server at url. They stop with this process.
+func startDemoBridges(ctx context.Context, url string, sites []string, basePort int, stderr io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("demo cascade: %w", err)
+	}
+	for i, site := range sites {
+		port := 0
+		if basePort > 0 {
+			port = basePort + 2*(i+1)
+		}
+		cmd := exec.CommandContext(ctx, self, "bridge", "--dev", "--site", site, "--signal", url,
+			"--udp-port", strconv.Itoa(port), "--tcp-port", "-1", "--log-level", "warn")
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("demo cascade: start bridge for %s: %w", site, err)
+		}
+		go func() { _ = cmd.Wait() }()
+	}
 	return nil
 }

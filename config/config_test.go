@@ -1,0 +1,90 @@
+package config
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cau.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadOrder(t *testing.T) {
+	p := writeFile(t, "http_addr: 0.0.0.0:9000\nice_udp_port: 9002\ndev: true\n")
+	c, err := Load(p, env(map[string]string{"CAU_ICE_UDP_PORT": "9102", "CAU_PUBLIC_IPS": "203.0.113.1, 203.0.113.2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "0.0.0.0:9000" {
+		t.Errorf("file value lost: http_addr %q", c.HTTPAddr)
+	}
+	if c.ICEUDPPort != 9102 {
+		t.Errorf("environment must override the file: ice_udp_port %d", c.ICEUDPPort)
+	}
+	if c.ICETCPPort != 7881 {
+		t.Errorf("default lost: ice_tcp_port %d", c.ICETCPPort)
+	}
+	if len(c.PublicIPs) != 2 || c.PublicIPs[1] != "203.0.113.2" {
+		t.Errorf("public ips %v", c.PublicIPs)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	cases := map[string]struct {
+		file string
+		env  map[string]string
+		want string
+	}{
+		"unknown key":      {"dev: true\nhttp_adr: x\n", nil, "http_adr"},
+		"not yaml":         {"dev: [\n", nil, "config"},
+		"bad port env":     {"dev: true\n", map[string]string{"CAU_ICE_UDP_PORT": "seven"}, "CAU_ICE_UDP_PORT"},
+		"port range":       {"dev: true\nice_udp_port: 70000\n", nil, "ice_udp_port"},
+		"no key, not dev":  {"http_addr: 127.0.0.1:1\n", nil, "token_key"},
+		"short key":        {"token_key: short\n", nil, "token_key"},
+		"bad level":        {"dev: true\nlog_level: loud\n", nil, "log_level"},
+		"bad format":       {"dev: true\nlog_format: xml\n", nil, "log_format"},
+		"bad dev boolean":  {"", map[string]string{"CAU_DEV": "maybe"}, "CAU_DEV"},
+		"missing tcp port": {"dev: true\nice_tcp_port: -2\n", nil, "ice_tcp_port"},
+	}
+	for name, c := range cases {
+		_, err := Load(writeFile(t, c.file), env(c.env))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", name, err, c.want)
+		}
+	}
+}
+
+func TestEmptyFileIsDefaults(t *testing.T) {
+	c, err := Load(writeFile(t, ""), env(map[string]string{"CAU_DEV": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != Default().HTTPAddr || !c.Dev {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestSecretsNeverLogged(t *testing.T) {
+	c := Default()
+	c.TokenKey = "super-secret-signing-key-0123456789abcdef"
+	c.PreviousTokenKeys = []string{"older-secret-signing-key-0123456789abcdef"}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("starting", "config", c)
+	if strings.Contains(buf.String(), "secret") {
+		t.Fatalf("a signing key reached the log: %s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "token_key_set=true") {
+		t.Fatalf("the log should say a key is set: %s", buf.String())
+	}
+}
