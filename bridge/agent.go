@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cau-project/cau/protocol"
 
@@ -46,7 +47,8 @@ type Agent struct {
 	ev  Events
 	log *slog.Logger
 
-	mu      sync.Mutex // guards peers, streams, subs
+	mu      sync.Mutex            // guards peers, streams, subs, samples
+	samples map[string]byteSample // last RelayStats sample per peer, for bitrates
 	peers   map[string]*agentPeer
 	streams map[string]stream // by key
 	subs    map[subKey]*subscription
@@ -65,6 +67,11 @@ type stream struct {
 
 type subKey struct{ peer, key string }
 
+type byteSample struct {
+	at    time.Time
+	bytes uint64
+}
+
 // subscription is signaling's wish that peer receive key. It outlives the stream: if the
 // stream ends and comes back (a relay re-established), forwarding resumes by itself.
 type subscription struct {
@@ -77,7 +84,7 @@ func NewAgent(b *sfu.Bridge, ev Events, log *slog.Logger) *Agent {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{sfu: b, ev: ev, log: log, peers: map[string]*agentPeer{},
+	return &Agent{sfu: b, ev: ev, log: log, peers: map[string]*agentPeer{}, samples: map[string]byteSample{},
 		streams: map[string]stream{}, subs: map[subKey]*subscription{}}
 }
 
@@ -225,11 +232,14 @@ func (a *Agent) ClosePeer(id string) error {
 	return ap.peer.Close()
 }
 
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // forget drops a peer's records (not its streams: those end through their tracks).
 func (a *Agent) forget(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.peers, id)
+	delete(a.samples, id)
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)
@@ -284,6 +294,10 @@ type PeerStats struct {
 	PacketsReceived uint64 // from the peer, all it publishes
 	StreamsSent     int
 	StreamsReceived int
+	// Worst figures over the peer's forwarded tracks, from its receiver reports.
+	RTT          time.Duration
+	FractionLost float64
+	Jitter       time.Duration
 }
 
 // Stats returns a peer's counters.
@@ -297,6 +311,10 @@ func (a *Agent) Stats(id string) (PeerStats, error) {
 		s.PacketsSent += d.PacketsSent()
 		s.BytesSent += d.BytesSent()
 		s.StreamsSent++
+		q := d.Quality()
+		s.RTT = max(s.RTT, q.RTT)
+		s.FractionLost = max(s.FractionLost, q.FractionLost)
+		s.Jitter = max(s.Jitter, q.Jitter)
 	}
 	for _, u := range ap.peer.UpTracks() {
 		s.PacketsReceived += u.PacketsReceived()
@@ -347,8 +365,18 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		out = append(out, protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, BytesSent: st.BytesSent, PacketsRecv: st.PacketsReceived,
-			StreamsSent: st.StreamsSent, StreamsRecv: st.StreamsReceived})
+		now := time.Now()
+		a.mu.Lock()
+		prev, ok := a.samples[id]
+		a.samples[id] = byteSample{at: now, bytes: st.BytesSent}
+		a.mu.Unlock()
+		rs := protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, BytesSent: st.BytesSent, PacketsRecv: st.PacketsReceived,
+			StreamsSent: st.StreamsSent, StreamsRecv: st.StreamsReceived,
+			RTTMs: ms(st.RTT), LossPct: 100 * st.FractionLost, JitterMs: ms(st.Jitter)}
+		if dt := now.Sub(prev.at).Seconds(); ok && dt > 0 && st.BytesSent >= prev.bytes {
+			rs.BitrateBps = 8 * float64(st.BytesSent-prev.bytes) / dt
+		}
+		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
 	return out

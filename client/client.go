@@ -180,7 +180,16 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 				Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}})
 		})
 	}
-	sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	sub.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+		// Read the receiver's RTCP so the interceptors see sender reports, as a browser
+		// does: the receiver reports then carry LSR and the bridge can measure RTT.
+		go func() {
+			for {
+				if _, _, err := rcv.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
 		s := newStream(tr.StreamID(), tr.ID(), tr.Kind().String(), tr.Codec().MimeType, tr.Codec().ClockRate)
 		c.mu.Lock()
 		c.streams[s.StreamID+"/"+s.Kind] = s

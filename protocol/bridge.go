@@ -93,4 +93,10 @@ type RelayStat struct {
 	PacketsRecv uint64 `json:"packets_received"`
 	StreamsSent int    `json:"streams_sent"`
 	StreamsRecv int    `json:"streams_received"`
+	// From the far bridge's receiver reports on what this one sends (worst stream):
+	RTTMs    float64 `json:"rtt_ms"`
+	LossPct  float64 `json:"loss_pct"`
+	JitterMs float64 `json:"jitter_ms"`
+	// BitrateBps is the send rate since the previous report.
+	BitrateBps float64 `json:"bitrate_bps"`
 }

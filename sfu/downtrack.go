@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -37,7 +38,59 @@ type DownTrack struct {
 	packetsSent atomic.Uint64
 	bytesSent   atomic.Uint64 // RTP header and payload
 
+	// What the subscriber's receiver reports say about this track (RTCP RR), written by
+	// readRTCP, read by Quality.
+	rttMicros    atomic.Int64
+	fractionLost atomic.Uint32 // 0..256 = 0..100 %
+	jitterRTP    atomic.Uint32 // RFC 3550 interarrival jitter in RTP clock units
+	reports      atomic.Uint64
+
 	closeOnce sync.Once
+}
+
+// Quality is what a subscriber reports about one forwarded track.
+type Quality struct {
+	RTT          time.Duration // from RTCP LSR/DLSR; 0 until measured
+	FractionLost float64       // 0..1, over the last report interval
+	Jitter       time.Duration // RFC 3550 interarrival jitter
+	Reports      uint64        // receiver reports seen
+}
+
+// Quality returns the latest receiver-report figures for this track.
+func (d *DownTrack) Quality() Quality {
+	q := Quality{
+		RTT:          time.Duration(d.rttMicros.Load()) * time.Microsecond,
+		FractionLost: float64(d.fractionLost.Load()) / 256,
+		Reports:      d.reports.Load(),
+	}
+	if rate := d.up.codec.ClockRate; rate > 0 {
+		q.Jitter = time.Duration(float64(d.jitterRTP.Load()) / float64(rate) * float64(time.Second))
+	}
+	return q
+}
+
+// noteReception records a reception report about this track. RTT follows RFC 3550 §6.4.1:
+// arrival − LSR − DLSR, all in 1/65536 s.
+func (d *DownTrack) noteReception(r rtcp.ReceptionReport, arrival time.Time) {
+	d.reports.Add(1)
+	d.fractionLost.Store(uint32(r.FractionLost))
+	d.jitterRTP.Store(r.Jitter)
+	if r.LastSenderReport == 0 {
+		return
+	}
+	now := ntpMiddle32(arrival)
+	rtt := now - r.LastSenderReport - r.Delay
+	if int32(rtt) >= 0 {
+		d.rttMicros.Store(int64(rtt) * 1_000_000 >> 16)
+	}
+}
+
+// ntpMiddle32 is the middle 32 bits of the NTP timestamp of t (seconds since 1900, 16.16).
+func ntpMiddle32(t time.Time) uint32 {
+	const ntpEpochOffset = 2208988800
+	secs := uint64(t.Unix()) + ntpEpochOffset
+	frac := uint64(t.Nanosecond()) << 32 / 1e9
+	return uint32((secs<<32 | frac) >> 16)
 }
 
 // binding is what Bind learnt from negotiation.
@@ -191,11 +244,28 @@ func (d *DownTrack) readRTCP() {
 		if err != nil {
 			return
 		}
+		now := time.Now()
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				d.up.RequestKeyframe()
+			case *rtcp.ReceiverReport:
+				d.noteReports(p.Reports, now)
+			case *rtcp.SenderReport:
+				d.noteReports(p.Reports, now)
 			}
+		}
+	}
+}
+
+func (d *DownTrack) noteReports(reports []rtcp.ReceptionReport, now time.Time) {
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	for _, r := range reports {
+		if r.SSRC == b.ssrc {
+			d.noteReception(r, now)
 		}
 	}
 }

@@ -61,6 +61,17 @@ func testPeersExchangeMedia(t *testing.T, n int) {
 			}
 		}
 	}
+	// Subscribers send receiver reports (once a second): the bridge reads RTT and loss.
+	eventually(t, 5*time.Second, func() string {
+		for _, e := range eps {
+			for _, d := range e.peer.DownTracks() {
+				if q := d.Quality(); q.Reports == 0 || q.RTT <= 0 || q.FractionLost > 0.05 {
+					return fmt.Sprintf("%s: down track %s quality %+v", e.name, d.ID(), q)
+				}
+			}
+		}
+		return ""
+	})
 }
 
 // TestLateJoinerStartsWithKeyframe joins a subscriber long after the publisher's last

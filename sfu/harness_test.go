@@ -117,7 +117,8 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 			_ = e.peer.AddCandidate(Subscriber, c.ToJSON())
 		}
 	})
-	e.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	e.sub.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+		go drainRTCP(rcv)
 		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType}
 		e.mu.Lock()
 		e.recv[tr.StreamID()+"/"+tr.Kind().String()] = r
@@ -324,4 +325,14 @@ func (r *room) join(t testing.TB, b *Bridge, name string) *testEndpoint {
 	}
 	r.mu.Unlock()
 	return e
+}
+
+// drainRTCP reads a receiver's RTCP so the interceptors see the sender reports (as a
+// browser does); without it receiver reports carry no LSR and no RTT can be measured.
+func drainRTCP(r *webrtc.RTPReceiver) {
+	for {
+		if _, _, err := r.ReadRTCP(); err != nil {
+			return
+		}
+	}
 }
