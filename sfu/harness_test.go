@@ -142,9 +142,23 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 	return e
 }
 
+func (e *testEndpoint) closing() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (e *testEndpoint) answer(sdp string) {
+	if e.closing() {
+		return
+	}
 	if err := e.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
-		e.t.Errorf("%s: subscriber offer: %v", e.name, err)
+		if !e.closing() {
+			e.t.Errorf("%s: subscriber offer: %v", e.name, err)
+		}
 		return
 	}
 	ans, err := e.sub.CreateAnswer(nil)
@@ -152,11 +166,15 @@ func (e *testEndpoint) answer(sdp string) {
 		err = e.sub.SetLocalDescription(ans)
 	}
 	if err != nil {
-		e.t.Errorf("%s: subscriber answer: %v", e.name, err)
+		if !e.closing() {
+			e.t.Errorf("%s: subscriber answer: %v", e.name, err)
+		}
 		return
 	}
 	if err := e.peer.HandleAnswer(ans.SDP); err != nil {
-		e.t.Errorf("%s: handle answer: %v", e.name, err)
+		if !e.closing() {
+			e.t.Errorf("%s: handle answer: %v", e.name, err)
+		}
 	}
 }
 
