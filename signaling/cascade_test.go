@@ -114,7 +114,8 @@ func TestCascadeDownstreamOncePerLink(t *testing.T) {
 	c := startCascade(t, "prov", "dist", "comm")
 	ctx := context.Background()
 	chair := c.join(t, "m1", "central", "chair")
-	if err := chair.Publish(ctx); err != nil {
+	synth, err := chair.PublishWith(ctx, client.PublishOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	subs := []*client.Client{
@@ -156,6 +157,11 @@ func TestCascadeDownstreamOncePerLink(t *testing.T) {
 	got := subs[0].Stream(chair.Self.Streams[protocol.SourceCamera], "video")
 	if got.FirstKeyframe.Load() != 1 {
 		t.Error("the commune's first video packet, three hops down, is not a keyframe")
+	}
+	// The synthetic chair sends a keyframe only at its start and when asked: the
+	// subscribers far down got theirs because their bridges' requests climbed the relays.
+	if synth.KeyframesSent() < 2 {
+		t.Errorf("the chair sent %d keyframes: no keyframe request reached it across the relays", synth.KeyframesSent())
 	}
 	// Nothing flows up: nobody above the commune subscribes to anything from below.
 	if st, ok := c.relayStat("br-comm", "br-dist"); ok && st.StreamsSent != 0 {

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"github.com/gorilla/websocket"
 	"sync"
 
 	"github.com/cau-project/cau/protocol"
@@ -199,6 +200,9 @@ func (m *meeting) relayFailed(l *relayLink) {
 	m.reconcile()
 }
 
+// closeAll closes every socket of the meeting because this server is stopping. The close
+// code is 1012 (service restart), not 4005: the meeting goes on, and clients reconnect
+// to wherever signaling comes back.
 func (m *meeting) closeAll() {
 	m.mu.Lock()
 	var all []*session
@@ -207,6 +211,6 @@ func (m *meeting) closeAll() {
 	}
 	m.mu.Unlock()
 	for _, s := range all {
-		s.close(protocol.CloseMeetingEnded, "server shutting down")
+		s.close(websocket.CloseServiceRestart, "server restarting")
 	}
 }

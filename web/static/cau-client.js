@@ -365,6 +365,8 @@ export class CauClient extends EventTarget {
       });
       return;
     }
+    // Cut off for sending too much: something is wrong here, so wait longer (≥ 4 s).
+    if (code === CloseCode.RATE_LIMITED) this._attempt = Math.max(this._attempt, 3);
     this._scheduleReconnect(`socket closed (${code}${reason ? ' ' + reason : ''})`);
   }
 

@@ -59,6 +59,8 @@ window.cauState = {
   joined: false,
   selfId: '',
   meeting: '',
+  /** how many times the page joined again after losing its connection */
+  reconnects: 0,
   /** ids of the other participants, as the page shows them */
   get participants() {
     return [...page.tiles.keys()];
@@ -514,7 +516,10 @@ function join() {
     window.cauState.meeting = meeting;
     $('meeting-id').textContent = meeting;
     document.title = `Cầu — ${meeting}`;
-    if (reconnected) showBanner('Reconnected. Đã kết nối lại.', 'info', 3000);
+    if (reconnected) {
+      window.cauState.reconnects++;
+      showBanner('Reconnected. Đã kết nối lại.', 'info', 3000);
+    }
     else hideBanner();
     showScreen('meeting-screen');
     $('self-video').srcObject = page.local;
