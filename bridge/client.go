@@ -145,7 +145,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 			case <-t.C:
 				p, up, down := agent.Load()
 				c.push(protocol.KindBridgeHeartbeat, "", protocol.BridgeHeartbeat{Peers: p, UpTracks: up, DownTracks: down,
-					Relays: agent.RelayStats()})
+					Relays: agent.RelayStats(), Endpoints: agent.PeerStats()})
 			}
 		}
 	}()

@@ -41,6 +41,7 @@ type BridgeHeartbeat struct {
 	DownTracks       int         `json:"down_tracks"`
 	PacketsForwarded uint64      `json:"packets_forwarded"`
 	Relays           []RelayStat `json:"relays,omitempty"`
+	Endpoints        []PeerStat  `json:"endpoints,omitempty"` // endpoint peers
 }
 
 // PeerRef names a peer on a bridge.
@@ -99,4 +100,26 @@ type RelayStat struct {
 	JitterMs float64 `json:"jitter_ms"`
 	// BitrateBps is the send rate since the previous report.
 	BitrateBps float64 `json:"bitrate_bps"`
+}
+
+// LinkFigures describe one direction of an endpoint's link with its bridge.
+type LinkFigures struct {
+	Streams    int     `json:"streams"`
+	Packets    uint64  `json:"packets"`
+	Bytes      uint64  `json:"bytes"`
+	LossPct    float64 `json:"loss_pct"`
+	JitterMs   float64 `json:"jitter_ms"`
+	RTTMs      float64 `json:"rtt_ms"`
+	BitrateBps float64 `json:"bitrate_bps"`
+	// LastPacketAgeMs is how long ago the latest packet went or came; -1 if none yet.
+	LastPacketAgeMs int64 `json:"last_packet_age_ms"`
+}
+
+// PeerStat is an endpoint peer's link as its bridge measures it: Up is what the endpoint
+// sends (loss and jitter measured on arrival), Down what it receives (from its receiver
+// reports).
+type PeerStat struct {
+	Peer string      `json:"peer"`
+	Up   LinkFigures `json:"up"`
+	Down LinkFigures `json:"down"`
 }

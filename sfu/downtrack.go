@@ -44,6 +44,7 @@ type DownTrack struct {
 	fractionLost atomic.Uint32 // 0..256 = 0..100 %
 	jitterRTP    atomic.Uint32 // RFC 3550 interarrival jitter in RTP clock units
 	reports      atomic.Uint64
+	lastReport   atomic.Int64 // unix nanos
 
 	closeOnce sync.Once
 }
@@ -54,6 +55,7 @@ type Quality struct {
 	FractionLost float64       // 0..1, over the last report interval
 	Jitter       time.Duration // RFC 3550 interarrival jitter
 	Reports      uint64        // receiver reports seen
+	LastReport   time.Time     // zero before the first
 }
 
 // Quality returns the latest receiver-report figures for this track.
@@ -62,6 +64,9 @@ func (d *DownTrack) Quality() Quality {
 		RTT:          time.Duration(d.rttMicros.Load()) * time.Microsecond,
 		FractionLost: float64(d.fractionLost.Load()) / 256,
 		Reports:      d.reports.Load(),
+	}
+	if n := d.lastReport.Load(); n != 0 {
+		q.LastReport = time.Unix(0, n)
 	}
 	if rate := d.up.codec.ClockRate; rate > 0 {
 		q.Jitter = time.Duration(float64(d.jitterRTP.Load()) / float64(rate) * float64(time.Second))
@@ -73,6 +78,7 @@ func (d *DownTrack) Quality() Quality {
 // arrival − LSR − DLSR, all in 1/65536 s.
 func (d *DownTrack) noteReception(r rtcp.ReceptionReport, arrival time.Time) {
 	d.reports.Add(1)
+	d.lastReport.Store(arrival.UnixNano())
 	d.fractionLost.Store(uint32(r.FractionLost))
 	d.jitterRTP.Store(r.Jitter)
 	if r.LastSenderReport == 0 {

@@ -35,6 +35,7 @@ type UpTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 
+	rx              rxStats
 	lastKeyframeReq atomic.Int64 // unix nanos of the last PLI sent
 	packets         atomic.Uint64
 	bytes           atomic.Uint64
@@ -82,6 +83,7 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		done:     make(chan struct{}),
 	}
 	t.log = owner.log.With("track", t.id, "kind", t.kind.String(), "codec", t.codec.MimeType)
+	t.rx.clockPerSec = int64(t.codec.ClockRate)
 	empty := []*DownTrack{}
 	t.downs.Store(&empty)
 	if m := owner.bridge.metrics; m != nil {
@@ -211,6 +213,7 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 		end -= pad
 	}
 	payload := pkt[hn:end]
+	t.rx.observe(hdr.SequenceNumber, hdr.Timestamp, time.Now())
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(payload)))
 	pending.packets++

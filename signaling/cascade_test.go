@@ -225,3 +225,35 @@ func TestCascadePrunesUnwatchedLinks(t *testing.T) {
 		return ""
 	})
 }
+
+// TestLinksReportEndpoints checks the per-endpoint link figures monitoring reads, for an
+// endpoint on the local bridge and one on a remote bridge (reported by heartbeat).
+func TestLinksReportEndpoints(t *testing.T) {
+	c := startCascade(t, "prov")
+	chair := c.join(t, "m1", "central", "chair")
+	if err := chair.Publish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	prov := c.join(t, "m1", "prov", "province")
+	eventually(t, 15*time.Second, func() string { return receivesFrom(prov, chair, 50) })
+	eventually(t, 10*time.Second, func() string {
+		links := map[string]signaling.EndpointLink{}
+		for _, l := range c.sig.Links() {
+			links[l.Participant.ID] = l
+		}
+		ch, pv := links[chair.Self.ID], links[prov.Self.ID]
+		switch {
+		case ch.Bridge != "local" || pv.Bridge != "br-prov":
+			return fmt.Sprintf("bridges %q and %q, want local and br-prov", ch.Bridge, pv.Bridge)
+		case !ch.Measured || ch.Up.Streams != 2 || ch.Up.Packets < 50 || ch.Up.BitrateBps <= 0:
+			return fmt.Sprintf("chair's uplink not measured yet: %+v", ch.Up)
+		case ch.Up.LossPct > 1 || ch.Up.LastPacketAgeMs < 0 || ch.Up.LastPacketAgeMs > 1000:
+			return fmt.Sprintf("chair's uplink figures wrong on loopback: %+v", ch.Up)
+		case !pv.Measured || pv.Down.Streams != 2 || pv.Down.Packets < 50:
+			return fmt.Sprintf("province downlink not reported by its bridge yet: %+v", pv.Down)
+		case pv.Down.RTTMs <= 0 || pv.Down.LossPct > 1:
+			return fmt.Sprintf("province downlink quality not from receiver reports yet: %+v", pv.Down)
+		}
+		return ""
+	})
+}

@@ -56,7 +56,9 @@ func (s *Server) ServeBridge(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	conn.SetReadLimit(protocol.MaxMessageBytes)
+	// Heartbeats carry every endpoint's link figures: a bridge with hundreds of endpoints
+	// sends more than an endpoint may. Bridges are authenticated; 8 MiB still bounds them.
+	conn.SetReadLimit(8 << 20)
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, data, err := conn.ReadMessage()
 	if err != nil {

@@ -56,6 +56,7 @@ type session struct {
 	bridge     Bridge
 	peerID     string
 	generation int
+	joined     time.Time
 
 	mu           sync.Mutex // guards trackSources and muted
 	trackSources map[string]protocol.Source
@@ -372,7 +373,7 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	if err != nil {
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
-	s.generation = 1
+	s.generation, s.joined = 1, time.Now()
 	s.bridge, s.peerID = b, s.self.ID+"~1"
 	s.srv.router.set(b, s.peerID, s)
 	if err := b.CreatePeer(s.peerID); err != nil {

@@ -1,0 +1,92 @@
+package bridge
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
+)
+
+// PeerStats returns the link figures of every endpoint peer (relay peers excluded), for
+// monitoring. Bitrates are over the time since the previous call.
+func (a *Agent) PeerStats() []protocol.PeerStat {
+	a.mu.Lock()
+	peers := make(map[string]*sfu.Peer, len(a.peers))
+	for id, ap := range a.peers {
+		if ap.peer != nil && !strings.HasPrefix(id, RelayPrefix) {
+			peers[id] = ap.peer
+		}
+	}
+	a.mu.Unlock()
+	now := time.Now()
+	out := make([]protocol.PeerStat, 0, len(peers))
+	for id, p := range peers {
+		st := protocol.PeerStat{Peer: id, Up: upFigures(p, now), Down: downFigures(p, now)}
+		a.mu.Lock()
+		prevUp, okUp := a.samples[id+"/up"]
+		prevDown, okDown := a.samples[id+"/down"]
+		a.samples[id+"/up"] = byteSample{at: now, bytes: st.Up.Bytes}
+		a.samples[id+"/down"] = byteSample{at: now, bytes: st.Down.Bytes}
+		a.mu.Unlock()
+		st.Up.BitrateBps = rate(prevUp, okUp, st.Up.Bytes, now)
+		st.Down.BitrateBps = rate(prevDown, okDown, st.Down.Bytes, now)
+		st.Up.RTTMs = st.Down.RTTMs // one path, measured on the way down
+		out = append(out, st)
+	}
+	return out
+}
+
+func rate(prev byteSample, ok bool, bytes uint64, now time.Time) float64 {
+	if dt := now.Sub(prev.at).Seconds(); ok && dt > 0 && bytes >= prev.bytes {
+		return 8 * float64(bytes-prev.bytes) / dt
+	}
+	return 0
+}
+
+func upFigures(p *sfu.Peer, now time.Time) protocol.LinkFigures {
+	f := protocol.LinkFigures{LastPacketAgeMs: -1}
+	var expected, lost int64
+	var last time.Time
+	for _, u := range p.UpTracks() {
+		rs := u.ReceiveStats()
+		f.Streams++
+		f.Packets += rs.Packets
+		f.Bytes += rs.Bytes
+		expected += rs.Expected
+		lost += rs.Lost
+		f.JitterMs = math.Max(f.JitterMs, ms(rs.Jitter))
+		if rs.LastPacket.After(last) {
+			last = rs.LastPacket
+		}
+	}
+	if expected > 0 {
+		f.LossPct = 100 * float64(lost) / float64(expected)
+	}
+	if !last.IsZero() {
+		f.LastPacketAgeMs = now.Sub(last).Milliseconds()
+	}
+	return f
+}
+
+func downFigures(p *sfu.Peer, now time.Time) protocol.LinkFigures {
+	f := protocol.LinkFigures{LastPacketAgeMs: -1}
+	var last time.Time
+	for _, d := range p.DownTracks() {
+		q := d.Quality()
+		f.Streams++
+		f.Packets += d.PacketsSent()
+		f.Bytes += d.BytesSent()
+		f.LossPct = math.Max(f.LossPct, 100*q.FractionLost)
+		f.JitterMs = math.Max(f.JitterMs, ms(q.Jitter))
+		f.RTTMs = math.Max(f.RTTMs, ms(q.RTT))
+		if q.LastReport.After(last) {
+			last = q.LastReport
+		}
+	}
+	if !last.IsZero() {
+		f.LastPacketAgeMs = now.Sub(last).Milliseconds()
+	}
+	return f
+}
