@@ -19,6 +19,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
@@ -33,137 +34,9 @@ import (
 // link is clean and what it loses is what the relay link lost and NACK did not repair.
 
 const (
-	wanHost      = "10.201.0.1" // central's side of the veth
-	wanPeer      = "10.201.0.2" // the province's side
-	wanRelayPort = 40000        // the relay's socket towards the province
-	wanDelay     = 30 * time.Millisecond
-	wanLossPct   = 2
+	wanDelay   = 30 * time.Millisecond
+	wanLossPct = 2
 )
-
-func requireRootNet(t *testing.T) {
-	t.Helper()
-	missing := ""
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = bin + " not found"
-		}
-	}
-	if os.Geteuid() != 0 {
-		missing = "not root"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("WAN test needs root, ip and nft under CI: %s", missing)
-	}
-	t.Skipf("WAN test: %s", missing)
-}
-
-func run(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// setupNetns creates the namespace, the veth pair and the nftables rules; returns the
-// namespace name.
-func setupNetns(t *testing.T) string {
-	t.Helper()
-	ns := fmt.Sprintf("cauwan%d", os.Getpid()%100000)
-	_ = exec.Command("ip", "netns", "del", ns).Run()
-	_ = exec.Command("ip", "link", "del", "cw0").Run()
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-		_ = exec.Command("ip", "link", "del", "cw0").Run()
-	})
-	run(t, "ip", "link", "add", "cw0", "type", "veth", "peer", "name", "cw1")
-	run(t, "ip", "link", "set", "cw1", "netns", ns)
-	run(t, "ip", "addr", "add", wanHost+"/24", "dev", "cw0")
-	run(t, "ip", "link", "set", "cw0", "up")
-	nsx := []string{"ip", "netns", "exec", ns}
-	run(t, append(nsx, "ip", "addr", "add", wanPeer+"/24", "dev", "cw1")...)
-	run(t, append(nsx, "ip", "link", "set", "cw1", "up")...)
-	run(t, append(nsx, "ip", "link", "set", "lo", "up")...)
-	relay := strconv.Itoa(wanRelayPort)
-	rules := fmt.Sprintf(`table inet wan {
-	chain in {
-		type filter hook input priority 0;
-		ip saddr %[1]s udp sport != %[2]s drop
-		ip saddr %[1]s udp sport %[2]s numgen random mod 100 < %[3]d drop
-	}
-	chain out {
-		type filter hook output priority 0;
-		ip daddr %[1]s udp dport != %[2]s drop
-		ip daddr %[1]s udp dport %[2]s numgen random mod 100 < %[3]d drop
-	}
-}
-`, wanHost, relay, wanLossPct)
-	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
-	return ns
-}
-
-// delayRelay forwards UDP between central (whoever sends to its public socket) and the
-// province bridge, holding each packet for delay in each direction.
-type delayRelay struct {
-	public, inner *net.UDPConn
-	target        *net.UDPAddr
-	delay         time.Duration
-	mu            sync.Mutex
-	peer          *net.UDPAddr // the last sender on the public side
-}
-
-func startDelayRelay(t *testing.T, target *net.UDPAddr, delay time.Duration) *delayRelay {
-	t.Helper()
-	pub, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(wanHost)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(wanHost), Port: wanRelayPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &delayRelay{public: pub, inner: inner, target: target, delay: delay}
-	t.Cleanup(func() {
-		_ = pub.Close()
-		_ = inner.Close()
-	})
-	go r.pump(pub, func(from *net.UDPAddr) *net.UDPAddr {
-		r.mu.Lock()
-		r.peer = from
-		r.mu.Unlock()
-		return r.target
-	}, inner)
-	go r.pump(inner, func(*net.UDPAddr) *net.UDPAddr {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.peer
-	}, pub)
-	return r
-}
-
-func (r *delayRelay) pump(from *net.UDPConn, dest func(*net.UDPAddr) *net.UDPAddr, to *net.UDPConn) {
-	for {
-		buf := make([]byte, 1600)
-		n, src, err := from.ReadFromUDP(buf)
-		if err != nil {
-			return
-		}
-		d := dest(src)
-		if d == nil {
-			continue
-		}
-		time.AfterFunc(r.delay, func() { _, _ = to.WriteToUDP(buf[:n], d) })
-	}
-}
-
-func (r *delayRelay) port() int { return r.public.LocalAddr().(*net.UDPAddr).Port }
 
 // wanSubscriberResult is what the subscriber process reports.
 type wanSubscriberResult struct {
@@ -208,8 +81,9 @@ func TestWANSubscriberProcess(t *testing.T) {
 }
 
 func TestWANRelayLink(t *testing.T) {
-	requireRootNet(t)
-	ns := setupNetns(t)
+	wan.Require(t)
+	link := wan.New(t, wan.Config{Subnet: "10.201.0", RelayPort: 40000, LossPct: wanLossPct})
+	wanHost := link.HostIP
 
 	// Signaling with central's bridge, reachable from the namespace through the veth.
 	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
@@ -237,10 +111,11 @@ func TestWANRelayLink(t *testing.T) {
 
 	// The province bridge, in the namespace, announcing the relay as its WAN address.
 	bridgePort := 41000 + rand.IntN(1000)
-	relay := startDelayRelay(t, &net.UDPAddr{IP: net.ParseIP(wanPeer), Port: bridgePort}, wanDelay)
-	cmd := exec.Command("ip", "netns", "exec", ns, buildCau(t), "bridge", "--site", "prov", "--id", "br-prov",
+	relay := link.NewRelay(t, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort}, wanDelay)
+	args := link.Exec(buildCau(t), "bridge", "--site", "prov", "--id", "br-prov",
 		"--signal", "http://"+ln.Addr().String(), "--udp-port", strconv.Itoa(bridgePort), "--tcp-port", "-1",
-		"--announce", fmt.Sprintf("%s:%d", wanHost, relay.port()), "--dev", "--log-level", wanLogLevel())
+		"--announce", relay.Addr(), "--dev", "--log-level", wanLogLevel())
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "CAU_TOKEN_KEY="+string(keys.Current))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -264,11 +139,12 @@ func TestWANRelayLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestWANSubscriberProcess$", "-test.v")
+	subArgs := link.Exec(os.Args[0], "-test.run=^TestWANSubscriberProcess$", "-test.v")
+	sub := exec.Command(subArgs[0], subArgs[1:]...)
 	sub.Env = append(os.Environ(), "CAU_WAN_URL="+base+"/ws", "CAU_WAN_TOKEN="+tok,
 		"CAU_WAN_STREAM="+chair.Self.Streams[protocol.SourceCamera])
 	// Sample the relay link's own figures while the subscriber watches.
-	var link protocol.RelayStat
+	var relayStat protocol.RelayStat
 	var linkMu sync.Mutex
 	stopSampling := make(chan struct{})
 	go func() {
@@ -281,7 +157,7 @@ func TestWANRelayLink(t *testing.T) {
 			for _, st := range sig.RelayStats()["local"] {
 				if strings.HasSuffix(st.Peer, "~br-prov") && st.StreamsSent > 0 && st.RTTMs > 0 {
 					linkMu.Lock()
-					link = st
+					relayStat = st
 					linkMu.Unlock()
 				}
 			}
@@ -322,9 +198,9 @@ func TestWANRelayLink(t *testing.T) {
 	linkMu.Lock()
 	defer linkMu.Unlock()
 	t.Logf("relay link central→province: rtt %.1f ms, loss %.1f%%, jitter %.1f ms, %.0f kbit/s",
-		link.RTTMs, link.LossPct, link.JitterMs, link.BitrateBps/1e3)
-	if link.RTTMs < 55 || link.RTTMs > 200 {
-		t.Errorf("relay link RTT %.1f ms, want about 60 ms (30 ms each way)", link.RTTMs)
+		relayStat.RTTMs, relayStat.LossPct, relayStat.JitterMs, relayStat.BitrateBps/1e3)
+	if relayStat.RTTMs < 55 || relayStat.RTTMs > 200 {
+		t.Errorf("relay link RTT %.1f ms, want about 60 ms (30 ms each way)", relayStat.RTTMs)
 	}
 }
 
