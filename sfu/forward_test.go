@@ -128,3 +128,41 @@ func TestLeaverDisappears(t *testing.T) {
 		return ""
 	})
 }
+
+// TestKeyframeRequestsCoalesce sends a burst of keyframe requests: the publisher gets one
+// at once and one more at the end of the interval, not one per request and not none.
+func TestKeyframeRequestsCoalesce(t *testing.T) {
+	b := newTestBridge(t)
+	r := &room{}
+	pub := r.join(t, b, "pub")
+	pub.publish()
+	sub := r.join(t, b, "sub")
+	eventually(t, 10*time.Second, func() string {
+		if g := sub.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
+			return "no video yet"
+		}
+		return ""
+	})
+	var up *UpTrack
+	for _, u := range pub.peer.UpTracks() {
+		if u.Kind() == webrtc.RTPCodecTypeVideo {
+			up = u
+		}
+	}
+	time.Sleep(keyframeInterval + 100*time.Millisecond) // a fresh interval
+	before := pub.plisReceived.Load()
+	for i := 0; i < 20; i++ {
+		up.RequestKeyframe()
+		time.Sleep(10 * time.Millisecond)
+	}
+	eventually(t, 2*time.Second, func() string {
+		if got := pub.plisReceived.Load() - before; got != 2 {
+			return fmt.Sprintf("%d PLIs for a burst of 20 requests in 200 ms, want 2 (one now, one deferred)", got)
+		}
+		return ""
+	})
+	time.Sleep(keyframeInterval + 100*time.Millisecond)
+	if got := pub.plisReceived.Load() - before; got != 2 {
+		t.Fatalf("%d PLIs in the end, want 2", got)
+	}
+}

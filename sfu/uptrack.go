@@ -35,13 +35,14 @@ type UpTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 
-	rx              rxStats
-	lastKeyframeReq atomic.Int64 // unix nanos of the last PLI sent
-	packets         atomic.Uint64
-	bytes           atomic.Uint64
-	done            chan struct{}
-	closeOnce       sync.Once
-	onClose         []func()
+	rx               rxStats
+	lastKeyframeReq  atomic.Int64 // unix nanos of the last PLI sent
+	keyframeDeferred atomic.Bool  // a PLI is scheduled for the end of the interval
+	packets          atomic.Uint64
+	bytes            atomic.Uint64
+	done             chan struct{}
+	closeOnce        sync.Once
+	onClose          []func()
 
 	// prometheus handles, resolved once so the hot path never hashes label values
 	mPackets, mBytes, mOutPackets, mOutBytes, mDropKF, mDropWrite prometheus.Counter
@@ -137,15 +138,30 @@ func (t *UpTrack) removeDown(d *DownTrack) {
 func (t *UpTrack) Subscribers() int { return len(*t.downs.Load()) }
 
 // RequestKeyframe asks the publisher for a keyframe (PLI), at most once per
-// keyframeInterval. Safe from any goroutine.
+// keyframeInterval. A request inside the interval is not dropped but deferred to its end
+// (coalesced with any others): the keyframe sent for an earlier request may have gone
+// out before this subscriber lost its packet. Safe from any goroutine.
 func (t *UpTrack) RequestKeyframe() {
 	if t.kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
 	now := time.Now().UnixNano()
 	last := t.lastKeyframeReq.Load()
-	if now-last < int64(keyframeInterval) || !t.lastKeyframeReq.CompareAndSwap(last, now) {
+	if wait := int64(keyframeInterval) - (now - last); wait > 0 {
+		if t.keyframeDeferred.CompareAndSwap(false, true) {
+			time.AfterFunc(time.Duration(wait), func() {
+				t.keyframeDeferred.Store(false)
+				select {
+				case <-t.done:
+				default:
+					t.RequestKeyframe()
+				}
+			})
+		}
 		return
+	}
+	if !t.lastKeyframeReq.CompareAndSwap(last, now) {
+		return // another goroutine sent one just now
 	}
 	if t.mKeyframeReqs != nil {
 		t.mKeyframeReqs.Inc()
