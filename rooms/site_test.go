@@ -1,12 +1,15 @@
 package rooms_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/cau-project/cau/rooms"
 )
@@ -248,6 +251,21 @@ func TestTreeValidation(t *testing.T) {
 	}
 }
 
+func TestTreeYAMLRoundTrip(t *testing.T) {
+	tree := mustTree(t, fourLevelYAML)
+	out, err := yaml.Marshal(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := rooms.LoadTree(bytes.NewReader(out))
+	if err != nil {
+		t.Fatalf("reload %s: %v", out, err)
+	}
+	if !slices.Equal(again.Sites(), tree.Sites()) {
+		t.Errorf("round trip changed the tree:\n%s", out)
+	}
+}
+
 func TestNewTreeCapsProblems(t *testing.T) {
 	sites := []rooms.Site{{ID: "r", Level: rooms.LevelCentral}}
 	for i := range 50 {
@@ -435,6 +453,15 @@ func BenchmarkSelectProvinceCommunes(b *testing.B) {
 	sel := rooms.Selection{Root: "tw", Levels: []rooms.Level{rooms.LevelProvince, rooms.LevelCommune}}
 	for b.Loop() {
 		if _, err := tree.Select(sel); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNewTreeNational(b *testing.B) {
+	sites := mustTree(b, nationalYAML()).Sites()
+	for b.Loop() {
+		if _, err := rooms.NewTree(sites); err != nil {
 			b.Fatal(err)
 		}
 	}

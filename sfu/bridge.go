@@ -19,6 +19,9 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/sfu/retransmit"
+	"github.com/cau-project/cau/sfu/twccseq"
 )
 
 // Config configures a Bridge. The zero value is not usable; start from DefaultConfig.
@@ -217,28 +220,35 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 	return nil
 }
 
-// registerInterceptors builds the interceptor chain on purpose (STYLE habit 11):
-//   - NACK generator on received streams and NACK responder (RTX where negotiated) on sent
-//     ones: the bridge repairs each hop itself instead of passing NACKs end to end;
+// registerInterceptors builds the interceptor chain on purpose (STYLE habit 11). The
+// first registered sits nearest the network:
 //   - RTCP sender and receiver reports, so both sides see RTT, jitter and loss;
-//   - TWCC: feedback to publishers (their bandwidth estimate) and sequence numbers on
-//     what we send (subscribers' feedback).
+//   - TWCC sequence numbers on what we send (twccseq: pion's allocates per packet) and
+//     TWCC feedback on what we receive, for the publishers' bandwidth estimation;
+//   - NACK generation on received streams: the bridge repairs each hop itself;
+//   - last (outermost), the NACK responder (retransmit: a preallocated ring, RTX where
+//     negotiated), so that a retransmission passes through everything above like any
+//     packet and gets a fresh TWCC number.
 //
 // The stats interceptor is left out: it costs a map lookup per packet and the bridge
-// keeps its own counters.
+// keeps its own counters. Nothing here allocates per forwarded packet.
 func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
-	// A 1024-packet history holds ~1 s of 720p video: enough for a NACK round trip on
-	// a lossy commune link, small enough for hundreds of subscribers.
-	if err := webrtc.ConfigureNackWithOptions(me, ir,
-		[]nack.GeneratorOption{nack.GeneratorSize(512)},
-		nack.ResponderSize(1024)); err != nil {
-		return err
-	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return err
 	}
+	ir.Add(twccseq.Factory{})
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		return err
 	}
-	return webrtc.ConfigureTWCCHeaderExtensionSender(me, ir)
+	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorSize(512))
+	if err != nil {
+		return err
+	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	ir.Add(gen)
+	// 1024 packets hold ~1 s of 720p video: enough for a NACK round trip on a lossy
+	// commune link, small enough (1.5 MB per video subscriber) for hundreds of them.
+	ir.Add(&retransmit.Factory{Size: 1024})
+	return nil
 }

@@ -1,0 +1,40 @@
+package rooms
+
+import "time"
+
+// AuditEntry records who did what, when: every schedule change, floor action, join
+// and token use the callers choose to log. Entries are append-only.
+type AuditEntry struct {
+	Time time.Time `json:"time"`
+	// Actor is the name (or token subject) and Role the role of whoever acted.
+	Actor string `json:"actor"`
+	Role  Role   `json:"role"`
+	// Action is what was done: a floor [Action] or a caller's verb ("schedule", "join").
+	Action string `json:"action"`
+	// Target is what it was done to: a meeting, site or endpoint id.
+	Target string `json:"target"`
+	// Detail is free text: the outcome, the refusal reason, parameters.
+	Detail string `json:"detail,omitempty"`
+}
+
+// NewAuditEntry builds an entry for an actor's action at now (stored in UTC).
+func NewAuditEntry(now time.Time, a Actor, action, target, detail string) AuditEntry {
+	return AuditEntry{Time: now.UTC(), Actor: a.Name, Role: a.Role, Action: action, Target: target, Detail: detail}
+}
+
+// AuditQuery selects audit entries.
+type AuditQuery struct {
+	// Since and Until bound Time: Since ≤ Time < Until; zero values leave that end open.
+	Since, Until time.Time
+	// Target, if set, keeps only entries about that target.
+	Target string
+	// Limit, if positive, keeps only the latest Limit entries of the selection.
+	Limit int
+}
+
+// Match reports whether e is selected by q's bounds and target (not the limit).
+func (q AuditQuery) Match(e AuditEntry) bool {
+	return (q.Since.IsZero() || !e.Time.Before(q.Since)) &&
+		(q.Until.IsZero() || e.Time.Before(q.Until)) &&
+		(q.Target == "" || e.Target == q.Target)
+}
