@@ -61,6 +61,7 @@ type Client struct {
 	synth        *Synth
 	publication  *publication // the media PublishWith started, until Unpublish
 	reconnects   int
+	floor        *protocol.FloorState
 	stop         chan struct{}
 	closed       chan struct{}
 	closeErr     error
@@ -137,6 +138,7 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	}
 	c.mu.Lock()
 	c.Self, c.Meeting = j.Self, j.Meeting
+	c.floor = j.Floor
 	for _, p := range j.Participants {
 		c.participants[p.ID] = p
 	}
@@ -399,6 +401,11 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		var o protocol.Offer
 		if protocol.DecodeData(env, &o) == nil {
 			go c.answer(o.SDP)
+		}
+	case protocol.KindFloor:
+		var f protocol.FloorState
+		if protocol.DecodeData(env, &f) == nil {
+			c.setFloor(&f)
 		}
 	case protocol.KindReconnect:
 		var r protocol.Reconnect

@@ -138,6 +138,7 @@ type Joined struct {
 	Meeting      string        `json:"meeting"`
 	Self         Participant   `json:"self"`
 	Participants []Participant `json:"participants"`
+	Floor        *FloorState   `json:"floor,omitempty"`
 }
 
 // ParticipantLeft names the endpoint that left.

@@ -1,6 +1,11 @@
 package signaling
 
 import (
+	"context"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/rooms"
 	"github.com/gorilla/websocket"
 	"sync"
 
@@ -33,16 +38,42 @@ type meeting struct {
 	srv *Server
 	id  string
 
+	// sched is the meeting as scheduled in the store; nil for an ad hoc meeting. Set at
+	// creation, read-only after.
+	sched     *rooms.Meeting
+	stopWatch context.CancelFunc               // ends the store watch; nil if none
+	writes    chan func(context.Context) error // roll call and audit writes, in order
+	writeMu   sync.Mutex                       // guards stopped and sends on writes
+	stopped   bool
+
 	mu           sync.Mutex // guards everything below; reconcile runs under it
 	participants map[string]*session
 	streams      map[string]*streamInfo // by stream key
 	relays       map[edge]*relayLink
 	fwd          map[fwdKey]fwdVal
+	floor        rooms.FloorState
+	chairSite    string // ad hoc meetings: the site of the first chair to join
 }
 
-func newMeeting(srv *Server, id string) *meeting {
-	return &meeting{srv: srv, id: id, participants: map[string]*session{}, streams: map[string]*streamInfo{},
-		relays: map[edge]*relayLink{}, fwd: map[fwdKey]fwdVal{}}
+func newMeeting(srv *Server, id string, sched *rooms.Meeting) *meeting {
+	m := &meeting{srv: srv, id: id, sched: sched, participants: map[string]*session{}, streams: map[string]*streamInfo{},
+		relays: map[edge]*relayLink{}, fwd: map[fwdKey]fwdVal{}, writes: make(chan func(context.Context) error, 1024)}
+	go m.writeLoop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m.startFloor(ctx)
+	return m
+}
+
+// stop ends the meeting's background work once its last participant has left.
+func (m *meeting) stop() {
+	if m.stopWatch != nil {
+		m.stopWatch()
+	}
+	m.writeMu.Lock()
+	m.stopped = true
+	close(m.writes)
+	m.writeMu.Unlock()
 }
 
 // add enters s into the meeting, announces it to the others, and returns the others as s
@@ -56,11 +87,23 @@ func (m *meeting) add(s *session) []protocol.Participant {
 		o.reply(protocol.KindParticipantJoined, "", s.participant())
 	}
 	m.participants[s.self.ID] = s
+	if m.sched == nil && m.chairSite == "" && s.claims.Role == auth.RoleChair {
+		m.chairSite = s.claims.Site
+		m.floor.ChairSite = s.claims.Site
+	}
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Inc()
 	}
+	m.attend(s, rooms.EventConnected)
 	m.reconcile()
 	return others
+}
+
+// floorNow returns the floor as clients see it.
+func (m *meeting) floorNow() *protocol.FloorState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return floorToWire(m.floor)
 }
 
 // remove takes s out and tells the others at once, so its tile disappears without waiting
@@ -78,6 +121,7 @@ func (m *meeting) remove(s *session) {
 		}
 	}
 	m.forgetPeer(s.bridge, s.peerID)
+	m.attend(s, rooms.EventDisconnected)
 	for _, o := range m.participants {
 		o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID})
 	}

@@ -61,6 +61,9 @@ func (m *meeting) reconcile() {
 	// Forwarding wanted: each participant receives every other participant's streams.
 	want := map[fwdKey]fwdVal{}
 	for key, st := range m.streams {
+		if !m.allowed(st) {
+			continue // the floor does not let this site send this now
+		}
 		for _, sub := range m.participants {
 			if sub == st.owner || sub.bridge == nil {
 				continue

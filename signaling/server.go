@@ -15,6 +15,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
 	"github.com/gorilla/websocket"
 )
@@ -38,6 +39,14 @@ type Config struct {
 	AllowedOrigins []string
 	// JoinTimeout bounds the wait for the first (join) message. Default 10 s.
 	JoinTimeout time.Duration
+	// Store holds scheduled meetings, their floors, roll call and audit; nil keeps
+	// everything in memory (every meeting ad hoc).
+	Store rooms.Store
+	// Tree is the site registry (ending a meeting, validation); may be nil.
+	Tree *rooms.Tree
+	// AdHocMeetings lets tokens open meetings the store does not have (dev mode, tests).
+	// Without a store every meeting is ad hoc.
+	AdHocMeetings bool
 	// MessageRate and MessageBurst bound each socket's message rate. Defaults 50/s, 100.
 	MessageRate  float64
 	MessageBurst int
@@ -127,8 +136,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess.run()
 }
 
-// meetingFor returns the live meeting with id, creating it.
-func (s *Server) meetingFor(id string) (*meeting, error) {
+// meetingFor returns the live meeting with id, creating it; sched is the scheduled
+// meeting (nil for an ad hoc one).
+func (s *Server) meetingFor(id string, sched *rooms.Meeting) (*meeting, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -136,7 +146,7 @@ func (s *Server) meetingFor(id string) (*meeting, error) {
 	}
 	m := s.meetings[id]
 	if m == nil {
-		m = newMeeting(s, id)
+		m = newMeeting(s, id, sched)
 		s.meetings[id] = m
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.Meetings.Inc()
@@ -151,6 +161,7 @@ func (s *Server) dropMeetingIfEmpty(m *meeting) {
 	defer s.mu.Unlock()
 	if s.meetings[m.id] == m && m.empty() {
 		delete(s.meetings, m.id)
+		m.stop()
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.Meetings.Dec()
 		}

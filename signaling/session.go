@@ -13,6 +13,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
@@ -84,13 +85,14 @@ var handlers map[protocol.Kind]handler
 
 func init() {
 	handlers = map[protocol.Kind]handler{
-		protocol.KindJoin:      (*session).handleJoin,
-		protocol.KindOffer:     (*session).handleOffer,
-		protocol.KindAnswer:    (*session).handleAnswer,
-		protocol.KindCandidate: (*session).handleCandidate,
-		protocol.KindMute:      (*session).handleMute,
-		protocol.KindLeave:     (*session).handleLeave,
-		protocol.KindPing:      (*session).handlePing,
+		protocol.KindJoin:        (*session).handleJoin,
+		protocol.KindOffer:       (*session).handleOffer,
+		protocol.KindAnswer:      (*session).handleAnswer,
+		protocol.KindCandidate:   (*session).handleCandidate,
+		protocol.KindMute:        (*session).handleMute,
+		protocol.KindLeave:       (*session).handleLeave,
+		protocol.KindPing:        (*session).handlePing,
+		protocol.KindFloorAction: (*session).handleFloorAction,
 	}
 }
 
@@ -365,7 +367,25 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	}
 	s.log = s.log.With("meeting", claims.Meeting, "participant", s.self.ID, "site", claims.Site, "role", claims.Role)
 
-	m, err := s.srv.meetingFor(claims.Meeting)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sched, found, err := s.srv.openScheduled(ctx, claims.Meeting)
+	if err != nil {
+		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
+	}
+	var schedPtr *rooms.Meeting
+	switch {
+	case found:
+		if err := admit(sched, claims, time.Now()); err != nil {
+			s.reject(env.ID, protocol.CodeForbidden, err.Error())
+			return &closeError{code: protocol.CloseMeetingEnded, reason: "meeting not open"}
+		}
+		schedPtr = &sched
+	case s.srv.cfg.Store != nil && !s.srv.cfg.AdHocMeetings:
+		s.reject(env.ID, protocol.CodeForbidden, fmt.Sprintf("meeting %q is not scheduled", claims.Meeting))
+		return &closeError{code: protocol.CloseMeetingEnded, reason: "meeting not scheduled"}
+	}
+	m, err := s.srv.meetingFor(claims.Meeting, schedPtr)
 	if err != nil {
 		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
 	}
@@ -382,7 +402,8 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	}
 	s.meeting = m
 	others := m.add(s)
-	s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others})
+	s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
+		Floor: m.floorNow()})
 	if mt := s.srv.cfg.Metrics; mt != nil {
 		mt.Joins.Inc()
 	}

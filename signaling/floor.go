@@ -1,0 +1,258 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/rooms"
+)
+
+// The floor of a meeting lives in the store when the meeting is scheduled there: every
+// signaling node updates it with UpdateFloor (one transaction) and learns of changes
+// through Watch, so nodes agree within the store's notification delay. An ad hoc meeting
+// (dev mode, tests, no store) keeps its floor in memory under meeting.mu.
+
+// errMeetingClosed refuses a join outside the meeting's test window and time.
+var errMeetingClosed = errors.New("the meeting is not open")
+
+// openScheduled looks up a meeting in the store. found is false when the store has no
+// such meeting.
+func (s *Server) openScheduled(ctx context.Context, id string) (m rooms.Meeting, found bool, err error) {
+	if s.cfg.Store == nil {
+		return rooms.Meeting{}, false, nil
+	}
+	m, err = s.cfg.Store.Meeting(ctx, id)
+	if errors.Is(err, rooms.ErrNotFound) {
+		return rooms.Meeting{}, false, nil
+	}
+	if err != nil {
+		return rooms.Meeting{}, false, fmt.Errorf("meeting %s: %w", id, err)
+	}
+	return m, true, nil
+}
+
+// admit checks that claims may join the scheduled meeting now: the meeting is in its test
+// window or live, and the holder's site takes part (technicians and admins may join any
+// meeting, to test and to watch).
+func admit(m rooms.Meeting, c *auth.Claims, now time.Time) error {
+	switch st := m.StateAt(now); st {
+	case rooms.StateTesting, rooms.StateLive:
+	default:
+		return fmt.Errorf("%w: it is %s (test window opens %s)", errMeetingClosed, st,
+			rooms.FormatLocal(m.WindowStart()))
+	}
+	if c.Role == auth.RoleAdmin || c.Role == auth.RoleTechnician || m.HasSite(c.Site) {
+		return nil
+	}
+	return fmt.Errorf("%w: site %q does not take part in it", errMeetingClosed, c.Site)
+}
+
+// startFloor loads the floor and, for a stored meeting, follows its changes.
+// Called once when the meeting object is created.
+func (m *meeting) startFloor(ctx context.Context) {
+	if m.sched == nil {
+		m.floor = rooms.NewFloor(m.adHoc()).State()
+		return
+	}
+	st, err := m.srv.cfg.Store.Floor(ctx, m.id)
+	if err != nil {
+		st = rooms.NewFloor(*m.sched).State()
+	}
+	m.floor = st
+	wctx, cancel := context.WithCancel(context.Background())
+	m.stopWatch = cancel
+	ch, err := m.srv.cfg.Store.Watch(wctx, m.id)
+	if err != nil {
+		m.srv.log.Error("watch meeting", "meeting", m.id, "err", err)
+		return
+	}
+	go func() {
+		for c := range ch {
+			if c.Kind == rooms.ChangeFloor && c.Floor != nil {
+				m.mu.Lock()
+				m.setFloor(*c.Floor)
+				m.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// adHoc describes an unscheduled meeting as rooms needs it: its sites are those of the
+// participants, its chair site that of the first chair to join. Caller holds m.mu.
+func (m *meeting) adHoc() rooms.Meeting {
+	am := rooms.Meeting{ID: m.id, Mode: rooms.ModeDiscussion, ChairSite: m.chairSite}
+	for _, s := range m.participants {
+		am.Sites = append(am.Sites, s.claims.Site)
+	}
+	return am
+}
+
+// setFloor installs a newer floor state, tells everyone and recomputes forwarding.
+// Caller holds m.mu.
+func (m *meeting) setFloor(st rooms.FloorState) {
+	if st.Version < m.floor.Version || (st.Version == m.floor.Version && m.floor.MeetingID != "") {
+		return // stale or already applied (a node sees its own change again via Watch)
+	}
+	m.floor = st
+	wire := floorToWire(st)
+	for _, o := range m.participants {
+		o.reply(protocol.KindFloor, "", wire)
+	}
+	if st.Ended {
+		for _, o := range m.participants {
+			go o.close(protocol.CloseMeetingEnded, "the chair ended the meeting")
+		}
+		return
+	}
+	m.reconcile()
+}
+
+// applyFloor runs a floor action for actor.
+func (m *meeting) applyFloor(ctx context.Context, fn func(*rooms.Floor) error) (rooms.FloorState, error) {
+	if m.sched != nil {
+		st, err := m.srv.cfg.Store.UpdateFloor(ctx, m.id, fn)
+		if err != nil {
+			return st, err
+		}
+		m.mu.Lock()
+		m.setFloor(st)
+		m.mu.Unlock()
+		return st, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := rooms.RestoreFloor(m.adHoc(), m.floor)
+	if err := fn(f); err != nil {
+		return m.floor, err
+	}
+	m.setFloor(f.State())
+	return m.floor, nil
+}
+
+// allowed says whether the floor lets st through now. Caller holds m.mu.
+func (m *meeting) allowed(st *streamInfo) bool {
+	media := m.floor.Allowed(st.owner.claims.Site)
+	if st.source == protocol.SourceMicrophone {
+		return media.Mic
+	}
+	return media.Camera // camera and the content channel
+}
+
+func floorToWire(st rooms.FloorState) *protocol.FloorState {
+	w := &protocol.FloorState{Mode: string(st.Mode), ChairSite: st.ChairSite, Previous: st.Previous,
+		MuteEpoch: st.MuteEpoch, Ended: st.Ended, Version: st.Version}
+	for _, g := range st.Speakers {
+		w.Speakers = append(w.Speakers, protocol.FloorGrantState{Site: g.Site, Mic: g.Mic, Camera: g.Camera, Since: g.Since})
+	}
+	for _, r := range st.Requests {
+		w.Requests = append(w.Requests, protocol.FloorRequestState{Site: r.Site, At: r.At})
+	}
+	return w
+}
+
+func (s *session) handleFloorAction(env protocol.Envelope) error {
+	var a protocol.FloorAction
+	if err := protocol.DecodeData(env, &a); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	actor := rooms.Actor{Name: s.self.Name, Role: rooms.Role(s.claims.Role), Site: s.claims.Site}
+	var fn func(*rooms.Floor) error
+	switch a.Action {
+	case protocol.FloorRequest:
+		fn = func(f *rooms.Floor) error { return f.Request(actor) }
+	case protocol.FloorWithdraw:
+		fn = func(f *rooms.Floor) error { return f.Withdraw(actor) }
+	case protocol.FloorYield:
+		fn = func(f *rooms.Floor) error { return f.Yield(actor) }
+	case protocol.FloorGrant:
+		fn = func(f *rooms.Floor) error { return f.Grant(actor, a.Site, rooms.Media{Mic: a.Mic, Camera: a.Camera}) }
+	case protocol.FloorDeny:
+		fn = func(f *rooms.Floor) error { return f.Deny(actor, a.Site) }
+	case protocol.FloorRevoke:
+		fn = func(f *rooms.Floor) error { return f.Revoke(actor, a.Site) }
+	case protocol.FloorMuteAll:
+		fn = func(f *rooms.Floor) error { return f.MuteAll(actor) }
+	case protocol.FloorSetMode:
+		fn = func(f *rooms.Floor) error { return f.SetMode(actor, rooms.Mode(a.Mode)) }
+	case protocol.FloorEnd:
+		fn = func(f *rooms.Floor) error { return f.End(actor) }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := s.meeting.applyFloor(ctx, fn)
+	if err != nil {
+		if errors.Is(err, rooms.ErrForbidden) {
+			return clientErr(protocol.CodeForbidden, "%v", err)
+		}
+		var ce *rooms.ForbiddenError
+		if errors.As(err, &ce) {
+			return clientErr(protocol.CodeForbidden, "%v", err)
+		}
+		if errors.Is(err, rooms.ErrWrongMode) || errors.Is(err, rooms.ErrNotParticipant) || errors.Is(err, rooms.ErrNoRequest) ||
+			errors.Is(err, rooms.ErrNotSpeaking) || errors.Is(err, rooms.ErrEnded) || errors.Is(err, rooms.ErrInvalidMode) ||
+			errors.Is(err, rooms.ErrInvalidMedia) {
+			return clientErr(protocol.CodeBadMessage, "%v", err)
+		}
+		return fmt.Errorf("floor %s: %w", a.Action, err)
+	}
+	s.srv.audit(s, "floor."+a.Action, a.Site)
+	if a.Action == protocol.FloorEnd && s.meeting.sched != nil && s.srv.cfg.Tree != nil {
+		if _, err := rooms.NewScheduler(s.srv.cfg.Store, s.srv.cfg.Tree).End(ctx, s.meeting.id); err != nil {
+			s.log.Error("mark meeting ended", "err", err)
+		}
+	}
+	s.reply(protocol.KindFloor, env.ID, floorToWire(st))
+	return nil
+}
+
+// audit records an action in the store's audit log (scheduled meetings only).
+func (srv *Server) audit(s *session, action, detail string) {
+	if srv.cfg.Store == nil || s.meeting == nil || s.meeting.sched == nil {
+		return
+	}
+	e := rooms.AuditEntry{Time: time.Now().UTC(), Actor: s.self.Name, Role: rooms.Role(s.claims.Role), Action: action,
+		Target: s.meeting.id, Detail: detail}
+	s.meeting.record(func(ctx context.Context) error { return srv.cfg.Store.AppendAudit(ctx, e) })
+}
+
+// attend records an endpoint connecting or leaving, for the roll call.
+func (m *meeting) attend(s *session, kind rooms.EventKind) {
+	if m.sched == nil {
+		return
+	}
+	endpoint := s.claims.Endpoint
+	if endpoint == "" {
+		endpoint = s.self.ID
+	}
+	e := rooms.AttendanceEvent{Time: time.Now().UTC(), MeetingID: m.id, Site: s.claims.Site, Endpoint: endpoint, Kind: kind}
+	m.record(func(ctx context.Context) error { return m.srv.cfg.Store.AppendAttendance(ctx, e) })
+}
+
+// record queues a store write on the meeting's writer goroutine, which keeps writes in
+// order without holding the meeting's lock across disk or network I/O.
+func (m *meeting) record(write func(context.Context) error) {
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	if m.stopped {
+		return
+	}
+	select {
+	case m.writes <- write:
+	default:
+		m.srv.log.Error("store writes backed up; dropping a roll-call or audit record", "meeting", m.id)
+	}
+}
+
+func (m *meeting) writeLoop() {
+	for w := range m.writes {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := w(ctx); err != nil {
+			m.srv.log.Error("store write", "meeting", m.id, "err", err)
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,139 @@
+package signaling_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/protocol"
+)
+
+func (ts *testServer) joinAs(t testing.TB, meeting, site, name string, role auth.Role) *client.Client {
+	t.Helper()
+	tok, err := ts.keys.Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: role}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, ts.ws, tok, client.Options{Loopback: true, Logger: logger()})
+	if err != nil {
+		t.Fatalf("join %s: %v", name, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// growing reports whether rx keeps receiving tx's audio over the next window.
+func growing(rx, tx *client.Client, window time.Duration) bool {
+	s := rx.Stream(tx.Self.Streams[protocol.SourceCamera], "audio")
+	if s == nil {
+		time.Sleep(window)
+		s = rx.Stream(tx.Self.Streams[protocol.SourceCamera], "audio")
+		return s != nil && s.Packets.Load() > 0
+	}
+	before := s.Packets.Load()
+	time.Sleep(window)
+	return s.Packets.Load() > before+5
+}
+
+// TestFloorControlsForwarding runs training mode: only the chair and the site granted
+// the floor are forwarded; a participant cannot grant; revoking stops the forwarding.
+func TestFloorControlsForwarding(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := context.Background()
+	chair := ts.joinAs(t, "m1", "central", "chair", auth.RoleChair)
+	a := ts.joinAs(t, "m1", "xa-a", "Xã A", auth.RoleParticipant)
+	b := ts.joinAs(t, "m1", "xa-b", "Xã B", auth.RoleParticipant)
+	for _, c := range []*client.Client{chair, a, b} {
+		if err := c.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 15*time.Second, func() string { return receivesFrom(b, a, 20) + receivesFrom(a, chair, 20) })
+	if f := a.Floor(); f == nil || f.Mode != "discussion" || f.ChairSite != "central" {
+		t.Fatalf("floor at join: %+v, want discussion chaired by central", f)
+	}
+
+	if _, err := chair.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorSetMode, Mode: "training"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, func() string {
+		if f := b.Floor(); f.Mode != "training" {
+			return "B has not seen the switch to training"
+		}
+		return ""
+	})
+	if growing(b, a, 600*time.Millisecond) {
+		t.Fatal("training mode: B still receives A, who has not been given the floor")
+	}
+	if !growing(b, chair, 600*time.Millisecond) {
+		t.Fatal("training mode: B no longer receives the chair")
+	}
+
+	if _, err := a.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorGrant, Site: "xa-a"}); err == nil ||
+		!strings.Contains(err.Error(), protocol.CodeForbidden) {
+		t.Fatalf("a participant granting itself the floor: %v, want forbidden", err)
+	}
+	if _, err := a.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorRequest}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, func() string {
+		if f := chair.Floor(); len(f.Requests) != 1 || f.Requests[0].Site != "xa-a" {
+			return fmt.Sprintf("the chair sees requests %+v, want xa-a", f.Requests)
+		}
+		return ""
+	})
+	if _, err := chair.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorGrant, Site: "xa-a"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() string {
+		if !growing(b, a, 300*time.Millisecond) {
+			return "B does not receive A after the chair granted A the floor"
+		}
+		return ""
+	})
+	if growing(a, b, 600*time.Millisecond) {
+		t.Fatal("A receives B, who does not have the floor")
+	}
+	if f := b.Floor(); len(f.Speakers) != 1 || f.Speakers[0].Site != "xa-a" {
+		t.Fatalf("B sees speakers %+v, want xa-a", f.Speakers)
+	}
+
+	if _, err := chair.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorRevoke, Site: "xa-a"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, func() string {
+		if growing(b, a, 400*time.Millisecond) {
+			return "B still receives A after the floor was revoked"
+		}
+		return ""
+	})
+	if f := b.Floor(); f.Previous != "xa-a" {
+		t.Errorf("previous speaker %q, want xa-a (layouts keep it in the second window)", f.Previous)
+	}
+}
+
+func TestChairEndsMeeting(t *testing.T) {
+	ts := startServer(t, nil)
+	chair := ts.joinAs(t, "m1", "central", "chair", auth.RoleChair)
+	a := ts.joinAs(t, "m1", "xa-a", "Xã A", auth.RoleParticipant)
+	if _, err := a.FloorAction(context.Background(), protocol.FloorAction{Action: protocol.FloorEnd}); err == nil {
+		t.Fatal("a participant ended the meeting")
+	}
+	if _, err := chair.FloorAction(context.Background(), protocol.FloorAction{Action: protocol.FloorEnd}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the participant's socket stayed open after the chair ended the meeting")
+	}
+	if !strings.Contains(fmt.Sprint(a.Err()), "4005") {
+		t.Fatalf("closed with %v, want 4005 (meeting ended)", a.Err())
+	}
+}
