@@ -40,11 +40,12 @@ type meeting struct {
 
 	// sched is the meeting as scheduled in the store; nil for an ad hoc meeting. Set at
 	// creation, read-only after.
-	sched     *rooms.Meeting
-	stopWatch context.CancelFunc               // ends the store watch; nil if none
-	writes    chan func(context.Context) error // roll call and audit writes, in order
-	writeMu   sync.Mutex                       // guards stopped and sends on writes
-	stopped   bool
+	sched      *rooms.Meeting
+	stopWatch  context.CancelFunc               // ends the store watch; nil if none
+	stopFollow context.CancelFunc               // ends the presence subscription; nil if none
+	writes     chan func(context.Context) error // roll call and audit writes, in order
+	writeMu    sync.Mutex                       // guards stopped and sends on writes
+	stopped    bool
 
 	mu           sync.Mutex // guards everything below; reconcile runs under it
 	participants map[string]*session
@@ -52,23 +53,88 @@ type meeting struct {
 	relays       map[edge]*relayLink
 	fwd          map[fwdKey]fwdVal
 	floor        rooms.FloorState
-	chairSite    string // ad hoc meetings: the site of the first chair to join
+	chairSite    string                          // ad hoc meetings: the site of the first chair to join
+	remote       map[string]protocol.Participant // participants on other signaling nodes
 }
 
 func newMeeting(srv *Server, id string, sched *rooms.Meeting) *meeting {
 	m := &meeting{srv: srv, id: id, sched: sched, participants: map[string]*session{}, streams: map[string]*streamInfo{},
-		relays: map[edge]*relayLink{}, fwd: map[fwdKey]fwdVal{}, writes: make(chan func(context.Context) error, 1024)}
+		relays: map[edge]*relayLink{}, fwd: map[fwdKey]fwdVal{}, writes: make(chan func(context.Context) error, 1024),
+		remote: map[string]protocol.Participant{}}
 	go m.writeLoop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	m.startFloor(ctx)
+	m.followPresence()
 	return m
+}
+
+// followPresence learns the participants on other signaling nodes and follows their
+// changes, relaying them to this node's sessions.
+func (m *meeting) followPresence() {
+	pr := m.srv.cfg.Presence
+	if pr == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopFollow = cancel
+	others, err := pr.Follow(ctx, m.id, func(ev PresenceEvent) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		id := ev.Participant.ID
+		_, known := m.remote[id]
+		switch {
+		case ev.Left:
+			if !known {
+				return
+			}
+			delete(m.remote, id)
+			for _, o := range m.participants {
+				o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: id})
+			}
+		default:
+			m.remote[id] = ev.Participant
+			kind := protocol.KindParticipantJoined
+			if known {
+				kind = protocol.KindParticipantUpdated
+			}
+			for _, o := range m.participants {
+				o.reply(kind, "", ev.Participant)
+			}
+		}
+	})
+	if err != nil {
+		m.srv.log.Error("presence", "meeting", m.id, "err", err)
+		return
+	}
+	for _, p := range others {
+		m.remote[p.ID] = p
+	}
+}
+
+// announce shares s's current state with the other nodes. Caller holds m.mu (the write
+// itself happens on the meeting's writer goroutine, in order).
+func (m *meeting) announce(s *session, left bool) {
+	pr := m.srv.cfg.Presence
+	if pr == nil {
+		return
+	}
+	p := s.participant()
+	m.record(func(ctx context.Context) error {
+		if left {
+			return pr.Withdraw(ctx, m.id, p.ID)
+		}
+		return pr.Announce(ctx, m.id, p)
+	})
 }
 
 // stop ends the meeting's background work once its last participant has left.
 func (m *meeting) stop() {
 	if m.stopWatch != nil {
 		m.stopWatch()
+	}
+	if m.stopFollow != nil {
+		m.stopFollow()
 	}
 	m.writeMu.Lock()
 	m.stopped = true
@@ -81,12 +147,16 @@ func (m *meeting) stop() {
 func (m *meeting) add(s *session) []protocol.Participant {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	others := make([]protocol.Participant, 0, len(m.participants))
+	others := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
 	for _, o := range m.participants {
 		others = append(others, o.participant())
 		o.reply(protocol.KindParticipantJoined, "", s.participant())
 	}
+	for _, p := range m.remote {
+		others = append(others, p)
+	}
 	m.participants[s.self.ID] = s
+	m.announce(s, false)
 	if m.sched == nil && m.chairSite == "" && s.claims.Role == auth.RoleChair {
 		m.chairSite = s.claims.Site
 		m.floor.ChairSite = s.claims.Site
@@ -122,6 +192,7 @@ func (m *meeting) remove(s *session) {
 	}
 	m.forgetPeer(s.bridge, s.peerID)
 	m.attend(s, rooms.EventDisconnected)
+	m.announce(s, true)
 	for _, o := range m.participants {
 		o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID})
 	}
@@ -182,17 +253,21 @@ func (m *meeting) updated(s *session) {
 			o.reply(protocol.KindParticipantUpdated, "", p)
 		}
 	}
+	m.announce(s, false)
 }
 
 // snapshot lists the participants except the one with id except.
 func (m *meeting) snapshot(except string) []protocol.Participant {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]protocol.Participant, 0, len(m.participants))
+	out := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
 	for id, o := range m.participants {
 		if id != except {
 			out = append(out, o.participant())
 		}
+	}
+	for _, p := range m.remote {
+		out = append(out, p)
 	}
 	return out
 }

@@ -44,6 +44,8 @@ type Config struct {
 	Store rooms.Store
 	// Tree is the site registry (ending a meeting, validation); may be nil.
 	Tree *rooms.Tree
+	// Presence shares participants with other signaling nodes (Redis); nil for one node.
+	Presence Presence
 	// AdHocMeetings lets tokens open meetings the store does not have (dev mode, tests).
 	// Without a store every meeting is ad hoc.
 	AdHocMeetings bool
