@@ -3,6 +3,7 @@ package signaling_test
 import (
 	"context"
 	"fmt"
+	"github.com/gorilla/websocket"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -256,4 +257,49 @@ func TestLinksReportEndpoints(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestSilentBridgeMarkedDown registers a bridge that then stops sending heartbeats (a
+// hung process, a cut link): it is marked down after the timeout even though its socket
+// stays open.
+func TestSilentBridgeMarkedDown(t *testing.T) {
+	c := startCascade(t)
+	tok, err := c.keys.Sign(auth.Claims{Role: auth.RoleBridge, Site: "prov"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, resp, err := websocket.DefaultDialer.Dial(c.url+"/bridge", http.Header{"Authorization": {"Bearer " + tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	defer conn.Close()
+	reg, _ := protocol.Encode(protocol.KindBridgeRegister, "1", protocol.BridgeRegister{ID: "br-silent", Site: "prov"})
+	if err := conn.WriteMessage(websocket.TextMessage, reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := conn.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.sig.Bridges()["br-silent"]; !ok {
+		t.Fatal("the bridge is not registered")
+	}
+	start := time.Now()
+	eventually(t, 6*time.Second, func() string {
+		if _, ok := c.sig.Bridges()["br-silent"]; ok {
+			return "a bridge silent for longer than the heartbeat timeout is still up"
+		}
+		return ""
+	})
+	if d := time.Since(start); d < 2*time.Second {
+		t.Fatalf("marked down after %v, before the 3 s timeout", d)
+	}
+
+	// A token of another role may not register a bridge.
+	other, _ := c.keys.Sign(auth.Claims{Role: auth.RoleAdmin}, time.Hour)
+	_, resp, err = websocket.DefaultDialer.Dial(c.url+"/bridge", http.Header{"Authorization": {"Bearer " + other}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("an admin token opened the bridge socket: %v", err)
+	}
+	_ = resp.Body.Close()
 }
