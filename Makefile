@@ -3,7 +3,9 @@ GO       ?= go
 BIN      := bin/cau
 PKGS     := ./...
 # CI sets CI=true; the browser, Redis and WAN tests then refuse to skip.
-TESTFLAGS ?= -race -count=1 -timeout 15m
+# -p 1: the media tests measure loss and latency; on a 2-core machine packages running side
+# by side would starve each other and make those figures noise.
+TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
 .PHONY: all build run test test-short bench fuzz vet fmt clean docker
 
