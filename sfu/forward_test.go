@@ -166,3 +166,35 @@ func TestKeyframeRequestsCoalesce(t *testing.T) {
 		t.Fatalf("%d PLIs in the end, want 2", got)
 	}
 }
+
+// TestH264IsForwarded publishes H.264: the subscriber receives it as H.264 and starts at
+// an IDR picture, requested for it.
+func TestH264IsForwarded(t *testing.T) {
+	b := newTestBridge(t)
+	r := &room{}
+	pub := r.join(t, b, "pub")
+	pub.publishVideo(webrtc.MimeTypeH264)
+	early := r.join(t, b, "early")
+	eventually(t, 10*time.Second, func() string {
+		if g := early.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
+			return "no H.264 video yet"
+		}
+		return ""
+	})
+	late := r.join(t, b, "late")
+	eventually(t, 10*time.Second, func() string {
+		if g := late.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 10 {
+			return "late subscriber has no H.264 video yet"
+		}
+		return ""
+	})
+	for _, e := range []*testEndpoint{early, late} {
+		g := e.got("stream-pub", webrtc.RTPCodecTypeVideo)
+		if !strings.EqualFold(g.mime, webrtc.MimeTypeH264) {
+			t.Errorf("%s receives %s, want H264", e.name, g.mime)
+		}
+		if g.firstIsKeyframe.Load() != 1 {
+			t.Errorf("%s: first H.264 packet is not the start of an IDR picture", e.name)
+		}
+	}
+}

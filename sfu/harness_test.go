@@ -79,6 +79,7 @@ type testEndpoint struct {
 
 	keyframeWanted atomic.Bool
 	plisReceived   atomic.Int64
+	videoMime      string
 }
 
 func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack)) *testEndpoint {
@@ -129,7 +130,7 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 				return
 			}
 			if r.packets.Add(1) == 1 && tr.Kind() == webrtc.RTPCodecTypeVideo {
-				if vp8KeyframeStart(pkt.Payload) {
+				if isKeyframeStart(codecKindOf(tr.Codec().MimeType), pkt.Payload) {
 					r.firstIsKeyframe.Store(1)
 				} else {
 					r.firstIsKeyframe.Store(2)
@@ -179,7 +180,11 @@ func (e *testEndpoint) answer(sdp string) {
 }
 
 // publish adds audio and video tracks, negotiates, and starts sending synthetic media.
-func (e *testEndpoint) publish() {
+func (e *testEndpoint) publish() { e.publishVideo(webrtc.MimeTypeVP8) }
+
+// publishVideo publishes audio and video in the given codec (VP8 or H.264).
+func (e *testEndpoint) publishVideo(mime string) {
+	e.videoMime = mime
 	t := e.t
 	var err error
 	stream := "stream-" + e.name
@@ -187,7 +192,11 @@ func (e *testEndpoint) publish() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video-"+e.name, stream)
+	vc := webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}
+	if mime == webrtc.MimeTypeH264 {
+		vc.SDPFmtpLine = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+	}
+	e.video, err = webrtc.NewTrackLocalStaticRTP(vc, "video-"+e.name, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,13 +269,29 @@ func (e *testEndpoint) sendMedia() {
 		key := frame == 1 || e.keyframeWanted.Swap(false)
 		for i := 0; i < 3; i++ {
 			p := payload[:900]
-			p[0] = 0x00 // continuation
-			if i == 0 {
-				p[0] = 0x10 // S=1, partition 0
-			}
-			p[1] = 0x01 // delta frame
-			if key {
-				p[1] = 0x00 // keyframe
+			if e.videoMime == webrtc.MimeTypeH264 {
+				// One FU-A-fragmented NAL unit per frame: IDR (5) or a non-IDR slice (1).
+				nal := byte(1)
+				if key {
+					nal = 5
+				}
+				p[0] = 0x60 | 28 // FU indicator: NRI 3, type FU-A
+				p[1] = nal
+				if i == 0 {
+					p[1] |= 0x80 // start
+				}
+				if i == 2 {
+					p[1] |= 0x40 // end
+				}
+			} else {
+				p[0] = 0x00 // continuation
+				if i == 0 {
+					p[0] = 0x10 // S=1, partition 0
+				}
+				p[1] = 0x01 // delta frame
+				if key {
+					p[1] = 0x00 // keyframe
+				}
 			}
 			seqV++
 			_ = e.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqV, Timestamp: tsV, Marker: i == 2}, Payload: p})
