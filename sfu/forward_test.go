@@ -198,3 +198,28 @@ func TestH264IsForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestICETCP connects endpoints that cannot use UDP: media flows over ICE-TCP.
+func TestICETCP(t *testing.T) {
+	b, err := New(Config{ICEUDPPort: 0, ICETCPPort: 0, IncludeLoopback: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	tcpOnly.Store(true)
+	defer tcpOnly.Store(false)
+	r := &room{}
+	pub := r.join(t, b, "pub")
+	pub.publish()
+	sub := r.join(t, b, "sub")
+	eventually(t, 15*time.Second, func() string {
+		if g := sub.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
+			return "no video over ICE-TCP"
+		}
+		return ""
+	})
+	pair, err := sub.sub.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
+		t.Fatalf("selected pair %v (%v), want TCP", pair, err)
+	}
+}

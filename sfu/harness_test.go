@@ -36,6 +36,9 @@ func newTestBridge(t testing.TB) *Bridge {
 	return b
 }
 
+// tcpOnly makes new test endpoints use ICE-TCP only.
+var tcpOnly atomic.Bool
+
 // endpointAPI is a browser-like pion stack: default codecs and interceptors.
 func endpointAPI(t testing.TB) *webrtc.API {
 	t.Helper()
@@ -50,6 +53,10 @@ func endpointAPI(t testing.TB) *webrtc.API {
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if tcpOnly.Load() {
+		// A network that blocks UDP: only ICE-TCP (active, towards the bridge's port).
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
