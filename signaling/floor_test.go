@@ -140,3 +140,44 @@ func TestChairEndsMeeting(t *testing.T) {
 		t.Fatalf("closed with %v, want 4005 (meeting ended)", a.Err())
 	}
 }
+
+// TestRoomDeviceRejoinReplacesOldSession: a meeting-room device that joins again (after a
+// reload) replaces its old session, which is closed with 4004.
+func TestRoomDeviceRejoinReplacesOldSession(t *testing.T) {
+	ts := startServer(t, nil)
+	tok, err := ts.keys.Sign(auth.Claims{Meeting: "m1", Site: "xa-a", Name: "Phòng họp xã A", Role: auth.RoleRoom, Endpoint: "room-xa-a"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := ts.joinAs(t, "m1", "central", "chair", auth.RoleChair)
+	first, err := dialKeep(ts, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := dialKeep(ts, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	select {
+	case <-first.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the old session of the room device stayed open")
+	}
+	if !strings.Contains(fmt.Sprint(first.Err()), "4004") {
+		t.Fatalf("old session closed with %v, want 4004", first.Err())
+	}
+	eventually(t, 2*time.Second, func() string {
+		ps := other.Participants()
+		if _, ok := ps[first.Self.ID]; ok || len(ps) != 1 {
+			return fmt.Sprintf("the chair sees %d participants (old one listed: %v), want only the new session", len(ps), ok)
+		}
+		return ""
+	})
+}
+
+func dialKeep(ts *testServer, tok string) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return client.Dial(ctx, ts.ws, tok, client.Options{Loopback: true, Logger: logger()})
+}

@@ -155,6 +155,15 @@ func (m *meeting) add(s *session) []protocol.Participant {
 	for _, p := range m.remote {
 		others = append(others, p)
 	}
+	// A room device that comes back (after a reload or a network drop) replaces its old
+	// session at once rather than leaving a frozen tile until the old one times out.
+	if ep := s.claims.Endpoint; ep != "" {
+		for _, o := range m.participants {
+			if o.claims.Endpoint == ep {
+				go o.close(protocol.CloseReplaced, "the same endpoint joined again")
+			}
+		}
+	}
 	m.participants[s.self.ID] = s
 	m.announce(s, false)
 	if m.sched == nil && m.chairSite == "" && s.claims.Role == auth.RoleChair {
