@@ -1,6 +1,6 @@
-// Package app assembles a running Cầu process: the bridge, signaling, the web pages and
-// the HTTP endpoints (/ws, /metrics, /healthz, /readyz). cmd/cau and the end-to-end tests
-// both start Cầu through it.
+// Package app assembles a running Cầu process: the bridge, signaling, the link monitor,
+// the web pages and the HTTP endpoints (/ws, /metrics, /healthz, /readyz, the console's
+// /api/v1/monitor/). cmd/cau and the end-to-end tests both start Cầu through it.
 package app
 
 import (
@@ -13,7 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cau-project/cau/api"
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/monitor"
+	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/web"
@@ -43,6 +46,14 @@ type Config struct {
 	// places endpoints and bridges in the site tree (nil: all on the local bridge).
 	Site     string
 	Ancestry signaling.Ancestry
+	// Tree is the site registry the link monitor labels sites and levels with (nil: every
+	// endpoint counts under site "unknown"); the REST API starts from it too.
+	Tree *rooms.Tree
+	// Store keeps the registry, schedule, attendance and audit log for the REST API
+	// (/api/v1/); nil makes the API answer 503.
+	Store rooms.Store
+	// Presence shares participants with other signaling nodes (Redis); nil for one node.
+	Presence signaling.Presence
 }
 
 // App is a running Cầu server.
@@ -54,8 +65,11 @@ type App struct {
 	http   *http.Server
 	bridge *sfu.Bridge
 	sig    *signaling.Server
-	ready  atomic.Bool
-	served chan error
+	mon    *monitor.Monitor
+	// stopMon ends the monitor's sampling and its console streams (Close).
+	stopMon context.CancelFunc
+	ready   atomic.Bool
+	served  chan error
 }
 
 // Start brings up the bridge, signaling and the HTTP server, and returns once they
@@ -102,11 +116,21 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 			return nil, fmt.Errorf("start: %w", err)
 		}
 	}
+	// Scheduled meetings are admitted by the store; dev mode also opens ad hoc ones.
 	a.sig = signaling.New(signaling.Config{Bridge: a.bridge, Site: cfg.Site, Ancestry: cfg.Ancestry,
-		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins})
+		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
+		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence})
+
+	a.mon = monitor.New(monitor.Config{Source: a.sig, Tree: cfg.Tree, Logger: log})
+	if err := reg.Register(a.mon.Collector()); err != nil {
+		a.closeBridge()
+		return nil, fmt.Errorf("start: monitor metrics: %w", err)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("/ws", a.sig)
+	mux.Handle(monitor.APIPrefix, a.mon.Handler(a.keys))
+	mux.Handle(api.Prefix, api.New(api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log}))
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -130,6 +154,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopMon = stopMon
+	go a.mon.Run(monCtx)
 	go func() { a.served <- a.http.Serve(a.ln) }()
 	a.ready.Store(true)
 	log.Info("cau serving", "url", a.URL())
@@ -145,6 +172,9 @@ func (a *App) Keys() auth.Keys { return a.keys }
 // Signaling is the signaling server (for tests and status).
 func (a *App) Signaling() *signaling.Server { return a.sig }
 
+// Monitor is the link-quality monitor (grades, console feed, cau_site_* metrics).
+func (a *App) Monitor() *monitor.Monitor { return a.mon }
+
 // Done reports the HTTP server's end.
 func (a *App) Done() <-chan error { return a.served }
 
@@ -153,6 +183,7 @@ func (a *App) Close() error {
 	a.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	a.stopMon() // ends the console streams, which Shutdown would otherwise wait for
 	a.sig.Close()
 	err := a.http.Shutdown(ctx)
 	return errors.Join(err, a.closeBridge())

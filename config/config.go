@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -37,6 +38,13 @@ type Config struct {
 	// SitesFile is the site tree (YAML: sites with id, name, level, parent). Empty in dev
 	// mode means the built-in four-level example.
 	SitesFile string `yaml:"sites_file"`
+	// DataDir holds the embedded store, <data_dir>/cau.db (bbolt). Default ./data.
+	// Unused when RedisURL is set.
+	DataDir string `yaml:"data_dir"`
+	// RedisURL, when set, keeps state in Redis instead of the embedded store (keys
+	// prefixed "cau:"), so several `cau signal` nodes share it:
+	// redis://[user:password@]host:port/db, or rediss:// for TLS.
+	RedisURL string `yaml:"redis_url"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -49,6 +57,7 @@ func Default() Config {
 		HTTPAddr:   "127.0.0.1:7880",
 		ICEUDPPort: 7882,
 		ICETCPPort: 7881,
+		DataDir:    "./data",
 		LogLevel:   "info",
 		LogFormat:  "text",
 	}
@@ -109,6 +118,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	list("CAU_PREVIOUS_TOKEN_KEYS", &c.PreviousTokenKeys)
 	list("CAU_ALLOWED_ORIGINS", &c.AllowedOrigins)
 	str("CAU_SITES_FILE", &c.SitesFile)
+	str("CAU_DATA_DIR", &c.DataDir)
+	str("CAU_REDIS_URL", &c.RedisURL)
 	str("CAU_LOG_LEVEL", &c.LogLevel)
 	str("CAU_LOG_FORMAT", &c.LogFormat)
 	if v := getenv("CAU_DEV"); v != "" {
@@ -145,6 +156,15 @@ func (c Config) Validate() error {
 	if !c.Dev && len(c.TokenKey) < 32 {
 		return errors.New("config: token_key (or CAU_TOKEN_KEY) of at least 32 bytes is required outside dev mode")
 	}
+	if c.RedisURL == "" && c.DataDir == "" {
+		return errors.New("config: data_dir is empty (set it, or redis_url)")
+	}
+	if c.RedisURL != "" {
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Host == "" && u.Path == "") {
+			return fmt.Errorf("config: redis_url %q: want redis://host:port/db, rediss://… or unix:///path", RedactURL(c.RedisURL))
+		}
+	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return err
 	}
@@ -163,6 +183,19 @@ func ParseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// RedactURL hides the password of a URL (redis://user:secret@host → redis://user:xxxxx@host)
+// so that it can be logged; a string that does not parse is hidden whole.
+func RedactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL hidden)"
+	}
+	return u.Redacted()
+}
+
 // LogValue implements slog.LogValuer so logging a Config never prints its keys.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
@@ -172,6 +205,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("public_ips", c.PublicIPs),
 		slog.Bool("dev", c.Dev),
 		slog.String("sites_file", c.SitesFile),
+		slog.String("data_dir", c.DataDir),
+		slog.String("redis_url", RedactURL(c.RedisURL)),
 		slog.Bool("token_key_set", c.TokenKey != ""),
 		slog.Int("previous_token_keys", len(c.PreviousTokenKeys)),
 	)

@@ -88,3 +88,56 @@ func TestSecretsNeverLogged(t *testing.T) {
 		t.Fatalf("the log should say a key is set: %s", buf.String())
 	}
 }
+
+func TestStoreSettings(t *testing.T) {
+	c, err := Load(writeFile(t, "dev: true\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "./data" || c.RedisURL != "" {
+		t.Errorf("defaults: data_dir %q, redis_url %q", c.DataDir, c.RedisURL)
+	}
+	dir := t.TempDir()
+	c, err = Load(writeFile(t, "dev: true\ndata_dir: /var/lib/cau\nredis_url: redis://127.0.0.1:6390/0\n"),
+		env(map[string]string{"CAU_DATA_DIR": dir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != dir || c.RedisURL != "redis://127.0.0.1:6390/0" {
+		t.Errorf("file + env: data_dir %q (env must win), redis_url %q", c.DataDir, c.RedisURL)
+	}
+	c, err = Load(writeFile(t, "dev: true\n"), env(map[string]string{"CAU_REDIS_URL": "rediss://cau:pw@redis.example:6380/2"}))
+	if err != nil || c.RedisURL != "rediss://cau:pw@redis.example:6380/2" {
+		t.Errorf("CAU_REDIS_URL: %q, %v", c.RedisURL, err)
+	}
+	for name, file := range map[string]string{
+		"no data dir":        "dev: true\ndata_dir: \"\"\n",
+		"not a redis url":    "dev: true\nredis_url: http://127.0.0.1:6390\n",
+		"redis url, no host": "dev: true\nredis_url: \"redis://\"\n",
+	} {
+		if _, err := Load(writeFile(t, file), env(nil)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// With Redis, no data directory is needed.
+	if _, err := Load(writeFile(t, "dev: true\ndata_dir: \"\"\nredis_url: redis://127.0.0.1:6390\n"), env(nil)); err != nil {
+		t.Errorf("redis without data_dir: %v", err)
+	}
+}
+
+func TestRedisPasswordNeverLogged(t *testing.T) {
+	c := Default()
+	c.RedisURL = "redis://cau:hunter2-secret@10.0.0.5:6379/0"
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("starting", "config", c)
+	if strings.Contains(buf.String(), "hunter2") {
+		t.Fatalf("the Redis password reached the log: %s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "10.0.0.5:6379") {
+		t.Errorf("the log should name the Redis host: %s", buf.String())
+	}
+	_, err := Load(writeFile(t, "dev: true\nredis_url: \"http://u:hunter2@x\"\n"), env(nil))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("validation error %v must not show the password", err)
+	}
+}

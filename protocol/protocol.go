@@ -125,7 +125,9 @@ type Participant struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
 	Site string `json:"site"`
-	Role string `json:"role"`
+	// SiteName is the site's name in the registry (empty if the site is not registered).
+	SiteName string `json:"site_name,omitempty"`
+	Role     string `json:"role"`
 	// Muted lists the sources the participant has muted.
 	Muted []Source `json:"muted,omitempty"`
 	// Streams maps a source to the MediaStream id under which the subscriber connection

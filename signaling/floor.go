@@ -72,10 +72,15 @@ func (m *meeting) startFloor(ctx context.Context) {
 	}
 	go func() {
 		for c := range ch {
-			if c.Kind == rooms.ChangeFloor && c.Floor != nil {
+			switch {
+			case c.Kind == rooms.ChangeFloor && c.Floor != nil:
 				m.mu.Lock()
 				m.setFloor(*c.Floor)
 				m.mu.Unlock()
+			case c.Kind == rooms.ChangeMeeting && (c.Meeting == nil || c.Meeting.State == rooms.StateEnded ||
+				c.Meeting.State == rooms.StateCancelled):
+				// Ended, cancelled or deleted through the API: everyone leaves now.
+				m.closeAll(protocol.CloseMeetingEnded, "the meeting was ended")
 			}
 		}
 	}()

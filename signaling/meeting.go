@@ -6,7 +6,6 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/rooms"
-	"github.com/gorilla/websocket"
 	"sync"
 
 	"github.com/cau-project/cau/protocol"
@@ -142,9 +141,10 @@ func (m *meeting) stop() {
 	m.writeMu.Unlock()
 }
 
-// add enters s into the meeting, announces it to the others, and returns the others as s
-// should first see them.
-func (m *meeting) add(s *session) []protocol.Participant {
+// add enters s into the meeting and announces it to the others. joined is called under
+// the meeting's lock with the others and the floor as s should first see them, so the
+// joined reply it sends goes out before any event about the meeting.
+func (m *meeting) add(s *session, joined func(others []protocol.Participant, floor *protocol.FloorState)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	others := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
@@ -166,23 +166,21 @@ func (m *meeting) add(s *session) []protocol.Participant {
 	}
 	m.participants[s.self.ID] = s
 	m.announce(s, false)
+	joined(others, floorToWire(m.floor))
 	if m.sched == nil && m.chairSite == "" && s.claims.Role == auth.RoleChair {
+		// An ad hoc meeting is chaired from the site of its first chair: a floor change
+		// everyone must see.
 		m.chairSite = s.claims.Site
-		m.floor.ChairSite = s.claims.Site
+		st := m.floor.Clone()
+		st.ChairSite = s.claims.Site
+		st.Version++
+		m.setFloor(st)
 	}
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Inc()
 	}
 	m.attend(s, rooms.EventConnected)
 	m.reconcile()
-	return others
-}
-
-// floorNow returns the floor as clients see it.
-func (m *meeting) floorNow() *protocol.FloorState {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return floorToWire(m.floor)
 }
 
 // remove takes s out and tells the others at once, so its tile disappears without waiting
@@ -328,10 +326,10 @@ func (m *meeting) relayFailed(l *relayLink) {
 	m.reconcile()
 }
 
-// closeAll closes every socket of the meeting because this server is stopping. The close
-// code is 1012 (service restart), not 4005: the meeting goes on, and clients reconnect
-// to wherever signaling comes back.
-func (m *meeting) closeAll() {
+// closeAll closes every socket of the meeting with code: 1012 (service restart) when this
+// server stops — the meeting goes on and clients reconnect to wherever signaling comes
+// back — or 4005 when the meeting itself ended.
+func (m *meeting) closeAll(code int, reason string) {
 	m.mu.Lock()
 	var all []*session
 	for _, s := range m.participants {
@@ -339,6 +337,6 @@ func (m *meeting) closeAll() {
 	}
 	m.mu.Unlock()
 	for _, s := range all {
-		s.close(websocket.CloseServiceRestart, "server restarting")
+		s.close(code, reason)
 	}
 }

@@ -247,6 +247,6 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	for _, m := range ms {
-		m.closeAll()
+		m.closeAll(websocket.CloseServiceRestart, "server restarting")
 	}
 }

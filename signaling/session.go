@@ -361,6 +361,11 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	}
 	s.claims = claims
 	s.self = protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role)}
+	if t := s.srv.cfg.Tree; t != nil {
+		if site, ok := t.Site(claims.Site); ok {
+			s.self.SiteName = site.Name
+		}
+	}
 	s.self.Streams = map[protocol.Source]string{
 		protocol.SourceCamera: s.self.ID + ".camera",
 		protocol.SourceScreen: s.self.ID + ".screen",
@@ -401,9 +406,10 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
 	s.meeting = m
-	others := m.add(s)
-	s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
-		Floor: m.floorNow()})
+	m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
+		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
+			Floor: floor})
+	})
 	if mt := s.srv.cfg.Metrics; mt != nil {
 		mt.Joins.Inc()
 	}

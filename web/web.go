@@ -1,7 +1,8 @@
 // Package web serves the pages a person opens in a browser: the landing page, the
-// official's join page (/join/<meeting>) and their static assets. The assets are plain
-// HTML, CSS and ES2020 modules embedded in the binary; there is no build step. The pages
-// talk to signaling over /ws, which this package does not serve.
+// official's join page (/join/<meeting>), the technicians' console (/console) and their
+// static assets. The assets are plain HTML, CSS and ES2020 modules embedded in the binary;
+// there is no build step. The pages talk to signaling over /ws and the console to
+// /api/v1/monitor/, which this package does not serve.
 package web
 
 import (
@@ -93,8 +94,10 @@ func loadAssets() map[string]*asset {
 var assets = loadAssets()
 
 // Handler returns the handler for the landing page (GET /), the join page
-// (GET /join/{meeting}) and the assets (GET /static/...). Every response carries the
-// security headers above; anything else is 404. Mount it at "/" beside /ws and the API.
+// (GET /join/{meeting}), the meeting-room kiosk (GET /room/{endpoint}), the console
+// (GET /console; its data, from package monitor, needs a technician's token) and the
+// assets (GET /static/...). Every response carries the security headers above; anything
+// else is 404. Mount it at "/" beside /ws and the API.
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", page("index.html"))
@@ -105,6 +108,15 @@ func Handler() http.Handler {
 		}
 		page("join.html")(w, r)
 	})
+	// The meeting-room kiosk: its device token (in the query) reads the plan from the API.
+	mux.HandleFunc("GET /room/{endpoint}", func(w http.ResponseWriter, r *http.Request) {
+		if !validMeetingID(r.PathValue("endpoint")) {
+			http.NotFound(w, r)
+			return
+		}
+		page("room.html")(w, r)
+	})
+	mux.HandleFunc("GET /console", page("console.html"))
 	mux.HandleFunc("GET /static/{file...}", serveAsset)
 	return securityHeaders(mux)
 }

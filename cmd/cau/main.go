@@ -22,6 +22,8 @@ var commands = []command{
 	{"signal", "run signaling and the web pages only; media goes through `cau bridge` processes", runSignal},
 	{"bridge", "run a bridge for a site's subtree, registered with signaling", runBridge},
 	{"token", "print a signed JWT for a join or API call", runToken},
+	{"sites", "list, import or export the site tree (REST API client)", runSites},
+	{"meetings", "list, schedule, cancel or end meetings; export roll calls (REST API client)", runMeetings},
 	{"loadtest", "simulated endpoints against a Cầu server", runLoadtest},
 	{"version", "print the version", runVersion},
 }

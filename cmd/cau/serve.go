@@ -19,6 +19,7 @@ import (
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/signaling"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -86,6 +87,15 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	store, tree, err := openStore(ctx, cfg, tree, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	presence, err := openPresence(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	var top string
 	var ancestry signaling.Ancestry
 	if tree != nil {
@@ -96,13 +106,17 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
 		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
-		NoBridge: name == "signal", Site: top, Ancestry: ancestry,
+		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
+		Presence: presence,
 	})
 	if err != nil {
 		return err
 	}
 	if cfg.Dev {
 		chain, err := demoChain(tree)
+		if err == nil {
+			err = seedDemo(ctx, store, tree, chain, log)
+		}
 		if err == nil && *demoCascade {
 			err = startDemoBridges(ctx, a.URL(), chain[1:], cfg.ICEUDPPort, stderr)
 		}
@@ -136,7 +150,7 @@ func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
 }
 
 func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, cascade bool) error {
-	const meeting = "demo"
+	const meeting = demoMeeting
 	fmt.Fprintf(w, "\nCầu is running at %s\n\n", a.URL())
 	if cascade {
 		fmt.Fprintf(w, "A bridge runs at each of %s: open links at different levels and watch the\nrelay links in the log (\"relay link opened\").\n\n", strings.Join(chain, " → "))
@@ -162,6 +176,9 @@ func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, c
 			return fmt.Errorf("demo token: %w", err)
 		}
 		fmt.Fprintf(w, "  %-34s %s/join/%s?token=%s\n", name, a.URL(), meeting, url.QueryEscape(tok))
+	}
+	if name, link, err := kioskLink(a, tree, chain); err == nil {
+		fmt.Fprintf(w, "\nMeeting-room kiosk of %s (joins by itself):\n\n  %s\n", name, link)
 	}
 	fmt.Fprintf(w, "\nMetrics: %s/metrics   Health: %s/healthz   Stop: Ctrl-C\n\n", a.URL(), a.URL())
 	return nil
@@ -189,4 +206,21 @@ func startDemoBridges(ctx context.Context, url string, sites []string, basePort 
 		go func() { _ = cmd.Wait() }()
 	}
 	return nil
+}
+
+// openPresence shares participants with other signaling nodes through Redis when
+// redis_url is set (several `cau signal` behind one address); nil otherwise.
+func openPresence(ctx context.Context, cfg config.Config, log *slog.Logger) (signaling.Presence, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	opts, err := goredis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("presence: redis_url: %w", err)
+	}
+	p, err := signaling.NewRedisPresence(ctx, goredis.NewClient(opts), "cau:", log)
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	return p, nil
 }

@@ -10,19 +10,28 @@
 //   const c = new CauClient({token, name});
 //   c.setLocalMedia(stream);                  // microphone + camera, before or after join
 //   c.addEventListener('media', (e) => ...);  // a participant's camera/screen stream
+//   c.addEventListener('floor', (e) => ...);  // who may speak now (floor control)
 //   await c.join();
+//   await c.floorAction('request');           // raise the hand (training mode)
 //   ...
 //   c.leave();
 //
 // Events (CustomEvent; the payload is in event.detail):
 //   state               {state, attempt?, delay?}   idle|connecting|joined|reconnecting|closed
-//   joined              {meeting, self, participants, reconnected}
+//   joined              {meeting, self, participants, floor, reconnected}
+//   floor               {floor, previous, muteAll, joined}   the floor changed (newest version
+//                       only); muteAll: the chair ordered "mute all" and this client muted
+//                       its microphone; joined: the state came with a (re)join
+//   mutechange          {source, muted, reason}   the client muted a source by itself
+//                       (reason 'mute_all'); pages update their buttons
 //   participantjoined   {participant}
 //   participantupdated  {participant, previous}
 //   participantleft     {id, participant}
 //   media               {participant, source, stream}   stream null: the source stopped
 //   mediamoved          {reason}   the server moved our media to another bridge (reconnect)
-//   servererror         {code, message, id}   an error message from the server
+//   servererror         {code, message, id, request}   an error message from the server;
+//                       request: the kind of the request it answered (e.g. 'floor_action'),
+//                       whose promise is rejected with it too
 //   closed              {code, reason, fatal, message, serverError}  the session ended for good
 
 /** Protocol version spoken by this client. */
@@ -34,6 +43,65 @@ export const Source = Object.freeze({
   CAMERA: 'camera',
   SCREEN: 'screen',
 });
+
+/** Floor-control modes (see protocol/floor.go and docs/protocol/floor.md). */
+export const FloorMode = Object.freeze({
+  DISCUSSION: 'discussion', // every site may speak
+  TRAINING: 'training', // sites request the floor, the chair grants it to one at a time
+  DIRECTED: 'directed', // the chair grants microphone and/or camera to one or more sites
+});
+
+/** Floor actions: request, withdraw and yield are a site's; the others the chair's. */
+export const FloorActions = Object.freeze({
+  REQUEST: 'request',
+  WITHDRAW: 'withdraw',
+  YIELD: 'yield',
+  GRANT: 'grant',
+  DENY: 'deny',
+  REVOKE: 'revoke',
+  MUTE_ALL: 'mute_all',
+  SET_MODE: 'set_mode',
+  END: 'end',
+});
+
+/**
+ * What the floor lets a site send now: {mic, camera} (the screen follows the camera).
+ * Mirrors rooms.FloorState.Allowed on the server: nothing once the meeting ended;
+ * everything for the chair site and, in discussion mode, for every site; otherwise what
+ * the site's grant allows. A null floor (a server without floor control) allows everything.
+ */
+export function floorAllows(floor, site) {
+  if (!floor) return { mic: true, camera: true };
+  if (floor.ended) return { mic: false, camera: false };
+  if ((site && site === floor.chair_site) || floor.mode === FloorMode.DISCUSSION) return { mic: true, camera: true };
+  const g = floorGrant(floor, site);
+  return g ? { mic: !!g.mic, camera: !!g.camera } : { mic: false, camera: false };
+}
+
+/** The grant the site holds ({site, mic, camera, since}), or null. */
+export function floorGrant(floor, site) {
+  return (site && floor?.speakers?.find((g) => g.site === site)) || null;
+}
+
+/** The site's place in the request queue (1 = next), or 0 when it has not asked. */
+export function floorQueuePosition(floor, site) {
+  const i = site && floor?.requests ? floor.requests.findIndex((r) => r.site === site) : -1;
+  return i + 1;
+}
+
+/** A floor state with its optional lists filled in, frozen. */
+function normalizeFloor(f) {
+  return Object.freeze({
+    mode: f.mode || FloorMode.DISCUSSION,
+    chair_site: f.chair_site || '',
+    speakers: Object.freeze((Array.isArray(f.speakers) ? f.speakers : []).map((g) => Object.freeze({ ...g }))),
+    requests: Object.freeze((Array.isArray(f.requests) ? f.requests : []).map((r) => Object.freeze({ ...r }))),
+    previous: f.previous || '',
+    mute_epoch: Number(f.mute_epoch) || 0,
+    ended: !!f.ended,
+    version: Number(f.version) || 0,
+  });
+}
 
 /** Close codes the server uses (see protocol.go). */
 export const CloseCode = Object.freeze({
@@ -141,9 +209,11 @@ export class CauClient extends EventTarget {
    * @param {string} [opts.url]  signaling URL; default /ws on this host
    * @param {RTCConfiguration} [opts.rtcConfig] extra peer-connection settings
    * @param {boolean} [opts.reconnect] reconnect after unexpected drops (default true)
+   * @param {boolean} [opts.obeyMuteAll] mute the microphone when the chair orders "mute
+   *   all" (default true; a page with no way to unmute may prefer to handle it itself)
    * @param {(level: string, ...args: any[]) => void} [opts.log]
    */
-  constructor({ token, name = '', url, rtcConfig = {}, reconnect = true, log } = {}) {
+  constructor({ token, name = '', url, rtcConfig = {}, reconnect = true, obeyMuteAll = true, log } = {}) {
     super();
     if (!token) throw new CauError('no_token', 'no token');
     this.token = token;
@@ -151,6 +221,7 @@ export class CauClient extends EventTarget {
     this.url = url || defaultSignalURL();
     this.rtcConfig = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...rtcConfig };
     this.autoReconnect = reconnect;
+    this.obeyMuteAll = obeyMuteAll;
     this.log = log || ((level, ...args) => (console[level] || console.log)('[cau]', ...args));
 
     this.state = 'idle';
@@ -162,6 +233,9 @@ export class CauClient extends EventTarget {
     this.local = new Map();
     /** Sources the user muted (kept across reconnects). */
     this.muted = new Set();
+    /** The floor as the server last announced it (see floorAllows); null before joined. */
+    this.floor = null;
+    this._muteEpoch = null; // the last "mute all" order seen; null before the first join
 
     this._ws = null;
     this._seq = 0;
@@ -175,6 +249,7 @@ export class CauClient extends EventTarget {
     this._pubAgain = false;
     this._subChain = Promise.resolve();
     this._remote = new Map(); // stream id → {stream, participant, source}
+    this._heard = new Set(); // participants announced on this socket (maybe before joined)
     this._orphans = new Map(); // stream id → stream, arrived before its participant
     this._leaving = false;
     this._closed = false;
@@ -244,17 +319,99 @@ export class CauClient extends EventTarget {
     return this.local.has(Source.SCREEN);
   }
 
-  /** Mutes or unmutes a local source: the track sends silence/black and others are told. */
+  /**
+   * Mutes or unmutes a local source: the track sends silence/black and others are told.
+   * Unmuting is refused (returns false, nothing changes) while the floor does not let this
+   * site send that source: see mayUnmute. Returns true when the request was applied.
+   */
   setMuted(source, muted) {
+    if (!muted && this.muted.has(source) && !this.mayUnmute(source)) return false;
     if (muted) this.muted.add(source);
     else this.muted.delete(source);
     this._applyMute(source);
     if (this.state === 'joined') this._send('mute', { source, muted: !!muted });
+    return true;
   }
 
   /** Whether a local source is muted. */
   isMuted(source) {
     return this.muted.has(source);
+  }
+
+  /** What the floor lets this endpoint's site send now: {mic, camera}. */
+  floorAllows() {
+    return floorAllows(this.floor, this.self?.site);
+  }
+
+  /**
+   * Whether the floor lets this site send source now, so that unmuting it means something:
+   * in discussion mode, at the chair site, or while holding the floor with that medium.
+   */
+  mayUnmute(source) {
+    const allowed = this.floorAllows();
+    return source === Source.MICROPHONE ? allowed.mic : allowed.camera;
+  }
+
+  /**
+   * Asks for a floor change. action is one of FloorActions; opts: {site, mic, camera, mode}
+   * as the action needs (grant/deny/revoke name a site; grant in directed mode gives mic
+   * and/or camera; set_mode names a mode). Resolves with the floor after the change;
+   * rejects with a CauError whose code is the server's (forbidden, bad_message, …).
+   */
+  floorAction(action, opts = {}) {
+    if (this.state !== 'joined') {
+      return Promise.reject(new CauError('not_joined', 'not in the meeting (yet)'));
+    }
+    const data = { action: String(action) };
+    if (opts.site) data.site = String(opts.site);
+    if (opts.mic) data.mic = true;
+    if (opts.camera) data.camera = true;
+    if (opts.mode) data.mode = String(opts.mode);
+    // Every floor change is also broadcast without an id: only the reply with our id
+    // answers this request.
+    return this._request('floor_action', data, 'floor', { strictId: true }).then((state) => {
+      this._applyFloor(state, false);
+      return normalizeFloor(state || {});
+    });
+  }
+
+  /**
+   * The audio level of every remote participant whose audio arrives now: a Map from
+   * participant id to the loudest of their audio tracks, 0..1 (linear, 1 = 0 dBov), as
+   * the browser last measured it (RTP audio-level of the last packets, else the decoded
+   * track's level from the statistics). Pages use it to find who is talking.
+   */
+  async audioLevels() {
+    const out = new Map();
+    const sub = this._sub;
+    if (!sub) return out;
+    const now = performance.timeOrigin + performance.now();
+    for (const r of sub.getReceivers()) {
+      const track = r.track;
+      if (!track || track.kind !== 'audio' || track.readyState !== 'live') continue;
+      const owner = this._ownerOfTrack(track);
+      if (!owner) continue;
+      let level = null;
+      if (typeof r.getSynchronizationSources === 'function') {
+        for (const s of r.getSynchronizationSources()) {
+          if (typeof s.audioLevel !== 'number') continue;
+          // A source not heard for a second has stopped (muted, or no longer forwarded).
+          const fresh = !(s.timestamp > 0) || now - s.timestamp < 1000;
+          level = Math.max(level ?? 0, fresh ? s.audioLevel : 0);
+        }
+      }
+      if (level === null) {
+        try {
+          for (const st of (await r.getStats()).values()) {
+            if (st.type === 'inbound-rtp' && typeof st.audioLevel === 'number') level = Math.max(level ?? 0, st.audioLevel);
+          }
+        } catch {
+          /* the connection closed meanwhile */
+        }
+      }
+      out.set(owner.participant, Math.max(out.get(owner.participant) || 0, level || 0));
+    }
+    return out;
   }
 
   /** Leaves the meeting for good: tells the server, closes the connections. */
@@ -321,6 +478,7 @@ export class CauClient extends EventTarget {
     ws.onopen = () => {
       if (ws !== this._ws) return;
       this._lastHeard = Date.now();
+      this._heard = new Set();
       this._startPing();
       // The connections exist before the join is answered, so an offer or a candidate
       // that the server sends right behind "joined" is never dropped.
@@ -448,15 +606,18 @@ export class CauClient extends EventTarget {
     return true;
   }
 
-  /** Sends a request with an id and waits for the reply of kind `expect` (or an error). */
-  _request(type, data, expect) {
+  /**
+   * Sends a request with an id and waits for the reply of kind `expect` (or an error).
+   * opts.strictId: only a reply carrying the id answers it (the kind is also broadcast).
+   */
+  _request(type, data, expect, { strictId = false } = {}) {
     const id = `${type}-${++this._seq}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
         reject(new CauError('timeout', `no ${expect} for ${type}`));
       }, REQUEST_TIMEOUT_MS);
-      this._pending.set(id, { resolve, reject, timer, expect });
+      this._pending.set(id, { resolve, reject, timer, expect, type, strictId });
       if (!this._send(type, data, id)) {
         clearTimeout(timer);
         this._pending.delete(id);
@@ -465,24 +626,26 @@ export class CauClient extends EventTarget {
     });
   }
 
+  /** Answers the pending request a reply belongs to; returns its entry, or null. */
   _settle(id, type, data) {
     let entry = id ? this._pending.get(id) : undefined;
+    if (entry && type !== 'error' && entry.expect !== type) entry = undefined;
     if (!entry && type !== 'error') {
       // A reply without its id: give it to the oldest request waiting for this kind.
       for (const [pid, e] of this._pending) {
-        if (e.expect === type) {
+        if (e.expect === type && !e.strictId) {
           id = pid;
           entry = e;
           break;
         }
       }
     }
-    if (!entry) return false;
+    if (!entry) return null;
     this._pending.delete(id);
     clearTimeout(entry.timer);
     if (type === 'error') entry.reject(new CauError(data?.code || 'error', data?.message || ''));
     else entry.resolve(data);
-    return true;
+    return entry;
   }
 
   _rejectPending(err) {
@@ -526,6 +689,11 @@ export class CauClient extends EventTarget {
       case 'participant_left':
         this._removeParticipant(data.id);
         break;
+      case 'floor':
+        // A reply to our floor_action carries our id; changes made by anyone come without.
+        this._settle(msg.id, 'floor', data);
+        this._applyFloor(data, false);
+        break;
       case 'reconnect':
         this._onMediaMoved(data.reason);
         break;
@@ -540,10 +708,12 @@ export class CauClient extends EventTarget {
   }
 
   _onServerError(id, data) {
-    this._settle(id, 'error', data);
-    this.lastServerError = { code: data.code, message: data.message };
+    const entry = this._settle(id, 'error', data);
+    const request = entry?.type || '';
+    // A refused floor action is the caller's to report; it says nothing about the session.
+    if (request !== 'floor_action') this.lastServerError = { code: data.code, message: data.message };
     this.log('warn', 'server error', data.code, data.message);
-    this._emit('servererror', { code: data.code, message: data.message, id });
+    this._emit('servererror', { code: data.code, message: data.message, id, request });
     // An unauthorized join is followed by a 4001 close; the close handler ends the session.
   }
 
@@ -566,16 +736,48 @@ export class CauClient extends EventTarget {
     this.meeting = j.meeting;
     this.self = j.self;
     const fresh = new Map((j.participants || []).map((p) => [p.id, p]));
-    // Participants who left while we were away.
+    // Participants who left while we were away. One who joined at the same moment as us
+    // may be announced on this socket before our joined arrives, and is not in its list.
     for (const id of [...this.participants.keys()]) {
-      if (!fresh.has(id)) this._removeParticipant(id);
+      if (!fresh.has(id) && !this._heard.has(id)) this._removeParticipant(id);
     }
     this._setState('joined');
-    this._emit('joined', { meeting: j.meeting, self: j.self, participants: [...fresh.values()], reconnected });
+    // The floor in joined is authoritative, even if older than ours: an ad hoc meeting that
+    // emptied while we were away starts a new floor.
+    if (j.floor) this.floor = normalizeFloor(j.floor);
+    this._emit('joined', {
+      meeting: j.meeting, self: j.self, participants: [...fresh.values()], floor: this.floor, reconnected,
+    });
     for (const p of fresh.values()) this._upsertParticipant(p);
+    if (j.floor) this._applyFloor(j.floor, true);
     for (const source of this.muted) this._send('mute', { source, muted: true });
     this._republish();
     if (this._firstJoin) this._firstJoin.resolve(j);
+  }
+
+  // ---- floor -----------------------------------------------------------------------------
+
+  /**
+   * Installs a floor state: the newest by version wins, except the one in joined
+   * (authoritative). A new "mute all" order mutes the microphone, except at the chair site
+   * (the chair orders it to be heard). Emits floor.
+   */
+  _applyFloor(raw, fromJoin) {
+    if (!raw || typeof raw !== 'object') return;
+    const state = normalizeFloor(raw);
+    const previous = fromJoin ? null : this.floor;
+    if (!fromJoin && previous && !(state.version > previous.version)) return;
+    this.floor = state;
+    let muteAll = false;
+    if (this._muteEpoch !== null && state.mute_epoch > this._muteEpoch && state.chair_site !== this.self?.site) {
+      muteAll = true;
+      if (this.obeyMuteAll && !this.muted.has(Source.MICROPHONE)) {
+        this.setMuted(Source.MICROPHONE, true);
+        this._emit('mutechange', { source: Source.MICROPHONE, muted: true, reason: 'mute_all' });
+      }
+    }
+    if (this._muteEpoch === null || state.mute_epoch > this._muteEpoch || fromJoin) this._muteEpoch = state.mute_epoch;
+    this._emit('floor', { floor: state, previous, muteAll, joined: !!fromJoin });
   }
 
   // ---- participants ---------------------------------------------------------------------
@@ -584,6 +786,7 @@ export class CauClient extends EventTarget {
     if (!p || !p.id || (this.self && p.id === this.self.id)) return;
     const previous = this.participants.get(p.id) || null;
     this.participants.set(p.id, p);
+    this._heard.add(p.id);
     if (!previous) this._emit('participantjoined', { participant: p });
     else this._emit('participantupdated', { participant: p, previous });
     // Streams that arrived before we knew whose they are.
@@ -612,6 +815,14 @@ export class CauClient extends EventTarget {
       for (const [source, sid] of Object.entries(p.streams || {})) {
         if (sid === streamId) return { participant: p.id, source };
       }
+    }
+    return null;
+  }
+
+  /** The participant and source whose remote stream carries track, or null. */
+  _ownerOfTrack(track) {
+    for (const r of this._remote.values()) {
+      if (r.stream.getTrackById(track.id)) return { participant: r.participant, source: r.source };
     }
     return null;
   }

@@ -1,0 +1,405 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cau-project/cau/rooms"
+)
+
+// MaxIDBytes bounds meeting and endpoint ids: they travel in URLs and file names.
+const MaxIDBytes = 128
+
+// selections is one rooms.Selection or a list of them ("select": {...} or [{...}, …]).
+type selections []rooms.Selection
+
+// UnmarshalJSON accepts an object or an array of objects, strictly.
+func (s *selections) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if len(b) > 0 && b[0] == '[' {
+		var list []rooms.Selection
+		if err := dec.Decode(&list); err != nil {
+			return fmt.Errorf("select: want an object {root, levels, depth, exclude} or a list of them: %v", err)
+		}
+		*s = list
+		return nil
+	}
+	var one rooms.Selection
+	if err := dec.Decode(&one); err != nil {
+		return fmt.Errorf("select: want an object {root, levels, depth, exclude} or a list of them: %v", err)
+	}
+	*s = selections{one}
+	return nil
+}
+
+// meetingBody is what POST /meetings and PATCH /meetings/{id} take. In a PATCH, absent
+// fields keep their values; giving sites or select replaces the site list.
+type meetingBody struct {
+	ID        string      `json:"id"`
+	Title     *string     `json:"title"`
+	ChairSite *string     `json:"chair_site"`
+	Sites     []string    `json:"sites"`
+	Select    selections  `json:"select"`
+	Start     *string     `json:"start"`
+	End       *string     `json:"end"`
+	Mode      *rooms.Mode `json:"mode"`
+	// TestWindow is a Go duration ("60m", "1h30m"); default 60 minutes.
+	TestWindow *string `json:"test_window"`
+}
+
+// meetingView is a meeting as the API shows it; times in Vietnam time.
+type meetingView struct {
+	ID        string     `json:"id"`
+	Title     string     `json:"title"`
+	ChairSite string     `json:"chair_site"`
+	ChairName string     `json:"chair_name,omitempty"`
+	Sites     []string   `json:"sites,omitempty"`
+	SiteCount int        `json:"site_count"`
+	Start     time.Time  `json:"start"`
+	End       time.Time  `json:"end"`
+	ConnectAt time.Time  `json:"connect_at"`
+	Mode      rooms.Mode `json:"mode"`
+	// TestWindow is a Go duration string, e.g. "1h0m0s".
+	TestWindow string `json:"test_window"`
+	// State is the stored state (scheduled, ended, cancelled); Status is the state now
+	// (scheduled, testing, live, ended, cancelled).
+	State  rooms.MeetingState `json:"state"`
+	Status rooms.MeetingState `json:"status"`
+}
+
+func (a *API) viewMeeting(m rooms.Meeting, now time.Time, withSites bool) meetingView {
+	v := meetingView{ID: m.ID, Title: m.Title, ChairSite: m.ChairSite, SiteCount: len(m.Sites),
+		Start: local(m.Start), End: local(m.End), ConnectAt: local(m.WindowStart()), Mode: m.Mode,
+		TestWindow: m.TestWindow.String(), State: m.State, Status: m.StateAt(now)}
+	if t := a.Tree(); t != nil {
+		v.ChairName = t.Name(m.ChairSite)
+	}
+	if withSites {
+		v.Sites = m.Sites
+	}
+	return v
+}
+
+// parseTime reads RFC 3339 ("2026-03-02T08:00:00+07:00"), or a wall-clock time without
+// offset, taken as Vietnam time ("2026-03-02T08:00").
+func parseTime(field, s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := rooms.ParseLocal(s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, invalid("%s %q: want RFC 3339, e.g. 2026-03-02T08:00:00+07:00", field, s)
+}
+
+// validID accepts 1..MaxIDBytes bytes of UTF-8 with no spaces, controls or slashes.
+func validID(id string) bool {
+	if id == "" || len(id) > MaxIDBytes || !utf8.ValidString(id) {
+		return false
+	}
+	for _, c := range id {
+		if unicode.IsControl(c) || unicode.IsSpace(c) || c == '/' || c == '\\' || c == '?' || c == '#' || c == '%' {
+			return false
+		}
+	}
+	return true
+}
+
+// apply fills m from b. patch keeps what b leaves out; otherwise sites default to the
+// selection and the chair to the first selection's root (or first site).
+func (a *API) apply(m *rooms.Meeting, b meetingBody, patch bool) error {
+	t := a.Tree()
+	if t == nil {
+		return invalid("%v", errNoTree)
+	}
+	if b.Title != nil {
+		m.Title = *b.Title
+	}
+	if b.Mode != nil {
+		m.Mode = *b.Mode
+	}
+	for _, f := range []struct {
+		name string
+		s    *string
+		dst  *time.Time
+	}{{"start", b.Start, &m.Start}, {"end", b.End, &m.End}} {
+		if f.s == nil {
+			continue
+		}
+		v, err := parseTime(f.name, *f.s)
+		if err != nil {
+			return err
+		}
+		*f.dst = v
+	}
+	if b.TestWindow != nil {
+		d, err := time.ParseDuration(*b.TestWindow)
+		if err != nil || d <= 0 {
+			return invalid("test_window %q: want a positive duration such as 60m or 1h30m", *b.TestWindow)
+		}
+		m.TestWindow = d
+	}
+	for _, sel := range b.Select {
+		for _, l := range sel.Levels {
+			if !l.Valid() {
+				return invalid("select: %v %q (want central, province, district or commune)", rooms.ErrUnknownLevel, l)
+			}
+		}
+	}
+	if b.Sites != nil || len(b.Select) > 0 {
+		sites, err := t.Select(b.Select...)
+		if err != nil {
+			return invalid("%v", err)
+		}
+		m.Sites = append(sites, b.Sites...)
+	}
+	switch {
+	case b.ChairSite != nil:
+		m.ChairSite = *b.ChairSite
+	case !patch && len(b.Select) > 0:
+		m.ChairSite = b.Select[0].Root
+	case !patch && len(m.Sites) > 0:
+		m.ChairSite = m.Sites[0]
+	}
+	if m.ChairSite != "" && !slices.Contains(m.Sites, m.ChairSite) {
+		m.Sites = append([]string{m.ChairSite}, m.Sites...) // the chair always takes part
+	}
+	return nil
+}
+
+// listMeetings: GET /api/v1/meetings[?all=1|from=…][&to=…][&site=…][&status=…] —
+// meetings not yet ended by default, without their site lists.
+func (a *API) listMeetings(w http.ResponseWriter, r *http.Request, _ *principal) {
+	q := r.URL.Query()
+	now := a.now()
+	endAfter := now
+	var to time.Time
+	if all, _ := strconv.ParseBool(q.Get("all")); all {
+		endAfter = time.Time{}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &endAfter}, {"to", &to}} {
+		if s := q.Get(f.name); s != "" {
+			v, err := parseTime(f.name, s)
+			if err != nil {
+				a.fail(w, r, badRequest("%v", err))
+				return
+			}
+			*f.dst = v
+		}
+	}
+	ms, err := a.store.Meetings(r.Context(), endAfter)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("list meetings: %w", err))
+		return
+	}
+	site, status := q.Get("site"), rooms.MeetingState(q.Get("status"))
+	out := []meetingView{}
+	for _, m := range ms {
+		if (!to.IsZero() && !m.Start.Before(to)) || (site != "" && !m.HasSite(site)) ||
+			(status != "" && m.StateAt(now) != status) {
+			continue
+		}
+		out = append(out, a.viewMeeting(m, now, false))
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Meetings []meetingView `json:"meetings"`
+	}{out})
+}
+
+// getMeeting: GET /api/v1/meetings/{id}.
+func (a *API) getMeeting(w http.ResponseWriter, r *http.Request, _ *principal) {
+	m, err := a.store.Meeting(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("meeting: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), true))
+}
+
+// scheduleMeeting: POST /api/v1/meetings.
+func (a *API) scheduleMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
+	var b meetingBody
+	if err := decodeJSON(w, r, MaxBodyBytes, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if b.ID != "" && !validID(b.ID) {
+		a.fail(w, r, invalid("meeting id %q: want 1 to %d characters without spaces, slashes, ?, # or %%", b.ID, MaxIDBytes))
+		return
+	}
+	m := rooms.Meeting{ID: b.ID}
+	if err := a.apply(&m, b, false); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	m, err := a.sched.Schedule(r.Context(), m)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "schedule", m.ID, fmt.Sprintf("%q, %d sites, %s to %s", m.Title, len(m.Sites),
+		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
+	w.Header().Set("Location", Prefix+"meetings/"+url.PathEscape(m.ID))
+	writeJSON(w, http.StatusCreated, a.viewMeeting(m, a.now(), true))
+}
+
+// rescheduleMeeting: PATCH /api/v1/meetings/{id}.
+func (a *API) rescheduleMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
+	id := r.PathValue("id")
+	var b meetingBody
+	if err := decodeJSON(w, r, MaxBodyBytes, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if b.ID != "" && b.ID != id {
+		a.fail(w, r, invalid("meeting id %q in the body differs from %q in the path: ids cannot change", b.ID, id))
+		return
+	}
+	m, err := a.store.Meeting(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("reschedule: %w", err))
+		return
+	}
+	if err := a.apply(&m, b, true); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	m, err = a.sched.Reschedule(r.Context(), m)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "reschedule", m.ID, fmt.Sprintf("%q, %d sites, %s to %s", m.Title, len(m.Sites),
+		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
+	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), true))
+}
+
+// cancelMeeting: POST /api/v1/meetings/{id}/cancel.
+func (a *API) cancelMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
+	m, err := a.sched.Cancel(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "cancel", m.ID, fmt.Sprintf("%q", m.Title))
+	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), false))
+}
+
+// endMeeting: POST /api/v1/meetings/{id}/end.
+func (a *API) endMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
+	m, err := a.sched.End(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "end", m.ID, fmt.Sprintf("%q ended at %s", m.Title, rooms.FormatLocal(m.End)))
+	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), false))
+}
+
+// recordView is one roll-call line.
+type recordView struct {
+	Site             string      `json:"site"`
+	Name             string      `json:"name,omitempty"`
+	Level            rooms.Level `json:"level,omitempty"`
+	Attended         bool        `json:"attended"`
+	FirstJoined      *time.Time  `json:"first_joined,omitempty"`
+	LastLeft         *time.Time  `json:"last_left,omitempty"`
+	ConnectedSeconds int64       `json:"connected_seconds"`
+	Drops            int         `json:"drops"`
+	WorstGrade       rooms.Grade `json:"worst_grade,omitempty"`
+	LastGrade        rooms.Grade `json:"last_grade,omitempty"`
+	Online           bool        `json:"online"`
+	Endpoints        int         `json:"endpoints"`
+}
+
+// getRollCall: GET /api/v1/meetings/{id}/rollcall[?format=csv] — who joined, when, for
+// how long, with how many drops and what link grade; as of now, or of the meeting's end
+// once it is over.
+func (a *API) getRollCall(w http.ResponseWriter, r *http.Request, _ *principal) {
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "json" && format != "csv" {
+		a.fail(w, r, badRequest("format %q: want json or csv", format))
+		return
+	}
+	m, err := a.store.Meeting(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("roll call: %w", err))
+		return
+	}
+	events, err := a.store.Attendance(r.Context(), m.ID)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("roll call: %w", err))
+		return
+	}
+	now := a.now()
+	asOf := now
+	if asOf.After(m.End) {
+		asOf = m.End
+	}
+	recs, err := rooms.BuildRollCall(m, events, asOf)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("roll call: %w", err))
+		return
+	}
+	if format == "csv" {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment",
+			map[string]string{"filename": "rollcall-" + m.ID + ".csv"}))
+		if err := rooms.WriteRollCallCSV(w, recs, a.Tree()); err != nil {
+			a.log.Warn("roll call CSV cut short", "meeting", m.ID, "err", err)
+		}
+		return
+	}
+	t := a.Tree()
+	out := struct {
+		Meeting meetingView `json:"meeting"`
+		AsOf    time.Time   `json:"as_of"`
+		Summary struct {
+			Sites    int `json:"sites"`
+			Attended int `json:"attended"`
+			Online   int `json:"online"`
+		} `json:"summary"`
+		Records []recordView `json:"records"`
+	}{Meeting: a.viewMeeting(m, now, false), AsOf: local(asOf), Records: make([]recordView, 0, len(recs))}
+	for _, rec := range recs {
+		v := recordView{Site: rec.Site, Attended: rec.Attended(), ConnectedSeconds: int64(rec.Connected / time.Second),
+			Drops: rec.Drops, WorstGrade: rec.WorstGrade, LastGrade: rec.LastGrade, Online: rec.Online,
+			Endpoints: rec.Endpoints}
+		if t != nil {
+			if s, ok := t.Site(rec.Site); ok {
+				v.Name, v.Level = s.Name, s.Level
+			}
+		}
+		if !rec.FirstJoined.IsZero() {
+			fj := local(rec.FirstJoined)
+			v.FirstJoined = &fj
+		}
+		if !rec.LastLeft.IsZero() {
+			ll := local(rec.LastLeft)
+			v.LastLeft = &ll
+		}
+		out.Summary.Sites++
+		if v.Attended {
+			out.Summary.Attended++
+		}
+		if v.Online {
+			out.Summary.Online++
+		}
+		out.Records = append(out.Records, v)
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,143 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/rooms"
+)
+
+// principal is the verified caller of one request.
+type principal struct {
+	claims *auth.Claims
+	actor  rooms.Actor
+}
+
+// authenticate verifies the request's bearer token.
+func (a *API) authenticate(r *http.Request) (*principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, errors.New("missing Authorization: Bearer <token>")
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return nil, errors.New("the Authorization header must be \"Bearer <token>\"")
+	}
+	c, err := a.cfg.Keys.Verify(strings.TrimSpace(tok))
+	if err != nil {
+		return nil, errors.New("invalid or expired token")
+	}
+	name := c.Name
+	if name == "" {
+		name = c.Subject
+	}
+	if name == "" {
+		name = string(c.Role)
+		if c.Site != "" {
+			name += "@" + c.Site
+		}
+	}
+	return &principal{claims: c, actor: rooms.Actor{Name: name, Role: rooms.Role(c.Role), Site: c.Site}}, nil
+}
+
+// policy decides whether p may make request r; the error says why not.
+type policy func(p *principal, r *http.Request) error
+
+// forbidden explains a refusal.
+func forbidden(p *principal, what string) error {
+	return fmt.Errorf("role %s may not %s", p.claims.Role, what)
+}
+
+// anyRole lets every role in except bridge, whose token only registers a bridge.
+func anyRole(p *principal, _ *http.Request) error {
+	if p.claims.Role == auth.RoleBridge {
+		return forbidden(p, "use the API")
+	}
+	return nil
+}
+
+// adminOnly is for changes: only operators make them.
+func adminOnly(p *principal, r *http.Request) error {
+	if p.claims.Role == auth.RoleAdmin {
+		return nil
+	}
+	return forbidden(p, describe(r))
+}
+
+// staff is for reading the registry and the schedule: operators and technicians.
+func staff(p *principal, r *http.Request) error {
+	switch p.claims.Role {
+	case auth.RoleAdmin, auth.RoleTechnician:
+		return nil
+	}
+	return forbidden(p, describe(r))
+}
+
+// meetingReader: staff, or the chair or a participant of that very meeting.
+func meetingReader(p *principal, r *http.Request) error {
+	switch p.claims.Role {
+	case auth.RoleAdmin, auth.RoleTechnician:
+		return nil
+	case auth.RoleChair, auth.RoleParticipant:
+		if p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id") {
+			return nil
+		}
+		return forbidden(p, "read a meeting other than its own")
+	}
+	return forbidden(p, describe(r))
+}
+
+// rollCallReader: staff, or the chair of that meeting.
+func rollCallReader(p *principal, r *http.Request) error {
+	switch p.claims.Role {
+	case auth.RoleAdmin, auth.RoleTechnician:
+		return nil
+	case auth.RoleChair:
+		if p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id") {
+			return nil
+		}
+		return forbidden(p, "read the roll call of a meeting other than its own")
+	}
+	return forbidden(p, describe(r))
+}
+
+// endpointReader: staff, or a room device asking about itself.
+func endpointReader(p *principal, r *http.Request) error {
+	switch p.claims.Role {
+	case auth.RoleAdmin, auth.RoleTechnician:
+		return nil
+	case auth.RoleRoom:
+		if ownEndpoint(p, r) {
+			return nil
+		}
+		return forbidden(p, "read an endpoint other than its own")
+	}
+	return forbidden(p, describe(r))
+}
+
+// joinTokenMinter: an admin, or a room device for itself. Technicians test through
+// their own join links, not a room's identity.
+func joinTokenMinter(p *principal, r *http.Request) error {
+	switch p.claims.Role {
+	case auth.RoleAdmin:
+		return nil
+	case auth.RoleRoom:
+		if ownEndpoint(p, r) {
+			return nil
+		}
+		return forbidden(p, "get a join token for an endpoint other than its own")
+	}
+	return forbidden(p, describe(r))
+}
+
+func ownEndpoint(p *principal, r *http.Request) bool {
+	return p.claims.Endpoint != "" && p.claims.Endpoint == r.PathValue("id")
+}
+
+// describe names a request for refusal messages: "POST /api/v1/meetings".
+func describe(r *http.Request) string {
+	return r.Method + " " + r.URL.Path
+}

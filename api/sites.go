@@ -1,0 +1,288 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/cau-project/cau/rooms"
+)
+
+// siteView is a site as the API shows it.
+type siteView struct {
+	rooms.Site
+	Depth int `json:"depth"`
+}
+
+// sitesSummary describes a whole tree.
+type sitesSummary struct {
+	Count  int                 `json:"count"`
+	Root   string              `json:"root,omitempty"`
+	Levels map[rooms.Level]int `json:"levels"`
+}
+
+// siteNode is one site of the nested view (GET /sites?view=tree).
+type siteNode struct {
+	ID       string      `json:"id"`
+	Name     string      `json:"name"`
+	Level    rooms.Level `json:"level"`
+	Children []*siteNode `json:"children,omitempty"`
+}
+
+func summarise(t *rooms.Tree) sitesSummary {
+	if t == nil {
+		return sitesSummary{Levels: map[rooms.Level]int{}}
+	}
+	return sitesSummary{Count: t.Len(), Root: t.Root().ID, Levels: t.CountByLevel()}
+}
+
+// listSites: GET /api/v1/sites — every site in preorder, or ?view=tree nested.
+func (a *API) listSites(w http.ResponseWriter, r *http.Request, _ *principal) {
+	t := a.Tree()
+	switch view := r.URL.Query().Get("view"); view {
+	case "", "list":
+		out := struct {
+			sitesSummary
+			Sites []siteView `json:"sites"`
+		}{summarise(t), []siteView{}}
+		if t != nil {
+			for _, s := range t.Sites() {
+				out.Sites = append(out.Sites, siteView{Site: s, Depth: t.Depth(s.ID)})
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+	case "tree":
+		out := struct {
+			sitesSummary
+			Tree *siteNode `json:"tree"`
+		}{sitesSummary: summarise(t)}
+		if t != nil {
+			out.Tree = nest(t)
+		}
+		writeJSON(w, http.StatusOK, out)
+	default:
+		a.fail(w, r, badRequest("view %q: want list or tree", view))
+	}
+}
+
+// nest builds the nested view without recursion: preorder puts parents first.
+func nest(t *rooms.Tree) *siteNode {
+	nodes := make(map[string]*siteNode, t.Len())
+	var root *siteNode
+	for _, s := range t.Sites() {
+		n := &siteNode{ID: s.ID, Name: s.Name, Level: s.Level}
+		nodes[s.ID] = n
+		if p, ok := nodes[s.Parent]; ok && s.Parent != "" {
+			p.Children = append(p.Children, n)
+		} else {
+			root = n
+		}
+	}
+	return root
+}
+
+// getSite: GET /api/v1/sites/{id} — a site with its place in the tree.
+func (a *API) getSite(w http.ResponseWriter, r *http.Request, _ *principal) {
+	t := a.Tree()
+	id := r.PathValue("id")
+	if t == nil {
+		a.fail(w, r, newError(http.StatusNotFound, codeNotFound, "site %q: %v", id, errNoTree))
+		return
+	}
+	s, ok := t.Site(id)
+	if !ok {
+		a.fail(w, r, newError(http.StatusNotFound, codeNotFound, "no site %q", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		siteView
+		Ancestors   []string `json:"ancestors"`
+		Children    []string `json:"children"`
+		SubtreeSize int      `json:"subtree_size"`
+	}{siteView{s, t.Depth(id)}, nonNil(t.Ancestors(id)), nonNil(t.Children(id)), len(t.Subtree(id))})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// replaceSites: PUT /api/v1/sites — the whole tree, {"sites":[…]}.
+func (a *API) replaceSites(w http.ResponseWriter, r *http.Request, p *principal) {
+	var body struct {
+		Sites []rooms.Site `json:"sites"`
+	}
+	if err := decodeJSON(w, r, MaxTreeBodyBytes, &body); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	t, err := a.changeTree(r.Context(), func([]rooms.Site) ([]rooms.Site, error) { return body.Sites, nil })
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "replace_sites", "sites", fmt.Sprintf("%d sites, root %s", t.Len(), t.Root().ID))
+	writeJSON(w, http.StatusOK, summarise(t))
+}
+
+// createSite: POST /api/v1/sites — one site under an existing parent.
+func (a *API) createSite(w http.ResponseWriter, r *http.Request, p *principal) {
+	var s rooms.Site
+	if err := decodeJSON(w, r, MaxBodyBytes, &s); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if s.ID == "" {
+		a.fail(w, r, invalid("site: id is required"))
+		return
+	}
+	t, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
+		if slices.ContainsFunc(sites, func(x rooms.Site) bool { return x.ID == s.ID }) {
+			return nil, newError(http.StatusConflict, codeExists, "site %q already exists", s.ID)
+		}
+		return append(sites, s), nil
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "create_site", s.ID, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
+	writeJSON(w, http.StatusCreated, siteView{s, t.Depth(s.ID)})
+}
+
+// updateSite: PUT /api/v1/sites/{id} — a site's name, level or parent (not its id).
+func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
+	id := r.PathValue("id")
+	var s rooms.Site
+	if err := decodeJSON(w, r, MaxBodyBytes, &s); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if s.ID != "" && s.ID != id {
+		a.fail(w, r, invalid("site id %q in the body differs from %q in the path: ids cannot change", s.ID, id))
+		return
+	}
+	s.ID = id
+	t, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
+		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })
+		if i < 0 {
+			return nil, newError(http.StatusNotFound, codeNotFound, "no site %q", id)
+		}
+		sites[i] = s
+		return sites, nil
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "update_site", id, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
+	writeJSON(w, http.StatusOK, siteView{s, t.Depth(id)})
+}
+
+// deleteSite: DELETE /api/v1/sites/{id} — a leaf no endpoint or coming meeting uses.
+func (a *API) deleteSite(w http.ResponseWriter, r *http.Request, p *principal) {
+	id := r.PathValue("id")
+	_, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
+		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })
+		if i < 0 {
+			return nil, newError(http.StatusNotFound, codeNotFound, "no site %q", id)
+		}
+		var kids []string
+		for _, x := range sites {
+			if x.Parent == id {
+				kids = append(kids, x.ID)
+			}
+		}
+		if len(kids) > 0 {
+			return nil, newError(http.StatusConflict, codeInUse, "site %q has %d child site(s) (%s): delete them first",
+				id, len(kids), listSome(kids))
+		}
+		if len(sites) == 1 {
+			return nil, newError(http.StatusConflict, codeInUse, "site %q is the only site: replace the tree instead", id)
+		}
+		return slices.Delete(sites, i, i+1), nil
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.audit(r.Context(), p, "delete_site", id, "")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// changeTree applies fn to the saved sites, validates the result, checks that every
+// endpoint and coming meeting still has its sites, saves it and installs it.
+func (a *API) changeTree(ctx context.Context, fn func([]rooms.Site) ([]rooms.Site, error)) (*rooms.Tree, error) {
+	a.treeMu.Lock()
+	defer a.treeMu.Unlock()
+	sites, err := a.store.Sites(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read sites: %w", err)
+	}
+	if len(sites) == 0 && a.Tree() != nil {
+		sites = a.Tree().Sites() // a tree given at start and not saved (yet)
+	}
+	sites, err = fn(slices.Clone(sites))
+	if err != nil {
+		return nil, err
+	}
+	t, err := rooms.NewTree(sites)
+	if err != nil {
+		return nil, invalid("site tree: %v", err)
+	}
+	if err := a.checkReferences(ctx, t); err != nil {
+		return nil, err
+	}
+	if err := a.store.SaveSites(ctx, sites); err != nil {
+		return nil, fmt.Errorf("save sites: %w", err)
+	}
+	a.setTree(t)
+	a.log.Info("site tree changed", "sites", t.Len(), "root", t.Root().ID)
+	return t, nil
+}
+
+// checkReferences refuses a tree that lacks a site some endpoint or some meeting not yet
+// over still uses.
+func (a *API) checkReferences(ctx context.Context, t *rooms.Tree) error {
+	eps, err := a.store.Endpoints(ctx)
+	if err != nil {
+		return fmt.Errorf("read endpoints: %w", err)
+	}
+	var problems []string
+	for _, e := range eps {
+		if !t.Has(e.Site) {
+			problems = append(problems, fmt.Sprintf("endpoint %s is at site %s", e.ID, e.Site))
+		}
+	}
+	ms, err := a.store.Meetings(ctx, a.now())
+	if err != nil {
+		return fmt.Errorf("read meetings: %w", err)
+	}
+	for _, m := range ms {
+		if m.Over() {
+			continue
+		}
+		for _, s := range m.Sites {
+			if !t.Has(s) {
+				problems = append(problems, fmt.Sprintf("meeting %s includes site %s", m.ID, s))
+				break
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return newError(http.StatusConflict, codeInUse, "the new tree lacks sites still in use: %s", listSome(problems))
+	}
+	return nil
+}
+
+// listSome joins the first five items and says how many more there are.
+func listSome(items []string) string {
+	if len(items) <= 5 {
+		return strings.Join(items, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(items[:5], "; "), len(items)-5)
+}

@@ -1,0 +1,388 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/rooms"
+	"github.com/cau-project/cau/rooms/store/bolt"
+	"github.com/cau-project/cau/rooms/store/redis"
+)
+
+// ---- the REST client shared by `cau sites` and `cau meetings` ---------------------------
+
+// apiFlags are the connection flags of the operator commands.
+type apiFlags struct {
+	url, token string
+	dev        bool
+}
+
+func (f *apiFlags) register(fs *flag.FlagSet) {
+	def := os.Getenv("CAU_URL")
+	if def == "" {
+		def = "http://127.0.0.1:7880"
+	}
+	fs.StringVar(&f.url, "url", def, "Cầu server (env CAU_URL)")
+	fs.StringVar(&f.token, "token", "", "API token (default: env CAU_TOKEN, or an admin token signed with CAU_TOKEN_KEY)")
+	fs.BoolVar(&f.dev, "dev", false, "sign an admin token with the dev key (for `cau serve --dev`)")
+}
+
+// client builds the REST client: the token from --token or CAU_TOKEN, else a short
+// admin token signed with CAU_TOKEN_KEY (or the dev key with --dev).
+func (f *apiFlags) client() (*apiClient, error) {
+	tok := f.token
+	if tok == "" {
+		tok = os.Getenv("CAU_TOKEN")
+	}
+	if tok == "" {
+		keys := auth.Keys{}
+		switch key := os.Getenv("CAU_TOKEN_KEY"); {
+		case key != "":
+			keys.Current = []byte(key)
+		case f.dev:
+			keys.Current = []byte(auth.DevKey)
+		default:
+			return nil, errors.New("no credentials: pass --token, set CAU_TOKEN (or CAU_TOKEN_KEY to sign one), or --dev for a dev server")
+		}
+		name := "cli"
+		if u, err := user.Current(); err == nil && u.Username != "" {
+			name = "cli:" + u.Username
+		}
+		var err error
+		if tok, err = keys.Sign(auth.Claims{Role: auth.RoleAdmin, Name: name}, 10*time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	return &apiClient{base: strings.TrimRight(f.url, "/"), token: tok, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+// apiClient calls /api/v1/.
+type apiClient struct {
+	base, token string
+	http        *http.Client
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
+}
+
+// call sends body (nil, or a value sent as JSON) and decodes a JSON answer into out
+// (may be nil). It returns the raw answer too.
+func (c *apiClient) call(ctx context.Context, method, path string, body, out any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+"/api/v1"+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if res.StatusCode >= 300 {
+		var eb struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(raw, &eb) != nil || eb.Error.Code == "" {
+			return nil, &apiError{Status: res.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw))}
+		}
+		return nil, &apiError{Status: res.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, fmt.Errorf("%s %s: unreadable answer: %w", method, path, err)
+		}
+	}
+	return raw, nil
+}
+
+// parseInterleaved parses flags that may come before, between or after positional
+// arguments (`cau meetings cancel m1 --url …`) and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}
+
+// subcommand is one verb of `cau sites` or `cau meetings`.
+type subcommand struct {
+	name, usage, summary string
+	run                  func(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error
+}
+
+// dispatch runs the verb args[0] of a command group.
+func dispatch(ctx context.Context, group string, subs []subcommand, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		w := stdout
+		if len(args) == 0 {
+			w = stderr
+		}
+		fmt.Fprintf(w, "Usage: cau %s <command> [flags]\n\nCommands:\n", group)
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-40s %s\n", s.name+" "+s.usage, s.summary)
+		}
+		fmt.Fprintf(w, "\nEvery command takes --url, --token and --dev; run `cau %s <command> -h` for its flags.\n", group)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, group+" "+s.name, args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "cau %s: unknown command %q (try `cau %s help`)\n", group, args[0], group)
+	return errUsage
+}
+
+// ---- cau sites ------------------------------------------------------------------------------
+
+var sitesCommands = []subcommand{
+	{"list", "[--tree]", "list the site tree (indented with --tree)", runSitesList},
+	{"import", "FILE.yaml", "replace the site tree with a YAML file (id, name, level, parent)", runSitesImport},
+	{"export", "[-o FILE]", "write the site tree as YAML", runSitesExport},
+}
+
+func runSites(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "sites", sitesCommands, args, stdout, stderr)
+}
+
+// siteList is GET /api/v1/sites.
+type siteList struct {
+	Count  int                 `json:"count"`
+	Root   string              `json:"root"`
+	Levels map[rooms.Level]int `json:"levels"`
+	Sites  []struct {
+		rooms.Site
+		Depth int `json:"depth"`
+	} `json:"sites"`
+}
+
+func fetchSites(ctx context.Context, c *apiClient) (siteList, error) {
+	var l siteList
+	_, err := c.call(ctx, "GET", "/sites", nil, &l)
+	return l, err
+}
+
+func runSitesList(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af apiFlags
+	af.register(fs)
+	indent := fs.Bool("tree", false, "indent each site under its parent")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return errUsage
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	l, err := fetchSites(ctx, c)
+	if err != nil {
+		return err
+	}
+	for _, s := range l.Sites {
+		if *indent {
+			fmt.Fprintf(stdout, "%s%s  %s (%s)\n", strings.Repeat("  ", s.Depth), s.ID, s.Name, s.Level)
+		} else {
+			fmt.Fprintf(stdout, "%-16s %-9s %-16s %s\n", s.ID, s.Level, s.Parent, s.Name)
+		}
+	}
+	fmt.Fprintf(stdout, "%d sites%s\n", l.Count, levelCounts(l.Levels))
+	return nil
+}
+
+// levelCounts writes ": 1 province, 20 district, …" in level order.
+func levelCounts(m map[rooms.Level]int) string {
+	var parts []string
+	for _, l := range []rooms.Level{rooms.LevelCentral, rooms.LevelProvince, rooms.LevelDistrict, rooms.LevelCommune} {
+		if n := m[l]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, l))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, ", ")
+}
+
+func runSitesImport(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af apiFlags
+	af.register(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: cau sites import FILE.yaml")
+		return errUsage
+	}
+	// Validate here first: the file's line numbers make better messages than the API can.
+	tree, err := rooms.LoadTreeFile(pos[0])
+	if err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	var sum struct {
+		Count  int                 `json:"count"`
+		Root   string              `json:"root"`
+		Levels map[rooms.Level]int `json:"levels"`
+	}
+	if _, err := c.call(ctx, "PUT", "/sites", map[string]any{"sites": tree.Sites()}, &sum); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d sites under %s%s\n", sum.Count, sum.Root, levelCounts(sum.Levels))
+	return nil
+}
+
+func runSitesExport(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af apiFlags
+	af.register(fs)
+	out := fs.String("o", "", "write to this file instead of standard output")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return errUsage
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	l, err := fetchSites(ctx, c)
+	if err != nil {
+		return err
+	}
+	sites := make([]rooms.Site, len(l.Sites))
+	for i, s := range l.Sites {
+		sites[i] = s.Site
+	}
+	tree, err := rooms.NewTree(sites)
+	if err != nil {
+		return fmt.Errorf("export: the server's tree: %w", err)
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# Cầu site tree exported from %s on %s: %d sites.\n", c.base, rooms.FormatLocal(time.Now()), tree.Len())
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(tree); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if *out == "" {
+		_, err = stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %d sites to %s\n", tree.Len(), *out)
+	return nil
+}
+
+// ---- the store of `cau serve` and `cau signal` ---------------------------------------------
+
+// openStore opens the configured store (Redis if redis_url is set, else bbolt at
+// <data_dir>/cau.db) and settles the site tree: the stored tree wins; an empty store is
+// seeded with fileTree (the sites file, or the dev example). It returns the tree to run
+// with (nil if there is none anywhere).
+func openStore(ctx context.Context, cfg config.Config, fileTree *rooms.Tree, log *slog.Logger) (rooms.Store, *rooms.Tree, error) {
+	var s rooms.Store
+	if cfg.RedisURL != "" {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		rs, err := redis.Open(octx, cfg.RedisURL, redis.DefaultPrefix)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: redis %s: %w", config.RedactURL(cfg.RedisURL), err)
+		}
+		s = rs
+		log.Info("store: redis", "url", config.RedactURL(cfg.RedisURL), "prefix", redis.DefaultPrefix)
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		path := filepath.Join(cfg.DataDir, "cau.db")
+		bs, err := bolt.Open(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: %w (is another cau process using it? give each its own data_dir, or share redis_url)", err)
+		}
+		s = bs
+		log.Info("store: embedded", "path", path)
+	}
+	sites, err := s.Sites(ctx)
+	if err != nil {
+		_ = s.Close()
+		return nil, nil, fmt.Errorf("store: read sites: %w", err)
+	}
+	if len(sites) == 0 {
+		if fileTree != nil {
+			if err := s.SaveSites(ctx, fileTree.Sites()); err != nil {
+				_ = s.Close()
+				return nil, nil, fmt.Errorf("store: save sites: %w", err)
+			}
+			log.Info("site tree saved to the store", "sites", fileTree.Len())
+		}
+		return s, fileTree, nil
+	}
+	stored, err := rooms.NewTree(sites)
+	if err != nil {
+		_ = s.Close()
+		return nil, nil, fmt.Errorf("store: the stored site tree is invalid: %w", err)
+	}
+	if fileTree != nil && !slices.Equal(fileTree.Sites(), stored.Sites()) {
+		log.Warn("the sites file differs from the stored site tree; the stored one is used (replace it with `cau sites import FILE`)",
+			"file_sites", fileTree.Len(), "stored_sites", stored.Len())
+	}
+	return s, stored, nil
+}

@@ -1,0 +1,293 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/rooms"
+	"github.com/cau-project/cau/signaling"
+	"github.com/cau-project/cau/web"
+	"github.com/chromedp/chromedp"
+)
+
+// The console in headless Chromium: a real page, a real monitor and API, fed by a fake
+// source with one endpoint at each of 500 sites, one of them degraded.
+
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed, and CI=true forbids skipping the browser tests")
+	}
+	t.Skip("chromium is not installed; skipping the console test")
+	return ""
+}
+
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("CAU_ARTIFACTS")
+	if base == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifact dir: %v", err)
+	}
+	return dir
+}
+
+// startChromium starts a headless Chromium with a fresh profile, closed with the test.
+func startChromium(t *testing.T, logf func(string, ...any)) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1600, 1000),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			logf("[console] %s", m)
+		}
+	}()
+	return ctx
+}
+
+func evalJS[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+func waitJS(t *testing.T, ctx context.Context, what, predicate string, timeout time.Duration) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(c, chromedp.Poll[chromedp.Void](predicate,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	if err != nil {
+		t.Fatalf("%s within %v: %v", what, timeout, err)
+	}
+}
+
+// bigTree builds a tree of n sites: central, provinces, districts of about ten communes.
+func bigTree(t testing.TB, provinces, districts, n int) *rooms.Tree {
+	t.Helper()
+	sites := []rooms.Site{{ID: "tw", Name: "Trung ương", Level: rooms.LevelCentral}}
+	for p := range provinces {
+		sites = append(sites, rooms.Site{ID: fmt.Sprintf("p%02d", p), Name: fmt.Sprintf("Tỉnh %d", p+1),
+			Level: rooms.LevelProvince, Parent: "tw"})
+	}
+	for d := range districts {
+		sites = append(sites, rooms.Site{ID: fmt.Sprintf("p%02d-d%02d", d%provinces, d), Name: fmt.Sprintf("Huyện %d", d+1),
+			Level: rooms.LevelDistrict, Parent: fmt.Sprintf("p%02d", d%provinces)})
+	}
+	for c := 0; len(sites) < n; c++ {
+		parent := sites[1+c%provinces] // no districts: communes under provinces
+		if districts > 0 {
+			parent = sites[1+provinces+c%districts]
+		}
+		sites = append(sites, rooms.Site{ID: fmt.Sprintf("%s-x%03d", parent.ID, c), Name: fmt.Sprintf("Xã Đắk %d", c+1),
+			Level: rooms.LevelCommune, Parent: parent.ID})
+	}
+	tree, err := rooms.NewTree(sites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+// consoleServer serves the console page and its API over a monitor sampling a fake source
+// with one endpoint per site, the one at bad degraded (8% loss, 400 ms RTT).
+func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
+	t.Helper()
+	src := &fakeSource{}
+	var links []signaling.EndpointLink
+	for i, s := range tree.Sites() {
+		l := signaling.EndpointLink{Meeting: "giao-ban", Bridge: "local", Measured: true,
+			Participant: protocol.Participant{ID: fmt.Sprintf("p%d", i), Name: "Phòng họp " + s.Name, Site: s.ID, Role: "room"},
+			Up:          protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 4, BitrateBps: 9e5, LastPacketAgeMs: 10},
+			Down:        protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 5, BitrateBps: 1.2e6, LastPacketAgeMs: 400}}
+		if s.ID == bad {
+			l.Up.LossPct, l.Down.LossPct, l.Up.RTTMs, l.Down.RTTMs = 8, 8, 400, 400
+		}
+		links = append(links, l)
+	}
+	src.set(links, nil, map[string]string{"local": tree.Root().ID})
+	m := New(Config{Source: src, Tree: tree, Logger: quietLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	go m.Run(ctx)
+	mux := http.NewServeMux()
+	mux.Handle(APIPrefix, m.Handler(testKeys))
+	mux.Handle("/", web.Handler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+	})
+	return srv.URL
+}
+
+func TestConsoleInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode")
+	}
+	dir := artifactDir(t)
+	var logs strings.Builder
+	logf := func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) }
+	browser := startChromium(t, logf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("browser log:\n%s", logs.String())
+		}
+	})
+
+	var report []string
+	for _, size := range []struct {
+		name                 string
+		provinces, districts int
+		sites                int
+	}{
+		{"500 sites", 5, 45, 500},
+		{"3400 sites (national, 3 levels)", 34, 0, 3400},
+	} {
+		t.Run(size.name, func(t *testing.T) {
+			tree := bigTree(t, size.provinces, size.districts, size.sites)
+			bad := tree.Sites()[len(tree.Sites())-7].ID
+			base := consoleServer(t, tree, bad)
+			tab, cancel := chromedp.NewContext(browser)
+			defer cancel()
+			tok := tokenFor(t, auth.RoleTechnician, time.Hour)
+			start := time.Now()
+			if err := chromedp.Do(tab, chromedp.Navigate(base+"/console?token="+url.QueryEscape(tok))); err != nil {
+				t.Fatal(err)
+			}
+			waitJS(t, tab, "the tree and a first update", `window.cauConsole && window.cauConsole.updates >= 1`, 15*time.Second)
+			firstPaint := time.Since(start)
+			if href := evalJS[string](t, tab, `location.href`); strings.Contains(href, "token") {
+				t.Errorf("the token stays in the address bar: %s", href)
+			}
+			// The degraded commune shows poor; its ancestors carry it in their subtree.
+			sel := fmt.Sprintf(`document.querySelector('.row[data-id=%q]').parentElement`, bad)
+			waitJS(t, tab, "the degraded site shown poor", sel+`.dataset.g === 'poor'`, 15*time.Second)
+			if sub := evalJS[string](t, tab, `document.querySelector('.row[data-id="`+tree.Root().ID+`"]').parentElement.dataset.sub`); sub != "poor" {
+				t.Errorf("the root's subtree grade %q, want poor", sub)
+			}
+			if got := evalJS[string](t, tab, `document.querySelector('#problems li') ? document.querySelector('#problems li').dataset.id : ''`); got != bad {
+				t.Errorf("problems list starts with %q, want %q", got, bad)
+			}
+			// "Only poor and lost" leaves the path to the bad site.
+			if err := chromedp.Do(tab, chromedp.Click(`#only-bad`)); err != nil {
+				t.Fatal(err)
+			}
+			visible := evalJS[int](t, tab, `[...document.querySelectorAll('.row')].filter((r) => r.offsetParent !== null).length`)
+			if want := len(tree.PathToRoot(bad)); visible != want {
+				t.Errorf("%d rows visible with only poor and lost, want the %d on the path to the bad site", visible, want)
+			}
+			// Open the detail: endpoint figures, reasons and sparklines.
+			clicked := time.Now()
+			if err := chromedp.Do(tab, chromedp.Click(fmt.Sprintf(`.row[data-id=%q] .name`, bad))); err != nil {
+				t.Fatal(err)
+			}
+			waitJS(t, tab, "the site's detail", fmt.Sprintf(`window.cauConsole.detailSite === %q && document.querySelectorAll('#d-endpoints svg.spark').length === 4`, bad), 10*time.Second)
+			detailShown := time.Since(clicked)
+			if r := evalJS[string](t, tab, `document.querySelector('#d-endpoints .ep-reasons').textContent`); !strings.Contains(r, "loss 8.0% > 5%") {
+				t.Errorf("endpoint reasons %q", r)
+			}
+			// Responsiveness: round trips to the page's main thread while updates arrive.
+			var worst time.Duration
+			for range 20 {
+				t0 := time.Now()
+				evalJS[int](t, tab, `1`)
+				worst = max(worst, time.Since(t0))
+				time.Sleep(100 * time.Millisecond)
+			}
+			st := evalJS[map[string]any](t, tab, `({tree: cauConsole.treeRenderMs, updates: cauConsole.updates,
+				avg: cauConsole.totalUpdateMs / cauConsole.updates, max: cauConsole.maxUpdateMs, detail: cauConsole.detailRenderMs,
+				errors: cauConsole.errors.join('; ')})`)
+			if e, _ := st["errors"].(string); e != "" {
+				t.Errorf("page errors: %s", e)
+			}
+			shot, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("console-%d-sites.png", size.sites)
+			if err := os.WriteFile(filepath.Join(dir, name), shot, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			line := fmt.Sprintf("CONSOLE %d sites: page+tree+first update %v; tree build %.0f ms; update avg %.1f ms, max %.1f ms over %v updates; detail %v after the click (render %.1f ms); main-thread round trip max %v",
+				size.sites, firstPaint.Round(time.Millisecond), st["tree"], st["avg"], st["max"], st["updates"],
+				detailShown.Round(time.Millisecond), st["detail"], worst.Round(time.Millisecond))
+			t.Log(line)
+			report = append(report, line)
+			if ms, _ := st["max"].(float64); ms > 250 {
+				t.Errorf("an update took %.0f ms: the page is not responsive", ms)
+			}
+			if worst > time.Second {
+				t.Errorf("a main-thread round trip took %v", worst)
+			}
+		})
+	}
+	_ = os.WriteFile(filepath.Join(dir, "console-timings.txt"), []byte(strings.Join(report, "\n")+"\n"), 0o644)
+}
+
+// A token of another role, or none, gets an explanation instead of the console.
+func TestConsoleRefusesOtherRoles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode")
+	}
+	browser := startChromium(t, func(string, ...any) {})
+	base := consoleServer(t, testTree(t), "c1")
+	for _, c := range []struct{ name, query, want string }{
+		{"participant", "?token=" + url.QueryEscape(tokenFor(t, auth.RoleParticipant, time.Hour)), "not a technician"},
+		{"no token", "", "No access token"},
+	} {
+		tab, cancel := chromedp.NewContext(browser)
+		if err := chromedp.Do(tab, chromedp.Navigate(base+"/console"+c.query)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, tab, c.name+": the refusal", `!document.getElementById('fatal').hidden`, 10*time.Second)
+		if text := evalJS[string](t, tab, `document.getElementById('fatal').textContent`); !strings.Contains(text, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, text, c.want)
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,253 @@
+package monitor
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/cau-project/cau/signaling"
+)
+
+type endpointKey struct{ meeting, participant string }
+
+// endpointState is one endpoint's windows, grade and history. Owned by the sampler;
+// Detail reads it under Monitor.mu.
+type endpointState struct {
+	link       signaling.EndpointLink
+	site       string // registry id or UnknownSite
+	up, down   window
+	hyst       Hysteresis
+	upHyst     Hysteresis // the uplink alone: what this endpoint does to its subscribers
+	upF, downF Figures
+	upA, downA Assessment // this sample's, per direction
+	// downStreak counts consecutive samples whose downlink alone made the grade worse.
+	downStreak int
+	// upstream names what the downlink's loss and jitter are attributed to, if anything.
+	upstream string
+	raw      Assessment // this sample's, before hysteresis
+	grade    Grade      // after hysteresis
+	hist     *history
+	seen     time.Time // the latest sample that listed it
+}
+
+// downConfirm is how many consecutive samples a degradation seen only on the downlink
+// must last before it counts (Unify Circuit's "3 consecutive breaches"); meanwhile the
+// publisher upstream whose loss it may be shows its own.
+const downConfirm = 3
+
+// sampleEndpoints feeds every endpoint's figures into its windows, assesses each
+// direction, adds its packets to its site's counters, and forgets endpoints that left.
+func (m *Monitor) sampleEndpoints(now time.Time, links []signaling.EndpointLink) {
+	points := int(m.cfg.History / m.cfg.HistoryStep)
+	for _, l := range links {
+		k := endpointKey{l.Meeting, l.Participant.ID}
+		e := m.endpoints[k]
+		if e == nil {
+			e = &endpointState{hist: newHistory(m.cfg.HistoryStep, max(points, 1))}
+			e.up.size, e.down.size = m.cfg.Window, m.cfg.Window
+			e.hyst.Hold, e.upHyst.Hold = m.cfg.Hold, m.cfg.Hold
+			m.endpoints[k] = e
+		}
+		e.link, e.seen = l, now
+		e.site, _ = m.site(l.Participant.Site)
+		if l.Measured {
+			e.up.add(upPoint(l.Up), now)
+			e.down.add(downPoint(l.Down), now)
+		} else {
+			e.up.add(point{ageMs: -1}, now)
+			e.down.add(point{ageMs: -1}, now)
+		}
+		e.upF, e.downF = e.up.figures(now), e.down.figures(now)
+		// RTT is measured once per path (on the way down); both directions carry it.
+		if e.upF.RTTMs == 0 {
+			e.upF.RTTMs = e.downF.RTTMs
+		}
+		e.upA, e.downA = m.cfg.Thresholds.Assess(e.upF), m.cfg.Thresholds.Assess(e.downF)
+		e.upHyst.Update(e.upA.Grade, now)
+
+		s := m.siteState(e.site)
+		pu, lu := e.up.delta()
+		pd, ld := e.down.delta()
+		s.packetsUp += pu
+		s.lostUp += lu
+		s.packetsDown += pd
+		s.lostDown += ld
+	}
+	for k, e := range m.endpoints {
+		if !e.seen.Equal(now) {
+			delete(m.endpoints, k)
+		}
+	}
+}
+
+// gradeEndpoints grades every endpoint from both directions, once the relay links are
+// known. An SFU forwards what it received, gaps and delays included, so a subscriber's
+// receiver reports also show the loss and jitter of the publisher's uplink and of the
+// relay links on the way. A downlink problem is therefore attributed upstream (and left
+// out of the endpoint's grade) while another publisher of the meeting has an uplink, or
+// the endpoint's bridge a relay path, at least that bad; and a downlink-only degradation
+// counts after downConfirm samples, by which time its upstream cause shows. RTT and a
+// silent downlink (lost) always count.
+func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
+	type publisher struct {
+		key   endpointKey
+		name  string
+		grade Grade
+	}
+	pubs := map[string][]publisher{}
+	for k, e := range m.endpoints {
+		if e.upF.Streams > 0 {
+			pubs[k.meeting] = append(pubs[k.meeting], publisher{k, e.link.Participant.Name, e.upHyst.Current(now)})
+		}
+	}
+	pathGrades := map[string]Grade{}
+	pathGrade := func(bridge string) Grade {
+		g, ok := pathGrades[bridge]
+		if !ok {
+			g = GradeUnknown
+			for _, hop := range m.relayPathIn(bridge, relays) {
+				for _, r := range []*RelayView{hop.Up, hop.Down} {
+					if r != nil {
+						g = Worst(g, r.Grade)
+					}
+				}
+			}
+			pathGrades[bridge] = g
+		}
+		return g
+	}
+	th := m.cfg.Thresholds
+	for k, e := range m.endpoints {
+		down := e.downA
+		e.upstream = ""
+		if down.Grade == GradeFair || down.Grade == GradePoor {
+			for _, p := range pubs[k.meeting] {
+				if p.key != k && p.grade >= down.Grade {
+					e.upstream = "the uplink of " + p.name
+					break
+				}
+			}
+			if e.upstream == "" && pathGrade(e.link.Bridge) >= down.Grade {
+				e.upstream = "the relay path of bridge " + e.link.Bridge
+			}
+		}
+		if e.upstream != "" {
+			// Keep what is the endpoint's own: the path's delay and the reports' arrival.
+			down = th.Assess(Figures{Streams: e.downF.Streams, RTTMs: e.downF.RTTMs, Silence: e.downF.Silence})
+		}
+		withoutDown := combine(e.upA, th.Assess(Figures{Streams: e.downF.Streams, RTTMs: e.downF.RTTMs,
+			Silence: e.downF.Silence}))
+		raw := combine(e.upA, down)
+		if raw.Grade > withoutDown.Grade && raw.Grade != GradeLost {
+			if e.downStreak++; e.downStreak < downConfirm {
+				raw.Grade = withoutDown.Grade // not yet: it may be a publisher's loss arriving first
+			}
+		} else {
+			e.downStreak = 0
+		}
+		e.raw = raw
+		e.grade = e.hyst.Update(raw.Grade, now)
+		e.hist.record(now, e.upF, e.downF, e.grade)
+	}
+}
+
+// EndpointView is one endpoint in a site's detail.
+type EndpointView struct {
+	Meeting string `json:"meeting"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	// ClaimedSite is the site its token named, shown when that site is not in the registry.
+	ClaimedSite string    `json:"claimed_site,omitempty"`
+	Bridge      string    `json:"bridge"`
+	Joined      time.Time `json:"joined"`
+	Measured    bool      `json:"measured"`
+	Grade       Grade     `json:"grade"`
+	// Now is this sample's assessment, before hysteresis.
+	Now Assessment `json:"now"`
+	// Upstream names what the downlink's loss and jitter are attributed to (another
+	// publisher's uplink, a relay path), when they do not count in the grade.
+	Upstream string  `json:"upstream,omitempty"`
+	Up       Figures `json:"up"`
+	Down     Figures `json:"down"`
+	History  History `json:"history"`
+}
+
+// SiteDetail is what the console shows for one site.
+type SiteDetail struct {
+	Site SiteView `json:"site"`
+	// Path is the site and its ancestors, nearest first, as "id" and "name" pairs.
+	Path      []PathSite     `json:"path"`
+	Endpoints []EndpointView `json:"endpoints"`
+	// RelayPath is, for each bridge serving the site's endpoints, the relay hops from it
+	// to the top bridge.
+	RelayPath []RelayHop `json:"relay_path"`
+}
+
+// PathSite names one site of a path.
+type PathSite struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Level string `json:"level"`
+}
+
+// RelayHop is one link of a relay path: the bridge below, the bridge above, and both
+// directions' views (nil when the link does not exist now: no meeting needs it).
+type RelayHop struct {
+	From     string     `json:"from"`
+	FromSite string     `json:"from_site"`
+	To       string     `json:"to"`
+	ToSite   string     `json:"to_site"`
+	Up       *RelayView `json:"up"`
+	Down     *RelayView `json:"down"`
+}
+
+// Detail returns a site's detail, or false when the site is neither in the registry nor
+// UnknownSite.
+func (m *Monitor) Detail(id string) (SiteDetail, bool) {
+	site, level := m.site(id)
+	if site != id && id != UnknownSite {
+		return SiteDetail{}, false
+	}
+	snap := m.Snapshot()
+	d := SiteDetail{Site: SiteView{ID: id, Name: m.siteName(id), Level: level, Grade: GradeUnknown,
+		PathGrade: GradeUnknown, UplinkGrade: GradeUnknown}}
+	if v := snap.Sites[id]; v != nil {
+		d.Site = *v
+	}
+	if m.cfg.Tree != nil && id != UnknownSite {
+		for _, s := range m.cfg.Tree.PathToRoot(id) {
+			site, _ := m.cfg.Tree.Site(s)
+			d.Path = append(d.Path, PathSite{ID: s, Name: site.Name, Level: string(site.Level)})
+		}
+	}
+	bridges := map[string]bool{}
+	m.mu.Lock()
+	for _, e := range m.endpoints {
+		if e.site != id {
+			continue
+		}
+		v := EndpointView{Meeting: e.link.Meeting, ID: e.link.Participant.ID, Name: e.link.Participant.Name,
+			Role: e.link.Participant.Role, Bridge: e.link.Bridge, Joined: e.link.Joined, Measured: e.link.Measured,
+			Grade: e.grade, Now: e.raw, Upstream: e.upstream, Up: e.upF, Down: e.downF, History: e.hist.export()}
+		if id == UnknownSite {
+			v.ClaimedSite = e.link.Participant.Site
+		}
+		d.Endpoints = append(d.Endpoints, v)
+		if e.link.Bridge != "" {
+			bridges[e.link.Bridge] = true
+		}
+	}
+	for _, b := range m.bridges {
+		if b.up && b.site == id {
+			bridges[b.id] = true
+		}
+	}
+	for _, b := range slices.Sorted(maps.Keys(bridges)) {
+		d.RelayPath = append(d.RelayPath, m.relayPath(b, snap)...)
+	}
+	m.mu.Unlock()
+	d.RelayPath = dedupeHops(d.RelayPath)
+	sortEndpoints(d.Endpoints)
+	return d, true
+}

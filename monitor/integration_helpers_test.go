@@ -1,0 +1,128 @@
+package monitor_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/rooms"
+)
+
+// Helpers of the integration tests (package monitor_test: they start the whole app,
+// which imports monitor).
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CAU_TEST_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// testTree: central ─ p1 ─ d1 ─ c1.
+func testTree(t testing.TB) *rooms.Tree {
+	t.Helper()
+	tree, err := rooms.NewTree([]rooms.Site{
+		{ID: "central", Name: "Trung ương", Level: rooms.LevelCentral},
+		{ID: "p1", Name: "Tỉnh 1", Level: rooms.LevelProvince, Parent: "central"},
+		{ID: "d1", Name: "Huyện 1", Level: rooms.LevelDistrict, Parent: "p1"},
+		{ID: "c1", Name: "Xã 1", Level: rooms.LevelCommune, Parent: "d1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+// eventually polls cond until it returns "" or the timeout passes; the string says why
+// not yet.
+func eventually(t testing.TB, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var why string
+	for time.Now().Before(deadline) {
+		if why = cond(); why == "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v: %s", timeout, why)
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *lockedBuffer) tail(n int) string {
+	s := b.String()
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// exposition is a /metrics page, one sample per line.
+type exposition []string
+
+func scrape(t testing.TB, base string) exposition {
+	t.Helper()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return strings.Split(string(b), "\n")
+}
+
+// get returns the value of the one sample of name whose labels contain every matcher
+// (`site="c1"`), failing the test if there is none.
+func (e exposition) get(t testing.TB, name string, matchers ...string) float64 {
+	t.Helper()
+next:
+	for _, line := range e {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndexByte(rest, '}')
+		if i < 0 {
+			continue
+		}
+		for _, m := range matchers {
+			if !strings.Contains(rest[:i], m) {
+				continue next
+			}
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest[i+1:]), 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return v
+	}
+	t.Fatalf("no sample %s{%s} in /metrics", name, strings.Join(matchers, ","))
+	return 0
+}

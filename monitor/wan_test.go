@@ -1,0 +1,379 @@
+package monitor_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/wan"
+	"github.com/cau-project/cau/monitor"
+	"github.com/cau-project/cau/sfu"
+)
+
+// The impairment test: the relay link between central's bridge and a district's bridge
+// crosses a WAN link that the test degrades to 8% loss each way and 200 ms each way (RTT
+// 400 ms), then restores. The district bridge runs in a network namespace with a
+// subscriber of its own, at a commune below the district (this test binary, re-executed:
+// TestWANHelperProcess); the chair publishes at central, here. The relay link reaches the
+// district only through a delaying UDP relay, and nftables in the namespace drops a share
+// of the relay's packets. Signaling, the top bridge, the monitor and /metrics are the real
+// app. (An endpoint of its own behind the relay would need the client to keep the ICE
+// candidates that arrive before its remote description: it drops them, see the report.)
+
+const (
+	wanLossPct = 8
+	wanDelay   = 200 * time.Millisecond // each way
+	wanSubnet  = "10.205.0"
+	wanRelay   = 40500
+)
+
+// TestWANHelperProcess is not a test: inside the namespace it runs the district bridge
+// and, once told on stdin, the commune's subscriber. It stops when stdin closes.
+func TestWANHelperProcess(t *testing.T) {
+	env := os.Getenv("CAU_MON_WAN")
+	if env == "" {
+		return // run directly: nothing to do
+	}
+	f := strings.Split(env, "|") // control URL, bridge token, ws URL, endpoint token, udp port, announce
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := testLogger()
+	port, _ := strconv.Atoi(f[4])
+	b, err := sfu.New(sfu.Config{ICEUDPPort: port, ICETCPPort: -1, IncludeLoopback: true, Announce: []string{f[5]}, Logger: log})
+	if err != nil {
+		fmt.Println("HELPER bridge:", err)
+		return
+	}
+	defer b.Close()
+	go func() {
+		_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: f[0], Token: f[1], ID: "br-d1", Site: "d1", Bridge: b, Logger: log})
+	}()
+	in := bufio.NewScanner(os.Stdin)
+	if !in.Scan() {
+		return
+	}
+	c, err := client.Dial(ctx, f[2], f[3], client.Options{Loopback: true, Logger: log})
+	if err != nil {
+		fmt.Println("HELPER dial:", err)
+		return
+	}
+	defer c.Close()
+	fmt.Println("HELPER joined")
+	for in.Scan() {
+	}
+}
+
+// impairment is the WAN link's state the test changes: nftables loss in the namespace
+// and the relay's delay.
+type impairment struct {
+	t     *testing.T
+	link  *wan.Link
+	relay *delayRelay
+}
+
+// relayPorts is how many host-side relay ports (from the link's RelayPort) may reach the
+// namespace: one per endpoint connection (an endpoint has two, publisher and subscriber).
+const relayPorts = 8
+
+// set applies loss (percent, each way) and delay (each way). The nftables table is
+// replaced in one transaction; like wan.New's, it lets UDP cross only through the relay.
+func (im *impairment) set(lossPct int, delay time.Duration) {
+	im.t.Helper()
+	rules := fmt.Sprintf(`delete table inet wan
+table inet wan {
+	chain in {
+		type filter hook input priority 0;
+		ip saddr %[1]s udp sport != %[2]d-%[3]d drop
+		ip saddr %[1]s udp sport %[2]d-%[3]d numgen random mod 100 < %[4]d drop
+	}
+	chain out {
+		type filter hook output priority 0;
+		ip daddr %[1]s udp dport != %[2]d-%[3]d drop
+		ip daddr %[1]s udp dport %[2]d-%[3]d numgen random mod 100 < %[4]d drop
+	}
+}
+`, im.link.HostIP, im.link.RelayPort, im.link.RelayPort+relayPorts-1, lossPct)
+	args := im.link.Exec("nft", "-f", "-")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		im.t.Fatalf("nft: %v\n%s", err, out)
+	}
+	im.relay.delay.Store(int64(delay))
+}
+
+// delayRelay is wan.Relay for several peers, with a delay that can change while it runs:
+// whoever sends to its public socket gets an inner socket of its own (RelayPort,
+// RelayPort+1, …) towards the target in the namespace, so the target tells the peers
+// apart; every packet is held for the current delay, each way.
+type delayRelay struct {
+	t      *testing.T
+	link   *wan.Link
+	public *net.UDPConn
+	target *net.UDPAddr
+	delay  atomic.Int64
+
+	mu    sync.Mutex // guards inner
+	inner map[string]*net.UDPConn
+}
+
+func newDelayRelay(t *testing.T, l *wan.Link, target *net.UDPAddr) *delayRelay {
+	t.Helper()
+	pub, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(l.HostIP)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &delayRelay{t: t, link: l, public: pub, target: target, inner: map[string]*net.UDPConn{}}
+	t.Cleanup(func() {
+		_ = pub.Close()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, c := range r.inner {
+			_ = c.Close()
+		}
+	})
+	go r.pump(pub)
+	return r
+}
+
+// pump forwards what arrives on the public socket to the peer's inner socket.
+func (r *delayRelay) pump(pub *net.UDPConn) {
+	for {
+		buf := make([]byte, 1600)
+		n, src, err := pub.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		inner := r.innerFor(src)
+		if inner == nil {
+			continue
+		}
+		r.later(func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
+	}
+}
+
+// innerFor returns the peer's inner socket, opening it (and its return pump) first.
+func (r *delayRelay) innerFor(peer *net.UDPAddr) *net.UDPConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.inner[peer.String()]; c != nil {
+		return c
+	}
+	if len(r.inner) == relayPorts {
+		return nil
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(r.link.HostIP), Port: r.link.RelayPort + len(r.inner)})
+	if err != nil {
+		return nil
+	}
+	r.inner[peer.String()] = c
+	go func() {
+		for {
+			buf := make([]byte, 1600)
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			r.later(func() { _, _ = r.public.WriteToUDP(buf[:n], peer) })
+		}
+	}()
+	return c
+}
+
+func (r *delayRelay) later(f func()) {
+	if d := time.Duration(r.delay.Load()); d > 0 {
+		time.AfterFunc(d, f)
+		return
+	}
+	f()
+}
+
+func (r *delayRelay) addr() string { return r.public.LocalAddr().String() }
+
+func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("WAN test skipped in -short mode")
+	}
+	wan.Require(t)
+	link := wan.New(t, wan.Config{Subnet: wanSubnet, RelayPort: wanRelay, LossPct: 0})
+	tree := testTree(t)
+	const key = "monitor-wan-test-key-0123456789-0123456789"
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: link.HostIP + ":0", ICETCPPort: -1, Dev: true,
+		TokenKey: key, Site: tree.Root().ID, Ancestry: tree.Ancestors, Tree: tree, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	keys := a.Keys()
+	sign := func(c auth.Claims) string {
+		tok, err := keys.Sign(c, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	wsBase := "ws://" + strings.TrimPrefix(a.URL(), "http://")
+
+	// The district bridge and the commune's subscriber, in the namespace.
+	bridgePort := 42000 + rand.IntN(1000)
+	relay := newDelayRelay(t, link, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort})
+	im := &impairment{t: t, link: link, relay: relay}
+	im.set(0, 0) // the relay's port range
+	args := link.Exec(os.Args[0], "-test.run=^TestWANHelperProcess$", "-test.v")
+	helper := exec.Command(args[0], args[1:]...)
+	helper.Env = append(os.Environ(), "CAU_MON_WAN="+strings.Join([]string{
+		wsBase + "/bridge", sign(auth.Claims{Role: auth.RoleBridge, Site: "d1"}),
+		wsBase + "/ws", sign(auth.Claims{Meeting: "wan", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}),
+		strconv.Itoa(bridgePort), relay.addr()}, "|"))
+	helperOut := &lockedBuffer{}
+	helper.Stdout, helper.Stderr = helperOut, helperOut
+	helper.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := helper.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		_ = helper.Process.Kill()
+		_ = helper.Wait()
+		if t.Failed() {
+			t.Logf("helper output:\n%s", helperOut.tail(20000))
+		}
+	})
+	eventually(t, 20*time.Second, func() string {
+		if _, ok := a.Signaling().Bridges()["br-d1"]; !ok {
+			return "the district bridge has not registered"
+		}
+		return ""
+	})
+
+	// The chair at central publishes one video stream of 300 packets a second: the relay
+	// link's figures come from the district's receiver reports on it, per stream.
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	chair, err := client.Dial(ctx, wsBase+"/ws", sign(auth.Claims{Meeting: "wan", Site: "central", Name: "Chủ trì", Role: auth.RoleChair}),
+		client.Options{Loopback: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(chair.Close)
+	if _, err := chair.PublishWith(ctx, client.PublishOptions{FPS: 30, PacketsPerFrame: 10, PayloadBytes: 300, NoAudio: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	mon := a.Monitor()
+	siteView := func(id string) *monitor.SiteView {
+		if v := mon.Snapshot().Sites[id]; v != nil {
+			return v
+		}
+		return &monitor.SiteView{Grade: monitor.GradeUnknown, UplinkGrade: monitor.GradeUnknown}
+	}
+	relayDown := func() monitor.RelayView {
+		for _, r := range mon.Snapshot().Relays {
+			if r.Bridge == "local" && r.Peer == "br-d1" {
+				return r
+			}
+		}
+		return monitor.RelayView{Grade: monitor.GradeUnknown}
+	}
+	eventually(t, 30*time.Second, func() string {
+		d, c, r := siteView("d1"), siteView("c1"), relayDown()
+		if d.Grade != monitor.GradeGood || c.Grade != monitor.GradeGood || r.Grade != monitor.GradeGood || r.RTTMs == 0 {
+			return fmt.Sprintf("on the clean link: d1 %v (uplink %v), c1 %v, relay central→district %v (RTT %.0f ms, %d streams); reasons %q %q",
+				d.Grade, d.UplinkGrade, c.Grade, r.Grade, r.RTTMs, r.Streams, d.Reasons, c.Reasons)
+		}
+		return ""
+	})
+	cleanRTT := relayDown().RTTMs
+
+	// Impair: 8% loss and 200 ms each way.
+	impaired := time.Now()
+	im.set(wanLossPct, wanDelay)
+	var poorAfter time.Duration
+	eventually(t, 10*time.Second, func() string {
+		if v := siteView("d1"); v.Grade != monitor.GradePoor {
+			return fmt.Sprintf("d1 is %v after %v of impairment (reasons %q)", v.Grade, time.Since(impaired).Round(time.Millisecond), v.Reasons)
+		}
+		poorAfter = time.Since(impaired)
+		return ""
+	})
+	t.Logf("GRADE: d1 poor %v after its relay link was impaired (%d%% loss, %v each way)", poorAfter.Round(time.Millisecond), wanLossPct, wanDelay)
+
+	// The metrics, once the 5-s window holds only impaired samples: averaged over 8 scrapes.
+	time.Sleep(time.Until(impaired.Add(7 * time.Second)))
+	var rtt, loss, jitter float64
+	var communeWorst monitor.Grade = monitor.GradeUnknown
+	const scrapes = 8
+	rl := []string{`bridge="local"`, `peer_bridge="br-d1"`, `site="central"`, `peer_site="d1"`, `direction="down"`}
+	for i := range scrapes {
+		m := scrape(t, a.URL())
+		rtt += m.get(t, "cau_relay_rtt_seconds", rl...)
+		loss += m.get(t, "cau_relay_loss_ratio", rl...)
+		jitter += m.get(t, "cau_relay_jitter_seconds", rl...)
+		if g := m.get(t, "cau_site_grade", `site="d1"`, `level="district"`); g != 2 {
+			t.Errorf("cau_site_grade{site=d1} %v under impairment, want 2 (poor)", g)
+		}
+		communeWorst = monitor.Worst(communeWorst, siteView("c1").Grade)
+		if i < scrapes-1 {
+			time.Sleep(time.Second)
+		}
+	}
+	rtt, loss, jitter = rtt/scrapes, loss/scrapes, jitter/scrapes
+	wantRTT, wantLoss := 2*wanDelay.Seconds(), float64(wanLossPct)/100
+	t.Logf("METRICS under impairment (clean RTT %.1f ms): cau_relay_rtt_seconds %.3f (want %.3f, %+.1f%%); "+
+		"cau_relay_loss_ratio %.4f (want %.2f, %+.1f%%); cau_relay_jitter_seconds %.4f; commune c1 below: %v (path %v)",
+		cleanRTT, rtt, wantRTT, 100*(rtt/wantRTT-1), loss, wantLoss, 100*(loss/wantLoss-1), jitter, communeWorst, siteView("c1").PathGrade)
+	if rtt < 0.8*wantRTT || rtt > 1.2*wantRTT {
+		t.Errorf("cau_relay_rtt_seconds %.3f, want %.3f ± 20%%", rtt, wantRTT)
+	}
+	if loss < 0.8*wantLoss || loss > 1.2*wantLoss {
+		t.Errorf("cau_relay_loss_ratio %.4f, want %.2f ± 20%%", loss, wantLoss)
+	}
+	// The commune's own link is clean: what it loses comes down the relay path, which the
+	// district's grade already shows.
+	if communeWorst >= monitor.GradePoor {
+		t.Errorf("commune c1 graded %v under the district's bad relay link, want its own (clean) grade", communeWorst)
+	}
+
+	// Restore the link: good again after the window clears and the hold (10 s) passes.
+	restored := time.Now()
+	im.set(0, 0)
+	var goodAfter time.Duration
+	eventually(t, 30*time.Second, func() string {
+		if v := siteView("d1"); v.Grade != monitor.GradeGood {
+			return fmt.Sprintf("d1 is %v %v after the link was restored (reasons %q)", v.Grade, time.Since(restored).Round(time.Millisecond), v.Reasons)
+		}
+		goodAfter = time.Since(restored)
+		return ""
+	})
+	t.Logf("GRADE: d1 good again %v after the link was restored", goodAfter.Round(time.Millisecond))
+	alerts := mon.Snapshot().Alerts
+	if len(alerts) == 0 || alerts[0].Subject != "d1" || alerts[0].Open() || alerts[0].EndReason != "recovered" {
+		t.Errorf("alerts %+v, want d1's alert, closed as recovered", alerts)
+	}
+	if dir := os.Getenv("CAU_ARTIFACTS"); dir != "" {
+		_ = os.WriteFile(dir+"/monitor-wan.txt", []byte(fmt.Sprintf("poor after %v\ngood after %v\nrelay rtt %.3f s\nrelay loss %.4f\n",
+			poorAfter, goodAfter, rtt, loss)), 0o644)
+	}
+}

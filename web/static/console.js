@@ -1,0 +1,530 @@
+// console.js — the technicians' console: /console?token=<jwt> (role technician or admin).
+//
+// The token is moved from the URL to this tab's sessionStorage at once and the URL cleaned,
+// so it is not kept in history, bookmarks or screenshots; the API gets it in an
+// Authorization header (never in a URL, so never in an access log).
+//
+// Data: GET /api/v1/monitor/tree once, then /api/v1/monitor/stream (Server-Sent Events read
+// with fetch, which can send the header EventSource cannot): one "state" event a second
+// with the grade of every connected site. A selected site's detail is polled every 2 s.
+// The tree's DOM is built once; an update only touches the rows whose grade or figures
+// changed. window.cauConsole exposes timings for the tests.
+
+const TOKEN_KEY = 'cau.console.token';
+const API = '/api/v1/monitor/';
+const SEV = { good: 0, fair: 1, poor: 2, lost: 3 };
+const BY_SEV = ['good', 'fair', 'poor', 'lost'];
+const UNKNOWN = 'unknown'; // the monitor's site for endpoints outside the registry
+const STALL_MS = 6000; // no event for this long: reconnect
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, cls, text) => {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+};
+const sev = (g) => (g in SEV ? SEV[g] : -1);
+const gradeName = (s) => (s >= 0 ? BY_SEV[s] : 'none');
+
+const stats = {
+  ready: false, sites: 0, treeRenderMs: 0, updates: 0, lastUpdateMs: 0, maxUpdateMs: 0, totalUpdateMs: 0,
+  lastEventAt: 0, detailRenderMs: 0, detailSite: '', errors: [],
+};
+window.cauConsole = stats;
+
+// ---- token ----
+function takeToken() {
+  const params = new URLSearchParams(location.search);
+  const fromURL = params.get('token');
+  if (fromURL) {
+    sessionStorage.setItem(TOKEN_KEY, fromURL);
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(null, '', location.pathname + (rest ? '?' + rest : '') + location.hash);
+    return fromURL;
+  }
+  return sessionStorage.getItem(TOKEN_KEY) || '';
+}
+const token = takeToken();
+
+function fatal(title, text) {
+  $('fatal-title').textContent = title;
+  $('fatal-text').textContent = text;
+  $('fatal').hidden = false;
+  $('main').hidden = true;
+  setStatus('down', 'stopped');
+}
+
+class AuthError extends Error {}
+
+async function api(path, init = {}) {
+  const res = await fetch(API + path, { ...init, cache: 'no-store', headers: { Authorization: 'Bearer ' + token } });
+  if (res.status === 401 || res.status === 403) {
+    let msg = '';
+    try { msg = (await res.json()).error; } catch { /* not JSON */ }
+    sessionStorage.removeItem(TOKEN_KEY);
+    throw new AuthError(res.status === 403 ? 'This link is not a technician\'s: ' + msg : 'The link is invalid or expired: ' + msg);
+  }
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return res;
+}
+
+function setStatus(state, text) {
+  const s = $('status');
+  s.dataset.state = state;
+  s.textContent = text || state;
+}
+
+// ---- the tree ----
+const nodes = new Map(); // id → node
+let order = []; // preorder
+let selected = '';
+
+function makeNode(id, name, level, parent) {
+  const n = { id, name, level, parent, children: [], depth: 0, own: -1, sub: -1, fig: '', path: false, search: '' };
+  n.el = el('div', 'node leaf');
+  n.el.dataset.g = 'none';
+  n.el.dataset.sub = 'none';
+  n.el.dataset.level = level;
+  n.row = el('div', 'row');
+  n.row.setAttribute('role', 'treeitem');
+  n.row.tabIndex = -1;
+  n.row.dataset.id = id;
+  n.row.append(el('span', 'tog'), el('span', 'dot'), el('span', 'name', name), el('span', 'lvl', level));
+  n.figEl = el('span', 'fig');
+  n.badge = el('span', 'badge', 'problem below');
+  n.row.append(n.figEl, n.badge);
+  n.kids = el('div', 'kids');
+  n.el.append(n.row, n.kids);
+  n.search = fold(name + ' ' + id);
+  return n;
+}
+
+function fold(s) {
+  return s.normalize('NFD').replace(/\p{Diacritic}/gu, '').replace(/đ/g, 'd').replace(/Đ/g, 'D').toLowerCase();
+}
+
+function buildTree(data) {
+  const t0 = performance.now();
+  for (const [id, name, level, parent] of data.sites) nodes.set(id, makeNode(id, name, level, parent));
+  const roots = [];
+  for (const n of nodes.values()) {
+    const p = n.parent && nodes.get(n.parent);
+    if (p) p.children.push(n); else roots.push(n);
+  }
+  order = [];
+  const stack = roots.slice().reverse();
+  while (stack.length) {
+    const n = stack.pop();
+    order.push(n);
+    for (let i = n.children.length - 1; i >= 0; i--) {
+      n.children[i].depth = n.depth + 1;
+      stack.push(n.children[i]);
+    }
+  }
+  const frag = document.createDocumentFragment();
+  for (const n of order) {
+    if (n.children.length) n.el.classList.remove('leaf');
+    if (n.depth >= 1 && n.children.length) n.el.classList.add('collapsed');
+    const p = n.parent && nodes.get(n.parent);
+    (p ? p.kids : frag).append(n.el);
+  }
+  $('tree').append(frag);
+  for (const l of data.levels) $('level').append(new Option(l, l));
+  stats.sites = nodes.size;
+  stats.treeRenderMs = performance.now() - t0;
+}
+
+// The node for endpoints outside the registry appears only when there are some.
+function unknownNode() {
+  let n = nodes.get(UNKNOWN);
+  if (!n) {
+    n = makeNode(UNKNOWN, 'Outside the site registry', UNKNOWN, '');
+    nodes.set(UNKNOWN, n);
+    order.push(n);
+    $('tree').append(n.el);
+  }
+  return n;
+}
+
+function figText(s) {
+  if (!s) return '';
+  let t = s.n + (s.n === 1 ? ' endpoint' : ' endpoints');
+  if (s.rtt > 0) t += ` · ${Math.round(s.rtt)} ms`;
+  if (s.loss > 0) t += ` · ${s.loss.toFixed(1)}%`;
+  return t;
+}
+
+// ---- updates ----
+let lastAlertsKey = '';
+
+function applyState(ev) {
+  const t0 = performance.now();
+  const sites = ev.sites || {};
+  if (sites[UNKNOWN]) unknownNode();
+  for (const n of order) {
+    const s = sites[n.id];
+    n.own = s ? sev(s.g) : -1;
+    n.sub = n.own;
+    n.state = s;
+  }
+  for (let i = order.length - 1; i >= 0; i--) {
+    const n = order[i];
+    const p = n.parent && nodes.get(n.parent);
+    if (p && n.sub > p.sub) p.sub = n.sub;
+  }
+  const counts = [0, 0, 0, 0];
+  const problems = [];
+  for (const n of order) {
+    const g = gradeName(n.own);
+    if (n.el.dataset.g !== g) n.el.dataset.g = g;
+    const sub = gradeName(n.sub);
+    if (n.el.dataset.sub !== sub) n.el.dataset.sub = sub;
+    const fig = figText(n.state);
+    if (fig !== n.fig) { n.fig = fig; n.figEl.textContent = fig; }
+    const pathBad = !!n.state && sev(n.state.p) >= 2 && n.own < 2;
+    if (pathBad !== n.path) { n.path = pathBad; n.el.classList.toggle('path-bad', pathBad); }
+    if (n.own >= 0) counts[n.own]++;
+    if (n.own >= 2) problems.push(n);
+  }
+  renderCounts(counts);
+  renderProblems(problems);
+  const alertsKey = (ev.alerts || []).map((a) => a.id + ':' + a.grade + ':' + (a.end || '')).join(',');
+  if (alertsKey !== lastAlertsKey) { lastAlertsKey = alertsKey; renderAlerts(ev.alerts || []); }
+  const ms = performance.now() - t0;
+  stats.updates++;
+  stats.lastUpdateMs = ms;
+  stats.totalUpdateMs += ms;
+  stats.maxUpdateMs = Math.max(stats.maxUpdateMs, ms);
+  stats.lastEventAt = Date.now();
+  stats.ready = true;
+}
+
+function renderCounts(counts) {
+  const c = $('counts');
+  c.replaceChildren();
+  counts.forEach((k, i) => {
+    const s = el('span');
+    const d = el('span', 'dot');
+    d.dataset.g = BY_SEV[i];
+    s.append(d, document.createTextNode(`${k} ${BY_SEV[i]}`));
+    c.append(s);
+  });
+}
+
+function renderProblems(list) {
+  list.sort((a, b) => b.own - a.own || (b.state.loss - a.state.loss) || a.name.localeCompare(b.name));
+  const ol = $('problems');
+  ol.replaceChildren();
+  for (const n of list.slice(0, 200)) {
+    const li = el('li');
+    const d = el('span', 'dot');
+    d.dataset.g = gradeName(n.own);
+    const text = el('span');
+    text.append(el('b', '', n.name), document.createTextNode(' ' + n.level));
+    text.append(el('span', 'why', n.state.why || figText(n.state)));
+    li.append(d, text);
+    li.dataset.id = n.id;
+    ol.append(li);
+  }
+  $('no-problems').hidden = list.length > 0;
+}
+
+const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
+function renderAlerts(alerts) {
+  const ol = $('alerts');
+  ol.replaceChildren();
+  for (const a of alerts) {
+    const li = el('li', a.end ? 'closed' : 'open');
+    const d = el('span', 'dot');
+    d.dataset.g = a.grade;
+    const text = el('span');
+    text.append(el('b', '', a.name), document.createTextNode(` ${a.kind === 'bridge' ? 'bridge down' : a.grade}`));
+    const when = a.end ? `${time(a.start)} – ${time(a.end)} (${a.end_reason})` : `since ${time(a.start)}`;
+    text.append(el('span', 'when', when));
+    li.append(d, text);
+    if (a.kind === 'site') li.dataset.id = a.subject;
+    li.title = a.reason || '';
+    ol.append(li);
+  }
+  $('no-alerts').hidden = alerts.length > 0;
+}
+
+// ---- stream ----
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function runStream() {
+  let backoff = 500;
+  for (;;) {
+    const abort = new AbortController();
+    let watchdog;
+    const pet = () => { clearTimeout(watchdog); watchdog = setTimeout(() => abort.abort(), STALL_MS); };
+    try {
+      setStatus('connecting', 'connecting');
+      pet();
+      const res = await api('stream', { signal: abort.signal });
+      setStatus('live', 'live');
+      backoff = 500;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        pet();
+        buf += value;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          handleEvent(block);
+        }
+      }
+    } catch (e) {
+      if (e instanceof AuthError) { fatal('Cannot open the console', e.message); return; }
+      if (e.name !== 'AbortError') stats.errors.push(String(e));
+    } finally {
+      clearTimeout(watchdog);
+    }
+    setStatus('down', 'reconnecting');
+    await sleep(backoff);
+    backoff = Math.min(backoff * 2, 5000);
+  }
+}
+
+function handleEvent(block) {
+  let kind = 'message';
+  let data = '';
+  for (const line of block.split('\n')) {
+    if (line.startsWith('event:')) kind = line.slice(6).trim();
+    else if (line.startsWith('data:')) data += line.slice(5).trim();
+  }
+  if (kind === 'expired') {
+    sessionStorage.removeItem(TOKEN_KEY);
+    fatal('Your console link has expired', 'Ask for a new technician link (cau token --role technician) and open it.');
+    throw new AuthError('expired');
+  }
+  if (kind === 'state') applyState(JSON.parse(data));
+}
+
+// ---- selection and detail ----
+let detailTimer = 0;
+
+function select(id) {
+  const n = nodes.get(id);
+  if (!n) return;
+  if (selected) nodes.get(selected)?.row.classList.remove('selected');
+  selected = id;
+  n.row.classList.add('selected');
+  for (let p = nodes.get(n.parent); p; p = nodes.get(p.parent)) p.el.classList.remove('collapsed');
+  n.row.scrollIntoView({ block: 'nearest' });
+  history.replaceState(null, '', location.pathname + location.search + '#' + encodeURIComponent(id));
+  $('detail').hidden = false;
+  clearInterval(detailTimer);
+  loadDetail(id);
+  detailTimer = setInterval(() => loadDetail(id), 2000);
+}
+
+function closeDetail() {
+  clearInterval(detailTimer);
+  $('detail').hidden = true;
+  if (selected) nodes.get(selected)?.row.classList.remove('selected');
+  selected = '';
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+async function loadDetail(id) {
+  try {
+    const d = await (await api('sites/' + encodeURIComponent(id))).json();
+    if (id === selected) renderDetail(d);
+  } catch (e) {
+    if (e instanceof AuthError) fatal('Cannot open the console', e.message);
+    else stats.errors.push(String(e));
+  }
+}
+
+const fmtMs = (v) => (v > 0 ? Math.round(v) + ' ms' : '–');
+const fmtRate = (v) => (v >= 1e6 ? (v / 1e6).toFixed(2) + ' Mb/s' : Math.round(v / 1e3) + ' kb/s');
+
+function renderDetail(d) {
+  const t0 = performance.now();
+  const s = d.site;
+  $('d-dot').dataset.g = s.grade === UNKNOWN ? 'none' : s.grade;
+  $('d-name').textContent = s.name || s.id;
+  $('d-path').textContent = (d.path || []).slice().reverse().map((p) => p.name).join(' › ') || s.id;
+  let line = `${s.grade} · ${s.endpoints} endpoint${s.endpoints === 1 ? '' : 's'} · ${s.level}`;
+  if (s.path_grade !== UNKNOWN) line += ` · relay path ${s.path_grade}`;
+  if (s.mos > 0) line += ` · MOS ${s.mos.toFixed(1)}`;
+  $('d-grade').textContent = line;
+  const reasons = $('d-reasons');
+  reasons.replaceChildren(...(s.reasons || []).map((r) => el('li', '', r)));
+
+  const box = $('d-endpoints');
+  box.replaceChildren();
+  for (const ep of d.endpoints || []) box.append(renderEndpoint(ep));
+  $('d-no-endpoints').hidden = (d.endpoints || []).length > 0;
+
+  const hops = $('d-path-hops');
+  hops.replaceChildren();
+  for (const h of d.relay_path || []) {
+    const li = el('li');
+    li.append(el('b', '', `${h.from} (${siteName(h.from_site)}) → ${h.to} (${siteName(h.to_site)})`));
+    for (const [label, r] of [['up', h.up], ['down', h.down]]) {
+      const row = el('span', 'dir');
+      const dot = el('span', 'dot');
+      dot.dataset.g = r ? (r.grade === UNKNOWN ? 'none' : r.grade) : 'none';
+      row.append(dot, document.createTextNode(r
+        ? ` ${label}: ${r.grade}, RTT ${fmtMs(r.rtt_ms)}, loss ${r.loss_pct.toFixed(1)}%, jitter ${fmtMs(r.jitter_ms)}, ${fmtRate(r.bitrate_bps)}, ${r.streams} streams`
+        : ` ${label}: no relay link now`));
+      li.append(row);
+    }
+    hops.append(li);
+  }
+  $('d-no-path').hidden = (d.relay_path || []).length > 0;
+  stats.detailRenderMs = performance.now() - t0;
+  stats.detailSite = s.id;
+}
+
+const siteName = (id) => nodes.get(id)?.name || id;
+
+function renderEndpoint(ep) {
+  const a = $('endpoint-template').content.firstElementChild.cloneNode(true);
+  a.querySelector('.dot').dataset.g = ep.grade === UNKNOWN ? 'none' : ep.grade;
+  a.querySelector('.ep-name').textContent = ep.name || ep.id;
+  const joined = new Date(ep.joined).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  let meta = `${ep.role} · bridge ${ep.bridge || '–'} · meeting ${ep.meeting} · joined ${joined}`;
+  if (ep.claimed_site) meta += ` · claims site "${ep.claimed_site}"`;
+  a.querySelector('.ep-meta').textContent = meta;
+  a.querySelector('.ep-reasons').textContent = (ep.now.reasons || []).join('; ');
+  const up = ep.up;
+  const down = ep.down;
+  const both = (f, unit, digits) => `↑${up.streams ? f(up).toFixed(digits) : '–'} ↓${down.streams ? f(down).toFixed(digits) : '–'} ${unit}`;
+  const h = ep.history.series;
+  const rows = {
+    rtt: [fmtMs(Math.max(up.rtt_ms, down.rtt_ms)), [h.rtt_ms], 800],
+    jitter: [both((f) => f.jitter_ms, 'ms', 0), [h.jitter_up_ms, h.jitter_down_ms], 50],
+    loss: [both((f) => f.loss_pct, '%', 1), [h.loss_up_pct, h.loss_down_pct], 5],
+    bitrate: [`↑${fmtRate(up.bitrate_bps)} ↓${fmtRate(down.bitrate_bps)}`, [h.bitrate_up_bps, h.bitrate_down_bps], 0],
+  };
+  for (const [k, [text, series, limit]] of Object.entries(rows)) {
+    const tr = a.querySelector(`tr[data-k="${k}"]`);
+    tr.querySelector('.v').textContent = text;
+    tr.querySelector('.s').append(sparkline(series, limit, ep.history.grades.length));
+  }
+  return a;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+// sparkline draws up to two series (up solid, down dashed) over the history's points,
+// scaled to their maximum (at least the poor limit, drawn as a dotted line). Negative
+// values are gaps.
+function sparkline(series, limit, points) {
+  const W = 240;
+  const H = 26;
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
+  let top = limit || 0;
+  for (const s of series) for (const v of s || []) top = Math.max(top, v);
+  if (top <= 0) top = 1;
+  const n = Math.max(points, 2);
+  const x = (i) => (W * i) / (n - 1);
+  const y = (v) => H - 1 - ((H - 2) * v) / top;
+  series.forEach((s, k) => {
+    let pts = [];
+    const flush = () => {
+      if (pts.length) {
+        const pl = document.createElementNS(SVG, 'polyline');
+        pl.setAttribute('class', k === 0 ? 'up' : 'down');
+        if (pts.length === 1) { // a lone point: a short dash, so that it shows
+          const [px, py] = pts[0].split(',').map(Number);
+          pts = [`${Math.max(px - 2, 0)},${py}`, `${px + 2},${py}`];
+        }
+        pl.setAttribute('points', pts.join(' '));
+        svg.append(pl);
+      }
+      pts = [];
+    };
+    (s || []).forEach((v, i) => {
+      if (v < 0) flush(); else pts.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+    });
+    flush();
+  });
+  if (limit) {
+    const l = document.createElementNS(SVG, 'line');
+    l.setAttribute('class', 'limit');
+    l.setAttribute('x1', 0); l.setAttribute('x2', W);
+    l.setAttribute('y1', y(limit)); l.setAttribute('y2', y(limit));
+    svg.append(l);
+  }
+  return svg;
+}
+
+// ---- filters ----
+function applyLevel() {
+  const lvl = $('level').value;
+  $('tree').classList.toggle('by-level', !!lvl);
+  for (const n of order) n.el.classList.toggle('level-match', n.level === lvl);
+}
+
+let searchTimer = 0;
+function applySearch() {
+  const q = fold($('search').value.trim());
+  const tree = $('tree');
+  tree.classList.toggle('searching', q !== '');
+  for (const n of order) { n.el.classList.remove('hit', 'hit-below'); }
+  if (!q) return;
+  for (const n of order) {
+    if (!n.search.includes(q)) continue;
+    n.el.classList.add('hit');
+    for (let p = nodes.get(n.parent); p; p = nodes.get(p.parent)) p.el.classList.add('hit-below');
+  }
+}
+
+function wire() {
+  $('tree').addEventListener('click', (e) => {
+    const row = e.target.closest('.row');
+    if (!row) return;
+    const n = nodes.get(row.dataset.id);
+    if (e.target.classList.contains('tog')) n.el.classList.toggle('collapsed');
+    else select(n.id);
+  });
+  for (const id of ['problems', 'alerts']) {
+    $(id).addEventListener('click', (e) => {
+      const li = e.target.closest('li');
+      if (li && li.dataset.id) select(li.dataset.id);
+    });
+  }
+  $('only-bad').addEventListener('change', (e) => $('tree').classList.toggle('only-bad', e.target.checked));
+  $('level').addEventListener('change', applyLevel);
+  $('search').addEventListener('input', () => { clearTimeout(searchTimer); searchTimer = setTimeout(applySearch, 150); });
+  $('d-close').addEventListener('click', closeDetail);
+  $('expand-all').addEventListener('click', () => { for (const n of order) n.el.classList.remove('collapsed'); });
+  $('collapse-all').addEventListener('click', () => {
+    for (const n of order) n.el.classList.toggle('collapsed', n.depth >= 1 && n.children.length > 0);
+  });
+}
+
+async function main() {
+  if (!token) {
+    fatal('No access token', 'Open the console with a technician link: /console?token=… (made with cau token --role technician).');
+    return;
+  }
+  wire();
+  try {
+    buildTree(await (await api('tree')).json());
+  } catch (e) {
+    if (e instanceof AuthError) fatal('Cannot open the console', e.message);
+    else fatal('Cannot load the site tree', String(e));
+    return;
+  }
+  const want = decodeURIComponent(location.hash.slice(1));
+  runStream();
+  if (want && nodes.has(want)) select(want);
+}
+
+stats.select = select;
+main();
