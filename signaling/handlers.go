@@ -1,0 +1,314 @@
+package signaling
+
+// The handlers of the messages an endpoint sends, and the session's side of its peer on
+// the bridge (peerOwner). The socket's lifecycle is in session.go.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/rooms"
+	"github.com/cau-project/cau/sfu"
+	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
+)
+
+func newParticipantID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "p" + hex.EncodeToString(b[:])
+}
+
+func (s *session) handleJoin(env protocol.Envelope) error {
+	if s.claims != nil {
+		return clientErr(protocol.CodeBadMessage, "already joined")
+	}
+	var j protocol.Join
+	if err := protocol.DecodeData(env, &j); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	claims, err := s.srv.cfg.Keys.Verify(j.Token)
+	if err != nil {
+		s.log.Info("join refused", "err", err)
+		s.reject(env.ID, protocol.CodeUnauthorized, "invalid or expired token")
+		return &closeError{code: protocol.CloseUnauthorized, reason: "unauthorized"}
+	}
+	if claims.Meeting == "" {
+		s.reject(env.ID, protocol.CodeForbidden, "token does not name a meeting")
+		return &closeError{code: protocol.CloseUnauthorized, reason: "no meeting"}
+	}
+	name := j.Name
+	if name == "" {
+		name = claims.Name
+	}
+	if name == "" {
+		name = claims.Site
+	}
+	s.claims = claims
+	s.self = protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role)}
+	if t := s.srv.cfg.Tree; t != nil {
+		if site, ok := t.Site(claims.Site); ok {
+			s.self.SiteName = site.Name
+		}
+	}
+	s.self.Streams = map[protocol.Source]string{
+		protocol.SourceCamera: s.self.ID + ".camera",
+		protocol.SourceScreen: s.self.ID + ".screen",
+	}
+	s.log = s.log.With("meeting", claims.Meeting, "participant", s.self.ID, "site", claims.Site, "role", claims.Role)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sched, found, err := s.srv.openScheduled(ctx, claims.Meeting)
+	if err != nil {
+		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
+	}
+	var schedPtr *rooms.Meeting
+	switch {
+	case found:
+		if err := admit(sched, claims, time.Now()); err != nil {
+			s.reject(env.ID, protocol.CodeForbidden, err.Error())
+			return &closeError{code: protocol.CloseMeetingEnded, reason: "meeting not open"}
+		}
+		schedPtr = &sched
+	case s.srv.cfg.Store != nil && !s.srv.cfg.AdHocMeetings:
+		s.reject(env.ID, protocol.CodeForbidden, fmt.Sprintf("meeting %q is not scheduled", claims.Meeting))
+		return &closeError{code: protocol.CloseMeetingEnded, reason: "meeting not scheduled"}
+	}
+	m, err := s.srv.meetingFor(claims.Meeting, schedPtr)
+	if err != nil {
+		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
+	}
+	b, err := s.srv.focus.place(claims.Site)
+	if err != nil {
+		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
+	}
+	s.generation, s.joined = 1, time.Now()
+	s.bridge, s.peerID = b, s.self.ID+"~1"
+	s.srv.router.set(b, s.peerID, s)
+	if err := b.CreatePeer(s.peerID); err != nil {
+		s.srv.router.set(b, s.peerID, nil)
+		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
+	}
+	s.meeting = m
+	m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
+		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
+			Floor: floor})
+	})
+	if mt := s.srv.cfg.Metrics; mt != nil {
+		mt.Joins.Inc()
+	}
+	s.log.Info("joined", "name", name, "bridge", b.ID())
+	return nil
+}
+
+// migrate moves the endpoint to a new bridge after its bridge failed: a new peer there,
+// and a reconnect message so the endpoint renegotiates both connections. Caller holds
+// meeting.mu.
+func (s *session) migrate() {
+	old := s.bridge
+	s.srv.router.set(old, s.peerID, nil)
+	b, err := s.srv.focus.place(s.claims.Site)
+	if err != nil {
+		s.log.Error("no bridge to move to", "err", err)
+		go s.close(websocket.CloseGoingAway, "no bridge available")
+		return
+	}
+	s.generation++
+	s.bridge, s.peerID = b, fmt.Sprintf("%s~%d", s.self.ID, s.generation)
+	s.srv.router.set(b, s.peerID, s)
+	if err := b.CreatePeer(s.peerID); err != nil {
+		s.log.Error("move to bridge", "bridge", b.ID(), "err", err)
+		go s.close(websocket.CloseGoingAway, "no bridge available")
+		return
+	}
+	s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
+	s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + old.ID() + " failed"})
+}
+
+// where returns the endpoint's bridge and peer (they change on migration).
+func (s *session) where() (Bridge, string) {
+	s.meeting.mu.Lock()
+	defer s.meeting.mu.Unlock()
+	return s.bridge, s.peerID
+}
+
+func (s *session) handleOffer(env protocol.Envelope) error {
+	var o protocol.Offer
+	if err := protocol.DecodeData(env, &o); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	keys := map[string]string{}
+	s.mu.Lock()
+	for _, t := range o.Tracks {
+		s.trackSources[t.ID] = t.Source
+	}
+	// Every track in the SDP gets a stream key, described or not.
+	for _, t := range sdpTracks(o.SDP) {
+		src, ok := s.trackSources[t.id]
+		if !ok {
+			src = protocol.SourceCamera
+			if t.kind == "audio" {
+				src = protocol.SourceMicrophone
+			}
+		}
+		keys[t.id] = s.self.ID + "." + string(src)
+	}
+	s.mu.Unlock()
+	b, peer := s.where()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	answer, err := b.Offer(ctx, peer, o.SDP, keys)
+	if err != nil {
+		if errors.Is(err, sfu.ErrBadSDP) || errors.Is(err, errRemoteBadSDP) {
+			return clientErr(protocol.CodeBadSDP, "%v", err)
+		}
+		return fmt.Errorf("publisher offer: %w", err)
+	}
+	s.reply(protocol.KindAnswer, env.ID, protocol.Answer{SDP: answer})
+	return nil
+}
+
+func (s *session) handleAnswer(env protocol.Envelope) error {
+	var a protocol.Answer
+	if err := protocol.DecodeData(env, &a); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	b, peer := s.where()
+	if err := b.Answer(peer, a.SDP); err != nil {
+		return clientErr(protocol.CodeBadSDP, "%v", err)
+	}
+	return nil
+}
+
+func (s *session) handleCandidate(env protocol.Envelope) error {
+	var c protocol.Candidate
+	if err := protocol.DecodeData(env, &c); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	if c.Candidate.Candidate == "" {
+		return nil // end of candidates
+	}
+	b, peer := s.where()
+	if err := b.AddCandidate(peer, c.Target, c.Candidate); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	return nil
+}
+
+func (s *session) handleMute(env protocol.Envelope) error {
+	var m protocol.Mute
+	if err := protocol.DecodeData(env, &m); err != nil {
+		return clientErr(protocol.CodeBadMessage, "%v", err)
+	}
+	s.mu.Lock()
+	if m.Muted {
+		s.muted[m.Source] = true
+	} else {
+		delete(s.muted, m.Source)
+	}
+	s.mu.Unlock()
+	s.meeting.updated(s)
+	return nil
+}
+
+func (s *session) handleLeave(protocol.Envelope) error { return errLeave }
+
+func (s *session) handlePing(env protocol.Envelope) error {
+	s.reply(protocol.KindPong, env.ID, nil)
+	return nil
+}
+
+// participant returns the participant as others see it now.
+func (s *session) participant() protocol.Participant {
+	p := s.self
+	s.mu.Lock()
+	for _, src := range []protocol.Source{protocol.SourceMicrophone, protocol.SourceCamera, protocol.SourceScreen} {
+		if s.muted[src] {
+			p.Muted = append(p.Muted, src)
+		}
+	}
+	s.mu.Unlock()
+	return p
+}
+
+// sourceOfKey says what a stream carries, from its key (participant.source).
+func (s *session) sourceOfKey(key, kind string) protocol.Source {
+	if src := protocol.Source(strings.TrimPrefix(key, s.self.ID+".")); src.Valid() {
+		return src
+	}
+	if kind == "audio" {
+		return protocol.SourceMicrophone
+	}
+	return protocol.SourceCamera
+}
+
+// The session owns its endpoint's peer on the bridge (peerOwner).
+
+func (s *session) current(b Bridge, peer string) bool {
+	cb, cp := s.where()
+	return cb == b && cp == peer
+}
+
+func (s *session) peerOffer(b Bridge, peer, sdp string) {
+	if s.current(b, peer) {
+		s.reply(protocol.KindOffer, "", protocol.Offer{SDP: sdp})
+	}
+}
+
+func (s *session) peerCandidate(b Bridge, peer string, t protocol.Target, c protocol.ICECandidate) {
+	if s.current(b, peer) {
+		s.reply(protocol.KindCandidate, "", protocol.Candidate{Target: t, Candidate: c})
+	}
+}
+
+func (s *session) trackPublished(b Bridge, _ string, key, kind string) {
+	s.meeting.published(s, b, key, kind)
+}
+
+func (s *session) trackEnded(b Bridge, _ string, key string) { s.meeting.unpublished(s, b, key) }
+
+func (s *session) peerFailed(b Bridge, peer, reason string) {
+	if !s.current(b, peer) {
+		return
+	}
+	s.log.Warn("media connection failed", "reason", reason)
+	go s.close(websocket.CloseGoingAway, "media connection failed")
+}
+
+type sdpTrack struct{ id, kind string }
+
+// sdpTracks lists the msid track ids of an SDP with their media kind. It reads only
+// "m=" and "a=msid:" lines; the bridge parses the SDP for real.
+func sdpTracks(sdp string) []sdpTrack {
+	var out []sdpTrack
+	kind := ""
+	for _, line := range strings.Split(sdp, "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.HasPrefix(line, "m="):
+			kind, _, _ = strings.Cut(line[2:], " ")
+		case strings.HasPrefix(line, "a=msid:"):
+			if f := strings.Fields(line[len("a=msid:"):]); len(f) == 2 {
+				out = append(out, sdpTrack{id: f[1], kind: kind})
+			}
+		}
+	}
+	return out
+}
+
+func fromPion(c webrtc.ICECandidateInit) protocol.ICECandidate {
+	return protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
+		UsernameFragment: c.UsernameFragment}
+}
+
+func toPion(c protocol.ICECandidate) webrtc.ICECandidateInit {
+	return webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
+		UsernameFragment: c.UsernameFragment}
+}
