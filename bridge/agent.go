@@ -240,6 +240,8 @@ func (a *Agent) forget(id string) {
 	defer a.mu.Unlock()
 	delete(a.peers, id)
 	delete(a.samples, id)
+	delete(a.samples, id+"/up")
+	delete(a.samples, id+"/down")
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)

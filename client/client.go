@@ -62,6 +62,7 @@ type Client struct {
 	publication  *publication // the media PublishWith started, until Unpublish
 	reconnects   int
 	floor        *protocol.FloorState
+	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
 	stop         chan struct{}
 	closed       chan struct{}
 	closeErr     error
@@ -285,6 +286,7 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
+	c.flushCandidates(pub)
 	return nil
 }
 
@@ -297,6 +299,7 @@ func (c *Client) reconnect(reason string) {
 	_ = oldSub.Close()
 	c.mu.Lock()
 	c.streams = map[string]*Stream{} // what arrives from now on is counted afresh
+	c.pendingICE = nil               // held for the closed connections
 	c.mu.Unlock()
 	if err := c.newPeers(); err != nil {
 		c.log.Error("reconnect", "err", err)
@@ -418,7 +421,7 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			if cand.Target == protocol.TargetSubscriber {
 				pc = sub
 			}
-			_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
+			c.addCandidate(pc, webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
 				SDPMid: cand.Candidate.SDPMid, SDPMLineIndex: cand.Candidate.SDPMLineIndex})
 		}
 	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
@@ -452,6 +455,7 @@ func (c *Client) answer(sdp string) {
 		c.log.Warn("subscriber offer", "err", err)
 		return
 	}
+	c.flushCandidates(sub)
 	ans, err := sub.CreateAnswer(nil)
 	if err == nil {
 		err = sub.SetLocalDescription(ans)
@@ -521,3 +525,34 @@ func (c *Client) Leave() {
 
 // Close closes the socket and the connections without a goodbye.
 func (c *Client) Close() { c.shutdown(errors.New("closed by client")) }
+
+// addCandidate adds a remote candidate, or holds it until the connection has its remote
+// description (the server's candidates may overtake the answer or offer they belong to).
+func (c *Client) addCandidate(pc *webrtc.PeerConnection, ic webrtc.ICECandidateInit) {
+	c.mu.Lock()
+	if pc.RemoteDescription() == nil {
+		if c.pendingICE == nil {
+			c.pendingICE = map[*webrtc.PeerConnection][]webrtc.ICECandidateInit{}
+		}
+		c.pendingICE[pc] = append(c.pendingICE[pc], ic)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	if err := pc.AddICECandidate(ic); err != nil {
+		c.log.Debug("remote candidate", "err", err)
+	}
+}
+
+// flushCandidates adds the candidates held for pc once its remote description is set.
+func (c *Client) flushCandidates(pc *webrtc.PeerConnection) {
+	c.mu.Lock()
+	held := c.pendingICE[pc]
+	delete(c.pendingICE, pc)
+	c.mu.Unlock()
+	for _, ic := range held {
+		if err := pc.AddICECandidate(ic); err != nil {
+			c.log.Debug("held candidate", "err", err)
+		}
+	}
+}

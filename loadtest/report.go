@@ -32,8 +32,9 @@ type Report struct {
 	// receive media); SignalJoin is token → the server's joined reply.
 	Join       Percentiles `json:"join_ms"`
 	SignalJoin Percentiles `json:"signal_join_ms"`
-	// JoinAllStreams is token → every published track flowing (video starts at a
-	// keyframe), for endpoints that got them all before JoinTimeout.
+	// JoinAllStreams is token (or the last initial publication, if later) → every
+	// published track flowing (video starts at a keyframe), for endpoints that got them
+	// all before JoinTimeout.
 	JoinAllStreams Percentiles `json:"join_all_streams_ms"`
 
 	Streams StreamFigures `json:"streams"`
@@ -220,7 +221,7 @@ func (rep *Report) fillEndpoints(r *runner) {
 			if from := r.mediaStart(b); !from.IsZero() && state != stateFailed {
 				join = append(join, ms(first.Sub(from)))
 				if at := b.allStreams(); !at.IsZero() {
-					all = append(all, ms(at.Sub(from)))
+					all = append(all, ms(at.Sub(r.allMediaStart(b))))
 				}
 			}
 		}
@@ -399,6 +400,14 @@ func (rep *Report) check(t Thresholds) {
 	}
 	if t.MaxJoinP95 > 0 && rep.Join.P95 > ms(t.MaxJoinP95) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf("join p95 %.0f ms > %.0f ms", rep.Join.P95, ms(t.MaxJoinP95)))
+	}
+	// Loss counts gaps among what arrived; a server that falls behind delivers late
+	// instead, so in fixed mode what arrived must also match what was sent (1% slack for
+	// packets in flight at the window's edges).
+	if t.MaxLossPct >= 0 && rep.Config.Mode == ModeFixed && rep.Packets.Expected > 0 &&
+		rep.Packets.Ratio < 1-t.MaxLossPct/100-0.01 {
+		rep.Violations = append(rep.Violations, fmt.Sprintf("received %.2f%% of the packets sent to subscribers (the rest late or lost)",
+			100*rep.Packets.Ratio))
 	}
 	if rep.Config.Publishers > 0 && rep.Config.Endpoints > 1 && rep.Packets.Received == 0 {
 		rep.Violations = append(rep.Violations, "no media received in the window")

@@ -87,7 +87,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	r.phase.Store("measure")
 	startSnap := r.snapshot(ctx)
-	r.hold(ctx)
+	if r.anyConnected() {
+		r.hold(ctx)
+	} else {
+		cfg.Logger.Warn("no endpoint joined; not holding the load")
+	}
 	endSnap := r.snapshot(ctx)
 	cancelled := ctx.Err()
 
@@ -177,31 +181,41 @@ func (r *runner) joinOne(ctx context.Context, b *bot, publisher bool, pubWG *syn
 		return
 	}
 	// The join has settled when every published track flows (video waits for a keyframe).
-	if want := r.expectedStreams(b); !b.waitStreams(ctx, want, from.Add(r.cfg.JoinTimeout)) && ctx.Err() == nil {
+	if want := r.expectedStreams(b); !b.waitStreams(ctx, want, r.allMediaStart(b).Add(r.cfg.JoinTimeout)) && ctx.Err() == nil {
 		b.log.Warn("not every stream arrived in time", "want", want, "got", len(b.flowingStreams()))
 	}
-	b.log.Debug("joined", "first_media", b.firstMedia().Sub(from), "all_streams", b.allStreams().Sub(from))
+	b.log.Debug("joined", "first_media", b.firstMedia().Sub(from), "all_streams", b.allStreams().Sub(r.allMediaStart(b)))
 }
 
 // mediaStart is when b could first have received media: its token time, or the first
 // other publisher's publication if that came later. Zero when no other endpoint published.
-func (r *runner) mediaStart(b *bot) time.Time {
-	var first time.Time
+func (r *runner) mediaStart(b *bot) time.Time { return r.publishedBy(b, false) }
+
+// allMediaStart is when b could have received every initial publication: its token time,
+// or the last other initial publisher's publication if that came later.
+func (r *runner) allMediaStart(b *bot) time.Time { return r.publishedBy(b, true) }
+
+func (r *runner) publishedBy(b *bot, last bool) time.Time {
+	var at time.Time
 	for _, p := range r.bots[:r.cfg.Publishers] {
 		if p == b {
 			continue
 		}
-		if pubs := p.pubList(); len(pubs) > 0 && (first.IsZero() || pubs[0].start.Before(first)) {
-			first = pubs[0].start
+		pubs := p.pubList()
+		if len(pubs) == 0 {
+			continue
+		}
+		if t := pubs[0].start; at.IsZero() || (last && t.After(at)) || (!last && t.Before(at)) {
+			at = t
 		}
 	}
-	if first.IsZero() {
-		return first
+	if at.IsZero() {
+		return at
 	}
-	if t := b.tokenTime(); t.After(first) {
+	if t := b.tokenTime(); t.After(at) {
 		return t
 	}
-	return first
+	return at
 }
 
 // expectedStreams is how many tracks b should receive from the initial publishers.
@@ -282,6 +296,16 @@ func (r *runner) nextSpeaker(from int) (*bot, int) {
 	return nil, 0
 }
 
+// anyConnected reports whether some endpoint is in the meeting.
+func (r *runner) anyConnected() bool {
+	for _, b := range r.bots {
+		if s := b.state.Load(); s == stateJoined || s == stateMedia {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *bot) isPublishing() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -355,14 +379,17 @@ type levelFloor struct {
 	min slog.Level
 }
 
+// Enabled implements slog.Handler.
 func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
 
+// WithAttrs implements slog.Handler.
 func (h levelFloor) WithAttrs(a []slog.Attr) slog.Handler {
 	return levelFloor{h.Handler.WithAttrs(a), h.min}
 }
 
+// WithGroup implements slog.Handler.
 func (h levelFloor) WithGroup(n string) slog.Handler {
 	return levelFloor{h.Handler.WithGroup(n), h.min}
 }

@@ -291,3 +291,25 @@ func TestConsoleRefusesOtherRoles(t *testing.T) {
 		cancel()
 	}
 }
+
+// BenchmarkSample3400 measures one sample of a national meeting: 3,400 sites with one
+// endpoint each (cau_monitor_sample_duration_seconds reports the same in production).
+func BenchmarkSample3400(b *testing.B) {
+	tree := bigTree(b, 34, 0, 3400)
+	src := &fakeSource{}
+	var links []signaling.EndpointLink
+	for i, s := range tree.Sites() {
+		links = append(links, signaling.EndpointLink{Meeting: "national", Bridge: "local", Measured: true,
+			Participant: protocol.Participant{ID: fmt.Sprintf("p%d", i), Name: s.Name, Site: s.ID},
+			Up:          protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 4, LastPacketAgeMs: 10},
+			Down:        protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 5, LastPacketAgeMs: 400}})
+	}
+	src.set(links, nil, map[string]string{"local": tree.Root().ID})
+	m := New(Config{Source: src, Tree: tree, Logger: quietLogger()})
+	now := time.Unix(1_700_000_000, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Second)
+		m.sample(now)
+	}
+}

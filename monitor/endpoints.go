@@ -17,7 +17,6 @@ type endpointState struct {
 	site       string // registry id or UnknownSite
 	up, down   window
 	hyst       Hysteresis
-	upHyst     Hysteresis // the uplink alone: what this endpoint does to its subscribers
 	upF, downF Figures
 	upA, downA Assessment // this sample's, per direction
 	// downStreak counts consecutive samples whose downlink alone made the grade worse.
@@ -45,7 +44,7 @@ func (m *Monitor) sampleEndpoints(now time.Time, links []signaling.EndpointLink)
 		if e == nil {
 			e = &endpointState{hist: newHistory(m.cfg.HistoryStep, max(points, 1))}
 			e.up.size, e.down.size = m.cfg.Window, m.cfg.Window
-			e.hyst.Hold, e.upHyst.Hold = m.cfg.Hold, m.cfg.Hold
+			e.hyst.Hold = m.cfg.Hold
 			m.endpoints[k] = e
 		}
 		e.link, e.seen = l, now
@@ -63,7 +62,6 @@ func (m *Monitor) sampleEndpoints(now time.Time, links []signaling.EndpointLink)
 			e.upF.RTTMs = e.downF.RTTMs
 		}
 		e.upA, e.downA = m.cfg.Thresholds.Assess(e.upF), m.cfg.Thresholds.Assess(e.downF)
-		e.upHyst.Update(e.upA.Grade, now)
 
 		s := m.siteState(e.site)
 		pu, lu := e.up.delta()
@@ -97,7 +95,7 @@ func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
 	pubs := map[string][]publisher{}
 	for k, e := range m.endpoints {
 		if e.upF.Streams > 0 {
-			pubs[k.meeting] = append(pubs[k.meeting], publisher{k, e.link.Participant.Name, e.upHyst.Current(now)})
+			pubs[k.meeting] = append(pubs[k.meeting], publisher{k, e.link.Participant.Name, e.upA.Grade})
 		}
 	}
 	pathGrades := map[string]Grade{}
@@ -108,7 +106,7 @@ func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
 			for _, hop := range m.relayPathIn(bridge, relays) {
 				for _, r := range []*RelayView{hop.Up, hop.Down} {
 					if r != nil {
-						g = Worst(g, r.Grade)
+						g = Worst(g, r.RawGrade)
 					}
 				}
 			}

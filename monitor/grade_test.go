@@ -122,6 +122,10 @@ func TestCombineDirections(t *testing.T) {
 	if !strings.Contains(joined, "up: loss 8.0% > 5%") || !strings.Contains(joined, "down: jitter 35 ms > 30 ms") {
 		t.Errorf("reasons %q lack a direction's cause", a.Reasons)
 	}
+	shared := combine(th.Assess(Figures{Streams: 1, RTTMs: 400}), th.Assess(Figures{Streams: 1, RTTMs: 400}))
+	if len(shared.Reasons) != 1 || !strings.HasPrefix(shared.Reasons[0], "up+down: one-way delay 200 ms") {
+		t.Errorf("a reason both directions share, once: %q", shared.Reasons)
+	}
 	if got := combine(Assessment{Grade: GradeUnknown}, down); got.Grade != GradeFair {
 		t.Errorf("one silent direction: %v, want the other's fair", got.Grade)
 	}

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/web"
 )
 
 var testKeys = auth.Keys{Current: []byte("monitor-test-key-0123456789-0123456789")}
@@ -163,5 +165,36 @@ func TestAPIStream(t *testing.T) {
 	}
 	if _, open := <-events; open {
 		t.Fatal("the stream goes on after its token expired")
+	}
+}
+
+// The console page follows the CSP: no inline script, style or handler, and its assets exist.
+func TestConsolePage(t *testing.T) {
+	h := web.Handler()
+	page := request(t, h, "/console?token=x.y.z", "")
+	if page.Code != 200 || page.Header().Get("Cache-Control") != "no-store" ||
+		page.Header().Get("Content-Security-Policy") != web.ContentSecurityPolicy || page.Header().Get("Referrer-Policy") != "no-referrer" {
+		t.Fatalf("GET /console: %d, headers %v", page.Code, page.Header())
+	}
+	html := page.Body.String()
+	for _, bad := range []*regexp.Regexp{regexp.MustCompile(`<script(\s[^>]*)?>\s*[^<\s]`), regexp.MustCompile(`<style`),
+		regexp.MustCompile(`\sstyle=`), regexp.MustCompile(`\son[a-z]+=`)} {
+		if bad.MatchString(html) {
+			t.Errorf("console.html matches %s: the CSP would block it", bad)
+		}
+	}
+	for _, m := range regexp.MustCompile(`(?:href|src)="(/static/[^"]+)"`).FindAllStringSubmatch(html, -1) {
+		if rec := request(t, h, m[1], ""); rec.Code != 200 {
+			t.Errorf("%s: %d", m[1], rec.Code)
+		}
+	}
+	js := request(t, h, "/static/console.js", "").Body.String()
+	for _, bad := range []string{"innerHTML", "eval(", "new Function", "setAttribute('style'", ".style."} {
+		if strings.Contains(js, bad) {
+			t.Errorf("console.js uses %s", bad)
+		}
+	}
+	if !strings.Contains(js, "history.replaceState") || !strings.Contains(js, "Authorization") {
+		t.Error("console.js must take the token out of the URL and send it in a header")
 	}
 }

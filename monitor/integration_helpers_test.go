@@ -18,6 +18,8 @@ import (
 // Helpers of the integration tests (package monitor_test: they start the whole app,
 // which imports monitor).
 
+const deployDir = "../deploy"
+
 func testLogger() *slog.Logger {
 	if os.Getenv("CAU_TEST_DEBUG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -507,3 +507,52 @@ func TestParseRelayPeer(t *testing.T) {
 		}
 	}
 }
+
+// A publisher's lossy uplink reaches its subscribers as downlink loss: the publisher's
+// site is poor, theirs are not. A subscriber losing more than any upstream explains is
+// poor, once the loss has lasted downConfirm samples.
+func TestUpstreamLossIsAttributed(t *testing.T) {
+	h := newHarness(t, testTree(t))
+	pub := newEndpoint("pub", "c1", "local")
+	s1, s2 := newEndpoint("s1", "c2", "local"), newEndpoint("s2", "p2", "local")
+	for _, s := range []*endpoint{s1, s2} {
+		s.up = protocol.LinkFigures{LastPacketAgeMs: -1} // listen only
+	}
+	all := []*endpoint{pub, s1, s2}
+	var snap *Snapshot
+	for range 12 {
+		pub.second(8)
+		pub.down.LossPct = 0
+		for _, s := range []*endpoint{s1, s2} {
+			s.second(8) // the publisher's loss, forwarded
+		}
+		snap = h.step(all, nil, nil)
+	}
+	if g := snap.Sites["c1"].Grade; g != GradePoor {
+		t.Fatalf("publisher's site %v, want poor", g)
+	}
+	for _, id := range []string{"c2", "p2"} {
+		if g := snap.Sites[id].Grade; g != GradeGood {
+			t.Errorf("subscriber site %s %v (reasons %q), want good: the loss is the publisher's", id, g, snap.Sites[id].Reasons)
+		}
+	}
+	d, _ := h.m.Detail("c2")
+	if up := d.Endpoints[0].Upstream; !strings.Contains(up, "Endpoint pub") {
+		t.Errorf("the subscriber's detail attributes its loss to %q", up)
+	}
+
+	// The publisher recovers; s1's own link now loses 12%: poor after downConfirm samples.
+	var poorAt int
+	for i := 1; i <= 30 && poorAt == 0; i++ {
+		pub.second(0)
+		s1.second(12)
+		s2.second(0)
+		if snap = h.step(all, nil, nil); snap.Sites["c2"].Grade == GradePoor {
+			poorAt = i
+		}
+	}
+	if poorAt == 0 {
+		t.Fatalf("c2 never poor with 12%% loss of its own (reasons %q)", snap.Sites["c2"].Reasons)
+	}
+	t.Logf("own downlink loss graded poor after %d samples (the publisher's window clears first)", poorAt)
+}

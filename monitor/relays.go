@@ -106,7 +106,7 @@ func (m *Monitor) relayViews() []RelayView {
 		pair := [2]string{k.bridge, k.peer}
 		v := byPair[pair]
 		if v == nil {
-			v = &RelayView{Bridge: k.bridge, Peer: k.peer, Grade: GradeUnknown,
+			v = &RelayView{Bridge: k.bridge, Peer: k.peer, Grade: GradeUnknown, RawGrade: GradeUnknown,
 				Site: m.bridgeSite(k.bridge), PeerSite: m.bridgeSite(k.peer)}
 			v.Direction = "down"
 			if m.parentBridge(k.bridge) == k.peer {
@@ -119,6 +119,7 @@ func (m *Monitor) relayViews() []RelayView {
 			v.Reasons = r.raw.Reasons
 		}
 		v.Grade = Worst(v.Grade, r.grade)
+		v.RawGrade = Worst(v.RawGrade, r.raw.Grade)
 		v.Streams += r.fig.Streams
 		v.BitrateBps += r.fig.BitrateBps
 		v.RTTMs = max(v.RTTMs, r.fig.RTTMs)

@@ -70,6 +70,8 @@ type RelayView struct {
 	Direction string `json:"direction"` // "up" towards the top of the tree, else "down"
 	Meetings  int    `json:"meetings"`
 	Grade     Grade  `json:"grade"`
+	// RawGrade is this sample's grade before hysteresis (worst over meetings).
+	RawGrade Grade `json:"raw_grade"`
 	Figures
 	Reasons []string `json:"reasons,omitempty"`
 }

@@ -266,7 +266,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 		return ""
 	})
 
-	// The chair at central publishes one video stream of 300 packets a second: the relay
+	// The chair at central publishes one video stream of 600 packets a second: the relay
 	// link's figures come from the district's receiver reports on it, per stream.
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -276,7 +276,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(chair.Close)
-	if _, err := chair.PublishWith(ctx, client.PublishOptions{FPS: 30, PacketsPerFrame: 10, PayloadBytes: 300, NoAudio: true}); err != nil {
+	if _, err := chair.PublishWith(ctx, client.PublishOptions{FPS: 30, PacketsPerFrame: 20, PayloadBytes: 200, NoAudio: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
@@ -320,11 +320,11 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	})
 	t.Logf("GRADE: d1 poor %v after its relay link was impaired (%d%% loss, %v each way)", poorAfter.Round(time.Millisecond), wanLossPct, wanDelay)
 
-	// The metrics, once the 5-s window holds only impaired samples: averaged over 8 scrapes.
+	// The metrics, once the 5-s window holds only impaired samples: averaged over 10 scrapes.
 	time.Sleep(time.Until(impaired.Add(7 * time.Second)))
 	var rtt, loss, jitter float64
 	var communeWorst monitor.Grade = monitor.GradeUnknown
-	const scrapes = 8
+	const scrapes = 10
 	rl := []string{`bridge="local"`, `peer_bridge="br-d1"`, `site="central"`, `peer_site="d1"`, `direction="down"`}
 	for i := range scrapes {
 		m := scrape(t, a.URL())
@@ -362,7 +362,8 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	var goodAfter time.Duration
 	eventually(t, 30*time.Second, func() string {
 		if v := siteView("d1"); v.Grade != monitor.GradeGood {
-			return fmt.Sprintf("d1 is %v %v after the link was restored (reasons %q)", v.Grade, time.Since(restored).Round(time.Millisecond), v.Reasons)
+			return fmt.Sprintf("d1 is %v %v after the link was restored (reasons %q); relays %+v; links %+v",
+				v.Grade, time.Since(restored).Round(time.Millisecond), v.Reasons, a.Signaling().RelayStats(), a.Signaling().Links())
 		}
 		goodAfter = time.Since(restored)
 		return ""

@@ -247,8 +247,9 @@ func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) erro
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	ir.Add(gen)
-	// 1024 packets hold ~1 s of 720p video: enough for a NACK round trip on a lossy
-	// commune link, small enough (1.5 MB per video subscriber) for hundreds of them.
-	ir.Add(&retransmit.Factory{Size: 1024})
+	// 512 packets hold 1–2.5 s of 1–2 Mbps video: several NACK round trips on a lossy
+	// commune link, and 0.75 MB per video subscriber (only NACK-capable streams, i.e.
+	// video, are cached).
+	ir.Add(&retransmit.Factory{Size: 512})
 	return nil
 }

@@ -43,11 +43,12 @@ func (r *rxStats) observe(seq uint16, ts uint32, now time.Time) {
 	case seq > 0xf000 && r.lastSeq < 0x1000 && r.cycles > 0: // late, from before the wrap
 		ext -= 1 << 16
 	}
-	if ext > r.maxSeq {
-		r.maxSeq = ext
-		r.lastSeq = seq
-		r.expected.Store(r.maxSeq - r.baseSeq + 1)
+	if ext <= r.maxSeq {
+		return // late: a retransmission or a reordered packet; its delay is not jitter
 	}
+	r.maxSeq = ext
+	r.lastSeq = seq
+	r.expected.Store(r.maxSeq - r.baseSeq + 1)
 	transit := nano*r.clockPerSec/1e9 - int64(ts)
 	d := transit - r.transit
 	r.transit = transit

@@ -397,6 +397,8 @@ function renderEndpoint(ep) {
   if (ep.claimed_site) meta += ` · claims site "${ep.claimed_site}"`;
   a.querySelector('.ep-meta').textContent = meta;
   a.querySelector('.ep-reasons').textContent = (ep.now.reasons || []).join('; ');
+  a.querySelector('.ep-upstream').textContent = ep.upstream
+    ? `Its downlink's loss and jitter come from ${ep.upstream}: not counted in its grade.` : '';
   const up = ep.up;
   const down = ep.down;
   const both = (f, unit, digits) => `↑${up.streams ? f(up).toFixed(digits) : '–'} ↓${down.streams ? f(down).toFixed(digits) : '–'} ${unit}`;
