@@ -157,6 +157,9 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopMon = stopMon
 	go a.mon.Run(monCtx)
+	if cfg.Store != nil {
+		go recordGrades(monCtx, a.mon, cfg.Store, log)
+	}
 	go func() { a.served <- a.http.Serve(a.ln) }()
 	a.ready.Store(true)
 	log.Info("cau serving", "url", a.URL())
