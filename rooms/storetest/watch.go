@@ -151,10 +151,17 @@ func testDeleteMeeting(t *testing.T, s rooms.Store) {
 
 func testClosed(t *testing.T, s rooms.Store) {
 	c := ctx(t)
-	mustCreate(t, s, national(t, "m"))
 	ch, err := s.Watch(c, "m")
 	if err != nil {
 		t.Fatal(err)
+	}
+	mustCreate(t, s, national(t, "m"))
+	// Take the creation's change first: with Redis it arrives asynchronously and may
+	// still be on its way when Close starts, which is not a delivery after close.
+	select {
+	case <-ch:
+	case <-time.After(Propagation):
+		t.Fatal("the meeting's creation was not delivered")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
