@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -14,6 +17,9 @@ import (
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/sfu"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -28,6 +34,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	announce := fs.String("announce", "", "comma-separated extra ip:port UDP candidates (a port forward to --udp-port)")
 	dev := fs.Bool("dev", false, "sign the bridge token with the dev key (for `cau serve --dev`)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	httpAddr := fs.String("http", "", "serve /metrics and /healthz on this address (e.g. 127.0.0.1:7890); off if empty")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -58,12 +65,25 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *announce != "" {
 		extra = strings.Split(*announce, ",")
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := sfu.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
 	b, err := sfu.New(sfu.Config{ICEUDPPort: *udpPort, ICETCPPort: *tcpPort, PublicIPs: ips, Announce: extra,
-		IncludeLoopback: *dev, Logger: log})
+		IncludeLoopback: *dev, Logger: log, Metrics: metrics})
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	if *httpAddr != "" {
+		srv, err := serveBridgeHTTP(*httpAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
 	log.Info("bridge starting", "id", *id, "site", *site, "signal", ws)
 	return bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: *id, Site: *site, Bridge: b, Logger: log})
 }
@@ -102,4 +122,30 @@ func bridgeToken(site string, dev bool) (string, error) {
 		return "", fmt.Errorf("set CAU_BRIDGE_TOKEN (cau token --role bridge) or CAU_TOKEN_KEY, or pass --dev")
 	}
 	return keys.Sign(auth.Claims{Role: auth.RoleBridge, Site: site}, 365*24*time.Hour)
+}
+
+// serveBridgeHTTP serves a bridge's /metrics (its cau_bridge_* counters, for the
+// operations centre's Prometheus) and /healthz.
+func serveBridgeHTTP(addr string, reg *prometheus.Registry, log *slog.Logger) (*bridgeHTTP, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("bridge http: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+			log.Error("bridge http", "err", err)
+		}
+	}()
+	log.Info("bridge metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return &bridgeHTTP{Server: srv, addr: ln.Addr().String()}, nil
+}
+
+// bridgeHTTP is the bridge's metrics server and the address it listens on.
+type bridgeHTTP struct {
+	*http.Server
+	addr string
 }

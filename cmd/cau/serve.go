@@ -180,6 +180,9 @@ func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, c
 	if name, link, err := kioskLink(a, tree, chain); err == nil {
 		fmt.Fprintf(w, "\nMeeting-room kiosk of %s (joins by itself):\n\n  %s\n", name, link)
 	}
+	if tok, err := a.Keys().Sign(auth.Claims{Name: "Kỹ thuật viên", Role: auth.RoleTechnician}, 24*time.Hour); err == nil {
+		fmt.Fprintf(w, "\nTechnicians' console (link quality of every site):\n\n  %s/console?token=%s\n", a.URL(), url.QueryEscape(tok))
+	}
 	fmt.Fprintf(w, "\nMetrics: %s/metrics   Health: %s/healthz   Stop: Ctrl-C\n\n", a.URL(), a.URL())
 	return nil
 }
