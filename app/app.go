@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence})
 
-	a.mon = monitor.New(monitor.Config{Source: a.sig, Tree: cfg.Tree, Logger: log})
+	a.mon = monitor.New(monitor.Config{Source: a.sig, Tree: cfg.Tree, Store: cfg.Store, Logger: log})
 	if err := reg.Register(a.mon.Collector()); err != nil {
 		a.closeBridge()
 		return nil, fmt.Errorf("start: monitor metrics: %w", err)

@@ -27,6 +27,8 @@ const MaxStreams = 64
 //	GET /api/v1/monitor/stream        Server-Sent Events: a "state" event after every sample
 //	GET /api/v1/monitor/sites/{id}    one site's detail: endpoints, sparklines, relay path
 //	GET /api/v1/monitor/alerts        every alert kept, newest first
+//	GET /api/v1/monitor/meetings      the meetings in their test window or live now
+//	GET /api/v1/monitor/meetings/{id} one's pre-meeting check or live roll call
 //
 // The token travels in "Authorization: Bearer <jwt>", never in the URL, so it stays out of
 // access logs. A stream ends when its token expires; the console then asks for a new one.
@@ -38,6 +40,8 @@ func (m *Monitor) Handler(keys auth.Keys) http.Handler {
 	mux.HandleFunc("GET "+APIPrefix+"stream", h.auth(h.stream))
 	mux.HandleFunc("GET "+APIPrefix+"sites/{id}", h.auth(h.site))
 	mux.HandleFunc("GET "+APIPrefix+"alerts", h.auth(h.alerts))
+	mux.HandleFunc("GET "+APIPrefix+"meetings", h.auth(h.meetings))
+	mux.HandleFunc("GET "+APIPrefix+"meetings/{id}", h.auth(h.meeting))
 	return mux
 }
 

@@ -38,7 +38,10 @@ type Config struct {
 	MaxAlerts int
 	// ForgetBridges drops a down bridge from the views and metrics after this long: 1 h.
 	ForgetBridges time.Duration
-	Logger        *slog.Logger
+	// Store holds the schedule and the roll call for the console's meetings (the
+	// pre-meeting check and the live roll call); nil makes those endpoints answer 503.
+	Store  rooms.Store
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {

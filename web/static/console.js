@@ -7,6 +7,8 @@
 // Data: GET /api/v1/monitor/tree once, then /api/v1/monitor/stream (Server-Sent Events read
 // with fetch, which can send the header EventSource cannot): one "state" event a second
 // with the grade of every connected site. A selected site's detail is polled every 2 s.
+// The meetings open now (test window or live) are polled every 5 s from /meetings; a
+// selected meeting's pre-meeting check or live roll call every 3 s from /meetings/{id}.
 // The tree's DOM is built once; an update only touches the rows whose grade or figures
 // changed. window.cauConsole exposes timings for the tests.
 
@@ -30,6 +32,7 @@ const gradeName = (s) => (s >= 0 ? BY_SEV[s] : 'none');
 const stats = {
   ready: false, sites: 0, treeRenderMs: 0, updates: 0, lastUpdateMs: 0, maxUpdateMs: 0, totalUpdateMs: 0,
   lastEventAt: 0, detailRenderMs: 0, detailSite: '', errors: [],
+  meetings: 0, meetingShown: '', meetingRenderMs: 0,
 };
 window.cauConsole = stats;
 
@@ -320,6 +323,7 @@ function select(id) {
   for (let p = nodes.get(n.parent); p; p = nodes.get(p.parent)) p.el.classList.remove('collapsed');
   n.row.scrollIntoView({ block: 'nearest' });
   history.replaceState(null, '', location.pathname + location.search + '#' + encodeURIComponent(id));
+  closeMeeting();
   $('detail').hidden = false;
   clearInterval(detailTimer);
   loadDetail(id);
@@ -465,6 +469,122 @@ function sparkline(series, limit, points) {
   return svg;
 }
 
+// ---- meetings: the pre-meeting check and the live roll call ----
+let meetingSel = '';
+let meetingTimer = 0;
+let meetingsKey = '';
+
+async function loadMeetings() {
+  let list;
+  try {
+    list = await (await api('meetings')).json();
+  } catch (e) {
+    if (e instanceof AuthError) { fatal('Cannot open the console', e.message); return false; }
+    $('no-meetings').textContent = String(e).includes('503') ? 'No meeting schedule on this server.' : 'Cannot load the meetings.';
+    $('no-meetings').hidden = false;
+    $('meetings').replaceChildren();
+    return true;
+  }
+  const key = JSON.stringify(list);
+  if (key !== meetingsKey) {
+    meetingsKey = key;
+    const ol = $('meetings');
+    ol.replaceChildren();
+    for (const m of list) {
+      const li = el('li');
+      li.dataset.id = m.id;
+      li.classList.toggle('selected', m.id === meetingSel);
+      const st = el('span', 'state', m.state === 'live' ? 'live' : 'test');
+      st.dataset.state = m.state;
+      li.append(el('b', '', m.title), st);
+      const missing = m.sites - m.joined;
+      li.append(el('span', 'count', `${m.joined} of ${m.sites} sites joined` + (missing ? ` · ${missing} missing` : '') +
+        ` · ${m.state === 'live' ? 'until' : 'starts'} ${hhmm(m.state === 'live' ? m.end : m.start)}`));
+      if (m.bad) li.append(el('span', 'count bad', `${m.bad} poor or lost`));
+      ol.append(li);
+    }
+    $('no-meetings').textContent = 'No meeting is in its test window or live.';
+    $('no-meetings').hidden = list.length > 0;
+  }
+  stats.meetings = list.length;
+  return true;
+}
+
+async function runMeetings() {
+  while (await loadMeetings()) await sleep(5000);
+}
+
+const hhmm = (iso) => (iso ? iso.slice(11, 16) : '–');
+const dur = (s) => (s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min` : `${Math.floor(s / 60)} min ${s % 60} s`);
+
+function selectMeeting(id) {
+  if (selected) closeDetail();
+  meetingSel = id;
+  for (const li of $('meetings').children) li.classList.toggle('selected', li.dataset.id === id);
+  $('mdetail').hidden = false;
+  clearInterval(meetingTimer);
+  loadMeeting(id);
+  meetingTimer = setInterval(() => loadMeeting(id), 3000);
+}
+
+function closeMeeting() {
+  clearInterval(meetingTimer);
+  meetingSel = '';
+  $('mdetail').hidden = true;
+  for (const li of $('meetings').children) li.classList.remove('selected');
+}
+
+async function loadMeeting(id) {
+  try {
+    const res = await fetch(API + 'meetings/' + encodeURIComponent(id), { cache: 'no-store', headers: { Authorization: 'Bearer ' + token } });
+    if (res.status === 404) { // ended or cancelled since
+      if (id === meetingSel) { $('m-summary').textContent = 'This meeting is no longer open.'; $('m-sites').replaceChildren(); }
+      return;
+    }
+    if (res.status === 401 || res.status === 403) { fatal('Cannot open the console', 'The link is invalid or expired.'); return; }
+    if (!res.ok) throw new Error(`meetings/${id}: HTTP ${res.status}`);
+    const d = await res.json();
+    if (id === meetingSel) renderMeeting(d);
+  } catch (e) {
+    stats.errors.push(String(e));
+  }
+}
+
+function renderMeeting(d) {
+  const t0 = performance.now();
+  const live = d.state === 'live';
+  $('m-title').textContent = (live ? 'Roll call: ' : 'Pre-meeting check: ') + d.title;
+  $('m-when').textContent = live
+    ? `Live ${hhmm(d.start)} – ${hhmm(d.end)} · chair ${siteName(d.chair_site)}`
+    : `Test window since ${hhmm(d.window_start)} · starts ${hhmm(d.start)} · chair ${siteName(d.chair_site)}`;
+  const missing = d.sites - d.joined;
+  let line = `${d.joined} of ${d.sites} sites joined`;
+  if (missing) line += ` · ${missing} missing`;
+  if (d.bad) line += ` · ${d.bad} poor or lost`;
+  $('m-summary').textContent = line;
+  const rows = [];
+  for (const s of d.site_list || []) {
+    const tr = el('tr', s.joined ? 'joined' : 'missing');
+    tr.dataset.id = s.id;
+    const dot = el('span', 'dot');
+    dot.dataset.g = s.joined && s.grade !== UNKNOWN ? s.grade : 'none';
+    const c0 = el('td');
+    c0.append(dot);
+    const name = el('td');
+    name.append(el('b', '', s.name), el('span', 'lvl', s.level + (s.chair ? ' · chair' : '')));
+    rows.push(tr);
+    tr.append(c0, name,
+      el('td', 'st', s.joined ? `joined (${s.endpoints})` : 'missing'),
+      el('td', '', s.joined ? (s.grade === UNKNOWN ? 'measuring' : s.grade) : '–'),
+      el('td', '', s.first_joined ? hhmm(s.first_joined) : '–'),
+      el('td', '', String(s.drops)),
+      el('td', '', s.connected_seconds > 0 ? dur(s.connected_seconds) : '–'));
+  }
+  $('m-sites').replaceChildren(...rows);
+  stats.meetingShown = d.id;
+  stats.meetingRenderMs = performance.now() - t0;
+}
+
 // ---- filters ----
 function applyLevel() {
   const lvl = $('level').value;
@@ -504,6 +624,15 @@ function wire() {
   $('level').addEventListener('change', applyLevel);
   $('search').addEventListener('input', () => { clearTimeout(searchTimer); searchTimer = setTimeout(applySearch, 150); });
   $('d-close').addEventListener('click', closeDetail);
+  $('meetings').addEventListener('click', (e) => {
+    const li = e.target.closest('li');
+    if (li && li.dataset.id) selectMeeting(li.dataset.id);
+  });
+  $('m-sites').addEventListener('click', (e) => {
+    const tr = e.target.closest('tr');
+    if (tr && tr.dataset.id && nodes.has(tr.dataset.id)) select(tr.dataset.id);
+  });
+  $('m-close').addEventListener('click', closeMeeting);
   $('expand-all').addEventListener('click', () => { for (const n of order) n.el.classList.remove('collapsed'); });
   $('collapse-all').addEventListener('click', () => {
     for (const n of order) n.el.classList.toggle('collapsed', n.depth >= 1 && n.children.length > 0);
@@ -525,8 +654,10 @@ async function main() {
   }
   const want = decodeURIComponent(location.hash.slice(1));
   runStream();
+  runMeetings();
   if (want && nodes.has(want)) select(want);
 }
 
 stats.select = select;
+stats.selectMeeting = selectMeeting;
 main();
