@@ -39,7 +39,7 @@ func chromiumPath(t *testing.T) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatal("chromium is not installed, and CI=true forbids skipping the browser tests (apt-get install chromium)")
 	}
-	t.Skip("chromium is not installed (apt-get install chromium); skipping the browser test")
+	t.Skip("chromium not found: not installed (apt-get install chromium); skipping the browser test")
 	return ""
 }
 
@@ -247,7 +247,7 @@ func dumpOnFailure(t *testing.T, dir string, logs *syncBuffer) {
 // the other's video playing, one leaves, and the other's grid loses them at once.
 func TestBrowserTwoParticipants(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
 	chromium := chromiumPath(t)
 	dir := artifactDir(t)
@@ -512,7 +512,7 @@ func (p *cutProxy) cut() {
 // Alice sees the old Bob go and the new one come, and video flows both ways again.
 func TestBrowserReconnect(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
 	chromium := chromiumPath(t)
 	dir := artifactDir(t)

@@ -52,7 +52,7 @@ func (l pageLayout) inMain(id string) *mainWindow {
 // talk hold time.
 func TestBrowserFloorControl(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
 	chromium := chromiumPath(t)
 	dir := artifactDir(t)

@@ -105,7 +105,7 @@ func roomParticipant(c *client.Client, site string) (protocol.Participant, bool)
 // network drop, and leaves by itself at the meeting's end.
 func TestBrowserKiosk(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
 	chromium := chromiumPath(t)
 	dir := artifactDir(t)

@@ -155,7 +155,7 @@ func TestSmoke(t *testing.T) {
 // endpoints. It is the heavier variant, skipped with -short.
 func TestRotate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("heavier load test; run without -short")
+		t.Skip("heavier load test; run without -short (testing.Short)")
 	}
 	cfg := loadtest.DefaultConfig()
 	cfg.Meeting, cfg.Endpoints, cfg.Publishers, cfg.Duration = "rotate", 24, 3, 9*time.Second

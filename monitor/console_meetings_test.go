@@ -26,7 +26,7 @@ import (
 // missing sites first, then the poor one, and a screenshot is saved.
 func TestConsoleMeetingsInChromium(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
 	dir := artifactDir(t)
 	var logs strings.Builder

@@ -34,7 +34,7 @@ func chromiumPath(t *testing.T) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatal("chromium is not installed, and CI=true forbids skipping the browser tests")
 	}
-	t.Skip("chromium is not installed; skipping the console test")
+	t.Skip("chromium not found: not installed; skipping the console test")
 	return ""
 }
 
@@ -167,7 +167,7 @@ func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
 
 func TestConsoleInChromium(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
 	dir := artifactDir(t)
 	var logs strings.Builder
@@ -272,7 +272,7 @@ func TestConsoleInChromium(t *testing.T) {
 // A token of another role, or none, gets an explanation instead of the console.
 func TestConsoleRefusesOtherRoles(t *testing.T) {
 	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
 	browser := startChromium(t, func(string, ...any) {})
 	base := consoleServer(t, testTree(t), "c1")

@@ -24,7 +24,7 @@ func promtool(t *testing.T) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("promtool is not installed, and CI=true forbids skipping (apt-get install prometheus)")
 		}
-		t.Skip("promtool is not installed (apt-get install prometheus)")
+		t.Skip("promtool not found: not installed (apt-get install prometheus)")
 	}
 	return p
 }

@@ -31,7 +31,7 @@ func prometheusBinary(t *testing.T) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("prometheus is not installed, and CI=true forbids skipping (apt-get install prometheus)")
 		}
-		t.Skip("prometheus is not installed (apt-get install prometheus)")
+		t.Skip("prometheus not found: not installed (apt-get install prometheus)")
 	}
 	return p
 }
@@ -85,7 +85,7 @@ func labelNames(m map[string]string) string {
 
 func TestPrometheusScrapesCau(t *testing.T) {
 	if testing.Short() {
-		t.Skip("Prometheus test skipped in -short mode")
+		t.Skip("Prometheus test skipped in -short mode (testing.Short)")
 	}
 	bin := prometheusBinary(t)
 	tree := testTree(t)

@@ -208,7 +208,7 @@ func (r *delayRelay) addr() string { return r.public.LocalAddr().String() }
 
 func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	if testing.Short() {
-		t.Skip("WAN test skipped in -short mode")
+		t.Skip("WAN test skipped in -short mode (testing.Short)")
 	}
 	wan.Require(t)
 	link := wan.New(t, wan.Config{Subnet: wanSubnet, RelayPort: wanRelay, LossPct: 0})

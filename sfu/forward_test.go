@@ -13,7 +13,7 @@ func TestTwoPeersExchangeMedia(t *testing.T) { testPeersExchangeMedia(t, 2) }
 
 func TestFivePeersExchangeMedia(t *testing.T) {
 	if testing.Short() {
-		t.Skip("five peers: skipped in -short mode")
+		t.Skip("five peers: skipped in -short mode (testing.Short)")
 	}
 	testPeersExchangeMedia(t, 5)
 }

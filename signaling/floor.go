@@ -98,7 +98,12 @@ func (m *meeting) adHoc() rooms.Meeting {
 
 // setFloor installs a newer floor state, tells everyone and recomputes forwarding.
 // Caller holds m.mu.
-func (m *meeting) setFloor(st rooms.FloorState) {
+func (m *meeting) setFloor(st rooms.FloorState) { m.setFloorBy(st, nil) }
+
+// setFloorBy is setFloor for a change made by actor (nil: another node or the store):
+// when the change ends the meeting, actor's socket is left for its handler to close
+// after it has replied. Caller holds m.mu.
+func (m *meeting) setFloorBy(st rooms.FloorState, actor *session) {
 	if st.Version < m.floor.Version || (st.Version == m.floor.Version && m.floor.MeetingID != "") {
 		return // stale or already applied (a node sees its own change again via Watch)
 	}
@@ -109,7 +114,9 @@ func (m *meeting) setFloor(st rooms.FloorState) {
 	}
 	if st.Ended {
 		for _, o := range m.participants {
-			go o.close(protocol.CloseMeetingEnded, "the chair ended the meeting")
+			if o != actor {
+				go o.close(protocol.CloseMeetingEnded, "the chair ended the meeting")
+			}
 		}
 		return
 	}
@@ -117,14 +124,14 @@ func (m *meeting) setFloor(st rooms.FloorState) {
 }
 
 // applyFloor runs a floor action for actor.
-func (m *meeting) applyFloor(ctx context.Context, fn func(*rooms.Floor) error) (rooms.FloorState, error) {
+func (m *meeting) applyFloor(ctx context.Context, actor *session, fn func(*rooms.Floor) error) (rooms.FloorState, error) {
 	if m.sched != nil {
 		st, err := m.srv.cfg.Store.UpdateFloor(ctx, m.id, fn)
 		if err != nil {
 			return st, err
 		}
 		m.mu.Lock()
-		m.setFloor(st)
+		m.setFloorBy(st, actor)
 		m.mu.Unlock()
 		return st, nil
 	}
@@ -134,7 +141,7 @@ func (m *meeting) applyFloor(ctx context.Context, fn func(*rooms.Floor) error) (
 	if err := fn(f); err != nil {
 		return m.floor, err
 	}
-	m.setFloor(f.State())
+	m.setFloorBy(f.State(), actor)
 	return m.floor, nil
 }
 
@@ -188,7 +195,7 @@ func (s *session) handleFloorAction(env protocol.Envelope) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := s.meeting.applyFloor(ctx, fn)
+	st, err := s.meeting.applyFloor(ctx, s, fn)
 	if err != nil {
 		if errors.Is(err, rooms.ErrForbidden) {
 			return clientErr(protocol.CodeForbidden, "%v", err)
@@ -211,6 +218,11 @@ func (s *session) handleFloorAction(env protocol.Envelope) error {
 		}
 	}
 	s.reply(protocol.KindFloor, env.ID, floorToWire(st))
+	if st.Ended {
+		// The chair's own socket closes last, after the reply to its request is queued
+		// (the writer flushes what is queued before the close frame).
+		go s.close(protocol.CloseMeetingEnded, "the chair ended the meeting")
+	}
 	return nil
 }
 

@@ -128,8 +128,17 @@ func TestChairEndsMeeting(t *testing.T) {
 	if _, err := a.FloorAction(context.Background(), protocol.FloorAction{Action: protocol.FloorEnd}); err == nil {
 		t.Fatal("a participant ended the meeting")
 	}
-	if _, err := chair.FloorAction(context.Background(), protocol.FloorAction{Action: protocol.FloorEnd}); err != nil {
-		t.Fatal(err)
+	f, err := chair.FloorAction(context.Background(), protocol.FloorAction{Action: protocol.FloorEnd})
+	if err != nil {
+		t.Fatalf("the chair's end request got no answer: %v", err)
+	}
+	if !f.Ended {
+		t.Fatalf("floor after end: %+v", f)
+	}
+	select {
+	case <-chair.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the chair's socket stayed open after it ended the meeting")
 	}
 	select {
 	case <-a.Done():

@@ -40,7 +40,7 @@ func TestReopen(t *testing.T) {
 // corrupting it (bbolt's file lock; two `cau serve` on one file is a mistake).
 func TestOneOwner(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits for the 2 s lock timeout")
+		t.Skip("waits for the 2 s lock timeout (testing.Short)")
 	}
 	path := filepath.Join(t.TempDir(), "cau.db")
 	s := open(t, path)
