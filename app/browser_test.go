@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/cau-project/cau/internal/testbrowser"
 	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,38 +25,10 @@ import (
 // through the real join page, /ws and the bridge. They need chromium; outside CI they skip
 // without it, under CI=true its absence fails them.
 
-// chromiumPath finds the browser, or skips (fails under CI) when there is none.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed, and CI=true forbids skipping the browser tests (apt-get install chromium)")
-	}
-	t.Skip("chromium not found: not installed (apt-get install chromium); skipping the browser test")
-	return ""
-}
+// chromiumPath and artifactDir come from internal/testbrowser, shared by the browser tests.
+func chromiumPath(t *testing.T) string { return testbrowser.ChromiumPath(t) }
 
-// artifactDir is where screenshots and logs go: $CAU_ARTIFACTS/<test> if set, else a
-// temporary directory.
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("CAU_ARTIFACTS")
-	if base == "" {
-		return t.TempDir()
-	}
-	dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("artifact dir: %v", err)
-	}
-	return dir
-}
+func artifactDir(t *testing.T) string { return testbrowser.ArtifactDir(t) }
 
 // syncBuffer collects log lines from goroutines that may outlive the test.
 type syncBuffer struct {

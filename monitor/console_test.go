@@ -3,11 +3,11 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"github.com/cau-project/cau/internal/testbrowser"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,32 +24,10 @@ import (
 // The console in headless Chromium: a real page, a real monitor and API, fed by a fake
 // source with one endpoint at each of 500 sites, one of them degraded.
 
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed, and CI=true forbids skipping the browser tests")
-	}
-	t.Skip("chromium not found: not installed; skipping the console test")
-	return ""
-}
+// chromiumPath and artifactDir come from internal/testbrowser, shared by the browser tests.
+func chromiumPath(t *testing.T) string { return testbrowser.ChromiumPath(t) }
 
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("CAU_ARTIFACTS")
-	if base == "" {
-		return t.TempDir()
-	}
-	dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("artifact dir: %v", err)
-	}
-	return dir
-}
+func artifactDir(t *testing.T) string { return testbrowser.ArtifactDir(t) }
 
 // startChromium starts a headless Chromium with a fresh profile, closed with the test.
 func startChromium(t *testing.T, logf func(string, ...any)) context.Context {

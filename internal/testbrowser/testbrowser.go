@@ -1,0 +1,46 @@
+// Package testbrowser holds what the browser tests share: finding Chromium (skip without
+// it, but fail under CI=true, where the browser tests must run) and the directory for
+// screenshots and logs.
+package testbrowser
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// ChromiumPath finds the browser, or skips the test (fails it under CI=true) when there
+// is none.
+func ChromiumPath(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
+		return "/usr/bin/chromium"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed, and CI=true forbids skipping the browser tests (apt-get install chromium)")
+	}
+	t.Skip("chromium not found: not installed (apt-get install chromium); skipping the browser test")
+	return ""
+}
+
+// ArtifactDir is where a test's screenshots and logs go: $CAU_ARTIFACTS/<test> if set,
+// else a temporary directory.
+func ArtifactDir(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("CAU_ARTIFACTS")
+	if base == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifact dir: %v", err)
+	}
+	return dir
+}
