@@ -2,6 +2,7 @@ package monitor_test
 
 import (
 	"bytes"
+	"github.com/cau-project/cau/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -42,19 +43,10 @@ func testTree(t testing.TB) *rooms.Tree {
 	return tree
 }
 
-// eventually polls cond until it returns "" or the timeout passes; the string says why
-// not yet.
+// eventually is testutil.Eventually: poll until cond returns "" (the reason otherwise).
 func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for time.Now().Before(deadline) {
-		if why = cond(); why == "" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v: %s", timeout, why)
+	testutil.Eventually(t, timeout, cond)
 }
 
 // lockedBuffer collects a process's output.

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"github.com/cau-project/cau/internal/testutil"
 	"log/slog"
 	"os"
 	"sync"
@@ -325,19 +326,10 @@ func (e *testEndpoint) close() {
 	_ = e.peer.Close()
 }
 
-// eventually polls cond until it returns "" or the timeout passes; the string says what
-// is still missing (STYLE habit 14).
+// eventually is testutil.Eventually: poll until cond returns "" (the reason otherwise).
 func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for time.Now().Before(deadline) {
-		if why = cond(); why == "" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v: %s", timeout, why)
+	testutil.Eventually(t, timeout, cond)
 }
 
 // room wires endpoints like a meeting would: every published track goes to every other

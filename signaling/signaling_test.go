@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cau-project/cau/internal/testutil"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -87,17 +88,10 @@ func (ts *testServer) join(t testing.TB, meeting, site, name string) *client.Cli
 	return c
 }
 
+// eventually is testutil.Eventually: poll until cond returns "" (the reason otherwise).
 func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for time.Now().Before(deadline) {
-		if why = cond(); why == "" {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v: %s", timeout, why)
+	testutil.Eventually(t, timeout, cond)
 }
 
 func receivesFrom(rx, tx *client.Client, min int64) string {
