@@ -15,6 +15,8 @@ import (
 
 	"github.com/cau-project/cau/api"
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/monitor"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
@@ -117,7 +119,11 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		}
 	}
 	// Scheduled meetings are admitted by the store; dev mode also opens ad hoc ones.
-	a.sig = signaling.New(signaling.Config{Bridge: a.bridge, Site: cfg.Site, Ancestry: cfg.Ancestry,
+	var engine bridge.Engine // stays a nil interface without a local bridge
+	if a.bridge != nil {
+		engine = a.bridge
+	}
+	a.sig = signaling.New(signaling.Config{Bridge: engine, Site: ids.SiteID(cfg.Site), Ancestry: cfg.Ancestry,
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence})
 

@@ -1,11 +1,12 @@
 // Package bridge runs a bridge (package sfu) on behalf of signaling. The Agent names peers
-// and streams with strings so that signaling can drive a bridge in its own process or in
-// another one, over the control protocol (protocol/bridge.go); Client is that other
-// process's end of the control socket.
+// and streams with the identities of package ids and speaks the types of package protocol
+// only, so that signaling can drive a bridge in its own process or in another one, over
+// the control protocol (protocol/bridge.go), without knowing WebRTC; Run is that other
+// process's end of the control socket, and package bridge/control signaling's end.
 //
-// Streams are named by keys that signaling chooses (e.g. "p1a2b3.camera"). An endpoint's
-// offer maps its track ids to keys; a stream that arrives over a relay link carries its
-// key as its track id, so it keeps its name from bridge to bridge.
+// Streams are named by keys that signaling chooses (ids.StreamKey). An endpoint's offer
+// maps its track ids to keys; a stream that arrives over a relay link carries its key as
+// its track id, so it keeps its name from bridge to bridge.
 package bridge
 
 import (
@@ -13,59 +14,76 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-
 	"github.com/cau-project/cau/sfu"
 	"github.com/pion/webrtc/v4"
 )
 
-// Events are what an Agent reports. Callbacks run on the bridge's goroutines and must not
-// block.
+// Events are what an Agent reports, in protocol terms. Callbacks run on the bridge's
+// goroutines and must not block.
 type Events struct {
 	// Offer is a peer's subscriber offer, to be answered through Answer.
-	Offer func(peer, sdp string)
+	Offer func(peer ids.PeerID, sdp string)
 	// Candidate is a local ICE candidate of one of a peer's connections.
-	Candidate func(peer string, target sfu.Target, c webrtc.ICECandidateInit)
+	Candidate func(peer ids.PeerID, target protocol.Target, c protocol.ICECandidate)
 	// Track reports that a peer publishes the stream key (kind "audio" or "video").
-	Track func(peer, key, kind string)
+	Track func(peer ids.PeerID, key ids.StreamKey, kind string)
 	// TrackEnded reports that the stream key published by peer ended.
-	TrackEnded func(peer, key string)
+	TrackEnded func(peer ids.PeerID, key ids.StreamKey)
 	// Failed reports that a peer's connection failed; the agent has closed it.
-	Failed func(peer, reason string)
+	Failed func(peer ids.PeerID, reason string)
+}
+
+// Engine is the media engine an Agent drives; *sfu.Bridge is one.
+type Engine interface {
+	NewPeer(sfu.PeerParams) (*sfu.Peer, error)
 }
 
 // ErrUnknownPeer is returned for a peer id the agent does not have.
 var ErrUnknownPeer = errors.New("bridge: unknown peer")
 
-// Agent drives one sfu.Bridge by peer and stream names.
+// ErrBadSDP marks a description the bridge refused (the endpoint's fault, not the
+// bridge's); a remote bridge reports it with protocol.CodeBadSDP.
+var ErrBadSDP = errors.New("bridge refused the session description")
+
+// Agent drives one media engine by peer and stream identities.
 type Agent struct {
-	sfu *sfu.Bridge
+	sfu Engine
 	ev  Events
 	log *slog.Logger
 
-	mu      sync.Mutex            // guards peers, streams, subs, samples
-	samples map[string]byteSample // last RelayStats sample per peer, for bitrates
-	peers   map[string]*agentPeer
-	streams map[string]stream // by key
+	mu      sync.Mutex               // guards peers, streams, subs, samples
+	samples map[sampleKey]byteSample // last sample per peer and direction, for bitrates
+	peers   map[ids.PeerID]*agentPeer
+	streams map[ids.StreamKey]stream
 	subs    map[subKey]*subscription
 }
 
 type agentPeer struct {
-	id   string
+	id   ids.PeerID
 	peer *sfu.Peer
-	keys map[string]string // msid track id → stream key; guarded by Agent.mu
+	keys map[string]ids.StreamKey // msid track id → stream key; guarded by Agent.mu
 }
 
 type stream struct {
 	up   *sfu.UpTrack
-	peer string // who publishes it here (an endpoint, or the relay it came from)
+	peer ids.PeerID // who publishes it here (an endpoint, or the relay it came from)
 }
 
-type subKey struct{ peer, key string }
+type subKey struct {
+	peer ids.PeerID
+	key  ids.StreamKey
+}
+
+// sampleKey names one byte counter sampled for a bitrate: what a peer sends or receives.
+type sampleKey struct {
+	peer ids.PeerID
+	up   bool // what the peer sends us
+}
 
 type byteSample struct {
 	at    time.Time
@@ -80,30 +98,30 @@ type subscription struct {
 }
 
 // NewAgent wraps b. ev receives the agent's events.
-func NewAgent(b *sfu.Bridge, ev Events, log *slog.Logger) *Agent {
+func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{sfu: b, ev: ev, log: log, peers: map[string]*agentPeer{}, samples: map[string]byteSample{},
-		streams: map[string]stream{}, subs: map[subKey]*subscription{}}
+	return &Agent{sfu: b, ev: ev, log: log, peers: map[ids.PeerID]*agentPeer{}, samples: map[sampleKey]byteSample{},
+		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{}}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).
-func (a *Agent) CreatePeer(id string) error {
+func (a *Agent) CreatePeer(id ids.PeerID) error {
 	a.mu.Lock()
 	if _, ok := a.peers[id]; ok {
 		a.mu.Unlock()
 		return fmt.Errorf("create peer %s: already exists", id)
 	}
-	ap := &agentPeer{id: id, keys: map[string]string{}}
+	ap := &agentPeer{id: id, keys: map[string]ids.StreamKey{}}
 	a.peers[id] = ap
 	a.mu.Unlock()
 	p, err := a.sfu.NewPeer(sfu.PeerParams{
-		ID:     id,
-		Logger: a.log.With("peer", id),
+		ID:     id.String(),
+		Logger: a.log.With("peer", id.String()),
 		OnCandidate: func(t sfu.Target, c webrtc.ICECandidateInit) {
 			if a.ev.Candidate != nil {
-				a.ev.Candidate(id, t, c)
+				a.ev.Candidate(id, protocol.Target(t.String()), fromPion(c))
 			}
 		},
 		OnSubscriberOffer: func(sdp string) {
@@ -132,7 +150,7 @@ func (a *Agent) CreatePeer(id string) error {
 	return nil
 }
 
-func (a *Agent) peer(id string) (*agentPeer, error) {
+func (a *Agent) peer(id ids.PeerID) (*agentPeer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ap := a.peers[id]
@@ -144,7 +162,7 @@ func (a *Agent) peer(id string) (*agentPeer, error) {
 
 // Offer applies a remote offer to a peer's publisher connection and returns the answer.
 // keys names the streams the offer publishes (msid track id → key); may be nil.
-func (a *Agent) Offer(id, sdp string, keys map[string]string) (string, error) {
+func (a *Agent) Offer(id ids.PeerID, sdp string, keys map[string]ids.StreamKey) (string, error) {
 	ap, err := a.peer(id)
 	if err != nil {
 		return "", err
@@ -154,11 +172,15 @@ func (a *Agent) Offer(id, sdp string, keys map[string]string) (string, error) {
 		ap.keys[msid] = key
 	}
 	a.mu.Unlock()
-	return ap.peer.HandleOffer(sdp)
+	answer, err := ap.peer.HandleOffer(sdp)
+	if errors.Is(err, sfu.ErrBadSDP) {
+		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	return answer, err
 }
 
 // Answer applies the remote answer to a peer's last subscriber offer.
-func (a *Agent) Answer(id, sdp string) error {
+func (a *Agent) Answer(id ids.PeerID, sdp string) error {
 	ap, err := a.peer(id)
 	if err != nil {
 		return err
@@ -167,17 +189,27 @@ func (a *Agent) Answer(id, sdp string) error {
 }
 
 // AddCandidate adds a remote ICE candidate to one of a peer's connections.
-func (a *Agent) AddCandidate(id string, t sfu.Target, c webrtc.ICECandidateInit) error {
+func (a *Agent) AddCandidate(id ids.PeerID, t protocol.Target, c protocol.ICECandidate) error {
 	ap, err := a.peer(id)
 	if err != nil {
 		return err
 	}
-	return ap.peer.AddCandidate(t, c)
+	target := sfu.Publisher
+	if t == protocol.TargetSubscriber {
+		target = sfu.Subscriber
+	}
+	return ap.peer.AddCandidate(target, webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid,
+		SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment})
+}
+
+func fromPion(c webrtc.ICECandidateInit) protocol.ICECandidate {
+	return protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
+		UsernameFragment: c.UsernameFragment}
 }
 
 // Subscribe forwards stream key to peer as a track with the given ids, now if the stream
 // is here, or as soon as it arrives.
-func (a *Agent) Subscribe(id, key, trackID, streamID string) error {
+func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID string) error {
 	ap, err := a.peer(id)
 	if err != nil {
 		return err
@@ -200,14 +232,14 @@ func (a *Agent) Subscribe(id, key, trackID, streamID string) error {
 func (a *Agent) attach(ap *agentPeer, sub *subscription, up *sfu.UpTrack) {
 	d, err := ap.peer.Subscribe(up, sub.trackID, sub.streamID)
 	if err != nil {
-		a.log.Warn("subscribe", "peer", ap.id, "track", sub.trackID, "err", err)
+		a.log.Warn("subscribe", "peer", ap.id.String(), "track", sub.trackID, "err", err)
 		return
 	}
 	sub.down = d
 }
 
 // Unsubscribe stops forwarding key to peer.
-func (a *Agent) Unsubscribe(id, key string) error {
+func (a *Agent) Unsubscribe(id ids.PeerID, key ids.StreamKey) error {
 	ap, err := a.peer(id)
 	if err != nil {
 		return err
@@ -223,7 +255,7 @@ func (a *Agent) Unsubscribe(id, key string) error {
 }
 
 // ClosePeer closes a peer; the streams it published end everywhere.
-func (a *Agent) ClosePeer(id string) error {
+func (a *Agent) ClosePeer(id ids.PeerID) error {
 	ap, err := a.peer(id)
 	if err != nil {
 		return err
@@ -235,13 +267,12 @@ func (a *Agent) ClosePeer(id string) error {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // forget drops a peer's records (not its streams: those end through their tracks).
-func (a *Agent) forget(id string) {
+func (a *Agent) forget(id ids.PeerID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.peers, id)
-	delete(a.samples, id)
-	delete(a.samples, id+"/up")
-	delete(a.samples, id+"/down")
+	delete(a.samples, sampleKey{id, true})
+	delete(a.samples, sampleKey{id, false})
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)
@@ -253,7 +284,14 @@ func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
 	a.mu.Lock()
 	key, ok := ap.keys[up.ID()]
 	if !ok {
-		key = up.ID() // a relayed stream carries its key as its track id
+		// A relayed stream carries its key as its track id.
+		k, err := ids.ParseStreamKey(up.ID())
+		if err != nil {
+			a.mu.Unlock()
+			a.log.Warn("track without a stream key ignored", "peer", ap.id.String(), "track", up.ID(), "err", err)
+			return
+		}
+		key = k
 	}
 	a.streams[key] = stream{up: up, peer: ap.id}
 	for sk, sub := range a.subs {
@@ -271,7 +309,7 @@ func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
 
 func (a *Agent) ended(ap *agentPeer, up *sfu.UpTrack) {
 	a.mu.Lock()
-	var key string
+	var key ids.StreamKey
 	for k, st := range a.streams {
 		if st.up == up {
 			key = k
@@ -284,7 +322,7 @@ func (a *Agent) ended(ap *agentPeer, up *sfu.UpTrack) {
 		}
 	}
 	a.mu.Unlock()
-	if key != "" && a.ev.TrackEnded != nil {
+	if key != (ids.StreamKey{}) && a.ev.TrackEnded != nil {
 		a.ev.TrackEnded(ap.id, key)
 	}
 }
@@ -303,7 +341,7 @@ type PeerStats struct {
 }
 
 // Stats returns a peer's counters.
-func (a *Agent) Stats(id string) (PeerStats, error) {
+func (a *Agent) Stats(id ids.PeerID) (PeerStats, error) {
 	ap, err := a.peer(id)
 	if err != nil {
 		return PeerStats{}, err
@@ -326,10 +364,10 @@ func (a *Agent) Stats(id string) (PeerStats, error) {
 }
 
 // Peers lists the peer ids.
-func (a *Agent) Peers() []string {
+func (a *Agent) Peers() []ids.PeerID {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]string, 0, len(a.peers))
+	out := make([]ids.PeerID, 0, len(a.peers))
 	for id := range a.peers {
 		out = append(out, id)
 	}
@@ -353,14 +391,11 @@ func (a *Agent) Load() (peers, upTracks, downTracks int) {
 	return len(ps), upTracks, downTracks
 }
 
-// RelayPrefix starts the id of every peer that is one end of a relay link.
-const RelayPrefix = "relay~"
-
 // RelayStats returns the counters of every relay peer.
 func (a *Agent) RelayStats() []protocol.RelayStat {
 	var out []protocol.RelayStat
 	for _, id := range a.Peers() {
-		if !strings.HasPrefix(id, RelayPrefix) {
+		if !id.IsRelay() {
 			continue
 		}
 		st, err := a.Stats(id)
@@ -369,8 +404,8 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 		}
 		now := time.Now()
 		a.mu.Lock()
-		prev, ok := a.samples[id]
-		a.samples[id] = byteSample{at: now, bytes: st.BytesSent}
+		prev, ok := a.samples[sampleKey{id, false}]
+		a.samples[sampleKey{id, false}] = byteSample{at: now, bytes: st.BytesSent}
 		a.mu.Unlock()
 		rs := protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, BytesSent: st.BytesSent, PacketsRecv: st.PacketsReceived,
 			StreamsSent: st.StreamsSent, StreamsRecv: st.StreamsReceived,
@@ -380,6 +415,6 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 		}
 		out = append(out, rs)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer.String() < out[j].Peer.String() })
 	return out
 }

@@ -9,10 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	"github.com/cau-project/cau/sfu"
 	"github.com/gorilla/websocket"
-	"github.com/pion/webrtc/v4"
 )
 
 // ClientConfig configures a bridge process's connection to signaling.
@@ -22,9 +21,10 @@ type ClientConfig struct {
 	// Token is a JWT with role bridge.
 	Token string
 	// ID names the bridge; Site is the site whose subtree it serves.
-	ID, Site string
-	Bridge   *sfu.Bridge
-	Logger   *slog.Logger
+	ID     ids.BridgeID
+	Site   ids.SiteID
+	Bridge Engine
+	Logger *slog.Logger
 }
 
 // Run keeps the bridge registered with signaling until ctx ends, reconnecting with
@@ -35,7 +35,7 @@ func Run(ctx context.Context, cfg ClientConfig) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("component", "bridge", "bridge", cfg.ID, "site", cfg.Site)
+	log = log.With("component", "bridge", "bridge", string(cfg.ID), "site", string(cfg.Site))
 	backoff := 500 * time.Millisecond
 	for {
 		start := time.Now()
@@ -93,20 +93,19 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	ws.SetReadLimit(protocol.MaxMessageBytes)
 
 	agent := NewAgent(cfg.Bridge, Events{
-		Offer: func(peer, sdp string) {
+		Offer: func(peer ids.PeerID, sdp string) {
 			c.push(protocol.KindPeerOffer, "", protocol.PeerSDP{Peer: peer, Type: "offer", SDP: sdp})
 		},
-		Candidate: func(peer string, t sfu.Target, ic webrtc.ICECandidateInit) {
-			c.push(protocol.KindPeerCandidate, "", protocol.PeerICE{Peer: peer, Target: protocol.Target(t.String()),
-				Candidate: protocol.ICECandidate{Candidate: ic.Candidate, SDPMid: ic.SDPMid, SDPMLineIndex: ic.SDPMLineIndex}})
+		Candidate: func(peer ids.PeerID, t protocol.Target, ic protocol.ICECandidate) {
+			c.push(protocol.KindPeerCandidate, "", protocol.PeerICE{Peer: peer, Target: t, Candidate: ic})
 		},
-		Track: func(peer, key, kind string) {
+		Track: func(peer ids.PeerID, key ids.StreamKey, kind string) {
 			c.push(protocol.KindTrackPublished, "", protocol.TrackEvent{Peer: peer, Key: key, Kind: kind})
 		},
-		TrackEnded: func(peer, key string) {
+		TrackEnded: func(peer ids.PeerID, key ids.StreamKey) {
 			c.push(protocol.KindTrackEnded, "", protocol.TrackEvent{Peer: peer, Key: key})
 		},
-		Failed: func(peer, reason string) {
+		Failed: func(peer ids.PeerID, reason string) {
 			c.push(protocol.KindPeerFailed, "", protocol.PeerFailed{Peer: peer, Reason: reason})
 		},
 	}, log)
@@ -176,7 +175,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		if err := execute(c, agent, env); err != nil {
 			log.Warn("command failed", "type", env.Kind, "err", err)
 			code := protocol.CodeBadMessage
-			if errors.Is(err, sfu.ErrBadSDP) {
+			if errors.Is(err, ErrBadSDP) {
 				code = protocol.CodeBadSDP
 			}
 			c.push(protocol.KindError, env.ID, protocol.Error{Code: code, Message: err.Error()})
@@ -212,12 +211,7 @@ func execute(c *conn, a *Agent, env protocol.Envelope) error {
 		if err := protocol.DecodeData(env, &m); err != nil {
 			return err
 		}
-		t := sfu.Publisher
-		if m.Target == protocol.TargetSubscriber {
-			t = sfu.Subscriber
-		}
-		return a.AddCandidate(m.Peer, t, webrtc.ICECandidateInit{Candidate: m.Candidate.Candidate,
-			SDPMid: m.Candidate.SDPMid, SDPMLineIndex: m.Candidate.SDPMLineIndex})
+		return a.AddCandidate(m.Peer, m.Target, m.Candidate)
 	case protocol.KindSubscribe:
 		var m protocol.Subscription
 		if err := protocol.DecodeData(env, &m); err != nil {

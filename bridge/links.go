@@ -2,9 +2,9 @@ package bridge
 
 import (
 	"math"
-	"strings"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
 )
@@ -13,9 +13,9 @@ import (
 // monitoring. Bitrates are over the time since the previous call.
 func (a *Agent) PeerStats() []protocol.PeerStat {
 	a.mu.Lock()
-	peers := make(map[string]*sfu.Peer, len(a.peers))
+	peers := make(map[ids.PeerID]*sfu.Peer, len(a.peers))
 	for id, ap := range a.peers {
-		if ap.peer != nil && !strings.HasPrefix(id, RelayPrefix) {
+		if ap.peer != nil && !id.IsRelay() {
 			peers[id] = ap.peer
 		}
 	}
@@ -25,10 +25,10 @@ func (a *Agent) PeerStats() []protocol.PeerStat {
 	for id, p := range peers {
 		st := protocol.PeerStat{Peer: id, Up: upFigures(p, now), Down: downFigures(p, now)}
 		a.mu.Lock()
-		prevUp, okUp := a.samples[id+"/up"]
-		prevDown, okDown := a.samples[id+"/down"]
-		a.samples[id+"/up"] = byteSample{at: now, bytes: st.Up.Bytes}
-		a.samples[id+"/down"] = byteSample{at: now, bytes: st.Down.Bytes}
+		prevUp, okUp := a.samples[sampleKey{id, true}]
+		prevDown, okDown := a.samples[sampleKey{id, false}]
+		a.samples[sampleKey{id, true}] = byteSample{at: now, bytes: st.Up.Bytes}
+		a.samples[sampleKey{id, false}] = byteSample{at: now, bytes: st.Down.Bytes}
 		a.mu.Unlock()
 		st.Up.BitrateBps = rate(prevUp, okUp, st.Up.Bytes, now)
 		st.Down.BitrateBps = rate(prevDown, okDown, st.Down.Bytes, now)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/signaling"
@@ -383,7 +384,7 @@ func (r *relaySim) second(links [][2]string, loss map[[2]string]float64, frozen 
 	}
 	for _, l := range links {
 		for _, d := range [][2]string{{l[0], l[1]}, {l[1], l[0]}} {
-			out[d[0]] = append(out[d[0]], protocol.RelayStat{Peer: "relay~m1~" + d[1], PacketsSent: r.sent[d],
+			out[d[0]] = append(out[d[0]], protocol.RelayStat{Peer: ids.ForRelay("m1", ids.BridgeID(d[1])), PacketsSent: r.sent[d],
 				PacketsRecv: r.recv[d], StreamsSent: 2, StreamsRecv: 2, RTTMs: 40, JitterMs: 2,
 				LossPct: loss[d], BitrateBps: 8e5})
 		}
@@ -489,22 +490,6 @@ func TestBridgeDownAndBack(t *testing.T) {
 	h.now = h.now.Add(2 * time.Hour)
 	if s = h.step(nil, nil, map[string]string{"local": "central"}); len(s.Bridges) != 1 {
 		t.Fatalf("bridges %+v, want br-p1 forgotten", s.Bridges)
-	}
-}
-
-func TestParseRelayPeer(t *testing.T) {
-	for peer, want := range map[string][2]string{
-		"relay~m1~br-p1": {"m1", "br-p1"},
-		"relay~a~b~c":    {"a~b", "c"},
-		"relay~m1~":      {},
-		"relay~~b":       {},
-		"p1234":          {},
-		"relay~only":     {},
-	} {
-		m, b, ok := parseRelayPeer(peer)
-		if ok != (want != [2]string{}) || m != want[0] || b != want[1] {
-			t.Errorf("parseRelayPeer(%q) = %q, %q, %v", peer, m, b, ok)
-		}
 	}
 }
 

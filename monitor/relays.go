@@ -3,14 +3,10 @@ package monitor
 import (
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/cau-project/cau/protocol"
 )
-
-// relayPrefix starts every relay peer's id: "relay~<meeting>~<other bridge>".
-const relayPrefix = "relay~"
 
 // relayKey is one direction of one meeting's relay link: what bridge sends to peer.
 type relayKey struct{ bridge, peer, meeting string }
@@ -32,19 +28,6 @@ type relayState struct {
 	seen    time.Time
 }
 
-// parseRelayPeer splits "relay~<meeting>~<bridge>" (the bridge id after the last "~").
-func parseRelayPeer(peer string) (meeting, bridge string, ok bool) {
-	rest, ok := strings.CutPrefix(peer, relayPrefix)
-	if !ok {
-		return "", "", false
-	}
-	i := strings.LastIndexByte(rest, '~')
-	if i <= 0 || i == len(rest)-1 {
-		return "", "", false
-	}
-	return rest[:i], rest[i+1:], true
-}
-
 // sampleRelays updates every relay link direction. A direction is lost when its bridge
 // keeps sending but the far bridge's received counter has not moved for LostAfter; its
 // other figures come from the far bridge's receiver reports.
@@ -54,10 +37,10 @@ func (m *Monitor) sampleRelays(now time.Time, stats map[string][]protocol.RelayS
 			continue // only registered bridges become labels
 		}
 		for _, st := range list {
-			meeting, peer, ok := parseRelayPeer(st.Peer)
-			if !ok {
+			if !st.Peer.IsRelay() {
 				continue
 			}
+			meeting, peer := string(st.Peer.Relay.Meeting), string(st.Peer.Relay.Bridge)
 			if _, known := m.bridges[peer]; !known {
 				continue
 			}

@@ -1,5 +1,7 @@
 package protocol
 
+import "github.com/cau-project/cau/ids"
+
 // The bridge control protocol runs between signaling and each bridge process over a
 // WebSocket at /bridge, in the same envelope as the endpoint protocol. Signaling drives;
 // the bridge executes and reports. See docs/cascade.md.
@@ -29,9 +31,9 @@ const (
 
 // BridgeRegister announces a bridge.
 type BridgeRegister struct {
-	ID       string `json:"id"`
-	Site     string `json:"site"`
-	Capacity int    `json:"capacity,omitempty"` // endpoints it is sized for; 0 = unknown
+	ID       ids.BridgeID `json:"id"`
+	Site     ids.SiteID   `json:"site"`
+	Capacity int          `json:"capacity,omitempty"` // endpoints it is sized for; 0 = unknown
 }
 
 // BridgeHeartbeat reports a bridge's load.
@@ -46,54 +48,54 @@ type BridgeHeartbeat struct {
 
 // PeerRef names a peer on a bridge.
 type PeerRef struct {
-	Peer string `json:"peer"`
+	Peer ids.PeerID `json:"peer"`
 }
 
 // PeerSDP carries a description for a peer. Type "offer" asks for an answer.
 type PeerSDP struct {
-	Peer string `json:"peer"`
-	Type string `json:"type"` // "offer" or "answer"
-	SDP  string `json:"sdp"`
+	Peer ids.PeerID `json:"peer"`
+	Type string     `json:"type"` // "offer" or "answer"
+	SDP  string     `json:"sdp"`
 	// Keys names the streams an endpoint's offer publishes: msid track id → stream key.
-	Keys map[string]string `json:"keys,omitempty"`
+	Keys map[string]ids.StreamKey `json:"keys,omitempty"`
 }
 
 // PeerICE carries an ICE candidate of a peer's connection.
 type PeerICE struct {
-	Peer      string       `json:"peer"`
+	Peer      ids.PeerID   `json:"peer"`
 	Target    Target       `json:"target"`
 	Candidate ICECandidate `json:"candidate"`
 }
 
 // Subscription asks a bridge to forward a stream to a peer (or stop).
 type Subscription struct {
-	Peer     string `json:"peer"`
-	Key      string `json:"key"`
-	TrackID  string `json:"track_id,omitempty"`
-	StreamID string `json:"stream_id,omitempty"`
+	Peer     ids.PeerID    `json:"peer"`
+	Key      ids.StreamKey `json:"key"`
+	TrackID  string        `json:"track_id,omitempty"`
+	StreamID string        `json:"stream_id,omitempty"`
 }
 
 // TrackEvent reports a stream appearing or ending on a bridge.
 type TrackEvent struct {
-	Peer string `json:"peer"`
-	Key  string `json:"key"`
-	Kind string `json:"kind,omitempty"` // audio or video
+	Peer ids.PeerID    `json:"peer"`
+	Key  ids.StreamKey `json:"key"`
+	Kind string        `json:"kind,omitempty"` // audio or video
 }
 
 // PeerFailed reports a peer the bridge closed.
 type PeerFailed struct {
-	Peer   string `json:"peer"`
-	Reason string `json:"reason"`
+	Peer   ids.PeerID `json:"peer"`
+	Reason string     `json:"reason"`
 }
 
 // RelayStat is one relay peer's counters as seen by its bridge.
 type RelayStat struct {
-	Peer        string `json:"peer"`
-	PacketsSent uint64 `json:"packets_sent"`
-	BytesSent   uint64 `json:"bytes_sent"`
-	PacketsRecv uint64 `json:"packets_received"`
-	StreamsSent int    `json:"streams_sent"`
-	StreamsRecv int    `json:"streams_received"`
+	Peer        ids.PeerID `json:"peer"` // a relay peer
+	PacketsSent uint64     `json:"packets_sent"`
+	BytesSent   uint64     `json:"bytes_sent"`
+	PacketsRecv uint64     `json:"packets_received"`
+	StreamsSent int        `json:"streams_sent"`
+	StreamsRecv int        `json:"streams_received"`
 	// From the far bridge's receiver reports on what this one sends (worst stream):
 	RTTMs    float64 `json:"rtt_ms"`
 	LossPct  float64 `json:"loss_pct"`
@@ -119,7 +121,7 @@ type LinkFigures struct {
 // sends (loss and jitter measured on arrival), Down what it receives (from its receiver
 // reports).
 type PeerStat struct {
-	Peer string      `json:"peer"`
+	Peer ids.PeerID  `json:"peer"`
 	Up   LinkFigures `json:"up"`
 	Down LinkFigures `json:"down"`
 }

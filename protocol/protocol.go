@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/cau-project/cau/ids"
 )
 
 // Version is the envelope version this package speaks. A peer that receives another
@@ -52,20 +54,16 @@ type Envelope struct {
 	Data json.RawMessage `json:"data,omitempty"`
 }
 
-// Source says what a published track carries.
-type Source string
+// Source says what a published track carries (package ids defines it, with the stream
+// keys built from it).
+type Source = ids.Source
 
 // Track sources.
 const (
-	SourceMicrophone Source = "microphone"
-	SourceCamera     Source = "camera"
-	SourceScreen     Source = "screen" // the content channel: slides or a shared screen
+	SourceMicrophone = ids.SourceMicrophone
+	SourceCamera     = ids.SourceCamera
+	SourceScreen     = ids.SourceScreen // the content channel: slides or a shared screen
 )
-
-// Valid reports whether s is a known source.
-func (s Source) Valid() bool {
-	return s == SourceMicrophone || s == SourceCamera || s == SourceScreen
-}
 
 // Target names one of the two peer connections an endpoint keeps with its bridge.
 type Target string

@@ -3,51 +3,63 @@ package signaling
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/bridge/control"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	"github.com/cau-project/cau/sfu"
-	"github.com/pion/webrtc/v4"
 )
 
-// Bridge is a bridge signaling drives: the one in this process, or a `cau bridge` process
-// over the control socket. Peers and streams are named by strings (see package bridge).
+// Bridge is a bridge signaling drives: the one in this process (LocalBridge), or a
+// `cau bridge` process over the control socket (*control.Remote). It speaks ids and
+// protocol types only; no WebRTC type crosses it.
 type Bridge interface {
-	ID() string
+	ID() ids.BridgeID
 	// Site is the site whose subtree the bridge serves.
-	Site() string
-	CreatePeer(peer string) error
+	Site() ids.SiteID
+	CreatePeer(peer ids.PeerID) error
 	// Offer applies a remote offer to a peer's publisher side and returns the answer.
-	Offer(ctx context.Context, peer, sdp string, keys map[string]string) (string, error)
-	Answer(peer, sdp string) error
-	AddCandidate(peer string, t protocol.Target, c protocol.ICECandidate) error
-	Subscribe(peer, key, trackID, streamID string) error
-	Unsubscribe(peer, key string) error
-	ClosePeer(peer string) error
+	Offer(ctx context.Context, peer ids.PeerID, sdp string, keys map[string]ids.StreamKey) (string, error)
+	Answer(peer ids.PeerID, sdp string) error
+	AddCandidate(peer ids.PeerID, t protocol.Target, c protocol.ICECandidate) error
+	Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string) error
+	Unsubscribe(peer ids.PeerID, key ids.StreamKey) error
+	ClosePeer(peer ids.PeerID) error
 }
+
+var (
+	_ Bridge = (*LocalBridge)(nil)
+	_ Bridge = (*control.Remote)(nil)
+)
 
 // peerOwner receives the events of one peer on one bridge: a session (an endpoint's
 // peer) or a relay link (each of its two ends).
 type peerOwner interface {
-	peerOffer(b Bridge, peer, sdp string)
-	peerCandidate(b Bridge, peer string, t protocol.Target, c protocol.ICECandidate)
-	trackPublished(b Bridge, peer, key, kind string)
-	trackEnded(b Bridge, peer, key string)
-	peerFailed(b Bridge, peer, reason string)
+	peerOffer(b Bridge, peer ids.PeerID, sdp string)
+	peerCandidate(b Bridge, peer ids.PeerID, t protocol.Target, c protocol.ICECandidate)
+	trackPublished(b Bridge, peer ids.PeerID, key ids.StreamKey, kind string)
+	trackEnded(b Bridge, peer ids.PeerID, key ids.StreamKey)
+	peerFailed(b Bridge, peer ids.PeerID, reason string)
 }
 
-// router delivers bridge events to the owner of the peer they concern.
+// router delivers bridge events to the owner of the peer they concern. An owner is set
+// before its peer is created, so the peer's first event finds it; setting it (under
+// router.mu) also publishes the owner's state written before to the bridges' goroutines.
 type router struct {
-	mu     sync.Mutex // guards owners
+	mu     sync.Mutex // guards owners; taken last (see meeting for the lock order)
 	owners map[ownerKey]peerOwner
 }
 
-type ownerKey struct{ bridge, peer string }
+type ownerKey struct {
+	bridge ids.BridgeID
+	peer   ids.PeerID
+}
 
-func (r *router) set(b Bridge, peer string, o peerOwner) {
+func (r *router) set(b Bridge, peer ids.PeerID, o peerOwner) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if o == nil {
@@ -57,7 +69,7 @@ func (r *router) set(b Bridge, peer string, o peerOwner) {
 	r.owners[ownerKey{b.ID(), peer}] = o
 }
 
-func (r *router) owner(b Bridge, peer string) peerOwner {
+func (r *router) owner(b Bridge, peer ids.PeerID) peerOwner {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.owners[ownerKey{b.ID(), peer}]
@@ -66,27 +78,27 @@ func (r *router) owner(b Bridge, peer string) peerOwner {
 // events builds the callbacks a bridge uses to report to the router.
 func (r *router) events(b Bridge) bridge.Events {
 	return bridge.Events{
-		Offer: func(peer, sdp string) {
+		Offer: func(peer ids.PeerID, sdp string) {
 			if o := r.owner(b, peer); o != nil {
 				o.peerOffer(b, peer, sdp)
 			}
 		},
-		Candidate: func(peer string, t sfu.Target, c webrtc.ICECandidateInit) {
+		Candidate: func(peer ids.PeerID, t protocol.Target, c protocol.ICECandidate) {
 			if o := r.owner(b, peer); o != nil {
-				o.peerCandidate(b, peer, protocol.Target(t.String()), fromPion(c))
+				o.peerCandidate(b, peer, t, c)
 			}
 		},
-		Track: func(peer, key, kind string) {
+		Track: func(peer ids.PeerID, key ids.StreamKey, kind string) {
 			if o := r.owner(b, peer); o != nil {
 				o.trackPublished(b, peer, key, kind)
 			}
 		},
-		TrackEnded: func(peer, key string) {
+		TrackEnded: func(peer ids.PeerID, key ids.StreamKey) {
 			if o := r.owner(b, peer); o != nil {
 				o.trackEnded(b, peer, key)
 			}
 		},
-		Failed: func(peer, reason string) {
+		Failed: func(peer ids.PeerID, reason string) {
 			if o := r.owner(b, peer); o != nil {
 				o.peerFailed(b, peer, reason)
 			}
@@ -96,52 +108,48 @@ func (r *router) events(b Bridge) bridge.Events {
 
 // LocalBridge is the bridge in signaling's own process (`cau serve`).
 type LocalBridge struct {
-	id, site string
-	agent    *bridge.Agent
+	id    ids.BridgeID
+	site  ids.SiteID
+	agent *bridge.Agent
 }
 
 // ID implements Bridge.
-func (l *LocalBridge) ID() string { return l.id }
+func (l *LocalBridge) ID() ids.BridgeID { return l.id }
 
 // Site implements Bridge.
-func (l *LocalBridge) Site() string { return l.site }
+func (l *LocalBridge) Site() ids.SiteID { return l.site }
 
 // Agent is the agent driving the local sfu (tests read its counters).
 func (l *LocalBridge) Agent() *bridge.Agent { return l.agent }
 
 // CreatePeer implements Bridge.
-func (l *LocalBridge) CreatePeer(peer string) error { return l.agent.CreatePeer(peer) }
+func (l *LocalBridge) CreatePeer(peer ids.PeerID) error { return l.agent.CreatePeer(peer) }
 
 // Offer implements Bridge.
-func (l *LocalBridge) Offer(_ context.Context, peer, sdp string, keys map[string]string) (string, error) {
+func (l *LocalBridge) Offer(_ context.Context, peer ids.PeerID, sdp string, keys map[string]ids.StreamKey) (string, error) {
 	return l.agent.Offer(peer, sdp, keys)
 }
 
 // Answer implements Bridge.
-func (l *LocalBridge) Answer(peer, sdp string) error { return l.agent.Answer(peer, sdp) }
+func (l *LocalBridge) Answer(peer ids.PeerID, sdp string) error { return l.agent.Answer(peer, sdp) }
 
 // AddCandidate implements Bridge.
-func (l *LocalBridge) AddCandidate(peer string, t protocol.Target, c protocol.ICECandidate) error {
-	return l.agent.AddCandidate(peer, sfuTarget(t), toPion(c))
+func (l *LocalBridge) AddCandidate(peer ids.PeerID, t protocol.Target, c protocol.ICECandidate) error {
+	return l.agent.AddCandidate(peer, t, c)
 }
 
 // Subscribe implements Bridge.
-func (l *LocalBridge) Subscribe(peer, key, trackID, streamID string) error {
+func (l *LocalBridge) Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string) error {
 	return l.agent.Subscribe(peer, key, trackID, streamID)
 }
 
 // Unsubscribe implements Bridge.
-func (l *LocalBridge) Unsubscribe(peer, key string) error { return l.agent.Unsubscribe(peer, key) }
+func (l *LocalBridge) Unsubscribe(peer ids.PeerID, key ids.StreamKey) error {
+	return l.agent.Unsubscribe(peer, key)
+}
 
 // ClosePeer implements Bridge.
-func (l *LocalBridge) ClosePeer(peer string) error { return l.agent.ClosePeer(peer) }
-
-func sfuTarget(t protocol.Target) sfu.Target {
-	if t == protocol.TargetSubscriber {
-		return sfu.Subscriber
-	}
-	return sfu.Publisher
-}
+func (l *LocalBridge) ClosePeer(peer ids.PeerID) error { return l.agent.ClosePeer(peer) }
 
 // Ancestry returns a site's ancestors, nearest first (the parent, its parent, … the
 // root). Signaling uses it to place endpoints and to join bridges into a tree; package
@@ -155,8 +163,8 @@ type Ancestry func(site string) []string
 type focus struct {
 	ancestry Ancestry
 
-	mu      sync.Mutex // guards bridges
-	bridges map[string]*bridgeEntry
+	mu      sync.Mutex // guards bridges; taken after meeting.mu, never before
+	bridges map[ids.BridgeID]*bridgeEntry
 	root    Bridge // the bridge of last resort (the local one, if any)
 }
 
@@ -175,7 +183,40 @@ func (f *focus) add(b Bridge) {
 	f.bridges[b.ID()] = &bridgeEntry{b: b, up: true, lastSeen: time.Now()}
 }
 
-func (f *focus) markDown(id string) bool {
+// errBridgeTaken refuses a bridge that registers under the id of a live one.
+var errBridgeTaken = errors.New("a bridge with this id is registered")
+
+// addNew adds b unless a live bridge has its id.
+func (f *focus) addNew(b Bridge) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.bridges[b.ID()]; e != nil && e.up {
+		return fmt.Errorf("bridge %s: %w", b.ID(), errBridgeTaken)
+	}
+	f.bridges[b.ID()] = &bridgeEntry{b: b, up: true, lastSeen: time.Now()}
+	return nil
+}
+
+// byID returns the live bridge with id, nil if none.
+func (f *focus) byID(id ids.BridgeID) Bridge {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.bridges[id]; e != nil && e.up {
+		return e.b
+	}
+	return nil
+}
+
+// heartbeat records a bridge's load report.
+func (f *focus) heartbeat(id ids.BridgeID, hb protocol.BridgeHeartbeat) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.bridges[id]; e != nil {
+		e.load, e.lastSeen = hb, time.Now()
+	}
+}
+
+func (f *focus) markDown(id ids.BridgeID) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.bridges[id]
@@ -189,7 +230,7 @@ func (f *focus) markDown(id string) bool {
 
 // bridgeAt returns a live bridge serving exactly site, preferring the least loaded.
 // Caller holds f.mu.
-func (f *focus) bridgeAt(site string) Bridge {
+func (f *focus) bridgeAt(site ids.SiteID) Bridge {
 	var best *bridgeEntry
 	for _, e := range f.bridges {
 		if e.up && e.b.Site() == site && (best == nil || e.load.Peers < best.load.Peers ||
@@ -205,8 +246,8 @@ func (f *focus) bridgeAt(site string) Bridge {
 
 // place returns the bridge for an endpoint at site: its own site's, else the nearest
 // ancestor's, else the root bridge.
-func (f *focus) place(site string) (Bridge, error) {
-	chain := append([]string{site}, f.ancestors(site)...)
+func (f *focus) place(site ids.SiteID) (Bridge, error) {
+	chain := append([]ids.SiteID{site}, f.ancestors(site)...)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, s := range chain {
@@ -244,11 +285,34 @@ func (f *focus) parent(b Bridge) Bridge {
 	return nil
 }
 
-func (f *focus) ancestors(site string) []string {
+func (f *focus) ancestors(site ids.SiteID) []ids.SiteID {
 	if f.ancestry == nil {
 		return nil
 	}
-	return f.ancestry(site)
+	var out []ids.SiteID
+	for _, a := range f.ancestry(string(site)) {
+		out = append(out, ids.SiteID(a))
+	}
+	return out
+}
+
+// tree returns the parent of every bridge on the way up from the bridges given: the
+// bridge tree relay planning needs, read in one go.
+func (f *focus) tree(from []Bridge) map[ids.BridgeID]ids.BridgeID {
+	out := map[ids.BridgeID]ids.BridgeID{}
+	seen := map[ids.BridgeID]bool{}
+	for _, b := range from {
+		for x := b; x != nil && !seen[x.ID()]; {
+			seen[x.ID()] = true
+			p := f.parent(x)
+			if p == nil {
+				break
+			}
+			out[x.ID()] = p.ID()
+			x = p
+		}
+	}
+	return out
 }
 
 // sorted lists live bridges by id (deterministic choices). Caller holds f.mu.
@@ -269,7 +333,7 @@ func (s *Server) Bridges() map[string]string {
 	defer s.focus.mu.Unlock()
 	out := map[string]string{}
 	for id, e := range s.focus.bridges {
-		out[id] = e.b.Site()
+		out[string(id)] = string(e.b.Site())
 	}
 	return out
 }
@@ -281,12 +345,12 @@ func (s *Server) RelayStats() map[string][]protocol.RelayStat {
 	s.focus.mu.Lock()
 	for id, e := range s.focus.bridges {
 		if e.up && e.b != Bridge(s.local) {
-			out[id] = e.load.Relays
+			out[string(id)] = e.load.Relays
 		}
 	}
 	s.focus.mu.Unlock()
 	if s.local != nil {
-		out[s.local.ID()] = s.local.agent.RelayStats()
+		out[string(s.local.ID())] = s.local.agent.RelayStats()
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
@@ -91,7 +92,7 @@ func (c *cascade) addBridge(t testing.TB, id, site string) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: id, Site: site, Bridge: b, Logger: logger()})
+		_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: ids.BridgeID(id), Site: ids.SiteID(site), Bridge: b, Logger: logger()})
 	}()
 	c.cancels[id] = cancel
 	t.Cleanup(func() {
@@ -104,7 +105,7 @@ func (c *cascade) addBridge(t testing.TB, id, site string) {
 // relayStat finds the counters of the relay peer on bridge `on` that faces bridge `toward`.
 func (c *cascade) relayStat(on, toward string) (protocol.RelayStat, bool) {
 	for _, st := range c.sig.RelayStats()[on] {
-		if strings.HasSuffix(st.Peer, "~"+toward) {
+		if st.Peer.Relay.Bridge == ids.BridgeID(toward) {
 			return st, true
 		}
 	}

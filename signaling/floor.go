@@ -58,14 +58,14 @@ func (m *meeting) startFloor(ctx context.Context) {
 		m.floor = rooms.NewFloor(m.adHoc()).State()
 		return
 	}
-	st, err := m.srv.cfg.Store.Floor(ctx, m.id)
+	st, err := m.srv.cfg.Store.Floor(ctx, string(m.id))
 	if err != nil {
 		st = rooms.NewFloor(*m.sched).State()
 	}
 	m.floor = st
 	wctx, cancel := context.WithCancel(context.Background())
 	m.stopWatch = cancel
-	ch, err := m.srv.cfg.Store.Watch(wctx, m.id)
+	ch, err := m.srv.cfg.Store.Watch(wctx, string(m.id))
 	if err != nil {
 		m.srv.log.Error("watch meeting", "meeting", m.id, "err", err)
 		return
@@ -89,7 +89,7 @@ func (m *meeting) startFloor(ctx context.Context) {
 // adHoc describes an unscheduled meeting as rooms needs it: its sites are those of the
 // participants, its chair site that of the first chair to join. Caller holds m.mu.
 func (m *meeting) adHoc() rooms.Meeting {
-	am := rooms.Meeting{ID: m.id, Mode: rooms.ModeDiscussion, ChairSite: m.chairSite}
+	am := rooms.Meeting{ID: string(m.id), Mode: rooms.ModeDiscussion, ChairSite: m.chairSite}
 	for _, s := range m.participants {
 		am.Sites = append(am.Sites, s.claims.Site)
 	}
@@ -126,7 +126,7 @@ func (m *meeting) setFloorBy(st rooms.FloorState, actor *session) {
 // applyFloor runs a floor action for actor.
 func (m *meeting) applyFloor(ctx context.Context, actor *session, fn func(*rooms.Floor) error) (rooms.FloorState, error) {
 	if m.sched != nil {
-		st, err := m.srv.cfg.Store.UpdateFloor(ctx, m.id, fn)
+		st, err := m.srv.cfg.Store.UpdateFloor(ctx, string(m.id), fn)
 		if err != nil {
 			return st, err
 		}
@@ -213,7 +213,7 @@ func (s *session) handleFloorAction(env protocol.Envelope) error {
 	}
 	s.srv.audit(s, "floor."+a.Action, a.Site)
 	if a.Action == protocol.FloorEnd && s.meeting.sched != nil && s.srv.cfg.Tree != nil {
-		if _, err := rooms.NewScheduler(s.srv.cfg.Store, s.srv.cfg.Tree).End(ctx, s.meeting.id); err != nil {
+		if _, err := rooms.NewScheduler(s.srv.cfg.Store, s.srv.cfg.Tree).End(ctx, string(s.meeting.id)); err != nil {
 			s.log.Error("mark meeting ended", "err", err)
 		}
 	}
@@ -232,7 +232,7 @@ func (srv *Server) audit(s *session, action, detail string) {
 		return
 	}
 	e := rooms.AuditEntry{Time: time.Now().UTC(), Actor: s.self.Name, Role: rooms.Role(s.claims.Role), Action: action,
-		Target: s.meeting.id, Detail: detail}
+		Target: string(s.meeting.id), Detail: detail}
 	s.meeting.record(func(ctx context.Context) error { return srv.cfg.Store.AppendAudit(ctx, e) })
 }
 
@@ -245,7 +245,7 @@ func (m *meeting) attend(s *session, kind rooms.EventKind) {
 	if endpoint == "" {
 		endpoint = s.self.ID
 	}
-	e := rooms.AttendanceEvent{Time: time.Now().UTC(), MeetingID: m.id, Site: s.claims.Site, Endpoint: endpoint, Kind: kind}
+	e := rooms.AttendanceEvent{Time: time.Now().UTC(), MeetingID: string(m.id), Site: s.claims.Site, Endpoint: endpoint, Kind: kind}
 	m.record(func(ctx context.Context) error { return m.srv.cfg.Store.AppendAttendance(ctx, e) })
 }
 

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/sfu"
 	"github.com/gorilla/websocket"
-	"github.com/pion/webrtc/v4"
 )
 
 func newParticipantID() string {
@@ -50,18 +50,25 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	if name == "" {
 		name = claims.Site
 	}
-	s.claims = claims
-	s.self = protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role)}
+	// The session's identity, logger and meeting are written here, on the reader
+	// goroutine, before anything else can see the session: under s.mu (close may run on
+	// another goroutine meanwhile) and before the router hands the session to a bridge's
+	// goroutines (router.set publishes them).
+	self := protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role)}
 	if t := s.srv.cfg.Tree; t != nil {
 		if site, ok := t.Site(claims.Site); ok {
-			s.self.SiteName = site.Name
+			self.SiteName = site.Name
 		}
 	}
-	s.self.Streams = map[protocol.Source]string{
-		protocol.SourceCamera: s.self.ID + ".camera",
-		protocol.SourceScreen: s.self.ID + ".screen",
+	pid := ids.ParticipantID(self.ID)
+	self.Streams = map[protocol.Source]string{
+		protocol.SourceCamera: ids.StreamKey{Participant: pid, Source: protocol.SourceCamera}.String(),
+		protocol.SourceScreen: ids.StreamKey{Participant: pid, Source: protocol.SourceScreen}.String(),
 	}
-	s.log = s.log.With("meeting", claims.Meeting, "participant", s.self.ID, "site", claims.Site, "role", claims.Role)
+	s.mu.Lock()
+	s.claims, s.self = claims, self
+	s.log = s.log.With("meeting", claims.Meeting, "participant", self.ID, "site", claims.Site, "role", claims.Role)
+	s.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -81,26 +88,35 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 		s.reject(env.ID, protocol.CodeForbidden, fmt.Sprintf("meeting %q is not scheduled", claims.Meeting))
 		return &closeError{code: protocol.CloseMeetingEnded, reason: "meeting not scheduled"}
 	}
-	m, err := s.srv.meetingFor(claims.Meeting, schedPtr)
+	m, err := s.srv.meetingFor(ids.MeetingID(claims.Meeting), schedPtr)
 	if err != nil {
 		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
 	}
-	b, err := s.srv.focus.place(claims.Site)
+	defer s.srv.joinDone(m)
+	b, err := s.srv.focus.place(ids.SiteID(claims.Site))
 	if err != nil {
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
+	s.mu.Lock()
+	s.meeting = m
 	s.generation, s.joined = 1, time.Now()
-	s.bridge, s.peerID = b, s.self.ID+"~1"
+	s.bridge, s.peerID = b, ids.ForEndpoint(pid, 1)
+	s.mu.Unlock()
 	s.srv.router.set(b, s.peerID, s)
 	if err := b.CreatePeer(s.peerID); err != nil {
 		s.srv.router.set(b, s.peerID, nil)
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
-	s.meeting = m
-	m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
+	if !m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
 		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
 			Floor: floor})
-	})
+	}) {
+		s.srv.router.set(b, s.peerID, nil)
+		if err := b.ClosePeer(s.peerID); err != nil {
+			s.log.Debug("close peer", "err", err)
+		}
+		return nil // closing already: run's loop ends when the writer closes the socket
+	}
 	if mt := s.srv.cfg.Metrics; mt != nil {
 		mt.Joins.Inc()
 	}
@@ -114,26 +130,31 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 func (s *session) migrate() {
 	old := s.bridge
 	s.srv.router.set(old, s.peerID, nil)
-	b, err := s.srv.focus.place(s.claims.Site)
+	b, err := s.srv.focus.place(ids.SiteID(s.claims.Site))
 	if err != nil {
 		s.log.Error("no bridge to move to", "err", err)
 		go s.close(websocket.CloseGoingAway, "no bridge available")
 		return
 	}
 	s.generation++
-	s.bridge, s.peerID = b, fmt.Sprintf("%s~%d", s.self.ID, s.generation)
-	s.srv.router.set(b, s.peerID, s)
-	if err := b.CreatePeer(s.peerID); err != nil {
-		s.log.Error("move to bridge", "bridge", b.ID(), "err", err)
-		go s.close(websocket.CloseGoingAway, "no bridge available")
-		return
-	}
-	s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
-	s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + old.ID() + " failed"})
+	s.bridge, s.peerID = b, ids.ForEndpoint(ids.ParticipantID(s.self.ID), s.generation)
+	peer := s.peerID
+	s.srv.router.set(b, peer, s)
+	// The new peer is created on the meeting's op queue, before any subscription
+	// reconcile queues for it, and without the meeting's lock.
+	s.meeting.ops.push(func() {
+		if err := b.CreatePeer(peer); err != nil {
+			s.log.Error("move to bridge", "bridge", b.ID(), "err", err)
+			go s.close(websocket.CloseGoingAway, "no bridge available")
+			return
+		}
+		s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
+		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed"})
+	})
 }
 
 // where returns the endpoint's bridge and peer (they change on migration).
-func (s *session) where() (Bridge, string) {
+func (s *session) where() (Bridge, ids.PeerID) {
 	s.meeting.mu.Lock()
 	defer s.meeting.mu.Unlock()
 	return s.bridge, s.peerID
@@ -144,7 +165,7 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 	if err := protocol.DecodeData(env, &o); err != nil {
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
-	keys := map[string]string{}
+	keys := map[string]ids.StreamKey{}
 	s.mu.Lock()
 	for _, t := range o.Tracks {
 		s.trackSources[t.ID] = t.Source
@@ -158,7 +179,7 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 				src = protocol.SourceMicrophone
 			}
 		}
-		keys[t.id] = s.self.ID + "." + string(src)
+		keys[t.id] = ids.StreamKey{Participant: ids.ParticipantID(s.self.ID), Source: src}
 	}
 	s.mu.Unlock()
 	b, peer := s.where()
@@ -166,7 +187,7 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 	defer cancel()
 	answer, err := b.Offer(ctx, peer, o.SDP, keys)
 	if err != nil {
-		if errors.Is(err, sfu.ErrBadSDP) || errors.Is(err, errRemoteBadSDP) {
+		if errors.Is(err, bridge.ErrBadSDP) {
 			return clientErr(protocol.CodeBadSDP, "%v", err)
 		}
 		return fmt.Errorf("publisher offer: %w", err)
@@ -238,10 +259,10 @@ func (s *session) participant() protocol.Participant {
 	return p
 }
 
-// sourceOfKey says what a stream carries, from its key (participant.source).
-func (s *session) sourceOfKey(key, kind string) protocol.Source {
-	if src := protocol.Source(strings.TrimPrefix(key, s.self.ID+".")); src.Valid() {
-		return src
+// sourceOf says what a stream carries: its key's source, else what its kind suggests.
+func sourceOf(key ids.StreamKey, kind string) protocol.Source {
+	if key.Source.Valid() {
+		return key.Source
 	}
 	if kind == "audio" {
 		return protocol.SourceMicrophone
@@ -251,30 +272,32 @@ func (s *session) sourceOfKey(key, kind string) protocol.Source {
 
 // The session owns its endpoint's peer on the bridge (peerOwner).
 
-func (s *session) current(b Bridge, peer string) bool {
+func (s *session) current(b Bridge, peer ids.PeerID) bool {
 	cb, cp := s.where()
 	return cb == b && cp == peer
 }
 
-func (s *session) peerOffer(b Bridge, peer, sdp string) {
+func (s *session) peerOffer(b Bridge, peer ids.PeerID, sdp string) {
 	if s.current(b, peer) {
 		s.reply(protocol.KindOffer, "", protocol.Offer{SDP: sdp})
 	}
 }
 
-func (s *session) peerCandidate(b Bridge, peer string, t protocol.Target, c protocol.ICECandidate) {
+func (s *session) peerCandidate(b Bridge, peer ids.PeerID, t protocol.Target, c protocol.ICECandidate) {
 	if s.current(b, peer) {
 		s.reply(protocol.KindCandidate, "", protocol.Candidate{Target: t, Candidate: c})
 	}
 }
 
-func (s *session) trackPublished(b Bridge, _ string, key, kind string) {
+func (s *session) trackPublished(b Bridge, _ ids.PeerID, key ids.StreamKey, kind string) {
 	s.meeting.published(s, b, key, kind)
 }
 
-func (s *session) trackEnded(b Bridge, _ string, key string) { s.meeting.unpublished(s, b, key) }
+func (s *session) trackEnded(b Bridge, _ ids.PeerID, key ids.StreamKey) {
+	s.meeting.unpublished(s, b, key)
+}
 
-func (s *session) peerFailed(b Bridge, peer, reason string) {
+func (s *session) peerFailed(b Bridge, peer ids.PeerID, reason string) {
 	if !s.current(b, peer) {
 		return
 	}
@@ -301,14 +324,4 @@ func sdpTracks(sdp string) []sdpTrack {
 		}
 	}
 	return out
-}
-
-func fromPion(c webrtc.ICECandidateInit) protocol.ICECandidate {
-	return protocol.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
-		UsernameFragment: c.UsernameFragment}
-}
-
-func toPion(c protocol.ICECandidate) webrtc.ICECandidateInit {
-	return webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex,
-		UsernameFragment: c.UsernameFragment}
 }

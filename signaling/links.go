@@ -49,9 +49,9 @@ func (s *Server) Links() []EndpointLink {
 	for _, m := range ms {
 		m.mu.Lock()
 		for _, p := range m.participants {
-			l := EndpointLink{Meeting: m.id, Participant: p.participant(), Joined: p.joined}
+			l := EndpointLink{Meeting: string(m.id), Participant: p.participant(), Joined: p.joined}
 			if p.bridge != nil {
-				l.Bridge = p.bridge.ID()
+				l.Bridge = string(p.bridge.ID())
 				if ps, ok := stats[ownerKey{p.bridge.ID(), p.peerID}]; ok {
 					l.Up, l.Down, l.Measured = ps.Up, ps.Down, true
 				}

@@ -2,13 +2,15 @@ package signaling
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/cau-project/cau/auth"
-	"github.com/cau-project/cau/rooms"
-	"sync"
-
+	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/relayplan"
+	"github.com/cau-project/cau/rooms"
 )
 
 // streamInfo is a stream live in a meeting: who publishes it, from which bridge.
@@ -19,23 +21,16 @@ type streamInfo struct {
 	kind   string
 }
 
-// edge is a relay link between a bridge and its parent bridge, by ids.
-type edge struct{ child, parent string }
-
-// fwdKey is one forwarding: bridge sends stream key to peer.
-type fwdKey struct{ bridge, peer, key string }
-
-type fwdVal struct {
-	b                 Bridge
-	trackID, streamID string
-}
-
 // meeting is the live state of one meeting on this signaling server: who is connected
 // on which bridge, what they publish, the relay links between bridges, and what each
-// bridge forwards to whom. reconcile turns the first two into the last two.
+// bridge forwards to whom. reconcile turns the first two into the last two (a plan from
+// package relayplan) and queues the bridge commands on ops.
 type meeting struct {
 	srv *Server
-	id  string
+	id  ids.MeetingID
+	// joining counts the joins between meetingFor and add, which keep the meeting from
+	// being dropped while it is empty. Guarded by Server.mu.
+	joining int
 
 	// sched is the meeting as scheduled in the store; nil for an ad hoc meeting. Set at
 	// creation, read-only after.
@@ -45,22 +40,32 @@ type meeting struct {
 	writes     chan func(context.Context) error // roll call and audit writes, in order
 	writeMu    sync.Mutex                       // guards stopped and sends on writes
 	stopped    bool
+	// ops carries the bridge commands reconcile decides, in order, to the goroutine that
+	// applies them without m.mu.
+	ops *opQueue
 
-	mu           sync.Mutex // guards everything below; reconcile runs under it
+	// mu guards everything below; reconcile runs under it. Lock order: Server.mu, then
+	// mu, then session.mu, writeMu, ops.mu, focus.mu, router.mu (see the package doc).
+	mu           sync.Mutex
 	participants map[string]*session
-	streams      map[string]*streamInfo // by stream key
-	relays       map[edge]*relayLink
-	fwd          map[fwdKey]fwdVal
+	streams      map[ids.StreamKey]*streamInfo
+	relays       map[relayplan.Link]*relayLink
+	fwd          map[relayplan.Forward]relayplan.Track // what the bridges were told to forward
 	floor        rooms.FloorState
 	chairSite    string                          // ad hoc meetings: the site of the first chair to join
 	remote       map[string]protocol.Participant // participants on other signaling nodes
+	// early holds presence events that arrive while the meeting reads the other nodes'
+	// list; nil once the list is in remote.
+	early []presence.Event
 }
 
-func newMeeting(srv *Server, id string, sched *rooms.Meeting) *meeting {
-	m := &meeting{srv: srv, id: id, sched: sched, participants: map[string]*session{}, streams: map[string]*streamInfo{},
-		relays: map[edge]*relayLink{}, fwd: map[fwdKey]fwdVal{}, writes: make(chan func(context.Context) error, 1024),
-		remote: map[string]protocol.Participant{}}
+func newMeeting(srv *Server, id ids.MeetingID, sched *rooms.Meeting) *meeting {
+	m := &meeting{srv: srv, id: id, sched: sched, participants: map[string]*session{},
+		streams: map[ids.StreamKey]*streamInfo{}, relays: map[relayplan.Link]*relayLink{},
+		fwd: map[relayplan.Forward]relayplan.Track{}, writes: make(chan func(context.Context) error, 1024),
+		remote: map[string]protocol.Participant{}, ops: newOpQueue()}
 	go m.writeLoop()
+	go m.ops.run()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	m.startFloor(ctx)
@@ -69,7 +74,9 @@ func newMeeting(srv *Server, id string, sched *rooms.Meeting) *meeting {
 }
 
 // followPresence learns the participants on other signaling nodes and follows their
-// changes, relaying them to this node's sessions.
+// changes, relaying them to this node's sessions. Changes run on the presence goroutine
+// under m.mu; those that come while the list is read wait in m.early and are applied
+// after it, so a change is never overwritten by the older list.
 func (m *meeting) followPresence() {
 	pr := m.srv.cfg.Presence
 	if pr == nil {
@@ -77,9 +84,36 @@ func (m *meeting) followPresence() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopFollow = cancel
-	others, err := pr.Follow(ctx, m.id, func(ev PresenceEvent) {
+	m.mu.Lock()
+	m.early = []presence.Event{}
+	m.mu.Unlock()
+	others, err := pr.Follow(ctx, m.id, func(ev presence.Event) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		if m.early != nil {
+			m.early = append(m.early, ev)
+			return
+		}
+		m.presenceChanged(ev)
+	})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.srv.log.Error("presence", "meeting", m.id, "err", err)
+	}
+	for _, p := range others {
+		m.remote[p.ID] = p
+	}
+	for _, ev := range m.early {
+		m.presenceChanged(ev)
+	}
+	m.early = nil
+}
+
+// presenceChanged applies another node's change and tells this node's sessions. Caller
+// holds m.mu.
+func (m *meeting) presenceChanged(ev presence.Event) {
+	{
 		id := ev.Participant.ID
 		_, known := m.remote[id]
 		switch {
@@ -101,13 +135,6 @@ func (m *meeting) followPresence() {
 				o.reply(kind, "", ev.Participant)
 			}
 		}
-	})
-	if err != nil {
-		m.srv.log.Error("presence", "meeting", m.id, "err", err)
-		return
-	}
-	for _, p := range others {
-		m.remote[p.ID] = p
 	}
 }
 
@@ -121,7 +148,7 @@ func (m *meeting) announce(s *session, left bool) {
 	p := s.participant()
 	m.record(func(ctx context.Context) error {
 		if left {
-			return pr.Withdraw(ctx, m.id, p.ID)
+			return pr.Withdraw(ctx, m.id, ids.ParticipantID(p.ID))
 		}
 		return pr.Announce(ctx, m.id, p)
 	})
@@ -139,14 +166,20 @@ func (m *meeting) stop() {
 	m.stopped = true
 	close(m.writes)
 	m.writeMu.Unlock()
+	m.ops.close() // what is queued still runs: the last relay links close
 }
 
 // add enters s into the meeting and announces it to the others. joined is called under
 // the meeting's lock with the others and the floor as s should first see them, so the
-// joined reply it sends goes out before any event about the meeting.
-func (m *meeting) add(s *session, joined func(others []protocol.Participant, floor *protocol.FloorState)) {
+// joined reply it sends goes out before any event about the meeting. It returns false,
+// and does nothing, when s started closing while it joined (its peer failed, or its
+// socket ended): close has already tried to remove it, so it must not enter.
+func (m *meeting) add(s *session, joined func(others []protocol.Participant, floor *protocol.FloorState)) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
 	others := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
 	for _, o := range m.participants {
 		others = append(others, o.participant())
@@ -181,6 +214,7 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	}
 	m.attend(s, rooms.EventConnected)
 	m.reconcile()
+	return true
 }
 
 // remove takes s out and tells the others at once, so its tile disappears without waiting
@@ -213,12 +247,12 @@ func (m *meeting) remove(s *session) {
 
 // forgetPeer drops the forwarding records of a peer that is gone, without commands.
 // Caller holds m.mu.
-func (m *meeting) forgetPeer(b Bridge, peer string) {
+func (m *meeting) forgetPeer(b Bridge, peer ids.PeerID) {
 	if b == nil {
 		return
 	}
 	for k := range m.fwd {
-		if k.bridge == b.ID() && k.peer == peer {
+		if k.Bridge == b.ID() && k.Peer == peer {
 			delete(m.fwd, k)
 		}
 	}
@@ -231,17 +265,21 @@ func (m *meeting) empty() bool {
 }
 
 // published records a new stream of s and forwards it to everyone else.
-func (m *meeting) published(s *session, origin Bridge, key, kind string) {
+func (m *meeting) published(s *session, origin Bridge, key ids.StreamKey, kind string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.participants[s.self.ID] != s || origin != s.bridge {
 		return // it left, or moved, while the track was arriving
 	}
-	m.streams[key] = &streamInfo{owner: s, origin: origin, source: s.sourceOfKey(key, kind), kind: kind}
+	if key.Participant != ids.ParticipantID(s.self.ID) {
+		m.srv.log.Warn("stream of another participant ignored", "meeting", m.id, "participant", s.self.ID, "key", key.String())
+		return
+	}
+	m.streams[key] = &streamInfo{owner: s, origin: origin, source: sourceOf(key, kind), kind: kind}
 	m.reconcile()
 }
 
-func (m *meeting) unpublished(s *session, origin Bridge, key string) {
+func (m *meeting) unpublished(s *session, origin Bridge, key ids.StreamKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if st := m.streams[key]; st != nil && st.owner == s && st.origin == origin {
@@ -282,7 +320,7 @@ func (m *meeting) snapshot(except string) []protocol.Participant {
 // bridgeDown moves this meeting off a bridge that died: its endpoints are placed again
 // and asked to reconnect; its streams and relay links are dropped; forwarding is
 // recomputed over the bridges that remain.
-func (m *meeting) bridgeDown(id string) {
+func (m *meeting) bridgeDown(id ids.BridgeID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for key, st := range m.streams {
@@ -291,12 +329,12 @@ func (m *meeting) bridgeDown(id string) {
 		}
 	}
 	for k := range m.fwd {
-		if k.bridge == id {
+		if k.Bridge == id {
 			delete(m.fwd, k)
 		}
 	}
 	for e, l := range m.relays {
-		if e.child == id || e.parent == id {
+		if e.Child == id || e.Parent == id {
 			l.close(id)
 			delete(m.relays, e)
 		}
@@ -315,7 +353,7 @@ func (m *meeting) bridgeDown(id string) {
 func (m *meeting) relayFailed(l *relayLink) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := edge{l.child.ID(), l.parent.ID()}
+	e := relayplan.Link{Child: l.child.ID(), Parent: l.parent.ID()}
 	if m.relays[e] != l {
 		return
 	}

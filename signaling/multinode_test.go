@@ -10,6 +10,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 	redisstore "github.com/cau-project/cau/rooms/store/redis"
@@ -39,7 +40,7 @@ func startNode(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.Keys)
 	t.Cleanup(func() { _ = store.Close() })
 	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
-	pres, err := signaling.NewRedisPresence(ctx, rdb, "cau:", logger())
+	pres, err := presence.NewRedis(ctx, rdb, "cau:", logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,151 +2,147 @@ package signaling
 
 import (
 	"context"
-	"github.com/cau-project/cau/bridge"
+	"sync"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/relayplan"
 )
 
-// reconcile computes what every bridge of the meeting should forward and applies the
-// difference: relay links first, then subscriptions, then links no longer needed.
-// Caller holds m.mu.
-//
-// The relay tree is the smallest part of the bridge tree that joins the bridges with
-// participants: the link above bridge c is needed iff some, but not all, of those bridges
-// lie in c's subtree. A stream from origin O to a subscriber on bridge T follows the
-// unique tree path O → … → T, so it crosses each link at most once, and only links with
-// a subscriber beyond them.
+// reconcile plans what every bridge of the meeting should forward (package relayplan),
+// records the plan, and queues the commands that get there on m.ops: relay links first,
+// then subscriptions, then links no longer needed. Caller holds m.mu; no bridge is called
+// under it.
 func (m *meeting) reconcile() {
-	f := &m.srv.focus
-	paths := map[string][]Bridge{} // bridge id → path to the top bridge, itself first
-	pathOf := func(b Bridge) []Bridge {
-		if p, ok := paths[b.ID()]; ok {
-			return p
-		}
-		var p []Bridge
-		seen := map[string]bool{}
-		for x := b; x != nil && !seen[x.ID()]; x = f.parent(x) {
-			seen[x.ID()] = true // parents are strict ancestors; this guards bad data only
-			p = append(p, x)
-		}
-		paths[b.ID()] = p
-		return p
-	}
-
-	// Bridges with participants, and how many of them lie below each link.
-	occupied := map[string]Bridge{}
+	in := relayplan.Input{Meeting: m.id}
+	bridges := map[ids.BridgeID]Bridge{}
+	var occupied []Bridge
 	for _, s := range m.participants {
-		if s.bridge != nil {
-			occupied[s.bridge.ID()] = s.bridge
+		if s.bridge == nil {
+			continue
+		}
+		in.Subscribers = append(in.Subscribers, relayplan.Subscriber{Participant: ids.ParticipantID(s.self.ID),
+			Bridge: s.bridge.ID(), Peer: s.peerID})
+		if bridges[s.bridge.ID()] == nil {
+			bridges[s.bridge.ID()] = s.bridge
+			occupied = append(occupied, s.bridge)
 		}
 	}
-	below := map[edge]int{}
-	links := map[edge][2]Bridge{}
-	for _, b := range occupied {
-		p := pathOf(b)
-		for i := 0; i+1 < len(p); i++ {
-			e := edge{p[i].ID(), p[i+1].ID()}
-			below[e]++
-			links[e] = [2]Bridge{p[i], p[i+1]}
-		}
-	}
-	wantLinks := map[edge][2]Bridge{}
-	for e, n := range below {
-		if n < len(occupied) {
-			wantLinks[e] = links[e]
-		}
-	}
-
-	// Forwarding wanted: each participant receives every other participant's streams.
-	want := map[fwdKey]fwdVal{}
 	for key, st := range m.streams {
 		if !m.allowed(st) {
 			continue // the floor does not let this site send this now
 		}
-		for _, sub := range m.participants {
-			if sub == st.owner || sub.bridge == nil {
-				continue
-			}
-			stream := st.owner.self.Streams[protocol.SourceCamera]
-			if st.source == protocol.SourceScreen {
-				stream = st.owner.self.Streams[protocol.SourceScreen]
-			}
-			want[fwdKey{sub.bridge.ID(), sub.peerID, key}] = fwdVal{b: sub.bridge, trackID: key, streamID: stream}
-			for _, hop := range route(pathOf(st.origin), pathOf(sub.bridge)) {
-				l, ok := wantLinks[edge{hop.child, hop.parent}]
-				if !ok {
-					continue // cannot happen: every link between two occupied bridges is wanted
+		stream := st.owner.self.Streams[protocol.SourceCamera]
+		if st.source == protocol.SourceScreen {
+			stream = st.owner.self.Streams[protocol.SourceScreen]
+		}
+		in.Streams = append(in.Streams, relayplan.Stream{Key: key, Origin: st.origin.ID(), StreamID: stream})
+	}
+	in.Parent = m.srv.focus.tree(occupied)
+	for _, p := range in.Parent {
+		if bridges[p] == nil {
+			bridges[p] = m.srv.focus.byID(p)
+		}
+	}
+	plan := relayplan.Compute(in)
+
+	haveLinks := make(map[relayplan.Link]bool, len(m.relays))
+	for l := range m.relays {
+		haveLinks[l] = true
+	}
+	ch := relayplan.Diff(haveLinks, m.fwd, plan)
+	for _, l := range ch.OpenLinks {
+		child, parent := bridges[l.Child], bridges[l.Parent]
+		if child == nil || parent == nil {
+			continue // went down since the tree was read; bridgeDown reconciles again
+		}
+		m.relays[l] = m.openRelay(child, parent)
+	}
+	for _, f := range ch.Unsubscribe {
+		delete(m.fwd, f)
+		if b := bridges[f.Bridge]; b != nil {
+			m.ops.push(func() {
+				if err := b.Unsubscribe(f.Peer, f.Key); err != nil {
+					m.srv.log.Debug("unsubscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
 				}
-				from, to := l[0], l[1] // child, parent
-				if !hop.up {
-					from, to = to, from
-				}
-				want[fwdKey{from.ID(), relayPeerID(m.id, to), key}] = fwdVal{b: from, trackID: key, streamID: key}
+			})
+		}
+	}
+	for f, t := range ch.Subscribe {
+		b := bridges[f.Bridge]
+		if b == nil {
+			continue
+		}
+		m.fwd[f] = t
+		m.ops.push(func() {
+			if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID); err != nil {
+				m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
 			}
-		}
+		})
 	}
-
-	for e, bs := range wantLinks {
-		if m.relays[e] == nil {
-			m.relays[e] = m.openRelay(bs[0], bs[1])
-		}
-	}
-	for k, v := range m.fwd {
-		if _, ok := want[k]; !ok {
-			delete(m.fwd, k)
-			if err := v.b.Unsubscribe(k.peer, k.key); err != nil {
-				m.srv.log.Debug("unsubscribe", "bridge", k.bridge, "peer", k.peer, "key", k.key, "err", err)
-			}
-		}
-	}
-	for k, v := range want {
-		if _, ok := m.fwd[k]; !ok {
-			m.fwd[k] = v
-			if err := v.b.Subscribe(k.peer, k.key, v.trackID, v.streamID); err != nil {
-				m.srv.log.Warn("subscribe", "bridge", k.bridge, "peer", k.peer, "key", k.key, "err", err)
-			}
-		}
-	}
-	for e, l := range m.relays {
-		if _, ok := wantLinks[e]; !ok {
-			delete(m.relays, e)
-			l.close("")
+	for _, l := range ch.CloseLinks {
+		if r := m.relays[l]; r != nil {
+			delete(m.relays, l)
+			r.close("")
 		}
 	}
 }
 
-// hop is one relay link crossed by a stream, upwards (child → parent) or downwards.
-type hop struct {
-	child, parent string
-	up            bool
+// opQueue runs a meeting's bridge commands in the order they were queued, on one
+// goroutine (run), so the meeting's lock is never held while a bridge builds or closes
+// a peer connection. The queue is unbounded: pushing never blocks the meeting.
+type opQueue struct {
+	mu     sync.Mutex // guards ops and closed; taken after meeting.mu
+	ops    []func()
+	closed bool
+	wake   chan struct{} // one pending wake-up for run
 }
 
-// route lists the links from the bridge whose path to the top is from to the one whose
-// path is to: up to their lowest common bridge, then down.
-func route(from, to []Bridge) []hop {
-	onTo := map[string]int{}
-	for i, b := range to {
-		onTo[b.ID()] = i
+func newOpQueue() *opQueue { return &opQueue{wake: make(chan struct{}, 1)} }
+
+// push queues op; after close it is dropped.
+func (q *opQueue) push(op func()) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
 	}
-	var hops []hop
-	for i, b := range from {
-		if j, ok := onTo[b.ID()]; ok {
-			for k := j; k > 0; k-- {
-				hops = append(hops, hop{child: to[k-1].ID(), parent: to[k].ID(), up: false})
-			}
-			return hops
-		}
-		if i+1 < len(from) {
-			hops = append(hops, hop{child: b.ID(), parent: from[i+1].ID(), up: true})
-		}
+	q.ops = append(q.ops, op)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
-	return nil // different trees: no route (cannot happen with one top bridge)
 }
 
-// relayPeerID names, on one bridge, the peer that faces bridge other for meeting.
-func relayPeerID(meeting string, other Bridge) string {
-	return bridge.RelayPrefix + meeting + "~" + other.ID()
+// close lets run finish what is queued and return.
+func (q *opQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *opQueue) run() {
+	for {
+		q.mu.Lock()
+		ops, closed := q.ops, q.closed
+		q.ops = nil
+		q.mu.Unlock()
+		for _, op := range ops {
+			op()
+		}
+		if closed && len(ops) == 0 {
+			return
+		}
+		if len(ops) == 0 {
+			<-q.wake
+		}
+	}
 }
 
 // relayLink is a WebRTC relay between a bridge and its parent for one meeting. Each
@@ -156,54 +152,64 @@ func relayPeerID(meeting string, other Bridge) string {
 type relayLink struct {
 	m                     *meeting
 	child, parent         Bridge
-	childPeer, parentPeer string
+	childPeer, parentPeer ids.PeerID
 }
 
+// openRelay records a link and queues the creation of its two peers. Caller holds m.mu.
 func (m *meeting) openRelay(child, parent Bridge) *relayLink {
 	l := &relayLink{m: m, child: child, parent: parent,
-		childPeer: relayPeerID(m.id, parent), parentPeer: relayPeerID(m.id, child)}
-	r := &m.srv.router
-	r.set(child, l.childPeer, l)
-	r.set(parent, l.parentPeer, l)
-	for _, end := range []struct {
-		b    Bridge
-		peer string
-	}{{child, l.childPeer}, {parent, l.parentPeer}} {
-		if err := end.b.CreatePeer(end.peer); err != nil {
-			m.srv.log.Warn("open relay", "bridge", end.b.ID(), "peer", end.peer, "err", err)
+		childPeer: ids.ForRelay(m.id, parent.ID()), parentPeer: ids.ForRelay(m.id, child.ID())}
+	m.ops.push(func() {
+		r := &m.srv.router
+		r.set(child, l.childPeer, l)
+		r.set(parent, l.parentPeer, l)
+		for _, end := range l.ends() {
+			if err := end.b.CreatePeer(end.peer); err != nil {
+				m.srv.log.Warn("open relay", "bridge", end.b.ID(), "peer", end.peer.String(), "err", err)
+			}
 		}
-	}
-	m.srv.log.Info("relay link opened", "meeting", m.id, "child", child.ID(), "parent", parent.ID())
+		m.srv.log.Info("relay link opened", "meeting", m.id, "child", child.ID(), "parent", parent.ID())
+	})
 	return l
 }
 
-// close closes both ends, except on the bridge named dead (it is gone).
-func (l *relayLink) close(dead string) {
-	r := &l.m.srv.router
-	r.set(l.child, l.childPeer, nil)
-	r.set(l.parent, l.parentPeer, nil)
-	for _, end := range []struct {
-		b    Bridge
-		peer string
-	}{{l.child, l.childPeer}, {l.parent, l.parentPeer}} {
-		if end.b.ID() == dead {
-			continue
-		}
-		if err := end.b.ClosePeer(end.peer); err != nil {
-			l.m.srv.log.Debug("close relay", "bridge", end.b.ID(), "err", err)
-		}
-	}
-	l.m.srv.log.Info("relay link closed", "meeting", l.m.id, "child", l.child.ID(), "parent", l.parent.ID())
+type relayEnd struct {
+	b    Bridge
+	peer ids.PeerID
 }
 
-func (l *relayLink) other(b Bridge) (Bridge, string) {
+func (l *relayLink) ends() []relayEnd {
+	return []relayEnd{{l.child, l.childPeer}, {l.parent, l.parentPeer}}
+}
+
+// close queues the closing of both ends, except on the bridge named dead (it is gone).
+// Caller holds l.m.mu.
+func (l *relayLink) close(dead ids.BridgeID) {
+	l.m.ops.push(func() {
+		r := &l.m.srv.router
+		for _, end := range l.ends() {
+			if r.owner(end.b, end.peer) == peerOwner(l) {
+				r.set(end.b, end.peer, nil)
+			}
+			if end.b.ID() == dead {
+				continue
+			}
+			if err := end.b.ClosePeer(end.peer); err != nil {
+				l.m.srv.log.Debug("close relay", "bridge", end.b.ID(), "err", err)
+			}
+		}
+		l.m.srv.log.Info("relay link closed", "meeting", l.m.id, "child", l.child.ID(), "parent", l.parent.ID())
+	})
+}
+
+func (l *relayLink) other(b Bridge) (Bridge, ids.PeerID) {
 	if b.ID() == l.child.ID() {
 		return l.parent, l.parentPeer
 	}
 	return l.child, l.childPeer
 }
 
-func (l *relayLink) peerOffer(b Bridge, peer, sdp string) {
+func (l *relayLink) peerOffer(b Bridge, peer ids.PeerID, sdp string) {
 	other, otherPeer := l.other(b)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -218,7 +224,7 @@ func (l *relayLink) peerOffer(b Bridge, peer, sdp string) {
 	}()
 }
 
-func (l *relayLink) peerCandidate(b Bridge, _ string, t protocol.Target, c protocol.ICECandidate) {
+func (l *relayLink) peerCandidate(b Bridge, _ ids.PeerID, t protocol.Target, c protocol.ICECandidate) {
 	other, otherPeer := l.other(b)
 	// b's subscriber connection is other's publisher connection, and vice versa.
 	flipped := protocol.TargetPublisher
@@ -230,10 +236,10 @@ func (l *relayLink) peerCandidate(b Bridge, _ string, t protocol.Target, c proto
 	}
 }
 
-func (l *relayLink) trackPublished(Bridge, string, string, string) {}
-func (l *relayLink) trackEnded(Bridge, string, string)             {}
+func (l *relayLink) trackPublished(Bridge, ids.PeerID, ids.StreamKey, string) {}
+func (l *relayLink) trackEnded(Bridge, ids.PeerID, ids.StreamKey)             {}
 
-func (l *relayLink) peerFailed(b Bridge, _ string, reason string) {
+func (l *relayLink) peerFailed(b Bridge, _ ids.PeerID, reason string) {
 	l.m.srv.log.Warn("relay link failed", "meeting", l.m.id, "bridge", b.ID(), "reason", reason)
 	go l.m.relayFailed(l)
 }

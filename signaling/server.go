@@ -1,9 +1,21 @@
 // Package signaling is Cầu's WebSocket signaling: it authenticates endpoints, keeps the
-// live membership of each meeting, and wires every published track to the other
-// endpoints through the bridge. The wire format is package protocol.
+// live membership of each meeting, places endpoints on bridges, and has every published
+// stream forwarded to the other endpoints (package relayplan decides how). The wire
+// format is package protocol; bridges are driven through the Bridge interface, in process
+// (package bridge) or over the control socket (package bridge/control).
+//
+// Locks, in the only order they may be taken (a goroutine holding one may take those
+// after it, never one before):
+//
+//	Server.mu → meeting.mu → session.mu, meeting.writeMu, opQueue.mu → focus.mu → router.mu
+//
+// No lock of this package is held across network or disk I/O or a bridge call: store and
+// presence writes go through the meeting's writer goroutine, bridge commands through its
+// op queue, and a meeting is created (Redis reads) outside Server.mu.
 package signaling
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -14,19 +26,21 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/bridge/control"
+	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/sfu"
 	"github.com/gorilla/websocket"
 )
 
 // Config configures a Server.
 type Config struct {
-	// Bridge is the bridge in this process; nil for signaling alone (`cau signal`), which
-	// then uses only registered bridge processes.
-	Bridge *sfu.Bridge
+	// Bridge is the media engine in this process (an *sfu.Bridge); nil for signaling alone
+	// (`cau signal`), which then uses only registered bridge processes.
+	Bridge bridge.Engine
 	// Site is the site the local bridge serves (normally the root of the tree).
-	Site string
+	Site ids.SiteID
 	// Ancestry places endpoints and bridges in the site tree; nil puts everyone on the
 	// local bridge (or any bridge).
 	Ancestry Ancestry
@@ -60,14 +74,29 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 
-	router router
-	focus  focus
-	local  *LocalBridge
+	router  router
+	focus   focus
+	local   *LocalBridge
+	control *control.Server
 
-	mu       sync.Mutex // guards meetings and closed
-	meetings map[string]*meeting
+	mu       sync.Mutex // guards meetings and closed; first in the lock order
+	meetings map[ids.MeetingID]*meeting
 	closed   bool
 }
+
+// Presence shares who is connected to each meeting with the other signaling nodes
+// (package presence keeps it in Redis). Nil means one node.
+type Presence interface {
+	// Announce says p joined (or changed) on this node.
+	Announce(ctx context.Context, meeting ids.MeetingID, p protocol.Participant) error
+	// Withdraw says participant id left this node.
+	Withdraw(ctx context.Context, meeting ids.MeetingID, id ids.ParticipantID) error
+	// Follow delivers the other nodes' joins, changes and leaves in the meeting until ctx
+	// ends, and returns who is on the other nodes now.
+	Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]protocol.Participant, error)
+}
+
+var _ Presence = (*presence.Redis)(nil)
 
 // ErrServerClosed is returned to joins that arrive while the server shuts down.
 var ErrServerClosed = errors.New("signaling: server closed")
@@ -86,12 +115,22 @@ func New(cfg Config) *Server {
 	if cfg.MessageBurst == 0 {
 		cfg.MessageBurst = 100
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[string]*meeting{}}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[ids.MeetingID]*meeting{}}
 	s.router.owners = map[ownerKey]peerOwner{}
 	s.focus.ancestry = cfg.Ancestry
-	s.focus.bridges = map[string]*bridgeEntry{}
+	s.focus.bridges = map[ids.BridgeID]*bridgeEntry{}
+	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log,
+		Registered: func(b *control.Remote) (bridge.Events, error) {
+			if err := s.focus.addNew(b); err != nil {
+				return bridge.Events{}, err
+			}
+			return s.router.events(b), nil
+		},
+		Heartbeat: func(b *control.Remote, hb protocol.BridgeHeartbeat) { s.focus.heartbeat(b.ID(), hb) },
+		Down:      func(b *control.Remote, why string) { s.bridgeDown(b.ID(), why) },
+	})
 	if cfg.Bridge != nil {
-		s.local = &LocalBridge{id: "local", site: cfg.Site}
+		s.local = &LocalBridge{id: ids.LocalBridge, site: cfg.Site}
 		s.local.agent = bridge.NewAgent(cfg.Bridge, s.router.events(s.local), s.log)
 		s.focus.root = s.local
 		s.focus.add(s.local)
@@ -138,30 +177,64 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess.run()
 }
 
+// ServeBridge handles /bridge, the control socket `cau bridge` processes register on
+// (package bridge/control).
+func (s *Server) ServeBridge(w http.ResponseWriter, r *http.Request) { s.control.ServeHTTP(w, r) }
+
 // meetingFor returns the live meeting with id, creating it; sched is the scheduled
-// meeting (nil for an ad hoc one).
-func (s *Server) meetingFor(id string, sched *rooms.Meeting) (*meeting, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrServerClosed
+// meeting (nil for an ad hoc one). Creating one reads the store and presence (network
+// I/O), so it happens outside s.mu: two joins that race to create the same meeting both
+// build one, and the loser's is stopped.
+func (s *Server) meetingFor(id ids.MeetingID, sched *rooms.Meeting) (*meeting, error) {
+	// counted returns the meeting in the map, counting the join in it. Caller holds s.mu.
+	counted := func() (*meeting, error) {
+		if s.closed {
+			return nil, ErrServerClosed
+		}
+		m := s.meetings[id]
+		if m != nil {
+			m.joining++
+		}
+		return m, nil
 	}
-	m := s.meetings[id]
-	if m == nil {
-		m = newMeeting(s, id, sched)
+	s.mu.Lock()
+	m, err := counted()
+	s.mu.Unlock()
+	if m != nil || err != nil {
+		return m, err
+	}
+	fresh := newMeeting(s, id, sched)
+	s.mu.Lock()
+	m, err = counted()
+	if m == nil && err == nil {
+		m = fresh
+		m.joining++
 		s.meetings[id] = m
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.Meetings.Inc()
 		}
 	}
-	return m, nil
+	s.mu.Unlock()
+	if m != fresh {
+		fresh.stop()
+	}
+	return m, err
 }
 
-// dropMeetingIfEmpty forgets m once its last participant has left.
+// joinDone ends a join that meetingFor counted in m, whether or not it entered m.
+func (s *Server) joinDone(m *meeting) {
+	s.mu.Lock()
+	m.joining--
+	s.mu.Unlock()
+	s.dropMeetingIfEmpty(m)
+}
+
+// dropMeetingIfEmpty forgets m once its last participant has left and no join is on its
+// way in (a join holds the meeting from meetingFor to add).
 func (s *Server) dropMeetingIfEmpty(m *meeting) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.meetings[m.id] == m && m.empty() {
+	if s.meetings[m.id] == m && m.joining == 0 && m.empty() {
 		delete(s.meetings, m.id)
 		m.stop()
 		if s.cfg.Metrics != nil {
@@ -173,7 +246,7 @@ func (s *Server) dropMeetingIfEmpty(m *meeting) {
 // Participants returns the participants of a live meeting (nil if none).
 func (s *Server) Participants(meetingID string) []protocol.Participant {
 	s.mu.Lock()
-	m := s.meetings[meetingID]
+	m := s.meetings[ids.MeetingID(meetingID)]
 	s.mu.Unlock()
 	if m == nil {
 		return nil
@@ -185,7 +258,7 @@ func (s *Server) Participants(meetingID string) []protocol.Participant {
 // bridge id.
 func (s *Server) Placement(meetingID string) map[string]string {
 	s.mu.Lock()
-	m := s.meetings[meetingID]
+	m := s.meetings[ids.MeetingID(meetingID)]
 	s.mu.Unlock()
 	out := map[string]string{}
 	if m == nil {
@@ -195,33 +268,33 @@ func (s *Server) Placement(meetingID string) map[string]string {
 	defer m.mu.Unlock()
 	for id, p := range m.participants {
 		if p.bridge != nil {
-			out[id] = p.bridge.ID()
+			out[id] = string(p.bridge.ID())
 		}
 	}
 	return out
 }
 
-// PeerOf returns the bridge peer id of a participant of a live meeting ("" if none).
-func (s *Server) PeerOf(meetingID, participantID string) string {
+// PeerOf returns the bridge peer of a participant of a live meeting (zero if none).
+func (s *Server) PeerOf(meetingID, participantID string) ids.PeerID {
 	s.mu.Lock()
-	m := s.meetings[meetingID]
+	m := s.meetings[ids.MeetingID(meetingID)]
 	s.mu.Unlock()
 	if m == nil {
-		return ""
+		return ids.PeerID{}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if p := m.participants[participantID]; p != nil {
 		return p.peerID
 	}
-	return ""
+	return ids.PeerID{}
 }
 
 // Local is the in-process bridge, nil for signaling alone.
 func (s *Server) Local() *LocalBridge { return s.local }
 
 // bridgeDown moves every meeting off a bridge that stopped.
-func (s *Server) bridgeDown(id, why string) {
+func (s *Server) bridgeDown(id ids.BridgeID, why string) {
 	if !s.focus.markDown(id) {
 		return
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
@@ -24,11 +26,11 @@ const (
 )
 
 // session is one WebSocket. Its reader goroutine (run) handles messages in order; its
-// writer goroutine owns the socket's write side.
+// writer goroutine owns the socket's write side. Other goroutines (the meeting's, the
+// bridges') reach it only once join has put it in the router and the meeting.
 type session struct {
 	srv    *Server
 	conn   *websocket.Conn
-	log    *slog.Logger
 	remote string
 	send   chan []byte
 	done   chan struct{} // closed when the writer has ended
@@ -36,23 +38,28 @@ type session struct {
 	closeReq  chan closeError // one close request for the writer
 	closeOnce sync.Once
 	doneOnce  sync.Once
+	closing   atomic.Bool // set when close starts: a join still under way must not enter the meeting
 	limiter   *rate.Limiter
 	strikes   int // reader goroutine only
 
-	// Set once by join (reader goroutine) before the session is shared with the meeting;
-	// read-only afterwards.
+	// Written once by join on the reader goroutine, under mu, before the session is
+	// handed to the router and the meeting (which publishes them to their goroutines);
+	// read-only afterwards. close, which may run on any goroutine during join, reads them
+	// under mu. The writer goroutine never reads them.
+	log     *slog.Logger
 	claims  *auth.Claims
 	self    protocol.Participant
 	meeting *meeting
 
-	// bridge and peerID say where the endpoint's media terminates. They change only when
-	// the endpoint is moved off a failed bridge (migrate), under meeting.mu.
+	// bridge and peerID say where the endpoint's media terminates. join sets them (as
+	// above); after that they change only when the endpoint is moved off a failed bridge
+	// (migrate), under meeting.mu.
 	bridge     Bridge
-	peerID     string
+	peerID     ids.PeerID
 	generation int
 	joined     time.Time
 
-	mu           sync.Mutex // guards trackSources and muted
+	mu           sync.Mutex // guards trackSources and muted, and join's writes (above)
 	trackSources map[string]protocol.Source
 	muted        map[protocol.Source]bool
 }
@@ -110,7 +117,7 @@ func (s *session) run() {
 		m.Sessions.Inc()
 		defer m.Sessions.Dec()
 	}
-	go s.writeLoop()
+	go s.writeLoop(s.log)
 	defer s.close(websocket.CloseNormalClosure, "")
 
 	s.conn.SetReadLimit(protocol.MaxMessageBytes)
@@ -255,8 +262,10 @@ func (s *session) reply(kind protocol.Kind, id string, data any) {
 
 // writeLoop is the only writer of the socket. A close request makes it flush what is
 // queued (so a client sees the error that caused the close), send the close frame and
-// close the connection, which also ends the reader.
-func (s *session) writeLoop() {
+// close the connection, which also ends the reader. When a write fails it just closes
+// the connection: the reader then fails too and closes the session on its own goroutine.
+// log is the session's logger as it was at start (join replaces the session's).
+func (s *session) writeLoop(log *slog.Logger) {
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
 	defer s.markDone()
@@ -269,13 +278,12 @@ func (s *session) writeLoop() {
 		select {
 		case b := <-s.send:
 			if err := write(b); err != nil {
-				s.log.Debug("socket write", "err", err)
-				go s.close(websocket.CloseAbnormalClosure, "")
+				log.Debug("socket write", "err", err)
 				return
 			}
 		case <-ping.C:
 			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				go s.close(websocket.CloseAbnormalClosure, "")
+				log.Debug("socket ping", "err", err)
 				return
 			}
 		case req := <-s.closeReq:
@@ -304,19 +312,23 @@ func (s *session) markDone() { s.doneOnce.Do(func() { close(s.done) }) }
 // socket with code. Safe to call more than once and from any goroutine.
 func (s *session) close(code int, reason string) {
 	s.closeOnce.Do(func() {
-		if s.meeting != nil {
-			s.meeting.remove(s)
-			s.meeting.mu.Lock()
+		s.closing.Store(true)
+		s.mu.Lock()
+		m, joined, log := s.meeting, s.claims != nil, s.log
+		s.mu.Unlock()
+		if m != nil {
+			m.remove(s)
+			m.mu.Lock()
 			b, peer := s.bridge, s.peerID
-			s.meeting.mu.Unlock()
+			m.mu.Unlock()
 			s.srv.router.set(b, peer, nil)
 			if err := b.ClosePeer(peer); err != nil {
-				s.log.Debug("close peer", "err", err)
+				log.Debug("close peer", "err", err)
 			}
 		}
 		s.closeReq <- closeError{code: code, reason: reason} // buffered: never blocks
-		if s.claims != nil {
-			s.log.Info("left", "code", code, "reason", reason)
+		if joined {
+			log.Info("left", "code", code, "reason", reason)
 		}
 	})
 }

@@ -155,7 +155,7 @@ func TestWANRelayLink(t *testing.T) {
 			case <-time.After(500 * time.Millisecond):
 			}
 			for _, st := range sig.RelayStats()["local"] {
-				if strings.HasSuffix(st.Peer, "~br-prov") && st.StreamsSent > 0 && st.RTTMs > 0 {
+				if st.Peer.Relay.Bridge == "br-prov" && st.StreamsSent > 0 && st.RTTMs > 0 {
 					linkMu.Lock()
 					relayStat = st
 					linkMu.Unlock()

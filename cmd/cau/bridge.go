@@ -16,6 +16,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/sfu"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -85,7 +86,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer srv.Close()
 	}
 	log.Info("bridge starting", "id", *id, "site", *site, "signal", ws)
-	return bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: *id, Site: *site, Bridge: b, Logger: log})
+	return bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site), Bridge: b, Logger: log})
 }
 
 // controlURL turns a signaling base URL (http, https, ws or wss) into its /bridge socket.

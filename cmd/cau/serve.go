@@ -17,6 +17,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/signaling"
 	goredis "github.com/redis/go-redis/v9"
@@ -221,7 +222,7 @@ func openPresence(ctx context.Context, cfg config.Config, log *slog.Logger) (sig
 	if err != nil {
 		return nil, fmt.Errorf("presence: redis_url: %w", err)
 	}
-	p, err := signaling.NewRedisPresence(ctx, goredis.NewClient(opts), "cau:", log)
+	p, err := presence.NewRedis(ctx, goredis.NewClient(opts), "cau:", log)
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}

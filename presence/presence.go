@@ -1,4 +1,7 @@
-package signaling
+// Package presence shares who is connected to each meeting between signaling nodes, so
+// that an endpoint on one node sees the participants on the others. Redis is the one
+// implementation; signaling takes it through its Presence interface.
+package presence
 
 import (
 	"context"
@@ -9,32 +12,21 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// Presence shares who is connected to each meeting between signaling nodes, so an
-// endpoint on one node sees the participants on the others. Nil means one node.
-type Presence interface {
-	// Announce says p joined (or changed) on this node.
-	Announce(ctx context.Context, meeting string, p protocol.Participant) error
-	// Withdraw says participant id left this node.
-	Withdraw(ctx context.Context, meeting, id string) error
-	// Follow delivers the other nodes' joins, changes and leaves in the meeting until ctx
-	// ends, and returns who is on the other nodes now.
-	Follow(ctx context.Context, meeting string, fn func(PresenceEvent)) ([]protocol.Participant, error)
-}
-
-// PresenceEvent is a change on another node: Left is false for a join or a change.
-type PresenceEvent struct {
+// Event is a change on another node: Left is false for a join or a change.
+type Event struct {
 	Participant protocol.Participant
 	Left        bool
 }
 
-// RedisPresence keeps presence in Redis: a hash per meeting (participant id → node and
+// Redis keeps presence in Redis: a hash per meeting (participant id → node and
 // participant), a channel per meeting for changes, and a key per node that expires
 // when the node stops refreshing it, so a crashed node's participants are ignored.
-type RedisPresence struct {
+type Redis struct {
 	rdb    goredis.UniversalClient
 	prefix string
 	node   string
@@ -50,12 +42,12 @@ type presenceEntry struct {
 // nodeTTL is how long a node's participants outlive its last refresh.
 const nodeTTL = 10 * time.Second
 
-// NewRedisPresence starts presence on rdb under prefix (e.g. "cau:"). The node's
-// liveness key is refreshed until ctx ends.
-func NewRedisPresence(ctx context.Context, rdb goredis.UniversalClient, prefix string, log *slog.Logger) (*RedisPresence, error) {
+// NewRedis starts presence on rdb under prefix (e.g. "cau:"). The node's liveness key is
+// refreshed until ctx ends.
+func NewRedis(ctx context.Context, rdb goredis.UniversalClient, prefix string, log *slog.Logger) (*Redis, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	p := &RedisPresence{rdb: rdb, prefix: prefix, node: hex.EncodeToString(b[:]), log: log}
+	p := &Redis{rdb: rdb, prefix: prefix, node: hex.EncodeToString(b[:]), log: log}
 	if err := p.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
@@ -76,42 +68,52 @@ func NewRedisPresence(ctx context.Context, rdb goredis.UniversalClient, prefix s
 	return p, nil
 }
 
-func (p *RedisPresence) refresh(ctx context.Context) error {
+func (p *Redis) refresh(ctx context.Context) error {
 	return p.rdb.Set(ctx, p.prefix+"node:"+p.node, "1", nodeTTL).Err()
 }
 
-func (p *RedisPresence) hashKey(meeting string) string { return p.prefix + "presence:" + meeting }
-func (p *RedisPresence) channel(meeting string) string { return p.prefix + "presence-ch:" + meeting }
+func (p *Redis) hashKey(meeting ids.MeetingID) string {
+	return p.prefix + "presence:" + string(meeting)
+}
+func (p *Redis) channel(meeting ids.MeetingID) string {
+	return p.prefix + "presence-ch:" + string(meeting)
+}
 
-// Announce implements Presence.
-func (p *RedisPresence) Announce(ctx context.Context, meeting string, pt protocol.Participant) error {
+// Announce says pt joined (or changed) on this node.
+func (p *Redis) Announce(ctx context.Context, meeting ids.MeetingID, pt protocol.Participant) error {
 	b, err := json.Marshal(presenceEntry{Node: p.node, Participant: pt})
 	if err != nil {
-		return err
+		return fmt.Errorf("presence announce: %w", err)
 	}
 	pipe := p.rdb.TxPipeline()
 	pipe.HSet(ctx, p.hashKey(meeting), pt.ID, b)
 	pipe.Publish(ctx, p.channel(meeting), b)
-	_, err = pipe.Exec(ctx)
-	return err
+	if _, err = pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("presence announce %s: %w", meeting, err)
+	}
+	return nil
 }
 
-// Withdraw implements Presence.
-func (p *RedisPresence) Withdraw(ctx context.Context, meeting, id string) error {
-	b, err := json.Marshal(presenceEntry{Node: p.node, Participant: protocol.Participant{ID: id}, Left: true})
+// Withdraw says participant id left this node.
+func (p *Redis) Withdraw(ctx context.Context, meeting ids.MeetingID, id ids.ParticipantID) error {
+	b, err := json.Marshal(presenceEntry{Node: p.node, Participant: protocol.Participant{ID: string(id)}, Left: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("presence withdraw: %w", err)
 	}
 	pipe := p.rdb.TxPipeline()
-	pipe.HDel(ctx, p.hashKey(meeting), id)
+	pipe.HDel(ctx, p.hashKey(meeting), string(id))
 	pipe.Publish(ctx, p.channel(meeting), b)
-	_, err = pipe.Exec(ctx)
-	return err
+	if _, err = pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("presence withdraw %s: %w", meeting, err)
+	}
+	return nil
 }
 
-// Follow implements Presence. It subscribes before reading the hash, so no change falls
-// between the two.
-func (p *RedisPresence) Follow(ctx context.Context, meeting string, fn func(PresenceEvent)) ([]protocol.Participant, error) {
+// Follow delivers the other nodes' joins, changes and leaves in the meeting to fn (on one
+// goroutine, in order) until ctx ends, and returns who is on the other nodes now. It
+// subscribes before reading the hash, so no change falls between the two: a change may
+// be both delivered and in the list.
+func (p *Redis) Follow(ctx context.Context, meeting ids.MeetingID, fn func(Event)) ([]protocol.Participant, error) {
 	sub := p.rdb.Subscribe(ctx, p.channel(meeting))
 	if _, err := sub.Receive(ctx); err != nil {
 		_ = sub.Close()
@@ -132,7 +134,7 @@ func (p *RedisPresence) Follow(ctx context.Context, meeting string, fn func(Pres
 				if json.Unmarshal([]byte(msg.Payload), &e) != nil || e.Node == p.node {
 					continue
 				}
-				fn(PresenceEvent{Participant: e.Participant, Left: e.Left})
+				fn(Event{Participant: e.Participant, Left: e.Left})
 			}
 		}
 	}()

@@ -1,0 +1,148 @@
+// Package control is signaling's end of the bridge control protocol (protocol/bridge.go):
+// the /bridge WebSocket that `cau bridge` processes register on, and Remote, the handle
+// signaling drives such a bridge through. Package bridge's Run is the other end.
+//
+// The package knows nothing of meetings: it authenticates bridges, turns their messages
+// into bridge.Events and Heartbeat calls, turns Remote's method calls into commands, and
+// says when a bridge is gone.
+package control
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/protocol"
+	"github.com/gorilla/websocket"
+)
+
+// Timeout is how long a bridge may stay silent (no heartbeat) before it is declared down
+// and its endpoints are moved. Heartbeats come every second.
+const Timeout = 3 * time.Second
+
+const (
+	writeWait = 5 * time.Second
+	// pingEvery keeps an idle control socket alive through NATs and lets the bridge notice
+	// a dead signaling server (it gives up after 35 s without one).
+	pingEvery = 15 * time.Second
+	// sendBacklog is how many commands may wait for a slow bridge before it is cut off.
+	sendBacklog = 1024
+	// readLimit bounds one message: heartbeats carry every endpoint's link figures, so a
+	// bridge with hundreds of endpoints sends more than an endpoint may. Bridges are
+	// authenticated; 8 MiB still bounds them.
+	readLimit = 8 << 20
+)
+
+// ErrClosed is returned by a Remote whose connection has ended.
+var ErrClosed = errors.New("bridge connection closed")
+
+// Config configures a Server. The callbacks are signaling's; each is called from the
+// bridge's reader goroutine (Down from whichever goroutine notices first), never under a
+// lock of this package.
+type Config struct {
+	// Keys verify the bridge tokens (role bridge).
+	Keys   auth.Keys
+	Logger *slog.Logger
+	// Registered admits a bridge that registered, before any of its messages is read. It
+	// returns where the bridge's events go, or an error to refuse it (e.g. the id is taken).
+	Registered func(b *Remote) (bridge.Events, error)
+	// Heartbeat delivers a bridge's load report (every second).
+	Heartbeat func(b *Remote, hb protocol.BridgeHeartbeat)
+	// Down is called once when an admitted bridge's socket ends or its heartbeats stop.
+	Down func(b *Remote, why string)
+}
+
+// Server serves /bridge.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+}
+
+// New creates a Server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, upgrader: websocket.Upgrader{
+		ReadBufferSize: 4096, WriteBufferSize: 4096,
+		// Bridges are processes, not pages: a request from a browser page is refused.
+		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+	}}
+}
+
+// ServeHTTP handles /bridge: a bridge process registers and is then driven over the
+// socket until it goes. The request must carry a bridge token (Authorization: Bearer …).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	claims, err := s.cfg.Keys.Verify(tok)
+	if err == nil && claims.Role != auth.RoleBridge {
+		err = fmt.Errorf("role %q is not bridge", claims.Role)
+	}
+	if err != nil {
+		s.log.Warn("bridge refused", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, "a bridge token is required", http.StatusUnauthorized)
+		return
+	}
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has written the HTTP error
+	}
+	conn.SetReadLimit(readLimit)
+	reqID, reg, err := readRegister(conn)
+	if err != nil {
+		s.refuse(conn, reqID, protocol.CodeBadMessage, err)
+		return
+	}
+	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog),
+		done: make(chan struct{}), pending: map[string]chan protocol.Envelope{},
+		log: s.log.With("bridge", string(reg.ID), "site", string(reg.Site)), down: s.cfg.Down}
+	rb.lastSeen.Store(time.Now().UnixNano())
+	ev, err := s.cfg.Registered(rb)
+	if err != nil {
+		s.refuse(conn, reqID, protocol.CodeForbidden, err)
+		return
+	}
+	rb.ev = ev
+	go rb.writeLoop()
+	_ = rb.push(protocol.KindBridgeRegistered, reqID, nil)
+	rb.log.Info("bridge registered", "remote", r.RemoteAddr)
+	go rb.watchdog()
+	rb.readLoop(s.cfg.Heartbeat)
+}
+
+// readRegister reads the first message, which must register a bridge with a valid id.
+func readRegister(conn *websocket.Conn) (string, protocol.BridgeRegister, error) {
+	var reg protocol.BridgeRegister
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		return "", reg, err
+	}
+	env, err := protocol.Decode(data)
+	if err == nil && env.Kind != protocol.KindBridgeRegister {
+		err = fmt.Errorf("first message is %s, want register", env.Kind)
+	}
+	if err == nil {
+		err = protocol.DecodeData(env, &reg)
+	}
+	if err == nil && (!reg.ID.Valid() || reg.ID == ids.LocalBridge || reg.Site == "") {
+		err = fmt.Errorf("register needs an id (not %q, no \"~\" or spaces) and a site", ids.LocalBridge)
+	}
+	return env.ID, reg, err
+}
+
+func (s *Server) refuse(conn *websocket.Conn, reqID, code string, err error) {
+	s.log.Warn("bridge registration refused", "remote", conn.RemoteAddr().String(), "err", err)
+	if b, encErr := protocol.Encode(protocol.KindError, reqID, protocol.Error{Code: code, Message: err.Error()}); encErr == nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(writeWait))
+		_ = conn.WriteMessage(websocket.TextMessage, b)
+	}
+	_ = conn.Close()
+}

@@ -1,0 +1,250 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/protocol"
+	"github.com/gorilla/websocket"
+)
+
+// Remote is a registered `cau bridge` process. Its methods send commands; they never
+// block on the network (Offer waits for the bridge's answer, bounded by its context).
+//
+// Goroutines: the reader (ServeHTTP's, readLoop) delivers the bridge's messages; the
+// writer (writeLoop) owns the socket's write side; the watchdog ends a silent bridge.
+type Remote struct {
+	conn *websocket.Conn
+	id   ids.BridgeID
+	site ids.SiteID
+	log  *slog.Logger
+	ev   bridge.Events // set before the reader starts; read-only after
+	down func(*Remote, string)
+
+	send     chan []byte   // to the writer
+	done     chan struct{} // closed by shutdown
+	once     sync.Once
+	nextID   atomic.Int64
+	lastSeen atomic.Int64 // unix nanos of the last message
+
+	mu      sync.Mutex // guards pending
+	pending map[string]chan protocol.Envelope
+}
+
+// ID is the id the bridge registered with.
+func (rb *Remote) ID() ids.BridgeID { return rb.id }
+
+// Site is the site whose subtree the bridge serves.
+func (rb *Remote) Site() ids.SiteID { return rb.site }
+
+func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
+	defer rb.shutdown("connection closed")
+	for {
+		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * Timeout))
+		_, data, err := rb.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		rb.lastSeen.Store(time.Now().UnixNano())
+		env, err := protocol.Decode(data)
+		if err != nil {
+			rb.log.Warn("bad message from bridge", "err", err)
+			continue
+		}
+		if err := rb.dispatch(env, heartbeat); err != nil {
+			rb.log.Warn("bad message from bridge", "type", env.Kind, "err", err)
+		}
+	}
+}
+
+// dispatch delivers one message: a reply to a pending request, or an event.
+func (rb *Remote) dispatch(env protocol.Envelope, heartbeat func(*Remote, protocol.BridgeHeartbeat)) error {
+	if env.ID != "" {
+		rb.mu.Lock()
+		ch := rb.pending[env.ID]
+		rb.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- env: // buffered for the one reply
+			default: // a second reply to one request: dropped
+			}
+			return nil
+		}
+	}
+	switch env.Kind {
+	case protocol.KindBridgeHeartbeat:
+		return decode(env, func(hb protocol.BridgeHeartbeat) {
+			if heartbeat != nil {
+				heartbeat(rb, hb)
+			}
+		})
+	case protocol.KindPeerOffer:
+		return decode(env, func(m protocol.PeerSDP) { rb.ev.Offer(m.Peer, m.SDP) })
+	case protocol.KindPeerCandidate:
+		return decode(env, func(m protocol.PeerICE) { rb.ev.Candidate(m.Peer, m.Target, m.Candidate) })
+	case protocol.KindTrackPublished:
+		return decode(env, func(m protocol.TrackEvent) { rb.ev.Track(m.Peer, m.Key, m.Kind) })
+	case protocol.KindTrackEnded:
+		return decode(env, func(m protocol.TrackEvent) { rb.ev.TrackEnded(m.Peer, m.Key) })
+	case protocol.KindPeerFailed:
+		return decode(env, func(m protocol.PeerFailed) { rb.ev.Failed(m.Peer, m.Reason) })
+	case protocol.KindError:
+		return decode(env, func(e protocol.Error) {
+			rb.log.Warn("bridge reported an error", "code", e.Code, "msg", e.Message)
+		})
+	}
+	return fmt.Errorf("unknown message type %q", env.Kind)
+}
+
+// decode decodes env's data as a T and hands it to use; a message that does not decode
+// is an error and reaches nobody.
+func decode[T any](env protocol.Envelope, use func(T)) error {
+	var m T
+	if err := protocol.DecodeData(env, &m); err != nil {
+		return err
+	}
+	use(m)
+	return nil
+}
+
+// watchdog ends the bridge when its heartbeats stop (a hung process or a cut link; a
+// killed process is noticed sooner, when its socket closes).
+func (rb *Remote) watchdog() {
+	t := time.NewTicker(Timeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-rb.done:
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, rb.lastSeen.Load())) > Timeout {
+				rb.shutdown("heartbeat timeout")
+				return
+			}
+		}
+	}
+}
+
+func (rb *Remote) writeLoop() {
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	for {
+		select {
+		case <-rb.done:
+			return
+		case <-ping.C:
+			if err := rb.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				rb.shutdown("ping failed")
+				return
+			}
+		case b := <-rb.send:
+			_ = rb.conn.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := rb.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+				rb.shutdown("write failed")
+				return
+			}
+		}
+	}
+}
+
+func (rb *Remote) shutdown(why string) {
+	rb.once.Do(func() {
+		close(rb.done)
+		_ = rb.conn.Close()
+		if rb.down != nil {
+			rb.down(rb, why)
+		}
+	})
+}
+
+// push queues a message; a bridge that cannot keep up is cut off (its endpoints move).
+func (rb *Remote) push(kind protocol.Kind, id string, data any) error {
+	b, err := protocol.Encode(kind, id, data)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", rb.id, err)
+	}
+	select {
+	case <-rb.done:
+		return fmt.Errorf("bridge %s: %w", rb.id, ErrClosed)
+	case rb.send <- b:
+		return nil
+	default:
+		go rb.shutdown("send queue full")
+		return fmt.Errorf("bridge %s: send queue full", rb.id)
+	}
+}
+
+// CreatePeer creates a peer on the bridge.
+func (rb *Remote) CreatePeer(peer ids.PeerID) error {
+	return rb.push(protocol.KindCreatePeer, "", protocol.PeerRef{Peer: peer})
+}
+
+// Offer applies a remote offer to a peer's publisher side and waits for the answer.
+// keys names the streams the offer publishes (msid track id → key).
+func (rb *Remote) Offer(ctx context.Context, peer ids.PeerID, sdp string, keys map[string]ids.StreamKey) (string, error) {
+	id := strconv.FormatInt(rb.nextID.Add(1), 10)
+	ch := make(chan protocol.Envelope, 1)
+	rb.mu.Lock()
+	rb.pending[id] = ch
+	rb.mu.Unlock()
+	defer func() {
+		rb.mu.Lock()
+		delete(rb.pending, id)
+		rb.mu.Unlock()
+	}()
+	if err := rb.push(protocol.KindPeerSDP, id, protocol.PeerSDP{Peer: peer, Type: "offer", SDP: sdp, Keys: keys}); err != nil {
+		return "", err
+	}
+	select {
+	case env := <-ch:
+		if env.Kind == protocol.KindError {
+			var e protocol.Error
+			_ = protocol.DecodeData(env, &e)
+			if e.Code == protocol.CodeBadSDP {
+				return "", fmt.Errorf("%w: %s", bridge.ErrBadSDP, e.Message)
+			}
+			return "", fmt.Errorf("bridge %s: %s: %s", rb.id, e.Code, e.Message)
+		}
+		var a protocol.Answer
+		if err := protocol.DecodeData(env, &a); err != nil {
+			return "", fmt.Errorf("bridge %s answer: %w", rb.id, err)
+		}
+		return a.SDP, nil
+	case <-rb.done:
+		return "", fmt.Errorf("bridge %s: %w", rb.id, ErrClosed)
+	case <-ctx.Done():
+		return "", fmt.Errorf("bridge %s offer: %w", rb.id, ctx.Err())
+	}
+}
+
+// Answer applies the remote answer to a peer's last subscriber offer.
+func (rb *Remote) Answer(peer ids.PeerID, sdp string) error {
+	return rb.push(protocol.KindPeerSDP, "", protocol.PeerSDP{Peer: peer, Type: "answer", SDP: sdp})
+}
+
+// AddCandidate adds a remote ICE candidate to one of a peer's connections.
+func (rb *Remote) AddCandidate(peer ids.PeerID, t protocol.Target, c protocol.ICECandidate) error {
+	return rb.push(protocol.KindAddICE, "", protocol.PeerICE{Peer: peer, Target: t, Candidate: c})
+}
+
+// Subscribe forwards stream key to peer as a track with the given ids.
+func (rb *Remote) Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string) error {
+	return rb.push(protocol.KindSubscribe, "", protocol.Subscription{Peer: peer, Key: key, TrackID: trackID, StreamID: streamID})
+}
+
+// Unsubscribe stops forwarding key to peer.
+func (rb *Remote) Unsubscribe(peer ids.PeerID, key ids.StreamKey) error {
+	return rb.push(protocol.KindUnsubscribe, "", protocol.Subscription{Peer: peer, Key: key})
+}
+
+// ClosePeer closes a peer on the bridge.
+func (rb *Remote) ClosePeer(peer ids.PeerID) error {
+	return rb.push(protocol.KindClosePeer, "", protocol.PeerRef{Peer: peer})
+}
