@@ -94,11 +94,16 @@ func Compute(in Input) Plan {
 	}
 
 	for _, st := range in.Streams {
+		routed := map[ids.BridgeID]bool{} // the relay path to a bridge serves all its subscribers
 		for _, sub := range in.Subscribers {
 			if sub.Participant == st.Key.Participant {
 				continue
 			}
 			plan.Forwards[Forward{sub.Bridge, sub.Peer, st.Key}] = Track{TrackID: st.Key.String(), StreamID: st.StreamID}
+			if routed[sub.Bridge] {
+				continue
+			}
+			routed[sub.Bridge] = true
 			for _, h := range route(pathOf(st.Origin), pathOf(sub.Bridge)) {
 				if !plan.Links[h.link] {
 					continue // cannot happen: every link between two occupied bridges is wanted

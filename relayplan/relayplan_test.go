@@ -131,3 +131,48 @@ func TestDiff(t *testing.T) {
 		t.Fatal("no change gave a non-empty diff")
 	}
 }
+
+// benchInput is a meeting over a bridge tree of one top, provinces and districts, with
+// endpoints spread over the districts and the chair at the top publishing camera and
+// microphone, and one district speaking.
+func benchInput(provinces, districts, perDistrict int) Input {
+	in := Input{Meeting: "m", Parent: map[ids.BridgeID]ids.BridgeID{}}
+	in.Subscribers = append(in.Subscribers, sub("chair", "top"))
+	for p := range provinces {
+		pb := ids.BridgeID("p" + strconvI(p))
+		in.Parent[pb] = "top"
+		for d := range districts {
+			db := pb + "-d" + ids.BridgeID(strconvI(d))
+			in.Parent[db] = pb
+			for e := range perDistrict {
+				in.Subscribers = append(in.Subscribers, sub(string(db)+"-e"+strconvI(e), string(db)))
+			}
+		}
+	}
+	speaker := in.Subscribers[len(in.Subscribers)-1]
+	for _, s := range []Subscriber{in.Subscribers[0], speaker} {
+		in.Streams = append(in.Streams,
+			Stream{Key: ids.StreamKey{Participant: s.Participant, Source: ids.SourceCamera}, Origin: s.Bridge},
+			Stream{Key: ids.StreamKey{Participant: s.Participant, Source: ids.SourceMicrophone}, Origin: s.Bridge})
+	}
+	return in
+}
+
+func strconvI(i int) string { return string(rune('a'+i/26)) + string(rune('a'+i%26)) }
+
+// BenchmarkCompute plans a province meeting (258 endpoints on 21 bridges) and a national
+// one (3,400 endpoints on 375 bridges), four streams each.
+func BenchmarkCompute(b *testing.B) {
+	for _, c := range []struct {
+		name                          string
+		provinces, districts, perDist int
+	}{{"province-258", 1, 20, 13}, {"national-3400", 34, 10, 10}} {
+		in := benchInput(c.provinces, c.districts, c.perDist)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = Compute(in)
+			}
+		})
+	}
+}
