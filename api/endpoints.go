@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -80,7 +81,7 @@ func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	switch _, err := a.store.Endpoint(r.Context(), e.ID); {
 	case err == nil:
-		a.fail(w, r, newError(http.StatusConflict, codeExists, "endpoint %q already exists", e.ID))
+		a.fail(w, r, newError(http.StatusConflict, httpapi.CodeExists, "endpoint %q already exists", e.ID))
 		return
 	case !errors.Is(err, rooms.ErrNotFound):
 		a.fail(w, r, fmt.Errorf("create endpoint: %w", err))
@@ -215,10 +216,10 @@ type planView struct {
 
 // planBody is rooms.Plan with the meeting as the API shows it.
 type planBody struct {
-	Meeting      meetingView `json:"meeting"`
-	ConnectAt    time.Time   `json:"connect_at"`
-	DisconnectAt time.Time   `json:"disconnect_at"`
-	ConnectNow   bool        `json:"connect_now"`
+	Meeting      httpapi.Meeting `json:"meeting"`
+	ConnectAt    time.Time       `json:"connect_at"`
+	DisconnectAt time.Time       `json:"disconnect_at"`
+	ConnectNow   bool            `json:"connect_now"`
 }
 
 // plan looks up the endpoint and its next meeting at now.
@@ -271,11 +272,11 @@ func (a *API) mintJoinToken(w http.ResponseWriter, r *http.Request, p *principal
 		return
 	}
 	if plan == nil {
-		a.fail(w, r, newError(http.StatusConflict, codeNotConnectable, "no meeting is booked for site %s", e.Site))
+		a.fail(w, r, newError(http.StatusConflict, httpapi.CodeNotConnectable, "no meeting is booked for site %s", e.Site))
 		return
 	}
 	if !plan.ConnectNow {
-		a.fail(w, r, newError(http.StatusConflict, codeNotConnectable, "meeting %s %q opens at %s, not yet",
+		a.fail(w, r, newError(http.StatusConflict, httpapi.CodeNotConnectable, "meeting %s %q opens at %s, not yet",
 			plan.Meeting.ID, plan.Meeting.Title, rooms.FormatLocal(plan.ConnectAt)))
 		return
 	}
@@ -288,15 +289,7 @@ func (a *API) mintJoinToken(w http.ResponseWriter, r *http.Request, p *principal
 		return
 	}
 	a.audit(r.Context(), p, "join_token", e.ID, "meeting "+plan.Meeting.ID)
-	writeJSON(w, http.StatusOK, struct {
-		Token     string    `json:"token"`
-		Meeting   string    `json:"meeting"`
-		Site      string    `json:"site"`
-		Endpoint  string    `json:"endpoint"`
-		ExpiresAt time.Time `json:"expires_at"`
-		JoinPath  string    `json:"join_path"`
-	}{tok, plan.Meeting.ID, e.Site, e.ID, local(now.Add(ttl)),
-		"/join/" + url.PathEscape(plan.Meeting.ID) + "?autojoin=1&token=" + url.QueryEscape(tok)})
+	writeJSON(w, http.StatusOK, joinToken(tok, plan.Meeting.ID, e.Site, e.ID, local(now.Add(ttl))))
 }
 
 // getMe: GET /api/v1/me — the caller's verified claims.

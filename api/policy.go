@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -18,15 +18,11 @@ type principal struct {
 
 // authenticate verifies the request's bearer token.
 func (a *API) authenticate(r *http.Request) (*principal, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return nil, errors.New("missing Authorization: Bearer <token>")
+	tok, err := httpapi.BearerToken(r)
+	if err != nil {
+		return nil, err
 	}
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return nil, errors.New("the Authorization header must be \"Bearer <token>\"")
-	}
-	c, err := a.cfg.Keys.Verify(strings.TrimSpace(tok))
+	c, err := a.cfg.Keys.Verify(tok)
 	if err != nil {
 		return nil, errors.New("invalid or expired token")
 	}
