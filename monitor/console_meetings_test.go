@@ -16,7 +16,6 @@ import (
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
-	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/web"
 	"github.com/chromedp/chromedp"
 )
@@ -51,9 +50,9 @@ func TestConsoleMeetingsInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &fakeSource{}
-	var links []signaling.EndpointLink
+	var links []Link
 	for i, site := range []string{"d1", "c1"} {
-		l := signaling.EndpointLink{Meeting: "giao-ban", Bridge: "local", Measured: true, Joined: now,
+		l := Link{Meeting: "giao-ban", Bridge: "local", Measured: true, Joined: now,
 			Participant: protocol.Participant{ID: fmt.Sprintf("p%d", i), Name: "Phòng họp " + site, Site: site, Role: "room"},
 			Up:          protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 4, BitrateBps: 9e5, LastPacketAgeMs: 10},
 			Down:        protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 5, BitrateBps: 1.2e6, LastPacketAgeMs: 400}}

@@ -16,7 +16,6 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/web"
 	"github.com/chromedp/chromedp"
 )
@@ -117,9 +116,9 @@ func bigTree(t testing.TB, provinces, districts, n int) *rooms.Tree {
 func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
 	t.Helper()
 	src := &fakeSource{}
-	var links []signaling.EndpointLink
+	var links []Link
 	for i, s := range tree.Sites() {
-		l := signaling.EndpointLink{Meeting: "giao-ban", Bridge: "local", Measured: true,
+		l := Link{Meeting: "giao-ban", Bridge: "local", Measured: true,
 			Participant: protocol.Participant{ID: fmt.Sprintf("p%d", i), Name: "Phòng họp " + s.Name, Site: s.ID, Role: "room"},
 			Up:          protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 4, BitrateBps: 9e5, LastPacketAgeMs: 10},
 			Down:        protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 5, BitrateBps: 1.2e6, LastPacketAgeMs: 400}}
@@ -275,9 +274,9 @@ func TestConsoleRefusesOtherRoles(t *testing.T) {
 func BenchmarkSample3400(b *testing.B) {
 	tree := bigTree(b, 34, 0, 3400)
 	src := &fakeSource{}
-	var links []signaling.EndpointLink
+	var links []Link
 	for i, s := range tree.Sites() {
-		links = append(links, signaling.EndpointLink{Meeting: "national", Bridge: "local", Measured: true,
+		links = append(links, Link{Meeting: "national", Bridge: "local", Measured: true,
 			Participant: protocol.Participant{ID: fmt.Sprintf("p%d", i), Name: s.Name, Site: s.ID},
 			Up:          protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 4, LastPacketAgeMs: 10},
 			Down:        protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 5, LastPacketAgeMs: 400}})
