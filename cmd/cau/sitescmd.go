@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/rooms"
@@ -46,7 +45,7 @@ func (f *apiFlags) register(fs *flag.FlagSet) {
 
 // client builds the REST client: the token from --token or CAU_TOKEN, else a short
 // admin token signed with CAU_TOKEN_KEY (or the dev key with --dev).
-func (f *apiFlags) client() (*apiClient, error) {
+func (f *apiFlags) client() (*apiclient.Client, error) {
 	tok := f.token
 	if tok == "" {
 		tok = os.Getenv("CAU_TOKEN")
@@ -70,69 +69,7 @@ func (f *apiFlags) client() (*apiClient, error) {
 			return nil, err
 		}
 	}
-	return &apiClient{base: strings.TrimRight(f.url, "/"), token: tok, http: &http.Client{Timeout: 60 * time.Second}}, nil
-}
-
-// apiClient calls /api/v1/.
-type apiClient struct {
-	base, token string
-	http        *http.Client
-}
-
-// apiError is an error answer of the API.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
-}
-
-// call sends body (nil, or a value sent as JSON) and decodes a JSON answer into out
-// (may be nil). It returns the raw answer too.
-func (c *apiClient) call(ctx context.Context, method, path string, body, out any) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+"/api/v1"+path, rd)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if res.StatusCode >= 300 {
-		var eb struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(raw, &eb) != nil || eb.Error.Code == "" {
-			return nil, &apiError{Status: res.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw))}
-		}
-		return nil, &apiError{Status: res.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return nil, fmt.Errorf("%s %s: unreadable answer: %w", method, path, err)
-		}
-	}
-	return raw, nil
+	return apiclient.New(f.url, tok, nil), nil
 }
 
 // parseInterleaved parses flags that may come before, between or after positional
@@ -195,23 +132,6 @@ func runSites(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return dispatch(ctx, "sites", sitesCommands, args, stdout, stderr)
 }
 
-// siteList is GET /api/v1/sites.
-type siteList struct {
-	Count  int                 `json:"count"`
-	Root   string              `json:"root"`
-	Levels map[rooms.Level]int `json:"levels"`
-	Sites  []struct {
-		rooms.Site
-		Depth int `json:"depth"`
-	} `json:"sites"`
-}
-
-func fetchSites(ctx context.Context, c *apiClient) (siteList, error) {
-	var l siteList
-	_, err := c.call(ctx, "GET", "/sites", nil, &l)
-	return l, err
-}
-
 func runSitesList(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -225,7 +145,7 @@ func runSitesList(ctx context.Context, name string, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	l, err := fetchSites(ctx, c)
+	l, err := c.Sites(ctx)
 	if err != nil {
 		return err
 	}
@@ -241,10 +161,10 @@ func runSitesList(ctx context.Context, name string, args []string, stdout, stder
 }
 
 // levelCounts writes ": 1 province, 20 district, …" in level order.
-func levelCounts(m map[rooms.Level]int) string {
+func levelCounts(m map[string]int) string {
 	var parts []string
 	for _, l := range []rooms.Level{rooms.LevelCentral, rooms.LevelProvince, rooms.LevelDistrict, rooms.LevelCommune} {
-		if n := m[l]; n > 0 {
+		if n := m[string(l)]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, l))
 		}
 	}
@@ -273,12 +193,12 @@ func runSitesImport(ctx context.Context, name string, args []string, stdout, std
 	if err != nil {
 		return err
 	}
-	var sum struct {
-		Count  int                 `json:"count"`
-		Root   string              `json:"root"`
-		Levels map[rooms.Level]int `json:"levels"`
+	sites := make([]apiclient.Site, 0, tree.Len())
+	for _, s := range tree.Sites() {
+		sites = append(sites, apiclient.Site{ID: s.ID, Name: s.Name, Level: string(s.Level), Parent: s.Parent})
 	}
-	if _, err := c.call(ctx, "PUT", "/sites", map[string]any{"sites": tree.Sites()}, &sum); err != nil {
+	sum, err := c.ReplaceSites(ctx, sites)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported %d sites under %s%s\n", sum.Count, sum.Root, levelCounts(sum.Levels))
@@ -298,20 +218,20 @@ func runSitesExport(ctx context.Context, name string, args []string, stdout, std
 	if err != nil {
 		return err
 	}
-	l, err := fetchSites(ctx, c)
+	l, err := c.Sites(ctx)
 	if err != nil {
 		return err
 	}
 	sites := make([]rooms.Site, len(l.Sites))
 	for i, s := range l.Sites {
-		sites[i] = s.Site
+		sites[i] = rooms.Site{ID: s.ID, Name: s.Name, Level: rooms.Level(s.Level), Parent: s.Parent}
 	}
 	tree, err := rooms.NewTree(sites)
 	if err != nil {
 		return fmt.Errorf("export: the server's tree: %w", err)
 	}
 	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "# Cầu site tree exported from %s on %s: %d sites.\n", c.base, rooms.FormatLocal(time.Now()), tree.Len())
+	fmt.Fprintf(&buf, "# Cầu site tree exported from %s on %s: %d sites.\n", c.Base(), rooms.FormatLocal(time.Now()), tree.Len())
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(tree); err != nil {
