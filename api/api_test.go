@@ -11,6 +11,7 @@ import (
 
 	"github.com/cau-project/cau/api"
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -247,7 +248,7 @@ func TestScheduleSubtreeConflictsAndLifecycle(t *testing.T) {
 	}
 
 	// Reschedule keeps what is not given; list and filters; get.
-	var moved meetingOut
+	var moved httpapi.Meeting
 	e.must(200, "PATCH", "/api/v1/meetings/giao-ban-t3", adm, map[string]any{"start": "2026-03-03T08:00:00+07:00",
 		"end": "2026-03-03T10:00:00+07:00"}).decode(t, &moved)
 	if moved.SiteCount != 221 || moved.Title != "Giao ban tháng 3" || moved.Mode != "training" {
@@ -256,7 +257,7 @@ func TestScheduleSubtreeConflictsAndLifecycle(t *testing.T) {
 	e.schedule(map[string]any{"title": "Họp khác", "sites": []string{"gl-d01", "gl-d01-c01"},
 		"start": "2026-03-02T16:30:00+07:00", "end": "2026-03-02T17:30:00+07:00"})
 	var list struct {
-		Meetings []meetingOut `json:"meetings"`
+		Meetings []httpapi.Meeting `json:"meetings"`
 	}
 	e.must(200, "GET", "/api/v1/meetings", adm, nil).decode(t, &list)
 	if len(list.Meetings) != 3 || list.Meetings[0].Sites != nil {
@@ -271,7 +272,7 @@ func TestScheduleSubtreeConflictsAndLifecycle(t *testing.T) {
 		t.Errorf("meetings starting before 3 March: %d", len(list.Meetings))
 	}
 	e.must(400, "GET", "/api/v1/meetings?from=yesterday", adm, nil)
-	var got meetingOut
+	var got httpapi.Meeting
 	e.must(200, "GET", "/api/v1/meetings/giao-ban-t3", adm, nil).decode(t, &got)
 	if len(got.Sites) != 221 {
 		t.Errorf("get: %d sites", len(got.Sites))
@@ -343,10 +344,10 @@ func TestKioskPlanAndJoinToken(t *testing.T) {
 		Site     rooms.Site     `json:"site"`
 		Now      time.Time      `json:"now"`
 		Plan     *struct {
-			Meeting      meetingOut `json:"meeting"`
-			ConnectAt    time.Time  `json:"connect_at"`
-			DisconnectAt time.Time  `json:"disconnect_at"`
-			ConnectNow   bool       `json:"connect_now"`
+			Meeting      httpapi.Meeting `json:"meeting"`
+			ConnectAt    time.Time       `json:"connect_at"`
+			DisconnectAt time.Time       `json:"disconnect_at"`
+			ConnectNow   bool            `json:"connect_now"`
 		} `json:"plan"`
 	}
 	var p plan
@@ -377,12 +378,7 @@ func TestKioskPlanAndJoinToken(t *testing.T) {
 	if !p.Plan.ConnectNow || p.Plan.Meeting.Status != "testing" {
 		t.Errorf("plan in the window: %+v", p.Plan)
 	}
-	var jt struct {
-		Token     string    `json:"token"`
-		Meeting   string    `json:"meeting"`
-		ExpiresAt time.Time `json:"expires_at"`
-		JoinPath  string    `json:"join_path"`
-	}
+	var jt httpapi.JoinToken
 	e.must(200, "POST", "/api/v1/endpoints/room-c01/join-token", dev, nil).decode(t, &jt)
 	c, err := testKeys.Verify(jt.Token)
 	if err != nil {

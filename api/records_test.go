@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 )
@@ -158,7 +159,7 @@ func TestRestartDurability(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2 := newEnv(t, s2, tree) // saving the stored tree again changes nothing
-	var m meetingOut
+	var m httpapi.Meeting
 	e2.must(200, "GET", "/api/v1/meetings/m1", adminToken(t), nil).decode(t, &m)
 	if !slices.Contains(m.Sites, "lc-new") || m.SiteCount != 14 {
 		t.Errorf("after restart: %d sites %v", m.SiteCount, m.Sites)

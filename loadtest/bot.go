@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/client"
 )
 
@@ -27,7 +27,7 @@ type bot struct {
 	idx  int
 	site Site
 	name string
-	role auth.Role
+	role string // the join token's: chair or room
 	log  *slog.Logger
 
 	state atomic.Int32
@@ -50,7 +50,7 @@ type pubRecord struct {
 	start, end time.Time // end is zero while live
 }
 
-func newBot(idx int, site Site, copyN int, role auth.Role, log *slog.Logger) *bot {
+func newBot(idx int, site Site, copyN int, role string, log *slog.Logger) *bot {
 	name := site.Name
 	if name == "" {
 		name = site.ID
@@ -61,18 +61,22 @@ func newBot(idx int, site Site, copyN int, role auth.Role, log *slog.Logger) *bo
 	return &bot{idx: idx, site: site, name: name, role: role, log: log.With("endpoint", idx, "site", site.ID)}
 }
 
-// join signs a token, dials and joins. It records failures on the bot.
+// join gets a join token from the API, dials and joins. It records failures on the bot.
+// The join clock starts once the token is in hand, as a kiosk's does.
 func (b *bot) join(ctx context.Context, r *runner) error {
+	tctx, cancel := context.WithTimeout(ctx, r.cfg.JoinTimeout)
+	tok, err := r.api.JoinToken(tctx, r.cfg.Meeting,
+		apiclient.JoinTokenRequest{Site: b.site.ID, Name: b.name, Role: b.role})
+	cancel()
+	if err != nil {
+		return b.fail(fmt.Errorf("join token: %w", err))
+	}
 	b.mu.Lock()
 	b.tokenAt = time.Now()
 	b.mu.Unlock()
-	tok, err := r.cfg.Keys.Sign(auth.Claims{Meeting: r.cfg.Meeting, Site: b.site.ID, Name: b.name, Role: b.role}, 24*time.Hour)
-	if err != nil {
-		return b.fail(fmt.Errorf("sign token: %w", err))
-	}
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.JoinTimeout)
 	defer cancel()
-	c, err := client.Dial(dctx, r.wsURL, tok, client.Options{
+	c, err := client.Dial(dctx, r.wsURL, tok.Token, client.Options{
 		Name: b.name, Logger: r.clientLog, Loopback: r.loopback,
 		OnStream: b.addStream,
 	})

@@ -43,31 +43,37 @@ func (f *apiFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.dev, "dev", false, "sign an admin token with the dev key (for `cau serve --dev`)")
 }
 
-// client builds the REST client: the token from --token or CAU_TOKEN, else a short
-// admin token signed with CAU_TOKEN_KEY (or the dev key with --dev).
-func (f *apiFlags) client() (*apiclient.Client, error) {
+// bearer is the API token: --token or CAU_TOKEN, else a short admin token signed with
+// CAU_TOKEN_KEY (or the dev key with --dev).
+func (f *apiFlags) bearer() (string, error) {
 	tok := f.token
 	if tok == "" {
 		tok = os.Getenv("CAU_TOKEN")
 	}
-	if tok == "" {
-		keys := auth.Keys{}
-		switch key := os.Getenv("CAU_TOKEN_KEY"); {
-		case key != "":
-			keys.Current = []byte(key)
-		case f.dev:
-			keys.Current = []byte(auth.DevKey)
-		default:
-			return nil, errors.New("no credentials: pass --token, set CAU_TOKEN (or CAU_TOKEN_KEY to sign one), or --dev for a dev server")
-		}
-		name := "cli"
-		if u, err := user.Current(); err == nil && u.Username != "" {
-			name = "cli:" + u.Username
-		}
-		var err error
-		if tok, err = keys.Sign(auth.Claims{Role: auth.RoleAdmin, Name: name}, 10*time.Minute); err != nil {
-			return nil, err
-		}
+	if tok != "" {
+		return tok, nil
+	}
+	keys := auth.Keys{}
+	switch key := os.Getenv("CAU_TOKEN_KEY"); {
+	case key != "":
+		keys.Current = []byte(key)
+	case f.dev:
+		keys.Current = []byte(auth.DevKey)
+	default:
+		return "", errors.New("no credentials: pass --token, set CAU_TOKEN (or CAU_TOKEN_KEY to sign one), or --dev for a dev server")
+	}
+	name := "cli"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = "cli:" + u.Username
+	}
+	return keys.Sign(auth.Claims{Role: auth.RoleAdmin, Name: name}, 10*time.Minute)
+}
+
+// client builds the REST client with bearer's token.
+func (f *apiFlags) client() (*apiclient.Client, error) {
+	tok, err := f.bearer()
+	if err != nil {
+		return nil, err
 	}
 	return apiclient.New(f.url, tok, nil), nil
 }
