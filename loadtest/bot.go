@@ -194,17 +194,26 @@ func (b *bot) pubList() []*pubRecord {
 
 // waitMedia waits until the first media packet arrives, the deadline passes or ctx ends.
 func (b *bot) waitMedia(ctx context.Context, deadline time.Time) bool {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
+	return poll(ctx, deadline, func() (bool, bool) {
 		if !b.firstMedia().IsZero() {
 			if b.state.Load() == stateJoined {
 				b.state.Store(stateMedia)
 			}
-			return true
+			return true, true
 		}
-		if s := b.state.Load(); s == stateFailed || s == stateDropped {
-			return false
+		s := b.state.Load()
+		return false, s == stateFailed || s == stateDropped
+	})
+}
+
+// poll checks cond every 10 ms until it is done (ok: its verdict), the deadline passes
+// or ctx ends (false).
+func poll(ctx context.Context, deadline time.Time, cond func() (ok, done bool)) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if ok, done := cond(); ok || done {
+			return ok
 		}
 		if time.Now().After(deadline) {
 			return false
@@ -230,30 +239,22 @@ func (b *bot) flowingStreams() []*client.Stream {
 
 // waitStreams waits until want streams flow, recording when the last of them started.
 func (b *bot) waitStreams(ctx context.Context, want int, deadline time.Time) bool {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if flowing := b.flowingStreams(); len(flowing) >= want {
-			var last time.Time
-			for _, s := range flowing {
-				if f := s.Stats().First; f.After(last) {
-					last = f
-				}
+	return poll(ctx, deadline, func() (bool, bool) {
+		flowing := b.flowingStreams()
+		if len(flowing) < want {
+			return false, false
+		}
+		var last time.Time
+		for _, s := range flowing {
+			if f := s.Stats().First; f.After(last) {
+				last = f
 			}
-			b.mu.Lock()
-			b.allStreamsAt = last
-			b.mu.Unlock()
-			return true
 		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
-	}
+		b.mu.Lock()
+		b.allStreamsAt = last
+		b.mu.Unlock()
+		return true, true
+	})
 }
 
 // allStreams is when the last expected stream started flowing (zero if they did not all).

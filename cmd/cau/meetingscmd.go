@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,23 +47,11 @@ func sameDay(a, b time.Time) bool {
 	return a.YearDay() == b.YearDay() && a.Year() == b.Year()
 }
 
-// newFlags makes the flag set of one verb with the connection flags.
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *apiFlags) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	af := &apiFlags{}
-	af.register(fs)
-	return fs, af
-}
-
 func runMeetingsList(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs, af := newFlags(name, stderr)
 	all := fs.Bool("all", false, "include meetings that have ended")
 	site := fs.String("site", "", "only meetings that include this site")
-	if _, err := parseInterleaved(fs, args); err != nil {
-		return errUsage
-	}
-	c, err := af.client()
+	_, c, err := af.connect(fs, args, 0, "", stderr)
 	if err != nil {
 		return err
 	}
@@ -94,12 +81,7 @@ func runMeetingsList(ctx context.Context, name string, args []string, stdout, st
 
 func runMeetingsShow(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs, af := newFlags(name, stderr)
-	pos, err := parseInterleaved(fs, args)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: cau meetings show ID")
-		return errUsage
-	}
-	c, err := af.client()
+	pos, c, err := af.connect(fs, args, 1, "cau meetings show ID", stderr)
 	if err != nil {
 		return err
 	}
@@ -227,12 +209,7 @@ func runMeetingsSchedule(ctx context.Context, name string, args []string, stdout
 func runMeetingsFinish(verb string) func(context.Context, string, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 		fs, af := newFlags(name, stderr)
-		pos, err := parseInterleaved(fs, args)
-		if err != nil || len(pos) != 1 {
-			fmt.Fprintf(stderr, "usage: cau meetings %s ID\n", verb)
-			return errUsage
-		}
-		c, err := af.client()
+		pos, c, err := af.connect(fs, args, 1, "cau meetings "+verb+" ID", stderr)
 		if err != nil {
 			return err
 		}
@@ -249,12 +226,7 @@ func runMeetingsRollCall(ctx context.Context, name string, args []string, stdout
 	fs, af := newFlags(name, stderr)
 	asCSV := fs.Bool("csv", false, "write CSV (one line per site) instead of a table")
 	out := fs.String("o", "", "write to this file instead of standard output")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: cau meetings rollcall ID [--csv] [-o FILE]")
-		return errUsage
-	}
-	c, err := af.client()
+	pos, c, err := af.connect(fs, args, 1, "cau meetings rollcall ID [--csv] [-o FILE]", stderr)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,29 @@ func (f *apiFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.dev, "dev", false, "sign an admin token with the dev key (for `cau serve --dev`)")
 }
 
+// newFlags makes the flag set of one verb with the connection flags.
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *apiFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	af := &apiFlags{}
+	af.register(fs)
+	return fs, af
+}
+
+// connect parses a verb's flags and its npos positional arguments (usage is printed if
+// they are wrong) and builds the REST client.
+func (f *apiFlags) connect(fs *flag.FlagSet, args []string, npos int, usage string, stderr io.Writer) ([]string, *apiclient.Client, error) {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil || len(pos) != npos {
+		if usage != "" {
+			fmt.Fprintln(stderr, "usage: "+usage)
+		}
+		return nil, nil, errUsage
+	}
+	c, err := f.client()
+	return pos, c, err
+}
+
 // bearer is the API token: --token or CAU_TOKEN, else a short admin token signed with
 // CAU_TOKEN_KEY (or the dev key with --dev).
 func (f *apiFlags) bearer() (string, error) {
@@ -139,15 +162,9 @@ func runSites(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func runSitesList(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newFlags(name, stderr)
 	indent := fs.Bool("tree", false, "indent each site under its parent")
-	if _, err := parseInterleaved(fs, args); err != nil {
-		return errUsage
-	}
-	c, err := af.client()
+	_, c, err := af.connect(fs, args, 0, "", stderr)
 	if err != nil {
 		return err
 	}
@@ -181,10 +198,7 @@ func levelCounts(m map[string]int) string {
 }
 
 func runSitesImport(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newFlags(name, stderr)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: cau sites import FILE.yaml")
@@ -212,15 +226,9 @@ func runSitesImport(ctx context.Context, name string, args []string, stdout, std
 }
 
 func runSitesExport(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newFlags(name, stderr)
 	out := fs.String("o", "", "write to this file instead of standard output")
-	if _, err := parseInterleaved(fs, args); err != nil {
-		return errUsage
-	}
-	c, err := af.client()
+	_, c, err := af.connect(fs, args, 0, "", stderr)
 	if err != nil {
 		return err
 	}
