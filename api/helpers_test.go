@@ -19,6 +19,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/deploy/examples"
 	"github.com/cau-project/cau/internal/httpapi"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 	"github.com/cau-project/cau/rooms/store/redis"
@@ -61,7 +62,7 @@ type env struct {
 	api   *api.API
 	srv   *httptest.Server
 	clock *clock
-	logs  *lockedWriter
+	logs  *testutil.LockedBuffer
 }
 
 // exampleTree loads one of deploy/examples.
@@ -112,7 +113,7 @@ func newEnv(t *testing.T, store rooms.Store, tree *rooms.Tree) *env {
 			t.Fatal(err)
 		}
 	}
-	e := &env{t: t, store: store, clock: &clock{t: base}, logs: &lockedWriter{}}
+	e := &env{t: t, store: store, clock: &clock{t: base}, logs: &testutil.LockedBuffer{}}
 	e.api = api.New(api.Config{Store: store, Tree: tree, Keys: testKeys, Now: e.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	e.srv = httptest.NewServer(e.api)
@@ -123,24 +124,6 @@ func newEnv(t *testing.T, store rooms.Store, tree *rooms.Tree) *env {
 		}
 	})
 	return e
-}
-
-// lockedWriter collects the server's log from its goroutines.
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // token signs claims with the current key for an hour.
