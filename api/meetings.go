@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -270,23 +271,26 @@ func (a *API) rescheduleMeeting(w http.ResponseWriter, r *http.Request, p *princ
 
 // cancelMeeting: POST /api/v1/meetings/{id}/cancel.
 func (a *API) cancelMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
-	m, err := a.sched.Cancel(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.audit(r.Context(), p, "cancel", m.ID, fmt.Sprintf("%q", m.Title))
-	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), false))
+	a.finish(w, r, p, "cancel", a.sched.Cancel, func(m rooms.Meeting) string { return fmt.Sprintf("%q", m.Title) })
 }
 
 // endMeeting: POST /api/v1/meetings/{id}/end.
 func (a *API) endMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
-	m, err := a.sched.End(r.Context(), r.PathValue("id"))
+	a.finish(w, r, p, "end", a.sched.End, func(m rooms.Meeting) string {
+		return fmt.Sprintf("%q ended at %s", m.Title, rooms.FormatLocal(m.End))
+	})
+}
+
+// finish cancels or ends the meeting {id} with do, audits it as action with detail's
+// words, and answers with the meeting.
+func (a *API) finish(w http.ResponseWriter, r *http.Request, p *principal, action string,
+	do func(context.Context, string) (rooms.Meeting, error), detail func(rooms.Meeting) string) {
+	m, err := do(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "end", m.ID, fmt.Sprintf("%q ended at %s", m.Title, rooms.FormatLocal(m.End)))
+	a.audit(r.Context(), p, action, m.ID, detail(m))
 	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), false))
 }
 

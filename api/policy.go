@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/httpapi"
@@ -73,31 +74,25 @@ func staff(p *principal, r *http.Request) error {
 }
 
 // meetingReader: staff, or the chair or a participant of that very meeting.
-func meetingReader(p *principal, r *http.Request) error {
-	switch p.claims.Role {
-	case auth.RoleAdmin, auth.RoleTechnician:
-		return nil
-	case auth.RoleChair, auth.RoleParticipant:
-		if p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id") {
-			return nil
-		}
-		return forbidden(p, "read a meeting other than its own")
-	}
-	return forbidden(p, describe(r))
-}
+var meetingReader = staffOrOwnMeeting("read a meeting other than its own", auth.RoleChair, auth.RoleParticipant)
 
 // rollCallReader: staff, or the chair of that meeting.
-func rollCallReader(p *principal, r *http.Request) error {
-	switch p.claims.Role {
-	case auth.RoleAdmin, auth.RoleTechnician:
-		return nil
-	case auth.RoleChair:
-		if p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id") {
+var rollCallReader = staffOrOwnMeeting("read the roll call of a meeting other than its own", auth.RoleChair)
+
+// staffOrOwnMeeting lets staff in, and the given roles for the meeting their token
+// names ({id}); other meetings are refused with "may not <other>".
+func staffOrOwnMeeting(other string, roles ...auth.Role) policy {
+	return func(p *principal, r *http.Request) error {
+		switch {
+		case p.claims.Role == auth.RoleAdmin || p.claims.Role == auth.RoleTechnician:
+			return nil
+		case !slices.Contains(roles, p.claims.Role):
+			return forbidden(p, describe(r))
+		case p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id"):
 			return nil
 		}
-		return forbidden(p, "read the roll call of a meeting other than its own")
+		return forbidden(p, other)
 	}
-	return forbidden(p, describe(r))
 }
 
 // endpointReader: staff, or a room device asking about itself.
