@@ -16,14 +16,12 @@ import (
 // it. The monitor defines it so that it depends on the protocol's figures only, not on
 // signaling; app adapts signaling's figures to it.
 type Link struct {
-	Meeting     string
-	Participant protocol.Participant
-	Bridge      string
-	Joined      time.Time
-	// Up is what the endpoint sends, as its bridge receives it; Down what the bridge sends
-	// it, as the endpoint's receiver reports describe it. Zero values until media flows.
+	Meeting, Bridge string
+	Participant     protocol.Participant
+	Joined          time.Time
+	// Up and Down are the figures of what the endpoint sends and receives (zero until
+	// media flows); Measured says whether its bridge has reported it yet.
 	Up, Down protocol.LinkFigures
-	// Measured is false when the bridge has not reported this endpoint yet.
 	Measured bool
 }
 
