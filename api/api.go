@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 	DeviceTokenTTL, JoinTokenTTL time.Duration
 	// OnTreeChange, if set, is called with the new tree after the API changed it.
 	OnTreeChange func(*rooms.Tree)
+	// AdHocMeetings mints join tokens for meetings the store does not have, as
+	// signaling admits them in dev mode.
+	AdHocMeetings bool
 }
 
 // API serves /api/v1/. It is an http.Handler, safe for concurrent use.
@@ -81,6 +85,8 @@ type API struct {
 	store rooms.Store
 	sched *rooms.Scheduler
 	mux   *http.ServeMux
+	// routes lists what routes registered, for Routes; written only by New.
+	routes []httpapi.Route
 	// tree is the current site tree (nil: none yet); replaced whole, never mutated.
 	tree atomic.Pointer[rooms.Tree]
 	// treeMu serialises this node's tree changes (read, change, save, swap).
@@ -108,7 +114,7 @@ func New(cfg Config) *API {
 		a.sched = rooms.NewScheduler(cfg.Store, cfg.Tree)
 		a.sched.SetClock(cfg.Now)
 	}
-	a.routes()
+	a.register()
 	return a
 }
 
@@ -133,14 +139,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			a.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", v)
-			writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
+			writeError(w, http.StatusInternalServerError, httpapi.CodeInternal, "internal error")
 		}
 	}()
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	httpapi.SetHeaders(w)
 	if a.store == nil {
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "the API has no store configured")
+		writeError(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the API has no store configured")
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -163,6 +167,7 @@ type route struct {
 func (a *API) handle(path string, routes ...route) {
 	allowed := ""
 	for i, rt := range routes {
+		a.routes = append(a.routes, httpapi.Route{Method: rt.method, Path: path})
 		if i > 0 {
 			allowed += ", "
 		}
@@ -180,7 +185,7 @@ func (a *API) handle(path string, routes ...route) {
 			}
 		}
 		w.Header().Set("Allow", allowed)
-		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed,
+		writeError(w, http.StatusMethodNotAllowed, httpapi.CodeMethodNotAllowed,
 			fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allowed))
 	})
 }
@@ -189,22 +194,24 @@ func (a *API) handle(path string, routes ...route) {
 func (a *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	p, err := a.authenticate(r)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="cau"`)
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
+		writeError(w, http.StatusUnauthorized, httpapi.CodeUnauthorized, err.Error())
 		return
 	}
 	if err := rt.allow(p, r); err != nil {
 		if rt.action != "" {
 			a.audit(r.Context(), p, rt.action, auditTarget(r), "denied: "+err.Error())
 		}
-		writeError(w, http.StatusForbidden, codeForbidden, err.Error())
+		writeError(w, http.StatusForbidden, httpapi.CodeForbidden, err.Error())
 		return
 	}
 	rt.handle(w, r, p)
 }
 
-// routes registers every path. Paths under the prefix that match nothing get a JSON 404.
-func (a *API) routes() {
+// Routes lists every method and path pattern the API serves.
+func (a *API) Routes() []httpapi.Route { return a.routes }
+
+// register registers every path. Paths under the prefix that match nothing get a JSON 404.
+func (a *API) register() {
 	const v = "/api/v1"
 	a.handle(v+"/me", route{method: "GET", allow: anyRole, handle: a.getMe})
 
@@ -241,13 +248,15 @@ func (a *API) routes() {
 		route{method: "POST", allow: adminOnly, action: "cancel", handle: a.cancelMeeting})
 	a.handle(v+"/meetings/{id}/end",
 		route{method: "POST", allow: adminOnly, action: "end", handle: a.endMeeting})
+	a.handle(v+"/meetings/{id}/join-token",
+		route{method: "POST", allow: adminOnly, action: "join_token", handle: a.mintMeetingJoinToken})
 	a.handle(v+"/meetings/{id}/rollcall",
 		route{method: "GET", allow: rollCallReader, handle: a.getRollCall})
 
 	a.handle(v+"/audit", route{method: "GET", allow: adminOnly, handle: a.getAudit})
 
 	a.mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, codeNotFound, "no such API path: "+r.URL.Path)
+		writeError(w, http.StatusNotFound, httpapi.CodeNotFound, "no such API path: "+r.URL.Path)
 	})
 }
 

@@ -85,6 +85,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 		{"PATCH", "/api/v1/meetings/m1", map[string]any{"title": "Đổi tên"}, []auth.Role{A}},
 		{"POST", "/api/v1/meetings/m1/cancel", nil, []auth.Role{A}},
 		{"POST", "/api/v1/meetings/m1/end", nil, []auth.Role{A}},
+		{"POST", "/api/v1/meetings/m1/join-token", map[string]any{"site": "qnam-psn-c01", "role": "room"}, []auth.Role{A}},
 		{"GET", "/api/v1/meetings/m1/rollcall", nil, []auth.Role{A, T, C}},
 		{"GET", "/api/v1/meetings/m1/rollcall?format=csv", nil, []auth.Role{A, T, C}},
 		{"GET", "/api/v1/meetings/m2/rollcall", nil, []auth.Role{A, T}},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -80,7 +81,7 @@ func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request, p *principa
 	}
 	switch _, err := a.store.Endpoint(r.Context(), e.ID); {
 	case err == nil:
-		a.fail(w, r, newError(http.StatusConflict, codeExists, "endpoint %q already exists", e.ID))
+		a.fail(w, r, newError(http.StatusConflict, httpapi.CodeExists, "endpoint %q already exists", e.ID))
 		return
 	case !errors.Is(err, rooms.ErrNotFound):
 		a.fail(w, r, fmt.Errorf("create endpoint: %w", err))
@@ -202,101 +203,6 @@ func newEndpointID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return "ep-" + hex.EncodeToString(b[:])
-}
-
-// planView is what a kiosk polls: who it is, where, and its next meeting.
-type planView struct {
-	Endpoint rooms.Endpoint `json:"endpoint"`
-	Site     rooms.Site     `json:"site"`
-	// Now is the server's clock, so a kiosk with a wrong clock still counts down right.
-	Now  time.Time `json:"now"`
-	Plan *planBody `json:"plan"`
-}
-
-// planBody is rooms.Plan with the meeting as the API shows it.
-type planBody struct {
-	Meeting      meetingView `json:"meeting"`
-	ConnectAt    time.Time   `json:"connect_at"`
-	DisconnectAt time.Time   `json:"disconnect_at"`
-	ConnectNow   bool        `json:"connect_now"`
-}
-
-// plan looks up the endpoint and its next meeting at now.
-func (a *API) plan(r *http.Request, id string, now time.Time) (rooms.Endpoint, *rooms.Plan, error) {
-	e, err := a.store.Endpoint(r.Context(), id)
-	if err != nil {
-		return e, nil, fmt.Errorf("endpoint plan: %w", err)
-	}
-	ms, err := a.store.Meetings(r.Context(), now)
-	if err != nil {
-		return e, nil, fmt.Errorf("endpoint plan: %w", err)
-	}
-	p, ok := rooms.NextMeeting(e, ms, now)
-	if !ok {
-		return e, nil, nil
-	}
-	return e, &p, nil
-}
-
-// getNext: GET /api/v1/endpoints/{id}/next — the kiosk's plan.
-func (a *API) getNext(w http.ResponseWriter, r *http.Request, _ *principal) {
-	now := a.now()
-	e, p, err := a.plan(r, r.PathValue("id"), now)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	out := planView{Endpoint: e, Site: rooms.Site{ID: e.Site, Name: e.Site}, Now: local(now)}
-	if t := a.Tree(); t != nil {
-		if s, ok := t.Site(e.Site); ok {
-			out.Site = s
-		}
-	}
-	if p != nil {
-		out.Plan = &planBody{Meeting: a.viewMeeting(p.Meeting, now, false), ConnectAt: local(p.ConnectAt),
-			DisconnectAt: local(p.DisconnectAt), ConnectNow: p.ConnectNow}
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// mintJoinToken: POST /api/v1/endpoints/{id}/join-token — a short-lived signaling
-// token for the endpoint's current meeting, only while that meeting is connectable
-// (its test window or the meeting itself). This is what lets a room device join only
-// its own room's meetings: its device token names no meeting.
-func (a *API) mintJoinToken(w http.ResponseWriter, r *http.Request, p *principal) {
-	now := a.now()
-	e, plan, err := a.plan(r, r.PathValue("id"), now)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if plan == nil {
-		a.fail(w, r, newError(http.StatusConflict, codeNotConnectable, "no meeting is booked for site %s", e.Site))
-		return
-	}
-	if !plan.ConnectNow {
-		a.fail(w, r, newError(http.StatusConflict, codeNotConnectable, "meeting %s %q opens at %s, not yet",
-			plan.Meeting.ID, plan.Meeting.Title, rooms.FormatLocal(plan.ConnectAt)))
-		return
-	}
-	// Valid for the reconnects of one sitting, never past the meeting's end.
-	ttl := min(a.cfg.JoinTokenTTL, plan.DisconnectAt.Sub(now)+time.Minute)
-	tok, err := a.cfg.Keys.Sign(auth.Claims{Meeting: plan.Meeting.ID, Site: e.Site, Name: e.Name,
-		Role: auth.RoleRoom, Endpoint: e.ID}, ttl)
-	if err != nil {
-		a.fail(w, r, fmt.Errorf("join token for %s: %w", e.ID, err))
-		return
-	}
-	a.audit(r.Context(), p, "join_token", e.ID, "meeting "+plan.Meeting.ID)
-	writeJSON(w, http.StatusOK, struct {
-		Token     string    `json:"token"`
-		Meeting   string    `json:"meeting"`
-		Site      string    `json:"site"`
-		Endpoint  string    `json:"endpoint"`
-		ExpiresAt time.Time `json:"expires_at"`
-		JoinPath  string    `json:"join_path"`
-	}{tok, plan.Meeting.ID, e.Site, e.ID, local(now.Add(ttl)),
-		"/join/" + url.PathEscape(plan.Meeting.ID) + "?autojoin=1&token=" + url.QueryEscape(tok)})
 }
 
 // getMe: GET /api/v1/me — the caller's verified claims.

@@ -18,6 +18,8 @@ import (
 	"github.com/cau-project/cau/api"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/deploy/examples"
+	"github.com/cau-project/cau/internal/httpapi"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 	"github.com/cau-project/cau/rooms/store/redis"
@@ -60,7 +62,7 @@ type env struct {
 	api   *api.API
 	srv   *httptest.Server
 	clock *clock
-	logs  *lockedWriter
+	logs  *testutil.LockedBuffer
 }
 
 // exampleTree loads one of deploy/examples.
@@ -111,7 +113,7 @@ func newEnv(t *testing.T, store rooms.Store, tree *rooms.Tree) *env {
 			t.Fatal(err)
 		}
 	}
-	e := &env{t: t, store: store, clock: &clock{t: base}, logs: &lockedWriter{}}
+	e := &env{t: t, store: store, clock: &clock{t: base}, logs: &testutil.LockedBuffer{}}
 	e.api = api.New(api.Config{Store: store, Tree: tree, Keys: testKeys, Now: e.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	e.srv = httptest.NewServer(e.api)
@@ -122,24 +124,6 @@ func newEnv(t *testing.T, store rooms.Store, tree *rooms.Tree) *env {
 		}
 	})
 	return e
-}
-
-// lockedWriter collects the server's log from its goroutines.
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // token signs claims with the current key for an hour.
@@ -171,14 +155,8 @@ func (r response) decode(t testing.TB, v any) {
 	}
 }
 
-// errorCode returns the code of an error body ("" if the body is not one).
-func (r response) errorCode() string {
-	var b struct {
-		Error struct{ Code, Message string } `json:"error"`
-	}
-	_ = json.Unmarshal(r.body, &b)
-	return b.Error.Code
-}
+// errorCode returns the code of an error body ("http" if the body is not one).
+func (r response) errorCode() string { return httpapi.ParseError(r.status, r.body).Code }
 
 // do sends one request. body may be nil, a string (sent as is) or a value (as JSON).
 func (e *env) do(method, path, tok string, body any) response {
@@ -242,26 +220,10 @@ func (e *env) addEndpoint(id, site string, kind rooms.EndpointKind) string {
 	return out.DeviceToken
 }
 
-// meetingOut is the part of a meeting view the tests read.
-type meetingOut struct {
-	ID         string    `json:"id"`
-	Title      string    `json:"title"`
-	ChairSite  string    `json:"chair_site"`
-	Sites      []string  `json:"sites"`
-	SiteCount  int       `json:"site_count"`
-	Start      time.Time `json:"start"`
-	End        time.Time `json:"end"`
-	ConnectAt  time.Time `json:"connect_at"`
-	Mode       string    `json:"mode"`
-	TestWindow string    `json:"test_window"`
-	State      string    `json:"state"`
-	Status     string    `json:"status"`
-}
-
 // schedule books a meeting through the API.
-func (e *env) schedule(body map[string]any) meetingOut {
+func (e *env) schedule(body map[string]any) httpapi.Meeting {
 	e.t.Helper()
-	var m meetingOut
+	var m httpapi.Meeting
 	e.must(http.StatusCreated, "POST", "/api/v1/meetings", adminToken(e.t), body).decode(e.t, &m)
 	return m
 }

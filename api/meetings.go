@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -13,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -58,30 +60,11 @@ type meetingBody struct {
 	TestWindow *string `json:"test_window"`
 }
 
-// meetingView is a meeting as the API shows it; times in Vietnam time.
-type meetingView struct {
-	ID        string     `json:"id"`
-	Title     string     `json:"title"`
-	ChairSite string     `json:"chair_site"`
-	ChairName string     `json:"chair_name,omitempty"`
-	Sites     []string   `json:"sites,omitempty"`
-	SiteCount int        `json:"site_count"`
-	Start     time.Time  `json:"start"`
-	End       time.Time  `json:"end"`
-	ConnectAt time.Time  `json:"connect_at"`
-	Mode      rooms.Mode `json:"mode"`
-	// TestWindow is a Go duration string, e.g. "1h0m0s".
-	TestWindow string `json:"test_window"`
-	// State is the stored state (scheduled, ended, cancelled); Status is the state now
-	// (scheduled, testing, live, ended, cancelled).
-	State  rooms.MeetingState `json:"state"`
-	Status rooms.MeetingState `json:"status"`
-}
-
-func (a *API) viewMeeting(m rooms.Meeting, now time.Time, withSites bool) meetingView {
-	v := meetingView{ID: m.ID, Title: m.Title, ChairSite: m.ChairSite, SiteCount: len(m.Sites),
-		Start: local(m.Start), End: local(m.End), ConnectAt: local(m.WindowStart()), Mode: m.Mode,
-		TestWindow: m.TestWindow.String(), State: m.State, Status: m.StateAt(now)}
+// viewMeeting is m as the API shows it at now; times in Vietnam time.
+func (a *API) viewMeeting(m rooms.Meeting, now time.Time, withSites bool) httpapi.Meeting {
+	v := httpapi.Meeting{ID: m.ID, Title: m.Title, ChairSite: m.ChairSite, SiteCount: len(m.Sites),
+		Start: local(m.Start), End: local(m.End), ConnectAt: local(m.WindowStart()), Mode: string(m.Mode),
+		TestWindow: m.TestWindow.String(), State: string(m.State), Status: string(m.StateAt(now))}
 	if t := a.Tree(); t != nil {
 		v.ChairName = t.Name(m.ChairSite)
 	}
@@ -207,17 +190,15 @@ func (a *API) listMeetings(w http.ResponseWriter, r *http.Request, _ *principal)
 		return
 	}
 	site, status := q.Get("site"), rooms.MeetingState(q.Get("status"))
-	out := []meetingView{}
+	out := httpapi.MeetingList{Meetings: []httpapi.Meeting{}}
 	for _, m := range ms {
 		if (!to.IsZero() && !m.Start.Before(to)) || (site != "" && !m.HasSite(site)) ||
 			(status != "" && m.StateAt(now) != status) {
 			continue
 		}
-		out = append(out, a.viewMeeting(m, now, false))
+		out.Meetings = append(out.Meetings, a.viewMeeting(m, now, false))
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Meetings []meetingView `json:"meetings"`
-	}{out})
+	writeJSON(w, http.StatusOK, out)
 }
 
 // getMeeting: GET /api/v1/meetings/{id}.
@@ -290,40 +271,27 @@ func (a *API) rescheduleMeeting(w http.ResponseWriter, r *http.Request, p *princ
 
 // cancelMeeting: POST /api/v1/meetings/{id}/cancel.
 func (a *API) cancelMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
-	m, err := a.sched.Cancel(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.audit(r.Context(), p, "cancel", m.ID, fmt.Sprintf("%q", m.Title))
-	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), false))
+	a.finish(w, r, p, "cancel", a.sched.Cancel, func(m rooms.Meeting) string { return fmt.Sprintf("%q", m.Title) })
 }
 
 // endMeeting: POST /api/v1/meetings/{id}/end.
 func (a *API) endMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
-	m, err := a.sched.End(r.Context(), r.PathValue("id"))
+	a.finish(w, r, p, "end", a.sched.End, func(m rooms.Meeting) string {
+		return fmt.Sprintf("%q ended at %s", m.Title, rooms.FormatLocal(m.End))
+	})
+}
+
+// finish cancels or ends the meeting {id} with do, audits it as action with detail's
+// words, and answers with the meeting.
+func (a *API) finish(w http.ResponseWriter, r *http.Request, p *principal, action string,
+	do func(context.Context, string) (rooms.Meeting, error), detail func(rooms.Meeting) string) {
+	m, err := do(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "end", m.ID, fmt.Sprintf("%q ended at %s", m.Title, rooms.FormatLocal(m.End)))
+	a.audit(r.Context(), p, action, m.ID, detail(m))
 	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), false))
-}
-
-// recordView is one roll-call line.
-type recordView struct {
-	Site             string      `json:"site"`
-	Name             string      `json:"name,omitempty"`
-	Level            rooms.Level `json:"level,omitempty"`
-	Attended         bool        `json:"attended"`
-	FirstJoined      *time.Time  `json:"first_joined,omitempty"`
-	LastLeft         *time.Time  `json:"last_left,omitempty"`
-	ConnectedSeconds int64       `json:"connected_seconds"`
-	Drops            int         `json:"drops"`
-	WorstGrade       rooms.Grade `json:"worst_grade,omitempty"`
-	LastGrade        rooms.Grade `json:"last_grade,omitempty"`
-	Online           bool        `json:"online"`
-	Endpoints        int         `json:"endpoints"`
 }
 
 // getRollCall: GET /api/v1/meetings/{id}/rollcall[?format=csv] — who joined, when, for
@@ -365,23 +333,16 @@ func (a *API) getRollCall(w http.ResponseWriter, r *http.Request, _ *principal) 
 		return
 	}
 	t := a.Tree()
-	out := struct {
-		Meeting meetingView `json:"meeting"`
-		AsOf    time.Time   `json:"as_of"`
-		Summary struct {
-			Sites    int `json:"sites"`
-			Attended int `json:"attended"`
-			Online   int `json:"online"`
-		} `json:"summary"`
-		Records []recordView `json:"records"`
-	}{Meeting: a.viewMeeting(m, now, false), AsOf: local(asOf), Records: make([]recordView, 0, len(recs))}
+	out := httpapi.RollCall{Meeting: a.viewMeeting(m, now, false), AsOf: local(asOf),
+		Records: make([]httpapi.RollCallRecord, 0, len(recs))}
 	for _, rec := range recs {
-		v := recordView{Site: rec.Site, Attended: rec.Attended(), ConnectedSeconds: int64(rec.Connected / time.Second),
-			Drops: rec.Drops, WorstGrade: rec.WorstGrade, LastGrade: rec.LastGrade, Online: rec.Online,
+		v := httpapi.RollCallRecord{Site: rec.Site, Attended: rec.Attended(),
+			ConnectedSeconds: int64(rec.Connected / time.Second), Drops: rec.Drops,
+			WorstGrade: string(rec.WorstGrade), LastGrade: string(rec.LastGrade), Online: rec.Online,
 			Endpoints: rec.Endpoints}
 		if t != nil {
 			if s, ok := t.Site(rec.Site); ok {
-				v.Name, v.Level = s.Name, s.Level
+				v.Name, v.Level = s.Name, string(s.Level)
 			}
 		}
 		if !rec.FirstJoined.IsZero() {

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
+	"slices"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -18,15 +19,11 @@ type principal struct {
 
 // authenticate verifies the request's bearer token.
 func (a *API) authenticate(r *http.Request) (*principal, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return nil, errors.New("missing Authorization: Bearer <token>")
+	tok, err := httpapi.BearerToken(r)
+	if err != nil {
+		return nil, err
 	}
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return nil, errors.New("the Authorization header must be \"Bearer <token>\"")
-	}
-	c, err := a.cfg.Keys.Verify(strings.TrimSpace(tok))
+	c, err := a.cfg.Keys.Verify(tok)
 	if err != nil {
 		return nil, errors.New("invalid or expired token")
 	}
@@ -77,31 +74,25 @@ func staff(p *principal, r *http.Request) error {
 }
 
 // meetingReader: staff, or the chair or a participant of that very meeting.
-func meetingReader(p *principal, r *http.Request) error {
-	switch p.claims.Role {
-	case auth.RoleAdmin, auth.RoleTechnician:
-		return nil
-	case auth.RoleChair, auth.RoleParticipant:
-		if p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id") {
-			return nil
-		}
-		return forbidden(p, "read a meeting other than its own")
-	}
-	return forbidden(p, describe(r))
-}
+var meetingReader = staffOrOwnMeeting("read a meeting other than its own", auth.RoleChair, auth.RoleParticipant)
 
 // rollCallReader: staff, or the chair of that meeting.
-func rollCallReader(p *principal, r *http.Request) error {
-	switch p.claims.Role {
-	case auth.RoleAdmin, auth.RoleTechnician:
-		return nil
-	case auth.RoleChair:
-		if p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id") {
+var rollCallReader = staffOrOwnMeeting("read the roll call of a meeting other than its own", auth.RoleChair)
+
+// staffOrOwnMeeting lets staff in, and the given roles for the meeting their token
+// names ({id}); other meetings are refused with "may not <other>".
+func staffOrOwnMeeting(other string, roles ...auth.Role) policy {
+	return func(p *principal, r *http.Request) error {
+		switch {
+		case p.claims.Role == auth.RoleAdmin || p.claims.Role == auth.RoleTechnician:
+			return nil
+		case !slices.Contains(roles, p.claims.Role):
+			return forbidden(p, describe(r))
+		case p.claims.Meeting != "" && p.claims.Meeting == r.PathValue("id"):
 			return nil
 		}
-		return forbidden(p, "read the roll call of a meeting other than its own")
+		return forbidden(p, other)
 	}
-	return forbidden(p, describe(r))
 }
 
 // endpointReader: staff, or a room device asking about itself.

@@ -7,20 +7,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
-// siteView is a site as the API shows it.
-type siteView struct {
-	rooms.Site
-	Depth int `json:"depth"`
-}
-
-// sitesSummary describes a whole tree.
-type sitesSummary struct {
-	Count  int                 `json:"count"`
-	Root   string              `json:"root,omitempty"`
-	Levels map[rooms.Level]int `json:"levels"`
+// siteView is s as the API shows it.
+func siteView(t *rooms.Tree, s rooms.Site) httpapi.SiteView {
+	return httpapi.SiteView{Site: httpapi.Site{ID: s.ID, Name: s.Name, Level: string(s.Level), Parent: s.Parent},
+		Depth: t.Depth(s.ID)}
 }
 
 // siteNode is one site of the nested view (GET /sites?view=tree).
@@ -31,11 +25,16 @@ type siteNode struct {
 	Children []*siteNode `json:"children,omitempty"`
 }
 
-func summarise(t *rooms.Tree) sitesSummary {
+func summarise(t *rooms.Tree) httpapi.SiteSummary {
+	out := httpapi.SiteSummary{Levels: map[string]int{}}
 	if t == nil {
-		return sitesSummary{Levels: map[rooms.Level]int{}}
+		return out
 	}
-	return sitesSummary{Count: t.Len(), Root: t.Root().ID, Levels: t.CountByLevel()}
+	out.Count, out.Root = t.Len(), t.Root().ID
+	for l, n := range t.CountByLevel() {
+		out.Levels[string(l)] = n
+	}
+	return out
 }
 
 // listSites: GET /api/v1/sites — every site in preorder, or ?view=tree nested.
@@ -43,21 +42,18 @@ func (a *API) listSites(w http.ResponseWriter, r *http.Request, _ *principal) {
 	t := a.Tree()
 	switch view := r.URL.Query().Get("view"); view {
 	case "", "list":
-		out := struct {
-			sitesSummary
-			Sites []siteView `json:"sites"`
-		}{summarise(t), []siteView{}}
+		out := httpapi.SiteList{SiteSummary: summarise(t), Sites: []httpapi.SiteView{}}
 		if t != nil {
 			for _, s := range t.Sites() {
-				out.Sites = append(out.Sites, siteView{Site: s, Depth: t.Depth(s.ID)})
+				out.Sites = append(out.Sites, siteView(t, s))
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
 	case "tree":
 		out := struct {
-			sitesSummary
+			httpapi.SiteSummary
 			Tree *siteNode `json:"tree"`
-		}{sitesSummary: summarise(t)}
+		}{SiteSummary: summarise(t)}
 		if t != nil {
 			out.Tree = nest(t)
 		}
@@ -88,20 +84,20 @@ func (a *API) getSite(w http.ResponseWriter, r *http.Request, _ *principal) {
 	t := a.Tree()
 	id := r.PathValue("id")
 	if t == nil {
-		a.fail(w, r, newError(http.StatusNotFound, codeNotFound, "site %q: %v", id, errNoTree))
+		a.fail(w, r, newError(http.StatusNotFound, httpapi.CodeNotFound, "site %q: %v", id, errNoTree))
 		return
 	}
 	s, ok := t.Site(id)
 	if !ok {
-		a.fail(w, r, newError(http.StatusNotFound, codeNotFound, "no site %q", id))
+		a.fail(w, r, newError(http.StatusNotFound, httpapi.CodeNotFound, "no site %q", id))
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		siteView
+		httpapi.SiteView
 		Ancestors   []string `json:"ancestors"`
 		Children    []string `json:"children"`
 		SubtreeSize int      `json:"subtree_size"`
-	}{siteView{s, t.Depth(id)}, nonNil(t.Ancestors(id)), nonNil(t.Children(id)), len(t.Subtree(id))})
+	}{siteView(t, s), nonNil(t.Ancestors(id)), nonNil(t.Children(id)), len(t.Subtree(id))})
 }
 
 func nonNil(s []string) []string {
@@ -142,7 +138,7 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request, p *principal) {
 	}
 	t, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
 		if slices.ContainsFunc(sites, func(x rooms.Site) bool { return x.ID == s.ID }) {
-			return nil, newError(http.StatusConflict, codeExists, "site %q already exists", s.ID)
+			return nil, newError(http.StatusConflict, httpapi.CodeExists, "site %q already exists", s.ID)
 		}
 		return append(sites, s), nil
 	})
@@ -151,7 +147,7 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	a.audit(r.Context(), p, "create_site", s.ID, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
-	writeJSON(w, http.StatusCreated, siteView{s, t.Depth(s.ID)})
+	writeJSON(w, http.StatusCreated, siteView(t, s))
 }
 
 // updateSite: PUT /api/v1/sites/{id} — a site's name, level or parent (not its id).
@@ -170,7 +166,7 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
 	t, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
 		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })
 		if i < 0 {
-			return nil, newError(http.StatusNotFound, codeNotFound, "no site %q", id)
+			return nil, newError(http.StatusNotFound, httpapi.CodeNotFound, "no site %q", id)
 		}
 		sites[i] = s
 		return sites, nil
@@ -180,7 +176,7 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	a.audit(r.Context(), p, "update_site", id, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
-	writeJSON(w, http.StatusOK, siteView{s, t.Depth(id)})
+	writeJSON(w, http.StatusOK, siteView(t, s))
 }
 
 // deleteSite: DELETE /api/v1/sites/{id} — a leaf no endpoint or coming meeting uses.
@@ -189,7 +185,7 @@ func (a *API) deleteSite(w http.ResponseWriter, r *http.Request, p *principal) {
 	_, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
 		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })
 		if i < 0 {
-			return nil, newError(http.StatusNotFound, codeNotFound, "no site %q", id)
+			return nil, newError(http.StatusNotFound, httpapi.CodeNotFound, "no site %q", id)
 		}
 		var kids []string
 		for _, x := range sites {
@@ -198,11 +194,11 @@ func (a *API) deleteSite(w http.ResponseWriter, r *http.Request, p *principal) {
 			}
 		}
 		if len(kids) > 0 {
-			return nil, newError(http.StatusConflict, codeInUse, "site %q has %d child site(s) (%s): delete them first",
+			return nil, newError(http.StatusConflict, httpapi.CodeInUse, "site %q has %d child site(s) (%s): delete them first",
 				id, len(kids), listSome(kids))
 		}
 		if len(sites) == 1 {
-			return nil, newError(http.StatusConflict, codeInUse, "site %q is the only site: replace the tree instead", id)
+			return nil, newError(http.StatusConflict, httpapi.CodeInUse, "site %q is the only site: replace the tree instead", id)
 		}
 		return slices.Delete(sites, i, i+1), nil
 	})
@@ -274,7 +270,7 @@ func (a *API) checkReferences(ctx context.Context, t *rooms.Tree) error {
 		}
 	}
 	if len(problems) > 0 {
-		return newError(http.StatusConflict, codeInUse, "the new tree lacks sites still in use: %s", listSome(problems))
+		return newError(http.StatusConflict, httpapi.CodeInUse, "the new tree lacks sites still in use: %s", listSome(problems))
 	}
 	return nil
 }

@@ -127,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence})
 
-	a.mon = monitor.New(monitor.Config{Source: a.sig, Tree: cfg.Tree, Store: cfg.Store, Logger: log})
+	a.mon = monitor.New(monitor.Config{Source: monitorSource{a.sig}, Tree: cfg.Tree, Store: cfg.Store, Logger: log})
 	if err := reg.Register(a.mon.Collector()); err != nil {
 		a.closeBridge()
 		return nil, fmt.Errorf("start: monitor metrics: %w", err)
@@ -136,7 +136,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", a.sig)
 	mux.Handle(monitor.APIPrefix, a.mon.Handler(a.keys))
-	mux.Handle(api.Prefix, api.New(api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log}))
+	mux.Handle(api.Prefix, api.New(api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log,
+		AdHocMeetings: cfg.Dev}))
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

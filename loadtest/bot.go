@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/client"
 )
 
@@ -27,7 +27,7 @@ type bot struct {
 	idx  int
 	site Site
 	name string
-	role auth.Role
+	role string // the join token's: chair or room
 	log  *slog.Logger
 
 	state atomic.Int32
@@ -50,7 +50,7 @@ type pubRecord struct {
 	start, end time.Time // end is zero while live
 }
 
-func newBot(idx int, site Site, copyN int, role auth.Role, log *slog.Logger) *bot {
+func newBot(idx int, site Site, copyN int, role string, log *slog.Logger) *bot {
 	name := site.Name
 	if name == "" {
 		name = site.ID
@@ -61,18 +61,22 @@ func newBot(idx int, site Site, copyN int, role auth.Role, log *slog.Logger) *bo
 	return &bot{idx: idx, site: site, name: name, role: role, log: log.With("endpoint", idx, "site", site.ID)}
 }
 
-// join signs a token, dials and joins. It records failures on the bot.
+// join gets a join token from the API, dials and joins. It records failures on the bot.
+// The join clock starts once the token is in hand, as a kiosk's does.
 func (b *bot) join(ctx context.Context, r *runner) error {
+	tctx, cancel := context.WithTimeout(ctx, r.cfg.JoinTimeout)
+	tok, err := r.api.JoinToken(tctx, r.cfg.Meeting,
+		apiclient.JoinTokenRequest{Site: b.site.ID, Name: b.name, Role: b.role})
+	cancel()
+	if err != nil {
+		return b.fail(fmt.Errorf("join token: %w", err))
+	}
 	b.mu.Lock()
 	b.tokenAt = time.Now()
 	b.mu.Unlock()
-	tok, err := r.cfg.Keys.Sign(auth.Claims{Meeting: r.cfg.Meeting, Site: b.site.ID, Name: b.name, Role: b.role}, 24*time.Hour)
-	if err != nil {
-		return b.fail(fmt.Errorf("sign token: %w", err))
-	}
 	dctx, cancel := context.WithTimeout(ctx, r.cfg.JoinTimeout)
 	defer cancel()
-	c, err := client.Dial(dctx, r.wsURL, tok, client.Options{
+	c, err := client.Dial(dctx, r.wsURL, tok.Token, client.Options{
 		Name: b.name, Logger: r.clientLog, Loopback: r.loopback,
 		OnStream: b.addStream,
 	})
@@ -190,17 +194,26 @@ func (b *bot) pubList() []*pubRecord {
 
 // waitMedia waits until the first media packet arrives, the deadline passes or ctx ends.
 func (b *bot) waitMedia(ctx context.Context, deadline time.Time) bool {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
+	return poll(ctx, deadline, func() (bool, bool) {
 		if !b.firstMedia().IsZero() {
 			if b.state.Load() == stateJoined {
 				b.state.Store(stateMedia)
 			}
-			return true
+			return true, true
 		}
-		if s := b.state.Load(); s == stateFailed || s == stateDropped {
-			return false
+		s := b.state.Load()
+		return false, s == stateFailed || s == stateDropped
+	})
+}
+
+// poll checks cond every 10 ms until it is done (ok: its verdict), the deadline passes
+// or ctx ends (false).
+func poll(ctx context.Context, deadline time.Time, cond func() (ok, done bool)) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if ok, done := cond(); ok || done {
+			return ok
 		}
 		if time.Now().After(deadline) {
 			return false
@@ -226,30 +239,22 @@ func (b *bot) flowingStreams() []*client.Stream {
 
 // waitStreams waits until want streams flow, recording when the last of them started.
 func (b *bot) waitStreams(ctx context.Context, want int, deadline time.Time) bool {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if flowing := b.flowingStreams(); len(flowing) >= want {
-			var last time.Time
-			for _, s := range flowing {
-				if f := s.Stats().First; f.After(last) {
-					last = f
-				}
+	return poll(ctx, deadline, func() (bool, bool) {
+		flowing := b.flowingStreams()
+		if len(flowing) < want {
+			return false, false
+		}
+		var last time.Time
+		for _, s := range flowing {
+			if f := s.Stats().First; f.After(last) {
+				last = f
 			}
-			b.mu.Lock()
-			b.allStreamsAt = last
-			b.mu.Unlock()
-			return true
 		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
-	}
+		b.mu.Lock()
+		b.allStreamsAt = last
+		b.mu.Unlock()
+		return true, true
+	})
 }
 
 // allStreams is when the last expected stream started flowing (zero if they did not all).

@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cau-project/cau/auth"
 )
 
 // Modes of publishing.
@@ -38,8 +36,10 @@ const (
 type Config struct {
 	// URL is the server's base URL (http://host:port); /ws and /metrics are found under it.
 	URL string
-	// Keys sign the join tokens; they must be the server's.
-	Keys auth.Keys
+	// Token is an operator's (role admin) API token: the tester asks the API for each
+	// endpoint's join token with it (POST /api/v1/meetings/{id}/join-token), so it never
+	// needs the server's signing key.
+	Token string
 	// Meeting is the meeting every endpoint joins.
 	Meeting string
 	// Endpoints is how many simulated endpoints join.
@@ -122,8 +122,8 @@ func (c *Config) validate() error {
 	if _, _, err := serverURLs(c.URL); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.Keys.Current) == 0 {
-		errs = append(errs, errors.New("no token key: set the server's key or use the dev key"))
+	if c.Token == "" {
+		errs = append(errs, errors.New("no API token: give an operator's (role admin) token"))
 	}
 	if c.Meeting == "" {
 		errs = append(errs, errors.New("meeting is empty"))

@@ -48,26 +48,6 @@ func TestServerURLs(t *testing.T) {
 	}
 }
 
-func TestLoadSites(t *testing.T) {
-	sites, err := LoadSites("../deploy/examples/gia-lai.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sites) != 258 || sites[0].Parent != "" {
-		t.Fatalf("%d sites, first %+v: want 258, the root first", len(sites), sites[0])
-	}
-	seen := map[string]bool{}
-	for _, s := range sites {
-		if s.Parent != "" && !seen[s.Parent] {
-			t.Fatalf("%s comes before its parent %s", s.ID, s.Parent)
-		}
-		seen[s.ID] = true
-	}
-	if _, err := LoadSites("testdata/missing.yaml"); err == nil {
-		t.Error("a missing file loaded")
-	}
-}
-
 func TestParseMetrics(t *testing.T) {
 	text := `# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
 # TYPE process_cpu_seconds_total counter
@@ -92,17 +72,17 @@ broken_line{
 
 func TestValidate(t *testing.T) {
 	c := DefaultConfig()
-	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "token key") {
-		t.Errorf("no key: %v", err)
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "API token") {
+		t.Errorf("no token: %v", err)
 	}
 	c = DefaultConfig()
-	c.Keys.Current = []byte("k")
+	c.Token = "t"
 	c.Mode, c.Publishers = ModeRotate, 1
 	if err := c.validate(); err == nil {
 		t.Error("rotate with one publisher accepted")
 	}
 	c = DefaultConfig()
-	c.Keys.Current = []byte("k")
+	c.Token = "t"
 	if err := c.validate(); err != nil || len(c.Sites) != c.Endpoints {
 		t.Errorf("default config: %v, %d sites", err, len(c.Sites))
 	}

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/loadtest"
+	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 func logger() *slog.Logger {
@@ -24,23 +26,38 @@ func logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// startServer runs a dev-mode Cầu in this process on free ports.
+// startServer runs a dev-mode Cầu in this process on free ports, with a store so that
+// its API mints the join tokens (dev mode opens ad hoc meetings).
 func startServer(t *testing.T) *app.App {
 	t.Helper()
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	a, err := app.Start(context.Background(), app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1,
-		Dev: true, Logger: logger()})
+		Dev: true, Logger: logger(), Store: store})
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
-	t.Cleanup(func() { _ = a.Close() })
+	t.Cleanup(func() { _ = a.Close(); _ = store.Close() })
 	return a
+}
+
+// operatorToken is what an operator passes to cau loadtest (--token).
+func operatorToken(t *testing.T, a *app.App, role auth.Role) string {
+	t.Helper()
+	tok, err := a.Keys().Sign(auth.Claims{Role: role, Name: "load tester"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // run runs cfg against a fresh server and returns the report as read back from its JSON.
 func run(t *testing.T, cfg loadtest.Config) *loadtest.Report {
 	t.Helper()
 	a := startServer(t)
-	cfg.URL, cfg.Keys, cfg.Logger = a.URL(), a.Keys(), logger()
+	cfg.URL, cfg.Token, cfg.Logger = a.URL(), operatorToken(t, a, auth.RoleAdmin), logger()
 	var progress bytes.Buffer
 	cfg.Progress, cfg.ProgressEvery = &progress, 2*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -182,5 +199,29 @@ func TestRotate(t *testing.T) {
 	// nothing may be received that was not sent.
 	if rep.Packets.Ratio < 0.5 || rep.Packets.Ratio > 1.01 {
 		t.Errorf("received/expected packets %.3f (%+v)", rep.Packets.Ratio, rep.Packets)
+	}
+}
+
+// TestJoinTokensNeedAnOperator: the tester gets its join tokens from the API, so a token
+// that may not mint them (a technician's) fails every join with the API's refusal, and the
+// run reports it instead of hanging.
+func TestJoinTokensNeedAnOperator(t *testing.T) {
+	a := startServer(t)
+	cfg := loadtest.DefaultConfig()
+	cfg.URL, cfg.Token, cfg.Logger = a.URL(), operatorToken(t, a, auth.RoleTechnician), logger()
+	cfg.Meeting, cfg.Endpoints, cfg.Publishers, cfg.Duration = "refused", 2, 1, time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if rep.Pass || rep.Endpoints.Failed != 2 || rep.Endpoints.Joined != 0 {
+		t.Errorf("pass %v, endpoints %+v: want both joins failed", rep.Pass, rep.Endpoints)
+	}
+	var text bytes.Buffer
+	rep.WriteText(&text)
+	if !strings.Contains(text.String(), "forbidden") {
+		t.Errorf("the report does not say the API refused the token:\n%s", text.String())
 	}
 }

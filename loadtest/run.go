@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/client"
 )
 
@@ -22,6 +22,7 @@ type runner struct {
 	clientLog  *slog.Logger
 	pubOpts    client.PublishOptions
 	hc         *http.Client
+	api        *apiclient.Client // mints the join tokens
 	bots       []*bot
 	started    time.Time
 
@@ -55,11 +56,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		leaving:         make(chan struct{}),
 		initialPubsDone: make(chan struct{}),
 	}
+	r.api = apiclient.New(cfg.URL, cfg.Token, r.hc)
 	r.phase.Store("ramp")
 	for i := 0; i < cfg.Endpoints; i++ {
-		role := auth.RoleRoom
+		role := "room"
 		if i == 0 {
-			role = auth.RoleChair
+			role = "chair"
 		}
 		r.bots = append(r.bots, newBot(i, cfg.Sites[i%len(cfg.Sites)], i/len(cfg.Sites), role, cfg.Logger))
 	}

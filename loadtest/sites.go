@@ -1,31 +1,14 @@
 package loadtest
 
-import (
-	"fmt"
+import "fmt"
 
-	"github.com/cau-project/cau/rooms"
-)
-
-// Site is one place in the administrative tree, as the tree file describes it.
+// Site is one place in the administrative tree, as the tree file describes it (cau
+// loadtest --tree reads one with package rooms; the tester itself does not).
 type Site struct {
 	ID     string `json:"id"`
 	Name   string `json:"name"`
 	Level  string `json:"level"`
 	Parent string `json:"parent,omitempty"`
-}
-
-// LoadSites reads and validates a site tree file (see rooms.LoadTreeFile) and returns its
-// sites parents first (preorder), so the root, the chair's site, comes first.
-func LoadSites(path string) ([]Site, error) {
-	t, err := rooms.LoadTreeFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("load sites: %w", err)
-	}
-	var out []Site
-	for _, s := range t.Sites() {
-		out = append(out, Site{ID: s.ID, Name: s.Name, Level: string(s.Level), Parent: s.Parent})
-	}
-	return out, nil
 }
 
 // syntheticSites stands in for a tree file: n sites under one root.

@@ -4,8 +4,6 @@ import (
 	"maps"
 	"slices"
 	"time"
-
-	"github.com/cau-project/cau/signaling"
 )
 
 type endpointKey struct{ meeting, participant string }
@@ -13,7 +11,7 @@ type endpointKey struct{ meeting, participant string }
 // endpointState is one endpoint's windows, grade and history. Owned by the sampler;
 // Detail reads it under Monitor.mu.
 type endpointState struct {
-	link       signaling.EndpointLink
+	link       Link
 	site       string // registry id or UnknownSite
 	up, down   window
 	hyst       Hysteresis
@@ -36,7 +34,7 @@ const downConfirm = 3
 
 // sampleEndpoints feeds every endpoint's figures into its windows, assesses each
 // direction, adds its packets to its site's counters, and forgets endpoints that left.
-func (m *Monitor) sampleEndpoints(now time.Time, links []signaling.EndpointLink) {
+func (m *Monitor) sampleEndpoints(now time.Time, links []Link) {
 	points := int(m.cfg.History / m.cfg.HistoryStep)
 	for _, l := range links {
 		k := endpointKey{l.Meeting, l.Participant.ID}

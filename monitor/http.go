@@ -2,15 +2,14 @@ package monitor
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 )
 
 // APIPrefix is where Handler serves; mount the handler there.
@@ -35,14 +34,50 @@ const MaxStreams = 64
 func (m *Monitor) Handler(keys auth.Keys) http.Handler {
 	h := &api{m: m, keys: keys}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+APIPrefix+"tree", h.auth(h.tree))
-	mux.HandleFunc("GET "+APIPrefix+"state", h.auth(h.state))
-	mux.HandleFunc("GET "+APIPrefix+"stream", h.auth(h.stream))
-	mux.HandleFunc("GET "+APIPrefix+"sites/{id}", h.auth(h.site))
-	mux.HandleFunc("GET "+APIPrefix+"alerts", h.auth(h.alerts))
-	mux.HandleFunc("GET "+APIPrefix+"meetings", h.auth(h.meetings))
-	mux.HandleFunc("GET "+APIPrefix+"meetings/{id}", h.auth(h.meeting))
+	for _, rt := range h.routes() {
+		mux.HandleFunc(rt.path, func(w http.ResponseWriter, r *http.Request) {
+			httpapi.SetHeaders(w)
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", http.MethodGet)
+				httpapi.WriteError(w, http.StatusMethodNotAllowed, httpapi.CodeMethodNotAllowed,
+					fmt.Sprintf("%s is not allowed on %s (allowed: GET)", r.Method, r.URL.Path))
+				return
+			}
+			h.auth(w, r, rt.handle)
+		})
+	}
+	mux.HandleFunc(APIPrefix, func(w http.ResponseWriter, r *http.Request) {
+		httpapi.SetHeaders(w)
+		httpapi.WriteError(w, http.StatusNotFound, httpapi.CodeNotFound, "no such API path: "+r.URL.Path)
+	})
 	return mux
+}
+
+// Routes lists every method and path pattern Handler serves.
+func Routes() []httpapi.Route {
+	var out []httpapi.Route
+	for _, rt := range (&api{}).routes() {
+		out = append(out, httpapi.Route{Method: http.MethodGet, Path: rt.path})
+	}
+	return out
+}
+
+// route is one GET path of the console feed.
+type route struct {
+	path   string
+	handle func(http.ResponseWriter, *http.Request, *auth.Claims)
+}
+
+func (h *api) routes() []route {
+	return []route{
+		{APIPrefix + "tree", h.tree},
+		{APIPrefix + "state", h.state},
+		{APIPrefix + "stream", h.stream},
+		{APIPrefix + "sites/{id}", h.site},
+		{APIPrefix + "alerts", h.alerts},
+		{APIPrefix + "meetings", h.meetings},
+		{APIPrefix + "meetings/{id}", h.meeting},
+	}
 }
 
 type api struct {
@@ -54,49 +89,27 @@ type api struct {
 	treeJSON []byte
 }
 
-// errForbidden is answered to a valid token of a role that may not use the console.
-var errForbidden = errors.New("the console needs role technician or admin")
-
 // auth checks the bearer token and the role before calling next with the claims.
-func (h *api) auth(next func(http.ResponseWriter, *http.Request, *auth.Claims)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || tok == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="cau console"`)
-			writeError(w, http.StatusUnauthorized, "missing bearer token")
-			return
-		}
-		claims, err := h.keys.Verify(strings.TrimSpace(tok))
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="cau console", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid or expired token")
-			return
-		}
-		if claims.Role != auth.RoleTechnician && claims.Role != auth.RoleAdmin {
-			writeError(w, http.StatusForbidden, errForbidden.Error())
-			return
-		}
-		next(w, r, claims)
-	}
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	b, err := json.Marshal(v)
+func (h *api) auth(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request, *auth.Claims)) {
+	tok, err := httpapi.BearerToken(r)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "encode: "+err.Error())
+		httpapi.WriteError(w, http.StatusUnauthorized, httpapi.CodeUnauthorized, err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b)
+	claims, err := h.keys.Verify(tok)
+	if err != nil {
+		httpapi.WriteError(w, http.StatusUnauthorized, httpapi.CodeUnauthorized, "invalid or expired token")
+		return
+	}
+	if claims.Role != auth.RoleTechnician && claims.Role != auth.RoleAdmin {
+		httpapi.WriteError(w, http.StatusForbidden, httpapi.CodeForbidden, "the console needs role technician or admin")
+		return
+	}
+	next(w, r, claims)
 }
+
+// writeJSON answers 200 with v.
+func writeJSON(w http.ResponseWriter, v any) { httpapi.WriteJSON(w, http.StatusOK, v) }
 
 // treeSite is one registry site in /tree: [id, name, level, parent] keeps 3,400 sites
 // near 200 KB.
@@ -136,7 +149,7 @@ func (h *api) state(w http.ResponseWriter, _ *http.Request, _ *auth.Claims) {
 func (h *api) site(w http.ResponseWriter, r *http.Request, _ *auth.Claims) {
 	d, ok := h.m.Detail(r.PathValue("id"))
 	if !ok {
-		writeError(w, http.StatusNotFound, "no such site")
+		httpapi.WriteError(w, http.StatusNotFound, httpapi.CodeNotFound, "no such site")
 		return
 	}
 	writeJSON(w, d)
@@ -151,7 +164,8 @@ func (h *api) alerts(w http.ResponseWriter, _ *http.Request, _ *auth.Claims) {
 func (h *api) stream(w http.ResponseWriter, r *http.Request, claims *auth.Claims) {
 	if h.streams.Add(1) > MaxStreams {
 		h.streams.Add(-1)
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("more than %d console streams", MaxStreams))
+		httpapi.WriteError(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable,
+			fmt.Sprintf("more than %d console streams", MaxStreams))
 		return
 	}
 	defer h.streams.Add(-1)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/web"
 )
 
@@ -56,13 +57,25 @@ func TestAPIAuth(t *testing.T) {
 		{"admin", tokenFor(t, auth.RoleAdmin, time.Hour), 200},
 	} {
 		for _, path := range []string{"tree", "state", "alerts", "sites/c1"} {
-			if rec := request(t, api, APIPrefix+path, c.token); rec.Code != c.status {
+			rec := request(t, api, APIPrefix+path, c.token)
+			switch {
+			case rec.Code != c.status:
 				t.Errorf("%s: GET %s: %d, want %d (%s)", c.name, path, rec.Code, c.status, rec.Body)
-			} else if rec.Header().Get("Cache-Control") != "no-store" {
+			case rec.Header().Get("Cache-Control") != "no-store":
 				t.Errorf("%s: %s is cacheable", c.name, path)
+			case c.status >= 400:
+				wantErrorBody(t, rec, c.status)
 			}
 		}
 	}
+	// Unknown paths and methods answer in the REST surface's one error shape too.
+	rec := request(t, api, APIPrefix+"nothing", tokenFor(t, auth.RoleAdmin, time.Hour))
+	wantErrorBody(t, rec, http.StatusNotFound)
+	req := httptest.NewRequest(http.MethodPost, APIPrefix+"tree", nil)
+	req.Header.Set("Authorization", "Bearer "+tokenFor(t, auth.RoleAdmin, time.Hour))
+	rec = httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	wantErrorBody(t, rec, http.StatusMethodNotAllowed)
 	// A token in the URL is not accepted: it would land in access logs.
 	if rec := request(t, api, APIPrefix+"tree?token="+tokenFor(t, auth.RoleAdmin, time.Hour), ""); rec.Code != 401 {
 		t.Errorf("token in the query: %d, want 401", rec.Code)
@@ -196,5 +209,20 @@ func TestConsolePage(t *testing.T) {
 	}
 	if !strings.Contains(js, "history.replaceState") || !strings.Contains(js, "Authorization") {
 		t.Error("console.js must take the token out of the URL and send it in a header")
+	}
+}
+
+// wantErrorBody checks an answer is an error of status in the REST surface's one shape,
+// {"error":{"code","message"}}, with the code of that status.
+func wantErrorBody(t *testing.T, rec *httptest.ResponseRecorder, status int) {
+	t.Helper()
+	codes := map[int]string{401: httpapi.CodeUnauthorized, 403: httpapi.CodeForbidden, 404: httpapi.CodeNotFound,
+		405: httpapi.CodeMethodNotAllowed}
+	e := httpapi.ParseError(rec.Code, rec.Body.Bytes())
+	if e.Status != status || e.Code != codes[status] || e.Message == "" {
+		t.Errorf("error answer %d %s, want %d with code %s and a message", rec.Code, rec.Body, status, codes[status])
+	}
+	if status == http.StatusUnauthorized && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("401 without a Bearer challenge: %q", rec.Header().Get("WWW-Authenticate"))
 	}
 }

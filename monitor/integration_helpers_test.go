@@ -1,18 +1,16 @@
 package monitor_test
 
 import (
-	"bytes"
-	"github.com/cau-project/cau/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -47,32 +45,6 @@ func testTree(t testing.TB) *rooms.Tree {
 func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
 	testutil.Eventually(t, timeout, cond)
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) tail(n int) string {
-	s := b.String()
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 // exposition is a /metrics page, one sample per line.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -241,7 +242,7 @@ func (h *api) meeting(w http.ResponseWriter, r *http.Request, _ *auth.Claims) {
 	case err != nil:
 		writeMeetingError(w, err)
 	case !ok:
-		writeError(w, http.StatusNotFound, "no such meeting open now (test window or live)")
+		httpapi.WriteError(w, http.StatusNotFound, httpapi.CodeNotFound, "no such meeting open now (test window or live)")
 	default:
 		writeJSON(w, d)
 	}
@@ -249,8 +250,8 @@ func (h *api) meeting(w http.ResponseWriter, r *http.Request, _ *auth.Claims) {
 
 func writeMeetingError(w http.ResponseWriter, err error) {
 	if errors.Is(err, errNoSchedule) {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		httpapi.WriteError(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, err.Error())
 		return
 	}
-	writeError(w, http.StatusInternalServerError, "meetings: "+err.Error())
+	httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, "meetings: "+err.Error())
 }

@@ -10,13 +10,25 @@ import (
 
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/signaling"
 )
 
-// Source is what the monitor samples; *signaling.Server implements it.
+// Link is one endpoint of a live meeting with its link figures, as the monitor samples
+// it. The monitor defines it so that it depends on the protocol's figures only, not on
+// signaling; app adapts signaling's figures to it.
+type Link struct {
+	Meeting, Bridge string
+	Participant     protocol.Participant
+	Joined          time.Time
+	// Up and Down are the figures of what the endpoint sends and receives (zero until
+	// media flows); Measured says whether its bridge has reported it yet.
+	Up, Down protocol.LinkFigures
+	Measured bool
+}
+
+// Source is what the monitor samples (app adapts signaling to it).
 type Source interface {
 	// Links returns every endpoint of every live meeting with its link figures.
-	Links() []signaling.EndpointLink
+	Links() []Link
 	// RelayStats returns each live bridge's relay peers' figures: bridge id → stats.
 	RelayStats() map[string][]protocol.RelayStat
 	// Bridges lists the live bridges: id → site.
@@ -236,7 +248,7 @@ func (m *Monitor) sampleBridges(now time.Time, live map[string]string) {
 }
 
 // bridgeViews summarises every known bridge, with its load from the endpoint links.
-func (m *Monitor) bridgeViews(links []signaling.EndpointLink) []BridgeView {
+func (m *Monitor) bridgeViews(links []Link) []BridgeView {
 	byID := map[string]*BridgeView{}
 	out := make([]BridgeView, 0, len(m.bridges))
 	for _, b := range m.bridges {

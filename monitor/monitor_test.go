@@ -12,21 +12,20 @@ import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/signaling"
 )
 
 // fakeSource is a Source the test drives.
 type fakeSource struct {
 	mu      sync.Mutex
-	links   []signaling.EndpointLink
+	links   []Link
 	relays  map[string][]protocol.RelayStat
 	bridges map[string]string
 }
 
-func (f *fakeSource) Links() []signaling.EndpointLink {
+func (f *fakeSource) Links() []Link {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]signaling.EndpointLink(nil), f.links...)
+	return append([]Link(nil), f.links...)
 }
 
 func (f *fakeSource) RelayStats() map[string][]protocol.RelayStat {
@@ -49,7 +48,7 @@ func (f *fakeSource) Bridges() map[string]string {
 	return out
 }
 
-func (f *fakeSource) set(links []signaling.EndpointLink, relays map[string][]protocol.RelayStat, bridges map[string]string) {
+func (f *fakeSource) set(links []Link, relays map[string][]protocol.RelayStat, bridges map[string]string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.links, f.relays, f.bridges = links, relays, bridges
@@ -100,8 +99,8 @@ func (e *endpoint) second(lossPct float64) {
 	e.up.LastPacketAgeMs, e.down.LastPacketAgeMs = 20, 300
 }
 
-func (e *endpoint) link() signaling.EndpointLink {
-	return signaling.EndpointLink{Meeting: e.meeting, Bridge: e.bridge, Measured: true, Up: e.up, Down: e.down,
+func (e *endpoint) link() Link {
+	return Link{Meeting: e.meeting, Bridge: e.bridge, Measured: true, Up: e.up, Down: e.down,
 		Participant: protocol.Participant{ID: e.id, Name: e.name, Site: e.site, Role: "room"}}
 }
 
@@ -120,7 +119,7 @@ func newHarness(t *testing.T, tree *rooms.Tree) *harness {
 
 // step publishes the endpoints' links and takes one sample a second later.
 func (h *harness) step(eps []*endpoint, relays map[string][]protocol.RelayStat, bridges map[string]string) *Snapshot {
-	var links []signaling.EndpointLink
+	var links []Link
 	for _, e := range eps {
 		links = append(links, e.link())
 	}
@@ -307,7 +306,7 @@ func TestUnmeasuredEndpointIsUnknown(t *testing.T) {
 	e := newEndpoint("a", "c1", "local")
 	l := e.link()
 	l.Measured = false
-	h.src.set([]signaling.EndpointLink{l}, nil, map[string]string{"local": "central"})
+	h.src.set([]Link{l}, nil, map[string]string{"local": "central"})
 	h.m.sample(h.now)
 	v := h.m.Snapshot().Sites["c1"]
 	if v == nil || v.Endpoints != 1 || v.Grade != GradeUnknown {
@@ -351,7 +350,7 @@ func TestAlertsAreBounded(t *testing.T) {
 		e.second(loss)
 		e.up.LossPct = loss // per window: make each second's loss the window's
 		e.received, e.expected = 0, 0
-		src.set([]signaling.EndpointLink{e.link()}, nil, map[string]string{"local": "central"})
+		src.set([]Link{e.link()}, nil, map[string]string{"local": "central"})
 		now = now.Add(time.Second)
 		m.sample(now)
 	}

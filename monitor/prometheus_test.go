@@ -19,6 +19,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // A real Prometheus server (the Debian package's) scrapes a running Cầu with the
@@ -137,7 +138,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	promURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+strings.TrimPrefix(promURL, "http://"),
 		"--log.level=warn")
@@ -157,7 +158,7 @@ scrape_configs:
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("prometheus output:\n%s", out.tail(10000))
+			t.Logf("prometheus output:\n%s", out.Tail(10000))
 		}
 	})
 	start := time.Now()

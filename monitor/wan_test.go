@@ -21,6 +21,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/monitor"
 	"github.com/cau-project/cau/sfu"
@@ -241,7 +242,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 		wsBase + "/bridge", sign(auth.Claims{Role: auth.RoleBridge, Site: "d1"}),
 		wsBase + "/ws", sign(auth.Claims{Meeting: "wan", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}),
 		strconv.Itoa(bridgePort), relay.addr()}, "|"))
-	helperOut := &lockedBuffer{}
+	helperOut := &testutil.LockedBuffer{}
 	helper.Stdout, helper.Stderr = helperOut, helperOut
 	helper.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := helper.StdinPipe()
@@ -256,7 +257,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 		_ = helper.Process.Kill()
 		_ = helper.Wait()
 		if t.Failed() {
-			t.Logf("helper output:\n%s", helperOut.tail(20000))
+			t.Logf("helper output:\n%s", helperOut.Tail(20000))
 		}
 	})
 	eventually(t, 20*time.Second, func() string {

@@ -11,9 +11,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/loadtest"
+	"github.com/cau-project/cau/rooms"
 )
 
 const defaultTree = "deploy/examples/gia-lai.yaml"
@@ -26,9 +26,9 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stderr, "Usage: cau loadtest [flags]\n\nJoins simulated endpoints to a meeting on a Cầu server, measures, and exits 1 when a threshold is crossed.\n\nFlags:")
 		flags.PrintDefaults()
 	}
-	serverURL := flags.String("url", def.URL, "server base URL")
-	key := flags.String("key", "", "token signing key (default env CAU_TOKEN_KEY)")
-	dev := flags.Bool("dev", false, "sign tokens with the public dev key (a `cau serve --dev` server)")
+	// The tester asks the API for every join token, with an operator's token.
+	var af apiFlags
+	af.register(flags)
 	meeting := flags.String("meeting", def.Meeting, "meeting id")
 	endpoints := flags.Int("endpoints", def.Endpoints, "simulated endpoints")
 	tree := flags.String("tree", defaultTree, "site tree YAML (id, name, level, parent); endpoints go one per site first; empty: synthetic sites")
@@ -60,25 +60,18 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg := def
-	cfg.URL, cfg.Meeting, cfg.Endpoints, cfg.Publishers = *serverURL, *meeting, *endpoints, *publishers
+	cfg.URL, cfg.Meeting, cfg.Endpoints, cfg.Publishers = af.url, *meeting, *endpoints, *publishers
 	cfg.Media, cfg.VideoKbps, cfg.FPS, cfg.Duration = *media, *videoKbps, *fps, *duration
 	cfg.Mode, cfg.RotateEvery, cfg.JoinTimeout, cfg.Logger = *mode, *rotateEvery, *joinTimeout, log
 	cfg.Thresholds = loadtest.Thresholds{MaxLossPct: *maxLoss, MaxFailedJoins: *maxFailed, MaxJoinP95: *maxJoinP95}
 	if cfg.Ramp, err = loadtest.ParseRate(*ramp); err != nil {
 		return err
 	}
-	switch {
-	case *key != "":
-		cfg.Keys.Current = []byte(*key)
-	case os.Getenv("CAU_TOKEN_KEY") != "":
-		cfg.Keys.Current = []byte(os.Getenv("CAU_TOKEN_KEY"))
-	case *dev:
-		cfg.Keys.Current = []byte(auth.DevKey)
-	default:
-		return errors.New("pass --key or set CAU_TOKEN_KEY to the server's signing key, or pass --dev for a dev server")
+	if cfg.Token, err = af.bearer(); err != nil {
+		return err
 	}
 	if *tree != "" {
-		cfg.Sites, err = loadtest.LoadSites(*tree)
+		cfg.Sites, err = loadtestSites(*tree)
 		treeGiven := false
 		flags.Visit(func(f *flag.Flag) { treeGiven = treeGiven || f.Name == "tree" })
 		if errors.Is(err, fs.ErrNotExist) && !treeGiven {
@@ -128,4 +121,18 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// loadtestSites reads and validates a site tree file (see rooms.LoadTreeFile) and returns
+// its sites parents first (preorder), so the root, the chair's site, comes first.
+func loadtestSites(path string) ([]loadtest.Site, error) {
+	t, err := rooms.LoadTreeFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load sites: %w", err)
+	}
+	out := make([]loadtest.Site, 0, t.Len())
+	for _, s := range t.Sites() {
+		out = append(out, loadtest.Site{ID: s.ID, Name: s.Name, Level: string(s.Level), Parent: s.Parent})
+	}
+	return out, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/rooms"
@@ -31,25 +31,8 @@ func runMeetings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return dispatch(ctx, "meetings", meetingsCommands, args, stdout, stderr)
 }
 
-// meetingJSON is a meeting as the API shows it.
-type meetingJSON struct {
-	ID         string    `json:"id"`
-	Title      string    `json:"title"`
-	ChairSite  string    `json:"chair_site"`
-	ChairName  string    `json:"chair_name"`
-	Sites      []string  `json:"sites"`
-	SiteCount  int       `json:"site_count"`
-	Start      time.Time `json:"start"`
-	End        time.Time `json:"end"`
-	ConnectAt  time.Time `json:"connect_at"`
-	Mode       string    `json:"mode"`
-	TestWindow string    `json:"test_window"`
-	State      string    `json:"state"`
-	Status     string    `json:"status"`
-}
-
 // describe is one line about m, in Vietnam time.
-func (m meetingJSON) describe() string {
+func describe(m apiclient.Meeting) string {
 	end := m.End.In(rooms.Zone()).Format("15:04")
 	if !sameDay(m.Start, m.End) {
 		end = rooms.FormatLocal(m.End)
@@ -64,23 +47,11 @@ func sameDay(a, b time.Time) bool {
 	return a.YearDay() == b.YearDay() && a.Year() == b.Year()
 }
 
-// newFlags makes the flag set of one verb with the connection flags.
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *apiFlags) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	af := &apiFlags{}
-	af.register(fs)
-	return fs, af
-}
-
 func runMeetingsList(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs, af := newFlags(name, stderr)
 	all := fs.Bool("all", false, "include meetings that have ended")
 	site := fs.String("site", "", "only meetings that include this site")
-	if _, err := parseInterleaved(fs, args); err != nil {
-		return errUsage
-	}
-	c, err := af.client()
+	_, c, err := af.connect(fs, args, 0, "", stderr)
 	if err != nil {
 		return err
 	}
@@ -91,15 +62,13 @@ func runMeetingsList(ctx context.Context, name string, args []string, stdout, st
 	if *site != "" {
 		q.Set("site", *site)
 	}
-	var out struct {
-		Meetings []meetingJSON `json:"meetings"`
-	}
-	if _, err := c.call(ctx, "GET", "/meetings?"+q.Encode(), nil, &out); err != nil {
+	meetings, err := c.Meetings(ctx, q)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tSTART (UTC+7)\tEND\tSITES\tCHAIR\tTITLE")
-	for _, m := range out.Meetings {
+	for _, m := range meetings {
 		end := m.End.In(rooms.Zone()).Format("15:04")
 		if !sameDay(m.Start, m.End) {
 			end = m.End.In(rooms.Zone()).Format("01-02 15:04")
@@ -112,20 +81,15 @@ func runMeetingsList(ctx context.Context, name string, args []string, stdout, st
 
 func runMeetingsShow(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs, af := newFlags(name, stderr)
-	pos, err := parseInterleaved(fs, args)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: cau meetings show ID")
-		return errUsage
-	}
-	c, err := af.client()
+	pos, c, err := af.connect(fs, args, 1, "cau meetings show ID", stderr)
 	if err != nil {
 		return err
 	}
-	var m meetingJSON
-	if _, err := c.call(ctx, "GET", "/meetings/"+url.PathEscape(pos[0]), nil, &m); err != nil {
+	m, err := c.Meeting(ctx, pos[0])
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, m.describe())
+	fmt.Fprintln(stdout, describe(m))
 	fmt.Fprintf(stdout, "sites: %s\n", strings.Join(m.Sites, " "))
 	return nil
 }
@@ -229,8 +193,7 @@ func runMeetingsSchedule(ctx context.Context, name string, args []string, stdout
 	if err != nil {
 		return err
 	}
-	var m meetingJSON
-	raw, err := c.call(ctx, "POST", "/meetings", body, &m)
+	m, raw, err := c.Schedule(ctx, body)
 	if err != nil {
 		return err
 	}
@@ -238,7 +201,7 @@ func runMeetingsSchedule(ctx context.Context, name string, args []string, stdout
 		_, err = stdout.Write(raw)
 		return err
 	}
-	fmt.Fprintf(stdout, "scheduled %s\n", m.describe())
+	fmt.Fprintf(stdout, "scheduled %s\n", describe(m))
 	return nil
 }
 
@@ -246,17 +209,12 @@ func runMeetingsSchedule(ctx context.Context, name string, args []string, stdout
 func runMeetingsFinish(verb string) func(context.Context, string, []string, io.Writer, io.Writer) error {
 	return func(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 		fs, af := newFlags(name, stderr)
-		pos, err := parseInterleaved(fs, args)
-		if err != nil || len(pos) != 1 {
-			fmt.Fprintf(stderr, "usage: cau meetings %s ID\n", verb)
-			return errUsage
-		}
-		c, err := af.client()
+		pos, c, err := af.connect(fs, args, 1, "cau meetings "+verb+" ID", stderr)
 		if err != nil {
 			return err
 		}
-		var m meetingJSON
-		if _, err := c.call(ctx, "POST", "/meetings/"+url.PathEscape(pos[0])+"/"+verb, nil, &m); err != nil {
+		m, err := c.Finish(ctx, pos[0], verb)
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s %q: %s\n", m.ID, m.Title, m.State)
@@ -268,12 +226,7 @@ func runMeetingsRollCall(ctx context.Context, name string, args []string, stdout
 	fs, af := newFlags(name, stderr)
 	asCSV := fs.Bool("csv", false, "write CSV (one line per site) instead of a table")
 	out := fs.String("o", "", "write to this file instead of standard output")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: cau meetings rollcall ID [--csv] [-o FILE]")
-		return errUsage
-	}
-	c, err := af.client()
+	pos, c, err := af.connect(fs, args, 1, "cau meetings rollcall ID [--csv] [-o FILE]", stderr)
 	if err != nil {
 		return err
 	}
@@ -286,9 +239,8 @@ func runMeetingsRollCall(ctx context.Context, name string, args []string, stdout
 		defer f.Close()
 		w = f
 	}
-	path := "/meetings/" + url.PathEscape(pos[0]) + "/rollcall"
 	if *asCSV {
-		raw, err := c.call(ctx, "GET", path+"?format=csv", nil, nil)
+		raw, err := c.RollCallCSV(ctx, pos[0])
 		if err != nil {
 			return err
 		}
@@ -297,25 +249,8 @@ func runMeetingsRollCall(ctx context.Context, name string, args []string, stdout
 		}
 		return closeOut(w, stdout)
 	}
-	var rc struct {
-		Meeting meetingJSON `json:"meeting"`
-		AsOf    time.Time   `json:"as_of"`
-		Summary struct {
-			Sites    int `json:"sites"`
-			Attended int `json:"attended"`
-			Online   int `json:"online"`
-		} `json:"summary"`
-		Records []struct {
-			Site             string     `json:"site"`
-			Name             string     `json:"name"`
-			FirstJoined      *time.Time `json:"first_joined"`
-			ConnectedSeconds int64      `json:"connected_seconds"`
-			Drops            int        `json:"drops"`
-			WorstGrade       string     `json:"worst_grade"`
-			Online           bool       `json:"online"`
-		} `json:"records"`
-	}
-	if _, err := c.call(ctx, "GET", path, nil, &rc); err != nil {
+	rc, err := c.RollCall(ctx, pos[0])
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%s %q as of %s: %d of %d sites attended, %d online now\n\n", rc.Meeting.ID, rc.Meeting.Title,

@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/rooms"
@@ -44,95 +43,62 @@ func (f *apiFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.dev, "dev", false, "sign an admin token with the dev key (for `cau serve --dev`)")
 }
 
-// client builds the REST client: the token from --token or CAU_TOKEN, else a short
-// admin token signed with CAU_TOKEN_KEY (or the dev key with --dev).
-func (f *apiFlags) client() (*apiClient, error) {
+// newFlags makes the flag set of one verb with the connection flags.
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *apiFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	af := &apiFlags{}
+	af.register(fs)
+	return fs, af
+}
+
+// connect parses a verb's flags and its npos positional arguments (usage is printed if
+// they are wrong) and builds the REST client.
+func (f *apiFlags) connect(fs *flag.FlagSet, args []string, npos int, usage string, stderr io.Writer) ([]string, *apiclient.Client, error) {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil || len(pos) != npos {
+		if usage != "" {
+			fmt.Fprintln(stderr, "usage: "+usage)
+		}
+		return nil, nil, errUsage
+	}
+	c, err := f.client()
+	return pos, c, err
+}
+
+// bearer is the API token: --token or CAU_TOKEN, else a short admin token signed with
+// CAU_TOKEN_KEY (or the dev key with --dev).
+func (f *apiFlags) bearer() (string, error) {
 	tok := f.token
 	if tok == "" {
 		tok = os.Getenv("CAU_TOKEN")
 	}
-	if tok == "" {
-		keys := auth.Keys{}
-		switch key := os.Getenv("CAU_TOKEN_KEY"); {
-		case key != "":
-			keys.Current = []byte(key)
-		case f.dev:
-			keys.Current = []byte(auth.DevKey)
-		default:
-			return nil, errors.New("no credentials: pass --token, set CAU_TOKEN (or CAU_TOKEN_KEY to sign one), or --dev for a dev server")
-		}
-		name := "cli"
-		if u, err := user.Current(); err == nil && u.Username != "" {
-			name = "cli:" + u.Username
-		}
-		var err error
-		if tok, err = keys.Sign(auth.Claims{Role: auth.RoleAdmin, Name: name}, 10*time.Minute); err != nil {
-			return nil, err
-		}
+	if tok != "" {
+		return tok, nil
 	}
-	return &apiClient{base: strings.TrimRight(f.url, "/"), token: tok, http: &http.Client{Timeout: 60 * time.Second}}, nil
-}
-
-// apiClient calls /api/v1/.
-type apiClient struct {
-	base, token string
-	http        *http.Client
-}
-
-// apiError is an error answer of the API.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
-}
-
-// call sends body (nil, or a value sent as JSON) and decodes a JSON answer into out
-// (may be nil). It returns the raw answer too.
-func (c *apiClient) call(ctx context.Context, method, path string, body, out any) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-		rd = bytes.NewReader(b)
+	keys := auth.Keys{}
+	switch key := os.Getenv("CAU_TOKEN_KEY"); {
+	case key != "":
+		keys.Current = []byte(key)
+	case f.dev:
+		keys.Current = []byte(auth.DevKey)
+	default:
+		return "", errors.New("no credentials: pass --token, set CAU_TOKEN (or CAU_TOKEN_KEY to sign one), or --dev for a dev server")
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+"/api/v1"+path, rd)
+	name := "cli"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = "cli:" + u.Username
+	}
+	return keys.Sign(auth.Claims{Role: auth.RoleAdmin, Name: name}, 10*time.Minute)
+}
+
+// client builds the REST client with bearer's token.
+func (f *apiFlags) client() (*apiclient.Client, error) {
+	tok, err := f.bearer()
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if res.StatusCode >= 300 {
-		var eb struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(raw, &eb) != nil || eb.Error.Code == "" {
-			return nil, &apiError{Status: res.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw))}
-		}
-		return nil, &apiError{Status: res.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return nil, fmt.Errorf("%s %s: unreadable answer: %w", method, path, err)
-		}
-	}
-	return raw, nil
+	return apiclient.New(f.url, tok, nil), nil
 }
 
 // parseInterleaved parses flags that may come before, between or after positional
@@ -195,37 +161,14 @@ func runSites(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return dispatch(ctx, "sites", sitesCommands, args, stdout, stderr)
 }
 
-// siteList is GET /api/v1/sites.
-type siteList struct {
-	Count  int                 `json:"count"`
-	Root   string              `json:"root"`
-	Levels map[rooms.Level]int `json:"levels"`
-	Sites  []struct {
-		rooms.Site
-		Depth int `json:"depth"`
-	} `json:"sites"`
-}
-
-func fetchSites(ctx context.Context, c *apiClient) (siteList, error) {
-	var l siteList
-	_, err := c.call(ctx, "GET", "/sites", nil, &l)
-	return l, err
-}
-
 func runSitesList(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newFlags(name, stderr)
 	indent := fs.Bool("tree", false, "indent each site under its parent")
-	if _, err := parseInterleaved(fs, args); err != nil {
-		return errUsage
-	}
-	c, err := af.client()
+	_, c, err := af.connect(fs, args, 0, "", stderr)
 	if err != nil {
 		return err
 	}
-	l, err := fetchSites(ctx, c)
+	l, err := c.Sites(ctx)
 	if err != nil {
 		return err
 	}
@@ -241,10 +184,10 @@ func runSitesList(ctx context.Context, name string, args []string, stdout, stder
 }
 
 // levelCounts writes ": 1 province, 20 district, …" in level order.
-func levelCounts(m map[rooms.Level]int) string {
+func levelCounts(m map[string]int) string {
 	var parts []string
 	for _, l := range []rooms.Level{rooms.LevelCentral, rooms.LevelProvince, rooms.LevelDistrict, rooms.LevelCommune} {
-		if n := m[l]; n > 0 {
+		if n := m[string(l)]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, l))
 		}
 	}
@@ -255,10 +198,7 @@ func levelCounts(m map[rooms.Level]int) string {
 }
 
 func runSitesImport(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newFlags(name, stderr)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) != 1 {
 		fmt.Fprintln(stderr, "usage: cau sites import FILE.yaml")
@@ -273,12 +213,12 @@ func runSitesImport(ctx context.Context, name string, args []string, stdout, std
 	if err != nil {
 		return err
 	}
-	var sum struct {
-		Count  int                 `json:"count"`
-		Root   string              `json:"root"`
-		Levels map[rooms.Level]int `json:"levels"`
+	sites := make([]apiclient.Site, 0, tree.Len())
+	for _, s := range tree.Sites() {
+		sites = append(sites, apiclient.Site{ID: s.ID, Name: s.Name, Level: string(s.Level), Parent: s.Parent})
 	}
-	if _, err := c.call(ctx, "PUT", "/sites", map[string]any{"sites": tree.Sites()}, &sum); err != nil {
+	sum, err := c.ReplaceSites(ctx, sites)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported %d sites under %s%s\n", sum.Count, sum.Root, levelCounts(sum.Levels))
@@ -286,32 +226,26 @@ func runSitesImport(ctx context.Context, name string, args []string, stdout, std
 }
 
 func runSitesExport(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af apiFlags
-	af.register(fs)
+	fs, af := newFlags(name, stderr)
 	out := fs.String("o", "", "write to this file instead of standard output")
-	if _, err := parseInterleaved(fs, args); err != nil {
-		return errUsage
-	}
-	c, err := af.client()
+	_, c, err := af.connect(fs, args, 0, "", stderr)
 	if err != nil {
 		return err
 	}
-	l, err := fetchSites(ctx, c)
+	l, err := c.Sites(ctx)
 	if err != nil {
 		return err
 	}
 	sites := make([]rooms.Site, len(l.Sites))
 	for i, s := range l.Sites {
-		sites[i] = s.Site
+		sites[i] = rooms.Site{ID: s.ID, Name: s.Name, Level: rooms.Level(s.Level), Parent: s.Parent}
 	}
 	tree, err := rooms.NewTree(sites)
 	if err != nil {
 		return fmt.Errorf("export: the server's tree: %w", err)
 	}
 	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "# Cầu site tree exported from %s on %s: %d sites.\n", c.base, rooms.FormatLocal(time.Now()), tree.Len())
+	fmt.Fprintf(&buf, "# Cầu site tree exported from %s on %s: %d sites.\n", c.Base(), rooms.FormatLocal(time.Now()), tree.Len())
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(tree); err != nil {

@@ -65,7 +65,7 @@ async function api(path, init = {}) {
   const res = await fetch(API + path, { ...init, cache: 'no-store', headers: { Authorization: 'Bearer ' + token } });
   if (res.status === 401 || res.status === 403) {
     let msg = '';
-    try { msg = (await res.json()).error; } catch { /* not JSON */ }
+    try { msg = (await res.json()).error?.message ?? ''; } catch { /* not JSON */ }
     sessionStorage.removeItem(TOKEN_KEY);
     throw new AuthError(res.status === 403 ? 'This link is not a technician\'s: ' + msg : 'The link is invalid or expired: ' + msg);
   }
