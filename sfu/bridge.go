@@ -22,6 +22,7 @@ import (
 
 	"github.com/cau-project/cau/sfu/retransmit"
 	"github.com/cau-project/cau/sfu/twccseq"
+	"github.com/cau-project/cau/sfu/udpbatch"
 )
 
 // Config configures a Bridge. The zero value is not usable; start from DefaultConfig.
@@ -57,8 +58,11 @@ type Bridge struct {
 	log     *slog.Logger
 	metrics *Metrics
 	udpMux  *ice.MultiUDPMuxDefault
-	tcpMux  ice.TCPMux
-	tcpLn   net.Listener
+	// egress batches the UDP mux's sends while a fan-out holds it (udpbatch). Nil in
+	// benchmarks that build a Bridge by hand: Hold and Release are then no-ops.
+	egress *udpbatch.Group
+	tcpMux ice.TCPMux
+	tcpLn  net.Listener
 }
 
 // ErrClosed is returned by operations on a closed peer or bridge.
@@ -89,8 +93,13 @@ func New(cfg Config) (*Bridge, error) {
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
-	b := &Bridge{log: log, metrics: cfg.Metrics}
+	b := &Bridge{log: log, metrics: cfg.Metrics, egress: &udpbatch.Group{}}
+	bn, err := newBatchNet(b.egress)
+	if err != nil {
+		return nil, err
+	}
 	muxOpts := []ice.UDPMuxFromPortOption{
+		ice.UDPMuxFromPortWithNet(bn),
 		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
 		ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
 	}

@@ -237,6 +237,11 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 
 	keyframe := t.codecK != codecOther && isKeyframeStart(t.codecK, payload)
 	downs := *t.downs.Load()
+	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls after the
+	// loop, on the egress flushers' goroutines, instead of one sendto each here.
+	egress := t.owner.bridge.egress
+	egress.Hold()
+	defer egress.Release()
 	for _, d := range downs {
 		switch d.writeRTP(hdr, payload, keyframe) {
 		case writeOK:
