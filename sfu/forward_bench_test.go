@@ -109,3 +109,21 @@ func BenchmarkForwardPion(b *testing.B) {
 		})
 	}
 }
+
+// TestForwardAllocatesNothing guards BenchmarkForward's 0 allocs/op in CI: forwarding
+// a packet to many subscribers allocates nothing once they have started.
+func TestForwardAllocatesNothing(t *testing.T) {
+	up, raw := benchUpTrack(50)
+	var hdr rtp.Header
+	var pending pendingCounts
+	up.forward(raw, &hdr, &pending) // start every subscriber
+	seq := uint16(1)
+	allocs := testing.AllocsPerRun(1000, func() {
+		seq++
+		raw[2], raw[3] = byte(seq>>8), byte(seq)
+		up.forward(raw, &hdr, &pending)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per forwarded packet, want 0", allocs)
+	}
+}
