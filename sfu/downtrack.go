@@ -29,7 +29,8 @@ type DownTrack struct {
 
 	binding atomic.Pointer[binding] // nil until Bind, nil again after Unbind
 
-	// Forwarding state, owned by the up track's reader goroutine (writeRTP's only caller).
+	// Forwarding state, owned by the up track's fan-out: writeRTP runs for one packet at
+	// a time, on the reader goroutine or one of its workers (fanPool orders them).
 	started     bool
 	firstInSeq  uint16
 	seqOffset   uint16
@@ -190,8 +191,8 @@ const (
 	writeFailed
 )
 
-// writeRTP rewrites one packet for this subscriber and sends it. Called only from the up
-// track's reader goroutine.
+// writeRTP rewrites one packet for this subscriber and sends it. Called from the up
+// track's fan-out, one packet at a time.
 //
 // A video subscriber starts at a keyframe, so its decoder never sees a delta frame it
 // cannot use. From then on its sequence numbers and timestamps are the publisher's plus a

@@ -35,6 +35,7 @@ type UpTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 
+	fan              *fanPool // fan-out workers, owned by the reader goroutine; nil until needed
 	rx               rxStats
 	lastKeyframeReq  atomic.Int64 // unix nanos of the last PLI sent
 	keyframeDeferred atomic.Bool  // a PLI is scheduled for the end of the interval
@@ -181,6 +182,7 @@ func (t *UpTrack) readLoop() {
 	var hdr rtp.Header
 	var pending pendingCounts
 	defer pending.flush(t)
+	defer func() { t.fan.stop() }()
 	for {
 		n, _, err := t.remote.Read(buf)
 		if err != nil {
@@ -200,6 +202,14 @@ type pendingCounts struct {
 }
 
 const flushEvery = 64
+
+// add merges a fan-out worker's counts.
+func (p *pendingCounts) add(q *pendingCounts) {
+	p.outPackets += q.outPackets
+	p.outBytes += q.outBytes
+	p.dropKF += q.dropKF
+	p.dropWrite += q.dropWrite
+}
 
 func (p *pendingCounts) flush(t *UpTrack) {
 	if t.mPackets != nil {
@@ -237,11 +247,27 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 
 	keyframe := t.codecK != codecOther && isKeyframeStart(t.codecK, payload)
 	downs := *t.downs.Load()
-	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls after the
-	// loop, on the egress flushers' goroutines, instead of one sendto each here.
+	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls, on the
+	// egress flushers' goroutines, instead of one sendto each here.
 	egress := t.owner.bridge.egress
 	egress.Hold()
-	defer egress.Release()
+	if len(downs) >= parallelMin {
+		if t.fan == nil {
+			t.fan = newFanPool()
+		}
+		t.fan.fanOut(t, downs, hdr, payload, keyframe, pending)
+	} else {
+		t.writeAll(downs, hdr, payload, keyframe, pending)
+	}
+	egress.Release()
+	if pending.packets >= flushEvery {
+		pending.flush(t)
+	}
+}
+
+// writeAll writes one packet to each of downs, counting into pending. It runs on the
+// reader goroutine or, for a share of a large fan-out, on one of its workers.
+func (t *UpTrack) writeAll(downs []*DownTrack, hdr *rtp.Header, payload []byte, keyframe bool, pending *pendingCounts) {
 	for _, d := range downs {
 		switch d.writeRTP(hdr, payload, keyframe) {
 		case writeOK:
@@ -254,9 +280,6 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 		case writeFailed:
 			pending.dropWrite++
 		}
-	}
-	if pending.packets >= flushEvery {
-		pending.flush(t)
 	}
 }
 
