@@ -35,7 +35,8 @@ type UpTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 
-	fan              *fanPool // fan-out workers, owned by the reader goroutine; nil until needed
+	fan              *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
+	cache            *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
 	rx               rxStats
 	lastKeyframeReq  atomic.Int64 // unix nanos of the last PLI sent
 	keyframeDeferred atomic.Bool  // a PLI is scheduled for the end of the interval
@@ -47,7 +48,7 @@ type UpTrack struct {
 
 	// prometheus handles, resolved once so the hot path never hashes label values
 	mPackets, mBytes, mOutPackets, mOutBytes, mDropKF, mDropWrite prometheus.Counter
-	mKeyframeReqs                                                 prometheus.Counter
+	mKeyframeReqs, mRetransmits, mRetransmitMissed                prometheus.Counter
 }
 
 // ID is the publisher's track id.
@@ -86,6 +87,9 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	}
 	t.log = owner.log.With("track", t.id, "kind", t.kind.String(), "codec", t.codec.MimeType)
 	t.rx.clockPerSec = int64(t.codec.ClockRate)
+	if t.kind == webrtc.RTPCodecTypeVideo { // only video negotiates NACK
+		t.cache = newPacketCache(packetCacheSize)
+	}
 	empty := []*DownTrack{}
 	t.downs.Store(&empty)
 	if m := owner.bridge.metrics; m != nil {
@@ -95,6 +99,10 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		t.mDropKF = m.PacketsDropped.WithLabelValues("keyframe_wait")
 		t.mDropWrite = m.PacketsDropped.WithLabelValues("write_error")
 		t.mKeyframeReqs = m.KeyframeReqs
+		if m.Retransmissions != nil {
+			t.mRetransmits = m.Retransmissions.WithLabelValues("sent")
+			t.mRetransmitMissed = m.Retransmissions.WithLabelValues("missed")
+		}
 		m.UpTracks.Inc()
 	}
 	return t
@@ -246,6 +254,9 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 	pending.bytes += uint64(len(payload))
 
 	keyframe := t.codecK != codecOther && isKeyframeStart(t.codecK, payload)
+	if t.cache != nil {
+		t.cache.store(hdr.SequenceNumber, hdr.Timestamp, hdr.Marker, payload)
+	}
 	downs := *t.downs.Load()
 	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls, on the
 	// egress flushers' goroutines, instead of one sendto each here.
