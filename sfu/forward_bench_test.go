@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 func benchUpTrack(n int) (*UpTrack, []byte) {
 	owner := &Peer{bridge: &Bridge{}}
-	up := &UpTrack{kind: webrtc.RTPCodecTypeVideo, codecK: codecVP8, owner: owner, done: make(chan struct{})}
+	up := &UpTrack{kind: webrtc.RTPCodecTypeVideo, codecK: codecVP8, owner: owner, done: make(chan struct{}),
+		log: slog.New(slog.DiscardHandler)}
 	empty := []*DownTrack{}
 	up.downs.Store(&empty)
 	up.lastKeyframeReq.Store(time.Now().Add(time.Hour).UnixNano()) // no PLI in the loop

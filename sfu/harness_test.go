@@ -70,7 +70,7 @@ type received struct {
 	firstIsKeyframe   atomic.Int32 // 0 unknown, 1 yes, 2 no
 	ssrc              atomic.Uint32
 	lastSeq           atomic.Uint32
-	payloadTypes      sync.Map     // uint8 → struct{}
+	payloadTypes      sync.Map // uint8 → struct{}
 }
 
 // testEndpoint is a pion peer acting as a browser: it publishes synthetic VP8 video and

@@ -8,7 +8,7 @@ type Metrics struct {
 	BytesIn        *prometheus.CounterVec
 	PacketsOut     *prometheus.CounterVec
 	BytesOut       *prometheus.CounterVec
-	PacketsDropped *prometheus.CounterVec // by reason: keyframe_wait, write_error, malformed
+	PacketsDropped *prometheus.CounterVec // by reason: keyframe_wait, write_error, overload, malformed
 	KeyframeReqs   prometheus.Counter     // PLIs sent to publishers
 	// Retransmissions counts NACKed packets by result: sent (again, from the track's
 	// cache) or missed (no longer cached). Nil in a Metrics built by hand: not counted.

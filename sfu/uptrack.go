@@ -35,9 +35,17 @@ type UpTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 
-	fan              *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
-	cache            *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
-	rx               rxStats
+	fan   *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
+	cache *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
+	rx    rxStats
+	// Overload (backpressure.go), reader goroutine only.
+	lag              lagMeter
+	lateSince        time.Time // when the lag last went over maxLag; zero while on time
+	haveTS           bool
+	lastTS           uint32
+	skipping         bool   // dropping video until the next keyframe
+	skipped          uint16 // packets dropped in the current skip
+	skips            atomic.Uint64
 	lastKeyframeReq  atomic.Int64 // unix nanos of the last PLI sent
 	keyframeDeferred atomic.Bool  // a PLI is scheduled for the end of the interval
 	packets          atomic.Uint64
@@ -48,6 +56,7 @@ type UpTrack struct {
 
 	// prometheus handles, resolved once so the hot path never hashes label values
 	mPackets, mBytes, mOutPackets, mOutBytes, mDropKF, mDropWrite prometheus.Counter
+	mDropLate                                                     prometheus.Counter
 	mKeyframeReqs, mRetransmits, mRetransmitMissed                prometheus.Counter
 }
 
@@ -87,6 +96,7 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	}
 	t.log = owner.log.With("track", t.id, "kind", t.kind.String(), "codec", t.codec.MimeType)
 	t.rx.clockPerSec = int64(t.codec.ClockRate)
+	t.lag.clockPerSec = int64(t.codec.ClockRate)
 	if t.kind == webrtc.RTPCodecTypeVideo { // only video negotiates NACK
 		t.cache = newPacketCache(packetCacheSize)
 	}
@@ -98,6 +108,7 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		t.mOutPackets, t.mOutBytes = m.PacketsOut.WithLabelValues(k), m.BytesOut.WithLabelValues(k)
 		t.mDropKF = m.PacketsDropped.WithLabelValues("keyframe_wait")
 		t.mDropWrite = m.PacketsDropped.WithLabelValues("write_error")
+		t.mDropLate = m.PacketsDropped.WithLabelValues("overload")
 		t.mKeyframeReqs = m.KeyframeReqs
 		if m.Retransmissions != nil {
 			t.mRetransmits = m.Retransmissions.WithLabelValues("sent")
@@ -206,7 +217,7 @@ func (t *UpTrack) readLoop() {
 // pendingCounts batches metric updates so the hot path touches shared counters once
 // every flushEvery packets instead of on each one.
 type pendingCounts struct {
-	packets, bytes, outPackets, outBytes, dropKF, dropWrite uint64
+	packets, bytes, outPackets, outBytes, dropKF, dropWrite, dropLate uint64
 }
 
 const flushEvery = 64
@@ -227,13 +238,18 @@ func (p *pendingCounts) flush(t *UpTrack) {
 		t.mOutBytes.Add(float64(p.outBytes))
 		t.mDropKF.Add(float64(p.dropKF))
 		t.mDropWrite.Add(float64(p.dropWrite))
+		t.mDropLate.Add(float64(p.dropLate))
 	}
 	*p = pendingCounts{}
 }
 
-// forward parses one packet and writes it to every subscriber. Exported for the
-// benchmark through forwardPacket.
+// forward parses one packet and writes it to every subscriber.
 func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
+	t.forwardAt(pkt, hdr, pending, time.Now())
+}
+
+// forwardAt is forward with the packet read at now (tests set the clock).
+func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts, now time.Time) {
 	hn, err := hdr.Unmarshal(pkt)
 	if err != nil {
 		return // the SRTP layer authenticated it, so this is a publisher bug; nothing to forward
@@ -247,17 +263,21 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 		end -= pad
 	}
 	payload := pkt[hn:end]
-	t.rx.observe(hdr.SequenceNumber, hdr.Timestamp, time.Now())
+	t.rx.observe(hdr.SequenceNumber, hdr.Timestamp, now)
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(payload)))
 	pending.packets++
 	pending.bytes += uint64(len(payload))
 
 	keyframe := t.codecK != codecOther && isKeyframeStart(t.codecK, payload)
+	downs := *t.downs.Load()
+	if !t.admit(hdr.SequenceNumber, hdr.Timestamp, keyframe, now, downs) {
+		pending.dropLate += uint64(len(downs))
+		return
+	}
 	if t.cache != nil {
 		t.cache.store(hdr.SequenceNumber, hdr.Timestamp, hdr.Marker, payload)
 	}
-	downs := *t.downs.Load()
 	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls, on the
 	// egress flushers' goroutines, instead of one sendto each here.
 	egress := t.owner.bridge.egress
