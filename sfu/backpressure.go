@@ -8,11 +8,16 @@ import "time"
 // subscriber's picture late. Dropping whole frames until a keyframe, with the
 // subscribers' numbering kept continuous, trades a short freeze for staying live.
 //
-// A jitter spike on a publisher's link looks like lag for a moment, so only lag that
-// lasts lagPersist starts a skip.
+// Lag measured from timestamps also shows a publisher's own delay (a jitter spike, a
+// bloated uplink buffer), which skipping would not cure. So a skip needs both: packets
+// late by maxLag for lagPersist, and a reader that has not had to wait for a packet for
+// as long (every read found one already queued: the backlog is here).
 const (
 	maxLag     = 150 * time.Millisecond
 	lagPersist = 300 * time.Millisecond
+	// readWaited is a read that took long enough to have waited for its packet rather
+	// than found it queued.
+	readWaited = 100 * time.Microsecond
 )
 
 // lagMeter estimates how late the reader handles a track's packets: a packet's transit
@@ -76,7 +81,8 @@ func (t *UpTrack) admit(seq uint16, ts uint32, keyframe bool, now time.Time, dow
 		switch {
 		case keyframe && t.skipping:
 			t.resume(seq, downs)
-		case !keyframe && !t.skipping && late && now.Sub(t.lateSince) >= lagPersist:
+		case !keyframe && !t.skipping && late && now.Sub(t.lateSince) >= lagPersist &&
+			now.Sub(t.lastWait) >= lagPersist:
 			t.skipping = true
 			t.skips.Add(1)
 			t.log.Debug("reader behind: skipping to the next keyframe", "late_for", now.Sub(t.lateSince))

@@ -142,3 +142,23 @@ func TestNoHalfFrames(t *testing.T) {
 		}
 	}
 }
+
+// Packets that arrive late because the publisher sent them late (its reads had to wait:
+// no backlog in the bridge) are forwarded: skipping would not make them earlier.
+func TestUpstreamDelayIsNotSkipped(t *testing.T) {
+	f, w := newFrameSender(t, webrtc.RTPCodecTypeVideo)
+	f.setKey(true)
+	f.frame(0)
+	f.setKey(false)
+	for i := 0; i < 30; i++ {
+		late := time.Duration(0)
+		if i >= 5 {
+			late = 500 * time.Millisecond
+		}
+		f.up.lastWait = f.now.Add(late) // the reader waited for each of these
+		f.frame(late)
+	}
+	if len(w.headers) != 93 || f.up.skips.Load() != 0 {
+		t.Fatalf("%d of 93 packets forwarded, %d skips: an upstream delay was taken for a backlog", len(w.headers), f.up.skips.Load())
+	}
+}

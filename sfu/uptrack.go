@@ -41,6 +41,7 @@ type UpTrack struct {
 	// Overload (backpressure.go), reader goroutine only.
 	lag              lagMeter
 	lateSince        time.Time // when the lag last went over maxLag; zero while on time
+	lastWait         time.Time // when a read last had to wait for its packet
 	haveTS           bool
 	lastTS           uint32
 	skipping         bool   // dropping video until the next keyframe
@@ -203,6 +204,7 @@ func (t *UpTrack) readLoop() {
 	defer pending.flush(t)
 	defer func() { t.fan.stop() }()
 	for {
+		before := time.Now()
 		n, _, err := t.remote.Read(buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -210,7 +212,11 @@ func (t *UpTrack) readLoop() {
 			}
 			return
 		}
-		t.forward(buf[:n], &hdr, &pending)
+		now := time.Now()
+		if now.Sub(before) > readWaited {
+			t.lastWait = now // the reader was waiting for this packet: no backlog here
+		}
+		t.forwardAt(buf[:n], &hdr, &pending, now)
 	}
 }
 
