@@ -87,6 +87,10 @@ func (t *UpTrack) admit(seq uint16, ts uint32, keyframe bool, now time.Time, dow
 			t.skips.Add(1)
 			t.log.Debug("reader behind: skipping to the next keyframe", "late_for", now.Sub(t.lateSince))
 			t.RequestKeyframe()
+		case t.skipping:
+			// Ask again at every skipped frame (RequestKeyframe throttles): a lost PLI, or
+			// one the publisher ignored, must not leave every subscriber frozen.
+			t.RequestKeyframe()
 		}
 	}
 	if t.skipping {

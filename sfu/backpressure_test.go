@@ -88,6 +88,13 @@ func TestLateVideoSkipsToKeyframe(t *testing.T) {
 		t.Fatalf("skipping %v, skips %d, keyframe requested %v: want a skip and a keyframe request",
 			f.up.skipping, f.up.skips.Load(), f.up.keyframeDeferred.Load())
 	}
+	// While skipping, every skipped frame asks again (a PLI may be lost or ignored).
+	f.up.keyframeDeferred.Store(false)
+	f.frame(500 * time.Millisecond)
+	if !f.up.keyframeDeferred.Load() {
+		t.Fatal("a skipped frame did not ask for a keyframe again")
+	}
+	late -= 3 // so that 45-late below counts this frame too: 48 packets late, late of them forwarded
 	if int(f.up.skipped) != 45-late {
 		t.Fatalf("%d packets skipped, want %d", f.up.skipped, 45-late)
 	}
@@ -104,8 +111,8 @@ func TestLateVideoSkipsToKeyframe(t *testing.T) {
 			t.Fatalf("packet %d: sequence %d after %d: the subscriber sees a gap", i, w.headers[i].SequenceNumber, w.headers[i-1].SequenceNumber)
 		}
 	}
-	if ts := w.headers[sent].Timestamp - w.headers[sent-1].Timestamp; ts != uint32(16-late/3)*3000 {
-		t.Fatalf("timestamp advanced %d over the skip, want %d frames' worth: real time passed", ts, 16-late/3)
+	if ts := w.headers[sent].Timestamp - w.headers[sent-1].Timestamp; ts != uint32(17-(late+3)/3)*3000 {
+		t.Fatalf("timestamp advanced %d over the skip, want %d frames' worth: real time passed", ts, 17-(late+3)/3)
 	}
 	if f.up.skipping || f.up.skipped != 0 {
 		t.Fatalf("after the skip: skipping %v, skipped %d", f.up.skipping, f.up.skipped)

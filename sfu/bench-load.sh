@@ -8,7 +8,8 @@
 # 2 Mbps video publisher against a separate `cau serve --dev`, then the floor again, and
 # prints the server's µs of CPU per forwarded packet as a ratio to each floor. The
 # machine may be shared: the floor measured around the run is the yardstick.
-# CAU_BIN (default bin/cau), BENCH_HTTP (127.0.0.1:17890), BENCH_UDP (17892) may be set;
+# CAU_BIN (default bin/cau), BENCH_HTTP (127.0.0.1:17890), BENCH_UDP (17892) and
+# BENCH_SERVE_FLAGS (more flags for cau serve, e.g. --debug-http 127.0.0.1:6060) may be set;
 # the JSON report is left in $BENCH_OUT (default a temporary directory).
 set -eu
 N=${1:-151}
@@ -27,7 +28,8 @@ metric() { grep -o "\"$1\": *[0-9.e+-]*" "$OUT/load.json" | head -1 | sed 's/.*:
 
 echo "== floor before"
 floor
-"$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn >"$OUT/serve.log" 2>&1 &
+# shellcheck disable=SC2086 # BENCH_SERVE_FLAGS is a list of flags (e.g. --debug-http 127.0.0.1:6060)
+"$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn ${BENCH_SERVE_FLAGS:-} >"$OUT/serve.log" 2>&1 &
 srv=$!
 trap 'kill $srv 2>/dev/null || true' EXIT INT TERM
 i=0
