@@ -7,7 +7,7 @@ PKGS     := ./...
 # by side would starve each other and make those figures noise.
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
-.PHONY: all build run test test-short bench fuzz vet fmt clean docker
+.PHONY: all build run test test-short bench bench-load fuzz vet fmt clean docker
 
 all: build
 
@@ -23,8 +23,18 @@ test: vet
 test-short:
 	$(GO) test -short -race -count=1 $(PKGS)
 
+# bench prints the floor (a bare UDP sender in the bridge's shape, BenchmarkFloor) and the
+# forwarding benchmarks side by side (the sfu package first), then the rest.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench 'Floor|Forward' -benchmem ./sfu
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list $(PKGS) | grep -v '/sfu$$')
+
+# bench-load: the server's CPU per forwarded packet (cau loadtest, 1 video publisher)
+# as a ratio to the floor measured before and after it (docs/benchmarks.md).
+ENDPOINTS ?= 151
+DURATION ?= 30s
+bench-load: build
+	sfu/bench-load.sh $(ENDPOINTS) $(DURATION)
 
 # Short fuzzing of every parser that reads bytes from the network (make fuzz FUZZTIME=5m).
 FUZZTIME ?= 20s

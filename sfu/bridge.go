@@ -20,8 +20,8 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/cau-project/cau/sfu/retransmit"
 	"github.com/cau-project/cau/sfu/twccseq"
+	"github.com/cau-project/cau/sfu/udpbatch"
 )
 
 // Config configures a Bridge. The zero value is not usable; start from DefaultConfig.
@@ -57,8 +57,11 @@ type Bridge struct {
 	log     *slog.Logger
 	metrics *Metrics
 	udpMux  *ice.MultiUDPMuxDefault
-	tcpMux  ice.TCPMux
-	tcpLn   net.Listener
+	// egress batches the UDP mux's sends while a fan-out holds it (udpbatch). Nil in
+	// benchmarks that build a Bridge by hand: Hold and Release are then no-ops.
+	egress *udpbatch.Group
+	tcpMux ice.TCPMux
+	tcpLn  net.Listener
 }
 
 // ErrClosed is returned by operations on a closed peer or bridge.
@@ -89,8 +92,13 @@ func New(cfg Config) (*Bridge, error) {
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
-	b := &Bridge{log: log, metrics: cfg.Metrics}
+	b := &Bridge{log: log, metrics: cfg.Metrics, egress: &udpbatch.Group{}}
+	bn, err := newBatchNet(b.egress)
+	if err != nil {
+		return nil, err
+	}
 	muxOpts := []ice.UDPMuxFromPortOption{
+		ice.UDPMuxFromPortWithNet(bn),
 		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
 		ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
 	}
@@ -226,9 +234,10 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 //   - TWCC sequence numbers on what we send (twccseq: pion's allocates per packet) and
 //     TWCC feedback on what we receive, for the publishers' bandwidth estimation;
 //   - NACK generation on received streams: the bridge repairs each hop itself;
-//   - last (outermost), the NACK responder (retransmit: a preallocated ring, RTX where
-//     negotiated), so that a retransmission passes through everything above like any
-//     packet and gets a fresh TWCC number.
+//
+// There is no NACK responder here: a DownTrack answers its subscriber's NACKs itself from
+// its up track's packet cache (one per published track, not one ring per subscriber),
+// writing through the same chain, so a retransmission gets a TWCC number like any packet.
 //
 // The stats interceptor is left out: it costs a map lookup per packet and the bridge
 // keeps its own counters. Nothing here allocates per forwarded packet.
@@ -247,9 +256,5 @@ func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) erro
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	ir.Add(gen)
-	// 512 packets hold 1–2.5 s of 1–2 Mbps video: several NACK round trips on a lossy
-	// commune link, and 0.75 MB per video subscriber (only NACK-capable streams, i.e.
-	// video, are cached).
-	ir.Add(&retransmit.Factory{Size: 512})
 	return nil
 }

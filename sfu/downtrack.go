@@ -1,9 +1,11 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +31,8 @@ type DownTrack struct {
 
 	binding atomic.Pointer[binding] // nil until Bind, nil again after Unbind
 
-	// Forwarding state, owned by the up track's reader goroutine (writeRTP's only caller).
+	// Forwarding state, owned by the up track's fan-out: writeRTP runs for one packet at
+	// a time, on the reader goroutine or one of its workers (fanPool orders them).
 	started     bool
 	firstInSeq  uint16
 	seqOffset   uint16
@@ -37,6 +40,17 @@ type DownTrack struct {
 	scratch     rtp.Header // reused for every packet: no allocation per write
 	packetsSent atomic.Uint64
 	bytesSent   atomic.Uint64 // RTP header and payload
+
+	// mapping is the fan-out's sequence and timestamp offsets, published when forwarding
+	// starts for the NACK handler (readRTCP) to map a subscriber's sequence number back to
+	// the publisher's, and so to the up track's packet cache.
+	mapping atomic.Pointer[seqMapping]
+
+	// Retransmission state, owned by readRTCP's goroutine.
+	rtxSeq         uint16
+	rtxHdr         rtp.Header
+	rtxBuf         [2 + maxCachedPayload]byte // RFC 4588: OSN, then the original payload
+	resent, missed atomic.Uint64
 
 	// What the subscriber's receiver reports say about this track (RTCP RR), written by
 	// readRTCP, read by Quality.
@@ -104,6 +118,18 @@ type binding struct {
 	ssrc   uint32
 	pt     uint8
 	writer webrtc.TrackLocalWriter
+	// rtxSSRC and rtxPT are the retransmission stream's (RFC 4588), 0 when the
+	// subscriber did not negotiate RTX: then a lost packet is sent again as it was.
+	rtxSSRC uint32
+	rtxPT   uint8
+}
+
+// seqMapping is how a subscriber's numbering relates to the publisher's, fixed when
+// forwarding starts.
+type seqMapping struct {
+	firstInSeq uint16 // the publisher's sequence number of the first packet forwarded
+	seqOffset  uint16
+	tsOffset   uint32
 }
 
 func newDownTrack(up *UpTrack, sub *Peer, id, streamID string) *DownTrack {
@@ -116,7 +142,16 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	want := d.up.codec
 	for _, c := range ctx.CodecParameters() {
 		if strings.EqualFold(c.MimeType, want.MimeType) && fmtpCompatible(want, c) {
-			d.binding.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), writer: ctx.WriteStream()})
+			b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), writer: ctx.WriteStream()}
+			if rtx := uint32(ctx.SSRCRetransmission()); rtx != 0 {
+				apt := strconv.Itoa(int(c.PayloadType))
+				for _, r := range ctx.CodecParameters() {
+					if strings.EqualFold(r.MimeType, webrtc.MimeTypeRTX) && fmtpValue(r.SDPFmtpLine, "apt") == apt {
+						b.rtxSSRC, b.rtxPT = rtx, uint8(r.PayloadType)
+					}
+				}
+			}
+			d.binding.Store(b)
 			return c, nil
 		}
 	}
@@ -190,8 +225,8 @@ const (
 	writeFailed
 )
 
-// writeRTP rewrites one packet for this subscriber and sends it. Called only from the up
-// track's reader goroutine.
+// writeRTP rewrites one packet for this subscriber and sends it. Called from the up
+// track's fan-out, one packet at a time.
 //
 // A video subscriber starts at a keyframe, so its decoder never sees a delta frame it
 // cannot use. From then on its sequence numbers and timestamps are the publisher's plus a
@@ -212,6 +247,7 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 		// Random starting points (RFC 3550 §5.1) so two subscriptions never look alike.
 		d.seqOffset = uint16(rand.Uint32()) - hdr.SequenceNumber
 		d.tsOffset = rand.Uint32() - hdr.Timestamp
+		d.mapping.Store(&seqMapping{firstInSeq: d.firstInSeq, seqOffset: d.seqOffset, tsOffset: d.tsOffset})
 	} else if int16(hdr.SequenceNumber-d.firstInSeq) < 0 {
 		return writeSkipped // older than our first packet: the subscriber never needs it
 	}
@@ -235,6 +271,7 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 	if n == 0 && starting {
 		// SRTP was not ready after all: the keyframe did not leave, so wait for another.
 		d.started = false
+		d.mapping.Store(nil)
 		return writeUnbound
 	}
 	d.packetsSent.Add(1)
@@ -243,7 +280,8 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 }
 
 // readRTCP serves the subscriber's feedback for this track: picture loss and FIR become a
-// throttled keyframe request to the publisher. NACKs are answered by the interceptor.
+// throttled keyframe request to the publisher; NACKs are answered from the up track's
+// packet cache.
 func (d *DownTrack) readRTCP() {
 	for {
 		pkts, _, err := d.sender.ReadRTCP()
@@ -259,6 +297,8 @@ func (d *DownTrack) readRTCP() {
 				d.noteReports(p.Reports, now)
 			case *rtcp.SenderReport:
 				d.noteReports(p.Reports, now)
+			case *rtcp.TransportLayerNack:
+				d.answerNACK(p)
 			}
 		}
 	}
@@ -274,6 +314,69 @@ func (d *DownTrack) noteReports(reports []rtcp.ReceptionReport, now time.Time) {
 			d.noteReception(r, now)
 		}
 	}
+}
+
+// answerNACK sends the packets a subscriber reports lost again, from the up track's cache.
+// Runs on readRTCP's goroutine.
+func (d *DownTrack) answerNACK(n *rtcp.TransportLayerNack) {
+	b := d.binding.Load()
+	if b == nil || n.MediaSSRC != b.ssrc || d.up.cache == nil {
+		return
+	}
+	var sent, missed uint64
+	for _, pair := range n.Nacks {
+		pair.Range(func(seq uint16) bool {
+			if d.resend(b, seq) {
+				sent++
+			} else {
+				missed++
+			}
+			return true
+		})
+	}
+	d.resent.Add(sent)
+	d.missed.Add(missed)
+	if d.up.mRetransmits != nil {
+		d.up.mRetransmits.Add(float64(sent))
+		d.up.mRetransmitMissed.Add(float64(missed))
+	}
+}
+
+// resend sends packet seq (the subscriber's numbering) again: as RTX when negotiated
+// (RFC 4588: the original sequence number, then the payload, on the retransmission
+// stream with its own numbering), else as the original packet.
+func (d *DownTrack) resend(b *binding, seq uint16) bool {
+	m := d.mapping.Load()
+	if m == nil {
+		return false
+	}
+	in := seq - m.seqOffset
+	if int16(in-m.firstInSeq) < 0 {
+		return false // before this subscriber's first packet
+	}
+	n, ts, marker, ok := d.up.cache.get(in, d.rtxBuf[2:])
+	if !ok {
+		return false
+	}
+	h := &d.rtxHdr
+	h.Version, h.Padding, h.Marker = 2, false, marker
+	h.PayloadType, h.SequenceNumber, h.Timestamp, h.SSRC = b.pt, seq, ts+m.tsOffset, b.ssrc
+	h.CSRC = h.CSRC[:0]
+	h.Extension, h.Extensions = false, h.Extensions[:0] // the interceptors add theirs (TWCC)
+	payload := d.rtxBuf[2 : 2+n]
+	if b.rtxSSRC != 0 {
+		binary.BigEndian.PutUint16(d.rtxBuf[:2], seq)
+		payload = d.rtxBuf[:2+n]
+		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, d.rtxSeq
+		d.rtxSeq++
+	}
+	_, err := b.writer.WriteRTP(h, payload)
+	return err == nil
+}
+
+// Retransmissions counts the NACKed packets sent again and those no longer cached.
+func (d *DownTrack) Retransmissions() (resent, missed uint64) {
+	return d.resent.Load(), d.missed.Load()
 }
 
 // upClosed is called by the up track when it ends.

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 func benchUpTrack(n int) (*UpTrack, []byte) {
 	owner := &Peer{bridge: &Bridge{}}
-	up := &UpTrack{kind: webrtc.RTPCodecTypeVideo, codecK: codecVP8, owner: owner, done: make(chan struct{})}
+	up := &UpTrack{kind: webrtc.RTPCodecTypeVideo, codecK: codecVP8, owner: owner, done: make(chan struct{}),
+		log: slog.New(slog.DiscardHandler)}
 	empty := []*DownTrack{}
 	up.downs.Store(&empty)
 	up.lastKeyframeReq.Store(time.Now().Add(time.Hour).UnixNano()) // no PLI in the loop
@@ -47,9 +49,10 @@ func benchUpTrack(n int) (*UpTrack, []byte) {
 // BenchmarkForward is the cost of forwarding one RTP packet to N subscribers, excluding
 // encryption and the socket. Target: 0 allocs/op.
 func BenchmarkForward(b *testing.B) {
-	for _, n := range []int{1, 10, 100} {
+	for _, n := range []int{1, 10, 100, 300} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			up, raw := benchUpTrack(n)
+			defer up.fan.stop()
 			var hdr rtp.Header
 			var pending pendingCounts
 			up.forward(raw, &hdr, &pending) // start every subscriber
@@ -107,5 +110,77 @@ func BenchmarkForwardPion(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/subscriber")
 		})
+	}
+}
+
+// TestForwardAllocatesNothing guards BenchmarkForward's 0 allocs/op in CI: forwarding
+// a packet to many subscribers allocates nothing once they have started.
+func TestForwardAllocatesNothing(t *testing.T) {
+	for _, n := range []int{50, 3 * parallelMin} { // one goroutine; split across workers
+		t.Run(fmt.Sprint(n), func(t *testing.T) { testForwardAllocs(t, n) })
+	}
+}
+
+func testForwardAllocs(t *testing.T, n int) {
+	up, raw := benchUpTrack(n)
+	defer up.fan.stop()
+	var hdr rtp.Header
+	var pending pendingCounts
+	up.forward(raw, &hdr, &pending) // start every subscriber
+	seq := uint16(1)
+	allocs := testing.AllocsPerRun(1000, func() {
+		seq++
+		raw[2], raw[3] = byte(seq>>8), byte(seq)
+		up.forward(raw, &hdr, &pending)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per forwarded packet, want 0", allocs)
+	}
+}
+
+// recordWriter keeps the sequence numbers a subscriber was sent.
+type recordWriter struct{ seqs []uint16 }
+
+func (w *recordWriter) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	w.seqs = append(w.seqs, h.SequenceNumber)
+	return h.MarshalSize() + len(p), nil
+}
+func (w *recordWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// A fan-out split across workers reaches every subscriber once per packet, in order, and
+// counts every write (run with -race: the workers share no state).
+func TestParallelFanOutInOrder(t *testing.T) {
+	const subs, packets = 5*chunkMin + 7, 200
+	up, raw := benchUpTrack(subs)
+	defer up.fan.stop()
+	var writers []*recordWriter
+	for _, d := range *up.downs.Load() {
+		w := &recordWriter{}
+		b := *d.binding.Load()
+		b.writer = w
+		d.binding.Store(&b)
+		writers = append(writers, w)
+	}
+	var hdr rtp.Header
+	var pending pendingCounts
+	for i := 0; i < packets; i++ {
+		raw[2], raw[3] = byte(i>>8), byte(i)
+		up.forward(raw, &hdr, &pending)
+		if i == 0 && pending.outPackets != subs { // the workers' counts are merged
+			t.Fatalf("first packet: %d writes counted, want %d", pending.outPackets, subs)
+		}
+	}
+	if up.fan == nil {
+		t.Fatalf("%d subscribers did not start fan-out workers", subs)
+	}
+	for i, w := range writers {
+		if len(w.seqs) != packets {
+			t.Fatalf("subscriber %d got %d packets, want %d", i, len(w.seqs), packets)
+		}
+		for k := 1; k < len(w.seqs); k++ {
+			if w.seqs[k] != w.seqs[k-1]+1 {
+				t.Fatalf("subscriber %d: packet %d has sequence %d after %d", i, k, w.seqs[k], w.seqs[k-1])
+			}
+		}
 	}
 }

@@ -68,7 +68,9 @@ type received struct {
 	mime              string
 	packets           atomic.Int64
 	firstIsKeyframe   atomic.Int32 // 0 unknown, 1 yes, 2 no
-	payloadTypes      sync.Map     // uint8 → struct{}
+	ssrc              atomic.Uint32
+	lastSeq           atomic.Uint32
+	payloadTypes      sync.Map // uint8 → struct{}
 }
 
 // testEndpoint is a pion peer acting as a browser: it publishes synthetic VP8 video and
@@ -129,6 +131,7 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 	e.sub.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		go drainRTCP(rcv)
 		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType}
+		r.ssrc.Store(uint32(tr.SSRC()))
 		e.mu.Lock()
 		e.recv[tr.StreamID()+"/"+tr.Kind().String()] = r
 		e.mu.Unlock()
@@ -145,6 +148,7 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 				}
 			}
 			r.payloadTypes.Store(pkt.PayloadType, struct{}{})
+			r.lastSeq.Store(uint32(pkt.SequenceNumber))
 		}
 	})
 	t.Cleanup(e.close)

@@ -8,11 +8,14 @@ type Metrics struct {
 	BytesIn        *prometheus.CounterVec
 	PacketsOut     *prometheus.CounterVec
 	BytesOut       *prometheus.CounterVec
-	PacketsDropped *prometheus.CounterVec // by reason: keyframe_wait, write_error, malformed
+	PacketsDropped *prometheus.CounterVec // by reason: keyframe_wait, write_error, overload, malformed
 	KeyframeReqs   prometheus.Counter     // PLIs sent to publishers
-	Peers          prometheus.Gauge
-	UpTracks       prometheus.Gauge
-	DownTracks     prometheus.Gauge
+	// Retransmissions counts NACKed packets by result: sent (again, from the track's
+	// cache) or missed (no longer cached). Nil in a Metrics built by hand: not counted.
+	Retransmissions *prometheus.CounterVec
+	Peers           prometheus.Gauge
+	UpTracks        prometheus.Gauge
+	DownTracks      prometheus.Gauge
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -30,6 +33,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "RTP packets not forwarded, by reason."}, []string{"reason"}),
 		KeyframeReqs: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_bridge_keyframe_requests_total",
 			Help: "Keyframe requests (PLI) sent to publishers."}),
+		Retransmissions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_rtp_retransmissions_total",
+			Help: "Packets subscribers reported lost (NACK), by result: sent again, or missed (no longer cached)."},
+			[]string{"result"}),
 		Peers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_bridge_peers",
 			Help: "Endpoints connected to this bridge."}),
 		UpTracks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_bridge_streams_in",
@@ -38,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Tracks forwarded by this bridge."}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
-		m.PacketsDropped, m.KeyframeReqs, m.Peers, m.UpTracks, m.DownTracks} {
+		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -35,7 +35,18 @@ type UpTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 
-	rx               rxStats
+	fan   *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
+	cache *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
+	rx    rxStats
+	// Overload (backpressure.go), reader goroutine only.
+	lag              lagMeter
+	lateSince        time.Time // when the lag last went over maxLag; zero while on time
+	lastWait         time.Time // when a read last had to wait for its packet
+	haveTS           bool
+	lastTS           uint32
+	skipping         bool   // dropping video until the next keyframe
+	skipped          uint16 // packets dropped in the current skip
+	skips            atomic.Uint64
 	lastKeyframeReq  atomic.Int64 // unix nanos of the last PLI sent
 	keyframeDeferred atomic.Bool  // a PLI is scheduled for the end of the interval
 	packets          atomic.Uint64
@@ -46,7 +57,8 @@ type UpTrack struct {
 
 	// prometheus handles, resolved once so the hot path never hashes label values
 	mPackets, mBytes, mOutPackets, mOutBytes, mDropKF, mDropWrite prometheus.Counter
-	mKeyframeReqs                                                 prometheus.Counter
+	mDropLate                                                     prometheus.Counter
+	mKeyframeReqs, mRetransmits, mRetransmitMissed                prometheus.Counter
 }
 
 // ID is the publisher's track id.
@@ -85,6 +97,10 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	}
 	t.log = owner.log.With("track", t.id, "kind", t.kind.String(), "codec", t.codec.MimeType)
 	t.rx.clockPerSec = int64(t.codec.ClockRate)
+	t.lag.clockPerSec = int64(t.codec.ClockRate)
+	if t.kind == webrtc.RTPCodecTypeVideo { // only video negotiates NACK
+		t.cache = newPacketCache(packetCacheSize)
+	}
 	empty := []*DownTrack{}
 	t.downs.Store(&empty)
 	if m := owner.bridge.metrics; m != nil {
@@ -93,7 +109,12 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		t.mOutPackets, t.mOutBytes = m.PacketsOut.WithLabelValues(k), m.BytesOut.WithLabelValues(k)
 		t.mDropKF = m.PacketsDropped.WithLabelValues("keyframe_wait")
 		t.mDropWrite = m.PacketsDropped.WithLabelValues("write_error")
+		t.mDropLate = m.PacketsDropped.WithLabelValues("overload")
 		t.mKeyframeReqs = m.KeyframeReqs
+		if m.Retransmissions != nil {
+			t.mRetransmits = m.Retransmissions.WithLabelValues("sent")
+			t.mRetransmitMissed = m.Retransmissions.WithLabelValues("missed")
+		}
 		m.UpTracks.Inc()
 	}
 	return t
@@ -181,7 +202,9 @@ func (t *UpTrack) readLoop() {
 	var hdr rtp.Header
 	var pending pendingCounts
 	defer pending.flush(t)
+	defer func() { t.fan.stop() }()
 	for {
+		before := time.Now()
 		n, _, err := t.remote.Read(buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -189,17 +212,29 @@ func (t *UpTrack) readLoop() {
 			}
 			return
 		}
-		t.forward(buf[:n], &hdr, &pending)
+		now := time.Now()
+		if now.Sub(before) > readWaited {
+			t.lastWait = now // the reader was waiting for this packet: no backlog here
+		}
+		t.forwardAt(buf[:n], &hdr, &pending, now)
 	}
 }
 
 // pendingCounts batches metric updates so the hot path touches shared counters once
 // every flushEvery packets instead of on each one.
 type pendingCounts struct {
-	packets, bytes, outPackets, outBytes, dropKF, dropWrite uint64
+	packets, bytes, outPackets, outBytes, dropKF, dropWrite, dropLate uint64
 }
 
 const flushEvery = 64
+
+// add merges a fan-out worker's counts.
+func (p *pendingCounts) add(q *pendingCounts) {
+	p.outPackets += q.outPackets
+	p.outBytes += q.outBytes
+	p.dropKF += q.dropKF
+	p.dropWrite += q.dropWrite
+}
 
 func (p *pendingCounts) flush(t *UpTrack) {
 	if t.mPackets != nil {
@@ -209,13 +244,18 @@ func (p *pendingCounts) flush(t *UpTrack) {
 		t.mOutBytes.Add(float64(p.outBytes))
 		t.mDropKF.Add(float64(p.dropKF))
 		t.mDropWrite.Add(float64(p.dropWrite))
+		t.mDropLate.Add(float64(p.dropLate))
 	}
 	*p = pendingCounts{}
 }
 
-// forward parses one packet and writes it to every subscriber. Exported for the
-// benchmark through forwardPacket.
+// forward parses one packet and writes it to every subscriber.
 func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
+	t.forwardAt(pkt, hdr, pending, time.Now())
+}
+
+// forwardAt is forward with the packet read at now (tests set the clock).
+func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts, now time.Time) {
 	hn, err := hdr.Unmarshal(pkt)
 	if err != nil {
 		return // the SRTP layer authenticated it, so this is a publisher bug; nothing to forward
@@ -229,7 +269,7 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 		end -= pad
 	}
 	payload := pkt[hn:end]
-	t.rx.observe(hdr.SequenceNumber, hdr.Timestamp, time.Now())
+	t.rx.observe(hdr.SequenceNumber, hdr.Timestamp, now)
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(payload)))
 	pending.packets++
@@ -237,6 +277,34 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 
 	keyframe := t.codecK != codecOther && isKeyframeStart(t.codecK, payload)
 	downs := *t.downs.Load()
+	if !t.admit(hdr.SequenceNumber, hdr.Timestamp, keyframe, now, downs) {
+		pending.dropLate += uint64(len(downs))
+		return
+	}
+	if t.cache != nil {
+		t.cache.store(hdr.SequenceNumber, hdr.Timestamp, hdr.Marker, payload)
+	}
+	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls, on the
+	// egress flushers' goroutines, instead of one sendto each here.
+	egress := t.owner.bridge.egress
+	egress.Hold()
+	if len(downs) >= parallelMin {
+		if t.fan == nil {
+			t.fan = newFanPool()
+		}
+		t.fan.fanOut(t, downs, hdr, payload, keyframe, pending)
+	} else {
+		t.writeAll(downs, hdr, payload, keyframe, pending)
+	}
+	egress.Release()
+	if pending.packets >= flushEvery {
+		pending.flush(t)
+	}
+}
+
+// writeAll writes one packet to each of downs, counting into pending. It runs on the
+// reader goroutine or, for a share of a large fan-out, on one of its workers.
+func (t *UpTrack) writeAll(downs []*DownTrack, hdr *rtp.Header, payload []byte, keyframe bool, pending *pendingCounts) {
 	for _, d := range downs {
 		switch d.writeRTP(hdr, payload, keyframe) {
 		case writeOK:
@@ -249,9 +317,6 @@ func (t *UpTrack) forward(pkt []byte, hdr *rtp.Header, pending *pendingCounts) {
 		case writeFailed:
 			pending.dropWrite++
 		}
-	}
-	if pending.packets >= flushEvery {
-		pending.flush(t)
 	}
 }
 

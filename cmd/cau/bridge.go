@@ -17,6 +17,7 @@ import (
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/profiling"
 	"github.com/cau-project/cau/sfu"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -126,7 +127,7 @@ func bridgeToken(site string, dev bool) (string, error) {
 }
 
 // serveBridgeHTTP serves a bridge's /metrics (its cau_bridge_* counters, for the
-// operations centre's Prometheus) and /healthz.
+// operations centre's Prometheus), /healthz and /debug/pprof/.
 func serveBridgeHTTP(addr string, reg *prometheus.Registry, log *slog.Logger) (*bridgeHTTP, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -135,6 +136,7 @@ func serveBridgeHTTP(addr string, reg *prometheus.Registry, log *slog.Logger) (*
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	profiling.Register(mux) // an operations port: the bridge serves no public HTTP
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {

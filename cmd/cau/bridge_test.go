@@ -24,7 +24,8 @@ func TestBridgeHTTP(t *testing.T) {
 	}
 	defer srv.Close()
 	addr := srv.addr
-	for path, want := range map[string]string{"/metrics": `cau_bridge_rtp_packets_forwarded_total{kind="video"} 42`, "/healthz": "ok"} {
+	for path, want := range map[string]string{"/metrics": `cau_bridge_rtp_packets_forwarded_total{kind="video"} 42`, "/healthz": "ok",
+		"/debug/pprof/": "goroutine"} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/internal/profiling"
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/signaling"
@@ -43,6 +44,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	publicIP := fs.String("public-ip", "", "comma-separated public IPs announced to endpoints (NAT 1:1)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	sitesFile := fs.String("sites", "", "site tree YAML (default: the built-in example in --dev)")
+	debugHTTP := fs.String("debug-http", "", "serve Go profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off if empty")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -112,6 +114,14 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	})
 	if err != nil {
 		return err
+	}
+	if *debugHTTP != "" {
+		srv, _, err := profiling.Serve(*debugHTTP, log)
+		if err != nil {
+			_ = a.Close()
+			return err
+		}
+		defer srv.Close()
 	}
 	if cfg.Dev {
 		chain, err := demoChain(tree)

@@ -1,0 +1,55 @@
+#!/bin/sh
+# bench-load: the bridge's CPU per forwarded packet beside the floor, in one run.
+#
+#   sfu/bench-load.sh [endpoints] [duration]      (make bench-load ENDPOINTS=151 DURATION=30s)
+#
+# Runs the floor benchmark (a bare UDP sender in the same shape: 1,200-byte datagrams,
+# a burst of endpoints-1 per incoming packet, 240 bursts/s), then `cau loadtest` with one
+# 2 Mbps video publisher against a separate `cau serve --dev`, then the floor again, and
+# prints the server's µs of CPU per forwarded packet as a ratio to each floor. The
+# machine may be shared: the floor measured around the run is the yardstick.
+# CAU_BIN (default bin/cau), BENCH_HTTP (127.0.0.1:17890), BENCH_UDP (17892) and
+# BENCH_SERVE_FLAGS (more flags for cau serve, e.g. --debug-http 127.0.0.1:6060) may be set;
+# the JSON report is left in $BENCH_OUT (default a temporary directory).
+set -eu
+N=${1:-151}
+DUR=${2:-30s}
+BIN=${CAU_BIN:-bin/cau}
+HTTP=${BENCH_HTTP:-127.0.0.1:17890}
+UDP=${BENCH_UDP:-17892}
+OUT=${BENCH_OUT:-$(mktemp -d)}
+FAN=$((N - 1))
+
+floor() {
+	CAU_BENCH_FANOUT=$FAN go test -run '^$' -bench "Floor/fanout=$FAN/" -benchtime 480x ./sfu |
+		tee -a "$OUT/floor.txt" | grep '^BenchmarkFloor'
+}
+metric() { grep -o "\"$1\": *[0-9.e+-]*" "$OUT/load.json" | head -1 | sed 's/.*: *//'; }
+
+echo "== floor before"
+floor
+# shellcheck disable=SC2086 # BENCH_SERVE_FLAGS is a list of flags (e.g. --debug-http 127.0.0.1:6060)
+"$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn ${BENCH_SERVE_FLAGS:-} >"$OUT/serve.log" 2>&1 &
+srv=$!
+trap 'kill $srv 2>/dev/null || true' EXIT INT TERM
+i=0
+until curl -sf "http://$HTTP/healthz" >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || { echo "server did not start; see $OUT/serve.log"; exit 1; }
+	sleep 0.1
+done
+echo "== cau loadtest 1 x $FAN, 2 Mbps, $DUR (server pid $srv)"
+rc=0
+"$BIN" loadtest --dev --url "http://$HTTP" --tree "" --endpoints "$N" --publishers 1 --media video \
+	--video-kbps 2000 --fps 30 --duration "$DUR" --json "$OUT/load.json" --log-level warn >"$OUT/load.txt" 2>&1 || rc=$?
+kill $srv 2>/dev/null || true
+wait $srv 2>/dev/null || true
+tail -n 25 "$OUT/load.txt"
+echo "== floor after"
+floor
+server=$(metric cpu_us_per_forwarded_packet)
+echo
+echo "server µs CPU per forwarded packet: $server (loadtest exit $rc; report $OUT/load.json)"
+awk -v s="$server" '/^BenchmarkFloor/ { for (i = 1; i < NF; i++) if ($(i+1) == "cpu-µs/pkt") {
+	split($1, a, "/"); printf "  floor %-14s %6.2f µs/pkt   server/floor = %.2f\n", a[3], $i, s / $i } }' "$OUT/floor.txt"
+exit $rc
