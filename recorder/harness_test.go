@@ -34,10 +34,10 @@ type connected struct {
 	pub          *testmedia.Publisher
 	peer         *sfu.Peer
 	video, audio *sfu.UpTrack
+	ups          chan *sfu.UpTrack
 }
 
-// connect joins a publisher to the bridge (offer/answer by direct calls) and waits for
-// its tracks to arrive there.
+// connect joins a publisher to the bridge (offer/answer by direct calls).
 func connect(t testing.TB, b *sfu.Bridge, pub *testmedia.Publisher, name string) *connected {
 	t.Helper()
 	ups := make(chan *sfu.UpTrack, 4)
@@ -57,19 +57,24 @@ func connect(t testing.TB, b *sfu.Bridge, pub *testmedia.Publisher, name string)
 	if err := pub.Answer(answer); err != nil {
 		t.Fatal(err)
 	}
-	c := &connected{pub: pub, peer: peer}
+	return &connected{pub: pub, peer: peer, ups: ups}
+}
+
+// waitTracks waits for the publisher's tracks to reach the bridge (pion reports a track
+// at its first packet, so the publisher must be sending).
+func (c *connected) waitTracks(t testing.TB) {
+	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for c.video == nil || c.audio == nil {
 		select {
-		case u := <-ups:
+		case u := <-c.ups:
 			if u.Kind().String() == "video" {
 				c.video = u
 			} else {
 				c.audio = u
 			}
 		case <-deadline:
-			t.Fatalf("%s: tracks did not reach the bridge", name)
+			t.Fatalf("%s: tracks did not reach the bridge", c.peer.ID())
 		}
 	}
-	return c
 }

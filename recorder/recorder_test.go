@@ -20,6 +20,7 @@ func TestRecordOneSource(t *testing.T) {
 	pub := testmedia.NewPublisher(t, "site-a", 0)
 	pub.Start(func(int) *Clip { return clip })
 	c := connect(t, b, pub, "site-a")
+	c.waitTracks(t)
 
 	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m1", Logger: testLogger()})
 	if err != nil {

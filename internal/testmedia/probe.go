@@ -96,9 +96,9 @@ func FrameSizes(t testing.TB, path string) []string {
 	var sizes []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		s := strings.Trim(strings.TrimSpace(sc.Text()), ",")
+		s := strings.Replace(strings.Trim(strings.TrimSpace(sc.Text()), ","), ",", "x", 1)
 		if s != "" && (len(sizes) == 0 || sizes[len(sizes)-1] != s) {
-			sizes = append(sizes, strings.Replace(s, ",", "x", 1))
+			sizes = append(sizes, s)
 		}
 	}
 	return sizes
