@@ -189,3 +189,21 @@ func lavfiPath(p string) string {
 	r := strings.NewReplacer(`\`, `\\\\`, `'`, `\\\'`, `:`, `\\:`, `,`, `\,`, `;`, `\;`, `[`, `\[`, `]`, `\]`)
 	return r.Replace(p)
 }
+
+// LastPacket returns the latest packet time (s) in path: the playable length of a file
+// that has no duration (one cut short by a crash).
+func LastPacket(t testing.TB, path string) float64 {
+	t.Helper()
+	_, ffprobe := Need(t)
+	out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "packet=pts_time", "-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe packets %s: %v", path, err)
+	}
+	last := 0.0
+	for _, l := range strings.Fields(string(out)) {
+		if v, err := strconv.ParseFloat(strings.Trim(l, ","), 64); err == nil && v > last {
+			last = v
+		}
+	}
+	return last
+}
