@@ -10,12 +10,15 @@ import (
 	"github.com/cau-project/cau/sfu"
 )
 
-// Samplebuilder windows, in packets: how long a frame may wait for a retransmission
-// before the recorder gives up on it. The bridge repairs a hop with NACK in one round
-// trip or a few; 512 video packets are 1–3 s at meeting bitrates.
+// How long a frame may wait in samplebuilder for a missing packet before the recorder
+// gives up on it. The bridge repairs a video hop with NACK within a round trip or a few;
+// audio is not retransmitted, so its wait covers reordering only. The packet counts are
+// upper bounds that the time limits reach first.
 const (
-	videoMaxLate = 512
-	audioMaxLate = 50 // 1 s of 20 ms Opus frames
+	videoMaxDelay = 1500 * time.Millisecond
+	audioMaxDelay = 200 * time.Millisecond
+	videoMaxLate  = 2000
+	audioMaxLate  = 100
 )
 
 // syncWait is how long a track waits for its first sender report before it is placed
@@ -76,17 +79,22 @@ type track struct {
 func newTrack(kind string, c codec, tap *sfu.Tap, requestKeyframe func()) *track {
 	t := &track{kind: kind, codec: c, tap: tap, requestKeyframe: requestKeyframe, inPart: -1,
 		pendSR: map[uint32]*rtcp.SenderReport{}, waitKey: c.video}
-	maxLate := uint16(audioMaxLate)
-	if c.video {
-		maxLate = videoMaxLate
-	}
 	t.clock.rate = 48000
 	if c.video {
 		t.clock.rate = 90000
 	}
-	t.sb = samplebuilder.New(maxLate, c.depacketizer(), uint32(t.clock.rate), samplebuilder.WithRTPHeaders(true))
+	t.sb = t.newBuilder()
 	t.info = TrackInfo{Kind: kind, Codec: c.mime}
 	return t
+}
+
+func (t *track) newBuilder() *samplebuilder.SampleBuilder {
+	late, delay := uint16(audioMaxLate), audioMaxDelay
+	if t.codec.video {
+		late, delay = videoMaxLate, videoMaxDelay
+	}
+	return samplebuilder.New(late, t.codec.depacketizer(), uint32(t.clock.rate),
+		samplebuilder.WithRTPHeaders(true), samplebuilder.WithMaxTimeDelay(delay))
 }
 
 // askKeyframe asks the publisher for a keyframe, at most once a second from here (the
@@ -144,8 +152,16 @@ func (t *track) rtp(data []byte, at time.Time) {
 		t.clock.anchorOnArrival(p.Timestamp, at)
 	}
 	if len(p.Payload) == 0 {
+		// Padding only (bandwidth probing). It takes a sequence number, so remember it
+		// as no loss. samplebuilder would glue it to the next frame (same timestamp as
+		// the last, no marker) and drop both as a frame without a start: mark it as a
+		// frame of its own, which samplebuilder drops alone. Audio needs none of this.
+		if !t.codec.video {
+			return
+		}
 		t.padding[t.padN%len(t.padding)] = p.SequenceNumber
 		t.padN++
+		p.Marker = true
 	}
 	t.sb.Push(p)
 	for s := t.sb.Pop(); s != nil; s = t.sb.Pop() {
@@ -169,8 +185,7 @@ func (t *track) placeUnsynced() {
 // restart forgets the old stream's state for a new SSRC.
 func (t *track) restart() {
 	t.clock = senderClock{rate: t.clock.rate}
-	t.sb = samplebuilder.New(uint16(map[bool]int{true: videoMaxLate, false: audioMaxLate}[t.codec.video]),
-		t.codec.depacketizer(), uint32(t.clock.rate), samplebuilder.WithRTPHeaders(true))
+	t.sb = t.newBuilder()
 	t.haveSeq = false
 	t.unsynced = t.unsynced[:0]
 	t.waitKey = t.codec.video
