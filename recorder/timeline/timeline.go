@@ -229,11 +229,7 @@ func (w *Writer) floorDiff(old, cur rooms.FloorState, at time.Time) {
 	}
 	for _, g := range cur.Speakers {
 		if o, was := old.Speaking(g.Site); !was || o.Mic != g.Mic || o.Camera != g.Camera {
-			since := g.Since
-			if was || since.IsZero() {
-				since = at
-			}
-			w.add(Event{Time: since, Kind: FloorGranted, Site: g.Site, Mic: &g.Mic, Camera: &g.Camera})
+			w.add(Event{Time: at, Kind: FloorGranted, Site: g.Site, Mic: &g.Mic, Camera: &g.Camera})
 		}
 	}
 	if cur.MuteEpoch > old.MuteEpoch && old.Version != 0 {
