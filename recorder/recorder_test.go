@@ -3,6 +3,7 @@ package recorder
 import (
 	"math"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,16 @@ func TestRecordOneSource(t *testing.T) {
 	c := connect(t, b, pub, "site-a")
 	c.waitTracks(t)
 
-	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m1", Logger: testLogger()})
+	var mu sync.Mutex
+	var speech []time.Time // talk spurt starts
+	onSpeech := func(source string, talking bool, at time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		if source == "site-a" && talking {
+			speech = append(speech, at)
+		}
+	}
+	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m1", Logger: testLogger(), OnSpeech: onSpeech})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +56,19 @@ func TestRecordOneSource(t *testing.T) {
 	checkFile(t, path, wall)
 	if pub.PLIs.Load() == 0 {
 		t.Error("the publisher got no keyframe request")
+	}
+	// Each beep is a talk spurt, reported on the server's clock where the file has it.
+	beeps := testmedia.BeepOnsets(t, path)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(speech) != len(beeps) || len(speech) < 3 {
+		t.Errorf("speech starts %v, beeps at %v s into the file", speech, beeps)
+	}
+	for i := range min(len(speech), len(beeps)) {
+		inFile := f.Start.Add(time.Duration(beeps[i] * float64(time.Second)))
+		if d := speech[i].Sub(inFile); d.Abs() > 100*time.Millisecond {
+			t.Errorf("speech %d at %v, beep in the file at %v (%v apart)", i, speech[i], inFile, d)
+		}
 	}
 	for _, tr := range f.Tracks {
 		if tr.Sync != "sr" || tr.PacketsDropped != 0 {

@@ -22,6 +22,10 @@ type Config struct {
 	Meeting string
 	// Logger receives the recorder's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// OnSpeech, if set, is told when a source starts and stops talking (its audio's
+	// voice activity, at the time on this server's clock), for the timeline. It runs on
+	// the source's goroutine and must not block.
+	OnSpeech func(source string, talking bool, at time.Time)
 }
 
 // ErrStopped is returned when adding a track to a stopped recording.
@@ -33,9 +37,10 @@ var ErrCodec = errors.New("recorder: codec not recordable")
 // Recording is one meeting's recording at a bridge: a directory of files, one or more
 // per source, and their manifest. Safe for concurrent use.
 type Recording struct {
-	dir     string
-	log     *slog.Logger
-	started time.Time
+	dir      string
+	log      *slog.Logger
+	started  time.Time
+	onSpeech func(source string, talking bool, at time.Time)
 
 	mu       sync.Mutex // guards everything below
 	manifest Manifest
@@ -57,7 +62,7 @@ func Start(cfg Config) (*Recording, error) {
 	}
 	now := time.Now()
 	r := &Recording{
-		dir: cfg.Dir, log: log.With("component", "recorder", "meeting", cfg.Meeting), started: now,
+		dir: cfg.Dir, onSpeech: cfg.OnSpeech, log: log.With("component", "recorder", "meeting", cfg.Meeting), started: now,
 		sources:  map[string]*source{},
 		manifest: Manifest{Meeting: cfg.Meeting, State: StateRecording, Started: now.UTC(), Files: []File{}},
 	}
@@ -102,6 +107,9 @@ func (r *Recording) AddTrack(source string, up *sfu.UpTrack) error {
 		return fmt.Errorf("tap %s: %w", up.ID(), err)
 	}
 	t := newTrack(kind, c, tap, up.RequestKeyframe)
+	if r.onSpeech != nil && kind == "audio" {
+		t.onSpeech = func(talking bool, at time.Time) { r.onSpeech(source, talking, at) }
+	}
 	errc := make(chan error, 1)
 	select {
 	case s.ctl <- func() { errc <- s.addTrack(t) }:

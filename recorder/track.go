@@ -74,6 +74,9 @@ type track struct {
 	info      TrackInfo
 	dropped0  uint64 // tap drops when the current part opened
 	lastFrame time.Time
+	voice     voice
+	// onSpeech reports talk spurts of an audio track (local time); nil: not wanted.
+	onSpeech func(talking bool, at time.Time)
 }
 
 func newTrack(kind string, c codec, tap *sfu.Tap, requestKeyframe func()) *track {
@@ -278,7 +281,18 @@ func (t *track) accept(ts uint32, key bool, data []byte) {
 }
 
 func (t *track) place(ext int64, key bool, data []byte) {
-	t.queue = append(t.queue, frame{ns: t.clock.unixNano(ext), key: key, data: data})
+	ns := t.clock.unixNano(ext)
+	t.queue = append(t.queue, frame{ns: ns, key: key, data: data})
+	if t.codec.video || t.onSpeech == nil {
+		return
+	}
+	const frameNs = int64(20 * time.Millisecond)
+	switch t.voice.frame(len(data)) {
+	case 1:
+		t.onSpeech(true, time.Unix(0, ns-(voiceStart-1)*frameNs+t.clock.offsetNs))
+	case -1:
+		t.onSpeech(false, time.Unix(0, ns-(voiceEnd-1)*frameNs+t.clock.offsetNs))
+	}
 }
 
 // ready reports whether the track can go into a new file: placed in time and, for

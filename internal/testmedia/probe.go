@@ -138,7 +138,8 @@ func FlashOnsets(t testing.TB, path string) []float64 {
 var silenceEnd = regexp.MustCompile(`silence_end: (-?[0-9.]+)`)
 
 // BeepOnsets returns the times (s, on the file's clock) where the audio rises out of
-// silence (ffmpeg silencedetect at −30 dB).
+// silence (ffmpeg silencedetect at −30 dB). silencedetect also ends a silence at the end
+// of the file; that one is left out.
 func BeepOnsets(t testing.TB, path string) []float64 {
 	t.Helper()
 	ffmpeg, _ := Need(t)
@@ -147,9 +148,10 @@ func BeepOnsets(t testing.TB, path string) []float64 {
 	if err != nil {
 		t.Fatalf("ffmpeg silencedetect %s: %v\n%s", path, err, out)
 	}
+	end := LastPacket(t, path)
 	var onsets []float64
 	for _, m := range silenceEnd.FindAllSubmatch(out, -1) {
-		if v, err := strconv.ParseFloat(string(m[1]), 64); err == nil {
+		if v, err := strconv.ParseFloat(string(m[1]), 64); err == nil && v < end-0.01 {
 			onsets = append(onsets, v)
 		}
 	}
