@@ -80,17 +80,17 @@ func TestCrashLeavesPlayableFiles(t *testing.T) {
 // runs until the parent kills the process.
 func recordUntilKilled(t *testing.T, dir string) {
 	clip := testmedia.MakeClip(t, 320, 240)
-	b := newTestBridge(t)
+	b := testmedia.NewBridge(t)
 	pub := testmedia.NewPublisher(t, "site-a", 0)
-	c := connect(t, b, pub, "site-a")
+	c := testmedia.Connect(t, b, pub, "site-a")
 	pub.Start(func(int) *Clip { return clip })
-	c.waitTracks(t)
-	rec, err := Start(Config{Dir: dir, Meeting: "crash", Logger: testLogger()})
+	c.WaitTracks(t)
+	rec, err := Start(Config{Dir: dir, Meeting: "crash", Logger: testmedia.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []*sfu.UpTrack{c.video, c.audio} {
-		if err := rec.AddTrack("site-a", u); err != nil {
+	for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
+		if err := rec.AddTrack(Source{Name: "site-a", Site: "site-a"}, u); err != nil {
 			t.Fatal(err)
 		}
 	}

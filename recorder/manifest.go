@@ -32,7 +32,8 @@ type Manifest struct {
 type File struct {
 	Name   string `json:"name"`   // inside the recording directory
 	Source string `json:"source"` // the stream group it records (a site's camera and mic, a screen)
-	Part   int    `json:"part"`   // 1 for a source's first file, then 2, …
+	Site   string `json:"site,omitempty"`
+	Part   int    `json:"part"` // 1 for a source's first file, then 2, …
 	// Start is when the file's first frame was captured, on this server's clock: the
 	// publisher's sender-report time corrected by its clock offset. Files of different
 	// sources line up by Start.

@@ -21,7 +21,7 @@ func TestRecordThreeSites(t *testing.T) {
 		seconds = 15
 	}
 	small, large := testmedia.MakeClip(t, 320, 240), testmedia.MakeClip(t, 480, 360)
-	b := newTestBridge(t)
+	b := testmedia.NewBridge(t)
 	type site struct {
 		name string
 		loss float64
@@ -37,21 +37,21 @@ func TestRecordThreeSites(t *testing.T) {
 			return small
 		}},
 	}
-	conns := make([]*connected, len(sites))
+	conns := make([]*testmedia.Connected, len(sites))
 	var wg sync.WaitGroup
 	for i, s := range sites {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			pub := testmedia.NewPublisher(t, s.name, s.loss)
-			conns[i] = connect(t, b, pub, s.name)
+			conns[i] = testmedia.Connect(t, b, pub, s.name)
 		}()
 	}
 	wg.Wait()
 	if t.Failed() {
 		return
 	}
-	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m3", Logger: testLogger()})
+	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m3", Logger: testmedia.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,15 +59,15 @@ func TestRecordThreeSites(t *testing.T) {
 	// recording (a publisher sending before would too; this keeps the clips in phase
 	// with the wall clock for the resolution change).
 	for i, c := range conns {
-		c.pub.Start(sites[i].clip)
+		c.Pub.Start(sites[i].clip)
 	}
 	for _, c := range conns {
-		c.waitTracks(t)
+		c.WaitTracks(t)
 	}
 	began := time.Now()
 	for i, c := range conns {
-		for _, u := range []*sfu.UpTrack{c.video, c.audio} {
-			if err := rec.AddTrack(sites[i].name, u); err != nil {
+		for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
+			if err := rec.AddTrack(Source{Name: sites[i].name, Site: sites[i].name}, u); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -102,7 +102,7 @@ func TestRecordThreeSites(t *testing.T) {
 			}
 		})
 	}
-	if d := conns[1].pub.Dropped.Load(); d == 0 {
+	if d := conns[1].Pub.Dropped.Load(); d == 0 {
 		t.Error("the lossy link dropped nothing")
 	} else {
 		t.Logf("site-b's link dropped %d packets", d)

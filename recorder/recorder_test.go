@@ -17,28 +17,28 @@ import (
 // for at the start.
 func TestRecordOneSource(t *testing.T) {
 	clip := testmedia.MakeClip(t, 320, 240)
-	b := newTestBridge(t)
+	b := testmedia.NewBridge(t)
 	pub := testmedia.NewPublisher(t, "site-a", 0)
 	pub.Start(func(int) *Clip { return clip })
-	c := connect(t, b, pub, "site-a")
-	c.waitTracks(t)
+	c := testmedia.Connect(t, b, pub, "site-a")
+	c.WaitTracks(t)
 
 	var mu sync.Mutex
 	var speech []time.Time // talk spurt starts
-	onSpeech := func(source string, talking bool, at time.Time) {
+	onSpeech := func(src Source, talking bool, at time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
-		if source == "site-a" && talking {
+		if src.Site == "site-a" && talking {
 			speech = append(speech, at)
 		}
 	}
-	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m1", Logger: testLogger(), OnSpeech: onSpeech})
+	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m1", Logger: testmedia.Logger(), OnSpeech: onSpeech})
 	if err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	for _, u := range []*sfu.UpTrack{c.video, c.audio} {
-		if err := rec.AddTrack("site-a", u); err != nil {
+	for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
+		if err := rec.AddTrack(Source{Name: "site-a", Site: "site-a"}, u); err != nil {
 			t.Fatal(err)
 		}
 	}

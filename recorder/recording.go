@@ -25,7 +25,7 @@ type Config struct {
 	// OnSpeech, if set, is told when a source starts and stops talking (its audio's
 	// voice activity, at the time on this server's clock), for the timeline. It runs on
 	// the source's goroutine and must not block.
-	OnSpeech func(source string, talking bool, at time.Time)
+	OnSpeech func(src Source, talking bool, at time.Time)
 }
 
 // ErrStopped is returned when adding a track to a stopped recording.
@@ -40,7 +40,7 @@ type Recording struct {
 	dir      string
 	log      *slog.Logger
 	started  time.Time
-	onSpeech func(source string, talking bool, at time.Time)
+	onSpeech func(src Source, talking bool, at time.Time)
 
 	mu       sync.Mutex // guards everything below
 	manifest Manifest
@@ -78,10 +78,19 @@ func (r *Recording) Dir() string { return r.dir }
 // Started is when the recording started.
 func (r *Recording) Started() time.Time { return r.started }
 
-// AddTrack records up as part of the stream group source (e.g. a site's camera and
-// microphone): tracks of one source share its files. It subscribes a tap to up; the
-// track is recorded until it ends or the recording stops.
-func (r *Recording) AddTrack(source string, up *sfu.UpTrack) error {
+// Source names a stream group: the tracks of one endpoint's camera and microphone, or
+// its screen share. Tracks of one source share its files.
+type Source struct {
+	// Name is unique in the recording, e.g. "p1-d1.room1.camera"; file names come from it.
+	Name string
+	// Site is the site the endpoint belongs to (the timeline's and the layout's unit).
+	Site string
+}
+
+// AddTrack records up as part of source. It subscribes a tap to up; the track is
+// recorded until it ends or the recording stops.
+func (r *Recording) AddTrack(src Source, up *sfu.UpTrack) error {
+	source := src.Name
 	c, ok := codecOf(up.Codec().MimeType)
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrCodec, up.Codec().MimeType)
@@ -97,7 +106,7 @@ func (r *Recording) AddTrack(source string, up *sfu.UpTrack) error {
 	}
 	s := r.sources[source]
 	if s == nil {
-		s = newSource(r, source)
+		s = newSource(r, source, src.Site)
 		r.sources[source] = s
 	}
 	r.mu.Unlock()
@@ -108,7 +117,7 @@ func (r *Recording) AddTrack(source string, up *sfu.UpTrack) error {
 	}
 	t := newTrack(kind, c, tap, up.RequestKeyframe)
 	if r.onSpeech != nil && kind == "audio" {
-		t.onSpeech = func(talking bool, at time.Time) { r.onSpeech(source, talking, at) }
+		t.onSpeech = func(talking bool, at time.Time) { r.onSpeech(src, talking, at) }
 	}
 	errc := make(chan error, 1)
 	select {

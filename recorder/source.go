@@ -36,6 +36,7 @@ const maxTracks = 4
 // the channels is owned by its goroutine (run).
 type source struct {
 	name string // safe for a file name
+	site string
 	rec  *Recording
 	log  *slog.Logger
 	in   chan *sfu.TapPacket
@@ -57,9 +58,9 @@ type source struct {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-func newSource(rec *Recording, name string) *source {
+func newSource(rec *Recording, name, site string) *source {
 	s := &source{
-		name: unsafeName.ReplaceAllString(name, "_"), rec: rec,
+		name: unsafeName.ReplaceAllString(name, "_"), site: site, rec: rec,
 		log: rec.log.With("source", name),
 		in:  make(chan *sfu.TapPacket, tapDepth*maxTracks), ctl: make(chan func(), 16),
 		done: make(chan struct{}),
@@ -198,7 +199,7 @@ func (s *source) open(tracks []*track, now time.Time) {
 	s.baseMs = first / 1e6
 	s.firstMs, s.lastMs = -1, -1
 	s.flushed = now
-	s.partInfo = File{Name: name, Source: s.name, Part: s.partNo, Start: s.localTime(first)}
+	s.partInfo = File{Name: name, Source: s.name, Site: s.site, Part: s.partNo, Start: s.localTime(first)}
 	s.log.Info("recorder: file started", "file", name, "tracks", len(tracks))
 	s.rec.fileUpdate(s.fileInfo(false, ""))
 }

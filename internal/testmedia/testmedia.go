@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,11 +58,23 @@ var (
 	clips   = map[string]*Clip{}
 )
 
-// MakeClip encodes (or reuses from the cache directory) the clip at width×height.
+// MakeClip encodes (or reuses from the cache directory) the clip at width×height, a
+// test pattern (ffmpeg's testsrc).
 func MakeClip(t testing.TB, width, height int) *Clip {
 	t.Helper()
+	return MakeClipOf(t, "testsrc", width, height)
+}
+
+// MakeClipOf is MakeClip with another lavfi video source, such as "color=c=red" (a
+// site a test can tell apart by its colour).
+func MakeClipOf(t testing.TB, source string, width, height int) *Clip {
+	t.Helper()
 	ffmpeg, _ := Need(t)
-	key := fmt.Sprintf("%dx%d", width, height)
+	key := fmt.Sprintf("%s %dx%d", source, width, height)
+	sep := "="
+	if strings.Contains(source, "=") {
+		sep = ":"
+	}
 	clipsMu.Lock()
 	defer clipsMu.Unlock()
 	if c := clips[key]; c != nil {
@@ -70,8 +83,8 @@ func MakeClip(t testing.TB, width, height int) *Clip {
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 	flash := fmt.Sprintf(`between(mod(t\,%s)\,%s\,%s)`, sec(Cycle), sec(FlashAt), sec(FlashAt+FlashLen-time.Millisecond))
 	videoArgs := []string{"-f", "lavfi", "-i",
-		fmt.Sprintf("testsrc=size=%dx%d:rate=%d:duration=%s,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='%s'",
-			width, height, FPS, sec(Cycle), flash),
+		fmt.Sprintf("%s%ssize=%dx%d:rate=%d:duration=%s,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='%s'",
+			source, sep, width, height, FPS, sec(Cycle), flash),
 		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-g", fmt.Sprint(FPS),
 		"-keyint_min", fmt.Sprint(FPS), "-auto-alt-ref", "0", "-lag-in-frames", "0", "-threads", "1"}
 	audioArgs := []string{"-f", "lavfi", "-i",
