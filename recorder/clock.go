@@ -41,6 +41,13 @@ func (u *unwrapper) peek(ts uint32) int64 {
 // NTP time it was sampled at). The audio and video of one publisher share that wall
 // clock, so frames mapped through it line up whatever their RTP offsets. Owned by the
 // source goroutine.
+//
+// A sender extrapolates an SR's RTP time from its last packet's send time, so a sender
+// that runs late (a busy machine) reports a pair that places media too late. Of the
+// recent reports the clock follows the least late one: it re-anchors only when that one
+// disagrees with the mapping by more than reanchorAbove, which also follows a real drift
+// between the RTP clock and the wall clock (an audio device's clock) once the reports
+// that contradict it have left the window.
 type senderClock struct {
 	rate     int64 // RTP clock rate, Hz
 	ts       unwrapper
@@ -48,6 +55,8 @@ type senderClock struct {
 	fallback bool  // no sender report came in time: anchored on arrival times instead
 	anchorTS int64 // extended RTP timestamp of the anchor
 	anchorNs int64 // sender wall time of the anchor, Unix ns
+	recent   [srWindow]srPoint
+	nRecent  int
 	// offsetNs estimates local − sender wall clock: the smallest (arrival − NTP) seen
 	// over sender reports, i.e. the sender's clock offset plus the least transit delay.
 	offsetNs  int64
@@ -55,10 +64,15 @@ type senderClock struct {
 	reanchors int
 }
 
-// reanchorAbove is the drift between the anchored mapping and a new sender report past
-// which the clock re-anchors. Below it, a report's own jitter (the sender extrapolates
-// its RTP time to the report's send time) would only shake the timestamps.
-const reanchorAbove = 15 * time.Millisecond
+// srPoint is one sender report: extended RTP time and sender wall time.
+type srPoint struct{ ext, ns int64 }
+
+// srWindow is how many recent reports the clock weighs (about 16 s for browsers).
+const srWindow = 16
+
+// reanchorAbove is the disagreement between the mapping and the least late recent
+// report past which the clock re-anchors; below it, moving would only shake timestamps.
+const reanchorAbove = 10 * time.Millisecond
 
 // senderReport applies an SR (its NTP time, RTP time) that arrived at local time at.
 func (c *senderClock) senderReport(ntp uint64, rtpTime uint32, at time.Time) {
@@ -66,21 +80,26 @@ func (c *senderClock) senderReport(ntp uint64, rtpTime uint32, at time.Time) {
 	if off := at.UnixNano() - srNs; !c.haveOff || off < c.offsetNs {
 		c.offsetNs, c.haveOff = off, true
 	}
-	ext := c.ts.peek(rtpTime)
 	if c.fallback {
 		return // the track's frames are already placed on arrival times; stay consistent
 	}
-	if c.synced {
-		drift := srNs - c.unixNano(ext)
-		if drift < 0 {
-			drift = -drift
+	p := srPoint{ext: c.ts.peek(rtpTime), ns: srNs}
+	c.recent[c.nRecent%srWindow] = p
+	c.nRecent++
+	if !c.synced {
+		c.anchorTS, c.anchorNs, c.synced = p.ext, p.ns, true
+		return
+	}
+	least := int64(0)
+	for i, q := range c.recent[:min(c.nRecent, srWindow)] {
+		if d := q.ns - c.unixNano(q.ext); i == 0 || d < least {
+			least = d
 		}
-		if drift < int64(reanchorAbove) {
-			return
-		}
+	}
+	if least > int64(reanchorAbove) || least < -int64(reanchorAbove) {
+		c.anchorNs += least
 		c.reanchors++
 	}
-	c.anchorTS, c.anchorNs, c.synced = ext, srNs, true
 }
 
 // anchorOnArrival places the track on the local clock by the arrival of a packet with

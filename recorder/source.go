@@ -248,15 +248,16 @@ func (s *source) interleave(all bool) {
 	}
 }
 
-// writeFrame appends f to the open part, keeping each track's timestamps non-decreasing
-// (a re-anchored sender clock may step back a few ms).
+// writeFrame appends f to the open part.
 func (s *source) writeFrame(t *track, f frame) {
 	ms := f.ns/1e6 - s.baseMs
 	if ms < 0 {
 		return // before the part's start: only possible for a late-placed frame
 	}
-	if t.wroteAny && ms < t.lastMs {
-		ms = t.lastMs
+	if t.wroteAny && ms <= t.lastMs {
+		// Strictly increasing per track: a re-anchored clock may step back a few ms, and
+		// two frames at one time make players stumble.
+		ms = t.lastMs + 1
 	}
 	if err := s.part.write(t.inPart, f.key, ms, f.data); err != nil {
 		s.log.Error("recorder: write failed; closing the file", "file", s.part.name, "err", err)
@@ -442,6 +443,17 @@ func (s *source) stop() {
 	}
 	if s.part == nil {
 		s.maybeOpen(time.Now(), true)
+	}
+	if s.part == nil && s.partNo == 0 {
+		for _, t := range s.tracks {
+			var delivered, dropped uint64
+			if t.tap != nil {
+				delivered, dropped = t.tap.Delivered(), t.tap.Dropped()
+			}
+			s.log.Warn("recorder: source stopped before any file started", "kind", t.kind,
+				"packets", delivered, "dropped", dropped, "synced", t.clock.synced, "queued", len(t.queue),
+				"held", len(t.unsynced), "waiting_keyframe", t.waitKey)
+		}
 	}
 	s.closePart(nil)
 	for _, t := range s.tracks {

@@ -35,14 +35,27 @@ func TestSenderClock(t *testing.T) {
 	if got := time.Duration(c.unixNano(c.ts.extend(after)) - base.UnixNano()); got != time.Second {
 		t.Errorf("one second of RTP across the wrap maps to %v", got)
 	}
-	// A report 5 ms off (the sender's own jitter) keeps the anchor; 40 ms off moves it.
+	// Reports from a late sender (5 and 40 ms late) keep the anchor: the first was less late.
 	c.senderReport(unixToNTP(base.Add(2*time.Second+5*time.Millisecond).UnixNano()), ts0+2*90000, base)
-	if c.reanchors != 0 {
-		t.Errorf("re-anchored on 5 ms of jitter")
-	}
 	c.senderReport(unixToNTP(base.Add(3*time.Second+40*time.Millisecond).UnixNano()), ts0+3*90000, base)
-	if c.reanchors != 1 || (time.Duration(c.unixNano(c.ts.peek(ts0+3*90000))-base.UnixNano())-3040*time.Millisecond).Abs() > time.Microsecond {
-		t.Errorf("40 ms drift: reanchors %d", c.reanchors)
+	if c.reanchors != 0 {
+		t.Errorf("re-anchored on late reports")
+	}
+	// One less late by 30 ms moves the mapping back by 30 ms.
+	c.senderReport(unixToNTP(base.Add(4*time.Second-30*time.Millisecond).UnixNano()), ts0+4*90000, base)
+	at := func(sec uint32) time.Duration {
+		return time.Duration(c.unixNano(c.ts.peek(ts0+sec*90000)) - base.UnixNano())
+	}
+	if c.reanchors != 1 || (at(4)-(4*time.Second-30*time.Millisecond)).Abs() > time.Microsecond {
+		t.Errorf("30 ms earlier report: reanchors %d, 4 s maps to %v", c.reanchors, at(4))
+	}
+	// A real drift: every report from now on 50 ms later than the mapping. The clock
+	// follows once the earlier reports have left the window.
+	for i := uint32(5); i < 5+srWindow; i++ {
+		c.senderReport(unixToNTP(base.Add(time.Duration(i)*time.Second+20*time.Millisecond).UnixNano()), ts0+i*90000, base)
+	}
+	if c.reanchors != 2 || (at(30)-(30*time.Second+20*time.Millisecond)).Abs() > time.Microsecond {
+		t.Errorf("after a lasting drift: reanchors %d, 30 s maps to %v", c.reanchors, at(30))
 	}
 }
 
