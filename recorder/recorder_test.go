@@ -3,6 +3,7 @@ package recorder
 import (
 	"math"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,10 +84,15 @@ type Clip = testmedia.Clip
 // a duration within 0.5 s of wall, no decode error, audio within 80 ms of video.
 func checkFile(t *testing.T, path string, wall time.Duration) {
 	t.Helper()
+	checkFileCodecs(t, path, wall, "vp8")
+}
+
+func checkFileCodecs(t *testing.T, path string, wall time.Duration, videoCodec string) {
+	t.Helper()
 	p := testmedia.ProbeFile(t, path)
 	v, okV := p.Stream("video")
 	a, okA := p.Stream("audio")
-	if !okV || !okA || v.Codec != "vp8" || a.Codec != "opus" || v.Frames == 0 || a.Frames == 0 {
+	if !okV || !okA || v.Codec != videoCodec || a.Codec != "opus" || v.Frames == 0 || a.Frames == 0 {
 		t.Errorf("%s: streams %+v", filepath.Base(path), p.Streams)
 	}
 	if math.IsNaN(p.Duration) || math.Abs(p.Duration-wall.Seconds()) > 0.5 {
@@ -107,4 +113,38 @@ func checkFile(t *testing.T, path string, wall time.Duration) {
 	if med.Abs() >= 80*time.Millisecond {
 		t.Errorf("%s: audio−video offset %v (pairs %v)", filepath.Base(path), med, offs)
 	}
+}
+
+// TestRecordH264 records a publisher that sends H.264: the file is Matroska (.mkv) with
+// an AVC track that decodes cleanly and stays in sync with the audio.
+func TestRecordH264(t *testing.T) {
+	clip := testmedia.MakeH264Clip(t, 320, 240)
+	b := testmedia.NewBridge(t)
+	pub := testmedia.NewPublisherOf(t, "site-h", 0, clip.Mime)
+	c := testmedia.Connect(t, b, pub, "site-h")
+	pub.Start(func(int) *Clip { return clip })
+	c.WaitTracks(t)
+	if !strings.EqualFold(c.Video.Codec().MimeType, "video/h264") {
+		t.Fatalf("negotiated %s", c.Video.Codec().MimeType)
+	}
+	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "mh", Logger: testmedia.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
+		if err := rec.AddTrack(Source{Name: "site-h", Site: "site-h"}, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(6 * time.Second)
+	wall := time.Since(began)
+	m, err := rec.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Files) != 1 || filepath.Ext(m.Files[0].Name) != ".mkv" {
+		t.Fatalf("files %+v", m.Files)
+	}
+	checkFileCodecs(t, filepath.Join(rec.Dir(), m.Files[0].Name), wall, "h264")
 }

@@ -37,6 +37,12 @@ type Publisher struct {
 // repair.
 func NewPublisher(t testing.TB, streamID string, loss float64) *Publisher {
 	t.Helper()
+	return NewPublisherOf(t, streamID, loss, webrtc.MimeTypeVP8)
+}
+
+// NewPublisherOf is NewPublisher with another video codec (webrtc.MimeTypeH264).
+func NewPublisherOf(t testing.TB, streamID string, loss float64, videoMime string) *Publisher {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -61,7 +67,7 @@ func NewPublisher(t testing.TB, streamID string, loss float64) *Publisher {
 	}
 	p.PC = pc
 	t.Cleanup(func() { p.Close() })
-	if p.Video, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "camera", streamID); err != nil {
+	if p.Video, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: videoMime}, "camera", streamID); err != nil {
 		t.Fatal(err)
 	}
 	if p.Audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, "mic", streamID); err != nil {

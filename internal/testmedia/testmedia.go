@@ -45,9 +45,11 @@ func Need(t testing.TB) (ffmpeg, ffprobe string) {
 	return ffmpeg, ffprobe
 }
 
-// Clip is one encoded cycle: VP8 frames at FPS (the first a keyframe, another at 1 s)
-// and 20 ms Opus packets, both Cycle long.
+// Clip is one encoded cycle: video frames at FPS (the first a keyframe, another at 1 s)
+// and 20 ms Opus packets, both Cycle long. Video is VP8, or H.264 (Annex B access units,
+// SPS and PPS before each IDR) when Mime says so.
 type Clip struct {
+	Mime          string // webrtc.MimeTypeVP8 or webrtc.MimeTypeH264
 	Width, Height int
 	Video         [][]byte
 	Audio         [][]byte
@@ -69,8 +71,19 @@ func MakeClip(t testing.TB, width, height int) *Clip {
 // site a test can tell apart by its colour).
 func MakeClipOf(t testing.TB, source string, width, height int) *Clip {
 	t.Helper()
+	return makeClip(t, source, width, height, false)
+}
+
+// MakeH264Clip is MakeClip with H.264 (constrained baseline, as WebRTC sends it).
+func MakeH264Clip(t testing.TB, width, height int) *Clip {
+	t.Helper()
+	return makeClip(t, "testsrc", width, height, true)
+}
+
+func makeClip(t testing.TB, source string, width, height int, h264 bool) *Clip {
+	t.Helper()
 	ffmpeg, _ := Need(t)
-	key := fmt.Sprintf("%s %dx%d", source, width, height)
+	key := fmt.Sprintf("%s %dx%d h264=%v", source, width, height, h264)
 	sep := "="
 	if strings.Contains(source, "=") {
 		sep = ":"
@@ -87,19 +100,26 @@ func MakeClipOf(t testing.TB, source string, width, height int) *Clip {
 			source, sep, width, height, FPS, sec(Cycle), flash),
 		"-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-g", fmt.Sprint(FPS),
 		"-keyint_min", fmt.Sprint(FPS), "-auto-alt-ref", "0", "-lag-in-frames", "0", "-threads", "1"}
+	videoFile := "clip.ivf"
+	if h264 {
+		videoArgs = append(videoArgs[:4], "-pix_fmt", "yuv420p", "-c:v", "libx264", "-profile:v", "baseline",
+			"-preset", "ultrafast", "-tune", "zerolatency", "-b:v", "300k", "-g", fmt.Sprint(FPS), "-keyint_min", fmt.Sprint(FPS),
+			"-x264-params", "aud=1:repeat-headers=1", "-threads", "1", "-bsf:v", "h264_mp4toannexb", "-f", "h264")
+		videoFile = "clip.h264"
+	}
 	audioArgs := []string{"-f", "lavfi", "-i",
 		fmt.Sprintf("aevalsrc='0.5*sin(2*PI*1000*t)*%s':s=48000:d=%s", flash, sec(Cycle)),
 		"-c:a", "libopus", "-b:a", "32k", "-frame_duration", "20", "-page_duration", "20000"}
 	sum := sha256.Sum256([]byte(fmt.Sprint(videoArgs, audioArgs)))
 	dir := filepath.Join(os.TempDir(), "cau-testmedia-"+hex.EncodeToString(sum[:6]))
-	ivf, ogg := filepath.Join(dir, "clip.ivf"), filepath.Join(dir, "clip.ogg")
+	ivf, ogg := filepath.Join(dir, videoFile), filepath.Join(dir, "clip.ogg")
 	if _, err := os.Stat(ogg); err != nil {
 		tmp, err := os.MkdirTemp(os.TempDir(), "cau-testmedia-tmp")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer os.RemoveAll(tmp)
-		for _, args := range [][]string{append(videoArgs, filepath.Join(tmp, "clip.ivf")), append(audioArgs, filepath.Join(tmp, "clip.ogg"))} {
+		for _, args := range [][]string{append(videoArgs, filepath.Join(tmp, videoFile)), append(audioArgs, filepath.Join(tmp, "clip.ogg"))} {
 			cmd := exec.Command(ffmpeg, append([]string{"-v", "error", "-y"}, args...)...)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
@@ -113,9 +133,15 @@ func MakeClipOf(t testing.TB, source string, width, height int) *Clip {
 			}
 		}
 	}
-	c := &Clip{Width: width, Height: height}
+	c := &Clip{Mime: "video/VP8", Width: width, Height: height}
 	var err error
-	if c.Video, err = readIVF(ivf); err != nil {
+	if h264 {
+		c.Mime = "video/H264"
+		c.Video, err = readAnnexB(ivf)
+	} else {
+		c.Video, err = readIVF(ivf)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Audio, err = readOgg(ogg); err != nil {
@@ -152,6 +178,27 @@ func readIVF(path string) ([][]byte, error) {
 		}
 		frames = append(frames, f)
 	}
+}
+
+// readAnnexB splits an H.264 Annex B stream into access units at its delimiters (AUD
+// NAL units, which the encoder was told to write).
+func readAnnexB(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	aud := []byte{0, 0, 0, 1, 9}
+	var units [][]byte
+	for len(b) > 0 {
+		next := bytes.Index(b[1:], aud)
+		if next < 0 {
+			units = append(units, b)
+			break
+		}
+		units = append(units, b[:next+1])
+		b = b[next+1:]
+	}
+	return units, nil
 }
 
 func readOgg(path string) ([][]byte, error) {
