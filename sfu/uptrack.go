@@ -34,6 +34,7 @@ type UpTrack struct {
 
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
+	taps  atomic.Pointer[[]*Tap]       // local subscribers (recorder); copy-on-write like downs
 
 	fan   *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
 	cache *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
@@ -103,6 +104,7 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	}
 	empty := []*DownTrack{}
 	t.downs.Store(&empty)
+	t.taps.Store(&[]*Tap{})
 	if m := owner.bridge.metrics; m != nil {
 		k := t.kind.String()
 		t.mPackets, t.mBytes = m.PacketsIn.WithLabelValues(k), m.BytesIn.WithLabelValues(k)
@@ -270,6 +272,7 @@ func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts,
 	}
 	payload := pkt[hn:end]
 	t.rx.observe(hdr.SequenceNumber, hdr.Timestamp, now)
+	t.deliverTaps(pkt, now, false)
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(payload)))
 	pending.packets++
@@ -321,13 +324,15 @@ func (t *UpTrack) writeAll(downs []*DownTrack, hdr *rtp.Header, payload []byte, 
 }
 
 // drainRTCP reads the publisher's RTCP for this track (sender reports) so the
-// interceptors see it; the bridge itself needs nothing from it.
+// interceptors see it; taps (the recorder) get a copy to align tracks on the reports.
 func (t *UpTrack) drainRTCP() {
 	buf := make([]byte, 1500)
 	for {
-		if _, _, err := t.receiver.Read(buf); err != nil {
+		n, _, err := t.receiver.Read(buf)
+		if err != nil {
 			return
 		}
+		t.deliverTaps(buf[:n], time.Now(), true)
 	}
 }
 

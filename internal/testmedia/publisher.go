@@ -1,0 +1,205 @@
+package testmedia
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+// Publisher is a pion endpoint that publishes a camera (VP8) and a microphone (Opus)
+// from clips, in real time, like a browser: default codecs and interceptors (NACK
+// responder, sender reports), answering keyframe requests only with the clip's own
+// keyframes (once a second).
+type Publisher struct {
+	PC           *webrtc.PeerConnection
+	Video, Audio *webrtc.TrackLocalStaticSample
+	// PLIs counts keyframe requests received; Frames the video frames sent.
+	PLIs, Frames atomic.Int64
+	// Dropped counts RTP packets the simulated link lost (first sends and resends).
+	Dropped atomic.Int64
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// NewPublisher creates the endpoint. loss (0..1) drops that share of its outgoing RTP
+// packets between pion's NACK responder and the network: a lossy uplink that NACKs can
+// repair.
+func NewPublisher(t testing.TB, streamID string, loss float64) *Publisher {
+	t.Helper()
+	return NewPublisherOf(t, streamID, loss, webrtc.MimeTypeVP8)
+}
+
+// NewPublisherOf is NewPublisher with another video codec (webrtc.MimeTypeH264).
+func NewPublisherOf(t testing.TB, streamID string, loss float64, videoMime string) *Publisher {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Publisher{}
+	ir := &interceptor.Registry{}
+	if loss > 0 {
+		// Registered first, so it sits nearest the network: retransmissions pass it too.
+		ir.Add(&lossFactory{rate: loss, dropped: &p.Dropped})
+	}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PC = pc
+	t.Cleanup(func() { p.Close() })
+	if p.Video, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: videoMime}, "camera", streamID); err != nil {
+		t.Fatal(err)
+	}
+	if p.Audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, "mic", streamID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []webrtc.TrackLocal{p.Video, p.Audio} {
+		sender, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go p.readRTCP(sender.Sender())
+	}
+	return p
+}
+
+func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				p.PLIs.Add(1)
+			}
+		}
+	}
+}
+
+// Offer creates the endpoint's offer, candidates included.
+func (p *Publisher) Offer() (string, error) {
+	offer, err := p.PC.CreateOffer(nil)
+	if err != nil {
+		return "", err
+	}
+	done := webrtc.GatheringCompletePromise(p.PC)
+	if err := p.PC.SetLocalDescription(offer); err != nil {
+		return "", err
+	}
+	<-done
+	return p.PC.LocalDescription().SDP, nil
+}
+
+// Answer applies the bridge's answer.
+func (p *Publisher) Answer(sdp string) error {
+	return p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+}
+
+// Start sends the clips in real time from now on: clip(n) gives the clip of cycle n
+// (so a test can change the resolution). Video frame i and audio packet j leave at
+// start + i/FPS and start + j×20 ms, so the flash and the beep leave together.
+func (p *Publisher) Start(clip func(cycle int) *Clip) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stop = cancel
+	start := time.Now()
+	frameDur := time.Second / FPS
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		perCycle := int(Cycle / frameDur)
+		for i := 0; ; i++ {
+			if !sleepUntil(ctx, start.Add(time.Duration(i)*Cycle/time.Duration(perCycle))) {
+				return
+			}
+			c := clip(i / perCycle)
+			if err := p.Video.WriteSample(media.Sample{Data: c.Video[i%perCycle], Duration: frameDur}); err != nil {
+				return
+			}
+			p.Frames.Add(1)
+		}
+	}()
+	go func() {
+		defer p.wg.Done()
+		perCycle := int(Cycle / (20 * time.Millisecond))
+		for j := 0; ; j++ {
+			if !sleepUntil(ctx, start.Add(time.Duration(j)*20*time.Millisecond)) {
+				return
+			}
+			c := clip(j / perCycle)
+			if err := p.Audio.WriteSample(media.Sample{Data: c.Audio[j%perCycle], Duration: 20 * time.Millisecond}); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func sleepUntil(ctx context.Context, at time.Time) bool {
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Close stops sending and closes the connection.
+func (p *Publisher) Close() {
+	if p.stop != nil {
+		p.stop()
+	}
+	p.wg.Wait()
+	_ = p.PC.Close()
+}
+
+// lossFactory makes the lossy-link interceptor.
+type lossFactory struct {
+	rate    float64
+	dropped *atomic.Int64
+}
+
+func (f *lossFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &lossInterceptor{rate: f.rate, dropped: f.dropped}, nil
+}
+
+type lossInterceptor struct {
+	interceptor.NoOp
+	rate    float64
+	dropped *atomic.Int64
+}
+
+func (l *lossInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if rand.Float64() < l.rate {
+			l.dropped.Add(1)
+			return len(payload), nil
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+// String names the publisher in failures.
+func (p *Publisher) String() string { return fmt.Sprintf("publisher %s", p.Video.StreamID()) }

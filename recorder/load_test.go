@@ -1,0 +1,102 @@
+package recorder
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/internal/testmedia"
+)
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestEightRecordingsKeepUp runs eight recordings at once (eight meetings, one site each:
+// camera and microphone) on one bridge and checks that the recorder drops no packet and
+// every file decodes. It logs the CPU one recorded stream costs: the process's CPU over
+// a window with recording, minus the same window just before without it (publishers and
+// bridge alone), divided by the 16 streams.
+func TestEightRecordingsKeepUp(t *testing.T) {
+	const n = 8
+	window := 20 * time.Second
+	if testing.Short() {
+		window = 8 * time.Second
+	}
+	clip := testmedia.MakeClip(t, 320, 240)
+	b := testmedia.NewBridge(t)
+	conns := make([]*testmedia.Connected, n)
+	for i := range n {
+		name := fmt.Sprintf("site-%d", i)
+		conns[i] = testmedia.Connect(t, b, testmedia.NewPublisher(t, name, 0), name)
+		conns[i].Pub.Start(func(int) *Clip { return clip })
+	}
+	for _, c := range conns {
+		c.WaitTracks(t)
+	}
+	time.Sleep(2 * time.Second) // let the connections settle before measuring
+
+	cpu0 := cpuTime(t)
+	time.Sleep(window)
+	reference := cpuTime(t) - cpu0
+
+	recs := make([]*Recording, n)
+	for i, c := range conns {
+		r, err := Start(Config{Dir: filepath.Join(t.TempDir(), fmt.Sprint(i)), Meeting: fmt.Sprint("m", i), Logger: testmedia.Logger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = r
+		src := Source{Name: c.Peer.ID(), Site: c.Peer.ID()}
+		if err := r.AddTrack(src, c.Video); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.AddTrack(src, c.Audio); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cpu1 := cpuTime(t)
+	time.Sleep(window)
+	recording := cpuTime(t) - cpu1
+	var wg sync.WaitGroup
+	manifests := make([]Manifest, n)
+	for i, r := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := r.Stop()
+			if err != nil {
+				t.Error(err)
+			}
+			manifests[i] = m
+		}()
+	}
+	wg.Wait()
+	perStream := (recording - reference) / (2 * n)
+	t.Logf("CPU over %v: %v without recording, %v with %d recordings (%d streams): %v per recorded stream (%.2f%% of a core)",
+		window, reference, recording, n, 2*n, perStream, 100*perStream.Seconds()/window.Seconds())
+	for i, m := range manifests {
+		if len(m.Files) != 1 {
+			t.Errorf("recording %d: files %+v", i, m.Files)
+			continue
+		}
+		f := m.Files[0]
+		for _, tr := range f.Tracks {
+			if tr.PacketsDropped != 0 || tr.Frames == 0 {
+				t.Errorf("%s %s: %d frames, %d packets dropped by the recorder", f.Name, tr.Kind, tr.Frames, tr.PacketsDropped)
+			}
+		}
+		if out := testmedia.DecodeErrors(t, filepath.Join(recs[i].Dir(), f.Name)); out != "" {
+			t.Errorf("%s: decode errors:\n%s", f.Name, out)
+		}
+	}
+}
