@@ -159,6 +159,16 @@ func (c *Client) newPeers() error {
 		return err
 	}
 	c.mu.Lock()
+	select {
+	case <-c.closed:
+		// A reconnect raced Close: shutdown already closed the connections it saw, so these
+		// new ones would outlive the client.
+		c.mu.Unlock()
+		_ = pub.Close()
+		_ = sub.Close()
+		return errors.New("client closed")
+	default:
+	}
 	c.pub, c.sub = pub, sub
 	c.mu.Unlock()
 	c.wirePeers(pub, sub)
@@ -508,7 +518,9 @@ func (c *Client) Err() error {
 func (c *Client) shutdown(err error) {
 	c.closeOnce.Do(func() {
 		c.closeErr = err
+		c.mu.Lock() // newPeers checks closed under mu, so no connection is created after this
 		close(c.closed)
+		c.mu.Unlock()
 		close(c.stop)
 		pub, sub := c.peers()
 		_ = pub.Close()

@@ -52,7 +52,7 @@ func BenchmarkForward(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 300} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			up, raw := benchUpTrack(n)
-			defer up.fan.stop()
+			defer func() { up.fan.stop() }() // fan is created on the first packet, after this line
 			var hdr rtp.Header
 			var pending pendingCounts
 			up.forward(raw, &hdr, &pending) // start every subscriber
@@ -123,7 +123,7 @@ func TestForwardAllocatesNothing(t *testing.T) {
 
 func testForwardAllocs(t *testing.T, n int) {
 	up, raw := benchUpTrack(n)
-	defer up.fan.stop()
+	defer func() { up.fan.stop() }() // fan is created on the first packet, after this line
 	var hdr rtp.Header
 	var pending pendingCounts
 	up.forward(raw, &hdr, &pending) // start every subscriber
@@ -152,7 +152,7 @@ func (w *recordWriter) Write(b []byte) (int, error) { return len(b), nil }
 func TestParallelFanOutInOrder(t *testing.T) {
 	const subs, packets = 5*chunkMin + 7, 200
 	up, raw := benchUpTrack(subs)
-	defer up.fan.stop()
+	defer func() { up.fan.stop() }() // fan is created on the first packet, after this line
 	var writers []*recordWriter
 	for _, d := range *up.downs.Load() {
 		w := &recordWriter{}

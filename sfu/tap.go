@@ -138,8 +138,13 @@ func (tp *Tap) deliver(pkt []byte, at time.Time, isRTCP bool) {
 }
 
 // deliverTaps hands pkt to every tap of the track; one atomic load when there is none.
+// A track built without taps (as the forwarding tests build them) has a nil snapshot.
 func (t *UpTrack) deliverTaps(pkt []byte, at time.Time, isRTCP bool) {
-	for _, tp := range *t.taps.Load() {
+	taps := t.taps.Load()
+	if taps == nil {
+		return
+	}
+	for _, tp := range *taps {
 		tp.deliver(pkt, at, isRTCP)
 	}
 }
