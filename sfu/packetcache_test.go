@@ -146,4 +146,8 @@ func TestNACKOverPeers(t *testing.T) {
 		}
 		return ""
 	})
+	// The media went out through the batched egress (udpbatch), not one sendto each.
+	if st := br.EgressStats(); st.Batches == 0 || st.Datagrams < st.Batches || st.Errors != 0 {
+		t.Fatalf("egress stats %+v: want datagrams sent in batches, no errors", st)
+	}
 }

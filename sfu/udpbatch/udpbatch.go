@@ -302,21 +302,22 @@ func (c *Conn) flush(s *shard) {
 func (c *Conn) send(b *batch) {
 	msgs := b.msgs[:b.n]
 	for len(msgs) > 0 {
+		// On an error for the first datagram x/net returns n = -1 (sendmmsg's own -1).
 		n, err := c.pc.WriteBatch(msgs, 0)
 		if n > 0 {
 			c.datagrams.Add(uint64(n))
 			c.batches.Add(1)
 			msgs = msgs[n:]
+			continue
 		}
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if n == 0 { // the first one failed: drop it and go on
-				c.errs.Add(1)
-				msgs = msgs[1:]
-			}
+		if errors.Is(err, net.ErrClosed) {
+			return
 		}
+		// The first one failed (unreachable, refused by a firewall rule, …), or nothing
+		// was sent without an error: drop it, as the network would, and go on. Either
+		// way the loop advances.
+		c.errs.Add(1)
+		msgs = msgs[1:]
 	}
 }
 

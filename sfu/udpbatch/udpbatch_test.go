@@ -238,3 +238,30 @@ func TestNoAllocationPerDatagram(t *testing.T) {
 		t.Fatalf("%v allocations per fan-out of %d datagrams, want at most %v", allocs, len(dests), allowed)
 	}
 }
+
+// A datagram the kernel refuses (port 0: EINVAL) is dropped and counted; the rest of the
+// batch still leaves. (A flusher once spun forever on sendmmsg's -1 for the first one.)
+func TestRefusedDatagramIsDropped(t *testing.T) {
+	g := &Group{}
+	c := g.New(listen(t))
+	defer c.Close()
+	r := newReceiver(t)
+	bad := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0)
+	g.Hold()
+	for seq := uint32(0); seq < 3; seq++ {
+		if _, err := c.WriteToAddrPort(packet(99, 100), bad); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WriteToAddrPort(packet(seq, 100), r.addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.Release()
+	waitFor(t, []*receiver{r}, 3)
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if st := c.Stats(); st.Errors != 3 || st.Datagrams != 3 {
+			return fmt.Sprintf("stats %+v, want 3 refused and 3 sent", st)
+		}
+		return ""
+	})
+}
