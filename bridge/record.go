@@ -5,15 +5,10 @@ import (
 	"github.com/cau-project/cau/sfu"
 )
 
-// StreamRecorder takes the tracks of a recording (recorder.Recording implements it).
-type StreamRecorder interface {
-	AddTrack(src recorder.Source, up *sfu.UpTrack) error
-}
-
 // recording is one RecordStreams call: which keys it wants, where they go.
 type recording struct {
 	pick func(key string) (recorder.Source, bool)
-	rec  StreamRecorder
+	rec  recorder.TrackSink
 }
 
 // RecordStreams records at this bridge the streams for which pick names a source (the
@@ -21,7 +16,7 @@ type recording struct {
 // and those published later, until stop is called. A stream that ends stops being
 // recorded by itself; if it comes back (a publisher that reconnects) it is recorded again.
 // pick runs under the agent's lock and must be quick.
-func (a *Agent) RecordStreams(pick func(key string) (recorder.Source, bool), rec StreamRecorder) (stop func()) {
+func (a *Agent) RecordStreams(pick func(key string) (recorder.Source, bool), rec recorder.TrackSink) (stop func()) {
 	r := &recording{pick: pick, rec: rec}
 	a.mu.Lock()
 	if a.recordings == nil {

@@ -103,5 +103,3 @@ func waitStreams(t *testing.T, a *Agent, keys ...string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
-var _ StreamRecorder = (*recorder.Recording)(nil)
