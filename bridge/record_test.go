@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/recorder"
 )
@@ -17,18 +18,21 @@ import (
 func TestAgentRecordsStreams(t *testing.T) {
 	clip := testmedia.MakeClip(t, 320, 240)
 	a := NewAgent(testmedia.NewBridge(t), Events{}, testmedia.Logger())
-	publish := func(id string) *testmedia.Publisher {
+	publish := func(name string) *testmedia.Publisher {
 		t.Helper()
+		participant := ids.ParticipantID(name)
+		id := ids.ForEndpoint(participant, 0)
 		if err := a.CreatePeer(id); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = a.ClosePeer(id) })
-		pub := testmedia.NewPublisher(t, id, 0)
+		pub := testmedia.NewPublisher(t, name, 0)
 		offer, err := pub.Offer()
 		if err != nil {
 			t.Fatal(err)
 		}
-		answer, err := a.Offer(id, offer, map[string]string{"camera": id + ".camera", "mic": id + ".microphone"})
+		answer, err := a.Offer(id, offer, map[string]ids.StreamKey{"camera": {Participant: participant, Source: ids.SourceCamera},
+			"mic": {Participant: participant, Source: ids.SourceMicrophone}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,8 +50,8 @@ func TestAgentRecordsStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pick := func(key string) (recorder.Source, bool) {
-		participant, _, _ := strings.Cut(key, ".")
+	pick := func(key ids.StreamKey) (recorder.Source, bool) {
+		participant := string(key.Participant)
 		if participant == "other" {
 			return recorder.Source{}, false
 		}
@@ -84,13 +88,21 @@ func TestAgentRecordsStreams(t *testing.T) {
 // waitStreams waits until the agent has the stream keys (their first packets arrived).
 func waitStreams(t *testing.T, a *Agent, keys ...string) {
 	t.Helper()
+	want := make([]ids.StreamKey, len(keys))
+	for i, k := range keys {
+		var err error
+		if want[i], err = ids.ParseStreamKey(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		a.mu.Lock()
 		missing := ""
-		for _, k := range keys {
+		for _, k := range want {
 			if _, ok := a.streams[k]; !ok {
-				missing = k
+				missing = k.String()
 			}
 		}
 		a.mu.Unlock()

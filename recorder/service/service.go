@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/recorder"
 	"github.com/cau-project/cau/recorder/compose"
 	"github.com/cau-project/cau/recorder/timeline"
@@ -37,7 +38,7 @@ const RollCallName = "rollcall.json"
 // Streams is the bridge side: it hands the streams that pick names to a recording until
 // stop is called (bridge.Agent implements it).
 type Streams interface {
-	RecordStreams(pick func(key string) (recorder.Source, bool), sink recorder.TrackSink) (stop func())
+	RecordStreams(pick func(key ids.StreamKey) (recorder.Source, bool), sink recorder.TrackSink) (stop func())
 }
 
 // Config configures a Service.
@@ -100,7 +101,7 @@ func New(cfg Config) *Service {
 // Start records meeting m at the bridge streams, which names the meeting's stream keys
 // through pick. by is who asked (audited).
 func (s *Service) Start(ctx context.Context, m rooms.Meeting, by rooms.Actor, streams Streams,
-	pick func(key string) (recorder.Source, bool)) (Status, error) {
+	pick func(key ids.StreamKey) (recorder.Source, bool)) (Status, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.active[m.ID]; ok {

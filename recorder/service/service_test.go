@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/recorder"
@@ -41,7 +42,8 @@ func TestServiceRecordsAMeeting(t *testing.T) {
 	}
 	agent := bridge.NewAgent(testmedia.NewBridge(t), bridge.Events{}, testmedia.Logger())
 	for _, site := range []string{"tw", "p1"} {
-		if err := agent.CreatePeer(site); err != nil {
+		participant := ids.ParticipantID(site)
+		if err := agent.CreatePeer(ids.ForEndpoint(participant, 0)); err != nil {
 			t.Fatal(err)
 		}
 		pub := testmedia.NewPublisher(t, site, 0)
@@ -49,7 +51,9 @@ func TestServiceRecordsAMeeting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		answer, err := agent.Offer(site, offer, map[string]string{"camera": site + ".camera", "mic": site + ".microphone"})
+		answer, err := agent.Offer(ids.ForEndpoint(participant, 0), offer, map[string]ids.StreamKey{
+			"camera": {Participant: participant, Source: ids.SourceCamera},
+			"mic":    {Participant: participant, Source: ids.SourceMicrophone}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,8 +67,8 @@ func TestServiceRecordsAMeeting(t *testing.T) {
 		}
 	}
 	svc := New(Config{Library: recorder.Library{Root: t.TempDir()}, Store: store, MaxAge: 24 * time.Hour, Logger: testmedia.Logger()})
-	pick := func(key string) (recorder.Source, bool) {
-		site, _, _ := strings.Cut(key, ".")
+	pick := func(key ids.StreamKey) (recorder.Source, bool) {
+		site := string(key.Participant) // here each site has one endpoint, named after it
 		return recorder.Source{Name: site, Site: site}, true
 	}
 	st, err := svc.Start(ctx, m, chair, agent, pick)
