@@ -61,6 +61,8 @@ type Agent struct {
 	peers   map[ids.PeerID]*agentPeer
 	streams map[ids.StreamKey]stream
 	subs    map[subKey]*subscription
+	// recordings are the RecordStreams in force (record.go).
+	recordings map[*recording]struct{}
 }
 
 type agentPeer struct {
@@ -294,6 +296,7 @@ func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
 		key = k
 	}
 	a.streams[key] = stream{up: up, peer: ap.id}
+	a.recordNew(key, up)
 	for sk, sub := range a.subs {
 		if sk.key == key && sk.peer != ap.id {
 			if sp := a.peers[sk.peer]; sp != nil && sp.peer != nil {

@@ -57,6 +57,9 @@ type senderClock struct {
 	anchorNs int64 // sender wall time of the anchor, Unix ns
 	recent   [srWindow]srPoint
 	nRecent  int
+	// slew is a backward correction still to apply, a little per frame (see place):
+	// stepping back at once would squeeze frames together, which players reject.
+	slew int64
 	// offsetNs estimates local − sender wall clock: the smallest (arrival − NTP) seen
 	// over sender reports, i.e. the sender's clock offset plus the least transit delay.
 	offsetNs  int64
@@ -92,14 +95,33 @@ func (c *senderClock) senderReport(ntp uint64, rtpTime uint32, at time.Time) {
 	}
 	least := int64(0)
 	for i, q := range c.recent[:min(c.nRecent, srWindow)] {
-		if d := q.ns - c.unixNano(q.ext); i == 0 || d < least {
+		if d := q.ns - (c.unixNano(q.ext) + c.slew); i == 0 || d < least {
 			least = d
 		}
 	}
-	if least > int64(reanchorAbove) || least < -int64(reanchorAbove) {
-		c.anchorNs += least
+	switch {
+	case least > int64(reanchorAbove):
+		c.anchorNs += least // later: a gap between two frames, harmless
+		c.reanchors++
+	case least < -int64(reanchorAbove):
+		c.slew += least
 		c.reanchors++
 	}
+}
+
+// slewStep is the most a backward correction moves the mapping per frame: a 30 fps
+// frame interval shrinks from 33 to 31 ms, a 20 ms audio frame to 18 ms.
+const slewStep = int64(2 * time.Millisecond)
+
+// place maps a frame's extended RTP timestamp like unixNano, applying a step of any
+// pending backward correction first. Called once per frame, in order.
+func (c *senderClock) place(ext int64) int64 {
+	if c.slew < 0 {
+		step := max(c.slew, -slewStep)
+		c.anchorNs += step
+		c.slew -= step
+	}
+	return c.unixNano(ext)
 }
 
 // anchorOnArrival places the track on the local clock by the arrival of a packet with

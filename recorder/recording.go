@@ -78,6 +78,12 @@ func (r *Recording) Dir() string { return r.dir }
 // Started is when the recording started.
 func (r *Recording) Started() time.Time { return r.started }
 
+// TrackSink takes the tracks of a recording; *Recording is one. The bridge hands tracks
+// to a TrackSink (bridge.Agent.RecordStreams).
+type TrackSink interface {
+	AddTrack(src Source, up *sfu.UpTrack) error
+}
+
 // Source names a stream group: the tracks of one endpoint's camera and microphone, or
 // its screen share. Tracks of one source share its files.
 type Source struct {

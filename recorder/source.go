@@ -183,25 +183,19 @@ func (s *source) open(tracks []*track, now time.Time) {
 		return
 	}
 	s.part, s.partSet = p, tracks
-	// The part starts at its earliest queued frame; frames before it on other tracks
-	// would not be written (the library starts the file at its first frame).
-	first := int64(0)
 	for i, t := range tracks {
 		t.inPart, t.wroteAny = i, false
 		if t.tap != nil {
 			t.dropped0 = t.tap.Dropped()
 		}
 		t.info = TrackInfo{Kind: t.kind, Codec: t.codec.mime, Width: t.width, Height: t.height}
-		if ns := t.queue[0].ns; first == 0 || ns < first {
-			first = ns
-		}
 	}
-	s.baseMs = first / 1e6
-	s.firstMs, s.lastMs = -1, -1
+	// The file starts at its first frame (the interleaver writes the earliest first);
+	// its start time is known then.
+	s.baseMs, s.firstMs, s.lastMs = -1, -1, -1
 	s.flushed = now
-	s.partInfo = File{Name: name, Source: s.name, Site: s.site, Part: s.partNo, Start: s.localTime(first)}
+	s.partInfo = File{Name: name, Source: s.name, Site: s.site, Part: s.partNo, Start: now} // until the first frame
 	s.log.Info("recorder: file started", "file", name, "tracks", len(tracks))
-	s.rec.fileUpdate(s.fileInfo(false, ""))
 }
 
 // localTime converts a sender wall time to this server's clock with the source's offset
@@ -250,13 +244,22 @@ func (s *source) interleave(all bool) {
 
 // writeFrame appends f to the open part.
 func (s *source) writeFrame(t *track, f frame) {
+	if s.baseMs < 0 {
+		s.baseMs = f.ns / 1e6
+		s.partInfo.Start = s.localTime(f.ns)
+		defer s.rec.fileUpdate(s.fileInfo(false, ""))
+	}
 	ms := f.ns/1e6 - s.baseMs
 	if ms < 0 {
 		return // before the part's start: only possible for a late-placed frame
 	}
 	if t.wroteAny && ms <= t.lastMs {
-		// Strictly increasing per track: a re-anchored clock may step back a few ms, and
-		// two frames at one time make players stumble.
+		// Strictly increasing per track: two frames at one time make players stumble.
+		// The clock slews rather than steps back, so this is rare: log it.
+		if t.codec.video {
+			s.log.Warn("recorder: video frame not after the previous one", "file", s.part.name,
+				"behind_ms", t.lastMs-ms, "sync", t.syncMode(), "reanchors", t.clock.reanchors)
+		}
 		ms = t.lastMs + 1
 	}
 	if err := s.part.write(t.inPart, f.key, ms, f.data); err != nil {

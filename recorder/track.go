@@ -281,7 +281,7 @@ func (t *track) accept(ts uint32, key bool, data []byte) {
 }
 
 func (t *track) place(ext int64, key bool, data []byte) {
-	ns := t.clock.unixNano(ext)
+	ns := t.clock.place(ext)
 	t.queue = append(t.queue, frame{ns: ns, key: key, data: data})
 	if t.codec.video || t.onSpeech == nil {
 		return
@@ -296,12 +296,12 @@ func (t *track) place(ext int64, key bool, data []byte) {
 }
 
 // ready reports whether the track can go into a new file: placed in time and, for
-// video, starting at a keyframe.
+// video, with a keyframe to start from (audio may have nothing queued this instant).
 func (t *track) ready() bool {
-	if t.ended || !t.clock.synced || len(t.queue) == 0 {
+	if t.ended || !t.clock.synced {
 		return false
 	}
-	return !t.codec.video || t.queue[0].key
+	return !t.codec.video || len(t.queue) > 0 && t.queue[0].key
 }
 
 // spec describes the track for a file header.

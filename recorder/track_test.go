@@ -46,8 +46,20 @@ func TestSenderClock(t *testing.T) {
 	at := func(sec uint32) time.Duration {
 		return time.Duration(c.unixNano(c.ts.peek(ts0+sec*90000)) - base.UnixNano())
 	}
-	if c.reanchors != 1 || (at(4)-(4*time.Second-30*time.Millisecond)).Abs() > time.Microsecond {
-		t.Errorf("30 ms earlier report: reanchors %d, 4 s maps to %v", c.reanchors, at(4))
+	if c.reanchors != 1 || (time.Duration(c.slew)+30*time.Millisecond).Abs() > time.Microsecond {
+		t.Errorf("30 ms earlier report: reanchors %d, slew %v", c.reanchors, time.Duration(c.slew))
+	}
+	// The correction applies 2 ms per frame: 15 frames, each at most 2 ms closer.
+	prev := c.place(c.ts.peek(ts0 + 4*90000))
+	for i := uint32(1); i <= 16; i++ {
+		ns := c.place(c.ts.peek(ts0 + 4*90000 + i*3000))
+		if d := time.Duration(ns - prev); d < 31*time.Millisecond || d > 34*time.Millisecond {
+			t.Fatalf("frame %d: %v after the previous", i, d)
+		}
+		prev = ns
+	}
+	if c.slew != 0 || (at(4)-(4*time.Second-30*time.Millisecond)).Abs() > time.Microsecond {
+		t.Errorf("after slewing: slew %v, 4 s maps to %v", time.Duration(c.slew), at(4))
 	}
 	// A real drift: every report from now on 50 ms later than the mapping. The clock
 	// follows once the earlier reports have left the window.

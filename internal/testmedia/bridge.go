@@ -11,7 +11,7 @@ import (
 
 // Logger is the tests' logger: errors only, everything with CAU_TEST_DEBUG set.
 func Logger() *slog.Logger {
-	level := slog.LevelWarn
+	level := slog.LevelError
 	if os.Getenv("CAU_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}

@@ -171,8 +171,9 @@ func (p *Publisher) Close() {
 	if p.stop != nil {
 		p.stop()
 	}
-	p.wg.Wait()
+	// Closing the connection first ends a WriteSample stuck behind a busy interceptor.
 	_ = p.PC.Close()
+	p.wg.Wait()
 }
 
 // lossFactory makes the lossy-link interceptor.
