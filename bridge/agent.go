@@ -121,6 +121,7 @@ func (a *Agent) CreatePeer(id ids.PeerID) error {
 	p, err := a.sfu.NewPeer(sfu.PeerParams{
 		ID:     id.String(),
 		Logger: a.log.With("peer", id.String()),
+		Relay:  id.IsRelay(),
 		OnCandidate: func(t sfu.Target, c webrtc.ICECandidateInit) {
 			if a.ev.Candidate != nil {
 				a.ev.Candidate(id, protocol.Target(t.String()), fromPion(c))

@@ -53,10 +53,13 @@ func DefaultConfig() Config {
 
 // Bridge owns the WebRTC API shared by all peers: codecs, interceptors and the ICE muxes.
 type Bridge struct {
-	api     *webrtc.API
-	log     *slog.Logger
-	metrics *Metrics
-	udpMux  *ice.MultiUDPMuxDefault
+	// api makes endpoints' connections: ICE lite (see New). relayAPI makes the relay
+	// links' connections, full ICE on both ends (two lite agents cannot connect).
+	api      *webrtc.API
+	relayAPI *webrtc.API
+	log      *slog.Logger
+	metrics  *Metrics
+	udpMux   *ice.MultiUDPMuxDefault
 	// egress batches the UDP mux's sends while a fan-out holds it (udpbatch). Nil in
 	// benchmarks that build a Bridge by hand: Hold and Release are then no-ops.
 	egress *udpbatch.Group
@@ -154,7 +157,21 @@ func New(cfg Config) (*Bridge, error) {
 		}
 	}
 
+	// Towards endpoints the bridge is an ICE lite agent (RFC 8445 §2.5), as a server with
+	// known, reachable addresses should be: it answers connectivity checks and never
+	// nominates, so the endpoint (always the controlling agent then) picks the candidate
+	// pair it can use, on both connections. With full ICE the bridge controlled the
+	// subscriber connection (it offers there) and could nominate a pair the endpoint
+	// refuses to use: Firefox never sends checks to the bridge's 127.0.0.1 candidate
+	// (dev mode), so the pair the bridge nominated never became valid on Firefox's side,
+	// DTLS never started and the subscriber connection stayed "connecting" for good.
+	// Lite also means the endpoint's mDNS (.local) host candidates need no resolving:
+	// the bridge learns the endpoint's address from its checks.
+	lite := se
+	lite.SetLite(true)
 	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(lite))
+	b.relayAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(se))
 	log.Info("bridge ready", "ice_udp", udpMux.GetListenAddresses(), "ice_tcp", b.tcpAddr(),
 		"public_ips", cfg.PublicIPs)

@@ -42,6 +42,9 @@ type PeerParams struct {
 	// ID names the peer in logs.
 	ID     string
 	Logger *slog.Logger
+	// Relay marks one end of a relay link between two bridges: its connections use full
+	// ICE, as the other end is a bridge too. Endpoints' connections use ICE lite.
+	Relay bool
 	// OnCandidate delivers a local ICE candidate to send to the endpoint.
 	OnCandidate func(Target, webrtc.ICECandidateInit)
 	// OnSubscriberOffer delivers an offer for the subscriber connection; the endpoint's
@@ -93,11 +96,15 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 		bridge: b, params: params, log: log.With("peer", params.ID),
 		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
 	}
+	api := b.api
+	if params.Relay {
+		api = b.relayAPI
+	}
 	var err error
-	if p.pub, err = b.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
-	if p.sub, err = b.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		_ = p.pub.Close()
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
