@@ -21,6 +21,7 @@ import (
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
+	"github.com/cau-project/cau/turnserver"
 	"github.com/cau-project/cau/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -56,6 +57,9 @@ type Config struct {
 	Store rooms.Store
 	// Presence shares participants with other signaling nodes (Redis); nil for one node.
 	Presence signaling.Presence
+	// TURN configures the local bridge's embedded TURN server (off without a secret,
+	// except in dev mode).
+	TURN TURNConfig
 }
 
 // App is a running Cầu server.
@@ -72,6 +76,11 @@ type App struct {
 	stopMon context.CancelFunc
 	ready   atomic.Bool
 	served  chan error
+	// turn is the local bridge's TURN server (nil when off); turnSecret and turnURLs
+	// are set with it and read-only after.
+	turn       *turnserver.Server
+	turnSecret []byte
+	turnURLs   []string
 }
 
 // Start brings up the bridge, signaling and the HTTP server, and returns once they
@@ -125,7 +134,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.sig = signaling.New(signaling.Config{Bridge: engine, Site: ids.SiteID(cfg.Site), Ancestry: cfg.Ancestry,
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
-		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence})
+		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence,
+		ICEServers: a.iceServers})
+	if err := a.startTURN(cfg); err != nil {
+		a.closeBridge()
+		return nil, err
+	}
 
 	a.mon = monitor.New(monitor.Config{Source: monitorSource{a.sig}, Tree: cfg.Tree, Store: cfg.Store, Logger: log})
 	if err := reg.Register(a.mon.Collector()); err != nil {
@@ -200,8 +214,12 @@ func (a *App) Close() error {
 }
 
 func (a *App) closeBridge() error {
-	if a.bridge == nil {
-		return nil
+	var errs []error
+	if a.turn != nil {
+		errs = append(errs, a.turn.Close())
 	}
-	return a.bridge.Close()
+	if a.bridge != nil {
+		errs = append(errs, a.bridge.Close())
+	}
+	return errors.Join(errs...)
 }

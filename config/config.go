@@ -49,6 +49,30 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
 	LogFormat string `yaml:"log_format"`
+	// TURN is the local bridge's embedded TURN server.
+	TURN TURN `yaml:"turn"`
+}
+
+// TURN configures the embedded TURN server (see package turnserver). It runs when a
+// secret is set, and in dev mode (with a random secret) on loopback.
+type TURN struct {
+	// Secret is the TURN REST shared secret; credentials are minted with it at join.
+	// Empty outside dev mode: no TURN server.
+	Secret string `yaml:"secret"`
+	// UDPAddr is the TURN/UDP listen address. Default ":3478".
+	UDPAddr string `yaml:"udp_addr"`
+	// TCPAddr carries TURN over TCP and, with a certificate, over TLS. Default ":443"
+	// (the unit grants CAP_NET_BIND_SERVICE); dev mode "127.0.0.1:5349".
+	TCPAddr string `yaml:"tcp_addr"`
+	// Host is the name or address clients reach the TURN server at. Default: the listen
+	// address's IP, else the first public IP, else the HTTP address's host.
+	Host string `yaml:"host"`
+	// CertFile and KeyFile enable TURN over TLS on TCPAddr (PEM). Dev mode uses a
+	// self-signed certificate when they are empty.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// MaxAllocationsPerUser bounds each endpoint's allocations. Default 4.
+	MaxAllocationsPerUser int `yaml:"max_allocations_per_user"`
 }
 
 // Default returns the built-in configuration.
@@ -122,6 +146,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("CAU_REDIS_URL", &c.RedisURL)
 	str("CAU_LOG_LEVEL", &c.LogLevel)
 	str("CAU_LOG_FORMAT", &c.LogFormat)
+	str("CAU_TURN_SECRET", &c.TURN.Secret)
+	str("CAU_TURN_UDP_ADDR", &c.TURN.UDPAddr)
+	str("CAU_TURN_TCP_ADDR", &c.TURN.TCPAddr)
+	str("CAU_TURN_HOST", &c.TURN.Host)
+	str("CAU_TURN_CERT_FILE", &c.TURN.CertFile)
+	str("CAU_TURN_KEY_FILE", &c.TURN.KeyFile)
 	if v := getenv("CAU_DEV"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -171,6 +201,12 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("config: log_format %q: want text or json", c.LogFormat)
 	}
+	if c.TURN.Secret != "" && len(c.TURN.Secret) < 16 {
+		return errors.New("config: turn.secret (CAU_TURN_SECRET) must be at least 16 bytes")
+	}
+	if (c.TURN.CertFile == "") != (c.TURN.KeyFile == "") {
+		return errors.New("config: turn.cert_file and turn.key_file go together")
+	}
 	return nil
 }
 
@@ -209,5 +245,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("redis_url", RedactURL(c.RedisURL)),
 		slog.Bool("token_key_set", c.TokenKey != ""),
 		slog.Int("previous_token_keys", len(c.PreviousTokenKeys)),
+		slog.Bool("turn_shared_key_set", c.TURN.Secret != ""),
+		slog.String("turn_udp_addr", c.TURN.UDPAddr),
+		slog.String("turn_tcp_addr", c.TURN.TCPAddr),
 	)
 }

@@ -79,6 +79,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	c := Default()
 	c.TokenKey = "super-secret-signing-key-0123456789abcdef"
 	c.PreviousTokenKeys = []string{"older-secret-signing-key-0123456789abcdef"}
+	c.TURN.Secret = "turn-secret-0123456789"
 	var buf bytes.Buffer
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("starting", "config", c)
 	if strings.Contains(buf.String(), "secret") {

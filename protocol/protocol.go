@@ -139,6 +139,18 @@ type Joined struct {
 	Self         Participant   `json:"self"`
 	Participants []Participant `json:"participants"`
 	Floor        *FloorState   `json:"floor,omitempty"`
+	// ICEServers are the TURN servers of the endpoint's bridge, with credentials minted
+	// for this join (valid for a few minutes: enough to allocate). Clients add them to
+	// both connections; ICE falls back to them by itself when direct paths fail.
+	ICEServers []ICEServer `json:"ice_servers,omitempty"`
+}
+
+// ICEServer is one STUN/TURN server, in the shape of WebRTC's RTCIceServer.
+type ICEServer struct {
+	// URLs are turn: / turns: URIs (RFC 7065), e.g. "turn:bridge.example:443?transport=tcp".
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // ParticipantLeft names the endpoint that left.

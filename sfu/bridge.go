@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -65,6 +66,10 @@ type Bridge struct {
 	egress *udpbatch.Group
 	tcpMux ice.TCPMux
 	tcpLn  net.Listener
+	// media is every UDP address the bridge receives media on, as endpoints may address
+	// it: the mux's sockets, the public addresses with the mux's port, the announced
+	// ones. Set in New, read-only after.
+	media []netip.AddrPort
 }
 
 // ErrClosed is returned by operations on a closed peer or bridge.
@@ -173,9 +178,43 @@ func New(cfg Config) (*Bridge, error) {
 		webrtc.WithSettingEngine(lite))
 	b.relayAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(se))
+	b.media = mediaAddrs(udpMux.GetListenAddresses(), cfg.PublicIPs, cfg.Announce)
 	log.Info("bridge ready", "ice_udp", udpMux.GetListenAddresses(), "ice_tcp", b.tcpAddr(),
 		"public_ips", cfg.PublicIPs)
 	return b, nil
+}
+
+// MediaAddrs lists the UDP addresses the bridge receives media on (its sockets, and the
+// public and announced addresses that reach them): what a TURN relay in front of this
+// bridge may send to.
+func (b *Bridge) MediaAddrs() []netip.AddrPort {
+	return append([]netip.AddrPort(nil), b.media...)
+}
+
+func mediaAddrs(listen []net.Addr, public, announce []string) []netip.AddrPort {
+	var out []netip.AddrPort
+	ports := map[uint16]bool{}
+	for _, a := range listen {
+		if u, ok := a.(*net.UDPAddr); ok {
+			ap := u.AddrPort()
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			out = append(out, ap)
+			ports[ap.Port()] = true
+		}
+	}
+	for _, p := range public {
+		if ip, err := netip.ParseAddr(p); err == nil {
+			for port := range ports {
+				out = append(out, netip.AddrPortFrom(ip.Unmap(), port))
+			}
+		}
+	}
+	for _, a := range announce {
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
+	return out
 }
 
 func (b *Bridge) tcpAddr() string {

@@ -107,9 +107,13 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 		s.srv.router.set(b, s.peerID, nil)
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
+	var ice []protocol.ICEServer
+	if f := s.srv.cfg.ICEServers; f != nil {
+		ice = f(b.ID(), ids.ParticipantID(s.self.ID))
+	}
 	if !m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
 		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
-			Floor: floor})
+			Floor: floor, ICEServers: ice})
 	}) {
 		s.srv.router.set(b, s.peerID, nil)
 		if err := b.ClosePeer(s.peerID); err != nil {

@@ -63,6 +63,9 @@ type Config struct {
 	// AdHocMeetings lets tokens open meetings the store does not have (dev mode, tests).
 	// Without a store every meeting is ad hoc.
 	AdHocMeetings bool
+	// ICEServers returns the TURN servers (with fresh credentials) an endpoint placed on
+	// the bridge with this id uses; nil, or a nil result, sends none.
+	ICEServers func(bridge ids.BridgeID, participant ids.ParticipantID) []protocol.ICEServer
 	// MessageRate and MessageBurst bound each socket's message rate. Defaults 50/s, 100.
 	MessageRate  float64
 	MessageBurst int

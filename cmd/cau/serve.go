@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -105,12 +106,16 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		top, ancestry = tree.Root().ID, tree.Ancestors
 		log.Info("site tree loaded", "sites", tree.Len(), "top", top)
 	}
+	turnCfg, err := turnConfig(cfg)
+	if err != nil {
+		return err
+	}
 	a, err := app.Start(ctx, app.Config{
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
 		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
 		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
-		Presence: presence,
+		Presence: presence, TURN: turnCfg,
 	})
 	if err != nil {
 		return err
@@ -146,6 +151,27 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		log.Error("http server stopped", "err", err)
 	}
 	return a.Close()
+}
+
+// turnConfig maps the config's turn section onto the app's: dev mode listens on
+// 127.0.0.1:3478 (UDP) and 127.0.0.1:5349 (TCP and TLS) unless told otherwise.
+func turnConfig(cfg config.Config) (app.TURNConfig, error) {
+	t := app.TURNConfig{Secret: cfg.TURN.Secret, UDPAddr: cfg.TURN.UDPAddr, TCPAddr: cfg.TURN.TCPAddr,
+		Host: cfg.TURN.Host, MaxAllocationsPerUser: cfg.TURN.MaxAllocationsPerUser}
+	if cfg.Dev && t.UDPAddr == "" {
+		t.UDPAddr = "127.0.0.1:3478"
+	}
+	if cfg.Dev && t.TCPAddr == "" {
+		t.TCPAddr = "127.0.0.1:5349"
+	}
+	if cfg.TURN.CertFile != "" {
+		c, err := tls.LoadX509KeyPair(cfg.TURN.CertFile, cfg.TURN.KeyFile)
+		if err != nil {
+			return t, fmt.Errorf("turn certificate: %w", err)
+		}
+		t.Certificate = &c
+	}
+	return t, nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {

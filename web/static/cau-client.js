@@ -751,8 +751,27 @@ export class CauClient extends EventTarget {
     for (const p of fresh.values()) this._upsertParticipant(p);
     if (j.floor) this._applyFloor(j.floor, true);
     for (const source of this.muted) this._send('mute', { source, muted: true });
+    this._useICEServers(j.ice_servers);
     this._republish();
     if (this._firstJoin) this._firstJoin.resolve(j);
+  }
+
+  /**
+   * Gives both connections the bridge's TURN servers from joined (credentials minted for
+   * this join). Nothing else is needed for the fallback: ICE gathers relayed candidates
+   * next to the direct ones and uses them only when no direct path works (a firewall
+   * that lets only TCP/TLS 443 through).
+   */
+  _useICEServers(servers) {
+    if (!Array.isArray(servers) || servers.length === 0) return;
+    this.rtcConfig = { ...this.rtcConfig, iceServers: servers };
+    for (const pc of [this._pub, this._sub]) {
+      try {
+        pc?.setConfiguration(this.rtcConfig);
+      } catch (err) {
+        this.log('warn', 'TURN servers not applied', err);
+      }
+    }
   }
 
   // ---- floor -----------------------------------------------------------------------------

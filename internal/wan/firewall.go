@@ -1,0 +1,83 @@
+package wan
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// Firewalled is a namespace behind a firewall that lets only TCP to port 443 out (and its
+// replies in): no UDP at all, no other TCP port. The host side of its veth has two
+// addresses, so that a web server and a TURN server can both listen on 443: WebIP and
+// TURNIP; the namespace has PeerIP.
+type Firewalled struct {
+	NS                    string
+	WebIP, TURNIP, PeerIP string
+}
+
+// NewFirewalled creates the namespace under subnet (a /24 prefix such as "10.214.0":
+// host .1 and .3, namespace .2) and removes it when the test ends. Loopback inside the
+// namespace stays open (a browser's own plumbing).
+func NewFirewalled(t testing.TB, subnet string) *Firewalled {
+	t.Helper()
+	Require(t)
+	f := &Firewalled{NS: fmt.Sprintf("caufw%d", os.Getpid()%100000), WebIP: subnet + ".1", TURNIP: subnet + ".3",
+		PeerIP: subnet + ".2"}
+	octet := strings.Split(subnet, ".")[1]
+	hostIf, peerIf := "cf"+octet+"h", "cf"+octet+"p"
+	_ = exec.Command("ip", "netns", "del", f.NS).Run()
+	_ = exec.Command("ip", "link", "del", hostIf).Run()
+	run(t, "ip", "netns", "add", f.NS)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", f.NS).Run()
+		_ = exec.Command("ip", "link", "del", hostIf).Run()
+	})
+	run(t, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", peerIf)
+	run(t, "ip", "link", "set", peerIf, "netns", f.NS)
+	run(t, "ip", "addr", "add", f.WebIP+"/24", "dev", hostIf)
+	run(t, "ip", "addr", "add", f.TURNIP+"/24", "dev", hostIf)
+	run(t, "ip", "link", "set", hostIf, "up")
+	run(t, f.Exec("ip", "addr", "add", f.PeerIP+"/24", "dev", peerIf)...)
+	run(t, f.Exec("ip", "link", "set", peerIf, "up")...)
+	run(t, f.Exec("ip", "link", "set", "lo", "up")...)
+	rules := `table inet fw {
+	chain out {
+		type filter hook output priority 0; policy drop;
+		oif "lo" accept
+		ct state established,related accept
+		meta l4proto tcp tcp dport 443 accept
+	}
+	chain in {
+		type filter hook input priority 0; policy drop;
+		iif "lo" accept
+		ct state established,related accept
+	}
+}
+`
+	cmd := exec.Command("ip", f.Exec("nft", "-f", "-")[1:]...)
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	return f
+}
+
+// Exec prefixes a command so it runs inside the namespace.
+func (f *Firewalled) Exec(args ...string) []string {
+	return append([]string{"ip", "netns", "exec", f.NS}, args...)
+}
+
+// Wrapper writes an executable script into dir that runs path inside the namespace with
+// the script's arguments (open file descriptors pass through: a browser driven over
+// --remote-debugging-pipe keeps its pipe).
+func (f *Firewalled) Wrapper(t testing.TB, dir, path string) string {
+	t.Helper()
+	script := dir + "/in-" + f.NS + ".sh"
+	body := fmt.Sprintf("#!/bin/sh\nexec ip netns exec %s %s \"$@\"\n", f.NS, path)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
