@@ -28,6 +28,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Loopback restricts ICE to 127.0.0.1 (in-process tests).
 	Loopback bool
+	// RelayOnly uses relayed candidates only (through the TURN servers joined names):
+	// what an endpoint behind a firewall that blocks every direct path ends up doing.
+	RelayOnly bool
 	// OnStream, if set, is called once for every received track as it starts, before its
 	// first packet is counted (the load tester keeps every Stream this way, including
 	// those a later track with the same stream id replaces in Stream's lookup).
@@ -63,6 +66,8 @@ type Client struct {
 	reconnects   int
 	floor        *protocol.FloorState
 	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
+	iceServers   []webrtc.ICEServer                                   // from the last joined
+	relayOnly    bool                                                 // Options.RelayOnly
 	stop         chan struct{}
 	closed       chan struct{}
 	closeErr     error
@@ -121,7 +126,7 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	_ = resp.Body.Close()
 	c := &Client{conn: conn, log: log, api: api, participants: map[string]protocol.Participant{},
 		streams: map[string]*Stream{}, pending: map[string]chan protocol.Envelope{},
-		stop: make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream}
+		stop: make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly}
 	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -147,13 +152,45 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	return c, nil
 }
 
+// useICEServers gives both connections (and later ones) the bridge's TURN servers from
+// joined; ICE falls back to relayed candidates by itself when no direct path works.
+func (c *Client) useICEServers(servers []protocol.ICEServer) {
+	if len(servers) == 0 {
+		return
+	}
+	conf := make([]webrtc.ICEServer, 0, len(servers))
+	for _, s := range servers {
+		conf = append(conf, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	c.mu.Lock()
+	c.iceServers = conf
+	pub, sub := c.pub, c.sub
+	c.mu.Unlock()
+	for _, pc := range []*webrtc.PeerConnection{pub, sub} {
+		if pc == nil {
+			continue
+		}
+		cfg := pc.GetConfiguration()
+		cfg.ICEServers = conf
+		if err := pc.SetConfiguration(cfg); err != nil {
+			c.log.Warn("TURN servers not applied", "err", err)
+		}
+	}
+}
+
 // newPeers creates the two connections (at start and after a reconnect).
 func (c *Client) newPeers() error {
-	pub, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	c.mu.Lock()
+	conf := webrtc.Configuration{ICEServers: c.iceServers}
+	if c.relayOnly {
+		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	c.mu.Unlock()
+	pub, err := c.api.NewPeerConnection(conf)
 	if err != nil {
 		return err
 	}
-	sub, err := c.api.NewPeerConnection(webrtc.Configuration{})
+	sub, err := c.api.NewPeerConnection(conf)
 	if err != nil {
 		_ = pub.Close()
 		return err
@@ -400,6 +437,14 @@ func (c *Client) readLoop() {
 }
 
 func (c *Client) dispatch(env protocol.Envelope) {
+	if env.Kind == protocol.KindJoined {
+		// Applied here, on the read goroutine, so the connections have the TURN servers
+		// before the subscriber offer that may follow joined is handled.
+		var j protocol.Joined
+		if protocol.DecodeData(env, &j) == nil {
+			c.useICEServers(j.ICEServers)
+		}
+	}
 	if env.ID != "" {
 		c.mu.Lock()
 		ch := c.pending[env.ID]

@@ -1,0 +1,71 @@
+package app_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testutil"
+)
+
+// TestGoClientUsesTURN: the Go client takes the TURN servers from joined; made to use
+// relayed candidates only, it still publishes and receives, through the embedded TURN.
+func TestGoClientUsesTURN(t *testing.T) {
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1,
+		Dev: true, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	defer func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	}()
+	if udp, tcp := a.TURNAddrs(); udp == "" || tcp == "" {
+		t.Fatalf("dev mode runs no TURN server (udp %q, tcp %q)", udp, tcp)
+	}
+	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
+	dial := func(site string, relay bool) *client.Client {
+		tok, err := a.Keys().Sign(auth.Claims{Meeting: "turn", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, RelayOnly: relay, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		if err := c.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	relayed := dial("hcm", true)
+	direct := dial("ha-noi", false)
+	testutil.Eventually(t, 30*time.Second, func() string {
+		for _, p := range []struct {
+			rx   *client.Client
+			from string
+		}{{relayed, direct.Self.ID}, {direct, relayed.Self.ID}} {
+			for _, kind := range []string{"audio", "video"} {
+				s := p.rx.Stream(p.from+".camera", kind)
+				if s == nil || s.Packets.Load() < 50 {
+					return p.rx.Self.Name + " has not received 50 " + kind + " packets from " + p.from
+				}
+			}
+		}
+		return ""
+	})
+	// A relay-only client has no candidate but its TURN allocation's: media that flows
+	// both ways went through the embedded TURN server.
+}
