@@ -155,6 +155,16 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 			return c, nil
 		}
 	}
+	// The subscriber cannot decode this codec (an H.264-only endpoint and a VP8
+	// publisher: the bridge forwards, it does not transcode). Failing Bind would fail
+	// the whole answer, and with it every other track on the subscriber connection; so
+	// the track is bound to a codec the subscriber accepted and left unbound for
+	// forwarding: it stays silent, the rest of the connection works.
+	if cs := ctx.CodecParameters(); len(cs) > 0 {
+		d.sub.log.Warn("subscriber cannot receive the codec; track not forwarded", "track", d.id,
+			"codec", want.MimeType, "subscriber_codec", cs[0].MimeType)
+		return cs[0], nil
+	}
 	return webrtc.RTPCodecParameters{}, fmt.Errorf("bind %s (%s): %w", d.id, want.MimeType, ErrCodecNotSupported)
 }
 

@@ -199,6 +199,48 @@ func TestH264IsForwarded(t *testing.T) {
 	}
 }
 
+// TestH264OnlyEndpoint: an endpoint that offers only H.264 (Safari, hardware codecs)
+// publishes to the bridge and a browser-like endpoint receives its video as H.264; it
+// receives another H.264 publisher, starting at an IDR picture. A VP8 publisher it
+// cannot decode (the bridge forwards, never transcodes) is left out of its subscriber
+// connection without breaking the rest of it.
+func TestH264OnlyEndpoint(t *testing.T) {
+	b := newTestBridge(t)
+	r := &room{}
+	h264Only.Store(true)
+	safari := r.join(t, b, "safari")
+	h264Only.Store(false)
+	safari.publishVideo(webrtc.MimeTypeH264)
+	chrome := r.join(t, b, "chrome")
+	chrome.publishVideo(webrtc.MimeTypeH264)
+	vp8 := r.join(t, b, "vp8")
+	vp8.publish()
+	eventually(t, 15*time.Second, func() string {
+		if g := chrome.got("stream-safari", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
+			return "chrome has no video from the H.264-only endpoint"
+		}
+		if g := safari.got("stream-chrome", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
+			return "the H.264-only endpoint has no H.264 video from chrome"
+		}
+		if g := safari.got("stream-vp8", webrtc.RTPCodecTypeAudio); g == nil || g.packets.Load() < 20 {
+			return "the H.264-only endpoint has no audio from the VP8 publisher"
+		}
+		return ""
+	})
+	for _, c := range []struct {
+		rx   *testEndpoint
+		from string
+	}{{chrome, "stream-safari"}, {safari, "stream-chrome"}} {
+		g := c.rx.got(c.from, webrtc.RTPCodecTypeVideo)
+		if !strings.EqualFold(g.mime, webrtc.MimeTypeH264) || g.firstIsKeyframe.Load() != 1 {
+			t.Errorf("%s from %s: %s, first packet keyframe=%d; want H264 starting at an IDR", c.rx.name, c.from, g.mime, g.firstIsKeyframe.Load())
+		}
+	}
+	if g := safari.got("stream-vp8", webrtc.RTPCodecTypeVideo); g != nil && g.packets.Load() > 0 {
+		t.Errorf("the H.264-only endpoint received VP8 video (%s)", g.mime)
+	}
+}
+
 // TestICETCP connects endpoints that cannot use UDP: media flows over ICE-TCP.
 func TestICETCP(t *testing.T) {
 	b, err := New(Config{ICEUDPPort: 0, ICETCPPort: 0, IncludeLoopback: true, Logger: testLogger()})
