@@ -7,7 +7,7 @@ PKGS     := ./...
 # by side would starve each other and make those figures noise.
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
-.PHONY: all build run test test-short bench bench-load fuzz vet fmt clean docker
+.PHONY: all build run test test-short bench bench-load fuzz vet fmt clean docker package
 
 all: build
 
@@ -52,5 +52,17 @@ fmt:
 docker:
 	docker build -f deploy/Dockerfile -t cau:dev .
 
+# Debian package (deploy/deb): dist/cau_<version>_<arch>.deb, built by nfpm at a pinned
+# version through `go run` (the project's go.mod does not depend on it).
+NFPM       ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEBVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//'); \
+	[ -n "$$v" ] && echo "$$v" || echo "0.0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo local)")
+package:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(DEBVERSION)" -o $(BIN) ./cmd/cau
+	mkdir -p dist
+	cd deploy/deb && VERSION='$(DEBVERSION)' GOARCH=$$($(GO) env GOARCH) $(GO) run $(NFPM) package \
+		--config nfpm.yaml --packager deb --target ../../dist/
+	@ls -l dist/*.deb
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
