@@ -26,6 +26,7 @@ func benchUpTrack(n int) (*UpTrack, []byte) {
 		log: slog.New(slog.DiscardHandler)}
 	empty := []*DownTrack{}
 	up.downs.Store(&empty)
+	up.taps.Store(&[]*Tap{})
 	up.lastKeyframeReq.Store(time.Now().Add(time.Hour).UnixNano()) // no PLI in the loop
 	for i := 0; i < n; i++ {
 		sub := &Peer{}
