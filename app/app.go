@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/cau-project/cau/api"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
@@ -23,9 +27,6 @@ import (
 	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/turnserver"
 	"github.com/cau-project/cau/web"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Config is what Start needs. Zero ports pick free ones (tests).
@@ -137,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence,
 		ICEServers: a.iceServers})
 	if err := a.startTURN(cfg); err != nil {
-		a.closeBridge()
+		_ = a.closeBridge()
 		return nil, err
 	}
 

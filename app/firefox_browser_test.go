@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/chromedp/chromedp"
+
+	"github.com/cau-project/cau/internal/testbrowser"
 )
 
 // pagePlayer is what the Firefox and Chromium drivers share for these checks: a page

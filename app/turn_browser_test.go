@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cau-project/cau/app"
-	"github.com/cau-project/cau/internal/wan"
-	"github.com/cau-project/cau/turnserver"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/wan"
+	"github.com/cau-project/cau/turnserver"
 )
 
 // startChromium starts headless Chromium (execPath may be a wrapper that runs it in a

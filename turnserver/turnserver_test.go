@@ -69,7 +69,7 @@ func relayTo(t *testing.T, c *turn.Client, peer net.Addr, media net.PacketConn) 
 	if err != nil {
 		return err
 	}
-	defer relay.Close()
+	defer func() { _ = relay.Close() }()
 	if err := c.CreatePermission(peer); err != nil {
 		return err
 	}
@@ -113,14 +113,14 @@ func TestRelayToDisallowedAddressRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close()
+	defer func() { _ = other.Close() }()
 	user, pass := Credentials(testSecret, "p1", CredentialTTL, time.Now())
 	c := udpClient(t, s, user, pass)
 	relay, err := c.Allocate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer relay.Close()
+	defer func() { _ = relay.Close() }()
 	if err := c.CreatePermission(other.LocalAddr()); err == nil {
 		t.Error("permission to an address that is not the bridge's was granted")
 	}
@@ -130,7 +130,7 @@ func TestRelayToDisallowedAddressRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sameHost.Close()
+	defer func() { _ = sameHost.Close() }()
 	if err := c.CreatePermission(sameHost.LocalAddr()); err != nil {
 		t.Fatalf("permission to the bridge's address: %v", err)
 	}
@@ -156,7 +156,7 @@ func TestAllocationQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer relay.Close()
+	defer func() { _ = relay.Close() }()
 	if _, err := udpClient(t, s, user, pass).Allocate(); err == nil {
 		t.Fatal("a second allocation over the user's quota of 1 succeeded")
 	}
