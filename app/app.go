@@ -93,8 +93,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
 	switch {
 	case cfg.TokenKey != "":
-		if len(cfg.TokenKey) < auth.MinKeyBytes && !cfg.Dev {
-			return nil, fmt.Errorf("start: token key shorter than %d bytes", auth.MinKeyBytes)
+		if err := auth.CheckKey([]byte(cfg.TokenKey)); err != nil && !cfg.Dev {
+			return nil, fmt.Errorf("start: token key: %w", err)
 		}
 		a.keys.Current = []byte(cfg.TokenKey)
 	case cfg.Dev:
@@ -103,7 +103,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	default:
 		return nil, errors.New("start: a token key is required outside dev mode")
 	}
-	for _, k := range cfg.PreviousTokenKeys {
+	for i, k := range cfg.PreviousTokenKeys {
+		// Outside dev an empty or short previous key is a configuration slip that would
+		// accept forged tokens: refuse to start. (Verify ignores such keys anyway.)
+		if err := auth.CheckKey([]byte(k)); err != nil && !cfg.Dev {
+			return nil, fmt.Errorf("start: previous token key %d: %w", i+1, err)
+		}
 		a.keys.Previous = append(a.keys.Previous, []byte(k))
 	}
 

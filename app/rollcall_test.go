@@ -51,7 +51,7 @@ func TestRollCallRecordsGrades(t *testing.T) {
 	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
 	var clients []*client.Client
 	for _, site := range []string{"tw", "xa"} {
-		tok, _ := a.Keys().Sign(auth.Claims{Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
+		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
 		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
 		if err != nil {
 			t.Fatal(err)

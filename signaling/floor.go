@@ -231,8 +231,9 @@ func (srv *Server) audit(s *session, action, detail string) {
 	if srv.cfg.Store == nil || s.meeting == nil || s.meeting.sched == nil {
 		return
 	}
-	e := rooms.AuditEntry{Time: time.Now().UTC(), Actor: s.self.Name, Role: rooms.Role(s.claims.Role), Action: action,
-		Target: string(s.meeting.id), Detail: detail}
+	// Who acted comes from the verified token, never from the display name.
+	e := rooms.AuditEntry{Time: time.Now().UTC(), Actor: s.claims.Principal(), Role: rooms.Role(s.claims.Role),
+		Site: s.claims.Site, Action: action, Target: string(s.meeting.id), Detail: detail}
 	s.meeting.record(func(ctx context.Context) error { return srv.cfg.Store.AppendAudit(ctx, e) })
 }
 
