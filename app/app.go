@@ -83,6 +83,10 @@ type App struct {
 	turnURLs   []string
 }
 
+// OpenSpanHorizon is how far back, by meeting end, start-up looks for attendance spans
+// an unclean stop left open.
+const OpenSpanHorizon = 7 * 24 * time.Hour
+
 // Start brings up the bridge, signaling and the HTTP server, and returns once they
 // accept connections.
 func Start(ctx context.Context, cfg Config) (*App, error) {
@@ -110,6 +114,21 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 			return nil, fmt.Errorf("start: previous token key %d: %w", i+1, err)
 		}
 		a.keys.Previous = append(a.keys.Previous, []byte(k))
+	}
+
+	// A crash wrote no disconnects: close the spans it left open before admitting anyone,
+	// so the roll call does not count those sites online forever. Only a node alone on
+	// its store may: with presence, another live node's endpoints have open spans too.
+	if cfg.Store != nil && cfg.Presence == nil {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n, err := rooms.CloseOpenSpans(ctx, cfg.Store, time.Now().Add(-OpenSpanHorizon))
+		cancel()
+		switch {
+		case err != nil:
+			log.Error("close attendance spans left open", "err", err, "closed", n)
+		case n > 0:
+			log.Warn("closed attendance spans left open by an unclean stop", "spans", n)
+		}
 	}
 
 	reg := prometheus.NewRegistry()
