@@ -165,3 +165,81 @@ func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
 		t.Errorf("%d disconnects, want 2 (tw's own and xa's closed at start-up): %+v", closes, evs)
 	}
 }
+
+// TestCloseKeepsRollCall: a server that stops (a deploy, a restart) writes the
+// disconnects of the sites it closes before it returns, so the store closed right after
+// still has them: no roll-call or audit record is lost to a stop.
+func TestCloseKeepsRollCall(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cau.db")
+	store, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := rooms.NewTree([]rooms.Site{
+		{ID: "tw", Name: "Trung ương", Level: "central"},
+		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
+		Sites: []string{"tw", "xa"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
+		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
+	for _, site := range []string{"tw", "xa"} {
+		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, _ := store.Attendance(ctx, "hop")
+		if len(evs) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connects not recorded: %+v", evs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = a.Close()
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store, err = bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	evs, err := store.Attendance(ctx, "hop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]bool{}
+	for _, e := range evs {
+		if e.Kind == rooms.EventDisconnected {
+			left[e.Site] = true
+		}
+	}
+	if !left["tw"] || !left["xa"] {
+		t.Fatalf("after the stop the store has %+v, want both sites' disconnects", evs)
+	}
+}
