@@ -35,9 +35,9 @@ type meeting struct {
 	// sched is the meeting as scheduled in the store; nil for an ad hoc meeting. Set at
 	// creation, read-only after.
 	sched      *rooms.Meeting
-	stopWatch  context.CancelFunc               // ends the store watch; nil if none
-	stopFollow context.CancelFunc               // ends the presence subscription; nil if none
-	writes     *writeQueue                      // roll call, audit and presence writes, in order
+	stopWatch  context.CancelFunc // ends the store watch; nil if none
+	stopFollow context.CancelFunc // ends the presence subscription; nil if none
+	writes     *writeQueue        // roll call, audit and presence writes, in order
 	// ops carries the bridge commands reconcile decides, in order, to the goroutine that
 	// applies them without m.mu.
 	ops *opQueue
@@ -162,7 +162,7 @@ func (m *meeting) stop() {
 		m.stopFollow()
 	}
 	m.writes.close() // what is queued is still written; Server.Close waits for it
-	m.ops.close() // what is queued still runs: the last relay links close
+	m.ops.close()    // what is queued still runs: the last relay links close
 }
 
 // add enters s into the meeting and announces it to the others. joined is called under
