@@ -140,7 +140,7 @@ func TestEndpointsAndDeviceTokens(t *testing.T) {
 	if loc := r.header.Get("Location"); loc != "/api/v1/endpoints/room-c01" {
 		t.Errorf("Location %q", loc)
 	}
-	c, err := testKeys.Verify(created.DeviceToken)
+	c, err := testKeys.Verify(created.DeviceToken, auth.UseKiosk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestKioskPlanAndJoinToken(t *testing.T) {
 	}
 	var jt httpapi.JoinToken
 	e.must(200, "POST", "/api/v1/endpoints/room-c01/join-token", dev, nil).decode(t, &jt)
-	c, err := testKeys.Verify(jt.Token)
+	c, err := testKeys.Verify(jt.Token, auth.UseJoin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,6 +394,10 @@ func TestKioskPlanAndJoinToken(t *testing.T) {
 	if !jt.ExpiresAt.Equal(e.clock.Now().Add(api.DefaultJoinTokenTTL)) || !strings.HasPrefix(jt.JoinPath, "/join/hop-tinh?autojoin=1&token=") {
 		t.Errorf("join token answer: %+v", jt)
 	}
+	// The join token is for signaling only: it cannot mint its successor (a kiosk's
+	// 15-minute token would otherwise renew itself forever) nor read the plan.
+	e.must(401, "POST", "/api/v1/endpoints/room-c01/join-token", jt.Token, nil)
+	e.must(401, "GET", "/api/v1/endpoints/room-c01/next", jt.Token, nil)
 	// Another room's device cannot mint for this one; an admin can; a technician cannot.
 	e.must(403, "POST", "/api/v1/endpoints/room-c01/join-token", otherDev, nil)
 	e.must(200, "POST", "/api/v1/endpoints/room-c01/join-token", adminToken(t), nil)
@@ -420,15 +424,15 @@ func TestKioskPlanAndJoinToken(t *testing.T) {
 // TestTokens: missing, malformed, foreign, expired and rotated tokens.
 func TestTokens(t *testing.T) {
 	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
-	expired, err := testKeys.Sign(auth.Claims{Role: auth.RoleAdmin}, -time.Minute)
+	expired, err := testKeys.Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin}, -time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, err := auth.Keys{Current: []byte("someone-elses-key-0123456789abcdefgh")}.Sign(auth.Claims{Role: auth.RoleAdmin}, time.Hour)
+	foreign, err := auth.Keys{Current: []byte("someone-elses-key-0123456789abcdefgh")}.Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rotated, err := auth.Keys{Current: []byte(oldKey)}.Sign(auth.Claims{Role: auth.RoleAdmin}, time.Hour)
+	rotated, err := auth.Keys{Current: []byte(oldKey)}.Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +519,7 @@ func TestMeetingJoinToken(t *testing.T) {
 	}
 	var jt httpapi.JoinToken
 	e.must(200, "POST", path, adm, c01).decode(t, &jt)
-	claims, err := testKeys.Verify(jt.Token)
+	claims, err := testKeys.Verify(jt.Token, auth.UseJoin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +532,7 @@ func TestMeetingJoinToken(t *testing.T) {
 		t.Errorf("answer %+v", jt)
 	}
 	e.must(200, "POST", path, adm, map[string]any{"site": "qnam"}).decode(t, &jt)
-	if claims, _ = testKeys.Verify(jt.Token); claims.Role != auth.RoleParticipant || claims.Name != "qnam" {
+	if claims, _ = testKeys.Verify(jt.Token, auth.UseJoin); claims.Role != auth.RoleParticipant || claims.Name != "qnam" {
 		t.Errorf("default role and name: %+v", claims)
 	}
 	if !strings.Contains(e.logs.String(), "join_token") {
@@ -547,7 +551,7 @@ func TestAdHocJoinToken(t *testing.T) {
 	var jt httpapi.JoinToken
 	e.must(200, "POST", "/api/v1/meetings/loadtest/join-token", adminToken(t),
 		map[string]any{"site": "load-0001", "role": "chair"}).decode(t, &jt)
-	if c, err := testKeys.Verify(jt.Token); err != nil || c.Meeting != "loadtest" || c.Role != auth.RoleChair {
+	if c, err := testKeys.Verify(jt.Token, auth.UseJoin); err != nil || c.Meeting != "loadtest" || c.Role != auth.RoleChair {
 		t.Errorf("ad hoc token %+v, %v", c, err)
 	}
 	e.must(403, "POST", "/api/v1/meetings/loadtest/join-token", token(t, auth.Claims{Role: auth.RoleTechnician}),

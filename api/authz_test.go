@@ -117,6 +117,11 @@ func TestAuthorisationMatrix(t *testing.T) {
 				switch {
 				case allowed && (r.status < 200 || r.status > 299):
 					t.Errorf("%s: %d, want 2xx: %s", role, r.status, r.body)
+				case !allowed && role == auth.RoleBridge:
+					// A bridge's credential is not an API token at all.
+					if r.status != http.StatusUnauthorized {
+						t.Errorf("bridge: %d, want 401: %s", r.status, r.body)
+					}
 				case !allowed && (r.status != http.StatusForbidden || r.errorCode() != "forbidden"):
 					t.Errorf("%s: %d, want 403: %s", role, r.status, r.body)
 				}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -187,7 +188,7 @@ func (a *API) validEndpoint(e rooms.Endpoint) error {
 // no meeting (so signaling refuses it as a join token).
 func (a *API) deviceToken(e rooms.Endpoint) (deviceToken, error) {
 	ttl := a.cfg.DeviceTokenTTL
-	tok, err := a.cfg.Keys.Sign(auth.Claims{Role: auth.RoleRoom, Endpoint: e.ID, Site: e.Site, Name: e.Name}, ttl)
+	tok, err := a.cfg.Keys.Sign(auth.Claims{Use: auth.UseKiosk, Role: auth.RoleRoom, Endpoint: e.ID, Site: e.Site, Name: e.Name}, ttl)
 	if err != nil {
 		return deviceToken{}, fmt.Errorf("device token for %s: %w", e.ID, err)
 	}
@@ -219,7 +220,7 @@ func (a *API) getMe(w http.ResponseWriter, _ *http.Request, p *principal) {
 		Meeting   string    `json:"meeting,omitempty"`
 		Endpoint  string    `json:"endpoint,omitempty"`
 		ExpiresAt time.Time `json:"expires_at"`
-	}{p.actor.Name, c.Role, c.Site, c.Meeting, c.Endpoint, exp})
+	}{cmp.Or(c.Name, p.actor.Name), c.Role, c.Site, c.Meeting, c.Endpoint, exp})
 }
 
 // local shows t in Vietnam time (Asia/Ho_Chi_Minh, +07:00).

@@ -127,8 +127,20 @@ func newEnv(t *testing.T, store rooms.Store, tree *rooms.Tree) *env {
 }
 
 // token signs claims with the current key for an hour.
+// token signs c; with no Use, for what the role calls: a bridge's control socket, a room
+// device's kiosk surface, else the API.
 func token(t testing.TB, c auth.Claims) string {
 	t.Helper()
+	if c.Use == "" {
+		switch c.Role {
+		case auth.RoleBridge:
+			c.Use = auth.UseBridge
+		case auth.RoleRoom:
+			c.Use = auth.UseKiosk
+		default:
+			c.Use = auth.UseAPI
+		}
+	}
 	s, err := testKeys.Sign(c, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +149,9 @@ func token(t testing.TB, c auth.Claims) string {
 }
 
 func adminToken(t testing.TB) string {
-	return token(t, auth.Claims{Role: auth.RoleAdmin, Name: "Operator An"})
+	c := auth.Claims{Role: auth.RoleAdmin, Name: "Operator An"}
+	c.Subject = "op-an"
+	return token(t, c)
 }
 
 // response is what do returns.

@@ -98,7 +98,7 @@ func (a *API) mintJoinToken(w http.ResponseWriter, r *http.Request, p *principal
 	}
 	// Valid for the reconnects of one sitting, never past the meeting's end.
 	ttl := min(a.cfg.JoinTokenTTL, plan.DisconnectAt.Sub(now)+time.Minute)
-	tok, err := a.cfg.Keys.Sign(auth.Claims{Meeting: plan.Meeting.ID, Site: e.Site, Name: e.Name,
+	tok, err := a.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: plan.Meeting.ID, Site: e.Site, Name: e.Name,
 		Role: auth.RoleRoom, Endpoint: e.ID}, ttl)
 	if err != nil {
 		a.fail(w, r, fmt.Errorf("join token for %s: %w", e.ID, err))
@@ -160,7 +160,7 @@ func (a *API) mintMeetingJoinToken(w http.ResponseWriter, r *http.Request, p *pr
 	if name == "" {
 		name = b.Site
 	}
-	tok, err := a.cfg.Keys.Sign(auth.Claims{Meeting: id, Site: b.Site, Name: name, Role: role}, ttl)
+	tok, err := a.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: id, Site: b.Site, Name: name, Role: role}, ttl)
 	if err != nil {
 		a.fail(w, r, fmt.Errorf("join token for %s in %s: %w", b.Site, id, err))
 		return

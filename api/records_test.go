@@ -102,6 +102,8 @@ func TestAuditLog(t *testing.T) {
 	e.addEndpoint("room-tw", "tw", rooms.KindRoom)
 	e.schedule(map[string]any{"id": "m1", "title": "Họp", "sites": []string{"tw"}, "start": at(base.Add(time.Hour)), "end": at(base.Add(2 * time.Hour))})
 	e.must(200, "POST", "/api/v1/meetings/m1/cancel", adminToken(t), nil)
+	// The log names who acted by the token's subject, or role@site without one, never
+	// by a display name.
 	tech := token(t, auth.Claims{Role: auth.RoleTechnician, Name: "Kỹ thuật Bình", Site: "tw"})
 	e.must(403, "POST", "/api/v1/meetings/m1/end", tech, nil)
 	e.must(403, "GET", "/api/v1/audit", tech, nil)
@@ -112,14 +114,14 @@ func TestAuditLog(t *testing.T) {
 	e.must(200, "GET", "/api/v1/audit", adminToken(t), nil).decode(t, &out)
 	var got []string
 	for _, x := range out.Entries {
-		got = append(got, string(x.Role)+" "+x.Actor+" "+x.Action+" "+x.Target)
+		got = append(got, string(x.Role)+" "+x.Actor+" "+x.Site+" "+x.Action+" "+x.Target)
 	}
 	want := []string{
-		"admin Operator An create_endpoint room-tw",
-		"admin Operator An device_token room-tw",
-		"admin Operator An schedule m1",
-		"admin Operator An cancel m1",
-		"technician Kỹ thuật Bình end m1",
+		"admin op-an  create_endpoint room-tw",
+		"admin op-an  device_token room-tw",
+		"admin op-an  schedule m1",
+		"admin op-an  cancel m1",
+		"technician technician@tw tw end m1",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("audit log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

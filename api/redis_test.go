@@ -35,7 +35,7 @@ func TestTwoNodesOnRedis(t *testing.T) {
 		Token string `json:"token"`
 	}
 	b.must(200, "POST", "/api/v1/endpoints/room-c01/join-token", dev, nil).decode(t, &jt)
-	c, err := testKeys.Verify(jt.Token)
+	c, err := testKeys.Verify(jt.Token, auth.UseJoin)
 	if err != nil || c.Meeting != "toan-tinh" || c.Role != auth.RoleRoom {
 		t.Fatalf("join token from node b: %+v %v", c, err)
 	}

@@ -84,6 +84,10 @@ type App struct {
 	turnURLs   []string
 }
 
+// OpenSpanHorizon is how far back, by meeting end, start-up looks for attendance spans
+// an unclean stop left open.
+const OpenSpanHorizon = 7 * 24 * time.Hour
+
 // Start brings up the bridge, signaling and the HTTP server, and returns once they
 // accept connections.
 func Start(ctx context.Context, cfg Config) (*App, error) {
@@ -94,8 +98,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
 	switch {
 	case cfg.TokenKey != "":
-		if len(cfg.TokenKey) < auth.MinKeyBytes && !cfg.Dev {
-			return nil, fmt.Errorf("start: token key shorter than %d bytes", auth.MinKeyBytes)
+		if err := auth.CheckKey([]byte(cfg.TokenKey)); err != nil && !cfg.Dev {
+			return nil, fmt.Errorf("start: token key: %w", err)
 		}
 		a.keys.Current = []byte(cfg.TokenKey)
 	case cfg.Dev:
@@ -104,8 +108,28 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	default:
 		return nil, errors.New("start: a token key is required outside dev mode")
 	}
-	for _, k := range cfg.PreviousTokenKeys {
+	for i, k := range cfg.PreviousTokenKeys {
+		// Outside dev an empty or short previous key is a configuration slip that would
+		// accept forged tokens: refuse to start. (Verify ignores such keys anyway.)
+		if err := auth.CheckKey([]byte(k)); err != nil && !cfg.Dev {
+			return nil, fmt.Errorf("start: previous token key %d: %w", i+1, err)
+		}
 		a.keys.Previous = append(a.keys.Previous, []byte(k))
+	}
+
+	// A crash wrote no disconnects: close the spans it left open before admitting anyone,
+	// so the roll call does not count those sites online forever. Only a node alone on
+	// its store may: with presence, another live node's endpoints have open spans too.
+	if cfg.Store != nil && cfg.Presence == nil {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		n, err := rooms.CloseOpenSpans(ctx, cfg.Store, time.Now().Add(-OpenSpanHorizon))
+		cancel()
+		switch {
+		case err != nil:
+			log.Error("close attendance spans left open", "err", err, "closed", n)
+		case n > 0:
+			log.Warn("closed attendance spans left open by an unclean stop", "spans", n)
+		}
 	}
 
 	reg := prometheus.NewRegistry()

@@ -192,7 +192,7 @@ func startServer(t *testing.T, logs *syncBuffer) *app.App {
 
 func joinURL(t *testing.T, a *app.App, keys auth.Keys, meeting, site, name string) string {
 	t.Helper()
-	tok, err := keys.Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: auth.RoleParticipant}, time.Hour)
+	tok, err := keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: site, Name: name, Role: auth.RoleParticipant}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

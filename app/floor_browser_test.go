@@ -15,7 +15,7 @@ import (
 // joinURLAs is joinURL for any role.
 func joinURLAs(t *testing.T, a *app.App, meeting, site, name string, role auth.Role) string {
 	t.Helper()
-	tok, err := a.Keys().Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: role}, time.Hour)
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: site, Name: name, Role: role}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

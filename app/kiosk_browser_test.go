@@ -61,7 +61,7 @@ func startServerWithStore(t *testing.T, logs *syncBuffer) (*app.App, rooms.Store
 // apiCall makes one REST call as an admin and decodes the answer.
 func apiCall(t *testing.T, a *app.App, method, path string, body, out any) {
 	t.Helper()
-	tok, err := a.Keys().Sign(auth.Claims{Role: auth.RoleAdmin, Name: "kiosk test"}, time.Hour)
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin, Name: "kiosk test"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestBrowserKiosk(t *testing.T) {
 
 	// Another participant joins at the district as the window opens.
 	time.Sleep(time.Until(connectAt))
-	tok, err := a.Keys().Sign(auth.Claims{Meeting: m.ID, Site: "qnam-psn", Name: "Huyện Phước Sơn", Role: auth.RoleChair}, time.Hour)
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: m.ID, Site: "qnam-psn", Name: "Huyện Phước Sơn", Role: auth.RoleChair}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestRollCallRecordsGrades(t *testing.T) {
 	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
 	var clients []*client.Client
 	for _, site := range []string{"tw", "xa"} {
-		tok, _ := a.Keys().Sign(auth.Claims{Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
+		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
 		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
 		if err != nil {
 			t.Fatal(err)
@@ -91,4 +91,155 @@ func TestRollCallRecordsGrades(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("xa's attendance events %v, want connected then a good grade", kinds)
+}
+
+// TestStartClosesSpansLeftOpenByACrash: a node that crashed left a site "connected" in
+// the roll call with no disconnect. The next start closes the span at the last moment
+// the site was known to be there, so the record says when it was lost instead of
+// counting it online forever.
+func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
+	ctx := context.Background()
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	tree, err := rooms.NewTree([]rooms.Site{
+		{ID: "tw", Name: "Trung ương", Level: "central"},
+		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	m := rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw", Sites: []string{"tw", "xa"},
+		Start: now.Add(-time.Hour), End: now.Add(time.Hour)}
+	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	// What the crashed node wrote: xa connected and was graded; tw came and went.
+	lastSeen := now.Add(-10 * time.Minute)
+	for _, e := range []rooms.AttendanceEvent{
+		{Time: now.Add(-50 * time.Minute), MeetingID: "hop", Site: "xa", Endpoint: "room-xa", Kind: rooms.EventConnected},
+		{Time: lastSeen, MeetingID: "hop", Site: "xa", Endpoint: "room-xa", Kind: rooms.EventGrade, Grade: rooms.GradeGood},
+		{Time: now.Add(-40 * time.Minute), MeetingID: "hop", Site: "tw", Endpoint: "p1", Kind: rooms.EventConnected},
+		{Time: now.Add(-30 * time.Minute), MeetingID: "hop", Site: "tw", Endpoint: "p1", Kind: rooms.EventDisconnected},
+	} {
+		if err := store.AppendAttendance(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
+		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	evs, err := store.Attendance(ctx, "hop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := rooms.BuildRollCall(m, evs, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Site == "xa" && (r.Online || r.Connected > 41*time.Minute) {
+			t.Errorf("xa after restart: online %v, connected %v; want offline since its last sign of life (40 min)", r.Online, r.Connected)
+		}
+	}
+	var closes int
+	for _, e := range evs {
+		if e.Kind == rooms.EventDisconnected {
+			closes++
+			if e.Site == "xa" && !e.Time.Equal(lastSeen) {
+				t.Errorf("xa's span closed at %v, want its last event %v", e.Time, lastSeen)
+			}
+		}
+	}
+	if closes != 2 {
+		t.Errorf("%d disconnects, want 2 (tw's own and xa's closed at start-up): %+v", closes, evs)
+	}
+}
+
+// TestCloseKeepsRollCall: a server that stops (a deploy, a restart) writes the
+// disconnects of the sites it closes before it returns, so the store closed right after
+// still has them: no roll-call or audit record is lost to a stop.
+func TestCloseKeepsRollCall(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cau.db")
+	store, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := rooms.NewTree([]rooms.Site{
+		{ID: "tw", Name: "Trung ương", Level: "central"},
+		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
+		Sites: []string{"tw", "xa"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
+		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
+	for _, site := range []string{"tw", "xa"} {
+		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, _ := store.Attendance(ctx, "hop")
+		if len(evs) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connects not recorded: %+v", evs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = a.Close()
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store, err = bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	evs, err := store.Attendance(ctx, "hop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]bool{}
+	for _, e := range evs {
+		if e.Kind == rooms.EventDisconnected {
+			left[e.Site] = true
+		}
+	}
+	if !left["tw"] || !left["xa"] {
+		t.Fatalf("after the stop the store has %+v, want both sites' disconnects", evs)
+	}
 }

@@ -34,7 +34,7 @@ func TestGoClientUsesTURN(t *testing.T) {
 	}
 	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
 	dial := func(site string, relay bool) *client.Client {
-		tok, err := a.Keys().Sign(auth.Claims{Meeting: "turn", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
+		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "turn", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,11 +1,13 @@
 // Package auth issues and verifies the JWTs that authorise joins and API calls. A token
-// names the meeting, the site, the display name and the role of its holder; signaling and
-// the API check the role before every action.
+// names the meeting, the site, the display name and the role of its holder, and what it
+// is for (its Use, the aud claim); each surface accepts only its own use, and signaling
+// and the API check the role before every action.
 package auth
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -43,6 +45,34 @@ const DevKey = "cau-dev-signing-key-do-not-use-in-production"
 // MinKeyBytes is the shortest signing key accepted outside dev mode (HS256 wants ≥ 256 bits).
 const MinKeyBytes = 32
 
+// Use is what a token is for, carried as its aud claim. A surface accepts only tokens
+// of its own use, so a credential stolen from one place opens nothing else: a kiosk's
+// short join token cannot call the API (and so cannot mint its successor), an API
+// token cannot register a bridge, a bridge's credential cannot join a meeting.
+type Use string
+
+// Token uses.
+const (
+	// UseJoin: one meeting's signaling socket (/ws). Short-lived; names a meeting.
+	UseJoin Use = "join"
+	// UseAPI: the REST API (/api/v1) and the console (/console).
+	UseAPI Use = "api"
+	// UseBridge: a bridge process's control socket (/bridge); role bridge only.
+	UseBridge Use = "bridge"
+	// UseKiosk: a meeting-room device's long-lived credential. The API lets it read its
+	// own endpoint's plan and mint join tokens for itself, nothing else.
+	UseKiosk Use = "kiosk"
+)
+
+// Valid reports whether u is a known use.
+func (u Use) Valid() bool {
+	switch u {
+	case UseJoin, UseAPI, UseBridge, UseKiosk:
+		return true
+	}
+	return false
+}
+
 // Claims are the fields of a Cầu token.
 type Claims struct {
 	Meeting  string `json:"meeting,omitempty"`
@@ -50,14 +80,65 @@ type Claims struct {
 	Name     string `json:"name,omitempty"`
 	Role     Role   `json:"role"`
 	Endpoint string `json:"endpoint,omitempty"` // a room device's endpoint id
+	// Use is what the token is for. Sign writes it as the aud claim; Verify reads it back.
+	Use Use `json:"-"`
 	jwt.RegisteredClaims
 }
 
-// Errors returned by Verify.
+// Principal names the holder for the audit log: the subject if the issuer set one,
+// else the room device's endpoint, else role@site. It never comes from client input.
+func (c *Claims) Principal() string {
+	switch {
+	case c.Subject != "":
+		return c.Subject
+	case c.Endpoint != "":
+		return "endpoint:" + c.Endpoint
+	case c.Site != "":
+		return string(c.Role) + "@" + c.Site
+	}
+	return string(c.Role)
+}
+
+// check enforces what each use may carry.
+func (c *Claims) check() error {
+	if !c.Role.Valid() {
+		return fmt.Errorf("%w: %q", ErrInvalidRole, c.Role)
+	}
+	if !c.Use.Valid() {
+		return fmt.Errorf("%w: %q", ErrInvalidUse, c.Use)
+	}
+	switch {
+	case (c.Use == UseBridge) != (c.Role == RoleBridge):
+		return fmt.Errorf("%w: role %s with use %s (bridge tokens are for bridges only)", ErrInvalidUse, c.Role, c.Use)
+	case c.Use == UseJoin && c.Meeting == "":
+		return fmt.Errorf("%w: a join token names a meeting", ErrInvalidUse)
+	case c.Use == UseKiosk && (c.Role != RoleRoom || c.Endpoint == ""):
+		return fmt.Errorf("%w: a kiosk token is a room device's (role room, an endpoint)", ErrInvalidUse)
+	case c.Use == UseAPI && c.Role == RoleRoom:
+		return fmt.Errorf("%w: a room device calls the API with its kiosk token", ErrInvalidUse)
+	}
+	return nil
+}
+
+// Errors returned by Sign and Verify.
 var (
 	ErrNoKey       = errors.New("no signing key configured")
 	ErrInvalidRole = errors.New("token has no valid role")
+	ErrInvalidUse  = errors.New("token is not for this use")
+	ErrWeakKey     = errors.New("signing key too short")
 )
+
+// CheckKey refuses a key too short to sign or verify with outside dev mode, and the
+// public dev key. It is for start-up checks of configured keys.
+func CheckKey(key []byte) error {
+	if string(key) == DevKey {
+		return errors.New("the public dev key is for --dev only")
+	}
+	if len(key) < MinKeyBytes {
+		return fmt.Errorf("%w: %d bytes, want at least %d", ErrWeakKey, len(key), MinKeyBytes)
+	}
+	return nil
+}
 
 // Keys holds the signing key and any previous keys still accepted during rotation.
 type Keys struct {
@@ -68,15 +149,17 @@ type Keys struct {
 	Previous [][]byte
 }
 
-// Sign returns a signed token for c valid for ttl from now.
+// Sign returns a signed token for c valid for ttl from now. c.Use must be set and
+// agree with the role (see Use).
 func (k Keys) Sign(c Claims, ttl time.Duration) (string, error) {
 	if len(k.Current) == 0 {
 		return "", ErrNoKey
 	}
-	if !c.Role.Valid() {
-		return "", fmt.Errorf("sign token: %w: %q", ErrInvalidRole, c.Role)
+	if err := c.check(); err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
 	}
 	now := time.Now()
+	c.Audience = jwt.ClaimStrings{string(c.Use)}
 	c.Issuer = Issuer
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
@@ -87,13 +170,21 @@ func (k Keys) Sign(c Claims, ttl time.Duration) (string, error) {
 	return s, nil
 }
 
-// Verify checks the signature (HS256 only), expiry, issuer and role of token.
-func (k Keys) Verify(token string) (*Claims, error) {
+// Verify checks the signature (HS256 only), expiry, issuer, role and use of token, and
+// accepts it only if its use is one of accept. Keys shorter than MinKeyBytes never
+// verify: an empty previous key left by a configuration slip would otherwise accept
+// tokens anyone can sign (the current key's length is checked at start-up; dev mode
+// uses the dev key, which is long enough).
+func (k Keys) Verify(token string, accept ...Use) (*Claims, error) {
 	if len(k.Current) == 0 {
 		return nil, ErrNoKey
 	}
 	var lastErr error
 	for _, key := range append([][]byte{k.Current}, k.Previous...) {
+		if len(key) < MinKeyBytes {
+			lastErr = ErrWeakKey
+			continue
+		}
 		c := &Claims{}
 		_, err := jwt.ParseWithClaims(token, c, func(*jwt.Token) (any, error) { return key, nil },
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -102,8 +193,14 @@ func (k Keys) Verify(token string) (*Claims, error) {
 			jwt.WithLeeway(5*time.Second),
 		)
 		if err == nil {
-			if !c.Role.Valid() {
-				return nil, fmt.Errorf("verify token: %w: %q", ErrInvalidRole, c.Role)
+			if len(c.Audience) == 1 {
+				c.Use = Use(c.Audience[0])
+			}
+			if err := c.check(); err != nil {
+				return nil, fmt.Errorf("verify token: %w", err)
+			}
+			if !slices.Contains(accept, c.Use) {
+				return nil, fmt.Errorf("verify token: %w: %s token, want %v", ErrInvalidUse, c.Use, accept)
 			}
 			return c, nil
 		}

@@ -46,7 +46,7 @@ func startServer(t *testing.T) *app.App {
 // operatorToken is what an operator passes to cau loadtest (--token).
 func operatorToken(t *testing.T, a *app.App, role auth.Role) string {
 	t.Helper()
-	tok, err := a.Keys().Sign(auth.Claims{Role: role, Name: "load tester"}, time.Hour)
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Role: role, Name: "load tester"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func (h *api) auth(w http.ResponseWriter, r *http.Request, next func(http.Respon
 		httpapi.WriteError(w, http.StatusUnauthorized, httpapi.CodeUnauthorized, err.Error())
 		return
 	}
-	claims, err := h.keys.Verify(tok)
+	claims, err := h.keys.Verify(tok, auth.UseAPI)
 	if err != nil {
 		httpapi.WriteError(w, http.StatusUnauthorized, httpapi.CodeUnauthorized, "invalid or expired token")
 		return

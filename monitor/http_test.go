@@ -20,7 +20,14 @@ var testKeys = auth.Keys{Current: []byte("monitor-test-key-0123456789-0123456789
 
 func tokenFor(t testing.TB, role auth.Role, ttl time.Duration) string {
 	t.Helper()
-	tok, err := testKeys.Sign(auth.Claims{Role: role, Name: "tester", Site: "central"}, ttl)
+	c := auth.Claims{Use: auth.UseAPI, Role: role, Name: "tester", Site: "central"}
+	switch role {
+	case auth.RoleRoom: // a room device's credential is a kiosk token
+		c.Use, c.Endpoint = auth.UseKiosk, "room-central"
+	case auth.RoleBridge:
+		c.Use = auth.UseBridge
+	}
+	tok, err := testKeys.Sign(c, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +49,7 @@ func TestAPIAuth(t *testing.T) {
 	h := newHarness(t, testTree(t))
 	api := h.m.Handler(testKeys)
 	other := auth.Keys{Current: []byte("another-key-0123456789-0123456789-0123")}
-	forged, _ := other.Sign(auth.Claims{Role: auth.RoleAdmin}, time.Hour)
+	forged, _ := other.Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin}, time.Hour)
 	for _, c := range []struct {
 		name, token string
 		status      int
@@ -51,7 +58,7 @@ func TestAPIAuth(t *testing.T) {
 		{"forged", forged, 401},
 		{"expired", tokenFor(t, auth.RoleTechnician, -time.Minute), 401},
 		{"participant", tokenFor(t, auth.RoleParticipant, time.Hour), 403},
-		{"room", tokenFor(t, auth.RoleRoom, time.Hour), 403},
+		{"room (its kiosk token is no API token)", tokenFor(t, auth.RoleRoom, time.Hour), 401},
 		{"chair", tokenFor(t, auth.RoleChair, time.Hour), 403},
 		{"technician", tokenFor(t, auth.RoleTechnician, time.Hour), 200},
 		{"admin", tokenFor(t, auth.RoleAdmin, time.Hour), 200},

@@ -103,7 +103,7 @@ func TestMeetingsPreMeetingCheck(t *testing.T) {
 	}
 	defer a.Close()
 	sign := func(role auth.Role, site string) string {
-		tok, err := a.Keys().Sign(auth.Claims{Meeting: "thu", Site: site, Name: site, Role: role}, time.Hour)
+		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "thu", Site: site, Name: site, Role: role}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

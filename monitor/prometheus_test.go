@@ -98,7 +98,7 @@ func TestPrometheusScrapesCau(t *testing.T) {
 	t.Cleanup(func() { _ = a.Close() })
 	wsURL := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
 	join := func(site, name string, role auth.Role) *client.Client {
-		tok, err := a.Keys().Sign(auth.Claims{Meeting: "prom", Site: site, Name: name, Role: role}, time.Hour)
+		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "prom", Site: site, Name: name, Role: role}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

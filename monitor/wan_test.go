@@ -223,6 +223,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	t.Cleanup(func() { _ = a.Close() })
 	keys := a.Keys()
 	sign := func(c auth.Claims) string {
+		c.Use = auth.UseJoin
 		tok, err := keys.Sign(c, time.Hour)
 		if err != nil {
 			t.Fatal(err)

@@ -6,9 +6,12 @@ import "time"
 // and token use the callers choose to log. Entries are append-only.
 type AuditEntry struct {
 	Time time.Time `json:"time"`
-	// Actor is the name (or token subject) and Role the role of whoever acted.
+	// Actor is who acted, as their verified token names them (its subject, a room
+	// device's endpoint, or role@site), never a name the client chose; Role and Site are
+	// the token's role and site.
 	Actor string `json:"actor"`
 	Role  Role   `json:"role"`
+	Site  string `json:"site,omitempty"`
 	// Action is what was done: a floor [Action] or a caller's verb ("schedule", "join").
 	Action string `json:"action"`
 	// Target is what it was done to: a meeting, site or endpoint id.
@@ -19,7 +22,7 @@ type AuditEntry struct {
 
 // NewAuditEntry builds an entry for an actor's action at now (stored in UTC).
 func NewAuditEntry(now time.Time, a Actor, action, target, detail string) AuditEntry {
-	return AuditEntry{Time: now.UTC(), Actor: a.Name, Role: a.Role, Action: action, Target: target, Detail: detail}
+	return AuditEntry{Time: now.UTC(), Actor: a.Name, Role: a.Role, Site: a.Site, Action: action, Target: target, Detail: detail}
 }
 
 // AuditQuery selects audit entries.

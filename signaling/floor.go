@@ -231,8 +231,9 @@ func (srv *Server) audit(s *session, action, detail string) {
 	if srv.cfg.Store == nil || s.meeting == nil || s.meeting.sched == nil {
 		return
 	}
-	e := rooms.AuditEntry{Time: time.Now().UTC(), Actor: s.self.Name, Role: rooms.Role(s.claims.Role), Action: action,
-		Target: string(s.meeting.id), Detail: detail}
+	// Who acted comes from the verified token, never from the display name.
+	e := rooms.AuditEntry{Time: time.Now().UTC(), Actor: s.claims.Principal(), Role: rooms.Role(s.claims.Role),
+		Site: s.claims.Site, Action: action, Target: string(s.meeting.id), Detail: detail}
 	s.meeting.record(func(ctx context.Context) error { return srv.cfg.Store.AppendAudit(ctx, e) })
 }
 
@@ -251,25 +252,21 @@ func (m *meeting) attend(s *session, kind rooms.EventKind) {
 
 // record queues a store write on the meeting's writer goroutine, which keeps writes in
 // order without holding the meeting's lock across disk or network I/O.
+// Nothing is dropped: the queue is unbounded, and a write after the meeting stopped
+// runs on its own goroutine (Server.Close waits for both).
 func (m *meeting) record(write func(context.Context) error) {
-	m.writeMu.Lock()
-	defer m.writeMu.Unlock()
-	if m.stopped {
-		return
-	}
-	select {
-	case m.writes <- write:
-	default:
-		m.srv.log.Error("store writes backed up; dropping a roll-call or audit record", "meeting", m.id)
-	}
+	m.writes.push(write, func(w func(context.Context) error) {
+		m.srv.writers.Add(1)
+		go func() {
+			defer m.srv.writers.Done()
+			if err := writeWithRetry(w); err != nil {
+				m.srv.log.Error("store write", "meeting", m.id, "err", err)
+			}
+		}()
+	})
 }
 
 func (m *meeting) writeLoop() {
-	for w := range m.writes {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := w(ctx); err != nil {
-			m.srv.log.Error("store write", "meeting", m.id, "err", err)
-		}
-		cancel()
-	}
+	defer m.srv.writers.Done()
+	m.writes.run(func(err error) { m.srv.log.Error("store write", "meeting", m.id, "err", err) })
 }

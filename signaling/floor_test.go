@@ -14,7 +14,7 @@ import (
 
 func (ts *testServer) joinAs(t testing.TB, meeting, site, name string, role auth.Role) *client.Client {
 	t.Helper()
-	tok, err := ts.keys.Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: role}, time.Hour)
+	tok, err := ts.keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: site, Name: name, Role: role}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestChairEndsMeeting(t *testing.T) {
 // reload) replaces its old session, which is closed with 4004.
 func TestRoomDeviceRejoinReplacesOldSession(t *testing.T) {
 	ts := startServer(t, nil)
-	tok, err := ts.keys.Sign(auth.Claims{Meeting: "m1", Site: "xa-a", Name: "Phòng họp xã A", Role: auth.RoleRoom, Endpoint: "room-xa-a"}, time.Hour)
+	tok, err := ts.keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Site: "xa-a", Name: "Phòng họp xã A", Role: auth.RoleRoom, Endpoint: "room-xa-a"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

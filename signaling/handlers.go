@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
@@ -33,7 +34,7 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	if err := protocol.DecodeData(env, &j); err != nil {
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
-	claims, err := s.srv.cfg.Keys.Verify(j.Token)
+	claims, err := s.srv.cfg.Keys.Verify(j.Token, auth.UseJoin)
 	if err != nil {
 		s.log.Info("join refused", "err", err)
 		s.reject(env.ID, protocol.CodeUnauthorized, "invalid or expired token")
@@ -43,9 +44,11 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 		s.reject(env.ID, protocol.CodeForbidden, "token does not name a meeting")
 		return &closeError{code: protocol.CloseUnauthorized, reason: "no meeting"}
 	}
-	name := j.Name
+	// The token's name wins: a client must not be shown to others as the chair. Only a
+	// token that names no one lets the client pick its display name (an ad hoc join).
+	name := claims.Name
 	if name == "" {
-		name = claims.Name
+		name = j.Name
 	}
 	if name == "" {
 		name = claims.Site

@@ -35,17 +35,15 @@ type meeting struct {
 	// sched is the meeting as scheduled in the store; nil for an ad hoc meeting. Set at
 	// creation, read-only after.
 	sched      *rooms.Meeting
-	stopWatch  context.CancelFunc               // ends the store watch; nil if none
-	stopFollow context.CancelFunc               // ends the presence subscription; nil if none
-	writes     chan func(context.Context) error // roll call and audit writes, in order
-	writeMu    sync.Mutex                       // guards stopped and sends on writes
-	stopped    bool
+	stopWatch  context.CancelFunc // ends the store watch; nil if none
+	stopFollow context.CancelFunc // ends the presence subscription; nil if none
+	writes     *writeQueue        // roll call, audit and presence writes, in order
 	// ops carries the bridge commands reconcile decides, in order, to the goroutine that
 	// applies them without m.mu.
 	ops *opQueue
 
 	// mu guards everything below; reconcile runs under it. Lock order: Server.mu, then
-	// mu, then session.mu, writeMu, ops.mu, focus.mu, router.mu (see the package doc).
+	// mu, then session.mu, writes.mu, ops.mu, focus.mu, router.mu (see the package doc).
 	mu           sync.Mutex
 	participants map[string]*session
 	streams      map[ids.StreamKey]*streamInfo
@@ -62,8 +60,9 @@ type meeting struct {
 func newMeeting(srv *Server, id ids.MeetingID, sched *rooms.Meeting) *meeting {
 	m := &meeting{srv: srv, id: id, sched: sched, participants: map[string]*session{},
 		streams: map[ids.StreamKey]*streamInfo{}, relays: map[relayplan.Link]*relayLink{},
-		fwd: map[relayplan.Forward]relayplan.Track{}, writes: make(chan func(context.Context) error, 1024),
+		fwd: map[relayplan.Forward]relayplan.Track{}, writes: newWriteQueue(),
 		remote: map[string]protocol.Participant{}, ops: newOpQueue()}
+	srv.writers.Add(1)
 	go m.writeLoop()
 	go m.ops.run()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -162,11 +161,8 @@ func (m *meeting) stop() {
 	if m.stopFollow != nil {
 		m.stopFollow()
 	}
-	m.writeMu.Lock()
-	m.stopped = true
-	close(m.writes)
-	m.writeMu.Unlock()
-	m.ops.close() // what is queued still runs: the last relay links close
+	m.writes.close() // what is queued is still written; Server.Close waits for it
+	m.ops.close()    // what is queued still runs: the last relay links close
 }
 
 // add enters s into the meeting and announces it to the others. joined is called under

@@ -118,7 +118,7 @@ func TestTwoSignalingNodesShareAMeeting(t *testing.T) {
 
 	// Admission: a site outside the meeting, and a meeting outside its window, are refused.
 	for _, c := range []struct{ meeting, site string }{{"giao-ban", "khac"}, {"later", "xa-a"}, {"nope", "xa-a"}} {
-		tok, _ := keys.Sign(auth.Claims{Meeting: c.meeting, Site: c.site, Role: auth.RoleParticipant}, time.Hour)
+		tok, _ := keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.site, Role: auth.RoleParticipant}, time.Hour)
 		if _, err := dialRaw(n1, tok); err == nil || !strings.Contains(err.Error(), protocol.CodeForbidden) {
 			t.Errorf("join %s from %s: %v, want forbidden", c.meeting, c.site, err)
 		}

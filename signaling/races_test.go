@@ -27,7 +27,7 @@ import (
 // drives the real control socket; only its answers are scripted.
 func scriptedBridge(t *testing.T, url, id, site string, keys auth.Keys) {
 	t.Helper()
-	tok, err := keys.Sign(auth.Claims{Role: auth.RoleBridge, Site: site}, time.Hour)
+	tok, err := keys.Sign(auth.Claims{Use: auth.UseBridge, Role: auth.RoleBridge, Site: site}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

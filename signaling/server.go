@@ -7,7 +7,7 @@
 // Locks, in the only order they may be taken (a goroutine holding one may take those
 // after it, never one before):
 //
-//	Server.mu → meeting.mu → session.mu, meeting.writeMu, opQueue.mu → focus.mu → router.mu
+//	Server.mu → meeting.mu → session.mu, writeQueue.mu, opQueue.mu → focus.mu → router.mu
 //
 // No lock of this package is held across network or disk I/O or a bridge call: store and
 // presence writes go through the meeting's writer goroutine, bridge commands through its
@@ -85,6 +85,9 @@ type Server struct {
 	mu       sync.Mutex // guards meetings and closed; first in the lock order
 	meetings map[ids.MeetingID]*meeting
 	closed   bool
+	// writers counts the meetings' write goroutines (and late writes): Close waits for
+	// them. Add is called only while the server is open or by a live meeting.
+	writers sync.WaitGroup
 }
 
 // Presence shares who is connected to each meeting with the other signaling nodes
@@ -325,4 +328,16 @@ func (s *Server) Close() {
 	for _, m := range ms {
 		m.closeAll(websocket.CloseServiceRestart, "server restarting")
 	}
+	// The sessions closed above leave their meetings, which then stop; wait until their
+	// roll-call and audit writes are made, so the store can be closed after Close.
+	done := make(chan struct{})
+	go func() { s.writers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(CloseWriteTimeout):
+		s.log.Error("server closed with roll-call or audit writes still pending", "waited", CloseWriteTimeout)
+	}
 }
+
+// CloseWriteTimeout bounds how long Close waits for the meetings' store writes.
+const CloseWriteTimeout = 10 * time.Second

@@ -69,7 +69,7 @@ func startServerWith(t testing.TB, mutate func(*signaling.Config), handler func(
 
 func (ts *testServer) token(t testing.TB, meeting, site, name string) string {
 	t.Helper()
-	tok, err := ts.keys.Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: auth.RoleParticipant}, time.Hour)
+	tok, err := ts.keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: site, Name: name, Role: auth.RoleParticipant}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("token signed with another key", func(t *testing.T) {
 		other := auth.Keys{Current: []byte("another-key-0123456789-0123456789-01234")}
-		tok, err := other.Sign(auth.Claims{Meeting: "m1", Role: auth.RoleParticipant}, time.Hour)
+		tok, err := other.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,7 +305,7 @@ func TestBadInput(t *testing.T) {
 		expectClose(t, conn, protocol.CloseUnauthorized)
 	})
 	t.Run("expired token", func(t *testing.T) {
-		tok, err := ts.keys.Sign(auth.Claims{Meeting: "m1", Role: auth.RoleParticipant}, -time.Minute)
+		tok, err := ts.keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, -time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}

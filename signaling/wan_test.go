@@ -135,7 +135,7 @@ func TestWANRelayLink(t *testing.T) {
 	if err := chair.Publish(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := keys.Sign(auth.Claims{Meeting: "wan", Site: "prov", Name: "province", Role: auth.RoleParticipant}, time.Hour)
+	tok, err := keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "wan", Site: "prov", Name: "province", Role: auth.RoleParticipant}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

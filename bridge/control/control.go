@@ -81,7 +81,7 @@ func New(cfg Config) *Server {
 // socket until it goes. The request must carry a bridge token (Authorization: Bearer …).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	claims, err := s.cfg.Keys.Verify(tok)
+	claims, err := s.cfg.Keys.Verify(tok, auth.UseBridge)
 	if err == nil && claims.Role != auth.RoleBridge {
 		err = fmt.Errorf("role %q is not bridge", claims.Role)
 	}

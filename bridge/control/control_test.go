@@ -46,7 +46,11 @@ func TestRegistration(t *testing.T) {
 	defer hs.Close()
 	url := "ws" + strings.TrimPrefix(hs.URL, "http")
 	token := func(role auth.Role) string {
-		tok, err := keys.Sign(auth.Claims{Role: role, Site: "d1"}, time.Hour)
+		use := auth.UseAPI
+		if role == auth.RoleBridge {
+			use = auth.UseBridge
+		}
+		tok, err := keys.Sign(auth.Claims{Use: use, Role: role, Site: "d1"}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -123,7 +123,7 @@ func bridgeToken(site string, dev bool) (string, error) {
 	default:
 		return "", fmt.Errorf("set CAU_BRIDGE_TOKEN (cau token --role bridge) or CAU_TOKEN_KEY, or pass --dev")
 	}
-	return keys.Sign(auth.Claims{Role: auth.RoleBridge, Site: site}, 365*24*time.Hour)
+	return keys.Sign(auth.Claims{Use: auth.UseBridge, Role: auth.RoleBridge, Site: site}, 365*24*time.Hour)
 }
 
 // serveBridgeHTTP serves a bridge's /metrics (its cau_bridge_* counters, for the

@@ -333,7 +333,7 @@ func seedDemo(ctx context.Context, store rooms.Store, tree *rooms.Tree, chain []
 // kioskLink is the dev room device's kiosk page with a device token.
 func kioskLink(a *app.App, tree *rooms.Tree, chain []string) (string, string, error) {
 	ep := demoEndpoint(tree, chain)
-	tok, err := a.Keys().Sign(auth.Claims{Role: auth.RoleRoom, Endpoint: ep.ID, Site: ep.Site, Name: ep.Name}, 30*24*time.Hour)
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseKiosk, Role: auth.RoleRoom, Endpoint: ep.ID, Site: ep.Site, Name: ep.Name}, 30*24*time.Hour)
 	if err != nil {
 		return "", "", fmt.Errorf("kiosk token: %w", err)
 	}

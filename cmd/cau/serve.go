@@ -208,7 +208,7 @@ func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, c
 			role = auth.RoleChair
 		}
 		name := tree.Name(site)
-		tok, err := a.Keys().Sign(auth.Claims{Meeting: meeting, Site: site, Name: name, Role: role}, 24*time.Hour)
+		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: site, Name: name, Role: role}, 24*time.Hour)
 		if err != nil {
 			return fmt.Errorf("demo token: %w", err)
 		}
@@ -217,7 +217,7 @@ func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, c
 	if name, link, err := kioskLink(a, tree, chain); err == nil {
 		fmt.Fprintf(w, "\nMeeting-room kiosk of %s (joins by itself):\n\n  %s\n", name, link)
 	}
-	if tok, err := a.Keys().Sign(auth.Claims{Name: "Kỹ thuật viên", Role: auth.RoleTechnician}, 24*time.Hour); err == nil {
+	if tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Name: "Kỹ thuật viên", Role: auth.RoleTechnician}, 24*time.Hour); err == nil {
 		fmt.Fprintf(w, "\nTechnicians' console (link quality of every site):\n\n  %s/console?token=%s\n", a.URL(), url.QueryEscape(tok))
 	}
 	fmt.Fprintf(w, "\nMetrics: %s/metrics   Health: %s/healthz   Stop: Ctrl-C\n\n", a.URL(), a.URL())

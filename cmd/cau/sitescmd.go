@@ -85,11 +85,14 @@ func (f *apiFlags) bearer() (string, error) {
 	default:
 		return "", errors.New("no credentials: pass --token, set CAU_TOKEN (or CAU_TOKEN_KEY to sign one), or --dev for a dev server")
 	}
-	name := "cli"
+	// The subject is what the audit log records for this CLI's changes.
+	sub := "cli"
 	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = "cli:" + u.Username
+		sub = "cli:" + u.Username
 	}
-	return keys.Sign(auth.Claims{Role: auth.RoleAdmin, Name: name}, 10*time.Minute)
+	c := auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin, Name: sub}
+	c.Subject = sub
+	return keys.Sign(c, 10*time.Minute)
 }
 
 // client builds the REST client with bearer's token.

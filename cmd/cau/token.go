@@ -19,6 +19,8 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	name := fs.String("name", "", "display name")
 	role := fs.String("role", string(auth.RoleParticipant), "admin, technician, chair, participant or room")
 	endpoint := fs.String("endpoint", "", "endpoint id (room devices)")
+	use := fs.String("use", "", "join, api, kiosk or bridge (default: join with --meeting; else api, kiosk for a room, bridge for a bridge)")
+	subject := fs.String("subject", "", "who holds the token, as the audit log records it (default: role@site)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "validity")
 	dev := fs.Bool("dev", false, "sign with the dev key (for `cau serve --dev`)")
 	if err := fs.Parse(args); err != nil {
@@ -37,10 +39,23 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if !r.Valid() {
 		return fmt.Errorf("unknown role %q", *role)
 	}
-	if *meeting == "" && r != auth.RoleAdmin && r != auth.RoleTechnician {
+	u := auth.Use(*use)
+	switch {
+	case u != "":
+	case r == auth.RoleBridge:
+		u = auth.UseBridge
+	case *meeting != "":
+		u = auth.UseJoin
+	case r == auth.RoleRoom:
+		u = auth.UseKiosk
+	case r == auth.RoleAdmin || r == auth.RoleTechnician:
+		u = auth.UseAPI
+	default:
 		return fmt.Errorf("--meeting is required for role %s", r)
 	}
-	tok, err := keys.Sign(auth.Claims{Meeting: *meeting, Site: *site, Name: *name, Role: r, Endpoint: *endpoint}, *ttl)
+	c := auth.Claims{Use: u, Meeting: *meeting, Site: *site, Name: *name, Role: r, Endpoint: *endpoint}
+	c.Subject = *subject
+	tok, err := keys.Sign(c, *ttl)
 	if err != nil {
 		return err
 	}

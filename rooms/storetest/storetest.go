@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Floor", testFloor},
 		{"ConcurrentFloor", testConcurrentFloor},
 		{"Attendance", testAttendance},
+		{"CloseOpenSpans", testCloseOpenSpans},
 		{"Audit", testAudit},
 		{"Watch", testWatch},
 		{"DeleteMeeting", testDeleteMeeting},
