@@ -17,7 +17,7 @@ build:
 run: build
 	./$(BIN) serve --dev
 
-test: vet
+test: vet lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 test-short:
@@ -45,6 +45,13 @@ fuzz:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet $(PKGS)
+
+# golangci-lint (config in .golangci.yml), built once into bin/tools at a pinned version.
+GOLANGCI_VERSION := v2.15.0
+GOLANGCI := $(shell command -v golangci-lint 2>/dev/null || echo $(CURDIR)/bin/tools/golangci-lint)
+lint:
+	@test -x "$(GOLANGCI)" || { echo "lint: building golangci-lint $(GOLANGCI_VERSION) into bin/tools (once)"; GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION); }
+	$(GOLANGCI) run ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

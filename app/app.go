@@ -168,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 
 	a.mon = monitor.New(monitor.Config{Source: monitorSource{a.sig}, Tree: cfg.Tree, Store: cfg.Store, Logger: log})
 	if err := reg.Register(a.mon.Collector()); err != nil {
-		a.closeBridge()
+		_ = a.closeBridge() // the start error is the one to report
 		return nil, fmt.Errorf("start: monitor metrics: %w", err)
 	}
 
@@ -191,7 +191,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 
 	a.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
-		a.closeBridge()
+		_ = a.closeBridge() // the start error is the one to report
 		return nil, fmt.Errorf("start: listen %s: %w", cfg.HTTPAddr, err)
 	}
 	a.http = &http.Server{

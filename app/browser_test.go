@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/cau-project/cau/internal/testbrowser"
 	"io"
 	"log/slog"
 	"net"
@@ -16,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
-	"github.com/chromedp/chromedp"
+	"github.com/cau-project/cau/internal/testbrowser"
 )
 
 // Browser end-to-end tests: headless Chromium with fake camera and microphone joins

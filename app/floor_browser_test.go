@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
-	"github.com/chromedp/chromedp"
 )
 
 // joinURLAs is joinURL for any role.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
@@ -20,7 +22,6 @@ import (
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
-	"github.com/chromedp/chromedp"
 )
 
 // startServerWithStore is startServer with the REST API's store and the four-level dev

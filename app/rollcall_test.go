@@ -49,7 +49,6 @@ func TestRollCallRecordsGrades(t *testing.T) {
 	}
 	defer a.Close()
 	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
-	var clients []*client.Client
 	for _, site := range []string{"tw", "xa"} {
 		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
 		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
@@ -60,7 +59,6 @@ func TestRollCallRecordsGrades(t *testing.T) {
 		if err := c.Publish(ctx); err != nil {
 			t.Fatal(err)
 		}
-		clients = append(clients, c)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	var kinds []string

@@ -17,10 +17,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
-	"github.com/pion/webrtc/v4"
 )
 
 // Events are what an Agent reports, in protocol terms. Callbacks run on the bridge's

@@ -9,9 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	"github.com/gorilla/websocket"
 )
 
 // ClientConfig configures a bridge process's connection to signaling.

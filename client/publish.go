@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/cau-project/cau/protocol"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/protocol"
 )
 
 // PublishOptions shape the synthetic media PublishWith sends.

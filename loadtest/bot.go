@@ -41,7 +41,6 @@ type bot struct {
 	pubs         []*pubRecord
 	publishing   *pubRecord // the live publication, if any
 	err          error      // why the bot failed or dropped
-	errMessages  int        // error messages the server sent outside a request
 }
 
 // pubRecord is one publication by a bot.

@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 	"github.com/cau-project/cau/web"
-	"github.com/chromedp/chromedp"
 )
 
 // The console in headless Chromium: a real page, a real monitor and API, fed by a fake

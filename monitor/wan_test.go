@@ -325,7 +325,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	// The metrics, once the 5-s window holds only impaired samples: averaged over 10 scrapes.
 	time.Sleep(time.Until(impaired.Add(7 * time.Second)))
 	var rtt, loss, jitter float64
-	var communeWorst monitor.Grade = monitor.GradeUnknown
+	communeWorst := monitor.GradeUnknown
 	const scrapes = 10
 	rl := []string{`bridge="local"`, `peer_bridge="br-d1"`, `site="central"`, `peer_site="d1"`, `direction="down"`}
 	for i := range scrapes {

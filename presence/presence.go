@@ -12,9 +12,10 @@ import (
 	"log/slog"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // Event is a change on another node: Left is false for a join or a change.

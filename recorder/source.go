@@ -48,8 +48,7 @@ type source struct {
 	partNo   int
 	partInfo File
 	partSet  []*track // the open part's tracks, by track number − 1
-	startAt  time.Time
-	baseMs   int64 // sender wall ms of the part's first frame
+	baseMs   int64    // sender wall ms of the part's first frame
 	firstMs  int64
 	lastMs   int64
 	flushed  time.Time

@@ -109,7 +109,7 @@ func parseSitesYAML(data []byte) ([]Site, []int, error) {
 		var seen [4]bool
 		for k := 0; k+1 < len(item.Content); k += 2 {
 			key, val := item.Content[k], item.Content[k+1]
-			f := -1
+			var f int
 			switch key.Value {
 			case "id":
 				f = 0

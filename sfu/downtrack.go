@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,7 +59,6 @@ type DownTrack struct {
 	reports      atomic.Uint64
 	lastReport   atomic.Int64 // unix nanos
 
-	closeOnce sync.Once
 }
 
 // Quality is what a subscriber reports about one forwarded track.

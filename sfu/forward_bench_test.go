@@ -38,7 +38,7 @@ func benchUpTrack(n int) (*UpTrack, []byte) {
 	}
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 1, Timestamp: 1, SSRC: 42,
 		Extension: true, ExtensionProfile: 0xBEDE}, Payload: make([]byte, 1100)}
-	_ = pkt.Header.SetExtension(1, []byte{0x30})
+	_ = pkt.SetExtension(1, []byte{0x30})
 	pkt.Payload[0], pkt.Payload[1] = 0x10, 0x00 // a VP8 keyframe start, so every subscriber starts at once
 	raw, err := pkt.Marshal()
 	if err != nil {

@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"fmt"
-	"github.com/cau-project/cau/internal/testutil"
 	"log/slog"
 	"os"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // This file is the in-process test harness: real pion endpoints over loopback talking to

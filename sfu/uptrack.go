@@ -54,7 +54,6 @@ type UpTrack struct {
 	bytes            atomic.Uint64
 	done             chan struct{}
 	closeOnce        sync.Once
-	onClose          []func()
 
 	// prometheus handles, resolved once so the hot path never hashes label values
 	mPackets, mBytes, mOutPackets, mOutBytes, mDropKF, mDropWrite prometheus.Counter

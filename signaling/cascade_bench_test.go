@@ -66,7 +66,9 @@ func BenchmarkRelayHopLatency(b *testing.B) {
 func BenchmarkProvinceUplinkBytes(b *testing.B) {
 	n := 24
 	if v := os.Getenv("CAU_BENCH_ENDPOINTS"); v != "" {
-		fmt.Sscan(v, &n)
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			b.Fatalf("CAU_BENCH_ENDPOINTS=%q: %v", v, err)
+		}
 	}
 	measure := func(cascadeOn bool) uint64 {
 		var bridges []string

@@ -3,12 +3,13 @@ package signaling_test
 import (
 	"context"
 	"fmt"
-	"github.com/gorilla/websocket"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"

@@ -12,12 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/gorilla/websocket"
 )
 
 func newParticipantID() string {

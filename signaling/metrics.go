@@ -1,8 +1,9 @@
 package signaling
 
 import (
-	"github.com/cau-project/cau/protocol"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cau-project/cau/protocol"
 )
 
 // Metrics are signaling's Prometheus series. Label values are bounded: message kinds are

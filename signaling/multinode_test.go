@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/presence"
@@ -17,7 +19,6 @@ import (
 	"github.com/cau-project/cau/rooms/storetest"
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 var multiTree = []rooms.Site{

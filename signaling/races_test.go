@@ -9,14 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms/storetest"
 	"github.com/cau-project/cau/signaling"
-	"github.com/gorilla/websocket"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // Tests of the races found by reading signaling (issue 9). Each failed under -race (or

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/bridge/control"
@@ -31,7 +33,6 @@ import (
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/gorilla/websocket"
 )
 
 // Config configures a Server.

@@ -8,11 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 )
 
 const (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cau-project/cau/internal/testutil"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
-	"github.com/gorilla/websocket"
 )
 
 type testServer struct {

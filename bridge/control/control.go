@@ -15,11 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	"github.com/gorilla/websocket"
 )
 
 // Timeout is how long a bridge may stay silent (no heartbeat) before it is declared down

@@ -11,11 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	"github.com/gorilla/websocket"
 )
 
 // TestRegistration drives /bridge over a real socket: a bridge token and a valid id are

@@ -9,10 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
-	"github.com/gorilla/websocket"
 )
 
 // Remote is a registered `cau bridge` process. Its methods send commands; they never

@@ -13,15 +13,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/profiling"
 	"github.com/cau-project/cau/sfu"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cau-project/cau/sfu"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cau-project/cau/sfu"
 )
 
 func TestBridgeHTTP(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
@@ -22,7 +24,6 @@ import (
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/signaling"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {

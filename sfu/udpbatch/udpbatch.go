@@ -211,7 +211,7 @@ func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 		// Nothing of this shard is ahead of it: send now.
 		s.mu.Unlock()
 		c.direct.Add(1)
-		return c.UDPConn.WriteToUDPAddrPort(p, to)
+		return c.WriteToUDPAddrPort(p, to)
 	}
 	select {
 	case <-c.done:
@@ -241,7 +241,7 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 
 // ReadFromAddrPort implements pion/ice's AddrPortReaderWriter.
 func (c *Conn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
-	return c.UDPConn.ReadFromUDPAddrPort(p)
+	return c.ReadFromUDPAddrPort(p)
 }
 
 // handoff passes s.cur to the flusher and takes an empty batch. Caller holds s.mu.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/internal/notify"
@@ -155,7 +156,7 @@ func (s *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 }
 
 func closedErr(err error) error {
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("%w: %w", rooms.ErrClosed, err)
 	}
 	return err
@@ -343,7 +344,7 @@ func (s *Store) Audit(ctx context.Context, q rooms.AuditQuery) ([]rooms.AuditEnt
 		}
 		k, v := c.Last()
 		if !q.Until.IsZero() {
-			if k, v = c.Seek(timeKey(q.Until)); k == nil {
+			if k, _ = c.Seek(timeKey(q.Until)); k == nil {
 				k, v = c.Last()
 			} else {
 				k, v = c.Prev()
