@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // TestStartRefusesWeakKeys: outside --dev the public dev key, as the current key or a

@@ -4,8 +4,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cau-project/cau/auth"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cau-project/cau/auth"
 )
 
 var current = []byte("auth-test-current-key-0123456789abcdef")
