@@ -273,6 +273,26 @@ func (a *API) audit(ctx context.Context, p *principal, action, target, detail st
 	}
 }
 
+// auditWith returns a context whose first store write also appends p's action to the
+// audit log, in the same transaction, so a change is never made unaudited and a failed
+// one leaves no entry. Call done after the change succeeded: it logs the action, and
+// appends the entry alone if no store write took it.
+func (a *API) auditWith(r *http.Request, p *principal, action, target, detail string) (ctx context.Context, done func()) {
+	e := rooms.NewAuditEntry(a.now(), p.actor, action, target, detail)
+	ctx, pa := rooms.WithAudit(r.Context(), e)
+	return ctx, func() {
+		a.log.Info("audit", "actor", e.Actor, "role", e.Role, "action", action, "target", target, "detail", detail)
+		if pa.Written() {
+			return
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		defer cancel()
+		if err := a.store.AppendAudit(wctx, pa.Entry); err != nil {
+			a.log.Error("audit entry lost", "err", err, "actor", e.Actor, "action", action, "target", target)
+		}
+	}
+}
+
 // auditTarget is the id a request is about: the {id} path value, else the path.
 func auditTarget(r *http.Request) string {
 	if id := r.PathValue("id"); id != "" {

@@ -88,11 +88,12 @@ func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request, p *principa
 		a.fail(w, r, fmt.Errorf("create endpoint: %w", err))
 		return
 	}
-	if err := a.store.PutEndpoint(r.Context(), e); err != nil {
+	ctx, audited := a.auditWith(r, p, "create_endpoint", e.ID, fmt.Sprintf("%s %q at %s", e.Kind, e.Name, e.Site))
+	if err := a.store.PutEndpoint(ctx, e); err != nil {
 		a.fail(w, r, fmt.Errorf("create endpoint: %w", err))
 		return
 	}
-	a.audit(r.Context(), p, "create_endpoint", e.ID, fmt.Sprintf("%s %q at %s", e.Kind, e.Name, e.Site))
+	audited()
 	out := struct {
 		Endpoint rooms.Endpoint `json:"endpoint"`
 		*deviceToken
@@ -132,11 +133,12 @@ func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request, p *principa
 		a.fail(w, r, fmt.Errorf("update endpoint: %w", err))
 		return
 	}
-	if err := a.store.PutEndpoint(r.Context(), e); err != nil {
+	ctx, audited := a.auditWith(r, p, "update_endpoint", id, fmt.Sprintf("%s %q at %s", e.Kind, e.Name, e.Site))
+	if err := a.store.PutEndpoint(ctx, e); err != nil {
 		a.fail(w, r, fmt.Errorf("update endpoint: %w", err))
 		return
 	}
-	a.audit(r.Context(), p, "update_endpoint", id, fmt.Sprintf("%s %q at %s", e.Kind, e.Name, e.Site))
+	audited()
 	writeJSON(w, http.StatusOK, e)
 }
 
@@ -144,11 +146,12 @@ func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request, p *principa
 // every use looks the endpoint up.
 func (a *API) deleteEndpoint(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
-	if err := a.store.DeleteEndpoint(r.Context(), id); err != nil {
+	ctx, audited := a.auditWith(r, p, "delete_endpoint", id, "")
+	if err := a.store.DeleteEndpoint(ctx, id); err != nil {
 		a.fail(w, r, fmt.Errorf("delete endpoint: %w", err))
 		return
 	}
-	a.audit(r.Context(), p, "delete_endpoint", id, "")
+	audited()
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -227,13 +228,14 @@ func (a *API) scheduleMeeting(w http.ResponseWriter, r *http.Request, p *princip
 		a.fail(w, r, err)
 		return
 	}
-	m, err := a.sched.Schedule(r.Context(), m)
+	ctx, audited := a.auditWith(r, p, "schedule", m.ID, fmt.Sprintf("%q, %s to %s", m.Title,
+		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
+	m, err := a.sched.Schedule(ctx, m)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "schedule", m.ID, fmt.Sprintf("%q, %d sites, %s to %s", m.Title, len(m.Sites),
-		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
+	audited()
 	w.Header().Set("Location", Prefix+"meetings/"+url.PathEscape(m.ID))
 	writeJSON(w, http.StatusCreated, a.viewMeeting(m, a.now(), true))
 }
@@ -259,25 +261,26 @@ func (a *API) rescheduleMeeting(w http.ResponseWriter, r *http.Request, p *princ
 		a.fail(w, r, err)
 		return
 	}
-	m, err = a.sched.Reschedule(r.Context(), m)
+	ctx, audited := a.auditWith(r, p, "reschedule", m.ID, fmt.Sprintf("%q, %s to %s", m.Title,
+		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
+	m, err = a.sched.Reschedule(ctx, m)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "reschedule", m.ID, fmt.Sprintf("%q, %d sites, %s to %s", m.Title, len(m.Sites),
-		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
+	audited()
 	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), true))
 }
 
 // cancelMeeting: POST /api/v1/meetings/{id}/cancel.
 func (a *API) cancelMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
-	a.finish(w, r, p, "cancel", a.sched.Cancel, func(m rooms.Meeting) string { return fmt.Sprintf("%q", m.Title) })
+	a.finish(w, r, p, "cancel", a.sched.Cancel, func(rooms.Meeting) string { return "" })
 }
 
 // endMeeting: POST /api/v1/meetings/{id}/end.
 func (a *API) endMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
-	a.finish(w, r, p, "end", a.sched.End, func(m rooms.Meeting) string {
-		return fmt.Sprintf("%q ended at %s", m.Title, rooms.FormatLocal(m.End))
+	a.finish(w, r, p, "end", a.sched.End, func(rooms.Meeting) string {
+		return "ended at " + rooms.FormatLocal(a.now())
 	})
 }
 
@@ -285,12 +288,21 @@ func (a *API) endMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
 // words, and answers with the meeting.
 func (a *API) finish(w http.ResponseWriter, r *http.Request, p *principal, action string,
 	do func(context.Context, string) (rooms.Meeting, error), detail func(rooms.Meeting) string) {
-	m, err := do(r.Context(), r.PathValue("id"))
+	// The entry is written with the change, so its detail is known before: the meeting
+	// as it stands (its title) and the action.
+	id := r.PathValue("id")
+	before, err := a.store.Meeting(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("%s: %w", action, err))
+		return
+	}
+	ctx, audited := a.auditWith(r, p, action, id, strings.TrimSpace(fmt.Sprintf("%q %s", before.Title, detail(before))))
+	m, err := do(ctx, id)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, action, m.ID, detail(m))
+	audited()
 	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), false))
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -272,4 +273,42 @@ func FuzzMutations(f *testing.F) {
 			}
 		}
 	})
+}
+
+// crashBeforeAudit is a store whose separate audit appends never land, as when the
+// process dies between a change and its audit entry.
+type crashBeforeAudit struct{ rooms.Store }
+
+func (crashBeforeAudit) AppendAudit(context.Context, rooms.AuditEntry) error {
+	return errors.New("the process died before the audit entry was written")
+}
+
+// TestAuditWrittenWithTheChange: the API writes an audit entry in the same store
+// transaction as the change it records, so no change is ever made unaudited; a change
+// that fails leaves no entry.
+func TestAuditWrittenWithTheChange(t *testing.T) {
+	store := boltStore(t)
+	e := newEnv(t, crashBeforeAudit{store}, exampleTree(t, "four-level.yaml"))
+	adm := adminToken(t)
+	e.must(201, "POST", "/api/v1/endpoints", adm, map[string]any{"id": "room-x", "name": "X", "site": "tw", "kind": "room"})
+	e.must(200, "PUT", "/api/v1/endpoints/room-x", adm, map[string]any{"name": "X2", "site": "tw", "kind": "room"})
+	e.must(204, "DELETE", "/api/v1/endpoints/room-x", adm, nil)
+	e.must(404, "DELETE", "/api/v1/endpoints/room-x", adm, nil)
+	e.must(201, "POST", "/api/v1/sites", adm, map[string]any{"id": "qnam-new", "name": "Mới", "level": "district", "parent": "qnam"})
+	e.must(204, "DELETE", "/api/v1/sites/qnam-new", adm, nil)
+	e.schedule(map[string]any{"id": "m1", "title": "Họp", "sites": []string{"tw"}, "start": at(base.Add(time.Hour)), "end": at(base.Add(2 * time.Hour))})
+	e.must(200, "POST", "/api/v1/meetings/m1/cancel", adm, nil)
+	got, err := store.Audit(context.Background(), rooms.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []string
+	for _, x := range got {
+		log = append(log, x.Actor+" "+x.Action+" "+x.Target)
+	}
+	want := []string{"op-an create_endpoint room-x", "op-an update_endpoint room-x", "op-an delete_endpoint room-x",
+		"op-an create_site qnam-new", "op-an delete_site qnam-new", "op-an schedule m1", "op-an cancel m1"}
+	if !slices.Equal(log, want) {
+		t.Fatalf("audit log:\n%s\nwant:\n%s", strings.Join(log, "\n"), strings.Join(want, "\n"))
+	}
 }

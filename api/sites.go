@@ -116,12 +116,13 @@ func (a *API) replaceSites(w http.ResponseWriter, r *http.Request, p *principal)
 		a.fail(w, r, err)
 		return
 	}
-	t, err := a.changeTree(r.Context(), func([]rooms.Site) ([]rooms.Site, error) { return body.Sites, nil })
+	ctx, audited := a.auditWith(r, p, "replace_sites", "sites", fmt.Sprintf("%d sites", len(body.Sites)))
+	t, err := a.changeTree(ctx, func([]rooms.Site) ([]rooms.Site, error) { return body.Sites, nil })
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "replace_sites", "sites", fmt.Sprintf("%d sites, root %s", t.Len(), t.Root().ID))
+	audited()
 	writeJSON(w, http.StatusOK, summarise(t))
 }
 
@@ -136,7 +137,8 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		a.fail(w, r, invalid("site: id is required"))
 		return
 	}
-	t, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
+	ctx, audited := a.auditWith(r, p, "create_site", s.ID, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
+	t, err := a.changeTree(ctx, func(sites []rooms.Site) ([]rooms.Site, error) {
 		if slices.ContainsFunc(sites, func(x rooms.Site) bool { return x.ID == s.ID }) {
 			return nil, newError(http.StatusConflict, httpapi.CodeExists, "site %q already exists", s.ID)
 		}
@@ -146,7 +148,7 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "create_site", s.ID, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
+	audited()
 	writeJSON(w, http.StatusCreated, siteView(t, s))
 }
 
@@ -163,7 +165,8 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		return
 	}
 	s.ID = id
-	t, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
+	ctx, audited := a.auditWith(r, p, "update_site", id, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
+	t, err := a.changeTree(ctx, func(sites []rooms.Site) ([]rooms.Site, error) {
 		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })
 		if i < 0 {
 			return nil, newError(http.StatusNotFound, httpapi.CodeNotFound, "no site %q", id)
@@ -175,14 +178,15 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "update_site", id, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
+	audited()
 	writeJSON(w, http.StatusOK, siteView(t, s))
 }
 
 // deleteSite: DELETE /api/v1/sites/{id} — a leaf no endpoint or coming meeting uses.
 func (a *API) deleteSite(w http.ResponseWriter, r *http.Request, p *principal) {
 	id := r.PathValue("id")
-	_, err := a.changeTree(r.Context(), func(sites []rooms.Site) ([]rooms.Site, error) {
+	ctx, audited := a.auditWith(r, p, "delete_site", id, "")
+	_, err := a.changeTree(ctx, func(sites []rooms.Site) ([]rooms.Site, error) {
 		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })
 		if i < 0 {
 			return nil, newError(http.StatusNotFound, httpapi.CodeNotFound, "no site %q", id)
@@ -206,7 +210,7 @@ func (a *API) deleteSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		a.fail(w, r, err)
 		return
 	}
-	a.audit(r.Context(), p, "delete_site", id, "")
+	audited()
 	w.WriteHeader(http.StatusNoContent)
 }
 

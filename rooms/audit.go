@@ -1,6 +1,10 @@
 package rooms
 
-import "time"
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
 
 // AuditEntry records who did what, when: every schedule change, floor action, join
 // and token use the callers choose to log. Entries are append-only.
@@ -41,3 +45,36 @@ func (q AuditQuery) Match(e AuditEntry) bool {
 		(q.Until.IsZero() || e.Time.Before(q.Until)) &&
 		(q.Target == "" || e.Target == q.Target)
 }
+
+// PendingAudit is an audit entry a store writes in the same transaction as the change
+// it records (see [WithAudit]), so a change is never made unaudited, and a refused or
+// failed change leaves no entry claiming it was made.
+type PendingAudit struct {
+	Entry   AuditEntry
+	written atomic.Bool // set by the backend once the transaction with the entry committed
+}
+
+type pendingAuditKey struct{}
+
+// WithAudit returns a context that makes the next store write made with it also append
+// e, in its transaction. Later writes with the same context append nothing more.
+func WithAudit(ctx context.Context, e AuditEntry) (context.Context, *PendingAudit) {
+	p := &PendingAudit{Entry: e}
+	return context.WithValue(ctx, pendingAuditKey{}, p), p
+}
+
+// PendingAuditOf is for store backends: the entry to append in this write's
+// transaction, or nil if ctx carries none or it is already written.
+func PendingAuditOf(ctx context.Context) *PendingAudit {
+	p, _ := ctx.Value(pendingAuditKey{}).(*PendingAudit)
+	if p == nil || p.written.Load() {
+		return nil
+	}
+	return p
+}
+
+// MarkWritten is for store backends, after the transaction with the entry committed.
+func (p *PendingAudit) MarkWritten() { p.written.Store(true) }
+
+// Written reports whether a store wrote the entry with a change.
+func (p *PendingAudit) Written() bool { return p.written.Load() }

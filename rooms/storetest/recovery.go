@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -55,5 +56,57 @@ func testCloseOpenSpans(t *testing.T, s rooms.Store) {
 	}
 	if old, _ := s.Attendance(c, "old"); len(old) != 1 {
 		t.Errorf("a meeting ended before the horizon was touched: %+v", old)
+	}
+}
+
+// testAuditWithChange: an entry attached with rooms.WithAudit is written in the same
+// transaction as the change, once, and not at all when the change fails.
+func testAuditWithChange(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	actor := rooms.Actor{Name: "op", Role: rooms.RoleAdmin}
+	entry := func(action, target string) rooms.AuditEntry {
+		return rooms.NewAuditEntry(Base, actor, action, target, "")
+	}
+	ok := func(what string, pa *rooms.PendingAudit, err error) {
+		t.Helper()
+		if err != nil || !pa.Written() {
+			t.Errorf("%s: %v, audit written %v", what, err, pa.Written())
+		}
+	}
+	failed := func(what string, pa *rooms.PendingAudit, err error) {
+		t.Helper()
+		if err == nil || pa.Written() {
+			t.Errorf("%s: %v, audit written %v; want an error and no entry", what, err, pa.Written())
+		}
+	}
+	actx, pa := rooms.WithAudit(c, entry("replace_sites", "sites"))
+	ok("SaveSites", pa, s.SaveSites(actx, Tree(t).Sites()))
+	actx, pa = rooms.WithAudit(c, entry("create_endpoint", "e1"))
+	ok("PutEndpoint", pa, s.PutEndpoint(actx, rooms.Endpoint{ID: "e1", Name: "E1", Site: "tw", Kind: rooms.KindRoom}))
+	// The same context writes its entry once, with the first change only.
+	ok("PutEndpoint again", pa, s.PutEndpoint(actx, rooms.Endpoint{ID: "e1", Name: "E1'", Site: "tw", Kind: rooms.KindRoom}))
+	actx, pa = rooms.WithAudit(c, entry("delete_endpoint", "nope"))
+	failed("DeleteEndpoint of nothing", pa, s.DeleteEndpoint(actx, "nope"))
+	actx, pa = rooms.WithAudit(c, entry("delete_endpoint", "e1"))
+	ok("DeleteEndpoint", pa, s.DeleteEndpoint(actx, "e1"))
+	actx, pa = rooms.WithAudit(c, entry("schedule", "m"))
+	ok("CreateMeeting", pa, s.CreateMeeting(actx, Meeting("m", 0, 1, "tw"), nil))
+	actx, pa = rooms.WithAudit(c, entry("schedule", "m"))
+	failed("CreateMeeting twice", pa, s.CreateMeeting(actx, Meeting("m", 0, 1, "tw"), nil))
+	actx, pa = rooms.WithAudit(c, entry("reschedule", "m"))
+	ok("UpdateMeeting", pa, s.UpdateMeeting(actx, Meeting("m", 1, 1, "tw"), nil))
+	actx, pa = rooms.WithAudit(c, entry("delete", "m"))
+	ok("DeleteMeeting", pa, s.DeleteMeeting(actx, "m"))
+	got, err := s.Audit(c, rooms.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []string
+	for _, e := range got {
+		log = append(log, e.Action+" "+e.Target)
+	}
+	want := []string{"replace_sites sites", "create_endpoint e1", "delete_endpoint e1", "schedule m", "reschedule m", "delete m"}
+	if !slices.Equal(log, want) {
+		t.Errorf("audit log %q, want %q", log, want)
 	}
 }

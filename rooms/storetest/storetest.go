@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentFloor", testConcurrentFloor},
 		{"Attendance", testAttendance},
 		{"CloseOpenSpans", testCloseOpenSpans},
+		{"AuditWithChange", testAuditWithChange},
 		{"Audit", testAudit},
 		{"Watch", testWatch},
 		{"DeleteMeeting", testDeleteMeeting},

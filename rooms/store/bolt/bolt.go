@@ -117,8 +117,22 @@ func (s *Store) update(ctx context.Context, batch bool, fn func(tx *bbolt.Tx) er
 	var err error
 	if batch {
 		err = s.db.Batch(fn)
-	} else {
-		err = s.db.Update(fn)
+		return closedErr(err)
+	}
+	// An audit entry the caller attached goes into this same transaction.
+	pa := rooms.PendingAuditOf(ctx)
+	if pa != nil {
+		change := fn
+		fn = func(tx *bbolt.Tx) error {
+			if err := change(tx); err != nil {
+				return err
+			}
+			return s.appendAuditTx(tx, pa.Entry)
+		}
+	}
+	err = s.db.Update(fn)
+	if err == nil && pa != nil {
+		pa.MarkWritten()
 	}
 	return closedErr(err)
 }
@@ -297,19 +311,25 @@ func (s *Store) AppendAudit(ctx context.Context, e rooms.AuditEntry) error {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
-	e.Time = e.Time.UTC()
-	err := s.update(ctx, true, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketAudit)
-		n, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		return put(b, append(timeKey(e.Time), seqKey(n)...), e)
-	})
+	err := s.update(ctx, true, func(tx *bbolt.Tx) error { return s.appendAuditTx(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append audit entry: %w", err)
 	}
 	return nil
+}
+
+// appendAuditTx appends e in tx.
+func (s *Store) appendAuditTx(tx *bbolt.Tx, e rooms.AuditEntry) error {
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	e.Time = e.Time.UTC()
+	b := tx.Bucket(bucketAudit)
+	n, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	return put(b, append(timeKey(e.Time), seqKey(n)...), e)
 }
 
 // Audit implements rooms.AuditStore. Entries are keyed by time, so a bounded query

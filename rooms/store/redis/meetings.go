@@ -77,7 +77,11 @@ func (s *Store) putMeeting(ctx context.Context, m rooms.Meeting, check rooms.Che
 	if err != nil {
 		return err
 	}
-	return s.txn(ctx, func(tx *goredis.Tx) error {
+	pa, az, err := s.pendingAudit(ctx)
+	if err != nil {
+		return err
+	}
+	return audited(pa, s.txn(ctx, func(tx *goredis.Tx) error {
 		exists, err := tx.HExists(ctx, s.meetingsKey(), m.ID).Result()
 		switch {
 		case err != nil:
@@ -100,10 +104,11 @@ func (s *Store) putMeeting(ctx context.Context, m rooms.Meeting, check rooms.Che
 			p.HSet(ctx, s.meetingsKey(), m.ID, data)
 			p.ZAdd(ctx, s.endKey(), goredis.Z{Score: float64(m.End.UnixMilli()), Member: m.ID})
 			p.Publish(ctx, s.key("changes"), change)
+			s.queueAudit(ctx, p, az)
 			return nil
 		})
 		return err
-	}, s.meetingsKey())
+	}, s.meetingsKey()))
 }
 
 // CreateMeeting implements rooms.MeetingStore.
@@ -169,6 +174,10 @@ func (s *Store) DeleteMeeting(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("delete meeting %s: %w", id, err)
 	}
+	pa, az, err := s.pendingAudit(ctx)
+	if err != nil {
+		return fmt.Errorf("delete meeting %s: %w", id, err)
+	}
 	err = s.txn(ctx, func(tx *goredis.Tx) error {
 		exists, err := tx.HExists(ctx, s.meetingsKey(), id).Result()
 		if err != nil {
@@ -182,11 +191,12 @@ func (s *Store) DeleteMeeting(ctx context.Context, id string) error {
 			p.ZRem(ctx, s.endKey(), id)
 			p.Del(ctx, s.floorKey(id), s.attendanceKey(id))
 			p.Publish(ctx, s.key("changes"), change)
+			s.queueAudit(ctx, p, az)
 			return nil
 		})
 		return err
 	}, s.meetingsKey())
-	if err != nil {
+	if err = audited(pa, err); err != nil {
 		return fmt.Errorf("delete meeting %s: %w", id, err)
 	}
 	return nil

@@ -200,14 +200,19 @@ func (s *Store) SaveSites(ctx context.Context, sites []rooms.Site) error {
 		}
 		vals[i] = v
 	}
-	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	pa, az, err := s.pendingAudit(ctx)
+	if err != nil {
+		return fmt.Errorf("save %d sites: %w", len(sites), err)
+	}
+	_, err = s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		p.Del(ctx, s.key("sites"))
 		for chunk := range slices.Chunk(vals, 1000) {
 			p.RPush(ctx, s.key("sites"), chunk...)
 		}
+		s.queueAudit(ctx, p, az)
 		return nil
 	})
-	if err != nil {
+	if err = audited(pa, err); err != nil {
 		return fmt.Errorf("save %d sites: %w", len(sites), mapErr(err))
 	}
 	return nil
@@ -240,8 +245,17 @@ func (s *Store) PutEndpoint(ctx context.Context, e rooms.Endpoint) error {
 		return fmt.Errorf("put endpoint %s: %w", e.ID, err)
 	}
 	v, err := encode(e)
+	if err != nil {
+		return fmt.Errorf("put endpoint %s: %w", e.ID, err)
+	}
+	pa, az, err := s.pendingAudit(ctx)
 	if err == nil {
-		err = s.c.HSet(ctx, s.key("endpoints"), e.ID, v).Err()
+		_, err = s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			p.HSet(ctx, s.key("endpoints"), e.ID, v)
+			s.queueAudit(ctx, p, az)
+			return nil
+		})
+		err = audited(pa, err)
 	}
 	if err != nil {
 		return fmt.Errorf("put endpoint %s: %w", e.ID, mapErr(err))
@@ -292,9 +306,25 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
 	if err := s.open(); err != nil {
 		return fmt.Errorf("delete endpoint %s: %w", id, err)
 	}
-	n, err := s.c.HDel(ctx, s.key("endpoints"), id).Result()
-	if err == nil && n == 0 {
-		err = rooms.ErrNotFound
+	pa, az, err := s.pendingAudit(ctx)
+	if err == nil {
+		// Watched, so the entry is written only with a delete that happens.
+		err = s.txn(ctx, func(tx *goredis.Tx) error {
+			exists, err := tx.HExists(ctx, s.key("endpoints"), id).Result()
+			if err != nil {
+				return err
+			}
+			if !exists {
+				return rooms.ErrNotFound
+			}
+			_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+				p.HDel(ctx, s.key("endpoints"), id)
+				s.queueAudit(ctx, p, az)
+				return nil
+			})
+			return err
+		}, s.key("endpoints"))
+		err = audited(pa, err)
 	}
 	if err != nil {
 		return fmt.Errorf("delete endpoint %s: %w", id, mapErr(err))
@@ -307,23 +337,61 @@ func (s *Store) AppendAudit(ctx context.Context, e rooms.AuditEntry) error {
 	if err := s.open(); err != nil {
 		return fmt.Errorf("append audit entry: %w", err)
 	}
+	z, err := s.auditMember(ctx, e)
+	if err == nil {
+		err = s.c.ZAdd(ctx, s.key("audit"), z).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("append audit entry: %w", mapErr(err))
+	}
+	return nil
+}
+
+// auditMember encodes e as a member of the audit sorted set; its sequence number (taken
+// now, so a retried transaction keeps it) orders entries of the same millisecond.
+func (s *Store) auditMember(ctx context.Context, e rooms.AuditEntry) (goredis.Z, error) {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
 	e.Time = e.Time.UTC()
 	data, err := encode(e)
 	if err != nil {
-		return fmt.Errorf("append audit entry: %w", err)
+		return goredis.Z{}, err
 	}
 	seq, err := s.c.Incr(ctx, s.key("audit", "seq")).Result()
-	if err == nil {
-		member := fmt.Sprintf("%020d|%s", seq, data)
-		err = s.c.ZAdd(ctx, s.key("audit"), goredis.Z{Score: float64(e.Time.UnixMilli()), Member: member}).Err()
-	}
 	if err != nil {
-		return fmt.Errorf("append audit entry: %w", mapErr(err))
+		return goredis.Z{}, err
 	}
-	return nil
+	return goredis.Z{Score: float64(e.Time.UnixMilli()), Member: fmt.Sprintf("%020d|%s", seq, data)}, nil
+}
+
+// pendingAudit prepares the audit entry ctx carries (rooms.WithAudit) for the MULTI
+// block of the change it records; nil, nil without one.
+func (s *Store) pendingAudit(ctx context.Context) (*rooms.PendingAudit, *goredis.Z, error) {
+	pa := rooms.PendingAuditOf(ctx)
+	if pa == nil {
+		return nil, nil, nil
+	}
+	z, err := s.auditMember(ctx, pa.Entry)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit entry: %w", mapErr(err))
+	}
+	return pa, &z, nil
+}
+
+// queueAudit adds the prepared entry to a MULTI block.
+func (s *Store) queueAudit(ctx context.Context, p goredis.Pipeliner, z *goredis.Z) {
+	if z != nil {
+		p.ZAdd(ctx, s.key("audit"), *z)
+	}
+}
+
+// audited marks the entry written once the transaction committed.
+func audited(pa *rooms.PendingAudit, err error) error {
+	if err == nil && pa != nil {
+		pa.MarkWritten()
+	}
+	return err
 }
 
 // Audit implements rooms.AuditStore. Scores are milliseconds; the exact bounds are
