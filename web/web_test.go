@@ -38,7 +38,7 @@ func TestRoutes(t *testing.T) {
 		cache                string
 		contains             string
 	}{
-		{"landing", "GET", "/", 200, "text/html; charset=utf-8", "no-store", "How to join a meeting"},
+		{"landing", "GET", "/", 200, "text/html; charset=utf-8", "no-store", `data-i18n="landing.heading"`},
 		{"join", "GET", "/join/giao-ban-2026", 200, "text/html; charset=utf-8", "no-store", `src="/static/join.js"`},
 		{"join with token", "GET", "/join/m1?token=a.b.c&autojoin=1&name=X", 200, "text/html; charset=utf-8", "no-store", `id="grid"`},
 		{"join vietnamese id", "GET", "/join/h%E1%BB%8Dp-t%E1%BB%89nh", 200, "text/html; charset=utf-8", "no-store", "<!doctype html>"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -227,16 +228,33 @@ func (b *Browser) Click(id string) error {
 	return b.Run(10*time.Second, chromedp.Click(chromedp.ID(id)))
 }
 
-// WaitFor polls a JavaScript predicate until it is true or the timeout passes.
+// WaitFor polls a JavaScript predicate until it is true or the timeout passes. A page
+// that navigates meanwhile (a reload, a language switch) is polled again once loaded.
 func (b *Browser) WaitFor(what, predicate string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
-	if err != nil {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		ctx, cancel := context.WithTimeout(b.ctx, left+5*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate,
+			chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(left)))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if navigated(err) && time.Until(deadline) > 100*time.Millisecond {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		return fmt.Errorf("%s: %s within %v: %w", b.Name, what, timeout, err)
 	}
-	return nil
+}
+
+// navigated reports whether err says the page's JavaScript context went away under an
+// evaluation: the page navigated.
+func navigated(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Cannot find context with specified id") ||
+		strings.Contains(s, "Execution context was destroyed") || strings.Contains(s, "Inspected target navigated")
 }
 
 // Eval evaluates a JavaScript expression on b's tab; a failure fails the test.

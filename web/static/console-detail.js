@@ -1,6 +1,9 @@
 // console-detail.js — the console's site detail: the site's grade and reasons, each
 // connected endpoint's figures with ten-minute sparklines, and the relay path to the top.
-// Rendering only: console.js fetches the data and calls renderDetail.
+// Rendering only: console.js fetches the data and calls renderDetail. The reasons a grade
+// gives come from the server as they are.
+
+import { fmtTime, t } from './i18n.js';
 
 const UNKNOWN = 'unknown'; // the monitor's grade and site for what it cannot place
 
@@ -12,6 +15,13 @@ const el = (tag, cls, text) => {
   return e;
 };
 
+const KNOWN = (prefix, list) => (v) => (list.includes(v) ? t(`${prefix}.${v}`) : v);
+/** A grade's name in the page's language (unknown: being measured). */
+export const gradeText = KNOWN('grade', ['good', 'fair', 'poor', 'lost', 'none', 'unknown']);
+/** A level's name in the page's language. */
+export const levelText = KNOWN('level', ['central', 'province', 'district', 'commune', 'unknown']);
+const roleText = KNOWN('role', ['admin', 'technician', 'chair', 'participant', 'room', 'bridge']);
+
 const fmtMs = (v) => (v > 0 ? Math.round(v) + ' ms' : '–');
 const fmtRate = (v) => (v >= 1e6 ? (v / 1e6).toFixed(2) + ' Mb/s' : Math.round(v / 1e3) + ' kb/s');
 
@@ -21,8 +31,9 @@ export function renderDetail(d, siteName) {
   $('d-dot').dataset.g = s.grade === UNKNOWN ? 'none' : s.grade;
   $('d-name').textContent = s.name || s.id;
   $('d-path').textContent = (d.path || []).slice().reverse().map((p) => p.name).join(' › ') || s.id;
-  let line = `${s.grade} · ${s.endpoints} endpoint${s.endpoints === 1 ? '' : 's'} · ${s.level}`;
-  if (s.path_grade !== UNKNOWN) line += ` · relay path ${s.path_grade}`;
+  let line = t('detail.grade_line', { grade: gradeText(s.grade), endpoints: t('console.endpoints', { n: s.endpoints }),
+    level: levelText(s.level) });
+  if (s.path_grade !== UNKNOWN) line += ` · ${t('detail.relay_grade', { grade: gradeText(s.path_grade) })}`;
   if (s.mos > 0) line += ` · MOS ${s.mos.toFixed(1)}`;
   $('d-grade').textContent = line;
   const reasons = $('d-reasons');
@@ -38,13 +49,14 @@ export function renderDetail(d, siteName) {
   for (const h of d.relay_path || []) {
     const li = el('li');
     li.append(el('b', '', `${h.from} (${siteName(h.from_site)}) → ${h.to} (${siteName(h.to_site)})`));
-    for (const [label, r] of [['up', h.up], ['down', h.down]]) {
+    for (const [label, r] of [[t('detail.up'), h.up], [t('detail.down'), h.down]]) {
       const row = el('span', 'dir');
       const dot = el('span', 'dot');
       dot.dataset.g = r ? (r.grade === UNKNOWN ? 'none' : r.grade) : 'none';
-      row.append(dot, document.createTextNode(r
-        ? ` ${label}: ${r.grade}, RTT ${fmtMs(r.rtt_ms)}, loss ${r.loss_pct.toFixed(1)}%, jitter ${fmtMs(r.jitter_ms)}, ${fmtRate(r.bitrate_bps)}, ${r.streams} streams`
-        : ` ${label}: no relay link now`));
+      row.append(dot, document.createTextNode(' ' + (r
+        ? t('detail.hop', { dir: label, grade: gradeText(r.grade), rtt: fmtMs(r.rtt_ms), loss: r.loss_pct.toFixed(1),
+          jitter: fmtMs(r.jitter_ms), rate: fmtRate(r.bitrate_bps), streams: r.streams })
+        : t('detail.hop_none', { dir: label }))));
       li.append(row);
     }
     hops.append(li);
@@ -57,13 +69,13 @@ function renderEndpoint(ep) {
   const a = $('endpoint-template').content.firstElementChild.cloneNode(true);
   a.querySelector('.dot').dataset.g = ep.grade === UNKNOWN ? 'none' : ep.grade;
   a.querySelector('.ep-name').textContent = ep.name || ep.id;
-  const joined = new Date(ep.joined).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  let meta = `${ep.role} · bridge ${ep.bridge || '–'} · meeting ${ep.meeting} · joined ${joined}`;
-  if (ep.claimed_site) meta += ` · claims site "${ep.claimed_site}"`;
+  let meta = t('detail.meta', { role: roleText(ep.role), bridge: ep.bridge || '–', meeting: ep.meeting,
+    joined: fmtTime(ep.joined) || '–' });
+  if (ep.claimed_site) meta += ` · ${t('detail.claims', { site: ep.claimed_site })}`;
   a.querySelector('.ep-meta').textContent = meta;
   a.querySelector('.ep-reasons').textContent = (ep.now.reasons || []).join('; ');
   a.querySelector('.ep-upstream').textContent = ep.upstream
-    ? `Its downlink's loss and jitter come from ${ep.upstream}: not counted in its grade.` : '';
+    ? t('detail.upstream', { up: ep.upstream }) : '';
   const up = ep.up;
   const down = ep.down;
   const both = (f, unit, digits) => `↑${up.streams ? f(up).toFixed(digits) : '–'} ↓${down.streams ? f(down).toFixed(digits) : '–'} ${unit}`;

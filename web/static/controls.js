@@ -3,6 +3,7 @@
 
 import { FloorMode, Source, floorQueuePosition } from './cau-client.js';
 import { mayRequest } from './floor-roles.js';
+import { t } from './i18n.js';
 import { $, page, showBanner } from './join-page.js';
 import { applyLocalMute, mediaErrorText, setToggle, updatePreview } from './local-media.js';
 
@@ -12,20 +13,13 @@ function floorHint(allowed) {
   const c = page.client;
   const f = c?.floor;
   if (!f || !c.self || (allowed.mic && allowed.camera)) return '';
-  if (f.ended) return 'The meeting has ended. Cuộc họp đã kết thúc.';
-  if (allowed.mic) return 'The chair gave you the microphone only. Chủ tọa chỉ cấp micrô.';
-  if (allowed.camera) return 'The chair gave you the camera only. Chủ tọa chỉ cấp camera.';
+  if (f.ended) return t('hint.ended');
+  if (allowed.mic) return t('hint.mic_only');
+  if (allowed.camera) return t('hint.camera_only');
   const asked = floorQueuePosition(f, c.self.site) > 0;
-  if (asked) {
-    return 'Your microphone and camera go on air when the chair gives you the floor. ' +
-      'Đã xin phát biểu, chờ chủ tọa cho phép.';
-  }
-  if (mayRequest()) {
-    return f.mode === FloorMode.TRAINING
-      ? 'Training mode: press “Request the floor” to speak. Chế độ tập huấn: bấm “Xin phát biểu” để phát biểu.'
-      : 'Directed mode: the chair gives microphone and camera. Chế độ chỉ đạo: chủ tọa cấp micrô và camera.';
-  }
-  return 'Only sites given the floor are on air. Chỉ điểm cầu được cấp quyền mới phát.';
+  if (asked) return t('hint.asked');
+  if (mayRequest()) return t(f.mode === FloorMode.TRAINING ? 'hint.training' : 'hint.directed');
+  return t('hint.off_air');
 }
 
 export function refreshControls() {
@@ -42,11 +36,14 @@ export function refreshControls() {
   const hint = floorHint(allowed);
   $('mic-button').disabled = !hasMic || !allowed.mic;
   $('cam-button').disabled = !hasCam || !allowed.camera;
-  $('mic-button').title = !allowed.mic ? `Microphone off the air: ${hint}` : page.micMuted ? 'Unmute microphone' : 'Mute microphone';
-  $('cam-button').title = !allowed.camera ? `Camera off the air: ${hint}` : page.camMuted ? 'Turn camera on' : 'Turn camera off';
+  $('mic-button').title = !allowed.mic ? t('controls.mic_off_air', { hint })
+    : t(page.micMuted ? 'controls.mic_unmute' : 'controls.mic_mute');
+  $('cam-button').title = !allowed.camera ? t('controls.cam_off_air', { hint })
+    : t(page.camMuted ? 'controls.cam_on' : 'controls.cam_off');
   // The content channel follows the camera; a running share can always be stopped.
   $('screen-button').disabled = !navigator.mediaDevices?.getDisplayMedia || (!allowed.camera && !sharing);
-  $('screen-button').title = sharing ? 'Stop sharing' : allowed.camera ? 'Share screen' : `Sharing off the air: ${hint}`;
+  $('screen-button').title = sharing ? t('controls.share_stop')
+    : allowed.camera ? t('controls.share_start') : t('controls.share_off_air', { hint });
   $('floor-hint').textContent = hint;
   $('floor-hint').hidden = !hint;
   const self = $('self-view');
@@ -54,8 +51,8 @@ export function refreshControls() {
   self.classList.toggle('no-video', page.camMuted || !hasCam);
   self.classList.toggle('sharing', sharing);
   const air = $('self-air');
-  air.textContent = !allowed.mic && !allowed.camera ? 'Not on air · Không phát'
-    : !allowed.mic ? 'Camera only · Chỉ camera' : !allowed.camera ? 'Microphone only · Chỉ micrô' : '';
+  air.textContent = !allowed.mic && !allowed.camera ? t('air.none')
+    : !allowed.mic ? t('air.camera_only') : !allowed.camera ? t('air.mic_only') : '';
   air.hidden = !joined || !air.textContent;
   self.classList.toggle('off-air', joined && !allowed.mic && !allowed.camera);
 }
@@ -97,7 +94,7 @@ export async function toggleScreen() {
   try {
     stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
   } catch (err) {
-    if (err.name !== 'NotAllowedError') showBanner(`Screen sharing failed: ${mediaErrorText(err)}`, 'warn', 6000);
+    if (err.name !== 'NotAllowedError') showBanner(t('share.failed', { why: mediaErrorText(err) }), 'warn', 6000);
     return;
   }
   const track = stream.getVideoTracks()[0];
@@ -109,7 +106,7 @@ export async function toggleScreen() {
     await c.startScreenShare(stream);
   } catch (err) {
     stream.getTracks().forEach((t) => t.stop());
-    showBanner(`Screen sharing failed: ${err.message}`, 'warn', 6000);
+    showBanner(t('share.failed', { why: err.message }), 'warn', 6000);
   }
   refreshControls();
 }

@@ -5,24 +5,14 @@
 import { FloorActions, FloorMode, floorGrant, floorQueuePosition } from './cau-client.js';
 import { refreshControls } from './controls.js';
 import { isChair, mayRequest, siteName } from './floor-roles.js';
+import { fmtTime, t } from './i18n.js';
 import { $, page, recordError, showBanner } from './join-page.js';
 
-const MODE_TEXT = {
-  [FloorMode.DISCUSSION]: {
-    name: 'Discussion', vi: 'Thảo luận',
-    help: 'Every site may speak. Mọi điểm cầu đều được phát biểu.',
-  },
-  [FloorMode.TRAINING]: {
-    name: 'Training', vi: 'Tập huấn',
-    help: 'Sites request the floor; the chair gives it to one site at a time. ' +
-      'Điểm cầu xin phát biểu, chủ tọa cho phép từng điểm cầu.',
-  },
-  [FloorMode.DIRECTED]: {
-    name: 'Directed', vi: 'Chỉ đạo',
-    help: 'The chair gives microphone and camera to one or more sites. ' +
-      'Chủ tọa cấp micrô và camera cho một hoặc nhiều điểm cầu.',
-  },
-};
+/** The mode's name and what it means, in the page's language. */
+function modeText(mode) {
+  const m = Object.values(FloorMode).includes(mode) ? mode : FloorMode.DISCUSSION;
+  return { name: t(`mode.${m}`), help: t(`mode.${m}_help`) };
+}
 
 /** A list item's site label: name (bold) and site id. */
 function siteLabel(site) {
@@ -40,16 +30,14 @@ function siteLabel(site) {
   if (site === page.client?.self?.site) {
     const me = document.createElement('span');
     me.className = 'you';
-    me.textContent = '(you · bạn)';
+    me.textContent = t('floor.you');
     frag.append(' ', me);
   }
   return frag;
 }
 
-function clock(ts) {
-  const d = new Date(ts);
-  return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString('vi-VN', { hour: '2-digit', minute: '2-digit' });
-}
+/** A time of the floor's (an ISO string) in Vietnam time, 24-hour. */
+const clock = (ts) => fmtTime(ts);
 
 function floorButton(action, site, text, label, extraClass = '') {
   const b = document.createElement('button');
@@ -58,7 +46,7 @@ function floorButton(action, site, text, label, extraClass = '') {
   b.dataset.action = action;
   b.dataset.site = site;
   b.textContent = text;
-  b.setAttribute('aria-label', `${label} ${siteName(site)}`);
+  b.setAttribute('aria-label', t(label, { site: siteName(site) }));
   // Not disabled while the server answers (that would drop keyboard focus); floorAction
   // ignores a second press.
   if (page.floorBusy.has(`${action}:${site}`)) b.setAttribute('aria-busy', 'true');
@@ -71,7 +59,7 @@ export function renderFloor() {
   const f = c?.floor;
   const self = c?.self;
   const mode = f?.mode || FloorMode.DISCUSSION;
-  const text = MODE_TEXT[mode] || MODE_TEXT[FloorMode.DISCUSSION];
+  const text = modeText(mode);
   const chair = isChair();
   // The lists are rebuilt: remember which of their buttons has the keyboard focus.
   const focused = document.activeElement?.closest?.('#floor-speakers button, #floor-requests button');
@@ -79,8 +67,8 @@ export function renderFloor() {
 
   const modeEl = $('floor-mode');
   modeEl.dataset.mode = f?.ended ? 'ended' : mode;
-  modeEl.textContent = f?.ended ? 'Ended · Đã kết thúc' : `${text.name} · ${text.vi}`;
-  $('floor-mode-help').textContent = f?.ended ? 'The chair ended the meeting. Chủ tọa đã kết thúc cuộc họp.' : text.help;
+  modeEl.textContent = f?.ended ? t('mode.ended') : text.name;
+  $('floor-mode-help').textContent = f?.ended ? t('floor.ended_help') : text.help;
 
   // This site's own state.
   const status = $('floor-self-status');
@@ -88,12 +76,12 @@ export function renderFloor() {
   if (f && self && !f.ended) {
     const g = floorGrant(f, self.site);
     const pos = floorQueuePosition(f, self.site);
-    if (self.site && self.site === f.chair_site) st = 'Chair site: always on air. Điểm cầu chủ tọa: luôn được phát.';
+    if (self.site && self.site === f.chair_site) st = t('floor.self_chair');
     else if (mode === FloorMode.DISCUSSION) st = '';
     else if (g) {
-      const media = g.mic && g.camera ? 'microphone and camera · micrô và camera' : g.mic ? 'microphone · micrô' : 'camera';
-      st = `You have the floor (${media}). Bạn đang được phát biểu.`;
-    } else if (pos > 0) st = `You asked for the floor: number ${pos} in the queue. Đã xin phát biểu, thứ tự ${pos}.`;
+      const media = t(g.mic && g.camera ? 'floor.media_both' : g.mic ? 'floor.media_mic' : 'floor.media_camera');
+      st = t('floor.self_granted', { media });
+    } else if (pos > 0) st = t('floor.self_queued', { pos });
   }
   status.textContent = st;
   status.hidden = !st;
@@ -109,10 +97,10 @@ export function renderFloor() {
     label.append(siteLabel(g.site));
     const media = document.createElement('span');
     media.className = 'media';
-    media.textContent = [g.mic ? 'Mic' : '', g.camera ? 'Camera' : ''].filter(Boolean).join(' + ') +
+    media.textContent = [g.mic ? t('controls.mic') : '', g.camera ? t('controls.camera') : ''].filter(Boolean).join(' + ') +
       (clock(g.since) ? ` · ${clock(g.since)}` : '');
     li.append(label, media);
-    if (chair) li.append(floorButton(FloorActions.REVOKE, g.site, 'Revoke · Thu hồi', 'Take the floor back from'));
+    if (chair) li.append(floorButton(FloorActions.REVOKE, g.site, t('floor.revoke'), 'floor.revoke_label'));
     speakers.append(li);
   }
   $('floor-speakers-none').hidden = (f?.speakers || []).length > 0;
@@ -136,8 +124,8 @@ export function renderFloor() {
       const actions = document.createElement('span');
       actions.className = 'row-actions';
       actions.append(
-        floorButton(FloorActions.GRANT, r.site, 'Grant · Cho phép', 'Give the floor to', 'ok'),
-        floorButton(FloorActions.DENY, r.site, 'Deny · Từ chối', 'Refuse the request of'),
+        floorButton(FloorActions.GRANT, r.site, t('floor.grant'), 'floor.grant_label', 'ok'),
+        floorButton(FloorActions.DENY, r.site, t('floor.deny'), 'floor.deny_label'),
       );
       li.append(actions);
     }
@@ -168,7 +156,8 @@ export function renderFloor() {
       const o = document.createElement('option');
       o.value = site;
       const g = floorGrant(f, site);
-      o.textContent = `${siteName(site)}${siteName(site) !== site ? ` (${site})` : ''}${g ? ' — speaking' : ''}`;
+      const name = `${siteName(site)}${siteName(site) !== site ? ` (${site})` : ''}`;
+      o.textContent = g ? t('floor.option_speaking', { site: name }) : name;
       o.selected = site === chosen;
       return o;
     }));
@@ -181,13 +170,13 @@ export function renderFloor() {
   fb.hidden = !show;
   if (show) {
     let action = FloorActions.REQUEST;
-    let label = 'Request the floor · Xin phát biểu';
+    let label = t('floor.request');
     if (floorGrant(f, self.site)) {
       action = FloorActions.YIELD;
-      label = 'Yield the floor · Nhường lời';
+      label = t('floor.yield');
     } else if (floorQueuePosition(f, self.site) > 0) {
       action = FloorActions.WITHDRAW;
-      label = 'Withdraw request · Rút yêu cầu';
+      label = t('floor.withdraw');
     }
     fb.dataset.action = action;
     fb.querySelector('.pill-text').textContent = label;
@@ -213,10 +202,10 @@ function restoreFocus({ action, site }) {
 }
 
 const FLOOR_ERRORS = {
-  forbidden: 'You may not do that',
-  not_joined: 'Not connected',
-  disconnected: 'Not connected',
-  timeout: 'The server did not answer',
+  forbidden: 'floor.err_forbidden',
+  not_joined: 'floor.err_disconnected',
+  disconnected: 'floor.err_disconnected',
+  timeout: 'floor.err_timeout',
 };
 
 /** Runs a floor action; a refusal is shown in the banner. */
@@ -233,8 +222,8 @@ async function floorAction(action, opts = {}) {
     recordError(err.code || 'floor', err.message);
     // The end of the meeting closes the socket, maybe before the reply: the end screen says it.
     if (c.state === 'closed') return null;
-    const what = FLOOR_ERRORS[err.code] || 'Refused';
-    showBanner(`${what}: ${err.message || err.code}. Không thực hiện được.`, 'warn', 8000);
+    const what = t(FLOOR_ERRORS[err.code] || 'floor.err_other');
+    showBanner(t('floor.err', { what, why: err.message || err.code }), 'warn', 8000);
     return null;
   } finally {
     page.floorBusy.delete(key);
@@ -248,33 +237,31 @@ export function announceFloor({ floor: f, previous: prev, muteAll, joined }) {
   const say = (t) => {
     $('floor-live').textContent = t;
   };
-  if (muteAll) showBanner('The chair muted all microphones. Chủ tọa đã tắt tất cả micrô.', 'info', 6000);
+  if (muteAll) showBanner(t('floor.muted_all'), 'info', 6000);
   if (joined || !prev || !self) return;
   if (f.ended && !prev.ended) {
-    showBanner('The chair ended the meeting. Chủ tọa đã kết thúc cuộc họp.', 'info');
+    showBanner(t('floor.ended_banner'), 'info');
     return;
   }
   if (f.mode !== prev.mode) {
-    const t = MODE_TEXT[f.mode];
-    if (t) {
-      say(`Mode: ${t.name}. ${t.help}`);
-      showBanner(`Mode: ${t.name} · Chế độ: ${t.vi}`, 'info', 5000);
-    }
+    const m = modeText(f.mode);
+    say(t('floor.mode_said', { mode: m.name, help: m.help }));
+    showBanner(t('floor.mode_banner', { mode: m.name }), 'info', 5000);
     return;
   }
   const had = floorGrant(prev, self.site);
   const has = floorGrant(f, self.site);
   if (has && !had) {
-    showBanner('You have the floor: you are on air. Bạn được phát biểu.', 'info', 6000);
+    showBanner(t('floor.granted_banner'), 'info', 6000);
   } else if (had && !has) {
-    showBanner('Your turn has ended. Đã kết thúc lượt phát biểu.', 'info', 5000);
+    showBanner(t('floor.turn_ended'), 'info', 5000);
   } else if (!has && floorQueuePosition(prev, self.site) > 0 && floorQueuePosition(f, self.site) === 0) {
-    showBanner('The chair declined your request. Chủ tọa chưa cho phép phát biểu.', 'info', 6000);
+    showBanner(t('floor.declined'), 'info', 6000);
   }
   if (isChair()) {
     const before = new Set(prev.requests.map((r) => r.site));
     for (const r of f.requests) {
-      if (!before.has(r.site)) say(`${siteName(r.site)} requests the floor.`);
+      if (!before.has(r.site)) say(t('floor.requested_said', { site: siteName(r.site) }));
     }
   }
 }

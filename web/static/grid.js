@@ -4,6 +4,7 @@
 
 import { FloorMode, Source, floorGrant, floorQueuePosition } from './cau-client.js';
 import { renderFloor } from './floor-panel.js';
+import { t } from './i18n.js';
 import { $, page, setData, setHidden, setText } from './join-page.js';
 
 // How often the page reads the remote audio levels to find who talks.
@@ -30,7 +31,7 @@ function newTile(p, source) {
 
 function labelTile(tile, p, source) {
   tile.querySelector('.name').textContent = p.name || p.site || p.id;
-  tile.querySelector('.site').textContent = source === Source.SCREEN ? 'Screen' : p.site || '';
+  tile.querySelector('.site').textContent = source === Source.SCREEN ? t('tile.screen') : p.site || '';
   tile.querySelector('.initials').textContent = initials(p.name || p.site);
   const muted = new Set(p.muted || []);
   tile.classList.toggle('mic-muted', source === Source.CAMERA && muted.has(Source.MICROPHONE));
@@ -142,11 +143,7 @@ export function enableSound() {
 
 // ---- layout: main windows, strip, content ----------------------------------------------------
 
-const WINDOW_TEXT = {
-  chair: 'Chair · Chủ tọa',
-  speaker: 'Speaking · Đang phát biểu',
-  previous: 'Previous · Trước đó',
-};
+const WINDOWS = new Set(['chair', 'speaker', 'previous']);
 
 
 /**
@@ -203,13 +200,13 @@ export function layout() {
   const controlled = !!floor && floor.mode !== FloorMode.DISCUSSION;
   for (const [id, tile] of page.tiles) {
     const p = c?.participants.get(id);
-    setText(tile.querySelector('.window-badge'), WINDOW_TEXT[tile.dataset.window] || '');
+    setText(tile.querySelector('.window-badge'), WINDOWS.has(tile.dataset.window) ? t(`window.${tile.dataset.window}`) : '');
     tile.classList.toggle('talking', plan.talking.has(id));
     const g = controlled && p ? floorGrant(floor, p.site) : null;
     const pos = controlled && p ? floorQueuePosition(floor, p.site) : 0;
     let ftext = '';
-    if (g && tile.dataset.window !== 'speaker') ftext = 'On the floor · Đang phát biểu';
-    else if (!g && pos > 0) ftext = `Hand raised #${pos} · Xin phát biểu`;
+    if (g && tile.dataset.window !== 'speaker') ftext = t('tile.on_floor');
+    else if (!g && pos > 0) ftext = t('tile.hand_raised', { pos });
     setText(tile.querySelector('.floor-badge'), ftext);
     tile.classList.toggle('has-floor', !!g);
   }

@@ -14,6 +14,7 @@
 // see below.
 
 import { CauClient, CloseCode, Source, clampName } from './cau-client.js';
+import { t, translatePage } from './i18n.js';
 import { refreshControls, toggleCam, toggleMic, toggleScreen } from './controls.js';
 import { announceFloor, autoPanel, renderFloor, startFloorControls } from './floor-panel.js';
 import {
@@ -108,7 +109,7 @@ function join() {
   if (page.client) return;
   const name = clampName($('name-input').value || params.get('name') || claims?.name || '');
   $('join-button').disabled = true;
-  setConnStatus('connecting', 'Connecting…');
+  setConnStatus('connecting', t('conn.connecting'));
   const c = new CauClient({ token, name });
   page.client = c;
 
@@ -116,26 +117,21 @@ function join() {
     const { state, attempt, delay } = e.detail;
     switch (state) {
       case 'connecting':
-        setConnStatus('connecting', 'Connecting…');
+        setConnStatus('connecting', t('conn.connecting'));
         break;
       case 'joined':
-        setConnStatus('joined', 'Connected');
+        setConnStatus('joined', t('conn.joined'));
         break;
       case 'reconnecting':
         window.cauState.joined = false;
-        setConnStatus('reconnecting', 'Reconnecting…');
+        setConnStatus('reconnecting', t('conn.reconnecting'));
         if (delay !== undefined) {
-          const wait = `${Math.ceil(delay / 1000)} s (attempt ${attempt})`;
-          showBanner(
-            window.cauState.selfId
-              ? `Connection lost. Reconnecting in ${wait}… Mất kết nối, đang kết nối lại…`
-              : `Cannot reach the meeting server. Retrying in ${wait}… Không kết nối được máy chủ…`,
-            'warn',
-          );
+          const wait = { s: Math.ceil(delay / 1000), attempt };
+          showBanner(t(window.cauState.selfId ? 'conn.lost' : 'conn.unreachable', wait), 'warn');
         }
         break;
       case 'closed':
-        setConnStatus('closed', 'Disconnected');
+        setConnStatus('closed', t('conn.closed'));
         break;
     }
   });
@@ -146,15 +142,15 @@ function join() {
     window.cauState.selfId = self.id;
     window.cauState.meeting = meeting;
     $('meeting-id').textContent = meeting;
-    document.title = `Cầu — ${meeting}`;
+    document.title = t('join.page_title', { meeting });
     if (reconnected) {
       window.cauState.reconnects++;
-      showBanner('Reconnected. Đã kết nối lại.', 'info', 3000);
+      showBanner(t('conn.reconnected'), 'info', 3000);
     }
     else hideBanner();
     showScreen('meeting-screen');
     $('self-video').srcObject = page.local;
-    $('self-view').querySelector('.name').textContent = self.name ? `${self.name} (you)` : 'You';
+    $('self-view').querySelector('.name').textContent = self.name ? t('join.you_named', { name: self.name }) : t('join.you');
     for (const p of participants) addParticipant(p);
     refreshControls();
     layout();
@@ -183,11 +179,11 @@ function join() {
     if (request === 'floor_action') return; // floorAction reports it
     recordError(code, message);
     if (code === 'unauthorized' || code === 'forbidden') return; // the close that follows says it
-    showBanner(`Server error: ${message || code}`, 'warn', 8000);
+    showBanner(t('conn.server_error', { message: message || code }), 'warn', 8000);
   });
   c.addEventListener('closed', (e) => onClosed(e.detail));
   c.addEventListener('mediamoved', () => {
-    showBanner('Media server changed, restoring audio and video… Đang khôi phục hình ảnh và âm thanh…', 'info', 4000);
+    showBanner(t('conn.media_moved'), 'info', 4000);
   });
 
   if (page.local) c.setLocalMedia(page.local);
@@ -204,26 +200,24 @@ function onClosed({ code, message, serverError }) {
   clearTimeout(page.layoutTimer);
   if ($('end-dialog').open) $('end-dialog').close();
   for (const id of [...page.tiles.keys()]) removeParticipant(id);
-  const server = serverError?.message ? `Server: ${serverError.message}.` : '';
+  const server = serverError?.message ? t('end.server', { message: serverError.message }) : '';
   if (page.leaving || code === 1000) {
-    showEnd('You left the meeting', 'Bạn đã rời cuộc họp.');
+    showEnd(t('end.left'), t('end.left_detail'));
     return;
   }
   recordError(`close_${code}`, message);
   switch (code) {
     case CloseCode.UNAUTHORIZED:
-      showEnd('Your link is invalid or expired', `${server} Ask the meeting organiser for a new link. ` +
-        'Đường dẫn không hợp lệ hoặc đã hết hạn.', { error: true, rejoin: false });
+      showEnd(t('end.invalid'), t('end.invalid_detail', { server }).trim(), { error: true, rejoin: false });
       break;
     case CloseCode.REPLACED:
-      showEnd('You joined from another window or device', 'This window was disconnected. ' +
-        'Bạn đã vào họp từ cửa sổ hoặc thiết bị khác.', { error: true, rejoin: true });
+      showEnd(t('end.replaced'), t('end.replaced_detail'), { error: true, rejoin: true });
       break;
     case CloseCode.MEETING_ENDED:
-      showEnd('The meeting has ended', 'Cuộc họp đã kết thúc.', { rejoin: false });
+      showEnd(t('end.ended'), t('end.ended_detail'), { rejoin: false });
       break;
     default:
-      showEnd('Disconnected', `${message || ''} ${server}`.trim(), { error: true, rejoin: true });
+      showEnd(t('end.disconnected'), `${message || ''} ${server}`.trim(), { error: true, rejoin: true });
   }
 }
 
@@ -240,6 +234,7 @@ function rejoin() {
 // ---- start ---------------------------------------------------------------------------------
 
 async function start() {
+  translatePage();
   $('meeting-id').textContent = claims?.meeting || pathMeeting;
   $('banner-action').hidden = true;
   $('mic-button').addEventListener('click', toggleMic);
@@ -262,13 +257,11 @@ async function start() {
   });
 
   if (!token) {
-    showEnd('Your link is invalid or expired', 'The link has no access token. Ask the meeting organiser for a new link. ' +
-      'Đường dẫn không hợp lệ.', { error: true, rejoin: false });
+    showEnd(t('end.invalid'), t('end.no_token'), { error: true, rejoin: false });
     return;
   }
   if (!claims) {
-    showEnd('Your link is invalid or expired', 'The access token in the link cannot be read. ' +
-      'Ask the meeting organiser for a new link. Đường dẫn không hợp lệ.', { error: true, rejoin: false });
+    showEnd(t('end.invalid'), t('end.bad_token'), { error: true, rejoin: false });
     return;
   }
   if (claims.meeting && pathMeeting && claims.meeting !== pathMeeting) {
@@ -283,7 +276,7 @@ async function start() {
   }
 
   if (autojoin) {
-    setConnStatus('connecting', 'Starting…');
+    setConnStatus('connecting', t('conn.starting'));
     page.local = await openLocalMedia();
     if ($('media-warning').textContent) showBanner($('media-warning').textContent, 'warn', 10000);
     join();
@@ -298,5 +291,5 @@ async function start() {
 
 start().catch((err) => {
   console.error('[cau] page start failed', err);
-  showBanner(`The page failed to start: ${err.message}`, 'error');
+  showBanner(t('page.failed', { why: err.message }), 'error');
 });

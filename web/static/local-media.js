@@ -1,6 +1,7 @@
 // local-media.js — this endpoint's camera and microphone on the join page: opening them
 // (falling back to one, then none, and saying why), the device lists and the preview.
 
+import { t } from './i18n.js';
 import { $, page, recordError } from './join-page.js';
 
 const VIDEO_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
@@ -14,7 +15,7 @@ const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, auto
 export async function openLocalMedia(micId, camId) {
   const md = navigator.mediaDevices;
   if (!md || !md.getUserMedia) {
-    warnMedia('This browser cannot use a camera or microphone here (the page needs https or localhost).');
+    warnMedia(t('media.no_browser_support'));
     return null;
   }
   const audio = micId ? { ...AUDIO_CONSTRAINTS, deviceId: { exact: micId } } : AUDIO_CONSTRAINTS;
@@ -29,10 +30,7 @@ export async function openLocalMedia(micId, camId) {
     try {
       const s = await md.getUserMedia(c);
       if (firstErr) {
-        warnMedia(
-          (c.video ? 'No microphone' : 'No camera') + ` could be opened (${mediaErrorText(firstErr)}). Others will ` +
-            (c.video ? 'not hear you.' : 'not see you.'),
-        );
+        warnMedia(t(c.video ? 'media.no_mic' : 'media.no_cam', { why: mediaErrorText(firstErr) }));
       } else {
         warnMedia('');
       }
@@ -41,21 +39,21 @@ export async function openLocalMedia(micId, camId) {
       firstErr = firstErr || err;
     }
   }
-  warnMedia(`Camera and microphone could not be opened (${mediaErrorText(firstErr)}). You can still join to watch and listen.`);
+  warnMedia(t('media.none', { why: mediaErrorText(firstErr) }));
   return null;
 }
 
 export function mediaErrorText(err) {
-  if (!err) return 'unknown error';
+  if (!err) return t('media.err_unknown');
   switch (err.name) {
     case 'NotAllowedError':
-      return 'permission denied';
+      return t('media.err_denied');
     case 'NotFoundError':
-      return 'no device found';
+      return t('media.err_not_found');
     case 'NotReadableError':
-      return 'the device is in use by another program';
+      return t('media.err_busy');
     case 'OverconstrainedError':
-      return 'the chosen device is not available';
+      return t('media.err_unavailable');
     default:
       return err.message || err.name;
   }
@@ -93,7 +91,7 @@ export async function fillDeviceLists() {
       n++;
       const o = document.createElement('option');
       o.value = d.deviceId;
-      o.textContent = d.label || `${kind === 'audioinput' ? 'Microphone' : 'Camera'} ${n}`;
+      o.textContent = d.label || t(kind === 'audioinput' ? 'media.device_mic' : 'media.device_cam', { n });
       if (d.deviceId === current) o.selected = true;
       select.append(o);
     }
