@@ -213,6 +213,7 @@ func TestConsoleRefusesOtherRoles(t *testing.T) {
 		if text := testbrowser.Eval[string](t, tab, `document.getElementById('fatal').textContent`); !strings.Contains(text, c.want) {
 			t.Errorf("%s: %q, want %q", c.name, text, c.want)
 		}
+		tab.Close()
 	}
 }
 
@@ -291,6 +292,7 @@ func TestConsoleMeetingsInChromium(t *testing.T) {
 	defer srv.Close()
 
 	tab := browser.Tab(t, "console")
+	defer tab.Close() // before srv.Close, which waits for the page's event stream to end
 	tok := tokenFor(t, auth.RoleTechnician, time.Hour)
 	if err := tab.Run(30*time.Second, chromedp.Navigate(srv.URL+"/console?token="+url.QueryEscape(tok))); err != nil {
 		t.Fatal(err)

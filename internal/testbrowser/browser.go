@@ -82,9 +82,10 @@ type Options struct {
 // Browser is one tab of a headless Chromium.
 type Browser struct {
 	// Name labels the browser in logs and screenshot file names.
-	Name string
-	ctx  context.Context
-	log  *Log
+	Name  string
+	ctx   context.Context
+	log   *Log
+	close context.CancelFunc // a tab's; nil for the first tab, closed with the browser
 }
 
 // Start starts a headless Chromium with a fresh profile and one tab; it is closed when
@@ -163,16 +164,24 @@ func MustStart(t testing.TB, o Options, names ...string) []*Browser {
 	return bs
 }
 
-// Tab opens another tab in the same browser, closed when the test ends.
+// Tab opens another tab in the same browser. It closes when the test ends, or earlier
+// with Close (a server that waits for the page's open connections needs that first).
 func (b *Browser) Tab(t testing.TB, name string) *Browser {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
-	tab := &Browser{Name: name, ctx: ctx, log: b.log}
+	tab := &Browser{Name: name, ctx: ctx, log: b.log, close: cancel}
 	if err := tab.follow(); err != nil {
 		t.Fatalf("open a tab (%s): %v", name, err)
 	}
 	return tab
+}
+
+// Close closes a tab opened with Tab (a browser closes with its test).
+func (b *Browser) Close() {
+	if b.close != nil {
+		b.close()
+	}
 }
 
 // follow starts the tab (chromedp starts it on the first action) and copies its console
