@@ -216,7 +216,9 @@ function renderCounts(counts) {
     const s = el('span');
     const d = el('span', 'dot');
     d.dataset.g = BY_SEV[i];
-    s.append(d, document.createTextNode(t('console.count', { n: k, grade: gradeText(BY_SEV[i]) })));
+    // The dot's colour names the grade (as the legend says); the number is what counts.
+    s.title = t('console.count', { n: k, grade: gradeText(BY_SEV[i]) });
+    s.append(d, document.createTextNode(String(k)));
     c.append(s);
   });
 }
@@ -241,6 +243,13 @@ function renderProblems(list) {
 
 const time = (iso) => fmtTime(iso, { seconds: true });
 
+/** Why an alert closed, as the monitor says it (monitor/sites.go), in the page's language. */
+function endReason(why) {
+  const key = { recovered: 'alert_end.recovered', 'no endpoint left': 'alert_end.no_endpoint_left',
+    'bridge back': 'alert_end.bridge_back' }[why];
+  return key ? t(key) : why;
+}
+
 function renderAlerts(alerts) {
   const ol = $('alerts');
   ol.replaceChildren();
@@ -249,8 +258,9 @@ function renderAlerts(alerts) {
     const d = el('span', 'dot');
     d.dataset.g = a.grade;
     const text = el('span');
-    text.append(el('b', '', a.name), document.createTextNode(` ${a.kind === 'bridge' ? t('console.bridge_down') : gradeText(a.grade)}`));
-    const when = a.end ? t('console.alert_closed', { start: time(a.start), end: time(a.end), why: a.end_reason })
+    const name = a.kind === 'site' && a.subject === UNKNOWN ? t('console.outside') : a.name;
+    text.append(el('b', '', name), document.createTextNode(` ${a.kind === 'bridge' ? t('console.bridge_down') : gradeText(a.grade)}`));
+    const when = a.end ? t('console.alert_closed', { start: time(a.start), end: time(a.end), why: endReason(a.end_reason) })
       : t('console.alert_open', { start: time(a.start) });
     text.append(el('span', 'when', when));
     li.append(d, text);

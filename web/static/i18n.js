@@ -61,11 +61,12 @@ try {
 /**
  * The message key in the page's language, with {name} placeholders replaced from params.
  * With params.n, the key's plural form is used when the catalogue has one ("key.one" for
- * n === 1, else "key.other"). A missing key shows as itself (the web tests forbid it).
+ * n === 1, "key.other" otherwise), else the key itself. A missing key shows as itself (the
+ * web tests forbid it).
  */
 export function t(key, params = {}) {
-  let text = messages[key];
-  if (text === undefined && params.n !== undefined) text = messages[`${key}.${params.n === 1 ? 'one' : 'other'}`];
+  let text = params.n !== undefined ? messages[`${key}.${params.n === 1 ? 'one' : 'other'}`] : undefined;
+  if (text === undefined) text = messages[key];
   if (text === undefined) {
     console.warn('[cau] no message', key);
     return key;
