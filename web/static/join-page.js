@@ -1,7 +1,7 @@
 // join-page.js — what the join page's modules share: the link's parameters, the page's
 // state, and small DOM helpers (the banner, the screens, the connection status, error
-// records). Everything here runs on the page's one thread; `page` is written by the
-// modules named on each field.
+// records). Everything here runs on the page's one thread; each field of `page` says
+// which module writes it (the others only read it).
 
 import { decodeTokenClaims } from './cau-client.js';
 import { DEFAULT_HOLD_MS, LayoutPlanner, MAX_HOLD_MS, MIN_HOLD_MS } from './layout.js';
@@ -25,35 +25,38 @@ export const holdMs = (() => {
   const v = Number.parseFloat(params.get('hold') ?? '');
   return Number.isFinite(v) ? Math.min(MAX_HOLD_MS, Math.max(MIN_HOLD_MS, Math.round(v * 1000))) : DEFAULT_HOLD_MS;
 })();
-// How often the page reads the remote audio levels to find who talks.
 
 export const page = {
+  /** the session (join.js) */
   client: null,
-  /** @type {MediaStream|null} microphone + camera */
+  /** @type {MediaStream|null} microphone + camera (join.js, local-media.js) */
   local: null,
+  /** what the user muted (controls.js; join.js follows the chair's "mute all") */
   micMuted: false,
   camMuted: false,
+  /** the browser wants a click before playing sound (grid.js) */
   soundBlocked: false,
+  /** the user pressed Leave (join.js) */
   leaving: false,
-  /** participant id → tile element (camera) */
+  /** participant id → tile element (camera) (grid.js) */
   tiles: new Map(),
-  /** participant id → stage element (screen) */
+  /** participant id → stage element (screen) (grid.js) */
   screens: new Map(),
+  /** the last errors, for the test hook (recordError) */
   errors: [],
+  /** the layout planner, and its last plan (grid.js; see layout.js) */
   planner: new LayoutPlanner({ holdMs }),
-  /** the last layout plan (see layout.js) */
   plan: null,
   layoutTimer: 0,
   audioTimer: 0,
   audioBusy: false,
-  /** whether the floor panel is shown */
+  /** whether the floor panel is shown (floor-panel.js) */
   panelOpen: true,
   /** whether the user opened or closed the panel (then the page leaves it so) */
   panelChosen: false,
-  /** floor actions waiting for the server, by a key of action and site */
+  /** floor actions waiting for the server, by a key of action and site (floor-panel.js) */
   floorBusy: new Set(),
 };
-
 
 // ---- banner, screens -----------------------------------------------------------------------
 
