@@ -1,7 +1,6 @@
 package testbrowser
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -11,33 +10,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/chromedp/chromedp"
 )
 
 // Log collects the lines of a test's server and browsers. Its methods may be called from
 // any goroutine, also after the test returned (a browser's console may still be talking).
 type Log struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-// Write appends p (Log is an io.Writer for slog handlers).
-func (l *Log) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
+	testutil.LockedBuffer
 }
 
 // Printf appends one line.
 func (l *Log) Printf(format string, args ...any) {
 	_, _ = fmt.Fprintf(l, format+"\n", args...)
-}
-
-// String is everything written so far.
-func (l *Log) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // KeepLog writes the log to dir/log.txt when the test ends and, if it failed, its tail to
@@ -46,14 +31,9 @@ func (l *Log) String() string {
 func KeepLog(t testing.TB, dir string, log *Log) {
 	t.Helper()
 	t.Cleanup(func() {
-		out := log.String()
-		_ = os.WriteFile(filepath.Join(dir, "log.txt"), []byte(out), 0o644)
+		_ = os.WriteFile(filepath.Join(dir, "log.txt"), []byte(log.String()), 0o644)
 		if t.Failed() {
-			const tail = 40000
-			if len(out) > tail {
-				out = "…" + out[len(out)-tail:]
-			}
-			t.Logf("artifacts in %s; server and browser log:\n%s", dir, out)
+			t.Logf("artifacts in %s; server and browser log:\n%s", dir, log.Tail(40000))
 		}
 	})
 }
