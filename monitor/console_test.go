@@ -25,10 +25,16 @@ import (
 // source with one endpoint at each of 500 sites, one of them degraded.
 
 // consoleBrowser starts a headless Chromium for the console (no camera needed), closed
-// with the test; its console messages go to log.
-func consoleBrowser(t *testing.T, log *testbrowser.Log) *testbrowser.Browser {
+// with the test, and returns it with the test's artifact directory, where its log is kept
+// (and shown when the test fails). It skips the test in -short mode.
+func consoleBrowser(t *testing.T) (*testbrowser.Browser, string) {
 	t.Helper()
-	return testbrowser.MustStart(t, testbrowser.Options{Log: log, Width: 1600, Height: 1000}, "console")[0]
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode (testing.Short)")
+	}
+	dir, log := testbrowser.ArtifactDir(t), &testbrowser.Log{}
+	testbrowser.KeepLog(t, dir, log)
+	return testbrowser.MustStart(t, testbrowser.Options{Log: log, Width: 1600, Height: 1000}, "console")[0], dir
 }
 
 // waitJS waits for a JavaScript predicate on the tab, or fails the test.
@@ -98,17 +104,7 @@ func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
 }
 
 func TestConsoleInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	dir := testbrowser.ArtifactDir(t)
-	logs := &testbrowser.Log{}
-	browser := consoleBrowser(t, logs)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("browser log:\n%s", logs.String())
-		}
-	})
+	browser, dir := consoleBrowser(t)
 
 	var report []string
 	for _, size := range []struct {
@@ -196,10 +192,7 @@ func TestConsoleInChromium(t *testing.T) {
 
 // A token of another role, or none, gets an explanation instead of the console.
 func TestConsoleRefusesOtherRoles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	browser := consoleBrowser(t, nil)
+	browser, _ := consoleBrowser(t)
 	base := consoleServer(t, testTree(t), "c1")
 	for _, c := range []struct{ name, query, want string }{
 		{"participant", "?token=" + url.QueryEscape(tokenFor(t, auth.RoleParticipant, time.Hour)), "not a technician"},
@@ -243,17 +236,7 @@ func BenchmarkSample3400(b *testing.B) {
 // four sites, two of them connected (one degraded); its pre-meeting check lists the two
 // missing sites first, then the poor one, and a screenshot is saved.
 func TestConsoleMeetingsInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	dir := testbrowser.ArtifactDir(t)
-	logs := &testbrowser.Log{}
-	browser := consoleBrowser(t, logs)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("browser log:\n%s", logs.String())
-		}
-	})
+	browser, dir := consoleBrowser(t)
 
 	ctx := context.Background()
 	tree := testTree(t)

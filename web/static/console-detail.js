@@ -7,8 +7,10 @@ import { fmtTime, t } from './i18n.js';
 
 const UNKNOWN = 'unknown'; // the monitor's grade and site for what it cannot place
 
-const $ = (id) => document.getElementById(id);
-const el = (tag, cls, text) => {
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
+/** A new element with a class and a text (both optional). */
+export const el = (tag, cls, text) => {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text;

@@ -13,7 +13,7 @@
 // changed. The site detail is drawn by console-detail.js. window.cauConsole exposes timings
 // for the tests.
 
-import { gradeText, levelText, renderDetail } from './console-detail.js';
+import { $, el, gradeText, levelText, renderDetail } from './console-detail.js';
 import { fmtTime, t, translatePage } from './i18n.js';
 
 const TOKEN_KEY = 'cau.console.token';
@@ -23,13 +23,6 @@ const BY_SEV = ['good', 'fair', 'poor', 'lost'];
 const UNKNOWN = 'unknown'; // the monitor's site for endpoints outside the registry
 const STALL_MS = 6000; // no event for this long: reconnect
 
-const $ = (id) => document.getElementById(id);
-const el = (tag, cls, text) => {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
 const sev = (g) => (g in SEV ? SEV[g] : -1);
 const gradeName = (s) => (s >= 0 ? BY_SEV[s] : 'none');
 
