@@ -164,7 +164,7 @@ func TestBrowserPagesInVietnamese(t *testing.T) {
 	})
 
 	t.Run("console", func(t *testing.T) {
-		tok, err := a.Keys().Sign(auth.Claims{Role: auth.RoleTechnician, Name: "Kỹ thuật viên"}, time.Hour)
+		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleTechnician, Name: "Kỹ thuật viên"}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
