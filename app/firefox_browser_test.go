@@ -25,12 +25,12 @@ type pagePlayer interface {
 
 type chromiumPage struct{ b *browser }
 
-func (c chromiumPage) name() string { return c.b.name }
+func (c chromiumPage) name() string { return c.b.Name }
 func (c chromiumPage) waitFor(t *testing.T, what, predicate string, timeout time.Duration) error {
-	return c.b.waitFor(t, what, predicate, timeout)
+	return c.b.WaitFor(what, predicate, timeout)
 }
 func (c chromiumPage) value(t *testing.T, js string, out any) error {
-	ctx, cancel := context.WithTimeout(c.b.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(c.b.Context(), 10*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => JSON.stringify(await (`+js+`)))()`, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -136,8 +136,8 @@ func TestBrowserFirefoxChromium(t *testing.T) {
 	bob := firefoxPage{nm: "bob (firefox)", f: ff}
 	defer func() {
 		if t.Failed() {
-			alice.screenshot(t, dir, "failed")
-			alice.dumpStats(t)
+			alice.Shot(t, dir, "failed")
+			dumpStats(alice)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var stats any
@@ -153,7 +153,7 @@ func TestBrowserFirefoxChromium(t *testing.T) {
 		}
 	}()
 
-	if err := alice.run(t, 30*time.Second, chromedp.Navigate(joinURL(t, a, a.Keys(), "ff1", "hcm", "Alice Nguyễn"))); err != nil {
+	if err := alice.Run(30*time.Second, chromedp.Navigate(joinURL(t, a, a.Keys(), "ff1", "hcm", "Alice Nguyễn"))); err != nil {
 		t.Fatalf("alice: open join page: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -181,7 +181,7 @@ func TestBrowserFirefoxChromium(t *testing.T) {
 	}
 	checkPlaysAndHears(t, pages[0], bobID)
 	checkPlaysAndHears(t, pages[1], aliceID)
-	alice.screenshot(t, dir, "in-meeting")
+	alice.Shot(t, dir, "in-meeting")
 	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if png, err := ff.Screenshot(ctx); err == nil {

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,46 +16,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
-	"github.com/cau-project/cau/deploy/examples"
+	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/protocol"
-	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
-
-// startServerWithStore is startServer with the REST API's store and the four-level dev
-// tree saved in it, as `cau serve` runs.
-func startServerWithStore(t *testing.T, logs *syncBuffer) (*app.App, rooms.Store) {
-	t.Helper()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := examples.FS.Open(examples.DevTree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := rooms.LoadTree(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(context.Background(), tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: 0, Dev: true, Logger: log,
-		Store: store, Tree: tree, Site: tree.Root().ID, Ancestry: tree.Ancestors})
-	if err != nil {
-		t.Fatalf("start cau: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := a.Close(); err != nil {
-			t.Logf("close cau: %v", err)
-		}
-		_ = store.Close()
-	})
-	return a, store
-}
 
 // apiCall makes one REST call as an admin and decodes the answer.
 func apiCall(t *testing.T, a *app.App, method, path string, body, out any) {
@@ -105,14 +66,8 @@ func roomParticipant(c *client.Client, site string) (protocol.Participant, bool)
 // participant sees it and receives its camera), comes back after a reload and after a
 // network drop, and leaves by itself at the meeting's end.
 func TestBrowserKiosk(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	chromium := chromiumPath(t)
-	dir := artifactDir(t)
-	logs := &syncBuffer{}
-	dumpOnFailure(t, dir, logs)
-	a, _ := startServerWithStore(t, logs)
+	s := newStage(t, true)
+	a, dir := s.app, s.dir
 	proxy := newCutProxy(t, strings.TrimPrefix(a.URL(), "http://"))
 	const site = "qnam-psn-c01"
 
@@ -121,22 +76,12 @@ func TestBrowserKiosk(t *testing.T) {
 	}
 	apiCall(t, a, "POST", "/endpoints", map[string]any{"id": "room-c01", "name": "Phòng họp Khâm Đức", "site": site, "kind": "room"}, &created)
 
-	kiosk, err := newBrowser(t, chromium, "kiosk", logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			kiosk.screenshot(t, dir, "failed")
-			logs.Printf("[kiosk state] %s", eval[string](t, kiosk, `JSON.stringify({state: window.cauRoom.state,
-				joined: window.cauRoom.joined, sessions: window.cauRoom.sessions, errors: window.cauRoom.errors})`))
-		}
-	}()
+	kiosk := s.browsers(testbrowser.Options{}, "kiosk")[0]
 	// Through the proxy, so the network can be cut; poll=1 so the booking shows at once.
-	if err := kiosk.run(t, 30*time.Second, chromedp.Navigate(proxy.URL()+created.KioskPath+"&poll=1")); err != nil {
+	if err := kiosk.Run(30*time.Second, chromedp.Navigate(proxy.URL()+created.KioskPath+"&poll=1")); err != nil {
 		t.Fatalf("open the kiosk page: %v", err)
 	}
-	if err := kiosk.waitFor(t, "the empty plan", `window.cauRoom && window.cauRoom.polls > 0 &&
+	if err := kiosk.WaitFor("the empty plan", `window.cauRoom && window.cauRoom.polls > 0 &&
 		document.getElementById('site-name').textContent === 'Thị trấn Khâm Đức' &&
 		document.getElementById('next-title').textContent.includes('Chưa có cuộc họp')`, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -151,13 +96,13 @@ func TestBrowserKiosk(t *testing.T) {
 	apiCall(t, a, "POST", "/meetings", map[string]any{"id": "kiosk-test", "title": "Giao ban huyện Phước Sơn",
 		"select": map[string]any{"root": "qnam-psn"}, "start": start.Format(time.RFC3339Nano),
 		"end": end.Format(time.RFC3339Nano), "test_window": "2s"}, &m)
-	if err := kiosk.waitFor(t, "the countdown", `document.getElementById('next-title').textContent === 'Giao ban huyện Phước Sơn' &&
+	if err := kiosk.WaitFor("the countdown", `document.getElementById('next-title').textContent === 'Giao ban huyện Phước Sơn' &&
 		!document.getElementById('countdown').hidden &&
 		document.getElementById('countdown').textContent.includes('Tự động kết nối sau')`, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	kiosk.screenshot(t, dir, "countdown")
-	if eval[int](t, kiosk, `window.cauRoom.sessions`) != 0 {
+	kiosk.Shot(t, dir, "countdown")
+	if testbrowser.Eval[int](t, kiosk, `window.cauRoom.sessions`) != 0 {
 		t.Fatal("the kiosk joined before the test window")
 	}
 
@@ -177,15 +122,15 @@ func TestBrowserKiosk(t *testing.T) {
 
 	// The kiosk joins by itself, not before the window opened; the observer sees it and
 	// receives its camera.
-	if err := kiosk.waitFor(t, "the kiosk joined", `window.cauRoom.joined`, 15*time.Second); err != nil {
+	if err := kiosk.WaitFor("the kiosk joined", `window.cauRoom.joined`, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	joinedAt := time.UnixMilli(int64(eval[float64](t, kiosk, `window.cauRoom.joinedAt`)))
+	joinedAt := time.UnixMilli(int64(testbrowser.Eval[float64](t, kiosk, `window.cauRoom.joinedAt`)))
 	if joinedAt.Before(connectAt.Add(-500 * time.Millisecond)) {
 		t.Errorf("the kiosk joined at %v, before the window opened at %v", joinedAt, connectAt)
 	}
 	t.Logf("the kiosk joined %v after the window opened", joinedAt.Sub(connectAt).Round(time.Millisecond))
-	first := eval[string](t, kiosk, `window.cauRoom.selfId`)
+	first := testbrowser.Eval[string](t, kiosk, `window.cauRoom.selfId`)
 	waitUntil(t, "the observer sees the kiosk", 10*time.Second, func() string {
 		if p, ok := roomParticipant(observer, site); !ok || p.ID != first {
 			return fmt.Sprintf("participants %v", observer.Participants())
@@ -195,20 +140,20 @@ func TestBrowserKiosk(t *testing.T) {
 		}
 		return ""
 	})
-	if err := kiosk.waitFor(t, "the kiosk shows the observer", `window.cauRoom.participants.includes('`+observer.Self.ID+`') &&
+	if err := kiosk.WaitFor("the kiosk shows the observer", `window.cauRoom.participants.includes('`+observer.Self.ID+`') &&
 		!document.getElementById('meeting-screen').hidden`, 5*time.Second); err != nil {
 		t.Error(err)
 	}
-	kiosk.screenshot(t, dir, "in-meeting")
+	kiosk.Shot(t, dir, "in-meeting")
 
 	// A reload: the page joins again by itself, and its old session is gone.
-	if err := kiosk.run(t, 20*time.Second, chromedp.Reload()); err != nil {
+	if err := kiosk.Run(20*time.Second, chromedp.Reload()); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	if err := kiosk.waitFor(t, "rejoined after the reload", `window.cauRoom && window.cauRoom.joined && window.cauRoom.selfId !== '`+first+`'`, 15*time.Second); err != nil {
+	if err := kiosk.WaitFor("rejoined after the reload", `window.cauRoom && window.cauRoom.joined && window.cauRoom.selfId !== '`+first+`'`, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	second := eval[string](t, kiosk, `window.cauRoom.selfId`)
+	second := testbrowser.Eval[string](t, kiosk, `window.cauRoom.selfId`)
 	waitUntil(t, "the observer sees the reloaded kiosk only", 10*time.Second, func() string {
 		var rooms []string
 		for _, p := range observer.Participants() {
@@ -224,10 +169,10 @@ func TestBrowserKiosk(t *testing.T) {
 
 	// A network drop: every connection through the proxy is cut; the page comes back.
 	proxy.cut()
-	if err := kiosk.waitFor(t, "rejoined after the drop", `window.cauRoom.joined && window.cauRoom.selfId !== '`+second+`'`, 20*time.Second); err != nil {
+	if err := kiosk.WaitFor("rejoined after the drop", `window.cauRoom.joined && window.cauRoom.selfId !== '`+second+`'`, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	third := eval[string](t, kiosk, `window.cauRoom.selfId`)
+	third := testbrowser.Eval[string](t, kiosk, `window.cauRoom.selfId`)
 	waitUntil(t, "the observer sees the kiosk back", 10*time.Second, func() string {
 		if p, ok := roomParticipant(observer, site); !ok || p.ID != third {
 			return fmt.Sprintf("participants %v", observer.Participants())
@@ -239,11 +184,11 @@ func TestBrowserKiosk(t *testing.T) {
 	}
 
 	// The end: the kiosk leaves by itself, not before; the observer sees it go.
-	if err := kiosk.waitFor(t, "left at the end", `!window.cauRoom.joined && window.cauRoom.leftAt > 0 &&
+	if err := kiosk.WaitFor("left at the end", `!window.cauRoom.joined && window.cauRoom.leftAt > 0 &&
 		!document.getElementById('idle-screen').hidden`, time.Until(end)+10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	leftAt := time.UnixMilli(int64(eval[float64](t, kiosk, `window.cauRoom.leftAt`)))
+	leftAt := time.UnixMilli(int64(testbrowser.Eval[float64](t, kiosk, `window.cauRoom.leftAt`)))
 	if leftAt.Before(end.Add(-500 * time.Millisecond)) {
 		t.Errorf("the kiosk left at %v, before the end at %v", leftAt, end)
 	}
@@ -256,10 +201,10 @@ func TestBrowserKiosk(t *testing.T) {
 	})
 	// And it stays out: nothing more to join.
 	time.Sleep(2 * time.Second)
-	if eval[bool](t, kiosk, `window.cauRoom.joined`) {
+	if testbrowser.Eval[bool](t, kiosk, `window.cauRoom.joined`) {
 		t.Error("the kiosk joined again after the end")
 	}
-	kiosk.screenshot(t, dir, "after-end")
+	kiosk.Shot(t, dir, "after-end")
 }
 
 // waitUntil polls check (which returns why it is not yet satisfied) until it returns "".

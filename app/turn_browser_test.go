@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/turnserver"
 )
@@ -22,43 +23,12 @@ import (
 // startChromium starts headless Chromium (execPath may be a wrapper that runs it in a
 // network namespace) with fake devices, treating origin as secure (plain http on an
 // address that is not loopback), and extra flags.
-func startChromium(t *testing.T, execPath, name, origin string, logs *syncBuffer, extra ...chromedp.ExecAllocatorOption) (*browser, error) {
-	profile := t.TempDir()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(execPath),
-		chromedp.UserDataDir(profile),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("unsafely-treat-insecure-origin-as-secure", origin),
-		chromedp.WindowSize(1280, 720),
-	)
-	opts = append(opts, extra...)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		return nil, fmt.Errorf("start chromium (%s): %w", name, err)
+func startChromium(t *testing.T, execPath, name, origin string, logs *syncBuffer, extra map[string]any) (*browser, error) {
+	flags := map[string]any{"unsafely-treat-insecure-origin-as-secure": origin}
+	for k, v := range extra {
+		flags[k] = v
 	}
-	go func() {
-		for m, err := range chromedp.Console(ctx) {
-			if err != nil {
-				return
-			}
-			logs.Printf("[%s console] %s", name, m)
-		}
-	}()
-	return &browser{name: name, ctx: ctx, logs: logs}, nil
+	return testbrowser.Start(t, testbrowser.Options{Name: name, Log: logs, Media: true, ExecPath: execPath, Flags: flags})
 }
 
 // relayOnly makes every RTCPeerConnection of the page relay-only, and keeps only the
@@ -132,10 +102,10 @@ func TestBrowserTURNBehind443Firewall(t *testing.T) {
 	var wg sync.WaitGroup
 	var alice, bob *browser
 	var aliceErr, bobErr error
-	wg.Go(func() { alice, aliceErr = startChromium(t, chromium, "alice", origin, logs) })
+	wg.Go(func() { alice, aliceErr = startChromium(t, chromium, "alice", origin, logs, nil) })
 	wg.Go(func() {
 		bob, bobErr = startChromium(t, fw.Wrapper(t, t.TempDir(), chromium), "bob-behind-firewall", origin, logs,
-			chromedp.Flag("ignore-certificate-errors", true))
+			map[string]any{"ignore-certificate-errors": true})
 	})
 	wg.Wait()
 	if aliceErr != nil || bobErr != nil {
@@ -144,18 +114,18 @@ func TestBrowserTURNBehind443Firewall(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			for _, b := range []*browser{alice, bob} {
-				b.screenshot(t, dir, "failed")
-				b.dumpStats(t)
+				b.Shot(t, dir, "failed")
+				dumpStats(b)
 			}
 		}
 	}()
-	if err := bob.run(t, 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+	if err := bob.Run(10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: relayOnly})
 		return err
 	})); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.run(t, 30*time.Second, chromedp.Navigate(joinURL(t, a, a.Keys(), "fw", "hcm", "Alice"))); err != nil {
+	if err := alice.Run(30*time.Second, chromedp.Navigate(joinURL(t, a, a.Keys(), "fw", "hcm", "Alice"))); err != nil {
 		t.Fatalf("alice: open join page: %v", err)
 	}
 	playing := `(() => { const v = window.cauState.joined && window.cauState.remoteVideos();
@@ -171,21 +141,21 @@ func TestBrowserTURNBehind443Firewall(t *testing.T) {
 		// The scheme filter lives in sessionStorage so it is set before the page's
 		// scripts run: open the origin, set it, then open the join link.
 		u := joinURL(t, a, a.Keys(), "fw", "ha-noi", fmt.Sprintf("Bob %d", i))
-		if err := bob.run(t, 30*time.Second, chromedp.Navigate(origin+"/healthz"),
+		if err := bob.Run(30*time.Second, chromedp.Navigate(origin+"/healthz"),
 			chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem('turnScheme', '`+scheme+`')`),
 			chromedp.Navigate(u)); err != nil {
 			t.Fatalf("bob (%s): open join page: %v", scheme, err)
 		}
-		if err := bob.waitFor(t, "remote video playing through TURN "+scheme, playing, 60*time.Second); err != nil {
+		if err := bob.WaitFor("remote video playing through TURN "+scheme, playing, 60*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if err := bob.waitFor(t, "remote video advancing", advancing, 20*time.Second); err != nil {
+		if err := bob.WaitFor("remote video advancing", advancing, 20*time.Second); err != nil {
 			t.Error(err)
 		}
-		if err := alice.waitFor(t, "alice plays bob's video", playing+` && `+advancing, 40*time.Second); err != nil {
+		if err := alice.WaitFor("alice plays bob's video", playing+` && `+advancing, 40*time.Second); err != nil {
 			t.Error(err)
 		}
-		ctx, cancel := context.WithTimeout(bob.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(bob.Context(), 10*time.Second)
 		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](selectedRelay, chromedp.EvalAwaitPromise))
 		cancel()
 		if err != nil {
@@ -198,6 +168,6 @@ func TestBrowserTURNBehind443Firewall(t *testing.T) {
 		} else {
 			t.Logf("bob behind the 443-only firewall plays alice's video; both connections on %s", want)
 		}
-		bob.screenshot(t, dir, strings.TrimSuffix(scheme, ":"))
+		bob.Shot(t, dir, strings.TrimSuffix(scheme, ":"))
 	}
 }

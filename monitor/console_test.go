@@ -25,64 +25,24 @@ import (
 // The console in headless Chromium: a real page, a real monitor and API, fed by a fake
 // source with one endpoint at each of 500 sites, one of them degraded.
 
-// chromiumPath and artifactDir come from internal/testbrowser, shared by the browser tests.
-func chromiumPath(t *testing.T) string { return testbrowser.ChromiumPath(t) }
-
-func artifactDir(t *testing.T) string { return testbrowser.ArtifactDir(t) }
-
-// startChromium starts a headless Chromium with a fresh profile, closed with the test.
-func startChromium(t *testing.T, logf func(string, ...any)) context.Context {
+// consoleBrowser starts a headless Chromium for the console (no camera needed), closed
+// with the test, and returns it with the test's artifact directory, where its log is kept
+// (and shown when the test fails). It skips the test in -short mode.
+func consoleBrowser(t *testing.T) (*testbrowser.Browser, string) {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1600, 1000),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
-	go func() {
-		for m, err := range chromedp.Console(ctx) {
-			if err != nil {
-				return
-			}
-			logf("[console] %s", m)
-		}
-	}()
-	return ctx
+	dir, log := testbrowser.ArtifactDir(t), &testbrowser.Log{}
+	testbrowser.KeepLog(t, dir, log)
+	return testbrowser.MustStart(t, testbrowser.Options{Log: log, Width: 1600, Height: 1000}, "console")[0], dir
 }
 
-func evalJS[T any](t *testing.T, ctx context.Context, js string) T {
+// waitJS waits for a JavaScript predicate on the tab, or fails the test.
+func waitJS(t *testing.T, tab *testbrowser.Browser, what, predicate string, timeout time.Duration) {
 	t.Helper()
-	c, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(c, chromedp.Evaluate[T](js))
-	if err != nil {
-		t.Fatalf("evaluate %s: %v", js, err)
-	}
-	return v
-}
-
-func waitJS(t *testing.T, ctx context.Context, what, predicate string, timeout time.Duration) {
-	t.Helper()
-	c, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
-	defer cancel()
-	_, err := chromedp.Run(c, chromedp.Poll[chromedp.Void](predicate,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
-	if err != nil {
-		t.Fatalf("%s within %v: %v", what, timeout, err)
+	if err := tab.WaitFor(what, predicate, timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -145,18 +105,7 @@ func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
 }
 
 func TestConsoleInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	dir := artifactDir(t)
-	var logs strings.Builder
-	logf := func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) }
-	browser := startChromium(t, logf)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("browser log:\n%s", logs.String())
-		}
-	})
+	browser, dir := consoleBrowser(t)
 
 	var report []string
 	for _, size := range []struct {
@@ -171,65 +120,59 @@ func TestConsoleInChromium(t *testing.T) {
 			tree := bigTree(t, size.provinces, size.districts, size.sites)
 			bad := tree.Sites()[len(tree.Sites())-7].ID
 			base := consoleServer(t, tree, bad)
-			tab, cancel := chromedp.NewContext(browser)
-			defer cancel()
+			tab := browser.Tab(t, "console")
 			tok := tokenFor(t, auth.RoleTechnician, time.Hour)
 			start := time.Now()
-			if err := chromedp.Do(tab, chromedp.Navigate(base+"/console?token="+url.QueryEscape(tok))); err != nil {
+			if err := tab.Run(30*time.Second, chromedp.Navigate(base+"/console?token="+url.QueryEscape(tok))); err != nil {
 				t.Fatal(err)
 			}
 			waitJS(t, tab, "the tree and a first update", `window.cauConsole && window.cauConsole.updates >= 1`, 15*time.Second)
 			firstPaint := time.Since(start)
-			if href := evalJS[string](t, tab, `location.href`); strings.Contains(href, "token") {
+			if href := testbrowser.Eval[string](t, tab, `location.href`); strings.Contains(href, "token") {
 				t.Errorf("the token stays in the address bar: %s", href)
 			}
 			// The degraded commune shows poor; its ancestors carry it in their subtree.
 			sel := fmt.Sprintf(`document.querySelector('.row[data-id=%q]').parentElement`, bad)
 			waitJS(t, tab, "the degraded site shown poor", sel+`.dataset.g === 'poor'`, 15*time.Second)
-			if sub := evalJS[string](t, tab, `document.querySelector('.row[data-id="`+tree.Root().ID+`"]').parentElement.dataset.sub`); sub != "poor" {
+			if sub := testbrowser.Eval[string](t, tab, `document.querySelector('.row[data-id="`+tree.Root().ID+`"]').parentElement.dataset.sub`); sub != "poor" {
 				t.Errorf("the root's subtree grade %q, want poor", sub)
 			}
-			if got := evalJS[string](t, tab, `document.querySelector('#problems li') ? document.querySelector('#problems li').dataset.id : ''`); got != bad {
+			if got := testbrowser.Eval[string](t, tab, `document.querySelector('#problems li') ? document.querySelector('#problems li').dataset.id : ''`); got != bad {
 				t.Errorf("problems list starts with %q, want %q", got, bad)
 			}
 			// "Only poor and lost" leaves the path to the bad site.
-			if err := chromedp.Do(tab, chromedp.Click(`#only-bad`)); err != nil {
+			if err := tab.Run(10*time.Second, chromedp.Click(`#only-bad`)); err != nil {
 				t.Fatal(err)
 			}
-			visible := evalJS[int](t, tab, `[...document.querySelectorAll('.row')].filter((r) => r.offsetParent !== null).length`)
+			visible := testbrowser.Eval[int](t, tab, `[...document.querySelectorAll('.row')].filter((r) => r.offsetParent !== null).length`)
 			if want := len(tree.PathToRoot(bad)); visible != want {
 				t.Errorf("%d rows visible with only poor and lost, want the %d on the path to the bad site", visible, want)
 			}
 			// Open the detail: endpoint figures, reasons and sparklines.
 			clicked := time.Now()
-			if err := chromedp.Do(tab, chromedp.Click(fmt.Sprintf(`.row[data-id=%q] .name`, bad))); err != nil {
+			if err := tab.Run(10*time.Second, chromedp.Click(fmt.Sprintf(`.row[data-id=%q] .name`, bad))); err != nil {
 				t.Fatal(err)
 			}
 			waitJS(t, tab, "the site's detail", fmt.Sprintf(`window.cauConsole.detailSite === %q && document.querySelectorAll('#d-endpoints svg.spark').length === 4`, bad), 10*time.Second)
 			detailShown := time.Since(clicked)
-			if r := evalJS[string](t, tab, `document.querySelector('#d-endpoints .ep-reasons').textContent`); !strings.Contains(r, "loss 8.0% > 5%") {
+			if r := testbrowser.Eval[string](t, tab, `document.querySelector('#d-endpoints .ep-reasons').textContent`); !strings.Contains(r, "loss 8.0% > 5%") {
 				t.Errorf("endpoint reasons %q", r)
 			}
 			// Responsiveness: round trips to the page's main thread while updates arrive.
 			var worst time.Duration
 			for range 20 {
 				t0 := time.Now()
-				evalJS[int](t, tab, `1`)
+				testbrowser.Eval[int](t, tab, `1`)
 				worst = max(worst, time.Since(t0))
 				time.Sleep(100 * time.Millisecond)
 			}
-			st := evalJS[map[string]any](t, tab, `({tree: cauConsole.treeRenderMs, updates: cauConsole.updates,
+			st := testbrowser.Eval[map[string]any](t, tab, `({tree: cauConsole.treeRenderMs, updates: cauConsole.updates,
 				avg: cauConsole.totalUpdateMs / cauConsole.updates, max: cauConsole.maxUpdateMs, detail: cauConsole.detailRenderMs,
 				errors: cauConsole.errors.join('; ')})`)
 			if e, _ := st["errors"].(string); e != "" {
 				t.Errorf("page errors: %s", e)
 			}
-			shot, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
-			if err != nil {
-				t.Fatal(err)
-			}
-			name := fmt.Sprintf("console-%d-sites.png", size.sites)
-			if err := os.WriteFile(filepath.Join(dir, name), shot, 0o644); err != nil {
+			if _, err := tab.Screenshot(dir, fmt.Sprintf("%d-sites", size.sites)); err != nil {
 				t.Fatal(err)
 			}
 			line := fmt.Sprintf("CONSOLE %d sites: page+tree+first update %v; tree build %.0f ms; update avg %.1f ms, max %.1f ms over %v updates; detail %v after the click (render %.1f ms); main-thread round trip max %v",
@@ -250,24 +193,21 @@ func TestConsoleInChromium(t *testing.T) {
 
 // A token of another role, or none, gets an explanation instead of the console.
 func TestConsoleRefusesOtherRoles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	browser := startChromium(t, func(string, ...any) {})
+	browser, _ := consoleBrowser(t)
 	base := consoleServer(t, testTree(t), "c1")
 	for _, c := range []struct{ name, query, want string }{
 		{"participant", "?token=" + url.QueryEscape(tokenFor(t, auth.RoleParticipant, time.Hour)), "not a technician"},
 		{"no token", "", "No access token"},
 	} {
-		tab, cancel := chromedp.NewContext(browser)
-		if err := chromedp.Do(tab, chromedp.Navigate(base+"/console"+c.query)); err != nil {
+		tab := browser.Tab(t, "console")
+		if err := tab.Run(30*time.Second, chromedp.Navigate(base+"/console"+c.query)); err != nil {
 			t.Fatal(err)
 		}
 		waitJS(t, tab, c.name+": the refusal", `!document.getElementById('fatal').hidden`, 10*time.Second)
-		if text := evalJS[string](t, tab, `document.getElementById('fatal').textContent`); !strings.Contains(text, c.want) {
+		if text := testbrowser.Eval[string](t, tab, `document.getElementById('fatal').textContent`); !strings.Contains(text, c.want) {
 			t.Errorf("%s: %q, want %q", c.name, text, c.want)
 		}
-		cancel()
+		tab.Close()
 	}
 }
 
@@ -297,17 +237,7 @@ func BenchmarkSample3400(b *testing.B) {
 // four sites, two of them connected (one degraded); its pre-meeting check lists the two
 // missing sites first, then the poor one, and a screenshot is saved.
 func TestConsoleMeetingsInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	dir := artifactDir(t)
-	var logs strings.Builder
-	browser := startChromium(t, func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("browser log:\n%s", logs.String())
-		}
-	})
+	browser, dir := consoleBrowser(t)
 
 	ctx := context.Background()
 	tree := testTree(t)
@@ -345,32 +275,28 @@ func TestConsoleMeetingsInChromium(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	tab, cancelTab := chromedp.NewContext(browser)
-	defer cancelTab()
+	tab := browser.Tab(t, "console")
+	defer tab.Close() // before srv.Close, which waits for the page's event stream to end
 	tok := tokenFor(t, auth.RoleTechnician, time.Hour)
-	if err := chromedp.Do(tab, chromedp.Navigate(srv.URL+"/console?token="+url.QueryEscape(tok))); err != nil {
+	if err := tab.Run(30*time.Second, chromedp.Navigate(srv.URL+"/console?token="+url.QueryEscape(tok))); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, tab, "the meetings list", `document.querySelectorAll('#meetings li').length === 1`, 10*time.Second)
-	evalJS[bool](t, tab, `(document.querySelector('#meetings li').click(), true)`)
+	testbrowser.Eval[bool](t, tab, `(document.querySelector('#meetings li').click(), true)`)
 	// The check: 2 of 4 joined, missing first (by name, bytewise), then c1 poor, then d1.
 	waitJS(t, tab, "the pre-meeting check", `window.cauConsole.meetingShown === 'giao-ban' &&
 		document.querySelector('#m-sites tr[data-id="c1"] .dot').dataset.g === 'poor'`, 15*time.Second)
-	order := evalJS[string](t, tab, `[...document.querySelectorAll('#m-sites tr')].map((r) => r.dataset.id + ':' + r.className).join(',')`)
+	order := testbrowser.Eval[string](t, tab, `[...document.querySelectorAll('#m-sites tr')].map((r) => r.dataset.id + ':' + r.className).join(',')`)
 	if want := "central:missing,p1:missing,c1:joined,d1:joined"; order != want {
 		t.Errorf("rows %s, want %s", order, want)
 	}
-	if s := evalJS[string](t, tab, `document.getElementById('m-summary').textContent`); !strings.HasPrefix(s, "2 of 4 sites joined") {
+	if s := testbrowser.Eval[string](t, tab, `document.getElementById('m-summary').textContent`); !strings.HasPrefix(s, "2 of 4 sites joined") {
 		t.Errorf("summary %q, want it to start with \"2 of 4 sites joined\"", s)
 	}
-	if e := evalJS[string](t, tab, `window.cauConsole.errors.join('; ')`); e != "" {
+	if e := testbrowser.Eval[string](t, tab, `window.cauConsole.errors.join('; ')`); e != "" {
 		t.Errorf("page errors: %s", e)
 	}
-	shot, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "console-meeting-check.png"), shot, 0o644); err != nil {
+	if _, err := tab.Screenshot(dir, "meeting-check"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,8 +1,17 @@
 // Package web serves the pages a person opens in a browser: the landing page, the
-// official's join page (/join/<meeting>), the technicians' console (/console) and their
-// static assets. The assets are plain HTML, CSS and ES2020 modules embedded in the binary;
-// there is no build step. The pages talk to signaling over /ws and the console to
+// official's join page (/join/<meeting>), the meeting-room kiosk (/room/<endpoint>), the
+// technicians' console (/console) and their static assets. The assets are plain HTML, CSS
+// and ES2020 modules embedded in the binary; there is no build step. The pages talk to
+// signaling over /ws, the kiosk to /api/v1/endpoints/ and the console to
 // /api/v1/monitor/, which this package does not serve.
+//
+// The modules, one job each: cau-client.js (the signaling session; with protocol.js,
+// floor.js, requests.js, media-link.js, publish.js, remote-streams.js), layout.js (which
+// sites the meeting view shows large), join.js (the join page; with join-page.js,
+// local-media.js, grid.js, controls.js, floor-roles.js, floor-panel.js), room.js (the
+// kiosk), console.js and console-detail.js (the console), and i18n.js: the pages speak
+// Vietnamese by default and English on request, every text from one catalogue per language
+// (static/i18n/vi.json, en.json), every time in Vietnam time (Asia/Ho_Chi_Minh, 24-hour).
 package web
 
 import (

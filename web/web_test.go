@@ -38,7 +38,7 @@ func TestRoutes(t *testing.T) {
 		cache                string
 		contains             string
 	}{
-		{"landing", "GET", "/", 200, "text/html; charset=utf-8", "no-store", "How to join a meeting"},
+		{"landing", "GET", "/", 200, "text/html; charset=utf-8", "no-store", `data-i18n="landing.heading"`},
 		{"join", "GET", "/join/giao-ban-2026", 200, "text/html; charset=utf-8", "no-store", `src="/static/join.js"`},
 		{"join with token", "GET", "/join/m1?token=a.b.c&autojoin=1&name=X", 200, "text/html; charset=utf-8", "no-store", `id="grid"`},
 		{"join vietnamese id", "GET", "/join/h%E1%BB%8Dp-t%E1%BB%89nh", 200, "text/html; charset=utf-8", "no-store", "<!doctype html>"},
@@ -142,7 +142,7 @@ func TestContentSecurityPolicy(t *testing.T) {
 // not use them: they would silently break in the browser.
 func TestPagesNeedNoInlineCode(t *testing.T) {
 	inlineScript := regexp.MustCompile(`<script(\s[^>]*)?>\s*[^<\s]`)
-	for _, name := range []string{"index.html", "join.html"} {
+	for _, name := range []string{"index.html", "join.html", "room.html", "console.html"} {
 		a := assets[name]
 		if a == nil {
 			t.Fatalf("missing %s", name)
@@ -184,20 +184,35 @@ func TestAssetETag(t *testing.T) {
 	}
 }
 
-// Every embedded file has a content type, and every asset the pages reference exists.
+// Every embedded file has a content type, and every asset a page or module references
+// exists.
 func TestAssetsComplete(t *testing.T) {
+	ref := regexp.MustCompile(`(?:href|src)="/static/([^"]+)"|(?:from|import) '\./([^']+)'`)
 	for name, a := range assets {
 		if a.ctype == "" {
 			t.Errorf("%s has no content type", name)
 		}
-	}
-	ref := regexp.MustCompile(`(?:href|src)="/static/([^"]+)"|from '\./([^']+)'`)
-	for _, name := range []string{"index.html", "join.html", "join.js"} {
-		for _, m := range ref.FindAllStringSubmatch(string(assets[name].body), -1) {
+		if !strings.HasSuffix(name, ".html") && !strings.HasSuffix(name, ".js") {
+			continue
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(a.body), -1) {
 			file := m[1] + m[2]
 			if assets[file] == nil {
 				t.Errorf("%s references missing asset %s", name, file)
 			}
+		}
+	}
+}
+
+// The pages' modules stay small enough to read: one job per file (see STYLE.md).
+func TestModulesStaySmall(t *testing.T) {
+	const maxLines = 600
+	for name, a := range assets {
+		if !strings.HasSuffix(name, ".js") {
+			continue
+		}
+		if n := strings.Count(string(a.body), "\n"); n > maxLines {
+			t.Errorf("%s has %d lines, more than %d: split it by job", name, n, maxLines)
 		}
 	}
 }

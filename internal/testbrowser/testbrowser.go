@@ -1,6 +1,8 @@
-// Package testbrowser holds what the browser tests share: finding Chromium (skip without
-// it, but fail under CI=true, where the browser tests must run) and the directory for
-// screenshots and logs.
+// Package testbrowser is the one harness the browser tests share: finding Chromium (skip
+// without it, but fail under CI=true, where the browser tests must run), starting it
+// headless with a fresh profile (fake camera and microphone, a language, a window size),
+// driving a tab (Open, Click, WaitFor, Eval, Await, Screenshot), and the artifact
+// directory and log (KeepLog) a failed test leaves behind.
 package testbrowser
 
 import (

@@ -1,10 +1,11 @@
-// cau-client.js — Cầu's signaling + WebRTC client as a reusable ES module.
+// cau-client.js — Cầu's signaling client as a reusable ES module: one endpoint's session.
 //
-// It speaks the protocol of docs/protocol (package protocol in Go) over the /ws WebSocket
-// and keeps the two peer connections an endpoint has with its bridge:
-//   - the publisher (endpoint → bridge): this client offers, the bridge answers;
-//   - the subscriber (bridge → endpoint): the bridge offers, this client answers.
-// The join page, the meeting-room kiosk page and the technicians' console share it.
+// It speaks the protocol of docs/protocol (package protocol in Go) over the /ws WebSocket:
+// join, requests and replies, reconnection with backoff, the participant list and the
+// floor. The two peer connections with the bridge are in media-link.js, the binding of
+// remote streams to participants in remote-streams.js, the protocol's constants in
+// protocol.js and the floor rules in floor.js; this module re-exports those, so a page
+// imports everything from here. The join page and the meeting-room kiosk page share it.
 //
 // Usage:
 //   const c = new CauClient({token, name});
@@ -34,167 +35,27 @@
 //                       whose promise is rejected with it too
 //   closed              {code, reason, fatal, message, serverError}  the session ended for good
 
-/** Protocol version spoken by this client. */
-export const PROTOCOL_VERSION = 1;
+import { FloorActions, FloorMode, floorAllows, floorGrant, floorQueuePosition, normalizeFloor } from './floor.js';
+import { MediaLink } from './media-link.js';
+import {
+  CauError, CloseCode, ErrorCode, PROTOCOL_VERSION, Source, clampName, decodeTokenClaims, defaultSignalURL,
+  msidTracksByMid,
+} from './protocol.js';
+import { RemoteStreams } from './remote-streams.js';
+import { Publications } from './publish.js';
+import { PendingRequests } from './requests.js';
 
-/** Track sources. */
-export const Source = Object.freeze({
-  MICROPHONE: 'microphone',
-  CAMERA: 'camera',
-  SCREEN: 'screen',
-});
+export {
+  CauError, CloseCode, ErrorCode, FloorActions, FloorMode, PROTOCOL_VERSION, Source, clampName, decodeTokenClaims,
+  defaultSignalURL, floorAllows, floorGrant, floorQueuePosition, msidTracksByMid,
+};
 
-/** Floor-control modes (see protocol/floor.go and docs/protocol/floor.md). */
-export const FloorMode = Object.freeze({
-  DISCUSSION: 'discussion', // every site may speak
-  TRAINING: 'training', // sites request the floor, the chair grants it to one at a time
-  DIRECTED: 'directed', // the chair grants microphone and/or camera to one or more sites
-});
-
-/** Floor actions: request, withdraw and yield are a site's; the others the chair's. */
-export const FloorActions = Object.freeze({
-  REQUEST: 'request',
-  WITHDRAW: 'withdraw',
-  YIELD: 'yield',
-  GRANT: 'grant',
-  DENY: 'deny',
-  REVOKE: 'revoke',
-  MUTE_ALL: 'mute_all',
-  SET_MODE: 'set_mode',
-  END: 'end',
-});
-
-/**
- * What the floor lets a site send now: {mic, camera} (the screen follows the camera).
- * Mirrors rooms.FloorState.Allowed on the server: nothing once the meeting ended;
- * everything for the chair site and, in discussion mode, for every site; otherwise what
- * the site's grant allows. A null floor (a server without floor control) allows everything.
- */
-export function floorAllows(floor, site) {
-  if (!floor) return { mic: true, camera: true };
-  if (floor.ended) return { mic: false, camera: false };
-  if ((site && site === floor.chair_site) || floor.mode === FloorMode.DISCUSSION) return { mic: true, camera: true };
-  const g = floorGrant(floor, site);
-  return g ? { mic: !!g.mic, camera: !!g.camera } : { mic: false, camera: false };
-}
-
-/** The grant the site holds ({site, mic, camera, since}), or null. */
-export function floorGrant(floor, site) {
-  return (site && floor?.speakers?.find((g) => g.site === site)) || null;
-}
-
-/** The site's place in the request queue (1 = next), or 0 when it has not asked. */
-export function floorQueuePosition(floor, site) {
-  const i = site && floor?.requests ? floor.requests.findIndex((r) => r.site === site) : -1;
-  return i + 1;
-}
-
-/** A floor state with its optional lists filled in, frozen. */
-function normalizeFloor(f) {
-  return Object.freeze({
-    mode: f.mode || FloorMode.DISCUSSION,
-    chair_site: f.chair_site || '',
-    speakers: Object.freeze((Array.isArray(f.speakers) ? f.speakers : []).map((g) => Object.freeze({ ...g }))),
-    requests: Object.freeze((Array.isArray(f.requests) ? f.requests : []).map((r) => Object.freeze({ ...r }))),
-    previous: f.previous || '',
-    mute_epoch: Number(f.mute_epoch) || 0,
-    ended: !!f.ended,
-    version: Number(f.version) || 0,
-  });
-}
-
-/** Close codes the server uses (see protocol.go). */
-export const CloseCode = Object.freeze({
-  UNAUTHORIZED: 4001,
-  JOIN_TIMEOUT: 4002,
-  RATE_LIMITED: 4003,
-  REPLACED: 4004,
-  MEETING_ENDED: 4005,
-});
-
-/** Error codes the server uses in error messages. */
-export const ErrorCode = Object.freeze({
-  BAD_MESSAGE: 'bad_message',
-  UNKNOWN_KIND: 'unknown_kind',
-  UNSUPPORTED_VERSION: 'unsupported_version',
-  UNAUTHORIZED: 'unauthorized',
-  FORBIDDEN: 'forbidden',
-  NOT_JOINED: 'not_joined',
-  BAD_SDP: 'bad_sdp',
-  RATE_LIMITED: 'rate_limited',
-  INTERNAL: 'internal',
-});
-
-const MAX_NAME_CHARS = 64;
 const PING_EVERY_MS = 20000;
 // A ping unanswered for this long (checked at the next ping) means the socket is dead.
 const PONG_WAIT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 15000;
-
-/** The /ws URL on the page's own host (ws: or wss: by the page's scheme). */
-export function defaultSignalURL(loc = window.location) {
-  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${loc.host}/ws`;
-}
-
-/**
- * Decodes a JWT's payload for display only (no signature check: the server verifies).
- * Returns null when the token is not a readable JWT.
- */
-export function decodeTokenClaims(token) {
-  try {
-    const part = String(token).split('.')[1];
-    if (!part) return null;
-    let b64 = part.replace(/-/g, '+').replace(/_/g, '/');
-    b64 += '='.repeat((4 - (b64.length % 4)) % 4);
-    const bin = atob(b64);
-    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder('utf-8').decode(bytes));
-    return claims && typeof claims === 'object' ? claims : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Cuts a display name to the protocol's limit (64 characters, counted as code points). */
-export function clampName(name) {
-  return Array.from(String(name ?? '').trim()).slice(0, MAX_NAME_CHARS).join('');
-}
-
-/** Reads the msid track id of each m-section of an SDP, keyed by mid. */
-export function msidTracksByMid(sdp) {
-  const out = new Map();
-  let mid = null;
-  let track = null;
-  const flush = () => {
-    if (mid !== null && track) out.set(mid, track);
-  };
-  for (const line of String(sdp).split(/\r?\n/)) {
-    if (line.startsWith('m=')) {
-      flush();
-      mid = null;
-      track = null;
-    } else if (line.startsWith('a=mid:')) {
-      mid = line.slice(6).trim();
-    } else if (line.startsWith('a=msid:')) {
-      const parts = line.slice(7).trim().split(/\s+/);
-      if (parts.length >= 2 && parts[1] !== '-') track = parts[1];
-    }
-  }
-  flush();
-  return out;
-}
-
-/** A server error reply, or a failure to get one. */
-export class CauError extends Error {
-  constructor(code, message) {
-    super(message || code);
-    this.name = 'CauError';
-    this.code = code;
-  }
-}
 
 /**
  * One endpoint's session with Cầu. It reconnects (a fresh join with the same token)
@@ -229,28 +90,28 @@ export class CauClient extends EventTarget {
     this.self = null;
     /** @type {Map<string, object>} participants other than self, by id */
     this.participants = new Map();
-    /** Local publications: source → {track, stream, transceiver}. */
-    this.local = new Map();
-    /** Sources the user muted (kept across reconnects). */
-    this.muted = new Set();
     /** The floor as the server last announced it (see floorAllows); null before joined. */
     this.floor = null;
     this._muteEpoch = null; // the last "mute all" order seen; null before the first join
 
     this._ws = null;
-    this._seq = 0;
-    this._pending = new Map(); // request id → {resolve, reject, timer, kind}
-    this._pub = null;
-    this._sub = null;
-    this._pubQueue = []; // remote candidates waiting for the publisher's remote description
-    this._subQueue = [];
-    this._pubOutQueue = null; // local publisher candidates held until the first offer is out
-    this._pubBusy = false;
-    this._pubAgain = false;
-    this._subChain = Promise.resolve();
-    this._remote = new Map(); // stream id → {stream, participant, source}
+    this._requests = new PendingRequests(REQUEST_TIMEOUT_MS);
+    this._media = new MediaLink({
+      rtcConfig: this.rtcConfig,
+      log: this.log,
+      send: (type, data) => this._send(type, data),
+      request: (type, data, expect) => this._request(type, data, expect),
+      onTrack: (e) => this._onRemoteTrack(e),
+      onFailed: (why) => this._scheduleReconnect(why),
+      onPublishError: (err) => this._onPublishError(err),
+    });
+    this._pubs = new Publications(this._media, this.log);
+    /** Local publications: source → {track, stream, transceiver}. */
+    this.local = this._pubs.local;
+    /** Sources the user muted (kept across reconnects). */
+    this.muted = this._pubs.muted;
+    this._remote = new RemoteStreams((detail) => this._emit('media', detail));
     this._heard = new Set(); // participants announced on this socket (maybe before joined)
-    this._orphans = new Map(); // stream id → stream, arrived before its participant
     this._leaving = false;
     this._closed = false;
     this._attempt = 0;
@@ -285,33 +146,19 @@ export class CauClient extends EventTarget {
    * (either may be missing). Call before or after join; a later call replaces them.
    */
   setLocalMedia(stream) {
-    const mic = stream?.getAudioTracks()[0] || null;
-    const cam = stream?.getVideoTracks()[0] || null;
-    this._setLocal(Source.MICROPHONE, mic, stream);
-    this._setLocal(Source.CAMERA, cam, stream);
-    this._applyMute(Source.MICROPHONE);
-    this._applyMute(Source.CAMERA);
+    this._pubs.setCamera(stream);
     this._republish();
   }
 
   /** Publishes a screen (or window) capture as the "screen" source. */
   async startScreenShare(stream) {
-    const track = stream.getVideoTracks()[0];
-    if (!track) throw new CauError('no_track', 'the capture has no video');
-    if ('contentHint' in track) track.contentHint = 'detail';
-    this._retireTransceiver(this.local.get(Source.SCREEN));
-    this.local.set(Source.SCREEN, { track, stream, transceiver: null });
+    this._pubs.setScreen(stream);
     await this._republish();
   }
 
   /** Stops publishing the screen; the capture's tracks are stopped. */
   async stopScreenShare() {
-    const pub = this.local.get(Source.SCREEN);
-    if (!pub) return;
-    this.local.delete(Source.SCREEN);
-    pub.stream?.getTracks().forEach((t) => t.stop());
-    this._retireTransceiver(pub);
-    await this._republish();
+    if (this._pubs.clearScreen()) await this._republish();
   }
 
   /** Whether a screen is being published. */
@@ -326,9 +173,7 @@ export class CauClient extends EventTarget {
    */
   setMuted(source, muted) {
     if (!muted && this.muted.has(source) && !this.mayUnmute(source)) return false;
-    if (muted) this.muted.add(source);
-    else this.muted.delete(source);
-    this._applyMute(source);
+    this._pubs.setMuted(source, muted);
     if (this.state === 'joined') this._send('mute', { source, muted: !!muted });
     return true;
   }
@@ -378,38 +223,13 @@ export class CauClient extends EventTarget {
   /**
    * The audio level of every remote participant whose audio arrives now: a Map from
    * participant id to the loudest of their audio tracks, 0..1 (linear, 1 = 0 dBov), as
-   * the browser last measured it (RTP audio-level of the last packets, else the decoded
-   * track's level from the statistics). Pages use it to find who is talking.
+   * the browser last measured it. Pages use it to find who is talking.
    */
   async audioLevels() {
     const out = new Map();
-    const sub = this._sub;
-    if (!sub) return out;
-    const now = performance.timeOrigin + performance.now();
-    for (const r of sub.getReceivers()) {
-      const track = r.track;
-      if (!track || track.kind !== 'audio' || track.readyState !== 'live') continue;
-      const owner = this._ownerOfTrack(track);
-      if (!owner) continue;
-      let level = null;
-      if (typeof r.getSynchronizationSources === 'function') {
-        for (const s of r.getSynchronizationSources()) {
-          if (typeof s.audioLevel !== 'number') continue;
-          // A source not heard for a second has stopped (muted, or no longer forwarded).
-          const fresh = !(s.timestamp > 0) || now - s.timestamp < 1000;
-          level = Math.max(level ?? 0, fresh ? s.audioLevel : 0);
-        }
-      }
-      if (level === null) {
-        try {
-          for (const st of (await r.getStats()).values()) {
-            if (st.type === 'inbound-rtp' && typeof st.audioLevel === 'number') level = Math.max(level ?? 0, st.audioLevel);
-          }
-        } catch {
-          /* the connection closed meanwhile */
-        }
-      }
-      out.set(owner.participant, Math.max(out.get(owner.participant) || 0, level || 0));
+    for (const [track, level] of await this._media.audioLevels()) {
+      const owner = this._remote.ownerOfTrack(track);
+      if (owner) out.set(owner.participant, Math.max(out.get(owner.participant) || 0, level));
     }
     return out;
   }
@@ -428,29 +248,8 @@ export class CauClient extends EventTarget {
    * A summary of the media statistics of both connections, for diagnostics:
    * {publisher: {state, outbound: [...]}, subscriber: {state, inbound: [...]}}.
    */
-  async getStats() {
-    const pick = (r, keys) => Object.fromEntries(keys.filter((k) => r[k] !== undefined).map((k) => [k, r[k]]));
-    const summary = async (pc, type, keys) => {
-      if (!pc) return null;
-      const out = { state: pc.connectionState, [type === 'outbound-rtp' ? 'outbound' : 'inbound']: [] };
-      const list = out.outbound || out.inbound;
-      for (const r of (await pc.getStats()).values()) {
-        if (r.type === type) list.push(pick(r, keys));
-        if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
-          out.rtt = r.currentRoundTripTime;
-          out.availableOutgoingBitrate = r.availableOutgoingBitrate;
-        }
-      }
-      return out;
-    };
-    const common = ['kind', 'ssrc', 'mid', 'packetsLost', 'nackCount', 'pliCount', 'firCount', 'frameWidth', 'frameHeight'];
-    return {
-      publisher: await summary(this._pub, 'outbound-rtp', [...common, 'packetsSent', 'bytesSent', 'framesEncoded',
-        'keyFramesEncoded', 'framesPerSecond', 'qualityLimitationReason', 'targetBitrate', 'retransmittedPacketsSent']),
-      subscriber: await summary(this._sub, 'inbound-rtp', [...common, 'trackIdentifier', 'packetsReceived', 'bytesReceived',
-        'framesReceived', 'framesDecoded', 'keyFramesDecoded', 'framesDropped', 'freezeCount', 'totalFreezesDuration',
-        'jitter']),
-    };
+  getStats() {
+    return this._media.stats();
   }
 
   // ---- connection lifecycle -----------------------------------------------------------
@@ -507,7 +306,7 @@ export class CauClient extends EventTarget {
   _onSocketClosed(code, reason) {
     this._stopPing();
     this._ws = null;
-    this._rejectPending(new CauError('disconnected', `connection closed (${code})`));
+    this._requests.rejectAll(new CauError('disconnected', `connection closed (${code})`));
     if (this._leaving || this._closed) return;
     const fatal = {
       [CloseCode.UNAUTHORIZED]: 'Your link is invalid or expired.',
@@ -556,7 +355,7 @@ export class CauClient extends EventTarget {
     this._closed = true;
     clearTimeout(this._retryTimer);
     this._stopPing();
-    this._rejectPending(new CauError('closed', message));
+    this._requests.rejectAll(new CauError('closed', message));
     if (this._ws) {
       const ws = this._ws;
       this._ws = null;
@@ -606,55 +405,15 @@ export class CauClient extends EventTarget {
     return true;
   }
 
-  /**
-   * Sends a request with an id and waits for the reply of kind `expect` (or an error).
-   * opts.strictId: only a reply carrying the id answers it (the kind is also broadcast).
-   */
-  _request(type, data, expect, { strictId = false } = {}) {
-    const id = `${type}-${++this._seq}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this._pending.delete(id);
-        reject(new CauError('timeout', `no ${expect} for ${type}`));
-      }, REQUEST_TIMEOUT_MS);
-      this._pending.set(id, { resolve, reject, timer, expect, type, strictId });
-      if (!this._send(type, data, id)) {
-        clearTimeout(timer);
-        this._pending.delete(id);
-        reject(new CauError('disconnected', 'not connected'));
-      }
-    });
+  /** Sends a request and waits for its reply of kind expect (see PendingRequests). */
+  _request(type, data, expect, opts) {
+    return this._requests.request((t, d, id) => this._send(t, d, id), type, data, expect, opts);
   }
 
-  /** Answers the pending request a reply belongs to; returns its entry, or null. */
   _settle(id, type, data) {
-    let entry = id ? this._pending.get(id) : undefined;
-    if (entry && type !== 'error' && entry.expect !== type) entry = undefined;
-    if (!entry && type !== 'error') {
-      // A reply without its id: give it to the oldest request waiting for this kind.
-      for (const [pid, e] of this._pending) {
-        if (e.expect === type && !e.strictId) {
-          id = pid;
-          entry = e;
-          break;
-        }
-      }
-    }
-    if (!entry) return null;
-    this._pending.delete(id);
-    clearTimeout(entry.timer);
-    if (type === 'error') entry.reject(new CauError(data?.code || 'error', data?.message || ''));
-    else entry.resolve(data);
-    return entry;
+    return this._requests.settle(id, type, data);
   }
 
-  _rejectPending(err) {
-    for (const e of this._pending.values()) {
-      clearTimeout(e.timer);
-      e.reject(err);
-    }
-    this._pending.clear();
-  }
 
   _onMessage(raw) {
     let msg;
@@ -675,10 +434,10 @@ export class CauClient extends EventTarget {
         this._settle(msg.id, msg.type, data);
         break;
       case 'offer':
-        this._onSubscriberOffer(data.sdp);
+        this._media.subscriberOffer(data.sdp);
         break;
       case 'candidate':
-        this._onRemoteCandidate(data);
+        this._media.remoteCandidate(data);
         break;
       case 'participant_joined':
         this._upsertParticipant(data);
@@ -751,27 +510,9 @@ export class CauClient extends EventTarget {
     for (const p of fresh.values()) this._upsertParticipant(p);
     if (j.floor) this._applyFloor(j.floor, true);
     for (const source of this.muted) this._send('mute', { source, muted: true });
-    this._useICEServers(j.ice_servers);
+    this._media.useICEServers(j.ice_servers); // the bridge's TURN servers, minted for this join
     this._republish();
     if (this._firstJoin) this._firstJoin.resolve(j);
-  }
-
-  /**
-   * Gives both connections the bridge's TURN servers from joined (credentials minted for
-   * this join). Nothing else is needed for the fallback: ICE gathers relayed candidates
-   * next to the direct ones and uses them only when no direct path works (a firewall
-   * that lets only TCP/TLS 443 through).
-   */
-  _useICEServers(servers) {
-    if (!Array.isArray(servers) || servers.length === 0) return;
-    this.rtcConfig = { ...this.rtcConfig, iceServers: servers };
-    for (const pc of [this._pub, this._sub]) {
-      try {
-        pc?.setConfiguration(this.rtcConfig);
-      } catch (err) {
-        this.log('warn', 'TURN servers not applied', err);
-      }
-    }
   }
 
   // ---- floor -----------------------------------------------------------------------------
@@ -808,163 +549,30 @@ export class CauClient extends EventTarget {
     this._heard.add(p.id);
     if (!previous) this._emit('participantjoined', { participant: p });
     else this._emit('participantupdated', { participant: p, previous });
-    // Streams that arrived before we knew whose they are.
-    for (const [source, streamId] of Object.entries(p.streams || {})) {
-      const stream = this._orphans.get(streamId);
-      if (stream) {
-        this._orphans.delete(streamId);
-        this._bindStream(stream, p.id, source);
-      }
-    }
+    this._remote.announced(p); // streams that arrived before we knew whose they are
   }
 
   _removeParticipant(id) {
     const p = this.participants.get(id);
     if (!p) return;
     this.participants.delete(id);
-    for (const [sid, r] of this._remote) {
-      if (r.participant === id) this._remote.delete(sid);
-    }
-    for (const sid of Object.values(p.streams || {})) this._orphans.delete(sid);
+    this._remote.left(p);
     this._emit('participantleft', { id, participant: p });
   }
 
-  _ownerOf(streamId) {
-    for (const p of this.participants.values()) {
-      for (const [source, sid] of Object.entries(p.streams || {})) {
-        if (sid === streamId) return { participant: p.id, source };
-      }
-    }
-    return null;
-  }
+  // ---- media ----------------------------------------------------------------------------
 
-  /** The participant and source whose remote stream carries track, or null. */
-  _ownerOfTrack(track) {
-    for (const r of this._remote.values()) {
-      if (r.stream.getTrackById(track.id)) return { participant: r.participant, source: r.source };
-    }
-    return null;
-  }
-
-  _bindStream(stream, participant, source) {
-    const known = this._remote.get(stream.id);
-    if (known && known.stream === stream) {
-      this._emit('media', { participant, source, stream });
-      return;
-    }
-    this._remote.set(stream.id, { stream, participant, source });
-    stream.addEventListener('removetrack', () => {
-      const r = this._remote.get(stream.id);
-      if (!r || r.stream !== stream) return;
-      if (stream.getTracks().length === 0) {
-        this._remote.delete(stream.id);
-        this._emit('media', { participant: r.participant, source: r.source, stream: null });
-      } else {
-        this._emit('media', { participant: r.participant, source: r.source, stream });
-      }
-    });
-    this._emit('media', { participant, source, stream });
-  }
-
-  // ---- WebRTC -------------------------------------------------------------------------
-
+  /** Fresh peer connections (a join, or a move to another bridge). */
   _setupMedia() {
     this._teardownMedia();
-    const pub = new RTCPeerConnection(this.rtcConfig);
-    const sub = new RTCPeerConnection(this.rtcConfig);
-    this._pub = pub;
-    this._sub = sub;
-    this._pubQueue = [];
-    this._subQueue = [];
-    this._pubOutQueue = [];
-    this._subChain = Promise.resolve();
-    pub.onicecandidate = (e) => this._onLocalCandidate('publisher', pub, e.candidate);
-    sub.onicecandidate = (e) => this._onLocalCandidate('subscriber', sub, e.candidate);
-    const watch = (pc, target) => {
-      pc.onconnectionstatechange = () => {
-        if (pc !== this._pub && pc !== this._sub) return;
-        this.log('debug', target, 'connection', pc.connectionState);
-        if (pc.connectionState === 'failed') this._scheduleReconnect(`${target} connection failed`);
-      };
-    };
-    watch(pub, 'publisher');
-    watch(sub, 'subscriber');
-    sub.ontrack = (e) => this._onRemoteTrack(e);
+    this._media.open();
   }
 
   _teardownMedia() {
     // Remote streams die with the subscriber connection: tell listeners first.
-    for (const r of this._remote.values()) {
-      this._emit('media', { participant: r.participant, source: r.source, stream: null });
-    }
     this._remote.clear();
-    this._orphans.clear();
-    for (const pub of this.local.values()) pub.transceiver = null;
-    for (const pc of [this._pub, this._sub]) {
-      if (pc) {
-        pc.onicecandidate = null;
-        pc.ontrack = null;
-        pc.onconnectionstatechange = null;
-        pc.close();
-      }
-    }
-    this._pub = null;
-    this._sub = null;
-    this._pubBusy = false;
-    this._pubAgain = false;
-  }
-
-  _onLocalCandidate(target, pc, cand) {
-    if (!cand || !cand.candidate) return; // end of gathering: nothing to send
-    const init = { candidate: cand.candidate };
-    if (cand.sdpMid != null) init.sdpMid = cand.sdpMid;
-    if (cand.sdpMLineIndex != null) init.sdpMLineIndex = cand.sdpMLineIndex;
-    if (cand.usernameFragment != null) init.usernameFragment = cand.usernameFragment;
-    const msg = { target, candidate: init };
-    if (target === 'publisher' && this._pubOutQueue) {
-      this._pubOutQueue.push(msg); // the offer has not gone out yet
-      return;
-    }
-    this._send('candidate', msg);
-  }
-
-  _onRemoteCandidate({ target, candidate }) {
-    const pc = target === 'publisher' ? this._pub : target === 'subscriber' ? this._sub : null;
-    if (!pc || !candidate) return;
-    if (!pc.remoteDescription) {
-      (target === 'publisher' ? this._pubQueue : this._subQueue).push(candidate);
-      return;
-    }
-    pc.addIceCandidate(candidate).catch((err) => this.log('warn', 'add candidate', target, err));
-  }
-
-  async _flushRemoteCandidates(pc, queue) {
-    const list = queue.splice(0);
-    for (const c of list) {
-      try {
-        await pc.addIceCandidate(c);
-      } catch (err) {
-        this.log('warn', 'add held candidate', err);
-      }
-    }
-  }
-
-  _onSubscriberOffer(sdp) {
-    const sub = this._sub;
-    if (!sub || !sdp) return;
-    this._subChain = this._subChain.then(async () => {
-      if (sub !== this._sub) return;
-      try {
-        await sub.setRemoteDescription({ type: 'offer', sdp });
-        await this._flushRemoteCandidates(sub, this._subQueue);
-        const answer = await sub.createAnswer();
-        await sub.setLocalDescription(answer);
-        if (sub === this._sub) this._send('answer', { sdp: sub.localDescription.sdp });
-      } catch (err) {
-        this.log('error', 'subscriber negotiation', err);
-        if (sub === this._sub) this._scheduleReconnect('subscriber negotiation failed');
-      }
-    });
+    this._pubs.detach();
+    this._media.close();
   }
 
   _onRemoteTrack(e) {
@@ -973,110 +581,19 @@ export class CauClient extends EventTarget {
       this.log('warn', 'remote track without a stream', e.track.id);
       return;
     }
-    const owner = this._ownerOf(stream.id);
-    if (owner) this._bindStream(stream, owner.participant, owner.source);
-    else this._orphans.set(stream.id, stream); // its participant event comes later
+    this._remote.arrived(stream, this.participants);
   }
 
-  _setLocal(source, track, stream) {
-    const cur = this.local.get(source);
-    if (cur && cur.track === track) return;
-    if (!track) {
-      if (cur) {
-        this._retireTransceiver(cur);
-        this.local.delete(source);
-      }
-      return;
-    }
-    if (cur && cur.transceiver) {
-      cur.transceiver.sender.replaceTrack(track).catch((err) => this.log('warn', 'replace track', err));
-      this.local.set(source, { track, stream, transceiver: cur.transceiver });
-      return;
-    }
-    this.local.set(source, { track, stream, transceiver: null });
-  }
-
-  _applyMute(source) {
-    const pub = this.local.get(source);
-    if (pub && pub.track) pub.track.enabled = !this.muted.has(source);
-  }
-
-  _retireTransceiver(pub) {
-    const t = pub?.transceiver;
-    if (!t || !this._pub) return;
-    try {
-      t.sender.replaceTrack(null);
-      t.direction = 'inactive';
-    } catch (err) {
-      this.log('warn', 'retire transceiver', err);
-    }
+  _onPublishError(err) {
+    if (this._closed) return;
+    this.log('error', 'publisher negotiation', err);
+    this._emit('servererror', { code: err.code || 'negotiation', message: err.message });
+    if (err.code !== ErrorCode.BAD_SDP) this._scheduleReconnect('publisher negotiation failed');
   }
 
   /** Brings the publisher connection in line with this.local (only once joined). */
   async _republish() {
-    if (!this._pub || this.state !== 'joined') return; // _onJoined publishes
-    this._attachLocal();
-    await this._negotiatePublisher();
-  }
-
-  /** Adds a transceiver for every local track that has none on this publisher. */
-  _attachLocal() {
-    const pc = this._pub;
-    if (!pc) return;
-    for (const pub of this.local.values()) {
-      if (pub.transceiver || !pub.track) continue;
-      pub.transceiver = pc.addTransceiver(pub.track, {
-        direction: 'sendonly',
-        streams: pub.stream ? [pub.stream] : [],
-      });
-    }
-  }
-
-  /** The offer's track list: each active local transceiver's msid track id and source. */
-  _trackList(sdp) {
-    const byMid = msidTracksByMid(sdp);
-    const tracks = [];
-    for (const [source, pub] of this.local) {
-      const t = pub.transceiver;
-      if (!t || !pub.track) continue;
-      const id = (t.mid && byMid.get(t.mid)) || pub.track.id;
-      tracks.push({ id, source });
-    }
-    return tracks;
-  }
-
-  /** Offers the publisher connection's current tracks; one negotiation at a time. */
-  async _negotiatePublisher() {
-    if (this._pubBusy) {
-      this._pubAgain = true;
-      return;
-    }
-    const pc = this._pub;
-    if (!pc) return;
-    if (pc.getTransceivers().length === 0) return; // nothing to publish (yet)
-    this._pubBusy = true;
-    try {
-      do {
-        this._pubAgain = false;
-        const offer = await pc.createOffer();
-        await pc.setLocalDescription(offer);
-        const sdp = pc.localDescription.sdp;
-        const reply = this._request('offer', { sdp, tracks: this._trackList(sdp) }, 'answer');
-        const held = this._pubOutQueue;
-        this._pubOutQueue = null;
-        for (const m of held || []) this._send('candidate', m);
-        const answer = await reply;
-        if (pc !== this._pub) return;
-        await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
-        await this._flushRemoteCandidates(pc, this._pubQueue);
-      } while (this._pubAgain && pc === this._pub);
-    } catch (err) {
-      if (pc !== this._pub || this._closed) return;
-      this.log('error', 'publisher negotiation', err);
-      this._emit('servererror', { code: err.code || 'negotiation', message: err.message });
-      if (err.code !== ErrorCode.BAD_SDP) this._scheduleReconnect('publisher negotiation failed');
-    } finally {
-      if (pc === this._pub) this._pubBusy = false;
-    }
+    if (this.state !== 'joined') return; // _onJoined publishes
+    await this._pubs.publish();
   }
 }

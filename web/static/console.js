@@ -10,7 +10,11 @@
 // The meetings open now (test window or live) are polled every 5 s from /meetings; a
 // selected meeting's pre-meeting check or live roll call every 3 s from /meetings/{id}.
 // The tree's DOM is built once; an update only touches the rows whose grade or figures
-// changed. window.cauConsole exposes timings for the tests.
+// changed. The site detail is drawn by console-detail.js. window.cauConsole exposes timings
+// for the tests.
+
+import { $, el, gradeText, levelText, renderDetail } from './console-detail.js';
+import { fmtTime, t, translatePage } from './i18n.js';
 
 const TOKEN_KEY = 'cau.console.token';
 const API = '/api/v1/monitor/';
@@ -19,13 +23,6 @@ const BY_SEV = ['good', 'fair', 'poor', 'lost'];
 const UNKNOWN = 'unknown'; // the monitor's site for endpoints outside the registry
 const STALL_MS = 6000; // no event for this long: reconnect
 
-const $ = (id) => document.getElementById(id);
-const el = (tag, cls, text) => {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-};
 const sev = (g) => (g in SEV ? SEV[g] : -1);
 const gradeName = (s) => (s >= 0 ? BY_SEV[s] : 'none');
 
@@ -56,7 +53,7 @@ function fatal(title, text) {
   $('fatal-text').textContent = text;
   $('fatal').hidden = false;
   $('main').hidden = true;
-  setStatus('down', 'stopped');
+  setStatus('down');
 }
 
 class AuthError extends Error {}
@@ -67,16 +64,17 @@ async function api(path, init = {}) {
     let msg = '';
     try { msg = (await res.json()).error?.message ?? ''; } catch { /* not JSON */ }
     sessionStorage.removeItem(TOKEN_KEY);
-    throw new AuthError(res.status === 403 ? 'This link is not a technician\'s: ' + msg : 'The link is invalid or expired: ' + msg);
+    throw new AuthError(t(res.status === 403 ? 'console.not_technician' : 'console.link_invalid', { why: msg }));
   }
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
   return res;
 }
 
-function setStatus(state, text) {
+/** The stream's state: connecting, live, reconnecting or down (stopped). */
+function setStatus(state, reconnecting = false) {
   const s = $('status');
   s.dataset.state = state;
-  s.textContent = text || state;
+  s.textContent = t(`console.status_${state === 'down' ? (reconnecting ? 'reconnecting' : 'stopped') : state}`);
 }
 
 // ---- the tree ----
@@ -94,9 +92,9 @@ function makeNode(id, name, level, parent) {
   n.row.setAttribute('role', 'treeitem');
   n.row.tabIndex = -1;
   n.row.dataset.id = id;
-  n.row.append(el('span', 'tog'), el('span', 'dot'), el('span', 'name', name), el('span', 'lvl', level));
+  n.row.append(el('span', 'tog'), el('span', 'dot'), el('span', 'name', name), el('span', 'lvl', levelText(level)));
   n.figEl = el('span', 'fig');
-  n.badge = el('span', 'badge', 'problem below');
+  n.badge = el('span', 'badge', t('console.badge_below'));
   n.row.append(n.figEl, n.badge);
   n.kids = el('div', 'kids');
   n.el.append(n.row, n.kids);
@@ -134,7 +132,7 @@ function buildTree(data) {
     (p ? p.kids : frag).append(n.el);
   }
   $('tree').append(frag);
-  for (const l of data.levels) $('level').append(new Option(l, l));
+  for (const l of data.levels) $('level').append(new Option(levelText(l), l));
   stats.sites = nodes.size;
   stats.treeRenderMs = performance.now() - t0;
 }
@@ -143,7 +141,7 @@ function buildTree(data) {
 function unknownNode() {
   let n = nodes.get(UNKNOWN);
   if (!n) {
-    n = makeNode(UNKNOWN, 'Outside the site registry', UNKNOWN, '');
+    n = makeNode(UNKNOWN, t('console.outside'), UNKNOWN, '');
     nodes.set(UNKNOWN, n);
     order.push(n);
     $('tree').append(n.el);
@@ -153,10 +151,10 @@ function unknownNode() {
 
 function figText(s) {
   if (!s) return '';
-  let t = s.n + (s.n === 1 ? ' endpoint' : ' endpoints');
-  if (s.rtt > 0) t += ` · ${Math.round(s.rtt)} ms`;
-  if (s.loss > 0) t += ` · ${s.loss.toFixed(1)}%`;
-  return t;
+  let text = t('console.endpoints', { n: s.n });
+  if (s.rtt > 0) text += ` · ${Math.round(s.rtt)} ms`;
+  if (s.loss > 0) text += ` · ${s.loss.toFixed(1)}%`;
+  return text;
 }
 
 // ---- updates ----
@@ -211,7 +209,9 @@ function renderCounts(counts) {
     const s = el('span');
     const d = el('span', 'dot');
     d.dataset.g = BY_SEV[i];
-    s.append(d, document.createTextNode(`${k} ${BY_SEV[i]}`));
+    // The dot's colour names the grade (as the legend says); the number is what counts.
+    s.title = t('console.count', { n: k, grade: gradeText(BY_SEV[i]) });
+    s.append(d, document.createTextNode(String(k)));
     c.append(s);
   });
 }
@@ -225,7 +225,7 @@ function renderProblems(list) {
     const d = el('span', 'dot');
     d.dataset.g = gradeName(n.own);
     const text = el('span');
-    text.append(el('b', '', n.name), document.createTextNode(' ' + n.level));
+    text.append(el('b', '', n.name), document.createTextNode(' ' + levelText(n.level)));
     text.append(el('span', 'why', n.state.why || figText(n.state)));
     li.append(d, text);
     li.dataset.id = n.id;
@@ -234,7 +234,14 @@ function renderProblems(list) {
   $('no-problems').hidden = list.length > 0;
 }
 
-const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const time = (iso) => fmtTime(iso, { seconds: true });
+
+/** Why an alert closed, as the monitor says it (monitor/sites.go), in the page's language. */
+function endReason(why) {
+  const key = { recovered: 'alert_end.recovered', 'no endpoint left': 'alert_end.no_endpoint_left',
+    'bridge back': 'alert_end.bridge_back' }[why];
+  return key ? t(key) : why;
+}
 
 function renderAlerts(alerts) {
   const ol = $('alerts');
@@ -244,8 +251,10 @@ function renderAlerts(alerts) {
     const d = el('span', 'dot');
     d.dataset.g = a.grade;
     const text = el('span');
-    text.append(el('b', '', a.name), document.createTextNode(` ${a.kind === 'bridge' ? 'bridge down' : a.grade}`));
-    const when = a.end ? `${time(a.start)} – ${time(a.end)} (${a.end_reason})` : `since ${time(a.start)}`;
+    const name = a.kind === 'site' && a.subject === UNKNOWN ? t('console.outside') : a.name;
+    text.append(el('b', '', name), document.createTextNode(` ${a.kind === 'bridge' ? t('console.bridge_down') : gradeText(a.grade)}`));
+    const when = a.end ? t('console.alert_closed', { start: time(a.start), end: time(a.end), why: endReason(a.end_reason) })
+      : t('console.alert_open', { start: time(a.start) });
     text.append(el('span', 'when', when));
     li.append(d, text);
     if (a.kind === 'site') li.dataset.id = a.subject;
@@ -265,10 +274,10 @@ async function runStream() {
     let watchdog;
     const pet = () => { clearTimeout(watchdog); watchdog = setTimeout(() => abort.abort(), STALL_MS); };
     try {
-      setStatus('connecting', 'connecting');
+      setStatus('connecting');
       pet();
       const res = await api('stream', { signal: abort.signal });
-      setStatus('live', 'live');
+      setStatus('live');
       backoff = 500;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
@@ -285,12 +294,12 @@ async function runStream() {
         }
       }
     } catch (e) {
-      if (e instanceof AuthError) { fatal('Cannot open the console', e.message); return; }
+      if (e instanceof AuthError) { fatal(t('console.cannot_open'), e.message); return; }
       if (e.name !== 'AbortError') stats.errors.push(String(e));
     } finally {
       clearTimeout(watchdog);
     }
-    setStatus('down', 'reconnecting');
+    setStatus('down', true);
     await sleep(backoff);
     backoff = Math.min(backoff * 2, 5000);
   }
@@ -305,7 +314,7 @@ function handleEvent(block) {
   }
   if (kind === 'expired') {
     sessionStorage.removeItem(TOKEN_KEY);
-    fatal('Your console link has expired', 'Ask for a new technician link (cau token --role technician) and open it.');
+    fatal(t('console.expired'), t('console.expired_detail'));
     throw new AuthError('expired');
   }
   if (kind === 'state') applyState(JSON.parse(data));
@@ -341,133 +350,21 @@ function closeDetail() {
 async function loadDetail(id) {
   try {
     const d = await (await api('sites/' + encodeURIComponent(id))).json();
-    if (id === selected) renderDetail(d);
+    if (id === selected) showDetail(d);
   } catch (e) {
-    if (e instanceof AuthError) fatal('Cannot open the console', e.message);
+    if (e instanceof AuthError) fatal(t('console.cannot_open'), e.message);
     else stats.errors.push(String(e));
   }
 }
 
-const fmtMs = (v) => (v > 0 ? Math.round(v) + ' ms' : '–');
-const fmtRate = (v) => (v >= 1e6 ? (v / 1e6).toFixed(2) + ' Mb/s' : Math.round(v / 1e3) + ' kb/s');
-
-function renderDetail(d) {
+function showDetail(d) {
   const t0 = performance.now();
-  const s = d.site;
-  $('d-dot').dataset.g = s.grade === UNKNOWN ? 'none' : s.grade;
-  $('d-name').textContent = s.name || s.id;
-  $('d-path').textContent = (d.path || []).slice().reverse().map((p) => p.name).join(' › ') || s.id;
-  let line = `${s.grade} · ${s.endpoints} endpoint${s.endpoints === 1 ? '' : 's'} · ${s.level}`;
-  if (s.path_grade !== UNKNOWN) line += ` · relay path ${s.path_grade}`;
-  if (s.mos > 0) line += ` · MOS ${s.mos.toFixed(1)}`;
-  $('d-grade').textContent = line;
-  const reasons = $('d-reasons');
-  reasons.replaceChildren(...(s.reasons || []).map((r) => el('li', '', r)));
-
-  const box = $('d-endpoints');
-  box.replaceChildren();
-  for (const ep of d.endpoints || []) box.append(renderEndpoint(ep));
-  $('d-no-endpoints').hidden = (d.endpoints || []).length > 0;
-
-  const hops = $('d-path-hops');
-  hops.replaceChildren();
-  for (const h of d.relay_path || []) {
-    const li = el('li');
-    li.append(el('b', '', `${h.from} (${siteName(h.from_site)}) → ${h.to} (${siteName(h.to_site)})`));
-    for (const [label, r] of [['up', h.up], ['down', h.down]]) {
-      const row = el('span', 'dir');
-      const dot = el('span', 'dot');
-      dot.dataset.g = r ? (r.grade === UNKNOWN ? 'none' : r.grade) : 'none';
-      row.append(dot, document.createTextNode(r
-        ? ` ${label}: ${r.grade}, RTT ${fmtMs(r.rtt_ms)}, loss ${r.loss_pct.toFixed(1)}%, jitter ${fmtMs(r.jitter_ms)}, ${fmtRate(r.bitrate_bps)}, ${r.streams} streams`
-        : ` ${label}: no relay link now`));
-      li.append(row);
-    }
-    hops.append(li);
-  }
-  $('d-no-path').hidden = (d.relay_path || []).length > 0;
+  renderDetail(d, siteName);
   stats.detailRenderMs = performance.now() - t0;
-  stats.detailSite = s.id;
+  stats.detailSite = d.site.id;
 }
 
 const siteName = (id) => nodes.get(id)?.name || id;
-
-function renderEndpoint(ep) {
-  const a = $('endpoint-template').content.firstElementChild.cloneNode(true);
-  a.querySelector('.dot').dataset.g = ep.grade === UNKNOWN ? 'none' : ep.grade;
-  a.querySelector('.ep-name').textContent = ep.name || ep.id;
-  const joined = new Date(ep.joined).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  let meta = `${ep.role} · bridge ${ep.bridge || '–'} · meeting ${ep.meeting} · joined ${joined}`;
-  if (ep.claimed_site) meta += ` · claims site "${ep.claimed_site}"`;
-  a.querySelector('.ep-meta').textContent = meta;
-  a.querySelector('.ep-reasons').textContent = (ep.now.reasons || []).join('; ');
-  a.querySelector('.ep-upstream').textContent = ep.upstream
-    ? `Its downlink's loss and jitter come from ${ep.upstream}: not counted in its grade.` : '';
-  const up = ep.up;
-  const down = ep.down;
-  const both = (f, unit, digits) => `↑${up.streams ? f(up).toFixed(digits) : '–'} ↓${down.streams ? f(down).toFixed(digits) : '–'} ${unit}`;
-  const h = ep.history.series;
-  const rows = {
-    rtt: [fmtMs(Math.max(up.rtt_ms, down.rtt_ms)), [h.rtt_ms], 800],
-    jitter: [both((f) => f.jitter_ms, 'ms', 0), [h.jitter_up_ms, h.jitter_down_ms], 50],
-    loss: [both((f) => f.loss_pct, '%', 1), [h.loss_up_pct, h.loss_down_pct], 5],
-    bitrate: [`↑${fmtRate(up.bitrate_bps)} ↓${fmtRate(down.bitrate_bps)}`, [h.bitrate_up_bps, h.bitrate_down_bps], 0],
-  };
-  for (const [k, [text, series, limit]] of Object.entries(rows)) {
-    const tr = a.querySelector(`tr[data-k="${k}"]`);
-    tr.querySelector('.v').textContent = text;
-    tr.querySelector('.s').append(sparkline(series, limit, ep.history.grades.length));
-  }
-  return a;
-}
-
-const SVG = 'http://www.w3.org/2000/svg';
-
-// sparkline draws up to two series (up solid, down dashed) over the history's points,
-// scaled to their maximum (at least the poor limit, drawn as a dotted line). Negative
-// values are gaps.
-function sparkline(series, limit, points) {
-  const W = 240;
-  const H = 26;
-  const svg = document.createElementNS(SVG, 'svg');
-  svg.setAttribute('class', 'spark');
-  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-  svg.setAttribute('preserveAspectRatio', 'none');
-  let top = limit || 0;
-  for (const s of series) for (const v of s || []) top = Math.max(top, v);
-  if (top <= 0) top = 1;
-  const n = Math.max(points, 2);
-  const x = (i) => (W * i) / (n - 1);
-  const y = (v) => H - 1 - ((H - 2) * v) / top;
-  series.forEach((s, k) => {
-    let pts = [];
-    const flush = () => {
-      if (pts.length) {
-        const pl = document.createElementNS(SVG, 'polyline');
-        pl.setAttribute('class', k === 0 ? 'up' : 'down');
-        if (pts.length === 1) { // a lone point: a short dash, so that it shows
-          const [px, py] = pts[0].split(',').map(Number);
-          pts = [`${Math.max(px - 2, 0)},${py}`, `${px + 2},${py}`];
-        }
-        pl.setAttribute('points', pts.join(' '));
-        svg.append(pl);
-      }
-      pts = [];
-    };
-    (s || []).forEach((v, i) => {
-      if (v < 0) flush(); else pts.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
-    });
-    flush();
-  });
-  if (limit) {
-    const l = document.createElementNS(SVG, 'line');
-    l.setAttribute('class', 'limit');
-    l.setAttribute('x1', 0); l.setAttribute('x2', W);
-    l.setAttribute('y1', y(limit)); l.setAttribute('y2', y(limit));
-    svg.append(l);
-  }
-  return svg;
-}
 
 // ---- meetings: the pre-meeting check and the live roll call ----
 let meetingSel = '';
@@ -479,8 +376,8 @@ async function loadMeetings() {
   try {
     list = await (await api('meetings')).json();
   } catch (e) {
-    if (e instanceof AuthError) { fatal('Cannot open the console', e.message); return false; }
-    $('no-meetings').textContent = String(e).includes('503') ? 'No meeting schedule on this server.' : 'Cannot load the meetings.';
+    if (e instanceof AuthError) { fatal(t('console.cannot_open'), e.message); return false; }
+    $('no-meetings').textContent = t(String(e).includes('503') ? 'console.no_schedule' : 'console.meetings_failed');
     $('no-meetings').hidden = false;
     $('meetings').replaceChildren();
     return true;
@@ -494,16 +391,17 @@ async function loadMeetings() {
       const li = el('li');
       li.dataset.id = m.id;
       li.classList.toggle('selected', m.id === meetingSel);
-      const st = el('span', 'state', m.state === 'live' ? 'live' : 'test');
+      const st = el('span', 'state', t(m.state === 'live' ? 'console.state_live' : 'console.state_test'));
       st.dataset.state = m.state;
       li.append(el('b', '', m.title), st);
       const missing = m.sites - m.joined;
-      li.append(el('span', 'count', `${m.joined} of ${m.sites} sites joined` + (missing ? ` · ${missing} missing` : '') +
-        ` · ${m.state === 'live' ? 'until' : 'starts'} ${hhmm(m.state === 'live' ? m.end : m.start)}`));
-      if (m.bad) li.append(el('span', 'count bad', `${m.bad} poor or lost`));
+      const when = m.state === 'live' ? t('console.until', { time: hhmm(m.end) }) : t('console.starts', { time: hhmm(m.start) });
+      li.append(el('span', 'count', t('console.joined_of', { joined: m.joined, sites: m.sites }) +
+        (missing ? ` · ${t('console.missing', { n: missing })}` : '') + ` · ${when}`));
+      if (m.bad) li.append(el('span', 'count bad', t('console.bad', { n: m.bad })));
       ol.append(li);
     }
-    $('no-meetings').textContent = 'No meeting is in its test window or live.';
+    $('no-meetings').textContent = t('console.no_meetings');
     $('no-meetings').hidden = list.length > 0;
   }
   stats.meetings = list.length;
@@ -514,8 +412,10 @@ async function runMeetings() {
   while (await loadMeetings()) await sleep(5000);
 }
 
-const hhmm = (iso) => (iso ? iso.slice(11, 16) : '–');
-const dur = (s) => (s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min` : `${Math.floor(s / 60)} min ${s % 60} s`);
+/** A time from the API (RFC 3339, any offset) in Vietnam time, 24-hour. */
+const hhmm = (iso) => (iso ? fmtTime(iso) || '–' : '–');
+const dur = (s) => (s >= 3600 ? t('console.h_min', { h: Math.floor(s / 3600), m: Math.floor((s % 3600) / 60) })
+  : t('console.min_s', { m: Math.floor(s / 60), s: s % 60 }));
 
 function selectMeeting(id) {
   if (selected) closeDetail();
@@ -538,10 +438,10 @@ async function loadMeeting(id) {
   try {
     const res = await fetch(API + 'meetings/' + encodeURIComponent(id), { cache: 'no-store', headers: { Authorization: 'Bearer ' + token } });
     if (res.status === 404) { // ended or cancelled since
-      if (id === meetingSel) { $('m-summary').textContent = 'This meeting is no longer open.'; $('m-sites').replaceChildren(); }
+      if (id === meetingSel) { $('m-summary').textContent = t('console.meeting_closed'); $('m-sites').replaceChildren(); }
       return;
     }
-    if (res.status === 401 || res.status === 403) { fatal('Cannot open the console', 'The link is invalid or expired.'); return; }
+    if (res.status === 401 || res.status === 403) { fatal(t('console.cannot_open'), t('console.link_invalid_short')); return; }
     if (!res.ok) throw new Error(`meetings/${id}: HTTP ${res.status}`);
     const d = await res.json();
     if (id === meetingSel) renderMeeting(d);
@@ -553,14 +453,15 @@ async function loadMeeting(id) {
 function renderMeeting(d) {
   const t0 = performance.now();
   const live = d.state === 'live';
-  $('m-title').textContent = (live ? 'Roll call: ' : 'Pre-meeting check: ') + d.title;
+  $('m-title').textContent = t(live ? 'console.rollcall' : 'console.precheck', { title: d.title });
+  const chair = siteName(d.chair_site);
   $('m-when').textContent = live
-    ? `Live ${hhmm(d.start)} – ${hhmm(d.end)} · chair ${siteName(d.chair_site)}`
-    : `Test window since ${hhmm(d.window_start)} · starts ${hhmm(d.start)} · chair ${siteName(d.chair_site)}`;
+    ? t('console.live_when', { start: hhmm(d.start), end: hhmm(d.end), chair })
+    : t('console.test_when', { window: hhmm(d.window_start), start: hhmm(d.start), chair });
   const missing = d.sites - d.joined;
-  let line = `${d.joined} of ${d.sites} sites joined`;
-  if (missing) line += ` · ${missing} missing`;
-  if (d.bad) line += ` · ${d.bad} poor or lost`;
+  let line = t('console.joined_of', { joined: d.joined, sites: d.sites });
+  if (missing) line += ` · ${t('console.missing', { n: missing })}`;
+  if (d.bad) line += ` · ${t('console.bad', { n: d.bad })}`;
   $('m-summary').textContent = line;
   const rows = [];
   for (const s of d.site_list || []) {
@@ -571,11 +472,11 @@ function renderMeeting(d) {
     const c0 = el('td');
     c0.append(dot);
     const name = el('td');
-    name.append(el('b', '', s.name), el('span', 'lvl', s.level + (s.chair ? ' · chair' : '')));
+    name.append(el('b', '', s.name), el('span', 'lvl', levelText(s.level) + (s.chair ? ` · ${t('console.chair_mark')}` : '')));
     rows.push(tr);
     tr.append(c0, name,
-      el('td', 'st', s.joined ? `joined (${s.endpoints})` : 'missing'),
-      el('td', '', s.joined ? (s.grade === UNKNOWN ? 'measuring' : s.grade) : '–'),
+      el('td', 'st', s.joined ? t('console.site_joined', { n: s.endpoints }) : t('console.site_missing')),
+      el('td', '', s.joined ? gradeText(s.grade) : '–'),
       el('td', '', s.first_joined ? hhmm(s.first_joined) : '–'),
       el('td', '', String(s.drops)),
       el('td', '', s.connected_seconds > 0 ? dur(s.connected_seconds) : '–'));
@@ -639,17 +540,26 @@ function wire() {
   });
 }
 
+/** The clock in the header: Vietnam time, whatever the browser's time zone. */
+function tickClock() {
+  $('clock').textContent = fmtTime(Date.now(), { seconds: true });
+}
+
 async function main() {
+  translatePage();
+  setStatus('connecting');
+  tickClock();
+  setInterval(tickClock, 1000);
   if (!token) {
-    fatal('No access token', 'Open the console with a technician link: /console?token=… (made with cau token --role technician).');
+    fatal(t('console.no_token'), t('console.no_token_detail'));
     return;
   }
   wire();
   try {
     buildTree(await (await api('tree')).json());
   } catch (e) {
-    if (e instanceof AuthError) fatal('Cannot open the console', e.message);
-    else fatal('Cannot load the site tree', String(e));
+    if (e instanceof AuthError) fatal(t('console.cannot_open'), e.message);
+    else fatal(t('console.tree_failed'), String(e));
     return;
   }
   const want = decodeURIComponent(location.hash.slice(1));

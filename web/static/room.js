@@ -14,6 +14,7 @@
 // Test hook: window.cauRoom = {state, joined, selfId, meeting, sessions, joins, leaves, ...}.
 
 import { CauClient, CloseCode, Source, clampName } from './cau-client.js';
+import { fmtDay, fmtTime, sameDay, t, translatePage } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -108,36 +109,17 @@ function setState(s) {
   document.body.dataset.state = s;
 }
 
-// ---- time in Vietnam (UTC+7 all year; no tz database needed) ---------------------------
+// ---- times (shown in Vietnam time by i18n.js) ---------------------------------------------
 
-const VN_OFFSET_MS = 7 * 3600 * 1000;
-const WEEKDAYS = ['Chủ nhật', 'Thứ Hai', 'Thứ Ba', 'Thứ Tư', 'Thứ Năm', 'Thứ Sáu', 'Thứ Bảy'];
 const pad = (n) => String(n).padStart(2, '0');
-
-/** Date parts of ms in Vietnam time. */
-function vn(ms) {
-  const d = new Date(ms + VN_OFFSET_MS);
-  return {
-    y: d.getUTCFullYear(), mo: d.getUTCMonth() + 1, d: d.getUTCDate(), wd: d.getUTCDay(),
-    h: d.getUTCHours(), mi: d.getUTCMinutes(), s: d.getUTCSeconds(),
-  };
-}
-const hhmm = (ms) => {
-  const t = vn(ms);
-  return `${pad(t.h)}:${pad(t.mi)}`;
-};
-const dayOf = (ms) => {
-  const t = vn(ms);
-  return `${WEEKDAYS[t.wd]}, ${pad(t.d)}/${pad(t.mo)}/${t.y}`;
-};
-const sameDay = (a, b) => dayOf(a) === dayOf(b);
+const hhmm = (ms) => fmtTime(ms);
 
 /** "1 ngày 02:03:04" or "02:03:04". */
 function duration(ms) {
   const s = Math.max(0, Math.ceil(ms / 1000));
   const days = Math.floor(s / 86400);
   const rest = `${pad(Math.floor((s % 86400) / 3600))}:${pad(Math.floor((s % 3600) / 60))}:${pad(s % 60)}`;
-  return days > 0 ? `${days} ngày ${rest}` : rest;
+  return days > 0 ? t('room.days', { days, rest }) : rest;
 }
 
 const serverNow = () => Date.now() + kiosk.skew;
@@ -188,11 +170,10 @@ async function poll() {
     recordError(err.code || 'network', err.message);
     if (err.status === 401 || err.status === 403 || err.status === 404) {
       setState('refused');
-      showBanner(`Thiết bị này chưa được cấp quyền hoặc đã bị xoá khỏi hệ thống (${err.message}). ` +
-        'This device is not (or no longer) registered: ask the operator for a new kiosk link.', 'error');
+      showBanner(t('room.refused', { why: err.message }), 'error');
     } else if (!kiosk.client) {
       setState('offline');
-      showBanner('Mất kết nối tới máy chủ, đang thử lại… Cannot reach the server, retrying…');
+      showBanner(t('room.offline'));
     }
   }
   kiosk.pollTimer = setTimeout(poll, POLL_MS);
@@ -241,39 +222,40 @@ function render(c) {
   if (info) {
     $('site-name').textContent = info.site?.name || info.endpoint?.site || '';
     $('endpoint-name').textContent = info.endpoint?.name || endpointId;
-    document.title = `Cầu — ${info.site?.name || endpointId}`;
+    document.title = t('room.page_title', { site: info.site?.name || endpointId });
   }
   $('meeting-title').textContent = kiosk.client && c ? c.meeting.title : '';
   if (!info) return;
   const cd = $('countdown');
   if (!c) {
-    $('next-title').textContent = 'Chưa có cuộc họp nào được lên lịch';
-    $('next-time').textContent = 'No meeting is scheduled for this room';
+    $('next-title').textContent = t('room.none');
+    $('next-time').textContent = t('room.none_detail');
     $('next-chair').textContent = '';
     cd.hidden = true;
-    $('next-note').textContent = `Lịch họp được cập nhật tự động. The schedule refreshes every ${POLL_MS / 1000} s.`;
+    $('next-note').textContent = t('room.refresh_note', { s: POLL_MS / 1000 });
     return;
   }
   const m = c.meeting;
   $('next-title').textContent = m.title;
   const when = sameDay(c.start, c.end)
-    ? `${dayOf(c.start)} · ${hhmm(c.start)} – ${hhmm(c.end)}`
-    : `${dayOf(c.start)} ${hhmm(c.start)} – ${dayOf(c.end)} ${hhmm(c.end)}`;
-  $('next-time').textContent = `${when} (giờ Việt Nam)`;
-  $('next-chair').textContent = m.chair_name ? `Chủ trì: ${m.chair_name} · ${m.site_count} điểm cầu` : `${m.site_count} điểm cầu`;
+    ? `${fmtDay(c.start)} · ${hhmm(c.start)} – ${hhmm(c.end)}`
+    : `${fmtDay(c.start)} ${hhmm(c.start)} – ${fmtDay(c.end)} ${hhmm(c.end)}`;
+  $('next-time').textContent = t('room.when', { when });
+  $('next-chair').textContent = m.chair_name
+    ? t('room.chair', { chair: m.chair_name, sites: m.site_count }) : t('room.sites', { sites: m.site_count });
   cd.hidden = false;
   if (!c.inWindow) {
     cd.dataset.phase = 'waiting';
-    cd.textContent = `Tự động kết nối sau ${duration(c.connect - c.now)} · Connecting in`;
-    $('next-note').textContent = `Phòng họp sẽ tự vào kiểm tra kỹ thuật lúc ${hhmm(c.connect)}.`;
+    cd.textContent = t('room.countdown', { d: duration(c.connect - c.now) });
+    $('next-note').textContent = t('room.test_at', { time: hhmm(c.connect) });
   } else if (c.now < c.start) {
     cd.dataset.phase = 'testing';
-    cd.textContent = `Kiểm tra kỹ thuật · bắt đầu sau ${duration(c.start - c.now)}`;
-    $('next-note').textContent = kiosk.starting ? 'Đang kết nối… Connecting…' : '';
+    cd.textContent = t('room.testing', { d: duration(c.start - c.now) });
+    $('next-note').textContent = kiosk.starting ? t('room.connecting') : '';
   } else {
     cd.dataset.phase = 'joining';
-    cd.textContent = `Đang họp · kết thúc lúc ${hhmm(c.end)}`;
-    $('next-note').textContent = kiosk.starting ? 'Đang kết nối… Connecting…' : '';
+    cd.textContent = t('room.live', { time: hhmm(c.end) });
+    $('next-note').textContent = kiosk.starting ? t('room.connecting') : '';
   }
 }
 
@@ -293,7 +275,7 @@ async function openLocalMedia() {
       recordError('media', `${err.name}: ${err.message}`);
     }
   }
-  showBanner('Không mở được camera và micrô; phòng họp chỉ xem và nghe. Camera and microphone unavailable.');
+  showBanner(t('room.no_media'));
   return null;
 }
 
@@ -328,11 +310,11 @@ async function startSession() {
     if (client !== kiosk.client) return;
     const s = e.detail.state;
     $('conn-status').dataset.state = s;
-    $('conn-status').textContent = { connecting: 'Đang kết nối', joined: 'Đã kết nối', reconnecting: 'Đang kết nối lại' }[s] || '';
+    $('conn-status').textContent = ['connecting', 'joined', 'reconnecting'].includes(s) ? t(`room.conn_${s}`) : '';
     if (s === 'reconnecting') {
       window.cauRoom.joined = false;
       setState('reconnecting');
-      showBanner('Mất kết nối, đang kết nối lại… Connection lost, reconnecting…');
+      showBanner(t('room.lost'));
     }
   });
   client.addEventListener('joined', (e) => {
@@ -398,7 +380,7 @@ function onClosed(client, { code, message }) {
       break;
     case CloseCode.REPLACED:
       kiosk.doneWith = key;
-      showBanner('Phòng họp này đã vào họp từ một thiết bị khác. This room joined from another device.', 'error');
+      showBanner(t('room.replaced'), 'error');
       break;
     case CloseCode.UNAUTHORIZED:
       // The join token expired before a reconnect succeeded: a fresh one now.
@@ -546,6 +528,7 @@ function layout() {
 // ---- start ------------------------------------------------------------------------------------
 
 function start() {
+  translatePage();
   document.addEventListener('pointerdown', enableSound);
   document.addEventListener('keydown', enableSound);
   window.addEventListener('online', () => poll());
@@ -553,8 +536,8 @@ function start() {
   showScreen('idle');
   if (!deviceToken || !endpointId) {
     setState('refused');
-    showBanner('Đường dẫn thiếu mã thiết bị (token). The kiosk link has no device token.', 'error');
-    $('next-title').textContent = 'Thiết bị chưa được cấu hình';
+    showBanner(t('room.no_token'), 'error');
+    $('next-title').textContent = t('room.not_configured');
     return;
   }
   setInterval(tick, 1000);

@@ -1,0 +1,92 @@
+// publish.js — what this endpoint sends: its microphone, camera and screen publications,
+// which of them the user muted, and bringing the publisher connection (media-link.js) in
+// line with them. A muted track stays published and sends silence or black, so unmuting
+// needs no renegotiation.
+
+import { CauError, Source } from './protocol.js';
+
+/** The local publications of one session. */
+export class Publications {
+  /**
+   * @param {import('./media-link.js').MediaLink} media  the session's peer connections
+   * @param {(level: string, ...args: any[]) => void} log
+   */
+  constructor(media, log) {
+    this._media = media;
+    this.log = log;
+    /** source → {track, stream, transceiver}; transceiver null until attached */
+    this.local = new Map();
+    /** Sources the user muted (kept across reconnects). */
+    this.muted = new Set();
+  }
+
+  /** Sets the microphone and camera to the audio and video tracks of stream (or none). */
+  setCamera(stream) {
+    this._set(Source.MICROPHONE, stream?.getAudioTracks()[0] || null, stream);
+    this._set(Source.CAMERA, stream?.getVideoTracks()[0] || null, stream);
+    this.applyMute(Source.MICROPHONE);
+    this.applyMute(Source.CAMERA);
+  }
+
+  /** Sets the screen capture to publish (its video track). */
+  setScreen(stream) {
+    const track = stream.getVideoTracks()[0];
+    if (!track) throw new CauError('no_track', 'the capture has no video');
+    if ('contentHint' in track) track.contentHint = 'detail';
+    this._media.retire(this.local.get(Source.SCREEN));
+    this.local.set(Source.SCREEN, { track, stream, transceiver: null });
+  }
+
+  /** Stops the screen publication and its capture; false when there was none. */
+  clearScreen() {
+    const pub = this.local.get(Source.SCREEN);
+    if (!pub) return false;
+    this.local.delete(Source.SCREEN);
+    pub.stream?.getTracks().forEach((t) => t.stop());
+    this._media.retire(pub);
+    return true;
+  }
+
+  /** Records a source as muted or not and enables or disables its track. */
+  setMuted(source, muted) {
+    if (muted) this.muted.add(source);
+    else this.muted.delete(source);
+    this.applyMute(source);
+  }
+
+  /** Enables the source's track unless it is muted. */
+  applyMute(source) {
+    const pub = this.local.get(source);
+    if (pub && pub.track) pub.track.enabled = !this.muted.has(source);
+  }
+
+  /** Forgets the transceivers (the publisher connection closed). */
+  detach() {
+    for (const pub of this.local.values()) pub.transceiver = null;
+  }
+
+  /** Attaches what has no transceiver yet and offers the publisher's current tracks. */
+  async publish() {
+    if (!this._media.publisher) return;
+    this._media.attach(this.local);
+    await this._media.negotiate(this.local);
+  }
+
+  _set(source, track, stream) {
+    const cur = this.local.get(source);
+    if (cur && cur.track === track) return;
+    if (!track) {
+      if (cur) {
+        this._media.retire(cur);
+        this.local.delete(source);
+      }
+      return;
+    }
+    if (cur && cur.transceiver) {
+      cur.transceiver.sender.replaceTrack(track).catch((err) => this.log('warn', 'replace track', err));
+      this.local.set(source, { track, stream, transceiver: cur.transceiver });
+      return;
+    }
+    this.local.set(source, { track, stream, transceiver: null });
+  }
+}
