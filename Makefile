@@ -7,7 +7,7 @@ PKGS     := ./...
 # by side would starve each other and make those figures noise.
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
-.PHONY: all build run test test-short bench bench-load fuzz vet fmt clean docker package
+.PHONY: all build run test test-short soak bench bench-load fuzz vet fmt clean docker package
 
 all: build
 
@@ -25,6 +25,10 @@ test-short:
 
 # bench prints the floor (a bare UDP sender in the bridge's shape, BenchmarkFloor) and the
 # forwarding benchmarks side by side (the sfu package first), then the rest.
+# Long load runs kept out of make test: eight recordings at once on one bridge.
+soak:
+	CAU_SOAK=1 $(GO) test -race -count=1 -p 1 -timeout 30m -run 'TestEightRecordingsKeepUp' ./recorder
+
 bench:
 	$(GO) test -run '^$$' -bench 'Floor|Forward' -benchmem ./sfu
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list $(PKGS) | grep -v '/sfu$$')
