@@ -174,7 +174,8 @@ func TestBrowserTwoParticipants(t *testing.T) {
 
 	// The preview screen: Bob opens a link without autojoin; his name comes from name=,
 	// he joins with the button and Alice sees him under that name.
-	preview := strings.Replace(s.joinURL(a.Keys(), "m1", "ha-noi", "Bob Trần", auth.RoleParticipant), "autojoin=1", "name=Ông+Bình", 1)
+	// The token carries no name (a token's name would win over the page's: issue 12, finding 5).
+	preview := strings.Replace(s.joinURL(a.Keys(), "m1", "ha-noi", "", auth.RoleParticipant), "autojoin=1", "name=Ông+Bình", 1)
 	if err := bob.Run(30*time.Second, chromedp.Navigate(preview)); err != nil {
 		t.Fatalf("bob: open preview: %v", err)
 	}

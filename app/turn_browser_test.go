@@ -128,10 +128,10 @@ func TestBrowserTURNBehind443Firewall(t *testing.T) {
 	if err := alice.Run(30*time.Second, chromedp.Navigate(joinURL(t, a, a.Keys(), "fw", "hcm", "Alice"))); err != nil {
 		t.Fatalf("alice: open join page: %v", err)
 	}
-	playing := `(() => { const v = window.cauState.joined && window.cauState.remoteVideos();
+	playing := `(() => { const v = window.cauState && window.cauState.joined && window.cauState.remoteVideos();
 		return v && v.length === 1 && v[0].width > 0 && v[0].frames > 0; })()`
 	advancing := `(() => {
-		const v = window.cauState.remoteVideos();
+		const v = window.cauState ? window.cauState.remoteVideos() : [];
 		if (v.length !== 1) return false;
 		const x = v[0], b = window.__adv;
 		if (!b || b.p !== x.participant) { window.__adv = {p: x.participant, f: x.frames}; return false; }
