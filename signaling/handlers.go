@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -179,15 +178,17 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 		s.trackSources[t.ID] = t.Source
 	}
 	// Every track in the SDP gets a stream key, described or not.
-	for _, t := range sdpTracks(o.SDP) {
-		src, ok := s.trackSources[t.id]
+	// The offer parsed when it was decoded; this cannot fail.
+	tracks, _ := protocol.ParseSDP(o.SDP, protocol.MaxOfferMedia)
+	for _, t := range tracks {
+		src, ok := s.trackSources[t.ID]
 		if !ok {
 			src = protocol.SourceCamera
-			if t.kind == "audio" {
+			if t.Kind == "audio" {
 				src = protocol.SourceMicrophone
 			}
 		}
-		keys[t.id] = ids.StreamKey{Participant: ids.ParticipantID(s.self.ID), Source: src}
+		keys[t.ID] = ids.StreamKey{Participant: ids.ParticipantID(s.self.ID), Source: src}
 	}
 	s.mu.Unlock()
 	b, peer := s.where()
@@ -311,25 +312,4 @@ func (s *session) peerFailed(b Bridge, peer ids.PeerID, reason string) {
 	}
 	s.log.Warn("media connection failed", "reason", reason)
 	go s.close(websocket.CloseGoingAway, "media connection failed")
-}
-
-type sdpTrack struct{ id, kind string }
-
-// sdpTracks lists the msid track ids of an SDP with their media kind. It reads only
-// "m=" and "a=msid:" lines; the bridge parses the SDP for real.
-func sdpTracks(sdp string) []sdpTrack {
-	var out []sdpTrack
-	kind := ""
-	for _, line := range strings.Split(sdp, "\n") {
-		line = strings.TrimRight(line, "\r")
-		switch {
-		case strings.HasPrefix(line, "m="):
-			kind, _, _ = strings.Cut(line[2:], " ")
-		case strings.HasPrefix(line, "a=msid:"):
-			if f := strings.Fields(line[len("a=msid:"):]); len(f) == 2 {
-				out = append(out, sdpTrack{id: f[1], kind: kind})
-			}
-		}
-	}
-	return out
 }

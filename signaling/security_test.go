@@ -1,0 +1,141 @@
+package signaling_test
+
+// Tests of what a hostile but authenticated endpoint can try (issue 12).
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/protocol"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// loopbackAPI is a pion API that gathers only loopback candidates, like the client's.
+func loopbackAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+// forgedAudioBytes is the payload size of the attacker's audio: larger than the client
+// synth's 80-byte audio, so a subscriber can tell whose packets it gets.
+const forgedAudioBytes = 200
+
+// TestPublisherCannotClaimAnotherParticipantsStream: a participant whose SDP names the
+// chair's microphone key only in "a=ssrc:N msid:" lines (no "a=msid:" line, so the track
+// id is the client's own) must not be heard as the chair. Its audio is its own stream.
+func TestPublisherCannotClaimAnotherParticipantsStream(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx := context.Background()
+	chair := ts.join(t, "m1", "tinh", "Chair")
+	if err := chair.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	listener := ts.join(t, "m1", "xa", "Listener")
+	attacker := ts.join(t, "m1", "huyen", "Attacker")
+	chairMic := ids.StreamKey{Participant: ids.ParticipantID(chair.Self.ID), Source: protocol.SourceMicrophone}
+	chairStream := chair.Self.Streams[protocol.SourceCamera]
+	eventually(t, 15*time.Second, func() string { return receivesFrom(listener, chair, 20) })
+
+	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+		chairMic.String(), chairStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	var forged []string
+	for _, line := range strings.SplitAfter(offer.SDP, "\n") {
+		if !strings.HasPrefix(line, "a=msid:") {
+			forged = append(forged, line)
+		}
+	}
+	sdp := strings.Join(forged, "")
+	if !strings.Contains(sdp, "msid:"+chairStream+" "+chairMic.String()) {
+		t.Fatalf("pion's offer has no a=ssrc msid line naming %s:\n%s", chairMic, sdp)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	env, err := attacker.Request(rctx, protocol.KindOffer, protocol.Offer{SDP: sdp})
+	if err != nil {
+		t.Fatalf("forged offer: %v", err)
+	}
+	var ans protocol.Answer
+	if err := protocol.DecodeData(env, &ans); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		payload := make([]byte, forgedAudioBytes)
+		payload[0] = 0x78
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(0); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: payload})
+			}
+		}
+	}()
+
+	// The attacker's audio reaches the listener as the attacker's own stream...
+	attackerStream := attacker.Self.Streams[protocol.SourceCamera]
+	eventually(t, 15*time.Second, func() string {
+		if s := listener.Stream(attackerStream, "audio"); s == nil || s.Packets.Load() < 20 {
+			return "the listener does not receive the attacker's audio as the attacker's"
+		}
+		return ""
+	})
+	// ...and never as the chair's: every audio packet under the chair's stream is the
+	// chair's 80-byte synth audio.
+	s := listener.Stream(chairStream, "audio")
+	if s == nil {
+		t.Fatal("the listener lost the chair's audio")
+	}
+	before := s.Packets.Load()
+	eventually(t, 10*time.Second, func() string {
+		if s.Packets.Load() < before+50 {
+			return "the chair's audio stalled at the listener"
+		}
+		return ""
+	})
+	if s := listener.Stream(chairStream, "audio"); s.Bytes.Load() > 80*s.Packets.Load() {
+		t.Fatalf("the listener hears another participant as the chair: %d bytes in %d packets under %s", s.Bytes.Load(),
+			s.Packets.Load(), chairStream)
+	}
+}
