@@ -139,3 +139,56 @@ func TestPublisherCannotClaimAnotherParticipantsStream(t *testing.T) {
 			s.Packets.Load(), chairStream)
 	}
 }
+
+// TestHostileSDPKeepsRemoteBridge: an offer of ~48 KiB of '<' (it grows ~6× when
+// re-encoded as JSON for the bridge) is refused with an error to its sender, and the
+// remote bridge keeps its control socket: the other endpoints on it keep their media
+// without a reconnect.
+func TestHostileSDPKeepsRemoteBridge(t *testing.T) {
+	c := startCascade(t, "prov")
+	ctx := context.Background()
+	chair := c.join(t, "m1", "prov", "chair")
+	if err := chair.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	listener := c.join(t, "m1", "prov", "listener")
+	eventually(t, 20*time.Second, func() string { return receivesFrom(listener, chair, 30) })
+	if b := c.sig.Participants("m1"); len(b) != 2 {
+		t.Fatalf("%d participants, want 2", len(b))
+	}
+
+	attacker := c.join(t, "m1", "prov", "attacker")
+	sdp := `v=0\r\n` + strings.Repeat("<", 48<<10-5)
+	msg := `{"v":1,"type":"offer","id":"evil","data":{"sdp":"` + sdp + `"}}`
+	if len(msg) > protocol.MaxMessageBytes {
+		t.Fatalf("the hostile message is %d bytes, over the endpoint limit", len(msg))
+	}
+	if err := attacker.SendRaw([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() string {
+		for _, e := range attacker.Errors() {
+			if e.Code == protocol.CodeBadSDP || e.Code == protocol.CodeBadMessage {
+				return ""
+			}
+		}
+		return "the attacker got no error for its offer"
+	})
+	v := listener.Stream(chair.Self.Streams[protocol.SourceCamera], "video")
+	if v == nil {
+		t.Fatal("the listener lost the chair's video")
+	}
+	before := v.Packets.Load()
+	eventually(t, 10*time.Second, func() string {
+		if v.Packets.Load() < before+60 {
+			return "the listener's video from the chair stalled"
+		}
+		return ""
+	})
+	if n := listener.Reconnects(); n != 0 {
+		t.Fatalf("the listener was moved %d times: the bridge lost its control socket", n)
+	}
+	if _, ok := c.sig.Bridges()["br-prov"]; !ok {
+		t.Fatal("br-prov is no longer registered")
+	}
+}

@@ -37,7 +37,7 @@ const (
 	// readLimit bounds one message: heartbeats carry every endpoint's link figures, so a
 	// bridge with hundreds of endpoints sends more than an endpoint may. Bridges are
 	// authenticated; 8 MiB still bounds them.
-	readLimit = 8 << 20
+	readLimit = protocol.MaxControlMessageBytes
 )
 
 // ErrClosed is returned by a Remote whose connection has ended.
@@ -126,7 +126,7 @@ func readRegister(conn *websocket.Conn) (string, protocol.BridgeRegister, error)
 	if err != nil {
 		return "", reg, err
 	}
-	env, err := protocol.Decode(data)
+	env, err := protocol.DecodeControl(data)
 	if err == nil && env.Kind != protocol.KindBridgeRegister {
 		err = fmt.Errorf("first message is %s, want register", env.Kind)
 	}
