@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/bridge/control"
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/pion/interceptor"
@@ -190,5 +192,27 @@ func TestHostileSDPKeepsRemoteBridge(t *testing.T) {
 	}
 	if _, ok := c.sig.Bridges()["br-prov"]; !ok {
 		t.Fatal("br-prov is no longer registered")
+	}
+}
+
+// TestBridgeTokenCannotJoin: a bridge's credential registers its bridge and does nothing
+// else; the endpoint socket refuses it.
+func TestBridgeTokenCannotJoin(t *testing.T) {
+	ts := startServer(t, nil)
+	c := control.BridgeClaims("prov", "br-prov")
+	c.Meeting = "m1" // even naming a meeting
+	tok, err := ts.keys.Sign(c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, ts.ws, tok, client.Options{Loopback: true, Logger: logger()})
+	if err == nil {
+		cl.Close()
+		t.Fatal("a bridge token joined a meeting")
+	}
+	if !strings.Contains(err.Error(), protocol.CodeUnauthorized) {
+		t.Fatalf("join with a bridge token: %v, want %s", err, protocol.CodeUnauthorized)
 	}
 }

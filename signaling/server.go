@@ -126,7 +126,11 @@ func New(cfg Config) *Server {
 	s.router.owners = map[ownerKey]peerOwner{}
 	s.focus.ancestry = cfg.Ancestry
 	s.focus.bridges = map[ids.BridgeID]*bridgeEntry{}
-	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log,
+	var known func(ids.SiteID) bool
+	if t := cfg.Tree; t != nil {
+		known = func(site ids.SiteID) bool { _, ok := t.Site(string(site)); return ok }
+	}
+	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log, KnownSite: known,
 		Registered: func(b *control.Remote) (bridge.Events, error) {
 			if err := s.focus.addNew(b); err != nil {
 				return bridge.Events{}, err
