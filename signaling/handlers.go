@@ -20,6 +20,10 @@ import (
 	"github.com/cau-project/cau/rooms"
 )
 
+// maxTrackSources bounds a session's record of described tracks (protocol allows 16 per
+// offer).
+const maxTrackSources = 64
+
 func newParticipantID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -174,6 +178,11 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 	}
 	keys := map[string]ids.StreamKey{}
 	s.mu.Lock()
+	// trackSources remembers what earlier offers described (a renegotiation may not
+	// describe again); bounded, since track ids are the client's to choose.
+	if len(s.trackSources)+len(o.Tracks) > maxTrackSources {
+		clear(s.trackSources)
+	}
 	for _, t := range o.Tracks {
 		s.trackSources[t.ID] = t.Source
 	}

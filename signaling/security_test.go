@@ -12,6 +12,8 @@ import (
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/signaling"
+	"github.com/gorilla/websocket"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -215,4 +217,28 @@ func TestBridgeTokenCannotJoin(t *testing.T) {
 	if !strings.Contains(err.Error(), protocol.CodeUnauthorized) {
 		t.Fatalf("join with a bridge token: %v, want %s", err, protocol.CodeUnauthorized)
 	}
+}
+
+// TestPongsDoNotHoldUnjoinedSocket: a socket that never joins but keeps sending pongs
+// (unsolicited pongs are legal WebSocket) is still closed at the join deadline.
+func TestPongsDoNotHoldUnjoinedSocket(t *testing.T) {
+	ts := startServer(t, func(c *signaling.Config) { c.JoinTimeout = time.Second })
+	conn := rawConn(t, ts)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if conn.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)) != nil {
+					return
+				}
+			}
+		}
+	}()
+	expectClose(t, conn, protocol.CloseJoinTimeout)
 }
