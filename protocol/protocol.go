@@ -175,6 +175,7 @@ const (
 	CodeNotJoined          = "not_joined"          // a request before a successful join
 	CodeBadSDP             = "bad_sdp"             // the SDP could not be applied
 	CodeRateLimited        = "rate_limited"        // too many messages
+	CodeCapacity           = "capacity"            // a configured cap is reached (participants per meeting, sockets per address)
 	CodeInternal           = "internal"            // our fault; logged on the server
 )
 

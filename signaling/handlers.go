@@ -100,6 +100,11 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
 	}
 	defer s.srv.joinDone(m)
+	if m.full(s.srv.cfg.MaxParticipants) {
+		s.log.Warn("join refused: meeting full", "limit", s.srv.cfg.MaxParticipants)
+		s.reject(env.ID, protocol.CodeCapacity, "the meeting has as many participants as it may")
+		return &closeError{code: websocket.CloseTryAgainLater, reason: "meeting full"}
+	}
 	b, err := s.srv.focus.place(ids.SiteID(claims.Site))
 	if err != nil {
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)

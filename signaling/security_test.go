@@ -4,6 +4,8 @@ package signaling_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -241,4 +243,32 @@ func TestPongsDoNotHoldUnjoinedSocket(t *testing.T) {
 		}
 	}()
 	expectClose(t, conn, protocol.CloseJoinTimeout)
+}
+
+// TestCaps: a meeting refuses the join over its participant cap with code "capacity",
+// and an address over its socket cap gets HTTP 429 until one of its sockets closes.
+func TestCaps(t *testing.T) {
+	ts := startServer(t, func(c *signaling.Config) { c.MaxParticipants = 2; c.MaxSocketsPerAddr = 3 })
+	ts.join(t, "m1", "a", "A")
+	ts.join(t, "m1", "b", "B")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := client.Dial(ctx, ts.ws, ts.token(t, "m1", "c", "C"), client.Options{Loopback: true, Logger: logger()})
+	if err == nil || !strings.Contains(err.Error(), protocol.CodeCapacity) {
+		t.Fatalf("third join of a 2-participant meeting: %v, want %s", err, protocol.CodeCapacity)
+	}
+	// Two sockets are open (A and B); the refused one has closed.
+	eventually(t, 5*time.Second, func() string {
+		conn, resp, err := websocket.DefaultDialer.Dial(ts.ws, nil)
+		if err != nil {
+			return fmt.Sprintf("the third socket: %v", err)
+		}
+		defer conn.Close()
+		_ = resp.Body.Close()
+		_, resp, err = websocket.DefaultDialer.Dial(ts.ws, nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			return fmt.Sprintf("the fourth socket from one address: %v, want HTTP 429", err)
+		}
+		return ""
+	})
 }
