@@ -61,6 +61,9 @@ type Config struct {
 	// TURN configures the local bridge's embedded TURN server (off without a secret,
 	// except in dev mode).
 	TURN TURNConfig
+	// MaxParticipants and MaxSocketsPerAddr are signaling's caps (signaling.Config);
+	// 0 takes the defaults.
+	MaxParticipants, MaxSocketsPerAddr int
 }
 
 // App is a running Cầu server.
@@ -160,7 +163,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.sig = signaling.New(signaling.Config{Bridge: engine, Site: ids.SiteID(cfg.Site), Ancestry: cfg.Ancestry,
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence,
-		ICEServers: a.iceServers})
+		ICEServers: a.iceServers, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr})
 	if err := a.startTURN(cfg); err != nil {
 		_ = a.closeBridge()
 		return nil, err
@@ -197,8 +200,13 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// A whole request (headers and body) within a minute; an idle keep-alive
+		// connection closed after two. WebSocket upgrades clear these deadlines and set
+		// their own (the join deadline, then pings).
+		ReadTimeout:    time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopMon = stopMon

@@ -171,6 +171,13 @@ func (a *Agent) Offer(id ids.PeerID, sdp string, keys map[string]ids.StreamKey) 
 	if err != nil {
 		return "", err
 	}
+	if !id.IsRelay() {
+		for msid, key := range keys {
+			if key.Participant != id.Endpoint.Participant {
+				return "", fmt.Errorf("%w: track %q may not publish %s as %s", ErrBadSDP, msid, key, id)
+			}
+		}
+	}
 	a.mu.Lock()
 	for msid, key := range keys {
 		ap.keys[msid] = key
@@ -286,16 +293,10 @@ func (a *Agent) forget(id ids.PeerID) {
 
 func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
 	a.mu.Lock()
-	key, ok := ap.keys[up.ID()]
+	key, ok := a.keyOf(ap, up)
 	if !ok {
-		// A relayed stream carries its key as its track id.
-		k, err := ids.ParseStreamKey(up.ID())
-		if err != nil {
-			a.mu.Unlock()
-			a.log.Warn("track without a stream key ignored", "peer", ap.id.String(), "track", up.ID(), "err", err)
-			return
-		}
-		key = k
+		a.mu.Unlock()
+		return
 	}
 	a.streams[key] = stream{up: up, peer: ap.id}
 	a.recordNew(key, up)
@@ -310,6 +311,33 @@ func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
 	if a.ev.Track != nil {
 		a.ev.Track(ap.id, key, up.Kind().String())
 	}
+}
+
+// keyOf names the stream a peer's new track carries; caller holds a.mu. An endpoint's
+// track is named by the server, from the endpoint's own participant id, never by the
+// client: the key signaling mapped for its msid track id, else the participant's
+// microphone or camera by kind (a track described only by "a=ssrc:N msid:" lines, or not
+// at all, is still the publisher's own). Only a relayed stream, from another bridge,
+// carries its key as its track id.
+func (a *Agent) keyOf(ap *agentPeer, up *sfu.UpTrack) (ids.StreamKey, bool) {
+	if !ap.id.IsRelay() {
+		key, ok := ap.keys[up.ID()]
+		if !ok || key.Participant != ap.id.Endpoint.Participant {
+			key = ids.StreamKey{Participant: ap.id.Endpoint.Participant, Source: protocol.SourceCamera}
+			if up.Kind() == webrtc.RTPCodecTypeAudio {
+				key.Source = protocol.SourceMicrophone
+			}
+			a.log.Info("track without a mapped stream key published as the peer's own", "peer", ap.id.String(),
+				"track", up.ID(), "key", key.String())
+		}
+		return key, true
+	}
+	key, err := ids.ParseStreamKey(up.ID())
+	if err != nil {
+		a.log.Warn("relayed track without a stream key ignored", "peer", ap.id.String(), "track", up.ID(), "err", err)
+		return ids.StreamKey{}, false
+	}
+	return key, true
 }
 
 func (a *Agent) ended(ap *agentPeer, up *sfu.UpTrack) {

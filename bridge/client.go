@@ -91,7 +91,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	_ = resp.Body.Close()
 	c := &conn{ws: ws, log: log}
 	defer ws.Close()
-	ws.SetReadLimit(protocol.MaxMessageBytes)
+	ws.SetReadLimit(protocol.MaxControlMessageBytes)
 
 	agent := NewAgent(cfg.Bridge, Events{
 		Offer: func(peer ids.PeerID, sdp string) {
@@ -122,7 +122,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
-	env, err := protocol.Decode(data)
+	env, err := protocol.DecodeControl(data)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
@@ -168,7 +168,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		env, err := protocol.Decode(data)
+		env, err := protocol.DecodeControl(data)
 		if err != nil {
 			log.Warn("bad command", "err", err)
 			continue
@@ -184,8 +184,16 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	}
 }
 
-// execute runs one command from signaling on the agent.
-func execute(c *conn, a *Agent, env protocol.Envelope) error {
+// execute runs one command from signaling on the agent. A command carries what an
+// endpoint sent (an SDP, a candidate); whatever it is, its failure is reported to
+// signaling as an error reply and the control socket stays: a panic in the media stack on
+// hostile input is recovered here, so one endpoint cannot take the bridge's others down.
+func execute(c *conn, a *Agent, env protocol.Envelope) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s command panicked: %v", ErrBadSDP, env.Kind, r)
+		}
+	}()
 	switch env.Kind {
 	case protocol.KindCreatePeer:
 		var m protocol.PeerRef

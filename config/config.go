@@ -51,6 +51,12 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 	// TURN is the local bridge's embedded TURN server.
 	TURN TURN `yaml:"turn"`
+	// MaxParticipants caps one meeting's participants on a signaling node; 0 takes the
+	// default (1000), -1 removes the cap. Over it a join gets error "capacity".
+	MaxParticipants int `yaml:"max_participants"`
+	// MaxSocketsPerAddr caps the open /ws sockets from one IP address; 0 takes the
+	// default (256), -1 removes the cap (behind a reverse proxy). Over it: HTTP 429.
+	MaxSocketsPerAddr int `yaml:"max_sockets_per_addr"`
 }
 
 // TURN configures the embedded TURN server (see package turnserver). It runs when a
@@ -152,6 +158,12 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("CAU_TURN_HOST", &c.TURN.Host)
 	str("CAU_TURN_CERT_FILE", &c.TURN.CertFile)
 	str("CAU_TURN_KEY_FILE", &c.TURN.KeyFile)
+	if err := num("CAU_MAX_PARTICIPANTS", &c.MaxParticipants); err != nil {
+		return err
+	}
+	if err := num("CAU_MAX_SOCKETS_PER_ADDR", &c.MaxSocketsPerAddr); err != nil {
+		return err
+	}
 	if v := getenv("CAU_DEV"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -20,7 +20,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/monitor"
@@ -240,7 +242,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	args := link.Exec(os.Args[0], "-test.run=^TestWANHelperProcess$", "-test.v")
 	helper := exec.Command(args[0], args[1:]...)
 	helper.Env = append(os.Environ(), "CAU_MON_WAN="+strings.Join([]string{
-		wsBase + "/bridge", sign(auth.Claims{Role: auth.RoleBridge, Site: "d1"}),
+		wsBase + "/bridge", sign(control.BridgeClaims(ids.SiteID("d1"), "")),
 		wsBase + "/ws", sign(auth.Claims{Meeting: "wan", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}),
 		strconv.Itoa(bridgePort), relay.addr()}, "|"))
 	helperOut := &testutil.LockedBuffer{}

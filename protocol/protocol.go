@@ -175,6 +175,7 @@ const (
 	CodeNotJoined          = "not_joined"          // a request before a successful join
 	CodeBadSDP             = "bad_sdp"             // the SDP could not be applied
 	CodeRateLimited        = "rate_limited"        // too many messages
+	CodeCapacity           = "capacity"            // a configured cap is reached (participants per meeting, sockets per address)
 	CodeInternal           = "internal"            // our fault; logged on the server
 )
 
@@ -202,14 +203,27 @@ var (
 	ErrMissingKind = errors.New("message has no type")
 )
 
-// Decode parses one message envelope. It does not look inside Data; use DecodeData.
-func Decode(b []byte) (Envelope, error) {
+// MaxControlMessageBytes bounds one message on a bridge's control socket, both ways:
+// heartbeats carry every endpoint's link figures, and a command carries an endpoint's SDP,
+// which JSON may grow up to six times ("<" is written "\u003c"). Signaling never sends a
+// larger command (the command fails; the socket stays), so nothing an endpoint sends can
+// cost a bridge its control socket.
+const MaxControlMessageBytes = 8 << 20
+
+// Decode parses one message envelope of an endpoint's socket. It does not look inside
+// Data; use DecodeData.
+func Decode(b []byte) (Envelope, error) { return decode(b, MaxMessageBytes) }
+
+// DecodeControl parses one message envelope of a bridge's control socket.
+func DecodeControl(b []byte) (Envelope, error) { return decode(b, MaxControlMessageBytes) }
+
+func decode(b []byte, limit int) (Envelope, error) {
 	var env Envelope
 	if len(bytes.TrimSpace(b)) == 0 {
 		return env, ErrEmpty
 	}
-	if len(b) > MaxMessageBytes {
-		return env, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(b), MaxMessageBytes)
+	if len(b) > limit {
+		return env, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(b), limit)
 	}
 	if c := bytes.TrimSpace(b)[0]; c != '{' {
 		return env, ErrNotObject

@@ -34,7 +34,7 @@ func (j *Join) Validate() error {
 
 // Validate checks an offer.
 func (o *Offer) Validate() error {
-	if err := checkSDP(o.SDP); err != nil {
+	if _, err := ParseSDP(o.SDP, MaxOfferMedia); err != nil {
 		return err
 	}
 	if len(o.Tracks) > maxTracksPerOffer {
@@ -52,7 +52,10 @@ func (o *Offer) Validate() error {
 }
 
 // Validate checks an answer.
-func (a *Answer) Validate() error { return checkSDP(a.SDP) }
+func (a *Answer) Validate() error {
+	_, err := ParseSDP(a.SDP, MaxAnswerMedia)
+	return err
+}
 
 // Validate checks a candidate.
 func (c *Candidate) Validate() error {

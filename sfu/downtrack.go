@@ -50,6 +50,11 @@ type DownTrack struct {
 	rtxHdr         rtp.Header
 	rtxBuf         [2 + maxCachedPayload]byte // RFC 4588: OSN, then the original payload
 	resent, missed atomic.Uint64
+	// nackTokens is the retransmission budget (see retransmitShare); nackSeen is
+	// packetsSent when it was last topped up. Owned by readRTCP's goroutine.
+	nackTokens float64
+	nackSeen   uint64
+	nackInit   bool
 
 	// What the subscriber's receiver reports say about this track (RTCP RR), written by
 	// readRTCP, read by Quality.
@@ -324,17 +329,47 @@ func (d *DownTrack) noteReports(reports []rtcp.ReceptionReport, now time.Time) {
 	}
 }
 
-// answerNACK sends the packets a subscriber reports lost again, from the up track's cache.
-// Runs on readRTCP's goroutine.
+// A subscriber's NACKs may not make the bridge send much more than it forwards (issue 12,
+// finding 9): retransmissions come from a token bucket that gains retransmitShare of a
+// token per packet forwarded, holds at most retransmitBurst, and starts full. Real loss
+// (a few percent, bursts of a frame or so) stays far inside it; a subscriber NACKing the
+// whole cache again and again gets at most half its forwarded rate more.
+const (
+	retransmitShare = 0.5
+	retransmitBurst = 64
+)
+
+// refillNACK tops the retransmission budget up for the packets forwarded since the last
+// NACK. Runs on readRTCP's goroutine.
+func (d *DownTrack) refillNACK() {
+	sent := d.packetsSent.Load()
+	if !d.nackInit {
+		d.nackInit, d.nackTokens = true, retransmitBurst
+	} else {
+		d.nackTokens += retransmitShare * float64(sent-d.nackSeen)
+	}
+	d.nackSeen = sent
+	d.nackTokens = min(d.nackTokens, retransmitBurst)
+}
+
+// answerNACK sends the packets a subscriber reports lost again, from the up track's cache,
+// within the retransmission budget (packets over it count as missed). Runs on readRTCP's
+// goroutine.
 func (d *DownTrack) answerNACK(n *rtcp.TransportLayerNack) {
 	b := d.binding.Load()
 	if b == nil || n.MediaSSRC != b.ssrc || d.up.cache == nil {
 		return
 	}
+	d.refillNACK()
 	var sent, missed uint64
 	for _, pair := range n.Nacks {
 		pair.Range(func(seq uint16) bool {
+			if d.nackTokens < 1 {
+				missed++
+				return true
+			}
 			if d.resend(b, seq) {
+				d.nackTokens--
 				sent++
 			} else {
 				missed++

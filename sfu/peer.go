@@ -67,6 +67,10 @@ type Peer struct {
 	sub    *webrtc.PeerConnection
 
 	pubNegotiation sync.Mutex // serialises HandleOffer calls
+	// subNegotiation serialises the subscriber connection's description changes:
+	// sendOffer, HandleAnswer and offerTimedOut's rollback (pion's PeerConnection does not
+	// order a SetLocalDescription against a concurrent SetRemoteDescription).
+	subNegotiation sync.Mutex
 	// subConnected is set while the subscriber connection is up; DownTracks start
 	// forwarding (at a keyframe) only then, so the first packet a subscriber gets decodes.
 	subConnected atomic.Bool
@@ -184,6 +188,8 @@ func (p *Peer) HandleOffer(sdp string) (string, error) {
 
 // HandleAnswer applies the endpoint's answer to the bridge's last subscriber offer.
 func (p *Peer) HandleAnswer(sdp string) error {
+	p.subNegotiation.Lock()
+	defer p.subNegotiation.Unlock()
 	p.mu.Lock()
 	out := p.offerOut
 	p.mu.Unlock()
@@ -335,11 +341,13 @@ func (p *Peer) sendOffer() {
 		return
 	}
 	p.mu.Unlock()
+	p.subNegotiation.Lock()
 	offer, err := p.sub.CreateOffer(nil)
 	gathered := webrtc.GatheringCompletePromise(p.sub)
 	if err == nil {
 		err = p.sub.SetLocalDescription(offer)
 	}
+	p.subNegotiation.Unlock()
 	if err != nil {
 		p.mu.Lock()
 		closed := p.closed
@@ -376,6 +384,8 @@ func waitGathering(done <-chan struct{}) {
 }
 
 func (p *Peer) offerTimedOut() {
+	p.subNegotiation.Lock()
+	defer p.subNegotiation.Unlock()
 	p.mu.Lock()
 	if p.closed || !p.offerOut {
 		p.mu.Unlock()

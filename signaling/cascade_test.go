@@ -13,6 +13,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
@@ -85,7 +86,7 @@ func (c *cascade) addBridge(t testing.TB, id, site string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := c.keys.Sign(auth.Claims{Use: auth.UseBridge, Role: auth.RoleBridge, Site: site}, time.Hour)
+	tok, err := c.keys.Sign(control.BridgeClaims(ids.SiteID(site), ids.BridgeID(id)), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestLinksReportEndpoints(t *testing.T) {
 // stays open.
 func TestSilentBridgeMarkedDown(t *testing.T) {
 	c := startCascade(t)
-	tok, err := c.keys.Sign(auth.Claims{Use: auth.UseBridge, Role: auth.RoleBridge, Site: "prov"}, time.Hour)
+	tok, err := c.keys.Sign(control.BridgeClaims("prov", ""), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestSilentBridgeMarkedDown(t *testing.T) {
 	}
 
 	// A token of another role may not register a bridge.
-	other, _ := c.keys.Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin}, time.Hour)
+	other, _ := c.keys.Sign(auth.Claims{Role: auth.RoleAdmin}, time.Hour)
 	_, resp, err = websocket.DefaultDialer.Dial(c.url+"/bridge", http.Header{"Authorization": {"Bearer " + other}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("an admin token opened the bridge socket: %v", err)

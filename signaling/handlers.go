@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -20,6 +19,10 @@ import (
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 )
+
+// maxTrackSources bounds a session's record of described tracks (protocol allows 16 per
+// offer).
+const maxTrackSources = 64
 
 func newParticipantID() string {
 	var b [6]byte
@@ -97,6 +100,11 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
 	}
 	defer s.srv.joinDone(m)
+	if m.full(s.srv.cfg.MaxParticipants) {
+		s.log.Warn("join refused: meeting full", "limit", s.srv.cfg.MaxParticipants)
+		s.reject(env.ID, protocol.CodeCapacity, "the meeting has as many participants as it may")
+		return &closeError{code: websocket.CloseTryAgainLater, reason: "meeting full"}
+	}
 	b, err := s.srv.focus.place(ids.SiteID(claims.Site))
 	if err != nil {
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
@@ -175,19 +183,26 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 	}
 	keys := map[string]ids.StreamKey{}
 	s.mu.Lock()
+	// trackSources remembers what earlier offers described (a renegotiation may not
+	// describe again); bounded, since track ids are the client's to choose.
+	if len(s.trackSources)+len(o.Tracks) > maxTrackSources {
+		clear(s.trackSources)
+	}
 	for _, t := range o.Tracks {
 		s.trackSources[t.ID] = t.Source
 	}
 	// Every track in the SDP gets a stream key, described or not.
-	for _, t := range sdpTracks(o.SDP) {
-		src, ok := s.trackSources[t.id]
+	// The offer parsed when it was decoded; this cannot fail.
+	tracks, _ := protocol.ParseSDP(o.SDP, protocol.MaxOfferMedia)
+	for _, t := range tracks {
+		src, ok := s.trackSources[t.ID]
 		if !ok {
 			src = protocol.SourceCamera
-			if t.kind == "audio" {
+			if t.Kind == "audio" {
 				src = protocol.SourceMicrophone
 			}
 		}
-		keys[t.id] = ids.StreamKey{Participant: ids.ParticipantID(s.self.ID), Source: src}
+		keys[t.ID] = ids.StreamKey{Participant: ids.ParticipantID(s.self.ID), Source: src}
 	}
 	s.mu.Unlock()
 	b, peer := s.where()
@@ -311,25 +326,4 @@ func (s *session) peerFailed(b Bridge, peer ids.PeerID, reason string) {
 	}
 	s.log.Warn("media connection failed", "reason", reason)
 	go s.close(websocket.CloseGoingAway, "media connection failed")
-}
-
-type sdpTrack struct{ id, kind string }
-
-// sdpTracks lists the msid track ids of an SDP with their media kind. It reads only
-// "m=" and "a=msid:" lines; the bridge parses the SDP for real.
-func sdpTracks(sdp string) []sdpTrack {
-	var out []sdpTrack
-	kind := ""
-	for _, line := range strings.Split(sdp, "\n") {
-		line = strings.TrimRight(line, "\r")
-		switch {
-		case strings.HasPrefix(line, "m="):
-			kind, _, _ = strings.Cut(line[2:], " ")
-		case strings.HasPrefix(line, "a=msid:"):
-			if f := strings.Fields(line[len("a=msid:"):]); len(f) == 2 {
-				out = append(out, sdpTrack{id: f[1], kind: kind})
-			}
-		}
-	}
-	return out
 }

@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
@@ -28,7 +29,7 @@ import (
 // drives the real control socket; only its answers are scripted.
 func scriptedBridge(t *testing.T, url, id, site string, keys auth.Keys) {
 	t.Helper()
-	tok, err := keys.Sign(auth.Claims{Use: auth.UseBridge, Role: auth.RoleBridge, Site: site}, time.Hour)
+	tok, err := keys.Sign(control.BridgeClaims(ids.SiteID(site), ""), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

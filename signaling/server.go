@@ -70,6 +70,12 @@ type Config struct {
 	// MessageRate and MessageBurst bound each socket's message rate. Defaults 50/s, 100.
 	MessageRate  float64
 	MessageBurst int
+	// MaxParticipants caps a meeting's participants on this node (join refused with
+	// protocol.CodeCapacity); 0 means DefaultMaxParticipants, -1 no cap.
+	MaxParticipants int
+	// MaxSocketsPerAddr caps the open /ws sockets from one IP address (HTTP 429); 0 means
+	// DefaultMaxSocketsPerAddr, -1 no cap.
+	MaxSocketsPerAddr int
 }
 
 // Server serves /ws. It owns the live meetings.
@@ -80,6 +86,7 @@ type Server struct {
 
 	router  router
 	focus   focus
+	addrs   addrLimiter
 	local   *LocalBridge
 	control *control.Server
 
@@ -122,11 +129,21 @@ func New(cfg Config) *Server {
 	if cfg.MessageBurst == 0 {
 		cfg.MessageBurst = 100
 	}
+	if cfg.MaxParticipants == 0 {
+		cfg.MaxParticipants = DefaultMaxParticipants
+	}
+	if cfg.MaxSocketsPerAddr == 0 {
+		cfg.MaxSocketsPerAddr = DefaultMaxSocketsPerAddr
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[ids.MeetingID]*meeting{}}
 	s.router.owners = map[ownerKey]peerOwner{}
 	s.focus.ancestry = cfg.Ancestry
 	s.focus.bridges = map[ids.BridgeID]*bridgeEntry{}
-	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log,
+	var known func(ids.SiteID) bool
+	if t := cfg.Tree; t != nil {
+		known = func(site ids.SiteID) bool { _, ok := t.Site(string(site)); return ok }
+	}
+	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log, KnownSite: known,
 		Registered: func(b *control.Remote) (bridge.Events, error) {
 			if err := s.focus.addNew(b); err != nil {
 				return bridge.Events{}, err
@@ -175,6 +192,13 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 
 // ServeHTTP upgrades the request to a WebSocket and runs the session until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := remoteHost(r)
+	if !s.addrs.acquire(host, s.cfg.MaxSocketsPerAddr) {
+		s.log.Warn("socket refused: too many from this address", "remote", host, "limit", s.cfg.MaxSocketsPerAddr)
+		refuseSocket(w)
+		return
+	}
+	defer s.addrs.release(host)
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.log.Debug("websocket upgrade", "err", err, "remote", r.RemoteAddr)

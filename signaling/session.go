@@ -124,6 +124,11 @@ func (s *session) run() {
 	s.conn.SetReadLimit(protocol.MaxMessageBytes)
 	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.JoinTimeout))
 	s.conn.SetPongHandler(func(string) error {
+		// Runs on this (the reader) goroutine, which also sets s.claims. A pong proves
+		// the peer alive, not that it may stay: before the join it moves no deadline.
+		if s.claims == nil {
+			return nil
+		}
 		return s.conn.SetReadDeadline(time.Now().Add(pongWait))
 	})
 	for {

@@ -37,7 +37,7 @@ const (
 	// readLimit bounds one message: heartbeats carry every endpoint's link figures, so a
 	// bridge with hundreds of endpoints sends more than an endpoint may. Bridges are
 	// authenticated; 8 MiB still bounds them.
-	readLimit = 8 << 20
+	readLimit = protocol.MaxControlMessageBytes
 )
 
 // ErrClosed is returned by a Remote whose connection has ended.
@@ -47,9 +47,12 @@ var ErrClosed = errors.New("bridge connection closed")
 // bridge's reader goroutine (Down from whichever goroutine notices first), never under a
 // lock of this package.
 type Config struct {
-	// Keys verify the bridge tokens (role bridge).
-	Keys   auth.Keys
-	Logger *slog.Logger
+	// Keys verify the bridge tokens (role and use bridge; see BridgeClaims).
+	Keys auth.Keys
+	// KnownSite says whether the site tree has a site; a bridge for another is refused.
+	// Nil accepts any site (no tree configured).
+	KnownSite func(ids.SiteID) bool
+	Logger    *slog.Logger
 	// Registered admits a bridge that registered, before any of its messages is read. It
 	// returns where the bridge's events go, or an error to refuse it (e.g. the id is taken).
 	Registered func(b *Remote) (bridge.Events, error)
@@ -57,6 +60,50 @@ type Config struct {
 	Heartbeat func(b *Remote, hb protocol.BridgeHeartbeat)
 	// Down is called once when an admitted bridge's socket ends or its heartbeats stop.
 	Down func(b *Remote, why string)
+}
+
+// BridgeClaims are the claims of bridge id's token for site: role and use bridge (so no
+// other surface accepts it), the site and the id (as subject) it may register as, and
+// nothing else.
+func BridgeClaims(site ids.SiteID, id ids.BridgeID) auth.Claims {
+	c := auth.Claims{Use: auth.UseBridge, Role: auth.RoleBridge, Site: string(site)}
+	c.Subject = string(id)
+	return c
+}
+
+// ErrNotBridgeToken refuses a token that is not a bridge's.
+var ErrNotBridgeToken = errors.New("not a bridge token (role and use bridge, a site)")
+
+// verify checks a bridge token.
+func (s *Server) verify(tok string) (*auth.Claims, error) {
+	claims, err := s.cfg.Keys.Verify(tok, auth.UseBridge)
+	if err != nil {
+		return nil, err
+	}
+	if claims.Role != auth.RoleBridge || claims.Site == "" {
+		return nil, ErrNotBridgeToken
+	}
+	return claims, nil
+}
+
+// bind checks a registration against the credential: the site must be the token's (an
+// empty one takes it), the id the token's subject if it names one, and the site one the
+// tree knows. A bridge cannot choose where it sits, so it cannot attract other sites'
+// endpoints.
+func (s *Server) bind(claims *auth.Claims, reg *protocol.BridgeRegister) error {
+	if reg.Site == "" {
+		reg.Site = ids.SiteID(claims.Site)
+	}
+	if reg.Site != ids.SiteID(claims.Site) {
+		return fmt.Errorf("this bridge token is for site %q, not %q", claims.Site, reg.Site)
+	}
+	if claims.Subject != "" && reg.ID != ids.BridgeID(claims.Subject) {
+		return fmt.Errorf("this bridge token is for bridge %q, not %q", claims.Subject, reg.ID)
+	}
+	if s.cfg.KnownSite != nil && !s.cfg.KnownSite(reg.Site) {
+		return fmt.Errorf("site %q is not in the site tree", reg.Site)
+	}
+	return nil
 }
 
 // Server serves /bridge.
@@ -82,10 +129,7 @@ func New(cfg Config) *Server {
 // socket until it goes. The request must carry a bridge token (Authorization: Bearer …).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	claims, err := s.cfg.Keys.Verify(tok, auth.UseBridge)
-	if err == nil && claims.Role != auth.RoleBridge {
-		err = fmt.Errorf("role %q is not bridge", claims.Role)
-	}
+	claims, err := s.verify(tok)
 	if err != nil {
 		s.log.Warn("bridge refused", "remote", r.RemoteAddr, "err", err)
 		http.Error(w, "a bridge token is required", http.StatusUnauthorized)
@@ -99,6 +143,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID, reg, err := readRegister(conn)
 	if err != nil {
 		s.refuse(conn, reqID, protocol.CodeBadMessage, err)
+		return
+	}
+	if err := s.bind(claims, &reg); err != nil {
+		s.refuse(conn, reqID, protocol.CodeForbidden, err)
 		return
 	}
 	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog),
@@ -126,15 +174,15 @@ func readRegister(conn *websocket.Conn) (string, protocol.BridgeRegister, error)
 	if err != nil {
 		return "", reg, err
 	}
-	env, err := protocol.Decode(data)
+	env, err := protocol.DecodeControl(data)
 	if err == nil && env.Kind != protocol.KindBridgeRegister {
 		err = fmt.Errorf("first message is %s, want register", env.Kind)
 	}
 	if err == nil {
 		err = protocol.DecodeData(env, &reg)
 	}
-	if err == nil && (!reg.ID.Valid() || reg.ID == ids.LocalBridge || reg.Site == "") {
-		err = fmt.Errorf("register needs an id (not %q, no \"~\" or spaces) and a site", ids.LocalBridge)
+	if err == nil && (!reg.ID.Valid() || reg.ID == ids.LocalBridge) {
+		err = fmt.Errorf("register needs an id (not %q, no \"~\" or spaces)", ids.LocalBridge)
 	}
 	return env.ID, reg, err
 }

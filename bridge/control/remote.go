@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -15,6 +16,9 @@ import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 )
+
+// ErrTooLarge is returned for a command larger than a bridge accepts.
+var ErrTooLarge = errors.New("command too large for the control socket")
 
 // Remote is a registered `cau bridge` process. Its methods send commands; they never
 // block on the network (Offer waits for the bridge's answer, bounded by its context).
@@ -54,7 +58,7 @@ func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 			return
 		}
 		rb.lastSeen.Store(time.Now().UnixNano())
-		env, err := protocol.Decode(data)
+		env, err := protocol.DecodeControl(data)
 		if err != nil {
 			rb.log.Warn("bad message from bridge", "err", err)
 			continue
@@ -170,6 +174,10 @@ func (rb *Remote) push(kind protocol.Kind, id string, data any) error {
 	b, err := protocol.Encode(kind, id, data)
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", rb.id, err)
+	}
+	if len(b) > protocol.MaxControlMessageBytes {
+		// The bridge would drop its socket on it; refuse the command instead.
+		return fmt.Errorf("bridge %s: %s command of %d bytes: %w", rb.id, kind, len(b), ErrTooLarge)
 	}
 	select {
 	case <-rb.done:

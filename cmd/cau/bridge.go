@@ -19,6 +19,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/profiling"
@@ -52,7 +53,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	token, err := bridgeToken(*site, *dev)
+	token, err := bridgeToken(*site, *id, *dev)
 	if err != nil {
 		return err
 	}
@@ -109,9 +110,11 @@ func controlURL(raw string) (string, error) {
 	return u.String(), nil
 }
 
-// bridgeToken is CAU_BRIDGE_TOKEN, or a token signed with CAU_TOKEN_KEY, or with the dev
-// key in dev mode.
-func bridgeToken(site string, dev bool) (string, error) {
+// bridgeToken is CAU_BRIDGE_TOKEN (`cau token --role bridge --site S --bridge-id ID`: the
+// credential a bridge host should hold, good for registering that bridge and nothing
+// else), or one signed here with CAU_TOKEN_KEY (which can sign any token: for a host that
+// runs signaling too), or with the dev key in dev mode.
+func bridgeToken(site, id string, dev bool) (string, error) {
 	if t := os.Getenv("CAU_BRIDGE_TOKEN"); t != "" {
 		return t, nil
 	}
@@ -124,7 +127,7 @@ func bridgeToken(site string, dev bool) (string, error) {
 	default:
 		return "", fmt.Errorf("set CAU_BRIDGE_TOKEN (cau token --role bridge) or CAU_TOKEN_KEY, or pass --dev")
 	}
-	return keys.Sign(auth.Claims{Use: auth.UseBridge, Role: auth.RoleBridge, Site: site}, 365*24*time.Hour)
+	return keys.Sign(control.BridgeClaims(ids.SiteID(site), ids.BridgeID(id)), 365*24*time.Hour)
 }
 
 // serveBridgeHTTP serves a bridge's /metrics (its cau_bridge_* counters, for the

@@ -116,7 +116,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
 		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
-		Presence: presence, TURN: turnCfg,
+		Presence: presence, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
 	})
 	if err != nil {
 		return err
