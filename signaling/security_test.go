@@ -10,15 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
 	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
-	"github.com/gorilla/websocket"
-	"github.com/pion/interceptor"
-	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 )
 
 // loopbackAPI is a pion API that gathers only loopback candidates, like the client's.
