@@ -109,7 +109,11 @@ func TestMeetingsPreMeetingCheck(t *testing.T) {
 		}
 		return tok
 	}
-	tech := sign(auth.RoleTechnician, "tw")
+	// The console's API takes API tokens only (a join token is for /ws).
+	tech, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Name: "kỹ thuật", Role: auth.RoleTechnician, Site: "tw"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
 	c, err := client.Dial(ctx, ws, sign(auth.RoleParticipant, "xa"), client.Options{Loopback: true, Logger: testLogger()})

@@ -39,7 +39,7 @@ func ParseSDP(s string, maxMedia int) ([]SDPTrack, error) {
 	}
 	var d sdp.SessionDescription
 	if err := d.UnmarshalString(s); err != nil {
-		return nil, fmt.Errorf("%w: sdp: %w", errField, err)
+		return nil, fmt.Errorf("%w: %w: %w", errField, ErrBadSDP, err)
 	}
 	if len(d.MediaDescriptions) > maxMedia {
 		return nil, fmt.Errorf("%w: sdp has %d media sections, at most %d allowed", errField, len(d.MediaDescriptions), maxMedia)

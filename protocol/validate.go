@@ -18,6 +18,10 @@ const (
 
 var errField = errors.New("invalid field")
 
+// ErrBadSDP marks a description that looks like SDP (v=0, within the size limits) but does
+// not parse, so that signaling answers it with CodeBadSDP rather than CodeBadMessage.
+var ErrBadSDP = errors.New("bad sdp")
+
 // Validate checks a join.
 func (j *Join) Validate() error {
 	if j.Token == "" {

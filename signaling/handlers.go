@@ -179,6 +179,9 @@ func (s *session) where() (Bridge, ids.PeerID) {
 func (s *session) handleOffer(env protocol.Envelope) error {
 	var o protocol.Offer
 	if err := protocol.DecodeData(env, &o); err != nil {
+		if errors.Is(err, protocol.ErrBadSDP) {
+			return clientErr(protocol.CodeBadSDP, "%v", err)
+		}
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
 	keys := map[string]ids.StreamKey{}
@@ -222,6 +225,9 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 func (s *session) handleAnswer(env protocol.Envelope) error {
 	var a protocol.Answer
 	if err := protocol.DecodeData(env, &a); err != nil {
+		if errors.Is(err, protocol.ErrBadSDP) {
+			return clientErr(protocol.CodeBadSDP, "%v", err)
+		}
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
 	b, peer := s.where()
