@@ -82,6 +82,14 @@ func TestMeetingsPreMeetingCheck(t *testing.T) {
 		Sites: big, Start: start, End: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true,
+		Logger: testLogger(), Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// The roll call is written after the start: a start-up closes the spans a crash left
+	// open (issue 12), and these are live.
 	for i, s := range big {
 		evs := []rooms.AttendanceEvent{{Time: start.Add(-time.Minute), MeetingID: "lon", Site: s, Endpoint: "e" + s,
 			Kind: rooms.EventConnected}}
@@ -95,13 +103,6 @@ func TestMeetingsPreMeetingCheck(t *testing.T) {
 			}
 		}
 	}
-
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true,
-		Logger: testLogger(), Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
 	sign := func(role auth.Role, site string) string {
 		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "thu", Site: site, Name: site, Role: role}, time.Hour)
 		if err != nil {
@@ -157,9 +158,18 @@ func TestMeetingsPreMeetingCheck(t *testing.T) {
 		t.Errorf("meetings %+v, want lon (live, %d sites) then thu (1 joined)", list, communes)
 	}
 
+	// A participant's join token is not an API token (401); an API token of a participant
+	// lacks the role (403).
+	partAPI, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Name: "xa", Role: auth.RoleParticipant, Site: "xa"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, path := range []string{"meetings", "meetings/thu"} {
-		if st := getJSON(t, a.URL(), path, sign(auth.RoleParticipant, "xa"), nil); st != http.StatusForbidden {
-			t.Errorf("%s with a participant's token: HTTP %d, want 403", path, st)
+		if st := getJSON(t, a.URL(), path, sign(auth.RoleParticipant, "xa"), nil); st != http.StatusUnauthorized {
+			t.Errorf("%s with a participant's join token: HTTP %d, want 401", path, st)
+		}
+		if st := getJSON(t, a.URL(), path, partAPI, nil); st != http.StatusForbidden {
+			t.Errorf("%s with a participant's API token: HTTP %d, want 403", path, st)
 		}
 	}
 	if st := getJSON(t, a.URL(), "meetings/nope", tech, nil); st != http.StatusNotFound {
