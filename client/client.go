@@ -17,10 +17,12 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu/nackgen"
 )
 
 // Options configure a Client.
@@ -96,8 +98,8 @@ func newAPI(loopback bool) (*webrtc.API, error) {
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	ir, err := interceptors(me)
+	if err != nil {
 		return nil, err
 	}
 	se := webrtc.SettingEngine{}
@@ -107,6 +109,34 @@ func newAPI(loopback bool) (*webrtc.API, error) {
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// interceptors is pion's default chain with one change: NACKs come from nackgen, which
+// counts packets the bridge repaired over RTX as received; pion's generator asks for them
+// again every interval and spends the bridge's retransmission budget for this client.
+func interceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) {
+	ir := &interceptor.Registry{}
+	responder, err := nack.NewResponderInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	ir.Add(responder)
+	ir.Add(nackgen.Factory{})
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureStatsInterceptor(ir); err != nil {
+		return nil, err
+	}
+	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+		return nil, err
+	}
+	return ir, nil
 }
 
 // Dial opens the signaling socket at wsURL (ws://host/ws), joins with token and returns

@@ -18,9 +18,9 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/sfu/nackgen"
 	"github.com/cau-project/cau/sfu/twccseq"
 	"github.com/cau-project/cau/sfu/udpbatch"
 )
@@ -296,7 +296,8 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 //   - RTCP sender and receiver reports, so both sides see RTT, jitter and loss;
 //   - TWCC sequence numbers on what we send (twccseq: pion's allocates per packet) and
 //     TWCC feedback on what we receive, for the publishers' bandwidth estimation;
-//   - NACK generation on received streams: the bridge repairs each hop itself;
+//   - NACK generation on received streams: the bridge repairs each hop itself; nackgen,
+//     not pion's generator, which keeps NACKing packets already repaired over RTX;
 //
 // There is no NACK responder here: a DownTrack answers its subscriber's NACKs itself from
 // its up track's packet cache (one per published track, not one ring per subscriber),
@@ -312,12 +313,8 @@ func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) erro
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		return err
 	}
-	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorSize(512))
-	if err != nil {
-		return err
-	}
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	ir.Add(gen)
+	ir.Add(nackgen.Factory{Window: packetCacheSize})
 	return nil
 }
