@@ -147,7 +147,10 @@ func (g *Generator) BindRemoteStream(info *interceptor.StreamInfo, r interceptor
 }
 
 // bindRTX wraps an RTX stream's reader. The media stream is looked up per packet, not
-// at bind time: pion may bind a repair stream before the stream it repairs.
+// at bind time: pion may bind a repair stream before the stream it repairs, and when it
+// learns the pair from the MID and repair-stream-id header extensions rather than the
+// SDP, the media stream's info never names its repair stream. Then the pair is learnt
+// from the repairs themselves (see learnRTX).
 func (g *Generator) bindRTX(rtxSSRC uint32, r interceptor.RTPReader) interceptor.RTPReader {
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		n, a, err := r.Read(b, a)
@@ -157,6 +160,9 @@ func (g *Generator) bindRTX(rtxSSRC uint32, r interceptor.RTPReader) interceptor
 		if osn, ok := originalSeq(b[:n]); ok {
 			g.mu.Lock()
 			s := g.byRTX[rtxSSRC]
+			if s == nil {
+				s = g.learnRTX(rtxSSRC, osn)
+			}
 			g.mu.Unlock()
 			if s != nil {
 				s.received(osn, true, g.window, time.Now())
@@ -164,6 +170,38 @@ func (g *Generator) bindRTX(rtxSSRC uint32, r interceptor.RTPReader) interceptor
 		}
 		return n, a, nil
 	})
+}
+
+// learnRTX pairs an RTX stream with the one media stream that asked for the packet it
+// carries. If several did (sequence numbers are random per stream, so rarely), it waits
+// for a repair that only one asked for. Called with g.mu held; RTX packets are few (one
+// per lost packet), so the scan costs little.
+func (g *Generator) learnRTX(rtxSSRC uint32, osn uint16) *stream {
+	var match *stream
+	for _, s := range g.streams {
+		if s.asked(osn) {
+			if match != nil {
+				return nil
+			}
+			match = s
+		}
+	}
+	if match != nil {
+		g.byRTX[rtxSSRC] = match
+	}
+	return match
+}
+
+// asked reports whether seq is missing and was NACKed.
+func (s *stream) asked(seq uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.missing {
+		if m.seq == seq {
+			return m.nacks > 0
+		}
+	}
+	return false
 }
 
 // UnbindRemoteStream implements interceptor.Interceptor.

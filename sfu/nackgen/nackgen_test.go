@@ -32,6 +32,12 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, f Factory) *harness {
+	return newHarnessRTX(t, f, rtxSSRC)
+}
+
+// newHarnessRTX binds the media stream naming announced as its RTX stream (0: none, as
+// when pion learns the pair from header extensions).
+func newHarnessRTX(t *testing.T, f Factory, announced uint32) *harness {
 	t.Helper()
 	i, err := f.NewInterceptor("")
 	if err != nil {
@@ -60,7 +66,7 @@ func newHarness(t *testing.T, f Factory) *harness {
 			return copy(b, <-ch), a, nil
 		})
 	}
-	info := &interceptor.StreamInfo{SSRC: mediaSSRC, SSRCRetransmission: rtxSSRC, MimeType: "video/VP8",
+	info := &interceptor.StreamInfo{SSRC: mediaSSRC, SSRCRetransmission: announced, MimeType: "video/VP8",
 		RTCPFeedback: []interceptor.RTCPFeedback{{Type: "nack"}}}
 	h.mr = h.g.BindRemoteStream(info, feed(h.media))
 	h.rr = h.g.BindRemoteStream(&interceptor.StreamInfo{SSRC: rtxSSRC, MimeType: "video/rtx"}, feed(h.rtx))
@@ -115,7 +121,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // A gap is asked for; the packet repaired over RTX is not asked for again, however long
 // the test waits (pion's generator asks for it every interval until it leaves its window).
 func TestRepairOverRTXEndsTheNACKs(t *testing.T) {
-	h := newHarness(t, Factory{Interval: 5 * time.Millisecond})
+	for _, c := range []struct {
+		name      string
+		announced uint32
+	}{{"announced", rtxSSRC}, {"learnt from the repair", 0}} {
+		t.Run(c.name, func(t *testing.T) { testRepairEndsNACKs(t, c.announced) })
+	}
+}
+
+func testRepairEndsNACKs(t *testing.T, announced uint32) {
+	h := newHarnessRTX(t, Factory{Interval: 5 * time.Millisecond}, announced)
 	h.sendMedia(100)
 	h.sendMedia(102) // 101 lost
 	waitFor(t, "a NACK for 101", func() bool { return h.asked(101) > 0 })
