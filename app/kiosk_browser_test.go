@@ -179,6 +179,26 @@ func TestBrowserKiosk(t *testing.T) {
 		}
 		return ""
 	})
+	// Someone else with a token for the room's endpoint (issue 12, finding 6) is refused;
+	// the kiosk keeps its meeting.
+	intruderTok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: m.ID, Site: site, Name: "Phòng họp Khâm Đức",
+		Role: auth.RoleRoom, Endpoint: "room-c01"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
+	intruder, err := client.Dial(ctx, "ws"+strings.TrimPrefix(a.URL(), "http")+"/ws", intruderTok, client.Options{Loopback: true})
+	cancel()
+	if err == nil {
+		intruder.Close()
+		t.Fatal("a second session for the room's endpoint joined while the kiosk was in")
+	}
+	if !strings.Contains(err.Error(), protocol.CodeEndpointInUse) {
+		t.Fatalf("the second session for the endpoint: %v, want %s", err, protocol.CodeEndpointInUse)
+	}
+	if got := testbrowser.Eval[string](t, kiosk, `window.cauRoom.joined ? window.cauRoom.selfId : ''`); got != third {
+		t.Fatalf("the kiosk's session after the intruder: %q, want %q still joined", got, third)
+	}
 	if time.Now().After(end.Add(-2 * time.Second)) {
 		t.Fatalf("too slow: the meeting is about to end before the leave can be checked (machine overloaded?)")
 	}

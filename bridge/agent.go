@@ -149,10 +149,24 @@ func (a *Agent) CreatePeer(id ids.PeerID) error {
 		return fmt.Errorf("create peer %s: %w", id, err)
 	}
 	a.mu.Lock()
+	if a.peers[id] != ap {
+		// ClosePeer ran while the connections were being built (a session that ended
+		// mid-join, a migration undone): nobody holds this peer any more, so close it
+		// rather than leave it running forever.
+		a.mu.Unlock()
+		if err := p.Close(); err != nil {
+			a.log.Debug("close peer closed while created", "peer", id.String(), "err", err)
+		}
+		return fmt.Errorf("create peer %s: %w", id, ErrClosedWhileCreated)
+	}
 	ap.peer = p
 	a.mu.Unlock()
 	return nil
 }
+
+// ErrClosedWhileCreated: ClosePeer was called for a peer whose CreatePeer had not
+// returned yet; the peer is closed and CreatePeer returns this.
+var ErrClosedWhileCreated = errors.New("closed while being created")
 
 func (a *Agent) peer(id ids.PeerID) (*agentPeer, error) {
 	a.mu.Lock()
@@ -267,12 +281,20 @@ func (a *Agent) Unsubscribe(id ids.PeerID, key ids.StreamKey) error {
 
 // ClosePeer closes a peer; the streams it published end everywhere.
 func (a *Agent) ClosePeer(id ids.PeerID) error {
-	ap, err := a.peer(id)
-	if err != nil {
-		return err
+	a.mu.Lock()
+	ap := a.peers[id]
+	a.mu.Unlock()
+	if ap == nil {
+		return fmt.Errorf("%w %q", ErrUnknownPeer, id)
 	}
 	a.forget(id)
-	return ap.peer.Close()
+	a.mu.Lock()
+	p := ap.peer
+	a.mu.Unlock()
+	if p == nil {
+		return nil // still being created: CreatePeer sees it forgotten and closes it
+	}
+	return p.Close()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -27,7 +27,9 @@ import (
 
 // Options configure a Client.
 type Options struct {
-	Name   string
+	Name string
+	// Device is a room device's own id (protocol.Join.Device); empty for anyone else.
+	Device string
 	Logger *slog.Logger
 	// Loopback restricts ICE to 127.0.0.1 (in-process tests).
 	Loopback bool
@@ -45,6 +47,8 @@ type Client struct {
 	conn *websocket.Conn
 	log  *slog.Logger
 	api  *webrtc.API
+
+	reconnectMu sync.Mutex // serialises reconnect (each runs on its own goroutine)
 
 	// pub and sub are replaced when the server moves the media (reconnect); guarded by mu.
 	pub *webrtc.PeerConnection
@@ -163,7 +167,7 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 		return nil, err
 	}
 	go c.readLoop()
-	env, err := c.Request(ctx, protocol.KindJoin, protocol.Join{Token: token, Name: opts.Name})
+	env, err := c.Request(ctx, protocol.KindJoin, protocol.Join{Token: token, Name: opts.Name, Device: opts.Device})
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -371,6 +375,11 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 // reconnect replaces both connections after the server moved this endpoint's media to
 // another bridge, and publishes again what was published.
 func (c *Client) reconnect(reason string) {
+	// One at a time: two reconnect messages close together (a bridge lost, then its
+	// replacement re-placed) would otherwise each close the connections they saw and
+	// the first pair created would be overwritten, never closed.
+	c.reconnectMu.Lock()
+	defer c.reconnectMu.Unlock()
 	c.log.Info("media moved; reconnecting", "reason", reason)
 	oldPub, oldSub := c.peers()
 	_ = oldPub.Close()

@@ -78,6 +78,28 @@ const (
 type Join struct {
 	Token string `json:"token"` // a JWT from `cau token` or the API
 	Name  string `json:"name,omitempty"`
+	// Device is a meeting-room device's own id: random, kept by the device across reloads
+	// (the kiosk page keeps it in localStorage), never shown to others. A room's session
+	// that names its device is replaced only by the same device; any other session for
+	// the same endpoint is refused (endpoint_in_use) while it is connected.
+	Device string `json:"device,omitempty"`
+}
+
+// MaxDeviceLen bounds Join.Device.
+const MaxDeviceLen = 64
+
+// ValidDevice reports whether d may be a Join.Device: empty, or up to MaxDeviceLen
+// letters, digits, '-' and '_'.
+func ValidDevice(d string) bool {
+	if len(d) > MaxDeviceLen {
+		return false
+	}
+	for _, c := range d {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // TrackInfo maps a track id (the msid track id in the SDP) to its source.
@@ -176,6 +198,7 @@ const (
 	CodeBadSDP             = "bad_sdp"             // the SDP could not be applied
 	CodeRateLimited        = "rate_limited"        // too many messages
 	CodeCapacity           = "capacity"            // a configured cap is reached (participants per meeting, sockets per address)
+	CodeEndpointInUse      = "endpoint_in_use"     // the room's own device is connected; try again later
 	CodeInternal           = "internal"            // our fault; logged on the server
 )
 
@@ -187,11 +210,12 @@ type Error struct {
 
 // Close codes used when the server ends a socket (4000–4999 are application codes).
 const (
-	CloseUnauthorized = 4001 // join failed authentication; the client should not retry as is
-	CloseJoinTimeout  = 4002 // no join arrived in time
-	CloseRateLimited  = 4003 // too many messages or bad messages
-	CloseReplaced     = 4004 // the same endpoint joined again elsewhere
-	CloseMeetingEnded = 4005 // the meeting ended
+	CloseUnauthorized  = 4001 // join failed authentication; the client should not retry as is
+	CloseJoinTimeout   = 4002 // no join arrived in time
+	CloseRateLimited   = 4003 // too many messages or bad messages
+	CloseReplaced      = 4004 // the same endpoint joined again elsewhere
+	CloseMeetingEnded  = 4005 // the meeting ended
+	CloseEndpointInUse = 4006 // the room's own device holds the endpoint; the client may retry later
 )
 
 // Decoding errors.

@@ -38,6 +38,9 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	if err := protocol.DecodeData(env, &j); err != nil {
 		return clientErr(protocol.CodeBadMessage, "%v", err)
 	}
+	if !protocol.ValidDevice(j.Device) {
+		return clientErr(protocol.CodeBadMessage, "device: up to %d letters, digits, '-' and '_'", protocol.MaxDeviceLen)
+	}
 	claims, err := s.srv.cfg.Keys.Verify(j.Token, auth.UseJoin)
 	if err != nil {
 		s.log.Info("join refused", "err", err)
@@ -74,6 +77,9 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	}
 	s.mu.Lock()
 	s.claims, s.self = claims, self
+	if claims.Endpoint != "" {
+		s.device = j.Device // only an endpoint's session has a device to protect
+	}
 	s.log = s.log.With("meeting", claims.Meeting, "participant", self.ID, "site", claims.Site, "role", claims.Role)
 	s.mu.Unlock()
 
@@ -123,13 +129,18 @@ func (s *session) handleJoin(env protocol.Envelope) error {
 	if f := s.srv.cfg.ICEServers; f != nil {
 		ice = f(b.ID(), ids.ParticipantID(s.self.ID))
 	}
-	if !m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
+	if err := m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
 		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
 			Floor: floor, ICEServers: ice})
-	}) {
+	}); err != nil {
 		s.srv.router.set(b, s.peerID, nil)
 		if err := b.ClosePeer(s.peerID); err != nil {
 			s.log.Debug("close peer", "err", err)
+		}
+		if errors.Is(err, errEndpointInUse) {
+			s.log.Warn("join refused: the room's own device is connected", "endpoint", claims.Endpoint)
+			s.reject(env.ID, protocol.CodeEndpointInUse, "this room is connected from its own device")
+			return &closeError{code: protocol.CloseEndpointInUse, reason: "endpoint in use"}
 		}
 		return nil // closing already: run's loop ends when the writer closes the socket
 	}

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -165,16 +166,43 @@ func (m *meeting) stop() {
 	m.ops.close()    // what is queued still runs: the last relay links close
 }
 
+// Why add refused a session.
+var (
+	errSessionClosing = errors.New("session closing")
+	errEndpointInUse  = errors.New("endpoint in use by its own device")
+)
+
 // add enters s into the meeting and announces it to the others. joined is called under
 // the meeting's lock with the others and the floor as s should first see them, so the
-// joined reply it sends goes out before any event about the meeting. It returns false,
-// and does nothing, when s started closing while it joined (its peer failed, or its
-// socket ended): close has already tried to remove it, so it must not enter.
-func (m *meeting) add(s *session, joined func(others []protocol.Participant, floor *protocol.FloorState)) bool {
+// joined reply it sends goes out before any event about the meeting. It does nothing and
+// returns errSessionClosing when s started closing while it joined (its peer failed, or
+// its socket ended): close has already tried to remove it, so it must not enter. It
+// returns errEndpointInUse when a session of the same room endpoint from the room's own
+// device is connected and s is not from that device (issue 12, finding 6: a second
+// session must not take a kiosk's meeting away).
+func (m *meeting) add(s *session, joined func(others []protocol.Participant, floor *protocol.FloorState)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s.closing.Load() {
-		return false
+		return errSessionClosing
+	}
+	// A room device that comes back (after a reload or a network drop) replaces its old
+	// session at once rather than leaving a frozen tile until the old one times out. Any
+	// other session for the endpoint yields to a session from the room's own device.
+	var replaced []*session
+	if ep := s.claims.Endpoint; ep != "" {
+		for _, o := range m.participants {
+			if o.claims.Endpoint != ep {
+				continue
+			}
+			if o.device != "" && o.device != s.device {
+				return errEndpointInUse
+			}
+			replaced = append(replaced, o)
+		}
+	}
+	for _, o := range replaced {
+		go o.close(protocol.CloseReplaced, "the same endpoint joined again")
 	}
 	others := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
 	for _, o := range m.participants {
@@ -183,15 +211,6 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	}
 	for _, p := range m.remote {
 		others = append(others, p)
-	}
-	// A room device that comes back (after a reload or a network drop) replaces its old
-	// session at once rather than leaving a frozen tile until the old one times out.
-	if ep := s.claims.Endpoint; ep != "" {
-		for _, o := range m.participants {
-			if o.claims.Endpoint == ep {
-				go o.close(protocol.CloseReplaced, "the same endpoint joined again")
-			}
-		}
 	}
 	m.participants[s.self.ID] = s
 	m.announce(s, false)
@@ -210,7 +229,7 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	}
 	m.attend(s, rooms.EventConnected)
 	m.reconcile()
-	return true
+	return nil
 }
 
 // remove takes s out and tells the others at once, so its tile disappears without waiting

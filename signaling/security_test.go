@@ -4,6 +4,7 @@ package signaling_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
@@ -270,6 +272,80 @@ func TestCaps(t *testing.T) {
 		if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 			return fmt.Sprintf("the fourth socket from one address: %v, want HTTP 429", err)
 		}
+		return ""
+	})
+}
+
+// TestKioskKeepsItsRoom (issue 12, finding 6): a second session for a room's endpoint
+// used to replace the kiosk's, and the kiosk gave up for the whole meeting. Now a session
+// from the room's own device (Join.Device) yields only to the same device coming back;
+// anyone else holding a token for the endpoint is refused with endpoint_in_use and the
+// kiosk stays in the meeting.
+func TestKioskKeepsItsRoom(t *testing.T) {
+	ts := startServer(t, nil)
+	roomToken := func() string {
+		tok, err := ts.keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Site: "commune-1", Name: "Phòng họp xã",
+			Role: auth.RoleRoom, Endpoint: "room-c01"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	dial := func(device string) (*client.Client, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, ts.ws, roomToken(), client.Options{Loopback: true, Logger: logger(), Device: device})
+		if err == nil {
+			t.Cleanup(c.Close)
+		}
+		return c, err
+	}
+	watcher := ts.join(t, "m1", "central", "Chủ trì")
+	kiosk, err := dial("kiosk-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, device := range []string{"", "other-device"} {
+		if _, err := dial(device); err == nil || !strings.Contains(err.Error(), protocol.CodeEndpointInUse) {
+			t.Fatalf("a session from device %q while the kiosk is in: %v, want %s", device, err, protocol.CodeEndpointInUse)
+		}
+	}
+	select {
+	case <-kiosk.Done():
+		t.Fatalf("the kiosk was put out: %v", kiosk.Err())
+	case <-time.After(300 * time.Millisecond):
+	}
+	eventually(t, 5*time.Second, func() string {
+		if n := len(watcher.Participants()); n != 1 {
+			return fmt.Sprintf("the chair sees %d others, want the kiosk alone", n)
+		}
+		return ""
+	})
+	if _, err := dial("bad device!"); err == nil || !strings.Contains(err.Error(), protocol.CodeBadMessage) {
+		t.Fatalf("a malformed device id: %v, want %s", err, protocol.CodeBadMessage)
+	}
+	// The kiosk itself coming back (a reload) replaces its old session at once.
+	again, err := dial("kiosk-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-kiosk.Done():
+		var ce *websocket.CloseError
+		if !errors.As(kiosk.Err(), &ce) || ce.Code != protocol.CloseReplaced {
+			t.Fatalf("the old kiosk session ended with %v, want close %d", kiosk.Err(), protocol.CloseReplaced)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kiosk's reload did not replace its old session")
+	}
+	// Once the kiosk leaves, the endpoint is free for another session.
+	again.Close()
+	eventually(t, 10*time.Second, func() string {
+		c, err := dial("")
+		if err != nil {
+			return fmt.Sprintf("a session after the kiosk left: %v", err)
+		}
+		c.Close()
 		return ""
 	})
 }

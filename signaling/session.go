@@ -47,8 +47,11 @@ type session struct {
 	// handed to the router and the meeting (which publishes them to their goroutines);
 	// read-only afterwards. close, which may run on any goroutine during join, reads them
 	// under mu. The writer goroutine never reads them.
-	log     *slog.Logger
-	claims  *auth.Claims
+	log    *slog.Logger
+	claims *auth.Claims
+	// device is the room device's own id (protocol.Join.Device), set with claims and only
+	// for an endpoint's session; never logged or shown to others.
+	device  string
 	self    protocol.Participant
 	meeting *meeting
 

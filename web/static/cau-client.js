@@ -58,15 +58,16 @@ const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 15000;
 
 /**
- * One endpoint's session with Cầu. It reconnects (a fresh join with the same token)
- * after an unexpected drop, with backoff, but not after leave(), a rejected token (4001),
- * a replacement by another session (4004) or the end of the meeting (4005).
+ * One endpoint's session with Cầu. It reconnects (a fresh join with the same token) after
+ * an unexpected drop, with backoff, but not after leave(), a rejected token (4001), a
+ * replacement (4004), the meeting's end (4005) or the room's own device holding it (4006).
  */
 export class CauClient extends EventTarget {
   /**
    * @param {object} opts
    * @param {string} opts.token  the JWT from the join link
    * @param {string} [opts.name] display name; empty: the server uses the token's name
+   * @param {string} [opts.device] a room device's own id, kept across reloads (kiosk only)
    * @param {string} [opts.url]  signaling URL; default /ws on this host
    * @param {RTCConfiguration} [opts.rtcConfig] extra peer-connection settings
    * @param {boolean} [opts.reconnect] reconnect after unexpected drops (default true)
@@ -74,11 +75,10 @@ export class CauClient extends EventTarget {
    *   all" (default true; a page with no way to unmute may prefer to handle it itself)
    * @param {(level: string, ...args: any[]) => void} [opts.log]
    */
-  constructor({ token, name = '', url, rtcConfig = {}, reconnect = true, obeyMuteAll = true, log } = {}) {
+  constructor({ token, name = '', device = '', url, rtcConfig = {}, reconnect = true, obeyMuteAll = true, log } = {}) {
     super();
     if (!token) throw new CauError('no_token', 'no token');
-    this.token = token;
-    this.name = clampName(name);
+    [this.token, this.device, this.name] = [token, device, clampName(name)];
     this.url = url || defaultSignalURL();
     this.rtcConfig = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...rtcConfig };
     this.autoReconnect = reconnect;
@@ -282,8 +282,8 @@ export class CauClient extends EventTarget {
       // The connections exist before the join is answered, so an offer or a candidate
       // that the server sends right behind "joined" is never dropped.
       this._setupMedia();
-      const data = { token: this.token };
-      if (this.name) data.name = this.name;
+      const data = { token: this.token, ...(this.name && { name: this.name }) };
+      if (this.device) data.device = this.device;
       this._request('join', data, 'joined').then(
         (joined) => this._onJoined(joined),
         (err) => this.log('warn', 'join failed', err),
@@ -312,6 +312,7 @@ export class CauClient extends EventTarget {
       [CloseCode.UNAUTHORIZED]: 'Your link is invalid or expired.',
       [CloseCode.REPLACED]: 'You joined this meeting from another window or device.',
       [CloseCode.MEETING_ENDED]: 'The meeting has ended.',
+      [CloseCode.ENDPOINT_IN_USE]: 'This room is connected from its own device.',
     }[code];
     if (fatal || !this.autoReconnect) {
       this._finish({

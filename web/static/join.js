@@ -213,6 +213,9 @@ function onClosed({ code, message, serverError }) {
     case CloseCode.REPLACED:
       showEnd(t('end.replaced'), t('end.replaced_detail'), { error: true, rejoin: true });
       break;
+    case CloseCode.ENDPOINT_IN_USE:
+      showEnd(t('end.in_use'), t('end.in_use_detail'), { error: true, rejoin: true });
+      break;
     case CloseCode.MEETING_ENDED:
       showEnd(t('end.ended'), t('end.ended_detail'), { rejoin: false });
       break;

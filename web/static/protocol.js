@@ -19,6 +19,7 @@ export const CloseCode = Object.freeze({
   RATE_LIMITED: 4003,
   REPLACED: 4004,
   MEETING_ENDED: 4005,
+  ENDPOINT_IN_USE: 4006,
 });
 
 /** Error codes the server uses in error messages. */
@@ -28,6 +29,7 @@ export const ErrorCode = Object.freeze({
   UNSUPPORTED_VERSION: 'unsupported_version',
   UNAUTHORIZED: 'unauthorized',
   FORBIDDEN: 'forbidden',
+  ENDPOINT_IN_USE: 'endpoint_in_use',
   NOT_JOINED: 'not_joined',
   BAD_SDP: 'bad_sdp',
   RATE_LIMITED: 'rate_limited',

@@ -29,6 +29,21 @@ const endpointId = (() => {
 })();
 const POLL_MS = Math.min(300, Math.max(1, Number(params.get('poll')) || 30)) * 1000;
 const RETRY_MS = 3000; // after a failed join-token request or a session that ended badly
+const IN_USE_RETRY_MS = 20000; // the room's own device holds the endpoint: try again, gently
+
+/** This device's own id, kept across reloads: the server lets only it replace its session. */
+const DEVICE_ID = (() => {
+  try {
+    let id = localStorage.getItem('cau.device');
+    if (!/^[A-Za-z0-9_-]{8,64}$/.test(id || '')) {
+      id = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
+      localStorage.setItem('cau.device', id);
+    }
+    return id;
+  } catch {
+    return ''; // no storage (a locked-down browser): the kiosk joins as any session does
+  }
+})();
 const API = `/api/v1/endpoints/${encodeURIComponent(endpointId)}`;
 
 const VIDEO_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
@@ -299,7 +314,7 @@ async function startSession() {
     kiosk.starting = false; // the plan moved on while we asked
     return;
   }
-  const client = new CauClient({ token: grant.token, name: clampName(kiosk.info?.endpoint?.name || '') });
+  const client = new CauClient({ token: grant.token, device: DEVICE_ID, name: clampName(kiosk.info?.endpoint?.name || '') });
   kiosk.client = client;
   kiosk.clientMeeting = grant.meeting;
   kiosk.clientKey = c.key;
@@ -379,8 +394,17 @@ function onClosed(client, { code, message }) {
       }
       break;
     case CloseCode.REPLACED:
+      // Only this device's own later session replaces it (a reload, another tab): that
+      // one carries on.
       kiosk.doneWith = key;
       showBanner(t('room.replaced'), 'error');
+      break;
+    case CloseCode.ENDPOINT_IN_USE:
+      // Another device of this room is in the meeting; the room is not lost: keep trying,
+      // so this one takes over when that one leaves.
+      recordError('close_4006', message);
+      showBanner(t('room.in_use'), 'error');
+      kiosk.retryAt = Date.now() + IN_USE_RETRY_MS;
       break;
     case CloseCode.UNAUTHORIZED:
       // The join token expired before a reconnect succeeded: a fresh one now.
