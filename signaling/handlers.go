@@ -30,10 +30,24 @@ func newParticipantID() string {
 	return "p" + hex.EncodeToString(b[:])
 }
 
-func (s *session) handleJoin(env protocol.Envelope) error {
+func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if s.claims != nil {
 		return clientErr(protocol.CodeBadMessage, "already joined")
 	}
+	defer func() {
+		// A join that fails on our side, once the session has its identity (no bridge
+		// to place it on, the store or a bridge failing), must not leave it half-joined:
+		// identity set, no peer, no place in the meeting, a second join refused. The
+		// socket is closed so the client comes back with a fresh session.
+		var ce *closeError
+		var re *requestError
+		if err == nil || errors.As(err, &ce) || errors.As(err, &re) || s.claims == nil {
+			return
+		}
+		s.log.Error("join failed", "err", err)
+		s.reject(env.ID, protocol.CodeInternal, "the join failed on the server; try again")
+		err = &closeError{code: websocket.CloseTryAgainLater, reason: "join failed"}
+	}()
 	var j protocol.Join
 	if err := protocol.DecodeData(env, &j); err != nil {
 		return clientErr(protocol.CodeBadMessage, "%v", err)

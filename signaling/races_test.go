@@ -3,6 +3,7 @@ package signaling_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -263,5 +264,51 @@ func TestSlowPresenceDoesNotBlockOtherMeetings(t *testing.T) {
 	open()
 	if env := readEnvelope(t, stuck); env.Kind != protocol.KindJoined {
 		t.Fatalf("the slow meeting's join got %s, want joined", env.Kind)
+	}
+}
+
+// TestFailedJoinClosesSocket (issue 12, finding 8): a join that fails on the server's side
+// (here: no bridge to place the endpoint on) used to leave the socket open and the
+// session half-joined: its identity set, no peer, no place in the meeting, every later
+// message failing and a second join refused as "already joined". Now the join is
+// answered with an error and the socket is closed with 1013 (try again later), so the
+// client comes back with a fresh session.
+func TestFailedJoinClosesSocket(t *testing.T) {
+	ts := startServer(t, func(c *signaling.Config) { c.Bridge = nil })
+	conn, resp, err := websocket.DefaultDialer.Dial(ts.ws, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = resp.Body.Close()
+	join, err := protocol.Encode(protocol.KindJoin, "j1", protocol.Join{Token: ts.token(t, "m1", "commune-1", "Xã 1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.WriteMessage(websocket.TextMessage, join); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var gotError bool
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseTryAgainLater {
+				t.Fatalf("socket ended with %v, want close %d", err, websocket.CloseTryAgainLater)
+			}
+			break
+		}
+		env, err := protocol.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Kind == protocol.KindJoined {
+			t.Fatal("joined without a bridge")
+		}
+		gotError = gotError || env.Kind == protocol.KindError
+	}
+	if !gotError {
+		t.Fatal("the failed join was not answered with an error")
 	}
 }
