@@ -179,7 +179,12 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	mux.Handle("/ws", a.sig)
 	mux.Handle(monitor.APIPrefix, a.mon.Handler(a.keys))
 	mux.Handle(api.Prefix, api.New(api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log,
-		AdHocMeetings: cfg.Dev}))
+		AdHocMeetings: cfg.Dev, OnTreeChange: func(t *rooms.Tree) {
+			// A site added, renamed or moved through the API reaches placement and the
+			// console at once, not at the next restart.
+			a.sig.SetTree(t)
+			a.mon.SetTree(t)
+		}}))
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

@@ -211,9 +211,9 @@ func (m *Monitor) Detail(id string) (SiteDetail, bool) {
 	if v := snap.Sites[id]; v != nil {
 		d.Site = *v
 	}
-	if m.cfg.Tree != nil && id != UnknownSite {
-		for _, s := range m.cfg.Tree.PathToRoot(id) {
-			site, _ := m.cfg.Tree.Site(s)
+	if m.Tree() != nil && id != UnknownSite {
+		for _, s := range m.Tree().PathToRoot(id) {
+			site, _ := m.Tree().Site(s)
 			d.Path = append(d.Path, PathSite{ID: s, Name: site.Name, Level: string(site.Level)})
 		}
 	}

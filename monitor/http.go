@@ -10,6 +10,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/httpapi"
+	"github.com/cau-project/cau/rooms"
 )
 
 // APIPrefix is where Handler serves; mount the handler there.
@@ -85,7 +86,8 @@ type api struct {
 	keys    auth.Keys
 	streams atomic.Int32
 
-	treeOnce sync.Once
+	treeMu   sync.Mutex  // guards treeFor and treeJSON
+	treeFor  *rooms.Tree // the tree treeJSON was built from
 	treeJSON []byte
 }
 
@@ -116,13 +118,15 @@ func writeJSON(w http.ResponseWriter, v any) { httpapi.WriteJSON(w, http.StatusO
 type treeSite [4]string
 
 func (h *api) tree(w http.ResponseWriter, _ *http.Request, _ *auth.Claims) {
-	h.treeOnce.Do(func() {
+	t := h.m.Tree()
+	h.treeMu.Lock()
+	if h.treeJSON == nil || h.treeFor != t {
 		out := struct {
 			Root   string     `json:"root"`
 			Levels []string   `json:"levels"`
 			Sites  []treeSite `json:"sites"`
 		}{Levels: []string{}, Sites: []treeSite{}}
-		if t := h.m.Tree(); t != nil {
+		if t != nil {
 			out.Root = t.Root().ID
 			for _, l := range t.Levels() {
 				out.Levels = append(out.Levels, string(l))
@@ -135,10 +139,12 @@ func (h *api) tree(w http.ResponseWriter, _ *http.Request, _ *auth.Claims) {
 		if err != nil {
 			b = []byte(`{"sites":[]}`)
 		}
-		h.treeJSON = b
-	})
+		h.treeJSON, h.treeFor = b, t
+	}
+	body := h.treeJSON
+	h.treeMu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(h.treeJSON)
+	_, _ = w.Write(body)
 }
 
 func (h *api) state(w http.ResponseWriter, _ *http.Request, _ *auth.Claims) {

@@ -194,8 +194,8 @@ func (m *Monitor) MeetingCheck(ctx context.Context, id string, now time.Time) (M
 	d := MeetingDetail{MeetingView: m.meetingView(mt, now, bySite), SiteList: make([]MeetingSite, 0, len(mt.Sites))}
 	for _, s := range mt.Sites {
 		ms := MeetingSite{ID: s, Name: s, Level: UnknownSite, Chair: s == mt.ChairSite, Grade: GradeUnknown}
-		if m.cfg.Tree != nil {
-			if site, ok := m.cfg.Tree.Site(s); ok {
+		if m.Tree() != nil {
+			if site, ok := m.Tree().Site(s); ok {
 				ms.Name, ms.Level = site.Name, string(site.Level)
 			}
 		}

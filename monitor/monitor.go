@@ -98,6 +98,7 @@ type Monitor struct {
 	log *slog.Logger
 
 	snap   atomic.Pointer[Snapshot]
+	tree   atomic.Pointer[rooms.Tree] // the current registry: cfg.Tree, then SetTree's
 	tickMu sync.Mutex
 	tick   chan struct{} // closed when a new snapshot is published
 	done   chan struct{} // closed when Run returns: streams end
@@ -120,11 +121,16 @@ func New(cfg Config) *Monitor {
 		endpoints: map[endpointKey]*endpointState{}, relays: map[relayKey]*relayState{},
 		bridges: map[string]*bridgeState{}, sites: map[string]*siteState{}}
 	m.snap.Store(&Snapshot{Sites: map[string]*SiteView{}, Endpoints: map[Grade]int{}})
+	m.tree.Store(cfg.Tree)
 	return m
 }
 
 // Tree is the site registry the monitor labels with (nil if none).
-func (m *Monitor) Tree() *rooms.Tree { return m.cfg.Tree }
+func (m *Monitor) Tree() *rooms.Tree { return m.tree.Load() }
+
+// SetTree installs the registry after an edit through the REST API: the console's site
+// list and the labels of the next sample follow it. Safe from any goroutine.
+func (m *Monitor) SetTree(t *rooms.Tree) { m.tree.Store(t) }
 
 // Run samples every Interval until ctx ends, then ends the console streams.
 func (m *Monitor) Run(ctx context.Context) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cau-project/cau/bridge"
@@ -161,7 +162,7 @@ type Ancestry func(site string) []string
 // bridge's parent is the bridge of a strict ancestor site, following parents always ends
 // at the root: the bridges form a tree, so relay paths cannot loop.
 type focus struct {
-	ancestry Ancestry
+	ancestry atomic.Pointer[Ancestry] // nil: every site under the root; SetTree swaps it
 
 	mu      sync.Mutex // guards bridges; taken after meeting.mu, never before
 	bridges map[ids.BridgeID]*bridgeEntry
@@ -286,11 +287,12 @@ func (f *focus) parent(b Bridge) Bridge {
 }
 
 func (f *focus) ancestors(site ids.SiteID) []ids.SiteID {
-	if f.ancestry == nil {
+	anc := f.ancestry.Load()
+	if anc == nil || *anc == nil {
 		return nil
 	}
 	var out []ids.SiteID
-	for _, a := range f.ancestry(string(site)) {
+	for _, a := range (*anc)(string(site)) {
 		out = append(out, ids.SiteID(a))
 	}
 	return out

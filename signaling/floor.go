@@ -212,8 +212,8 @@ func (s *session) handleFloorAction(env protocol.Envelope) error {
 		return fmt.Errorf("floor %s: %w", a.Action, err)
 	}
 	s.srv.audit(s, "floor."+a.Action, a.Site)
-	if a.Action == protocol.FloorEnd && s.meeting.sched != nil && s.srv.cfg.Tree != nil {
-		if _, err := rooms.NewScheduler(s.srv.cfg.Store, s.srv.cfg.Tree).End(ctx, string(s.meeting.id)); err != nil {
+	if a.Action == protocol.FloorEnd && s.meeting.sched != nil && s.srv.tree.Load() != nil {
+		if _, err := rooms.NewScheduler(s.srv.cfg.Store, s.srv.tree.Load()).End(ctx, string(s.meeting.id)); err != nil {
 			s.log.Error("mark meeting ended", "err", err)
 		}
 	}

@@ -79,7 +79,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	// another goroutine meanwhile) and before the router hands the session to a bridge's
 	// goroutines (router.set publishes them).
 	self := protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role)}
-	if t := s.srv.cfg.Tree; t != nil {
+	if t := s.srv.tree.Load(); t != nil {
 		if site, ok := t.Site(claims.Site); ok {
 			self.SiteName = site.Name
 		}

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -90,6 +91,9 @@ type Server struct {
 	local   *LocalBridge
 	control *control.Server
 
+	// tree is the site registry: cfg.Tree, then what SetTree installs.
+	tree atomic.Pointer[rooms.Tree]
+
 	mu       sync.Mutex // guards meetings and closed; first in the lock order
 	meetings map[ids.MeetingID]*meeting
 	closed   bool
@@ -137,11 +141,21 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[ids.MeetingID]*meeting{}}
 	s.router.owners = map[ownerKey]peerOwner{}
-	s.focus.ancestry = cfg.Ancestry
+	if cfg.Ancestry != nil {
+		s.focus.ancestry.Store(&cfg.Ancestry)
+	}
+	s.tree.Store(cfg.Tree)
 	s.focus.bridges = map[ids.BridgeID]*bridgeEntry{}
 	var known func(ids.SiteID) bool
-	if t := cfg.Tree; t != nil {
-		known = func(site ids.SiteID) bool { _, ok := t.Site(string(site)); return ok }
+	if cfg.Tree != nil {
+		known = func(site ids.SiteID) bool {
+			t := s.tree.Load()
+			if t == nil {
+				return false
+			}
+			_, ok := t.Site(string(site))
+			return ok
+		}
 	}
 	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log, KnownSite: known,
 		Registered: func(b *control.Remote) (bridge.Events, error) {
@@ -366,3 +380,15 @@ func (s *Server) Close() {
 
 // CloseWriteTimeout bounds how long Close waits for the meetings' store writes.
 const CloseWriteTimeout = 10 * time.Second
+
+// SetTree installs the site registry after an edit through the REST API (issue 12,
+// finding 8): later joins are placed, and bridges admitted, by the new tree, and
+// participants get their sites' new names. Bridges already registered keep their place
+// in the bridge tree until they register again. Safe from any goroutine.
+func (s *Server) SetTree(t *rooms.Tree) {
+	s.tree.Store(t)
+	if t != nil {
+		anc := Ancestry(t.Ancestors)
+		s.focus.ancestry.Store(&anc)
+	}
+}
