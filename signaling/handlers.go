@@ -189,6 +189,15 @@ func (s *session) migrate() {
 			go s.close(websocket.CloseGoingAway, "no bridge available")
 			return
 		}
+		// close may have run while this op waited in the queue: it closed this peer
+		// before the peer existed, so the one just made would outlive the session. close
+		// sets closing before it closes the peer, so either it sees the peer or this does.
+		if s.closing.Load() {
+			if err := b.ClosePeer(peer); err != nil {
+				s.log.Debug("close peer", "err", err)
+			}
+			return
+		}
 		s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
 		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed"})
 	})
