@@ -9,6 +9,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 )
@@ -21,7 +22,7 @@ func TestRollCallRecordsGrades(t *testing.T) {
 	defer store.Close()
 	m := hop(time.Now().Add(-time.Minute), "")
 	schedule(t, store, tree, m)
-	log := errorLog()
+	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
 	defer a.Close()
 	ws := wsURL(a)
@@ -89,7 +90,7 @@ func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := startOn(t, store, tree, errorLog())
+	a := startOn(t, store, tree, testutil.Logger())
 	defer a.Close()
 	evs, err := store.Attendance(ctx, "hop")
 	if err != nil {
@@ -126,7 +127,7 @@ func TestCloseKeepsRollCall(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cau.db")
 	store, tree := twoSiteStore(t, path)
 	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
-	log := errorLog()
+	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
 	ws := wsURL(a)
 	for _, site := range []string{"tw", "xa"} {

@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -50,11 +49,6 @@ func schedule(t *testing.T, store *bolt.Store, tree *rooms.Tree, m rooms.Meeting
 	if _, err := rooms.NewScheduler(store, tree).Schedule(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// errorLog writes errors only, to stderr: the tests' own failures say what went wrong.
-func errorLog() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 // startOn starts Cầu in dev mode on loopback over store and tree, as `cau serve` runs at

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,13 +27,7 @@ type testServer struct {
 	sig  *signaling.Server
 }
 
-func logger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("CAU_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func logger() *slog.Logger { return testutil.Logger() }
 
 func startServer(t testing.TB, mutate func(*signaling.Config)) *testServer {
 	t.Helper()
