@@ -256,58 +256,41 @@ func TestBadInput(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, func() string { return receivesFrom(a, b, 10) + receivesFrom(b, a, 10) })
 
-	t.Run("malformed json", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":`)
-		expectError(t, conn, protocol.CodeBadMessage)
-	})
-	t.Run("not an object", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `"hello"`)
-		expectError(t, conn, protocol.CodeBadMessage)
-	})
-	t.Run("wrong version", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":9,"type":"join","data":{"token":"x"}}`)
-		expectError(t, conn, protocol.CodeUnsupportedVersion)
-	})
-	t.Run("unknown kind", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"grant_floor","id":"9"}`)
-		expectError(t, conn, protocol.CodeUnknownKind)
-	})
-	t.Run("offer before join", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"offer","data":{"sdp":"v=0"}}`)
-		expectError(t, conn, protocol.CodeNotJoined)
-	})
-	t.Run("bad token", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"join","data":{"token":"not.a.jwt"}}`)
-		expectError(t, conn, protocol.CodeUnauthorized)
-		expectClose(t, conn, protocol.CloseUnauthorized)
-	})
-	t.Run("token signed with another key", func(t *testing.T) {
-		other := auth.Keys{Current: []byte("another-key-0123456789-0123456789-01234")}
-		tok, err := other.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, time.Hour)
+	sign := func(keys auth.Keys, ttl time.Duration) string {
+		tok, err := keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"join","data":{"token":"`+tok+`"}}`)
-		expectError(t, conn, protocol.CodeUnauthorized)
-		expectClose(t, conn, protocol.CloseUnauthorized)
-	})
-	t.Run("expired token", func(t *testing.T) {
-		tok, err := ts.keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, -time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"join","data":{"token":"`+tok+`"}}`)
-		expectError(t, conn, protocol.CodeUnauthorized)
-		expectClose(t, conn, protocol.CloseUnauthorized)
-	})
+		return tok
+	}
+	other := auth.Keys{Current: []byte("another-key-0123456789-0123456789-01234")}
+	// Each message on a fresh socket: the error it gets and, for a join that fails
+	// authentication, the close code (0: the socket stays open).
+	for _, c := range []struct {
+		name, msg, code string
+		close           int
+	}{
+		{"malformed json", `{"v":1,"type":`, protocol.CodeBadMessage, 0},
+		{"not an object", `"hello"`, protocol.CodeBadMessage, 0},
+		{"wrong version", `{"v":9,"type":"join","data":{"token":"x"}}`, protocol.CodeUnsupportedVersion, 0},
+		{"unknown kind", `{"v":1,"type":"grant_floor","id":"9"}`, protocol.CodeUnknownKind, 0},
+		{"offer before join", `{"v":1,"type":"offer","data":{"sdp":"v=0"}}`, protocol.CodeNotJoined, 0},
+		{"bad token", `{"v":1,"type":"join","data":{"token":"not.a.jwt"}}`, protocol.CodeUnauthorized,
+			protocol.CloseUnauthorized},
+		{"token signed with another key", `{"v":1,"type":"join","data":{"token":"` + sign(other, time.Hour) + `"}}`,
+			protocol.CodeUnauthorized, protocol.CloseUnauthorized},
+		{"expired token", `{"v":1,"type":"join","data":{"token":"` + sign(ts.keys, -time.Minute) + `"}}`,
+			protocol.CodeUnauthorized, protocol.CloseUnauthorized},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := rawConn(t, ts)
+			send(t, conn, c.msg)
+			expectError(t, conn, c.code)
+			if c.close != 0 {
+				expectClose(t, conn, c.close)
+			}
+		})
+	}
 	t.Run("sdp that is not sdp", func(t *testing.T) {
 		c := ts.join(t, "m1", "c", "C")
 		_, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: "v=0\r\nthis is not a session description\r\n"})
