@@ -82,6 +82,16 @@ func (ts *testServer) join(t testing.TB, meeting, site, name string) *client.Cli
 	return c
 }
 
+// publisher joins like join and publishes the client's synthetic camera and microphone.
+func (ts *testServer) publisher(t testing.TB, meeting, site, name string) *client.Client {
+	t.Helper()
+	c := ts.join(t, meeting, site, name)
+	if err := c.Publish(context.Background()); err != nil {
+		t.Fatalf("publish %s: %v", name, err)
+	}
+	return c
+}
+
 // eventually is testutil.Eventually: poll until cond returns "" (the reason otherwise).
 func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
@@ -97,6 +107,24 @@ func receivesFrom(rx, tx *client.Client, min int64) string {
 		}
 	}
 	return ""
+}
+
+// keepsReceiving waits until rx has n more of kind's packets on tx's camera stream than
+// now: the media goes on after what the test just did (an attack, a bad message, a leave).
+func keepsReceiving(t testing.TB, rx, tx *client.Client, kind string, n int64, timeout time.Duration) {
+	t.Helper()
+	stream := tx.Self.Streams[protocol.SourceCamera]
+	s := rx.Stream(stream, kind)
+	if s == nil {
+		t.Fatalf("%s lost %s's %s", rx.Self.Name, tx.Self.Name, kind)
+	}
+	before := s.Packets.Load()
+	eventually(t, timeout, func() string {
+		if s := rx.Stream(stream, kind); s == nil || s.Packets.Load() < before+n {
+			return fmt.Sprintf("%s stopped receiving %s's %s", rx.Self.Name, tx.Self.Name, kind)
+		}
+		return ""
+	})
 }
 
 func TestMeetingOverWebSocket(t *testing.T) {
@@ -327,13 +355,7 @@ func TestBadInput(t *testing.T) {
 	})
 
 	// The meeting went on: both still receive fresh media from each other.
-	before := a.Stream(b.Self.Streams[protocol.SourceCamera], "audio").Packets.Load()
-	eventually(t, 5*time.Second, func() string {
-		if a.Stream(b.Self.Streams[protocol.SourceCamera], "audio").Packets.Load() < before+20 {
-			return "A stopped receiving B's audio after the bad input"
-		}
-		return ""
-	})
+	keepsReceiving(t, a, b, "audio", 20, 5*time.Second)
 	if got := len(ts.sig.Participants("m1")); got != 2 {
 		t.Fatalf("meeting has %d participants, want 2 (a, b; the subtests' clients have left)", got)
 	}
