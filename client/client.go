@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,13 +59,12 @@ type Client struct {
 
 	onStream func(*Stream) // from Options; set once by Dial
 
-	writeMu sync.Mutex // gorilla allows one concurrent writer
-	nextID  atomic.Int64
+	writeMu sync.Mutex       // gorilla allows one concurrent writer
+	replies protocol.Replies // the requests waiting for signaling's answer
 
 	mu           sync.Mutex // guards everything below
 	participants map[string]protocol.Participant
 	streams      map[string]*Stream // by stream id + "/" + kind
-	pending      map[string]chan protocol.Envelope
 	errs         []protocol.Error
 	synth        *Synth
 	publication  *publication // the media PublishWith started, until Unpublish
@@ -160,8 +158,8 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	}
 	_ = resp.Body.Close()
 	c := &Client{conn: conn, log: log, api: api, participants: map[string]protocol.Participant{},
-		streams: map[string]*Stream{}, pending: map[string]chan protocol.Envelope{},
-		stop: make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly}
+		streams: map[string]*Stream{},
+		stop:    make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly}
 	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -415,16 +413,8 @@ func (c *Client) Reconnects() int {
 
 // Request sends a message and waits for the reply with the same id (or an error).
 func (c *Client) Request(ctx context.Context, kind protocol.Kind, data any) (protocol.Envelope, error) {
-	id := strconv.FormatInt(c.nextID.Add(1), 10)
-	ch := make(chan protocol.Envelope, 1)
-	c.mu.Lock()
-	c.pending[id] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-	}()
+	id, ch, done := c.replies.Expect()
+	defer done()
 	if err := c.send(kind, id, data); err != nil {
 		return protocol.Envelope{}, err
 	}
@@ -485,14 +475,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			c.useICEServers(j.ICEServers)
 		}
 	}
-	if env.ID != "" {
-		c.mu.Lock()
-		ch := c.pending[env.ID]
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- env
-			return
-		}
+	if c.replies.Deliver(env) {
+		return
 	}
 	switch env.Kind {
 	case protocol.KindOffer:
