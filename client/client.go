@@ -328,26 +328,23 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
-		go func(s *webrtc.RTPSender) {
-			for {
-				pkts, _, err := s.ReadRTCP()
-				if err != nil {
-					return
-				}
-				for _, p := range pkts {
-					switch p.(type) {
-					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-						synth.RequestKeyframe()
-					}
-				}
-			}
-		}(tc.Sender())
+		go ReadKeyframeRequests(tc.Sender(), synth.RequestKeyframe)
 		src := protocol.SourceMicrophone
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
 			src = protocol.SourceCamera
 		}
 		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
 	}
+	if err := c.offerPublisher(ctx, pub, tracks); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	c.flushCandidates(pub)
+	return nil
+}
+
+// offerPublisher offers the publisher connection's current tracks (described by tracks)
+// to the server and applies its answer.
+func (c *Client) offerPublisher(ctx context.Context, pub *webrtc.PeerConnection, tracks []protocol.TrackInfo) error {
 	offer, err := pub.CreateOffer(nil)
 	if err != nil {
 		return err
@@ -357,17 +354,31 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 	}
 	env, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP, Tracks: tracks})
 	if err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return err
 	}
 	var ans protocol.Answer
 	if err := protocol.DecodeData(env, &ans); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return err
 	}
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
-		return fmt.Errorf("publish: %w", err)
+	return pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP})
+}
+
+// ReadKeyframeRequests reads s's RTCP until the sender closes and calls onRequest for
+// every picture loss indication or full intra request: what a sending endpoint needs
+// to answer with a keyframe.
+func ReadKeyframeRequests(s *webrtc.RTPSender, onRequest func()) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				onRequest()
+			}
+		}
 	}
-	c.flushCandidates(pub)
-	return nil
 }
 
 // reconnect replaces both connections after the server moved this endpoint's media to
