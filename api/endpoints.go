@@ -113,17 +113,12 @@ func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request, p *principa
 
 // updateEndpoint: PUT /api/v1/endpoints/{id} — name, site and kind (not the id).
 func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request, p *principal) {
-	id := r.PathValue("id")
 	var b endpointBody
-	if err := decodeJSON(w, r, MaxBodyBytes, &b); err != nil {
+	id, err := decodeUpdate(w, r, "endpoint", &b, &b.ID)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if b.ID != "" && b.ID != id {
-		a.fail(w, r, invalid("endpoint id %q in the body differs from %q in the path: ids cannot change", b.ID, id))
-		return
-	}
-	b.ID = id
 	e := rooms.Endpoint(b)
 	if err := a.validEndpoint(e); err != nil {
 		a.fail(w, r, err)

@@ -91,6 +91,21 @@ func isJoined(err error) bool {
 	return false
 }
 
+// decodeUpdate decodes the body of a PUT or PATCH on a record's path (…/{id}) into v,
+// whose id field is *bodyID: a body may leave it out, but not name another record (ids
+// cannot change). On success *bodyID is the path's id, which is returned.
+func decodeUpdate(w http.ResponseWriter, r *http.Request, what string, v any, bodyID *string) (string, error) {
+	id := r.PathValue("id")
+	if err := decodeJSON(w, r, MaxBodyBytes, v); err != nil {
+		return id, err
+	}
+	if *bodyID != "" && *bodyID != id {
+		return id, invalid("%s id %q in the body differs from %q in the path: ids cannot change", what, *bodyID, id)
+	}
+	*bodyID = id
+	return id, nil
+}
+
 // decodeJSON reads a JSON body of at most limit bytes into v: unknown fields, trailing
 // data and a non-JSON content type are errors.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {

@@ -242,14 +242,10 @@ func (a *API) scheduleMeeting(w http.ResponseWriter, r *http.Request, p *princip
 
 // rescheduleMeeting: PATCH /api/v1/meetings/{id}.
 func (a *API) rescheduleMeeting(w http.ResponseWriter, r *http.Request, p *principal) {
-	id := r.PathValue("id")
 	var b meetingBody
-	if err := decodeJSON(w, r, MaxBodyBytes, &b); err != nil {
+	id, err := decodeUpdate(w, r, "meeting", &b, &b.ID)
+	if err != nil {
 		a.fail(w, r, err)
-		return
-	}
-	if b.ID != "" && b.ID != id {
-		a.fail(w, r, invalid("meeting id %q in the body differs from %q in the path: ids cannot change", b.ID, id))
 		return
 	}
 	m, err := a.store.Meeting(r.Context(), id)

@@ -89,32 +89,26 @@ func staffOrOwnMeeting(other string, roles ...auth.Role) policy {
 }
 
 // endpointReader: staff, or a room device asking about itself.
-func endpointReader(p *principal, r *http.Request) error {
-	switch p.claims.Role {
-	case auth.RoleAdmin, auth.RoleTechnician:
-		return nil
-	case auth.RoleRoom:
-		if ownEndpoint(p, r) {
-			return nil
-		}
-		return forbidden(p, "read an endpoint other than its own")
-	}
-	return forbidden(p, describe(r))
-}
+var endpointReader = rolesOrOwnEndpoint("read an endpoint other than its own", auth.RoleAdmin, auth.RoleTechnician)
 
 // joinTokenMinter: an admin, or a room device for itself. Technicians test through
 // their own join links, not a room's identity.
-func joinTokenMinter(p *principal, r *http.Request) error {
-	switch p.claims.Role {
-	case auth.RoleAdmin:
-		return nil
-	case auth.RoleRoom:
-		if ownEndpoint(p, r) {
+var joinTokenMinter = rolesOrOwnEndpoint("get a join token for an endpoint other than its own", auth.RoleAdmin)
+
+// rolesOrOwnEndpoint lets the given roles in, and a room device for the endpoint its
+// token names ({id}); other endpoints are refused with "may not <other>".
+func rolesOrOwnEndpoint(other string, roles ...auth.Role) policy {
+	return func(p *principal, r *http.Request) error {
+		switch {
+		case slices.Contains(roles, p.claims.Role):
+			return nil
+		case p.claims.Role != auth.RoleRoom:
+			return forbidden(p, describe(r))
+		case ownEndpoint(p, r):
 			return nil
 		}
-		return forbidden(p, "get a join token for an endpoint other than its own")
+		return forbidden(p, other)
 	}
-	return forbidden(p, describe(r))
 }
 
 func ownEndpoint(p *principal, r *http.Request) bool {

@@ -154,17 +154,12 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request, p *principal) {
 
 // updateSite: PUT /api/v1/sites/{id} — a site's name, level or parent (not its id).
 func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
-	id := r.PathValue("id")
 	var s rooms.Site
-	if err := decodeJSON(w, r, MaxBodyBytes, &s); err != nil {
+	id, err := decodeUpdate(w, r, "site", &s, &s.ID)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if s.ID != "" && s.ID != id {
-		a.fail(w, r, invalid("site id %q in the body differs from %q in the path: ids cannot change", s.ID, id))
-		return
-	}
-	s.ID = id
 	ctx, audited := a.auditWith(r, p, "update_site", id, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
 	t, err := a.changeTree(ctx, func(sites []rooms.Site) ([]rooms.Site, error) {
 		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })

@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,9 +13,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 // TestStartRefusesWeakKeys: outside --dev the public dev key, as the current key or a
@@ -53,34 +52,13 @@ func TestStartRefusesWeakKeys(t *testing.T) {
 // role, site), never the client's free text.
 func TestJoinNameAndAuditActor(t *testing.T) {
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
 	defer store.Close()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
-		Sites: []string{"tw", "xa"}, Mode: rooms.ModeTraining, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
-		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
-	if err != nil {
-		t.Fatal(err)
-	}
+	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), rooms.ModeTraining))
+	log := testutil.Logger()
+	a := startOn(t, store, tree, log)
 	defer a.Close()
-	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
+	ws := wsURL(a)
 	tok, err := a.Keys().Sign(auth.Claims{Meeting: "hop", Site: "xa", Name: "Xã Ia Grai", Role: auth.RoleParticipant,
 		Use: auth.UseJoin, RegisteredClaims: jwt.RegisteredClaims{Subject: "site:xa"}}, time.Hour)
 	if err != nil {

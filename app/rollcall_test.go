@@ -3,16 +3,13 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 )
@@ -21,34 +18,14 @@ import (
 // connection and, from the link monitor, its grade.
 func TestRollCallRecordsGrades(t *testing.T) {
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
 	defer store.Close()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
-		Sites: []string{"tw", "xa"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
-		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := hop(time.Now().Add(-time.Minute), "")
+	schedule(t, store, tree, m)
+	log := testutil.Logger()
+	a := startOn(t, store, tree, log)
 	defer a.Close()
-	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
+	ws := wsURL(a)
 	for _, site := range []string{"tw", "xa"} {
 		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
 		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
@@ -74,8 +51,7 @@ func TestRollCallRecordsGrades(t *testing.T) {
 			}
 		}
 		if len(kinds) >= 2 && kinds[0] == "connected" && kinds[1] == "gradegood" {
-			recs, err := rooms.BuildRollCall(rooms.Meeting{ID: "hop", Sites: []string{"tw", "xa"}, Start: now.Add(-time.Minute),
-				End: now.Add(time.Hour)}, evs, time.Now())
+			recs, err := rooms.BuildRollCall(m, evs, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,27 +73,11 @@ func TestRollCallRecordsGrades(t *testing.T) {
 // counting it online forever.
 func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
 	defer store.Close()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UTC()
-	m := rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw", Sites: []string{"tw", "xa"},
-		Start: now.Add(-time.Hour), End: now.Add(time.Hour)}
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	m := hop(now.Add(-time.Hour), "")
+	schedule(t, store, tree, m)
 	// What the crashed node wrote: xa connected and was graded; tw came and went.
 	lastSeen := now.Add(-10 * time.Minute)
 	for _, e := range []rooms.AttendanceEvent{
@@ -130,12 +90,7 @@ func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
-		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := startOn(t, store, tree, testutil.Logger())
 	defer a.Close()
 	evs, err := store.Attendance(ctx, "hop")
 	if err != nil {
@@ -170,32 +125,11 @@ func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
 func TestCloseKeepsRollCall(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "cau.db")
-	store, err := bolt.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
-		Sites: []string{"tw", "xa"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
-		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
+	store, tree := twoSiteStore(t, path)
+	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
+	log := testutil.Logger()
+	a := startOn(t, store, tree, log)
+	ws := wsURL(a)
 	for _, site := range []string{"tw", "xa"} {
 		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
 		if err != nil {
@@ -222,12 +156,12 @@ func TestCloseKeepsRollCall(t *testing.T) {
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	store, err = bolt.Open(path)
+	reopened, err := bolt.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	evs, err := store.Attendance(ctx, "hop")
+	defer reopened.Close()
+	evs, err := reopened.Attendance(ctx, "hop")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,13 +59,12 @@ type Client struct {
 
 	onStream func(*Stream) // from Options; set once by Dial
 
-	writeMu sync.Mutex // gorilla allows one concurrent writer
-	nextID  atomic.Int64
+	writeMu sync.Mutex       // gorilla allows one concurrent writer
+	replies protocol.Replies // the requests waiting for signaling's answer
 
 	mu           sync.Mutex // guards everything below
 	participants map[string]protocol.Participant
 	streams      map[string]*Stream // by stream id + "/" + kind
-	pending      map[string]chan protocol.Envelope
 	errs         []protocol.Error
 	synth        *Synth
 	publication  *publication // the media PublishWith started, until Unpublish
@@ -160,8 +158,8 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	}
 	_ = resp.Body.Close()
 	c := &Client{conn: conn, log: log, api: api, participants: map[string]protocol.Participant{},
-		streams: map[string]*Stream{}, pending: map[string]chan protocol.Envelope{},
-		stop: make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly}
+		streams: map[string]*Stream{},
+		stop:    make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly}
 	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -330,26 +328,23 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
-		go func(s *webrtc.RTPSender) {
-			for {
-				pkts, _, err := s.ReadRTCP()
-				if err != nil {
-					return
-				}
-				for _, p := range pkts {
-					switch p.(type) {
-					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-						synth.RequestKeyframe()
-					}
-				}
-			}
-		}(tc.Sender())
+		go ReadKeyframeRequests(tc.Sender(), synth.RequestKeyframe)
 		src := protocol.SourceMicrophone
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
 			src = protocol.SourceCamera
 		}
 		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
 	}
+	if err := c.offerPublisher(ctx, pub, tracks); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	c.flushCandidates(pub)
+	return nil
+}
+
+// offerPublisher offers the publisher connection's current tracks (described by tracks)
+// to the server and applies its answer.
+func (c *Client) offerPublisher(ctx context.Context, pub *webrtc.PeerConnection, tracks []protocol.TrackInfo) error {
 	offer, err := pub.CreateOffer(nil)
 	if err != nil {
 		return err
@@ -359,17 +354,31 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 	}
 	env, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP, Tracks: tracks})
 	if err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return err
 	}
 	var ans protocol.Answer
 	if err := protocol.DecodeData(env, &ans); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return err
 	}
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
-		return fmt.Errorf("publish: %w", err)
+	return pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP})
+}
+
+// ReadKeyframeRequests reads s's RTCP until the sender closes and calls onRequest for
+// every picture loss indication or full intra request: what a sending endpoint needs
+// to answer with a keyframe.
+func ReadKeyframeRequests(s *webrtc.RTPSender, onRequest func()) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				onRequest()
+			}
+		}
 	}
-	c.flushCandidates(pub)
-	return nil
 }
 
 // reconnect replaces both connections after the server moved this endpoint's media to
@@ -415,16 +424,8 @@ func (c *Client) Reconnects() int {
 
 // Request sends a message and waits for the reply with the same id (or an error).
 func (c *Client) Request(ctx context.Context, kind protocol.Kind, data any) (protocol.Envelope, error) {
-	id := strconv.FormatInt(c.nextID.Add(1), 10)
-	ch := make(chan protocol.Envelope, 1)
-	c.mu.Lock()
-	c.pending[id] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-	}()
+	id, ch, done := c.replies.Expect()
+	defer done()
 	if err := c.send(kind, id, data); err != nil {
 		return protocol.Envelope{}, err
 	}
@@ -485,14 +486,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			c.useICEServers(j.ICEServers)
 		}
 	}
-	if env.ID != "" {
-		c.mu.Lock()
-		ch := c.pending[env.ID]
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- env
-			return
-		}
+	if c.replies.Deliver(env) {
+		return
 	}
 	switch env.Kind {
 	case protocol.KindOffer:

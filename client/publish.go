@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
-
-	"github.com/cau-project/cau/protocol"
 )
 
 // PublishOptions shape the synthetic media PublishWith sends.
@@ -112,22 +110,7 @@ func (c *Client) Unpublish(ctx context.Context) error {
 			}
 		}
 	}
-	offer, err := pub.CreateOffer(nil)
-	if err != nil {
-		return fmt.Errorf("unpublish: %w", err)
-	}
-	if err := pub.SetLocalDescription(offer); err != nil {
-		return fmt.Errorf("unpublish: %w", err)
-	}
-	env, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP})
-	if err != nil {
-		return fmt.Errorf("unpublish: %w", err)
-	}
-	var ans protocol.Answer
-	if err := protocol.DecodeData(env, &ans); err != nil {
-		return fmt.Errorf("unpublish: %w", err)
-	}
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
+	if err := c.offerPublisher(ctx, pub, nil); err != nil {
 		return fmt.Errorf("unpublish: %w", err)
 	}
 	return nil

@@ -75,18 +75,24 @@ func TestEmptyFileIsDefaults(t *testing.T) {
 	}
 }
 
+// logLine is what the server logs at start-up about c.
+func logLine(c Config) string {
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("starting", "config", c)
+	return buf.String()
+}
+
 func TestSecretsNeverLogged(t *testing.T) {
 	c := Default()
 	c.TokenKey = "super-secret-signing-key-0123456789abcdef"
 	c.PreviousTokenKeys = []string{"older-secret-signing-key-0123456789abcdef"}
 	c.TURN.Secret = "turn-secret-0123456789"
-	var buf bytes.Buffer
-	slog.New(slog.NewTextHandler(&buf, nil)).Info("starting", "config", c)
-	if strings.Contains(buf.String(), "secret") {
-		t.Fatalf("a signing key reached the log: %s", buf.String())
+	logged := logLine(c)
+	if strings.Contains(logged, "secret") {
+		t.Fatalf("a signing key reached the log: %s", logged)
 	}
-	if !strings.Contains(buf.String(), "token_key_set=true") {
-		t.Fatalf("the log should say a key is set: %s", buf.String())
+	if !strings.Contains(logged, "token_key_set=true") {
+		t.Fatalf("the log should say a key is set: %s", logged)
 	}
 }
 
@@ -129,13 +135,12 @@ func TestStoreSettings(t *testing.T) {
 func TestRedisPasswordNeverLogged(t *testing.T) {
 	c := Default()
 	c.RedisURL = "redis://cau:hunter2-secret@10.0.0.5:6379/0"
-	var buf bytes.Buffer
-	slog.New(slog.NewTextHandler(&buf, nil)).Info("starting", "config", c)
-	if strings.Contains(buf.String(), "hunter2") {
-		t.Fatalf("the Redis password reached the log: %s", buf.String())
+	logged := logLine(c)
+	if strings.Contains(logged, "hunter2") {
+		t.Fatalf("the Redis password reached the log: %s", logged)
 	}
-	if !strings.Contains(buf.String(), "10.0.0.5:6379") {
-		t.Errorf("the log should name the Redis host: %s", buf.String())
+	if !strings.Contains(logged, "10.0.0.5:6379") {
+		t.Errorf("the log should name the Redis host: %s", logged)
 	}
 	_, err := Load(writeFile(t, "dev: true\nredis_url: \"http://u:hunter2@x\"\n"), env(nil))
 	if err == nil || strings.Contains(err.Error(), "hunter2") {

@@ -85,37 +85,35 @@ func TestBridgeIDValid(t *testing.T) {
 	}
 }
 
-// FuzzParsePeerID: whatever parses prints back to the same text, and nothing panics.
-func FuzzParsePeerID(f *testing.F) {
-	for _, s := range []string{"relay~m1~br-p1", "relay~a~b~c", "p1~1", "relay~", "~", "p~01"} {
+// fuzzRoundTrip checks one text grammar: whatever parse accepts prints back to the same
+// text and parses again to the same value, and nothing panics.
+func fuzzRoundTrip[T interface {
+	comparable
+	String() string
+}](f *testing.F, parse func(string) (T, error), seeds ...string) {
+	for _, s := range seeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := ParsePeerID(s)
+		v, err := parse(s)
 		if err != nil {
 			return
 		}
-		if p.String() != s {
-			t.Fatalf("%q parsed to %+v, which prints as %q", s, p, p.String())
+		if v.String() != s {
+			t.Fatalf("%q parsed to %+v, which prints as %q", s, v, v.String())
 		}
-		if q, err := ParsePeerID(p.String()); err != nil || q != p {
-			t.Fatalf("%q: reparse gave %+v, %v", s, q, err)
+		if w, err := parse(v.String()); err != nil || w != v {
+			t.Fatalf("%q: reparse gave %+v, %v", s, w, err)
 		}
 	})
 }
 
-// FuzzParseStreamKey: whatever parses prints back to the same text.
+// FuzzParsePeerID: relay and endpoint peer ids round-trip.
+func FuzzParsePeerID(f *testing.F) {
+	fuzzRoundTrip(f, ParsePeerID, "relay~m1~br-p1", "relay~a~b~c", "p1~1", "relay~", "~", "p~01")
+}
+
+// FuzzParseStreamKey: stream keys round-trip.
 func FuzzParseStreamKey(f *testing.F) {
-	for _, s := range []string{"p1.camera", "a.b.screen", ".camera", "p1."} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		k, err := ParseStreamKey(s)
-		if err != nil {
-			return
-		}
-		if k.String() != s {
-			t.Fatalf("%q parsed to %+v, which prints as %q", s, k, k.String())
-		}
-	})
+	fuzzRoundTrip(f, ParseStreamKey, "p1.camera", "a.b.screen", ".camera", "p1.")
 }

@@ -14,17 +14,12 @@ import (
 
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/loadtest"
 	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
-func logger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("CAU_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func logger() *slog.Logger { return testutil.Logger() }
 
 // startServer runs a dev-mode Cầu in this process on free ports, with a store so that
 // its API mints the join tokens (dev mode opens ad hoc meetings).

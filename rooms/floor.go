@@ -160,8 +160,17 @@ func (f *Floor) chair(a Actor, act Action) error {
 	return forbid(a, act, "only the chair may do that")
 }
 
-// site checks that a may act for its own site: a participant, a room device, or an
-// admin naming a site.
+// chairOver checks that a is the chair and that the floor lets act concern site now
+// (live).
+func (f *Floor) chairOver(a Actor, act Action, site string) error {
+	if err := f.chair(a, act); err != nil {
+		return err
+	}
+	return f.live(act, site)
+}
+
+// site checks that a may act for its own site (a participant, a room device, or an
+// admin naming a site) and that the floor lets that site act now (live).
 func (f *Floor) site(a Actor, act Action) error {
 	switch {
 	case a.Role == RoleTechnician:
@@ -171,7 +180,7 @@ func (f *Floor) site(a Actor, act Action) error {
 	case a.Site == "":
 		return forbid(a, act, "no site")
 	}
-	return nil
+	return f.live(act, a.Site)
 }
 
 // live checks the floor is open, the mode controls the floor, and site (if not empty)
@@ -222,9 +231,6 @@ func (f *Floor) Request(a Actor) error {
 	if err := f.site(a, ActionRequest); err != nil {
 		return err
 	}
-	if err := f.live(ActionRequest, a.Site); err != nil {
-		return err
-	}
 	if _, speaking := f.state.Speaking(a.Site); speaking || a.Site == f.meeting.ChairSite || f.state.Requested(a.Site) {
 		return nil
 	}
@@ -236,9 +242,6 @@ func (f *Floor) Request(a Actor) error {
 // Withdraw takes the actor's site out of the queue.
 func (f *Floor) Withdraw(a Actor) error {
 	if err := f.site(a, ActionWithdraw); err != nil {
-		return err
-	}
-	if err := f.live(ActionWithdraw, a.Site); err != nil {
 		return err
 	}
 	if !f.dropRequest(a.Site) {
@@ -253,10 +256,7 @@ func (f *Floor) Withdraw(a Actor) error {
 // ignored. In directed mode the site gets media (mic and/or camera) alongside the other
 // speakers; granting again changes its media. Any request from the site is answered.
 func (f *Floor) Grant(a Actor, site string, media Media) error {
-	if err := f.chair(a, ActionGrant); err != nil {
-		return err
-	}
-	if err := f.live(ActionGrant, site); err != nil {
+	if err := f.chairOver(a, ActionGrant, site); err != nil {
 		return err
 	}
 	if site == f.meeting.ChairSite {
@@ -293,10 +293,7 @@ func (f *Floor) Grant(a Actor, site string, media Media) error {
 
 // Deny refuses site's pending request (chair only).
 func (f *Floor) Deny(a Actor, site string) error {
-	if err := f.chair(a, ActionDeny); err != nil {
-		return err
-	}
-	if err := f.live(ActionDeny, site); err != nil {
+	if err := f.chairOver(a, ActionDeny, site); err != nil {
 		return err
 	}
 	if !f.dropRequest(site) {
@@ -308,10 +305,7 @@ func (f *Floor) Deny(a Actor, site string) error {
 
 // Revoke takes the floor back from site (chair only); it becomes the previous speaker.
 func (f *Floor) Revoke(a Actor, site string) error {
-	if err := f.chair(a, ActionRevoke); err != nil {
-		return err
-	}
-	if err := f.live(ActionRevoke, site); err != nil {
+	if err := f.chairOver(a, ActionRevoke, site); err != nil {
 		return err
 	}
 	if !f.dropSpeaker(site) {
@@ -324,9 +318,6 @@ func (f *Floor) Revoke(a Actor, site string) error {
 // Yield gives the actor's site's floor back; it becomes the previous speaker.
 func (f *Floor) Yield(a Actor) error {
 	if err := f.site(a, ActionYield); err != nil {
-		return err
-	}
-	if err := f.live(ActionYield, a.Site); err != nil {
 		return err
 	}
 	if !f.dropSpeaker(a.Site) {

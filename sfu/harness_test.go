@@ -3,7 +3,6 @@ package sfu
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,13 +19,7 @@ import (
 // This file is the in-process test harness: real pion endpoints over loopback talking to
 // a real bridge, with the signaling done by direct calls instead of a WebSocket.
 
-func testLogger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("CAU_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func testLogger() *slog.Logger { return testutil.Logger() }
 
 func newTestBridge(t testing.TB) *Bridge {
 	t.Helper()

@@ -176,11 +176,7 @@ func TestCascadeDownstreamOncePerLink(t *testing.T) {
 
 func TestCascadeUpstreamFromCommune(t *testing.T) {
 	c := startCascade(t, "prov", "dist", "comm")
-	ctx := context.Background()
-	commune := c.join(t, "m1", "comm", "commune speaker")
-	if err := commune.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	commune := c.publisher(t, "m1", "comm", "commune speaker")
 	central := c.join(t, "m1", "central", "chair")
 	other := c.join(t, "m1", "comm3", "another province's commune")
 	eventually(t, 20*time.Second, func() string {
@@ -198,11 +194,7 @@ func TestCascadeUpstreamFromCommune(t *testing.T) {
 
 func TestCascadePrunesUnwatchedLinks(t *testing.T) {
 	c := startCascade(t, "prov", "dist", "comm")
-	ctx := context.Background()
-	chair := c.join(t, "m1", "central", "chair")
-	if err := chair.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	chair := c.publisher(t, "m1", "central", "chair")
 	dist := c.join(t, "m1", "dist", "district")
 	comm := c.join(t, "m1", "comm", "commune")
 	eventually(t, 20*time.Second, func() string { return receivesFrom(dist, chair, 30) + receivesFrom(comm, chair, 30) })
@@ -221,13 +213,7 @@ func TestCascadePrunesUnwatchedLinks(t *testing.T) {
 		}
 		return ""
 	})
-	before := dist.Stream(chair.Self.Streams[protocol.SourceCamera], "audio").Packets.Load()
-	eventually(t, 3*time.Second, func() string {
-		if dist.Stream(chair.Self.Streams[protocol.SourceCamera], "audio").Packets.Load() < before+25 {
-			return "the district stopped receiving after the commune left"
-		}
-		return ""
-	})
+	keepsReceiving(t, dist, chair, "audio", 25, 3*time.Second)
 }
 
 // TestLinksReportEndpoints checks the per-endpoint link figures monitoring reads, for an

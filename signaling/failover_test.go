@@ -1,7 +1,6 @@
 package signaling_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,11 +70,7 @@ func TestBridgeProcessKilled(t *testing.T) {
 		}
 		return ""
 	})
-	ctx := context.Background()
-	chair := c.join(t, "m1", "central", "chair")
-	if err := chair.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	chair := c.publisher(t, "m1", "central", "chair")
 	official := c.join(t, "m1", "dist", "district official")
 	eventually(t, 20*time.Second, func() string { return receivesFrom(official, chair, 30) })
 	if got := c.sig.Placement("m1")[official.Self.ID]; got != "br-dist" {

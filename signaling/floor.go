@@ -166,11 +166,7 @@ func floorToWire(st rooms.FloorState) *protocol.FloorState {
 	return w
 }
 
-func (s *session) handleFloorAction(env protocol.Envelope) error {
-	var a protocol.FloorAction
-	if err := protocol.DecodeData(env, &a); err != nil {
-		return clientErr(protocol.CodeBadMessage, "%v", err)
-	}
+func (s *session) handleFloorAction(env protocol.Envelope, a protocol.FloorAction) error {
 	actor := rooms.Actor{Name: s.self.Name, Role: rooms.Role(s.claims.Role), Site: s.claims.Site}
 	var fn func(*rooms.Floor) error
 	switch a.Action {

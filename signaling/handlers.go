@@ -49,8 +49,8 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 		err = &closeError{code: websocket.CloseTryAgainLater, reason: "join failed"}
 	}()
 	var j protocol.Join
-	if err := protocol.DecodeData(env, &j); err != nil {
-		return clientErr(protocol.CodeBadMessage, "%v", err)
+	if err := decodeData(env, &j); err != nil {
+		return err
 	}
 	if !protocol.ValidDevice(j.Device) {
 		return clientErr(protocol.CodeBadMessage, "device: up to %d letters, digits, '-' and '_'", protocol.MaxDeviceLen)
@@ -189,6 +189,15 @@ func (s *session) migrate() {
 			go s.close(websocket.CloseGoingAway, "no bridge available")
 			return
 		}
+		// close may have run while this op waited in the queue: it closed this peer
+		// before the peer existed, so the one just made would outlive the session. close
+		// sets closing before it closes the peer, so either it sees the peer or this does.
+		if s.closing.Load() {
+			if err := b.ClosePeer(peer); err != nil {
+				s.log.Debug("close peer", "err", err)
+			}
+			return
+		}
 		s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
 		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed"})
 	})
@@ -201,14 +210,7 @@ func (s *session) where() (Bridge, ids.PeerID) {
 	return s.bridge, s.peerID
 }
 
-func (s *session) handleOffer(env protocol.Envelope) error {
-	var o protocol.Offer
-	if err := protocol.DecodeData(env, &o); err != nil {
-		if errors.Is(err, protocol.ErrBadSDP) {
-			return clientErr(protocol.CodeBadSDP, "%v", err)
-		}
-		return clientErr(protocol.CodeBadMessage, "%v", err)
-	}
+func (s *session) handleOffer(env protocol.Envelope, o protocol.Offer) error {
 	keys := map[string]ids.StreamKey{}
 	s.mu.Lock()
 	// trackSources remembers what earlier offers described (a renegotiation may not
@@ -247,14 +249,7 @@ func (s *session) handleOffer(env protocol.Envelope) error {
 	return nil
 }
 
-func (s *session) handleAnswer(env protocol.Envelope) error {
-	var a protocol.Answer
-	if err := protocol.DecodeData(env, &a); err != nil {
-		if errors.Is(err, protocol.ErrBadSDP) {
-			return clientErr(protocol.CodeBadSDP, "%v", err)
-		}
-		return clientErr(protocol.CodeBadMessage, "%v", err)
-	}
+func (s *session) handleAnswer(env protocol.Envelope, a protocol.Answer) error {
 	b, peer := s.where()
 	if err := b.Answer(peer, a.SDP); err != nil {
 		return clientErr(protocol.CodeBadSDP, "%v", err)
@@ -262,11 +257,7 @@ func (s *session) handleAnswer(env protocol.Envelope) error {
 	return nil
 }
 
-func (s *session) handleCandidate(env protocol.Envelope) error {
-	var c protocol.Candidate
-	if err := protocol.DecodeData(env, &c); err != nil {
-		return clientErr(protocol.CodeBadMessage, "%v", err)
-	}
+func (s *session) handleCandidate(env protocol.Envelope, c protocol.Candidate) error {
 	if c.Candidate.Candidate == "" {
 		return nil // end of candidates
 	}
@@ -277,11 +268,7 @@ func (s *session) handleCandidate(env protocol.Envelope) error {
 	return nil
 }
 
-func (s *session) handleMute(env protocol.Envelope) error {
-	var m protocol.Mute
-	if err := protocol.DecodeData(env, &m); err != nil {
-		return clientErr(protocol.CodeBadMessage, "%v", err)
-	}
+func (s *session) handleMute(env protocol.Envelope, m protocol.Mute) error {
 	s.mu.Lock()
 	if m.Muted {
 		s.muted[m.Source] = true

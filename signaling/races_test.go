@@ -230,7 +230,8 @@ func TestSlowPresenceDoesNotBlockOtherMeetings(t *testing.T) {
 			return
 		}
 		_ = resp.Body.Close()
-		defer conn.Close()
+		// Open until the test ends: the participant count is read after the join.
+		t.Cleanup(func() { _ = conn.Close() })
 		b, _ := protocol.Encode(protocol.KindJoin, "1", protocol.Join{Token: ts.token(t, "other", "xa-b", "B")})
 		if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
 			joined <- err

@@ -52,10 +52,7 @@ const forgedAudioBytes = 200
 func TestPublisherCannotClaimAnotherParticipantsStream(t *testing.T) {
 	ts := startServer(t, nil)
 	ctx := context.Background()
-	chair := ts.join(t, "m1", "tinh", "Chair")
-	if err := chair.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	chair := ts.publisher(t, "m1", "tinh", "Chair")
 	listener := ts.join(t, "m1", "xa", "Listener")
 	attacker := ts.join(t, "m1", "huyen", "Attacker")
 	chairMic := ids.StreamKey{Participant: ids.ParticipantID(chair.Self.ID), Source: protocol.SourceMicrophone}
@@ -132,17 +129,7 @@ func TestPublisherCannotClaimAnotherParticipantsStream(t *testing.T) {
 	})
 	// ...and never as the chair's: every audio packet under the chair's stream is the
 	// chair's 80-byte synth audio.
-	s := listener.Stream(chairStream, "audio")
-	if s == nil {
-		t.Fatal("the listener lost the chair's audio")
-	}
-	before := s.Packets.Load()
-	eventually(t, 10*time.Second, func() string {
-		if s.Packets.Load() < before+50 {
-			return "the chair's audio stalled at the listener"
-		}
-		return ""
-	})
+	keepsReceiving(t, listener, chair, "audio", 50, 10*time.Second)
 	if s := listener.Stream(chairStream, "audio"); s.Bytes.Load() > 80*s.Packets.Load() {
 		t.Fatalf("the listener hears another participant as the chair: %d bytes in %d packets under %s", s.Bytes.Load(),
 			s.Packets.Load(), chairStream)
@@ -155,11 +142,7 @@ func TestPublisherCannotClaimAnotherParticipantsStream(t *testing.T) {
 // without a reconnect.
 func TestHostileSDPKeepsRemoteBridge(t *testing.T) {
 	c := startCascade(t, "prov")
-	ctx := context.Background()
-	chair := c.join(t, "m1", "prov", "chair")
-	if err := chair.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	chair := c.publisher(t, "m1", "prov", "chair")
 	listener := c.join(t, "m1", "prov", "listener")
 	eventually(t, 20*time.Second, func() string { return receivesFrom(listener, chair, 30) })
 	if b := c.sig.Participants("m1"); len(b) != 2 {
@@ -183,17 +166,7 @@ func TestHostileSDPKeepsRemoteBridge(t *testing.T) {
 		}
 		return "the attacker got no error for its offer"
 	})
-	v := listener.Stream(chair.Self.Streams[protocol.SourceCamera], "video")
-	if v == nil {
-		t.Fatal("the listener lost the chair's video")
-	}
-	before := v.Packets.Load()
-	eventually(t, 10*time.Second, func() string {
-		if v.Packets.Load() < before+60 {
-			return "the listener's video from the chair stalled"
-		}
-		return ""
-	})
+	keepsReceiving(t, listener, chair, "video", 60, 10*time.Second)
 	if n := listener.Reconnects(); n != 0 {
 		t.Fatalf("the listener was moved %d times: the bridge lost its control socket", n)
 	}

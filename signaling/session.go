@@ -90,13 +90,13 @@ var handlers map[protocol.Kind]handler
 func init() {
 	handlers = map[protocol.Kind]handler{
 		protocol.KindJoin:        (*session).handleJoin,
-		protocol.KindOffer:       (*session).handleOffer,
-		protocol.KindAnswer:      (*session).handleAnswer,
-		protocol.KindCandidate:   (*session).handleCandidate,
-		protocol.KindMute:        (*session).handleMute,
+		protocol.KindOffer:       decoded((*session).handleOffer),
+		protocol.KindAnswer:      decoded((*session).handleAnswer),
+		protocol.KindCandidate:   decoded((*session).handleCandidate),
+		protocol.KindMute:        decoded((*session).handleMute),
 		protocol.KindLeave:       (*session).handleLeave,
 		protocol.KindPing:        (*session).handlePing,
-		protocol.KindFloorAction: (*session).handleFloorAction,
+		protocol.KindFloorAction: decoded((*session).handleFloorAction),
 	}
 }
 
@@ -111,6 +111,31 @@ func (e *requestError) Unwrap() error { return e.err }
 
 func clientErr(code string, format string, args ...any) error {
 	return &requestError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// decodeData decodes env's data into v for a handler: a message that does not decode
+// answers bad_message, an SDP that does not parse bad_sdp.
+func decodeData(env protocol.Envelope, v any) error {
+	err := protocol.DecodeData(env, v)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, protocol.ErrBadSDP):
+		return clientErr(protocol.CodeBadSDP, "%v", err)
+	}
+	return clientErr(protocol.CodeBadMessage, "%v", err)
+}
+
+// decoded adapts the handler of a message whose data is a T: the data is decoded (see
+// decodeData) before fn sees it.
+func decoded[T any](fn func(s *session, env protocol.Envelope, msg T) error) handler {
+	return func(s *session, env protocol.Envelope) error {
+		var msg T
+		if err := decodeData(env, &msg); err != nil {
+			return err
+		}
+		return fn(s, env, msg)
+	}
 }
 
 // errLeave ends the session cleanly after a leave message.

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,13 +27,7 @@ type testServer struct {
 	sig  *signaling.Server
 }
 
-func logger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("CAU_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func logger() *slog.Logger { return testutil.Logger() }
 
 func startServer(t testing.TB, mutate func(*signaling.Config)) *testServer {
 	t.Helper()
@@ -89,6 +82,16 @@ func (ts *testServer) join(t testing.TB, meeting, site, name string) *client.Cli
 	return c
 }
 
+// publisher joins like join and publishes the client's synthetic camera and microphone.
+func (ts *testServer) publisher(t testing.TB, meeting, site, name string) *client.Client {
+	t.Helper()
+	c := ts.join(t, meeting, site, name)
+	if err := c.Publish(context.Background()); err != nil {
+		t.Fatalf("publish %s: %v", name, err)
+	}
+	return c
+}
+
 // eventually is testutil.Eventually: poll until cond returns "" (the reason otherwise).
 func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
@@ -104,6 +107,24 @@ func receivesFrom(rx, tx *client.Client, min int64) string {
 		}
 	}
 	return ""
+}
+
+// keepsReceiving waits until rx has n more of kind's packets on tx's camera stream than
+// now: the media goes on after what the test just did (an attack, a bad message, a leave).
+func keepsReceiving(t testing.TB, rx, tx *client.Client, kind string, n int64, timeout time.Duration) {
+	t.Helper()
+	stream := tx.Self.Streams[protocol.SourceCamera]
+	s := rx.Stream(stream, kind)
+	if s == nil {
+		t.Fatalf("%s lost %s's %s", rx.Self.Name, tx.Self.Name, kind)
+	}
+	before := s.Packets.Load()
+	eventually(t, timeout, func() string {
+		if s := rx.Stream(stream, kind); s == nil || s.Packets.Load() < before+n {
+			return fmt.Sprintf("%s stopped receiving %s's %s", rx.Self.Name, tx.Self.Name, kind)
+		}
+		return ""
+	})
 }
 
 func TestMeetingOverWebSocket(t *testing.T) {
@@ -263,58 +284,41 @@ func TestBadInput(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, func() string { return receivesFrom(a, b, 10) + receivesFrom(b, a, 10) })
 
-	t.Run("malformed json", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":`)
-		expectError(t, conn, protocol.CodeBadMessage)
-	})
-	t.Run("not an object", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `"hello"`)
-		expectError(t, conn, protocol.CodeBadMessage)
-	})
-	t.Run("wrong version", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":9,"type":"join","data":{"token":"x"}}`)
-		expectError(t, conn, protocol.CodeUnsupportedVersion)
-	})
-	t.Run("unknown kind", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"grant_floor","id":"9"}`)
-		expectError(t, conn, protocol.CodeUnknownKind)
-	})
-	t.Run("offer before join", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"offer","data":{"sdp":"v=0"}}`)
-		expectError(t, conn, protocol.CodeNotJoined)
-	})
-	t.Run("bad token", func(t *testing.T) {
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"join","data":{"token":"not.a.jwt"}}`)
-		expectError(t, conn, protocol.CodeUnauthorized)
-		expectClose(t, conn, protocol.CloseUnauthorized)
-	})
-	t.Run("token signed with another key", func(t *testing.T) {
-		other := auth.Keys{Current: []byte("another-key-0123456789-0123456789-01234")}
-		tok, err := other.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, time.Hour)
+	sign := func(keys auth.Keys, ttl time.Duration) string {
+		tok, err := keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"join","data":{"token":"`+tok+`"}}`)
-		expectError(t, conn, protocol.CodeUnauthorized)
-		expectClose(t, conn, protocol.CloseUnauthorized)
-	})
-	t.Run("expired token", func(t *testing.T) {
-		tok, err := ts.keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: "m1", Role: auth.RoleParticipant}, -time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn := rawConn(t, ts)
-		send(t, conn, `{"v":1,"type":"join","data":{"token":"`+tok+`"}}`)
-		expectError(t, conn, protocol.CodeUnauthorized)
-		expectClose(t, conn, protocol.CloseUnauthorized)
-	})
+		return tok
+	}
+	other := auth.Keys{Current: []byte("another-key-0123456789-0123456789-01234")}
+	// Each message on a fresh socket: the error it gets and, for a join that fails
+	// authentication, the close code (0: the socket stays open).
+	for _, c := range []struct {
+		name, msg, code string
+		close           int
+	}{
+		{"malformed json", `{"v":1,"type":`, protocol.CodeBadMessage, 0},
+		{"not an object", `"hello"`, protocol.CodeBadMessage, 0},
+		{"wrong version", `{"v":9,"type":"join","data":{"token":"x"}}`, protocol.CodeUnsupportedVersion, 0},
+		{"unknown kind", `{"v":1,"type":"grant_floor","id":"9"}`, protocol.CodeUnknownKind, 0},
+		{"offer before join", `{"v":1,"type":"offer","data":{"sdp":"v=0"}}`, protocol.CodeNotJoined, 0},
+		{"bad token", `{"v":1,"type":"join","data":{"token":"not.a.jwt"}}`, protocol.CodeUnauthorized,
+			protocol.CloseUnauthorized},
+		{"token signed with another key", `{"v":1,"type":"join","data":{"token":"` + sign(other, time.Hour) + `"}}`,
+			protocol.CodeUnauthorized, protocol.CloseUnauthorized},
+		{"expired token", `{"v":1,"type":"join","data":{"token":"` + sign(ts.keys, -time.Minute) + `"}}`,
+			protocol.CodeUnauthorized, protocol.CloseUnauthorized},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := rawConn(t, ts)
+			send(t, conn, c.msg)
+			expectError(t, conn, c.code)
+			if c.close != 0 {
+				expectClose(t, conn, c.close)
+			}
+		})
+	}
 	t.Run("sdp that is not sdp", func(t *testing.T) {
 		c := ts.join(t, "m1", "c", "C")
 		_, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: "v=0\r\nthis is not a session description\r\n"})
@@ -351,13 +355,7 @@ func TestBadInput(t *testing.T) {
 	})
 
 	// The meeting went on: both still receive fresh media from each other.
-	before := a.Stream(b.Self.Streams[protocol.SourceCamera], "audio").Packets.Load()
-	eventually(t, 5*time.Second, func() string {
-		if a.Stream(b.Self.Streams[protocol.SourceCamera], "audio").Packets.Load() < before+20 {
-			return "A stopped receiving B's audio after the bad input"
-		}
-		return ""
-	})
+	keepsReceiving(t, a, b, "audio", 20, 5*time.Second)
 	if got := len(ts.sig.Participants("m1")); got != 2 {
 		t.Fatalf("meeting has %d participants, want 2 (a, b; the subtests' clients have left)", got)
 	}

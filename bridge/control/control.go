@@ -150,8 +150,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog),
-		done: make(chan struct{}), pending: map[string]chan protocol.Envelope{},
-		log: s.log.With("bridge", string(reg.ID), "site", string(reg.Site)), down: s.cfg.Down}
+		done: make(chan struct{}),
+		log:  s.log.With("bridge", string(reg.ID), "site", string(reg.Site)), down: s.cfg.Down}
 	rb.lastSeen.Store(time.Now().UnixNano())
 	ev, err := s.cfg.Registered(rb)
 	if err != nil {

@@ -2,11 +2,6 @@ package control
 
 import (
 	"errors"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,11 +17,10 @@ import (
 // TestRegistration drives /bridge over a real socket: a bridge token and a valid id are
 // needed, a taken id is refused, and a bridge that goes is reported down once.
 func TestRegistration(t *testing.T) {
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
 	var mu sync.Mutex
 	live := map[ids.BridgeID]bool{}
 	down := make(chan ids.BridgeID, 4)
-	srv := New(Config{Keys: keys, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	url := serve(t, Config{
 		Registered: func(b *Remote) (bridge.Events, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -43,52 +37,14 @@ func TestRegistration(t *testing.T) {
 			down <- b.ID()
 		},
 	})
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http")
-	token := func(role auth.Role) string {
+	// register registers as id at d1 with a token for role.
+	register := func(role auth.Role, id string) (*websocket.Conn, protocol.Kind, string) {
+		t.Helper()
 		use := auth.UseAPI
 		if role == auth.RoleBridge {
 			use = auth.UseBridge
 		}
-		tok, err := keys.Sign(auth.Claims{Use: use, Role: role, Site: "d1"}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	// register dials, registers as id and returns the socket and the reply's kind and code.
-	register := func(role auth.Role, id string) (*websocket.Conn, protocol.Kind, string) {
-		t.Helper()
-		ws, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + token(role)}})
-		if err != nil {
-			if resp != nil && resp.StatusCode == http.StatusUnauthorized {
-				return nil, "", "unauthorized"
-			}
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		b, _ := protocol.Encode(protocol.KindBridgeRegister, "r1", map[string]string{"id": id, "site": "d1"})
-		if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
-			t.Fatal(err)
-		}
-		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, data, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatalf("register %s: %v", id, err)
-		}
-		env, err := protocol.Decode(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var e protocol.Error
-		if env.Kind == protocol.KindError {
-			_ = protocol.DecodeData(env, &e)
-		}
-		if env.ID != "r1" {
-			t.Errorf("reply to register has id %q, want r1", env.ID)
-		}
-		return ws, env.Kind, e.Code
+		return dialRegister(t, url, sign(t, auth.Claims{Use: use, Role: role, Site: "d1"}), id, "d1")
 	}
 
 	if _, _, code := register(auth.RoleChair, "br-1"); code != "unauthorized" {

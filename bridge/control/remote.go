@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,11 +35,8 @@ type Remote struct {
 	send     chan []byte   // to the writer
 	done     chan struct{} // closed by shutdown
 	once     sync.Once
-	nextID   atomic.Int64
-	lastSeen atomic.Int64 // unix nanos of the last message
-
-	mu      sync.Mutex // guards pending
-	pending map[string]chan protocol.Envelope
+	lastSeen atomic.Int64     // unix nanos of the last message
+	replies  protocol.Replies // the commands waiting for the bridge's answer
 }
 
 // ID is the id the bridge registered with.
@@ -71,17 +67,8 @@ func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 
 // dispatch delivers one message: a reply to a pending request, or an event.
 func (rb *Remote) dispatch(env protocol.Envelope, heartbeat func(*Remote, protocol.BridgeHeartbeat)) error {
-	if env.ID != "" {
-		rb.mu.Lock()
-		ch := rb.pending[env.ID]
-		rb.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- env: // buffered for the one reply
-			default: // a second reply to one request: dropped
-			}
-			return nil
-		}
+	if rb.replies.Deliver(env) {
+		return nil
 	}
 	switch env.Kind {
 	case protocol.KindBridgeHeartbeat:
@@ -198,16 +185,8 @@ func (rb *Remote) CreatePeer(peer ids.PeerID) error {
 // Offer applies a remote offer to a peer's publisher side and waits for the answer.
 // keys names the streams the offer publishes (msid track id → key).
 func (rb *Remote) Offer(ctx context.Context, peer ids.PeerID, sdp string, keys map[string]ids.StreamKey) (string, error) {
-	id := strconv.FormatInt(rb.nextID.Add(1), 10)
-	ch := make(chan protocol.Envelope, 1)
-	rb.mu.Lock()
-	rb.pending[id] = ch
-	rb.mu.Unlock()
-	defer func() {
-		rb.mu.Lock()
-		delete(rb.pending, id)
-		rb.mu.Unlock()
-	}()
+	id, ch, done := rb.replies.Expect()
+	defer done()
 	if err := rb.push(protocol.KindPeerSDP, id, protocol.PeerSDP{Peer: peer, Type: "offer", SDP: sdp, Keys: keys}); err != nil {
 		return "", err
 	}

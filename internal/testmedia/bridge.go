@@ -2,21 +2,15 @@ package testmedia
 
 import (
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/sfu"
 )
 
 // Logger is the tests' logger: errors only, everything with CAU_TEST_DEBUG set.
-func Logger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("CAU_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func Logger() *slog.Logger { return testutil.Logger() }
 
 // NewBridge starts a real bridge on loopback, closed when the test ends.
 func NewBridge(t testing.TB) *sfu.Bridge {

@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/cau-project/cau/client"
 )
 
 // Publisher is a pion endpoint that publishes a camera (VP8) and a microphone (Opus)
@@ -78,24 +79,9 @@ func NewPublisherOf(t testing.TB, streamID string, loss float64, videoMime strin
 		if err != nil {
 			t.Fatal(err)
 		}
-		go p.readRTCP(sender.Sender())
+		go client.ReadKeyframeRequests(sender.Sender(), func() { p.PLIs.Add(1) })
 	}
 	return p
-}
-
-func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, pkt := range pkts {
-			switch pkt.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				p.PLIs.Add(1)
-			}
-		}
-	}
 }
 
 // Offer creates the endpoint's offer, candidates included.

@@ -3,7 +3,6 @@ package wan
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -27,21 +26,7 @@ func NewFirewalled(t testing.TB, subnet string) *Firewalled {
 		PeerIP: subnet + ".2"}
 	octet := strings.Split(subnet, ".")[1]
 	hostIf, peerIf := "cf"+octet+"h", "cf"+octet+"p"
-	_ = exec.Command("ip", "netns", "del", f.NS).Run()
-	_ = exec.Command("ip", "link", "del", hostIf).Run()
-	run(t, "ip", "netns", "add", f.NS)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "del", f.NS).Run()
-		_ = exec.Command("ip", "link", "del", hostIf).Run()
-	})
-	run(t, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", peerIf)
-	run(t, "ip", "link", "set", peerIf, "netns", f.NS)
-	run(t, "ip", "addr", "add", f.WebIP+"/24", "dev", hostIf)
-	run(t, "ip", "addr", "add", f.TURNIP+"/24", "dev", hostIf)
-	run(t, "ip", "link", "set", hostIf, "up")
-	run(t, f.Exec("ip", "addr", "add", f.PeerIP+"/24", "dev", peerIf)...)
-	run(t, f.Exec("ip", "link", "set", peerIf, "up")...)
-	run(t, f.Exec("ip", "link", "set", "lo", "up")...)
+	namespace(t, f.NS, hostIf, peerIf, f.PeerIP, f.WebIP, f.TURNIP)
 	rules := `table inet fw {
 	chain out {
 		type filter hook output priority 0; policy drop;
@@ -56,18 +41,12 @@ func NewFirewalled(t testing.TB, subnet string) *Firewalled {
 	}
 }
 `
-	cmd := exec.Command("ip", f.Exec("nft", "-f", "-")[1:]...)
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
+	nft(t, f.NS, rules)
 	return f
 }
 
 // Exec prefixes a command so it runs inside the namespace.
-func (f *Firewalled) Exec(args ...string) []string {
-	return append([]string{"ip", "netns", "exec", f.NS}, args...)
-}
+func (f *Firewalled) Exec(args ...string) []string { return inNS(f.NS, args...) }
 
 // Wrapper writes an executable script into dir that runs path inside the namespace with
 // the script's arguments (open file descriptors pass through: a browser driven over

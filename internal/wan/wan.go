@@ -66,20 +66,7 @@ func New(t testing.TB, cfg Config) *Link {
 		l.NS = l.NS[:15]
 	}
 	hostIf, peerIf := "cw"+strings.Split(cfg.Subnet, ".")[1]+"h", "cw"+strings.Split(cfg.Subnet, ".")[1]+"p"
-	_ = exec.Command("ip", "netns", "del", l.NS).Run()
-	_ = exec.Command("ip", "link", "del", hostIf).Run()
-	run(t, "ip", "netns", "add", l.NS)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "del", l.NS).Run()
-		_ = exec.Command("ip", "link", "del", hostIf).Run()
-	})
-	run(t, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", peerIf)
-	run(t, "ip", "link", "set", peerIf, "netns", l.NS)
-	run(t, "ip", "addr", "add", l.HostIP+"/24", "dev", hostIf)
-	run(t, "ip", "link", "set", hostIf, "up")
-	run(t, l.Exec("ip", "addr", "add", l.PeerIP+"/24", "dev", peerIf)...)
-	run(t, l.Exec("ip", "link", "set", peerIf, "up")...)
-	run(t, l.Exec("ip", "link", "set", "lo", "up")...)
+	namespace(t, l.NS, hostIf, peerIf, l.PeerIP, l.HostIP)
 	rules := fmt.Sprintf(`table inet wan {
 	chain in {
 		type filter hook input priority 0;
@@ -93,17 +80,50 @@ func New(t testing.TB, cfg Config) *Link {
 	}
 }
 `, l.HostIP, cfg.RelayPort, cfg.LossPct)
-	cmd := exec.Command("ip", l.Exec("nft", "-f", "-")[1:]...)
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
+	nft(t, l.NS, rules)
 	return l
 }
 
 // Exec prefixes a command so it runs inside the namespace.
-func (l *Link) Exec(args ...string) []string {
-	return append([]string{"ip", "netns", "exec", l.NS}, args...)
+func (l *Link) Exec(args ...string) []string { return inNS(l.NS, args...) }
+
+// namespace creates namespace ns joined to the host by the veth pair hostIf (host side,
+// with hostIPs) and peerIf (inside, with peerIP), all /24, with loopback up inside; what
+// a crashed earlier run left under those names goes first, and everything goes when the
+// test ends.
+func namespace(t testing.TB, ns, hostIf, peerIf, peerIP string, hostIPs ...string) {
+	t.Helper()
+	_ = exec.Command("ip", "netns", "del", ns).Run()
+	_ = exec.Command("ip", "link", "del", hostIf).Run()
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		_ = exec.Command("ip", "link", "del", hostIf).Run()
+	})
+	run(t, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", peerIf)
+	run(t, "ip", "link", "set", peerIf, "netns", ns)
+	for _, ip := range hostIPs {
+		run(t, "ip", "addr", "add", ip+"/24", "dev", hostIf)
+	}
+	run(t, "ip", "link", "set", hostIf, "up")
+	run(t, inNS(ns, "ip", "addr", "add", peerIP+"/24", "dev", peerIf)...)
+	run(t, inNS(ns, "ip", "link", "set", peerIf, "up")...)
+	run(t, inNS(ns, "ip", "link", "set", "lo", "up")...)
+}
+
+// inNS prefixes a command so it runs inside namespace ns.
+func inNS(ns string, args ...string) []string {
+	return append([]string{"ip", "netns", "exec", ns}, args...)
+}
+
+// nft loads rules (nft -f syntax) into namespace ns.
+func nft(t testing.TB, ns, rules string) {
+	t.Helper()
+	cmd := exec.Command("ip", inNS(ns, "nft", "-f", "-")[1:]...)
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
 }
 
 func run(t testing.TB, args ...string) {
