@@ -26,6 +26,9 @@ const (
 	idleFlush = time.Second
 )
 
+// slowClose, set by a test, runs before a file is finished: a disk slow to sync.
+var slowClose func()
+
 // tapDepth is each tap's pool: 512 packets (0.75 MB) absorb 1–3 s of a stalled disk.
 const tapDepth = 512
 
@@ -100,6 +103,10 @@ func (s *source) packet(p *sfu.TapPacket) {
 		return
 	}
 	at := p.At
+	if cut := s.rec.stopAt.Load(); cut != 0 && at.UnixNano() > cut {
+		p.Release() // read after Stop: not part of the recording
+		return
+	}
 	if p.RTCP {
 		t.rtcp(p.Data(), at)
 		p.Release()
@@ -309,6 +316,9 @@ func (s *source) closePart(failure error) {
 		failure = p.failed
 	}
 	s.part = nil
+	if slowClose != nil {
+		slowClose()
+	}
 	err := p.close()
 	if failure == nil {
 		failure = err
