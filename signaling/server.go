@@ -90,6 +90,8 @@ type Server struct {
 	local   *LocalBridge
 	control *control.Server
 
+	recording recordingStates // meetings being recorded (recording.go)
+
 	mu       sync.Mutex // guards meetings and closed; first in the lock order
 	meetings map[ids.MeetingID]*meeting
 	closed   bool
