@@ -24,6 +24,11 @@ const (
 	interleaveWindow = time.Second
 	// idleFlush writes out queued frames when nothing has arrived for this long.
 	idleFlush = time.Second
+	// trackGrace is how long a source with one kind of track waits after its last track
+	// was added before opening a file: the bridge hands a camera's audio and video over
+	// one at a time, and a file opened with the microphone alone would be cut as soon as
+	// the camera came (Matroska cannot add a track).
+	trackGrace = time.Second
 )
 
 // slowClose, set by a test, runs before a file is finished: a disk slow to sync.
@@ -55,6 +60,7 @@ type source struct {
 	firstMs  int64
 	lastMs   int64
 	flushed  time.Time
+	added    time.Time // when the last track was added
 	stopping bool
 }
 
@@ -148,10 +154,12 @@ func (s *source) maybeOpen(now time.Time, force bool) {
 	var ready []*track
 	waiting := false
 	var first time.Time
+	kinds := map[bool]bool{}
 	for _, t := range s.tracks {
 		if t.ended {
 			continue
 		}
+		kinds[t.codec.video] = true
 		if t.ready() {
 			ready = append(ready, t)
 		} else {
@@ -163,6 +171,9 @@ func (s *source) maybeOpen(now time.Time, force bool) {
 	}
 	if len(ready) == 0 || (waiting && !force && now.Sub(first) < openWait) {
 		return
+	}
+	if !force && len(kinds) < 2 && now.Sub(s.added) < trackGrace {
+		return // the other kind may be on its way
 	}
 	s.open(ready, now)
 }
@@ -397,6 +408,7 @@ func (s *source) addTrack(t *track) error {
 		return fmt.Errorf("source %s: more than %d tracks", s.name, maxTracks)
 	}
 	s.tracks = append(s.tracks, t)
+	s.added = time.Now()
 	return nil
 }
 
