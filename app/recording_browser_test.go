@@ -47,8 +47,8 @@ func TestBrowserShowsRecording(t *testing.T) {
 		Sites: []string{"tw", "xa"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true,
-		Logger: slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	log := slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
 		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors, RecordingsDir: filepath.Join(t.TempDir(), "rec")})
 	if err != nil {
 		t.Fatal(err)
