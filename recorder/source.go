@@ -28,7 +28,7 @@ const (
 	// was added before opening a file: the bridge hands a camera's audio and video over
 	// one at a time, and a file opened with the microphone alone would be cut as soon as
 	// the camera came (Matroska cannot add a track).
-	trackGrace = time.Second
+	trackGrace = 2 * time.Second
 )
 
 // slowClose, set by a test, runs before a file is finished: a disk slow to sync.

@@ -60,7 +60,9 @@ func TestStopEndsEveryFileAtOnce(t *testing.T) {
 	for _, f := range m.Files {
 		p := testmedia.ProbeFile(t, filepath.Join(rec.Dir(), f.Name))
 		t.Logf("%s: %.2f s for %.2f s of wall clock", f.Name, p.Duration, wall.Seconds())
-		if d := p.Duration - wall.Seconds(); d > 0.5 || d < -0.5 {
+		// Only the end is checked: a file starts at the publisher's next keyframe (up to a
+		// second after AddTrack here), and TestRecordThreeSites checks both ends.
+		if p.Duration > wall.Seconds()+0.5 {
 			t.Errorf("%s: %.2f s for %.2f s of wall clock: a file went on after Stop", f.Name, p.Duration, wall.Seconds())
 		}
 	}
