@@ -415,7 +415,6 @@ export class CauClient extends EventTarget {
     return this._requests.settle(id, type, data);
   }
 
-
   _onMessage(raw) {
     let msg;
     try {
