@@ -75,6 +75,8 @@ type Config struct {
 	// AdHocMeetings mints join tokens for meetings the store does not have, as
 	// signaling admits them in dev mode.
 	AdHocMeetings bool
+	// Recordings runs meetings' recordings (recordings.go); nil answers 503 on those routes.
+	Recordings Recordings
 }
 
 // API serves /api/v1/. It is an http.Handler, safe for concurrent use.
@@ -252,6 +254,8 @@ func (a *API) register() {
 		route{method: "POST", allow: adminOnly, action: "join_token", handle: a.mintMeetingJoinToken})
 	a.handle(v+"/meetings/{id}/rollcall",
 		route{method: "GET", allow: rollCallReader, handle: a.getRollCall})
+
+	a.registerRecordings(v)
 
 	a.handle(v+"/audit", route{method: "GET", allow: adminOnly, handle: a.getAudit})
 

@@ -64,6 +64,11 @@ type Config struct {
 	// MaxParticipants and MaxSocketsPerAddr are signaling's caps (signaling.Config);
 	// 0 takes the defaults.
 	MaxParticipants, MaxSocketsPerAddr int
+	// RecordingsDir is where meetings are recorded at the local bridge (a directory per
+	// meeting; docs/recording.md); empty turns recording off. RecordingMaxAge deletes
+	// recordings older than it (0 keeps them). Recording needs Store.
+	RecordingsDir   string
+	RecordingMaxAge time.Duration
 }
 
 // App is a running Cầu server.
@@ -85,6 +90,8 @@ type App struct {
 	turn       *turnserver.Server
 	turnSecret []byte
 	turnURLs   []string
+	// rec runs recordings (nil when off); stopped by Close before the bridge.
+	rec *recordings
 }
 
 // OpenSpanHorizon is how far back, by meeting end, start-up looks for attendance spans
@@ -175,16 +182,26 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		return nil, fmt.Errorf("start: monitor metrics: %w", err)
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/ws", a.sig)
-	mux.Handle(monitor.APIPrefix, a.mon.Handler(a.keys))
-	mux.Handle(api.Prefix, api.New(api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log,
-		AdHocMeetings: cfg.Dev, OnTreeChange: func(t *rooms.Tree) {
+	monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopMon = stopMon
+	apiCfg := api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log, AdHocMeetings: cfg.Dev,
+		OnTreeChange: func(t *rooms.Tree) {
 			// A site added, renamed or moved through the API reaches placement and the
 			// console at once, not at the next restart.
 			a.sig.SetTree(t)
 			a.mon.SetTree(t)
-		}}))
+		}}
+	if cfg.RecordingsDir != "" && cfg.Store != nil && a.bridge != nil {
+		a.rec = newRecordings(monCtx, cfg.RecordingsDir, cfg.RecordingMaxAge, cfg.Store, a.sig, log)
+		apiCfg.Recordings = a.rec
+		if cfg.RecordingMaxAge > 0 {
+			go a.rec.svc.RunRetention(monCtx, time.Hour)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", a.sig)
+	mux.Handle(monitor.APIPrefix, a.mon.Handler(a.keys))
+	mux.Handle(api.Prefix, api.New(apiCfg))
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -199,6 +216,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 
 	a.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
+		stopMon()
 		_ = a.closeBridge() // the start error is the one to report
 		return nil, fmt.Errorf("start: listen %s: %w", cfg.HTTPAddr, err)
 	}
@@ -213,8 +231,6 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopMon = stopMon
 	go a.mon.Run(monCtx)
 	if cfg.Store != nil {
 		go recordGrades(monCtx, a.mon, cfg.Store, log)
@@ -245,6 +261,9 @@ func (a *App) Close() error {
 	a.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if a.rec != nil {
+		a.rec.svc.StopAll(ctx) // finishes the files while the bridge still runs
+	}
 	a.stopMon() // ends the console streams, which Shutdown would otherwise wait for
 	a.sig.Close()
 	err := a.http.Shutdown(ctx)

@@ -70,6 +70,7 @@ type Client struct {
 	publication  *publication // the media PublishWith started, until Unpublish
 	reconnects   int
 	floor        *protocol.FloorState
+	recording    protocol.Recording                                   // the meeting's recording state, as last told
 	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
 	iceServers   []webrtc.ICEServer                                   // from the last joined
 	relayOnly    bool                                                 // Options.RelayOnly
@@ -500,6 +501,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		if protocol.DecodeData(env, &f) == nil {
 			c.setFloor(&f)
 		}
+	case protocol.KindRecording:
+		c.setRecording(env)
 	case protocol.KindReconnect:
 		var r protocol.Reconnect
 		_ = protocol.DecodeData(env, &r)

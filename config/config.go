@@ -57,6 +57,11 @@ type Config struct {
 	// MaxSocketsPerAddr caps the open /ws sockets from one IP address; 0 takes the
 	// default (256), -1 removes the cap (behind a reverse proxy). Over it: HTTP 429.
 	MaxSocketsPerAddr int `yaml:"max_sockets_per_addr"`
+	// RecordingsDir is where meetings are recorded (docs/recording.md). Default
+	// <data_dir>/recordings; "off" turns recording off.
+	RecordingsDir string `yaml:"recordings_dir"`
+	// RecordingMaxAgeDays deletes recordings older than this many days; 0 keeps them.
+	RecordingMaxAgeDays int `yaml:"recording_max_age_days"`
 }
 
 // TURN configures the embedded TURN server (see package turnserver). It runs when a
@@ -149,6 +154,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	list("CAU_ALLOWED_ORIGINS", &c.AllowedOrigins)
 	str("CAU_SITES_FILE", &c.SitesFile)
 	str("CAU_DATA_DIR", &c.DataDir)
+	str("CAU_RECORDINGS_DIR", &c.RecordingsDir)
 	str("CAU_REDIS_URL", &c.RedisURL)
 	str("CAU_LOG_LEVEL", &c.LogLevel)
 	str("CAU_LOG_FORMAT", &c.LogFormat)

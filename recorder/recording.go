@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -41,6 +42,10 @@ type Recording struct {
 	log      *slog.Logger
 	started  time.Time
 	onSpeech func(src Source, talking bool, at time.Time)
+
+	// stopAt is when Stop was called (Unix ns; 0 before): sources ignore packets the
+	// bridge read after it, so every file ends at the stop however long finishing takes.
+	stopAt atomic.Int64
 
 	mu       sync.Mutex // guards everything below
 	manifest Manifest
@@ -160,15 +165,28 @@ func (r *Recording) Stop() (Manifest, error) {
 		return m, nil
 	}
 	r.stopped = true
+	r.stopAt.Store(time.Now().UnixNano())
 	sources := make([]*source, 0, len(r.sources))
 	for _, s := range r.sources {
 		sources = append(sources, s)
 	}
 	r.mu.Unlock()
+	// All sources stop together: finishing a file syncs it to disk, seconds on a slow
+	// disk, and sources stopped one after another went on recording meanwhile (files
+	// longer than the recording).
+	var wg sync.WaitGroup
 	for _, s := range sources {
-		s.ctl <- s.stop
-		<-s.done
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case s.ctl <- s.stop:
+			case <-s.done:
+			}
+			<-s.done
+		}()
 	}
+	wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.manifest.State = StateStopped

@@ -24,7 +24,15 @@ const (
 	interleaveWindow = time.Second
 	// idleFlush writes out queued frames when nothing has arrived for this long.
 	idleFlush = time.Second
+	// trackGrace is how long a source with one kind of track waits after its last track
+	// was added before opening a file: the bridge hands a camera's audio and video over
+	// one at a time, and a file opened with the microphone alone would be cut as soon as
+	// the camera came (Matroska cannot add a track).
+	trackGrace = 2 * time.Second
 )
+
+// slowClose, set by a test, runs before a file is finished: a disk slow to sync.
+var slowClose func()
 
 // tapDepth is each tap's pool: 512 packets (0.75 MB) absorb 1–3 s of a stalled disk.
 const tapDepth = 512
@@ -52,6 +60,7 @@ type source struct {
 	firstMs  int64
 	lastMs   int64
 	flushed  time.Time
+	added    time.Time // when the last track was added
 	stopping bool
 }
 
@@ -100,6 +109,10 @@ func (s *source) packet(p *sfu.TapPacket) {
 		return
 	}
 	at := p.At
+	if cut := s.rec.stopAt.Load(); cut != 0 && at.UnixNano() > cut {
+		p.Release() // read after Stop: not part of the recording
+		return
+	}
 	if p.RTCP {
 		t.rtcp(p.Data(), at)
 		p.Release()
@@ -141,10 +154,12 @@ func (s *source) maybeOpen(now time.Time, force bool) {
 	var ready []*track
 	waiting := false
 	var first time.Time
+	kinds := map[bool]bool{}
 	for _, t := range s.tracks {
 		if t.ended {
 			continue
 		}
+		kinds[t.codec.video] = true
 		if t.ready() {
 			ready = append(ready, t)
 		} else {
@@ -156,6 +171,9 @@ func (s *source) maybeOpen(now time.Time, force bool) {
 	}
 	if len(ready) == 0 || (waiting && !force && now.Sub(first) < openWait) {
 		return
+	}
+	if !force && len(kinds) < 2 && now.Sub(s.added) < trackGrace {
+		return // the other kind may be on its way
 	}
 	s.open(ready, now)
 }
@@ -309,6 +327,9 @@ func (s *source) closePart(failure error) {
 		failure = p.failed
 	}
 	s.part = nil
+	if slowClose != nil {
+		slowClose()
+	}
 	err := p.close()
 	if failure == nil {
 		failure = err
@@ -387,6 +408,7 @@ func (s *source) addTrack(t *track) error {
 		return fmt.Errorf("source %s: more than %d tracks", s.name, maxTracks)
 	}
 	s.tracks = append(s.tracks, t)
+	s.added = time.Now()
 	return nil
 }
 

@@ -146,6 +146,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if err := m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
 		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
 			Floor: floor, ICEServers: ice})
+		s.sendRecording(claims.Meeting)
 	}); err != nil {
 		s.srv.router.set(b, s.peerID, nil)
 		if err := b.ClosePeer(s.peerID); err != nil {

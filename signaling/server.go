@@ -92,7 +92,8 @@ type Server struct {
 	control *control.Server
 
 	// tree is the site registry: cfg.Tree, then what SetTree installs.
-	tree atomic.Pointer[rooms.Tree]
+	tree      atomic.Pointer[rooms.Tree]
+	recording recordingStates // meetings being recorded (recording.go)
 
 	mu       sync.Mutex // guards meetings and closed; first in the lock order
 	meetings map[ids.MeetingID]*meeting

@@ -9,7 +9,9 @@
 // floor.js, requests.js, media-link.js, publish.js, remote-streams.js), layout.js (which
 // sites the meeting view shows large), join.js (the join page; with join-page.js,
 // local-media.js, grid.js, controls.js, floor-roles.js, floor-panel.js), room.js (the
-// kiosk), console.js and console-detail.js (the console), and i18n.js: the pages speak
+// kiosk), console.js and console-detail.js (the console; with console-recording.js),
+// record.js (a meeting's record page), recording-api.js and recording-badge.js (the
+// recording indicator of the join page and the kiosk), and i18n.js: the pages speak
 // Vietnamese by default and English on request, every text from one catalogue per language
 // (static/i18n/vi.json, en.json), every time in Vietnam time (Asia/Ho_Chi_Minh, 24-hour).
 package web
@@ -126,6 +128,15 @@ func Handler() http.Handler {
 		page("room.html")(w, r)
 	})
 	mux.HandleFunc("GET /console", page("console.html"))
+	// A meeting's record (its recordings): the page's API token (admin or the meeting's
+	// chair) reads and controls them through /api/v1/meetings/{id}/recording*.
+	mux.HandleFunc("GET /record/{meeting}", func(w http.ResponseWriter, r *http.Request) {
+		if !validMeetingID(r.PathValue("meeting")) {
+			http.NotFound(w, r)
+			return
+		}
+		page("record.html")(w, r)
+	})
 	mux.HandleFunc("GET /static/{file...}", serveAsset)
 	return securityHeaders(mux)
 }

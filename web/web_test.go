@@ -48,6 +48,7 @@ func TestRoutes(t *testing.T) {
 		{"icon", "GET", "/static/favicon.svg", 200, "image/svg+xml", "no-cache", "<svg"},
 		{"join html as asset", "GET", "/static/join.html", 200, "text/html; charset=utf-8", "no-cache", "tile-template"},
 		{"head", "HEAD", "/static/style.css", 200, "text/css; charset=utf-8", "no-cache", ""},
+		{"record page", "GET", "/record/giao-ban-2026", 200, "text/html; charset=utf-8", "no-store", `src="/static/record.js"`},
 		{"missing asset", "GET", "/static/nope.js", 404, "", "", ""},
 		{"static dir listing", "GET", "/static/", 404, "", "", ""},
 		// ServeMux cleans the path first: /static/../web.go redirects to /web.go, a 404.

@@ -28,7 +28,7 @@ var meetingsCommands = []subcommand{
 }
 
 func runMeetings(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return dispatch(ctx, "meetings", meetingsCommands, args, stdout, stderr)
+	return dispatch(ctx, "meetings", append(meetingsCommands, recordCommands...), args, stdout, stderr)
 }
 
 // describe is one line about m, in Vietnam time.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,6 +118,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
 		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
 		Presence: presence, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
+		RecordingsDir: recordingsDir(cfg), RecordingMaxAge: time.Duration(cfg.RecordingMaxAgeDays) * 24 * time.Hour,
 	})
 	if err != nil {
 		return err
@@ -264,4 +266,16 @@ func openPresence(ctx context.Context, cfg config.Config, log *slog.Logger) (sig
 		return nil, fmt.Errorf("presence: %w", err)
 	}
 	return p, nil
+}
+
+// recordingsDir is where the server records: the configured directory, by default
+// recordings under the data directory; empty (off) when configured "off".
+func recordingsDir(cfg config.Config) string {
+	switch cfg.RecordingsDir {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(cfg.DataDir, "recordings")
+	}
+	return cfg.RecordingsDir
 }

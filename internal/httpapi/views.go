@@ -110,3 +110,49 @@ type JoinToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	JoinPath  string    `json:"join_path"`
 }
+
+// RecordingStatus says whether a meeting is being recorded (GET, and the answer of
+// POST /meetings/{id}/recording/start and /stop).
+type RecordingStatus struct {
+	Active bool `json:"active"`
+	// ID is the recording in progress, or (after stop) the one just finished.
+	ID    string    `json:"id,omitempty"`
+	Since time.Time `json:"since,omitzero"`
+	By    string    `json:"by,omitempty"`
+}
+
+// Recording is one recording of a meeting (GET /meetings/{id}/recordings): its state
+// (recording, stopped), its files, and the composite's rendering progress.
+type Recording struct {
+	ID      string          `json:"id"`
+	State   string          `json:"state"`
+	Started time.Time       `json:"started"`
+	Stopped time.Time       `json:"stopped,omitzero"`
+	Files   []RecordingFile `json:"files"`
+	// Compose is the composite's rendering: "" (not asked), running, done or failed.
+	Compose string `json:"compose,omitempty"`
+	// ComposeProgress is the share rendered (0..1) while running.
+	ComposeProgress float64 `json:"compose_progress,omitempty"`
+	ComposeError    string  `json:"compose_error,omitempty"`
+}
+
+// RecordingFile is one file of a recording, downloaded from
+// /meetings/{id}/recordings/{rec}/files/{name}.
+type RecordingFile struct {
+	Name string `json:"name"`
+	// Kind: media (one source's audio and video), manifest, timeline, rollcall, composite.
+	Kind  string `json:"kind"`
+	Bytes int64  `json:"bytes"`
+	// For media files: the source and its site, where the file starts in the recording,
+	// how long it is, and whether it was finished cleanly.
+	Source     string `json:"source,omitempty"`
+	Site       string `json:"site,omitempty"`
+	OffsetMs   int64  `json:"offset_ms,omitempty"`
+	DurationMs int64  `json:"duration_ms,omitempty"`
+	Complete   bool   `json:"complete,omitempty"`
+}
+
+// RecordingList is GET /meetings/{id}/recordings, oldest first.
+type RecordingList struct {
+	Recordings []Recording `json:"recordings"`
+}

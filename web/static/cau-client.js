@@ -14,8 +14,7 @@
 //   c.addEventListener('floor', (e) => ...);  // who may speak now (floor control)
 //   await c.join();
 //   await c.floorAction('request');           // raise the hand (training mode)
-//   ...
-//   c.leave();
+//   ...; c.leave();
 //
 // Events (CustomEvent; the payload is in event.detail):
 //   state               {state, attempt?, delay?}   idle|connecting|joined|reconnecting|closed
@@ -28,6 +27,7 @@
 //   participantjoined   {participant}
 //   participantupdated  {participant, previous}
 //   participantleft     {id, participant}
+//   recording           {active, since, by}   the meeting's recording state (after joined)
 //   media               {participant, source, stream}   stream null: the source stopped
 //   mediamoved          {reason}   the server moved our media to another bridge (reconnect)
 //   servererror         {code, message, id, request}   an error message from the server;
@@ -415,7 +415,6 @@ export class CauClient extends EventTarget {
     return this._requests.settle(id, type, data);
   }
 
-
   _onMessage(raw) {
     let msg;
     try {
@@ -441,8 +440,6 @@ export class CauClient extends EventTarget {
         this._media.remoteCandidate(data);
         break;
       case 'participant_joined':
-        this._upsertParticipant(data);
-        break;
       case 'participant_updated':
         this._upsertParticipant(data);
         break;
@@ -453,6 +450,9 @@ export class CauClient extends EventTarget {
         // A reply to our floor_action carries our id; changes made by anyone come without.
         this._settle(msg.id, 'floor', data);
         this._applyFloor(data, false);
+        break;
+      case 'recording': // the meeting is (no longer) recorded: pages show an indicator
+        this._emit('recording', data);
         break;
       case 'reconnect':
         this._onMediaMoved(data.reason);

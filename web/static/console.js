@@ -15,6 +15,7 @@
 
 import { $, el, gradeText, levelText, renderDetail } from './console-detail.js';
 import { fmtTime, t, translatePage } from './i18n.js';
+import { showRecording } from './console-recording.js';
 
 const TOKEN_KEY = 'cau.console.token';
 const API = '/api/v1/monitor/';
@@ -463,6 +464,7 @@ function renderMeeting(d) {
   if (missing) line += ` · ${t('console.missing', { n: missing })}`;
   if (d.bad) line += ` · ${t('console.bad', { n: d.bad })}`;
   $('m-summary').textContent = line;
+  showRecording($('m-recording'), token, d.id, live);
   const rows = [];
   for (const s of d.site_list || []) {
     const tr = el('tr', s.joined ? 'joined' : 'missing');

@@ -15,6 +15,7 @@
 
 import { CauClient, CloseCode, Source, clampName } from './cau-client.js';
 import { t, translatePage } from './i18n.js';
+import { watchRecording } from './recording-badge.js';
 import { refreshControls, toggleCam, toggleMic, toggleScreen } from './controls.js';
 import { announceFloor, autoPanel, renderFloor, startFloorControls } from './floor-panel.js';
 import {
@@ -112,6 +113,7 @@ function join() {
   setConnStatus('connecting', t('conn.connecting'));
   const c = new CauClient({ token, name });
   page.client = c;
+  watchRecording(c);
 
   c.addEventListener('state', (e) => {
     const { state, attempt, delay } = e.detail;

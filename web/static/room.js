@@ -15,6 +15,7 @@
 
 import { CauClient, CloseCode, Source, clampName } from './cau-client.js';
 import { fmtDay, fmtTime, sameDay, t, translatePage } from './i18n.js';
+import { watchRecording } from './recording-badge.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -316,6 +317,7 @@ async function startSession() {
   }
   const client = new CauClient({ token: grant.token, device: DEVICE_ID, name: clampName(kiosk.info?.endpoint?.name || '') });
   kiosk.client = client;
+  watchRecording(client);
   kiosk.clientMeeting = grant.meeting;
   kiosk.clientKey = c.key;
   kiosk.starting = false;

@@ -1,0 +1,69 @@
+package recorder
+
+import (
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/internal/testmedia"
+	"github.com/cau-project/cau/sfu"
+)
+
+// TestStopEndsEveryFileAtOnce is the regression test of the three-site recording's
+// quiet-machine failure (files 13 s longer than the wall clock): Stop finished the sources
+// one after the other, and the others kept recording while the first one finished its
+// file (its close syncs to disk, which takes seconds on a slow disk with a minute of
+// media in the page cache). Here the first file to close takes 3 s; every file must still
+// end when Stop was called.
+func TestStopEndsEveryFileAtOnce(t *testing.T) {
+	clip := testmedia.MakeClip(t, 320, 240)
+	b := testmedia.NewBridge(t)
+	names := []string{"site-a", "site-b", "site-c"}
+	conns := make([]*testmedia.Connected, len(names))
+	for i, name := range names {
+		pub := testmedia.NewPublisher(t, name, 0)
+		conns[i] = testmedia.Connect(t, b, pub, name)
+		pub.Start(func(int) *Clip { return clip })
+	}
+	for _, c := range conns {
+		c.WaitTracks(t)
+	}
+	var once sync.Once
+	slowClose = func() { once.Do(func() { time.Sleep(3 * time.Second) }) } // a slow disk's fsync
+	t.Cleanup(func() { slowClose = nil })
+	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m-stop", Logger: testmedia.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	for i, c := range conns {
+		for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
+			if err := rec.AddTrack(Source{Name: names[i], Site: names[i]}, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(6 * time.Second)
+	wall := time.Since(began)
+	stopCalled := time.Now()
+	m, err := rec.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(stopCalled); took < 3*time.Second {
+		t.Fatalf("the slow close did not happen (Stop took %v)", took)
+	}
+	if len(m.Files) != len(names) {
+		t.Fatalf("want one file per site, got %+v", m.Files)
+	}
+	for _, f := range m.Files {
+		p := testmedia.ProbeFile(t, filepath.Join(rec.Dir(), f.Name))
+		t.Logf("%s: %.2f s for %.2f s of wall clock", f.Name, p.Duration, wall.Seconds())
+		// Only the end is checked: a file starts at the publisher's next keyframe (up to a
+		// second after AddTrack here), and TestRecordThreeSites checks both ends.
+		if p.Duration > wall.Seconds()+0.5 {
+			t.Errorf("%s: %.2f s for %.2f s of wall clock: a file went on after Stop", f.Name, p.Duration, wall.Seconds())
+		}
+	}
+}
