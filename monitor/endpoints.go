@@ -14,6 +14,9 @@ type endpointState struct {
 	link       Link
 	site       string // registry id or UnknownSite
 	up, down   window
+	// upHop and downHop window the link's own counters (hop figures), when its bridge
+	// reports them.
+	upHop, downHop hopWindow
 	hyst       Hysteresis
 	upF, downF Figures
 	upA, downA Assessment // this sample's, per direction
@@ -42,6 +45,7 @@ func (m *Monitor) sampleEndpoints(now time.Time, links []Link) {
 		if e == nil {
 			e = &endpointState{hist: newHistory(m.cfg.HistoryStep, max(points, 1))}
 			e.up.size, e.down.size = m.cfg.Window, m.cfg.Window
+			e.upHop.size, e.downHop.size = m.cfg.Window, m.cfg.Window
 			e.hyst.Hold = m.cfg.Hold
 			m.endpoints[k] = e
 		}
@@ -50,11 +54,24 @@ func (m *Monitor) sampleEndpoints(now time.Time, links []Link) {
 		if l.Measured {
 			e.up.add(upPoint(l.Up), now)
 			e.down.add(downPoint(l.Down), now)
+			e.upHop.add(l.Up.Hop, now)
+			e.downHop.add(l.Down.Hop, now)
 		} else {
 			e.up.add(point{ageMs: -1}, now)
 			e.down.add(point{ageMs: -1}, now)
+			e.upHop.add(nil, now)
+			e.downHop.add(nil, now)
 		}
 		e.upF, e.downF = e.up.figures(now), e.down.figures(now)
+		// The link's own figures replace the reports' where the bridge measured them: what
+		// the endpoint's receiver reports miss beyond its own link's loss came missing.
+		received := e.downF.LossPct
+		e.upHop.figures().apply(&e.upF)
+		e.downHop.figures().apply(&e.downF)
+		m.rttDropped[HopAccess] += float64(e.downHop.dropped()) // the path's RTT rides the downlink
+		if e.downF.HopMeasured {
+			e.downF.UpstreamLossPct = max(0, received-e.downF.LossPct)
+		}
 		// RTT is measured once per path (on the way down); both directions carry it.
 		if e.upF.RTTMs == 0 {
 			e.upF.RTTMs = e.downF.RTTMs
@@ -116,6 +133,18 @@ func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
 	for k, e := range m.endpoints {
 		down := e.downA
 		e.upstream = ""
+		if e.downF.HopMeasured {
+			// The downlink's loss is its own link's: it counts as it is, and what came
+			// missing from upstream is shown as such.
+			if e.downF.UpstreamLossPct >= th.LossFairPct {
+				e.upstream = m.upstreamCause(k, e, relays)
+			}
+			e.downStreak = 0
+			e.raw = combine(e.upA, down)
+			e.grade = e.hyst.Update(e.raw.Grade, now)
+			e.hist.record(now, e.upF, e.downF, e.grade)
+			continue
+		}
 		if down.Grade == GradeFair || down.Grade == GradePoor {
 			for _, p := range pubs[k.meeting] {
 				if p.key != k && p.grade >= down.Grade {
@@ -145,6 +174,28 @@ func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
 		e.grade = e.hyst.Update(raw.Grade, now)
 		e.hist.record(now, e.upF, e.downF, e.grade)
 	}
+}
+
+// upstreamCause names where the loss an endpoint receives already missing comes from:
+// the poor relay link nearest the top on its bridge's path, else the poor uplink of a
+// publisher of its meeting (an access link), else "upstream". Caller holds m.mu.
+func (m *Monitor) upstreamCause(k endpointKey, e *endpointState, relays []RelayView) string {
+	hops := m.relayPathIn(e.link.Bridge, relays)
+	for i := len(hops) - 1; i >= 0; i-- {
+		if r := hops[i].Down; r != nil && r.RawGrade >= GradeFair {
+			return "relay " + r.Site + "→" + r.PeerSite
+		}
+	}
+	worst, name := GradeGood, ""
+	for ok, o := range m.endpoints {
+		if ok.meeting == k.meeting && ok != k && o.upF.Streams > 0 && o.upA.Grade > worst {
+			worst, name = o.upA.Grade, o.site
+		}
+	}
+	if name != "" {
+		return "access " + name + " (up)"
+	}
+	return "upstream"
 }
 
 // EndpointView is one endpoint in a site's detail.

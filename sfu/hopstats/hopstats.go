@@ -19,6 +19,7 @@
 package hopstats
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,19 +98,42 @@ type jitterSample struct {
 	at       time.Time
 }
 
-// feedback tracks one direction's TWCC statuses. Owned by Interceptor.mu.
+// seqBits is how many recent TWCC sequence numbers the bit rings cover: far more than
+// one feedback interval carries (100 ms of packets).
+const seqBits = 1 << 12
+
+// bitRing is one bit per recent sequence number (seq mod seqBits).
+type bitRing [seqBits / 64]atomic.Uint64
+
+func (b *bitRing) set(seq int64, on bool) {
+	w, bit := &b[(seq%seqBits)/64], uint64(1)<<(seq%64)
+	if on {
+		w.Or(bit)
+	} else {
+		w.And(^bit)
+	}
+}
+
+func (b *bitRing) get(seq int64) bool { return b[(seq%seqBits)/64].Load()&(uint64(1)<<(seq%64)) != 0 }
+
+// feedback tracks one direction's TWCC statuses. Owned by Interceptor.mu, except media's
+// bits, which the sending goroutines set atomically.
 type feedback struct {
 	started  bool
 	highest  int64 // extended sequence number of the newest status counted
 	reported uint64
 	lost     uint64
+	lostBits bitRing // counted lost, for a late arrival reported afterwards
+	// media, when tracked (the out direction), marks the numbers that went out on a media
+	// stream: statuses of others (retransmissions, which a receiver may read on another
+	// path or not at all) are not counted. Indexed by the 16-bit number.
+	media *bitRing
 }
 
-// add counts the statuses of one feedback packet that are newer than any counted so far.
-// A packet first reported missing and later received is counted lost (TWCC generators
-// report each arrival once, within the next feedback; reordering beyond that is loss to
-// a real-time receiver anyway); a feedback seen twice (a compound packet delivered to
-// each stream it names) adds nothing the second time.
+// add counts the statuses of one feedback packet. Each number counts once: a feedback
+// seen twice (a compound packet delivered to each stream it names) adds nothing the
+// second time, and a packet reported missing then received late moves from lost to
+// received.
 func (f *feedback) add(fb *rtcp.TransportLayerCC) {
 	base := int64(fb.BaseSequenceNumber)
 	if f.started {
@@ -121,11 +145,22 @@ func (f *feedback) add(fb *rtcp.TransportLayerCC) {
 	seq, left := base, int(fb.PacketStatusCount)
 	count := func(received bool, n int) {
 		for ; n > 0 && left > 0; n, left, seq = n-1, left-1, seq+1 {
-			if seq <= f.highest {
+			if seq < 0 || (f.media != nil && !f.media.get(int64(uint16(seq)))) {
 				continue
+			}
+			if seq <= f.highest {
+				if received && seq > f.highest-seqBits && f.lostBits.get(seq) {
+					f.lost--
+					f.lostBits.set(seq, false)
+				}
+				continue
+			}
+			for s := f.highest + 1; s < seq; s++ { // skipped numbers (not media) leave no trace
+				f.lostBits.set(s, false)
 			}
 			f.highest = seq
 			f.reported++
+			f.lostBits.set(seq, !received)
 			if !received {
 				f.lost++
 			}
@@ -169,8 +204,10 @@ type Interceptor struct {
 }
 
 func newInterceptor() *Interceptor {
-	return &Interceptor{clock: map[uint32]uint32{}, outJitter: map[uint32]jitterSample{},
+	i := &Interceptor{clock: map[uint32]uint32{}, outJitter: map[uint32]jitterSample{},
 		inJitter: map[uint32]jitterSample{}, now: time.Now}
+	i.out.media = &bitRing{}
+	return i
 }
 
 // Stats returns the hop's figures so far.
@@ -219,10 +256,39 @@ func (i *Interceptor) rollRTTMax(now time.Time) {
 	}
 }
 
-// BindLocalStream implements interceptor.Interceptor: it counts what is sent.
+// BindLocalStream implements interceptor.Interceptor: it counts what is sent, and marks
+// the TWCC numbers of media packets sent in order, so that only they count in the far
+// end's feedback. Others are not the hop's to judge: a retransmission (on its own SSRC,
+// or on the media SSRC without RTX) and a packet forwarded late, after it was repaired
+// upstream, which the receiver's SRTP replay window may refuse before its TWCC
+// generator sees it.
 func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
 	i.noteClock(info)
+	var twccID uint8
+	for _, e := range info.RTPHeaderExtensions {
+		if e.URI == transportCCURI {
+			twccID = uint8(e.ID)
+		}
+	}
+	var (
+		mu      sync.Mutex // orders this stream's writers' view of its newest sequence number
+		started bool
+		newest  uint16
+	)
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if twccID != 0 {
+			if ext := h.GetExtension(twccID); len(ext) == 2 {
+				inOrder := false
+				if h.SSRC == info.SSRC {
+					mu.Lock()
+					if !started || int16(h.SequenceNumber-newest) > 0 {
+						started, newest, inOrder = true, h.SequenceNumber, true
+					}
+					mu.Unlock()
+				}
+				i.out.media.set(int64(binary.BigEndian.Uint16(ext)), inOrder)
+			}
+		}
 		n, err := writer.Write(h, payload, a)
 		if err == nil {
 			i.outPackets.Add(1)
@@ -231,6 +297,9 @@ func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer inter
 		return n, err
 	})
 }
+
+// transportCCURI is the TWCC header extension (sdp.TransportCCURI).
+const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 // BindRemoteStream implements interceptor.Interceptor: it counts what arrives.
 func (i *Interceptor) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {

@@ -31,12 +31,26 @@ func TestFeedbackCountsEachSequenceOnce(t *testing.T) {
 	f.add(run(65534, 2, false)) // the same again
 	f.add(&rtcp.TransportLayerCC{BaseSequenceNumber: 0, PacketStatusCount: 4, PacketChunks: []rtcp.PacketStatusChunk{
 		&rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeOneBit, SymbolList: []uint16{1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}}})
-	f.add(run(65532, 6, true)) // old: nothing new
+	f.add(run(65530, 4, true)) // old, repeated: nothing new
 	if f.reported != 10 || f.lost != 3 {
 		t.Fatalf("reported %d, lost %d; want 10 and 3", f.reported, f.lost)
 	}
 	if f.highest != 65536+3 {
 		t.Fatalf("highest %d, want %d (unwrapped)", f.highest, 65536+3)
+	}
+	// 65535, reported missing, arrives late: the next feedback reports it received.
+	f.add(run(65535, 1, true))
+	if f.reported != 10 || f.lost != 2 {
+		t.Fatalf("after a late arrival: reported %d, lost %d; want 10 and 2", f.reported, f.lost)
+	}
+	// Only media numbers count where they are tracked: 4 and 6 were retransmissions.
+	f.media = &bitRing{}
+	for s := int64(4); s < 8; s++ {
+		f.media.set(s, s != 4 && s != 6)
+	}
+	f.add(run(4, 4, false))
+	if f.reported != 12 || f.lost != 4 {
+		t.Fatalf("with retransmissions: reported %d, lost %d; want 12 and 4", f.reported, f.lost)
 	}
 }
 
