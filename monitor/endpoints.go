@@ -11,15 +11,15 @@ type endpointKey struct{ meeting, participant string }
 // endpointState is one endpoint's windows, grade and history. Owned by the sampler;
 // Detail reads it under Monitor.mu.
 type endpointState struct {
-	link       Link
-	site       string // registry id or UnknownSite
-	up, down   window
+	link     Link
+	site     string // registry id or UnknownSite
+	up, down window
 	// upHop and downHop window the link's own counters (hop figures), when its bridge
 	// reports them.
 	upHop, downHop hopWindow
-	hyst       Hysteresis
-	upF, downF Figures
-	upA, downA Assessment // this sample's, per direction
+	hyst           Hysteresis
+	upF, downF     Figures
+	upA, downA     Assessment // this sample's, per direction
 	// downStreak counts consecutive samples whose downlink alone made the grade worse.
 	downStreak int
 	// upstream names what the downlink's loss and jitter are attributed to, if anything.
