@@ -163,6 +163,8 @@ type Figures struct {
 	// UpstreamLossPct is, for what an endpoint receives, the loss that arrived already
 	// missing from upstream (its receiver reports' loss less its own link's): not its fault.
 	UpstreamLossPct float64 `json:"upstream_loss_pct,omitempty"`
+	// RTTMaxMs is the largest validated RTT sample of the last 5 to 10 s (hop figures only).
+	RTTMaxMs float64 `json:"rtt_max_ms,omitempty"`
 }
 
 // Assessment is a grade with the E-model estimate and the reasons for it.

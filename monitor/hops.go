@@ -113,7 +113,7 @@ func (h hopFigures) apply(f *Figures) {
 		f.LossPct, f.HopMeasured = h.lossPct, true
 	}
 	if h.rttOK {
-		f.RTTMs = h.rttMs
+		f.RTTMs, f.RTTMaxMs = h.rttMs, h.rttMaxMs
 	}
 	if h.bitrateOK {
 		f.BitrateBps = h.bitrateBps

@@ -110,6 +110,7 @@ func (m *Monitor) relayViews() []RelayView {
 		v.Streams += r.fig.Streams
 		v.BitrateBps += r.fig.BitrateBps
 		v.RTTMs = max(v.RTTMs, r.fig.RTTMs)
+		v.RTTMaxMs = max(v.RTTMaxMs, r.fig.RTTMaxMs)
 		v.JitterMs = max(v.JitterMs, r.fig.JitterMs)
 		v.LossPct = max(v.LossPct, r.fig.LossPct)
 		v.HopMeasured = v.HopMeasured || r.fig.HopMeasured

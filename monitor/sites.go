@@ -120,6 +120,7 @@ func worstFigures(w *Figures, f Figures) {
 	w.JitterMs = max(w.JitterMs, f.JitterMs)
 	w.LossPct = max(w.LossPct, f.LossPct)
 	w.Silence = max(w.Silence, f.Silence)
+	w.RTTMaxMs = max(w.RTTMaxMs, f.RTTMaxMs)
 }
 
 // siteAlerts opens an alert when a site goes poor or lost, raises it when it gets worse,
