@@ -229,6 +229,10 @@ type SiteDetail struct {
 	// RelayPath is, for each bridge serving the site's endpoints, the relay hops from it
 	// to the top bridge.
 	RelayPath []RelayHop `json:"relay_path"`
+	// Chain is every hop from the top of the tree (the chair's site) down to this site,
+	// top first: the top site's access links, then each site's relay link on the way, then
+	// this site's access links; each with its own figures, so the weak hop stands out.
+	Chain []HopView `json:"chain"`
 }
 
 // PathSite names one site of a path.
@@ -295,6 +299,42 @@ func (m *Monitor) Detail(id string) (SiteDetail, bool) {
 	}
 	m.mu.Unlock()
 	d.RelayPath = dedupeHops(d.RelayPath)
+	d.Chain = chain(snap.Hops, d.Path, id)
 	sortEndpoints(d.Endpoints)
 	return d, true
+}
+
+// chain picks the hops from the top site down to site: path is site and its ancestors,
+// nearest first.
+func chain(hops []HopView, path []PathSite, site string) []HopView {
+	sites := []string{site}
+	if len(path) > 0 {
+		sites = sites[:0]
+		for i := len(path) - 1; i >= 0; i-- {
+			sites = append(sites, path[i].ID)
+		}
+	}
+	order := func(h HopView) int { // within a site: relay before access, down before up
+		o := 0
+		if h.Kind == HopAccess {
+			o += 2
+		}
+		if h.Direction == "up" {
+			o++
+		}
+		return o
+	}
+	var out []HopView
+	for i, s := range sites {
+		var here []HopView
+		for _, h := range hops {
+			top, last := i == 0, i == len(sites)-1
+			if h.Site == s && (h.Kind == HopRelay || top || last) {
+				here = append(here, h)
+			}
+		}
+		slices.SortFunc(here, func(a, b HopView) int { return order(a) - order(b) })
+		out = append(out, here...)
+	}
+	return out
 }
