@@ -299,7 +299,8 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 }
 
 // registerInterceptors builds the interceptor chain on purpose (STYLE habit 11). The
-// first registered sits nearest the network:
+// first registered sits nearest the network (New adds hopstats before all of these, so
+// that it sees what they write):
 //   - RTCP sender and receiver reports, so both sides see RTT, jitter and loss;
 //   - TWCC sequence numbers on what we send (twccseq: pion's allocates per packet) and
 //     TWCC feedback on what we receive, for the publishers' bandwidth estimation;
