@@ -155,7 +155,7 @@ func (f *feedback) add(fb *rtcp.TransportLayerCC) {
 				}
 				continue
 			}
-			for s := f.highest + 1; s < seq; s++ { // skipped numbers (not media) leave no trace
+			for s := max(f.highest+1, seq-seqBits+1); s < seq; s++ { // skipped numbers (not media) leave no trace
 				f.lostBits.set(s, false)
 			}
 			f.highest = seq
