@@ -171,6 +171,9 @@ func (m *Monitor) hopViews(snap *Snapshot) []HopView {
 	}
 	for i := range snap.Relays {
 		r := &snap.Relays[i]
+		if r.Streams == 0 {
+			continue // an idle direction: nothing to judge
+		}
 		child := r.Bridge
 		if r.Direction != "up" {
 			if m.parentBridge(r.Peer) != r.Bridge {
