@@ -177,8 +177,8 @@ func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
 }
 
 // upstreamCause names where the loss an endpoint receives already missing comes from:
-// the poor relay link nearest the top on its bridge's path, else the poor uplink of a
-// publisher of its meeting (an access link), else "upstream". Caller holds m.mu.
+// the degraded relay link nearest the top on its bridge's path, else the worst degraded
+// uplink of a publisher of its meeting (an access link), else nothing. Caller holds m.mu.
 func (m *Monitor) upstreamCause(k endpointKey, e *endpointState, relays []RelayView) string {
 	hops := m.relayPathIn(e.link.Bridge, relays)
 	for i := len(hops) - 1; i >= 0; i-- {
@@ -195,7 +195,9 @@ func (m *Monitor) upstreamCause(k endpointKey, e *endpointState, relays []RelayV
 	if name != "" {
 		return "access " + name + " (up)"
 	}
-	return "upstream"
+	// No hop upstream is degraded: the difference between the receiver reports' loss and
+	// the link's own is the two measures' noise (different intervals), not a cause.
+	return ""
 }
 
 // EndpointView is one endpoint in a site's detail.

@@ -38,8 +38,8 @@ import (
 // loss and delay the test sets; the commune's access link is the namespace's loopback,
 // where an nftables rule drops a share of the UDP one way. For each impairment, only the
 // impaired hop may be graded poor, each hop's loss must be within ±2 points of what was
-// injected on it, the relay's RTT within ±10% of the injected delay with no sample above
-// twice it, and the sites beyond the hop must be marked affected, not poor.
+// injected on it, the relay's RTT within ±10% of the injected delay (plus the clean link's
+// RTT, which a loaded box makes a few ms) with no sample above twice it, and the sites beyond the hop must be marked affected, not poor.
 
 const (
 	hopsSubnet   = "10.206.0"
@@ -199,6 +199,15 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		return ""
 	}
 	eventually(t, hopsMaxPhase, allGood)
+	// The relay hop's RTT on the clean link: what the box itself adds (the delaying relay's
+	// timers on a loaded machine); the true RTT under impairment is the injected delay plus it.
+	var baseRTT float64
+	for range 3 {
+		if v, ok := hopView(chainHops[1]); ok {
+			baseRTT += v.RTTMs / 3
+		}
+		time.Sleep(time.Second)
+	}
 
 	// accessRule drops a share of the commune's loopback UDP one way: "sport" what the
 	// bridge sends the room (its downlink), "dport" what the room sends its bridge.
@@ -304,11 +313,12 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 				t.Errorf("%s: hop %v graded %v, but it is not impaired", ph.name, h, monitor.Grade(r.worstGrade))
 			}
 			if injRTT > 0 {
-				if math.Abs(r.rttMs-injRTT) > hopsRTTTol*injRTT {
-					t.Errorf("%s: hop %v RTT %.1f ms, injected %.0f ms (± %.0f%%)", ph.name, h, r.rttMs, injRTT, 100*hopsRTTTol)
+				want := injRTT + baseRTT
+				if math.Abs(r.rttMs-want) > hopsRTTTol*want {
+					t.Errorf("%s: hop %v RTT %.1f ms, injected %.0f ms + %.1f ms clean (± %.0f%%)", ph.name, h, r.rttMs, injRTT, baseRTT, 100*hopsRTTTol)
 				}
-				if r.rttMaxMs > 2*injRTT {
-					t.Errorf("%s: hop %v RTT sample %.1f ms, over twice the true %.0f ms", ph.name, h, r.rttMaxMs, injRTT)
+				if r.rttMaxMs > 2*want {
+					t.Errorf("%s: hop %v RTT sample %.1f ms, over twice the true %.0f ms", ph.name, h, r.rttMaxMs, want)
 				}
 			}
 		}
@@ -324,7 +334,8 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		ph.apply(false)
 		eventually(t, hopsMaxPhase, allGood)
 	}
-	t.Logf("INJECTED VS MEASURED (mean of %d scrapes, 5-s window):\n%s", hopsScrapes, table.String())
+	t.Logf("INJECTED VS MEASURED (mean of %d scrapes, 5-s window; relay RTT on the clean link %.1f ms):\n%s",
+		hopsScrapes, baseRTT, table.String())
 	if dir := os.Getenv("CAU_ARTIFACTS"); dir != "" {
 		_ = os.WriteFile(dir+"/monitor-hops.txt", []byte(table.String()), 0o644)
 	}
