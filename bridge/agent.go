@@ -22,6 +22,7 @@ import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/sfu/hopstats"
 )
 
 // Events are what an Agent reports, in protocol terms. Callbacks run on the bridge's
@@ -393,6 +394,8 @@ type PeerStats struct {
 	RTT          time.Duration
 	FractionLost float64
 	Jitter       time.Duration
+	// Hop is the peer's link alone, from its own transport (loss upstream excluded).
+	Hop hopstats.Stats
 }
 
 // Stats returns a peer's counters.
@@ -401,7 +404,7 @@ func (a *Agent) Stats(id ids.PeerID) (PeerStats, error) {
 	if err != nil {
 		return PeerStats{}, err
 	}
-	var s PeerStats
+	s := PeerStats{Hop: ap.peer.HopStats()}
 	for _, d := range ap.peer.DownTracks() {
 		s.PacketsSent += d.PacketsSent()
 		s.BytesSent += d.BytesSent()
@@ -468,6 +471,7 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 		if dt := now.Sub(prev.at).Seconds(); ok && dt > 0 && st.BytesSent >= prev.bytes {
 			rs.BitrateBps = 8 * float64(st.BytesSent-prev.bytes) / dt
 		}
+		rs.Hop, rs.HopIn = hopFigures(st.Hop)
 		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer.String() < out[j].Peer.String() })

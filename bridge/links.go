@@ -7,6 +7,7 @@ import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/sfu/hopstats"
 )
 
 // PeerStats returns the link figures of every endpoint peer (relay peers excluded), for
@@ -24,6 +25,7 @@ func (a *Agent) PeerStats() []protocol.PeerStat {
 	out := make([]protocol.PeerStat, 0, len(peers))
 	for id, p := range peers {
 		st := protocol.PeerStat{Peer: id, Up: upFigures(p, now), Down: downFigures(p, now)}
+		st.Down.Hop, st.Up.Hop = hopFigures(p.HopStats())
 		a.mu.Lock()
 		prevUp, okUp := a.samples[sampleKey{id, true}]
 		prevDown, okDown := a.samples[sampleKey{id, false}]
@@ -89,4 +91,15 @@ func downFigures(p *sfu.Peer, now time.Time) protocol.LinkFigures {
 		f.LastPacketAgeMs = now.Sub(last).Milliseconds()
 	}
 	return f
+}
+
+// hopFigures converts a peer's hop measurement: out is what this bridge sends it, in what
+// it receives from it; both carry the path's RTT.
+func hopFigures(h hopstats.Stats) (out, in *protocol.HopFigures) {
+	dir := func(d hopstats.Direction) *protocol.HopFigures {
+		return &protocol.HopFigures{Packets: d.Packets, Bytes: d.Bytes, Reported: d.Reported, Lost: d.Lost,
+			JitterMs: ms(d.Jitter), RTTSumMs: ms(h.RTTSum), RTTSamples: h.RTTSamples, RTTDropped: h.RTTDropped,
+			RTTMaxMs: ms(h.RTTMax)}
+	}
+	return dir(h.Out), dir(h.In)
 }

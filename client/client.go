@@ -105,6 +105,11 @@ func newAPI(loopback bool) (*webrtc.API, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Number what it sends with TWCC sequence numbers, as browsers do: the bridge measures
+	// the endpoint's uplink as a hop from them (sfu/hopstats).
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
+		return nil, err
+	}
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	if loopback {

@@ -11,12 +11,15 @@ type endpointKey struct{ meeting, participant string }
 // endpointState is one endpoint's windows, grade and history. Owned by the sampler;
 // Detail reads it under Monitor.mu.
 type endpointState struct {
-	link       Link
-	site       string // registry id or UnknownSite
-	up, down   window
-	hyst       Hysteresis
-	upF, downF Figures
-	upA, downA Assessment // this sample's, per direction
+	link     Link
+	site     string // registry id or UnknownSite
+	up, down window
+	// upHop and downHop window the link's own counters (hop figures), when its bridge
+	// reports them.
+	upHop, downHop hopWindow
+	hyst           Hysteresis
+	upF, downF     Figures
+	upA, downA     Assessment // this sample's, per direction
 	// downStreak counts consecutive samples whose downlink alone made the grade worse.
 	downStreak int
 	// upstream names what the downlink's loss and jitter are attributed to, if anything.
@@ -42,6 +45,7 @@ func (m *Monitor) sampleEndpoints(now time.Time, links []Link) {
 		if e == nil {
 			e = &endpointState{hist: newHistory(m.cfg.HistoryStep, max(points, 1))}
 			e.up.size, e.down.size = m.cfg.Window, m.cfg.Window
+			e.upHop.size, e.downHop.size = m.cfg.Window, m.cfg.Window
 			e.hyst.Hold = m.cfg.Hold
 			m.endpoints[k] = e
 		}
@@ -50,11 +54,24 @@ func (m *Monitor) sampleEndpoints(now time.Time, links []Link) {
 		if l.Measured {
 			e.up.add(upPoint(l.Up), now)
 			e.down.add(downPoint(l.Down), now)
+			e.upHop.add(l.Up.Hop, now)
+			e.downHop.add(l.Down.Hop, now)
 		} else {
 			e.up.add(point{ageMs: -1}, now)
 			e.down.add(point{ageMs: -1}, now)
+			e.upHop.add(nil, now)
+			e.downHop.add(nil, now)
 		}
 		e.upF, e.downF = e.up.figures(now), e.down.figures(now)
+		// The link's own figures replace the reports' where the bridge measured them: what
+		// the endpoint's receiver reports miss beyond its own link's loss came missing.
+		received := e.downF.LossPct
+		e.upHop.figures().apply(&e.upF)
+		e.downHop.figures().apply(&e.downF)
+		m.rttDropped[HopAccess] += float64(e.downHop.dropped()) // the path's RTT rides the downlink
+		if e.downF.HopMeasured {
+			e.downF.UpstreamLossPct = max(0, received-e.downF.LossPct)
+		}
 		// RTT is measured once per path (on the way down); both directions carry it.
 		if e.upF.RTTMs == 0 {
 			e.upF.RTTMs = e.downF.RTTMs
@@ -116,6 +133,18 @@ func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
 	for k, e := range m.endpoints {
 		down := e.downA
 		e.upstream = ""
+		if e.downF.HopMeasured {
+			// The downlink's loss is its own link's: it counts as it is, and what came
+			// missing from upstream is shown as such.
+			if e.downF.UpstreamLossPct >= th.LossFairPct {
+				e.upstream = m.upstreamCause(k, e, relays)
+			}
+			e.downStreak = 0
+			e.raw = combine(e.upA, down)
+			e.grade = e.hyst.Update(e.raw.Grade, now)
+			e.hist.record(now, e.upF, e.downF, e.grade)
+			continue
+		}
 		if down.Grade == GradeFair || down.Grade == GradePoor {
 			for _, p := range pubs[k.meeting] {
 				if p.key != k && p.grade >= down.Grade {
@@ -145,6 +174,30 @@ func (m *Monitor) gradeEndpoints(now time.Time, relays []RelayView) {
 		e.grade = e.hyst.Update(raw.Grade, now)
 		e.hist.record(now, e.upF, e.downF, e.grade)
 	}
+}
+
+// upstreamCause names where the loss an endpoint receives already missing comes from:
+// the degraded relay link nearest the top on its bridge's path, else the worst degraded
+// uplink of a publisher of its meeting (an access link), else nothing. Caller holds m.mu.
+func (m *Monitor) upstreamCause(k endpointKey, e *endpointState, relays []RelayView) string {
+	hops := m.relayPathIn(e.link.Bridge, relays)
+	for i := len(hops) - 1; i >= 0; i-- {
+		if r := hops[i].Down; r != nil && r.RawGrade >= GradeFair {
+			return "relay " + r.Site + "→" + r.PeerSite
+		}
+	}
+	worst, name := GradeGood, ""
+	for ok, o := range m.endpoints {
+		if ok.meeting == k.meeting && ok != k && o.upF.Streams > 0 && o.upA.Grade > worst {
+			worst, name = o.upA.Grade, o.site
+		}
+	}
+	if name != "" {
+		return "access " + name + " (up)"
+	}
+	// No hop upstream is degraded: the difference between the receiver reports' loss and
+	// the link's own is the two measures' noise (different intervals), not a cause.
+	return ""
 }
 
 // EndpointView is one endpoint in a site's detail.
@@ -178,6 +231,10 @@ type SiteDetail struct {
 	// RelayPath is, for each bridge serving the site's endpoints, the relay hops from it
 	// to the top bridge.
 	RelayPath []RelayHop `json:"relay_path"`
+	// Chain is every hop from the top of the tree (the chair's site) down to this site,
+	// top first: the top site's access links, then each site's relay link on the way, then
+	// this site's access links; each with its own figures, so the weak hop stands out.
+	Chain []HopView `json:"chain"`
 }
 
 // PathSite names one site of a path.
@@ -244,6 +301,42 @@ func (m *Monitor) Detail(id string) (SiteDetail, bool) {
 	}
 	m.mu.Unlock()
 	d.RelayPath = dedupeHops(d.RelayPath)
+	d.Chain = chain(snap.Hops, d.Path, id)
 	sortEndpoints(d.Endpoints)
 	return d, true
+}
+
+// chain picks the hops from the top site down to site: path is site and its ancestors,
+// nearest first.
+func chain(hops []HopView, path []PathSite, site string) []HopView {
+	sites := []string{site}
+	if len(path) > 0 {
+		sites = sites[:0]
+		for i := len(path) - 1; i >= 0; i-- {
+			sites = append(sites, path[i].ID)
+		}
+	}
+	order := func(h HopView) int { // within a site: relay before access, down before up
+		o := 0
+		if h.Kind == HopAccess {
+			o += 2
+		}
+		if h.Direction == "up" {
+			o++
+		}
+		return o
+	}
+	var out []HopView
+	for i, s := range sites {
+		var here []HopView
+		for _, h := range hops {
+			top, last := i == 0, i == len(sites)-1
+			if h.Site == s && (h.Kind == HopRelay || top || last) {
+				here = append(here, h)
+			}
+		}
+		slices.SortFunc(here, func(a, b HopView) int { return order(a) - order(b) })
+		out = append(out, here...)
+	}
+	return out
 }

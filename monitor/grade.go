@@ -157,6 +157,14 @@ type Figures struct {
 	// Silence is how long nothing has arrived (a packet, or for a receiving endpoint its
 	// receiver report); 0 when media flows.
 	Silence time.Duration `json:"silence_ns"`
+	// HopMeasured says LossPct is this hop's own loss, from its transport's TWCC feedback
+	// (see HopView); otherwise it is the receiver reports', upstream loss included.
+	HopMeasured bool `json:"hop_measured,omitempty"`
+	// UpstreamLossPct is, for what an endpoint receives, the loss that arrived already
+	// missing from upstream (its receiver reports' loss less its own link's): not its fault.
+	UpstreamLossPct float64 `json:"upstream_loss_pct,omitempty"`
+	// RTTMaxMs is the largest validated RTT sample of the last 5 to 10 s (hop figures only).
+	RTTMaxMs float64 `json:"rtt_max_ms,omitempty"`
 }
 
 // Assessment is a grade with the E-model estimate and the reasons for it.

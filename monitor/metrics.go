@@ -13,6 +13,7 @@ var (
 	siteDirLabels = []string{"site", "level", "direction"}
 	relayLabels   = []string{"bridge", "peer_bridge", "site", "peer_site", "direction"}
 	bridgeLabels  = []string{"bridge", "site"}
+	hopLabels     = []string{"site", "level", "kind", "direction"}
 
 	descSiteEndpoints = prometheus.NewDesc("cau_site_endpoints",
 		"Endpoints connected at the site.", siteLabels, nil)
@@ -38,15 +39,32 @@ var (
 	descRelayGrade = prometheus.NewDesc("cau_relay_grade",
 		"Grade of what bridge sends to peer_bridge over their relay links: 0 good … 3 lost.", relayLabels, nil)
 	descRelayRTT = prometheus.NewDesc("cau_relay_rtt_seconds",
-		"Round-trip time of the relay link (highest over meetings).", relayLabels, nil)
+		"Round-trip time of the relay link (highest over meetings; validated RTCP samples, 5 s window).", relayLabels, nil)
 	descRelayJitter = prometheus.NewDesc("cau_relay_jitter_seconds",
 		"Jitter of what bridge sends to peer_bridge, from peer_bridge's receiver reports.", relayLabels, nil)
 	descRelayLoss = prometheus.NewDesc("cau_relay_loss_ratio",
-		"Loss of what bridge sends to peer_bridge, from peer_bridge's receiver reports, 0..1.", relayLabels, nil)
+		"Loss of what bridge sends to peer_bridge on the relay link alone (TWCC feedback; receiver reports where the bridge has no hop figures), 5 s window, 0..1.", relayLabels, nil)
 	descRelayBitrate = prometheus.NewDesc("cau_relay_bitrate_bits_per_second",
 		"Bitrate bridge sends to peer_bridge (sum over meetings).", relayLabels, nil)
 	descRelayStreams = prometheus.NewDesc("cau_relay_streams",
 		"Streams bridge sends to peer_bridge (sum over meetings).", relayLabels, nil)
+
+	descHopGrade = prometheus.NewDesc("cau_hop_grade",
+		"Grade of one hop, from its own figures only: kind access = the site's endpoint links (worst endpoint), relay = the link between the site's bridge and the bridge above; direction up = towards the top. 0 good … 3 lost.", hopLabels, nil)
+	descHopLoss = prometheus.NewDesc("cau_hop_loss_ratio",
+		"Loss of the hop alone, 0..1, over a 5 s window, from its transport's TWCC feedback (packets lost upstream not counted).", hopLabels, nil)
+	descHopUpstreamLoss = prometheus.NewDesc("cau_hop_upstream_loss_ratio",
+		"Loss that reached the site's endpoints already missing from upstream (their reports' loss less their own link's), 0..1, 5 s window: counted against the upstream hop, not this site.", hopLabels, nil)
+	descHopRTT = prometheus.NewDesc("cau_hop_rtt_seconds",
+		"Round-trip time of the hop: mean of the RTCP samples validated against their sender reports, 5 s window.", hopLabels, nil)
+	descHopJitter = prometheus.NewDesc("cau_hop_jitter_seconds",
+		"RFC 3550 interarrival jitter on the hop (worst stream, latest receiver reports).", hopLabels, nil)
+	descHopBitrate = prometheus.NewDesc("cau_hop_bitrate_bits_per_second",
+		"Media bitrate crossing the hop (RTP header and payload), 5 s window.", hopLabels, nil)
+	descSiteAffected = prometheus.NewDesc("cau_site_affected",
+		"1 when the site's endpoints receive loss from a hop upstream of them (the console names it), else 0.", siteLabels, nil)
+	descHopRTTDropped = prometheus.NewDesc("cau_hop_rtt_dropped_total",
+		"RTT samples refused by the bridges: a receiver report answering no sender report they sent, or an impossible value.", []string{"kind"}, nil)
 
 	descBridgeUp = prometheus.NewDesc("cau_bridge_up",
 		"1 if the bridge is registered with signaling, 0 if it went down (kept for an hour).", bridgeLabels, nil)
@@ -77,6 +95,8 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSiteEndpoints, descSiteGrade, descSiteUplinkGrade, descSiteRTT,
 		descSiteJitter, descSiteLoss, descSiteBitrate, descSiteMOS, descSitePackets, descSiteLost,
 		descRelayGrade, descRelayRTT, descRelayJitter, descRelayLoss, descRelayBitrate, descRelayStreams,
+		descHopGrade, descHopLoss, descHopUpstreamLoss, descHopRTT, descHopJitter, descHopBitrate,
+		descSiteAffected, descHopRTTDropped,
 		descBridgeUp, descBridgeEndpoints, descBridgeStreams, descBridgeRelays,
 		descEndpointsByGrade, descAlertsOpen, descSampleSeconds} {
 		ch <- d
@@ -103,6 +123,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if v.Endpoints == 0 {
 			continue // a bridge's site without endpoints of its own: only its uplink
 		}
+		affected := 0.0
+		if v.AffectedBy != "" {
+			affected = 1
+		}
+		gauge(descSiteAffected, affected, id, v.Level)
 		if v.RTTMs > 0 {
 			gauge(descSiteRTT, v.RTTMs/1e3, id, v.Level)
 		}
@@ -139,6 +164,24 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRelayLoss, r.LossPct/100, l...)
 		gauge(descRelayBitrate, r.BitrateBps, l...)
 		gauge(descRelayStreams, float64(r.Streams), l...)
+	}
+	for _, h := range s.Hops {
+		l := []string{h.Site, h.Level, h.Kind, h.Direction}
+		if h.Grade != GradeUnknown {
+			gauge(descHopGrade, float64(h.Grade), l...)
+		}
+		gauge(descHopLoss, h.LossPct/100, l...)
+		if h.Kind == HopAccess && h.Direction == "down" {
+			gauge(descHopUpstreamLoss, h.UpstreamLossPct/100, l...)
+		}
+		if h.RTTMs > 0 {
+			gauge(descHopRTT, h.RTTMs/1e3, l...)
+		}
+		gauge(descHopJitter, h.JitterMs/1e3, l...)
+		gauge(descHopBitrate, h.BitrateBps, l...)
+	}
+	for kind, n := range s.RTTDropped {
+		counter(descHopRTTDropped, n, kind)
 	}
 	for _, b := range s.Bridges {
 		up := 0.0

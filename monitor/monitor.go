@@ -111,6 +111,8 @@ type Monitor struct {
 	sites     map[string]*siteState
 	alerts    []*Alert // oldest first, bounded by cfg.MaxAlerts
 	alertID   int64
+	// rttDropped counts refused RTT samples by hop kind (cau_hop_rtt_dropped_total).
+	rttDropped map[string]float64
 }
 
 // New creates a Monitor; Run starts sampling.
@@ -119,7 +121,7 @@ func New(cfg Config) *Monitor {
 	m := &Monitor{cfg: cfg, log: cfg.Logger.With("component", "monitor"), tick: make(chan struct{}),
 		done:      make(chan struct{}),
 		endpoints: map[endpointKey]*endpointState{}, relays: map[relayKey]*relayState{},
-		bridges: map[string]*bridgeState{}, sites: map[string]*siteState{}}
+		bridges: map[string]*bridgeState{}, sites: map[string]*siteState{}, rttDropped: map[string]float64{}}
 	m.snap.Store(&Snapshot{Sites: map[string]*SiteView{}, Endpoints: map[Grade]int{}})
 	m.tree.Store(cfg.Tree)
 	return m
@@ -187,6 +189,8 @@ func (m *Monitor) sample(now time.Time) {
 	m.gradeEndpoints(now, snap.Relays)
 	snap.Bridges = m.bridgeViews(links)
 	m.aggregateSites(now, snap)
+	snap.Hops = m.hopViews(snap)
+	snap.RTTDropped = map[string]float64{HopAccess: m.rttDropped[HopAccess], HopRelay: m.rttDropped[HopRelay]}
 	for _, e := range m.endpoints {
 		snap.Endpoints[e.grade]++
 	}

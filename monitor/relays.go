@@ -14,6 +14,7 @@ type relayKey struct{ bridge, peer, meeting string }
 // relayState is one relayKey's window and grade. Owned by the sampler.
 type relayState struct {
 	win      window
+	hop      hopWindow // the link's own counters, when the bridge reports them
 	hyst     Hysteresis
 	stat     protocol.RelayStat
 	prevSent uint64
@@ -48,12 +49,13 @@ func (m *Monitor) sampleRelays(now time.Time, stats map[string][]protocol.RelayS
 			r := m.relays[k]
 			if r == nil {
 				r = &relayState{heard: now}
-				r.win.size = m.cfg.Window
+				r.win.size, r.hop.size = m.cfg.Window, m.cfg.Window
 				r.hyst.Hold = m.cfg.Hold
 				m.relays[k] = r
 			}
 			r.sending = st.PacketsSent > r.prevSent
 			r.prevSent, r.stat, r.seen = st.PacketsSent, st, now
+			r.hop.add(st.Hop, now)
 		}
 	}
 	for k, r := range m.relays {
@@ -76,6 +78,8 @@ func (m *Monitor) sampleRelays(now time.Time, stats map[string][]protocol.RelayS
 			ageMs: now.Sub(r.heard).Milliseconds()}
 		r.win.add(p, now)
 		r.fig = r.win.figures(now)
+		r.hop.figures().apply(&r.fig)
+		m.rttDropped[HopRelay] += float64(r.hop.dropped())
 		r.raw = m.cfg.Thresholds.Assess(r.fig)
 		r.grade = r.hyst.Update(r.raw.Grade, now)
 	}
@@ -106,8 +110,10 @@ func (m *Monitor) relayViews() []RelayView {
 		v.Streams += r.fig.Streams
 		v.BitrateBps += r.fig.BitrateBps
 		v.RTTMs = max(v.RTTMs, r.fig.RTTMs)
+		v.RTTMaxMs = max(v.RTTMaxMs, r.fig.RTTMaxMs)
 		v.JitterMs = max(v.JitterMs, r.fig.JitterMs)
 		v.LossPct = max(v.LossPct, r.fig.LossPct)
+		v.HopMeasured = v.HopMeasured || r.fig.HopMeasured
 		v.Silence = max(v.Silence, r.fig.Silence)
 	}
 	out := make([]RelayView, 0, len(byPair))

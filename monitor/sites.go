@@ -59,6 +59,9 @@ func (m *Monitor) aggregateSites(now time.Time, snap *Snapshot) {
 		v.Endpoints++
 		v.Grade = Worst(v.Grade, e.grade)
 		note(v, e.grade, e.link.Participant.Name+": ", e.raw.Reasons)
+		if e.upstream != "" && (v.AffectedBy == "" || e.upstream < v.AffectedBy) {
+			v.AffectedBy = e.upstream
+		}
 		worstFigures(&v.Up, e.upF)
 		worstFigures(&v.Down, e.downF)
 		v.RTTMs = max(v.RTTMs, e.downF.RTTMs, e.upF.RTTMs)
@@ -117,6 +120,7 @@ func worstFigures(w *Figures, f Figures) {
 	w.JitterMs = max(w.JitterMs, f.JitterMs)
 	w.LossPct = max(w.LossPct, f.LossPct)
 	w.Silence = max(w.Silence, f.Silence)
+	w.RTTMaxMs = max(w.RTTMaxMs, f.RTTMaxMs)
 }
 
 // siteAlerts opens an alert when a site goes poor or lost, raises it when it gets worse,

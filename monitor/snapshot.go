@@ -16,9 +16,15 @@ type Snapshot struct {
 	At time.Time
 	// Sites holds every site with an endpoint, or with a bridge whose relay link up the
 	// tree is live, keyed by registry id (UnknownSite for the rest).
-	Sites   map[string]*SiteView
-	Relays  []RelayView  // directed relay links, by bridge then peer
-	Bridges []BridgeView // live bridges and those down for less than an hour, by id
+	Sites  map[string]*SiteView
+	Relays []RelayView // directed relay links, by bridge then peer
+	// Hops are the tree's hops (each site's access links and uplink relay link), each
+	// with its own figures; in no particular order.
+	Hops []HopView
+	// RTTDropped counts, by hop kind, the RTT samples the bridges refused since the
+	// process started (a report answering no sender report of theirs, or impossible).
+	RTTDropped map[string]float64
+	Bridges    []BridgeView // live bridges and those down for less than an hour, by id
 	// Alerts, newest first, at most Config.MaxAlerts.
 	Alerts []Alert
 	// Counters holds every site's cumulative packet counters since the process started,
@@ -54,7 +60,10 @@ type SiteView struct {
 	MOS   float64 `json:"mos"` // lowest E-model estimate among the endpoints (0 if none)
 	// Reasons explain the grade (the worst endpoint's or link's reasons).
 	Reasons []string `json:"reasons,omitempty"`
-	Bridges []string `json:"bridges,omitempty"`
+	// AffectedBy names the hop upstream whose loss the site's endpoints receive (e.g.
+	// "relay central→d1"): marked here, counted against that hop, not this site.
+	AffectedBy string   `json:"affected_by,omitempty"`
+	Bridges    []string `json:"bridges,omitempty"`
 	// Cumulative packets and (estimated) lost packets by direction, for the counters;
 	// they never decrease while the process runs.
 	PacketsUp, PacketsDown, LostUp, LostDown float64 `json:"-"`

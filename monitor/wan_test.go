@@ -131,6 +131,8 @@ type delayRelay struct {
 	public *net.UDPConn
 	target *net.UDPAddr
 	delay  atomic.Int64
+	// heldNs and held sum the real holding times of delayed packets (see later).
+	heldNs, held atomic.Int64
 
 	mu    sync.Mutex // guards inner
 	inner map[string]*net.UDPConn
@@ -201,10 +203,26 @@ func (r *delayRelay) innerFor(peer *net.UDPAddr) *net.UDPConn {
 
 func (r *delayRelay) later(f func()) {
 	if d := time.Duration(r.delay.Load()); d > 0 {
-		time.AfterFunc(d, f)
+		start := time.Now()
+		time.AfterFunc(d, func() {
+			// What the packet was really held: on a loaded box, timers fire late.
+			r.heldNs.Add(int64(time.Since(start)))
+			r.held.Add(1)
+			f()
+		})
 		return
 	}
 	f()
+}
+
+// meanHold is the mean time packets were really held, and how many, since the counters
+// read (ns, n) before.
+func (r *delayRelay) meanHold(ns, n int64) (time.Duration, int64, int64) {
+	cns, cn := r.heldNs.Load(), r.held.Load()
+	if cn == n {
+		return 0, cns, cn
+	}
+	return time.Duration((cns - ns) / (cn - n)), cns, cn
 }
 
 func (r *delayRelay) addr() string { return r.public.LocalAddr().String() }

@@ -102,6 +102,32 @@ type RelayStat struct {
 	JitterMs float64 `json:"jitter_ms"`
 	// BitrateBps is the send rate since the previous report.
 	BitrateBps float64 `json:"bitrate_bps"`
+	// Hop is what this bridge sends the peer, measured on the relay connection alone
+	// (upstream loss excluded); HopIn what it receives from the peer. Nil from bridges
+	// that predate them.
+	Hop   *HopFigures `json:"hop,omitempty"`
+	HopIn *HopFigures `json:"hop_in,omitempty"`
+}
+
+// HopFigures are one direction of one hop (an endpoint's access link, or a relay link),
+// measured on that hop's own transport by its bridge: cumulative counters since the
+// connection began, which the monitor windows. Loss comes from the receiving end's TWCC
+// feedback, whose sequence numbers each hop's sender stamps afresh, so it is this hop's
+// loss only; RTT from receiver reports matched to the sender reports they answer.
+type HopFigures struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+	// Reported packets had a status in the TWCC feedback, Lost of them missing; zero
+	// Reported: the receiving end sends no TWCC feedback.
+	Reported uint64  `json:"reported"`
+	Lost     uint64  `json:"lost"`
+	JitterMs float64 `json:"jitter_ms"`
+	// RTT samples on the path (the same both ways), validated; RTTDropped were refused.
+	RTTSumMs   float64 `json:"rtt_sum_ms"`
+	RTTSamples uint64  `json:"rtt_samples"`
+	RTTDropped uint64  `json:"rtt_dropped"`
+	// RTTMaxMs is the largest sample of the last 5 to 10 s.
+	RTTMaxMs float64 `json:"rtt_max_ms"`
 }
 
 // LinkFigures describe one direction of an endpoint's link with its bridge.
@@ -115,6 +141,9 @@ type LinkFigures struct {
 	BitrateBps float64 `json:"bitrate_bps"`
 	// LastPacketAgeMs is how long ago the latest packet went or came; -1 if none yet.
 	LastPacketAgeMs int64 `json:"last_packet_age_ms"`
+	// Hop is this direction on the endpoint's own link alone (see HopFigures); nil from
+	// bridges that predate it.
+	Hop *HopFigures `json:"hop,omitempty"`
 }
 
 // PeerStat is an endpoint peer's link as its bridge measures it: Up is what the endpoint

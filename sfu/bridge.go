@@ -20,6 +20,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/sfu/hopstats"
 	"github.com/cau-project/cau/sfu/nackgen"
 	"github.com/cau-project/cau/sfu/twccseq"
 	"github.com/cau-project/cau/sfu/udpbatch"
@@ -70,6 +71,8 @@ type Bridge struct {
 	// it: the mux's sockets, the public addresses with the mux's port, the announced
 	// ones. Set in New, read-only after.
 	media []netip.AddrPort
+	// hops hands each new peer connection its hop measurement (hopstats).
+	hops *hopstats.Factory
 }
 
 // ErrClosed is returned by operations on a closed peer or bridge.
@@ -89,6 +92,10 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	hops := &hopstats.Factory{}
+	// First, nearest the network: it sees every report the others write (the RTCP
+	// reports' sender reports, the TWCC generator's feedback).
+	ir.Add(hops)
 	if err := registerInterceptors(me, ir); err != nil {
 		return nil, fmt.Errorf("register interceptors: %w", err)
 	}
@@ -100,7 +107,7 @@ func New(cfg Config) (*Bridge, error) {
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
-	b := &Bridge{log: log, metrics: cfg.Metrics, egress: &udpbatch.Group{}}
+	b := &Bridge{log: log, metrics: cfg.Metrics, egress: &udpbatch.Group{}, hops: hops}
 	bn, err := newBatchNet(b.egress)
 	if err != nil {
 		return nil, err
@@ -292,7 +299,8 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 }
 
 // registerInterceptors builds the interceptor chain on purpose (STYLE habit 11). The
-// first registered sits nearest the network:
+// first registered sits nearest the network (New adds hopstats before all of these, so
+// that it sees what they write):
 //   - RTCP sender and receiver reports, so both sides see RTT, jitter and loss;
 //   - TWCC sequence numbers on what we send (twccseq: pion's allocates per packet) and
 //     TWCC feedback on what we receive, for the publishers' bandwidth estimation;

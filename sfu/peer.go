@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cau-project/cau/sfu/hopstats"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -65,6 +66,9 @@ type Peer struct {
 	log    *slog.Logger
 	pub    *webrtc.PeerConnection
 	sub    *webrtc.PeerConnection
+	// pubHop and subHop measure the two connections as hops (nil in hand-built benches).
+	// Set in NewPeer, read-only after.
+	pubHop, subHop *hopstats.Interceptor
 
 	pubNegotiation sync.Mutex // serialises HandleOffer calls
 	// subNegotiation serialises the subscriber connection's description changes:
@@ -111,6 +115,9 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 	if p.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		_ = p.pub.Close()
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
+	}
+	if b.hops != nil {
+		p.pubHop, p.subHop = b.hops.Take(p.pub.ID()), b.hops.Take(p.sub.ID())
 	}
 	p.watch(p.pub, Publisher)
 	p.watch(p.sub, Subscriber)
@@ -462,4 +469,19 @@ func (p *Peer) Close() error {
 		return fmt.Errorf("close peer %s: %w", p.params.ID, err)
 	}
 	return nil
+}
+
+// HopStats returns the peer's link as one hop, from its own transport: In is what the
+// endpoint (or relay peer) sends here, measured on the publisher connection; Out is what
+// this bridge sends it, on the subscriber connection, with the round-trip time.
+func (p *Peer) HopStats() hopstats.Stats {
+	var s hopstats.Stats
+	if p.pubHop != nil {
+		s.In = p.pubHop.Stats().In
+	}
+	if p.subHop != nil {
+		sub := p.subHop.Stats()
+		s.Out, s.RTTSum, s.RTTSamples, s.RTTDropped, s.RTTMax = sub.Out, sub.RTTSum, sub.RTTSamples, sub.RTTDropped, sub.RTTMax
+	}
+	return s
 }

@@ -40,6 +40,9 @@ export function renderDetail(d, siteName) {
   $('d-grade').textContent = line;
   const reasons = $('d-reasons');
   reasons.replaceChildren(...(s.reasons || []).map((r) => el('li', '', r)));
+  $('d-affected').hidden = !s.affected_by;
+  $('d-affected').textContent = s.affected_by ? t('detail.affected_by', { hop: s.affected_by }) : '';
+  renderChain(d.chain || [], siteName);
 
   const box = $('d-endpoints');
   box.replaceChildren();
@@ -64,6 +67,39 @@ export function renderDetail(d, siteName) {
     hops.append(li);
   }
   $('d-no-path').hidden = (d.relay_path || []).length > 0;
+}
+
+const GRADE_RANK = { good: 0, fair: 1, poor: 2, lost: 3 };
+
+/** The hops from the chair's site down to this one, each with its own figures; the
+ *  worst hop's row is marked (class weakest) so it stands out. */
+function renderChain(chain, siteName) {
+  const table = $('d-chain');
+  table.replaceChildren();
+  $('d-no-chain').hidden = chain.length > 0;
+  if (!chain.length) return;
+  const head = el('tr');
+  for (const h of t('detail.chain_head').split('|')) head.append(el('th', '', h));
+  table.append(head);
+  let worst = -1;
+  for (const h of chain) worst = Math.max(worst, GRADE_RANK[h.grade] ?? -1);
+  for (const h of chain) {
+    const tr = el('tr');
+    if (worst >= 1 && (GRADE_RANK[h.grade] ?? -1) === worst) {
+      tr.className = 'weakest';
+      tr.title = t('detail.weakest');
+    }
+    const dot = el('span', 'dot');
+    dot.dataset.g = h.grade === UNKNOWN ? 'none' : h.grade;
+    const name = el('td');
+    name.append(dot, document.createTextNode(' ' + t(`detail.kind.${h.kind}`, { site: siteName(h.site) })));
+    tr.append(name, el('td', '', h.direction === 'up' ? t('detail.up') : t('detail.down')),
+      el('td', '', h.loss_pct.toFixed(1) + '%'),
+      el('td', '', h.upstream_loss_pct ? h.upstream_loss_pct.toFixed(1) + '%' : '–'),
+      el('td', '', fmtMs(h.rtt_ms)), el('td', '', fmtMs(h.jitter_ms)), el('td', '', fmtRate(h.bitrate_bps)),
+      el('td', '', gradeText(h.grade)));
+    table.append(tr);
+  }
 }
 
 /** One endpoint's card: grade, role, figures now and over the last ten minutes. */

@@ -1,0 +1,434 @@
+// Package hopstats measures one peer connection as one hop of a media path: the loss, jitter,
+// round-trip time and volume of what crosses that connection alone.
+//
+// Why not the receiver reports' loss: the bridge forwards gaps as gaps (a subscriber can
+// NACK them), so a receiver report about a forwarded stream counts every packet lost
+// upstream too, at every hop it crosses. Transport-wide congestion control sequence
+// numbers are stamped afresh by each hop's sender, per connection, so the gaps the
+// receiver reports in its TWCC feedback are this connection's loss and nothing else.
+// The interceptor reads both feedbacks of its connection: the one the far end sends
+// about what this side sent (the out direction) and the one this side's TWCC generator
+// writes about what it received (the in direction).
+//
+// RTT comes from receiver reports, validated against the sender reports this side sent:
+// an LSR that matches no sender report sent here, or an RTT longer than the time since
+// that report went out, is dropped and counted, never averaged in.
+//
+// All figures are cumulative counters; whoever reads them windows them (the monitor uses
+// one window for every figure), so two readers never disturb each other.
+package hopstats
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+// Factory makes one Interceptor per peer connection and keeps it, under the connection's
+// id, until Take claims it.
+type Factory struct {
+	pending sync.Map // peer connection id → *Interceptor
+}
+
+// NewInterceptor implements interceptor.Factory.
+func (f *Factory) NewInterceptor(id string) (interceptor.Interceptor, error) {
+	i := newInterceptor()
+	i.release = func() { f.pending.Delete(id) }
+	f.pending.Store(id, i)
+	return i, nil
+}
+
+// Take returns the interceptor built for the peer connection with this id
+// (webrtc.PeerConnection.ID) and forgets it; nil if there is none.
+func (f *Factory) Take(id string) *Interceptor {
+	v, ok := f.pending.LoadAndDelete(id)
+	if !ok {
+		return nil
+	}
+	return v.(*Interceptor)
+}
+
+// Direction is one direction of a hop, as cumulative counters since the connection began.
+type Direction struct {
+	// Packets and Bytes crossed this side (sent for Out, received for In); RTP header and
+	// payload, retransmissions included.
+	Packets, Bytes uint64
+	// Reported packets had a status in the receiving end's TWCC feedback; Lost of them were
+	// reported missing. Zero Reported means the far end sends no feedback (or no packet
+	// carried a TWCC number).
+	Reported, Lost uint64
+	// Jitter is the latest receiver-report jitter of the worst stream (RFC 3550), over the
+	// streams reported in the last JitterFresh.
+	Jitter time.Duration
+}
+
+// Stats are a hop's figures.
+type Stats struct {
+	Out, In Direction
+	// RTTSum and RTTSamples are the validated round-trip samples so far (mean = sum/n);
+	// RTTDropped counts samples refused: no matching sender report, or impossible.
+	RTTSum                 time.Duration
+	RTTSamples, RTTDropped uint64
+	// RTTMax is the largest validated sample in the current and the previous RTTMaxPeriod.
+	RTTMax time.Duration
+}
+
+// JitterFresh is how long a stream's reported jitter counts after its latest report.
+const JitterFresh = 5 * time.Second
+
+// RTTMaxPeriod is the period of the RTT maximum (two periods are kept).
+const RTTMaxPeriod = 5 * time.Second
+
+// srRing holds the sender reports sent lately: enough for a second of reports on 64
+// streams (pion sends one per stream a second).
+const srRing = 64
+
+type srSent struct {
+	ssrc, mid uint32
+	at        time.Time
+}
+
+type jitterSample struct {
+	rtpUnits uint32
+	at       time.Time
+}
+
+// seqBits is how many recent TWCC sequence numbers the bit rings cover: far more than
+// one feedback interval carries (100 ms of packets).
+const seqBits = 1 << 12
+
+// bitRing is one bit per recent sequence number (seq mod seqBits).
+type bitRing [seqBits / 64]atomic.Uint64
+
+func (b *bitRing) set(seq int64, on bool) {
+	w, bit := &b[(seq%seqBits)/64], uint64(1)<<(seq%64)
+	if on {
+		w.Or(bit)
+	} else {
+		w.And(^bit)
+	}
+}
+
+func (b *bitRing) get(seq int64) bool { return b[(seq%seqBits)/64].Load()&(uint64(1)<<(seq%64)) != 0 }
+
+// feedback tracks one direction's TWCC statuses. Owned by Interceptor.mu, except media's
+// bits, which the sending goroutines set atomically.
+type feedback struct {
+	started  bool
+	highest  int64 // extended sequence number of the newest status counted
+	reported uint64
+	lost     uint64
+	lostBits bitRing // counted lost, for a late arrival reported afterwards
+	// media, when tracked (the out direction), marks the numbers that went out on a media
+	// stream: statuses of others (retransmissions, which a receiver may read on another
+	// path or not at all) are not counted. Indexed by the 16-bit number.
+	media *bitRing
+}
+
+// add counts the statuses of one feedback packet. Each number counts once: a feedback
+// seen twice (a compound packet delivered to each stream it names) adds nothing the
+// second time, and a packet reported missing then received late moves from lost to
+// received.
+func (f *feedback) add(fb *rtcp.TransportLayerCC) {
+	base := int64(fb.BaseSequenceNumber)
+	if f.started {
+		// Unwrap the 16-bit base next to the newest counted number.
+		base = f.highest + int64(int16(fb.BaseSequenceNumber-uint16(f.highest)))
+	} else {
+		f.started, f.highest = true, base-1
+	}
+	seq, left := base, int(fb.PacketStatusCount)
+	count := func(received bool, n int) {
+		for ; n > 0 && left > 0; n, left, seq = n-1, left-1, seq+1 {
+			if seq < 0 || (f.media != nil && !f.media.get(int64(uint16(seq)))) {
+				continue
+			}
+			if seq <= f.highest {
+				if received && seq > f.highest-seqBits && f.lostBits.get(seq) {
+					f.lost--
+					f.lostBits.set(seq, false)
+				}
+				continue
+			}
+			for s := max(f.highest+1, seq-seqBits+1); s < seq; s++ { // skipped numbers (not media) leave no trace
+				f.lostBits.set(s, false)
+			}
+			f.highest = seq
+			f.reported++
+			f.lostBits.set(seq, !received)
+			if !received {
+				f.lost++
+			}
+		}
+	}
+	for _, c := range fb.PacketChunks {
+		switch c := c.(type) {
+		case *rtcp.RunLengthChunk:
+			count(c.PacketStatusSymbol != rtcp.TypeTCCPacketNotReceived, int(c.RunLength))
+		case *rtcp.StatusVectorChunk:
+			for _, s := range c.SymbolList {
+				count(s != rtcp.TypeTCCPacketNotReceived, 1)
+			}
+		}
+	}
+}
+
+// Interceptor measures its peer connection. Counters of packets are atomics (the media
+// goroutines add to them without a lock); everything else is guarded by mu and touched
+// only when RTCP passes, a few times a second.
+type Interceptor struct {
+	interceptor.NoOp
+	release func()
+
+	outPackets, outBytes atomic.Uint64
+	inPackets, inBytes   atomic.Uint64
+
+	mu          sync.Mutex
+	clock       map[uint32]uint32 // SSRC → RTP clock rate, local and remote streams
+	out, in     feedback
+	outJitter   map[uint32]jitterSample // local SSRC → what the far end reports
+	inJitter    map[uint32]jitterSample // remote SSRC → what this side reports
+	srs         [srRing]srSent
+	srNext      int
+	rttSum      time.Duration
+	rttN        uint64
+	rttDropped  uint64
+	rttMax      [2]time.Duration // current and previous period
+	rttMaxSince time.Time        // start of the current period
+	now         func() time.Time // time.Now; tests replace it
+}
+
+func newInterceptor() *Interceptor {
+	i := &Interceptor{clock: map[uint32]uint32{}, outJitter: map[uint32]jitterSample{},
+		inJitter: map[uint32]jitterSample{}, now: time.Now}
+	i.out.media = &bitRing{}
+	return i
+}
+
+// Stats returns the hop's figures so far.
+func (i *Interceptor) Stats() Stats {
+	s := Stats{
+		Out: Direction{Packets: i.outPackets.Load(), Bytes: i.outBytes.Load()},
+		In:  Direction{Packets: i.inPackets.Load(), Bytes: i.inBytes.Load()},
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	now := i.now()
+	s.Out.Reported, s.Out.Lost = i.out.reported, i.out.lost
+	s.In.Reported, s.In.Lost = i.in.reported, i.in.lost
+	s.Out.Jitter = i.worstJitter(i.outJitter, now)
+	s.In.Jitter = i.worstJitter(i.inJitter, now)
+	s.RTTSum, s.RTTSamples, s.RTTDropped = i.rttSum, i.rttN, i.rttDropped
+	i.rollRTTMax(now)
+	s.RTTMax = max(i.rttMax[0], i.rttMax[1])
+	return s
+}
+
+// worstJitter is the largest fresh jitter of m, dropping stale entries. Caller holds mu.
+func (i *Interceptor) worstJitter(m map[uint32]jitterSample, now time.Time) time.Duration {
+	var worst time.Duration
+	for ssrc, j := range m {
+		if now.Sub(j.at) > JitterFresh {
+			delete(m, ssrc)
+			continue
+		}
+		if rate := i.clock[ssrc]; rate > 0 {
+			worst = max(worst, time.Duration(uint64(j.rtpUnits)*uint64(time.Second)/uint64(rate)))
+		}
+	}
+	return worst
+}
+
+// rollRTTMax starts a new maximum period when the current one is over. Caller holds mu.
+func (i *Interceptor) rollRTTMax(now time.Time) {
+	switch d := now.Sub(i.rttMaxSince); {
+	case d >= 2*RTTMaxPeriod:
+		i.rttMax = [2]time.Duration{}
+		i.rttMaxSince = now
+	case d >= RTTMaxPeriod:
+		i.rttMax[1], i.rttMax[0] = i.rttMax[0], 0
+		i.rttMaxSince = i.rttMaxSince.Add(RTTMaxPeriod)
+	}
+}
+
+// BindLocalStream implements interceptor.Interceptor: it counts what is sent, and marks
+// the TWCC numbers of media packets sent in order, so that only they count in the far
+// end's feedback. Others are not the hop's to judge: a retransmission (on its own SSRC,
+// or on the media SSRC without RTX) and a packet forwarded late, after it was repaired
+// upstream, which the receiver's SRTP replay window may refuse before its TWCC
+// generator sees it.
+func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
+	i.noteClock(info)
+	var twccID uint8
+	for _, e := range info.RTPHeaderExtensions {
+		if e.URI == transportCCURI {
+			twccID = uint8(e.ID)
+		}
+	}
+	var (
+		mu      sync.Mutex // orders this stream's writers' view of its newest sequence number
+		started bool
+		newest  uint16
+	)
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if twccID != 0 {
+			if ext := h.GetExtension(twccID); len(ext) == 2 {
+				inOrder := false
+				if h.SSRC == info.SSRC {
+					mu.Lock()
+					if !started || int16(h.SequenceNumber-newest) > 0 {
+						started, newest, inOrder = true, h.SequenceNumber, true
+					}
+					mu.Unlock()
+				}
+				i.out.media.set(int64(binary.BigEndian.Uint16(ext)), inOrder)
+			}
+		}
+		n, err := writer.Write(h, payload, a)
+		if err == nil {
+			i.outPackets.Add(1)
+			i.outBytes.Add(uint64(h.MarshalSize() + len(payload)))
+		}
+		return n, err
+	})
+}
+
+// transportCCURI is the TWCC header extension (sdp.TransportCCURI).
+const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+// BindRemoteStream implements interceptor.Interceptor: it counts what arrives.
+func (i *Interceptor) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	i.noteClock(info)
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, attr, err := reader.Read(b, a)
+		if err == nil && n > 0 {
+			i.inPackets.Add(1)
+			i.inBytes.Add(uint64(n))
+		}
+		return n, attr, err
+	})
+}
+
+func (i *Interceptor) noteClock(info *interceptor.StreamInfo) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if info.SSRC != 0 {
+		i.clock[info.SSRC] = info.ClockRate
+	}
+}
+
+// BindRTCPWriter implements interceptor.Interceptor: it reads what this side reports
+// (TWCC feedback and receiver reports on what it receives) and notes the sender reports
+// it sends, for validating RTT.
+func (i *Interceptor) BindRTCPWriter(writer interceptor.RTCPWriter) interceptor.RTCPWriter {
+	return interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, a interceptor.Attributes) (int, error) {
+		n, err := writer.Write(pkts, a)
+		if err == nil {
+			i.written(pkts, i.now())
+		}
+		return n, err
+	})
+}
+
+// BindRTCPReader implements interceptor.Interceptor: it reads what the far end reports
+// on what this side sends.
+func (i *Interceptor) BindRTCPReader(reader interceptor.RTCPReader) interceptor.RTCPReader {
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, attr, err := reader.Read(b, a)
+		if err != nil {
+			return n, attr, err
+		}
+		if attr == nil {
+			attr = interceptor.Attributes{}
+		}
+		pkts, perr := attr.GetRTCPPackets(b[:n])
+		if perr == nil {
+			i.read(pkts, i.now())
+		}
+		return n, attr, err
+	})
+}
+
+func (i *Interceptor) written(pkts []rtcp.Packet, now time.Time) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.TransportLayerCC:
+			i.in.add(p)
+		case *rtcp.ReceiverReport:
+			noteJitter(i.inJitter, p.Reports, now)
+		case *rtcp.SenderReport:
+			i.srs[i.srNext] = srSent{ssrc: p.SSRC, mid: uint32(p.NTPTime >> 16), at: now}
+			i.srNext = (i.srNext + 1) % srRing
+			noteJitter(i.inJitter, p.Reports, now)
+		}
+	}
+}
+
+func (i *Interceptor) read(pkts []rtcp.Packet, now time.Time) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for _, p := range pkts {
+		switch p := p.(type) {
+		case *rtcp.TransportLayerCC:
+			i.out.add(p)
+		case *rtcp.ReceiverReport:
+			i.reports(p.Reports, now)
+		case *rtcp.SenderReport:
+			i.reports(p.Reports, now)
+		}
+	}
+}
+
+func noteJitter(m map[uint32]jitterSample, rr []rtcp.ReceptionReport, now time.Time) {
+	for _, r := range rr {
+		m[r.SSRC] = jitterSample{rtpUnits: r.Jitter, at: now}
+	}
+}
+
+// reports takes the far end's reception reports on this side's streams: jitter, and an
+// RTT sample where the report answers a sender report sent here. Caller holds mu.
+func (i *Interceptor) reports(rr []rtcp.ReceptionReport, now time.Time) {
+	for _, r := range rr {
+		if _, local := i.clock[r.SSRC]; !local {
+			continue // about a stream this side does not send
+		}
+		i.outJitter[r.SSRC] = jitterSample{rtpUnits: r.Jitter, at: now}
+		if r.LastSenderReport == 0 {
+			continue // no sender report received yet: no RTT in this report
+		}
+		var sent time.Time
+		for _, s := range i.srs {
+			if s.ssrc == r.SSRC && s.mid == r.LastSenderReport && !s.at.IsZero() {
+				sent = s.at
+				break
+			}
+		}
+		// A report repeats its LSR until the next sender report arrives: several samples
+		// may answer one report, each with its own DLSR; all are valid.
+		delay := time.Duration(uint64(r.Delay) * uint64(time.Second) >> 16)
+		rtt := now.Sub(sent) - delay // never more than the time since the report went out
+		if sent.IsZero() || rtt < 0 {
+			i.rttDropped++
+			continue
+		}
+		i.rttSum += rtt
+		i.rttN++
+		i.rollRTTMax(now)
+		i.rttMax[0] = max(i.rttMax[0], rtt)
+	}
+}
+
+// Close implements interceptor.Interceptor: an unclaimed interceptor is forgotten.
+func (i *Interceptor) Close() error {
+	if i.release != nil {
+		i.release()
+	}
+	return nil
+}
