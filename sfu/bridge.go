@@ -18,6 +18,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/sfu/nackgen"
@@ -259,6 +260,12 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		PayloadType: 111,
 	}
 	if err := me.RegisterCodec(audio, webrtc.RTPCodecTypeAudio); err != nil {
+		return err
+	}
+	// Publishers' audio levels (RFC 6464) drive the dominant speaker and Last-N (lastn.go);
+	// they are passed on to subscribers and relay links.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
+		webrtc.RTPCodecTypeAudio); err != nil {
 		return err
 	}
 	video := []struct {

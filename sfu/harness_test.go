@@ -12,6 +12,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/internal/testutil"
@@ -52,6 +53,11 @@ func endpointAPI(t testing.TB) *webrtc.API {
 	if h264Only.Load() {
 		registerH264Only(t, me)
 	} else if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	// Browsers send their microphone's level (RFC 6464) with every audio packet.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
+		webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
 	ir := &interceptor.Registry{}
@@ -110,7 +116,15 @@ type received struct {
 	ssrc              atomic.Uint32
 	lastSeq           atomic.Uint32
 	payloadTypes      sync.Map // uint8 → struct{}
+	levels            atomic.Int64 // packets that carried an audio level (RFC 6464)
+	lastAt            atomic.Int64 // unix nanos of the last packet
+	// resumes counts video packets that came after a silence of resumeGap or more (the
+	// track was paused), and resumesOnKeyframe those of them that start a keyframe.
+	resumes, resumesOnKeyframe atomic.Int64
 }
+
+// resumeGap is a silence on a video track long enough to be a pause, not jitter.
+const resumeGap = time.Second
 
 // testEndpoint is a pion peer acting as a browser: it publishes synthetic VP8 video and
 // Opus audio and counts what it receives.
@@ -129,6 +143,10 @@ type testEndpoint struct {
 	keyframeWanted atomic.Bool
 	plisReceived   atomic.Int64
 	videoMime      string
+	// loudness is what the microphone hears, sent as the RFC 6464 level 127 − loudness
+	// (0: silence); levelID is the negotiated extension id, 0 if none.
+	loudness atomic.Uint32
+	levelID  uint8
 }
 
 func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack)) *testEndpoint {
@@ -171,6 +189,12 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 		go drainRTCP(rcv)
 		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType}
 		r.ssrc.Store(uint32(tr.SSRC()))
+		var levelID uint8
+		for _, x := range rcv.GetParameters().HeaderExtensions {
+			if x.URI == sdp.AudioLevelURI {
+				levelID = uint8(x.ID)
+			}
+		}
 		e.mu.Lock()
 		e.recv[tr.StreamID()+"/"+tr.Kind().String()] = r
 		e.mu.Unlock()
@@ -188,6 +212,17 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 			}
 			r.payloadTypes.Store(pkt.PayloadType, struct{}{})
 			r.lastSeq.Store(uint32(pkt.SequenceNumber))
+			if levelID != 0 && len(pkt.GetExtension(levelID)) > 0 {
+				r.levels.Add(1)
+			}
+			now := time.Now().UnixNano()
+			if last := r.lastAt.Swap(now); last != 0 && now-last >= int64(resumeGap) &&
+				tr.Kind() == webrtc.RTPCodecTypeVideo {
+				r.resumes.Add(1)
+				if isKeyframeStart(codecKindOf(tr.Codec().MimeType), pkt.Payload) {
+					r.resumesOnKeyframe.Add(1)
+				}
+			}
 		}
 	})
 	t.Cleanup(e.close)
@@ -272,6 +307,16 @@ func (e *testEndpoint) publishVideo(mime string) {
 	if err := e.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
+	for _, tc := range e.pub.GetTransceivers() {
+		if tc.Kind() != webrtc.RTPCodecTypeAudio || tc.Sender() == nil {
+			continue
+		}
+		for _, x := range tc.Sender().GetParameters().HeaderExtensions {
+			if x.URI == sdp.AudioLevelURI {
+				e.levelID = uint8(x.ID)
+			}
+		}
+	}
 	go e.sendMedia()
 }
 
@@ -311,7 +356,12 @@ func (e *testEndpoint) sendMedia() {
 		}
 		seqA++
 		tsA += 960
-		_ = e.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: payload[:80]})
+		ah := rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}
+		if e.levelID != 0 {
+			level := []byte{byte(127 - min(e.loudness.Load(), 127))}
+			_ = ah.SetExtension(e.levelID, level)
+		}
+		_ = e.audio.WriteRTP(&rtp.Packet{Header: ah, Payload: payload[:80]})
 		if n%3 == 2 { // ~16 fps is enough for the tests and easy on 2 cores
 			continue
 		}
