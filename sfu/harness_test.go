@@ -115,7 +115,7 @@ type received struct {
 	firstIsKeyframe   atomic.Int32 // 0 unknown, 1 yes, 2 no
 	ssrc              atomic.Uint32
 	lastSeq           atomic.Uint32
-	payloadTypes      sync.Map // uint8 → struct{}
+	payloadTypes      sync.Map     // uint8 → struct{}
 	levels            atomic.Int64 // packets that carried an audio level (RFC 6464)
 	lastAt            atomic.Int64 // unix nanos of the last packet
 	// resumes counts video packets that came after a silence of resumeGap or more (the
