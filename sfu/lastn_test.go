@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/sfu/speaker"
@@ -189,5 +190,56 @@ func checkBounds(t *testing.T, m *lastNMeeting, when string, videoN, audioN int)
 		if len(got) > audioN {
 			t.Errorf("%s: %s receives %d audios %v, want at most %d", when, m.watchers[i].name, len(got), got, audioN)
 		}
+	}
+}
+
+// Forwarding audio through a Last-N gate, reading its level and passing it on, allocates
+// nothing per packet, open or shut.
+func TestGatedAudioAllocatesNothing(t *testing.T) {
+	up, raw := benchUpTrack(50)
+	up.kind, up.codecK, up.levelID = webrtc.RTPCodecTypeAudio, codecOther, 1 // benchUpTrack's extension 1
+	for _, d := range *up.downs.Load() {
+		b := *d.binding.Load()
+		b.levelID = 3
+		d.binding.Store(&b)
+	}
+	g := &gate{kind: webrtc.RTPCodecTypeAudio}
+	g.on.Store(true)
+	up.gate.Store(g)
+	var hdr rtp.Header
+	var pending pendingCounts
+	up.forward(raw, &hdr, &pending)
+	seq := uint16(1)
+	allocs := testing.AllocsPerRun(1000, func() {
+		seq++
+		raw[2], raw[3] = byte(seq>>8), byte(seq)
+		g.on.Store(seq%64 < 48) // shut now and then
+		up.forward(raw, &hdr, &pending)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per forwarded packet, want 0", allocs)
+	}
+	if g.n.Load() == 0 || !up.hasLevel || up.level != 0x30 {
+		t.Fatalf("level not read: %d samples, last %#x (has %v)", g.n.Load(), up.level, up.hasLevel)
+	}
+	// Each subscriber's numbering is continuous across the pauses.
+	var w recordWriter
+	d := (*up.downs.Load())[0]
+	b := *d.binding.Load()
+	b.writer = &w
+	d.binding.Store(&b)
+	for i := 0; i < 200; i++ {
+		seq++
+		raw[2], raw[3] = byte(seq>>8), byte(seq)
+		g.on.Store(i%20 < 10)
+		up.forward(raw, &hdr, &pending)
+	}
+	for i := 1; i < len(w.seqs); i++ {
+		if w.seqs[i] != w.seqs[i-1]+1 {
+			t.Fatalf("sequence jumps from %d to %d across a pause", w.seqs[i-1], w.seqs[i])
+		}
+	}
+	if len(w.seqs) != 100 {
+		t.Fatalf("%d packets forwarded with the gate open half the time, want 100", len(w.seqs))
 	}
 }
