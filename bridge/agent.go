@@ -22,6 +22,7 @@ import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/sfu/speaker"
 )
 
 // Events are what an Agent reports, in protocol terms. Callbacks run on the bridge's
@@ -64,6 +65,11 @@ type Agent struct {
 	subs    map[subKey]*subscription
 	// recordings are the RecordStreams in force (record.go).
 	recordings map[*recording]struct{}
+	// selectors are the meetings' Last-N selectors and meetingOf each selectable
+	// stream's meeting (lastn.go); speaker is the parameters new selectors get.
+	selectors map[ids.MeetingID]*meetingSelector
+	meetingOf map[ids.StreamKey]ids.MeetingID
+	speaker   speaker.Params
 }
 
 type agentPeer struct {
@@ -106,7 +112,8 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 		log = slog.Default()
 	}
 	return &Agent{sfu: b, ev: ev, log: log, peers: map[ids.PeerID]*agentPeer{}, samples: map[sampleKey]byteSample{},
-		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{}}
+		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
+		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{}}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).
@@ -233,8 +240,9 @@ func fromPion(c webrtc.ICECandidateInit) protocol.ICECandidate {
 }
 
 // Subscribe forwards stream key to peer as a track with the given ids, now if the stream
-// is here, or as soon as it arrives.
-func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID string) error {
+// is here, or as soon as it arrives. meeting, when not empty, is the meeting the stream
+// belongs to: its camera and microphone then take part in the meeting's Last-N.
+func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID string, meeting ids.MeetingID) error {
 	ap, err := a.peer(id)
 	if err != nil {
 		return err
@@ -242,6 +250,7 @@ func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID st
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	sk := subKey{id, key}
+	a.joinMeeting(meeting, key)
 	if _, ok := a.subs[sk]; ok {
 		return nil
 	}
@@ -272,6 +281,7 @@ func (a *Agent) Unsubscribe(id ids.PeerID, key ids.StreamKey) error {
 	a.mu.Lock()
 	sub := a.subs[subKey{id, key}]
 	delete(a.subs, subKey{id, key})
+	a.leaveMeeting(key)
 	a.mu.Unlock()
 	if sub != nil && sub.down != nil {
 		ap.peer.Unsubscribe(sub.down)
@@ -309,6 +319,7 @@ func (a *Agent) forget(id ids.PeerID) {
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)
+			a.leaveMeeting(sk.key)
 		}
 	}
 }
@@ -321,6 +332,7 @@ func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
 		return
 	}
 	a.streams[key] = stream{up: up, peer: ap.id}
+	a.streamPublished(key, up)
 	a.recordNew(key, up)
 	for sk, sub := range a.subs {
 		if sk.key == key && sk.peer != ap.id {
@@ -369,6 +381,7 @@ func (a *Agent) ended(ap *agentPeer, up *sfu.UpTrack) {
 		if st.up == up {
 			key = k
 			delete(a.streams, k)
+			a.streamEnded(k, up)
 			for sk, sub := range a.subs {
 				if sk.key == k && sub.down != nil && sub.down.Up() == up {
 					sub.down = nil

@@ -73,6 +73,9 @@ type Subscription struct {
 	Key      ids.StreamKey `json:"key"`
 	TrackID  string        `json:"track_id,omitempty"`
 	StreamID string        `json:"stream_id,omitempty"`
+	// Meeting is the meeting the stream belongs to, for its Last-N selection; empty from
+	// an older signaling (the stream is then always forwarded).
+	Meeting ids.MeetingID `json:"meeting,omitempty"`
 }
 
 // TrackEvent reports a stream appearing or ending on a bridge.

@@ -99,6 +99,11 @@ func (s *Selector) Add(t *UpTrack, source string) {
 	s.members[t] = g
 	g.on.Store(s.wanted(g))
 	s.mu.Unlock()
+	if t.kind == webrtc.RTPCodecTypeAudio && t.levelID == 0 {
+		// Without levels (a SIP gateway, an old client) the selector cannot know when the
+		// source speaks: its audio is always forwarded, never clipped.
+		return
+	}
 	t.gate.Store(g)
 }
 

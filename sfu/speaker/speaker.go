@@ -247,7 +247,7 @@ func (s *Selector) choose(now time.Time) {
 	})
 	slots := 0
 	for _, src := range list {
-		if src.pinned {
+		if src.pinned || len(list) <= s.p.AudioN { // a small group hears everyone
 			s.audio[src.id] = true
 			continue
 		}

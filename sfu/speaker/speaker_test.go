@@ -176,3 +176,13 @@ func TestVideoFollowsRecentSpeakers(t *testing.T) {
 		t.Fatal("a removed source is still forwarded")
 	}
 }
+
+// A group no larger than the audio slots hears everyone, silent or not: Last-N only saves
+// where there is something to save.
+func TestSmallGroupHearsEveryone(t *testing.T) {
+	x := newSim(Params{AudioN: 3}, 3)
+	x.run(time.Second)
+	if a := x.count(false); a != 3 {
+		t.Fatalf("%d of 3 audios forwarded", a)
+	}
+}
