@@ -22,7 +22,6 @@ import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
-	"github.com/cau-project/cau/sfu/speaker"
 )
 
 // Events are what an Agent reports, in protocol terms. Callbacks run on the bridge's
@@ -43,6 +42,8 @@ type Events struct {
 // Engine is the media engine an Agent drives; *sfu.Bridge is one.
 type Engine interface {
 	NewPeer(sfu.PeerParams) (*sfu.Peer, error)
+	// NewSelector makes a meeting's Last-N selector (lastn.go).
+	NewSelector(sfu.SelectorParams) *sfu.Selector
 }
 
 // ErrUnknownPeer is returned for a peer id the agent does not have.
@@ -69,7 +70,6 @@ type Agent struct {
 	// stream's meeting (lastn.go); speaker is the parameters new selectors get.
 	selectors map[ids.MeetingID]*meetingSelector
 	meetingOf map[ids.StreamKey]ids.MeetingID
-	speaker   speaker.Params
 }
 
 type agentPeer struct {
@@ -401,6 +401,7 @@ type PeerStats struct {
 	BytesSent       uint64 // RTP bytes to the peer
 	PacketsReceived uint64 // from the peer, all it publishes
 	StreamsSent     int
+	StreamsPaused   int // of StreamsSent, held back by Last-N now
 	StreamsReceived int
 	// Worst figures over the peer's forwarded tracks, from its receiver reports.
 	RTT          time.Duration
@@ -419,6 +420,9 @@ func (a *Agent) Stats(id ids.PeerID) (PeerStats, error) {
 		s.PacketsSent += d.PacketsSent()
 		s.BytesSent += d.BytesSent()
 		s.StreamsSent++
+		if d.Paused() {
+			s.StreamsPaused++
+		}
 		q := d.Quality()
 		s.RTT = max(s.RTT, q.RTT)
 		s.FractionLost = max(s.FractionLost, q.FractionLost)
@@ -476,7 +480,7 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 		a.samples[sampleKey{id, false}] = byteSample{at: now, bytes: st.BytesSent}
 		a.mu.Unlock()
 		rs := protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, BytesSent: st.BytesSent, PacketsRecv: st.PacketsReceived,
-			StreamsSent: st.StreamsSent, StreamsRecv: st.StreamsReceived,
+			StreamsSent: st.StreamsSent, StreamsPaused: st.StreamsPaused, StreamsRecv: st.StreamsReceived,
 			RTTMs: ms(st.RTT), LossPct: 100 * st.FractionLost, JitterMs: ms(st.Jitter)}
 		if dt := now.Sub(prev.at).Seconds(); ok && dt > 0 && st.BytesSent >= prev.bytes {
 			rs.BitrateBps = 8 * float64(st.BytesSent-prev.bytes) / dt

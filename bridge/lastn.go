@@ -3,7 +3,6 @@ package bridge
 import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/sfu"
-	"github.com/cau-project/cau/sfu/speaker"
 )
 
 // Each meeting on this bridge has one sfu.Selector (Last-N and the dominant speaker) for
@@ -19,14 +18,6 @@ import (
 type meetingSelector struct {
 	sel     *sfu.Selector
 	members map[ids.StreamKey]*sfu.UpTrack // nil value: in the meeting, not published here yet
-}
-
-// SetSpeakerParams sets the Last-N parameters of the meetings' selectors created from now
-// on (zero fields: speaker.DefaultParams).
-func (a *Agent) SetSpeakerParams(p speaker.Params) {
-	a.mu.Lock()
-	a.speaker = p
-	a.mu.Unlock()
 }
 
 // Dominant is a meeting's dominant speaker on this bridge (the participant), "" when
@@ -60,7 +51,7 @@ func (a *Agent) joinMeeting(meeting ids.MeetingID, key ids.StreamKey) {
 	ms := a.selectors[meeting]
 	if ms == nil {
 		ms = &meetingSelector{members: map[ids.StreamKey]*sfu.UpTrack{},
-			sel: sfu.NewSelector(sfu.SelectorParams{Speaker: a.speaker, Logger: a.log.With("meeting", meeting)})}
+			sel: a.sfu.NewSelector(sfu.SelectorParams{Logger: a.log.With("meeting", meeting)})}
 		a.selectors[meeting] = ms
 	}
 	a.meetingOf[key] = meeting

@@ -98,7 +98,10 @@ type RelayStat struct {
 	BytesSent   uint64     `json:"bytes_sent"`
 	PacketsRecv uint64     `json:"packets_received"`
 	StreamsSent int        `json:"streams_sent"`
-	StreamsRecv int        `json:"streams_received"`
+	// StreamsPaused are the streams among StreamsSent that Last-N holds back now: the link
+	// carries StreamsSent − StreamsPaused.
+	StreamsPaused int `json:"streams_paused,omitempty"`
+	StreamsRecv   int `json:"streams_received"`
 	// From the far bridge's receiver reports on what this one sends (worst stream):
 	RTTMs    float64 `json:"rtt_ms"`
 	LossPct  float64 `json:"loss_pct"`

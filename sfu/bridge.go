@@ -22,6 +22,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/sfu/nackgen"
+	"github.com/cau-project/cau/sfu/speaker"
 	"github.com/cau-project/cau/sfu/twccseq"
 	"github.com/cau-project/cau/sfu/udpbatch"
 )
@@ -46,6 +47,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives counters; nil disables them.
 	Metrics *Metrics
+	// Speaker is the Last-N and dominant-speaker tuning of the selectors this bridge makes
+	// (NewSelector); zero fields take speaker.DefaultParams (9 videos, 3 audios).
+	Speaker speaker.Params
 }
 
 // DefaultConfig is the configuration of a dev bridge (see DESIGN.md: UDP 7882, TCP 7881).
@@ -61,6 +65,7 @@ type Bridge struct {
 	relayAPI *webrtc.API
 	log      *slog.Logger
 	metrics  *Metrics
+	speaker  speaker.Params
 	udpMux   *ice.MultiUDPMuxDefault
 	// egress batches the UDP mux's sends while a fan-out holds it (udpbatch). Nil in
 	// benchmarks that build a Bridge by hand: Hold and Release are then no-ops.
@@ -101,7 +106,7 @@ func New(cfg Config) (*Bridge, error) {
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
-	b := &Bridge{log: log, metrics: cfg.Metrics, egress: &udpbatch.Group{}}
+	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, egress: &udpbatch.Group{}}
 	bn, err := newBatchNet(b.egress)
 	if err != nil {
 		return nil, err

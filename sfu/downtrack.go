@@ -231,6 +231,12 @@ func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
 // Up is the track this DownTrack forwards.
 func (d *DownTrack) Up() *UpTrack { return d.up }
 
+// Paused reports whether Last-N holds the track back now (its up track's gate is shut).
+func (d *DownTrack) Paused() bool {
+	g := d.up.gate.Load()
+	return g != nil && !g.on.Load()
+}
+
 // PacketsSent counts packets written to the subscriber.
 func (d *DownTrack) PacketsSent() uint64 { return d.packetsSent.Load() }
 

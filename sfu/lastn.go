@@ -60,12 +60,35 @@ type gate struct {
 	on     atomic.Bool
 	sum    atomic.Uint64 // Σ (127 − level) over the interval's audio packets
 	n      atomic.Uint64 // packets with a level in the interval
+
+	// Whether video arrives (selector goroutine only): the packets counted at the last
+	// tick, since when none came, and whether the source counts as having video.
+	seen       uint64
+	quietSince time.Time
+	hasVideo   bool
 }
+
+// videoQuiet is how long a video track may receive nothing before its source stops
+// counting as having video. On a bridge down a relay link a paused track is one the
+// bridge before it holds back: it must not take a place in the grid here.
+const videoQuiet = time.Second
 
 // observe records one packet's RFC 6464 level (−dBov, 0 loudest, 127 silence).
 func (g *gate) observe(level uint8) {
 	g.sum.Add(uint64(127 - min(level, 127)))
 	g.n.Add(1)
+}
+
+// NewSelector starts a selector with the bridge's Last-N tuning (Config.Speaker) where p
+// leaves it zero; Close stops it.
+func (b *Bridge) NewSelector(p SelectorParams) *Selector {
+	if p.Speaker == (speaker.Params{}) {
+		p.Speaker = b.speaker
+	}
+	if p.Logger == nil {
+		p.Logger = b.log
+	}
+	return NewSelector(p)
 }
 
 // NewSelector starts a selector; Close stops it.
@@ -95,6 +118,10 @@ func (s *Selector) Add(t *UpTrack, source string) {
 		return
 	}
 	s.sel.Add(g.source)
+	if g.kind == webrtc.RTPCodecTypeVideo {
+		g.hasVideo, g.seen = true, t.PacketsReceived()
+		s.sel.SetVideo(g.source, true)
+	}
 	s.sel.Reselect(time.Now())
 	s.members[t] = g
 	g.on.Store(s.wanted(g))
@@ -122,7 +149,10 @@ func (s *Selector) Remove(t *UpTrack) {
 		}
 		if last {
 			s.sel.Remove(g.source)
+		} else if g.kind == webrtc.RTPCodecTypeVideo {
+			s.sel.SetVideo(g.source, false)
 		}
+		s.sel.Reselect(time.Now())
 	}
 	s.mu.Unlock()
 	if g != nil {
@@ -184,6 +214,24 @@ func (s *Selector) wanted(g *gate) bool {
 	return s.sel.Audio(g.source)
 }
 
+// noteVideo tells the speaker selector whether t's video arrives. Caller holds s.mu.
+func (s *Selector) noteVideo(t *UpTrack, g *gate, now time.Time) {
+	n := t.PacketsReceived()
+	switch {
+	case n != g.seen:
+		g.seen, g.quietSince = n, time.Time{}
+		if !g.hasVideo {
+			g.hasVideo = true
+			s.sel.SetVideo(g.source, true)
+		}
+	case g.quietSince.IsZero():
+		g.quietSince = now
+	case g.hasVideo && now.Sub(g.quietSince) >= videoQuiet:
+		g.hasVideo = false
+		s.sel.SetVideo(g.source, false)
+	}
+}
+
 // update reads the interval's levels, remakes the choice and moves the gates. Runs on
 // the selector's goroutine.
 func (s *Selector) update(now time.Time) {
@@ -200,6 +248,11 @@ func (s *Selector) update(now time.Time) {
 		}
 		if l := float64(sum) / float64(n); l > loud[g.source] {
 			loud[g.source] = l
+		}
+	}
+	for t, g := range s.members {
+		if g.kind == webrtc.RTPCodecTypeVideo {
+			s.noteVideo(t, g, now)
 		}
 	}
 	before := s.sel.Dominant()

@@ -77,6 +77,7 @@ type source struct {
 	louder   time.Time // since when it has been louder than the dominant speaker; zero if not
 	lastDom  time.Time // when it was last the dominant speaker; zero if never
 	pinned   bool
+	video    bool // has video here: only those take a video slot
 }
 
 // Selector holds one group's sources. It is not safe for concurrent use: package sfu
@@ -122,6 +123,15 @@ func (s *Selector) Remove(id ID) {
 func (s *Selector) Pin(id ID, on bool) {
 	if src := s.sources[id]; src != nil {
 		src.pinned = on
+	}
+}
+
+// SetVideo says whether id has video to forward. A source without (audio only, or whose
+// video does not reach this bridge because the bridge before it holds it back) takes no
+// video slot, so the grid is filled with videos that can be shown.
+func (s *Selector) SetVideo(id ID, on bool) {
+	if src := s.sources[id]; src != nil {
+		src.video = on
 	}
 }
 
@@ -205,11 +215,14 @@ func (s *Selector) choose(now time.Time) {
 	}
 	s.scratch = list
 
-	// Video: pinned first, then the dominant speaker, then by how recently each was
+	// Video: among the sources with video, pinned first, then the dominant speaker, then by how recently each was
 	// dominant, then by join order (before anyone spoke, the grid is the first to join).
 	dom := s.dominant
 	sort.Slice(list, func(i, j int) bool {
 		x, y := list[i], list[j]
+		if x.video != y.video {
+			return x.video
+		}
 		if x.pinned != y.pinned {
 			return x.pinned
 		}
@@ -223,7 +236,7 @@ func (s *Selector) choose(now time.Time) {
 	})
 	clear(s.video)
 	for i, src := range list {
-		if i >= s.p.VideoN {
+		if i >= s.p.VideoN || !src.video {
 			break
 		}
 		s.video[src.id] = true

@@ -19,6 +19,7 @@ func newSim(p Params, n int) *sim {
 	x := &sim{s: New(p), now: time.Unix(1000, 0), loud: map[ID]float64{}}
 	for i := 0; i < n; i++ {
 		x.s.Add(id(i))
+		x.s.SetVideo(id(i), true)
 	}
 	return x
 }
@@ -184,5 +185,19 @@ func TestSmallGroupHearsEveryone(t *testing.T) {
 	x.run(time.Second)
 	if a := x.count(false); a != 3 {
 		t.Fatalf("%d of 3 audios forwarded", a)
+	}
+}
+
+// A source whose video is not here (audio only, or held back by the bridge before this
+// one) takes no slot in the grid.
+func TestVideoSlotsOnlyForVideo(t *testing.T) {
+	x := newSim(Params{VideoN: 3}, 5)
+	x.s.SetVideo(id(0), false)
+	x.s.SetVideo(id(1), false)
+	x.run(tick)
+	for i := 0; i < 5; i++ {
+		if want := i >= 2; x.s.Video(id(i)) != want {
+			t.Fatalf("%s video %v, want %v", id(i), x.s.Video(id(i)), want)
+		}
 	}
 }
