@@ -48,7 +48,7 @@ func newLastNMeeting(t *testing.T, p speaker.Params, publishers, watchers int) *
 	// Publish in order: the grid fills with the first to join before anyone speaks.
 	for i, e := range m.pubs {
 		e.publish()
-		eventually(t, 10*time.Second, func() string {
+		eventually(t, 30*time.Second, func() string {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			if len(m.tracks) < 2*(i+1) {
@@ -98,7 +98,7 @@ func (m *lastNMeeting) speak(t *testing.T, who int) time.Duration {
 	}
 	start := time.Now()
 	want := "stream-" + m.pubs[who].name
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 20*time.Second, func() string {
 		if d := m.sel.Dominant(); d != want {
 			return fmt.Sprintf("dominant %q, want %q", d, want)
 		}
@@ -133,7 +133,7 @@ func TestLastNBoundsVideoAndFollowsTheSpeaker(t *testing.T) {
 		plis := m.pubs[who].plisReceived.Load()
 		took := m.speak(t, who)
 		name := m.pubs[who].name
-		eventually(t, 10*time.Second, func() string {
+		eventually(t, 20*time.Second, func() string {
 			for _, w := range m.watchers {
 				for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 					if r := w.got("stream-"+name, kind); r == nil || r.packets.Load() == 0 {
