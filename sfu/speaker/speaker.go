@@ -11,10 +11,7 @@
 // not in it becomes the dominant speaker.
 package speaker
 
-import (
-	"sort"
-	"time"
-)
+import "time"
 
 // Params tunes a Selector. Zero fields take the defaults of DefaultParams.
 type Params struct {
@@ -207,19 +204,15 @@ func (s *Selector) elect(now time.Time) {
 	}
 }
 
-// choose fills the video and audio sets.
+// choose fills the video and audio sets. Only the first few of each order matter, so
+// they are picked with a bounded insertion (O(sources × N)), not a sort: a national
+// meeting has thousands of sources and this runs every tick.
 func (s *Selector) choose(now time.Time) {
-	list := s.scratch[:0]
-	for _, src := range s.sources {
-		list = append(list, src)
-	}
-	s.scratch = list
-
-	// Video: among the sources with video, pinned first, then the dominant speaker, then by how recently each was
-	// dominant, then by join order (before anyone spoke, the grid is the first to join).
 	dom := s.dominant
-	sort.Slice(list, func(i, j int) bool {
-		x, y := list[i], list[j]
+	// Video: among the sources with video, pinned first, then the dominant speaker, then
+	// by how recently each was dominant, then by join order (before anyone spoke, the
+	// grid is the first to join).
+	videoFirst := func(x, y *source) bool {
 		if x.video != y.video {
 			return x.video
 		}
@@ -233,43 +226,66 @@ func (s *Selector) choose(now time.Time) {
 			return x.lastDom.After(y.lastDom)
 		}
 		return x.order < y.order
-	})
+	}
 	clear(s.video)
-	for i, src := range list {
-		if i >= s.p.VideoN || !src.video {
+	for _, src := range s.top(s.p.VideoN, videoFirst, nil) {
+		if !src.video {
 			break
 		}
 		s.video[src.id] = true
 	}
 
 	// Audio: pinned sources, then the AudioN loudest of those speaking now or within the
-	// hangover (the dominant speaker first, so it is never the one left out).
+	// hangover (the dominant speaker first, so it is never the one left out). A group no
+	// larger than the audio slots hears everyone.
 	clear(s.audio)
-	sort.Slice(list, func(i, j int) bool {
-		x, y := list[i], list[j]
+	recent := func(x *source) bool { return !x.spoke.IsZero() && now.Sub(x.spoke) <= s.p.Hangover }
+	audioFirst := func(x, y *source) bool {
 		if (x.id == dom) != (y.id == dom) {
 			return x.id == dom
-		}
-		if !x.spoke.Equal(y.spoke) && (now.Sub(x.spoke) > s.p.Hangover) != (now.Sub(y.spoke) > s.p.Hangover) {
-			return now.Sub(x.spoke) <= s.p.Hangover
 		}
 		if x.loudness != y.loudness {
 			return x.loudness > y.loudness
 		}
 		return x.order < y.order
-	})
-	slots := 0
-	for _, src := range list {
-		if src.pinned || len(list) <= s.p.AudioN { // a small group hears everyone
+	}
+	small := len(s.sources) <= s.p.AudioN
+	for _, src := range s.sources {
+		if src.pinned || small {
 			s.audio[src.id] = true
-			continue
-		}
-		recent := !src.spoke.IsZero() && now.Sub(src.spoke) <= s.p.Hangover
-		if slots < s.p.AudioN && (recent || src.id == dom) {
-			s.audio[src.id] = true
-			slots++
 		}
 	}
+	eligible := func(x *source) bool { return !x.pinned && (recent(x) || x.id == dom) }
+	for _, src := range s.top(s.p.AudioN, audioFirst, eligible) {
+		s.audio[src.id] = true
+	}
+}
+
+// top returns the k first sources in the order first, among those keep accepts (all if
+// nil). The slice is s.scratch, valid until the next call.
+func (s *Selector) top(k int, first func(x, y *source) bool, keep func(*source) bool) []*source {
+	out := s.scratch[:0]
+	if k <= 0 {
+		return out
+	}
+	for _, src := range s.sources {
+		if keep != nil && !keep(src) {
+			continue
+		}
+		if len(out) == k && !first(src, out[k-1]) {
+			continue
+		}
+		if len(out) < k {
+			out = append(out, src)
+		} else {
+			out[k-1] = src
+		}
+		for i := len(out) - 1; i > 0 && first(out[i], out[i-1]); i-- {
+			out[i], out[i-1] = out[i-1], out[i]
+		}
+	}
+	s.scratch = out
+	return out
 }
 
 // Reselect recomputes the forwarded sets without new levels: after Add, Remove or Pin,

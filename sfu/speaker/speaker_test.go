@@ -201,3 +201,30 @@ func TestVideoSlotsOnlyForVideo(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkUpdate is one selector tick (every 50 ms on a bridge) for a province's
+// discussion meeting (258 sites) and a national one (~3,400), three of them talking.
+func BenchmarkUpdate(b *testing.B) {
+	for _, n := range []int{258, 3400} {
+		b.Run(fmt.Sprintf("sources=%d", n), func(b *testing.B) {
+			x := newSim(Params{}, n)
+			for i := 0; i < 3; i++ {
+				x.loud[id(i*7)] = float64(80 + i)
+			}
+			level := func(i ID) (float64, bool) {
+				l, ok := x.loud[i]
+				return l, ok
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				x.now = x.now.Add(tick)
+				x.s.Update(x.now, level)
+			}
+			b.StopTimer()
+			if v, a := x.count(true), x.count(false); v != x.s.p.VideoN || a > x.s.p.AudioN {
+				b.Fatalf("%d videos, %d audios forwarded", v, a)
+			}
+		})
+	}
+}
