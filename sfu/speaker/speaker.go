@@ -63,6 +63,10 @@ func (p Params) withDefaults() Params {
 	return p
 }
 
+// quietAfter is how long a source may send no level before it counts as silent: longer
+// than a burst of network jitter, shorter than a word.
+const quietAfter = 300 * time.Millisecond
+
 // ID names a source: one publisher, whose audio and video are chosen together.
 type ID string
 
@@ -71,6 +75,7 @@ type source struct {
 	order    int       // join order: who fills the grid before anyone has spoken
 	loudness float64   // smoothed 127 − level; 0 for silence
 	spoke    time.Time // the last tick it was speaking
+	heard    time.Time // the last tick it sent a level
 	louder   time.Time // since when it has been louder than the dominant speaker; zero if not
 	lastDom  time.Time // when it was last the dominant speaker; zero if never
 	pinned   bool
@@ -153,7 +158,14 @@ func (s *Selector) Update(now time.Time, level func(ID) (loudness float64, ok bo
 	for _, src := range s.sources {
 		l, ok := level(src.id)
 		if !ok {
+			// No packet this interval: jitter or a loaded reader (keep the last level), or
+			// silence with DTX (an encoder that stops sending) once it lasts.
+			if now.Sub(src.heard) < quietAfter {
+				continue
+			}
 			l = 0
+		} else {
+			src.heard = now
 		}
 		// Rise at once (a new talker's first syllable counts), fall smoothly (the pauses
 		// between words do not make a speaker silent).
@@ -193,7 +205,10 @@ func (s *Selector) elect(now time.Time) {
 	if best == nil {
 		return
 	}
-	if dom == nil || now.Sub(best.louder) >= s.p.SwitchAfter {
+	// The switch needs a level heard now: a held one (no packet this interval) keeps a
+	// challenger's streak going but cannot complete it, so a cough followed by DTX silence
+	// never takes the floor.
+	if dom == nil || (now.Sub(best.louder) >= s.p.SwitchAfter && best.heard.Equal(now)) {
 		s.dominant = best.id
 		best.lastDom = now
 		best.louder = time.Time{}
