@@ -228,3 +228,24 @@ func BenchmarkUpdate(b *testing.B) {
 		})
 	}
 }
+
+// A new speaker whose packets arrive in bursts (jitter, a loaded bridge: ticks without a
+// packet) still takes over.
+func TestBurstyLevelsStillTakeOver(t *testing.T) {
+	x := newSim(Params{}, 4)
+	x.loud[id(0)] = 80
+	x.run(time.Second)
+	delete(x.loud, id(0))
+	x.loud[id(0)] = 0
+	for i := 0; i < 20 && x.s.Dominant() != id(1); i++ {
+		if i%3 == 0 {
+			x.loud[id(1)] = 95
+		} else {
+			delete(x.loud, id(1)) // no packet this tick
+		}
+		x.run(tick)
+	}
+	if d := x.s.Dominant(); d != id(1) {
+		t.Fatalf("dominant %s, want the bursty speaker %s", d, id(1))
+	}
+}
