@@ -117,14 +117,16 @@ type received struct {
 	lastSeq           atomic.Uint32
 	payloadTypes      sync.Map     // uint8 → struct{}
 	levels            atomic.Int64 // packets that carried an audio level (RFC 6464)
-	lastAt            atomic.Int64 // unix nanos of the last packet
-	// resumes counts video packets that came after a silence of resumeGap or more (the
-	// track was paused), and resumesOnKeyframe those of them that start a keyframe.
+	// resumes counts video packets that follow the previous one in sequence but not in
+	// time (their timestamps jump by resumeGap or more: the bridge paused the track and
+	// closed the numbering over the pause), and resumesOnKeyframe those of them that
+	// start a keyframe. A machine too loaded to read in time delays packets but does not
+	// make their timestamps jump, so this holds under any load.
 	resumes, resumesOnKeyframe atomic.Int64
 }
 
-// resumeGap is a silence on a video track long enough to be a pause, not jitter.
-const resumeGap = time.Second
+// resumeGap is a jump in a video track's RTP time (90 kHz) long enough to be a pause.
+const resumeGap = 45000 // 0.5 s
 
 // testEndpoint is a pion peer acting as a browser: it publishes synthetic VP8 video and
 // Opus audio and counts what it receives.
@@ -190,6 +192,9 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType}
 		r.ssrc.Store(uint32(tr.SSRC()))
 		var levelID uint8
+		var haveLast bool
+		var lastSeq uint16
+		var lastTS uint32
 		for _, x := range rcv.GetParameters().HeaderExtensions {
 			if x.URI == sdp.AudioLevelURI {
 				levelID = uint8(x.ID)
@@ -215,13 +220,14 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 			if levelID != 0 && len(pkt.GetExtension(levelID)) > 0 {
 				r.levels.Add(1)
 			}
-			now := time.Now().UnixNano()
-			if last := r.lastAt.Swap(now); last != 0 && now-last >= int64(resumeGap) &&
-				tr.Kind() == webrtc.RTPCodecTypeVideo {
-				r.resumes.Add(1)
-				if isKeyframeStart(codecKindOf(tr.Codec().MimeType), pkt.Payload) {
-					r.resumesOnKeyframe.Add(1)
+			if tr.Kind() == webrtc.RTPCodecTypeVideo {
+				if haveLast && pkt.SequenceNumber == lastSeq+1 && int32(pkt.Timestamp-lastTS) >= resumeGap {
+					r.resumes.Add(1)
+					if isKeyframeStart(codecKindOf(tr.Codec().MimeType), pkt.Payload) {
+						r.resumesOnKeyframe.Add(1)
+					}
 				}
+				haveLast, lastSeq, lastTS = true, pkt.SequenceNumber, pkt.Timestamp
 			}
 		}
 	})

@@ -58,6 +58,7 @@ type gate struct {
 	source speaker.ID
 	kind   webrtc.RTPCodecType
 	on     atomic.Bool
+	opens  atomic.Uint64 // times the gate opened after Add (pauses that ended)
 	sum    atomic.Uint64 // Σ (127 − level) over the interval's audio packets
 	n      atomic.Uint64 // packets with a level in the interval
 
@@ -179,6 +180,14 @@ func (s *Selector) Selected(t *UpTrack) bool {
 	return g == nil || g.on.Load()
 }
 
+// Resumes counts the pauses of t that ended since it joined the selector.
+func (s *Selector) Resumes(t *UpTrack) uint64 {
+	if g := t.gate.Load(); g != nil {
+		return g.opens.Load()
+	}
+	return 0
+}
+
 // Close stops the selector and opens every gate.
 func (s *Selector) Close() {
 	s.stopOnce.Do(func() { close(s.stop) })
@@ -251,7 +260,9 @@ func (s *Selector) update(now time.Time) {
 		}
 	}
 	for t, g := range s.members {
-		if g.kind == webrtc.RTPCodecTypeVideo {
+		// Only a relayed video can be held back before this bridge; a publisher's own
+		// always arrives here (a reader stalled by load must not lose its grid place).
+		if g.kind == webrtc.RTPCodecTypeVideo && t.owner.params.Relay {
 			s.noteVideo(t, g, now)
 		}
 	}
@@ -262,8 +273,11 @@ func (s *Selector) update(now time.Time) {
 	})
 	for t, g := range s.members {
 		want := s.wanted(g)
-		if g.on.Swap(want) != want && want && g.kind == webrtc.RTPCodecTypeVideo {
-			opened = append(opened, t)
+		if g.on.Swap(want) != want && want {
+			g.opens.Add(1)
+			if g.kind == webrtc.RTPCodecTypeVideo {
+				opened = append(opened, t)
+			}
 		}
 	}
 	after := s.sel.Dominant()

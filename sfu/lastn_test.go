@@ -149,28 +149,38 @@ func TestLastNBoundsVideoAndFollowsTheSpeaker(t *testing.T) {
 		t.Logf("%s dominant after %v", name, took)
 		time.Sleep(1200 * time.Millisecond) // past the audio hangover: a steady state
 		checkBounds(t, m, "speaker "+name, videoN, audioN)
-		for _, w := range m.watchers {
-			if !m.flowing(webrtc.RTPCodecTypeVideo, 300*time.Millisecond)[0][name] {
-				t.Errorf("%s: the speaker's video is not forwarded", w.name)
-			}
+		before := make([]int64, len(m.watchers))
+		for i, w := range m.watchers {
+			before[i] = w.got("stream-"+name, webrtc.RTPCodecTypeVideo).packets.Load()
 		}
+		eventually(t, 10*time.Second, func() string {
+			for i, w := range m.watchers {
+				if w.got("stream-"+name, webrtc.RTPCodecTypeVideo).packets.Load() <= before[i] {
+					return fmt.Sprintf("%s: the speaker's video is not forwarded", w.name)
+				}
+			}
+			return ""
+		})
 	}
 
 	// Publisher 7 was paused (out of the grid after 11 spoke) and resumed: every resume
-	// started on a keyframe.
+	// the watchers saw started on a keyframe.
 	for _, w := range m.watchers {
 		for _, p := range m.pubs {
 			r := w.got("stream-"+p.name, webrtc.RTPCodecTypeVideo)
-			if r == nil {
+			if r == nil || m.resumes(p) == 0 {
+				// Only the tracks Last-N paused: on a machine loaded past its limit the
+				// overload skip (backpressure.go) makes jumps of its own, which this test
+				// is not about.
 				continue
 			}
 			if n, k := r.resumes.Load(), r.resumesOnKeyframe.Load(); n != k {
-				t.Errorf("%s: %s resumed %d times, %d on a keyframe", w.name, p.name, n, k)
+				t.Errorf("%s: %s resumed %d times, %d on a keyframe (the bridge resumed it %d times)", w.name, p.name, n, k,
+					m.resumes(p))
 			}
 		}
-		r := w.got("stream-"+m.pubs[7].name, webrtc.RTPCodecTypeVideo)
-		if r == nil || r.resumes.Load() == 0 {
-			t.Errorf("%s: the first speaker's video was never paused and resumed", w.name)
+		if m.resumes(m.pubs[7]) < 2 { // opened when it first spoke, again when it came back
+			t.Errorf("%s: the first speaker's video was resumed %d times, want 2", w.name, m.resumes(m.pubs[7]))
 		}
 		if a := w.got("stream-"+m.pubs[7].name, webrtc.RTPCodecTypeAudio); a == nil || a.levels.Load() == 0 {
 			t.Errorf("%s: audio levels are not passed on", w.name)
@@ -242,4 +252,14 @@ func TestGatedAudioAllocatesNothing(t *testing.T) {
 	if len(w.seqs) != 100 {
 		t.Fatalf("%d packets forwarded with the gate open half the time, want 100", len(w.seqs))
 	}
+}
+
+// resumes is how many times the bridge resumed e's video.
+func (m *lastNMeeting) resumes(e *testEndpoint) uint64 {
+	for _, up := range e.peer.UpTracks() {
+		if up.Kind() == webrtc.RTPCodecTypeVideo {
+			return m.sel.Resumes(up)
+		}
+	}
+	return 0
 }
