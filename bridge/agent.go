@@ -43,6 +43,8 @@ type Events struct {
 // Engine is the media engine an Agent drives; *sfu.Bridge is one.
 type Engine interface {
 	NewPeer(sfu.PeerParams) (*sfu.Peer, error)
+	// NewSelector makes a meeting's Last-N selector (lastn.go).
+	NewSelector(sfu.SelectorParams) *sfu.Selector
 }
 
 // ErrUnknownPeer is returned for a peer id the agent does not have.
@@ -65,6 +67,10 @@ type Agent struct {
 	subs    map[subKey]*subscription
 	// recordings are the RecordStreams in force (record.go).
 	recordings map[*recording]struct{}
+	// selectors are the meetings' Last-N selectors and meetingOf each selectable
+	// stream's meeting (lastn.go); speaker is the parameters new selectors get.
+	selectors map[ids.MeetingID]*meetingSelector
+	meetingOf map[ids.StreamKey]ids.MeetingID
 }
 
 type agentPeer struct {
@@ -107,7 +113,8 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 		log = slog.Default()
 	}
 	return &Agent{sfu: b, ev: ev, log: log, peers: map[ids.PeerID]*agentPeer{}, samples: map[sampleKey]byteSample{},
-		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{}}
+		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
+		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{}}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).
@@ -234,8 +241,9 @@ func fromPion(c webrtc.ICECandidateInit) protocol.ICECandidate {
 }
 
 // Subscribe forwards stream key to peer as a track with the given ids, now if the stream
-// is here, or as soon as it arrives.
-func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID string) error {
+// is here, or as soon as it arrives. meeting, when not empty, is the meeting the stream
+// belongs to: its camera and microphone then take part in the meeting's Last-N.
+func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID string, meeting ids.MeetingID) error {
 	ap, err := a.peer(id)
 	if err != nil {
 		return err
@@ -243,6 +251,7 @@ func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID st
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	sk := subKey{id, key}
+	a.joinMeeting(meeting, key)
 	if _, ok := a.subs[sk]; ok {
 		return nil
 	}
@@ -273,6 +282,7 @@ func (a *Agent) Unsubscribe(id ids.PeerID, key ids.StreamKey) error {
 	a.mu.Lock()
 	sub := a.subs[subKey{id, key}]
 	delete(a.subs, subKey{id, key})
+	a.leaveMeeting(key)
 	a.mu.Unlock()
 	if sub != nil && sub.down != nil {
 		ap.peer.Unsubscribe(sub.down)
@@ -310,6 +320,7 @@ func (a *Agent) forget(id ids.PeerID) {
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)
+			a.leaveMeeting(sk.key)
 		}
 	}
 }
@@ -322,6 +333,7 @@ func (a *Agent) published(ap *agentPeer, up *sfu.UpTrack) {
 		return
 	}
 	a.streams[key] = stream{up: up, peer: ap.id}
+	a.streamPublished(key, up)
 	a.recordNew(key, up)
 	for sk, sub := range a.subs {
 		if sk.key == key && sk.peer != ap.id {
@@ -370,6 +382,7 @@ func (a *Agent) ended(ap *agentPeer, up *sfu.UpTrack) {
 		if st.up == up {
 			key = k
 			delete(a.streams, k)
+			a.streamEnded(k, up)
 			for sk, sub := range a.subs {
 				if sk.key == k && sub.down != nil && sub.down.Up() == up {
 					sub.down = nil
@@ -389,6 +402,7 @@ type PeerStats struct {
 	BytesSent       uint64 // RTP bytes to the peer
 	PacketsReceived uint64 // from the peer, all it publishes
 	StreamsSent     int
+	StreamsPaused   int // of StreamsSent, held back by Last-N now
 	StreamsReceived int
 	// Worst figures over the peer's forwarded tracks, from its receiver reports.
 	RTT          time.Duration
@@ -409,6 +423,9 @@ func (a *Agent) Stats(id ids.PeerID) (PeerStats, error) {
 		s.PacketsSent += d.PacketsSent()
 		s.BytesSent += d.BytesSent()
 		s.StreamsSent++
+		if d.Paused() {
+			s.StreamsPaused++
+		}
 		q := d.Quality()
 		s.RTT = max(s.RTT, q.RTT)
 		s.FractionLost = max(s.FractionLost, q.FractionLost)
@@ -466,7 +483,7 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 		a.samples[sampleKey{id, false}] = byteSample{at: now, bytes: st.BytesSent}
 		a.mu.Unlock()
 		rs := protocol.RelayStat{Peer: id, PacketsSent: st.PacketsSent, BytesSent: st.BytesSent, PacketsRecv: st.PacketsReceived,
-			StreamsSent: st.StreamsSent, StreamsRecv: st.StreamsReceived,
+			StreamsSent: st.StreamsSent, StreamsPaused: st.StreamsPaused, StreamsRecv: st.StreamsReceived,
 			RTTMs: ms(st.RTT), LossPct: 100 * st.FractionLost, JitterMs: ms(st.Jitter)}
 		if dt := now.Sub(prev.at).Seconds(); ok && dt > 0 && st.BytesSent >= prev.bytes {
 			rs.BitrateBps = 8 * float64(st.BytesSent-prev.bytes) / dt

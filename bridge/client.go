@@ -226,7 +226,7 @@ func execute(c *conn, a *Agent, env protocol.Envelope) (err error) {
 		if err := protocol.DecodeData(env, &m); err != nil {
 			return err
 		}
-		return a.Subscribe(m.Peer, m.Key, m.TrackID, m.StreamID)
+		return a.Subscribe(m.Peer, m.Key, m.TrackID, m.StreamID, m.Meeting)
 	case protocol.KindUnsubscribe:
 		var m protocol.Subscription
 		if err := protocol.DecodeData(env, &m); err != nil {

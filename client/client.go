@@ -18,6 +18,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/protocol"
@@ -99,6 +100,12 @@ var ErrRejected = errors.New("join rejected")
 func newAPI(loopback bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	// As browsers do: the microphone's level with each audio packet (RFC 6464), which the
+	// bridge's dominant-speaker detection and Last-N read.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
+		webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, err
 	}
 	ir, err := interceptors(me)
@@ -343,6 +350,16 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 	}
 	if err := c.offerPublisher(ctx, pub, tracks); err != nil {
 		return fmt.Errorf("publish: %w", err)
+	}
+	for _, s := range pub.GetSenders() {
+		if s.Track() != webrtc.TrackLocal(synth.Audio) {
+			continue
+		}
+		for _, x := range s.GetParameters().HeaderExtensions {
+			if x.URI == sdp.AudioLevelURI {
+				synth.levelID.Store(uint32(x.ID))
+			}
+		}
 	}
 	c.flushCandidates(pub)
 	return nil

@@ -16,6 +16,8 @@ type PublishOptions struct {
 	FPS, PacketsPerFrame, PayloadBytes int
 	// NoAudio and NoVideo leave a track silent (see Synth).
 	NoAudio, NoVideo bool
+	// Levels sends audio levels (see Synth.Levels); the Synth's SetLoudness sets them.
+	Levels bool
 }
 
 // SynthCounts are what a Synth has sent so far.
@@ -67,7 +69,7 @@ func (c *Client) PublishWith(ctx context.Context, o PublishOptions) (*Synth, err
 		synth.PacketsPerFrame = min(o.PacketsPerFrame, 255)
 	}
 	synth.PayloadBytes = o.PayloadBytes
-	synth.NoAudio, synth.NoVideo = o.NoAudio, o.NoVideo
+	synth.NoAudio, synth.NoVideo, synth.Levels = o.NoAudio, o.NoVideo, o.Levels
 	if err := c.negotiatePublisher(ctx, synth); err != nil {
 		return nil, err
 	}

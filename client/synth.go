@@ -23,6 +23,13 @@ type Synth struct {
 	// is sent, so the bridge never sees the track (an audio-only or video-only endpoint).
 	NoAudio, NoVideo bool
 
+	// Levels makes the audio carry the microphone's level (RFC 6464), set by SetLoudness;
+	// set it before Run. Without it the bridge cannot tell when this endpoint speaks and
+	// always forwards its audio.
+	Levels bool
+
+	loudness       atomic.Uint32 // 0 (silence) .. 127 (0 dBov)
+	levelID        atomic.Uint32 // the negotiated extension id; 0 until negotiated
 	keyframeWanted atomic.Bool
 	keyframesSent  atomic.Int64
 	sent           synthCounters
@@ -40,6 +47,10 @@ func NewSynth(streamID string) (*Synth, error) {
 	}
 	return &Synth{Audio: a, Video: v, FPS: 15, PacketsPerFrame: 3}, nil
 }
+
+// SetLoudness sets what the microphone hears, from 0 (silence) to 127 (0 dBov); speech
+// is about 70..100. It is sent as the level 127 − loudness when Levels is set.
+func (s *Synth) SetLoudness(l int) { s.loudness.Store(uint32(min(max(l, 0), 127))) }
 
 // RequestKeyframe makes the next video frame a keyframe (what an encoder does on PLI).
 func (s *Synth) RequestKeyframe() { s.keyframeWanted.Store(true) }
@@ -61,6 +72,7 @@ func (s *Synth) Run(stop <-chan struct{}) {
 		size = 1000
 	}
 	payload := make([]byte, size)
+	var level [1]byte
 	first := true
 	for {
 		select {
@@ -76,7 +88,12 @@ func (s *Synth) Run(stop <-chan struct{}) {
 			p[0] = 0x78 // an Opus TOC byte: SILK+CELT hybrid, 20 ms, mono
 			Probe{SentAt: time.Now().UnixNano(), Frame: audioN, Count: 1}.Put(p[AudioProbeOffset:])
 			audioN++
-			_ = s.Audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: p})
+			h := rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}
+			if id := s.levelID.Load(); s.Levels && id != 0 {
+				level[0] = byte(127 - s.loudness.Load())
+				_ = h.SetExtension(uint8(id), level[:])
+			}
+			_ = s.Audio.WriteRTP(&rtp.Packet{Header: h, Payload: p})
 			s.sent.audioPackets.Add(1)
 		case <-videoTick.C:
 			if s.NoVideo {

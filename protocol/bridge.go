@@ -73,6 +73,9 @@ type Subscription struct {
 	Key      ids.StreamKey `json:"key"`
 	TrackID  string        `json:"track_id,omitempty"`
 	StreamID string        `json:"stream_id,omitempty"`
+	// Meeting is the meeting the stream belongs to, for its Last-N selection; empty from
+	// an older signaling (the stream is then always forwarded).
+	Meeting ids.MeetingID `json:"meeting,omitempty"`
 }
 
 // TrackEvent reports a stream appearing or ending on a bridge.
@@ -95,7 +98,10 @@ type RelayStat struct {
 	BytesSent   uint64     `json:"bytes_sent"`
 	PacketsRecv uint64     `json:"packets_received"`
 	StreamsSent int        `json:"streams_sent"`
-	StreamsRecv int        `json:"streams_received"`
+	// StreamsPaused are the streams among StreamsSent that Last-N holds back now: the link
+	// carries StreamsSent − StreamsPaused.
+	StreamsPaused int `json:"streams_paused,omitempty"`
+	StreamsRecv   int `json:"streams_received"`
 	// From the far bridge's receiver reports on what this one sends (worst stream):
 	RTTMs    float64 `json:"rtt_ms"`
 	LossPct  float64 `json:"loss_pct"`

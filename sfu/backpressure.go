@@ -64,10 +64,13 @@ func (m *lagMeter) observe(ts uint32, now time.Time) time.Duration {
 // a late delta frame starts a skip (and a keyframe request), the next keyframe ends it.
 // Audio is never skipped (it is small, and the ear minds gaps more than the eye), nor
 // is a frame whose first packet was forwarded (no subscriber gets half a frame).
+//
+// A track whose Last-N gate g is shut (lastn.go) is skipped the same way, from the next
+// frame start until a keyframe after the gate opens again.
 // Reader goroutine only; downs are idle (no fan-out is running).
-func (t *UpTrack) admit(seq uint16, ts uint32, keyframe bool, now time.Time, downs []*DownTrack) bool {
+func (t *UpTrack) admit(seq uint16, ts uint32, keyframe bool, now time.Time, downs []*DownTrack, g *gate) bool {
 	if t.codecK == codecOther {
-		return true
+		return t.admitGated(seq, downs, g)
 	}
 	late := t.lag.observe(ts, now) > maxLag
 	if !late {
@@ -78,7 +81,10 @@ func (t *UpTrack) admit(seq uint16, ts uint32, keyframe bool, now time.Time, dow
 	frameStart := !t.haveTS || ts != t.lastTS
 	t.haveTS, t.lastTS = true, ts
 	if frameStart {
+		t.paused = g != nil && !g.on.Load()
 		switch {
+		case t.paused:
+			t.skipping = true // until a keyframe once selected again
 		case keyframe && t.skipping:
 			t.resume(seq, downs)
 		case !keyframe && !t.skipping && late && now.Sub(t.lateSince) >= lagPersist &&
@@ -96,6 +102,22 @@ func (t *UpTrack) admit(seq uint16, ts uint32, keyframe bool, now time.Time, dow
 	if t.skipping {
 		t.skipped++
 		return false
+	}
+	return true
+}
+
+// admitGated is admit for audio (and codecs without keyframe detection): only the Last-N
+// gate stops a packet, and each subscriber's numbering closes over the pause when it
+// opens again.
+func (t *UpTrack) admitGated(seq uint16, downs []*DownTrack, g *gate) bool {
+	t.paused = g != nil && !g.on.Load()
+	if t.paused {
+		t.skipping = true
+		t.skipped++
+		return false
+	}
+	if t.skipping {
+		t.resume(seq, downs)
 	}
 	return true
 }

@@ -18,10 +18,12 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/sfu/hopstats"
 	"github.com/cau-project/cau/sfu/nackgen"
+	"github.com/cau-project/cau/sfu/speaker"
 	"github.com/cau-project/cau/sfu/twccseq"
 	"github.com/cau-project/cau/sfu/udpbatch"
 )
@@ -46,6 +48,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives counters; nil disables them.
 	Metrics *Metrics
+	// Speaker is the Last-N and dominant-speaker tuning of the selectors this bridge makes
+	// (NewSelector); zero fields take speaker.DefaultParams (9 videos, 3 audios).
+	Speaker speaker.Params
 }
 
 // DefaultConfig is the configuration of a dev bridge (see DESIGN.md: UDP 7882, TCP 7881).
@@ -61,6 +66,7 @@ type Bridge struct {
 	relayAPI *webrtc.API
 	log      *slog.Logger
 	metrics  *Metrics
+	speaker  speaker.Params
 	udpMux   *ice.MultiUDPMuxDefault
 	// egress batches the UDP mux's sends while a fan-out holds it (udpbatch). Nil in
 	// benchmarks that build a Bridge by hand: Hold and Release are then no-ops.
@@ -107,7 +113,7 @@ func New(cfg Config) (*Bridge, error) {
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
-	b := &Bridge{log: log, metrics: cfg.Metrics, egress: &udpbatch.Group{}, hops: hops}
+	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, egress: &udpbatch.Group{}, hops: hops}
 	bn, err := newBatchNet(b.egress)
 	if err != nil {
 		return nil, err
@@ -266,6 +272,12 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 		PayloadType: 111,
 	}
 	if err := me.RegisterCodec(audio, webrtc.RTPCodecTypeAudio); err != nil {
+		return err
+	}
+	// Publishers' audio levels (RFC 6464) drive the dominant speaker and Last-N (lastn.go);
+	// they are passed on to subscribers and relay links.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
+		webrtc.RTPCodecTypeAudio); err != nil {
 		return err
 	}
 	video := []struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -37,6 +38,7 @@ type DownTrack struct {
 	seqOffset   uint16
 	tsOffset    uint32
 	scratch     rtp.Header // reused for every packet: no allocation per write
+	levelExt    [1]byte    // the audio-level extension's payload, reused like scratch
 	packetsSent atomic.Uint64
 	bytesSent   atomic.Uint64 // RTP header and payload
 
@@ -125,6 +127,9 @@ type binding struct {
 	// subscriber did not negotiate RTX: then a lost packet is sent again as it was.
 	rtxSSRC uint32
 	rtxPT   uint8
+	// levelID is the subscriber's RFC 6464 audio-level extension id, 0 if not
+	// negotiated: a relay link's far end and a browser's speaker indicator read it.
+	levelID uint8
 }
 
 // seqMapping is how a subscriber's numbering relates to the publisher's, fixed when
@@ -146,6 +151,11 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	for _, c := range ctx.CodecParameters() {
 		if strings.EqualFold(c.MimeType, want.MimeType) && fmtpCompatible(want, c) {
 			b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), writer: ctx.WriteStream()}
+			for _, e := range ctx.HeaderExtensions() {
+				if e.URI == sdp.AudioLevelURI && d.up.kind == webrtc.RTPCodecTypeAudio {
+					b.levelID = uint8(e.ID)
+				}
+			}
 			if rtx := uint32(ctx.SSRCRetransmission()); rtx != 0 {
 				apt := strconv.Itoa(int(c.PayloadType))
 				for _, r := range ctx.CodecParameters() {
@@ -221,6 +231,12 @@ func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.up.kind }
 // Up is the track this DownTrack forwards.
 func (d *DownTrack) Up() *UpTrack { return d.up }
 
+// Paused reports whether Last-N holds the track back now (its up track's gate is shut).
+func (d *DownTrack) Paused() bool {
+	g := d.up.gate.Load()
+	return g != nil && !g.on.Load()
+}
+
 // PacketsSent counts packets written to the subscriber.
 func (d *DownTrack) PacketsSent() uint64 { return d.packetsSent.Load() }
 
@@ -274,9 +290,14 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 	s.SSRC = b.ssrc
 	s.CSRC = s.CSRC[:0]
 	// The publisher's header extensions use its own negotiated ids; the interceptors add
-	// the ones this subscriber negotiated (TWCC), so none are copied.
+	// the ones this subscriber negotiated (TWCC), so none are copied, except the audio
+	// level, under the subscriber's id.
 	s.Extension = false
 	s.Extensions = s.Extensions[:0]
+	if b.levelID != 0 && d.up.hasLevel {
+		d.levelExt[0] = d.up.level
+		_ = s.SetExtension(b.levelID, d.levelExt[:]) // cannot fail: one byte, id ≤ 14
+	}
 	n, err := b.writer.WriteRTP(s, payload)
 	if err != nil {
 		return writeFailed

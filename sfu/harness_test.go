@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/internal/testutil"
@@ -45,6 +46,11 @@ func endpointAPI(t testing.TB) *webrtc.API {
 	if h264Only.Load() {
 		registerH264Only(t, me)
 	} else if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	// Browsers send their microphone's level (RFC 6464) with every audio packet.
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
+		webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
 	ir := &interceptor.Registry{}
@@ -102,8 +108,18 @@ type received struct {
 	firstIsKeyframe   atomic.Int32 // 0 unknown, 1 yes, 2 no
 	ssrc              atomic.Uint32
 	lastSeq           atomic.Uint32
-	payloadTypes      sync.Map // uint8 → struct{}
+	payloadTypes      sync.Map     // uint8 → struct{}
+	levels            atomic.Int64 // packets that carried an audio level (RFC 6464)
+	// resumes counts video packets that follow the previous one in sequence but not in
+	// time (their timestamps jump by resumeGap or more: the bridge paused the track and
+	// closed the numbering over the pause), and resumesOnKeyframe those of them that
+	// start a keyframe. A machine too loaded to read in time delays packets but does not
+	// make their timestamps jump, so this holds under any load.
+	resumes, resumesOnKeyframe atomic.Int64
 }
+
+// resumeGap is a jump in a video track's RTP time (90 kHz) long enough to be a pause.
+const resumeGap = 45000 // 0.5 s
 
 // testEndpoint is a pion peer acting as a browser: it publishes synthetic VP8 video and
 // Opus audio and counts what it receives.
@@ -122,6 +138,10 @@ type testEndpoint struct {
 	keyframeWanted atomic.Bool
 	plisReceived   atomic.Int64
 	videoMime      string
+	// loudness is what the microphone hears, sent as the RFC 6464 level 127 − loudness
+	// (0: silence); levelID is the negotiated extension id, 0 if none.
+	loudness atomic.Uint32
+	levelID  uint8
 }
 
 func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack)) *testEndpoint {
@@ -164,6 +184,15 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 		go drainRTCP(rcv)
 		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType}
 		r.ssrc.Store(uint32(tr.SSRC()))
+		var levelID uint8
+		var haveLast bool
+		var lastSeq uint16
+		var lastTS uint32
+		for _, x := range rcv.GetParameters().HeaderExtensions {
+			if x.URI == sdp.AudioLevelURI {
+				levelID = uint8(x.ID)
+			}
+		}
 		e.mu.Lock()
 		e.recv[tr.StreamID()+"/"+tr.Kind().String()] = r
 		e.mu.Unlock()
@@ -181,6 +210,18 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 			}
 			r.payloadTypes.Store(pkt.PayloadType, struct{}{})
 			r.lastSeq.Store(uint32(pkt.SequenceNumber))
+			if levelID != 0 && len(pkt.GetExtension(levelID)) > 0 {
+				r.levels.Add(1)
+			}
+			if tr.Kind() == webrtc.RTPCodecTypeVideo {
+				if haveLast && pkt.SequenceNumber == lastSeq+1 && int32(pkt.Timestamp-lastTS) >= resumeGap {
+					r.resumes.Add(1)
+					if isKeyframeStart(codecKindOf(tr.Codec().MimeType), pkt.Payload) {
+						r.resumesOnKeyframe.Add(1)
+					}
+				}
+				haveLast, lastSeq, lastTS = true, pkt.SequenceNumber, pkt.Timestamp
+			}
 		}
 	})
 	t.Cleanup(e.close)
@@ -265,6 +306,16 @@ func (e *testEndpoint) publishVideo(mime string) {
 	if err := e.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
+	for _, tc := range e.pub.GetTransceivers() {
+		if tc.Kind() != webrtc.RTPCodecTypeAudio || tc.Sender() == nil {
+			continue
+		}
+		for _, x := range tc.Sender().GetParameters().HeaderExtensions {
+			if x.URI == sdp.AudioLevelURI {
+				e.levelID = uint8(x.ID)
+			}
+		}
+	}
 	go e.sendMedia()
 }
 
@@ -304,7 +355,12 @@ func (e *testEndpoint) sendMedia() {
 		}
 		seqA++
 		tsA += 960
-		_ = e.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: payload[:80]})
+		ah := rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}
+		if e.levelID != 0 {
+			level := []byte{byte(127 - min(e.loudness.Load(), 127))}
+			_ = ah.SetExtension(e.levelID, level)
+		}
+		_ = e.audio.WriteRTP(&rtp.Packet{Header: ah, Payload: payload[:80]})
 		if n%3 == 2 { // ~16 fps is enough for the tests and easy on 2 cores
 			continue
 		}

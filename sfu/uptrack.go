@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -35,6 +36,18 @@ type UpTrack struct {
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
 	taps  atomic.Pointer[[]*Tap]       // local subscribers (recorder); copy-on-write like downs
+	// gate is the track's Last-N selection (lastn.go), nil when it is in no Selector.
+	gate atomic.Pointer[gate]
+	// levelID is the publisher's RFC 6464 audio-level extension id, 0 if not negotiated.
+	levelID uint8
+	// level is the current packet's audio level, for the fan-out to pass on (a relay
+	// link's far end selects on it too); hasLevel says whether the packet had one.
+	// Written by the reader before each fan-out, read by its writers (fanPool orders it).
+	level    uint8
+	hasLevel bool
+	// paused is set while the gate is shut: the packets dropped are counted as not
+	// selected, not as overload. Reader goroutine only.
+	paused bool
 
 	fan   *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
 	cache *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
@@ -57,7 +70,7 @@ type UpTrack struct {
 
 	// prometheus handles, resolved once so the hot path never hashes label values
 	mPackets, mBytes, mOutPackets, mOutBytes, mDropKF, mDropWrite prometheus.Counter
-	mDropLate                                                     prometheus.Counter
+	mDropLate, mDropPaused                                        prometheus.Counter
 	mKeyframeReqs, mRetransmits, mRetransmitMissed                prometheus.Counter
 }
 
@@ -96,6 +109,13 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		done:     make(chan struct{}),
 	}
 	t.log = owner.log.With("track", t.id, "kind", t.kind.String(), "codec", t.codec.MimeType)
+	if t.kind == webrtc.RTPCodecTypeAudio && receiver != nil {
+		for _, e := range receiver.GetParameters().HeaderExtensions {
+			if e.URI == sdp.AudioLevelURI {
+				t.levelID = uint8(e.ID)
+			}
+		}
+	}
 	t.rx.clockPerSec = int64(t.codec.ClockRate)
 	t.lag.clockPerSec = int64(t.codec.ClockRate)
 	if t.kind == webrtc.RTPCodecTypeVideo { // only video negotiates NACK
@@ -111,6 +131,7 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		t.mDropKF = m.PacketsDropped.WithLabelValues("keyframe_wait")
 		t.mDropWrite = m.PacketsDropped.WithLabelValues("write_error")
 		t.mDropLate = m.PacketsDropped.WithLabelValues("overload")
+		t.mDropPaused = m.PacketsDropped.WithLabelValues("not_selected")
 		t.mKeyframeReqs = m.KeyframeReqs
 		if m.Retransmissions != nil {
 			t.mRetransmits = m.Retransmissions.WithLabelValues("sent")
@@ -224,7 +245,7 @@ func (t *UpTrack) readLoop() {
 // pendingCounts batches metric updates so the hot path touches shared counters once
 // every flushEvery packets instead of on each one.
 type pendingCounts struct {
-	packets, bytes, outPackets, outBytes, dropKF, dropWrite, dropLate uint64
+	packets, bytes, outPackets, outBytes, dropKF, dropWrite, dropLate, dropPaused uint64
 }
 
 const flushEvery = 64
@@ -246,6 +267,7 @@ func (p *pendingCounts) flush(t *UpTrack) {
 		t.mDropKF.Add(float64(p.dropKF))
 		t.mDropWrite.Add(float64(p.dropWrite))
 		t.mDropLate.Add(float64(p.dropLate))
+		t.mDropPaused.Add(float64(p.dropPaused))
 	}
 	*p = pendingCounts{}
 }
@@ -277,10 +299,25 @@ func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts,
 	pending.packets++
 	pending.bytes += uint64(len(payload))
 
+	t.hasLevel = false
+	if t.levelID != 0 {
+		if ext := hdr.GetExtension(t.levelID); len(ext) > 0 {
+			t.level, t.hasLevel = ext[0]&0x7f, true
+		}
+	}
+	g := t.gate.Load()
+	if g != nil && t.hasLevel {
+		g.observe(t.level)
+	}
+
 	keyframe := t.codecK != codecOther && isKeyframeStart(t.codecK, payload)
 	downs := *t.downs.Load()
-	if !t.admit(hdr.SequenceNumber, hdr.Timestamp, keyframe, now, downs) {
-		pending.dropLate += uint64(len(downs))
+	if !t.admit(hdr.SequenceNumber, hdr.Timestamp, keyframe, now, downs, g) {
+		if t.paused {
+			pending.dropPaused += uint64(len(downs))
+		} else {
+			pending.dropLate += uint64(len(downs))
+		}
 		return
 	}
 	if t.cache != nil {

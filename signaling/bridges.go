@@ -27,7 +27,8 @@ type Bridge interface {
 	Offer(ctx context.Context, peer ids.PeerID, sdp string, keys map[string]ids.StreamKey) (string, error)
 	Answer(peer ids.PeerID, sdp string) error
 	AddCandidate(peer ids.PeerID, t protocol.Target, c protocol.ICECandidate) error
-	Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string) error
+	// Subscribe forwards key to peer; meeting is the stream's meeting, for its Last-N.
+	Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string, meeting ids.MeetingID) error
 	Unsubscribe(peer ids.PeerID, key ids.StreamKey) error
 	ClosePeer(peer ids.PeerID) error
 }
@@ -140,8 +141,8 @@ func (l *LocalBridge) AddCandidate(peer ids.PeerID, t protocol.Target, c protoco
 }
 
 // Subscribe implements Bridge.
-func (l *LocalBridge) Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string) error {
-	return l.agent.Subscribe(peer, key, trackID, streamID)
+func (l *LocalBridge) Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string, meeting ids.MeetingID) error {
+	return l.agent.Subscribe(peer, key, trackID, streamID, meeting)
 }
 
 // Unsubscribe implements Bridge.

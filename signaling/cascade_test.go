@@ -18,6 +18,7 @@ import (
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/sfu/speaker"
 	"github.com/cau-project/cau/signaling"
 )
 
@@ -50,23 +51,39 @@ type cascade struct {
 	*testServer
 	url     string
 	cancels map[string]context.CancelFunc
+	speaker speaker.Params // every bridge's Last-N tuning
 }
 
 // startCascade runs signaling with its bridge at central and one in-process bridge per
 // site given, each registered over the real control socket.
 func startCascade(t testing.TB, sites ...string) *cascade {
 	t.Helper()
+	return startCascadeWith(t, speaker.Params{}, sites...)
+}
+
+// startCascadeWith is startCascade with the bridges' Last-N tuned by sp.
+func startCascadeWith(t testing.TB, sp speaker.Params, sites ...string) *cascade {
+	t.Helper()
 	var hs *httptest.Server
 	ts := startServerWith(t, func(c *signaling.Config) {
 		c.Site = "central"
 		c.Ancestry = testAncestry
+		if sp != (speaker.Params{}) {
+			b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger(), Speaker: sp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			c.Bridge = b
+		}
 	}, func(sig *signaling.Server) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("/ws", sig)
 		mux.HandleFunc("/bridge", sig.ServeBridge)
 		return mux
 	}, &hs)
-	c := &cascade{testServer: ts, url: "ws" + strings.TrimPrefix(hs.URL, "http"), cancels: map[string]context.CancelFunc{}}
+	c := &cascade{testServer: ts, url: "ws" + strings.TrimPrefix(hs.URL, "http"), cancels: map[string]context.CancelFunc{},
+		speaker: sp}
 	ts.ws = c.url + "/ws"
 	for _, site := range sites {
 		c.addBridge(t, "br-"+site, site)
@@ -82,7 +99,7 @@ func startCascade(t testing.TB, sites ...string) *cascade {
 
 func (c *cascade) addBridge(t testing.TB, id, site string) {
 	t.Helper()
-	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
+	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger(), Speaker: c.speaker})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func (m *meeting) reconcile() {
 		}
 		m.fwd[f] = t
 		m.ops.push(func() {
-			if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID); err != nil {
+			if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
 				m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
 			}
 		})

@@ -222,9 +222,11 @@ func (rb *Remote) AddCandidate(peer ids.PeerID, t protocol.Target, c protocol.IC
 	return rb.push(protocol.KindAddICE, "", protocol.PeerICE{Peer: peer, Target: t, Candidate: c})
 }
 
-// Subscribe forwards stream key to peer as a track with the given ids.
-func (rb *Remote) Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string) error {
-	return rb.push(protocol.KindSubscribe, "", protocol.Subscription{Peer: peer, Key: key, TrackID: trackID, StreamID: streamID})
+// Subscribe forwards stream key to peer as a track with the given ids; meeting is the
+// stream's meeting, for its Last-N selection.
+func (rb *Remote) Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string, meeting ids.MeetingID) error {
+	return rb.push(protocol.KindSubscribe, "", protocol.Subscription{Peer: peer, Key: key, TrackID: trackID,
+		StreamID: streamID, Meeting: meeting})
 }
 
 // Unsubscribe stops forwarding key to peer.

@@ -1,0 +1,297 @@
+package sfu
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/sfu/speaker"
+)
+
+// SelectorParams configures a Selector.
+type SelectorParams struct {
+	// Speaker tunes the choice (Last-N, audio slots, hysteresis); zero fields take
+	// speaker.DefaultParams.
+	Speaker speaker.Params
+	// Tick is how often levels are read and the choice remade (default 50 ms: a new
+	// talker's audio is let through within about a tick).
+	Tick time.Duration
+	// OnDominant is called, on the selector's goroutine, when the dominant speaker
+	// changes. It must not block.
+	OnDominant func(source string)
+	Logger     *slog.Logger
+}
+
+// Selector applies Last-N and dominant-speaker selection to a group of published tracks
+// (one meeting's, on this bridge): every subscriber and every relay link of the group
+// receives the video of at most Speaker.VideoN sources and the audio of the pinned
+// sources and the Speaker.AudioN loudest. A track not selected is paused for all its
+// subscribers at once (its gate is shut), so the bridge sends nothing for it and a relay
+// link carries a bounded number of streams whatever the meeting's size.
+//
+// The reader goroutines only read their track's gate and add to its level counters
+// (atomics, no allocation); the selector's goroutine reads the levels every Tick, runs
+// package speaker and opens or shuts the gates. Opening a video gate asks the publisher
+// for a keyframe; the track's subscribers resume at it, with their sequence numbers
+// continuous across the pause.
+type Selector struct {
+	params SelectorParams
+	log    *slog.Logger
+
+	mu      sync.Mutex // guards sel and members
+	sel     *speaker.Selector
+	members map[*UpTrack]*gate
+
+	dominant atomic.Pointer[string]
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// gate is what a track's reader consults about its selection. on is written by the
+// selector's goroutine; sum and n are added to by the reader and swapped to zero by the
+// selector.
+type gate struct {
+	source speaker.ID
+	kind   webrtc.RTPCodecType
+	on     atomic.Bool
+	opens  atomic.Uint64 // times the gate opened after Add (pauses that ended)
+	sum    atomic.Uint64 // Σ (127 − level) over the interval's audio packets
+	n      atomic.Uint64 // packets with a level in the interval
+
+	// Whether video arrives (selector goroutine only): the packets counted at the last
+	// tick, since when none came, and whether the source counts as having video.
+	seen       uint64
+	quietSince time.Time
+	hasVideo   bool
+}
+
+// videoQuiet is how long a video track may receive nothing before its source stops
+// counting as having video. On a bridge down a relay link a paused track is one the
+// bridge before it holds back: it must not take a place in the grid here.
+const videoQuiet = time.Second
+
+// observe records one packet's RFC 6464 level (−dBov, 0 loudest, 127 silence).
+func (g *gate) observe(level uint8) {
+	g.sum.Add(uint64(127 - min(level, 127)))
+	g.n.Add(1)
+}
+
+// NewSelector starts a selector with the bridge's Last-N tuning (Config.Speaker) where p
+// leaves it zero; Close stops it.
+func (b *Bridge) NewSelector(p SelectorParams) *Selector {
+	if p.Speaker == (speaker.Params{}) {
+		p.Speaker = b.speaker
+	}
+	if p.Logger == nil {
+		p.Logger = b.log
+	}
+	return NewSelector(p)
+}
+
+// NewSelector starts a selector; Close stops it.
+func NewSelector(p SelectorParams) *Selector {
+	if p.Tick <= 0 {
+		p.Tick = 50 * time.Millisecond
+	}
+	log := p.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Selector{params: p, log: log, sel: speaker.New(p.Speaker), members: map[*UpTrack]*gate{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	empty := ""
+	s.dominant.Store(&empty)
+	go s.run()
+	return s
+}
+
+// Add puts t in the group as one of source's tracks (a publisher's audio and video share
+// a source). Its gate takes the current choice at once.
+func (s *Selector) Add(t *UpTrack, source string) {
+	g := &gate{source: speaker.ID(source), kind: t.kind}
+	s.mu.Lock()
+	if old := s.members[t]; old != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.sel.Add(g.source)
+	if g.kind == webrtc.RTPCodecTypeVideo {
+		g.hasVideo, g.seen = true, t.PacketsReceived()
+		s.sel.SetVideo(g.source, true)
+	}
+	s.sel.Reselect(time.Now())
+	s.members[t] = g
+	g.on.Store(s.wanted(g))
+	s.mu.Unlock()
+	if t.kind == webrtc.RTPCodecTypeAudio && t.levelID == 0 {
+		// Without levels (a SIP gateway, an old client) the selector cannot know when the
+		// source speaks: its audio is always forwarded, never clipped.
+		return
+	}
+	t.gate.Store(g)
+}
+
+// Remove takes t out of the group; it is forwarded to all its subscribers again.
+func (s *Selector) Remove(t *UpTrack) {
+	s.mu.Lock()
+	g := s.members[t]
+	delete(s.members, t)
+	if g != nil {
+		last := true
+		for _, o := range s.members {
+			if o.source == g.source {
+				last = false
+				break
+			}
+		}
+		if last {
+			s.sel.Remove(g.source)
+		} else if g.kind == webrtc.RTPCodecTypeVideo {
+			s.sel.SetVideo(g.source, false)
+		}
+		s.sel.Reselect(time.Now())
+	}
+	s.mu.Unlock()
+	if g != nil {
+		t.gate.CompareAndSwap(g, nil)
+		if t.kind == webrtc.RTPCodecTypeVideo {
+			t.RequestKeyframe() // its paused subscribers resume at a keyframe
+		}
+	}
+}
+
+// Pin always forwards source (the chair, the floor holder), or stops doing so.
+func (s *Selector) Pin(source string, on bool) {
+	s.mu.Lock()
+	s.sel.Pin(speaker.ID(source), on)
+	s.mu.Unlock()
+}
+
+// Dominant is the group's dominant speaker, "" before anyone has spoken.
+func (s *Selector) Dominant() string { return *s.dominant.Load() }
+
+// Selected reports whether t is forwarded now.
+func (s *Selector) Selected(t *UpTrack) bool {
+	g := t.gate.Load()
+	return g == nil || g.on.Load()
+}
+
+// Resumes counts the pauses of t that ended since it joined the selector.
+func (s *Selector) Resumes(t *UpTrack) uint64 {
+	if g := t.gate.Load(); g != nil {
+		return g.opens.Load()
+	}
+	return 0
+}
+
+// Close stops the selector and opens every gate.
+func (s *Selector) Close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
+	s.mu.Lock()
+	members := s.members
+	s.members = map[*UpTrack]*gate{}
+	s.mu.Unlock()
+	for t, g := range members {
+		t.gate.CompareAndSwap(g, nil)
+	}
+}
+
+func (s *Selector) run() {
+	defer close(s.done)
+	tick := time.NewTicker(s.params.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-tick.C:
+			s.update(now)
+		}
+	}
+}
+
+// wanted is g's gate under the current choice. Caller holds s.mu.
+func (s *Selector) wanted(g *gate) bool {
+	if g.kind == webrtc.RTPCodecTypeVideo {
+		return s.sel.Video(g.source)
+	}
+	return s.sel.Audio(g.source)
+}
+
+// noteVideo tells the speaker selector whether t's video arrives. Caller holds s.mu.
+func (s *Selector) noteVideo(t *UpTrack, g *gate, now time.Time) {
+	n := t.PacketsReceived()
+	switch {
+	case n != g.seen:
+		g.seen, g.quietSince = n, time.Time{}
+		if !g.hasVideo {
+			g.hasVideo = true
+			s.sel.SetVideo(g.source, true)
+		}
+	case g.quietSince.IsZero():
+		g.quietSince = now
+	case g.hasVideo && now.Sub(g.quietSince) >= videoQuiet:
+		g.hasVideo = false
+		s.sel.SetVideo(g.source, false)
+	}
+}
+
+// update reads the interval's levels, remakes the choice and moves the gates. Runs on
+// the selector's goroutine.
+func (s *Selector) update(now time.Time) {
+	var opened []*UpTrack
+	s.mu.Lock()
+	loud := make(map[speaker.ID]float64, len(s.members))
+	for _, g := range s.members {
+		if g.kind != webrtc.RTPCodecTypeAudio {
+			continue
+		}
+		sum, n := g.sum.Swap(0), g.n.Swap(0)
+		if n == 0 {
+			continue
+		}
+		if l := float64(sum) / float64(n); l > loud[g.source] {
+			loud[g.source] = l
+		}
+	}
+	for t, g := range s.members {
+		// Only a relayed video can be held back before this bridge; a publisher's own
+		// always arrives here (a reader stalled by load must not lose its grid place).
+		if g.kind == webrtc.RTPCodecTypeVideo && t.owner.params.Relay {
+			s.noteVideo(t, g, now)
+		}
+	}
+	before := s.sel.Dominant()
+	s.sel.Update(now, func(id speaker.ID) (float64, bool) {
+		l, ok := loud[id]
+		return l, ok
+	})
+	for t, g := range s.members {
+		want := s.wanted(g)
+		if g.on.Swap(want) != want && want {
+			g.opens.Add(1)
+			if g.kind == webrtc.RTPCodecTypeVideo {
+				opened = append(opened, t)
+			}
+		}
+	}
+	after := s.sel.Dominant()
+	s.mu.Unlock()
+	// Outside the lock: a keyframe request writes RTCP.
+	for _, t := range opened {
+		t.RequestKeyframe()
+	}
+	if after != before {
+		d := string(after)
+		s.dominant.Store(&d)
+		s.log.Debug("dominant speaker", "source", d, "was", string(before))
+		if s.params.OnDominant != nil {
+			s.params.OnDominant(d)
+		}
+	}
+}
