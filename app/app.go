@@ -27,6 +27,7 @@ import (
 	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/turnserver"
 	"github.com/cau-project/cau/web"
+	"github.com/cau-project/cau/whip"
 )
 
 // Config is what Start needs. Zero ports pick free ones (tests).
@@ -75,6 +76,7 @@ type App struct {
 	http   *http.Server
 	bridge *sfu.Bridge
 	sig    *signaling.Server
+	whip   *whip.Gateway
 	mon    *monitor.Monitor
 	// stopMon ends the monitor's sampling and its console streams (Close).
 	stopMon context.CancelFunc
@@ -181,6 +183,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	mux.Handle(api.Prefix, api.New(api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log,
 		AdHocMeetings: cfg.Dev}))
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
+	a.whip = whip.New(whip.Config{Signaling: a.sig, Keys: a.keys, Logger: log})
+	a.whip.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -241,6 +245,7 @@ func (a *App) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a.stopMon() // ends the console streams, which Shutdown would otherwise wait for
+	a.whip.Close()
 	a.sig.Close()
 	err := a.http.Shutdown(ctx)
 	return errors.Join(err, a.closeBridge())
