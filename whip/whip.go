@@ -99,11 +99,11 @@ func New(cfg Config) *Gateway {
 // Routes are the gateway's routes, for registration on a mux.
 func (g *Gateway) Routes() map[httpapi.Route]http.HandlerFunc {
 	return map[httpapi.Route]http.HandlerFunc{
-		{Method: http.MethodPost, Path: Prefix + "{meeting}"}:          g.create,
-		{Method: http.MethodOptions, Path: Prefix + "{meeting}"}:       g.options,
-		{Method: http.MethodGet, Path: Prefix + "{meeting}"}:           g.notAllowed,
-		{Method: http.MethodDelete, Path: Prefix + "{meeting}/{id}"}:   g.delete,
-		{Method: http.MethodPatch, Path: Prefix + "{meeting}/{id}"}:    g.patch,
+		{Method: http.MethodPost, Path: Prefix + "{meeting}"}:         g.create,
+		{Method: http.MethodOptions, Path: Prefix + "{meeting}"}:      g.options,
+		{Method: http.MethodGet, Path: Prefix + "{meeting}"}:          g.notAllowed,
+		{Method: http.MethodDelete, Path: Prefix + "{meeting}/{id}"}:  g.delete,
+		{Method: http.MethodPatch, Path: Prefix + "{meeting}/{id}"}:   g.patch,
 		{Method: http.MethodOptions, Path: Prefix + "{meeting}/{id}"}: g.options,
 	}
 }
