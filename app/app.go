@@ -183,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	mux.Handle(api.Prefix, api.New(api.Config{Store: cfg.Store, Tree: cfg.Tree, Keys: a.keys, Logger: log,
 		AdHocMeetings: cfg.Dev}))
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
-	a.whip = whip.New(whip.Config{Signaling: a.sig, Keys: a.keys, Logger: log})
+	a.whip = whip.New(whip.Config{Signaling: a.sig, Keys: a.keys, Logger: log, Loopback: cfg.Dev})
 	a.whip.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

@@ -97,6 +97,23 @@ func (a *Attached) Request(ctx context.Context, kind protocol.Kind, data any) (p
 	}
 }
 
+// Send handles one message that has no reply on success (an answer, a candidate, a
+// mute), and returns the error the session found in it.
+func (a *Attached) Send(kind protocol.Kind, data any) error {
+	a.reqMu.Lock()
+	defer a.reqMu.Unlock()
+	b, err := protocol.Encode(kind, "", data)
+	if err != nil {
+		return err
+	}
+	err = a.s.handle(b)
+	var ce *closeError
+	if errors.As(err, &ce) {
+		a.s.close(ce.code, ce.reason)
+	}
+	return err
+}
+
 // Participant is the endpoint as others see it (zero before the join).
 func (a *Attached) Participant() protocol.Participant {
 	a.s.mu.Lock()

@@ -37,6 +37,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/protocol"
@@ -63,8 +65,11 @@ type Config struct {
 	// refused without appearing in it.
 	Keys   auth.Keys
 	Logger *slog.Logger
-	// MaxResources caps live resources (503 beyond); 0 means DefaultMaxResources.
+	// MaxResources caps live resources, WHIP and WHEP together (503 beyond); 0 means
+	// DefaultMaxResources.
 	MaxResources int
+	// Loopback lets the WHEP connections use loopback candidates (dev mode, tests).
+	Loopback bool
 }
 
 // Gateway serves WHIP. It owns its resources.
@@ -72,8 +77,12 @@ type Gateway struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex // guards resources
+	mu        sync.Mutex // guards resources and viewers
 	resources map[string]*resource
+	viewers   map[string]*viewer
+
+	apiOnce sync.Once
+	api     *webrtc.API // WHEP's connections; built on first use
 }
 
 // resource is one publishing encoder. Its fields are set before it is put in the map
@@ -93,12 +102,13 @@ func New(cfg Config) *Gateway {
 	if cfg.MaxResources == 0 {
 		cfg.MaxResources = DefaultMaxResources
 	}
-	return &Gateway{cfg: cfg, log: cfg.Logger.With("component", "whip"), resources: map[string]*resource{}}
+	return &Gateway{cfg: cfg, log: cfg.Logger.With("component", "whip"), resources: map[string]*resource{},
+		viewers: map[string]*viewer{}}
 }
 
 // Routes are the gateway's routes, for registration on a mux.
 func (g *Gateway) Routes() map[httpapi.Route]http.HandlerFunc {
-	return map[httpapi.Route]http.HandlerFunc{
+	routes := map[httpapi.Route]http.HandlerFunc{
 		{Method: http.MethodPost, Path: Prefix + "{meeting}"}:         g.create,
 		{Method: http.MethodOptions, Path: Prefix + "{meeting}"}:      g.options,
 		{Method: http.MethodGet, Path: Prefix + "{meeting}"}:          g.notAllowed,
@@ -106,6 +116,10 @@ func (g *Gateway) Routes() map[httpapi.Route]http.HandlerFunc {
 		{Method: http.MethodPatch, Path: Prefix + "{meeting}/{id}"}:   g.patch,
 		{Method: http.MethodOptions, Path: Prefix + "{meeting}/{id}"}: g.options,
 	}
+	for r, h := range whepRoutes(g) {
+		routes[r] = h
+	}
+	return routes
 }
 
 // Register adds the gateway's routes to mux.
@@ -115,11 +129,11 @@ func (g *Gateway) Register(mux *http.ServeMux) {
 	}
 }
 
-// Count returns the live resources.
+// Count returns the live resources, WHIP and WHEP.
 func (g *Gateway) Count() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.resources)
+	return len(g.resources) + len(g.viewers)
 }
 
 // Close ends every resource.
@@ -129,9 +143,16 @@ func (g *Gateway) Close() {
 	for _, r := range g.resources {
 		all = append(all, r)
 	}
+	vs := make([]*viewer, 0, len(g.viewers))
+	for _, v := range g.viewers {
+		vs = append(vs, v)
+	}
 	g.mu.Unlock()
 	for _, r := range all {
 		r.ep.Close()
+	}
+	for _, v := range vs {
+		v.close()
 	}
 }
 
@@ -170,44 +191,8 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	httpapi.SetHeaders(w)
 	cors(w)
 	meeting := r.PathValue("meeting")
-	tok, err := httpapi.BearerToken(r)
-	if err != nil {
-		g.fail(w, r, http.StatusUnauthorized, httpapi.CodeUnauthorized, err.Error())
-		return
-	}
-	claims, err := g.cfg.Keys.Verify(tok, auth.UseJoin)
-	if err != nil {
-		g.fail(w, r, http.StatusUnauthorized, httpapi.CodeUnauthorized, "invalid or expired token")
-		return
-	}
-	if claims.Meeting != meeting {
-		g.fail(w, r, http.StatusForbidden, httpapi.CodeForbidden, "the token is for another meeting")
-		return
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/sdp" {
-		g.fail(w, r, http.StatusUnsupportedMediaType, httpapi.CodeUnsupportedType, "the body must be an application/sdp offer")
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxOfferBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			g.fail(w, r, http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge,
-				fmt.Sprintf("the offer is larger than %d bytes", MaxOfferBytes))
-			return
-		}
-		g.fail(w, r, http.StatusBadRequest, httpapi.CodeBadRequest, "reading the offer: "+err.Error())
-		return
-	}
-	offer := string(body)
-	tracks, err := protocol.ParseSDP(offer, protocol.MaxOfferMedia)
-	if err != nil {
-		g.fail(w, r, http.StatusBadRequest, httpapi.CodeBadRequest, err.Error())
-		return
-	}
-	if missing := missingICE(offer); missing != "" {
-		// Checked before the join, so that others do not see the encoder come and go.
-		g.fail(w, r, http.StatusBadRequest, httpapi.CodeBadRequest, "the offer has no "+missing)
+	tok, offer, ok := g.readOffer(w, r, meeting)
+	if !ok {
 		return
 	}
 	if !sends(offer) {
@@ -268,7 +253,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer.SDP)
 	g.log.Info("whip publisher joined", "meeting", meeting, "resource", res.id, "participant", joined.Self.ID,
-		"site", joined.Self.Site, "tracks", len(tracks))
+		"site", joined.Self.Site)
 }
 
 // sends reports whether an offer has a media section that is not recvonly or inactive:
@@ -357,16 +342,30 @@ func (g *Gateway) lookup(w http.ResponseWriter, r *http.Request) *resource {
 		g.fail(w, r, http.StatusNotFound, httpapi.CodeNotFound, "no such WHIP session")
 		return nil
 	}
-	tok, err := httpapi.BearerToken(r)
-	if err != nil {
-		g.fail(w, r, http.StatusUnauthorized, httpapi.CodeUnauthorized, err.Error())
-		return nil
-	}
-	if h := sha256.Sum256([]byte(tok)); subtle.ConstantTimeCompare(h[:], res.tokenHash[:]) != 1 {
-		g.fail(w, r, http.StatusForbidden, httpapi.CodeForbidden, "not the token that created this session")
+	if !g.sameToken(w, r, res.tokenHash) {
 		return nil
 	}
 	return res
+}
+
+// sameToken checks that the request bears the token whose hash is want: a resource is
+// ended or changed only by whoever created it.
+func (g *Gateway) sameToken(w http.ResponseWriter, r *http.Request, want [32]byte) bool {
+	tok, err := httpapi.BearerToken(r)
+	if err != nil {
+		g.fail(w, r, http.StatusUnauthorized, httpapi.CodeUnauthorized, err.Error())
+		return false
+	}
+	if h := sha256.Sum256([]byte(tok)); subtle.ConstantTimeCompare(h[:], want[:]) != 1 {
+		g.fail(w, r, http.StatusForbidden, httpapi.CodeForbidden, "not the token that created this session")
+		return false
+	}
+	return true
+}
+
+func isSDP(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/sdp"
 }
 
 func (g *Gateway) delete(w http.ResponseWriter, r *http.Request) {

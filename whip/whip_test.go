@@ -2,13 +2,17 @@ package whip_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
@@ -237,4 +241,110 @@ func TestWHIPRefusals(t *testing.T) {
 		resp.Header.Get("Accept-Post") != "application/sdp" {
 		t.Errorf("OPTIONS: %d %v", resp.StatusCode, resp.Header)
 	}
+}
+
+// whepViewer is a pion player: a receive-only offer for one video and one audio track,
+// as a WHEP page or a restreamer sends; it counts the RTP packets of each kind.
+type whepViewer struct {
+	pc           *webrtc.PeerConnection
+	video, audio atomic.Int64
+}
+
+func newWHEPViewer(t *testing.T) (*whepViewer, string) {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	v := &whepViewer{pc: pc}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		n := &v.audio
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			n = &v.video
+		}
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			n.Add(1)
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return v, pc.LocalDescription().SDP
+}
+
+// TestWHEPViewerReceivesParticipant: a normal Go client publishes in a meeting; a pion
+// WHEP player that names the client's site receives its video and audio; DELETE ends
+// the viewer, which leaves the meeting.
+func TestWHEPViewerReceivesParticipant(t *testing.T) {
+	a := start(t)
+	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	pub, err := client.Dial(ctx, ws, token(t, a, "whep", "ha-noi", "Hà Nội"), client.Options{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	if err := pub.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	v, offer := newWHEPViewer(t)
+	tok := token(t, a, "whep", "hue", "Màn hình Huế")
+	if resp, body := do(t, http.MethodPost, a.URL()+"/whep/other", tok, "application/sdp", offer); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("WHEP POST to another meeting: %d %s, want 403", resp.StatusCode, body)
+	}
+	resp, answer := do(t, http.MethodPost, a.URL()+"/whep/whep/ha-noi", tok, "application/sdp", offer)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHEP POST: %d %s", resp.StatusCode, answer)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "/whep/whep/ha-noi/") || resp.Header.Get("Content-Type") != "application/sdp" {
+		t.Fatalf("201 headers: %v", resp.Header)
+	}
+	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, func() string {
+		if v.video.Load() < 30 || v.audio.Load() < 30 {
+			return fmt.Sprintf("the WHEP viewer has %d video and %d audio packets, want 30 of each", v.video.Load(), v.audio.Load())
+		}
+		return ""
+	})
+	if resp, body := do(t, http.MethodPatch, a.URL()+loc, tok, "application/trickle-ice-sdpfrag", "a=end-of-candidates\r\n"); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("PATCH: %d %s, want 405", resp.StatusCode, body)
+	}
+	if resp, body := do(t, http.MethodDelete, a.URL()+loc, tok, "", ""); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		for _, p := range pub.Participants() {
+			if p.Site == "hue" {
+				return "the WHEP viewer is still a participant after DELETE"
+			}
+		}
+		return ""
+	})
 }
