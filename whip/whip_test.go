@@ -92,6 +92,12 @@ func do(t *testing.T, method, url, tok, ctype, body string) (*http.Response, str
 // client sees it leave.
 func TestWHIPPublisherSeenByGoClient(t *testing.T) {
 	testmedia.Need(t)
+	for _, mime := range []string{webrtc.MimeTypeVP8, webrtc.MimeTypeH264} {
+		t.Run(strings.TrimPrefix(mime, "video/"), func(t *testing.T) { whipPublishes(t, mime) })
+	}
+}
+
+func whipPublishes(t *testing.T, mime string) {
 	a := start(t)
 	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -105,7 +111,7 @@ func TestWHIPPublisherSeenByGoClient(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	enc := testmedia.NewPublisher(t, "obs", 0)
+	enc := testmedia.NewPublisherOf(t, "obs", 0, mime)
 	offer, err := enc.Offer()
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +132,11 @@ func TestWHIPPublisherSeenByGoClient(t *testing.T) {
 	if err := enc.Answer(answer); err != nil {
 		t.Fatal(err)
 	}
-	enc.Start(func(int) *testmedia.Clip { return testmedia.MakeClip(t, 320, 240) })
+	clip := testmedia.MakeClip(t, 320, 240)
+	if mime == webrtc.MimeTypeH264 {
+		clip = testmedia.MakeH264Clip(t, 320, 240)
+	}
+	enc.Start(func(int) *testmedia.Clip { return clip })
 
 	var streamID string
 	testutil.Eventually(t, 30*time.Second, func() string {
@@ -139,8 +149,12 @@ func TestWHIPPublisherSeenByGoClient(t *testing.T) {
 			return "the viewer has not seen the encoder join"
 		}
 		for _, kind := range []string{"video", "audio"} {
-			if s := viewer.Stream(streamID, kind); s == nil || s.Packets.Load() < 30 {
+			s := viewer.Stream(streamID, kind)
+			if s == nil || s.Packets.Load() < 30 {
 				return "the viewer has not received 30 " + kind + " packets from the encoder"
+			}
+			if kind == "video" && !strings.EqualFold(s.MimeType, mime) {
+				return "the viewer receives " + s.MimeType + ", want " + mime
 			}
 		}
 		return ""
