@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -126,7 +128,7 @@ func (a *Attached) Participant() protocol.Participant {
 }
 
 // Close leaves the meeting and closes the endpoint's peer; OnClose follows.
-func (a *Attached) Close() { a.s.close(1000, "left") }
+func (a *Attached) Close() { a.s.close(websocket.CloseNormalClosure, "left") }
 
 // Done is closed once the endpoint has left.
 func (a *Attached) Done() <-chan struct{} { return a.s.done }
