@@ -23,6 +23,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -47,12 +48,15 @@ type viewer struct {
 	video, audio      *webrtc.TrackLocalStaticRTP
 	events            chan protocol.Envelope // from the endpoint, for run
 	closeOnce         sync.Once
+	closed            bool // guarded by Gateway.mu: set by close, keeps the viewer out of the map
 
 	mu      sync.Mutex                     // guards everything below
 	sites   map[string]string              // stream id → site of its participant
 	floor   []string                       // sites in order of preference (floor speakers, chair)
 	remotes map[*webrtc.TrackRemote]string // live upstream tracks → their stream id
-	chosen  map[string]*webrtc.TrackRemote // "audio"/"video" → the track forwarded
+	// chosen holds, per kind (kindIndex), the track forwarded: written by choose under
+	// mu, read without it by the forwarding loops, one load per packet.
+	chosen [2]atomic.Pointer[webrtc.TrackRemote]
 }
 
 func whepRoutes(g *Gateway) map[httpapi.Route]http.HandlerFunc {
@@ -103,7 +107,7 @@ func (g *Gateway) createViewer(w http.ResponseWriter, r *http.Request) {
 	}
 	v := &viewer{g: g, id: newID(), meeting: meeting, site: site, tokenHash: sha256.Sum256([]byte(tok)),
 		events: make(chan protocol.Envelope, 64), sites: map[string]string{},
-		remotes: map[*webrtc.TrackRemote]string{}, chosen: map[string]*webrtc.TrackRemote{}}
+		remotes: map[*webrtc.TrackRemote]string{}}
 	answer, err := v.openDown(offer)
 	if err != nil {
 		v.close()
@@ -147,7 +151,9 @@ func (g *Gateway) createViewer(w http.ResponseWriter, r *http.Request) {
 	v.setFloor(joined.Floor)
 	v.mu.Unlock()
 	g.mu.Lock()
-	g.viewers[v.id] = v
+	if !v.closed { // a close that ran already (the meeting ended) must not be undone
+		g.viewers[v.id] = v
+	}
 	g.mu.Unlock()
 	go v.run()
 	sel := site
@@ -232,7 +238,7 @@ func (v *viewer) openDown(offer string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("the offer cannot receive %s: %w", t.Kind(), err)
 		}
-		go v.readPlayerRTCP(s, t.Kind().String())
+		go v.readPlayerRTCP(s, t.Kind())
 	}
 	answer, err := v.down.CreateAnswer(nil)
 	if err != nil {
@@ -250,7 +256,7 @@ func (v *viewer) openDown(offer string) (string, error) {
 }
 
 // readPlayerRTCP passes the player's keyframe requests upstream.
-func (v *viewer) readPlayerRTCP(s *webrtc.RTPSender, kind string) {
+func (v *viewer) readPlayerRTCP(s *webrtc.RTPSender, kind webrtc.RTPCodecType) {
 	for {
 		pkts, _, err := s.ReadRTCP()
 		if err != nil {
@@ -259,10 +265,7 @@ func (v *viewer) readPlayerRTCP(s *webrtc.RTPSender, kind string) {
 		for _, p := range pkts {
 			switch p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				v.mu.Lock()
-				t := v.chosen[kind]
-				v.mu.Unlock()
-				v.keyframe(t)
+				v.keyframe(v.chosen[kindIndex(kind)].Load())
 			}
 		}
 	}
@@ -375,10 +378,7 @@ func (v *viewer) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if err != nil {
 			break
 		}
-		v.mu.Lock()
-		on := v.chosen[t.Kind().String()] == t
-		v.mu.Unlock()
-		if on && codecOK {
+		if codecOK && v.chosen[kindIndex(t.Kind())].Load() == t {
 			_, _ = local.Write(buf[:n])
 		}
 	}
@@ -409,7 +409,8 @@ func (v *viewer) choose() {
 				break
 			}
 		}
-		if cur := v.chosen[kind.String()]; pick == nil && v.site == "" {
+		slot := &v.chosen[kindIndex(kind)]
+		if cur := slot.Load(); pick == nil && v.site == "" {
 			if _, live := v.remotes[cur]; live {
 				pick = cur
 			} else {
@@ -421,11 +422,19 @@ func (v *viewer) choose() {
 				}
 			}
 		}
-		if pick != v.chosen[kind.String()] {
-			v.chosen[kind.String()] = pick
+		if pick != slot.Load() {
+			slot.Store(pick)
 			go v.keyframe(pick)
 		}
 	}
+}
+
+// kindIndex is a kind's slot in viewer.chosen.
+func kindIndex(k webrtc.RTPCodecType) int {
+	if k == webrtc.RTPCodecTypeVideo {
+		return 0
+	}
+	return 1
 }
 
 // lookupViewer finds the viewer a request names and checks its token.
@@ -471,6 +480,7 @@ func (v *viewer) close() {
 		v.g.mu.Lock()
 		_, live := v.g.viewers[v.id]
 		delete(v.g.viewers, v.id)
+		v.closed = true
 		v.g.mu.Unlock()
 		if v.ep != nil {
 			v.ep.Close()
