@@ -19,6 +19,8 @@
 // TURN servers, in Link headers) all in the answer, and the encoder's own candidates are
 // learnt from its connectivity checks. So, as RFC 9725 §4.3.1 asks of a server with
 // neither trickle nor ICE restarts, PATCH answers 405.
+//
+// WHEP egress, the other direction, is in whep.go.
 package whip
 
 import (

@@ -102,6 +102,7 @@ func whipPublishes(t *testing.T, mime string) {
 	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
+	t0 := time.Now()
 	viewer, err := client.Dial(ctx, ws, token(t, a, "whip", "ha-noi", "Hà Nội"), client.Options{Loopback: true})
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +111,7 @@ func whipPublishes(t *testing.T, mime string) {
 	if err := viewer.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
+	wsJoin := time.Since(t0)
 
 	enc := testmedia.NewPublisherOf(t, "obs", 0, mime)
 	offer, err := enc.Offer()
@@ -117,10 +119,14 @@ func whipPublishes(t *testing.T, mime string) {
 		t.Fatal(err)
 	}
 	tok := token(t, a, "whip", "hue", "Bộ mã hoá Huế")
+	t0 = time.Now()
 	resp, answer := do(t, http.MethodPost, a.URL()+"/whip/whip", tok, "application/sdp", offer)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /whip: %d %s", resp.StatusCode, answer)
 	}
+	// A figure, not an assertion: the WHIP POST (join + offer/answer) against a
+	// WebSocket join and publish in the same run.
+	t.Logf("WHIP POST → 201 in %v; WebSocket join + publish offer/answer in %v", time.Since(t0), wsJoin)
 	loc := resp.Header.Get("Location")
 	if !strings.HasPrefix(loc, "/whip/whip/") || resp.Header.Get("ETag") == "" ||
 		resp.Header.Get("Content-Type") != "application/sdp" {
