@@ -46,6 +46,7 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./protocol
 	$(GO) test -run '^$$' -fuzz FuzzKeyframe -fuzztime $(FUZZTIME) ./sfu
+	$(GO) test -run '^$$' -fuzz FuzzOfferChecks -fuzztime $(FUZZTIME) ./whip
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }

@@ -27,6 +27,7 @@ import (
 	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/turnserver"
 	"github.com/cau-project/cau/web"
+	"github.com/cau-project/cau/whip"
 )
 
 // Config is what Start needs. Zero ports pick free ones (tests).
@@ -80,6 +81,7 @@ type App struct {
 	http   *http.Server
 	bridge *sfu.Bridge
 	sig    *signaling.Server
+	whip   *whip.Gateway
 	mon    *monitor.Monitor
 	// stopMon ends the monitor's sampling and its console streams (Close).
 	stopMon context.CancelFunc
@@ -203,6 +205,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	mux.Handle(monitor.APIPrefix, a.mon.Handler(a.keys))
 	mux.Handle(api.Prefix, api.New(apiCfg))
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
+	a.whip = whip.New(whip.Config{Signaling: a.sig, Keys: a.keys, Logger: log, Loopback: cfg.Dev})
+	a.whip.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -265,6 +269,7 @@ func (a *App) Close() error {
 		a.rec.svc.StopAll(ctx) // finishes the files while the bridge still runs
 	}
 	a.stopMon() // ends the console streams, which Shutdown would otherwise wait for
+	a.whip.Close()
 	a.sig.Close()
 	err := a.http.Shutdown(ctx)
 	return errors.Join(err, a.closeBridge())

@@ -22,8 +22,10 @@ func (m *meeting) reconcile() {
 		if s.bridge == nil {
 			continue
 		}
-		in.Subscribers = append(in.Subscribers, relayplan.Subscriber{Participant: ids.ParticipantID(s.self.ID),
-			Bridge: s.bridge.ID(), Peer: s.peerID})
+		if !s.sendOnly {
+			in.Subscribers = append(in.Subscribers, relayplan.Subscriber{Participant: ids.ParticipantID(s.self.ID),
+				Bridge: s.bridge.ID(), Peer: s.peerID})
+		}
 		if bridges[s.bridge.ID()] == nil {
 			bridges[s.bridge.ID()] = s.bridge
 			occupied = append(occupied, s.bridge)

@@ -62,6 +62,9 @@ type session struct {
 	peerID     ids.PeerID
 	generation int
 	joined     time.Time
+	// sendOnly keeps the endpoint out of subscriptions (a WHIP encoder); set before
+	// the join, read-only after.
+	sendOnly bool
 
 	mu           sync.Mutex // guards trackSources and muted, and join's writes (above)
 	trackSources map[string]protocol.Source
