@@ -47,6 +47,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./protocol
 	$(GO) test -run '^$$' -fuzz FuzzKeyframe -fuzztime $(FUZZTIME) ./sfu
 	$(GO) test -run '^$$' -fuzz FuzzOfferChecks -fuzztime $(FUZZTIME) ./whip
+	$(GO) test -run '^$$' -fuzz FuzzOriginalSeq -fuzztime $(FUZZTIME) ./sfu/nackgen
+	$(GO) test -run '^$$' -fuzz FuzzReports -fuzztime $(FUZZTIME) ./sfu/hopstats
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
