@@ -8,8 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cau-project/cau/sfu/hopstats"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/sfu/hopstats"
 )
 
 // Target names one of a peer's two connections.

@@ -7,11 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cau-project/cau/sfu/twccseq"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/sfu/twccseq"
 )
 
 // TestFeedbackCountsEachSequenceOnce: statuses are counted once, across the 16-bit wrap,
