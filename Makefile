@@ -25,10 +25,11 @@ test-short:
 
 # bench prints the floor (a bare UDP sender in the bridge's shape, BenchmarkFloor) and the
 # forwarding benchmarks side by side (the sfu package first), then the rest.
-# Long runs kept out of make test: eight recordings at once on one bridge, and the
-# three-site recording for 60 s (make test records it for 12 s).
+# soak repeats the recorder's load runs without the race detector, for their figures
+# (make test runs them once, under it): eight recordings at once on one bridge, and the
+# three-site recording for 60 s, three times each.
 soak:
-	CAU_SOAK=1 $(GO) test -race -count=1 -p 1 -timeout 30m -run 'TestEightRecordingsKeepUp|TestRecordThreeSites' ./recorder
+	$(GO) test -count=3 -p 1 -timeout 30m -run 'TestEightRecordingsKeepUp|TestRecordThreeSites' ./recorder
 
 bench:
 	$(GO) test -run '^$$' -bench 'Floor|Forward' -benchmem ./sfu

@@ -2,7 +2,6 @@ package recorder
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,7 +13,7 @@ import (
 
 // TestRecordThreeSites is the issue's acceptance test: three pion publishers through a
 // real bridge, one of them behind a 5% lossy uplink and one changing resolution mid-way,
-// recorded for 12 s (60 s under make soak, CAU_SOAK=1). Every file must probe at the
+// recorded for 60 s (in make test: the issue asks for it in CI). Every file must probe at the
 // wall-clock duration (±0.5 s), decode without a single ffmpeg error, and keep audio
 // within 80 ms of video.
 //
@@ -22,10 +21,7 @@ import (
 // finished the sources one after another, and the later ones went on recording while the
 // first synced its file. TestStopEndsEveryFileAtOnce covers that.
 func TestRecordThreeSites(t *testing.T) {
-	seconds := 12
-	if os.Getenv("CAU_SOAK") != "" {
-		seconds = 60
-	}
+	const seconds = 60
 	small, large := testmedia.MakeClip(t, 320, 240), testmedia.MakeClip(t, 480, 360)
 	b := testmedia.NewBridge(t)
 	type site struct {
