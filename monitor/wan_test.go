@@ -133,6 +133,9 @@ type delayRelay struct {
 	delay  atomic.Int64
 	// heldNs and held sum the real holding times of delayed packets (see later).
 	heldNs, held atomic.Int64
+	// down counts the packets read on the public socket: what central sent towards the
+	// namespace, less what the public socket's full buffer dropped.
+	down atomic.Int64
 
 	mu    sync.Mutex // guards inner
 	inner map[string]*net.UDPConn
@@ -140,7 +143,7 @@ type delayRelay struct {
 
 func newDelayRelay(t *testing.T, l *wan.Link, target *net.UDPAddr) *delayRelay {
 	t.Helper()
-	pub, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(l.HostIP)})
+	pub, err := wan.ListenUDP(l.HostIP, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +172,7 @@ func (r *delayRelay) pump(pub *net.UDPConn) {
 		if inner == nil {
 			continue
 		}
+		r.down.Add(1)
 		r.later(func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
 	}
 }
@@ -183,7 +187,7 @@ func (r *delayRelay) innerFor(peer *net.UDPAddr) *net.UDPConn {
 	if len(r.inner) == relayPorts {
 		return nil
 	}
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(r.link.HostIP), Port: r.link.RelayPort + len(r.inner)})
+	c, err := wan.ListenUDP(r.link.HostIP, r.link.RelayPort+len(r.inner))
 	if err != nil {
 		return nil
 	}
@@ -226,6 +230,24 @@ func (r *delayRelay) meanHold(ns, n int64) (time.Duration, int64, int64) {
 }
 
 func (r *delayRelay) addr() string { return r.public.LocalAddr().String() }
+
+func (r *delayRelay) port() int { return r.public.LocalAddr().(*net.UDPAddr).Port }
+
+// downDrops is what the sockets on the way down dropped (the relay's public socket, and
+// the district bridge's in the namespace) and the packets read at the relay's public
+// socket so far.
+func (r *delayRelay) downDrops(t *testing.T, bridgePort int) (dropped, read int64) {
+	t.Helper()
+	host, err := wan.SocketDrops("", r.port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := wan.SocketDrops(r.link.NS, bridgePort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(host + ns), r.down.Load()
+}
 
 func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	if testing.Short() {
@@ -334,6 +356,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	// Impair: 8% loss and 200 ms each way.
 	impaired := time.Now()
 	im.set(wanLossPct, wanDelay)
+	drops0, read0 := relay.downDrops(t, bridgePort)
 	var poorAfter time.Duration
 	eventually(t, 10*time.Second, func() string {
 		if v := siteView("d1"); v.Grade != monitor.GradePoor {
@@ -364,6 +387,15 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 		}
 	}
 	rtt, loss, jitter = rtt/scrapes, loss/scrapes, jitter/scrapes
+	// Loss the test did not configure but the link really had: datagrams the sockets on
+	// the way down dropped because the loaded machine did not read them in time (seen in
+	// CI: 11% measured over 8% configured). The monitor is right to count them.
+	drops1, read1 := relay.downDrops(t, bridgePort)
+	hostLoss := 0.0
+	if sent := (read1 - read0) + (drops1 - drops0); sent > 0 {
+		hostLoss = float64(drops1-drops0) / float64(sent)
+	}
+	t.Logf("socket drops on the way down while impaired: %d of %d datagrams (%.2f%%)", drops1-drops0, (read1-read0)+(drops1-drops0), 100*hostLoss)
 	wantRTT, wantLoss := 2*wanDelay.Seconds(), float64(wanLossPct)/100
 	t.Logf("METRICS under impairment (clean RTT %.1f ms): cau_relay_rtt_seconds %.3f (want %.3f, %+.1f%%); "+
 		"cau_relay_loss_ratio %.4f (want %.2f, %+.1f%%); cau_relay_jitter_seconds %.4f; commune c1 below: %v (path %v)",
@@ -371,8 +403,8 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	if rtt < 0.8*wantRTT || rtt > 1.2*wantRTT {
 		t.Errorf("cau_relay_rtt_seconds %.3f, want %.3f ± 20%%", rtt, wantRTT)
 	}
-	if loss < 0.8*wantLoss || loss > 1.2*wantLoss {
-		t.Errorf("cau_relay_loss_ratio %.4f, want %.2f ± 20%%", loss, wantLoss)
+	if hi := 1.2*wantLoss + hostLoss; loss < 0.8*wantLoss || loss > hi {
+		t.Errorf("cau_relay_loss_ratio %.4f, want %.2f − 20%% to %.4f (+20%%, plus %.2f%% the sockets dropped)", loss, wantLoss, hi, 100*hostLoss)
 	}
 	// The commune's own link is clean: what it loses comes down the relay path, which the
 	// district's grade already shows.

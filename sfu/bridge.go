@@ -114,7 +114,7 @@ func New(cfg Config) (*Bridge, error) {
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
 	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, egress: &udpbatch.Group{}, hops: hops}
-	bn, err := newBatchNet(b.egress)
+	bn, err := newBatchNet(b.egress, log)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,9 @@ package sfu
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
+	"syscall"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -15,14 +17,51 @@ import (
 type batchNet struct {
 	transport.Net
 	group *udpbatch.Group
+	log   *slog.Logger
 }
 
-func newBatchNet(g *udpbatch.Group) (*batchNet, error) {
+func newBatchNet(g *udpbatch.Group, log *slog.Logger) (*batchNet, error) {
 	std, err := stdnet.NewNet()
 	if err != nil {
 		return nil, fmt.Errorf("network interfaces: %w", err)
 	}
-	return &batchNet{Net: std, group: g}, nil
+	return &batchNet{Net: std, group: g, log: log}, nil
+}
+
+// SocketBuffer is the receive and send buffer the bridge asks for on its ICE UDP socket.
+// One socket carries every endpoint's media: with the default (~208 KiB, a few hundred
+// small datagrams) a scheduling pause of a few tens of milliseconds on a busy bridge
+// overflows it, and the kernel drops packets that no link lost. The kernel grants at most
+// net.core.rmem_max / wmem_max; the bridge logs what it got (docs/deploy says how to raise
+// the limits).
+const SocketBuffer = 4 << 20
+
+// sizeBuffers asks for SocketBuffer each way and returns what the kernel granted.
+func sizeBuffers(c *net.UDPConn) (recv, send int, err error) {
+	if err := c.SetReadBuffer(SocketBuffer); err != nil {
+		return 0, 0, fmt.Errorf("receive buffer: %w", err)
+	}
+	if err := c.SetWriteBuffer(SocketBuffer); err != nil {
+		return 0, 0, fmt.Errorf("send buffer: %w", err)
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, fmt.Errorf("socket: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		// Linux reports twice the size asked for (the doubled value holds its bookkeeping).
+		if recv, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF); serr != nil {
+			return
+		}
+		send, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+	}); err != nil {
+		return 0, 0, fmt.Errorf("socket: %w", err)
+	}
+	if serr != nil {
+		return 0, 0, fmt.Errorf("read buffer sizes: %w", serr)
+	}
+	return recv / 2, send / 2, nil
 }
 
 // ListenUDP implements transport.Net.
@@ -30,6 +69,16 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 	c, err := net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
+	}
+	recv, send, err := sizeBuffers(c)
+	switch {
+	case err != nil:
+		n.log.Warn("ICE UDP socket buffers left at the kernel default", "addr", c.LocalAddr().String(), "err", err)
+	case recv < SocketBuffer || send < SocketBuffer:
+		n.log.Warn("ICE UDP socket buffers smaller than asked: raise net.core.rmem_max and wmem_max",
+			"addr", c.LocalAddr().String(), "receive_bytes", recv, "send_bytes", send, "want_bytes", SocketBuffer)
+	default:
+		n.log.Debug("ICE UDP socket buffers", "addr", c.LocalAddr().String(), "receive_bytes", recv, "send_bytes", send)
 	}
 	return n.group.New(c), nil
 }

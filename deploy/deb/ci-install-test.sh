@@ -28,6 +28,7 @@ done
 [ "$(stat -c '%U:%G %a' /etc/cau/cau.env)" = "root:cau 640" ] || fail "/etc/cau/cau.env: $(stat -c '%U:%G %a' /etc/cau/cau.env), want root:cau 640"
 grep -q '^CAU_TOKEN_KEY=[0-9a-f]\{64\}$' /etc/cau/cau.env || fail "no generated token key"
 [ "$(stat -c '%U' /var/lib/cau)" = cau ] || fail "/var/lib/cau not owned by cau"
+grep -q '^net.core.rmem_max = 4194304$' /usr/lib/sysctl.d/60-cau.conf || fail "socket buffer limits (60-cau.conf) missing"
 if command -v systemd-analyze >/dev/null; then
 	# Offline checks of the units (bad directives, unsafe settings).
 	for u in cau cau-signal cau-bridge; do

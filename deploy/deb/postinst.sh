@@ -29,6 +29,11 @@ if [ -x /usr/bin/deb-systemd-helper ]; then
 	fi
 	deb-systemd-helper update-state cau-signal.service cau-bridge.service >/dev/null || true
 fi
+# The socket buffer limits bridges need (60-cau.conf): applied now where the kernel lets
+# this namespace change them; systemd-sysctl applies them at every boot.
+if ! sysctl -q -p /usr/lib/sysctl.d/60-cau.conf >/dev/null 2>&1; then
+	echo "cau: could not raise net.core.rmem_max/wmem_max here (container?); bridges log the buffer sizes they got" >&2
+fi
 if [ -d /run/systemd/system ]; then
 	systemctl --system daemon-reload >/dev/null || true
 	deb-systemd-invoke restart cau.service >/dev/null || true

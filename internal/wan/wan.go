@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -147,11 +148,11 @@ type Relay struct {
 // NewRelay starts a relay on l's host side towards target.
 func (l *Link) NewRelay(t testing.TB, target *net.UDPAddr, delay time.Duration) *Relay {
 	t.Helper()
-	pub, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(l.HostIP)})
+	pub, err := ListenUDP(l.HostIP, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(l.HostIP), Port: l.RelayPort})
+	inner, err := ListenUDP(l.HostIP, l.RelayPort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,3 +192,66 @@ func (r *Relay) pump(from *net.UDPConn, dest func(*net.UDPAddr) *net.UDPAddr, to
 
 // Addr is the relay's public address, "ip:port".
 func (r *Relay) Addr() string { return r.public.LocalAddr().String() }
+
+// SocketBuffer is the receive and send buffer of the relays' sockets: large enough that a
+// relay paused by a loaded test machine queues packets instead of dropping them, which
+// would add loss nobody configured.
+const SocketBuffer = 4 << 20
+
+// ListenUDP opens a UDP socket on ip:port (0: any port) with SocketBuffer each way (as far
+// as net.core.rmem_max and wmem_max allow).
+func ListenUDP(ip string, port int) (*net.UDPConn, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
+	if err != nil {
+		return nil, fmt.Errorf("relay socket %s:%d: %w", ip, port, err)
+	}
+	if err := c.SetReadBuffer(SocketBuffer); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("relay socket receive buffer: %w", err)
+	}
+	if err := c.SetWriteBuffer(SocketBuffer); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("relay socket send buffer: %w", err)
+	}
+	return c, nil
+}
+
+// SocketDrops sums the kernel's drop counters (full receive buffers, mostly) of the UDP
+// sockets bound to these local ports, in namespace ns ("" for the host's). A test
+// compares measured loss with what it configured: what a busy machine's sockets dropped
+// is loss too, and the measurement is right to count it.
+func SocketDrops(ns string, ports ...int) (uint64, error) {
+	args := []string{"cat", "/proc/net/udp"}
+	if ns != "" {
+		args = inNS(ns, args...)
+	}
+	out, err := exec.Command(args[0], args[1:]...).Output()
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/net/udp in %q: %w", ns, err)
+	}
+	want := map[uint64]bool{}
+	for _, p := range ports {
+		want[uint64(p)] = true
+	}
+	var drops uint64
+	for _, line := range strings.Split(string(out), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 13 {
+			continue
+		}
+		_, portHex, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		port, err := strconv.ParseUint(portHex, 16, 16)
+		if err != nil || !want[port] {
+			continue
+		}
+		d, err := strconv.ParseUint(f[len(f)-1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("drops of port %d in %q: %w", port, ns, err)
+		}
+		drops += d
+	}
+	return drops, nil
+}
