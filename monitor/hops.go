@@ -92,7 +92,10 @@ func (w *hopWindow) figures() hopFigures {
 		return h
 	}
 	n, b := &newest.f, &base.f
-	h.reported, h.lost = n.Reported-b.Reported, n.Lost-b.Lost
+	h.reported = n.Reported - b.Reported
+	if n.Lost > b.Lost { // Lost can go down: a packet counted lost that arrived late after all
+		h.lost = n.Lost - b.Lost
+	}
 	if h.reported >= minReported {
 		h.lossOK, h.lossPct = true, 100*float64(h.lost)/float64(h.reported)
 	}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
@@ -107,5 +108,21 @@ func TestHopFiguresBlameOnlyTheirHop(t *testing.T) {
 	}
 	if v := s.Sites["c1"]; v.Grade != GradePoor || v.AffectedBy != "" {
 		t.Errorf("c1 %+v, want poor and affected by nothing", v)
+	}
+}
+
+// TestHopLossNeverWraps: a packet counted lost that arrives late moves back to received,
+// so the cumulative Lost counter can go down within a window. The window's loss is then
+// zero, never a wrapped uint64 (seen in CI as a loss of 4.9e17%).
+func TestHopLossNeverWraps(t *testing.T) {
+	w := hopWindow{size: 5}
+	now := time.Unix(1000, 0)
+	f := protocol.HopFigures{Packets: 1000, Bytes: 1e6, Reported: 1000, Lost: 3}
+	w.add(&f, now)
+	f.Packets, f.Bytes, f.Reported, f.Lost = 1300, 1.3e6, 1300, 2 // one late arrival, nothing lost since
+	w.add(&f, now.Add(time.Second))
+	h := w.figures()
+	if !h.lossOK || h.lost != 0 || h.lossPct != 0 {
+		t.Fatalf("after a late arrival: %+v, want loss measured and zero", h)
 	}
 }

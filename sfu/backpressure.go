@@ -130,7 +130,7 @@ func (t *UpTrack) resume(seq uint16, downs []*DownTrack) {
 		d.seqOffset -= t.skipped
 		if d.started {
 			d.firstInSeq = seq
-			d.mapping.Store(&seqMapping{firstInSeq: seq, seqOffset: d.seqOffset, tsOffset: d.tsOffset})
+			d.mapping.Store(newSeqMapping(seq, d.seqOffset, d.tsOffset))
 		}
 	}
 	t.skipping, t.skipped = false, 0

@@ -133,11 +133,43 @@ type binding struct {
 }
 
 // seqMapping is how a subscriber's numbering relates to the publisher's, fixed when
-// forwarding starts.
+// forwarding starts (and again when it resumes after a skip).
 type seqMapping struct {
-	firstInSeq uint16 // the publisher's sequence number of the first packet forwarded
-	seqOffset  uint16
-	tsOffset   uint32
+	// firstIn is the oldest publisher's sequence number the subscriber may still be sent
+	// (held in a uint32): the first packet forwarded, then, once the stream has gone far
+	// past it, a packet seqKeep behind the newest (see advanceFirst).
+	firstIn   atomic.Uint32
+	seqOffset uint16
+	tsOffset  uint32
+}
+
+func newSeqMapping(firstIn, seqOffset uint16, tsOffset uint32) *seqMapping {
+	m := &seqMapping{seqOffset: seqOffset, tsOffset: tsOffset}
+	m.firstIn.Store(uint32(firstIn))
+	return m
+}
+
+// Sequence numbers are 16 bits: "older than the first packet" can only be told within
+// half their range. Once the newest packet is seqAdvance past firstInSeq, firstInSeq
+// moves up to seqKeep behind it, so a subscription keeps forwarding however long it lasts
+// (it stopped after 32,768 packets before: two minutes of video at 300 packets a second)
+// and a packet more than seqKeep late (seconds; the packet cache holds far fewer) is
+// neither forwarded nor resent.
+const (
+	seqAdvance = 1 << 14
+	seqKeep    = 1 << 12
+)
+
+// advanceFirst moves the window's start up behind seq, the newest packet forwarded.
+// Caller is the fan-out (it owns firstInSeq); the NACK handler reads the mapping's copy.
+func (d *DownTrack) advanceFirst(seq uint16) {
+	if seq-d.firstInSeq < seqAdvance {
+		return
+	}
+	d.firstInSeq = seq - seqKeep
+	if m := d.mapping.Load(); m != nil {
+		m.firstIn.Store(uint32(d.firstInSeq))
+	}
 }
 
 func newDownTrack(up *UpTrack, sub *Peer, id, streamID string) *DownTrack {
@@ -276,9 +308,11 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 		// Random starting points (RFC 3550 §5.1) so two subscriptions never look alike.
 		d.seqOffset = uint16(rand.Uint32()) - hdr.SequenceNumber
 		d.tsOffset = rand.Uint32() - hdr.Timestamp
-		d.mapping.Store(&seqMapping{firstInSeq: d.firstInSeq, seqOffset: d.seqOffset, tsOffset: d.tsOffset})
+		d.mapping.Store(newSeqMapping(d.firstInSeq, d.seqOffset, d.tsOffset))
 	} else if int16(hdr.SequenceNumber-d.firstInSeq) < 0 {
 		return writeSkipped // older than our first packet: the subscriber never needs it
+	} else {
+		d.advanceFirst(hdr.SequenceNumber)
 	}
 	s := &d.scratch
 	s.Version = 2
@@ -415,7 +449,7 @@ func (d *DownTrack) resend(b *binding, seq uint16) bool {
 		return false
 	}
 	in := seq - m.seqOffset
-	if int16(in-m.firstInSeq) < 0 {
+	if int16(in-uint16(m.firstIn.Load())) < 0 {
 		return false // before this subscriber's first packet
 	}
 	n, ts, marker, ok := d.up.cache.get(in, d.rtxBuf[2:])

@@ -185,3 +185,45 @@ func TestParallelFanOutInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A subscription outlasts the 16-bit sequence space: three times round it, every packet
+// is forwarded in order, and the NACK handler's window follows (it refused every packet
+// after the first 32,768 before: two minutes of video at 300 packets a second).
+func TestForwardingOutlastsSequenceWrap(t *testing.T) {
+	const packets = 3 << 16
+	up, raw := benchUpTrack(1)
+	defer func() { up.fan.stop() }()
+	d := (*up.downs.Load())[0]
+	w := &recordWriter{}
+	b := *d.binding.Load()
+	b.writer = w
+	d.binding.Store(&b)
+	var hdr rtp.Header
+	var pending pendingCounts
+	first := uint16(40000) // so that the wrap comes early too
+	for i := 0; i < packets; i++ {
+		seq := first + uint16(i)
+		raw[2], raw[3] = byte(seq>>8), byte(seq)
+		up.forward(raw, &hdr, &pending)
+	}
+	if len(w.seqs) != packets {
+		t.Fatalf("forwarded %d of %d packets", len(w.seqs), packets)
+	}
+	for k := 1; k < len(w.seqs); k++ {
+		if w.seqs[k] != w.seqs[k-1]+1 {
+			t.Fatalf("packet %d has sequence %d after %d", k, w.seqs[k], w.seqs[k-1])
+		}
+	}
+	newest := first + uint16((packets-1)%(1<<16))
+	m := d.mapping.Load()
+	if behind := newest - uint16(m.firstIn.Load()); behind < seqKeep || behind >= seqAdvance {
+		t.Fatalf("the NACK window starts %d packets behind the newest, want %d to %d", behind, seqKeep, seqAdvance-1)
+	}
+	// A packet older than the window is not forwarded again.
+	old := newest - seqAdvance
+	raw[2], raw[3] = byte(old>>8), byte(old)
+	up.forward(raw, &hdr, &pending)
+	if len(w.seqs) != packets {
+		t.Fatalf("a packet %d behind the newest was forwarded", seqAdvance)
+	}
+}
