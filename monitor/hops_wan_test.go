@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,18 +30,20 @@ import (
 	"github.com/cau-project/cau/sfu"
 )
 
-// The per-hop test: a chain of three hops, each impaired in turn, alone.
+// The per-hop test: a four-level chain of five hops, each impaired in turn, alone (all
+// but the chair's own access link: see the note at the phases).
 //
-//	chair (central) ─access─ central bridge ─relay (WAN)─ district bridge ─access─ commune room (c1)
+//	chair ─access─ central ─relay (WAN)─ province p1 ─relay─ district d1 ─relay─ commune c1 ─access─ room
 //
-// The district bridge and the commune's room (subscribing) run in a network
-// namespace (TestHopHelperProcess); the relay link crosses the delaying UDP relay, whose
-// loss and delay the test sets; the commune's access link is the namespace's loopback,
-// where an nftables rule drops a share of the UDP one way. For each impairment, only the
-// impaired hop may be graded poor, each hop's loss must be within ±2 points of what was
-// injected on it, the relay's RTT within −10%…+30% (see hopsRTTLate) of the delay the relay
+// The province, district and commune bridges and the commune's room (subscribing) run in
+// a network namespace (TestHopHelperProcess). The relay link central↔p1 crosses the
+// delaying UDP relay, whose loss and delay the test sets; the other hops are impaired by
+// nftables rules in the helper's namespace matching their two ends' UDP ports. For each impairment, only the impaired
+// hop may be graded poor, each hop's loss must be within ±2 points of what was injected
+// on it, the WAN relay's RTT within −10%…+30% (see hopsRTTLate) of the delay the relay
 // really held packets each way (100 ms asked; timers fire late on a loaded box) plus the
-// clean link's RTT, with no sample above twice that, and the sites beyond the hop must be marked affected, not poor.
+// clean link's RTT, with no sample above twice that, and the sites beyond the hop must be
+// marked affected, not poor.
 
 const (
 	hopsSubnet  = "10.206.0"
@@ -58,33 +61,48 @@ const (
 	hopsMaxPhase = 40 * time.Second
 )
 
-// TestHopHelperProcess is not a test: inside the namespace it runs the district bridge
-// and, once told on stdin, the commune's room, which subscribes. It stops
-// when stdin closes.
+// hopBridge is one of the helper's bridges.
+type hopBridge struct {
+	site string
+	port int
+}
+
+// TestHopHelperProcess is not a test: inside the namespace it runs the province, district
+// and commune bridges and, once told on stdin, the commune's room, which subscribes. It
+// stops when stdin closes.
 func TestHopHelperProcess(t *testing.T) {
 	env := os.Getenv("CAU_MON_HOPS")
 	if env == "" {
 		return // run directly: nothing to do
 	}
-	f := strings.Split(env, "|") // control URL, bridge token, ws URL, endpoint token, udp port, announce
+	// control URL, ws URL, endpoint token, the province bridge's announced address, then
+	// site, udp port and token of each bridge.
+	f := strings.Split(env, "|")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := testLogger()
-	port, _ := strconv.Atoi(f[4])
-	b, err := sfu.New(sfu.Config{ICEUDPPort: port, ICETCPPort: -1, IncludeLoopback: true, Announce: []string{f[5]}, Logger: log})
-	if err != nil {
-		fmt.Println("HELPER bridge:", err)
-		return
+	for i := 4; i+2 < len(f); i += 3 {
+		site, token := f[i], f[i+2]
+		port, _ := strconv.Atoi(f[i+1])
+		cfg := sfu.Config{ICEUDPPort: port, ICETCPPort: -1, IncludeLoopback: true, Logger: log}
+		if i == 4 { // the province's bridge: the only one the WAN relay reaches
+			cfg.Announce = []string{f[3]}
+		}
+		b, err := sfu.New(cfg)
+		if err != nil {
+			fmt.Println("HELPER bridge:", err)
+			return
+		}
+		defer b.Close()
+		go func() {
+			_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: f[0], Token: token, ID: ids.BridgeID("br-" + site), Site: ids.SiteID(site), Bridge: b, Logger: log})
+		}()
 	}
-	defer b.Close()
-	go func() {
-		_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: f[0], Token: f[1], ID: "br-d1", Site: "d1", Bridge: b, Logger: log})
-	}()
 	in := bufio.NewScanner(os.Stdin)
 	if !in.Scan() {
 		return
 	}
-	c, err := client.Dial(ctx, f[2], f[3], client.Options{Loopback: true, Logger: log})
+	c, err := client.Dial(ctx, f[1], f[2], client.Options{Loopback: true, Logger: log})
 	if err != nil {
 		fmt.Println("HELPER dial:", err)
 		return
@@ -102,7 +120,8 @@ func (h hopID) String() string { return h.site + " " + h.kind + " " + h.dir }
 
 // The hops of the chain, in the direction the chair's media takes.
 var chainHops = []hopID{
-	{"central", monitor.HopAccess, "up"}, {"d1", monitor.HopRelay, "down"}, {"c1", monitor.HopAccess, "down"},
+	{"central", monitor.HopAccess, "up"}, {"p1", monitor.HopRelay, "down"}, {"d1", monitor.HopRelay, "down"},
+	{"c1", monitor.HopRelay, "down"}, {"c1", monitor.HopAccess, "down"},
 }
 
 // hopReading is one hop direction's figures, averaged over the scrapes of a phase.
@@ -119,7 +138,9 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	link := wan.New(t, wan.Config{Subnet: hopsSubnet, RelayPort: hopsRelay, LossPct: 0})
 	tree := testTree(t)
 	const key = "monitor-hops-test-key-0123456789-0123456789"
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: link.HostIP + ":0", ICETCPPort: -1, Dev: true,
+	basePort := 43000 + 10*rand.IntN(100) // central, then the helper's bridges
+	centralPort := basePort
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: link.HostIP + ":0", ICEUDPPort: centralPort, ICETCPPort: -1, Dev: true,
 		TokenKey: key, Site: tree.Root().ID, Ancestry: tree.Ancestors, Tree: tree, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -137,16 +158,24 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	}
 	wsBase := "ws://" + strings.TrimPrefix(a.URL(), "http://")
 
-	bridgePort := 43000 + rand.IntN(1000)
-	relay := newDelayRelay(t, link, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort})
-	im := &impairment{t: t, link: link, relay: relay}
+	bridges := []hopBridge{{"p1", basePort + 1}, {"d1", basePort + 2}, {"c1", basePort + 3}}
+	port := map[string]int{"central": centralPort}
+	for _, b := range bridges {
+		port[b.site] = b.port
+	}
+	relay := newDelayRelay(t, link, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: port["p1"]})
+	// Only the province's bridge may use the WAN relay: were another bridge of the
+	// namespace to pick its announced address, its link would cross the WAN hop too.
+	im := &impairment{t: t, link: link, relay: relay, onlyFrom: port["p1"]}
 	im.set(0, 0)
 	args := link.Exec(os.Args[0], "-test.run=^TestHopHelperProcess$", "-test.v")
 	helper := exec.Command(args[0], args[1:]...)
-	helper.Env = append(os.Environ(), "CAU_MON_HOPS="+strings.Join([]string{
-		wsBase + "/bridge", sign(control.BridgeClaims(ids.SiteID("d1"), "")),
-		wsBase + "/ws", sign(auth.Claims{Meeting: "hops", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}),
-		strconv.Itoa(bridgePort), relay.addr()}, "|"))
+	conf := []string{wsBase + "/bridge", wsBase + "/ws",
+		sign(auth.Claims{Meeting: "hops", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}), relay.addr()}
+	for _, b := range bridges {
+		conf = append(conf, b.site, strconv.Itoa(b.port), sign(control.BridgeClaims(ids.SiteID(b.site), "")))
+	}
+	helper.Env = append(os.Environ(), "CAU_MON_HOPS="+strings.Join(conf, "|"))
 	helperOut := &testutil.LockedBuffer{}
 	helper.Stdout, helper.Stderr = helperOut, helperOut
 	helper.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -166,8 +195,10 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		}
 	})
 	eventually(t, 20*time.Second, func() string {
-		if _, ok := a.Signaling().Bridges()["br-d1"]; !ok {
-			return "the district bridge has not registered"
+		for _, b := range bridges {
+			if _, ok := a.Signaling().Bridges()["br-"+b.site]; !ok {
+				return "bridge br-" + b.site + " has not registered"
+			}
 		}
 		return ""
 	})
@@ -204,8 +235,9 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		return ""
 	}
 	eventually(t, hopsMaxPhase, allGood)
-	// The relay hop's RTT on the clean link: what the box itself adds (the delaying relay's
-	// timers on a loaded machine); the true RTT under impairment is the injected delay plus it.
+	// The WAN relay hop's RTT on the clean link: what the box itself adds (the delaying
+	// relay's timers on a loaded machine); the true RTT under impairment is the injected
+	// delay plus it.
 	var baseRTT float64
 	for range 3 {
 		if v, ok := hopView(chainHops[1]); ok {
@@ -214,13 +246,16 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
-	// accessRule drops a share of the commune's loopback UDP one way: "sport" what the
-	// bridge sends the room (its downlink), "dport" what the room sends its bridge.
-	accessRule := func(dir string, pct int) {
-		rules := "table inet hop\ndelete table inet hop\n"
+	// drop loads (pct > 0) or removes (pct 0) one nftables rule dropping pct% of the UDP
+	// that match (an nftables expression) as it arrives in the helper's namespace. On
+	// arrival, not on the way out: a datagram dropped in the output hook fails the
+	// sender's sendto with EPERM, which no WAN does.
+	drop := func(match string, pct int) {
+		table := fmt.Sprintf("cauhops%d", os.Getpid()%100000)
+		rules := fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n", table)
 		if pct > 0 {
-			rules += fmt.Sprintf("table inet hop {\n\tchain out {\n\t\ttype filter hook output priority 0;\n"+
-				"\t\toif lo udp %s %d numgen random mod 100 < %d drop\n\t}\n}\n", dir, bridgePort, pct)
+			rules += fmt.Sprintf("table inet %s {\n\tchain in {\n\t\ttype filter hook input priority 0;\n"+
+				"\t\t%s numgen random mod 100 < %d counter drop\n\t}\n}\n", table, match, pct)
 		}
 		args := link.Exec("nft", "-f", "-")
 		cmd := exec.Command(args[0], args[1:]...)
@@ -229,15 +264,36 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 			t.Fatalf("nft: %v\n%s", err, out)
 		}
 	}
+	onOff := func(on bool) int {
+		if on {
+			return hopsLossPct
+		}
+		return 0
+	}
+	// relayDown impairs the relay link from the bridge of site from to that of site to,
+	// inside the namespace: only what one bridge's port sends the other's.
+	relayDown := func(from, to string) func(bool) {
+		return func(on bool) {
+			drop(fmt.Sprintf("udp sport %d udp dport %d", port[from], port[to]), onOff(on))
+		}
+	}
 
 	type phase struct {
-		name     string
-		faulty   []hopID // the impaired hop's directions
-		affected string  // the site marked affected (receives the loss already missing), "" if none
-		apply    func(on bool)
+		name   string
+		faulty []hopID // the impaired hop's directions
+		// blamed is the name the commune's room is marked affected by, when loss from the
+		// impaired hop reaches it unrepaired; mustReach says it must (NACK repairs 8% on
+		// a link of a millisecond, not in time over the 200-ms WAN round trip).
+		blamed    string
+		mustReach bool
+		apply     func(on bool)
 	}
+	// The chair's access link is not impaired here: 8% dropped on arrival at central's
+	// bridge (nftables on its port) left the bridge's TWCC feedback on the chair's uplink
+	// without a gap (Reported = received, Lost 1 of 13,910): the Go client's uplink loss
+	// does not show in its hop figures yet. Open in issue 17's note.
 	phases := []phase{
-		{"relay central↔d1: 8% loss, 100 ms each way", []hopID{chainHops[1]}, "c1",
+		{"relay central→p1: 8% loss, 100 ms each way", []hopID{chainHops[1]}, "relay central→p1", true,
 			func(on bool) {
 				if on {
 					im.set(hopsLossPct, hopsDelay)
@@ -245,8 +301,13 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 					im.set(0, 0)
 				}
 			}},
-		{"access c1 down: 8% loss", []hopID{chainHops[2]}, "",
-			func(on bool) { accessRule("sport", map[bool]int{true: hopsLossPct}[on]) }},
+		{"relay p1→d1: 8% loss", []hopID{chainHops[2]}, "relay p1→d1", false, relayDown("p1", "d1")},
+		{"relay d1→c1: 8% loss", []hopID{chainHops[3]}, "relay d1→c1", false, relayDown("d1", "c1")},
+		{"access c1 down: 8% loss", []hopID{chainHops[4]}, "", false,
+			// What the commune's bridge sends anyone but the bridge above it: its room.
+			func(on bool) {
+				drop(fmt.Sprintf("udp sport %d udp dport != %d", port["c1"], port["d1"]), onOff(on))
+			}},
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-44s %-18s %9s %9s %9s %9s %9s %6s\n", "impairment", "hop", "inj.loss", "loss", "upstream",
@@ -261,7 +322,8 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		eventually(t, hopsMaxPhase, func() string {
 			for _, h := range ph.faulty {
 				if v, _ := hopView(h); v.Grade != monitor.GradePoor {
-					return fmt.Sprintf("%s: hop %v graded %v after %v (%+v)", ph.name, h, v.Grade, time.Since(start).Round(time.Second), v)
+					return fmt.Sprintf("%s: hop %v graded %v after %v (%+v); all hops %+v", ph.name, h, v.Grade,
+						time.Since(start).Round(time.Second), v, mon.Snapshot().Hops)
 				}
 			}
 			return ""
@@ -269,7 +331,7 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		time.Sleep(time.Until(start.Add(hopsSettle)))
 		_, holdNs, holds := relay.meanHold(0, 0)
 		got := map[hopID]*hopReading{}
-		affected := map[string]float64{}
+		affected, blamed := 0.0, map[string]bool{}
 		for i := range hopsScrapes {
 			m := scrapeSame(t, a.URL(), mon)
 			for _, h := range chainHops {
@@ -291,8 +353,9 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 					r.rttMaxMs = max(r.rttMaxMs, v.RTTMaxMs)
 				}
 			}
-			for _, s := range []string{"c1"} {
-				affected[s] = max(affected[s], m.get(t, "cau_site_affected", `site="`+s+`"`))
+			affected = max(affected, m.get(t, "cau_site_affected", `site="c1"`))
+			if v := mon.Snapshot().Sites["c1"]; v != nil && v.AffectedBy != "" {
+				blamed[v.AffectedBy] = true
 			}
 			if i < hopsScrapes-1 {
 				time.Sleep(time.Second)
@@ -307,7 +370,7 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 			if faulty[h] {
 				injLoss = hopsLossPct
 			}
-			if h.kind == monitor.HopRelay && ph.name[:5] == "relay" {
+			if h == chainHops[1] && faulty[h] { // the WAN relay: the only hop with a delay
 				injRTT = 2 * float64(hold) / float64(time.Millisecond)
 			}
 			fmt.Fprintf(&table, "%-44s %-18s %8.1f%% %8.1f%% %8.1f%% %7.1fms %7.1fms %6s\n", ph.name, h, injLoss, r.lossPct,
@@ -332,15 +395,20 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 				}
 			}
 		}
-		for _, s := range []string{"c1"} {
-			want := 0.0
-			if s == ph.affected {
-				want = 1
-			}
-			if affected[s] != want {
-				t.Errorf("%s: cau_site_affected{site=%q} %v, want %v", ph.name, s, affected[s], want)
+		// The commune is marked affected only by the impaired hop, and by it when its loss
+		// reaches the room unrepaired; never poor for it (checked above).
+		for name := range blamed {
+			if name != ph.blamed {
+				t.Errorf("%s: commune c1 marked affected by %q, want %q or nothing", ph.name, name, ph.blamed)
 			}
 		}
+		if ph.mustReach && (affected != 1 || !blamed[ph.blamed]) {
+			t.Errorf("%s: cau_site_affected{site=\"c1\"} %v, affected by %v; want 1, by %q", ph.name, affected, blamed, ph.blamed)
+		}
+		if ph.blamed == "" && affected != 0 {
+			t.Errorf("%s: cau_site_affected{site=\"c1\"} %v, want 0", ph.name, affected)
+		}
+		fmt.Fprintf(&table, "%-44s %-18s commune c1 affected: %v %v\n", ph.name, "", affected, keys(blamed))
 		ph.apply(false)
 		eventually(t, hopsMaxPhase, allGood)
 	}
@@ -389,4 +457,13 @@ func hopLines(e exposition) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

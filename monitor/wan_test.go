@@ -88,6 +88,8 @@ type impairment struct {
 	t     *testing.T
 	link  *wan.Link
 	relay *delayRelay
+	// onlyFrom, when set, is the one UDP port in the namespace that may send to the relay.
+	onlyFrom int
 }
 
 // relayPorts is how many host-side relay ports (from the link's RelayPort) may reach the
@@ -98,6 +100,10 @@ const relayPorts = 8
 // replaced in one transaction; like wan.New's, it lets UDP cross only through the relay.
 func (im *impairment) set(lossPct int, delay time.Duration) {
 	im.t.Helper()
+	only := ""
+	if im.onlyFrom != 0 {
+		only = fmt.Sprintf("ip daddr %s udp sport != %d drop", im.link.HostIP, im.onlyFrom)
+	}
 	rules := fmt.Sprintf(`delete table inet wan
 table inet wan {
 	chain in {
@@ -108,10 +114,11 @@ table inet wan {
 	chain out {
 		type filter hook output priority 0;
 		ip daddr %[1]s udp dport != %[2]d-%[3]d drop
+		%[5]s
 		ip daddr %[1]s udp dport %[2]d-%[3]d numgen random mod 100 < %[4]d drop
 	}
 }
-`, im.link.HostIP, im.link.RelayPort, im.link.RelayPort+relayPorts-1, lossPct)
+`, im.link.HostIP, im.link.RelayPort, im.link.RelayPort+relayPorts-1, lossPct, only)
 	args := im.link.Exec("nft", "-f", "-")
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin = strings.NewReader(rules)
