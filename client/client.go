@@ -112,11 +112,6 @@ func newAPI(loopback bool) (*webrtc.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Number what it sends with TWCC sequence numbers, as browsers do: the bridge measures
-	// the endpoint's uplink as a hop from them (sfu/hopstats).
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
-		return nil, err
-	}
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	if loopback {
@@ -126,11 +121,21 @@ func newAPI(loopback bool) (*webrtc.API, error) {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
-// interceptors is pion's default chain with one change: NACKs come from nackgen, which
+// interceptors is pion's default chain with two changes. NACKs come from nackgen, which
 // counts packets the bridge repaired over RTX as received; pion's generator asks for them
 // again every interval and spends the bridge's retransmission budget for this client.
+// And what it sends is numbered with TWCC sequence numbers, as browsers do (the bridge
+// measures the endpoint's uplink as a hop from them, sfu/hopstats), by an interceptor
+// registered first, so that it sits nearest the network, below the NACK responder: a
+// retransmission gets a number of its own, as a browser's does. Registered last, it
+// stamped packets before the responder kept them, a retransmission repeated the lost
+// packet's number, and the bridge's feedback reported it received: 8% uplink loss
+// measured as none.
 func interceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
+		return nil, err
+	}
 	responder, err := nack.NewResponderInterceptor()
 	if err != nil {
 		return nil, err
