@@ -85,6 +85,8 @@ function renderChain(chain, siteName) {
   for (const h of chain) worst = Math.max(worst, GRADE_RANK[h.grade] ?? -1);
   for (const h of chain) {
     const tr = el('tr');
+    // Which hop the row is, for scripts and tests (the cells are translated).
+    tr.dataset.hop = `${h.site} ${h.kind} ${h.direction}`;
     if (worst >= 1 && (GRADE_RANK[h.grade] ?? -1) === worst) {
       tr.className = 'weakest';
       tr.title = t('detail.weakest');
