@@ -44,10 +44,11 @@ import (
 // nftables rules matching their two ends' UDP ports (the chair's access link in the
 // host's namespace, the others in the helper's). For each impairment, only the impaired
 // hop may be graded poor, each hop's loss must be within ±2 points of what was injected
-// on it, the WAN relay's RTT within ±10% of the delay the relay
-// really held packets each way (100 ms asked; timers fire late on a loaded box) plus the
-// clean link's RTT, with no sample above twice that, and the sites beyond the hop must be
-// marked affected, not poor.
+// on it, the WAN relay's RTT within ±10% of the delay the relay really held packets each
+// way (100 ms asked; timers fire late on a loaded box) plus the clean link's RTT, with no
+// sample above twice that; the sites beyond the hop are never graded poor for it, and are
+// marked affected by it (and nothing else) when its loss reaches them unrepaired; the
+// console, in Chromium, marks that hop alone as the weakest of the commune's chain.
 
 const (
 	hopsSubnet  = "10.206.0"
