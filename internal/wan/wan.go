@@ -21,7 +21,7 @@ import (
 func Require(t testing.TB) {
 	t.Helper()
 	missing := ""
-	for _, bin := range []string{"ip", "nft"} {
+	for _, bin := range []string{"ip", "nft", "tc"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			missing = bin + " not found"
 		}
@@ -45,6 +45,9 @@ type Link struct {
 	NS             string
 	HostIP, PeerIP string
 	RelayPort      int
+	// HostIf is the host side of the veth pair: a qdisc on it (tbf) shapes what enters
+	// the namespace.
+	HostIf string
 }
 
 // Config shapes a Link.
@@ -67,6 +70,7 @@ func New(t testing.TB, cfg Config) *Link {
 		l.NS = l.NS[:15]
 	}
 	hostIf, peerIf := "cw"+strings.Split(cfg.Subnet, ".")[1]+"h", "cw"+strings.Split(cfg.Subnet, ".")[1]+"p"
+	l.HostIf = hostIf
 	namespace(t, l.NS, hostIf, peerIf, l.PeerIP, l.HostIP)
 	rules := fmt.Sprintf(`table inet wan {
 	chain in {
@@ -254,4 +258,27 @@ func SocketDrops(ns string, ports ...int) (uint64, error) {
 		drops += d
 	}
 	return drops, nil
+}
+
+// QdiscCounters reads what the root qdisc of interface dev (in the host's namespace) has
+// sent and dropped, in packets: `tc -s qdisc show`'s "Sent … bytes N pkt (dropped D, …)".
+func QdiscCounters(dev string) (sent, dropped uint64, err error) {
+	out, err := exec.Command("tc", "-s", "qdisc", "show", "dev", dev).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("tc -s qdisc show dev %s: %w", dev, err)
+	}
+	f := strings.Fields(strings.NewReplacer("(", " ", ")", " ", ",", " ").Replace(string(out)))
+	for i := 0; i+6 < len(f); i++ { // Sent B bytes N pkt dropped D
+		if f[i] == "Sent" && f[i+4] == "pkt" && f[i+5] == "dropped" {
+			sent, err = strconv.ParseUint(f[i+3], 10, 64)
+			if err == nil {
+				dropped, err = strconv.ParseUint(f[i+6], 10, 64)
+			}
+			if err != nil {
+				return 0, 0, fmt.Errorf("qdisc counters of %s in %q: %w", dev, out, err)
+			}
+			return sent, dropped, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("no qdisc counters for %s in %q", dev, out)
 }
