@@ -6,6 +6,7 @@ package whip
 //	POST    /whep/{meeting}         the floor holder (or the chair's site), else anyone
 //	POST    /whep/{meeting}/{site}  that site's camera and microphone
 //	DELETE  /whep/{meeting}/{site}/{id} (or /whep/{meeting}/-/{id}) → 204
+//	PATCH   /whep/{meeting}/{site}/{id}  trickle-ice-sdpfrag, If-Match → 204 (patch.go)
 //
 // A viewer is an endpoint attached to signaling like the WHIP encoder, so it is admitted,
 // placed and counted as any participant of its token's site; it publishes nothing. Its
@@ -42,6 +43,7 @@ const WHEPPrefix = "/whep/"
 type viewer struct {
 	g                 *Gateway
 	id, meeting, site string
+	etag, ufrag       string // the resource's version; the player offer's ICE username fragment
 	tokenHash         [32]byte
 	ep                *signaling.Attached
 	up, down          *webrtc.PeerConnection
@@ -105,8 +107,9 @@ func (g *Gateway) createViewer(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "too many WHIP/WHEP sessions on this server")
 		return
 	}
-	v := &viewer{g: g, id: newID(), meeting: meeting, site: site, tokenHash: sha256.Sum256([]byte(tok)),
-		events: make(chan protocol.Envelope, 64), sites: map[string]string{},
+	v := &viewer{g: g, id: newID(), meeting: meeting, site: site, etag: `"` + newID() + `"`, ufrag: iceUfrag(offer),
+		tokenHash: sha256.Sum256([]byte(tok)),
+		events:    make(chan protocol.Envelope, 64), sites: map[string]string{},
 		remotes: map[*webrtc.TrackRemote]string{}}
 	answer, err := v.openDown(offer)
 	if err != nil {
@@ -162,7 +165,8 @@ func (g *Gateway) createViewer(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Location", WHEPPrefix+meeting+"/"+sel+"/"+v.id)
-	h.Set("ETag", `"`+newID()+`"`)
+	h.Set("ETag", v.etag)
+	h.Set("Accept-Patch", TrickleType)
 	h.Set("Content-Type", "application/sdp")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
@@ -463,15 +467,27 @@ func (g *Gateway) deleteViewer(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// patchViewer adds the player's trickled candidates to its connection here, a full ICE
+// agent that checks them (see patch.go).
 func (g *Gateway) patchViewer(w http.ResponseWriter, r *http.Request) {
 	httpapi.SetHeaders(w)
 	cors(w)
-	if g.lookupViewer(w, r) == nil {
+	v := g.lookupViewer(w, r)
+	if v == nil {
 		return
 	}
-	w.Header().Set("Allow", "DELETE, OPTIONS")
-	g.fail(w, r, http.StatusMethodNotAllowed, httpapi.CodeMethodNotAllowed,
-		"trickle ICE and ICE restarts are not supported: the answer carries every candidate")
+	f, ok := g.readPatch(w, r, v.etag, v.ufrag)
+	if !ok {
+		return
+	}
+	for _, c := range f.candidates {
+		init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}
+		if err := v.down.AddICECandidate(init); err != nil {
+			g.fail(w, r, http.StatusBadRequest, httpapi.CodeBadRequest, "candidate: "+err.Error())
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // close ends the viewer: its endpoint leaves, both connections close. Any goroutine.

@@ -12,13 +12,8 @@
 //
 //	POST    /whip/{meeting}       application/sdp offer → 201, Location, ETag, answer
 //	DELETE  /whip/{meeting}/{id}  → 204 (the same Bearer token as the POST)
-//	PATCH   /whip/{meeting}/{id}  → 405: no trickle ICE or ICE restart (see below)
+//	PATCH   /whip/{meeting}/{id}  trickle-ice-sdpfrag, If-Match → 204 (patch.go)
 //	OPTIONS /whip/{meeting}[/…]   → 204 with CORS headers
-//
-// Trickle ICE is not needed: the bridge is an ICE lite agent with its candidates (and
-// TURN servers, in Link headers) all in the answer, and the encoder's own candidates are
-// learnt from its connectivity checks. So, as RFC 9725 §4.3.1 asks of a server with
-// neither trickle nor ICE restarts, PATCH answers 405.
 //
 // WHEP egress, the other direction, is in whep.go.
 package whip
@@ -92,6 +87,7 @@ type Gateway struct {
 type resource struct {
 	id, meeting string
 	etag        string
+	ufrag       string   // the offer's ICE username fragment: another one in a PATCH is a restart
 	tokenHash   [32]byte // DELETE must bear the same token; only its hash is kept
 	ep          *signaling.Attached
 }
@@ -163,7 +159,7 @@ func cors(w http.ResponseWriter) {
 	// Bearer tokens are not ambient credentials, so any origin may call (a browser
 	// WHIP client on another host); nothing here reads cookies.
 	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link")
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch")
 }
 
 func (g *Gateway) options(w http.ResponseWriter, _ *http.Request) {
@@ -206,7 +202,8 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res := &resource{id: newID(), meeting: meeting, etag: `"` + newID() + `"`, tokenHash: sha256.Sum256([]byte(tok))}
+	res := &resource{id: newID(), meeting: meeting, etag: `"` + newID() + `"`, ufrag: iceUfrag(offer),
+		tokenHash: sha256.Sum256([]byte(tok))}
 	res.ep = g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: r.RemoteAddr, SendOnly: true,
 		OnClose: func(code int, reason string) { g.closed(res, code, reason) }})
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
@@ -251,6 +248,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Location", Prefix+meeting+"/"+res.id)
 	h.Set("ETag", res.etag)
+	h.Set("Accept-Patch", TrickleType)
 	h.Set("Content-Type", "application/sdp")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer.SDP)
@@ -382,15 +380,26 @@ func (g *Gateway) delete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// patch takes trickled candidates for the encoder's connection and passes them to its
+// bridge (see patch.go).
 func (g *Gateway) patch(w http.ResponseWriter, r *http.Request) {
 	httpapi.SetHeaders(w)
 	cors(w)
-	if g.lookup(w, r) == nil {
+	res := g.lookup(w, r)
+	if res == nil {
 		return
 	}
-	w.Header().Set("Allow", "DELETE, OPTIONS")
-	g.fail(w, r, http.StatusMethodNotAllowed, httpapi.CodeMethodNotAllowed,
-		"trickle ICE and ICE restarts are not supported: the answer carries every candidate")
+	f, ok := g.readPatch(w, r, res.etag, res.ufrag)
+	if !ok {
+		return
+	}
+	for _, c := range f.candidates {
+		if err := res.ep.Send(protocol.KindCandidate, protocol.Candidate{Target: protocol.TargetPublisher, Candidate: c}); err != nil {
+			g.fail(w, r, http.StatusNotFound, httpapi.CodeNotFound, "the WHIP session ended: "+err.Error())
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // closed forgets a resource whose endpoint left (DELETE, a failed connection, the

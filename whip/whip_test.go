@@ -172,9 +172,7 @@ func whipPublishes(t *testing.T, mime string) {
 		}
 	}
 
-	if resp, body := do(t, http.MethodPatch, a.URL()+loc, tok, "application/trickle-ice-sdpfrag", "a=end-of-candidates\r\n"); resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("PATCH: %d %s, want 405", resp.StatusCode, body)
-	}
+	checkPatches(t, a.URL()+loc, tok, resp.Header.Get("ETag"), offer)
 	if resp, body := do(t, http.MethodDelete, a.URL()+loc, token(t, a, "whip", "hue", "another"), "", ""); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("DELETE with another token: %d %s, want 403", resp.StatusCode, body)
 	}
@@ -191,6 +189,87 @@ func whipPublishes(t *testing.T, mime string) {
 	})
 	if resp, _ := do(t, http.MethodDelete, a.URL()+loc, tok, "", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("second DELETE: %d, want 404", resp.StatusCode)
+	}
+}
+
+// patchReq sends a PATCH with If-Match (none when ifMatch is "").
+func patchReq(t *testing.T, url, tok, ifMatch, ctype, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPatch, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", ctype)
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// trickleFragment is the trickle-ice-sdpfrag a client PATCHes for the first media section
+// of its offer: its ICE credentials, the section's mid and its candidates.
+func trickleFragment(t *testing.T, offer string) string {
+	t.Helper()
+	var ufrag, pwd, mid string
+	var cands []string
+	for _, l := range strings.Split(offer, "\r\n") {
+		switch {
+		case strings.HasPrefix(l, "a=ice-ufrag:") && ufrag == "":
+			ufrag = l
+		case strings.HasPrefix(l, "a=ice-pwd:") && pwd == "":
+			pwd = l
+		case strings.HasPrefix(l, "a=mid:") && mid == "":
+			mid = l
+		case strings.HasPrefix(l, "a=candidate:") && len(cands) < 8:
+			cands = append(cands, l)
+		}
+	}
+	if ufrag == "" || mid == "" || len(cands) == 0 {
+		t.Fatalf("the offer has no ICE credentials, mid or candidates:\n%s", offer)
+	}
+	return strings.Join(append([]string{ufrag, pwd, "m=audio 9 UDP/TLS/RTP/SAVPF 0", mid}, cands...), "\r\n") + "\r\na=end-of-candidates\r\n"
+}
+
+// checkPatches sends a live session's PATCHes (RFC 9725 §4.3): trickled candidates with
+// the ETag or *, and each kind of bad PATCH with its status.
+func checkPatches(t *testing.T, url, tok, etag, offer string) {
+	t.Helper()
+	frag := trickleFragment(t, offer)
+	restart := strings.Replace(frag, "a=ice-ufrag:", "a=ice-ufrag:x", 1)
+	cases := []struct {
+		name, ifMatch, ctype, body string
+		status                     int
+		code                       string
+	}{
+		{"trickle", etag, "application/trickle-ice-sdpfrag", frag, 204, ""},
+		{"trickle with If-Match *", "*", "application/trickle-ice-sdpfrag", "a=end-of-candidates\r\n", 204, ""},
+		{"stale ETag", `"old"`, "application/trickle-ice-sdpfrag", frag, 412, httpapi.CodePreconditionFailed},
+		{"no If-Match", "", "application/trickle-ice-sdpfrag", frag, 428, httpapi.CodePreconditionRequired},
+		{"SDP body", etag, "application/sdp", frag, 415, httpapi.CodeUnsupportedType},
+		{"ICE restart", etag, "application/trickle-ice-sdpfrag", restart, 422, httpapi.CodeInvalid},
+		{"malformed candidate", etag, "application/trickle-ice-sdpfrag", "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp\r\n", 400, httpapi.CodeBadRequest},
+		{"candidate outside a section", etag, "application/trickle-ice-sdpfrag", "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n", 400, httpapi.CodeBadRequest},
+		{"not SDP lines", etag, "application/trickle-ice-sdpfrag", "hello\r\n", 400, httpapi.CodeBadRequest},
+		{"too large", etag, "application/trickle-ice-sdpfrag", strings.Repeat("a=x:y\r\n", 4000), 413, httpapi.CodeTooLarge},
+	}
+	for _, c := range cases {
+		resp, body := patchReq(t, url, tok, c.ifMatch, c.ctype, c.body)
+		if resp.StatusCode != c.status {
+			t.Errorf("PATCH %s: %d %s, want %d", c.name, resp.StatusCode, body, c.status)
+			continue
+		}
+		if c.code != "" {
+			if e := httpapi.ParseError(resp.StatusCode, []byte(body)); e.Code != c.code || e.Message == "" {
+				t.Errorf("PATCH %s: error body %q, want code %s with a message", c.name, body, c.code)
+			}
+		}
 	}
 }
 
@@ -353,9 +432,7 @@ func TestWHEPViewerReceivesParticipant(t *testing.T) {
 		}
 		return ""
 	})
-	if resp, body := do(t, http.MethodPatch, a.URL()+loc, tok, "application/trickle-ice-sdpfrag", "a=end-of-candidates\r\n"); resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("PATCH: %d %s, want 405", resp.StatusCode, body)
-	}
+	checkPatches(t, a.URL()+loc, tok, resp.Header.Get("ETag"), offer)
 	if resp, body := do(t, http.MethodDelete, a.URL()+loc, tok, "", ""); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
 	}

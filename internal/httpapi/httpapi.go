@@ -18,21 +18,23 @@ import (
 
 // Error codes, the "code" of an error body. Clients branch on these, not on messages.
 const (
-	CodeBadRequest       = "bad_request"            // 400: malformed JSON or query
-	CodeUnauthorized     = "unauthorized"           // 401: no token, or an invalid or expired one
-	CodeForbidden        = "forbidden"              // 403: the role may not do this
-	CodeNotFound         = "not_found"              // 404
-	CodeMethodNotAllowed = "method_not_allowed"     // 405
-	CodeConflict         = "conflict"               // 409: a schedule conflict
-	CodeExists           = "exists"                 // 409: the id is taken
-	CodeInUse            = "in_use"                 // 409: still referenced (site with endpoints…)
-	CodeMeetingOver      = "meeting_over"           // 409: ended or cancelled meetings do not change
-	CodeNotConnectable   = "not_connectable"        // 409: no meeting to join now
-	CodeTooLarge         = "too_large"              // 413
-	CodeUnsupportedType  = "unsupported_media_type" // 415
-	CodeInvalid          = "invalid"                // 422: well-formed but fails validation
-	CodeInternal         = "internal"               // 500
-	CodeUnavailable      = "unavailable"            // 503
+	CodeBadRequest           = "bad_request"            // 400: malformed JSON or query
+	CodeUnauthorized         = "unauthorized"           // 401: no token, or an invalid or expired one
+	CodeForbidden            = "forbidden"              // 403: the role may not do this
+	CodeNotFound             = "not_found"              // 404
+	CodeMethodNotAllowed     = "method_not_allowed"     // 405
+	CodeConflict             = "conflict"               // 409: a schedule conflict
+	CodeExists               = "exists"                 // 409: the id is taken
+	CodeInUse                = "in_use"                 // 409: still referenced (site with endpoints…)
+	CodeMeetingOver          = "meeting_over"           // 409: ended or cancelled meetings do not change
+	CodeNotConnectable       = "not_connectable"        // 409: no meeting to join now
+	CodePreconditionFailed   = "precondition_failed"    // 412: If-Match names another version
+	CodeTooLarge             = "too_large"              // 413
+	CodeUnsupportedType      = "unsupported_media_type" // 415
+	CodeInvalid              = "invalid"                // 422: well-formed but fails validation
+	CodePreconditionRequired = "precondition_required"  // 428: a change without If-Match
+	CodeInternal             = "internal"               // 500
+	CodeUnavailable          = "unavailable"            // 503
 )
 
 // Error is an error answer: its HTTP status and the body's code and message. Servers
