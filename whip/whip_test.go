@@ -67,6 +67,12 @@ func token(t *testing.T, a *app.App, meeting, site, name string) string {
 
 func do(t *testing.T, method, url, tok, ctype, body string) (*http.Response, string) {
 	t.Helper()
+	return doWith(t, method, url, tok, ctype, body, nil)
+}
+
+// doWith is do with extra request headers.
+func doWith(t *testing.T, method, url, tok, ctype, body string, extra map[string]string) (*http.Response, string) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +82,9 @@ func do(t *testing.T, method, url, tok, ctype, body string) (*http.Response, str
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	for k, v := range extra {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -195,22 +204,11 @@ func whipPublishes(t *testing.T, mime string) {
 // patchReq sends a PATCH with If-Match (none when ifMatch is "").
 func patchReq(t *testing.T, url, tok, ifMatch, ctype, body string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPatch, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", ctype)
+	extra := map[string]string{}
 	if ifMatch != "" {
-		req.Header.Set("If-Match", ifMatch)
+		extra["If-Match"] = ifMatch
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return doWith(t, http.MethodPatch, url, tok, ctype, body, extra)
 }
 
 // trickleFragment is the trickle-ice-sdpfrag a client PATCHes for the first media section
