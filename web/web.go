@@ -1,6 +1,7 @@
 // Package web serves the pages a person opens in a browser: the landing page, the
 // official's join page (/join/<meeting>), the meeting-room kiosk (/room/<endpoint>), the
-// technicians' console (/console) and their static assets. The assets are plain HTML, CSS
+// technicians' console (/console), the WHEP player (/watch/<meeting>) and their static
+// assets. The assets are plain HTML, CSS
 // and ES2020 modules embedded in the binary; there is no build step. The pages talk to
 // signaling over /ws, the kiosk to /api/v1/endpoints/ and the console to
 // /api/v1/monitor/, which this package does not serve.
@@ -10,8 +11,10 @@
 // sites the meeting view shows large), join.js (the join page; with join-page.js,
 // local-media.js, grid.js, controls.js, floor-roles.js, floor-panel.js), room.js (the
 // kiosk), console.js and console-detail.js (the console; with console-recording.js),
-// record.js (a meeting's record page), recording-api.js and recording-badge.js (the
-// recording indicator of the join page and the kiosk), and i18n.js: the pages speak
+// record.js (a meeting's record page), watch.js (a WHEP player, /watch/<meeting>),
+// page-token.js (a page's ?token= kept in the tab), recording-api.js and
+// recording-badge.js (the recording indicator of the join page and the kiosk), and
+// i18n.js: the pages speak
 // Vietnamese by default and English on request, every text from one catalogue per language
 // (static/i18n/vi.json, en.json), every time in Vietnam time (Asia/Ho_Chi_Minh, 24-hour).
 package web
@@ -136,6 +139,14 @@ func Handler() http.Handler {
 			return
 		}
 		page("record.html")(w, r)
+	})
+	// A WHEP player for a meeting: its join token (in the query) opens one /whep session.
+	mux.HandleFunc("GET /watch/{meeting}", func(w http.ResponseWriter, r *http.Request) {
+		if !validMeetingID(r.PathValue("meeting")) {
+			http.NotFound(w, r)
+			return
+		}
+		page("watch.html")(w, r)
 	})
 	mux.HandleFunc("GET /static/{file...}", serveAsset)
 	return securityHeaders(mux)

@@ -16,6 +16,7 @@
 import { $, el, gradeText, levelText, renderDetail } from './console-detail.js';
 import { fmtTime, t, translatePage } from './i18n.js';
 import { showRecording } from './console-recording.js';
+import { takeToken } from './page-token.js';
 
 const TOKEN_KEY = 'cau.console.token';
 const API = '/api/v1/monitor/';
@@ -35,19 +36,7 @@ const stats = {
 window.cauConsole = stats;
 
 // ---- token ----
-function takeToken() {
-  const params = new URLSearchParams(location.search);
-  const fromURL = params.get('token');
-  if (fromURL) {
-    sessionStorage.setItem(TOKEN_KEY, fromURL);
-    params.delete('token');
-    const rest = params.toString();
-    history.replaceState(null, '', location.pathname + (rest ? '?' + rest : '') + location.hash);
-    return fromURL;
-  }
-  return sessionStorage.getItem(TOKEN_KEY) || '';
-}
-const token = takeToken();
+const token = takeToken(TOKEN_KEY);
 
 function fatal(title, text) {
   $('fatal-title').textContent = title;

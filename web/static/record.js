@@ -12,6 +12,7 @@
 // Test hook: window.cauRecord = {ready, recordings, error}.
 
 import { fmtDateTime, fmtTime, t, translatePage } from './i18n.js';
+import { takeToken } from './page-token.js';
 import { compose, errorKey, fetchFile, listRecordings, record, recordingStatus } from './recording-api.js';
 
 const TOKEN_KEY = 'cau.record.token';
@@ -27,20 +28,7 @@ const el = (tag, cls, text) => {
 const state = { ready: false, recordings: [], error: '' };
 window.cauRecord = state;
 
-function takeToken() {
-  const params = new URLSearchParams(location.search);
-  const fromURL = params.get('token');
-  if (fromURL) {
-    sessionStorage.setItem(TOKEN_KEY, fromURL);
-    params.delete('token');
-    const rest = params.toString();
-    history.replaceState(null, '', location.pathname + (rest ? '?' + rest : '') + location.hash);
-    return fromURL;
-  }
-  return sessionStorage.getItem(TOKEN_KEY) || sessionStorage.getItem(CONSOLE_TOKEN_KEY) || '';
-}
-
-const token = takeToken();
+const token = takeToken(TOKEN_KEY, CONSOLE_TOKEN_KEY);
 const meeting = decodeURIComponent(location.pathname.split('/').pop() || '');
 let current = { active: false };
 let blobURL = '';
