@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
-	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/internal/testmedia"
 )
@@ -66,19 +65,9 @@ func TestBrowserFirefoxKioskConsoleWatch(t *testing.T) {
 	apiCall(t, a, "POST", "/meetings", map[string]any{"id": "ff-pages", "title": "Giao ban huyện Phước Sơn",
 		"select": map[string]any{"root": "qnam-psn"}, "start": now.Add(3 * time.Second).Format(time.RFC3339Nano),
 		"end": now.Add(10 * time.Minute).Format(time.RFC3339Nano), "test_window": "2s"}, &m)
-	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: m.ID, Site: "qnam-psn", Name: "Huyện Phước Sơn", Role: auth.RoleChair}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	open(a.URL() + created.KioskPath + "&poll=1")
 	wait("the kiosk joined", `window.cauRoom && window.cauRoom.joined`, 30*time.Second)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	observer, err := client.Dial(ctx, "ws"+strings.TrimPrefix(a.URL(), "http")+"/ws", tok, client.Options{Name: "Huyện Phước Sơn", Loopback: true})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer observer.Close()
+	observer := districtChair(t, a, m.ID)
 	var kioskID string
 	if err := ff.Eval(t.Context(), `window.cauRoom.selfId`, &kioskID); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,24 @@ func apiCall(t *testing.T, a *app.App, method, path string, body, out any) {
 	}
 }
 
+// districtChair joins meeting as the chair at the district qnam-psn (a Go client that
+// publishes nothing), closed when the test ends.
+func districtChair(t *testing.T, a *app.App, meeting string) *client.Client {
+	t.Helper()
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: "qnam-psn", Name: "Huyện Phước Sơn", Role: auth.RoleChair}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(a.URL(), "http")+"/ws", tok, client.Options{Name: "Huyện Phước Sơn", Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // roomParticipant finds the kiosk among what the observer sees.
 func roomParticipant(c *client.Client, site string) (protocol.Participant, bool) {
 	for _, p := range c.Participants() {
@@ -108,17 +126,7 @@ func TestBrowserKiosk(t *testing.T) {
 
 	// Another participant joins at the district as the window opens.
 	time.Sleep(time.Until(connectAt))
-	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: m.ID, Site: "qnam-psn", Name: "Huyện Phước Sơn", Role: auth.RoleChair}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	observer, err := client.Dial(ctx, "ws"+strings.TrimPrefix(a.URL(), "http")+"/ws", tok, client.Options{Name: "Huyện Phước Sơn", Loopback: true})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer observer.Close()
+	observer := districtChair(t, a, m.ID)
 
 	// The kiosk joins by itself, not before the window opened; the observer sees it and
 	// receives its camera.
@@ -186,7 +194,7 @@ func TestBrowserKiosk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	intruder, err := client.Dial(ctx, "ws"+strings.TrimPrefix(a.URL(), "http")+"/ws", intruderTok, client.Options{Loopback: true})
 	cancel()
 	if err == nil {
