@@ -65,6 +65,9 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 		s.reject(env.ID, protocol.CodeForbidden, "token does not name a meeting")
 		return &closeError{code: protocol.CloseUnauthorized, reason: "no meeting"}
 	}
+	if err := s.admitToken(env.ID, j.Token, claims); err != nil {
+		return err
+	}
 	// The token's name wins: a client must not be shown to others as the chair. Only a
 	// token that names no one lets the client pick its display name (an ad hoc join).
 	name := claims.Name
@@ -122,6 +125,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	defer s.srv.joinDone(m)
 	if m.full(s.srv.cfg.MaxParticipants) {
 		s.log.Warn("join refused: meeting full", "limit", s.srv.cfg.MaxParticipants)
+		s.srv.cfg.Metrics.limited(limitParticipants)
 		s.reject(env.ID, protocol.CodeCapacity, "the meeting has as many participants as it may")
 		return &closeError{code: websocket.CloseTryAgainLater, reason: "meeting full"}
 	}
