@@ -177,6 +177,14 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence,
 		ICEServers: a.iceServers, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
 		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute})
+	if l := a.sig.Local(); l != nil {
+		lm, err := bridge.NewLimitMetrics(reg)
+		if err != nil {
+			_ = a.closeBridge()
+			return nil, fmt.Errorf("start: bridge limit metrics: %w", err)
+		}
+		l.Agent().SetMaxPeers(cfg.MaxBridgePeers, lm)
+	}
 	if err := a.startTURN(cfg); err != nil {
 		_ = a.closeBridge()
 		return nil, err

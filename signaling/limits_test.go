@@ -11,7 +11,9 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
@@ -128,4 +130,67 @@ func TestTokenCapsForgetIdleTokens(t *testing.T) {
 		t.Fatalf("the open session ended: %v", stay.Err())
 	default:
 	}
+}
+
+// TestBridgePeerCap (issue 12, finding 4): a bridge serves at most its configured number
+// of endpoints. Before the cap a bridge took every endpoint placed on it. Now an endpoint
+// of a full bridge's site is placed on the next bridge up the tree and its media flows
+// across the relay; when every bridge that could serve the site is full the join gets
+// capacity and close 1013, and the refusal is counted; once the bridge has room again
+// it takes its site's endpoints.
+func TestBridgePeerCap(t *testing.T) {
+	c := startCascade(t)
+	provReg, localReg := prometheus.NewRegistry(), prometheus.NewRegistry()
+	provLimits, err := bridge.NewLimitMetrics(provReg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	localLimits, err := bridge.NewLimitMetrics(localReg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.addBridgeWith(t, "br-prov", "prov", func(cfg *bridge.ClientConfig) { cfg.MaxPeers, cfg.Limits = 1, provLimits })
+	c.sig.Local().Agent().SetMaxPeers(2, localLimits)
+	eventually(t, 5*time.Second, func() string {
+		if len(c.sig.Bridges()) != 2 {
+			return "br-prov has not registered"
+		}
+		return ""
+	})
+	placed := func(cl *client.Client) string { return c.sig.Placement("m1")[cl.Self.ID] }
+
+	chair := c.publisher(t, "m1", "central", "Chủ trì") // central: 1 of 2
+	a := c.publisher(t, "m1", "prov", "Tỉnh A")         // br-prov: 1 of 1
+	b := c.publisher(t, "m1", "prov", "Tỉnh B")         // br-prov is full: central, 2 of 2
+	if got := placed(a); got != "br-prov" {
+		t.Fatalf("the first endpoint of prov is on %q, want br-prov", got)
+	}
+	if got := placed(b); got != string(ids.LocalBridge) {
+		t.Fatalf("the endpoint over br-prov's cap is on %q, want the central bridge", got)
+	}
+	for _, pair := range [][2]*client.Client{{a, b}, {b, a}, {chair, a}, {chair, b}} {
+		eventually(t, 20*time.Second, func() string { return receivesFrom(pair[0], pair[1], 30) })
+	}
+
+	// Both bridges that could serve prov are full: refused, counted, nobody else moved.
+	_, err = dialTok(t, c.testServer, c.token(t, "m1", "prov", "Tỉnh C"))
+	refusedWith(t, err, protocol.CodeCapacity, "a join when every bridge for its site is full")
+	if got := testutil.Counter(t, localReg, "cau_bridge_peers_refused_total"); got != 1 {
+		t.Errorf("the central bridge counted %v refusals, want 1", got)
+	}
+	keepsReceiving(t, a, b, "video", 30, 10*time.Second)
+
+	// br-prov has room again once A leaves: its site's next endpoint lands there.
+	a.Close()
+	eventually(t, 20*time.Second, func() string {
+		d, err := dialTok(t, c.testServer, c.token(t, "m1", "prov", "Tỉnh D"))
+		if err != nil {
+			return fmt.Sprintf("a join after br-prov has room: %v", err)
+		}
+		defer d.Close()
+		if got := placed(d); got != "br-prov" {
+			return fmt.Sprintf("the endpoint is on %q, want br-prov", got)
+		}
+		return ""
+	})
 }

@@ -362,9 +362,11 @@ func (s *session) close(code int, reason string) {
 			m.mu.Lock()
 			b, peer := s.bridge, s.peerID
 			m.mu.Unlock()
-			s.srv.router.set(b, peer, nil)
-			if err := b.ClosePeer(peer); err != nil {
-				log.Debug("close peer", "err", err)
+			if b != nil { // nil: no bridge would take the endpoint
+				s.srv.router.set(b, peer, nil)
+				if err := b.ClosePeer(peer); err != nil {
+					log.Debug("close peer", "err", err)
+				}
 			}
 		}
 		s.closeReq <- closeError{code: code, reason: reason} // buffered: never blocks
