@@ -91,7 +91,7 @@ func New(cfg Config) (*Bridge, error) {
 		log = slog.Default()
 	}
 	log = log.With("component", "sfu")
-	lf := newPionLoggerFactory(log)
+	lf := newPionLoggerFactory(log, cfg.Metrics)
 
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {

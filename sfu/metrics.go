@@ -16,6 +16,9 @@ type Metrics struct {
 	Peers           prometheus.Gauge
 	UpTracks        prometheus.Gauge
 	DownTracks      prometheus.Gauge
+	// LogSuppressed counts pion log lines the log budget held back, by scope (ice,
+	// udpmux, dtls, … or other): traffic from strangers at the media ports.
+	LogSuppressed *prometheus.CounterVec
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -42,9 +45,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Tracks published to this bridge."}),
 		DownTracks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_bridge_streams_out",
 			Help: "Tracks forwarded by this bridge."}),
+		LogSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_log_lines_suppressed_total",
+			Help: "Log lines of the media stack held back by the log budget (a flood at the media ports), by scope."},
+			[]string{"scope"}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
-		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks} {
+		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
