@@ -19,6 +19,9 @@ type Metrics struct {
 	// LogSuppressed counts pion log lines the log budget held back, by scope (ice,
 	// udpmux, dtls, … or other): traffic from strangers at the media ports.
 	LogSuppressed *prometheus.CounterVec
+	// TCPConnsRefused counts ICE-TCP connections closed at once for being over the caps
+	// (tcplimit.go).
+	TCPConnsRefused prometheus.Counter
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -48,9 +51,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		LogSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_log_lines_suppressed_total",
 			Help: "Log lines of the media stack held back by the log budget (a flood at the media ports), by scope."},
 			[]string{"scope"}),
+		TCPConnsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_bridge_tcp_conns_refused_total",
+			Help: "ICE-TCP connections closed on accept: too many open from the address, or in all."}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
-		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed} {
+		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
+		m.TCPConnsRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
