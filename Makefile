@@ -27,9 +27,11 @@ test-short:
 # forwarding benchmarks side by side (the sfu package first), then the rest.
 # soak repeats the recorder's load runs without the race detector, for their figures
 # (make test runs them once, under it): eight recordings at once on one bridge, and the
-# three-site recording for 60 s, three times each.
+# three-site recording for 60 s, three times each. Then the meeting soak at full length:
+# 60 endpoints joining and leaving for 10 minutes (make test runs 8 for 20 s).
 soak:
 	$(GO) test -count=3 -p 1 -timeout 30m -run 'TestEightRecordingsKeepUp|TestRecordThreeSites' ./recorder
+	CAU_SOAK_ENDPOINTS=60 CAU_SOAK_DURATION=10m $(GO) test -count=1 -p 1 -timeout 30m -run TestSoak -v ./signaling
 
 bench:
 	$(GO) test -run '^$$' -bench 'Floor|Forward' -benchmem ./sfu

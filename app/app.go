@@ -62,9 +62,12 @@ type Config struct {
 	// TURN configures the local bridge's embedded TURN server (off without a secret,
 	// except in dev mode).
 	TURN TURNConfig
-	// MaxParticipants and MaxSocketsPerAddr are signaling's caps (signaling.Config);
-	// 0 takes the defaults.
-	MaxParticipants, MaxSocketsPerAddr int
+	// MaxParticipants, MaxSocketsPerAddr, MaxSessionsPerToken and
+	// MaxJoinsPerTokenPerMinute are signaling's caps (signaling.Config), MaxBridgePeers
+	// the local bridge's (bridge.Agent.SetMaxPeers); 0 takes the defaults.
+	MaxParticipants, MaxSocketsPerAddr             int
+	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
+	MaxBridgePeers                                 int
 	// RecordingsDir is where meetings are recorded at the local bridge (a directory per
 	// meeting; docs/recording.md); empty turns recording off. RecordingMaxAge deletes
 	// recordings older than it (0 keeps them). Recording needs Store.
@@ -172,7 +175,16 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.sig = signaling.New(signaling.Config{Bridge: engine, Site: ids.SiteID(cfg.Site), Ancestry: cfg.Ancestry,
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence,
-		ICEServers: a.iceServers, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr})
+		ICEServers: a.iceServers, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
+		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute})
+	if l := a.sig.Local(); l != nil {
+		lm, err := bridge.NewLimitMetrics(reg)
+		if err != nil {
+			_ = a.closeBridge()
+			return nil, fmt.Errorf("start: bridge limit metrics: %w", err)
+		}
+		l.Agent().SetMaxPeers(cfg.MaxBridgePeers, lm)
+	}
 	if err := a.startTURN(cfg); err != nil {
 		_ = a.closeBridge()
 		return nil, err

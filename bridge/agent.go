@@ -71,6 +71,8 @@ type Agent struct {
 	// stream's meeting (lastn.go); speaker is the parameters new selectors get.
 	selectors map[ids.MeetingID]*meetingSelector
 	meetingOf map[ids.StreamKey]ids.MeetingID
+	// limit caps the endpoint peers (limits.go).
+	limit peerLimit
 }
 
 type agentPeer struct {
@@ -123,6 +125,10 @@ func (a *Agent) CreatePeer(id ids.PeerID) error {
 	if _, ok := a.peers[id]; ok {
 		a.mu.Unlock()
 		return fmt.Errorf("create peer %s: already exists", id)
+	}
+	if err := a.admit(id); err != nil {
+		a.mu.Unlock()
+		return err
 	}
 	ap := &agentPeer{id: id, keys: map[string]ids.StreamKey{}}
 	a.peers[id] = ap
@@ -201,6 +207,10 @@ func (a *Agent) Offer(id ids.PeerID, sdp string, keys map[string]ids.StreamKey) 
 		}
 	}
 	a.mu.Lock()
+	// An offer describes every track its publisher sends now (signaling keys each one),
+	// so its keys replace the earlier offers': a client that renegotiates with fresh
+	// track ids again and again cannot grow the map (issue 12, finding 4).
+	ap.keys = make(map[string]ids.StreamKey, len(keys))
 	for msid, key := range keys {
 		ap.keys[msid] = key
 	}

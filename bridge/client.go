@@ -26,6 +26,11 @@ type ClientConfig struct {
 	Site   ids.SiteID
 	Bridge Engine
 	Logger *slog.Logger
+	// MaxPeers caps the endpoints on this bridge (0: DefaultMaxPeers; -1: no cap); over
+	// it the bridge refuses them and signaling places them elsewhere. Limits, if not
+	// nil, counts the refusals.
+	MaxPeers int
+	Limits   *LimitMetrics
 }
 
 // Run keeps the bridge registered with signaling until ctx ends, reconnecting with
@@ -110,13 +115,15 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 			c.push(protocol.KindPeerFailed, "", protocol.PeerFailed{Peer: peer, Reason: reason})
 		},
 	}, log)
+	agent.SetMaxPeers(cfg.MaxPeers, cfg.Limits)
 	defer func() {
 		for _, id := range agent.Peers() {
 			_ = agent.ClosePeer(id)
 		}
 	}()
 
-	c.push(protocol.KindBridgeRegister, "reg", protocol.BridgeRegister{ID: cfg.ID, Site: cfg.Site})
+	c.push(protocol.KindBridgeRegister, "reg", protocol.BridgeRegister{ID: cfg.ID, Site: cfg.Site,
+		Capacity: max(agent.MaxPeers(), 0)})
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, data, err := ws.ReadMessage()
 	if err != nil {
@@ -144,7 +151,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 				return
 			case <-t.C:
 				p, up, down := agent.Load()
-				c.push(protocol.KindBridgeHeartbeat, "", protocol.BridgeHeartbeat{Peers: p, UpTracks: up, DownTracks: down,
+				c.push(protocol.KindBridgeHeartbeat, "", protocol.BridgeHeartbeat{Peers: p, UpTracks: up, DownTracks: down, Full: agent.Full(),
 					Relays: agent.RelayStats(), Endpoints: agent.PeerStats()})
 			}
 		}
@@ -176,8 +183,11 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		if err := execute(c, agent, env); err != nil {
 			log.Warn("command failed", "type", env.Kind, "err", err)
 			code := protocol.CodeBadMessage
-			if errors.Is(err, ErrBadSDP) {
+			switch {
+			case errors.Is(err, ErrBadSDP):
 				code = protocol.CodeBadSDP
+			case errors.Is(err, ErrBridgeFull):
+				code = protocol.CodeCapacity
 			}
 			c.push(protocol.KindError, env.ID, protocol.Error{Code: code, Message: err.Error()})
 		}
@@ -200,7 +210,7 @@ func execute(c *conn, a *Agent, env protocol.Envelope) (err error) {
 		if err := protocol.DecodeData(env, &m); err != nil {
 			return err
 		}
-		return a.CreatePeer(m.Peer)
+		return createPeer(c, a, env.ID, m.Peer)
 	case protocol.KindPeerSDP:
 		var m protocol.PeerSDP
 		if err := protocol.DecodeData(env, &m); err != nil {
@@ -241,4 +251,20 @@ func execute(c *conn, a *Agent, env protocol.Envelope) (err error) {
 		return a.ClosePeer(m.Peer)
 	}
 	return fmt.Errorf("unknown command %q", env.Kind)
+}
+
+// createPeer runs create_peer. A request with an id waits for the outcome: it is
+// acknowledged with an empty answer, or fails with an error reply (code capacity when the
+// bridge is full). One without an id (signaling did not wait) that the full bridge
+// refuses is reported as a peer_failed with FullReason, so the endpoint is moved.
+func createPeer(c *conn, a *Agent, reqID string, peer ids.PeerID) error {
+	err := a.CreatePeer(peer)
+	switch {
+	case err == nil && reqID != "":
+		c.push(protocol.KindAnswer, reqID, nil)
+	case errors.Is(err, ErrBridgeFull) && reqID == "":
+		c.push(protocol.KindPeerFailed, "", protocol.PeerFailed{Peer: peer, Reason: FullReason})
+		return nil
+	}
+	return err
 }

@@ -457,15 +457,25 @@ func (c *Client) Request(ctx context.Context, kind protocol.Kind, data any) (pro
 	if err := c.send(kind, id, data); err != nil {
 		return protocol.Envelope{}, err
 	}
-	select {
-	case env := <-ch:
+	reply := func(env protocol.Envelope) (protocol.Envelope, error) {
 		if env.Kind == protocol.KindError {
 			var e protocol.Error
 			_ = protocol.DecodeData(env, &e)
 			return env, fmt.Errorf("%s: %w: %s: %s", kind, ErrRejected, e.Code, e.Message)
 		}
 		return env, nil
+	}
+	select {
+	case env := <-ch:
+		return reply(env)
 	case <-c.closed:
+		// A server that refuses sends its error and then closes: the reply may have been
+		// delivered just before the close, and it says why.
+		select {
+		case env := <-ch:
+			return reply(env)
+		default:
+		}
 		return protocol.Envelope{}, fmt.Errorf("%s: connection closed: %w", kind, c.closeErr)
 	case <-ctx.Done():
 		return protocol.Envelope{}, fmt.Errorf("%s: %w", kind, ctx.Err())

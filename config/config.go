@@ -57,6 +57,16 @@ type Config struct {
 	// MaxSocketsPerAddr caps the open /ws sockets from one IP address; 0 takes the
 	// default (256), -1 removes the cap (behind a reverse proxy). Over it: HTTP 429.
 	MaxSocketsPerAddr int `yaml:"max_sockets_per_addr"`
+	// MaxSessionsPerToken caps the sessions one join token holds at once on a signaling
+	// node; 0 takes the default (16), -1 removes the cap. Over it: error "capacity".
+	MaxSessionsPerToken int `yaml:"max_sessions_per_token"`
+	// MaxJoinsPerTokenPerMinute caps the join attempts with one token per minute; 0 takes
+	// the default (30), -1 removes the cap. Over it: error "rate_limited".
+	MaxJoinsPerTokenPerMinute int `yaml:"max_joins_per_token_per_minute"`
+	// MaxBridgePeers caps the endpoints on the local bridge (`cau serve`); 0 takes the
+	// default (500), -1 removes the cap. Over it signaling places the endpoint on another
+	// bridge, or refuses the join with "capacity".
+	MaxBridgePeers int `yaml:"max_bridge_peers"`
 	// RecordingsDir is where meetings are recorded (docs/recording.md). Default
 	// <data_dir>/recordings; "off" turns recording off.
 	RecordingsDir string `yaml:"recordings_dir"`
@@ -168,6 +178,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		return err
 	}
 	if err := num("CAU_MAX_SOCKETS_PER_ADDR", &c.MaxSocketsPerAddr); err != nil {
+		return err
+	}
+	if err := num("CAU_MAX_SESSIONS_PER_TOKEN", &c.MaxSessionsPerToken); err != nil {
+		return err
+	}
+	if err := num("CAU_MAX_JOINS_PER_TOKEN_PER_MINUTE", &c.MaxJoinsPerTokenPerMinute); err != nil {
+		return err
+	}
+	if err := num("CAU_MAX_BRIDGE_PEERS", &c.MaxBridgePeers); err != nil {
 		return err
 	}
 	if v := getenv("CAU_DEV"); v != "" {

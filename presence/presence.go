@@ -32,6 +32,9 @@ type Redis struct {
 	prefix string
 	node   string
 	log    *slog.Logger
+	// Resync is how often a follower re-reads who is on the other nodes (default
+	// nodeTTL/2); set it before Follow.
+	Resync time.Duration
 }
 
 type presenceEntry struct {
@@ -114,38 +117,123 @@ func (p *Redis) Withdraw(ctx context.Context, meeting ids.MeetingID, id ids.Part
 // goroutine, in order) until ctx ends, and returns who is on the other nodes now. It
 // subscribes before reading the hash, so no change falls between the two: a change may
 // be both delivered and in the list.
+//
+// It also re-reads the meeting's presence every Resync and delivers what differs from
+// what it delivered (issue 12, finding 8): a crashed node withdraws no one, so without
+// this its participants stayed on every other node as ghosts; once the node's liveness
+// key has expired they are delivered as left, and their entries leave the hash. The
+// same re-read repairs changes lost while the subscription was down (a Redis restart,
+// a network cut: pub/sub does not replay).
 func (p *Redis) Follow(ctx context.Context, meeting ids.MeetingID, fn func(Event)) ([]protocol.Participant, error) {
 	sub := p.rdb.Subscribe(ctx, p.channel(meeting))
 	if _, err := sub.Receive(ctx); err != nil {
 		_ = sub.Close()
 		return nil, fmt.Errorf("presence follow %s: %w", meeting, err)
 	}
-	go func() {
-		defer sub.Close()
-		ch := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
+	seed := make(chan []protocol.Participant, 1)
+	go p.follow(ctx, sub, meeting, fn, seed)
+	out, err := p.others(ctx, meeting)
+	seed <- out // nil on error: the next resync delivers everyone
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// follow runs Follow's goroutine. known is what fn has been told (plus the first list,
+// once seed brings it), for the resync to compare with.
+func (p *Redis) follow(ctx context.Context, sub *goredis.PubSub, meeting ids.MeetingID, fn func(Event),
+	seed <-chan []protocol.Participant) {
+	defer sub.Close()
+	every := p.Resync
+	if every <= 0 {
+		every = nodeTTL / 2
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	known := map[string]protocol.Participant{}
+	touched := map[string]bool{} // changed by a message before the first list came
+	seeded := false
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case first := <-seed:
+			for _, pt := range first {
+				if !touched[pt.ID] {
+					known[pt.ID] = pt
+				}
+			}
+			seeded, touched = true, nil
+		case msg, ok := <-ch:
+			if !ok {
 				return
-			case msg, ok := <-ch:
-				if !ok {
-					return
-				}
-				var e presenceEntry
-				if json.Unmarshal([]byte(msg.Payload), &e) != nil || e.Node == p.node {
-					continue
-				}
-				fn(Event{Participant: e.Participant, Left: e.Left})
+			}
+			var e presenceEntry
+			if json.Unmarshal([]byte(msg.Payload), &e) != nil || e.Node == p.node {
+				continue
+			}
+			if touched != nil {
+				touched[e.Participant.ID] = true
+			}
+			if e.Left {
+				delete(known, e.Participant.ID)
+			} else {
+				known[e.Participant.ID] = e.Participant
+			}
+			fn(Event{Participant: e.Participant, Left: e.Left})
+		case <-tick.C:
+			if seeded {
+				p.resync(ctx, meeting, known, fn)
 			}
 		}
-	}()
+	}
+}
+
+// resync re-reads the meeting's presence and delivers the differences from known.
+func (p *Redis) resync(ctx context.Context, meeting ids.MeetingID, known map[string]protocol.Participant, fn func(Event)) {
+	now, err := p.others(ctx, meeting)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("presence resync", "meeting", meeting, "err", err)
+		}
+		return
+	}
+	present := make(map[string]bool, len(now))
+	for _, pt := range now {
+		present[pt.ID] = true
+		if old, ok := known[pt.ID]; !ok || !sameParticipant(old, pt) {
+			known[pt.ID] = pt
+			fn(Event{Participant: pt})
+		}
+	}
+	for id, pt := range known {
+		if !present[id] {
+			delete(known, id)
+			p.log.Info("presence: participant gone with its node", "meeting", meeting, "participant", id)
+			fn(Event{Participant: pt, Left: true})
+		}
+	}
+}
+
+func sameParticipant(a, b protocol.Participant) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// others reads who is on the other live nodes in the meeting. Entries of nodes whose
+// liveness key has expired (crashed: they withdrew no one) are removed from the hash.
+func (p *Redis) others(ctx context.Context, meeting ids.MeetingID) ([]protocol.Participant, error) {
 	all, err := p.rdb.HGetAll(ctx, p.hashKey(meeting)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("presence follow %s: %w", meeting, err)
 	}
 	alive := map[string]bool{}
 	var out []protocol.Participant
-	for _, v := range all {
+	dead := map[string]string{}
+	for id, v := range all {
 		var e presenceEntry
 		if json.Unmarshal([]byte(v), &e) != nil || e.Node == p.node {
 			continue
@@ -153,12 +241,28 @@ func (p *Redis) Follow(ctx context.Context, meeting ids.MeetingID, fn func(Event
 		up, seen := alive[e.Node]
 		if !seen {
 			n, err := p.rdb.Exists(ctx, p.prefix+"node:"+e.Node).Result()
-			up = err == nil && n == 1
+			if err != nil {
+				return nil, fmt.Errorf("presence follow %s: %w", meeting, err)
+			}
+			up = n == 1
 			alive[e.Node] = up
 		}
 		if up {
 			out = append(out, e.Participant)
+		} else {
+			dead[id] = v
+		}
+	}
+	for id, v := range dead {
+		// Only the entry read: a live node may have announced the participant meanwhile.
+		if err := delIfSame.Run(ctx, p.rdb, []string{p.hashKey(meeting)}, id, v).Err(); err != nil && err != goredis.Nil {
+			p.log.Warn("presence: remove a dead node's entry", "meeting", meeting, "err", err)
 		}
 	}
 	return out, nil
 }
+
+// delIfSame deletes a hash field if it still holds the value given.
+var delIfSame = goredis.NewScript(`if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+	return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`)

@@ -18,7 +18,8 @@ const (
 	KindRelayStats      Kind = "relay_stats"    // per relay peer counters, every few seconds
 )
 
-// Signaling → bridge kinds. Replies to requests reuse KindAnswer and KindError.
+// Signaling → bridge kinds. Replies to requests reuse KindAnswer and KindError; a
+// create_peer with an id is acknowledged by an empty answer.
 const (
 	KindBridgeRegistered Kind = "registered" // the answer to register
 	KindCreatePeer       Kind = "create_peer"
@@ -44,6 +45,9 @@ type BridgeHeartbeat struct {
 	PacketsForwarded uint64      `json:"packets_forwarded"`
 	Relays           []RelayStat `json:"relays,omitempty"`
 	Endpoints        []PeerStat  `json:"endpoints,omitempty"` // endpoint peers
+	// Full says the bridge has as many endpoints as it may serve: signaling places new
+	// ones elsewhere.
+	Full bool `json:"full,omitempty"`
 }
 
 // PeerRef names a peer on a bridge.

@@ -91,7 +91,7 @@ func New(cfg Config) (*Bridge, error) {
 		log = slog.Default()
 	}
 	log = log.With("component", "sfu")
-	lf := newPionLoggerFactory(log)
+	lf := newPionLoggerFactory(log, cfg.Metrics)
 
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
@@ -140,7 +140,7 @@ func New(cfg Config) (*Bridge, error) {
 			return nil, fmt.Errorf("listen ICE TCP port %d: %w", cfg.ICETCPPort, err)
 		}
 		b.tcpLn = ln
-		b.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, 32)
+		b.tcpMux = newICETCPMux(ln, lf.NewLogger("tcpmux"), cfg.Metrics)
 		se.SetICETCPMux(b.tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4)
 	}

@@ -4,28 +4,49 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/pion/logging"
 )
 
 // pionLoggerFactory routes pion's logs into slog with a "scope" field, so ICE and DTLS
-// messages land in the same pipeline as ours (STYLE habit 10).
-type pionLoggerFactory struct{ log *slog.Logger }
+// messages land in the same pipeline as ours (STYLE habit 10). Its loggers share one
+// budget (logbudget.go): traffic from strangers cannot grow the log without bound.
+type pionLoggerFactory struct {
+	log    *slog.Logger
+	budget *logBudget
+}
 
-func newPionLoggerFactory(log *slog.Logger) logging.LoggerFactory {
-	return pionLoggerFactory{log: log}
+func newPionLoggerFactory(log *slog.Logger, m *Metrics) logging.LoggerFactory {
+	b := &logBudget{}
+	if m != nil {
+		b.suppressed = m.LogSuppressed
+	}
+	return pionLoggerFactory{log: log, budget: b}
 }
 
 func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
-	return pionLogger{log: f.log.With("scope", scope)}
+	return pionLogger{log: f.log.With("scope", scope), scope: scope, budget: f.budget}
 }
 
 // pionLogger maps pion's levels onto slog's. pion's Info is chatty (every candidate), so it
 // goes to Debug; Trace is dropped.
-type pionLogger struct{ log *slog.Logger }
+type pionLogger struct {
+	log    *slog.Logger
+	scope  string
+	budget *logBudget
+}
 
 func (l pionLogger) logf(level slog.Level, format string, args ...any) {
 	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	ok, held := l.budget.allow(l.scope, format, time.Now())
+	if !ok {
+		return
+	}
+	if held > 0 {
+		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...), "suppressed_before", held)
 		return
 	}
 	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))

@@ -16,6 +16,12 @@ type Metrics struct {
 	Peers           prometheus.Gauge
 	UpTracks        prometheus.Gauge
 	DownTracks      prometheus.Gauge
+	// LogSuppressed counts pion log lines the log budget held back, by scope (ice,
+	// udpmux, dtls, … or other): traffic from strangers at the media ports.
+	LogSuppressed *prometheus.CounterVec
+	// TCPConnsRefused counts ICE-TCP connections closed at once for being over the caps
+	// (tcplimit.go).
+	TCPConnsRefused prometheus.Counter
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -42,9 +48,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Tracks published to this bridge."}),
 		DownTracks: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_bridge_streams_out",
 			Help: "Tracks forwarded by this bridge."}),
+		LogSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_log_lines_suppressed_total",
+			Help: "Log lines of the media stack held back by the log budget (a flood at the media ports), by scope."},
+			[]string{"scope"}),
+		TCPConnsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_bridge_tcp_conns_refused_total",
+			Help: "ICE-TCP connections closed on accept: too many open from the address, or in all."}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
-		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks} {
+		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
+		m.TCPConnsRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -175,6 +175,9 @@ type bridgeEntry struct {
 	up       bool
 	lastSeen time.Time
 	load     protocol.BridgeHeartbeat
+	// fullUntil: the bridge said it is full (a heartbeat, a refused peer); endpoints
+	// are not placed on it before then (bridgecap.go).
+	fullUntil time.Time
 }
 
 var errNoBridge = errors.New("no bridge is available")
@@ -215,6 +218,10 @@ func (f *focus) heartbeat(id ids.BridgeID, hb protocol.BridgeHeartbeat) {
 	defer f.mu.Unlock()
 	if e := f.bridges[id]; e != nil {
 		e.load, e.lastSeen = hb, time.Now()
+		e.fullUntil = time.Time{}
+		if hb.Full {
+			e.fullUntil = e.lastSeen.Add(fullHold)
+		}
 	}
 }
 
@@ -230,13 +237,17 @@ func (f *focus) markDown(id ids.BridgeID) bool {
 	return true
 }
 
-// bridgeAt returns a live bridge serving exactly site, preferring the least loaded.
+// bridgeAt returns a live bridge serving exactly site, preferring the least loaded;
+// open (not nil) passes over full bridges, and notes one was passed over.
 // Caller holds f.mu.
-func (f *focus) bridgeAt(site ids.SiteID) Bridge {
+func (f *focus) bridgeAt(site ids.SiteID, open *fullness) Bridge {
 	var best *bridgeEntry
 	for _, e := range f.bridges {
-		if e.up && e.b.Site() == site && (best == nil || e.load.Peers < best.load.Peers ||
-			(e.load.Peers == best.load.Peers && e.b.ID() < best.b.ID())) {
+		if !e.up || e.b.Site() != site || open.skips(e) {
+			continue
+		}
+		if best == nil || e.load.Peers < best.load.Peers ||
+			(e.load.Peers == best.load.Peers && e.b.ID() < best.b.ID()) {
 			best = e
 		}
 	}
@@ -247,23 +258,30 @@ func (f *focus) bridgeAt(site ids.SiteID) Bridge {
 }
 
 // place returns the bridge for an endpoint at site: its own site's, else the nearest
-// ancestor's, else the root bridge.
+// ancestor's, else the root bridge; a full bridge is passed over for the next
+// (errBridgesFull when every one was full).
 func (f *focus) place(site ids.SiteID) (Bridge, error) {
 	chain := append([]ids.SiteID{site}, f.ancestors(site)...)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	open := &fullness{now: time.Now()}
 	for _, s := range chain {
-		if b := f.bridgeAt(s); b != nil {
+		if b := f.bridgeAt(s, open); b != nil {
 			return b, nil
 		}
 	}
 	if f.root != nil {
-		if e := f.bridges[f.root.ID()]; e != nil && e.up {
+		if e := f.bridges[f.root.ID()]; e != nil && e.up && !open.skips(e) {
 			return f.root, nil
 		}
 	}
 	for _, e := range f.sorted() {
-		return e.b, nil // no tree knowledge: any live bridge beats none
+		if !open.skips(e) {
+			return e.b, nil // no tree knowledge: any live bridge beats none
+		}
+	}
+	if open.skipped {
+		return nil, errBridgesFull
 	}
 	return nil, errNoBridge
 }
@@ -275,7 +293,7 @@ func (f *focus) parent(b Bridge) Bridge {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, s := range anc {
-		if p := f.bridgeAt(s); p != nil {
+		if p := f.bridgeAt(s, nil); p != nil { // a full bridge still relays for its endpoints
 			return p
 		}
 	}

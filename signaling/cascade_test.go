@@ -97,7 +97,10 @@ func startCascadeWith(t testing.TB, sp speaker.Params, sites ...string) *cascade
 	return c
 }
 
-func (c *cascade) addBridge(t testing.TB, id, site string) {
+func (c *cascade) addBridge(t testing.TB, id, site string) { c.addBridgeWith(t, id, site, nil) }
+
+// addBridgeWith is addBridge with the bridge's configuration changed by mutate (if not nil).
+func (c *cascade) addBridgeWith(t testing.TB, id, site string, mutate func(*bridge.ClientConfig)) {
 	t.Helper()
 	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger(), Speaker: c.speaker})
 	if err != nil {
@@ -107,11 +110,15 @@ func (c *cascade) addBridge(t testing.TB, id, site string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: ids.BridgeID(id), Site: ids.SiteID(site), Bridge: b, Logger: logger()}
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: ids.BridgeID(id), Site: ids.SiteID(site), Bridge: b, Logger: logger()})
+		_ = bridge.Run(ctx, cfg)
 	}()
 	c.cancels[id] = cancel
 	t.Cleanup(func() {

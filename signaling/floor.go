@@ -71,7 +71,25 @@ func (m *meeting) startFloor(ctx context.Context) {
 		return
 	}
 	go func() {
-		for c := range ch {
+		// The floor is also read back every floorResync (issue 12, finding 8): a change
+		// published while this node's subscription was down (a Redis restart, a cut) is
+		// never delivered again, and setFloor ignores a state it already has.
+		tick := time.NewTicker(floorResync)
+		defer tick.Stop()
+		for {
+			var c rooms.Change
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+				m.resyncFloor(wctx)
+				continue
+			case got, ok := <-ch:
+				if !ok {
+					return
+				}
+				c = got
+			}
 			switch {
 			case c.Kind == rooms.ChangeFloor && c.Floor != nil:
 				m.mu.Lock()
@@ -84,6 +102,28 @@ func (m *meeting) startFloor(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// floorResync is how often a live meeting reads its floor back from the store.
+const floorResync = 5 * time.Second
+
+// resyncFloor reads the floor from the store and applies it if it is newer.
+func (m *meeting) resyncFloor(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, floorResync)
+	defer cancel()
+	st, err := m.srv.cfg.Store.Floor(rctx, string(m.id))
+	if err != nil {
+		if ctx.Err() == nil {
+			m.srv.log.Warn("floor resync", "meeting", m.id, "err", err)
+		}
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st.Version > m.floor.Version {
+		m.srv.log.Info("floor change missed by the watch applied", "meeting", m.id, "version", st.Version)
+		m.setFloor(st)
+	}
 }
 
 // adHoc describes an unscheduled meeting as rooms needs it: its sites are those of the

@@ -65,6 +65,9 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 		s.reject(env.ID, protocol.CodeForbidden, "token does not name a meeting")
 		return &closeError{code: protocol.CloseUnauthorized, reason: "no meeting"}
 	}
+	if err := s.admitToken(env.ID, j.Token, claims); err != nil {
+		return err
+	}
 	// The token's name wins: a client must not be shown to others as the chair. Only a
 	// token that names no one lets the client pick its display name (an ad hoc join).
 	name := claims.Name
@@ -122,21 +125,20 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	defer s.srv.joinDone(m)
 	if m.full(s.srv.cfg.MaxParticipants) {
 		s.log.Warn("join refused: meeting full", "limit", s.srv.cfg.MaxParticipants)
+		s.srv.cfg.Metrics.limited(limitParticipants)
 		s.reject(env.ID, protocol.CodeCapacity, "the meeting has as many participants as it may")
 		return &closeError{code: websocket.CloseTryAgainLater, reason: "meeting full"}
-	}
-	b, err := s.srv.focus.place(ids.SiteID(claims.Site))
-	if err != nil {
-		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
 	s.mu.Lock()
 	s.meeting = m
 	s.generation, s.joined = 1, time.Now()
-	s.bridge, s.peerID = b, ids.ForEndpoint(pid, 1)
+	s.peerID = ids.ForEndpoint(pid, 1)
 	s.mu.Unlock()
-	s.srv.router.set(b, s.peerID, s)
-	if err := b.CreatePeer(s.peerID); err != nil {
-		s.srv.router.set(b, s.peerID, nil)
+	b, err := s.placePeer(ctx, ids.SiteID(claims.Site))
+	if errors.Is(err, errBridgesFull) {
+		return s.refuseFull(env.ID)
+	}
+	if err != nil {
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
 	var ice []protocol.ICEServer
@@ -342,6 +344,11 @@ func (s *session) trackEnded(b Bridge, _ ids.PeerID, key ids.StreamKey) {
 func (s *session) peerFailed(b Bridge, peer ids.PeerID, reason string) {
 	if !s.current(b, peer) {
 		return
+	}
+	if reason == bridge.FullReason {
+		// The bridge refused the peer a move asked for (it filled up meanwhile): the
+		// endpoint comes back, and is placed elsewhere.
+		s.srv.focus.markFull(b.ID())
 	}
 	s.log.Warn("media connection failed", "reason", reason)
 	go s.close(websocket.CloseGoingAway, "media connection failed")

@@ -15,6 +15,9 @@ type Metrics struct {
 	Messages     *prometheus.CounterVec // by type
 	Errors       *prometheus.CounterVec // by code
 	Joins        prometheus.Counter
+	// Limited counts what a configured cap refused, by limit (a constant of limits:
+	// token_sessions, token_joins, bridge_peers, meeting_participants, addr_sockets).
+	Limited *prometheus.CounterVec
 }
 
 // NewMetrics creates signaling's metrics and registers them with reg.
@@ -32,8 +35,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Signaling error replies, by code."}, []string{"code"}),
 		Joins: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_signaling_joins_total",
 			Help: "Successful joins."}),
+		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_signaling_limited_total",
+			Help: "Joins, sockets and placements a configured cap refused, by limit."}, []string{"limit"}),
 	}
-	for _, c := range []prometheus.Collector{m.Sessions, m.Meetings, m.Participants, m.Messages, m.Errors, m.Joins} {
+	for _, c := range []prometheus.Collector{m.Sessions, m.Meetings, m.Participants, m.Messages, m.Errors, m.Joins,
+		m.Limited} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -61,5 +67,11 @@ func (m *Metrics) message(k protocol.Kind) {
 func (m *Metrics) errorReply(code string) {
 	if m != nil {
 		m.Errors.WithLabelValues(code).Inc()
+	}
+}
+
+func (m *Metrics) limited(limit string) {
+	if m != nil && m.Limited != nil {
+		m.Limited.WithLabelValues(limit).Inc()
 	}
 }

@@ -77,6 +77,11 @@ type Config struct {
 	// MaxSocketsPerAddr caps the open /ws sockets from one IP address (HTTP 429); 0 means
 	// DefaultMaxSocketsPerAddr, -1 no cap.
 	MaxSocketsPerAddr int
+	// MaxSessionsPerToken caps the sessions one join token holds at once on this node
+	// (join refused with protocol.CodeCapacity); 0 means DefaultMaxSessionsPerToken, -1
+	// no cap. MaxJoinsPerTokenPerMinute caps its join attempts per minute (refused with
+	// protocol.CodeRateLimited); 0 means DefaultMaxJoinsPerTokenPerMinute, -1 no cap.
+	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
 }
 
 // Server serves /ws. It owns the live meetings.
@@ -88,6 +93,7 @@ type Server struct {
 	router  router
 	focus   focus
 	addrs   addrLimiter
+	tokens  tokenLimiter
 	local   *LocalBridge
 	control *control.Server
 
@@ -139,6 +145,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxSocketsPerAddr == 0 {
 		cfg.MaxSocketsPerAddr = DefaultMaxSocketsPerAddr
+	}
+	if cfg.MaxSessionsPerToken == 0 {
+		cfg.MaxSessionsPerToken = DefaultMaxSessionsPerToken
+	}
+	if cfg.MaxJoinsPerTokenPerMinute == 0 {
+		cfg.MaxJoinsPerTokenPerMinute = DefaultMaxJoinsPerTokenPerMinute
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[ids.MeetingID]*meeting{}}
 	s.router.owners = map[ownerKey]peerOwner{}
@@ -210,6 +222,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := remoteHost(r)
 	if !s.addrs.acquire(host, s.cfg.MaxSocketsPerAddr) {
 		s.log.Warn("socket refused: too many from this address", "remote", host, "limit", s.cfg.MaxSocketsPerAddr)
+		s.cfg.Metrics.limited(limitAddrSockets)
 		refuseSocket(w)
 		return
 	}

@@ -54,6 +54,9 @@ type session struct {
 	device  string
 	self    protocol.Participant
 	meeting *meeting
+	// token is the join token's key in Server.tokens while this session counts against
+	// it (admitToken); close releases it. Guarded by mu.
+	token *tokenKey
 
 	// bridge and peerID say where the endpoint's media terminates. join sets them (as
 	// above); after that they change only when the endpoint is moved off a failed bridge
@@ -350,6 +353,7 @@ func (s *session) markDone() { s.doneOnce.Do(func() { close(s.done) }) }
 func (s *session) close(code int, reason string) {
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
+		s.releaseToken()
 		s.mu.Lock()
 		m, joined, log := s.meeting, s.claims != nil, s.log
 		s.mu.Unlock()
@@ -358,9 +362,11 @@ func (s *session) close(code int, reason string) {
 			m.mu.Lock()
 			b, peer := s.bridge, s.peerID
 			m.mu.Unlock()
-			s.srv.router.set(b, peer, nil)
-			if err := b.ClosePeer(peer); err != nil {
-				log.Debug("close peer", "err", err)
+			if b != nil { // nil: no bridge would take the endpoint
+				s.srv.router.set(b, peer, nil)
+				if err := b.ClosePeer(peer); err != nil {
+					log.Debug("close peer", "err", err)
+				}
 			}
 		}
 		s.closeReq <- closeError{code: code, reason: reason} // buffered: never blocks

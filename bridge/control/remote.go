@@ -190,25 +190,53 @@ func (rb *Remote) Offer(ctx context.Context, peer ids.PeerID, sdp string, keys m
 	if err := rb.push(protocol.KindPeerSDP, id, protocol.PeerSDP{Peer: peer, Type: "offer", SDP: sdp, Keys: keys}); err != nil {
 		return "", err
 	}
+	env, err := rb.await(ctx, ch, "offer")
+	if err != nil {
+		return "", err
+	}
+	var a protocol.Answer
+	if err := protocol.DecodeData(env, &a); err != nil {
+		return "", fmt.Errorf("bridge %s answer: %w", rb.id, err)
+	}
+	return a.SDP, nil
+}
+
+// CreatePeerWait creates a peer on the bridge and waits until the bridge has it (or
+// refused it: bridge.ErrBridgeFull when it is full). A join uses it, so that a full
+// bridge's refusal places the endpoint elsewhere before the endpoint negotiates;
+// CreatePeer, which does not wait, serves moves, where a refusal comes back as a peer
+// failure.
+func (rb *Remote) CreatePeerWait(ctx context.Context, peer ids.PeerID) error {
+	id, ch, done := rb.replies.Expect()
+	defer done()
+	if err := rb.push(protocol.KindCreatePeer, id, protocol.PeerRef{Peer: peer}); err != nil {
+		return err
+	}
+	_, err := rb.await(ctx, ch, "create peer") // acknowledged by an empty answer
+	return err
+}
+
+// await waits for the reply to a request; an error reply becomes an error
+// (bridge.ErrBadSDP, bridge.ErrBridgeFull for their codes).
+func (rb *Remote) await(ctx context.Context, ch <-chan protocol.Envelope, what string) (protocol.Envelope, error) {
 	select {
 	case env := <-ch:
 		if env.Kind == protocol.KindError {
 			var e protocol.Error
 			_ = protocol.DecodeData(env, &e)
-			if e.Code == protocol.CodeBadSDP {
-				return "", fmt.Errorf("%w: %s", bridge.ErrBadSDP, e.Message)
+			switch e.Code {
+			case protocol.CodeBadSDP:
+				return env, fmt.Errorf("%w: %s", bridge.ErrBadSDP, e.Message)
+			case protocol.CodeCapacity:
+				return env, fmt.Errorf("bridge %s: %w: %s", rb.id, bridge.ErrBridgeFull, e.Message)
 			}
-			return "", fmt.Errorf("bridge %s: %s: %s", rb.id, e.Code, e.Message)
+			return env, fmt.Errorf("bridge %s %s: %s: %s", rb.id, what, e.Code, e.Message)
 		}
-		var a protocol.Answer
-		if err := protocol.DecodeData(env, &a); err != nil {
-			return "", fmt.Errorf("bridge %s answer: %w", rb.id, err)
-		}
-		return a.SDP, nil
+		return env, nil
 	case <-rb.done:
-		return "", fmt.Errorf("bridge %s: %w", rb.id, ErrClosed)
+		return protocol.Envelope{}, fmt.Errorf("bridge %s: %w", rb.id, ErrClosed)
 	case <-ctx.Done():
-		return "", fmt.Errorf("bridge %s offer: %w", rb.id, ctx.Err())
+		return protocol.Envelope{}, fmt.Errorf("bridge %s %s: %w", rb.id, what, ctx.Err())
 	}
 }
 

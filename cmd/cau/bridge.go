@@ -39,6 +39,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	dev := fs.Bool("dev", false, "sign the bridge token with the dev key (for `cau serve --dev`)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	httpAddr := fs.String("http", "", "serve /metrics and /healthz on this address (e.g. 127.0.0.1:7890); off if empty")
+	maxPeers := fs.Int("max-peers", 0, fmt.Sprintf("endpoints this bridge serves at most (0 = %d, -1 = no cap)", bridge.DefaultMaxPeers))
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -75,6 +76,10 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	limits, err := bridge.NewLimitMetrics(reg)
+	if err != nil {
+		return err
+	}
 	b, err := sfu.New(sfu.Config{ICEUDPPort: *udpPort, ICETCPPort: *tcpPort, PublicIPs: ips, Announce: extra,
 		IncludeLoopback: *dev, Logger: log, Metrics: metrics})
 	if err != nil {
@@ -89,7 +94,8 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer srv.Close()
 	}
 	log.Info("bridge starting", "id", *id, "site", *site, "signal", ws)
-	return bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site), Bridge: b, Logger: log})
+	return bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site), Bridge: b, Logger: log,
+		MaxPeers: *maxPeers, Limits: limits})
 }
 
 // controlURL turns a signaling base URL (http, https, ws or wss) into its /bridge socket.

@@ -118,7 +118,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
 		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
 		Presence: presence, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
-		RecordingsDir: recordingsDir(cfg), RecordingMaxAge: time.Duration(cfg.RecordingMaxAgeDays) * 24 * time.Hour,
+		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute,
+		MaxBridgePeers: cfg.MaxBridgePeers, RecordingsDir: recordingsDir(cfg), RecordingMaxAge: time.Duration(cfg.RecordingMaxAgeDays) * 24 * time.Hour,
 	})
 	if err != nil {
 		return err

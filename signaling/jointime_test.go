@@ -1,0 +1,55 @@
+package signaling_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/protocol"
+)
+
+// TestAnswersCarryCandidates (issue 12, test strength: a guard on join time): the
+// bridge's answer to a publisher's offer carries its ICE candidates, so an endpoint can
+// start connectivity checks as soon as it has the answer, without waiting for trickled
+// candidates; a bridge that answered before gathering would add a round trip (or a
+// gathering timeout) to every join.
+func TestAnswersCarryCandidates(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.join(t, "m1", "xa", "Xã")
+	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	env, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans protocol.Answer
+	if err := protocol.DecodeData(env, &ans); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ans.SDP, "a=candidate:") || !strings.Contains(ans.SDP, "typ host") {
+		t.Fatalf("the bridge's answer carries no host candidate:\n%s", ans.SDP)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
+		t.Fatalf("the answer does not apply: %v", err)
+	}
+}
