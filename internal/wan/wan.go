@@ -260,25 +260,31 @@ func SocketDrops(ns string, ports ...int) (uint64, error) {
 	return drops, nil
 }
 
-// QdiscCounters reads what the root qdisc of interface dev (in the host's namespace) has
-// sent and dropped, in packets: `tc -s qdisc show`'s "Sent … bytes N pkt (dropped D, …)".
-func QdiscCounters(dev string) (sent, dropped uint64, err error) {
+// QdiscCounters reads what the qdisc with this handle (e.g. "30:") on interface dev (in
+// the host's namespace) has sent and dropped, in packets: `tc -s qdisc show`'s
+// "Sent … bytes N pkt (dropped D, …)" under that qdisc.
+func QdiscCounters(dev, handle string) (sent, dropped uint64, err error) {
 	out, err := exec.Command("tc", "-s", "qdisc", "show", "dev", dev).Output()
 	if err != nil {
 		return 0, 0, fmt.Errorf("tc -s qdisc show dev %s: %w", dev, err)
 	}
-	f := strings.Fields(strings.NewReplacer("(", " ", ")", " ", ",", " ").Replace(string(out)))
-	for i := 0; i+6 < len(f); i++ { // Sent B bytes N pkt dropped D
-		if f[i] == "Sent" && f[i+4] == "pkt" && f[i+5] == "dropped" {
-			sent, err = strconv.ParseUint(f[i+3], 10, 64)
-			if err == nil {
-				dropped, err = strconv.ParseUint(f[i+6], 10, 64)
+	for _, block := range strings.Split(string(out), "qdisc ")[1:] {
+		f := strings.Fields(strings.NewReplacer("(", " ", ")", " ", ",", " ").Replace(block))
+		if len(f) < 2 || f[1] != handle {
+			continue
+		}
+		for i := 0; i+6 < len(f); i++ { // Sent B bytes N pkt dropped D
+			if f[i] == "Sent" && f[i+4] == "pkt" && f[i+5] == "dropped" {
+				sent, err = strconv.ParseUint(f[i+3], 10, 64)
+				if err == nil {
+					dropped, err = strconv.ParseUint(f[i+6], 10, 64)
+				}
+				if err != nil {
+					return 0, 0, fmt.Errorf("qdisc %s counters of %s in %q: %w", handle, dev, out, err)
+				}
+				return sent, dropped, nil
 			}
-			if err != nil {
-				return 0, 0, fmt.Errorf("qdisc counters of %s in %q: %w", dev, out, err)
-			}
-			return sent, dropped, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("no qdisc counters for %s in %q", dev, out)
+	return 0, 0, fmt.Errorf("no qdisc %s counters for %s in %q", handle, dev, out)
 }
