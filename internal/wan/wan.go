@@ -45,9 +45,6 @@ type Link struct {
 	NS             string
 	HostIP, PeerIP string
 	RelayPort      int
-	// HostIf is the host side of the veth pair: a qdisc on it (tbf) shapes what enters
-	// the namespace.
-	HostIf string
 }
 
 // Config shapes a Link.
@@ -70,7 +67,6 @@ func New(t testing.TB, cfg Config) *Link {
 		l.NS = l.NS[:15]
 	}
 	hostIf, peerIf := "cw"+strings.Split(cfg.Subnet, ".")[1]+"h", "cw"+strings.Split(cfg.Subnet, ".")[1]+"p"
-	l.HostIf = hostIf
 	namespace(t, l.NS, hostIf, peerIf, l.PeerIP, l.HostIP)
 	rules := fmt.Sprintf(`table inet wan {
 	chain in {
@@ -258,33 +254,4 @@ func SocketDrops(ns string, ports ...int) (uint64, error) {
 		drops += d
 	}
 	return drops, nil
-}
-
-// QdiscCounters reads what the qdisc with this handle (e.g. "30:") on interface dev (in
-// the host's namespace) has sent and dropped, in packets: `tc -s qdisc show`'s
-// "Sent … bytes N pkt (dropped D, …)" under that qdisc.
-func QdiscCounters(dev, handle string) (sent, dropped uint64, err error) {
-	out, err := exec.Command("tc", "-s", "qdisc", "show", "dev", dev).Output()
-	if err != nil {
-		return 0, 0, fmt.Errorf("tc -s qdisc show dev %s: %w", dev, err)
-	}
-	for _, block := range strings.Split(string(out), "qdisc ")[1:] {
-		f := strings.Fields(strings.NewReplacer("(", " ", ")", " ", ",", " ").Replace(block))
-		if len(f) < 2 || f[1] != handle {
-			continue
-		}
-		for i := 0; i+6 < len(f); i++ { // Sent B bytes N pkt dropped D
-			if f[i] == "Sent" && f[i+4] == "pkt" && f[i+5] == "dropped" {
-				sent, err = strconv.ParseUint(f[i+3], 10, 64)
-				if err == nil {
-					dropped, err = strconv.ParseUint(f[i+6], 10, 64)
-				}
-				if err != nil {
-					return 0, 0, fmt.Errorf("qdisc %s counters of %s in %q: %w", handle, dev, out, err)
-				}
-				return sent, dropped, nil
-			}
-		}
-	}
-	return 0, 0, fmt.Errorf("no qdisc %s counters for %s in %q", handle, dev, out)
 }
