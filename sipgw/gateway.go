@@ -148,7 +148,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.listen(ctx, ap); err != nil {
 		return fmt.Errorf("sip gateway: %w", err)
 	}
-	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("cau"), sipgo.WithUserAgentHostname(g.addr.Addr().String())); err != nil {
+	// sipgo logs through our logger (it would use slog's default); a message it cannot
+	// parse is logged there and dropped, or answered 400 when it has enough headers.
+	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("cau"), sipgo.WithUserAgentHostname(g.addr.Addr().String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(g.log))); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sip gateway: %w", err)
 	}
