@@ -18,7 +18,7 @@ type leg struct {
 	// remote and remoteRTCP are where media goes: set from the SDP before the readers
 	// start, then replaced once by latching on the reader goroutine of each socket;
 	// loaded per packet by the writers.
-	remote, remoteRTCP atomic.Pointer[netip.AddrPort]
+	remote, remoteRTCP   atomic.Pointer[netip.AddrPort]
 	latched, latchedRTCP atomic.Bool
 }
 
