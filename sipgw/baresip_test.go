@@ -54,28 +54,7 @@ func token(t *testing.T, a *app.App, meeting, site, name string) string {
 func publishH264(t *testing.T, a *app.App, meeting string) *testmedia.Publisher {
 	t.Helper()
 	pub := testmedia.NewPublisherOf(t, "pion-cam", 0, webrtc.MimeTypeH264)
-	offer, err := pub.Offer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, a.URL()+"/whip/"+meeting, strings.NewReader(offer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token(t, a, meeting, "ha-noi", "Hà Nội"))
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHIP POST: %d %s", resp.StatusCode, body)
-	}
-	if err := pub.Answer(string(body)); err != nil {
-		t.Fatal(err)
-	}
+	pub.PublishWHIP(t, a.URL(), meeting, token(t, a, meeting, "ha-noi", "Hà Nội"))
 	clip := testmedia.MakeH264Clip(t, 320, 240)
 	pub.Start(func(int) *testmedia.Clip { return clip })
 	return pub

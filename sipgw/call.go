@@ -12,10 +12,11 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/attachrtc"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
 )
@@ -135,6 +136,10 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("subscriber connection: %w", err)
 	}
 	c.sub.OnTrack(c.onTrack)
+	// Both connections exist before run starts: it reads them for every event.
+	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("publisher connection: %w", err)
+	}
 	c.ep = c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.dlg.InviteRequest.Source(),
 		OnEvent: func(env protocol.Envelope) {
 			select {
@@ -192,9 +197,6 @@ func joinFailure(env protocol.Envelope, err error) (status int, reason string, f
 // publish offers the room's camera and microphone on the publisher connection.
 func (c *call) publish(ctx context.Context) error {
 	var err error
-	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		return fmt.Errorf("publisher connection: %w", err)
-	}
 	stream := "sip-" + c.ep.Participant().ID
 	if c.toMeetingVideo, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264,
 		ClockRate: videoClock, SDPFmtpLine: "level-asymmetry-allowed=1;" + h264Fmtp}, "camera", stream); err != nil {
@@ -213,9 +215,10 @@ func (c *call) publish(ctx context.Context) error {
 		src := protocol.SourceMicrophone
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
 			src = protocol.SourceCamera
-			go c.readMeetingRTCP(tc.Sender())
+			// A subscriber's keyframe request, relayed by the bridge, goes on to the room.
+			go client.ReadKeyframeRequests(tc.Sender(), c.keyframeToRoom)
 		} else {
-			go drainRTCP(tc.Sender())
+			go client.ReadKeyframeRequests(tc.Sender(), func() {}) // drained for the interceptors
 		}
 		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
 	}
@@ -267,44 +270,9 @@ func (c *call) run() {
 }
 
 func (c *call) event(env protocol.Envelope) {
-	switch env.Kind {
-	case protocol.KindOffer:
-		var o protocol.Offer
-		if err := protocol.DecodeData(env, &o); err != nil {
-			c.log.Error("sip call: bridge offer", "err", err)
-			return
-		}
-		if err := c.answerBridge(o.SDP); err != nil {
-			c.log.Warn("sip call: answering the bridge", "err", err)
-		}
-	case protocol.KindCandidate:
-		var cand protocol.Candidate
-		if protocol.DecodeData(env, &cand) != nil || cand.Candidate.Candidate == "" {
-			return
-		}
-		pc := c.sub
-		if cand.Target != protocol.TargetSubscriber {
-			pc = c.pub
-		}
-		if pc != nil {
-			_ = pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
-				SDPMid: cand.Candidate.SDPMid, SDPMLineIndex: cand.Candidate.SDPMLineIndex})
-		}
+	if _, err := attachrtc.HandleMedia(env, c.ep, c.sub, c.pub); err != nil {
+		c.log.Warn("sip call: answering the bridge", "err", err)
 	}
-}
-
-func (c *call) answerBridge(sdp string) error {
-	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
-		return err
-	}
-	ans, err := c.sub.CreateAnswer(nil)
-	if err != nil {
-		return err
-	}
-	if err := c.sub.SetLocalDescription(ans); err != nil {
-		return err
-	}
-	return c.ep.Send(protocol.KindAnswer, protocol.Answer{SDP: ans.SDP})
 }
 
 func (c *call) setLocalSDP(b []byte) {
@@ -418,29 +386,4 @@ func (c *call) close(reason string) {
 		c.mu.Unlock()
 		c.log.Info("sip call closed", "reason", reason)
 	})
-}
-
-// readMeetingRTCP reads the publisher connection's video RTCP: a subscriber's keyframe
-// request, relayed by the bridge, goes on to the room.
-func (c *call) readMeetingRTCP(s *webrtc.RTPSender) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				c.keyframeToRoom()
-			}
-		}
-	}
-}
-
-func drainRTCP(s *webrtc.RTPSender) {
-	for {
-		if _, _, err := s.ReadRTCP(); err != nil {
-			return
-		}
-	}
 }

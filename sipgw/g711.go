@@ -75,26 +75,22 @@ func alawDecode(a byte) int16 {
 
 // g711Decode expands payload into pcm (which must be as long) by the codec's law.
 func g711Decode(codec string, payload []byte, pcm []int16) {
+	expand := ulawDecode
 	if codec == codecPCMA {
-		for i, b := range payload {
-			pcm[i] = alawDecode(b)
-		}
-		return
+		expand = alawDecode
 	}
 	for i, b := range payload {
-		pcm[i] = ulawDecode(b)
+		pcm[i] = expand(b)
 	}
 }
 
 // g711Encode compresses pcm into payload (which must be as long) by the codec's law.
 func g711Encode(codec string, pcm []int16, payload []byte) {
+	compress := ulawEncode
 	if codec == codecPCMA {
-		for i, s := range pcm {
-			payload[i] = alawEncode(s)
-		}
-		return
+		compress = alawEncode
 	}
-	for i, s := range pcm {
-		payload[i] = ulawEncode(s)
+	for i, v := range pcm {
+		payload[i] = compress(v)
 	}
 }

@@ -325,6 +325,15 @@ func (g *Gateway) respond(req *sip.Request, tx sip.ServerTransaction, status int
 	}
 }
 
+// inDialog finds the call an in-dialog request belongs to, or answers 481 and returns nil.
+func (g *Gateway) inDialog(req *sip.Request, tx sip.ServerTransaction) *call {
+	c := g.lookup(req)
+	if c == nil {
+		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+	}
+	return c
+}
+
 func (g *Gateway) lookup(req *sip.Request) *call {
 	id := req.CallID()
 	if id == nil {
@@ -461,9 +470,8 @@ func (g *Gateway) onAck(req *sip.Request, tx sip.ServerTransaction) {
 // onBye ends a call at the room's request.
 func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	g.m.request("BYE")
-	c := g.lookup(req)
+	c := g.inDialog(req, tx)
 	if c == nil {
-		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	if err := c.dlg.ReadBye(req, tx); err != nil {
@@ -479,9 +487,8 @@ func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
 // video it receives.
 func (g *Gateway) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 	g.m.request("INFO")
-	c := g.lookup(req)
+	c := g.inDialog(req, tx)
 	if c == nil {
-		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	if isFastUpdate(req.Body()) {
@@ -493,9 +500,8 @@ func (g *Gateway) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 // reinvite answers a re-INVITE with the session as it is: a session refresh keeps the
 // call; a change of media (hold, a new stream) is not applied yet.
 func (g *Gateway) reinvite(req *sip.Request, tx sip.ServerTransaction) {
-	c := g.lookup(req)
+	c := g.inDialog(req, tx)
 	if c == nil {
-		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	res := sip.NewSDPResponseFromRequest(req, c.localSDP())

@@ -20,6 +20,8 @@ type leg struct {
 	// loaded per packet by the writers.
 	remote, remoteRTCP   atomic.Pointer[netip.AddrPort]
 	latched, latchedRTCP atomic.Bool
+	// mux sends RTCP on the RTP socket (the room's SDP had a=rtcp-mux); set with remote.
+	mux atomic.Bool
 }
 
 // pairTries bounds the search for adjacent RTP/RTCP ports (RTP even, RTCP the next
@@ -68,6 +70,7 @@ func (l *leg) setRemote(m *media) {
 	rtp, rtcp := m.Addr, m.RTCP
 	l.remote.Store(&rtp)
 	l.remoteRTCP.Store(&rtcp)
+	l.mux.Store(m.RTCPMux)
 }
 
 // accept latches on the first packet's source and then reports whether a packet from
@@ -97,22 +100,22 @@ func (l *leg) accept(src netip.AddrPort, rtcp bool) bool {
 }
 
 // send writes one RTP packet to the room. Any goroutine.
-func (l *leg) send(b []byte) error {
-	r := l.remote.Load()
-	if r == nil || !r.IsValid() {
-		return nil
-	}
-	_, err := l.rtp.WriteToUDPAddrPort(b, *r)
-	return err
-}
+func (l *leg) send(b []byte) error { return sendTo(l.rtp, &l.remote, b) }
 
 // sendRTCP writes one RTCP compound packet to the room. Any goroutine.
 func (l *leg) sendRTCP(b []byte) error {
-	r := l.remoteRTCP.Load()
+	if l.mux.Load() {
+		return sendTo(l.rtp, &l.remoteRTCP, b)
+	}
+	return sendTo(l.rtcp, &l.remoteRTCP, b)
+}
+
+func sendTo(conn *net.UDPConn, to *atomic.Pointer[netip.AddrPort], b []byte) error {
+	r := to.Load()
 	if r == nil || !r.IsValid() {
 		return nil
 	}
-	_, err := l.rtcp.WriteToUDPAddrPort(b, *r)
+	_, err := conn.WriteToUDPAddrPort(b, *r)
 	return err
 }
 

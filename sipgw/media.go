@@ -75,15 +75,11 @@ func (c *call) readRoomVideo(m *media) {
 	buf := make([]byte, mtu)
 	var pkt rtp.Packet
 	for {
-		n, src, err := c.video.rtp.ReadFromUDPAddrPort(buf)
+		n, ok, err := c.readRTP(c.video, buf)
 		if err != nil {
 			return
 		}
-		if isRTCP(buf[:n]) {
-			c.roomRTCP(c.video, buf[:n], src)
-			continue
-		}
-		if !c.video.accept(src, false) || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != m.PT {
+		if !ok || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != m.PT {
 			continue
 		}
 		c.roomVideoSSRC.Store(pkt.SSRC)
@@ -108,15 +104,11 @@ func (c *call) readRoomAudio(m *media) {
 	hdr := rtp.Header{Version: 2, PayloadType: opusPT, SSRC: uint32(randomID()), SequenceNumber: uint16(randomID()),
 		Timestamp: uint32(randomID())}
 	for {
-		n, src, err := c.audio.rtp.ReadFromUDPAddrPort(buf)
+		n, ok, err := c.readRTP(c.audio, buf)
 		if err != nil {
 			return
 		}
-		if isRTCP(buf[:n]) {
-			c.roomRTCP(c.audio, buf[:n], src)
-			continue
-		}
-		if !c.audio.accept(src, false) || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != m.PT || enc == nil {
+		if !ok || enc == nil || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != m.PT {
 			continue
 		}
 		c.packets.fromRoomAudio.Inc()
@@ -141,6 +133,21 @@ func (c *call) readRoomAudio(m *media) {
 			_, _ = c.toMeetingAudio.Write(out[:12+k])
 		}
 	}
+}
+
+// readRTP reads the next datagram of l's RTP socket into buf; ok is false for one that
+// is not the call's RTP: RTCP on a muxed port (handled here) or a packet from another
+// address than the latched one.
+func (c *call) readRTP(l *leg, buf []byte) (n int, ok bool, err error) {
+	n, src, err := l.rtp.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return 0, false, err
+	}
+	if isRTCP(buf[:n]) {
+		c.roomRTCP(l, buf[:n], src)
+		return n, false, nil
+	}
+	return n, l.accept(src, false), nil
 }
 
 // readRoomRTCP reads a leg's RTCP socket.
@@ -387,20 +394,14 @@ func (c *call) forwardVideo(t *webrtc.TrackRemote) {
 func (c *call) forwardAudio(t *webrtc.TrackRemote) {
 	buf := make([]byte, mtu)
 	if !forwardable(t) {
-		for {
-			if _, _, err := t.Read(buf); err != nil {
-				return
-			}
-		}
+		drain(t, buf)
+		return
 	}
 	dec, err := newOpusDecoder()
 	if err != nil {
 		c.log.Warn("sip call: the meeting's audio is not sent to the room", "err", err)
-		for {
-			if _, _, err := t.Read(buf); err != nil {
-				return
-			}
-		}
+		drain(t, buf)
+		return
 	}
 	defer dec.close()
 	out := make([]byte, 12+frame8k)
@@ -430,6 +431,15 @@ func (c *call) forwardAudio(t *webrtc.TrackRemote) {
 				}
 			}
 			pcm = pcm[:copy(pcm, pcm[frame8k:])]
+		}
+	}
+}
+
+// drain reads t until it ends, for a track the room is not sent.
+func drain(t *webrtc.TrackRemote, buf []byte) {
+	for {
+		if _, _, err := t.Read(buf); err != nil {
+			return
 		}
 	}
 }
