@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,6 +17,8 @@ type SIPConfig struct {
 	Addr string
 	// Site is the site calls join as (sipgw.DefaultSite when empty).
 	Site string
+	// Allow lists the networks calls are taken from (sipgw.Config.Allow; empty: any).
+	Allow []netip.Prefix
 	// Optional logs a failure to listen instead of failing Start: dev mode's default
 	// address may be taken by another server on the machine.
 	Optional bool
@@ -27,7 +30,7 @@ func (a *App) startSIP(ctx context.Context, cfg Config, reg prometheus.Registere
 		return nil
 	}
 	gw, err := sipgw.New(sipgw.Config{Signaling: a.sig, Keys: a.keys, Logger: a.log, Metrics: sipgw.NewMetrics(reg),
-		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Loopback: cfg.Dev})
+		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Allow: cfg.SIP.Allow, Loopback: cfg.Dev})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}

@@ -23,10 +23,15 @@ import (
 // server's log is returned too.
 func start(t *testing.T) (*app.App, *testutil.LockedBuffer) {
 	t.Helper()
+	return startWith(t, app.SIPConfig{Addr: "127.0.0.1:0", Site: "phong-hop"})
+}
+
+func startWith(t *testing.T, sip app.SIPConfig) (*app.App, *testutil.LockedBuffer) {
+	t.Helper()
 	logs := &testutil.LockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
-		SIP: app.SIPConfig{Addr: "127.0.0.1:0", Site: "phong-hop"}})
+		SIP: sip})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,10 @@ type Config struct {
 	// Site is the site calls join as (DefaultSite when empty). Mapping a caller to a
 	// registered endpoint is later work.
 	Site string
+	// Allow lists the networks calls are taken from (403 Forbidden from anywhere else);
+	// empty takes calls from any address. There is no PIN or digest: the meeting id is the
+	// address, so this (and the firewall) is what keeps strangers out.
+	Allow []netip.Prefix
 	// MaxCalls caps calls in progress (486 Busy Here beyond); 0 means DefaultMaxCalls.
 	MaxCalls int
 	// Loopback lets the connections to the bridge use loopback candidates (dev, tests).
@@ -363,6 +367,12 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(req, tx, se.status, se.reason)
 		return
 	}
+	if !g.allowed(req) {
+		log.Warn("sip call refused: source not in the allowed networks")
+		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+		g.respond(req, tx, sip.StatusForbidden, "Forbidden: calls are not taken from this network")
+		return
+	}
 	g.mu.Lock()
 	busy, closed := len(g.calls) >= g.cfg.MaxCalls, g.closed
 	_, dup := g.calls[callIDOf(req)]
@@ -509,6 +519,24 @@ func (g *Gateway) reinvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(res); err != nil {
 		c.log.Info("sip re-invite", "err", err)
 	}
+}
+
+// allowed reports whether req's source address (the packet's or the connection's, not
+// its Via header) is in Config.Allow.
+func (g *Gateway) allowed(req *sip.Request) bool {
+	if len(g.cfg.Allow) == 0 {
+		return true
+	}
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return false
+	}
+	for _, p := range g.cfg.Allow {
+		if p.Contains(src.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 func callIDOf(req *sip.Request) string {

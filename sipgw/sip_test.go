@@ -3,10 +3,12 @@ package sipgw_test
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/internal/testutil"
 )
 
@@ -237,6 +239,23 @@ func TestSIPLateOfferAndCancel(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestSIPAllowedNetworks: a call from outside the allowed networks is refused with 403
+// before anything joins; OPTIONS still answers (a keep-alive reveals no meeting).
+func TestSIPAllowedNetworks(t *testing.T) {
+	a, _ := startWith(t, app.SIPConfig{Addr: "127.0.0.1:0", Allow: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}})
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:giao-ban@" + a.SIP().Addr().String()
+	u.send(u.request("INVITE", ruri, "outside", 1, "", nil, ""))
+	resp := u.final("INVITE")
+	if !strings.HasPrefix(status(resp), "403 ") {
+		t.Errorf("INVITE from outside the allowed networks: %q, want 403", status(resp))
+	}
+	u.send(u.request("ACK", ruri, "outside", 1, toTag(resp), nil, ""))
+	if p := a.Signaling().Participants("giao-ban"); len(p) != 0 {
+		t.Errorf("participants after a refused call: %v", p)
+	}
 }
 
 func grep(text, prefix string) string {

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -50,6 +52,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	sitesFile := fs.String("sites", "", "site tree YAML (default: the built-in example in --dev)")
 	debugHTTP := fs.String("debug-http", "", "serve Go profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off if empty")
 	sipAddr := fs.String("sip", "", "SIP listen address for room codecs, UDP and TCP (ip:port; default 127.0.0.1:5060 in --dev, else off; \"off\" disables)")
+	sipAllow := fs.String("sip-allow", "", "comma-separated networks SIP calls are taken from (e.g. 10.20.0.0/16); required with --sip outside --dev")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -114,7 +117,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	sipCfg, err := sipConfig(*sipAddr, cfg.Dev, tree)
+	sipCfg, err := sipConfig(*sipAddr, *sipAllow, cfg.Dev, tree)
 	if err != nil {
 		return err
 	}
@@ -168,7 +171,10 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 // (and runs without SIP if that address is taken),
 // and calls join as the demo chain's last site (one the demo meeting invites); outside
 // dev it is off unless an address is given.
-func sipConfig(flagAddr string, dev bool, tree *rooms.Tree) (app.SIPConfig, error) {
+//
+// The SIP port admits any caller it lets through into any meeting (there is no PIN), so
+// outside dev it needs --sip-allow, the rooms' networks.
+func sipConfig(flagAddr, flagAllow string, dev bool, tree *rooms.Tree) (app.SIPConfig, error) {
 	addr, optional := flagAddr, false
 	if addr == "" && dev {
 		addr, optional = sipgw.DefaultAddr, true
@@ -177,6 +183,19 @@ func sipConfig(flagAddr string, dev bool, tree *rooms.Tree) (app.SIPConfig, erro
 		return app.SIPConfig{}, nil
 	}
 	c := app.SIPConfig{Addr: addr, Optional: optional}
+	for _, s := range strings.Split(flagAllow, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return app.SIPConfig{}, fmt.Errorf("--sip-allow: %w", err)
+		}
+		c.Allow = append(c.Allow, p.Masked())
+	}
+	if len(c.Allow) == 0 && !dev {
+		return app.SIPConfig{}, errors.New("--sip needs --sip-allow (the rooms' networks, e.g. 10.20.0.0/16): the SIP port admits whoever reaches it into any meeting")
+	}
 	if dev {
 		chain, err := demoChain(tree)
 		if err != nil {
