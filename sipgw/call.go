@@ -46,7 +46,7 @@ type call struct {
 	toMeetingAudio *webrtc.TrackLocalStaticRTP
 	events         chan protocol.Envelope // the endpoint's events, for run
 
-	mu       sync.Mutex // guards sdpLocal, sdpRemote, picked (writes), arrival, answered
+	mu       sync.Mutex // guards sdpLocal, sdpRemote, picked (writes), arrival, answered, ep (its write)
 	sdpLocal []byte
 	// sdpRemote is the room's description (its offer, or the answer in its ACK).
 	sdpRemote *description
@@ -140,7 +140,7 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("publisher connection: %w", err)
 	}
-	c.ep = c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.dlg.InviteRequest.Source(),
+	ep := c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.dlg.InviteRequest.Source(),
 		OnEvent: func(env protocol.Envelope) {
 			select {
 			case c.events <- env:
@@ -153,6 +153,9 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 			c.log.Info("sip call: left the meeting", "code", code, "reason", reason)
 			go c.hangup("left the meeting: " + reason)
 		}})
+	c.mu.Lock() // close may run already, from OnClose
+	c.ep = ep
+	c.mu.Unlock()
 	env, err := c.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok})
 	if status, reason, failed := joinFailure(env, err); failed {
 		return status, reason, fmt.Errorf("join: %s", reason)
@@ -364,8 +367,11 @@ func (c *call) close(reason string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
 		c.g.forget(c)
-		if c.ep != nil {
-			c.ep.Close()
+		c.mu.Lock()
+		ep := c.ep
+		c.mu.Unlock()
+		if ep != nil {
+			ep.Close()
 		}
 		for _, pc := range []*webrtc.PeerConnection{c.pub, c.sub} {
 			if pc != nil {

@@ -412,10 +412,18 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 func (g *Gateway) answer(c *call, offer *description) {
 	ctx, cancel := context.WithTimeout(c.dlg.Context(), setupTimeout)
 	defer cancel()
-	g.mu.Lock()
-	g.calls[c.id] = c
-	g.mu.Unlock()
 	status, reason, err := c.open(ctx, offer)
+	if err == nil {
+		// Only a call set up is listed: Close and in-dialog requests never meet a call
+		// that open is still writing. (INVITE retransmissions are the transaction's.)
+		g.mu.Lock()
+		if g.closed {
+			status, reason, err = sip.StatusServiceUnavailable, "Service Unavailable", errors.New("gateway closing")
+		} else {
+			g.calls[c.id] = c
+		}
+		g.mu.Unlock()
+	}
 	if err != nil {
 		outcome := outcomeRejected
 		switch {
