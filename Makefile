@@ -51,6 +51,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzKeyframe -fuzztime $(FUZZTIME) ./sfu
 	$(GO) test -run '^$$' -fuzz FuzzOfferChecks -fuzztime $(FUZZTIME) ./whip
 	$(GO) test -run '^$$' -fuzz FuzzTrickleFragment -fuzztime $(FUZZTIME) ./whip
+	$(GO) test -run '^$$' -fuzz FuzzSDP -fuzztime $(FUZZTIME) ./sipgw
+	$(GO) test -run '^$$' -fuzz FuzzInvite -fuzztime $(FUZZTIME) ./sipgw
 	$(GO) test -run '^$$' -fuzz FuzzOriginalSeq -fuzztime $(FUZZTIME) ./sfu/nackgen
 	$(GO) test -run '^$$' -fuzz FuzzReports -fuzztime $(FUZZTIME) ./sfu/hopstats
 

@@ -25,6 +25,7 @@ import (
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
+	"github.com/cau-project/cau/sipgw"
 	"github.com/cau-project/cau/turnserver"
 	"github.com/cau-project/cau/web"
 	"github.com/cau-project/cau/whip"
@@ -73,6 +74,8 @@ type Config struct {
 	// recordings older than it (0 keeps them). Recording needs Store.
 	RecordingsDir   string
 	RecordingMaxAge time.Duration
+	// SIP configures the SIP gateway for room codecs (off when SIP.Addr is empty).
+	SIP SIPConfig
 }
 
 // App is a running Cầu server.
@@ -85,6 +88,7 @@ type App struct {
 	bridge *sfu.Bridge
 	sig    *signaling.Server
 	whip   *whip.Gateway
+	sip    *sipgw.Gateway // nil when off
 	mon    *monitor.Monitor
 	// stopMon ends the monitor's sampling and its console streams (Close).
 	stopMon context.CancelFunc
@@ -219,6 +223,11 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	mux.HandleFunc("/bridge", a.sig.ServeBridge)
 	a.whip = whip.New(whip.Config{Signaling: a.sig, Keys: a.keys, Logger: log, Loopback: cfg.Dev})
 	a.whip.Register(mux)
+	if err := a.startSIP(ctx, cfg, reg); err != nil {
+		stopMon()
+		_ = a.closeBridge() // the start error is the one to report
+		return nil, err
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -233,6 +242,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	a.ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
 		stopMon()
+		a.closeSIP()
 		_ = a.closeBridge() // the start error is the one to report
 		return nil, fmt.Errorf("start: listen %s: %w", cfg.HTTPAddr, err)
 	}
@@ -282,6 +292,7 @@ func (a *App) Close() error {
 	}
 	a.stopMon() // ends the console streams, which Shutdown would otherwise wait for
 	a.whip.Close()
+	a.closeSIP()
 	a.sig.Close()
 	err := a.http.Shutdown(ctx)
 	return errors.Join(err, a.closeBridge())

@@ -3,10 +3,8 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -29,34 +27,13 @@ import (
 func whipPublish(t *testing.T, a *app.App, meeting, site, name string) string {
 	t.Helper()
 	enc := testmedia.NewPublisher(t, "encoder", 0)
-	offer, err := enc.Offer()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: site, Name: name, Role: auth.RoleParticipant}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, a.URL()+"/whip/"+meeting, strings.NewReader(offer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHIP POST: %d %s", resp.StatusCode, answer)
-	}
-	if err := enc.Answer(string(answer)); err != nil {
-		t.Fatal(err)
-	}
+	loc := enc.PublishWHIP(t, a.URL(), meeting, tok)
 	enc.Start(func(int) *testmedia.Clip { return testmedia.MakeClip(t, 320, 240) })
-	return a.URL() + resp.Header.Get("Location")
+	return loc
 }
 
 // TestBrowserFirefoxFirewalledRoomAndWHIP is issue 14's "done when": an official on

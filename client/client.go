@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,9 +86,12 @@ type Client struct {
 type Stream struct {
 	StreamID, TrackID, Kind, MimeType string
 	Packets, Bytes                    atomic.Int64
-	// FirstKeyframe is 1 if the first video packet started a keyframe, 2 if not.
+	// FirstKeyframe is 1 if the first video packet started a keyframe (H.264: with its
+	// SPS), 2 if not.
 	FirstKeyframe atomic.Int32
-	FirstAt       time.Time
+	// NALTypes is, for H.264, the set of NAL unit types received so far (H264NALTypes).
+	NALTypes atomic.Uint32
+	FirstAt  time.Time
 	// ClockRate is the RTP clock rate of the track's codec.
 	ClockRate uint32
 
@@ -308,8 +312,12 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 			if pkt.parse(buf[:n]) != nil {
 				continue
 			}
+			h264 := strings.EqualFold(s.MimeType, webrtc.MimeTypeH264)
+			if h264 {
+				s.NALTypes.Or(H264NALTypes(pkt.payload))
+			}
 			if s.Packets.Add(1) == 1 && tr.Kind() == webrtc.RTPCodecTypeVideo {
-				if IsVP8KeyframeStart(pkt.payload) {
+				if h264 && H264NALTypes(pkt.payload)&(1<<NALSPS) != 0 || !h264 && IsVP8KeyframeStart(pkt.payload) {
 					s.FirstKeyframe.Store(1)
 				} else {
 					s.FirstKeyframe.Store(2)

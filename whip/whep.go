@@ -31,6 +31,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/attachrtc"
 	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
@@ -296,22 +297,14 @@ func (v *viewer) run() {
 }
 
 func (v *viewer) event(env protocol.Envelope) {
-	switch env.Kind {
-	case protocol.KindOffer:
-		var o protocol.Offer
-		if err := protocol.DecodeData(env, &o); err != nil {
-			v.g.log.Error("whep viewer: bridge offer", "err", err)
-			return
-		}
-		if err := v.answer(o.SDP); err != nil {
+	// The viewer publishes nothing: only the subscriber connection is negotiated.
+	if handled, err := attachrtc.HandleMedia(env, v.ep, v.up, nil); handled {
+		if err != nil {
 			v.g.log.Warn("whep viewer: answering the bridge", "resource", v.id, "err", err)
 		}
-	case protocol.KindCandidate:
-		var c protocol.Candidate
-		if protocol.DecodeData(env, &c) == nil && c.Target == protocol.TargetSubscriber && c.Candidate.Candidate != "" {
-			_ = v.up.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate.Candidate, SDPMid: c.Candidate.SDPMid,
-				SDPMLineIndex: c.Candidate.SDPMLineIndex})
-		}
+		return
+	}
+	switch env.Kind {
 	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
 		var p protocol.Participant
 		if protocol.DecodeData(env, &p) == nil {
@@ -329,20 +322,6 @@ func (v *viewer) event(env protocol.Envelope) {
 			v.mu.Unlock()
 		}
 	}
-}
-
-func (v *viewer) answer(sdp string) error {
-	if err := v.up.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
-		return err
-	}
-	ans, err := v.up.CreateAnswer(nil)
-	if err != nil {
-		return err
-	}
-	if err := v.up.SetLocalDescription(ans); err != nil {
-		return err
-	}
-	return v.ep.Send(protocol.KindAnswer, protocol.Answer{SDP: ans.SDP})
 }
 
 // learn records the sites of p's streams. Caller holds v.mu.

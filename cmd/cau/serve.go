@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +27,7 @@ import (
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/signaling"
+	"github.com/cau-project/cau/sipgw"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,6 +51,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	sitesFile := fs.String("sites", "", "site tree YAML (default: the built-in example in --dev)")
 	debugHTTP := fs.String("debug-http", "", "serve Go profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off if empty")
+	sipAddr := fs.String("sip", "", "SIP listen address for room codecs, UDP and TCP (ip:port; default 127.0.0.1:5060 in --dev, else off; \"off\" disables)")
+	sipAllow := fs.String("sip-allow", "", "comma-separated networks SIP calls are taken from (e.g. 10.20.0.0/16); required with --sip outside --dev")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -112,6 +117,10 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	sipCfg, err := sipConfig(*sipAddr, *sipAllow, cfg.Dev, tree)
+	if err != nil {
+		return err
+	}
 	a, err := app.Start(ctx, app.Config{
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
 		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
@@ -120,6 +129,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		Presence: presence, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
 		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute,
 		MaxBridgePeers: cfg.MaxBridgePeers, RecordingsDir: recordingsDir(cfg), RecordingMaxAge: time.Duration(cfg.RecordingMaxAgeDays) * 24 * time.Hour,
+		SIP: sipCfg,
 	})
 	if err != nil {
 		return err
@@ -155,6 +165,45 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		log.Error("http server stopped", "err", err)
 	}
 	return a.Close()
+}
+
+// sipConfig reads --sip: in dev mode SIP listens on sipgw.DefaultAddr unless told "off"
+// (and runs without SIP if that address is taken),
+// and calls join as the demo chain's last site (one the demo meeting invites); outside
+// dev it is off unless an address is given.
+//
+// The SIP port admits any caller it lets through into any meeting (there is no PIN), so
+// outside dev it needs --sip-allow, the rooms' networks.
+func sipConfig(flagAddr, flagAllow string, dev bool, tree *rooms.Tree) (app.SIPConfig, error) {
+	addr, optional := flagAddr, false
+	if addr == "" && dev {
+		addr, optional = sipgw.DefaultAddr, true
+	}
+	if addr == "" || addr == "off" {
+		return app.SIPConfig{}, nil
+	}
+	c := app.SIPConfig{Addr: addr, Optional: optional}
+	for _, s := range strings.Split(flagAllow, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return app.SIPConfig{}, fmt.Errorf("--sip-allow: %w", err)
+		}
+		c.Allow = append(c.Allow, p.Masked())
+	}
+	if len(c.Allow) == 0 && !dev {
+		return app.SIPConfig{}, errors.New("--sip needs --sip-allow (the rooms' networks, e.g. 10.20.0.0/16): the SIP port admits whoever reaches it into any meeting")
+	}
+	if dev {
+		chain, err := demoChain(tree)
+		if err != nil {
+			return app.SIPConfig{}, err
+		}
+		c.Site = chain[len(chain)-1]
+	}
+	return c, nil
 }
 
 // turnConfig maps the config's turn section onto the app's: dev mode listens on
@@ -223,6 +272,9 @@ func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, c
 	}
 	if tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Name: "Kỹ thuật viên", Role: auth.RoleTechnician}, 24*time.Hour); err == nil {
 		fmt.Fprintf(w, "\nTechnicians' console (link quality of every site):\n\n  %s/console?token=%s\n", a.URL(), url.QueryEscape(tok))
+	}
+	if gw := a.SIP(); gw != nil {
+		fmt.Fprintf(w, "\nMeeting-room codec (SIP, UDP or TCP; see README \"Room codecs\"): dial\n\n  %s\n", gw.URI(meeting))
 	}
 	fmt.Fprintf(w, "\nMetrics: %s/metrics   Health: %s/healthz   Stop: Ctrl-C\n\n", a.URL(), a.URL())
 	return nil

@@ -3,7 +3,10 @@ package testmedia
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,6 +104,36 @@ func (p *Publisher) Offer() (string, error) {
 // Answer applies the bridge's answer.
 func (p *Publisher) Answer(sdp string) error {
 	return p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+}
+
+// PublishWHIP joins the endpoint to meeting with one WHIP POST to baseURL (Cầu's HTTP
+// server) bearing token, as OBS does, and applies the answer. It returns the resource's
+// URL.
+func (p *Publisher) PublishWHIP(t testing.TB, baseURL, meeting, token string) string {
+	t.Helper()
+	offer, err := p.Offer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, baseURL+"/whip/"+meeting, strings.NewReader(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHIP POST: %d %s", resp.StatusCode, answer)
+	}
+	if err := p.Answer(string(answer)); err != nil {
+		t.Fatal(err)
+	}
+	return baseURL + resp.Header.Get("Location")
 }
 
 // Start sends the clips in real time from now on: clip(n) gives the clip of cycle n

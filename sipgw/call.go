@@ -1,0 +1,395 @@
+package sipgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/attachrtc"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/signaling"
+)
+
+// call is one room in one meeting: its SIP dialog, its two RTP legs with the room, and
+// its endpoint in the meeting with the endpoint's two connections to the bridge.
+//
+// Set-up (open) runs on the INVITE's handler goroutine; after start, each socket and
+// each received track has its reader goroutine, and run handles the endpoint's events.
+type call struct {
+	g       *Gateway
+	id      string // Call-ID
+	meeting string
+	name    string // shown in the meeting: the caller's display name, else its user
+	log     *slog.Logger
+	dlg     *sipgo.DialogServerSession
+	contact sip.ContactHeader // ours, for responses in the dialog
+	sdpID   uint64
+
+	audio, video *leg // set by open, closed by close
+
+	ep       *signaling.Attached
+	pub, sub *webrtc.PeerConnection
+	// toMeetingVideo carries the room's H.264 as it came; toMeetingAudio its voice in
+	// Opus. Written by the room's reader goroutines.
+	toMeetingVideo *webrtc.TrackLocalStaticRTP
+	toMeetingAudio *webrtc.TrackLocalStaticRTP
+	events         chan protocol.Envelope // the endpoint's events, for run
+
+	mu       sync.Mutex // guards sdpLocal, sdpRemote, picked (writes), arrival, answered, ep (its write)
+	sdpLocal []byte
+	// sdpRemote is the room's description (its offer, or the answer in its ACK).
+	sdpRemote *description
+	// picked holds, per kind, the track the room is sent; arrival orders the live tracks
+	// so that the next one is picked when it ends.
+	picked  [2]atomic.Pointer[webrtc.TrackRemote]
+	arrival []*webrtc.TrackRemote
+	// answered is set by start: the call counts in cau_sip_calls_active until close.
+	answered bool
+
+	// roomAudio and roomVideo are the room's streams as negotiated (setRemote), loaded
+	// per packet by the forwarding goroutines.
+	roomAudio, roomVideo atomic.Pointer[media]
+	// audioSSRC and videoSSRC are what the room receives from; set by newCall.
+	audioSSRC, videoSSRC uint32
+	audioOut             audioClock
+	videoOut             rewriter
+
+	roomVideoSSRC atomic.Uint32 // the room's video SSRC, from its RTP (for PLI)
+	lastFastReq   atomic.Int64  // unix nanos of the last keyframe request sent to the room
+	// firSeq numbers FIRs; written only by the one keyframeToRoom that wins lastFastReq.
+	firSeq uint8
+
+	packets   packetCounters
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// packetCounters are a call's cau_sip_rtp_packets_total children, resolved once.
+type packetCounters struct {
+	fromRoomAudio, fromRoomVideo, toRoomAudio, toRoomVideo interface{ Inc() }
+}
+
+func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *sip.Request, log *slog.Logger) *call {
+	name := ""
+	if f := req.From(); f != nil {
+		name = strings.TrimSpace(f.DisplayName)
+		if name == "" {
+			name = f.Address.User
+		}
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	if name == "" {
+		name = "SIP room"
+	}
+	c := &call{g: g, id: callIDOf(req), meeting: meeting, name: name, log: log, dlg: dlg, sdpID: randomID(),
+		events: make(chan protocol.Envelope, 64), done: make(chan struct{}),
+		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
+	if res := dlg.InviteResponse; res != nil && res.Contact() != nil {
+		c.contact = *res.Contact()
+	} else {
+		c.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(),
+			Port: int(g.addr.Port())}}
+		if req.Transport() != "UDP" {
+			c.contact.Address.UriParams = sip.NewParams()
+			c.contact.Address.UriParams.Add("transport", strings.ToLower(req.Transport()))
+		}
+	}
+	p := g.m.Packets
+	c.packets = packetCounters{fromRoomAudio: p.WithLabelValues("from_room", "audio"),
+		fromRoomVideo: p.WithLabelValues("from_room", "video"), toRoomAudio: p.WithLabelValues("to_room", "audio"),
+		toRoomVideo: p.WithLabelValues("to_room", "video")}
+	return c
+}
+
+// open binds the legs, joins the meeting and publishes the room's tracks to the bridge.
+// On failure it returns the SIP status to refuse the INVITE with.
+func (c *call) open(ctx context.Context, offer *description) (int, string, error) {
+	var err error
+	if c.audio, err = openLeg(c.g.mediaIP); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", err
+	}
+	if c.video, err = openLeg(c.g.mediaIP); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", err
+	}
+	if offer != nil {
+		c.setRemote(offer)
+	}
+	tok, err := c.g.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.g.cfg.Site, Name: c.name,
+		Role: auth.RoleRoom}, time.Minute)
+	if err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join token: %w", err)
+	}
+	if c.sub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("subscriber connection: %w", err)
+	}
+	c.sub.OnTrack(c.onTrack)
+	// Both connections exist before run starts: it reads them for every event.
+	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("publisher connection: %w", err)
+	}
+	ep := c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.dlg.InviteRequest.Source(),
+		OnEvent: func(env protocol.Envelope) {
+			select {
+			case c.events <- env:
+			default:
+				c.log.Warn("sip call: event queue full; hanging up")
+				go c.hangup("event queue full")
+			}
+		},
+		OnClose: func(code int, reason string) {
+			c.log.Info("sip call: left the meeting", "code", code, "reason", reason)
+			go c.hangup("left the meeting: " + reason)
+		}})
+	c.mu.Lock() // close may run already, from OnClose
+	c.ep = ep
+	c.mu.Unlock()
+	env, err := c.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok})
+	if status, reason, failed := joinFailure(env, err); failed {
+		return status, reason, fmt.Errorf("join: %s", reason)
+	}
+	go c.run()
+	if err := c.publish(ctx); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", err
+	}
+	c.log.Info("sip call joined the meeting", "participant", c.ep.Participant().ID, "name", c.name)
+	return 0, "", nil
+}
+
+// joinFailure maps a join's reply onto a SIP refusal; failed is false for success.
+func joinFailure(env protocol.Envelope, err error) (status int, reason string, failed bool) {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return sip.StatusRequestTerminated, "Request Terminated", true
+	case err != nil:
+		return sip.StatusServiceUnavailable, "Service Unavailable: the meeting did not answer", true
+	case env.Kind != protocol.KindError:
+		return 0, "", false
+	}
+	var e protocol.Error
+	if protocol.DecodeData(env, &e) != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", true
+	}
+	switch e.Code {
+	case protocol.CodeForbidden:
+		// Signaling refuses a meeting that is not scheduled (or not open now) this way.
+		if strings.Contains(e.Message, "not scheduled") {
+			return sip.StatusNotFound, "Not Found: no such meeting", true
+		}
+		return sip.StatusForbidden, "Forbidden: " + e.Message, true
+	case protocol.CodeCapacity:
+		return sip.StatusBusyHere, "Busy Here: the meeting is full", true
+	case protocol.CodeUnauthorized:
+		return sip.StatusForbidden, "Forbidden", true
+	}
+	return sip.StatusServiceUnavailable, "Service Unavailable", true
+}
+
+// publish offers the room's camera and microphone on the publisher connection.
+func (c *call) publish(ctx context.Context) error {
+	var err error
+	stream := "sip-" + c.ep.Participant().ID
+	if c.toMeetingVideo, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264,
+		ClockRate: videoClock, SDPFmtpLine: "level-asymmetry-allowed=1;" + h264Fmtp}, "camera", stream); err != nil {
+		return err
+	}
+	if c.toMeetingAudio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus,
+		ClockRate: 48000, Channels: 2}, "mic", stream); err != nil {
+		return err
+	}
+	var tracks []protocol.TrackInfo
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{c.toMeetingAudio, c.toMeetingVideo} {
+		tc, err := c.pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", tr.Kind(), err)
+		}
+		src := protocol.SourceMicrophone
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			src = protocol.SourceCamera
+			// A subscriber's keyframe request, relayed by the bridge, goes on to the room.
+			go client.ReadKeyframeRequests(tc.Sender(), c.keyframeToRoom)
+		} else {
+			go client.ReadKeyframeRequests(tc.Sender(), func() {}) // drained for the interceptors
+		}
+		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
+	}
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.pub)
+	if err := c.pub.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return fmt.Errorf("publish: gathering: %w", ctx.Err())
+	}
+	env, err := c.ep.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: c.pub.LocalDescription().SDP, Tracks: tracks})
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if env.Kind == protocol.KindError {
+		var e protocol.Error
+		_ = protocol.DecodeData(env, &e)
+		return fmt.Errorf("publish: the bridge refused the offer: %s", e.Message)
+	}
+	var ans protocol.Answer
+	if err := protocol.DecodeData(env, &ans); err != nil {
+		return fmt.Errorf("publish: answer: %w", err)
+	}
+	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
+		return fmt.Errorf("publish: answer: %w", err)
+	}
+	return nil
+}
+
+// run handles the endpoint's events in order: the bridge's subscriber offers are
+// answered, and its candidates added.
+func (c *call) run() {
+	for {
+		select {
+		case env := <-c.events:
+			c.event(env)
+		case <-c.ep.Done():
+			return
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *call) event(env protocol.Envelope) {
+	if _, err := attachrtc.HandleMedia(env, c.ep, c.sub, c.pub); err != nil {
+		c.log.Warn("sip call: answering the bridge", "err", err)
+	}
+}
+
+func (c *call) setLocalSDP(b []byte) {
+	c.mu.Lock()
+	c.sdpLocal = b
+	c.mu.Unlock()
+}
+
+func (c *call) localSDP() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sdpLocal
+}
+
+// setRemote takes the room's description and points the legs at it.
+func (c *call) setRemote(d *description) {
+	c.mu.Lock()
+	c.sdpRemote = d
+	c.mu.Unlock()
+	if d.Audio != nil {
+		c.audio.setRemote(d.Audio)
+		c.roomAudio.Store(d.Audio)
+	}
+	if d.Video != nil {
+		c.video.setRemote(d.Video)
+		c.roomVideo.Store(d.Video)
+	}
+}
+
+func (c *call) remote() *description {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sdpRemote
+}
+
+// start runs the media once the call is confirmed.
+func (c *call) start() {
+	d := c.remote()
+	codec := func(m *media) string {
+		if m == nil {
+			return codecNone
+		}
+		return m.Codec
+	}
+	c.g.m.Codecs.WithLabelValues("audio", codec(d.Audio)).Inc()
+	c.g.m.Codecs.WithLabelValues("video", codec(d.Video)).Inc()
+	c.mu.Lock()
+	select {
+	case <-c.done: // hung up meanwhile (the meeting ended)
+		c.mu.Unlock()
+		return
+	default:
+	}
+	c.answered = true
+	c.g.m.Active.Inc()
+	c.mu.Unlock()
+	c.log.Info("sip call answered", "audio", codec(d.Audio), "video", codec(d.Video), "opus", opusAvailable)
+	if d.Audio != nil {
+		go c.readRoomAudio(d.Audio)
+	}
+	if d.Video != nil {
+		go c.readRoomVideo(d.Video)
+	}
+	go c.readRoomRTCP(c.audio)
+	go c.readRoomRTCP(c.video)
+	// The room starts on a keyframe of what it is sent.
+	c.keyframeFromRoom()
+}
+
+// hangup ends the call from our side: a BYE to the room, then close.
+func (c *call) hangup(reason string) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	if c.dlg.LoadState() == sip.DialogStateConfirmed {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.dlg.Bye(ctx); err != nil {
+			c.log.Info("sip bye to the room", "err", err)
+		}
+		cancel()
+	}
+	c.close(reason)
+}
+
+// close releases everything the call holds. Any goroutine, more than once.
+func (c *call) close(reason string) {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.g.forget(c)
+		c.mu.Lock()
+		ep := c.ep
+		c.mu.Unlock()
+		if ep != nil {
+			ep.Close()
+		}
+		for _, pc := range []*webrtc.PeerConnection{c.pub, c.sub} {
+			if pc != nil {
+				_ = pc.Close()
+			}
+		}
+		for _, l := range []*leg{c.audio, c.video} {
+			if l != nil {
+				l.close()
+			}
+		}
+		_ = c.dlg.Close()
+		c.mu.Lock()
+		if c.answered {
+			c.answered = false
+			c.g.m.Active.Dec()
+		}
+		c.mu.Unlock()
+		c.log.Info("sip call closed", "reason", reason)
+	})
+}

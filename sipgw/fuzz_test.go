@@ -1,0 +1,79 @@
+package sipgw
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+const baresipOffer = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n" +
+	"m=audio 39510 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n" +
+	"a=sendrecv\r\na=rtcp-rsize\r\na=ptime:20\r\n" +
+	"m=video 36814 RTP/AVP 96 97 34\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=0;profile-level-id=42e01f\r\n" +
+	"a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=42e01f\r\na=rtpmap:34 H263/90000\r\n" +
+	"a=sendrecv\r\na=rtcp-fb:* nack pli\r\n"
+
+// FuzzSDP: any body is read without panicking; what parses is answered with one m-line
+// per offered one, nothing from the offer but the chosen codec's payload type is echoed
+// into the answer's structure, and the chosen codecs are ones the gateway carries.
+func FuzzSDP(f *testing.F) {
+	f.Add(baresipOffer)
+	f.Add("v=0\r\nc=IN IP6 ::1\r\nm=video 5 RTP/AVPF 1\r\na=rtpmap:1 H264/90000\r\na=fmtp:1 packetization-mode=1\r\na=rtcp-mux\r\n")
+	f.Add("v=0\r\nm=video banana\r\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, body string) {
+		d, err := parseDescription([]byte(body))
+		if err != nil {
+			if !errors.Is(err, errBadSDP) && !errors.Is(err, errNoCommonCode) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		for _, m := range []*media{d.Audio, d.Video} {
+			if m != nil && m.Codec != codecPCMU && m.Codec != codecPCMA && m.Codec != codecH264 {
+				t.Fatalf("chose codec %q", m.Codec)
+			}
+		}
+		ans := string(buildAnswer(d, netip.MustParseAddr("127.0.0.1"), 1, localMedia{RTP: 10, RTCP: 11}, localMedia{RTP: 12, RTCP: 13}))
+		if n := strings.Count(ans, "\r\nm="); n != len(d.Media) {
+			t.Fatalf("answer has %d m-lines for %d offered:\n%s", n, len(d.Media), ans)
+		}
+		if _, err := parseDescription([]byte(ans)); err != nil {
+			t.Fatalf("the answer does not parse: %v\n%s", err, ans)
+		}
+	})
+}
+
+// FuzzInvite: any datagram the SIP parser accepts goes through the INVITE checks without
+// panicking, and a refusal always carries a 4xx status.
+func FuzzInvite(f *testing.F) {
+	f.Add("INVITE sip:giao-ban@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n" +
+		"From: <sip:room@127.0.0.1>;tag=1\r\nTo: <sip:giao-ban@127.0.0.1>\r\nCall-ID: 1\r\nCSeq: 1 INVITE\r\n" +
+		"Contact: <sip:room@127.0.0.1:5062>\r\nContent-Type: application/sdp\r\nContent-Length: " +
+		strconv.Itoa(len(baresipOffer)) + "\r\n\r\n" + baresipOffer)
+	f.Add("INVITE sip:x@y SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+	f.Add("OPTIONS sip:a SIP/2.0\r\n\r\n")
+	parser := sip.NewParser()
+	f.Fuzz(func(t *testing.T, raw string) {
+		msg, err := parser.ParseSIP([]byte(raw))
+		if err != nil {
+			return
+		}
+		req, ok := msg.(*sip.Request)
+		if !ok {
+			return
+		}
+		meeting, _, err := checkInvite(req)
+		var se *sipError
+		switch {
+		case err == nil && !meetingID.MatchString(meeting):
+			t.Fatalf("accepted meeting %q", meeting)
+		case err != nil && (!errors.As(err, &se) || se.status < 400 || se.status >= 500):
+			t.Fatalf("refusal %v is not a 4xx", err)
+		}
+	})
+}

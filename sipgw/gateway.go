@@ -1,0 +1,571 @@
+// Package sipgw is Cầu's SIP video gateway: a meeting room's hardware codec (Poly, Cisco,
+// Yealink, …) dials sip:<meeting>@<cau-host> and joins the meeting with video both ways.
+//
+// SIP runs over UDP and TCP (github.com/emiago/sipgo). A call is answered with plain
+// RTP/AVP(F) media on the gateway's own UDP ports, no ICE, with symmetric RTP latching
+// (leg.go): audio in G.711 (PCMU or PCMA) and video in H.264 packetization mode 1.
+//
+// Like the WHIP gateway, this one has no side door into the meeting: each call is an
+// endpoint attached to signaling (signaling.Attach) that joins with a join token the
+// gateway signs for the meeting (role room, the configured site), is placed on a bridge
+// like a browser, appears in the meeting and the roll call, and holds the two WebRTC
+// connections a browser holds with its bridge (call.go):
+//   - the publisher connection carries the room's camera as it came, H.264 RTP
+//     forwarded without transcoding, and its microphone, G.711 transcoded to Opus;
+//   - the subscriber connection receives the meeting; the room is sent one video and one
+//     audio stream: those of the first other participant who publishes, until that one
+//     leaves (floor holder or dominant speaker selection, and a mix-minus of the
+//     loudest voices, are later work).
+//
+// Keyframes: a WebRTC subscriber's PLI reaches the gateway as a PLI on the publisher
+// connection and goes to the room as RTCP PLI (or FIR) when the room's SDP offered that
+// feedback, else as SIP INFO picture_fast_update (RFC 5168); the room's own PLI and FIR
+// become a PLI to the bridge for the stream it receives.
+//
+// What calls can do is documented in README.md ("Room codecs (SIP)"): INVITE with an
+// offer (early offer) or without one (late offer: the offer is in the 200 OK and the
+// answer in the ACK), ACK, BYE, CANCEL, OPTIONS, INFO. A re-INVITE is answered with the
+// current session unchanged (so session refreshes keep the call); hold, SRTP, TLS and
+// outbound calls are not done yet.
+package sipgw
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/signaling"
+)
+
+// DefaultAddr is where `cau serve --dev` listens for SIP (UDP and TCP).
+const DefaultAddr = "127.0.0.1:5060"
+
+// DefaultMaxCalls caps the calls of one gateway.
+const DefaultMaxCalls = 64
+
+// DefaultSite is the site calls are attributed to when Config.Site is empty.
+const DefaultSite = "sip"
+
+// setupTimeout bounds a call's join and its publisher negotiation.
+const setupTimeout = 15 * time.Second
+
+// Config configures a Gateway.
+type Config struct {
+	Signaling *signaling.Server
+	// Keys sign the join token of each call.
+	Keys   auth.Keys
+	Logger *slog.Logger
+	// Metrics are the cau_sip_* series (nil: unregistered ones).
+	Metrics *Metrics
+	// Addr is the host:port to listen on for SIP, UDP and TCP alike (port 0 picks a free
+	// one, the same for both). The host must be an IP address: media is bound to it and
+	// announced in SDP unless MediaIP says otherwise.
+	Addr string
+	// MediaIP is the address RTP is bound to and announced (zero: Addr's host).
+	MediaIP netip.Addr
+	// Site is the site calls join as (DefaultSite when empty). Mapping a caller to a
+	// registered endpoint is later work.
+	Site string
+	// Allow lists the networks calls are taken from (403 Forbidden from anywhere else);
+	// empty takes calls from any address. There is no PIN or digest: the meeting id is the
+	// address, so this (and the firewall) is what keeps strangers out.
+	Allow []netip.Prefix
+	// MaxCalls caps calls in progress (486 Busy Here beyond); 0 means DefaultMaxCalls.
+	MaxCalls int
+	// Loopback lets the connections to the bridge use loopback candidates (dev, tests).
+	Loopback bool
+}
+
+// Gateway answers SIP calls into meetings. Start it with Start, stop it with Close.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+	m   *Metrics
+	api *webrtc.API // the calls' connections to their bridge
+
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	client  *sipgo.Client
+	udp     net.PacketConn
+	tcp     net.Listener
+	addr    netip.AddrPort // where SIP listens, set by Start
+	mediaIP netip.Addr
+
+	dialogUDP, dialogTCP *sipgo.DialogServerCache // per transport: their Contact differs
+
+	mu     sync.Mutex       // guards calls and closed
+	calls  map[string]*call // by Call-ID
+	closed bool
+
+	wg sync.WaitGroup // the SIP servers
+}
+
+// New creates a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.MaxCalls == 0 {
+		cfg.MaxCalls = DefaultMaxCalls
+	}
+	if cfg.Site == "" {
+		cfg.Site = DefaultSite
+	}
+	api, err := newAPI(cfg.Loopback)
+	if err != nil {
+		return nil, fmt.Errorf("sip gateway: %w", err)
+	}
+	return &Gateway{cfg: cfg, log: cfg.Logger.With("component", "sipgw"), m: cfg.Metrics, api: api,
+		calls: map[string]*call{}}, nil
+}
+
+// Start listens on Config.Addr, UDP and TCP, and serves until Close.
+func (g *Gateway) Start(ctx context.Context) error {
+	ap, err := netip.ParseAddrPort(g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("sip gateway: listen address %q (want ip:port): %w", g.cfg.Addr, err)
+	}
+	g.mediaIP = g.cfg.MediaIP
+	if !g.mediaIP.IsValid() {
+		g.mediaIP = ap.Addr()
+	}
+	if g.mediaIP.IsUnspecified() {
+		return errors.New("sip gateway: listening on an unspecified address needs a media IP to announce")
+	}
+	if err := g.listen(ctx, ap); err != nil {
+		return fmt.Errorf("sip gateway: %w", err)
+	}
+	// sipgo logs through our logger (it would use slog's default); a message it cannot
+	// parse is logged there and dropped, or answered 400 when it has enough headers.
+	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("cau"), sipgo.WithUserAgentHostname(g.addr.Addr().String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(g.log))); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sip gateway: %w", err)
+	}
+	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(g.log)); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sip gateway: %w", err)
+	}
+	if g.client, err = sipgo.NewClient(g.ua, sipgo.WithClientLogger(g.log)); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sip gateway: %w", err)
+	}
+	contact := func(transport string) sip.ContactHeader {
+		uri := sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(), Port: int(g.addr.Port())}
+		if transport != "udp" {
+			uri.UriParams = sip.NewParams()
+			uri.UriParams.Add("transport", transport)
+		}
+		return sip.ContactHeader{Address: uri}
+	}
+	g.dialogUDP = sipgo.NewDialogServerCache(g.client, contact("udp"))
+	g.dialogTCP = sipgo.NewDialogServerCache(g.client, contact("tcp"))
+	g.routes()
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); _ = g.srv.ServeUDP(g.udp) }()
+	go func() { defer g.wg.Done(); _ = g.srv.ServeTCP(g.tcp) }()
+	g.log.Info("sip gateway listening", "addr", g.addr.String(), "transports", "udp,tcp", "media_ip", g.mediaIP.String(),
+		"audio", opusAvailable)
+	return nil
+}
+
+// listen binds UDP and TCP on the same port (port 0: the first free port both take).
+func (g *Gateway) listen(ctx context.Context, ap netip.AddrPort) error {
+	lc := net.ListenConfig{}
+	var lastErr error
+	for range 10 {
+		udp, err := lc.ListenPacket(ctx, "udp", ap.String())
+		if err != nil {
+			return fmt.Errorf("listen udp %s: %w", ap, err)
+		}
+		port := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ap.Addr(), uint16(port)).String())
+		if err == nil {
+			g.udp, g.tcp = udp, tcp
+			g.addr = netip.AddrPortFrom(ap.Addr(), uint16(port))
+			return nil
+		}
+		_ = udp.Close()
+		lastErr = err
+		if ap.Port() != 0 {
+			break
+		}
+	}
+	return fmt.Errorf("listen tcp: %w", lastErr)
+}
+
+func (g *Gateway) closeListeners() {
+	if g.udp != nil {
+		_ = g.udp.Close()
+	}
+	if g.tcp != nil {
+		_ = g.tcp.Close()
+	}
+}
+
+// Addr is where the gateway listens for SIP (valid after Start).
+func (g *Gateway) Addr() netip.AddrPort { return g.addr }
+
+// URI is the SIP URI that dials meeting, e.g. sip:demo@127.0.0.1:5060.
+func (g *Gateway) URI(meeting string) string {
+	return "sip:" + meeting + "@" + g.addr.String()
+}
+
+// Calls returns the number of calls in progress.
+func (g *Gateway) Calls() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.calls)
+}
+
+// Close hangs up every call and stops listening.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	g.closed = true
+	all := make([]*call, 0, len(g.calls))
+	for _, c := range g.calls {
+		all = append(all, c)
+	}
+	g.mu.Unlock()
+	for _, c := range all {
+		c.hangup("gateway closing")
+	}
+	if g.srv == nil {
+		return
+	}
+	g.closeListeners()
+	_ = g.client.Close()
+	_ = g.srv.Close()
+	_ = g.ua.Close()
+	g.wg.Wait()
+}
+
+// meetingID is what a Request-URI user part may be: the ids Cầu gives meetings.
+var meetingID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// sipError is a refusal with its SIP status.
+type sipError struct {
+	status int
+	reason string
+}
+
+func (e *sipError) Error() string { return strconv.Itoa(e.status) + " " + e.reason }
+
+// checkInvite reads what an INVITE must carry before a call is set up: the meeting its
+// Request-URI names and, for an early offer, an SDP the gateway can answer. It does not
+// touch the network (the fuzz target drives it).
+func checkInvite(req *sip.Request) (meeting string, offer *description, err error) {
+	if req.Contact() == nil || req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil {
+		return "", nil, &sipError{sip.StatusBadRequest, "Missing Contact, From, To, Call-ID or CSeq"}
+	}
+	meeting = req.Recipient.User
+	if !meetingID.MatchString(meeting) {
+		return "", nil, &sipError{sip.StatusNotFound, "No such meeting (dial sip:<meeting>@host)"}
+	}
+	body := req.Body()
+	if len(body) == 0 {
+		return meeting, nil, nil // late offer
+	}
+	if ct := req.ContentType(); ct == nil || ct.Value() != "application/sdp" {
+		return "", nil, &sipError{sip.StatusUnsupportedMediaType, "Only application/sdp bodies"}
+	}
+	offer, err = parseDescription(body)
+	switch {
+	case errors.Is(err, errNoCommonCode):
+		return "", nil, &sipError{sip.StatusNotAcceptableHere, "Not Acceptable Here: PCMU, PCMA or H.264 mode 1 over RTP/AVP"}
+	case err != nil:
+		return "", nil, &sipError{sip.StatusBadRequest, "Malformed SDP"}
+	}
+	return meeting, offer, nil
+}
+
+func (g *Gateway) routes() {
+	g.srv.OnInvite(g.onInvite)
+	g.srv.OnAck(g.onAck)
+	g.srv.OnBye(g.onBye)
+	g.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+		// A CANCEL that matched an INVITE is answered by the transaction layer (200, then
+		// 487 to the INVITE), which ends the call's setup; one that did not arrives here.
+		g.m.request("CANCEL")
+		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+	})
+	g.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		g.m.request("OPTIONS")
+		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+		_ = tx.Respond(res)
+	})
+	g.srv.OnInfo(g.onInfo)
+	g.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		g.m.request(string(req.Method))
+		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+		_ = tx.Respond(res)
+	})
+}
+
+func (g *Gateway) respond(req *sip.Request, tx sip.ServerTransaction, status int, reason string) {
+	if err := tx.Respond(sip.NewResponseFromRequest(req, status, reason, nil)); err != nil {
+		g.log.Debug("sip respond", "status", status, "err", err)
+	}
+}
+
+// inDialog finds the call an in-dialog request belongs to, or answers 481 and returns nil.
+func (g *Gateway) inDialog(req *sip.Request, tx sip.ServerTransaction) *call {
+	c := g.lookup(req)
+	if c == nil {
+		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+	}
+	return c
+}
+
+func (g *Gateway) lookup(req *sip.Request) *call {
+	id := req.CallID()
+	if id == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls[id.Value()]
+}
+
+// onInvite answers a new call, or a re-INVITE of a call in progress.
+func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	g.m.request("INVITE")
+	if to := req.To(); to != nil {
+		if _, inDialog := to.Params.Get("tag"); inDialog {
+			g.reinvite(req, tx)
+			return
+		}
+	}
+	log := g.log.With("call_id", callIDOf(req), "from", req.Source(), "transport", req.Transport())
+	meeting, offer, err := checkInvite(req)
+	if err != nil {
+		var se *sipError
+		errors.As(err, &se)
+		log.Info("sip call refused", "status", se.status, "reason", se.reason)
+		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+		g.respond(req, tx, se.status, se.reason)
+		return
+	}
+	if !g.allowed(req) {
+		log.Warn("sip call refused: source not in the allowed networks")
+		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+		g.respond(req, tx, sip.StatusForbidden, "Forbidden: calls are not taken from this network")
+		return
+	}
+	g.mu.Lock()
+	busy, closed := len(g.calls) >= g.cfg.MaxCalls, g.closed
+	_, dup := g.calls[callIDOf(req)]
+	g.mu.Unlock()
+	switch {
+	case closed:
+		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+		g.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+		return
+	case dup:
+		g.respond(req, tx, sip.StatusLoopDetected, "Call-ID in use")
+		return
+	case busy:
+		log.Warn("sip call refused: gateway full", "max_calls", g.cfg.MaxCalls)
+		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+		g.respond(req, tx, sip.StatusBusyHere, "Busy Here: the gateway has as many calls as it may")
+		return
+	}
+	cache := g.dialogUDP
+	if req.Transport() != "UDP" {
+		cache = g.dialogTCP
+	}
+	dlg, err := cache.ReadInvite(req, tx)
+	if err != nil {
+		log.Info("sip call refused", "err", err)
+		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+		g.respond(req, tx, sip.StatusBadRequest, "Bad Request")
+		return
+	}
+	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
+	c := newCall(g, dlg, meeting, req, log.With("meeting", meeting))
+	g.answer(c, offer)
+}
+
+// answer sets up c and answers its INVITE; it returns once the call is confirmed by
+// the ACK, or has failed.
+func (g *Gateway) answer(c *call, offer *description) {
+	ctx, cancel := context.WithTimeout(c.dlg.Context(), setupTimeout)
+	defer cancel()
+	status, reason, err := c.open(ctx, offer)
+	if err == nil {
+		// Only a call set up is listed: Close and in-dialog requests never meet a call
+		// that open is still writing. (INVITE retransmissions are the transaction's.)
+		g.mu.Lock()
+		if g.closed {
+			status, reason, err = sip.StatusServiceUnavailable, "Service Unavailable", errors.New("gateway closing")
+		} else {
+			g.calls[c.id] = c
+		}
+		g.mu.Unlock()
+	}
+	if err != nil {
+		outcome := outcomeRejected
+		switch {
+		case c.dlg.Context().Err() != nil:
+			outcome, status = outcomeCancelled, 0
+		case status >= 500:
+			outcome = outcomeFailed
+		}
+		c.log.Info("sip call not set up", "status", status, "reason", reason, "err", err)
+		g.m.Calls.WithLabelValues(outcome).Inc()
+		if status != 0 {
+			_ = c.dlg.Respond(status, reason, nil)
+		}
+		c.close("setup failed")
+		return
+	}
+	var sdpBody []byte
+	if offer != nil {
+		sdpBody = buildAnswer(offer, g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
+	} else {
+		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
+	}
+	c.setLocalSDP(sdpBody)
+	// RespondSDP waits for the ACK (retransmitting the 200 over UDP); a late offer's
+	// answer arrives in it and onAck applies it first.
+	if err := c.dlg.RespondSDP(sdpBody); err != nil {
+		c.log.Info("sip call not confirmed", "err", err)
+		g.m.Calls.WithLabelValues(outcomeCancelled).Inc()
+		c.close("no ACK")
+		return
+	}
+	if c.remote() == nil {
+		c.log.Info("sip call: the ACK carried no usable answer")
+		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+		c.hangup("no SDP answer in the ACK")
+		return
+	}
+	g.m.Calls.WithLabelValues(outcomeAnswered).Inc()
+	c.start()
+}
+
+// onAck confirms a call; for a late offer it carries the room's answer.
+func (g *Gateway) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	g.m.request("ACK")
+	c := g.lookup(req)
+	if c == nil {
+		return // the ACK of a refusal, taken by the transaction layer
+	}
+	if body := req.Body(); len(body) > 0 && c.remote() == nil {
+		d, err := parseDescription(body)
+		if err != nil {
+			c.log.Info("sip call: the ACK's answer is unusable", "err", err)
+		} else {
+			c.setRemote(d)
+		}
+	}
+	if err := c.dlg.ReadAck(req, tx); err != nil {
+		c.log.Debug("sip ack", "err", err)
+	}
+}
+
+// onBye ends a call at the room's request.
+func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	g.m.request("BYE")
+	c := g.inDialog(req, tx)
+	if c == nil {
+		return
+	}
+	if err := c.dlg.ReadBye(req, tx); err != nil {
+		c.log.Info("sip bye", "err", err)
+		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.log.Info("sip call ended by the room")
+	c.close("bye")
+}
+
+// onInfo takes the room's picture_fast_update (RFC 5168): a keyframe request for the
+// video it receives.
+func (g *Gateway) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	g.m.request("INFO")
+	c := g.inDialog(req, tx)
+	if c == nil {
+		return
+	}
+	if isFastUpdate(req.Body()) {
+		c.keyframeFromRoom()
+	}
+	g.respond(req, tx, sip.StatusOK, "OK")
+}
+
+// reinvite answers a re-INVITE with the session as it is: a session refresh keeps the
+// call; a change of media (hold, a new stream) is not applied yet.
+func (g *Gateway) reinvite(req *sip.Request, tx sip.ServerTransaction) {
+	c := g.inDialog(req, tx)
+	if c == nil {
+		return
+	}
+	res := sip.NewSDPResponseFromRequest(req, c.localSDP())
+	res.AppendHeader(&c.contact)
+	if err := tx.Respond(res); err != nil {
+		c.log.Info("sip re-invite", "err", err)
+	}
+}
+
+// allowed reports whether req's source address (the packet's or the connection's, not
+// its Via header) is in Config.Allow.
+func (g *Gateway) allowed(req *sip.Request) bool {
+	if len(g.cfg.Allow) == 0 {
+		return true
+	}
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return false
+	}
+	for _, p := range g.cfg.Allow {
+		if p.Contains(src.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func callIDOf(req *sip.Request) string {
+	if id := req.CallID(); id != nil {
+		return id.Value()
+	}
+	return ""
+}
+
+// forget drops c from the calls (its close).
+func (g *Gateway) forget(c *call) {
+	g.mu.Lock()
+	if g.calls[c.id] == c {
+		delete(g.calls, c.id)
+	}
+	g.mu.Unlock()
+}
+
+// randomID is a random positive 63-bit number (SDP session ids, SSRCs take its low bits).
+func randomID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:]) >> 1
+}

@@ -1,0 +1,125 @@
+package sipgw
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+)
+
+// leg is one stream's media with the room: plain RTP and RTCP on a pair of UDP sockets,
+// no ICE. The room's address comes from its SDP; symmetric RTP latching (RFC 7362)
+// then replaces it with the address the room's first packet came from, which is the
+// one that reaches it through a NAT, and packets from any other address are dropped.
+type leg struct {
+	rtp, rtcp *net.UDPConn
+
+	// remote and remoteRTCP are where media goes: set from the SDP before the readers
+	// start, then replaced once by latching on the reader goroutine of each socket;
+	// loaded per packet by the writers.
+	remote, remoteRTCP   atomic.Pointer[netip.AddrPort]
+	latched, latchedRTCP atomic.Bool
+	// mux sends RTCP on the RTP socket (the room's SDP had a=rtcp-mux); set with remote.
+	mux atomic.Bool
+}
+
+// pairTries bounds the search for adjacent RTP/RTCP ports (RTP even, RTCP the next
+// one, the RFC 3550 convention that a=rtcp makes optional).
+const pairTries = 20
+
+// openLeg binds the stream's two sockets on ip.
+func openLeg(ip netip.Addr) (*leg, error) {
+	var lastErr error
+	for range pairTries {
+		rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		if err != nil {
+			return nil, fmt.Errorf("rtp socket: %w", err)
+		}
+		port := rtp.LocalAddr().(*net.UDPAddr).Port
+		if port%2 == 0 && port < 65535 {
+			rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+			if err == nil {
+				return &leg{rtp: rtp, rtcp: rtcp}, nil
+			}
+			lastErr = err
+		}
+		_ = rtp.Close()
+	}
+	// No adjacent pair: any second port will do, announced with a=rtcp.
+	rtp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	if err != nil {
+		return nil, fmt.Errorf("rtp socket: %w", errors.Join(lastErr, err))
+	}
+	rtcp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	if err != nil {
+		_ = rtp.Close()
+		return nil, fmt.Errorf("rtcp socket: %w", err)
+	}
+	return &leg{rtp: rtp, rtcp: rtcp}, nil
+}
+
+// local is the leg's ports, for the SDP.
+func (l *leg) local() localMedia {
+	return localMedia{RTP: uint16(l.rtp.LocalAddr().(*net.UDPAddr).Port),
+		RTCP: uint16(l.rtcp.LocalAddr().(*net.UDPAddr).Port)}
+}
+
+// setRemote takes the room's addresses from its SDP.
+func (l *leg) setRemote(m *media) {
+	rtp, rtcp := m.Addr, m.RTCP
+	l.remote.Store(&rtp)
+	l.remoteRTCP.Store(&rtcp)
+	l.mux.Store(m.RTCPMux)
+}
+
+// accept latches on the first packet's source and then reports whether a packet from
+// src belongs to the call. Reader goroutine of the RTP socket (rtcp false) or of the
+// RTCP socket (rtcp true).
+func (l *leg) accept(src netip.AddrPort, rtcp bool) bool {
+	latched, remote := &l.latched, &l.remote
+	if rtcp {
+		latched, remote = &l.latchedRTCP, &l.remoteRTCP
+	}
+	if latched.Load() {
+		cur := remote.Load()
+		return cur != nil && *cur == src
+	}
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	remote.Store(&src)
+	latched.Store(true)
+	if !rtcp && !l.latchedRTCP.Load() {
+		// Until the room's RTCP arrives, send it RTCP beside its latched RTP.
+		r := netip.AddrPortFrom(src.Addr(), src.Port()+1)
+		if cur := l.remoteRTCP.Load(); cur != nil && cur.Port() != 0 {
+			r = netip.AddrPortFrom(src.Addr(), cur.Port())
+		}
+		l.remoteRTCP.Store(&r)
+	}
+	return true
+}
+
+// send writes one RTP packet to the room. Any goroutine.
+func (l *leg) send(b []byte) error { return sendTo(l.rtp, &l.remote, b) }
+
+// sendRTCP writes one RTCP compound packet to the room. Any goroutine.
+func (l *leg) sendRTCP(b []byte) error {
+	if l.mux.Load() {
+		return sendTo(l.rtp, &l.remoteRTCP, b)
+	}
+	return sendTo(l.rtcp, &l.remoteRTCP, b)
+}
+
+func sendTo(conn *net.UDPConn, to *atomic.Pointer[netip.AddrPort], b []byte) error {
+	r := to.Load()
+	if r == nil || !r.IsValid() {
+		return nil
+	}
+	_, err := conn.WriteToUDPAddrPort(b, *r)
+	return err
+}
+
+func (l *leg) close() {
+	_ = l.rtp.Close()
+	_ = l.rtcp.Close()
+}

@@ -1,0 +1,462 @@
+package sipgw
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Media between the room and the meeting. Each socket and each received track has one
+// reader goroutine, which owns its buffers and packet structs: nothing on the video
+// path allocates per packet. Audio is transcoded (G.711 ⇄ Opus, 20 ms frames).
+
+const (
+	opusPT       = 111
+	frame8k      = g711Rate / 50 // samples in 20 ms of G.711
+	opusTicks20  = 48000 / 50    // RTP ticks in 20 ms of Opus (48 kHz clock, RFC 7587)
+	maxOpus8k    = 120 * 8       // samples in the longest Opus packet (120 ms) at 8 kHz
+	mtu          = 1500
+	keyframeGap  = 300 * time.Millisecond // at most one keyframe request to the room per gap
+	switchTSGap  = videoClock / 30        // a frame's ticks between two sources' streams
+	fastUpdateCT = "application/media_control+xml"
+)
+
+// fastUpdateXML is RFC 5168's picture_fast_update, for rooms without RTCP feedback.
+const fastUpdateXML = `<?xml version="1.0" encoding="utf-8" ?><media_control><vc_primitive><to_encoder>` +
+	`<picture_fast_update/></to_encoder></vc_primitive></media_control>`
+
+// newAPI builds the WebRTC API of the calls' connections to their bridge: Opus and the
+// bridge's H.264 profiles in packetization mode 1 (the room receives whichever a
+// publisher sends; a VP8 publisher's video cannot reach a room: there is no transcoding),
+// and RTCP reports so the bridge sees each call's RTT and loss.
+func newAPI(loopback bool) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType: opusPT}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, err
+	}
+	fb := []webrtc.RTCPFeedback{{Type: "ccm", Parameter: "fir"}, {Type: "nack", Parameter: "pli"}}
+	for i, profile := range []string{"42e01f", "42001f", "640c1f"} {
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeH264, ClockRate: videoClock, RTCPFeedback: fb,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile},
+			PayloadType: webrtc.PayloadType(102 + 2*i)}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, err
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if loopback {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// isRTCP tells RTCP from RTP on a muxed port (RFC 5761 §4: payload types 64-95).
+func isRTCP(b []byte) bool {
+	return len(b) >= 2 && b[1] >= 192 && b[1] <= 223
+}
+
+// readRoomVideo forwards the room's H.264, packet by packet, to the meeting.
+func (c *call) readRoomVideo(m *media) {
+	buf := make([]byte, mtu)
+	var pkt rtp.Packet
+	for {
+		n, ok, err := c.readRTP(c.video, buf)
+		if err != nil {
+			return
+		}
+		if !ok || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != m.PT {
+			continue
+		}
+		c.roomVideoSSRC.Store(pkt.SSRC)
+		c.packets.fromRoomVideo.Inc()
+		_ = c.toMeetingVideo.WriteRTP(&pkt)
+	}
+}
+
+// readRoomAudio decodes the room's G.711 and sends it to the meeting as 20 ms Opus
+// packets. Without Opus (a build without cgo) it only latches.
+func (c *call) readRoomAudio(m *media) {
+	enc, err := newOpusEncoder()
+	if err != nil {
+		c.log.Warn("sip call: the room's audio is not sent to the meeting", "err", err)
+	} else {
+		defer enc.close()
+	}
+	buf := make([]byte, mtu)
+	out := make([]byte, mtu)
+	pcm := make([]int16, 0, 2*maxOpus8k)
+	var pkt rtp.Packet
+	hdr := rtp.Header{Version: 2, PayloadType: opusPT, SSRC: uint32(randomID()), SequenceNumber: uint16(randomID()),
+		Timestamp: uint32(randomID())}
+	for {
+		n, ok, err := c.readRTP(c.audio, buf)
+		if err != nil {
+			return
+		}
+		if !ok || enc == nil || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != m.PT {
+			continue
+		}
+		c.packets.fromRoomAudio.Inc()
+		if len(pkt.Payload) > maxOpus8k {
+			continue
+		}
+		start := len(pcm)
+		pcm = pcm[:start+len(pkt.Payload)]
+		g711Decode(m.Codec, pkt.Payload, pcm[start:])
+		for len(pcm) >= frame8k {
+			k, err := enc.encode(pcm[:frame8k], out[12:])
+			pcm = pcm[:copy(pcm, pcm[frame8k:])]
+			if err != nil {
+				continue
+			}
+			hdr.SequenceNumber++
+			hdr.Timestamp += opusTicks20
+			h, err := hdr.MarshalTo(out[:12])
+			if err != nil || h != 12 {
+				continue
+			}
+			_, _ = c.toMeetingAudio.Write(out[:12+k])
+		}
+	}
+}
+
+// readRTP reads the next datagram of l's RTP socket into buf; ok is false for one that
+// is not the call's RTP: RTCP on a muxed port (handled here) or a packet from another
+// address than the latched one.
+func (c *call) readRTP(l *leg, buf []byte) (n int, ok bool, err error) {
+	n, src, err := l.rtp.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return 0, false, err
+	}
+	if isRTCP(buf[:n]) {
+		c.roomRTCP(l, buf[:n], src)
+		return n, false, nil
+	}
+	return n, l.accept(src, false), nil
+}
+
+// readRoomRTCP reads a leg's RTCP socket.
+func (c *call) readRoomRTCP(l *leg) {
+	buf := make([]byte, mtu)
+	for {
+		n, src, err := l.rtcp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		c.roomRTCP(l, buf[:n], src)
+	}
+}
+
+// roomRTCP handles the room's RTCP: its keyframe requests for the video it receives.
+func (c *call) roomRTCP(l *leg, b []byte, src netip.AddrPort) {
+	if !l.accept(src, true) || l != c.video {
+		return
+	}
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return
+	}
+	for _, p := range pkts {
+		switch p.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			c.keyframeFromRoom()
+		}
+	}
+}
+
+// keyframeFromRoom asks the bridge for a keyframe of the video the room is sent.
+func (c *call) keyframeFromRoom() {
+	t := c.picked[kindVideo].Load()
+	if t == nil {
+		return
+	}
+	c.g.m.KeyframeRequests.WithLabelValues("from_room").Inc()
+	_ = c.sub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
+}
+
+// keyframeToRoom asks the room for a keyframe of its camera: RTCP PLI or FIR where its
+// SDP offered them, else SIP INFO picture_fast_update (RFC 5168). Requests closer than
+// keyframeGap are merged: several subscribers asking at once need one keyframe.
+func (c *call) keyframeToRoom() {
+	now := time.Now().UnixNano()
+	last := c.lastFastReq.Load()
+	if now-last < int64(keyframeGap) || !c.lastFastReq.CompareAndSwap(last, now) {
+		return
+	}
+	m := c.remote()
+	if m == nil || m.Video == nil {
+		return
+	}
+	c.g.m.KeyframeRequests.WithLabelValues("to_room").Inc()
+	v := m.Video
+	var pkt rtcp.Packet
+	switch {
+	case v.PLI:
+		pkt = &rtcp.PictureLossIndication{SenderSSRC: c.videoSSRC, MediaSSRC: c.roomVideoSSRC.Load()}
+	case v.FIR:
+		c.firSeq++
+		pkt = &rtcp.FullIntraRequest{SenderSSRC: c.videoSSRC, MediaSSRC: c.roomVideoSSRC.Load(),
+			FIR: []rtcp.FIREntry{{SSRC: c.roomVideoSSRC.Load(), SequenceNumber: c.firSeq}}}
+	default:
+		go c.fastUpdateInfo()
+		return
+	}
+	if b, err := pkt.Marshal(); err == nil {
+		_ = c.video.sendRTCP(b)
+	}
+}
+
+// fastUpdateInfo sends picture_fast_update in a SIP INFO within the dialog.
+func (c *call) fastUpdateInfo() {
+	contact := c.dlg.InviteRequest.Contact()
+	if contact == nil {
+		return
+	}
+	req := sip.NewRequest(sip.INFO, contact.Address)
+	req.AppendHeader(sip.NewHeader("Content-Type", fastUpdateCT))
+	req.SetBody([]byte(fastUpdateXML))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.dlg.Do(ctx, req); err != nil {
+		c.log.Debug("sip info picture_fast_update", "err", err)
+	}
+}
+
+// isFastUpdate reports whether an INFO body is RFC 5168's picture_fast_update.
+func isFastUpdate(body []byte) bool {
+	return len(body) < 4096 && bytes.Contains(body, []byte("picture_fast_update"))
+}
+
+// Indexes of call.picked.
+const (
+	kindVideo = 0
+	kindAudio = 1
+)
+
+func kindOf(t *webrtc.TrackRemote) int {
+	if t.Kind() == webrtc.RTPCodecTypeVideo {
+		return kindVideo
+	}
+	return kindAudio
+}
+
+// forwardable reports whether the room can be sent t: H.264 video (a room decodes no
+// VP8, and the gateway does not transcode video) or Opus audio (transcoded to G.711).
+func forwardable(t *webrtc.TrackRemote) bool {
+	switch t.Codec().MimeType {
+	case webrtc.MimeTypeH264:
+		return true
+	case webrtc.MimeTypeOpus:
+		return opusAvailable
+	}
+	return false
+}
+
+// onTrack runs for each track the meeting sends the call, for the track's life.
+func (c *call) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	go func() { // the receiver's RTCP feeds the report interceptor
+		for {
+			if _, _, err := r.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	c.mu.Lock()
+	c.arrival = append(c.arrival, t)
+	c.pick()
+	c.mu.Unlock()
+	if !forwardable(t) {
+		c.log.Info("sip call: a meeting track the room cannot receive", "codec", t.Codec().MimeType)
+	}
+	if t.Kind() == webrtc.RTPCodecTypeVideo {
+		c.forwardVideo(t)
+	} else {
+		c.forwardAudio(t)
+	}
+	c.mu.Lock()
+	for i, a := range c.arrival {
+		if a == t {
+			c.arrival = append(c.arrival[:i], c.arrival[i+1:]...)
+			break
+		}
+	}
+	c.pick()
+	c.mu.Unlock()
+}
+
+// pick chooses, per kind, the track the room is sent: the one picked while it lives,
+// else the oldest live one the room can receive. A new video pick asks for a keyframe.
+// Caller holds c.mu.
+func (c *call) pick() {
+	for kind := range c.picked {
+		cur := c.picked[kind].Load()
+		var next *webrtc.TrackRemote
+		for _, t := range c.arrival {
+			if kindOf(t) != kind || !forwardable(t) {
+				continue
+			}
+			if t == cur {
+				next = cur
+				break
+			}
+			if next == nil {
+				next = t
+			}
+		}
+		if next != cur {
+			c.picked[kind].Store(next)
+			if kind == kindVideo && next != nil {
+				go c.keyframeFromRoom()
+			}
+		}
+	}
+}
+
+// rewriter makes the packets of successive sources one RTP stream for the room: its
+// SSRC and payload type, and sequence numbers and timestamps that continue across a
+// switch. mu is held per packet (uncontended but for the moment of a switch, when the
+// old source's reader may still be writing).
+type rewriter struct {
+	mu      sync.Mutex
+	src     uint32
+	started bool
+	seqOff  uint16
+	tsOff   uint32
+	lastSeq uint16
+	lastTS  uint32
+}
+
+func (r *rewriter) rewrite(h *rtp.Header, ssrc uint32, pt uint8, gap uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started || h.SSRC != r.src {
+		if r.started {
+			r.seqOff = r.lastSeq + 1 - h.SequenceNumber
+			r.tsOff = r.lastTS + gap - h.Timestamp
+		}
+		r.src = h.SSRC
+		r.lastSeq, r.lastTS = h.SequenceNumber+r.seqOff-1, h.Timestamp+r.tsOff
+		r.started = true
+	}
+	h.SequenceNumber += r.seqOff
+	h.Timestamp += r.tsOff
+	if d := int16(h.SequenceNumber - r.lastSeq); d > 0 {
+		r.lastSeq, r.lastTS = h.SequenceNumber, h.Timestamp
+	}
+	h.SSRC, h.PayloadType = ssrc, pt
+	// The bridge's header extensions are the WebRTC connection's, not the room's.
+	h.Extension, h.Extensions, h.ExtensionProfile = false, h.Extensions[:0], 0
+	h.Padding = false
+}
+
+// forwardVideo sends t's packets to the room while t is picked.
+func (c *call) forwardVideo(t *webrtc.TrackRemote) {
+	buf := make([]byte, mtu)
+	out := make([]byte, mtu)
+	var pkt rtp.Packet
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			return
+		}
+		m := c.roomVideo.Load()
+		if c.picked[kindVideo].Load() != t || m == nil || pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		c.videoOut.rewrite(&pkt.Header, c.videoSSRC, m.PT, switchTSGap)
+		k, err := pkt.MarshalTo(out)
+		if err != nil {
+			continue
+		}
+		if c.video.send(out[:k]) == nil {
+			c.packets.toRoomVideo.Inc()
+		}
+	}
+}
+
+// forwardAudio decodes t's Opus while t is picked and sends it to the room in 20 ms
+// G.711 packets.
+func (c *call) forwardAudio(t *webrtc.TrackRemote) {
+	buf := make([]byte, mtu)
+	if !forwardable(t) {
+		drain(t, buf)
+		return
+	}
+	dec, err := newOpusDecoder()
+	if err != nil {
+		c.log.Warn("sip call: the meeting's audio is not sent to the room", "err", err)
+		drain(t, buf)
+		return
+	}
+	defer dec.close()
+	out := make([]byte, 12+frame8k)
+	pcm := make([]int16, 0, 2*maxOpus8k)
+	var pkt rtp.Packet
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			return
+		}
+		m := c.roomAudio.Load()
+		if c.picked[kindAudio].Load() != t || m == nil || pkt.Unmarshal(buf[:n]) != nil || len(pkt.Payload) == 0 {
+			continue
+		}
+		start := len(pcm)
+		k, err := dec.decode(pkt.Payload, pcm[start:start+maxOpus8k])
+		if err != nil {
+			continue
+		}
+		pcm = pcm[:start+k]
+		for len(pcm) >= frame8k {
+			c.audioOut.next(&pkt.Header, c.audioSSRC, m.PT)
+			if h, err := pkt.Header.MarshalTo(out); err == nil {
+				g711Encode(m.Codec, pcm[:frame8k], out[h:h+frame8k])
+				if c.audio.send(out[:h+frame8k]) == nil {
+					c.packets.toRoomAudio.Inc()
+				}
+			}
+			pcm = pcm[:copy(pcm, pcm[frame8k:])]
+		}
+	}
+}
+
+// drain reads t until it ends, for a track the room is not sent.
+func drain(t *webrtc.TrackRemote, buf []byte) {
+	for {
+		if _, _, err := t.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// audioClock numbers the G.711 packets sent to the room, whatever track they came
+// from: one sequence and one 8 kHz clock per call.
+type audioClock struct {
+	mu  sync.Mutex
+	seq uint16
+	ts  uint32
+}
+
+func (a *audioClock) next(h *rtp.Header, ssrc uint32, pt uint8) {
+	a.mu.Lock()
+	a.seq++
+	a.ts += frame8k
+	*h = rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: a.seq, Timestamp: a.ts, SSRC: ssrc,
+		Extensions: h.Extensions[:0]}
+	a.mu.Unlock()
+}

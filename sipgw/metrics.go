@@ -1,0 +1,67 @@
+package sipgw
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the gateway's Prometheus series. Every label value is one of the constants
+// below, so the series stay bounded whatever callers send.
+type Metrics struct {
+	// Active is the calls in progress (answered, not yet ended).
+	Active prometheus.Gauge
+	// Calls counts calls by how they ended their setup: answered, rejected (a SIP error
+	// before answering), cancelled (CANCEL before the answer) or failed (our fault).
+	Calls *prometheus.CounterVec
+	// Codecs counts answered calls by kind (audio, video) and codec (pcmu, pcma, h264,
+	// none).
+	Codecs *prometheus.CounterVec
+	// Requests counts SIP requests received by method (INVITE, ACK, BYE, CANCEL,
+	// OPTIONS, INFO; anything else is "other").
+	Requests *prometheus.CounterVec
+	// Packets counts RTP packets by direction (to_room, from_room) and kind.
+	Packets *prometheus.CounterVec
+	// KeyframeRequests counts keyframe requests by direction (to_room: PLI, FIR or SIP
+	// INFO sent to the room; from_room: asked of the meeting) .
+	KeyframeRequests *prometheus.CounterVec
+}
+
+// Call outcomes, the Calls label.
+const (
+	outcomeAnswered  = "answered"
+	outcomeRejected  = "rejected"
+	outcomeCancelled = "cancelled"
+	outcomeFailed    = "failed"
+)
+
+// NewMetrics creates the gateway's metrics and registers them with reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		Active: f.NewGauge(prometheus.GaugeOpts{Name: "cau_sip_calls_active", Help: "SIP calls in progress."}),
+		Calls: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_calls_total",
+			Help: "SIP calls by the outcome of their setup."}, []string{"outcome"}),
+		Codecs: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_call_codecs_total",
+			Help: "Answered SIP calls by media kind and negotiated codec."}, []string{"kind", "codec"}),
+		Requests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_requests_total",
+			Help: "SIP requests received, by method."}, []string{"method"}),
+		Packets: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_rtp_packets_total",
+			Help: "RTP packets exchanged with rooms, by direction and kind."}, []string{"direction", "kind"}),
+		KeyframeRequests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_keyframe_requests_total",
+			Help: "Keyframe requests relayed, by direction."}, []string{"direction"}),
+	}
+	for _, o := range []string{outcomeAnswered, outcomeRejected, outcomeCancelled, outcomeFailed} {
+		m.Calls.WithLabelValues(o)
+	}
+	return m
+}
+
+var knownMethods = map[string]bool{"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "OPTIONS": true, "INFO": true}
+
+func (m *Metrics) request(method string) {
+	if !knownMethods[method] {
+		method = "other"
+	}
+	m.Requests.WithLabelValues(method).Inc()
+}

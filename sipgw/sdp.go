@@ -1,0 +1,316 @@
+package sipgw
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+)
+
+// MaxSDPBytes bounds an SDP body: a room codec's offer is one or two kilobytes.
+const MaxSDPBytes = 16 << 10
+
+// maxMedia bounds the m-lines of an offer the gateway answers (audio, video, content,
+// data: a room offers at most a handful).
+const maxMedia = 8
+
+// Codec names as the gateway negotiates them (also the codec label of cau_sip_* metrics).
+const (
+	codecPCMU = "pcmu"
+	codecPCMA = "pcma"
+	codecH264 = "h264"
+	codecNone = "none"
+)
+
+// Static payload types of G.711 (RFC 3551) and the dynamic one offered for H.264.
+const (
+	ptPCMU     = 0
+	ptPCMA     = 8
+	ptH264     = 96
+	g711Rate   = 8000
+	videoClock = 90000
+)
+
+// h264Fmtp is what the gateway receives and sends: packetization mode 1 (RFC 6184) in
+// Constrained Baseline, level 3.1, the profile every room codec and browser has.
+const h264Fmtp = "packetization-mode=1;profile-level-id=42e01f"
+
+// Errors of SDP handling; the SIP layer answers them with 400 or 488.
+var (
+	errBadSDP       = errors.New("malformed SDP")
+	errNoCommonCode = errors.New("no common codec: the gateway takes PCMU or PCMA audio and H.264 packetization-mode 1 video over RTP/AVP(F)")
+)
+
+// media is one negotiated stream of a call: the remote end's address and the codec
+// chosen from its description. A zero Port means the stream is off.
+type media struct {
+	Kind  string // "audio" or "video"
+	Proto string // as offered: RTP/AVP or RTP/AVPF (answered alike)
+	Addr  netip.AddrPort
+	// RTCP is where the remote end wants RTCP: its a=rtcp port, else the RTP port + 1;
+	// with RTCPMux it is Addr.
+	RTCP    netip.AddrPort
+	RTCPMux bool
+	PT      uint8
+	Codec   string // codecPCMU, codecPCMA, codecH264; codecNone when nothing matched
+	// PLI and FIR report that the remote end takes RTCP keyframe requests (RFC 4585
+	// nack pli, RFC 5104 ccm fir); without either the gateway asks by SIP INFO.
+	PLI, FIR bool
+	// RemoteSends and RemoteRecvs are the remote end's direction (a=sendonly: it does
+	// not receive; a=recvonly: it does not send).
+	RemoteSends, RemoteRecvs bool
+}
+
+// description is what the gateway reads from a remote SDP: every m-line in order (an
+// answer keeps them in the same order, a refused one with port 0), and the chosen audio
+// and video among them (nil when none matched).
+type description struct {
+	Media        []media
+	Audio, Video *media
+}
+
+// parseDescription reads an offer or an answer. It never panics on any input (the fuzz
+// target checks): a body it cannot read is errBadSDP, one with nothing it can carry is
+// errNoCommonCode.
+func parseDescription(body []byte) (*description, error) {
+	if len(body) > MaxSDPBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", errBadSDP, MaxSDPBytes)
+	}
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(string(body)); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadSDP, err)
+	}
+	if len(sd.MediaDescriptions) == 0 || len(sd.MediaDescriptions) > maxMedia {
+		return nil, fmt.Errorf("%w: %d media sections", errBadSDP, len(sd.MediaDescriptions))
+	}
+	sessAddr, _ := connAddr(sd.ConnectionInformation)
+	d := &description{}
+	for _, md := range sd.MediaDescriptions {
+		m := media{Kind: md.MediaName.Media, Proto: strings.Join(md.MediaName.Protos, "/"), Codec: codecNone}
+		addr := sessAddr
+		if a, ok := connAddr(md.ConnectionInformation); ok {
+			addr = a
+		}
+		port := md.MediaName.Port.Value
+		if port < 0 || port > 65535 {
+			return nil, fmt.Errorf("%w: port %d", errBadSDP, port)
+		}
+		if port > 0 && addr.IsValid() && (m.Proto == "RTP/AVP" || m.Proto == "RTP/AVPF") {
+			m.Addr = netip.AddrPortFrom(addr, uint16(port))
+			readMedia(md, &m)
+		}
+		d.Media = append(d.Media, m)
+	}
+	for i := range d.Media {
+		m := &d.Media[i]
+		switch {
+		case m.Codec == codecNone:
+		case m.Kind == "audio" && d.Audio == nil:
+			d.Audio = m
+		case m.Kind == "video" && d.Video == nil:
+			d.Video = m
+		default:
+			m.Codec = codecNone // a second video (content) waits for BFCP support
+		}
+	}
+	if d.Audio == nil && d.Video == nil {
+		return nil, errNoCommonCode
+	}
+	return d, nil
+}
+
+// readMedia picks m's codec from md's formats (the first the gateway carries, in the
+// remote end's order of preference) and reads its direction, RTCP port and feedback.
+func readMedia(md *sdp.MediaDescription, m *media) {
+	rtpmap := map[uint8]string{}
+	fmtp := map[uint8]string{}
+	m.RemoteSends, m.RemoteRecvs = true, true
+	rtcpPort := int(m.Addr.Port()) + 1
+	for _, a := range md.Attributes {
+		switch a.Key {
+		case "rtpmap", "fmtp":
+			pt, rest, ok := strings.Cut(a.Value, " ")
+			n, err := strconv.ParseUint(pt, 10, 7)
+			if !ok || err != nil {
+				continue
+			}
+			if a.Key == "rtpmap" {
+				rtpmap[uint8(n)] = strings.ToUpper(rest)
+			} else {
+				fmtp[uint8(n)] = rest
+			}
+		case "rtcp-fb":
+			_, fb, _ := strings.Cut(a.Value, " ")
+			m.PLI = m.PLI || fb == "nack pli"
+			m.FIR = m.FIR || fb == "ccm fir"
+		case "rtcp-mux":
+			m.RTCPMux = true
+		case "rtcp":
+			p, _, _ := strings.Cut(a.Value, " ")
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil && n > 0 {
+				rtcpPort = int(n)
+			}
+		case "sendonly":
+			m.RemoteRecvs = false
+		case "recvonly":
+			m.RemoteSends = false
+		case "inactive":
+			m.RemoteSends, m.RemoteRecvs = false, false
+		}
+	}
+	if rtcpPort <= 65535 {
+		m.RTCP = netip.AddrPortFrom(m.Addr.Addr(), uint16(rtcpPort))
+	}
+	if m.RTCPMux {
+		m.RTCP = m.Addr
+	}
+	for _, f := range md.MediaName.Formats {
+		n, err := strconv.ParseUint(f, 10, 7)
+		if err != nil {
+			continue
+		}
+		pt := uint8(n)
+		name := rtpmap[pt]
+		switch {
+		case m.Kind == "audio" && (pt == ptPCMU && name == "" || strings.HasPrefix(name, "PCMU/8000")):
+			m.PT, m.Codec = pt, codecPCMU
+		case m.Kind == "audio" && (pt == ptPCMA && name == "" || strings.HasPrefix(name, "PCMA/8000")):
+			m.PT, m.Codec = pt, codecPCMA
+		case m.Kind == "video" && strings.HasPrefix(name, "H264/90000") && packetizationMode(fmtp[pt]) == "1":
+			m.PT, m.Codec = pt, codecH264
+		default:
+			continue
+		}
+		return
+	}
+}
+
+// packetizationMode reads packetization-mode from an H.264 fmtp line ("0" when absent,
+// RFC 6184 §8.1).
+func packetizationMode(fmtp string) string {
+	for _, kv := range strings.Split(fmtp, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(k, "packetization-mode") {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "0"
+}
+
+// connAddr reads an IPv4 or IPv6 c= line.
+func connAddr(c *sdp.ConnectionInformation) (netip.Addr, bool) {
+	if c == nil || c.Address == nil || c.NetworkType != "IN" {
+		return netip.Addr{}, false
+	}
+	host, _, _ := strings.Cut(c.Address.Address, "/") // a multicast TTL suffix
+	a, err := netip.ParseAddr(host)
+	return a, err == nil
+}
+
+// localMedia is the gateway's side of a stream: its RTP and RTCP ports.
+type localMedia struct {
+	RTP, RTCP uint16
+}
+
+// sessionVersion numbers the gateway's SDP origin lines; it only needs to be unique per
+// call, so one random value per description is enough.
+func writeSession(b *strings.Builder, ip netip.Addr, id uint64) {
+	fam := "IP4"
+	if ip.Is6() {
+		fam = "IP6"
+	}
+	fmt.Fprintf(b, "v=0\r\no=cau %d %d IN %s %s\r\ns=Cau\r\nc=IN %s %s\r\nt=0 0\r\n", id, id, fam, ip, fam, ip)
+}
+
+func writeCodec(b *strings.Builder, codec string, pt uint8) {
+	switch codec {
+	case codecPCMU:
+		fmt.Fprintf(b, "a=rtpmap:%d PCMU/8000\r\n", pt)
+	case codecPCMA:
+		fmt.Fprintf(b, "a=rtpmap:%d PCMA/8000\r\n", pt)
+	case codecH264:
+		fmt.Fprintf(b, "a=rtpmap:%d H264/90000\r\na=fmtp:%d %s\r\n", pt, pt, h264Fmtp)
+		fmt.Fprintf(b, "a=rtcp-fb:%d nack pli\r\na=rtcp-fb:%d ccm fir\r\n", pt, pt)
+	}
+}
+
+// buildAnswer answers remote: every m-line in its order, the chosen audio and video on
+// the gateway's ports with the one codec chosen, the rest refused (port 0).
+func buildAnswer(remote *description, ip netip.Addr, id uint64, audio, video localMedia) []byte {
+	var b strings.Builder
+	writeSession(&b, ip, id)
+	for i := range remote.Media {
+		m := &remote.Media[i]
+		var local localMedia
+		switch m {
+		case remote.Audio:
+			local = audio
+		case remote.Video:
+			local = video
+		default:
+			proto := m.Proto
+			if proto == "" {
+				proto = "RTP/AVP"
+			}
+			fmt.Fprintf(&b, "m=%s 0 %s 0\r\n", sanitizeToken(m.Kind), sanitizeToken(proto))
+			continue
+		}
+		fmt.Fprintf(&b, "m=%s %d %s %d\r\n", m.Kind, local.RTP, m.Proto, m.PT)
+		writeCodec(&b, m.Codec, m.PT)
+		if m.Kind == "audio" {
+			b.WriteString("a=ptime:20\r\n")
+		}
+		if m.RTCPMux {
+			b.WriteString("a=rtcp-mux\r\n")
+		} else {
+			fmt.Fprintf(&b, "a=rtcp:%d\r\n", local.RTCP)
+		}
+		b.WriteString(answerDirection(m))
+	}
+	return []byte(b.String())
+}
+
+// buildOffer is the gateway's offer for a call that arrived without one (late offer):
+// audio in both G.711 laws and H.264 video.
+func buildOffer(ip netip.Addr, id uint64, audio, video localMedia) []byte {
+	var b strings.Builder
+	writeSession(&b, ip, id)
+	fmt.Fprintf(&b, "m=audio %d RTP/AVP %d %d\r\n", audio.RTP, ptPCMU, ptPCMA)
+	writeCodec(&b, codecPCMU, ptPCMU)
+	writeCodec(&b, codecPCMA, ptPCMA)
+	fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=sendrecv\r\n", audio.RTCP)
+	fmt.Fprintf(&b, "m=video %d RTP/AVPF %d\r\n", video.RTP, ptH264)
+	writeCodec(&b, codecH264, ptH264)
+	fmt.Fprintf(&b, "a=rtcp:%d\r\na=sendrecv\r\n", video.RTCP)
+	return []byte(b.String())
+}
+
+func answerDirection(m *media) string {
+	switch {
+	case m.RemoteSends && m.RemoteRecvs:
+		return "a=sendrecv\r\n"
+	case m.RemoteRecvs: // the remote end only receives: the gateway only sends
+		return "a=sendonly\r\n"
+	case m.RemoteSends:
+		return "a=recvonly\r\n"
+	}
+	return "a=inactive\r\n"
+}
+
+// sanitizeToken keeps a refused m-line's media and proto fields to SDP token characters,
+// so nothing the remote end sent can inject lines into the answer.
+func sanitizeToken(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r > ' ' && r < 0x7f {
+			return r
+		}
+		return -1
+	}, s)
+	if s == "" || len(s) > 32 {
+		return "unknown"
+	}
+	return s
+}

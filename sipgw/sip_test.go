@@ -1,0 +1,269 @@
+package sipgw_test
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testutil"
+)
+
+// rawUA speaks SIP over UDP by hand, so that tests can send what no well-behaved stack
+// would (missing headers, bad SDP, garbage) and read the gateway's exact replies.
+type rawUA struct {
+	t    *testing.T
+	conn *net.UDPConn
+	gw   string
+}
+
+func newRawUA(t *testing.T, gw string) *rawUA {
+	t.Helper()
+	raddr, err := net.ResolveUDPAddr("udp", gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &rawUA{t: t, conn: conn, gw: gw}
+}
+
+func (u *rawUA) local() string { return u.conn.LocalAddr().String() }
+
+// request builds a request from a dialog's fields; an empty header value drops it.
+func (u *rawUA) request(method, ruri, callID string, cseq int, toTag string, headers map[string]string, body string) string {
+	h := map[string]string{
+		"Via":          fmt.Sprintf("SIP/2.0/UDP %s;branch=z9hG4bK%s%d%s;rport", u.local(), callID, cseq, method),
+		"From":         "\"Test room\" <sip:room@127.0.0.1>;tag=from" + callID,
+		"To":           "<" + ruri + ">",
+		"Call-ID":      callID,
+		"CSeq":         fmt.Sprintf("%d %s", cseq, method),
+		"Contact":      "<sip:room@" + u.local() + ">",
+		"Max-Forwards": "70",
+	}
+	if toTag != "" {
+		h["To"] += ";tag=" + toTag
+	}
+	if body != "" {
+		h["Content-Type"] = "application/sdp"
+	}
+	for k, v := range headers {
+		h[k] = v
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, ruri)
+	for _, k := range []string{"Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Type"} {
+		if v := h[k]; v != "" {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+		}
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return b.String()
+}
+
+func (u *rawUA) send(msg string) {
+	u.t.Helper()
+	if _, err := u.conn.Write([]byte(msg)); err != nil {
+		u.t.Fatal(err)
+	}
+}
+
+// final reads responses until a final one (≥ 200) for method and returns it whole.
+func (u *rawUA) final(method string) string {
+	u.t.Helper()
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_ = u.conn.SetReadDeadline(deadline)
+		n, err := u.conn.Read(buf)
+		if err != nil {
+			u.t.Fatalf("no final response to %s: %v", method, err)
+		}
+		msg := string(buf[:n])
+		if !strings.HasPrefix(msg, "SIP/2.0 ") || strings.HasPrefix(msg, "SIP/2.0 1") {
+			continue
+		}
+		if !strings.Contains(msg, " "+method+"\r\n") { // the CSeq line
+			continue
+		}
+		return msg
+	}
+}
+
+// provisional waits for a provisional response (100 Trying) to method.
+func (u *rawUA) provisional(method string) {
+	u.t.Helper()
+	buf := make([]byte, 65535)
+	_ = u.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		n, err := u.conn.Read(buf)
+		if err != nil {
+			u.t.Fatalf("no provisional response to %s: %v", method, err)
+		}
+		if msg := string(buf[:n]); strings.HasPrefix(msg, "SIP/2.0 1") && strings.Contains(msg, " "+method+"\r\n") {
+			return
+		}
+	}
+}
+
+func status(resp string) string {
+	line, _, _ := strings.Cut(resp, "\r\n")
+	return strings.TrimPrefix(line, "SIP/2.0 ")
+}
+
+func toTag(resp string) string {
+	for _, line := range strings.Split(resp, "\r\n") {
+		if strings.HasPrefix(strings.ToLower(line), "to:") {
+			if _, tag, ok := strings.Cut(line, ";tag="); ok {
+				tag, _, _ = strings.Cut(tag, ";")
+				return tag
+			}
+		}
+	}
+	return ""
+}
+
+const videoOnlyVP8 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+	"m=audio 40000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\nm=video 40002 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n"
+
+// TestSIPRefusals: each kind of bad request gets its own clear SIP error, garbage is
+// survived, and OPTIONS (a codec's keep-alive) is answered throughout.
+func TestSIPRefusals(t *testing.T) {
+	a, _ := start(t)
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:giao-ban@" + a.SIP().Addr().String()
+	cases := []struct {
+		name, method, ruri string
+		headers            map[string]string
+		body, want         string
+	}{
+		{"options", "OPTIONS", ruri, nil, "", "200 OK"},
+		{"not a meeting id", "INVITE", "sip:bad%20id!@" + a.SIP().Addr().String(), nil, "", "404 "},
+		{"no Contact", "INVITE", ruri, map[string]string{"Contact": ""}, "", "400 "},
+		{"malformed SDP", "INVITE", ruri, nil, "v=0\r\nm=video banana\r\n", "400 Malformed SDP"},
+		{"no common codec", "INVITE", ruri, nil, videoOnlyVP8, "488 "},
+		{"not SDP", "INVITE", ruri, map[string]string{"Content-Type": "text/plain"}, "hello", "415 "},
+		{"BYE outside a call", "BYE", ruri, nil, "", "481 "},
+		{"unknown method", "SUBSCRIBE", ruri, nil, "", "405 "},
+	}
+	for i, c := range cases {
+		u.send("this is not SIP\r\n\r\n")
+		callID := fmt.Sprintf("refusal%d", i)
+		u.send(u.request(c.method, c.ruri, callID, 1, "", c.headers, c.body))
+		resp := u.final(c.method)
+		if !strings.HasPrefix(status(resp), c.want) {
+			t.Errorf("%s: %q, want %q", c.name, status(resp), c.want)
+		}
+		if c.method == "INVITE" {
+			u.send(u.request("ACK", c.ruri, callID, 1, toTag(resp), nil, ""))
+		}
+	}
+	u.send(u.request("OPTIONS", ruri, "after", 1, "", nil, ""))
+	if got := status(u.final("OPTIONS")); got != "200 OK" {
+		t.Errorf("OPTIONS after the refusals: %q", got)
+	}
+	if n := a.SIP().Calls(); n != 0 {
+		t.Errorf("%d calls left after refusals", n)
+	}
+	if m := scrape(t, a); !strings.Contains(m, `cau_sip_calls_total{outcome="rejected"} 5`) {
+		t.Errorf("rejected calls not counted:\n%s", grep(m, "cau_sip_calls_total"))
+	}
+}
+
+// TestSIPLateOfferAndCancel: an INVITE without SDP is answered with the gateway's offer
+// (PCMU, PCMA, H.264 mode 1) and the call starts when the ACK brings the answer; BYE
+// ends it. A CANCEL before the answer ends the setup with 487 and leaves no call.
+func TestSIPLateOfferAndCancel(t *testing.T) {
+	a, _ := start(t)
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:late@" + a.SIP().Addr().String()
+
+	u.send(u.request("INVITE", ruri, "late1", 1, "", nil, ""))
+	resp := u.final("INVITE")
+	if status(resp) != "200 OK" {
+		t.Fatalf("late offer INVITE: %q", status(resp))
+	}
+	for _, want := range []string{"m=audio ", "PCMU/8000", "PCMA/8000", "m=video ", "H264/90000", "packetization-mode=1"} {
+		if !strings.Contains(resp, want) {
+			t.Errorf("the gateway's offer lacks %q:\n%s", want, resp)
+		}
+	}
+	tag := toTag(resp)
+	answer := "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 41000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\nm=video 41002 RTP/AVPF 96\r\n" +
+		"a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\na=rtcp-fb:96 nack pli\r\n"
+	u.send(u.request("ACK", ruri, "late1", 1, tag, nil, answer))
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if m := scrape(t, a); !strings.Contains(m, `cau_sip_call_codecs_total{codec="pcma",kind="audio"} 1`) {
+			return "the late-offer call has not started with PCMA"
+		}
+		return ""
+	})
+	u.send(u.request("BYE", ruri, "late1", 2, tag, nil, ""))
+	if got := status(u.final("BYE")); got != "200 OK" {
+		t.Errorf("BYE: %q", got)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls after BYE", n)
+		}
+		return ""
+	})
+
+	// CANCEL right after the 100 Trying: the join and the bridge negotiation take longer.
+	invite := u.request("INVITE", ruri, "cancel1", 1, "", nil, "")
+	u.send(invite)
+	u.provisional("INVITE")
+	via := ""
+	for _, line := range strings.Split(invite, "\r\n") {
+		if strings.HasPrefix(line, "Via: ") {
+			via = strings.TrimPrefix(line, "Via: ")
+		}
+	}
+	u.send(u.request("CANCEL", ruri, "cancel1", 1, "", map[string]string{"Via": via, "Contact": ""}, ""))
+	if got := status(u.final("INVITE")); got != "487 Request Terminated" {
+		t.Errorf("INVITE after CANCEL: %q, want 487", got)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls after CANCEL", n)
+		}
+		if m := scrape(t, a); !strings.Contains(m, `cau_sip_calls_total{outcome="cancelled"} 1`) {
+			return "the cancelled call is not counted: " + grep(m, "cau_sip_calls_total")
+		}
+		return ""
+	})
+}
+
+// TestSIPAllowedNetworks: a call from outside the allowed networks is refused with 403
+// before anything joins; OPTIONS still answers (a keep-alive reveals no meeting).
+func TestSIPAllowedNetworks(t *testing.T) {
+	a, _ := startWith(t, app.SIPConfig{Addr: "127.0.0.1:0", Allow: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}})
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:giao-ban@" + a.SIP().Addr().String()
+	u.send(u.request("INVITE", ruri, "outside", 1, "", nil, ""))
+	resp := u.final("INVITE")
+	if !strings.HasPrefix(status(resp), "403 ") {
+		t.Errorf("INVITE from outside the allowed networks: %q, want 403", status(resp))
+	}
+	u.send(u.request("ACK", ruri, "outside", 1, toTag(resp), nil, ""))
+	if p := a.Signaling().Participants("giao-ban"); len(p) != 0 {
+		t.Errorf("participants after a refused call: %v", p)
+	}
+}
+
+func grep(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
