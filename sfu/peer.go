@@ -80,9 +80,9 @@ type Peer struct {
 	// forwarding (at a keyframe) only then, so the first packet a subscriber gets decodes.
 	subConnected atomic.Bool
 
-	mu          sync.Mutex // guards everything below
-	closed      bool
-	ups         map[*UpTrack]struct{} // the tracks reported by OnTrack
+	mu     sync.Mutex // guards everything below
+	closed bool
+	ups    map[*UpTrack]struct{} // the tracks reported by OnTrack
 	// layerTracks are the simulcast layers not reported (simulcast.go); sims their
 	// sources by stream and track id.
 	layerTracks map[*UpTrack]struct{}

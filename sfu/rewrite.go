@@ -27,10 +27,10 @@ type layerRewriter struct {
 type rewriteResult uint8
 
 const (
-	rewriteForward rewriteResult = iota // send it, with the returned numbering
-	rewriteSwitched                     // send it: it starts the target layer
-	rewriteWait                         // a packet of the target layer, but no keyframe yet
-	rewriteDrop                         // not the layer forwarded, or older than its start
+	rewriteForward  rewriteResult = iota // send it, with the returned numbering
+	rewriteSwitched                      // send it: it starts the target layer
+	rewriteWait                          // a packet of the target layer, but no keyframe yet
+	rewriteDrop                          // not the layer forwarded, or older than its start
 )
 
 // rewrite decides about a packet of layer with seq and ts, read at, while target is the

@@ -23,13 +23,13 @@ func TestLayerRewriterSwitchesOnlyAtKeyframesWithContinuousNumbering(t *testing.
 	seed := func() (uint16, uint32) { return 65530, 4_294_967_000 } // both wrap during the test
 	start := time.Unix(1000, 0)
 	steps := []rwStep{
-		{layer: 1, seq: 10, ts: 100, key: true, target: 0, want: rewriteDrop},  // not the target
-		{layer: 0, seq: 500, ts: 9000, target: 0, want: rewriteWait},           // no keyframe yet
+		{layer: 1, seq: 10, ts: 100, key: true, target: 0, want: rewriteDrop}, // not the target
+		{layer: 0, seq: 500, ts: 9000, target: 0, want: rewriteWait},          // no keyframe yet
 		{layer: 0, seq: 501, ts: 12600, key: true, target: 0, want: rewriteSwitched, wantSeq: 65530, checkSeq: true},
 		{layer: 0, seq: 502, ts: 16200, target: 0, at: 40 * time.Millisecond, want: rewriteForward, wantSeq: 65531, checkSeq: true},
 		{layer: 0, seq: 504, ts: 19800, target: 0, at: 80 * time.Millisecond, want: rewriteForward, wantSeq: 65533, checkSeq: true}, // a gap stays a gap
 		{layer: 0, seq: 503, ts: 16200, target: 0, at: 81 * time.Millisecond, want: rewriteForward, wantSeq: 65532, checkSeq: true}, // late, in its slot
-		{layer: 0, seq: 499, ts: 9000, target: 0, want: rewriteDrop},                                                              // before the start
+		{layer: 0, seq: 499, ts: 9000, target: 0, want: rewriteDrop},                                                                // before the start
 		// The allocator wants layer 2: its delta frames wait, layer 0 goes on meanwhile.
 		{layer: 2, seq: 7000, ts: 555, target: 2, at: 100 * time.Millisecond, want: rewriteWait},
 		{layer: 0, seq: 505, ts: 23400, target: 2, at: 120 * time.Millisecond, want: rewriteForward, wantSeq: 65534, checkSeq: true},

@@ -139,7 +139,7 @@ func (t *UpTrack) gateNow() *gate {
 type downLayers struct {
 	src *simulcast
 
-	ctl    sync.Mutex        // serialises setTarget and prune (membership in layers' downs)
+	ctl    sync.Mutex          // serialises setTarget and prune (membership in layers' downs)
 	member [maxLayers]*UpTrack // the layers whose downs hold this DownTrack; guarded by ctl
 
 	// target is the layer wanted (allocator); current the layer forwarded now (-1 before

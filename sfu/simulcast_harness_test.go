@@ -243,11 +243,11 @@ func (w *layerWatch) read(tr *webrtc.TrackRemote) {
 
 // snapshot is a copy of the watch's figures.
 type watchSnapshot struct {
-	at                                        time.Time
-	packets, gaps                             int64
-	layer, width, changes, badChanges, ssrcs  int
-	backwards, tsBackwards                    int
-	bytes                                     [maxLayers]int64
+	at                                       time.Time
+	packets, gaps                            int64
+	layer, width, changes, badChanges, ssrcs int
+	backwards, tsBackwards                   int
+	bytes                                    [maxLayers]int64
 }
 
 func (w *layerWatch) snapshot() watchSnapshot {
