@@ -34,7 +34,11 @@ type allocator struct {
 	estimate atomic.Uint64 // bit/s, published for Peer.Estimate
 }
 
-type counterSample struct{ bytes, packets uint64 }
+// counterSample is a track's counters at a tick, and for a layer its smoothed rate.
+type counterSample struct {
+	bytes, packets uint64
+	rate           float64
+}
 
 // rtpOverhead is what a packet costs on the wire beyond its payload, for the rates the
 // estimate is compared with: RTP header and extensions, SRTP tag, UDP and IP.
@@ -104,8 +108,14 @@ func (a *allocator) tick(now time.Time) {
 			seen[up] = true
 			c := counterSample{bytes: up.bytes.Load(), packets: up.packets.Load()}
 			if prev, ok := a.layers[up]; ok && !first {
-				if r := rate(prev, c, dt); r >= minLayerRate {
-					rates[i] = r
+				// Half the last interval, half the past: one late burst of packets (a
+				// loaded publisher or bridge) does not move a subscriber.
+				c.rate = rate(prev, c, dt)
+				if prev.rate > 0 {
+					c.rate = (c.rate + prev.rate) / 2
+				}
+				if c.rate >= minLayerRate {
+					rates[i] = c.rate
 				}
 			}
 			a.layers[up] = c
@@ -125,7 +135,7 @@ func (a *allocator) tick(now time.Time) {
 	}
 	if a.p.subHop != nil {
 		out := a.p.subHop.Stats().Out
-		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Reported: out.Reported, Lost: out.Lost}, want)
+		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost}, want)
 	}
 	est := a.est.Bitrate()
 	a.estimate.Store(uint64(est))

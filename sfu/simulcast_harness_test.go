@@ -193,6 +193,10 @@ type layerWatch struct {
 	tsBackwards int // a packet whose timestamp runs back across a change of layer
 	lastSeq     uint16
 	lastTS      uint32
+	// suspect: the last change of layer was first seen off a keyframe, at changeSeq, after
+	// the old layer's prevLayerSeq.
+	suspect                 bool
+	changeSeq, prevLayerSeq uint16
 }
 
 func newLayerWatch() *layerWatch { return &layerWatch{ssrcs: map[uint32]bool{}, layer: -1} }
@@ -211,18 +215,37 @@ func (w *layerWatch) read(tr *webrtc.TrackRemote) {
 		key := vp8KeyframeStart(pkt.Payload)
 		w.mu.Lock()
 		w.ssrcs[pkt.SSRC] = true
+		late := false
 		if w.packets > 0 {
 			d := int16(pkt.SequenceNumber - w.lastSeq)
 			if d <= 0 {
+				// A repair (NACK, RTX) of an earlier packet: it takes its place in the
+				// decoder's order, behind the packets already seen, so it changes nothing.
 				w.backwards++
+				w.gaps--
+				late = true
 			} else {
 				w.gaps += int64(d - 1)
 			}
 		}
+		if late {
+			// A change first seen off a keyframe is fine if the keyframe's first packet
+			// was lost on the way and arrives now, repaired, in its place.
+			if w.suspect && key && layer == w.layer && int16(pkt.SequenceNumber-w.changeSeq) < 0 &&
+				int16(pkt.SequenceNumber-w.prevLayerSeq) > 0 {
+				w.suspect = false
+				w.badChanges--
+			}
+			w.packets++
+			w.mu.Unlock()
+			continue
+		}
 		if layer != w.layer {
 			w.changes++
+			w.suspect = !key
 			if !key {
 				w.badChanges++
+				w.changeSeq, w.prevLayerSeq = pkt.SequenceNumber, w.lastSeq
 			}
 			if w.packets > 0 && int32(pkt.Timestamp-w.lastTS) <= 0 {
 				w.tsBackwards++

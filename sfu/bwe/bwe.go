@@ -4,12 +4,12 @@
 //
 // The estimate is send-side and loss-based, from the link's own TWCC feedback (the
 // hopstats counters: what this side sent, and how much of it the far end reported lost),
-// in the manner of GCC's loss-based controller: above 10 % loss the estimate falls to
-// what really crossed, below 2 % it grows by 8 % a second, in between it holds. Two of
+// in the manner of GCC's loss-based controller: above 10 % loss the estimate falls by half
+// the loss, below 2 % it grows by 12 % a second, in between it holds. Two of
 // the known weaknesses of pion's gcc are closed here: growth is bounded by what the
 // allocator could use (Want), so an idle link's estimate does not grow without bound;
-// and a step up that brought loss is not retried at once: the rate that failed becomes a
-// ceiling for a back-off period that doubles with each failure (up to MaxBackoff) and
+// and a step up that brought loss is not retried at once: the rate that crossed then
+// becomes a ceiling for a back-off period that doubles with each failure (up to MaxBackoff) and
 // resets once a rate holds for a while. A shaper's queue (tbf) shows as loss, which is
 // what commune links do.
 package bwe
@@ -30,11 +30,12 @@ const (
 	Interval = 500 * time.Millisecond
 	// MinBackoff and MaxBackoff bound how long a rate that brought loss is a ceiling.
 	MinBackoff = 4 * time.Second
-	MaxBackoff = 32 * time.Second
-	// lossHigh and lossLow are GCC's thresholds; growth is its 8 % a second.
+	MaxBackoff = 16 * time.Second
+	// lossHigh and lossLow are GCC's thresholds; growth is 12 % a second (GCC: 8 %), so a
+	// link that recovers gets its top layer back in about ten seconds.
 	lossHigh = 0.10
 	lossLow  = 0.02
-	growth   = 1.08
+	growth   = 1.12
 	// minReported is how many TWCC statuses an interval needs for its loss to count.
 	minReported = 10
 )
@@ -42,7 +43,7 @@ const (
 // Sample is a link's cumulative counters at one time (hopstats.Direction's out side).
 type Sample struct {
 	At             time.Time
-	Bytes          uint64 // sent: RTP header and payload
+	Bytes, Packets uint64 // sent: RTP header and payload, and packets
 	Reported, Lost uint64 // TWCC statuses received about what was sent, and the lost among them
 }
 
@@ -57,8 +58,9 @@ type Estimator struct {
 	ceilingUntil time.Time
 	backoff      time.Duration
 	steadySince  time.Time // since when the loss has stayed under lossHigh
-	// Sent and Loss are the last interval's send rate (bit/s) and loss fraction.
-	Sent, Loss float64
+	// Sent, Acked and Loss are the last interval's send rate, the rate the far end
+	// reported received (bit/s, at the interval's mean packet size) and the loss fraction.
+	Sent, Acked, Loss float64
 }
 
 // New returns an estimator at Initial.
@@ -79,25 +81,35 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	if dt <= 0 {
 		return e.bps
 	}
+	prev := e.bps
 	e.Sent = float64(s.Bytes-e.last.Bytes) * 8 / dt
 	reported, lost := s.Reported-e.last.Reported, s.Lost-e.last.Lost
+	bytes, packets := s.Bytes-e.last.Bytes, s.Packets-e.last.Packets
 	e.last = s
-	if reported < minReported {
+	if reported < minReported || packets == 0 {
 		return e.bps // too little feedback to judge (an idle link, or feedback lost)
 	}
 	e.Loss = float64(lost) / float64(reported)
+	// Feedback lags what is sent by the path's queue, so the loss of an interval is set
+	// against the packets reported in it, not against the send rate.
+	e.Acked = float64(reported-lost) * float64(bytes) / float64(packets) * 8 / dt
 	switch {
 	case e.Loss > lossHigh:
-		// What crossed is what was sent less what was lost; fall to it, less half the
-		// loss again (GCC: As·(1−0.5·p)) so the queue drains.
-		crossed := e.Sent * (1 - e.Loss)
-		e.bps = math.Min(e.bps, e.Sent) * (1 - 0.5*e.Loss)
-		e.bps = math.Min(e.bps, crossed)
-		if e.ceilingUntil.After(s.At) {
-			e.backoff = min(2*e.backoff, MaxBackoff) // failed again soon after: wait longer
+		backingOff := e.ceilingUntil.After(s.At)
+		// Loss while sending well under the estimate is the queue of an earlier, higher
+		// rate draining (feedback lags by a queue's length): it says nothing new, so the
+		// estimate is not cut again for it, nor the ceiling lowered.
+		if !backingOff || e.Sent >= 0.8*e.bps {
+			// GCC: As·(1−0.5·p), and no more than what crossed.
+			e.bps = math.Min(e.bps*(1-0.5*e.Loss), math.Max(e.Acked, Min))
 		}
-		e.ceiling = math.Max(e.Sent*(1-e.Loss), Min)
-		e.ceilingUntil = s.At.Add(e.backoff)
+		if !backingOff || e.Sent >= e.ceiling {
+			if backingOff {
+				e.backoff = min(2*e.backoff, MaxBackoff) // failed again soon after: wait longer
+			}
+			e.ceiling = math.Max(e.Acked, Min)
+			e.ceilingUntil = s.At.Add(e.backoff)
+		}
 		e.steadySince = s.At
 	case e.Loss < lossLow:
 		e.bps *= math.Pow(growth, dt)
@@ -108,7 +120,9 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	if e.ceilingUntil.After(s.At) {
 		e.bps = math.Min(e.bps, 0.95*e.ceiling)
 	}
-	e.bps = math.Min(e.bps, math.Max(want*1.25, Min))
+	// Growth stops a little above what could be used; a momentary dip of want (a layer
+	// measured low for one interval) does not cut the estimate.
+	e.bps = math.Min(e.bps, math.Max(math.Max(want*1.25, Min), prev))
 	e.bps = math.Max(e.bps, Min)
 	return e.bps
 }
