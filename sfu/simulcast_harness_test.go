@@ -197,9 +197,20 @@ type layerWatch struct {
 	// the old layer's prevLayerSeq.
 	suspect                 bool
 	changeSeq, prevLayerSeq uint16
+	// seen holds the sequence numbers received lately, by number mod seenRing, to tell a
+	// repair from a duplicate.
+	seen [seenRing]int32
 }
 
-func newLayerWatch() *layerWatch { return &layerWatch{ssrcs: map[uint32]bool{}, layer: -1} }
+const seenRing = 1024
+
+func newLayerWatch() *layerWatch {
+	w := &layerWatch{ssrcs: map[uint32]bool{}, layer: -1}
+	for i := range w.seen {
+		w.seen[i] = -1
+	}
+	return w
+}
 
 // read consumes tr until it ends.
 func (w *layerWatch) read(tr *webrtc.TrackRemote) {
@@ -220,14 +231,18 @@ func (w *layerWatch) read(tr *webrtc.TrackRemote) {
 			d := int16(pkt.SequenceNumber - w.lastSeq)
 			if d <= 0 {
 				// A repair (NACK, RTX) of an earlier packet: it takes its place in the
-				// decoder's order, behind the packets already seen, so it changes nothing.
+				// decoder's order, behind the packets already seen, so it changes nothing;
+				// it fills a gap unless it is a copy of one already here.
 				w.backwards++
-				w.gaps--
+				if w.seen[pkt.SequenceNumber%seenRing] != int32(pkt.SequenceNumber) {
+					w.gaps--
+				}
 				late = true
 			} else {
 				w.gaps += int64(d - 1)
 			}
 		}
+		w.seen[pkt.SequenceNumber%seenRing] = int32(pkt.SequenceNumber)
 		if late {
 			// A change first seen off a keyframe is fine if the keyframe's first packet
 			// was lost on the way and arrives now, repaired, in its place.

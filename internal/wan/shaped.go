@@ -54,45 +54,53 @@ func (s *Shaped) SetRate(t testing.TB, kbps int) {
 }
 
 // ListenUDP opens a UDP socket inside the namespace, on PeerIP and a free port, for an
-// in-process peer to use (a pion peer through an ice.UDPMux over it): a socket stays in
-// the namespace it was made in, whichever thread uses it later. Closed when the test ends.
+// in-process peer to use (a pion peer through an ice.UDPMux over it). Closed when the
+// test ends.
 func (s *Shaped) ListenUDP(t testing.TB) *net.UDPConn {
 	t.Helper()
-	type result struct {
-		c   *net.UDPConn
-		err error
-	}
-	done := make(chan result, 1)
+	var c *net.UDPConn
+	s.Do(t, func() error {
+		var err error
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(s.PeerIP)})
+		return err
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Do runs fn on a thread inside the namespace: the sockets fn opens (an in-process
+// bridge's, a peer's) stay there, whichever thread uses them later. Only fn's own
+// goroutine is inside; fn must not rely on goroutines it starts to open sockets.
+func (s *Shaped) Do(t testing.TB, fn func() error) {
+	t.Helper()
+	done := make(chan error, 1)
 	go func() {
-		// The thread enters the namespace only to make the socket. If it cannot come back
-		// it stays locked, and the runtime ends it with the goroutine.
+		// The thread enters the namespace for fn only. If it cannot come back it stays
+		// locked, and the runtime ends it with the goroutine.
 		runtime.LockOSThread()
 		back, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 		if err != nil {
-			done <- result{err: err}
+			done <- err
 			return
 		}
 		defer back.Close()
 		target, err := os.Open("/var/run/netns/" + s.NS)
 		if err != nil {
-			done <- result{err: err}
+			done <- err
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("enter %s: %w", s.NS, err)}
+			done <- fmt.Errorf("enter %s: %w", s.NS, err)
 			return
 		}
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(s.PeerIP)})
+		err = fn()
 		if unix.Setns(int(back.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		done <- result{c, err}
+		done <- err
 	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("listen in %s: %v", s.NS, r.err)
+	if err := <-done; err != nil {
+		t.Fatalf("in %s: %v", s.NS, err)
 	}
-	t.Cleanup(func() { _ = r.c.Close() })
-	return r.c
 }
