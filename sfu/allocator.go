@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,10 @@ type allocator struct {
 	choice  []int
 
 	estimate atomic.Uint64 // bit/s, published for Peer.Estimate
+
+	// forwarded is this link's share of Metrics.LayerForwarded (subscriptions per layer).
+	forwarded [maxLayers]int
+	link      string // "endpoint" or "relay", the metrics' link label
 }
 
 // counterSample is a track's counters at a tick, and for a layer its smoothed rate.
@@ -56,14 +61,48 @@ func newAllocator(p *Peer) *allocator {
 	a := &allocator{p: p, est: bwe.New(), quit: make(chan struct{}),
 		layers: map[*UpTrack]counterSample{}, others: map[*DownTrack]counterSample{}}
 	a.estimate.Store(uint64(a.est.Bitrate()))
+	a.link = "endpoint"
+	if p.params.Relay {
+		a.link = "relay"
+	}
 	return a
 }
 
 func (a *allocator) stop() { a.once.Do(func() { close(a.quit) }) }
 
+// metrics is the bridge's, nil when none (or built by hand without the simulcast ones).
+func (a *allocator) metrics() *Metrics {
+	if m := a.p.bridge.metrics; m != nil && m.LayerChanges != nil {
+		return m
+	}
+	return nil
+}
+
+// count publishes this link's subscriptions per forwarded layer (nil sims: none, as the
+// link closes).
+func (a *allocator) count(sims []*DownTrack) {
+	m := a.metrics()
+	if m == nil {
+		return
+	}
+	var now [maxLayers]int
+	for _, d := range sims {
+		if cur, _ := d.Layer(); cur >= 0 {
+			now[cur]++
+		}
+	}
+	for i := range now {
+		if diff := now[i] - a.forwarded[i]; diff != 0 {
+			m.LayerForwarded.WithLabelValues(a.link, strconv.Itoa(i)).Add(float64(diff))
+		}
+	}
+	a.forwarded = now
+}
+
 func (a *allocator) run() {
 	tick := time.NewTicker(bwe.Interval)
 	defer tick.Stop()
+	defer a.count(nil)
 	for {
 		select {
 		case <-a.quit:
@@ -126,7 +165,11 @@ func (a *allocator) tick(now time.Time) {
 				break
 			}
 		}
-		a.streams = append(a.streams, bwe.Stream{Rates: rates})
+		prio := 0
+		if g := d.up.gateNow(); g != nil && g.pinned.Load() {
+			prio = 1 // the chair or the floor holder: their picture first
+		}
+		a.streams = append(a.streams, bwe.Stream{Rates: rates, Priority: prio})
 	}
 	for up := range a.layers { // layers that ended
 		if !seen[up] {
@@ -139,6 +182,11 @@ func (a *allocator) tick(now time.Time) {
 	}
 	est := a.est.Bitrate()
 	a.estimate.Store(uint64(est))
+	m := a.metrics()
+	if m != nil {
+		m.LinkEstimate.WithLabelValues(a.link).Observe(est)
+	}
+	a.count(sims)
 	if first || len(sims) == 0 {
 		return
 	}
@@ -157,6 +205,13 @@ func (a *allocator) tick(now time.Time) {
 			next = a.choice[i] // up only with headroom
 		}
 		if next != target {
+			if m != nil {
+				dir := "up"
+				if next < target {
+					dir = "down"
+				}
+				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
+			}
 			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
 				"loss", math.Round(a.est.Loss*1000)/1000)
 		}
