@@ -57,6 +57,9 @@ func (r *layerRewriter) rewrite(layer int8, seq uint16, ts uint32, keyframe bool
 		if int16(seq-r.firstInSeq) < 0 {
 			return 0, 0, rewriteDrop // from before this layer's start here
 		}
+		if seq-r.firstInSeq >= seqAdvance { // keep "older than the start" decidable (downtrack.go)
+			r.firstInSeq = seq - seqKeep
+		}
 	case layer == target:
 		if !keyframe {
 			return 0, 0, rewriteWait

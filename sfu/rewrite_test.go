@@ -95,3 +95,20 @@ func TestLayerOfRID(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerRewriterOutlastsSequenceWrap: a layer forwarded three times round the sequence
+// space keeps forwarding (a 16-bit "older than the start" test alone stops at 32,768).
+func TestLayerRewriterOutlastsSequenceWrap(t *testing.T) {
+	r := layerRewriter{clockRate: 90000}
+	seed := func() (uint16, uint32) { return 7, 0 }
+	at := time.Unix(0, 0)
+	want := uint16(7)
+	for i := 0; i < 3*65536; i++ {
+		seq := uint16(100 + i)
+		got, _, res := r.rewrite(0, seq, uint32(i*3000), i == 0, 0, at, seed)
+		if res != rewriteForward && res != rewriteSwitched || got != want {
+			t.Fatalf("packet %d: result %d seq %d, want forwarded as %d", i, res, got, want)
+		}
+		want++
+	}
+}

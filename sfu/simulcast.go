@@ -195,8 +195,9 @@ func (d *DownTrack) writeLayer(t *UpTrack, hdr *rtp.Header, payload []byte, keyf
 	if res == rewriteSwitched {
 		s.current.Store(int32(l))
 		s.switches.Add(1)
-		d.mapping.Store(&seqMapping{firstInSeq: hdr.SequenceNumber, seqOffset: s.rw.seqOffset,
-			tsOffset: s.rw.tsOffset, cache: t.cache})
+		d.mapLayer(hdr.SequenceNumber, t)
+	} else if m := d.mapping.Load(); m != nil && uint16(m.firstIn.Load()) != s.rw.firstInSeq {
+		m.firstIn.Store(uint32(s.rw.firstInSeq)) // the rewriter's window moved up (seqAdvance)
 	}
 	d.packetsSent.Add(1)
 	d.bytesSent.Add(uint64(d.scratch.MarshalSize() + len(payload)))
@@ -213,7 +214,15 @@ func (d *DownTrack) skippedLayer(t *UpTrack, seq uint16) {
 		return
 	}
 	s.rw.skipped(t.layer, seq, t.skipped)
-	d.mapping.Store(&seqMapping{firstInSeq: seq, seqOffset: s.rw.seqOffset, tsOffset: s.rw.tsOffset, cache: t.cache})
+	d.mapLayer(seq, t)
+}
+
+// mapLayer publishes the rewriter's mapping for the NACK handler: from firstIn of layer
+// t on, answered from t's cache. Caller holds d.sim.mu.
+func (d *DownTrack) mapLayer(firstIn uint16, t *UpTrack) {
+	m := newSeqMapping(firstIn, d.sim.rw.seqOffset, d.sim.rw.tsOffset)
+	m.cache = t.cache
+	d.mapping.Store(m)
 }
 
 // SetLayer asks for layer i of a simulcast source (clamped to the layers present); the
