@@ -51,6 +51,16 @@ func (s *simulcast) layer(i int8) *UpTrack {
 	return s.layers[i].Load()
 }
 
+// top is the highest layer present, the primary if none is (all ended).
+func (s *simulcast) top() *UpTrack {
+	for i := maxLayers - 1; i >= 0; i-- {
+		if up := s.layers[i].Load(); up != nil {
+			return up
+		}
+	}
+	return s.primary
+}
+
 // joinSimulcast files a new up track under its source's group when it is a simulcast
 // layer, and says whether the caller should report it (not a simulcast layer, or the
 // first layer of its source). Caller holds p.mu.
@@ -225,8 +235,8 @@ func (d *DownTrack) mapLayer(firstIn uint16, t *UpTrack) {
 	d.mapping.Store(m)
 }
 
-// SetLayer asks for layer i of a simulcast source (clamped to the layers present); the
-// switch happens at that layer's next keyframe, which is requested now. A no-op for a
+// SetLayer asks for layer i of a simulcast source (the nearest present layer, below first);
+// the switch happens at that layer's next keyframe, which is requested now. A no-op for a
 // track that is not simulcast. Safe from any goroutine; the allocator calls it.
 func (d *DownTrack) SetLayer(i int) {
 	s := d.sim
@@ -239,6 +249,10 @@ func (d *DownTrack) SetLayer(i int) {
 	up := s.src.layer(want)
 	for up == nil && want > 0 { // the nearest present layer below
 		want--
+		up = s.src.layer(want)
+	}
+	for up == nil && want < maxLayers-1 { // else the nearest above (only a higher one arrived yet)
+		want++
 		up = s.src.layer(want)
 	}
 	if up == nil {
