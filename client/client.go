@@ -356,9 +356,11 @@ func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 		}
 		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
 	}
-	for _, l := range synth.layers[1:] {
-		if err := video.Sender().AddEncoding(l.track); err != nil {
-			return fmt.Errorf("publish layer %s: %w", l.rid, err)
+	if len(synth.layers) > 0 {
+		for _, l := range synth.layers[1:] { // the first layer is the transceiver's own track
+			if err := video.Sender().AddEncoding(l.track); err != nil {
+				return fmt.Errorf("publish layer %s: %w", l.rid, err)
+			}
 		}
 	}
 	if err := c.offerPublisher(ctx, pub, tracks); err != nil {
