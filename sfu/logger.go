@@ -52,9 +52,9 @@ func (l pionLogger) logf(level slog.Level, format string, args ...any) {
 	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
 }
 
-func (l pionLogger) Trace(string)                   {}
-func (l pionLogger) Tracef(string, ...any)          {}
-func (l pionLogger) Debug(msg string)               { l.logf(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Trace(string)          {}
+func (l pionLogger) Tracef(string, ...any) {}
+func (l pionLogger) Debug(msg string)      { l.logf(slog.LevelDebug, "%s", msg) }
 func (l pionLogger) Debugf(format string, a ...any) {
 	if format == pionRacyTrackFormat {
 		return
@@ -68,6 +68,7 @@ func (l pionLogger) Debugf(format string, a ...any) {
 // is a data race (the race detector fails the run; a torn read otherwise), so it is
 // dropped; sfu logs the published track itself ("track published").
 const pionRacyTrackFormat = "got new track: %+v"
+
 func (l pionLogger) Info(msg string)                { l.logf(slog.LevelDebug, "%s", msg) }
 func (l pionLogger) Infof(format string, a ...any)  { l.logf(slog.LevelDebug, format, a...) }
 func (l pionLogger) Warn(msg string)                { l.logf(slog.LevelWarn, "%s", msg) }
