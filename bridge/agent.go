@@ -73,6 +73,9 @@ type Agent struct {
 	meetingOf map[ids.StreamKey]ids.MeetingID
 	// limit caps the endpoint peers (limits.go).
 	limit peerLimit
+	// pins are the participants pinned per meeting (Pin), applied to its selector now
+	// and to one made later.
+	pins map[ids.MeetingID]map[ids.ParticipantID]bool
 }
 
 type agentPeer struct {
@@ -116,7 +119,8 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 	}
 	return &Agent{sfu: b, ev: ev, log: log, peers: map[ids.PeerID]*agentPeer{}, samples: map[sampleKey]byteSample{},
 		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
-		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{}}
+		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{},
+		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).

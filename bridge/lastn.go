@@ -32,6 +32,32 @@ func (a *Agent) Dominant(meeting ids.MeetingID) ids.ParticipantID {
 	return ids.ParticipantID(ms.sel.Dominant())
 }
 
+// Pin always forwards participant's camera and microphone in meeting on this bridge,
+// whatever Last-N chooses (the chair, the floor holder), and gives its camera first call on
+// every link's bandwidth; on=false ends that. A pin holds until it is lifted, also for
+// streams that arrive later. Signaling calls it as the chair and the floor change.
+func (a *Agent) Pin(meeting ids.MeetingID, participant ids.ParticipantID, on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	set := a.pins[meeting]
+	switch {
+	case on && set == nil:
+		set = map[ids.ParticipantID]bool{}
+		a.pins[meeting] = set
+		fallthrough
+	case on:
+		set[participant] = true
+	default:
+		delete(set, participant)
+		if len(set) == 0 {
+			delete(a.pins, meeting)
+		}
+	}
+	if ms := a.selectors[meeting]; ms != nil {
+		ms.sel.Pin(string(participant), on)
+	}
+}
+
 // selectable tells whether a stream takes part in Last-N.
 func selectable(key ids.StreamKey) bool {
 	return key.Source == ids.SourceCamera || key.Source == ids.SourceMicrophone
@@ -53,6 +79,9 @@ func (a *Agent) joinMeeting(meeting ids.MeetingID, key ids.StreamKey) {
 		ms = &meetingSelector{members: map[ids.StreamKey]*sfu.UpTrack{},
 			sel: a.sfu.NewSelector(sfu.SelectorParams{Logger: a.log.With("meeting", meeting)})}
 		a.selectors[meeting] = ms
+		for p := range a.pins[meeting] {
+			ms.sel.Pin(string(p), true)
+		}
 	}
 	a.meetingOf[key] = meeting
 	if _, ok := ms.members[key]; ok {

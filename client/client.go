@@ -349,20 +349,33 @@ func (c *Client) Publish(ctx context.Context) error {
 func (c *Client) negotiatePublisher(ctx context.Context, synth *Synth) error {
 	pub, _ := c.peers()
 	var tracks []protocol.TrackInfo
+	var video *webrtc.RTPTransceiver
 	for _, tr := range []*webrtc.TrackLocalStaticRTP{synth.Audio, synth.Video} {
 		tc, err := pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
-		go ReadKeyframeRequests(tc.Sender(), synth.RequestKeyframe)
 		src := protocol.SourceMicrophone
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
-			src = protocol.SourceCamera
+			src, video = protocol.SourceCamera, tc
+		}
+		if tr.Kind() != webrtc.RTPCodecTypeVideo || len(synth.layers) == 0 {
+			go ReadKeyframeRequests(tc.Sender(), synth.RequestKeyframe)
 		}
 		tracks = append(tracks, protocol.TrackInfo{ID: tr.ID(), Source: src})
 	}
+	if len(synth.layers) > 0 {
+		for _, l := range synth.layers[1:] { // the first layer is the transceiver's own track
+			if err := video.Sender().AddEncoding(l.track); err != nil {
+				return fmt.Errorf("publish layer %s: %w", l.rid, err)
+			}
+		}
+	}
 	if err := c.offerPublisher(ctx, pub, tracks); err != nil {
 		return fmt.Errorf("publish: %w", err)
+	}
+	if len(synth.layers) > 0 {
+		synth.negotiatedLayers(video)
 	}
 	for _, s := range pub.GetSenders() {
 		if s.Track() != webrtc.TrackLocal(synth.Audio) {

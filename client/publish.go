@@ -18,6 +18,9 @@ type PublishOptions struct {
 	NoAudio, NoVideo bool
 	// Levels sends audio levels (see Synth.Levels); the Synth's SetLoudness sets them.
 	Levels bool
+	// Simulcast sends the video as three layers, q, h and f (see Synth.Simulcast), as the
+	// join page does; the bridge forwards each subscriber the one its link fits.
+	Simulcast bool
 }
 
 // SynthCounts are what a Synth has sent so far.
@@ -58,7 +61,11 @@ func (c *Client) PublishWith(ctx context.Context, o PublishOptions) (*Synth, err
 	if busy {
 		return nil, fmt.Errorf("publish: %w", ErrAlreadyPublishing)
 	}
-	synth, err := NewSynth(fmt.Sprintf("%s-cam%d", c.Self.ID, publicationSeq.Add(1)))
+	newSynth := NewSynth
+	if o.Simulcast {
+		newSynth = NewSimulcastSynth
+	}
+	synth, err := newSynth(fmt.Sprintf("%s-cam%d", c.Self.ID, publicationSeq.Add(1)))
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -106,7 +113,8 @@ func (c *Client) Unpublish(ctx context.Context) error {
 	close(p.stop)
 	pub, _ := c.peers()
 	for _, s := range pub.GetSenders() {
-		if tr := s.Track(); tr != nil && (tr == webrtc.TrackLocal(p.synth.Audio) || tr == webrtc.TrackLocal(p.synth.Video)) {
+		if tr := s.Track(); tr != nil && (tr == webrtc.TrackLocal(p.synth.Audio) || tr == webrtc.TrackLocal(p.synth.Video) ||
+			p.synth.isLayer(tr)) {
 			if err := pub.RemoveTrack(s); err != nil {
 				return fmt.Errorf("unpublish: %w", err)
 			}

@@ -33,6 +33,12 @@ type Synth struct {
 	keyframeWanted atomic.Bool
 	keyframesSent  atomic.Int64
 	sent           synthCounters
+
+	// layers are the simulcast layers (NewSimulcastSynth), nil for one video stream;
+	// midID, ridID and mid what negotiation gave them, 0 and nil until then.
+	layers       []*synthLayer
+	midID, ridID atomic.Uint32
+	mid          atomic.Pointer[string]
 }
 
 // NewSynth creates the two tracks, in one stream, as a browser's camera and microphone.
@@ -105,16 +111,14 @@ func (s *Synth) Run(stop <-chan struct{}) {
 				s.keyframesSent.Add(1)
 			}
 			tsV += uint32(90000 / s.FPS)
+			if len(s.layers) > 0 {
+				s.sendLayers(payload, size, key, uint32(90000/s.FPS), frameN)
+				frameN++
+				s.sent.videoFrames.Add(1)
+				continue
+			}
 			for i := 0; i < s.PacketsPerFrame; i++ {
-				p := payload[:size]
-				p[0] = 0x00
-				if i == 0 {
-					p[0] = 0x10 // S=1, partition 0
-				}
-				p[1] = 0x01
-				if key {
-					p[1] = 0x00 // P=0: keyframe
-				}
+				p := vp8Packet(payload[:size], i == 0, key)
 				Probe{SentAt: time.Now().UnixNano(), Frame: frameN, Index: uint8(i), Count: uint8(s.PacketsPerFrame)}.
 					Put(p[VideoProbeOffset:])
 				seqV++

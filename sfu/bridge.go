@@ -97,6 +97,11 @@ func New(cfg Config) (*Bridge, error) {
 	if err := registerCodecs(me); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)
 	}
+	// Simulcast publishers (simulcast.go) mark each layer's packets with MID and RID
+	// extensions; without them a layer whose SSRC the offer does not list is unknown.
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, fmt.Errorf("register simulcast extensions: %w", err)
+	}
 	ir := &interceptor.Registry{}
 	hops := &hopstats.Factory{}
 	// First, nearest the network: it sees every report the others write (the RTCP

@@ -30,6 +30,9 @@ type DownTrack struct {
 	sender       *webrtc.RTPSender // set by the subscriber peer under its lock; read after
 
 	binding atomic.Pointer[binding] // nil until Bind, nil again after Unbind
+	// sim is the layer state when the source is simulcast (simulcast.go), nil otherwise.
+	// Set at creation, read-only after.
+	sim *downLayers
 
 	// Forwarding state, owned by the up track's fan-out: writeRTP runs for one packet at
 	// a time, on the reader goroutine or one of its workers (fanPool orders them).
@@ -141,6 +144,9 @@ type seqMapping struct {
 	firstIn   atomic.Uint32
 	seqOffset uint16
 	tsOffset  uint32
+	// cache holds the packets of the simulcast layer forwarded since firstIn; nil for a
+	// track that is not simulcast (the up track's cache).
+	cache *packetCache
 }
 
 func newSeqMapping(firstIn, seqOffset uint16, tsOffset uint32) *seqMapping {
@@ -173,7 +179,11 @@ func (d *DownTrack) advanceFirst(seq uint16) {
 }
 
 func newDownTrack(up *UpTrack, sub *Peer, id, streamID string) *DownTrack {
-	return &DownTrack{id: id, streamID: streamID, up: up, sub: sub}
+	d := &DownTrack{id: id, streamID: streamID, up: up, sub: sub}
+	if up.sim != nil {
+		d.sim = newDownLayers(up.sim, up.codec.ClockRate)
+	}
+	return d
 }
 
 // Bind implements webrtc.TrackLocal: it picks the subscriber's payload type for the
@@ -251,7 +261,8 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 // ID implements webrtc.TrackLocal.
 func (d *DownTrack) ID() string { return d.id }
 
-// RID implements webrtc.TrackLocal; simulcast layers are not forwarded yet.
+// RID implements webrtc.TrackLocal: a subscriber gets one layer of a simulcast source as
+// an ordinary track, so it has no RID.
 func (d *DownTrack) RID() string { return "" }
 
 // StreamID implements webrtc.TrackLocal.
@@ -265,7 +276,7 @@ func (d *DownTrack) Up() *UpTrack { return d.up }
 
 // Paused reports whether Last-N holds the track back now (its up track's gate is shut).
 func (d *DownTrack) Paused() bool {
-	g := d.up.gate.Load()
+	g := d.up.gateNow()
 	return g != nil && !g.on.Load()
 }
 
@@ -314,13 +325,31 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 	} else {
 		d.advanceFirst(hdr.SequenceNumber)
 	}
+	n, err := d.send(b, hdr, payload, hdr.SequenceNumber+d.seqOffset, hdr.Timestamp+d.tsOffset)
+	if err != nil {
+		return writeFailed
+	}
+	if n == 0 && starting {
+		// SRTP was not ready after all: the keyframe did not leave, so wait for another.
+		d.started = false
+		d.mapping.Store(nil)
+		return writeUnbound
+	}
+	d.packetsSent.Add(1)
+	d.bytesSent.Add(uint64(d.scratch.MarshalSize() + len(payload)))
+	return writeOK
+}
+
+// send writes one packet to the subscriber with its own SSRC and payload type and the
+// given sequence number and timestamp, in the scratch header. Fan-out goroutine only.
+func (d *DownTrack) send(b *binding, hdr *rtp.Header, payload []byte, seq uint16, ts uint32) (int, error) {
 	s := &d.scratch
 	s.Version = 2
 	s.Padding = false
 	s.Marker = hdr.Marker
 	s.PayloadType = b.pt
-	s.SequenceNumber = hdr.SequenceNumber + d.seqOffset
-	s.Timestamp = hdr.Timestamp + d.tsOffset
+	s.SequenceNumber = seq
+	s.Timestamp = ts
 	s.SSRC = b.ssrc
 	s.CSRC = s.CSRC[:0]
 	// The publisher's header extensions use its own negotiated ids; the interceptors add
@@ -332,19 +361,7 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 		d.levelExt[0] = d.up.level
 		_ = s.SetExtension(b.levelID, d.levelExt[:]) // cannot fail: one byte, id ≤ 14
 	}
-	n, err := b.writer.WriteRTP(s, payload)
-	if err != nil {
-		return writeFailed
-	}
-	if n == 0 && starting {
-		// SRTP was not ready after all: the keyframe did not leave, so wait for another.
-		d.started = false
-		d.mapping.Store(nil)
-		return writeUnbound
-	}
-	d.packetsSent.Add(1)
-	d.bytesSent.Add(uint64(s.MarshalSize() + len(payload)))
-	return writeOK
+	return b.writer.WriteRTP(s, payload)
 }
 
 // readRTCP serves the subscriber's feedback for this track: picture loss and FIR become a
@@ -360,7 +377,7 @@ func (d *DownTrack) readRTCP() {
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.up.RequestKeyframe()
+				d.keyframeSource().RequestKeyframe()
 			case *rtcp.ReceiverReport:
 				d.noteReports(p.Reports, now)
 			case *rtcp.SenderReport:
@@ -452,7 +469,11 @@ func (d *DownTrack) resend(b *binding, seq uint16) bool {
 	if int16(in-uint16(m.firstIn.Load())) < 0 {
 		return false // before this subscriber's first packet
 	}
-	n, ts, marker, ok := d.up.cache.get(in, d.rtxBuf[2:])
+	cache := m.cache
+	if cache == nil {
+		cache = d.up.cache
+	}
+	n, ts, marker, ok := cache.get(in, d.rtxBuf[2:])
 	if !ok {
 		return false
 	}

@@ -146,7 +146,22 @@ type testEndpoint struct {
 
 func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack)) *testEndpoint {
 	t.Helper()
-	api := endpointAPI(t)
+	return newTestEndpointWith(t, b, name, onTrack, endpointOpts{})
+}
+
+// endpointOpts varies a test endpoint: its pion stack (nil: endpointAPI), and a reader
+// of its incoming video tracks in place of the default record.
+type endpointOpts struct {
+	api     *webrtc.API
+	onVideo func(*webrtc.TrackRemote)
+}
+
+func newTestEndpointWith(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack), o endpointOpts) *testEndpoint {
+	t.Helper()
+	api := o.api
+	if api == nil {
+		api = endpointAPI(t)
+	}
 	e := &testEndpoint{t: t, name: name, recv: map[string]*received{}, stop: make(chan struct{})}
 	var err error
 	if e.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
@@ -182,6 +197,10 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 	})
 	e.sub.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		go drainRTCP(rcv)
+		if o.onVideo != nil && tr.Kind() == webrtc.RTPCodecTypeVideo {
+			o.onVideo(tr)
+			return
+		}
 		r := &received{streamID: tr.StreamID(), trackID: tr.ID(), mime: tr.Codec().MimeType}
 		r.ssrc.Store(uint32(tr.SSRC()))
 		var levelID uint8

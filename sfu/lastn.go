@@ -41,9 +41,12 @@ type Selector struct {
 	params SelectorParams
 	log    *slog.Logger
 
-	mu      sync.Mutex // guards sel and members
+	mu      sync.Mutex // guards sel, members and pins
 	sel     *speaker.Selector
 	members map[*UpTrack]*gate
+	// pins are the sources pinned (Pin), kept so a source pinned before its tracks are
+	// added, or added again (a relay re-established), is pinned as it comes.
+	pins map[speaker.ID]bool
 
 	dominant atomic.Pointer[string]
 	stop     chan struct{}
@@ -59,6 +62,9 @@ type gate struct {
 	kind   webrtc.RTPCodecType
 	on     atomic.Bool
 	opens  atomic.Uint64 // times the gate opened after Add (pauses that ended)
+	// pinned is set while the source is pinned (the chair, the floor holder): a link's
+	// allocator gives its simulcast layers first call on the bandwidth.
+	pinned atomic.Bool
 	sum    atomic.Uint64 // Σ (127 − level) over the interval's audio packets
 	n      atomic.Uint64 // packets with a level in the interval
 
@@ -101,7 +107,7 @@ func NewSelector(p SelectorParams) *Selector {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Selector{params: p, log: log, sel: speaker.New(p.Speaker), members: map[*UpTrack]*gate{},
+	s := &Selector{params: p, log: log, sel: speaker.New(p.Speaker), members: map[*UpTrack]*gate{}, pins: map[speaker.ID]bool{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	empty := ""
 	s.dominant.Store(&empty)
@@ -119,6 +125,10 @@ func (s *Selector) Add(t *UpTrack, source string) {
 		return
 	}
 	s.sel.Add(g.source)
+	if s.pins[g.source] {
+		s.sel.Pin(g.source, true)
+		g.pinned.Store(true)
+	}
 	if g.kind == webrtc.RTPCodecTypeVideo {
 		g.hasVideo, g.seen = true, t.PacketsReceived()
 		s.sel.SetVideo(g.source, true)
@@ -164,11 +174,23 @@ func (s *Selector) Remove(t *UpTrack) {
 	}
 }
 
-// Pin always forwards source (the chair, the floor holder), or stops doing so.
+// Pin always forwards source (the chair, the floor holder), or stops doing so, from the
+// selector's next tick; a source pinned before its tracks are added is pinned as they come.
 func (s *Selector) Pin(source string, on bool) {
+	id := speaker.ID(source)
 	s.mu.Lock()
-	s.sel.Pin(speaker.ID(source), on)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if on {
+		s.pins[id] = true
+	} else {
+		delete(s.pins, id)
+	}
+	s.sel.Pin(id, on)
+	for _, g := range s.members {
+		if g.source == id {
+			g.pinned.Store(on)
+		}
+	}
 }
 
 // Dominant is the group's dominant speaker, "" before anyone has spoken.

@@ -28,6 +28,11 @@ func newLastNMeeting(t *testing.T, p speaker.Params, publishers, watchers int) *
 	m := &lastNMeeting{b: newTestBridge(t)}
 	m.sel = NewSelector(SelectorParams{Speaker: p, Logger: testLogger()})
 	t.Cleanup(m.sel.Close)
+	return newLastNMeetingOn(t, m, publishers, watchers)
+}
+
+// newLastNMeetingOn joins the watchers and publishers to m's bridge and selector.
+func newLastNMeetingOn(t *testing.T, m *lastNMeeting, publishers, watchers int) *lastNMeeting {
 	for i := 0; i < watchers; i++ {
 		m.watchers = append(m.watchers, newTestEndpoint(t, m.b, fmt.Sprintf("watcher%d", i), nil))
 	}
@@ -269,4 +274,34 @@ func (m *lastNMeeting) resumes(e *testEndpoint) uint64 {
 		}
 	}
 	return 0
+}
+
+// TestPinnedSourceIsAlwaysForwarded: with one video slot, the chair pinned before its
+// tracks arrive is forwarded whoever speaks; unpinned, it leaves the grid to the speaker.
+func TestPinnedSourceIsAlwaysForwarded(t *testing.T) {
+	p := speaker.Params{VideoN: 1, AudioN: 1}
+	m := &lastNMeeting{b: newTestBridge(t)}
+	m.sel = NewSelector(SelectorParams{Speaker: p, Logger: testLogger()})
+	t.Cleanup(m.sel.Close)
+	m.sel.Pin("stream-pub02", true) // before it publishes: kept and applied as it comes
+	m = newLastNMeetingOn(t, m, 3, 1)
+	video := func(want ...string) func() string {
+		return func() string {
+			got := m.flowing(webrtc.RTPCodecTypeVideo, 600*time.Millisecond)[0]
+			if len(got) != len(want) {
+				return fmt.Sprintf("videos flowing %v, want %v", got, want)
+			}
+			for _, w := range want {
+				if !got[w] {
+					return fmt.Sprintf("videos flowing %v, want %v", got, want)
+				}
+			}
+			return ""
+		}
+	}
+	eventually(t, 20*time.Second, video("pub02"))
+	m.speak(t, 0)
+	eventually(t, 10*time.Second, video("pub02")) // the speaker is heard, the chair stays seen
+	m.sel.Pin("stream-pub02", false)
+	eventually(t, 20*time.Second, video("pub00"))
 }

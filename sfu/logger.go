@@ -52,10 +52,23 @@ func (l pionLogger) logf(level slog.Level, format string, args ...any) {
 	l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
 }
 
-func (l pionLogger) Trace(string)                   {}
-func (l pionLogger) Tracef(string, ...any)          {}
-func (l pionLogger) Debug(msg string)               { l.logf(slog.LevelDebug, "%s", msg) }
-func (l pionLogger) Debugf(format string, a ...any) { l.logf(slog.LevelDebug, format, a...) }
+func (l pionLogger) Trace(string)          {}
+func (l pionLogger) Tracef(string, ...any) {}
+func (l pionLogger) Debug(msg string)      { l.logf(slog.LevelDebug, "%s", msg) }
+func (l pionLogger) Debugf(format string, a ...any) {
+	if format == pionRacyTrackFormat {
+		return
+	}
+	l.logf(slog.LevelDebug, format, a...)
+}
+
+// pionRacyTrackFormat is a debug message of pion 4.2 that reads shared state without its
+// lock: onTrack formats the whole TrackRemote while the goroutine that binds a simulcast
+// layer's RTX stream (Chromium's repaired-rid) writes the track's RTX SSRC. Formatting it
+// is a data race (the race detector fails the run; a torn read otherwise), so it is
+// dropped; sfu logs the published track itself ("track published").
+const pionRacyTrackFormat = "got new track: %+v"
+
 func (l pionLogger) Info(msg string)                { l.logf(slog.LevelDebug, "%s", msg) }
 func (l pionLogger) Infof(format string, a ...any)  { l.logf(slog.LevelDebug, format, a...) }
 func (l pionLogger) Warn(msg string)                { l.logf(slog.LevelWarn, "%s", msg) }

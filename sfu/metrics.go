@@ -22,6 +22,11 @@ type Metrics struct {
 	// TCPConnsRefused counts ICE-TCP connections closed at once for being over the caps
 	// (tcplimit.go).
 	TCPConnsRefused prometheus.Counter
+	// Simulcast (allocator.go); nil in a Metrics built by hand: not counted. link is
+	// endpoint or relay, direction up or down, layer 0..2.
+	LayerChanges   *prometheus.CounterVec   // by link, direction: the allocator moved a subscription
+	LayerForwarded *prometheus.GaugeVec     // by link, layer: simulcast subscriptions forwarded at each layer now
+	LinkEstimate   *prometheus.HistogramVec // by link: each link's estimate, observed every allocator tick
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -53,10 +58,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			[]string{"scope"}),
 		TCPConnsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_bridge_tcp_conns_refused_total",
 			Help: "ICE-TCP connections closed on accept: too many open from the address, or in all."}),
+		LayerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_layer_changes_total",
+			Help: "Simulcast layer changes the bandwidth allocator made, by link kind and direction."},
+			[]string{"link", "direction"}),
+		LayerForwarded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cau_bridge_layer_subscriptions",
+			Help: "Simulcast subscriptions by the layer forwarded now (0 = lowest) and link kind."},
+			[]string{"link", "layer"}),
+		LinkEstimate: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_bridge_link_estimate_bits_per_second",
+			Help:    "Bandwidth estimates of the links the bridge sends simulcast on, observed every 0.5 s per link.",
+			Buckets: []float64{150e3, 300e3, 500e3, 750e3, 1e6, 1.5e6, 2e6, 3e6, 5e6}}, []string{"link"}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
 		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
-		m.TCPConnsRefused} {
+		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

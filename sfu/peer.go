@@ -80,9 +80,14 @@ type Peer struct {
 	// forwarding (at a keyframe) only then, so the first packet a subscriber gets decodes.
 	subConnected atomic.Bool
 
-	mu          sync.Mutex // guards everything below
-	closed      bool
-	ups         map[*UpTrack]struct{}
+	mu     sync.Mutex // guards everything below
+	closed bool
+	ups    map[*UpTrack]struct{} // the tracks reported by OnTrack
+	// layerTracks are the simulcast layers not reported (simulcast.go); sims their
+	// sources by stream and track id.
+	layerTracks map[*UpTrack]struct{}
+	sims        map[string]*simulcast
+	alloc       *allocator // the subscriber link's allocator, started with its first simulcast subscription
 	downs       map[*DownTrack]*webrtc.RTPSender
 	offerOut    bool // a subscriber offer awaits its answer
 	renegotiate bool // something changed while an offer was out
@@ -104,6 +109,7 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 	p := &Peer{
 		bridge: b, params: params, log: log.With("peer", params.ID),
 		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
+		layerTracks: map[*UpTrack]struct{}{},
 	}
 	api := b.api
 	if params.Relay {
@@ -129,11 +135,15 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 			p.mu.Unlock()
 			return
 		}
-		p.ups[up] = struct{}{}
+		report := p.joinSimulcast(up, remote.RID())
+		if report {
+			p.ups[up] = struct{}{}
+		}
 		p.mu.Unlock()
-		p.log.Info("track published", "track", up.id, "kind", up.kind.String(), "codec", up.codec.MimeType)
+		p.log.Info("track published", "track", up.id, "kind", up.kind.String(), "codec", up.codec.MimeType,
+			"rid", remote.RID(), "ssrc", up.ssrc)
 		go up.readLoop()
-		if params.OnTrack != nil {
+		if report && params.OnTrack != nil {
 			params.OnTrack(up)
 		}
 	})
@@ -288,8 +298,28 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 	}
 	d.sender = sender
 	p.downs[d] = sender
+	var alloc *allocator
+	if d.sim != nil {
+		if p.alloc == nil {
+			p.alloc = newAllocator(p)
+			alloc = p.alloc
+		}
+	}
 	p.mu.Unlock()
-	if err := up.addDown(d); err != nil {
+	if alloc != nil {
+		go alloc.run()
+	}
+	if d.sim != nil {
+		// Start at the lowest layer present: the first picture comes soonest and fits any
+		// link; the allocator raises it within a tick or two if the link carries more.
+		d.SetLayer(0)
+		select {
+		case <-up.done:
+			p.removeDownTrack(d)
+			return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, ErrClosed)
+		default:
+		}
+	} else if err := up.addDown(d); err != nil {
 		p.removeDownTrack(d)
 		return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, err)
 	}
@@ -305,7 +335,7 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 func (p *Peer) Unsubscribe(d *DownTrack) { p.removeDownTrack(d) }
 
 func (p *Peer) removeDownTrack(d *DownTrack) {
-	d.up.removeDown(d)
+	d.detach()
 	p.mu.Lock()
 	sender, ok := p.downs[d]
 	delete(p.downs, d)
@@ -435,6 +465,7 @@ func (p *Peer) trackEnded(t *UpTrack) {
 	p.mu.Lock()
 	_, ok := p.ups[t]
 	delete(p.ups, t)
+	delete(p.layerTracks, t)
 	p.mu.Unlock()
 	if ok && p.params.OnTrackEnded != nil {
 		p.params.OnTrackEnded(t)
@@ -456,8 +487,11 @@ func (p *Peer) Close() error {
 	downs := p.downs
 	p.downs = map[*DownTrack]*webrtc.RTPSender{}
 	p.mu.Unlock()
+	if p.alloc != nil {
+		p.alloc.stop()
+	}
 	for d := range downs {
-		d.up.removeDown(d)
+		d.detach()
 		if m := p.bridge.metrics; m != nil {
 			m.DownTracks.Dec()
 		}

@@ -58,10 +58,14 @@ var ErrTapQueue = errors.New("sfu: tap queue smaller than its pool")
 // from a pool of depth packets (depth × 1.5 kB). out may be shared by several taps, but its
 // capacity must be at least the sum of their depths so that a send never blocks. Video
 // taps ask the publisher for a keyframe at once. The tap ends by Close, or when the track
-// ends (Done).
+// ends (Done). A simulcast source is tapped at its highest layer present (a recording
+// keeps the best picture); Track says which.
 func (t *UpTrack) NewTap(depth int, out chan<- *TapPacket) (*Tap, error) {
 	if depth <= 0 || cap(out) < depth {
 		return nil, ErrTapQueue
+	}
+	if t.sim != nil {
+		t = t.sim.top()
 	}
 	tp := &Tap{up: t, free: make(chan *TapPacket, depth), out: out}
 	for range depth {

@@ -32,6 +32,12 @@ type UpTrack struct {
 	receiver *webrtc.RTPReceiver
 	owner    *Peer
 	log      *slog.Logger
+	// sim groups the layers of a simulcast source (simulcast.go), nil for a track that is
+	// not simulcast; layer is this track's index there and rid its RID. Set under the
+	// owner's lock before the reader starts, read-only after.
+	sim   *simulcast
+	layer int8
+	rid   string
 
 	mu    sync.Mutex                   // serialises changes to downs (writers only)
 	downs atomic.Pointer[[]*DownTrack] // copy-on-write snapshot read by the reader without a lock
@@ -48,6 +54,10 @@ type UpTrack struct {
 	// paused is set while the gate is shut: the packets dropped are counted as not
 	// selected, not as overload. Reader goroutine only.
 	paused bool
+	// readAt is when the current packet was read, for a simulcast subscriber's switch
+	// (the timeline continues by the real time that passed). Written by the reader before
+	// each fan-out, read by its writers, like level.
+	readAt time.Time
 
 	fan   *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
 	cache *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
@@ -305,7 +315,7 @@ func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts,
 			t.level, t.hasLevel = ext[0]&0x7f, true
 		}
 	}
-	g := t.gate.Load()
+	g := t.gateNow()
 	if g != nil && t.hasLevel {
 		g.observe(t.level)
 	}
@@ -323,6 +333,7 @@ func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts,
 	if t.cache != nil {
 		t.cache.store(hdr.SequenceNumber, hdr.Timestamp, hdr.Marker, payload)
 	}
+	t.readAt = now
 	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls, on the
 	// egress flushers' goroutines, instead of one sendto each here.
 	egress := t.owner.bridge.egress
@@ -345,7 +356,13 @@ func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts,
 // reader goroutine or, for a share of a large fan-out, on one of its workers.
 func (t *UpTrack) writeAll(downs []*DownTrack, hdr *rtp.Header, payload []byte, keyframe bool, pending *pendingCounts) {
 	for _, d := range downs {
-		switch d.writeRTP(hdr, payload, keyframe) {
+		var res writeResult
+		if d.sim != nil {
+			res = d.writeLayer(t, hdr, payload, keyframe)
+		} else {
+			res = d.writeRTP(hdr, payload, keyframe)
+		}
+		switch res {
 		case writeOK:
 			pending.outPackets++
 			pending.outBytes += uint64(len(payload))
@@ -364,7 +381,13 @@ func (t *UpTrack) writeAll(downs []*DownTrack, hdr *rtp.Header, payload []byte, 
 func (t *UpTrack) drainRTCP() {
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := t.receiver.Read(buf)
+		var n int
+		var err error
+		if t.rid != "" {
+			n, _, err = t.receiver.ReadSimulcast(buf, t.rid) // each layer has its own reports
+		} else {
+			n, _, err = t.receiver.Read(buf)
+		}
 		if err != nil {
 			return
 		}
@@ -381,6 +404,16 @@ func (t *UpTrack) close() {
 		empty := []*DownTrack{}
 		t.downs.Store(&empty)
 		t.mu.Unlock()
+		t.leaveSimulcast()
+		if t.sim != nil && t.sim.primary != t {
+			// One layer of a source ended (the publisher dropped it): its subscribers stay
+			// subscribed to the source; their allocators move them to a layer present.
+			if m := t.owner.bridge.metrics; m != nil {
+				m.UpTracks.Dec()
+			}
+			t.owner.trackEnded(t)
+			return
+		}
 		for _, d := range downs {
 			d.upClosed()
 		}

@@ -9,6 +9,17 @@
 import { msidTracksByMid } from './protocol.js';
 
 /**
+ * The camera's simulcast layers, low to high (RIDs q/h/f, as the bridge names them): a
+ * quarter, a half and the full resolution (180p/360p/720p from a 720p camera), each with
+ * a ceiling so the three together stay near what one full layer alone would take.
+ */
+export const CAMERA_LAYERS = Object.freeze([
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', maxBitrate: 1_200_000 },
+]);
+
+/**
  * The peer connections of one session. open() replaces both connections (a join, a
  * rejoin, a move to another bridge); everything that finishes late checks that its
  * connection is still the current one.
@@ -173,12 +184,17 @@ export class MediaLink {
   attach(local) {
     const pc = this._pub;
     if (!pc) return;
-    for (const pub of local.values()) {
+    for (const [source, pub] of local) {
       if (pub.transceiver || !pub.track) continue;
-      pub.transceiver = pc.addTransceiver(pub.track, {
+      const init = {
         direction: 'sendonly',
         streams: pub.stream ? [pub.stream] : [],
-      });
+      };
+      // The camera goes as three layers: the bridge forwards each site the one its link
+      // carries (a commune on a thin link keeps a smooth small picture). Screen share
+      // stays one high layer.
+      if (source === 'camera' && pub.track.kind === 'video') init.sendEncodings = CAMERA_LAYERS;
+      pub.transceiver = pc.addTransceiver(pub.track, init);
     }
   }
 
@@ -297,7 +313,7 @@ export class MediaLink {
     };
     const common = ['kind', 'ssrc', 'mid', 'packetsLost', 'nackCount', 'pliCount', 'firCount', 'frameWidth', 'frameHeight'];
     return {
-      publisher: await summary(this._pub, 'outbound-rtp', [...common, 'packetsSent', 'bytesSent', 'framesEncoded',
+      publisher: await summary(this._pub, 'outbound-rtp', [...common, 'rid', 'packetsSent', 'bytesSent', 'framesEncoded',
         'keyFramesEncoded', 'framesPerSecond', 'qualityLimitationReason', 'targetBitrate', 'retransmittedPacketsSent']),
       subscriber: await summary(this._sub, 'inbound-rtp', [...common, 'trackIdentifier', 'packetsReceived', 'bytesReceived',
         'framesReceived', 'framesDecoded', 'keyFramesDecoded', 'framesDropped', 'freezeCount', 'totalFreezesDuration',

@@ -1,0 +1,240 @@
+package sfu
+
+import (
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cau-project/cau/sfu/bwe"
+)
+
+// allocator is one subscriber link's bandwidth estimate and the layer choice that fits it
+// (package bwe), for a Peer with simulcast subscriptions: an endpoint's subscriber
+// connection, or the sending side of a relay link to another bridge, which then carries
+// each source once, at the layer the link fits.
+//
+// Every bwe.Interval it reads the link's TWCC counters (hopstats), updates the estimate,
+// measures each layer's rate as the bridge receives it and what the link's other tracks
+// (audio, video that is not simulcast) take, and moves each simulcast subscription to
+// the layer the rest of the estimate allows. Its goroutine owns everything but the
+// published figures.
+type allocator struct {
+	p    *Peer
+	est  *bwe.Estimator
+	quit chan struct{}
+	once sync.Once
+
+	last    time.Time
+	layers  map[*UpTrack]counterSample   // each layer's received bytes at the last tick
+	others  map[*DownTrack]counterSample // bytes sent on the other tracks at the last tick
+	streams []bwe.Stream
+	choice  []int
+
+	estimate atomic.Uint64 // bit/s, published for Peer.Estimate
+
+	// forwarded is this link's share of Metrics.LayerForwarded (subscriptions per layer).
+	forwarded [maxLayers]int
+	link      string // "endpoint" or "relay", the metrics' link label
+}
+
+// counterSample is a track's counters at a tick, and for a layer its smoothed rate.
+type counterSample struct {
+	bytes, packets uint64
+	rate           float64
+}
+
+// rtpOverhead is what a packet costs on the wire beyond its payload, for the rates the
+// estimate is compared with: RTP header and extensions, SRTP tag, UDP and IP.
+const rtpOverhead = 12 + 8 + 10 + 8 + 20
+
+// raiseHeadroom is the share of the budget a raise may use: a layer's rate swings with
+// keyframes and motion, so a link is not filled to the last bit.
+const raiseHeadroom = 0.85
+
+// minLayerRate is the least rate (bit/s) of a layer that counts as sent: a publisher
+// that stopped a layer (a browser short of uplink drops its top one) sends nothing on it.
+const minLayerRate = 8_000
+
+func newAllocator(p *Peer) *allocator {
+	a := &allocator{p: p, est: bwe.New(), quit: make(chan struct{}),
+		layers: map[*UpTrack]counterSample{}, others: map[*DownTrack]counterSample{}}
+	a.estimate.Store(uint64(a.est.Bitrate()))
+	a.link = "endpoint"
+	if p.params.Relay {
+		a.link = "relay"
+	}
+	return a
+}
+
+func (a *allocator) stop() { a.once.Do(func() { close(a.quit) }) }
+
+// metrics is the bridge's, nil when none (or built by hand without the simulcast ones).
+func (a *allocator) metrics() *Metrics {
+	if m := a.p.bridge.metrics; m != nil && m.LayerChanges != nil {
+		return m
+	}
+	return nil
+}
+
+// count publishes this link's subscriptions per forwarded layer (nil sims: none, as the
+// link closes).
+func (a *allocator) count(sims []*DownTrack) {
+	m := a.metrics()
+	if m == nil {
+		return
+	}
+	var now [maxLayers]int
+	for _, d := range sims {
+		if cur, _ := d.Layer(); cur >= 0 {
+			now[cur]++
+		}
+	}
+	for i := range now {
+		if diff := now[i] - a.forwarded[i]; diff != 0 {
+			m.LayerForwarded.WithLabelValues(a.link, strconv.Itoa(i)).Add(float64(diff))
+		}
+	}
+	a.forwarded = now
+}
+
+func (a *allocator) run() {
+	tick := time.NewTicker(bwe.Interval)
+	defer tick.Stop()
+	defer a.count(nil)
+	for {
+		select {
+		case <-a.quit:
+			return
+		case now := <-tick.C:
+			a.tick(now)
+		}
+	}
+}
+
+// tick is one round: estimate, measure, choose, apply.
+func (a *allocator) tick(now time.Time) {
+	dt := now.Sub(a.last).Seconds()
+	first := a.last.IsZero()
+	a.last = now
+	var sims []*DownTrack
+	var others float64
+	seen := map[*UpTrack]bool{}
+	for _, d := range a.p.DownTracks() {
+		if d.sim == nil {
+			c := counterSample{bytes: d.BytesSent(), packets: d.PacketsSent()}
+			if prev, ok := a.others[d]; ok && !first {
+				others += rate(prev, c, dt)
+			}
+			a.others[d] = c
+			continue
+		}
+		if d.Paused() {
+			continue // Last-N holds it back: it costs nothing now
+		}
+		sims = append(sims, d)
+	}
+	a.streams = a.streams[:0]
+	want := others
+	for _, d := range sims {
+		rates := make([]float64, maxLayers)
+		for i := range rates {
+			up := d.sim.src.layer(int8(i))
+			if up == nil {
+				continue
+			}
+			seen[up] = true
+			c := counterSample{bytes: up.bytes.Load(), packets: up.packets.Load()}
+			if prev, ok := a.layers[up]; ok && !first {
+				// Half the last interval, half the past: one late burst of packets (a
+				// loaded publisher or bridge) does not move a subscriber.
+				c.rate = rate(prev, c, dt)
+				if prev.rate > 0 {
+					c.rate = (c.rate + prev.rate) / 2
+				}
+				if c.rate >= minLayerRate {
+					rates[i] = c.rate
+				}
+			}
+			a.layers[up] = c
+		}
+		for i := len(rates) - 1; i >= 0; i-- {
+			if rates[i] > 0 {
+				want += rates[i]
+				break
+			}
+		}
+		prio := 0
+		if g := d.up.gateNow(); g != nil && g.pinned.Load() {
+			prio = 1 // the chair or the floor holder: their picture first
+		}
+		a.streams = append(a.streams, bwe.Stream{Rates: rates, Priority: prio})
+	}
+	for up := range a.layers { // layers that ended
+		if !seen[up] {
+			delete(a.layers, up)
+		}
+	}
+	if a.p.subHop != nil {
+		out := a.p.subHop.Stats().Out
+		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost}, want)
+	}
+	est := a.est.Bitrate()
+	a.estimate.Store(uint64(est))
+	m := a.metrics()
+	if m != nil {
+		m.LinkEstimate.WithLabelValues(a.link).Observe(est)
+	}
+	a.count(sims)
+	if first || len(sims) == 0 {
+		return
+	}
+	budget := est - others
+	keep := bwe.Allocate(budget, a.streams, nil)
+	a.choice = bwe.Allocate(budget*raiseHeadroom, a.streams, a.choice)
+	for i, d := range sims {
+		_, target := d.Layer()
+		next := target
+		switch {
+		case keep[i] < 0:
+			continue // no layer measured yet
+		case keep[i] < target:
+			next = keep[i] // the link no longer carries it: down now
+		case a.choice[i] > target:
+			next = a.choice[i] // up only with headroom
+		}
+		if next != target {
+			if m != nil {
+				dir := "up"
+				if next < target {
+					dir = "down"
+				}
+				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
+			}
+			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
+				"loss", math.Round(a.est.Loss*1000)/1000)
+		}
+		d.SetLayer(next)
+	}
+}
+
+// rate is the bit rate on the wire between two counter samples dt seconds apart.
+func rate(prev, cur counterSample, dt float64) float64 {
+	if dt <= 0 {
+		return 0
+	}
+	return float64((cur.bytes-prev.bytes)+(cur.packets-prev.packets)*rtpOverhead) * 8 / dt
+}
+
+// Estimate is the bandwidth estimate (bit/s) of the peer's subscriber link, and whether
+// there is one (the peer has had a simulcast subscription).
+func (p *Peer) Estimate() (float64, bool) {
+	p.mu.Lock()
+	a := p.alloc
+	p.mu.Unlock()
+	if a == nil {
+		return 0, false
+	}
+	return float64(a.estimate.Load()), true
+}

@@ -1,0 +1,202 @@
+// Package bwe estimates the bandwidth of one link the bridge sends on (a subscriber's
+// connection or a relay link) and shares it out between the simulcast streams that cross
+// it, one layer each.
+//
+// The estimate is send-side and loss-based, from the link's own TWCC feedback (the
+// hopstats counters: what this side sent, and how much of it the far end reported lost),
+// in the manner of GCC's loss-based controller: above 10 % loss the estimate falls by half
+// the loss, below 2 % it grows by 12 % a second, in between it holds. Two of
+// the known weaknesses of pion's gcc are closed here: growth is bounded by what the
+// allocator could use (Want), so an idle link's estimate does not grow without bound;
+// and a step up that brought loss is not retried at once: the rate that crossed then
+// becomes a ceiling for a back-off period that doubles with each failure (up to MaxBackoff) and
+// resets once a rate holds for a while. A shaper's queue (tbf) shows as loss, which is
+// what commune links do.
+package bwe
+
+import (
+	"math"
+	"time"
+)
+
+// Tuning of the estimator.
+const (
+	// Initial is the estimate before any feedback: enough for a middle layer, so a new
+	// subscriber starts with a usable picture and a weak link is found in a second.
+	Initial = 800_000
+	// Min is the floor of the estimate (audio and the lowest layer must fit).
+	Min = 100_000
+	// Interval is how often the caller should Update; figures over shorter spans are noise.
+	Interval = 500 * time.Millisecond
+	// MinBackoff and MaxBackoff bound how long a rate that brought loss is a ceiling.
+	MinBackoff = 4 * time.Second
+	MaxBackoff = 16 * time.Second
+	// lossHigh and lossLow are GCC's thresholds; growth is 12 % a second (GCC: 8 %), so a
+	// link that recovers gets its top layer back in about ten seconds.
+	lossHigh = 0.10
+	lossLow  = 0.02
+	growth   = 1.12
+	// minReported is how many TWCC statuses an interval needs for its loss to count.
+	minReported = 10
+)
+
+// Sample is a link's cumulative counters at one time (hopstats.Direction's out side).
+type Sample struct {
+	At             time.Time
+	Bytes, Packets uint64 // sent: RTP header and payload, and packets
+	Reported, Lost uint64 // TWCC statuses received about what was sent, and the lost among them
+}
+
+// Estimator is one link's estimate. Not safe for concurrent use: one goroutine (the
+// link's allocator) owns it.
+type Estimator struct {
+	bps     float64
+	last    Sample
+	started bool
+	// ceiling is the rate that last brought loss, in force until ceilingUntil.
+	ceiling      float64
+	ceilingUntil time.Time
+	backoff      time.Duration
+	steadySince  time.Time // since when the loss has stayed under lossHigh
+	// Sent, Acked and Loss are the last interval's send rate, the rate the far end
+	// reported received (bit/s, at the interval's mean packet size) and the loss fraction.
+	Sent, Acked, Loss float64
+}
+
+// New returns an estimator at Initial.
+func New() *Estimator { return &Estimator{bps: Initial, backoff: MinBackoff} }
+
+// Bitrate is the current estimate in bit/s.
+func (e *Estimator) Bitrate() float64 { return e.bps }
+
+// Update takes the link's counters now and returns the new estimate. want is the most
+// the allocator could use on this link (every stream at its top layer): the estimate
+// grows no further than a little above it.
+func (e *Estimator) Update(s Sample, want float64) float64 {
+	if !e.started {
+		e.started, e.last, e.steadySince = true, s, s.At
+		return e.bps
+	}
+	dt := s.At.Sub(e.last.At).Seconds()
+	if dt <= 0 {
+		return e.bps
+	}
+	prev := e.bps
+	e.Sent = float64(s.Bytes-e.last.Bytes) * 8 / dt
+	reported, lost := s.Reported-e.last.Reported, s.Lost-e.last.Lost
+	bytes, packets := s.Bytes-e.last.Bytes, s.Packets-e.last.Packets
+	e.last = s
+	if reported < minReported || packets == 0 {
+		return e.bps // too little feedback to judge (an idle link, or feedback lost)
+	}
+	e.Loss = float64(lost) / float64(reported)
+	// Feedback lags what is sent by the path's queue, so the loss of an interval is set
+	// against the packets reported in it, not against the send rate.
+	e.Acked = float64(reported-lost) * float64(bytes) / float64(packets) * 8 / dt
+	switch {
+	case e.Loss > lossHigh:
+		backingOff := e.ceilingUntil.After(s.At)
+		// Loss while sending well under the estimate is the queue of an earlier, higher
+		// rate draining (feedback lags by a queue's length): it says nothing new, so the
+		// estimate is not cut again for it, nor the ceiling lowered.
+		if !backingOff || e.Sent >= 0.8*e.bps {
+			// GCC: As·(1−0.5·p), and no more than what crossed.
+			e.bps = math.Min(e.bps*(1-0.5*e.Loss), math.Max(e.Acked, Min))
+		}
+		if !backingOff || e.Sent >= e.ceiling {
+			if backingOff {
+				e.backoff = min(2*e.backoff, MaxBackoff) // failed again soon after: wait longer
+			}
+			e.ceiling = math.Max(e.Acked, Min)
+			e.ceilingUntil = s.At.Add(e.backoff)
+		}
+		e.steadySince = s.At
+	case e.Loss < lossLow:
+		e.bps *= math.Pow(growth, dt)
+		if s.At.Sub(e.steadySince) > 2*MaxBackoff {
+			e.backoff = MinBackoff // a rate held long enough: the link is good again
+		}
+	}
+	if e.ceilingUntil.After(s.At) {
+		e.bps = math.Min(e.bps, 0.95*e.ceiling)
+	}
+	// Growth stops a little above what could be used; a momentary dip of want (a layer
+	// measured low for one interval) does not cut the estimate.
+	e.bps = math.Min(e.bps, math.Max(math.Max(want*1.25, Min), prev))
+	e.bps = math.Max(e.bps, Min)
+	return e.bps
+}
+
+// nextLayer is the next available layer above cur, -1 if none (or cur is -1).
+func nextLayer(rates []float64, cur int) int {
+	if cur < 0 {
+		return -1
+	}
+	for j := cur + 1; j < len(rates); j++ {
+		if rates[j] > 0 {
+			return j
+		}
+	}
+	return -1
+}
+
+// Stream is one simulcast stream for Allocate: the bit rates of its layers, low to high
+// (0 for a layer not available now), and its priority (higher first).
+type Stream struct {
+	Rates    []float64
+	Priority int
+}
+
+// Allocate chooses a layer per stream within budget (bit/s): every stream gets its
+// lowest available layer (a stream never goes dark for bandwidth, Last-N pauses it
+// instead), then, by priority (higher first, ties in order), each is raised one layer at a
+// time while the raise fits, round after round, a whole priority level before the next. It returns the layer index per stream
+// (-1 for a stream with no layer available). out is reused if it has room.
+func Allocate(budget float64, streams []Stream, out []int) []int {
+	out = out[:0]
+	for _, s := range streams {
+		l := -1
+		for i, r := range s.Rates {
+			if r > 0 {
+				l = i
+				break
+			}
+		}
+		out = append(out, l)
+		if l >= 0 {
+			budget -= s.Rates[l]
+		}
+	}
+	order := make([]int, len(streams))
+	for i := range order {
+		order[i] = i
+	}
+	// Stable insertion sort by priority: a handful of streams.
+	for i := 1; i < len(order); i++ {
+		for j := i; j > 0 && streams[order[j]].Priority > streams[order[j-1]].Priority; j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+	// Each priority level is raised as far as it goes before the next one: a round
+	// raises every stream of the level one layer, in order, while the raise fits.
+	for lo := 0; lo < len(order); {
+		hi := lo
+		for hi < len(order) && streams[order[hi]].Priority == streams[order[lo]].Priority {
+			hi++
+		}
+		for raised := true; raised; {
+			raised = false
+			for _, i := range order[lo:hi] {
+				if next := nextLayer(streams[i].Rates, out[i]); next >= 0 {
+					if cost := streams[i].Rates[next] - streams[i].Rates[out[i]]; cost <= budget {
+						budget -= cost
+						out[i] = next
+						raised = true
+					}
+				}
+			}
+		}
+		lo = hi
+	}
+	return out
+}
