@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/protocol"
 )
@@ -106,12 +107,22 @@ func (c *Client) rejoin(url string) error {
 		return fmt.Errorf("dial %s: %w", url, err)
 	}
 	_ = resp.Body.Close()
-	// New connections before the join: the server's subscriber offer may follow joined
-	// at once.
-	if err := c.renewPeers(); err != nil {
+	// New connections before the join (the server's subscriber offer may follow joined
+	// at once). The old ones stay open until the new ones carry media: the bridges keep
+	// forwarding for a while after signaling is lost, so media need not stop meanwhile.
+	oldPub, oldSub := c.peers()
+	oldStreams := c.liveStreams()
+	c.mu.Lock()
+	c.streams = map[string]*Stream{}
+	c.pendingICE = nil
+	c.mu.Unlock()
+	if err := c.newPeers(); err != nil {
+		_ = oldPub.Close()
+		_ = oldSub.Close()
 		_ = conn.Close()
 		return err
 	}
+	go c.closeWhenReplaced(oldPub, oldSub, oldStreams)
 	c.writeMu.Lock()
 	old := c.conn
 	c.conn = conn
@@ -138,4 +149,35 @@ func (c *Client) Me() protocol.Participant {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.Self
+}
+
+// liveStreams counts the received streams that carried packets.
+func (c *Client) liveStreams() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.streams {
+		if s.Packets.Load() > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// overlapFor bounds how long old connections stay open beside their replacements.
+const overlapFor = 5 * time.Second
+
+// closeWhenReplaced closes the connections a resume replaced once the new ones receive
+// as many streams as they did (or after overlapFor): make before break.
+func (c *Client) closeWhenReplaced(pub, sub *webrtc.PeerConnection, streams int) {
+	deadline := time.Now().Add(overlapFor)
+	for time.Now().Before(deadline) && c.liveStreams() < streams {
+		select {
+		case <-c.closed:
+			deadline = time.Now()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	_ = pub.Close()
+	_ = sub.Close()
 }

@@ -39,6 +39,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	announce := fs.String("announce", "", "comma-separated extra ip:port UDP candidates (a port forward to --udp-port)")
 	dev := fs.Bool("dev", false, "sign the bridge token with the dev key (for `cau serve --dev`)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	grace := fs.Duration("grace", 10*time.Second, "how long media keeps flowing through a signaling node's peers after its connection is lost (0: stop at once)")
 	httpAddr := fs.String("http", "", "serve /metrics and /healthz on this address (e.g. 127.0.0.1:7890); off if empty")
 	maxPeers := fs.Int("max-peers", 0, fmt.Sprintf("endpoints this bridge serves at most (0 = %d, -1 = no cap)", bridge.DefaultMaxPeers))
 	if err := fs.Parse(args); err != nil {
@@ -103,12 +104,13 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// that owns it, which drives this bridge over its own connection; each connection
 	// has its own peers on the one media engine.
 	var wg sync.WaitGroup
+	orphans := bridge.NewOrphans()
 	for _, ws := range urls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site), Bridge: b, Logger: log,
-				MaxPeers: *maxPeers, Limits: limits})
+			_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site),
+				Bridge: b, Logger: log, MaxPeers: *maxPeers, Limits: limits, Grace: *grace, Orphans: orphans})
 		}()
 	}
 	wg.Wait()
