@@ -79,7 +79,7 @@ func forwardedHost(r *http.Request, keys auth.Keys, now time.Time) (string, bool
 // otherwise forwards the session to the owner; forwarded reports the latter, and an
 // error is the join's end. While the owner cannot be reached (it died, its lease has
 // not expired yet) it asks again, for up to a TTL and a second, then answers a
-// retryable error.
+// retryable error; a join forwarded here, or one met by a Redis error, gets it at once.
 func (s *session) routeJoin(env protocol.Envelope, claims *auth.Claims) (forwarded bool, err error) {
 	o := s.srv.owners
 	if o == nil {
@@ -90,6 +90,7 @@ func (s *session) routeJoin(env protocol.Envelope, claims *auth.Claims) (forward
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		local, addr, err := o.claim(ctx, m)
+		claimErr := err != nil
 		switch {
 		case err != nil:
 		case local:
@@ -110,7 +111,10 @@ func (s *session) routeJoin(env protocol.Envelope, claims *auth.Claims) (forward
 			}
 		}
 		cancel()
-		if time.Now().After(deadline) {
+		// Only a dead owner is waited for (its lease expires). A join forwarded here, or
+		// one this node cannot place because it cannot reach Redis, is answered at once:
+		// the client (or the node that forwarded it) asks again, elsewhere.
+		if s.forwarded || claimErr || time.Now().After(deadline) {
 			s.log.Warn("join refused: the meeting's owner is unreachable", "meeting", m, "owner", addr, "err", err)
 			s.reject(env.ID, protocol.CodeInternal, "the meeting's signaling node is unreachable; try again")
 			return true, &closeError{code: websocket.CloseTryAgainLater, reason: "owner unreachable"}
