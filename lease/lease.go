@@ -146,3 +146,20 @@ func (r *Redis) Release(ctx context.Context, l Lease) error {
 	}
 	return nil
 }
+
+// Holder returns the meeting's lease as stored, without taking it; ok is false when
+// nobody holds it.
+func (r *Redis) Holder(ctx context.Context, m ids.MeetingID) (l Lease, ok bool, err error) {
+	raw, err := r.rdb.Get(ctx, r.keys(m)[0]).Result()
+	if errors.Is(err, goredis.Nil) {
+		return Lease{}, false, nil
+	}
+	if err != nil {
+		return Lease{}, false, fmt.Errorf("lease %s: %w", m, err)
+	}
+	if err := json.Unmarshal([]byte(raw), &l); err != nil {
+		return Lease{}, false, fmt.Errorf("lease %s: stored value: %w", m, err)
+	}
+	l.Meeting, l.raw = m, raw
+	return l, true, nil
+}

@@ -39,6 +39,12 @@ func TestLeaseOwnerAndFencing(t *testing.T) {
 	if err := a.Renew(ctx, la); err != nil {
 		t.Fatalf("a renews: %v", err)
 	}
+	if h, ok, err := b.Holder(ctx, "m1"); err != nil || !ok || h.Node != a.Node() || h.Token != la.Token {
+		t.Fatalf("b reads the holder %+v ok=%v err=%v, want a's lease", h, ok, err)
+	}
+	if _, ok, err := b.Holder(ctx, "none"); err != nil || ok {
+		t.Fatalf("the holder of a meeting nobody holds: ok=%v err=%v", ok, err)
+	}
 
 	// a stops renewing (it died): once the lease expires b takes it, fenced higher.
 	var lb lease.Lease
