@@ -60,6 +60,9 @@ type Config struct {
 	Store rooms.Store
 	// Presence shares participants with other signaling nodes (Redis); nil for one node.
 	Presence signaling.Presence
+	// Leases runs each live meeting on one of several signaling nodes (Redis); nil for
+	// one node (signaling.Config.Leases).
+	Leases signaling.Leases
 	// TURN configures the local bridge's embedded TURN server (off without a secret,
 	// except in dev mode).
 	TURN TURNConfig
@@ -139,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	// A crash wrote no disconnects: close the spans it left open before admitting anyone,
 	// so the roll call does not count those sites online forever. Only a node alone on
 	// its store may: with presence, another live node's endpoints have open spans too.
-	if cfg.Store != nil && cfg.Presence == nil {
+	if cfg.Store != nil && cfg.Presence == nil && cfg.Leases == nil {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		n, err := rooms.CloseOpenSpans(ctx, cfg.Store, time.Now().Add(-OpenSpanHorizon))
 		cancel()
@@ -178,7 +181,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	}
 	a.sig = signaling.New(signaling.Config{Bridge: engine, Site: ids.SiteID(cfg.Site), Ancestry: cfg.Ancestry,
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
-		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence,
+		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence, Leases: cfg.Leases,
 		ICEServers: a.iceServers, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
 		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute})
 	if l := a.sig.Local(); l != nil {

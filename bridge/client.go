@@ -31,17 +31,27 @@ type ClientConfig struct {
 	// nil, counts the refusals.
 	MaxPeers int
 	Limits   *LimitMetrics
+	// Grace is how long the peers of a lost connection keep forwarding before they are
+	// closed: a signaling node that died leaves its meetings' media flowing while its
+	// endpoints come back through another node (issue 16). 0 closes them at once.
+	Grace time.Duration
+	// Orphans, shared by a process's connections to several signaling nodes, holds the
+	// peers kept for Grace; nil makes one for this connection alone.
+	Orphans *Orphans
 }
 
 // Run keeps the bridge registered with signaling until ctx ends, reconnecting with
 // backoff when the socket drops. Peers do not survive a reconnect: signaling has moved
-// their endpoints meanwhile.
+// their endpoints meanwhile; they are closed at once, or after cfg.Grace.
 func Run(ctx context.Context, cfg ClientConfig) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	log = log.With("component", "bridge", "bridge", string(cfg.ID), "site", string(cfg.Site))
+	if cfg.Orphans == nil {
+		cfg.Orphans = NewOrphans()
+	}
 	backoff := 500 * time.Millisecond
 	for {
 		start := time.Now()
@@ -117,9 +127,15 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	}, log)
 	agent.SetMaxPeers(cfg.MaxPeers, cfg.Limits)
 	defer func() {
-		for _, id := range agent.Peers() {
-			_ = agent.ClosePeer(id)
+		peers := agent.Peers()
+		if cfg.Grace <= 0 || ctx.Err() != nil || len(peers) == 0 {
+			for _, id := range peers {
+				_ = agent.ClosePeer(id)
+			}
+			return
 		}
+		log.Info("signaling lost; its peers keep forwarding for a while", "peers", len(peers), "grace", cfg.Grace)
+		cfg.Orphans.keep(agent, peers, cfg.Grace)
 	}()
 
 	c.push(protocol.KindBridgeRegister, "reg", protocol.BridgeRegister{ID: cfg.ID, Site: cfg.Site,
@@ -179,6 +195,12 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		if err != nil {
 			log.Warn("bad command", "err", err)
 			continue
+		}
+		if env.Kind == protocol.KindCreatePeer {
+			var m protocol.PeerRef
+			if protocol.DecodeData(env, &m) == nil {
+				cfg.Orphans.replaced(m.Peer)
+			}
 		}
 		if err := execute(c, agent, env); err != nil {
 			log.Warn("command failed", "type", env.Kind, "err", err)

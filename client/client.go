@@ -37,6 +37,11 @@ type Options struct {
 	// RelayOnly uses relayed candidates only (through the TURN servers joined names):
 	// what an endpoint behind a firewall that blocks every direct path ends up doing.
 	RelayOnly bool
+	// ResumeURLs, when set, keeps the endpoint in its meeting across signaling nodes
+	// (issue 16): a socket that ends other than by the server's final word (1000 or a
+	// 4xxx code) is replaced by one to the next of these URLs in turn, which joins again
+	// with the same token and renegotiates the media (resume.go).
+	ResumeURLs []string
 	// OnStream, if set, is called once for every received track as it starts, before its
 	// first packet is counted (the load tester keeps every Stream this way, including
 	// those a later track with the same stream id replaces in Stream's lookup).
@@ -45,9 +50,18 @@ type Options struct {
 
 // Client is one endpoint.
 type Client struct {
-	conn *websocket.Conn
+	conn *websocket.Conn // replaced by resume; guarded by writeMu
 	log  *slog.Logger
 	api  *webrtc.API
+
+	// join is the join message, kept to join again on another node (resume.go); set by
+	// Dial, read-only after.
+	join       protocol.Join
+	resumeURLs []string
+	// established is set once the first join succeeded, and resuming while resume
+	// replaces the socket; both guarded by writeMu.
+	established bool
+	resuming    bool
 
 	reconnectMu sync.Mutex // serialises reconnect (each runs on its own goroutine)
 
@@ -71,6 +85,8 @@ type Client struct {
 	synth        *Synth
 	publication  *publication // the media PublishWith started, until Unpublish
 	reconnects   int
+	resumes      int
+	nextURL      int // the next of resumeURLs to try
 	floor        *protocol.FloorState
 	recording    protocol.Recording                                   // the meeting's recording state, as last told
 	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
@@ -181,30 +197,42 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	_ = resp.Body.Close()
 	c := &Client{conn: conn, log: log, api: api, participants: map[string]protocol.Participant{},
 		streams: map[string]*Stream{},
-		stop:    make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly}
+		stop:    make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly,
+		join: protocol.Join{Token: token, Name: opts.Name, Device: opts.Device}, resumeURLs: opts.ResumeURLs}
 	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	go c.readLoop()
-	env, err := c.Request(ctx, protocol.KindJoin, protocol.Join{Token: token, Name: opts.Name, Device: opts.Device})
-	if err != nil {
+	go c.readLoop(conn)
+	if err := c.joinMeeting(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}
+	c.writeMu.Lock()
+	c.established = true
+	c.writeMu.Unlock()
+	return c, nil
+}
+
+// joinMeeting sends the join and takes in what joined says.
+func (c *Client) joinMeeting(ctx context.Context) error {
+	env, err := c.Request(ctx, protocol.KindJoin, c.join)
+	if err != nil {
+		return err
+	}
 	var j protocol.Joined
 	if err := protocol.DecodeData(env, &j); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("joined: %w", err)
+		return fmt.Errorf("joined: %w", err)
 	}
 	c.mu.Lock()
 	c.Self, c.Meeting = j.Self, j.Meeting
 	c.floor = j.Floor
+	c.participants = make(map[string]protocol.Participant, len(j.Participants))
 	for _, p := range j.Participants {
 		c.participants[p.ID] = p
 	}
 	c.mu.Unlock()
-	return c, nil
+	return nil
 }
 
 // useICEServers gives both connections (and later ones) the bridge's TURN servers from
@@ -439,6 +467,18 @@ func (c *Client) reconnect(reason string) {
 	c.reconnectMu.Lock()
 	defer c.reconnectMu.Unlock()
 	c.log.Info("media moved; reconnecting", "reason", reason)
+	if err := c.renewPeers(); err != nil {
+		c.log.Error("reconnect", "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.reconnects++
+	c.mu.Unlock()
+	c.republish()
+}
+
+// renewPeers replaces both connections with new ones.
+func (c *Client) renewPeers() error {
 	oldPub, oldSub := c.peers()
 	_ = oldPub.Close()
 	_ = oldSub.Close()
@@ -446,13 +486,13 @@ func (c *Client) reconnect(reason string) {
 	c.streams = map[string]*Stream{} // what arrives from now on is counted afresh
 	c.pendingICE = nil               // held for the closed connections
 	c.mu.Unlock()
-	if err := c.newPeers(); err != nil {
-		c.log.Error("reconnect", "err", err)
-		return
-	}
+	return c.newPeers()
+}
+
+// republish offers again, on the new publisher connection, what was published.
+func (c *Client) republish() {
 	c.mu.Lock()
 	synth := c.synth
-	c.reconnects++
 	c.mu.Unlock()
 	if synth == nil {
 		return
@@ -519,12 +559,11 @@ func (c *Client) SendRaw(b []byte) error {
 	return c.conn.WriteMessage(websocket.TextMessage, b)
 }
 
-func (c *Client) readLoop() {
-	defer c.shutdown(nil)
+func (c *Client) readLoop(conn *websocket.Conn) {
 	for {
-		_, data, err := c.conn.ReadMessage()
+		_, data, err := conn.ReadMessage()
 		if err != nil {
-			c.shutdown(err)
+			c.socketEnded(conn, err)
 			return
 		}
 		env, err := protocol.Decode(data)
@@ -666,7 +705,9 @@ func (c *Client) shutdown(err error) {
 		pub, sub := c.peers()
 		_ = pub.Close()
 		_ = sub.Close()
+		c.writeMu.Lock()
 		_ = c.conn.Close()
+		c.writeMu.Unlock()
 	})
 }
 

@@ -45,6 +45,10 @@ type Config struct {
 	// prefixed "cau:"), so several `cau signal` nodes share it:
 	// redis://[user:password@]host:port/db, or rediss:// for TLS.
 	RedisURL string `yaml:"redis_url"`
+	// AdvertiseURL is the base URL the other signaling nodes reach this one at
+	// (http://10.0.0.5:7880), for the meetings this node owns; with redis_url, required
+	// unless http_addr names a host. See docs/deployment.md.
+	AdvertiseURL string `yaml:"advertise_url"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json. Default text.
@@ -166,6 +170,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("CAU_DATA_DIR", &c.DataDir)
 	str("CAU_RECORDINGS_DIR", &c.RecordingsDir)
 	str("CAU_REDIS_URL", &c.RedisURL)
+	str("CAU_ADVERTISE_URL", &c.AdvertiseURL)
 	str("CAU_LOG_LEVEL", &c.LogLevel)
 	str("CAU_LOG_FORMAT", &c.LogFormat)
 	str("CAU_TURN_SECRET", &c.TURN.Secret)
@@ -230,6 +235,12 @@ func (c Config) Validate() error {
 		u, err := url.Parse(c.RedisURL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") || (u.Host == "" && u.Path == "") {
 			return fmt.Errorf("config: redis_url %q: want redis://host:port/db, rediss://… or unix:///path", RedactURL(c.RedisURL))
+		}
+	}
+	if c.AdvertiseURL != "" {
+		u, err := url.Parse(c.AdvertiseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: advertise_url %q: want http://host:port or https://host:port", c.AdvertiseURL)
 		}
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {

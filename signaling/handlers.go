@@ -68,6 +68,9 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if err := s.admitToken(env.ID, j.Token, claims); err != nil {
 		return err
 	}
+	if forwarded, err := s.routeJoin(env, claims); forwarded || err != nil {
+		return err // forwarded: the owner answers the join
+	}
 	// The token's name wins: a client must not be shown to others as the chair. Only a
 	// token that names no one lets the client pick its display name (an ad hoc join).
 	name := claims.Name

@@ -18,6 +18,12 @@ type Metrics struct {
 	// Limited counts what a configured cap refused, by limit (a constant of limits:
 	// token_sessions, token_joins, bridge_peers, meeting_participants, addr_sockets).
 	Limited *prometheus.CounterVec
+	// Owned counts the meetings whose lease this node holds; LeaseChanges counts this
+	// node's lease events by what happened (acquired, lost, released, idle); Forwarded
+	// counts the sessions forwarded to another node, the meeting's owner (issue 16).
+	Owned        prometheus.Gauge
+	LeaseChanges *prometheus.CounterVec
+	Forwarded    prometheus.Counter
 }
 
 // NewMetrics creates signaling's metrics and registers them with reg.
@@ -37,9 +43,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Successful joins."}),
 		Limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_signaling_limited_total",
 			Help: "Joins, sockets and placements a configured cap refused, by limit."}, []string{"limit"}),
+		Owned: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cau_meeting_owned",
+			Help: "Live meetings whose lease this signaling node holds (it runs them)."}),
+		LeaseChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_meeting_lease_changes_total",
+			Help: "Meeting lease events on this node: acquired, lost, released, idle."}, []string{"event"}),
+		Forwarded: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_signaling_forwarded_sessions_total",
+			Help: "Sessions this node forwarded to the node owning their meeting."}),
 	}
 	for _, c := range []prometheus.Collector{m.Sessions, m.Meetings, m.Participants, m.Messages, m.Errors, m.Joins,
-		m.Limited} {
+		m.Limited, m.Owned, m.LeaseChanges, m.Forwarded} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -82,6 +82,11 @@ type Config struct {
 	// no cap. MaxJoinsPerTokenPerMinute caps its join attempts per minute (refused with
 	// protocol.CodeRateLimited); 0 means DefaultMaxJoinsPerTokenPerMinute, -1 no cap.
 	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
+	// Leases makes this node one of several sharing meetings (issue 16): a meeting runs on
+	// the node holding its lease, and joins that reach another node are forwarded there
+	// (owner.go, forward.go). Nil: one node, every meeting local. With Leases, Presence
+	// is not needed (all of a meeting's participants are on its owner) and is not used.
+	Leases Leases
 }
 
 // Server serves /ws. It owns the live meetings.
@@ -96,6 +101,7 @@ type Server struct {
 	tokens  tokenLimiter
 	local   *LocalBridge
 	control *control.Server
+	owners  *ownership // nil without Config.Leases
 
 	// tree is the site registry: cfg.Tree, then what SetTree installs.
 	tree      atomic.Pointer[rooms.Tree]
@@ -103,6 +109,7 @@ type Server struct {
 
 	mu       sync.Mutex // guards meetings and closed; first in the lock order
 	meetings map[ids.MeetingID]*meeting
+	forwards map[*session]struct{} // sessions forwarded to other nodes (forward.go)
 	closed   bool
 	// writers counts the meetings' write goroutines (and late writes): Close waits for
 	// them. Add is called only while the server is open or by a live meeting.
@@ -152,7 +159,14 @@ func New(cfg Config) *Server {
 	if cfg.MaxJoinsPerTokenPerMinute == 0 {
 		cfg.MaxJoinsPerTokenPerMinute = DefaultMaxJoinsPerTokenPerMinute
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[ids.MeetingID]*meeting{}}
+	if cfg.Leases != nil {
+		cfg.Presence = nil // every participant of a meeting is on its owner
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "signaling"), meetings: map[ids.MeetingID]*meeting{},
+		forwards: map[*session]struct{}{}}
+	if cfg.Leases != nil {
+		s.owners = newOwnership(s)
+	}
 	s.router.owners = map[ownerKey]peerOwner{}
 	if cfg.Ancestry != nil {
 		s.focus.ancestry.Store(&cfg.Ancestry)
@@ -219,7 +233,10 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 
 // ServeHTTP upgrades the request to a WebSocket and runs the session until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	host := remoteHost(r)
+	host, forwarded := remoteHost(r), false
+	if h, ok := forwardedHost(r, s.cfg.Keys, time.Now()); ok {
+		host, forwarded = h, true
+	}
 	if !s.addrs.acquire(host, s.cfg.MaxSocketsPerAddr) {
 		s.log.Warn("socket refused: too many from this address", "remote", host, "limit", s.cfg.MaxSocketsPerAddr)
 		s.cfg.Metrics.limited(limitAddrSockets)
@@ -232,7 +249,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade", "err", err, "remote", r.RemoteAddr)
 		return // the upgrader has written the HTTP error
 	}
-	sess := newSession(s, conn, r.RemoteAddr)
+	remote := r.RemoteAddr
+	if forwarded {
+		remote = host + " via " + r.RemoteAddr
+	}
+	sess := newSession(s, conn, remote)
+	sess.host, sess.forwarded = host, forwarded
 	sess.run()
 }
 
@@ -377,7 +399,19 @@ func (s *Server) Close() {
 	for _, m := range s.meetings {
 		ms = append(ms, m)
 	}
+	fw := make([]*session, 0, len(s.forwards))
+	for f := range s.forwards {
+		fw = append(fw, f)
+	}
 	s.mu.Unlock()
+	if s.owners != nil {
+		// Released first: the clients closed below come back through another node, which
+		// can take the meetings over at once instead of waiting for the leases to expire.
+		s.owners.close()
+	}
+	for _, f := range fw {
+		f.close(websocket.CloseServiceRestart, "server restarting")
+	}
 	for _, m := range ms {
 		m.closeAll(websocket.CloseServiceRestart, "server restarting")
 	}

@@ -33,8 +33,17 @@ type session struct {
 	srv    *Server
 	conn   *websocket.Conn
 	remote string
-	send   chan []byte
-	done   chan struct{} // closed when the writer has ended
+	// host is the client's address (remoteHost, or what the forwarding node vouched for)
+	// and forwarded says another node forwarded the socket here (forward.go). Set before
+	// run, read-only after.
+	host      string
+	forwarded bool
+	// upstream is the owner's socket when this session is forwarded to another node
+	// (forward.go). The reader goroutine sets it during the join and writes to it; close
+	// reads it under mu.
+	upstream *websocket.Conn
+	send     chan []byte
+	done     chan struct{} // closed when the writer has ended
 
 	closeReq  chan closeError // one close request for the writer
 	closeOnce sync.Once
@@ -178,6 +187,12 @@ func (s *session) run() {
 			s.reject("", protocol.CodeBadMessage, "binary messages are not accepted")
 			continue
 		}
+		if s.upstream != nil { // a forwarder: the owner answers, and limits, what follows
+			if !s.forwardToOwner(data) {
+				return
+			}
+			continue
+		}
 		if !s.limiter.Allow() {
 			s.reject("", protocol.CodeRateLimited, "too many messages")
 			if s.strike() {
@@ -291,6 +306,11 @@ func (s *session) reply(kind protocol.Kind, id string, data any) {
 		s.log.Error("encode reply", "type", kind, "err", err)
 		return
 	}
+	s.enqueue(b)
+}
+
+// enqueue queues an encoded message for the writer.
+func (s *session) enqueue(b []byte) {
 	select {
 	case <-s.done:
 	case s.send <- b:
@@ -355,8 +375,12 @@ func (s *session) close(code int, reason string) {
 		s.closing.Store(true)
 		s.releaseToken()
 		s.mu.Lock()
-		m, joined, log := s.meeting, s.claims != nil, s.log
+		m, joined, log, up := s.meeting, s.claims != nil, s.log, s.upstream
 		s.mu.Unlock()
+		if up != nil {
+			s.srv.forwardEnded(s)
+			closeUpstream(up)
+		}
 		if m != nil {
 			m.remove(s)
 			m.mu.Lock()

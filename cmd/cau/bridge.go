@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +31,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	site := fs.String("site", "", "site whose subtree this bridge serves (required)")
-	signalURL := fs.String("signal", "http://127.0.0.1:7880", "signaling server URL")
+	signalURL := fs.String("signal", "http://127.0.0.1:7880", "signaling server URL; comma-separated for several signaling nodes (registers with each)")
 	id := fs.String("id", "", "bridge id (default bridge-<site>)")
 	udpPort := fs.Int("udp-port", 7882, "ICE UDP mux port (0 = any)")
 	tcpPort := fs.Int("tcp-port", 7881, "ICE-TCP port (-1 disables, 0 = any)")
@@ -38,6 +39,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	announce := fs.String("announce", "", "comma-separated extra ip:port UDP candidates (a port forward to --udp-port)")
 	dev := fs.Bool("dev", false, "sign the bridge token with the dev key (for `cau serve --dev`)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	grace := fs.Duration("grace", 10*time.Second, "how long media keeps flowing through a signaling node's peers after its connection is lost (0: stop at once)")
 	httpAddr := fs.String("http", "", "serve /metrics and /healthz on this address (e.g. 127.0.0.1:7890); off if empty")
 	maxPeers := fs.Int("max-peers", 0, fmt.Sprintf("endpoints this bridge serves at most (0 = %d, -1 = no cap)", bridge.DefaultMaxPeers))
 	if err := fs.Parse(args); err != nil {
@@ -50,9 +52,13 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *id == "" {
 		*id = "bridge-" + *site
 	}
-	ws, err := controlURL(*signalURL)
-	if err != nil {
-		return err
+	var urls []string
+	for _, raw := range strings.Split(*signalURL, ",") {
+		ws, err := controlURL(strings.TrimSpace(raw))
+		if err != nil {
+			return err
+		}
+		urls = append(urls, ws)
 	}
 	token, err := bridgeToken(*site, *id, *dev)
 	if err != nil {
@@ -93,9 +99,22 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		defer srv.Close()
 	}
-	log.Info("bridge starting", "id", *id, "site", *site, "signal", ws)
-	return bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site), Bridge: b, Logger: log,
-		MaxPeers: *maxPeers, Limits: limits})
+	log.Info("bridge starting", "id", *id, "site", *site, "signal", urls)
+	// One control connection per signaling node (issue 16): a meeting runs on the node
+	// that owns it, which drives this bridge over its own connection; each connection
+	// has its own peers on the one media engine.
+	var wg sync.WaitGroup
+	orphans := bridge.NewOrphans()
+	for _, ws := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site),
+				Bridge: b, Logger: log, MaxPeers: *maxPeers, Limits: limits, Grace: *grace, Orphans: orphans})
+		}()
+	}
+	wg.Wait()
+	return nil
 }
 
 // controlURL turns a signaling base URL (http, https, ws or wss) into its /bridge socket.

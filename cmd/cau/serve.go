@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
 	"github.com/cau-project/cau/internal/profiling"
+	"github.com/cau-project/cau/lease"
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/signaling"
@@ -53,6 +55,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	debugHTTP := fs.String("debug-http", "", "serve Go profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off if empty")
 	sipAddr := fs.String("sip", "", "SIP listen address for room codecs, UDP and TCP (ip:port; default 127.0.0.1:5060 in --dev, else off; \"off\" disables)")
 	sipAllow := fs.String("sip-allow", "", "comma-separated networks SIP calls are taken from (e.g. 10.20.0.0/16); required with --sip outside --dev")
+	advertise := fs.String("advertise", "", "with redis_url: the URL other signaling nodes reach this one at (http://10.0.0.5:7880)")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -81,6 +84,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 			cfg.LogLevel = *logLevel
 		case "sites":
 			cfg.SitesFile = *sitesFile
+		case "advertise":
+			cfg.AdvertiseURL = *advertise
 		}
 	})
 	if err := cfg.Validate(); err != nil {
@@ -103,9 +108,15 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		return err
 	}
 	defer store.Close()
-	presence, err := openPresence(ctx, cfg, log)
+	leases, err := openLeases(cfg)
 	if err != nil {
 		return err
+	}
+	var presence signaling.Presence
+	if leases == nil {
+		if presence, err = openPresence(ctx, cfg, log); err != nil {
+			return err
+		}
 	}
 	var top string
 	var ancestry signaling.Ancestry
@@ -126,7 +137,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
 		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
-		Presence: presence, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
+		Presence: presence, Leases: leases, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
 		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute,
 		MaxBridgePeers: cfg.MaxBridgePeers, RecordingsDir: recordingsDir(cfg), RecordingMaxAge: time.Duration(cfg.RecordingMaxAgeDays) * 24 * time.Hour,
 		SIP: sipCfg,
@@ -319,6 +330,28 @@ func openPresence(ctx context.Context, cfg config.Config, log *slog.Logger) (sig
 		return nil, fmt.Errorf("presence: %w", err)
 	}
 	return p, nil
+}
+
+// openLeases shares meetings between signaling nodes when redis_url is set: each live
+// meeting runs on the node holding its lease in Redis, and the others forward their
+// sessions to it at its advertised URL (docs/deployment.md). Nil without Redis.
+func openLeases(cfg config.Config) (signaling.Leases, error) {
+	if cfg.RedisURL == "" {
+		return nil, nil
+	}
+	addr := cfg.AdvertiseURL
+	if addr == "" {
+		host, port, err := net.SplitHostPort(cfg.HTTPAddr)
+		if err != nil || host == "" || port == "0" || net.ParseIP(host).IsUnspecified() {
+			return nil, fmt.Errorf("redis_url is set: set advertise_url (--advertise), the URL other signaling nodes reach this one at; http_addr %q does not name one", cfg.HTTPAddr)
+		}
+		addr = "http://" + cfg.HTTPAddr
+	}
+	opts, err := goredis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("leases: redis_url: %w", err)
+	}
+	return lease.NewRedis(goredis.NewClient(opts), "cau:", addr, 0), nil
 }
 
 // recordingsDir is where the server records: the configured directory, by default

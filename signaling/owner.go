@@ -1,0 +1,219 @@
+package signaling
+
+// Meeting ownership across signaling nodes (issue 16). With Config.Leases set, a live
+// meeting runs on one node only, the holder of its lease (package lease): that node
+// places its endpoints, plans its relay tree and keeps its floor, as a single node does.
+// A session that reaches another node is forwarded to the owner (forward.go). The owner
+// renews its leases every TTL/3; when it cannot (Redis unreachable) for long enough that
+// the lease might expire, or finds the lease taken, it stops acting as owner and closes
+// the meeting's sockets with 1012, so their clients come back through the new owner.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/lease"
+)
+
+// Leases holds and looks up meeting leases; *lease.Redis is the implementation.
+type Leases interface {
+	// Acquire takes the meeting's lease for this node, or returns its holder (mine false).
+	Acquire(ctx context.Context, m ids.MeetingID) (l lease.Lease, mine bool, err error)
+	// Renew extends a lease this node holds; lease.ErrLost if it is no longer its own.
+	Renew(ctx context.Context, l lease.Lease) error
+	// Release gives a lease up.
+	Release(ctx context.Context, l lease.Lease) error
+	// TTL is a lease's life after its last renewal.
+	TTL() time.Duration
+}
+
+var _ Leases = (*lease.Redis)(nil)
+
+// ownership is the leases this node holds. Its lock is a leaf: no other lock of the
+// package is taken while it is held, and it is never held across Redis calls.
+type ownership struct {
+	srv  *Server
+	stop chan struct{} // closed by Server.Close: ends renewLoop
+	done chan struct{} // closed when renewLoop has ended
+
+	mu   sync.Mutex // guards held
+	held map[ids.MeetingID]*heldLease
+}
+
+// heldLease is a lease this node holds and until when it may act on it.
+type heldLease struct {
+	l lease.Lease
+	// valid is when the lease may have expired in Redis, counted from the start of the
+	// last successful acquire or renewal (so a slow reply never extends it).
+	valid time.Time
+	// used is the last time a join asked for the meeting: a lease whose meeting is not
+	// live here is kept for a TTL after that, while the join builds the meeting.
+	used time.Time
+}
+
+func newOwnership(srv *Server) *ownership {
+	o := &ownership{srv: srv, stop: make(chan struct{}), done: make(chan struct{}), held: map[ids.MeetingID]*heldLease{}}
+	go o.renewLoop()
+	return o
+}
+
+// errNotOwner: the meeting is owned by another node that cannot be reached.
+var errNotOwner = errors.New("the meeting's signaling node is unreachable")
+
+// claim makes this node the meeting's owner if nobody is, and says who owns it: local
+// true, or the owner's base URL.
+func (o *ownership) claim(ctx context.Context, m ids.MeetingID) (local bool, addr string, err error) {
+	now := time.Now()
+	o.mu.Lock()
+	if h := o.held[m]; h != nil && now.Before(h.valid) {
+		h.used = now
+		o.mu.Unlock()
+		return true, "", nil
+	}
+	o.mu.Unlock()
+	leases := o.srv.cfg.Leases
+	l, mine, err := leases.Acquire(ctx, m)
+	if err != nil {
+		return false, "", err
+	}
+	if !mine {
+		return false, l.Addr, nil
+	}
+	o.mu.Lock()
+	h := o.held[m]
+	fresh := h == nil || h.l.Token != l.Token
+	o.held[m] = &heldLease{l: l, valid: now.Add(leases.TTL()), used: now}
+	o.mu.Unlock()
+	if fresh {
+		o.srv.log.Info("meeting owned", "meeting", m, "token", l.Token)
+		if mt := o.srv.cfg.Metrics; mt != nil {
+			if h == nil {
+				mt.Owned.Inc()
+			}
+			mt.LeaseChanges.WithLabelValues("acquired").Inc()
+		}
+	}
+	return true, "", nil
+}
+
+// renewLoop renews the held leases every TTL/3 until stop.
+func (o *ownership) renewLoop() {
+	defer close(o.done)
+	every := o.srv.cfg.Leases.TTL() / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.stop:
+			return
+		case <-t.C:
+			o.renewAll(every)
+		}
+	}
+}
+
+// renewAll renews each lease whose meeting is live here (or was asked for lately) and
+// lets the others expire; a lease lost, or not renewed in time, ends the meeting here.
+func (o *ownership) renewAll(timeout time.Duration) {
+	o.mu.Lock()
+	hs := make([]heldLease, 0, len(o.held))
+	for _, h := range o.held {
+		hs = append(hs, *h)
+	}
+	o.mu.Unlock()
+	ttl := o.srv.cfg.Leases.TTL()
+	for _, h := range hs {
+		m := h.l.Meeting
+		start := time.Now()
+		if !o.srv.live(m) && start.Sub(h.used) > ttl {
+			o.drop(h.l, "idle")
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := o.srv.cfg.Leases.Renew(ctx, h.l)
+		cancel()
+		switch {
+		case err == nil:
+			o.mu.Lock()
+			if cur := o.held[m]; cur != nil && cur.l.Token == h.l.Token {
+				cur.valid = start.Add(ttl)
+			}
+			o.mu.Unlock()
+		case errors.Is(err, lease.ErrLost):
+			o.lost(h.l, "taken over")
+		case time.Now().Add(timeout).After(h.valid):
+			// Fencing: the next attempt could come after the lease expired and another
+			// node took the meeting; stop acting as its owner now.
+			o.srv.log.Error("meeting lease not renewed in time", "meeting", m, "err", err)
+			o.lost(h.l, "not renewed")
+		default:
+			o.srv.log.Warn("meeting lease renewal", "meeting", m, "err", err)
+		}
+	}
+}
+
+// drop forgets a lease this node no longer needs; it expires in Redis by itself.
+func (o *ownership) drop(l lease.Lease, why string) bool {
+	o.mu.Lock()
+	h := o.held[l.Meeting]
+	ok := h != nil && h.l.Token == l.Token
+	if ok {
+		delete(o.held, l.Meeting)
+	}
+	o.mu.Unlock()
+	if ok {
+		if mt := o.srv.cfg.Metrics; mt != nil {
+			mt.Owned.Dec()
+			mt.LeaseChanges.WithLabelValues(why).Inc()
+		}
+	}
+	return ok
+}
+
+// lost stops acting as the meeting's owner: its sockets are closed with 1012, so their
+// clients come back and are forwarded to whoever owns it now.
+func (o *ownership) lost(l lease.Lease, why string) {
+	if !o.drop(l, "lost") {
+		return
+	}
+	o.srv.log.Warn("meeting lease lost; moving its sessions", "meeting", l.Meeting, "token", l.Token, "why", why)
+	o.srv.mu.Lock()
+	m := o.srv.meetings[l.Meeting]
+	o.srv.mu.Unlock()
+	if m != nil {
+		go m.closeAll(websocket.CloseServiceRestart, "meeting moved to another signaling node")
+	}
+}
+
+// close stops renewing and releases every lease, so other nodes take the meetings over
+// at once. Called by Server.Close after the sessions are closed.
+func (o *ownership) close() {
+	close(o.stop)
+	<-o.done
+	o.mu.Lock()
+	hs := make([]lease.Lease, 0, len(o.held))
+	for _, h := range o.held {
+		hs = append(hs, h.l)
+	}
+	o.mu.Unlock()
+	for _, l := range hs {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := o.srv.cfg.Leases.Release(ctx, l); err != nil {
+			o.srv.log.Warn("release meeting lease", "meeting", l.Meeting, "err", err)
+		}
+		cancel()
+		o.drop(l, "released")
+	}
+}
+
+// live reports whether the meeting has a live state on this node.
+func (s *Server) live(m ids.MeetingID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.meetings[m] != nil
+}
