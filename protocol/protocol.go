@@ -201,6 +201,7 @@ const (
 	CodeCapacity           = "capacity"            // a configured cap is reached (participants per meeting, sockets per address)
 	CodeEndpointInUse      = "endpoint_in_use"     // the room's own device is connected; try again later
 	CodeInternal           = "internal"            // our fault; logged on the server
+	CodeUnavailable        = "unavailable"         // the store or the meeting's signaling node is briefly unreachable; retry
 )
 
 // Error is the payload of an error message.

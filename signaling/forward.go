@@ -116,7 +116,11 @@ func (s *session) routeJoin(env protocol.Envelope, claims *auth.Claims) (forward
 		// the client (or the node that forwarded it) asks again, elsewhere.
 		if s.forwarded || claimErr || time.Now().After(deadline) {
 			s.log.Warn("join refused: the meeting's owner is unreachable", "meeting", m, "owner", addr, "err", err)
-			s.reject(env.ID, protocol.CodeInternal, "the meeting's signaling node is unreachable; try again")
+			if claimErr {
+				s.reject(env.ID, protocol.CodeUnavailable, "the meeting store is unreachable; try again in a few seconds")
+			} else {
+				s.reject(env.ID, protocol.CodeUnavailable, "the meeting's signaling node is unreachable; try again in a few seconds")
+			}
 			return true, &closeError{code: websocket.CloseTryAgainLater, reason: "owner unreachable"}
 		}
 		time.Sleep(ownerRetry)

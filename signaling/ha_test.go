@@ -74,7 +74,13 @@ func startProcess(t testing.TB, env []string, args ...string) *exec.Cmd {
 
 func startHACluster(t *testing.T, sched rooms.Meeting) *haCluster {
 	t.Helper()
-	c := &haCluster{keys: auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}, redis: storetest.StartRedis(t)}
+	return startHAClusterOn(t, storetest.StartRedis(t), sched)
+}
+
+// startHAClusterOn is startHACluster on the Redis at redisAddr.
+func startHAClusterOn(t *testing.T, redisAddr string, sched rooms.Meeting) *haCluster {
+	t.Helper()
+	c := &haCluster{keys: auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}, redis: redisAddr}
 	ctx := context.Background()
 	store, err := redisstore.Open(ctx, "redis://"+c.redis, "cau:")
 	if err != nil {

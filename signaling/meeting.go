@@ -56,6 +56,10 @@ type meeting struct {
 	// early holds presence events that arrive while the meeting reads the other nodes'
 	// list; nil once the list is in remote.
 	early []presence.Event
+	// movedAway is set when this node lost the meeting's lease: its sessions end so that
+	// they come back through the new owner, while their media goes on through the
+	// bridges, so their ends are no disconnects for the roll call.
+	movedAway bool
 }
 
 func newMeeting(srv *Server, id ids.MeetingID, sched *rooms.Meeting) *meeting {
@@ -247,7 +251,9 @@ func (m *meeting) remove(s *session) {
 		}
 	}
 	m.forgetPeer(s.bridge, s.peerID)
-	m.attend(s, rooms.EventDisconnected)
+	if !m.movedAway {
+		m.attend(s, rooms.EventDisconnected)
+	}
 	m.announce(s, true)
 	for _, o := range m.participants {
 		o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID})

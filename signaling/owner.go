@@ -119,6 +119,10 @@ func (o *ownership) renewLoop() {
 
 // renewAll renews each lease whose meeting is live here (or was asked for lately) and
 // lets the others expire; a lease lost, or not renewed in time, ends the meeting here.
+// The renewals run side by side under one deadline: one after the other, a Redis that
+// stopped answering (a silent partition: each call waits out its timeout) would reach
+// the tenth meeting's lease seconds after it expired, while this node still acted as
+// that meeting's owner.
 func (o *ownership) renewAll(timeout time.Duration) {
 	o.mu.Lock()
 	hs := make([]heldLease, 0, len(o.held))
@@ -127,17 +131,30 @@ func (o *ownership) renewAll(timeout time.Duration) {
 	}
 	o.mu.Unlock()
 	ttl := o.srv.cfg.Leases.TTL()
-	for _, h := range hs {
-		m := h.l.Meeting
-		start := time.Now()
-		if !o.srv.live(m) && start.Sub(h.used) > ttl {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	errs := make([]error, len(hs))
+	sem := make(chan struct{}, renewConcurrency)
+	var wg sync.WaitGroup
+	for i, h := range hs {
+		if !o.srv.live(h.l.Meeting) && start.Sub(h.used) > ttl {
 			o.drop(h.l, "idle")
+			hs[i].l.Meeting = ""
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := o.srv.cfg.Leases.Renew(ctx, h.l)
-		cancel()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = o.srv.cfg.Leases.Renew(ctx, h.l)
+		}()
+	}
+	wg.Wait()
+	for i, h := range hs {
+		m, err := h.l.Meeting, errs[i]
 		switch {
+		case m == "":
 		case err == nil:
 			o.mu.Lock()
 			if cur := o.held[m]; cur != nil && cur.l.Token == h.l.Token {
@@ -146,9 +163,10 @@ func (o *ownership) renewAll(timeout time.Duration) {
 			o.mu.Unlock()
 		case errors.Is(err, lease.ErrLost):
 			o.lost(h.l, "taken over")
-		case time.Now().Add(timeout).After(h.valid):
-			// Fencing: the next attempt could come after the lease expired and another
-			// node took the meeting; stop acting as its owner now.
+		case time.Now().Add(2 * timeout).After(h.valid):
+			// Fencing: the next round (a tick away, then up to its timeout) could end
+			// after the lease expired and another node took the meeting; stop acting as
+			// its owner now, while the lease is still ours.
 			o.srv.log.Error("meeting lease not renewed in time", "meeting", m, "err", err)
 			o.lost(h.l, "not renewed")
 		default:
@@ -156,6 +174,10 @@ func (o *ownership) renewAll(timeout time.Duration) {
 		}
 	}
 }
+
+// renewConcurrency bounds the lease renewals in flight at once (one Redis round trip
+// each; a node owns tens of meetings, not thousands).
+const renewConcurrency = 64
 
 // drop forgets a lease this node no longer needs; it expires in Redis by itself.
 func (o *ownership) drop(l lease.Lease, why string) bool {
@@ -186,6 +208,9 @@ func (o *ownership) lost(l lease.Lease, why string) {
 	m := o.srv.meetings[l.Meeting]
 	o.srv.mu.Unlock()
 	if m != nil {
+		m.mu.Lock()
+		m.movedAway = true
+		m.mu.Unlock()
 		go m.closeAll(websocket.CloseServiceRestart, "meeting moved to another signaling node")
 	}
 }

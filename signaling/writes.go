@@ -71,22 +71,22 @@ func (wq *writeQueue) run(fail func(error)) {
 	}
 }
 
-// writeRetries is how many times a failed store write is tried again: a record must
-// outlive a store's brief hiccup (a Redis failover), not only a slow disk.
-const writeRetries = 3
+// writeRetryFor is how long a failed store write is tried again: a record must outlive
+// a Redis restart or a Sentinel failover (seconds to tens of seconds), not only a slow
+// disk. The meeting's later writes wait behind it, in order.
+const writeRetryFor = 30 * time.Second
 
 func writeWithRetry(w func(context.Context) error) error {
-	var err error
-	for i := range writeRetries + 1 {
-		if i > 0 {
-			time.Sleep(time.Duration(i) * 200 * time.Millisecond)
-		}
+	deadline := time.Now().Add(writeRetryFor)
+	pause := 200 * time.Millisecond
+	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = w(ctx)
+		err := w(ctx)
 		cancel()
-		if err == nil {
-			return nil
+		if err == nil || time.Now().Add(pause).After(deadline) {
+			return err
 		}
+		time.Sleep(pause)
+		pause = min(2*pause, 2*time.Second)
 	}
-	return err
 }

@@ -19,8 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
@@ -28,6 +26,7 @@ import (
 	"github.com/cau-project/cau/lease"
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
+	"github.com/cau-project/cau/rooms/store/redis"
 	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/sipgw"
 )
@@ -321,11 +320,11 @@ func openPresence(ctx context.Context, cfg config.Config, log *slog.Logger) (sig
 	if cfg.RedisURL == "" {
 		return nil, nil
 	}
-	opts, err := goredis.ParseURL(cfg.RedisURL)
+	rdb, err := redis.Dial(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("presence: redis_url: %w", err)
 	}
-	p, err := presence.NewRedis(ctx, goredis.NewClient(opts), "cau:", log)
+	p, err := presence.NewRedis(ctx, rdb, "cau:", log)
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
@@ -347,11 +346,11 @@ func openLeases(cfg config.Config) (signaling.Leases, error) {
 		}
 		addr = "http://" + cfg.HTTPAddr
 	}
-	opts, err := goredis.ParseURL(cfg.RedisURL)
+	rdb, err := redis.Dial(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("leases: redis_url: %w", err)
 	}
-	return lease.NewRedis(goredis.NewClient(opts), "cau:", addr, 0), nil
+	return lease.NewRedis(rdb, "cau:", addr, 0), nil
 }
 
 // recordingsDir is where the server records: the configured directory, by default

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,47 @@ import (
 // is not installed the test is skipped, except under CI=true, where it fails: CI must
 // run the Redis tests.
 func StartRedis(t testing.TB) string {
+	t.Helper()
+	return startServer(t, "--save", "", "--appendonly", "no").Addr
+}
+
+// StartDurableRedis starts a redis-server as a deployment should run it
+// (docs/deployment.md): every write in the append-only file before it is acknowledged
+// (appendfsync always), so that a kill -9 loses nothing acknowledged. The test can kill
+// it and start it again on the same port and data.
+func StartDurableRedis(t testing.TB) *RedisServer {
+	t.Helper()
+	return startServer(t, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+}
+
+// StartRedisWith starts a throw-away redis-server as StartRedis does, with args added to
+// (and overriding) its command line, e.g. "--bind", "127.0.0.1", "127.0.0.2".
+func StartRedisWith(t testing.TB, args ...string) *RedisServer {
+	t.Helper()
+	return startServer(t, append([]string{"--save", "", "--appendonly", "no"}, args...)...)
+}
+
+// RedisServer is one redis-server a test started, on a fixed port and data directory.
+type RedisServer struct {
+	Addr string
+
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	args []string
+
+	mu   sync.Mutex // guards proc
+	proc *redisProc // nil while killed
+}
+
+type redisProc struct {
+	cmd     *exec.Cmd
+	exited  chan error
+	pidfile string
+}
+
+func startServer(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -38,31 +80,36 @@ func StartRedis(t testing.TB) string {
 			continue // taken
 		}
 		l.Close()
-		if err := startRedis(t, bin, dir, port); err != nil {
+		r := &RedisServer{Addr: addr, t: t, bin: bin, dir: dir, port: port, args: args}
+		if err := r.Start(); err != nil {
 			t.Logf("redis-server on port %d: %v; trying the next port", port, err)
 			continue
 		}
-		return addr
+		t.Cleanup(r.stop)
+		return r
 	}
 	t.Fatalf("no free port for redis-server in %d–%d", first, first+49)
-	return ""
+	return nil
 }
 
-// startRedis runs one server and waits until it answers PING, or fails (port lost to
-// a race, bad flags) and says why.
-func startRedis(t testing.TB, bin, dir string, port int) error {
-	pidfile := filepath.Join(dir, fmt.Sprintf("redis-%d.pid", port))
-	logfile := filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no",
-		"--pidfile", pidfile, "--logfile", logfile, "--dir", dir, "--daemonize", "no")
+// Start runs the server (again, after Kill) on its port and data directory and waits
+// until it answers PING, or fails (port lost to a race, bad flags) and says why.
+func (r *RedisServer) Start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc != nil {
+		return errors.New("redis-server already running")
+	}
+	pidfile := filepath.Join(r.dir, fmt.Sprintf("redis-%d.pid", r.port))
+	logfile := filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", r.port))
+	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--pidfile", pidfile, "--logfile", logfile, "--dir", r.dir, "--daemonize", "no"}, r.args...)
+	cmd := exec.Command(r.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {
@@ -71,7 +118,7 @@ func startRedis(t testing.TB, bin, dir string, port int) error {
 			return fmt.Errorf("exited (%v): %s", err, lastLines(string(log), 5))
 		default:
 		}
-		if ping(addr) == nil {
+		if ping(r.Addr) == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -81,23 +128,49 @@ func startRedis(t testing.TB, bin, dir string, port int) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Cleanup(func() {
-		pid := cmd.Process.Pid
-		if data, err := os.ReadFile(pidfile); err == nil {
-			if p, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-				pid = p
-			}
-		}
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			_ = err // stopped by us: a signal exit is expected
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			waitExit(exited)
-		}
-	})
+	r.proc = &redisProc{cmd: cmd, exited: exited, pidfile: pidfile}
 	return nil
+}
+
+// Kill stops the server with SIGKILL, as a crash would: nothing is saved on the way out.
+func (r *RedisServer) Kill() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return
+	}
+	_ = syscall.Kill(r.proc.pid(), syscall.SIGKILL)
+	waitExit(r.proc.exited)
+	r.proc = nil
+}
+
+// stop ends the server at the end of the test.
+func (r *RedisServer) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return
+	}
+	pid := r.proc.pid()
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case err := <-r.proc.exited:
+		_ = err // stopped by us: a signal exit is expected
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		waitExit(r.proc.exited)
+	}
+	r.proc = nil
+}
+
+// pid is the server's pid from its pidfile (the one it wrote), else the child's.
+func (p *redisProc) pid() int {
+	if data, err := os.ReadFile(p.pidfile); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			return n
+		}
+	}
+	return p.cmd.Process.Pid
 }
 
 // ping sends one inline PING and expects +PONG.

@@ -34,6 +34,7 @@ export const ErrorCode = Object.freeze({
   BAD_SDP: 'bad_sdp',
   RATE_LIMITED: 'rate_limited',
   INTERNAL: 'internal',
+  UNAVAILABLE: 'unavailable',
 });
 
 /** The longest display name the server accepts, in characters (code points). */

@@ -64,11 +64,10 @@ var _ rooms.Store = (*Store)(nil)
 // Open connects to the Redis at url ("redis://[user:pass@]host:port/db") and returns a
 // store whose keys start with prefix; Close closes the connection.
 func Open(ctx context.Context, url, prefix string) (*Store, error) {
-	opts, err := goredis.ParseURL(url)
+	c, err := Dial(url)
 	if err != nil {
 		return nil, fmt.Errorf("open redis store: %w", err)
 	}
-	c := goredis.NewClient(opts)
 	s, err := New(ctx, c, prefix)
 	if err != nil {
 		_ = c.Close()
@@ -77,6 +76,43 @@ func Open(ctx context.Context, url, prefix string) (*Store, error) {
 	s.own = true
 	return s, nil
 }
+
+// Dial returns a client for a redis_url: redis://[user:password@]host:port[/db] for one
+// server, or a Sentinel deployment's address with the master's name,
+// redis://[user:password@]sentinel:26379?master_name=cau[&addr=sentinel2:26379...]: the
+// client asks the sentinels for the master and follows its failovers. rediss:// for TLS.
+//
+// The client honours the deadlines of the contexts it is given (go-redis ignores them by
+// default and waits out its own socket timeouts): a meeting lease's renewal must give up
+// when its deadline passes, or a node cut off from Redis without a word (packets
+// dropped, not refused) would go on acting as a meeting's owner after its lease expired.
+func Dial(url string) (goredis.UniversalClient, error) {
+	if strings.Contains(url, "master_name=") {
+		opts, err := goredis.ParseFailoverURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redis sentinel url: %w", err)
+		}
+		opts.ContextTimeoutEnabled = true
+		if opts.DialTimeout == 0 {
+			opts.DialTimeout = dialTimeout
+		}
+		return goredis.NewFailoverClient(opts), nil
+	}
+	opts, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = dialTimeout
+	}
+	return goredis.NewClient(opts), nil
+}
+
+// dialTimeout bounds a connection attempt unless the URL sets dial_timeout: Redis is on
+// the signaling nodes' own network, and a dial left waiting on a silent address holds
+// one of the pool's slots (go-redis's default is 5 s).
+const dialTimeout = 2 * time.Second
 
 // New returns a store on an existing client (left open by Close). It checks the server
 // answers and subscribes to the change channel before returning, so a Watch started
