@@ -102,6 +102,9 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	if cfg.RedisURL != "" {
+		redis.SetLogger(log.With("component", "redis"))
+	}
 	store, tree, err := openStore(ctx, cfg, tree, log)
 	if err != nil {
 		return err
