@@ -5,40 +5,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
 )
 
-var (
-	buildOnce sync.Once
-	cauBinary string
-	buildErr  error
-)
-
 // buildCau builds cmd/cau once per test run, for tests that need real processes.
-func buildCau(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cau-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		cauBinary = filepath.Join(dir, "cau")
-		out, err := exec.Command("go", "build", "-race", "-o", cauBinary, "../cmd/cau").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return cauBinary
-}
+func buildCau(t testing.TB) string { return testutil.BuildCau(t) }
 
 // startBridgeProcess runs `cau bridge` for site and returns the process.
 func (c *cascade) startBridgeProcess(t testing.TB, id, site string) *exec.Cmd {

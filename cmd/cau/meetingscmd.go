@@ -115,14 +115,17 @@ func parseSelection(s string, exclude []string) (rooms.Selection, error) {
 	return sel, nil
 }
 
-// parseWhen reads RFC 3339 or a Vietnam wall-clock time ("2026-03-02 08:00").
+// parseWhen reads "now", RFC 3339 or a Vietnam wall-clock time ("2026-03-02 08:00").
 func parseWhen(flagName, s string) (time.Time, error) {
+	if s == "now" { // an ad hoc meeting booked as it starts, or a test
+		return time.Now().Truncate(time.Second), nil
+	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
 	t, err := rooms.ParseLocal(s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--%s %q: want \"2026-03-02 08:00\" (Vietnam time) or RFC 3339", flagName, s)
+		return time.Time{}, fmt.Errorf("--%s %q: want \"now\", \"2026-03-02 08:00\" (Vietnam time) or RFC 3339", flagName, s)
 	}
 	return t, nil
 }
@@ -132,7 +135,7 @@ func runMeetingsSchedule(ctx context.Context, name string, args []string, stdout
 	id := fs.String("id", "", "meeting id (default: generated)")
 	title := fs.String("title", "", "title (required)")
 	chair := fs.String("chair", "", "chair site (default: the first --select root, or the first --site)")
-	start := fs.String("start", "", `start, "2026-03-02 08:00" in Vietnam time or RFC 3339 (required)`)
+	start := fs.String("start", "", `start: now, "2026-03-02 08:00" in Vietnam time, or RFC 3339 (required)`)
 	end := fs.String("end", "", "end (or --duration)")
 	dur := fs.Duration("duration", 0, "length, e.g. 2h (instead of --end)")
 	mode := fs.String("mode", "", "floor mode: discussion (default), training or directed")
