@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -143,24 +142,14 @@ scrape_configs:
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+strings.TrimPrefix(promURL, "http://"),
 		"--log.level=warn")
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+	t.Cleanup(func() { // after the process stopped (cleanups run last first)
 		if t.Failed() {
 			t.Logf("prometheus output:\n%s", out.Tail(10000))
 		}
 	})
+	if err := testutil.StartProcess(t, cmd, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 
 	// Every series the console's figures need, with exactly the documented labels.

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -123,22 +122,10 @@ func run(t *testing.T, dir, name string, s service, data string) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := testutil.StartProcess(t, cmd, 10*time.Second); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	t.Logf("started %s: %s %s", name, filepath.Base(bin), strings.Join(args, " "))
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
 }
 
 // cau runs a cau command with env and returns what it printed.

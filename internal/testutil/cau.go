@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 var (
@@ -37,4 +39,26 @@ func BuildCau(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return cauBinary
+}
+
+// StartProcess starts cmd, killed with the test process if that dies (Pdeathsig), and
+// stops it when the test ends: SIGTERM, then SIGKILL after grace.
+func StartProcess(t testing.TB, cmd *exec.Cmd, grace time.Duration) error {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return nil
 }
