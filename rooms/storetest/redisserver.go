@@ -51,6 +51,7 @@ type RedisServer struct {
 	dir  string
 	port int
 	args []string
+	conf func(port int) string // the configuration file's content; nil: none
 
 	mu   sync.Mutex // guards proc
 	proc *redisProc // nil while killed
@@ -63,6 +64,13 @@ type redisProc struct {
 }
 
 func startServer(t testing.TB, args ...string) *RedisServer {
+	t.Helper()
+	return startServerConf(t, nil, args...)
+}
+
+// startServerConf is startServer with a configuration file first on the command line,
+// written from conf(port) (nil: none); a sentinel needs one it can rewrite.
+func startServerConf(t testing.TB, conf func(port int) string, args ...string) *RedisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -80,7 +88,7 @@ func startServer(t testing.TB, args ...string) *RedisServer {
 			continue // taken
 		}
 		l.Close()
-		r := &RedisServer{Addr: addr, t: t, bin: bin, dir: dir, port: port, args: args}
+		r := &RedisServer{Addr: addr, t: t, bin: bin, dir: dir, port: port, args: args, conf: conf}
 		if err := r.Start(); err != nil {
 			t.Logf("redis-server on port %d: %v; trying the next port", port, err)
 			continue
@@ -102,8 +110,17 @@ func (r *RedisServer) Start() error {
 	}
 	pidfile := filepath.Join(r.dir, fmt.Sprintf("redis-%d.pid", r.port))
 	logfile := filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", r.port))
-	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--pidfile", pidfile, "--logfile", logfile, "--dir", r.dir, "--daemonize", "no"}, r.args...)
+	var args []string
+	if r.conf != nil {
+		file := filepath.Join(r.dir, fmt.Sprintf("redis-%d.conf", r.port))
+		if err := os.WriteFile(file, []byte(r.conf(r.port)), 0o600); err != nil {
+			return err
+		}
+		args = append(args, file)
+	}
+	args = append(args, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--pidfile", pidfile, "--logfile", logfile, "--dir", r.dir, "--daemonize", "no")
+	args = append(args, r.args...)
 	cmd := exec.Command(r.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return err
@@ -204,4 +221,35 @@ func waitExit(exited <-chan error) {
 	if err := <-exited; err != nil {
 		return
 	}
+}
+
+// Sentinel is a Redis master with one replica, watched by one sentinel that promotes the
+// replica when the master is down for a second (the deployment docs/deployment.md
+// describes, with one sentinel where production has three).
+type Sentinel struct {
+	Master, Replica *RedisServer
+	// Addr is the sentinel's address; MasterName the name it knows the master by.
+	Addr, MasterName string
+}
+
+// URL is the redis_url that reaches the master through the sentinel.
+func (s *Sentinel) URL() string { return "redis://" + s.Addr + "?master_name=" + s.MasterName }
+
+// StartSentinel starts a durable master, its replica and a sentinel.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	master := StartDurableRedis(t)
+	_, mport, err := net.SplitHostPort(master.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := startServer(t, "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+		"--replicaof", "127.0.0.1", mport)
+	s := &Sentinel{Master: master, Replica: replica, MasterName: "cau"}
+	sentinel := startServerConf(t, func(port int) string {
+		return fmt.Sprintf("port %d\nsentinel monitor cau 127.0.0.1 %s 1\n"+
+			"sentinel down-after-milliseconds cau 1000\nsentinel failover-timeout cau 5000\n", port, mport)
+	}, "--sentinel")
+	s.Addr = sentinel.Addr
+	return s
 }
