@@ -13,6 +13,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
@@ -54,7 +55,7 @@ func TestJoinNameAndAuditActor(t *testing.T) {
 	ctx := context.Background()
 	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
 	defer store.Close()
-	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), rooms.ModeTraining))
+	testkit.Schedule(t, store, tree, hop(time.Now().Add(-time.Minute), rooms.ModeTraining))
 	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
 	defer a.Close()

@@ -17,10 +17,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
-	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 // TestRecordAMeetingOverTheAPI records a scheduled meeting end to end: two pion endpoints
@@ -32,27 +31,8 @@ import (
 func TestRecordAMeetingOverTheAPI(t *testing.T) {
 	ctx := context.Background()
 	red, blue := testmedia.MakeClipOf(t, "color=c=red", 320, 240), testmedia.MakeClipOf(t, "color=c=blue", 320, 240)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-		{ID: "xb", Name: "Xã Ia Dơk", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
-		Sites: []string{"tw", "xa", "xb"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA, testkit.SiteXB)
+	testkit.Schedule(t, store, tree, testkit.Hop("tw", "xa", "xb"))
 	level := slog.LevelError
 	if os.Getenv("CAU_TEST_DEBUG") != "" {
 		level = slog.LevelDebug

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
@@ -21,7 +22,7 @@ func TestRollCallRecordsGrades(t *testing.T) {
 	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
 	defer store.Close()
 	m := hop(time.Now().Add(-time.Minute), "")
-	schedule(t, store, tree, m)
+	testkit.Schedule(t, store, tree, m)
 	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
 	defer a.Close()
@@ -77,7 +78,7 @@ func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
 	defer store.Close()
 	now := time.Now().UTC()
 	m := hop(now.Add(-time.Hour), "")
-	schedule(t, store, tree, m)
+	testkit.Schedule(t, store, tree, m)
 	// What the crashed node wrote: xa connected and was graded; tw came and went.
 	lastSeen := now.Add(-10 * time.Minute)
 	for _, e := range []rooms.AttendanceEvent{
@@ -126,7 +127,7 @@ func TestCloseKeepsRollCall(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "cau.db")
 	store, tree := twoSiteStore(t, path)
-	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
+	testkit.Schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
 	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
 	ws := wsURL(a)

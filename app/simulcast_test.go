@@ -9,6 +9,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
 )
@@ -21,7 +22,7 @@ func TestClientPublishesSimulcast(t *testing.T) {
 	ctx := context.Background()
 	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
 	defer store.Close()
-	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
+	testkit.Schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
 	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
 	defer a.Close()

@@ -1,13 +1,13 @@
 package app_test
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 )
@@ -17,23 +17,7 @@ import (
 // close and reopen it to see what a stop left on disk).
 func twoSiteStore(t *testing.T, path string) (*bolt.Store, *rooms.Tree) {
 	t.Helper()
-	store, err := bolt.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		store.Close()
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(context.Background(), tree.Sites()); err != nil {
-		store.Close()
-		t.Fatal(err)
-	}
-	return store, tree
+	return testkit.StoreAt(t, path, testkit.SiteTW, testkit.SiteXA)
 }
 
 // hop is the meeting of these tests: chaired by tw, with xa, running from start to an
@@ -41,14 +25,6 @@ func twoSiteStore(t *testing.T, path string) (*bolt.Store, *rooms.Tree) {
 func hop(start time.Time, mode rooms.Mode) rooms.Meeting {
 	return rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw", Sites: []string{"tw", "xa"}, Mode: mode,
 		Start: start, End: time.Now().Add(time.Hour)}
-}
-
-// schedule saves m through the scheduler, as the REST API does.
-func schedule(t *testing.T, store *bolt.Store, tree *rooms.Tree, m rooms.Meeting) {
-	t.Helper()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // startOn starts Cầu in dev mode on loopback over store and tree, as `cau serve` runs at
