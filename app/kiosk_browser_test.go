@@ -17,6 +17,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testbrowser"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -86,7 +87,7 @@ func roomParticipant(c *client.Client, site string) (protocol.Participant, bool)
 func TestBrowserKiosk(t *testing.T) {
 	s := newStage(t, true)
 	a, dir := s.app, s.dir
-	proxy := newCutProxy(t, strings.TrimPrefix(a.URL(), "http://"))
+	proxy := testkit.NewCutProxy(t, strings.TrimPrefix(a.URL(), "http://"))
 	const site = "qnam-psn-c01"
 
 	var created struct {
@@ -176,7 +177,7 @@ func TestBrowserKiosk(t *testing.T) {
 	})
 
 	// A network drop: every connection through the proxy is cut; the page comes back.
-	proxy.cut()
+	proxy.Cut()
 	if err := kiosk.WaitFor("rejoined after the drop", `window.cauRoom.joined && window.cauRoom.selfId !== '`+second+`'`, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
