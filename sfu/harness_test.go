@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testutil"
 )
 
@@ -341,19 +341,10 @@ func (e *testEndpoint) publishVideo(mime string) {
 // readFeedback turns a PLI or FIR from the bridge into a keyframe on the next frame, as
 // a browser's encoder would.
 func (e *testEndpoint) readFeedback(s *webrtc.RTPSender) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				e.keyframeWanted.Store(true)
-				e.plisReceived.Add(1)
-			}
-		}
-	}
+	client.ReadKeyframeRequests(s, func() {
+		e.keyframeWanted.Store(true)
+		e.plisReceived.Add(1)
+	})
 }
 
 // sendMedia sends 50 audio packets/s and ~16 video frames/s of 3 packets. Only the first

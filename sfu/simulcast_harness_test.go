@@ -6,10 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/client"
 )
 
 // simLayer is one layer a simulcast test publisher sends: RID, the width and height its
@@ -95,21 +96,10 @@ func (e *testEndpoint) publishSimulcast() *simPublisher {
 		t.Fatalf("simulcast extensions not negotiated: mid %d rid %d", sp.midID, sp.ridID)
 	}
 	for i, l := range simLayers {
-		go func() {
-			for {
-				pkts, _, err := tc.Sender().ReadSimulcastRTCP(l.rid)
-				if err != nil {
-					return
-				}
-				for _, p := range pkts {
-					switch p.(type) {
-					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-						sp.want[i].Store(true)
-						sp.plis[i].Add(1)
-					}
-				}
-			}
-		}()
+		go client.ReadSimulcastKeyframeRequests(tc.Sender(), l.rid, func() {
+			sp.want[i].Store(true)
+			sp.plis[i].Add(1)
+		})
 	}
 	go e.sendSimulcast(sp)
 	return sp

@@ -31,6 +31,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/attachrtc"
 	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/protocol"
@@ -262,18 +263,7 @@ func (v *viewer) openDown(offer string) (string, error) {
 
 // readPlayerRTCP passes the player's keyframe requests upstream.
 func (v *viewer) readPlayerRTCP(s *webrtc.RTPSender, kind webrtc.RTPCodecType) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				v.keyframe(v.chosen[kindIndex(kind)].Load())
-			}
-		}
-	}
+	client.ReadKeyframeRequests(s, func() { v.keyframe(v.chosen[kindIndex(kind)].Load()) })
 }
 
 func (v *viewer) keyframe(t *webrtc.TrackRemote) {
