@@ -69,20 +69,7 @@ func (e *testEndpoint) publishSimulcast() *simPublisher {
 			t.Fatal(err)
 		}
 	}
-	offer, err := e.pub.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.pub.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := e.peer.HandleOffer(offer.SDP)
-	if err != nil {
-		t.Fatalf("%s: handle offer: %v", e.name, err)
-	}
-	if err := e.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	e.negotiatePublisher(t)
 	sp.mid = tc.Mid()
 	for _, x := range tc.Sender().GetParameters().HeaderExtensions {
 		switch x.URI {
