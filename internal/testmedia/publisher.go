@@ -96,6 +96,23 @@ func (p *Publisher) Answer(sdp string) error {
 	return p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
 }
 
+// Negotiate offers p's connection to whoever answer stands for (a bridge agent's Offer
+// for the endpoint's peer, say) and applies the answer; the test fails on any error.
+func (p *Publisher) Negotiate(t testing.TB, answer func(offer string) (string, error)) {
+	t.Helper()
+	offer, err := p.Offer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := answer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Answer(ans); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // PublishWHIP joins the endpoint to meeting with one WHIP POST to baseURL (Cầu's HTTP
 // server) bearing token, as OBS does, and applies the answer. It returns the resource's
 // URL.

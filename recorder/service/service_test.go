@@ -43,19 +43,11 @@ func TestServiceRecordsAMeeting(t *testing.T) {
 			t.Fatal(err)
 		}
 		pub := testmedia.NewPublisher(t, site, 0)
-		offer, err := pub.Offer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer, err := agent.Offer(ids.ForEndpoint(participant, 0), offer, map[string]ids.StreamKey{
-			"camera": {Participant: participant, Source: ids.SourceCamera},
-			"mic":    {Participant: participant, Source: ids.SourceMicrophone}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Answer(answer); err != nil {
-			t.Fatal(err)
-		}
+		pub.Negotiate(t, func(offer string) (string, error) {
+			return agent.Offer(ids.ForEndpoint(participant, 0), offer, map[string]ids.StreamKey{
+				"camera": {Participant: participant, Source: ids.SourceCamera},
+				"mic":    {Participant: participant, Source: ids.SourceMicrophone}})
+		})
 		pub.Start(func(int) *testmedia.Clip { return clip })
 		e := rooms.AttendanceEvent{Time: time.Now(), MeetingID: "m1", Site: site, Endpoint: site + "-room", Kind: rooms.EventConnected}
 		if err := store.AppendAttendance(ctx, e); err != nil {
