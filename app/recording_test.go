@@ -63,19 +63,13 @@ func TestRecordAMeetingOverTheAPI(t *testing.T) {
 		t.Fatalf("start with nobody connected: %v, want 409", err)
 	}
 
-	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
 	var clients []*client.Client
 	for _, s := range []struct {
 		site string
 		role auth.Role
 		clip *testmedia.Clip
 	}{{"tw", auth.RoleChair, red}, {"xa", auth.RoleParticipant, blue}, {"xb", auth.RoleParticipant, nil}} {
-		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: s.site, Name: s.site, Role: s.role}, time.Hour)
-		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := join(t, a, auth.Claims{Site: s.site, Role: s.role}, log)
 		clients = append(clients, c)
 		if s.clip == nil {
 			continue // xb only watches
@@ -129,12 +123,7 @@ func TestRecordAMeetingOverTheAPI(t *testing.T) {
 		})
 	}
 	// A participant who joins now is told too, right after joined.
-	tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: "xb", Name: "late", Role: auth.RoleParticipant}, time.Hour)
-	late, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Close()
+	late := join(t, a, auth.Claims{Site: "xb", Name: "late"}, log)
 	testutil.Eventually(t, 5*time.Second, func() string {
 		if !late.Recording().Active {
 			return "late joiner not told of the recording"

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
-	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
@@ -19,22 +18,10 @@ import (
 // connection and, from the link monitor, its grade.
 func TestRollCallRecordsGrades(t *testing.T) {
 	ctx := context.Background()
-	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
-	defer store.Close()
-	m := hop(time.Now().Add(-time.Minute), "")
-	testkit.Schedule(t, store, tree, m)
 	log := testutil.Logger()
-	a := startOn(t, store, tree, log)
-	defer a.Close()
-	ws := wsURL(a)
+	a, store, m := startHop(t, "", log)
 	for _, site := range []string{"tw", "xa"} {
-		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
-		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Publish(ctx); err != nil {
+		if err := join(t, a, auth.Claims{Site: site}, log).Publish(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,17 +117,8 @@ func TestCloseKeepsRollCall(t *testing.T) {
 	testkit.Schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
 	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
-	ws := wsURL(a)
 	for _, site := range []string{"tw", "xa"} {
-		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		join(t, a, auth.Claims{Site: site}, log)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -3,13 +3,11 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
-	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
 )
@@ -20,22 +18,9 @@ import (
 // bridge forwards it.
 func TestClientPublishesSimulcast(t *testing.T) {
 	ctx := context.Background()
-	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
-	defer store.Close()
-	testkit.Schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
 	log := testutil.Logger()
-	a := startOn(t, store, tree, log)
-	defer a.Close()
-	dial := func(site string) *client.Client {
-		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
-		c, err := client.Dial(ctx, wsURL(a), tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
-	chair, commune := dial("tw"), dial("xa")
+	a, _, _ := startHop(t, "", log)
+	chair, commune := join(t, a, auth.Claims{Site: "tw"}, log), join(t, a, auth.Claims{Site: "xa"}, log)
 	synth, err := chair.PublishWith(ctx, client.PublishOptions{Simulcast: true, FPS: 15, PacketsPerFrame: 8, PayloadBytes: 800})
 	if err != nil {
 		t.Fatal(err)

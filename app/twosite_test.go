@@ -1,12 +1,15 @@
 package app_test
 
 import (
+	"cmp"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
@@ -37,6 +40,39 @@ func startOn(t *testing.T, store *bolt.Store, tree *rooms.Tree, log *slog.Logger
 		t.Fatal(err)
 	}
 	return a
+}
+
+// startHop starts Cầu (startOn) over a fresh two-site store with hop scheduled from a
+// minute ago in mode; the app and the store close when the test ends.
+func startHop(t *testing.T, mode rooms.Mode, log *slog.Logger) (*app.App, *bolt.Store, rooms.Meeting) {
+	t.Helper()
+	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA)
+	m := hop(time.Now().Add(-time.Minute), mode)
+	testkit.Schedule(t, store, tree, m)
+	a := startOn(t, store, tree, log)
+	t.Cleanup(func() { _ = a.Close() })
+	return a, store, m
+}
+
+// join joins a meeting on a's signaling socket with the Go client (loopback), holding a
+// join token for c: meeting hop, role participant and the site as name unless c says
+// otherwise. The client closes when the test ends.
+func join(t *testing.T, a *app.App, c auth.Claims, log *slog.Logger) *client.Client {
+	t.Helper()
+	c.Use = auth.UseJoin
+	c.Meeting = cmp.Or(c.Meeting, "hop")
+	c.Role = cmp.Or(c.Role, auth.RoleParticipant)
+	c.Name = cmp.Or(c.Name, c.Site)
+	tok, err := a.Keys().Sign(c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.Dial(t.Context(), wsURL(a), tok, client.Options{Loopback: true, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
 
 // wsURL is a's signaling socket.
