@@ -52,7 +52,7 @@ func TestStartRefusesWeakKeys(t *testing.T) {
 func TestJoinNameAndAuditActor(t *testing.T) {
 	ctx := context.Background()
 	log := testutil.Logger()
-	a, store, _ := startHop(t, rooms.ModeTraining, log)
+	a, store, _ := startHop(t, rooms.ModeTraining)
 	ws := wsURL(a)
 	tok, err := a.Keys().Sign(auth.Claims{Meeting: "hop", Site: "xa", Name: "Xã Ia Grai", Role: auth.RoleParticipant,
 		Use: auth.UseJoin, RegisteredClaims: jwt.RegisteredClaims{Subject: "site:xa"}}, time.Hour)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,11 +32,7 @@ func TestRecordAMeetingOverTheAPI(t *testing.T) {
 	red, blue := testmedia.MakeClipOf(t, "color=c=red", 320, 240), testmedia.MakeClipOf(t, "color=c=blue", 320, 240)
 	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA, testkit.SiteXB)
 	testkit.Schedule(t, store, tree, testkit.Hop("tw", "xa", "xb"))
-	level := slog.LevelError
-	if os.Getenv("CAU_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := testutil.Logger()
 	recDir := filepath.Join(t.TempDir(), "recordings")
 	a, err := app.Start(ctx, app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
 		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors, RecordingsDir: recDir})
@@ -69,7 +64,7 @@ func TestRecordAMeetingOverTheAPI(t *testing.T) {
 		role auth.Role
 		clip *testmedia.Clip
 	}{{"tw", auth.RoleChair, red}, {"xa", auth.RoleParticipant, blue}, {"xb", auth.RoleParticipant, nil}} {
-		c := join(t, a, auth.Claims{Site: s.site, Role: s.role}, log)
+		c := join(t, a, auth.Claims{Site: s.site, Role: s.role})
 		clients = append(clients, c)
 		if s.clip == nil {
 			continue // xb only watches
@@ -123,7 +118,7 @@ func TestRecordAMeetingOverTheAPI(t *testing.T) {
 		})
 	}
 	// A participant who joins now is told too, right after joined.
-	late := join(t, a, auth.Claims{Site: "xb", Name: "late"}, log)
+	late := join(t, a, auth.Claims{Site: "xb", Name: "late"})
 	testutil.Eventually(t, 5*time.Second, func() string {
 		if !late.Recording().Active {
 			return "late joiner not told of the recording"

@@ -18,10 +18,9 @@ import (
 // connection and, from the link monitor, its grade.
 func TestRollCallRecordsGrades(t *testing.T) {
 	ctx := context.Background()
-	log := testutil.Logger()
-	a, store, m := startHop(t, "", log)
+	a, store, m := startHop(t, "")
 	for _, site := range []string{"tw", "xa"} {
-		if err := join(t, a, auth.Claims{Site: site}, log).Publish(ctx); err != nil {
+		if err := join(t, a, auth.Claims{Site: site}).Publish(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -118,7 +117,7 @@ func TestCloseKeepsRollCall(t *testing.T) {
 	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
 	for _, site := range []string{"tw", "xa"} {
-		join(t, a, auth.Claims{Site: site}, log)
+		join(t, a, auth.Claims{Site: site})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -18,9 +18,8 @@ import (
 // bridge forwards it.
 func TestClientPublishesSimulcast(t *testing.T) {
 	ctx := context.Background()
-	log := testutil.Logger()
-	a, _, _ := startHop(t, "", log)
-	chair, commune := join(t, a, auth.Claims{Site: "tw"}, log), join(t, a, auth.Claims{Site: "xa"}, log)
+	a, _, _ := startHop(t, "")
+	chair, commune := join(t, a, auth.Claims{Site: "tw"}), join(t, a, auth.Claims{Site: "xa"})
 	synth, err := chair.PublishWith(ctx, client.PublishOptions{Simulcast: true, FPS: 15, PacketsPerFrame: 8, PayloadBytes: 800})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testkit"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
 )
@@ -43,21 +44,22 @@ func startOn(t *testing.T, store *bolt.Store, tree *rooms.Tree, log *slog.Logger
 }
 
 // startHop starts Cầu (startOn) over a fresh two-site store with hop scheduled from a
-// minute ago in mode; the app and the store close when the test ends.
-func startHop(t *testing.T, mode rooms.Mode, log *slog.Logger) (*app.App, *bolt.Store, rooms.Meeting) {
+// minute ago in mode, logging as testutil.Logger; the app and the store close when the
+// test ends.
+func startHop(t *testing.T, mode rooms.Mode) (*app.App, *bolt.Store, rooms.Meeting) {
 	t.Helper()
 	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA)
 	m := hop(time.Now().Add(-time.Minute), mode)
 	testkit.Schedule(t, store, tree, m)
-	a := startOn(t, store, tree, log)
+	a := startOn(t, store, tree, testutil.Logger())
 	t.Cleanup(func() { _ = a.Close() })
 	return a, store, m
 }
 
 // join joins a meeting on a's signaling socket with the Go client (loopback), holding a
 // join token for c: meeting hop, role participant and the site as name unless c says
-// otherwise. The client closes when the test ends.
-func join(t *testing.T, a *app.App, c auth.Claims, log *slog.Logger) *client.Client {
+// otherwise. The client logs as testutil.Logger and closes when the test ends.
+func join(t *testing.T, a *app.App, c auth.Claims) *client.Client {
 	t.Helper()
 	c.Use = auth.UseJoin
 	c.Meeting = cmp.Or(c.Meeting, "hop")
@@ -67,7 +69,7 @@ func join(t *testing.T, a *app.App, c auth.Claims, log *slog.Logger) *client.Cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := client.Dial(t.Context(), wsURL(a), tok, client.Options{Loopback: true, Logger: log})
+	cl, err := client.Dial(t.Context(), wsURL(a), tok, client.Options{Loopback: true, Logger: testutil.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
