@@ -417,6 +417,18 @@ func (e *testEndpoint) got(streamID string, kind webrtc.RTPCodecType) *received 
 	return e.recv[streamID+"/"+kind.String()]
 }
 
+// waitPackets waits up to timeout for e to have received n packets of kind from
+// stream, failing with why if it does not.
+func (e *testEndpoint) waitPackets(t testing.TB, timeout time.Duration, stream string, kind webrtc.RTPCodecType, n int64, why string) {
+	t.Helper()
+	eventually(t, timeout, func() string {
+		if g := e.got(stream, kind); g == nil || g.packets.Load() < n {
+			return why
+		}
+		return ""
+	})
+}
+
 func (e *testEndpoint) close() {
 	select {
 	case <-e.stop:
