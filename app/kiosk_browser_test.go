@@ -1,18 +1,15 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
@@ -21,34 +18,15 @@ import (
 	"github.com/cau-project/cau/protocol"
 )
 
-// apiCall makes one REST call as an admin and decodes the answer.
+// apiCall makes one REST call as an admin (through apiclient) and decodes the answer.
 func apiCall(t *testing.T, a *app.App, method, path string, body, out any) {
 	t.Helper()
 	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin, Name: "kiosk test"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, a.URL()+"/api/v1"+path, rd)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if _, err := apiclient.New(a.URL(), tok, nil).Do(t.Context(), method, path, body, out); err != nil {
 		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
