@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,9 +18,9 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/deploy/examples"
 	"github.com/cau-project/cau/internal/httpapi"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 	"github.com/cau-project/cau/rooms/store/redis"
 	"github.com/cau-project/cau/rooms/storetest"
 )
@@ -83,11 +82,7 @@ func exampleTree(t testing.TB, name string) *rooms.Tree {
 // boltStore opens a fresh bbolt store in a temporary directory.
 func boltStore(t testing.TB) rooms.Store {
 	t.Helper()
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, _ := testkit.Store(t)
 	return s
 }
 

@@ -1,10 +1,7 @@
 package app_test
 
 import (
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +9,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/testbrowser"
+	"github.com/cau-project/cau/internal/testkit"
 )
 
 // TestBrowserTwoParticipants: two officials join one meeting from two browsers, each sees
@@ -197,66 +195,12 @@ func TestBrowserTwoParticipants(t *testing.T) {
 	}
 }
 
-// cutProxy is a TCP proxy to the server that can cut every connection through it, as a
-// network drop would.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.cut()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
-	return p
-}
-
-// URL is the proxy's base URL.
-func (p *cutProxy) URL() string { return "http://" + p.ln.Addr().String() }
-
-// cut closes every connection made so far.
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-}
-
 // TestBrowserReconnect: Bob's signaling connection drops; his page joins again by itself,
 // Alice sees the old Bob go and the new one come, and video flows both ways again.
 func TestBrowserReconnect(t *testing.T) {
 	s := newStage(t, false)
 	a, dir := s.app, s.dir
-	proxy := newCutProxy(t, strings.TrimPrefix(a.URL(), "http://"))
+	proxy := testkit.NewCutProxy(t, strings.TrimPrefix(a.URL(), "http://"))
 	bs := s.browsers(testbrowser.Options{}, "alice", "bob")
 	alice, bob := bs[0], bs[1]
 	bobURL := strings.Replace(s.joinURL(a.Keys(), "m2", "ha-noi", "Bob", auth.RoleParticipant), a.URL(), proxy.URL(), 1)
@@ -274,7 +218,7 @@ func TestBrowserReconnect(t *testing.T) {
 	}
 	oldBob := testbrowser.Eval[string](t, bob, `window.cauState.selfId`)
 
-	proxy.cut()
+	proxy.Cut()
 	if err := bob.WaitFor("rejoined with a new id",
 		`window.cauState.joined && window.cauState.selfId !== '`+oldBob+`'`, 20*time.Second); err != nil {
 		t.Fatal(err)

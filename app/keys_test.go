@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,12 +51,8 @@ func TestStartRefusesWeakKeys(t *testing.T) {
 // role, site), never the client's free text.
 func TestJoinNameAndAuditActor(t *testing.T) {
 	ctx := context.Background()
-	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
-	defer store.Close()
-	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), rooms.ModeTraining))
 	log := testutil.Logger()
-	a := startOn(t, store, tree, log)
-	defer a.Close()
+	a, store, _ := startHop(t, rooms.ModeTraining)
 	ws := wsURL(a)
 	tok, err := a.Keys().Sign(auth.Claims{Meeting: "hop", Site: "xa", Name: "Xã Ia Grai", Role: auth.RoleParticipant,
 		Use: auth.UseJoin, RegisteredClaims: jwt.RegisteredClaims{Subject: "site:xa"}}, time.Hour)

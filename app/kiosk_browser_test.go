@@ -1,53 +1,32 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testbrowser"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/protocol"
 )
 
-// apiCall makes one REST call as an admin and decodes the answer.
+// apiCall makes one REST call as an admin (through apiclient) and decodes the answer.
 func apiCall(t *testing.T, a *app.App, method, path string, body, out any) {
 	t.Helper()
 	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin, Name: "kiosk test"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, a.URL()+"/api/v1"+path, rd)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
+	if _, err := apiclient.New(a.URL(), tok, nil).Do(t.Context(), method, path, body, out); err != nil {
 		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -86,7 +65,7 @@ func roomParticipant(c *client.Client, site string) (protocol.Participant, bool)
 func TestBrowserKiosk(t *testing.T) {
 	s := newStage(t, true)
 	a, dir := s.app, s.dir
-	proxy := newCutProxy(t, strings.TrimPrefix(a.URL(), "http://"))
+	proxy := testkit.NewCutProxy(t, strings.TrimPrefix(a.URL(), "http://"))
 	const site = "qnam-psn-c01"
 
 	var created struct {
@@ -176,7 +155,7 @@ func TestBrowserKiosk(t *testing.T) {
 	})
 
 	// A network drop: every connection through the proxy is cut; the page comes back.
-	proxy.cut()
+	proxy.Cut()
 	if err := kiosk.WaitFor("rejoined after the drop", `window.cauRoom.joined && window.cauRoom.selfId !== '`+second+`'`, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}

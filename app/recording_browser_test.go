@@ -14,8 +14,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/testbrowser"
-	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
+	"github.com/cau-project/cau/internal/testkit"
 )
 
 // TestBrowserShowsRecording: a participant's join page in Chromium shows the
@@ -29,24 +28,8 @@ func TestBrowserShowsRecording(t *testing.T) {
 	s := &stage{t: t, dir: testbrowser.ArtifactDir(t), log: &testbrowser.Log{}}
 	testbrowser.KeepLog(t, s.dir, s.log)
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	tree, err := rooms.NewTree([]rooms.Site{{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
-		Sites: []string{"tw", "xa"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA)
+	testkit.Schedule(t, store, tree, testkit.Hop("tw", "xa"))
 	log := slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
 		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors, RecordingsDir: filepath.Join(t.TempDir(), "rec")})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,10 +16,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
-	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 // TestRecordAMeetingOverTheAPI records a scheduled meeting end to end: two pion endpoints
@@ -32,32 +30,9 @@ import (
 func TestRecordAMeetingOverTheAPI(t *testing.T) {
 	ctx := context.Background()
 	red, blue := testmedia.MakeClipOf(t, "color=c=red", 320, 240), testmedia.MakeClipOf(t, "color=c=blue", 320, 240)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-		{ID: "xb", Name: "Xã Ia Dơk", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
-		Sites: []string{"tw", "xa", "xb"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	level := slog.LevelError
-	if os.Getenv("CAU_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA, testkit.SiteXB)
+	testkit.Schedule(t, store, tree, testkit.Hop("tw", "xa", "xb"))
+	log := testutil.Logger()
 	recDir := filepath.Join(t.TempDir(), "recordings")
 	a, err := app.Start(ctx, app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
 		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors, RecordingsDir: recDir})
@@ -83,19 +58,13 @@ func TestRecordAMeetingOverTheAPI(t *testing.T) {
 		t.Fatalf("start with nobody connected: %v, want 409", err)
 	}
 
-	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
 	var clients []*client.Client
 	for _, s := range []struct {
 		site string
 		role auth.Role
 		clip *testmedia.Clip
 	}{{"tw", auth.RoleChair, red}, {"xa", auth.RoleParticipant, blue}, {"xb", auth.RoleParticipant, nil}} {
-		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: s.site, Name: s.site, Role: s.role}, time.Hour)
-		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := join(t, a, auth.Claims{Site: s.site, Role: s.role})
 		clients = append(clients, c)
 		if s.clip == nil {
 			continue // xb only watches
@@ -149,12 +118,7 @@ func TestRecordAMeetingOverTheAPI(t *testing.T) {
 		})
 	}
 	// A participant who joins now is told too, right after joined.
-	tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: "xb", Name: "late", Role: auth.RoleParticipant}, time.Hour)
-	late, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Close()
+	late := join(t, a, auth.Claims{Site: "xb", Name: "late"})
 	testutil.Eventually(t, 5*time.Second, func() string {
 		if !late.Recording().Active {
 			return "late joiner not told of the recording"

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/auth"
-	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
@@ -18,22 +18,9 @@ import (
 // connection and, from the link monitor, its grade.
 func TestRollCallRecordsGrades(t *testing.T) {
 	ctx := context.Background()
-	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
-	defer store.Close()
-	m := hop(time.Now().Add(-time.Minute), "")
-	schedule(t, store, tree, m)
-	log := testutil.Logger()
-	a := startOn(t, store, tree, log)
-	defer a.Close()
-	ws := wsURL(a)
+	a, store, m := startHop(t, "")
 	for _, site := range []string{"tw", "xa"} {
-		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
-		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Publish(ctx); err != nil {
+		if err := join(t, a, auth.Claims{Site: site}).Publish(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +64,7 @@ func TestStartClosesSpansLeftOpenByACrash(t *testing.T) {
 	defer store.Close()
 	now := time.Now().UTC()
 	m := hop(now.Add(-time.Hour), "")
-	schedule(t, store, tree, m)
+	testkit.Schedule(t, store, tree, m)
 	// What the crashed node wrote: xa connected and was graded; tw came and went.
 	lastSeen := now.Add(-10 * time.Minute)
 	for _, e := range []rooms.AttendanceEvent{
@@ -126,20 +113,11 @@ func TestCloseKeepsRollCall(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "cau.db")
 	store, tree := twoSiteStore(t, path)
-	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
+	testkit.Schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
 	log := testutil.Logger()
 	a := startOn(t, store, tree, log)
-	ws := wsURL(a)
 	for _, site := range []string{"tw", "xa"} {
-		tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		join(t, a, auth.Claims{Site: site})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

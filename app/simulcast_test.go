@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,22 +18,8 @@ import (
 // bridge forwards it.
 func TestClientPublishesSimulcast(t *testing.T) {
 	ctx := context.Background()
-	store, tree := twoSiteStore(t, filepath.Join(t.TempDir(), "cau.db"))
-	defer store.Close()
-	schedule(t, store, tree, hop(time.Now().Add(-time.Minute), ""))
-	log := testutil.Logger()
-	a := startOn(t, store, tree, log)
-	defer a.Close()
-	dial := func(site string) *client.Client {
-		tok, _ := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: "hop", Site: site, Name: site, Role: auth.RoleParticipant}, time.Hour)
-		c, err := client.Dial(ctx, wsURL(a), tok, client.Options{Loopback: true, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
-	chair, commune := dial("tw"), dial("xa")
+	a, _, _ := startHop(t, "")
+	chair, commune := join(t, a, auth.Claims{Site: "tw"}), join(t, a, auth.Claims{Site: "xa"})
 	synth, err := chair.PublishWith(ctx, client.PublishOptions{Simulcast: true, FPS: 15, PacketsPerFrame: 8, PayloadBytes: 800})
 	if err != nil {
 		t.Fatal(err)

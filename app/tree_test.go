@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,8 +18,7 @@ import (
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
-	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/sfu"
 )
 
@@ -30,21 +28,7 @@ import (
 // the console's site list did not show it. Now all three follow the edit at once.
 func TestTreeEditReachesPlacementAndConsole(t *testing.T) {
 	ctx := t.Context()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: "central"},
-		{ID: "xa", Name: "Xã Ia Grai", Level: "commune", Parent: "tw"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
+	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	a, err := app.Start(ctx, app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
 		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors})

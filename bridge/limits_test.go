@@ -71,21 +71,13 @@ func TestAgentForgetsStaleStreamKeys(t *testing.T) {
 	pub := testmedia.NewPublisher(t, "p1", 0)
 	const rounds = 30
 	for i := range rounds {
-		offer, err := pub.Offer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer, err := a.Offer(id, offer, map[string]ids.StreamKey{
-			"camera":                  {Participant: "p1", Source: ids.SourceCamera},
-			"mic":                     {Participant: "p1", Source: ids.SourceMicrophone},
-			fmt.Sprintf("gone-%d", i): {Participant: "p1", Source: ids.SourceScreen},
+		pub.Negotiate(t, func(offer string) (string, error) {
+			return a.Offer(id, offer, map[string]ids.StreamKey{
+				"camera":                  {Participant: "p1", Source: ids.SourceCamera},
+				"mic":                     {Participant: "p1", Source: ids.SourceMicrophone},
+				fmt.Sprintf("gone-%d", i): {Participant: "p1", Source: ids.SourceScreen},
+			})
 		})
-		if err != nil {
-			t.Fatalf("offer %d: %v", i, err)
-		}
-		if err := pub.Answer(answer); err != nil {
-			t.Fatal(err)
-		}
 		if i == 0 {
 			pub.Start(func(int) *testmedia.Clip { return clip })
 		}

@@ -27,18 +27,10 @@ func TestAgentRecordsStreams(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = a.ClosePeer(id) })
 		pub := testmedia.NewPublisher(t, name, 0)
-		offer, err := pub.Offer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer, err := a.Offer(id, offer, map[string]ids.StreamKey{"camera": {Participant: participant, Source: ids.SourceCamera},
-			"mic": {Participant: participant, Source: ids.SourceMicrophone}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Answer(answer); err != nil {
-			t.Fatal(err)
-		}
+		pub.Negotiate(t, func(offer string) (string, error) {
+			return a.Offer(id, offer, map[string]ids.StreamKey{"camera": {Participant: participant, Source: ids.SourceCamera},
+				"mic": {Participant: participant, Source: ids.SourceMicrophone}})
+		})
 		pub.Start(func(int) *testmedia.Clip { return clip })
 		return pub
 	}

@@ -4,7 +4,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -74,20 +73,7 @@ func (s *Synth) negotiatedLayers(tc *webrtc.RTPTransceiver) {
 	mid := tc.Mid()
 	s.mid.Store(&mid)
 	for _, l := range s.layers {
-		go func() {
-			for {
-				pkts, _, err := tc.Sender().ReadSimulcastRTCP(l.rid)
-				if err != nil {
-					return
-				}
-				for _, p := range pkts {
-					switch p.(type) {
-					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-						l.keyframeWanted.Store(true)
-					}
-				}
-			}
-		}()
+		go ReadSimulcastKeyframeRequests(tc.Sender(), l.rid, func() { l.keyframeWanted.Store(true) })
 	}
 }
 

@@ -14,9 +14,9 @@ import (
 
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/loadtest"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 func logger() *slog.Logger { return testutil.Logger() }
@@ -25,16 +25,13 @@ func logger() *slog.Logger { return testutil.Logger() }
 // its API mints the join tokens (dev mode opens ad hoc meetings).
 func startServer(t *testing.T) *app.App {
 	t.Helper()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _ := testkit.Store(t)
 	a, err := app.Start(context.Background(), app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1,
 		Dev: true, Logger: logger(), Store: store})
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
-	t.Cleanup(func() { _ = a.Close(); _ = store.Close() })
+	t.Cleanup(func() { _ = a.Close() })
 	return a
 }
 

@@ -16,9 +16,9 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/testbrowser"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 	"github.com/cau-project/cau/web"
 )
 
@@ -238,20 +238,12 @@ func BenchmarkSample3400(b *testing.B) {
 // missing sites first, then the poor one, and a screenshot is saved.
 func TestConsoleMeetingsInChromium(t *testing.T) {
 	browser, dir := consoleBrowser(t)
-
-	ctx := context.Background()
 	tree := testTree(t)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, _ := testkit.Store(t)
 	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "giao-ban", Title: "Giao ban tháng",
+	testkit.Schedule(t, store, tree, rooms.Meeting{ID: "giao-ban", Title: "Giao ban tháng",
 		ChairSite: "central", Sites: []string{"central", "p1", "d1", "c1"}, Start: now.Add(20 * time.Minute),
-		End: now.Add(2 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+		End: now.Add(2 * time.Hour)})
 	src := &fakeSource{}
 	var links []Link
 	for i, site := range []string{"d1", "c1"} {

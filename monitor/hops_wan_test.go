@@ -1,10 +1,8 @@
 package monitor_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -15,20 +13,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/bridge/control"
-	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testbrowser"
-	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/monitor"
 	"github.com/cau-project/cau/sfu"
@@ -96,29 +90,13 @@ func TestHopHelperProcess(t *testing.T) {
 		if i == 4 { // the province's bridge: the only one the WAN relay reaches
 			cfg.Announce = []string{f[3]}
 		}
-		b, err := sfu.New(cfg)
-		if err != nil {
-			fmt.Println("HELPER bridge:", err)
+		b := helperBridge(ctx, cfg, bridge.ClientConfig{SignalURL: f[0], Token: token, ID: ids.BridgeID("br-" + site), Site: ids.SiteID(site)})
+		if b == nil {
 			return
 		}
 		defer b.Close()
-		go func() {
-			_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: f[0], Token: token, ID: ids.BridgeID("br-" + site), Site: ids.SiteID(site), Bridge: b, Logger: log})
-		}()
 	}
-	in := bufio.NewScanner(os.Stdin)
-	if !in.Scan() {
-		return
-	}
-	c, err := client.Dial(ctx, f[1], f[2], client.Options{Loopback: true, Logger: log})
-	if err != nil {
-		fmt.Println("HELPER dial:", err)
-		return
-	}
-	defer c.Close()
-	fmt.Println("HELPER joined")
-	for in.Scan() {
-	}
+	helperSubscribe(ctx, f[1], f[2], log)
 }
 
 // hopID names one hop direction as the metrics do.
@@ -144,27 +122,11 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	}
 	wan.Require(t)
 	link := wan.New(t, wan.Config{Subnet: hopsSubnet, RelayPort: hopsRelay, LossPct: 0})
-	tree := testTree(t)
-	const key = "monitor-hops-test-key-0123456789-0123456789"
 	basePort := 43000 + 10*rand.IntN(100) // central, then the helper's bridges
 	centralPort := basePort
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: link.HostIP + ":0", ICEUDPPort: centralPort, ICETCPPort: -1, Dev: true,
-		TokenKey: key, Site: tree.Root().ID, Ancestry: tree.Ancestors, Tree: tree, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	sign := func(c auth.Claims) string {
-		if c.Use == "" {
-			c.Use = auth.UseJoin
-		}
-		tok, err := a.Keys().Sign(c, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	wsBase := "ws://" + strings.TrimPrefix(a.URL(), "http://")
+	a := startWANApp(t, link, "monitor-hops-test-key-0123456789-0123456789", centralPort)
+	wsBase := a.ws
+	sign := func(c auth.Claims) string { return a.sign(t, c) }
 
 	bridges := []hopBridge{{"p1", basePort + 1}, {"d1", basePort + 2}, {"c1", basePort + 3}}
 	port := map[string]int{"central": centralPort}
@@ -176,32 +138,12 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	// namespace to pick its announced address, its link would cross the WAN hop too.
 	im := &impairment{t: t, link: link, relay: relay, onlyFrom: port["p1"]}
 	im.set(0, 0)
-	args := link.Exec(os.Args[0], "-test.run=^TestHopHelperProcess$", "-test.v")
-	helper := exec.Command(args[0], args[1:]...)
 	conf := []string{wsBase + "/bridge", wsBase + "/ws",
 		sign(auth.Claims{Meeting: "hops", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}), relay.addr()}
 	for _, b := range bridges {
 		conf = append(conf, b.site, strconv.Itoa(b.port), sign(control.BridgeClaims(ids.SiteID(b.site), "")))
 	}
-	helper.Env = append(os.Environ(), "CAU_MON_HOPS="+strings.Join(conf, "|"))
-	helperOut := &testutil.LockedBuffer{}
-	helper.Stdout, helper.Stderr = helperOut, helperOut
-	helper.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := helper.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := helper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = helper.Process.Kill()
-		_ = helper.Wait()
-		if t.Failed() {
-			t.Logf("helper output:\n%s", helperOut.Tail(20000))
-		}
-	})
+	stdin := startHelper(t, link, "TestHopHelperProcess", "CAU_MON_HOPS="+strings.Join(conf, "|"))
 	eventually(t, 20*time.Second, func() string {
 		for _, b := range bridges {
 			if _, ok := a.Signaling().Bridges()["br-"+b.site]; !ok {
@@ -210,20 +152,8 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		}
 		return ""
 	})
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	chair, err := client.Dial(ctx, wsBase+"/ws", sign(auth.Claims{Meeting: "hops", Site: "central", Name: "Chủ trì", Role: auth.RoleChair}),
-		client.Options{Loopback: true, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(chair.Close)
-	if _, err := chair.PublishWith(ctx, client.PublishOptions{FPS: 30, PacketsPerFrame: 10, PayloadBytes: 200, NoAudio: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(stdin, "go\n"); err != nil {
-		t.Fatal(err)
-	}
+	a.chairPublishes(t, "hops", 30, 10, 20*time.Second)
+	goHelper(t, stdin)
 	mon := a.Monitor()
 	hopView := func(h hopID) (monitor.HopView, bool) {
 		for _, v := range mon.Snapshot().Hops {

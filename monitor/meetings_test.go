@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +12,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/monitor"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 // getJSON GETs a monitor API path with a bearer token, decoding a 200 answer into v; it
@@ -46,29 +45,15 @@ func getJSON(t *testing.T, base, path, tok string, v any) int {
 // meeting of 258 sites with a roll call answers well under 100 ms.
 func TestMeetingsPreMeetingCheck(t *testing.T) {
 	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	const communes = 258
-	sites := []rooms.Site{
-		{ID: "tw", Name: "Trung ương", Level: rooms.LevelCentral},
-		{ID: "xa", Name: "Xã Ia Grai", Level: rooms.LevelCommune, Parent: "tw"},
-	}
+	sites := []rooms.Site{testkit.SiteTW, testkit.SiteXA}
 	var big []string
 	for i := range communes {
 		id := fmt.Sprintf("c%03d", i)
 		sites = append(sites, rooms.Site{ID: id, Name: "Xã " + id, Level: rooms.LevelCommune, Parent: "tw"})
 		big = append(big, id)
 	}
-	tree, err := rooms.NewTree(sites)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
+	store, tree := testkit.Store(t, sites...)
 	now := time.Now()
 	sched := rooms.NewScheduler(store, tree)
 	// In its test window: starts in 30 minutes, the window opened 30 minutes ago.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -58,20 +59,36 @@ func TestWANHelperProcess(t *testing.T) {
 	defer cancel()
 	log := testLogger()
 	port, _ := strconv.Atoi(f[4])
-	b, err := sfu.New(sfu.Config{ICEUDPPort: port, ICETCPPort: -1, IncludeLoopback: true, Announce: []string{f[5]}, Logger: log})
-	if err != nil {
-		fmt.Println("HELPER bridge:", err)
+	b := helperBridge(ctx, sfu.Config{ICEUDPPort: port, ICETCPPort: -1, IncludeLoopback: true, Announce: []string{f[5]}, Logger: log},
+		bridge.ClientConfig{SignalURL: f[0], Token: f[1], ID: "br-d1", Site: "d1"})
+	if b == nil {
 		return
 	}
 	defer b.Close()
-	go func() {
-		_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: f[0], Token: f[1], ID: "br-d1", Site: "d1", Bridge: b, Logger: log})
-	}()
+	helperSubscribe(ctx, f[2], f[3], log)
+}
+
+// helperBridge starts, in a helper process, a bridge with cfg registered with signaling
+// as reg says, until ctx ends; nil (said on stdout) if the bridge cannot start.
+func helperBridge(ctx context.Context, cfg sfu.Config, reg bridge.ClientConfig) *sfu.Bridge {
+	b, err := sfu.New(cfg)
+	if err != nil {
+		fmt.Println("HELPER bridge:", err)
+		return nil
+	}
+	reg.Bridge, reg.Logger = b, cfg.Logger
+	go func() { _ = bridge.Run(ctx, reg) }()
+	return b
+}
+
+// helperSubscribe waits for the test's "go" on stdin, joins at wsURL with token (the
+// commune's room, which subscribes) and stays until stdin closes.
+func helperSubscribe(ctx context.Context, wsURL, token string, log *slog.Logger) {
 	in := bufio.NewScanner(os.Stdin)
 	if !in.Scan() {
 		return
 	}
-	c, err := client.Dial(ctx, f[2], f[3], client.Options{Loopback: true, Logger: log})
+	c, err := client.Dial(ctx, wsURL, token, client.Options{Loopback: true, Logger: log})
 	if err != nil {
 		fmt.Println("HELPER dial:", err)
 		return
@@ -256,44 +273,63 @@ func (r *delayRelay) downDrops(t *testing.T, bridgePort int) (dropped, read int6
 	return int64(host + ns), r.down.Load()
 }
 
-func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
-	if testing.Short() {
-		t.Skip("WAN test skipped in -short mode (testing.Short)")
-	}
-	wan.Require(t)
-	link := wan.New(t, wan.Config{Subnet: wanSubnet, RelayPort: wanRelay, LossPct: 0})
+// wanApp is the real app at central on the host's side of link, with its signer.
+type wanApp struct {
+	*app.App
+	ws string // ws://host:port
+}
+
+// startWANApp starts the app on link's host address (ICE on udpPort; 0: any) with key.
+func startWANApp(t *testing.T, link *wan.Link, key string, udpPort int) *wanApp {
+	t.Helper()
 	tree := testTree(t)
-	const key = "monitor-wan-test-key-0123456789-0123456789"
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: link.HostIP + ":0", ICETCPPort: -1, Dev: true,
+	a, err := app.Start(t.Context(), app.Config{HTTPAddr: link.HostIP + ":0", ICEUDPPort: udpPort, ICETCPPort: -1, Dev: true,
 		TokenKey: key, Site: tree.Root().ID, Ancestry: tree.Ancestors, Tree: tree, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
-	keys := a.Keys()
-	sign := func(c auth.Claims) string {
-		if c.Use == "" {
-			c.Use = auth.UseJoin
-		}
-		tok, err := keys.Sign(c, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	wsBase := "ws://" + strings.TrimPrefix(a.URL(), "http://")
+	return &wanApp{App: a, ws: "ws://" + strings.TrimPrefix(a.URL(), "http://")}
+}
 
-	// The district bridge and the commune's subscriber, in the namespace.
-	bridgePort := 42000 + rand.IntN(1000)
-	relay := newDelayRelay(t, link, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort})
-	im := &impairment{t: t, link: link, relay: relay}
-	im.set(0, 0) // the relay's port range
-	args := link.Exec(os.Args[0], "-test.run=^TestWANHelperProcess$", "-test.v")
+// sign signs c (a join token unless c.Use says otherwise) for an hour.
+func (a *wanApp) sign(t *testing.T, c auth.Claims) string {
+	t.Helper()
+	if c.Use == "" {
+		c.Use = auth.UseJoin
+	}
+	tok, err := a.Keys().Sign(c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// chairPublishes joins the meeting as its chair at central and publishes one video stream
+// of fps×packets packets a second.
+func (a *wanApp) chairPublishes(t *testing.T, meeting string, fps, packets int, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	chair, err := client.Dial(ctx, a.ws+"/ws", a.sign(t, auth.Claims{Meeting: meeting, Site: "central", Name: "Chủ trì", Role: auth.RoleChair}),
+		client.Options{Loopback: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(chair.Close)
+	if _, err := chair.PublishWith(ctx, client.PublishOptions{FPS: fps, PacketsPerFrame: packets, PayloadBytes: 200, NoAudio: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startHelper re-executes this test binary in link's namespace as the helper test named
+// run, with env; it waits on its stdin for "go" (see goHelper). Its output is logged if
+// the test fails.
+func startHelper(t *testing.T, link *wan.Link, run string, env ...string) io.WriteCloser {
+	t.Helper()
+	args := link.Exec(os.Args[0], "-test.run=^"+run+"$", "-test.v")
 	helper := exec.Command(args[0], args[1:]...)
-	helper.Env = append(os.Environ(), "CAU_MON_WAN="+strings.Join([]string{
-		wsBase + "/bridge", sign(control.BridgeClaims(ids.SiteID("d1"), "")),
-		wsBase + "/ws", sign(auth.Claims{Meeting: "wan", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}),
-		strconv.Itoa(bridgePort), relay.addr()}, "|"))
+	helper.Env = append(os.Environ(), env...)
 	helperOut := &testutil.LockedBuffer{}
 	helper.Stdout, helper.Stderr = helperOut, helperOut
 	helper.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -312,6 +348,36 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 			t.Logf("helper output:\n%s", helperOut.Tail(20000))
 		}
 	})
+	return stdin
+}
+
+// goHelper tells a helper that the chair publishes: it may subscribe now.
+func goHelper(t *testing.T, stdin io.Writer) {
+	t.Helper()
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("WAN test skipped in -short mode (testing.Short)")
+	}
+	wan.Require(t)
+	link := wan.New(t, wan.Config{Subnet: wanSubnet, RelayPort: wanRelay, LossPct: 0})
+	a := startWANApp(t, link, "monitor-wan-test-key-0123456789-0123456789", 0)
+	wsBase := a.ws
+	sign := func(c auth.Claims) string { return a.sign(t, c) }
+
+	// The district bridge and the commune's subscriber, in the namespace.
+	bridgePort := 42000 + rand.IntN(1000)
+	relay := newDelayRelay(t, link, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort})
+	im := &impairment{t: t, link: link, relay: relay}
+	im.set(0, 0) // the relay's port range
+	stdin := startHelper(t, link, "TestWANHelperProcess", "CAU_MON_WAN="+strings.Join([]string{
+		wsBase + "/bridge", sign(control.BridgeClaims(ids.SiteID("d1"), "")),
+		wsBase + "/ws", sign(auth.Claims{Meeting: "wan", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}),
+		strconv.Itoa(bridgePort), relay.addr()}, "|"))
 	eventually(t, 20*time.Second, func() string {
 		if _, ok := a.Signaling().Bridges()["br-d1"]; !ok {
 			return "the district bridge has not registered"
@@ -321,20 +387,8 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 
 	// The chair at central publishes one video stream of 600 packets a second: the relay
 	// link's figures come from the district's receiver reports on it, per stream.
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	chair, err := client.Dial(ctx, wsBase+"/ws", sign(auth.Claims{Meeting: "wan", Site: "central", Name: "Chủ trì", Role: auth.RoleChair}),
-		client.Options{Loopback: true, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(chair.Close)
-	if _, err := chair.PublishWith(ctx, client.PublishOptions{FPS: 30, PacketsPerFrame: 20, PayloadBytes: 200, NoAudio: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(stdin, "go\n"); err != nil {
-		t.Fatal(err)
-	}
+	a.chairPublishes(t, "wan", 30, 20, 15*time.Second)
+	goHelper(t, stdin)
 	mon := a.Monitor()
 	siteView := func(id string) *monitor.SiteView {
 		if v := mon.Snapshot().Sites[id]; v != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/internal/testmedia"
-	"github.com/cau-project/cau/sfu"
 )
 
 // TestRecordThreeSites is the acceptance test: three pion publishers through a
@@ -66,16 +65,11 @@ func TestRecordThreeSites(t *testing.T) {
 	for _, c := range conns {
 		c.WaitTracks(t)
 	}
-	began := time.Now()
-	for i, c := range conns {
-		for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
-			if err := rec.AddTrack(Source{Name: sites[i].name, Site: sites[i].name}, u); err != nil {
-				t.Fatal(err)
-			}
-		}
+	names := make([]string, len(sites))
+	for i, s := range sites {
+		names[i] = s.name
 	}
-	time.Sleep(time.Duration(seconds) * time.Second)
-	wall := time.Since(began)
+	wall := recordSites(t, rec, names, conns, time.Duration(seconds)*time.Second)
 	m, err := rec.Stop()
 	if err != nil {
 		t.Fatal(err)

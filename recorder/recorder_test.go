@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/internal/testmedia"
-	"github.com/cau-project/cau/sfu"
 )
 
 // TestRecordOneSource records a real pion publisher through a real bridge for a few
@@ -37,14 +36,7 @@ func TestRecordOneSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	began := time.Now()
-	for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
-		if err := rec.AddTrack(Source{Name: "site-a", Site: "site-a"}, u); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(8 * time.Second)
-	wall := time.Since(began)
+	wall := recordSites(t, rec, []string{"site-a"}, []*testmedia.Connected{c}, 8*time.Second)
 	m, err := rec.Stop()
 	if err != nil {
 		t.Fatal(err)
@@ -131,14 +123,7 @@ func TestRecordH264(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	began := time.Now()
-	for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
-		if err := rec.AddTrack(Source{Name: "site-h", Site: "site-h"}, u); err != nil {
-			t.Fatal(err)
-		}
-	}
-	time.Sleep(6 * time.Second)
-	wall := time.Since(began)
+	wall := recordSites(t, rec, []string{"site-h"}, []*testmedia.Connected{c}, 6*time.Second)
 	m, err := rec.Stop()
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,23 @@ import (
 	"github.com/cau-project/cau/sfu"
 )
 
+// recordSites adds each connection's tracks to rec as the site named at the same index,
+// lets it record for d and returns the wall-clock time since the first track went in;
+// the caller stops rec.
+func recordSites(t *testing.T, rec *Recording, names []string, conns []*testmedia.Connected, d time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	for i, c := range conns {
+		for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
+			if err := rec.AddTrack(Source{Name: names[i], Site: names[i]}, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(d)
+	return time.Since(began)
+}
+
 // TestStopEndsEveryFileAtOnce is the regression test of the three-site recording's
 // quiet-machine failure (files 13 s longer than the wall clock): Stop finished the sources
 // one after the other, and the others kept recording while the first one finished its
@@ -36,16 +53,7 @@ func TestStopEndsEveryFileAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	began := time.Now()
-	for i, c := range conns {
-		for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
-			if err := rec.AddTrack(Source{Name: names[i], Site: names[i]}, u); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	time.Sleep(6 * time.Second)
-	wall := time.Since(began)
+	wall := recordSites(t, rec, names, conns, 6*time.Second)
 	stopCalled := time.Now()
 	m, err := rec.Stop()
 	if err != nil {

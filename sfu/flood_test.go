@@ -75,12 +75,7 @@ func TestFloodAtICEPort(t *testing.T) {
 	pub := r.join(t, b, "pub")
 	sub := r.join(t, b, "sub")
 	pub.publish()
-	eventually(t, 15*time.Second, func() string {
-		if g := sub.got("stream-pub", webrtc.RTPCodecTypeAudio); g == nil || g.packets.Load() < 20 {
-			return "the subscriber has not received 20 audio packets"
-		}
-		return ""
-	})
+	sub.waitPackets(t, 15*time.Second, "stream-pub", webrtc.RTPCodecTypeAudio, 20, "the subscriber has not received 20 audio packets")
 	var target netip.AddrPort
 	for _, a := range b.MediaAddrs() {
 		if a.Addr().IsLoopback() {

@@ -82,22 +82,12 @@ func TestLateJoinerStartsWithKeyframe(t *testing.T) {
 	pub := r.join(t, b, "pub")
 	pub.publish()
 	early := r.join(t, b, "early")
-	eventually(t, 10*time.Second, func() string {
-		if g := early.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 30 {
-			return "early subscriber has no video yet"
-		}
-		return ""
-	})
+	early.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 30, "early subscriber has no video yet")
 	// The synthetic publisher sends keyframes only when asked, so the late joiner sees
 	// video only if the bridge requests one for it.
 	plis := pub.plisReceived.Load()
 	late := r.join(t, b, "late")
-	eventually(t, 10*time.Second, func() string {
-		if g := late.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 10 {
-			return "late subscriber has no video yet"
-		}
-		return ""
-	})
+	late.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 10, "late subscriber has no video yet")
 	if g := late.got("stream-pub", webrtc.RTPCodecTypeVideo); g.firstIsKeyframe.Load() != 1 {
 		t.Fatal("late subscriber's first video packet is not a keyframe start")
 	}
@@ -114,12 +104,7 @@ func TestLeaverDisappears(t *testing.T) {
 	a.publish()
 	c := r.join(t, b, "c")
 	c.publish()
-	eventually(t, 10*time.Second, func() string {
-		if g := c.got("stream-a", webrtc.RTPCodecTypeAudio); g == nil || g.packets.Load() < 10 {
-			return "c has no audio from a"
-		}
-		return ""
-	})
+	c.waitPackets(t, 10*time.Second, "stream-a", webrtc.RTPCodecTypeAudio, 10, "c has no audio from a")
 	a.close()
 	eventually(t, 5*time.Second, func() string {
 		if n := len(c.peer.DownTracks()); n != 0 {
@@ -137,12 +122,7 @@ func TestKeyframeRequestsCoalesce(t *testing.T) {
 	pub := r.join(t, b, "pub")
 	pub.publish()
 	sub := r.join(t, b, "sub")
-	eventually(t, 10*time.Second, func() string {
-		if g := sub.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
-			return "no video yet"
-		}
-		return ""
-	})
+	sub.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 20, "no video yet")
 	var up *UpTrack
 	for _, u := range pub.peer.UpTracks() {
 		if u.Kind() == webrtc.RTPCodecTypeVideo {
@@ -175,19 +155,9 @@ func TestH264IsForwarded(t *testing.T) {
 	pub := r.join(t, b, "pub")
 	pub.publishVideo(webrtc.MimeTypeH264)
 	early := r.join(t, b, "early")
-	eventually(t, 10*time.Second, func() string {
-		if g := early.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
-			return "no H.264 video yet"
-		}
-		return ""
-	})
+	early.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 20, "no H.264 video yet")
 	late := r.join(t, b, "late")
-	eventually(t, 10*time.Second, func() string {
-		if g := late.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 10 {
-			return "late subscriber has no H.264 video yet"
-		}
-		return ""
-	})
+	late.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 10, "late subscriber has no H.264 video yet")
 	for _, e := range []*testEndpoint{early, late} {
 		g := e.got("stream-pub", webrtc.RTPCodecTypeVideo)
 		if !strings.EqualFold(g.mime, webrtc.MimeTypeH264) {
@@ -254,12 +224,7 @@ func TestICETCP(t *testing.T) {
 	pub := r.join(t, b, "pub")
 	pub.publish()
 	sub := r.join(t, b, "sub")
-	eventually(t, 15*time.Second, func() string {
-		if g := sub.got("stream-pub", webrtc.RTPCodecTypeVideo); g == nil || g.packets.Load() < 20 {
-			return "no video over ICE-TCP"
-		}
-		return ""
-	})
+	sub.waitPackets(t, 15*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 20, "no video over ICE-TCP")
 	pair, err := sub.sub.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
 		t.Fatalf("selected pair %v (%v), want TCP", pair, err)

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/internal/testutil"
 )
 
@@ -53,19 +53,13 @@ func endpointAPI(t testing.TB) *webrtc.API {
 		webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	if tcpOnly.Load() {
-		// A network that blocks UDP: only ICE-TCP (active, towards the bridge's port).
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
-	}
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return testpeer.API(t, me, nil, func(se *webrtc.SettingEngine) {
+		testpeer.Loopback(se)
+		if tcpOnly.Load() {
+			// A network that blocks UDP: only ICE-TCP (active, towards the bridge's port).
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+		}
+	})
 }
 
 // registerH264Only registers what a Safari-like endpoint supports: Opus, and H.264 in the
@@ -311,6 +305,24 @@ func (e *testEndpoint) publishVideo(mime string) {
 		}
 		go e.readFeedback(tc.Sender())
 	}
+	e.negotiatePublisher(t)
+	for _, tc := range e.pub.GetTransceivers() {
+		if tc.Kind() != webrtc.RTPCodecTypeAudio || tc.Sender() == nil {
+			continue
+		}
+		for _, x := range tc.Sender().GetParameters().HeaderExtensions {
+			if x.URI == sdp.AudioLevelURI {
+				e.levelID = uint8(x.ID)
+			}
+		}
+	}
+	go e.sendMedia()
+}
+
+// negotiatePublisher offers e's publishing connection to its bridge peer and applies
+// the answer.
+func (e *testEndpoint) negotiatePublisher(t testing.TB) {
+	t.Helper()
 	offer, err := e.pub.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -325,35 +337,15 @@ func (e *testEndpoint) publishVideo(mime string) {
 	if err := e.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range e.pub.GetTransceivers() {
-		if tc.Kind() != webrtc.RTPCodecTypeAudio || tc.Sender() == nil {
-			continue
-		}
-		for _, x := range tc.Sender().GetParameters().HeaderExtensions {
-			if x.URI == sdp.AudioLevelURI {
-				e.levelID = uint8(x.ID)
-			}
-		}
-	}
-	go e.sendMedia()
 }
 
 // readFeedback turns a PLI or FIR from the bridge into a keyframe on the next frame, as
 // a browser's encoder would.
 func (e *testEndpoint) readFeedback(s *webrtc.RTPSender) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				e.keyframeWanted.Store(true)
-				e.plisReceived.Add(1)
-			}
-		}
-	}
+	client.ReadKeyframeRequests(s, func() {
+		e.keyframeWanted.Store(true)
+		e.plisReceived.Add(1)
+	})
 }
 
 // sendMedia sends 50 audio packets/s and ~16 video frames/s of 3 packets. Only the first
@@ -423,6 +415,18 @@ func (e *testEndpoint) got(streamID string, kind webrtc.RTPCodecType) *received 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.recv[streamID+"/"+kind.String()]
+}
+
+// waitPackets waits up to timeout for e to have received n packets of kind from
+// stream, failing with why if it does not.
+func (e *testEndpoint) waitPackets(t testing.TB, timeout time.Duration, stream string, kind webrtc.RTPCodecType, n int64, why string) {
+	t.Helper()
+	eventually(t, timeout, func() string {
+		if g := e.got(stream, kind); g == nil || g.packets.Load() < n {
+			return why
+		}
+		return ""
+	})
 }
 
 func (e *testEndpoint) close() {

@@ -6,10 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/client"
 )
 
 // simLayer is one layer a simulcast test publisher sends: RID, the width and height its
@@ -68,20 +69,7 @@ func (e *testEndpoint) publishSimulcast() *simPublisher {
 			t.Fatal(err)
 		}
 	}
-	offer, err := e.pub.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.pub.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := e.peer.HandleOffer(offer.SDP)
-	if err != nil {
-		t.Fatalf("%s: handle offer: %v", e.name, err)
-	}
-	if err := e.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	e.negotiatePublisher(t)
 	sp.mid = tc.Mid()
 	for _, x := range tc.Sender().GetParameters().HeaderExtensions {
 		switch x.URI {
@@ -95,21 +83,10 @@ func (e *testEndpoint) publishSimulcast() *simPublisher {
 		t.Fatalf("simulcast extensions not negotiated: mid %d rid %d", sp.midID, sp.ridID)
 	}
 	for i, l := range simLayers {
-		go func() {
-			for {
-				pkts, _, err := tc.Sender().ReadSimulcastRTCP(l.rid)
-				if err != nil {
-					return
-				}
-				for _, p := range pkts {
-					switch p.(type) {
-					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-						sp.want[i].Store(true)
-						sp.plis[i].Add(1)
-					}
-				}
-			}
-		}()
+		go client.ReadSimulcastKeyframeRequests(tc.Sender(), l.rid, func() {
+			sp.want[i].Store(true)
+			sp.plis[i].Add(1)
+		})
 	}
 	go e.sendSimulcast(sp)
 	return sp

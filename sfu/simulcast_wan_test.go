@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/internal/wan"
 )
 
@@ -16,20 +16,9 @@ import (
 // namespace): all its media crosses the shaped link.
 func shapedAPI(t *testing.T, sh *wan.Shaped) *webrtc.API {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: sh.ListenUDP(t)})
 	t.Cleanup(func() { _ = mux.Close() })
-	se.SetICEUDPMux(mux)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return testpeer.API(t, nil, nil, func(se *webrtc.SettingEngine) { se.SetICEUDPMux(mux) })
 }
 
 // shapedRate is the commune's link while shaped (issue 10's poor link: a share of

@@ -19,19 +19,8 @@ func buildCau(t testing.TB) string { return testutil.BuildCau(t) }
 // startBridgeProcess runs `cau bridge` for site and returns the process.
 func (c *cascade) startBridgeProcess(t testing.TB, id, site string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(buildCau(t), "bridge", "--site", site, "--id", id, "--signal", c.url,
-		"--udp-port", "0", "--tcp-port", "-1", "--dev", "--log-level", "error")
-	cmd.Env = append(os.Environ(), "CAU_TOKEN_KEY="+string(c.keys.Current))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	return cmd
+	return startProcess(t, []string{"CAU_TOKEN_KEY=" + string(c.keys.Current)}, "bridge", "--site", site, "--id", id,
+		"--signal", c.url, "--udp-port", "0", "--tcp-port", "-1", "--dev", "--log-level", "error")
 }
 
 // TestBridgeProcessKilled kills a district bridge process mid-meeting: its endpoint is

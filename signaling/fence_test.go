@@ -3,14 +3,12 @@ package signaling_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/lease"
 	redisstore "github.com/cau-project/cau/rooms/store/redis"
@@ -26,65 +25,6 @@ import (
 	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
 )
-
-// cutProxy is a TCP proxy to Redis that can be cut: every connection through it is
-// closed and new ones are refused, as for a node whose link to Redis fails.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	conns []net.Conn
-	cut   bool
-}
-
-func startCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	t.Cleanup(p.sever)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			p.mu.Lock()
-			if p.cut {
-				p.mu.Unlock()
-				_ = c.Close()
-				_ = up.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.ln.Addr().String() }
-
-// sever cuts the node off from Redis.
-func (p *cutProxy) sever() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	_ = p.ln.Close()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-}
 
 // leasedNode is an in-process signaling node with its own bridge, sharing meetings
 // through leases in the Redis at redisAddr.
@@ -99,12 +39,7 @@ func (n *leasedNode) ws() string { return "ws" + strings.TrimPrefix(n.url, "http
 // defaults).
 func startLeasedNode(t *testing.T, redisAddr string, keys auth.Keys) *leasedNode {
 	t.Helper()
-	ctx := context.Background()
-	store, err := redisstore.Open(ctx, "redis://"+redisAddr, "cau:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store, _ := multiStore(t, redisAddr)
 	rdb, err := redisstore.Dial("redis://" + redisAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -121,12 +56,7 @@ func startLeasedNode(t *testing.T, redisAddr string, keys auth.Keys) *leasedNode
 	sig = signaling.New(signaling.Config{Bridge: b, Site: "central", Keys: keys, Logger: logger(), Store: store,
 		AdHocMeetings: true, Leases: lease.NewRedis(rdb, "cau:", n.url, 0)})
 	n.sig = sig
-	hs.Start()
-	t.Cleanup(func() {
-		sig.Close()
-		hs.Close()
-		_ = b.Close()
-	})
+	serveUntilCleanup(t, hs, sig, b)
 	return n
 }
 
@@ -159,9 +89,9 @@ func joinLeased(t *testing.T, keys auth.Keys, first *leasedNode, meeting, site, 
 // then owns it with a higher fencing token and both endpoints are back, with media.
 func TestNodeCutOffFromRedisStopsOwning(t *testing.T) {
 	redisAddr := storetest.StartRedis(t)
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
-	proxy := startCutProxy(t, redisAddr)
-	a := startLeasedNode(t, proxy.addr(), keys) // owns the meeting, then is cut off
+	keys := testKeys
+	proxy := testkit.NewCutProxy(t, redisAddr)
+	a := startLeasedNode(t, proxy.Addr(), keys) // owns the meeting, then is cut off
 	b := startLeasedNode(t, redisAddr, keys)
 	join := func(first *leasedNode, site, name string) *client.Client {
 		c := joinLeased(t, keys, first, "m", site, name, b, a)
@@ -196,7 +126,7 @@ func TestNodeCutOffFromRedisStopsOwning(t *testing.T) {
 		t.Fatalf("the lease names %s, want node a %s", before.Addr, a.url)
 	}
 
-	proxy.sever()
+	proxy.Sever()
 	cut := time.Now()
 	var stopped, taken time.Duration
 	eventually(t, 20*time.Second, func() string {
@@ -281,7 +211,7 @@ func TestNodeSilentlyCutOffFromRedisStopsOwning(t *testing.T) {
 		t.Fatal(err)
 	}
 	aRedis := net.JoinHostPort("127.0.0.2", port)
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+	keys := testKeys
 	a := startLeasedNode(t, aRedis, keys)
 	b := startLeasedNode(t, redis.Addr, keys)
 	join := func(first *leasedNode, meeting, site, name string) *client.Client {

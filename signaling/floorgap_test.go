@@ -10,7 +10,6 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/rooms"
-	redisstore "github.com/cau-project/cau/rooms/store/redis"
 	"github.com/cau-project/cau/rooms/storetest"
 )
 
@@ -21,22 +20,11 @@ import (
 // seconds, and its endpoints get the change.
 func TestFloorChangeMissedByWatch(t *testing.T) {
 	addr := storetest.StartRedis(t)
-	tree, err := rooms.NewTree(multiTree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+	keys := testKeys
 	ctx := context.Background()
-	setup, err := redisstore.Open(ctx, "redis://"+addr, "cau:")
+	setup, tree := multiStore(t, addr)
+	m, err := rooms.NewScheduler(setup, tree).Schedule(ctx, giaoBan())
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close()
-	now := time.Now()
-	m := rooms.Meeting{ID: "giao-ban", Title: "Giao ban", ChairSite: "central",
-		Sites: []string{"central", "prov", "xa-a", "xa-b"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour),
-		Mode: rooms.ModeTraining}
-	if m, err = rooms.NewScheduler(setup, tree).Schedule(ctx, m); err != nil {
 		t.Fatal(err)
 	}
 	n := startNode(t, addr, tree, keys)

@@ -80,18 +80,10 @@ func startHACluster(t *testing.T, sched rooms.Meeting) *haCluster {
 // startHAClusterOn is startHACluster on the Redis at redisAddr.
 func startHAClusterOn(t *testing.T, redisAddr string, sched rooms.Meeting) *haCluster {
 	t.Helper()
-	c := &haCluster{keys: auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}, redis: redisAddr}
+	c := &haCluster{keys: testKeys, redis: redisAddr}
 	ctx := context.Background()
-	store, err := redisstore.Open(ctx, "redis://"+c.redis, "cau:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store, tree := multiStore(t, c.redis)
 	c.store = store
-	tree, err := rooms.NewTree(multiTree)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := store.SaveSites(ctx, multiTree); err != nil {
 		t.Fatal(err)
 	}

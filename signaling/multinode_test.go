@@ -3,6 +3,7 @@ package signaling_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -29,16 +30,50 @@ var multiTree = []rooms.Site{
 	{ID: "khac", Name: "Xã khác", Level: "commune", Parent: "prov"},
 }
 
+// testKeys sign the tokens of the tests that run more than one node (or a bridge process).
+var testKeys = auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+
+// multiStore opens a store on the Redis at addr (closed when the test ends) and builds
+// multiTree; tests schedule their meetings through it.
+func multiStore(t *testing.T, addr string) (*redisstore.Store, *rooms.Tree) {
+	t.Helper()
+	tree, err := rooms.NewTree(multiTree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := redisstore.Open(context.Background(), "redis://"+addr, "cau:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store, tree
+}
+
+// giaoBan is the training meeting of central, prov, xa-a and xa-b, open from a minute
+// ago for an hour.
+func giaoBan() rooms.Meeting {
+	now := time.Now()
+	return rooms.Meeting{ID: "giao-ban", Title: "Giao ban", ChairSite: "central",
+		Sites: []string{"central", "prov", "xa-a", "xa-b"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour),
+		Mode: rooms.ModeTraining}
+}
+
+// serveUntilCleanup starts hs and closes it, sig and b (in that order) when the test ends.
+func serveUntilCleanup(t *testing.T, hs *httptest.Server, sig *signaling.Server, b io.Closer) {
+	hs.Start()
+	t.Cleanup(func() {
+		sig.Close()
+		hs.Close()
+		_ = b.Close()
+	})
+}
+
 // startNode runs one signaling server with its own bridge against the shared Redis.
 func startNode(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.Keys) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	store, err := redisstore.Open(ctx, "redis://"+redisAddr, "cau:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store, _ := multiStore(t, redisAddr)
 	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	pres, err := presence.NewRedis(ctx, rdb, "cau:", logger())
@@ -51,12 +86,8 @@ func startNode(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.Keys)
 	}
 	sig := signaling.New(signaling.Config{Bridge: b, Site: "central", Ancestry: tree.Ancestors, Keys: keys,
 		Logger: logger(), Store: store, Tree: tree, Presence: pres})
-	hs := httptest.NewServer(sig)
-	t.Cleanup(func() {
-		sig.Close()
-		hs.Close()
-		_ = b.Close()
-	})
+	hs := httptest.NewUnstartedServer(sig)
+	serveUntilCleanup(t, hs, sig, b)
 	return &testServer{keys: keys, ws: "ws" + strings.TrimPrefix(hs.URL, "http"), sig: sig}
 }
 
@@ -64,22 +95,12 @@ func startNode(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.Keys)
 // on either see the same participants and the same floor, within a second.
 func TestTwoSignalingNodesShareAMeeting(t *testing.T) {
 	addr := storetest.StartRedis(t)
-	tree, err := rooms.NewTree(multiTree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+	keys := testKeys
 	ctx := context.Background()
-	setup, err := redisstore.Open(ctx, "redis://"+addr, "cau:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close()
+	setup, tree := multiStore(t, addr)
 	now := time.Now()
 	sched := rooms.NewScheduler(setup, tree)
-	if _, err := sched.Schedule(ctx, rooms.Meeting{ID: "giao-ban", Title: "Giao ban", ChairSite: "central",
-		Sites: []string{"central", "prov", "xa-a", "xa-b"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour),
-		Mode: rooms.ModeTraining}); err != nil {
+	if _, err := sched.Schedule(ctx, giaoBan()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sched.Schedule(ctx, rooms.Meeting{ID: "later", Title: "Later", ChairSite: "central",

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
 )
@@ -27,19 +27,7 @@ import (
 // loopbackAPI is a pion API that gathers only loopback candidates, like the client's.
 func loopbackAPI(t *testing.T) *webrtc.API {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return testpeer.API(t, nil, nil, testpeer.Loopback)
 }
 
 // forgedAudioBytes is the payload size of the attacker's audio: larger than the client

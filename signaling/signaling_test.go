@@ -43,7 +43,7 @@ func startServerWith(t testing.TB, mutate func(*signaling.Config), handler func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+	keys := testKeys
 	cfg := signaling.Config{Bridge: b, Keys: keys, Logger: logger()}
 	if mutate != nil {
 		mutate(&cfg)

@@ -97,7 +97,7 @@ func TestWANRelayLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+	keys := testKeys
 	sig := signaling.New(signaling.Config{Bridge: b, Site: "central", Ancestry: testAncestry, Keys: keys, Logger: logger()})
 	mux := http.NewServeMux()
 	mux.Handle("/ws", sig)
@@ -108,12 +108,7 @@ func TestWANRelayLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs.Listener = ln
-	hs.Start()
-	t.Cleanup(func() {
-		sig.Close()
-		hs.Close()
-		_ = b.Close()
-	})
+	serveUntilCleanup(t, hs, sig, b)
 	base := "ws://" + ln.Addr().String()
 
 	// The province bridge, in the namespace, announcing the relay as its WAN address.

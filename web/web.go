@@ -87,6 +87,9 @@ func loadAssets() map[string]*asset {
 			return err
 		}
 		body, err := staticFS.ReadFile(p)
+		if err == nil && path.Ext(p) == ".html" {
+			body, err = renderPage(p, body)
+		}
 		if err != nil {
 			return err
 		}
@@ -115,39 +118,15 @@ var assets = loadAssets()
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", page("index.html"))
-	mux.HandleFunc("GET /join/{meeting}", func(w http.ResponseWriter, r *http.Request) {
-		if !validMeetingID(r.PathValue("meeting")) {
-			http.NotFound(w, r)
-			return
-		}
-		page("join.html")(w, r)
-	})
+	mux.HandleFunc("GET /join/{meeting}", idPage("meeting", "join.html"))
 	// The meeting-room kiosk: its device token (in the query) reads the plan from the API.
-	mux.HandleFunc("GET /room/{endpoint}", func(w http.ResponseWriter, r *http.Request) {
-		if !validMeetingID(r.PathValue("endpoint")) {
-			http.NotFound(w, r)
-			return
-		}
-		page("room.html")(w, r)
-	})
+	mux.HandleFunc("GET /room/{endpoint}", idPage("endpoint", "room.html"))
 	mux.HandleFunc("GET /console", page("console.html"))
 	// A meeting's record (its recordings): the page's API token (admin or the meeting's
 	// chair) reads and controls them through /api/v1/meetings/{id}/recording*.
-	mux.HandleFunc("GET /record/{meeting}", func(w http.ResponseWriter, r *http.Request) {
-		if !validMeetingID(r.PathValue("meeting")) {
-			http.NotFound(w, r)
-			return
-		}
-		page("record.html")(w, r)
-	})
+	mux.HandleFunc("GET /record/{meeting}", idPage("meeting", "record.html"))
 	// A WHEP player for a meeting: its join token (in the query) opens one /whep session.
-	mux.HandleFunc("GET /watch/{meeting}", func(w http.ResponseWriter, r *http.Request) {
-		if !validMeetingID(r.PathValue("meeting")) {
-			http.NotFound(w, r)
-			return
-		}
-		page("watch.html")(w, r)
-	})
+	mux.HandleFunc("GET /watch/{meeting}", idPage("meeting", "watch.html"))
 	mux.HandleFunc("GET /static/{file...}", serveAsset)
 	return securityHeaders(mux)
 }
@@ -163,6 +142,19 @@ func page(name string) http.HandlerFunc {
 		h.Set("Content-Type", a.ctype)
 		h.Set("Cache-Control", cachePages)
 		http.ServeContent(w, r, a.name, time.Time{}, bytes.NewReader(a.body))
+	}
+}
+
+// idPage serves the page name at a path whose wildcard param is an id (a meeting's, an
+// endpoint's): 404 for an id that cannot be one (validMeetingID).
+func idPage(param, name string) http.HandlerFunc {
+	serve := page(name)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !validMeetingID(r.PathValue(param)) {
+			http.NotFound(w, r)
+			return
+		}
+		serve(w, r)
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/attachrtc"
 	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/protocol"
@@ -63,14 +64,15 @@ type viewer struct {
 }
 
 func whepRoutes(g *Gateway) map[httpapi.Route]http.HandlerFunc {
+	del, patch := g.sessionHandlers("WHEP", lookupIn(g.viewers))
 	return map[httpapi.Route]http.HandlerFunc{
 		{Method: http.MethodPost, Path: WHEPPrefix + "{meeting}"}:                g.createViewer,
 		{Method: http.MethodPost, Path: WHEPPrefix + "{meeting}/{site}"}:         g.createViewer,
 		{Method: http.MethodOptions, Path: WHEPPrefix + "{meeting}"}:             g.options,
 		{Method: http.MethodOptions, Path: WHEPPrefix + "{meeting}/{site}"}:      g.options,
 		{Method: http.MethodOptions, Path: WHEPPrefix + "{meeting}/{site}/{id}"}: g.options,
-		{Method: http.MethodDelete, Path: WHEPPrefix + "{meeting}/{site}/{id}"}:  g.deleteViewer,
-		{Method: http.MethodPatch, Path: WHEPPrefix + "{meeting}/{site}/{id}"}:   g.patchViewer,
+		{Method: http.MethodDelete, Path: WHEPPrefix + "{meeting}/{site}/{id}"}:  del,
+		{Method: http.MethodPatch, Path: WHEPPrefix + "{meeting}/{site}/{id}"}:   patch,
 		{Method: http.MethodGet, Path: WHEPPrefix + "{meeting}"}:                 g.notAllowed,
 		{Method: http.MethodGet, Path: WHEPPrefix + "{meeting}/{site}"}:          g.notAllowed,
 		{Method: http.MethodGet, Path: WHEPPrefix + "{meeting}/{site}/{id}"}:     g.notAllowed,
@@ -262,18 +264,7 @@ func (v *viewer) openDown(offer string) (string, error) {
 
 // readPlayerRTCP passes the player's keyframe requests upstream.
 func (v *viewer) readPlayerRTCP(s *webrtc.RTPSender, kind webrtc.RTPCodecType) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				v.keyframe(v.chosen[kindIndex(kind)].Load())
-			}
-		}
-	}
+	client.ReadKeyframeRequests(s, func() { v.keyframe(v.chosen[kindIndex(kind)].Load()) })
 }
 
 func (v *viewer) keyframe(t *webrtc.TrackRemote) {
@@ -418,55 +409,6 @@ func kindIndex(k webrtc.RTPCodecType) int {
 		return 0
 	}
 	return 1
-}
-
-// lookupViewer finds the viewer a request names and checks its token.
-func (g *Gateway) lookupViewer(w http.ResponseWriter, r *http.Request) *viewer {
-	g.mu.Lock()
-	v := g.viewers[r.PathValue("id")]
-	g.mu.Unlock()
-	if v == nil || v.meeting != r.PathValue("meeting") {
-		g.fail(w, r, http.StatusNotFound, httpapi.CodeNotFound, "no such WHEP session")
-		return nil
-	}
-	if !g.sameToken(w, r, v.tokenHash) {
-		return nil
-	}
-	return v
-}
-
-func (g *Gateway) deleteViewer(w http.ResponseWriter, r *http.Request) {
-	httpapi.SetHeaders(w)
-	cors(w)
-	v := g.lookupViewer(w, r)
-	if v == nil {
-		return
-	}
-	v.close()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// patchViewer adds the player's trickled candidates to its connection here, a full ICE
-// agent that checks them (see patch.go).
-func (g *Gateway) patchViewer(w http.ResponseWriter, r *http.Request) {
-	httpapi.SetHeaders(w)
-	cors(w)
-	v := g.lookupViewer(w, r)
-	if v == nil {
-		return
-	}
-	f, ok := g.readPatch(w, r, v.etag, v.ufrag)
-	if !ok {
-		return
-	}
-	for _, c := range f.candidates {
-		init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}
-		if err := v.down.AddICECandidate(init); err != nil {
-			g.fail(w, r, http.StatusBadRequest, httpapi.CodeBadRequest, "candidate: "+err.Error())
-			return
-		}
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // close ends the viewer: its endpoint leaves, both connections close. Any goroutine.

@@ -106,12 +106,13 @@ func New(cfg Config) *Gateway {
 
 // Routes are the gateway's routes, for registration on a mux.
 func (g *Gateway) Routes() map[httpapi.Route]http.HandlerFunc {
+	del, patch := g.sessionHandlers("WHIP", lookupIn(g.resources))
 	routes := map[httpapi.Route]http.HandlerFunc{
 		{Method: http.MethodPost, Path: Prefix + "{meeting}"}:         g.create,
 		{Method: http.MethodOptions, Path: Prefix + "{meeting}"}:      g.options,
 		{Method: http.MethodGet, Path: Prefix + "{meeting}"}:          g.notAllowed,
-		{Method: http.MethodDelete, Path: Prefix + "{meeting}/{id}"}:  g.delete,
-		{Method: http.MethodPatch, Path: Prefix + "{meeting}/{id}"}:   g.patch,
+		{Method: http.MethodDelete, Path: Prefix + "{meeting}/{id}"}:  del,
+		{Method: http.MethodPatch, Path: Prefix + "{meeting}/{id}"}:   patch,
 		{Method: http.MethodOptions, Path: Prefix + "{meeting}/{id}"}: g.options,
 	}
 	for r, h := range whepRoutes(g) {
@@ -333,21 +334,6 @@ func iceLink(url, user, cred string) string {
 	return v
 }
 
-// lookup finds the resource a request names and checks its token.
-func (g *Gateway) lookup(w http.ResponseWriter, r *http.Request) *resource {
-	g.mu.Lock()
-	res := g.resources[r.PathValue("id")]
-	g.mu.Unlock()
-	if res == nil || res.meeting != r.PathValue("meeting") {
-		g.fail(w, r, http.StatusNotFound, httpapi.CodeNotFound, "no such WHIP session")
-		return nil
-	}
-	if !g.sameToken(w, r, res.tokenHash) {
-		return nil
-	}
-	return res
-}
-
 // sameToken checks that the request bears the token whose hash is want: a resource is
 // ended or changed only by whoever created it.
 func (g *Gateway) sameToken(w http.ResponseWriter, r *http.Request, want [32]byte) bool {
@@ -366,40 +352,6 @@ func (g *Gateway) sameToken(w http.ResponseWriter, r *http.Request, want [32]byt
 func isSDP(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == "application/sdp"
-}
-
-func (g *Gateway) delete(w http.ResponseWriter, r *http.Request) {
-	httpapi.SetHeaders(w)
-	cors(w)
-	res := g.lookup(w, r)
-	if res == nil {
-		return
-	}
-	res.ep.Close()
-	<-res.ep.Done()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// patch takes trickled candidates for the encoder's connection and passes them to its
-// bridge (see patch.go).
-func (g *Gateway) patch(w http.ResponseWriter, r *http.Request) {
-	httpapi.SetHeaders(w)
-	cors(w)
-	res := g.lookup(w, r)
-	if res == nil {
-		return
-	}
-	f, ok := g.readPatch(w, r, res.etag, res.ufrag)
-	if !ok {
-		return
-	}
-	for _, c := range f.candidates {
-		if err := res.ep.Send(protocol.KindCandidate, protocol.Candidate{Target: protocol.TargetPublisher, Candidate: c}); err != nil {
-			g.fail(w, r, http.StatusNotFound, httpapi.CodeNotFound, "the WHIP session ended: "+err.Error())
-			return
-		}
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // closed forgets a resource whose endpoint left (DELETE, a failed connection, the

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 const cliTestKey = "cli-test-signing-key-0123456789abcdef"
@@ -24,19 +24,13 @@ const cliTestKey = "cli-test-signing-key-0123456789abcdef"
 // embedded store, as `cau serve` would.
 func startCau(t *testing.T) (*app.App, rooms.Store) {
 	t.Helper()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _ := testkit.Store(t)
 	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, TokenKey: cliTestKey,
 		Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = a.Close()
-		_ = store.Close()
-	})
+	t.Cleanup(func() { _ = a.Close() })
 	return a, store
 }
 

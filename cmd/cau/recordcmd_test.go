@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cau-project/cau/app"
-	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
+	"github.com/cau-project/cau/internal/testkit"
 )
 
 // TestRecordFromCLI drives `cau meetings record|recordings` against a real server that
@@ -19,24 +16,8 @@ import (
 // shown), a bad verb, an empty record. app.TestRecordAMeetingOverTheAPI records a real
 // meeting through the same API.
 func TestRecordFromCLI(t *testing.T) {
-	ctx := context.Background()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	tree, err := rooms.NewTree([]rooms.Site{{ID: "tw", Name: "Trung ương", Level: "central"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, rooms.Meeting{ID: "hop", Title: "Họp", ChairSite: "tw",
-		Sites: []string{"tw"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	store, tree := testkit.Store(t, testkit.SiteTW)
+	testkit.Schedule(t, store, tree, testkit.Hop("tw"))
 	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, TokenKey: cliTestKey, Store: store,
 		Tree: tree, RecordingsDir: filepath.Join(t.TempDir(), "recordings"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

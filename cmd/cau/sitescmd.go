@@ -167,11 +167,7 @@ func runSites(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runSitesList(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs, af := newFlags(name, stderr)
 	indent := fs.Bool("tree", false, "indent each site under its parent")
-	_, c, err := af.connect(fs, args, 0, "", stderr)
-	if err != nil {
-		return err
-	}
-	l, err := c.Sites(ctx)
+	_, l, err := af.sites(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -184,6 +180,16 @@ func runSitesList(ctx context.Context, name string, args []string, stdout, stder
 	}
 	fmt.Fprintf(stdout, "%d sites%s\n", l.Count, levelCounts(l.Levels))
 	return nil
+}
+
+// sites parses args (flags only) and reads the site tree from the API, with the client.
+func (f *apiFlags) sites(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Writer) (*apiclient.Client, apiclient.SiteList, error) {
+	_, c, err := f.connect(fs, args, 0, "", stderr)
+	if err != nil {
+		return nil, apiclient.SiteList{}, err
+	}
+	l, err := c.Sites(ctx)
+	return c, l, err
 }
 
 // levelCounts writes ": 1 province, 20 district, …" in level order.
@@ -231,11 +237,7 @@ func runSitesImport(ctx context.Context, name string, args []string, stdout, std
 func runSitesExport(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	fs, af := newFlags(name, stderr)
 	out := fs.String("o", "", "write to this file instead of standard output")
-	_, c, err := af.connect(fs, args, 0, "", stderr)
-	if err != nil {
-		return err
-	}
-	l, err := c.Sites(ctx)
+	c, l, err := af.sites(ctx, fs, args, stderr)
 	if err != nil {
 		return err
 	}

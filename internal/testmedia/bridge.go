@@ -40,17 +40,7 @@ func Connect(t testing.TB, b *sfu.Bridge, pub *Publisher, name string) *Connecte
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = peer.Close() })
-	offer, err := pub.Offer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, err := peer.HandleOffer(offer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Answer(answer); err != nil {
-		t.Fatal(err)
-	}
+	pub.Negotiate(t, peer.HandleOffer)
 	return &Connected{Pub: pub, Peer: peer, ups: ups}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testpeer"
 )
 
 // Publisher is a pion endpoint that publishes a camera (VP8) and a microphone (Opus)
@@ -47,24 +48,13 @@ func NewPublisher(t testing.TB, streamID string, loss float64) *Publisher {
 // NewPublisherOf is NewPublisher with another video codec (webrtc.MimeTypeH264).
 func NewPublisherOf(t testing.TB, streamID string, loss float64, videoMime string) *Publisher {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
 	p := &Publisher{}
 	ir := &interceptor.Registry{}
 	if loss > 0 {
 		// Registered first, so it sits nearest the network: retransmissions pass it too.
 		ir.Add(&lossFactory{rate: loss, dropped: &p.Dropped})
 	}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	api := testpeer.API(t, nil, ir, testpeer.Loopback)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +94,23 @@ func (p *Publisher) Offer() (string, error) {
 // Answer applies the bridge's answer.
 func (p *Publisher) Answer(sdp string) error {
 	return p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+}
+
+// Negotiate offers p's connection to whoever answer stands for (a bridge agent's Offer
+// for the endpoint's peer, say) and applies the answer; the test fails on any error.
+func (p *Publisher) Negotiate(t testing.TB, answer func(offer string) (string, error)) {
+	t.Helper()
+	offer, err := p.Offer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := answer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Answer(ans); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // PublishWHIP joins the endpoint to meeting with one WHIP POST to baseURL (Cầu's HTTP

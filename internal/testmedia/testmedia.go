@@ -158,25 +158,40 @@ func makeClip(t testing.TB, source string, width, height int, h264 bool) *Clip {
 	return c
 }
 
+// readIVF reads an IVF file's frames.
 func readIVF(path string) ([][]byte, error) {
+	return readUnits(path, func(r io.Reader) (func() ([]byte, error), error) {
+		ivf, _, err := ivfreader.NewWith(r)
+		if err != nil {
+			return nil, err
+		}
+		return func() ([]byte, error) { f, _, err := ivf.ParseNextFrame(); return f, err }, nil
+	})
+}
+
+// readUnits reads path's units (frames, packets) with the reader open makes of its
+// bytes until io.EOF; a nil unit is skipped.
+func readUnits(path string, open func(io.Reader) (func() ([]byte, error), error)) ([][]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	r, _, err := ivfreader.NewWith(bytes.NewReader(b))
+	next, err := open(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var frames [][]byte
+	var units [][]byte
 	for {
-		f, _, err := r.ParseNextFrame()
+		u, err := next()
 		if err == io.EOF {
-			return frames, nil
+			return units, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		frames = append(frames, f)
+		if u != nil {
+			units = append(units, u)
+		}
 	}
 }
 
@@ -201,27 +216,19 @@ func readAnnexB(path string) ([][]byte, error) {
 	return units, nil
 }
 
+// readOgg reads an Ogg Opus file's packets, without its header and tags pages.
 func readOgg(path string) ([][]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	r, _, err := oggreader.NewWith(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	var pkts [][]byte
-	for {
-		p, h, err := r.ParseNextPage()
-		if err == io.EOF {
-			return pkts, nil
-		}
+	return readUnits(path, func(r io.Reader) (func() ([]byte, error), error) {
+		ogg, _, err := oggreader.NewWith(r)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, err
 		}
-		if h.GranulePosition == 0 || bytes.HasPrefix(p, []byte("OpusTags")) {
-			continue // the tags page
-		}
-		pkts = append(pkts, p)
-	}
+		return func() ([]byte, error) {
+			p, h, err := ogg.ParseNextPage()
+			if err == nil && (h.GranulePosition == 0 || bytes.HasPrefix(p, []byte("OpusTags"))) {
+				return nil, nil // the tags page
+			}
+			return p, err
+		}, nil
+	})
 }

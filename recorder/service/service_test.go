@@ -12,12 +12,12 @@ import (
 
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/recorder"
 	"github.com/cau-project/cau/recorder/timeline"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 	"github.com/cau-project/cau/rooms/storetest"
 )
 
@@ -31,11 +31,7 @@ var chair = rooms.Actor{Name: "Chủ tọa", Role: rooms.RoleChair, Site: "tw"}
 func TestServiceRecordsAMeeting(t *testing.T) {
 	ctx := context.Background()
 	clip := testmedia.MakeClip(t, 320, 240)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, _ := testkit.Store(t)
 	m := storetest.Meeting("m1", 0, 2, "tw", "p1")
 	if err := store.CreateMeeting(ctx, m, nil); err != nil {
 		t.Fatal(err)
@@ -47,19 +43,11 @@ func TestServiceRecordsAMeeting(t *testing.T) {
 			t.Fatal(err)
 		}
 		pub := testmedia.NewPublisher(t, site, 0)
-		offer, err := pub.Offer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer, err := agent.Offer(ids.ForEndpoint(participant, 0), offer, map[string]ids.StreamKey{
-			"camera": {Participant: participant, Source: ids.SourceCamera},
-			"mic":    {Participant: participant, Source: ids.SourceMicrophone}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Answer(answer); err != nil {
-			t.Fatal(err)
-		}
+		pub.Negotiate(t, func(offer string) (string, error) {
+			return agent.Offer(ids.ForEndpoint(participant, 0), offer, map[string]ids.StreamKey{
+				"camera": {Participant: participant, Source: ids.SourceCamera},
+				"mic":    {Participant: participant, Source: ids.SourceMicrophone}})
+		})
 		pub.Start(func(int) *testmedia.Clip { return clip })
 		e := rooms.AttendanceEvent{Time: time.Now(), MeetingID: "m1", Site: site, Endpoint: site + "-room", Kind: rooms.EventConnected}
 		if err := store.AppendAttendance(ctx, e); err != nil {

@@ -3,14 +3,13 @@ package timeline
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 	"github.com/cau-project/cau/rooms/storetest"
 )
 
@@ -42,11 +41,7 @@ func summary(events []Event) string {
 func TestTimelineFollowsTheStore(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := testkit.Store(t)
 	m := storetest.Meeting("m1", 0, 2, "tw", "p1", "p2")
 	if err := s.CreateMeeting(ctx, m, nil); err != nil {
 		t.Fatal(err)

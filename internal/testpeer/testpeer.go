@@ -1,0 +1,43 @@
+// Package testpeer builds the pion stacks the tests' endpoints use: a browser-like API
+// (default codecs and interceptors, IPv4 UDP) on loopback or on a socket a test gives.
+// It depends on pion only, so any package's tests may use it, sfu's own included.
+package testpeer
+
+import (
+	"testing"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// API builds a browser-like pion API: me's codecs (nil: the default codecs), the
+// interceptors already in ir (nil: none) and then pion's default ones, IPv4 UDP
+// candidates, and whatever configure (may be nil) sets on the setting engine after that.
+func API(t testing.TB, me *webrtc.MediaEngine, ir *interceptor.Registry, configure func(*webrtc.SettingEngine)) *webrtc.API {
+	t.Helper()
+	if me == nil {
+		me = &webrtc.MediaEngine{}
+		if err := me.RegisterDefaultCodecs(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ir == nil {
+		ir = &interceptor.Registry{}
+	}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if configure != nil {
+		configure(&se)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+// Loopback makes an API gather loopback candidates only, as the tests' endpoints and
+// bridges do: a configure function for API.
+func Loopback(se *webrtc.SettingEngine) {
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+}
