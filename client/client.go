@@ -89,6 +89,8 @@ type Client struct {
 	nextURL      int // the next of resumeURLs to try
 	floor        *protocol.FloorState
 	recording    protocol.Recording                                   // the meeting's recording state, as last told
+	speaker      protocol.Speaker                                     // the dominant speaker and Last-N, as last told
+	speakerN     int                                                  // speaker messages received
 	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
 	iceServers   []webrtc.ICEServer                                   // from the last joined
 	relayOnly    bool                                                 // Options.RelayOnly
@@ -600,6 +602,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		}
 	case protocol.KindRecording:
 		c.setRecording(env)
+	case protocol.KindSpeaker:
+		c.setSpeaker(env)
 	case protocol.KindReconnect:
 		var r protocol.Reconnect
 		_ = protocol.DecodeData(env, &r)
