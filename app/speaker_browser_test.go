@@ -3,6 +3,8 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -167,4 +169,51 @@ func TestBrowserDominantSpeaker(t *testing.T) {
 		t.Errorf("the kiosk shows the official's own pin: %+v", k)
 	}
 	official.Shot(t, dir, "pinned")
+
+	// The technicians' console: the official's site shows its link's bandwidth estimate
+	// and its video streams by layer, in the tree and in the site's detail (bridge stats →
+	// monitor → console), and /metrics exports both.
+	tech, err := a.Keys().Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleTechnician, Name: "Kỹ thuật", Site: "qnam"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	console := kiosk.Tab(t, "console")
+	if err := console.Run(30*time.Second, chromedp.Navigate(a.URL()+"/console?lang=vi&token="+tech+"#"+officialSite)); err != nil {
+		t.Fatal(err)
+	}
+	row := `document.querySelector('.row[data-id="` + officialSite + `"] .fig')`
+	if err := console.WaitFor("the console shows the official's estimate and layers", `window.cauConsole && `+row+` !== null &&
+		/ước lượng \d/.test(`+row+`.textContent) && /hình cao\/vừa\/thấp\/dừng \d+\/\d+\/\d+\/\d+/.test(`+row+`.textContent) &&
+		window.cauConsole.detailSite === '`+officialSite+`' &&
+		/băng thông ước lượng \d/.test(document.querySelector('#d-endpoints .ep-adapt').textContent) &&
+		document.querySelector('#d-endpoints .ep-adapt').textContent.includes('`+kioskID+`.camera: ')`, 30*time.Second); err != nil {
+		t.Error(err)
+	}
+	t.Logf("console: %q; detail: %q", testbrowser.Eval[string](t, console, row+`.textContent`),
+		testbrowser.Eval[string](t, console, `document.querySelector('#d-endpoints .ep-adapt').textContent`))
+	console.Shot(t, dir, "console")
+	metrics := scrape(t, a.URL()+"/metrics")
+	for _, want := range []string{
+		`cau_site_bandwidth_estimate_bits_per_second{level="commune",site="` + officialSite + `"}`,
+		`cau_site_video_streams{layer="paused",level="commune",site="` + officialSite + `"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// scrape reads a text page (the Prometheus exposition).
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

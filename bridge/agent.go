@@ -491,6 +491,7 @@ func (a *Agent) Load() (peers, upTracks, downTracks int) {
 // RelayStats returns the counters of every relay peer.
 func (a *Agent) RelayStats() []protocol.RelayStat {
 	var out []protocol.RelayStat
+	layers := a.layersByPeer()
 	for _, id := range a.Peers() {
 		if !id.IsRelay() {
 			continue
@@ -511,6 +512,12 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 			rs.BitrateBps = 8 * float64(st.BytesSent-prev.bytes) / dt
 		}
 		rs.Hop, rs.HopIn = hopFigures(st.Hop)
+		rs.Layers = layers[id]
+		a.mu.Lock()
+		if ap := a.peers[id]; ap != nil && ap.peer != nil {
+			rs.EstimateBps = estimate(ap.peer)
+		}
+		a.mu.Unlock()
 		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer.String() < out[j].Peer.String() })

@@ -45,6 +45,18 @@ func (p *Pin) Validate() error {
 	return nil
 }
 
+// StreamLayer is the simulcast layer at which one video stream is forwarded on a link
+// (an endpoint's, or a relay link), as the link's allocator chose it.
+type StreamLayer struct {
+	Key ids.StreamKey `json:"key"`
+	// Layer is the layer sent now (0 low, 1 middle, 2 top); Target the one the allocator
+	// moves to (they differ until the target's next keyframe).
+	Layer  int `json:"layer"`
+	Target int `json:"target"`
+	// Paused: Last-N holds the stream back now (nothing is sent).
+	Paused bool `json:"paused,omitempty"`
+}
+
 // Bridge control kinds.
 const (
 	// KindBridgeSpeaker (bridge → signaling) reports a meeting's selection on the bridge.

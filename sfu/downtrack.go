@@ -79,6 +79,9 @@ type DownTrack struct {
 // meeting's pinned source has on every link, or ends that.
 func (d *DownTrack) SetPinned(on bool) { d.pinned.Store(on) }
 
+// Simulcast reports whether the track forwards one of a simulcast source's layers.
+func (d *DownTrack) Simulcast() bool { return d.sim != nil }
+
 // Pinned reports whether the subscriber pinned this track's source (SetPinned).
 func (d *DownTrack) Pinned() bool { return d.pinned.Load() }
 
