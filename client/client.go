@@ -112,6 +112,9 @@ type Stream struct {
 	FirstAt  time.Time
 	// ClockRate is the RTP clock rate of the track's codec.
 	ClockRate uint32
+	// layers counts the video packets of a simulcast Synth by the layer they carry
+	// (VideoLayerOffset): low, middle, top. Written by the track's reader.
+	layers [3]atomic.Int64
 
 	rx rxStats // loss, jitter, latency and frames; see Stats
 }
@@ -355,6 +358,7 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 			}
 			s.Bytes.Add(int64(len(pkt.payload)))
 			s.observe(&pkt.hdr, pkt.payload)
+			s.countLayer(pkt.payload)
 		}
 	})
 }
