@@ -24,6 +24,7 @@ import (
 	"github.com/cau-project/cau/monitor"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
+	"github.com/cau-project/cau/sfu/speaker"
 	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/sipgw"
 	"github.com/cau-project/cau/turnserver"
@@ -79,6 +80,9 @@ type Config struct {
 	RecordingMaxAge time.Duration
 	// SIP configures the SIP gateway for room codecs (off when SIP.Addr is empty).
 	SIP SIPConfig
+	// Speaker tunes the bridge's Last-N and dominant speaker; zero fields take
+	// speaker.DefaultParams (9 videos, 3 audios).
+	Speaker speaker.Params
 }
 
 // App is a running Cầu server.
@@ -168,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if !cfg.NoBridge {
 		a.bridge, err = sfu.New(sfu.Config{
 			ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort, PublicIPs: cfg.PublicIPs,
-			IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics,
+			IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics, Speaker: cfg.Speaker,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start: %w", err)

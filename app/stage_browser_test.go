@@ -37,6 +37,12 @@ type stage struct {
 // the four-level dev tree saved in it, as `cau serve` runs.
 func newStage(t *testing.T, withStore bool) *stage {
 	t.Helper()
+	return newStageWith(t, withStore, nil)
+}
+
+// newStageWith is newStage with the configuration changed by mutate (if not nil).
+func newStageWith(t *testing.T, withStore bool, mutate func(*app.Config)) *stage {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode (testing.Short)")
 	}
@@ -64,6 +70,9 @@ func newStage(t *testing.T, withStore bool) *stage {
 			t.Fatal(err)
 		}
 		cfg.Store, cfg.Tree, cfg.Site, cfg.Ancestry = store, tree, tree.Root().ID, tree.Ancestors
+	}
+	if mutate != nil {
+		mutate(&cfg)
 	}
 	a, err := app.Start(t.Context(), cfg)
 	if err != nil {

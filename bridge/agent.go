@@ -38,6 +38,9 @@ type Events struct {
 	TrackEnded func(peer ids.PeerID, key ids.StreamKey)
 	// Failed reports that a peer's connection failed; the agent has closed it.
 	Failed func(peer ids.PeerID, reason string)
+	// Speaker reports a meeting's new selection on this bridge: its dominant speaker and
+	// the participants whose camera it forwards (Last-N). Nil: not reported.
+	Speaker func(meeting ids.MeetingID, dominant ids.ParticipantID, lastN []ids.ParticipantID)
 }
 
 // Engine is the media engine an Agent drives; *sfu.Bridge is one.
@@ -76,6 +79,8 @@ type Agent struct {
 	// pins are the participants pinned per meeting (Pin), applied to its selector now
 	// and to one made later.
 	pins map[ids.MeetingID]map[ids.ParticipantID]bool
+	// peerPins are the participants each subscriber pinned for its own link (PinFor).
+	peerPins map[ids.PeerID]map[ids.ParticipantID]bool
 }
 
 type agentPeer struct {
@@ -110,6 +115,7 @@ type byteSample struct {
 type subscription struct {
 	trackID, streamID string
 	down              *sfu.DownTrack // nil while the stream is absent
+	pinned            bool           // the subscriber pinned the stream's participant (PinFor)
 }
 
 // NewAgent wraps b. ev receives the agent's events.
@@ -120,7 +126,7 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 	return &Agent{sfu: b, ev: ev, log: log, peers: map[ids.PeerID]*agentPeer{}, samples: map[sampleKey]byteSample{},
 		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
 		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{},
-		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}}
+		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}, peerPins: map[ids.PeerID]map[ids.ParticipantID]bool{}}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).
@@ -269,7 +275,7 @@ func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID st
 	if _, ok := a.subs[sk]; ok {
 		return nil
 	}
-	sub := &subscription{trackID: trackID, streamID: streamID}
+	sub := &subscription{trackID: trackID, streamID: streamID, pinned: a.peerPins[id][key.Participant]}
 	a.subs[sk] = sub
 	if st, ok := a.streams[key]; ok && st.peer != id {
 		a.attach(ap, sub, st.up)
@@ -285,6 +291,7 @@ func (a *Agent) attach(ap *agentPeer, sub *subscription, up *sfu.UpTrack) {
 		return
 	}
 	sub.down = d
+	d.SetPinned(sub.pinned)
 }
 
 // Unsubscribe stops forwarding key to peer.
@@ -331,6 +338,7 @@ func (a *Agent) forget(id ids.PeerID) {
 	delete(a.peers, id)
 	delete(a.samples, sampleKey{id, true})
 	delete(a.samples, sampleKey{id, false})
+	delete(a.peerPins, id)
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)
@@ -483,6 +491,7 @@ func (a *Agent) Load() (peers, upTracks, downTracks int) {
 // RelayStats returns the counters of every relay peer.
 func (a *Agent) RelayStats() []protocol.RelayStat {
 	var out []protocol.RelayStat
+	layers := a.layersByPeer()
 	for _, id := range a.Peers() {
 		if !id.IsRelay() {
 			continue
@@ -503,6 +512,12 @@ func (a *Agent) RelayStats() []protocol.RelayStat {
 			rs.BitrateBps = 8 * float64(st.BytesSent-prev.bytes) / dt
 		}
 		rs.Hop, rs.HopIn = hopFigures(st.Hop)
+		rs.Layers = layers[id]
+		a.mu.Lock()
+		if ap := a.peers[id]; ap != nil && ap.peer != nil {
+			rs.EstimateBps = estimate(ap.peer)
+		}
+		a.mu.Unlock()
 		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer.String() < out[j].Peer.String() })

@@ -124,6 +124,9 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		Failed: func(peer ids.PeerID, reason string) {
 			c.push(protocol.KindPeerFailed, "", protocol.PeerFailed{Peer: peer, Reason: reason})
 		},
+		Speaker: func(meeting ids.MeetingID, dominant ids.ParticipantID, lastN []ids.ParticipantID) {
+			c.push(protocol.KindBridgeSpeaker, "", protocol.BridgeSpeaker{Meeting: meeting, Dominant: dominant, LastN: lastN})
+		},
 	}, log)
 	agent.SetMaxPeers(cfg.MaxPeers, cfg.Limits)
 	defer func() {
@@ -271,6 +274,13 @@ func execute(c *conn, a *Agent, env protocol.Envelope) (err error) {
 			return err
 		}
 		return a.ClosePeer(m.Peer)
+	case protocol.KindBridgePin:
+		var m protocol.BridgePin
+		if err := protocol.DecodeData(env, &m); err != nil {
+			return err
+		}
+		a.ApplyPin(m)
+		return nil
 	}
 	return fmt.Errorf("unknown command %q", env.Kind)
 }

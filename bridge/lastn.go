@@ -1,7 +1,11 @@
 package bridge
 
 import (
+	"slices"
+	"strings"
+
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
 )
 
@@ -58,6 +62,73 @@ func (a *Agent) Pin(meeting ids.MeetingID, participant ids.ParticipantID, on boo
 	}
 }
 
+// ApplyPin carries out a pin command: Pin for the meeting, or PinFor with a peer.
+func (a *Agent) ApplyPin(p protocol.BridgePin) {
+	if p.Peer.IsZero() {
+		a.Pin(p.Meeting, p.Participant, p.On)
+		return
+	}
+	a.PinFor(p.Peer, p.Participant, p.On)
+}
+
+// PinFor gives participant's streams first call on the bandwidth of peer's own link (a
+// subscriber pinned that site on its page), or ends that; Last-N is not changed. It holds
+// for the streams peer subscribes to later, until lifted or the peer closes.
+func (a *Agent) PinFor(peer ids.PeerID, participant ids.ParticipantID, on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	set := a.peerPins[peer]
+	if on {
+		if set == nil {
+			set = map[ids.ParticipantID]bool{}
+			a.peerPins[peer] = set
+		}
+		set[participant] = true
+	} else {
+		delete(set, participant)
+		if len(set) == 0 {
+			delete(a.peerPins, peer)
+		}
+	}
+	for sk, sub := range a.subs {
+		if sk.peer == peer && sk.key.Participant == participant {
+			sub.pinned = on
+			if sub.down != nil {
+				sub.down.SetPinned(on)
+			}
+		}
+	}
+}
+
+// PinnedFor lists the streams forwarded to peer that it pinned (PinFor), sorted.
+func (a *Agent) PinnedFor(peer ids.PeerID) []ids.StreamKey {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []ids.StreamKey
+	for sk, sub := range a.subs {
+		if sk.peer == peer && sub.down != nil && sub.down.Pinned() {
+			out = append(out, sk.key)
+		}
+	}
+	slices.SortFunc(out, func(x, y ids.StreamKey) int { return strings.Compare(x.String(), y.String()) })
+	return out
+}
+
+// reportSelection passes a meeting's selection to Events.Speaker (on the selector's
+// goroutine).
+func (a *Agent) reportSelection(meeting ids.MeetingID) func(sfu.Selection) {
+	return func(sel sfu.Selection) {
+		if a.ev.Speaker == nil {
+			return
+		}
+		lastN := make([]ids.ParticipantID, len(sel.Video))
+		for i, v := range sel.Video {
+			lastN[i] = ids.ParticipantID(v)
+		}
+		a.ev.Speaker(meeting, ids.ParticipantID(sel.Dominant), lastN)
+	}
+}
+
 // selectable tells whether a stream takes part in Last-N.
 func selectable(key ids.StreamKey) bool {
 	return key.Source == ids.SourceCamera || key.Source == ids.SourceMicrophone
@@ -77,7 +148,7 @@ func (a *Agent) joinMeeting(meeting ids.MeetingID, key ids.StreamKey) {
 	ms := a.selectors[meeting]
 	if ms == nil {
 		ms = &meetingSelector{members: map[ids.StreamKey]*sfu.UpTrack{},
-			sel: a.sfu.NewSelector(sfu.SelectorParams{Logger: a.log.With("meeting", meeting)})}
+			sel: a.sfu.NewSelector(sfu.SelectorParams{Logger: a.log.With("meeting", meeting), OnChange: a.reportSelection(meeting)})}
 		a.selectors[meeting] = ms
 		for p := range a.pins[meeting] {
 			ms.sel.Pin(string(p), true)

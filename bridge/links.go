@@ -22,9 +22,11 @@ func (a *Agent) PeerStats() []protocol.PeerStat {
 	}
 	a.mu.Unlock()
 	now := time.Now()
+	layers := a.layersByPeer()
 	out := make([]protocol.PeerStat, 0, len(peers))
 	for id, p := range peers {
-		st := protocol.PeerStat{Peer: id, Up: upFigures(p, now), Down: downFigures(p, now)}
+		st := protocol.PeerStat{Peer: id, Up: upFigures(p, now), Down: downFigures(p, now),
+			EstimateBps: estimate(p), Layers: layers[id]}
 		st.Down.Hop, st.Up.Hop = hopFigures(p.HopStats())
 		a.mu.Lock()
 		prevUp, okUp := a.samples[sampleKey{id, true}]

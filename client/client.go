@@ -89,6 +89,8 @@ type Client struct {
 	nextURL      int // the next of resumeURLs to try
 	floor        *protocol.FloorState
 	recording    protocol.Recording                                   // the meeting's recording state, as last told
+	speaker      protocol.Speaker                                     // the dominant speaker and Last-N, as last told
+	speakerN     int                                                  // speaker messages received
 	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
 	iceServers   []webrtc.ICEServer                                   // from the last joined
 	relayOnly    bool                                                 // Options.RelayOnly
@@ -110,6 +112,9 @@ type Stream struct {
 	FirstAt  time.Time
 	// ClockRate is the RTP clock rate of the track's codec.
 	ClockRate uint32
+	// layers counts the video packets of a simulcast Synth by the layer they carry
+	// (VideoLayerOffset): low, middle, top. Written by the track's reader.
+	layers [3]atomic.Int64
 
 	rx rxStats // loss, jitter, latency and frames; see Stats
 }
@@ -353,6 +358,7 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 			}
 			s.Bytes.Add(int64(len(pkt.payload)))
 			s.observe(&pkt.hdr, pkt.payload)
+			s.countLayer(pkt.payload)
 		}
 	})
 }
@@ -609,6 +615,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		}
 	case protocol.KindRecording:
 		c.setRecording(env)
+	case protocol.KindSpeaker:
+		c.setSpeaker(env)
 	case protocol.KindReconnect:
 		var r protocol.Reconnect
 		_ = protocol.DecodeData(env, &r)

@@ -28,6 +28,10 @@ const ProbeSize = 18
 const (
 	VideoProbeOffset = 11
 	AudioProbeOffset = 1
+	// VideoLayerOffset is where a simulcast Synth writes the layer of a video packet
+	// (1 low, 2 middle, 3 top; 0 from a Synth without layers), right after the probe:
+	// the bridge forwards payloads untouched, so a subscriber sees which layer reaches it.
+	VideoLayerOffset = VideoProbeOffset + ProbeSize
 )
 
 var probeMagic = [4]byte{'C', 'A', 'U', 'p'}

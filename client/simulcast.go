@@ -84,7 +84,7 @@ func (s *Synth) sendLayers(payload []byte, size int, key bool, tsStep, frame uin
 	if midID == 0 || ridID == 0 || mid == nil {
 		return // not negotiated yet
 	}
-	for _, l := range s.layers {
+	for li, l := range s.layers {
 		k := key || l.keyframeWanted.Swap(false)
 		if k && !key { // Run counted the keyframe it asked for
 			s.keyframesSent.Add(1)
@@ -94,6 +94,7 @@ func (s *Synth) sendLayers(payload []byte, size int, key bool, tsStep, frame uin
 		for i := 0; i < n; i++ {
 			p := vp8Packet(payload[:size], i == 0, k)
 			Probe{SentAt: time.Now().UnixNano(), Frame: frame, Index: uint8(i), Count: uint8(n)}.Put(p[VideoProbeOffset:])
+			p[VideoLayerOffset] = byte(li + 1)
 			l.seq++
 			h := rtp.Header{Version: 2, SequenceNumber: l.seq, Timestamp: l.ts, Marker: i == n-1}
 			_ = h.SetExtension(midID, []byte(*mid))
@@ -116,4 +117,23 @@ func vp8Packet(p []byte, first, key bool) []byte {
 		p[1] = 0x00 // P=0: keyframe
 	}
 	return p
+}
+
+// countLayer counts a received video packet of a simulcast Synth under its layer.
+func (s *Stream) countLayer(payload []byte) {
+	if s.Kind != "video" || len(payload) <= VideoLayerOffset {
+		return
+	}
+	if _, ok := probeAt("video", payload); !ok {
+		return // not from a Synth (a browser's camera)
+	}
+	if l := payload[VideoLayerOffset]; l >= 1 && int(l) <= len(s.layers) {
+		s.layers[l-1].Add(1)
+	}
+}
+
+// LayerPackets counts the video packets received at each simulcast layer (low, middle,
+// top) of a simulcast Synth; all zero for a stream without layers.
+func (s *Stream) LayerPackets() [3]int64 {
+	return [3]int64{s.layers[0].Load(), s.layers[1].Load(), s.layers[2].Load()}
 }

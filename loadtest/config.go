@@ -53,6 +53,9 @@ type Config struct {
 	Media string
 	// VideoKbps and FPS shape the synthetic video.
 	VideoKbps, FPS int
+	// Simulcast makes publishers send their video in three layers (quarter, half and the
+	// full VideoKbps), as the join page does; the report counts the layers received.
+	Simulcast bool
 	// Duration is how long full load is held and measured, after every join has settled.
 	Duration time.Duration
 	// Ramp is the join rate, in endpoints per second.

@@ -217,3 +217,37 @@ func TestJoinTokensNeedAnOperator(t *testing.T) {
 		t.Errorf("the report does not say the API refused the token:\n%s", text.String())
 	}
 }
+
+// TestSimulcastLayers: publishers send three layers (--simulcast); every subscriber on
+// loopback receives each publisher's video once, at one layer at a time, every frame of
+// it, and the report counts the layers the packets came at.
+func TestSimulcastLayers(t *testing.T) {
+	cfg := loadtest.DefaultConfig()
+	cfg.Meeting, cfg.Endpoints, cfg.Publishers, cfg.Duration = "simulcast", 6, 2, 10*time.Second
+	cfg.VideoKbps, cfg.FPS, cfg.Simulcast = 600, 15, true
+	cfg.Thresholds.MaxJoinP95 = 0 // what is checked here is delivery and layers, not join time on a loaded box
+	rep := run(t, cfg)
+	if !rep.Pass {
+		t.Errorf("run failed its thresholds: %v", rep.Violations)
+	}
+	l := rep.Layers
+	if l == nil {
+		t.Fatal("no layer figures in a simulcast run")
+	}
+	var video int64
+	for _, n := range l.Packets {
+		video += n
+	}
+	// Each of the 5 other endpoints receives each of the 2 publishers' video (the
+	// publishers 1 other each): 2×5 streams, each at one layer.
+	if got := l.Streams[0] + l.Streams[1] + l.Streams[2]; got != 2*5 {
+		t.Errorf("%d video streams counted by layer, want 10 (%+v)", got, l)
+	}
+	if video == 0 {
+		t.Fatalf("no video packet carried a layer: %+v", l)
+	}
+	if rep.Frames.Ratio < 0.9 {
+		t.Errorf("received %.3f of the frames: a subscriber must get every frame at some layer (%+v)", rep.Frames.Ratio, rep.Frames)
+	}
+	t.Logf("layers: %+v", *l)
+}

@@ -52,6 +52,8 @@ type Report struct {
 	// Latency is end to end (publisher's send → subscriber's receive, same clock), per
 	// packet, in milliseconds.
 	Latency Percentiles `json:"latency_ms"`
+	// Layers say at which simulcast layer the video arrived; nil without Simulcast.
+	Layers *LayerFigures `json:"layers,omitempty"`
 
 	Server ServerFigures `json:"server"`
 	Tester TesterFigures `json:"tester"`
@@ -77,6 +79,7 @@ type ReportConfig struct {
 	FPS             int     `json:"fps"`
 	PacketsPerFrame int     `json:"packets_per_frame"`
 	PayloadBytes    int     `json:"payload_bytes"`
+	Simulcast       bool    `json:"simulcast,omitempty"`
 	DurationSeconds float64 `json:"duration_s"`
 	RampPerSecond   float64 `json:"ramp_per_s"`
 	RotateSeconds   float64 `json:"rotate_every_s,omitempty"`
@@ -176,6 +179,7 @@ func newReport(cfg Config) *Report {
 		URL: cfg.URL, Meeting: cfg.Meeting, Mode: cfg.Mode, Media: cfg.Media, Endpoints: cfg.Endpoints,
 		Publishers: cfg.Publishers, Sites: len(cfg.Sites), VideoKbps: cfg.VideoKbps, FPS: cfg.FPS,
 		PacketsPerFrame: ppf, PayloadBytes: size, DurationSeconds: cfg.Duration.Seconds(), RampPerSecond: cfg.Ramp,
+		Simulcast: cfg.Simulcast,
 	}, Thresholds: ReportThresholds{MaxLossPct: cfg.Thresholds.MaxLossPct, MaxFailedJoins: cfg.Thresholds.MaxFailedJoins,
 		MaxJoinP95Ms: ms(cfg.Thresholds.MaxJoinP95)}}
 	if cfg.Mode == ModeRotate {
@@ -318,6 +322,9 @@ func (rep *Report) fillMedia(r *runner, start, end *snapshot) {
 		rep.Jitter.Overall = jsum / jn
 	}
 	rep.Latency = histPercentiles(&lat)
+	if r.cfg.Simulcast {
+		rep.fillLayers(r, start, end)
+	}
 
 	for synth, e := range end.sent {
 		d := e
@@ -403,11 +410,16 @@ func (rep *Report) check(t Thresholds) {
 	}
 	// Loss counts gaps among what arrived; a server that falls behind delivers late
 	// instead, so in fixed mode what arrived must also match what was sent (1% slack for
-	// packets in flight at the window's edges).
-	if t.MaxLossPct >= 0 && rep.Config.Mode == ModeFixed && rep.Packets.Expected > 0 &&
-		rep.Packets.Ratio < 1-t.MaxLossPct/100-0.01 {
-		rep.Violations = append(rep.Violations, fmt.Sprintf("received %.2f%% of the packets sent to subscribers (the rest late or lost)",
-			100*rep.Packets.Ratio))
+	// packets in flight at the window's edges). With simulcast a publisher sends every
+	// layer and a subscriber receives one, so frames are compared instead of packets.
+	got, what := rep.Packets, "packets"
+	if rep.Config.Simulcast && rep.Frames.Expected > 0 {
+		got, what = rep.Frames, "frames"
+	}
+	if t.MaxLossPct >= 0 && rep.Config.Mode == ModeFixed && got.Expected > 0 &&
+		got.Ratio < 1-t.MaxLossPct/100-0.01 {
+		rep.Violations = append(rep.Violations, fmt.Sprintf("received %.2f%% of the %s sent to subscribers (the rest late or lost)",
+			100*got.Ratio, what))
 	}
 	if rep.Config.Publishers > 0 && rep.Config.Endpoints > 1 && rep.Packets.Received == 0 {
 		rep.Violations = append(rep.Violations, "no media received in the window")

@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg: cfg, wsURL: ws, metricsURL: metrics, loopback: isLoopback(cfg.URL),
 		clientLog: slog.New(levelFloor{cfg.Logger.Handler(), slog.LevelWarn}),
 		pubOpts: client.PublishOptions{FPS: cfg.FPS, PacketsPerFrame: ppf, PayloadBytes: size,
-			NoAudio: cfg.Media == MediaVideo, NoVideo: cfg.Media == MediaAudio},
+			NoAudio: cfg.Media == MediaVideo, NoVideo: cfg.Media == MediaAudio, Simulcast: cfg.Simulcast},
 		hc:              &http.Client{Timeout: 10 * time.Second},
 		leaving:         make(chan struct{}),
 		initialPubsDone: make(chan struct{}),
@@ -356,8 +356,9 @@ type snapshot struct {
 }
 
 type streamSnap struct {
-	st  client.StreamStats
-	lat client.Histogram
+	st     client.StreamStats
+	lat    client.Histogram
+	layers [3]int64 // video packets per simulcast layer (layers.go)
 }
 
 func (r *runner) snapshot(ctx context.Context) *snapshot {
@@ -365,7 +366,7 @@ func (r *runner) snapshot(ctx context.Context) *snapshot {
 		cpu: selfCPU()}
 	for _, b := range r.bots {
 		for _, st := range b.streamList() {
-			s.streams[st] = streamSnap{st: st.Stats(), lat: st.Latency()}
+			s.streams[st] = streamSnap{st: st.Stats(), lat: st.Latency(), layers: st.LayerPackets()}
 		}
 		for _, p := range b.pubList() {
 			s.sent[p.synth] = p.synth.Sent()

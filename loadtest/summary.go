@@ -33,6 +33,10 @@ func (rep *Report) WriteText(w io.Writer) {
 		rep.Jitter.Worst, rep.Jitter.WorstEndpoint, rep.JitterByKind["audio"], rep.JitterByKind["video"])
 	p("  latency     p50 %.2f  p95 %.2f  p99 %.2f  max %.1f ms (%d packets)", rep.Latency.P50, rep.Latency.P95,
 		rep.Latency.P99, rep.Latency.Max, rep.Latency.Count)
+	if l := rep.Layers; l != nil {
+		p("  layers      video packets low/middle/top %d/%d/%d; streams mostly at low/middle/top %d/%d/%d (top %.0f%%)",
+			l.Packets[0], l.Packets[1], l.Packets[2], l.Streams[0], l.Streams[1], l.Streams[2], 100*l.TopShare)
+	}
 	if s := rep.Server; s.Error != "" {
 		p("  server      metrics unavailable: %s", s.Error)
 	} else {
@@ -55,5 +59,9 @@ func videoDesc(c ReportConfig) string {
 	if c.Media == MediaAudio {
 		return "Opus 32 kbps"
 	}
-	return fmt.Sprintf("VP8 %d kbps %d fps, %d×%d B per frame", c.VideoKbps, c.FPS, c.PacketsPerFrame, c.PayloadBytes)
+	sim := ""
+	if c.Simulcast {
+		sim = " simulcast (+½, +¼)"
+	}
+	return fmt.Sprintf("VP8 %d kbps%s %d fps, %d×%d B per frame", c.VideoKbps, sim, c.FPS, c.PacketsPerFrame, c.PayloadBytes)
 }

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/cau-project/cau/protocol"
 )
 
 type endpointKey struct{ meeting, participant string }
@@ -220,6 +222,10 @@ type EndpointView struct {
 	Up       Figures `json:"up"`
 	Down     Figures `json:"down"`
 	History  History `json:"history"`
+	// EstimateBps is the bandwidth estimate of its downlink (0: none yet); Layers the
+	// layer each simulcast stream reaches it at.
+	EstimateBps float64                `json:"estimate_bps,omitempty"`
+	Layers      []protocol.StreamLayer `json:"layers,omitempty"`
 }
 
 // SiteDetail is what the console shows for one site.
@@ -282,7 +288,8 @@ func (m *Monitor) Detail(id string) (SiteDetail, bool) {
 		}
 		v := EndpointView{Meeting: e.link.Meeting, ID: e.link.Participant.ID, Name: e.link.Participant.Name,
 			Role: e.link.Participant.Role, Bridge: e.link.Bridge, Joined: e.link.Joined, Measured: e.link.Measured,
-			Grade: e.grade, Now: e.raw, Upstream: e.upstream, Up: e.upF, Down: e.downF, History: e.hist.export()}
+			Grade: e.grade, Now: e.raw, Upstream: e.upstream, Up: e.upF, Down: e.downF, History: e.hist.export(),
+			EstimateBps: e.link.EstimateBps, Layers: e.link.Layers}
 		if id == UnknownSite {
 			v.ClaimedSite = e.link.Participant.Site
 		}

@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -35,6 +37,15 @@ var (
 		"RTP packets of the site's endpoints: up = received from them by their bridge, down = sent to them.", siteDirLabels, nil)
 	descSiteLost = prometheus.NewDesc("cau_site_packets_lost_total",
 		"Packets lost on the site's endpoint links: up counted from sequence gaps after repair, down estimated from receiver reports.", siteDirLabels, nil)
+
+	descSiteEstimate = prometheus.NewDesc("cau_site_bandwidth_estimate_bits_per_second",
+		"Lowest bandwidth estimate (TWCC, per link) among the downlinks of the site's endpoints that receive simulcast video.", siteLabels, nil)
+	descSiteLayers = prometheus.NewDesc("cau_site_video_streams",
+		"Simulcast video streams the site's endpoints receive, by the layer forwarded (low, middle, top) or paused by Last-N.", append(slices.Clone(siteLabels), "layer"), nil)
+	descRelayEstimate = prometheus.NewDesc("cau_relay_bandwidth_estimate_bits_per_second",
+		"Bandwidth estimate (TWCC) of what bridge sends to peer_bridge over their relay link (lowest over meetings).", relayLabels, nil)
+	descRelayLayers = prometheus.NewDesc("cau_relay_video_streams",
+		"Simulcast video streams bridge sends to peer_bridge, by the layer forwarded (low, middle, top) or paused by Last-N.", append(slices.Clone(relayLabels), "layer"), nil)
 
 	descRelayGrade = prometheus.NewDesc("cau_relay_grade",
 		"Grade of what bridge sends to peer_bridge over their relay links: 0 good … 3 lost.", relayLabels, nil)
@@ -94,6 +105,7 @@ func (m *Monitor) Collector() prometheus.Collector { return collector{m} }
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSiteEndpoints, descSiteGrade, descSiteUplinkGrade, descSiteRTT,
 		descSiteJitter, descSiteLoss, descSiteBitrate, descSiteMOS, descSitePackets, descSiteLost,
+		descSiteEstimate, descSiteLayers, descRelayEstimate, descRelayLayers,
 		descRelayGrade, descRelayRTT, descRelayJitter, descRelayLoss, descRelayBitrate, descRelayStreams,
 		descHopGrade, descHopLoss, descHopUpstreamLoss, descHopRTT, descHopJitter, descHopBitrate,
 		descSiteAffected, descHopRTTDropped,
@@ -134,6 +146,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if v.MOS > 0 {
 			gauge(descSiteMOS, v.MOS, id, v.Level)
 		}
+		if v.EstimateBps > 0 {
+			gauge(descSiteEstimate, v.EstimateBps, id, v.Level)
+		}
+		if v.Layers.Total() > 0 {
+			for i, n := range v.Layers.values() {
+				gauge(descSiteLayers, float64(n), id, v.Level, layerNames[i])
+			}
+		}
 		for _, d := range []struct {
 			dir string
 			f   Figures
@@ -164,6 +184,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRelayLoss, r.LossPct/100, l...)
 		gauge(descRelayBitrate, r.BitrateBps, l...)
 		gauge(descRelayStreams, float64(r.Streams), l...)
+		if r.EstimateBps > 0 {
+			gauge(descRelayEstimate, r.EstimateBps, l...)
+		}
+		if r.Layers.Total() > 0 {
+			for i, n := range r.Layers.values() {
+				gauge(descRelayLayers, float64(n), append(l, layerNames[i])...)
+			}
+		}
 	}
 	for _, h := range s.Hops {
 		l := []string{h.Site, h.Level, h.Kind, h.Direction}

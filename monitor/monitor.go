@@ -23,6 +23,10 @@ type Link struct {
 	// media flows); Measured says whether its bridge has reported it yet.
 	Up, Down protocol.LinkFigures
 	Measured bool
+	// EstimateBps is the bridge's bandwidth estimate of the endpoint's downlink (0: none),
+	// Layers the layer each simulcast stream reaches it at.
+	EstimateBps float64
+	Layers      []protocol.StreamLayer
 }
 
 // Source is what the monitor samples (app adapts signaling to it).

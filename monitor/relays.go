@@ -102,6 +102,8 @@ func (m *Monitor) relayViews() []RelayView {
 			byPair[pair] = v
 		}
 		v.Meetings++
+		v.EstimateBps = lowestEstimate(v.EstimateBps, r.stat.EstimateBps)
+		v.Layers.add(r.stat.Layers)
 		if r.grade > v.Grade || v.Grade == GradeUnknown {
 			v.Reasons = r.raw.Reasons
 		}

@@ -68,6 +68,8 @@ func (m *Monitor) aggregateSites(now time.Time, snap *Snapshot) {
 		if e.raw.Grade != GradeUnknown && (v.MOS == 0 || e.raw.MOS < v.MOS) {
 			v.MOS = e.raw.MOS
 		}
+		v.EstimateBps = lowestEstimate(v.EstimateBps, e.link.EstimateBps)
+		v.Layers.add(e.link.Layers)
 		if e.link.Bridge != "" && !slices.Contains(v.Bridges, e.link.Bridge) {
 			v.Bridges = append(v.Bridges, e.link.Bridge)
 		}

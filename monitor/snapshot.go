@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"encoding/json"
+	"math"
 	"sync"
 	"time"
 )
@@ -64,6 +65,10 @@ type SiteView struct {
 	// "relay central→d1"): marked here, counted against that hop, not this site.
 	AffectedBy string   `json:"affected_by,omitempty"`
 	Bridges    []string `json:"bridges,omitempty"`
+	// EstimateBps is the lowest bandwidth estimate among the site's endpoints' downlinks
+	// (0: none has one yet); Layers counts the simulcast streams they receive by layer.
+	EstimateBps float64     `json:"estimate_bps,omitempty"`
+	Layers      LayerCounts `json:"layers"`
 	// Cumulative packets and (estimated) lost packets by direction, for the counters;
 	// they never decrease while the process runs.
 	PacketsUp, PacketsDown, LostUp, LostDown float64 `json:"-"`
@@ -83,6 +88,10 @@ type RelayView struct {
 	RawGrade Grade `json:"raw_grade"`
 	Figures
 	Reasons []string `json:"reasons,omitempty"`
+	// EstimateBps is the link's bandwidth estimate for this direction (the lowest over
+	// meetings; 0: none yet); Layers counts the simulcast streams it carries by layer.
+	EstimateBps float64     `json:"estimate_bps,omitempty"`
+	Layers      LayerCounts `json:"layers"`
 }
 
 // BridgeView is one bridge's load as the monitor sees it.
@@ -126,6 +135,10 @@ type siteBrief struct {
 	LossPct   float64 `json:"loss"`
 	JitterMs  float64 `json:"jit"`
 	Why       string  `json:"why,omitempty"`
+	// EstimateBps and Layers: the site's lowest downlink estimate and its video streams
+	// by layer (low, middle, top, paused); omitted while it receives no simulcast.
+	EstimateBps float64 `json:"est,omitempty"`
+	Layers      *[4]int `json:"ly,omitempty"`
 }
 
 // streamEvent is one event of /api/v1/monitor/stream.
@@ -152,6 +165,11 @@ func (s *Snapshot) streamJSON() []byte {
 				LossPct: round1(max(v.Up.LossPct, v.Down.LossPct)), JitterMs: round1(max(v.Up.JitterMs, v.Down.JitterMs))}
 			if len(v.Reasons) > 0 {
 				b.Why = v.Reasons[0]
+			}
+			b.EstimateBps = math.Round(v.EstimateBps)
+			if v.Layers.Total() > 0 {
+				ly := v.Layers.values()
+				b.Layers = &ly
 			}
 			ev.Sites[id] = b
 		}

@@ -117,6 +117,11 @@ type RelayStat struct {
 	// that predate them.
 	Hop   *HopFigures `json:"hop,omitempty"`
 	HopIn *HopFigures `json:"hop_in,omitempty"`
+	// EstimateBps is the link's bandwidth estimate for what this bridge sends (TWCC,
+	// package sfu/bwe), 0 while the link has no simulcast stream; Layers the layer of each
+	// simulcast stream it carries.
+	EstimateBps float64       `json:"estimate_bps,omitempty"`
+	Layers      []StreamLayer `json:"layers,omitempty"`
 }
 
 // HopFigures are one direction of one hop (an endpoint's access link, or a relay link),
@@ -163,4 +168,9 @@ type PeerStat struct {
 	Peer ids.PeerID  `json:"peer"`
 	Up   LinkFigures `json:"up"`
 	Down LinkFigures `json:"down"`
+	// EstimateBps is the bandwidth estimate of the endpoint's downlink (what the bridge
+	// may send it), 0 while it receives no simulcast stream; Layers the layer each
+	// simulcast stream reaches it at.
+	EstimateBps float64       `json:"estimate_bps,omitempty"`
+	Layers      []StreamLayer `json:"layers,omitempty"`
 }

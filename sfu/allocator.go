@@ -166,8 +166,8 @@ func (a *allocator) tick(now time.Time) {
 			}
 		}
 		prio := 0
-		if g := d.up.gateNow(); g != nil && g.pinned.Load() {
-			prio = 1 // the chair or the floor holder: their picture first
+		if g := d.up.gateNow(); d.pinned.Load() || (g != nil && g.pinned.Load()) {
+			prio = 1 // the chair, the floor holder, a site the subscriber pinned: their picture first
 		}
 		a.streams = append(a.streams, bwe.Stream{Rates: rates, Priority: prio})
 	}

@@ -69,7 +69,21 @@ type DownTrack struct {
 	reports      atomic.Uint64
 	lastReport   atomic.Int64 // unix nanos
 
+	// pinned is set while the subscriber pinned this source (SetPinned): its link's
+	// allocator gives the source's layers first call on the bandwidth. Written by the
+	// bridge's owner (signaling's commands), read by the allocator's goroutine.
+	pinned atomic.Bool
 }
+
+// SetPinned gives this track first call on its subscriber link's bandwidth (on), as a
+// meeting's pinned source has on every link, or ends that.
+func (d *DownTrack) SetPinned(on bool) { d.pinned.Store(on) }
+
+// Simulcast reports whether the track forwards one of a simulcast source's layers.
+func (d *DownTrack) Simulcast() bool { return d.sim != nil }
+
+// Pinned reports whether the subscriber pinned this track's source (SetPinned).
+func (d *DownTrack) Pinned() bool { return d.pinned.Load() }
 
 // Quality is what a subscriber reports about one forwarded track.
 type Quality struct {

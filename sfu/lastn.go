@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,10 +20,10 @@ type SelectorParams struct {
 	// Tick is how often levels are read and the choice remade (default 50 ms: a new
 	// talker's audio is let through within about a tick).
 	Tick time.Duration
-	// OnDominant is called, on the selector's goroutine, when the dominant speaker
-	// changes. It must not block.
-	OnDominant func(source string)
-	Logger     *slog.Logger
+	// OnChange is called, on the selector's goroutine, when the dominant speaker or the
+	// set of sources whose video is forwarded changes. It must not block.
+	OnChange func(Selection)
+	Logger   *slog.Logger
 }
 
 // Selector applies Last-N and dominant-speaker selection to a group of published tracks
@@ -49,9 +50,18 @@ type Selector struct {
 	pins map[speaker.ID]bool
 
 	dominant atomic.Pointer[string]
+	// shown is the video set last reported to OnChange (selector goroutine only).
+	shown    []string
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
+}
+
+// Selection is what a group's selector chose: the dominant speaker ("" before anyone has
+// spoken) and the sources whose video is forwarded (Last-N), sorted.
+type Selection struct {
+	Dominant string
+	Video    []string
 }
 
 // gate is what a track's reader consults about its selection. on is written by the
@@ -303,6 +313,7 @@ func (s *Selector) update(now time.Time) {
 		}
 	}
 	after := s.sel.Dominant()
+	video := s.videoOn()
 	s.mu.Unlock()
 	// Outside the lock: a keyframe request writes RTCP.
 	for _, t := range opened {
@@ -312,8 +323,23 @@ func (s *Selector) update(now time.Time) {
 		d := string(after)
 		s.dominant.Store(&d)
 		s.log.Debug("dominant speaker", "source", d, "was", string(before))
-		if s.params.OnDominant != nil {
-			s.params.OnDominant(d)
+	}
+	if after != before || !slices.Equal(video, s.shown) {
+		s.shown = video
+		if s.params.OnChange != nil {
+			s.params.OnChange(Selection{Dominant: string(after), Video: video})
 		}
 	}
+}
+
+// videoOn lists, sorted, the sources whose video gate is open. Caller holds s.mu.
+func (s *Selector) videoOn() []string {
+	var out []string
+	for _, g := range s.members {
+		if g.kind == webrtc.RTPCodecTypeVideo && g.on.Load() && !slices.Contains(out, string(g.source)) {
+			out = append(out, string(g.source))
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -17,10 +17,14 @@ type simRoom struct {
 	up  *UpTrack
 }
 
-func newSimRoom(t *testing.T, b *Bridge) *simRoom {
+func newSimRoom(t *testing.T, b *Bridge) *simRoom { return newSimRoomNamed(t, b, "chair") }
+
+// newSimRoomNamed is newSimRoom with the publisher named name (its track and stream ids
+// carry it, so two publishers can reach one subscriber).
+func newSimRoomNamed(t *testing.T, b *Bridge, name string) *simRoom {
 	t.Helper()
 	r := &simRoom{}
-	r.pub = newTestEndpoint(t, b, "chair", func(up *UpTrack) {
+	r.pub = newTestEndpoint(t, b, name, func(up *UpTrack) {
 		if up.Kind() == webrtc.RTPCodecTypeVideo {
 			r.mu.Lock()
 			r.up = up

@@ -31,6 +31,8 @@ type Bridge interface {
 	Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamID string, meeting ids.MeetingID) error
 	Unsubscribe(peer ids.PeerID, key ids.StreamKey) error
 	ClosePeer(peer ids.PeerID) error
+	// Pin pins or unpins a participant's sources in a meeting, or on one peer's link.
+	Pin(p protocol.BridgePin) error
 }
 
 var (
@@ -54,6 +56,9 @@ type peerOwner interface {
 type router struct {
 	mu     sync.Mutex // guards owners; taken last (see meeting for the lock order)
 	owners map[ownerKey]peerOwner
+	// speaker receives the bridges' Last-N selections (Server.speakerReport); set before
+	// any bridge is added, read-only after.
+	speaker func(b Bridge, meeting ids.MeetingID, dominant ids.ParticipantID, lastN []ids.ParticipantID)
 }
 
 type ownerKey struct {
@@ -105,6 +110,11 @@ func (r *router) events(b Bridge) bridge.Events {
 				o.peerFailed(b, peer, reason)
 			}
 		},
+		Speaker: func(meeting ids.MeetingID, dominant ids.ParticipantID, lastN []ids.ParticipantID) {
+			if r.speaker != nil {
+				r.speaker(b, meeting, dominant, lastN)
+			}
+		},
 	}
 }
 
@@ -152,6 +162,12 @@ func (l *LocalBridge) Unsubscribe(peer ids.PeerID, key ids.StreamKey) error {
 
 // ClosePeer implements Bridge.
 func (l *LocalBridge) ClosePeer(peer ids.PeerID) error { return l.agent.ClosePeer(peer) }
+
+// Pin implements Bridge.
+func (l *LocalBridge) Pin(p protocol.BridgePin) error {
+	l.agent.ApplyPin(p)
+	return nil
+}
 
 // Ancestry returns a site's ancestors, nearest first (the parent, its parent, … the
 // root). Signaling uses it to place endpoints and to join bridges into a tree; package

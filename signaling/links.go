@@ -18,6 +18,10 @@ type EndpointLink struct {
 	Up, Down protocol.LinkFigures
 	// Measured is false when the bridge has not reported this endpoint yet.
 	Measured bool
+	// EstimateBps is the bridge's bandwidth estimate of the endpoint's downlink (0: none
+	// yet), Layers the layer each simulcast stream reaches it at.
+	EstimateBps float64
+	Layers      []protocol.StreamLayer
 }
 
 // Links returns the link figures of every endpoint in every live meeting, ordered by
@@ -54,6 +58,7 @@ func (s *Server) Links() []EndpointLink {
 				l.Bridge = string(p.bridge.ID())
 				if ps, ok := stats[ownerKey{p.bridge.ID(), p.peerID}]; ok {
 					l.Up, l.Down, l.Measured = ps.Up, ps.Down, true
+					l.EstimateBps, l.Layers = ps.EstimateBps, ps.Layers
 				}
 			}
 			out = append(out, l)

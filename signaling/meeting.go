@@ -60,13 +60,26 @@ type meeting struct {
 	// they come back through the new owner, while their media goes on through the
 	// bridges, so their ends are no disconnects for the roll call.
 	movedAway bool
+
+	// The dominant speaker and pins (speaker.go): each bridge's latest selection and its
+	// depth in the bridge tree; what each participant was last told; the sites the chair
+	// pinned for everyone and those each participant pinned for itself; the pins the
+	// bridges were told of.
+	views     map[ids.BridgeID]speakerView
+	viewDepth map[ids.BridgeID]int
+	told      map[string]protocol.Speaker
+	pinned    map[string]bool
+	mine      map[string]map[string]bool
+	pins      map[pinSent]bool
 }
 
 func newMeeting(srv *Server, id ids.MeetingID, sched *rooms.Meeting) *meeting {
 	m := &meeting{srv: srv, id: id, sched: sched, participants: map[string]*session{},
 		streams: map[ids.StreamKey]*streamInfo{}, relays: map[relayplan.Link]*relayLink{},
 		fwd: map[relayplan.Forward]relayplan.Track{}, writes: newWriteQueue(),
-		remote: map[string]protocol.Participant{}, ops: newOpQueue()}
+		remote: map[string]protocol.Participant{}, ops: newOpQueue(),
+		views: map[ids.BridgeID]speakerView{}, viewDepth: map[ids.BridgeID]int{}, told: map[string]protocol.Speaker{},
+		pinned: map[string]bool{}, mine: map[string]map[string]bool{}, pins: map[pinSent]bool{}}
 	srv.writers.Add(1)
 	go m.writeLoop()
 	go m.ops.run()
@@ -219,6 +232,9 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	m.participants[s.self.ID] = s
 	m.announce(s, false)
 	joined(others, floorToWire(m.floor))
+	if len(m.views) > 0 || len(m.pinned) > 0 {
+		m.sendSpeaker(s) // who speaks now, before any later change
+	}
 	if m.sched == nil && m.chairSite == "" && s.claims.Role == auth.RoleChair {
 		// An ad hoc meeting is chaired from the site of its first chair: a floor change
 		// everyone must see.
@@ -245,6 +261,8 @@ func (m *meeting) remove(s *session) {
 		return
 	}
 	delete(m.participants, s.self.ID)
+	delete(m.mine, s.self.ID)
+	delete(m.told, s.self.ID)
 	for key, st := range m.streams {
 		if st.owner == s {
 			delete(m.streams, key)

@@ -89,6 +89,7 @@ func (m *meeting) reconcile() {
 			r.close("")
 		}
 	}
+	m.syncPins(bridges)
 }
 
 // opQueue runs a meeting's bridge commands in the order they were queued, on one

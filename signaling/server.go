@@ -168,6 +168,7 @@ func New(cfg Config) *Server {
 		s.owners = newOwnership(s)
 	}
 	s.router.owners = map[ownerKey]peerOwner{}
+	s.router.speaker = s.speakerReport
 	if cfg.Ancestry != nil {
 		s.focus.ancestry.Store(&cfg.Ancestry)
 	}

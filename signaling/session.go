@@ -112,6 +112,7 @@ func init() {
 		protocol.KindLeave:       (*session).handleLeave,
 		protocol.KindPing:        (*session).handlePing,
 		protocol.KindFloorAction: decoded((*session).handleFloorAction),
+		protocol.KindPin:         decoded((*session).handlePin),
 	}
 }
 

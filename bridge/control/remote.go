@@ -87,6 +87,12 @@ func (rb *Remote) dispatch(env protocol.Envelope, heartbeat func(*Remote, protoc
 		return decode(env, func(m protocol.TrackEvent) { rb.ev.TrackEnded(m.Peer, m.Key) })
 	case protocol.KindPeerFailed:
 		return decode(env, func(m protocol.PeerFailed) { rb.ev.Failed(m.Peer, m.Reason) })
+	case protocol.KindBridgeSpeaker:
+		return decode(env, func(m protocol.BridgeSpeaker) {
+			if rb.ev.Speaker != nil {
+				rb.ev.Speaker(m.Meeting, m.Dominant, m.LastN)
+			}
+		})
 	case protocol.KindError:
 		return decode(env, func(e protocol.Error) {
 			rb.log.Warn("bridge reported an error", "code", e.Code, "msg", e.Message)
@@ -260,6 +266,11 @@ func (rb *Remote) Subscribe(peer ids.PeerID, key ids.StreamKey, trackID, streamI
 // Unsubscribe stops forwarding key to peer.
 func (rb *Remote) Unsubscribe(peer ids.PeerID, key ids.StreamKey) error {
 	return rb.push(protocol.KindUnsubscribe, "", protocol.Subscription{Peer: peer, Key: key})
+}
+
+// Pin pins or unpins a participant's sources on the bridge (see protocol.BridgePin).
+func (rb *Remote) Pin(p protocol.BridgePin) error {
+	return rb.push(protocol.KindBridgePin, "", p)
 }
 
 // ClosePeer closes a peer on the bridge.

@@ -36,6 +36,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	media := flags.String("media", def.Media, "what publishers send: av, video or audio")
 	videoKbps := flags.Int("video-kbps", def.VideoKbps, "video bitrate per publisher, kbit/s")
 	fps := flags.Int("fps", def.FPS, "video frame rate")
+	simulcast := flags.Bool("simulcast", false, "publish video in three layers (¼, ½ and full rate), as the join page does; the report counts the layers received")
 	duration := flags.Duration("duration", def.Duration, "how long to hold and measure full load, after every join settled")
 	ramp := flags.String("ramp", "20/s", "join rate, e.g. 20/s or 300/m")
 	mode := flags.String("mode", def.Mode, "fixed, or rotate: sites take the floor in turn")
@@ -62,6 +63,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg := def
 	cfg.URL, cfg.Meeting, cfg.Endpoints, cfg.Publishers = af.url, *meeting, *endpoints, *publishers
 	cfg.Media, cfg.VideoKbps, cfg.FPS, cfg.Duration = *media, *videoKbps, *fps, *duration
+	cfg.Simulcast = *simulcast
 	cfg.Mode, cfg.RotateEvery, cfg.JoinTimeout, cfg.Logger = *mode, *rotateEvery, *joinTimeout, log
 	cfg.Thresholds = loadtest.Thresholds{MaxLossPct: *maxLoss, MaxFailedJoins: *maxFailed, MaxJoinP95: *maxJoinP95}
 	if cfg.Ramp, err = loadtest.ParseRate(*ramp); err != nil {

@@ -28,6 +28,7 @@
 //   participantupdated  {participant, previous}
 //   participantleft     {id, participant}
 //   recording           {active, since, by}   the meeting's recording state (after joined)
+//   speaker             {speaker}   who speaks, Last-N, pins (docs/protocol/speaker.md)
 //   media               {participant, source, stream}   stream null: the source stopped
 //   mediamoved          {reason}   the server moved our media to another bridge (reconnect)
 //   servererror         {code, message, id, request}   an error message from the server;
@@ -92,6 +93,7 @@ export class CauClient extends EventTarget {
     this.participants = new Map();
     /** The floor as the server last announced it (see floorAllows); null before joined. */
     this.floor = null;
+    this.speaker = null; // the last speaker message's data (dominant, Last-N, pins)
     this._muteEpoch = null; // the last "mute all" order seen; null before the first join
 
     this._ws = null;
@@ -220,11 +222,12 @@ export class CauClient extends EventTarget {
     });
   }
 
-  /**
-   * The audio level of every remote participant whose audio arrives now: a Map from
-   * participant id to the loudest of their audio tracks, 0..1 (linear, 1 = 0 dBov), as
-   * the browser last measured it. Pages use it to find who is talking.
-   */
+  /** Pins a site (on) or unpins it: for everyone if we chair, else for us; false if not joined. */
+  pin(site, on) {
+    return this.state === 'joined' && this._send('pin', { site: String(site), on: !!on });
+  }
+
+  /** Remote audio levels now: participant id → the loudest of its tracks, 0..1 (1 = 0 dBov). */
   async audioLevels() {
     const out = new Map();
     for (const [track, level] of await this._media.audioLevels()) {
@@ -238,16 +241,11 @@ export class CauClient extends EventTarget {
   leave() {
     if (this._closed) return;
     this._leaving = true;
-    if (this._ws && this._ws.readyState === WebSocket.OPEN) {
-      this._send('leave');
-    }
+    this._send('leave'); // only while the socket is open
     this._finish({ code: 1000, reason: 'left', fatal: false, message: 'You left the meeting.' });
   }
 
-  /**
-   * A summary of the media statistics of both connections, for diagnostics:
-   * {publisher: {state, outbound: [...]}, subscriber: {state, inbound: [...]}}.
-   */
+  /** Media statistics of both connections, for diagnostics: {publisher, subscriber}. */
   getStats() {
     return this._media.stats();
   }
@@ -399,10 +397,7 @@ export class CauClient extends EventTarget {
   _send(type, data, id) {
     const ws = this._ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    const msg = { v: PROTOCOL_VERSION, type };
-    if (id) msg.id = id;
-    if (data !== undefined) msg.data = data;
-    ws.send(JSON.stringify(msg));
+    ws.send(JSON.stringify({ v: PROTOCOL_VERSION, type, id: id || undefined, data }));
     return true;
   }
 
@@ -454,10 +449,13 @@ export class CauClient extends EventTarget {
       case 'recording': // the meeting is (no longer) recorded: pages show an indicator
         this._emit('recording', data);
         break;
+      case 'speaker': // who speaks, who is in the grid, what is pinned
+        this._emit('speaker', { speaker: (this.speaker = data) });
+        break;
       case 'reconnect':
         this._onMediaMoved(data.reason);
         break;
-      case 'pong':
+      case 'pong': // the ping timer only needs _lastHeard
         break;
       case 'error':
         this._onServerError(msg.id, data);

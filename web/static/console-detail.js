@@ -25,7 +25,17 @@ export const levelText = KNOWN('level', ['central', 'province', 'district', 'com
 const roleText = KNOWN('role', ['admin', 'technician', 'chair', 'participant', 'room', 'bridge']);
 
 const fmtMs = (v) => (v > 0 ? Math.round(v) + ' ms' : '–');
-const fmtRate = (v) => (v >= 1e6 ? (v / 1e6).toFixed(2) + ' Mb/s' : Math.round(v / 1e3) + ' kb/s');
+/** A bit rate for people: 1.25 Mb/s, 640 kb/s. */
+export const fmtRate = (v) => (v >= 1e6 ? (v / 1e6).toFixed(2) + ' Mb/s' : Math.round(v / 1e3) + ' kb/s');
+
+/** What a link receives (issue 10): its bandwidth estimate and its video streams by layer
+ * ({low, middle, top, paused}); '' when it has neither. */
+export function adaptText(estimate, layers) {
+  const parts = [];
+  if (estimate > 0) parts.push(t('detail.estimate', { rate: fmtRate(estimate) }));
+  if (layers && layers.low + layers.middle + layers.top + layers.paused > 0) parts.push(t('detail.layers', layers));
+  return parts.join(' · ');
+}
 
 /** Shows a site's detail (GET /api/v1/monitor/sites/{id}); siteName names a site id. */
 export function renderDetail(d, siteName) {
@@ -37,6 +47,8 @@ export function renderDetail(d, siteName) {
     level: levelText(s.level) });
   if (s.path_grade !== UNKNOWN) line += ` · ${t('detail.relay_grade', { grade: gradeText(s.path_grade) })}`;
   if (s.mos > 0) line += ` · MOS ${s.mos.toFixed(1)}`;
+  const adapt = adaptText(s.estimate_bps, s.layers);
+  if (adapt) line += ` · ${adapt}`;
   $('d-grade').textContent = line;
   const reasons = $('d-reasons');
   reasons.replaceChildren(...(s.reasons || []).map((r) => el('li', '', r)));
@@ -62,6 +74,8 @@ export function renderDetail(d, siteName) {
         ? t('detail.hop', { dir: label, grade: gradeText(r.grade), rtt: fmtMs(r.rtt_ms), loss: r.loss_pct.toFixed(1),
           jitter: fmtMs(r.jitter_ms), rate: fmtRate(r.bitrate_bps), streams: r.streams })
         : t('detail.hop_none', { dir: label }))));
+      const adapt = r ? adaptText(r.estimate_bps, r.layers) : '';
+      if (adapt) row.append(el('span', 'adapt', ` · ${adapt}`));
       li.append(row);
     }
     hops.append(li);
@@ -116,6 +130,11 @@ function renderEndpoint(ep) {
   a.querySelector('.ep-reasons').textContent = (ep.now.reasons || []).join('; ');
   a.querySelector('.ep-upstream').textContent = ep.upstream
     ? t('detail.upstream', { up: ep.upstream }) : '';
+  // Each simulcast stream it receives, at the layer the bridge forwards it.
+  const layers = (ep.layers || []).map((l) => t('detail.stream_layer', { stream: l.key,
+    layer: l.paused ? t('detail.layer_paused') : t(`detail.layer_${Math.max(0, Math.min(2, l.layer))}`) }));
+  const adapt = [ep.estimate_bps > 0 ? t('detail.estimate', { rate: fmtRate(ep.estimate_bps) }) : '', ...layers];
+  a.querySelector('.ep-adapt').textContent = adapt.filter(Boolean).join(' · ');
   const up = ep.up;
   const down = ep.down;
   const both = (f, unit, digits) => `↑${up.streams ? f(up).toFixed(digits) : '–'} ↓${down.streams ? f(down).toFixed(digits) : '–'} ${unit}`;

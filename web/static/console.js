@@ -13,7 +13,7 @@
 // changed. The site detail is drawn by console-detail.js. window.cauConsole exposes timings
 // for the tests.
 
-import { $, el, gradeText, levelText, renderDetail } from './console-detail.js';
+import { $, el, fmtRate, gradeText, levelText, renderDetail } from './console-detail.js';
 import { fmtTime, t, translatePage } from './i18n.js';
 import { showRecording } from './console-recording.js';
 import { takeToken } from './page-token.js';
@@ -144,6 +144,9 @@ function figText(s) {
   let text = t('console.endpoints', { n: s.n });
   if (s.rtt > 0) text += ` · ${Math.round(s.rtt)} ms`;
   if (s.loss > 0) text += ` · ${s.loss.toFixed(1)}%`;
+  // What the site receives (issue 10): its weakest link's estimate, its streams by layer.
+  if (s.est > 0) text += ` · ${t('console.estimate', { rate: fmtRate(s.est) })}`;
+  if (s.ly) text += ` · ${t('console.layers', { low: s.ly[0], middle: s.ly[1], top: s.ly[2], paused: s.ly[3] })}`;
   return text;
 }
 

@@ -6,6 +6,7 @@ import { FloorMode, Source, floorGrant, floorQueuePosition } from './cau-client.
 import { renderFloor } from './floor-panel.js';
 import { t } from './i18n.js';
 import { $, page, setData, setHidden, setText } from './join-page.js';
+import { markSpeaker } from './speaker-marks.js';
 
 // How often the page reads the remote audio levels to find who talks.
 const AUDIO_POLL_MS = 250;
@@ -176,7 +177,8 @@ export function layout() {
   const c = page.client;
   const participants = c ? [...c.participants.values()].filter((p) => page.tiles.has(p.id)) : [];
   const plan = page.planner.plan(
-    { self: c?.self || null, participants, floor: c?.floor || null, content: [...page.screens.keys()] },
+    { self: c?.self || null, participants, floor: c?.floor || null, content: [...page.screens.keys()],
+      dominant: c?.speaker?.dominant || null },
     performance.now(),
   );
   page.plan = plan;
@@ -210,6 +212,10 @@ export function layout() {
     setText(tile.querySelector('.floor-badge'), ftext);
     tile.classList.toggle('has-floor', !!g);
   }
+  markSpeaker({
+    tiles: page.tiles, participants: c?.participants || new Map(), state: c?.speaker || null,
+    status: $('speaker-status'), self: c?.self || null, selfEl: $('self-view'), onPin: (site, on) => c?.pin(site, on),
+  });
 
   const view = $('view');
   setData(view, 'layout', plan.layout);

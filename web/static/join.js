@@ -165,6 +165,7 @@ function join() {
     layout();
     announceFloor(e.detail);
   });
+  c.addEventListener('speaker', () => layout());
   c.addEventListener('mutechange', (e) => {
     // The client muted a source by itself (the chair's "mute all"): follow it.
     if (e.detail.source === Source.MICROPHONE) page.micMuted = e.detail.muted;

@@ -9,8 +9,9 @@
 // long. An empty speaker window is filled at once, and a change of floor mode (the chair's
 // deliberate act, which ends every grant) applies at once.
 //
-// Who the current speaker is depends on the floor mode: in discussion mode the loudest
-// remote site (audio levels from CauClient.audioLevels()); in training and directed modes
+// Who the current speaker is depends on the floor mode: in discussion mode the dominant
+// speaker the bridges chose (the `speaker` message), else the loudest remote site (audio
+// levels from CauClient.audioLevels()); in training and directed modes
 // the site the chair gave the floor (several in directed mode: the loudest of them, else
 // the one shown, else the latest grant).
 //
@@ -168,12 +169,13 @@ export class LayoutPlanner {
    * @param {object[]}    input.participants the others, in join order
    * @param {object|null} input.floor       the floor state (CauClient.floor)
    * @param {string[]}    input.content     ids of participants whose screen is shown
+   * @param {string|null} input.dominant    the bridges' dominant speaker (CauClient.speaker)
    * @param {number}      now               ms (performance.now())
    * @returns {{layout: 'grid'|'main'|'content', main: {id: string, window: string}[],
    *   strip: string[], content: string[], speaker: string|null, previous: string|null,
    *   talking: Set<string>, recheckIn: number}}
    */
-  plan({ self = null, participants = [], floor = null, content = [] }, now) {
+  plan({ self = null, participants = [], floor = null, content = [], dominant = null }, now) {
     const byId = new Map(participants.map((p) => [p.id, p]));
     const selfSite = self?.site || '';
     const chairSite = chairSiteOf(floor, self, participants);
@@ -191,7 +193,8 @@ export class LayoutPlanner {
     // The current speaker, before the hold.
     let raw = null;
     if (mode === FloorMode.DISCUSSION || !floor) {
-      const loud = this._loudest(participants.filter(speakerOK));
+      const dom = dominant ? byId.get(dominant) : null;
+      const loud = dom && speakerOK(dom) ? dom : this._loudest(participants.filter(speakerOK));
       // Silence keeps the turn (and a pending change) as it is.
       raw = loud ? loud.id : this.hold.wanted();
     } else {

@@ -16,6 +16,7 @@
 import { CauClient, CloseCode, Source, clampName } from './cau-client.js';
 import { fmtDay, fmtTime, sameDay, t, translatePage } from './i18n.js';
 import { watchRecording } from './recording-badge.js';
+import { markSpeaker } from './speaker-marks.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -350,6 +351,7 @@ async function startSession() {
   client.addEventListener('participantupdated', (e) => client === kiosk.client && labelTile(e.detail.participant));
   client.addEventListener('participantleft', (e) => client === kiosk.client && removeParticipant(e.detail.id));
   client.addEventListener('media', (e) => client === kiosk.client && setMedia(e.detail));
+  client.addEventListener('speaker', () => client === kiosk.client && layout());
   client.addEventListener('servererror', (e) => recordError(e.detail.code, e.detail.message));
   client.addEventListener('closed', (e) => onClosed(client, e.detail));
 
@@ -549,6 +551,11 @@ function layout() {
   grid.style.setProperty('--cols', String(cols));
   grid.style.setProperty('--rows', String(Math.max(1, Math.ceil(cells / cols))));
   $('alone').hidden = n > 0;
+  // The bridges' choice: the speaker's tile highlighted, held-back sites marked (no pin
+  // buttons: a hall's screen is not touched during a meeting).
+  const c = kiosk.client;
+  markSpeaker({ tiles: kiosk.tiles, participants: c?.participants || new Map(), state: c?.speaker || null,
+    status: $('speaker-status'), self: c?.self || null, selfEl: $('self-view') });
 }
 
 // ---- start ------------------------------------------------------------------------------------
