@@ -44,9 +44,13 @@ type Config struct {
 	Announce []string
 	// RelayPorts bounds the UDP ports of relay links' own sockets (relaysock.go): a relay
 	// link's connections do not share the ICE UDP port, each binds sockets of its own. The
-	// zero value takes any free port. With Announce and no RelayPorts the relay links stay
-	// on the ICE UDP port, the one a port forward reaches.
+	// zero value takes any free port.
 	RelayPorts PortRange
+	// RelayOnMux keeps relay links on the ICE UDP port, as endpoints: for a bridge reachable
+	// at that port only. Announce without RelayPorts implies it (a port forward reaches the
+	// ICE UDP port, nothing else). The bridge at the other end of each of its links must
+	// then use sockets of its own (the default).
+	RelayOnMux bool
 	// IncludeLoopback adds 127.0.0.1 candidates (dev mode and in-process tests).
 	IncludeLoopback bool
 	// Logger receives the bridge's logs and pion's; nil means slog.Default().
@@ -228,7 +232,7 @@ func New(cfg Config) (*Bridge, error) {
 	relayUDP := "own sockets, any port"
 	switch {
 	case relayOnMux(cfg):
-		relayUDP = "ICE UDP port (announced port forward)"
+		relayUDP = "ICE UDP port"
 	case cfg.RelayPorts != PortRange{}:
 		relayUDP = "own sockets, ports " + cfg.RelayPorts.String()
 	}

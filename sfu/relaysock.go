@@ -25,9 +25,9 @@ import (
 // So a relay link's connections do not use the mux: each binds UDP sockets of its own
 // (one per local address, like any ICE agent without a mux), from RelayPorts when set,
 // and every connection between two bridges has a 4-tuple of its own. One end of a link
-// on its own sockets is enough, so a bridge reachable only through one forwarded port
-// (Config.Announce) keeps its relay links on the mux unless it is given a relay port
-// range: the bridge at the other end tells them apart by their source ports.
+// on its own sockets is enough, so a bridge reachable only at its ICE UDP port (through
+// one forwarded port, Config.Announce; RelayOnMux) keeps its relay links on the mux: the
+// bridge at the other end tells them apart by their source ports.
 //
 // These sockets get the same large buffers as the mux's (SocketBuffer). They do not batch
 // their writes (udpbatch): a relay connection has one destination, so a fan-out writes
@@ -66,7 +66,7 @@ func (r PortRange) String() string {
 
 // relayOnMux reports whether cfg's relay links share the ICE UDP port (see above).
 func relayOnMux(cfg Config) bool {
-	return len(cfg.Announce) > 0 && cfg.RelayPorts == (PortRange{})
+	return cfg.RelayOnMux || len(cfg.Announce) > 0 && cfg.RelayPorts == (PortRange{})
 }
 
 // ownSockets makes se's connections bind sockets of their own, from ports when set, with
