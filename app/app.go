@@ -39,6 +39,8 @@ type Config struct {
 	// ICETCPPort: -1 disables ICE-TCP, 0 picks a free port.
 	ICETCPPort int
 	PublicIPs  []string
+	// RelayPorts bounds the UDP ports of the local bridge's relay links (sfu.Config).
+	RelayPorts sfu.PortRange
 	// Dev uses the public dev signing key unless TokenKey is set, and offers loopback
 	// candidates.
 	Dev               bool
@@ -171,7 +173,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 
 	if !cfg.NoBridge {
 		a.bridge, err = sfu.New(sfu.Config{
-			ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort, PublicIPs: cfg.PublicIPs,
+			ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort, PublicIPs: cfg.PublicIPs, RelayPorts: cfg.RelayPorts,
 			IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics, Speaker: cfg.Speaker,
 		})
 		if err != nil {

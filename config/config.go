@@ -27,6 +27,10 @@ type Config struct {
 	ICETCPPort int `yaml:"ice_tcp_port"`
 	// PublicIPs are announced instead of the host's addresses (NAT 1:1).
 	PublicIPs []string `yaml:"public_ips"`
+	// RelayPorts ("40000-40999") bounds the UDP ports of relay links to `cau bridge`
+	// processes, each link's connections on sockets of their own; empty takes any free
+	// port. Read by sfu.ParsePortRange.
+	RelayPorts string `yaml:"relay_ports"`
 	// Dev enables the fixed dev signing key, loopback candidates and demo links.
 	Dev bool `yaml:"dev"`
 	// TokenKey signs and verifies JWTs (≥ 32 bytes). Required outside dev mode.
@@ -163,6 +167,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		return err
 	}
 	list("CAU_PUBLIC_IPS", &c.PublicIPs)
+	str("CAU_RELAY_PORTS", &c.RelayPorts)
 	str("CAU_TOKEN_KEY", &c.TokenKey)
 	list("CAU_PREVIOUS_TOKEN_KEYS", &c.PreviousTokenKeys)
 	list("CAU_ALLOWED_ORIGINS", &c.AllowedOrigins)
@@ -287,6 +292,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("ice_udp_port", c.ICEUDPPort),
 		slog.Int("ice_tcp_port", c.ICETCPPort),
 		slog.Any("public_ips", c.PublicIPs),
+		slog.String("relay_ports", c.RelayPorts),
 		slog.Bool("dev", c.Dev),
 		slog.String("sites_file", c.SitesFile),
 		slog.String("data_dir", c.DataDir),

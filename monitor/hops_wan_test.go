@@ -63,6 +63,12 @@ const (
 	hopsMaxPhase = 40 * time.Second
 )
 
+// hopRelayPorts are the relay port ranges of the district's and commune's bridges (in the
+// helper's namespace, so no other process's ports), which the impairments match; the
+// province's bridge, reachable from central only through the WAN relay, keeps its relay
+// links on its ICE UDP port (sfu.Config.Announce).
+var hopRelayPorts = map[string]sfu.PortRange{"d1": {Min: 30000, Max: 30099}, "c1": {Min: 30100, Max: 30199}}
+
 // hopBridge is one of the helper's bridges.
 type hopBridge struct {
 	site string
@@ -86,7 +92,7 @@ func TestHopHelperProcess(t *testing.T) {
 	for i := 4; i+2 < len(f); i += 3 {
 		site, token := f[i], f[i+2]
 		port, _ := strconv.Atoi(f[i+1])
-		cfg := sfu.Config{ICEUDPPort: port, ICETCPPort: -1, IncludeLoopback: true, Logger: log}
+		cfg := sfu.Config{ICEUDPPort: port, ICETCPPort: -1, IncludeLoopback: true, RelayPorts: hopRelayPorts[site], Logger: log}
 		if i == 4 { // the province's bridge: the only one the WAN relay reaches
 			cfg.Announce = []string{f[3]}
 		}
@@ -214,10 +220,16 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		return 0
 	}
 	// relayDown impairs the relay link from the bridge of site from to that of site to,
-	// inside the namespace: only what one bridge's port sends the other's.
+	// inside the namespace: only what one bridge's relay ports send the other's.
+	relayPortsOf := func(site string) string {
+		if r, ok := hopRelayPorts[site]; ok {
+			return fmt.Sprintf("%d-%d", r.Min, r.Max)
+		}
+		return strconv.Itoa(port[site])
+	}
 	relayDown := func(from, to string) func(bool) {
 		return func(on bool) {
-			drop(true, fmt.Sprintf("udp sport %d udp dport %d", port[from], port[to]), onOff(on))
+			drop(true, fmt.Sprintf("udp sport %s udp dport %s", relayPortsOf(from), relayPortsOf(to)), onOff(on))
 		}
 	}
 
@@ -302,9 +314,10 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		{name: "relay p1→d1: 8% loss", faulty: []hopID{chainHops[2]}, blamed: "relay p1→d1", apply: relayDown("p1", "d1")},
 		{name: "relay d1→c1: 8% loss", faulty: []hopID{chainHops[3]}, blamed: "relay d1→c1", apply: relayDown("d1", "c1")},
 		{name: "access c1 down: 8% loss", faulty: []hopID{chainHops[4]},
-			// What the commune's bridge sends anyone but the bridge above it: its room.
+			// What the commune's bridge's ICE UDP port sends: its room (its relay link has
+			// ports of its own).
 			apply: func(on bool) {
-				drop(true, fmt.Sprintf("udp sport %d udp dport != %d", port["c1"], port["d1"]), onOff(on))
+				drop(true, fmt.Sprintf("udp sport %d", port["c1"]), onOff(on))
 			}},
 	}
 	// A technician's console in Chromium, on the commune's detail: its chain of hops

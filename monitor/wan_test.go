@@ -111,7 +111,7 @@ type impairment struct {
 
 // relayPorts is how many host-side relay ports (from the link's RelayPort) may reach the
 // namespace: one per endpoint connection (an endpoint has two, publisher and subscriber).
-const relayPorts = 8
+const relayPorts = wan.RelayPeers
 
 // set applies loss (percent, each way) and delay (each way). The nftables table is
 // replaced in one transaction; like wan.New's, it lets UDP cross only through the relay.

@@ -42,6 +42,15 @@ type Config struct {
 	// Announce adds "ip:port" UDP candidates next to the host ones: an address that a
 	// port forward (or a WAN relay) maps to the ICE UDP port.
 	Announce []string
+	// RelayPorts bounds the UDP ports of relay links' own sockets (relaysock.go): a relay
+	// link's connections do not share the ICE UDP port, each binds sockets of its own. The
+	// zero value takes any free port.
+	RelayPorts PortRange
+	// RelayOnMux keeps relay links on the ICE UDP port, as endpoints: for a bridge reachable
+	// at that port only. Announce without RelayPorts implies it (a port forward reaches the
+	// ICE UDP port, nothing else). The bridge at the other end of each of its links must
+	// then use sockets of its own (the default).
+	RelayOnMux bool
 	// IncludeLoopback adds 127.0.0.1 candidates (dev mode and in-process tests).
 	IncludeLoopback bool
 	// Logger receives the bridge's logs and pion's; nil means slog.Default().
@@ -158,6 +167,7 @@ func New(cfg Config) (*Bridge, error) {
 			Mode:            webrtc.ICEAddressRewriteReplace,
 		})
 	}
+	publicRules := len(rules)
 	for _, a := range cfg.Announce {
 		host, port, err := net.SplitHostPort(a)
 		n, perr := strconv.Atoi(port)
@@ -177,6 +187,21 @@ func New(cfg Config) (*Bridge, error) {
 		if err := se.SetICEAddressRewriteRules(rules...); err != nil {
 			_ = b.Close()
 			return nil, fmt.Errorf("public addresses %v %v: %w", cfg.PublicIPs, cfg.Announce, err)
+		}
+	}
+
+	// Relay links: the same settings, on UDP sockets of their own (relaysock.go).
+	relay := se
+	if !relayOnMux(cfg) {
+		if err := ownSockets(&relay, bn.Net, cfg.RelayPorts, log); err != nil {
+			_ = b.Close()
+			return nil, err
+		}
+		// A forwarded port reaches the mux, not these sockets: only the public addresses
+		// (NAT 1:1, every port) apply to them.
+		if err := relay.SetICEAddressRewriteRules(rules[:publicRules]...); err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("public addresses %v: %w", cfg.PublicIPs, err)
 		}
 	}
 
@@ -202,10 +227,17 @@ func New(cfg Config) (*Bridge, error) {
 	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(lite))
 	b.relayAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
-		webrtc.WithSettingEngine(se))
+		webrtc.WithSettingEngine(relay))
 	b.media = mediaAddrs(udpMux.GetListenAddresses(), cfg.PublicIPs, cfg.Announce)
+	relayUDP := "own sockets, any port"
+	switch {
+	case relayOnMux(cfg):
+		relayUDP = "ICE UDP port"
+	case cfg.RelayPorts != PortRange{}:
+		relayUDP = "own sockets, ports " + cfg.RelayPorts.String()
+	}
 	log.Info("bridge ready", "ice_udp", udpMux.GetListenAddresses(), "ice_tcp", b.tcpAddr(),
-		"public_ips", cfg.PublicIPs)
+		"public_ips", cfg.PublicIPs, "relay_udp", relayUDP)
 	return b, nil
 }
 

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -70,17 +71,26 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 	if err != nil {
 		return nil, err
 	}
+	logBuffers(n.log, "ICE UDP socket", c, slog.LevelWarn)
+	return n.group.New(c), nil
+}
+
+// logBuffers asks for SocketBuffer each way on c, a socket of the kind what names, and
+// logs at level, and reports, when the kernel granted less.
+func logBuffers(log *slog.Logger, what string, c *net.UDPConn, level slog.Level) (short bool) {
+	ctx := context.Background()
 	recv, send, err := sizeBuffers(c)
 	switch {
 	case err != nil:
-		n.log.Warn("ICE UDP socket buffers left at the kernel default", "addr", c.LocalAddr().String(), "err", err)
+		log.Log(ctx, level, what+" buffers left at the kernel default", "addr", c.LocalAddr().String(), "err", err)
+		return true
 	case recv < SocketBuffer || send < SocketBuffer:
-		n.log.Warn("ICE UDP socket buffers smaller than asked: raise net.core.rmem_max and wmem_max",
+		log.Log(ctx, level, what+" buffers smaller than asked: raise net.core.rmem_max and wmem_max",
 			"addr", c.LocalAddr().String(), "receive_bytes", recv, "send_bytes", send, "want_bytes", SocketBuffer)
-	default:
-		n.log.Debug("ICE UDP socket buffers", "addr", c.LocalAddr().String(), "receive_bytes", recv, "send_bytes", send)
+		return true
 	}
-	return n.group.New(c), nil
+	log.Debug(what+" buffers", "addr", c.LocalAddr().String(), "receive_bytes", recv, "send_bytes", send)
+	return false
 }
 
 // EgressStats returns the batching counters of the bridge's ICE UDP sockets.

@@ -53,7 +53,8 @@ func TestSimulcastShapedRelayLinkCarriesLowLayer(t *testing.T) {
 	var b *Bridge
 	sh.Do(t, func() error {
 		var err error
-		b, err = New(Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: testLogger()})
+		// On the mux: sockets of its own would be bound later, by ICE, outside the namespace.
+		b, err = New(Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, RelayOnMux: true, Logger: testLogger()})
 		return err
 	})
 	t.Cleanup(func() { _ = b.Close() })

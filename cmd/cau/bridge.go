@@ -27,6 +27,10 @@ import (
 	"github.com/cau-project/cau/sfu"
 )
 
+// relayPortsUsage is the --relay-ports flag's help, the same for `cau bridge` and `cau serve`.
+const relayPortsUsage = "UDP port range of relay links between bridges, e.g. 40000-40999 (default any free port; " +
+	"with --announce and no range, relay links use --udp-port)"
+
 func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -37,6 +41,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	tcpPort := fs.Int("tcp-port", 7881, "ICE-TCP port (-1 disables, 0 = any)")
 	publicIP := fs.String("public-ip", "", "comma-separated public IPs announced to endpoints (NAT 1:1)")
 	announce := fs.String("announce", "", "comma-separated extra ip:port UDP candidates (a port forward to --udp-port)")
+	relayPorts := fs.String("relay-ports", "", relayPortsUsage)
 	dev := fs.Bool("dev", false, "sign the bridge token with the dev key (for `cau serve --dev`)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	grace := fs.Duration("grace", 10*time.Second, "how long media keeps flowing through a signaling node's peers after its connection is lost (0: stop at once)")
@@ -76,6 +81,10 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *announce != "" {
 		extra = strings.Split(*announce, ",")
 	}
+	relayRange, err := sfu.ParsePortRange(*relayPorts)
+	if err != nil {
+		return fmt.Errorf("--relay-ports: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := sfu.NewMetrics(reg)
@@ -86,7 +95,7 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := sfu.New(sfu.Config{ICEUDPPort: *udpPort, ICETCPPort: *tcpPort, PublicIPs: ips, Announce: extra,
+	b, err := sfu.New(sfu.Config{ICEUDPPort: *udpPort, ICETCPPort: *tcpPort, PublicIPs: ips, Announce: extra, RelayPorts: relayRange,
 		IncludeLoopback: *dev, Logger: log, Metrics: metrics})
 	if err != nil {
 		return err

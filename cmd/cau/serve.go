@@ -27,6 +27,7 @@ import (
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/redis"
+	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
 	"github.com/cau-project/cau/sipgw"
 )
@@ -49,6 +50,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	udpPort := fs.Int("udp-port", 0, "ICE UDP mux port (default 7882)")
 	tcpPort := fs.Int("tcp-port", 0, "ICE-TCP port, -1 disables (default 7881)")
 	publicIP := fs.String("public-ip", "", "comma-separated public IPs announced to endpoints (NAT 1:1)")
+	relayPorts := fs.String("relay-ports", "", relayPortsUsage)
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	sitesFile := fs.String("sites", "", "site tree YAML (default: the built-in example in --dev)")
 	debugHTTP := fs.String("debug-http", "", "serve Go profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off if empty")
@@ -79,6 +81,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 			cfg.ICETCPPort = *tcpPort
 		case "public-ip":
 			cfg.PublicIPs = strings.Split(*publicIP, ",")
+		case "relay-ports":
+			cfg.RelayPorts = *relayPorts
 		case "log-level":
 			cfg.LogLevel = *logLevel
 		case "sites":
@@ -89,6 +93,10 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	})
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	relayRange, err := sfu.ParsePortRange(cfg.RelayPorts)
+	if err != nil {
+		return fmt.Errorf("relay_ports: %w", err)
 	}
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
@@ -136,7 +144,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	}
 	a, err := app.Start(ctx, app.Config{
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
-		PublicIPs: cfg.PublicIPs, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
+		PublicIPs: cfg.PublicIPs, RelayPorts: relayRange, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
 		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
 		Presence: presence, Leases: leases, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,

@@ -39,8 +39,9 @@ func Require(t testing.TB) {
 }
 
 // Link is a namespace on the far side of an impaired link. The host side has HostIP, the
-// namespace PeerIP. UDP between them passes only through the relay port (RelayPort on the
-// host side), where LossPct of the packets are dropped in each direction.
+// namespace PeerIP. UDP between them passes only through the relay ports (RelayPort to
+// RelayPort+RelayPeers-1 on the host side), where LossPct of the packets are dropped in
+// each direction.
 type Link struct {
 	NS             string
 	HostIP, PeerIP string
@@ -51,11 +52,17 @@ type Link struct {
 type Config struct {
 	// Subnet is the /24 prefix, e.g. "10.201.0"; the host gets .1 and the namespace .2.
 	Subnet string
-	// RelayPort is the host-side port of the delaying relay's socket towards the namespace.
+	// RelayPort is the first host-side port of the delaying relay's sockets towards the
+	// namespace (one per peer, RelayPeers at most).
 	RelayPort int
 	// LossPct of UDP packets crossing the relay are dropped, each direction.
 	LossPct int
 }
+
+// RelayPeers is how many peers a Relay serves at most: one host-side port each. A bridge's
+// relay links bind sockets of their own, so two peers of one bridge pair (the link's two
+// directions) already need two.
+const RelayPeers = 16
 
 // New creates the namespace, the veth pair and the nftables rules, and removes them when
 // the test ends.
@@ -71,16 +78,16 @@ func New(t testing.TB, cfg Config) *Link {
 	rules := fmt.Sprintf(`table inet wan {
 	chain in {
 		type filter hook input priority 0;
-		ip saddr %[1]s udp sport != %[2]d drop
-		ip saddr %[1]s udp sport %[2]d numgen random mod 100 < %[3]d drop
+		ip saddr %[1]s udp sport != %[2]d-%[4]d drop
+		ip saddr %[1]s udp sport %[2]d-%[4]d numgen random mod 100 < %[3]d drop
 	}
 	chain out {
 		type filter hook output priority 0;
-		ip daddr %[1]s udp dport != %[2]d drop
-		ip daddr %[1]s udp dport %[2]d numgen random mod 100 < %[3]d drop
+		ip daddr %[1]s udp dport != %[2]d-%[4]d drop
+		ip daddr %[1]s udp dport %[2]d-%[4]d numgen random mod 100 < %[3]d drop
 	}
 }
-`, l.HostIP, cfg.RelayPort, cfg.LossPct)
+`, l.HostIP, cfg.RelayPort, cfg.LossPct, cfg.RelayPort+RelayPeers-1)
 	nft(t, l.NS, rules)
 	return l
 }
@@ -135,14 +142,17 @@ func run(t testing.TB, args ...string) {
 }
 
 // Relay forwards UDP between whoever sends to its public socket (on the host side) and a
-// target inside the namespace, holding each packet for Delay in each direction. Announce
+// target inside the namespace, holding each packet for Delay in each direction, as a port
+// forward would: each peer gets an inner socket of its own (RelayPort, RelayPort+1, …,
+// RelayPeers at most) towards the target, so the target tells the peers apart. Announce
 // its public address as the target's candidate (cau bridge --announce).
 type Relay struct {
-	public, inner *net.UDPConn
-	target        *net.UDPAddr
-	delay         time.Duration
-	mu            sync.Mutex
-	peer          *net.UDPAddr // the last sender on the public side
+	link   *Link
+	public *net.UDPConn
+	target *net.UDPAddr
+	delay  time.Duration
+	mu     sync.Mutex              // guards inner
+	inner  map[string]*net.UDPConn // by peer address
 }
 
 // NewRelay starts a relay on l's host side towards target.
@@ -152,42 +162,57 @@ func (l *Link) NewRelay(t testing.TB, target *net.UDPAddr, delay time.Duration) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := ListenUDP(l.HostIP, l.RelayPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Relay{public: pub, inner: inner, target: target, delay: delay}
+	r := &Relay{link: l, public: pub, target: target, delay: delay, inner: map[string]*net.UDPConn{}}
 	t.Cleanup(func() {
 		_ = pub.Close()
-		_ = inner.Close()
-	})
-	go r.pump(pub, func(from *net.UDPAddr) *net.UDPAddr {
-		r.mu.Lock()
-		r.peer = from
-		r.mu.Unlock()
-		return r.target
-	}, inner)
-	go r.pump(inner, func(*net.UDPAddr) *net.UDPAddr {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return r.peer
-	}, pub)
+		for _, c := range r.inner {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			buf := make([]byte, 1600)
+			n, src, err := pub.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if inner := r.innerFor(src); inner != nil {
+				time.AfterFunc(r.delay, func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
+			}
+		}
+	}()
 	return r
 }
 
-func (r *Relay) pump(from *net.UDPConn, dest func(*net.UDPAddr) *net.UDPAddr, to *net.UDPConn) {
-	for {
-		buf := make([]byte, 1600)
-		n, src, err := from.ReadFromUDP(buf)
-		if err != nil {
-			return
-		}
-		d := dest(src)
-		if d == nil {
-			continue
-		}
-		time.AfterFunc(r.delay, func() { _, _ = to.WriteToUDP(buf[:n], d) })
+// innerFor returns peer's inner socket, opening it (and its return pump) first; nil once
+// RelayPeers are served.
+func (r *Relay) innerFor(peer *net.UDPAddr) *net.UDPConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.inner[peer.String()]; c != nil {
+		return c
 	}
+	if len(r.inner) == RelayPeers {
+		return nil
+	}
+	c, err := ListenUDP(r.link.HostIP, r.link.RelayPort+len(r.inner))
+	if err != nil {
+		return nil
+	}
+	r.inner[peer.String()] = c
+	go func() {
+		for {
+			buf := make([]byte, 1600)
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			time.AfterFunc(r.delay, func() { _, _ = r.public.WriteToUDP(buf[:n], peer) })
+		}
+	}()
+	return c
 }
 
 // Addr is the relay's public address, "ip:port".
