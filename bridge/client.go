@@ -142,7 +142,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	}()
 
 	c.push(protocol.KindBridgeRegister, "reg", protocol.BridgeRegister{ID: cfg.ID, Site: cfg.Site,
-		Capacity: max(agent.MaxPeers(), 0)})
+		Capacity: max(agent.MaxPeers(), 0), BeatMillis: int(BeatInterval / time.Millisecond)})
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, data, err := ws.ReadMessage()
 	if err != nil {
@@ -161,6 +161,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
+	go beat(hbCtx, ws)
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -215,6 +216,28 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 				code = protocol.CodeCapacity
 			}
 			c.push(protocol.KindError, env.ID, protocol.Error{Code: code, Message: err.Error()})
+		}
+	}
+}
+
+// BeatInterval is how often a bridge pings signaling on its control socket: its
+// liveness, which signaling watches with a sub-second timeout (control.DefaultTimeout).
+// A ping is a few bytes on its own goroutine, so it goes out however long the heartbeat
+// (every endpoint's figures) takes to build.
+const BeatInterval = 100 * time.Millisecond
+
+// beat pings signaling every BeatInterval until ctx ends. A failed ping is left to the
+// reader, which sees the socket fail.
+func beat(ctx context.Context, ws *websocket.Conn) {
+	t := time.NewTicker(BeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			// WriteControl may run beside the writes under writeMu (gorilla allows it).
+			_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(BeatInterval))
 		}
 	}
 }

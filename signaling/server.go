@@ -82,6 +82,11 @@ type Config struct {
 	// no cap. MaxJoinsPerTokenPerMinute caps its join attempts per minute (refused with
 	// protocol.CodeRateLimited); 0 means DefaultMaxJoinsPerTokenPerMinute, -1 no cap.
 	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
+	// BridgeTimeout is how long a registered bridge may be silent (no beat, no message)
+	// before it is declared down and its endpoints are moved; 0 means
+	// control.DefaultTimeout (500 ms). Raise it on a box so loaded that a live bridge
+	// can go that long unscheduled.
+	BridgeTimeout time.Duration
 	// Leases makes this node one of several sharing meetings (issue 16): a meeting runs on
 	// the node holding its lease, and joins that reach another node are forwarded there
 	// (owner.go, forward.go). Nil: one node, every meeting local. With Leases, Presence
@@ -185,7 +190,7 @@ func New(cfg Config) *Server {
 			return ok
 		}
 	}
-	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log, KnownSite: known,
+	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log, KnownSite: known, Timeout: cfg.BridgeTimeout,
 		Registered: func(b *control.Remote) (bridge.Events, error) {
 			if err := s.focus.addNew(b); err != nil {
 				return bridge.Events{}, err

@@ -35,7 +35,9 @@ type Remote struct {
 	send     chan []byte   // to the writer
 	done     chan struct{} // closed by shutdown
 	once     sync.Once
-	lastSeen atomic.Int64     // unix nanos of the last message
+	timeout  time.Duration    // silence that ends the bridge; set before the reader starts
+	lastSeen atomic.Int64     // unix nanos of the last message or ping, or of a handler's end
+	busy     atomic.Bool      // the reader is in a handler, not reading
 	replies  protocol.Replies // the commands waiting for the bridge's answer
 }
 
@@ -48,21 +50,35 @@ func (rb *Remote) Site() ids.SiteID { return rb.site }
 func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 	defer rb.shutdown("connection closed")
 	for {
-		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * Timeout))
+		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * HardTimeout))
 		_, data, err := rb.conn.ReadMessage()
 		if err != nil {
 			return
 		}
+		rb.busy.Store(true)
 		rb.lastSeen.Store(time.Now().UnixNano())
 		env, err := protocol.DecodeControl(data)
-		if err != nil {
-			rb.log.Warn("bad message from bridge", "err", err)
-			continue
+		if err == nil {
+			err = rb.dispatch(env, heartbeat)
 		}
-		if err := rb.dispatch(env, heartbeat); err != nil {
+		if err != nil {
 			rb.log.Warn("bad message from bridge", "type", env.Kind, "err", err)
 		}
+		// Whatever came while the handler ran waits in the socket: silence counts from
+		// when the reader listens again.
+		rb.lastSeen.Store(time.Now().UnixNano())
+		rb.busy.Store(false)
 	}
+}
+
+// ping is the socket's ping handler (on the reader's goroutine): a bridge's beat.
+func (rb *Remote) ping(data string) error {
+	rb.lastSeen.Store(time.Now().UnixNano())
+	err := rb.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+		return err
+	}
+	return nil
 }
 
 // dispatch delivers one message: a reply to a pending request, or an event.
@@ -112,20 +128,33 @@ func decode[T any](env protocol.Envelope, use func(T)) error {
 	return nil
 }
 
-// watchdog ends the bridge when its heartbeats stop (a hung process or a cut link; a
-// killed process is noticed sooner, when its socket closes).
+// watchdog ends the bridge when its beats stop (a hung process or a cut link; a killed
+// process is noticed sooner, when its socket closes). It ticks ten times per timeout and
+// judges only on a tick that came on time while the reader was listening (see
+// DefaultTimeout); HardTimeout applies on every tick.
 func (rb *Remote) watchdog() {
-	t := time.NewTicker(Timeout / 3)
+	every := rb.timeout / 10
+	t := time.NewTicker(every)
 	defer t.Stop()
+	prev := time.Now()
 	for {
 		select {
 		case <-rb.done:
 			return
-		case <-t.C:
-			if time.Since(time.Unix(0, rb.lastSeen.Load())) > Timeout {
-				rb.shutdown("heartbeat timeout")
-				return
+		case now := <-t.C:
+			now = time.Now() // when this goroutine runs, not when the tick was due
+			late := now.Sub(prev) > 2*every
+			prev = now
+			silent := now.Sub(time.Unix(0, rb.lastSeen.Load()))
+			switch {
+			case silent > HardTimeout:
+			case silent > rb.timeout && !late && !rb.busy.Load():
+			default:
+				continue
 			}
+			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond), "timeout", rb.timeout)
+			rb.shutdown("heartbeat timeout")
+			return
 		}
 	}
 }
