@@ -87,6 +87,10 @@ type Config struct {
 	// control.DefaultTimeout (500 ms). Raise it on a box so loaded that a live bridge
 	// can go that long unscheduled.
 	BridgeTimeout time.Duration
+	// RollCallGrace is how long a node that took a meeting over waits before it closes
+	// the roll-call spans of endpoints that did not come back; 0 means
+	// DefaultRollCallGrace. Only with Leases.
+	RollCallGrace time.Duration
 	// Leases makes this node one of several sharing meetings (issue 16): a meeting runs on
 	// the node holding its lease, and joins that reach another node are forwarded there
 	// (owner.go, forward.go). Nil: one node, every meeting local. With Leases, Presence
@@ -297,6 +301,7 @@ func (s *Server) meetingFor(id ids.MeetingID, sched *rooms.Meeting) (*meeting, e
 		m = fresh
 		m.joining++
 		s.meetings[id] = m
+		m.repairSpansLater()
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.Meetings.Inc()
 		}
