@@ -128,13 +128,16 @@ type Server struct {
 // Presence shares who is connected to each meeting with the other signaling nodes
 // (package presence keeps it in Redis). Nil means one node.
 type Presence interface {
-	// Announce says p joined (or changed) on this node.
-	Announce(ctx context.Context, meeting ids.MeetingID, p protocol.Participant) error
+	// Announce says p joined (or changed) on this node; endpoint is its roll-call
+	// endpoint (rooms.AttendanceEvent.Endpoint).
+	Announce(ctx context.Context, meeting ids.MeetingID, p protocol.Participant, endpoint string) error
 	// Withdraw says participant id left this node.
 	Withdraw(ctx context.Context, meeting ids.MeetingID, id ids.ParticipantID) error
 	// Follow delivers the other nodes' joins, changes and leaves in the meeting until ctx
-	// ends, and returns who is on the other nodes now.
-	Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]protocol.Participant, error)
+	// ends, and returns who is on the other nodes now. An event with Lost set is a
+	// participant whose node crashed, delivered so to one node only: that node records
+	// it disconnected in the roll call.
+	Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error)
 }
 
 var _ Presence = (*presence.Redis)(nil)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -81,4 +82,30 @@ func rollCallEndpoint(s *session) string {
 		return s.claims.Endpoint
 	}
 	return s.self.ID
+}
+
+// attendLost records in the roll call a participant lost with its crashed node (a
+// presence event with Lost set; issue 12, finding 7), unless its endpoint is in the
+// meeting again, here or on another node (a room that came back keeps its span). The
+// disconnect is dated at ev.At, when the node was last known alive (never before the
+// endpoint's connect, which its node wrote before announcing it). Caller holds m.mu.
+func (m *meeting) attendLost(ev presence.Event) {
+	if m.sched == nil || ev.Endpoint == "" {
+		return
+	}
+	for _, s := range m.participants {
+		if rollCallEndpoint(s) == ev.Endpoint {
+			return
+		}
+	}
+	for id, o := range m.remote {
+		if id != ev.Participant.ID && o.Endpoint == ev.Endpoint {
+			return
+		}
+	}
+	e := rooms.AttendanceEvent{Time: ev.At.UTC(), MeetingID: string(m.id), Site: ev.Participant.Site,
+		Endpoint: ev.Endpoint, Kind: rooms.EventDisconnected}
+	m.record(func(ctx context.Context) error { return m.srv.cfg.Store.AppendAttendance(ctx, e) })
+	m.srv.log.Warn("roll call: an endpoint lost with its signaling node is recorded disconnected",
+		"meeting", m.id, "endpoint", ev.Endpoint, "site", e.Site, "at", e.Time)
 }
