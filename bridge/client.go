@@ -38,6 +38,10 @@ type ClientConfig struct {
 	// Orphans, shared by a process's connections to several signaling nodes, holds the
 	// peers kept for Grace; nil makes one for this connection alone.
 	Orphans *Orphans
+	// Peers, shared by a process's connections, counts its endpoint peers against
+	// MaxPeers: the cap is the bridge's, however many nodes it registers with. Nil
+	// makes one for this connection alone.
+	Peers *PeerCount
 }
 
 // Run keeps the bridge registered with signaling until ctx ends, reconnecting with
@@ -51,6 +55,9 @@ func Run(ctx context.Context, cfg ClientConfig) error {
 	log = log.With("component", "bridge", "bridge", string(cfg.ID), "site", string(cfg.Site))
 	if cfg.Orphans == nil {
 		cfg.Orphans = NewOrphans()
+	}
+	if cfg.Peers == nil {
+		cfg.Peers = NewPeerCount()
 	}
 	backoff := 500 * time.Millisecond
 	for {
@@ -129,6 +136,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		},
 	}, log)
 	agent.SetMaxPeers(cfg.MaxPeers, cfg.Limits)
+	agent.SharePeerCount(cfg.Peers)
 	defer func() {
 		peers := agent.Peers()
 		if cfg.Grace <= 0 || ctx.Err() != nil || len(peers) == 0 {
