@@ -82,6 +82,10 @@ type Config struct {
 	// no cap. MaxJoinsPerTokenPerMinute caps its join attempts per minute (refused with
 	// protocol.CodeRateLimited); 0 means DefaultMaxJoinsPerTokenPerMinute, -1 no cap.
 	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
+	// MaxViewersPerToken caps the receive-only sessions (WHEP viewers) one token holds
+	// at once on this node (and their joins per minute, at twice that), apart from the
+	// caps above; 0 means DefaultMaxViewersPerToken, -1 no cap.
+	MaxViewersPerToken int
 	// BridgeTimeout is how long a registered bridge may be silent (no beat, no message)
 	// before it is declared down and its endpoints are moved; 0 means
 	// control.DefaultTimeout (500 ms). Raise it on a box so loaded that a live bridge
@@ -170,6 +174,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxJoinsPerTokenPerMinute == 0 {
 		cfg.MaxJoinsPerTokenPerMinute = DefaultMaxJoinsPerTokenPerMinute
+	}
+	if cfg.MaxViewersPerToken == 0 {
+		cfg.MaxViewersPerToken = DefaultMaxViewersPerToken
 	}
 	if cfg.Leases != nil {
 		cfg.Presence = nil // every participant of a meeting is on its owner
