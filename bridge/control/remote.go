@@ -141,8 +141,8 @@ func (rb *Remote) watchdog() {
 		select {
 		case <-rb.done:
 			return
-		case now := <-t.C:
-			now = time.Now() // when this goroutine runs, not when the tick was due
+		case <-t.C:
+			now := time.Now() // when this goroutine runs, not when the tick was due
 			late := now.Sub(prev) > 2*every
 			prev = now
 			silent := now.Sub(time.Unix(0, rb.lastSeen.Load()))
