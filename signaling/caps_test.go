@@ -62,24 +62,14 @@ func TestRemoteCandidatesCapped(t *testing.T) {
 func TestTracksPerPeerCapped(t *testing.T) {
 	ts := startServer(t, nil)
 	c := ts.join(t, "m1", "a", "A")
-	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
+	kinds := make([]webrtc.RTPCodecType, protocol.MaxOfferMedia+1)
+	for i := range kinds {
+		kinds[i] = webrtc.RTPCodecTypeAudio
 	}
-	t.Cleanup(func() { _ = pc.Close() })
-	for range protocol.MaxOfferMedia + 1 {
-		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio,
-			webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, offer := sendOffer(t, kinds...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP})
+	_, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP})
 	if err == nil || !strings.Contains(err.Error(), protocol.CodeBadMessage) {
 		t.Fatalf("an offer of %d tracks: %v, want %s", protocol.MaxOfferMedia+1, err, protocol.CodeBadMessage)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/rooms"
-	redisstore "github.com/cau-project/cau/rooms/store/redis"
 	"github.com/cau-project/cau/rooms/storetest"
 )
 
@@ -24,21 +23,11 @@ import (
 // connect; the others' endpoints stay connected.
 func TestCrashedNodesEndpointsLeaveTheRollCall(t *testing.T) {
 	addr := storetest.StartRedis(t)
-	tree, err := rooms.NewTree(multiTree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456789")}
+	keys := testKeys
 	ctx := context.Background()
-	setup, err := redisstore.Open(ctx, "redis://"+addr, "cau:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close()
+	setup, tree := multiStore(t, addr)
 	now := time.Now()
-	if _, err := rooms.NewScheduler(setup, tree).Schedule(ctx, rooms.Meeting{ID: "giao-ban", Title: "Giao ban",
-		ChairSite: "central", Sites: []string{"central", "xa-a", "xa-b"}, Start: now.Add(-time.Minute),
-		End: now.Add(time.Hour), Mode: rooms.ModeTraining}); err != nil {
+	if _, err := rooms.NewScheduler(setup, tree).Schedule(ctx, giaoBan()); err != nil {
 		t.Fatal(err)
 	}
 	crashCtx, crash := context.WithCancel(ctx)
