@@ -17,18 +17,20 @@ import (
 // TestRemoteCandidatesCapped (issue 12, finding 4: pending negotiation state per session):
 // an endpoint could add ICE candidates without end, held while no description was applied
 // and each a target of the bridge's connectivity checks (STUN sent to any address it
-// names). A publishing endpoint that sends 40 more is refused past
-// sfu.MaxRemoteCandidates per connection, and its media goes on.
+// names). A publishing endpoint that sends 80 more is refused past
+// sfu.MaxRemoteCandidates (64) per connection, and its media goes on.
 func TestRemoteCandidatesCapped(t *testing.T) {
 	ts := startServer(t, nil)
 	pub := ts.publisher(t, "m1", "a", "A")
 	rx := ts.join(t, "m1", "b", "B")
 	eventually(t, 20*time.Second, func() string { return receivesFrom(rx, pub, 20) })
 	// A candidate is answered only when it is refused: each request waits 3 s at most,
-	// all at once.
+	// one sent every 25 ms (under the socket's message rate).
+	const sent = 80
 	mid := "0"
-	errs := make(chan error, 40)
-	for i := range 40 {
+	errs := make(chan error, sent)
+	for i := range sent {
+		time.Sleep(25 * time.Millisecond)
 		c := protocol.Candidate{Target: protocol.TargetPublisher, Candidate: protocol.ICECandidate{
 			Candidate: fmt.Sprintf("candidate:%d 1 udp 2130706431 192.0.2.%d 9 typ host", 100+i, 1+i), SDPMid: &mid}}
 		go func() {
@@ -39,7 +41,7 @@ func TestRemoteCandidatesCapped(t *testing.T) {
 		}()
 	}
 	refused := 0
-	for range 40 {
+	for range sent {
 		err := <-errs
 		switch {
 		case err == nil || errors.Is(err, context.DeadlineExceeded):
@@ -49,9 +51,9 @@ func TestRemoteCandidatesCapped(t *testing.T) {
 			t.Fatalf("a candidate: %v, want none or %s", err, protocol.CodeBadMessage)
 		}
 	}
-	// The cap is 32 (sfu.MaxRemoteCandidates): at least the last 8 are refused.
-	if refused < 8 || refused == 40 {
-		t.Fatalf("%d of 40 candidates refused, want those past %d per connection", refused, sfu.MaxRemoteCandidates)
+	// The cap is 64 (sfu.MaxRemoteCandidates): at least the last 16 are refused.
+	if refused < sent-64 || refused == sent {
+		t.Fatalf("%d of %d candidates refused, want those past %d per connection", refused, sent, sfu.MaxRemoteCandidates)
 	}
 	keepsReceiving(t, rx, pub, "audio", 20, 10*time.Second)
 }
