@@ -113,3 +113,30 @@ func TestBridgeWithoutBeatsKeepsHeartbeatTimeout(t *testing.T) {
 		t.Fatal("a silent bridge without beats was not declared down")
 	}
 }
+
+// TestSlackFollowsRecentStalls: the watchdog's slack is twice the longest silence heard
+// in the last one to two gapSpans (a bridge behind a lossy link, whose TCP stalls now and
+// then, gets that much more time), and a stall is forgotten after two spans.
+func TestSlackFollowsRecentStalls(t *testing.T) {
+	rb := &Remote{}
+	t0 := time.Unix(1000, 0)
+	rb.lastSeen.Store(t0.UnixNano())
+	at := t0
+	beat := func(after time.Duration) time.Duration {
+		at = at.Add(after)
+		rb.heard(at)
+		return time.Duration(rb.slack.Load())
+	}
+	if got := beat(100 * time.Millisecond); got != 200*time.Millisecond {
+		t.Fatalf("slack after 100 ms beats: %v, want 200ms", got)
+	}
+	if got := beat(700 * time.Millisecond); got != 1400*time.Millisecond {
+		t.Fatalf("slack after a 700 ms stall: %v, want 1.4s", got)
+	}
+	for range 2*int(gapSpan/(200*time.Millisecond)) + 1 {
+		beat(200 * time.Millisecond)
+	}
+	if got := beat(100 * time.Millisecond); got != 400*time.Millisecond {
+		t.Fatalf("slack after two spans of 200 ms beats: %v, want 400ms (the stall forgotten)", got)
+	}
+}

@@ -37,6 +37,8 @@ type Remote struct {
 	once     sync.Once
 	timeout  time.Duration    // silence that ends the bridge; set before the reader starts
 	lastSeen atomic.Int64     // unix nanos of the last message or ping, or of a handler's end
+	gaps     gapWindow        // the longest silences seen lately; the reader's
+	slack    atomic.Int64     // twice the longest recent silence (ns), for the watchdog
 	busy     atomic.Bool      // the reader is in a handler, not reading
 	replies  protocol.Replies // the commands waiting for the bridge's answer
 }
@@ -56,7 +58,7 @@ func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 			return
 		}
 		rb.busy.Store(true)
-		rb.lastSeen.Store(time.Now().UnixNano())
+		rb.heard(time.Now())
 		env, err := protocol.DecodeControl(data)
 		if err == nil {
 			err = rb.dispatch(env, heartbeat)
@@ -73,7 +75,7 @@ func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 
 // ping is the socket's ping handler (on the reader's goroutine): a bridge's beat.
 func (rb *Remote) ping(data string) error {
-	rb.lastSeen.Store(time.Now().UnixNano())
+	rb.heard(time.Now())
 	err := rb.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
 	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
 		return err
@@ -146,13 +148,14 @@ func (rb *Remote) watchdog() {
 			late := now.Sub(prev) > 2*every
 			prev = now
 			silent := now.Sub(time.Unix(0, rb.lastSeen.Load()))
+			timeout := min(max(rb.timeout, time.Duration(rb.slack.Load())), HardTimeout)
 			switch {
 			case silent > HardTimeout:
-			case silent > rb.timeout && !late && !rb.busy.Load():
+			case silent > timeout && !late && !rb.busy.Load():
 			default:
 				continue
 			}
-			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond), "timeout", rb.timeout)
+			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond), "timeout", timeout)
 			rb.shutdown("heartbeat timeout")
 			return
 		}
@@ -305,4 +308,36 @@ func (rb *Remote) Pin(p protocol.BridgePin) error {
 // ClosePeer closes a peer on the bridge.
 func (rb *Remote) ClosePeer(peer ids.PeerID) error {
 	return rb.push(protocol.KindClosePeer, "", protocol.PeerRef{Peer: peer})
+}
+
+// heard records that something came from the bridge at now (on the reader's goroutine):
+// the silence since the last thing heard joins the recent gaps, and the watchdog's slack
+// becomes twice the longest of them. A bridge behind a lossy link, whose TCP stalls for
+// a retransmission now and then, so gets a longer timeout than one on a clean link, and
+// is not declared down for the stalls it has shown; a hung one goes silent for good,
+// and HardTimeout bounds the wait.
+func (rb *Remote) heard(now time.Time) {
+	prev := rb.lastSeen.Swap(now.UnixNano())
+	if longest := rb.gaps.add(now, now.Sub(time.Unix(0, prev))); longest > 0 {
+		rb.slack.Store(int64(2 * longest))
+	}
+}
+
+// gapWindow keeps the longest gap of the current and the previous gapSpan: the gaps of
+// the last one to two spans. Owned by the reader goroutine.
+type gapWindow struct {
+	start     time.Time
+	cur, prev time.Duration
+}
+
+// gapSpan is how long a stall is remembered (one to two spans).
+const gapSpan = 30 * time.Second
+
+// add records a gap at now and returns the longest recent one.
+func (w *gapWindow) add(now time.Time, gap time.Duration) time.Duration {
+	if now.Sub(w.start) > gapSpan {
+		w.start, w.prev, w.cur = now, w.cur, 0
+	}
+	w.cur = max(w.cur, gap)
+	return max(w.cur, w.prev)
 }
