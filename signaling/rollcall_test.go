@@ -45,7 +45,7 @@ func TestCrashedNodesEndpointsLeaveTheRollCall(t *testing.T) {
 	lost := doomed.joinAs(t, "giao-ban", "xa-a", "Xã A", auth.RoleRoom)
 	chair := nodes[0].joinAs(t, "giao-ban", "central", "Chủ tọa", auth.RoleChair)
 	b := nodes[1].joinAs(t, "giao-ban", "xa-b", "Xã B", auth.RoleRoom)
-	eventually(t, 5*time.Second, func() string {
+	eventually(t, 20*time.Second, func() string {
 		if _, ok := chair.Participants()[lost.Self.ID]; !ok {
 			return "the chair does not see Xã A"
 		}
@@ -88,7 +88,7 @@ func TestCrashedNodesEndpointsLeaveTheRollCall(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, 10*time.Second, func() string {
+	eventually(t, 20*time.Second, func() string {
 		if _, ok := chair.Participants()[lost.Self.ID]; ok {
 			return "the chair still sees Xã A"
 		}
