@@ -17,8 +17,10 @@ build:
 run: build
 	./$(BIN) serve --dev
 
+# The join-time smoke runs without the race detector (its figures mean nothing under it).
 test: vet lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(GO) test -count=1 -p 1 -run TestJoinTimeBound ./loadtest
 
 test-short:
 	$(GO) test -short -race -count=1 $(PKGS)

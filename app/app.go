@@ -69,11 +69,13 @@ type Config struct {
 	// TURN configures the local bridge's embedded TURN server (off without a secret,
 	// except in dev mode).
 	TURN TURNConfig
-	// MaxParticipants, MaxSocketsPerAddr, MaxSessionsPerToken and
-	// MaxJoinsPerTokenPerMinute are signaling's caps (signaling.Config), MaxBridgePeers
-	// the local bridge's (bridge.Agent.SetMaxPeers); 0 takes the defaults.
+	// MaxParticipants, MaxSocketsPerAddr, MaxSessionsPerToken,
+	// MaxJoinsPerTokenPerMinute and MaxViewersPerToken are signaling's caps
+	// (signaling.Config), MaxBridgePeers the local bridge's (bridge.Agent.SetMaxPeers);
+	// 0 takes the defaults.
 	MaxParticipants, MaxSocketsPerAddr             int
 	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
+	MaxViewersPerToken                             int
 	MaxBridgePeers                                 int
 	// RecordingsDir is where meetings are recorded at the local bridge (a directory per
 	// meeting; docs/recording.md); empty turns recording off. RecordingMaxAge deletes
@@ -189,7 +191,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Keys: a.keys, Logger: log, Metrics: sigMetrics, AllowedOrigins: cfg.AllowedOrigins,
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence, Leases: cfg.Leases,
 		ICEServers: a.iceServers, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
-		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute})
+		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute,
+		MaxViewersPerToken: cfg.MaxViewersPerToken})
 	if l := a.sig.Local(); l != nil {
 		lm, err := bridge.NewLimitMetrics(reg)
 		if err != nil {

@@ -74,8 +74,10 @@ type Agent struct {
 	// stream's meeting (lastn.go); speaker is the parameters new selectors get.
 	selectors map[ids.MeetingID]*meetingSelector
 	meetingOf map[ids.StreamKey]ids.MeetingID
-	// limit caps the endpoint peers (limits.go).
+	// limit caps the endpoint peers (limits.go), counted in count (shared by the agents
+	// of one process).
 	limit peerLimit
+	count *PeerCount
 	// pins are the participants pinned per meeting (Pin), applied to its selector now
 	// and to one made later.
 	pins map[ids.MeetingID]map[ids.ParticipantID]bool
@@ -126,7 +128,8 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 	return &Agent{sfu: b, ev: ev, log: log, peers: map[ids.PeerID]*agentPeer{}, samples: map[sampleKey]byteSample{},
 		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
 		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{},
-		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}, peerPins: map[ids.PeerID]map[ids.ParticipantID]bool{}}
+		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}, peerPins: map[ids.PeerID]map[ids.ParticipantID]bool{},
+		count: NewPeerCount()}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).
@@ -142,6 +145,7 @@ func (a *Agent) CreatePeer(id ids.PeerID) error {
 	}
 	ap := &agentPeer{id: id, keys: map[string]ids.StreamKey{}}
 	a.peers[id] = ap
+	a.counted(id, 1)
 	a.mu.Unlock()
 	p, err := a.sfu.NewPeer(sfu.PeerParams{
 		ID:     id.String(),
@@ -168,7 +172,10 @@ func (a *Agent) CreatePeer(id ids.PeerID) error {
 	})
 	if err != nil {
 		a.mu.Lock()
-		delete(a.peers, id)
+		if a.peers[id] == ap {
+			delete(a.peers, id)
+			a.counted(id, -1)
+		}
 		a.mu.Unlock()
 		return fmt.Errorf("create peer %s: %w", id, err)
 	}
@@ -335,6 +342,9 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func (a *Agent) forget(id ids.PeerID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if _, ok := a.peers[id]; ok {
+		a.counted(id, -1)
+	}
 	delete(a.peers, id)
 	delete(a.samples, sampleKey{id, true})
 	delete(a.samples, sampleKey{id, false})

@@ -38,6 +38,10 @@ type ClientConfig struct {
 	// Orphans, shared by a process's connections to several signaling nodes, holds the
 	// peers kept for Grace; nil makes one for this connection alone.
 	Orphans *Orphans
+	// Peers, shared by a process's connections, counts its endpoint peers against
+	// MaxPeers: the cap is the bridge's, however many nodes it registers with. Nil
+	// makes one for this connection alone.
+	Peers *PeerCount
 }
 
 // Run keeps the bridge registered with signaling until ctx ends, reconnecting with
@@ -51,6 +55,9 @@ func Run(ctx context.Context, cfg ClientConfig) error {
 	log = log.With("component", "bridge", "bridge", string(cfg.ID), "site", string(cfg.Site))
 	if cfg.Orphans == nil {
 		cfg.Orphans = NewOrphans()
+	}
+	if cfg.Peers == nil {
+		cfg.Peers = NewPeerCount()
 	}
 	backoff := 500 * time.Millisecond
 	for {
@@ -129,6 +136,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		},
 	}, log)
 	agent.SetMaxPeers(cfg.MaxPeers, cfg.Limits)
+	agent.SharePeerCount(cfg.Peers)
 	defer func() {
 		peers := agent.Peers()
 		if cfg.Grace <= 0 || ctx.Err() != nil || len(peers) == 0 {
@@ -142,7 +150,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	}()
 
 	c.push(protocol.KindBridgeRegister, "reg", protocol.BridgeRegister{ID: cfg.ID, Site: cfg.Site,
-		Capacity: max(agent.MaxPeers(), 0)})
+		Capacity: max(agent.MaxPeers(), 0), BeatMillis: int(BeatInterval / time.Millisecond)})
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, data, err := ws.ReadMessage()
 	if err != nil {
@@ -161,6 +169,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
+	go beat(hbCtx, ws)
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -215,6 +224,28 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 				code = protocol.CodeCapacity
 			}
 			c.push(protocol.KindError, env.ID, protocol.Error{Code: code, Message: err.Error()})
+		}
+	}
+}
+
+// BeatInterval is how often a bridge pings signaling on its control socket: its
+// liveness, which signaling watches with a sub-second timeout (control.DefaultTimeout).
+// A ping is a few bytes on its own goroutine, so it goes out however long the heartbeat
+// (every endpoint's figures) takes to build.
+const BeatInterval = 100 * time.Millisecond
+
+// beat pings signaling every BeatInterval until ctx ends. A failed ping is left to the
+// reader, which sees the socket fail.
+func beat(ctx context.Context, ws *websocket.Conn) {
+	t := time.NewTicker(BeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			// WriteControl may run beside the writes under writeMu (gorilla allows it).
+			_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(BeatInterval))
 		}
 	}
 }

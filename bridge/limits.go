@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -39,6 +40,38 @@ func NewLimitMetrics(reg prometheus.Registerer) (*LimitMetrics, error) {
 	return m, nil
 }
 
+// PeerCount counts a bridge process's endpoint peers across its agents: a bridge
+// registered with several signaling nodes has one agent per node, and its cap holds for
+// the process, not per connection (or N nodes could place N × cap endpoints on it). The
+// zero value is ready; its lock is a leaf.
+type PeerCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+// NewPeerCount makes the count a bridge process's connections share.
+func NewPeerCount() *PeerCount { return &PeerCount{} }
+
+func (c *PeerCount) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func (c *PeerCount) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+}
+
+// SharePeerCount makes the agent count its endpoint peers in c, with the other agents of
+// its process. Call it before the agent is used.
+func (a *Agent) SharePeerCount(c *PeerCount) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.count = c
+}
+
 // peerLimit is an agent's cap on endpoint peers. Relay peers are not counted: their
 // number follows the bridge tree and the meetings, and a full bridge still needs its
 // links to serve the endpoints it has.
@@ -69,15 +102,15 @@ func (l peerLimit) effective() int {
 	return max(l.max, -1)
 }
 
-// endpoints counts the endpoint peers. Caller holds a.mu.
-func (a *Agent) endpoints() int {
-	n := 0
-	for id := range a.peers {
-		if !id.IsRelay() {
-			n++
-		}
+// endpoints counts the endpoint peers of the agent's process. Caller holds a.mu.
+func (a *Agent) endpoints() int { return a.count.get() }
+
+// counted records that endpoint peer id entered (d 1) or left (d -1) a.peers. Caller
+// holds a.mu.
+func (a *Agent) counted(id ids.PeerID, d int) {
+	if !id.IsRelay() {
+		a.count.add(d)
 	}
-	return n
 }
 
 // Full reports whether the agent holds as many endpoint peers as it may (heartbeats

@@ -21,7 +21,16 @@ import (
 // Event is a change on another node: Left is false for a join or a change.
 type Event struct {
 	Participant protocol.Participant
-	Left        bool
+	// Endpoint is the participant's roll-call endpoint (a room's endpoint id, or the
+	// participant id), as its node announced it.
+	Endpoint string
+	Left     bool
+	// Lost: the participant left with its node, which crashed and wrote nothing; this
+	// follower removed its entry, so it alone is told it was lost (and records that in
+	// the roll call). At is then when its node was last known alive: the later of its
+	// last announcement of the participant and a liveness TTL before the loss was seen.
+	Lost bool
+	At   time.Time
 }
 
 // Redis keeps presence in Redis: a hash per meeting (participant id → node and
@@ -40,7 +49,15 @@ type Redis struct {
 type presenceEntry struct {
 	Node        string               `json:"node"`
 	Participant protocol.Participant `json:"participant"`
+	Endpoint    string               `json:"endpoint,omitempty"`
 	Left        bool                 `json:"left,omitempty"`
+	// At is when the node announced the entry: it was alive then (after the endpoint's
+	// roll-call connect).
+	At time.Time `json:"at,omitzero"`
+}
+
+func (e presenceEntry) event() Event {
+	return Event{Participant: e.Participant, Endpoint: e.Endpoint, Left: e.Left}
 }
 
 // nodeTTL is how long a node's participants outlive its last refresh.
@@ -83,9 +100,10 @@ func (p *Redis) channel(meeting ids.MeetingID) string {
 	return p.prefix + "presence-ch:" + string(meeting)
 }
 
-// Announce says pt joined (or changed) on this node.
-func (p *Redis) Announce(ctx context.Context, meeting ids.MeetingID, pt protocol.Participant) error {
-	b, err := json.Marshal(presenceEntry{Node: p.node, Participant: pt})
+// Announce says pt joined (or changed) on this node; endpoint is its roll-call endpoint,
+// so that another node can record it disconnected if this node crashes.
+func (p *Redis) Announce(ctx context.Context, meeting ids.MeetingID, pt protocol.Participant, endpoint string) error {
+	b, err := json.Marshal(presenceEntry{Node: p.node, Participant: pt, Endpoint: endpoint, At: time.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("presence announce: %w", err)
 	}
@@ -121,29 +139,41 @@ func (p *Redis) Withdraw(ctx context.Context, meeting ids.MeetingID, id ids.Part
 // It also re-reads the meeting's presence every Resync and delivers what differs from
 // what it delivered (issue 12, finding 8): a crashed node withdraws no one, so without
 // this its participants stayed on every other node as ghosts; once the node's liveness
-// key has expired they are delivered as left, and their entries leave the hash. The
-// same re-read repairs changes lost while the subscription was down (a Redis restart,
-// a network cut: pub/sub does not replay).
-func (p *Redis) Follow(ctx context.Context, meeting ids.MeetingID, fn func(Event)) ([]protocol.Participant, error) {
+// key has expired they are delivered as left, and their entries leave the hash (the
+// follower that removes an entry delivers it as Lost, so one node records it in the roll
+// call). The same re-read repairs changes lost while the subscription was down (a Redis
+// restart, a network cut: pub/sub does not replay).
+func (p *Redis) Follow(ctx context.Context, meeting ids.MeetingID, fn func(Event)) ([]Event, error) {
 	sub := p.rdb.Subscribe(ctx, p.channel(meeting))
 	if _, err := sub.Receive(ctx); err != nil {
 		_ = sub.Close()
 		return nil, fmt.Errorf("presence follow %s: %w", meeting, err)
 	}
-	seed := make(chan []protocol.Participant, 1)
+	seed := make(chan reading, 1)
 	go p.follow(ctx, sub, meeting, fn, seed)
-	out, err := p.others(ctx, meeting)
-	seed <- out // nil on error: the next resync delivers everyone
+	r, err := p.others(ctx, meeting)
+	seed <- r // empty on error: the next resync delivers everyone
 	if err != nil {
 		return nil, err
 	}
+	out := make([]Event, 0, len(r.live))
+	for _, e := range r.live {
+		out = append(out, e.event())
+	}
 	return out, nil
+}
+
+// reading is one read of a meeting's presence: the entries of live nodes, and those of
+// dead nodes this follower removed.
+type reading struct {
+	live, lost []presenceEntry
+	at         time.Time // when the read began
 }
 
 // follow runs Follow's goroutine. known is what fn has been told (plus the first list,
 // once seed brings it), for the resync to compare with.
 func (p *Redis) follow(ctx context.Context, sub *goredis.PubSub, meeting ids.MeetingID, fn func(Event),
-	seed <-chan []protocol.Participant) {
+	seed <-chan reading) {
 	defer sub.Close()
 	every := p.Resync
 	if every <= 0 {
@@ -151,7 +181,7 @@ func (p *Redis) follow(ctx context.Context, sub *goredis.PubSub, meeting ids.Mee
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	known := map[string]protocol.Participant{}
+	known := map[string]presenceEntry{}
 	touched := map[string]bool{} // changed by a message before the first list came
 	seeded := false
 	ch := sub.Channel()
@@ -160,11 +190,12 @@ func (p *Redis) follow(ctx context.Context, sub *goredis.PubSub, meeting ids.Mee
 		case <-ctx.Done():
 			return
 		case first := <-seed:
-			for _, pt := range first {
-				if !touched[pt.ID] {
-					known[pt.ID] = pt
+			for _, e := range first.live {
+				if !touched[e.Participant.ID] {
+					known[e.Participant.ID] = e
 				}
 			}
+			p.deliverLost(meeting, first, known, fn)
 			seeded, touched = true, nil
 		case msg, ok := <-ch:
 			if !ok {
@@ -180,9 +211,9 @@ func (p *Redis) follow(ctx context.Context, sub *goredis.PubSub, meeting ids.Mee
 			if e.Left {
 				delete(known, e.Participant.ID)
 			} else {
-				known[e.Participant.ID] = e.Participant
+				known[e.Participant.ID] = e
 			}
-			fn(Event{Participant: e.Participant, Left: e.Left})
+			fn(e.event())
 		case <-tick.C:
 			if seeded {
 				p.resync(ctx, meeting, known, fn)
@@ -192,47 +223,69 @@ func (p *Redis) follow(ctx context.Context, sub *goredis.PubSub, meeting ids.Mee
 }
 
 // resync re-reads the meeting's presence and delivers the differences from known.
-func (p *Redis) resync(ctx context.Context, meeting ids.MeetingID, known map[string]protocol.Participant, fn func(Event)) {
-	now, err := p.others(ctx, meeting)
+func (p *Redis) resync(ctx context.Context, meeting ids.MeetingID, known map[string]presenceEntry, fn func(Event)) {
+	r, err := p.others(ctx, meeting)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("presence resync", "meeting", meeting, "err", err)
 		}
 		return
 	}
-	present := make(map[string]bool, len(now))
-	for _, pt := range now {
-		present[pt.ID] = true
-		if old, ok := known[pt.ID]; !ok || !sameParticipant(old, pt) {
-			known[pt.ID] = pt
-			fn(Event{Participant: pt})
+	present := make(map[string]bool, len(r.live))
+	for _, e := range r.live {
+		id := e.Participant.ID
+		present[id] = true
+		if old, ok := known[id]; !ok || !sameEntry(old, e) {
+			known[id] = e
+			fn(e.event())
 		}
 	}
-	for id, pt := range known {
+	p.deliverLost(meeting, r, known, fn)
+	for id, e := range known {
 		if !present[id] {
 			delete(known, id)
-			p.log.Info("presence: participant gone with its node", "meeting", meeting, "participant", id)
-			fn(Event{Participant: pt, Left: true})
+			ev := e.event()
+			ev.Left = true
+			fn(ev)
 		}
 	}
 }
 
-func sameParticipant(a, b protocol.Participant) bool {
+// deliverLost delivers the entries this follower removed (their node is dead) as lost,
+// whether or not fn had been told of them.
+func (p *Redis) deliverLost(meeting ids.MeetingID, r reading, known map[string]presenceEntry, fn func(Event)) {
+	for _, e := range r.lost {
+		delete(known, e.Participant.ID)
+		p.log.Info("presence: participant gone with its node", "meeting", meeting, "participant", e.Participant.ID)
+		ev := e.event()
+		// Its node was alive when it announced the entry, and at its last refresh, which
+		// the expired key dates at least nodeTTL before this read.
+		ev.Left, ev.Lost, ev.At = true, true, r.at.Add(-nodeTTL)
+		if e.At.After(ev.At) {
+			ev.At = e.At
+		}
+		fn(ev)
+	}
+}
+
+func sameEntry(a, b presenceEntry) bool {
 	x, err1 := json.Marshal(a)
 	y, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(x) == string(y)
 }
 
 // others reads who is on the other live nodes in the meeting. Entries of nodes whose
-// liveness key has expired (crashed: they withdrew no one) are removed from the hash.
-func (p *Redis) others(ctx context.Context, meeting ids.MeetingID) ([]protocol.Participant, error) {
+// liveness key has expired (crashed: they withdrew no one) are removed from the hash;
+// those this call removed are returned as lost.
+func (p *Redis) others(ctx context.Context, meeting ids.MeetingID) (reading, error) {
+	r := reading{at: time.Now()}
 	all, err := p.rdb.HGetAll(ctx, p.hashKey(meeting)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("presence follow %s: %w", meeting, err)
+		return r, fmt.Errorf("presence follow %s: %w", meeting, err)
 	}
 	alive := map[string]bool{}
-	var out []protocol.Participant
 	dead := map[string]string{}
+	deadEntry := map[string]presenceEntry{}
 	for id, v := range all {
 		var e presenceEntry
 		if json.Unmarshal([]byte(v), &e) != nil || e.Node == p.node {
@@ -242,24 +295,28 @@ func (p *Redis) others(ctx context.Context, meeting ids.MeetingID) ([]protocol.P
 		if !seen {
 			n, err := p.rdb.Exists(ctx, p.prefix+"node:"+e.Node).Result()
 			if err != nil {
-				return nil, fmt.Errorf("presence follow %s: %w", meeting, err)
+				return reading{at: r.at}, fmt.Errorf("presence follow %s: %w", meeting, err)
 			}
 			up = n == 1
 			alive[e.Node] = up
 		}
 		if up {
-			out = append(out, e.Participant)
+			r.live = append(r.live, e)
 		} else {
-			dead[id] = v
+			dead[id], deadEntry[id] = v, e
 		}
 	}
 	for id, v := range dead {
 		// Only the entry read: a live node may have announced the participant meanwhile.
-		if err := delIfSame.Run(ctx, p.rdb, []string{p.hashKey(meeting)}, id, v).Err(); err != nil && err != goredis.Nil {
+		n, err := delIfSame.Run(ctx, p.rdb, []string{p.hashKey(meeting)}, id, v).Int()
+		switch {
+		case err != nil && err != goredis.Nil:
 			p.log.Warn("presence: remove a dead node's entry", "meeting", meeting, "err", err)
+		case n == 1:
+			r.lost = append(r.lost, deadEntry[id])
 		}
 	}
-	return out, nil
+	return r, nil
 }
 
 // delIfSame deletes a hash field if it still holds the value given.

@@ -28,6 +28,19 @@ func (e *events) add(ev presence.Event) {
 	e.got = append(e.got, ev)
 }
 
+// lost counts the events that deliver id as lost with its node, with its endpoint.
+func (e *events) lost(id, endpoint string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, ev := range e.got {
+		if ev.Lost && ev.Left && ev.Participant.ID == id && ev.Endpoint == endpoint && !ev.At.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
 func (e *events) left(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -43,7 +56,8 @@ func (e *events) left(id string) bool {
 // withdraws nobody. Its participants used to stay on the other nodes as ghosts for as long
 // as the meeting lasted; now, once its liveness key has expired, followers deliver them
 // as left and their entries leave the meeting's hash, while the living node's
-// participants stay.
+// participants stay. One follower (the one that removed the entry) is told the
+// participant was lost, with its endpoint, so one node records it in the roll call.
 func TestCrashedNodesParticipantsLeave(t *testing.T) {
 	addr := storetest.StartRedis(t)
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
@@ -59,19 +73,22 @@ func TestCrashedNodesParticipantsLeave(t *testing.T) {
 		return p
 	}
 	crashCtx, crash := context.WithCancel(ctx)
-	doomed, alive, watcher := node(crashCtx), node(ctx), node(ctx)
+	doomed, alive, watcher, watcher2 := node(crashCtx), node(ctx), node(ctx), node(ctx)
 
 	ghost := protocol.Participant{ID: "p-ghost", Name: "Xã A", Site: "xa-a"}
 	stays := protocol.Participant{ID: "p-stays", Name: "Xã B", Site: "xa-b"}
-	if err := doomed.Announce(ctx, "m1", ghost); err != nil {
+	if err := doomed.Announce(ctx, "m1", ghost, "ep-ghost"); err != nil {
 		t.Fatal(err)
 	}
-	if err := alive.Announce(ctx, "m1", stays); err != nil {
+	if err := alive.Announce(ctx, "m1", stays, "ep-stays"); err != nil {
 		t.Fatal(err)
 	}
-	var seen events
+	var seen, seen2 events
 	others, err := watcher.Follow(ctx, "m1", seen.add)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watcher2.Follow(ctx, "m1", seen2.add); err != nil {
 		t.Fatal(err)
 	}
 	if len(others) != 2 {
@@ -93,7 +110,7 @@ func TestCrashedNodesParticipantsLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() string {
-		if !seen.left(ghost.ID) {
+		if !seen.left(ghost.ID) || !seen2.left(ghost.ID) {
 			return "the crashed node's participant has not left"
 		}
 		if n, _ := rdb.HLen(ctx, "cau:presence:m1").Result(); n != 1 {
@@ -103,5 +120,10 @@ func TestCrashedNodesParticipantsLeave(t *testing.T) {
 	})
 	if seen.left(stays.ID) {
 		t.Fatal("the living node's participant was delivered as left")
+	}
+	// One follower removed the entry and was told the participant was lost, with its
+	// endpoint (it records the disconnect in the roll call); the other saw it leave.
+	if n := seen.lost(ghost.ID, "ep-ghost") + seen2.lost(ghost.ID, "ep-ghost"); n != 1 {
+		t.Fatalf("the ghost was delivered as lost %d times (with its endpoint), want once", n)
 	}
 }

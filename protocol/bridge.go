@@ -35,6 +35,11 @@ type BridgeRegister struct {
 	ID       ids.BridgeID `json:"id"`
 	Site     ids.SiteID   `json:"site"`
 	Capacity int          `json:"capacity,omitempty"` // endpoints it is sized for; 0 = unknown
+	// BeatMillis is how often (ms) the bridge sends a WebSocket ping after registering:
+	// its liveness, apart from the heavier heartbeat. Signaling declares a bridge that
+	// announced it down after a short silence (control.DefaultTimeout), one that did not
+	// after the 3 s heartbeat timeout. 0: no beats.
+	BeatMillis int `json:"beat_ms,omitempty"`
 }
 
 // BridgeHeartbeat reports a bridge's load.

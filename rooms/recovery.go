@@ -31,36 +31,54 @@ func CloseOpenSpans(ctx context.Context, s SpanStore, endAfter time.Time) (int, 
 		if err != nil {
 			return closed, fmt.Errorf("close open spans of meeting %s: %w", m.ID, err)
 		}
-		open := map[string]AttendanceEvent{} // endpoint → its last event while connected
-		var order []string                   // endpoints in the order they connected
-		for _, e := range evs {
-			last, on := open[e.Endpoint]
-			switch e.Kind {
-			case EventConnected:
-				if !on {
-					order = append(order, e.Endpoint)
-				}
-				open[e.Endpoint] = e
-			case EventDisconnected:
-				delete(open, e.Endpoint)
-			case EventGrade:
-				if on && e.Time.After(last.Time) {
-					open[e.Endpoint] = e
-				}
-			}
-		}
-		for _, ep := range order {
-			last, on := open[ep]
-			if !on {
-				continue
-			}
-			delete(open, ep) // an endpoint that reconnected is listed twice in order
-			e := AttendanceEvent{Time: last.Time, MeetingID: m.ID, Site: last.Site, Endpoint: ep, Kind: EventDisconnected}
+		for _, sp := range OpenSpans(evs) {
+			e := AttendanceEvent{Time: sp.Last, MeetingID: m.ID, Site: sp.Site, Endpoint: sp.Endpoint, Kind: EventDisconnected}
 			if err := s.AppendAttendance(ctx, e); err != nil {
-				return closed, fmt.Errorf("close span of %s in meeting %s: %w", ep, m.ID, err)
+				return closed, fmt.Errorf("close span of %s in meeting %s: %w", sp.Endpoint, m.ID, err)
 			}
 			closed++
 		}
 	}
 	return closed, nil
+}
+
+// OpenSpan is an endpoint's attendance span that no disconnect has closed.
+type OpenSpan struct {
+	Endpoint, Site string
+	// Since is its connect; Last its last event (the connect or a later grade), the last
+	// moment the endpoint was known to be there.
+	Since, Last time.Time
+}
+
+// OpenSpans returns the spans a meeting's events (in the order the store keeps them)
+// leave open, in the order they opened.
+func OpenSpans(evs []AttendanceEvent) []OpenSpan {
+	open := map[string]*OpenSpan{} // endpoint → its open span
+	var order []string             // endpoints in the order they connected
+	for _, e := range evs {
+		sp, on := open[e.Endpoint]
+		switch e.Kind {
+		case EventConnected:
+			if !on {
+				order = append(order, e.Endpoint)
+				open[e.Endpoint] = &OpenSpan{Endpoint: e.Endpoint, Site: e.Site, Since: e.Time, Last: e.Time}
+			} else if e.Time.After(sp.Last) {
+				sp.Last = e.Time
+			}
+		case EventDisconnected:
+			delete(open, e.Endpoint)
+		case EventGrade:
+			if on && e.Time.After(sp.Last) {
+				sp.Last = e.Time
+			}
+		}
+	}
+	var out []OpenSpan
+	for _, ep := range order {
+		if sp, on := open[ep]; on {
+			delete(open, ep) // an endpoint that reconnected is listed twice in order
+			out = append(out, *sp)
+		}
+	}
+	return out
 }

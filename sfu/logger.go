@@ -7,20 +7,22 @@ import (
 	"time"
 
 	"github.com/pion/logging"
+
+	"github.com/cau-project/cau/internal/logbudget"
 )
 
 // pionLoggerFactory routes pion's logs into slog with a "scope" field, so ICE and DTLS
 // messages land in the same pipeline as ours (STYLE habit 10). Its loggers share one
-// budget (logbudget.go): traffic from strangers cannot grow the log without bound.
+// budget (internal/logbudget): traffic from strangers cannot grow the log without bound.
 type pionLoggerFactory struct {
 	log    *slog.Logger
-	budget *logBudget
+	budget *logbudget.Budget
 }
 
 func newPionLoggerFactory(log *slog.Logger, m *Metrics) logging.LoggerFactory {
-	b := &logBudget{}
+	b := &logbudget.Budget{}
 	if m != nil {
-		b.suppressed = m.LogSuppressed
+		b.Suppressed = func(scope string) { m.LogSuppressed.WithLabelValues(scopeLabel(scope)).Inc() }
 	}
 	return pionLoggerFactory{log: log, budget: b}
 }
@@ -34,14 +36,14 @@ func (f pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
 type pionLogger struct {
 	log    *slog.Logger
 	scope  string
-	budget *logBudget
+	budget *logbudget.Budget
 }
 
 func (l pionLogger) logf(level slog.Level, format string, args ...any) {
 	if !l.log.Enabled(context.Background(), level) {
 		return
 	}
-	ok, held := l.budget.allow(l.scope, format, time.Now())
+	ok, held := l.budget.Allow(l.scope, format, time.Now())
 	if !ok {
 		return
 	}

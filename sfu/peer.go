@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,7 +95,24 @@ type Peer struct {
 	offerTimer  *time.Timer
 	pendingPub  []webrtc.ICECandidateInit // candidates that arrived before the remote description
 	pendingSub  []webrtc.ICECandidateInit
+	// remoteCands counts the remote candidates given to each connection (by Target) in
+	// its current ICE session (remoteUfrag: the remote description's ice-ufrag; an ICE
+	// restart changes it and starts the count again). Indexed by Target (0 unused).
+	remoteCands [3]int
+	remoteUfrag [3]string
 }
+
+// MaxRemoteCandidates bounds the remote ICE candidates one endpoint connection takes in
+// an ICE session (issue 12, finding 4). A browser sends a few per address (UDP and TCP
+// host candidates for each IPv4 and IPv6 address of each interface, server-reflexive,
+// relayed): a laptop with three interfaces and privacy addresses sends about 30. Each
+// costs the bridge connectivity checks, STUN packets sent to whatever address the
+// candidate names, so an endpoint must not add thousands. Relay peers (another bridge,
+// authenticated) are not capped.
+const MaxRemoteCandidates = 64
+
+// ErrTooManyCandidates refuses a candidate past MaxRemoteCandidates.
+var ErrTooManyCandidates = errors.New("too many ICE candidates for one connection")
 
 // subscriberBatch lets several track changes (a participant's audio and video arrive
 // together) share one renegotiation.
@@ -191,6 +209,7 @@ func (p *Peer) HandleOffer(sdp string) (string, error) {
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
+	p.iceSession(Publisher, sdp)
 	answer, err := p.pub.CreateAnswer(nil)
 	if err != nil {
 		return "", fmt.Errorf("create answer: %w", err)
@@ -217,6 +236,7 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
+	p.iceSession(Subscriber, sdp)
 	p.flushCandidates(Subscriber)
 	p.mu.Lock()
 	p.offerOut = false
@@ -240,6 +260,11 @@ func (p *Peer) AddCandidate(target Target, c webrtc.ICECandidateInit) error {
 		return fmt.Errorf("add candidate: unknown target %d", target)
 	}
 	p.mu.Lock()
+	if !p.params.Relay && p.remoteCands[target] >= MaxRemoteCandidates {
+		p.mu.Unlock()
+		return fmt.Errorf("%s: %w (%d)", target, ErrTooManyCandidates, MaxRemoteCandidates)
+	}
+	p.remoteCands[target]++
 	if pc.RemoteDescription() == nil {
 		if target == Publisher {
 			p.pendingPub = append(p.pendingPub, c)
@@ -254,6 +279,33 @@ func (p *Peer) AddCandidate(target Target, c webrtc.ICECandidateInit) error {
 		return fmt.Errorf("add %s candidate: %w", target, err)
 	}
 	return nil
+}
+
+// iceSession notes the ICE credentials of a remote description applied to target's
+// connection: new ones (an ICE restart) start its candidate count again. The candidates
+// held before the first description count toward that first session.
+func (p *Peer) iceSession(target Target, sdp string) {
+	ufrag := remoteUfrag(sdp)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.remoteUfrag[target] != "" && ufrag != p.remoteUfrag[target] {
+		p.remoteCands[target] = 0
+	}
+	p.remoteUfrag[target] = ufrag
+}
+
+// remoteUfrag is the first ice-ufrag an SDP names ("" if none).
+func remoteUfrag(sdp string) string {
+	const attr = "a=ice-ufrag:"
+	i := strings.Index(sdp, attr)
+	if i < 0 {
+		return ""
+	}
+	rest := sdp[i+len(attr):]
+	if j := strings.IndexAny(rest, "\r\n"); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
 }
 
 func (p *Peer) pc(target Target) *webrtc.PeerConnection {

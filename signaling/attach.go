@@ -35,6 +35,10 @@ type AttachOptions struct {
 	// SendOnly keeps the endpoint out of every subscription: an encoder that only
 	// publishes is not sent the meeting's streams.
 	SendOnly bool
+	// ReceiveOnly marks a viewer (WHEP) that never publishes: its publisher offers are
+	// refused, and its join token's caps are the viewers' (Config.MaxViewersPerToken), so
+	// one watch link serves a room of screens.
+	ReceiveOnly bool
 	// OnEvent receives the messages that answer no request (offers, participant
 	// events); it runs on the endpoint's delivery goroutine and must not block.
 	OnEvent func(protocol.Envelope)
@@ -46,7 +50,7 @@ type AttachOptions struct {
 // Attach creates an endpoint driven by Request; it joins with a join request.
 func (srv *Server) Attach(opts AttachOptions) *Attached {
 	s := newSession(srv, nil, opts.Remote)
-	s.sendOnly = opts.SendOnly
+	s.sendOnly, s.receiveOnly = opts.SendOnly, opts.ReceiveOnly
 	a := &Attached{s: s, onEvent: opts.OnEvent, onClose: opts.OnClose, waiters: map[string]chan protocol.Envelope{}}
 	if m := srv.cfg.Metrics; m != nil {
 		m.Sessions.Inc()

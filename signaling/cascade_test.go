@@ -110,22 +110,28 @@ func (c *cascade) addBridgeWith(t testing.TB, id, site string, mutate func(*brid
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = b.Close() })
 	cfg := bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: ids.BridgeID(id), Site: ids.SiteID(site), Bridge: b, Logger: logger()}
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	c.cancels[id] = runBridge(t, cfg)
+}
+
+// runBridge keeps cfg's bridge registered until the test ends (or the returned cancel).
+func runBridge(t testing.TB, cfg bridge.ClientConfig) context.CancelFunc {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = bridge.Run(ctx, cfg)
 	}()
-	c.cancels[id] = cancel
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		_ = b.Close()
 	})
+	return cancel
 }
 
 // relayStat finds the counters of the relay peer on bridge `on` that faces bridge `toward`.

@@ -65,6 +65,13 @@ func testBridgeProcessLost(t *testing.T, how, artifact string, lose func(*os.Pro
 	if err := lose(dist.Process); err != nil {
 		t.Fatal(err)
 	}
+	detected := make(chan time.Duration, 1)
+	go func() { // when signaling declares the bridge down, to 10 ms
+		for len(c.sig.Bridges()) == 3 && time.Since(lost) < 20*time.Second {
+			time.Sleep(10 * time.Millisecond)
+		}
+		detected <- time.Since(lost)
+	}()
 	var moved time.Duration
 	eventually(t, 20*time.Second, func() string {
 		if official.Reconnects() < 1 {
@@ -85,8 +92,10 @@ func testBridgeProcessLost(t *testing.T, how, artifact string, lose func(*os.Pro
 	if v.FirstKeyframe.Load() != 1 {
 		t.Error("after moving, the first video packet is not a keyframe")
 	}
-	t.Logf("FAILOVER: media flowing again %v after the bridge process was %s", moved.Round(time.Millisecond), how)
+	down := <-detected
+	t.Logf("FAILOVER: bridge process %s: declared down after %v, media flowing again after %v",
+		how, down.Round(time.Millisecond), moved.Round(time.Millisecond))
 	if dir := os.Getenv("CAU_ARTIFACTS"); dir != "" {
-		_ = os.WriteFile(filepath.Join(dir, artifact), []byte(moved.String()+"\n"), 0o644)
+		_ = os.WriteFile(filepath.Join(dir, artifact), []byte(fmt.Sprintf("down %v\nmedia %v\n", down, moved)), 0o644)
 	}
 }

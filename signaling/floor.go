@@ -278,11 +278,8 @@ func (m *meeting) attend(s *session, kind rooms.EventKind) {
 	if m.sched == nil {
 		return
 	}
-	endpoint := s.claims.Endpoint
-	if endpoint == "" {
-		endpoint = s.self.ID
-	}
-	e := rooms.AttendanceEvent{Time: time.Now().UTC(), MeetingID: string(m.id), Site: s.claims.Site, Endpoint: endpoint, Kind: kind}
+	e := rooms.AttendanceEvent{Time: time.Now().UTC(), MeetingID: string(m.id), Site: s.claims.Site,
+		Endpoint: rollCallEndpoint(s), Kind: kind}
 	m.record(func(ctx context.Context) error { return m.srv.cfg.Store.AppendAttendance(ctx, e) })
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/cau-project/cau/rooms"
 	redisstore "github.com/cau-project/cau/rooms/store/redis"
 	"github.com/cau-project/cau/rooms/storetest"
+	"github.com/cau-project/cau/signaling"
 )
 
 // haCluster is three `cau signal` processes on one Redis and two `cau bridge` processes
@@ -269,13 +270,16 @@ func receivesNow(rx, tx *client.Client, n int64) string {
 func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	now := time.Now()
 	c := startHACluster(t, rooms.Meeting{ID: "giao-ban", Title: "Giao ban", ChairSite: "central",
-		Sites: []string{"central", "xa-a", "xa-b"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour),
+		Sites: []string{"central", "xa-a", "xa-b", "khac"}, Start: now.Add(-time.Minute), End: now.Add(time.Hour),
 		Mode: rooms.ModeDirected})
 	meters := []*gapMeter{newGapMeter(), newGapMeter(), newGapMeter()}
 	chair := c.join(t, 0, "giao-ban", "central", "ep-central", auth.RoleChair, meters[0])
 	a := c.join(t, 1, "giao-ban", "xa-a", "ep-xa-a", auth.RoleRoom, meters[1])
 	b := c.join(t, 2, "giao-ban", "xa-b", "ep-xa-b", auth.RoleRoom, meters[2])
 	all := []*client.Client{chair, a, b}
+	// A fourth endpoint goes with the owner and does not come back: the roll call must
+	// not keep it online forever (issue 12, finding 7).
+	lostEP := c.join(t, 1, "giao-ban", "khac", "ep-khac", auth.RoleRoom, newGapMeter())
 	ctx := context.Background()
 	for _, site := range []string{"xa-a", "xa-b"} {
 		if _, err := chair.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorGrant, Site: site, Mic: true, Camera: true}); err != nil {
@@ -388,6 +392,7 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	if err := c.nodes[owner].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	lostEP.Close()
 	var ownerless time.Duration
 	eventually(t, 30*time.Second, func() string {
 		if node, _ := c.leaseOf(t, "giao-ban"); node == "" || node == ownerURL {
@@ -422,14 +427,28 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	if f == nil || f.Mode != string(rooms.ModeDirected) || len(f.Speakers) != 2 {
 		t.Errorf("floor after the owner's kill: %+v, want directed with xa-a and xa-b speaking", f)
 	}
-	// The roll call: each endpoint connected, and no disconnect (its media came back on
-	// the same endpoint, and a dead node writes nothing).
-	evs, err := c.store.Attendance(ctx, "giao-ban")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The roll call: the endpoint that did not come back is closed by the new owner once
+	// its grace is over (dated when it took the meeting, after the kill); the others have
+	// no disconnect (their media came back on the same endpoint, and a dead node writes
+	// nothing).
+	var evs []rooms.AttendanceEvent
+	eventually(t, signaling.DefaultRollCallGrace+30*time.Second, func() string {
+		var err error
+		if evs, err = c.store.Attendance(ctx, "giao-ban"); err != nil {
+			return err.Error()
+		}
+		for _, e := range evs {
+			if e.Endpoint == "ep-khac" && e.Kind == rooms.EventDisconnected {
+				if e.Time.Before(killed) {
+					t.Errorf("the lost endpoint's disconnect is dated %v, before the kill at %v", e.Time, killed)
+				}
+				return ""
+			}
+		}
+		return "the roll call still has the endpoint lost with the owner online"
+	})
 	for _, e := range evs {
-		if e.Kind == rooms.EventDisconnected {
+		if e.Kind == rooms.EventDisconnected && e.Endpoint != "ep-khac" {
 			t.Errorf("roll call records %s (%s) disconnected at %v", e.Site, e.Endpoint, e.Time)
 		}
 	}

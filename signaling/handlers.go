@@ -217,6 +217,9 @@ func (s *session) where() (Bridge, ids.PeerID) {
 }
 
 func (s *session) handleOffer(env protocol.Envelope, o protocol.Offer) error {
+	if s.receiveOnly {
+		return clientErr(protocol.CodeForbidden, "a viewer does not publish")
+	}
 	keys := map[string]ids.StreamKey{}
 	s.mu.Lock()
 	// trackSources remembers what earlier offers described (a renegotiation may not

@@ -19,20 +19,7 @@ import (
 func TestAnswersCarryCandidates(t *testing.T) {
 	ts := startServer(t, nil)
 	c := ts.join(t, "m1", "xa", "Xã")
-	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
-		if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, offer := sendOffer(t, webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	env, err := c.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer.SDP})
@@ -52,4 +39,25 @@ func TestAnswersCarryCandidates(t *testing.T) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
 		t.Fatalf("the answer does not apply: %v", err)
 	}
+}
+
+// sendOffer makes a real pion peer (closed with the test) sending one track of each kind
+// given, and its offer (not yet set as its local description).
+func sendOffer(t *testing.T, kinds ...webrtc.RTPCodecType) (*webrtc.PeerConnection, webrtc.SessionDescription) {
+	t.Helper()
+	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	for _, kind := range kinds {
+		if _, err := pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc, offer
 }

@@ -12,10 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cau-project/cau/bridge"
+	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
 )
 
@@ -193,4 +195,44 @@ func TestBridgePeerCap(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestBridgePeerCapPerBridge (issue 12, finding 4): a bridge registered with two
+// signaling nodes (one control connection each, one media engine) holds its cap for the
+// process: with a cap of one, the endpoint the first node placed on it fills it, and the
+// second node places its endpoint elsewhere. Before, each connection had its own count,
+// so N nodes could place N × cap endpoints on one bridge.
+func TestBridgePeerCapPerBridge(t *testing.T) {
+	c1, c2 := startCascade(t), startCascade(t)
+	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	peers := bridge.NewPeerCount()
+	for _, c := range []*cascade{c1, c2} {
+		tok, err := c.keys.Sign(control.BridgeClaims("prov", "br-prov"), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runBridge(t, bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: "br-prov", Site: "prov",
+			Bridge: b, Logger: logger(), MaxPeers: 1, Peers: peers})
+		eventually(t, 5*time.Second, func() string {
+			if len(c.sig.Bridges()) != 2 {
+				return "br-prov has not registered"
+			}
+			return ""
+		})
+	}
+	a := c1.publisher(t, "m1", "prov", "Tỉnh A")
+	if got := c1.sig.Placement("m1")[a.Self.ID]; got != "br-prov" {
+		t.Fatalf("the first endpoint is on %q, want br-prov", got)
+	}
+	chair := c1.join(t, "m1", "central", "Chủ trì")
+	eventually(t, 20*time.Second, func() string { return receivesFrom(chair, a, 20) })
+	other := c2.publisher(t, "m2", "prov", "Tỉnh B")
+	if got := c2.sig.Placement("m2")[other.Self.ID]; got != string(ids.LocalBridge) {
+		t.Fatalf("the second node placed its endpoint on %q, want its own bridge (br-prov is full)", got)
+	}
+	keepsReceiving(t, chair, a, "audio", 20, 10*time.Second)
 }

@@ -51,8 +51,8 @@ type meeting struct {
 	relays       map[relayplan.Link]*relayLink
 	fwd          map[relayplan.Forward]relayplan.Track // what the bridges were told to forward
 	floor        rooms.FloorState
-	chairSite    string                          // ad hoc meetings: the site of the first chair to join
-	remote       map[string]protocol.Participant // participants on other signaling nodes
+	chairSite    string                    // ad hoc meetings: the site of the first chair to join
+	remote       map[string]presence.Event // participants on other signaling nodes, by id
 	// early holds presence events that arrive while the meeting reads the other nodes'
 	// list; nil once the list is in remote.
 	early []presence.Event
@@ -77,7 +77,7 @@ func newMeeting(srv *Server, id ids.MeetingID, sched *rooms.Meeting) *meeting {
 	m := &meeting{srv: srv, id: id, sched: sched, participants: map[string]*session{},
 		streams: map[ids.StreamKey]*streamInfo{}, relays: map[relayplan.Link]*relayLink{},
 		fwd: map[relayplan.Forward]relayplan.Track{}, writes: newWriteQueue(),
-		remote: map[string]protocol.Participant{}, ops: newOpQueue(),
+		remote: map[string]presence.Event{}, ops: newOpQueue(),
 		views: map[ids.BridgeID]speakerView{}, viewDepth: map[ids.BridgeID]int{}, told: map[string]protocol.Speaker{},
 		pinned: map[string]bool{}, mine: map[string]map[string]bool{}, pins: map[pinSent]bool{}}
 	srv.writers.Add(1)
@@ -118,8 +118,8 @@ func (m *meeting) followPresence() {
 	if err != nil {
 		m.srv.log.Error("presence", "meeting", m.id, "err", err)
 	}
-	for _, p := range others {
-		m.remote[p.ID] = p
+	for _, ev := range others {
+		m.remote[ev.Participant.ID] = ev
 	}
 	for _, ev := range m.early {
 		m.presenceChanged(ev)
@@ -133,6 +133,9 @@ func (m *meeting) presenceChanged(ev presence.Event) {
 	{
 		id := ev.Participant.ID
 		_, known := m.remote[id]
+		if ev.Lost {
+			m.attendLost(ev)
+		}
 		switch {
 		case ev.Left:
 			if !known {
@@ -143,7 +146,7 @@ func (m *meeting) presenceChanged(ev presence.Event) {
 				o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: id})
 			}
 		default:
-			m.remote[id] = ev.Participant
+			m.remote[id] = ev
 			kind := protocol.KindParticipantJoined
 			if known {
 				kind = protocol.KindParticipantUpdated
@@ -162,12 +165,12 @@ func (m *meeting) announce(s *session, left bool) {
 	if pr == nil {
 		return
 	}
-	p := s.participant()
+	p, endpoint := s.participant(), rollCallEndpoint(s)
 	m.record(func(ctx context.Context) error {
 		if left {
 			return pr.Withdraw(ctx, m.id, ids.ParticipantID(p.ID))
 		}
-		return pr.Announce(ctx, m.id, p)
+		return pr.Announce(ctx, m.id, p, endpoint)
 	})
 }
 
@@ -226,10 +229,13 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 		others = append(others, o.participant())
 		o.reply(protocol.KindParticipantJoined, "", s.participant())
 	}
-	for _, p := range m.remote {
-		others = append(others, p)
+	for _, ev := range m.remote {
+		others = append(others, ev.Participant)
 	}
 	m.participants[s.self.ID] = s
+	// The connect first: its time is then before the presence entry's, which another
+	// node dates the endpoint's loss by if this one crashes.
+	m.attend(s, rooms.EventConnected)
 	m.announce(s, false)
 	joined(others, floorToWire(m.floor))
 	if len(m.views) > 0 || len(m.pinned) > 0 {
@@ -247,7 +253,6 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Inc()
 	}
-	m.attend(s, rooms.EventConnected)
 	m.reconcile()
 	return nil
 }
@@ -350,8 +355,8 @@ func (m *meeting) snapshot(except string) []protocol.Participant {
 			out = append(out, o.participant())
 		}
 	}
-	for _, p := range m.remote {
-		out = append(out, p)
+	for _, ev := range m.remote {
+		out = append(out, ev.Participant)
 	}
 	return out
 }

@@ -73,13 +73,25 @@ func startNode(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.Keys)
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	store, _ := multiStore(t, redisAddr)
+	return startNodeWith(t, redisAddr, tree, keys, nodePresence(ctx, t, redisAddr))
+}
+
+// nodePresence is a node's presence on the shared Redis, refreshed until ctx ends.
+func nodePresence(ctx context.Context, t *testing.T, redisAddr string) *presence.Redis {
+	t.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: redisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	pres, err := presence.NewRedis(ctx, rdb, "cau:", logger())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pres
+}
+
+// startNodeWith is startNode with the node's presence given.
+func startNodeWith(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.Keys, pres signaling.Presence) *testServer {
+	t.Helper()
+	store, _ := multiStore(t, redisAddr)
 	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger()})
 	if err != nil {
 		t.Fatal(err)

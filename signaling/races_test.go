@@ -122,10 +122,10 @@ func TestPeerFailureDuringJoin(t *testing.T) {
 // creation at the moment it reads the other nodes.
 type gatedPresence struct {
 	signaling.Presence
-	follow func(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]protocol.Participant, error)
+	follow func(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error)
 }
 
-func (g *gatedPresence) Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]protocol.Participant, error) {
+func (g *gatedPresence) Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error) {
 	return g.follow(ctx, meeting, fn)
 }
 
@@ -151,12 +151,12 @@ func TestPresenceChangeWhileFollowing(t *testing.T) {
 	ctx := context.Background()
 	other := redisPresence(t, addr) // another signaling node
 	remote := protocol.Participant{ID: "p-other", Name: "Xã B", Site: "xa-b", Role: "room"}
-	if err := other.Announce(ctx, "m1", remote); err != nil {
+	if err := other.Announce(ctx, "m1", remote, remote.ID); err != nil {
 		t.Fatal(err)
 	}
 	mine := redisPresence(t, addr)
 	gate := &gatedPresence{Presence: mine}
-	gate.follow = func(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]protocol.Participant, error) {
+	gate.follow = func(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error) {
 		arrived := make(chan struct{})
 		var once sync.Once
 		list, err := mine.Follow(ctx, meeting, func(ev presence.Event) {
@@ -168,7 +168,7 @@ func TestPresenceChangeWhileFollowing(t *testing.T) {
 		}
 		muted := remote
 		muted.Muted = []protocol.Source{protocol.SourceMicrophone}
-		if err := other.Announce(ctx, meeting, muted); err != nil {
+		if err := other.Announce(ctx, meeting, muted, muted.ID); err != nil {
 			return nil, err
 		}
 		select {
@@ -200,7 +200,7 @@ func TestSlowPresenceDoesNotBlockOtherMeetings(t *testing.T) {
 	mine := redisPresence(t, addr)
 	entered, release := make(chan struct{}), make(chan struct{})
 	gate := &gatedPresence{Presence: mine}
-	gate.follow = func(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]protocol.Participant, error) {
+	gate.follow = func(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error) {
 		if meeting == "stuck" {
 			close(entered)
 			<-release // Redis is slow for this meeting

@@ -82,6 +82,19 @@ type Config struct {
 	// no cap. MaxJoinsPerTokenPerMinute caps its join attempts per minute (refused with
 	// protocol.CodeRateLimited); 0 means DefaultMaxJoinsPerTokenPerMinute, -1 no cap.
 	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
+	// MaxViewersPerToken caps the receive-only sessions (WHEP viewers) one token holds
+	// at once on this node (and their joins per minute, at twice that), apart from the
+	// caps above; 0 means DefaultMaxViewersPerToken, -1 no cap.
+	MaxViewersPerToken int
+	// BridgeTimeout is how long a registered bridge may be silent (no beat, no message)
+	// before it is declared down and its endpoints are moved; 0 means
+	// control.DefaultTimeout (500 ms). Raise it on a box so loaded that a live bridge
+	// can go that long unscheduled.
+	BridgeTimeout time.Duration
+	// RollCallGrace is how long a node that took a meeting over waits before it closes
+	// the roll-call spans of endpoints that did not come back; 0 means
+	// DefaultRollCallGrace. Only with Leases.
+	RollCallGrace time.Duration
 	// Leases makes this node one of several sharing meetings (issue 16): a meeting runs on
 	// the node holding its lease, and joins that reach another node are forwarded there
 	// (owner.go, forward.go). Nil: one node, every meeting local. With Leases, Presence
@@ -119,13 +132,16 @@ type Server struct {
 // Presence shares who is connected to each meeting with the other signaling nodes
 // (package presence keeps it in Redis). Nil means one node.
 type Presence interface {
-	// Announce says p joined (or changed) on this node.
-	Announce(ctx context.Context, meeting ids.MeetingID, p protocol.Participant) error
+	// Announce says p joined (or changed) on this node; endpoint is its roll-call
+	// endpoint (rooms.AttendanceEvent.Endpoint).
+	Announce(ctx context.Context, meeting ids.MeetingID, p protocol.Participant, endpoint string) error
 	// Withdraw says participant id left this node.
 	Withdraw(ctx context.Context, meeting ids.MeetingID, id ids.ParticipantID) error
 	// Follow delivers the other nodes' joins, changes and leaves in the meeting until ctx
-	// ends, and returns who is on the other nodes now.
-	Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]protocol.Participant, error)
+	// ends, and returns who is on the other nodes now. An event with Lost set is a
+	// participant whose node crashed, delivered so to one node only: that node records
+	// it disconnected in the roll call.
+	Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error)
 }
 
 var _ Presence = (*presence.Redis)(nil)
@@ -159,6 +175,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxJoinsPerTokenPerMinute == 0 {
 		cfg.MaxJoinsPerTokenPerMinute = DefaultMaxJoinsPerTokenPerMinute
 	}
+	if cfg.MaxViewersPerToken == 0 {
+		cfg.MaxViewersPerToken = DefaultMaxViewersPerToken
+	}
 	if cfg.Leases != nil {
 		cfg.Presence = nil // every participant of a meeting is on its owner
 	}
@@ -185,7 +204,7 @@ func New(cfg Config) *Server {
 			return ok
 		}
 	}
-	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log, KnownSite: known,
+	s.control = control.New(control.Config{Keys: cfg.Keys, Logger: s.log, KnownSite: known, Timeout: cfg.BridgeTimeout,
 		Registered: func(b *control.Remote) (bridge.Events, error) {
 			if err := s.focus.addNew(b); err != nil {
 				return bridge.Events{}, err
@@ -292,6 +311,7 @@ func (s *Server) meetingFor(id ids.MeetingID, sched *rooms.Meeting) (*meeting, e
 		m = fresh
 		m.joining++
 		s.meetings[id] = m
+		m.repairSpansLater()
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.Meetings.Inc()
 		}

@@ -77,6 +77,9 @@ type session struct {
 	// sendOnly keeps the endpoint out of subscriptions (a WHIP encoder); set before
 	// the join, read-only after.
 	sendOnly bool
+	// receiveOnly marks a viewer (WHEP) that publishes nothing: its offers are refused
+	// and its token's caps are the viewers' (tokenlimits.go). Set before it joins.
+	receiveOnly bool
 
 	mu           sync.Mutex // guards trackSources and muted, and join's writes (above)
 	trackSources map[string]protocol.Source

@@ -91,7 +91,7 @@ func (m *meeting) siteOf(id string) string {
 	if s := m.participants[id]; s != nil {
 		return s.self.Site
 	}
-	return m.remote[id].Site
+	return m.remote[id].Participant.Site
 }
 
 // sendSpeaker sends the speaker state to every participant whose view of it changed, or
@@ -179,7 +179,7 @@ func (m *meeting) wantedPins(bridges map[ids.BridgeID]Bridge) map[pinSent]bool {
 		bySite[s.self.Site] = append(bySite[s.self.Site], ids.ParticipantID(id))
 	}
 	for id, p := range m.remote {
-		bySite[p.Site] = append(bySite[p.Site], ids.ParticipantID(id))
+		bySite[p.Participant.Site] = append(bySite[p.Participant.Site], ids.ParticipantID(id))
 	}
 	out := map[pinSent]bool{}
 	for site := range wide {

@@ -25,6 +25,13 @@ const (
 	// ones included, per minute (a bucket that refills one every 60/n seconds, n deep).
 	// A client reconnects with backoff; a loop that rejoins does not.
 	DefaultMaxJoinsPerTokenPerMinute = 30
+	// DefaultMaxViewersPerToken bounds the receive-only sessions (WHEP viewers) one token
+	// holds at once (and their joins per minute, at twice that). A watch link is shared: a wall screen,
+	// an overflow room where everyone opens the link at the start, a few dozen viewers
+	// at once are what its users expect, so viewers are counted apart from the token's
+	// sessions that publish, under a cap of their own. Each still costs a bridge peer,
+	// bounded by the bridges' caps and the WHIP/WHEP gateway's.
+	DefaultMaxViewersPerToken = 200
 	// tokenIdle is how long a token with no session open is remembered: after a minute
 	// its join bucket is full again, so forgetting it changes nothing.
 	tokenIdle = time.Minute
@@ -62,6 +69,10 @@ type tokenUse struct {
 type tokenKey [sha256.Size]byte
 
 func keyOf(tok string) tokenKey { return sha256.Sum256([]byte(tok)) }
+
+// viewerKeyOf is what the limiter knows a token's receive-only sessions by: apart from
+// its other sessions.
+func viewerKeyOf(tok string) tokenKey { return sha256.Sum256([]byte("viewer\x00" + tok)) }
 
 // acquire counts a join attempt with the token key at now. It returns the limit that
 // refuses it ("" if none); when it is admitted the caller must call release(key) once the
@@ -133,8 +144,12 @@ func (l *tokenLimiter) tracked(now time.Time) int {
 // and closed with 1013: the client may come back later.
 func (s *session) admitToken(envID, tok string, claims *auth.Claims) error {
 	cfg := s.srv.cfg
-	key := keyOf(tok)
-	limit := s.srv.tokens.acquire(key, cfg.MaxSessionsPerToken, cfg.MaxJoinsPerTokenPerMinute, time.Now())
+	key, maxOpen, perMinute := keyOf(tok), cfg.MaxSessionsPerToken, cfg.MaxJoinsPerTokenPerMinute
+	if s.receiveOnly {
+		// Viewers' joins: the room's screens at once, and each coming back once.
+		key, maxOpen, perMinute = viewerKeyOf(tok), cfg.MaxViewersPerToken, 2*cfg.MaxViewersPerToken
+	}
+	limit := s.srv.tokens.acquire(key, maxOpen, perMinute, time.Now())
 	switch limit {
 	case "":
 		s.mu.Lock()
@@ -143,11 +158,11 @@ func (s *session) admitToken(envID, tok string, claims *auth.Claims) error {
 		return nil
 	case limitTokenJoins:
 		s.log.Warn("join refused: too many joins with this token", "who", claims.Principal(),
-			"limit_per_minute", cfg.MaxJoinsPerTokenPerMinute)
+			"limit_per_minute", perMinute, "viewer", s.receiveOnly)
 		s.reject(envID, protocol.CodeRateLimited, "too many joins with this token; try again in a minute")
 	default:
 		s.log.Warn("join refused: too many sessions with this token", "who", claims.Principal(),
-			"limit", cfg.MaxSessionsPerToken)
+			"limit", maxOpen, "viewer", s.receiveOnly)
 		s.reject(envID, protocol.CodeCapacity, "this token has as many sessions open as it may")
 	}
 	cfg.Metrics.limited(limit)

@@ -48,6 +48,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/logbudget"
 	"github.com/cau-project/cau/signaling"
 )
 
@@ -153,18 +154,22 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return fmt.Errorf("sip gateway: %w", err)
 	}
 	// sipgo logs through our logger (it would use slog's default); a message it cannot
-	// parse is logged there and dropped, or answered 400 when it has enough headers.
+	// parse is logged there and dropped, or answered 400 when it has enough headers. It
+	// logs each such datagram at ERROR with its content: anyone can send them, and one
+	// may carry credentials, so its lines spend from a log budget and the content is
+	// logged as its length (internal/logbudget, as pion's lines at the media ports).
+	sipLog := slog.New(logbudget.Handler(g.log.Handler(), &logbudget.Budget{}, "sip", "data"))
 	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("cau"), sipgo.WithUserAgentHostname(g.addr.Addr().String()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(g.log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(g.log))); err != nil {
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog))); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sip gateway: %w", err)
 	}
-	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(g.log)); err != nil {
+	if g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(sipLog)); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sip gateway: %w", err)
 	}
-	if g.client, err = sipgo.NewClient(g.ua, sipgo.WithClientLogger(g.log)); err != nil {
+	if g.client, err = sipgo.NewClient(g.ua, sipgo.WithClientLogger(sipLog)); err != nil {
 		g.closeListeners()
 		return fmt.Errorf("sip gateway: %w", err)
 	}

@@ -126,7 +126,7 @@ func (g *Gateway) createViewer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.up.OnTrack(v.onTrack)
-	v.ep = g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: r.RemoteAddr,
+	v.ep = g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: r.RemoteAddr, ReceiveOnly: true,
 		OnEvent: func(env protocol.Envelope) {
 			select {
 			case v.events <- env:

@@ -321,6 +321,8 @@ func failure(env protocol.Envelope, err error) (status int, code, msg string, ok
 		return http.StatusBadRequest, httpapi.CodeBadRequest, e.Message, true
 	case protocol.CodeCapacity:
 		return http.StatusServiceUnavailable, httpapi.CodeUnavailable, e.Message, true
+	case protocol.CodeRateLimited:
+		return http.StatusTooManyRequests, httpapi.CodeUnavailable, e.Message, true
 	}
 	return http.StatusInternalServerError, httpapi.CodeInternal, e.Message, true
 }

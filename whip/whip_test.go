@@ -39,11 +39,18 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T) *app.App {
+func start(t *testing.T) *app.App { return startWith(t, nil) }
+
+// startWith is start with the configuration changed by mutate (if not nil).
+func startWith(t *testing.T, mutate func(*app.Config)) *app.App {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1, Dev: true, Logger: log})
+	cfg := app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1, Dev: true, Logger: log}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	a, err := app.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,23 @@ import (
 	"github.com/cau-project/cau/protocol"
 )
 
-// Timeout is how long a bridge may stay silent (no heartbeat) before it is declared down
-// and its endpoints are moved. Heartbeats come every second.
-const Timeout = 3 * time.Second
+// Liveness (issue 12: a hung bridge's endpoints move in under a second). A bridge pings
+// every BeatInterval on its control socket, apart from its heartbeat (which carries every
+// endpoint's figures and is built once a second); signaling declares it down after
+// DefaultTimeout without a message or ping. A loaded box must not make signaling misfire,
+// so the watchdog judges silence only while it could have heard the bridge: not while the
+// socket's reader is busy in a handler (the bridge's messages wait in the socket), nor on
+// a tick that came late (this process was starved, and its reader with it). A silence of
+// HardTimeout ends the bridge whatever the reason.
+const (
+	// BeatInterval is how often a bridge pings (protocol.BridgeRegister.BeatMillis).
+	BeatInterval = bridge.BeatInterval
+	// DefaultTimeout is the silence that ends a bridge that beats: five beats missed.
+	DefaultTimeout = 500 * time.Millisecond
+	// HardTimeout is the silence that ends any bridge, and the timeout of one that does
+	// not beat (heartbeats come every second): a hard limit under any load.
+	HardTimeout = 3 * time.Second
+)
 
 const (
 	writeWait = 5 * time.Second
@@ -60,6 +74,9 @@ type Config struct {
 	Heartbeat func(b *Remote, hb protocol.BridgeHeartbeat)
 	// Down is called once when an admitted bridge's socket ends or its heartbeats stop.
 	Down func(b *Remote, why string)
+	// Timeout is the silence after which a bridge that beats is declared down; 0 means
+	// DefaultTimeout. It is raised to four of the bridge's beats and capped at HardTimeout.
+	Timeout time.Duration
 }
 
 // BridgeClaims are the claims of bridge id's token for site: role and use bridge (so no
@@ -152,7 +169,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog),
 		done: make(chan struct{}),
 		log:  s.log.With("bridge", string(reg.ID), "site", string(reg.Site)), down: s.cfg.Down}
+	rb.timeout = s.timeout(reg.BeatMillis)
 	rb.lastSeen.Store(time.Now().UnixNano())
+	conn.SetPingHandler(rb.ping)
 	ev, err := s.cfg.Registered(rb)
 	if err != nil {
 		s.refuse(conn, reqID, protocol.CodeForbidden, err)
@@ -164,6 +183,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rb.log.Info("bridge registered", "remote", r.RemoteAddr)
 	go rb.watchdog()
 	rb.readLoop(s.cfg.Heartbeat)
+}
+
+// timeout is the silence that ends a bridge beating every beatMillis (0: not beating).
+func (s *Server) timeout(beatMillis int) time.Duration {
+	if beatMillis <= 0 {
+		return HardTimeout
+	}
+	t := s.cfg.Timeout
+	if t <= 0 {
+		t = DefaultTimeout
+	}
+	return min(max(t, 4*time.Duration(beatMillis)*time.Millisecond), HardTimeout)
 }
 
 // readRegister reads the first message, which must register a bridge with a valid id.

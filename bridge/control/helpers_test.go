@@ -43,6 +43,12 @@ func sign(t *testing.T, c auth.Claims) string {
 // no socket and the code "unauthorized".
 func dialRegister(t *testing.T, url, tok, id, site string) (*websocket.Conn, protocol.Kind, string) {
 	t.Helper()
+	return dialRegisterMsg(t, url, tok, map[string]string{"id": id, "site": site})
+}
+
+// dialRegisterMsg is dialRegister with the register message's data given whole.
+func dialRegisterMsg(t *testing.T, url, tok string, reg any) (*websocket.Conn, protocol.Kind, string) {
+	t.Helper()
 	ws, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + tok}})
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
@@ -51,14 +57,14 @@ func dialRegister(t *testing.T, url, tok, id, site string) (*websocket.Conn, pro
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	b, _ := protocol.Encode(protocol.KindBridgeRegister, "r1", map[string]string{"id": id, "site": site})
+	b, _ := protocol.Encode(protocol.KindBridgeRegister, "r1", reg)
 	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
 		t.Fatal(err)
 	}
 	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, data, err := ws.ReadMessage()
 	if err != nil {
-		t.Fatalf("register %s: %v", id, err)
+		t.Fatalf("register %v: %v", reg, err)
 	}
 	env, err := protocol.Decode(data)
 	if err != nil {

@@ -35,7 +35,11 @@ type Remote struct {
 	send     chan []byte   // to the writer
 	done     chan struct{} // closed by shutdown
 	once     sync.Once
-	lastSeen atomic.Int64     // unix nanos of the last message
+	timeout  time.Duration    // silence that ends the bridge; set before the reader starts
+	lastSeen atomic.Int64     // unix nanos of the last message or ping, or of a handler's end
+	gaps     gapWindow        // the longest silences seen lately; the reader's
+	slack    atomic.Int64     // twice the longest recent silence (ns), for the watchdog
+	busy     atomic.Bool      // the reader is in a handler, not reading
 	replies  protocol.Replies // the commands waiting for the bridge's answer
 }
 
@@ -48,21 +52,35 @@ func (rb *Remote) Site() ids.SiteID { return rb.site }
 func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 	defer rb.shutdown("connection closed")
 	for {
-		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * Timeout))
+		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * HardTimeout))
 		_, data, err := rb.conn.ReadMessage()
 		if err != nil {
 			return
 		}
-		rb.lastSeen.Store(time.Now().UnixNano())
+		rb.busy.Store(true)
+		rb.heard(time.Now())
 		env, err := protocol.DecodeControl(data)
-		if err != nil {
-			rb.log.Warn("bad message from bridge", "err", err)
-			continue
+		if err == nil {
+			err = rb.dispatch(env, heartbeat)
 		}
-		if err := rb.dispatch(env, heartbeat); err != nil {
+		if err != nil {
 			rb.log.Warn("bad message from bridge", "type", env.Kind, "err", err)
 		}
+		// Whatever came while the handler ran waits in the socket: silence counts from
+		// when the reader listens again.
+		rb.lastSeen.Store(time.Now().UnixNano())
+		rb.busy.Store(false)
 	}
+}
+
+// ping is the socket's ping handler (on the reader's goroutine): a bridge's beat.
+func (rb *Remote) ping(data string) error {
+	rb.heard(time.Now())
+	err := rb.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+		return err
+	}
+	return nil
 }
 
 // dispatch delivers one message: a reply to a pending request, or an event.
@@ -112,20 +130,34 @@ func decode[T any](env protocol.Envelope, use func(T)) error {
 	return nil
 }
 
-// watchdog ends the bridge when its heartbeats stop (a hung process or a cut link; a
-// killed process is noticed sooner, when its socket closes).
+// watchdog ends the bridge when its beats stop (a hung process or a cut link; a killed
+// process is noticed sooner, when its socket closes). It ticks ten times per timeout and
+// judges only on a tick that came on time while the reader was listening (see
+// DefaultTimeout); HardTimeout applies on every tick.
 func (rb *Remote) watchdog() {
-	t := time.NewTicker(Timeout / 3)
+	every := rb.timeout / 10
+	t := time.NewTicker(every)
 	defer t.Stop()
+	prev := time.Now()
 	for {
 		select {
 		case <-rb.done:
 			return
 		case <-t.C:
-			if time.Since(time.Unix(0, rb.lastSeen.Load())) > Timeout {
-				rb.shutdown("heartbeat timeout")
-				return
+			now := time.Now() // when this goroutine runs, not when the tick was due
+			late := now.Sub(prev) > 2*every
+			prev = now
+			silent := now.Sub(time.Unix(0, rb.lastSeen.Load()))
+			timeout := min(max(rb.timeout, time.Duration(rb.slack.Load())), HardTimeout)
+			switch {
+			case silent > HardTimeout:
+			case silent > timeout && !late && !rb.busy.Load():
+			default:
+				continue
 			}
+			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond), "timeout", timeout)
+			rb.shutdown("heartbeat timeout")
+			return
 		}
 	}
 }
@@ -276,4 +308,36 @@ func (rb *Remote) Pin(p protocol.BridgePin) error {
 // ClosePeer closes a peer on the bridge.
 func (rb *Remote) ClosePeer(peer ids.PeerID) error {
 	return rb.push(protocol.KindClosePeer, "", protocol.PeerRef{Peer: peer})
+}
+
+// heard records that something came from the bridge at now (on the reader's goroutine):
+// the silence since the last thing heard joins the recent gaps, and the watchdog's slack
+// becomes twice the longest of them. A bridge behind a lossy link, whose TCP stalls for
+// a retransmission now and then, so gets a longer timeout than one on a clean link, and
+// is not declared down for the stalls it has shown; a hung one goes silent for good,
+// and HardTimeout bounds the wait.
+func (rb *Remote) heard(now time.Time) {
+	prev := rb.lastSeen.Swap(now.UnixNano())
+	if longest := rb.gaps.add(now, now.Sub(time.Unix(0, prev))); longest > 0 {
+		rb.slack.Store(int64(2 * longest))
+	}
+}
+
+// gapWindow keeps the longest gap of the current and the previous gapSpan: the gaps of
+// the last one to two spans. Owned by the reader goroutine.
+type gapWindow struct {
+	start     time.Time
+	cur, prev time.Duration
+}
+
+// gapSpan is how long a stall is remembered (one to two spans).
+const gapSpan = 30 * time.Second
+
+// add records a gap at now and returns the longest recent one.
+func (w *gapWindow) add(now time.Time, gap time.Duration) time.Duration {
+	if now.Sub(w.start) > gapSpan {
+		w.start, w.prev, w.cur = now, w.cur, 0
+	}
+	w.cur = max(w.cur, gap)
+	return max(w.cur, w.prev)
 }

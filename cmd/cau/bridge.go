@@ -114,12 +114,13 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// has its own peers on the one media engine.
 	var wg sync.WaitGroup
 	orphans := bridge.NewOrphans()
+	peers := bridge.NewPeerCount() // the --max-peers cap holds across the signaling nodes
 	for _, ws := range urls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site),
-				Bridge: b, Logger: log, MaxPeers: *maxPeers, Limits: limits, Grace: *grace, Orphans: orphans})
+				Bridge: b, Logger: log, MaxPeers: *maxPeers, Limits: limits, Grace: *grace, Orphans: orphans, Peers: peers})
 		}()
 	}
 	wg.Wait()
