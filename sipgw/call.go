@@ -46,14 +46,20 @@ type call struct {
 	toMeetingAudio *webrtc.TrackLocalStaticRTP
 	events         chan protocol.Envelope // the endpoint's events, for run
 
-	mu       sync.Mutex // guards sdpLocal, sdpRemote, picked (writes), arrival, answered, ep (its write)
+	mu       sync.Mutex // guards sdpLocal, sdpRemote, follow, fwdVideo and nextVideo (writes), answered, ep (its write)
 	sdpLocal []byte
 	// sdpRemote is the room's description (its offer, or the answer in its ACK).
 	sdpRemote *description
-	// picked holds, per kind, the track the room is sent; arrival orders the live tracks
-	// so that the next one is picked when it ends.
-	picked  [2]atomic.Pointer[webrtc.TrackRemote]
-	arrival []*webrtc.TrackRemote
+	// follow is what chooses the room's video (follow.go).
+	follow following
+	// fwdVideo is the meeting video the room is sent; nextVideo the one it switches to at
+	// that one's next keyframe (nil: no switch pending). Loaded per packet.
+	fwdVideo, nextVideo atomic.Pointer[webrtc.TrackRemote]
+	// switchAt is when the pending switch was decided, switchAsked when its keyframe was
+	// last asked for (unix nanos).
+	switchAt, switchAsked atomic.Int64
+	// mix sums the meeting's voices for the room (mix.go).
+	mix *mixer
 	// answered is set by start: the call counts in cau_sip_calls_active until close.
 	answered bool
 
@@ -95,7 +101,8 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 		name = "SIP room"
 	}
 	c := &call{g: g, id: callIDOf(req), meeting: meeting, name: name, log: log, dlg: dlg, sdpID: randomID(),
-		events: make(chan protocol.Envelope, 64), done: make(chan struct{}),
+		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(),
+		follow: following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
 		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
 	if res := dlg.InviteResponse; res != nil && res.Contact() != nil {
 		c.contact = *res.Contact()
@@ -160,6 +167,11 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 	if status, reason, failed := joinFailure(env, err); failed {
 		return status, reason, fmt.Errorf("join: %s", reason)
 	}
+	var j protocol.Joined
+	if err := protocol.DecodeData(env, &j); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join: %w", err)
+	}
+	c.joined(j)
 	go c.run()
 	if err := c.publish(ctx); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", err
@@ -273,6 +285,9 @@ func (c *call) run() {
 }
 
 func (c *call) event(env protocol.Envelope) {
+	if c.onMeetingEvent(env) {
+		return
+	}
 	if _, err := attachrtc.HandleMedia(env, c.ep, c.sub, c.pub); err != nil {
 		c.log.Warn("sip call: answering the bridge", "err", err)
 	}
@@ -339,6 +354,7 @@ func (c *call) start() {
 	if d.Video != nil {
 		go c.readRoomVideo(d.Video)
 	}
+	go c.mixLoop()
 	go c.readRoomRTCP(c.audio)
 	go c.readRoomRTCP(c.video)
 	// The room starts on a keyframe of what it is sent.

@@ -24,6 +24,9 @@ type Metrics struct {
 	// KeyframeRequests counts keyframe requests by direction (to_room: PLI, FIR or SIP
 	// INFO sent to the room; from_room: asked of the meeting) .
 	KeyframeRequests *prometheus.CounterVec
+	// VideoSwitch is how long a change of the room's video (floor, dominant speaker) took,
+	// from the decision to the new source's first keyframe sent to the room.
+	VideoSwitch prometheus.Histogram
 }
 
 // Call outcomes, the Calls label.
@@ -50,6 +53,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "RTP packets exchanged with rooms, by direction and kind."}, []string{"direction", "kind"}),
 		KeyframeRequests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_keyframe_requests_total",
 			Help: "Keyframe requests relayed, by direction."}, []string{"direction"}),
+		VideoSwitch: f.NewHistogram(prometheus.HistogramOpts{Name: "cau_sip_video_switch_seconds",
+			Help:    "Time from a change of the video a room is sent to the new source's first keyframe.",
+			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5}}),
 	}
 	for _, o := range []string{outcomeAnswered, outcomeRejected, outcomeCancelled, outcomeFailed} {
 		m.Calls.WithLabelValues(o)
