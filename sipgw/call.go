@@ -167,7 +167,9 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 	c.mu.Lock() // close may run already, from OnClose
 	c.ep = ep
 	c.mu.Unlock()
-	env, err := c.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok})
+	env, err := c.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok,
+		// The room decodes H.264 only: browsers publish it while the room is in the meeting.
+		VideoCodecs: []string{protocol.VideoCodecH264}})
 	if status, reason, failed := joinFailure(env, err); failed {
 		return status, reason, fmt.Errorf("join: %s", reason)
 	}

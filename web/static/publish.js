@@ -60,6 +60,22 @@ export class Publications {
     if (pub && pub.track) pub.track.enabled = !this.muted.has(source);
   }
 
+  /**
+   * Publishes the camera in mime's codec ('video/H264') rather than the browser's first
+   * (null). A camera already published is retired and published again on a new
+   * transceiver: the bridge takes a track's codec as fixed. Returns whether it changed.
+   */
+  preferVideoCodec(mime) {
+    if (this._media.videoCodec === mime) return false;
+    this._media.videoCodec = mime;
+    const cam = this.local.get(Source.CAMERA);
+    if (cam && cam.transceiver) {
+      this._media.retire(cam);
+      cam.transceiver = null;
+    }
+    return true;
+  }
+
   /** Forgets the transceivers (the publisher connection closed). */
   detach() {
     for (const pub of this.local.values()) pub.transceiver = null;
