@@ -107,7 +107,7 @@ export class CauClient extends EventTarget {
       onFailed: (why) => this._scheduleReconnect(why),
       onPublishError: (err) => this._onPublishError(err),
     });
-    this._pubs = new Publications(this._media, this.log);
+    this._pubs = new Publications(this._media, this.log, this);
     /** Local publications: source → {track, stream, transceiver}. */
     this.local = this._pubs.local;
     /** Sources the user muted (kept across reconnects). */
@@ -549,17 +549,6 @@ export class CauClient extends EventTarget {
     if (!previous) this._emit('participantjoined', { participant: p });
     else this._emit('participantupdated', { participant: p, previous });
     this._remote.announced(p); // streams that arrived before we knew whose they are
-    this._updateVideoCodec();
-  }
-
-  /**
-   * Publishes the camera in H.264 while some participant decodes no VP8 (a room's
-   * hardware codec, through the SIP gateway), so that it sees this endpoint too.
-   */
-  _updateVideoCodec() {
-    const h264 = [...this.participants.values()].some((p) => Array.isArray(p.video_codecs) &&
-      p.video_codecs.length > 0 && !p.video_codecs.includes('VP8'));
-    if (this._pubs.preferVideoCodec(h264 ? 'video/H264' : null)) this._republish();
   }
 
   _removeParticipant(id) {
@@ -568,7 +557,6 @@ export class CauClient extends EventTarget {
     this.participants.delete(id);
     this._remote.left(p);
     this._emit('participantleft', { id, participant: p });
-    this._updateVideoCodec();
   }
 
   // ---- media ----------------------------------------------------------------------------
