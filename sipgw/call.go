@@ -32,8 +32,18 @@ type call struct {
 	id      string // Call-ID
 	meeting string
 	name    string // shown in the meeting: the caller's display name, else its user
-	log     *slog.Logger
-	dlg     *sipgo.DialogServerSession
+	// site and endpoint are who the call joins as: the gateway's site and no endpoint for
+	// a call dialled in, the registry's room for a call the gateway placed (dialer.go).
+	site, endpoint string
+	log            *slog.Logger
+	dlg            dialog
+	// inbound is dlg for a call the room placed (nil for one the gateway placed): its
+	// INVITE is answered through it.
+	inbound *sipgo.DialogServerSession
+	// peer is the room's Contact, where in-dialog requests go; source the address its
+	// SIP came from. Both set by the constructor.
+	peer    sip.Uri
+	source  string
 	contact sip.ContactHeader // ours, for responses in the dialog
 	sdpID   uint64
 
@@ -90,6 +100,17 @@ type packetCounters struct {
 	fromRoomAudio, fromRoomVideo, toRoomAudio, toRoomVideo interface{ Inc() }
 }
 
+// dialog is what a call needs of its SIP dialog, whichever side placed the call.
+type dialog interface {
+	Context() context.Context
+	LoadState() sip.DialogState
+	Bye(ctx context.Context) error
+	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
+	ReadBye(req *sip.Request, tx sip.ServerTransaction) error
+	Close() error
+}
+
+// newCall is a call the room placed: dlg holds its INVITE.
 func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *sip.Request, log *slog.Logger) *call {
 	name := ""
 	if f := req.From(); f != nil {
@@ -104,10 +125,11 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 	if name == "" {
 		name = "SIP room"
 	}
-	c := &call{g: g, id: callIDOf(req), meeting: meeting, name: name, log: log, dlg: dlg, sdpID: randomID(),
-		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(),
-		follow: following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
-		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
+	c := g.newCall(callIDOf(req), meeting, name, g.cfg.Site, "", log)
+	c.dlg, c.inbound, c.source = dlg, dlg, req.Source()
+	if ct := req.Contact(); ct != nil {
+		c.peer = ct.Address
+	}
 	if res := dlg.InviteResponse; res != nil && res.Contact() != nil {
 		c.contact = *res.Contact()
 	} else {
@@ -118,6 +140,15 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 			c.contact.Address.UriParams.Add("transport", strings.ToLower(req.Transport()))
 		}
 	}
+	return c
+}
+
+// newCall makes a call's common state; its dialog is the caller's to set.
+func (g *Gateway) newCall(id, meeting, name, site, endpoint string, log *slog.Logger) *call {
+	c := &call{g: g, id: id, meeting: meeting, name: name, site: site, endpoint: endpoint, log: log, sdpID: randomID(),
+		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(),
+		follow: following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
+		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
 	p := g.m.Packets
 	c.packets = packetCounters{fromRoomAudio: p.WithLabelValues("from_room", "audio"),
 		fromRoomVideo: p.WithLabelValues("from_room", "video"), toRoomAudio: p.WithLabelValues("to_room", "audio"),
@@ -128,18 +159,30 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 // open binds the legs, joins the meeting and publishes the room's tracks to the bridge.
 // On failure it returns the SIP status to refuse the INVITE with.
 func (c *call) open(ctx context.Context, offer *description) (int, string, error) {
-	var err error
-	if c.audio, err = openLeg(c.g.mediaIP); err != nil {
-		return sip.StatusInternalServerError, "Server Internal Error", err
-	}
-	if c.video, err = openLeg(c.g.mediaIP); err != nil {
+	if err := c.openLegs(); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", err
 	}
 	if offer != nil {
 		c.setRemote(offer)
 	}
-	tok, err := c.g.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.g.cfg.Site, Name: c.name,
-		Role: auth.RoleRoom}, time.Minute)
+	return c.join(ctx)
+}
+
+// openLegs binds the call's RTP sockets.
+func (c *call) openLegs() error {
+	var err error
+	if c.audio, err = openLeg(c.g.mediaIP); err != nil {
+		return err
+	}
+	c.video, err = openLeg(c.g.mediaIP)
+	return err
+}
+
+// join enters the meeting as the room and publishes its tracks; on failure it returns
+// the SIP status that says why.
+func (c *call) join(ctx context.Context) (int, string, error) {
+	tok, err := c.g.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.site, Name: c.name,
+		Role: auth.RoleRoom, Endpoint: c.endpoint}, time.Minute)
 	if err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join token: %w", err)
 	}
@@ -151,7 +194,7 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("publisher connection: %w", err)
 	}
-	ep := c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.dlg.InviteRequest.Source(),
+	ep := c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.source,
 		OnEvent: func(env protocol.Envelope) {
 			select {
 			case c.events <- env:
@@ -384,7 +427,7 @@ func (c *call) hangup(reason string) {
 		return
 	default:
 	}
-	if c.dlg.LoadState() == sip.DialogStateConfirmed {
+	if c.dlg != nil && c.dlg.LoadState() == sip.DialogStateConfirmed {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := c.dlg.Bye(ctx); err != nil {
 			c.log.Info("sip bye to the room", "err", err)
@@ -415,7 +458,9 @@ func (c *call) close(reason string) {
 				l.close()
 			}
 		}
-		_ = c.dlg.Close()
+		if c.dlg != nil {
+			_ = c.dlg.Close()
+		}
 		c.mu.Lock()
 		if c.answered {
 			c.answered = false

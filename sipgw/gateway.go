@@ -89,6 +89,14 @@ type Config struct {
 	MaxCalls int
 	// Loopback lets the connections to the bridge use loopback candidates (dev, tests).
 	Loopback bool
+
+	// Targets lists the rooms the gateway calls by itself (dialer.go); nil: none.
+	Targets Targets
+	// DialPoll is how often Targets is read (DefaultDialPoll when zero).
+	DialPoll time.Duration
+	// DialBackoff is the wait before calling a room again after a failure or a drop,
+	// doubled per failure in a row up to DialBackoffMax (defaults when zero).
+	DialBackoff, DialBackoffMax time.Duration
 }
 
 // Gateway answers SIP calls into meetings. Start it with Start, stop it with Close.
@@ -113,6 +121,9 @@ type Gateway struct {
 	closed bool
 
 	wg sync.WaitGroup // the SIP servers
+
+	dialer     *dialer            // nil without Config.Targets
+	stopDialer context.CancelFunc // set by Start with dialer
 }
 
 // New creates a Gateway.
@@ -128,6 +139,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Site == "" {
 		cfg.Site = DefaultSite
+	}
+	if cfg.DialPoll <= 0 {
+		cfg.DialPoll = DefaultDialPoll
+	}
+	if cfg.DialBackoff <= 0 {
+		cfg.DialBackoff = DefaultDialBackoff
+	}
+	if cfg.DialBackoffMax <= 0 {
+		cfg.DialBackoffMax = DefaultDialBackoffMax
 	}
 	api, err := newAPI(cfg.Loopback)
 	if err != nil {
@@ -173,23 +193,32 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.closeListeners()
 		return fmt.Errorf("sip gateway: %w", err)
 	}
-	contact := func(transport string) sip.ContactHeader {
-		uri := sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(), Port: int(g.addr.Port())}
-		if transport != "udp" {
-			uri.UriParams = sip.NewParams()
-			uri.UriParams.Add("transport", transport)
-		}
-		return sip.ContactHeader{Address: uri}
-	}
-	g.dialogUDP = sipgo.NewDialogServerCache(g.client, contact("udp"))
-	g.dialogTCP = sipgo.NewDialogServerCache(g.client, contact("tcp"))
+	g.dialogUDP = sipgo.NewDialogServerCache(g.client, g.contact("udp"))
+	g.dialogTCP = sipgo.NewDialogServerCache(g.client, g.contact("tcp"))
 	g.routes()
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); _ = g.srv.ServeUDP(g.udp) }()
 	go func() { defer g.wg.Done(); _ = g.srv.ServeTCP(g.tcp) }()
+	if g.cfg.Targets != nil {
+		var dctx context.Context
+		dctx, g.stopDialer = context.WithCancel(context.WithoutCancel(ctx))
+		g.dialer = &dialer{g: g, keep: map[string]context.CancelFunc{}}
+		g.dialer.wg.Add(1)
+		go g.dialer.run(dctx)
+	}
 	g.log.Info("sip gateway listening", "addr", g.addr.String(), "transports", "udp,tcp", "media_ip", g.mediaIP.String(),
 		"audio", opusAvailable)
 	return nil
+}
+
+// contact is the gateway's Contact for dialogs over transport ("udp", "tcp").
+func (g *Gateway) contact(transport string) sip.ContactHeader {
+	uri := sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(), Port: int(g.addr.Port())}
+	if transport != "udp" {
+		uri.UriParams = sip.NewParams()
+		uri.UriParams.Add("transport", transport)
+	}
+	return sip.ContactHeader{Address: uri}
 }
 
 // listen binds UDP and TCP on the same port (port 0: the first free port both take).
@@ -243,6 +272,10 @@ func (g *Gateway) Calls() int {
 
 // Close hangs up every call and stops listening.
 func (g *Gateway) Close() {
+	if g.dialer != nil {
+		g.stopDialer()
+		g.dialer.wg.Wait() // its calls hang up
+	}
 	g.mu.Lock()
 	g.closed = true
 	all := make([]*call, 0, len(g.calls))
@@ -262,6 +295,9 @@ func (g *Gateway) Close() {
 	_ = g.ua.Close()
 	g.wg.Wait()
 }
+
+// allowed is the Allow header's value: the methods a call takes.
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 
 // meetingID is what a Request-URI user part may be: the ids Cầu gives meetings.
 var meetingID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -315,7 +351,7 @@ func (g *Gateway) routes() {
 	g.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.request("OPTIONS")
 		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 		_ = tx.Respond(res)
 	})
@@ -323,7 +359,7 @@ func (g *Gateway) routes() {
 	g.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.request(string(req.Method))
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		_ = tx.Respond(res)
 	})
 }
@@ -415,7 +451,8 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 // answer sets up c and answers its INVITE; it returns once the call is confirmed by
 // the ACK, or has failed.
 func (g *Gateway) answer(c *call, offer *description) {
-	ctx, cancel := context.WithTimeout(c.dlg.Context(), setupTimeout)
+	dlg := c.inbound
+	ctx, cancel := context.WithTimeout(dlg.Context(), setupTimeout)
 	defer cancel()
 	status, reason, err := c.open(ctx, offer)
 	if err == nil {
@@ -432,7 +469,7 @@ func (g *Gateway) answer(c *call, offer *description) {
 	if err != nil {
 		outcome := outcomeRejected
 		switch {
-		case c.dlg.Context().Err() != nil:
+		case dlg.Context().Err() != nil:
 			outcome, status = outcomeCancelled, 0
 		case status >= 500:
 			outcome = outcomeFailed
@@ -440,7 +477,7 @@ func (g *Gateway) answer(c *call, offer *description) {
 		c.log.Info("sip call not set up", "status", status, "reason", reason, "err", err)
 		g.m.Calls.WithLabelValues(outcome).Inc()
 		if status != 0 {
-			_ = c.dlg.Respond(status, reason, nil)
+			_ = dlg.Respond(status, reason, nil)
 		}
 		c.close("setup failed")
 		return
@@ -454,7 +491,7 @@ func (g *Gateway) answer(c *call, offer *description) {
 	c.setLocalSDP(sdpBody)
 	// RespondSDP waits for the ACK (retransmitting the 200 over UDP); a late offer's
 	// answer arrives in it and onAck applies it first.
-	if err := c.dlg.RespondSDP(sdpBody); err != nil {
+	if err := dlg.RespondSDP(sdpBody); err != nil {
 		c.log.Info("sip call not confirmed", "err", err)
 		g.m.Calls.WithLabelValues(outcomeCancelled).Inc()
 		c.close("no ACK")
@@ -485,7 +522,10 @@ func (g *Gateway) onAck(req *sip.Request, tx sip.ServerTransaction) {
 			c.setRemote(d)
 		}
 	}
-	if err := c.dlg.ReadAck(req, tx); err != nil {
+	if c.inbound == nil {
+		return // a call we placed: its ACKs are ours
+	}
+	if err := c.inbound.ReadAck(req, tx); err != nil {
 		c.log.Debug("sip ack", "err", err)
 	}
 }

@@ -248,11 +248,10 @@ func (c *call) keyframeToRoom() {
 
 // fastUpdateInfo sends picture_fast_update in a SIP INFO within the dialog.
 func (c *call) fastUpdateInfo() {
-	contact := c.dlg.InviteRequest.Contact()
-	if contact == nil {
+	if c.peer.Host == "" {
 		return
 	}
-	req := sip.NewRequest(sip.INFO, contact.Address)
+	req := sip.NewRequest(sip.INFO, c.peer)
 	req.AppendHeader(sip.NewHeader("Content-Type", fastUpdateCT))
 	req.SetBody([]byte(fastUpdateXML))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -13,6 +13,10 @@ type Metrics struct {
 	// Calls counts calls by how they ended their setup: answered, rejected (a SIP error
 	// before answering), cancelled (CANCEL before the answer) or failed (our fault).
 	Calls *prometheus.CounterVec
+	// Dials counts the calls the gateway placed (auto-dial) by outcome: answered,
+	// rejected (the room refused, or its answer was unusable) or failed (no answer, no
+	// meeting).
+	Dials *prometheus.CounterVec
 	// Codecs counts answered calls by kind (audio, video) and codec (pcmu, pcma, h264,
 	// none).
 	Codecs *prometheus.CounterVec
@@ -45,6 +49,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Active: f.NewGauge(prometheus.GaugeOpts{Name: "cau_sip_calls_active", Help: "SIP calls in progress."}),
 		Calls: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_calls_total",
 			Help: "SIP calls by the outcome of their setup."}, []string{"outcome"}),
+		Dials: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_dials_total",
+			Help: "SIP calls the gateway placed to rooms (auto-dial), by outcome."}, []string{"outcome"}),
 		Codecs: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_call_codecs_total",
 			Help: "Answered SIP calls by media kind and negotiated codec."}, []string{"kind", "codec"}),
 		Requests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_requests_total",
@@ -59,6 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, o := range []string{outcomeAnswered, outcomeRejected, outcomeCancelled, outcomeFailed} {
 		m.Calls.WithLabelValues(o)
+		m.Dials.WithLabelValues(o)
 	}
 	return m
 }
