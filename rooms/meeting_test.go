@@ -294,7 +294,7 @@ func TestDialsAt(t *testing.T) {
 	cancelled.ID, cancelled.State = "c", rooms.StateCancelled
 	eps := []rooms.Endpoint{
 		{ID: "ra", Site: "a", Kind: rooms.KindRoom, SIPURI: "sip:ra@10.0.0.1"},
-		{ID: "rb", Site: "b", Kind: rooms.KindRoom}, // dials in by itself
+		{ID: "rb", Site: "b", Kind: rooms.KindRoom},                            // dials in by itself
 		{ID: "rc", Site: "c", Kind: rooms.KindRoom, SIPURI: "sip:rc@10.0.0.2"}, // not in the meeting
 	}
 	for _, tc := range []struct {

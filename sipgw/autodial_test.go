@@ -72,7 +72,7 @@ func TestAutoDial(t *testing.T) {
 	a, err := app.Start(ctx, app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Store:  store, Tree: tree, Site: "tinh", Ancestry: tree.Ancestors,
-		SIP:    app.SIPConfig{Addr: "127.0.0.1:0", DialPoll: 200 * time.Millisecond, DialBackoff: 500 * time.Millisecond}})
+		SIP: app.SIPConfig{Addr: "127.0.0.1:0", DialPoll: 200 * time.Millisecond, DialBackoff: 500 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

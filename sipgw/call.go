@@ -58,7 +58,7 @@ type call struct {
 	// levelID is the audio-level extension's id on the publisher connection (0: not
 	// negotiated); set by publish, before the room's readers start.
 	levelID uint8
-	events         chan protocol.Envelope // the endpoint's events, for run
+	events  chan protocol.Envelope // the endpoint's events, for run
 
 	mu       sync.Mutex // guards sdpLocal, sdpRemote, follow, fwdVideo and nextVideo (writes), answered, ep (its write)
 	sdpLocal []byte
@@ -147,7 +147,7 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 func (g *Gateway) newCall(id, meeting, name, site, endpoint string, log *slog.Logger) *call {
 	c := &call{g: g, id: id, meeting: meeting, name: name, site: site, endpoint: endpoint, log: log, sdpID: randomID(),
 		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(),
-		follow: following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
+		follow:    following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
 		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
 	p := g.m.Packets
 	c.packets = packetCounters{fromRoomAudio: p.WithLabelValues("from_room", "audio"),

@@ -41,8 +41,8 @@ type rtpRoom struct {
 	pcm    []int16      // the audio received, decoded
 	// spsAt is when each distinct SPS (its bytes) first reached the room.
 	spsAt map[string]time.Time
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	stop  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // dialRTPRoom calls meeting from a new rtpRoom and waits for the 200 OK, which it ACKs.
