@@ -76,6 +76,9 @@ type call struct {
 	mix *mixer
 	// answered is set by start: the call counts in cau_sip_calls_active until close.
 	answered bool
+	// ackDone is set once the room's ACK came (or the 200 went unacknowledged); a hang-up
+	// before that sets byePending, and the BYE waits for it (answer).
+	ackDone, byePending bool
 
 	// roomAudio and roomVideo are the room's streams as negotiated (setRemote), loaded
 	// per packet by the forwarding goroutines.
@@ -420,31 +423,70 @@ func (c *call) start() {
 	c.keyframeFromRoom()
 }
 
-// hangup ends the call from our side: a BYE to the room, then close.
+// hangup ends the call from our side: a BYE to the room, then close. Between a dialled-in
+// call's 200 and its ACK the BYE is left to answer (byeAfterAck), which then sends it.
 func (c *call) hangup(reason string) {
 	select {
 	case <-c.done:
 		return
 	default:
 	}
-	if c.dlg != nil && c.dlg.LoadState() == sip.DialogStateConfirmed {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := c.dlg.Bye(ctx); err != nil {
-			c.log.Info("sip bye to the room", "err", err)
-		}
-		cancel()
+	c.mu.Lock()
+	pending := c.inbound != nil && !c.ackDone
+	if pending {
+		c.byePending = true
+	}
+	c.mu.Unlock()
+	if !pending && c.dlg != nil && c.dlg.LoadState() == sip.DialogStateConfirmed {
+		c.bye()
 	}
 	c.close(reason)
+}
+
+// bye sends the room a BYE.
+func (c *call) bye() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.dlg.Bye(ctx); err != nil {
+		c.log.Info("sip bye to the room", "err", err)
+	}
+}
+
+// acked records that the 200's wait is over (its ACK came, or it timed out) and reports
+// whether the call was hung up meanwhile.
+func (c *call) acked() (hungUp bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ackDone = true
+	return c.byePending
+}
+
+// byeAfterAck ends a call whose BYE had to wait for the ACK of its 200.
+// close left the call listed and its dialog open for this, so that the ACK found it.
+func (c *call) byeAfterAck() {
+	c.bye()
+	c.close("hung up before the ACK") // a no-op if it was closed already
+	c.release()
+}
+
+// release drops what close left for the ACK: the call's listing and its dialog.
+func (c *call) release() {
+	c.g.forget(c)
+	if c.dlg != nil {
+		_ = c.dlg.Close()
+	}
 }
 
 // close releases everything the call holds. Any goroutine, more than once.
 func (c *call) close(reason string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
-		c.g.forget(c)
 		c.mu.Lock()
-		ep := c.ep
+		ep, waitAck := c.ep, c.byePending && !c.ackDone
 		c.mu.Unlock()
+		if !waitAck { // else the ACK must still find the call (byeAfterAck)
+			c.g.forget(c)
+		}
 		if ep != nil {
 			ep.Close()
 		}
@@ -458,7 +500,7 @@ func (c *call) close(reason string) {
 				l.close()
 			}
 		}
-		if c.dlg != nil {
+		if c.dlg != nil && !waitAck {
 			_ = c.dlg.Close()
 		}
 		c.mu.Lock()

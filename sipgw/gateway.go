@@ -479,7 +479,9 @@ func (g *Gateway) answer(c *call, offer *description) {
 		if status != 0 {
 			_ = dlg.Respond(status, reason, nil)
 		}
+		c.acked() // no 200, no ACK to wait for
 		c.close("setup failed")
+		c.release() // if a hang-up during the setup closed it first
 		return
 	}
 	var sdpBody []byte
@@ -489,12 +491,33 @@ func (g *Gateway) answer(c *call, offer *description) {
 		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
 	}
 	c.setLocalSDP(sdpBody)
+	select {
+	case <-c.done: // hung up during the setup (the meeting ended): no 200 then
+		_ = dlg.Respond(sip.StatusServiceUnavailable, "Service Unavailable: the call ended", nil)
+		c.acked()
+		c.release()
+		return
+	default:
+	}
 	// RespondSDP waits for the ACK (retransmitting the 200 over UDP); a late offer's
 	// answer arrives in it and onAck applies it first.
-	if err := dlg.RespondSDP(sdpBody); err != nil {
+	err = dlg.RespondSDP(sdpBody)
+	if c.acked() {
+		// Hung up between the 200 and its ACK (the meeting ended, say): the room has a
+		// call, so it gets a BYE, now that the ACK came or the 200 timed out (RFC 3261
+		// §15: a callee may not send BYE before either).
+		c.byeAfterAck()
+		return
+	}
+	if err != nil {
 		c.log.Info("sip call not confirmed", "err", err)
 		g.m.Calls.WithLabelValues(outcomeCancelled).Inc()
+		if st := dlg.LoadState(); st == sip.DialogStateEstablished || st == sip.DialogStateConfirmed {
+			c.byeAfterAck() // the 200 went out: RFC 3261 §13.3.1.4 ends such a session with a BYE
+			return
+		}
 		c.close("no ACK")
+		c.release()
 		return
 	}
 	if c.remote() == nil {

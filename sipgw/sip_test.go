@@ -1,6 +1,7 @@
 package sipgw_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,7 +10,10 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testutil"
+	"github.com/cau-project/cau/protocol"
 )
 
 // rawUA speaks SIP over UDP by hand, so that tests can send what no well-behaved stack
@@ -266,4 +270,85 @@ func grep(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// awaitRequest reads until a request with method arrives, answers it 200 OK, and
+// returns it.
+func (u *rawUA) awaitRequest(method string, timeout time.Duration) string {
+	u.t.Helper()
+	buf := make([]byte, 65535)
+	_ = u.conn.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		n, err := u.conn.Read(buf)
+		if err != nil {
+			u.t.Fatalf("no %s: %v", method, err)
+		}
+		msg := string(buf[:n])
+		if !strings.HasPrefix(msg, method+" ") {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString("SIP/2.0 200 OK\r\n")
+		for _, line := range strings.Split(msg, "\r\n") {
+			for _, h := range []string{"via:", "from:", "to:", "call-id:", "cseq:"} {
+				if strings.HasPrefix(strings.ToLower(line), h) {
+					b.WriteString(line + "\r\n")
+				}
+			}
+		}
+		b.WriteString("Content-Length: 0\r\n\r\n")
+		u.send(b.String())
+		return msg
+	}
+}
+
+// TestSIPHangupBeforeACK: a call ended on the meeting's side between the gateway's 200
+// and the room's ACK (here the chair ends the meeting) gets its BYE once the ACK comes,
+// and leaves no call behind.
+func TestSIPHangupBeforeACK(t *testing.T) {
+	const meeting = "ket-thuc"
+	a, _ := start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	chairTok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: "trung-uong", Name: "Chủ tọa",
+		Role: auth.RoleChair}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chair, err := client.Dial(ctx, strings.Replace(a.URL(), "http://", "ws://", 1)+"/ws", chairTok,
+		client.Options{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(chair.Close)
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:" + meeting + "@" + a.SIP().Addr().String()
+	u.send(u.request("INVITE", ruri, "noack1", 1, "", nil, ""))
+	resp := u.final("INVITE")
+	if status(resp) != "200 OK" {
+		t.Fatalf("INVITE: %q", status(resp))
+	}
+	// The 200 is out, no ACK yet: the chair ends the meeting, which hangs the call up.
+	if _, err := chair.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorEnd}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if p := a.Signaling().Participants(meeting); len(p) != 0 {
+			return fmt.Sprintf("%d participants after the end", len(p))
+		}
+		return ""
+	})
+	answer := "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	u.send(u.request("ACK", ruri, "noack1", 1, toTag(resp), nil, answer))
+	bye := u.awaitRequest("BYE", 10*time.Second)
+	if !strings.Contains(bye, "Call-ID: noack1") {
+		t.Errorf("a BYE for another call:\n%s", bye)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls left", n)
+		}
+		return ""
+	})
 }
