@@ -46,6 +46,8 @@ type call struct {
 	source  string
 	contact sip.ContactHeader // ours, for responses in the dialog
 	sdpID   uint64
+	// sdpVersion is the o= version of our latest description (update). Guarded by mu.
+	sdpVersion uint64
 
 	audio, video *leg // set by open, closed by close
 
@@ -365,6 +367,61 @@ func (c *call) localSDP() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.sdpLocal
+}
+
+// update applies a re-INVITE's offer and returns the answer: each stream's direction
+// and codec at once, its address only if it changed (a latched address through a NAT
+// otherwise stays). The room's video restarts at a keyframe when it comes off hold.
+func (c *call) update(d *description) []byte {
+	c.mu.Lock()
+	old := c.sdpRemote
+	c.sdpRemote = d
+	c.sdpVersion++
+	version := c.sdpVersion + c.sdpID
+	c.mu.Unlock()
+	var oldAudio, oldVideo *media
+	if old != nil {
+		oldAudio, oldVideo = old.Audio, old.Video
+	}
+	c.updateMedia(c.audio, &c.roomAudio, oldAudio, d.Audio)
+	wasHeld := oldVideo == nil || !oldVideo.RemoteRecvs
+	c.updateMedia(c.video, &c.roomVideo, oldVideo, d.Video)
+	if d.Video != nil && d.Video.RemoteRecvs && wasHeld {
+		c.resumeVideo()
+	}
+	held := (d.Audio == nil || !d.Audio.RemoteRecvs) && (d.Video == nil || !d.Video.RemoteRecvs)
+	c.log.Info("sip re-invite", "held", held)
+	body := buildAnswer(d, c.g.mediaIP, c.sdpID, version, c.audio.local(), c.video.local())
+	c.setLocalSDP(body)
+	return body
+}
+
+// updateMedia applies one stream of a re-INVITE (see update).
+func (c *call) updateMedia(l *leg, cur *atomic.Pointer[media], old, m *media) {
+	if m == nil {
+		return
+	}
+	switch {
+	case m.Addr.Addr().IsUnspecified(): // RFC 2543 hold: c=0.0.0.0
+		m.RemoteRecvs = false
+	case old == nil || m.Addr != old.Addr || m.RTCP != old.RTCP:
+		l.relatch(m)
+	}
+	cur.Store(m)
+}
+
+// resumeVideo restarts the room's video at the next keyframe of what it is sent.
+func (c *call) resumeVideo() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.fwdVideo.Load(); t != nil && c.nextVideo.Load() == nil {
+		c.fwdVideo.Store(nil)
+		c.nextVideo.Store(t)
+		now := time.Now().UnixNano()
+		c.switchAt.Store(now)
+		c.switchAsked.Store(now)
+		go c.askKeyframe(t)
+	}
 }
 
 // setRemote takes the room's description and points the legs at it.

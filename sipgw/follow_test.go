@@ -156,3 +156,46 @@ func TestRoomHearsTheMeetingButNotItself(t *testing.T) {
 		}
 	}
 }
+
+// TestSIPHoldResume: a room puts the call on hold by re-INVITE (a=sendonly): the gateway
+// answers recvonly and sends it nothing; resumed (a=sendrecv), audio flows again and the
+// video restarts with a keyframe that decodes.
+func TestSIPHoldResume(t *testing.T) {
+	testmedia.Need(t)
+	const meeting = "giu-may"
+	a, _ := start(t)
+	clip := testmedia.MakeH264Clip(t, 320, 240)
+	publishH264At(t, a, meeting, "ha-noi", clip)
+	room := dialRTPRoom(t, a.SIP().Addr(), meeting, "Phòng họp")
+	testutil.Eventually(t, 20*time.Second, func() string {
+		if room.videoBytes() == 0 || room.audioSamples() < 8000 {
+			return "the room receives no media"
+		}
+		return ""
+	})
+	if ans := room.reinvite("sendonly"); !strings.Contains(ans, "a=recvonly") || strings.Contains(ans, "a=sendrecv") {
+		t.Fatalf("hold answered:\n%s", ans)
+	}
+	time.Sleep(300 * time.Millisecond) // what was in flight
+	audio, video := room.audioSamples(), room.videoBytes()
+	time.Sleep(1500 * time.Millisecond)
+	if a2, v2 := room.audioSamples(), room.videoBytes(); a2 != audio || v2 != video {
+		t.Errorf("on hold the room still receives: %d audio samples, %d video bytes", a2-audio, v2-video)
+	}
+	held := video
+	if ans := room.reinvite("sendrecv"); !strings.Contains(ans, "a=sendrecv") {
+		t.Fatalf("resume answered:\n%s", ans)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if room.audioSamples() < audio+8000 || room.videoBytes() < held+5000 {
+			return "the room receives nothing after resuming"
+		}
+		if sizes, errs := lastSizes(t, room); errs != "" || len(sizes) != 1 {
+			return fmt.Sprintf("the video after resuming: sizes %v, errors %q", sizes, errs)
+		}
+		return ""
+	})
+	if n := a.SIP().Calls(); n != 1 {
+		t.Errorf("%d calls, want the one held and resumed", n)
+	}
+}

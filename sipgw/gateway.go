@@ -486,7 +486,7 @@ func (g *Gateway) answer(c *call, offer *description) {
 	}
 	var sdpBody []byte
 	if offer != nil {
-		sdpBody = buildAnswer(offer, g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
+		sdpBody = buildAnswer(offer, g.mediaIP, c.sdpID, c.sdpID, c.audio.local(), c.video.local())
 	} else {
 		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
 	}
@@ -583,14 +583,27 @@ func (g *Gateway) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 	g.respond(req, tx, sip.StatusOK, "OK")
 }
 
-// reinvite answers a re-INVITE with the session as it is: a session refresh keeps the
-// call; a change of media (hold, a new stream) is not applied yet.
+// reinvite answers a re-INVITE. With an offer it is applied: hold (a=sendonly or
+// a=inactive, or the old c=0.0.0.0) stops the media to the room and resume restarts it
+// at a keyframe; a new address is latched again. Without one (a session refresh, or a
+// late-offer re-INVITE) the current description is offered again and the call stays as
+// it is.
 func (g *Gateway) reinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := g.inDialog(req, tx)
 	if c == nil {
 		return
 	}
-	res := sip.NewSDPResponseFromRequest(req, c.localSDP())
+	body := c.localSDP()
+	if offer := req.Body(); len(offer) > 0 {
+		d, err := parseDescription(offer)
+		if err != nil {
+			c.log.Info("sip re-invite refused", "err", err)
+			g.respond(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
+			return
+		}
+		body = c.update(d)
+	}
+	res := sip.NewSDPResponseFromRequest(req, body)
 	res.AppendHeader(&c.contact)
 	if err := tx.Respond(res); err != nil {
 		c.log.Info("sip re-invite", "err", err)

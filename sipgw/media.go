@@ -347,7 +347,7 @@ func (c *call) forwardVideo(t *webrtc.TrackRemote) {
 			return
 		}
 		m := c.roomVideo.Load()
-		if m == nil || pkt.Unmarshal(buf[:n]) != nil || !c.forwarding(t, &pkt) {
+		if m == nil || !m.RemoteRecvs || pkt.Unmarshal(buf[:n]) != nil || !c.forwarding(t, &pkt) {
 			continue
 		}
 		c.videoOut.rewrite(&pkt.Header, c.videoSSRC, m.PT, switchTSGap)

@@ -182,7 +182,7 @@ func (c *call) mixLoop() {
 				c.setDominant(string(d))
 			}
 			m := c.roomAudio.Load()
-			if m == nil {
+			if m == nil || !m.RemoteRecvs { // no audio, or on hold
 				continue
 			}
 			for i, s := range sum {

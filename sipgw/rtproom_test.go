@@ -31,6 +31,8 @@ type rtpRoom struct {
 	callID string
 	tag    string // the gateway's To tag
 	cseq   int
+	from   map[string]string // the From header, kept for requests in the dialog
+	sdpVer int
 
 	audio, video *net.UDPConn
 	gwAudio      netip.AddrPort // where the gateway receives the room's media (its answer)
@@ -58,11 +60,9 @@ func dialRTPRoom(t *testing.T, gw netip.AddrPort, meeting, name string) *rtpRoom
 		}
 		*c = conn
 	}
-	offer := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
-		fmt.Sprintf("m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\n", port(r.audio)) +
-		fmt.Sprintf("m=video %d RTP/AVPF 96\r\na=rtpmap:96 H264/90000\r\n", port(r.video)) +
-		"a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\na=rtcp-fb:96 nack pli\r\na=rtcp-mux\r\n"
-	from := map[string]string{"From": fmt.Sprintf("%q <sip:room@127.0.0.1>;tag=from%s", name, r.callID)}
+	offer := r.offer("sendrecv")
+	r.from = map[string]string{"From": fmt.Sprintf("%q <sip:room@127.0.0.1>;tag=from%s", name, r.callID)}
+	from := r.from
 	r.ua.send(r.ua.request("INVITE", r.ruri, r.callID, 1, "", from, offer))
 	resp := r.ua.final("INVITE")
 	if status(resp) != "200 OK" {
@@ -89,6 +89,31 @@ func dialRTPRoom(t *testing.T, gw netip.AddrPort, meeting, name string) *rtpRoom
 	go r.readAudio()
 	t.Cleanup(r.close)
 	return r
+}
+
+// offer is the room's SDP with the given direction on both streams.
+func (r *rtpRoom) offer(direction string) string {
+	r.sdpVer++
+	return fmt.Sprintf("v=0\r\no=- 1 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n", r.sdpVer) +
+		fmt.Sprintf("m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\na=%s\r\n", port(r.audio), direction) +
+		fmt.Sprintf("m=video %d RTP/AVPF 96\r\na=rtpmap:96 H264/90000\r\n", port(r.video)) +
+		"a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\na=rtcp-fb:96 nack pli\r\na=rtcp-mux\r\n" +
+		"a=" + direction + "\r\n"
+}
+
+// reinvite sends a re-INVITE with direction (hold: sendonly) and returns the gateway's
+// answer once ACKed.
+func (r *rtpRoom) reinvite(direction string) string {
+	r.t.Helper()
+	r.cseq++
+	r.ua.send(r.ua.request("INVITE", r.ruri, r.callID, r.cseq, r.tag, r.from, r.offer(direction)))
+	resp := r.ua.final("INVITE")
+	if status(resp) != "200 OK" {
+		r.t.Fatalf("re-INVITE %s: %q", direction, status(resp))
+	}
+	r.ua.send(r.ua.request("ACK", r.ruri, r.callID, r.cseq, r.tag, r.from, ""))
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	return body
 }
 
 func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
