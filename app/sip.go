@@ -21,6 +21,9 @@ type SIPConfig struct {
 	Site string
 	// Allow lists the networks calls are taken from (sipgw.Config.Allow; empty: any).
 	Allow []netip.Prefix
+	// Accounts make calls dialled in authenticate by digest and join as their account's
+	// site (sipgw.Config.Accounts; empty: no authentication).
+	Accounts []sipgw.Account
 	// Optional logs a failure to listen instead of failing Start: dev mode's default
 	// address may be taken by another server on the machine.
 	Optional bool
@@ -40,7 +43,7 @@ func (a *App) startSIP(ctx context.Context, cfg Config, reg prometheus.Registere
 		targets = dialTargets(cfg.Store)
 	}
 	gw, err := sipgw.New(sipgw.Config{Signaling: a.sig, Keys: a.keys, Logger: a.log, Metrics: sipgw.NewMetrics(reg),
-		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Allow: cfg.SIP.Allow, Loopback: cfg.Dev, Targets: targets,
+		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Allow: cfg.SIP.Allow, Loopback: cfg.Dev, Targets: targets, Accounts: cfg.SIP.Accounts,
 		DialPoll: cfg.SIP.DialPoll, DialBackoff: cfg.SIP.DialBackoff})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)

@@ -59,6 +59,12 @@ func startBaresip(t testing.TB, display string) *baresip {
 // startBaresipAt is startBaresip listening for calls on listen (ip:port, UDP and TCP).
 func startBaresipAt(t testing.TB, display, listen string) *baresip {
 	t.Helper()
+	return startBaresipWith(t, display, listen, "")
+}
+
+// startBaresipWith is startBaresipAt with more account parameters (";auth_pass=…").
+func startBaresipWith(t testing.TB, display, listen, account string) *baresip {
+	t.Helper()
 	bin := needBaresip(t)
 	dir := t.TempDir()
 	config := strings.Join([]string{
@@ -93,7 +99,7 @@ func startBaresipAt(t testing.TB, display, listen string) *baresip {
 	}, "\n")
 	files := map[string]string{
 		"config":   config,
-		"accounts": fmt.Sprintf("%q <sip:room@127.0.0.1>;regint=0;answermode=auto\n", display),
+		"accounts": fmt.Sprintf("%q <sip:room@127.0.0.1>;regint=0;answermode=auto%s\n", display, account),
 		"contacts": "",
 	}
 	for name, body := range files {

@@ -85,6 +85,10 @@ type Config struct {
 	// empty takes calls from any address. There is no PIN or digest: the meeting id is the
 	// address, so this (and the firewall) is what keeps strangers out.
 	Allow []netip.Prefix
+	// Accounts, when set, make every call dialled in prove one by digest (auth.go); the
+	// call then joins as the account's site. Realm is the digest realm (DefaultRealm).
+	Accounts []Account
+	Realm    string
 	// MaxCalls caps calls in progress (486 Busy Here beyond); 0 means DefaultMaxCalls.
 	MaxCalls int
 	// Loopback lets the connections to the bridge use loopback candidates (dev, tests).
@@ -105,6 +109,8 @@ type Gateway struct {
 	log *slog.Logger
 	m   *Metrics
 	api *webrtc.API // the calls' connections to their bridge
+	// auth checks the digest of calls dialled in; nil without Config.Accounts.
+	auth *authenticator
 
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
@@ -140,6 +146,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Site == "" {
 		cfg.Site = DefaultSite
 	}
+	if cfg.Realm == "" {
+		cfg.Realm = DefaultRealm
+	}
 	if cfg.DialPoll <= 0 {
 		cfg.DialPoll = DefaultDialPoll
 	}
@@ -154,7 +163,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("sip gateway: %w", err)
 	}
 	return &Gateway{cfg: cfg, log: cfg.Logger.With("component", "sipgw"), m: cfg.Metrics, api: api,
-		calls: map[string]*call{}}, nil
+		auth: newAuthenticator(cfg.Realm, cfg.Accounts), calls: map[string]*call{}}, nil
 }
 
 // Start listens on Config.Addr, UDP and TCP, and serves until Close.
@@ -414,6 +423,22 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(req, tx, sip.StatusForbidden, "Forbidden: calls are not taken from this network")
 		return
 	}
+	site := g.cfg.Site
+	if g.auth != nil {
+		acc, ok, challenge := g.auth.check(req, time.Now())
+		if !ok {
+			log.Info("sip call challenged", "had_credentials", req.GetHeader("Authorization") != nil)
+			g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+			res := sip.NewResponseFromRequest(req, sip.StatusUnauthorized, "Unauthorized", nil)
+			res.AppendHeader(sip.NewHeader("WWW-Authenticate", challenge))
+			if err := tx.Respond(res); err != nil {
+				log.Debug("sip respond", "err", err)
+			}
+			return
+		}
+		site = acc.Site
+		log = log.With("user", acc.User, "site", site)
+	}
 	g.mu.Lock()
 	busy, closed := len(g.calls) >= g.cfg.MaxCalls, g.closed
 	_, dup := g.calls[callIDOf(req)]
@@ -445,6 +470,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
 	c := newCall(g, dlg, meeting, req, log.With("meeting", meeting))
+	c.site = site
 	g.answer(c, offer)
 }
 
