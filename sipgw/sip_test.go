@@ -352,3 +352,48 @@ func TestSIPHangupBeforeACK(t *testing.T) {
 		return ""
 	})
 }
+
+// TestSIPCancelAfterAnswer: a CANCEL that crosses the gateway's 200 (the room gave up
+// just as the gateway answered) changes nothing: the room ACKs the 200, the call is up,
+// and the room's BYE ends it (RFC 3261 §9.2: CANCEL has no effect on a request that
+// already got its final response).
+func TestSIPCancelAfterAnswer(t *testing.T) {
+	a, _ := start(t)
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:cat-ngang@" + a.SIP().Addr().String()
+	invite := u.request("INVITE", ruri, "cross1", 1, "", nil, "")
+	u.send(invite)
+	resp := u.final("INVITE")
+	if status(resp) != "200 OK" {
+		t.Fatalf("INVITE: %q", status(resp))
+	}
+	via := ""
+	for _, line := range strings.Split(invite, "\r\n") {
+		if strings.HasPrefix(line, "Via: ") {
+			via = strings.TrimPrefix(line, "Via: ")
+		}
+	}
+	u.send(u.request("CANCEL", ruri, "cross1", 1, "", map[string]string{"Via": via, "Contact": ""}, ""))
+	if got := status(u.final("CANCEL")); !strings.HasPrefix(got, "200") && !strings.HasPrefix(got, "481") {
+		t.Errorf("CANCEL after the 200: %q", got)
+	}
+	answer := "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	u.send(u.request("ACK", ruri, "cross1", 1, toTag(resp), nil, answer))
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if m := scrape(t, a); !strings.Contains(m, `cau_sip_calls_total{outcome="answered"} 1`) {
+			return "the call crossed by a CANCEL did not start: " + grep(m, "cau_sip_calls_total")
+		}
+		return ""
+	})
+	u.send(u.request("BYE", ruri, "cross1", 2, toTag(resp), nil, ""))
+	if got := status(u.final("BYE")); got != "200 OK" {
+		t.Errorf("BYE: %q", got)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls after BYE", n)
+		}
+		return ""
+	})
+}
