@@ -12,10 +12,12 @@
 // connections a browser holds with its bridge (call.go):
 //   - the publisher connection carries the room's camera as it came, H.264 RTP
 //     forwarded without transcoding, and its microphone, G.711 transcoded to Opus;
-//   - the subscriber connection receives the meeting; the room is sent one video and one
-//     audio stream: those of the first other participant who publishes, until that one
-//     leaves (floor holder or dominant speaker selection, and a mix-minus of the
-//     loudest voices, are later work).
+//   - the subscriber connection receives the meeting; the room is sent one video, the
+//     floor holder's or the dominant speaker's, switched at a keyframe (follow.go), and
+//     one sound, the mix of the voices the bridge forwards it, never its own (mix.go).
+//
+// A call joins saying it decodes H.264 only (protocol.Join.VideoCodecs): browsers then
+// publish their camera in H.264, so the room sees them.
 //
 // Keyframes: a WebRTC subscriber's PLI reaches the gateway as a PLI on the publisher
 // connection and goes to the room as RTCP PLI (or FIR) when the room's SDP offered that
@@ -24,9 +26,10 @@
 //
 // What calls can do is documented in README.md ("Room codecs (SIP)"): INVITE with an
 // offer (early offer) or without one (late offer: the offer is in the 200 OK and the
-// answer in the ACK), ACK, BYE, CANCEL, OPTIONS, INFO. A re-INVITE is answered with the
-// current session unchanged (so session refreshes keep the call); hold, SRTP, TLS and
-// outbound calls are not done yet.
+// answer in the ACK), ACK, BYE, CANCEL, OPTIONS, INFO, re-INVITE (hold and resume, a
+// moved address; one without SDP refreshes the session as it is). With accounts, calls
+// authenticate by digest (auth.go). The gateway also calls rooms by itself (dialer.go).
+// SRTP, TLS and session timers are not done yet.
 package sipgw
 
 import (
@@ -78,12 +81,13 @@ type Config struct {
 	Addr string
 	// MediaIP is the address RTP is bound to and announced (zero: Addr's host).
 	MediaIP netip.Addr
-	// Site is the site calls join as (DefaultSite when empty). Mapping a caller to a
-	// registered endpoint is later work.
+	// Site is the site calls dialled in join as (DefaultSite when empty), unless they
+	// authenticate with one of Accounts (its site) or were placed by the gateway (the
+	// target's).
 	Site string
 	// Allow lists the networks calls are taken from (403 Forbidden from anywhere else);
-	// empty takes calls from any address. There is no PIN or digest: the meeting id is the
-	// address, so this (and the firewall) is what keeps strangers out.
+	// empty takes calls from any address. Without Accounts there is no PIN or digest: the
+	// meeting id is the address, so this (and the firewall) is what keeps strangers out.
 	Allow []netip.Prefix
 	// Accounts, when set, make every call dialled in prove one by digest (auth.go); the
 	// call then joins as the account's site. Realm is the digest realm (DefaultRealm).
