@@ -2,7 +2,6 @@ package sipgw_test
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -68,20 +67,8 @@ func TestAutoDial(t *testing.T) {
 	if err := store.CreateMeeting(ctx, m, nil); err != nil {
 		t.Fatal(err)
 	}
-	logs := &testutil.LockedBuffer{}
-	a, err := app.Start(ctx, app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Store:  store, Tree: tree, Site: "tinh", Ancestry: tree.Ancestors,
+	a, _ := startConfig(t, app.Config{Store: store, Tree: tree, Site: "tinh", Ancestry: tree.Ancestors,
 		SIP: app.SIPConfig{Addr: "127.0.0.1:0", DialPoll: 200 * time.Millisecond, DialBackoff: 500 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.Tail(64<<10))
-		}
-	})
 
 	opens := m.Start.Add(-m.TestWindow)
 	time.Sleep(time.Until(opens.Add(-500 * time.Millisecond)))

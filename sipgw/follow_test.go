@@ -10,8 +10,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/app"
-	"github.com/cau-project/cau/auth"
-	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
@@ -45,17 +43,7 @@ func TestRoomFollowsTheFloor(t *testing.T) {
 	a, _ := start(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	chairTok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: "trung-uong", Name: "Chủ tọa",
-		Role: auth.RoleChair}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
-	chair, err := client.Dial(ctx, ws, chairTok, client.Options{Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(chair.Close)
+	chair := dialChair(ctx, t, a, meeting)
 	big, small := testmedia.MakeH264Clip(t, 320, 240), testmedia.MakeH264Clip(t, 176, 144)
 	publishH264At(t, a, meeting, "ha-noi", big)
 	publishH264At(t, a, meeting, "hue", small)

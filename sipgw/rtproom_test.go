@@ -189,15 +189,12 @@ func (r *rtpRoom) readAudio() {
 	}
 }
 
-// sendTone sends a continuous sine of freq Hz (amplitude 8000) as 20 ms PCMU packets
-// until the room closes.
-func (r *rtpRoom) sendTone(freq float64) {
+// every runs send(i) every interval, i counting from 0, until the room closes.
+func (r *rtpRoom) every(interval time.Duration, send func(i int)) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		dst := net.UDPAddrFromAddrPort(r.gwAudio)
-		hdr := rtp.Header{Version: 2, PayloadType: 0, SSRC: 0x1234}
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
@@ -205,41 +202,40 @@ func (r *rtpRoom) sendTone(freq float64) {
 				return
 			case <-tick.C:
 			}
-			payload := make([]byte, 160)
-			for j := range payload {
-				n := float64(i*160 + j)
-				payload[j] = linearToUlaw(int16(8000 * math.Sin(2*math.Pi*freq*n/8000)))
-			}
-			hdr.SequenceNumber++
-			hdr.Timestamp += 160
-			b, _ := (&rtp.Packet{Header: hdr, Payload: payload}).Marshal()
-			_, _ = r.audio.WriteToUDP(b, dst)
+			send(i)
 		}
 	}()
 }
 
+// sendTone sends a continuous sine of freq Hz (amplitude 8000) as 20 ms PCMU packets
+// until the room closes.
+func (r *rtpRoom) sendTone(freq float64) {
+	dst := net.UDPAddrFromAddrPort(r.gwAudio)
+	hdr := rtp.Header{Version: 2, PayloadType: 0, SSRC: 0x1234}
+	r.every(20*time.Millisecond, func(i int) {
+		payload := make([]byte, 160)
+		for j := range payload {
+			n := float64(i*160 + j)
+			payload[j] = linearToUlaw(int16(8000 * math.Sin(2*math.Pi*freq*n/8000)))
+		}
+		hdr.SequenceNumber++
+		hdr.Timestamp += 160
+		b, _ := (&rtp.Packet{Header: hdr, Payload: payload}).Marshal()
+		_, _ = r.audio.WriteToUDP(b, dst)
+	})
+}
+
 // sendClip sends clip's H.264 frames in a loop at testmedia.FPS until the room closes.
 func (r *rtpRoom) sendClip(clip *testmedia.Clip) {
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		dst := net.UDPAddrFromAddrPort(r.gwVideo)
-		pz := rtp.NewPacketizer(1200, 96, 0x5678, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
-		tick := time.NewTicker(time.Second / testmedia.FPS)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-r.stop:
-				return
-			case <-tick.C:
-			}
-			for _, p := range pz.Packetize(clip.Video[i%len(clip.Video)], 90000/testmedia.FPS) {
-				if b, err := p.Marshal(); err == nil {
-					_, _ = r.video.WriteToUDP(b, dst)
-				}
+	dst := net.UDPAddrFromAddrPort(r.gwVideo)
+	pz := rtp.NewPacketizer(1200, 96, 0x5678, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	r.every(time.Second/testmedia.FPS, func(i int) {
+		for _, p := range pz.Packetize(clip.Video[i%len(clip.Video)], 90000/testmedia.FPS) {
+			if b, err := p.Marshal(); err == nil {
+				_, _ = r.video.WriteToUDP(b, dst)
 			}
 		}
-	}()
+	})
 }
 
 // spsTime is when the room first received sps (zero if not yet).

@@ -209,27 +209,13 @@ func TestSIPLateOfferAndCancel(t *testing.T) {
 		}
 		return ""
 	})
-	u.send(u.request("BYE", ruri, "late1", 2, tag, nil, ""))
-	if got := status(u.final("BYE")); got != "200 OK" {
-		t.Errorf("BYE: %q", got)
-	}
-	testutil.Eventually(t, 10*time.Second, func() string {
-		if n := a.SIP().Calls(); n != 0 {
-			return fmt.Sprintf("%d calls after BYE", n)
-		}
-		return ""
-	})
+	u.bye(a, ruri, "late1", 2, tag)
 
 	// CANCEL right after the 100 Trying: the join and the bridge negotiation take longer.
 	invite := u.request("INVITE", ruri, "cancel1", 1, "", nil, "")
 	u.send(invite)
 	u.provisional("INVITE")
-	via := ""
-	for _, line := range strings.Split(invite, "\r\n") {
-		if strings.HasPrefix(line, "Via: ") {
-			via = strings.TrimPrefix(line, "Via: ")
-		}
-	}
+	via := viaOf(invite)
 	u.send(u.request("CANCEL", ruri, "cancel1", 1, "", map[string]string{"Via": via, "Contact": ""}, ""))
 	if got := status(u.final("INVITE")); got != "487 Request Terminated" {
 		t.Errorf("INVITE after CANCEL: %q, want 487", got)
@@ -310,17 +296,7 @@ func TestSIPHangupBeforeACK(t *testing.T) {
 	a, _ := start(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	chairTok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: "trung-uong", Name: "Chủ tọa",
-		Role: auth.RoleChair}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chair, err := client.Dial(ctx, strings.Replace(a.URL(), "http://", "ws://", 1)+"/ws", chairTok,
-		client.Options{Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(chair.Close)
+	chair := dialChair(ctx, t, a, meeting)
 	u := newRawUA(t, a.SIP().Addr().String())
 	ruri := "sip:" + meeting + "@" + a.SIP().Addr().String()
 	u.send(u.request("INVITE", ruri, "noack1", 1, "", nil, ""))
@@ -367,12 +343,7 @@ func TestSIPCancelAfterAnswer(t *testing.T) {
 	if status(resp) != "200 OK" {
 		t.Fatalf("INVITE: %q", status(resp))
 	}
-	via := ""
-	for _, line := range strings.Split(invite, "\r\n") {
-		if strings.HasPrefix(line, "Via: ") {
-			via = strings.TrimPrefix(line, "Via: ")
-		}
-	}
+	via := viaOf(invite)
 	u.send(u.request("CANCEL", ruri, "cross1", 1, "", map[string]string{"Via": via, "Contact": ""}, ""))
 	if got := status(u.final("CANCEL")); !strings.HasPrefix(got, "200") && !strings.HasPrefix(got, "481") {
 		t.Errorf("CANCEL after the 200: %q", got)
@@ -386,11 +357,43 @@ func TestSIPCancelAfterAnswer(t *testing.T) {
 		}
 		return ""
 	})
-	u.send(u.request("BYE", ruri, "cross1", 2, toTag(resp), nil, ""))
-	if got := status(u.final("BYE")); got != "200 OK" {
-		t.Errorf("BYE: %q", got)
+	u.bye(a, ruri, "cross1", 2, toTag(resp))
+}
+
+// viaOf is a request's Via header (a CANCEL repeats its INVITE's).
+func viaOf(req string) string {
+	for _, line := range strings.Split(req, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Via: "); ok {
+			return v
+		}
 	}
-	testutil.Eventually(t, 10*time.Second, func() string {
+	return ""
+}
+
+// dialChair joins meeting as its chair (site trung-uong), a pion client.
+func dialChair(ctx context.Context, t *testing.T, a *app.App, meeting string) *client.Client {
+	t.Helper()
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: "trung-uong", Name: "Chủ tọa",
+		Role: auth.RoleChair}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chair, err := client.Dial(ctx, strings.Replace(a.URL(), "http://", "ws://", 1)+"/ws", tok, client.Options{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(chair.Close)
+	return chair
+}
+
+// bye ends a call by BYE and waits until the gateway has no call left.
+func (u *rawUA) bye(a *app.App, ruri, callID string, cseq int, tag string) {
+	u.t.Helper()
+	u.send(u.request("BYE", ruri, callID, cseq, tag, nil, ""))
+	if got := status(u.final("BYE")); got != "200 OK" {
+		u.t.Errorf("BYE: %q", got)
+	}
+	testutil.Eventually(u.t, 10*time.Second, func() string {
 		if n := a.SIP().Calls(); n != 0 {
 			return fmt.Sprintf("%d calls after BYE", n)
 		}
