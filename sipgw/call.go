@@ -12,7 +12,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
@@ -57,10 +56,7 @@ type call struct {
 	// Opus. Written by the room's reader goroutines.
 	toMeetingVideo *webrtc.TrackLocalStaticRTP
 	toMeetingAudio *webrtc.TrackLocalStaticRTP
-	// levelID is the audio-level extension's id on the publisher connection (0: not
-	// negotiated); set by publish, before the room's readers start.
-	levelID uint8
-	events  chan protocol.Envelope // the endpoint's events, for run
+	events         chan protocol.Envelope // the endpoint's events, for run
 
 	mu       sync.Mutex // guards sdpLocal, sdpRemote, follow, fwdVideo and nextVideo (writes), answered, ep (its write)
 	sdpLocal []byte
@@ -319,16 +315,6 @@ func (c *call) publish(ctx context.Context) error {
 	}
 	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP}); err != nil {
 		return fmt.Errorf("publish: answer: %w", err)
-	}
-	for _, tc := range c.pub.GetTransceivers() {
-		if tc.Sender() == nil || tc.Kind() != webrtc.RTPCodecTypeAudio {
-			continue
-		}
-		for _, e := range tc.Sender().GetParameters().HeaderExtensions {
-			if e.URI == sdp.AudioLevelURI {
-				c.levelID = uint8(e.ID)
-			}
-		}
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -53,12 +52,6 @@ func newAPI(loopback bool) (*webrtc.API, error) {
 			PayloadType: webrtc.PayloadType(102 + 2*i)}, webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, err
 		}
-	}
-	// The room's voice carries its level (RFC 6464), as a browser's does: without it the
-	// bridge could never make a room the dominant speaker.
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
-		webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, err
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
@@ -108,7 +101,6 @@ func (c *call) readRoomAudio(m *media) {
 	out := make([]byte, mtu)
 	pcm := make([]int16, 0, 2*maxOpus8k)
 	var pkt rtp.Packet
-	var level [1]byte
 	hdr := rtp.Header{Version: 2, PayloadType: opusPT, SSRC: uint32(randomID()), SequenceNumber: uint16(randomID()),
 		Timestamp: uint32(randomID())}
 	for {
@@ -129,11 +121,6 @@ func (c *call) readRoomAudio(m *media) {
 		for len(pcm) >= frame8k {
 			hdr.SequenceNumber++
 			hdr.Timestamp += opusTicks20
-			if c.levelID != 0 {
-				// RFC 6464: the bridge elects the dominant speaker and its Last-N audio from it.
-				level[0] = audioLevel(pcm[:frame8k])
-				_ = hdr.SetExtension(c.levelID, level[:])
-			}
 			h, err := hdr.MarshalTo(out)
 			if err != nil {
 				pcm = pcm[:copy(pcm, pcm[frame8k:])]
@@ -147,15 +134,6 @@ func (c *call) readRoomAudio(m *media) {
 			_, _ = c.toMeetingAudio.Write(out[:h+k])
 		}
 	}
-}
-
-// audioLevel is a frame's RFC 6464 level: −dBov, 0 (loudest) to 127 (silence).
-func audioLevel(pcm []int16) byte {
-	var energy float64
-	for _, s := range pcm {
-		energy += float64(s) * float64(s)
-	}
-	return byte(127 - min(127, int(loudness(energy/float64(len(pcm))))))
 }
 
 // readRTP reads the next datagram of l's RTP socket into buf; ok is false for one that

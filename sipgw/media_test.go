@@ -98,23 +98,3 @@ func BenchmarkAudioTranscode(b *testing.B) {
 		g711Encode(codecPCMU, pcm[:frame8k], out)
 	}
 }
-
-// TestAudioLevel: the RFC 6464 level the room's voice carries to the bridge: 127 for
-// digital silence, about 3 for a full-scale sine (−3 dBov), 20 dB quieter 20 more.
-func TestAudioLevel(t *testing.T) {
-	sine := func(amp float64) []int16 {
-		pcm := make([]int16, frame8k)
-		for i := range pcm {
-			pcm[i] = int16(amp * math.Sin(2*math.Pi*1000*float64(i)/g711Rate))
-		}
-		return pcm
-	}
-	for _, c := range []struct {
-		pcm      []int16
-		min, max byte
-	}{{make([]int16, frame8k), 127, 127}, {sine(32767), 2, 4}, {sine(3277), 22, 24}} {
-		if l := audioLevel(c.pcm); l < c.min || l > c.max {
-			t.Errorf("level %d, want %d..%d", l, c.min, c.max)
-		}
-	}
-}
