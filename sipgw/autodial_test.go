@@ -3,15 +3,14 @@ package sipgw_test
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 // freePort is a port free for UDP and TCP on 127.0.0.1 a moment ago.
@@ -41,19 +40,8 @@ func freePort(t *testing.T) int {
 func TestAutoDial(t *testing.T) {
 	needBaresip(t)
 	ctx := t.Context()
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "cau.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	tree, err := rooms.NewTree([]rooms.Site{{ID: "tinh", Name: "Tỉnh", Level: rooms.LevelProvince},
-		{ID: "xa-a", Name: "Xã A", Level: rooms.LevelCommune, Parent: "tinh"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.SaveSites(ctx, tree.Sites()); err != nil {
-		t.Fatal(err)
-	}
+	store, tree := testkit.Store(t, rooms.Site{ID: "tinh", Name: "Tỉnh", Level: rooms.LevelProvince},
+		rooms.Site{ID: "xa-a", Name: "Xã A", Level: rooms.LevelCommune, Parent: "tinh"})
 	port := freePort(t)
 	room := startBaresipAt(t, "Phòng họp xã A", fmt.Sprintf("127.0.0.1:%d", port))
 	ep := rooms.Endpoint{ID: "phong-hop-xa-a", Name: "Phòng họp xã A", Site: "xa-a", Kind: rooms.KindRoom,
