@@ -21,6 +21,8 @@ type endpointBody struct {
 	Name string             `json:"name"`
 	Site string             `json:"site"`
 	Kind rooms.EndpointKind `json:"kind"`
+	// SIPURI: the SIP gateway calls this room while its meetings are open (rooms.Endpoint).
+	SIPURI string `json:"sip_uri,omitempty"`
 }
 
 // deviceToken is a room device's credential, returned when the endpoint is created and

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sipgw"
 )
 
@@ -19,9 +21,16 @@ type SIPConfig struct {
 	Site string
 	// Allow lists the networks calls are taken from (sipgw.Config.Allow; empty: any).
 	Allow []netip.Prefix
+	// Accounts make calls dialled in authenticate by digest and join as their account's
+	// site (sipgw.Config.Accounts; empty: no authentication).
+	Accounts []sipgw.Account
 	// Optional logs a failure to listen instead of failing Start: dev mode's default
 	// address may be taken by another server on the machine.
 	Optional bool
+	// DialPoll and DialBackoff tune auto-dial (sipgw.Config; zero: the defaults). With a
+	// Store, the gateway calls the registry's rooms that have a SIP URI while a meeting
+	// of their site is open.
+	DialPoll, DialBackoff time.Duration
 }
 
 // startSIP starts the gateway when configured. Called by Start after signaling.
@@ -29,8 +38,13 @@ func (a *App) startSIP(ctx context.Context, cfg Config, reg prometheus.Registere
 	if cfg.SIP.Addr == "" {
 		return nil
 	}
+	var targets sipgw.Targets
+	if cfg.Store != nil {
+		targets = dialTargets(cfg.Store)
+	}
 	gw, err := sipgw.New(sipgw.Config{Signaling: a.sig, Keys: a.keys, Logger: a.log, Metrics: sipgw.NewMetrics(reg),
-		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Allow: cfg.SIP.Allow, Loopback: cfg.Dev})
+		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Allow: cfg.SIP.Allow, Loopback: cfg.Dev, Targets: targets, Accounts: cfg.SIP.Accounts,
+		DialPoll: cfg.SIP.DialPoll, DialBackoff: cfg.SIP.DialBackoff})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -43,6 +57,28 @@ func (a *App) startSIP(ctx context.Context, cfg Config, reg prometheus.Registere
 	}
 	a.sip = gw
 	return nil
+}
+
+// dialTargets lists, for the gateway's auto-dial, the rooms with a SIP URI whose meeting
+// is open (rooms.DialsAt).
+func dialTargets(store rooms.Store) sipgw.Targets {
+	return func(ctx context.Context, now time.Time) ([]sipgw.Target, error) {
+		meetings, err := store.Meetings(ctx, now)
+		if err != nil {
+			return nil, fmt.Errorf("meetings: %w", err)
+		}
+		endpoints, err := store.Endpoints(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("endpoints: %w", err)
+		}
+		dials := rooms.DialsAt(meetings, endpoints, now)
+		out := make([]sipgw.Target, 0, len(dials))
+		for _, d := range dials {
+			e := d.Endpoint
+			out = append(out, sipgw.Target{Meeting: d.Meeting, Endpoint: e.ID, Site: e.Site, Name: e.Name, URI: e.SIPURI})
+		}
+		return out, nil
+	}
 }
 
 // SIP is the SIP gateway, nil when off.

@@ -83,6 +83,30 @@ type Join struct {
 	// that names its device is replaced only by the same device; any other session for
 	// the same endpoint is refused (endpoint_in_use) while it is connected.
 	Device string `json:"device,omitempty"`
+	// VideoCodecs are the only video codecs the endpoint can decode (VideoCodecH264,
+	// VideoCodecVP8), for an endpoint that cannot decode them all: a SIP room's hardware
+	// codec decodes H.264 only. Empty: every codec the bridge forwards. Shown to the
+	// others in Participant.VideoCodecs, so that browsers publish a codec it decodes.
+	VideoCodecs []string `json:"video_codecs,omitempty"`
+}
+
+// Video codecs an endpoint may name in Join.VideoCodecs.
+const (
+	VideoCodecH264 = "H264"
+	VideoCodecVP8  = "VP8"
+)
+
+// ValidVideoCodecs reports whether c may be a Join.VideoCodecs: known codecs, each once.
+func ValidVideoCodecs(c []string) bool {
+	if len(c) > 2 {
+		return false
+	}
+	for i, v := range c {
+		if (v != VideoCodecH264 && v != VideoCodecVP8) || (i == 1 && c[0] == v) {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxDeviceLen bounds Join.Device.
@@ -154,6 +178,9 @@ type Participant struct {
 	// Streams maps a source to the MediaStream id under which the subscriber connection
 	// delivers it. Microphone and camera share one stream so browsers keep lip sync.
 	Streams map[Source]string `json:"streams,omitempty"`
+	// VideoCodecs are the only video codecs it decodes (Join.VideoCodecs); empty: all.
+	// While a participant decodes no VP8, browsers publish their camera in H.264.
+	VideoCodecs []string `json:"video_codecs,omitempty"`
 }
 
 // Joined answers a successful join.

@@ -270,11 +270,41 @@ func TestValidateEndpoint(t *testing.T) {
 		{rooms.Endpoint{ID: "x", Site: "p1", Kind: "phone"}, rooms.ErrInvalidEndpoint},
 		{rooms.Endpoint{ID: "x", Kind: rooms.KindRoom}, rooms.ErrInvalidEndpoint},
 		{rooms.Endpoint{ID: "x", Site: "zz", Kind: rooms.KindRoom}, rooms.ErrUnknownSite},
+		{rooms.Endpoint{ID: "s", Site: "p1", Kind: rooms.KindRoom, SIPURI: "sip:room@10.1.2.3:5060;transport=tcp"}, nil},
+		{rooms.Endpoint{ID: "s", Site: "p1", Kind: rooms.KindLaptop, SIPURI: "sip:room@10.1.2.3"}, rooms.ErrInvalidEndpoint},
+		{rooms.Endpoint{ID: "s", Site: "p1", Kind: rooms.KindRoom, SIPURI: "tel:+8424"}, rooms.ErrInvalidEndpoint},
+		{rooms.Endpoint{ID: "s", Site: "p1", Kind: rooms.KindRoom, SIPURI: "sip:room@10.1.2.3\r\nVia: x"}, rooms.ErrInvalidEndpoint},
+		{rooms.Endpoint{ID: "s", Site: "p1", Kind: rooms.KindRoom, SIPURI: "sip:@host"}, rooms.ErrInvalidEndpoint},
 	}
 	for _, tc := range tests {
 		err := rooms.ValidateEndpoint(tc.e, tree)
 		if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
 			t.Errorf("ValidateEndpoint(%+v) = %v, want %v", tc.e, err, tc.want)
+		}
+	}
+}
+
+// TestDialsAt: the SIP gateway calls a room with a SIP URI from its meeting's test window
+// to its end, not before, not after, and never for an ended or cancelled meeting.
+func TestDialsAt(t *testing.T) {
+	start := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	m := rooms.Meeting{ID: "m", Sites: []string{"a", "b"}, Start: start, End: start.Add(time.Hour),
+		TestWindow: 15 * time.Minute, State: rooms.StateScheduled}
+	cancelled := m
+	cancelled.ID, cancelled.State = "c", rooms.StateCancelled
+	eps := []rooms.Endpoint{
+		{ID: "ra", Site: "a", Kind: rooms.KindRoom, SIPURI: "sip:ra@10.0.0.1"},
+		{ID: "rb", Site: "b", Kind: rooms.KindRoom},                            // dials in by itself
+		{ID: "rc", Site: "c", Kind: rooms.KindRoom, SIPURI: "sip:rc@10.0.0.2"}, // not in the meeting
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want int
+	}{{start.Add(-16 * time.Minute), 0}, {start.Add(-15 * time.Minute), 1}, {start.Add(30 * time.Minute), 1},
+		{start.Add(time.Hour), 0}} {
+		got := rooms.DialsAt([]rooms.Meeting{m, cancelled}, eps, tc.at)
+		if len(got) != tc.want || (tc.want == 1 && (got[0].Meeting != "m" || got[0].Endpoint.ID != "ra")) {
+			t.Errorf("at %v: %+v, want %d dial(s) of ra into m", tc.at, got, tc.want)
 		}
 	}
 }

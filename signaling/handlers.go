@@ -55,6 +55,10 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if !protocol.ValidDevice(j.Device) {
 		return clientErr(protocol.CodeBadMessage, "device: up to %d letters, digits, '-' and '_'", protocol.MaxDeviceLen)
 	}
+	if !protocol.ValidVideoCodecs(j.VideoCodecs) {
+		return clientErr(protocol.CodeBadMessage, "video_codecs: %q and %q, each at most once", protocol.VideoCodecH264,
+			protocol.VideoCodecVP8)
+	}
 	claims, err := s.srv.cfg.Keys.Verify(j.Token, auth.UseJoin)
 	if err != nil {
 		s.log.Info("join refused", "err", err)
@@ -84,7 +88,8 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	// goroutine, before anything else can see the session: under s.mu (close may run on
 	// another goroutine meanwhile) and before the router hands the session to a bridge's
 	// goroutines (router.set publishes them).
-	self := protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role)}
+	self := protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role),
+		VideoCodecs: j.VideoCodecs}
 	if t := s.srv.tree.Load(); t != nil {
 		if site, ok := t.Site(claims.Site); ok {
 			self.SiteName = site.Name

@@ -53,11 +53,23 @@ const baresipModules = "/usr/lib/baresip/modules"
 // caller's display name (its From header).
 func startBaresip(t testing.TB, display string) *baresip {
 	t.Helper()
+	return startBaresipAt(t, display, "127.0.0.1:0")
+}
+
+// startBaresipAt is startBaresip listening for calls on listen (ip:port, UDP and TCP).
+func startBaresipAt(t testing.TB, display, listen string) *baresip {
+	t.Helper()
+	return startBaresipWith(t, display, listen, "")
+}
+
+// startBaresipWith is startBaresipAt with more account parameters (";auth_pass=…").
+func startBaresipWith(t testing.TB, display, listen, account string) *baresip {
+	t.Helper()
 	bin := needBaresip(t)
 	dir := t.TempDir()
 	config := strings.Join([]string{
 		"poll_method epoll",
-		"sip_listen 127.0.0.1:0",
+		"sip_listen " + listen,
 		"audio_player aubridge,nil",
 		"audio_source ausine,440",
 		"audio_alert aubridge,nil",
@@ -87,7 +99,7 @@ func startBaresip(t testing.TB, display string) *baresip {
 	}, "\n")
 	files := map[string]string{
 		"config":   config,
-		"accounts": fmt.Sprintf("%q <sip:room@127.0.0.1>;regint=0;answermode=auto\n", display),
+		"accounts": fmt.Sprintf("%q <sip:room@127.0.0.1>;regint=0;answermode=auto%s\n", display, account),
 		"contacts": "",
 	}
 	for name, body := range files {
@@ -134,6 +146,9 @@ func (b *baresip) command(cmd string) {
 
 // established reports whether the call is up.
 func (b *baresip) established() bool { return strings.Contains(b.out.String(), "Call established") }
+
+// calls counts the calls established so far.
+func (b *baresip) calls() int { return strings.Count(b.out.String(), "Call established") }
 
 // statusRE reads baresip's call status line: bit rates sent/received and frame rates
 // encoded/decoded.

@@ -28,10 +28,17 @@ func start(t *testing.T) (*app.App, *testutil.LockedBuffer) {
 
 func startWith(t *testing.T, sip app.SIPConfig) (*app.App, *testutil.LockedBuffer) {
 	t.Helper()
+	return startConfig(t, app.Config{SIP: sip})
+}
+
+// startConfig runs Cầu with cfg in dev mode on free ports, logging to the buffer it
+// returns (shown if the test fails).
+func startConfig(t *testing.T, cfg app.Config) (*app.App, *testutil.LockedBuffer) {
+	t.Helper()
 	logs := &testutil.LockedBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
-		SIP: sip})
+	cfg.HTTPAddr, cfg.ICETCPPort, cfg.Dev = "127.0.0.1:0", -1, true
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := app.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

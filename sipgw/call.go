@@ -31,10 +31,22 @@ type call struct {
 	id      string // Call-ID
 	meeting string
 	name    string // shown in the meeting: the caller's display name, else its user
-	log     *slog.Logger
-	dlg     *sipgo.DialogServerSession
+	// site and endpoint are who the call joins as: the gateway's site and no endpoint for
+	// a call dialled in, the registry's room for a call the gateway placed (dialer.go).
+	site, endpoint string
+	log            *slog.Logger
+	dlg            dialog
+	// inbound is dlg for a call the room placed (nil for one the gateway placed): its
+	// INVITE is answered through it.
+	inbound *sipgo.DialogServerSession
+	// peer is the room's Contact, where in-dialog requests go; source the address its
+	// SIP came from. Both set by the constructor.
+	peer    sip.Uri
+	source  string
 	contact sip.ContactHeader // ours, for responses in the dialog
 	sdpID   uint64
+	// sdpVersion is the o= version of our latest description (update). Guarded by mu.
+	sdpVersion uint64
 
 	audio, video *leg // set by open, closed by close
 
@@ -46,16 +58,25 @@ type call struct {
 	toMeetingAudio *webrtc.TrackLocalStaticRTP
 	events         chan protocol.Envelope // the endpoint's events, for run
 
-	mu       sync.Mutex // guards sdpLocal, sdpRemote, picked (writes), arrival, answered, ep (its write)
+	mu       sync.Mutex // guards sdpLocal, sdpRemote, follow, fwdVideo and nextVideo (writes), answered, ep (its write)
 	sdpLocal []byte
 	// sdpRemote is the room's description (its offer, or the answer in its ACK).
 	sdpRemote *description
-	// picked holds, per kind, the track the room is sent; arrival orders the live tracks
-	// so that the next one is picked when it ends.
-	picked  [2]atomic.Pointer[webrtc.TrackRemote]
-	arrival []*webrtc.TrackRemote
+	// follow is what chooses the room's video (follow.go).
+	follow following
+	// fwdVideo is the meeting video the room is sent; nextVideo the one it switches to at
+	// that one's next keyframe (nil: no switch pending). Loaded per packet.
+	fwdVideo, nextVideo atomic.Pointer[webrtc.TrackRemote]
+	// switchAt is when the pending switch was decided, switchAsked when its keyframe was
+	// last asked for (unix nanos).
+	switchAt, switchAsked atomic.Int64
+	// mix sums the meeting's voices for the room (mix.go).
+	mix *mixer
 	// answered is set by start: the call counts in cau_sip_calls_active until close.
 	answered bool
+	// ackDone is set once the room's ACK came (or the 200 went unacknowledged); a hang-up
+	// before that sets byePending, and the BYE waits for it (answer).
+	ackDone, byePending bool
 
 	// roomAudio and roomVideo are the room's streams as negotiated (setRemote), loaded
 	// per packet by the forwarding goroutines.
@@ -80,6 +101,17 @@ type packetCounters struct {
 	fromRoomAudio, fromRoomVideo, toRoomAudio, toRoomVideo interface{ Inc() }
 }
 
+// dialog is what a call needs of its SIP dialog, whichever side placed the call.
+type dialog interface {
+	Context() context.Context
+	LoadState() sip.DialogState
+	Bye(ctx context.Context) error
+	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
+	ReadBye(req *sip.Request, tx sip.ServerTransaction) error
+	Close() error
+}
+
+// newCall is a call the room placed: dlg holds its INVITE.
 func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *sip.Request, log *slog.Logger) *call {
 	name := ""
 	if f := req.From(); f != nil {
@@ -94,9 +126,11 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 	if name == "" {
 		name = "SIP room"
 	}
-	c := &call{g: g, id: callIDOf(req), meeting: meeting, name: name, log: log, dlg: dlg, sdpID: randomID(),
-		events: make(chan protocol.Envelope, 64), done: make(chan struct{}),
-		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
+	c := g.newCall(callIDOf(req), meeting, name, g.cfg.Site, "", log)
+	c.dlg, c.inbound, c.source = dlg, dlg, req.Source()
+	if ct := req.Contact(); ct != nil {
+		c.peer = ct.Address
+	}
 	if res := dlg.InviteResponse; res != nil && res.Contact() != nil {
 		c.contact = *res.Contact()
 	} else {
@@ -107,6 +141,15 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 			c.contact.Address.UriParams.Add("transport", strings.ToLower(req.Transport()))
 		}
 	}
+	return c
+}
+
+// newCall makes a call's common state; its dialog is the caller's to set.
+func (g *Gateway) newCall(id, meeting, name, site, endpoint string, log *slog.Logger) *call {
+	c := &call{g: g, id: id, meeting: meeting, name: name, site: site, endpoint: endpoint, log: log, sdpID: randomID(),
+		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(),
+		follow:    following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
+		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
 	p := g.m.Packets
 	c.packets = packetCounters{fromRoomAudio: p.WithLabelValues("from_room", "audio"),
 		fromRoomVideo: p.WithLabelValues("from_room", "video"), toRoomAudio: p.WithLabelValues("to_room", "audio"),
@@ -117,18 +160,30 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 // open binds the legs, joins the meeting and publishes the room's tracks to the bridge.
 // On failure it returns the SIP status to refuse the INVITE with.
 func (c *call) open(ctx context.Context, offer *description) (int, string, error) {
-	var err error
-	if c.audio, err = openLeg(c.g.mediaIP); err != nil {
-		return sip.StatusInternalServerError, "Server Internal Error", err
-	}
-	if c.video, err = openLeg(c.g.mediaIP); err != nil {
+	if err := c.openLegs(); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", err
 	}
 	if offer != nil {
 		c.setRemote(offer)
 	}
-	tok, err := c.g.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.g.cfg.Site, Name: c.name,
-		Role: auth.RoleRoom}, time.Minute)
+	return c.join(ctx)
+}
+
+// openLegs binds the call's RTP sockets.
+func (c *call) openLegs() error {
+	var err error
+	if c.audio, err = openLeg(c.g.mediaIP); err != nil {
+		return err
+	}
+	c.video, err = openLeg(c.g.mediaIP)
+	return err
+}
+
+// join enters the meeting as the room and publishes its tracks; on failure it returns
+// the SIP status that says why.
+func (c *call) join(ctx context.Context) (int, string, error) {
+	tok, err := c.g.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.site, Name: c.name,
+		Role: auth.RoleRoom, Endpoint: c.endpoint}, time.Minute)
 	if err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join token: %w", err)
 	}
@@ -140,7 +195,7 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("publisher connection: %w", err)
 	}
-	ep := c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.dlg.InviteRequest.Source(),
+	ep := c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.source,
 		OnEvent: func(env protocol.Envelope) {
 			select {
 			case c.events <- env:
@@ -156,10 +211,17 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 	c.mu.Lock() // close may run already, from OnClose
 	c.ep = ep
 	c.mu.Unlock()
-	env, err := c.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok})
+	env, err := c.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok,
+		// The room decodes H.264 only: browsers publish it while the room is in the meeting.
+		VideoCodecs: []string{protocol.VideoCodecH264}})
 	if status, reason, failed := joinFailure(env, err); failed {
 		return status, reason, fmt.Errorf("join: %s", reason)
 	}
+	var j protocol.Joined
+	if err := protocol.DecodeData(env, &j); err != nil {
+		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join: %w", err)
+	}
+	c.joined(j)
 	go c.run()
 	if err := c.publish(ctx); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", err
@@ -273,6 +335,9 @@ func (c *call) run() {
 }
 
 func (c *call) event(env protocol.Envelope) {
+	if c.onMeetingEvent(env) {
+		return
+	}
 	if _, err := attachrtc.HandleMedia(env, c.ep, c.sub, c.pub); err != nil {
 		c.log.Warn("sip call: answering the bridge", "err", err)
 	}
@@ -288,6 +353,61 @@ func (c *call) localSDP() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.sdpLocal
+}
+
+// update applies a re-INVITE's offer and returns the answer: each stream's direction
+// and codec at once, its address only if it changed (a latched address through a NAT
+// otherwise stays). The room's video restarts at a keyframe when it comes off hold.
+func (c *call) update(d *description) []byte {
+	c.mu.Lock()
+	old := c.sdpRemote
+	c.sdpRemote = d
+	c.sdpVersion++
+	version := c.sdpVersion + c.sdpID
+	c.mu.Unlock()
+	var oldAudio, oldVideo *media
+	if old != nil {
+		oldAudio, oldVideo = old.Audio, old.Video
+	}
+	c.updateMedia(c.audio, &c.roomAudio, oldAudio, d.Audio)
+	wasHeld := oldVideo == nil || !oldVideo.RemoteRecvs
+	c.updateMedia(c.video, &c.roomVideo, oldVideo, d.Video)
+	if d.Video != nil && d.Video.RemoteRecvs && wasHeld {
+		c.resumeVideo()
+	}
+	held := (d.Audio == nil || !d.Audio.RemoteRecvs) && (d.Video == nil || !d.Video.RemoteRecvs)
+	c.log.Info("sip re-invite", "held", held)
+	body := buildAnswer(d, c.g.mediaIP, c.sdpID, version, c.audio.local(), c.video.local())
+	c.setLocalSDP(body)
+	return body
+}
+
+// updateMedia applies one stream of a re-INVITE (see update).
+func (c *call) updateMedia(l *leg, cur *atomic.Pointer[media], old, m *media) {
+	if m == nil {
+		return
+	}
+	switch {
+	case m.Addr.Addr().IsUnspecified(): // RFC 2543 hold: c=0.0.0.0
+		m.RemoteRecvs = false
+	case old == nil || m.Addr != old.Addr || m.RTCP != old.RTCP:
+		l.relatch(m)
+	}
+	cur.Store(m)
+}
+
+// resumeVideo restarts the room's video at the next keyframe of what it is sent.
+func (c *call) resumeVideo() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.fwdVideo.Load(); t != nil && c.nextVideo.Load() == nil {
+		c.fwdVideo.Store(nil)
+		c.nextVideo.Store(t)
+		now := time.Now().UnixNano()
+		c.switchAt.Store(now)
+		c.switchAsked.Store(now)
+		go c.askKeyframe(t)
+	}
 }
 
 // setRemote takes the room's description and points the legs at it.
@@ -339,37 +459,77 @@ func (c *call) start() {
 	if d.Video != nil {
 		go c.readRoomVideo(d.Video)
 	}
+	go c.mixLoop()
 	go c.readRoomRTCP(c.audio)
 	go c.readRoomRTCP(c.video)
 	// The room starts on a keyframe of what it is sent.
 	c.keyframeFromRoom()
 }
 
-// hangup ends the call from our side: a BYE to the room, then close.
+// hangup ends the call from our side: a BYE to the room, then close. Between a dialled-in
+// call's 200 and its ACK the BYE is left to answer (byeAfterAck), which then sends it.
 func (c *call) hangup(reason string) {
 	select {
 	case <-c.done:
 		return
 	default:
 	}
-	if c.dlg.LoadState() == sip.DialogStateConfirmed {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := c.dlg.Bye(ctx); err != nil {
-			c.log.Info("sip bye to the room", "err", err)
-		}
-		cancel()
+	c.mu.Lock()
+	pending := c.inbound != nil && !c.ackDone
+	if pending {
+		c.byePending = true
+	}
+	c.mu.Unlock()
+	if !pending && c.dlg != nil && c.dlg.LoadState() == sip.DialogStateConfirmed {
+		c.bye()
 	}
 	c.close(reason)
+}
+
+// bye sends the room a BYE.
+func (c *call) bye() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.dlg.Bye(ctx); err != nil {
+		c.log.Info("sip bye to the room", "err", err)
+	}
+}
+
+// acked records that the 200's wait is over (its ACK came, or it timed out) and reports
+// whether the call was hung up meanwhile.
+func (c *call) acked() (hungUp bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ackDone = true
+	return c.byePending
+}
+
+// byeAfterAck ends a call whose BYE had to wait for the ACK of its 200.
+// close left the call listed and its dialog open for this, so that the ACK found it.
+func (c *call) byeAfterAck() {
+	c.bye()
+	c.close("hung up before the ACK") // a no-op if it was closed already
+	c.release()
+}
+
+// release drops what close left for the ACK: the call's listing and its dialog.
+func (c *call) release() {
+	c.g.forget(c)
+	if c.dlg != nil {
+		_ = c.dlg.Close()
+	}
 }
 
 // close releases everything the call holds. Any goroutine, more than once.
 func (c *call) close(reason string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
-		c.g.forget(c)
 		c.mu.Lock()
-		ep := c.ep
+		ep, waitAck := c.ep, c.byePending && !c.ackDone
 		c.mu.Unlock()
+		if !waitAck { // else the ACK must still find the call (byeAfterAck)
+			c.g.forget(c)
+		}
 		if ep != nil {
 			ep.Close()
 		}
@@ -383,7 +543,9 @@ func (c *call) close(reason string) {
 				l.close()
 			}
 		}
-		_ = c.dlg.Close()
+		if c.dlg != nil && !waitAck {
+			_ = c.dlg.Close()
+		}
 		c.mu.Lock()
 		if c.answered {
 			c.answered = false

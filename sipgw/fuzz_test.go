@@ -38,7 +38,7 @@ func FuzzSDP(f *testing.F) {
 				t.Fatalf("chose codec %q", m.Codec)
 			}
 		}
-		ans := string(buildAnswer(d, netip.MustParseAddr("127.0.0.1"), 1, localMedia{RTP: 10, RTCP: 11}, localMedia{RTP: 12, RTCP: 13}))
+		ans := string(buildAnswer(d, netip.MustParseAddr("127.0.0.1"), 1, 1, localMedia{RTP: 10, RTCP: 11}, localMedia{RTP: 12, RTCP: 13}))
 		if n := strings.Count(ans, "\r\nm="); n != len(d.Media) {
 			t.Fatalf("answer has %d m-lines for %d offered:\n%s", n, len(d.Media), ans)
 		}

@@ -12,10 +12,12 @@
 // connections a browser holds with its bridge (call.go):
 //   - the publisher connection carries the room's camera as it came, H.264 RTP
 //     forwarded without transcoding, and its microphone, G.711 transcoded to Opus;
-//   - the subscriber connection receives the meeting; the room is sent one video and one
-//     audio stream: those of the first other participant who publishes, until that one
-//     leaves (floor holder or dominant speaker selection, and a mix-minus of the
-//     loudest voices, are later work).
+//   - the subscriber connection receives the meeting; the room is sent one video, the
+//     floor holder's or the dominant speaker's, switched at a keyframe (follow.go), and
+//     one sound, the mix of the voices the bridge forwards it, never its own (mix.go).
+//
+// A call joins saying it decodes H.264 only (protocol.Join.VideoCodecs): browsers then
+// publish their camera in H.264, so the room sees them.
 //
 // Keyframes: a WebRTC subscriber's PLI reaches the gateway as a PLI on the publisher
 // connection and goes to the room as RTCP PLI (or FIR) when the room's SDP offered that
@@ -24,9 +26,10 @@
 //
 // What calls can do is documented in README.md ("Room codecs (SIP)"): INVITE with an
 // offer (early offer) or without one (late offer: the offer is in the 200 OK and the
-// answer in the ACK), ACK, BYE, CANCEL, OPTIONS, INFO. A re-INVITE is answered with the
-// current session unchanged (so session refreshes keep the call); hold, SRTP, TLS and
-// outbound calls are not done yet.
+// answer in the ACK), ACK, BYE, CANCEL, OPTIONS, INFO, re-INVITE (hold and resume, a
+// moved address; one without SDP refreshes the session as it is). With accounts, calls
+// authenticate by digest (auth.go). The gateway also calls rooms by itself (dialer.go).
+// SRTP, TLS and session timers are not done yet.
 package sipgw
 
 import (
@@ -78,17 +81,30 @@ type Config struct {
 	Addr string
 	// MediaIP is the address RTP is bound to and announced (zero: Addr's host).
 	MediaIP netip.Addr
-	// Site is the site calls join as (DefaultSite when empty). Mapping a caller to a
-	// registered endpoint is later work.
+	// Site is the site calls dialled in join as (DefaultSite when empty), unless they
+	// authenticate with one of Accounts (its site) or were placed by the gateway (the
+	// target's).
 	Site string
 	// Allow lists the networks calls are taken from (403 Forbidden from anywhere else);
-	// empty takes calls from any address. There is no PIN or digest: the meeting id is the
-	// address, so this (and the firewall) is what keeps strangers out.
+	// empty takes calls from any address. Without Accounts there is no PIN or digest: the
+	// meeting id is the address, so this (and the firewall) is what keeps strangers out.
 	Allow []netip.Prefix
+	// Accounts, when set, make every call dialled in prove one by digest (auth.go); the
+	// call then joins as the account's site. Realm is the digest realm (DefaultRealm).
+	Accounts []Account
+	Realm    string
 	// MaxCalls caps calls in progress (486 Busy Here beyond); 0 means DefaultMaxCalls.
 	MaxCalls int
 	// Loopback lets the connections to the bridge use loopback candidates (dev, tests).
 	Loopback bool
+
+	// Targets lists the rooms the gateway calls by itself (dialer.go); nil: none.
+	Targets Targets
+	// DialPoll is how often Targets is read (DefaultDialPoll when zero).
+	DialPoll time.Duration
+	// DialBackoff is the wait before calling a room again after a failure or a drop,
+	// doubled per failure in a row up to DialBackoffMax (defaults when zero).
+	DialBackoff, DialBackoffMax time.Duration
 }
 
 // Gateway answers SIP calls into meetings. Start it with Start, stop it with Close.
@@ -97,6 +113,8 @@ type Gateway struct {
 	log *slog.Logger
 	m   *Metrics
 	api *webrtc.API // the calls' connections to their bridge
+	// auth checks the digest of calls dialled in; nil without Config.Accounts.
+	auth *authenticator
 
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
@@ -113,6 +131,9 @@ type Gateway struct {
 	closed bool
 
 	wg sync.WaitGroup // the SIP servers
+
+	dialer     *dialer            // nil without Config.Targets
+	stopDialer context.CancelFunc // set by Start with dialer
 }
 
 // New creates a Gateway.
@@ -129,12 +150,24 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Site == "" {
 		cfg.Site = DefaultSite
 	}
+	if cfg.Realm == "" {
+		cfg.Realm = DefaultRealm
+	}
+	if cfg.DialPoll <= 0 {
+		cfg.DialPoll = DefaultDialPoll
+	}
+	if cfg.DialBackoff <= 0 {
+		cfg.DialBackoff = DefaultDialBackoff
+	}
+	if cfg.DialBackoffMax <= 0 {
+		cfg.DialBackoffMax = DefaultDialBackoffMax
+	}
 	api, err := newAPI(cfg.Loopback)
 	if err != nil {
 		return nil, fmt.Errorf("sip gateway: %w", err)
 	}
 	return &Gateway{cfg: cfg, log: cfg.Logger.With("component", "sipgw"), m: cfg.Metrics, api: api,
-		calls: map[string]*call{}}, nil
+		auth: newAuthenticator(cfg.Realm, cfg.Accounts), calls: map[string]*call{}}, nil
 }
 
 // Start listens on Config.Addr, UDP and TCP, and serves until Close.
@@ -173,23 +206,32 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.closeListeners()
 		return fmt.Errorf("sip gateway: %w", err)
 	}
-	contact := func(transport string) sip.ContactHeader {
-		uri := sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(), Port: int(g.addr.Port())}
-		if transport != "udp" {
-			uri.UriParams = sip.NewParams()
-			uri.UriParams.Add("transport", transport)
-		}
-		return sip.ContactHeader{Address: uri}
-	}
-	g.dialogUDP = sipgo.NewDialogServerCache(g.client, contact("udp"))
-	g.dialogTCP = sipgo.NewDialogServerCache(g.client, contact("tcp"))
+	g.dialogUDP = sipgo.NewDialogServerCache(g.client, g.contact("udp"))
+	g.dialogTCP = sipgo.NewDialogServerCache(g.client, g.contact("tcp"))
 	g.routes()
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); _ = g.srv.ServeUDP(g.udp) }()
 	go func() { defer g.wg.Done(); _ = g.srv.ServeTCP(g.tcp) }()
+	if g.cfg.Targets != nil {
+		var dctx context.Context
+		dctx, g.stopDialer = context.WithCancel(context.WithoutCancel(ctx))
+		g.dialer = &dialer{g: g, keep: map[string]context.CancelFunc{}}
+		g.dialer.wg.Add(1)
+		go g.dialer.run(dctx)
+	}
 	g.log.Info("sip gateway listening", "addr", g.addr.String(), "transports", "udp,tcp", "media_ip", g.mediaIP.String(),
 		"audio", opusAvailable)
 	return nil
+}
+
+// contact is the gateway's Contact for dialogs over transport ("udp", "tcp").
+func (g *Gateway) contact(transport string) sip.ContactHeader {
+	uri := sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(), Port: int(g.addr.Port())}
+	if transport != "udp" {
+		uri.UriParams = sip.NewParams()
+		uri.UriParams.Add("transport", transport)
+	}
+	return sip.ContactHeader{Address: uri}
 }
 
 // listen binds UDP and TCP on the same port (port 0: the first free port both take).
@@ -243,6 +285,10 @@ func (g *Gateway) Calls() int {
 
 // Close hangs up every call and stops listening.
 func (g *Gateway) Close() {
+	if g.dialer != nil {
+		g.stopDialer()
+		g.dialer.wg.Wait() // its calls hang up
+	}
 	g.mu.Lock()
 	g.closed = true
 	all := make([]*call, 0, len(g.calls))
@@ -262,6 +308,9 @@ func (g *Gateway) Close() {
 	_ = g.ua.Close()
 	g.wg.Wait()
 }
+
+// allowed is the Allow header's value: the methods a call takes.
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 
 // meetingID is what a Request-URI user part may be: the ids Cầu gives meetings.
 var meetingID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -315,7 +364,7 @@ func (g *Gateway) routes() {
 	g.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.request("OPTIONS")
 		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 		_ = tx.Respond(res)
 	})
@@ -323,7 +372,7 @@ func (g *Gateway) routes() {
 	g.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.request(string(req.Method))
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"))
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		_ = tx.Respond(res)
 	})
 }
@@ -378,6 +427,22 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(req, tx, sip.StatusForbidden, "Forbidden: calls are not taken from this network")
 		return
 	}
+	site := g.cfg.Site
+	if g.auth != nil {
+		acc, ok, challenge := g.auth.check(req, time.Now())
+		if !ok {
+			log.Info("sip call challenged", "had_credentials", req.GetHeader("Authorization") != nil)
+			g.m.Calls.WithLabelValues(outcomeRejected).Inc()
+			res := sip.NewResponseFromRequest(req, sip.StatusUnauthorized, "Unauthorized", nil)
+			res.AppendHeader(sip.NewHeader("WWW-Authenticate", challenge))
+			if err := tx.Respond(res); err != nil {
+				log.Debug("sip respond", "err", err)
+			}
+			return
+		}
+		site = acc.Site
+		log = log.With("user", acc.User, "site", site)
+	}
 	g.mu.Lock()
 	busy, closed := len(g.calls) >= g.cfg.MaxCalls, g.closed
 	_, dup := g.calls[callIDOf(req)]
@@ -409,129 +474,8 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
 	c := newCall(g, dlg, meeting, req, log.With("meeting", meeting))
+	c.site = site
 	g.answer(c, offer)
-}
-
-// answer sets up c and answers its INVITE; it returns once the call is confirmed by
-// the ACK, or has failed.
-func (g *Gateway) answer(c *call, offer *description) {
-	ctx, cancel := context.WithTimeout(c.dlg.Context(), setupTimeout)
-	defer cancel()
-	status, reason, err := c.open(ctx, offer)
-	if err == nil {
-		// Only a call set up is listed: Close and in-dialog requests never meet a call
-		// that open is still writing. (INVITE retransmissions are the transaction's.)
-		g.mu.Lock()
-		if g.closed {
-			status, reason, err = sip.StatusServiceUnavailable, "Service Unavailable", errors.New("gateway closing")
-		} else {
-			g.calls[c.id] = c
-		}
-		g.mu.Unlock()
-	}
-	if err != nil {
-		outcome := outcomeRejected
-		switch {
-		case c.dlg.Context().Err() != nil:
-			outcome, status = outcomeCancelled, 0
-		case status >= 500:
-			outcome = outcomeFailed
-		}
-		c.log.Info("sip call not set up", "status", status, "reason", reason, "err", err)
-		g.m.Calls.WithLabelValues(outcome).Inc()
-		if status != 0 {
-			_ = c.dlg.Respond(status, reason, nil)
-		}
-		c.close("setup failed")
-		return
-	}
-	var sdpBody []byte
-	if offer != nil {
-		sdpBody = buildAnswer(offer, g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
-	} else {
-		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
-	}
-	c.setLocalSDP(sdpBody)
-	// RespondSDP waits for the ACK (retransmitting the 200 over UDP); a late offer's
-	// answer arrives in it and onAck applies it first.
-	if err := c.dlg.RespondSDP(sdpBody); err != nil {
-		c.log.Info("sip call not confirmed", "err", err)
-		g.m.Calls.WithLabelValues(outcomeCancelled).Inc()
-		c.close("no ACK")
-		return
-	}
-	if c.remote() == nil {
-		c.log.Info("sip call: the ACK carried no usable answer")
-		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-		c.hangup("no SDP answer in the ACK")
-		return
-	}
-	g.m.Calls.WithLabelValues(outcomeAnswered).Inc()
-	c.start()
-}
-
-// onAck confirms a call; for a late offer it carries the room's answer.
-func (g *Gateway) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	g.m.request("ACK")
-	c := g.lookup(req)
-	if c == nil {
-		return // the ACK of a refusal, taken by the transaction layer
-	}
-	if body := req.Body(); len(body) > 0 && c.remote() == nil {
-		d, err := parseDescription(body)
-		if err != nil {
-			c.log.Info("sip call: the ACK's answer is unusable", "err", err)
-		} else {
-			c.setRemote(d)
-		}
-	}
-	if err := c.dlg.ReadAck(req, tx); err != nil {
-		c.log.Debug("sip ack", "err", err)
-	}
-}
-
-// onBye ends a call at the room's request.
-func (g *Gateway) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	g.m.request("BYE")
-	c := g.inDialog(req, tx)
-	if c == nil {
-		return
-	}
-	if err := c.dlg.ReadBye(req, tx); err != nil {
-		c.log.Info("sip bye", "err", err)
-		g.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
-	}
-	c.log.Info("sip call ended by the room")
-	c.close("bye")
-}
-
-// onInfo takes the room's picture_fast_update (RFC 5168): a keyframe request for the
-// video it receives.
-func (g *Gateway) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	g.m.request("INFO")
-	c := g.inDialog(req, tx)
-	if c == nil {
-		return
-	}
-	if isFastUpdate(req.Body()) {
-		c.keyframeFromRoom()
-	}
-	g.respond(req, tx, sip.StatusOK, "OK")
-}
-
-// reinvite answers a re-INVITE with the session as it is: a session refresh keeps the
-// call; a change of media (hold, a new stream) is not applied yet.
-func (g *Gateway) reinvite(req *sip.Request, tx sip.ServerTransaction) {
-	c := g.inDialog(req, tx)
-	if c == nil {
-		return
-	}
-	res := sip.NewSDPResponseFromRequest(req, c.localSDP())
-	res.AppendHeader(&c.contact)
-	if err := tx.Respond(res); err != nil {
-		c.log.Info("sip re-invite", "err", err)
-	}
 }
 
 // allowed reports whether req's source address (the packet's or the connection's, not

@@ -73,6 +73,14 @@ func (l *leg) setRemote(m *media) {
 	l.mux.Store(m.RTCPMux)
 }
 
+// relatch points the leg at a new address from the room's SDP (a re-INVITE that moved
+// its media) and latches again on the next packet from the room.
+func (l *leg) relatch(m *media) {
+	l.latched.Store(false)
+	l.latchedRTCP.Store(false)
+	l.setRemote(m)
+}
+
 // accept latches on the first packet's source and then reports whether a packet from
 // src belongs to the call. Reader goroutine of the RTP socket (rtcp false) or of the
 // RTCP socket (rtcp true).

@@ -119,18 +119,19 @@ func (c *call) readRoomAudio(m *media) {
 		pcm = pcm[:start+len(pkt.Payload)]
 		g711Decode(m.Codec, pkt.Payload, pcm[start:])
 		for len(pcm) >= frame8k {
-			k, err := enc.encode(pcm[:frame8k], out[12:])
+			hdr.SequenceNumber++
+			hdr.Timestamp += opusTicks20
+			h, err := hdr.MarshalTo(out)
+			if err != nil {
+				pcm = pcm[:copy(pcm, pcm[frame8k:])]
+				continue
+			}
+			k, err := enc.encode(pcm[:frame8k], out[h:])
 			pcm = pcm[:copy(pcm, pcm[frame8k:])]
 			if err != nil {
 				continue
 			}
-			hdr.SequenceNumber++
-			hdr.Timestamp += opusTicks20
-			h, err := hdr.MarshalTo(out[:12])
-			if err != nil || h != 12 {
-				continue
-			}
-			_, _ = c.toMeetingAudio.Write(out[:12+k])
+			_, _ = c.toMeetingAudio.Write(out[:h+k])
 		}
 	}
 }
@@ -179,14 +180,16 @@ func (c *call) roomRTCP(l *leg, b []byte, src netip.AddrPort) {
 	}
 }
 
-// keyframeFromRoom asks the bridge for a keyframe of the video the room is sent.
+// keyframeFromRoom asks the bridge for a keyframe of the video the room is sent (or is
+// about to be: a pending switch starts with one anyway).
 func (c *call) keyframeFromRoom() {
-	t := c.picked[kindVideo].Load()
+	t := c.nextVideo.Load()
 	if t == nil {
-		return
+		t = c.fwdVideo.Load()
 	}
-	c.g.m.KeyframeRequests.WithLabelValues("from_room").Inc()
-	_ = c.sub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
+	if t != nil {
+		c.askKeyframe(t)
+	}
 }
 
 // keyframeToRoom asks the room for a keyframe of its camera: RTCP PLI or FIR where its
@@ -223,11 +226,10 @@ func (c *call) keyframeToRoom() {
 
 // fastUpdateInfo sends picture_fast_update in a SIP INFO within the dialog.
 func (c *call) fastUpdateInfo() {
-	contact := c.dlg.InviteRequest.Contact()
-	if contact == nil {
+	if c.peer.Host == "" {
 		return
 	}
-	req := sip.NewRequest(sip.INFO, contact.Address)
+	req := sip.NewRequest(sip.INFO, c.peer)
 	req.AppendHeader(sip.NewHeader("Content-Type", fastUpdateCT))
 	req.SetBody([]byte(fastUpdateXML))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -240,19 +242,6 @@ func (c *call) fastUpdateInfo() {
 // isFastUpdate reports whether an INFO body is RFC 5168's picture_fast_update.
 func isFastUpdate(body []byte) bool {
 	return len(body) < 4096 && bytes.Contains(body, []byte("picture_fast_update"))
-}
-
-// Indexes of call.picked.
-const (
-	kindVideo = 0
-	kindAudio = 1
-)
-
-func kindOf(t *webrtc.TrackRemote) int {
-	if t.Kind() == webrtc.RTPCodecTypeVideo {
-		return kindVideo
-	}
-	return kindAudio
 }
 
 // forwardable reports whether the room can be sent t: H.264 video (a room decodes no
@@ -276,55 +265,16 @@ func (c *call) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 			}
 		}
 	}()
-	c.mu.Lock()
-	c.arrival = append(c.arrival, t)
-	c.pick()
-	c.mu.Unlock()
 	if !forwardable(t) {
 		c.log.Info("sip call: a meeting track the room cannot receive", "codec", t.Codec().MimeType)
 	}
-	if t.Kind() == webrtc.RTPCodecTypeVideo {
-		c.forwardVideo(t)
-	} else {
+	if t.Kind() != webrtc.RTPCodecTypeVideo {
 		c.forwardAudio(t)
+		return
 	}
-	c.mu.Lock()
-	for i, a := range c.arrival {
-		if a == t {
-			c.arrival = append(c.arrival[:i], c.arrival[i+1:]...)
-			break
-		}
-	}
-	c.pick()
-	c.mu.Unlock()
-}
-
-// pick chooses, per kind, the track the room is sent: the one picked while it lives,
-// else the oldest live one the room can receive. A new video pick asks for a keyframe.
-// Caller holds c.mu.
-func (c *call) pick() {
-	for kind := range c.picked {
-		cur := c.picked[kind].Load()
-		var next *webrtc.TrackRemote
-		for _, t := range c.arrival {
-			if kindOf(t) != kind || !forwardable(t) {
-				continue
-			}
-			if t == cur {
-				next = cur
-				break
-			}
-			if next == nil {
-				next = t
-			}
-		}
-		if next != cur {
-			c.picked[kind].Store(next)
-			if kind == kindVideo && next != nil {
-				go c.keyframeFromRoom()
-			}
-		}
-	}
+	c.addVideo(t)
+	defer c.removeVideo(t)
+	c.forwardVideo(t)
 }
 
 // rewriter makes the packets of successive sources one RTP stream for the room: its
@@ -364,7 +314,7 @@ func (r *rewriter) rewrite(h *rtp.Header, ssrc uint32, pt uint8, gap uint32) {
 	h.Padding = false
 }
 
-// forwardVideo sends t's packets to the room while t is picked.
+// forwardVideo sends t's packets to the room while it is the room's video (follow.go).
 func (c *call) forwardVideo(t *webrtc.TrackRemote) {
 	buf := make([]byte, mtu)
 	out := make([]byte, mtu)
@@ -375,7 +325,7 @@ func (c *call) forwardVideo(t *webrtc.TrackRemote) {
 			return
 		}
 		m := c.roomVideo.Load()
-		if c.picked[kindVideo].Load() != t || m == nil || pkt.Unmarshal(buf[:n]) != nil {
+		if m == nil || !m.RemoteRecvs || pkt.Unmarshal(buf[:n]) != nil || !c.forwarding(t, &pkt) {
 			continue
 		}
 		c.videoOut.rewrite(&pkt.Header, c.videoSSRC, m.PT, switchTSGap)
@@ -385,52 +335,6 @@ func (c *call) forwardVideo(t *webrtc.TrackRemote) {
 		}
 		if c.video.send(out[:k]) == nil {
 			c.packets.toRoomVideo.Inc()
-		}
-	}
-}
-
-// forwardAudio decodes t's Opus while t is picked and sends it to the room in 20 ms
-// G.711 packets.
-func (c *call) forwardAudio(t *webrtc.TrackRemote) {
-	buf := make([]byte, mtu)
-	if !forwardable(t) {
-		drain(t, buf)
-		return
-	}
-	dec, err := newOpusDecoder()
-	if err != nil {
-		c.log.Warn("sip call: the meeting's audio is not sent to the room", "err", err)
-		drain(t, buf)
-		return
-	}
-	defer dec.close()
-	out := make([]byte, 12+frame8k)
-	pcm := make([]int16, 0, 2*maxOpus8k)
-	var pkt rtp.Packet
-	for {
-		n, _, err := t.Read(buf)
-		if err != nil {
-			return
-		}
-		m := c.roomAudio.Load()
-		if c.picked[kindAudio].Load() != t || m == nil || pkt.Unmarshal(buf[:n]) != nil || len(pkt.Payload) == 0 {
-			continue
-		}
-		start := len(pcm)
-		k, err := dec.decode(pkt.Payload, pcm[start:start+maxOpus8k])
-		if err != nil {
-			continue
-		}
-		pcm = pcm[:start+k]
-		for len(pcm) >= frame8k {
-			c.audioOut.next(&pkt.Header, c.audioSSRC, m.PT)
-			if h, err := pkt.Header.MarshalTo(out); err == nil {
-				g711Encode(m.Codec, pcm[:frame8k], out[h:h+frame8k])
-				if c.audio.send(out[:h+frame8k]) == nil {
-					c.packets.toRoomAudio.Inc()
-				}
-			}
-			pcm = pcm[:copy(pcm, pcm[frame8k:])]
 		}
 	}
 }

@@ -13,6 +13,10 @@ type Metrics struct {
 	// Calls counts calls by how they ended their setup: answered, rejected (a SIP error
 	// before answering), cancelled (CANCEL before the answer) or failed (our fault).
 	Calls *prometheus.CounterVec
+	// Dials counts the calls the gateway placed (auto-dial) by outcome: answered,
+	// rejected (the room refused, or its answer was unusable) or failed (no answer, no
+	// meeting).
+	Dials *prometheus.CounterVec
 	// Codecs counts answered calls by kind (audio, video) and codec (pcmu, pcma, h264,
 	// none).
 	Codecs *prometheus.CounterVec
@@ -24,6 +28,9 @@ type Metrics struct {
 	// KeyframeRequests counts keyframe requests by direction (to_room: PLI, FIR or SIP
 	// INFO sent to the room; from_room: asked of the meeting) .
 	KeyframeRequests *prometheus.CounterVec
+	// VideoSwitch is how long a change of the room's video (floor, dominant speaker) took,
+	// from the decision to the new source's first keyframe sent to the room.
+	VideoSwitch prometheus.Histogram
 }
 
 // Call outcomes, the Calls label.
@@ -42,6 +49,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Active: f.NewGauge(prometheus.GaugeOpts{Name: "cau_sip_calls_active", Help: "SIP calls in progress."}),
 		Calls: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_calls_total",
 			Help: "SIP calls by the outcome of their setup."}, []string{"outcome"}),
+		Dials: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_dials_total",
+			Help: "SIP calls the gateway placed to rooms (auto-dial), by outcome."}, []string{"outcome"}),
 		Codecs: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_call_codecs_total",
 			Help: "Answered SIP calls by media kind and negotiated codec."}, []string{"kind", "codec"}),
 		Requests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_requests_total",
@@ -50,9 +59,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "RTP packets exchanged with rooms, by direction and kind."}, []string{"direction", "kind"}),
 		KeyframeRequests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_keyframe_requests_total",
 			Help: "Keyframe requests relayed, by direction."}, []string{"direction"}),
+		VideoSwitch: f.NewHistogram(prometheus.HistogramOpts{Name: "cau_sip_video_switch_seconds",
+			Help:    "Time from a change of the video a room is sent to the new source's first keyframe.",
+			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5}}),
 	}
 	for _, o := range []string{outcomeAnswered, outcomeRejected, outcomeCancelled, outcomeFailed} {
 		m.Calls.WithLabelValues(o)
+		m.Dials.WithLabelValues(o)
 	}
 	return m
 }

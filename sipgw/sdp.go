@@ -217,12 +217,14 @@ type localMedia struct {
 
 // sessionVersion numbers the gateway's SDP origin lines; it only needs to be unique per
 // call, so one random value per description is enough.
-func writeSession(b *strings.Builder, ip netip.Addr, id uint64) {
+// writeSession writes the session lines; version is the o= line's, raised by one with
+// each new description of the session (a re-INVITE's answer).
+func writeSession(b *strings.Builder, ip netip.Addr, id, version uint64) {
 	fam := "IP4"
 	if ip.Is6() {
 		fam = "IP6"
 	}
-	fmt.Fprintf(b, "v=0\r\no=cau %d %d IN %s %s\r\ns=Cau\r\nc=IN %s %s\r\nt=0 0\r\n", id, id, fam, ip, fam, ip)
+	fmt.Fprintf(b, "v=0\r\no=cau %d %d IN %s %s\r\ns=Cau\r\nc=IN %s %s\r\nt=0 0\r\n", id, version, fam, ip, fam, ip)
 }
 
 func writeCodec(b *strings.Builder, codec string, pt uint8) {
@@ -239,9 +241,9 @@ func writeCodec(b *strings.Builder, codec string, pt uint8) {
 
 // buildAnswer answers remote: every m-line in its order, the chosen audio and video on
 // the gateway's ports with the one codec chosen, the rest refused (port 0).
-func buildAnswer(remote *description, ip netip.Addr, id uint64, audio, video localMedia) []byte {
+func buildAnswer(remote *description, ip netip.Addr, id, version uint64, audio, video localMedia) []byte {
 	var b strings.Builder
-	writeSession(&b, ip, id)
+	writeSession(&b, ip, id, version)
 	for i := range remote.Media {
 		m := &remote.Media[i]
 		var local localMedia
@@ -277,7 +279,7 @@ func buildAnswer(remote *description, ip netip.Addr, id uint64, audio, video loc
 // audio in both G.711 laws and H.264 video.
 func buildOffer(ip netip.Addr, id uint64, audio, video localMedia) []byte {
 	var b strings.Builder
-	writeSession(&b, ip, id)
+	writeSession(&b, ip, id, id)
 	fmt.Fprintf(&b, "m=audio %d RTP/AVP %d %d\r\n", audio.RTP, ptPCMU, ptPCMA)
 	writeCodec(&b, codecPCMU, ptPCMU)
 	writeCodec(&b, codecPCMA, ptPCMA)

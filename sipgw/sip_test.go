@@ -1,6 +1,7 @@
 package sipgw_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,7 +10,10 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testutil"
+	"github.com/cau-project/cau/protocol"
 )
 
 // rawUA speaks SIP over UDP by hand, so that tests can send what no well-behaved stack
@@ -205,27 +209,13 @@ func TestSIPLateOfferAndCancel(t *testing.T) {
 		}
 		return ""
 	})
-	u.send(u.request("BYE", ruri, "late1", 2, tag, nil, ""))
-	if got := status(u.final("BYE")); got != "200 OK" {
-		t.Errorf("BYE: %q", got)
-	}
-	testutil.Eventually(t, 10*time.Second, func() string {
-		if n := a.SIP().Calls(); n != 0 {
-			return fmt.Sprintf("%d calls after BYE", n)
-		}
-		return ""
-	})
+	u.bye(a, ruri, "late1", 2, tag)
 
 	// CANCEL right after the 100 Trying: the join and the bridge negotiation take longer.
 	invite := u.request("INVITE", ruri, "cancel1", 1, "", nil, "")
 	u.send(invite)
 	u.provisional("INVITE")
-	via := ""
-	for _, line := range strings.Split(invite, "\r\n") {
-		if strings.HasPrefix(line, "Via: ") {
-			via = strings.TrimPrefix(line, "Via: ")
-		}
-	}
+	via := viaOf(invite)
 	u.send(u.request("CANCEL", ruri, "cancel1", 1, "", map[string]string{"Via": via, "Contact": ""}, ""))
 	if got := status(u.final("INVITE")); got != "487 Request Terminated" {
 		t.Errorf("INVITE after CANCEL: %q, want 487", got)
@@ -266,4 +256,147 @@ func grep(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// awaitRequest reads until a request with method arrives, answers it 200 OK, and
+// returns it.
+func (u *rawUA) awaitRequest(method string, timeout time.Duration) string {
+	u.t.Helper()
+	buf := make([]byte, 65535)
+	_ = u.conn.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		n, err := u.conn.Read(buf)
+		if err != nil {
+			u.t.Fatalf("no %s: %v", method, err)
+		}
+		msg := string(buf[:n])
+		if !strings.HasPrefix(msg, method+" ") {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString("SIP/2.0 200 OK\r\n")
+		for _, line := range strings.Split(msg, "\r\n") {
+			for _, h := range []string{"via:", "from:", "to:", "call-id:", "cseq:"} {
+				if strings.HasPrefix(strings.ToLower(line), h) {
+					b.WriteString(line + "\r\n")
+				}
+			}
+		}
+		b.WriteString("Content-Length: 0\r\n\r\n")
+		u.send(b.String())
+		return msg
+	}
+}
+
+// TestSIPHangupBeforeACK: a call ended on the meeting's side between the gateway's 200
+// and the room's ACK (here the chair ends the meeting) gets its BYE once the ACK comes,
+// and leaves no call behind.
+func TestSIPHangupBeforeACK(t *testing.T) {
+	const meeting = "ket-thuc"
+	a, _ := start(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	chair := dialChair(ctx, t, a, meeting)
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:" + meeting + "@" + a.SIP().Addr().String()
+	u.send(u.request("INVITE", ruri, "noack1", 1, "", nil, ""))
+	resp := u.final("INVITE")
+	if status(resp) != "200 OK" {
+		t.Fatalf("INVITE: %q", status(resp))
+	}
+	// The 200 is out, no ACK yet: the chair ends the meeting, which hangs the call up.
+	if _, err := chair.FloorAction(ctx, protocol.FloorAction{Action: protocol.FloorEnd}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if p := a.Signaling().Participants(meeting); len(p) != 0 {
+			return fmt.Sprintf("%d participants after the end", len(p))
+		}
+		return ""
+	})
+	answer := "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	u.send(u.request("ACK", ruri, "noack1", 1, toTag(resp), nil, answer))
+	bye := u.awaitRequest("BYE", 10*time.Second)
+	if !strings.Contains(bye, "Call-ID: noack1") {
+		t.Errorf("a BYE for another call:\n%s", bye)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls left", n)
+		}
+		return ""
+	})
+}
+
+// TestSIPCancelAfterAnswer: a CANCEL that crosses the gateway's 200 (the room gave up
+// just as the gateway answered) changes nothing: the room ACKs the 200, the call is up,
+// and the room's BYE ends it (RFC 3261 §9.2: CANCEL has no effect on a request that
+// already got its final response).
+func TestSIPCancelAfterAnswer(t *testing.T) {
+	a, _ := start(t)
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:cat-ngang@" + a.SIP().Addr().String()
+	invite := u.request("INVITE", ruri, "cross1", 1, "", nil, "")
+	u.send(invite)
+	resp := u.final("INVITE")
+	if status(resp) != "200 OK" {
+		t.Fatalf("INVITE: %q", status(resp))
+	}
+	via := viaOf(invite)
+	u.send(u.request("CANCEL", ruri, "cross1", 1, "", map[string]string{"Via": via, "Contact": ""}, ""))
+	if got := status(u.final("CANCEL")); !strings.HasPrefix(got, "200") && !strings.HasPrefix(got, "481") {
+		t.Errorf("CANCEL after the 200: %q", got)
+	}
+	answer := "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	u.send(u.request("ACK", ruri, "cross1", 1, toTag(resp), nil, answer))
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if m := scrape(t, a); !strings.Contains(m, `cau_sip_calls_total{outcome="answered"} 1`) {
+			return "the call crossed by a CANCEL did not start: " + grep(m, "cau_sip_calls_total")
+		}
+		return ""
+	})
+	u.bye(a, ruri, "cross1", 2, toTag(resp))
+}
+
+// viaOf is a request's Via header (a CANCEL repeats its INVITE's).
+func viaOf(req string) string {
+	for _, line := range strings.Split(req, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Via: "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// dialChair joins meeting as its chair (site trung-uong), a pion client.
+func dialChair(ctx context.Context, t *testing.T, a *app.App, meeting string) *client.Client {
+	t.Helper()
+	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: "trung-uong", Name: "Chủ tọa",
+		Role: auth.RoleChair}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chair, err := client.Dial(ctx, strings.Replace(a.URL(), "http://", "ws://", 1)+"/ws", tok, client.Options{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(chair.Close)
+	return chair
+}
+
+// bye ends a call by BYE and waits until the gateway has no call left.
+func (u *rawUA) bye(a *app.App, ruri, callID string, cseq int, tag string) {
+	u.t.Helper()
+	u.send(u.request("BYE", ruri, callID, cseq, tag, nil, ""))
+	if got := status(u.final("BYE")); got != "200 OK" {
+		u.t.Errorf("BYE: %q", got)
+	}
+	testutil.Eventually(u.t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls after BYE", n)
+		}
+		return ""
+	})
 }

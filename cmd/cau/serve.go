@@ -55,7 +55,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	sitesFile := fs.String("sites", "", "site tree YAML (default: the built-in example in --dev)")
 	debugHTTP := fs.String("debug-http", "", "serve Go profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off if empty")
 	sipAddr := fs.String("sip", "", "SIP listen address for room codecs, UDP and TCP (ip:port; default 127.0.0.1:5060 in --dev, else off; \"off\" disables)")
-	sipAllow := fs.String("sip-allow", "", "comma-separated networks SIP calls are taken from (e.g. 10.20.0.0/16); required with --sip outside --dev")
+	sipAllow := fs.String("sip-allow", "", "comma-separated networks SIP calls are taken from (e.g. 10.20.0.0/16); with --sip outside --dev, this or --sip-accounts")
+	sipAccounts := fs.String("sip-accounts", "", "file of SIP digest accounts, one \"user site password\" a line: every call dialled in must prove one, and joins as its site")
 	advertise := fs.String("advertise", "", "with redis_url: the URL other signaling nodes reach this one at (http://10.0.0.5:7880)")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
 	if err := fs.Parse(args); err != nil {
@@ -138,7 +139,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	sipCfg, err := sipConfig(*sipAddr, *sipAllow, cfg.Dev, tree)
+	sipCfg, err := sipConfig(*sipAddr, *sipAllow, *sipAccounts, cfg.Dev, tree)
 	if err != nil {
 		return err
 	}
@@ -193,9 +194,10 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 // and calls join as the demo chain's last site (one the demo meeting invites); outside
 // dev it is off unless an address is given.
 //
-// The SIP port admits any caller it lets through into any meeting (there is no PIN), so
-// outside dev it needs --sip-allow, the rooms' networks.
-func sipConfig(flagAddr, flagAllow string, dev bool, tree *rooms.Tree) (app.SIPConfig, error) {
+// Without digest accounts the SIP port admits any caller it lets through into any
+// meeting (there is no PIN), so outside dev it needs --sip-allow (the rooms' networks)
+// or --sip-accounts.
+func sipConfig(flagAddr, flagAllow, accountsFile string, dev bool, tree *rooms.Tree) (app.SIPConfig, error) {
 	addr, optional := flagAddr, false
 	if addr == "" && dev {
 		addr, optional = sipgw.DefaultAddr, true
@@ -214,7 +216,18 @@ func sipConfig(flagAddr, flagAllow string, dev bool, tree *rooms.Tree) (app.SIPC
 		}
 		c.Allow = append(c.Allow, p.Masked())
 	}
-	if len(c.Allow) == 0 && !dev {
+	if accountsFile != "" {
+		f, err := os.Open(accountsFile)
+		if err != nil {
+			return app.SIPConfig{}, fmt.Errorf("--sip-accounts: %w", err)
+		}
+		c.Accounts, err = sipgw.LoadAccounts(f)
+		_ = f.Close()
+		if err != nil {
+			return app.SIPConfig{}, fmt.Errorf("--sip-accounts: %w", err)
+		}
+	}
+	if len(c.Allow) == 0 && len(c.Accounts) == 0 && !dev {
 		return app.SIPConfig{}, errors.New("--sip needs --sip-allow (the rooms' networks, e.g. 10.20.0.0/16): the SIP port admits whoever reaches it into any meeting")
 	}
 	if dev {

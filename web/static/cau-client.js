@@ -107,7 +107,7 @@ export class CauClient extends EventTarget {
       onFailed: (why) => this._scheduleReconnect(why),
       onPublishError: (err) => this._onPublishError(err),
     });
-    this._pubs = new Publications(this._media, this.log);
+    this._pubs = new Publications(this._media, this.log, this);
     /** Local publications: source → {track, stream, transceiver}. */
     this.local = this._pubs.local;
     /** Sources the user muted (kept across reconnects). */

@@ -51,6 +51,8 @@ export class MediaLink {
     this._pubBusy = false;
     this._pubAgain = false;
     this._subChain = Promise.resolve();
+    /** The codec the camera is published in first ('video/H264'), or null: the browser's. */
+    this.videoCodec = null;
   }
 
   /** The publisher connection, or null when closed. */
@@ -195,6 +197,28 @@ export class MediaLink {
       // stays one high layer.
       if (source === 'camera' && pub.track.kind === 'video') init.sendEncodings = CAMERA_LAYERS;
       pub.transceiver = pc.addTransceiver(pub.track, init);
+      if (source === 'camera' && pub.track.kind === 'video' && this.videoCodec) this._prefer(pub.transceiver, this.videoCodec);
+    }
+  }
+
+  /**
+   * Puts mime's codecs first in what the transceiver offers (packetization mode 1 and
+   * constrained baseline first for H.264: what room codecs decode); the bridge answers
+   * with the first it knows, so that is what the browser sends. A browser that cannot
+   * encode mime keeps its own order.
+   */
+  _prefer(transceiver, mime) {
+    const caps = RTCRtpSender.getCapabilities?.('video')?.codecs || [];
+    const rank = (c) => {
+      if (c.mimeType.toLowerCase() !== mime.toLowerCase()) return 9;
+      const f = c.sdpFmtpLine || '';
+      return (f.includes('packetization-mode=1') ? 0 : 2) + (f.includes('profile-level-id=42e0') ? 0 : 1);
+    };
+    if (!caps.some((c) => rank(c) < 9) || !transceiver.setCodecPreferences) return;
+    try {
+      transceiver.setCodecPreferences([...caps].sort((a, b) => rank(a) - rank(b)));
+    } catch (err) {
+      this.log('warn', 'codec preferences', err);
     }
   }
 
@@ -302,8 +326,9 @@ export class MediaLink {
       if (!pc) return null;
       const out = { state: pc.connectionState, [type === 'outbound-rtp' ? 'outbound' : 'inbound']: [] };
       const list = out.outbound || out.inbound;
-      for (const r of (await pc.getStats()).values()) {
-        if (r.type === type) list.push(pick(r, keys));
+      const all = await pc.getStats();
+      for (const r of all.values()) {
+        if (r.type === type) list.push({ ...pick(r, keys), codec: all.get(r.codecId)?.mimeType });
         if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
           out.rtt = r.currentRoundTripTime;
           out.availableOutgoingBitrate = r.availableOutgoingBitrate;

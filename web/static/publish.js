@@ -10,14 +10,24 @@ export class Publications {
   /**
    * @param {import('./media-link.js').MediaLink} media  the session's peer connections
    * @param {(level: string, ...args: any[]) => void} log
+   * @param {EventTarget & {participants: Map<string, object>, state: string}} [session]  its
+   *     participant events choose the camera's codec (followCodecs)
    */
-  constructor(media, log) {
+  constructor(media, log, session) {
     this._media = media;
     this.log = log;
     /** source → {track, stream, transceiver}; transceiver null until attached */
     this.local = new Map();
     /** Sources the user muted (kept across reconnects). */
     this.muted = new Set();
+    const follow = () => {
+      if (this.followCodecs(session.participants.values()) && session.state === 'joined') {
+        this.publish().catch((err) => this.log('warn', 'publish in another codec', err));
+      }
+    };
+    for (const type of ['participantjoined', 'participantupdated', 'participantleft']) {
+      session?.addEventListener(type, follow);
+    }
   }
 
   /** Sets the microphone and camera to the audio and video tracks of stream (or none). */
@@ -58,6 +68,33 @@ export class Publications {
   applyMute(source) {
     const pub = this.local.get(source);
     if (pub && pub.track) pub.track.enabled = !this.muted.has(source);
+  }
+
+  /**
+   * Publishes the camera in H.264 while some participant decodes no VP8 (a room's
+   * hardware codec, through the SIP gateway), so that it sees this endpoint too; in the
+   * browser's own codec otherwise. Returns whether that changed (publish again).
+   */
+  followCodecs(participants) {
+    const h264 = [...participants].some((p) => Array.isArray(p.video_codecs) && p.video_codecs.length > 0 &&
+      !p.video_codecs.includes('VP8'));
+    return this.preferVideoCodec(h264 ? 'video/H264' : null);
+  }
+
+  /**
+   * Publishes the camera in mime's codec ('video/H264') rather than the browser's first
+   * (null). A camera already published is retired and published again on a new
+   * transceiver: the bridge takes a track's codec as fixed. Returns whether it changed.
+   */
+  preferVideoCodec(mime) {
+    if (this._media.videoCodec === mime) return false;
+    this._media.videoCodec = mime;
+    const cam = this.local.get(Source.CAMERA);
+    if (cam && cam.transceiver) {
+      this._media.retire(cam);
+      cam.transceiver = null;
+    }
+    return true;
   }
 
   /** Forgets the transceivers (the publisher connection closed). */

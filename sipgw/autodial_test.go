@@ -1,0 +1,113 @@
+package sipgw_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testkit"
+	"github.com/cau-project/cau/internal/testutil"
+	"github.com/cau-project/cau/rooms"
+)
+
+// freePort is a port free for UDP and TCP on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		_ = u.Close()
+		if err == nil {
+			_ = l.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for UDP and TCP")
+	return 0
+}
+
+// TestAutoDial: a room endpoint of the registry has a SIP URI (baresip, auto-answering);
+// the gateway calls it when its meeting's test window opens, not before, and it joins
+// as that endpoint (the roll call shows its site connected). When the room hangs up,
+// the gateway calls it again; at the meeting's end it hangs up.
+func TestAutoDial(t *testing.T) {
+	needBaresip(t)
+	ctx := t.Context()
+	store, tree := testkit.Store(t, rooms.Site{ID: "tinh", Name: "Tỉnh", Level: rooms.LevelProvince},
+		rooms.Site{ID: "xa-a", Name: "Xã A", Level: rooms.LevelCommune, Parent: "tinh"})
+	port := freePort(t)
+	room := startBaresipAt(t, "Phòng họp xã A", fmt.Sprintf("127.0.0.1:%d", port))
+	ep := rooms.Endpoint{ID: "phong-hop-xa-a", Name: "Phòng họp xã A", Site: "xa-a", Kind: rooms.KindRoom,
+		SIPURI: fmt.Sprintf("sip:room@127.0.0.1:%d", port)}
+	if err := store.PutEndpoint(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m := rooms.Meeting{ID: "hop-tu-dong", Title: "Họp", ChairSite: "tinh", Sites: []string{"tinh", "xa-a"},
+		Start: now.Add(5 * time.Second), End: now.Add(30 * time.Second), TestWindow: 3 * time.Second}
+	if err := store.CreateMeeting(ctx, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := startConfig(t, app.Config{Store: store, Tree: tree, Site: "tinh", Ancestry: tree.Ancestors,
+		SIP: app.SIPConfig{Addr: "127.0.0.1:0", DialPoll: 200 * time.Millisecond, DialBackoff: 500 * time.Millisecond}})
+
+	opens := m.Start.Add(-m.TestWindow)
+	time.Sleep(time.Until(opens.Add(-500 * time.Millisecond)))
+	if room.calls() != 0 || a.SIP().Calls() != 0 {
+		t.Fatalf("the room was called before its meeting's test window opened")
+	}
+	testutil.Eventually(t, 20*time.Second, func() string {
+		if !room.established() || a.SIP().Calls() != 1 {
+			return "the gateway has not called the room"
+		}
+		return ""
+	})
+	t.Logf("test window open → the room's call established %v later", time.Since(opens))
+	testutil.Eventually(t, 10*time.Second, func() string {
+		events, err := store.Attendance(ctx, m.ID)
+		if err != nil {
+			return err.Error()
+		}
+		for _, e := range events {
+			if e.Endpoint == ep.ID && e.Site == "xa-a" && e.Kind == rooms.EventConnected {
+				return ""
+			}
+		}
+		return fmt.Sprintf("the roll call has no connection of %s: %+v", ep.ID, events)
+	})
+
+	room.command("/hangup")
+	testutil.Eventually(t, 20*time.Second, func() string {
+		if n := room.calls(); n < 2 {
+			return "the gateway has not called the room again after it hung up"
+		}
+		return ""
+	})
+
+	time.Sleep(time.Until(m.End))
+	testutil.Eventually(t, 15*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls after the meeting's end", n)
+		}
+		return ""
+	})
+	if metrics := scrape(t, a); !containsAll(metrics, `cau_sip_dials_total{outcome="answered"}`) {
+		t.Errorf("dials not counted:\n%s", grep(metrics, "cau_sip_dials_total"))
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}

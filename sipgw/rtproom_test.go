@@ -1,0 +1,356 @@
+package sipgw_test
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/sdp/v3"
+
+	"github.com/cau-project/cau/internal/testmedia"
+)
+
+// rtpRoom is a room codec written for tests: SIP by hand (rawUA) and RTP on its own
+// sockets, so that a test can send chosen media (a tone, a clip of known size) and keep
+// exactly what the gateway sent it: the H.264 as an Annex B stream for ffmpeg, the
+// PCMU decoded.
+type rtpRoom struct {
+	t      *testing.T
+	ua     *rawUA
+	ruri   string
+	callID string
+	tag    string // the gateway's To tag
+	cseq   int
+	from   map[string]string // the From header, kept for requests in the dialog
+	sdpVer int
+
+	audio, video *net.UDPConn
+	gwAudio      netip.AddrPort // where the gateway receives the room's media (its answer)
+	gwVideo      netip.AddrPort
+
+	mu     sync.Mutex   // guards what the readers fill
+	annexB bytes.Buffer // the video received, depacketized
+	pcm    []int16      // the audio received, decoded
+	// spsAt is when each distinct SPS (its bytes) first reached the room.
+	spsAt map[string]time.Time
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// dialRTPRoom calls meeting from a new rtpRoom and waits for the 200 OK, which it ACKs.
+func dialRTPRoom(t *testing.T, gw netip.AddrPort, meeting, name string) *rtpRoom {
+	t.Helper()
+	r := &rtpRoom{t: t, ua: newRawUA(t, gw.String()), ruri: "sip:" + meeting + "@" + gw.String(),
+		callID: fmt.Sprintf("rtproom-%s-%d", meeting, time.Now().UnixNano()), cseq: 1, stop: make(chan struct{}),
+		spsAt: map[string]time.Time{}}
+	for _, c := range []**net.UDPConn{&r.audio, &r.video} {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		*c = conn
+	}
+	offer := r.offer("sendrecv")
+	r.from = map[string]string{"From": fmt.Sprintf("%q <sip:room@127.0.0.1>;tag=from%s", name, r.callID)}
+	from := r.from
+	r.ua.send(r.ua.request("INVITE", r.ruri, r.callID, 1, "", from, offer))
+	resp := r.ua.final("INVITE")
+	if status(resp) != "200 OK" {
+		t.Fatalf("INVITE: %q", status(resp))
+	}
+	r.tag = toTag(resp)
+	r.ua.send(r.ua.request("ACK", r.ruri, r.callID, 1, r.tag, from, ""))
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(body); err != nil {
+		t.Fatalf("the gateway's answer: %v\n%s", err, body)
+	}
+	ip, _ := netip.ParseAddr(d.ConnectionInformation.Address.Address)
+	for _, m := range d.MediaDescriptions {
+		ap := netip.AddrPortFrom(ip, uint16(m.MediaName.Port.Value))
+		if m.MediaName.Media == "audio" {
+			r.gwAudio = ap
+		} else {
+			r.gwVideo = ap
+		}
+	}
+	r.wg.Add(2)
+	go r.readVideo()
+	go r.readAudio()
+	t.Cleanup(r.close)
+	return r
+}
+
+// offer is the room's SDP with the given direction on both streams.
+func (r *rtpRoom) offer(direction string) string {
+	r.sdpVer++
+	return fmt.Sprintf("v=0\r\no=- 1 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n", r.sdpVer) +
+		fmt.Sprintf("m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\na=%s\r\n", port(r.audio), direction) +
+		fmt.Sprintf("m=video %d RTP/AVPF 96\r\na=rtpmap:96 H264/90000\r\n", port(r.video)) +
+		"a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\na=rtcp-fb:96 nack pli\r\na=rtcp-mux\r\n" +
+		"a=" + direction + "\r\n"
+}
+
+// reinvite sends a re-INVITE with direction (hold: sendonly) and returns the gateway's
+// answer once ACKed.
+func (r *rtpRoom) reinvite(direction string) string {
+	r.t.Helper()
+	r.cseq++
+	r.ua.send(r.ua.request("INVITE", r.ruri, r.callID, r.cseq, r.tag, r.from, r.offer(direction)))
+	resp := r.ua.final("INVITE")
+	if status(resp) != "200 OK" {
+		r.t.Fatalf("re-INVITE %s: %q", direction, status(resp))
+	}
+	r.ua.send(r.ua.request("ACK", r.ruri, r.callID, r.cseq, r.tag, r.from, ""))
+	_, body, _ := strings.Cut(resp, "\r\n\r\n")
+	return body
+}
+
+func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
+
+func (r *rtpRoom) close() {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	close(r.stop)
+	_ = r.audio.Close()
+	_ = r.video.Close()
+	r.wg.Wait()
+}
+
+// hangup sends BYE.
+func (r *rtpRoom) hangup() {
+	r.cseq++
+	r.ua.send(r.ua.request("BYE", r.ruri, r.callID, r.cseq, r.tag, nil, ""))
+	r.ua.final("BYE")
+	r.close()
+}
+
+func (r *rtpRoom) readVideo() {
+	defer r.wg.Done()
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	var h264 codecs.H264Packet
+	for {
+		n, err := r.video.Read(buf)
+		if err != nil {
+			return
+		}
+		if n < 2 || (buf[1] >= 192 && buf[1] <= 223) || pkt.Unmarshal(buf[:n]) != nil {
+			continue // RTCP
+		}
+		au, err := h264.Unmarshal(pkt.Payload)
+		if err != nil || len(au) == 0 {
+			continue
+		}
+		now := time.Now()
+		r.mu.Lock()
+		r.annexB.Write(au)
+		for _, nal := range nalUnits(au) {
+			if nal[0]&0x1f == 7 {
+				if _, ok := r.spsAt[string(nal)]; !ok {
+					r.spsAt[string(nal)] = now
+				}
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *rtpRoom) readAudio() {
+	defer r.wg.Done()
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, err := r.audio.Read(buf)
+		if err != nil {
+			return
+		}
+		if n < 2 || (buf[1] >= 192 && buf[1] <= 223) || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != 0 {
+			continue
+		}
+		r.mu.Lock()
+		for _, b := range pkt.Payload {
+			r.pcm = append(r.pcm, ulawToLinear(b))
+		}
+		r.mu.Unlock()
+	}
+}
+
+// every runs send(i) every interval, i counting from 0, until the room closes.
+func (r *rtpRoom) every(interval time.Duration, send func(i int)) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-r.stop:
+				return
+			case <-tick.C:
+			}
+			send(i)
+		}
+	}()
+}
+
+// sendTone sends a continuous sine of freq Hz (amplitude 8000) as 20 ms PCMU packets
+// until the room closes.
+func (r *rtpRoom) sendTone(freq float64) {
+	dst := net.UDPAddrFromAddrPort(r.gwAudio)
+	hdr := rtp.Header{Version: 2, PayloadType: 0, SSRC: 0x1234}
+	r.every(20*time.Millisecond, func(i int) {
+		payload := make([]byte, 160)
+		for j := range payload {
+			n := float64(i*160 + j)
+			payload[j] = linearToUlaw(int16(8000 * math.Sin(2*math.Pi*freq*n/8000)))
+		}
+		hdr.SequenceNumber++
+		hdr.Timestamp += 160
+		b, _ := (&rtp.Packet{Header: hdr, Payload: payload}).Marshal()
+		_, _ = r.audio.WriteToUDP(b, dst)
+	})
+}
+
+// sendClip sends clip's H.264 frames in a loop at testmedia.FPS until the room closes.
+func (r *rtpRoom) sendClip(clip *testmedia.Clip) {
+	dst := net.UDPAddrFromAddrPort(r.gwVideo)
+	pz := rtp.NewPacketizer(1200, 96, 0x5678, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	r.every(time.Second/testmedia.FPS, func(i int) {
+		for _, p := range pz.Packetize(clip.Video[i%len(clip.Video)], 90000/testmedia.FPS) {
+			if b, err := p.Marshal(); err == nil {
+				_, _ = r.video.WriteToUDP(b, dst)
+			}
+		}
+	})
+}
+
+// spsTime is when the room first received sps (zero if not yet).
+func (r *rtpRoom) spsTime(sps []byte) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spsAt[string(sps)]
+}
+
+// clipSPS is the SPS of an H.264 clip (its first frame's).
+func clipSPS(t *testing.T, c *testmedia.Clip) []byte {
+	t.Helper()
+	for _, nal := range nalUnits(c.Video[0]) {
+		if nal[0]&0x1f == 7 {
+			return nal
+		}
+	}
+	t.Fatal("the clip's first frame has no SPS")
+	return nil
+}
+
+// nalUnits splits an Annex B stream into its NAL units.
+func nalUnits(b []byte) [][]byte {
+	var out [][]byte
+	for _, part := range bytes.Split(b, []byte{0, 0, 1}) {
+		part = bytes.TrimRight(part, "\x00")
+		if len(part) > 0 {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// receivedVideo writes the H.264 received so far to a file for ffmpeg.
+func (r *rtpRoom) receivedVideo() string {
+	r.mu.Lock()
+	b := bytes.Clone(r.annexB.Bytes())
+	r.mu.Unlock()
+	p := filepath.Join(r.t.TempDir(), "received.h264")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
+// videoBytes is how much H.264 the room has received.
+func (r *rtpRoom) videoBytes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.annexB.Len()
+}
+
+// tonePower is the power of freq Hz in the last d of audio received, relative to the
+// whole signal's (0..1, Goertzel).
+func (r *rtpRoom) tonePower(freq float64, d time.Duration) float64 {
+	r.mu.Lock()
+	n := int(d.Seconds() * 8000)
+	pcm := r.pcm[max(0, len(r.pcm)-n):]
+	pcm = append([]int16(nil), pcm...)
+	r.mu.Unlock()
+	return relativePower(pcm, freq)
+}
+
+// audioSamples is how much audio the room has received.
+func (r *rtpRoom) audioSamples() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pcm)
+}
+
+// relativePower is the share of pcm's energy at freq Hz (8 kHz samples), by Goertzel
+// over 20 ms blocks.
+func relativePower(pcm []int16, freq float64) float64 {
+	var at, total float64
+	const block = 160
+	coeff := 2 * math.Cos(2*math.Pi*freq/8000)
+	for i := 0; i+block <= len(pcm); i += block {
+		var s1, s2 float64
+		for _, x := range pcm[i : i+block] {
+			v := float64(x)
+			total += v * v
+			s := v + coeff*s1 - s2
+			s2, s1 = s1, s
+		}
+		at += (s1*s1 + s2*s2 - coeff*s1*s2) * 2 / block
+	}
+	if total == 0 {
+		return 0
+	}
+	return at / total
+}
+
+// G.711 µ-law (the test's own, independent of the gateway's tables).
+func ulawToLinear(u byte) int16 {
+	u = ^u
+	t := (int(u&0x0f) << 3) + 0x84
+	t <<= (u & 0x70) >> 4
+	if u&0x80 != 0 {
+		return int16(0x84 - t)
+	}
+	return int16(t - 0x84)
+}
+
+func linearToUlaw(s int16) byte {
+	const bias, clip = 0x84, 32635
+	sign := byte(0)
+	v := int(s)
+	if v < 0 {
+		v, sign = -v, 0x80
+	}
+	v = min(v, clip) + bias
+	exp := byte(7)
+	for mask := 0x4000; v&mask == 0 && exp > 0; mask >>= 1 {
+		exp--
+	}
+	mant := byte(v>>(exp+3)) & 0x0f
+	return ^(sign | exp<<4 | mant)
+}
