@@ -434,7 +434,7 @@ type PeerStats struct {
 	BytesSent       uint64 // RTP bytes to the peer
 	PacketsReceived uint64 // from the peer, all it publishes
 	StreamsSent     int
-	StreamsPaused   int // of StreamsSent, held back by Last-N now
+	StreamsPaused   int // of StreamsSent, held back now: Last-N, or nobody beyond the link needs it
 	StreamsReceived int
 	// Worst figures over the peer's forwarded tracks, from its receiver reports.
 	RTT          time.Duration
@@ -455,7 +455,7 @@ func (a *Agent) Stats(id ids.PeerID) (PeerStats, error) {
 		s.PacketsSent += d.PacketsSent()
 		s.BytesSent += d.BytesSent()
 		s.StreamsSent++
-		if d.Paused() {
+		if d.Held() {
 			s.StreamsPaused++
 		}
 		q := d.Quality()

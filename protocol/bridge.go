@@ -107,8 +107,8 @@ type RelayStat struct {
 	BytesSent   uint64     `json:"bytes_sent"`
 	PacketsRecv uint64     `json:"packets_received"`
 	StreamsSent int        `json:"streams_sent"`
-	// StreamsPaused are the streams among StreamsSent that Last-N holds back now: the link
-	// carries StreamsSent − StreamsPaused.
+	// StreamsPaused are the streams among StreamsSent held back now (Last-N, or nobody
+	// beyond the link needs them: sfu/need.go): the link carries StreamsSent − StreamsPaused.
 	StreamsPaused int `json:"streams_paused,omitempty"`
 	StreamsRecv   int `json:"streams_received"`
 	// From the far bridge's receiver reports on what this one sends (worst stream):

@@ -1,11 +1,16 @@
 package sfu
 
 import (
+	"errors"
+	"io"
 	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/sfu/bwe"
 )
@@ -87,6 +92,9 @@ func (a *allocator) count(sims []*DownTrack) {
 	}
 	var now [maxLayers]int
 	for _, d := range sims {
+		if d.sim == nil {
+			continue // a relayed layer: the bridge before chose it
+		}
 		if cur, _ := d.Layer(); cur >= 0 {
 			now[cur]++
 		}
@@ -120,9 +128,15 @@ func (a *allocator) tick(now time.Time) {
 	a.last = now
 	var sims []*DownTrack
 	var others float64
-	seen := map[*UpTrack]bool{}
+	remote := make([]float64, maxLayers)
 	for _, d := range a.p.DownTracks() {
-		if d.sim == nil {
+		// A relayed layer of a layered source is weighed like a simulcast subscription
+		// (need.go): its cost counts as the layer chosen, not in others.
+		if d.sim == nil && (d.up.kind != webrtc.RTPCodecTypeVideo || !d.up.layered(now, remote)) {
+			if d.up.kind == webrtc.RTPCodecTypeVideo {
+				// A video without layers still stops when nobody beyond needs it.
+				a.stopped(d, d.capAt(now) < 0)
+			}
 			c := counterSample{bytes: d.BytesSent(), packets: d.PacketsSent()}
 			if prev, ok := a.others[d]; ok && !first {
 				others += rate(prev, c, dt)
@@ -136,10 +150,87 @@ func (a *allocator) tick(now time.Time) {
 		sims = append(sims, d)
 	}
 	a.streams = a.streams[:0]
+	a.measure(sims, dt, first, now)
+	if a.p.params.Relay && !first {
+		a.sendRates(sims)
+	}
+	// The estimate may grow to what every stream's top layer would take, caps or not: a
+	// subscriber that enlarges a tile, or a site beyond that asks for more, then gets it
+	// at the next keyframe, not after the estimate has climbed.
 	want := others
+	kept := sims[:0]
+	for i, d := range sims {
+		st := a.streams[i]
+		for l := len(st.Rates) - 1; l >= 0; l-- {
+			if st.Rates[l] > 0 {
+				want += st.Rates[l]
+				break
+			}
+		}
+		if !a.capStream(d, st.Rates, now) {
+			continue // nobody beyond needs it: stopped, costs nothing
+		}
+		a.streams[len(kept)] = st
+		kept = append(kept, d)
+	}
+	sims, a.streams = kept, a.streams[:len(kept)]
+	if a.p.subHop != nil {
+		out := a.p.subHop.Stats().Out
+		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost}, want)
+	}
+	est := a.est.Bitrate()
+	a.estimate.Store(uint64(est))
+	m := a.metrics()
+	if m != nil {
+		m.LinkEstimate.WithLabelValues(a.link).Observe(est)
+	}
+	a.count(sims)
+	if first || len(sims) == 0 {
+		return
+	}
+	budget := est - others
+	keep := bwe.Allocate(budget, a.streams, nil)
+	a.choice = bwe.Allocate(budget*raiseHeadroom, a.streams, a.choice)
+	for i, d := range sims {
+		target := d.chosen()
+		next := target
+		switch {
+		case keep[i] < 0:
+			continue // no layer measured yet
+		case target < 0 || keep[i] < target:
+			next = keep[i] // the link no longer carries it (or it resumes): down now
+		case a.choice[i] > target:
+			next = a.choice[i] // up only with headroom
+		}
+		if next != target && target >= 0 {
+			if m != nil {
+				dir := "up"
+				if next < target {
+					dir = "down"
+				}
+				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
+			}
+			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
+				"loss", math.Round(a.est.Loss*1000)/1000)
+		}
+		d.choose(next)
+	}
+}
+
+// measure fills a.streams, one per subscription of sims: the rates of its source's
+// layers (measured here for a simulcast source, as the sending bridge reported them for
+// a relayed one) and its priority. Allocator goroutine.
+func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.Time) {
+	seen := map[*UpTrack]bool{}
 	for _, d := range sims {
 		rates := make([]float64, maxLayers)
+		if d.sim == nil {
+			d.up.layered(now, rates)
+		}
 		for i := range rates {
+			if d.sim == nil {
+				break
+			}
 			up := d.sim.src.layer(int8(i))
 			if up == nil {
 				continue
@@ -159,12 +250,6 @@ func (a *allocator) tick(now time.Time) {
 			}
 			a.layers[up] = c
 		}
-		for i := len(rates) - 1; i >= 0; i-- {
-			if rates[i] > 0 {
-				want += rates[i]
-				break
-			}
-		}
 		prio := 0
 		if g := d.up.gateNow(); d.pinned.Load() || (g != nil && g.pinned.Load()) {
 			prio = 1 // the chair, the floor holder, a site the subscriber pinned: their picture first
@@ -176,47 +261,88 @@ func (a *allocator) tick(now time.Time) {
 			delete(a.layers, up)
 		}
 	}
-	if a.p.subHop != nil {
-		out := a.p.subHop.Stats().Out
-		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost}, want)
+}
+
+// capStream applies the subscription's cap (its subscriber's, and on a relay link the
+// need reported from beyond) to its layers' rates: the layers above it are out of the
+// allocation, though the lowest present stays when none is under it. It reports false,
+// and stops the subscription, when the cap is none. Allocator goroutine.
+func (a *allocator) capStream(d *DownTrack, rates []float64, now time.Time) bool {
+	c := d.capAt(now)
+	a.stopped(d, c < 0)
+	if c < 0 {
+		return false
 	}
-	est := a.est.Bitrate()
-	a.estimate.Store(uint64(est))
-	m := a.metrics()
-	if m != nil {
-		m.LinkEstimate.WithLabelValues(a.link).Observe(est)
+	lowest := -1
+	for i, r := range rates {
+		if r > 0 && (lowest < 0 || i <= int(c)) {
+			lowest = i
+		}
 	}
-	a.count(sims)
-	if first || len(sims) == 0 {
+	for i := range rates {
+		if i != lowest && i > int(c) {
+			rates[i] = 0
+		}
+	}
+	return true
+}
+
+// stopped holds d back while nobody beyond needs it (on), or lets it go on, counting
+// the pauses. Allocator goroutine.
+func (a *allocator) stopped(d *DownTrack, on bool) {
+	if !d.hold(on) || !on {
 		return
 	}
-	budget := est - others
-	keep := bwe.Allocate(budget, a.streams, nil)
-	a.choice = bwe.Allocate(budget*raiseHeadroom, a.streams, a.choice)
-	for i, d := range sims {
-		_, target := d.Layer()
-		next := target
-		switch {
-		case keep[i] < 0:
-			continue // no layer measured yet
-		case keep[i] < target:
-			next = keep[i] // the link no longer carries it: down now
-		case a.choice[i] > target:
-			next = a.choice[i] // up only with headroom
-		}
-		if next != target {
-			if m != nil {
-				dir := "up"
-				if next < target {
-					dir = "down"
-				}
-				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
-			}
-			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
-				"loss", math.Round(a.est.Loss*1000)/1000)
-		}
-		d.SetLayer(next)
+	if m := a.metrics(); m != nil && m.LayerPauses != nil {
+		m.LayerPauses.WithLabelValues(a.link).Inc()
 	}
+	d.sub.log.Debug("stream stopped: not needed beyond", "track", d.id)
+}
+
+// sendRates tells the bridge beyond this relay link the rates of each layered source's
+// layers (CAUR), so that it can say which it needs. Allocator goroutine.
+func (a *allocator) sendRates(sims []*DownTrack) {
+	var pkts []rtcp.Packet
+	flush := func() {
+		if err := a.p.sub.WriteRTCP(pkts); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			a.p.log.Debug("send layer rates", "err", err)
+		}
+		pkts = pkts[:0]
+	}
+	for i, d := range sims {
+		if b := d.binding.Load(); b != nil {
+			pkts = append(pkts, ratesPacket(b.ssrc, a.streams[i].Rates))
+		}
+		if len(pkts) == 32 { // a compound packet well under the MTU
+			flush()
+		}
+	}
+	if len(pkts) > 0 {
+		flush()
+	}
+}
+
+// chosen is the layer the allocator last chose for the subscription (-1: none yet, or
+// stopped).
+func (d *DownTrack) chosen() int {
+	if d.sim != nil {
+		if d.sim.off.Load() {
+			return -1
+		}
+		_, target := d.Layer()
+		return target
+	}
+	return int(d.want.Load())
+}
+
+// choose applies the allocator's choice: a simulcast subscription switches to the layer;
+// a relayed layered one records it as its want, capped by the need from beyond (need.go).
+func (d *DownTrack) choose(l int) {
+	if d.sim != nil {
+		d.SetLayer(l)
+		return
+	}
+	d.want.Store(int32(l))
 }
 
 // rate is the bit rate on the wire between two counter samples dt seconds apart.

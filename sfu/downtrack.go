@@ -44,6 +44,10 @@ type DownTrack struct {
 	levelExt    [1]byte    // the audio-level extension's payload, reused like scratch
 	packetsSent atomic.Uint64
 	bytesSent   atomic.Uint64 // RTP header and payload
+	// resuming is set while a held track waits for its keyframe; heldFrom is the first
+	// publisher's sequence number not sent (need.go). Fan-out only, like started.
+	resuming bool
+	heldFrom uint16
 
 	// mapping is the fan-out's sequence and timestamp offsets, published when forwarding
 	// starts for the NACK handler (readRTCP) to map a subscriber's sequence number back to
@@ -73,6 +77,16 @@ type DownTrack struct {
 	// allocator gives the source's layers first call on the bandwidth. Written by the
 	// bridge's owner (signaling's commands), read by the allocator's goroutine.
 	pinned atomic.Bool
+
+	// Layers by need (need.go). maxLayer is the subscriber's cap (SetMaxLayer); need the
+	// layer the bridge beyond a relay link needs (-1 none), as of needAt (its RTCP
+	// reader writes both); want the layer this link's allocator would take of a relayed
+	// layered source it cannot choose itself (-1 none). Read anywhere.
+	maxLayer, need, want atomic.Int32
+	needAt               atomic.Int64
+	// held stops a track that is not simulcast (a relayed layer, or a relay link's
+	// camera) while nobody beyond needs it; the allocator sets it, the fan-out reads it.
+	held atomic.Bool
 }
 
 // SetPinned gives this track first call on its subscriber link's bandwidth (on), as a
@@ -194,6 +208,8 @@ func (d *DownTrack) advanceFirst(seq uint16) {
 
 func newDownTrack(up *UpTrack, sub *Peer, id, streamID string) *DownTrack {
 	d := &DownTrack{id: id, streamID: streamID, up: up, sub: sub}
+	d.maxLayer.Store(maxLayers - 1)
+	d.need.Store(needUnknown)
 	if up.sim != nil {
 		d.sim = newDownLayers(up.sim, up.codec.ClockRate)
 	}
@@ -323,6 +339,23 @@ func (d *DownTrack) writeRTP(hdr *rtp.Header, payload []byte, keyframe bool) wri
 	if b == nil || !d.sub.subConnected.Load() {
 		return writeUnbound
 	}
+	// Held (nobody beyond needs it, need.go): nothing is sent; it resumes at a keyframe,
+	// the numbering closed over what was held back.
+	if d.held.Load() {
+		if d.started && !d.resuming {
+			d.resuming, d.heldFrom = true, hdr.SequenceNumber
+		}
+		return writeSkipped
+	}
+	if d.resuming {
+		if !keyframe {
+			return writeWaitingKeyframe
+		}
+		d.resuming = false
+		d.seqOffset -= hdr.SequenceNumber - d.heldFrom
+		d.firstInSeq = hdr.SequenceNumber
+		d.mapping.Store(newSeqMapping(d.firstInSeq, d.seqOffset, d.tsOffset))
+	}
 	starting := !d.started
 	if starting {
 		if d.up.codecK != codecOther && !keyframe {
@@ -398,6 +431,10 @@ func (d *DownTrack) readRTCP() {
 				d.noteReports(p.Reports, now)
 			case *rtcp.TransportLayerNack:
 				d.answerNACK(p)
+			case *rtcp.ApplicationDefined:
+				if p.Name == appNeed && d.sub.params.Relay {
+					d.noteNeed(p, now)
+				}
 			}
 		}
 	}

@@ -265,6 +265,10 @@ func (s *Selector) noteVideo(t *UpTrack, g *gate, now time.Time) {
 			g.hasVideo = true
 			s.sel.SetVideo(g.source, true)
 		}
+	case t.needOff.Load():
+		// This bridge asked the link not to send it (nobody here needs it): not a video
+		// that stopped. Its grace starts when it is asked for again.
+		g.quietSince = time.Time{}
 	case g.quietSince.IsZero():
 		g.quietSince = now
 	case g.hasVideo && now.Sub(g.quietSince) >= videoQuiet:

@@ -27,6 +27,9 @@ type Metrics struct {
 	LayerChanges   *prometheus.CounterVec   // by link, direction: the allocator moved a subscription
 	LayerForwarded *prometheus.GaugeVec     // by link, layer: simulcast subscriptions forwarded at each layer now
 	LinkEstimate   *prometheus.HistogramVec // by link: each link's estimate, observed every allocator tick
+	// LayerPauses counts, by link, the simulcast subscriptions stopped because nobody
+	// beyond needs them (need.go: a relay link's far end, or a hidden tile).
+	LayerPauses *prometheus.CounterVec
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -67,10 +70,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		LinkEstimate: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_bridge_link_estimate_bits_per_second",
 			Help:    "Bandwidth estimates of the links the bridge sends simulcast on, observed every 0.5 s per link.",
 			Buckets: []float64{150e3, 300e3, 500e3, 750e3, 1e6, 1.5e6, 2e6, 3e6, 5e6}}, []string{"link"}),
+		LayerPauses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_layer_pauses_total",
+			Help: "Simulcast subscriptions stopped because nobody beyond the link needs the source, by link kind."},
+			[]string{"link"}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
 		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
-		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate} {
+		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

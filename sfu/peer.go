@@ -88,7 +88,8 @@ type Peer struct {
 	// sources by stream and track id.
 	layerTracks map[*UpTrack]struct{}
 	sims        map[string]*simulcast
-	alloc       *allocator // the subscriber link's allocator, started with its first simulcast subscription
+	alloc       *allocator    // the subscriber link's allocator, started with its first layered subscription
+	needQuit    chan struct{} // ends a relay peer's need reporter (need.go); set in NewPeer
 	downs       map[*DownTrack]*webrtc.RTPSender
 	offerOut    bool // a subscriber offer awaits its answer
 	renegotiate bool // something changed while an offer was out
@@ -165,6 +166,9 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 			params.OnTrack(up)
 		}
 	})
+	if params.Relay {
+		p.needQuit = p.startNeeds()
+	}
 	if m := b.metrics; m != nil {
 		m.Peers.Inc()
 	}
@@ -351,7 +355,9 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 	d.sender = sender
 	p.downs[d] = sender
 	var alloc *allocator
-	if d.sim != nil {
+	// A relayed video may be one layer of a layered source, and a relay link stops a
+	// video nobody beyond needs (need.go): the link's allocator sees to both.
+	if d.sim != nil || (up.kind == webrtc.RTPCodecTypeVideo && (up.owner.params.Relay || p.params.Relay)) {
 		if p.alloc == nil {
 			p.alloc = newAllocator(p)
 			alloc = p.alloc
@@ -541,6 +547,9 @@ func (p *Peer) Close() error {
 	p.mu.Unlock()
 	if p.alloc != nil {
 		p.alloc.stop()
+	}
+	if p.needQuit != nil {
+		close(p.needQuit)
 	}
 	for d := range downs {
 		d.detach()

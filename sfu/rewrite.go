@@ -19,6 +19,9 @@ type layerRewriter struct {
 	lastSeq uint16
 	lastTS  uint32
 	lastAt  time.Time
+	// resume is set while forwarding stopped (the link needs the source no more): the
+	// next packet forwarded is a switch, at a keyframe, even to the layer it left.
+	resume bool
 	// clockRate is the codec's RTP clock (90 kHz for video).
 	clockRate uint32
 }
@@ -49,11 +52,11 @@ func (r *layerRewriter) rewrite(layer int8, seq uint16, ts uint32, keyframe bool
 			return 0, 0, rewriteWait
 		}
 		s, t := seed()
-		r.started, r.cur = true, layer
+		r.started, r.cur, r.resume = true, layer, false
 		r.firstInSeq, r.seqOffset, r.tsOffset = seq, s-seq, t-ts
 		r.lastSeq, r.lastTS = s-1, t
 		res = rewriteSwitched
-	case layer == r.cur:
+	case layer == r.cur && !r.resume:
 		if int16(seq-r.firstInSeq) < 0 {
 			return 0, 0, rewriteDrop // from before this layer's start here
 		}
@@ -70,7 +73,7 @@ func (r *layerRewriter) rewrite(layer int8, seq uint16, ts uint32, keyframe bool
 		if d := at.Sub(r.lastAt); d > 0 {
 			elapsed = uint32(d.Microseconds() * int64(r.clockRate) / 1e6)
 		}
-		r.cur, r.firstInSeq = layer, seq
+		r.cur, r.firstInSeq, r.resume = layer, seq, false
 		r.seqOffset = r.lastSeq + 1 - seq
 		r.tsOffset = r.lastTS + max(elapsed, 1) - ts
 		res = rewriteSwitched

@@ -112,3 +112,32 @@ func TestLayerRewriterOutlastsSequenceWrap(t *testing.T) {
 		want++
 	}
 }
+
+// TestLayerRewriterResumesAtAKeyframe: a subscription stopped while nobody beyond its
+// link needed it (need.go) resumes on the layer it left only at a keyframe, numbered on
+// from the last packet sent, with the time that passed on its timeline.
+func TestLayerRewriterResumesAtAKeyframe(t *testing.T) {
+	r := layerRewriter{clockRate: 90000}
+	seed := func() (uint16, uint32) { return 100, 1000 }
+	start := time.Unix(1000, 0)
+	if _, _, res := r.rewrite(0, 10, 0, true, 0, start, seed); res != rewriteSwitched {
+		t.Fatalf("first keyframe: result %d", res)
+	}
+	if seq, _, res := r.rewrite(0, 11, 3600, false, 0, start.Add(40*time.Millisecond), seed); res != rewriteForward || seq != 101 {
+		t.Fatalf("second packet: result %d seq %d", res, seq)
+	}
+	r.resume = true // stopped; the layer's packets 12…499 were not forwarded
+	if _, _, res := r.rewrite(0, 500, 90000, false, 0, start.Add(2*time.Second), seed); res != rewriteWait {
+		t.Fatalf("a delta frame after the stop: result %d, want to wait for a keyframe", res)
+	}
+	seq, ts, res := r.rewrite(0, 501, 93600, true, 0, start.Add(2040*time.Millisecond), seed)
+	if res != rewriteSwitched || seq != 102 {
+		t.Fatalf("the keyframe after the stop: result %d seq %d, want a switch numbered 102", res, seq)
+	}
+	if want := uint32(1000 + 3600 + 2*90000); ts != want {
+		t.Fatalf("timestamp %d after 2 s, want %d", ts, want)
+	}
+	if seq, _, res := r.rewrite(0, 502, 97200, false, 0, start.Add(2080*time.Millisecond), seed); res != rewriteForward || seq != 103 {
+		t.Fatalf("after the resume: result %d seq %d", res, seq)
+	}
+}

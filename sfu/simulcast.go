@@ -156,6 +156,9 @@ type downLayers struct {
 	// the first keyframe), written under mu, read anywhere.
 	target, current atomic.Int32
 	switches        atomic.Uint64
+	// off is set while no layer is forwarded because nobody beyond the link needs the
+	// source (setOff, under ctl); SetLayer ends it.
+	off atomic.Bool
 
 	mu sync.Mutex    // guards rw and the write to the subscriber
 	rw layerRewriter // guarded by mu
@@ -258,6 +261,11 @@ func (d *DownTrack) SetLayer(i int) {
 	if up == nil {
 		return
 	}
+	if s.off.Swap(false) {
+		s.mu.Lock()
+		s.rw.resume = true // whichever layer comes first, it starts at a keyframe
+		s.mu.Unlock()
+	}
 	if s.member[want] != up {
 		if err := up.addDown(d); err != nil { // asks the layer for a keyframe
 			return
@@ -268,6 +276,29 @@ func (d *DownTrack) SetLayer(i int) {
 	}
 	s.target.Store(int32(want))
 	d.prune()
+}
+
+// setOff stops forwarding the source: no layer's reader reaches the DownTrack until
+// SetLayer, which resumes at a keyframe with the numbering continuous (the subscriber
+// sees a pause, not a loss to NACK). Safe from any goroutine; the allocator calls it.
+func (d *DownTrack) setOff() {
+	s := d.sim
+	s.ctl.Lock()
+	defer s.ctl.Unlock()
+	if s.off.Swap(true) {
+		return
+	}
+	s.target.Store(-1)
+	for i, up := range s.member {
+		if up != nil {
+			up.removeDown(d)
+			s.member[i] = nil
+		}
+	}
+	s.mu.Lock()
+	s.current.Store(-1)
+	s.rw.resume = true
+	s.mu.Unlock()
 }
 
 // prune takes the DownTrack out of the downs of layers that are neither current nor

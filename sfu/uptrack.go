@@ -58,6 +58,12 @@ type UpTrack struct {
 	// (the timeline continues by the real time that passed). Written by the reader before
 	// each fan-out, read by its writers, like level.
 	readAt time.Time
+	// relayRates is what the sending bridge says about the source's layers when this
+	// track arrives over a relay link (need.go); needOff is set while this bridge has told
+	// it that nobody here needs the track (the reporter's goroutine writes it, the
+	// selector reads it: a video held back on request has not "stopped arriving").
+	relayRates remoteLayers
+	needOff    atomic.Bool
 
 	fan   *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
 	cache *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio
@@ -391,7 +397,11 @@ func (t *UpTrack) drainRTCP() {
 		if err != nil {
 			return
 		}
-		t.deliverTaps(buf[:n], time.Now(), true)
+		now := time.Now()
+		if t.owner.params.Relay {
+			t.noteRTCP(buf[:n], now)
+		}
+		t.deliverTaps(buf[:n], now, true)
 	}
 }
 

@@ -104,3 +104,7 @@ func (s *Shaped) Do(t testing.TB, fn func() error) {
 		t.Fatalf("in %s: %v", s.NS, err)
 	}
 }
+
+// Exec returns args as a command line that runs inside the namespace (a bridge process
+// whose sockets must all be behind the shaped link).
+func (s *Shaped) Exec(args ...string) []string { return inNS(s.NS, args...) }
