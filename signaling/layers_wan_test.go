@@ -122,18 +122,35 @@ func TestShapedRelayLinkBetweenBridgeProcesses(t *testing.T) {
 	}
 	stream := chair.Self.Streams[protocol.SourceCamera]
 	near := ts.join(t, "shaped", "central", "watcher-central")
-	far := ts.join(t, "shaped", "prov", "watcher-prov")
+	// The province's watcher reaches its bridge in the namespace through the veth, so not
+	// over loopback alone; what it receives crosses the namespace's uplink, not shaped.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	far, err := client.Dial(ctx, ts.ws, ts.token(t, "shaped", "prov", "watcher-prov"), client.Options{Logger: logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(far.Close)
 
 	onTop := func(c *client.Client, name string) func() string {
 		return func() string {
 			if w := watchLayers(c, stream, time.Second); w.main() != 2 {
-				return fmt.Sprintf("%s receives %v (low, middle, top packets in 1 s), not mainly the top layer", name, w)
+				pkts := int64(-1)
+				if s := c.Stream(stream, "video"); s != nil {
+					pkts = s.Packets.Load()
+				}
+				return fmt.Sprintf("%s receives %v (low, middle, top packets in 1 s; %d video packets in all), not mainly the top layer",
+					name, w, pkts)
 			}
 			return ""
 		}
 	}
+	joined := time.Now()
 	eventually(t, 60*time.Second, onTop(far, "the province"))
 	eventually(t, 30*time.Second, onTop(near, "central"))
+	t.Logf("both watchers on the top layer %v after joining", time.Since(joined).Round(100*time.Millisecond))
+	relayTo(sig, "br-prov") // the link's bit rate is over the time since the last call
+	time.Sleep(2 * time.Second)
 	before, _ := relayTo(sig, "br-prov")
 
 	const rate = 400
@@ -147,9 +164,10 @@ func TestShapedRelayLinkBetweenBridgeProcesses(t *testing.T) {
 	})
 	dropped := time.Since(shapedAt)
 	time.Sleep(2 * time.Second) // the shaper's queue drains
-	wfar, wnear := watchLayers(far, stream, 4*time.Second), layerWindow{}
-	wnear = watchLayers(near, stream, 2*time.Second)
+	relayTo(sig, "br-prov")
+	wfar := watchLayers(far, stream, 4*time.Second)
 	during, _ := relayTo(sig, "br-prov")
+	wnear := watchLayers(near, stream, 2*time.Second)
 	t.Logf("link shaped to %d kbit/s: the province on the low layer after %v; over 4 s it received %v packets (low, middle, top); central %v in 2 s",
 		rate, dropped.Round(10*time.Millisecond), wfar, wnear)
 	t.Logf("relay link central→province: before %.0f kbit/s, estimate %.0f, layers %v; shaped %.0f kbit/s, estimate %.0f, layers %v",
@@ -167,6 +185,8 @@ func TestShapedRelayLinkBetweenBridgeProcesses(t *testing.T) {
 	sh.SetRate(t, 0)
 	liftedAt := time.Now()
 	eventually(t, 60*time.Second, onTop(far, "the province"))
+	relayTo(sig, "br-prov")
+	time.Sleep(2 * time.Second)
 	after, _ := relayTo(sig, "br-prov")
 	t.Logf("limit lifted: the province on the top layer again after %v; relay link %.0f kbit/s, estimate %.0f",
 		time.Since(liftedAt).Round(100*time.Millisecond), after.BitrateBps/1e3, after.EstimateBps)

@@ -83,7 +83,12 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	}
 	prev := e.bps
 	e.Sent = float64(s.Bytes-e.last.Bytes) * 8 / dt
-	reported, lost := s.Reported-e.last.Reported, s.Lost-e.last.Lost
+	reported, lost := s.Reported-e.last.Reported, uint64(0)
+	if s.Lost > e.last.Lost {
+		// A packet counted lost that arrived late moves back to received (hopstats): an
+		// interval's count may fall, and must not wrap round to 2^64.
+		lost = min(s.Lost-e.last.Lost, reported)
+	}
 	bytes, packets := s.Bytes-e.last.Bytes, s.Packets-e.last.Packets
 	e.last = s
 	if reported < minReported || packets == 0 {

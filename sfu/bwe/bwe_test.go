@@ -94,3 +94,16 @@ func TestAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestLossCountFalling: hopstats moves a packet counted lost back to received when it
+// arrives late, so an interval's lost count can fall; the estimate must read that as no
+// loss, not as 2^64 packets lost (it fell to its floor on a clean relay link).
+func TestLossCountFalling(t *testing.T) {
+	e := New()
+	at := time.Unix(0, 0)
+	e.Update(Sample{At: at, Bytes: 1e5, Packets: 100, Reported: 100, Lost: 5}, 2e6)
+	est := e.Update(Sample{At: at.Add(Interval), Bytes: 2e5, Packets: 200, Reported: 200, Lost: 3}, 2e6)
+	if est < Initial || e.Loss != 0 {
+		t.Fatalf("estimate %.0f, loss %v after the lost count fell by 2", est, e.Loss)
+	}
+}
