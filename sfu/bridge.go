@@ -88,6 +88,9 @@ type Bridge struct {
 	media []netip.AddrPort
 	// hops hands each new peer connection its hop measurement (hopstats).
 	hops *hopstats.Factory
+	// silentNeeds keeps the relay links' receiving ends from reporting needs (need.go),
+	// as a bridge from before them: tests compare. Set before the first peer.
+	silentNeeds bool
 }
 
 // ErrClosed is returned by operations on a closed peer or bridge.

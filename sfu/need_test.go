@@ -43,6 +43,90 @@ func linkBytes(d *DownTrack, span time.Duration) uint64 {
 	return d.BytesSent() - before
 }
 
+// neededLink is two bridges joined by a relay link that carries a three-layer camera
+// from a to b: the link's DownTrack on a, the camera as it arrives at b, and a district
+// on a (before the link) watching it.
+type neededLink struct {
+	a, b    *Bridge
+	metrics *Metrics // a's
+	ra      *Peer
+	link    *DownTrack
+	far     *UpTrack
+	dd      *DownTrack
+	wd      *layerWatch
+}
+
+// newNeededLink builds a neededLink; silent makes b a bridge that reports no needs.
+func newNeededLink(t *testing.T, silent bool) *neededLink {
+	t.Helper()
+	l := &neededLink{}
+	l.a, l.metrics = newMeteredBridge(t)
+	l.b = newTestBridge(t)
+	l.b.silentNeeds = silent
+	r := newSimRoom(t, l.a)
+	relayed := make(chan *UpTrack, 4)
+	l.ra, _ = relayLink(t, l.a, l.b, func(up *UpTrack) {
+		if up.Kind() == webrtc.RTPCodecTypeVideo {
+			relayed <- up
+		}
+	})
+	r.mu.Lock()
+	up := r.up
+	r.mu.Unlock()
+	var err error
+	if l.link, err = l.ra.Subscribe(up, up.ID(), up.StreamID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l.far = <-relayed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the camera did not arrive over the relay link")
+	}
+	_, l.dd, l.wd = r.subscribe(t, l.a, "district", endpointOpts{})
+	return l
+}
+
+// thumbnail adds a commune at b that shows the camera as a thumbnail (low layer at most).
+func (l *neededLink) thumbnail(t *testing.T) (*testEndpoint, *DownTrack, *layerWatch) {
+	t.Helper()
+	wc := newLayerWatch()
+	commune := newTestEndpointWith(t, l.b, "commune", nil, endpointOpts{onVideo: wc.read})
+	cd, err := commune.peer.Subscribe(l.far, l.far.ID(), l.far.StreamID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd.SetMaxLayer(0)
+	return commune, cd, wc
+}
+
+// TestRelayLinkWithoutNeedsCarriesWhatItFits is the reference for the test below, and
+// what a link to a bridge that reports no needs (one from before them) does: it carries
+// the layer its estimate fits, the top one, whether anyone beyond watches or not.
+func TestRelayLinkWithoutNeedsCarriesWhatItFits(t *testing.T) {
+	l := newNeededLink(t, true)
+	eventually(t, 30*time.Second, func() string {
+		if cur, _ := l.link.Layer(); cur != 2 {
+			return "the link has not reached the top layer"
+		}
+		return ""
+	})
+	n := linkBytes(l.link, 3*time.Second)
+	t.Logf("without needs, nobody beyond: the link carried %.0f kbit/s of the camera", float64(n)*8/3/1000)
+	if l.link.Held() || n < 100_000 {
+		t.Errorf("the link stopped the camera (held %v, %d bytes in 3 s) without any need reported", l.link.Held(), n)
+	}
+	_, _, wc := l.thumbnail(t)
+	eventually(t, 20*time.Second, func() string {
+		if s := wc.snapshot(); s.packets == 0 {
+			return "the commune receives nothing"
+		}
+		return ""
+	})
+	n = linkBytes(l.link, 3*time.Second)
+	t.Logf("without needs, a thumbnail beyond: the link carried %.0f kbit/s of the camera (layer %d)",
+		float64(n)*8/3/1000, wc.snapshot().layer)
+}
+
 // TestRelayLinkCarriesWhatIsNeeded is issue 10's "along the tree" on one relay link:
 // bridge A holds a three-layer publisher and a relay link to bridge B, which subscribes to
 // the camera. While nobody at B watches it, the link stops the stream (B says so, A stops
@@ -51,29 +135,8 @@ func linkBytes(d *DownTrack, span time.Duration) uint64 {
 // the top layer throughout. When the commune enlarges the tile, the top layer crosses the
 // link within a few seconds; when it hides it, the stream stops crossing again.
 func TestRelayLinkCarriesWhatIsNeeded(t *testing.T) {
-	a, metrics := newMeteredBridge(t)
-	b := newTestBridge(t)
-	r := newSimRoom(t, a)
-	relayed := make(chan *UpTrack, 4)
-	ra, _ := relayLink(t, a, b, func(up *UpTrack) {
-		if up.Kind() == webrtc.RTPCodecTypeVideo {
-			relayed <- up
-		}
-	})
-	r.mu.Lock()
-	up := r.up
-	r.mu.Unlock()
-	link, err := ra.Subscribe(up, up.ID(), up.StreamID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var far *UpTrack
-	select {
-	case far = <-relayed:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the camera did not arrive over the relay link")
-	}
-	_, dd, wd := r.subscribe(t, a, "district", endpointOpts{})
+	l := newNeededLink(t, false)
+	link, ra, metrics, dd, wd := l.link, l.ra, l.metrics, l.dd, l.wd
 
 	// Nobody at B: the link stops the stream.
 	arrived := time.Now()
@@ -95,13 +158,7 @@ func TestRelayLinkCarriesWhatIsNeeded(t *testing.T) {
 	}
 
 	// A commune at B shows it as a thumbnail: the low layer crosses, and no more.
-	wc := newLayerWatch()
-	commune := newTestEndpointWith(t, b, "commune", nil, endpointOpts{onVideo: wc.read})
-	cd, err := commune.peer.Subscribe(far, far.ID(), far.StreamID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cd.SetMaxLayer(0)
+	commune, cd, wc := l.thumbnail(t)
 	asked := time.Now()
 	eventually(t, 20*time.Second, func() string {
 		if s := wc.snapshot(); s.layer != 0 || s.width != 320 {

@@ -166,7 +166,7 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 			params.OnTrack(up)
 		}
 	})
-	if params.Relay {
+	if params.Relay && !b.silentNeeds {
 		p.needQuit = p.startNeeds()
 	}
 	if m := b.metrics; m != nil {
