@@ -277,3 +277,71 @@ func FuzzLayerApp(f *testing.F) {
 		}
 	})
 }
+
+// TestNeedTravelsTwoHops: a camera relayed A → B → C. While nobody at B or C watches it,
+// both links stop it (the middle link's single layer is held; B, then needing nothing,
+// says so to A). A commune at C that shows it as a thumbnail brings the low layer over
+// both links; enlarged, the top layer; every change it sees starts at a keyframe, its
+// numbering continuous across the held time.
+func TestNeedTravelsTwoHops(t *testing.T) {
+	l := newNeededLink(t, false)
+	c := newTestBridge(t)
+	relayed := make(chan *UpTrack, 4)
+	rb, _ := relayLink(t, l.b, c, func(up *UpTrack) {
+		if up.Kind() == webrtc.RTPCodecTypeVideo {
+			relayed <- up
+		}
+	})
+	mid, err := rb.Subscribe(l.far, l.far.ID(), l.far.StreamID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var farC *UpTrack
+	select {
+	case farC = <-relayed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the camera did not arrive over the second link")
+	}
+	eventually(t, 15*time.Second, func() string {
+		if !l.link.Held() || !mid.Held() {
+			return "nobody at B or C: first link held " + strconv.FormatBool(l.link.Held()) +
+				", second " + strconv.FormatBool(mid.Held())
+		}
+		return ""
+	})
+	time.Sleep(500 * time.Millisecond)
+	if n, m := linkBytes(l.link, time.Second), mid.BytesSent(); n > 1000 {
+		t.Errorf("the first link sent %d bytes in 1 s while nobody beyond needed the camera (second link: %d in all)", n, m)
+	}
+
+	wc := newLayerWatch()
+	commune := newTestEndpointWith(t, c, "commune", nil, endpointOpts{onVideo: wc.read})
+	cd, err := commune.peer.Subscribe(farC, farC.ID(), farC.StreamID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cd.SetMaxLayer(0)
+	asked := time.Now()
+	eventually(t, 20*time.Second, func() string {
+		if s := wc.snapshot(); s.layer != 0 || s.width != 320 {
+			return "the commune at C does not see the low layer yet"
+		}
+		return ""
+	})
+	t.Logf("a thumbnail two links away: the low layer arrived %v after the subscription", time.Since(asked).Round(10*time.Millisecond))
+	if cur, _ := l.link.Layer(); cur != 0 || mid.Held() {
+		t.Errorf("for a thumbnail two links away the first link carries layer %d, the second held %v", cur, mid.Held())
+	}
+	cd.SetMaxLayer(2)
+	asked = time.Now()
+	eventually(t, 60*time.Second, func() string {
+		if s := wc.snapshot(); s.layer != 2 || s.width != 1280 {
+			cur, target := l.link.Layer()
+			return "the commune at C sees layer " + strconv.Itoa(s.layer) + "; the first link forwards " +
+				strconv.Itoa(cur) + " target " + strconv.Itoa(target)
+		}
+		return ""
+	})
+	t.Logf("the tile enlarged two links away: top layer after %v", time.Since(asked).Round(10*time.Millisecond))
+	checkClean(t, "commune at C", wc.snapshot())
+}
