@@ -251,8 +251,11 @@ func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.
 			a.layers[up] = c
 		}
 		prio := 0
-		if g := d.up.gateNow(); d.pinned.Load() || (g != nil && g.pinned.Load()) {
-			prio = 1 // the chair, the floor holder, a site the subscriber pinned: their picture first
+		switch g := d.up.gateNow(); {
+		case d.pinned.Load() || (g != nil && g.pinned.Load()):
+			prio = 2 // the chair, the floor holder, a site the subscriber pinned: their picture first
+		case g != nil && g.dominant.Load():
+			prio = 1 // then the one speaking
 		}
 		a.streams = append(a.streams, bwe.Stream{Rates: rates, Priority: prio})
 	}

@@ -75,8 +75,11 @@ type gate struct {
 	// pinned is set while the source is pinned (the chair, the floor holder): a link's
 	// allocator gives its simulcast layers first call on the bandwidth.
 	pinned atomic.Bool
-	sum    atomic.Uint64 // Σ (127 − level) over the interval's audio packets
-	n      atomic.Uint64 // packets with a level in the interval
+	// dominant is set while the source is the dominant speaker: after the pinned, its
+	// layers come before the other sources' on every link (selector goroutine writes).
+	dominant atomic.Bool
+	sum      atomic.Uint64 // Σ (127 − level) over the interval's audio packets
+	n        atomic.Uint64 // packets with a level in the interval
 
 	// Whether video arrives (selector goroutine only): the packets counted at the last
 	// tick, since when none came, and whether the source counts as having video.
@@ -317,6 +320,9 @@ func (s *Selector) update(now time.Time) {
 		}
 	}
 	after := s.sel.Dominant()
+	for _, g := range s.members {
+		g.dominant.Store(g.source == after && after != "")
+	}
 	video := s.videoOn()
 	s.mu.Unlock()
 	// Outside the lock: a keyframe request writes RTCP.

@@ -109,7 +109,20 @@ func (m *lastNMeeting) speak(t *testing.T, who int) time.Duration {
 		}
 		return ""
 	})
-	return time.Since(start)
+	took := time.Since(start)
+	// The links' allocators read the dominant speaker's gates: its layers come next after
+	// the pinned ones' (allocator.go).
+	eventually(t, 5*time.Second, func() string {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, up := range m.tracks {
+			if g := up.gateNow(); g != nil && g.dominant.Load() != (up.StreamID() == want) {
+				return fmt.Sprintf("track %s of %s: gate says dominant %v", up.ID(), up.StreamID(), g.dominant.Load())
+			}
+		}
+		return ""
+	})
+	return took
 }
 
 // Twelve publishers, Last-N of 4 videos and 2 audios: each watcher receives at most 4
