@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -263,10 +264,11 @@ func receivesNow(rx, tx *client.Client, n int64) string {
 // `cau signal` processes, one Redis, two `cau bridge` processes registered with each.
 // Three room endpoints join through three different nodes and all receive each other's
 // media (one node owns the meeting; the others forward). Then the owner is killed with
-// SIGKILL: every endpoint comes back through a live node, another node owns the meeting
-// with a higher fencing token, media flows again, and the floor and roll call are intact.
-// It logs the longest media gap per receiver and sender, and the time until every
-// session is back.
+// SIGKILL: every endpoint comes back through a live node within 5 s, where the new owner
+// (a higher fencing token) adopts its peers on the bridges as they were, with the relay
+// link between the bridges: no endpoint renegotiates, no endpoint's media stops for more
+// than a second, and the floor and roll call are intact. It logs the longest media gap
+// per receiver and sender, and the time until each session is back.
 func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	now := time.Now()
 	c := startHACluster(t, rooms.Meeting{ID: "giao-ban", Title: "Giao ban", ChairSite: "central",
@@ -341,9 +343,15 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	}
 	t.Logf("node %d (%s) owns the meeting with fencing token %d", owner, ownerURL, token)
 
-	// Sample what arrives every 10 ms from before the kill until every session is back.
+	// Sample what arrives every 10 ms from before the kill until every session is back,
+	// and when each session resumed. The sampler also measures this process's own
+	// stalls (a tick that came late): a loaded machine that stops every process for a
+	// while stops the endpoints' media with it, and that is not the failover's doing.
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
+	var killedAt atomic.Int64 // unix nanos, once the owner is killed
+	resumedAfter := make([]time.Duration, len(all))
+	var stall time.Duration // the longest tick beyond its 10 ms, after the kill
 	go func() {
 		defer close(sampled)
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -352,13 +360,25 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 		for i := range sites {
 			sites[i] = map[string]string{}
 		}
+		prev := time.Now()
 		for {
 			select {
 			case <-stop:
 				return
-			case now := <-tick.C:
+			case <-tick.C:
+				now := time.Now()
+				k := killedAt.Load()
+				if k != 0 {
+					stall = max(stall, now.Sub(prev)-10*time.Millisecond)
+				}
+				prev = now
 				for i, m := range meters {
 					m.sample(now, sites[i])
+				}
+				for i, cl := range all {
+					if k != 0 && resumedAfter[i] == 0 && cl.Resumes() > 0 {
+						resumedAfter[i] = now.Sub(time.Unix(0, k))
+					}
 				}
 			}
 		}
@@ -389,6 +409,7 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	oldA, oldB := a.Stream(b.Me().Streams[protocol.SourceCamera], "audio"), b.Stream(a.Me().Streams[protocol.SourceCamera], "audio")
 	a0, b0 := oldA.Packets.Load(), oldB.Packets.Load()
 	killed := time.Now()
+	killedAt.Store(killed.UnixNano())
 	if err := c.nodes[owner].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -456,14 +477,32 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	fmt.Fprintf(&report, "owner killed: every session back and receiving (save across the relay link) %v after the kill\n", back.Round(time.Millisecond))
 	fmt.Fprintf(&report, "reference: longest gap over 2 s before the kill %v\n", ref.Round(time.Millisecond))
 	fmt.Fprintf(&report, "no owner for %v after the kill (lease TTL %v)\n", ownerless.Round(time.Millisecond), lease.DefaultTTL)
+	fmt.Fprintf(&report, "this process's longest stall after the kill: %v\n", stall.Round(time.Millisecond))
+	// Issue 16: media never stops for more than a second at any endpoint, and every
+	// session is back on a live node within 5 s. The endpoints resume on the new owner,
+	// which adopts their peers on the bridges as they are (and the relay link between
+	// the bridges): nothing is renegotiated, so media goes on through the failover. A
+	// stall of this machine (seen: 3.4 s on every process at once) is allowed on top,
+	// as measured by this process's own ticker.
 	for i, m := range meters {
 		rxSite := all[i].Me().Site
 		for site, g := range m.gaps() {
 			fmt.Fprintf(&report, "%s received nothing from %s for %v at most\n", rxSite, site, g.Round(time.Millisecond))
-			// Issue 16 wants at most a second. Logged, not asserted: this shared machine
-			// stalls every process for seconds at times (seen: 3.4 s on every stream at
-			// once); what is asserted is that media flowed while no node owned the
-			// meeting (above).
+			if g > time.Second+stall {
+				t.Errorf("%s received nothing from %s for %v across the owner's kill, want at most 1 s (+ a stall of %v)",
+					rxSite, site, g.Round(time.Millisecond), stall.Round(time.Millisecond))
+			}
+		}
+	}
+	for i, cl := range all {
+		fmt.Fprintf(&report, "%s back on a live node %v after the kill, media kept: %v\n", cl.Me().Site,
+			resumedAfter[i].Round(time.Millisecond), cl.Adoptions() > 0)
+		if resumedAfter[i] > 5*time.Second+stall {
+			t.Errorf("%s came back %v after the kill, want within 5 s (+ a stall of %v)", cl.Me().Site,
+				resumedAfter[i].Round(time.Millisecond), stall.Round(time.Millisecond))
+		}
+		if cl.Adoptions() < 1 {
+			t.Errorf("%s renegotiated its media after the owner's kill, want its connections adopted as they were", cl.Me().Site)
 		}
 	}
 	for i, n := range c.nodes {

@@ -114,6 +114,8 @@ export class CauClient extends EventTarget {
     this.muted = this._pubs.muted;
     this._remote = new RemoteStreams((detail) => this._emit('media', detail));
     this._heard = new Set(); // participants announced on this socket (maybe before joined)
+    /** The resume token of the last joined (or reconnect): sent when joining again. */
+    this._resumeToken = '';
     this._leaving = false;
     this._closed = false;
     this._attempt = 0;
@@ -278,10 +280,14 @@ export class CauClient extends EventTarget {
       this._heard = new Set();
       this._startPing();
       // The connections exist before the join is answered, so an offer or a candidate
-      // that the server sends right behind "joined" is never dropped.
-      this._setupMedia();
+      // that the server sends right behind "joined" is never dropped. Resuming (several
+      // signaling nodes, docs/protocol/join.md), the connections of the lost socket are
+      // kept: the meeting's owner adopts them as they are, or says it did not ("joined"
+      // without resumed), and new ones are made then.
+      if (!this._resumeToken) this._setupMedia();
       const data = { token: this.token, ...(this.name && { name: this.name }) };
       if (this.device) data.device = this.device;
+      if (this._resumeToken) data.resume = this._resumeToken;
       this._request('join', data, 'joined').then(
         (joined) => this._onJoined(joined),
         (err) => this.log('warn', 'join failed', err),
@@ -323,13 +329,17 @@ export class CauClient extends EventTarget {
     }
     // Cut off for sending too much: something is wrong here, so wait longer (≥ 4 s).
     if (code === CloseCode.RATE_LIMITED) this._attempt = Math.max(this._attempt, 3);
-    this._scheduleReconnect(`socket closed (${code}${reason ? ' ' + reason : ''})`);
+    // The socket alone was lost: with a resume token the media goes on meanwhile.
+    this._scheduleReconnect(`socket closed (${code}${reason ? ' ' + reason : ''})`, !!this._resumeToken);
   }
 
-  _scheduleReconnect(why) {
+  _scheduleReconnect(why, keepMedia = false) {
     if (this._closed || this._leaving) return;
     this.log('warn', 'reconnecting:', why);
-    this._teardownMedia();
+    if (!keepMedia) {
+      this._teardownMedia();
+      this._resumeToken = ''; // nothing left to resume: join afresh
+    }
     if (this._ws) {
       const ws = this._ws;
       this._ws = null;
@@ -380,7 +390,7 @@ export class CauClient extends EventTarget {
     this._pingTimer = setInterval(() => {
       const now = Date.now();
       if (this._pingSentAt && this._lastHeard < this._pingSentAt && now - this._pingSentAt > PONG_WAIT_MS) {
-        this._scheduleReconnect('no answer from the server');
+        this._scheduleReconnect('no answer from the server', !!this._resumeToken);
         return;
       }
       if (this._send('ping')) this._pingSentAt = now;
@@ -425,6 +435,11 @@ export class CauClient extends EventTarget {
     const data = msg.data || {};
     switch (msg.type) {
       case 'joined':
+        // Here, before the next message (the subscriber offer may follow at once).
+        if (this._resumeToken && !data.resumed) this._setupMedia();
+        this._resumeToken = data.resume || '';
+        this._settle(msg.id, msg.type, data);
+        break;
       case 'answer':
         this._settle(msg.id, msg.type, data);
         break;
@@ -453,6 +468,7 @@ export class CauClient extends EventTarget {
         this._emit('speaker', { speaker: (this.speaker = data) });
         break;
       case 'reconnect':
+        if (data.resume) this._resumeToken = data.resume;
         this._onMediaMoved(data.reason);
         break;
       case 'pong': // the ping timer only needs _lastHeard
