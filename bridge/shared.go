@@ -28,8 +28,11 @@ type Shared struct {
 	mu      sync.Mutex // guards below; a leaf: never held while calling the agent or a connection
 	conns   map[*conn]struct{}
 	owners  map[ids.PeerID]*conn       // the connection each owned peer belongs to
-	orphans map[ids.PeerID]*time.Timer // the orphans, each closed when its timer fires
+	orphans map[ids.PeerID]*orphanTimer // the orphans, each closed when its timer fires
 }
+
+// orphanTimer closes an orphan when its grace ends; t is set under Shared.mu.
+type orphanTimer struct{ t *time.Timer }
 
 // SharedConfig configures NewShared.
 type SharedConfig struct {
@@ -50,7 +53,7 @@ func NewShared(b Engine, cfg SharedConfig) *Shared {
 		log = slog.Default()
 	}
 	sh := &Shared{grace: cfg.Grace, log: log, conns: map[*conn]struct{}{}, owners: map[ids.PeerID]*conn{},
-		orphans: map[ids.PeerID]*time.Timer{}}
+		orphans: map[ids.PeerID]*orphanTimer{}}
 	sh.agent = NewAgent(b, sh.events(), log)
 	sh.agent.SetMaxPeers(cfg.MaxPeers, cfg.Limits)
 	return sh
@@ -120,8 +123,8 @@ func (sh *Shared) forget(peer ids.PeerID) *conn {
 	defer sh.mu.Unlock()
 	c := sh.owners[peer]
 	delete(sh.owners, peer)
-	if t := sh.orphans[peer]; t != nil {
-		t.Stop()
+	if o := sh.orphans[peer]; o != nil {
+		o.t.Stop()
 		delete(sh.orphans, peer)
 	}
 	return c
@@ -161,14 +164,14 @@ func (sh *Shared) createPeer(c *conn, peer ids.PeerID) error {
 		sh.mu.Unlock()
 		return fmt.Errorf("create peer %s: %w", peer, ErrNotYours)
 	}
-	t := sh.orphans[peer]
-	if t != nil {
-		t.Stop()
+	o := sh.orphans[peer]
+	if o != nil {
+		o.t.Stop()
 		delete(sh.orphans, peer)
 	}
 	sh.owners[peer] = c // before the peer exists, so its first events find c
 	sh.mu.Unlock()
-	if t != nil {
+	if o != nil {
 		sh.log.Info("orphan replaced by a new peer", "peer", peer.String())
 		_ = sh.agent.ClosePeer(peer)
 	}
@@ -202,8 +205,8 @@ func (sh *Shared) adopt(c *conn, peer ids.PeerID) (protocol.PeerState, error) {
 	}
 	sh.mu.Lock()
 	from := sh.owners[peer]
-	if t := sh.orphans[peer]; t != nil {
-		t.Stop()
+	if o := sh.orphans[peer]; o != nil {
+		o.t.Stop()
 		delete(sh.orphans, peer)
 	}
 	sh.owners[peer] = c
@@ -263,16 +266,16 @@ func (sh *Shared) orphan(peers []ids.PeerID, c *conn) {
 			continue // adopted meanwhile
 		}
 		delete(sh.owners, p)
-		var t *time.Timer
-		t = time.AfterFunc(sh.grace, func() { sh.expire(p, t) })
-		sh.orphans[p] = t
+		o := &orphanTimer{}
+		o.t = time.AfterFunc(sh.grace, func() { sh.expire(p, o) })
+		sh.orphans[p] = o
 	}
 }
 
 // expire closes an orphan whose grace ended, unless it was adopted meanwhile.
-func (sh *Shared) expire(p ids.PeerID, t *time.Timer) {
+func (sh *Shared) expire(p ids.PeerID, o *orphanTimer) {
 	sh.mu.Lock()
-	ours := sh.orphans[p] == t
+	ours := sh.orphans[p] == o
 	if ours {
 		delete(sh.orphans, p)
 	}

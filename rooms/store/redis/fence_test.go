@@ -50,7 +50,7 @@ func TestWritesFencedByTheLeaseToken(t *testing.T) {
 		return err
 	}
 	audit := func(ctx context.Context, what string) error {
-		return s.AppendAudit(ctx, rooms.AuditEntry{Actor: "x", Action: rooms.Action(what), Target: "m"})
+		return s.AppendAudit(ctx, rooms.AuditEntry{Actor: "x", Action: what, Target: "m"})
 	}
 	// While a holds the lease its fenced writes are made.
 	ctxA := rooms.WithFence(ctx, fenceA)
@@ -98,7 +98,7 @@ func TestWritesFencedByTheLeaseToken(t *testing.T) {
 	}
 	var actions []string
 	for _, e := range entries {
-		actions = append(actions, string(e.Action))
+		actions = append(actions, e.Action)
 	}
 	if len(actions) != 2 || actions[0] != "by-a" || actions[1] != "by-b" {
 		t.Errorf("audit %v, want [by-a by-b]", actions)
