@@ -124,11 +124,35 @@ func startHAClusterOn(t *testing.T, redisAddr string, sched rooms.Meeting) *haCl
 			return ""
 		})
 	}
-	for _, b := range []struct{ id, site string }{{"br-central", "central"}, {"br-prov", "prov"}} {
-		startProcess(t, env, "bridge", "--site", b.site, "--id", b.id, "--signal", strings.Join(signals, ","),
+	bridges := []string{"br-central", "br-prov"}
+	for i, site := range []string{"central", "prov"} {
+		startProcess(t, env, "bridge", "--site", site, "--id", bridges[i], "--signal", strings.Join(signals, ","),
 			"--udp-port", "0", "--tcp-port", "-1", "--dev", "--log-level", bridgeLogLevel())
 	}
+	// Every bridge registered with every node before anyone joins: an endpoint is then
+	// placed on its own site's bridge, and the meeting spans both (a relay link).
+	for _, n := range c.nodes {
+		eventually(t, 60*time.Second, func() string {
+			m := scrape(t, n.url)
+			for _, b := range bridges {
+				if !bridgeUp(m, b) {
+					return fmt.Sprintf("%s has not registered with %s", b, n.url)
+				}
+			}
+			return ""
+		})
+	}
 	return c
+}
+
+// bridgeUp says whether a node's metrics show bridge id registered.
+func bridgeUp(metrics, id string) bool {
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "cau_bridge_up{") && strings.Contains(line, `bridge="`+id+`"`) && strings.HasSuffix(line, " 1") {
+			return true
+		}
+	}
+	return false
 }
 
 // join joins through node i, retrying while the bridges register, and publishes.
@@ -468,6 +492,11 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 		}
 		return "the roll call still has the endpoint lost with the owner online"
 	})
+	for _, cl := range all {
+		if err := cl.Err(); err != nil {
+			t.Errorf("%s's client ended: %v", cl.Me().Site, err)
+		}
+	}
 	for _, e := range evs {
 		if e.Kind == rooms.EventDisconnected && e.Endpoint != "ep-khac" {
 			t.Errorf("roll call records %s (%s) disconnected at %v", e.Site, e.Endpoint, e.Time)

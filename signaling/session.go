@@ -210,7 +210,15 @@ func (s *session) run() {
 			}
 			continue
 		}
-		if err := s.handle(data); err != nil {
+		joined := s.claims != nil
+		err = s.handle(data)
+		if !joined && s.claims != nil {
+			// The join's deadline (JoinTimeout from the upgrade) gives way to the idle
+			// one: a client may send nothing more after joining (one that resumed keeps
+			// its connections and has nothing to negotiate), and pongs keep it alive.
+			_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		}
+		if err != nil {
 			if errors.Is(err, errLeave) {
 				return
 			}
