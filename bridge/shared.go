@@ -27,7 +27,7 @@ type Shared struct {
 
 	mu      sync.Mutex // guards below; a leaf: never held while calling the agent or a connection
 	conns   map[*conn]struct{}
-	owners  map[ids.PeerID]*conn       // the connection each owned peer belongs to
+	owners  map[ids.PeerID]*conn        // the connection each owned peer belongs to
 	orphans map[ids.PeerID]*orphanTimer // the orphans, each closed when its timer fires
 }
 
