@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,11 +111,7 @@ func (sh *Shared) owner(peer ids.PeerID) *conn {
 func (sh *Shared) connections() []*conn {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	out := make([]*conn, 0, len(sh.conns))
-	for c := range sh.conns {
-		out = append(out, c)
-	}
-	return out
+	return slices.Collect(maps.Keys(sh.conns))
 }
 
 // forget drops a peer the agent closed (it failed) and returns the connection it was

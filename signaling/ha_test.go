@@ -3,7 +3,6 @@ package signaling_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/lease"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
@@ -551,29 +551,11 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 }
 
 // scrape returns a node's /metrics.
-func scrape(t *testing.T, base string) string {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func scrape(t *testing.T, base string) string { return testutil.Scrape(t, base) }
 
 // metricOf returns the value of an unlabelled series in a node's /metrics ("" if absent).
 func metricOf(t *testing.T, base, name string) string {
-	t.Helper()
-	for _, line := range strings.Split(scrape(t, base), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return testutil.Unlabelled(testutil.Scrape(t, base), name)
 }
 
 // bridgeLogLevel is CAU_TEST_BRIDGE_LOG (to debug a run), else error.

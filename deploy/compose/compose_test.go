@@ -6,7 +6,6 @@ package compose_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -229,7 +228,7 @@ func TestHAComposeServesOneMeetingThroughEitherNode(t *testing.T) {
 
 	owner := ""
 	for name, url := range nodes {
-		if metric(t, url, "cau_meeting_owned") == "1" {
+		if testutil.Unlabelled(testutil.Scrape(t, url), "cau_meeting_owned") == "1" {
 			owner = name
 		}
 	}
@@ -257,7 +256,7 @@ func TestHAComposeServesOneMeetingThroughEitherNode(t *testing.T) {
 		}
 	}
 	for name, url := range nodes {
-		if name != owner && metric(t, url, "cau_meeting_owned") != "1" {
+		if name != owner && testutil.Unlabelled(testutil.Scrape(t, url), "cau_meeting_owned") != "1" {
 			t.Errorf("%s does not own the meeting after %s was killed", name, owner)
 		}
 	}
@@ -296,26 +295,6 @@ func balancerAddr(t *testing.T, path string) string {
 		}
 	}
 	t.Fatalf("%s binds no address", path)
-	return ""
-}
-
-// metric returns an unlabelled series' value from a node's /metrics ("" if absent).
-func metric(t *testing.T, base, name string) string {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return v
-		}
-	}
 	return ""
 }
 
