@@ -28,36 +28,31 @@ type ClientConfig struct {
 	Logger *slog.Logger
 	// MaxPeers caps the endpoints on this bridge (0: DefaultMaxPeers; -1: no cap); over
 	// it the bridge refuses them and signaling places them elsewhere. Limits, if not
-	// nil, counts the refusals.
+	// nil, counts the refusals. Grace is how long the peers of a lost connection keep
+	// forwarding before they are closed: a signaling node that died leaves its meetings'
+	// media flowing while its endpoints come back through another node, which adopts
+	// their peers (issue 16). 0 closes them at once. All three apply when Shared is nil.
 	MaxPeers int
 	Limits   *LimitMetrics
-	// Grace is how long the peers of a lost connection keep forwarding before they are
-	// closed: a signaling node that died leaves its meetings' media flowing while its
-	// endpoints come back through another node (issue 16). 0 closes them at once.
-	Grace time.Duration
-	// Orphans, shared by a process's connections to several signaling nodes, holds the
-	// peers kept for Grace; nil makes one for this connection alone.
-	Orphans *Orphans
-	// Peers, shared by a process's connections, counts its endpoint peers against
-	// MaxPeers: the cap is the bridge's, however many nodes it registers with. Nil
-	// makes one for this connection alone.
-	Peers *PeerCount
+	Grace    time.Duration
+	// Shared, one per bridge process, is the agent its connections to several signaling
+	// nodes share, so that a peer can pass from one node to another (shared.go); nil
+	// makes one for this connection alone, from Bridge, MaxPeers, Limits and Grace.
+	Shared *Shared
 }
 
 // Run keeps the bridge registered with signaling until ctx ends, reconnecting with
-// backoff when the socket drops. Peers do not survive a reconnect: signaling has moved
-// their endpoints meanwhile; they are closed at once, or after cfg.Grace.
+// backoff when the socket drops. The peers of a lost socket are orphans: they forward on
+// for the grace, for the node that takes their meetings over to adopt, and are closed
+// after it.
 func Run(ctx context.Context, cfg ClientConfig) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	log = log.With("component", "bridge", "bridge", string(cfg.ID), "site", string(cfg.Site))
-	if cfg.Orphans == nil {
-		cfg.Orphans = NewOrphans()
-	}
-	if cfg.Peers == nil {
-		cfg.Peers = NewPeerCount()
+	if cfg.Shared == nil {
+		cfg.Shared = NewShared(cfg.Bridge, SharedConfig{MaxPeers: cfg.MaxPeers, Limits: cfg.Limits, Grace: cfg.Grace, Logger: log})
 	}
 	backoff := 500 * time.Millisecond
 	for {
@@ -115,39 +110,9 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	defer ws.Close()
 	ws.SetReadLimit(protocol.MaxControlMessageBytes)
 
-	agent := NewAgent(cfg.Bridge, Events{
-		Offer: func(peer ids.PeerID, sdp string) {
-			c.push(protocol.KindPeerOffer, "", protocol.PeerSDP{Peer: peer, Type: "offer", SDP: sdp})
-		},
-		Candidate: func(peer ids.PeerID, t protocol.Target, ic protocol.ICECandidate) {
-			c.push(protocol.KindPeerCandidate, "", protocol.PeerICE{Peer: peer, Target: t, Candidate: ic})
-		},
-		Track: func(peer ids.PeerID, key ids.StreamKey, kind string) {
-			c.push(protocol.KindTrackPublished, "", protocol.TrackEvent{Peer: peer, Key: key, Kind: kind})
-		},
-		TrackEnded: func(peer ids.PeerID, key ids.StreamKey) {
-			c.push(protocol.KindTrackEnded, "", protocol.TrackEvent{Peer: peer, Key: key})
-		},
-		Failed: func(peer ids.PeerID, reason string) {
-			c.push(protocol.KindPeerFailed, "", protocol.PeerFailed{Peer: peer, Reason: reason})
-		},
-		Speaker: func(meeting ids.MeetingID, dominant ids.ParticipantID, lastN []ids.ParticipantID) {
-			c.push(protocol.KindBridgeSpeaker, "", protocol.BridgeSpeaker{Meeting: meeting, Dominant: dominant, LastN: lastN})
-		},
-	}, log)
-	agent.SetMaxPeers(cfg.MaxPeers, cfg.Limits)
-	agent.SharePeerCount(cfg.Peers)
-	defer func() {
-		peers := agent.Peers()
-		if cfg.Grace <= 0 || ctx.Err() != nil || len(peers) == 0 {
-			for _, id := range peers {
-				_ = agent.ClosePeer(id)
-			}
-			return
-		}
-		log.Info("signaling lost; its peers keep forwarding for a while", "peers", len(peers), "grace", cfg.Grace)
-		cfg.Orphans.keep(agent, peers, cfg.Grace)
-	}()
+	sh := cfg.Shared
+	agent := sh.agent
+	defer func() { sh.lost(c, ctx.Err() != nil) }()
 
 	c.push(protocol.KindBridgeRegister, "reg", protocol.BridgeRegister{ID: cfg.ID, Site: cfg.Site,
 		Capacity: max(agent.MaxPeers(), 0), BeatMillis: int(BeatInterval / time.Millisecond)})
@@ -166,6 +131,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		return fmt.Errorf("register refused: %s: %s", e.Code, e.Message)
 	}
 	log.Info("registered with signaling", "url", cfg.SignalURL)
+	sh.connected(c)
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
@@ -208,13 +174,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 			log.Warn("bad command", "err", err)
 			continue
 		}
-		if env.Kind == protocol.KindCreatePeer {
-			var m protocol.PeerRef
-			if protocol.DecodeData(env, &m) == nil {
-				cfg.Orphans.replaced(m.Peer)
-			}
-		}
-		if err := execute(c, agent, env); err != nil {
+		if err := execute(c, sh, env); err != nil {
 			log.Warn("command failed", "type", env.Kind, "err", err)
 			code := protocol.CodeBadMessage
 			switch {
@@ -222,6 +182,8 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 				code = protocol.CodeBadSDP
 			case errors.Is(err, ErrBridgeFull):
 				code = protocol.CodeCapacity
+			case errors.Is(err, ErrUnknownPeer), errors.Is(err, ErrNotYours):
+				code = protocol.CodeUnknownPeer
 			}
 			c.push(protocol.KindError, env.ID, protocol.Error{Code: code, Message: err.Error()})
 		}
@@ -250,61 +212,52 @@ func beat(ctx context.Context, ws *websocket.Conn) {
 	}
 }
 
-// execute runs one command from signaling on the agent. A command carries what an
-// endpoint sent (an SDP, a candidate); whatever it is, its failure is reported to
-// signaling as an error reply and the control socket stays: a panic in the media stack on
-// hostile input is recovered here, so one endpoint cannot take the bridge's others down.
-func execute(c *conn, a *Agent, env protocol.Envelope) (err error) {
+// execute runs one command from signaling on the shared agent, for a peer that c owns
+// (shared.go). A command carries what an endpoint sent (an SDP, a candidate); whatever
+// it is, its failure is reported to signaling as an error reply and the control socket
+// stays: a panic in the media stack on hostile input is recovered here, so one endpoint
+// cannot take the bridge's others down.
+func execute(c *conn, sh *Shared, env protocol.Envelope) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %s command panicked: %v", ErrBadSDP, env.Kind, r)
 		}
 	}()
+	a := sh.agent
 	switch env.Kind {
 	case protocol.KindCreatePeer:
-		var m protocol.PeerRef
-		if err := protocol.DecodeData(env, &m); err != nil {
+		return onPeer(c, sh, env, false, func(m protocol.PeerRef) error { return createPeer(c, sh, env.ID, m.Peer) })
+	case protocol.KindAdoptPeer:
+		return onPeer(c, sh, env, false, func(m protocol.PeerRef) error {
+			st, err := sh.adopt(c, m.Peer)
+			if err == nil {
+				c.push(protocol.KindAnswer, env.ID, st)
+			}
 			return err
-		}
-		return createPeer(c, a, env.ID, m.Peer)
-	case protocol.KindPeerSDP:
-		var m protocol.PeerSDP
-		if err := protocol.DecodeData(env, &m); err != nil {
-			return err
-		}
-		if m.Type == "answer" {
-			return a.Answer(m.Peer, m.SDP)
-		}
-		answer, err := a.Offer(m.Peer, m.SDP, m.Keys)
-		if err != nil {
-			return err
-		}
-		c.push(protocol.KindAnswer, env.ID, protocol.Answer{SDP: answer})
-		return nil
-	case protocol.KindAddICE:
-		var m protocol.PeerICE
-		if err := protocol.DecodeData(env, &m); err != nil {
-			return err
-		}
-		return a.AddCandidate(m.Peer, m.Target, m.Candidate)
-	case protocol.KindSubscribe:
-		var m protocol.Subscription
-		if err := protocol.DecodeData(env, &m); err != nil {
-			return err
-		}
-		return a.Subscribe(m.Peer, m.Key, m.TrackID, m.StreamID, m.Meeting)
-	case protocol.KindUnsubscribe:
-		var m protocol.Subscription
-		if err := protocol.DecodeData(env, &m); err != nil {
-			return err
-		}
-		return a.Unsubscribe(m.Peer, m.Key)
+		})
+	case protocol.KindReleasePeer:
+		return onPeer(c, sh, env, false, func(m protocol.PeerRef) error { return sh.release(c, m.Peer) })
 	case protocol.KindClosePeer:
-		var m protocol.PeerRef
-		if err := protocol.DecodeData(env, &m); err != nil {
+		return onPeer(c, sh, env, false, func(m protocol.PeerRef) error { return sh.closePeer(c, m.Peer) })
+	case protocol.KindPeerSDP:
+		return onPeer(c, sh, env, true, func(m protocol.PeerSDP) error {
+			if m.Type == "answer" {
+				return a.Answer(m.Peer, m.SDP)
+			}
+			answer, err := a.Offer(m.Peer, m.SDP, m.Keys)
+			if err == nil {
+				c.push(protocol.KindAnswer, env.ID, protocol.Answer{SDP: answer})
+			}
 			return err
-		}
-		return a.ClosePeer(m.Peer)
+		})
+	case protocol.KindAddICE:
+		return onPeer(c, sh, env, true, func(m protocol.PeerICE) error { return a.AddCandidate(m.Peer, m.Target, m.Candidate) })
+	case protocol.KindSubscribe:
+		return onPeer(c, sh, env, true, func(m protocol.Subscription) error {
+			return a.Subscribe(m.Peer, m.Key, m.TrackID, m.StreamID, m.Meeting)
+		})
+	case protocol.KindUnsubscribe:
+		return onPeer(c, sh, env, true, func(m protocol.Subscription) error { return a.Unsubscribe(m.Peer, m.Key) })
 	case protocol.KindBridgePin:
 		var m protocol.BridgePin
 		if err := protocol.DecodeData(env, &m); err != nil {
@@ -316,12 +269,46 @@ func execute(c *conn, a *Agent, env protocol.Envelope) (err error) {
 	return fmt.Errorf("unknown command %q", env.Kind)
 }
 
+// peerCommand is the data of a command about one peer.
+type peerCommand interface {
+	protocol.PeerRef | protocol.PeerSDP | protocol.PeerICE | protocol.Subscription
+}
+
+// onPeer decodes a command about one peer and runs it; owned commands run only for a
+// peer that c owns.
+func onPeer[T peerCommand](c *conn, sh *Shared, env protocol.Envelope, owned bool, run func(T) error) error {
+	var m T
+	if err := protocol.DecodeData(env, &m); err != nil {
+		return err
+	}
+	if owned {
+		if err := sh.check(c, peerOf(m)); err != nil {
+			return err
+		}
+	}
+	return run(m)
+}
+
+func peerOf(m any) ids.PeerID {
+	switch m := m.(type) {
+	case protocol.PeerRef:
+		return m.Peer
+	case protocol.PeerSDP:
+		return m.Peer
+	case protocol.PeerICE:
+		return m.Peer
+	case protocol.Subscription:
+		return m.Peer
+	}
+	return ids.PeerID{}
+}
+
 // createPeer runs create_peer. A request with an id waits for the outcome: it is
 // acknowledged with an empty answer, or fails with an error reply (code capacity when the
 // bridge is full). One without an id (signaling did not wait) that the full bridge
 // refuses is reported as a peer_failed with FullReason, so the endpoint is moved.
-func createPeer(c *conn, a *Agent, reqID string, peer ids.PeerID) error {
-	err := a.CreatePeer(peer)
+func createPeer(c *conn, sh *Shared, reqID string, peer ids.PeerID) error {
+	err := sh.createPeer(c, peer)
 	switch {
 	case err == nil && reqID != "":
 		c.push(protocol.KindAnswer, reqID, nil)

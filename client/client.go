@@ -86,7 +86,10 @@ type Client struct {
 	publication  *publication // the media PublishWith started, until Unpublish
 	reconnects   int
 	resumes      int
-	nextURL      int // the next of resumeURLs to try
+	adoptions    int    // resumes whose media connections the server kept (Joined.Resumed)
+	resumeToken  string // the latest Joined.Resume or Reconnect.Resume
+	renewOnJoin  bool   // a resume's join is under way: renew the connections unless resumed
+	nextURL      int    // the next of resumeURLs to try
 	floor        *protocol.FloorState
 	recording    protocol.Recording                                   // the meeting's recording state, as last told
 	speaker      protocol.Speaker                                     // the dominant speaker and Last-N, as last told
@@ -209,7 +212,7 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 		return nil, err
 	}
 	go c.readLoop(conn)
-	if err := c.joinMeeting(ctx); err != nil {
+	if _, err := c.joinMeeting(ctx, c.join); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -220,24 +223,25 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 }
 
 // joinMeeting sends the join and takes in what joined says.
-func (c *Client) joinMeeting(ctx context.Context) error {
-	env, err := c.Request(ctx, protocol.KindJoin, c.join)
+func (c *Client) joinMeeting(ctx context.Context, join protocol.Join) (protocol.Joined, error) {
+	env, err := c.Request(ctx, protocol.KindJoin, join)
 	if err != nil {
-		return err
+		return protocol.Joined{}, err
 	}
 	var j protocol.Joined
 	if err := protocol.DecodeData(env, &j); err != nil {
-		return fmt.Errorf("joined: %w", err)
+		return j, fmt.Errorf("joined: %w", err)
 	}
 	c.mu.Lock()
 	c.Self, c.Meeting = j.Self, j.Meeting
+	c.resumeToken = j.Resume
 	c.floor = j.Floor
 	c.participants = make(map[string]protocol.Participant, len(j.Participants))
 	for _, p := range j.Participants {
 		c.participants[p.ID] = p
 	}
 	c.mu.Unlock()
-	return nil
+	return j, nil
 }
 
 // useICEServers gives both connections (and later ones) the bridge's TURN servers from
@@ -597,6 +601,7 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		var j protocol.Joined
 		if protocol.DecodeData(env, &j) == nil {
 			c.useICEServers(j.ICEServers)
+			c.joinedAgain(j)
 		}
 	}
 	if c.replies.Deliver(env) {
@@ -620,6 +625,11 @@ func (c *Client) dispatch(env protocol.Envelope) {
 	case protocol.KindReconnect:
 		var r protocol.Reconnect
 		_ = protocol.DecodeData(env, &r)
+		if r.Resume != "" {
+			c.mu.Lock()
+			c.resumeToken = r.Resume
+			c.mu.Unlock()
+		}
 		go c.reconnect(r.Reason)
 	case protocol.KindCandidate:
 		var cand protocol.Candidate

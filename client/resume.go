@@ -3,8 +3,10 @@ package client
 // Coming back through another signaling node (issue 16): with Options.ResumeURLs, a
 // socket lost while the meeting goes on (the node died, stopped, or gave the meeting to
 // another node) is replaced by a new one to the next URL, which joins again with the same
-// token; the media connections are renewed as after a reconnect message. The server
-// sees a new session (a new participant id); a room endpoint keeps its roll-call span.
+// token and the resume token of the last joined. When the server adopts the media
+// connections as they are (Joined.Resumed) nothing else happens: same participant id,
+// same connections, media never stopped. Otherwise the connections are renewed as after
+// a reconnect message, the old ones kept until the new ones carry media.
 
 import (
 	"context"
@@ -73,16 +75,21 @@ func (c *Client) resume(cause error) {
 		url := c.resumeURLs[c.nextURL%len(c.resumeURLs)]
 		c.nextURL++
 		c.mu.Unlock()
-		err := c.rejoin(url)
+		resumed, err := c.rejoin(url)
 		if err == nil {
 			c.writeMu.Lock()
 			c.resuming = false
 			c.writeMu.Unlock()
 			c.mu.Lock()
 			c.resumes++
+			if resumed {
+				c.adoptions++
+			}
 			c.mu.Unlock()
-			c.republish()
-			c.log.Info("resumed", "url", url)
+			if !resumed {
+				c.republish()
+			}
+			c.log.Info("resumed", "url", url, "media_kept", resumed)
 			return
 		}
 		c.log.Info("resume attempt failed", "url", url, "err", err)
@@ -98,18 +105,53 @@ func (c *Client) resume(cause error) {
 	}
 }
 
-// rejoin opens a socket to url, renews the media connections and joins.
-func (c *Client) rejoin(url string) error {
+// rejoin opens a socket to url and joins with the resume token; resumed says the server
+// kept the media connections. If it did not, joinedAgain renewed them (on the read
+// goroutine, before the server's subscriber offer that may follow joined).
+func (c *Client) rejoin(url string) (resumed bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", url, err)
+		return false, fmt.Errorf("dial %s: %w", url, err)
 	}
 	_ = resp.Body.Close()
-	// New connections before the join (the server's subscriber offer may follow joined
-	// at once). The old ones stay open until the new ones carry media: the bridges keep
-	// forwarding for a while after signaling is lost, so media need not stop meanwhile.
+	join := c.join
+	c.mu.Lock()
+	join.Resume = c.resumeToken
+	c.renewOnJoin = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.renewOnJoin = false
+		c.mu.Unlock()
+	}()
+	c.writeMu.Lock()
+	old := c.conn
+	c.conn = conn
+	c.writeMu.Unlock()
+	_ = old.Close()
+	go c.readLoop(conn)
+	j, err := c.joinMeeting(ctx, join)
+	if err != nil {
+		_ = conn.Close()
+		return false, err
+	}
+	return j.Resumed, nil
+}
+
+// joinedAgain runs on the read goroutine when joined arrives: after a resume's join the
+// server either kept the media connections, or expects new ones (it may send its
+// subscriber offer next), which are made here, the old ones kept open until the new ones
+// carry media: the bridges keep forwarding for a while after signaling is lost.
+func (c *Client) joinedAgain(j protocol.Joined) {
+	c.mu.Lock()
+	renew := c.renewOnJoin && !j.Resumed
+	c.renewOnJoin = false
+	c.mu.Unlock()
+	if !renew {
+		return
+	}
 	oldPub, oldSub := c.peers()
 	oldStreams := c.liveStreams()
 	c.mu.Lock()
@@ -117,23 +159,19 @@ func (c *Client) rejoin(url string) error {
 	c.pendingICE = nil
 	c.mu.Unlock()
 	if err := c.newPeers(); err != nil {
+		c.log.Error("resume: new connections", "err", err)
 		_ = oldPub.Close()
 		_ = oldSub.Close()
-		_ = conn.Close()
-		return err
+		return
 	}
 	go c.closeWhenReplaced(oldPub, oldSub, oldStreams)
-	c.writeMu.Lock()
-	old := c.conn
-	c.conn = conn
-	c.writeMu.Unlock()
-	_ = old.Close()
-	go c.readLoop(conn)
-	if err := c.joinMeeting(ctx); err != nil {
-		_ = conn.Close()
-		return err
-	}
-	return nil
+}
+
+// Adoptions counts the resumes in which the server kept the media connections.
+func (c *Client) Adoptions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.adoptions
 }
 
 // Resumes counts the times the client came back on a new signaling socket.

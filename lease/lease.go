@@ -74,6 +74,10 @@ func (r *Redis) keys(m ids.MeetingID) []string {
 	return []string{r.prefix + "lease:" + string(m), r.prefix + "lease-fence:" + string(m)}
 }
 
+// FenceKey is the key of the meeting's fencing-token counter: a store write that carries
+// a lease's token (rooms.Fence) is made only while this key still holds it.
+func (r *Redis) FenceKey(m ids.MeetingID) string { return r.keys(m)[1] }
+
 // acquire takes the lease if nobody holds it (a new fencing token), renews it if this
 // node holds it, and otherwise returns the holder's. Reply: {1 if ours, value}.
 var acquire = goredis.NewScript(`

@@ -28,7 +28,26 @@ const (
 	KindSubscribe        Kind = "subscribe"
 	KindUnsubscribe      Kind = "unsubscribe"
 	KindClosePeer        Kind = "close_peer"
+	// KindAdoptPeer hands a peer over to the connection that sends it, as it is (its
+	// connections, tracks and subscriptions stay): the meeting's new owner takes the peer
+	// of an endpoint that resumed there, or a relay peer, from a lost node. Answered with
+	// KindAnswer carrying a PeerState, or an error with code CodeUnknownPeer.
+	KindAdoptPeer Kind = "adopt_peer"
+	// KindReleasePeer gives a peer up without closing it: it forwards on for the bridge's
+	// grace, for another node to adopt (a node that lost a meeting's lease, or stops).
+	KindReleasePeer Kind = "release_peer"
 )
+
+// CodeUnknownPeer answers a command for a peer the bridge does not have, or that belongs
+// to another signaling node's connection.
+const CodeUnknownPeer = "unknown_peer"
+
+// PeerState is what a peer publishes and receives on its bridge: the answer to
+// adopt_peer, from which the adopting node rebuilds its records of the peer.
+type PeerState struct {
+	Published     []TrackEvent   `json:"published,omitempty"`
+	Subscriptions []Subscription `json:"subscriptions,omitempty"`
+}
 
 // BridgeRegister announces a bridge.
 type BridgeRegister struct {

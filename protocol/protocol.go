@@ -88,7 +88,14 @@ type Join struct {
 	// codec decodes H.264 only. Empty: every codec the bridge forwards. Shown to the
 	// others in Participant.VideoCodecs, so that browsers publish a codec it decodes.
 	VideoCodecs []string `json:"video_codecs,omitempty"`
+	// Resume is the resume token of the endpoint's previous session (Joined.Resume), sent
+	// when it joins again after its socket was lost: the meeting's owner then adopts its
+	// media connections as they are, without a new ICE/DTLS handshake (Joined.Resumed).
+	Resume string `json:"resume,omitempty"`
 }
+
+// MaxResumeLen bounds Join.Resume.
+const MaxResumeLen = 1024
 
 // Video codecs an endpoint may name in Join.VideoCodecs.
 const (
@@ -193,6 +200,15 @@ type Joined struct {
 	// for this join (valid for a few minutes: enough to allocate). Clients add them to
 	// both connections; ICE falls back to them by itself when direct paths fail.
 	ICEServers []ICEServer `json:"ice_servers,omitempty"`
+	// Resume is a token to send in Join.Resume if the socket is lost and the endpoint
+	// joins again (with several signaling nodes; empty with one). Keep the latest: a
+	// reconnect message brings a new one.
+	Resume string `json:"resume,omitempty"`
+	// Resumed says the join resumed the previous session: same participant id, and the
+	// media connections are kept as they are (no new offer; the client keeps both
+	// connections). False after a Join.Resume: the peer was gone; renegotiate as after a
+	// reconnect message.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // ICEServer is one STUN/TURN server, in the shape of WebRTC's RTCIceServer.
@@ -213,6 +229,8 @@ type ParticipantLeft struct {
 // participant id stay.
 type Reconnect struct {
 	Reason string `json:"reason"`
+	// Resume replaces the resume token from joined (the media moved to a new peer).
+	Resume string `json:"resume,omitempty"`
 }
 
 // Error codes: stable strings clients may switch on.

@@ -33,6 +33,9 @@ func (j *Join) Validate() error {
 	if len([]rune(j.Name)) > maxNameRunes {
 		return fmt.Errorf("%w: name longer than %d characters", errField, maxNameRunes)
 	}
+	if len(j.Resume) > MaxResumeLen {
+		return fmt.Errorf("%w: resume longer than %d bytes", errField, MaxResumeLen)
+	}
 	return nil
 }
 

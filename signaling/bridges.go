@@ -76,6 +76,19 @@ func (r *router) set(b Bridge, peer ids.PeerID, o peerOwner) {
 	r.owners[ownerKey{b.ID(), peer}] = o
 }
 
+// clear forgets peer's owner if it is still o, and says whether it was: a session whose
+// peer another session adopted (a resume) must neither close the peer nor unroute it.
+func (r *router) clear(b Bridge, peer ids.PeerID, o peerOwner) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := ownerKey{b.ID(), peer}
+	if r.owners[k] != o {
+		return false
+	}
+	delete(r.owners, k)
+	return true
+}
+
 func (r *router) owner(b Bridge, peer ids.PeerID) peerOwner {
 	r.mu.Lock()
 	defer r.mu.Unlock()

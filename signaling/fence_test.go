@@ -39,8 +39,15 @@ func (n *leasedNode) ws() string { return "ws" + strings.TrimPrefix(n.url, "http
 // defaults).
 func startLeasedNode(t *testing.T, redisAddr string, keys auth.Keys) *leasedNode {
 	t.Helper()
-	store, _ := multiStore(t, redisAddr)
-	rdb, err := redisstore.Dial("redis://" + redisAddr)
+	return startLeasedNodeOn(t, redisAddr, redisAddr, keys)
+}
+
+// startLeasedNodeOn is startLeasedNode with its store on the Redis at storeAddr and its
+// leases on the one at leaseAddr (the same server, reached another way).
+func startLeasedNodeOn(t *testing.T, storeAddr, leaseAddr string, keys auth.Keys) *leasedNode {
+	t.Helper()
+	store, _ := multiStore(t, storeAddr)
+	rdb, err := redisstore.Dial("redis://" + leaseAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,6 +166,9 @@ func (m *meeting) setFloorBy(st rooms.FloorState, actor *session) {
 // applyFloor runs a floor action for actor.
 func (m *meeting) applyFloor(ctx context.Context, actor *session, fn func(*rooms.Floor) error) (rooms.FloorState, error) {
 	if m.sched != nil {
+		if f, ok := m.fence(); ok {
+			ctx = rooms.WithFence(ctx, f)
+		}
 		st, err := m.srv.cfg.Store.UpdateFloor(ctx, string(m.id), fn)
 		if err != nil {
 			return st, err
@@ -288,6 +291,10 @@ func (m *meeting) attend(s *session, kind rooms.EventKind) {
 // Nothing is dropped: the queue is unbounded, and a write after the meeting stopped
 // runs on its own goroutine (Server.Close waits for both).
 func (m *meeting) record(write func(context.Context) error) {
+	if f, ok := m.fence(); ok {
+		w := write
+		write = func(ctx context.Context) error { return w(rooms.WithFence(ctx, f)) }
+	}
 	m.writes.push(write, func(w func(context.Context) error) {
 		m.srv.writers.Add(1)
 		go func() {
@@ -301,5 +308,30 @@ func (m *meeting) record(write func(context.Context) error) {
 
 func (m *meeting) writeLoop() {
 	defer m.srv.writers.Done()
-	m.writes.run(func(err error) { m.srv.log.Error("store write", "meeting", m.id, "err", err) })
+	m.writes.run(func(err error) {
+		if errors.Is(err, rooms.ErrFenced) {
+			m.srv.log.Warn("store write refused: the meeting passed to another node", "meeting", m.id, "err", err)
+			return
+		}
+		m.srv.log.Error("store write", "meeting", m.id, "err", err)
+	})
+}
+
+// fence is the fence the meeting's writes carry (issue 16): the token of the lease this
+// node holds now, decided when the write is queued, so that a write queued before the
+// lease was lost is refused by the store once another node has taken it. A node that no
+// longer holds the lease writes under the last token it held.
+func (m *meeting) fence() (rooms.Fence, bool) {
+	o := m.srv.owners
+	if o == nil {
+		return rooms.Fence{}, false
+	}
+	if f, ok := o.fence(m.id); ok {
+		m.lastFence.Store(&f)
+		return f, true
+	}
+	if f := m.lastFence.Load(); f != nil {
+		return *f, true
+	}
+	return rooms.Fence{}, false
 }

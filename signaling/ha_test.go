@@ -3,7 +3,6 @@ package signaling_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +20,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/lease"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
@@ -123,11 +124,35 @@ func startHAClusterOn(t *testing.T, redisAddr string, sched rooms.Meeting) *haCl
 			return ""
 		})
 	}
-	for _, b := range []struct{ id, site string }{{"br-central", "central"}, {"br-prov", "prov"}} {
-		startProcess(t, env, "bridge", "--site", b.site, "--id", b.id, "--signal", strings.Join(signals, ","),
+	bridges := []string{"br-central", "br-prov"}
+	for i, site := range []string{"central", "prov"} {
+		startProcess(t, env, "bridge", "--site", site, "--id", bridges[i], "--signal", strings.Join(signals, ","),
 			"--udp-port", "0", "--tcp-port", "-1", "--dev", "--log-level", bridgeLogLevel())
 	}
+	// Every bridge registered with every node before anyone joins: an endpoint is then
+	// placed on its own site's bridge, and the meeting spans both (a relay link).
+	for _, n := range c.nodes {
+		eventually(t, 60*time.Second, func() string {
+			m := scrape(t, n.url)
+			for _, b := range bridges {
+				if !bridgeUp(m, b) {
+					return fmt.Sprintf("%s has not registered with %s", b, n.url)
+				}
+			}
+			return ""
+		})
+	}
 	return c
+}
+
+// bridgeUp says whether a node's metrics show bridge id registered.
+func bridgeUp(metrics, id string) bool {
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "cau_bridge_up{") && strings.Contains(line, `bridge="`+id+`"`) && strings.HasSuffix(line, " 1") {
+			return true
+		}
+	}
+	return false
 }
 
 // join joins through node i, retrying while the bridges register, and publishes.
@@ -263,10 +288,11 @@ func receivesNow(rx, tx *client.Client, n int64) string {
 // `cau signal` processes, one Redis, two `cau bridge` processes registered with each.
 // Three room endpoints join through three different nodes and all receive each other's
 // media (one node owns the meeting; the others forward). Then the owner is killed with
-// SIGKILL: every endpoint comes back through a live node, another node owns the meeting
-// with a higher fencing token, media flows again, and the floor and roll call are intact.
-// It logs the longest media gap per receiver and sender, and the time until every
-// session is back.
+// SIGKILL: every endpoint comes back through a live node within 5 s, where the new owner
+// (a higher fencing token) adopts its peers on the bridges as they were, with the relay
+// link between the bridges: no endpoint renegotiates, no endpoint's media stops for more
+// than a second, and the floor and roll call are intact. It logs the longest media gap
+// per receiver and sender, and the time until each session is back.
 func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	now := time.Now()
 	c := startHACluster(t, rooms.Meeting{ID: "giao-ban", Title: "Giao ban", ChairSite: "central",
@@ -341,9 +367,15 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	}
 	t.Logf("node %d (%s) owns the meeting with fencing token %d", owner, ownerURL, token)
 
-	// Sample what arrives every 10 ms from before the kill until every session is back.
+	// Sample what arrives every 10 ms from before the kill until every session is back,
+	// and when each session resumed. The sampler also measures this process's own
+	// stalls (a tick that came late): a loaded machine that stops every process for a
+	// while stops the endpoints' media with it, and that is not the failover's doing.
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
+	var killedAt atomic.Int64 // unix nanos, once the owner is killed
+	resumedAfter := make([]time.Duration, len(all))
+	var stall time.Duration // the longest tick beyond its 10 ms, after the kill
 	go func() {
 		defer close(sampled)
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -352,13 +384,25 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 		for i := range sites {
 			sites[i] = map[string]string{}
 		}
+		prev := time.Now()
 		for {
 			select {
 			case <-stop:
 				return
-			case now := <-tick.C:
+			case <-tick.C:
+				now := time.Now()
+				k := killedAt.Load()
+				if k != 0 {
+					stall = max(stall, now.Sub(prev)-10*time.Millisecond)
+				}
+				prev = now
 				for i, m := range meters {
 					m.sample(now, sites[i])
+				}
+				for i, cl := range all {
+					if k != 0 && resumedAfter[i] == 0 && cl.Resumes() > 0 {
+						resumedAfter[i] = now.Sub(time.Unix(0, k))
+					}
 				}
 			}
 		}
@@ -389,6 +433,7 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	oldA, oldB := a.Stream(b.Me().Streams[protocol.SourceCamera], "audio"), b.Stream(a.Me().Streams[protocol.SourceCamera], "audio")
 	a0, b0 := oldA.Packets.Load(), oldB.Packets.Load()
 	killed := time.Now()
+	killedAt.Store(killed.UnixNano())
 	if err := c.nodes[owner].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -447,6 +492,11 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 		}
 		return "the roll call still has the endpoint lost with the owner online"
 	})
+	for _, cl := range all {
+		if err := cl.Err(); err != nil {
+			t.Errorf("%s's client ended: %v", cl.Me().Site, err)
+		}
+	}
 	for _, e := range evs {
 		if e.Kind == rooms.EventDisconnected && e.Endpoint != "ep-khac" {
 			t.Errorf("roll call records %s (%s) disconnected at %v", e.Site, e.Endpoint, e.Time)
@@ -456,14 +506,32 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 	fmt.Fprintf(&report, "owner killed: every session back and receiving (save across the relay link) %v after the kill\n", back.Round(time.Millisecond))
 	fmt.Fprintf(&report, "reference: longest gap over 2 s before the kill %v\n", ref.Round(time.Millisecond))
 	fmt.Fprintf(&report, "no owner for %v after the kill (lease TTL %v)\n", ownerless.Round(time.Millisecond), lease.DefaultTTL)
+	fmt.Fprintf(&report, "this process's longest stall after the kill: %v\n", stall.Round(time.Millisecond))
+	// Issue 16: media never stops for more than a second at any endpoint, and every
+	// session is back on a live node within 5 s. The endpoints resume on the new owner,
+	// which adopts their peers on the bridges as they are (and the relay link between
+	// the bridges): nothing is renegotiated, so media goes on through the failover. A
+	// stall of this machine (seen: 3.4 s on every process at once) is allowed on top,
+	// as measured by this process's own ticker.
 	for i, m := range meters {
 		rxSite := all[i].Me().Site
 		for site, g := range m.gaps() {
 			fmt.Fprintf(&report, "%s received nothing from %s for %v at most\n", rxSite, site, g.Round(time.Millisecond))
-			// Issue 16 wants at most a second. Logged, not asserted: this shared machine
-			// stalls every process for seconds at times (seen: 3.4 s on every stream at
-			// once); what is asserted is that media flowed while no node owned the
-			// meeting (above).
+			if g > time.Second+stall {
+				t.Errorf("%s received nothing from %s for %v across the owner's kill, want at most 1 s (+ a stall of %v)",
+					rxSite, site, g.Round(time.Millisecond), stall.Round(time.Millisecond))
+			}
+		}
+	}
+	for i, cl := range all {
+		fmt.Fprintf(&report, "%s back on a live node %v after the kill, media kept: %v\n", cl.Me().Site,
+			resumedAfter[i].Round(time.Millisecond), cl.Adoptions() > 0)
+		if resumedAfter[i] > 5*time.Second+stall {
+			t.Errorf("%s came back %v after the kill, want within 5 s (+ a stall of %v)", cl.Me().Site,
+				resumedAfter[i].Round(time.Millisecond), stall.Round(time.Millisecond))
+		}
+		if cl.Adoptions() < 1 {
+			t.Errorf("%s renegotiated its media after the owner's kill, want its connections adopted as they were", cl.Me().Site)
 		}
 	}
 	for i, n := range c.nodes {
@@ -483,29 +551,11 @@ func TestSignalingNodesShareAMeetingAndSurviveOwnerKill(t *testing.T) {
 }
 
 // scrape returns a node's /metrics.
-func scrape(t *testing.T, base string) string {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func scrape(t *testing.T, base string) string { return testutil.Scrape(t, base) }
 
 // metricOf returns the value of an unlabelled series in a node's /metrics ("" if absent).
 func metricOf(t *testing.T, base, name string) string {
-	t.Helper()
-	for _, line := range strings.Split(scrape(t, base), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return testutil.Unlabelled(testutil.Scrape(t, base), name)
 }
 
 // bridgeLogLevel is CAU_TEST_BRIDGE_LOG (to debug a run), else error.

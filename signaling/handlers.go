@@ -88,20 +88,33 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	// goroutine, before anything else can see the session: under s.mu (close may run on
 	// another goroutine meanwhile) and before the router hands the session to a bridge's
 	// goroutines (router.set publishes them).
-	self := protocol.Participant{ID: newParticipantID(), Name: name, Site: claims.Site, Role: string(claims.Role),
+	// A resume token (resume.go) keeps the participant id, and names the peer to adopt.
+	var resume *resumeClaims
+	if j.Resume != "" {
+		rc, err := s.srv.verifyResume(j.Resume, j.Token, claims, time.Now())
+		if err != nil {
+			s.log.Info("resume token refused; joining anew", "err", err)
+		} else {
+			resume = &rc
+		}
+	}
+	pid := ids.ParticipantID(newParticipantID())
+	if resume != nil {
+		pid = ids.ParticipantID(resume.Participant)
+	}
+	self := protocol.Participant{ID: string(pid), Name: name, Site: claims.Site, Role: string(claims.Role),
 		VideoCodecs: j.VideoCodecs}
 	if t := s.srv.tree.Load(); t != nil {
 		if site, ok := t.Site(claims.Site); ok {
 			self.SiteName = site.Name
 		}
 	}
-	pid := ids.ParticipantID(self.ID)
 	self.Streams = map[protocol.Source]string{
 		protocol.SourceCamera: ids.StreamKey{Participant: pid, Source: protocol.SourceCamera}.String(),
 		protocol.SourceScreen: ids.StreamKey{Participant: pid, Source: protocol.SourceScreen}.String(),
 	}
 	s.mu.Lock()
-	s.claims, s.self = claims, self
+	s.claims, s.self, s.joinDigest = claims, self, joinDigest(j.Token)
 	if claims.Endpoint != "" {
 		s.device = j.Device // only an endpoint's session has a device to protect
 	}
@@ -142,7 +155,22 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	s.generation, s.joined = 1, time.Now()
 	s.peerID = ids.ForEndpoint(pid, 1)
 	s.mu.Unlock()
-	b, err := s.placePeer(ctx, ids.SiteID(claims.Site))
+	var b Bridge
+	if resume != nil {
+		var st *protocol.PeerState
+		b, st, err = s.adoptPeer(ctx, *resume)
+		s.srv.cfg.Metrics.resumed(err == nil)
+		if err != nil {
+			s.log.Info("resume: the peer cannot be adopted; the endpoint renegotiates", "err", err)
+		} else {
+			s.mu.Lock()
+			s.adopted = st
+			s.mu.Unlock()
+		}
+	}
+	if b == nil {
+		b, err = s.placePeer(ctx, ids.SiteID(claims.Site))
+	}
 	if errors.Is(err, errBridgesFull) {
 		return s.refuseFull(env.ID)
 	}
@@ -155,7 +183,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	}
 	if err := m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
 		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
-			Floor: floor, ICEServers: ice})
+			Floor: floor, ICEServers: ice, Resume: s.resumeToken(), Resumed: s.adopted != nil})
 		s.sendRecording(claims.Meeting)
 	}); err != nil {
 		s.srv.router.set(b, s.peerID, nil)
@@ -172,7 +200,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if mt := s.srv.cfg.Metrics; mt != nil {
 		mt.Joins.Inc()
 	}
-	s.log.Info("joined", "name", name, "bridge", b.ID())
+	s.log.Info("joined", "name", name, "bridge", b.ID(), "resumed", s.adopted != nil)
 	return nil
 }
 
@@ -191,6 +219,7 @@ func (s *session) migrate() {
 	s.generation++
 	s.bridge, s.peerID = b, ids.ForEndpoint(ids.ParticipantID(s.self.ID), s.generation)
 	peer := s.peerID
+	resume := s.resumeToken()
 	s.srv.router.set(b, peer, s)
 	// The new peer is created on the meeting's op queue, before any subscription
 	// reconcile queues for it, and without the meeting's lock.
@@ -210,7 +239,7 @@ func (s *session) migrate() {
 			return
 		}
 		s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
-		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed"})
+		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed", Resume: resume})
 	})
 }
 

@@ -209,14 +209,14 @@ func TestBridgePeerCapPerBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	peers := bridge.NewPeerCount()
+	shared := bridge.NewShared(b, bridge.SharedConfig{MaxPeers: 1, Logger: logger()}) // one per process
 	for _, c := range []*cascade{c1, c2} {
 		tok, err := c.keys.Sign(control.BridgeClaims("prov", "br-prov"), time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		runBridge(t, bridge.ClientConfig{SignalURL: c.url + "/bridge", Token: tok, ID: "br-prov", Site: "prov",
-			Bridge: b, Logger: logger(), MaxPeers: 1, Peers: peers})
+			Bridge: b, Logger: logger(), Shared: shared})
 		eventually(t, 5*time.Second, func() string {
 			if len(c.sig.Bridges()) != 2 {
 				return "br-prov has not registered"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cau-project/cau/auth"
@@ -56,6 +57,8 @@ type meeting struct {
 	// early holds presence events that arrive while the meeting reads the other nodes'
 	// list; nil once the list is in remote.
 	early []presence.Event
+	// lastFence is the fence of the last lease this node held for the meeting (fence).
+	lastFence atomic.Pointer[rooms.Fence]
 	// movedAway is set when this node lost the meeting's lease: its sessions end so that
 	// they come back through the new owner, while their media goes on through the
 	// bridges, so their ends are no disconnects for the roll call.
@@ -80,6 +83,7 @@ func newMeeting(srv *Server, id ids.MeetingID, sched *rooms.Meeting) *meeting {
 		remote: map[string]presence.Event{}, ops: newOpQueue(),
 		views: map[ids.BridgeID]speakerView{}, viewDepth: map[ids.BridgeID]int{}, told: map[string]protocol.Speaker{},
 		pinned: map[string]bool{}, mine: map[string]map[string]bool{}, pins: map[pinSent]bool{}}
+	m.fence() // the lease the join that creates the meeting took
 	srv.writers.Add(1)
 	go m.writeLoop()
 	go m.ops.run()
@@ -210,9 +214,12 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	// session at once rather than leaving a frozen tile until the old one times out. Any
 	// other session for the endpoint yields to a session from the room's own device.
 	var replaced []*session
+	if o := m.participants[s.self.ID]; o != nil && o != s {
+		replaced = append(replaced, o) // it resumed on a new socket; its peer is s's now
+	}
 	if ep := s.claims.Endpoint; ep != "" {
 		for _, o := range m.participants {
-			if o.claims.Endpoint != ep {
+			if o.claims.Endpoint != ep || o.self.ID == s.self.ID {
 				continue
 			}
 			if o.device != "" && o.device != s.device {
@@ -226,6 +233,9 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	}
 	others := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
 	for _, o := range m.participants {
+		if o.self.ID == s.self.ID {
+			continue // its own earlier session, replaced above
+		}
 		others = append(others, o.participant())
 		o.reply(protocol.KindParticipantJoined, "", s.participant())
 	}
@@ -233,6 +243,9 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 		others = append(others, ev.Participant)
 	}
 	m.participants[s.self.ID] = s
+	if s.adopted != nil { // a resumed session: what its peer does is already in place
+		m.adoptState(s, s.adopted)
+	}
 	// The connect first: its time is then before the presence entry's, which another
 	// node dates the endpoint's loss by if this one crashes.
 	m.attend(s, rooms.EventConnected)
@@ -281,7 +294,9 @@ func (m *meeting) remove(s *session) {
 	for _, o := range m.participants {
 		o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID})
 	}
-	m.reconcile()
+	if !m.movedAway { // else another node drives the bridges now (handOver)
+		m.reconcile()
+	}
 	m.mu.Unlock()
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Dec()

@@ -24,6 +24,9 @@ type Metrics struct {
 	Owned        prometheus.Gauge
 	LeaseChanges *prometheus.CounterVec
 	Forwarded    prometheus.Counter
+	// Resumes counts the joins that came with a resume token, by outcome: adopted (the
+	// peer was taken over as it was) or renegotiated (it was gone: new connections).
+	Resumes *prometheus.CounterVec
 }
 
 // NewMetrics creates signaling's metrics and registers them with reg.
@@ -49,9 +52,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Meeting lease events on this node: acquired, lost, released, idle."}, []string{"event"}),
 		Forwarded: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_signaling_forwarded_sessions_total",
 			Help: "Sessions this node forwarded to the node owning their meeting."}),
+		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_signaling_resumes_total",
+			Help: "Joins with a resume token, by outcome: adopted (media kept) or renegotiated."}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.Sessions, m.Meetings, m.Participants, m.Messages, m.Errors, m.Joins,
-		m.Limited, m.Owned, m.LeaseChanges, m.Forwarded} {
+		m.Limited, m.Owned, m.LeaseChanges, m.Forwarded, m.Resumes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -86,4 +91,15 @@ func (m *Metrics) limited(limit string) {
 	if m != nil && m.Limited != nil {
 		m.Limited.WithLabelValues(limit).Inc()
 	}
+}
+
+func (m *Metrics) resumed(adopted bool) {
+	if m == nil || m.Resumes == nil {
+		return
+	}
+	outcome := "renegotiated"
+	if adopted {
+		outcome = "adopted"
+	}
+	m.Resumes.WithLabelValues(outcome).Inc()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/lease"
+	"github.com/cau-project/cau/rooms"
 )
 
 // Leases holds and looks up meeting leases; *lease.Redis is the implementation.
@@ -208,9 +209,7 @@ func (o *ownership) lost(l lease.Lease, why string) {
 	m := o.srv.meetings[l.Meeting]
 	o.srv.mu.Unlock()
 	if m != nil {
-		m.mu.Lock()
-		m.movedAway = true
-		m.mu.Unlock()
+		m.handOver()
 		go m.closeAll(websocket.CloseServiceRestart, "meeting moved to another signaling node")
 	}
 }
@@ -234,6 +233,27 @@ func (o *ownership) close() {
 		cancel()
 		o.drop(l, "released")
 	}
+}
+
+// fenceKeyer names the store key of a meeting's fencing-token counter (*lease.Redis).
+type fenceKeyer interface {
+	FenceKey(m ids.MeetingID) string
+}
+
+// fence is the fence of the meeting's lease as this node holds it now; false when it
+// holds none, or the leases have no counter a store can check.
+func (o *ownership) fence(m ids.MeetingID) (rooms.Fence, bool) {
+	fk, ok := o.srv.cfg.Leases.(fenceKeyer)
+	if !ok {
+		return rooms.Fence{}, false
+	}
+	o.mu.Lock()
+	h := o.held[m]
+	o.mu.Unlock()
+	if h == nil {
+		return rooms.Fence{}, false
+	}
+	return rooms.Fence{Key: fk.FenceKey(m), Token: h.l.Token}, true
 }
 
 // live reports whether the meeting has a live state on this node.

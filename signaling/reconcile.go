@@ -166,6 +166,9 @@ func (m *meeting) openRelay(child, parent Bridge) *relayLink {
 		r := &m.srv.router
 		r.set(child, l.childPeer, l)
 		r.set(parent, l.parentPeer, l)
+		if l.adoptRelay() { // the link of the node that ran the meeting before (resume.go)
+			return
+		}
 		for _, end := range l.ends() {
 			if err := end.b.CreatePeer(end.peer); err != nil {
 				m.srv.log.Warn("open relay", "bridge", end.b.ID(), "peer", end.peer.String(), "err", err)

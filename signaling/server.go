@@ -434,6 +434,9 @@ func (s *Server) Close() {
 		f.close(websocket.CloseServiceRestart, "server restarting")
 	}
 	for _, m := range ms {
+		if s.owners != nil {
+			m.handOver() // the clients resume on the node that takes the meeting over
+		}
 		m.closeAll(websocket.CloseServiceRestart, "server restarting")
 	}
 	// The sessions closed above leave their meetings, which then stop; wait until their

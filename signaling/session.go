@@ -74,6 +74,11 @@ type session struct {
 	peerID     ids.PeerID
 	generation int
 	joined     time.Time
+	// joinDigest identifies the join token (resume.go), and adopted is what the peer
+	// adopted on a resume publishes and receives (nil for a new peer); both set by join
+	// before the session enters the meeting, read-only after.
+	joinDigest string
+	adopted    *protocol.PeerState
 	// sendOnly keeps the endpoint out of subscriptions (a WHIP encoder); set before
 	// the join, read-only after.
 	sendOnly bool
@@ -205,7 +210,15 @@ func (s *session) run() {
 			}
 			continue
 		}
-		if err := s.handle(data); err != nil {
+		joined := s.claims != nil
+		err = s.handle(data)
+		if !joined && s.claims != nil {
+			// The join's deadline (JoinTimeout from the upgrade) gives way to the idle
+			// one: a client may send nothing more after joining (one that resumed keeps
+			// its connections and has nothing to negotiate), and pongs keep it alive.
+			_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		}
+		if err != nil {
 			if errors.Is(err, errLeave) {
 				return
 			}
@@ -390,9 +403,14 @@ func (s *session) close(code int, reason string) {
 			m.mu.Lock()
 			b, peer := s.bridge, s.peerID
 			m.mu.Unlock()
-			if b != nil { // nil: no bridge would take the endpoint
-				s.srv.router.set(b, peer, nil)
-				if err := b.ClosePeer(peer); err != nil {
+			// nil: no bridge would take the endpoint. A peer that another session adopted
+			// (the endpoint resumed) is that session's now.
+			if b != nil && s.srv.router.clear(b, peer, s) {
+				if a, ok := b.(adopter); ok && s.handOver(code) {
+					if err := a.ReleasePeer(peer); err != nil {
+						log.Debug("release peer", "err", err)
+					}
+				} else if err := b.ClosePeer(peer); err != nil {
 					log.Debug("close peer", "err", err)
 				}
 			}

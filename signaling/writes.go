@@ -2,8 +2,11 @@ package signaling
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/cau-project/cau/rooms"
 )
 
 // writeQueue carries a meeting's store writes (roll call, audit, presence) in order to
@@ -83,8 +86,8 @@ func writeWithRetry(w func(context.Context) error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := w(ctx)
 		cancel()
-		if err == nil || time.Now().Add(pause).After(deadline) {
-			return err
+		if err == nil || errors.Is(err, rooms.ErrFenced) || time.Now().Add(pause).After(deadline) {
+			return err // a fenced write is refused for good: another node owns the meeting
 		}
 		time.Sleep(pause)
 		pause = min(2*pause, 2*time.Second)

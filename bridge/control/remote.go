@@ -267,6 +267,8 @@ func (rb *Remote) await(ctx context.Context, ch <-chan protocol.Envelope, what s
 				return env, fmt.Errorf("%w: %s", bridge.ErrBadSDP, e.Message)
 			case protocol.CodeCapacity:
 				return env, fmt.Errorf("bridge %s: %w: %s", rb.id, bridge.ErrBridgeFull, e.Message)
+			case protocol.CodeUnknownPeer:
+				return env, fmt.Errorf("bridge %s: %w: %s", rb.id, bridge.ErrUnknownPeer, e.Message)
 			}
 			return env, fmt.Errorf("bridge %s %s: %s: %s", rb.id, what, e.Code, e.Message)
 		}
@@ -303,6 +305,32 @@ func (rb *Remote) Unsubscribe(peer ids.PeerID, key ids.StreamKey) error {
 // Pin pins or unpins a participant's sources on the bridge (see protocol.BridgePin).
 func (rb *Remote) Pin(p protocol.BridgePin) error {
 	return rb.push(protocol.KindBridgePin, "", p)
+}
+
+// AdoptPeer takes over a peer another signaling node created on the bridge (issue 16),
+// as it is, and returns what it publishes and receives; an error if the bridge has no
+// such peer (bridge.ErrUnknownPeer).
+func (rb *Remote) AdoptPeer(ctx context.Context, peer ids.PeerID) (protocol.PeerState, error) {
+	id, ch, done := rb.replies.Expect()
+	defer done()
+	if err := rb.push(protocol.KindAdoptPeer, id, protocol.PeerRef{Peer: peer}); err != nil {
+		return protocol.PeerState{}, err
+	}
+	env, err := rb.await(ctx, ch, "adopt peer")
+	if err != nil {
+		return protocol.PeerState{}, err
+	}
+	var st protocol.PeerState
+	if err := protocol.DecodeData(env, &st); err != nil {
+		return st, fmt.Errorf("bridge %s adopt: %w", rb.id, err)
+	}
+	return st, nil
+}
+
+// ReleasePeer gives a peer up without closing it: it forwards on for the bridge's grace,
+// for the node that takes its meeting over to adopt.
+func (rb *Remote) ReleasePeer(peer ids.PeerID) error {
+	return rb.push(protocol.KindReleasePeer, "", protocol.PeerRef{Peer: peer})
 }
 
 // ClosePeer closes a peer on the bridge.

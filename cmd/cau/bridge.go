@@ -110,17 +110,17 @@ func runBridge(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log.Info("bridge starting", "id", *id, "site", *site, "signal", urls)
 	// One control connection per signaling node (issue 16): a meeting runs on the node
-	// that owns it, which drives this bridge over its own connection; each connection
-	// has its own peers on the one media engine.
+	// that owns it, which drives this bridge over its own connection. The connections
+	// share one agent (the --max-peers cap holds across the nodes), and a peer passes
+	// from a lost node to the meeting's new owner without a new handshake.
 	var wg sync.WaitGroup
-	orphans := bridge.NewOrphans()
-	peers := bridge.NewPeerCount() // the --max-peers cap holds across the signaling nodes
+	shared := bridge.NewShared(b, bridge.SharedConfig{MaxPeers: *maxPeers, Limits: limits, Grace: *grace, Logger: log})
 	for _, ws := range urls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			_ = bridge.Run(ctx, bridge.ClientConfig{SignalURL: ws, Token: token, ID: ids.BridgeID(*id), Site: ids.SiteID(*site),
-				Bridge: b, Logger: log, MaxPeers: *maxPeers, Limits: limits, Grace: *grace, Orphans: orphans, Peers: peers})
+				Bridge: b, Logger: log, Shared: shared})
 		}()
 	}
 	wg.Wait()

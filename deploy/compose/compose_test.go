@@ -78,9 +78,9 @@ func startOrder(t *testing.T, svcs map[string]service) []string {
 }
 
 // run starts one service as a process: cau:dev services run the cau binary, redis the
-// redis-server binary; a volume's container path, wherever it appears in the command
-// or the environment, becomes the host path.
-func run(t *testing.T, dir, name string, s service, data string) {
+// redis-server binary, haproxy the haproxy binary; a volume's container path, wherever it
+// appears in the command or the environment, becomes the host path.
+func run(t *testing.T, dir, name string, s service, data string) *exec.Cmd {
 	t.Helper()
 	args := s.Command
 	env := os.Environ()
@@ -108,14 +108,11 @@ func run(t *testing.T, dir, name string, s service, data string) {
 	case s.Image == "cau:dev":
 		bin = testutil.BuildCau(t)
 	case strings.HasPrefix(s.Image, "redis:") && len(args) > 0 && args[0] == "redis-server":
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("redis-server not found and CI=true: %v", err)
-			}
-			t.Skipf("redis-server not found: %v", err)
-		}
+		bin = lookPath(t, "redis-server")
 		args = append(args[1:], "--dir", data)
+	case strings.HasPrefix(s.Image, "haproxy:") && len(args) > 0 && args[0] == "haproxy":
+		bin = lookPath(t, "haproxy")
+		args = args[1:]
 	default:
 		t.Fatalf("service %s: image %s is not one this test can run", name, s.Image)
 	}
@@ -126,6 +123,21 @@ func run(t *testing.T, dir, name string, s service, data string) {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	t.Logf("started %s: %s %s", name, filepath.Base(bin), strings.Join(args, " "))
+	return cmd
+}
+
+// lookPath finds a program a service needs: the test is skipped without it, and fails
+// under CI=true (.ci/run installs it).
+func lookPath(t *testing.T, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found and CI=true: %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return bin
 }
 
 // cau runs a cau command with env and returns what it printed.
@@ -148,49 +160,46 @@ func cau(t *testing.T, env map[string]string, args ...string) string {
 }
 
 // TestHAComposeServesOneMeetingThroughEitherNode runs ha.yaml (a durable Redis, two
-// `cau signal` nodes, two bridges registered with both) and does what its header tells
-// a user to: books a meeting through one node with `cau meetings schedule`, mints join
-// tokens with `cau token`, and joins two communes' rooms, one through each node. Each
-// receives the other's audio and video.
+// `cau signal` nodes, HAProxy in front of them, two bridges registered with both) and
+// does what its header tells a user to: books a meeting through the balancer with `cau
+// meetings schedule`, mints join tokens with `cau token`, and joins two communes' rooms,
+// one through the balancer and one through a node. Each receives the other's audio and
+// video. Then the node that owns the meeting is killed (SIGKILL): both rooms come back
+// through the balancer alone, resume on the other node with their media connections
+// kept, and receive each other again.
 func TestHAComposeServesOneMeetingThroughEitherNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
 	svcs := readCompose(t, "ha.yaml")
 	data := t.TempDir()
+	procs := map[string]*exec.Cmd{}
 	for _, name := range startOrder(t, svcs) {
 		s := svcs[name]
-		run(t, ".", name, s, data)
+		procs[name] = run(t, ".", name, s, data)
 		if s.Image == "cau:dev" && len(s.Command) > 0 && s.Command[0] == "signal" {
-			url := "http://" + flagValue(t, s.Command, "--http")
-			testutil.Eventually(t, 60*time.Second, func() string {
-				resp, err := http.Get(url + "/readyz")
-				if err != nil {
-					return fmt.Sprintf("%s: %v", name, err)
-				}
-				_ = resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Sprintf("%s /readyz: %d", name, resp.StatusCode)
-				}
-				return ""
-			})
+			waitReady(t, name, "http://"+flagValue(t, s.Command, "--http"))
 		}
 	}
 	env := svcs["signal-1"].Environment
-	node1 := "http://" + flagValue(t, svcs["signal-1"].Command, "--http")
-	node2 := "http://" + flagValue(t, svcs["signal-2"].Command, "--http")
-	cau(t, env, "meetings", "schedule", "--url", node1, "--id", "giao-ban-ha", "--title", "Giao ban",
+	nodes := map[string]string{}
+	for _, n := range []string{"signal-1", "signal-2"} {
+		nodes[n] = "http://" + flagValue(t, svcs[n].Command, "--http")
+	}
+	balancer := "http://" + balancerAddr(t, "haproxy.cfg")
+	waitReady(t, "balancer", balancer)
+	cau(t, env, "meetings", "schedule", "--url", balancer, "--id", "giao-ban-ha", "--title", "Giao ban",
 		"--start", "now", "--duration", "1h", "--select", "qnam", "--chair", "qnam")
-	join := func(node, site, endpoint string) *client.Client {
+	join := func(via, site, endpoint string) *client.Client {
 		tok := cau(t, env, "token", "--meeting", "giao-ban-ha", "--site", site, "--name", site, "--role", "room", "--endpoint", endpoint)
 		var c *client.Client
 		testutil.Eventually(t, 60*time.Second, func() string { // the bridges register with each node
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var err error
-			if c, err = client.Dial(ctx, "ws"+strings.TrimPrefix(node, "http")+"/ws", tok,
-				client.Options{Loopback: true, ResumeURLs: []string{node1 + "/ws", node2 + "/ws"}}); err != nil {
-				return fmt.Sprintf("join %s through %s: %v", site, node, err)
+			if c, err = client.Dial(ctx, wsURL(via), tok,
+				client.Options{Loopback: true, ResumeURLs: []string{wsURL(balancer)}}); err != nil {
+				return fmt.Sprintf("join %s through %s: %v", site, via, err)
 			}
 			return ""
 		})
@@ -200,19 +209,93 @@ func TestHAComposeServesOneMeetingThroughEitherNode(t *testing.T) {
 		}
 		return c
 	}
-	a := join(node1, "qnam-psn-c01", "ep-c01")
-	b := join(node2, "qnam-psn-c02", "ep-c02")
-	for _, pair := range [][2]*client.Client{{a, b}, {b, a}} {
-		rx, tx := pair[0], pair[1]
-		testutil.Eventually(t, 30*time.Second, func() string {
-			for _, kind := range []string{"audio", "video"} {
-				if s := rx.Stream(tx.Me().Streams[protocol.SourceCamera], kind); s == nil || s.Packets.Load() < 30 {
-					return fmt.Sprintf("%s has not received 30 %s packets from %s", rx.Me().Site, kind, tx.Me().Site)
+	a := join(balancer, "qnam-psn-c01", "ep-c01")
+	b := join(nodes["signal-2"], "qnam-psn-c02", "ep-c02")
+	receiveEachOther := func(n int64) {
+		for _, pair := range [][2]*client.Client{{a, b}, {b, a}} {
+			rx, tx := pair[0], pair[1]
+			testutil.Eventually(t, 30*time.Second, func() string {
+				for _, kind := range []string{"audio", "video"} {
+					if s := rx.Stream(tx.Me().Streams[protocol.SourceCamera], kind); s == nil || s.Packets.Load() < n {
+						return fmt.Sprintf("%s has not received %d %s packets from %s", rx.Me().Site, n, kind, tx.Me().Site)
+					}
 				}
-			}
-			return ""
-		})
+				return ""
+			})
+		}
 	}
+	receiveEachOther(30)
+
+	owner := ""
+	for name, url := range nodes {
+		if testutil.Unlabelled(testutil.Scrape(t, url), "cau_meeting_owned") == "1" {
+			owner = name
+		}
+	}
+	if owner == "" {
+		t.Fatal("no node owns the meeting")
+	}
+	received := a.Stream(b.Me().Streams[protocol.SourceCamera], "audio").Packets.Load()
+	killed := time.Now()
+	if err := procs[owner].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, func() string {
+		for _, c := range []*client.Client{a, b} {
+			if c.Resumes() < 1 {
+				return fmt.Sprintf("%s has not come back through the balancer", c.Me().Site)
+			}
+		}
+		return ""
+	})
+	back := time.Since(killed)
+	receiveEachOther(received + 100) // two seconds of audio more than before the kill
+	for _, c := range []*client.Client{a, b} {
+		if c.Adoptions() < 1 {
+			t.Errorf("%s renegotiated its media after the kill, want its connections resumed as they were", c.Me().Site)
+		}
+	}
+	for name, url := range nodes {
+		if name != owner && testutil.Unlabelled(testutil.Scrape(t, url), "cau_meeting_owned") != "1" {
+			t.Errorf("%s does not own the meeting after %s was killed", name, owner)
+		}
+	}
+	t.Logf("BALANCER: %s (the owner) killed; both rooms back through HAProxy %v after, media kept", owner,
+		back.Round(time.Millisecond))
+}
+
+func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/ws" }
+
+// waitReady waits until a node (or the balancer in front of the nodes) answers /readyz.
+func waitReady(t *testing.T, name, url string) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, func() string {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return fmt.Sprintf("%s: %v", name, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Sprintf("%s /readyz: %d", name, resp.StatusCode)
+		}
+		return ""
+	})
+}
+
+// balancerAddr reads the address HAProxy's frontend binds in its config file.
+func balancerAddr(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "bind" {
+			return f[1]
+		}
+	}
+	t.Fatalf("%s binds no address", path)
+	return ""
 }
 
 // flagValue returns the value after name in a command line.

@@ -1,6 +1,9 @@
 package testutil
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,4 +39,30 @@ func Counter(t testing.TB, g prometheus.Gatherer, name string, labels ...string)
 		}
 	}
 	return sum
+}
+
+// Scrape returns the Prometheus exposition a process serves at base + "/metrics".
+func Scrape(t testing.TB, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Unlabelled returns the value of the unlabelled series name in an exposition ("" if
+// absent).
+func Unlabelled(exposition, name string) string {
+	for _, line := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -45,15 +45,13 @@ import {
 import { RemoteStreams } from './remote-streams.js';
 import { Publications } from './publish.js';
 import { PendingRequests } from './requests.js';
+import { Keepalive } from './keepalive.js';
 
 export {
   CauError, CloseCode, ErrorCode, FloorActions, FloorMode, PROTOCOL_VERSION, Source, clampName, decodeTokenClaims,
   defaultSignalURL, floorAllows, floorGrant, floorQueuePosition, msidTracksByMid,
 };
 
-const PING_EVERY_MS = 20000;
-// A ping unanswered for this long (checked at the next ping) means the socket is dead.
-const PONG_WAIT_MS = 15000;
 const REQUEST_TIMEOUT_MS = 15000;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 15000;
@@ -114,13 +112,13 @@ export class CauClient extends EventTarget {
     this.muted = this._pubs.muted;
     this._remote = new RemoteStreams((detail) => this._emit('media', detail));
     this._heard = new Set(); // participants announced on this socket (maybe before joined)
+    this._resumeToken = ''; // of the last joined (or reconnect): sent when joining again
     this._leaving = false;
     this._closed = false;
     this._attempt = 0;
     this._retryTimer = 0;
-    this._pingTimer = 0;
-    this._lastHeard = 0;
-    this._pingSentAt = 0;
+    this._keepalive = new Keepalive(() => this._send('ping'),
+      () => this._scheduleReconnect('no answer from the server', !!this._resumeToken));
     /** The last error message the server sent, e.g. {code: 'unauthorized', message}. */
     this.lastServerError = null;
     this._firstJoin = null; // {resolve, reject} of join()
@@ -274,14 +272,15 @@ export class CauClient extends EventTarget {
     this._ws = ws;
     ws.onopen = () => {
       if (ws !== this._ws) return;
-      this._lastHeard = Date.now();
       this._heard = new Set();
-      this._startPing();
+      this._keepalive.start();
       // The connections exist before the join is answered, so an offer or a candidate
-      // that the server sends right behind "joined" is never dropped.
-      this._setupMedia();
+      // that the server sends right behind "joined" is never dropped; resuming, the lost
+      // socket's are kept, and renewed only if joined says so (docs/protocol/resume.md).
+      if (!this._resumeToken) this._setupMedia();
       const data = { token: this.token, ...(this.name && { name: this.name }) };
       if (this.device) data.device = this.device;
+      if (this._resumeToken) data.resume = this._resumeToken;
       this._request('join', data, 'joined').then(
         (joined) => this._onJoined(joined),
         (err) => this.log('warn', 'join failed', err),
@@ -289,7 +288,7 @@ export class CauClient extends EventTarget {
     };
     ws.onmessage = (ev) => {
       if (ws !== this._ws) return;
-      this._lastHeard = Date.now();
+      this._keepalive.heard();
       this._onMessage(ev.data);
     };
     ws.onclose = (ev) => {
@@ -302,7 +301,7 @@ export class CauClient extends EventTarget {
   }
 
   _onSocketClosed(code, reason) {
-    this._stopPing();
+    this._keepalive.stop();
     this._ws = null;
     this._requests.rejectAll(new CauError('disconnected', `connection closed (${code})`));
     if (this._leaving || this._closed) return;
@@ -323,13 +322,14 @@ export class CauClient extends EventTarget {
     }
     // Cut off for sending too much: something is wrong here, so wait longer (≥ 4 s).
     if (code === CloseCode.RATE_LIMITED) this._attempt = Math.max(this._attempt, 3);
-    this._scheduleReconnect(`socket closed (${code}${reason ? ' ' + reason : ''})`);
+    this._scheduleReconnect(`socket closed (${code}${reason ? ' ' + reason : ''})`, !!this._resumeToken);
   }
 
-  _scheduleReconnect(why) {
+  _scheduleReconnect(why, keepMedia = false) {
     if (this._closed || this._leaving) return;
     this.log('warn', 'reconnecting:', why);
-    this._teardownMedia();
+    if (!keepMedia) this._teardownMedia(); // with a resume token the media goes on meanwhile
+    if (!keepMedia) this._resumeToken = ''; // nothing left to resume: join afresh
     if (this._ws) {
       const ws = this._ws;
       this._ws = null;
@@ -339,7 +339,7 @@ export class CauClient extends EventTarget {
         /* already closed */
       }
     }
-    this._stopPing();
+    this._keepalive.stop();
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this._attempt);
     const delay = Math.round(base / 2 + (Math.random() * base) / 2);
     this._attempt++;
@@ -353,7 +353,7 @@ export class CauClient extends EventTarget {
     if (this._closed) return;
     this._closed = true;
     clearTimeout(this._retryTimer);
-    this._stopPing();
+    this._keepalive.stop();
     this._requests.rejectAll(new CauError('closed', message));
     if (this._ws) {
       const ws = this._ws;
@@ -370,26 +370,6 @@ export class CauClient extends EventTarget {
       this._firstJoin.reject(new CauError(code === CloseCode.UNAUTHORIZED ? 'unauthorized' : 'closed', message));
     }
     this._emit('closed', { code, reason, fatal, message, serverError: this.lastServerError });
-  }
-
-  _startPing() {
-    this._stopPing();
-    this._pingSentAt = 0;
-    // The server answers every ping. A ping sent on the last tick and nothing heard since
-    // means the socket is dead (this holds even when a hidden tab's timers are throttled).
-    this._pingTimer = setInterval(() => {
-      const now = Date.now();
-      if (this._pingSentAt && this._lastHeard < this._pingSentAt && now - this._pingSentAt > PONG_WAIT_MS) {
-        this._scheduleReconnect('no answer from the server');
-        return;
-      }
-      if (this._send('ping')) this._pingSentAt = now;
-    }, PING_EVERY_MS);
-  }
-
-  _stopPing() {
-    clearInterval(this._pingTimer);
-    this._pingTimer = 0;
   }
 
   // ---- messages -----------------------------------------------------------------------
@@ -424,7 +404,10 @@ export class CauClient extends EventTarget {
     }
     const data = msg.data || {};
     switch (msg.type) {
-      case 'joined':
+      case 'joined': // here, before the next message: the subscriber offer may follow at once
+        if (this._resumeToken && !data.resumed) this._setupMedia();
+        this._resumeToken = data.resume || '';
+      // falls through
       case 'answer':
         this._settle(msg.id, msg.type, data);
         break;
@@ -453,9 +436,10 @@ export class CauClient extends EventTarget {
         this._emit('speaker', { speaker: (this.speaker = data) });
         break;
       case 'reconnect':
+        if (data.resume) this._resumeToken = data.resume;
         this._onMediaMoved(data.reason);
         break;
-      case 'pong': // the ping timer only needs _lastHeard
+      case 'pong': // the keepalive only needs to hear something
         break;
       case 'error':
         this._onServerError(msg.id, data);

@@ -239,6 +239,9 @@ func (s *Store) Floor(ctx context.Context, meetingID string) (rooms.FloorState, 
 func (s *Store) UpdateFloor(ctx context.Context, meetingID string, fn func(*rooms.Floor) error) (rooms.FloorState, error) {
 	var st rooms.FloorState
 	err := s.txn(ctx, func(tx *goredis.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
 		f, err := s.floor(ctx, tx, meetingID)
 		if err != nil {
 			return err
@@ -265,7 +268,7 @@ func (s *Store) UpdateFloor(ctx context.Context, meetingID string, fn func(*room
 			return nil
 		})
 		return err
-	}, s.floorKey(meetingID), s.meetingsKey())
+	}, fenced(ctx, s.floorKey(meetingID), s.meetingsKey())...)
 	if err != nil {
 		return rooms.FloorState{}, fmt.Errorf("update floor of meeting %s: %w", meetingID, err)
 	}
@@ -289,6 +292,9 @@ func (s *Store) AppendAttendance(ctx context.Context, e rooms.AttendanceEvent) e
 		return fmt.Errorf("append attendance: %w", err)
 	}
 	err = s.txn(ctx, func(tx *goredis.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
 		exists, err := tx.HExists(ctx, s.meetingsKey(), e.MeetingID).Result()
 		if err != nil {
 			return err
@@ -302,7 +308,7 @@ func (s *Store) AppendAttendance(ctx context.Context, e rooms.AttendanceEvent) e
 			return nil
 		})
 		return err
-	}, s.meetingsKey())
+	}, fenced(ctx, s.meetingsKey())...)
 	if err != nil {
 		return fmt.Errorf("append attendance to meeting %s: %w", e.MeetingID, err)
 	}
@@ -325,4 +331,32 @@ func (s *Store) Attendance(ctx context.Context, meetingID string) ([]rooms.Atten
 		}
 	}
 	return out, nil
+}
+
+// fenced adds the key of the fence ctx carries (rooms.WithFence) to a transaction's
+// watched keys: the transaction then fails, and is tried again, if another node takes
+// the lease between checkFence and the write.
+func fenced(ctx context.Context, keys ...string) []string {
+	if f, ok := rooms.FenceOf(ctx); ok {
+		return append(keys, f.Key)
+	}
+	return keys
+}
+
+// checkFence refuses the write (rooms.ErrFenced) if the fence ctx carries is stale: its
+// lease's counter has moved past its token. Run inside a transaction that watches the
+// counter (fenced), so the check and the write are one.
+func checkFence(ctx context.Context, tx *goredis.Tx) error {
+	f, ok := rooms.FenceOf(ctx)
+	if !ok {
+		return nil
+	}
+	cur, err := tx.Get(ctx, f.Key).Int64()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("fence %s: %w", f.Key, err)
+	}
+	if cur != f.Token {
+		return fmt.Errorf("%w (token %d, lease now at %d)", rooms.ErrFenced, f.Token, cur)
+	}
+	return nil
 }

@@ -374,7 +374,20 @@ func (s *Store) AppendAudit(ctx context.Context, e rooms.AuditEntry) error {
 		return fmt.Errorf("append audit entry: %w", err)
 	}
 	z, err := s.auditMember(ctx, e)
-	if err == nil {
+	switch _, fence := rooms.FenceOf(ctx); {
+	case err != nil:
+	case fence: // a meeting owner's entry (issue 16): only while it holds the lease
+		err = s.txn(ctx, func(tx *goredis.Tx) error {
+			if err := checkFence(ctx, tx); err != nil {
+				return err
+			}
+			_, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+				p.ZAdd(ctx, s.key("audit"), z)
+				return nil
+			})
+			return err
+		}, fenced(ctx)...)
+	default:
 		err = s.c.ZAdd(ctx, s.key("audit"), z).Err()
 	}
 	if err != nil {
