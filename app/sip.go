@@ -24,6 +24,13 @@ type SIPConfig struct {
 	// Accounts make calls dialled in authenticate by digest and join as their account's
 	// site (sipgw.Config.Accounts; empty: no authentication).
 	Accounts []sipgw.Account
+	// SRTP is the media encryption policy: sipgw.SRTPOptional (the default) or
+	// sipgw.SRTPMandatory.
+	SRTP string
+	// MaxCalls caps the calls in progress (sipgw.DefaultMaxCalls when zero).
+	MaxCalls int
+	// SessionExpires and MinSE tune session timers (sipgw.Config; zero: the defaults).
+	SessionExpires, MinSE time.Duration
 	// Optional logs a failure to listen instead of failing Start: dev mode's default
 	// address may be taken by another server on the machine.
 	Optional bool
@@ -44,7 +51,8 @@ func (a *App) startSIP(ctx context.Context, cfg Config, reg prometheus.Registere
 	}
 	gw, err := sipgw.New(sipgw.Config{Signaling: a.sig, Keys: a.keys, Logger: a.log, Metrics: sipgw.NewMetrics(reg),
 		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Allow: cfg.SIP.Allow, Loopback: cfg.Dev, Targets: targets, Accounts: cfg.SIP.Accounts,
-		DialPoll: cfg.SIP.DialPoll, DialBackoff: cfg.SIP.DialBackoff})
+		DialPoll: cfg.SIP.DialPoll, DialBackoff: cfg.SIP.DialBackoff, SRTP: cfg.SIP.SRTP, MaxCalls: cfg.SIP.MaxCalls,
+		SessionExpires: cfg.SIP.SessionExpires, MinSE: cfg.SIP.MinSE})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}

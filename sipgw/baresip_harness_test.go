@@ -91,6 +91,7 @@ func startBaresipWith(t testing.TB, display, listen, account string) *baresip {
 		"module sndfile.so",
 		"snd_path " + dir,
 		"module snapshot.so",
+		"module srtp.so", // used by an account with ;mediaenc=srtp-mand
 		"module_app account.so",
 		"module_app menu.so",
 		"module_app contact.so",

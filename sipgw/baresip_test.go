@@ -17,6 +17,7 @@ import (
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sipgw"
 )
 
 // start runs Cầu in dev mode (ad hoc meetings) with the SIP gateway on a free port; the
@@ -26,14 +27,14 @@ func start(t *testing.T) (*app.App, *testutil.LockedBuffer) {
 	return startWith(t, app.SIPConfig{Addr: "127.0.0.1:0", Site: "phong-hop"})
 }
 
-func startWith(t *testing.T, sip app.SIPConfig) (*app.App, *testutil.LockedBuffer) {
+func startWith(t testing.TB, sip app.SIPConfig) (*app.App, *testutil.LockedBuffer) {
 	t.Helper()
 	return startConfig(t, app.Config{SIP: sip})
 }
 
 // startConfig runs Cầu with cfg in dev mode on free ports, logging to the buffer it
 // returns (shown if the test fails).
-func startConfig(t *testing.T, cfg app.Config) (*app.App, *testutil.LockedBuffer) {
+func startConfig(t testing.TB, cfg app.Config) (*app.App, *testutil.LockedBuffer) {
 	t.Helper()
 	logs := &testutil.LockedBuffer{}
 	cfg.HTTPAddr, cfg.ICETCPPort, cfg.Dev = "127.0.0.1:0", -1, true
@@ -51,7 +52,7 @@ func startConfig(t *testing.T, cfg app.Config) (*app.App, *testutil.LockedBuffer
 	return a, logs
 }
 
-func token(t *testing.T, a *app.App, meeting, site, name string) string {
+func token(t testing.TB, a *app.App, meeting, site, name string) string {
 	t.Helper()
 	tok, err := a.Keys().Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: site, Name: name,
 		Role: auth.RoleParticipant}, time.Hour)
@@ -63,7 +64,7 @@ func token(t *testing.T, a *app.App, meeting, site, name string) string {
 
 // publishH264 joins a pion endpoint to meeting through WHIP and sends an H.264 test
 // pattern with a 1 kHz beep, as a browser asked for H.264 would.
-func publishH264(t *testing.T, a *app.App, meeting string) *testmedia.Publisher {
+func publishH264(t testing.TB, a *app.App, meeting string) *testmedia.Publisher {
 	t.Helper()
 	pub := testmedia.NewPublisherOf(t, "pion-cam", 0, webrtc.MimeTypeH264)
 	pub.PublishWHIP(t, a.URL(), meeting, token(t, a, meeting, "ha-noi", "Hà Nội"))
@@ -81,13 +82,26 @@ func TestBaresipDialsIn(t *testing.T) {
 	needBaresip(t)
 	testmedia.Need(t)
 	for _, transport := range []string{"udp", "tcp"} {
-		t.Run(transport, func(t *testing.T) { dialIn(t, transport) })
+		t.Run(transport, func(t *testing.T) { dialIn(t, transport, false) })
 	}
 }
 
-func dialIn(t *testing.T, transport string) {
+// TestBaresipDialsInSRTP: the same call with SRTP mandatory on both sides (the gateway's
+// SRTPMandatory, baresip's srtp-mand media encryption: RTP/SAVP with SDES keys), video
+// and audio both ways.
+func TestBaresipDialsInSRTP(t *testing.T) {
+	needBaresip(t)
+	testmedia.Need(t)
+	dialIn(t, "udp", true)
+}
+
+func dialIn(t *testing.T, transport string, srtp bool) {
 	const meeting = "giao-ban"
-	a, logs := start(t)
+	cfg, account, encryption := app.SIPConfig{Addr: "127.0.0.1:0", Site: "phong-hop"}, "", "none"
+	if srtp {
+		cfg.SRTP, account, encryption = sipgw.SRTPMandatory, ";mediaenc=srtp-mand", "srtp"
+	}
+	a, logs := startWith(t, cfg)
 	publishH264(t, a, meeting)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -98,7 +112,7 @@ func dialIn(t *testing.T, transport string) {
 	}
 	t.Cleanup(viewer.Close)
 
-	room := startBaresip(t, "Phòng họp Đà Nẵng")
+	room := startBaresipWith(t, "Phòng họp Đà Nẵng", "127.0.0.1:0", account)
 	uri := a.SIP().URI(meeting)
 	if transport == "tcp" {
 		uri += ";transport=tcp"
@@ -172,11 +186,22 @@ func dialIn(t *testing.T, transport string) {
 		`cau_sip_calls_active 1`,
 		`cau_sip_call_codecs_total{codec="h264",kind="video"} 1`,
 		`cau_sip_call_codecs_total{codec="pcmu",kind="audio"} 1`,
+		`cau_sip_call_encryption_total{encryption="` + encryption + `"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// baresip's RTCP receiver reports on what it is sent (every few seconds).
+	testutil.Eventually(t, 15*time.Second, func() string {
+		m := scrape(t, a)
+		for _, want := range []string{`cau_sip_room_jitter_seconds_count{kind="video"}`, `cau_sip_room_loss_ratio_count{kind="audio"}`} {
+			if !strings.Contains(m, want) {
+				return "no reception report from the room yet: " + want
+			}
+		}
+		return ""
+	})
 	// The subscriber's keyframe requests reached the room (RTCP PLI: baresip offers it).
 	if !strings.Contains(metrics, `cau_sip_keyframe_requests_total{direction="to_room"}`) {
 		t.Errorf("no keyframe request was sent to the room")
@@ -196,7 +221,7 @@ func dialIn(t *testing.T, transport string) {
 	})
 }
 
-func scrape(t *testing.T, a *app.App) string {
+func scrape(t testing.TB, a *app.App) string {
 	t.Helper()
 	resp, err := http.Get(a.URL() + "/metrics")
 	if err != nil {

@@ -74,6 +74,10 @@ type call struct {
 	mix *mixer
 	// answered is set by start: the call counts in cau_sip_calls_active until close.
 	answered bool
+	// session is the call's session timer (timer.go).
+	session sessionTimer
+	// peerAllow is the room's Allow header (from its INVITE): the methods it takes.
+	peerAllow string
 	// ackDone is set once the room's ACK came (or the 200 went unacknowledged); a hang-up
 	// before that sets byePending, and the BYE waits for it (answer).
 	ackDone, byePending bool
@@ -108,6 +112,7 @@ type dialog interface {
 	Bye(ctx context.Context) error
 	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
 	ReadBye(req *sip.Request, tx sip.ServerTransaction) error
+	WriteRequest(req *sip.Request) error
 	Close() error
 }
 
@@ -128,6 +133,7 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 	}
 	c := g.newCall(callIDOf(req), meeting, name, g.cfg.Site, "", log)
 	c.dlg, c.inbound, c.source = dlg, dlg, req.Source()
+	c.peerAllow = headerValue(req, "Allow", "")
 	if ct := req.Contact(); ct != nil {
 		c.peer = ct.Address
 	}
@@ -164,7 +170,9 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 		return sip.StatusInternalServerError, "Server Internal Error", err
 	}
 	if offer != nil {
-		c.setRemote(offer)
+		if err := c.setRemote(offer, false); err != nil {
+			return sip.StatusNotAcceptableHere, "Not Acceptable Here: unusable SRTP keys", err
+		}
 	}
 	return c.join(ctx)
 }
@@ -343,94 +351,6 @@ func (c *call) event(env protocol.Envelope) {
 	}
 }
 
-func (c *call) setLocalSDP(b []byte) {
-	c.mu.Lock()
-	c.sdpLocal = b
-	c.mu.Unlock()
-}
-
-func (c *call) localSDP() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sdpLocal
-}
-
-// update applies a re-INVITE's offer and returns the answer: each stream's direction
-// and codec at once, its address only if it changed (a latched address through a NAT
-// otherwise stays). The room's video restarts at a keyframe when it comes off hold.
-func (c *call) update(d *description) []byte {
-	c.mu.Lock()
-	old := c.sdpRemote
-	c.sdpRemote = d
-	c.sdpVersion++
-	version := c.sdpVersion + c.sdpID
-	c.mu.Unlock()
-	var oldAudio, oldVideo *media
-	if old != nil {
-		oldAudio, oldVideo = old.Audio, old.Video
-	}
-	c.updateMedia(c.audio, &c.roomAudio, oldAudio, d.Audio)
-	wasHeld := oldVideo == nil || !oldVideo.RemoteRecvs
-	c.updateMedia(c.video, &c.roomVideo, oldVideo, d.Video)
-	if d.Video != nil && d.Video.RemoteRecvs && wasHeld {
-		c.resumeVideo()
-	}
-	held := (d.Audio == nil || !d.Audio.RemoteRecvs) && (d.Video == nil || !d.Video.RemoteRecvs)
-	c.log.Info("sip re-invite", "held", held)
-	body := buildAnswer(d, c.g.mediaIP, c.sdpID, version, c.audio.local(), c.video.local())
-	c.setLocalSDP(body)
-	return body
-}
-
-// updateMedia applies one stream of a re-INVITE (see update).
-func (c *call) updateMedia(l *leg, cur *atomic.Pointer[media], old, m *media) {
-	if m == nil {
-		return
-	}
-	switch {
-	case m.Addr.Addr().IsUnspecified(): // RFC 2543 hold: c=0.0.0.0
-		m.RemoteRecvs = false
-	case old == nil || m.Addr != old.Addr || m.RTCP != old.RTCP:
-		l.relatch(m)
-	}
-	cur.Store(m)
-}
-
-// resumeVideo restarts the room's video at the next keyframe of what it is sent.
-func (c *call) resumeVideo() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t := c.fwdVideo.Load(); t != nil && c.nextVideo.Load() == nil {
-		c.fwdVideo.Store(nil)
-		c.nextVideo.Store(t)
-		now := time.Now().UnixNano()
-		c.switchAt.Store(now)
-		c.switchAsked.Store(now)
-		go c.askKeyframe(t)
-	}
-}
-
-// setRemote takes the room's description and points the legs at it.
-func (c *call) setRemote(d *description) {
-	c.mu.Lock()
-	c.sdpRemote = d
-	c.mu.Unlock()
-	if d.Audio != nil {
-		c.audio.setRemote(d.Audio)
-		c.roomAudio.Store(d.Audio)
-	}
-	if d.Video != nil {
-		c.video.setRemote(d.Video)
-		c.roomVideo.Store(d.Video)
-	}
-}
-
-func (c *call) remote() *description {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sdpRemote
-}
-
 // start runs the media once the call is confirmed.
 func (c *call) start() {
 	d := c.remote()
@@ -452,7 +372,13 @@ func (c *call) start() {
 	c.answered = true
 	c.g.m.Active.Inc()
 	c.mu.Unlock()
-	c.log.Info("sip call answered", "audio", codec(d.Audio), "video", codec(d.Video), "opus", opusAvailable)
+	encryption := "none"
+	if c.secure() {
+		encryption = "srtp"
+	}
+	c.g.m.Encryption.WithLabelValues(encryption).Inc()
+	c.log.Info("sip call answered", "audio", codec(d.Audio), "video", codec(d.Video), "opus", opusAvailable,
+		"encryption", encryption)
 	if d.Audio != nil {
 		go c.readRoomAudio(d.Audio)
 	}
@@ -524,6 +450,7 @@ func (c *call) release() {
 func (c *call) close(reason string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		c.stopTimer()
 		c.mu.Lock()
 		ep, waitAck := c.ep, c.byePending && !c.ackDone
 		c.mu.Unlock()

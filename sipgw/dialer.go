@@ -163,7 +163,7 @@ func (g *Gateway) dial(ctx context.Context, t Target, log *slog.Logger) (*call, 
 	if err := c.openLegs(); err != nil {
 		return fail(outcomeFailed, err)
 	}
-	offer := buildOffer(g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
+	offer := buildOffer(g.mediaIP, c.sdpID, c.audio.offer(g.srtpRequired()), c.video.offer(g.srtpRequired()))
 	c.setLocalSDP(offer)
 	req := sip.NewRequest(sip.INVITE, uri)
 	req.SetTransport(strings.ToUpper(transport))
@@ -198,13 +198,15 @@ func (g *Gateway) dial(ctx context.Context, t Target, log *slog.Logger) (*call, 
 	if err := dlg.Ack(rctx); err != nil {
 		return fail(outcomeFailed, fmt.Errorf("ack: %w", err))
 	}
-	answer, err := parseDescription(res.Body())
+	answer, err := parseDescription(res.Body(), g.srtpRequired())
+	if err == nil {
+		err = c.setRemote(answer, true)
+	}
 	if err != nil {
 		c.hangup("unusable answer")
 		g.m.Dials.WithLabelValues(outcomeRejected).Inc()
 		return nil, fmt.Errorf("the room's answer: %w", err)
 	}
-	c.setRemote(answer)
 	g.mu.Lock()
 	closed := g.closed
 	if !closed {

@@ -12,7 +12,7 @@ import (
 
 // answer sets up c and answers its INVITE; it returns once the call is confirmed by
 // the ACK, or has failed.
-func (g *Gateway) answer(c *call, offer *description) {
+func (g *Gateway) answer(c *call, offer *description, timer sessionTimer) {
 	dlg := c.inbound
 	ctx, cancel := context.WithTimeout(dlg.Context(), setupTimeout)
 	defer cancel()
@@ -50,7 +50,7 @@ func (g *Gateway) answer(c *call, offer *description) {
 	if offer != nil {
 		sdpBody = buildAnswer(offer, g.mediaIP, c.sdpID, c.sdpID, c.audio.local(), c.video.local())
 	} else {
-		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.local(), c.video.local())
+		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.offer(g.srtpRequired()), c.video.offer(g.srtpRequired()))
 	}
 	c.setLocalSDP(sdpBody)
 	select {
@@ -61,9 +61,14 @@ func (g *Gateway) answer(c *call, offer *description) {
 		return
 	default:
 	}
-	// RespondSDP waits for the ACK (retransmitting the 200 over UDP); a late offer's
+	// WriteResponse waits for the ACK (retransmitting the 200 over UDP); a late offer's
 	// answer arrives in it and onAck applies it first.
-	err = dlg.RespondSDP(sdpBody)
+	res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, sdpBody)
+	res.AppendHeader(sip.NewHeader("Allow", allowed))
+	for _, h := range timerHeaders(timer) {
+		res.AppendHeader(h)
+	}
+	err = dlg.WriteResponse(res)
 	if c.acked() {
 		// Hung up between the 200 and its ACK (the meeting ended, say): the room has a
 		// call, so it gets a BYE, now that the ACK came or the 200 timed out (RFC 3261
@@ -90,6 +95,7 @@ func (g *Gateway) answer(c *call, offer *description) {
 	}
 	g.m.Calls.WithLabelValues(outcomeAnswered).Inc()
 	c.start()
+	c.setTimer(timer)
 }
 
 // onAck confirms a call; for a late offer it carries the room's answer.
@@ -100,11 +106,12 @@ func (g *Gateway) onAck(req *sip.Request, tx sip.ServerTransaction) {
 		return // the ACK of a refusal, taken by the transaction layer
 	}
 	if body := req.Body(); len(body) > 0 && c.remote() == nil {
-		d, err := parseDescription(body)
+		d, err := parseDescription(body, g.srtpRequired())
+		if err == nil {
+			err = c.setRemote(d, true)
+		}
 		if err != nil {
 			c.log.Info("sip call: the ACK's answer is unusable", "err", err)
-		} else {
-			c.setRemote(d)
 		}
 	}
 	if c.inbound == nil {
@@ -145,29 +152,53 @@ func (g *Gateway) onInfo(req *sip.Request, tx sip.ServerTransaction) {
 	g.respond(req, tx, sip.StatusOK, "OK")
 }
 
-// reinvite answers a re-INVITE. With an offer it is applied: hold (a=sendonly or
-// a=inactive, or the old c=0.0.0.0) stops the media to the room and resume restarts it
-// at a keyframe; a new address is latched again. Without one (a session refresh, or a
-// late-offer re-INVITE) the current description is offered again and the call stays as
-// it is.
+// reinvite answers a re-INVITE or an UPDATE. With an offer it is applied: hold
+// (a=sendonly or a=inactive, or the old c=0.0.0.0) stops the media to the room and
+// resume restarts it at a keyframe; a new address is latched again. Without one (a
+// session refresh, or a late-offer re-INVITE) a re-INVITE gets the current description
+// again, an UPDATE no body, and the call stays as it is. Either refreshes the session
+// timer (timer.go).
 func (g *Gateway) reinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := g.inDialog(req, tx)
 	if c == nil {
 		return
 	}
-	body := c.localSDP()
+	c.mu.Lock()
+	cur := c.session
+	c.mu.Unlock()
+	timer, refusal := g.negotiateTimer(req, cur)
+	if refusal != nil {
+		c.log.Info("sip session refresh refused", "status", refusal.status, "reason", refusal.reason)
+		g.refuseTimer(req, tx, refusal)
+		return
+	}
+	var body []byte
+	if req.IsInvite() {
+		body = c.localSDP()
+	}
 	if offer := req.Body(); len(offer) > 0 {
-		d, err := parseDescription(offer)
+		// A call that has SRTP keeps it: a re-INVITE without keys is refused, not obeyed.
+		d, err := parseDescription(offer, g.srtpRequired() || c.secure())
+		if err == nil {
+			body, err = c.update(d)
+		}
 		if err != nil {
 			c.log.Info("sip re-invite refused", "err", err)
 			g.respond(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here")
 			return
 		}
-		body = c.update(d)
 	}
-	res := sip.NewSDPResponseFromRequest(req, body)
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	if body != nil {
+		res = sip.NewSDPResponseFromRequest(req, body)
+	}
 	res.AppendHeader(&c.contact)
-	if err := tx.Respond(res); err != nil {
-		c.log.Info("sip re-invite", "err", err)
+	for _, h := range timerHeaders(timer) {
+		res.AppendHeader(h)
 	}
+	if err := tx.Respond(res); err != nil {
+		c.log.Info("sip re-invite", "method", req.Method, "err", err)
+		return
+	}
+	c.setTimer(timer)
 }

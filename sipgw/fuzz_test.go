@@ -17,6 +17,13 @@ const baresipOffer = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2
 	"a=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=42e01f\r\na=rtpmap:34 H263/90000\r\n" +
 	"a=sendrecv\r\na=rtcp-fb:* nack pli\r\n"
 
+const srtpOffer = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n" +
+	"m=audio 39510 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n" +
+	"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4\r\n" +
+	"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20\r\n" +
+	"m=video 36814 RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n" +
+	"a=crypto:7 AEAD_AES_256_GCM inline:3bHpafkEfUmDSxsrmd2ePFBiApV7wOcY1sXDeSxtz4PTH9UKsqsAJ1RtoAI=\r\n"
+
 // FuzzSDP: any body is read without panicking; what parses is answered with one m-line
 // per offered one, nothing from the offer but the chosen codec's payload type is echoed
 // into the answer's structure, and the chosen codecs are ones the gateway carries.
@@ -24,11 +31,13 @@ func FuzzSDP(f *testing.F) {
 	f.Add(baresipOffer)
 	f.Add("v=0\r\nc=IN IP6 ::1\r\nm=video 5 RTP/AVPF 1\r\na=rtpmap:1 H264/90000\r\na=fmtp:1 packetization-mode=1\r\na=rtcp-mux\r\n")
 	f.Add("v=0\r\nm=video banana\r\n")
+	f.Add(srtpOffer)
+	f.Add(strings.Replace(srtpOffer, "inline:", "inline:AAAA", 1))
 	f.Add("")
 	f.Fuzz(func(t *testing.T, body string) {
-		d, err := parseDescription([]byte(body))
+		d, err := parseDescription([]byte(body), len(body)%2 == 1)
 		if err != nil {
-			if !errors.Is(err, errBadSDP) && !errors.Is(err, errNoCommonCode) {
+			if !errors.Is(err, errBadSDP) && !errors.Is(err, errNoCommonCode) && !errors.Is(err, errSRTPRequired) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return
@@ -38,11 +47,18 @@ func FuzzSDP(f *testing.F) {
 				t.Fatalf("chose codec %q", m.Codec)
 			}
 		}
-		ans := string(buildAnswer(d, netip.MustParseAddr("127.0.0.1"), 1, 1, localMedia{RTP: 10, RTCP: 11}, localMedia{RTP: 12, RTCP: 13}))
+		la, lv := localMedia{RTP: 10, RTCP: 11}, localMedia{RTP: 12, RTCP: 13}
+		if d.Audio != nil {
+			la.Key = d.Audio.Key
+		}
+		if d.Video != nil {
+			lv.Key = d.Video.Key
+		}
+		ans := string(buildAnswer(d, netip.MustParseAddr("127.0.0.1"), 1, 1, la, lv))
 		if n := strings.Count(ans, "\r\nm="); n != len(d.Media) {
 			t.Fatalf("answer has %d m-lines for %d offered:\n%s", n, len(d.Media), ans)
 		}
-		if _, err := parseDescription([]byte(ans)); err != nil {
+		if _, err := parseDescription([]byte(ans), false); err != nil {
 			t.Fatalf("the answer does not parse: %v\n%s", err, ans)
 		}
 	})
@@ -67,7 +83,7 @@ func FuzzInvite(f *testing.F) {
 		if !ok {
 			return
 		}
-		meeting, _, err := checkInvite(req)
+		meeting, _, err := checkInvite(req, len(raw)%2 == 1)
 		var se *sipError
 		switch {
 		case err == nil && !meetingID.MatchString(meeting):

@@ -27,9 +27,10 @@
 // What calls can do is documented in README.md ("Room codecs (SIP)"): INVITE with an
 // offer (early offer) or without one (late offer: the offer is in the 200 OK and the
 // answer in the ACK), ACK, BYE, CANCEL, OPTIONS, INFO, re-INVITE (hold and resume, a
-// moved address; one without SDP refreshes the session as it is). With accounts, calls
-// authenticate by digest (auth.go). The gateway also calls rooms by itself (dialer.go).
-// SRTP, TLS and session timers are not done yet.
+// moved address; one without SDP refreshes the session as it is), UPDATE, and session
+// timers (timer.go). Media are SRTP with SDES keys when the room offers them, or always
+// with SRTPMandatory (srtp.go). With accounts, calls authenticate by digest (auth.go). The
+// gateway also calls rooms by itself (dialer.go). TLS is not done yet.
 package sipgw
 
 import (
@@ -41,8 +42,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"regexp"
-	"strconv"
 	"sync"
 	"time"
 
@@ -95,6 +94,14 @@ type Config struct {
 	Realm    string
 	// MaxCalls caps calls in progress (486 Busy Here beyond); 0 means DefaultMaxCalls.
 	MaxCalls int
+	// SRTP is SRTPOptional (SRTP with SDES keys when the room offers them; the default
+	// when empty) or SRTPMandatory (a call without them is refused with 488, and the
+	// gateway's own offers are SRTP).
+	SRTP string
+	// SessionExpires is the session-timer interval given to a room that supports timers
+	// but asks for none; MinSE the least interval taken (422 below it). Defaults when
+	// zero (DefaultSessionExpires, DefaultMinSE); tests shorten them.
+	SessionExpires, MinSE time.Duration
 	// Loopback lets the connections to the bridge use loopback candidates (dev, tests).
 	Loopback bool
 
@@ -124,7 +131,12 @@ type Gateway struct {
 	addr    netip.AddrPort // where SIP listens, set by Start
 	mediaIP netip.Addr
 
-	dialogUDP, dialogTCP *sipgo.DialogServerCache // per transport: their Contact differs
+	// dialogUDP and dialogTCP make the dialogs of calls dialled in, per transport (their
+	// Contact differs). Over TCP the gateway's requests in a dialog (BYE, INFO, session
+	// refreshes) go back on the connection the INVITE came on, not to a new one opened to
+	// the Contact: a room behind NAT or a firewall takes no connection, and many codecs
+	// do not listen for one.
+	dialogUDP, dialogTCP *sipgo.DialogUA
 
 	mu     sync.Mutex       // guards calls and closed
 	calls  map[string]*call // by Call-ID
@@ -152,6 +164,19 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Realm == "" {
 		cfg.Realm = DefaultRealm
+	}
+	if cfg.SessionExpires <= 0 {
+		cfg.SessionExpires = DefaultSessionExpires
+	}
+	if cfg.MinSE <= 0 {
+		cfg.MinSE = DefaultMinSE
+	}
+	switch cfg.SRTP {
+	case "":
+		cfg.SRTP = SRTPOptional
+	case SRTPOptional, SRTPMandatory:
+	default:
+		return nil, fmt.Errorf("sip gateway: SRTP policy %q (want %q or %q)", cfg.SRTP, SRTPOptional, SRTPMandatory)
 	}
 	if cfg.DialPoll <= 0 {
 		cfg.DialPoll = DefaultDialPoll
@@ -206,8 +231,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.closeListeners()
 		return fmt.Errorf("sip gateway: %w", err)
 	}
-	g.dialogUDP = sipgo.NewDialogServerCache(g.client, g.contact("udp"))
-	g.dialogTCP = sipgo.NewDialogServerCache(g.client, g.contact("tcp"))
+	g.dialogUDP = &sipgo.DialogUA{Client: g.client, ContactHDR: g.contact("udp")}
+	g.dialogTCP = &sipgo.DialogUA{Client: g.client, ContactHDR: g.contact("tcp"), RewriteContact: true}
 	g.routes()
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); _ = g.srv.ServeUDP(g.udp) }()
@@ -310,46 +335,7 @@ func (g *Gateway) Close() {
 }
 
 // allowed is the Allow header's value: the methods a call takes.
-const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
-
-// meetingID is what a Request-URI user part may be: the ids Cầu gives meetings.
-var meetingID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// sipError is a refusal with its SIP status.
-type sipError struct {
-	status int
-	reason string
-}
-
-func (e *sipError) Error() string { return strconv.Itoa(e.status) + " " + e.reason }
-
-// checkInvite reads what an INVITE must carry before a call is set up: the meeting its
-// Request-URI names and, for an early offer, an SDP the gateway can answer. It does not
-// touch the network (the fuzz target drives it).
-func checkInvite(req *sip.Request) (meeting string, offer *description, err error) {
-	if req.Contact() == nil || req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil {
-		return "", nil, &sipError{sip.StatusBadRequest, "Missing Contact, From, To, Call-ID or CSeq"}
-	}
-	meeting = req.Recipient.User
-	if !meetingID.MatchString(meeting) {
-		return "", nil, &sipError{sip.StatusNotFound, "No such meeting (dial sip:<meeting>@host)"}
-	}
-	body := req.Body()
-	if len(body) == 0 {
-		return meeting, nil, nil // late offer
-	}
-	if ct := req.ContentType(); ct == nil || ct.Value() != "application/sdp" {
-		return "", nil, &sipError{sip.StatusUnsupportedMediaType, "Only application/sdp bodies"}
-	}
-	offer, err = parseDescription(body)
-	switch {
-	case errors.Is(err, errNoCommonCode):
-		return "", nil, &sipError{sip.StatusNotAcceptableHere, "Not Acceptable Here: PCMU, PCMA or H.264 mode 1 over RTP/AVP"}
-	case err != nil:
-		return "", nil, &sipError{sip.StatusBadRequest, "Malformed SDP"}
-	}
-	return meeting, offer, nil
-}
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
 
 func (g *Gateway) routes() {
 	g.srv.OnInvite(g.onInvite)
@@ -366,9 +352,14 @@ func (g *Gateway) routes() {
 		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+		res.AppendHeader(sip.NewHeader("Supported", "timer"))
 		_ = tx.Respond(res)
 	})
 	g.srv.OnInfo(g.onInfo)
+	g.srv.OnUpdate(func(req *sip.Request, tx sip.ServerTransaction) {
+		g.m.request("UPDATE")
+		g.reinvite(req, tx)
+	})
 	g.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.request(string(req.Method))
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
@@ -400,100 +391,6 @@ func (g *Gateway) lookup(req *sip.Request) *call {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.calls[id.Value()]
-}
-
-// onInvite answers a new call, or a re-INVITE of a call in progress.
-func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
-	g.m.request("INVITE")
-	if to := req.To(); to != nil {
-		if _, inDialog := to.Params.Get("tag"); inDialog {
-			g.reinvite(req, tx)
-			return
-		}
-	}
-	log := g.log.With("call_id", callIDOf(req), "from", req.Source(), "transport", req.Transport())
-	meeting, offer, err := checkInvite(req)
-	if err != nil {
-		var se *sipError
-		errors.As(err, &se)
-		log.Info("sip call refused", "status", se.status, "reason", se.reason)
-		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-		g.respond(req, tx, se.status, se.reason)
-		return
-	}
-	if !g.allowed(req) {
-		log.Warn("sip call refused: source not in the allowed networks")
-		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-		g.respond(req, tx, sip.StatusForbidden, "Forbidden: calls are not taken from this network")
-		return
-	}
-	site := g.cfg.Site
-	if g.auth != nil {
-		acc, ok, challenge := g.auth.check(req, time.Now())
-		if !ok {
-			log.Info("sip call challenged", "had_credentials", req.GetHeader("Authorization") != nil)
-			g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-			res := sip.NewResponseFromRequest(req, sip.StatusUnauthorized, "Unauthorized", nil)
-			res.AppendHeader(sip.NewHeader("WWW-Authenticate", challenge))
-			if err := tx.Respond(res); err != nil {
-				log.Debug("sip respond", "err", err)
-			}
-			return
-		}
-		site = acc.Site
-		log = log.With("user", acc.User, "site", site)
-	}
-	g.mu.Lock()
-	busy, closed := len(g.calls) >= g.cfg.MaxCalls, g.closed
-	_, dup := g.calls[callIDOf(req)]
-	g.mu.Unlock()
-	switch {
-	case closed:
-		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-		g.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
-		return
-	case dup:
-		g.respond(req, tx, sip.StatusLoopDetected, "Call-ID in use")
-		return
-	case busy:
-		log.Warn("sip call refused: gateway full", "max_calls", g.cfg.MaxCalls)
-		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-		g.respond(req, tx, sip.StatusBusyHere, "Busy Here: the gateway has as many calls as it may")
-		return
-	}
-	cache := g.dialogUDP
-	if req.Transport() != "UDP" {
-		cache = g.dialogTCP
-	}
-	dlg, err := cache.ReadInvite(req, tx)
-	if err != nil {
-		log.Info("sip call refused", "err", err)
-		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-		g.respond(req, tx, sip.StatusBadRequest, "Bad Request")
-		return
-	}
-	_ = dlg.Respond(sip.StatusTrying, "Trying", nil)
-	c := newCall(g, dlg, meeting, req, log.With("meeting", meeting))
-	c.site = site
-	g.answer(c, offer)
-}
-
-// allowed reports whether req's source address (the packet's or the connection's, not
-// its Via header) is in Config.Allow.
-func (g *Gateway) allowed(req *sip.Request) bool {
-	if len(g.cfg.Allow) == 0 {
-		return true
-	}
-	src, err := netip.ParseAddrPort(req.Source())
-	if err != nil {
-		return false
-	}
-	for _, p := range g.cfg.Allow {
-		if p.Contains(src.Addr().Unmap()) {
-			return true
-		}
-	}
-	return false
 }
 
 func callIDOf(req *sip.Request) string {

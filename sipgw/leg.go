@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 )
 
@@ -22,6 +23,12 @@ type leg struct {
 	latched, latchedRTCP atomic.Bool
 	// mux sends RTCP on the RTP socket (the room's SDP had a=rtcp-mux); set with remote.
 	mux atomic.Bool
+
+	// crypto is the leg's SRTP (srtp.go), nil for plain RTP: set before the readers start,
+	// replaced by a re-INVITE that changes keys; loaded per packet.
+	crypto atomic.Pointer[legCrypto]
+	keyMu  sync.Mutex // guards keys and the replacing of crypto
+	keys   keys
 }
 
 // pairTries bounds the search for adjacent RTP/RTCP ports (RTP even, RTCP the next
@@ -59,10 +66,19 @@ func openLeg(ip netip.Addr) (*leg, error) {
 	return &leg{rtp: rtp, rtcp: rtcp}, nil
 }
 
-// local is the leg's ports, for the SDP.
+// local is the leg's ports and SDES key, for an answer.
 func (l *leg) local() localMedia {
 	return localMedia{RTP: uint16(l.rtp.LocalAddr().(*net.UDPAddr).Port),
-		RTCP: uint16(l.rtcp.LocalAddr().(*net.UDPAddr).Port)}
+		RTCP: uint16(l.rtcp.LocalAddr().(*net.UDPAddr).Port), Key: l.localKey()}
+}
+
+// offer is the leg's ports for an offer by the gateway, with SDES keys when secure.
+func (l *leg) offer(secure bool) localMedia {
+	m := l.local()
+	if secure {
+		m.Offer = l.offerKeys()
+	}
+	return m
 }
 
 // setRemote takes the room's addresses from its SDP.
@@ -107,15 +123,36 @@ func (l *leg) accept(src netip.AddrPort, rtcp bool) bool {
 	return true
 }
 
-// send writes one RTP packet to the room. Any goroutine.
-func (l *leg) send(b []byte) error { return sendTo(l.rtp, &l.remote, b) }
-
-// sendRTCP writes one RTCP compound packet to the room. Any goroutine.
-func (l *leg) sendRTCP(b []byte) error {
-	if l.mux.Load() {
-		return sendTo(l.rtp, &l.remoteRTCP, b)
+// send writes one RTP packet to the room (as SRTP on a secure leg). Any goroutine.
+func (l *leg) send(b []byte) error {
+	if lc := l.crypto.Load(); lc != nil {
+		return lc.protect(b, false, l.rtp, &l.remote)
 	}
-	return sendTo(l.rtcp, &l.remoteRTCP, b)
+	return sendTo(l.rtp, &l.remote, b)
+}
+
+// sendRTCP writes one RTCP compound packet to the room (as SRTCP on a secure leg). Any
+// goroutine.
+func (l *leg) sendRTCP(b []byte) error {
+	conn := l.rtcp
+	if l.mux.Load() {
+		conn = l.rtp
+	}
+	if lc := l.crypto.Load(); lc != nil {
+		return lc.protect(b, true, conn, &l.remoteRTCP)
+	}
+	return sendTo(conn, &l.remoteRTCP, b)
+}
+
+// open returns the plain packet of a datagram from the room: b itself on a plain leg,
+// b decrypted in place on a secure one, or false for a packet that fails SRTP's
+// authentication (it must not be latched on, nor forwarded). The leg's reader
+// goroutines.
+func (l *leg) open(b []byte, isRTCP bool) ([]byte, bool) {
+	if lc := l.crypto.Load(); lc != nil {
+		return lc.unprotect(b, isRTCP)
+	}
+	return b, true
 }
 
 func sendTo(conn *net.UDPConn, to *atomic.Pointer[netip.AddrPort], b []byte) error {

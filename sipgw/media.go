@@ -136,8 +136,9 @@ func (c *call) readRoomAudio(m *media) {
 	}
 }
 
-// readRTP reads the next datagram of l's RTP socket into buf; ok is false for one that
-// is not the call's RTP: RTCP on a muxed port (handled here) or a packet from another
+// readRTP reads the next datagram of l's RTP socket into buf (decrypted, on a secure
+// leg: n is then the plain packet's length); ok is false for one that is not the call's
+// RTP: RTCP on a muxed port (handled here), a packet that fails SRTP, or one from another
 // address than the latched one.
 func (c *call) readRTP(l *leg, buf []byte) (n int, ok bool, err error) {
 	n, src, err := l.rtp.ReadFromUDPAddrPort(buf)
@@ -148,7 +149,11 @@ func (c *call) readRTP(l *leg, buf []byte) (n int, ok bool, err error) {
 		c.roomRTCP(l, buf[:n], src)
 		return n, false, nil
 	}
-	return n, l.accept(src, false), nil
+	p, ok := l.open(buf[:n], false) // SRTP: in place; only what authenticates is latched
+	if !ok {
+		return n, false, nil
+	}
+	return len(p), l.accept(src, false), nil
 }
 
 // readRoomRTCP reads a leg's RTCP socket.
@@ -163,9 +168,12 @@ func (c *call) readRoomRTCP(l *leg) {
 	}
 }
 
-// roomRTCP handles the room's RTCP: its keyframe requests for the video it receives.
+// roomRTCP handles the room's RTCP: its keyframe requests for the video it receives,
+// and its reception reports on what the gateway sends it (jitter and loss, metrics).
+// RTCP comes a few times a second: parsing it may allocate.
 func (c *call) roomRTCP(l *leg, b []byte, src netip.AddrPort) {
-	if !l.accept(src, true) || l != c.video {
+	b, ok := l.open(b, true)
+	if !ok || !l.accept(src, true) {
 		return
 	}
 	pkts, err := rtcp.Unmarshal(b)
@@ -173,10 +181,33 @@ func (c *call) roomRTCP(l *leg, b []byte, src netip.AddrPort) {
 		return
 	}
 	for _, p := range pkts {
-		switch p.(type) {
+		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			c.keyframeFromRoom()
+			if l == c.video {
+				c.keyframeFromRoom()
+			}
+		case *rtcp.ReceiverReport:
+			c.roomReports(l, p.Reports)
+		case *rtcp.SenderReport:
+			c.roomReports(l, p.Reports)
 		}
+	}
+}
+
+// roomReports records the room's reception reports on the stream the gateway sends it
+// on l: interarrival jitter (RFC 3550 §6.4.1, in the codec's clock) and the fraction
+// lost since the last report.
+func (c *call) roomReports(l *leg, reports []rtcp.ReceptionReport) {
+	kind, ssrc, clock := "audio", c.audioSSRC, float64(g711Rate)
+	if l == c.video {
+		kind, ssrc, clock = "video", c.videoSSRC, videoClock
+	}
+	for _, r := range reports {
+		if r.SSRC != ssrc {
+			continue
+		}
+		c.g.m.RoomJitter.WithLabelValues(kind).Observe(float64(r.Jitter) / clock)
+		c.g.m.RoomLoss.WithLabelValues(kind).Observe(float64(r.FractionLost) / 256)
 	}
 }
 

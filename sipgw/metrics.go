@@ -20,6 +20,8 @@ type Metrics struct {
 	// Codecs counts answered calls by kind (audio, video) and codec (pcmu, pcma, h264,
 	// none).
 	Codecs *prometheus.CounterVec
+	// Encryption counts answered calls by their media's protection: srtp or none.
+	Encryption *prometheus.CounterVec
 	// Requests counts SIP requests received by method (INVITE, ACK, BYE, CANCEL,
 	// OPTIONS, INFO; anything else is "other").
 	Requests *prometheus.CounterVec
@@ -28,6 +30,14 @@ type Metrics struct {
 	// KeyframeRequests counts keyframe requests by direction (to_room: PLI, FIR or SIP
 	// INFO sent to the room; from_room: asked of the meeting) .
 	KeyframeRequests *prometheus.CounterVec
+	// SessionRefreshes counts the session refreshes the gateway made (RFC 4028), and
+	// SessionExpired the calls it ended because their session was not refreshed in time
+	// (or its refresh failed).
+	SessionRefreshes, SessionExpired prometheus.Counter
+	// RoomJitter and RoomLoss are what rooms report of the media the gateway sends them
+	// (RTCP reception reports), by kind: interarrival jitter in seconds, and the fraction
+	// of packets lost between two reports.
+	RoomJitter, RoomLoss *prometheus.HistogramVec
 	// VideoSwitch is how long a change of the room's video (floor, dominant speaker) took,
 	// from the decision to the new source's first keyframe sent to the room.
 	VideoSwitch prometheus.Histogram
@@ -53,12 +63,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "SIP calls the gateway placed to rooms (auto-dial), by outcome."}, []string{"outcome"}),
 		Codecs: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_call_codecs_total",
 			Help: "Answered SIP calls by media kind and negotiated codec."}, []string{"kind", "codec"}),
+		Encryption: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_call_encryption_total",
+			Help: "Answered SIP calls by media encryption (srtp, none)."}, []string{"encryption"}),
 		Requests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_requests_total",
 			Help: "SIP requests received, by method."}, []string{"method"}),
 		Packets: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_rtp_packets_total",
 			Help: "RTP packets exchanged with rooms, by direction and kind."}, []string{"direction", "kind"}),
 		KeyframeRequests: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_keyframe_requests_total",
 			Help: "Keyframe requests relayed, by direction."}, []string{"direction"}),
+		SessionRefreshes: f.NewCounter(prometheus.CounterOpts{Name: "cau_sip_session_refreshes_total",
+			Help: "SIP session refreshes (RFC 4028) the gateway sent and had answered."}),
+		SessionExpired: f.NewCounter(prometheus.CounterOpts{Name: "cau_sip_session_expired_total",
+			Help: "SIP calls ended because their session timer ran out or their refresh failed."}),
+		RoomJitter: f.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_sip_room_jitter_seconds",
+			Help:    "Interarrival jitter rooms report (RTCP) of the media the gateway sends them, by kind.",
+			Buckets: []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2}}, []string{"kind"}),
+		RoomLoss: f.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_sip_room_loss_ratio",
+			Help:    "Fraction of packets lost that rooms report (RTCP) of the media the gateway sends them, by kind.",
+			Buckets: []float64{0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5}}, []string{"kind"}),
 		VideoSwitch: f.NewHistogram(prometheus.HistogramOpts{Name: "cau_sip_video_switch_seconds",
 			Help:    "Time from a change of the video a room is sent to the new source's first keyframe.",
 			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5}}),
@@ -70,7 +92,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-var knownMethods = map[string]bool{"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "OPTIONS": true, "INFO": true}
+var knownMethods = map[string]bool{"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "OPTIONS": true, "INFO": true,
+	"UPDATE": true}
 
 func (m *Metrics) request(method string) {
 	if !knownMethods[method] {

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/sdp/v3"
@@ -33,6 +35,13 @@ type rtpRoom struct {
 	cseq   int
 	from   map[string]string // the From header, kept for requests in the dialog
 	sdpVer int
+	// noFeedback leaves RTCP feedback out of the room's SDP: the gateway must then ask
+	// it for keyframes by SIP INFO.
+	noFeedback bool
+	// keyframeAsked is set by a keyframe request (RTCP PLI or FIR, or SIP INFO when
+	// served) and cleared when sendOnRequest sends the IDR; asks counts the requests.
+	keyframeAsked atomic.Bool
+	asks          atomic.Int64
 
 	audio, video *net.UDPConn
 	gwAudio      netip.AddrPort // where the gateway receives the room's media (its answer)
@@ -50,9 +59,15 @@ type rtpRoom struct {
 // dialRTPRoom calls meeting from a new rtpRoom and waits for the 200 OK, which it ACKs.
 func dialRTPRoom(t *testing.T, gw netip.AddrPort, meeting, name string) *rtpRoom {
 	t.Helper()
+	return dialRTPRoomWith(t, gw, meeting, name, true)
+}
+
+// dialRTPRoomWith is dialRTPRoom for a room that offers RTCP feedback (PLI) or not.
+func dialRTPRoomWith(t *testing.T, gw netip.AddrPort, meeting, name string, feedback bool) *rtpRoom {
+	t.Helper()
 	r := &rtpRoom{t: t, ua: newRawUA(t, gw.String()), ruri: "sip:" + meeting + "@" + gw.String(),
 		callID: fmt.Sprintf("rtproom-%s-%d", meeting, time.Now().UnixNano()), cseq: 1, stop: make(chan struct{}),
-		spsAt: map[string]time.Time{}}
+		spsAt: map[string]time.Time{}, noFeedback: !feedback}
 	for _, c := range []**net.UDPConn{&r.audio, &r.video} {
 		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -94,10 +109,14 @@ func dialRTPRoom(t *testing.T, gw netip.AddrPort, meeting, name string) *rtpRoom
 // offer is the room's SDP with the given direction on both streams.
 func (r *rtpRoom) offer(direction string) string {
 	r.sdpVer++
+	fb := "a=rtcp-fb:96 nack pli\r\n"
+	if r.noFeedback {
+		fb = ""
+	}
 	return fmt.Sprintf("v=0\r\no=- 1 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n", r.sdpVer) +
 		fmt.Sprintf("m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\na=%s\r\n", port(r.audio), direction) +
 		fmt.Sprintf("m=video %d RTP/AVPF 96\r\na=rtpmap:96 H264/90000\r\n", port(r.video)) +
-		"a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\na=rtcp-fb:96 nack pli\r\na=rtcp-mux\r\n" +
+		"a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n" + fb + "a=rtcp-mux\r\n" +
 		"a=" + direction + "\r\n"
 }
 
@@ -148,8 +167,12 @@ func (r *rtpRoom) readVideo() {
 		if err != nil {
 			return
 		}
-		if n < 2 || (buf[1] >= 192 && buf[1] <= 223) || pkt.Unmarshal(buf[:n]) != nil {
-			continue // RTCP
+		if n >= 2 && buf[1] >= 192 && buf[1] <= 223 {
+			r.readRTCP(buf[:n])
+			continue
+		}
+		if pkt.Unmarshal(buf[:n]) != nil {
+			continue
 		}
 		au, err := h264.Unmarshal(pkt.Payload)
 		if err != nil || len(au) == 0 {
@@ -236,6 +259,76 @@ func (r *rtpRoom) sendClip(clip *testmedia.Clip) {
 			}
 		}
 	})
+}
+
+// readRTCP notes the gateway's keyframe requests (PLI, FIR) among its RTCP.
+func (r *rtpRoom) readRTCP(b []byte) {
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		return
+	}
+	for _, p := range pkts {
+		switch p.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			r.asks.Add(1)
+			r.keyframeAsked.Store(true)
+		}
+	}
+}
+
+// sendOnRequest sends clip's frames at testmedia.FPS as a room codec with a very long
+// GOP would: an IDR (the clip's first frame, with SPS and PPS) at the start and then only
+// when asked for one, predicted frames otherwise. So every IDR after the first answers
+// a keyframe request.
+func (r *rtpRoom) sendOnRequest(clip *testmedia.Clip) {
+	dst := net.UDPAddrFromAddrPort(r.gwVideo)
+	pz := rtp.NewPacketizer(1200, 96, 0x5678, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	r.keyframeAsked.Store(true)
+	next := 1
+	r.every(time.Second/testmedia.FPS, func(int) {
+		frame := clip.Video[next]
+		if r.keyframeAsked.Swap(false) {
+			frame = clip.Video[0]
+		} else if next++; next >= testmedia.FPS { // frames 1..FPS-1: the clip's second IDR is at FPS
+			next = 1
+		}
+		for _, p := range pz.Packetize(frame, 90000/testmedia.FPS) {
+			if b, err := p.Marshal(); err == nil {
+				_, _ = r.video.WriteToUDP(b, dst)
+			}
+		}
+	})
+}
+
+// serveINFO answers the gateway's SIP INFO requests (picture_fast_update: a keyframe
+// request) until the returned stop is called; the room's SIP socket is its own
+// meanwhile.
+func (r *rtpRoom) serveINFO() (stop func()) {
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			_ = r.ua.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			n, err := r.ua.conn.Read(buf)
+			if err != nil {
+				continue
+			}
+			if msg := string(buf[:n]); strings.HasPrefix(msg, "INFO ") {
+				_, _ = r.ua.conn.Write([]byte(okTo(msg)))
+				if strings.Contains(msg, "picture_fast_update") {
+					r.asks.Add(1)
+					r.keyframeAsked.Store(true)
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // spsTime is when the room first received sps (zero if not yet).

@@ -48,7 +48,7 @@ var (
 // chosen from its description. A zero Port means the stream is off.
 type media struct {
 	Kind  string // "audio" or "video"
-	Proto string // as offered: RTP/AVP or RTP/AVPF (answered alike)
+	Proto string // as offered: RTP/AVP, RTP/AVPF, RTP/SAVP or RTP/SAVPF (answered alike)
 	Addr  netip.AddrPort
 	// RTCP is where the remote end wants RTCP: its a=rtcp port, else the RTP port + 1;
 	// with RTCPMux it is Addr.
@@ -62,6 +62,9 @@ type media struct {
 	// RemoteSends and RemoteRecvs are the remote end's direction (a=sendonly: it does
 	// not receive; a=recvonly: it does not send).
 	RemoteSends, RemoteRecvs bool
+	// Key is the remote end's SDES key (its first usable a=crypto line, srtp.go): the
+	// stream is SRTP. Nil for plain RTP.
+	Key *sdesKey
 }
 
 // description is what the gateway reads from a remote SDP: every m-line in order (an
@@ -74,8 +77,9 @@ type description struct {
 
 // parseDescription reads an offer or an answer. It never panics on any input (the fuzz
 // target checks): a body it cannot read is errBadSDP, one with nothing it can carry is
-// errNoCommonCode.
-func parseDescription(body []byte) (*description, error) {
+// errNoCommonCode. With needSRTP a stream without SDES keys is refused, and a description
+// that has only such streams is errSRTPRequired.
+func parseDescription(body []byte, needSRTP bool) (*description, error) {
 	if len(body) > MaxSDPBytes {
 		return nil, fmt.Errorf("%w: larger than %d bytes", errBadSDP, MaxSDPBytes)
 	}
@@ -88,6 +92,7 @@ func parseDescription(body []byte) (*description, error) {
 	}
 	sessAddr, _ := connAddr(sd.ConnectionInformation)
 	d := &description{}
+	plainOnly := false // a stream was refused for want of SRTP only
 	for _, md := range sd.MediaDescriptions {
 		m := media{Kind: md.MediaName.Media, Proto: strings.Join(md.MediaName.Protos, "/"), Codec: codecNone}
 		addr := sessAddr
@@ -98,9 +103,12 @@ func parseDescription(body []byte) (*description, error) {
 		if port < 0 || port > 65535 {
 			return nil, fmt.Errorf("%w: port %d", errBadSDP, port)
 		}
-		if port > 0 && addr.IsValid() && (m.Proto == "RTP/AVP" || m.Proto == "RTP/AVPF") {
+		if port > 0 && addr.IsValid() && rtpProtos[m.Proto] {
 			m.Addr = netip.AddrPortFrom(addr, uint16(port))
 			readMedia(md, &m)
+		}
+		if needSRTP && m.Key == nil && m.Codec != codecNone {
+			m.Codec, plainOnly = codecNone, true
 		}
 		d.Media = append(d.Media, m)
 	}
@@ -117,10 +125,20 @@ func parseDescription(body []byte) (*description, error) {
 		}
 	}
 	if d.Audio == nil && d.Video == nil {
+		if plainOnly {
+			return nil, errSRTPRequired
+		}
 		return nil, errNoCommonCode
 	}
 	return d, nil
 }
+
+// rtpProtos are the m-line transports the gateway answers: RTP and SRTP (SDES), with or
+// without RTCP feedback.
+var rtpProtos = map[string]bool{"RTP/AVP": true, "RTP/AVPF": true, "RTP/SAVP": true, "RTP/SAVPF": true}
+
+// isSecureProto reports whether an m-line's transport is SRTP (which needs keys).
+func isSecureProto(proto string) bool { return strings.HasPrefix(proto, "RTP/SAVP") }
 
 // readMedia picks m's codec from md's formats (the first the gateway carries, in the
 // remote end's order of preference) and reads its direction, RTCP port and feedback.
@@ -159,7 +177,14 @@ func readMedia(md *sdp.MediaDescription, m *media) {
 			m.RemoteSends = false
 		case "inactive":
 			m.RemoteSends, m.RemoteRecvs = false, false
+		case "crypto":
+			if k, ok := parseCrypto(a.Value); ok && m.Key == nil {
+				m.Key = &k
+			}
 		}
+	}
+	if isSecureProto(m.Proto) && m.Key == nil {
+		return // SRTP without a key the gateway can use: refused (port 0)
 	}
 	if rtcpPort <= 65535 {
 		m.RTCP = netip.AddrPortFrom(m.Addr.Addr(), uint16(rtcpPort))
@@ -210,9 +235,12 @@ func connAddr(c *sdp.ConnectionInformation) (netip.Addr, bool) {
 	return a, err == nil
 }
 
-// localMedia is the gateway's side of a stream: its RTP and RTCP ports.
+// localMedia is the gateway's side of a stream: its RTP and RTCP ports, and its SDES key
+// (Key, for an answer; Offer, the lines of an offer), nil for plain RTP.
 type localMedia struct {
 	RTP, RTCP uint16
+	Key       *sdesKey
+	Offer     []sdesKey
 }
 
 // sessionVersion numbers the gateway's SDP origin lines; it only needs to be unique per
@@ -262,6 +290,9 @@ func buildAnswer(remote *description, ip netip.Addr, id, version uint64, audio, 
 		}
 		fmt.Fprintf(&b, "m=%s %d %s %d\r\n", m.Kind, local.RTP, m.Proto, m.PT)
 		writeCodec(&b, m.Codec, m.PT)
+		if local.Key != nil {
+			b.WriteString(cryptoLine(local.Key))
+		}
 		if m.Kind == "audio" {
 			b.WriteString("a=ptime:20\r\n")
 		}
@@ -275,17 +306,28 @@ func buildAnswer(remote *description, ip netip.Addr, id, version uint64, audio, 
 	return []byte(b.String())
 }
 
-// buildOffer is the gateway's offer for a call that arrived without one (late offer):
-// audio in both G.711 laws and H.264 video.
+// buildOffer is the gateway's offer for a call that arrived without one (late offer) or
+// that it places: audio in both G.711 laws and H.264 video, SRTP (RTP/SAVP, SAVPF) when
+// the media carry Offer keys.
 func buildOffer(ip netip.Addr, id uint64, audio, video localMedia) []byte {
 	var b strings.Builder
 	writeSession(&b, ip, id, id)
-	fmt.Fprintf(&b, "m=audio %d RTP/AVP %d %d\r\n", audio.RTP, ptPCMU, ptPCMA)
+	s := ""
+	if len(audio.Offer) > 0 {
+		s = "S"
+	}
+	fmt.Fprintf(&b, "m=audio %d RTP/%sAVP %d %d\r\n", audio.RTP, s, ptPCMU, ptPCMA)
 	writeCodec(&b, codecPCMU, ptPCMU)
 	writeCodec(&b, codecPCMA, ptPCMA)
+	for i := range audio.Offer {
+		b.WriteString(cryptoLine(&audio.Offer[i]))
+	}
 	fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=sendrecv\r\n", audio.RTCP)
-	fmt.Fprintf(&b, "m=video %d RTP/AVPF %d\r\n", video.RTP, ptH264)
+	fmt.Fprintf(&b, "m=video %d RTP/%sAVPF %d\r\n", video.RTP, s, ptH264)
 	writeCodec(&b, codecH264, ptH264)
+	for i := range video.Offer {
+		b.WriteString(cryptoLine(&video.Offer[i]))
+	}
 	fmt.Fprintf(&b, "a=rtcp:%d\r\na=sendrecv\r\n", video.RTCP)
 	return []byte(b.String())
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sipgw"
 )
 
 // rawUA speaks SIP over UDP by hand, so that tests can send what no well-behaved stack
@@ -273,19 +274,24 @@ func (u *rawUA) awaitRequest(method string, timeout time.Duration) string {
 		if !strings.HasPrefix(msg, method+" ") {
 			continue
 		}
-		var b strings.Builder
-		b.WriteString("SIP/2.0 200 OK\r\n")
-		for _, line := range strings.Split(msg, "\r\n") {
-			for _, h := range []string{"via:", "from:", "to:", "call-id:", "cseq:"} {
-				if strings.HasPrefix(strings.ToLower(line), h) {
-					b.WriteString(line + "\r\n")
-				}
-			}
-		}
-		b.WriteString("Content-Length: 0\r\n\r\n")
-		u.send(b.String())
+		u.send(okTo(msg))
 		return msg
 	}
+}
+
+// okTo is a 200 OK to the request msg.
+func okTo(msg string) string {
+	var b strings.Builder
+	b.WriteString("SIP/2.0 200 OK\r\n")
+	for _, line := range strings.Split(msg, "\r\n") {
+		for _, h := range []string{"via:", "from:", "to:", "call-id:", "cseq:"} {
+			if strings.HasPrefix(strings.ToLower(line), h) {
+				b.WriteString(line + "\r\n")
+			}
+		}
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return b.String()
 }
 
 // TestSIPHangupBeforeACK: a call ended on the meeting's side between the gateway's 200
@@ -396,6 +402,46 @@ func (u *rawUA) bye(a *app.App, ruri, callID string, cseq int, tag string) {
 	testutil.Eventually(u.t, 10*time.Second, func() string {
 		if n := a.SIP().Calls(); n != 0 {
 			return fmt.Sprintf("%d calls after BYE", n)
+		}
+		return ""
+	})
+}
+
+// TestSIPSRTPMandatory: with SRTP mandatory, a plain RTP offer is refused with 488 and
+// says why, and a call without an offer (late offer) is offered RTP/SAVP(F) with SDES
+// keys; an answer without keys ends that call.
+func TestSIPSRTPMandatory(t *testing.T) {
+	a, _ := startWith(t, app.SIPConfig{Addr: "127.0.0.1:0", SRTP: sipgw.SRTPMandatory})
+	u := newRawUA(t, a.SIP().Addr().String())
+	ruri := "sip:mat-ma@" + a.SIP().Addr().String()
+	plain := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	u.send(u.request("INVITE", ruri, "plain1", 1, "", nil, plain))
+	resp := u.final("INVITE")
+	if got := status(resp); !strings.HasPrefix(got, "488 ") || !strings.Contains(got, "SRTP") {
+		t.Errorf("plain offer: %q, want 488 saying SRTP is required", got)
+	}
+	u.send(u.request("ACK", ruri, "plain1", 1, toTag(resp), nil, ""))
+
+	u.send(u.request("INVITE", ruri, "late1", 1, "", nil, ""))
+	resp = u.final("INVITE")
+	if status(resp) != "200 OK" {
+		t.Fatalf("late offer: %q", status(resp))
+	}
+	for _, want := range []string{"m=audio ", " RTP/SAVP 0 8\r\n", " RTP/SAVPF 96\r\n", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:",
+		"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"} {
+		if !strings.Contains(resp, want) {
+			t.Errorf("the gateway's offer lacks %q:\n%s", want, resp)
+		}
+	}
+	u.send(u.request("ACK", ruri, "late1", 1, toTag(resp), nil, plain))
+	bye := u.awaitRequest("BYE", 10*time.Second)
+	if !strings.Contains(bye, "Call-ID: late1") {
+		t.Errorf("a BYE for another call:\n%s", bye)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls left", n)
 		}
 		return ""
 	})

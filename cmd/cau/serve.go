@@ -56,6 +56,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	debugHTTP := fs.String("debug-http", "", "serve Go profiles (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off if empty")
 	sipAddr := fs.String("sip", "", "SIP listen address for room codecs, UDP and TCP (ip:port; default 127.0.0.1:5060 in --dev, else off; \"off\" disables)")
 	sipAllow := fs.String("sip-allow", "", "comma-separated networks SIP calls are taken from (e.g. 10.20.0.0/16); with --sip outside --dev, this or --sip-accounts")
+	sipSRTP := fs.String("sip-srtp", sipgw.SRTPOptional, "SIP media encryption: \"optional\" (SRTP with SDES keys when the room offers them) or \"mandatory\" (calls without SRTP get 488)")
 	sipAccounts := fs.String("sip-accounts", "", "file of SIP digest accounts, one \"user site password\" a line: every call dialled in must prove one, and joins as its site")
 	advertise := fs.String("advertise", "", "with redis_url: the URL other signaling nodes reach this one at (http://10.0.0.5:7880)")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
@@ -143,6 +144,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	sipCfg.SRTP = *sipSRTP
 	a, err := app.Start(ctx, app.Config{
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
 		PublicIPs: cfg.PublicIPs, RelayPorts: relayRange, Dev: cfg.Dev, TokenKey: cfg.TokenKey,

@@ -1,0 +1,125 @@
+package sipgw
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// The session descriptions of a call: the gateway's latest, the room's, and what a
+// re-INVITE or UPDATE changes (direction, address, codec, SRTP keys).
+
+func (c *call) setLocalSDP(b []byte) {
+	c.mu.Lock()
+	c.sdpLocal = b
+	c.mu.Unlock()
+}
+
+func (c *call) localSDP() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sdpLocal
+}
+
+// update applies a re-INVITE's offer and returns the answer: each stream's direction
+// and codec at once, its address only if it changed (a latched address through a NAT
+// otherwise stays), its SRTP keys if they changed. The room's video restarts at a
+// keyframe when it comes off hold.
+func (c *call) update(d *description) ([]byte, error) {
+	for _, s := range []struct {
+		l *leg
+		m *media
+	}{{c.audio, d.Audio}, {c.video, d.Video}} {
+		if s.m != nil {
+			if err := s.l.setKeys(s.m.Key, false); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c.mu.Lock()
+	old := c.sdpRemote
+	c.sdpRemote = d
+	c.sdpVersion++
+	version := c.sdpVersion + c.sdpID
+	c.mu.Unlock()
+	var oldAudio, oldVideo *media
+	if old != nil {
+		oldAudio, oldVideo = old.Audio, old.Video
+	}
+	c.updateMedia(c.audio, &c.roomAudio, oldAudio, d.Audio)
+	wasHeld := oldVideo == nil || !oldVideo.RemoteRecvs
+	c.updateMedia(c.video, &c.roomVideo, oldVideo, d.Video)
+	if d.Video != nil && d.Video.RemoteRecvs && wasHeld {
+		c.resumeVideo()
+	}
+	held := (d.Audio == nil || !d.Audio.RemoteRecvs) && (d.Video == nil || !d.Video.RemoteRecvs)
+	c.log.Info("sip re-invite", "held", held)
+	body := buildAnswer(d, c.g.mediaIP, c.sdpID, version, c.audio.local(), c.video.local())
+	c.setLocalSDP(body)
+	return body, nil
+}
+
+// secure reports whether the call's media are SRTP: a re-INVITE may not take that away.
+func (c *call) secure() bool {
+	return c.audio.crypto.Load() != nil || c.video.crypto.Load() != nil
+}
+
+// updateMedia applies one stream of a re-INVITE (see update).
+func (c *call) updateMedia(l *leg, cur *atomic.Pointer[media], old, m *media) {
+	if m == nil {
+		return
+	}
+	switch {
+	case m.Addr.Addr().IsUnspecified(): // RFC 2543 hold: c=0.0.0.0
+		m.RemoteRecvs = false
+	case old == nil || m.Addr != old.Addr || m.RTCP != old.RTCP:
+		l.relatch(m)
+	}
+	cur.Store(m)
+}
+
+// resumeVideo restarts the room's video at the next keyframe of what it is sent.
+func (c *call) resumeVideo() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.fwdVideo.Load(); t != nil && c.nextVideo.Load() == nil {
+		c.fwdVideo.Store(nil)
+		c.nextVideo.Store(t)
+		now := time.Now().UnixNano()
+		c.switchAt.Store(now)
+		c.switchAsked.Store(now)
+		go c.askKeyframe(t)
+	}
+}
+
+// setRemote takes the room's description (an offer, or with isAnswer the answer to the
+// gateway's offer) and points the legs at it, with their SRTP keys.
+func (c *call) setRemote(d *description, isAnswer bool) error {
+	if d.Audio != nil {
+		if err := c.audio.setKeys(d.Audio.Key, isAnswer); err != nil {
+			return err
+		}
+	}
+	if d.Video != nil {
+		if err := c.video.setKeys(d.Video.Key, isAnswer); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.sdpRemote = d
+	c.mu.Unlock()
+	if d.Audio != nil {
+		c.audio.setRemote(d.Audio)
+		c.roomAudio.Store(d.Audio)
+	}
+	if d.Video != nil {
+		c.video.setRemote(d.Video)
+		c.roomVideo.Store(d.Video)
+	}
+	return nil
+}
+
+func (c *call) remote() *description {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sdpRemote
+}

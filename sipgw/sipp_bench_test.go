@@ -1,0 +1,81 @@
+package sipgw_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/internal/testmedia"
+	"github.com/cau-project/cau/internal/testutil"
+)
+
+// processCPU is the CPU time (user and system) the test process has used: the whole Cầu
+// server runs in it.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSIPCallCPU is the server's CPU per SIP call with its media: SIPp places the
+// calls (10 rooms a meeting, one H.264 publisher with a beep in each meeting) and echoes
+// every RTP packet it receives (-rtp_echo), so each room sends the gateway as much audio
+// and video as it is sent: the mix-minus, G.711 ⇄ Opus both ways, the room's video
+// forwarded to the meeting and the meeting's to the room. Over a steady window it reports
+// the share of a core per call above the same process idle with the publishers alone
+// (reported too, the reference of the same run). Run it once:
+//
+//	go test -run '^$' -bench SIPCallCPU -benchtime 1x ./sipgw
+func BenchmarkSIPCallCPU(b *testing.B) {
+	needSIPp(b)
+	testmedia.Need(b)
+	for _, calls := range []int{10, 40} {
+		b.Run(fmt.Sprintf("calls=%d", calls), func(b *testing.B) {
+			for range b.N {
+				callCPU(b, calls)
+			}
+		})
+	}
+}
+
+func callCPU(b *testing.B, calls int) {
+	const window = 10 * time.Second
+	a, _ := startWith(b, sippConfig())
+	meetings := (calls + 9) / 10
+	for i := range meetings {
+		publishH264(b, a, "cpu-"+strconv.Itoa(i))
+	}
+	time.Sleep(2 * time.Second)
+	cpu0, t0 := processCPU(b), time.Now()
+	time.Sleep(window / 2)
+	idle := float64(processCPU(b)-cpu0) / float64(time.Since(t0))
+
+	mp := 20000 + 4*rand.IntN(2000) // sipp's media ports: mp (audio) and mp+2 (video)
+	run := startSIPp(b, a.SIP().Addr(), "load.xml", "u1", "unused", "-m", strconv.Itoa(calls), "-l", strconv.Itoa(calls),
+		"-r", "20", "-inf", meetingsFile(b, "cpu", calls, 10), "-rtp_echo", "-mp", strconv.Itoa(mp))
+	testutil.Eventually(b, 25*time.Second, func() string {
+		if n := a.SIP().Calls(); n < calls {
+			return fmt.Sprintf("%d of %d calls up", n, calls)
+		}
+		return ""
+	})
+	time.Sleep(2 * time.Second) // the bridge's renegotiations after the last join
+	cpu0, t0 = processCPU(b), time.Now()
+	time.Sleep(window)
+	busy := float64(processCPU(b)-cpu0) / float64(time.Since(t0))
+	if n := a.SIP().Calls(); n != calls {
+		b.Fatalf("%d calls during the window, want %d (the scenario holds them 30 s)", n, calls)
+	}
+	m := scrape(b, a)
+	b.ReportMetric(100*(busy-idle)/float64(calls), "cpu-%/call")
+	b.ReportMetric(100*idle, "idle-cpu-%")
+	b.ReportMetric(100*busy, "busy-cpu-%")
+	b.Logf("%d calls: process %.0f%% of a core (idle with the publishers: %.0f%%); packets:\n%s", calls, 100*busy, 100*idle,
+		grep(m, "cau_sip_rtp_packets_total"))
+	run.wait(b)
+}
