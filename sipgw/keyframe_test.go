@@ -2,25 +2,26 @@ package sipgw_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/attachrtc"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/signaling"
 )
 
-// kfViewer is a WebRTC subscriber of one site's camera (a pion WHEP player) that can ask
-// for a keyframe, as a browser's decoder does after loss, and notes when each keyframe
-// (a packet carrying an SPS) arrives.
+// kfViewer is a WebRTC subscriber in the meeting, a pion connection attached to
+// signaling as a browser's page would be, that can ask for a keyframe as a browser's
+// decoder does after loss, and notes when each keyframe (a packet with an SPS) arrives.
 type kfViewer struct {
 	pc *webrtc.PeerConnection
 
@@ -29,28 +30,35 @@ type kfViewer struct {
 	idrs []time.Time
 }
 
-// watchSite subscribes a kfViewer to site's camera in meeting through WHEP.
-func watchSite(t *testing.T, a *app.App, meeting, site string) *kfViewer {
+// subscribe joins meeting as a kfViewer of site hue.
+func subscribe(t *testing.T, a *app.App, meeting string) *kfViewer {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		t.Fatal(err)
+	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
 	v := &kfViewer{pc: pc}
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+		go func() { // the receiver's RTCP, for the interceptors
+			for {
+				if _, _, err := rcv.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
 		video := tr.Kind() == webrtc.RTPCodecTypeVideo
 		if video {
 			v.mu.Lock()
@@ -69,33 +77,30 @@ func watchSite(t *testing.T, a *app.App, meeting, site string) *kfViewer {
 			}
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, a.URL()+"/whep/"+meeting+"/"+site,
-		strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token(t, a, meeting, "hue", "Màn hình Huế"))
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHEP POST: %d %s", resp.StatusCode, answer)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
+	events := make(chan protocol.Envelope, 64)
+	ep := a.Signaling().Attach(signaling.AttachOptions{Remote: "test-subscriber", OnEvent: func(env protocol.Envelope) {
+		select {
+		case events <- env:
+		default:
+			t.Error("the subscriber's event queue is full")
+		}
+	}})
+	t.Cleanup(ep.Close)
+	go func() {
+		for {
+			select {
+			case env := <-events:
+				if _, err := attachrtc.HandleMedia(env, ep, pc, nil); err != nil {
+					t.Errorf("answering the bridge: %v", err)
+				}
+			case <-ep.Done():
+				return
+			}
+		}
+	}()
+	env, err := ep.Request(t.Context(), protocol.KindJoin, protocol.Join{Token: token(t, a, meeting, "hue", "Huế")})
+	if err != nil || env.Kind == protocol.KindError {
+		t.Fatalf("join: %v %s", err, env.Data)
 	}
 	return v
 }
@@ -143,7 +148,7 @@ func TestSubscriberKeyframeReachesRoom(t *testing.T) {
 				t.Cleanup(stop) // before the room's own cleanup: registered later, runs first
 			}
 			room.sendOnRequest(clip)
-			v := watchSite(t, a, meeting, "phong-hop")
+			v := subscribe(t, a, meeting)
 			testutil.Eventually(t, 20*time.Second, func() string {
 				if n, _ := v.keyframes(); n == 0 {
 					return "the subscriber has no keyframe of the room yet"
