@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 )
@@ -57,25 +59,43 @@ func callCPU(b *testing.B, calls int) {
 
 	mp := 20000 + 4*rand.IntN(2000) // sipp's media ports: mp (audio) and mp+2 (video)
 	run := startSIPp(b, a.SIP().Addr(), "load.xml", "u1", "unused", "-m", strconv.Itoa(calls), "-l", strconv.Itoa(calls),
-		"-r", "20", "-inf", meetingsFile(b, "cpu", calls, 10), "-rtp_echo", "-mp", strconv.Itoa(mp))
+		"-r", "20", "-inf", meetingsFile(b, "cpu", calls, 10), "-rtp_echo", "-mp", strconv.Itoa(mp), "-aa")
 	testutil.Eventually(b, 25*time.Second, func() string {
 		if n := a.SIP().Calls(); n < calls {
-			return fmt.Sprintf("%d of %d calls up", n, calls)
+			return fmt.Sprintf("%d of %d calls up; sipp:\n%s", n, calls, run.out.Tail(2<<10))
 		}
 		return ""
 	})
 	time.Sleep(2 * time.Second) // the bridge's renegotiations after the last join
+	before := packetCounts(b, a)
 	cpu0, t0 = processCPU(b), time.Now()
 	time.Sleep(window)
 	busy := float64(processCPU(b)-cpu0) / float64(time.Since(t0))
+	after := packetCounts(b, a)
 	if n := a.SIP().Calls(); n != calls {
 		b.Fatalf("%d calls during the window, want %d (the scenario holds them 30 s)", n, calls)
 	}
-	m := scrape(b, a)
 	b.ReportMetric(100*(busy-idle)/float64(calls), "cpu-%/call")
 	b.ReportMetric(100*idle, "idle-cpu-%")
 	b.ReportMetric(100*busy, "busy-cpu-%")
-	b.Logf("%d calls: process %.0f%% of a core (idle with the publishers: %.0f%%); packets:\n%s", calls, 100*busy, 100*idle,
-		grep(m, "cau_sip_rtp_packets_total"))
+	perCall := func(k string) float64 { return (after[k] - before[k]) / window.Seconds() / float64(calls) }
+	b.ReportMetric(perCall(`direction="to_room",kind="audio"`), "audio-pps/call")
+	b.ReportMetric(perCall(`direction="to_room",kind="video"`), "video-pps/call")
+	b.Logf("%d calls: process %.0f%% of a core (idle with the publishers: %.0f%%); packets a second per call, "+
+		"to the room %.0f audio %.0f video, from it %.0f audio %.0f video", calls, 100*busy, 100*idle,
+		perCall(`direction="to_room",kind="audio"`), perCall(`direction="to_room",kind="video"`),
+		perCall(`direction="from_room",kind="audio"`), perCall(`direction="from_room",kind="video"`))
 	run.wait(b)
+}
+
+// packetCounts reads cau_sip_rtp_packets_total by its labels.
+func packetCounts(b *testing.B, a *app.App) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(grep(scrape(b, a), "cau_sip_rtp_packets_total{"), "\n") {
+		labels, v, ok := strings.Cut(strings.TrimPrefix(line, "cau_sip_rtp_packets_total{"), "} ")
+		if f, err := strconv.ParseFloat(v, 64); ok && err == nil {
+			out[labels] = f
+		}
+	}
+	return out
 }

@@ -180,7 +180,7 @@ func TestSIPp100Calls(t *testing.T) {
 	a, _ := startWith(t, sippConfig())
 	began := time.Now()
 	run := startSIPp(t, a.SIP().Addr(), "load.xml", "u1", "unused", "-m", "100", "-l", "100", "-r", "25",
-		"-inf", meetingsFile(t, "tai", 100, 10))
+		"-inf", meetingsFile(t, "tai", 100, 10), "-aa")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	peak, reached := 0, time.Duration(0)
