@@ -187,3 +187,27 @@ func TestSIPHoldResume(t *testing.T) {
 		t.Errorf("%d calls, want the one held and resumed", n)
 	}
 }
+
+// TestRoomInAMeetingOfSixPublishers: the bridge's offer to a room's subscriber connection
+// has an m-section per stream (here 12); the gateway answers it, so the room receives
+// the meeting (before, such an offer was refused as a publisher offer of more than 8
+// m-sections, and the room got nothing).
+func TestRoomInAMeetingOfSixPublishers(t *testing.T) {
+	testmedia.Need(t)
+	const meeting = "dong-nguoi"
+	a, logs := start(t)
+	clip := testmedia.MakeH264Clip(t, 160, 120)
+	for _, site := range []string{"ha-noi", "hue", "da-nang", "can-tho", "hai-phong", "vinh"} {
+		publishH264At(t, a, meeting, site, clip)
+	}
+	room := dialRTPRoom(t, a.SIP().Addr(), meeting, "Phòng họp")
+	testutil.Eventually(t, 30*time.Second, func() string {
+		if room.videoBytes() == 0 || room.audioSamples() < 8000 {
+			return "the room receives nothing of the meeting"
+		}
+		return ""
+	})
+	if strings.Contains(logs.String(), "answering the bridge") {
+		t.Errorf("the gateway failed to answer the bridge (%d times)", strings.Count(logs.String(), "answering the bridge"))
+	}
+}
