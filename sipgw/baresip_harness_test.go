@@ -49,14 +49,9 @@ func needBaresip(t testing.TB) string {
 
 const baresipModules = "/usr/lib/baresip/modules"
 
-// startBaresip writes a config directory and starts baresip with it; display is the
-// caller's display name (its From header).
-func startBaresip(t testing.TB, display string) *baresip {
-	t.Helper()
-	return startBaresipAt(t, display, "127.0.0.1:0")
-}
-
-// startBaresipAt is startBaresip listening for calls on listen (ip:port, UDP and TCP).
+// startBaresipAt writes a config directory and starts baresip with it, listening for
+// calls on listen (ip:port, UDP and TCP); display is the caller's display name (its From
+// header).
 func startBaresipAt(t testing.TB, display, listen string) *baresip {
 	t.Helper()
 	return startBaresipWith(t, display, listen, "")
