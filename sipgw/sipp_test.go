@@ -14,6 +14,7 @@ import (
 
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/internal/testutil"
+	"github.com/cau-project/cau/sipgw"
 )
 
 // SIPp (Debian package sip-tester) plays the scenarios in testdata/sipp/*.xml against the
@@ -176,6 +177,12 @@ func TestSIPp100Calls(t *testing.T) {
 	needSIPp(t)
 	if testing.Short() {
 		t.Skip("100 calls: not in -short")
+	}
+	if sipgw.RaceEnabled {
+		// 200 WebRTC connections set up in 5 s are a load test: under the race detector
+		// on a loaded box calls miss the 15 s setup deadline. make test runs this test
+		// again without it.
+		t.Skip("100 calls: not under the race detector (make test runs it without)")
 	}
 	a, _ := startWith(t, sippConfig())
 	began := time.Now()

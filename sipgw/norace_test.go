@@ -1,0 +1,5 @@
+//go:build !race
+
+package sipgw
+
+const raceEnabled = false
