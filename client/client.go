@@ -609,10 +609,12 @@ func (c *Client) dispatch(env protocol.Envelope) {
 	}
 	switch env.Kind {
 	case protocol.KindOffer:
-		var o protocol.Offer
-		if protocol.DecodeData(env, &o) == nil {
-			go c.answer(o.SDP)
+		o, err := protocol.DecodeBridgeOffer(env)
+		if err != nil {
+			c.log.Warn("bridge offer refused", "err", err)
+			break
 		}
+		go c.answer(o.SDP)
 	case protocol.KindFloor:
 		var f protocol.FloorState
 		if protocol.DecodeData(env, &f) == nil {

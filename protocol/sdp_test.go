@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -43,4 +44,32 @@ func FuzzParseSDP(f *testing.F) {
 			t.Fatalf("%d tracks from %d lines", len(tracks), strings.Count(s, "\n"))
 		}
 	})
+}
+
+// A bridge's offer to a subscriber carries an m-section per stream it is sent: in a
+// meeting of many publishers it is over a publisher offer's cap and must still be read.
+func TestBridgeOfferIsBoundedAsAnAnswer(t *testing.T) {
+	header := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	section := "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+	env := func(sections int) Envelope {
+		data, err := json.Marshal(Offer{SDP: header + strings.Repeat(section, sections)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Envelope{V: Version, Kind: KindOffer, Data: data}
+	}
+	wide := env(MaxOfferMedia + 4)
+	var o Offer
+	if err := DecodeData(wide, &o); err == nil {
+		t.Fatalf("a publisher offer of %d m-sections was accepted", MaxOfferMedia+4)
+	}
+	if _, err := DecodeBridgeOffer(wide); err != nil {
+		t.Fatalf("bridge offer of %d m-sections refused: %v", MaxOfferMedia+4, err)
+	}
+	if _, err := DecodeBridgeOffer(env(MaxAnswerMedia + 1)); err == nil {
+		t.Fatalf("a bridge offer of %d m-sections was accepted", MaxAnswerMedia+1)
+	}
+	if _, err := DecodeBridgeOffer(Envelope{Kind: KindOffer, Data: []byte(`{"sdp":`)}); err == nil {
+		t.Fatal("a truncated bridge offer was accepted")
+	}
 }

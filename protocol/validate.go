@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -56,6 +57,21 @@ func (o *Offer) Validate() error {
 		}
 	}
 	return nil
+}
+
+// DecodeBridgeOffer reads the bridge's offer for an endpoint's subscriber connection. It
+// has an m-section per stream the endpoint is sent, so it is bounded as the answer that
+// mirrors it (MaxAnswerMedia), not as a publisher's offer (Offer.Validate, MaxOfferMedia):
+// an endpoint in a meeting of five publishers must not refuse it.
+func DecodeBridgeOffer(env Envelope) (Offer, error) {
+	var o Offer
+	if err := json.Unmarshal(env.Data, &o); err != nil {
+		return o, fmt.Errorf("bridge offer: %w", err)
+	}
+	if _, err := ParseSDP(o.SDP, MaxAnswerMedia); err != nil {
+		return o, fmt.Errorf("bridge offer: %w", err)
+	}
+	return o, nil
 }
 
 // Validate checks an answer.

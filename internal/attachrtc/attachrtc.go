@@ -6,7 +6,6 @@
 package attachrtc
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/pion/webrtc/v4"
@@ -22,15 +21,9 @@ import (
 func HandleMedia(env protocol.Envelope, ep *signaling.Attached, sub, pub *webrtc.PeerConnection) (bool, error) {
 	switch env.Kind {
 	case protocol.KindOffer:
-		// The bridge's subscriber offer has an m-section per stream the endpoint is sent:
-		// Offer.Validate's cap is a publisher offer's (protocol.MaxOfferMedia, 8), which a
-		// meeting of five publishers passes. It is bounded as the answer that mirrors it is.
-		var o protocol.Offer
-		if err := json.Unmarshal(env.Data, &o); err != nil {
-			return true, fmt.Errorf("bridge offer: %w", err)
-		}
-		if _, err := protocol.ParseSDP(o.SDP, protocol.MaxAnswerMedia); err != nil {
-			return true, fmt.Errorf("bridge offer: %w", err)
+		o, err := protocol.DecodeBridgeOffer(env)
+		if err != nil {
+			return true, err
 		}
 		return true, answer(ep, sub, o.SDP)
 	case protocol.KindCandidate:
