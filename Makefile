@@ -7,7 +7,7 @@ PKGS     := ./...
 # by side would starve each other and make those figures noise.
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
-.PHONY: all build run test test-short soak bench bench-load fuzz vet fmt clean docker package
+.PHONY: all build run test test-short soak bench bench-load bench-shaped fuzz vet fmt clean docker package
 
 all: build
 
@@ -47,6 +47,12 @@ ENDPOINTS ?= 151
 DURATION ?= 30s
 bench-load: build
 	sfu/bench-load.sh $(ENDPOINTS) $(DURATION)
+
+# bench-shaped: a commune's endpoint behind tbf, 3 Mbit/s → 400 kbit/s → 3 Mbit/s, Chromium
+# publishing simulcast, with and without adaptation: freeze time and mean resolution
+# beside an unshaped endpoint's (docs/benchmarks.md). Needs root and chromium.
+bench-shaped:
+	CAU_BENCH_SHAPED=1 $(GO) test -count=1 -p 1 -timeout 15m -run TestShapedStepFigures -v ./app
 
 # Short fuzzing of every parser that reads bytes from the network (make fuzz FUZZTIME=5m).
 FUZZTIME ?= 20s

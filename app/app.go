@@ -87,6 +87,9 @@ type Config struct {
 	// Speaker tunes the bridge's Last-N and dominant speaker; zero fields take
 	// speaker.DefaultParams (9 videos, 3 audios).
 	Speaker speaker.Params
+	// FixedTopLayer turns the local bridge's simulcast adaptation off (sfu.Config): a
+	// benchmark's reference.
+	FixedTopLayer bool
 }
 
 // App is a running Cầu server.
@@ -176,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 	if !cfg.NoBridge {
 		a.bridge, err = sfu.New(sfu.Config{
 			ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort, PublicIPs: cfg.PublicIPs, RelayPorts: cfg.RelayPorts,
-			IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics, Speaker: cfg.Speaker,
+			IncludeLoopback: cfg.Dev, Logger: log, Metrics: sfuMetrics, Speaker: cfg.Speaker, FixedTopLayer: cfg.FixedTopLayer,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start: %w", err)

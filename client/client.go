@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,9 +17,11 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
@@ -46,6 +49,13 @@ type Options struct {
 	// first packet is counted (the load tester keeps every Stream this way, including
 	// those a later track with the same stream id replaces in Stream's lookup).
 	OnStream func(*Stream)
+	// UDPConn, if set, carries all of the endpoint's ICE traffic, through an ICE UDP mux
+	// over it: an endpoint whose one socket is inside a network namespace (a shaped link in
+	// tests). The caller closes it after the client.
+	UDPConn net.PacketConn
+	// OnPacket, if set, sees every RTP packet received, after it is counted, on the
+	// track's reader goroutine; payload is valid during the call only.
+	OnPacket func(s *Stream, hdr *rtp.Header, payload []byte)
 }
 
 // Client is one endpoint.
@@ -73,7 +83,9 @@ type Client struct {
 	Self    protocol.Participant
 	Meeting string
 
-	onStream func(*Stream) // from Options; set once by Dial
+	onStream func(*Stream)                      // from Options; set once by Dial
+	onPacket func(*Stream, *rtp.Header, []byte) // from Options; set once by Dial
+	mux      ice.UDPMux                         // over Options.UDPConn, nil without; set once by Dial
 
 	writeMu sync.Mutex       // gorilla allows one concurrent writer
 	replies protocol.Replies // the requests waiting for signaling's answer
@@ -125,20 +137,20 @@ type Stream struct {
 // ErrRejected is returned by Dial when the server refuses the join.
 var ErrRejected = errors.New("join rejected")
 
-func newAPI(loopback bool) (*webrtc.API, error) {
+func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// As browsers do: the microphone's level with each audio packet (RFC 6464), which the
 	// bridge's dominant-speaker detection and Last-N read.
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
 		webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ir, err := interceptors(me)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -146,7 +158,12 @@ func newAPI(loopback bool) (*webrtc.API, error) {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	var mux ice.UDPMux
+	if conn != nil {
+		mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn})
+		se.SetICEUDPMux(mux)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), mux, nil
 }
 
 // interceptors is pion's default chain with two changes. NACKs come from nackgen, which
@@ -194,21 +211,29 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	if log == nil {
 		log = slog.Default()
 	}
-	api, err := newAPI(opts.Loopback)
+	api, mux, err := newAPI(opts.Loopback, opts.UDPConn)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, wsURL, http.Header{})
 	if err != nil {
+		if mux != nil {
+			_ = mux.Close()
+		}
 		return nil, fmt.Errorf("dial %s: %w", wsURL, err)
 	}
 	_ = resp.Body.Close()
 	c := &Client{conn: conn, log: log, api: api, participants: map[string]protocol.Participant{},
 		streams: map[string]*Stream{},
 		stop:    make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly,
-		join: protocol.Join{Token: token, Name: opts.Name, Device: opts.Device}, resumeURLs: opts.ResumeURLs}
+		onPacket: opts.OnPacket,
+		join:     protocol.Join{Token: token, Name: opts.Name, Device: opts.Device}, resumeURLs: opts.ResumeURLs,
+		mux: mux}
 	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
+		if mux != nil {
+			_ = mux.Close()
+		}
 		return nil, err
 	}
 	go c.readLoop(conn)
@@ -363,6 +388,9 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 			s.Bytes.Add(int64(len(pkt.payload)))
 			s.observe(&pkt.hdr, pkt.payload)
 			s.countLayer(pkt.payload)
+			if c.onPacket != nil {
+				c.onPacket(s, &pkt.hdr, pkt.payload)
+			}
 		}
 	})
 }
@@ -734,6 +762,9 @@ func (c *Client) shutdown(err error) {
 		pub, sub := c.peers()
 		_ = pub.Close()
 		_ = sub.Close()
+		if c.mux != nil {
+			_ = c.mux.Close()
+		}
 		c.writeMu.Lock()
 		_ = c.conn.Close()
 		c.writeMu.Unlock()

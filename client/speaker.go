@@ -3,6 +3,8 @@ package client
 import (
 	"fmt"
 
+	"github.com/pion/rtcp"
+
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -30,6 +32,16 @@ func (c *Client) setSpeaker(env protocol.Envelope) {
 func (c *Client) Pin(site string, on bool) error {
 	if err := c.send(protocol.KindPin, "", protocol.Pin{Site: site, On: on}); err != nil {
 		return fmt.Errorf("pin %s: %w", site, err)
+	}
+	return nil
+}
+
+// RequestKeyframe asks for a keyframe of the received stream with this SSRC (RTCP PLI on
+// the subscriber connection), as a browser's decoder does when it cannot go on.
+func (c *Client) RequestKeyframe(ssrc uint32) error {
+	_, sub := c.peers()
+	if err := sub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+		return fmt.Errorf("keyframe request: %w", err)
 	}
 	return nil
 }

@@ -39,6 +39,12 @@ type allocator struct {
 
 	estimate atomic.Uint64 // bit/s, published for Peer.Estimate
 
+	// probe is the probe running or finished and not yet read (probe.go), nil if none;
+	// probes counts those read, ok and failed (published for Peer.Probes).
+	probe  *probe
+	probes [2]atomic.Uint64
+	cur    []int // the layer each subscription keeps this tick (scratch)
+
 	// forwarded is this link's share of Metrics.LayerForwarded (subscriptions per layer).
 	forwarded [maxLayers]int
 	link      string // "endpoint" or "relay", the metrics' link label
@@ -178,6 +184,7 @@ func (a *allocator) tick(now time.Time) {
 		out := a.p.subHop.Stats().Out
 		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost}, want)
 	}
+	probing := a.probeDone(now)
 	est := a.est.Bitrate()
 	a.estimate.Store(uint64(est))
 	m := a.metrics()
@@ -188,19 +195,32 @@ func (a *allocator) tick(now time.Time) {
 	if first || len(sims) == 0 {
 		return
 	}
+	if a.p.bridge.fixedTop {
+		for _, d := range sims {
+			d.choose(maxLayers - 1) // adaptation off: the top layer present, whatever the link
+		}
+		return
+	}
 	budget := est - others
 	keep := bwe.Allocate(budget, a.streams, nil)
-	a.choice = bwe.Allocate(budget*raiseHeadroom, a.streams, a.choice)
+	// Raises within headroom, or up to what a probe or the traffic has shown the link
+	// carries (never beyond the estimate: keep would take the raise back).
+	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
+	hold := a.probeFirst(now, sims, keep, others, probing)
 	for i, d := range sims {
 		target := d.chosen()
 		next := target
 		switch {
 		case keep[i] < 0:
 			continue // no layer measured yet
-		case target < 0 || keep[i] < target:
-			next = keep[i] // the link no longer carries it (or it resumes): down now
-		case a.choice[i] > target:
-			next = a.choice[i] // up only with headroom
+		case target < 0:
+			next = keep[i] // it resumes
+		case keep[i] < target && a.est.Congested():
+			next = keep[i] // the link no longer carries it: down now
+		case keep[i] < target:
+			continue // short of the estimate but carried without loss: the estimate lags
+		case a.choice[i] > target && !hold:
+			next = a.choice[i] // up only with headroom, and once the link has carried the rate
 		}
 		if next != target && target >= 0 {
 			if m != nil {
@@ -346,6 +366,96 @@ func (d *DownTrack) choose(l int) {
 		return
 	}
 	d.want.Store(int32(l))
+}
+
+// probeDone folds a finished probe into the estimate; it says whether one still runs.
+func (a *allocator) probeDone(now time.Time) bool {
+	pr := a.probe
+	if pr == nil {
+		return false
+	}
+	if !pr.done.Load() {
+		return true
+	}
+	a.probe = nil
+	rate, loss := pr.result()
+	ok := a.est.Probed(now, rate, pr.target, loss)
+	result := "failed"
+	if ok {
+		result = "ok"
+		a.probes[0].Add(1)
+	} else {
+		a.probes[1].Add(1)
+	}
+	if m := a.metrics(); m != nil && m.LinkProbes != nil {
+		m.LinkProbes.WithLabelValues(a.link, result).Inc()
+	}
+	a.p.log.Debug("probe", "link", a.link, "target", int(pr.target), "rate", int(rate), "loss",
+		math.Round(loss*1000)/1000, "queued", pr.queued, "result", result)
+	return false
+}
+
+// probeFirst decides about this tick's step up: it says whether the raises chosen must
+// wait (a probe of the rate they need runs, or may not start yet), and starts a probe
+// when one is due: of the chosen raises if the link has not carried their rate yet, else,
+// when the estimate asks for no raise while a subscription is below its top, of the next
+// step up (the estimate's own back-off after loss may outlast the trouble: a probe finds
+// a link that recovered within seconds). A link that cannot carry padding (no RTX
+// negotiated) steps up without probing, as before.
+func (a *allocator) probeFirst(now time.Time, sims []*DownTrack, keep []int, others float64, probing bool) bool {
+	a.cur = a.cur[:0]
+	have, need := others, others
+	for i, d := range sims {
+		c := d.chosen()
+		switch {
+		case c < 0:
+			c = keep[i] // resuming this tick
+		case a.est.Congested():
+			c = min(c, keep[i]) // going down this tick
+		}
+		a.cur = append(a.cur, c)
+		have += layerRate(a.streams[i], c)
+		need += layerRate(a.streams[i], max(c, a.choice[i]))
+	}
+	target := need
+	if need <= have {
+		target = have + bwe.StepUp(a.streams, a.cur)
+		if target <= have {
+			return false // at the top
+		}
+	} else if need <= a.est.Proven {
+		return false // the link has carried this rate: up now
+	}
+	// Probe with the raises' own headroom: a link that carries the step with nothing to
+	// spare (a shaper's queue absorbing the rest for a while) would fail it minutes later.
+	probeAt := target / raiseHeadroom
+	if probing || !a.est.Probe(now, have, probeAt) {
+		return need > have
+	}
+	if a.probe = a.startProbe(probeAt, have, now); a.probe == nil {
+		return false // nothing to probe with: step up as before
+	}
+	a.est.Probing()
+	return need > have
+}
+
+// layerRate is a stream's rate at layer l, 0 if it has none.
+func layerRate(s bwe.Stream, l int) float64 {
+	if l < 0 || l >= len(s.Rates) {
+		return 0
+	}
+	return s.Rates[l]
+}
+
+// Probes counts the bandwidth probes of the peer's subscriber link, by result.
+func (p *Peer) Probes() (ok, failed uint64) {
+	p.mu.Lock()
+	a := p.alloc
+	p.mu.Unlock()
+	if a == nil {
+		return 0, 0
+	}
+	return a.probes[0].Load(), a.probes[1].Load()
 }
 
 // rate is the bit rate on the wire between two counter samples dt seconds apart.

@@ -60,6 +60,10 @@ type Config struct {
 	// Speaker is the Last-N and dominant-speaker tuning of the selectors this bridge makes
 	// (NewSelector); zero fields take speaker.DefaultParams (9 videos, 3 audios).
 	Speaker speaker.Params
+	// FixedTopLayer forwards every simulcast subscription at its source's top layer,
+	// whatever its link carries: adaptation off, the reference that benchmarks of
+	// adaptation compare with (docs/benchmarks.md). The estimates are still made.
+	FixedTopLayer bool
 }
 
 // DefaultConfig is the configuration of a dev bridge (see DESIGN.md: UDP 7882, TCP 7881).
@@ -76,6 +80,7 @@ type Bridge struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	speaker  speaker.Params
+	fixedTop bool // Config.FixedTopLayer; read-only
 	udpMux   *ice.MultiUDPMuxDefault
 	// egress batches the UDP mux's sends while a fan-out holds it (udpbatch). Nil in
 	// benchmarks that build a Bridge by hand: Hold and Release are then no-ops.
@@ -130,7 +135,8 @@ func New(cfg Config) (*Bridge, error) {
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
-	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, egress: &udpbatch.Group{}, hops: hops}
+	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, fixedTop: cfg.FixedTopLayer,
+		egress: &udpbatch.Group{}, hops: hops}
 	bn, err := newBatchNet(b.egress, log)
 	if err != nil {
 		return nil, err

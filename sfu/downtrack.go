@@ -54,8 +54,9 @@ type DownTrack struct {
 	// the publisher's, and so to the up track's packet cache.
 	mapping atomic.Pointer[seqMapping]
 
-	// Retransmission state, owned by readRTCP's goroutine.
-	rtxSeq         uint16
+	// Retransmission state, owned by readRTCP's goroutine, but rtxSeq: the link's prober
+	// numbers its padding on the same RTX stream (probe.go).
+	rtxSeq         atomic.Uint32
 	rtxHdr         rtp.Header
 	rtxBuf         [2 + maxCachedPayload]byte // RFC 4588: OSN, then the original payload
 	resent, missed atomic.Uint64
@@ -537,8 +538,7 @@ func (d *DownTrack) resend(b *binding, seq uint16) bool {
 	if b.rtxSSRC != 0 {
 		binary.BigEndian.PutUint16(d.rtxBuf[:2], seq)
 		payload = d.rtxBuf[:2+n]
-		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, d.rtxSeq
-		d.rtxSeq++
+		h.SSRC, h.PayloadType, h.SequenceNumber = b.rtxSSRC, b.rtxPT, uint16(d.rtxSeq.Add(1)-1)
 	}
 	_, err := b.writer.WriteRTP(h, payload)
 	return err == nil

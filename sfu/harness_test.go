@@ -104,6 +104,7 @@ type received struct {
 	lastSeq           atomic.Uint32
 	payloadTypes      sync.Map     // uint8 → struct{}
 	levels            atomic.Int64 // packets that carried an audio level (RFC 6464)
+	firstAt           atomic.Int64 // when the first packet was read (unix ns)
 	// resumes counts video packets that follow the previous one in sequence but not in
 	// time (their timestamps jump by resumeGap or more: the bridge paused the track and
 	// closed the numbering over the pause), and resumesOnKeyframe those of them that
@@ -136,6 +137,8 @@ type testEndpoint struct {
 	// (0: silence); levelID is the negotiated extension id, 0 if none.
 	loudness atomic.Uint32
 	levelID  uint8
+	// loudAt is when the first audio packet with a loudness above 0 was sent (unix ns).
+	loudAt atomic.Int64
 }
 
 func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack)) *testEndpoint {
@@ -213,6 +216,9 @@ func newTestEndpointWith(t testing.TB, b *Bridge, name string, onTrack func(*UpT
 			pkt, _, err := tr.ReadRTP()
 			if err != nil {
 				return
+			}
+			if r.firstAt.Load() == 0 {
+				r.firstAt.Store(time.Now().UnixNano())
 			}
 			if r.packets.Add(1) == 1 && tr.Kind() == webrtc.RTPCodecTypeVideo {
 				if isKeyframeStart(codecKindOf(tr.Codec().MimeType), pkt.Payload) {
@@ -306,6 +312,44 @@ func (e *testEndpoint) publishVideo(mime string) {
 		go e.readFeedback(tc.Sender())
 	}
 	e.negotiatePublisher(t)
+	e.learnLevelID()
+	go e.sendMedia()
+}
+
+// publishAudio publishes audio alone (a microphone), negotiates, and starts sending 50
+// packets a second with the level of e.loudness.
+func (e *testEndpoint) publishAudio() {
+	t := e.t
+	var err error
+	e.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+		"audio-"+e.name, "stream-"+e.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pub.AddTransceiverFromTrack(e.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	e.negotiatePublisher(t)
+	e.learnLevelID()
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		payload := make([]byte, 80)
+		for seq, ts := uint16(0), uint32(0); ; {
+			select {
+			case <-e.stop:
+				return
+			case <-tick.C:
+			}
+			seq++
+			ts += 960
+			e.writeAudio(seq, ts, payload)
+		}
+	}()
+}
+
+// learnLevelID reads the audio-level extension id the publishing connection negotiated.
+func (e *testEndpoint) learnLevelID() {
 	for _, tc := range e.pub.GetTransceivers() {
 		if tc.Kind() != webrtc.RTPCodecTypeAudio || tc.Sender() == nil {
 			continue
@@ -316,7 +360,6 @@ func (e *testEndpoint) publishVideo(mime string) {
 			}
 		}
 	}
-	go e.sendMedia()
 }
 
 // negotiatePublisher offers e's publishing connection to its bridge peer and applies
@@ -366,12 +409,7 @@ func (e *testEndpoint) sendMedia() {
 		}
 		seqA++
 		tsA += 960
-		ah := rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}
-		if e.levelID != 0 {
-			level := []byte{byte(127 - min(e.loudness.Load(), 127))}
-			_ = ah.SetExtension(e.levelID, level)
-		}
-		_ = e.audio.WriteRTP(&rtp.Packet{Header: ah, Payload: payload[:80]})
+		e.writeAudio(seqA, tsA, payload[:80])
 		if n%3 == 2 { // ~16 fps is enough for the tests and easy on 2 cores
 			continue
 		}
@@ -408,6 +446,20 @@ func (e *testEndpoint) sendMedia() {
 			_ = e.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqV, Timestamp: tsV, Marker: i == 2}, Payload: p})
 		}
 	}
+}
+
+// writeAudio sends one audio packet with the microphone's level (RFC 6464), and keeps
+// when the first loud one left (loudAt).
+func (e *testEndpoint) writeAudio(seq uint16, ts uint32, payload []byte) {
+	ah := rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts}
+	loud := e.loudness.Load()
+	if e.levelID != 0 {
+		_ = ah.SetExtension(e.levelID, []byte{byte(127 - min(loud, 127))})
+	}
+	if loud > 0 && e.loudAt.Load() == 0 {
+		e.loudAt.Store(time.Now().UnixNano())
+	}
+	_ = e.audio.WriteRTP(&rtp.Packet{Header: ah, Payload: payload})
 }
 
 // got returns the record for a stream's kind, or nil.

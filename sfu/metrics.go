@@ -30,6 +30,9 @@ type Metrics struct {
 	// LayerPauses counts, by link, the simulcast subscriptions stopped because nobody
 	// beyond needs them (need.go: a relay link's far end, or a hidden tile).
 	LayerPauses *prometheus.CounterVec
+	// LinkProbes counts, by link and result (ok, failed), the bandwidth probes (padding)
+	// sent before a step up (probe.go).
+	LinkProbes *prometheus.CounterVec
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -73,10 +76,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		LayerPauses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_layer_pauses_total",
 			Help: "Simulcast subscriptions stopped because nobody beyond the link needs the source, by link kind."},
 			[]string{"link"}),
+		LinkProbes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_link_probes_total",
+			Help: "Bandwidth probes (padding) sent before a simulcast step up, by link kind and result (ok, failed)."},
+			[]string{"link", "result"}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
 		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
-		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses} {
+		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses, m.LinkProbes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -487,13 +487,24 @@ func (p *Peer) offerTimedOut() {
 		p.mu.Unlock()
 		return
 	}
+	p.mu.Unlock()
+	if err := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+		// pion cannot roll a local offer back: the connection stays in have-local-offer,
+		// where only the endpoint's answer moves it, and every new offer would fail (the
+		// subscriptions froze for good). So keep waiting for that answer (a loaded
+		// endpoint answers late) and offer what changed meanwhile once it comes.
+		p.mu.Lock()
+		p.renegotiate = true
+		p.offerTimer = time.AfterFunc(10*time.Second, p.offerTimedOut)
+		p.mu.Unlock()
+		p.log.Warn("subscriber answer late; still waiting for it", "err", err)
+		return
+	}
+	p.mu.Lock()
 	p.offerOut = false
 	p.renegotiate = false
 	p.mu.Unlock()
 	p.log.Warn("subscriber answer timed out; offering again")
-	if err := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-		p.log.Debug("rollback", "err", err)
-	}
 	p.scheduleOffer()
 }
 

@@ -71,8 +71,9 @@ func checkClean(t *testing.T, name string, s watchSnapshot) {
 }
 
 // TestSimulcastRampsUpOnKeyframes: a subscriber on loopback starts at the low layer and
-// its link's allocator raises it to the top layer as the estimate grows; each switch
-// starts at a keyframe the bridge asked the target layer for, in one continuous stream.
+// its link's allocator raises it to the top layer once probes show the link carries it;
+// each switch starts at a keyframe the bridge asked the target layer for, in one
+// continuous stream.
 func TestSimulcastRampsUpOnKeyframes(t *testing.T) {
 	b := newTestBridge(t)
 	r := newSimRoom(t, b)
@@ -94,6 +95,10 @@ func TestSimulcastRampsUpOnKeyframes(t *testing.T) {
 	}
 	if r.sp.plis[2].Load() == 0 {
 		t.Errorf("the top layer got no keyframe request")
+	}
+	// Each step up beyond what the link had carried was probed first (probe.go).
+	if ok, failed := sub.peer.Probes(); ok == 0 {
+		t.Errorf("stepped up to the top layer without a probe (%d failed)", failed)
 	}
 	t.Logf("layers seen %d, switches %d, packets %d, PLIs per layer %d/%d/%d", s.changes, d.LayerSwitches(), s.packets,
 		r.sp.plis[0].Load(), r.sp.plis[1].Load(), r.sp.plis[2].Load())

@@ -12,6 +12,13 @@
 // becomes a ceiling for a back-off period that doubles with each failure (up to MaxBackoff) and
 // resets once a rate holds for a while. A shaper's queue (tbf) shows as loss, which is
 // what commune links do.
+//
+// Probing: the estimate grows blindly (nothing is sent at the rate it claims), so a step
+// up is first tried with padding (the caller's prober) and taken only once the link has
+// carried the new rate with little loss: Proven is the highest rate the link has shown it
+// carries, Probed records a probe's outcome, and Probe says when and at what rate to try
+// the next one (Probe's back-off after a failure is short and bounded, so a link that
+// recovers is found again within seconds, whatever the estimate's own back-off).
 package bwe
 
 import (
@@ -38,6 +45,16 @@ const (
 	growth   = 1.12
 	// minReported is how many TWCC statuses an interval needs for its loss to count.
 	minReported = 10
+	// ProbeLoss is the most loss a probe may see and still succeed; ProbeReach the share
+	// of its target rate it must have sent (padding is paced, a loaded bridge lags).
+	ProbeLoss  = 0.02
+	ProbeReach = 0.85
+	// ProbeGap is the wait after a probe that succeeded (the next step may be tried
+	// soon), probeBackoffMax the longest wait after failures (it doubles from ProbeGap).
+	ProbeGap        = time.Second
+	probeBackoffMax = 6 * time.Second
+	// lossQuiet is how long after an interval of heavy loss no probe starts.
+	lossQuiet = 2 * time.Second
 )
 
 // Sample is a link's cumulative counters at one time (hopstats.Direction's out side).
@@ -58,6 +75,16 @@ type Estimator struct {
 	ceilingUntil time.Time
 	backoff      time.Duration
 	steadySince  time.Time // since when the loss has stayed under lossHigh
+	// Proven is the highest rate (bit/s) the link has carried with little loss: an
+	// interval's acknowledged rate under lossLow, or a probe's rate. Heavy loss lowers it
+	// to what crossed then.
+	Proven float64
+	// nextProbe is when a probe may start; probeFails counts the failures in a row;
+	// probing is set while a probe runs (Probing): what crosses then is not all media,
+	// and what a queue absorbs is no proof.
+	nextProbe  time.Time
+	probeFails int
+	probing    bool
 	// Sent, Acked and Loss are the last interval's send rate, the rate the far end
 	// reported received (bit/s, at the interval's mean packet size) and the loss fraction.
 	Sent, Acked, Loss float64
@@ -116,8 +143,18 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 			e.ceilingUntil = s.At.Add(e.backoff)
 		}
 		e.steadySince = s.At
+		e.Proven = math.Min(e.Proven, e.Acked)
+		// No probe into a queue still full: not before the loss has stopped a while.
+		if quiet := s.At.Add(lossQuiet); quiet.After(e.nextProbe) {
+			e.nextProbe = quiet
+		}
 	case e.Loss < lossLow:
-		e.bps *= math.Pow(growth, dt)
+		if !e.probing {
+			e.Proven = math.Max(e.Proven, e.Acked)
+		}
+		// What crossed without loss fits: a publisher raising a layer's rate faster than
+		// the growth does not push the estimate under what the link carries.
+		e.bps = math.Max(e.bps*math.Pow(growth, dt), e.Acked)
 		if s.At.Sub(e.steadySince) > 2*MaxBackoff {
 			e.backoff = MinBackoff // a rate held long enough: the link is good again
 		}
@@ -130,6 +167,65 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	e.bps = math.Min(e.bps, math.Max(math.Max(want*1.25, Min), prev))
 	e.bps = math.Max(e.bps, Min)
 	return e.bps
+}
+
+// Congested says whether the last interval showed loss: a step down needs it (an
+// estimate short of a layer's rate, on a link that carries it without loss, is the
+// estimate lagging, not the link failing).
+func (e *Estimator) Congested() bool { return e.Loss >= lossLow }
+
+// Probe says whether a probe may start at now, for a link that carries need (bit/s) now
+// and would carry target after a step up: only when target is beyond what the link has
+// shown it carries, and the back-off after the last probe is over.
+func (e *Estimator) Probe(now time.Time, need, target float64) bool {
+	return target > need && target > e.Proven && !now.Before(e.nextProbe)
+}
+
+// Probed records a probe that ended at now: it sent rate bit/s (padding and media) and
+// the far end reported loss of it. Success makes rate proven and raises the estimate to
+// it, ending a back-off the estimate was in (the probe is fresher news than the loss
+// that set it); failure delays the next probe, doubling the wait each time.
+func (e *Estimator) Probed(now time.Time, rate, target, loss float64) bool {
+	e.probing = false
+	ok := loss <= ProbeLoss && rate >= ProbeReach*target
+	if ok {
+		e.probeFails = 0
+		e.nextProbe = now.Add(ProbeGap)
+		e.Proven = math.Max(e.Proven, rate)
+		e.bps = math.Max(e.bps, rate)
+		if e.ceiling < rate {
+			e.ceilingUntil = time.Time{}
+			e.backoff = MinBackoff
+		}
+		return true
+	}
+	e.probeFails++
+	e.nextProbe = now.Add(min(ProbeGap<<e.probeFails, probeBackoffMax))
+	e.Proven = math.Min(e.Proven, ProbeReach*rate) // the link did not carry rate
+	return false
+}
+
+// Probing marks a probe started: until Probed, the intervals' traffic proves nothing.
+func (e *Estimator) Probing() { e.probing = true }
+
+// StepUp is the extra rate (bit/s) of raising, by one layer, the first stream in priority
+// order that has a layer above its current one (cur, as Allocate returns it); 0 if every
+// stream is at its top.
+func StepUp(streams []Stream, cur []int) float64 {
+	best, extra := -1, 0.0
+	for i, s := range streams {
+		if i >= len(cur) || cur[i] < 0 {
+			continue
+		}
+		next := nextLayer(s.Rates, cur[i])
+		if next < 0 {
+			continue
+		}
+		if best < 0 || s.Priority > streams[best].Priority {
+			best, extra = i, s.Rates[next]-s.Rates[cur[i]]
+		}
+	}
+	return extra
 }
 
 // nextLayer is the next available layer above cur, -1 if none (or cur is -1).

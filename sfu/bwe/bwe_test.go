@@ -107,3 +107,81 @@ func TestLossCountFalling(t *testing.T) {
 		t.Fatalf("estimate %.0f, loss %v after the lost count fell by 2", est, e.Loss)
 	}
 }
+
+// A step beyond what the link carried is probed; a probe that fails waits longer each
+// time (bounded), one that succeeds makes its rate proven, lifts the estimate to it and
+// ends the estimate's back-off.
+func TestProbe(t *testing.T) {
+	at := time.Unix(0, 0)
+	l := &link{e: New(), capacity: 600_000, s: Sample{At: at}}
+	l.send(0, 2e6)
+	for i := 0; i < 4; i++ {
+		l.send(1_500_000, 2e6) // a top layer the link cannot carry: back-off
+	}
+	e := l.e
+	if e.Proven > 600_000 {
+		t.Fatalf("proven %.0f after 60%% loss, want at most what crossed", e.Proven)
+	}
+	if e.Probe(l.s.At.Add(lossQuiet-Interval), 200_000, 700_000) {
+		t.Fatal("a probe while the loss had just stopped")
+	}
+	now := l.s.At.Add(lossQuiet)
+	if !e.Probe(now, 200_000, 700_000) {
+		t.Fatal("no probe of an unproven step")
+	}
+	if e.Probe(now, 700_000, 700_000) {
+		t.Fatal("a probe without a step up")
+	}
+	var waits []time.Duration
+	for i := 0; i < 5; i++ {
+		if e.Probed(now, 700_000, 700_000, 0.2) {
+			t.Fatal("a probe with 20 % loss succeeded")
+		}
+		wait := time.Duration(0)
+		for !e.Probe(now.Add(wait), 200_000, 700_000) {
+			wait += 100 * time.Millisecond
+		}
+		waits = append(waits, wait)
+	}
+	for i := 1; i < len(waits); i++ {
+		if waits[i] < waits[i-1] || waits[i] > probeBackoffMax {
+			t.Fatalf("waits after failed probes %v: want growing, at most %v", waits, probeBackoffMax)
+		}
+	}
+	if e.Probed(now, 500_000, 700_000, 0) {
+		t.Fatal("a probe that reached 500 of 700 kbit/s succeeded")
+	}
+	// The link recovered: the probe succeeds within the back-off of the estimate itself.
+	now = now.Add(waits[len(waits)-1])
+	if !e.Probed(now, 1_400_000, 1_400_000, 0.01) {
+		t.Fatal("a clean probe failed")
+	}
+	if e.Proven != 1_400_000 || e.Bitrate() < 1_400_000 {
+		t.Fatalf("after a probe at 1.4 Mbit/s: proven %.0f, estimate %.0f", e.Proven, e.Bitrate())
+	}
+	l.s.At, l.capacity = now, 2e6
+	if est := l.send(1_400_000, 2e6); est < 1_400_000*0.95 {
+		t.Fatalf("estimate %.0f after the probe: the old back-off still holds it down", est)
+	}
+	if e.Probe(now.Add(ProbeGap/2), 1_400_000, 2_000_000) || !e.Probe(now.Add(ProbeGap), 1_400_000, 2_000_000) {
+		t.Fatal("after a success the next probe waits ProbeGap")
+	}
+}
+
+func TestStepUp(t *testing.T) {
+	low, mid, high := 150e3, 700e3, 1.5e6
+	a := Stream{Rates: []float64{low, mid, high}}
+	chair := Stream{Rates: []float64{low, mid, high}, Priority: 1}
+	if got := StepUp([]Stream{a, chair}, []int{0, 1}); got != high-mid {
+		t.Errorf("step up %.0f, want the chair's next layer first", got)
+	}
+	if got := StepUp([]Stream{a, chair}, []int{0, 2}); got != mid-low {
+		t.Errorf("step up %.0f, want the other stream's", got)
+	}
+	if got := StepUp([]Stream{a, {Rates: []float64{low, 0, high}}}, []int{2, 0}); got != high-low {
+		t.Errorf("step up %.0f over a missing layer", got)
+	}
+	if got := StepUp([]Stream{a}, []int{2}); got != 0 {
+		t.Errorf("step up %.0f at the top", got)
+	}
+}

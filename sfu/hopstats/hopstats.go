@@ -56,7 +56,7 @@ func (f *Factory) Take(id string) *Interceptor {
 // Direction is one direction of a hop, as cumulative counters since the connection began.
 type Direction struct {
 	// Packets and Bytes crossed this side (sent for Out, received for In); RTP header and
-	// payload, retransmissions included.
+	// payload (and padding), retransmissions included.
 	Packets, Bytes uint64
 	// Reported packets had a status in the receiving end's TWCC feedback; Lost of them were
 	// reported missing. Zero Reported means the far end sends no feedback (or no packet
@@ -65,6 +65,9 @@ type Direction struct {
 	// Jitter is the latest receiver-report jitter of the worst stream (RFC 3550), over the
 	// streams reported in the last JitterFresh.
 	Jitter time.Duration
+	// QueueDelay (out direction only) is the queue the last TWCC feedback found on the
+	// path: its packets' mean one-way delay above the least of the last 5–10 s (delay.go).
+	QueueDelay time.Duration
 }
 
 // Stats are a hop's figures.
@@ -191,6 +194,7 @@ type Interceptor struct {
 	mu          sync.Mutex
 	clock       map[uint32]uint32 // SSRC → RTP clock rate, local and remote streams
 	out, in     feedback
+	outDelay    delays
 	outJitter   map[uint32]jitterSample // local SSRC → what the far end reports
 	inJitter    map[uint32]jitterSample // remote SSRC → what this side reports
 	srs         [srRing]srSent
@@ -222,6 +226,7 @@ func (i *Interceptor) Stats() Stats {
 	s.Out.Reported, s.Out.Lost = i.out.reported, i.out.lost
 	s.In.Reported, s.In.Lost = i.in.reported, i.in.lost
 	s.Out.Jitter = i.worstJitter(i.outJitter, now)
+	s.Out.QueueDelay = i.outDelay.queue
 	s.In.Jitter = i.worstJitter(i.inJitter, now)
 	s.RTTSum, s.RTTSamples, s.RTTDropped = i.rttSum, i.rttN, i.rttDropped
 	i.rollRTTMax(now)
@@ -286,13 +291,15 @@ func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer inter
 					}
 					mu.Unlock()
 				}
-				i.out.media.set(int64(binary.BigEndian.Uint16(ext)), inOrder)
+				seq := binary.BigEndian.Uint16(ext)
+				i.out.media.set(int64(seq), inOrder)
+				i.outDelay.noteSent(seq, time.Now())
 			}
 		}
 		n, err := writer.Write(h, payload, a)
 		if err == nil {
 			i.outPackets.Add(1)
-			i.outBytes.Add(uint64(h.MarshalSize() + len(payload)))
+			i.outBytes.Add(uint64(h.MarshalSize() + len(payload) + int(h.PaddingSize))) // a probe's padding too
 		}
 		return n, err
 	})
@@ -378,6 +385,7 @@ func (i *Interceptor) read(pkts []rtcp.Packet, now time.Time) {
 		switch p := p.(type) {
 		case *rtcp.TransportLayerCC:
 			i.out.add(p)
+			i.outDelay.add(p, now)
 		case *rtcp.ReceiverReport:
 			i.reports(p.Reports, now)
 		case *rtcp.SenderReport:

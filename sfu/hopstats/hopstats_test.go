@@ -254,3 +254,45 @@ func FuzzReports(f *testing.F) {
 		}
 	})
 }
+
+// The queue delay: feedback whose packets took longer and longer (a queue filling) reads
+// as a growing queue above the least delay seen, whatever the two clocks' offset.
+func TestQueueDelay(t *testing.T) {
+	var d delays
+	t0 := time.Unix(100, 0)
+	feedback := func(base uint16, sentAt time.Time, spacing, extra time.Duration) *rtcp.TransportLayerCC {
+		const n = 10
+		fb := &rtcp.TransportLayerCC{BaseSequenceNumber: base, PacketStatusCount: n,
+			PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: n}}}
+		// The far end's clock runs 7 s ahead of ours; the first arrival is the reference.
+		first := sentAt.Add(7*time.Second + 20*time.Millisecond + extra)
+		fb.ReferenceTime = uint32(first.UnixMicro() / 64_000)
+		arrival := int64(fb.ReferenceTime) * 64_000
+		for k := 0; k < n; k++ {
+			d.noteSent(base+uint16(k), sentAt.Add(time.Duration(k)*spacing))
+			at := first.Add(time.Duration(k) * spacing).UnixMicro()
+			fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: at - arrival})
+			arrival = at
+		}
+		return fb
+	}
+	d.add(feedback(0, t0, 5*time.Millisecond, 0), t0)
+	if d.queue > time.Millisecond {
+		t.Fatalf("queue %v with none", d.queue)
+	}
+	for k := 1; k <= 5; k++ { // each feedback 30 ms more delayed
+		at := t0.Add(time.Duration(k) * 100 * time.Millisecond)
+		d.add(feedback(uint16(10*k), at, 5*time.Millisecond, time.Duration(k)*30*time.Millisecond), at)
+	}
+	if d.queue < 140*time.Millisecond || d.queue > 180*time.Millisecond {
+		t.Fatalf("queue %v after the delay grew by 150 ms", d.queue)
+	}
+	// Lost packets carry no delta; a feedback of losses only changes nothing.
+	lost := &rtcp.TransportLayerCC{BaseSequenceNumber: 60, PacketStatusCount: 5,
+		PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: 5}}}
+	q := d.queue
+	d.add(lost, t0.Add(time.Second))
+	if d.queue != q {
+		t.Fatalf("queue %v after a feedback of losses, was %v", d.queue, q)
+	}
+}

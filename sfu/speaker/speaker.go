@@ -92,12 +92,14 @@ type Selector struct {
 	changes  uint64
 	video    map[ID]bool
 	audio    map[ID]bool
+	held     map[ID]bool // the audio set before the last choice (choose's scratch)
 	scratch  []*source
 }
 
 // New returns an empty Selector.
 func New(p Params) *Selector {
-	return &Selector{p: p.withDefaults(), sources: map[ID]*source{}, video: map[ID]bool{}, audio: map[ID]bool{}}
+	return &Selector{p: p.withDefaults(), sources: map[ID]*source{}, video: map[ID]bool{}, audio: map[ID]bool{},
+		held: map[ID]bool{}}
 }
 
 // Params returns the parameters in force (defaults filled in).
@@ -253,8 +255,15 @@ func (s *Selector) choose(now time.Time) {
 	// Audio: pinned sources, then the AudioN loudest of those speaking now or within the
 	// hangover (the dominant speaker first, so it is never the one left out). A group no
 	// larger than the audio slots hears everyone.
+	// A source keeps its slot after the hangover while nobody else needs it: two sites
+	// speaking in turns of about the hangover would otherwise lose and regain their slots
+	// at each turn (the first syllable of each turn clipped). Silent, it ranks last, so a
+	// new talker takes its slot at once.
+	s.held, s.audio = s.audio, s.held
 	clear(s.audio)
-	recent := func(x *source) bool { return !x.spoke.IsZero() && now.Sub(x.spoke) <= s.p.Hangover }
+	recent := func(x *source) bool {
+		return s.held[x.id] || (!x.spoke.IsZero() && now.Sub(x.spoke) <= s.p.Hangover)
+	}
 	audioFirst := func(x, y *source) bool {
 		if (x.id == dom) != (y.id == dom) {
 			return x.id == dom

@@ -249,3 +249,29 @@ func TestBurstyLevelsStillTakeOver(t *testing.T) {
 		t.Fatalf("dominant %s, want the bursty speaker %s", d, id(1))
 	}
 }
+
+// Two sites speaking in turns a little longer than the hangover keep their audio slots
+// throughout (no slot closes at the end of one's turn to reopen at its next, clipping its
+// first syllable), while the slots stay bounded; a third talker still gets a slot at once.
+func TestAlternatingTurnsKeepTheirAudio(t *testing.T) {
+	x := newSim(Params{AudioN: 2}, 6)
+	for turn := 0; turn < 8; turn++ {
+		a, b := id(turn%2), id((turn+1)%2)
+		x.loud[a] = 85
+		delete(x.loud, b)
+		for k := time.Duration(0); k < 1200*time.Millisecond; k += tick {
+			x.run(tick)
+			if turn > 0 && (!x.s.Audio(a) || !x.s.Audio(b)) {
+				t.Fatalf("turn %d, %v in: audio of %s %v, of %s %v", turn, k, a, x.s.Audio(a), b, x.s.Audio(b))
+			}
+			if n := x.count(false); n > 2 {
+				t.Fatalf("turn %d: %d audio slots, want at most 2", turn, n)
+			}
+		}
+	}
+	x.loud[id(4)] = 90
+	x.run(tick)
+	if !x.s.Audio(id(4)) {
+		t.Fatal("a new talker waits for a slot held by a silent site")
+	}
+}
