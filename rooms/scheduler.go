@@ -51,17 +51,10 @@ func (s *Scheduler) Schedule(ctx context.Context, m Meeting) (Meeting, error) {
 		m.ID = NewMeetingID()
 	}
 	m = m.Normalize()
+	if err := s.book(ctx, m, s.store.CreateMeeting); err != nil {
+		return Meeting{}, fmt.Errorf("schedule meeting %s: %w", m.ID, err)
+	}
 	m.State = StateScheduled
-	if err := s.vet(m); err != nil {
-		return Meeting{}, fmt.Errorf("schedule meeting %s: %w", m.ID, err)
-	}
-	check, err := s.conflictCheck(ctx, m)
-	if err != nil {
-		return Meeting{}, fmt.Errorf("schedule meeting %s: %w", m.ID, err)
-	}
-	if err := s.store.CreateMeeting(ctx, m, check); err != nil {
-		return Meeting{}, fmt.Errorf("schedule meeting %s: %w", m.ID, err)
-	}
 	return m, nil
 }
 
@@ -76,18 +69,26 @@ func (s *Scheduler) Reschedule(ctx context.Context, m Meeting) (Meeting, error) 
 	if old.Over() {
 		return Meeting{}, fmt.Errorf("reschedule meeting %s: %w (%s)", m.ID, ErrMeetingOver, old.State)
 	}
+	if err := s.book(ctx, m, s.store.UpdateMeeting); err != nil {
+		return Meeting{}, fmt.Errorf("reschedule meeting %s: %w", m.ID, err)
+	}
+	m.State = StateScheduled
+	return m, nil
+}
+
+// book writes m as a scheduled meeting through write (the store's create or update),
+// after the checks Schedule and Reschedule share: validity, and no conflict (the check
+// the store runs again inside its transaction).
+func (s *Scheduler) book(ctx context.Context, m Meeting, write func(context.Context, Meeting, CheckFunc) error) error {
 	m.State = StateScheduled
 	if err := s.vet(m); err != nil {
-		return Meeting{}, fmt.Errorf("reschedule meeting %s: %w", m.ID, err)
+		return err
 	}
 	check, err := s.conflictCheck(ctx, m)
 	if err != nil {
-		return Meeting{}, fmt.Errorf("reschedule meeting %s: %w", m.ID, err)
+		return err
 	}
-	if err := s.store.UpdateMeeting(ctx, m, check); err != nil {
-		return Meeting{}, fmt.Errorf("reschedule meeting %s: %w", m.ID, err)
-	}
-	return m, nil
+	return write(ctx, m, check)
 }
 
 // Cancel calls a meeting off, freeing its sites. Cancelling a cancelled meeting is a

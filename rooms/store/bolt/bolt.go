@@ -224,17 +224,9 @@ func (s *Store) SaveSites(ctx context.Context, sites []rooms.Site) error {
 // Sites implements rooms.SiteStore.
 func (s *Store) Sites(ctx context.Context) ([]rooms.Site, error) {
 	var out []rooms.Site
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketSites)
-		out = make([]rooms.Site, 0, b.Stats().KeyN)
-		return b.ForEach(func(_, v []byte) error {
-			var site rooms.Site
-			if err := json.Unmarshal(v, &site); err != nil {
-				return err
-			}
-			out = append(out, site)
-			return nil
-		})
+	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
+		out, err = decodeAll[rooms.Site](tx.Bucket(bucketSites))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load sites: %w", err)
@@ -275,15 +267,9 @@ func (s *Store) Endpoint(ctx context.Context, id string) (rooms.Endpoint, error)
 // Endpoints implements rooms.EndpointStore.
 func (s *Store) Endpoints(ctx context.Context) ([]rooms.Endpoint, error) {
 	var out []rooms.Endpoint
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketEndpoints).ForEach(func(_, v []byte) error {
-			var e rooms.Endpoint
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-			return nil
-		})
+	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
+		out, err = decodeAll[rooms.Endpoint](tx.Bucket(bucketEndpoints))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list endpoints: %w", err)
@@ -382,4 +368,18 @@ func (s *Store) Audit(ctx context.Context, q rooms.AuditQuery) ([]rooms.AuditEnt
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
 	return out, nil
+}
+
+// decodeAll decodes every value of b, a bucket of JSON records, in key order.
+func decodeAll[T any](b *bbolt.Bucket) ([]T, error) {
+	var out []T
+	err := b.ForEach(func(_, v []byte) error {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return err
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
 }

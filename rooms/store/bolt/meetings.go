@@ -132,20 +132,13 @@ func (s *Store) Meeting(ctx context.Context, id string) (rooms.Meeting, error) {
 // Meetings implements rooms.MeetingStore.
 func (s *Store) Meetings(ctx context.Context, endAfter time.Time) ([]rooms.Meeting, error) {
 	var out []rooms.Meeting
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
+	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
 		if !endAfter.IsZero() {
-			var err error
 			out, err = meetingsEndingAfter(tx, endAfter, "")
-			return err
+		} else {
+			out, err = decodeAll[rooms.Meeting](tx.Bucket(bucketMeetings))
 		}
-		return tx.Bucket(bucketMeetings).ForEach(func(_, v []byte) error {
-			var m rooms.Meeting
-			if err := json.Unmarshal(v, &m); err != nil {
-				return err
-			}
-			out = append(out, m)
-			return nil
-		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list meetings: %w", err)
@@ -278,14 +271,9 @@ func (s *Store) Attendance(ctx context.Context, meetingID string) ([]rooms.Atten
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(_, v []byte) error {
-			var e rooms.AttendanceEvent
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-			return nil
-		})
+		var err error
+		out, err = decodeAll[rooms.AttendanceEvent](b)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("attendance of meeting %s: %w", meetingID, err)
