@@ -32,6 +32,16 @@ func ChromiumPath(t testing.TB) string {
 	return ""
 }
 
+// Require skips a browser test in -short mode, and otherwise returns Chromium's path
+// (ChromiumPath: skipped, or failed under CI=true, without it).
+func Require(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test skipped in -short mode (testing.Short)")
+	}
+	return ChromiumPath(t)
+}
+
 // ArtifactDir is where a test's screenshots and logs go: $CAU_ARTIFACTS/<test> if set,
 // else a temporary directory.
 func ArtifactDir(t testing.TB) string {

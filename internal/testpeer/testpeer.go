@@ -41,3 +41,34 @@ func Loopback(se *webrtc.SettingEngine) {
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 }
+
+// Offer sets pc's offer as its local description and returns it once ICE gathering is
+// complete: the SDP carries every candidate, for peers that do not trickle.
+func Offer(t testing.TB, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gathered(t, pc, offer)
+}
+
+// Answer is Offer's counterpart, once pc has the remote offer.
+func Answer(t testing.TB, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gathered(t, pc, answer)
+}
+
+func gathered(t testing.TB, pc *webrtc.PeerConnection, d webrtc.SessionDescription) string {
+	t.Helper()
+	done := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(d); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return pc.LocalDescription().SDP
+}
