@@ -30,9 +30,7 @@ import (
 // (and shown when the test fails). It skips the test in -short mode.
 func consoleBrowser(t *testing.T) (*testbrowser.Browser, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
+	testbrowser.Require(t)
 	dir, log := testbrowser.ArtifactDir(t), &testbrowser.Log{}
 	testbrowser.KeepLog(t, dir, log)
 	return testbrowser.MustStart(t, testbrowser.Options{Log: log, Width: 1600, Height: 1000}, "console")[0], dir

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // The deploy/ files: Prometheus configuration and rules checked by promtool, and the
@@ -17,20 +19,8 @@ import (
 
 const deployDir = "../deploy"
 
-func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is not installed, and CI=true forbids skipping (apt-get install prometheus)")
-		}
-		t.Skip("promtool not found: not installed (apt-get install prometheus)")
-	}
-	return p
-}
-
 func TestPromtool(t *testing.T) {
-	bin := promtool(t)
+	bin := testutil.Tool(t, "prometheus", "promtool")
 	dir := filepath.Join(deployDir, "prometheus")
 	for _, args := range [][]string{
 		{"check", "config", "prometheus.yml"},

@@ -139,13 +139,13 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	for _, b := range bridges {
 		port[b.site] = b.port
 	}
-	relay := newDelayRelay(t, link, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: port["p1"]})
+	relay := link.NewRelay(t, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: port["p1"]}, 0)
 	// Only the province's bridge may use the WAN relay: were another bridge of the
 	// namespace to pick its announced address, its link would cross the WAN hop too.
 	im := &impairment{t: t, link: link, relay: relay, onlyFrom: port["p1"]}
 	im.set(0, 0)
 	conf := []string{wsBase + "/bridge", wsBase + "/ws",
-		sign(auth.Claims{Meeting: "hops", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}), relay.addr()}
+		sign(auth.Claims{Meeting: "hops", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}), relay.Addr()}
 	for _, b := range bridges {
 		conf = append(conf, b.site, strconv.Itoa(b.port), sign(control.BridgeClaims(ids.SiteID(b.site), "")))
 	}
@@ -298,7 +298,7 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 			// What reaches central's bridge from anyone but the WAN relay: the chair. In the
 			// host's namespace, in a table of its own.
 			apply: func(on bool) {
-				drop(false, fmt.Sprintf("udp dport %d udp sport != %d", centralPort, relay.port()), onOff(on))
+				drop(false, fmt.Sprintf("udp dport %d udp sport != %d", centralPort, relay.Port()), onOff(on))
 			}},
 		{name: "relay central→p1: 8% loss, 100 ms each way", faulty: []hopID{chainHops[1]}, blamed: "relay central→p1",
 			mustReach: true, delayed: true,
@@ -362,9 +362,9 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		}
 		// What the sockets on the WAN relay's way down dropped on a loaded machine is the
 		// hop's loss too (see TestImpairedRelayLinkGradesPoorThenGood).
-		sockDrops0, sockRead0 := relay.downDrops(t, port["p1"])
+		sockDrops0, sockRead0 := downDrops(t, link, relay, port["p1"])
 		time.Sleep(time.Until(start.Add(hopsSettle)))
-		_, holdNs, holds := relay.meanHold(0, 0)
+		_, holdNs, holds := relay.MeanHold(0, 0)
 		got := map[hopID]*hopReading{}
 		affected, blamed := 0.0, map[string]bool{}
 		for i := range hopsScrapes {
@@ -398,7 +398,7 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		}
 		// The relay link's true RTT: the clean link's plus what the relay really held each
 		// packet each way while the figures were read (timers fire late on a loaded box).
-		hold, _, _ := relay.meanHold(holdNs, holds)
+		hold, _, _ := relay.MeanHold(holdNs, holds)
 		phaseLoss := float64(hopsLossPct)
 		if ph.truth != nil {
 			sent1, dropped1 := ph.truth()
@@ -407,7 +407,7 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 			}
 		}
 		sockLoss := 0.0
-		if sockDrops1, sockRead1 := relay.downDrops(t, port["p1"]); sockRead1 > sockRead0 {
+		if sockDrops1, sockRead1 := downDrops(t, link, relay, port["p1"]); sockRead1 > sockRead0 {
 			d := sockDrops1 - sockDrops0
 			sockLoss = 100 * float64(d) / float64(sockRead1-sockRead0+d)
 		}

@@ -92,10 +92,7 @@ func TestAPIAuth(t *testing.T) {
 func TestAPIData(t *testing.T) {
 	h := newHarness(t, testTree(t))
 	e := newEndpoint("a", "c1", "local")
-	for range 6 {
-		e.second(8)
-		h.step([]*endpoint{e}, nil, nil)
-	}
+	h.run(6, 8, e)
 	api := h.m.Handler(testKeys)
 	tok := tokenFor(t, auth.RoleTechnician, time.Hour)
 

@@ -132,18 +132,25 @@ func (h *harness) step(eps []*endpoint, relays map[string][]protocol.RelayStat, 
 	return h.m.Snapshot()
 }
 
+// run advances eps by seconds, each second with lossPct each way, stepping after each;
+// it returns the last snapshot.
+func (h *harness) run(seconds int, lossPct float64, eps ...*endpoint) *Snapshot {
+	var s *Snapshot
+	for range seconds {
+		for _, e := range eps {
+			e.second(lossPct)
+		}
+		s = h.step(eps, nil, nil)
+	}
+	return s
+}
+
 func TestSiteGradeFollowsWorstEndpoint(t *testing.T) {
 	h := newHarness(t, testTree(t))
 	a, b, c := newEndpoint("a", "c1", "local"), newEndpoint("b", "c1", "local"), newEndpoint("c", "c2", "local")
 	stray := newEndpoint("x", "not-in-registry", "local")
 	all := []*endpoint{a, b, c, stray}
-	var s *Snapshot
-	for range 6 {
-		for _, e := range all {
-			e.second(0)
-		}
-		s = h.step(all, nil, nil)
-	}
+	s := h.run(6, 0, all...)
 	if g := s.Sites["c1"].Grade; g != GradeGood {
 		t.Fatalf("c1 %v on clean links, want good (reasons %q)", g, s.Sites["c1"].Reasons)
 	}
@@ -225,15 +232,8 @@ func keys[V any](m map[string]V) []string {
 func TestUplinkLossIsWindowed(t *testing.T) {
 	h := newHarness(t, testTree(t))
 	e := newEndpoint("a", "c1", "local")
-	for range 20 {
-		e.second(10)
-		h.step([]*endpoint{e}, nil, nil)
-	}
-	var s *Snapshot
-	for range 6 {
-		e.second(0)
-		s = h.step([]*endpoint{e}, nil, nil)
-	}
+	h.run(20, 10, e)
+	s := h.run(6, 0, e)
 	if cum := e.up.LossPct; cum < 7 {
 		t.Fatalf("cumulative loss %.1f%%: the test needs it high", cum)
 	}
@@ -242,10 +242,7 @@ func TestUplinkLossIsWindowed(t *testing.T) {
 	}
 	// A new set of streams restarts the counters: no negative or huge loss.
 	e.received, e.expected = 0, 0
-	for range 3 {
-		e.second(2)
-		s = h.step([]*endpoint{e}, nil, nil)
-	}
+	s = h.run(3, 2, e)
 	if got := s.Sites["c1"].Up.LossPct; got < 1.5 || got > 2.5 {
 		t.Fatalf("loss after a counter restart %.2f%%, want 2%%", got)
 	}
@@ -254,10 +251,7 @@ func TestUplinkLossIsWindowed(t *testing.T) {
 func TestLostAfterSilence(t *testing.T) {
 	h := newHarness(t, testTree(t))
 	e := newEndpoint("a", "c2", "local")
-	for range 3 {
-		e.second(0)
-		h.step([]*endpoint{e}, nil, nil)
-	}
+	h.run(3, 0, e)
 	var s *Snapshot
 	var lostAt int
 	for i := 1; i <= 8 && lostAt == 0; i++ {
@@ -317,10 +311,7 @@ func TestUnmeasuredEndpointIsUnknown(t *testing.T) {
 func TestHistoryIsBounded(t *testing.T) {
 	h := newHarness(t, testTree(t))
 	e := newEndpoint("a", "c1", "local")
-	for range 700 { // more than 10 minutes
-		e.second(1)
-		h.step([]*endpoint{e}, nil, nil)
-	}
+	h.run(700, 1, e) // more than 10 minutes
 	d, ok := h.m.Detail("c1")
 	if !ok || len(d.Endpoints) != 1 {
 		t.Fatalf("detail %+v", d)

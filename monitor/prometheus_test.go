@@ -24,18 +24,6 @@ import (
 // A real Prometheus server (the Debian package's) scrapes a running Cầu with the
 // project's recording and alerting rules; the series must exist with the right labels.
 
-func prometheusBinary(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prometheus is not installed, and CI=true forbids skipping (apt-get install prometheus)")
-		}
-		t.Skip("prometheus not found: not installed (apt-get install prometheus)")
-	}
-	return p
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -87,7 +75,7 @@ func TestPrometheusScrapesCau(t *testing.T) {
 	if testing.Short() {
 		t.Skip("Prometheus test skipped in -short mode (testing.Short)")
 	}
-	bin := prometheusBinary(t)
+	bin := testutil.Tool(t, "prometheus", "prometheus")
 	tree := testTree(t)
 	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true,
 		Site: tree.Root().ID, Ancestry: tree.Ancestors, Tree: tree, Logger: testLogger()})

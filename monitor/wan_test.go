@@ -12,8 +12,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -104,7 +102,7 @@ func helperSubscribe(ctx context.Context, wsURL, token string, log *slog.Logger)
 type impairment struct {
 	t     *testing.T
 	link  *wan.Link
-	relay *delayRelay
+	relay *wan.Relay
 	// onlyFrom, when set, is the one UDP port in the namespace that may send to the relay.
 	onlyFrom int
 }
@@ -142,135 +140,23 @@ table inet wan {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		im.t.Fatalf("nft: %v\n%s", err, out)
 	}
-	im.relay.delay.Store(int64(delay))
+	im.relay.SetDelay(delay)
 }
-
-// delayRelay is wan.Relay for several peers, with a delay that can change while it runs:
-// whoever sends to its public socket gets an inner socket of its own (RelayPort,
-// RelayPort+1, …) towards the target in the namespace, so the target tells the peers
-// apart; every packet is held for the current delay, each way.
-type delayRelay struct {
-	t      *testing.T
-	link   *wan.Link
-	public *net.UDPConn
-	target *net.UDPAddr
-	delay  atomic.Int64
-	// heldNs and held sum the real holding times of delayed packets (see later).
-	heldNs, held atomic.Int64
-	// down counts the packets read on the public socket: what central sent towards the
-	// namespace, less what the public socket's full buffer dropped.
-	down atomic.Int64
-
-	mu    sync.Mutex // guards inner
-	inner map[string]*net.UDPConn
-}
-
-func newDelayRelay(t *testing.T, l *wan.Link, target *net.UDPAddr) *delayRelay {
-	t.Helper()
-	pub, err := wan.ListenUDP(l.HostIP, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &delayRelay{t: t, link: l, public: pub, target: target, inner: map[string]*net.UDPConn{}}
-	t.Cleanup(func() {
-		_ = pub.Close()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, c := range r.inner {
-			_ = c.Close()
-		}
-	})
-	go r.pump(pub)
-	return r
-}
-
-// pump forwards what arrives on the public socket to the peer's inner socket.
-func (r *delayRelay) pump(pub *net.UDPConn) {
-	for {
-		buf := make([]byte, 1600)
-		n, src, err := pub.ReadFromUDP(buf)
-		if err != nil {
-			return
-		}
-		inner := r.innerFor(src)
-		if inner == nil {
-			continue
-		}
-		r.down.Add(1)
-		r.later(func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
-	}
-}
-
-// innerFor returns the peer's inner socket, opening it (and its return pump) first.
-func (r *delayRelay) innerFor(peer *net.UDPAddr) *net.UDPConn {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c := r.inner[peer.String()]; c != nil {
-		return c
-	}
-	if len(r.inner) == relayPorts {
-		return nil
-	}
-	c, err := wan.ListenUDP(r.link.HostIP, r.link.RelayPort+len(r.inner))
-	if err != nil {
-		return nil
-	}
-	r.inner[peer.String()] = c
-	go func() {
-		for {
-			buf := make([]byte, 1600)
-			n, _, err := c.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			r.later(func() { _, _ = r.public.WriteToUDP(buf[:n], peer) })
-		}
-	}()
-	return c
-}
-
-func (r *delayRelay) later(f func()) {
-	if d := time.Duration(r.delay.Load()); d > 0 {
-		start := time.Now()
-		time.AfterFunc(d, func() {
-			// What the packet was really held: on a loaded box, timers fire late.
-			r.heldNs.Add(int64(time.Since(start)))
-			r.held.Add(1)
-			f()
-		})
-		return
-	}
-	f()
-}
-
-// meanHold is the mean time packets were really held, and how many, since the counters
-// read (ns, n) before.
-func (r *delayRelay) meanHold(ns, n int64) (time.Duration, int64, int64) {
-	cns, cn := r.heldNs.Load(), r.held.Load()
-	if cn == n {
-		return 0, cns, cn
-	}
-	return time.Duration((cns - ns) / (cn - n)), cns, cn
-}
-
-func (r *delayRelay) addr() string { return r.public.LocalAddr().String() }
-
-func (r *delayRelay) port() int { return r.public.LocalAddr().(*net.UDPAddr).Port }
 
 // downDrops is what the sockets on the way down dropped (the relay's public socket, and
 // the district bridge's in the namespace) and the packets read at the relay's public
 // socket so far.
-func (r *delayRelay) downDrops(t *testing.T, bridgePort int) (dropped, read int64) {
+func downDrops(t *testing.T, link *wan.Link, r *wan.Relay, bridgePort int) (dropped, read int64) {
 	t.Helper()
-	host, err := wan.SocketDrops("", r.port())
+	host, err := wan.SocketDrops("", r.Port())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := wan.SocketDrops(r.link.NS, bridgePort)
+	ns, err := wan.SocketDrops(link.NS, bridgePort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return int64(host + ns), r.down.Load()
+	return int64(host + ns), r.Down()
 }
 
 // wanApp is the real app at central on the host's side of link, with its signer.
@@ -371,13 +257,13 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 
 	// The district bridge and the commune's subscriber, in the namespace.
 	bridgePort := 42000 + rand.IntN(1000)
-	relay := newDelayRelay(t, link, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort})
+	relay := link.NewRelay(t, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort}, 0)
 	im := &impairment{t: t, link: link, relay: relay}
 	im.set(0, 0) // the relay's port range
 	stdin := startHelper(t, link, "TestWANHelperProcess", "CAU_MON_WAN="+strings.Join([]string{
 		wsBase + "/bridge", sign(control.BridgeClaims(ids.SiteID("d1"), "")),
 		wsBase + "/ws", sign(auth.Claims{Meeting: "wan", Site: "c1", Name: "Xã 1 room", Role: auth.RoleRoom}),
-		strconv.Itoa(bridgePort), relay.addr()}, "|"))
+		strconv.Itoa(bridgePort), relay.Addr()}, "|"))
 	eventually(t, 20*time.Second, func() string {
 		if _, ok := a.Signaling().Bridges()["br-d1"]; !ok {
 			return "the district bridge has not registered"
@@ -417,7 +303,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	// Impair: 8% loss and 200 ms each way.
 	impaired := time.Now()
 	im.set(wanLossPct, wanDelay)
-	drops0, read0 := relay.downDrops(t, bridgePort)
+	drops0, read0 := downDrops(t, link, relay, bridgePort)
 	var poorAfter time.Duration
 	eventually(t, 10*time.Second, func() string {
 		if v := siteView("d1"); v.Grade != monitor.GradePoor {
@@ -451,7 +337,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 	// Loss the test did not configure but the link really had: datagrams the sockets on
 	// the way down dropped because the loaded machine did not read them in time (seen in
 	// CI: 11% measured over 8% configured). The monitor is right to count them.
-	drops1, read1 := relay.downDrops(t, bridgePort)
+	drops1, read1 := downDrops(t, link, relay, bridgePort)
 	hostLoss := 0.0
 	if sent := (read1 - read0) + (drops1 - drops0); sent > 0 {
 		hostLoss = float64(drops1-drops0) / float64(sent)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -142,27 +143,37 @@ func run(t testing.TB, args ...string) {
 }
 
 // Relay forwards UDP between whoever sends to its public socket (on the host side) and a
-// target inside the namespace, holding each packet for Delay in each direction, as a port
-// forward would: each peer gets an inner socket of its own (RelayPort, RelayPort+1, …,
-// RelayPeers at most) towards the target, so the target tells the peers apart. Announce
-// its public address as the target's candidate (cau bridge --announce).
+// target inside the namespace, holding each packet for the current delay in each
+// direction, as a port forward would: each peer gets an inner socket of its own
+// (RelayPort, RelayPort+1, …, RelayPeers at most) towards the target, so the target tells
+// the peers apart. Announce its public address as the target's candidate (cau bridge
+// --announce).
 type Relay struct {
 	link   *Link
 	public *net.UDPConn
 	target *net.UDPAddr
-	delay  time.Duration
-	mu     sync.Mutex              // guards inner
-	inner  map[string]*net.UDPConn // by peer address
+	// delay is the current holding time in ns; SetDelay changes it while the relay runs.
+	delay atomic.Int64
+	// heldNs and held sum the real holding times of delayed packets: on a loaded machine
+	// timers fire late, and a test that measures delay must know by how much.
+	heldNs, held atomic.Int64
+	// down counts the packets read on the public socket: what was sent towards the
+	// namespace, less what the public socket's full buffer dropped.
+	down atomic.Int64
+
+	mu    sync.Mutex              // guards inner
+	inner map[string]*net.UDPConn // by peer address
 }
 
-// NewRelay starts a relay on l's host side towards target.
+// NewRelay starts a relay on l's host side towards target, holding packets for delay.
 func (l *Link) NewRelay(t testing.TB, target *net.UDPAddr, delay time.Duration) *Relay {
 	t.Helper()
 	pub, err := ListenUDP(l.HostIP, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Relay{link: l, public: pub, target: target, delay: delay, inner: map[string]*net.UDPConn{}}
+	r := &Relay{link: l, public: pub, target: target, inner: map[string]*net.UDPConn{}}
+	r.delay.Store(int64(delay))
 	t.Cleanup(func() {
 		_ = pub.Close()
 		r.mu.Lock()
@@ -179,7 +190,8 @@ func (l *Link) NewRelay(t testing.TB, target *net.UDPAddr, delay time.Duration) 
 				return
 			}
 			if inner := r.innerFor(src); inner != nil {
-				time.AfterFunc(r.delay, func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
+				r.down.Add(1)
+				r.later(func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
 			}
 		}
 	}()
@@ -209,14 +221,48 @@ func (r *Relay) innerFor(peer *net.UDPAddr) *net.UDPConn {
 			if err != nil {
 				return
 			}
-			time.AfterFunc(r.delay, func() { _, _ = r.public.WriteToUDP(buf[:n], peer) })
+			r.later(func() { _, _ = r.public.WriteToUDP(buf[:n], peer) })
 		}
 	}()
 	return c
 }
 
+// later runs f after the current delay (at once without one), counting the real hold.
+func (r *Relay) later(f func()) {
+	d := time.Duration(r.delay.Load())
+	if d <= 0 {
+		f()
+		return
+	}
+	start := time.Now()
+	time.AfterFunc(d, func() {
+		r.heldNs.Add(int64(time.Since(start)))
+		r.held.Add(1)
+		f()
+	})
+}
+
+// SetDelay changes the holding time, each way, from the next packet on.
+func (r *Relay) SetDelay(d time.Duration) { r.delay.Store(int64(d)) }
+
+// MeanHold is the mean time packets were really held since the counters read (ns, n)
+// before (0, 0 for all time), and the counters now, for the next call.
+func (r *Relay) MeanHold(ns, n int64) (mean time.Duration, nowNs, nowN int64) {
+	cns, cn := r.heldNs.Load(), r.held.Load()
+	if cn == n {
+		return 0, cns, cn
+	}
+	return time.Duration((cns - ns) / (cn - n)), cns, cn
+}
+
+// Down counts the packets read on the public socket so far (towards the namespace).
+func (r *Relay) Down() int64 { return r.down.Load() }
+
 // Addr is the relay's public address, "ip:port".
 func (r *Relay) Addr() string { return r.public.LocalAddr().String() }
+
+// Port is the relay's public port.
+func (r *Relay) Port() int { return r.public.LocalAddr().(*net.UDPAddr).Port }
 
 // SocketBuffer is the receive and send buffer of the relays' sockets: large enough that a
 // relay paused by a loaded test machine queues packets instead of dropping them, which
