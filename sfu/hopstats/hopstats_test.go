@@ -12,6 +12,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/sfu/twccseq"
 )
 
@@ -152,27 +153,11 @@ func TestHopLossAndRTTOverRealConnection(t *testing.T) {
 			}
 		}
 	})
-	offer, err := sender.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gather := webrtc.GatheringCompletePromise(sender)
-	if err := sender.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gather
+	testpeer.Offer(t, sender)
 	if err := receiver.SetRemoteDescription(*sender.LocalDescription()); err != nil {
 		t.Fatal(err)
 	}
-	answer, err := receiver.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gather = webrtc.GatheringCompletePromise(receiver)
-	if err := receiver.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	<-gather
+	testpeer.Answer(t, receiver)
 	if err := sender.SetRemoteDescription(*receiver.LocalDescription()); err != nil {
 		t.Fatal(err)
 	}
