@@ -42,6 +42,7 @@ func TestServiceRecordsAMeeting(t *testing.T) {
 		if err := agent.CreatePeer(ids.ForEndpoint(participant, 0)); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = agent.ClosePeer(ids.ForEndpoint(participant, 0)) })
 		pub := testmedia.NewPublisher(t, site, 0)
 		pub.Negotiate(t, func(offer string) (string, error) {
 			return agent.Offer(ids.ForEndpoint(participant, 0), offer, map[string]ids.StreamKey{
