@@ -20,6 +20,15 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 
 func writeJSON(w http.ResponseWriter, status int, v any) { httpapi.WriteJSON(w, status, v) }
 
+// reply answers v with status, or err's answer when the handler failed.
+func (a *API) reply(w http.ResponseWriter, r *http.Request, err error, status int, v any) {
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
 // newError makes an error with its HTTP status and code, for the client's mistakes.
 func newError(status int, code, format string, args ...any) *httpapi.Error {
 	return httpapi.Errorf(status, code, format, args...)

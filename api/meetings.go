@@ -228,16 +228,7 @@ func (a *API) scheduleMeeting(w http.ResponseWriter, r *http.Request, p *princip
 		a.fail(w, r, err)
 		return
 	}
-	ctx, audited := a.auditWith(r, p, "schedule", m.ID, fmt.Sprintf("%q, %s to %s", m.Title,
-		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
-	m, err := a.sched.Schedule(ctx, m)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	audited()
-	w.Header().Set("Location", Prefix+"meetings/"+url.PathEscape(m.ID))
-	writeJSON(w, http.StatusCreated, a.viewMeeting(m, a.now(), true))
+	a.book(w, r, p, "schedule", m, http.StatusCreated, a.sched.Schedule)
 }
 
 // rescheduleMeeting: PATCH /api/v1/meetings/{id}.
@@ -257,15 +248,27 @@ func (a *API) rescheduleMeeting(w http.ResponseWriter, r *http.Request, p *princ
 		a.fail(w, r, err)
 		return
 	}
-	ctx, audited := a.auditWith(r, p, "reschedule", m.ID, fmt.Sprintf("%q, %s to %s", m.Title,
+	a.book(w, r, p, "reschedule", m, http.StatusOK, a.sched.Reschedule)
+}
+
+// book saves m through do (the scheduler's Schedule or Reschedule) as p's action,
+// audited, and answers with the meeting as stored: status, and its Location when
+// created.
+func (a *API) book(w http.ResponseWriter, r *http.Request, p *principal, action string, m rooms.Meeting, status int,
+	do func(context.Context, rooms.Meeting) (rooms.Meeting, error),
+) {
+	ctx, audited := a.auditWith(r, p, action, m.ID, fmt.Sprintf("%q, %s to %s", m.Title,
 		rooms.FormatLocal(m.Start), rooms.FormatLocal(m.End)))
-	m, err = a.sched.Reschedule(ctx, m)
+	m, err := do(ctx, m)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	audited()
-	writeJSON(w, http.StatusOK, a.viewMeeting(m, a.now(), true))
+	if status == http.StatusCreated {
+		w.Header().Set("Location", Prefix+"meetings/"+url.PathEscape(m.ID))
+	}
+	writeJSON(w, status, a.viewMeeting(m, a.now(), true))
 }
 
 // cancelMeeting: POST /api/v1/meetings/{id}/cancel.

@@ -95,11 +95,7 @@ func (a *API) startRecording(w http.ResponseWriter, r *http.Request, p *principa
 		return
 	}
 	st, err := rs.StartRecording(r.Context(), r.PathValue("id"), p.actor)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	a.reply(w, r, err, http.StatusOK, st)
 }
 
 // stopRecording: POST /api/v1/meetings/{id}/recording/stop.
@@ -109,11 +105,7 @@ func (a *API) stopRecording(w http.ResponseWriter, r *http.Request, p *principal
 		return
 	}
 	st, err := rs.StopRecording(context.WithoutCancel(r.Context()), r.PathValue("id"), p.actor)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	a.reply(w, r, err, http.StatusOK, st)
 }
 
 // listRecordings: GET /api/v1/meetings/{id}/recordings.

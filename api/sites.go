@@ -137,19 +137,12 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		a.fail(w, r, invalid("site: id is required"))
 		return
 	}
-	ctx, audited := a.auditWith(r, p, "create_site", s.ID, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
-	t, err := a.changeTree(ctx, func(sites []rooms.Site) ([]rooms.Site, error) {
+	a.saveSite(w, r, p, "create_site", s, http.StatusCreated, func(sites []rooms.Site) ([]rooms.Site, error) {
 		if slices.ContainsFunc(sites, func(x rooms.Site) bool { return x.ID == s.ID }) {
 			return nil, newError(http.StatusConflict, httpapi.CodeExists, "site %q already exists", s.ID)
 		}
 		return append(sites, s), nil
 	})
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	audited()
-	writeJSON(w, http.StatusCreated, siteView(t, s))
 }
 
 // updateSite: PUT /api/v1/sites/{id} — a site's name, level or parent (not its id).
@@ -160,8 +153,7 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		a.fail(w, r, err)
 		return
 	}
-	ctx, audited := a.auditWith(r, p, "update_site", id, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
-	t, err := a.changeTree(ctx, func(sites []rooms.Site) ([]rooms.Site, error) {
+	a.saveSite(w, r, p, "update_site", s, http.StatusOK, func(sites []rooms.Site) ([]rooms.Site, error) {
 		i := slices.IndexFunc(sites, func(x rooms.Site) bool { return x.ID == id })
 		if i < 0 {
 			return nil, newError(http.StatusNotFound, httpapi.CodeNotFound, "no site %q", id)
@@ -169,12 +161,21 @@ func (a *API) updateSite(w http.ResponseWriter, r *http.Request, p *principal) {
 		sites[i] = s
 		return sites, nil
 	})
+}
+
+// saveSite changes the tree by fn as p's action on site s, audited, and answers s's view
+// with status.
+func (a *API) saveSite(w http.ResponseWriter, r *http.Request, p *principal, action string, s rooms.Site, status int,
+	fn func([]rooms.Site) ([]rooms.Site, error),
+) {
+	ctx, audited := a.auditWith(r, p, action, s.ID, fmt.Sprintf("%s (%s) under %q", s.Name, s.Level, s.Parent))
+	t, err := a.changeTree(ctx, fn)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	audited()
-	writeJSON(w, http.StatusOK, siteView(t, s))
+	writeJSON(w, status, siteView(t, s))
 }
 
 // deleteSite: DELETE /api/v1/sites/{id} — a leaf no endpoint or coming meeting uses.
