@@ -1,7 +1,6 @@
 package whip_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -23,17 +22,7 @@ import (
 // fifth is refused with 503, and the token still opens its two ordinary sessions.
 func TestWHEPViewersShareAWatchLink(t *testing.T) {
 	a := startWith(t, func(c *app.Config) { c.MaxSessionsPerToken, c.MaxViewersPerToken = 2, 4 })
-	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	pub, err := client.Dial(ctx, ws, token(t, a, "xem", "ha-noi", "Hà Nội"), client.Options{Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pub.Close)
-	if err := pub.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publisher(t, a, "xem") // the meeting's camera and microphone, for the last viewer
 
 	link := token(t, a, "xem", "hue", "Màn hình Huế")
 	var last *whepViewer
@@ -59,7 +48,7 @@ func TestWHEPViewersShareAWatchLink(t *testing.T) {
 		t.Errorf("a fifth viewer over the cap of 4: %d %s, want 503", resp.StatusCode, body)
 	}
 	for i := range 3 {
-		c, err := client.Dial(ctx, ws, link, client.Options{Loopback: true})
+		c, err := client.Dial(t.Context(), wsURL(a), link, client.Options{Loopback: true})
 		if i < 2 {
 			if err != nil {
 				t.Fatalf("session %d of the token beside its viewers: %v", i+1, err)

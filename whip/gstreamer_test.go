@@ -3,7 +3,6 @@ package whip_test
 import (
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,14 +27,14 @@ func TestGStreamerWHIPClient(t *testing.T) {
 		t.Skip("GStreamer's webrtcbin for Python is not installed (apt-get install python3-gst-1.0 gir1.2-gst-plugins-bad-1.0)")
 	}
 	a := start(t)
-	viewer, err := client.Dial(t.Context(), strings.Replace(a.URL(), "http://", "ws://", 1)+"/ws",
+	viewer, err := client.Dial(t.Context(), wsURL(a),
 		token(t, a, "gst", "ha-noi", "Hà Nội"), client.Options{Loopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(viewer.Close)
 
-	out := &syncBuffer{}
+	out := &testutil.LockedBuffer{}
 	cmd := exec.Command(python, "testdata/gst-whip.py", a.URL()+"/whip/gst", token(t, a, "gst", "hue", "GStreamer Huế"))
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -138,16 +138,10 @@ func (g *Gateway) createViewer(w http.ResponseWriter, r *http.Request) {
 		OnClose: func(int, string) { go v.close() }})
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	env, err := v.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok})
-	if st, code, msg, failed := failure(env, err); failed {
+	var joined protocol.Joined
+	if st, code, msg, failed := ask(ctx, v.ep, protocol.KindJoin, protocol.Join{Token: tok}, &joined, "join reply"); failed {
 		v.close()
 		g.fail(w, r, st, code, msg)
-		return
-	}
-	var joined protocol.Joined
-	if err := protocol.DecodeData(env, &joined); err != nil {
-		v.close()
-		g.fail(w, r, http.StatusInternalServerError, httpapi.CodeInternal, "join reply: "+err.Error())
 		return
 	}
 	v.mu.Lock()

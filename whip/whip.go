@@ -209,16 +209,10 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		OnClose: func(code int, reason string) { g.closed(res, code, reason) }})
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	env, err := res.ep.Request(ctx, protocol.KindJoin, protocol.Join{Token: tok})
-	if st, code, msg, ok := failure(env, err); ok {
+	var joined protocol.Joined
+	if st, code, msg, failed := ask(ctx, res.ep, protocol.KindJoin, protocol.Join{Token: tok}, &joined, "join reply"); failed {
 		res.ep.Close()
 		g.fail(w, r, st, code, msg)
-		return
-	}
-	var joined protocol.Joined
-	if err := protocol.DecodeData(env, &joined); err != nil {
-		res.ep.Close()
-		g.fail(w, r, http.StatusInternalServerError, httpapi.CodeInternal, "join reply: "+err.Error())
 		return
 	}
 	g.mu.Lock()
@@ -229,16 +223,10 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		g.closed(res, 0, "")
 	default:
 	}
-	env, err = res.ep.Request(ctx, protocol.KindOffer, protocol.Offer{SDP: offer})
-	if st, code, msg, ok := failure(env, err); ok {
+	var answer protocol.Answer
+	if st, code, msg, failed := ask(ctx, res.ep, protocol.KindOffer, protocol.Offer{SDP: offer}, &answer, "answer"); failed {
 		res.ep.Close()
 		g.fail(w, r, st, code, msg)
-		return
-	}
-	var answer protocol.Answer
-	if err := protocol.DecodeData(env, &answer); err != nil {
-		res.ep.Close()
-		g.fail(w, r, http.StatusInternalServerError, httpapi.CodeInternal, "answer: "+err.Error())
 		return
 	}
 	h := w.Header()
@@ -296,6 +284,20 @@ func (g *Gateway) notAllowed(w http.ResponseWriter, r *http.Request) {
 	httpapi.SetHeaders(w)
 	w.Header().Set("Allow", "POST, OPTIONS")
 	g.fail(w, r, http.StatusMethodNotAllowed, httpapi.CodeMethodNotAllowed, "a WHIP endpoint takes POST")
+}
+
+// ask sends ep a request of kind and decodes the reply into out (what names it in an
+// error); failed says the request failed, and status, code and msg how to answer the
+// HTTP client.
+func ask(ctx context.Context, ep *signaling.Attached, kind protocol.Kind, data, out any, what string) (status int, code, msg string, failed bool) {
+	env, err := ep.Request(ctx, kind, data)
+	if status, code, msg, failed = failure(env, err); failed {
+		return status, code, msg, true
+	}
+	if err := protocol.DecodeData(env, out); err != nil {
+		return http.StatusInternalServerError, httpapi.CodeInternal, what + ": " + err.Error(), true
+	}
+	return 0, "", "", false
 }
 
 // failure maps a signaling reply or error onto an HTTP error; ok is false for success.

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,32 +18,53 @@ import (
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/httpapi"
 	"github.com/cau-project/cau/internal/testmedia"
+	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/internal/testutil"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func start(t *testing.T) *app.App { return startWith(t, nil) }
+
+// wsURL is a's signaling socket.
+func wsURL(a *app.App) string { return strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws" }
+
+// publisher joins meeting from ha-noi as a Go client that publishes a camera and a
+// microphone, closed when the test ends.
+func publisher(t *testing.T, a *app.App, meeting string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, wsURL(a), token(t, a, meeting, "ha-noi", "Hà Nội"), client.Options{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// deleteResource DELETEs the WHIP or WHEP resource at url (a participant of hue: what)
+// with tok, and waits until observer no longer sees it in the meeting.
+func deleteResource(t *testing.T, url, tok string, observer *client.Client, what string) {
+	t.Helper()
+	if resp, body := do(t, http.MethodDelete, url, tok, "", ""); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
+	}
+	testutil.Eventually(t, 10*time.Second, func() string {
+		for _, p := range observer.Participants() {
+			if p.Site == "hue" {
+				return what + " is still a participant after DELETE"
+			}
+		}
+		return ""
+	})
+}
 
 // startWith is start with the configuration changed by mutate (if not nil).
 func startWith(t *testing.T, mutate func(*app.Config)) *app.App {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.LockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg := app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1, Dev: true, Logger: log}
 	if mutate != nil {
@@ -115,18 +135,8 @@ func TestWHIPPublisherSeenByGoClient(t *testing.T) {
 
 func whipPublishes(t *testing.T, mime string) {
 	a := start(t)
-	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
 	t0 := time.Now()
-	viewer, err := client.Dial(ctx, ws, token(t, a, "whip", "ha-noi", "Hà Nội"), client.Options{Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(viewer.Close)
-	if err := viewer.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	viewer := publisher(t, a, "whip")
 	wsJoin := time.Since(t0)
 
 	enc := testmedia.NewPublisherOf(t, "obs", 0, mime)
@@ -192,17 +202,7 @@ func whipPublishes(t *testing.T, mime string) {
 	if resp, body := do(t, http.MethodDelete, a.URL()+loc, token(t, a, "whip", "hue", "another"), "", ""); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("DELETE with another token: %d %s, want 403", resp.StatusCode, body)
 	}
-	if resp, body := do(t, http.MethodDelete, a.URL()+loc, tok, "", ""); resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
-	}
-	testutil.Eventually(t, 10*time.Second, func() string {
-		for _, p := range viewer.Participants() {
-			if p.Site == "hue" {
-				return "the encoder is still in the viewer's participants after DELETE"
-			}
-		}
-		return ""
-	})
+	deleteResource(t, a.URL()+loc, tok, viewer, "the encoder")
 	if resp, _ := do(t, http.MethodDelete, a.URL()+loc, tok, "", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("second DELETE: %d, want 404", resp.StatusCode)
 	}
@@ -386,16 +386,7 @@ func newWHEPViewer(t *testing.T) (*whepViewer, string) {
 			n.Add(1)
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	return v, pc.LocalDescription().SDP
+	return v, testpeer.Offer(t, pc)
 }
 
 // TestWHEPViewerReceivesParticipant: a normal Go client publishes in a meeting; a pion
@@ -403,17 +394,7 @@ func newWHEPViewer(t *testing.T) (*whepViewer, string) {
 // the viewer, which leaves the meeting.
 func TestWHEPViewerReceivesParticipant(t *testing.T) {
 	a := start(t)
-	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	pub, err := client.Dial(ctx, ws, token(t, a, "whep", "ha-noi", "Hà Nội"), client.Options{Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pub.Close)
-	if err := pub.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pub := publisher(t, a, "whep")
 
 	v, offer := newWHEPViewer(t)
 	tok := token(t, a, "whep", "hue", "Màn hình Huế")
@@ -438,15 +419,5 @@ func TestWHEPViewerReceivesParticipant(t *testing.T) {
 		return ""
 	})
 	checkPatches(t, a.URL()+loc, tok, resp.Header.Get("ETag"), offer)
-	if resp, body := do(t, http.MethodDelete, a.URL()+loc, tok, "", ""); resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
-	}
-	testutil.Eventually(t, 10*time.Second, func() string {
-		for _, p := range pub.Participants() {
-			if p.Site == "hue" {
-				return "the WHEP viewer is still a participant after DELETE"
-			}
-		}
-		return ""
-	})
+	deleteResource(t, a.URL()+loc, tok, pub, "the WHEP viewer")
 }
