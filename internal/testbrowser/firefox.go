@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // Firefox is driven over WebDriver BiDi, the W3C protocol Firefox speaks natively
@@ -28,16 +30,7 @@ import (
 // FirefoxPath finds Firefox (ESR or current), or skips the test (fails it under CI=true).
 func FirefoxPath(t testing.TB) string {
 	t.Helper()
-	for _, name := range []string{"firefox-esr", "firefox"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("firefox is not installed, and CI=true forbids skipping the browser tests (apt-get install firefox-esr)")
-	}
-	t.Skip("firefox not found: not installed (apt-get install firefox-esr); skipping the browser test")
-	return ""
+	return testutil.Tool(t, "firefox-esr", "firefox-esr", "firefox")
 }
 
 // FirefoxPrefs are the preferences a test Firefox starts with: fake camera and

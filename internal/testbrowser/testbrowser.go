@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // ChromiumPath finds the browser, or skips the test (fails it under CI=true) when there
@@ -25,10 +27,7 @@ func ChromiumPath(t testing.TB) string {
 	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
 		return "/usr/bin/chromium"
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed, and CI=true forbids skipping the browser tests (apt-get install chromium)")
-	}
-	t.Skip("chromium not found: not installed (apt-get install chromium); skipping the browser test")
+	testutil.Missing(t, "chromium", "chromium")
 	return ""
 }
 

@@ -20,6 +20,8 @@ import (
 
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // Cycle is the clip length: the flash and the beep start at FlashAt into each cycle.
@@ -33,16 +35,7 @@ const (
 // Need returns the paths of ffmpeg and ffprobe, or skips the test (fails it under CI).
 func Need(t testing.TB) (ffmpeg, ffprobe string) {
 	t.Helper()
-	var err1, err2 error
-	ffmpeg, err1 = exec.LookPath("ffmpeg")
-	ffprobe, err2 = exec.LookPath("ffprobe")
-	if err1 != nil || err2 != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("ffmpeg/ffprobe are not installed, and CI=true forbids skipping (apt-get install ffmpeg)")
-		}
-		t.Skip("ffmpeg/ffprobe not installed (apt-get install ffmpeg)")
-	}
-	return ffmpeg, ffprobe
+	return testutil.Tool(t, "ffmpeg", "ffmpeg"), testutil.Tool(t, "ffmpeg", "ffprobe")
 }
 
 // Clip is one encoded cycle: video frames at FPS (the first a keyframe, another at 1 s)
