@@ -47,24 +47,22 @@ func Loopback(se *webrtc.SettingEngine) {
 func Offer(t testing.TB, pc *webrtc.PeerConnection) string {
 	t.Helper()
 	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gathered(t, pc, offer)
+	return gathered(t, pc, offer, err)
 }
 
 // Answer is Offer's counterpart, once pc has the remote offer.
 func Answer(t testing.TB, pc *webrtc.PeerConnection) string {
 	t.Helper()
 	answer, err := pc.CreateAnswer(nil)
+	return gathered(t, pc, answer, err)
+}
+
+// gathered sets d (created with err) as pc's local description and waits for gathering.
+func gathered(t testing.TB, pc *webrtc.PeerConnection, d webrtc.SessionDescription, err error) string {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return gathered(t, pc, answer)
-}
-
-func gathered(t testing.TB, pc *webrtc.PeerConnection, d webrtc.SessionDescription) string {
-	t.Helper()
 	done := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(d); err != nil {
 		t.Fatal(err)
