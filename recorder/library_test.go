@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cau-project/cau/internal/jsonfile"
 )
 
 // TestLibraryRetention makes recordings of several ages the way the recorder leaves them
@@ -34,7 +36,7 @@ func TestLibraryRetention(t *testing.T) {
 		if stop {
 			m.Stopped = m.Started.Add(time.Hour)
 		}
-		if err := writeJSON(dir, ManifestName, m); err != nil {
+		if err := jsonfile.Write(dir, ManifestName, m); err != nil {
 			t.Fatal(err)
 		}
 		return id

@@ -1,11 +1,9 @@
 package recorder
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/cau-project/cau/internal/jsonfile"
 )
 
 // ManifestName is the manifest's file name inside a recording directory.
@@ -70,45 +68,5 @@ type TrackInfo struct {
 	PacketsDropped uint64 `json:"packets_dropped,omitempty"`
 }
 
-// writeJSON writes v to dir/name atomically (temporary file, sync, rename).
-func writeJSON(dir, name string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", name, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o640)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
-}
-
 // ReadManifest reads the manifest of the recording in dir.
-func ReadManifest(dir string) (Manifest, error) {
-	var m Manifest
-	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
-	if err != nil {
-		return m, fmt.Errorf("read manifest: %w", err)
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("read manifest %s: %w", dir, err)
-	}
-	return m, nil
-}
+func ReadManifest(dir string) (Manifest, error) { return jsonfile.Read[Manifest](dir, ManifestName) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/jsonfile"
 	"github.com/cau-project/cau/sfu"
 )
 
@@ -71,7 +72,7 @@ func Start(cfg Config) (*Recording, error) {
 		sources:  map[string]*source{},
 		manifest: Manifest{Meeting: cfg.Meeting, State: StateRecording, Started: now.UTC(), Files: []File{}},
 	}
-	if err := writeJSON(r.dir, ManifestName, r.manifest); err != nil {
+	if err := jsonfile.Write(r.dir, ManifestName, r.manifest); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -191,7 +192,7 @@ func (r *Recording) Stop() (Manifest, error) {
 	defer r.mu.Unlock()
 	r.manifest.State = StateStopped
 	r.manifest.Stopped = time.Now().UTC()
-	err := writeJSON(r.dir, ManifestName, r.manifest)
+	err := jsonfile.Write(r.dir, ManifestName, r.manifest)
 	return r.copyManifest(), err
 }
 
@@ -218,7 +219,7 @@ func (r *Recording) fileUpdate(f File) {
 	} else {
 		r.manifest.Files = append(r.manifest.Files, f)
 	}
-	if err := writeJSON(r.dir, ManifestName, r.manifest); err != nil {
+	if err := jsonfile.Write(r.dir, ManifestName, r.manifest); err != nil {
 		r.log.Error("recorder: manifest not written", "err", err)
 	}
 }

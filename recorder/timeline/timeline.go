@@ -10,15 +10,13 @@ package timeline
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/cau-project/cau/internal/jsonfile"
 	"github.com/cau-project/cau/rooms"
 )
 
@@ -93,17 +91,7 @@ func (t Timeline) LayoutAt(ms int64) Layout {
 }
 
 // Read reads the timeline of the recording in dir.
-func Read(dir string) (Timeline, error) {
-	var t Timeline
-	b, err := os.ReadFile(filepath.Join(dir, FileName))
-	if err != nil {
-		return t, fmt.Errorf("read timeline: %w", err)
-	}
-	if err := json.Unmarshal(b, &t); err != nil {
-		return t, fmt.Errorf("read timeline %s: %w", dir, err)
-	}
-	return t, nil
-}
+func Read(dir string) (Timeline, error) { return jsonfile.Read[Timeline](dir, FileName) }
 
 // Writer builds a timeline and rewrites timeline.json (atomically) after each change,
 // so a crash keeps everything up to it. Safe for concurrent use.
@@ -327,33 +315,7 @@ func (w *Writer) save() error {
 // own time, which may precede the change that reported it). Caller holds mu.
 func (w *Writer) saveLocked() {
 	slices.SortStableFunc(w.tl.Events, func(a, b Event) int { return a.Time.Compare(b.Time) })
-	b, err := json.MarshalIndent(w.tl, "", "  ")
-	if err == nil {
-		err = writeAtomic(filepath.Join(w.dir, FileName), append(b, '\n'))
-	}
-	w.err = err
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
-	if err != nil {
-		return fmt.Errorf("write timeline: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("write timeline: %w", err)
-	}
-	return nil
+	w.err = jsonfile.Write(w.dir, FileName, w.tl)
 }
 
 // Follow applies the meeting's changes from the store's watch (the same feed that
