@@ -223,15 +223,7 @@ func (s *Store) SaveSites(ctx context.Context, sites []rooms.Site) error {
 
 // Sites implements rooms.SiteStore.
 func (s *Store) Sites(ctx context.Context) ([]rooms.Site, error) {
-	var out []rooms.Site
-	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
-		out, err = decodeAll[rooms.Site](tx.Bucket(bucketSites))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load sites: %w", err)
-	}
-	return out, nil
+	return list[rooms.Site](ctx, s, bucketSites, "load sites")
 }
 
 // PutEndpoint implements rooms.EndpointStore.
@@ -266,15 +258,7 @@ func (s *Store) Endpoint(ctx context.Context, id string) (rooms.Endpoint, error)
 
 // Endpoints implements rooms.EndpointStore.
 func (s *Store) Endpoints(ctx context.Context) ([]rooms.Endpoint, error) {
-	var out []rooms.Endpoint
-	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
-		out, err = decodeAll[rooms.Endpoint](tx.Bucket(bucketEndpoints))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list endpoints: %w", err)
-	}
-	return out, nil
+	return list[rooms.Endpoint](ctx, s, bucketEndpoints, "list endpoints")
 }
 
 // DeleteEndpoint implements rooms.EndpointStore.
@@ -366,6 +350,19 @@ func (s *Store) Audit(ctx context.Context, q rooms.AuditQuery) ([]rooms.AuditEnt
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	return out, nil
+}
+
+// list reads every record of bucket; what says what failed.
+func list[T any](ctx context.Context, s *Store, bucket []byte, what string) ([]T, error) {
+	var out []T
+	err := s.view(ctx, func(tx *bbolt.Tx) (err error) {
+		out, err = decodeAll[T](tx.Bucket(bucket))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }
