@@ -243,7 +243,7 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	shape := func(on bool) {
 		rules := fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n", rateTable)
 		if on {
-			match := fmt.Sprintf("ip saddr %s udp sport %d-%d", link.HostIP, link.RelayPort, link.RelayPort+relayPorts-1)
+			match := fmt.Sprintf("ip saddr %s udp sport %d-%d", link.HostIP, link.RelayPort, link.RelayPort+wan.RelayPeers-1)
 			rules += fmt.Sprintf("table inet %s {\n\tchain in {\n\t\ttype filter hook input priority -10;\n"+
 				"\t\t%s counter\n\t\t%s limit rate over %d bytes/second burst 16000 bytes counter drop\n\t}\n}\n",
 				rateTable, match, match, hopsRateKbps*1000/8)

@@ -107,39 +107,10 @@ type impairment struct {
 	onlyFrom int
 }
 
-// relayPorts is how many host-side relay ports (from the link's RelayPort) may reach the
-// namespace: one per endpoint connection (an endpoint has two, publisher and subscriber).
-const relayPorts = wan.RelayPeers
-
-// set applies loss (percent, each way) and delay (each way). The nftables table is
-// replaced in one transaction; like wan.New's, it lets UDP cross only through the relay.
+// set applies loss (percent, each way) and delay (each way).
 func (im *impairment) set(lossPct int, delay time.Duration) {
 	im.t.Helper()
-	only := ""
-	if im.onlyFrom != 0 {
-		only = fmt.Sprintf("ip daddr %s udp sport != %d drop", im.link.HostIP, im.onlyFrom)
-	}
-	rules := fmt.Sprintf(`delete table inet wan
-table inet wan {
-	chain in {
-		type filter hook input priority 0;
-		ip saddr %[1]s udp sport != %[2]d-%[3]d drop
-		ip saddr %[1]s udp sport %[2]d-%[3]d numgen random mod 100 < %[4]d drop
-	}
-	chain out {
-		type filter hook output priority 0;
-		ip daddr %[1]s udp dport != %[2]d-%[3]d drop
-		%[5]s
-		ip daddr %[1]s udp dport %[2]d-%[3]d numgen random mod 100 < %[4]d drop
-	}
-}
-`, im.link.HostIP, im.link.RelayPort, im.link.RelayPort+relayPorts-1, lossPct, only)
-	args := im.link.Exec("nft", "-f", "-")
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		im.t.Fatalf("nft: %v\n%s", err, out)
-	}
+	im.link.SetLoss(im.t, lossPct, im.onlyFrom)
 	im.relay.SetDelay(delay)
 }
 

@@ -76,21 +76,40 @@ func New(t testing.TB, cfg Config) *Link {
 	}
 	hostIf, peerIf := "cw"+strings.Split(cfg.Subnet, ".")[1]+"h", "cw"+strings.Split(cfg.Subnet, ".")[1]+"p"
 	namespace(t, l.NS, hostIf, peerIf, l.PeerIP, l.HostIP)
-	rules := fmt.Sprintf(`table inet wan {
+	nft(t, l.NS, l.rules(cfg.LossPct, 0))
+	return l
+}
+
+// SetLoss replaces the link's loss, in one nftables transaction: lossPct of the packets
+// crossing the relay ports dropped each way, and, with onlyFrom set, nothing but that
+// UDP port in the namespace may send to the host.
+func (l *Link) SetLoss(t testing.TB, lossPct, onlyFrom int) {
+	t.Helper()
+	nft(t, l.NS, "delete table inet wan\n"+l.rules(lossPct, onlyFrom))
+}
+
+// rules is the link's nftables table: UDP crosses only through the relay ports, where
+// lossPct of the packets are dropped in each direction; onlyFrom (0: any) is the one
+// port in the namespace that may send to the host.
+func (l *Link) rules(lossPct, onlyFrom int) string {
+	only := ""
+	if onlyFrom != 0 {
+		only = fmt.Sprintf("ip daddr %s udp sport != %d drop", l.HostIP, onlyFrom)
+	}
+	return fmt.Sprintf(`table inet wan {
 	chain in {
 		type filter hook input priority 0;
-		ip saddr %[1]s udp sport != %[2]d-%[4]d drop
-		ip saddr %[1]s udp sport %[2]d-%[4]d numgen random mod 100 < %[3]d drop
+		ip saddr %[1]s udp sport != %[2]d-%[3]d drop
+		ip saddr %[1]s udp sport %[2]d-%[3]d numgen random mod 100 < %[4]d drop
 	}
 	chain out {
 		type filter hook output priority 0;
-		ip daddr %[1]s udp dport != %[2]d-%[4]d drop
-		ip daddr %[1]s udp dport %[2]d-%[4]d numgen random mod 100 < %[3]d drop
+		ip daddr %[1]s udp dport != %[2]d-%[3]d drop
+		%[5]s
+		ip daddr %[1]s udp dport %[2]d-%[3]d numgen random mod 100 < %[4]d drop
 	}
 }
-`, l.HostIP, cfg.RelayPort, cfg.LossPct, cfg.RelayPort+RelayPeers-1)
-	nft(t, l.NS, rules)
-	return l
+`, l.HostIP, l.RelayPort, l.RelayPort+RelayPeers-1, lossPct, only)
 }
 
 // Exec prefixes a command so it runs inside the namespace.
