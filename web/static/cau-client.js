@@ -330,15 +330,7 @@ export class CauClient extends EventTarget {
     this.log('warn', 'reconnecting:', why);
     if (!keepMedia) this._teardownMedia(); // with a resume token the media goes on meanwhile
     if (!keepMedia) this._resumeToken = ''; // nothing left to resume: join afresh
-    if (this._ws) {
-      const ws = this._ws;
-      this._ws = null;
-      try {
-        ws.close(1000, 'reconnecting');
-      } catch {
-        /* already closed */
-      }
-    }
+    this._closeSocket('reconnecting');
     this._keepalive.stop();
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this._attempt);
     const delay = Math.round(base / 2 + (Math.random() * base) / 2);
@@ -355,21 +347,25 @@ export class CauClient extends EventTarget {
     clearTimeout(this._retryTimer);
     this._keepalive.stop();
     this._requests.rejectAll(new CauError('closed', message));
-    if (this._ws) {
-      const ws = this._ws;
-      this._ws = null;
-      try {
-        ws.close(1000, 'bye');
-      } catch {
-        /* already closed */
-      }
-    }
+    this._closeSocket('bye');
     this._teardownMedia();
     this._setState('closed', { code, reason });
     if (this._firstJoin && this.self === null) {
       this._firstJoin.reject(new CauError(code === CloseCode.UNAUTHORIZED ? 'unauthorized' : 'closed', message));
     }
     this._emit('closed', { code, reason, fatal, message, serverError: this.lastServerError });
+  }
+
+  /** Closes the socket, if any, normally with reason; it is forgotten at once. */
+  _closeSocket(reason) {
+    const ws = this._ws;
+    if (!ws) return;
+    this._ws = null;
+    try {
+      ws.close(1000, reason);
+    } catch {
+      /* already closed */
+    }
   }
 
   // ---- messages -----------------------------------------------------------------------

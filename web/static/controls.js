@@ -58,25 +58,22 @@ export function refreshControls() {
 }
 
 export function toggleMic() {
-  const want = !page.micMuted;
-  // The client refuses to unmute while the floor keeps the microphone off the air.
-  if (page.client && !page.client.setMuted(Source.MICROPHONE, want)) {
-    refreshControls();
-    return;
-  }
-  page.micMuted = want;
-  applyLocalMute();
-  refreshControls();
-  updatePreview();
+  toggleMute(Source.MICROPHONE, 'micMuted');
 }
 
 export function toggleCam() {
-  const want = !page.camMuted;
-  if (page.client && !page.client.setMuted(Source.CAMERA, want)) {
+  toggleMute(Source.CAMERA, 'camMuted');
+}
+
+/** Flips the page's mute flag for source (page[flag]) and the client's sending. */
+function toggleMute(source, flag) {
+  const want = !page[flag];
+  // The client refuses to unmute while the floor keeps the source off the air.
+  if (page.client && !page.client.setMuted(source, want)) {
     refreshControls();
     return;
   }
-  page.camMuted = want;
+  page[flag] = want;
   applyLocalMute();
   refreshControls();
   updatePreview();

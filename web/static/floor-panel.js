@@ -39,6 +39,20 @@ function siteLabel(site) {
 /** A time of the floor's (an ISO string) in Vietnam time, 24-hour. */
 const clock = (ts) => fmtTime(ts);
 
+/** A list row for site: its label, then what (the media it holds, when it asked). */
+function siteRow(site, what) {
+  const li = document.createElement('li');
+  li.dataset.site = site;
+  const label = document.createElement('span');
+  label.className = 'label';
+  label.append(siteLabel(site));
+  const detail = document.createElement('span');
+  detail.className = 'media';
+  detail.textContent = what;
+  li.append(label, detail);
+  return li;
+}
+
 function floorButton(action, site, text, label, extraClass = '') {
   const b = document.createElement('button');
   b.type = 'button';
@@ -90,16 +104,8 @@ export function renderFloor() {
   const speakers = $('floor-speakers');
   speakers.replaceChildren();
   for (const g of f?.speakers || []) {
-    const li = document.createElement('li');
-    li.dataset.site = g.site;
-    const label = document.createElement('span');
-    label.className = 'label';
-    label.append(siteLabel(g.site));
-    const media = document.createElement('span');
-    media.className = 'media';
-    media.textContent = [g.mic ? t('controls.mic') : '', g.camera ? t('controls.camera') : ''].filter(Boolean).join(' + ') +
-      (clock(g.since) ? ` · ${clock(g.since)}` : '');
-    li.append(label, media);
+    const li = siteRow(g.site, [g.mic ? t('controls.mic') : '', g.camera ? t('controls.camera') : ''].filter(Boolean).join(' + ') +
+      (clock(g.since) ? ` · ${clock(g.since)}` : ''));
     if (chair) li.append(floorButton(FloorActions.REVOKE, g.site, t('floor.revoke'), 'floor.revoke_label'));
     speakers.append(li);
   }
@@ -111,15 +117,7 @@ export function renderFloor() {
   const requests = $('floor-requests');
   requests.replaceChildren();
   for (const r of f?.requests || []) {
-    const li = document.createElement('li');
-    li.dataset.site = r.site;
-    const label = document.createElement('span');
-    label.className = 'label';
-    label.append(siteLabel(r.site));
-    const at = document.createElement('span');
-    at.className = 'media';
-    at.textContent = clock(r.at);
-    li.append(label, at);
+    const li = siteRow(r.site, clock(r.at));
     if (chair) {
       const actions = document.createElement('span');
       actions.className = 'row-actions';

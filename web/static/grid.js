@@ -2,6 +2,7 @@
 // shared screen, placed as layout.js plans it (main windows, strip, content stage), with
 // the floor badges, the voice-activated speaker switching and the browser's autoplay rules.
 
+import { playOrMute } from './autoplay.js';
 import { FloorMode, Source, floorGrant, floorQueuePosition } from './cau-client.js';
 import { renderFloor } from './floor-panel.js';
 import { t } from './i18n.js';
@@ -121,13 +122,8 @@ export function setMedia(participantId, source, stream) {
 
 /** Starts a remote video; if the browser blocks sound without a click, plays muted. */
 function play(v) {
-  const p = v.play();
-  if (!p) return;
-  p.catch((err) => {
-    if (err.name !== 'NotAllowedError' || v.muted) return;
+  playOrMute(v, () => {
     page.soundBlocked = true;
-    v.muted = true;
-    v.play().catch(() => {});
     $('sound-button').hidden = false;
   });
 }

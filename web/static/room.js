@@ -13,6 +13,7 @@
 //
 // Test hook: window.cauRoom = {state, joined, selfId, meeting, sessions, joins, leaves, ...}.
 
+import { playOrMute } from './autoplay.js';
 import { CauClient, CloseCode, Source, clampName } from './cau-client.js';
 import { fmtDay, fmtTime, sameDay, t, translatePage } from './i18n.js';
 import { watchRecording } from './recording-badge.js';
@@ -520,13 +521,8 @@ function syncAudio(tile) {
 
 /** Plays; if the browser wants a gesture for sound, plays muted and asks for a touch. */
 function play(el) {
-  const p = el.play();
-  if (!p) return;
-  p.catch((err) => {
-    if (err.name !== 'NotAllowedError' || el.muted) return;
+  playOrMute(el, () => {
     kiosk.soundBlocked = true;
-    el.muted = true;
-    el.play().catch(() => {});
     $('sound-hint').hidden = false;
   });
 }
