@@ -113,10 +113,7 @@ func checkPlaysAndHears(t *testing.T, p pagePlayer, want string) {
 // on Chromium join one meeting through the real join page; each plays the other's camera
 // with frames advancing and receives the other's audio.
 func TestBrowserFirefoxChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	chromium := chromiumPath(t)
+	chromium := testbrowser.Require(t)
 	firefox := testbrowser.FirefoxPath(t)
 	dir := artifactDir(t)
 	logs := &syncBuffer{}

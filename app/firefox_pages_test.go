@@ -59,12 +59,7 @@ func TestBrowserFirefoxKioskConsoleWatch(t *testing.T) {
 	}
 	apiCall(t, a, "POST", "/endpoints", map[string]any{"id": "room-c01", "name": "Phòng họp Khâm Đức", "site": "qnam-psn-c01", "kind": "room"}, &created)
 	now := time.Now()
-	var m struct {
-		ID string `json:"id"`
-	}
-	apiCall(t, a, "POST", "/meetings", map[string]any{"id": "ff-pages", "title": "Giao ban huyện Phước Sơn",
-		"select": map[string]any{"root": "qnam-psn"}, "start": now.Add(3 * time.Second).Format(time.RFC3339Nano),
-		"end": now.Add(10 * time.Minute).Format(time.RFC3339Nano), "test_window": "2s"}, &m)
+	m := bookPhuocSon(t, a, "ff-pages", now.Add(3*time.Second), now.Add(10*time.Minute), "2s")
 	open(a.URL() + created.KioskPath + "&poll=1")
 	wait("the kiosk joined", `window.cauRoom && window.cauRoom.joined`, 30*time.Second)
 	observer := districtChair(t, a, m.ID)

@@ -58,9 +58,7 @@ func TestBrowserPagesInVietnamese(t *testing.T) {
 		"site": "qnam-psn-c01", "kind": "room"}, &kioskEP)
 	now := time.Now().In(vietnam)
 	start := time.Date(now.Year(), now.Month(), now.Day()+1, 8, 0, 0, 0, vietnam)
-	apiCall(t, a, "POST", "/meetings", map[string]any{"id": "giao-ban-huyen", "title": "Giao ban huyện Phước Sơn",
-		"select": map[string]any{"root": "qnam-psn"}, "start": start.Format(time.RFC3339),
-		"end": start.Add(2 * time.Hour).Format(time.RFC3339)}, nil)
+	bookPhuocSon(t, a, "giao-ban-huyen", start, start.Add(2*time.Hour), "")
 	soon := now.Add(20 * time.Minute).Truncate(time.Minute)
 	apiCall(t, a, "POST", "/meetings", map[string]any{"id": "hop-tam-ky", "title": "Họp trực tuyến Tam Kỳ",
 		"select": map[string]any{"root": "qnam-tk"}, "start": soon.Format(time.RFC3339),

@@ -30,6 +30,21 @@ func apiCall(t *testing.T, a *app.App, method, path string, body, out any) {
 	}
 }
 
+// bookPhuocSon schedules meeting id over the API, as an admin: "Giao ban huyện Phước Sơn"
+// with every site of the district qnam-psn, from start to end, its test window
+// testWindow before the start ("": the default). It returns the meeting as created.
+func bookPhuocSon(t *testing.T, a *app.App, id string, start, end time.Time, testWindow string) apiclient.Meeting {
+	t.Helper()
+	body := map[string]any{"id": id, "title": "Giao ban huyện Phước Sơn", "select": map[string]any{"root": "qnam-psn"},
+		"start": start.Format(time.RFC3339Nano), "end": end.Format(time.RFC3339Nano)}
+	if testWindow != "" {
+		body["test_window"] = testWindow
+	}
+	var m apiclient.Meeting
+	apiCall(t, a, "POST", "/meetings", body, &m)
+	return m
+}
+
 // districtChair joins meeting as the chair at the district qnam-psn (a Go client that
 // publishes nothing), closed when the test ends.
 func districtChair(t *testing.T, a *app.App, meeting string) *client.Client {
@@ -87,12 +102,7 @@ func TestBrowserKiosk(t *testing.T) {
 	// Book the province's meeting: test window from T0+6 s, start T0+8 s, end T0+36 s.
 	t0 := time.Now()
 	connectAt, start, end := t0.Add(6*time.Second), t0.Add(8*time.Second), t0.Add(36*time.Second)
-	var m struct {
-		ID string `json:"id"`
-	}
-	apiCall(t, a, "POST", "/meetings", map[string]any{"id": "kiosk-test", "title": "Giao ban huyện Phước Sơn",
-		"select": map[string]any{"root": "qnam-psn"}, "start": start.Format(time.RFC3339Nano),
-		"end": end.Format(time.RFC3339Nano), "test_window": "2s"}, &m)
+	m := bookPhuocSon(t, a, "kiosk-test", start, end, "2s")
 	if err := kiosk.WaitFor("the countdown", `document.getElementById('next-title').textContent === 'Giao ban huyện Phước Sơn' &&
 		!document.getElementById('countdown').hidden &&
 		document.getElementById('countdown').textContent.includes('Tự động kết nối sau')`, 5*time.Second); err != nil {

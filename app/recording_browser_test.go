@@ -21,10 +21,7 @@ import (
 // "Đang ghi hình" badge while an admin records the meeting over the API, and hides it
 // when the recording stops.
 func TestBrowserShowsRecording(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	testbrowser.ChromiumPath(t)
+	testbrowser.Require(t)
 	s := &stage{t: t, dir: testbrowser.ArtifactDir(t), log: &testbrowser.Log{}}
 	testbrowser.KeepLog(t, s.dir, s.log)
 	ctx := context.Background()

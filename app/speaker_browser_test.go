@@ -36,12 +36,7 @@ func TestBrowserDominantSpeaker(t *testing.T) {
 	}
 	apiCall(t, a, "POST", "/endpoints", map[string]any{"id": "room-spk", "name": "Phòng họp Khâm Đức", "site": kioskSite, "kind": "room"}, &created)
 	t0 := time.Now()
-	var m struct {
-		ID string `json:"id"`
-	}
-	apiCall(t, a, "POST", "/meetings", map[string]any{"id": "speaker-test", "title": "Giao ban huyện Phước Sơn",
-		"select": map[string]any{"root": "qnam-psn"}, "start": t0.Add(2 * time.Second).Format(time.RFC3339Nano),
-		"end": t0.Add(10 * time.Minute).Format(time.RFC3339Nano), "test_window": "1m"}, &m)
+	m := bookPhuocSon(t, a, "speaker-test", t0.Add(2*time.Second), t0.Add(10*time.Minute), "1m")
 
 	bs := s.browsers(testbrowser.Options{}, "kiosk", "official")
 	kiosk, official := bs[0], bs[1]

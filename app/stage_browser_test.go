@@ -43,10 +43,7 @@ func newStage(t *testing.T, withStore bool) *stage {
 // newStageWith is newStage with the configuration changed by mutate (if not nil).
 func newStageWith(t *testing.T, withStore bool, mutate func(*app.Config)) *stage {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	testbrowser.ChromiumPath(t)
+	testbrowser.Require(t)
 	s := &stage{t: t, dir: testbrowser.ArtifactDir(t), log: &testbrowser.Log{}}
 	testbrowser.KeepLog(t, s.dir, s.log) // registered first: runs last, after browsers and server are gone
 	cfg := app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: 0, Dev: true,
@@ -145,8 +142,6 @@ type remoteVideo struct {
 
 // syncBuffer is the log those tests collect.
 type syncBuffer = testbrowser.Log
-
-func chromiumPath(t *testing.T) string { return testbrowser.ChromiumPath(t) }
 
 func artifactDir(t *testing.T) string { return testbrowser.ArtifactDir(t) }
 

@@ -74,10 +74,7 @@ const selectedRelay = `(async () => {
 // relay-only ICE. It joins through the embedded TURN server, over TCP and then over TLS
 // (both on 443), and plays the video of an official outside the firewall, who plays its.
 func TestBrowserTURNBehind443Firewall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	chromium := chromiumPath(t)
+	chromium := testbrowser.Require(t)
 	fw := wan.NewFirewalled(t, "10.214.0")
 	dir := artifactDir(t)
 	logs := &syncBuffer{}

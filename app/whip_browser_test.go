@@ -42,10 +42,7 @@ func whipPublish(t *testing.T, a *app.App, meeting, site, name string) string {
 // The two pages each play the other page's camera and the encoder's, with frames
 // advancing, and list the encoder among the participants.
 func TestBrowserFirefoxFirewalledRoomAndWHIP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	chromium := chromiumPath(t)
+	chromium := testbrowser.Require(t)
 	firefox := testbrowser.FirefoxPath(t)
 	testmedia.Need(t)
 	fw := wan.NewFirewalled(t, "10.215.0")
