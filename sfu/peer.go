@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -512,22 +514,14 @@ func (p *Peer) offerTimedOut() {
 func (p *Peer) UpTracks() []*UpTrack {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*UpTrack, 0, len(p.ups))
-	for t := range p.ups {
-		out = append(out, t)
-	}
-	return out
+	return slices.Collect(maps.Keys(p.ups))
 }
 
 // DownTracks returns the tracks forwarded to this peer.
 func (p *Peer) DownTracks() []*DownTrack {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*DownTrack, 0, len(p.downs))
-	for d := range p.downs {
-		out = append(out, d)
-	}
-	return out
+	return slices.Collect(maps.Keys(p.downs))
 }
 
 func (p *Peer) trackEnded(t *UpTrack) {

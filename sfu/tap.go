@@ -78,10 +78,7 @@ func (t *UpTrack) NewTap(depth int, out chan<- *TapPacket) (*Tap, error) {
 		return nil, ErrClosed
 	default:
 	}
-	old := *t.taps.Load()
-	next := make([]*Tap, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, tp)
+	next := withAdded(*t.taps.Load(), tp)
 	t.taps.Store(&next)
 	t.mu.Unlock()
 	t.RequestKeyframe()
@@ -106,13 +103,7 @@ func (tp *Tap) Close() {
 	t := tp.up
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := *t.taps.Load()
-	next := make([]*Tap, 0, len(old))
-	for _, x := range old {
-		if x != tp {
-			next = append(next, x)
-		}
-	}
+	next := without(*t.taps.Load(), tp)
 	t.taps.Store(&next)
 }
 

@@ -168,10 +168,7 @@ func (t *UpTrack) addDown(d *DownTrack) error {
 		return ErrClosed
 	default:
 	}
-	old := *t.downs.Load()
-	next := make([]*DownTrack, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, d)
+	next := withAdded(*t.downs.Load(), d)
 	t.downs.Store(&next)
 	if t.kind == webrtc.RTPCodecTypeVideo {
 		t.RequestKeyframe()
@@ -183,13 +180,7 @@ func (t *UpTrack) addDown(d *DownTrack) error {
 func (t *UpTrack) removeDown(d *DownTrack) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := *t.downs.Load()
-	next := make([]*DownTrack, 0, len(old))
-	for _, x := range old {
-		if x != d {
-			next = append(next, x)
-		}
-	}
+	next := without(*t.downs.Load(), d)
 	t.downs.Store(&next)
 }
 
