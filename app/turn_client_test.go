@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 )
 
@@ -38,17 +38,7 @@ func TestGoClientUsesTURN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-		defer cancel()
-		c, err := client.Dial(ctx, ws, tok, client.Options{Loopback: true, RelayOnly: relay, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		if err := c.Publish(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return testmedia.DialPublishing(t, ws, tok, client.Options{Loopback: true, RelayOnly: relay, Logger: log})
 	}
 	relayed := dial("hcm", true)
 	direct := dial("ha-noi", false)

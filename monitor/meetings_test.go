@@ -13,6 +13,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testkit"
+	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/monitor"
 	"github.com/cau-project/cau/rooms"
 )
@@ -102,14 +103,7 @@ func TestMeetingsPreMeetingCheck(t *testing.T) {
 	}
 
 	ws := "ws" + strings.TrimPrefix(a.URL(), "http") + "/ws"
-	c, err := client.Dial(ctx, ws, sign(auth.RoleParticipant, "xa"), client.Options{Loopback: true, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testmedia.DialPublishing(t, ws, sign(auth.RoleParticipant, "xa"), client.Options{Loopback: true, Logger: testLogger()})
 
 	var d monitor.MeetingDetail
 	eventually(t, 20*time.Second, func() string {

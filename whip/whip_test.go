@@ -1,7 +1,6 @@
 package whip_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,17 +30,7 @@ func wsURL(a *app.App) string { return strings.Replace(a.URL(), "http://", "ws:/
 // microphone, closed when the test ends.
 func publisher(t *testing.T, a *app.App, meeting string) *client.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, wsURL(a), token(t, a, meeting, "ha-noi", "Hà Nội"), client.Options{Loopback: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if err := c.Publish(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testmedia.DialPublishing(t, wsURL(a), token(t, a, meeting, "ha-noi", "Hà Nội"), client.Options{Loopback: true})
 }
 
 // deleteResource DELETEs the WHIP or WHEP resource at url (a participant of hue: what)
