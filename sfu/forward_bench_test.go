@@ -170,7 +170,7 @@ func pionRoom(t testing.TB, n int) (*UpTrack, []*testEndpoint) {
 		}
 		return ""
 	})
-	close(pub.stop) // from here on only the caller feeds the track
+	close(pub.stop)    // from here on only the caller feeds the track
 	t.Cleanup(func() { // pub.close does nothing once stop is closed
 		_ = pub.pub.Close()
 		_ = pub.sub.Close()
