@@ -74,29 +74,26 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-// BenchmarkForwardPion forwards through real subscriber connections over loopback:
-// rewrite, pion's interceptors (TWCC, reports, hop statistics), SRTP, the ICE mux and the
-// batched UDP send. Packets are paced like BenchmarkFloor's bursts (floorBursts a
-// second), so it reads against the floor of the same run: cpu-µs/pkt is the whole
-// process's CPU (the bridge, its egress flushers, and the in-process subscribers'
-// receive path, which does not read the tracks) per forwarded packet.
+// BenchmarkForwardPion forwards through real connections over loopback: a publisher
+// sends to the bridge, which forwards to n subscribers (rewrite, pion's interceptors,
+// SRTP, the ICE mux, the batched UDP send). Packets are paced like BenchmarkFloor's
+// bursts (floorBursts a second, 1,150-byte payloads), so it reads against the floor of
+// the same run: cpu-µs/pkt is the whole process's CPU per forwarded packet: the bridge
+// and its egress flushers, the publisher's send and the bridge's receive (once per
+// burst: 1/n of a packet each), and the subscribers' receive path (they do not read the
+// track: their pion stacks decrypt and drop).
 // CAU_BENCH_PION="50,150" sets the subscriber counts.
 func BenchmarkForwardPion(b *testing.B) {
 	for _, n := range pionFanouts() {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			up, _ := pionRoom(b, n)
-			_, raw := benchUpTrack(0)
-			raw[1] = 96
-			var hdr rtp.Header
-			var pending pendingCounts
+			feed := pionRoom(b, n)
 			interval := time.Second / floorBursts
 			b.ReportAllocs()
 			b.ResetTimer()
 			next := time.Now()
 			cpu0 := processCPU()
 			for i := 0; i < b.N; i++ {
-				raw[2], raw[3] = byte((i+100)>>8), byte(i+100)
-				up.forward(raw, &hdr, &pending)
+				feed.send(false)
 				next = next.Add(interval)
 				if d := time.Until(next); d > 0 {
 					time.Sleep(d)
@@ -125,44 +122,82 @@ func pionFanouts() []int {
 	return []int{1, 10, 50}
 }
 
+// pionFeed is a publisher's video track, written by one goroutine (the caller's).
+type pionFeed struct {
+	track   *webrtc.TrackLocalStaticRTP
+	up      *UpTrack // the bridge's side of it
+	seq     uint16
+	ts      uint32
+	payload []byte
+}
+
+// send writes one packet, a whole VP8 frame (a keyframe if key).
+func (f *pionFeed) send(key bool) {
+	f.seq++
+	f.ts += 90000 / floorBursts
+	f.payload[0], f.payload[1] = 0x10, 0x01 // S=1, partition 0; a delta frame
+	if key {
+		f.payload[1] = 0x00
+	}
+	_ = f.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: f.seq, Timestamp: f.ts, Marker: true},
+		Payload: f.payload})
+}
+
 // pionRoom is a bridge with one video publisher and n subscribers over loopback, every
-// subscriber receiving; then the publisher stops sending, so that only the caller feeds
-// the returned track. The subscribers do not read their video (their pion stacks drop
-// it once buffered): what the process spends per packet is the bridge's and the kernel's,
-// and the receivers' decryption.
-func pionRoom(t testing.TB, n int) (*UpTrack, []*testEndpoint) {
+// subscriber receiving; the caller's goroutine feeds the publisher from then on. The
+// subscribers read a few packets, then leave the track unread (their pion stacks
+// decrypt and drop), so what the process spends per packet is the bridge's, the
+// kernel's and the receivers' decryption.
+func pionRoom(t testing.TB, n int) *pionFeed {
 	t.Helper()
 	br := newTestBridge(t)
 	var up atomic.Pointer[UpTrack]
-	pub := newTestEndpoint(t, br, "pub", func(u *UpTrack) {
-		if u.Kind() == webrtc.RTPCodecTypeVideo {
-			up.Store(u)
+	pub := newTestEndpoint(t, br, "pub", func(u *UpTrack) { up.Store(u) })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+		"video-pub", "stream-pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := pub.pub.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // the sender's RTCP (PLIs, NACKs), read so that it never blocks
+		for {
+			if _, _, err := tc.Sender().ReadRTCP(); err != nil {
+				return
+			}
 		}
-	})
-	pub.publish()
+	}()
+	pub.negotiatePublisher(t)
+	feed := &pionFeed{track: track, payload: make([]byte, 1150)}
 	eventually(t, 30*time.Second, func() string {
+		feed.send(true)
+		time.Sleep(20 * time.Millisecond)
 		if up.Load() == nil {
 			return "no video published"
 		}
 		return ""
 	})
-	subs := make([]*testEndpoint, n)
+	feed.up = up.Load()
 	got := make([]atomic.Int64, n)
-	for i := range subs {
-		subs[i] = newTestEndpointWith(t, br, fmt.Sprintf("s%d", i), nil, endpointOpts{onVideo: func(tr *webrtc.TrackRemote) {
+	for i := 0; i < n; i++ {
+		sub := newTestEndpointWith(t, br, fmt.Sprintf("s%d", i), nil, endpointOpts{onVideo: func(tr *webrtc.TrackRemote) {
 			buf := make([]byte, 1500)
-			for got[i].Load() < 5 { // read a few to see it arrive, then leave it unread
+			for got[i].Load() < 5 { // a few, to see it arrive; then it is left unread
 				if _, _, err := tr.Read(buf); err != nil {
 					return
 				}
 				got[i].Add(1)
 			}
 		}})
-		if _, err := subs[i].peer.Subscribe(up.Load(), "v", "stream-pub"); err != nil {
+		if _, err := sub.peer.Subscribe(feed.up, "v", "stream-pub"); err != nil {
 			t.Fatalf("subscribe: %v", err)
 		}
 	}
 	eventually(t, 60*time.Second, func() string {
+		feed.send(true)
+		time.Sleep(20 * time.Millisecond)
 		for i := range got {
 			if got[i].Load() < 5 {
 				return fmt.Sprintf("subscriber %d not receiving yet", i)
@@ -170,27 +205,7 @@ func pionRoom(t testing.TB, n int) (*UpTrack, []*testEndpoint) {
 		}
 		return ""
 	})
-	close(pub.stop)    // from here on only the caller feeds the track
-	t.Cleanup(func() { // pub.close does nothing once stop is closed
-		_ = pub.pub.Close()
-		_ = pub.sub.Close()
-		_ = pub.peer.Close()
-	})
-	return up.Load(), subs
-}
-
-// TestForwardPionAllocatesNothing guards the whole send path in CI, not only the
-// bridge's part: rewrite, interceptors, SRTP, the ICE mux and the batched socket allocate
-// nothing per forwarded packet (AllocsPerRun counts the whole process; the subscribers
-// do not read, so their side allocates nothing either).
-func TestForwardPionAllocatesNothing(t *testing.T) {
-	up, _ := pionRoom(t, 3)
-	_, raw := benchUpTrack(0)
-	raw[1] = 96
-	var hdr rtp.Header
-	var pending pendingCounts
-	up.forward(raw, &hdr, &pending)
-	forwardAllocatesNothing(t, up, raw, &hdr, &pending)
+	return feed
 }
 
 // TestForwardAllocatesNothing guards BenchmarkForward's 0 allocs/op in CI: forwarding
@@ -223,6 +238,23 @@ func forwardAllocatesNothing(t *testing.T, up *UpTrack, raw []byte, hdr *rtp.Hea
 	if allocs != 0 {
 		t.Fatalf("%v allocations per forwarded packet, want 0", allocs)
 	}
+}
+
+// TestForwardPionAllocatesNothing guards the whole send path in CI, not only the
+// bridge's part: rewrite, interceptors, SRTP, the ICE mux and the batched socket allocate
+// nothing per forwarded packet. AllocsPerRun counts the whole process, so the packet is
+// forwarded here, on the test's goroutine, in the bridge's track (the publisher sends
+// nothing meanwhile), and the subscribers do not read it.
+func TestForwardPionAllocatesNothing(t *testing.T) {
+	feed := pionRoom(t, 3)
+	time.Sleep(200 * time.Millisecond) // the track's reader is idle: it and the test never forward at once
+	_, raw := benchUpTrack(0)
+	raw[1] = 96
+	raw[2], raw[3] = byte(feed.seq>>8), byte(feed.seq)
+	var hdr rtp.Header
+	var pending pendingCounts
+	feed.up.forward(raw, &hdr, &pending)
+	forwardAllocatesNothing(t, feed.up, raw, &hdr, &pending)
 }
 
 // recordWriter keeps the sequence numbers a subscriber was sent.
