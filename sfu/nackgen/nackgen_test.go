@@ -253,3 +253,45 @@ func FuzzOriginalSeq(f *testing.F) {
 		}
 	})
 }
+
+// A connection that receives no video never starts the generator's loop (a subscriber
+// connection, an audio-only publisher): with a ticker each, a big meeting's idle
+// connections woke the bridge tens of thousands of times a second. The loop starts with
+// the first stream that negotiated NACK, whichever of it and the writer comes first.
+func TestLoopStartsWithTheFirstNACKStream(t *testing.T) {
+	for _, writerFirst := range []bool{true, false} {
+		i, err := Factory{}.NewInterceptor("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := i.(*Generator)
+		started := func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.started
+		}
+		w := interceptor.RTCPWriterFunc(func([]rtcp.Packet, interceptor.Attributes) (int, error) { return 0, nil })
+		none := interceptor.RTPReaderFunc(func([]byte, interceptor.Attributes) (int, interceptor.Attributes, error) {
+			return 0, nil, nil
+		})
+		if writerFirst {
+			g.BindRTCPWriter(w)
+		}
+		g.BindRemoteStream(&interceptor.StreamInfo{SSRC: 1, MimeType: "audio/opus"}, none)
+		g.BindRemoteStream(&interceptor.StreamInfo{SSRC: 2, MimeType: "video/rtx"}, none)
+		if !writerFirst {
+			g.BindRTCPWriter(w)
+		}
+		if started() {
+			t.Fatalf("writer first %v: the loop runs with no stream to watch", writerFirst)
+		}
+		g.BindRemoteStream(&interceptor.StreamInfo{SSRC: mediaSSRC, MimeType: "video/VP8",
+			RTCPFeedback: []interceptor.RTCPFeedback{{Type: "nack"}}}, none)
+		if !started() {
+			t.Fatalf("writer first %v: a NACK stream is bound and the loop has not started", writerFirst)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
