@@ -18,13 +18,13 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/sfu/hopstats"
 	"github.com/cau-project/cau/sfu/nackgen"
 	"github.com/cau-project/cau/sfu/speaker"
-	"github.com/cau-project/cau/sfu/twccseq"
 	"github.com/cau-project/cau/sfu/udpbatch"
 )
 
@@ -358,12 +358,16 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 
 // registerInterceptors builds the interceptor chain on purpose (STYLE habit 11). The
 // first registered sits nearest the network (New adds hopstats before all of these, so
-// that it sees what they write):
-//   - RTCP sender and receiver reports, so both sides see RTT, jitter and loss;
-//   - TWCC sequence numbers on what we send (twccseq: pion's allocates per packet) and
-//     TWCC feedback on what we receive, for the publishers' bandwidth estimation;
-//   - NACK generation on received streams: the bridge repairs each hop itself; nackgen,
-//     not pion's generator, which keeps NACKing packets already repaired over RTX;
+// that it sees what they write). On what the bridge sends, hopstats is the only layer:
+// it stamps the TWCC sequence numbers, counts the hop and sends the sender reports, one
+// lock and one clock read per frame, where three layers (a TWCC stamper, pion's
+// report.SenderInterceptor, the counters) each locked per packet (sfu/hopstats/sender.go).
+// Here, on what it receives:
+//   - RTCP receiver reports (pion's), so publishers see RTT, jitter and loss;
+//   - TWCC feedback, for the publishers' bandwidth estimation (the extension is
+//     negotiated here too, for hopstats' numbers);
+//   - NACK generation: the bridge repairs each hop itself; nackgen, not pion's
+//     generator, which keeps NACKing packets already repaired over RTX.
 //
 // There is no NACK responder here: a DownTrack answers its subscriber's NACKs itself from
 // its up track's packet cache (one per published track, not one ring per subscriber),
@@ -372,10 +376,11 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 // The stats interceptor is left out: it costs a map lookup per packet and the bridge
 // keeps its own counters. Nothing here allocates per forwarded packet.
 func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+	receiver, err := report.NewReceiverInterceptor()
+	if err != nil {
 		return err
 	}
-	ir.Add(twccseq.Factory{})
+	ir.Add(receiver)
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		return err
 	}

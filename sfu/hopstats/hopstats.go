@@ -16,10 +16,13 @@
 //
 // All figures are cumulative counters; whoever reads them windows them (the monitor uses
 // one window for every figure), so two readers never disturb each other.
+//
+// The interceptor also does the send side's per-packet work that the measurement rests
+// on, in the same layer (sender.go): it stamps the TWCC sequence numbers and sends the
+// sender reports.
 package hopstats
 
 import (
-	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,6 +193,7 @@ type Interceptor struct {
 
 	outPackets, outBytes atomic.Uint64
 	inPackets, inBytes   atomic.Uint64
+	twccNext             atomic.Uint32 // the next TWCC sequence number sent (low 16 bits)
 
 	mu          sync.Mutex
 	clock       map[uint32]uint32 // SSRC → RTP clock rate, local and remote streams
@@ -205,11 +209,20 @@ type Interceptor struct {
 	rttMax      [2]time.Duration // current and previous period
 	rttMaxSince time.Time        // start of the current period
 	now         func() time.Time // time.Now; tests replace it
+	// The streams sent and the sender-report loop (sender.go): rtcpOut is the
+	// connection's RTCP writer, as wrapped here (so that the reports sent are noted for
+	// RTT); the loop runs from when there are both until Close.
+	local     map[uint32]*localStream
+	rtcpOut   interceptor.RTCPWriter
+	reporting bool
+	closed    chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 func newInterceptor() *Interceptor {
 	i := &Interceptor{clock: map[uint32]uint32{}, outJitter: map[uint32]jitterSample{},
-		inJitter: map[uint32]jitterSample{}, now: time.Now}
+		inJitter: map[uint32]jitterSample{}, now: time.Now, local: map[uint32]*localStream{}, closed: make(chan struct{})}
 	i.out.media = &bitRing{}
 	return i
 }
@@ -261,12 +274,13 @@ func (i *Interceptor) rollRTTMax(now time.Time) {
 	}
 }
 
-// BindLocalStream implements interceptor.Interceptor: it counts what is sent, and marks
-// the TWCC numbers of media packets sent in order, so that only they count in the far
-// end's feedback. Others are not the hop's to judge: a retransmission (on its own SSRC,
-// or on the media SSRC without RTX) and a packet forwarded late, after it was repaired
-// upstream, which the receiver's SRTP replay window may refuse before its TWCC
-// generator sees it.
+// BindLocalStream implements interceptor.Interceptor: it numbers what is sent for TWCC
+// (one counter per connection: the numbers are transport-wide), counts it, keeps its
+// sender-report state (sender.go), and marks the TWCC numbers of media packets sent in
+// order, so that only they count in the far end's feedback. Others are not the hop's to
+// judge: a retransmission (on its own SSRC, or on the media SSRC without RTX) and a
+// packet forwarded late, after it was repaired upstream, which the receiver's SRTP replay
+// window may refuse before its TWCC generator sees it.
 func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
 	i.noteClock(info)
 	var twccID uint8
@@ -275,34 +289,21 @@ func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer inter
 			twccID = uint8(e.ID)
 		}
 	}
-	var (
-		mu      sync.Mutex // orders this stream's writers' view of its newest sequence number
-		started bool
-		newest  uint16
-	)
+	s := &localStream{ssrc: info.SSRC, clock: float64(info.ClockRate)}
+	i.mu.Lock()
+	i.local[info.SSRC] = s
+	i.startReports()
+	i.mu.Unlock()
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if twccID != 0 {
-			if ext := h.GetExtension(twccID); len(ext) == 2 {
-				inOrder := false
-				if h.SSRC == info.SSRC {
-					mu.Lock()
-					if !started || int16(h.SequenceNumber-newest) > 0 {
-						started, newest, inOrder = true, h.SequenceNumber, true
-					}
-					mu.Unlock()
-				}
-				seq := binary.BigEndian.Uint16(ext)
-				i.out.media.set(int64(seq), inOrder)
-				i.outDelay.noteSent(seq, time.Now())
-			}
-		}
-		n, err := writer.Write(h, payload, a)
-		if err == nil {
-			i.outPackets.Add(1)
-			i.outBytes.Add(uint64(h.MarshalSize() + len(payload) + int(h.PaddingSize))) // a probe's padding too
-		}
-		return n, err
+		return i.write(s, twccID, writer, h, payload, a)
 	})
+}
+
+// UnbindLocalStream implements interceptor.Interceptor: the stream is no longer reported.
+func (i *Interceptor) UnbindLocalStream(info *interceptor.StreamInfo) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	delete(i.local, info.SSRC)
 }
 
 // transportCCURI is the TWCC header extension (sdp.TransportCCURI).
@@ -333,13 +334,18 @@ func (i *Interceptor) noteClock(info *interceptor.StreamInfo) {
 // (TWCC feedback and receiver reports on what it receives) and notes the sender reports
 // it sends, for validating RTT.
 func (i *Interceptor) BindRTCPWriter(writer interceptor.RTCPWriter) interceptor.RTCPWriter {
-	return interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, a interceptor.Attributes) (int, error) {
+	w := interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, a interceptor.Attributes) (int, error) {
 		n, err := writer.Write(pkts, a)
 		if err == nil {
 			i.written(pkts, i.now())
 		}
 		return n, err
 	})
+	i.mu.Lock()
+	i.rtcpOut = w
+	i.startReports()
+	i.mu.Unlock()
+	return w
 }
 
 // BindRTCPReader implements interceptor.Interceptor: it reads what the far end reports
@@ -433,8 +439,13 @@ func (i *Interceptor) reports(rr []rtcp.ReceptionReport, now time.Time) {
 	}
 }
 
-// Close implements interceptor.Interceptor: an unclaimed interceptor is forgotten.
+// Close implements interceptor.Interceptor: the report loop stops, and an unclaimed
+// interceptor is forgotten.
 func (i *Interceptor) Close() error {
+	i.mu.Lock() // orders the close against startReports' wg.Add
+	i.closeOnce.Do(func() { close(i.closed) })
+	i.mu.Unlock()
+	i.wg.Wait()
 	if i.release != nil {
 		i.release()
 	}

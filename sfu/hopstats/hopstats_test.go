@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/internal/testpeer"
-	"github.com/cau-project/cau/sfu/twccseq"
 )
 
 // TestFeedbackCountsEachSequenceOnce: statuses are counted once, across the 16-bit wrap,
@@ -85,11 +85,12 @@ func api(t *testing.T, hops *Factory, drop *dropper) *webrtc.API {
 	if drop != nil {
 		ir.Add(drop)
 	}
-	ir.Add(hops)
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+	ir.Add(hops) // TWCC numbers and sender reports on what it sends
+	receiver, err := report.NewReceiverInterceptor()
+	if err != nil {
 		t.Fatal(err)
 	}
-	ir.Add(twccseq.Factory{})
+	ir.Add(receiver)
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		t.Fatal(err)
 	}
