@@ -34,6 +34,8 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if s.claims != nil {
 		return clientErr(protocol.CodeBadMessage, "already joined")
 	}
+	tm := joinTimes{start: time.Now()}
+	tm.socket = tm.start.Sub(s.opened)
 	defer func() {
 		// A join that fails on our side, once the session has its identity (no bridge
 		// to place it on, the store or a bridge failing), must not leave it half-joined:
@@ -75,6 +77,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if forwarded, err := s.routeJoin(env, claims); forwarded || err != nil {
 		return err // forwarded: the owner answers the join
 	}
+	tm.verified = time.Now()
 	// The token's name wins: a client must not be shown to others as the chair. Only a
 	// token that names no one lets the client pick its display name (an ad hoc join).
 	name := claims.Name
@@ -144,6 +147,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 		return &closeError{code: websocket.CloseGoingAway, reason: "server shutting down"}
 	}
 	defer s.srv.joinDone(m)
+	tm.opened = time.Now()
 	if m.full(s.srv.cfg.MaxParticipants) {
 		s.log.Warn("join refused: meeting full", "limit", s.srv.cfg.MaxParticipants)
 		s.srv.cfg.Metrics.limited(limitParticipants)
@@ -177,6 +181,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	if err != nil {
 		return fmt.Errorf("join meeting %s: %w", claims.Meeting, err)
 	}
+	tm.placed = time.Now()
 	var ice []protocol.ICEServer
 	if f := s.srv.cfg.ICEServers; f != nil {
 		ice = f(b.ID(), ids.ParticipantID(s.self.ID))
@@ -197,10 +202,12 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 		}
 		return nil // closing already: run's loop ends when the writer closes the socket
 	}
+	tm.added, tm.lockWait = time.Now(), s.lockWait
 	if mt := s.srv.cfg.Metrics; mt != nil {
 		mt.Joins.Inc()
 	}
-	s.log.Info("joined", "name", name, "bridge", b.ID(), "resumed", s.adopted != nil)
+	s.srv.cfg.Metrics.joinPhases(&tm)
+	s.log.Info("joined", append([]any{"name", name, "bridge", b.ID(), "resumed", s.adopted != nil}, tm.logAttrs()...)...)
 	return nil
 }
 

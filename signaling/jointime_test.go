@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/signaling"
 )
 
 // TestAnswersCarryCandidates (issue 12, test strength: a guard on join time): the
@@ -60,4 +62,39 @@ func sendOffer(t *testing.T, kinds ...webrtc.RTPCodecType) (*webrtc.PeerConnecti
 		t.Fatal(err)
 	}
 	return pc, offer
+}
+
+// TestJoinPhasesAreTimed: every successful join observes each of its server-side phases
+// once in cau_signaling_join_phase_seconds, and the phases inside the handler add up to
+// no more than its total (the figures a join storm is read with: the server's part of
+// token → joined, apart from the tester's).
+func TestJoinPhasesAreTimed(t *testing.T) {
+	var reg *prometheus.Registry
+	ts := startServer(t, func(c *signaling.Config) { reg = withMetrics(t, c) })
+	ts.join(t, "m1", "xa", "Xã")
+	ts.join(t, "m1", "xb", "Xã B")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "cau_signaling_join_phase_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			phase := m.GetLabel()[0].GetValue()
+			if n := m.GetHistogram().GetSampleCount(); n != 2 {
+				t.Errorf("phase %s observed %d times for 2 joins", phase, n)
+			}
+			sums[phase] = m.GetHistogram().GetSampleSum()
+		}
+	}
+	if len(sums) != 7 {
+		t.Fatalf("phases observed: %v, want socket, verify, meeting, place, lock, add, total", sums)
+	}
+	inner := sums["verify"] + sums["meeting"] + sums["place"] + sums["lock"] + sums["add"]
+	if inner <= 0 || inner > sums["total"]+1e-6 {
+		t.Fatalf("the phases inside the join add up to %v s, the total is %v s", inner, sums["total"])
+	}
 }

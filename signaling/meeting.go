@@ -205,8 +205,10 @@ var (
 // device is connected and s is not from that device (issue 12, finding 6: a second
 // session must not take a kiosk's meeting away).
 func (m *meeting) add(s *session, joined func(others []protocol.Participant, floor *protocol.FloorState)) error {
+	waitFrom := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	s.lockWait = time.Since(waitFrom)
 	if s.closing.Load() {
 		return errSessionClosing
 	}
@@ -232,12 +234,20 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 		go o.close(protocol.CloseReplaced, "the same endpoint joined again")
 	}
 	others := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
+	// One encoding of the news for every other participant, not one each: under a join
+	// storm this loop runs for each of N joins over up to N participants, under m.mu.
+	news, err := protocol.Encode(protocol.KindParticipantJoined, "", s.participant())
+	if err != nil { // a Participant always encodes; logged should that ever change
+		m.srv.log.Error("encode participant_joined", "err", err)
+	}
 	for _, o := range m.participants {
 		if o.self.ID == s.self.ID {
 			continue // its own earlier session, replaced above
 		}
 		others = append(others, o.participant())
-		o.reply(protocol.KindParticipantJoined, "", s.participant())
+		if news != nil {
+			o.enqueue(news)
+		}
 	}
 	for _, ev := range m.remote {
 		others = append(others, ev.Participant)

@@ -27,6 +27,8 @@ type Metrics struct {
 	// Resumes counts the joins that came with a resume token, by outcome: adopted (the
 	// peer was taken over as it was) or renegotiated (it was gone: new connections).
 	Resumes *prometheus.CounterVec
+	// JoinPhases times each phase of a successful join (jointime.go).
+	JoinPhases *prometheus.HistogramVec
 }
 
 // NewMetrics creates signaling's metrics and registers them with reg.
@@ -54,9 +56,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Sessions this node forwarded to the node owning their meeting."}),
 		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_signaling_resumes_total",
 			Help: "Joins with a resume token, by outcome: adopted (media kept) or renegotiated."}, []string{"outcome"}),
+		JoinPhases: newJoinPhaseHistogram(),
 	}
 	for _, c := range []prometheus.Collector{m.Sessions, m.Meetings, m.Participants, m.Messages, m.Errors, m.Joins,
-		m.Limited, m.Owned, m.LeaseChanges, m.Forwarded, m.Resumes} {
+		m.Limited, m.Owned, m.LeaseChanges, m.Forwarded, m.Resumes, m.JoinPhases} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -51,6 +51,11 @@ type session struct {
 	closing   atomic.Bool // set when close starts: a join still under way must not enter the meeting
 	limiter   *rate.Limiter
 	strikes   int // reader goroutine only
+	// opened is when the socket was accepted; lockWait is how long the join waited for
+	// its meeting's lock (meeting.add). Both for the join's phase timings (jointime.go);
+	// set before run and by the reader goroutine's join respectively.
+	opened   time.Time
+	lockWait time.Duration
 
 	// Written once by join on the reader goroutine, under mu, before the session is
 	// handed to the router and the meeting (which publishes them to their goroutines);
@@ -93,7 +98,7 @@ type session struct {
 
 func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
 	return &session{
-		srv: srv, conn: conn, remote: remote,
+		srv: srv, conn: conn, remote: remote, opened: time.Now(),
 		log:          srv.log.With("remote", remote),
 		send:         make(chan []byte, sendBacklog),
 		done:         make(chan struct{}),
