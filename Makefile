@@ -23,6 +23,7 @@ test: vet lint
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	$(GO) test -count=1 -p 1 -run TestJoinTimeBound ./loadtest
 	$(GO) test -count=1 -p 1 -run TestSIPp100Calls ./sipgw
+	$(GO) test -count=1 -p 1 -run AllocatesNothing ./sfu
 
 test-short:
 	$(GO) test -short -race -count=1 $(PKGS)

@@ -277,9 +277,20 @@ func forwardAllocatesNothing(t *testing.T, up *UpTrack, raw []byte, hdr *rtp.Hea
 // nothing per forwarded packet. AllocsPerRun counts the whole process, so the packet is
 // forwarded here, on the test's goroutine, in the bridge's track (the publisher sends
 // nothing meanwhile), and the subscribers do not read it.
+//
+// Not under the race detector, where sync.Pool drops a share of what is put back (pion's
+// SRTP buffers then allocate): make test runs it again without -race.
 func TestForwardPionAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops buffers under -race; make test runs this without it")
+	}
 	feed := pionRoom(t, 3, false)
-	time.Sleep(200 * time.Millisecond) // the track's reader is idle: it and the test never forward at once
+	// The track's reader goes idle (the publisher sends nothing more), so it and the test
+	// never forward at once; the egress group's atomics order its last forward before
+	// the test's first (each forward ends with a Release).
+	time.Sleep(200 * time.Millisecond)
+	feed.up.owner.bridge.egress.Hold()
+	feed.up.owner.bridge.egress.Release()
 	_, raw := benchUpTrack(0)
 	raw[1] = 96
 	raw[2], raw[3] = byte(feed.seq>>8), byte(feed.seq)
