@@ -192,6 +192,12 @@ func TestDiscussionSixtyEndpoints(t *testing.T) {
 	if testing.Short() {
 		t.Skip("60 endpoints: not in -short mode")
 	}
+	if raceEnabled {
+		// Under the race detector 60 endpoints' readers lag by seconds (a new talker heard
+		// after 4.6 s on an idle 2-core box, 88 ms without it): make test runs this test
+		// on its own line without the detector, where the bound below means something.
+		t.Skip("60 endpoints: run without the race detector (make test does)")
+	}
 	const n, chair, floor = 60, 0, 1
 	d := newDiscussion(t, n, chair, floor)
 
@@ -207,10 +213,14 @@ func TestDiscussionSixtyEndpoints(t *testing.T) {
 	d.talk(map[int]uint32{10: 80, 11: 80, 20: 90})
 	time.Sleep(1500 * time.Millisecond) // past e12's hangover
 	worst, median := d.latency(t, 20)
-	// The issue's bound is 300 ms; on the shared 2-core machine, with 60 endpoints'
-	// goroutines running beside other suites, the whole path lags by load (readers,
-	// selector ticks and writers all late): logged here, measured in docs/benchmarks.md.
+	// The issue's bound is 300 ms. It holds with room to spare on an idle 2-core box (88 ms
+	// median, 91 ms worst) and not on one shared with other suites (0.5–1.2 s at load 20:
+	// readers, selector ticks and writers all late), so it is asserted on the median only,
+	// in make test's own run of this test.
 	t.Logf("new talker heard after %v (median over %d endpoints), %v at worst (issue 10's bound: 300 ms)", median, n-1, worst)
+	if median > 300*time.Millisecond {
+		t.Errorf("new talker heard after %v (median over %d endpoints): over 300 ms", median, n-1)
+	}
 	d.checkHeard(t, "new talker", 3+2, chair, floor, 10, 11, 20)
 
 	// Two sites talk in turns of 1 s, the others silent.
