@@ -18,15 +18,11 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/protocol"
-	"github.com/cau-project/cau/sfu/nackgen"
 )
 
 // Options configure a Client.
@@ -136,73 +132,6 @@ type Stream struct {
 
 // ErrRejected is returned by Dial when the server refuses the join.
 var ErrRejected = errors.New("join rejected")
-
-func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, nil, err
-	}
-	// As browsers do: the microphone's level with each audio packet (RFC 6464), which the
-	// bridge's dominant-speaker detection and Last-N read.
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI},
-		webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, nil, err
-	}
-	ir, err := interceptors(me)
-	if err != nil {
-		return nil, nil, err
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	if loopback {
-		se.SetIncludeLoopbackCandidate(true)
-		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	}
-	var mux ice.UDPMux
-	if conn != nil {
-		mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn})
-		se.SetICEUDPMux(mux)
-	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), mux, nil
-}
-
-// interceptors is pion's default chain with two changes. NACKs come from nackgen, which
-// counts packets the bridge repaired over RTX as received; pion's generator asks for them
-// again every interval and spends the bridge's retransmission budget for this client.
-// And what it sends is numbered with TWCC sequence numbers, as browsers do (the bridge
-// measures the endpoint's uplink as a hop from them, sfu/hopstats), by an interceptor
-// registered first, so that it sits nearest the network, below the NACK responder: a
-// retransmission gets a number of its own, as a browser's does. Registered last, it
-// stamped packets before the responder kept them, a retransmission repeated the lost
-// packet's number, and the bridge's feedback reported it received: 8% uplink loss
-// measured as none.
-func interceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) {
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
-		return nil, err
-	}
-	responder, err := nack.NewResponderInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
-	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
-	ir.Add(responder)
-	ir.Add(nackgen.Factory{})
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureStatsInterceptor(ir); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
-		return nil, err
-	}
-	return ir, nil
-}
 
 // Dial opens the signaling socket at wsURL (ws://host/ws), joins with token and returns
 // once the server has answered joined.
@@ -478,33 +407,6 @@ func (c *Client) offerPublisher(ctx context.Context, pub *webrtc.PeerConnection,
 	return pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.SDP})
 }
 
-// ReadKeyframeRequests reads s's RTCP until the sender closes and calls onRequest for
-// every picture loss indication or full intra request: what a sending endpoint needs
-// to answer with a keyframe.
-func ReadKeyframeRequests(s *webrtc.RTPSender, onRequest func()) {
-	readKeyframeRequests(func() ([]rtcp.Packet, error) { p, _, err := s.ReadRTCP(); return p, err }, onRequest)
-}
-
-// ReadSimulcastKeyframeRequests is ReadKeyframeRequests for one simulcast layer (rid) of s.
-func ReadSimulcastKeyframeRequests(s *webrtc.RTPSender, rid string, onRequest func()) {
-	readKeyframeRequests(func() ([]rtcp.Packet, error) { p, _, err := s.ReadSimulcastRTCP(rid); return p, err }, onRequest)
-}
-
-func readKeyframeRequests(read func() ([]rtcp.Packet, error), onRequest func()) {
-	for {
-		pkts, err := read()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				onRequest()
-			}
-		}
-	}
-}
-
 // reconnect replaces both connections after the server moved this endpoint's media to
 // another bridge, and publishes again what was published.
 func (c *Client) reconnect(reason string) {
@@ -604,114 +506,6 @@ func (c *Client) SendRaw(b []byte) error {
 	defer c.writeMu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	return c.conn.WriteMessage(websocket.TextMessage, b)
-}
-
-func (c *Client) readLoop(conn *websocket.Conn) {
-	for {
-		_, data, err := conn.ReadMessage()
-		if err != nil {
-			c.socketEnded(conn, err)
-			return
-		}
-		env, err := protocol.Decode(data)
-		if err != nil {
-			c.log.Warn("bad message from server", "err", err)
-			continue
-		}
-		c.dispatch(env)
-	}
-}
-
-func (c *Client) dispatch(env protocol.Envelope) {
-	if env.Kind == protocol.KindJoined {
-		// Applied here, on the read goroutine, so the connections have the TURN servers
-		// before the subscriber offer that may follow joined is handled.
-		var j protocol.Joined
-		if protocol.DecodeData(env, &j) == nil {
-			c.useICEServers(j.ICEServers)
-			c.joinedAgain(j)
-		}
-	}
-	if c.replies.Deliver(env) {
-		return
-	}
-	switch env.Kind {
-	case protocol.KindOffer:
-		o, err := protocol.DecodeBridgeOffer(env)
-		if err != nil {
-			c.log.Warn("bridge offer refused", "err", err)
-			break
-		}
-		go c.answer(o.SDP)
-	case protocol.KindFloor:
-		var f protocol.FloorState
-		if protocol.DecodeData(env, &f) == nil {
-			c.setFloor(&f)
-		}
-	case protocol.KindRecording:
-		c.setRecording(env)
-	case protocol.KindSpeaker:
-		c.setSpeaker(env)
-	case protocol.KindReconnect:
-		var r protocol.Reconnect
-		_ = protocol.DecodeData(env, &r)
-		if r.Resume != "" {
-			c.mu.Lock()
-			c.resumeToken = r.Resume
-			c.mu.Unlock()
-		}
-		go c.reconnect(r.Reason)
-	case protocol.KindCandidate:
-		var cand protocol.Candidate
-		if protocol.DecodeData(env, &cand) == nil {
-			pc, sub := c.peers()
-			if cand.Target == protocol.TargetSubscriber {
-				pc = sub
-			}
-			c.addCandidate(pc, webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
-				SDPMid: cand.Candidate.SDPMid, SDPMLineIndex: cand.Candidate.SDPMLineIndex})
-		}
-	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
-		var p protocol.Participant
-		if protocol.DecodeData(env, &p) == nil {
-			c.mu.Lock()
-			c.participants[p.ID] = p
-			c.mu.Unlock()
-		}
-	case protocol.KindParticipantLeft:
-		var l protocol.ParticipantLeft
-		if protocol.DecodeData(env, &l) == nil {
-			c.mu.Lock()
-			delete(c.participants, l.ID)
-			c.mu.Unlock()
-		}
-	case protocol.KindError:
-		var e protocol.Error
-		_ = protocol.DecodeData(env, &e)
-		c.mu.Lock()
-		c.errs = append(c.errs, e)
-		c.mu.Unlock()
-	}
-}
-
-// answer handles the server's subscriber offer. Offers arrive one at a time (the server
-// waits for each answer), so no queue is needed here.
-func (c *Client) answer(sdp string) {
-	_, sub := c.peers()
-	if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
-		c.log.Warn("subscriber offer", "err", err)
-		return
-	}
-	c.flushCandidates(sub)
-	ans, err := sub.CreateAnswer(nil)
-	if err == nil {
-		err = sub.SetLocalDescription(ans)
-	}
-	if err != nil {
-		c.log.Warn("subscriber answer", "err", err)
-		return
-	}
-	_ = c.send(protocol.KindAnswer, "", protocol.Answer{SDP: ans.SDP})
 }
 
 // Participants returns the other participants as last announced.

@@ -1,0 +1,116 @@
+package client
+
+import (
+	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/protocol"
+)
+
+func (c *Client) readLoop(conn *websocket.Conn) {
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			c.socketEnded(conn, err)
+			return
+		}
+		env, err := protocol.Decode(data)
+		if err != nil {
+			c.log.Warn("bad message from server", "err", err)
+			continue
+		}
+		c.dispatch(env)
+	}
+}
+
+func (c *Client) dispatch(env protocol.Envelope) {
+	if env.Kind == protocol.KindJoined {
+		// Applied here, on the read goroutine, so the connections have the TURN servers
+		// before the subscriber offer that may follow joined is handled.
+		var j protocol.Joined
+		if protocol.DecodeData(env, &j) == nil {
+			c.useICEServers(j.ICEServers)
+			c.joinedAgain(j)
+		}
+	}
+	if c.replies.Deliver(env) {
+		return
+	}
+	switch env.Kind {
+	case protocol.KindOffer:
+		o, err := protocol.DecodeBridgeOffer(env)
+		if err != nil {
+			c.log.Warn("bridge offer refused", "err", err)
+			break
+		}
+		go c.answer(o.SDP)
+	case protocol.KindFloor:
+		var f protocol.FloorState
+		if protocol.DecodeData(env, &f) == nil {
+			c.setFloor(&f)
+		}
+	case protocol.KindRecording:
+		c.setRecording(env)
+	case protocol.KindSpeaker:
+		c.setSpeaker(env)
+	case protocol.KindReconnect:
+		var r protocol.Reconnect
+		_ = protocol.DecodeData(env, &r)
+		if r.Resume != "" {
+			c.mu.Lock()
+			c.resumeToken = r.Resume
+			c.mu.Unlock()
+		}
+		go c.reconnect(r.Reason)
+	case protocol.KindCandidate:
+		var cand protocol.Candidate
+		if protocol.DecodeData(env, &cand) == nil {
+			pc, sub := c.peers()
+			if cand.Target == protocol.TargetSubscriber {
+				pc = sub
+			}
+			c.addCandidate(pc, webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
+				SDPMid: cand.Candidate.SDPMid, SDPMLineIndex: cand.Candidate.SDPMLineIndex})
+		}
+	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
+		var p protocol.Participant
+		if protocol.DecodeData(env, &p) == nil {
+			c.mu.Lock()
+			c.participants[p.ID] = p
+			c.mu.Unlock()
+		}
+	case protocol.KindParticipantLeft:
+		var l protocol.ParticipantLeft
+		if protocol.DecodeData(env, &l) == nil {
+			c.mu.Lock()
+			delete(c.participants, l.ID)
+			c.mu.Unlock()
+		}
+	case protocol.KindError:
+		var e protocol.Error
+		_ = protocol.DecodeData(env, &e)
+		c.mu.Lock()
+		c.errs = append(c.errs, e)
+		c.mu.Unlock()
+	}
+}
+
+// answer handles the server's subscriber offer. Offers arrive one at a time (the server
+// waits for each answer), so no queue is needed here.
+func (c *Client) answer(sdp string) {
+	_, sub := c.peers()
+	if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		c.log.Warn("subscriber offer", "err", err)
+		return
+	}
+	c.flushCandidates(sub)
+	ans, err := sub.CreateAnswer(nil)
+	if err == nil {
+		err = sub.SetLocalDescription(ans)
+	}
+	if err != nil {
+		c.log.Warn("subscriber answer", "err", err)
+		return
+	}
+	_ = c.send(protocol.KindAnswer, "", protocol.Answer{SDP: ans.SDP})
+}
