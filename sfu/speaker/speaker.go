@@ -258,11 +258,16 @@ func (s *Selector) choose(now time.Time) {
 	// A source keeps its slot after the hangover while nobody else needs it: two sites
 	// speaking in turns of about the hangover would otherwise lose and regain their slots
 	// at each turn (the first syllable of each turn clipped). Silent, it ranks last, so a
-	// new talker takes its slot at once.
+	// new talker takes its slot at once. Only a source that has spoken keeps one: a slot
+	// given while the group was small must not hold a silent site's audio on every relay
+	// link for the rest of the meeting.
 	s.held, s.audio = s.audio, s.held
 	clear(s.audio)
 	recent := func(x *source) bool {
-		return s.held[x.id] || (!x.spoke.IsZero() && now.Sub(x.spoke) <= s.p.Hangover)
+		if x.spoke.IsZero() {
+			return false
+		}
+		return s.held[x.id] || now.Sub(x.spoke) <= s.p.Hangover
 	}
 	audioFirst := func(x, y *source) bool {
 		if (x.id == dom) != (y.id == dom) {

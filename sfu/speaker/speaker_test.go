@@ -275,3 +275,31 @@ func TestAlternatingTurnsKeepTheirAudio(t *testing.T) {
 		t.Fatal("a new talker waits for a slot held by a silent site")
 	}
 }
+
+// Sites join one by one: while the group is no larger than the audio slots everyone is
+// heard; once it is larger, a site that never spoke keeps no slot (on a relay link its
+// silent audio would cross for the rest of the meeting), and one that spoke keeps its own.
+func TestSilentSitesKeepNoSlotFromASmallGroup(t *testing.T) {
+	x := newSim(Params{AudioN: 2}, 2)
+	x.run(time.Second)
+	if a := x.count(false); a != 2 {
+		t.Fatalf("%d of 2 audios forwarded in a group of 2", a)
+	}
+	x.loud[id(1)] = 90
+	x.run(time.Second)
+	x.loud[id(1)] = 0
+	for i := 2; i < 6; i++ {
+		x.s.Add(id(i))
+		x.s.SetVideo(id(i), true)
+	}
+	x.run(3 * time.Second) // well past the hangover
+	if x.s.Audio(id(0)) {
+		t.Errorf("%s never spoke and still holds an audio slot", id(0))
+	}
+	if !x.s.Audio(id(1)) {
+		t.Errorf("%s spoke and lost its slot while nobody else needed it", id(1))
+	}
+	if a := x.count(false); a != 1 {
+		t.Errorf("%d audios forwarded in silence, want the one that spoke", a)
+	}
+}
