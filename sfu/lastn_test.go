@@ -231,6 +231,11 @@ func checkBounds(t *testing.T, m *lastNMeeting, when string, videoN, audioN int)
 // Forwarding audio through a Last-N gate, reading its level and passing it on, allocates
 // nothing per packet, open or shut.
 func TestGatedAudioAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		// Under the detector it measured 3 allocations per packet in one CI-style run (0 in
+		// the one before, and without the detector): make test runs it again without.
+		t.Skip("allocations are not counted reliably under -race; make test runs this without it")
+	}
 	up, raw := benchUpTrack(50)
 	up.kind, up.codecK, up.levelID = webrtc.RTPCodecTypeAudio, codecOther, 1 // benchUpTrack's extension 1
 	for _, d := range *up.downs.Load() {
