@@ -7,7 +7,7 @@ PKGS     := ./...
 # by side would starve each other and make those figures noise.
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
-.PHONY: all build run test test-short tools lint golangci soak bench bench-load bench-shaped fuzz vet fmt clean docker package
+.PHONY: all build run test test-short tools deps lint golangci soak bench bench-load bench-shaped fuzz vet fmt clean docker package
 
 all: build
 
@@ -20,14 +20,13 @@ run: build
 # The join-time smoke, the 100 SIP calls, the allocation checks of the pion send path and
 # the 60-endpoint discussion run without the race detector (its figures mean nothing under
 # it, 100 calls set up at once miss their deadline under it, sync.Pool drops its buffers).
-# Builds first, two at a time (-run '^$$' -p 2: the compiles are cached, the serial runs
-# after only link); then the tests run one package at a time (-p 1). -vet=off: make vet
+# The packages build first, two at a time (go build: no test binary is linked twice); the
+# tests then build what is left and run one package at a time (-p 1). -vet=off: make vet
 # has run the whole go vet, of which go test's vet is a subset.
 NORACE_RUN := TestJoinTimeBound|TestSIPp100Calls|AllocatesNothing|TestDiscussionSixtyEndpoints
 NORACE_PKGS := ./loadtest ./sipgw ./sfu
 test: vet lint
-	$(GO) test $(TESTFLAGS) -vet=off -p 2 -run '^$$' $(PKGS) >/dev/null || $(GO) test $(TESTFLAGS) -vet=off -run '^$$' $(PKGS)
-	$(GO) test -count=1 -vet=off -p 2 -run '^$$' $(NORACE_PKGS) >/dev/null || $(GO) test -count=1 -vet=off -run '^$$' $(NORACE_PKGS)
+	$(GO) build -race $(PKGS)
 	$(GO) test $(TESTFLAGS) -vet=off $(PKGS)
 	$(GO) test -count=1 -p 1 -vet=off -run '$(NORACE_RUN)' $(NORACE_PKGS)
 
@@ -86,11 +85,18 @@ lint: golangci
 golangci:
 	@test -x "$(GOLANGCI)" || { echo "lint: building golangci-lint $(GOLANGCI_VERSION) into bin/tools (once)"; GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION); }
 
-# tools: the pinned tools that build from source, golangci-lint and nfpm (go run caches
-# the executable make package runs), and the modules; .ci/run makes it while apt installs.
+# tools: the modules, and the pinned tools that build from source: golangci-lint, and nfpm
+# (go run caches the executable make package runs). deps: what the project imports from
+# the modules and the standard library, compiled with and without the race detector into
+# the build cache; none of the project's own packages (sipgw's cgo needs apt's
+# libopus-dev). .ci/run makes both while apt installs, on two cores otherwise idle.
 tools: golangci
 	$(GO) mod download
 	cd deploy/deb && GOARCH=$$($(GO) env GOARCH) $(GO) run $(NFPM) --version >/dev/null
+
+deps:
+	deps=$$($(GO) list -deps -test -f '{{if and (not .ForTest) (not (and .Module .Module.Main))}}{{.ImportPath}}{{end}}' $(PKGS) | grep -v '\.test$$') && \
+		$(GO) build $$deps && $(GO) build -race $$deps
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
