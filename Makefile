@@ -25,9 +25,11 @@ run: build
 # has run the whole go vet, of which go test's vet is a subset.
 NORACE_RUN := TestJoinTimeBound|TestSIPp100Calls|AllocatesNothing|TestDiscussionSixtyEndpoints
 NORACE_PKGS := ./loadtest ./sipgw ./sfu
+# bin/race/cau: the race-detector cau that signaling's and deploy/compose's tests run as
+# processes (testutil.BuildCau), linked here once.
 test: vet lint
-	$(GO) build -race $(PKGS)
-	$(GO) test $(TESTFLAGS) -vet=off $(PKGS)
+	$(GO) build -race -o bin/race/ $(PKGS)
+	CAU_TEST_RACE_CAU=$(CURDIR)/bin/race/cau $(GO) test $(TESTFLAGS) -vet=off $(PKGS)
 	$(GO) test -count=1 -p 1 -vet=off -run '$(NORACE_RUN)' $(NORACE_PKGS)
 
 test-short:

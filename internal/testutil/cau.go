@@ -20,10 +20,18 @@ var (
 // BuildCau builds cmd/cau (with the race detector) once per test binary, for tests that
 // run real `cau signal` and `cau bridge` processes, and returns its path. The binary
 // lives in a directory of its own, left for the system's temporary-file cleaning: the
-// processes of several tests use it.
+// processes of several tests use it. make test links it once beforehand, for every
+// package, and names it in $CAU_TEST_RACE_CAU: that binary is used instead.
 func BuildCau(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if p := os.Getenv("CAU_TEST_RACE_CAU"); p != "" {
+			if _, err := os.Stat(p); err != nil {
+				buildErr = fmt.Errorf("CAU_TEST_RACE_CAU: %w", err)
+			}
+			cauBinary = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "cau-bin")
 		if err != nil {
 			buildErr = err
