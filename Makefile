@@ -7,7 +7,7 @@ PKGS     := ./...
 # by side would starve each other and make those figures noise.
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
-.PHONY: all build run test test-short tools deps lint golangci soak bench bench-load bench-shaped fuzz vet fmt clean docker package
+.PHONY: all build run test test-short tools deps lint golangci soak national bench bench-load bench-shaped fuzz vet fmt clean docker package
 
 all: build
 
@@ -44,6 +44,12 @@ test-short:
 soak:
 	$(GO) test -count=3 -p 1 -timeout 30m -run 'TestEightRecordingsKeepUp|TestRecordThreeSites' ./recorder
 	CAU_SOAK_ENDPOINTS=60 CAU_SOAK_DURATION=10m $(GO) test -count=1 -p 1 -timeout 30m -run TestSoak -v ./signaling
+
+# national: issue 10's simulated national meeting (signaling/national_test.go), 40 then 300
+# real endpoints over 7 in-process bridges: every relay link carries at most VideoN + AudioN
+# + pinned streams at both sizes (docs/cascade.md). Too heavy for make test's time.
+national:
+	CAU_NATIONAL=1 $(GO) test -count=1 -p 1 -timeout 15m -run TestNationalMeeting -v ./signaling
 
 bench:
 	$(GO) test -run '^$$' -bench 'Floor|Forward' -benchmem ./sfu

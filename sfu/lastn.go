@@ -270,8 +270,16 @@ func (s *Selector) noteVideo(t *UpTrack, g *gate, now time.Time) {
 		}
 	case t.needOff.Load():
 		// This bridge asked the link not to send it (nobody here needs it): not a video
-		// that stopped. Its grace starts when it is asked for again.
+		// that stopped. Its grace starts when it is asked for again. A pinned source or the
+		// dominant speaker that went quiet once (a relay link still connecting, a stalled
+		// bridge before) counts as having video again: without a slot it is not asked for,
+		// so it could never arrive to win one back, and the chair's video would stay lost
+		// on this bridge for the rest of the meeting (signaling.TestNationalMeeting).
 		g.quietSince = time.Time{}
+		if !g.hasVideo && (g.pinned.Load() || g.dominant.Load()) {
+			g.hasVideo = true
+			s.sel.SetVideo(g.source, true)
+		}
 	case g.quietSince.IsZero():
 		g.quietSince = now
 	case g.hasVideo && now.Sub(g.quietSince) >= videoQuiet:

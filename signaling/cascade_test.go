@@ -40,6 +40,9 @@ func testAncestry(site string) []string {
 	if strings.HasPrefix(site, "pc-") { // the province's communes in the benchmarks
 		return []string{"prov", "central"}
 	}
+	if strings.HasPrefix(site, "nat-") { // the national meeting's tree (national_test.go)
+		return natAncestry(site)
+	}
 	var out []string
 	for p, ok := testParents[site]; ok; p, ok = testParents[p] {
 		out = append(out, p)
@@ -64,10 +67,20 @@ func startCascade(t testing.TB, sites ...string) *cascade {
 // startCascadeWith is startCascade with the bridges' Last-N tuned by sp.
 func startCascadeWith(t testing.TB, sp speaker.Params, sites ...string) *cascade {
 	t.Helper()
+	return startCascadeConfig(t, sp, nil, sites...)
+}
+
+// startCascadeConfig is startCascadeWith with signaling's configuration changed by mutate
+// (if not nil).
+func startCascadeConfig(t testing.TB, sp speaker.Params, mutate func(*signaling.Config), sites ...string) *cascade {
+	t.Helper()
 	var hs *httptest.Server
 	ts := startServerWith(t, func(c *signaling.Config) {
 		c.Site = "central"
 		c.Ancestry = testAncestry
+		if mutate != nil {
+			mutate(c)
+		}
 		if sp != (speaker.Params{}) {
 			b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger(), Speaker: sp})
 			if err != nil {
