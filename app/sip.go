@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"time"
@@ -38,6 +39,11 @@ type SIPConfig struct {
 	// Store, the gateway calls the registry's rooms that have a SIP URI while a meeting
 	// of their site is open.
 	DialPoll, DialBackoff time.Duration
+	// TLS, with a certificate, makes SIP also listen over TLS on TLSAddr (empty: Addr's
+	// host, port sipgw.DefaultTLSPort); TLSClient verifies rooms called over TLS (nil:
+	// the system's roots). See sipgw.Config.
+	TLS, TLSClient *tls.Config
+	TLSAddr        string
 }
 
 // startSIP starts the gateway when configured. Called by Start after signaling.
@@ -52,7 +58,8 @@ func (a *App) startSIP(ctx context.Context, cfg Config, reg prometheus.Registere
 	gw, err := sipgw.New(sipgw.Config{Signaling: a.sig, Keys: a.keys, Logger: a.log, Metrics: sipgw.NewMetrics(reg),
 		Addr: cfg.SIP.Addr, Site: cfg.SIP.Site, Allow: cfg.SIP.Allow, Loopback: cfg.Dev, Targets: targets, Accounts: cfg.SIP.Accounts,
 		DialPoll: cfg.SIP.DialPoll, DialBackoff: cfg.SIP.DialBackoff, SRTP: cfg.SIP.SRTP, MaxCalls: cfg.SIP.MaxCalls,
-		SessionExpires: cfg.SIP.SessionExpires, MinSE: cfg.SIP.MinSE})
+		SessionExpires: cfg.SIP.SessionExpires, MinSE: cfg.SIP.MinSE, TLS: cfg.SIP.TLS, TLSAddr: cfg.SIP.TLSAddr,
+		TLSClient: cfg.SIP.TLSClient})
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}

@@ -1,6 +1,7 @@
 package sipgw_test
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/internal/testutil"
+	"github.com/cau-project/cau/turnserver"
 )
 
 // baresip is a real SIP softphone (Debian package baresip, with baresip-ffmpeg for
@@ -190,3 +192,14 @@ func (b *baresip) decodedAudioPeak() int {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// serverTLS is a TLS configuration with a self-signed certificate for 127.0.0.1: the
+// gateway's, in tests (baresip is told not to verify it).
+func serverTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	cert, err := turnserver.SelfSigned([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}

@@ -92,14 +92,33 @@ func TestBaresipDialsIn(t *testing.T) {
 func TestBaresipDialsInSRTP(t *testing.T) {
 	needBaresip(t)
 	testmedia.Need(t)
-	dialIn(t, "udp", true)
+	logs := dialIn(t, "udp", true)
+	// The SDES keys crossed the network in clear SIP: the gateway says so, once.
+	if n := strings.Count(logs.String(), "SDES keys over SIP without TLS"); n != 1 {
+		t.Errorf("the gateway warned %d times about SDES keys in clear SIP, want once", n)
+	}
 }
 
-func dialIn(t *testing.T, transport string, srtp bool) {
+// TestBaresipDialsInTLS: the same call over SIP over TLS (the gateway's certificate
+// on its TLS port, baresip dialling ;transport=tls) with SRTP mandatory: the SDES keys
+// travel encrypted, and no warning about them is logged.
+func TestBaresipDialsInTLS(t *testing.T) {
+	needBaresip(t)
+	testmedia.Need(t)
+	logs := dialIn(t, "tls", true)
+	if strings.Contains(logs.String(), "SDES keys over SIP without TLS") {
+		t.Errorf("the gateway warned about SDES keys in clear over TLS")
+	}
+}
+
+func dialIn(t *testing.T, transport string, srtp bool) *testutil.LockedBuffer {
 	const meeting = "giao-ban"
 	cfg, account, encryption := app.SIPConfig{Addr: "127.0.0.1:0", Site: "phong-hop"}, "", "none"
 	if srtp {
 		cfg.SRTP, account, encryption = sipgw.SRTPMandatory, ";mediaenc=srtp-mand", "srtp"
+	}
+	if transport == "tls" {
+		cfg.TLS, cfg.TLSAddr = serverTLS(t), "127.0.0.1:0"
 	}
 	a, logs := startWith(t, cfg)
 	publishH264(t, a, meeting)
@@ -114,8 +133,11 @@ func dialIn(t *testing.T, transport string, srtp bool) {
 
 	room := startBaresipWith(t, "Phòng họp Đà Nẵng", "127.0.0.1:0", account)
 	uri := a.SIP().URI(meeting)
-	if transport == "tcp" {
+	switch transport {
+	case "tcp":
 		uri += ";transport=tcp"
+	case "tls":
+		uri = a.SIP().TLSURI(meeting)
 	}
 	room.command("/dial " + uri)
 	testutil.Eventually(t, 20*time.Second, func() string {
@@ -219,6 +241,7 @@ func dialIn(t *testing.T, transport string, srtp bool) {
 		}
 		return ""
 	})
+	return logs
 }
 
 func scrape(t testing.TB, a *app.App) string {

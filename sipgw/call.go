@@ -43,6 +43,8 @@ type call struct {
 	// SIP came from. Both set by the constructor.
 	peer    sip.Uri
 	source  string
+	// transport is the SIP transport of the dialog (UDP, TCP, TLS), set with peer.
+	transport string
 	contact sip.ContactHeader // ours, for responses in the dialog
 	sdpID   uint64
 	// sdpVersion is the o= version of our latest description (update). Guarded by mu.
@@ -132,7 +134,7 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 		name = "SIP room"
 	}
 	c := g.newCall(callIDOf(req), meeting, name, g.cfg.Site, "", log)
-	c.dlg, c.inbound, c.source = dlg, dlg, req.Source()
+	c.dlg, c.inbound, c.source, c.transport = dlg, dlg, req.Source(), strings.ToUpper(req.Transport())
 	c.peerAllow = headerValue(req, "Allow", "")
 	if ct := req.Contact(); ct != nil {
 		c.peer = ct.Address
@@ -140,12 +142,7 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 	if res := dlg.InviteResponse; res != nil && res.Contact() != nil {
 		c.contact = *res.Contact()
 	} else {
-		c.contact = sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(),
-			Port: int(g.addr.Port())}}
-		if req.Transport() != "UDP" {
-			c.contact.Address.UriParams = sip.NewParams()
-			c.contact.Address.UriParams.Add("transport", strings.ToLower(req.Transport()))
-		}
+		c.contact = g.contact(strings.ToLower(req.Transport()))
 	}
 	return c
 }
@@ -378,7 +375,8 @@ func (c *call) start() {
 	}
 	c.g.m.Encryption.WithLabelValues(encryption).Inc()
 	c.log.Info("sip call answered", "audio", codec(d.Audio), "video", codec(d.Video), "opus", opusAvailable,
-		"encryption", encryption)
+		"encryption", encryption, "sip_transport", c.transport)
+	c.g.warnPlainSDES(c, c.transport)
 	if d.Audio != nil {
 		go c.readRoomAudio(d.Audio)
 	}

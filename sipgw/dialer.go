@@ -27,7 +27,7 @@ type Target struct {
 	Endpoint string
 	Site     string
 	Name     string
-	// URI is what is dialled: sip:user@host[:port][;transport=tcp].
+	// URI is what is dialled: sip:user@host[:port][;transport=tcp|tls], or sips:… (TLS).
 	URI string
 }
 
@@ -146,14 +146,9 @@ func (g *Gateway) dial(ctx context.Context, t Target, log *slog.Logger) (*call, 
 		g.m.Dials.WithLabelValues(outcomeFailed).Inc()
 		return nil, fmt.Errorf("dial %q: %w", t.URI, err)
 	}
-	transport := "udp"
-	if uri.UriParams != nil {
-		if tr, ok := uri.UriParams.Get("transport"); ok && tr != "" {
-			transport = strings.ToLower(tr)
-		}
-	}
+	transport := uriTransport(uri)
 	c := g.newCall("", t.Meeting, t.Name, t.Site, t.Endpoint, log)
-	c.source, c.peer = uri.HostPort(), uri
+	c.source, c.peer, c.transport = uri.HostPort(), uri, strings.ToUpper(transport)
 	c.contact = g.contact(transport)
 	fail := func(outcome string, err error) (*call, error) {
 		g.m.Dials.WithLabelValues(outcome).Inc()

@@ -1,7 +1,7 @@
 // Package sipgw is Cầu's SIP video gateway: a meeting room's hardware codec (Poly, Cisco,
 // Yealink, …) dials sip:<meeting>@<cau-host> and joins the meeting with video both ways.
 //
-// SIP runs over UDP and TCP (github.com/emiago/sipgo). A call is answered with plain
+// SIP runs over UDP and TCP, and over TLS with a certificate (github.com/emiago/sipgo). A call is answered with plain
 // RTP/AVP(F) media on the gateway's own UDP ports, no ICE, with symmetric RTP latching
 // (leg.go): audio in G.711 (PCMU or PCMA) and video in H.264 packetization mode 1.
 //
@@ -30,12 +30,14 @@
 // moved address; one without SDP refreshes the session as it is), UPDATE, and session
 // timers (timer.go). Media are SRTP with SDES keys when the room offers them, or always
 // with SRTPMandatory (srtp.go). With accounts, calls authenticate by digest (auth.go). The
-// gateway also calls rooms by itself (dialer.go). TLS is not done yet.
+// gateway also calls rooms by itself (dialer.go), over TLS when the room's URI asks for
+// it (tls.go).
 package sipgw
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -43,6 +45,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -56,6 +59,10 @@ import (
 
 // DefaultAddr is where `cau serve --dev` listens for SIP (UDP and TCP).
 const DefaultAddr = "127.0.0.1:5060"
+
+// DefaultTLSPort is where SIP over TLS listens when a certificate is configured and
+// Config.TLSAddr names no port (RFC 3261 §19.1.2).
+const DefaultTLSPort = 5061
 
 // DefaultMaxCalls caps the calls of one gateway.
 const DefaultMaxCalls = 64
@@ -78,6 +85,14 @@ type Config struct {
 	// one, the same for both). The host must be an IP address: media is bound to it and
 	// announced in SDP unless MediaIP says otherwise.
 	Addr string
+	// TLS, when set (with a certificate), makes the gateway listen for SIP over TLS on
+	// TLSAddr (ip:port; empty: Addr's host, port DefaultTLSPort; port 0 picks a free one).
+	TLS     *tls.Config
+	TLSAddr string
+	// TLSClient verifies the rooms the gateway calls over TLS (their URI says
+	// transport=tls, or is sips:): nil verifies against the system's roots. Its
+	// certificate, if any, is shown to rooms that ask for one.
+	TLSClient *tls.Config
 	// MediaIP is the address RTP is bound to and announced (zero: Addr's host).
 	MediaIP netip.Addr
 	// Site is the site calls dialled in join as (DefaultSite when empty), unless they
@@ -128,7 +143,9 @@ type Gateway struct {
 	client  *sipgo.Client
 	udp     net.PacketConn
 	tcp     net.Listener
+	tls     net.Listener   // nil without Config.TLS
 	addr    netip.AddrPort // where SIP listens, set by Start
+	tlsAddr netip.AddrPort // where SIP over TLS listens (zero without Config.TLS)
 	mediaIP netip.Addr
 
 	// dialogUDP and dialogTCP make the dialogs of calls dialled in, per transport (their
@@ -136,7 +153,11 @@ type Gateway struct {
 	// refreshes) go back on the connection the INVITE came on, not to a new one opened to
 	// the Contact: a room behind NAT or a firewall takes no connection, and many codecs
 	// do not listen for one.
-	dialogUDP, dialogTCP *sipgo.DialogUA
+	dialogUDP, dialogTCP, dialogTLS *sipgo.DialogUA
+
+	// plainSDES is set the first time a call's SDES keys travel over SIP without TLS (the
+	// warning is logged once: the keys are readable on the path).
+	plainSDES atomic.Bool
 
 	mu     sync.Mutex       // guards calls and closed
 	calls  map[string]*call // by Call-ID
@@ -211,6 +232,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.listen(ctx, ap); err != nil {
 		return fmt.Errorf("sip gateway: %w", err)
 	}
+	if err := g.listenTLS(ctx, ap.Addr()); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sip gateway: %w", err)
+	}
 	// sipgo logs through our logger (it would use slog's default); a message it cannot
 	// parse is logged there and dropped, or answered 400 when it has enough headers. It
 	// logs each such datagram at ERROR with its content: anyone can send them, and one
@@ -218,6 +243,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	// logged as its length (internal/logbudget, as pion's lines at the media ports).
 	sipLog := slog.New(logbudget.Handler(g.log.Handler(), &logbudget.Budget{}, "sip", "data"))
 	if g.ua, err = sipgo.NewUA(sipgo.WithUserAgent("cau"), sipgo.WithUserAgentHostname(g.addr.Addr().String()),
+		sipgo.WithUserAgenTLSConfig(g.clientTLS()),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog))); err != nil {
 		g.closeListeners()
@@ -233,10 +259,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.dialogUDP = &sipgo.DialogUA{Client: g.client, ContactHDR: g.contact("udp")}
 	g.dialogTCP = &sipgo.DialogUA{Client: g.client, ContactHDR: g.contact("tcp"), RewriteContact: true}
+	g.dialogTLS = &sipgo.DialogUA{Client: g.client, ContactHDR: g.contact("tls"), RewriteContact: true}
 	g.routes()
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); _ = g.srv.ServeUDP(g.udp) }()
 	go func() { defer g.wg.Done(); _ = g.srv.ServeTCP(g.tcp) }()
+	transports := "udp,tcp"
+	if g.tls != nil {
+		transports += ",tls"
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); _ = g.srv.ServeTLS(g.tls) }()
+	}
 	if g.cfg.Targets != nil {
 		var dctx context.Context
 		dctx, g.stopDialer = context.WithCancel(context.WithoutCancel(ctx))
@@ -244,14 +277,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.dialer.wg.Add(1)
 		go g.dialer.run(dctx)
 	}
-	g.log.Info("sip gateway listening", "addr", g.addr.String(), "transports", "udp,tcp", "media_ip", g.mediaIP.String(),
-		"audio", opusAvailable)
+	g.log.Info("sip gateway listening", "addr", g.addr.String(), "transports", transports, "tls_addr", g.tlsAddr.String(),
+		"media_ip", g.mediaIP.String(), "audio", opusAvailable)
 	return nil
 }
 
-// contact is the gateway's Contact for dialogs over transport ("udp", "tcp").
+// contact is the gateway's Contact for dialogs over transport ("udp", "tcp", "tls").
 func (g *Gateway) contact(transport string) sip.ContactHeader {
 	uri := sip.Uri{Scheme: "sip", User: "cau", Host: g.addr.Addr().String(), Port: int(g.addr.Port())}
+	if transport == "tls" && g.tlsAddr.IsValid() {
+		uri.Port = int(g.tlsAddr.Port())
+	}
 	if transport != "udp" {
 		uri.UriParams = sip.NewParams()
 		uri.UriParams.Add("transport", transport)
@@ -290,6 +326,9 @@ func (g *Gateway) closeListeners() {
 	}
 	if g.tcp != nil {
 		_ = g.tcp.Close()
+	}
+	if g.tls != nil {
+		_ = g.tls.Close()
 	}
 }
 

@@ -131,11 +131,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(req, tx, sip.StatusBusyHere, "Busy Here: the gateway has as many calls as it may")
 		return
 	}
-	dua := g.dialogUDP
-	if req.Transport() != "UDP" {
-		dua = g.dialogTCP
-	}
-	dlg, err := dua.ReadInvite(req, tx)
+	dlg, err := g.dialogUA(req.Transport()).ReadInvite(req, tx)
 	if err != nil {
 		log.Info("sip call refused", "err", err)
 		g.m.Calls.WithLabelValues(outcomeRejected).Inc()

@@ -57,6 +57,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	sipAddr := fs.String("sip", "", "SIP listen address for room codecs, UDP and TCP (ip:port; default 127.0.0.1:5060 in --dev, else off; \"off\" disables)")
 	sipAllow := fs.String("sip-allow", "", "comma-separated networks SIP calls are taken from (e.g. 10.20.0.0/16); with --sip outside --dev, this or --sip-accounts")
 	sipSRTP := fs.String("sip-srtp", sipgw.SRTPOptional, "SIP media encryption: \"optional\" (SRTP with SDES keys when the room offers them) or \"mandatory\" (calls without SRTP get 488)")
+	sipTLS := newSIPTLSFlags(fs)
 	sipAccounts := fs.String("sip-accounts", "", "file of SIP digest accounts, one \"user site password\" a line: every call dialled in must prove one, and joins as its site")
 	advertise := fs.String("advertise", "", "with redis_url: the URL other signaling nodes reach this one at (http://10.0.0.5:7880)")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
@@ -145,6 +146,11 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		return err
 	}
 	sipCfg.SRTP = *sipSRTP
+	if sipCfg.Addr != "" {
+		if sipCfg.TLS, sipCfg.TLSClient, sipCfg.TLSAddr, err = sipTLS.config(); err != nil {
+			return err
+		}
+	}
 	a, err := app.Start(ctx, app.Config{
 		HTTPAddr: cfg.HTTPAddr, ICEUDPPort: cfg.ICEUDPPort, ICETCPPort: cfg.ICETCPPort,
 		PublicIPs: cfg.PublicIPs, RelayPorts: relayRange, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
@@ -311,6 +317,9 @@ func printDemoLinks(w io.Writer, a *app.App, tree *rooms.Tree, chain []string, c
 	}
 	if gw := a.SIP(); gw != nil {
 		fmt.Fprintf(w, "\nMeeting-room codec (SIP, UDP or TCP; see README \"Room codecs\"): dial\n\n  %s\n", gw.URI(meeting))
+		if u := gw.TLSURI(meeting); u != "" {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
 	}
 	fmt.Fprintf(w, "\nMetrics: %s/metrics   Health: %s/healthz   Stop: Ctrl-C\n\n", a.URL(), a.URL())
 	return nil
