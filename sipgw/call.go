@@ -41,12 +41,12 @@ type call struct {
 	inbound *sipgo.DialogServerSession
 	// peer is the room's Contact, where in-dialog requests go; source the address its
 	// SIP came from. Both set by the constructor.
-	peer    sip.Uri
-	source  string
+	peer   sip.Uri
+	source string
 	// transport is the SIP transport of the dialog (UDP, TCP, TLS), set with peer.
 	transport string
-	contact sip.ContactHeader // ours, for responses in the dialog
-	sdpID   uint64
+	contact   sip.ContactHeader // ours, for responses in the dialog
+	sdpID     uint64
 	// sdpVersion is the o= version of our latest description (update). Guarded by mu.
 	sdpVersion uint64
 
