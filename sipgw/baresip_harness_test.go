@@ -62,6 +62,13 @@ func startBaresipAt(t testing.TB, display, listen string) *baresip {
 // startBaresipWith is startBaresipAt with more account parameters (";auth_pass=…").
 func startBaresipWith(t testing.TB, display, listen, account string) *baresip {
 	t.Helper()
+	return startBaresipAudio(t, display, listen, account, "g711.so")
+}
+
+// startBaresipAudio is startBaresipWith with audioCodec the one audio codec module
+// loaded (g711.so: PCMU and PCMA; g722.so).
+func startBaresipAudio(t testing.TB, display, listen, account, audioCodec string) *baresip {
+	t.Helper()
 	bin := needBaresip(t)
 	dir := t.TempDir()
 	config := strings.Join([]string{
@@ -80,7 +87,7 @@ func startBaresipWith(t testing.TB, display, listen, account string) *baresip {
 		"video_bitrate 300000",
 		"module_path " + baresipModules,
 		"module stdio.so",
-		"module g711.so",
+		"module " + audioCodec,
 		"module avcodec.so",
 		"module ausine.so",
 		"module aubridge.so",

@@ -5,10 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/app"
@@ -82,7 +85,7 @@ func TestBaresipDialsIn(t *testing.T) {
 	needBaresip(t)
 	testmedia.Need(t)
 	for _, transport := range []string{"udp", "tcp"} {
-		t.Run(transport, func(t *testing.T) { dialIn(t, transport, false) })
+		t.Run(transport, func(t *testing.T) { dialIn(t, transport, false, "g711.so") })
 	}
 }
 
@@ -92,7 +95,7 @@ func TestBaresipDialsIn(t *testing.T) {
 func TestBaresipDialsInSRTP(t *testing.T) {
 	needBaresip(t)
 	testmedia.Need(t)
-	logs := dialIn(t, "udp", true)
+	logs := dialIn(t, "udp", true, "g711.so")
 	// The SDES keys crossed the network in clear SIP: the gateway says so, once.
 	if n := strings.Count(logs.String(), "SDES keys over SIP without TLS"); n != 1 {
 		t.Errorf("the gateway warned %d times about SDES keys in clear SIP, want once", n)
@@ -105,14 +108,29 @@ func TestBaresipDialsInSRTP(t *testing.T) {
 func TestBaresipDialsInTLS(t *testing.T) {
 	needBaresip(t)
 	testmedia.Need(t)
-	logs := dialIn(t, "tls", true)
+	logs := dialIn(t, "tls", true, "g711.so")
 	if strings.Contains(logs.String(), "SDES keys over SIP without TLS") {
 		t.Errorf("the gateway warned about SDES keys in clear over TLS")
 	}
 }
 
-func dialIn(t *testing.T, transport string, srtp bool) *testutil.LockedBuffer {
+// TestBaresipDialsInG722: a room that speaks G.722 only (baresip with its g722 module
+// alone) is answered in G.722: the meeting hears its 16 kHz audio in Opus, and it hears
+// the meeting's mix in G.722.
+func TestBaresipDialsInG722(t *testing.T) {
+	needBaresip(t)
+	testmedia.Need(t)
+	dialIn(t, "udp", false, "g722.so")
+}
+
+// dialIn is a call from baresip over transport (udp, tcp, tls), with SRTP mandatory or
+// not, and audioCodec the one audio codec module baresip loads (g711.so, g722.so).
+func dialIn(t *testing.T, transport string, srtp bool, audioCodec string) *testutil.LockedBuffer {
 	const meeting = "giao-ban"
+	codec := "pcmu"
+	if audioCodec == "g722.so" {
+		codec = "g722"
+	}
 	cfg, account, encryption := app.SIPConfig{Addr: "127.0.0.1:0", Site: "phong-hop"}, "", "none"
 	if srtp {
 		cfg.SRTP, account, encryption = sipgw.SRTPMandatory, ";mediaenc=srtp-mand", "srtp"
@@ -125,13 +143,29 @@ func dialIn(t *testing.T, transport string, srtp bool) *testutil.LockedBuffer {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
-	viewer, err := client.Dial(ctx, ws, token(t, a, meeting, "hue", "Huế"), client.Options{Loopback: true})
+	// The viewer keeps the Opus it receives (10 s of each stream), to hear what it carries.
+	var sound struct {
+		sync.Mutex
+		packets map[string][][]byte // by stream
+	}
+	sound.packets = map[string][][]byte{}
+	viewer, err := client.Dial(ctx, ws, token(t, a, meeting, "hue", "Huế"), client.Options{Loopback: true,
+		OnPacket: func(s *client.Stream, _ *rtp.Header, payload []byte) {
+			if s.Kind != "audio" {
+				return
+			}
+			sound.Lock()
+			if len(sound.packets[s.StreamID]) < 500 {
+				sound.packets[s.StreamID] = append(sound.packets[s.StreamID], slices.Clone(payload))
+			}
+			sound.Unlock()
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(viewer.Close)
 
-	room := startBaresipWith(t, "Phòng họp Đà Nẵng", "127.0.0.1:0", account)
+	room := startBaresipAudio(t, "Phòng họp Đà Nẵng", "127.0.0.1:0", account, audioCodec)
 	uri := a.SIP().URI(meeting)
 	switch transport {
 	case "tcp":
@@ -207,12 +241,19 @@ func dialIn(t *testing.T, transport string, srtp bool) *testutil.LockedBuffer {
 		`cau_sip_calls_total{outcome="answered"} 1`,
 		`cau_sip_calls_active 1`,
 		`cau_sip_call_codecs_total{codec="h264",kind="video"} 1`,
-		`cau_sip_call_codecs_total{codec="pcmu",kind="audio"} 1`,
+		`cau_sip_call_codecs_total{codec="` + codec + `",kind="audio"} 1`,
 		`cau_sip_call_encryption_total{encryption="` + encryption + `"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// The room's sound reaches the meeting: baresip's 440 Hz sine, not silence.
+	sound.Lock()
+	peak := sipgw.OpusPeak(sound.packets[camera])
+	sound.Unlock()
+	if peak < 2000 {
+		t.Errorf("the room's audio decodes to a peak of %d at the viewer, want baresip's sine", peak)
 	}
 	// baresip's RTCP receiver reports on what it is sent (every few seconds).
 	testutil.Eventually(t, 15*time.Second, func() string {

@@ -74,6 +74,11 @@ type call struct {
 	switchAt, switchAsked atomic.Int64
 	// mix sums the meeting's voices for the room (mix.go).
 	mix *mixer
+	// rate is the audio sample rate of the room's codec (g711Rate, or g722Rate for
+	// G.722): the rate the meeting's Opus is decoded to and the room's encoded from. Set
+	// by setRate before the call joins (its tracks and media goroutines read it), then
+	// fixed: a re-INVITE may not change it.
+	rate int
 	// answered is set by start: the call counts in cau_sip_calls_active until close.
 	answered bool
 	// session is the call's session timer (timer.go).
@@ -150,7 +155,7 @@ func newCall(g *Gateway, dlg *sipgo.DialogServerSession, meeting string, req *si
 // newCall makes a call's common state; its dialog is the caller's to set.
 func (g *Gateway) newCall(id, meeting, name, site, endpoint string, log *slog.Logger) *call {
 	c := &call{g: g, id: id, meeting: meeting, name: name, site: site, endpoint: endpoint, log: log, sdpID: randomID(),
-		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(),
+		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(), rate: g711Rate,
 		follow:    following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
 		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
 	p := g.m.Packets
@@ -170,6 +175,7 @@ func (c *call) open(ctx context.Context, offer *description) (int, string, error
 		if err := c.setRemote(offer, false); err != nil {
 			return sip.StatusNotAcceptableHere, "Not Acceptable Here: unusable SRTP keys", err
 		}
+		c.setRate(offer)
 	}
 	return c.join(ctx)
 }
@@ -374,6 +380,11 @@ func (c *call) start() {
 		encryption = "srtp"
 	}
 	c.g.m.Encryption.WithLabelValues(encryption).Inc()
+	if d.VideoRefused != "" {
+		c.g.m.VideoRefused.WithLabelValues(d.VideoRefused).Inc()
+		c.log.Warn("sip call is audio-only: its video was refused", "reason", d.VideoRefused,
+			"why", videoRefusedText[d.VideoRefused])
+	}
 	c.log.Info("sip call answered", "audio", codec(d.Audio), "video", codec(d.Video), "opus", opusAvailable,
 		"encryption", encryption, "sip_transport", c.transport)
 	c.g.warnPlainSDES(c, c.transport)

@@ -158,7 +158,7 @@ func (g *Gateway) dial(ctx context.Context, t Target, log *slog.Logger) (*call, 
 	if err := c.openLegs(); err != nil {
 		return fail(outcomeFailed, err)
 	}
-	offer := buildOffer(g.mediaIP, c.sdpID, c.audio.offer(g.srtpRequired()), c.video.offer(g.srtpRequired()))
+	offer := buildOffer(g.mediaIP, c.sdpID, c.audio.offer(g.srtpRequired()), c.video.offer(g.srtpRequired()), true)
 	c.setLocalSDP(offer)
 	req := sip.NewRequest(sip.INVITE, uri)
 	req.SetTransport(strings.ToUpper(transport))
@@ -196,6 +196,9 @@ func (g *Gateway) dial(ctx context.Context, t Target, log *slog.Logger) (*call, 
 	answer, err := parseDescription(res.Body(), g.srtpRequired())
 	if err == nil {
 		err = c.setRemote(answer, true)
+	}
+	if err == nil {
+		c.setRate(answer)
 	}
 	if err != nil {
 		c.hangup("unusable answer")

@@ -50,7 +50,7 @@ func (g *Gateway) answer(c *call, offer *description, timer sessionTimer) {
 	if offer != nil {
 		sdpBody = buildAnswer(offer, g.mediaIP, c.sdpID, c.sdpID, c.audio.local(), c.video.local())
 	} else {
-		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.offer(g.srtpRequired()), c.video.offer(g.srtpRequired()))
+		sdpBody = buildOffer(g.mediaIP, c.sdpID, c.audio.offer(g.srtpRequired()), c.video.offer(g.srtpRequired()), false)
 	}
 	c.setLocalSDP(sdpBody)
 	select {
@@ -107,6 +107,9 @@ func (g *Gateway) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if body := req.Body(); len(body) > 0 && c.remote() == nil {
 		d, err := parseDescription(body, g.srtpRequired())
+		if err == nil {
+			err = c.fitRate(d)
+		}
 		if err == nil {
 			err = c.setRemote(d, true)
 		}

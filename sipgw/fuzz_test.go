@@ -32,6 +32,7 @@ func FuzzSDP(f *testing.F) {
 	f.Add("v=0\r\nc=IN IP6 ::1\r\nm=video 5 RTP/AVPF 1\r\na=rtpmap:1 H264/90000\r\na=fmtp:1 packetization-mode=1\r\na=rtcp-mux\r\n")
 	f.Add("v=0\r\nm=video banana\r\n")
 	f.Add(srtpOffer)
+	f.Add(strings.Replace(baresipOffer, "RTP/AVP 0 8 101", "RTP/AVP 0 9 101\r\na=rtpmap:9 G722/8000", 1))
 	f.Add(strings.Replace(srtpOffer, "inline:", "inline:AAAA", 1))
 	f.Add("")
 	f.Fuzz(func(t *testing.T, body string) {
@@ -43,7 +44,7 @@ func FuzzSDP(f *testing.F) {
 			return
 		}
 		for _, m := range []*media{d.Audio, d.Video} {
-			if m != nil && m.Codec != codecPCMU && m.Codec != codecPCMA && m.Codec != codecH264 {
+			if m != nil && m.Codec != codecPCMU && m.Codec != codecPCMA && m.Codec != codecG722 && m.Codec != codecH264 {
 				t.Fatalf("chose codec %q", m.Codec)
 			}
 		}

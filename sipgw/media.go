@@ -16,11 +16,12 @@ import (
 
 // Media between the room and the meeting. Each socket and each received track has one
 // reader goroutine, which owns its buffers and packet structs: nothing on the video
-// path allocates per packet. Audio is transcoded (G.711 ⇄ Opus, 20 ms frames).
+// path allocates per packet. Audio is transcoded (G.711 or G.722 ⇄ Opus, 20 ms frames).
 
 const (
 	opusPT       = 111
-	frame8k      = g711Rate / 50 // samples in 20 ms of G.711
+	frame8k      = g711Rate / 50 // samples in 20 ms of G.711 (and RTP ticks in 20 ms of G.711 or G.722)
+	maxFrame     = g722Rate / 50 // samples in 20 ms at the highest audio rate (G.722's 16 kHz)
 	opusTicks20  = 48000 / 50    // RTP ticks in 20 ms of Opus (48 kHz clock, RFC 7587)
 	maxOpus8k    = 120 * 8       // samples in the longest Opus packet (120 ms) at 8 kHz
 	mtu          = 1500
@@ -88,18 +89,28 @@ func (c *call) readRoomVideo(m *media) {
 	}
 }
 
-// readRoomAudio decodes the room's G.711 and sends it to the meeting as 20 ms Opus
-// packets. Without Opus (a build without cgo) it only latches.
+// readRoomAudio decodes the room's G.711 or G.722 and sends it to the meeting as 20 ms
+// Opus packets. Without Opus (a build without cgo) it only latches.
 func (c *call) readRoomAudio(m *media) {
-	enc, err := newOpusEncoder()
+	enc, err := newOpusEncoder(c.rate)
 	if err != nil {
 		c.log.Warn("sip call: the room's audio is not sent to the meeting", "err", err)
 	} else {
 		defer enc.close()
 	}
+	var wide *g722Decoder
+	if m.Codec == codecG722 && enc != nil {
+		if wide, err = newG722Decoder(); err != nil {
+			c.log.Warn("sip call: the room's audio is not sent to the meeting", "err", err)
+			enc = nil
+		} else {
+			defer wide.close()
+		}
+	}
+	frame := c.rate / 50
 	buf := make([]byte, mtu)
 	out := make([]byte, mtu)
-	pcm := make([]int16, 0, 2*maxOpus8k)
+	pcm := make([]int16, 0, 4*maxOpus8k)
 	var pkt rtp.Packet
 	hdr := rtp.Header{Version: 2, PayloadType: opusPT, SSRC: uint32(randomID()), SequenceNumber: uint16(randomID()),
 		Timestamp: uint32(randomID())}
@@ -116,18 +127,22 @@ func (c *call) readRoomAudio(m *media) {
 			continue
 		}
 		start := len(pcm)
-		pcm = pcm[:start+len(pkt.Payload)]
-		g711Decode(m.Codec, pkt.Payload, pcm[start:])
-		for len(pcm) >= frame8k {
+		if wide != nil { // two samples a byte
+			pcm = pcm[:start+wide.decode(pkt.Payload, pcm[start:start+2*len(pkt.Payload)])]
+		} else {
+			pcm = pcm[:start+len(pkt.Payload)]
+			g711Decode(m.Codec, pkt.Payload, pcm[start:])
+		}
+		for len(pcm) >= frame {
 			hdr.SequenceNumber++
 			hdr.Timestamp += opusTicks20
 			h, err := hdr.MarshalTo(out)
 			if err != nil {
-				pcm = pcm[:copy(pcm, pcm[frame8k:])]
+				pcm = pcm[:copy(pcm, pcm[frame:])]
 				continue
 			}
-			k, err := enc.encode(pcm[:frame8k], out[h:])
-			pcm = pcm[:copy(pcm, pcm[frame8k:])]
+			k, err := enc.encode(pcm[:frame], out[h:])
+			pcm = pcm[:copy(pcm, pcm[frame:])]
 			if err != nil {
 				continue
 			}

@@ -66,12 +66,12 @@ func TestRewriterContinuesAcrossSwitch(t *testing.T) {
 // G.711 to Opus, and the meeting's Opus back to G.711 (ns/op ÷ 20 ms = the share of a
 // core one call's audio takes).
 func BenchmarkAudioTranscode(b *testing.B) {
-	enc, err := newOpusEncoder()
+	enc, err := newOpusEncoder(g711Rate)
 	if err != nil {
 		b.Skip(err)
 	}
 	defer enc.close()
-	dec, err := newOpusDecoder()
+	dec, err := newOpusDecoder(g711Rate)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,8 +17,8 @@ type Metrics struct {
 	// rejected (the room refused, or its answer was unusable) or failed (no answer, no
 	// meeting).
 	Dials *prometheus.CounterVec
-	// Codecs counts answered calls by kind (audio, video) and codec (pcmu, pcma, h264,
-	// none).
+	// Codecs counts answered calls by kind (audio, video) and codec (g722, pcmu, pcma,
+	// h264, none).
 	Codecs *prometheus.CounterVec
 	// Encryption counts answered calls by their media's protection: srtp or none.
 	Encryption *prometheus.CounterVec
@@ -38,6 +38,10 @@ type Metrics struct {
 	// (RTCP reception reports), by kind: interarrival jitter in seconds, and the fraction
 	// of packets lost between two reports.
 	RoomJitter, RoomLoss *prometheus.HistogramVec
+	// VideoRefused counts answered calls whose offered video was refused (the call
+	// audio-only), by reason (description.VideoRefused: codec, h264_mode0, srtp,
+	// transport).
+	VideoRefused *prometheus.CounterVec
 	// VideoSwitch is how long a change of the room's video (floor, dominant speaker) took,
 	// from the decision to the new source's first keyframe sent to the room.
 	VideoSwitch prometheus.Histogram
@@ -81,6 +85,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RoomLoss: f.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_sip_room_loss_ratio",
 			Help:    "Fraction of packets lost that rooms report (RTCP) of the media the gateway sends them, by kind.",
 			Buckets: []float64{0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5}}, []string{"kind"}),
+		VideoRefused: f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_video_refused_total",
+			Help: "Answered SIP calls whose video was refused (audio-only), by reason."}, []string{"reason"}),
 		VideoSwitch: f.NewHistogram(prometheus.HistogramOpts{Name: "cau_sip_video_switch_seconds",
 			Help:    "Time from a change of the video a room is sent to the new source's first keyframe.",
 			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5}}),

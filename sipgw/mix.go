@@ -12,12 +12,13 @@ import (
 	"github.com/cau-project/cau/sfu/speaker"
 )
 
-// The room hears one G.711 stream: the sum of the voices the bridge sends the call. The
+// The room hears one G.711 or G.722 stream: the sum of the voices the bridge sends the call. The
 // bridge forwards an endpoint the audio of the loudest few sources (Last-N, sfu/lastn.go)
 // and never its own, so the sum is a mix-minus of the active speakers: the room never
 // hears itself back, however many rooms and browsers speak.
 //
-// Each meeting audio track's reader decodes its Opus to 8 kHz and queues 20 ms frames
+// Each meeting audio track's reader decodes its Opus to the call's rate (8 kHz for
+// G.711, 16 kHz for G.722) and queues 20 ms frames
 // in its mixInput; the mix loop takes one frame of each every 20 ms, sums them, sends
 // the sum, and feeds each frame's loudness to a speaker.Selector, whose dominant speaker
 // the room's video follows in discussion mode (follow.go).
@@ -39,7 +40,7 @@ type mixInput struct {
 	id speaker.ID // the track's stream: the participant's
 
 	mu     sync.Mutex
-	ring   [mixDepth][frame8k]int16
+	ring   [mixDepth][maxFrame]int16
 	head   int // index of the oldest frame
 	n      int // frames queued
 	primed bool
@@ -60,8 +61,9 @@ func (in *mixInput) push(pcm []int16) {
 	in.mu.Unlock()
 }
 
-// pop adds the oldest frame into sum and reports whether there was one to mix.
-func (in *mixInput) pop(sum *[frame8k]int32) bool {
+// pop adds the oldest frame (its first n samples) into sum and reports whether there
+// was one to mix.
+func (in *mixInput) pop(sum *[maxFrame]int32, n int) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if !in.primed && in.n >= mixPrime {
@@ -76,11 +78,11 @@ func (in *mixInput) pop(sum *[frame8k]int32) bool {
 	in.head = (in.head + 1) % mixDepth
 	in.n--
 	var energy float64
-	for i, s := range f {
+	for i, s := range f[:n] {
 		sum[i] += int32(s)
 		energy += float64(s) * float64(s)
 	}
-	in.level, in.heard = loudness(energy/frame8k), true
+	in.level, in.heard = loudness(energy/float64(n)), true
 	return true
 }
 
@@ -95,15 +97,17 @@ func loudness(meanSquare float64) float64 {
 }
 
 // mixer holds a call's inputs and elects their dominant speaker. mu guards inputs and
-// sel; the mix loop is its only reader.
+// sel; the mix loop is its only reader. frame is the samples of 20 ms at the call's
+// rate, set (setRate) before any input is added.
 type mixer struct {
 	mu     sync.Mutex
 	inputs []*mixInput
 	sel    *speaker.Selector
+	frame  int
 }
 
 func newMixer() *mixer {
-	return &mixer{sel: speaker.New(speaker.Params{})}
+	return &mixer{sel: speaker.New(speaker.Params{}), frame: frame8k}
 }
 
 func (m *mixer) add(id string) *mixInput {
@@ -128,12 +132,12 @@ func (m *mixer) remove(in *mixInput) {
 
 // mixFrame sums one frame of every input into sum (zeroed first) and returns the
 // dominant speaker after this frame's levels.
-func (m *mixer) mixFrame(now time.Time, sum *[frame8k]int32, level func(speaker.ID) (float64, bool)) speaker.ID {
-	*sum = [frame8k]int32{}
+func (m *mixer) mixFrame(now time.Time, sum *[maxFrame]int32, level func(speaker.ID) (float64, bool)) speaker.ID {
+	*sum = [maxFrame]int32{}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, in := range m.inputs {
-		in.pop(sum)
+		in.pop(sum, m.frame)
 	}
 	m.sel.Update(now, level)
 	return m.sel.Dominant()
@@ -155,10 +159,17 @@ func (m *mixer) levelOf(id speaker.ID) (float64, bool) {
 func (c *call) mixLoop() {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	var sum [frame8k]int32
-	var pcm [frame8k]int16
+	var sum [maxFrame]int32
+	var pcm [maxFrame]int16
 	var hdr rtp.Header
-	out := make([]byte, 12+frame8k)
+	out := make([]byte, 12+maxFrame)
+	n := c.mix.frame
+	var wide *g722Encoder // the room's G.722 encoder, made with its first frame
+	defer func() {
+		if wide != nil {
+			wide.close()
+		}
+	}()
 	level := c.mix.levelOf // one closure for the call's life
 	start, sent := time.Now(), 0
 	dominant := speaker.ID("")
@@ -182,10 +193,10 @@ func (c *call) mixLoop() {
 				c.setDominant(string(d))
 			}
 			m := c.roomAudio.Load()
-			if m == nil || !m.RemoteRecvs { // no audio, or on hold
+			if m == nil || !m.RemoteRecvs || codecRate(m.Codec) != c.rate { // no audio, or on hold
 				continue
 			}
-			for i, s := range sum {
+			for i, s := range sum[:n] {
 				pcm[i] = int16(max(math.MinInt16, min(math.MaxInt16, s)))
 			}
 			c.audioOut.next(&hdr, c.audioSSRC, m.PT)
@@ -193,8 +204,18 @@ func (c *call) mixLoop() {
 			if err != nil {
 				continue
 			}
-			g711Encode(m.Codec, pcm[:], out[h:h+frame8k])
-			if c.audio.send(out[:h+frame8k]) == nil {
+			k := n
+			if m.Codec == codecG722 {
+				if wide == nil {
+					if wide, err = newG722Encoder(); err != nil {
+						continue
+					}
+				}
+				k = wide.encode(pcm[:n], out[h:])
+			} else {
+				g711Encode(m.Codec, pcm[:n], out[h:h+n])
+			}
+			if c.audio.send(out[:h+k]) == nil {
 				c.packets.toRoomAudio.Inc()
 			}
 		}
@@ -208,7 +229,7 @@ func (c *call) forwardAudio(t *webrtc.TrackRemote) {
 		drain(t, buf)
 		return
 	}
-	dec, err := newOpusDecoder()
+	dec, err := newOpusDecoder(c.rate)
 	if err != nil {
 		c.log.Warn("sip call: the meeting's audio is not sent to the room", "err", err)
 		drain(t, buf)
@@ -217,7 +238,8 @@ func (c *call) forwardAudio(t *webrtc.TrackRemote) {
 	defer dec.close()
 	in := c.mix.add(t.StreamID())
 	defer c.mix.remove(in)
-	pcm := make([]int16, 0, 2*maxOpus8k)
+	frame, longest := c.rate/50, 120*c.rate/1000 // 20 ms, and the longest Opus packet (120 ms)
+	pcm := make([]int16, 0, 2*longest)
 	var pkt rtp.Packet
 	for {
 		n, _, err := t.Read(buf)
@@ -228,14 +250,14 @@ func (c *call) forwardAudio(t *webrtc.TrackRemote) {
 			continue
 		}
 		start := len(pcm)
-		k, err := dec.decode(pkt.Payload, pcm[start:start+maxOpus8k])
+		k, err := dec.decode(pkt.Payload, pcm[start:start+longest])
 		if err != nil {
 			continue
 		}
 		pcm = pcm[:start+k]
-		for len(pcm) >= frame8k {
-			in.push(pcm[:frame8k])
-			pcm = pcm[:copy(pcm, pcm[frame8k:])]
+		for len(pcm) >= frame {
+			in.push(pcm[:frame])
+			pcm = pcm[:copy(pcm, pcm[frame:])]
 		}
 	}
 }

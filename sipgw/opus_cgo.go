@@ -3,9 +3,9 @@
 package sipgw
 
 // Opus through libopus (Debian libopus-dev to build, libopus0 to run): the meeting
-// speaks Opus, rooms G.711. The encoder and decoder run at 8 kHz mono, G.711's rate,
-// so no resampling is needed here: libopus converts internally, and the RTP clock
-// stays 48 kHz as RFC 7587 requires.
+// speaks Opus, rooms G.711 or G.722. The encoder and decoder run mono at the room
+// codec's rate (8 kHz for G.711, 16 kHz for G.722), so no resampling is needed here:
+// libopus converts internally, and the RTP clock stays 48 kHz as RFC 7587 requires.
 
 /*
 #cgo pkg-config: opus
@@ -23,24 +23,25 @@ import (
 // opusAvailable reports whether this build can transcode audio.
 const opusAvailable = true
 
-// opusEncoder encodes 8 kHz mono PCM to Opus. One goroutine at a time.
+// opusEncoder encodes mono PCM (8 or 16 kHz) to Opus. One goroutine at a time.
 type opusEncoder struct{ e *C.OpusEncoder }
 
-// opusDecoder decodes Opus to 8 kHz mono PCM. One goroutine at a time.
+// opusDecoder decodes Opus to mono PCM (8 or 16 kHz). One goroutine at a time.
 type opusDecoder struct{ d *C.OpusDecoder }
 
-func newOpusEncoder() (*opusEncoder, error) {
+func newOpusEncoder(rate int) (*opusEncoder, error) {
 	var errc C.int
-	e := C.opus_encoder_create(g711Rate, 1, C.OPUS_APPLICATION_VOIP, &errc)
+	e := C.opus_encoder_create(C.opus_int32(rate), 1, C.OPUS_APPLICATION_VOIP, &errc)
 	if errc != C.OPUS_OK || e == nil {
 		return nil, fmt.Errorf("opus encoder: %s", C.GoString(C.opus_strerror(errc)))
 	}
-	// Narrowband speech from G.711 needs little: 24 kb/s is transparent for it.
-	C.cau_opus_set_bitrate(e, 24000)
+	// Narrowband speech from G.711 needs little: 24 kb/s is transparent for it; G.722's
+	// wideband 32 kb/s.
+	C.cau_opus_set_bitrate(e, C.opus_int32(24000+8000*(rate/16000)))
 	return &opusEncoder{e: e}, nil
 }
 
-// encode writes one frame of pcm (2.5 to 60 ms at 8 kHz) as Opus into out.
+// encode writes one frame of pcm (2.5 to 60 ms at the encoder's rate) as Opus into out.
 func (o *opusEncoder) encode(pcm []int16, out []byte) (int, error) {
 	if len(pcm) == 0 || len(out) == 0 {
 		return 0, fmt.Errorf("opus encode: empty buffer")
@@ -55,9 +56,9 @@ func (o *opusEncoder) encode(pcm []int16, out []byte) (int, error) {
 
 func (o *opusEncoder) close() { C.opus_encoder_destroy(o.e) }
 
-func newOpusDecoder() (*opusDecoder, error) {
+func newOpusDecoder(rate int) (*opusDecoder, error) {
 	var errc C.int
-	d := C.opus_decoder_create(g711Rate, 1, &errc)
+	d := C.opus_decoder_create(C.opus_int32(rate), 1, &errc)
 	if errc != C.OPUS_OK || d == nil {
 		return nil, fmt.Errorf("opus decoder: %s", C.GoString(C.opus_strerror(errc)))
 	}

@@ -14,13 +14,13 @@ type opusEncoder struct{}
 
 type opusDecoder struct{}
 
-func newOpusEncoder() (*opusEncoder, error) { return nil, errNoOpus }
+func newOpusEncoder(int) (*opusEncoder, error) { return nil, errNoOpus }
 
 func (*opusEncoder) encode([]int16, []byte) (int, error) { return 0, errNoOpus }
 
 func (*opusEncoder) close() {}
 
-func newOpusDecoder() (*opusDecoder, error) { return nil, errNoOpus }
+func newOpusDecoder(int) (*opusDecoder, error) { return nil, errNoOpus }
 
 func (*opusDecoder) decode([]byte, []int16) (int, error) { return 0, errNoOpus }
 

@@ -21,18 +21,31 @@ const maxMedia = 8
 const (
 	codecPCMU = "pcmu"
 	codecPCMA = "pcma"
+	codecG722 = "g722"
 	codecH264 = "h264"
 	codecNone = "none"
 )
 
-// Static payload types of G.711 (RFC 3551) and the dynamic one offered for H.264.
+// Static payload types of G.711 and G.722 (RFC 3551) and the dynamic one offered for
+// H.264. G.722's RTP clock is 8 kHz (RFC 3551 §4.5.2, a historical error kept), its audio
+// 16 kHz.
 const (
 	ptPCMU     = 0
 	ptPCMA     = 8
+	ptG722     = 9
 	ptH264     = 96
 	g711Rate   = 8000
+	g722Rate   = 16000
 	videoClock = 90000
 )
+
+// codecRate is the audio sample rate of an audio codec (not its RTP clock).
+func codecRate(codec string) int {
+	if codec == codecG722 {
+		return g722Rate
+	}
+	return g711Rate
+}
 
 // h264Fmtp is what the gateway receives and sends: packetization mode 1 (RFC 6184) in
 // Constrained Baseline, level 3.1, the profile every room codec and browser has.
@@ -41,7 +54,7 @@ const h264Fmtp = "packetization-mode=1;profile-level-id=42e01f"
 // Errors of SDP handling; the SIP layer answers them with 400 or 488.
 var (
 	errBadSDP       = errors.New("malformed SDP")
-	errNoCommonCode = errors.New("no common codec: the gateway takes PCMU or PCMA audio and H.264 packetization-mode 1 video over RTP/AVP(F)")
+	errNoCommonCode = errors.New("no common codec: the gateway takes G.722, PCMU or PCMA audio and H.264 packetization-mode 1 video over RTP/AVP(F)")
 )
 
 // media is one negotiated stream of a call: the remote end's address and the codec
@@ -55,7 +68,11 @@ type media struct {
 	RTCP    netip.AddrPort
 	RTCPMux bool
 	PT      uint8
-	Codec   string // codecPCMU, codecPCMA, codecH264; codecNone when nothing matched
+	Codec   string // codecG722, codecPCMU, codecPCMA, codecH264; codecNone when nothing matched
+	// NarrowPT and NarrowCodec are the G.711 the remote end also offered when G.722 was
+	// chosen (NarrowCodec empty if none): a call that runs at 8 kHz takes them instead.
+	NarrowPT    uint8
+	NarrowCodec string
 	// PLI and FIR report that the remote end takes RTCP keyframe requests (RFC 4585
 	// nack pli, RFC 5104 ccm fir); without either the gateway asks by SIP INFO.
 	PLI, FIR bool
@@ -73,6 +90,27 @@ type media struct {
 type description struct {
 	Media        []media
 	Audio, Video *media
+	// VideoRefused says why a video the remote end offered is refused (answered with
+	// port 0, the call audio-only): one of the videoRefused* reasons, "" when its video
+	// was taken or it offered none.
+	VideoRefused string
+}
+
+// Why a room's video is refused (description.VideoRefused, the reason label of
+// cau_sip_video_refused_total and the call's view): a bounded set.
+const (
+	videoRefusedCodec = "codec"      // only codecs the gateway does not forward (VP8, H.263, …)
+	videoRefusedMode0 = "h264_mode0" // H.264 without packetization-mode 1
+	videoRefusedSRTP  = "srtp"       // no SDES keys while SRTP is mandatory
+	videoRefusedProto = "transport"  // not RTP/AVP(F) or SRTP with a usable key
+)
+
+// videoRefusedText explains a refusal to a technician (logs, console).
+var videoRefusedText = map[string]string{
+	videoRefusedCodec: "the room offers no video codec the gateway forwards (H.264 packetization-mode 1 only; no VP8, H.263 or H.261)",
+	videoRefusedMode0: "the room offers H.264 without packetization-mode 1 only",
+	videoRefusedSRTP:  "the room's video has no SRTP keys and SRTP is mandatory",
+	videoRefusedProto: "the room's video transport is not RTP/AVP(F), or its SRTP keys are unusable",
 }
 
 // parseDescription reads an offer or an answer. It never panics on any input (the fuzz
@@ -109,6 +147,15 @@ func parseDescription(body []byte, needSRTP bool) (*description, error) {
 		}
 		if needSRTP && m.Key == nil && m.Codec != codecNone {
 			m.Codec, plainOnly = codecNone, true
+			if m.Kind == "video" && d.VideoRefused == "" {
+				d.VideoRefused = videoRefusedSRTP
+			}
+		}
+		if m.Kind == "video" && port > 0 && m.Codec == codecNone && d.VideoRefused == "" {
+			d.VideoRefused = videoRefusedProto
+			if m.Addr.IsValid() && (!isSecureProto(m.Proto) || m.Key != nil) {
+				d.VideoRefused = videoRefusal(md)
+			}
 		}
 		d.Media = append(d.Media, m)
 	}
@@ -119,7 +166,7 @@ func parseDescription(body []byte, needSRTP bool) (*description, error) {
 		case m.Kind == "audio" && d.Audio == nil:
 			d.Audio = m
 		case m.Kind == "video" && d.Video == nil:
-			d.Video = m
+			d.Video, d.VideoRefused = m, ""
 		default:
 			m.Codec = codecNone // a second video (content) waits for BFCP support
 		}
@@ -141,7 +188,8 @@ var rtpProtos = map[string]bool{"RTP/AVP": true, "RTP/AVPF": true, "RTP/SAVP": t
 func isSecureProto(proto string) bool { return strings.HasPrefix(proto, "RTP/SAVP") }
 
 // readMedia picks m's codec from md's formats (the first the gateway carries, in the
-// remote end's order of preference) and reads its direction, RTCP port and feedback.
+// remote end's order of preference, but G.722 before G.711: wideband wins) and reads
+// its direction, RTCP port and feedback.
 func readMedia(md *sdp.MediaDescription, m *media) {
 	rtpmap := map[uint8]string{}
 	fmtp := map[uint8]string{}
@@ -199,18 +247,40 @@ func readMedia(md *sdp.MediaDescription, m *media) {
 		}
 		pt := uint8(n)
 		name := rtpmap[pt]
+		codec := codecNone
 		switch {
+		case m.Kind == "audio" && g722Available && (pt == ptG722 && name == "" || strings.HasPrefix(name, "G722/8000")):
+			codec = codecG722
 		case m.Kind == "audio" && (pt == ptPCMU && name == "" || strings.HasPrefix(name, "PCMU/8000")):
-			m.PT, m.Codec = pt, codecPCMU
+			codec = codecPCMU
 		case m.Kind == "audio" && (pt == ptPCMA && name == "" || strings.HasPrefix(name, "PCMA/8000")):
-			m.PT, m.Codec = pt, codecPCMA
+			codec = codecPCMA
 		case m.Kind == "video" && strings.HasPrefix(name, "H264/90000") && packetizationMode(fmtp[pt]) == "1":
-			m.PT, m.Codec = pt, codecH264
-		default:
-			continue
+			codec = codecH264
 		}
-		return
+		if (codec == codecPCMU || codec == codecPCMA) && m.NarrowCodec == "" {
+			m.NarrowPT, m.NarrowCodec = pt, codec
+		}
+		if codec != codecNone && (m.Codec == codecNone || codec == codecG722) {
+			m.PT, m.Codec = pt, codec
+		}
+		if m.Codec == codecG722 || m.Codec == codecH264 {
+			return
+		}
 	}
+}
+
+// videoRefusal tells why a video m-line had no codec the gateway takes: H.264 in
+// packetization mode 0 only, or other codecs.
+func videoRefusal(md *sdp.MediaDescription) string {
+	for _, a := range md.Attributes {
+		if a.Key == "rtpmap" {
+			if _, name, ok := strings.Cut(a.Value, " "); ok && strings.HasPrefix(strings.ToUpper(name), "H264/") {
+				return videoRefusedMode0
+			}
+		}
+	}
+	return videoRefusedCodec
 }
 
 // packetizationMode reads packetization-mode from an H.264 fmtp line ("0" when absent,
@@ -261,6 +331,8 @@ func writeCodec(b *strings.Builder, codec string, pt uint8) {
 		fmt.Fprintf(b, "a=rtpmap:%d PCMU/8000\r\n", pt)
 	case codecPCMA:
 		fmt.Fprintf(b, "a=rtpmap:%d PCMA/8000\r\n", pt)
+	case codecG722:
+		fmt.Fprintf(b, "a=rtpmap:%d G722/8000\r\n", pt)
 	case codecH264:
 		fmt.Fprintf(b, "a=rtpmap:%d H264/90000\r\na=fmtp:%d %s\r\n", pt, pt, h264Fmtp)
 		fmt.Fprintf(b, "a=rtcp-fb:%d nack pli\r\na=rtcp-fb:%d ccm fir\r\n", pt, pt)
@@ -307,16 +379,22 @@ func buildAnswer(remote *description, ip netip.Addr, id, version uint64, audio, 
 }
 
 // buildOffer is the gateway's offer for a call that arrived without one (late offer) or
-// that it places: audio in both G.711 laws and H.264 video, SRTP (RTP/SAVP, SAVPF) when
-// the media carry Offer keys.
-func buildOffer(ip netip.Addr, id uint64, audio, video localMedia) []byte {
+// that it places: audio in both G.711 laws (first G.722 with wideband) and H.264 video,
+// SRTP (RTP/SAVP, SAVPF) when the media carry Offer keys. A late offer is narrowband:
+// its answer comes in the ACK, after the call joined the meeting at a fixed audio rate.
+func buildOffer(ip netip.Addr, id uint64, audio, video localMedia, wideband bool) []byte {
 	var b strings.Builder
 	writeSession(&b, ip, id, id)
 	s := ""
 	if len(audio.Offer) > 0 {
 		s = "S"
 	}
-	fmt.Fprintf(&b, "m=audio %d RTP/%sAVP %d %d\r\n", audio.RTP, s, ptPCMU, ptPCMA)
+	if wideband && g722Available {
+		fmt.Fprintf(&b, "m=audio %d RTP/%sAVP %d %d %d\r\n", audio.RTP, s, ptG722, ptPCMU, ptPCMA)
+		writeCodec(&b, codecG722, ptG722)
+	} else {
+		fmt.Fprintf(&b, "m=audio %d RTP/%sAVP %d %d\r\n", audio.RTP, s, ptPCMU, ptPCMA)
+	}
 	writeCodec(&b, codecPCMU, ptPCMU)
 	writeCodec(&b, codecPCMA, ptPCMA)
 	for i := range audio.Offer {

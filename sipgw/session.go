@@ -1,6 +1,7 @@
 package sipgw
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +26,9 @@ func (c *call) localSDP() []byte {
 // otherwise stays), its SRTP keys if they changed. The room's video restarts at a
 // keyframe when it comes off hold.
 func (c *call) update(d *description) ([]byte, error) {
+	if err := c.fitRate(d); err != nil {
+		return nil, err
+	}
 	for _, s := range []struct {
 		l *leg
 		m *media
@@ -116,6 +120,30 @@ func (c *call) setRemote(d *description, isAnswer bool) error {
 		c.roomVideo.Store(d.Video)
 	}
 	return nil
+}
+
+// setRate fixes the call's audio rate from the room's description (its offer, or its
+// answer to ours), before the call joins the meeting.
+func (c *call) setRate(d *description) {
+	if d.Audio != nil {
+		c.rate = codecRate(d.Audio.Codec)
+		c.mix.frame = c.rate / 50
+	}
+}
+
+// fitRate keeps a later description (a re-INVITE's offer, a late offer's answer) at the
+// call's audio rate: a G.711 call offered G.722 and G.711 stays G.711; one that would
+// change rate is refused.
+func (c *call) fitRate(d *description) error {
+	a := d.Audio
+	if a == nil || codecRate(a.Codec) == c.rate {
+		return nil
+	}
+	if c.rate == g711Rate && a.NarrowCodec != "" {
+		a.PT, a.Codec = a.NarrowPT, a.NarrowCodec
+		return nil
+	}
+	return fmt.Errorf("the audio codec %s would change the call's audio rate (%d Hz)", a.Codec, c.rate)
 }
 
 func (c *call) remote() *description {

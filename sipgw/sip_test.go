@@ -134,8 +134,8 @@ func toTag(resp string) string {
 	return ""
 }
 
-const videoOnlyVP8 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
-	"m=audio 40000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\nm=video 40002 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n"
+const noCommonCodec = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+	"m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\nm=video 40002 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n"
 
 // TestSIPRefusals: each kind of bad request gets its own clear SIP error, garbage is
 // survived, and OPTIONS (a codec's keep-alive) is answered throughout.
@@ -152,7 +152,7 @@ func TestSIPRefusals(t *testing.T) {
 		{"not a meeting id", "INVITE", "sip:bad%20id!@" + a.SIP().Addr().String(), nil, "", "404 "},
 		{"no Contact", "INVITE", ruri, map[string]string{"Contact": ""}, "", "400 "},
 		{"malformed SDP", "INVITE", ruri, nil, "v=0\r\nm=video banana\r\n", "400 Malformed SDP"},
-		{"no common codec", "INVITE", ruri, nil, videoOnlyVP8, "488 "},
+		{"no common codec", "INVITE", ruri, nil, noCommonCodec, "488 "},
 		{"not SDP", "INVITE", ruri, map[string]string{"Content-Type": "text/plain"}, "hello", "415 "},
 		{"BYE outside a call", "BYE", ruri, nil, "", "481 "},
 		{"unknown method", "SUBSCRIBE", ruri, nil, "", "405 "},
