@@ -66,8 +66,8 @@ func startBaresipWith(t testing.TB, display, listen, account string) *baresip {
 }
 
 // startBaresipAudio is startBaresipWith with audioCodec the one audio codec module
-// loaded (g711.so: PCMU and PCMA; g722.so).
-func startBaresipAudio(t testing.TB, display, listen, account, audioCodec string) *baresip {
+// loaded (g711.so: PCMU and PCMA; g722.so), and extra lines of configuration.
+func startBaresipAudio(t testing.TB, display, listen, account, audioCodec string, extra ...string) *baresip {
 	t.Helper()
 	bin := needBaresip(t)
 	dir := t.TempDir()
@@ -100,6 +100,7 @@ func startBaresipAudio(t testing.TB, display, listen, account, audioCodec string
 		"module_app menu.so",
 		"module_app contact.so",
 		"sip_verify_server no",
+		strings.Join(extra, "\n"),
 		"",
 	}, "\n")
 	files := map[string]string{

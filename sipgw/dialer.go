@@ -146,7 +146,11 @@ func (g *Gateway) dial(ctx context.Context, t Target, log *slog.Logger) (*call, 
 		g.m.Dials.WithLabelValues(outcomeFailed).Inc()
 		return nil, fmt.Errorf("dial %q: %w", t.URI, err)
 	}
-	transport := uriTransport(uri)
+	transport, ok := uriTransport(uri)
+	if !ok {
+		g.m.Dials.WithLabelValues(outcomeFailed).Inc()
+		return nil, fmt.Errorf("dial %q: transport %q (want udp, tcp or tls)", t.URI, transport)
+	}
 	c := g.newCall("", t.Meeting, t.Name, t.Site, t.Endpoint, log)
 	c.source, c.peer, c.transport = uri.HostPort(), uri, strings.ToUpper(transport)
 	c.contact = g.contact(transport)

@@ -43,6 +43,9 @@ func FuzzSDP(f *testing.F) {
 			}
 			return
 		}
+		if _, ok := videoRefusedText[d.VideoRefused]; d.VideoRefused != "" && !ok || d.VideoRefused != "" && d.Video != nil {
+			t.Fatalf("video refused as %q (video %v)", d.VideoRefused, d.Video)
+		}
 		for _, m := range []*media{d.Audio, d.Video} {
 			if m != nil && m.Codec != codecPCMU && m.Codec != codecPCMA && m.Codec != codecG722 && m.Codec != codecH264 {
 				t.Fatalf("chose codec %q", m.Codec)
@@ -74,6 +77,8 @@ func FuzzInvite(f *testing.F) {
 		strconv.Itoa(len(baresipOffer)) + "\r\n\r\n" + baresipOffer)
 	f.Add("INVITE sip:x@y SIP/2.0\r\nContent-Length: 0\r\n\r\n")
 	f.Add("OPTIONS sip:a SIP/2.0\r\n\r\n")
+	f.Add("INVITE sips:x@y:5061;transport=TCP SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+	f.Add("INVITE sip:x@y;transport=sctp SIP/2.0\r\nContent-Length: 0\r\n\r\n")
 	parser := sip.NewParser()
 	f.Fuzz(func(t *testing.T, raw string) {
 		msg, err := parser.ParseSIP([]byte(raw))
@@ -83,6 +88,12 @@ func FuzzInvite(f *testing.F) {
 		req, ok := msg.(*sip.Request)
 		if !ok {
 			return
+		}
+		// The Request-URI read as a room's URI to dial: TLS for sips:, never an
+		// unknown transport.
+		if tr, ok := uriTransport(req.Recipient); ok && tr != "udp" && tr != "tcp" && tr != "tls" ||
+			ok && strings.EqualFold(req.Recipient.Scheme, "sips") && tr != "tls" {
+			t.Fatalf("dial transport %q for %s", tr, req.Recipient.String())
 		}
 		meeting, _, err := checkInvite(req, len(raw)%2 == 1)
 		var se *sipError

@@ -92,17 +92,19 @@ func (g *Gateway) TLSURI(meeting string) string {
 }
 
 // uriTransport is the transport a room's URI asks for: "tls" for sips: or
-// ;transport=tls, else its transport parameter in lower case, "udp" by default.
-func uriTransport(uri sip.Uri) string {
-	if strings.EqualFold(uri.Scheme, "sips") {
-		return "tls"
-	}
+// ;transport=tls, "tcp" or "udp" as its transport parameter says (udp by default); ok is
+// false for any other (the gateway does not dial SCTP or WebSocket).
+func uriTransport(uri sip.Uri) (transport string, ok bool) {
+	transport = "udp"
 	if uri.UriParams != nil {
-		if tr, ok := uri.UriParams.Get("transport"); ok && tr != "" {
-			return strings.ToLower(tr)
+		if tr, set := uri.UriParams.Get("transport"); set && tr != "" {
+			transport = strings.ToLower(tr)
 		}
 	}
-	return "udp"
+	if strings.EqualFold(uri.Scheme, "sips") {
+		return "tls", transport == "udp" || transport == "tcp" || transport == "tls"
+	}
+	return transport, transport == "udp" || transport == "tcp" || transport == "tls"
 }
 
 // dialogUA is the dialog maker for a call that arrived over transport (as

@@ -4,15 +4,23 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/textproto"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
+	"github.com/cau-project/cau/rooms"
+	"github.com/cau-project/cau/turnserver"
 )
 
 // tlsUA speaks SIP over one TLS connection by hand: it reads whole messages (framed by
@@ -147,4 +155,84 @@ func TestSIPTLSDialogKeepsItsConnection(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestAutoDialTLS: a room endpoint whose SIP URI asks for TLS (;transport=tls) is called
+// over TLS, its certificate checked against the gateway's TLSClient roots; the call
+// joins, and at the meeting's end the gateway's BYE goes on that TLS connection.
+func TestAutoDialTLS(t *testing.T) {
+	needBaresip(t)
+	ctx := t.Context()
+	store, tree := testkit.Store(t, rooms.Site{ID: "tinh", Name: "Tỉnh", Level: rooms.LevelProvince},
+		rooms.Site{ID: "xa-b", Name: "Xã B", Level: rooms.LevelCommune, Parent: "tinh"})
+	// baresip listens over TLS on its SIP port + 1, with a certificate for 127.0.0.1.
+	port := freePortPair(t)
+	cert, err := turnserver.SelfSigned([]string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemFile := filepath.Join(t.TempDir(), "room.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
+	if err := os.WriteFile(pemFile, append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	room := startBaresipAudio(t, "Phòng họp xã B", fmt.Sprintf("127.0.0.1:%d", port), "", "g711.so",
+		"sip_certificate "+pemFile)
+	ep := rooms.Endpoint{ID: "phong-hop-xa-b", Name: "Phòng họp xã B", Site: "xa-b", Kind: rooms.KindRoom,
+		SIPURI: fmt.Sprintf("sip:room@127.0.0.1:%d;transport=tls", port+1)}
+	if err := store.PutEndpoint(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m := rooms.Meeting{ID: "hop-tls", Title: "Họp", ChairSite: "tinh", Sites: []string{"tinh", "xa-b"},
+		Start: now.Add(time.Second), End: now.Add(10 * time.Second), TestWindow: 5 * time.Second}
+	if err := store.CreateMeeting(ctx, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	a, logs := startConfig(t, app.Config{Store: store, Tree: tree, Site: "tinh", Ancestry: tree.Ancestors,
+		SIP: app.SIPConfig{Addr: "127.0.0.1:0", DialPoll: 200 * time.Millisecond, DialBackoff: 500 * time.Millisecond,
+			TLSClient: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}})
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if !room.established() || a.SIP().Calls() != 1 {
+			return "the gateway has not called the room"
+		}
+		if !strings.Contains(logs.String(), "sip_transport=TLS") {
+			return "no call answered over TLS"
+		}
+		return ""
+	})
+	time.Sleep(time.Until(m.End))
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if n := a.SIP().Calls(); n != 0 {
+			return fmt.Sprintf("%d calls after the meeting's end", n)
+		}
+		if !strings.Contains(room.out.String(), "terminated") {
+			return "baresip has not seen the gateway's BYE"
+		}
+		return ""
+	})
+	if strings.Contains(logs.String(), "sip bye to the room") {
+		t.Errorf("the gateway's BYE failed:\n%s", grep(logs.String(), "time"))
+	}
+}
+
+// freePortPair is a port free for UDP and TCP on 127.0.0.1 whose next one is free for
+// TCP too (baresip's TLS port), a moment ago.
+func freePortPair(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		p := freePort(t)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
+			_ = l.Close()
+			return p
+		}
+	}
+	t.Fatal("no pair of free ports")
+	return 0
 }
