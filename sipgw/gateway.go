@@ -3,7 +3,8 @@
 //
 // SIP runs over UDP and TCP, and over TLS with a certificate (github.com/emiago/sipgo). A call is answered with plain
 // RTP/AVP(F) media on the gateway's own UDP ports, no ICE, with symmetric RTP latching
-// (leg.go): audio in G.711 (PCMU or PCMA) and video in H.264 packetization mode 1.
+// (leg.go): audio in G.722 or G.711 (PCMU or PCMA) and video in H.264 packetization
+// mode 1; a room whose video cannot be matched joins audio-only (callinfo.go says why).
 //
 // Like the WHIP gateway, this one has no side door into the meeting: each call is an
 // endpoint attached to signaling (signaling.Attach) that joins with a join token the
@@ -11,7 +12,7 @@
 // like a browser, appears in the meeting and the roll call, and holds the two WebRTC
 // connections a browser holds with its bridge (call.go):
 //   - the publisher connection carries the room's camera as it came, H.264 RTP
-//     forwarded without transcoding, and its microphone, G.711 transcoded to Opus;
+//     forwarded without transcoding, and its microphone, G.711 or G.722 transcoded to Opus;
 //   - the subscriber connection receives the meeting; the room is sent one video, the
 //     floor holder's or the dominant speaker's, switched at a keyframe (follow.go), and
 //     one sound, the mix of the voices the bridge forwards it, never its own (mix.go).
