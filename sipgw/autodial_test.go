@@ -11,6 +11,7 @@ import (
 	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
+	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
 // freePort is a port free for UDP and TCP on 127.0.0.1 a moment ago.
@@ -92,20 +93,8 @@ func TestAutoDial(t *testing.T) {
 	})
 
 	// The end: brought forward to now that the checks in the meeting are done (the
-	// schedule above leaves them room on a loaded box). The dialer reads the store each
-	// poll, as it would read a meeting that reached its booked end.
-	booked, err := store.Meeting(ctx, m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.End = time.Now().Add(time.Second)
-	if !m.End.After(m.Start) {
-		m.End = m.Start.Add(time.Second)
-	}
-	booked.End = m.End
-	if err := store.UpdateMeeting(ctx, booked, nil); err != nil {
-		t.Fatal(err)
-	}
+	// schedule above leaves them room on a loaded box).
+	m.End = endSoon(t, store, m.ID)
 	time.Sleep(time.Until(m.End))
 	testutil.Eventually(t, 15*time.Second, func() string {
 		if n := a.SIP().Calls(); n != 0 {
@@ -116,6 +105,25 @@ func TestAutoDial(t *testing.T) {
 	if metrics := scrape(t, a); !containsAll(metrics, `cau_sip_dials_total{outcome="answered"}`) {
 		t.Errorf("dials not counted:\n%s", grep(metrics, "cau_sip_dials_total"))
 	}
+}
+
+// endSoon moves meeting id's end to a second from now (not before its start) and
+// returns it. The dialer reads the store each poll, as it would read a meeting that
+// reached its booked end.
+func endSoon(t *testing.T, store *bolt.Store, id string) time.Time {
+	t.Helper()
+	booked, err := store.Meeting(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	booked.End = time.Now().Add(time.Second)
+	if !booked.End.After(booked.Start) {
+		booked.End = booked.Start.Add(time.Second)
+	}
+	if err := store.UpdateMeeting(t.Context(), booked, nil); err != nil {
+		t.Fatal(err)
+	}
+	return booked.End
 }
 
 func containsAll(s string, subs ...string) bool {
