@@ -117,8 +117,10 @@ docker:
 NFPM       ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 DEBVERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//'); \
 	[ -n "$$v" ] && echo "$$v" || echo "0.0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M 2>/dev/null || echo 0).$$(git rev-parse --short HEAD 2>/dev/null || echo local)")
+# cgo: the SIP gateway transcodes room audio with libopus and libspandsp (G.722); a build
+# without cgo would carry video only. nfpm.yaml depends on their runtime packages.
 package:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(DEBVERSION)" -o $(BIN) ./cmd/cau
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(DEBVERSION)" -o $(BIN) ./cmd/cau
 	mkdir -p dist
 	cd deploy/deb && VERSION='$(DEBVERSION)' GOARCH=$$($(GO) env GOARCH) $(GO) run $(NFPM) package \
 		--config nfpm.yaml --packager deb --target ../../dist/
