@@ -108,7 +108,9 @@ type rtcpSeen struct {
 	types map[string]int
 }
 
-func (s *rtcpSeen) NewInterceptor(string) (interceptor.Interceptor, error) { return &rtcpRecorder{s: s}, nil }
+func (s *rtcpSeen) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &rtcpRecorder{s: s}, nil
+}
 
 func (s *rtcpSeen) count(kind string) int {
 	s.mu.Lock()
