@@ -18,17 +18,22 @@ import (
 // DelayPeriod is the period of the delay baseline (two periods are kept).
 const DelayPeriod = 5 * time.Second
 
-// sentTimes is the send time (unix µs) of each recent packet by TWCC sequence number mod
-// seqBits: 32 KiB.
-type sentTimes [seqBits]atomic.Int64
+// sentTimes is the send time of each recent packet by TWCC sequence number mod seqBits,
+// as the low 32 bits of its unix µs (16 KiB, half of whole int64s): a feedback comes
+// within seconds of the send, so the time is unwrapped against the feedback's arrival
+// (sentAt), valid within 35 minutes either way. 0 means none.
+type sentTimes [seqBits]atomic.Uint32
+
+// sentAt unwraps a stored send time against now: the send time in unix µs.
+func sentAt(stored uint32, now int64) int64 { return now - int64(int32(uint32(now)-stored)) }
 
 // delays is the out direction's delay state. sent is written by the sending goroutines
 // (atomics); the rest is guarded by Interceptor.mu.
 type delays struct {
 	// sent is allocated by the first packet sent: most connections of a meeting send no
 	// media on one of their two sides (a subscriber's publisher connection, a publisher's
-	// subscriber one while it is alone), and 32 KiB per idle side was the largest piece
-	// of heap per endpoint (issue 11).
+	// subscriber one while it is alone), and 32 KiB (int64s then) per idle side was the
+	// largest piece of heap per endpoint (issue 11).
 	sent      atomic.Pointer[sentTimes]
 	base      [2]int64  // least delay (µs) of the current and previous period
 	baseSince time.Time // start of the current period
@@ -44,7 +49,7 @@ func (d *delays) noteSent(seq uint16, at time.Time) {
 		d.sent.CompareAndSwap(nil, &sentTimes{})
 		s = d.sent.Load()
 	}
-	s[int(seq)%seqBits].Store(at.UnixMicro())
+	s[int(seq)%seqBits].Store(uint32(at.UnixMicro()))
 }
 
 // add reads one feedback's arrival times. Caller holds Interceptor.mu.
@@ -54,6 +59,7 @@ func (d *delays) add(fb *rtcp.TransportLayerCC, now time.Time) {
 		return // nothing sent yet: nothing to compare with
 	}
 	arrival := int64(fb.ReferenceTime) * 64_000 // µs on the far end's clock
+	nowUS := now.UnixMicro()
 	seq, left, deltas := fb.BaseSequenceNumber, int(fb.PacketStatusCount), fb.RecvDeltas
 	var sum, n int64
 	status := func(sym uint16, count int) {
@@ -64,7 +70,7 @@ func (d *delays) add(fb *rtcp.TransportLayerCC, now time.Time) {
 			arrival += deltas[0].Delta
 			deltas = deltas[1:]
 			if sent := times[int(seq)%seqBits].Load(); sent != 0 {
-				sum += arrival - sent
+				sum += arrival - sentAt(sent, nowUS)
 				n++
 			}
 		}
