@@ -25,20 +25,33 @@ func (f remoteOnly) NewInterceptor(id string) (interceptor.Interceptor, error) {
 	return &lazyStart{factory: f.inner, id: id}, nil
 }
 
-// lazyStart is remoteOnly's interceptor. started is read by the RTCP reading goroutine;
-// the rest is guarded by mu.
+// lazyStart is remoteOnly's interceptor. Its fields are guarded by mu.
 type lazyStart struct {
 	interceptor.NoOp
 	factory interceptor.Factory
 	id      string
 
-	mu     sync.Mutex
-	writer interceptor.RTCPWriter
-	reader interceptor.RTCPReader // the next reader in the chain, as bound
-	inner  interceptor.Interceptor
-	closed bool
+	mu      sync.Mutex
+	writer  interceptor.RTCPWriter
+	pending []*lazyReader // readers bound before the inner interceptor existed
+	inner   interceptor.Interceptor
+	closed  bool
+}
 
-	started atomic.Pointer[interceptor.RTCPReader] // inner's reader once inner exists
+// lazyReader is one bound RTCP reader (pion binds one per sender and per receiver of a
+// connection): straight through to next until the inner interceptor exists, then
+// through the inner interceptor's reader bound to the same next.
+type lazyReader struct {
+	next  interceptor.RTCPReader
+	inner atomic.Pointer[interceptor.RTCPReader] // set once, read by the reading goroutine
+}
+
+// Read implements interceptor.RTCPReader.
+func (r *lazyReader) Read(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+	if in := r.inner.Load(); in != nil {
+		return (*in).Read(b, a)
+	}
+	return r.next.Read(b, a)
 }
 
 // BindRTCPWriter keeps the writer for the inner interceptor.
@@ -49,18 +62,19 @@ func (l *lazyStart) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWri
 	return w
 }
 
-// BindRTCPReader reads through the inner interceptor once it exists, straight through
-// before.
-func (l *lazyStart) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
+// BindRTCPReader reads straight through until the inner interceptor exists, and through
+// it from then on.
+func (l *lazyStart) BindRTCPReader(next interceptor.RTCPReader) interceptor.RTCPReader {
+	r := &lazyReader{next: next}
 	l.mu.Lock()
-	l.reader = r
-	l.mu.Unlock()
-	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		if in := l.started.Load(); in != nil {
-			return (*in).Read(b, a)
-		}
-		return r.Read(b, a)
-	})
+	defer l.mu.Unlock()
+	if l.inner != nil {
+		in := l.inner.BindRTCPReader(next)
+		r.inner.Store(&in)
+	} else {
+		l.pending = append(l.pending, r)
+	}
+	return r
 }
 
 // BindRemoteStream starts the inner interceptor with the first remote stream.
@@ -75,10 +89,11 @@ func (l *lazyStart) BindRemoteStream(info *interceptor.StreamInfo, r interceptor
 		if l.writer != nil {
 			in.BindRTCPWriter(l.writer)
 		}
-		if l.reader != nil {
-			rd := in.BindRTCPReader(l.reader)
-			l.started.Store(&rd)
+		for _, r := range l.pending {
+			rd := in.BindRTCPReader(r.next)
+			r.inner.Store(&rd)
 		}
+		l.pending = nil
 		l.inner = in
 	}
 	if l.inner == nil {

@@ -40,7 +40,7 @@ func (c *countingInterceptor) BindRTCPReader(r interceptor.RTCPReader) intercept
 	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		n, a, err := r.Read(b, a)
 		if n > 0 {
-			b[0] = 0xEE // marks what went through the inner interceptor
+			b[0] = 0xEE // marks what went through the inner interceptor; b[1] says the source
 		}
 		return n, a, err
 	})
@@ -66,13 +66,23 @@ func TestRemoteOnlyStartsWithTheFirstRemoteStream(t *testing.T) {
 	}
 	w := interceptor.RTCPWriterFunc(func([]rtcp.Packet, interceptor.Attributes) (int, error) { return 0, nil })
 	i.BindRTCPWriter(w)
-	rd := i.BindRTCPReader(interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		b[0] = 1
-		return 1, a, nil
-	}))
-	buf := make([]byte, 4)
-	if _, _, err := rd.Read(buf, nil); err != nil || buf[0] != 1 || f.built.Load() != 0 {
-		t.Fatalf("before any stream: read %v %d, %d built; want a plain read, none built", err, buf[0], f.built.Load())
+	// pion binds one reader per sender and per receiver: each must keep reading its own.
+	source := func(id byte) interceptor.RTCPReader {
+		return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+			b[0], b[1] = 0, id
+			return 2, a, nil
+		})
+	}
+	read := func(r interceptor.RTCPReader) (mark, id byte) {
+		buf := make([]byte, 4)
+		if _, _, err := r.Read(buf, nil); err != nil {
+			t.Fatal(err)
+		}
+		return buf[0], buf[1]
+	}
+	ra, rb := i.BindRTCPReader(source(1)), i.BindRTCPReader(source(2))
+	if m, id := read(ra); m != 0 || id != 1 || f.built.Load() != 0 {
+		t.Fatalf("before any stream: read mark %#x from %d, %d built; want a plain read from 1, none built", m, id, f.built.Load())
 	}
 	i.BindLocalStream(&interceptor.StreamInfo{SSRC: 1}, nil)
 	if f.built.Load() != 0 {
@@ -81,12 +91,15 @@ func TestRemoteOnlyStartsWithTheFirstRemoteStream(t *testing.T) {
 	for ssrc := range uint32(2) {
 		i.BindRemoteStream(&interceptor.StreamInfo{SSRC: ssrc}, nil)
 	}
-	if f.built.Load() != 1 || f.writers.Load() != 1 || f.readers.Load() != 1 || f.streams.Load() != 2 {
-		t.Fatalf("after two remote streams: built %d, writers %d, readers %d, streams %d; want 1, 1, 1, 2",
+	rc := i.BindRTCPReader(source(3)) // bound after the start
+	if f.built.Load() != 1 || f.writers.Load() != 1 || f.readers.Load() != 3 || f.streams.Load() != 2 {
+		t.Fatalf("after two remote streams: built %d, writers %d, readers %d, streams %d; want 1, 1, 3, 2",
 			f.built.Load(), f.writers.Load(), f.readers.Load(), f.streams.Load())
 	}
-	if _, _, err := rd.Read(buf, nil); err != nil || buf[0] != 0xEE {
-		t.Fatalf("read after start: %v %#x; want it through the inner interceptor", err, buf[0])
+	for want, r := range map[byte]interceptor.RTCPReader{1: ra, 2: rb, 3: rc} {
+		if m, id := read(r); m != 0xEE || id != want {
+			t.Errorf("reader %d after start: mark %#x, read from %d; want it through the inner interceptor, from its own source", want, m, id)
+		}
 	}
 	if err := i.Close(); err != nil || f.closed.Load() != 1 {
 		t.Fatalf("close: %v, %d closed", err, f.closed.Load())
