@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -80,6 +81,14 @@ type Config struct {
 	RecordingsDir string `yaml:"recordings_dir"`
 	// RecordingMaxAgeDays deletes recordings older than this many days; 0 keeps them.
 	RecordingMaxAgeDays int `yaml:"recording_max_age_days"`
+	// GCPercent is the Go collector's target (GOGC): the heap may grow this many percent
+	// over the live heap before a collection. 0 takes the default (50, internal/memtune),
+	// -1 collects only at memory_limit. The GOGC environment variable wins.
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimit is the process's soft memory limit ("1536MiB", "2GB"; bytes without a
+	// unit): near it the collector works harder instead of letting the heap grow. Empty:
+	// none. The GOMEMLIMIT environment variable wins. Read by ParseBytes.
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 // TURN configures the embedded TURN server (see package turnserver). It runs when a
@@ -199,6 +208,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if err := num("CAU_MAX_BRIDGE_PEERS", &c.MaxBridgePeers); err != nil {
 		return err
 	}
+	if err := num("CAU_GC_PERCENT", &c.GCPercent); err != nil {
+		return err
+	}
+	str("CAU_MEMORY_LIMIT", &c.MemoryLimit)
 	if v := getenv("CAU_DEV"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -260,7 +273,51 @@ func (c Config) Validate() error {
 	if (c.TURN.CertFile == "") != (c.TURN.KeyFile == "") {
 		return errors.New("config: turn.cert_file and turn.key_file go together")
 	}
+	return c.validateMemory()
+}
+
+func (c Config) validateMemory() error {
+	if c.GCPercent < -1 {
+		return fmt.Errorf("config: gc_percent %d: want a percentage, 0 for the default or -1 for off", c.GCPercent)
+	}
+	if c.MemoryLimit != "" {
+		n, err := ParseBytes(c.MemoryLimit)
+		if err != nil {
+			return fmt.Errorf("config: memory_limit: %w", err)
+		}
+		if n < 64<<20 {
+			return fmt.Errorf("config: memory_limit %q is under 64MiB: the server would do little but collect", c.MemoryLimit)
+		}
+	} else if c.GCPercent == -1 {
+		return errors.New("config: gc_percent -1 (off) needs a memory_limit, or the heap grows without bound")
+	}
 	return nil
+}
+
+// byteUnits are the suffixes ParseBytes takes, longest first where one ends another.
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+}
+
+// ParseBytes reads a size: a whole number of bytes, optionally followed by B, KB, MB,
+// GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), as GOMEMLIMIT does.
+func ParseBytes(s string) (int64, error) {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: want a size such as 1536MiB or 2GB", s)
+	}
+	return n * mult, nil
 }
 
 // ParseLevel maps a level name to slog's level.
@@ -302,5 +359,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("turn_shared_key_set", c.TURN.Secret != ""),
 		slog.String("turn_udp_addr", c.TURN.UDPAddr),
 		slog.String("turn_tcp_addr", c.TURN.TCPAddr),
+		slog.Int("gc_percent", c.GCPercent),
+		slog.String("memory_limit", c.MemoryLimit),
 	)
 }

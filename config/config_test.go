@@ -56,6 +56,11 @@ func TestLoadRejects(t *testing.T) {
 		"bad format":       {"dev: true\nlog_format: xml\n", nil, "log_format"},
 		"bad dev boolean":  {"", map[string]string{"CAU_DEV": "maybe"}, "CAU_DEV"},
 		"missing tcp port": {"dev: true\nice_tcp_port: -2\n", nil, "ice_tcp_port"},
+		"bad gc percent":   {"dev: true\ngc_percent: -5\n", nil, "gc_percent"},
+		"gc off unbounded": {"dev: true\ngc_percent: -1\n", nil, "memory_limit"},
+		"bad memory limit": {"dev: true\nmemory_limit: lots\n", nil, "memory_limit"},
+		"tiny limit":       {"dev: true\nmemory_limit: 1MiB\n", nil, "under 64MiB"},
+		"bad gc env":       {"dev: true\n", map[string]string{"CAU_GC_PERCENT": "half"}, "CAU_GC_PERCENT"},
 	}
 	for name, c := range cases {
 		_, err := Load(writeFile(t, c.file), env(c.env))
@@ -145,5 +150,29 @@ func TestRedisPasswordNeverLogged(t *testing.T) {
 	_, err := Load(writeFile(t, "dev: true\nredis_url: \"http://u:hunter2@x\"\n"), env(nil))
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("validation error %v must not show the password", err)
+	}
+}
+
+func TestMemorySettings(t *testing.T) {
+	c, err := Load(writeFile(t, "dev: true\ngc_percent: -1\nmemory_limit: 1536MiB\n"),
+		env(map[string]string{"CAU_GC_PERCENT": "30"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GCPercent != 30 || c.MemoryLimit != "1536MiB" {
+		t.Errorf("gc_percent %d memory_limit %q: want 30 (environment over the file) and 1536MiB", c.GCPercent, c.MemoryLimit)
+	}
+	for in, want := range map[string]int64{
+		"0": 0, "1048576": 1 << 20, "64MiB": 64 << 20, "2GB": 2e9, "1536 MiB": 1536 << 20, "5KB": 5000, "3B": 3,
+		"1TiB": 1 << 40,
+	} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "-1GiB", "1.5GiB", "9999999999999GiB", "12 parsecs"} {
+		if n, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) = %d, want an error", bad, n)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
@@ -133,6 +134,12 @@ func New(cfg Config) (*Bridge, error) {
 	// Endpoints that vanish without a goodbye should be noticed in seconds, not the
 	// 30 s pion defaults to: a meeting-room screen must not show a frozen site for long.
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
+	// No mDNS: pion's default (query only) opens a multicast socket with five goroutines
+	// and a 9 KB read buffer for every ICE agent, about 60 KB per connection (issue 11),
+	// to resolve .local candidates that only hosts on the bridge's own LAN could answer.
+	// The lite agent learns an endpoint's address from its checks (peer-reflexive), and a
+	// relay link's bridges send plain addresses.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
 	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, fixedTop: cfg.FixedTopLayer,
@@ -373,6 +380,9 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 // its up track's packet cache (one per published track, not one ring per subscriber),
 // writing through the same chain, so a retransmission gets a TWCC number like any packet.
 //
+// The receiver reports and the TWCC generator start (with their ticker goroutines) only
+// when a connection receives its first stream (remoteOnly, lazystart.go).
+//
 // The stats interceptor is left out: it costs a map lookup per packet and the bridge
 // keeps its own counters. Nothing here allocates per forwarded packet.
 func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) error {
@@ -380,10 +390,19 @@ func registerInterceptors(me *webrtc.MediaEngine, ir *interceptor.Registry) erro
 	if err != nil {
 		return err
 	}
-	ir.Add(receiver)
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+	ir.Add(remoteOnly{receiver})
+	// webrtc.ConfigureTWCCSender's registrations, with the generator started lazily.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return err
+		}
+	}
+	twccGen, err := twcc.NewSenderInterceptor()
+	if err != nil {
 		return err
 	}
+	ir.Add(remoteOnly{twccGen})
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	ir.Add(nackgen.Factory{Window: packetCacheSize})

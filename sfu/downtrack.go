@@ -416,10 +416,19 @@ func (d *DownTrack) send(b *binding, hdr *rtp.Header, payload []byte, seq uint16
 // throttled keyframe request to the publisher; NACKs are answered from the up track's
 // packet cache.
 func (d *DownTrack) readRTCP() {
+	// One buffer for the goroutine's life, and the packets as the interceptors already
+	// parsed them (hopstats reads every report): pion's ReadRTCP allocated an MTU-sized
+	// buffer and parsed each packet a second time, for every RTCP packet of every
+	// subscriber, which was most of the server's allocation in a steady meeting (issue 11).
+	buf := make([]byte, rtcpReadSize)
 	for {
-		pkts, _, err := d.sender.ReadRTCP()
+		n, attrs, err := d.sender.Read(buf)
 		if err != nil {
 			return
+		}
+		pkts, err := attrs.GetRTCPPackets(buf[:n])
+		if err != nil {
+			continue // a malformed packet; the next may be fine
 		}
 		now := time.Now()
 		for _, p := range pkts {
@@ -440,6 +449,9 @@ func (d *DownTrack) readRTCP() {
 		}
 	}
 }
+
+// rtcpReadSize holds any RTCP datagram a subscriber sends (pion reads with a 1,460-byte MTU).
+const rtcpReadSize = 1500
 
 func (d *DownTrack) noteReports(reports []rtcp.ReceptionReport, now time.Time) {
 	b := d.binding.Load()

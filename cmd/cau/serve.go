@@ -22,6 +22,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/config"
+	"github.com/cau-project/cau/internal/memtune"
 	"github.com/cau-project/cau/internal/profiling"
 	"github.com/cau-project/cau/lease"
 	"github.com/cau-project/cau/presence"
@@ -60,6 +61,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 	sipTLS := newSIPTLSFlags(fs)
 	sipAccounts := fs.String("sip-accounts", "", "file of SIP digest accounts, one \"user site password\" a line: every call dialled in must prove one, and joins as its site")
 	advertise := fs.String("advertise", "", "with redis_url: the URL other signaling nodes reach this one at (http://10.0.0.5:7880)")
+	memLimit := fs.String("memory-limit", "", "soft memory limit of the process, e.g. 1536MiB (config memory_limit; GOMEMLIMIT wins); the collector target is gc_percent (default 50)")
 	demoCascade := fs.Bool("demo-cascade", false, "with --dev: also start `cau bridge` processes down a province → district → commune chain")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -92,6 +94,8 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 			cfg.SitesFile = *sitesFile
 		case "advertise":
 			cfg.AdvertiseURL = *advertise
+		case "memory-limit":
+			cfg.MemoryLimit = *memLimit
 		}
 	})
 	if err := cfg.Validate(); err != nil {
@@ -106,6 +110,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		return err
 	}
 	log.Info("starting", "version", version, "config", cfg)
+	applyMemory(cfg, log)
 	if *demoCascade && !cfg.Dev {
 		return fmt.Errorf("--demo-cascade needs --dev")
 	}
@@ -398,4 +403,16 @@ func recordingsDir(cfg config.Config) string {
 		return filepath.Join(cfg.DataDir, "recordings")
 	}
 	return cfg.RecordingsDir
+}
+
+// applyMemory sets the collector target and the soft memory limit (internal/memtune).
+// Validate has parsed the limit already.
+func applyMemory(cfg config.Config, log *slog.Logger) {
+	var limit int64
+	if cfg.MemoryLimit != "" {
+		limit, _ = config.ParseBytes(cfg.MemoryLimit)
+	}
+	s := memtune.Apply(cfg.GCPercent, limit, os.Getenv)
+	log.Info("memory", "gc_percent", s.GCPercent, "gc_percent_from_GOGC", s.GCPercentFromEnv,
+		"limit_bytes", s.Limit, "limit_from_GOMEMLIMIT", s.LimitFromEnv)
 }

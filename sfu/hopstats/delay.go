@@ -18,22 +18,48 @@ import (
 // DelayPeriod is the period of the delay baseline (two periods are kept).
 const DelayPeriod = 5 * time.Second
 
+// sentTimes is the send time of each recent packet by TWCC sequence number mod seqBits,
+// as the low 32 bits of its unix µs (16 KiB, half of whole int64s): a feedback comes
+// within seconds of the send, so the time is unwrapped against the feedback's arrival
+// (sentAt), valid within 35 minutes either way. 0 means none.
+type sentTimes [seqBits]atomic.Uint32
+
+// sentAt unwraps a stored send time against now: the send time in unix µs.
+func sentAt(stored uint32, now int64) int64 { return now - int64(int32(uint32(now)-stored)) }
+
 // delays is the out direction's delay state. sent is written by the sending goroutines
 // (atomics); the rest is guarded by Interceptor.mu.
 type delays struct {
-	sent      [seqBits]atomic.Int64 // send time (unix µs) by TWCC sequence number mod seqBits
-	base      [2]int64              // least delay (µs) of the current and previous period
-	baseSince time.Time             // start of the current period
+	// sent is allocated by the first packet sent: most connections of a meeting send no
+	// media on one of their two sides (a subscriber's publisher connection, a publisher's
+	// subscriber one while it is alone), and 32 KiB (int64s then) per idle side was the
+	// largest piece of heap per endpoint (issue 11).
+	sent      atomic.Pointer[sentTimes]
+	base      [2]int64  // least delay (µs) of the current and previous period
+	baseSince time.Time // start of the current period
 	have      bool
 	queue     time.Duration // the last feedback's mean delay above the baseline
 }
 
-// noteSent records when the packet numbered seq left. Any goroutine.
-func (d *delays) noteSent(seq uint16, at time.Time) { d.sent[int(seq)%seqBits].Store(at.UnixMicro()) }
+// noteSent records when the packet numbered seq left. Any goroutine; it allocates only
+// the first time.
+func (d *delays) noteSent(seq uint16, at time.Time) {
+	s := d.sent.Load()
+	if s == nil {
+		d.sent.CompareAndSwap(nil, &sentTimes{})
+		s = d.sent.Load()
+	}
+	s[int(seq)%seqBits].Store(uint32(at.UnixMicro()))
+}
 
 // add reads one feedback's arrival times. Caller holds Interceptor.mu.
 func (d *delays) add(fb *rtcp.TransportLayerCC, now time.Time) {
+	times := d.sent.Load()
+	if times == nil {
+		return // nothing sent yet: nothing to compare with
+	}
 	arrival := int64(fb.ReferenceTime) * 64_000 // µs on the far end's clock
+	nowUS := now.UnixMicro()
 	seq, left, deltas := fb.BaseSequenceNumber, int(fb.PacketStatusCount), fb.RecvDeltas
 	var sum, n int64
 	status := func(sym uint16, count int) {
@@ -43,8 +69,8 @@ func (d *delays) add(fb *rtcp.TransportLayerCC, now time.Time) {
 			}
 			arrival += deltas[0].Delta
 			deltas = deltas[1:]
-			if sent := d.sent[int(seq)%seqBits].Load(); sent != 0 {
-				sum += arrival - sent
+			if sent := times[int(seq)%seqBits].Load(); sent != 0 {
+				sum += arrival - sentAt(sent, nowUS)
 				n++
 			}
 		}

@@ -246,6 +246,23 @@ func FuzzReports(f *testing.F) {
 func TestQueueDelay(t *testing.T) {
 	var d delays
 	t0 := time.Unix(100, 0)
+	// Send times are kept as 32 bits of µs and read back against the feedback's arrival,
+	// whichever side of a 32-bit wrap the two fall.
+	for _, now := range []int64{1 << 40, 1<<32 + 5, 1<<32 - 5, 7} {
+		for _, age := range []int64{0, 3, 40_000_000, -2_000} { // a wall clock may step back
+			if got := sentAt(uint32(now-age), now); got != now-age {
+				t.Errorf("sent %d µs before %d: read back as %d", age, now, got)
+			}
+		}
+	}
+	// A connection that has sent nothing holds no send-time ring (16 KiB), and feedback
+	// then changes nothing.
+	d.add(&rtcp.TransportLayerCC{PacketStatusCount: 1, PacketChunks: []rtcp.PacketStatusChunk{
+		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 1}},
+		RecvDeltas: []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta}}}, t0)
+	if d.sent.Load() != nil || d.have || d.queue != 0 {
+		t.Fatalf("before any packet sent: ring %v, baseline %v, queue %v", d.sent.Load() != nil, d.have, d.queue)
+	}
 	feedback := func(base uint16, sentAt time.Time, spacing, extra time.Duration) *rtcp.TransportLayerCC {
 		const n = 10
 		fb := &rtcp.TransportLayerCC{BaseSequenceNumber: base, PacketStatusCount: n,
