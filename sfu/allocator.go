@@ -266,6 +266,13 @@ func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.
 				}
 				if c.rate >= minLayerRate {
 					rates[i] = c.rate
+					if !up.dynPaused.Load() { // not a paused layer's last packets
+						up.lastRate.Store(uint64(c.rate))
+					}
+				} else if up.dynPaused.Load() && a.p.params.Relay {
+					// Paused by dynacast: the bridge beyond learns what it would cost,
+					// so that its need can bring it back (dynacast.go).
+					rates[i] = float64(up.lastRate.Load())
 				}
 			}
 			a.layers[up] = c
