@@ -1,0 +1,89 @@
+package signaling_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/protocol"
+)
+
+// TestViewDrivesLayersAndDynacast: a Go client publishes a three-layer camera (q, h, f)
+// and follows publish_layers as the join page does; a second one watches it and sends
+// views. A small tile gets the low layer, and after the hysteresis the publisher is told
+// to send only that; a large tile brings the top layer back (at once to the publisher,
+// then to the watcher); a hidden tile receives no video while the audio goes on, and the
+// publisher is told nobody needs any layer.
+func TestViewDrivesLayersAndDynacast(t *testing.T) {
+	ts := startServer(t, nil)
+	const meeting = "m-view"
+	pub := ts.join(t, meeting, "central", "chair")
+	synth, err := pub.PublishWith(context.Background(), client.PublishOptions{Simulcast: true, FPS: 20,
+		PacketsPerFrame: 4, PayloadBytes: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := pub.Self.Streams[protocol.SourceCamera]
+	sub := ts.join(t, meeting, "central", "watcher")
+	eventually(t, 20*time.Second, func() string { return receivesFrom(sub, pub, 20) })
+
+	tile := func(height int) {
+		t.Helper()
+		if err := sub.View([]protocol.Tile{{Participant: pub.Self.ID, Source: protocol.SourceCamera, Height: height}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	told := func(want ...string) func() string {
+		return func() string {
+			got, n := pub.PublishLayers()
+			if cam, ok := got[protocol.SourceCamera]; !ok || !slices.Equal(cam, want) {
+				return fmt.Sprintf("the publisher was told %v (%d messages), want camera %v", got, n, want)
+			}
+			return ""
+		}
+	}
+	mainly := func(layer int) func() string {
+		return func() string {
+			if w := watchLayers(sub, stream, time.Second); w.main() != layer || (layer < 2 && w[2] > 0) {
+				return fmt.Sprintf("the watcher receives %v (low, middle, top packets in 1 s), want mainly layer %d", w, layer)
+			}
+			return ""
+		}
+	}
+
+	tile(180 * 2) // 180 CSS pixels on a screen of devicePixelRatio 2: the middle layer
+	tile(180)
+	eventually(t, 20*time.Second, mainly(0))
+	eventually(t, 20*time.Second, told("q"))
+	sent := synth.Sent().VideoPackets
+	time.Sleep(time.Second)
+	perSecond := synth.Sent().VideoPackets - sent
+	// The Synth sends a quarter of the packets per frame on q, half on h, all on f.
+	if perSecond > 20*2 {
+		t.Errorf("the publisher sent %d video packets in a second with only q active, want about 20", perSecond)
+	}
+
+	asked := time.Now()
+	tile(720)
+	eventually(t, 5*time.Second, told("q", "h", "f"))
+	toPublisher := time.Since(asked)
+	eventually(t, 45*time.Second, mainly(2))
+	t.Logf("a large tile: the publisher sends all layers again after %v, the watcher receives the top layer after %v",
+		toPublisher.Round(10*time.Millisecond), time.Since(asked).Round(100*time.Millisecond))
+
+	tile(0)
+	eventually(t, 10*time.Second, func() string {
+		if w := watchLayers(sub, stream, time.Second); w.total() > 0 {
+			return fmt.Sprintf("the watcher of a hidden tile received %v video packets in 1 s", w)
+		}
+		return ""
+	})
+	keepsReceiving(t, sub, pub, "audio", 25, 5*time.Second)
+	eventually(t, 10*time.Second, told())
+	if w := watchLayers(sub, stream, time.Second); w.total() > 0 {
+		t.Errorf("the hidden tile received %v video packets after the publisher paused", w)
+	}
+}
