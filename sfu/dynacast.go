@@ -43,10 +43,10 @@ func newLayerSwitch(now time.Time) *layerSwitch {
 	return s
 }
 
-// step takes the highest layer needed now (-1: none) and returns the layers to send and
-// which of them were just turned on; changed says whether the set differs from the last.
-// A layer turns on as soon as it is needed, off only after dynacastOffAfter unneeded.
-func (s *layerSwitch) step(now time.Time, need int8) (turnedOn [maxLayers]bool, changed bool) {
+// step takes the highest layer needed now (-1: none), updates the layers to send
+// (s.active) and returns those just turned on and off. A layer turns on as soon as it is
+// needed, off only after dynacastOffAfter unneeded.
+func (s *layerSwitch) step(now time.Time, need int8) (turnedOn, turnedOff [maxLayers]bool) {
 	for i := range s.active {
 		needed := int8(i) <= need
 		if needed {
@@ -54,12 +54,11 @@ func (s *layerSwitch) step(now time.Time, need int8) (turnedOn [maxLayers]bool, 
 		}
 		on := needed || now.Sub(s.lastNeeded[i]) < dynacastOffAfter
 		if on != s.active[i] {
-			changed = true
-			turnedOn[i] = on
+			turnedOn[i], turnedOff[i] = on, !on
 			s.active[i] = on
 		}
 	}
-	return turnedOn, changed
+	return turnedOn, turnedOff
 }
 
 // need is the highest layer anyone on this bridge needs of the source now, -1 for none.
@@ -123,8 +122,8 @@ func (p *Peer) dynacastStep(now time.Time, state map[*simulcast]*layerSwitch) {
 			st = newLayerSwitch(now)
 			state[g] = st
 		}
-		turnedOn, changed := st.step(now, g.need(now))
-		if !changed {
+		turnedOn, turnedOff := st.step(now, g.need(now))
+		if turnedOn == ([maxLayers]bool{}) && turnedOff == ([maxLayers]bool{}) {
 			continue
 		}
 		for i, on := range turnedOn {
@@ -139,8 +138,15 @@ func (p *Peer) dynacastStep(now time.Time, state map[*simulcast]*layerSwitch) {
 		}
 		rids := g.activeRIDs(st.active)
 		p.log.Debug("publish layers", "track", g.primary.id, "active", rids)
-		if m := p.bridge.metrics; m != nil && m.LayerPauses != nil && !slices.Contains(turnedOn[:], true) {
-			m.LayerPauses.WithLabelValues("publisher").Inc()
+		if m := p.bridge.metrics; m != nil && m.DynacastLayers != nil {
+			for i := range turnedOn {
+				if turnedOn[i] {
+					m.DynacastLayers.WithLabelValues("resume").Inc()
+				}
+				if turnedOff[i] {
+					m.DynacastLayers.WithLabelValues("pause").Inc()
+				}
+			}
 		}
 		p.params.OnPublishLayers(g.primary, rids)
 	}
