@@ -114,6 +114,29 @@ func viewAndDynacast(t *testing.T, a *app.App, page *testbrowser.Browser, c *cli
 	}
 	total := func(r map[string]float64) float64 { return r["q"] + r["h"] + r["f"] }
 
+	// The page reports its own tiles: the endpoint's (no camera, initials shown) at its
+	// size, and hidden when the tile is hidden.
+	chairPeer := a.Signaling().PeerOf("m1", chair.ID)
+	cKey := ids.StreamKey{Participant: ids.ParticipantID(c.Self.ID), Source: protocol.SourceCamera}
+	pageCap := func(want func(int) bool, what string) {
+		t.Helper()
+		testutil.Eventually(t, 10*time.Second, func() string {
+			if v, ok := a.Signaling().Local().Agent().ViewOf(chairPeer)[cKey]; !ok || !want(v) {
+				return fmt.Sprintf("the page's view caps the endpoint's camera at %d (named %v), want %s", v, ok, what)
+			}
+			return ""
+		})
+	}
+	pageCap(func(l int) bool { return l >= 0 }, "a layer")
+	showTile := func(display string) {
+		testbrowser.Eval[bool](t, page, fmt.Sprintf(`(() => { const el = document.querySelector('.tile[data-participant=%q]');
+			if (el) el.style.display = %q; return !!el; })()`, c.Self.ID, display))
+	}
+	showTile("none")
+	pageCap(func(l int) bool { return l == -1 }, "none (hidden)")
+	showTile("")
+	pageCap(func(l int) bool { return l >= 0 }, "a layer again")
+
 	// Everyone's tile large (no view): the page sends all three layers.
 	var full map[string]float64
 	testutil.Eventually(t, 30*time.Second, func() string {
@@ -126,7 +149,8 @@ func viewAndDynacast(t *testing.T, a *app.App, page *testbrowser.Browser, c *cli
 	tile(120) // a thumbnail: 120 device pixels high
 	testutil.Eventually(t, 20*time.Second, func() string {
 		if l, ok := forwarded(); !ok || l.Layer != 0 {
-			return fmt.Sprintf("the endpoint with a small tile receives %+v, want the low layer", l)
+			return fmt.Sprintf("the endpoint with a small tile receives %+v, want the low layer (its view %v)", l,
+				a.Signaling().Local().Agent().ViewOf(peer))
 		}
 		return ""
 	})

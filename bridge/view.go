@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"maps"
+
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu"
@@ -61,4 +63,11 @@ func (a *Agent) publishLayers(ap *agentPeer, up *sfu.UpTrack, active []string) {
 	if ok {
 		a.ev.PublishLayers(ap.id, key, active)
 	}
+}
+
+// ViewOf is peer's view: the layer cap of each stream it named (a copy; nil: none).
+func (a *Agent) ViewOf(peer ids.PeerID) map[ids.StreamKey]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.views[peer])
 }

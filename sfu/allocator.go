@@ -215,6 +215,8 @@ func (a *allocator) tick(now time.Time) {
 			continue // no layer measured yet
 		case target < 0:
 			next = keep[i] // it resumes
+		case layerRate(a.streams[i], target) == 0:
+			next = keep[i] // above the cap now (a smaller tile, a need that fell), or no longer sent
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
 		case keep[i] < target:

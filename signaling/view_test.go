@@ -12,8 +12,9 @@ import (
 )
 
 // TestViewDrivesLayersAndDynacast: a Go client publishes a three-layer camera (q, h, f)
-// and follows publish_layers as the join page does; a second one watches it and sends
-// views. A small tile gets the low layer, and after the hysteresis the publisher is told
+// and follows publish_layers as the join page does; a second one watches it at the top
+// layer and sends views. A middle tile takes it down to the middle layer (at once: the
+// link is not congested), a small tile to the low layer, and after the hysteresis the publisher is told
 // to send only that; a large tile brings the top layer back (at once to the publisher,
 // then to the watcher); a hidden tile receives no video while the audio goes on, and the
 // publisher is told nobody needs any layer.
@@ -34,7 +35,9 @@ func TestViewDrivesLayersAndDynacast(t *testing.T) {
 	told := func(want ...string) func() string { return toldLayers(pub, want...) }
 	mainly := func(layer int) func() string { return receivesMainly(sub, stream, layer) }
 
+	eventually(t, 45*time.Second, mainly(2)) // no view yet: the link fits the top layer
 	tile(180 * 2) // 180 CSS pixels on a screen of devicePixelRatio 2: the middle layer
+	eventually(t, 20*time.Second, mainly(1))
 	tile(180)
 	eventually(t, 20*time.Second, mainly(0))
 	eventually(t, 20*time.Second, told("q"))
