@@ -35,8 +35,10 @@ func TestViewDrivesLayersAndDynacast(t *testing.T) {
 	told := func(want ...string) func() string { return toldLayers(pub, want...) }
 	mainly := func(layer int) func() string { return receivesMainly(sub, stream, layer) }
 
-	eventually(t, 45*time.Second, mainly(2)) // no view yet: the link fits the top layer
-	tile(180 * 2) // 180 CSS pixels on a screen of devicePixelRatio 2: the middle layer
+	// No view yet: the link fits the top layer. Then 180 CSS pixels on a screen of
+	// devicePixelRatio 2: the middle layer.
+	eventually(t, 45*time.Second, mainly(2))
+	tile(180 * 2)
 	eventually(t, 20*time.Second, mainly(1))
 	tile(180)
 	eventually(t, 20*time.Second, mainly(0))
