@@ -41,6 +41,9 @@ type Events struct {
 	// Speaker reports a meeting's new selection on this bridge: its dominant speaker and
 	// the participants whose camera it forwards (Last-N). Nil: not reported.
 	Speaker func(meeting ids.MeetingID, dominant ids.ParticipantID, lastN []ids.ParticipantID)
+	// PublishLayers reports the layers (RIDs) of a simulcast source peer publishes that
+	// anyone needs now (view.go), each time that changes. Nil: every layer is sent.
+	PublishLayers func(peer ids.PeerID, key ids.StreamKey, active []string)
 }
 
 // Engine is the media engine an Agent drives; *sfu.Bridge is one.
@@ -83,6 +86,8 @@ type Agent struct {
 	pins map[ids.MeetingID]map[ids.ParticipantID]bool
 	// peerPins are the participants each subscriber pinned for its own link (PinFor).
 	peerPins map[ids.PeerID]map[ids.ParticipantID]bool
+	// views are each subscriber's layer caps per stream (SetView, view.go).
+	views map[ids.PeerID]map[ids.StreamKey]int
 }
 
 type agentPeer struct {
@@ -118,6 +123,7 @@ type subscription struct {
 	trackID, streamID string
 	down              *sfu.DownTrack // nil while the stream is absent
 	pinned            bool           // the subscriber pinned the stream's participant (PinFor)
+	maxLayer          int            // the subscriber's view of the stream caps its layer (SetView)
 }
 
 // NewAgent wraps b. ev receives the agent's events.
@@ -129,6 +135,7 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
 		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{},
 		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}, peerPins: map[ids.PeerID]map[ids.ParticipantID]bool{},
+		views: map[ids.PeerID]map[ids.StreamKey]int{},
 		count: NewPeerCount()}
 }
 
@@ -147,7 +154,7 @@ func (a *Agent) CreatePeer(id ids.PeerID) error {
 	a.peers[id] = ap
 	a.counted(id, 1)
 	a.mu.Unlock()
-	p, err := a.sfu.NewPeer(sfu.PeerParams{
+	params := sfu.PeerParams{
 		ID:     id.String(),
 		Logger: a.log.With("peer", id.String()),
 		Relay:  id.IsRelay(),
@@ -169,7 +176,11 @@ func (a *Agent) CreatePeer(id ids.PeerID) error {
 				a.ev.Failed(id, err.Error())
 			}
 		},
-	})
+	}
+	if a.ev.PublishLayers != nil {
+		params.OnPublishLayers = func(up *sfu.UpTrack, active []string) { a.publishLayers(ap, up, active) }
+	}
+	p, err := a.sfu.NewPeer(params)
 	if err != nil {
 		a.mu.Lock()
 		if a.peers[id] == ap {
@@ -282,7 +293,7 @@ func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID st
 	if _, ok := a.subs[sk]; ok {
 		return nil
 	}
-	sub := &subscription{trackID: trackID, streamID: streamID, pinned: a.peerPins[id][key.Participant]}
+	sub := &subscription{trackID: trackID, streamID: streamID, pinned: a.peerPins[id][key.Participant], maxLayer: a.viewCap(sk)}
 	a.subs[sk] = sub
 	if st, ok := a.streams[key]; ok && st.peer != id {
 		a.attach(ap, sub, st.up)
@@ -299,6 +310,7 @@ func (a *Agent) attach(ap *agentPeer, sub *subscription, up *sfu.UpTrack) {
 	}
 	sub.down = d
 	d.SetPinned(sub.pinned)
+	d.SetMaxLayer(sub.maxLayer)
 }
 
 // Unsubscribe stops forwarding key to peer.
@@ -349,6 +361,7 @@ func (a *Agent) forget(id ids.PeerID) {
 	delete(a.samples, sampleKey{id, true})
 	delete(a.samples, sampleKey{id, false})
 	delete(a.peerPins, id)
+	delete(a.views, id)
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)

@@ -265,13 +265,18 @@ func execute(c *conn, sh *Shared, env protocol.Envelope) (err error) {
 		}
 		a.ApplyPin(m)
 		return nil
+	case protocol.KindBridgeView:
+		return onPeer(c, sh, env, true, func(m protocol.BridgeView) error {
+			a.SetView(m)
+			return nil
+		})
 	}
 	return fmt.Errorf("unknown command %q", env.Kind)
 }
 
 // peerCommand is the data of a command about one peer.
 type peerCommand interface {
-	protocol.PeerRef | protocol.PeerSDP | protocol.PeerICE | protocol.Subscription
+	protocol.PeerRef | protocol.PeerSDP | protocol.PeerICE | protocol.Subscription | protocol.BridgeView
 }
 
 // onPeer decodes a command about one peer and runs it; owned commands run only for a
@@ -298,6 +303,8 @@ func peerOf(m any) ids.PeerID {
 	case protocol.PeerICE:
 		return m.Peer
 	case protocol.Subscription:
+		return m.Peer
+	case protocol.BridgeView:
 		return m.Peer
 	}
 	return ids.PeerID{}

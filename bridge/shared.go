@@ -99,6 +99,11 @@ func (sh *Shared) events() Events {
 				c.push(protocol.KindBridgeSpeaker, "", protocol.BridgeSpeaker{Meeting: meeting, Dominant: dominant, LastN: lastN})
 			}
 		},
+		PublishLayers: func(peer ids.PeerID, key ids.StreamKey, active []string) {
+			if c := sh.owner(peer); c != nil {
+				c.push(protocol.KindBridgePublishLayers, "", protocol.BridgePublishLayers{Peer: peer, Key: key, Active: active})
+			}
+		},
 	}
 }
 

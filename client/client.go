@@ -102,6 +102,8 @@ type Client struct {
 	recording    protocol.Recording                                   // the meeting's recording state, as last told
 	speaker      protocol.Speaker                                     // the dominant speaker and Last-N, as last told
 	speakerN     int                                                  // speaker messages received
+	pubLayers    map[protocol.Source][]string                         // publish_layers, as last told per source (view.go)
+	pubLayersN   int                                                  // publish_layers messages received
 	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
 	iceServers   []webrtc.ICEServer                                   // from the last joined
 	relayOnly    bool                                                 // Options.RelayOnly

@@ -53,6 +53,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		c.setRecording(env)
 	case protocol.KindSpeaker:
 		c.setSpeaker(env)
+	case protocol.KindPublishLayers:
+		c.setPublishLayers(env)
 	case protocol.KindReconnect:
 		var r protocol.Reconnect
 		_ = protocol.DecodeData(env, &r)

@@ -17,7 +17,8 @@ type synthLayer struct {
 	// share is the layer's packets per frame as a fraction of PacketsPerFrame.
 	share          int // divisor: 4 (q), 2 (h), 1 (f)
 	keyframeWanted atomic.Bool
-	seq            uint16 // Run's goroutine only
+	paused         atomic.Bool // the server said nobody needs the layer (publish_layers)
+	seq            uint16      // Run's goroutine only
 	ts             uint32
 }
 
@@ -85,11 +86,14 @@ func (s *Synth) sendLayers(payload []byte, size int, key bool, tsStep, frame uin
 		return // not negotiated yet
 	}
 	for li, l := range s.layers {
+		l.ts += tsStep // the layer's clock runs on while it is paused, as a browser's
+		if l.paused.Load() {
+			continue
+		}
 		k := key || l.keyframeWanted.Swap(false)
 		if k && !key { // Run counted the keyframe it asked for
 			s.keyframesSent.Add(1)
 		}
-		l.ts += tsStep
 		n := max(s.PacketsPerFrame/l.share, 1)
 		for i := 0; i < n; i++ {
 			p := vp8Packet(payload[:size], i == 0, k)

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,15 @@ func TestDecodeDataValidates(t *testing.T) {
 		{"mute ok", `{"v":1,"type":"mute","data":{"source":"microphone","muted":true}}`, &Mute{}, true},
 		{"mute bad source", `{"v":1,"type":"mute","data":{"source":"speaker","muted":true}}`, &Mute{}, false},
 		{"answer wrong type", `{"v":1,"type":"answer","data":{"sdp":5}}`, &Answer{}, false},
+		{"view ok", `{"v":1,"type":"view","data":{"tiles":[{"participant":"p1","source":"camera","height":360},{"participant":"p1","source":"screen","height":0}]}}`, &View{}, true},
+		{"view empty", `{"v":1,"type":"view","data":{"tiles":[]}}`, &View{}, true},
+		{"view microphone", `{"v":1,"type":"view","data":{"tiles":[{"participant":"p1","source":"microphone","height":1}]}}`, &View{}, false},
+		{"view negative", `{"v":1,"type":"view","data":{"tiles":[{"participant":"p1","source":"camera","height":-1}]}}`, &View{}, false},
+		{"view huge", `{"v":1,"type":"view","data":{"tiles":[{"participant":"p1","source":"camera","height":99999}]}}`, &View{}, false},
+		{"view no participant", `{"v":1,"type":"view","data":{"tiles":[{"source":"camera","height":1}]}}`, &View{}, false},
+		{"view twice", `{"v":1,"type":"view","data":{"tiles":[{"participant":"p","source":"camera","height":1},{"participant":"p","source":"camera","height":2}]}}`, &View{}, false},
+		{"view too many", `{"v":1,"type":"view","data":{"tiles":[` + manyTiles(MaxViewTiles+1) + `]}}`, &View{}, false},
+		{"view unknown field", `{"v":1,"type":"view","data":{"tiles":[],"zoom":2}}`, &View{}, false},
 	}
 	for _, c := range cases {
 		env, err := Decode([]byte(c.msg))
@@ -93,13 +103,33 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"offer","data":{"sdp":"v=0","tracks":[{"id":"a","source":"screen"}]}}`))
 	f.Add([]byte(`{"v":1,"type":"candidate","data":{"target":"subscriber","candidate":{"candidate":"x","sdpMLineIndex":0}}}`))
 	f.Add([]byte(`{"v":1,"type":"mute","data":{"source":"camera","muted":false}}`))
+	f.Add([]byte(`{"v":1,"type":"view","data":{"tiles":[{"participant":"p1","source":"camera","height":720}]}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := Decode(b)
 		if err != nil {
 			return
 		}
-		for _, v := range []any{&Join{}, &Offer{}, &Answer{}, &Candidate{}, &Mute{}} {
+		for _, v := range []any{&Join{}, &Offer{}, &Answer{}, &Candidate{}, &Mute{}, &View{}} {
 			_ = DecodeData(env, v)
 		}
 	})
+}
+
+// manyTiles is n distinct camera tiles of a view message, comma-separated.
+func manyTiles(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = `{"participant":"p` + strconv.Itoa(i) + `","source":"camera","height":100}`
+	}
+	return strings.Join(parts, ",")
+}
+
+func TestLayerForHeight(t *testing.T) {
+	for _, c := range []struct{ height, want int }{
+		{0, -1}, {1, 0}, {180, 0}, {240, 0}, {241, 1}, {480, 1}, {481, 2}, {2160, 2},
+	} {
+		if got := LayerForHeight(c.height); got != c.want {
+			t.Errorf("LayerForHeight(%d) = %d, want %d", c.height, got, c.want)
+		}
+	}
 }

@@ -215,6 +215,8 @@ func (a *allocator) tick(now time.Time) {
 			continue // no layer measured yet
 		case target < 0:
 			next = keep[i] // it resumes
+		case layerRate(a.streams[i], target) == 0:
+			next = keep[i] // above the cap now (a smaller tile, a need that fell), or no longer sent
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
 		case keep[i] < target:
@@ -266,6 +268,13 @@ func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.
 				}
 				if c.rate >= minLayerRate {
 					rates[i] = c.rate
+					if !up.dynPaused.Load() { // not a paused layer's last packets
+						up.lastRate.Store(uint64(c.rate))
+					}
+				} else if up.dynPaused.Load() && a.p.params.Relay {
+					// Paused by dynacast: the bridge beyond learns what it would cost,
+					// so that its need can bring it back (dynacast.go).
+					rates[i] = float64(up.lastRate.Load())
 				}
 			}
 			a.layers[up] = c

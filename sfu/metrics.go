@@ -33,6 +33,9 @@ type Metrics struct {
 	// LinkProbes counts, by link and result (ok, failed), the bandwidth probes (padding)
 	// sent before a step up (probe.go).
 	LinkProbes *prometheus.CounterVec
+	// DynacastLayers counts the publishers' simulcast layers paused because nobody
+	// needs them and resumed (dynacast.go), by change (pause, resume).
+	DynacastLayers *prometheus.CounterVec
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -79,10 +82,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		LinkProbes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_link_probes_total",
 			Help: "Bandwidth probes (padding) sent before a simulcast step up, by link kind and result (ok, failed)."},
 			[]string{"link", "result"}),
+		DynacastLayers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_dynacast_layer_changes_total",
+			Help: "Publishers' simulcast layers paused because nobody needs them, and resumed, by change (pause, resume)."},
+			[]string{"change"}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
 		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
-		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses, m.LinkProbes} {
+		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses, m.LinkProbes, m.DynacastLayers} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

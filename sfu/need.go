@@ -30,8 +30,7 @@ import (
 // The sending end's allocator caps the stream at the reported layer and, for none, stops
 // forwarding it on the link (the stream resumes at a keyframe, its numbering continuous).
 // The need of a site at the far end of several links reaches the origin one link at a
-// time; the origin's publisher is not asked to stop a layer nobody takes, but nothing
-// forwards it (no subscription holds it).
+// time; there a layer nobody needs is paused at the publisher (dynacast.go).
 //
 // A bridge that does not send these packets (an older one) leaves the need unknown: the
 // link then carries the layer it fits, as before.

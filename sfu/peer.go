@@ -61,6 +61,11 @@ type PeerParams struct {
 	OnTrackEnded func(*UpTrack)
 	// OnFailed reports that a connection failed; the peer has been closed.
 	OnFailed func(error)
+	// OnPublishLayers reports the layers of a simulcast source this peer publishes that
+	// anyone needs now, by RID (dynacast.go), each time that changes; the publisher is to
+	// send only those. up is the source's handle (the track OnTrack reported). Nil: no
+	// dynacast, every layer is always sent.
+	OnPublishLayers func(up *UpTrack, active []string)
 }
 
 // Peer is one endpoint's presence on the bridge: a publisher and a subscriber connection.
@@ -92,6 +97,7 @@ type Peer struct {
 	sims        map[string]*simulcast
 	alloc       *allocator    // the subscriber link's allocator, started with its first layered subscription
 	needQuit    chan struct{} // ends a relay peer's need reporter (need.go); set in NewPeer
+	dynQuit     chan struct{} // ends the dynacast goroutine (dynacast.go), started with the first simulcast source
 	downs       map[*DownTrack]*webrtc.RTPSender
 	offerOut    bool // a subscriber offer awaits its answer
 	renegotiate bool // something changed while an offer was out
@@ -555,6 +561,9 @@ func (p *Peer) Close() error {
 	}
 	if p.needQuit != nil {
 		close(p.needQuit)
+	}
+	if p.dynQuit != nil {
+		close(p.dynQuit)
 	}
 	for d := range downs {
 		d.detach()

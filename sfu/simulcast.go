@@ -77,6 +77,10 @@ func (p *Peer) joinSimulcast(up *UpTrack, rid string) (report bool) {
 	if g == nil {
 		g = &simulcast{primary: up}
 		p.sims[key] = g
+		if p.dynQuit == nil && p.params.OnPublishLayers != nil && !p.params.Relay {
+			p.dynQuit = make(chan struct{})
+			go p.runDynacast(p.dynQuit)
+		}
 	}
 	idx := layerOfRID(rid)
 	if idx < 0 || g.layers[idx].Load() != nil { // an unknown RID takes the first free slot

@@ -64,6 +64,12 @@ type UpTrack struct {
 	// selector reads it: a video held back on request has not "stopped arriving").
 	relayRates remoteLayers
 	needOff    atomic.Bool
+	// dynPaused is set while dynacast has told the publisher not to send this layer
+	// (dynacast.go); lastRate is the layer's rate (bit/s) when last measured sending, so
+	// that a bridge beyond a relay link still learns what the layer would cost
+	// (allocator.measure). Written by the dynacast goroutine and the allocators.
+	dynPaused atomic.Bool
+	lastRate  atomic.Uint64
 
 	fan   *fanPool     // fan-out workers, owned by the reader goroutine; nil until needed
 	cache *packetCache // video: the latest packets, for every subscriber's NACKs; nil for audio

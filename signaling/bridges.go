@@ -33,6 +33,8 @@ type Bridge interface {
 	ClosePeer(peer ids.PeerID) error
 	// Pin pins or unpins a participant's sources in a meeting, or on one peer's link.
 	Pin(p protocol.BridgePin) error
+	// View caps the layers forwarded to a peer per stream (a page's view).
+	View(v protocol.BridgeView) error
 }
 
 var (
@@ -126,6 +128,11 @@ func (r *router) events(b Bridge) bridge.Events {
 		Speaker: func(meeting ids.MeetingID, dominant ids.ParticipantID, lastN []ids.ParticipantID) {
 			if r.speaker != nil {
 				r.speaker(b, meeting, dominant, lastN)
+			}
+		},
+		PublishLayers: func(peer ids.PeerID, key ids.StreamKey, active []string) {
+			if s, ok := r.owner(b, peer).(*session); ok {
+				s.publishLayers(key, active)
 			}
 		},
 	}

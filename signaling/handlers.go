@@ -248,6 +248,7 @@ func (s *session) migrate() {
 		s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
 		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed", Resume: resume})
 	})
+	s.pushView() // the page's view holds on the new bridge too
 }
 
 // where returns the endpoint's bridge and peer (they change on migration).

@@ -70,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 var knownKinds = map[protocol.Kind]bool{
 	protocol.KindJoin: true, protocol.KindOffer: true, protocol.KindAnswer: true,
 	protocol.KindCandidate: true, protocol.KindMute: true, protocol.KindLeave: true, protocol.KindPing: true,
-	protocol.KindFloorAction: true, protocol.KindPin: true,
+	protocol.KindFloorAction: true, protocol.KindPin: true, protocol.KindView: true,
 }
 
 func (m *Metrics) message(k protocol.Kind) {

@@ -78,7 +78,10 @@ type session struct {
 	bridge     Bridge
 	peerID     ids.PeerID
 	generation int
-	joined     time.Time
+	// view is the page's last view (view.go), sent again to a bridge it moves to;
+	// guarded by meeting.mu.
+	view   *protocol.BridgeView
+	joined time.Time
 	// joinDigest identifies the join token (resume.go), and adopted is what the peer
 	// adopted on a resume publishes and receives (nil for a new peer); both set by join
 	// before the session enters the meeting, read-only after.
@@ -126,6 +129,7 @@ func init() {
 		protocol.KindPing:        (*session).handlePing,
 		protocol.KindFloorAction: decoded((*session).handleFloorAction),
 		protocol.KindPin:         decoded((*session).handlePin),
+		protocol.KindView:        decoded((*session).handleView),
 	}
 }
 

@@ -111,6 +111,12 @@ func (rb *Remote) dispatch(env protocol.Envelope, heartbeat func(*Remote, protoc
 				rb.ev.Speaker(m.Meeting, m.Dominant, m.LastN)
 			}
 		})
+	case protocol.KindBridgePublishLayers:
+		return decode(env, func(m protocol.BridgePublishLayers) {
+			if rb.ev.PublishLayers != nil {
+				rb.ev.PublishLayers(m.Peer, m.Key, m.Active)
+			}
+		})
 	case protocol.KindError:
 		return decode(env, func(e protocol.Error) {
 			rb.log.Warn("bridge reported an error", "code", e.Code, "msg", e.Message)
@@ -305,6 +311,11 @@ func (rb *Remote) Unsubscribe(peer ids.PeerID, key ids.StreamKey) error {
 // Pin pins or unpins a participant's sources on the bridge (see protocol.BridgePin).
 func (rb *Remote) Pin(p protocol.BridgePin) error {
 	return rb.push(protocol.KindBridgePin, "", p)
+}
+
+// View caps the layers forwarded to a peer per stream (see protocol.BridgeView).
+func (rb *Remote) View(v protocol.BridgeView) error {
+	return rb.push(protocol.KindBridgeView, "", v)
 }
 
 // AdoptPeer takes over a peer another signaling node created on the bridge (issue 16),

@@ -225,6 +225,16 @@ export class CauClient extends EventTarget {
     return this.state === 'joined' && this._send('pin', { site: String(site), on: !!on });
   }
 
+  /**
+   * Tells the server how large each remote video is shown (docs/protocol/view.md):
+   * tiles [{participant, source, height}], height in device pixels, 0 = not shown. It is
+   * kept and sent again after a rejoin; false if not joined (sent at the join).
+   */
+  sendView(tiles) {
+    this._view = tiles;
+    return this.state === 'joined' && this._send('view', { tiles });
+  }
+
   /** Remote audio levels now: participant id → the loudest of its tracks, 0..1 (1 = 0 dBov). */
   async audioLevels() {
     const out = new Map();
@@ -431,6 +441,9 @@ export class CauClient extends EventTarget {
       case 'speaker': // who speaks, who is in the grid, what is pinned
         this._emit('speaker', { speaker: (this.speaker = data) });
         break;
+      case 'publish_layers': // dynacast: send only the camera layers someone needs
+        this._pubs.applyLayers(data.sources || []);
+        break;
       case 'reconnect':
         if (data.resume) this._resumeToken = data.resume;
         this._onMediaMoved(data.reason);
@@ -489,6 +502,7 @@ export class CauClient extends EventTarget {
     for (const p of fresh.values()) this._upsertParticipant(p);
     if (j.floor) this._applyFloor(j.floor, true);
     for (const source of this.muted) this._send('mute', { source, muted: true });
+    if (this._view) this._send('view', { tiles: this._view });
     this._media.useICEServers(j.ice_servers); // the bridge's TURN servers, minted for this join
     this._republish();
     if (this._firstJoin) this._firstJoin.resolve(j);

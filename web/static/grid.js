@@ -228,6 +228,13 @@ export function layout() {
   setHidden($('alone'), page.tiles.size > 0 || page.screens.size > 0);
   setHidden($('stage'), page.screens.size === 0);
   if (Number.isFinite(plan.recheckIn)) page.layoutTimer = setTimeout(layout, plan.recheckIn + 20);
+  page.view?.update(); // the tiles' sizes drive the layers the bridge sends (view-report.js)
+}
+
+/** The remote video tiles for the view message: cameras and shared screens. */
+export function* viewTiles() {
+  for (const [participant, element] of page.tiles) yield { participant, source: Source.CAMERA, element };
+  for (const [participant, element] of page.screens) yield { participant, source: Source.SCREEN, element };
 }
 
 /** Reads who is talking a few times a second (voice-activated switching). */

@@ -29,6 +29,8 @@ export const holdMs = (() => {
 export const page = {
   /** the session (join.js) */
   client: null,
+  /** reports the tiles' sizes to the server (view-report.js; join.js, grid.js) */
+  view: null,
   /** @type {MediaStream|null} microphone + camera (join.js, local-media.js) */
   local: null,
   /** what the user muted (controls.js; join.js follows the chair's "mute all") */

@@ -20,12 +20,14 @@ import { refreshControls, toggleCam, toggleMic, toggleScreen } from './controls.
 import { announceFloor, autoPanel, renderFloor, startFloorControls } from './floor-panel.js';
 import {
   addParticipant, enableSound, layout, removeParticipant, setMedia, startAudioWatch, stopAudioWatch, updateParticipant,
+  viewTiles,
 } from './grid.js';
 import {
   $, autojoin, claims, hideBanner, holdMs, page, params, pathMeeting, recordError, setConnStatus, showBanner, showScreen,
   token,
 } from './join-page.js';
 import { applyLocalMute, fillDeviceLists, openLocalMedia, reopenFromSelects, stopLocalMedia, updatePreview } from './local-media.js';
+import { ViewReporter } from './view-report.js';
 
 // ---- test hook ---------------------------------------------------------------------------
 
@@ -113,6 +115,7 @@ function join() {
   setConnStatus('connecting', t('conn.connecting'));
   const c = new CauClient({ token, name });
   page.client = c;
+  page.view = new ViewReporter((tiles) => c.sendView(tiles), viewTiles);
   watchRecording(c);
 
   c.addEventListener('state', (e) => {

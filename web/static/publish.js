@@ -20,6 +20,8 @@ export class Publications {
     this.local = new Map();
     /** Sources the user muted (kept across reconnects). */
     this.muted = new Set();
+    /** source → the RIDs the server last said someone needs (applyLayers) */
+    this.activeLayers = new Map();
     const follow = () => {
       if (this.followCodecs(session.participants.values()) && session.state === 'joined') {
         this.publish().catch((err) => this.log('warn', 'publish in another codec', err));
@@ -95,6 +97,34 @@ export class Publications {
       cam.transceiver = null;
     }
     return true;
+  }
+
+  /**
+   * Sends only the simulcast layers someone needs (docs/protocol/publish_layers.md):
+   * sources [{source, active: [rid…]}]. The other encodings are paused
+   * (encodings[i].active = false); audio and a source without layers are never touched.
+   * this.activeLayers keeps what was last applied (source → rids), for tests and pages.
+   */
+  async applyLayers(sources) {
+    for (const { source, active } of sources) {
+      const sender = this.local.get(source)?.transceiver?.sender;
+      if (!sender || sender.track?.kind !== 'video' || !Array.isArray(active)) continue;
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.some((e) => e.rid)) continue;
+      let changed = false;
+      for (const e of params.encodings) {
+        const on = !e.rid || active.includes(e.rid);
+        if (e.active !== on) [e.active, changed] = [on, true];
+      }
+      this.activeLayers.set(source, active.slice());
+      if (!changed) continue;
+      try {
+        await sender.setParameters(params);
+        this.log('debug', 'publish layers', source, active.join(',') || '(none)');
+      } catch (err) {
+        this.log('warn', 'publish layers', source, err);
+      }
+    }
   }
 
   /** Forgets the transceivers (the publisher connection closed). */

@@ -18,6 +18,7 @@ import { CauClient, CloseCode, Source, clampName } from './cau-client.js';
 import { fmtDay, fmtTime, sameDay, t, translatePage } from './i18n.js';
 import { watchRecording } from './recording-badge.js';
 import { markSpeaker } from './speaker-marks.js';
+import { ViewReporter } from './view-report.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -319,6 +320,7 @@ async function startSession() {
   }
   const client = new CauClient({ token: grant.token, device: DEVICE_ID, name: clampName(kiosk.info?.endpoint?.name || '') });
   kiosk.client = client;
+  kioskView.reset(); // the new session has no view yet
   watchRecording(client);
   kiosk.clientMeeting = grant.meeting;
   kiosk.clientKey = c.key;
@@ -537,7 +539,17 @@ function enableSound() {
   }
 }
 
+// The tiles' sizes drive the layers the bridge sends (view-report.js). A tile showing a
+// participant's screen does not show its camera: that camera is reported hidden.
+const kioskView = new ViewReporter((tiles) => kiosk.client?.sendView(tiles), function* tiles() {
+  for (const [participant, tile] of kiosk.tiles) {
+    yield { participant, source: Source.CAMERA, element: tile.screenStream ? null : tile };
+    if (tile.screenStream) yield { participant, source: Source.SCREEN, element: tile };
+  }
+});
+
 function layout() {
+  kioskView.update();
   const n = kiosk.tiles.size;
   const grid = $('grid');
   grid.dataset.count = String(n);
