@@ -90,6 +90,9 @@ type Config struct {
 	// FixedTopLayer turns the local bridge's simulcast adaptation off (sfu.Config): a
 	// benchmark's reference.
 	FixedTopLayer bool
+	// MonitorHold is how long a better link grade must hold before it shows
+	// (monitor.Config.Hold); 0 takes the monitor's 10 s. Tests shorten it.
+	MonitorHold time.Duration
 }
 
 // App is a running Cầu server.
@@ -209,7 +212,8 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 
-	a.mon = monitor.New(monitor.Config{Source: monitorSource{a.sig}, Tree: cfg.Tree, Store: cfg.Store, Logger: log})
+	a.mon = monitor.New(monitor.Config{Source: monitorSource{a.sig}, Tree: cfg.Tree, Store: cfg.Store, Hold: cfg.MonitorHold,
+		Logger: log})
 	if err := reg.Register(a.mon.Collector()); err != nil {
 		_ = a.closeBridge() // the start error is the one to report
 		return nil, fmt.Errorf("start: monitor metrics: %w", err)

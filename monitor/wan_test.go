@@ -136,12 +136,18 @@ type wanApp struct {
 	ws string // ws://host:port
 }
 
+// wanHold is the WAN tests' grade hold (monitor.Config.Hold), shorter than the 10-s
+// default: each phase of those tests waits for every link to grade good again, which is
+// the loss window (5 s) plus the hold; what they check of the hold itself (poor at once,
+// good only after the window clears) does not depend on its length.
+const wanHold = 3 * time.Second
+
 // startWANApp starts the app on link's host address (ICE on udpPort; 0: any) with key.
 func startWANApp(t *testing.T, link *wan.Link, key string, udpPort int) *wanApp {
 	t.Helper()
 	tree := testTree(t)
 	a, err := app.Start(t.Context(), app.Config{HTTPAddr: link.HostIP + ":0", ICEUDPPort: udpPort, ICETCPPort: -1, Dev: true,
-		TokenKey: key, Site: tree.Root().ID, Ancestry: tree.Ancestors, Tree: tree, Logger: testLogger()})
+		TokenKey: key, Site: tree.Root().ID, Ancestry: tree.Ancestors, Tree: tree, MonitorHold: wanHold, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +336,7 @@ func TestImpairedRelayLinkGradesPoorThenGood(t *testing.T) {
 		t.Errorf("commune c1 graded %v under the district's bad relay link, want its own (clean) grade", communeWorst)
 	}
 
-	// Restore the link: good again after the window clears and the hold (10 s) passes.
+	// Restore the link: good again after the window clears and the hold (wanHold) passes.
 	restored := time.Now()
 	im.set(0, 0)
 	var goodAfter time.Duration
