@@ -11,6 +11,7 @@ import (
 
 	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/cputime"
 )
 
 // runner is one run's state.
@@ -363,7 +364,7 @@ type streamSnap struct {
 
 func (r *runner) snapshot(ctx context.Context) *snapshot {
 	s := &snapshot{at: time.Now(), streams: map[*client.Stream]streamSnap{}, sent: map[*client.Synth]client.SynthCounts{},
-		cpu: selfCPU()}
+		cpu: cputime.Process()}
 	for _, b := range r.bots {
 		for _, st := range b.streamList() {
 			s.streams[st] = streamSnap{st: st.Stats(), lat: st.Latency(), layers: st.LayerPackets()}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/cau-project/cau/internal/cputime"
 )
 
 // The floor: what a bare Go sender spends per datagram in the shape the bridge forwards
@@ -106,7 +108,7 @@ func benchFloor(b *testing.B, fanout int, mode string) {
 	interval := time.Second / floorBursts
 	next := time.Now()
 	b.ResetTimer()
-	cpu0 := threadCPU()
+	cpu0 := cputime.Thread()
 	for i := 0; i < b.N; i++ {
 		for j := range dests {
 			p := bufs[j][:floorDatagram]
@@ -140,7 +142,7 @@ func benchFloor(b *testing.B, fanout int, mode string) {
 			next = time.Now()
 		}
 	}
-	cpu := threadCPU() - cpu0
+	cpu := cputime.Thread() - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*fanout), "cpu-µs/pkt")
 }
