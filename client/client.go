@@ -22,6 +22,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/rtpvideo"
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -120,7 +121,7 @@ type Stream struct {
 	// FirstKeyframe is 1 if the first video packet started a keyframe (H.264: with its
 	// SPS), 2 if not.
 	FirstKeyframe atomic.Int32
-	// NALTypes is, for H.264, the set of NAL unit types received so far (H264NALTypes).
+	// NALTypes is, for H.264, the set of NAL unit types received so far (rtpvideo.H264NALTypes).
 	NALTypes atomic.Uint32
 	FirstAt  time.Time
 	// ClockRate is the RTP clock rate of the track's codec.
@@ -307,10 +308,10 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 			}
 			h264 := strings.EqualFold(s.MimeType, webrtc.MimeTypeH264)
 			if h264 {
-				s.NALTypes.Or(H264NALTypes(pkt.payload))
+				s.NALTypes.Or(rtpvideo.H264NALTypes(pkt.payload))
 			}
 			if s.Packets.Add(1) == 1 && tr.Kind() == webrtc.RTPCodecTypeVideo {
-				if h264 && H264NALTypes(pkt.payload)&(1<<NALSPS) != 0 || !h264 && IsVP8KeyframeStart(pkt.payload) {
+				if h264 && rtpvideo.H264NALTypes(pkt.payload)&(1<<rtpvideo.NALSPS) != 0 || !h264 && rtpvideo.VP8KeyframeStart(pkt.payload) {
 					s.FirstKeyframe.Store(1)
 				} else {
 					s.FirstKeyframe.Store(2)

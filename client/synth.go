@@ -131,35 +131,3 @@ func (s *Synth) Run(stop <-chan struct{}) {
 		}
 	}
 }
-
-// IsVP8KeyframeStart reports whether a VP8 RTP payload starts a keyframe.
-func IsVP8KeyframeStart(p []byte) bool {
-	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
-		return false
-	}
-	i := 1
-	if p[0]&0x80 != 0 {
-		if len(p) <= i {
-			return false
-		}
-		ext := p[i]
-		i++
-		if ext&0x80 != 0 {
-			if len(p) <= i {
-				return false
-			}
-			if p[i]&0x80 != 0 {
-				i += 2
-			} else {
-				i++
-			}
-		}
-		if ext&0x40 != 0 {
-			i++
-		}
-		if ext&0x30 != 0 {
-			i++
-		}
-	}
-	return len(p) > i && p[i]&0x01 == 0
-}

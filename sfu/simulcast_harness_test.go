@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/rtpvideo"
 )
 
 // simLayer is one layer a simulcast test publisher sends: RID, the width and height its
@@ -200,7 +201,7 @@ func (w *layerWatch) read(tr *webrtc.TrackRemote) {
 			continue
 		}
 		layer := int(pkt.Payload[len(pkt.Payload)-1])
-		key := vp8KeyframeStart(pkt.Payload)
+		key := rtpvideo.VP8KeyframeStart(pkt.Payload)
 		w.mu.Lock()
 		w.ssrcs[pkt.SSRC] = true
 		late := false

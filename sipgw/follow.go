@@ -8,7 +8,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/rtpvideo"
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -147,17 +147,11 @@ func (c *call) askKeyframe(t *webrtc.TrackRemote) {
 	_ = c.sub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
 }
 
-// startsPicture reports whether an H.264 payload starts a picture the room can decode
-// from scratch: SPS (a keyframe's parameter sets) or an IDR slice.
-func startsPicture(payload []byte) bool {
-	return client.H264NALTypes(payload)&(1<<client.NALSPS|1<<client.NALIDR) != 0
-}
-
 // forwarding reports whether the packet pkt of video t goes to the room, switching to t
 // when t is the armed source and pkt starts a keyframe. Called per packet by t's reader.
 func (c *call) forwarding(t *webrtc.TrackRemote, pkt *rtp.Packet) bool {
 	if c.nextVideo.Load() == t {
-		if startsPicture(pkt.Payload) {
+		if rtpvideo.H264KeyframeStart(pkt.Payload) { // SPS or IDR: the room decodes from here
 			c.switchTo(t)
 		} else if now := time.Now().UnixNano(); now-c.switchAsked.Load() > int64(keyframeRetry) {
 			c.switchAsked.Store(now)
