@@ -2,7 +2,6 @@ package signaling
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/cau-project/cau/ids"
@@ -95,58 +94,15 @@ func (m *meeting) reconcile() {
 // opQueue runs a meeting's bridge commands in the order they were queued, on one
 // goroutine (run), so the meeting's lock is never held while a bridge builds or closes
 // a peer connection. The queue is unbounded: pushing never blocks the meeting.
-type opQueue struct {
-	mu     sync.Mutex // guards ops and closed; taken after meeting.mu
-	ops    []func()
-	closed bool
-	wake   chan struct{} // one pending wake-up for run
-}
+type opQueue struct{ fifo[func()] }
 
-func newOpQueue() *opQueue { return &opQueue{wake: make(chan struct{}, 1)} }
+func newOpQueue() *opQueue { return &opQueue{newFIFO[func()]()} }
 
 // push queues op; after close it is dropped.
-func (q *opQueue) push(op func()) {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return
-	}
-	q.ops = append(q.ops, op)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
+func (q *opQueue) push(op func()) { q.fifo.push(op) }
 
-// close lets run finish what is queued and return.
-func (q *opQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (q *opQueue) run() {
-	for {
-		q.mu.Lock()
-		ops, closed := q.ops, q.closed
-		q.ops = nil
-		q.mu.Unlock()
-		for _, op := range ops {
-			op()
-		}
-		if closed && len(ops) == 0 {
-			return
-		}
-		if len(ops) == 0 {
-			<-q.wake
-		}
-	}
-}
+// run runs the ops in order until the queue is closed (close) and empty.
+func (q *opQueue) run() { q.drain(func(op func()) { op() }) }
 
 // relayLink is a WebRTC relay between a bridge and its parent for one meeting. Each
 // bridge has a peer facing the other, cross-wired: the child's subscriber connection is

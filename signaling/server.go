@@ -7,7 +7,7 @@
 // Locks, in the only order they may be taken (a goroutine holding one may take those
 // after it, never one before):
 //
-//	Server.mu → meeting.mu → session.mu, writeQueue.mu, opQueue.mu → focus.mu → router.mu
+//	Server.mu → meeting.mu → session.mu, fifo.mu (writeQueue, opQueue) → focus.mu → router.mu
 //
 // No lock of this package is held across network or disk I/O or a bridge call: store and
 // presence writes go through the meeting's writer goroutine, bridge commands through its

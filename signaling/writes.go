@@ -3,7 +3,6 @@ package signaling
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/cau-project/cau/rooms"
@@ -16,62 +15,26 @@ import (
 // after close runs on its own goroutine, still tracked by the server's writers group,
 // so Server.Close waits for it too.
 type writeQueue struct {
-	mu     sync.Mutex // guards q and closed; a leaf lock
-	q      []func(context.Context) error
-	closed bool
-	wake   chan struct{} // capacity 1: something was pushed, or the queue closed
+	fifo[func(context.Context) error]
 }
 
-func newWriteQueue() *writeQueue { return &writeQueue{wake: make(chan struct{}, 1)} }
+func newWriteQueue() *writeQueue { return &writeQueue{newFIFO[func(context.Context) error]()} }
 
-// push queues w, or runs it apart if the queue is closed. It never blocks on I/O.
+// push queues w, or runs it apart (late) if the queue is closed. It never blocks on I/O.
 func (wq *writeQueue) push(w func(context.Context) error, late func(func(context.Context) error)) {
-	wq.mu.Lock()
-	if wq.closed {
-		wq.mu.Unlock()
+	if !wq.fifo.push(w) {
 		late(w)
-		return
-	}
-	wq.q = append(wq.q, w)
-	wq.mu.Unlock()
-	select {
-	case wq.wake <- struct{}{}:
-	default:
 	}
 }
 
-// close ends the queue once what is in it has been written.
-func (wq *writeQueue) close() {
-	wq.mu.Lock()
-	wq.closed = true
-	wq.mu.Unlock()
-	select {
-	case wq.wake <- struct{}{}:
-	default:
-	}
-}
-
-// run makes the writes in order until the queue is closed and empty. fail is told of
-// each write that fails after its retries.
+// run makes the writes in order until the queue is closed (close) and empty. fail is
+// told of each write that fails after its retries.
 func (wq *writeQueue) run(fail func(error)) {
-	for {
-		wq.mu.Lock()
-		batch, closed := wq.q, wq.closed
-		wq.q = nil
-		wq.mu.Unlock()
-		for _, w := range batch {
-			if err := writeWithRetry(w); err != nil {
-				fail(err)
-			}
+	wq.drain(func(w func(context.Context) error) {
+		if err := writeWithRetry(w); err != nil {
+			fail(err)
 		}
-		if len(batch) > 0 {
-			continue
-		}
-		if closed {
-			return
-		}
-		<-wq.wake
-	}
+	})
 }
 
 // writeRetryFor is how long a failed store write is tried again: a record must outlive
