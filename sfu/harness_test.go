@@ -331,21 +331,7 @@ func (e *testEndpoint) publishAudio() {
 	}
 	e.negotiatePublisher(t)
 	e.learnLevelID()
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		payload := make([]byte, 80)
-		for seq, ts := uint16(0), uint32(0); ; {
-			select {
-			case <-e.stop:
-				return
-			case <-tick.C:
-			}
-			seq++
-			ts += 960
-			e.writeAudio(seq, ts, payload)
-		}
-	}()
+	go e.paceAudio(func(int) {})
 }
 
 // learnLevelID reads the audio-level extension id the publishing connection negotiated.
@@ -395,23 +381,13 @@ func (e *testEndpoint) readFeedback(s *webrtc.RTPSender) {
 // frame is a keyframe unless the bridge asks for another, so a test sees whether keyframe
 // requests work.
 func (e *testEndpoint) sendMedia() {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var seqA, seqV uint16
-	var tsA, tsV uint32
+	var seqV uint16
+	var tsV uint32
 	frame := 0
 	payload := make([]byte, 900)
-	for n := 0; ; n++ {
-		select {
-		case <-e.stop:
-			return
-		case <-tick.C:
-		}
-		seqA++
-		tsA += 960
-		e.writeAudio(seqA, tsA, payload[:80])
+	e.paceAudio(func(n int) {
 		if n%3 == 2 { // ~16 fps is enough for the tests and easy on 2 cores
-			continue
+			return
 		}
 		frame++
 		tsV += 3000
@@ -445,6 +421,28 @@ func (e *testEndpoint) sendMedia() {
 			seqV++
 			_ = e.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqV, Timestamp: tsV, Marker: i == 2}, Payload: p})
 		}
+	})
+}
+
+// paceAudio sends an audio packet (20 ms of Opus: 960 ticks at 48 kHz) every 20 ms until
+// e stops, and after each calls then with the tick's number, counted from 0: the video
+// senders hang their frames on it.
+func (e *testEndpoint) paceAudio(then func(n int)) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	payload := make([]byte, 80)
+	var seq uint16
+	var ts uint32
+	for n := 0; ; n++ {
+		select {
+		case <-e.stop:
+			return
+		case <-tick.C:
+		}
+		seq++
+		ts += 960
+		e.writeAudio(seq, ts, payload)
+		then(n)
 	}
 }
 

@@ -117,27 +117,15 @@ func simPayload(p []byte, layer int, first, key bool) []byte {
 // sendSimulcast sends audio every 20 ms and a frame of each layer every 40 ms; a layer
 // sends a keyframe first and when asked (PLI on its SSRC), as a browser's encoders do.
 func (e *testEndpoint) sendSimulcast(sp *simPublisher) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var seqA uint16
-	var tsA uint32
 	var seq [maxLayers]uint16
 	var ts [maxLayers]uint32
 	for i := range ts {
 		ts[i] = uint32(i) * 1_000_000 // the layers' clocks are unrelated, as a browser's
 	}
 	buf := make([]byte, 1200)
-	for n := 0; ; n++ {
-		select {
-		case <-e.stop:
-			return
-		case <-tick.C:
-		}
-		seqA++
-		tsA += 960
-		_ = e.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqA, Timestamp: tsA}, Payload: buf[:80]})
+	e.paceAudio(func(n int) {
 		if n%2 == 1 {
-			continue
+			return
 		}
 		for i, l := range simLayers {
 			ts[i] += 3600
@@ -150,7 +138,7 @@ func (e *testEndpoint) sendSimulcast(sp *simPublisher) {
 				_ = sp.tracks[i].WriteRTP(&rtp.Packet{Header: h, Payload: simPayload(buf, i, k == 0, key)})
 			}
 		}
-	}
+	})
 }
 
 // layerWatch reads a subscriber's video track of a simulcast source and records what a
