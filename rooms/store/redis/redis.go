@@ -81,32 +81,37 @@ func Open(ctx context.Context, url, prefix string) (*Store, error) {
 // server, or a Sentinel deployment's address with the master's name,
 // redis://[user:password@]sentinel:26379?master_name=cau[&addr=sentinel2:26379...]: the
 // client asks the sentinels for the master and follows its failovers. rediss:// for TLS.
-//
-// The client honours the deadlines of the contexts it is given (go-redis ignores them by
-// default and waits out its own socket timeouts): a meeting lease's renewal must give up
-// when its deadline passes, or a node cut off from Redis without a word (packets
-// dropped, not refused) would go on acting as a meeting's owner after its lease expired.
+// Either client honours the deadlines of the contexts it is given (honourDeadlines).
 func Dial(url string) (goredis.UniversalClient, error) {
 	if strings.Contains(url, "master_name=") {
 		opts, err := goredis.ParseFailoverURL(url)
 		if err != nil {
 			return nil, fmt.Errorf("redis sentinel url: %w", err)
 		}
-		opts.ContextTimeoutEnabled = true
-		if opts.DialTimeout == 0 {
-			opts.DialTimeout = dialTimeout
-		}
+		honourDeadlines(&opts.ContextTimeoutEnabled, &opts.DialTimeout)
 		return goredis.NewFailoverClient(opts), nil
 	}
 	opts, err := goredis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
-	opts.ContextTimeoutEnabled = true
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = dialTimeout
-	}
+	honourDeadlines(&opts.ContextTimeoutEnabled, &opts.DialTimeout)
 	return goredis.NewClient(opts), nil
+}
+
+// honourDeadlines sets the two options every client of Dial has, whichever kind.
+//
+// The client honours the deadlines of the contexts it is given (go-redis ignores them by
+// default and waits out its own socket timeouts): a meeting lease's renewal must give up
+// when its deadline passes, or a node cut off from Redis without a word (packets
+// dropped, not refused) would go on acting as a meeting's owner after its lease expired.
+//
+// A dial is bounded by dialTimeout unless the URL sets dial_timeout.
+func honourDeadlines(contextTimeout *bool, dial *time.Duration) {
+	*contextTimeout = true
+	if *dial == 0 {
+		*dial = dialTimeout
+	}
 }
 
 // dialTimeout bounds a connection attempt unless the URL sets dial_timeout: Redis is on
