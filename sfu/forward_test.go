@@ -74,15 +74,23 @@ func testPeersExchangeMedia(t *testing.T, n int) {
 	})
 }
 
-// TestLateJoinerStartsWithKeyframe joins a subscriber long after the publisher's last
-// keyframe: it must get a fresh one (PLI) first, not delta frames.
-func TestLateJoinerStartsWithKeyframe(t *testing.T) {
+// watching starts a bridge with an endpoint "pub" publishing audio and video in mime,
+// joins one called sub, and waits for n of pub's video packets to reach it.
+func watching(t *testing.T, mime, sub string, n int64) (*Bridge, *room, *testEndpoint, *testEndpoint) {
+	t.Helper()
 	b := newTestBridge(t)
 	r := &room{}
 	pub := r.join(t, b, "pub")
-	pub.publish()
-	early := r.join(t, b, "early")
-	early.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 30, "early subscriber has no video yet")
+	pub.publishVideo(mime)
+	s := r.join(t, b, sub)
+	s.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, n, sub+" has no "+mime+" from pub yet")
+	return b, r, pub, s
+}
+
+// TestLateJoinerStartsWithKeyframe joins a subscriber long after the publisher's last
+// keyframe: it must get a fresh one (PLI) first, not delta frames.
+func TestLateJoinerStartsWithKeyframe(t *testing.T) {
+	b, r, pub, _ := watching(t, webrtc.MimeTypeVP8, "early", 30)
 	// The synthetic publisher sends keyframes only when asked, so the late joiner sees
 	// video only if the bridge requests one for it.
 	plis := pub.plisReceived.Load()
@@ -117,12 +125,7 @@ func TestLeaverDisappears(t *testing.T) {
 // TestKeyframeRequestsCoalesce sends a burst of keyframe requests: the publisher gets one
 // at once and one more at the end of the interval, not one per request and not none.
 func TestKeyframeRequestsCoalesce(t *testing.T) {
-	b := newTestBridge(t)
-	r := &room{}
-	pub := r.join(t, b, "pub")
-	pub.publish()
-	sub := r.join(t, b, "sub")
-	sub.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 20, "no video yet")
+	_, _, pub, _ := watching(t, webrtc.MimeTypeVP8, "sub", 20)
 	var up *UpTrack
 	for _, u := range pub.peer.UpTracks() {
 		if u.Kind() == webrtc.RTPCodecTypeVideo {
@@ -150,12 +153,7 @@ func TestKeyframeRequestsCoalesce(t *testing.T) {
 // TestH264IsForwarded publishes H.264: the subscriber receives it as H.264 and starts at
 // an IDR picture, requested for it.
 func TestH264IsForwarded(t *testing.T) {
-	b := newTestBridge(t)
-	r := &room{}
-	pub := r.join(t, b, "pub")
-	pub.publishVideo(webrtc.MimeTypeH264)
-	early := r.join(t, b, "early")
-	early.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 20, "no H.264 video yet")
+	b, r, _, early := watching(t, webrtc.MimeTypeH264, "early", 20)
 	late := r.join(t, b, "late")
 	late.waitPackets(t, 10*time.Second, "stream-pub", webrtc.RTPCodecTypeVideo, 10, "late subscriber has no H.264 video yet")
 	for _, e := range []*testEndpoint{early, late} {
