@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -64,24 +63,7 @@ func newNeededLink(t *testing.T, silent bool) *neededLink {
 	l.b = newTestBridge(t)
 	l.b.silentNeeds = silent
 	r := newSimRoom(t, l.a)
-	relayed := make(chan *UpTrack, 4)
-	l.ra, _ = relayLink(t, l.a, l.b, func(up *UpTrack) {
-		if up.Kind() == webrtc.RTPCodecTypeVideo {
-			relayed <- up
-		}
-	})
-	r.mu.Lock()
-	up := r.up
-	r.mu.Unlock()
-	var err error
-	if l.link, err = l.ra.Subscribe(up, up.ID(), up.StreamID()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case l.far = <-relayed:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the camera did not arrive over the relay link")
-	}
+	l.ra, l.link, l.far = relayVideo(t, l.a, l.b, r.track())
 	_, l.dd, l.wd = r.subscribe(t, l.a, "district", endpointOpts{})
 	return l
 }
@@ -286,22 +268,7 @@ func FuzzLayerApp(f *testing.F) {
 func TestNeedTravelsTwoHops(t *testing.T) {
 	l := newNeededLink(t, false)
 	c := newTestBridge(t)
-	relayed := make(chan *UpTrack, 4)
-	rb, _ := relayLink(t, l.b, c, func(up *UpTrack) {
-		if up.Kind() == webrtc.RTPCodecTypeVideo {
-			relayed <- up
-		}
-	})
-	mid, err := rb.Subscribe(l.far, l.far.ID(), l.far.StreamID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var farC *UpTrack
-	select {
-	case farC = <-relayed:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the camera did not arrive over the second link")
-	}
+	_, mid, farC := relayVideo(t, l.b, c, l.far)
 	eventually(t, 15*time.Second, func() string {
 		if !l.link.Held() || !mid.Held() {
 			return "nobody at B or C: first link held " + strconv.FormatBool(l.link.Held()) +

@@ -35,14 +35,7 @@ func TestSimulcastShapedLinkPinFirst(t *testing.T) {
 	var downs []*DownTrack
 	var ws []*layerWatch
 	for _, r := range rooms {
-		r.mu.Lock()
-		up := r.up
-		r.mu.Unlock()
-		d, err := commune.peer.Subscribe(up, up.ID(), up.StreamID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		downs, ws = append(downs, d), append(ws, watches[up.StreamID()])
+		downs, ws = append(downs, r.subscribeOn(t, commune.peer)), append(ws, watches[r.track().StreamID()])
 	}
 	layers := func() string {
 		est, _ := commune.peer.Estimate()

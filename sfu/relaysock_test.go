@@ -52,9 +52,7 @@ func TestRelayLinksOwnSockets(t *testing.T) {
 	t.Cleanup(func() { _ = a.Close() })
 	b := newTestBridge(t)
 	r := newSimRoom(t, a)
-	r.mu.Lock()
-	up := r.up
-	r.mu.Unlock()
+	up := r.track()
 
 	type link struct {
 		ra, rb  *Peer

@@ -49,14 +49,25 @@ func (r *simRoom) subscribe(t *testing.T, b *Bridge, name string, o endpointOpts
 	w := newLayerWatch()
 	o.onVideo = w.read
 	e := newTestEndpointWith(t, b, name, nil, o)
+	return e, r.subscribeOn(t, e.peer), w
+}
+
+// track returns the room's video track (newSimRoomNamed waited for it).
+func (r *simRoom) track() *UpTrack {
 	r.mu.Lock()
-	up := r.up
-	r.mu.Unlock()
-	d, err := e.peer.Subscribe(up, up.ID(), up.StreamID())
+	defer r.mu.Unlock()
+	return r.up
+}
+
+// subscribeOn subscribes p (an endpoint's peer, or a relay link's end) to the room's video.
+func (r *simRoom) subscribeOn(t *testing.T, p *Peer) *DownTrack {
+	t.Helper()
+	up := r.track()
+	d, err := p.Subscribe(up, up.ID(), up.StreamID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, d, w
+	return d
 }
 
 // checkClean fails unless every change of layer the subscriber saw started on a keyframe,

@@ -59,25 +59,7 @@ func TestSimulcastShapedRelayLinkCarriesLowLayer(t *testing.T) {
 	})
 	t.Cleanup(func() { _ = b.Close() })
 	r := newSimRoom(t, a)
-	relayed := make(chan *UpTrack, 4)
-	ra, _ := relayLink(t, a, b, func(up *UpTrack) {
-		if up.Kind() == webrtc.RTPCodecTypeVideo {
-			relayed <- up
-		}
-	})
-	r.mu.Lock()
-	up := r.up
-	r.mu.Unlock()
-	link, err := ra.Subscribe(up, up.ID(), up.StreamID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var far *UpTrack
-	select {
-	case far = <-relayed:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the camera did not arrive over the relay link")
-	}
+	ra, link, far := relayVideo(t, a, b, r.track())
 	wc := newLayerWatch()
 	commune := newTestEndpointWith(t, b, "commune", nil, endpointOpts{api: shapedAPI(t, sh), onVideo: wc.read})
 	if _, err := commune.peer.Subscribe(far, far.ID(), far.StreamID()); err != nil {
@@ -85,6 +67,29 @@ func TestSimulcastShapedRelayLinkCarriesLowLayer(t *testing.T) {
 	}
 	_, dd, wd := r.subscribe(t, a, "district", endpointOpts{})
 	shapeAndRecover(t, sh, shapedSide{"relay link", ra, link, wc}, shapedSide{"district", nil, dd, wd})
+}
+
+// relayVideo joins bridges a and b with a relay link (relayLink), has a's end subscribe
+// to up, and waits for the video to arrive at b: link is the relay's down track at a,
+// far the track it feeds at b.
+func relayVideo(t *testing.T, a, b *Bridge, up *UpTrack) (ra *Peer, link *DownTrack, far *UpTrack) {
+	t.Helper()
+	relayed := make(chan *UpTrack, 4)
+	ra, _ = relayLink(t, a, b, func(up *UpTrack) {
+		if up.Kind() == webrtc.RTPCodecTypeVideo {
+			relayed <- up
+		}
+	})
+	link, err := ra.Subscribe(up, up.ID(), up.StreamID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case far = <-relayed:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the camera did not arrive over the relay link from %s", up.ID())
+	}
+	return ra, link, far
 }
 
 // relayLink joins bridges a and b with a relay link that carries what a's end subscribes
