@@ -85,10 +85,7 @@ func recordUntilKilled(t *testing.T, dir string) {
 	c := testmedia.Connect(t, b, pub, "site-a")
 	pub.Start(func(int) *Clip { return clip })
 	c.WaitTracks(t)
-	rec, err := Start(Config{Dir: dir, Meeting: "crash", Logger: testmedia.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := startRecording(t, Config{Dir: dir, Meeting: "crash", Logger: testmedia.Logger()})
 	for _, u := range []*sfu.UpTrack{c.Video, c.Audio} {
 		if err := rec.AddTrack(Source{Name: "site-a", Site: "site-a"}, u); err != nil {
 			t.Fatal(err)

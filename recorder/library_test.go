@@ -21,14 +21,9 @@ func TestLibraryRetention(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := Start(Config{Dir: dir, Meeting: meeting})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := startRecording(t, Config{Dir: dir, Meeting: meeting})
 		if stop {
-			if _, err := r.Stop(); err != nil {
-				t.Fatal(err)
-			}
+			stopRecording(t, r)
 		}
 		// Age the manifest as if written then.
 		m, _ := ReadManifest(dir)

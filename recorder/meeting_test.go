@@ -52,10 +52,7 @@ func TestRecordThreeSites(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m3", Logger: testmedia.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := startRecording(t, Config{Dir: t.TempDir(), Meeting: "m3", Logger: testmedia.Logger()})
 	// Publishers start sending as the recording starts, so each file spans the whole
 	// recording (a publisher sending before would too; this keeps the clips in phase
 	// with the wall clock for the resolution change).
@@ -70,10 +67,7 @@ func TestRecordThreeSites(t *testing.T) {
 		names[i] = s.name
 	}
 	wall := recordSites(t, rec, names, conns, time.Duration(seconds)*time.Second)
-	m, err := rec.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := stopRecording(t, rec)
 	if len(m.Files) != len(sites) {
 		t.Fatalf("want one file per site, got %+v", m.Files)
 	}

@@ -32,15 +32,9 @@ func TestRecordOneSource(t *testing.T) {
 			speech = append(speech, at)
 		}
 	}
-	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m1", Logger: testmedia.Logger(), OnSpeech: onSpeech})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := startRecording(t, Config{Dir: t.TempDir(), Meeting: "m1", Logger: testmedia.Logger(), OnSpeech: onSpeech})
 	wall := recordSites(t, rec, []string{"site-a"}, []*testmedia.Connected{c}, 8*time.Second)
-	m, err := rec.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := stopRecording(t, rec)
 	if len(m.Files) != 1 || !m.Files[0].Complete {
 		t.Fatalf("manifest files: %+v", m.Files)
 	}
@@ -119,15 +113,9 @@ func TestRecordH264(t *testing.T) {
 	if !strings.EqualFold(c.Video.Codec().MimeType, "video/h264") {
 		t.Fatalf("negotiated %s", c.Video.Codec().MimeType)
 	}
-	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "mh", Logger: testmedia.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := startRecording(t, Config{Dir: t.TempDir(), Meeting: "mh", Logger: testmedia.Logger()})
 	wall := recordSites(t, rec, []string{"site-h"}, []*testmedia.Connected{c}, 6*time.Second)
-	m, err := rec.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := stopRecording(t, rec)
 	if len(m.Files) != 1 || filepath.Ext(m.Files[0].Name) != ".mkv" {
 		t.Fatalf("files %+v", m.Files)
 	}

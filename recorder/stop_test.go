@@ -27,6 +27,26 @@ func recordSites(t *testing.T, rec *Recording, names []string, conns []*testmedi
 	return time.Since(began)
 }
 
+// startRecording starts recording as cfg says, or fails the test.
+func startRecording(t testing.TB, cfg Config) *Recording {
+	t.Helper()
+	rec, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// stopRecording stops rec and returns its manifest, or fails the test.
+func stopRecording(t testing.TB, rec *Recording) Manifest {
+	t.Helper()
+	m, err := rec.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // TestStopEndsEveryFileAtOnce is the regression test of the three-site recording's
 // quiet-machine failure (files 13 s longer than the wall clock): Stop finished the sources
 // one after the other, and the others kept recording while the first one finished its
@@ -49,16 +69,10 @@ func TestStopEndsEveryFileAtOnce(t *testing.T) {
 	var once sync.Once
 	slowClose = func() { once.Do(func() { time.Sleep(3 * time.Second) }) } // a slow disk's fsync
 	t.Cleanup(func() { slowClose = nil })
-	rec, err := Start(Config{Dir: t.TempDir(), Meeting: "m-stop", Logger: testmedia.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := startRecording(t, Config{Dir: t.TempDir(), Meeting: "m-stop", Logger: testmedia.Logger()})
 	wall := recordSites(t, rec, names, conns, 6*time.Second)
 	stopCalled := time.Now()
-	m, err := rec.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := stopRecording(t, rec)
 	if took := time.Since(stopCalled); took < 3*time.Second {
 		t.Fatalf("the slow close did not happen (Stop took %v)", took)
 	}
