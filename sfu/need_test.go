@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -141,14 +142,7 @@ func TestRelayLinkCarriesWhatIsNeeded(t *testing.T) {
 
 	// A commune at B shows it as a thumbnail: the low layer crosses, and no more.
 	commune, cd, wc := l.thumbnail(t)
-	asked := time.Now()
-	eventually(t, 20*time.Second, func() string {
-		if s := wc.snapshot(); s.layer != 0 || s.width != 320 {
-			return "the commune does not see the low layer yet"
-		}
-		return ""
-	})
-	t.Logf("a thumbnail beyond: the low layer arrived %v after the subscription", time.Since(asked).Round(10*time.Millisecond))
+	awaitLayer(t, wc, 0, 320, link, 20*time.Second, "a thumbnail beyond the link")
 	// Long enough for both links' estimates to fit the top layer (they grow to what the
 	// source's top layer would take, whatever is sent).
 	eventually(t, 30*time.Second, func() string {
@@ -174,21 +168,13 @@ func TestRelayLinkCarriesWhatIsNeeded(t *testing.T) {
 
 	// The commune enlarges the tile: the top layer comes over the link.
 	cd.SetMaxLayer(2)
-	asked = time.Now()
-	eventually(t, 30*time.Second, func() string {
-		if s := wc.snapshot(); s.layer != 2 || s.width != 1280 {
-			cur, target := link.Layer()
-			return "the commune sees layer " + strconv.Itoa(s.layer) + "; the link forwards " + strconv.Itoa(cur) + " target " + strconv.Itoa(target)
-		}
-		return ""
-	})
-	t.Logf("the tile enlarged beyond the link: top layer after %v", time.Since(asked).Round(10*time.Millisecond))
+	awaitLayer(t, wc, 2, 1280, link, 30*time.Second, "the tile enlarged beyond the link")
 	lb = linkBytes(link, 3*time.Second)
 	t.Logf("a full tile beyond: the link carried %.0f kbit/s of the camera", float64(lb)*8/3/1000)
 
 	// The commune hides it: the link stops it again.
 	cd.SetMaxLayer(-1)
-	asked = time.Now()
+	asked := time.Now()
 	eventually(t, 15*time.Second, func() string {
 		if !link.Held() {
 			return "the link still forwards the hidden camera"
@@ -288,27 +274,27 @@ func TestNeedTravelsTwoHops(t *testing.T) {
 		t.Fatal(err)
 	}
 	cd.SetMaxLayer(0)
-	asked := time.Now()
-	eventually(t, 20*time.Second, func() string {
-		if s := wc.snapshot(); s.layer != 0 || s.width != 320 {
-			return "the commune at C does not see the low layer yet"
-		}
-		return ""
-	})
-	t.Logf("a thumbnail two links away: the low layer arrived %v after the subscription", time.Since(asked).Round(10*time.Millisecond))
+	awaitLayer(t, wc, 0, 320, l.link, 20*time.Second, "a thumbnail two links away")
 	if cur, _ := l.link.Layer(); cur != 0 || mid.Held() {
 		t.Errorf("for a thumbnail two links away the first link carries layer %d, the second held %v", cur, mid.Held())
 	}
 	cd.SetMaxLayer(2)
-	asked = time.Now()
-	eventually(t, 60*time.Second, func() string {
-		if s := wc.snapshot(); s.layer != 2 || s.width != 1280 {
-			cur, target := l.link.Layer()
-			return "the commune at C sees layer " + strconv.Itoa(s.layer) + "; the first link forwards " +
-				strconv.Itoa(cur) + " target " + strconv.Itoa(target)
+	awaitLayer(t, wc, 2, 1280, l.link, 60*time.Second, "the tile enlarged two links away")
+	checkClean(t, "commune at C", wc.snapshot())
+}
+
+// awaitLayer waits up to d for w to show layer at width, and logs how long that took
+// under what; a failure says which layer link, the first relay link on the way, forwards.
+func awaitLayer(t *testing.T, w *layerWatch, layer, width int, link *DownTrack, d time.Duration, what string) {
+	t.Helper()
+	asked := time.Now()
+	eventually(t, d, func() string {
+		if s := w.snapshot(); s.layer != layer || s.width != width {
+			cur, target := link.Layer()
+			return fmt.Sprintf("%s: the commune sees layer %d at %d px; the relay link forwards %d, target %d",
+				what, s.layer, s.width, cur, target)
 		}
 		return ""
 	})
-	t.Logf("the tile enlarged two links away: top layer after %v", time.Since(asked).Round(10*time.Millisecond))
-	checkClean(t, "commune at C", wc.snapshot())
+	t.Logf("%s: layer %d after %v", what, layer, time.Since(asked).Round(10*time.Millisecond))
 }
