@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -136,20 +137,11 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
 	go beat(hbCtx, ws)
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-hbCtx.Done():
-				return
-			case <-t.C:
-				p, up, down := agent.Load()
-				c.push(protocol.KindBridgeHeartbeat, "", protocol.BridgeHeartbeat{Peers: p, UpTracks: up, DownTracks: down, Full: agent.Full(),
-					Relays: agent.RelayStats(), Endpoints: agent.PeerStats()})
-			}
-		}
-	}()
+	go tick.Every(hbCtx.Done(), time.Second, func(time.Time) {
+		p, up, down := agent.Load()
+		c.push(protocol.KindBridgeHeartbeat, "", protocol.BridgeHeartbeat{Peers: p, UpTracks: up, DownTracks: down, Full: agent.Full(),
+			Relays: agent.RelayStats(), Endpoints: agent.PeerStats()})
+	})
 	go func() {
 		<-ctx.Done()
 		_ = ws.Close()
@@ -199,17 +191,10 @@ const BeatInterval = 100 * time.Millisecond
 // beat pings signaling every BeatInterval until ctx ends. A failed ping is left to the
 // reader, which sees the socket fail.
 func beat(ctx context.Context, ws *websocket.Conn) {
-	t := time.NewTicker(BeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			// WriteControl may run beside the writes under writeMu (gorilla allows it).
-			_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(BeatInterval))
-		}
-	}
+	tick.Every(ctx.Done(), BeatInterval, func(time.Time) {
+		// WriteControl may run beside the writes under writeMu (gorilla allows it).
+		_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(BeatInterval))
+	})
 }
 
 // execute runs one command from signaling on the shared agent, for a peer that c owns

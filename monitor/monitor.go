@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 )
@@ -140,17 +141,8 @@ func (m *Monitor) SetTree(t *rooms.Tree) { m.tree.Store(t) }
 
 // Run samples every Interval until ctx ends, then ends the console streams.
 func (m *Monitor) Run(ctx context.Context) {
-	t := time.NewTicker(m.cfg.Interval)
-	defer t.Stop()
 	defer m.once.Do(func() { close(m.done) })
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			m.sample(now)
-		}
-	}
+	tick.Every(ctx.Done(), m.cfg.Interval, m.sample)
 }
 
 // Done is closed once Run has returned.

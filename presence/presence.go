@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -72,20 +73,11 @@ func NewRedis(ctx context.Context, rdb goredis.UniversalClient, prefix string, l
 	if err := p.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
-	go func() {
-		t := time.NewTicker(nodeTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := p.refresh(ctx); err != nil && ctx.Err() == nil {
-					log.Warn("presence refresh", "err", err)
-				}
-			}
+	go tick.Every(ctx.Done(), nodeTTL/3, func(time.Time) {
+		if err := p.refresh(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("presence refresh", "err", err)
 		}
-	}()
+	})
 	return p, nil
 }
 

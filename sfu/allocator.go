@@ -12,6 +12,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/sfu/bwe"
 )
 
@@ -114,17 +115,8 @@ func (a *allocator) count(sims []*DownTrack) {
 }
 
 func (a *allocator) run() {
-	tick := time.NewTicker(bwe.Interval)
-	defer tick.Stop()
 	defer a.count(nil)
-	for {
-		select {
-		case <-a.quit:
-			return
-		case now := <-tick.C:
-			a.tick(now)
-		}
-	}
+	tick.Every(a.quit, bwe.Interval, a.tick)
 }
 
 // tick is one round: estimate, measure, choose, apply.

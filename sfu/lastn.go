@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/sfu/speaker"
 )
 
@@ -238,16 +239,7 @@ func (s *Selector) Close() {
 
 func (s *Selector) run() {
 	defer close(s.done)
-	tick := time.NewTicker(s.params.Tick)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case now := <-tick.C:
-			s.update(now)
-		}
-	}
+	tick.Every(s.stop, s.params.Tick, s.update)
 }
 
 // wanted is g's gate under the current choice. Caller holds s.mu.

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/lease"
 	"github.com/cau-project/cau/rooms"
 )
@@ -106,16 +107,7 @@ func (o *ownership) claim(ctx context.Context, m ids.MeetingID) (local bool, add
 func (o *ownership) renewLoop() {
 	defer close(o.done)
 	every := o.srv.cfg.Leases.TTL() / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-o.stop:
-			return
-		case <-t.C:
-			o.renewAll(every)
-		}
-	}
+	tick.Every(o.stop, every, func(time.Time) { o.renewAll(every) })
 }
 
 // renewAll renews each lease whose meeting is live here (or was asked for lately) and
