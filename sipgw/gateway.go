@@ -389,11 +389,8 @@ func (g *Gateway) routes() {
 	})
 	g.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.request("OPTIONS")
-		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-		res.AppendHeader(sip.NewHeader("Allow", allowed))
-		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
-		res.AppendHeader(sip.NewHeader("Supported", "timer"))
-		_ = tx.Respond(res)
+		g.respond(req, tx, sip.StatusOK, "OK",
+			sip.NewHeader("Allow", allowed), sip.NewHeader("Accept", "application/sdp"), sip.NewHeader("Supported", "timer"))
 	})
 	g.srv.OnInfo(g.onInfo)
 	g.srv.OnUpdate(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -402,14 +399,19 @@ func (g *Gateway) routes() {
 	})
 	g.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.request(string(req.Method))
-		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
-		res.AppendHeader(sip.NewHeader("Allow", allowed))
-		_ = tx.Respond(res)
+		g.respond(req, tx, sip.StatusMethodNotAllowed, "Method Not Allowed", sip.NewHeader("Allow", allowed))
 	})
 }
 
-func (g *Gateway) respond(req *sip.Request, tx sip.ServerTransaction, status int, reason string) {
-	if err := tx.Respond(sip.NewResponseFromRequest(req, status, reason, nil)); err != nil {
+// respond answers req with status and reason and the headers given (a refusal's
+// Unsupported, WWW-Authenticate, Allow or Min-SE). A failed send is logged at debug: the
+// transaction layer retransmits or times out on its own.
+func (g *Gateway) respond(req *sip.Request, tx sip.ServerTransaction, status int, reason string, headers ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, status, reason, nil)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
 		g.log.Debug("sip respond", "status", status, "err", err)
 	}
 }

@@ -83,11 +83,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if ext := unsupported(req); ext != "" {
 		log.Info("sip call refused: an extension it requires is not supported", "require", ext)
 		g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-		res := sip.NewResponseFromRequest(req, sip.StatusBadExtension, "Bad Extension", nil)
-		res.AppendHeader(sip.NewHeader("Unsupported", ext))
-		if err := tx.Respond(res); err != nil {
-			log.Debug("sip respond", "err", err)
-		}
+		g.respond(req, tx, sip.StatusBadExtension, "Bad Extension", sip.NewHeader("Unsupported", ext))
 		return
 	}
 	timer, refusal := g.negotiateTimer(req, sessionTimer{})
@@ -103,11 +99,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if !ok {
 			log.Info("sip call challenged", "had_credentials", req.GetHeader("Authorization") != nil)
 			g.m.Calls.WithLabelValues(outcomeRejected).Inc()
-			res := sip.NewResponseFromRequest(req, sip.StatusUnauthorized, "Unauthorized", nil)
-			res.AppendHeader(sip.NewHeader("WWW-Authenticate", challenge))
-			if err := tx.Respond(res); err != nil {
-				log.Debug("sip respond", "err", err)
-			}
+			g.respond(req, tx, sip.StatusUnauthorized, "Unauthorized", sip.NewHeader("WWW-Authenticate", challenge))
 			return
 		}
 		site = acc.Site

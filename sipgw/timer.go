@@ -151,11 +151,7 @@ func timerHeaders(st sessionTimer) []sip.Header {
 
 // tooSmall is the 422 answer to req: it carries the least interval the gateway takes.
 func (g *Gateway) tooSmall(req *sip.Request, tx sip.ServerTransaction) {
-	res := sip.NewResponseFromRequest(req, 422, "Session Interval Too Small", nil)
-	res.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(int(g.cfg.MinSE.Seconds()))))
-	if err := tx.Respond(res); err != nil {
-		g.log.Debug("sip respond", "status", 422, "err", err)
-	}
+	g.respond(req, tx, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(g.cfg.MinSE.Seconds()))))
 }
 
 // refuseTimer answers req's timer refusal (422 or 400).
