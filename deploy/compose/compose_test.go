@@ -108,10 +108,10 @@ func run(t *testing.T, dir, name string, s service, data string) *exec.Cmd {
 	case s.Image == "cau:dev":
 		bin = testutil.BuildCau(t)
 	case strings.HasPrefix(s.Image, "redis:") && len(args) > 0 && args[0] == "redis-server":
-		bin = lookPath(t, "redis-server")
+		bin = testutil.Tool(t, "redis-server", "redis-server")
 		args = append(args[1:], "--dir", data)
 	case strings.HasPrefix(s.Image, "haproxy:") && len(args) > 0 && args[0] == "haproxy":
-		bin = lookPath(t, "haproxy")
+		bin = testutil.Tool(t, "haproxy", "haproxy")
 		args = args[1:]
 	default:
 		t.Fatalf("service %s: image %s is not one this test can run", name, s.Image)
@@ -124,20 +124,6 @@ func run(t *testing.T, dir, name string, s service, data string) *exec.Cmd {
 	}
 	t.Logf("started %s: %s %s", name, filepath.Base(bin), strings.Join(args, " "))
 	return cmd
-}
-
-// lookPath finds a program a service needs: the test is skipped without it, and fails
-// under CI=true (.ci/run installs it).
-func lookPath(t *testing.T, name string) string {
-	t.Helper()
-	bin, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found and CI=true: %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return bin
 }
 
 // cau runs a cau command with env and returns what it printed.

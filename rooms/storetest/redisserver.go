@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // StartRedis starts a throw-away redis-server on a free loopback port (6390 and up),
@@ -72,13 +74,7 @@ func startServer(t testing.TB, args ...string) *RedisServer {
 // written from conf(port) (nil: none); a sentinel needs one it can rewrite.
 func startServerConf(t testing.TB, conf func(port int) string, args ...string) *RedisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found and CI=true (Redis tests may not skip): %v", err)
-		}
-		t.Skipf("redis-server not found: %v", err)
-	}
+	bin := testutil.Tool(t, "redis-server", "redis-server")
 	dir := t.TempDir()
 	first := 6390 + os.Getpid()%500 // spread concurrent test binaries apart
 	for port := first; port < first+50; port++ {
