@@ -21,7 +21,8 @@ type frameSender struct {
 	pending pendingCounts
 }
 
-// frame sends one frame (its kind as set by setKey) read readAt after its due time.
+// frame sends one frame read readAt after its due time: a delta frame, unless keyframe
+// sends it.
 func (f *frameSender) frame(readAt time.Duration) {
 	for i := 0; i < 3; i++ {
 		binary.BigEndian.PutUint16(f.raw[2:4], f.seq)
@@ -47,26 +48,24 @@ func newFrameSender(t *testing.T, kind webrtc.RTPCodecType) (*frameSender, *sink
 	return &frameSender{t: t, up: up, raw: raw, now: time.Unix(1000, 0)}, w
 }
 
-// setKey makes the next frame's first packet a VP8 keyframe start (or a delta frame).
-func (f *frameSender) setKey(key bool) {
+// keyframe sends one VP8 keyframe (its first packet a keyframe start) read readAt after
+// its due time; frame sends delta frames.
+func (f *frameSender) keyframe(readAt time.Duration) {
 	var h rtp.Header
 	n, err := h.Unmarshal(f.raw)
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.raw[n+1] = 0x00 // the VP8 payload header's P bit: 0 for a keyframe
+	f.frame(readAt)
 	f.raw[n+1] = 0x01 // delta
-	if key {
-		f.raw[n+1] = 0x00
-	}
 }
 
 // A reader that falls 500 ms behind skips delta frames until the next keyframe, asks for
 // one, and resumes with the subscriber's sequence numbers continuous.
 func TestLateVideoSkipsToKeyframe(t *testing.T) {
 	f, w := newFrameSender(t, webrtc.RTPCodecTypeVideo)
-	f.setKey(true)
-	f.frame(0)
-	f.setKey(false)
+	f.keyframe(0)
 	for i := 0; i < 10; i++ {
 		f.frame(0)
 	}
@@ -99,9 +98,7 @@ func TestLateVideoSkipsToKeyframe(t *testing.T) {
 		t.Fatalf("%d packets skipped, want %d", f.up.skipped, 45-late)
 	}
 	// The keyframe ends the skip even while still late: it is what the subscriber needs.
-	f.setKey(true)
-	f.frame(400 * time.Millisecond)
-	f.setKey(false)
+	f.keyframe(400 * time.Millisecond)
 	f.frame(0)
 	if got := len(w.headers) - sent; got != 6 {
 		t.Fatalf("%d packets after the skip, want the keyframe and the next frame (6)", got)
@@ -134,9 +131,7 @@ func TestLateAudioIsForwarded(t *testing.T) {
 // behind in its middle.
 func TestNoHalfFrames(t *testing.T) {
 	f, w := newFrameSender(t, webrtc.RTPCodecTypeVideo)
-	f.setKey(true)
-	f.frame(0)
-	f.setKey(false)
+	f.keyframe(0)
 	f.frame(0)
 	// One frame whose packets are read on time, late, late.
 	for i, late := range []time.Duration{0, 400 * time.Millisecond, 400 * time.Millisecond} {
@@ -154,9 +149,7 @@ func TestNoHalfFrames(t *testing.T) {
 // no backlog in the bridge) are forwarded: skipping would not make them earlier.
 func TestUpstreamDelayIsNotSkipped(t *testing.T) {
 	f, w := newFrameSender(t, webrtc.RTPCodecTypeVideo)
-	f.setKey(true)
-	f.frame(0)
-	f.setKey(false)
+	f.keyframe(0)
 	for i := 0; i < 30; i++ {
 		late := time.Duration(0)
 		if i >= 5 {
