@@ -11,7 +11,6 @@ import (
 	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/lease"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/storetest"
 )
 
 // TestWriteQueuedBeforeLeaseLostIsNotMade is issue 16's fencing of store writes, end to
@@ -22,14 +21,10 @@ import (
 // token is refused by the store: the roll call has y's connection once, as b recorded
 // it when y resumed there.
 func TestWriteQueuedBeforeLeaseLostIsNotMade(t *testing.T) {
-	redisAddr := storetest.StartRedis(t)
+	redisAddr, store, _, _ := giaoBanOnRedis(t)
 	keys := testKeys
 	ctx := context.Background()
-	store, tree := multiStore(t, redisAddr)
 	if err := store.SaveSites(ctx, multiTree); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rooms.NewScheduler(store, tree).Schedule(ctx, giaoBan()); err != nil {
 		t.Fatal(err)
 	}
 	proxy := testkit.NewCutProxy(t, redisAddr)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/storetest"
 )
 
 // TestFloorChangeMissedByWatch (issue 12, finding 8): a floor change whose notification
@@ -19,14 +18,9 @@ import (
 // until the next change. The node now reads the floor back from the store every few
 // seconds, and its endpoints get the change.
 func TestFloorChangeMissedByWatch(t *testing.T) {
-	addr := storetest.StartRedis(t)
+	addr, setup, tree, m := giaoBanOnRedis(t)
 	keys := testKeys
 	ctx := context.Background()
-	setup, tree := multiStore(t, addr)
-	m, err := rooms.NewScheduler(setup, tree).Schedule(ctx, giaoBan())
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := startNode(t, addr, tree, keys)
 	a := n.joinAs(t, "giao-ban", "xa-a", "Xã A", auth.RoleRoom)
 

@@ -49,6 +49,19 @@ func multiStore(t *testing.T, addr string) (*redisstore.Store, *rooms.Tree) {
 	return store, tree
 }
 
+// giaoBanOnRedis starts a Redis, opens a store on it (multiStore) and schedules giaoBan
+// through it: where the tests of several nodes on one Redis start.
+func giaoBanOnRedis(t *testing.T) (addr string, store *redisstore.Store, tree *rooms.Tree, m rooms.Meeting) {
+	t.Helper()
+	addr = storetest.StartRedis(t)
+	store, tree = multiStore(t, addr)
+	m, err := rooms.NewScheduler(store, tree).Schedule(context.Background(), giaoBan())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr, store, tree, m
+}
+
 // giaoBan is the training meeting of central, prov, xa-a and xa-b, open from a minute
 // ago for an hour.
 func giaoBan() rooms.Meeting {
@@ -106,16 +119,11 @@ func startNodeWith(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.K
 // TestTwoSignalingNodesShareAMeeting runs two signaling servers on one Redis: endpoints
 // on either see the same participants and the same floor, within a second.
 func TestTwoSignalingNodesShareAMeeting(t *testing.T) {
-	addr := storetest.StartRedis(t)
+	addr, setup, tree, _ := giaoBanOnRedis(t)
 	keys := testKeys
 	ctx := context.Background()
-	setup, tree := multiStore(t, addr)
 	now := time.Now()
-	sched := rooms.NewScheduler(setup, tree)
-	if _, err := sched.Schedule(ctx, giaoBan()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sched.Schedule(ctx, rooms.Meeting{ID: "later", Title: "Later", ChairSite: "central",
+	if _, err := rooms.NewScheduler(setup, tree).Schedule(ctx, rooms.Meeting{ID: "later", Title: "Later", ChairSite: "central",
 		Sites: []string{"central", "xa-a"}, Start: now.Add(5 * time.Hour), End: now.Add(6 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}

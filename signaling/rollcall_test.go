@@ -11,7 +11,6 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/rooms/storetest"
 )
 
 // TestCrashedNodesEndpointsLeaveTheRollCall (issue 12, finding 7, with presence): three
@@ -22,14 +21,9 @@ import (
 // follower removed the dead entry) records it disconnected, once, dated after its
 // connect; the others' endpoints stay connected.
 func TestCrashedNodesEndpointsLeaveTheRollCall(t *testing.T) {
-	addr := storetest.StartRedis(t)
+	addr, setup, tree, m := giaoBanOnRedis(t)
 	keys := testKeys
 	ctx := context.Background()
-	setup, tree := multiStore(t, addr)
-	now := time.Now()
-	if _, err := rooms.NewScheduler(setup, tree).Schedule(ctx, giaoBan()); err != nil {
-		t.Fatal(err)
-	}
 	crashCtx, crash := context.WithCancel(ctx)
 	t.Cleanup(crash)
 	liveCtx, stop := context.WithCancel(ctx)
@@ -107,7 +101,7 @@ func TestCrashedNodesEndpointsLeaveTheRollCall(t *testing.T) {
 		t.Fatalf("Xã A's roll call: %+v, want one connect and one later disconnect of its endpoint", evs)
 	}
 	rc, err := rooms.BuildRollCall(rooms.Meeting{ID: "giao-ban", Sites: []string{"central", "xa-a", "xa-b"},
-		Start: now.Add(-time.Minute), End: now.Add(time.Hour)}, evs, time.Now())
+		Start: m.Start, End: m.End}, evs, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
