@@ -3,21 +3,12 @@ package signaling_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/protocol"
-	"github.com/cau-project/cau/sfu"
 	"github.com/cau-project/cau/signaling"
 )
 
@@ -73,46 +64,11 @@ func relayTo(sig *signaling.Server, id string) (protocol.RelayStat, bool) {
 // the top layer; lifted, the province gets the top layer back.
 func TestShapedRelayLinkBetweenBridgeProcesses(t *testing.T) {
 	sh := wan.NewShaped(t, "10.209.0")
-	metrics, err := sfu.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := sfu.New(sfu.Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: logger(), Metrics: metrics})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := testKeys
-	sig := signaling.New(signaling.Config{Bridge: b, Site: "central", Ancestry: testAncestry, Keys: keys, Logger: logger()})
-	mux := http.NewServeMux()
-	mux.Handle("/ws", sig)
-	mux.HandleFunc("/bridge", sig.ServeBridge)
-	hs := httptest.NewUnstartedServer(mux)
-	ln, err := net.Listen("tcp4", sh.HostIP+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs.Listener = ln
-	serveUntilCleanup(t, hs, sig, b)
-
-	args := sh.Exec(buildCau(t), "bridge", "--site", "prov", "--id", "br-prov",
-		"--signal", "http://"+ln.Addr().String(), "--udp-port", "0", "--tcp-port", "-1", "--dev",
-		"--log-level", wanLogLevel())
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "CAU_TOKEN_KEY="+string(keys.Current))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	eventually(t, 20*time.Second, func() string {
-		if len(sig.Bridges()) != 2 {
-			return "the province bridge has not registered"
-		}
-		return ""
+	ts, _, _ := centralAndProvinceBridge(t, sh.HostIP, func(signal string) []string {
+		return sh.Exec(buildCau(t), "bridge", "--site", "prov", "--id", "br-prov",
+			"--signal", signal, "--udp-port", "0", "--tcp-port", "-1", "--dev", "--log-level", wanLogLevel())
 	})
-
-	ts := &testServer{keys: keys, ws: "ws://" + ln.Addr().String() + "/ws", sig: sig}
+	sig := ts.sig
 	chair := ts.join(t, "shaped", "central", "chair")
 	// About 240, 480 and 960 kbit/s of payload: the low layer fits the shaped link, the
 	// middle one does not.

@@ -83,12 +83,13 @@ func TestWANSubscriberProcess(t *testing.T) {
 	}
 }
 
-func TestWANRelayLink(t *testing.T) {
-	wan.Require(t)
-	link := wan.New(t, wan.Config{Subnet: "10.201.0", RelayPort: 40000, LossPct: wanLossPct})
-	wanHost := link.HostIP
-
-	// Signaling with central's bridge, reachable from the namespace through the veth.
+// centralAndProvinceBridge runs signaling with central's bridge (whose metrics it
+// returns), serving /ws and /bridge on host (an address a namespace reaches through its
+// veth), and a `cau bridge` process for the province, whose command line bridgeArgs
+// builds for the signaling URL given; it returns once that bridge has registered. base
+// is the server's ws:// URL without a path.
+func centralAndProvinceBridge(t *testing.T, host string, bridgeArgs func(signal string) []string) (ts *testServer, metrics *sfu.Metrics, base string) {
+	t.Helper()
 	metrics, err := sfu.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -97,28 +98,22 @@ func TestWANRelayLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := testKeys
-	sig := signaling.New(signaling.Config{Bridge: b, Site: "central", Ancestry: testAncestry, Keys: keys, Logger: logger()})
+	sig := signaling.New(signaling.Config{Bridge: b, Site: "central", Ancestry: testAncestry, Keys: testKeys, Logger: logger()})
 	mux := http.NewServeMux()
 	mux.Handle("/ws", sig)
 	mux.HandleFunc("/bridge", sig.ServeBridge)
 	hs := httptest.NewUnstartedServer(mux)
-	ln, err := net.Listen("tcp4", wanHost+":0")
+	ln, err := net.Listen("tcp4", host+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs.Listener = ln
 	serveUntilCleanup(t, hs, sig, b)
-	base := "ws://" + ln.Addr().String()
+	base = "ws://" + ln.Addr().String()
 
-	// The province bridge, in the namespace, announcing the relay as its WAN address.
-	bridgePort := 41000 + rand.IntN(1000)
-	relay := link.NewRelay(t, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort}, wanDelay)
-	args := link.Exec(buildCau(t), "bridge", "--site", "prov", "--id", "br-prov",
-		"--signal", "http://"+ln.Addr().String(), "--udp-port", strconv.Itoa(bridgePort), "--tcp-port", "-1",
-		"--announce", relay.Addr(), "--dev", "--log-level", wanLogLevel())
+	args := bridgeArgs("http://" + ln.Addr().String())
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "CAU_TOKEN_KEY="+string(keys.Current))
+	cmd.Env = append(os.Environ(), "CAU_TOKEN_KEY="+string(testKeys.Current))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -131,8 +126,23 @@ func TestWANRelayLink(t *testing.T) {
 		}
 		return ""
 	})
+	return &testServer{keys: testKeys, ws: base + "/ws", sig: sig}, metrics, base
+}
 
-	ts := &testServer{keys: keys, ws: base + "/ws", sig: sig}
+func TestWANRelayLink(t *testing.T) {
+	wan.Require(t)
+	link := wan.New(t, wan.Config{Subnet: "10.201.0", RelayPort: 40000, LossPct: wanLossPct})
+	wanHost := link.HostIP
+
+	// The province bridge, in the namespace, announcing the relay as its WAN address.
+	bridgePort := 41000 + rand.IntN(1000)
+	relay := link.NewRelay(t, &net.UDPAddr{IP: net.ParseIP(link.PeerIP), Port: bridgePort}, wanDelay)
+	ts, metrics, base := centralAndProvinceBridge(t, wanHost, func(signal string) []string {
+		return link.Exec(buildCau(t), "bridge", "--site", "prov", "--id", "br-prov",
+			"--signal", signal, "--udp-port", strconv.Itoa(bridgePort), "--tcp-port", "-1",
+			"--announce", relay.Addr(), "--dev", "--log-level", wanLogLevel())
+	})
+	keys, sig := ts.keys, ts.sig
 	chair := ts.join(t, "wan", "central", "chair")
 	if err := chair.Publish(context.Background()); err != nil {
 		t.Fatal(err)
