@@ -109,12 +109,7 @@ func TestNodeCutOffFromRedisStopsOwning(t *testing.T) {
 	}
 	x := join(a, "central", "x") // a takes the lease
 	y := join(b, "prov", "y")    // forwarded by b to a
-	eventually(t, 20*time.Second, func() string {
-		if why := receivesNow(x, y, 20); why != "" {
-			return why
-		}
-		return receivesNow(y, x, 20)
-	})
+	eventually(t, 20*time.Second, func() string { return receiveEachOther(x, y, 20) })
 	if len(a.sig.Participants("m")) != 2 || len(b.sig.Participants("m")) != 0 {
 		t.Fatalf("a runs %d participants and b %d, want 2 and 0 (b forwards)", len(a.sig.Participants("m")), len(b.sig.Participants("m")))
 	}
@@ -165,10 +160,7 @@ func TestNodeCutOffFromRedisStopsOwning(t *testing.T) {
 		if n := len(b.sig.Participants("m")); n != 2 {
 			return fmt.Sprintf("node b runs %d participants, want 2", n)
 		}
-		if why := receivesNow(x, y, 20); why != "" {
-			return why
-		}
-		return receivesNow(y, x, 20)
+		return receiveEachOther(x, y, 20)
 	})
 	if _, err := ids.ParseStreamKey(x.Me().Streams["camera"]); err != nil {
 		t.Errorf("x's camera stream after the move: %v", err)
@@ -235,12 +227,7 @@ func TestNodeSilentlyCutOffFromRedisStopsOwning(t *testing.T) {
 	for i := 1; i < meetings; i++ {
 		join(a, fmt.Sprintf("m%d", i), "central", fmt.Sprintf("z%d", i))
 	}
-	eventually(t, 20*time.Second, func() string {
-		if why := receivesNow(x, y, 20); why != "" {
-			return why
-		}
-		return receivesNow(y, x, 20)
-	})
+	eventually(t, 20*time.Second, func() string { return receiveEachOther(x, y, 20) })
 	rdb := goredis.NewClient(&goredis.Options{Addr: redis.Addr})
 	defer rdb.Close()
 	reader := lease.NewRedis(rdb, "cau:", "http://reader", time.Second)
@@ -338,9 +325,6 @@ func TestNodeSilentlyCutOffFromRedisStopsOwning(t *testing.T) {
 		if n := len(b.sig.Participants("m0")); n != 2 {
 			return fmt.Sprintf("node b runs %d participants of m0, want 2", n)
 		}
-		if why := receivesNow(x, y, 20); why != "" {
-			return why
-		}
-		return receivesNow(y, x, 20)
+		return receiveEachOther(x, y, 20)
 	})
 }

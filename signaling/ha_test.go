@@ -284,6 +284,14 @@ func receivesNow(rx, tx *client.Client, n int64) string {
 	return ""
 }
 
+// receiveEachOther is receivesNow both ways: x from y, then y from x.
+func receiveEachOther(x, y *client.Client, n int64) string {
+	if why := receivesNow(x, y, n); why != "" {
+		return why
+	}
+	return receivesNow(y, x, n)
+}
+
 // TestSignalingNodesShareAMeetingAndSurviveOwnerKill is issue 16's first test: three
 // `cau signal` processes, one Redis, two `cau bridge` processes registered with each.
 // Three room endpoints join through three different nodes and all receive each other's
