@@ -327,12 +327,7 @@ func TestSIPHangupBeforeACK(t *testing.T) {
 	if !strings.Contains(bye, "Call-ID: noack1") {
 		t.Errorf("a BYE for another call:\n%s", bye)
 	}
-	testutil.Eventually(t, 10*time.Second, func() string {
-		if n := a.SIP().Calls(); n != 0 {
-			return fmt.Sprintf("%d calls left", n)
-		}
-		return ""
-	})
+	noCalls(t, a)
 }
 
 // TestSIPCancelAfterAnswer: a CANCEL that crosses the gateway's 200 (the room gave up
@@ -399,12 +394,7 @@ func (u *rawUA) bye(a *app.App, ruri, callID string, cseq int, tag string) {
 	if got := status(u.final("BYE")); got != "200 OK" {
 		u.t.Errorf("BYE: %q", got)
 	}
-	testutil.Eventually(u.t, 10*time.Second, func() string {
-		if n := a.SIP().Calls(); n != 0 {
-			return fmt.Sprintf("%d calls after BYE", n)
-		}
-		return ""
-	})
+	noCalls(u.t, a)
 }
 
 // TestSIPSRTPMandatory: with SRTP mandatory, a plain RTP offer is refused with 488 and
@@ -439,10 +429,5 @@ func TestSIPSRTPMandatory(t *testing.T) {
 	if !strings.Contains(bye, "Call-ID: late1") {
 		t.Errorf("a BYE for another call:\n%s", bye)
 	}
-	testutil.Eventually(t, 10*time.Second, func() string {
-		if n := a.SIP().Calls(); n != 0 {
-			return fmt.Sprintf("%d calls left", n)
-		}
-		return ""
-	})
+	noCalls(t, a)
 }

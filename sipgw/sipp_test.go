@@ -26,14 +26,7 @@ import (
 // installs sip-tester).
 func needSIPp(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("sipp is not installed, and CI=true forbids skipping (apt-get install sip-tester): %v", err)
-		}
-		t.Skipf("sipp not installed (apt-get install sip-tester): %v", err)
-	}
-	return bin
+	return testutil.Tool(t, "sip-tester", "sipp")
 }
 
 // sippRun is one run of sipp.
