@@ -17,6 +17,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/rtpvideo"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
@@ -199,7 +200,7 @@ func dialIn(t *testing.T, transport string, srtp bool, audioCodec string) *testu
 			return "the viewer has not received the room's video"
 		case !strings.EqualFold(v.MimeType, webrtc.MimeTypeH264):
 			return "the room's video reaches the viewer as " + v.MimeType
-		case v.NALTypes.Load()&(1<<client.NALIDR) == 0:
+		case v.NALTypes.Load()&(1<<rtpvideo.NALIDR) == 0:
 			return "no IDR from the room yet"
 		case au == nil || au.Packets.Load() < 25:
 			return "the viewer has not received half a second of the room's audio"
@@ -211,7 +212,7 @@ func dialIn(t *testing.T, transport string, srtp bool, audioCodec string) *testu
 	}
 	v := viewer.Stream(camera, "video")
 	nals := v.NALTypes.Load()
-	if v.FirstKeyframe.Load() != 1 || nals&(1<<client.NALSPS) == 0 || nals&(1<<client.NALPPS) == 0 {
+	if v.FirstKeyframe.Load() != 1 || nals&(1<<rtpvideo.NALSPS) == 0 || nals&(1<<rtpvideo.NALPPS) == 0 {
 		t.Errorf("the room's video does not start with SPS and PPS: first keyframe %d, NAL types %b", v.FirstKeyframe.Load(), nals)
 	}
 	// A figure, not an assertion (the box is shared): answer to first IDR at the viewer.

@@ -11,8 +11,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/app"
-	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/attachrtc"
+	"github.com/cau-project/cau/internal/rtpvideo"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
@@ -70,7 +70,7 @@ func subscribe(t *testing.T, a *app.App, meeting string) *kfViewer {
 			if err != nil {
 				return
 			}
-			if video && client.H264NALTypes(pkt.Payload)&(1<<client.NALSPS) != 0 {
+			if video && rtpvideo.H264NALTypes(pkt.Payload)&(1<<rtpvideo.NALSPS) != 0 {
 				v.mu.Lock()
 				v.idrs = append(v.idrs, time.Now())
 				v.mu.Unlock()
