@@ -3,8 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testbrowser"
+	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/sfu/speaker"
 )
 
@@ -187,7 +186,7 @@ func TestBrowserDominantSpeaker(t *testing.T) {
 	t.Logf("console: %q; detail: %q", testbrowser.Eval[string](t, console, row+`.textContent`),
 		testbrowser.Eval[string](t, console, `document.querySelector('#d-endpoints .ep-adapt').textContent`))
 	console.Shot(t, dir, "console")
-	metrics := scrape(t, a.URL()+"/metrics")
+	metrics := testutil.Scrape(t, a.URL())
 	for _, want := range []string{
 		`cau_site_bandwidth_estimate_bits_per_second{level="commune",site="` + officialSite + `"}`,
 		`cau_site_video_streams{layer="paused",level="commune",site="` + officialSite + `"}`,
@@ -196,19 +195,4 @@ func TestBrowserDominantSpeaker(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-}
-
-// scrape reads a text page (the Prometheus exposition).
-func scrape(t *testing.T, url string) string {
-	t.Helper()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
