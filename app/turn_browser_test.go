@@ -69,6 +69,28 @@ const selectedRelay = `(async () => {
 	return out.join(',');
 })()`
 
+// startForFirewall starts cau (dev mode) for pages behind fw: the web server on fw's web
+// address, port 443, and the embedded TURN server on its TURN address (UDP 3478, TCP and
+// TLS on 443, a self-signed certificate), logging into logs from level up.
+func startForFirewall(t *testing.T, fw *wan.Firewalled, logs *syncBuffer, level slog.Level) *app.App {
+	t.Helper()
+	cert, err := turnserver.SelfSigned([]string{fw.TURNIP}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Start(t.Context(), app.Config{
+		HTTPAddr: net.JoinHostPort(fw.WebIP, "443"), ICEUDPPort: 0, ICETCPPort: 0, Dev: true,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
+		TURN: app.TURNConfig{Secret: "turn-test-secret-0123456789", UDPAddr: net.JoinHostPort(fw.TURNIP, "3478"),
+			TCPAddr: net.JoinHostPort(fw.TURNIP, "443"), Host: fw.TURNIP, Certificate: &cert},
+	})
+	if err != nil {
+		t.Fatalf("start cau: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
 // TestBrowserTURNBehind443Firewall: an official's Chromium sits in a network namespace
 // whose firewall drops all UDP and all TCP except to port 443, and its page is forced to
 // relay-only ICE. It joins through the embedded TURN server, over TCP and then over TLS
@@ -80,20 +102,7 @@ func TestBrowserTURNBehind443Firewall(t *testing.T) {
 	logs := &syncBuffer{}
 	dumpOnFailure(t, dir, logs)
 
-	cert, err := turnserver.SelfSigned([]string{fw.TURNIP}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.Start(t.Context(), app.Config{
-		HTTPAddr: net.JoinHostPort(fw.WebIP, "443"), ICEUDPPort: 0, ICETCPPort: 0, Dev: true, Logger: log,
-		TURN: app.TURNConfig{Secret: "turn-test-secret-0123456789", UDPAddr: net.JoinHostPort(fw.TURNIP, "3478"),
-			TCPAddr: net.JoinHostPort(fw.TURNIP, "443"), Host: fw.TURNIP, Certificate: &cert},
-	})
-	if err != nil {
-		t.Fatalf("start cau: %v", err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
+	a := startForFirewall(t, fw, logs, slog.LevelDebug)
 	origin := a.URL()
 
 	var wg sync.WaitGroup

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/wan"
-	"github.com/cau-project/cau/turnserver"
 )
 
 // whipPublish publishes a pion encoder into meeting with one WHIP POST, as OBS does, and
@@ -50,20 +48,7 @@ func TestBrowserFirefoxFirewalledRoomAndWHIP(t *testing.T) {
 	logs := &syncBuffer{}
 	dumpOnFailure(t, dir, logs)
 
-	cert, err := turnserver.SelfSigned([]string{fw.TURNIP}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.Start(t.Context(), app.Config{
-		HTTPAddr: net.JoinHostPort(fw.WebIP, "443"), ICEUDPPort: 0, ICETCPPort: 0, Dev: true,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		TURN: app.TURNConfig{Secret: "turn-test-secret-0123456789", UDPAddr: net.JoinHostPort(fw.TURNIP, "3478"),
-			TCPAddr: net.JoinHostPort(fw.TURNIP, "443"), Host: fw.TURNIP, Certificate: &cert},
-	})
-	if err != nil {
-		t.Fatalf("start cau: %v", err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
+	a := startForFirewall(t, fw, logs, slog.LevelInfo)
 	origin := a.URL()
 
 	var wg sync.WaitGroup
