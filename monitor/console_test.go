@@ -72,7 +72,8 @@ func bigTree(t testing.TB, provinces, districts, n int) *rooms.Tree {
 }
 
 // consoleServer serves the console page and its API over a monitor sampling a fake source
-// with one endpoint per site, the one at bad degraded (8% loss, 400 ms RTT).
+// with one endpoint per site, the one at bad degraded (8% loss, 400 ms RTT) and a room
+// codec's SIP call (its figures the room's RTP with the gateway).
 func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
 	t.Helper()
 	src := &fakeSource{}

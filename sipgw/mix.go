@@ -173,6 +173,7 @@ func (c *call) mixLoop() {
 	level := c.mix.levelOf // one closure for the call's life
 	start, sent := time.Now(), 0
 	dominant := speaker.ID("")
+	late, frames := c.g.m.MixUnderruns.WithLabelValues("late"), c.g.m.MixFrames
 	for {
 		var now time.Time
 		select {
@@ -182,11 +183,16 @@ func (c *call) mixLoop() {
 		}
 		due := int(now.Sub(start)/(20*time.Millisecond)) - sent
 		if due > mixBehind {
+			c.g.m.MixUnderruns.WithLabelValues("missing").Add(float64(due - mixBehind))
 			sent += due - mixBehind
 			due = mixBehind
 		}
+		wall := time.Now() // the tick may have waited in its channel: lateness is now's
 		for ; due > 0; due-- {
 			sent++
+			if wall.Sub(start) > time.Duration(sent+1)*20*time.Millisecond {
+				late.Inc() // more than a frame behind its time: the room's buffer ran short
+			}
 			d := c.mix.mixFrame(now, &sum, level)
 			if d != dominant {
 				dominant = d
@@ -217,6 +223,8 @@ func (c *call) mixLoop() {
 			}
 			if c.audio.send(out[:h+k]) == nil {
 				c.packets.toRoomAudio.Inc()
+				c.audioStats.sent(hdr.Timestamp, frame8k)
+				frames.Inc()
 			}
 		}
 	}
