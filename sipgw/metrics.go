@@ -61,6 +61,8 @@ type Metrics struct {
 	MixUnderruns *prometheus.CounterVec
 	// MixFrames counts the mix frames sent to rooms, the base of MixUnderruns.
 	MixFrames prometheus.Counter
+	// MixLateness is how long after its time each frame of a room's mix went out.
+	MixLateness prometheus.Histogram
 }
 
 // Call states, the States label (and protocol.SIPCall.State, with stateConnecting and
@@ -132,6 +134,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		[]string{"reason"})
 	m.MixFrames = f.NewCounter(prometheus.CounterOpts{Name: "cau_sip_mix_frames_total",
 		Help: "20 ms frames of audio mix sent to rooms."})
+	m.MixLateness = f.NewHistogram(prometheus.HistogramOpts{Name: "cau_sip_mix_lateness_seconds",
+		Help:    "How long after its time each 20 ms frame of a room's audio mix was sent.",
+		Buckets: []float64{0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.2}})
 	for _, s := range []string{stateActive, stateHeld} {
 		m.States.WithLabelValues(s)
 	}
