@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
@@ -204,8 +205,11 @@ func (c *call) openLegs() error {
 // join enters the meeting as the room and publishes its tracks; on failure it returns
 // the SIP status that says why.
 func (c *call) join(ctx context.Context) (int, string, error) {
+	// Each call's token is its own (jti): signaling caps the sessions of one token, and
+	// two calls from one site in the same second would otherwise sign the same bytes.
 	tok, err := c.g.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.site, Name: c.name,
-		Role: auth.RoleRoom, Endpoint: c.endpoint}, time.Minute)
+		Role: auth.RoleRoom, Endpoint: c.endpoint, RegisteredClaims: jwt.RegisteredClaims{ID: fmt.Sprintf("sip-%x", c.sdpID)}},
+		time.Minute)
 	if err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join token: %w", err)
 	}
