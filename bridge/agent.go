@@ -139,7 +139,7 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}, peerPins: map[ids.PeerID]map[ids.ParticipantID]bool{},
 		views: map[ids.PeerID]map[ids.StreamKey]int{},
 		layerCaps: map[ids.PeerID]int{},
-		count: NewPeerCount()}
+		count:     NewPeerCount()}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).

@@ -126,4 +126,3 @@ func metricValue(text, series string) float64 {
 	}
 	return 0
 }
-

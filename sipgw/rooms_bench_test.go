@@ -48,10 +48,10 @@ func BenchmarkSIPRoomsPerBridge(b *testing.B) {
 			steps = append(steps, n)
 		}
 	}
-	best, failed := 0, 0 // failed: 2 ends the sweep
+	best, stop := 0, false
 	var lines []string
 	for _, n := range steps {
-		if failed >= 2 {
+		if stop {
 			break
 		}
 		var r roomsResult
@@ -65,7 +65,7 @@ func BenchmarkSIPRoomsPerBridge(b *testing.B) {
 			best = max(best, n)
 		}
 		if r.frames == 0 || r.busy >= sweepCores*float64(runtime.NumCPU()) {
-			failed = 2
+			stop = true
 		}
 	}
 	b.Logf("rooms per bridge (one meeting, mix-minus): the largest N without underruns is %d\n%s", best,
@@ -78,8 +78,8 @@ type roomsResult struct {
 	idle, busy         float64 // shares of a core
 	frames, late, miss float64 // mix frames sent and underruns over the window
 	// within are the frames sent within 5, 10, 20, 40, 60 and 100 ms of their time.
-	within [6]float64
-	load0, load1       string  // /proc/loadavg before and after
+	within       [6]float64
+	load0, load1 string // /proc/loadavg before and after
 }
 
 func (r roomsResult) underruns() float64 { return r.late + r.miss }
