@@ -141,8 +141,9 @@ func (c *call) link() (signaling.GatewayLink, bool) {
 		f := s.st.figures()
 		measured = measured || f.recvPackets > 0 || f.sentPackets > 0
 		addFigures(&gl.Up, f.recvPackets, f.recvBytes, f.lossTotal, f.jitter, 0, f.lastRecv, now)
-		rtt := f.rtt
-		addFigures(&gl.Down, f.sentPackets, f.sentBytes, f.roomLoss, f.roomJitter, rtt, f.lastSent, now)
+		addFigures(&gl.Down, f.sentPackets, f.sentBytes, f.roomLoss, f.roomJitter, f.rtt, f.lastSent, now)
+		gl.Up.BitrateBps += f.recvRate
+		gl.Down.BitrateBps += f.sentRate
 	}
 	// The round trip is the path's: both directions carry it, as the bridge's do.
 	gl.Up.RTTMs = gl.Down.RTTMs

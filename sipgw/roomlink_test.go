@@ -91,7 +91,7 @@ func TestRoomLinkAndLayer(t *testing.T) {
 				return fmt.Sprintf("%s: layer %d, want %d", ep.Name, s.VideoLayer, want)
 			}
 			if !ep.Measured || ep.Down.RTTMs <= 0 || ep.Down.RTTMs >= 1000 || ep.Up.JitterMs < 0 || ep.Up.JitterMs >= 1000 ||
-				ep.Up.LossPct < 0 || ep.Up.LossPct > 5 || ep.Up.Streams != 2 {
+				ep.Up.LossPct < 0 || ep.Up.LossPct > 5 || ep.Up.Streams != 2 || ep.Up.BitrateBps <= 0 || ep.Down.BitrateBps <= 0 {
 				return fmt.Sprintf("%s: measured %v, up %+v, down %+v", ep.Name, ep.Measured, ep.Up, ep.Down)
 			}
 		}

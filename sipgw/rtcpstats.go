@@ -52,6 +52,11 @@ type legStats struct {
 	rtt, roomJitter, roomLoss float64   // from the room's latest report on what we send (s, s, ratio)
 	roomReportAt              time.Time
 	lossInterval              float64 // of what the room sends, the latest interval's (ratio)
+	// recvRate and sentRate are the bit rates over the latest report interval (bit/s),
+	// from the byte counts at rateAt.
+	recvRate, sentRate   float64
+	rateAt               time.Time
+	rateRecvB, rateSentB uint64
 	// srSent are the latest sender reports sent, srNext the next slot to write.
 	srSent [4]srSent
 	srNext int
@@ -141,6 +146,7 @@ func (s *legStats) block(now time.Time) (rtcp.ReceptionReport, bool) {
 func (s *legStats) report(ssrc uint32, now time.Time) rtcp.Packet {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.rates(now)
 	var blocks []rtcp.ReceptionReport
 	if b, ok := s.block(now); ok {
 		blocks = append(blocks, b)
@@ -155,6 +161,16 @@ func (s *legStats) report(ssrc uint32, now time.Time) rtcp.Packet {
 	ts := s.lastTS.Load() + uint32(now.Sub(time.Unix(0, last)).Seconds()*s.clock)
 	return &rtcp.SenderReport{SSRC: ssrc, NTPTime: ntp, RTPTime: ts, PacketCount: s.sentPackets.Load(),
 		OctetCount: s.sentOctets.Load(), Reports: blocks}
+}
+
+// rates updates the bit rates from the byte counts since the last report. Caller holds mu.
+func (s *legStats) rates(now time.Time) {
+	sent := uint64(s.sentOctets.Load())
+	if dt := now.Sub(s.rateAt).Seconds(); !s.rateAt.IsZero() && dt > 0 {
+		s.recvRate = 8 * float64(s.bytes-s.rateRecvB) / dt
+		s.sentRate = 8 * float64(uint32(sent)-uint32(s.rateSentB)) / dt // the octet count wraps at 2³²
+	}
+	s.rateAt, s.rateRecvB, s.rateSentB = now, s.bytes, sent
 }
 
 // roomSR records the room's sender report, for the LSR and DLSR of our next block.
@@ -203,6 +219,8 @@ type linkFigures struct {
 	reported                  bool
 	sentPackets, sentBytes    uint64
 	lastSent                  time.Time
+	// recvRate and sentRate are the bit rates each way over the latest report interval.
+	recvRate, sentRate float64
 }
 
 // figures returns the leg's current figures. Any goroutine.
@@ -211,7 +229,8 @@ func (s *legStats) figures() linkFigures {
 	defer s.mu.Unlock()
 	f := linkFigures{recvPackets: s.received, recvBytes: s.bytes, jitter: s.jitter / s.clock, lastRecv: s.lastRecv,
 		rtt: s.rtt, roomJitter: s.roomJitter, roomLoss: s.roomLoss, reported: !s.roomReportAt.IsZero(),
-		sentPackets: uint64(s.sentPackets.Load()), sentBytes: uint64(s.sentOctets.Load())}
+		sentPackets: uint64(s.sentPackets.Load()), sentBytes: uint64(s.sentOctets.Load()), recvRate: s.recvRate,
+		sentRate: s.sentRate}
 	if s.started {
 		if exp := s.expected(); exp > s.received {
 			f.lossTotal = float64(exp-s.received) / float64(exp)
