@@ -137,7 +137,7 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
 		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{},
 		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}, peerPins: map[ids.PeerID]map[ids.ParticipantID]bool{},
-		views: map[ids.PeerID]map[ids.StreamKey]int{},
+		views:     map[ids.PeerID]map[ids.StreamKey]int{},
 		layerCaps: map[ids.PeerID]int{},
 		count:     NewPeerCount()}
 }
