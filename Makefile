@@ -53,7 +53,7 @@ national:
 
 bench:
 	$(GO) test -run '^$$' -bench 'Floor|Forward' -benchmem ./sfu
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list $(PKGS) | grep -v '/sfu$$')
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $$($(GO) list $(PKGS) | grep -v '/sfu$$')
 
 # bench-load: the server's CPU per forwarded packet (cau loadtest, 1 video publisher)
 # as a ratio to the floor measured before and after it (docs/benchmarks.md).

@@ -15,7 +15,7 @@ func (s monitorSource) Links() []monitor.Link {
 	out := make([]monitor.Link, len(in))
 	for i, l := range in {
 		out[i] = monitor.Link{Meeting: l.Meeting, Participant: l.Participant, Bridge: l.Bridge, Joined: l.Joined,
-			Up: l.Up, Down: l.Down, Measured: l.Measured, EstimateBps: l.EstimateBps, Layers: l.Layers}
+			Up: l.Up, Down: l.Down, Measured: l.Measured, EstimateBps: l.EstimateBps, Layers: l.Layers, SIP: l.SIP}
 	}
 	return out
 }

@@ -88,6 +88,8 @@ type Agent struct {
 	peerPins map[ids.PeerID]map[ids.ParticipantID]bool
 	// views are each subscriber's layer caps per stream (SetView, view.go).
 	views map[ids.PeerID]map[ids.StreamKey]int
+	// layerCaps are the subscribers' layer caps (CapLayers); absent: no cap.
+	layerCaps map[ids.PeerID]int
 }
 
 type agentPeer struct {
@@ -135,8 +137,9 @@ func NewAgent(b Engine, ev Events, log *slog.Logger) *Agent {
 		streams: map[ids.StreamKey]stream{}, subs: map[subKey]*subscription{},
 		selectors: map[ids.MeetingID]*meetingSelector{}, meetingOf: map[ids.StreamKey]ids.MeetingID{},
 		pins: map[ids.MeetingID]map[ids.ParticipantID]bool{}, peerPins: map[ids.PeerID]map[ids.ParticipantID]bool{},
-		views: map[ids.PeerID]map[ids.StreamKey]int{},
-		count: NewPeerCount()}
+		views:     map[ids.PeerID]map[ids.StreamKey]int{},
+		layerCaps: map[ids.PeerID]int{},
+		count:     NewPeerCount()}
 }
 
 // CreatePeer creates the two connections of a peer (an endpoint, or one end of a relay).
@@ -313,6 +316,23 @@ func (a *Agent) attach(ap *agentPeer, sub *subscription, up *sfu.UpTrack) {
 	d.SetMaxLayer(sub.maxLayer)
 }
 
+// CapLayers caps the simulcast layer of every subscription of peer, those it has and
+// those it makes later, at layer (see protocol.BridgeLayerCap), under its view's caps
+// (viewCap); the link's allocator applies it within a tick.
+func (a *Agent) CapLayers(peer ids.PeerID, layer int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.layerCaps[peer] = layer
+	for sk, sub := range a.subs {
+		if sk.peer == peer {
+			sub.maxLayer = a.viewCap(sk)
+			if sub.down != nil {
+				sub.down.SetMaxLayer(sub.maxLayer)
+			}
+		}
+	}
+}
+
 // Unsubscribe stops forwarding key to peer.
 func (a *Agent) Unsubscribe(id ids.PeerID, key ids.StreamKey) error {
 	ap, err := a.peer(id)
@@ -362,6 +382,7 @@ func (a *Agent) forget(id ids.PeerID) {
 	delete(a.samples, sampleKey{id, false})
 	delete(a.peerPins, id)
 	delete(a.views, id)
+	delete(a.layerCaps, id)
 	for sk := range a.subs {
 		if sk.peer == id {
 			delete(a.subs, sk)

@@ -243,6 +243,11 @@ func execute(c *conn, sh *Shared, env protocol.Envelope) (err error) {
 		})
 	case protocol.KindUnsubscribe:
 		return onPeer(c, sh, env, true, func(m protocol.Subscription) error { return a.Unsubscribe(m.Peer, m.Key) })
+	case protocol.KindBridgeLayerCap:
+		return onPeer(c, sh, env, true, func(m protocol.BridgeLayerCap) error {
+			a.CapLayers(m.Peer, m.MaxLayer)
+			return nil
+		})
 	case protocol.KindBridgePin:
 		var m protocol.BridgePin
 		if err := protocol.DecodeData(env, &m); err != nil {
@@ -261,7 +266,8 @@ func execute(c *conn, sh *Shared, env protocol.Envelope) (err error) {
 
 // peerCommand is the data of a command about one peer.
 type peerCommand interface {
-	protocol.PeerRef | protocol.PeerSDP | protocol.PeerICE | protocol.Subscription | protocol.BridgeView
+	protocol.PeerRef | protocol.PeerSDP | protocol.PeerICE | protocol.Subscription | protocol.BridgeView |
+		protocol.BridgeLayerCap
 }
 
 // onPeer decodes a command about one peer and runs it; owned commands run only for a
@@ -290,6 +296,8 @@ func peerOf(m any) ids.PeerID {
 	case protocol.Subscription:
 		return m.Peer
 	case protocol.BridgeView:
+		return m.Peer
+	case protocol.BridgeLayerCap:
 		return m.Peer
 	}
 	return ids.PeerID{}

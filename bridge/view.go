@@ -45,10 +45,14 @@ func (a *Agent) SetView(v protocol.BridgeView) {
 
 // viewCap is the layer cap of a subscription by its peer's view. Caller holds a.mu.
 func (a *Agent) viewCap(sk subKey) int {
-	if c, ok := a.views[sk.peer][sk.key]; ok {
-		return c
+	c, ok := a.views[sk.peer][sk.key]
+	if !ok {
+		c = topLayer
 	}
-	return topLayer
+	if p, ok := a.layerCaps[sk.peer]; ok { // the peer's own cap (CapLayers: a room codec)
+		c = min(c, p)
+	}
+	return c
 }
 
 // publishLayers passes the sfu's dynacast report for one of ap's sources on as

@@ -21,6 +21,9 @@ type PublishOptions struct {
 	// Simulcast sends the video as three layers, q, h and f (see Synth.Simulcast), as the
 	// join page does; the bridge forwards each subscriber the one its link fits.
 	Simulcast bool
+	// H264 sends the simulcast layers in H.264 rather than VP8 (NewSimulcastH264Synth),
+	// as a browser does in a meeting with a room codec.
+	H264 bool
 }
 
 // SynthCounts are what a Synth has sent so far.
@@ -64,6 +67,9 @@ func (c *Client) PublishWith(ctx context.Context, o PublishOptions) (*Synth, err
 	newSynth := NewSynth
 	if o.Simulcast {
 		newSynth = NewSimulcastSynth
+		if o.H264 {
+			newSynth = NewSimulcastH264Synth
+		}
 	}
 	synth, err := newSynth(fmt.Sprintf("%s-cam%d", c.Self.ID, publicationSeq.Add(1)))
 	if err != nil {

@@ -33,13 +33,29 @@ var simulcastLayers = []struct {
 // one track: the low layer a quarter of PacketsPerFrame, the middle half, the top all of
 // it. Video is the low layer's track (the transceiver's first encoding).
 func NewSimulcastSynth(streamID string) (*Synth, error) {
+	return newSimulcastSynth(streamID, false)
+}
+
+// NewSimulcastH264Synth is NewSimulcastSynth in H.264 (packetization mode 1, Constrained
+// Baseline), as a browser publishes for a meeting with a room codec: each layer's frames
+// are single NAL units, an IDR slice starting a keyframe and non-IDR slices otherwise.
+func NewSimulcastH264Synth(streamID string) (*Synth, error) {
+	return newSimulcastSynth(streamID, true)
+}
+
+func newSimulcastSynth(streamID string, h264 bool) (*Synth, error) {
 	s, err := NewSynth(streamID)
 	if err != nil {
 		return nil, err
 	}
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	if h264 {
+		s.h264 = true
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	}
 	for _, l := range simulcastLayers {
-		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
-			"cam-"+streamID, streamID, webrtc.WithRTPStreamID(l.rid))
+		tr, err := webrtc.NewTrackLocalStaticRTP(codec, "cam-"+streamID, streamID, webrtc.WithRTPStreamID(l.rid))
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +112,7 @@ func (s *Synth) sendLayers(payload []byte, size int, key bool, tsStep, frame uin
 		}
 		n := max(s.PacketsPerFrame/l.share, 1)
 		for i := 0; i < n; i++ {
-			p := vp8Packet(payload[:size], i == 0, k)
+			p := s.framePacket(payload[:size], i == 0, k)
 			Probe{SentAt: time.Now().UnixNano(), Frame: frame, Index: uint8(i), Count: uint8(n)}.Put(p[VideoProbeOffset:])
 			p[VideoLayerOffset] = byte(li + 1)
 			l.seq++
@@ -107,6 +123,24 @@ func (s *Synth) sendLayers(payload []byte, size int, key bool, tsStep, frame uin
 			s.sent.videoPackets.Add(1)
 		}
 	}
+}
+
+// framePacket marks p as the Synth's codec's packet (vp8Packet, h264Packet).
+func (s *Synth) framePacket(p []byte, first, key bool) []byte {
+	if s.h264 {
+		return h264Packet(p, first, key)
+	}
+	return vp8Packet(p, first, key)
+}
+
+// h264Packet makes p one H.264 NAL unit (RFC 6184 single NAL unit packet): an IDR slice
+// for a keyframe's first packet, a non-IDR slice otherwise (nal_ref_idc 3, 2).
+func h264Packet(p []byte, first, key bool) []byte {
+	p[0] = 0x41 // non-IDR slice
+	if first && key {
+		p[0] = 0x65 // IDR slice
+	}
+	return p
 }
 
 // vp8Packet marks p as a VP8 packet: the payload descriptor (S=1 on a frame's first

@@ -37,6 +37,7 @@ type Synth struct {
 	// layers are the simulcast layers (NewSimulcastSynth), nil for one video stream;
 	// midID, ridID and mid what negotiation gave them, 0 and nil until then.
 	layers       []*synthLayer
+	h264         bool // the layers are H.264 (NewSimulcastH264Synth), else VP8
 	midID, ridID atomic.Uint32
 	mid          atomic.Pointer[string]
 }

@@ -72,7 +72,8 @@ func bigTree(t testing.TB, provinces, districts, n int) *rooms.Tree {
 }
 
 // consoleServer serves the console page and its API over a monitor sampling a fake source
-// with one endpoint per site, the one at bad degraded (8% loss, 400 ms RTT).
+// with one endpoint per site, the one at bad degraded (8% loss, 400 ms RTT) and a room
+// codec's SIP call (its figures the room's RTP with the gateway).
 func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
 	t.Helper()
 	src := &fakeSource{}
@@ -84,6 +85,8 @@ func consoleServer(t *testing.T, tree *rooms.Tree, bad string) string {
 			Down:        protocol.LinkFigures{Streams: 2, Packets: 1000, RTTMs: 30, JitterMs: 5, BitrateBps: 1.2e6, LastPacketAgeMs: 400}}
 		if s.ID == bad {
 			l.Up.LossPct, l.Down.LossPct, l.Up.RTTMs, l.Down.RTTMs = 8, 8, 400, 400
+			l.SIP = &protocol.SIPCall{Transport: "tcp", Encryption: "srtp", State: "active", AudioCodec: "pcma",
+				VideoCodec: "h264", VideoLayer: 0}
 		}
 		links = append(links, l)
 	}
@@ -155,6 +158,13 @@ func TestConsoleInChromium(t *testing.T) {
 			detailShown := time.Since(clicked)
 			if r := testbrowser.Eval[string](t, tab, `document.querySelector('#d-endpoints .ep-reasons').textContent`); !strings.Contains(r, "loss 8.0% > 5%") {
 				t.Errorf("endpoint reasons %q", r)
+			}
+			// The SIP room's call: transport, encryption, codecs, state, the layer it gets.
+			sip := testbrowser.Eval[string](t, tab, `document.querySelector('#d-endpoints .ep-sip').textContent`)
+			for _, want := range []string{"TCP", "SRTP", "PCMA", "H264"} {
+				if !strings.Contains(sip, want) {
+					t.Errorf("the SIP endpoint's line %q lacks %q", sip, want)
+				}
 			}
 			// Responsiveness: round trips to the page's main thread while updates arrive.
 			var worst time.Duration

@@ -226,6 +226,8 @@ type EndpointView struct {
 	// layer each simulcast stream reaches it at.
 	EstimateBps float64                `json:"estimate_bps,omitempty"`
 	Layers      []protocol.StreamLayer `json:"layers,omitempty"`
+	// SIP describes a room codec's SIP call (transport, codecs, state); nil for others.
+	SIP *protocol.SIPCall `json:"sip,omitempty"`
 }
 
 // SiteDetail is what the console shows for one site.
@@ -289,7 +291,7 @@ func (m *Monitor) Detail(id string) (SiteDetail, bool) {
 		v := EndpointView{Meeting: e.link.Meeting, ID: e.link.Participant.ID, Name: e.link.Participant.Name,
 			Role: e.link.Participant.Role, Bridge: e.link.Bridge, Joined: e.link.Joined, Measured: e.link.Measured,
 			Grade: e.grade, Now: e.raw, Upstream: e.upstream, Up: e.upF, Down: e.downF, History: e.hist.export(),
-			EstimateBps: e.link.EstimateBps, Layers: e.link.Layers}
+			EstimateBps: e.link.EstimateBps, Layers: e.link.Layers, SIP: e.link.SIP}
 		if id == UnknownSite {
 			v.ClaimedSite = e.link.Participant.Site
 		}

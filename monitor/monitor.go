@@ -28,6 +28,9 @@ type Link struct {
 	// Layers the layer each simulcast stream reaches it at.
 	EstimateBps float64
 	Layers      []protocol.StreamLayer
+	// SIP describes a room's SIP call through the gateway (nil for other endpoints):
+	// Up and Down are then the room's RTP with the gateway.
+	SIP *protocol.SIPCall
 }
 
 // Source is what the monitor samples (app adapts signaling to it).

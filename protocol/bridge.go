@@ -36,7 +36,17 @@ const (
 	// KindReleasePeer gives a peer up without closing it: it forwards on for the bridge's
 	// grace, for another node to adopt (a node that lost a meeting's lease, or stops).
 	KindReleasePeer Kind = "release_peer"
+	// KindBridgeLayerCap caps the simulcast layer a peer's video subscriptions take
+	// (BridgeLayerCap): a room codec behind the SIP gateway that decodes no larger picture.
+	KindBridgeLayerCap Kind = "layer_cap"
 )
+
+// BridgeLayerCap caps every video subscription of Peer, now and later, at MaxLayer (0 the
+// low layer … 2 the top; 2 lifts the cap). It holds until changed or the peer closes.
+type BridgeLayerCap struct {
+	Peer     ids.PeerID `json:"peer"`
+	MaxLayer int        `json:"max_layer"`
+}
 
 // CodeUnknownPeer answers a command for a peer the bridge does not have, or that belongs
 // to another signaling node's connection.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -45,12 +46,27 @@ type AttachOptions struct {
 	// OnClose is called once when the endpoint has left (a leave, a failed media
 	// connection, the meeting ending, the server closing).
 	OnClose func(code int, reason string)
+	// Link, when set, reports the endpoint's own link as its gateway measures it (a SIP
+	// room's RTP with the gateway); monitoring shows it in place of the bridge's figures
+	// of the gateway's connection, which are a loopback hop. ok is false before the
+	// gateway has figures. It is called with signaling's locks held: it must not block
+	// nor call signaling.
+	Link func() (l GatewayLink, ok bool)
+}
+
+// GatewayLink is an attached endpoint's own link as its gateway measures it.
+type GatewayLink struct {
+	// Up is what the endpoint sends the gateway (loss and jitter measured on arrival),
+	// Down what the gateway sends it (from its receiver reports, with the round trip).
+	Up, Down protocol.LinkFigures
+	// SIP describes the call, for the console.
+	SIP *protocol.SIPCall
 }
 
 // Attach creates an endpoint driven by Request; it joins with a join request.
 func (srv *Server) Attach(opts AttachOptions) *Attached {
 	s := newSession(srv, nil, opts.Remote)
-	s.sendOnly, s.receiveOnly = opts.SendOnly, opts.ReceiveOnly
+	s.sendOnly, s.receiveOnly, s.linkFigures = opts.SendOnly, opts.ReceiveOnly, opts.Link
 	a := &Attached{s: s, onEvent: opts.OnEvent, onClose: opts.OnClose, waiters: map[string]chan protocol.Envelope{}}
 	if m := srv.cfg.Metrics; m != nil {
 		m.Sessions.Inc()
@@ -180,5 +196,36 @@ func (a *Attached) deliver() {
 			}
 			return
 		}
+	}
+}
+
+// SetMaxVideoLayer caps the simulcast layer of every video the endpoint is sent, now and
+// later, at layer (0 the low layer … 2 the top): a room codec behind the SIP gateway that
+// decodes no larger picture. The cap follows the endpoint to another bridge.
+func (a *Attached) SetMaxVideoLayer(layer int) {
+	s := a.s
+	s.layerCap.Store(int32(layer) + 1)
+	s.mu.Lock()
+	m := s.meeting
+	s.mu.Unlock()
+	if m == nil {
+		return // not in the meeting yet: its peer takes the cap when made (placePeer)
+	}
+	b, peer := s.where()
+	if b == nil {
+		return
+	}
+	m.ops.push(func() { s.applyLayerCap(b, peer) })
+}
+
+// applyLayerCap tells b the endpoint's layer cap for peer, if it has one. Any goroutine
+// but the meeting's lock holder's: it may wait on a remote bridge's socket.
+func (s *session) applyLayerCap(b Bridge, peer ids.PeerID) {
+	c := s.layerCap.Load()
+	if c == 0 {
+		return
+	}
+	if err := b.CapLayers(protocol.BridgeLayerCap{Peer: peer, MaxLayer: int(c - 1)}); err != nil {
+		s.log.Debug("layer cap", "bridge", b.ID(), "err", err)
 	}
 }

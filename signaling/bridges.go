@@ -35,6 +35,8 @@ type Bridge interface {
 	Pin(p protocol.BridgePin) error
 	// View caps the layers forwarded to a peer per stream (a page's view).
 	View(v protocol.BridgeView) error
+	// CapLayers caps the simulcast layer of a peer's video subscriptions, now and later.
+	CapLayers(c protocol.BridgeLayerCap) error
 }
 
 var (
@@ -186,6 +188,12 @@ func (l *LocalBridge) ClosePeer(peer ids.PeerID) error { return l.agent.ClosePee
 // Pin implements Bridge.
 func (l *LocalBridge) Pin(p protocol.BridgePin) error {
 	l.agent.ApplyPin(p)
+	return nil
+}
+
+// CapLayers caps the simulcast layers of a peer's video subscriptions.
+func (l *LocalBridge) CapLayers(c protocol.BridgeLayerCap) error {
+	l.agent.CapLayers(c.Peer, c.MaxLayer)
 	return nil
 }
 

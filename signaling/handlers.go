@@ -245,6 +245,7 @@ func (s *session) migrate() {
 			}
 			return
 		}
+		s.applyLayerCap(b, peer)
 		s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
 		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed", Resume: resume})
 	})

@@ -22,6 +22,8 @@ type EndpointLink struct {
 	// yet), Layers the layer each simulcast stream reaches it at.
 	EstimateBps float64
 	Layers      []protocol.StreamLayer
+	// SIP describes a room's SIP call (the gateway's endpoint); nil for others.
+	SIP *protocol.SIPCall
 }
 
 // Links returns the link figures of every endpoint in every live meeting, ordered by
@@ -60,6 +62,12 @@ func (s *Server) Links() []EndpointLink {
 					l.Up, l.Down, l.Measured = ps.Up, ps.Down, true
 					l.EstimateBps, l.Layers = ps.EstimateBps, ps.Layers
 				}
+			}
+			if p.linkFigures != nil {
+				// A gateway's endpoint: its own link is the room's, not the gateway's
+				// connection to the bridge.
+				gl, ok := p.linkFigures()
+				l.Up, l.Down, l.Measured, l.SIP = gl.Up, gl.Down, ok, gl.SIP
 			}
 			out = append(out, l)
 		}

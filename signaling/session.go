@@ -93,6 +93,13 @@ type session struct {
 	// receiveOnly marks a viewer (WHEP) that publishes nothing: its offers are refused
 	// and its token's caps are the viewers' (tokenlimits.go). Set before it joins.
 	receiveOnly bool
+	// layerCap is the simulcast layer cap of the endpoint's video subscriptions, plus
+	// one (0: none), set by Attached.SetMaxVideoLayer; read when its peer is made anew.
+	layerCap atomic.Int32
+	// linkFigures, when set (Attached: a gateway's endpoint), reports the endpoint's own
+	// link, which monitoring shows instead of the bridge's figures of its peer (the
+	// gateway's connection). Set before the join, read-only after.
+	linkFigures func() (GatewayLink, bool)
 
 	mu           sync.Mutex // guards trackSources and muted, and join's writes (above)
 	trackSources map[string]protocol.Source

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/auth"
@@ -102,7 +103,16 @@ type call struct {
 	// firSeq numbers FIRs; written only by the one keyframeToRoom that wins lastFastReq.
 	firSeq uint8
 
-	packets   packetCounters
+	packets packetCounters
+	// audioStats and videoStats count each leg's RTP for RTCP and the link's figures
+	// (rtcpstats.go).
+	audioStats, videoStats legStats
+	// state is the call's (stateActive, stateHeld, stateEnded; "" before start). Guarded by mu.
+	state string
+	// videoLayer is the simulcast layer cap the room's video parameters gave (capVideo),
+	// -1 before any.
+	videoLayer atomic.Int32
+
 	closeOnce sync.Once
 	done      chan struct{}
 }
@@ -158,6 +168,8 @@ func (g *Gateway) newCall(id, meeting, name, site, endpoint string, log *slog.Lo
 		events: make(chan protocol.Envelope, 64), done: make(chan struct{}), mix: newMixer(), rate: g711Rate,
 		follow:    following{parts: map[string]protocol.Participant{}, siteOf: map[string]string{}},
 		audioSSRC: uint32(randomID()), videoSSRC: uint32(randomID())}
+	c.audioStats.clock, c.videoStats.clock = g711Rate, videoClock
+	c.videoLayer.Store(-1)
 	p := g.m.Packets
 	c.packets = packetCounters{fromRoomAudio: p.WithLabelValues("from_room", "audio"),
 		fromRoomVideo: p.WithLabelValues("from_room", "video"), toRoomAudio: p.WithLabelValues("to_room", "audio"),
@@ -193,8 +205,11 @@ func (c *call) openLegs() error {
 // join enters the meeting as the room and publishes its tracks; on failure it returns
 // the SIP status that says why.
 func (c *call) join(ctx context.Context) (int, string, error) {
+	// Each call's token is its own (jti): signaling caps the sessions of one token, and
+	// two calls from one site in the same second would otherwise sign the same bytes.
 	tok, err := c.g.cfg.Keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: c.meeting, Site: c.site, Name: c.name,
-		Role: auth.RoleRoom, Endpoint: c.endpoint}, time.Minute)
+		Role: auth.RoleRoom, Endpoint: c.endpoint, RegisteredClaims: jwt.RegisteredClaims{ID: fmt.Sprintf("sip-%x", c.sdpID)}},
+		time.Minute)
 	if err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join token: %w", err)
 	}
@@ -218,7 +233,8 @@ func (c *call) join(ctx context.Context) (int, string, error) {
 		OnClose: func(code int, reason string) {
 			c.log.Info("sip call: left the meeting", "code", code, "reason", reason)
 			go c.hangup("left the meeting: " + reason)
-		}})
+		},
+		Link: c.link})
 	c.mu.Lock() // close may run already, from OnClose
 	c.ep = ep
 	c.mu.Unlock()
@@ -374,7 +390,13 @@ func (c *call) start() {
 	}
 	c.answered = true
 	c.g.m.Active.Inc()
+	if held(d) {
+		c.setState(stateHeld)
+	} else {
+		c.setState(stateActive)
+	}
 	c.mu.Unlock()
+	c.capVideo(d)
 	encryption := "none"
 	if c.secure() {
 		encryption = "srtp"
@@ -397,6 +419,7 @@ func (c *call) start() {
 	go c.mixLoop()
 	go c.readRoomRTCP(c.audio)
 	go c.readRoomRTCP(c.video)
+	go c.reportLoop()
 	// The room starts on a keyframe of what it is sent.
 	c.keyframeFromRoom()
 }
@@ -487,6 +510,7 @@ func (c *call) close(reason string) {
 			c.answered = false
 			c.g.m.Active.Dec()
 		}
+		c.setState(stateEnded)
 		c.mu.Unlock()
 		c.log.Info("sip call closed", "reason", reason)
 	})

@@ -85,6 +85,7 @@ func (c *call) readRoomVideo(m *media) {
 		}
 		c.roomVideoSSRC.Store(pkt.SSRC)
 		c.packets.fromRoomVideo.Inc()
+		c.videoStats.receivedPacket(&pkt.Header, n, time.Now())
 		_ = c.toMeetingVideo.WriteRTP(&pkt)
 	}
 }
@@ -123,6 +124,7 @@ func (c *call) readRoomAudio(m *media) {
 			continue
 		}
 		c.packets.fromRoomAudio.Inc()
+		c.audioStats.receivedPacket(&pkt.Header, n, time.Now())
 		if len(pkt.Payload) > maxOpus8k {
 			continue
 		}
@@ -204,6 +206,8 @@ func (c *call) roomRTCP(l *leg, b []byte, src netip.AddrPort) {
 		case *rtcp.ReceiverReport:
 			c.roomReports(l, p.Reports)
 		case *rtcp.SenderReport:
+			st, _, _ := c.legOf(l)
+			st.roomSR(p, time.Now())
 			c.roomReports(l, p.Reports)
 		}
 	}
@@ -213,16 +217,18 @@ func (c *call) roomRTCP(l *leg, b []byte, src netip.AddrPort) {
 // on l: interarrival jitter (RFC 3550 §6.4.1, in the codec's clock) and the fraction
 // lost since the last report.
 func (c *call) roomReports(l *leg, reports []rtcp.ReceptionReport) {
-	kind, ssrc, clock := "audio", c.audioSSRC, float64(g711Rate)
-	if l == c.video {
-		kind, ssrc, clock = "video", c.videoSSRC, videoClock
-	}
-	for _, r := range reports {
+	st, ssrc, kind := c.legOf(l)
+	now := time.Now()
+	for i := range reports {
+		r := &reports[i]
 		if r.SSRC != ssrc {
 			continue
 		}
-		c.g.m.RoomJitter.WithLabelValues(kind).Observe(float64(r.Jitter) / clock)
+		c.g.m.RoomJitter.WithLabelValues(kind).Observe(float64(r.Jitter) / st.clock)
 		c.g.m.RoomLoss.WithLabelValues(kind).Observe(float64(r.FractionLost) / 256)
+		if rtt := st.roomReport(r, now); rtt > 0 {
+			c.g.m.RTT.WithLabelValues(kind).Observe(rtt.Seconds())
+		}
 	}
 }
 
@@ -381,6 +387,7 @@ func (c *call) forwardVideo(t *webrtc.TrackRemote) {
 		}
 		if c.video.send(out[:k]) == nil {
 			c.packets.toRoomVideo.Inc()
+			c.videoStats.sent(pkt.Timestamp, len(pkt.Payload))
 		}
 	}
 }

@@ -45,7 +45,34 @@ type Metrics struct {
 	// VideoSwitch is how long a change of the room's video (floor, dominant speaker) took,
 	// from the decision to the new source's first keyframe sent to the room.
 	VideoSwitch prometheus.Histogram
+	// RTT is the round trip to rooms, by kind: from their reception reports' LSR and DLSR
+	// against the gateway's sender reports (RFC 3550 §6.4.1).
+	RTT *prometheus.HistogramVec
+	// ReceivedJitter and ReceivedLoss are the gateway's own figures of the media rooms
+	// send it, by kind, each report interval: interarrival jitter in seconds and the
+	// fraction of packets lost.
+	ReceivedJitter, ReceivedLoss *prometheus.HistogramVec
+	// States is the calls in progress by state: active, or held (the room put both its
+	// streams on hold).
+	States *prometheus.GaugeVec
+	// MixUnderruns counts the 20 ms frames of a room's mix that went out late (more than
+	// a frame behind their time: the room's jitter buffer ran short) or not at all (the
+	// mix loop skipped them to catch up), by reason: late, missing.
+	MixUnderruns *prometheus.CounterVec
+	// MixFrames counts the mix frames sent to rooms, the base of MixUnderruns.
+	MixFrames prometheus.Counter
+	// MixLateness is how long after its time each frame of a room's mix went out.
+	MixLateness prometheus.Histogram
 }
+
+// Call states, the States label (and protocol.SIPCall.State, with stateConnecting and
+// stateEnded).
+const (
+	stateConnecting = "connecting"
+	stateActive     = "active"
+	stateHeld       = "held"
+	stateEnded      = "ended"
+)
 
 // Call outcomes, the Calls label.
 const (
@@ -90,6 +117,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		VideoSwitch: f.NewHistogram(prometheus.HistogramOpts{Name: "cau_sip_video_switch_seconds",
 			Help:    "Time from a change of the video a room is sent to the new source's first keyframe.",
 			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5}}),
+	}
+	m.RTT = f.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_sip_rtt_seconds",
+		Help:    "Round trip to rooms from their RTCP reports against the gateway's sender reports, by kind.",
+		Buckets: []float64{0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1}}, []string{"kind"})
+	m.ReceivedJitter = f.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_sip_received_jitter_seconds",
+		Help:    "Interarrival jitter of the media rooms send the gateway, measured on arrival, by kind.",
+		Buckets: []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2}}, []string{"kind"})
+	m.ReceivedLoss = f.NewHistogramVec(prometheus.HistogramOpts{Name: "cau_sip_received_loss_ratio",
+		Help:    "Fraction of the packets rooms send the gateway lost on the way, per report interval, by kind.",
+		Buckets: []float64{0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5}}, []string{"kind"})
+	m.States = f.NewGaugeVec(prometheus.GaugeOpts{Name: "cau_sip_calls_by_state",
+		Help: "SIP calls in progress by state (active, held)."}, []string{"state"})
+	m.MixUnderruns = f.NewCounterVec(prometheus.CounterOpts{Name: "cau_sip_mix_underruns_total",
+		Help: "Frames of rooms' audio mix sent more than a frame late, or skipped, by reason (late, missing)."},
+		[]string{"reason"})
+	m.MixFrames = f.NewCounter(prometheus.CounterOpts{Name: "cau_sip_mix_frames_total",
+		Help: "20 ms frames of audio mix sent to rooms."})
+	m.MixLateness = f.NewHistogram(prometheus.HistogramOpts{Name: "cau_sip_mix_lateness_seconds",
+		Help:    "How long after its time each 20 ms frame of a room's audio mix was sent.",
+		Buckets: []float64{0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.2}})
+	for _, s := range []string{stateActive, stateHeld} {
+		m.States.WithLabelValues(s)
+	}
+	for _, r := range []string{"late", "missing"} {
+		m.MixUnderruns.WithLabelValues(r)
 	}
 	for _, o := range []string{outcomeAnswered, outcomeRejected, outcomeCancelled, outcomeFailed} {
 		m.Calls.WithLabelValues(o)

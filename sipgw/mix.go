@@ -157,6 +157,9 @@ func (m *mixer) levelOf(id speaker.ID) (float64, bool) {
 // meeting's voices, or silence (a room codec hangs up on a call whose RTP stops). It
 // paces itself by the clock, not by ticks, so a late tick is caught up.
 func (c *call) mixLoop() {
+	// start precedes the ticker's start, so the k-th tick (at start + k×20 ms or later)
+	// finds frame k due: frames go out at their time, not a tick behind it.
+	start, sent := time.Now(), 0
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	var sum [maxFrame]int32
@@ -171,8 +174,8 @@ func (c *call) mixLoop() {
 		}
 	}()
 	level := c.mix.levelOf // one closure for the call's life
-	start, sent := time.Now(), 0
 	dominant := speaker.ID("")
+	late, frames, lateness := c.g.m.MixUnderruns.WithLabelValues("late"), c.g.m.MixFrames, c.g.m.MixLateness
 	for {
 		var now time.Time
 		select {
@@ -182,11 +185,18 @@ func (c *call) mixLoop() {
 		}
 		due := int(now.Sub(start)/(20*time.Millisecond)) - sent
 		if due > mixBehind {
+			c.g.m.MixUnderruns.WithLabelValues("missing").Add(float64(due - mixBehind))
 			sent += due - mixBehind
 			due = mixBehind
 		}
+		wall := time.Now() // the tick may have waited in its channel: lateness is now's
 		for ; due > 0; due-- {
 			sent++
+			behind := wall.Sub(start) - time.Duration(sent)*20*time.Millisecond
+			lateness.Observe(max(behind, 0).Seconds())
+			if behind > 20*time.Millisecond {
+				late.Inc() // more than a frame behind its time: the room's buffer ran short
+			}
 			d := c.mix.mixFrame(now, &sum, level)
 			if d != dominant {
 				dominant = d
@@ -217,6 +227,8 @@ func (c *call) mixLoop() {
 			}
 			if c.audio.send(out[:h+k]) == nil {
 				c.packets.toRoomAudio.Inc()
+				c.audioStats.sent(hdr.Timestamp, frame8k)
+				frames.Inc()
 			}
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/sdp/v3"
 
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testmedia"
 )
 
@@ -38,6 +39,11 @@ type rtpRoom struct {
 	// noFeedback leaves RTCP feedback out of the room's SDP: the gateway must then ask
 	// it for keyframes by SIP INFO.
 	noFeedback bool
+	// videoFmtp and videoBW are the room's H.264 fmtp and its video b= line ("" none).
+	videoFmtp, videoBW string
+	// layers counts the video packets received from a simulcast Synth by layer (low,
+	// middle, top: the layer byte it writes, client.VideoLayerOffset).
+	layers [3]atomic.Int64
 	// keyframeAsked is set by a keyframe request (RTCP PLI or FIR, or SIP INFO when
 	// served) and cleared when sendOnRequest sends the IDR; asks counts the requests.
 	keyframeAsked atomic.Bool
@@ -65,9 +71,25 @@ func dialRTPRoom(t *testing.T, gw netip.AddrPort, meeting, name string) *rtpRoom
 // dialRTPRoomWith is dialRTPRoom for a room that offers RTCP feedback (PLI) or not.
 func dialRTPRoomWith(t *testing.T, gw netip.AddrPort, meeting, name string, feedback bool) *rtpRoom {
 	t.Helper()
+	return dialRTPRoomOffering(t, gw, meeting, name, roomOffer{noFeedback: !feedback})
+}
+
+// roomOffer is what an rtpRoom's SDP says beyond the defaults (H.264 Constrained
+// Baseline 3.1 with PLI, no bandwidth line).
+type roomOffer struct {
+	noFeedback bool
+	fmtp, bw   string // the H.264 fmtp parameters, the video's b= line
+}
+
+// dialRTPRoomOffering is dialRTPRoom for a room whose offer is o.
+func dialRTPRoomOffering(t *testing.T, gw netip.AddrPort, meeting, name string, o roomOffer) *rtpRoom {
+	t.Helper()
 	r := &rtpRoom{t: t, ua: newRawUA(t, gw.String()), ruri: "sip:" + meeting + "@" + gw.String(),
 		callID: fmt.Sprintf("rtproom-%s-%d", meeting, time.Now().UnixNano()), cseq: 1, stop: make(chan struct{}),
-		spsAt: map[string]time.Time{}, noFeedback: !feedback}
+		spsAt: map[string]time.Time{}, noFeedback: o.noFeedback, videoFmtp: o.fmtp, videoBW: o.bw}
+	if r.videoFmtp == "" {
+		r.videoFmtp = "packetization-mode=1;profile-level-id=42e01f"
+	}
 	for _, c := range []**net.UDPConn{&r.audio, &r.video} {
 		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -115,8 +137,8 @@ func (r *rtpRoom) offer(direction string) string {
 	}
 	return fmt.Sprintf("v=0\r\no=- 1 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n", r.sdpVer) +
 		fmt.Sprintf("m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtcp-mux\r\na=%s\r\n", port(r.audio), direction) +
-		fmt.Sprintf("m=video %d RTP/AVPF 96\r\na=rtpmap:96 H264/90000\r\n", port(r.video)) +
-		"a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n" + fb + "a=rtcp-mux\r\n" +
+		fmt.Sprintf("m=video %d RTP/AVPF 96\r\n%sa=rtpmap:96 H264/90000\r\n", port(r.video), bwLine(r.videoBW)) +
+		"a=fmtp:96 " + r.videoFmtp + "\r\n" + fb + "a=rtcp-mux\r\n" +
 		"a=" + direction + "\r\n"
 }
 
@@ -133,6 +155,13 @@ func (r *rtpRoom) reinvite(direction string) string {
 	r.ua.send(r.ua.request("ACK", r.ruri, r.callID, r.cseq, r.tag, r.from, ""))
 	_, body, _ := strings.Cut(resp, "\r\n\r\n")
 	return body
+}
+
+func bwLine(b string) string {
+	if b == "" {
+		return ""
+	}
+	return b + "\r\n"
 }
 
 func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
@@ -168,11 +197,16 @@ func (r *rtpRoom) readVideo() {
 			return
 		}
 		if n >= 2 && buf[1] >= 192 && buf[1] <= 223 {
-			r.readRTCP(buf[:n])
+			r.readRTCP(r.video, r.gwVideo, buf[:n])
 			continue
 		}
 		if pkt.Unmarshal(buf[:n]) != nil {
 			continue
+		}
+		if len(pkt.Payload) > client.VideoLayerOffset {
+			if l := pkt.Payload[client.VideoLayerOffset]; l >= 1 && l <= 3 {
+				r.layers[l-1].Add(1)
+			}
 		}
 		au, err := h264.Unmarshal(pkt.Payload)
 		if err != nil || len(au) == 0 {
@@ -201,7 +235,11 @@ func (r *rtpRoom) readAudio() {
 		if err != nil {
 			return
 		}
-		if n < 2 || (buf[1] >= 192 && buf[1] <= 223) || pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != 0 {
+		if n >= 2 && buf[1] >= 192 && buf[1] <= 223 {
+			r.readRTCP(r.audio, r.gwAudio, buf[:n])
+			continue
+		}
+		if pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != 0 {
 			continue
 		}
 		r.mu.Lock()
@@ -261,19 +299,32 @@ func (r *rtpRoom) sendClip(clip *testmedia.Clip) {
 	})
 }
 
-// readRTCP notes the gateway's keyframe requests (PLI, FIR) among its RTCP.
-func (r *rtpRoom) readRTCP(b []byte) {
+// readRTCP notes the gateway's keyframe requests (PLI, FIR) among its RTCP, and answers
+// its sender reports at once with a receiver report (LSR, DLSR 0) on conn to dst, as a
+// room codec reports, so that the gateway can measure the round trip.
+func (r *rtpRoom) readRTCP(conn *net.UDPConn, dst netip.AddrPort, b []byte) {
 	pkts, err := rtcp.Unmarshal(b)
 	if err != nil {
 		return
 	}
 	for _, p := range pkts {
-		switch p.(type) {
+		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			r.asks.Add(1)
 			r.keyframeAsked.Store(true)
+		case *rtcp.SenderReport:
+			rr := &rtcp.ReceiverReport{SSRC: 0x9abc, Reports: []rtcp.ReceptionReport{{SSRC: p.SSRC,
+				LastSenderReport: uint32(p.NTPTime >> 16)}}}
+			if b, err := rr.Marshal(); err == nil {
+				_, _ = conn.WriteToUDPAddrPort(b, dst)
+			}
 		}
 	}
+}
+
+// layerPackets is the video packets received so far by simulcast layer.
+func (r *rtpRoom) layerPackets() [3]int64 {
+	return [3]int64{r.layers[0].Load(), r.layers[1].Load(), r.layers[2].Load()}
 }
 
 // sendOnRequest sends clip's frames at testmedia.FPS as a room codec with a very long

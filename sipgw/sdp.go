@@ -49,7 +49,10 @@ func codecRate(codec string) int {
 
 // h264Fmtp is what the gateway receives and sends: packetization mode 1 (RFC 6184) in
 // Constrained Baseline, level 3.1, the profile every room codec and browser has.
-const h264Fmtp = "packetization-mode=1;profile-level-id=42e01f"
+const h264Fmtp = "packetization-mode=1;profile-level-id=" + h264ProfileLevel
+
+// h264ProfileLevel is the profile-level-id of h264Fmtp.
+const h264ProfileLevel = "42e01f"
 
 // Errors of SDP handling; the SIP layer answers them with 400 or 488.
 var (
@@ -82,6 +85,8 @@ type media struct {
 	// Key is the remote end's SDES key (its first usable a=crypto line, srtp.go): the
 	// stream is SRTP. Nil for plain RTP.
 	Key *sdesKey
+	// H264 is what the remote end decodes of H.264 (h264params.go), for an H.264 video.
+	H264 h264Caps
 }
 
 // description is what the gateway reads from a remote SDP: every m-line in order (an
@@ -129,6 +134,7 @@ func parseDescription(body []byte, needSRTP bool) (*description, error) {
 		return nil, fmt.Errorf("%w: %d media sections", errBadSDP, len(sd.MediaDescriptions))
 	}
 	sessAddr, _ := connAddr(sd.ConnectionInformation)
+	sessRate := bandwidth(sd.Bandwidth)
 	d := &description{}
 	plainOnly := false // a stream was refused for want of SRTP only
 	for _, md := range sd.MediaDescriptions {
@@ -144,6 +150,13 @@ func parseDescription(body []byte, needSRTP bool) (*description, error) {
 		if port > 0 && addr.IsValid() && rtpProtos[m.Proto] {
 			m.Addr = netip.AddrPortFrom(addr, uint16(port))
 			readMedia(md, &m)
+			if m.Codec == codecH264 {
+				rate := bandwidth(md.Bandwidth)
+				if rate == 0 {
+					rate = sessRate
+				}
+				m.H264.MaxBitrate = minPositive(m.H264.MaxBitrate, rate)
+			}
 		}
 		if needSRTP && m.Key == nil && m.Codec != codecNone {
 			m.Codec, plainOnly = codecNone, true
@@ -263,6 +276,9 @@ func readMedia(md *sdp.MediaDescription, m *media) {
 		}
 		if codec != codecNone && (m.Codec == codecNone || codec == codecG722) {
 			m.PT, m.Codec = pt, codec
+			if codec == codecH264 {
+				parseH264Fmtp(fmtp[pt], &m.H264)
+			}
 		}
 		if m.Codec == codecG722 || m.Codec == codecH264 {
 			return
@@ -295,6 +311,18 @@ func packetizationMode(fmtp string) string {
 	return "0"
 }
 
+// bandwidth is the least bit rate among an m-line's (or the session's) b=TIAS and b=AS
+// lines, in bit/s; 0 when there is none.
+func bandwidth(bs []sdp.Bandwidth) int {
+	rate := 0
+	for _, b := range bs {
+		if b.Bandwidth <= 1<<32 {
+			rate = minPositive(rate, parseBandwidth(b.Type, int(b.Bandwidth)))
+		}
+	}
+	return rate
+}
+
 // connAddr reads an IPv4 or IPv6 c= line.
 func connAddr(c *sdp.ConnectionInformation) (netip.Addr, bool) {
 	if c == nil || c.Address == nil || c.NetworkType != "IN" {
@@ -325,7 +353,9 @@ func writeSession(b *strings.Builder, ip netip.Addr, id, version uint64) {
 	fmt.Fprintf(b, "v=0\r\no=cau %d %d IN %s %s\r\ns=Cau\r\nc=IN %s %s\r\nt=0 0\r\n", id, version, fam, ip, fam, ip)
 }
 
-func writeCodec(b *strings.Builder, codec string, pt uint8) {
+// writeCodec writes a stream's rtpmap (and for H.264 its fmtp, with profileLevel as
+// profile-level-id, and feedback) lines.
+func writeCodec(b *strings.Builder, codec string, pt uint8, profileLevel string) {
 	switch codec {
 	case codecPCMU:
 		fmt.Fprintf(b, "a=rtpmap:%d PCMU/8000\r\n", pt)
@@ -334,7 +364,8 @@ func writeCodec(b *strings.Builder, codec string, pt uint8) {
 	case codecG722:
 		fmt.Fprintf(b, "a=rtpmap:%d G722/8000\r\n", pt)
 	case codecH264:
-		fmt.Fprintf(b, "a=rtpmap:%d H264/90000\r\na=fmtp:%d %s\r\n", pt, pt, h264Fmtp)
+		fmt.Fprintf(b, "a=rtpmap:%d H264/90000\r\na=fmtp:%d packetization-mode=1;profile-level-id=%s\r\n", pt, pt,
+			profileLevel)
 		fmt.Fprintf(b, "a=rtcp-fb:%d nack pli\r\na=rtcp-fb:%d ccm fir\r\n", pt, pt)
 	}
 }
@@ -361,7 +392,7 @@ func buildAnswer(remote *description, ip netip.Addr, id, version uint64, audio, 
 			continue
 		}
 		fmt.Fprintf(&b, "m=%s %d %s %d\r\n", m.Kind, local.RTP, m.Proto, m.PT)
-		writeCodec(&b, m.Codec, m.PT)
+		writeCodec(&b, m.Codec, m.PT, m.H264.answerProfileLevelID())
 		if local.Key != nil {
 			b.WriteString(cryptoLine(local.Key))
 		}
@@ -391,18 +422,18 @@ func buildOffer(ip netip.Addr, id uint64, audio, video localMedia, wideband bool
 	}
 	if wideband && g722Available {
 		fmt.Fprintf(&b, "m=audio %d RTP/%sAVP %d %d %d\r\n", audio.RTP, s, ptG722, ptPCMU, ptPCMA)
-		writeCodec(&b, codecG722, ptG722)
+		writeCodec(&b, codecG722, ptG722, "")
 	} else {
 		fmt.Fprintf(&b, "m=audio %d RTP/%sAVP %d %d\r\n", audio.RTP, s, ptPCMU, ptPCMA)
 	}
-	writeCodec(&b, codecPCMU, ptPCMU)
-	writeCodec(&b, codecPCMA, ptPCMA)
+	writeCodec(&b, codecPCMU, ptPCMU, "")
+	writeCodec(&b, codecPCMA, ptPCMA, "")
 	for i := range audio.Offer {
 		b.WriteString(cryptoLine(&audio.Offer[i]))
 	}
 	fmt.Fprintf(&b, "a=ptime:20\r\na=rtcp:%d\r\na=sendrecv\r\n", audio.RTCP)
 	fmt.Fprintf(&b, "m=video %d RTP/%sAVPF %d\r\n", video.RTP, s, ptH264)
-	writeCodec(&b, codecH264, ptH264)
+	writeCodec(&b, codecH264, ptH264, h264ProfileLevel)
 	for i := range video.Offer {
 		b.WriteString(cryptoLine(&video.Offer[i]))
 	}

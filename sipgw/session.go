@@ -55,7 +55,17 @@ func (c *call) update(d *description) ([]byte, error) {
 	if d.Video != nil && d.Video.RemoteRecvs && wasHeld {
 		c.resumeVideo()
 	}
-	held := (d.Audio == nil || !d.Audio.RemoteRecvs) && (d.Video == nil || !d.Video.RemoteRecvs)
+	held := held(d)
+	c.mu.Lock()
+	if c.answered {
+		if held {
+			c.setState(stateHeld)
+		} else {
+			c.setState(stateActive)
+		}
+	}
+	c.mu.Unlock()
+	c.capVideo(d)
 	c.log.Info("sip re-invite", "held", held)
 	body := buildAnswer(d, c.g.mediaIP, c.sdpID, version, c.audio.local(), c.video.local())
 	c.setLocalSDP(body)

@@ -54,25 +54,10 @@ func callCPU(b *testing.B, calls int) {
 	for i := range meetings {
 		publishH264(b, a, "cpu-"+strconv.Itoa(i))
 	}
-	time.Sleep(2 * time.Second)
-	cpu0, t0 := processCPU(b), time.Now()
-	time.Sleep(window / 2)
-	idle := float64(processCPU(b)-cpu0) / float64(time.Since(t0))
-
-	mp := 20000 + 4*rand.IntN(2000) // sipp's media ports: mp (audio) and mp+2 (video)
-	run := startSIPp(b, a.SIP().Addr(), "load.xml", "u1", "unused", "-m", strconv.Itoa(calls), "-l", strconv.Itoa(calls),
-		"-r", "20", "-inf", meetingsFile(b, "cpu", calls, 10), "-rtp_echo", "-mp", strconv.Itoa(mp), "-aa")
-	testutil.Eventually(b, 25*time.Second, func() string {
-		if n := a.SIP().Calls(); n < calls {
-			return fmt.Sprintf("%d of %d calls up; sipp:\n%s", n, calls, run.out.Tail(2<<10))
-		}
-		return ""
-	})
-	time.Sleep(2 * time.Second) // the bridge's renegotiations after the last join
+	idle := idleCPU(b, window/2)
+	run := placeCalls(b, a, calls, "load.xml", meetingsFile(b, "cpu", calls, 10), "-aa")
 	before := packetCounts(b, a)
-	cpu0, t0 = processCPU(b), time.Now()
-	time.Sleep(window)
-	busy := float64(processCPU(b)-cpu0) / float64(time.Since(t0))
+	busy := cpuOver(b, window)
 	after := packetCounts(b, a)
 	if n := a.SIP().Calls(); n != calls {
 		b.Fatalf("%d calls during the window, want %d (the scenario holds them 30 s)", n, calls)
@@ -93,6 +78,38 @@ func callCPU(b *testing.B, calls int) {
 		errs, _ := os.ReadFile(filepath.Join(run.dir, "errors.log"))
 		b.Logf("sipp after the window: %v\n%.2000s", err, errs)
 	}
+}
+
+// cpuOver is the share of a core the process used over d from now.
+func cpuOver(b *testing.B, d time.Duration) float64 {
+	cpu0, t0 := processCPU(b), time.Now()
+	time.Sleep(d)
+	return float64(processCPU(b)-cpu0) / float64(time.Since(t0))
+}
+
+// idleCPU is the process's share of a core over d with the publishers alone, after they
+// settle.
+func idleCPU(b *testing.B, d time.Duration) float64 {
+	time.Sleep(2 * time.Second)
+	return cpuOver(b, d)
+}
+
+// placeCalls has SIPp place calls with scenario (in testdata/sipp), the meetings from
+// the injection file inf, echoing every RTP packet it receives (-rtp_echo), and waits
+// until the gateway carries them all and the bridge has renegotiated.
+func placeCalls(b *testing.B, a *app.App, calls int, scenario, inf string, args ...string) *sippRun {
+	mp := 20000 + 4*rand.IntN(2000) // sipp's media ports: mp (audio) and mp+2 (video)
+	all := append([]string{"-m", strconv.Itoa(calls), "-l", strconv.Itoa(calls), "-r", "20", "-inf", inf,
+		"-rtp_echo", "-mp", strconv.Itoa(mp)}, args...)
+	run := startSIPp(b, a.SIP().Addr(), scenario, "u1", "unused", all...)
+	testutil.Eventually(b, 25*time.Second+time.Duration(calls)*100*time.Millisecond, func() string {
+		if n := a.SIP().Calls(); n < calls {
+			return fmt.Sprintf("%d of %d calls up; sipp:\n%s", n, calls, run.out.Tail(2<<10))
+		}
+		return ""
+	})
+	time.Sleep(2 * time.Second) // the bridge's renegotiations after the last join
+	return run
 }
 
 // packetCounts reads cau_sip_rtp_packets_total by its labels.

@@ -318,6 +318,12 @@ func (rb *Remote) View(v protocol.BridgeView) error {
 	return rb.push(protocol.KindBridgeView, "", v)
 }
 
+// CapLayers caps the simulcast layers of a peer's video subscriptions (see
+// protocol.BridgeLayerCap).
+func (rb *Remote) CapLayers(c protocol.BridgeLayerCap) error {
+	return rb.push(protocol.KindBridgeLayerCap, "", c)
+}
+
 // AdoptPeer takes over a peer another signaling node created on the bridge (issue 16),
 // as it is, and returns what it publishes and receives; an error if the bridge has no
 // such peer (bridge.ErrUnknownPeer).

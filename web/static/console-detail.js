@@ -118,6 +118,21 @@ function renderChain(chain, siteName) {
   }
 }
 
+const sipState = KNOWN('detail.sip_state', ['connecting', 'active', 'held', 'ended']);
+const codecName = (c) => (!c || c === 'none' ? t('detail.sip_none') : c.toUpperCase());
+
+/**
+ * A room codec's SIP call through the gateway: transport and encryption, codecs, state and
+ * the video layer its H.264 parameters allow (its RTT, jitter and loss are the figures
+ * below, measured on the room's own RTP).
+ */
+export function sipText(s) {
+  const layer = s.video_layer >= 0 ? t(`detail.layer_${Math.max(0, Math.min(2, s.video_layer))}`) : '–';
+  return t('detail.sip', { transport: (s.transport || '?').toUpperCase(),
+    encryption: s.encryption === 'srtp' ? 'SRTP' : t('detail.sip_plain'), audio: codecName(s.audio_codec),
+    video: codecName(s.video_codec), state: sipState(s.state), layer });
+}
+
 /** One endpoint's card: grade, role, figures now and over the last ten minutes. */
 function renderEndpoint(ep) {
   const a = $('endpoint-template').content.firstElementChild.cloneNode(true);
@@ -135,6 +150,7 @@ function renderEndpoint(ep) {
     layer: l.paused ? t('detail.layer_paused') : t(`detail.layer_${Math.max(0, Math.min(2, l.layer))}`) }));
   const adapt = [ep.estimate_bps > 0 ? t('detail.estimate', { rate: fmtRate(ep.estimate_bps) }) : '', ...layers];
   a.querySelector('.ep-adapt').textContent = adapt.filter(Boolean).join(' · ');
+  a.querySelector('.ep-sip').textContent = ep.sip ? sipText(ep.sip) : '';
   const up = ep.up;
   const down = ep.down;
   const both = (f, unit, digits) => `↑${up.streams ? f(up).toFixed(digits) : '–'} ↓${down.streams ? f(down).toFixed(digits) : '–'} ${unit}`;
