@@ -17,4 +17,8 @@ type SIPCall struct {
 	// VideoLayer is the highest simulcast layer the room decodes (0 low … 2 top), from
 	// its H.264 parameters; -1 without video.
 	VideoLayer int `json:"video_layer"`
+	// VideoRefused says why the room's offered video was refused and the call is
+	// audio-only: "codec", "h264_mode0", "srtp" or "transport"; absent when its video is
+	// carried or it offered none.
+	VideoRefused string `json:"video_refused,omitempty"`
 }

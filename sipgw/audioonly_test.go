@@ -53,7 +53,15 @@ func TestSIPAudioOnlyFallback(t *testing.T) {
 				if got != want || got.VideoRefusedText == "" {
 					return fmt.Sprintf("the call's view is %+v, want %+v with a text", got, want)
 				}
-				return ""
+				// The console's entry of the room says it too (an earlier subtest's room may
+				// still be listed while it leaves).
+				eps := sipEndpoints(a)
+				for _, ep := range eps {
+					if ep.SIP.VideoRefused == c.reason && ep.SIP.VideoCodec == "none" && ep.SIP.AudioCodec == c.audioCodec {
+						return ""
+					}
+				}
+				return fmt.Sprintf("the monitor's SIP endpoints %+v, want one refused for %q", eps, c.reason)
 			})
 			u.bye(a, ruri, callID, 2, tag)
 		})

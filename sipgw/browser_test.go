@@ -3,10 +3,12 @@ package sipgw_test
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
@@ -39,6 +41,14 @@ func TestBrowserSeenByRoom(t *testing.T) {
 	if err := b.Open(page, "the page joined", "window.cauState && window.cauState.joined", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Another site watches the official throughout: a camera nobody watches is paused at
+	// the page (dynacast), and the page's codec is what this test reads.
+	ws := strings.Replace(a.URL(), "http://", "ws://", 1) + "/ws"
+	viewer, err := client.Dial(t.Context(), ws, token(t, a, meeting, "hue", "Huế"), client.Options{Loopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(viewer.Close)
 	// The codecs the page's camera goes out in now: its layers whose packet counts grow
 	// over half a second (a retired sender keeps its counts in the stats).
 	type outbound struct {

@@ -124,6 +124,7 @@ func (c *call) link() (signaling.GatewayLink, bool) {
 	if d == nil {
 		return gl, false
 	}
+	sip.VideoRefused = d.VideoRefused
 	now := time.Now()
 	measured := false
 	for _, s := range []struct {

@@ -118,7 +118,8 @@ function renderChain(chain, siteName) {
   }
 }
 
-const sipState = KNOWN('detail.sip_state', ['connecting', 'active', 'held', 'ended']);
+const sipState = KNOWN('sip_state', ['connecting', 'active', 'held', 'ended']);
+const refusedText = KNOWN('sip_refused', ['codec', 'h264_mode0', 'srtp', 'transport']);
 const codecName = (c) => (!c || c === 'none' ? t('detail.sip_none') : c.toUpperCase());
 
 /**
@@ -128,9 +129,11 @@ const codecName = (c) => (!c || c === 'none' ? t('detail.sip_none') : c.toUpperC
  */
 export function sipText(s) {
   const layer = s.video_layer >= 0 ? t(`detail.layer_${Math.max(0, Math.min(2, s.video_layer))}`) : '–';
-  return t('detail.sip', { transport: (s.transport || '?').toUpperCase(),
+  const text = t('detail.sip', { transport: (s.transport || '?').toUpperCase(),
     encryption: s.encryption === 'srtp' ? 'SRTP' : t('detail.sip_plain'), audio: codecName(s.audio_codec),
     video: codecName(s.video_codec), state: sipState(s.state), layer });
+  // A room whose video could not be matched joined audio-only: say why, for the technician.
+  return s.video_refused ? `${text} · ${t('detail.sip_audio_only', { why: refusedText(s.video_refused) })}` : text;
 }
 
 /** One endpoint's card: grade, role, figures now and over the last ten minutes. */
