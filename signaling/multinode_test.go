@@ -84,15 +84,9 @@ func serveUntilCleanup(t *testing.T, hs *httptest.Server, sig *signaling.Server,
 // startNode runs one signaling server with its own bridge against the shared Redis.
 func startNode(t *testing.T, redisAddr string, tree *rooms.Tree, keys auth.Keys) *testServer {
 	t.Helper()
-	return startNodeWith(t, redisAddr, tree, keys, redisPresence(t, redisAddr))
-}
-
-// redisPresence is a node's presence on the shared Redis, refreshed until the test ends.
-func redisPresence(t *testing.T, redisAddr string) *presence.Redis {
-	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return nodePresence(ctx, t, redisAddr)
+	return startNodeWith(t, redisAddr, tree, keys, nodePresence(ctx, t, redisAddr))
 }
 
 // nodePresence is a node's presence on the shared Redis, refreshed until ctx ends.

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/ids"
-	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms/storetest"
@@ -49,9 +49,18 @@ func scriptedBridge(t *testing.T, url, id, site string, keys auth.Keys) {
 	push(protocol.KindBridgeRegister, json.RawMessage(fmt.Sprintf(`{"id":%q,"site":%q}`, id, site)))
 	done := make(chan struct{})
 	t.Cleanup(func() { _ = ws.Close(); <-done })
-	go tick.Every(done, 300*time.Millisecond, func(time.Time) {
-		push(protocol.KindBridgeHeartbeat, protocol.BridgeHeartbeat{})
-	})
+	go func() {
+		t := time.NewTicker(300 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				push(protocol.KindBridgeHeartbeat, protocol.BridgeHeartbeat{})
+			}
+		}
+	}()
 	go func() {
 		defer close(done)
 		for {
@@ -118,6 +127,19 @@ type gatedPresence struct {
 
 func (g *gatedPresence) Follow(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error) {
 	return g.follow(ctx, meeting, fn)
+}
+
+func redisPresence(t *testing.T, addr string) signaling.Presence {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	p, err := presence.NewRedis(ctx, rdb, "cau:", logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // TestPresenceChangeWhileFollowing: another node's participant changes while this node
