@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,9 @@ type allocator struct {
 
 	// forwarded is this link's share of Metrics.LayerForwarded (subscriptions per layer).
 	forwarded [maxLayers]int
-	link      string // "endpoint" or "relay", the metrics' link label
+	// relayed is this link's share of Metrics.RelayLayers (layers carried, per layer).
+	relayed [maxLayers]int
+	link    string // "endpoint" or "relay", the metrics' link label
 }
 
 // counterSample is a track's counters at a tick, and for a layer its smoothed rate.
@@ -97,10 +100,17 @@ func (a *allocator) count(sims []*DownTrack) {
 	if m == nil {
 		return
 	}
-	var now [maxLayers]int
+	var now, relayed [maxLayers]int
 	for _, d := range sims {
 		if d.sim == nil {
 			continue // a relayed layer: the bridge before chose it
+		}
+		if d.relay != nil {
+			for _, l := range d.RelayLayers() {
+				now[l]++
+				relayed[l]++
+			}
+			continue
 		}
 		if cur, _ := d.Layer(); cur >= 0 {
 			now[cur]++
@@ -110,8 +120,11 @@ func (a *allocator) count(sims []*DownTrack) {
 		if diff := now[i] - a.forwarded[i]; diff != 0 {
 			m.LayerForwarded.WithLabelValues(a.link, strconv.Itoa(i)).Add(float64(diff))
 		}
+		if diff := relayed[i] - a.relayed[i]; diff != 0 && m.RelayLayers != nil {
+			m.RelayLayers.WithLabelValues(strconv.Itoa(i)).Add(float64(diff))
+		}
 	}
-	a.forwarded = now
+	a.forwarded, a.relayed = now, relayed
 }
 
 func (a *allocator) run() {
@@ -159,15 +172,23 @@ func (a *allocator) tick(now time.Time) {
 	kept := sims[:0]
 	for i, d := range sims {
 		st := a.streams[i]
+		top := 0.0
 		for l := len(st.Rates) - 1; l >= 0; l-- {
 			if st.Rates[l] > 0 {
-				want += st.Rates[l]
+				top = st.Rates[l]
 				break
 			}
 		}
 		if !a.capStream(d, st.Rates, now) {
+			want += top
 			continue // nobody beyond needs it: stopped, costs nothing
 		}
+		if d.relay != nil {
+			// Several layers over the link: the needed ones, up to the top chosen.
+			d.relay.weigh(d, st.Rates, now)
+			top = max(top, slices.Max(st.Rates))
+		}
+		want += top
 		a.streams[len(kept)] = st
 		kept = append(kept, d)
 	}
@@ -229,6 +250,11 @@ func (a *allocator) tick(now time.Time) {
 		}
 		d.choose(next)
 	}
+	for _, d := range sims {
+		if r := d.relay; r != nil && r.top.Load() >= 0 {
+			r.apply(int(r.top.Load())) // the needed set may change under the same top
+		}
+	}
 }
 
 // measure fills a.streams, one per subscription of sims: the rates of its source's
@@ -236,14 +262,23 @@ func (a *allocator) tick(now time.Time) {
 // a relayed one) and its priority. Allocator goroutine.
 func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.Time) {
 	seen := map[*UpTrack]bool{}
+	remote := make([]float64, maxLayers)
 	for _, d := range sims {
 		rates := make([]float64, maxLayers)
+		relayed := false
 		if d.sim == nil {
 			d.up.layered(now, rates)
+		} else {
+			// A source relayed here layer by layer: a layer the link does not carry now
+			// (or has never carried) costs what the bridge before measured (relaylayers.go).
+			relayed = d.sim.src.relayedRates(now, remote)
 		}
 		for i := range rates {
 			if d.sim == nil {
 				break
+			}
+			if relayed {
+				rates[i] = remote[i]
 			}
 			up := d.sim.src.layer(int8(i))
 			if up == nil {
@@ -334,11 +369,17 @@ func (a *allocator) sendRates(sims []*DownTrack) {
 		pkts = pkts[:0]
 	}
 	for i, d := range sims {
-		if b := d.binding.Load(); b != nil {
-			pkts = append(pkts, ratesPacket(b.ssrc, a.streams[i].Rates))
+		tracks := []*DownTrack{d}
+		if d.relay != nil {
+			tracks = d.relay.tracks[:] // each layer track may be the one that arrives
 		}
-		if len(pkts) == 32 { // a compound packet well under the MTU
-			flush()
+		for _, t := range tracks {
+			if b := t.binding.Load(); b != nil {
+				pkts = append(pkts, ratesPacket(b.ssrc, a.streams[i].Rates))
+			}
+			if len(pkts) == 32 { // a compound packet well under the MTU
+				flush()
+			}
 		}
 	}
 	if len(pkts) > 0 {
@@ -349,19 +390,26 @@ func (a *allocator) sendRates(sims []*DownTrack) {
 // chosen is the layer the allocator last chose for the subscription (-1: none yet, or
 // stopped).
 func (d *DownTrack) chosen() int {
+	if d.relay != nil {
+		return int(d.relay.top.Load())
+	}
 	if d.sim != nil {
 		if d.sim.off.Load() {
 			return -1
 		}
-		_, target := d.Layer()
-		return target
+		return int(d.want.Load()) // the target, or one not sent here yet (a relayed source)
 	}
 	return int(d.want.Load())
 }
 
 // choose applies the allocator's choice: a simulcast subscription switches to the layer;
-// a relayed layered one records it as its want, capped by the need from beyond (need.go).
+// a relay link's carries the layers needed up to it (relaylayers.go); a relayed layered
+// one records it as its want, capped by the need from beyond (need.go).
 func (d *DownTrack) choose(l int) {
+	if d.relay != nil {
+		d.relay.apply(l)
+		return
+	}
 	if d.sim != nil {
 		d.SetLayer(l)
 		return

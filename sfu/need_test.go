@@ -193,7 +193,7 @@ func TestRelayLinkCarriesWhatIsNeeded(t *testing.T) {
 // TestLayerAppPackets: the CAUR and CAUN packets survive the RTCP wire format, and short
 // ones are refused, not misread.
 func TestLayerAppPackets(t *testing.T) {
-	raw, err := rtcp.Marshal([]rtcp.Packet{ratesPacket(42, []float64{130e3, 0, 1.4e6}), needPacket(42, -1), needPacket(43, 2)})
+	raw, err := rtcp.Marshal([]rtcp.Packet{ratesPacket(42, []float64{130e3, 0, 1.4e6}), needPacket(42, -1, 0), needPacket(43, 2, 0b101)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +211,9 @@ func TestLayerAppPackets(t *testing.T) {
 			t.Fatalf("need %d: %d %v (%s)", i, l, err, a.Name)
 		}
 	}
+	if m0, m1 := parseNeedMask(pkts[1].(*rtcp.ApplicationDefined)), parseNeedMask(pkts[2].(*rtcp.ApplicationDefined)); m0 != 0 || m1 != 0b101 {
+		t.Fatalf("need sets %03b and %03b, want none and 101", m0, m1)
+	}
 	if _, err := parseRates(&rtcp.ApplicationDefined{Name: appRates, Data: []byte{0, 0, 0, 1}}); err == nil {
 		t.Fatal("a short CAUR was read")
 	}
@@ -225,7 +228,7 @@ func TestLayerAppPackets(t *testing.T) {
 // FuzzLayerApp feeds arbitrary RTCP to what reads the layer APP packets: no panic, and
 // whatever is stored stays in range.
 func FuzzLayerApp(f *testing.F) {
-	seed, _ := rtcp.Marshal([]rtcp.Packet{ratesPacket(7, []float64{1, 2, 3}), needPacket(7, 1)})
+	seed, _ := rtcp.Marshal([]rtcp.Packet{ratesPacket(7, []float64{1, 2, 3}), needPacket(7, 1, 0b11)})
 	f.Add(seed)
 	f.Add([]byte{0x80, 204, 0, 2, 0, 0, 0, 7, 'C', 'A', 'U', 'N'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -240,6 +243,9 @@ func FuzzLayerApp(f *testing.F) {
 			}
 			if l, err := parseNeed(a); err == nil && (l < -1 || l >= maxLayers) {
 				t.Fatalf("need %d out of range", l)
+			}
+			if m := parseNeedMask(a); m >= 1<<maxLayers {
+				t.Fatalf("need set %b out of range", m)
 			}
 			_, _ = parseRates(a)
 		}
