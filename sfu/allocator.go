@@ -270,8 +270,10 @@ func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.
 			d.up.layered(now, rates)
 		} else {
 			// A source relayed here layer by layer: a layer the link does not carry now
-			// (or has never carried) costs what the bridge before measured (relaylayers.go).
-			relayed = d.sim.src.relayedRates(now, remote)
+			// (or has never carried) costs what the bridge before measured (relaylayers.go),
+			// so that this bridge can choose it and ask for it; one that asks for nothing
+			// takes the layers that arrive.
+			relayed = !a.p.bridge.silentNeeds && d.sim.src.relayedRates(now, remote)
 		}
 		for i := range rates {
 			if d.sim == nil {
