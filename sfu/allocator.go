@@ -179,6 +179,9 @@ func (a *allocator) tick(now time.Time) {
 				break
 			}
 		}
+		if d.relay != nil {
+			copy(d.relay.raw[:], st.Rates)
+		}
 		if !a.capStream(d, st.Rates, now) {
 			want += top
 			continue // nobody beyond needs it: stopped, costs nothing
@@ -220,6 +223,7 @@ func (a *allocator) tick(now time.Time) {
 	// carries (never beyond the estimate: keep would take the raise back).
 	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
 	hold := a.probeFirst(now, sims, keep, others, probing)
+	wentDown := make([]bool, len(sims))
 	for i, d := range sims {
 		target := d.chosen()
 		next := target
@@ -232,6 +236,7 @@ func (a *allocator) tick(now time.Time) {
 			next = keep[i] // above the cap now (a smaller tile, a need that fell), or no longer sent
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
+			wentDown[i] = true
 		case keep[i] < target:
 			continue // short of the estimate but carried without loss: the estimate lags
 		case a.choice[i] > target && !hold:
@@ -250,10 +255,20 @@ func (a *allocator) tick(now time.Time) {
 		}
 		d.choose(next)
 	}
-	for _, d := range sims {
-		if r := d.relay; r != nil && r.top.Load() >= 0 {
-			r.apply(int(r.top.Load())) // the needed set may change under the same top
+	spare := budget*raiseHeadroom - others
+	for i, d := range sims {
+		spare -= layerRate(a.streams[i], d.chosen())
+	}
+	for i, d := range sims {
+		r := d.relay
+		if r == nil {
+			continue
 		}
+		top := int(r.top.Load())
+		if top >= 0 {
+			r.apply(top) // the needed set may change under the same top
+		}
+		spare = r.limit(top, wentDown[i], spare, now)
 	}
 }
 
@@ -371,13 +386,13 @@ func (a *allocator) sendRates(sims []*DownTrack) {
 		pkts = pkts[:0]
 	}
 	for i, d := range sims {
-		tracks := []*DownTrack{d}
+		tracks, ceil := []*DownTrack{d}, int8(maxLayers-1)
 		if d.relay != nil {
-			tracks = d.relay.tracks[:] // each layer track may be the one that arrives
+			tracks, ceil = d.relay.tracks[:], d.relay.ceil // each layer track may be the one that arrives
 		}
 		for _, t := range tracks {
 			if b := t.binding.Load(); b != nil {
-				pkts = append(pkts, ratesPacket(b.ssrc, a.streams[i].Rates))
+				pkts = append(pkts, ratesPacket(b.ssrc, a.streams[i].Rates, ceil))
 			}
 			if len(pkts) == 32 { // a compound packet well under the MTU
 				flush()

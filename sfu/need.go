@@ -60,13 +60,28 @@ const (
 // errShortApp is a CAUR or CAUN packet too short for its fields.
 var errShortApp = errors.New("sfu: short layer APP packet")
 
-// ratesPacket is the CAUR packet for a stream sent with ssrc whose layers have rates.
-func ratesPacket(ssrc uint32, rates []float64) *rtcp.ApplicationDefined {
-	data := make([]byte, 4*maxLayers)
+// ratesPacket is the CAUR packet for a stream sent with ssrc whose layers have rates;
+// ceil is the highest layer the link would carry now (relaylayers.go), maxLayers-1 when
+// it carries whatever is needed. It follows the rates, a byte with its top bit set that
+// a bridge knowing only the rates ignores.
+func ratesPacket(ssrc uint32, rates []float64, ceil int8) *rtcp.ApplicationDefined {
+	data := make([]byte, 4*maxLayers+4)
 	for i := 0; i < maxLayers && i < len(rates); i++ {
 		binary.BigEndian.PutUint32(data[4*i:], uint32(min(max(rates[i], 0), float64(^uint32(0)))))
 	}
+	data[4*maxLayers] = ceilFlag | byte(min(max(ceil, 0), maxLayers-1))
 	return &rtcp.ApplicationDefined{SSRC: ssrc, Name: appRates, Data: data}
+}
+
+// ceilFlag marks the CAUR byte after the rates as the link's ceiling.
+const ceilFlag = 0x80
+
+// parseCeil reads a CAUR packet's ceiling: maxLayers-1 when it has none.
+func parseCeil(a *rtcp.ApplicationDefined) int8 {
+	if len(a.Data) <= 4*maxLayers || a.Data[4*maxLayers]&ceilFlag == 0 {
+		return maxLayers - 1
+	}
+	return min(int8(a.Data[4*maxLayers]&^ceilFlag), maxLayers-1)
 }
 
 // needPacket is the CAUN packet: layer is the highest needed, -1 for none; mask, when
@@ -115,6 +130,7 @@ func parseNeed(a *rtcp.ApplicationDefined) (int8, error) {
 // (CAUR). Written by the track's RTCP reader, read by allocators.
 type remoteLayers struct {
 	rates [maxLayers]atomic.Uint32 // bit/s per layer, 0 = absent
+	ceil  atomic.Int32             // the highest layer the link would carry now (relaylayers.go)
 	at    atomic.Int64             // unix nanos of the last report, 0 before any
 }
 
@@ -155,6 +171,7 @@ func (t *UpTrack) noteRTCP(pkt []byte, now time.Time) {
 		for i := range r {
 			t.relayRates.rates[i].Store(r[i])
 		}
+		t.relayRates.ceil.Store(int32(parseCeil(a)))
 		t.relayRates.at.Store(now.UnixNano())
 	}
 }

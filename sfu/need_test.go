@@ -193,7 +193,7 @@ func TestRelayLinkCarriesWhatIsNeeded(t *testing.T) {
 // TestLayerAppPackets: the CAUR and CAUN packets survive the RTCP wire format, and short
 // ones are refused, not misread.
 func TestLayerAppPackets(t *testing.T) {
-	raw, err := rtcp.Marshal([]rtcp.Packet{ratesPacket(42, []float64{130e3, 0, 1.4e6}), needPacket(42, -1, 0), needPacket(43, 2, 0b101)})
+	raw, err := rtcp.Marshal([]rtcp.Packet{ratesPacket(42, []float64{130e3, 0, 1.4e6}, 1), needPacket(42, -1, 0), needPacket(43, 2, 0b101)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +204,12 @@ func TestLayerAppPackets(t *testing.T) {
 	r, err := parseRates(pkts[0].(*rtcp.ApplicationDefined))
 	if err != nil || r != [maxLayers]uint32{130e3, 0, 1.4e6} {
 		t.Fatalf("rates %v, %v", r, err)
+	}
+	if c := parseCeil(pkts[0].(*rtcp.ApplicationDefined)); c != 1 {
+		t.Fatalf("ceiling %d, want 1", c)
+	}
+	if c := parseCeil(&rtcp.ApplicationDefined{Name: appRates, Data: make([]byte, 4*maxLayers)}); c != maxLayers-1 {
+		t.Fatalf("ceiling %d without one, want %d", c, maxLayers-1)
 	}
 	for i, want := range []int8{-1, 2} {
 		a := pkts[1+i].(*rtcp.ApplicationDefined)
@@ -228,7 +234,7 @@ func TestLayerAppPackets(t *testing.T) {
 // FuzzLayerApp feeds arbitrary RTCP to what reads the layer APP packets: no panic, and
 // whatever is stored stays in range.
 func FuzzLayerApp(f *testing.F) {
-	seed, _ := rtcp.Marshal([]rtcp.Packet{ratesPacket(7, []float64{1, 2, 3}), needPacket(7, 1, 0b11)})
+	seed, _ := rtcp.Marshal([]rtcp.Packet{ratesPacket(7, []float64{1, 2, 3}, 2), needPacket(7, 1, 0b11)})
 	f.Add(seed)
 	f.Add([]byte{0x80, 204, 0, 2, 0, 0, 0, 7, 'C', 'A', 'U', 'N'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -243,6 +249,9 @@ func FuzzLayerApp(f *testing.F) {
 			}
 			if l, err := parseNeed(a); err == nil && (l < -1 || l >= maxLayers) {
 				t.Fatalf("need %d out of range", l)
+			}
+			if c := parseCeil(a); c < 0 || c >= maxLayers {
+				t.Fatalf("ceiling %d out of range", c)
 			}
 			if m := parseNeedMask(a); m >= 1<<maxLayers {
 				t.Fatalf("need set %b out of range", m)

@@ -54,10 +54,22 @@ type relayLayers struct {
 	// (bit i: layer i). Written by the allocator, read anywhere.
 	top     atomic.Int32
 	carried atomic.Uint32
-	// want is the needed layers the allocator weighed this tick (0: the need is not
-	// known, the top alone is carried). Allocator goroutine only.
-	want uint8
+	// Allocator goroutine only: want is the needed layers the allocator weighed this
+	// tick (0: the need is not known, the top alone is carried); raw the source's layer
+	// rates before the cap; ceil the highest layer the link carries of the source while
+	// its estimate cannot carry what is needed (maxLayers-1 otherwise), told to the bridge
+	// beyond (CAUR) so that its subscribers do not wait for a layer that will not come;
+	// short when the link first carried less than the need asked, zero while it does not.
+	want  uint8
+	raw   [maxLayers]float64
+	ceil  int8
+	short time.Time
 }
+
+// shortFor is how long a link may carry less than a relayed source's need before the
+// bridge beyond is told its ceiling: an estimate still climbing, or a probe before a step
+// up, takes a few ticks.
+const shortFor = 2 * time.Second
 
 // newRelayLayers turns d, a relay link's subscription to a simulcast source, into the
 // handle of its layer tracks: d carries layer 0, new DownTracks the others.
@@ -75,6 +87,7 @@ func newRelayLayers(d *DownTrack) {
 		r.tracks[i] = t
 	}
 	r.carried.Store(1) // Subscribe starts it at the low layer
+	r.ceil = maxLayers - 1
 	d.relay = r
 }
 
@@ -103,41 +116,60 @@ func (d *DownTrack) needMaskNow(now time.Time) (uint8, bool) {
 	return 1 << n, true
 }
 
-// weigh makes a layered relay subscription's rates cumulative over the layers needed
-// (rates already capped at the highest, capStream): the rate at layer l is what carrying
-// every needed layer up to l costs, 0 for a layer not needed; so the allocator's choice of
-// a top layer is the set carried, and a shortfall drops the higher layers first. It
-// records that set (r.want). Allocator goroutine.
+// weigh makes a layered relay subscription's rates (already capped at the highest layer
+// needed, capStream) the cost of what the link carries for each choice of a top layer t:
+// t itself and every needed layer below it. So the allocator's choice of a top is the set
+// carried: when the estimate cannot carry every needed layer the higher ones go first,
+// and below the lowest needed a lower layer stands in. It records the needed layers
+// (r.want). Allocator goroutine.
 func (r *relayLayers) weigh(d *DownTrack, rates []float64, now time.Time) {
 	mask, known := d.needMaskNow(now)
+	r.want = 0
 	if !known {
-		r.want = 0
 		return
 	}
-	var keep uint8
+	below := 0.0 // the needed layers under the one weighed
 	for i, rt := range rates {
-		if rt > 0 && mask&(1<<i) != 0 {
-			keep |= 1 << i
-		}
-	}
-	if keep == 0 { // no needed layer is sent: the highest present under the cap stands in
-		for i := len(rates) - 1; i >= 0; i-- {
-			if rates[i] > 0 {
-				keep = 1 << i
-				break
-			}
-		}
-	}
-	sum := 0.0
-	for i := range rates {
-		if keep&(1<<i) == 0 {
-			rates[i] = 0
+		if rt == 0 {
 			continue
 		}
-		sum += rates[i]
-		rates[i] = sum
+		rates[i] = rt + below
+		if mask&(1<<i) != 0 {
+			r.want |= 1 << i
+			below += rt
+		}
 	}
-	r.want = keep
+}
+
+// limit updates the link's ceiling for the source after the allocator chose top (-1:
+// stopped) with spare bit/s of its estimate unused (after the raise headroom): down to
+// top once the link has carried less than the need for shortFor (at once when it moved
+// down, congested), up one layer when the spare fits the next layer in the top's place. It returns the spare left. Allocator
+// goroutine.
+func (r *relayLayers) limit(top int, down bool, spare float64, now time.Time) float64 {
+	if top < 0 {
+		r.short = time.Time{}
+		return spare
+	}
+	if needTop := int(highestLayer(r.want)); needTop > top {
+		if r.short.IsZero() {
+			r.short = now
+		}
+		if down || now.Sub(r.short) >= shortFor {
+			r.ceil = int8(top)
+		}
+		return spare
+	}
+	r.short = time.Time{}
+	if r.ceil < maxLayers-1 {
+		// The next layer up would take the place of the top (the sites that asked for
+		// the top move up), so it fits if the spare makes up the difference.
+		if diff := r.raw[r.ceil+1] - r.raw[top]; spare >= diff {
+			r.ceil++
+			spare -= max(diff, 0)
+		}
+	}
+	return spare
 }
 
 // apply carries the needed layers up to top (the top alone when the need is not known)
@@ -243,6 +275,9 @@ func (s *simulcast) sourceNeed() uint8 {
 func (s *simulcast) relayedRates(now time.Time, out []float64) bool {
 	for i := range s.layers {
 		if up := s.layers[i].Load(); up != nil && up.owner.params.Relay && up.layered(now, out) {
+			for l := int(up.relayRates.ceil.Load()) + 1; l < len(out); l++ {
+				out[l] = 0 // the link would not carry it now
+			}
 			return true
 		}
 	}

@@ -32,7 +32,9 @@ func TestLayerTrackIDs(t *testing.T) {
 // TestRelayLayersDropTheHighestFirst: a relay link's subscription weighs the layers its
 // subtree needs as one cumulative stream, so the allocator's choice of a top layer is the
 // set carried: a link that carries both needed layers carries both and not the one between;
-// a link short of that keeps the low layer (the weak sites' picture) and drops the top.
+// a link short of that keeps the low layer (the weak sites' picture) and drops the top, for
+// the middle one if it fits beside it; a top alone that does not fit gives way to a lower
+// layer.
 func TestRelayLayersDropTheHighestFirst(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	measured := []float64{130e3, 500e3, 1.4e6}
@@ -44,17 +46,19 @@ func TestRelayLayersDropTheHighestFirst(t *testing.T) {
 		want   []int
 	}{
 		{"low and top needed, room for both", 2, 0b101, 2e6, []int{0, 2}},
-		{"low and top needed, room for the low one", 2, 0b101, 1e6, []int{0}},
+		{"low and top needed, room for the low one and the middle", 2, 0b101, 1e6, []int{0, 1}},
+		{"low and top needed, room for the low one", 2, 0b101, 400e3, []int{0}},
 		{"low and top needed, room for nothing more than the low one", 2, 0b101, 50e3, []int{0}},
 		{"all three needed, room for two", 2, 0b111, 1e6, []int{0, 1}},
 		{"the middle alone", 1, 0b010, 2e6, []int{1}},
+		{"the top alone, room for the middle", 2, 0b100, 1e6, []int{1}},
 		{"a far end that names only its highest", 2, 0, 2e6, []int{2}},
 		{"a far end that never said: the layer the link fits", needUnknown, 0, 1e6, []int{1}},
 	}
 	for _, c := range cases {
 		d := &DownTrack{sub: &Peer{params: PeerParams{Relay: true}}, sim: newDownLayers(&simulcast{}, 90000)}
 		d.maxLayer.Store(maxLayers - 1)
-		r := &relayLayers{}
+		r := &relayLayers{ceil: maxLayers - 1}
 		for i := range r.tracks {
 			r.tracks[i] = &DownTrack{sim: newDownLayers(&simulcast{}, 90000)}
 			r.tracks[i].sim.fixed = int8(i)
