@@ -322,25 +322,23 @@ func (d *DownTrack) Paused() bool {
 // PacketsSent counts packets written to the subscriber (over every layer track of a relay
 // link's subscription).
 func (d *DownTrack) PacketsSent() uint64 {
-	if d.relay == nil {
-		return d.packetsSent.Load()
-	}
-	var n uint64
-	for _, t := range d.relay.tracks {
-		n += t.packetsSent.Load()
-	}
-	return n
+	return d.sumTracks(func(t *DownTrack) uint64 { return t.packetsSent.Load() })
 }
 
 // BytesSent counts the RTP bytes (header and payload, before SRTP) written to the
 // subscriber (over every layer track of a relay link's subscription).
 func (d *DownTrack) BytesSent() uint64 {
+	return d.sumTracks(func(t *DownTrack) uint64 { return t.bytesSent.Load() })
+}
+
+// sumTracks is f of d, summed over its layer tracks for a relay link's subscription.
+func (d *DownTrack) sumTracks(f func(*DownTrack) uint64) uint64 {
 	if d.relay == nil {
-		return d.bytesSent.Load()
+		return f(d)
 	}
 	var n uint64
 	for _, t := range d.relay.tracks {
-		n += t.bytesSent.Load()
+		n += f(t)
 	}
 	return n
 }

@@ -29,11 +29,17 @@ func newMeteredBridge(t *testing.T) (*Bridge, *Metrics) {
 // counterValue reads one counter of a vector.
 func counterValue(t *testing.T, v *prometheus.CounterVec, labels ...string) float64 {
 	t.Helper()
+	return readMetric(t, v.WithLabelValues(labels...)).GetCounter().GetValue()
+}
+
+// readMetric reads one metric's value.
+func readMetric(t *testing.T, c prometheus.Metric) *dto.Metric {
+	t.Helper()
 	var m dto.Metric
-	if err := v.WithLabelValues(labels...).Write(&m); err != nil {
+	if err := c.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
+	return &m
 }
 
 // linkBytes is what a relay link's DownTrack sends over span.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cau-project/cau/sfu/bwe"
 )
@@ -86,11 +85,7 @@ func TestRelayLayersDropTheHighestFirst(t *testing.T) {
 // gaugeValue reads one gauge of a vector.
 func gaugeValue(t *testing.T, v *prometheus.GaugeVec, labels ...string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := v.WithLabelValues(labels...).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
+	return readMetric(t, v.WithLabelValues(labels...)).GetGauge().GetValue()
 }
 
 // longestStall samples w for span and returns the longest time in it without a new packet.

@@ -1,14 +1,10 @@
 package signaling_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/cau-project/cau/client"
-	"github.com/cau-project/cau/protocol"
 )
 
 // TestMixedViewsAcrossTheCascade: the publisher's bridge is a province's (over the
@@ -21,12 +17,7 @@ import (
 func TestMixedViewsAcrossTheCascade(t *testing.T) {
 	c := startCascade(t, "prov")
 	const meeting = "m-mixed-views"
-	pub := c.join(t, meeting, "prov", "site prov")
-	if _, err := pub.PublishWith(context.Background(), client.PublishOptions{Simulcast: true, FPS: 20,
-		PacketsPerFrame: 4, PayloadBytes: 500}); err != nil {
-		t.Fatal(err)
-	}
-	stream := pub.Self.Streams[protocol.SourceCamera]
+	pub, stream := provinceCamera(t, c, meeting)
 	small := c.join(t, meeting, "central", "thumbnail")
 	large := c.join(t, meeting, "central", "large tile")
 	eventually(t, 30*time.Second, func() string { return receivesFrom(small, pub, 20) })
