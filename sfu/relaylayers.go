@@ -240,13 +240,15 @@ func (r *relayLayers) layer() (current, target int) {
 // sourceNeed is the set of layers anyone here needs of a relayed simulcast source (bit i:
 // layer i), for the link it arrives on: each subscriber's chosen layer and, while it
 // waits for that layer's keyframe, the one it still receives; what this bridge's own
-// relay links carry of it; the top for a local tap (the recorder). Last-N's held-back
-// subscriptions need nothing.
+// relay links carry of it; for a local tap (the recorder), the layer it taps and the
+// top. Last-N's held-back subscriptions need nothing.
 func (s *simulcast) sourceNeed() uint8 {
 	var mask uint8
 	for i := range s.layers {
 		if up := s.layers[i].Load(); up != nil && len(*up.taps.Load()) > 0 {
-			mask |= 1 << (maxLayers - 1)
+			// The tap stays on the layer it was made on (the highest here then): that one
+			// keeps coming, and the top too, as the recorder asks of a local source.
+			mask |= 1<<i | 1<<(maxLayers-1)
 		}
 	}
 	for _, d := range s.subscriptions() {

@@ -247,3 +247,62 @@ func TestRelayCeiling(t *testing.T) {
 		t.Fatalf("ceiling %d with 1 Mbit/s spare, want 2", r.ceil)
 	}
 }
+
+// TestRelayedSourceNeed: what a bridge asks of a source relayed to it is the set of its
+// subscriptions' layers: each endpoint's chosen layer and, while it waits for that
+// layer's keyframe, the one it still receives; what its own relay links carry; for a tap
+// (the recorder), the layer it taps and the top. A subscription Last-N holds back asks
+// for nothing.
+func TestRelayedSourceNeed(t *testing.T) {
+	type sub struct {
+		want, current int8
+		relay         uint8 // a relay link's layers carried (want, current unused)
+		isRelay       bool
+	}
+	cases := []struct {
+		name  string
+		subs  []sub
+		tap   int // the layer a tap sits on, -1 none
+		gated bool
+		want  uint8
+	}{
+		{"nobody", nil, -1, false, 0},
+		{"a thumbnail", []sub{{want: 0, current: 0}}, -1, false, 0b001},
+		{"a thumbnail and a large tile", []sub{{want: 0, current: 0}, {want: 2, current: 2}}, -1, false, 0b101},
+		{"a tile growing: the low layer until the top's keyframe", []sub{{want: 2, current: 0}}, -1, false, 0b101},
+		{"a tile not started yet", []sub{{want: 1, current: -1}}, -1, false, 0b010},
+		{"a relay link carrying the middle beyond", []sub{{isRelay: true, relay: 0b010}, {want: 0, current: 0}}, -1, false, 0b011},
+		{"the recorder on the low layer", nil, 0, false, 0b101},
+		{"Last-N holds it back", []sub{{want: 2, current: 2}}, -1, true, 0},
+	}
+	for _, c := range cases {
+		g := &simulcast{}
+		for i := range g.layers {
+			up := &UpTrack{sim: g, layer: int8(i)}
+			up.downs.Store(&[]*DownTrack{})
+			up.taps.Store(&[]*Tap{})
+			g.layers[i].Store(up)
+		}
+		g.primary = g.layers[0].Load()
+		if c.gated {
+			g.primary.gate.Store(&gate{}) // shut
+		}
+		if c.tap >= 0 {
+			g.layers[c.tap].Load().taps.Store(&[]*Tap{{}})
+		}
+		for _, s := range c.subs {
+			d := &DownTrack{up: g.primary, sim: newDownLayers(g, 90000)}
+			if s.isRelay {
+				d.relay = &relayLayers{}
+				d.relay.carried.Store(uint32(s.relay))
+			} else {
+				d.want.Store(int32(s.want))
+				d.sim.current.Store(int32(s.current))
+			}
+			g.addSub(d)
+		}
+		if got := g.sourceNeed(); got != c.want {
+			t.Errorf("%s: need %03b, want %03b", c.name, got, c.want)
+		}
+	}
+}
