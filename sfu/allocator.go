@@ -307,15 +307,22 @@ func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.
 				// Half the last interval, half the past: one late burst of packets (a
 				// loaded publisher or bridge) does not move a subscriber.
 				c.rate = rate(prev, c, dt)
+				arriving := c.rate >= minLayerRate
 				if prev.rate > 0 {
 					c.rate = (c.rate + prev.rate) / 2
 				}
-				if c.rate >= minLayerRate {
+				switch {
+				case relayed && remote[i] > 0:
+					// The origin's figure: a layer the link stopped carrying fades here
+					// tick by tick and would look cheaper than it is.
+				case relayed && !arriving:
+					rates[i] = 0 // above the link's ceiling, and not arriving
+				case c.rate >= minLayerRate:
 					rates[i] = c.rate
 					if !up.dynPaused.Load() { // not a paused layer's last packets
 						up.lastRate.Store(uint64(c.rate))
 					}
-				} else if up.dynPaused.Load() && a.p.params.Relay {
+				case up.dynPaused.Load() && a.p.params.Relay:
 					// Paused by dynacast: the bridge beyond learns what it would cost,
 					// so that its need can bring it back (dynacast.go).
 					rates[i] = float64(up.lastRate.Load())
@@ -414,7 +421,11 @@ func (d *DownTrack) chosen() int {
 		if d.sim.off.Load() {
 			return -1
 		}
-		return int(d.want.Load()) // the target, or one not sent here yet (a relayed source)
+		// The layer it moves to, present here: a layer of a relayed source asked for but
+		// not arriving yet (SetLayer took the nearest) is a raise still to be made, with
+		// its probe, not a rate the link already carries.
+		_, target := d.Layer()
+		return target
 	}
 	return int(d.want.Load())
 }
