@@ -147,71 +147,68 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
+// applyEnv overrides c with the CAU_* variables that are set: strings as they are,
+// lists comma-separated, numbers in decimal, CAU_DEV as a boolean.
 func (c *Config) applyEnv(getenv func(string) string) error {
-	str := func(key string, dst *string) {
-		if v := getenv(key); v != "" {
-			*dst = v
+	for _, e := range []struct {
+		key string
+		dst *string
+	}{
+		{"CAU_HTTP_ADDR", &c.HTTPAddr},
+		{"CAU_RELAY_PORTS", &c.RelayPorts},
+		{"CAU_TOKEN_KEY", &c.TokenKey},
+		{"CAU_SITES_FILE", &c.SitesFile},
+		{"CAU_DATA_DIR", &c.DataDir},
+		{"CAU_RECORDINGS_DIR", &c.RecordingsDir},
+		{"CAU_REDIS_URL", &c.RedisURL},
+		{"CAU_ADVERTISE_URL", &c.AdvertiseURL},
+		{"CAU_LOG_LEVEL", &c.LogLevel},
+		{"CAU_LOG_FORMAT", &c.LogFormat},
+		{"CAU_TURN_SECRET", &c.TURN.Secret},
+		{"CAU_TURN_UDP_ADDR", &c.TURN.UDPAddr},
+		{"CAU_TURN_TCP_ADDR", &c.TURN.TCPAddr},
+		{"CAU_TURN_HOST", &c.TURN.Host},
+		{"CAU_TURN_CERT_FILE", &c.TURN.CertFile},
+		{"CAU_TURN_KEY_FILE", &c.TURN.KeyFile},
+		{"CAU_MEMORY_LIMIT", &c.MemoryLimit},
+	} {
+		if v := getenv(e.key); v != "" {
+			*e.dst = v
 		}
 	}
-	num := func(key string, dst *int) error {
-		if v := getenv(key); v != "" {
+	for _, e := range []struct {
+		key string
+		dst *[]string
+	}{
+		{"CAU_PUBLIC_IPS", &c.PublicIPs},
+		{"CAU_PREVIOUS_TOKEN_KEYS", &c.PreviousTokenKeys},
+		{"CAU_ALLOWED_ORIGINS", &c.AllowedOrigins},
+	} {
+		if v := getenv(e.key); v != "" {
+			*e.dst = splitList(v)
+		}
+	}
+	for _, e := range []struct {
+		key string
+		dst *int
+	}{
+		{"CAU_ICE_UDP_PORT", &c.ICEUDPPort},
+		{"CAU_ICE_TCP_PORT", &c.ICETCPPort},
+		{"CAU_MAX_PARTICIPANTS", &c.MaxParticipants},
+		{"CAU_MAX_SOCKETS_PER_ADDR", &c.MaxSocketsPerAddr},
+		{"CAU_MAX_SESSIONS_PER_TOKEN", &c.MaxSessionsPerToken},
+		{"CAU_MAX_JOINS_PER_TOKEN_PER_MINUTE", &c.MaxJoinsPerTokenPerMinute},
+		{"CAU_MAX_BRIDGE_PEERS", &c.MaxBridgePeers},
+		{"CAU_GC_PERCENT", &c.GCPercent},
+	} {
+		if v := getenv(e.key); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return fmt.Errorf("%s=%q: not a number", key, v)
+				return fmt.Errorf("%s=%q: not a number", e.key, v)
 			}
-			*dst = n
-		}
-		return nil
-	}
-	list := func(key string, dst *[]string) {
-		if v := getenv(key); v != "" {
-			*dst = splitList(v)
+			*e.dst = n
 		}
 	}
-	str("CAU_HTTP_ADDR", &c.HTTPAddr)
-	if err := num("CAU_ICE_UDP_PORT", &c.ICEUDPPort); err != nil {
-		return err
-	}
-	if err := num("CAU_ICE_TCP_PORT", &c.ICETCPPort); err != nil {
-		return err
-	}
-	list("CAU_PUBLIC_IPS", &c.PublicIPs)
-	str("CAU_RELAY_PORTS", &c.RelayPorts)
-	str("CAU_TOKEN_KEY", &c.TokenKey)
-	list("CAU_PREVIOUS_TOKEN_KEYS", &c.PreviousTokenKeys)
-	list("CAU_ALLOWED_ORIGINS", &c.AllowedOrigins)
-	str("CAU_SITES_FILE", &c.SitesFile)
-	str("CAU_DATA_DIR", &c.DataDir)
-	str("CAU_RECORDINGS_DIR", &c.RecordingsDir)
-	str("CAU_REDIS_URL", &c.RedisURL)
-	str("CAU_ADVERTISE_URL", &c.AdvertiseURL)
-	str("CAU_LOG_LEVEL", &c.LogLevel)
-	str("CAU_LOG_FORMAT", &c.LogFormat)
-	str("CAU_TURN_SECRET", &c.TURN.Secret)
-	str("CAU_TURN_UDP_ADDR", &c.TURN.UDPAddr)
-	str("CAU_TURN_TCP_ADDR", &c.TURN.TCPAddr)
-	str("CAU_TURN_HOST", &c.TURN.Host)
-	str("CAU_TURN_CERT_FILE", &c.TURN.CertFile)
-	str("CAU_TURN_KEY_FILE", &c.TURN.KeyFile)
-	if err := num("CAU_MAX_PARTICIPANTS", &c.MaxParticipants); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_SOCKETS_PER_ADDR", &c.MaxSocketsPerAddr); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_SESSIONS_PER_TOKEN", &c.MaxSessionsPerToken); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_JOINS_PER_TOKEN_PER_MINUTE", &c.MaxJoinsPerTokenPerMinute); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_BRIDGE_PEERS", &c.MaxBridgePeers); err != nil {
-		return err
-	}
-	if err := num("CAU_GC_PERCENT", &c.GCPercent); err != nil {
-		return err
-	}
-	str("CAU_MEMORY_LIMIT", &c.MemoryLimit)
 	if v := getenv("CAU_DEV"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
