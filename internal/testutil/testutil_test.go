@@ -7,14 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cau-project/cau/internal/testutil"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: StartProcess's
-// waiter must end with the process.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestStartProcessStopsAtTheEnd: a process that ignores SIGTERM is killed after the
 // grace period when its test ends, and one that obeys stops at once.

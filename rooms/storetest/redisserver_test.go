@@ -4,13 +4,7 @@ import (
 	"errors"
 	"syscall"
 	"testing"
-
-	"go.uber.org/goleak"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: every redis-server a
-// test started must be stopped and waited for when the test ends.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // gone says whether the process pid has exited (and been waited for). The port is not
 // asked: other tests' servers may take it as soon as it is free.
