@@ -59,17 +59,15 @@ type relayLayers struct {
 	// rates before the cap; ceil the highest layer the link carries of the source while
 	// its estimate cannot carry what is needed (maxLayers-1 otherwise), told to the bridge
 	// beyond (CAUR) so that its subscribers do not wait for a layer that will not come;
-	// short when the link first carried less than the need asked, zero while it does not.
-	want  uint8
-	raw   [maxLayers]float64
-	ceil  int8
-	short time.Time
+	// ceilAt when it last fell.
+	want   uint8
+	raw    [maxLayers]float64
+	ceil   int8
+	ceilAt time.Time
 }
 
-// shortFor is how long a link may carry less than a relayed source's need before the
-// bridge beyond is told its ceiling: an estimate still climbing, or a probe before a step
-// up, takes a few ticks.
-const shortFor = 2 * time.Second
+// ceilRetry is how long a lowered ceiling holds unless the spare estimate lifts it.
+const ceilRetry = 10 * time.Second
 
 // newRelayLayers turns d, a relay link's subscription to a simulcast source, into the
 // handle of its layer tracks: d carries layer 0, new DownTracks the others.
@@ -143,30 +141,29 @@ func (r *relayLayers) weigh(d *DownTrack, rates []float64, now time.Time) {
 
 // limit updates the link's ceiling for the source after the allocator chose top (-1:
 // stopped) with spare bit/s of its estimate unused (after the raise headroom): down to
-// top once the link has carried less than the need for shortFor (at once when it moved
-// down, congested), up one layer when the spare fits the next layer in the top's place. It returns the spare left. Allocator
-// goroutine.
+// top when congestion moved the link down below the need; up one layer when the spare
+// fits the next layer in the top's place, or back to the top layer ceilRetry after it
+// fell (the estimate may not grow on what the link carries alone: the bridge beyond then
+// asks again, and the allocator probes before it raises). It returns the spare left.
+// Allocator goroutine.
 func (r *relayLayers) limit(top int, down bool, spare float64, now time.Time) float64 {
 	if top < 0 {
-		r.short = time.Time{}
 		return spare
 	}
 	if needTop := int(highestLayer(r.want)); needTop > top {
-		if r.short.IsZero() {
-			r.short = now
-		}
-		if down || now.Sub(r.short) >= shortFor {
-			r.ceil = int8(top)
+		if down {
+			r.ceil, r.ceilAt = int8(top), now
 		}
 		return spare
 	}
-	r.short = time.Time{}
 	if r.ceil < maxLayers-1 {
 		// The next layer up would take the place of the top (the sites that asked for
 		// the top move up), so it fits if the spare makes up the difference.
 		if diff := r.raw[r.ceil+1] - r.raw[top]; spare >= diff {
 			r.ceil++
 			spare -= max(diff, 0)
+		} else if now.Sub(r.ceilAt) >= ceilRetry {
+			r.ceil = maxLayers - 1
 		}
 	}
 	return spare
