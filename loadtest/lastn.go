@@ -15,9 +15,11 @@ import (
 // Last-N accounting (issue 10). With Config.Talkers the publishers send audio levels: the
 // talkers (publishers 1..Talkers, never the chair) speak in turns of TalkEvery, one at a
 // time, and the others are silent. With Config.ViewTiles every endpoint tells the server
-// its grid (a view message: one large tile, small ones, the rest hidden). Just before each
-// turn ends, when the server has had the turn to settle, the tester compares for every
-// subscriber what it receives now with what the meeting's Last-N says it should:
+// its grid (a view message: one large tile, small ones, the rest hidden). At 55%, 75% and
+// 95% of each turn, when the server has had time to follow, the tester compares for every
+// subscriber what it receives with what the meeting's Last-N says it should, and gives
+// the turn's verdict per subscriber (a stream counts as over- or under-delivered only if it
+// was so at all three samples: a moment's stall of a loaded box is a glitch, not a miss):
 //
 //   - audio: the pinned sources (the chair's site, the floor holders, the chair's pins)
 //     always; the talker of the turn always; never a source that has not talked, and at
@@ -44,12 +46,14 @@ const (
 	silentLoudness = 0
 )
 
-// flowingWithin is how recently a stream must have had a packet to count as received at a
-// sample: a few audio packets, or a few frames at a low frame rate, late on a loaded box.
-// It is counted back from the newest packet the subscriber received on any stream, not
-// from the sample's time, so that a tester or server stalled for a moment (a loaded box)
-// does not make every stream look stopped; from the sample's time if that packet is
-// older than stalledAfter (the subscriber receives nothing: under-delivery).
+// flowingWithin is how recent, by when it was sent, a stream's newest packet must be for
+// the stream to count as received at a sample: a few audio packets, or a few frames at a
+// low frame rate. It is counted back from the newest packet the subscriber received on
+// any stream, not from the sample's time, so that a tester or server stalled for a moment
+// (a loaded box) does not make every stream look stopped, and by the publisher's send time
+// (the probe's), so that packets queued during a stall and read after it do not make a
+// stream let go look forwarded; from the sample's time if that packet is older than
+// stalledAfter (the subscriber receives nothing: under-delivery).
 const (
 	flowingWithin = 500 * time.Millisecond
 	stalledAfter  = 3 * time.Second
@@ -77,6 +81,9 @@ type lastnRun struct {
 	under     [2]int
 	samples   int
 	missed    int // samples with any over- or under-delivery
+	glitches  int // samples off at some of a turn's sample times, not all: a stall, not Last-N
+	// tileStart are the video streams' layer counters at the first turn's end (judge).
+	tileStart map[*client.Stream][3]int64
 	misses    []string
 	arrival   []float64 // ms from a turn's start to the talker's audio, where it was held back
 	kept      int       // subscribers already receiving the talker when its turn began
@@ -143,8 +150,8 @@ func (b *bot) viewOf() map[int]int {
 	return b.view
 }
 
-// run speaks in turns (or, without talkers, waits a turn) and samples the delivery before
-// each turn ends, until end or ctx ends.
+// run speaks in turns (or, without talkers, waits a turn) and samples the delivery
+// several times in the second half of each turn, until end or ctx ends.
 func (l *lastnRun) run(ctx context.Context, end time.Time) {
 	every := l.r.cfg.TalkEvery
 	for i := 0; ; i++ {
@@ -157,17 +164,26 @@ func (l *lastnRun) run(ctx context.Context, end time.Time) {
 			who = l.talkers[i%len(l.talkers)]
 			l.startTurn(who, start)
 		}
-		// Watch the talker's audio arrive until the sample is due.
-		l.watchArrival(ctx, who, start, start.Add(every-sampleLead))
+		var at []time.Time
+		for _, f := range sampleAt {
+			at = append(at, start.Add(time.Duration(f*float64(every))))
+		}
+		at = append(at, start.Add(every-sampleLead))
+		obs := l.watchTurn(ctx, who, start, at)
 		if ctx.Err() != nil {
 			return
 		}
-		l.sample(time.Now(), who)
+		l.judge(obs, i == 0)
 		if !sleepUntil(ctx, start.Add(every)) {
 			return
 		}
 	}
 }
+
+// sampleAt are the points of a turn, besides its end, where the delivery is sampled: a
+// turn's verdict needs a stream missing (or received when it may not be) at every one of
+// them, so a moment's stall of a loaded box is not taken for Last-N's doing.
+var sampleAt = []float64{0.55, 0.75}
 
 // startTurn makes who the only one talking.
 func (l *lastnRun) startTurn(who *bot, at time.Time) {
@@ -198,10 +214,11 @@ func (b *bot) synth() *client.Synth {
 	return b.publishing.synth
 }
 
-// watchArrival polls, every 10 ms until deadline, the subscribers that were not receiving
-// who's audio when its turn began, and records how long after start it arrived. It also
-// counts the dominant-speaker changes the chair is told of.
-func (l *lastnRun) watchArrival(ctx context.Context, who *bot, start, deadline time.Time) {
+// watchTurn polls, every 10 ms until the last sample time, the subscribers that were not
+// receiving who's audio when its turn began, and records how long after start it arrived;
+// it counts the dominant-speaker changes the chair is told of, and takes the turn's
+// samples at the times given.
+func (l *lastnRun) watchTurn(ctx context.Context, who *bot, start time.Time, at []time.Time) []map[*bot]observation {
 	type waiting struct {
 		b    *bot
 		prev int64
@@ -228,8 +245,12 @@ func (l *lastnRun) watchArrival(ctx context.Context, who *bot, start, deadline t
 		wait = append(wait, waiting{b: b, prev: st.Received})
 	}
 	var arrived []float64
-	poll(ctx, deadline, func() (bool, bool) {
+	var obs []map[*bot]observation
+	poll(ctx, at[len(at)-1], func() (bool, bool) {
 		l.watchDominant()
+		if now := time.Now(); len(obs) < len(at) && !now.Before(at[len(obs)]) {
+			obs = append(obs, l.observe(now, who))
+		}
 		rest := wait[:0]
 		for _, w := range wait {
 			s := w.b.c.Stream(stream, "audio")
@@ -243,20 +264,21 @@ func (l *lastnRun) watchArrival(ctx context.Context, who *bot, start, deadline t
 				continue
 			}
 			// The first new packet came about one packet time per later one before the last.
-			at := st.Last.Add(-time.Duration(st.Received-w.prev-1) * 20 * time.Millisecond)
-			if at.Before(start) {
-				at = start
-			}
-			arrived = append(arrived, ms(at.Sub(start)))
+			first := st.Last.Add(-time.Duration(st.Received-w.prev-1) * 20 * time.Millisecond)
+			arrived = append(arrived, ms(max(first.Sub(start), 0)))
 		}
 		wait = rest
-		return false, false // keep watching the dominant speaker until the deadline
+		return len(obs) == len(at), false
 	})
+	if ctx.Err() == nil && len(obs) < len(at) {
+		obs = append(obs, l.observe(time.Now(), who))
+	}
 	l.mu.Lock()
 	l.arrival = append(l.arrival, arrived...)
 	l.kept += kept
 	l.late += len(wait)
 	l.mu.Unlock()
+	return obs
 }
 
 // watchDominant counts the changes of dominant speaker the chair's endpoint is told of.
@@ -305,9 +327,18 @@ func (l *lastnRun) pinnedSites() map[string]bool {
 	return sites
 }
 
-// sample compares, for every connected subscriber, what it receives now with what Last-N
+// observation is one subscriber's delivery at one sample, per kind (audio, video): the
+// sources received, those it may not receive, those expected and missing, and how many
+// more than the bound it received.
+type observation struct {
+	at                  time.Time
+	got, notAllowed, un [2][]*bot
+	excess, bound       [2]int
+}
+
+// observe compares, for every connected subscriber, what it receives now with what Last-N
 // says it should (see the top of this file); who is the turn's talker (nil: none).
-func (l *lastnRun) sample(now time.Time, who *bot) {
+func (l *lastnRun) observe(now time.Time, who *bot) map[*bot]observation {
 	cfg := l.r.cfg
 	pinnedSites := l.pinnedSites()
 	var pubs, pinned []*bot
@@ -319,10 +350,10 @@ func (l *lastnRun) sample(now time.Time, who *bot) {
 			}
 		}
 	}
-	hasAudio, hasVideo := cfg.Media != MediaVideo, cfg.Media != MediaAudio
 	l.mu.Lock()
 	talked := maps.Clone(l.lastTalk)
 	since := maps.Clone(l.talkSince)
+	l.pinned = slices.Sorted(maps.Keys(pinnedSites))
 	l.mu.Unlock()
 	// The grid's head: the pinned, then the talkers, the latest first (a talker once it
 	// has talked for videoSettle).
@@ -336,51 +367,19 @@ func (l *lastnRun) sample(now time.Time, who *bot) {
 	}
 	head = head[:min(len(head), cfg.VideoN)]
 
-	var live lastnLive
-	var misses []string
-	counts := [2][]float64{}
-	var over, under [2]int
-	missed, samples := 0, 0
+	out := map[*bot]observation{}
 	for _, b := range l.r.bots {
 		if !b.connected() {
 			continue
 		}
+		o := observation{at: now, bound: [2]int{cfg.AudioN, cfg.VideoN}}
+		o.got = l.received(b, pubs, now)
 		view := b.viewOf()
-		last := map[*bot][2]time.Time{}
-		newest := time.Time{}
-		for _, p := range pubs {
-			if p == b {
-				continue
-			}
-			stream := p.c.Self.Streams[protocol.SourceCamera]
-			var at [2]time.Time
-			for k, kind := range []string{"audio", "video"} {
-				if s := b.c.Stream(stream, kind); s != nil {
-					at[k] = s.Stats().Last
-					if at[k].After(newest) {
-						newest = at[k]
-					}
-				}
-			}
-			last[p] = at
-		}
-		if now.Sub(newest) > stalledAfter {
-			newest = now
-		}
-		var got [2][]*bot // audio, video
-		for _, p := range pubs {
-			for k := range 2 {
-				if at := last[p][k]; p != b && !at.IsZero() && newest.Sub(at) < flowingWithin {
-					got[k] = append(got[k], p)
-				}
-			}
-		}
 		var must, may [2][]*bot
-		bound := [2]int{cfg.AudioN, cfg.VideoN}
 		for _, p := range pinned {
 			if p != b {
 				must[0] = append(must[0], p)
-				bound[0]++
+				o.bound[0]++
 			}
 		}
 		if who != nil && who != b {
@@ -399,50 +398,125 @@ func (l *lastnRun) sample(now time.Time, who *bot) {
 				must[1] = append(must[1], p)
 			}
 		}
-		bad := false
-		for k, has := range []bool{hasAudio, hasVideo} {
-			if !has {
-				continue
+		for k, has := range []bool{cfg.Media != MediaVideo, cfg.Media != MediaAudio} {
+			if has {
+				o.notAllowed[k] = missing(o.got[k], may[k])
+				o.un[k] = missing(must[k], o.got[k])
+				o.excess[k] = max(len(o.got[k])-o.bound[k], 0)
 			}
-			counts[k] = append(counts[k], float64(len(got[k])))
-			o := max(len(missing(got[k], may[k])), len(got[k])-bound[k])
-			u := missing(must[k], got[k])
-			over[k] += o
-			under[k] += len(u)
-			if o > 0 || len(u) > 0 {
-				bad = true
-				if len(misses)+len(l.misses) < maxMisses {
-					misses = append(misses, fmt.Sprintf("#%d at %.1f s: %s %d received (bound %d), %d not allowed %v, missing %v",
-						b.idx, now.Sub(l.r.started).Seconds(), []string{"audio", "video"}[k], len(got[k]), bound[k],
-						len(missing(got[k], may[k])), indices(missing(got[k], may[k])), indices(u)))
+		}
+		out[b] = o
+	}
+	return out
+}
+
+// received lists the publishers whose audio and whose video b receives now (a packet
+// within flowingWithin of the newest b received).
+func (l *lastnRun) received(b *bot, pubs []*bot, now time.Time) [2][]*bot {
+	last := map[*bot][2]time.Time{}
+	newest := time.Time{}
+	for _, p := range pubs {
+		if p == b {
+			continue
+		}
+		stream := p.c.Self.Streams[protocol.SourceCamera]
+		var at [2]time.Time
+		for k, kind := range []string{"audio", "video"} {
+			if s := b.c.Stream(stream, kind); s != nil {
+				st := s.Stats()
+				at[k] = st.LastSent // when sent: a packet read late from a queue is not recent
+				if at[k].IsZero() {
+					at[k] = st.Last
+				}
+				if at[k].After(newest) {
+					newest = at[k]
 				}
 			}
 		}
-		live.audio, live.video = max(live.audio, len(got[0])), max(live.video, len(got[1]))
-		samples++
-		if bad {
-			missed++
+		last[p] = at
+	}
+	if now.Sub(newest) > stalledAfter {
+		newest = now
+	}
+	var got [2][]*bot
+	for _, p := range pubs {
+		for k := range 2 {
+			if at := last[p][k]; p != b && !at.IsZero() && newest.Sub(at) < flowingWithin {
+				got[k] = append(got[k], p)
+			}
 		}
 	}
-	var sites []string
-	for s := range pinnedSites {
-		sites = append(sites, s)
+	return got
+}
+
+// judge gives a turn's verdict per subscriber from its samples: a stream is over- or
+// under-delivered if it was so at every sample, and the bound exceeded by the least excess
+// of any sample. first says whether this is the window's first turn: the tile layers are
+// counted from its end, when the views have settled.
+func (l *lastnRun) judge(obs []map[*bot]observation, first bool) {
+	if len(obs) == 0 {
+		return
 	}
-	slices.Sort(sites)
+	lastObs := obs[len(obs)-1]
+	var live lastnLive
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.counts.audio = append(l.counts.audio, counts[0]...)
-	l.counts.video = append(l.counts.video, counts[1]...)
-	for k := range over {
-		l.over[k] += over[k]
-		l.under[k] += under[k]
+	for b, o := range lastObs {
+		bad, glitch := false, false
+		for k, kind := range []string{"audio", "video"} {
+			notAllowed, un, excess := o.notAllowed[k], o.un[k], o.excess[k]
+			for _, earlier := range obs[:len(obs)-1] {
+				e, ok := earlier[b]
+				if !ok {
+					continue
+				}
+				glitch = glitch || len(e.notAllowed[k])+len(e.un[k])+e.excess[k] > 0
+				notAllowed = intersect(notAllowed, e.notAllowed[k])
+				un = intersect(un, e.un[k])
+				excess = min(excess, e.excess[k])
+			}
+			glitch = glitch || len(o.notAllowed[k])+len(o.un[k])+o.excess[k] > 0
+			over := max(len(notAllowed), excess)
+			l.over[k] += over
+			l.under[k] += len(un)
+			if over > 0 || len(un) > 0 {
+				bad = true
+				if len(l.misses) < maxMisses {
+					l.misses = append(l.misses, fmt.Sprintf("#%d at %.1f s: %s %d received (bound %d), not allowed %v, missing %v",
+						b.idx, o.at.Sub(l.r.started).Seconds(), kind, len(o.got[k]), o.bound[k], indices(notAllowed), indices(un)))
+				}
+			}
+		}
+		if l.r.cfg.Media != MediaVideo {
+			l.counts.audio = append(l.counts.audio, float64(len(o.got[0])))
+		}
+		if l.r.cfg.Media != MediaAudio {
+			l.counts.video = append(l.counts.video, float64(len(o.got[1])))
+		}
+		live.audio, live.video = max(live.audio, len(o.got[0])), max(live.video, len(o.got[1]))
+		l.samples++
+		if bad {
+			l.missed++
+		} else if glitch {
+			l.glitches++
+		}
 	}
-	l.samples += samples
-	l.missed += missed
-	l.misses = append(l.misses, misses...)
-	l.pinned = sites
 	live.over, live.under = l.over[0]+l.over[1], l.under[0]+l.under[1]
 	l.live = live
+	if first {
+		l.tileStart = l.r.layerSnapshot()
+	}
+}
+
+// intersect is what of a is also in b.
+func intersect(a, b []*bot) []*bot {
+	var out []*bot
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // maxMisses bounds the examples of over- and under-delivery the report lists.

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/protocol"
 )
 
 // LastNFigures compare what each subscriber received with what the meeting's Last-N says
-// it should (lastn.go), over the samples taken before each turn ended in the window.
+// it should (lastn.go): one verdict per subscriber and turn in the window, from the turn's
+// three samples.
 type LastNFigures struct {
 	// VideoN and AudioN are the Last-N the server was assumed to apply (--video-n,
 	// --audio-n: the server's configuration).
@@ -20,13 +22,13 @@ type LastNFigures struct {
 	Turns       int     `json:"turns"`
 	// Pinned are the sites pinned at the last sample (the chair's, floor holders, pins).
 	Pinned []string `json:"pinned_sites"`
-	// Samples counts (subscriber, sample) pairs.
+	// Samples counts the verdicts: (subscriber, turn) pairs.
 	Samples int `json:"samples"`
-	// Audio and Video are the streams a subscriber received at a sample.
+	// Audio and Video are the streams a subscriber received at a turn's last sample.
 	Audio Range `json:"audio_per_subscriber"`
 	Video Range `json:"video_per_subscriber"`
 	// Over counts streams received that Last-N (or the subscriber's view) should have held
-	// back; Under expected streams missing; both summed over the samples.
+	// back; Under expected streams missing; both summed over the verdicts.
 	OverAudio  int `json:"over_audio"`
 	OverVideo  int `json:"over_video"`
 	UnderAudio int `json:"under_audio"`
@@ -36,6 +38,9 @@ type LastNFigures struct {
 	Missed    int      `json:"missed_samples"`
 	MissedPct float64  `json:"missed_pct"`
 	Misses    []string `json:"misses,omitempty"`
+	// Glitches are samples that were off at some of a turn's sample times but not all: a
+	// moment's stall (a loaded box), not counted as missed.
+	Glitches int `json:"glitches"`
 	// NewTalker is, per turn and subscriber that was not receiving the talker when its turn
 	// began, the time until its audio arrived, in ms. Kept counts subscribers already
 	// receiving it (its slot kept from an earlier turn); Late those it did not reach within
@@ -96,20 +101,35 @@ func (rep *Report) fillLastN(r *runner, start, end *snapshot) {
 		TurnSeconds: r.cfg.TalkEvery.Seconds(), Turns: l.turns, Pinned: l.pinned, Samples: l.samples,
 		Audio: rangeOf(l.counts.audio), Video: rangeOf(l.counts.video),
 		OverAudio: l.over[0], OverVideo: l.over[1], UnderAudio: l.under[0], UnderVideo: l.under[1],
-		Missed: l.missed, Misses: l.misses, NewTalker: percentiles(l.arrival), NewTalkerKept: l.kept,
+		Missed: l.missed, Glitches: l.glitches, Misses: l.misses, NewTalker: percentiles(l.arrival), NewTalkerKept: l.kept,
 		NewTalkerLate: l.late, DominantChanges: l.domSeen}
+	tileStart := l.tileStart
 	l.mu.Unlock()
 	if f.Samples > 0 {
 		f.MissedPct = 100 * float64(f.Missed) / float64(f.Samples)
 	}
 	if r.cfg.ViewTiles > 0 && r.cfg.Media != MediaAudio {
-		f.Tiles = tileFigures(r, start, end)
+		f.Tiles = tileFigures(r, tileStart, end)
 	}
 	rep.LastN = f
 }
 
-// tileFigures reads, for every subscriber's view, the layer each tile's video came at.
-func tileFigures(r *runner, start, end *snapshot) *TileFigures {
+// layerSnapshot reads every video stream's packets per layer.
+func (r *runner) layerSnapshot() map[*client.Stream][3]int64 {
+	out := map[*client.Stream][3]int64{}
+	for _, b := range r.bots {
+		for _, s := range b.streamList() {
+			if s.Kind == "video" {
+				out[s] = s.LayerPackets()
+			}
+		}
+	}
+	return out
+}
+
+// tileFigures reads, for every subscriber's view, the layer each tile's video came at from
+// the first turn's end (the views settled: start) to the window's end.
+func tileFigures(r *runner, start map[*client.Stream][3]int64, end *snapshot) *TileFigures {
 	var t TileFigures
 	for _, b := range r.bots {
 		view := b.viewOf()
@@ -123,9 +143,9 @@ func tileFigures(r *runner, start, end *snapshot) *TileFigures {
 			if s != nil {
 				if e, ok := end.streams[s]; ok {
 					d = e.layers
-					if st, ok := start.streams[s]; ok {
+					if st, ok := start[s]; ok {
 						for i := range d {
-							d[i] -= st.layers[i]
+							d[i] -= st[i]
 						}
 					}
 				}
@@ -193,8 +213,8 @@ func (rep *Report) writeLastN(p func(format string, args ...any)) {
 		f.VideoN, f.AudioN, f.Pinned, f.Talkers, f.TurnSeconds, f.Turns, f.DominantChanges)
 	p("              per subscriber audio %.0f/%.0f/%.0f, video %.0f/%.0f/%.0f (min/median/max over %d samples)",
 		f.Audio.Min, f.Audio.Median, f.Audio.Max, f.Video.Min, f.Video.Median, f.Video.Max, f.Samples)
-	p("              over-delivered audio %d video %d; missing audio %d video %d; %d samples off (%.2f%%)",
-		f.OverAudio, f.OverVideo, f.UnderAudio, f.UnderVideo, f.Missed, f.MissedPct)
+	p("              over-delivered audio %d video %d; missing audio %d video %d; %d samples off (%.2f%%), %d glitches (off for a moment only)",
+		f.OverAudio, f.OverVideo, f.UnderAudio, f.UnderVideo, f.Missed, f.MissedPct, f.Glitches)
 	for _, m := range f.Misses[:min(len(f.Misses), 3)] {
 		p("              %s", m)
 	}
