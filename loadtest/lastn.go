@@ -225,7 +225,7 @@ func (l *lastnRun) watchTurn(ctx context.Context, who *bot, start time.Time, at 
 	}
 	var wait []waiting
 	stream := ""
-	if who != nil && who.c != nil && l.r.cfg.Media != MediaVideo {
+	if who != nil && who.inMeeting() && l.r.cfg.Media != MediaVideo {
 		stream = who.c.Self.Streams[protocol.SourceCamera]
 	}
 	kept := 0
@@ -296,7 +296,21 @@ func (l *lastnRun) watchDominant() {
 	l.mu.Unlock()
 }
 
-// connected reports whether b is in the meeting now.
+// inMeeting reports whether b's session is open (it may have failed the tester's join
+// deadline and still be in the meeting, publishing).
+func (b *bot) inMeeting() bool {
+	if b.c == nil {
+		return false
+	}
+	select {
+	case <-b.c.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// connected reports whether b joined in time and is in the meeting now.
 func (b *bot) connected() bool {
 	s := b.state.Load()
 	return (s == stateJoined || s == stateMedia) && b.c != nil
@@ -343,7 +357,7 @@ func (l *lastnRun) observe(now time.Time, who *bot) map[*bot]observation {
 	pinnedSites := l.pinnedSites()
 	var pubs, pinned []*bot
 	for _, p := range l.r.bots {
-		if p.c != nil && p.isPublishing() {
+		if p.inMeeting() && p.isPublishing() {
 			pubs = append(pubs, p)
 			if pinnedSites[p.site.ID] {
 				pinned = append(pinned, p)
@@ -382,7 +396,7 @@ func (l *lastnRun) observe(now time.Time, who *bot) map[*bot]observation {
 				o.bound[0]++
 			}
 		}
-		if who != nil && who != b {
+		if who != nil && who != b && slices.Contains(pubs, who) {
 			must[0] = append(must[0], who)
 		}
 		for _, p := range pubs {
