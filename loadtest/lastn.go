@@ -15,7 +15,7 @@ import (
 // Last-N accounting (issue 10). With Config.Talkers the publishers send audio levels: the
 // talkers (publishers 1..Talkers, never the chair) speak in turns of TalkEvery, one at a
 // time, and the others are silent. With Config.ViewTiles every endpoint tells the server
-// its grid (a view message: one large tile, small ones, the rest hidden). At 55%, 75% and
+// its grid (a view message: one large tile, small ones, the rest hidden). At 65%, 80% and
 // 95% of each turn, when the server has had time to follow, the tester compares for every
 // subscriber what it receives with what the meeting's Last-N says it should, and gives
 // the turn's verdict per subscriber (a stream counts as over- or under-delivered only if it
@@ -180,10 +180,46 @@ func (l *lastnRun) run(ctx context.Context, end time.Time) {
 	}
 }
 
+// warmUp, before the window, lets each talker talk for a turn and waits (up to the join
+// timeout) until every connected subscriber has received its audio: a barrier on the
+// subscriber connections' negotiation of the talkers' tracks, which the joins' settling
+// cannot wait for under Last-N (silent tracks carry nothing). The turns are not counted.
+func (l *lastnRun) warmUp(ctx context.Context) {
+	every := l.r.cfg.TalkEvery
+	for _, who := range l.talkers {
+		start := time.Now()
+		l.startTurn(who, start)
+		stream := ""
+		if who.inMeeting() && l.r.cfg.Media != MediaVideo {
+			stream = who.c.Self.Streams[protocol.SourceCamera]
+		}
+		poll(ctx, start.Add(l.r.cfg.JoinTimeout), func() (bool, bool) {
+			for _, b := range l.r.bots {
+				if b == who || !b.connected() || stream == "" {
+					continue
+				}
+				if s := b.c.Stream(stream, "audio"); s == nil || s.Stats().Received == 0 {
+					return false, false
+				}
+			}
+			return time.Since(start) >= every, false
+		})
+	}
+	for _, t := range l.talkers {
+		if s := t.synth(); s != nil {
+			s.SetLoudness(silentLoudness)
+		}
+	}
+	l.watchDominant() // the warm-up's dominant speaker: the window counts changes from it
+	l.mu.Lock()
+	l.turns, l.domSeen = 0, 0
+	l.mu.Unlock()
+}
+
 // sampleAt are the points of a turn, besides its end, where the delivery is sampled: a
 // turn's verdict needs a stream missing (or received when it may not be) at every one of
 // them, so a moment's stall of a loaded box is not taken for Last-N's doing.
-var sampleAt = []float64{0.55, 0.75}
+var sampleAt = []float64{0.65, 0.8}
 
 // startTurn makes who the only one talking.
 func (l *lastnRun) startTurn(who *bot, at time.Time) {

@@ -90,6 +90,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("loadtest: %w", err)
 	}
 	rep.RampSeconds = time.Since(r.started).Seconds()
+	if r.lastn != nil && len(r.lastn.talkers) > 0 {
+		r.phase.Store("warm-up")
+		r.lastn.warmUp(ctx)
+	}
 
 	r.phase.Store("measure")
 	startSnap := r.snapshot(ctx)
