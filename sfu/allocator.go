@@ -114,9 +114,29 @@ func (a *allocator) count(sims []*DownTrack) {
 	a.forwarded = now
 }
 
+// pollEvery is how often the allocator looks at its link between rounds: a link that
+// overruns (bwe.Estimator.Alarm) gets its round then, not up to a bwe.Interval later,
+// which is as long as a shaper's queue holds and most of a 1 s freeze budget.
+const pollEvery = 100 * time.Millisecond
+
 func (a *allocator) run() {
 	defer a.count(nil)
-	tick.Every(a.quit, bwe.Interval, a.tick)
+	tick.Every(a.quit, pollEvery, a.poll)
+}
+
+// poll runs a round every bwe.Interval, or at once when the link overruns.
+func (a *allocator) poll(now time.Time) {
+	if since := now.Sub(a.last); a.last.IsZero() || since >= bwe.Interval-pollEvery/2 ||
+		(a.p.subHop != nil && a.est.Alarm(a.sample(now))) {
+		a.tick(now)
+	}
+}
+
+// sample is the link's counters now, for the estimator.
+func (a *allocator) sample(now time.Time) bwe.Sample {
+	out := a.p.subHop.Stats().Out
+	return bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost,
+		QueueDelay: out.QueueDelay}
 }
 
 // tick is one round: estimate, measure, choose, apply.
@@ -173,8 +193,7 @@ func (a *allocator) tick(now time.Time) {
 	}
 	sims, a.streams = kept, a.streams[:len(kept)]
 	if a.p.subHop != nil {
-		out := a.p.subHop.Stats().Out
-		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost}, want)
+		a.est.Update(a.sample(now), want)
 	}
 	probing := a.probeDone(now)
 	est := a.est.Bitrate()
@@ -201,7 +220,7 @@ func (a *allocator) tick(now time.Time) {
 	hold := a.probeFirst(now, sims, keep, others, probing)
 	for i, d := range sims {
 		target := d.chosen()
-		next := target
+		next, cut := target, false
 		switch {
 		case keep[i] < 0:
 			continue // no layer measured yet
@@ -209,6 +228,10 @@ func (a *allocator) tick(now time.Time) {
 			next = keep[i] // it resumes
 		case layerRate(a.streams[i], target) == 0:
 			next = keep[i] // above the cap now (a smaller tile, a need that fell), or no longer sent
+		case keep[i] < target && a.est.Overrun():
+			// The link drops or queues what is sent of it: stop it now, so that the
+			// queue drains before the lower layer's keyframe (simulcast.go).
+			next, cut = keep[i], true
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
 		case keep[i] < target:
@@ -225,9 +248,13 @@ func (a *allocator) tick(now time.Time) {
 				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
 			}
 			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
-				"loss", math.Round(a.est.Loss*1000)/1000)
+				"loss", math.Round(a.est.Loss*1000)/1000, "cut", cut)
 		}
-		d.choose(next)
+		if cut {
+			d.stepDown(next)
+		} else {
+			d.choose(next)
+		}
 	}
 }
 
@@ -357,6 +384,16 @@ func (d *DownTrack) chosen() int {
 		return target
 	}
 	return int(d.want.Load())
+}
+
+// stepDown is choose for a step down on a link that overruns: a simulcast subscription
+// stops forwarding its layer at once (setLayer's cut); a relayed one records its want.
+func (d *DownTrack) stepDown(l int) {
+	if d.sim != nil {
+		d.setLayer(l, true)
+		return
+	}
+	d.want.Store(int32(l))
 }
 
 // choose applies the allocator's choice: a simulcast subscription switches to the layer;

@@ -185,3 +185,68 @@ func TestStepUp(t *testing.T) {
 		t.Errorf("step up %.0f at the top", got)
 	}
 }
+
+// queued is a sample dt after s of a link that delivers delivered of sent bit/s with
+// nothing lost yet (a shaper's queue takes the rest) and a queue of queue.
+func queued(s Sample, dt time.Duration, sent, delivered float64, queue time.Duration) Sample {
+	s.At = s.At.Add(dt)
+	packets := sent / 8 * dt.Seconds() / 1000
+	s.Bytes += uint64(sent / 8 * dt.Seconds())
+	s.Packets += uint64(packets)
+	s.Reported += uint64(packets * delivered / sent)
+	s.QueueDelay = queue
+	return s
+}
+
+// TestOveruseByTheQueue: a shaper queues before it drops. A queue of QueueHigh or more
+// while the far end acknowledges clearly less than was sent cuts the estimate to 0.85 of
+// what crossed, before any loss, and says the link is overrun; a queue on a link that
+// delivers what is sent (a loaded receiver reading late) changes nothing.
+func TestOveruseByTheQueue(t *testing.T) {
+	at := time.Unix(0, 0)
+	e := New()
+	s := Sample{At: at}
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
+	before := e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 1_500_000, 120*time.Millisecond) // late reads: all delivered
+	if est := e.Update(s, 3e6); est < before || e.Congested() || e.Overrun() {
+		t.Fatalf("estimate %.0f (was %.0f), congested %v, overrun %v with a queue but everything delivered",
+			est, before, e.Congested(), e.Overrun())
+	}
+	s = queued(s, Interval, 1_500_000, 400_000, 120*time.Millisecond)
+	est := e.Update(s, 3e6)
+	if e.Loss != 0 || !e.Congested() || !e.Overrun() {
+		t.Fatalf("loss %v, congested %v, overrun %v: want overuse without loss", e.Loss, e.Congested(), e.Overrun())
+	}
+	if est > 0.86*400_000 {
+		t.Fatalf("estimate %.0f after overuse at 400 kbit/s delivered, want at most 0.85 of it", est)
+	}
+}
+
+// TestAlarm: the counters a fraction of an interval after an Update say whether the link
+// overruns now (heavy loss, or overuse by the queue), from MinInterval on.
+func TestAlarm(t *testing.T) {
+	e := New()
+	s := Sample{At: time.Unix(0, 0)}
+	if e.Alarm(queued(s, Interval, 1_500_000, 400_000, 150*time.Millisecond)) {
+		t.Fatal("an alarm before the first Update")
+	}
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
+	e.Update(s, 3e6)
+	if e.Alarm(queued(s, MinInterval, 1_500_000, 1_500_000, 0)) {
+		t.Fatal("an alarm on a clean link")
+	}
+	if e.Alarm(queued(s, MinInterval/2, 1_500_000, 400_000, 150*time.Millisecond)) {
+		t.Fatal("an alarm before MinInterval")
+	}
+	if !e.Alarm(queued(s, MinInterval, 1_500_000, 400_000, 150*time.Millisecond)) {
+		t.Fatal("no alarm with a queue of 150 ms and a quarter of the rate delivered")
+	}
+	lossy := queued(s, MinInterval, 1_500_000, 1_500_000, 0)
+	lossy.Lost += (lossy.Reported - s.Reported) / 4
+	if !e.Alarm(lossy) {
+		t.Fatal("no alarm at 25 % loss")
+	}
+}
