@@ -114,9 +114,9 @@ func (a *allocator) count(sims []*DownTrack) {
 	a.forwarded = now
 }
 
-// pollEvery is how often the allocator looks at its link between rounds: a link that
-// overruns (bwe.Estimator.Alarm) gets its round then, not up to a bwe.Interval later,
-// which is as long as a shaper's queue holds and most of a 1 s freeze budget.
+// pollEvery is how often the allocator looks at its link's queue between rounds
+// (bwe.Estimator.NoteQueue): a queue counts as overuse only once it has lasted, and a
+// look every round (bwe.Interval) would make that a second.
 const pollEvery = 100 * time.Millisecond
 
 func (a *allocator) run() {
@@ -124,11 +124,13 @@ func (a *allocator) run() {
 	tick.Every(a.quit, pollEvery, a.poll)
 }
 
-// poll runs a round every bwe.Interval, or at once when the link overruns.
+// poll runs a round every bwe.Interval, and notes the link's queue in between.
 func (a *allocator) poll(now time.Time) {
-	if since := now.Sub(a.last); a.last.IsZero() || since >= bwe.Interval-pollEvery/2 ||
-		(a.p.subHop != nil && a.est.Alarm(a.sample(now))) {
+	switch {
+	case a.last.IsZero() || now.Sub(a.last) >= bwe.Interval-pollEvery/2:
 		a.tick(now)
+	case a.p.subHop != nil:
+		a.est.NoteQueue(a.sample(now))
 	}
 }
 

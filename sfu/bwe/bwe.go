@@ -16,9 +16,9 @@
 // few hundred milliseconds, so loss comes late, once the queue is full and the picture is
 // already breaking. The feedback's queue delay (hopstats QueueDelay) comes first: a queue
 // of QueueHigh or more while the far end acknowledges clearly less than was sent is
-// overuse, and the estimate falls to GCC's 0.85 of what crossed at once. Alarm lets the
-// caller update as soon as the counters show overuse or heavy loss, not a whole Interval
-// later.
+// overuse (once it has lasted queueHold: a keyframe's burst on a fast link queues for a
+// moment; NoteQueue lets the caller look between Updates), and the estimate falls to
+// GCC's 0.85 of what crossed at once.
 //
 // Probing: the estimate grows blindly (nothing is sent at the rate it claims), so a step
 // up is first tried with padding (the caller's prober) and taken only once the link has
@@ -70,9 +70,10 @@ const (
 	QueueHigh    = 80 * time.Millisecond
 	overuseShare = 0.8
 	overuseBack  = 0.85
-	// MinInterval is the shortest interval an Update after an Alarm may judge: enough
-	// feedback (minReported statuses) at the rates a step down matters for.
-	MinInterval = 200 * time.Millisecond
+	// queueHold is how long the queue must have stayed at QueueHigh or more, in every
+	// sample, to count: a keyframe's burst on a fast link, or a receiver that stalled
+	// and then reports late arrivals, queues for one feedback; a link overrun stays queued.
+	queueHold = 100 * time.Millisecond
 )
 
 // Sample is a link's cumulative counters at one time (hopstats.Direction's out side).
@@ -109,8 +110,23 @@ type Estimator struct {
 	// reported received (bit/s, at the interval's mean packet size) and the loss fraction.
 	Sent, Acked, Loss float64
 	// overused: the last interval's queue was QueueHigh or more while less was
-	// acknowledged than sent (overuse).
-	overused bool
+	// acknowledged than sent (overuse); queueSince is since when every sample has shown a
+	// queue of QueueHigh or more (zero: the last did not).
+	overused   bool
+	queueSince time.Time
+}
+
+// queued notes the queue of sample s and says whether it has stayed at QueueHigh or more
+// for queueHold.
+func (e *Estimator) queued(s Sample) bool {
+	if s.QueueDelay < QueueHigh {
+		e.queueSince = time.Time{}
+		return false
+	}
+	if e.queueSince.IsZero() {
+		e.queueSince = s.At
+	}
+	return s.At.Sub(e.queueSince) >= queueHold
 }
 
 // interval is what the counters say about the span from e.last to s: the send rate, the
@@ -137,22 +153,18 @@ func (e *Estimator) interval(s Sample) (sent, acked, loss float64, ok bool) {
 	return sent, acked, float64(lost) / float64(reported), true
 }
 
-// overuse says whether an interval with these figures overran the link by its queue.
-func overuse(s Sample, sent, acked float64) bool {
-	return s.QueueDelay >= QueueHigh && acked < overuseShare*sent
+// overuse says whether an interval with these figures, ending with sample s, overran
+// the link by its queue; it notes s's queue (queued).
+func (e *Estimator) overuse(s Sample, sent, acked float64) bool {
+	return e.queued(s) && acked < overuseShare*sent
 }
 
-// Alarm says whether the counters s, less than an Interval after the last Update, already
-// show the link overrun (heavy loss, or overuse by the queue): the caller should Update
-// now (at least MinInterval after the last one) rather than at the Interval, so that a
-// subscription steps down while the shaper's queue still holds its last good frames.
-func (e *Estimator) Alarm(s Sample) bool {
-	if !e.started || e.probing || s.At.Sub(e.last.At) < MinInterval {
-		return false
-	}
-	sent, acked, loss, ok := e.interval(s)
-	return ok && (loss > lossHigh || overuse(s, sent, acked))
-}
+// NoteQueue takes the link's counters between Updates, for their queue delay only: the
+// caller looks every 100 ms or so, so that a queue must have lasted queueHold, in every
+// look, to count as overuse at the next Update. (Updating on such a look instead, over a
+// fraction of an interval, judged the rate that crossed from too little feedback: a
+// relay link's estimate stayed above what it carried.)
+func (e *Estimator) NoteQueue(s Sample) { e.queued(s) }
 
 // New returns an estimator at Initial.
 func New() *Estimator { return &Estimator{bps: Initial, backoff: MinBackoff} }
@@ -181,7 +193,7 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	}
 	e.Sent, e.Acked, e.Loss = sent, acked, loss
 	// A probe's own queue is the probe's to judge (probe.go): it is not the media's.
-	e.overused = !e.probing && overuse(s, sent, acked)
+	e.overused = e.overuse(s, sent, acked) && !e.probing
 	switch {
 	case e.Loss > lossHigh || e.overused:
 		backingOff := e.ceilingUntil.After(s.At)

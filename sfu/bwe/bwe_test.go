@@ -199,9 +199,10 @@ func queued(s Sample, dt time.Duration, sent, delivered float64, queue time.Dura
 }
 
 // TestOveruseByTheQueue: a shaper queues before it drops. A queue of QueueHigh or more
-// while the far end acknowledges clearly less than was sent cuts the estimate to 0.85 of
-// what crossed, before any loss, and says the link is overrun; a queue on a link that
-// delivers what is sent (a loaded receiver reading late) changes nothing.
+// that lasts queueHold while the far end acknowledges clearly less than was sent cuts the
+// estimate to 0.85 of what crossed, before any loss, and says the link is overrun; a
+// queue on a link that delivers what is sent (a loaded receiver reading late), or one
+// seen once (a keyframe's burst), changes nothing.
 func TestOveruseByTheQueue(t *testing.T) {
 	at := time.Unix(0, 0)
 	e := New()
@@ -209,10 +210,18 @@ func TestOveruseByTheQueue(t *testing.T) {
 	e.Update(s, 3e6)
 	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
 	before := e.Update(s, 3e6)
-	s = queued(s, Interval, 1_500_000, 1_500_000, 120*time.Millisecond) // late reads: all delivered
-	if est := e.Update(s, 3e6); est < before || e.Congested() || e.Overrun() {
-		t.Fatalf("estimate %.0f (was %.0f), congested %v, overrun %v with a queue but everything delivered",
-			est, before, e.Congested(), e.Overrun())
+	for i := 0; i < 2; i++ {
+		s = queued(s, Interval, 1_500_000, 1_500_000, 120*time.Millisecond) // late reads: all delivered
+		if est := e.Update(s, 3e6); est < before || e.Congested() || e.Overrun() {
+			t.Fatalf("estimate %.0f (was %.0f), congested %v, overrun %v with a queue but everything delivered",
+				est, before, e.Congested(), e.Overrun())
+		}
+	}
+	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 1_000_000, 120*time.Millisecond) // a burst, seen once
+	if est := e.Update(s, 3e6); est < before || e.Overrun() {
+		t.Fatalf("estimate %.0f (was %.0f), overrun %v after one look at a queue", est, before, e.Overrun())
 	}
 	s = queued(s, Interval, 1_500_000, 400_000, 120*time.Millisecond)
 	est := e.Update(s, 3e6)
@@ -224,29 +233,23 @@ func TestOveruseByTheQueue(t *testing.T) {
 	}
 }
 
-// TestAlarm: the counters a fraction of an interval after an Update say whether the link
-// overruns now (heavy loss, or overuse by the queue), from MinInterval on.
-func TestAlarm(t *testing.T) {
+// TestQueueHold: a queue counts as overuse only once every look at it, NoteQueue's
+// between Updates included, has shown QueueHigh or more for queueHold.
+func TestQueueHold(t *testing.T) {
 	e := New()
 	s := Sample{At: time.Unix(0, 0)}
-	if e.Alarm(queued(s, Interval, 1_500_000, 400_000, 150*time.Millisecond)) {
-		t.Fatal("an alarm before the first Update")
-	}
 	e.Update(s, 3e6)
 	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
 	e.Update(s, 3e6)
-	if e.Alarm(queued(s, MinInterval, 1_500_000, 1_500_000, 0)) {
-		t.Fatal("an alarm on a clean link")
+	e.NoteQueue(queued(s, Interval-2*queueHold, 1_500_000, 400_000, 150*time.Millisecond))
+	e.NoteQueue(queued(s, Interval-queueHold, 1_500_000, 1_500_000, 0)) // gone again: a burst
+	s = queued(s, Interval, 1_500_000, 400_000, 150*time.Millisecond)
+	if e.Update(s, 3e6); e.Overrun() {
+		t.Fatal("overuse from a queue seen in one look")
 	}
-	if e.Alarm(queued(s, MinInterval/2, 1_500_000, 400_000, 150*time.Millisecond)) {
-		t.Fatal("an alarm before MinInterval")
-	}
-	if !e.Alarm(queued(s, MinInterval, 1_500_000, 400_000, 150*time.Millisecond)) {
-		t.Fatal("no alarm with a queue of 150 ms and a quarter of the rate delivered")
-	}
-	lossy := queued(s, MinInterval, 1_500_000, 1_500_000, 0)
-	lossy.Lost += (lossy.Reported - s.Reported) / 4
-	if !e.Alarm(lossy) {
-		t.Fatal("no alarm at 25 % loss")
+	e.NoteQueue(queued(s, Interval-queueHold, 1_500_000, 400_000, 150*time.Millisecond))
+	s = queued(s, Interval, 1_500_000, 400_000, 150*time.Millisecond)
+	if e.Update(s, 3e6); !e.Overrun() {
+		t.Fatal("no overuse from a queue that lasted queueHold while a quarter of the rate was delivered")
 	}
 }
