@@ -191,7 +191,7 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	if !ok {
 		return e.bps
 	}
-	e.Sent, e.Acked, e.Loss = sent, acked, loss
+	e.Acked, e.Loss = acked, loss
 	// A probe's own queue is the probe's to judge (probe.go): it is not the media's.
 	e.overused = e.overuse(s, sent, acked) && !e.probing
 	switch {
@@ -242,9 +242,9 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	return e.bps
 }
 
-// Congested says whether the last interval showed loss: a step down needs it (an
-// estimate short of a layer's rate, on a link that carries it without loss, is the
-// estimate lagging, not the link failing).
+// Congested says whether the last interval showed loss or overuse: a step down needs it
+// (an estimate short of a layer's rate, on a link that carries it without loss or a
+// growing queue, is the estimate lagging, not the link failing).
 func (e *Estimator) Congested() bool { return e.Loss >= lossLow || e.overused }
 
 // Overrun says whether the last interval overran the link: heavy loss, or overuse by the
