@@ -216,6 +216,13 @@ func (a *allocator) tick(now time.Time) {
 	}
 	budget := est - others
 	keep := bwe.Allocate(budget, a.streams, nil)
+	// A link that overran steps down to what fits with a raise's headroom: the rate that
+	// crossed while the queue filled still counts some of what left before, and a layer
+	// that fits only just would overrun it again, another keyframe later.
+	down := keep
+	if a.est.Overrun() {
+		down = bwe.Allocate(budget*raiseHeadroom, a.streams, nil)
+	}
 	// Raises within headroom, or up to what a probe or the traffic has shown the link
 	// carries (never beyond the estimate: keep would take the raise back).
 	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
@@ -230,10 +237,10 @@ func (a *allocator) tick(now time.Time) {
 			next = keep[i] // it resumes
 		case layerRate(a.streams[i], target) == 0:
 			next = keep[i] // above the cap now (a smaller tile, a need that fell), or no longer sent
-		case keep[i] < target && a.est.Overrun():
+		case down[i] < target && a.est.Overrun():
 			// The link drops or queues what is sent of it: stop it now, so that the
 			// queue drains before the lower layer's keyframe (simulcast.go).
-			next, cut = keep[i], true
+			next, cut = down[i], true
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
 		case keep[i] < target:

@@ -74,6 +74,9 @@ const (
 	// sample, to count: a keyframe's burst on a fast link, or a receiver that stalled
 	// and then reports late arrivals, queues for one feedback; a link overrun stays queued.
 	queueHold = 100 * time.Millisecond
+	// queueFull is a queue that counts at once, in one look: more than a fast link's
+	// keyframe burst leaves on average, most of a shaper's whole queue.
+	queueFull = 150 * time.Millisecond
 )
 
 // Sample is a link's cumulative counters at one time (hopstats.Direction's out side).
@@ -126,7 +129,7 @@ func (e *Estimator) queued(s Sample) bool {
 	if e.queueSince.IsZero() {
 		e.queueSince = s.At
 	}
-	return s.At.Sub(e.queueSince) >= queueHold
+	return s.QueueDelay >= queueFull || s.At.Sub(e.queueSince) >= queueHold
 }
 
 // interval is what the counters say about the span from e.last to s: the send rate, the

@@ -241,15 +241,22 @@ func TestQueueHold(t *testing.T) {
 	e.Update(s, 3e6)
 	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
 	e.Update(s, 3e6)
-	e.NoteQueue(queued(s, Interval-2*queueHold, 1_500_000, 400_000, 150*time.Millisecond))
+	e.NoteQueue(queued(s, Interval-2*queueHold, 1_500_000, 400_000, 120*time.Millisecond))
 	e.NoteQueue(queued(s, Interval-queueHold, 1_500_000, 1_500_000, 0)) // gone again: a burst
-	s = queued(s, Interval, 1_500_000, 400_000, 150*time.Millisecond)
+	s = queued(s, Interval, 1_500_000, 400_000, 120*time.Millisecond)
 	if e.Update(s, 3e6); e.Overrun() {
 		t.Fatal("overuse from a queue seen in one look")
 	}
-	e.NoteQueue(queued(s, Interval-queueHold, 1_500_000, 400_000, 150*time.Millisecond))
-	s = queued(s, Interval, 1_500_000, 400_000, 150*time.Millisecond)
+	e.NoteQueue(queued(s, Interval-queueHold, 1_500_000, 400_000, 120*time.Millisecond))
+	s = queued(s, Interval, 1_500_000, 400_000, 120*time.Millisecond)
 	if e.Update(s, 3e6); !e.Overrun() {
 		t.Fatal("no overuse from a queue that lasted queueHold while a quarter of the rate was delivered")
+	}
+	// A queue near a shaper's whole counts in one look.
+	s = queued(s, Interval, 400_000, 400_000, 0)
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 400_000, queueFull)
+	if e.Update(s, 3e6); !e.Overrun() {
+		t.Fatal("no overuse from one look at a full queue")
 	}
 }
