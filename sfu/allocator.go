@@ -245,7 +245,9 @@ func (a *allocator) tick(now time.Time) {
 			next = keep[i] // the link no longer carries it: down now
 		case keep[i] < target:
 			continue // short of the estimate but carried without loss: the estimate lags
-		case a.choice[i] > target && !hold:
+		case a.choice[i] > target && !hold && !a.est.Congested():
+			// (Not on a round that shows loss or a queue: a step down with headroom
+			// went below what the estimate fits, and must not come straight back.)
 			next = a.choice[i] // up only with headroom, and once the link has carried the rate
 		}
 		if next != target && target >= 0 {
