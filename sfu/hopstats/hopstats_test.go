@@ -228,7 +228,7 @@ func FuzzReports(f *testing.F) {
 		if err != nil {
 			return
 		}
-		i := newInterceptor()
+		i := newInterceptor(nil)
 		i.clock[2] = 90000
 		now := time.Unix(1_000_000, 0)
 		i.written([]rtcp.Packet{&rtcp.SenderReport{SSRC: 2, NTPTime: 7 << 16}}, now)
