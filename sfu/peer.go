@@ -145,12 +145,12 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
 		layerTracks: map[*UpTrack]struct{}{},
 	}
+	var err error
 	p.api = b.api
 	if params.Relay {
 		p.api = b.relayAPI
 	}
-	var err error
-	if p.sub, err = p.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.sub, err = p.newConnection(); err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
 	if b.hops != nil {
@@ -178,7 +178,7 @@ func (p *Peer) newPub() (*webrtc.PeerConnection, error) {
 	if pc := p.publisher(); pc != nil {
 		return pc, nil
 	}
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.newConnection()
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
@@ -215,6 +215,15 @@ func (p *Peer) newPub() (*webrtc.PeerConnection, error) {
 	p.pub, p.pubHop = pc, hop
 	p.mu.Unlock()
 	return pc, nil
+}
+
+// newConnection makes one of the peer's connections, with the bridge's certificate.
+func (p *Peer) newConnection() (*webrtc.PeerConnection, error) {
+	certs, err := p.bridge.certs.get()
+	if err != nil {
+		return nil, err
+	}
+	return p.api.NewPeerConnection(webrtc.Configuration{Certificates: certs})
 }
 
 // publisher is the publisher connection; nil until the endpoint's first offer.
