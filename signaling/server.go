@@ -220,12 +220,12 @@ func New(cfg Config) *Server {
 		s.focus.root = s.local
 		s.focus.add(s.local)
 	}
-	// Buffer sizes left at 0: the socket reads through the 4 KiB buffer the HTTP server
-	// already allocated for the request, instead of 4 KiB more of its own per endpoint
-	// for the whole meeting (issue 11). Writes take a 4 KiB buffer from a pool the
-	// server's sockets share for each message, and give it back: a socket writes a few
-	// messages a second, so the server holds a handful, not one per endpoint.
-	s.upgrader = websocket.Upgrader{CheckOrigin: s.checkOrigin, WriteBufferPool: &sync.Pool{}}
+	// Buffer sizes left at 0: the socket reads and writes through the 4 KiB buffers the
+	// HTTP server already allocated for the request, instead of 8 KiB more of its own
+	// per endpoint for the whole meeting (issue 11). Not a pool of write buffers: the
+	// HTTP connection keeps its writer while the handler runs the session (and its reader,
+	// which the socket reads through, points back at it), so a pool only adds buffers.
+	s.upgrader = websocket.Upgrader{CheckOrigin: s.checkOrigin}
 	return s
 }
 
