@@ -5,7 +5,10 @@
 # against a separate `cau serve --dev`; a heap and a goroutine profile at 35 s.
 #
 #   sfu/bench-mem.sh [endpoints] [out-dir]        (CAU_BIN, RAMP=10/s, BENCH_HTTP,
-#                                                  BENCH_UDP, BENCH_DEBUG may be set)
+#                                                  BENCH_UDP, BENCH_DEBUG, AFTER may be set)
+#
+# AFTER="5 20 60" also snapshots that many seconds after the meeting ended (every
+# endpoint gone), the last with profiles: does the server return to its idle state?
 #
 # Per subscriber = (rss_kB at a snapshot - rss_kB idle) / peers at that snapshot. Run
 # it in a network namespace with only loopback (ip netns add m; ip -n m link set lo up;
@@ -53,6 +56,12 @@ for s in 15 20 25 30 35 40 45; do
 done
 rc=0
 wait $lt || rc=$?
+prev=0
+for s in ${AFTER:-}; do
+	sleep $((s - prev))
+	prev=$s
+	if [ "$s" = "${AFTER##* }" ]; then snap end+$s profile; else snap end+$s; fi
+done
 grep -E "endpoints|join " "$OUT/load.txt" | head -2
 grep -o '"memory_per_endpoint_bytes": *[0-9.e+-]*' "$OUT/load.json" || true
 echo "loadtest exit $rc; profiles and snapshots in $OUT"
