@@ -59,6 +59,9 @@ type meeting struct {
 	early []presence.Event
 	// lastFence is the fence of the last lease this node held for the meeting (fence).
 	lastFence atomic.Pointer[rooms.Fence]
+	// reconcileQueued says a reconcile waits on ops (reconcileSoon); any reconcile
+	// clears it.
+	reconcileQueued bool
 	// movedAway is set when this node lost the meeting's lease: its sessions end so that
 	// they come back through the new owner, while their media goes on through the
 	// bridges, so their ends are no disconnects for the roll call.
@@ -276,7 +279,7 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Inc()
 	}
-	m.reconcile()
+	m.reconcileSoon()
 	return nil
 }
 
@@ -304,8 +307,14 @@ func (m *meeting) remove(s *session) {
 	for _, o := range m.participants {
 		o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID})
 	}
-	if !m.movedAway { // else another node drives the bridges now (handOver)
+	switch {
+	case m.movedAway: // another node drives the bridges now (handOver)
+	case len(m.participants) == 0:
+		// At once: the meeting may stop now, and its op queue with it, before a queued
+		// reconcile could queue the closing of its relay links.
 		m.reconcile()
+	default:
+		m.reconcileSoon()
 	}
 	m.mu.Unlock()
 	if mt := m.srv.cfg.Metrics; mt != nil {
@@ -345,7 +354,7 @@ func (m *meeting) published(s *session, origin Bridge, key ids.StreamKey, kind s
 		return
 	}
 	m.streams[key] = &streamInfo{owner: s, origin: origin, source: sourceOf(key, kind), kind: kind}
-	m.reconcile()
+	m.reconcileSoon()
 }
 
 func (m *meeting) unpublished(s *session, origin Bridge, key ids.StreamKey) {
@@ -353,7 +362,7 @@ func (m *meeting) unpublished(s *session, origin Bridge, key ids.StreamKey) {
 	defer m.mu.Unlock()
 	if st := m.streams[key]; st != nil && st.owner == s && st.origin == origin {
 		delete(m.streams, key)
-		m.reconcile()
+		m.reconcileSoon()
 	}
 }
 
