@@ -59,9 +59,6 @@ type meeting struct {
 	early []presence.Event
 	// lastFence is the fence of the last lease this node held for the meeting (fence).
 	lastFence atomic.Pointer[rooms.Fence]
-	// reconcileQueued says a reconcile waits on ops (reconcileSoon); any reconcile
-	// clears it.
-	reconcileQueued bool
 	// movedAway is set when this node lost the meeting's lease: its sessions end so that
 	// they come back through the new owner, while their media goes on through the
 	// bridges, so their ends are no disconnects for the roll call.
@@ -279,7 +276,7 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Inc()
 	}
-	m.reconcileSoon()
+	m.reconcile()
 	return nil
 }
 
@@ -313,14 +310,8 @@ func (m *meeting) remove(s *session) {
 			o.enqueue(news)
 		}
 	}
-	switch {
-	case m.movedAway: // another node drives the bridges now (handOver)
-	case len(m.participants) == 0:
-		// At once: the meeting may stop now, and its op queue with it, before a queued
-		// reconcile could queue the closing of its relay links.
+	if !m.movedAway { // else another node drives the bridges now (handOver)
 		m.reconcile()
-	default:
-		m.reconcileSoon()
 	}
 	m.mu.Unlock()
 	if mt := m.srv.cfg.Metrics; mt != nil {
@@ -360,7 +351,7 @@ func (m *meeting) published(s *session, origin Bridge, key ids.StreamKey, kind s
 		return
 	}
 	m.streams[key] = &streamInfo{owner: s, origin: origin, source: sourceOf(key, kind), kind: kind}
-	m.reconcileSoon()
+	m.reconcile()
 }
 
 func (m *meeting) unpublished(s *session, origin Bridge, key ids.StreamKey) {
@@ -368,7 +359,7 @@ func (m *meeting) unpublished(s *session, origin Bridge, key ids.StreamKey) {
 	defer m.mu.Unlock()
 	if st := m.streams[key]; st != nil && st.owner == s && st.origin == origin {
 		delete(m.streams, key)
-		m.reconcileSoon()
+		m.reconcile()
 	}
 }
 

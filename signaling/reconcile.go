@@ -14,7 +14,6 @@ import (
 // then subscriptions, then links no longer needed. Caller holds m.mu; no bridge is called
 // under it.
 func (m *meeting) reconcile() {
-	m.reconcileQueued = false // this one covers what a queued one was asked for
 	in := relayplan.Input{Meeting: m.id}
 	bridges := map[ids.BridgeID]Bridge{}
 	var occupied []Bridge
@@ -110,27 +109,6 @@ func (m *meeting) reconcile() {
 		}
 	}
 	m.syncPins(bridges)
-}
-
-// reconcileSoon queues a reconcile on m.ops, unless one is queued already. The joins,
-// leaves and publications of a storm that come while the queue is busy (running the
-// bridge commands of those before) then share one plan of the whole meeting, where
-// each used to compute it under the lock: O(N) per join, O(N²) per storm, every other
-// join and every bridge event of the meeting waiting. The plan is computed when the
-// queue reaches it, from the meeting as it is then, so its commands still follow those
-// queued before them. Caller holds m.mu.
-func (m *meeting) reconcileSoon() {
-	if m.reconcileQueued {
-		return
-	}
-	m.reconcileQueued = true
-	m.ops.push(func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if m.reconcileQueued && !m.movedAway {
-			m.reconcile()
-		}
-	})
 }
 
 // peerAt names a peer on a bridge.
