@@ -106,11 +106,18 @@ type Peer struct {
 	needQuit    chan struct{} // ends a relay peer's need reporter (need.go); set in NewPeer
 	dynQuit     chan struct{} // ends the dynacast goroutine (dynacast.go), started with the first simulcast source
 	downs       map[*DownTrack]*webrtc.RTPSender
-	offerOut    bool // a subscriber offer awaits its answer
+	offerOut    bool // a subscriber offer is due (offerDue) or awaits its answer
 	renegotiate bool // something changed while an offer was out
 	offerTimer  *time.Timer
-	pendingPub  []webrtc.ICECandidateInit // candidates that arrived before the remote description
-	pendingSub  []webrtc.ICECandidateInit
+	// offerDue is the pending sendOffer of a batch not yet offered (nil once sendOffer
+	// starts), and batchFrom when that batch's first change came (scheduleOffer).
+	offerDue  *time.Timer
+	batchFrom time.Time
+	// batchQuiet and batchMax are subscriberBatch and subscriberBatchMax (tests lengthen
+	// them, so that a test's pace cannot decide what it asserts).
+	batchQuiet, batchMax time.Duration
+	pendingPub           []webrtc.ICECandidateInit // candidates that arrived before the remote description
+	pendingSub           []webrtc.ICECandidateInit
 	// remoteCands counts the remote candidates given to each connection (by Target) in
 	// its current ICE session (remoteUfrag: the remote description's ice-ufrag; an ICE
 	// restart changes it and starts the count again). Indexed by Target (0 unused).
@@ -131,8 +138,15 @@ const MaxRemoteCandidates = 64
 var ErrTooManyCandidates = errors.New("too many ICE candidates for one connection")
 
 // subscriberBatch lets several track changes (a participant's audio and video arrive
-// together) share one renegotiation.
-const subscriberBatch = 20 * time.Millisecond
+// together) share one renegotiation: the offer goes out once the subscriber connection
+// has seen no change for subscriberBatch, and at the latest subscriberBatchMax after the
+// first change, so that a join storm's stream of changes (each join's tracks added to
+// whoever receives them, on a loaded machine slower than the window) makes one offer per
+// subscriber per window rather than one per join.
+const (
+	subscriberBatch    = 20 * time.Millisecond
+	subscriberBatchMax = 100 * time.Millisecond
+)
 
 // NewPeer creates the two connections of an endpoint.
 func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
@@ -144,6 +158,7 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 		bridge: b, params: params, log: log.With("peer", params.ID),
 		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
 		layerTracks: map[*UpTrack]struct{}{},
+		batchQuiet:  subscriberBatch, batchMax: subscriberBatchMax,
 	}
 	var err error
 	p.api = b.api
@@ -494,15 +509,26 @@ func (p *Peer) scheduleOffer() {
 		return
 	}
 	if p.offerOut {
-		p.renegotiate = true
+		// A batch still waiting to be offered takes the change and waits for quiet again,
+		// up to its limit; Stop fails when sendOffer has fired, and its CreateOffer, after
+		// this change, carries it.
+		if p.offerDue != nil && time.Since(p.batchFrom) < p.batchMax-p.batchQuiet && p.offerDue.Stop() {
+			p.offerDue.Reset(p.batchQuiet)
+			return
+		}
+		if p.offerDue == nil {
+			p.renegotiate = true
+		}
 		return
 	}
 	p.offerOut = true
-	time.AfterFunc(subscriberBatch, p.sendOffer)
+	p.batchFrom = time.Now()
+	p.offerDue = time.AfterFunc(p.batchQuiet, p.sendOffer)
 }
 
 func (p *Peer) sendOffer() {
 	p.mu.Lock()
+	p.offerDue = nil
 	if p.closed {
 		p.mu.Unlock()
 		return

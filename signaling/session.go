@@ -78,6 +78,12 @@ type session struct {
 	bridge     Bridge
 	peerID     ids.PeerID
 	generation int
+	// placed mirrors bridge and peerID for where, which the bridge's event goroutines
+	// call for every offer and candidate of the peer: they read it without the
+	// meeting's lock, which under a join storm each of them otherwise queued for behind
+	// the joins (the mutex profile's largest signaling entry). Stored by setPlace
+	// wherever bridge and peerID are written.
+	placed atomic.Pointer[placement]
 	// view is the page's last view (view.go), sent again to a bridge it moves to;
 	// guarded by meeting.mu.
 	view   *protocol.BridgeView
@@ -104,6 +110,19 @@ type session struct {
 	mu           sync.Mutex // guards trackSources and muted, and join's writes (above)
 	trackSources map[string]protocol.Source
 	muted        map[protocol.Source]bool
+}
+
+// placement is where an endpoint's media terminates: its bridge and its peer there.
+type placement struct {
+	bridge Bridge
+	peer   ids.PeerID
+}
+
+// setPlace writes bridge and peerID and publishes them to where. Callers hold the lock
+// the fields' writes need (s.mu during the join, meeting.mu after it).
+func (s *session) setPlace(b Bridge, peer ids.PeerID) {
+	s.bridge, s.peerID = b, peer
+	s.placed.Store(&placement{bridge: b, peer: peer})
 }
 
 func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
