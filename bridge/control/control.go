@@ -42,12 +42,18 @@ const (
 )
 
 const (
-	writeWait = 5 * time.Second
+	// writeWait is how long one frame to a bridge may take to leave. A bridge busy with
+	// hundreds of joins reads its socket late; a timed-out write breaks the connection for
+	// good (gorilla), so it must not come before the liveness watchdog, which tells a hung
+	// bridge (HardTimeout) from a slow one.
+	writeWait = 30 * time.Second
 	// pingEvery keeps an idle control socket alive through NATs and lets the bridge notice
 	// a dead signaling server (it gives up after 35 s without one).
 	pingEvery = 15 * time.Second
-	// sendBacklog is how many commands may wait for a slow bridge before it is cut off.
-	sendBacklog = 1024
+	// sendBacklog is how many commands may wait for a slow bridge before it is cut off: a
+	// join of one endpoint in a meeting of 60 streams queues about 70, and a bridge of a
+	// national meeting takes hundreds of joins in a burst (issue 10).
+	sendBacklog = 16384
 	// readLimit bounds one message: heartbeats carry every endpoint's link figures, so a
 	// bridge with hundreds of endpoints sends more than an endpoint may. Bridges are
 	// authenticated; 8 MiB still bounds them.
