@@ -139,29 +139,43 @@ func decode[T any](env protocol.Envelope, use func(T)) error {
 // watchdog ends the bridge when its beats stop (a hung process or a cut link; a killed
 // process is noticed sooner, when its socket closes). It ticks ten times per timeout and
 // judges only on a tick that came on time while the reader was listening (see
-// DefaultTimeout); HardTimeout applies on every tick.
+// DefaultTimeout); HardTimeout applies on every tick, to the silence signaling could
+// have heard: a tick that came late counts as two intervals, not as the time this
+// process was starved. Otherwise a stall of the whole signaling process for HardTimeout
+// (a 2-core machine under load, the race detector, a long GC) declared every bridge down
+// at once, each of them beating (issue 10's national meeting); a hung bridge is still
+// found while signaling is starved, later.
 func (rb *Remote) watchdog() {
 	every := rb.timeout / 10
 	t := time.NewTicker(every)
 	defer t.Stop()
 	prev := time.Now()
+	var hearable time.Duration // the silence since the bridge was last heard, late ticks capped
 	for {
 		select {
 		case <-rb.done:
 			return
 		case <-t.C:
 			now := time.Now() // when this goroutine runs, not when the tick was due
-			late := now.Sub(prev) > 2*every
+			gap := now.Sub(prev)
+			late := gap > 2*every
+			seen := time.Unix(0, rb.lastSeen.Load())
+			silent := now.Sub(seen)
+			if seen.After(prev) {
+				hearable = silent
+			} else {
+				hearable += min(gap, 2*every)
+			}
 			prev = now
-			silent := now.Sub(time.Unix(0, rb.lastSeen.Load()))
 			timeout := min(max(rb.timeout, time.Duration(rb.slack.Load())), HardTimeout)
 			switch {
-			case silent > HardTimeout:
+			case hearable > HardTimeout:
 			case silent > timeout && !late && !rb.busy.Load():
 			default:
 				continue
 			}
-			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond), "timeout", timeout)
+			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond),
+				"hearable", hearable.Round(time.Millisecond), "timeout", timeout)
 			rb.shutdown("heartbeat timeout")
 			return
 		}
