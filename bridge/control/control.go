@@ -172,7 +172,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(conn, reqID, protocol.CodeForbidden, err)
 		return
 	}
-	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog),
+	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog), pong: make(chan string, 1),
 		done: make(chan struct{}),
 		log:  s.log.With("bridge", string(reg.ID), "site", string(reg.Site)), down: s.cfg.Down}
 	rb.timeout = s.timeout(reg.BeatMillis)

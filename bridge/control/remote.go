@@ -33,6 +33,7 @@ type Remote struct {
 	down func(*Remote, string)
 
 	send     chan []byte   // to the writer
+	pong     chan string   // capacity 1: a pong for the writer to send
 	done     chan struct{} // closed by shutdown
 	once     sync.Once
 	timeout  time.Duration    // silence that ends the bridge; set before the reader starts
@@ -73,12 +74,14 @@ func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 	}
 }
 
-// ping is the socket's ping handler (on the reader's goroutine): a bridge's beat.
+// ping is the socket's ping handler (on the reader's goroutine): a bridge's beat. The
+// pong goes through the writer (writeLoop): written here, it waited behind a long write to
+// a busy bridge, and the reader heard none of the bridge's beats meanwhile.
 func (rb *Remote) ping(data string) error {
 	rb.heard(time.Now())
-	err := rb.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
-	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-		return err
+	select {
+	case rb.pong <- data:
+	default: // a pong is already due; one answers any number of pings
 	}
 	return nil
 }
@@ -141,7 +144,7 @@ func decode[T any](env protocol.Envelope, use func(T)) error {
 // judges only on a tick that came on time while the reader was listening (see
 // DefaultTimeout); HardTimeout applies on every tick, to the silence signaling could
 // have heard: a tick that came late counts as two intervals, not as the time this
-// process was starved. Otherwise a stall of the whole signaling process for HardTimeout
+// process was starved, and one while the reader is in a handler not at all. Otherwise a stall of the whole signaling process for HardTimeout
 // (a 2-core machine under load, the race detector, a long GC) declared every bridge down
 // at once, each of them beating (issue 10's national meeting); a hung bridge is still
 // found while signaling is starved, later.
@@ -161,9 +164,11 @@ func (rb *Remote) watchdog() {
 			late := gap > 2*every
 			seen := time.Unix(0, rb.lastSeen.Load())
 			silent := now.Sub(seen)
-			if seen.After(prev) {
+			switch {
+			case seen.After(prev):
 				hearable = silent
-			} else {
+			case rb.busy.Load(): // the reader is in a handler: what comes waits in the socket
+			default:
 				hearable += min(gap, 2*every)
 			}
 			prev = now
@@ -192,6 +197,12 @@ func (rb *Remote) writeLoop() {
 		case <-ping.C:
 			if err := rb.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				rb.shutdown("ping failed")
+				return
+			}
+		case data := <-rb.pong:
+			err := rb.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+			if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+				rb.shutdown("pong failed")
 				return
 			}
 		case b := <-rb.send:
