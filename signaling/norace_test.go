@@ -1,5 +1,0 @@
-//go:build !race
-
-package signaling_test
-
-const raceEnabled = false
