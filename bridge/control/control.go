@@ -81,7 +81,9 @@ type Config struct {
 	// Down is called once when an admitted bridge's socket ends or its heartbeats stop.
 	Down func(b *Remote, why string)
 	// Timeout is the silence after which a bridge that beats is declared down; 0 means
-	// DefaultTimeout. It is raised to four of the bridge's beats and capped at HardTimeout.
+	// DefaultTimeout. It is raised to four of the bridge's beats and capped at HardTimeout;
+	// a Timeout above HardTimeout raises that cap too (a machine so loaded that a live
+	// bridge goes unheard for longer, as in the national meeting's test).
 	Timeout time.Duration
 }
 
@@ -175,7 +177,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog), pong: make(chan string, 1),
 		done: make(chan struct{}),
 		log:  s.log.With("bridge", string(reg.ID), "site", string(reg.Site)), down: s.cfg.Down}
-	rb.timeout = s.timeout(reg.BeatMillis)
+	rb.timeout, rb.hard = s.timeout(reg.BeatMillis), max(HardTimeout, s.cfg.Timeout)
 	rb.lastSeen.Store(time.Now().UnixNano())
 	conn.SetPingHandler(rb.ping)
 	ev, err := s.cfg.Registered(rb)
@@ -200,7 +202,7 @@ func (s *Server) timeout(beatMillis int) time.Duration {
 	if t <= 0 {
 		t = DefaultTimeout
 	}
-	return min(max(t, 4*time.Duration(beatMillis)*time.Millisecond), HardTimeout)
+	return min(max(t, 4*time.Duration(beatMillis)*time.Millisecond), max(HardTimeout, t))
 }
 
 // readRegister reads the first message, which must register a bridge with a valid id.

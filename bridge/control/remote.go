@@ -37,6 +37,7 @@ type Remote struct {
 	done     chan struct{} // closed by shutdown
 	once     sync.Once
 	timeout  time.Duration    // silence that ends the bridge; set before the reader starts
+	hard     time.Duration    // silence that ends it whatever the reason (HardTimeout or more); idem
 	lastSeen atomic.Int64     // unix nanos of the last message or ping, or of a handler's end
 	gaps     gapWindow        // the longest silences seen lately; the reader's
 	slack    atomic.Int64     // twice the longest recent silence (ns), for the watchdog
@@ -53,7 +54,7 @@ func (rb *Remote) Site() ids.SiteID { return rb.site }
 func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 	defer rb.shutdown("connection closed")
 	for {
-		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * HardTimeout))
+		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * rb.hard))
 		_, data, err := rb.conn.ReadMessage()
 		if err != nil {
 			return
@@ -142,9 +143,10 @@ func decode[T any](env protocol.Envelope, use func(T)) error {
 // watchdog ends the bridge when its beats stop (a hung process or a cut link; a killed
 // process is noticed sooner, when its socket closes). It ticks ten times per timeout and
 // judges only on a tick that came on time while the reader was listening (see
-// DefaultTimeout); HardTimeout applies on every tick, to the silence signaling could
-// have heard: a tick that came late counts as two intervals, not as the time this
-// process was starved, and one while the reader is in a handler not at all. Otherwise a stall of the whole signaling process for HardTimeout
+// DefaultTimeout); HardTimeout applies on every tick. Both judge the silence signaling
+// could have heard: a tick that came late counts as two intervals, not as the time this
+// process was starved, and one while the reader is in a handler not at all. Otherwise a
+// stall of the whole signaling process for HardTimeout
 // (a 2-core machine under load, the race detector, a long GC) declared every bridge down
 // at once, each of them beating (issue 10's national meeting); a hung bridge is still
 // found while signaling is starved, later.
@@ -172,10 +174,10 @@ func (rb *Remote) watchdog() {
 				hearable += min(gap, 2*every)
 			}
 			prev = now
-			timeout := min(max(rb.timeout, time.Duration(rb.slack.Load())), HardTimeout)
+			timeout := min(max(rb.timeout, time.Duration(rb.slack.Load())), rb.hard)
 			switch {
-			case hearable > HardTimeout:
-			case silent > timeout && !late && !rb.busy.Load():
+			case hearable > rb.hard:
+			case hearable > timeout && !late && !rb.busy.Load():
 			default:
 				continue
 			}
