@@ -2,6 +2,6 @@
 
 package signaling_test
 
-// raceEnabled: the tests of hundreds of endpoints run smaller under the race detector
-// (it costs them several times the CPU); make test runs them at full size without it.
+// raceEnabled: the tests of hundreds of endpoints skip under the race detector, which
+// costs them several times the CPU; make test runs them without it.
 const raceEnabled = true
