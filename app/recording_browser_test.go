@@ -13,6 +13,7 @@ import (
 	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/internal/testkit"
 )
@@ -28,12 +29,8 @@ func TestBrowserShowsRecording(t *testing.T) {
 	store, tree := testkit.Store(t, testkit.SiteTW, testkit.SiteXA)
 	testkit.Schedule(t, store, tree, testkit.Hop("tw", "xa"))
 	log := slog.New(slog.NewTextHandler(s.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, Dev: true, Logger: log,
+	a, _ := testapp.Start(t, app.Config{ICETCPPort: -1, Dev: true, Logger: log,
 		Store: store, Tree: tree, Site: "tw", Ancestry: tree.Ancestors, RecordingsDir: filepath.Join(t.TempDir(), "rec")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
 	s.app = a
 	b := s.browsers(testbrowser.Options{}, "xa")[0]
 	if err := b.Open(s.joinURL(a.Keys(), "hop", "xa", "UBND xã", auth.RoleParticipant)+"&lang=vi", "join",

@@ -11,6 +11,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/deploy/examples"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/rooms/store/bolt"
@@ -71,16 +72,7 @@ func newStageWith(t *testing.T, withStore bool, mutate func(*app.Config)) *stage
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	a, err := app.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("start cau: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := a.Close(); err != nil {
-			t.Logf("close cau: %v", err)
-		}
-	})
-	s.app = a
+	s.app, _ = testapp.Start(t, cfg)
 	return s
 }
 
@@ -155,16 +147,8 @@ func newBrowser(t *testing.T, execPath, name string, logs *syncBuffer) (*browser
 // startServer starts Cầu in dev mode on loopback.
 func startServer(t *testing.T, logs *syncBuffer) *app.App {
 	t.Helper()
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", Dev: true,
+	a, _ := testapp.Start(t, app.Config{Dev: true,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatalf("start cau: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := a.Close(); err != nil {
-			t.Logf("close cau: %v", err)
-		}
-	})
 	return a
 }
 

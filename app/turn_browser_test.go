@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/turnserver"
@@ -78,16 +79,12 @@ func startForFirewall(t *testing.T, fw *wan.Firewalled, logs *syncBuffer, level 
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Start(t.Context(), app.Config{
+	a, _ := testapp.Start(t, app.Config{
 		HTTPAddr: net.JoinHostPort(fw.WebIP, "443"), ICEUDPPort: 0, ICETCPPort: 0, Dev: true,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})),
 		TURN: app.TURNConfig{Secret: "turn-test-secret-0123456789", UDPAddr: net.JoinHostPort(fw.TURNIP, "3478"),
 			TCPAddr: net.JoinHostPort(fw.TURNIP, "443"), Host: fw.TURNIP, Certificate: &cert},
 	})
-	if err != nil {
-		t.Fatalf("start cau: %v", err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
 	return a
 }
 

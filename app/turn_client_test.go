@@ -9,6 +9,7 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 )
@@ -16,19 +17,9 @@ import (
 // TestGoClientUsesTURN: the Go client takes the TURN servers from joined; made to use
 // relayed candidates only, it still publishes and receives, through the embedded TURN.
 func TestGoClientUsesTURN(t *testing.T) {
-	logs := &syncBuffer{}
+	a, logs := testapp.Start(t, app.Config{ICEUDPPort: 0, ICETCPPort: -1, Dev: true})
+	// The clients log beside the server, so a failure's log tells the whole story.
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1,
-		Dev: true, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	defer func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	}()
 	if udp, tcp := a.TURNAddrs(); udp == "" || tcp == "" {
 		t.Fatalf("dev mode runs no TURN server (udp %q, tcp %q)", udp, tcp)
 	}

@@ -147,79 +147,71 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
+// applyEnv overrides c with the CAU_* variables that are set: strings as they are,
+// lists comma-separated, numbers in decimal, CAU_DEV as a boolean.
 func (c *Config) applyEnv(getenv func(string) string) error {
-	str := func(key string, dst *string) {
-		if v := getenv(key); v != "" {
-			*dst = v
-		}
+	str := func(dst *string) func(string) error {
+		return func(v string) error { *dst = v; return nil }
 	}
-	num := func(key string, dst *int) error {
-		if v := getenv(key); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return fmt.Errorf("%s=%q: not a number", key, v)
+	list := func(dst *[]string) func(string) error {
+		return func(v string) error { *dst = splitList(v); return nil }
+	}
+	num := func(dst *int) func(string) error { return parsed(dst, strconv.Atoi, "a number") }
+	boolean := func(dst *bool) func(string) error { return parsed(dst, strconv.ParseBool, "a boolean") }
+	for _, e := range []struct {
+		key string
+		set func(string) error
+	}{
+		{"CAU_HTTP_ADDR", str(&c.HTTPAddr)},
+		{"CAU_ICE_UDP_PORT", num(&c.ICEUDPPort)},
+		{"CAU_ICE_TCP_PORT", num(&c.ICETCPPort)},
+		{"CAU_PUBLIC_IPS", list(&c.PublicIPs)},
+		{"CAU_RELAY_PORTS", str(&c.RelayPorts)},
+		{"CAU_TOKEN_KEY", str(&c.TokenKey)},
+		{"CAU_PREVIOUS_TOKEN_KEYS", list(&c.PreviousTokenKeys)},
+		{"CAU_ALLOWED_ORIGINS", list(&c.AllowedOrigins)},
+		{"CAU_SITES_FILE", str(&c.SitesFile)},
+		{"CAU_DATA_DIR", str(&c.DataDir)},
+		{"CAU_RECORDINGS_DIR", str(&c.RecordingsDir)},
+		{"CAU_REDIS_URL", str(&c.RedisURL)},
+		{"CAU_ADVERTISE_URL", str(&c.AdvertiseURL)},
+		{"CAU_LOG_LEVEL", str(&c.LogLevel)},
+		{"CAU_LOG_FORMAT", str(&c.LogFormat)},
+		{"CAU_TURN_SECRET", str(&c.TURN.Secret)},
+		{"CAU_TURN_UDP_ADDR", str(&c.TURN.UDPAddr)},
+		{"CAU_TURN_TCP_ADDR", str(&c.TURN.TCPAddr)},
+		{"CAU_TURN_HOST", str(&c.TURN.Host)},
+		{"CAU_TURN_CERT_FILE", str(&c.TURN.CertFile)},
+		{"CAU_TURN_KEY_FILE", str(&c.TURN.KeyFile)},
+		{"CAU_MAX_PARTICIPANTS", num(&c.MaxParticipants)},
+		{"CAU_MAX_SOCKETS_PER_ADDR", num(&c.MaxSocketsPerAddr)},
+		{"CAU_MAX_SESSIONS_PER_TOKEN", num(&c.MaxSessionsPerToken)},
+		{"CAU_MAX_JOINS_PER_TOKEN_PER_MINUTE", num(&c.MaxJoinsPerTokenPerMinute)},
+		{"CAU_MAX_BRIDGE_PEERS", num(&c.MaxBridgePeers)},
+		{"CAU_GC_PERCENT", num(&c.GCPercent)},
+		{"CAU_MEMORY_LIMIT", str(&c.MemoryLimit)},
+		{"CAU_DEV", boolean(&c.Dev)},
+	} {
+		if v := getenv(e.key); v != "" {
+			if err := e.set(v); err != nil {
+				return fmt.Errorf("%s=%q: %w", e.key, v, err)
 			}
-			*dst = n
 		}
-		return nil
-	}
-	list := func(key string, dst *[]string) {
-		if v := getenv(key); v != "" {
-			*dst = splitList(v)
-		}
-	}
-	str("CAU_HTTP_ADDR", &c.HTTPAddr)
-	if err := num("CAU_ICE_UDP_PORT", &c.ICEUDPPort); err != nil {
-		return err
-	}
-	if err := num("CAU_ICE_TCP_PORT", &c.ICETCPPort); err != nil {
-		return err
-	}
-	list("CAU_PUBLIC_IPS", &c.PublicIPs)
-	str("CAU_RELAY_PORTS", &c.RelayPorts)
-	str("CAU_TOKEN_KEY", &c.TokenKey)
-	list("CAU_PREVIOUS_TOKEN_KEYS", &c.PreviousTokenKeys)
-	list("CAU_ALLOWED_ORIGINS", &c.AllowedOrigins)
-	str("CAU_SITES_FILE", &c.SitesFile)
-	str("CAU_DATA_DIR", &c.DataDir)
-	str("CAU_RECORDINGS_DIR", &c.RecordingsDir)
-	str("CAU_REDIS_URL", &c.RedisURL)
-	str("CAU_ADVERTISE_URL", &c.AdvertiseURL)
-	str("CAU_LOG_LEVEL", &c.LogLevel)
-	str("CAU_LOG_FORMAT", &c.LogFormat)
-	str("CAU_TURN_SECRET", &c.TURN.Secret)
-	str("CAU_TURN_UDP_ADDR", &c.TURN.UDPAddr)
-	str("CAU_TURN_TCP_ADDR", &c.TURN.TCPAddr)
-	str("CAU_TURN_HOST", &c.TURN.Host)
-	str("CAU_TURN_CERT_FILE", &c.TURN.CertFile)
-	str("CAU_TURN_KEY_FILE", &c.TURN.KeyFile)
-	if err := num("CAU_MAX_PARTICIPANTS", &c.MaxParticipants); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_SOCKETS_PER_ADDR", &c.MaxSocketsPerAddr); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_SESSIONS_PER_TOKEN", &c.MaxSessionsPerToken); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_JOINS_PER_TOKEN_PER_MINUTE", &c.MaxJoinsPerTokenPerMinute); err != nil {
-		return err
-	}
-	if err := num("CAU_MAX_BRIDGE_PEERS", &c.MaxBridgePeers); err != nil {
-		return err
-	}
-	if err := num("CAU_GC_PERCENT", &c.GCPercent); err != nil {
-		return err
-	}
-	str("CAU_MEMORY_LIMIT", &c.MemoryLimit)
-	if v := getenv("CAU_DEV"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("CAU_DEV=%q: not a boolean", v)
-		}
-		c.Dev = b
 	}
 	return nil
+}
+
+// parsed is an applyEnv setter that stores the value parse makes of the variable in dst,
+// or says the variable is not what (parse's own error names no variable).
+func parsed[T any](dst *T, parse func(string) (T, error), what string) func(string) error {
+	return func(v string) error {
+		x, err := parse(v)
+		if err != nil {
+			return errors.New("not " + what)
+		}
+		*dst = x
+		return nil
+	}
 }
 
 func splitList(v string) []string {

@@ -3,7 +3,6 @@ package sipgw_test
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/rtpvideo"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/protocol"
@@ -40,20 +40,8 @@ func startWith(t testing.TB, sip app.SIPConfig) (*app.App, *testutil.LockedBuffe
 // returns (shown if the test fails).
 func startConfig(t testing.TB, cfg app.Config) (*app.App, *testutil.LockedBuffer) {
 	t.Helper()
-	logs := &testutil.LockedBuffer{}
 	cfg.HTTPAddr, cfg.ICETCPPort, cfg.Dev = "127.0.0.1:0", -1, true
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := app.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.Tail(64<<10))
-		}
-	})
-	return a, logs
+	return testapp.Start(t, cfg)
 }
 
 func token(t testing.TB, a *app.App, meeting, site, name string) string {

@@ -19,10 +19,7 @@ import (
 // H.264 only, so the page publishes its camera again in H.264, and the room receives and
 // decodes the official's camera; once the room hangs up, the page goes back to VP8.
 func TestBrowserSeenByRoom(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode (testing.Short)")
-	}
-	testbrowser.ChromiumPath(t)
+	testbrowser.Require(t)
 	testmedia.Need(t)
 	const meeting = "quan-chuc"
 	a, _ := start(t)

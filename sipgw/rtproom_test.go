@@ -186,23 +186,32 @@ func (r *rtpRoom) hangup() {
 	r.close()
 }
 
-func (r *rtpRoom) readVideo() {
+// readMedia reads conn until it closes: RTCP (packet types 192–223, RFC 5761) goes to
+// readRTCP, answered towards gw, and each RTP packet to onRTP.
+func (r *rtpRoom) readMedia(conn *net.UDPConn, gw netip.AddrPort, onRTP func(*rtp.Packet)) {
 	defer r.wg.Done()
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
-	var h264 codecs.H264Packet
 	for {
-		n, err := r.video.Read(buf)
+		n, err := conn.Read(buf)
 		if err != nil {
 			return
 		}
 		if n >= 2 && buf[1] >= 192 && buf[1] <= 223 {
-			r.readRTCP(r.video, r.gwVideo, buf[:n])
+			r.readRTCP(conn, gw, buf[:n])
 			continue
 		}
-		if pkt.Unmarshal(buf[:n]) != nil {
-			continue
+		if pkt.Unmarshal(buf[:n]) == nil {
+			onRTP(&pkt)
 		}
+	}
+}
+
+// readVideo counts the layers the gateway forwards and keeps the H.264 it sends (Annex
+// B) and when each distinct SPS first came.
+func (r *rtpRoom) readVideo() {
+	var h264 codecs.H264Packet
+	r.readMedia(r.video, r.gwVideo, func(pkt *rtp.Packet) {
 		if len(pkt.Payload) > client.VideoLayerOffset {
 			if l := pkt.Payload[client.VideoLayerOffset]; l >= 1 && l <= 3 {
 				r.layers[l-1].Add(1)
@@ -210,10 +219,11 @@ func (r *rtpRoom) readVideo() {
 		}
 		au, err := h264.Unmarshal(pkt.Payload)
 		if err != nil || len(au) == 0 {
-			continue
+			return
 		}
 		now := time.Now()
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		r.annexB.Write(au)
 		for _, nal := range nalUnits(au) {
 			if nal[0]&0x1f == 7 {
@@ -222,32 +232,21 @@ func (r *rtpRoom) readVideo() {
 				}
 			}
 		}
-		r.mu.Unlock()
-	}
+	})
 }
 
+// readAudio decodes the gateway's PCMU into pcm.
 func (r *rtpRoom) readAudio() {
-	defer r.wg.Done()
-	buf := make([]byte, 1500)
-	var pkt rtp.Packet
-	for {
-		n, err := r.audio.Read(buf)
-		if err != nil {
+	r.readMedia(r.audio, r.gwAudio, func(pkt *rtp.Packet) {
+		if pkt.PayloadType != 0 {
 			return
 		}
-		if n >= 2 && buf[1] >= 192 && buf[1] <= 223 {
-			r.readRTCP(r.audio, r.gwAudio, buf[:n])
-			continue
-		}
-		if pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != 0 {
-			continue
-		}
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		for _, b := range pkt.Payload {
 			r.pcm = append(r.pcm, ulawToLinear(b))
 		}
-		r.mu.Unlock()
-	}
+	})
 }
 
 // every runs send(i) every interval, i counting from 0, until the room closes.

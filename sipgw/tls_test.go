@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +19,6 @@ import (
 	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
-	"github.com/cau-project/cau/turnserver"
 )
 
 // tlsUA speaks SIP over one TLS connection by hand: it reads whole messages (framed by
@@ -150,12 +148,7 @@ func TestSIPTLSDialogKeepsItsConnection(t *testing.T) {
 			break
 		}
 	}
-	testutil.Eventually(t, 10*time.Second, func() string {
-		if n := a.SIP().Calls(); n != 0 {
-			return fmt.Sprintf("%d calls after BYE", n)
-		}
-		return ""
-	})
+	noCalls(t, a)
 }
 
 // TestAutoDialTLS: a room endpoint whose SIP URI asks for TLS (;transport=tls) is called
@@ -168,17 +161,9 @@ func TestAutoDialTLS(t *testing.T) {
 		rooms.Site{ID: "xa-b", Name: "Xã B", Level: rooms.LevelCommune, Parent: "tinh"})
 	// baresip listens over TLS on its SIP port + 1, with a certificate for 127.0.0.1.
 	port := freePortPair(t)
-	cert, err := turnserver.SelfSigned([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certPEM, keyPEM := testutil.SelfSignedPEM(t, "127.0.0.1")
 	pemFile := filepath.Join(t.TempDir(), "room.pem")
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
-	if err := os.WriteFile(pemFile, append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})...), 0o600); err != nil {
+	if err := os.WriteFile(pemFile, append(certPEM, keyPEM...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	room := startBaresipAudio(t, "Phòng họp xã B", fmt.Sprintf("127.0.0.1:%d", port), "", "g711.so",

@@ -3,7 +3,6 @@ package whip_test
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/httpapi"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/internal/testutil"
@@ -53,22 +53,11 @@ func deleteResource(t *testing.T, url, tok string, observer *client.Client, what
 // startWith is start with the configuration changed by mutate (if not nil).
 func startWith(t *testing.T, mutate func(*app.Config)) *app.App {
 	t.Helper()
-	logs := &testutil.LockedBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg := app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1, Dev: true, Logger: log}
+	cfg := app.Config{ICEUDPPort: 0, ICETCPPort: -1, Dev: true}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	a, err := app.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
+	a, _ := testapp.Start(t, cfg)
 	return a
 }
 

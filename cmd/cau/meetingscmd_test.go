@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/rooms"
 )
@@ -25,12 +24,7 @@ const cliTestKey = "cli-test-signing-key-0123456789abcdef"
 func startCau(t *testing.T) (*app.App, rooms.Store) {
 	t.Helper()
 	store, _ := testkit.Store(t)
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, TokenKey: cliTestKey,
-		Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
+	a, _ := testapp.Start(t, app.Config{ICETCPPort: -1, TokenKey: cliTestKey, Store: store})
 	return a, store
 }
 

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/cau-project/cau/app"
+	"github.com/cau-project/cau/internal/testapp"
 	"github.com/cau-project/cau/internal/testkit"
 )
 
@@ -18,12 +17,8 @@ import (
 func TestRecordFromCLI(t *testing.T) {
 	store, tree := testkit.Store(t, testkit.SiteTW)
 	testkit.Schedule(t, store, tree, testkit.Hop("tw"))
-	a, err := app.Start(t.Context(), app.Config{HTTPAddr: "127.0.0.1:0", ICETCPPort: -1, TokenKey: cliTestKey, Store: store,
-		Tree: tree, RecordingsDir: filepath.Join(t.TempDir(), "recordings"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a, _ := testapp.Start(t, app.Config{ICETCPPort: -1, TokenKey: cliTestKey, Store: store,
+		Tree: tree, RecordingsDir: filepath.Join(t.TempDir(), "recordings")})
 	t.Setenv("CAU_TOKEN_KEY", cliTestKey)
 	t.Setenv("CAU_TOKEN", "")
 	t.Setenv("CAU_URL", a.URL())

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cau-project/cau/turnserver"
+	"github.com/cau-project/cau/internal/testutil"
 )
 
 // TestSIPTLSFlags: --sip-tls-cert and --sip-tls-key load a certificate (TLS 1.2 at
@@ -18,19 +15,12 @@ import (
 // incomplete or unreadable combination is a clear error.
 func TestSIPTLSFlags(t *testing.T) {
 	dir := t.TempDir()
-	cert, err := turnserver.SelfSigned([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certPEM, keyPEM := testutil.SelfSignedPEM(t, "127.0.0.1")
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	parse := func(args ...string) sipTLSFlags {

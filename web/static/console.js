@@ -314,7 +314,29 @@ function handleEvent(block) {
 }
 
 // ---- selection and detail ----
-let detailTimer = 0;
+
+/**
+ * A side panel that shows one item and reloads it every `everyMs` while open.
+ * @param {string} elId the panel's element
+ * @param {(id: string) => void} load fills the panel with the item's figures
+ */
+function pollingPanel(elId, load, everyMs) {
+  let timer = 0;
+  return {
+    open(id) {
+      $(elId).hidden = false;
+      clearInterval(timer);
+      load(id);
+      timer = setInterval(() => load(id), everyMs);
+    },
+    close() {
+      clearInterval(timer);
+      $(elId).hidden = true;
+    },
+  };
+}
+
+const detailPanel = pollingPanel('detail', (id) => loadDetail(id), 2000);
 
 function select(id) {
   const n = nodes.get(id);
@@ -326,15 +348,11 @@ function select(id) {
   n.row.scrollIntoView({ block: 'nearest' });
   history.replaceState(null, '', location.pathname + location.search + '#' + encodeURIComponent(id));
   closeMeeting();
-  $('detail').hidden = false;
-  clearInterval(detailTimer);
-  loadDetail(id);
-  detailTimer = setInterval(() => loadDetail(id), 2000);
+  detailPanel.open(id);
 }
 
 function closeDetail() {
-  clearInterval(detailTimer);
-  $('detail').hidden = true;
+  detailPanel.close();
   if (selected) nodes.get(selected)?.row.classList.remove('selected');
   selected = '';
   history.replaceState(null, '', location.pathname + location.search);
@@ -361,7 +379,7 @@ const siteName = (id) => nodes.get(id)?.name || id;
 
 // ---- meetings: the pre-meeting check and the live roll call ----
 let meetingSel = '';
-let meetingTimer = 0;
+const meetingPanel = pollingPanel('mdetail', (id) => loadMeeting(id), 3000);
 let meetingsKey = '';
 
 async function loadMeetings() {
@@ -414,16 +432,12 @@ function selectMeeting(id) {
   if (selected) closeDetail();
   meetingSel = id;
   for (const li of $('meetings').children) li.classList.toggle('selected', li.dataset.id === id);
-  $('mdetail').hidden = false;
-  clearInterval(meetingTimer);
-  loadMeeting(id);
-  meetingTimer = setInterval(() => loadMeeting(id), 3000);
+  meetingPanel.open(id);
 }
 
 function closeMeeting() {
-  clearInterval(meetingTimer);
+  meetingPanel.close();
   meetingSel = '';
-  $('mdetail').hidden = true;
   for (const li of $('meetings').children) li.classList.remove('selected');
 }
 
