@@ -17,14 +17,15 @@ build:
 run: build
 	./$(BIN) serve --dev
 
-# The join-time smoke, the 100 SIP calls, the allocation checks of the pion send path, the
-# 60-endpoint discussion and the national meeting (40 endpoints; make national: 300) run without
-# the race detector (its figures mean nothing under it, 100 calls set up at once miss their
-# deadline under it, sync.Pool drops its buffers, 300 endpoints would take minutes).
+# The join-time smoke, the load tester's Last-N run, the 100 SIP calls, the allocation
+# checks of the pion send path, the 60-endpoint discussion and the national meeting (40
+# endpoints; make national: 300) run without the race detector (its figures mean nothing
+# under it, 100 calls set up at once miss their deadline under it, sync.Pool drops its
+# buffers, hundreds of endpoints would take minutes).
 # The packages build first, two at a time (go build: no test binary is linked twice); the
 # tests then build what is left and run one package at a time (-p 1). -vet=off: make vet
 # has run the whole go vet, of which go test's vet is a subset.
-NORACE_RUN := TestJoinTimeBound|TestSIPp100Calls|AllocatesNothing|TestDiscussionSixtyEndpoints|TestNationalMeeting
+NORACE_RUN := TestJoinTimeBound|TestSIPp100Calls|AllocatesNothing|TestDiscussionSixtyEndpoints|TestDiscussionLastN|TestNationalMeeting
 NORACE_PKGS := ./loadtest ./sipgw ./sfu ./signaling
 # bin/race/cau: the race-detector cau that signaling's and deploy/compose's tests run as
 # processes (testutil.BuildCau), linked here once.

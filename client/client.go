@@ -180,7 +180,8 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 	return c, nil
 }
 
-// joinMeeting sends the join and takes in what joined says.
+// joinMeeting sends the join and returns what joined says; the read goroutine has
+// already taken it in (applyJoined).
 func (c *Client) joinMeeting(ctx context.Context, join protocol.Join) (protocol.Joined, error) {
 	env, err := c.Request(ctx, protocol.KindJoin, join)
 	if err != nil {
@@ -190,7 +191,18 @@ func (c *Client) joinMeeting(ctx context.Context, join protocol.Join) (protocol.
 	if err := protocol.DecodeData(env, &j); err != nil {
 		return j, fmt.Errorf("joined: %w", err)
 	}
+	return j, nil
+}
+
+// applyJoined takes in what joined says: who the client is, who else is in the meeting
+// and the floor. It runs on the read goroutine, before the message after joined is read:
+// the server may send a participant change or a floor change right after joined (one
+// from another signaling node, say), and that change must land on joined's list, not
+// under it. Applied by the goroutine waiting in joinMeeting instead, the list used to
+// overwrite such a change (TestPresenceChangeWhileFollowing, under load).
+func (c *Client) applyJoined(j protocol.Joined) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.Self, c.Meeting = j.Self, j.Meeting
 	c.resumeToken = j.Resume
 	c.floor = j.Floor
@@ -198,8 +210,6 @@ func (c *Client) joinMeeting(ctx context.Context, join protocol.Join) (protocol.
 	for _, p := range j.Participants {
 		c.participants[p.ID] = p
 	}
-	c.mu.Unlock()
-	return j, nil
 }
 
 // useICEServers gives both connections (and later ones) the bridge's TURN servers from

@@ -26,9 +26,11 @@ func (c *Client) readLoop(conn *websocket.Conn) {
 func (c *Client) dispatch(env protocol.Envelope) {
 	if env.Kind == protocol.KindJoined {
 		// Applied here, on the read goroutine, so the connections have the TURN servers
-		// before the subscriber offer that may follow joined is handled.
+		// before the subscriber offer that may follow joined is handled, and later
+		// participant and floor changes apply on top of joined's state.
 		var j protocol.Joined
 		if protocol.DecodeData(env, &j) == nil {
+			c.applyJoined(j)
 			c.useICEServers(j.ICEServers)
 			c.joinedAgain(j)
 		}

@@ -31,6 +31,10 @@ type StreamStats struct {
 	Frames, FramesExpected int64
 	// First and Last are when the first and the latest packet arrived.
 	First, Last time.Time
+	// LastSent is when the newest packet received was sent (its probe's clock; zero
+	// without probes): unlike Last, a packet read late from a queue does not make it
+	// recent, so it says whether the sender's stream is forwarded now.
+	LastSent time.Time
 }
 
 // LossFraction is Lost/Expected, 0 when nothing was expected.
@@ -78,6 +82,7 @@ type rxStats struct {
 	lastTS      uint32
 	jitter      float64
 	first, last time.Time
+	lastSent    int64 // the newest probe's SentAt (Unix ns) among the packets received
 
 	probed                int64
 	frames                int64
@@ -166,6 +171,7 @@ func (r *rxStats) observePayload(payload []byte, kind string, now time.Time) {
 	}
 	r.probed++
 	r.latency.Record(now.UnixNano() - p.SentAt)
+	r.lastSent = max(r.lastSent, p.SentAt)
 	if kind != "video" || p.Count == 0 {
 		return
 	}
@@ -193,6 +199,9 @@ func (r *rxStats) snapshot() StreamStats {
 	defer r.mu.Unlock()
 	st := StreamStats{Received: r.received, Duplicates: r.dups, Late: r.late, Resyncs: r.resyncs,
 		Probed: r.probed, Frames: r.frames, First: r.first, Last: r.last}
+	if r.lastSent != 0 {
+		st.LastSent = time.Unix(0, r.lastSent)
+	}
 	if r.started {
 		st.Expected = r.prior + r.max - r.base + 1
 		if lost := st.Expected - r.received; lost > 0 {

@@ -156,3 +156,27 @@ func TestStreamFramesAndResync(t *testing.T) {
 		t.Fatalf("after restart %+v: want 1 resync, 1 lost, 32 expected", st)
 	}
 }
+
+// TestStreamLastSent: LastSent is the newest send time among the packets received, so a
+// packet sent long ago and read late (a queue drained after a stall) moves Last, not it.
+func TestStreamLastSent(t *testing.T) {
+	s := newStream("s", "t", "audio", "audio/opus", 48000)
+	t0 := time.Unix(1000, 0)
+	for i, sq := range []uint16{0, 1, 2, 3, 4, 5, 6, 7, 9, 8} {
+		sent := t0.Add(time.Duration(sq) * 20 * time.Millisecond)
+		at := sent.Add(3 * time.Millisecond)
+		if i == 9 {
+			at = at.Add(time.Second) // seq 8, sent before 9, read a second late
+		}
+		payload := make([]byte, 40)
+		Probe{SentAt: sent.UnixNano(), Frame: uint32(sq)}.Put(payload[AudioProbeOffset:])
+		s.rx.observe(&rtp.Header{SequenceNumber: sq, Timestamp: uint32(sq) * 960}, payload, s.Kind, at)
+	}
+	st := s.Stats()
+	if want := t0.Add(9 * 20 * time.Millisecond); !st.LastSent.Equal(want) {
+		t.Errorf("last sent %v, want seq 9's send time %v", st.LastSent.Sub(t0), want.Sub(t0))
+	}
+	if st.Last.Sub(st.LastSent) < 900*time.Millisecond {
+		t.Errorf("last arrival %v, last sent %v: want the late packet's arrival in Last only", st.Last.Sub(t0), st.LastSent.Sub(t0))
+	}
+}

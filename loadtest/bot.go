@@ -39,8 +39,9 @@ type bot struct {
 	allStreamsAt time.Time  // every expected stream flowing
 	streams      []*client.Stream
 	pubs         []*pubRecord
-	publishing   *pubRecord // the live publication, if any
-	err          error      // why the bot failed or dropped
+	publishing   *pubRecord  // the live publication, if any
+	view         map[int]int // the view sent: publisher index → tile height (lastn.go)
+	err          error       // why the bot failed or dropped
 }
 
 // pubRecord is one publication by a bot.

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cau-project/cau/protocol"
 )
 
 // Modes of publishing.
@@ -56,6 +58,19 @@ type Config struct {
 	// Simulcast makes publishers send their video in three layers (quarter, half and the
 	// full VideoKbps), as the join page does; the report counts the layers received.
 	Simulcast bool
+	// Talkers is how many publishers (the second on: never the chair) talk, in turns of
+	// TalkEvery, one at a time; the other publishers send silence. With Talkers every
+	// publisher sends audio levels (RFC 6464) and the report gets a Last-N section
+	// (lastn.go) comparing what each subscriber received with what it should.
+	Talkers   int
+	TalkEvery time.Duration
+	// ViewTiles makes every endpoint send a view: the publishers in order, the first in a
+	// large tile, the next ViewTiles−1 in small ones, the rest hidden (0: no view). The
+	// report then counts the layer each tile received.
+	ViewTiles int
+	// VideoN and AudioN are the server's Last-N (its speaker configuration; the defaults
+	// are the server's: 9 videos, 3 audios), which the Last-N section checks against.
+	VideoN, AudioN int
 	// Duration is how long full load is held and measured, after every join has settled.
 	Duration time.Duration
 	// Ramp is the join rate, in endpoints per second.
@@ -86,6 +101,9 @@ type Thresholds struct {
 	MaxFailedJoins int `json:"max_failed_joins"`
 	// MaxJoinP95 is the highest acceptable 95th percentile of join time; 0 disables it.
 	MaxJoinP95 time.Duration `json:"-"`
+	// MaxLastNMissPct is the highest acceptable share of Last-N samples with a stream
+	// over- or under-delivered, in percent; negative disables the check.
+	MaxLastNMissPct float64 `json:"max_lastn_miss_pct"`
 }
 
 // DefaultConfig is the Gia Lai meeting: 258 endpoints, chair and one speaker publishing
@@ -95,7 +113,8 @@ func DefaultConfig() Config {
 		URL: "http://127.0.0.1:7880", Meeting: "loadtest", Endpoints: 258, Publishers: 2,
 		Media: MediaBoth, VideoKbps: 1000, FPS: 30, Duration: time.Minute, Ramp: 20,
 		Mode: ModeFixed, RotateEvery: 10 * time.Second, JoinTimeout: 10 * time.Second,
-		Thresholds:    Thresholds{MaxLossPct: 1, MaxFailedJoins: 0, MaxJoinP95: time.Second},
+		TalkEvery: 2 * time.Second, VideoN: 9, AudioN: 3,
+		Thresholds:    Thresholds{MaxLossPct: 1, MaxFailedJoins: 0, MaxJoinP95: time.Second, MaxLastNMissPct: 5},
 		ProgressEvery: 5 * time.Second,
 	}
 }
@@ -170,6 +189,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("mode %q: want fixed or rotate", c.Mode))
 	}
+	errs = append(errs, c.validateLastN()...)
 	if c.JoinTimeout <= 0 {
 		c.JoinTimeout = 10 * time.Second
 	}
@@ -227,4 +247,34 @@ func isLoopback(base string) bool {
 	}
 	h := u.Hostname()
 	return h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.")
+}
+
+// validateLastN checks the Last-N settings and fills their defaults.
+func (c *Config) validateLastN() []error {
+	var errs []error
+	if c.VideoN <= 0 {
+		c.VideoN = 9
+	}
+	if c.AudioN <= 0 {
+		c.AudioN = 3
+	}
+	if c.TalkEvery <= 0 {
+		c.TalkEvery = 2 * time.Second
+	}
+	if c.Talkers < 0 || (c.Talkers > 0 && c.Talkers > c.Publishers-1) {
+		errs = append(errs, fmt.Errorf("talkers %d: want 0 to publishers − 1 (%d; the chair does not talk)", c.Talkers, c.Publishers-1))
+	}
+	if c.Talkers > 0 && c.Media == MediaVideo {
+		errs = append(errs, errors.New("talkers need audio: media av or audio"))
+	}
+	if c.Talkers > 0 && c.Mode == ModeRotate {
+		errs = append(errs, errors.New("talkers and rotate mode do not go together: the talkers are the fixed publishers"))
+	}
+	if c.TalkEvery < 500*time.Millisecond {
+		errs = append(errs, fmt.Errorf("talk turn %v: want at least 500ms (the server needs a few ticks to follow)", c.TalkEvery))
+	}
+	if c.ViewTiles < 0 || c.ViewTiles > protocol.MaxViewTiles {
+		errs = append(errs, fmt.Errorf("view tiles %d: want 0 to %d", c.ViewTiles, protocol.MaxViewTiles))
+	}
+	return errs
 }

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseRate(t *testing.T) {
@@ -85,5 +86,33 @@ func TestValidate(t *testing.T) {
 	c.Token = "t"
 	if err := c.validate(); err != nil || len(c.Sites) != c.Endpoints {
 		t.Errorf("default config: %v, %d sites", err, len(c.Sites))
+	}
+}
+
+// TestValidateLastN: talkers are publishers after the chair and need audio; the Last-N
+// the report checks against defaults to the server's (9 videos, 3 audios).
+func TestValidateLastN(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+		want string
+	}{
+		{"more talkers than publishers after the chair", func(c *Config) { c.Publishers, c.Talkers = 3, 3 }, "talkers 3"},
+		{"talkers without audio", func(c *Config) { c.Publishers, c.Talkers, c.Media = 4, 2, MediaVideo }, "need audio"},
+		{"talkers in rotate mode", func(c *Config) { c.Publishers, c.Talkers, c.Mode = 4, 2, ModeRotate }, "rotate"},
+		{"a turn too short", func(c *Config) { c.Publishers, c.Talkers, c.TalkEvery = 4, 2, 100*time.Millisecond }, "talk turn"},
+		{"negative view tiles", func(c *Config) { c.ViewTiles = -1 }, "view tiles"},
+	} {
+		c := DefaultConfig()
+		c.Token = "t"
+		tc.set(&c)
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	c := Config{URL: "http://127.0.0.1:1", Token: "t", Meeting: "m", Endpoints: 4, Publishers: 4, Talkers: 3,
+		VideoKbps: 100, FPS: 5, Duration: time.Second, Ramp: 1}
+	if err := c.validate(); err != nil || c.VideoN != 9 || c.AudioN != 3 || c.TalkEvery != 2*time.Second {
+		t.Errorf("zero Last-N settings: %v, video %d, audio %d, turn %v; want the defaults 9, 3, 2s", err, c.VideoN, c.AudioN, c.TalkEvery)
 	}
 }

@@ -17,17 +17,21 @@ import (
 	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/loadtest"
+	"github.com/cau-project/cau/sfu/speaker"
 )
 
 func logger() *slog.Logger { return testutil.Logger() }
 
 // startServer runs a dev-mode Cầu in this process on free ports, with a store so that
 // its API mints the join tokens (dev mode opens ad hoc meetings).
-func startServer(t *testing.T) *app.App {
+func startServer(t *testing.T) *app.App { return startServerWith(t, speaker.Params{}) }
+
+// startServerWith is startServer with the bridge's Last-N tuned (zero fields: defaults).
+func startServerWith(t *testing.T, lastN speaker.Params) *app.App {
 	t.Helper()
 	store, _ := testkit.Store(t)
 	a, err := app.Start(context.Background(), app.Config{HTTPAddr: "127.0.0.1:0", ICEUDPPort: 0, ICETCPPort: -1,
-		Dev: true, Logger: logger(), Store: store})
+		Dev: true, Logger: logger(), Store: store, Speaker: lastN})
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
@@ -48,7 +52,12 @@ func operatorToken(t *testing.T, a *app.App, role auth.Role) string {
 // run runs cfg against a fresh server and returns the report as read back from its JSON.
 func run(t *testing.T, cfg loadtest.Config) *loadtest.Report {
 	t.Helper()
-	a := startServer(t)
+	return runOn(t, startServer(t), cfg)
+}
+
+// runOn is run against the server a.
+func runOn(t *testing.T, a *app.App, cfg loadtest.Config) *loadtest.Report {
+	t.Helper()
 	cfg.URL, cfg.Token, cfg.Logger = a.URL(), operatorToken(t, a, auth.RoleAdmin), logger()
 	var progress bytes.Buffer
 	cfg.Progress, cfg.ProgressEvery = &progress, 2*time.Second

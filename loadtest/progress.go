@@ -68,7 +68,7 @@ func (r *runner) progress(ctx context.Context) {
 			}
 			line := fmt.Sprintf("%5.0fs %-7s joined %d/%d (media %d) failed %d dropped %d | streams %d | rx %.0f pkt/s | loss %.3f%% | errors %d",
 				now.Sub(r.started).Seconds(), r.phase.Load(), f.joined, len(r.bots), f.media, f.failed, f.dropped,
-				f.streams, rate, loss, r.errors.Load())
+				f.streams, rate, loss, r.errors.Load()) + r.lastn.progress()
 			if r.cfg.Live {
 				fmt.Fprintf(w, "\r\x1b[K%s", line)
 			} else {

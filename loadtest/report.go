@@ -54,6 +54,9 @@ type Report struct {
 	Latency Percentiles `json:"latency_ms"`
 	// Layers say at which simulcast layer the video arrived; nil without Simulcast.
 	Layers *LayerFigures `json:"layers,omitempty"`
+	// LastN compares what each subscriber received with what the meeting's Last-N says it
+	// should (lastnreport.go); nil without Talkers or ViewTiles.
+	LastN *LastNFigures `json:"last_n,omitempty"`
 
 	Server ServerFigures `json:"server"`
 	Tester TesterFigures `json:"tester"`
@@ -80,6 +83,8 @@ type ReportConfig struct {
 	PacketsPerFrame int     `json:"packets_per_frame"`
 	PayloadBytes    int     `json:"payload_bytes"`
 	Simulcast       bool    `json:"simulcast,omitempty"`
+	Talkers         int     `json:"talkers,omitempty"`
+	ViewTiles       int     `json:"view_tiles,omitempty"`
 	DurationSeconds float64 `json:"duration_s"`
 	RampPerSecond   float64 `json:"ramp_per_s"`
 	RotateSeconds   float64 `json:"rotate_every_s,omitempty"`
@@ -90,6 +95,8 @@ type ReportThresholds struct {
 	MaxLossPct     float64 `json:"max_loss_pct"`
 	MaxFailedJoins int     `json:"max_failed_joins"`
 	MaxJoinP95Ms   float64 `json:"max_join_p95_ms"`
+	// MaxLastNMissPct applies only with a Last-N section.
+	MaxLastNMissPct float64 `json:"max_lastn_miss_pct"`
 }
 
 // EndpointFigures count the endpoints by outcome.
@@ -179,9 +186,9 @@ func newReport(cfg Config) *Report {
 		URL: cfg.URL, Meeting: cfg.Meeting, Mode: cfg.Mode, Media: cfg.Media, Endpoints: cfg.Endpoints,
 		Publishers: cfg.Publishers, Sites: len(cfg.Sites), VideoKbps: cfg.VideoKbps, FPS: cfg.FPS,
 		PacketsPerFrame: ppf, PayloadBytes: size, DurationSeconds: cfg.Duration.Seconds(), RampPerSecond: cfg.Ramp,
-		Simulcast: cfg.Simulcast,
+		Simulcast: cfg.Simulcast, Talkers: cfg.Talkers, ViewTiles: cfg.ViewTiles,
 	}, Thresholds: ReportThresholds{MaxLossPct: cfg.Thresholds.MaxLossPct, MaxFailedJoins: cfg.Thresholds.MaxFailedJoins,
-		MaxJoinP95Ms: ms(cfg.Thresholds.MaxJoinP95)}}
+		MaxJoinP95Ms: ms(cfg.Thresholds.MaxJoinP95), MaxLastNMissPct: cfg.Thresholds.MaxLastNMissPct}}
 	if cfg.Mode == ModeRotate {
 		r.Config.RotateSeconds = cfg.RotateEvery.Seconds()
 	}
@@ -198,6 +205,7 @@ func (rep *Report) fill(r *runner, base serverSample, start, end *snapshot) {
 	rep.fillEndpoints(r)
 	rep.fillMedia(r, start, end)
 	rep.fillCosts(base, start, end)
+	rep.fillLastN(r, start, end)
 	rep.check(r.cfg.Thresholds)
 }
 
@@ -412,11 +420,13 @@ func (rep *Report) check(t Thresholds) {
 	// instead, so in fixed mode what arrived must also match what was sent (1% slack for
 	// packets in flight at the window's edges). With simulcast a publisher sends every
 	// layer and a subscriber receives one, so frames are compared instead of packets.
+	// Under Last-N a subscriber receives a few of the streams sent: the Last-N section
+	// checks what it received instead.
 	got, what := rep.Packets, "packets"
 	if rep.Config.Simulcast && rep.Frames.Expected > 0 {
 		got, what = rep.Frames, "frames"
 	}
-	if t.MaxLossPct >= 0 && rep.Config.Mode == ModeFixed && got.Expected > 0 &&
+	if t.MaxLossPct >= 0 && rep.Config.Mode == ModeFixed && got.Expected > 0 && rep.LastN == nil &&
 		got.Ratio < 1-t.MaxLossPct/100-0.01 {
 		rep.Violations = append(rep.Violations, fmt.Sprintf("received %.2f%% of the %s sent to subscribers (the rest late or lost)",
 			100*got.Ratio, what))
@@ -424,6 +434,7 @@ func (rep *Report) check(t Thresholds) {
 	if rep.Config.Publishers > 0 && rep.Config.Endpoints > 1 && rep.Packets.Received == 0 {
 		rep.Violations = append(rep.Violations, "no media received in the window")
 	}
+	rep.checkLastN(t)
 	rep.Pass = len(rep.Violations) == 0
 }
 

@@ -31,6 +31,7 @@ type runner struct {
 	leaving   chan struct{}
 	errors    atomic.Int64 // publish/rotation errors and dropped sessions
 	rotations atomic.Int64
+	lastn     *lastnRun // nil without Last-N accounting (lastn.go)
 
 	// initialPubsDone is closed when every initial publisher has joined and published, or
 	// failed to.
@@ -52,7 +53,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg: cfg, wsURL: ws, metricsURL: metrics, loopback: isLoopback(cfg.URL),
 		clientLog: slog.New(levelFloor{cfg.Logger.Handler(), slog.LevelWarn}),
 		pubOpts: client.PublishOptions{FPS: cfg.FPS, PacketsPerFrame: ppf, PayloadBytes: size,
-			NoAudio: cfg.Media == MediaVideo, NoVideo: cfg.Media == MediaAudio, Simulcast: cfg.Simulcast},
+			NoAudio: cfg.Media == MediaVideo, NoVideo: cfg.Media == MediaAudio, Simulcast: cfg.Simulcast,
+			Levels: cfg.Talkers > 0},
 		hc:              &http.Client{Timeout: 10 * time.Second},
 		leaving:         make(chan struct{}),
 		initialPubsDone: make(chan struct{}),
@@ -66,6 +68,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		r.bots = append(r.bots, newBot(i, cfg.Sites[i%len(cfg.Sites)], i/len(cfg.Sites), role, cfg.Logger))
 	}
+	r.lastn = newLastN(r)
 
 	rep := newReport(cfg)
 	base, err := scrapeMetrics(ctx, r.hc, r.metricsURL)
@@ -87,6 +90,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("loadtest: %w", err)
 	}
 	rep.RampSeconds = time.Since(r.started).Seconds()
+	if r.lastn != nil && len(r.lastn.talkers) > 0 {
+		r.phase.Store("warm-up")
+		r.lastn.warmUp(ctx)
+	}
 
 	r.phase.Store("measure")
 	startSnap := r.snapshot(ctx)
@@ -173,9 +180,13 @@ func (r *runner) joinOne(ctx context.Context, b *bot, publisher bool, pubWG *syn
 	case <-ctx.Done():
 		return
 	}
+	b.sendView(r)
 	from := r.mediaStart(b)
 	if from.IsZero() {
 		return // nobody else publishes: there is no media to wait for
+	}
+	if r.lastn != nil && r.expectedStreams(b) == 0 {
+		return // Last-N may forward nothing before anyone talks: only the pinned are due
 	}
 	if !b.waitMedia(ctx, from.Add(r.cfg.JoinTimeout)) {
 		if ctx.Err() == nil {
@@ -221,11 +232,13 @@ func (r *runner) publishedBy(b *bot, last bool) time.Time {
 	return at
 }
 
-// expectedStreams is how many tracks b should receive from the initial publishers.
+// expectedStreams is how many tracks b should receive from the initial publishers: all of
+// them, or under Last-N accounting those of the chair's site, pinned (the rest depend on
+// who talks).
 func (r *runner) expectedStreams(b *bot) int {
 	n := 0
 	for _, p := range r.bots[:r.cfg.Publishers] {
-		if p != b && len(p.pubList()) > 0 {
+		if p != b && len(p.pubList()) > 0 && (r.lastn == nil || p.site.ID == r.chairSite()) {
 			n++
 		}
 	}
@@ -238,6 +251,11 @@ func (r *runner) expectedStreams(b *bot) int {
 // hold keeps the load for the configured duration, moving the floor in rotate mode.
 func (r *runner) hold(ctx context.Context) {
 	end := time.Now().Add(r.cfg.Duration)
+	if r.lastn != nil {
+		done := make(chan struct{})
+		go func() { defer close(done); r.lastn.run(ctx, end) }()
+		defer func() { <-done }()
+	}
 	if r.cfg.Mode != ModeRotate {
 		sleepUntil(ctx, end)
 		return

@@ -21,8 +21,12 @@ func (rep *Report) WriteText(w io.Writer) {
 		rep.Join.P50, rep.Join.P95, rep.Join.P99, rep.Join.Max, rep.Join.Count, rep.SignalJoin.P95, rep.JoinAllStreams.P95)
 	p("  streams     %d received (per endpoint %d–%d, expected %d)", rep.Streams.Total, rep.Streams.PerSubscriberMin,
 		rep.Streams.PerSubscriberMax, rep.Streams.Expected)
-	p("  packets     received %d of %d expected (%.2f%%), %d sent", rep.Packets.Received, rep.Packets.Expected,
-		100*rep.Packets.Ratio, rep.Packets.Sent)
+	allToAll := ""
+	if rep.LastN != nil {
+		allToAll = " (expected all to all; Last-N forwards a few: see last-N)"
+	}
+	p("  packets     received %d of %d expected (%.2f%%), %d sent%s", rep.Packets.Received, rep.Packets.Expected,
+		100*rep.Packets.Ratio, rep.Packets.Sent, allToAll)
 	if rep.Frames.Sent > 0 {
 		p("  frames      complete %d of %d expected (%.2f%%), %d sent", rep.Frames.Received, rep.Frames.Expected,
 			100*rep.Frames.Ratio, rep.Frames.Sent)
@@ -37,6 +41,7 @@ func (rep *Report) WriteText(w io.Writer) {
 		p("  layers      video packets low/middle/top %d/%d/%d; streams mostly at low/middle/top %d/%d/%d (top %.0f%%)",
 			l.Packets[0], l.Packets[1], l.Packets[2], l.Streams[0], l.Streams[1], l.Streams[2], 100*l.TopShare)
 	}
+	rep.writeLastN(p)
 	if s := rep.Server; s.Error != "" {
 		p("  server      metrics unavailable: %s", s.Error)
 	} else {

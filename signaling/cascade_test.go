@@ -64,6 +64,19 @@ func startCascade(t testing.TB, sites ...string) *cascade {
 	return startCascadeWith(t, speaker.Params{}, sites...)
 }
 
+// startSteadyCascade is startCascade for tests that check the relay tree itself (which
+// links exist, what each carries): signaling declares a bridge down only after
+// control.HardTimeout of silence, not DefaultTimeout's 500 ms. Under -race on a loaded
+// 2-core box an in-process bridge's beats went unscheduled for 542 and 751 ms (its
+// watchdog on time): the bridge was declared down, registered again a second later, and
+// the endpoints joining meanwhile were placed around it (the district bridge skipped:
+// a province→commune link, "no relay from br-prov to br-dist"). Failover has tests of
+// its own (failover_test.go), at the default.
+func startSteadyCascade(t testing.TB, sites ...string) *cascade {
+	t.Helper()
+	return startCascadeConfig(t, speaker.Params{}, func(c *signaling.Config) { c.BridgeTimeout = control.HardTimeout }, sites...)
+}
+
 // startCascadeWith is startCascade with the bridges' Last-N tuned by sp.
 func startCascadeWith(t testing.TB, sp speaker.Params, sites ...string) *cascade {
 	t.Helper()
@@ -158,7 +171,7 @@ func (c *cascade) relayStat(on, toward string) (protocol.RelayStat, bool) {
 }
 
 func TestCascadeDownstreamOncePerLink(t *testing.T) {
-	c := startCascade(t, "prov", "dist", "comm")
+	c := startSteadyCascade(t, "prov", "dist", "comm")
 	ctx := context.Background()
 	chair := c.join(t, "m1", "central", "chair")
 	synth, err := chair.PublishWith(ctx, client.PublishOptions{})
@@ -218,7 +231,7 @@ func TestCascadeDownstreamOncePerLink(t *testing.T) {
 }
 
 func TestCascadeUpstreamFromCommune(t *testing.T) {
-	c := startCascade(t, "prov", "dist", "comm")
+	c := startSteadyCascade(t, "prov", "dist", "comm")
 	commune := c.publisher(t, "m1", "comm", "commune speaker")
 	central := c.join(t, "m1", "central", "chair")
 	other := c.join(t, "m1", "comm3", "another province's commune")
@@ -236,7 +249,7 @@ func TestCascadeUpstreamFromCommune(t *testing.T) {
 }
 
 func TestCascadePrunesUnwatchedLinks(t *testing.T) {
-	c := startCascade(t, "prov", "dist", "comm")
+	c := startSteadyCascade(t, "prov", "dist", "comm")
 	chair := c.publisher(t, "m1", "central", "chair")
 	dist := c.join(t, "m1", "dist", "district")
 	comm := c.join(t, "m1", "comm", "commune")

@@ -157,11 +157,16 @@ func TestPresenceChangeWhileFollowing(t *testing.T) {
 	mine := redisPresence(t, addr)
 	gate := &gatedPresence{Presence: mine}
 	gate.follow = func(ctx context.Context, meeting ids.MeetingID, fn func(presence.Event)) ([]presence.Event, error) {
+		// arrived closes once the meeting has taken the change in (fn returned), so the
+		// list below is returned while the change waits in the meeting's early events:
+		// the path this test is about, every run. Closed before fn, the list could win
+		// the meeting's lock first and the change came after the join instead (the
+		// client then overwrote it with joined's list: client.applyJoined).
 		arrived := make(chan struct{})
 		var once sync.Once
 		list, err := mine.Follow(ctx, meeting, func(ev presence.Event) {
-			once.Do(func() { close(arrived) })
 			fn(ev)
+			once.Do(func() { close(arrived) })
 		})
 		if err != nil {
 			return nil, err

@@ -222,7 +222,9 @@ func New(cfg Config) *Server {
 	}
 	// Buffer sizes left at 0: the socket reads and writes through the 4 KiB buffers the
 	// HTTP server already allocated for the request, instead of 8 KiB more of its own
-	// per endpoint for the whole meeting (issue 11).
+	// per endpoint for the whole meeting (issue 11). Not a pool of write buffers: the
+	// HTTP connection keeps its writer while the handler runs the session (and its reader,
+	// which the socket reads through, points back at it), so a pool only adds buffers.
 	s.upgrader = websocket.Upgrader{CheckOrigin: s.checkOrigin}
 	return s
 }

@@ -37,6 +37,12 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	videoKbps := flags.Int("video-kbps", def.VideoKbps, "video bitrate per publisher, kbit/s")
 	fps := flags.Int("fps", def.FPS, "video frame rate")
 	simulcast := flags.Bool("simulcast", false, "publish video in three layers (¼, ½ and full rate), as the join page does; the report counts the layers received")
+	talkers := flags.Int("talkers", 0, "publishers (after the chair) that talk, in turns, one at a time; the others are silent. Publishers send audio levels and the report gets a Last-N section")
+	talkEvery := flags.Duration("talk-every", def.TalkEvery, "length of a talker's turn")
+	viewTiles := flags.Int("view-tiles", 0, "endpoints send a view: one large tile, view-tiles − 1 small ones, the other publishers hidden (0: no view)")
+	videoN := flags.Int("video-n", def.VideoN, "the server's Last-N video tiles, which the Last-N section checks against")
+	audioN := flags.Int("audio-n", def.AudioN, "the server's Last-N audio slots (besides the pinned), which the Last-N section checks against")
+	maxLastNMiss := flags.Float64("max-lastn-miss", def.Thresholds.MaxLastNMissPct, "fail above this share of Last-N samples with a stream over- or under-delivered, percent (negative: no limit)")
 	duration := flags.Duration("duration", def.Duration, "how long to hold and measure full load, after every join settled")
 	ramp := flags.String("ramp", "20/s", "join rate, e.g. 20/s or 300/m")
 	mode := flags.String("mode", def.Mode, "fixed, or rotate: sites take the floor in turn")
@@ -64,8 +70,10 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg.URL, cfg.Meeting, cfg.Endpoints, cfg.Publishers = af.url, *meeting, *endpoints, *publishers
 	cfg.Media, cfg.VideoKbps, cfg.FPS, cfg.Duration = *media, *videoKbps, *fps, *duration
 	cfg.Simulcast = *simulcast
+	cfg.Talkers, cfg.TalkEvery, cfg.ViewTiles, cfg.VideoN, cfg.AudioN = *talkers, *talkEvery, *viewTiles, *videoN, *audioN
 	cfg.Mode, cfg.RotateEvery, cfg.JoinTimeout, cfg.Logger = *mode, *rotateEvery, *joinTimeout, log
-	cfg.Thresholds = loadtest.Thresholds{MaxLossPct: *maxLoss, MaxFailedJoins: *maxFailed, MaxJoinP95: *maxJoinP95}
+	cfg.Thresholds = loadtest.Thresholds{MaxLossPct: *maxLoss, MaxFailedJoins: *maxFailed, MaxJoinP95: *maxJoinP95,
+		MaxLastNMissPct: *maxLastNMiss}
 	if cfg.Ramp, err = loadtest.ParseRate(*ramp); err != nil {
 		return err
 	}
