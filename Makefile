@@ -18,8 +18,8 @@ run: build
 	./$(BIN) serve --dev
 
 # The join-time smoke, the load tester's Last-N run, the 100 SIP calls, the allocation
-# checks of the pion send path, the 60-endpoint discussion and the national meeting (40
-# endpoints; make national: 300) run without the race detector (its figures mean nothing
+# checks of the pion send path, the 60-endpoint discussion and the national meeting (300
+# endpoints; make national: 40 then 300) run without the race detector (its figures mean nothing
 # under it, 100 calls set up at once miss their deadline under it, sync.Pool drops its
 # buffers, hundreds of endpoints would take minutes).
 # The packages build first, two at a time (go build: no test binary is linked twice); the
@@ -50,7 +50,7 @@ soak:
 # national: issue 10's simulated national meeting (signaling/national_test.go), 40 then 300
 # real endpoints over 7 in-process bridges, without the race detector: every relay link
 # carries at most VideoN + AudioN + pinned streams at both sizes (docs/cascade.md). make
-# test runs the 40; CAU_NATIONAL_ENDPOINTS=n runs one size (under -race as well).
+# test runs the 300; CAU_NATIONAL_ENDPOINTS=n runs one size (under -race as well).
 national:
 	CAU_NATIONAL=1 $(GO) test -count=1 -p 1 -timeout 15m -run TestNationalMeeting -v ./signaling
 
