@@ -148,6 +148,10 @@ const (
 	subscriberBatchMax = 100 * time.Millisecond
 )
 
+// subscriberAnswerWait is how long a subscriber offer waits for its answer before it is
+// rolled back or, where pion cannot roll back, sent again (offerTimedOut).
+const subscriberAnswerWait = 10 * time.Second
+
 // NewPeer creates the two connections of an endpoint.
 func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 	log := params.Logger
@@ -556,7 +560,7 @@ func (p *Peer) sendOffer() {
 	p.mu.Lock()
 	// An endpoint that never answers must not freeze its subscriptions forever: after
 	// a while, roll back and offer again with whatever changed.
-	p.offerTimer = time.AfterFunc(10*time.Second, p.offerTimedOut)
+	p.offerTimer = time.AfterFunc(subscriberAnswerWait, p.offerTimedOut)
 	p.mu.Unlock()
 	waitGathering(gathered)
 	if p.params.OnSubscriberOffer != nil {
@@ -578,25 +582,35 @@ func waitGathering(done <-chan struct{}) {
 
 func (p *Peer) offerTimedOut() {
 	p.subNegotiation.Lock()
-	defer p.subNegotiation.Unlock()
 	p.mu.Lock()
 	if p.closed || !p.offerOut {
 		p.mu.Unlock()
+		p.subNegotiation.Unlock()
 		return
 	}
 	p.mu.Unlock()
 	if err := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
 		// pion cannot roll a local offer back: the connection stays in have-local-offer,
-		// where only the endpoint's answer moves it, and every new offer would fail (the
-		// subscriptions froze for good). So keep waiting for that answer (a loaded
-		// endpoint answers late) and offer what changed meanwhile once it comes.
+		// where only the endpoint's answer moves it, and every new offer would fail. The
+		// offer may have been lost on the way (an endpoint that was moved to this bridge
+		// received it before its new connection existed; a relay link's negotiation timed
+		// out under load): waiting for an answer to it froze the subscriptions for good.
+		// So send the same offer again (answering it twice is harmless: the second answer
+		// finds the connection stable and is refused), keep waiting, and offer what
+		// changed meanwhile once the answer comes.
 		p.mu.Lock()
 		p.renegotiate = true
-		p.offerTimer = time.AfterFunc(10*time.Second, p.offerTimedOut)
+		p.offerTimer = time.AfterFunc(subscriberAnswerWait, p.offerTimedOut)
 		p.mu.Unlock()
-		p.log.Warn("subscriber answer late; still waiting for it", "err", err)
+		local := p.sub.PendingLocalDescription()
+		p.subNegotiation.Unlock()
+		p.log.Warn("subscriber answer late; offering the same again", "err", err)
+		if local != nil && p.params.OnSubscriberOffer != nil {
+			p.params.OnSubscriberOffer(local.SDP)
+		}
 		return
 	}
+	p.subNegotiation.Unlock()
 	p.mu.Lock()
 	p.offerOut = false
 	p.renegotiate = false

@@ -89,7 +89,7 @@ type Config struct {
 	// BridgeTimeout is how long a registered bridge may be silent (no beat, no message)
 	// before it is declared down and its endpoints are moved; 0 means
 	// control.DefaultTimeout (500 ms). Raise it on a box so loaded that a live bridge
-	// can go that long unscheduled.
+	// can go that long unscheduled; above control.HardTimeout (3 s) it raises that too.
 	BridgeTimeout time.Duration
 	// RollCallGrace is how long a node that took a meeting over waits before it closes
 	// the roll-call spans of endpoints that did not come back; 0 means
