@@ -17,14 +17,16 @@ build:
 run: build
 	./$(BIN) serve --dev
 
-# The join-time smoke, the load tester's Last-N run, the 100 SIP calls, the allocation checks of the pion send path and
-# the 60-endpoint discussion run without the race detector (its figures mean nothing under
-# it, 100 calls set up at once miss their deadline under it, sync.Pool drops its buffers).
+# The join-time smoke, the load tester's Last-N run, the 100 SIP calls, the allocation
+# checks of the pion send path, the 60-endpoint discussion and the national meeting (300
+# endpoints; make national: 40 then 300) run without the race detector (its figures mean nothing
+# under it, 100 calls set up at once miss their deadline under it, sync.Pool drops its
+# buffers, hundreds of endpoints would take minutes).
 # The packages build first, two at a time (go build: no test binary is linked twice); the
 # tests then build what is left and run one package at a time (-p 1). -vet=off: make vet
 # has run the whole go vet, of which go test's vet is a subset.
-NORACE_RUN := TestJoinTimeBound|TestSIPp100Calls|AllocatesNothing|TestDiscussionSixtyEndpoints|TestDiscussionLastN
-NORACE_PKGS := ./loadtest ./sipgw ./sfu
+NORACE_RUN := TestJoinTimeBound|TestSIPp100Calls|AllocatesNothing|TestDiscussionSixtyEndpoints|TestDiscussionLastN|TestNationalMeeting
+NORACE_PKGS := ./loadtest ./sipgw ./sfu ./signaling
 # bin/race/cau: the race-detector cau that signaling's and deploy/compose's tests run as
 # processes (testutil.BuildCau), linked here once.
 test: vet lint
@@ -46,8 +48,9 @@ soak:
 	CAU_SOAK_ENDPOINTS=60 CAU_SOAK_DURATION=10m $(GO) test -count=1 -p 1 -timeout 30m -run TestSoak -v ./signaling
 
 # national: issue 10's simulated national meeting (signaling/national_test.go), 40 then 300
-# real endpoints over 7 in-process bridges: every relay link carries at most VideoN + AudioN
-# + pinned streams at both sizes (docs/cascade.md). Too heavy for make test's time.
+# real endpoints over 7 in-process bridges, without the race detector: every relay link
+# carries at most VideoN + AudioN + pinned streams at both sizes (docs/cascade.md). make
+# test runs the 300; CAU_NATIONAL_ENDPOINTS=n runs one size (under -race as well).
 national:
 	CAU_NATIONAL=1 $(GO) test -count=1 -p 1 -timeout 15m -run TestNationalMeeting -v ./signaling
 

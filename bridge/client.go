@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -75,26 +74,20 @@ func Run(ctx context.Context, cfg ClientConfig) error {
 	}
 }
 
-// conn is one registered session with signaling.
+// conn is one registered session with signaling. Its writes go through out (sender.go).
 type conn struct {
-	ws      *websocket.Conn
-	log     *slog.Logger
-	writeMu sync.Mutex
+	out *sender
+	log *slog.Logger
 }
 
+// push queues a message for signaling; it never blocks.
 func (c *conn) push(kind protocol.Kind, id string, data any) {
 	b, err := protocol.Encode(kind, id, data)
 	if err != nil {
 		c.log.Error("encode", "type", kind, "err", err)
 		return
 	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		c.log.Debug("write to signaling", "err", err)
-		_ = c.ws.Close()
-	}
+	c.out.push(b, kind == protocol.KindBridgeHeartbeat)
 }
 
 func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
@@ -107,8 +100,11 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 		return fmt.Errorf("dial %s: %w", cfg.SignalURL, err)
 	}
 	_ = resp.Body.Close()
-	c := &conn{ws: ws, log: log}
+	c := &conn{out: newSender(ws, log), log: log}
 	defer ws.Close()
+	wctx, stopWriter := context.WithCancel(ctx)
+	defer stopWriter()
+	go c.out.run(wctx)
 	ws.SetReadLimit(protocol.MaxControlMessageBytes)
 
 	sh := cfg.Shared
@@ -134,10 +130,7 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	log.Info("registered with signaling", "url", cfg.SignalURL)
 	sh.connected(c)
 
-	hbCtx, stopHB := context.WithCancel(ctx)
-	defer stopHB()
-	go beat(hbCtx, ws)
-	go tick.Every(hbCtx.Done(), time.Second, func(time.Time) {
+	go tick.Every(wctx.Done(), time.Second, func(time.Time) {
 		p, up, down := agent.Load()
 		c.push(protocol.KindBridgeHeartbeat, "", protocol.BridgeHeartbeat{Peers: p, UpTracks: up, DownTracks: down, Full: agent.Full(),
 			Relays: agent.RelayStats(), Endpoints: agent.PeerStats()})
@@ -151,9 +144,8 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 	const readWait = 35 * time.Second
 	ws.SetPingHandler(func(data string) error {
 		_ = ws.SetReadDeadline(time.Now().Add(readWait))
-		c.writeMu.Lock()
-		defer c.writeMu.Unlock()
-		return ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
+		c.out.answerPing(data)
+		return nil
 	})
 	for {
 		_ = ws.SetReadDeadline(time.Now().Add(readWait))
@@ -184,18 +176,9 @@ func serveOnce(ctx context.Context, cfg ClientConfig, log *slog.Logger) error {
 
 // BeatInterval is how often a bridge pings signaling on its control socket: its
 // liveness, which signaling watches with a sub-second timeout (control.DefaultTimeout).
-// A ping is a few bytes on its own goroutine, so it goes out however long the heartbeat
-// (every endpoint's figures) takes to build.
+// A ping is a few bytes that the writer (sender.run) sends between messages, so it goes
+// out however long the heartbeat (every endpoint's figures) takes to build.
 const BeatInterval = 100 * time.Millisecond
-
-// beat pings signaling every BeatInterval until ctx ends. A failed ping is left to the
-// reader, which sees the socket fail.
-func beat(ctx context.Context, ws *websocket.Conn) {
-	tick.Every(ctx.Done(), BeatInterval, func(time.Time) {
-		// WriteControl may run beside the writes under writeMu (gorilla allows it).
-		_ = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(BeatInterval))
-	})
-}
 
 // execute runs one command from signaling on the shared agent, for a peer that c owns
 // (shared.go). A command carries what an endpoint sent (an SDP, a candidate); whatever

@@ -70,7 +70,8 @@ type Client struct {
 	established bool
 	resuming    bool
 
-	reconnectMu sync.Mutex // serialises reconnect (each runs on its own goroutine)
+	reconnectMu sync.Mutex // serialises reconnect
+	answerMu    sync.Mutex // serialises answer (a late answer's offer may come twice)
 
 	// pub and sub are replaced when the server moves the media (reconnect); guarded by mu.
 	pub *webrtc.PeerConnection
@@ -423,9 +424,12 @@ func (c *Client) offerPublisher(ctx context.Context, pub *webrtc.PeerConnection,
 // reconnect replaces both connections after the server moved this endpoint's media to
 // another bridge, and publishes again what was published.
 func (c *Client) reconnect(reason string) {
-	// One at a time: two reconnect messages close together (a bridge lost, then its
-	// replacement re-placed) would otherwise each close the connections they saw and
-	// the first pair created would be overwritten, never closed.
+	// On the read goroutine (dispatch), so that the subscriber offer the new bridge sends
+	// next finds the new connection: answered on a goroutine of its own, it raced the
+	// renewal, went to the old connection, and the bridge waited for its answer for ever
+	// (issue 10's national meeting). One at a time, under reconnectMu: two reconnect
+	// messages close together (a bridge lost, then its replacement re-placed) would
+	// otherwise each close the connections they saw.
 	c.reconnectMu.Lock()
 	defer c.reconnectMu.Unlock()
 	c.log.Info("media moved; reconnecting", "reason", reason)
@@ -436,7 +440,7 @@ func (c *Client) reconnect(reason string) {
 	c.mu.Lock()
 	c.reconnects++
 	c.mu.Unlock()
-	c.republish()
+	go c.republish()
 }
 
 // renewPeers replaces both connections with new ones.

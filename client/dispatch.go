@@ -65,7 +65,7 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			c.resumeToken = r.Resume
 			c.mu.Unlock()
 		}
-		go c.reconnect(r.Reason)
+		c.reconnect(r.Reason)
 	case protocol.KindCandidate:
 		var cand protocol.Candidate
 		if protocol.DecodeData(env, &cand) == nil {
@@ -100,8 +100,11 @@ func (c *Client) dispatch(env protocol.Envelope) {
 }
 
 // answer handles the server's subscriber offer. Offers arrive one at a time (the server
-// waits for each answer), so no queue is needed here.
+// waits for each answer), except that a bridge whose answer is late sends its offer
+// again: answerMu keeps the two answers apart.
 func (c *Client) answer(sdp string) {
+	c.answerMu.Lock()
+	defer c.answerMu.Unlock()
 	_, sub := c.peers()
 	if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		c.log.Warn("subscriber offer", "err", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -16,6 +17,8 @@ type PublishOptions struct {
 	FPS, PacketsPerFrame, PayloadBytes int
 	// NoAudio and NoVideo leave a track silent (see Synth).
 	NoAudio, NoVideo bool
+	// AudioEvery is the audio packet interval (see Synth); 0 means 20 ms.
+	AudioEvery time.Duration
 	// Levels sends audio levels (see Synth.Levels); the Synth's SetLoudness sets them.
 	Levels bool
 	// Simulcast sends the video as three layers, q, h and f (see Synth.Simulcast), as the
@@ -82,7 +85,7 @@ func (c *Client) PublishWith(ctx context.Context, o PublishOptions) (*Synth, err
 		synth.PacketsPerFrame = min(o.PacketsPerFrame, 255)
 	}
 	synth.PayloadBytes = o.PayloadBytes
-	synth.NoAudio, synth.NoVideo, synth.Levels = o.NoAudio, o.NoVideo, o.Levels
+	synth.NoAudio, synth.NoVideo, synth.Levels, synth.AudioEvery = o.NoAudio, o.NoVideo, o.Levels, o.AudioEvery
 	if err := c.negotiatePublisher(ctx, synth); err != nil {
 		return nil, err
 	}

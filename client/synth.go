@@ -22,6 +22,9 @@ type Synth struct {
 	// NoAudio and NoVideo silence a track: its transceiver is negotiated but no packet
 	// is sent, so the bridge never sees the track (an audio-only or video-only endpoint).
 	NoAudio, NoVideo bool
+	// AudioEvery is the audio packet interval (Opus frames of 20 to 120 ms); 0 means
+	// 20 ms. Simulations of hundreds of endpoints use 100 ms to spare the CPU.
+	AudioEvery time.Duration
 
 	// Levels makes the audio carry the microphone's level (RFC 6464), set by SetLoudness;
 	// set it before Run. Without it the bridge cannot tell when this endpoint speaks and
@@ -67,7 +70,8 @@ func (s *Synth) KeyframesSent() int64 { return s.keyframesSent.Load() }
 
 // Run sends media until stop is closed.
 func (s *Synth) Run(stop <-chan struct{}) {
-	audioTick := time.NewTicker(20 * time.Millisecond)
+	every := min(max(s.AudioEvery, 20*time.Millisecond), 120*time.Millisecond)
+	audioTick := time.NewTicker(every)
 	defer audioTick.Stop()
 	videoTick := time.NewTicker(time.Second / time.Duration(s.FPS))
 	defer videoTick.Stop()
@@ -90,7 +94,7 @@ func (s *Synth) Run(stop <-chan struct{}) {
 				continue
 			}
 			seqA++
-			tsA += 960
+			tsA += uint32(every / (time.Second / 48000))
 			p := payload[:80]
 			p[0] = 0x78 // an Opus TOC byte: SILK+CELT hybrid, 20 ms, mono
 			Probe{SentAt: time.Now().UnixNano(), Frame: audioN, Count: 1}.Put(p[AudioProbeOffset:])

@@ -25,7 +25,7 @@ type hopPoint struct {
 // Owned by the sampler.
 type hopWindow struct {
 	size    int
-	pts     [maxWindow + 1]hopPoint
+	pts     []hopPoint // size+1 long, made by the first add (as window's)
 	head, n int
 }
 
@@ -35,6 +35,9 @@ func (w *hopWindow) add(f *protocol.HopFigures, now time.Time) {
 	if f == nil {
 		w.n = 0
 		return
+	}
+	if w.pts == nil {
+		w.pts = make([]hopPoint, w.size+1)
 	}
 	w.pts[w.head] = hopPoint{at: now, f: *f}
 	w.head = (w.head + 1) % (w.size + 1)

@@ -45,8 +45,11 @@ const maxWindow = 30
 // window holds the latest samples of one direction: Window of them for averages, plus
 // one before them as the base of counted loss. It is owned by the sampler goroutine.
 type window struct {
-	size  int // samples averaged (Config.Window)
-	pts   [maxWindow + 1]point
+	size int // samples averaged (Config.Window)
+	// pts is the ring, size+1 long, made by the first add: a fixed array of maxWindow+1
+	// was 2.2 kB per direction and endpoint where the default window uses 6 points
+	// (issue 11).
+	pts   []point
 	head  int // index of the next write
 	n     int
 	since time.Time // since when streams > 0 with no packet or report yet; zero otherwise
@@ -58,6 +61,9 @@ func (w *window) add(p point, now time.Time) {
 		w.since = time.Time{}
 	case w.since.IsZero():
 		w.since = now
+	}
+	if w.pts == nil {
+		w.pts = make([]point, w.size+1)
 	}
 	w.pts[w.head] = p
 	w.head = (w.head + 1) % (w.size + 1)

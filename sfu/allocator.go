@@ -127,9 +127,31 @@ func (a *allocator) count(sims []*DownTrack) {
 	a.forwarded, a.relayed = now, relayed
 }
 
+// pollEvery is how often the allocator looks at its link's queue between rounds
+// (bwe.Estimator.NoteQueue): a queue counts as overuse only once it has lasted, and a
+// look every round (bwe.Interval) would make that a second.
+const pollEvery = 100 * time.Millisecond
+
 func (a *allocator) run() {
 	defer a.count(nil)
-	tick.Every(a.quit, bwe.Interval, a.tick)
+	tick.Every(a.quit, pollEvery, a.poll)
+}
+
+// poll runs a round every bwe.Interval, and notes the link's queue in between.
+func (a *allocator) poll(now time.Time) {
+	switch {
+	case a.last.IsZero() || now.Sub(a.last) >= bwe.Interval-pollEvery/2:
+		a.tick(now)
+	case a.p.subHop != nil:
+		a.est.NoteQueue(a.sample(now))
+	}
+}
+
+// sample is the link's counters now, for the estimator.
+func (a *allocator) sample(now time.Time) bwe.Sample {
+	out := a.p.subHop.Stats().Out
+	return bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost,
+		QueueDelay: out.QueueDelay}
 }
 
 // tick is one round: estimate, measure, choose, apply.
@@ -197,8 +219,7 @@ func (a *allocator) tick(now time.Time) {
 	}
 	sims, a.streams = kept, a.streams[:len(kept)]
 	if a.p.subHop != nil {
-		out := a.p.subHop.Stats().Out
-		a.est.Update(bwe.Sample{At: now, Bytes: out.Bytes, Packets: out.Packets, Reported: out.Reported, Lost: out.Lost}, want)
+		a.est.Update(a.sample(now), want)
 	}
 	probing := a.probeDone(now)
 	est := a.est.Bitrate()
@@ -219,6 +240,13 @@ func (a *allocator) tick(now time.Time) {
 	}
 	budget := est - others
 	keep := bwe.Allocate(budget, a.streams, nil)
+	// A link that overran steps down to what fits with a raise's headroom: the rate that
+	// crossed while the queue filled still counts some of what left before, and a layer
+	// that fits only just would overrun it again, another keyframe later.
+	down := keep
+	if a.est.Overrun() {
+		down = bwe.Allocate(budget*raiseHeadroom, a.streams, nil)
+	}
 	// Raises within headroom, or up to what a probe or the traffic has shown the link
 	// carries (never beyond the estimate: keep would take the raise back).
 	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
@@ -226,7 +254,7 @@ func (a *allocator) tick(now time.Time) {
 	wentDown := make([]bool, len(sims))
 	for i, d := range sims {
 		target := d.chosen()
-		next := target
+		next, cut := target, false
 		switch {
 		case keep[i] < 0:
 			continue // no layer measured yet
@@ -234,12 +262,18 @@ func (a *allocator) tick(now time.Time) {
 			next = keep[i] // it resumes
 		case layerRate(a.streams[i], target) == 0:
 			next = keep[i] // above the cap now (a smaller tile, a need that fell), or no longer sent
+		case down[i] < target && a.est.Overrun():
+			// The link drops or queues what is sent of it: stop it now, so that the
+			// queue drains before the lower layer's keyframe (simulcast.go).
+			next, cut = down[i], true
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
 			wentDown[i] = true
 		case keep[i] < target:
 			continue // short of the estimate but carried without loss: the estimate lags
-		case a.choice[i] > target && !hold:
+		case a.choice[i] > target && !hold && !a.est.Congested():
+			// (Not on a round that shows loss or a queue: a step down with headroom
+			// went below what the estimate fits, and must not come straight back.)
 			next = a.choice[i] // up only with headroom, and once the link has carried the rate
 		}
 		if next != target && target >= 0 {
@@ -251,9 +285,13 @@ func (a *allocator) tick(now time.Time) {
 				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
 			}
 			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
-				"loss", math.Round(a.est.Loss*1000)/1000)
+				"loss", math.Round(a.est.Loss*1000)/1000, "cut", cut)
 		}
-		d.choose(next)
+		if cut {
+			d.stepDown(next)
+		} else {
+			d.choose(next)
+		}
 	}
 	spare := budget*raiseHeadroom - others
 	for i, d := range sims {
@@ -428,6 +466,16 @@ func (d *DownTrack) chosen() int {
 		return target
 	}
 	return int(d.want.Load())
+}
+
+// stepDown is choose for a step down on a link that overruns: a simulcast subscription
+// stops forwarding its layer at once (setLayer's cut); a relayed one records its want.
+func (d *DownTrack) stepDown(l int) {
+	if d.sim != nil {
+		d.setLayer(l, true)
+		return
+	}
+	d.want.Store(int32(l))
 }
 
 // choose applies the allocator's choice: a simulcast subscription switches to the layer;

@@ -5,7 +5,12 @@
 # against a separate `cau serve --dev`; a heap and a goroutine profile at 35 s.
 #
 #   sfu/bench-mem.sh [endpoints] [out-dir]        (CAU_BIN, RAMP=10/s, BENCH_HTTP,
-#                                                  BENCH_UDP, BENCH_DEBUG may be set)
+#                                                  BENCH_UDP, BENCH_DEBUG, AFTER may be set)
+#
+# AFTER="5 60 90" also snapshots that many seconds after the meeting ended (every
+# endpoint gone), the last but one with profiles taken after a forced collection
+# (heap?gc=1; the runtime collects on its own at the latest two minutes after the last
+# collection): does the server return to its idle state?
 #
 # Per subscriber = (rss_kB at a snapshot - rss_kB idle) / peers at that snapshot. Run
 # it in a network namespace with only loopback (ip netns add m; ip -n m link set lo up;
@@ -34,7 +39,7 @@ metric() { awk -v k="$1" '$1 == k { print $2 }' "$OUT/metrics-$2.txt"; }
 snap() {
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-$1.txt"
 	if [ "${2:-}" = profile ]; then
-		curl -s "http://$DBG/debug/pprof/heap" >"$OUT/heap-$1.pb.gz"
+		curl -s "http://$DBG/debug/pprof/heap${3:-}" >"$OUT/heap-$1.pb.gz"
 		curl -s "http://$DBG/debug/pprof/goroutine?debug=1" >"$OUT/goroutine-$1.txt"
 	fi
 	echo "$1 peers=$(metric cau_bridge_peers "$1") rss_kB=$(awk '/^VmRSS/ { print $2 }' "/proc/$srv/status")" \
@@ -53,6 +58,15 @@ for s in 15 20 25 30 35 40 45; do
 done
 rc=0
 wait $lt || rc=$?
+prev=0
+n=$(echo ${AFTER:-} | wc -w)
+i=0
+for s in ${AFTER:-}; do
+	sleep $((s - prev))
+	prev=$s
+	i=$((i + 1))
+	if [ $i = $((n - 1)) ]; then snap end+$s profile '?gc=1'; else snap end+$s; fi
+done
 grep -E "endpoints|join " "$OUT/load.txt" | head -2
 grep -o '"memory_per_endpoint_bytes": *[0-9.e+-]*' "$OUT/load.json" || true
 echo "loadtest exit $rc; profiles and snapshots in $OUT"

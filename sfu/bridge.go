@@ -94,6 +94,8 @@ type Bridge struct {
 	media []netip.AddrPort
 	// hops hands each new peer connection its hop measurement (hopstats).
 	hops *hopstats.Factory
+	// certs is the DTLS certificate of every connection (cert.go).
+	certs certSource
 	// silentNeeds keeps the relay links' receiving ends from reporting needs (need.go),
 	// as a bridge from before them: tests compare. Set before the first peer.
 	silentNeeds bool

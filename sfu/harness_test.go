@@ -151,6 +151,7 @@ func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack
 type endpointOpts struct {
 	api     *webrtc.API
 	onVideo func(*webrtc.TrackRemote)
+	onOffer func() // called for each subscriber offer the bridge sends
 }
 
 func newTestEndpointWith(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack), o endpointOpts) *testEndpoint {
@@ -176,8 +177,13 @@ func newTestEndpointWith(t testing.TB, b *Bridge, name string, onTrack func(*UpT
 			}
 			_ = pc.AddICECandidate(c)
 		},
-		OnSubscriberOffer: func(sdp string) { go e.answer(sdp) },
-		OnTrack:           onTrack,
+		OnSubscriberOffer: func(sdp string) {
+			if o.onOffer != nil {
+				o.onOffer()
+			}
+			go e.answer(sdp)
+		},
+		OnTrack: onTrack,
 	})
 	if err != nil {
 		t.Fatal(err)

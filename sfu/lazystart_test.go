@@ -183,3 +183,38 @@ func TestPublisherGetsReceiverReportsAndTWCCFeedback(t *testing.T) {
 		return fmt.Sprintf("publisher read %d receiver reports and %d TWCC feedbacks, want both", rr, cc)
 	})
 }
+
+// TestWatchOnlyPeerMakesNoPublisherConnection: an endpoint that only watches gets no
+// publisher connection (issue 11: it held 15-20 kB of pion state for nothing); a
+// publisher candidate that arrives before any offer is held, and the endpoint's first
+// offer makes the connection, which then publishes as any other.
+func TestWatchOnlyPeerMakesNoPublisherConnection(t *testing.T) {
+	_, _, pub, s := watching(t, webrtc.MimeTypeVP8, "watcher", 10)
+	if s.peer.publisher() != nil {
+		t.Fatal("a watch-only peer has a publisher connection")
+	}
+	if pub.peer.publisher() == nil {
+		t.Fatal("the publishing peer has no publisher connection")
+	}
+	if got := s.peer.HopStats(); got.Out.Packets == 0 || got.In.Packets != 0 {
+		t.Fatalf("watcher's hop: out %d packets, in %d; want out > 0, in 0", got.Out.Packets, got.In.Packets)
+	}
+	early := webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"}
+	if err := s.peer.AddCandidate(Publisher, early); err != nil {
+		t.Fatalf("publisher candidate before any offer: %v", err)
+	}
+	if s.peer.publisher() != nil {
+		t.Fatal("a candidate made the publisher connection")
+	}
+	s.publishAudio()
+	if s.peer.publisher() == nil {
+		t.Fatal("the watcher's offer made no publisher connection")
+	}
+	pub.waitPackets(t, 10*time.Second, "stream-watcher", webrtc.RTPCodecTypeAudio, 10, "pub has no audio from the former watcher")
+	eventually(t, 5*time.Second, func() string {
+		if n := s.peer.HopStats().In.Packets; n == 0 {
+			return "the new publisher connection measures nothing"
+		}
+		return ""
+	})
+}

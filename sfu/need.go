@@ -296,6 +296,7 @@ func (p *Peer) reportNeeds(quit <-chan struct{}) {
 	defer tick.Stop()
 	state := map[*UpTrack]*needState{}
 	var pkts []rtcp.Packet
+	pub := p.publisher() // a relay peer's, made in NewPeer
 	for {
 		select {
 		case <-quit:
@@ -304,7 +305,7 @@ func (p *Peer) reportNeeds(quit <-chan struct{}) {
 			pkts = p.needPackets(now, state, pkts[:0])
 			for len(pkts) > 0 {
 				n := min(len(pkts), 32) // a compound packet well under the MTU
-				if err := p.pub.WriteRTCP(pkts[:n]); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+				if err := pub.WriteRTCP(pkts[:n]); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 					p.log.Debug("send layer need", "err", err)
 				}
 				pkts = pkts[n:]

@@ -73,13 +73,20 @@ type Peer struct {
 	bridge *Bridge
 	params PeerParams
 	log    *slog.Logger
-	pub    *webrtc.PeerConnection
-	sub    *webrtc.PeerConnection
+	// api makes the peer's connections (the bridge's lite API, or its relay API).
+	api *webrtc.API
+	// pub is the publisher connection, made by the endpoint's first offer (newPub): an
+	// endpoint that only watches never offers, and an unused connection held 15-20 kB of
+	// pion state (a certificate, a media engine copy, an interceptor chain) for nothing
+	// (issue 11). Relay peers make it in NewPeer (their need reporter writes on it). Set
+	// once under mu, read-only after: read it with publisher().
+	pub *webrtc.PeerConnection
+	sub *webrtc.PeerConnection
 	// pubHop and subHop measure the two connections as hops (nil in hand-built benches).
-	// Set in NewPeer, read-only after.
+	// subHop is set in NewPeer, pubHop with pub (under mu); read-only after.
 	pubHop, subHop *hopstats.Interceptor
 
-	pubNegotiation sync.Mutex // serialises HandleOffer calls
+	pubNegotiation sync.Mutex // serialises HandleOffer calls (and so newPub)
 	// subNegotiation serialises the subscriber connection's description changes:
 	// sendOffer, HandleAnswer and offerTimedOut's rollback (pion's PeerConnection does not
 	// order a SetLocalDescription against a concurrent SetRemoteDescription).
@@ -99,11 +106,18 @@ type Peer struct {
 	needQuit    chan struct{} // ends a relay peer's need reporter (need.go); set in NewPeer
 	dynQuit     chan struct{} // ends the dynacast goroutine (dynacast.go), started with the first simulcast source
 	downs       map[*DownTrack]*webrtc.RTPSender
-	offerOut    bool // a subscriber offer awaits its answer
+	offerOut    bool // a subscriber offer is due (offerDue) or awaits its answer
 	renegotiate bool // something changed while an offer was out
 	offerTimer  *time.Timer
-	pendingPub  []webrtc.ICECandidateInit // candidates that arrived before the remote description
-	pendingSub  []webrtc.ICECandidateInit
+	// offerDue is the pending sendOffer of a batch not yet offered (nil once sendOffer
+	// starts), and batchFrom when that batch's first change came (scheduleOffer).
+	offerDue  *time.Timer
+	batchFrom time.Time
+	// batchQuiet and batchMax are subscriberBatch and subscriberBatchMax (tests lengthen
+	// them, so that a test's pace cannot decide what it asserts).
+	batchQuiet, batchMax time.Duration
+	pendingPub           []webrtc.ICECandidateInit // candidates that arrived before the remote description
+	pendingSub           []webrtc.ICECandidateInit
 	// remoteCands counts the remote candidates given to each connection (by Target) in
 	// its current ICE session (remoteUfrag: the remote description's ice-ufrag; an ICE
 	// restart changes it and starts the count again). Indexed by Target (0 unused).
@@ -124,8 +138,19 @@ const MaxRemoteCandidates = 64
 var ErrTooManyCandidates = errors.New("too many ICE candidates for one connection")
 
 // subscriberBatch lets several track changes (a participant's audio and video arrive
-// together) share one renegotiation.
-const subscriberBatch = 20 * time.Millisecond
+// together) share one renegotiation: the offer goes out once the subscriber connection
+// has seen no change for subscriberBatch, and at the latest subscriberBatchMax after the
+// first change, so that a join storm's stream of changes (each join's tracks added to
+// whoever receives them, on a loaded machine slower than the window) makes one offer per
+// subscriber per window rather than one per join.
+const (
+	subscriberBatch    = 20 * time.Millisecond
+	subscriberBatchMax = 100 * time.Millisecond
+)
+
+// subscriberAnswerWait is how long a subscriber offer waits for its answer before it is
+// rolled back or, where pion cannot roll back, sent again (offerTimedOut).
+const subscriberAnswerWait = 10 * time.Second
 
 // NewPeer creates the two connections of an endpoint.
 func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
@@ -137,28 +162,54 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 		bridge: b, params: params, log: log.With("peer", params.ID),
 		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
 		layerTracks: map[*UpTrack]struct{}{},
-	}
-	api := b.api
-	if params.Relay {
-		api = b.relayAPI
+		batchQuiet:  subscriberBatch, batchMax: subscriberBatchMax,
 	}
 	var err error
-	if p.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		return nil, fmt.Errorf("new publisher connection: %w", err)
+	p.api = b.api
+	if params.Relay {
+		p.api = b.relayAPI
 	}
-	if p.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		_ = p.pub.Close()
+	if p.sub, err = p.newConnection(); err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
 	if b.hops != nil {
-		p.pubHop, p.subHop = b.hops.Take(p.pub.ID()), b.hops.Take(p.sub.ID())
+		p.subHop = b.hops.Take(p.sub.ID())
 	}
-	p.watch(p.pub, Publisher)
 	p.watch(p.sub, Subscriber)
-	p.pub.OnTrack(func(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-		up := newUpTrack(p, remote, receiver)
+	if params.Relay {
+		if _, err := p.newPub(); err != nil {
+			_ = p.sub.Close()
+			return nil, err
+		}
+	}
+	if params.Relay && !b.silentNeeds {
+		p.needQuit = p.startNeeds()
+	}
+	if m := b.metrics; m != nil {
+		m.Peers.Inc()
+	}
+	return p, nil
+}
+
+// newPub makes the publisher connection if there is none yet, and returns it. The caller
+// holds pubNegotiation (or is NewPeer), so two offers never make two.
+func (p *Peer) newPub() (*webrtc.PeerConnection, error) {
+	if pc := p.publisher(); pc != nil {
+		return pc, nil
+	}
+	pc, err := p.newConnection()
+	if err != nil {
+		return nil, fmt.Errorf("new publisher connection: %w", err)
+	}
+	var hop *hopstats.Interceptor
+	if p.bridge.hops != nil {
+		hop = p.bridge.hops.Take(pc.ID())
+	}
+	p.watch(pc, Publisher)
+	pc.OnTrack(func(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+		up := newUpTrack(p, pc, remote, receiver)
 		rid := remote.RID()
-		if base, layer, ok := parseLayerTrackID(up.id); ok && params.Relay {
+		if base, layer, ok := parseLayerTrackID(up.id); ok && p.params.Relay {
 			up.id, rid = base, string(rune('0'+layer)) // a layer of a source relayed layer by layer
 		}
 		p.mu.Lock()
@@ -174,17 +225,35 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 		p.log.Info("track published", "track", up.id, "kind", up.kind.String(), "codec", up.codec.MimeType,
 			"rid", rid, "ssrc", up.ssrc)
 		go up.readLoop()
-		if report && params.OnTrack != nil {
-			params.OnTrack(up)
+		if report && p.params.OnTrack != nil {
+			p.params.OnTrack(up)
 		}
 	})
-	if params.Relay && !b.silentNeeds {
-		p.needQuit = p.startNeeds()
+	p.mu.Lock()
+	if p.closed { // Close ran meanwhile and closed what it saw: not this one
+		p.mu.Unlock()
+		_ = pc.Close()
+		return nil, ErrClosed
 	}
-	if m := b.metrics; m != nil {
-		m.Peers.Inc()
+	p.pub, p.pubHop = pc, hop
+	p.mu.Unlock()
+	return pc, nil
+}
+
+// newConnection makes one of the peer's connections, with the bridge's certificate.
+func (p *Peer) newConnection() (*webrtc.PeerConnection, error) {
+	certs, err := p.bridge.certs.get()
+	if err != nil {
+		return nil, err
 	}
-	return p, nil
+	return p.api.NewPeerConnection(webrtc.Configuration{Certificates: certs})
+}
+
+// publisher is the publisher connection; nil until the endpoint's first offer.
+func (p *Peer) publisher() *webrtc.PeerConnection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pub
 }
 
 func (p *Peer) watch(pc *webrtc.PeerConnection, target Target) {
@@ -222,21 +291,25 @@ func (p *Peer) ID() string { return p.params.ID }
 func (p *Peer) HandleOffer(sdp string) (string, error) {
 	p.pubNegotiation.Lock()
 	defer p.pubNegotiation.Unlock()
-	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+	pub, err := p.newPub()
+	if err != nil {
+		return "", err
+	}
+	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	p.iceSession(Publisher, sdp)
-	answer, err := p.pub.CreateAnswer(nil)
+	answer, err := pub.CreateAnswer(nil)
 	if err != nil {
 		return "", fmt.Errorf("create answer: %w", err)
 	}
-	gathered := webrtc.GatheringCompletePromise(p.pub)
-	if err := p.pub.SetLocalDescription(answer); err != nil {
+	gathered := webrtc.GatheringCompletePromise(pub)
+	if err := pub.SetLocalDescription(answer); err != nil {
 		return "", fmt.Errorf("set local answer: %w", err)
 	}
 	p.flushCandidates(Publisher)
 	waitGathering(gathered)
-	return p.pub.LocalDescription().SDP, nil
+	return pub.LocalDescription().SDP, nil
 }
 
 // HandleAnswer applies the endpoint's answer to the bridge's last subscriber offer.
@@ -271,8 +344,7 @@ func (p *Peer) HandleAnswer(sdp string) error {
 // AddCandidate adds a remote ICE candidate to one of the connections. Candidates that
 // arrive before the description they belong to are held until it is applied.
 func (p *Peer) AddCandidate(target Target, c webrtc.ICECandidateInit) error {
-	pc := p.pc(target)
-	if pc == nil {
+	if target != Publisher && target != Subscriber {
 		return fmt.Errorf("add candidate: unknown target %d", target)
 	}
 	p.mu.Lock()
@@ -281,7 +353,10 @@ func (p *Peer) AddCandidate(target Target, c webrtc.ICECandidateInit) error {
 		return fmt.Errorf("%s: %w (%d)", target, ErrTooManyCandidates, MaxRemoteCandidates)
 	}
 	p.remoteCands[target]++
-	if pc.RemoteDescription() == nil {
+	pc := p.pcLocked(target)
+	// Before the offer there is no publisher connection yet: hold its candidates as for
+	// one without a remote description.
+	if pc == nil || pc.RemoteDescription() == nil {
 		if target == Publisher {
 			p.pendingPub = append(p.pendingPub, c)
 		} else {
@@ -325,6 +400,13 @@ func remoteUfrag(sdp string) string {
 }
 
 func (p *Peer) pc(target Target) *webrtc.PeerConnection {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pcLocked(target)
+}
+
+// pcLocked is pc for a caller holding mu.
+func (p *Peer) pcLocked(target Target) *webrtc.PeerConnection {
 	switch target {
 	case Publisher:
 		return p.pub
@@ -477,15 +559,26 @@ func (p *Peer) scheduleOffer() {
 		return
 	}
 	if p.offerOut {
-		p.renegotiate = true
+		// A batch still waiting to be offered takes the change and waits for quiet again,
+		// up to its limit; Stop fails when sendOffer has fired, and its CreateOffer, after
+		// this change, carries it.
+		if p.offerDue != nil && time.Since(p.batchFrom) < p.batchMax-p.batchQuiet && p.offerDue.Stop() {
+			p.offerDue.Reset(p.batchQuiet)
+			return
+		}
+		if p.offerDue == nil {
+			p.renegotiate = true
+		}
 		return
 	}
 	p.offerOut = true
-	time.AfterFunc(subscriberBatch, p.sendOffer)
+	p.batchFrom = time.Now()
+	p.offerDue = time.AfterFunc(p.batchQuiet, p.sendOffer)
 }
 
 func (p *Peer) sendOffer() {
 	p.mu.Lock()
+	p.offerDue = nil
 	if p.closed {
 		p.mu.Unlock()
 		return
@@ -513,7 +606,7 @@ func (p *Peer) sendOffer() {
 	p.mu.Lock()
 	// An endpoint that never answers must not freeze its subscriptions forever: after
 	// a while, roll back and offer again with whatever changed.
-	p.offerTimer = time.AfterFunc(10*time.Second, p.offerTimedOut)
+	p.offerTimer = time.AfterFunc(subscriberAnswerWait, p.offerTimedOut)
 	p.mu.Unlock()
 	waitGathering(gathered)
 	if p.params.OnSubscriberOffer != nil {
@@ -535,25 +628,35 @@ func waitGathering(done <-chan struct{}) {
 
 func (p *Peer) offerTimedOut() {
 	p.subNegotiation.Lock()
-	defer p.subNegotiation.Unlock()
 	p.mu.Lock()
 	if p.closed || !p.offerOut {
 		p.mu.Unlock()
+		p.subNegotiation.Unlock()
 		return
 	}
 	p.mu.Unlock()
 	if err := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
 		// pion cannot roll a local offer back: the connection stays in have-local-offer,
-		// where only the endpoint's answer moves it, and every new offer would fail (the
-		// subscriptions froze for good). So keep waiting for that answer (a loaded
-		// endpoint answers late) and offer what changed meanwhile once it comes.
+		// where only the endpoint's answer moves it, and every new offer would fail. The
+		// offer may have been lost on the way (an endpoint that was moved to this bridge
+		// received it before its new connection existed; a relay link's negotiation timed
+		// out under load): waiting for an answer to it froze the subscriptions for good.
+		// So send the same offer again (answering it twice is harmless: the second answer
+		// finds the connection stable and is refused), keep waiting, and offer what
+		// changed meanwhile once the answer comes.
 		p.mu.Lock()
 		p.renegotiate = true
-		p.offerTimer = time.AfterFunc(10*time.Second, p.offerTimedOut)
+		p.offerTimer = time.AfterFunc(subscriberAnswerWait, p.offerTimedOut)
 		p.mu.Unlock()
-		p.log.Warn("subscriber answer late; still waiting for it", "err", err)
+		local := p.sub.PendingLocalDescription()
+		p.subNegotiation.Unlock()
+		p.log.Warn("subscriber answer late; offering the same again", "err", err)
+		if local != nil && p.params.OnSubscriberOffer != nil {
+			p.params.OnSubscriberOffer(local.SDP)
+		}
 		return
 	}
+	p.subNegotiation.Unlock()
 	p.mu.Lock()
 	p.offerOut = false
 	p.renegotiate = false
@@ -601,6 +704,7 @@ func (p *Peer) Close() error {
 	}
 	downs := p.downs
 	p.downs = map[*DownTrack]*webrtc.RTPSender{}
+	pub := p.pub
 	p.mu.Unlock()
 	if p.alloc != nil {
 		p.alloc.stop()
@@ -620,7 +724,11 @@ func (p *Peer) Close() error {
 			m.DownTracks.Dec()
 		}
 	}
-	err := errors.Join(p.pub.Close(), p.sub.Close())
+	var err error
+	if pub != nil {
+		err = pub.Close()
+	}
+	err = errors.Join(err, p.sub.Close())
 	if m := p.bridge.metrics; m != nil {
 		m.Peers.Dec()
 	}
@@ -635,8 +743,11 @@ func (p *Peer) Close() error {
 // this bridge sends it, on the subscriber connection, with the round-trip time.
 func (p *Peer) HopStats() hopstats.Stats {
 	var s hopstats.Stats
-	if p.pubHop != nil {
-		s.In = p.pubHop.Stats().In
+	p.mu.Lock()
+	pubHop := p.pubHop
+	p.mu.Unlock()
+	if pubHop != nil {
+		s.In = pubHop.Stats().In
 	}
 	if p.subHop != nil {
 		sub := p.subHop.Stats()

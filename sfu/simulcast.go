@@ -267,10 +267,20 @@ func (d *DownTrack) mapLayer(firstIn uint16, t *UpTrack) {
 // the switch happens at that layer's next keyframe, which is requested now. A no-op for a
 // track that is not simulcast. Safe from any goroutine; the allocator calls it.
 func (d *DownTrack) SetLayer(i int) {
-	s := d.sim
-	if s == nil {
-		return
+	if d.sim != nil {
+		d.setLayer(i, false)
 	}
+}
+
+// setLayer is SetLayer; with cut, a step down also stops the layer forwarded now at once
+// instead of at the lower layer's keyframe. The allocator cuts when the link overruns:
+// the subscriber's picture of that layer is breaking already (its packets are lost or
+// queued behind seconds of others), and every packet more of it fills the shaper's queue
+// ahead of the keyframe the switch waits for, which then arrives late or loses packets
+// itself. The subscriber sees the numbering go on unbroken at the keyframe; repairs of
+// the layer left are no longer sent (its picture is given up).
+func (d *DownTrack) setLayer(i int, cut bool) {
+	s := d.sim
 	s.ctl.Lock()
 	defer s.ctl.Unlock()
 	want := int8(min(max(i, 0), maxLayers-1))
@@ -305,6 +315,16 @@ func (d *DownTrack) SetLayer(i int) {
 		up.RequestKeyframe()
 	}
 	s.target.Store(int32(want))
+	if cur := s.current.Load(); cut && cur > int32(want) {
+		if left := s.member[cur]; left != nil {
+			left.removeDown(d)
+			s.member[cur] = nil
+		}
+		s.mu.Lock()
+		s.rw.resume = true // no packet of the layer left may follow: the next starts at a keyframe
+		d.mapping.Store(nil)
+		s.mu.Unlock()
+	}
 	d.prune()
 }
 
@@ -387,15 +407,16 @@ func (d *DownTrack) LayerSwitches() uint64 {
 }
 
 // keyframeSource is the up track a subscriber's keyframe request goes to: the layer it
-// receives (or waits for).
+// switches to, if a switch is under way (its picture goes on from that layer's keyframe:
+// one of the layer left would only fill the link), else the layer it receives.
 func (d *DownTrack) keyframeSource() *UpTrack {
 	if d.sim == nil {
 		return d.up
 	}
-	if up := d.sim.src.layer(int8(d.sim.current.Load())); up != nil {
+	if up := d.sim.src.layer(int8(d.sim.target.Load())); up != nil {
 		return up
 	}
-	if up := d.sim.src.layer(int8(d.sim.target.Load())); up != nil {
+	if up := d.sim.src.layer(int8(d.sim.current.Load())); up != nil {
 		return up
 	}
 	return d.up

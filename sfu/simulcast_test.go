@@ -140,3 +140,37 @@ func TestSimulcastSetLayerClampsAndSwitchesDown(t *testing.T) {
 	// The allocator may move it again; what matters here is that every move was clean.
 	checkClean(t, "district", w.snapshot())
 }
+
+// TestSimulcastCutStepDown: the allocator's step down on a link that overruns (setLayer
+// with cut) takes the subscription off the layer it leaves at once, not at the lower
+// layer's keyframe, so nothing more of it queues on the link; the subscriber then sees
+// the lower layer from a keyframe, its numbering unbroken.
+func TestSimulcastCutStepDown(t *testing.T) {
+	b := newTestBridge(t)
+	r := newSimRoom(t, b)
+	_, d, w := r.subscribe(t, b, "commune", endpointOpts{})
+	d.SetLayer(2)
+	eventually(t, 15*time.Second, func() string {
+		if cur, _ := d.Layer(); cur != 2 {
+			return fmt.Sprintf("current layer %d", cur)
+		}
+		return ""
+	})
+	top := r.track().sim.layer(2)
+	before := w.snapshot()
+	d.setLayer(0, true)
+	if n := top.Subscribers(); n != 0 {
+		t.Fatalf("the top layer still feeds %d subscribers after the cut", n)
+	}
+	eventually(t, 15*time.Second, func() string {
+		if s := w.snapshot(); s.layer != 0 {
+			return fmt.Sprintf("subscriber sees layer %d", s.layer)
+		}
+		return ""
+	})
+	s := w.snapshot()
+	checkClean(t, "commune", s)
+	if s.gaps != before.gaps {
+		t.Errorf("%d packets missing in the numbering across the cut", s.gaps-before.gaps)
+	}
+}

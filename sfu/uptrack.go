@@ -31,7 +31,9 @@ type UpTrack struct {
 	remote   *webrtc.TrackRemote
 	receiver *webrtc.RTPReceiver
 	owner    *Peer
-	log      *slog.Logger
+	// pc is the owner's publisher connection, which carries the track (its PLIs go there).
+	pc  *webrtc.PeerConnection
+	log *slog.Logger
 	// sim groups the layers of a simulcast source (simulcast.go), nil for a track that is
 	// not simulcast; layer is this track's index there and rid its RID. Set under the
 	// owner's lock before the reader starts, read-only after.
@@ -117,7 +119,7 @@ func (t *UpTrack) Done() <-chan struct{} { return t.done }
 // PacketsReceived counts RTP packets read from the publisher.
 func (t *UpTrack) PacketsReceived() uint64 { return t.packets.Load() }
 
-func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *UpTrack {
+func newUpTrack(owner *Peer, pc *webrtc.PeerConnection, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *UpTrack {
 	t := &UpTrack{
 		id:       remote.ID(),
 		streamID: remote.StreamID(),
@@ -128,6 +130,7 @@ func newUpTrack(owner *Peer, remote *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		remote:   remote,
 		receiver: receiver,
 		owner:    owner,
+		pc:       pc,
 		done:     make(chan struct{}),
 	}
 	t.log = owner.log.With("track", t.id, "kind", t.kind.String(), "codec", t.codec.MimeType)
@@ -222,7 +225,7 @@ func (t *UpTrack) RequestKeyframe() {
 	if t.mKeyframeReqs != nil {
 		t.mKeyframeReqs.Inc()
 	}
-	if err := t.owner.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.ssrc}}); err != nil &&
+	if err := t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.ssrc}}); err != nil &&
 		!errors.Is(err, io.ErrClosedPipe) {
 		t.log.Debug("send PLI", "err", err)
 	}

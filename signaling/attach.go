@@ -179,16 +179,13 @@ func (a *Attached) deliver() {
 	}
 	for {
 		select {
-		case b := <-a.s.send:
-			route(b)
+		case <-a.s.send.ready:
+			for _, b := range a.s.send.take() {
+				route(b)
+			}
 		case req := <-a.s.closeReq:
-			for flushed := false; !flushed; {
-				select {
-				case b := <-a.s.send:
-					route(b)
-				default:
-					flushed = true
-				}
+			for _, b := range a.s.send.take() {
+				route(b)
 			}
 			a.s.markDone()
 			if a.onClose != nil {

@@ -69,7 +69,7 @@ func (s *session) placePeer(ctx context.Context, site ids.SiteID) (Bridge, error
 			return nil, err
 		}
 		s.mu.Lock()
-		s.bridge = b
+		s.setPlace(b, s.peerID)
 		s.mu.Unlock()
 		s.srv.router.set(b, s.peerID, s)
 		if c, ok := b.(peerConfirmer); ok {
@@ -83,7 +83,7 @@ func (s *session) placePeer(ctx context.Context, site ids.SiteID) (Bridge, error
 		}
 		s.srv.router.set(b, s.peerID, nil)
 		s.mu.Lock()
-		s.bridge = nil // nothing to close there
+		s.setPlace(nil, s.peerID) // nothing to close there
 		s.mu.Unlock()
 		if !errors.Is(err, bridge.ErrBridgeFull) {
 			return nil, err

@@ -157,7 +157,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	s.mu.Lock()
 	s.meeting = m
 	s.generation, s.joined = 1, time.Now()
-	s.peerID = ids.ForEndpoint(pid, 1)
+	s.setPlace(nil, ids.ForEndpoint(pid, 1))
 	s.mu.Unlock()
 	var b Bridge
 	if resume != nil {
@@ -224,7 +224,7 @@ func (s *session) migrate() {
 		return
 	}
 	s.generation++
-	s.bridge, s.peerID = b, ids.ForEndpoint(ids.ParticipantID(s.self.ID), s.generation)
+	s.setPlace(b, ids.ForEndpoint(ids.ParticipantID(s.self.ID), s.generation))
 	peer := s.peerID
 	resume := s.resumeToken()
 	s.srv.router.set(b, peer, s)
@@ -252,11 +252,14 @@ func (s *session) migrate() {
 	s.pushView() // the page's view holds on the new bridge too
 }
 
-// where returns the endpoint's bridge and peer (they change on migration).
+// where returns the endpoint's bridge and peer (they change on migration), without the
+// meeting's lock (see session.placed).
 func (s *session) where() (Bridge, ids.PeerID) {
-	s.meeting.mu.Lock()
-	defer s.meeting.mu.Unlock()
-	return s.bridge, s.peerID
+	p := s.placed.Load()
+	if p == nil {
+		return nil, ids.PeerID{}
+	}
+	return p.bridge, p.peer
 }
 
 func (s *session) handleOffer(env protocol.Envelope, o protocol.Offer) error {
@@ -372,6 +375,7 @@ func (s *session) current(b Bridge, peer ids.PeerID) bool {
 
 func (s *session) peerOffer(b Bridge, peer ids.PeerID, sdp string) {
 	if s.current(b, peer) {
+		s.srv.cfg.Metrics.subscriberOffer()
 		s.reply(protocol.KindOffer, "", protocol.Offer{SDP: sdp})
 	}
 }

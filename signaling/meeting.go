@@ -301,8 +301,14 @@ func (m *meeting) remove(s *session) {
 		m.attend(s, rooms.EventDisconnected)
 	}
 	m.announce(s, true)
-	for _, o := range m.participants {
-		o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID})
+	// Encoded once for all, as add does: when a meeting ends this runs for each of N
+	// leaves over the up to N still there, under m.mu, while the next meeting joins.
+	if news, err := protocol.Encode(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID}); err != nil {
+		m.srv.log.Error("encode participant_left", "err", err)
+	} else {
+		for _, o := range m.participants {
+			o.enqueue(news)
+		}
 	}
 	if !m.movedAway { // else another node drives the bridges now (handOver)
 		m.reconcile()

@@ -29,6 +29,10 @@ type Metrics struct {
 	Resumes *prometheus.CounterVec
 	// JoinPhases times each phase of a successful join (jointime.go).
 	JoinPhases *prometheus.HistogramVec
+	// SubscriberOffers counts the bridges' subscriber offers relayed to endpoints: beside
+	// Joins, the renegotiations a join storm costs (one per join each endpoint receives
+	// tracks from, unbatched), a figure that holds on a loaded machine.
+	SubscriberOffers prometheus.Counter
 }
 
 // NewMetrics creates signaling's metrics and registers them with reg.
@@ -57,9 +61,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Resumes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_signaling_resumes_total",
 			Help: "Joins with a resume token, by outcome: adopted (media kept) or renegotiated."}, []string{"outcome"}),
 		JoinPhases: newJoinPhaseHistogram(),
+		SubscriberOffers: prometheus.NewCounter(prometheus.CounterOpts{Name: "cau_signaling_subscriber_offers_total",
+			Help: "Subscriber (re)negotiation offers sent to endpoints for their bridge peers."}),
 	}
 	for _, c := range []prometheus.Collector{m.Sessions, m.Meetings, m.Participants, m.Messages, m.Errors, m.Joins,
-		m.Limited, m.Owned, m.LeaseChanges, m.Forwarded, m.Resumes, m.JoinPhases} {
+		m.Limited, m.Owned, m.LeaseChanges, m.Forwarded, m.Resumes, m.JoinPhases, m.SubscriberOffers} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -82,6 +88,12 @@ func (m *Metrics) message(k protocol.Kind) {
 		label = "unknown"
 	}
 	m.Messages.WithLabelValues(label).Inc()
+}
+
+func (m *Metrics) subscriberOffer() {
+	if m != nil && m.SubscriberOffers != nil {
+		m.SubscriberOffers.Inc()
+	}
 }
 
 func (m *Metrics) errorReply(code string) {

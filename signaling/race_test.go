@@ -2,6 +2,6 @@
 
 package signaling_test
 
-// raceEnabled: the tests of hundreds of endpoints skip under the race detector, whose
-// readers lag by seconds on a loaded machine; make test runs them without it.
+// raceEnabled: the tests of hundreds of endpoints skip under the race detector, which
+// costs them several times the CPU; make test runs them without it.
 const raceEnabled = true

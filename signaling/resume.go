@@ -128,16 +128,16 @@ func (s *session) adoptPeer(ctx context.Context, rc resumeClaims) (Bridge, *prot
 	}
 	peer := ids.ForEndpoint(ids.ParticipantID(rc.Participant), rc.Generation)
 	s.mu.Lock()
-	s.bridge, s.peerID, s.generation = b, peer, rc.Generation
+	s.setPlace(b, peer)
+	s.generation = rc.Generation
 	s.mu.Unlock()
 	s.srv.router.set(b, peer, s)
 	st, err := a.AdoptPeer(ctx, peer)
 	if err != nil {
 		s.srv.router.clear(b, peer, s)
 		s.mu.Lock()
-		s.bridge = nil
 		s.generation = rc.Generation + 1 // a new peer: never the id of one the bridge may still hold
-		s.peerID = ids.ForEndpoint(ids.ParticipantID(rc.Participant), s.generation)
+		s.setPlace(nil, ids.ForEndpoint(ids.ParticipantID(rc.Participant), s.generation))
 		s.mu.Unlock()
 		return nil, nil, err
 	}

@@ -89,7 +89,7 @@ type Config struct {
 	// BridgeTimeout is how long a registered bridge may be silent (no beat, no message)
 	// before it is declared down and its endpoints are moved; 0 means
 	// control.DefaultTimeout (500 ms). Raise it on a box so loaded that a live bridge
-	// can go that long unscheduled.
+	// can go that long unscheduled; above control.HardTimeout (3 s) it raises that too.
 	BridgeTimeout time.Duration
 	// RollCallGrace is how long a node that took a meeting over waits before it closes
 	// the roll-call spans of endpoints that did not come back; 0 means
@@ -222,7 +222,9 @@ func New(cfg Config) *Server {
 	}
 	// Buffer sizes left at 0: the socket reads and writes through the 4 KiB buffers the
 	// HTTP server already allocated for the request, instead of 8 KiB more of its own
-	// per endpoint for the whole meeting (issue 11).
+	// per endpoint for the whole meeting (issue 11). Not a pool of write buffers: the
+	// HTTP connection keeps its writer while the handler runs the session (and its reader,
+	// which the socket reads through, points back at it), so a pool only adds buffers.
 	s.upgrader = websocket.Upgrader{CheckOrigin: s.checkOrigin}
 	return s
 }

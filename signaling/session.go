@@ -42,7 +42,7 @@ type session struct {
 	// (forward.go). The reader goroutine sets it during the join and writes to it; close
 	// reads it under mu.
 	upstream *websocket.Conn
-	send     chan []byte
+	send     sendQueue
 	done     chan struct{} // closed when the writer has ended
 
 	closeReq  chan closeError // one close request for the writer
@@ -78,6 +78,12 @@ type session struct {
 	bridge     Bridge
 	peerID     ids.PeerID
 	generation int
+	// placed mirrors bridge and peerID for where, which the bridge's event goroutines
+	// call for every offer and candidate of the peer: they read it without the
+	// meeting's lock, which under a join storm each of them otherwise queued for behind
+	// the joins (the mutex profile's largest signaling entry). Stored by setPlace
+	// wherever bridge and peerID are written.
+	placed atomic.Pointer[placement]
 	// view is the page's last view (view.go), sent again to a bridge it moves to;
 	// guarded by meeting.mu.
 	view   *protocol.BridgeView
@@ -106,11 +112,24 @@ type session struct {
 	muted        map[protocol.Source]bool
 }
 
+// placement is where an endpoint's media terminates: its bridge and its peer there.
+type placement struct {
+	bridge Bridge
+	peer   ids.PeerID
+}
+
+// setPlace writes bridge and peerID and publishes them to where. Callers hold the lock
+// the fields' writes need (s.mu during the join, meeting.mu after it).
+func (s *session) setPlace(b Bridge, peer ids.PeerID) {
+	s.bridge, s.peerID = b, peer
+	s.placed.Store(&placement{bridge: b, peer: peer})
+}
+
 func newSession(srv *Server, conn *websocket.Conn, remote string) *session {
 	return &session{
 		srv: srv, conn: conn, remote: remote, opened: time.Now(),
 		log:          srv.log.With("remote", remote),
-		send:         make(chan []byte, sendBacklog),
+		send:         sendQueue{ready: make(chan struct{}, 1)},
 		done:         make(chan struct{}),
 		closeReq:     make(chan closeError, 1),
 		limiter:      rate.NewLimiter(rate.Limit(srv.cfg.MessageRate), srv.cfg.MessageBurst),
@@ -346,11 +365,47 @@ func (s *session) reply(kind protocol.Kind, id string, data any) {
 func (s *session) enqueue(b []byte) {
 	select {
 	case <-s.done:
-	case s.send <- b:
+		return
 	default:
+	}
+	if !s.send.push(b) {
 		s.log.Warn("send queue full; closing slow socket")
 		go s.close(websocket.ClosePolicyViolation, "too slow")
 	}
+}
+
+// sendQueue holds the messages queued for a session's writer, up to sendBacklog. A
+// channel of sendBacklog was 6 KiB per endpoint for the whole meeting (issue 11), where
+// a few messages wait at a time: the slice grows with what waits, and is let go when
+// the writer has taken everything.
+type sendQueue struct {
+	mu    sync.Mutex // guards msgs
+	msgs  [][]byte
+	ready chan struct{} // capacity 1: a token while msgs may hold messages
+}
+
+// push queues b; false if sendBacklog messages already wait.
+func (q *sendQueue) push(b []byte) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.msgs) >= sendBacklog {
+		return false
+	}
+	q.msgs = append(q.msgs, b)
+	select {
+	case q.ready <- struct{}{}:
+	default: // a token is there already
+	}
+	return true
+}
+
+// take returns everything queued, oldest first, and empties the queue.
+func (q *sendQueue) take() [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs = nil
+	return msgs
 }
 
 // writeLoop is the only writer of the socket. A close request makes it flush what is
@@ -369,10 +424,12 @@ func (s *session) writeLoop(log *slog.Logger) {
 	}
 	for {
 		select {
-		case b := <-s.send:
-			if err := write(b); err != nil {
-				log.Debug("socket write", "err", err)
-				return
+		case <-s.send.ready:
+			for _, b := range s.send.take() {
+				if err := write(b); err != nil {
+					log.Debug("socket write", "err", err)
+					return
+				}
 			}
 		case <-ping.C:
 			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
@@ -380,14 +437,9 @@ func (s *session) writeLoop(log *slog.Logger) {
 				return
 			}
 		case req := <-s.closeReq:
-			for flushed := false; !flushed; {
-				select {
-				case b := <-s.send:
-					if write(b) != nil {
-						flushed = true
-					}
-				default:
-					flushed = true
+			for _, b := range s.send.take() {
+				if write(b) != nil {
+					break
 				}
 			}
 			if req.code != websocket.CloseAbnormalClosure {

@@ -42,12 +42,18 @@ const (
 )
 
 const (
-	writeWait = 5 * time.Second
+	// writeWait is how long one frame to a bridge may take to leave. A bridge busy with
+	// hundreds of joins reads its socket late; a timed-out write breaks the connection for
+	// good (gorilla), so it must not come before the liveness watchdog, which tells a hung
+	// bridge (HardTimeout) from a slow one.
+	writeWait = 30 * time.Second
 	// pingEvery keeps an idle control socket alive through NATs and lets the bridge notice
 	// a dead signaling server (it gives up after 35 s without one).
 	pingEvery = 15 * time.Second
-	// sendBacklog is how many commands may wait for a slow bridge before it is cut off.
-	sendBacklog = 1024
+	// sendBacklog is how many commands may wait for a slow bridge before it is cut off: a
+	// join of one endpoint in a meeting of 60 streams queues about 70, and a bridge of a
+	// national meeting takes hundreds of joins in a burst (issue 10).
+	sendBacklog = 16384
 	// readLimit bounds one message: heartbeats carry every endpoint's link figures, so a
 	// bridge with hundreds of endpoints sends more than an endpoint may. Bridges are
 	// authenticated; 8 MiB still bounds them.
@@ -75,7 +81,9 @@ type Config struct {
 	// Down is called once when an admitted bridge's socket ends or its heartbeats stop.
 	Down func(b *Remote, why string)
 	// Timeout is the silence after which a bridge that beats is declared down; 0 means
-	// DefaultTimeout. It is raised to four of the bridge's beats and capped at HardTimeout.
+	// DefaultTimeout. It is raised to four of the bridge's beats and capped at HardTimeout;
+	// a Timeout above HardTimeout raises that cap too (a machine so loaded that a live
+	// bridge goes unheard for longer, as in the national meeting's test).
 	Timeout time.Duration
 }
 
@@ -166,10 +174,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(conn, reqID, protocol.CodeForbidden, err)
 		return
 	}
-	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog),
+	rb := &Remote{conn: conn, id: reg.ID, site: reg.Site, send: make(chan []byte, sendBacklog), pong: make(chan string, 1),
 		done: make(chan struct{}),
 		log:  s.log.With("bridge", string(reg.ID), "site", string(reg.Site)), down: s.cfg.Down}
-	rb.timeout = s.timeout(reg.BeatMillis)
+	rb.timeout, rb.hard = s.timeout(reg.BeatMillis), max(HardTimeout, s.cfg.Timeout)
 	rb.lastSeen.Store(time.Now().UnixNano())
 	conn.SetPingHandler(rb.ping)
 	ev, err := s.cfg.Registered(rb)
@@ -194,7 +202,7 @@ func (s *Server) timeout(beatMillis int) time.Duration {
 	if t <= 0 {
 		t = DefaultTimeout
 	}
-	return min(max(t, 4*time.Duration(beatMillis)*time.Millisecond), HardTimeout)
+	return min(max(t, 4*time.Duration(beatMillis)*time.Millisecond), max(HardTimeout, t))
 }
 
 // readRegister reads the first message, which must register a bridge with a valid id.

@@ -33,9 +33,11 @@ type Remote struct {
 	down func(*Remote, string)
 
 	send     chan []byte   // to the writer
+	pong     chan string   // capacity 1: a pong for the writer to send
 	done     chan struct{} // closed by shutdown
 	once     sync.Once
 	timeout  time.Duration    // silence that ends the bridge; set before the reader starts
+	hard     time.Duration    // silence that ends it whatever the reason (HardTimeout or more); idem
 	lastSeen atomic.Int64     // unix nanos of the last message or ping, or of a handler's end
 	gaps     gapWindow        // the longest silences seen lately; the reader's
 	slack    atomic.Int64     // twice the longest recent silence (ns), for the watchdog
@@ -52,7 +54,7 @@ func (rb *Remote) Site() ids.SiteID { return rb.site }
 func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 	defer rb.shutdown("connection closed")
 	for {
-		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * HardTimeout))
+		_ = rb.conn.SetReadDeadline(time.Now().Add(2 * rb.hard))
 		_, data, err := rb.conn.ReadMessage()
 		if err != nil {
 			return
@@ -73,12 +75,14 @@ func (rb *Remote) readLoop(heartbeat func(*Remote, protocol.BridgeHeartbeat)) {
 	}
 }
 
-// ping is the socket's ping handler (on the reader's goroutine): a bridge's beat.
+// ping is the socket's ping handler (on the reader's goroutine): a bridge's beat. The
+// pong goes through the writer (writeLoop): written here, it waited behind a long write to
+// a busy bridge, and the reader heard none of the bridge's beats meanwhile.
 func (rb *Remote) ping(data string) error {
 	rb.heard(time.Now())
-	err := rb.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
-	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
-		return err
+	select {
+	case rb.pong <- data:
+	default: // a pong is already due; one answers any number of pings
 	}
 	return nil
 }
@@ -139,29 +143,46 @@ func decode[T any](env protocol.Envelope, use func(T)) error {
 // watchdog ends the bridge when its beats stop (a hung process or a cut link; a killed
 // process is noticed sooner, when its socket closes). It ticks ten times per timeout and
 // judges only on a tick that came on time while the reader was listening (see
-// DefaultTimeout); HardTimeout applies on every tick.
+// DefaultTimeout); HardTimeout applies on every tick. Both judge the silence signaling
+// could have heard: a tick that came late counts as two intervals, not as the time this
+// process was starved, and one while the reader is in a handler not at all. Otherwise a
+// stall of the whole signaling process for HardTimeout
+// (a 2-core machine under load, the race detector, a long GC) declared every bridge down
+// at once, each of them beating (issue 10's national meeting); a hung bridge is still
+// found while signaling is starved, later.
 func (rb *Remote) watchdog() {
 	every := rb.timeout / 10
 	t := time.NewTicker(every)
 	defer t.Stop()
 	prev := time.Now()
+	var hearable time.Duration // the silence since the bridge was last heard, late ticks capped
 	for {
 		select {
 		case <-rb.done:
 			return
 		case <-t.C:
 			now := time.Now() // when this goroutine runs, not when the tick was due
-			late := now.Sub(prev) > 2*every
-			prev = now
-			silent := now.Sub(time.Unix(0, rb.lastSeen.Load()))
-			timeout := min(max(rb.timeout, time.Duration(rb.slack.Load())), HardTimeout)
+			gap := now.Sub(prev)
+			late := gap > 2*every
+			seen := time.Unix(0, rb.lastSeen.Load())
+			silent := now.Sub(seen)
 			switch {
-			case silent > HardTimeout:
-			case silent > timeout && !late && !rb.busy.Load():
+			case seen.After(prev):
+				hearable = silent
+			case rb.busy.Load(): // the reader is in a handler: what comes waits in the socket
+			default:
+				hearable += min(gap, 2*every)
+			}
+			prev = now
+			timeout := min(max(rb.timeout, time.Duration(rb.slack.Load())), rb.hard)
+			switch {
+			case hearable > rb.hard:
+			case hearable > timeout && !late && !rb.busy.Load():
 			default:
 				continue
 			}
-			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond), "timeout", timeout)
+			rb.log.Warn("bridge silent; declaring it down", "silent", silent.Round(time.Millisecond),
+				"hearable", hearable.Round(time.Millisecond), "timeout", timeout)
 			rb.shutdown("heartbeat timeout")
 			return
 		}
@@ -178,6 +199,12 @@ func (rb *Remote) writeLoop() {
 		case <-ping.C:
 			if err := rb.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				rb.shutdown("ping failed")
+				return
+			}
+		case data := <-rb.pong:
+			err := rb.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+			if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+				rb.shutdown("pong failed")
 				return
 			}
 		case b := <-rb.send:

@@ -10,8 +10,15 @@
 // allocator could use (Want), so an idle link's estimate does not grow without bound;
 // and a step up that brought loss is not retried at once: the rate that crossed then
 // becomes a ceiling for a back-off period that doubles with each failure (up to MaxBackoff) and
-// resets once a rate holds for a while. A shaper's queue (tbf) shows as loss, which is
-// what commune links do.
+// resets once a rate holds for a while.
+//
+// Delay: a shaper (tbf, a commune's router) queues before it drops, and its queue holds a
+// few hundred milliseconds, so loss comes late, once the queue is full and the picture is
+// already breaking. The feedback's queue delay (hopstats QueueDelay) comes first: a queue
+// of QueueHigh or more while the far end acknowledges clearly less than was sent is
+// overuse (once it has lasted queueHold: a keyframe's burst on a fast link queues for a
+// moment; NoteQueue lets the caller look between Updates), and the estimate falls to
+// GCC's 0.85 of what crossed at once.
 //
 // Probing: the estimate grows blindly (nothing is sent at the rate it claims), so a step
 // up is first tried with padding (the caller's prober) and taken only once the link has
@@ -55,6 +62,21 @@ const (
 	probeBackoffMax = 6 * time.Second
 	// lossQuiet is how long after an interval of heavy loss no probe starts.
 	lossQuiet = 2 * time.Second
+	// QueueHigh is the path's queue that, while the far end acknowledges less than
+	// overuseShare of what was sent, is overuse: well above what a loaded machine's late
+	// readers add (under 80 ms seen on a box at load 25), well below a shaper's queue
+	// (tbf: 200 ms) and the loss that comes once it is full. overuseBack is what the
+	// estimate keeps of the acknowledged rate then (GCC's β).
+	QueueHigh    = 80 * time.Millisecond
+	overuseShare = 0.8
+	overuseBack  = 0.85
+	// queueHold is how long the queue must have stayed at QueueHigh or more, in every
+	// sample, to count: a keyframe's burst on a fast link, or a receiver that stalled
+	// and then reports late arrivals, queues for one feedback; a link overrun stays queued.
+	queueHold = 100 * time.Millisecond
+	// queueFull is a queue that counts at once, in one look: more than a fast link's
+	// keyframe burst leaves on average, most of a shaper's whole queue.
+	queueFull = 150 * time.Millisecond
 )
 
 // Sample is a link's cumulative counters at one time (hopstats.Direction's out side).
@@ -62,6 +84,8 @@ type Sample struct {
 	At             time.Time
 	Bytes, Packets uint64 // sent: RTP header and payload, and packets
 	Reported, Lost uint64 // TWCC statuses received about what was sent, and the lost among them
+	// QueueDelay is the queue the link's latest feedback found (hopstats QueueDelay).
+	QueueDelay time.Duration
 }
 
 // Estimator is one link's estimate. Not safe for concurrent use: one goroutine (the
@@ -88,7 +112,62 @@ type Estimator struct {
 	// Sent, Acked and Loss are the last interval's send rate, the rate the far end
 	// reported received (bit/s, at the interval's mean packet size) and the loss fraction.
 	Sent, Acked, Loss float64
+	// overused: the last interval's queue was QueueHigh or more while less was
+	// acknowledged than sent (overuse); queueSince is since when every sample has shown a
+	// queue of QueueHigh or more (zero: the last did not).
+	overused   bool
+	queueSince time.Time
 }
+
+// queued notes the queue of sample s and says whether it has stayed at QueueHigh or more
+// for queueHold.
+func (e *Estimator) queued(s Sample) bool {
+	if s.QueueDelay < QueueHigh {
+		e.queueSince = time.Time{}
+		return false
+	}
+	if e.queueSince.IsZero() {
+		e.queueSince = s.At
+	}
+	return s.QueueDelay >= queueFull || s.At.Sub(e.queueSince) >= queueHold
+}
+
+// interval is what the counters say about the span from e.last to s: the send rate, the
+// acknowledged rate and the loss, and whether there was feedback enough to judge.
+func (e *Estimator) interval(s Sample) (sent, acked, loss float64, ok bool) {
+	dt := s.At.Sub(e.last.At).Seconds()
+	if dt <= 0 {
+		return 0, 0, 0, false
+	}
+	sent = float64(s.Bytes-e.last.Bytes) * 8 / dt
+	reported, lost := s.Reported-e.last.Reported, uint64(0)
+	if s.Lost > e.last.Lost {
+		// A packet counted lost that arrived late moves back to received (hopstats): an
+		// interval's count may fall, and must not wrap round to 2^64.
+		lost = min(s.Lost-e.last.Lost, reported)
+	}
+	bytes, packets := s.Bytes-e.last.Bytes, s.Packets-e.last.Packets
+	if reported < minReported || packets == 0 {
+		return sent, 0, 0, false // too little feedback to judge (an idle link, or feedback lost)
+	}
+	// Feedback lags what is sent by the path's queue, so the loss of an interval is set
+	// against the packets reported in it, not against the send rate.
+	acked = float64(reported-lost) * float64(bytes) / float64(packets) * 8 / dt
+	return sent, acked, float64(lost) / float64(reported), true
+}
+
+// overuse says whether an interval with these figures, ending with sample s, overran
+// the link by its queue; it notes s's queue (queued).
+func (e *Estimator) overuse(s Sample, sent, acked float64) bool {
+	return e.queued(s) && acked < overuseShare*sent
+}
+
+// NoteQueue takes the link's counters between Updates, for their queue delay only: the
+// caller looks every 100 ms or so, so that a queue must have lasted queueHold, in every
+// look, to count as overuse at the next Update. (Updating on such a look instead, over a
+// fraction of an interval, judged the rate that crossed from too little feedback: a
+// relay link's estimate stayed above what it carried.)
+func (e *Estimator) NoteQueue(s Sample) { e.queued(s) }
 
 // New returns an estimator at Initial.
 func New() *Estimator { return &Estimator{bps: Initial, backoff: MinBackoff} }
@@ -109,31 +188,28 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 		return e.bps
 	}
 	prev := e.bps
-	e.Sent = float64(s.Bytes-e.last.Bytes) * 8 / dt
-	reported, lost := s.Reported-e.last.Reported, uint64(0)
-	if s.Lost > e.last.Lost {
-		// A packet counted lost that arrived late moves back to received (hopstats): an
-		// interval's count may fall, and must not wrap round to 2^64.
-		lost = min(s.Lost-e.last.Lost, reported)
-	}
-	bytes, packets := s.Bytes-e.last.Bytes, s.Packets-e.last.Packets
+	sent, acked, loss, ok := e.interval(s)
+	e.Sent = sent
 	e.last = s
-	if reported < minReported || packets == 0 {
-		return e.bps // too little feedback to judge (an idle link, or feedback lost)
+	if !ok {
+		return e.bps
 	}
-	e.Loss = float64(lost) / float64(reported)
-	// Feedback lags what is sent by the path's queue, so the loss of an interval is set
-	// against the packets reported in it, not against the send rate.
-	e.Acked = float64(reported-lost) * float64(bytes) / float64(packets) * 8 / dt
+	e.Acked, e.Loss = acked, loss
+	// A probe's own queue is the probe's to judge (probe.go): it is not the media's.
+	e.overused = e.overuse(s, sent, acked) && !e.probing
 	switch {
-	case e.Loss > lossHigh:
+	case e.Loss > lossHigh || e.overused:
 		backingOff := e.ceilingUntil.After(s.At)
 		// Loss while sending well under the estimate is the queue of an earlier, higher
 		// rate draining (feedback lags by a queue's length): it says nothing new, so the
 		// estimate is not cut again for it, nor the ceiling lowered.
 		if !backingOff || e.Sent >= 0.8*e.bps {
-			// GCC: As·(1−0.5·p), and no more than what crossed.
-			e.bps = math.Min(e.bps*(1-0.5*e.Loss), math.Max(e.Acked, Min))
+			// GCC: As·(1−0.5·p), and no more than what crossed; on overuse, 0.85 of it.
+			crossed := e.Acked
+			if e.overused {
+				crossed *= overuseBack
+			}
+			e.bps = math.Min(e.bps*(1-0.5*e.Loss), math.Max(crossed, Min))
 		}
 		if !backingOff || e.Sent >= e.ceiling {
 			if backingOff {
@@ -169,10 +245,15 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 	return e.bps
 }
 
-// Congested says whether the last interval showed loss: a step down needs it (an
-// estimate short of a layer's rate, on a link that carries it without loss, is the
-// estimate lagging, not the link failing).
-func (e *Estimator) Congested() bool { return e.Loss >= lossLow }
+// Congested says whether the last interval showed loss or overuse: a step down needs it
+// (an estimate short of a layer's rate, on a link that carries it without loss or a
+// growing queue, is the estimate lagging, not the link failing).
+func (e *Estimator) Congested() bool { return e.Loss >= lossLow || e.overused }
+
+// Overrun says whether the last interval overran the link: heavy loss, or overuse by the
+// queue. The picture a subscription forwards then is breaking already, and what more is
+// sent of it only fills the queue ahead of the keyframe of the layer it steps down to.
+func (e *Estimator) Overrun() bool { return e.Loss > lossHigh || e.overused }
 
 // Probe says whether a probe may start at now, for a link that carries need (bit/s) now
 // and would carry target after a step up: only when target is beyond what the link has

@@ -185,3 +185,78 @@ func TestStepUp(t *testing.T) {
 		t.Errorf("step up %.0f at the top", got)
 	}
 }
+
+// queued is a sample dt after s of a link that delivers delivered of sent bit/s with
+// nothing lost yet (a shaper's queue takes the rest) and a queue of queue.
+func queued(s Sample, dt time.Duration, sent, delivered float64, queue time.Duration) Sample {
+	s.At = s.At.Add(dt)
+	packets := sent / 8 * dt.Seconds() / 1000
+	s.Bytes += uint64(sent / 8 * dt.Seconds())
+	s.Packets += uint64(packets)
+	s.Reported += uint64(packets * delivered / sent)
+	s.QueueDelay = queue
+	return s
+}
+
+// TestOveruseByTheQueue: a shaper queues before it drops. A queue of QueueHigh or more
+// that lasts queueHold while the far end acknowledges clearly less than was sent cuts the
+// estimate to 0.85 of what crossed, before any loss, and says the link is overrun; a
+// queue on a link that delivers what is sent (a loaded receiver reading late), or one
+// seen once (a keyframe's burst), changes nothing.
+func TestOveruseByTheQueue(t *testing.T) {
+	at := time.Unix(0, 0)
+	e := New()
+	s := Sample{At: at}
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
+	before := e.Update(s, 3e6)
+	for i := 0; i < 2; i++ {
+		s = queued(s, Interval, 1_500_000, 1_500_000, 120*time.Millisecond) // late reads: all delivered
+		if est := e.Update(s, 3e6); est < before || e.Congested() || e.Overrun() {
+			t.Fatalf("estimate %.0f (was %.0f), congested %v, overrun %v with a queue but everything delivered",
+				est, before, e.Congested(), e.Overrun())
+		}
+	}
+	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 1_000_000, 120*time.Millisecond) // a burst, seen once
+	if est := e.Update(s, 3e6); est < before || e.Overrun() {
+		t.Fatalf("estimate %.0f (was %.0f), overrun %v after one look at a queue", est, before, e.Overrun())
+	}
+	s = queued(s, Interval, 1_500_000, 400_000, 120*time.Millisecond)
+	est := e.Update(s, 3e6)
+	if e.Loss != 0 || !e.Congested() || !e.Overrun() {
+		t.Fatalf("loss %v, congested %v, overrun %v: want overuse without loss", e.Loss, e.Congested(), e.Overrun())
+	}
+	if est > 0.86*400_000 {
+		t.Fatalf("estimate %.0f after overuse at 400 kbit/s delivered, want at most 0.85 of it", est)
+	}
+}
+
+// TestQueueHold: a queue counts as overuse only once every look at it, NoteQueue's
+// between Updates included, has shown QueueHigh or more for queueHold.
+func TestQueueHold(t *testing.T) {
+	e := New()
+	s := Sample{At: time.Unix(0, 0)}
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 1_500_000, 0)
+	e.Update(s, 3e6)
+	e.NoteQueue(queued(s, Interval-2*queueHold, 1_500_000, 400_000, 120*time.Millisecond))
+	e.NoteQueue(queued(s, Interval-queueHold, 1_500_000, 1_500_000, 0)) // gone again: a burst
+	s = queued(s, Interval, 1_500_000, 400_000, 120*time.Millisecond)
+	if e.Update(s, 3e6); e.Overrun() {
+		t.Fatal("overuse from a queue seen in one look")
+	}
+	e.NoteQueue(queued(s, Interval-queueHold, 1_500_000, 400_000, 120*time.Millisecond))
+	s = queued(s, Interval, 1_500_000, 400_000, 120*time.Millisecond)
+	if e.Update(s, 3e6); !e.Overrun() {
+		t.Fatal("no overuse from a queue that lasted queueHold while a quarter of the rate was delivered")
+	}
+	// A queue near a shaper's whole counts in one look.
+	s = queued(s, Interval, 400_000, 400_000, 0)
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 1_500_000, 400_000, queueFull)
+	if e.Update(s, 3e6); !e.Overrun() {
+		t.Fatal("no overuse from one look at a full queue")
+	}
+}

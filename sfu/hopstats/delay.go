@@ -19,21 +19,47 @@ import (
 const DelayPeriod = 5 * time.Second
 
 // sentTimes is the send time of each recent packet by TWCC sequence number mod seqBits,
-// as the low 32 bits of its unix µs (16 KiB, half of whole int64s): a feedback comes
-// within seconds of the send, so the time is unwrapped against the feedback's arrival
-// (sentAt), valid within 35 minutes either way. 0 means none.
-type sentTimes [seqBits]atomic.Uint32
+// as 16 bits of sentTick units, two to a word: 8 KiB, half of 32-bit µs (issue 11). A
+// feedback comes within a second of the send, so the time is unwrapped against the
+// feedback's arrival (sentAt), valid within 8 s either way. The unit is the feedback's
+// own resolution; the time is rounded down to it, a constant offset on average that the
+// baseline takes out. 0 means none (a time that falls on 0 is kept as 1, a tick late).
+type sentTimes [seqBits / 2]atomic.Uint32
 
-// sentAt unwraps a stored send time against now: the send time in unix µs.
-func sentAt(stored uint32, now int64) int64 { return now - int64(int32(uint32(now)-stored)) }
+// sentTick is the unit of a stored send time, in µs (TWCC's receive delta unit).
+const sentTick = 250
+
+// store records the send time of seq, at (unix µs). Any goroutine: the two halves of a
+// word are set apart, and a reader between the two steps sees none.
+func (s *sentTimes) store(seq uint16, at int64) {
+	v := uint32(uint16(at / sentTick))
+	if v == 0 {
+		v = 1
+	}
+	w, shift := &s[int(seq)%seqBits/2], 16*(uint(seq)&1)
+	w.And(^(uint32(0xFFFF) << shift))
+	w.Or(v << shift)
+}
+
+// load is seq's stored send time (0: none).
+func (s *sentTimes) load(seq uint16) uint16 {
+	return uint16(s[int(seq)%seqBits/2].Load() >> (16 * (uint(seq) & 1)))
+}
+
+// sentAt unwraps a stored send time against now (unix µs): the send time in unix µs,
+// rounded down to sentTick.
+func sentAt(stored uint16, now int64) int64 {
+	ticks := now / sentTick
+	return (ticks - int64(int16(uint16(ticks)-stored))) * sentTick
+}
 
 // delays is the out direction's delay state. sent is written by the sending goroutines
 // (atomics); the rest is guarded by Interceptor.mu.
 type delays struct {
 	// sent is allocated by the first packet sent: most connections of a meeting send no
-	// media on one of their two sides (a subscriber's publisher connection, a publisher's
-	// subscriber one while it is alone), and 32 KiB (int64s then) per idle side was the
-	// largest piece of heap per endpoint (issue 11).
+	// media on one of their two sides (a publisher's subscriber connection while it is
+	// alone, a relay link's receiving end), and 32 KiB (int64s then) per idle side was
+	// the largest piece of heap per endpoint (issue 11).
 	sent      atomic.Pointer[sentTimes]
 	base      [2]int64  // least delay (µs) of the current and previous period
 	baseSince time.Time // start of the current period
@@ -49,7 +75,7 @@ func (d *delays) noteSent(seq uint16, at time.Time) {
 		d.sent.CompareAndSwap(nil, &sentTimes{})
 		s = d.sent.Load()
 	}
-	s[int(seq)%seqBits].Store(uint32(at.UnixMicro()))
+	s.store(seq, at.UnixMicro())
 }
 
 // add reads one feedback's arrival times. Caller holds Interceptor.mu.
@@ -69,7 +95,7 @@ func (d *delays) add(fb *rtcp.TransportLayerCC, now time.Time) {
 			}
 			arrival += deltas[0].Delta
 			deltas = deltas[1:]
-			if sent := times[int(seq)%seqBits].Load(); sent != 0 {
+			if sent := times.load(seq); sent != 0 {
 				sum += arrival - sentAt(sent, nowUS)
 				n++
 			}

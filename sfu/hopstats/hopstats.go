@@ -36,11 +36,12 @@ import (
 // id, until Take claims it.
 type Factory struct {
 	pending sync.Map // peer connection id → *Interceptor
+	reports reporter // sends every connection's sender reports (sender.go)
 }
 
 // NewInterceptor implements interceptor.Factory.
 func (f *Factory) NewInterceptor(id string) (interceptor.Interceptor, error) {
-	i := newInterceptor()
+	i := newInterceptor(&f.reports)
 	i.release = func() { f.pending.Delete(id) }
 	f.pending.Store(id, i)
 	return i, nil
@@ -209,19 +210,27 @@ type Interceptor struct {
 	rttMax      [2]time.Duration // current and previous period
 	rttMaxSince time.Time        // start of the current period
 	now         func() time.Time // time.Now; tests replace it
-	// The streams sent and the sender-report loop (sender.go): rtcpOut is the
-	// connection's RTCP writer, as wrapped here (so that the reports sent are noted for
-	// RTT); the loop runs from when there are both until Close.
+	// The streams sent and the sender reports (sender.go): rtcpOut is the connection's
+	// RTCP writer, as wrapped here (so that the reports sent are noted for RTT); reports
+	// sends them, from when there are both until Close (reporting: enrolled there).
 	local     map[uint32]*localStream
 	rtcpOut   interceptor.RTCPWriter
+	reporter  *reporter
 	reporting bool
 	closed    chan struct{}
 	closeOnce sync.Once
-	wg        sync.WaitGroup
+	// sending is held while the reporter writes this connection's reports; Close takes
+	// it, so that none is written after Close returns.
+	sending sync.Mutex
 }
 
-func newInterceptor() *Interceptor {
-	i := &Interceptor{clock: map[uint32]uint32{}, outJitter: map[uint32]jitterSample{},
+// newInterceptor makes an interceptor whose reports r sends; nil gives it a reporter of
+// its own (tests).
+func newInterceptor(r *reporter) *Interceptor {
+	if r == nil {
+		r = &reporter{}
+	}
+	i := &Interceptor{clock: map[uint32]uint32{}, outJitter: map[uint32]jitterSample{}, reporter: r,
 		inJitter: map[uint32]jitterSample{}, now: time.Now, local: map[uint32]*localStream{}, closed: make(chan struct{})}
 	i.out.media = &bitRing{}
 	return i
@@ -439,13 +448,18 @@ func (i *Interceptor) reports(rr []rtcp.ReceptionReport, now time.Time) {
 	}
 }
 
-// Close implements interceptor.Interceptor: the report loop stops, and an unclaimed
-// interceptor is forgotten.
+// Close implements interceptor.Interceptor: its reports stop (none is written after
+// Close returns), and an unclaimed interceptor is forgotten.
 func (i *Interceptor) Close() error {
-	i.mu.Lock() // orders the close against startReports' wg.Add
+	i.mu.Lock() // orders the close against startReports
 	i.closeOnce.Do(func() { close(i.closed) })
+	reporting := i.reporting
 	i.mu.Unlock()
-	i.wg.Wait()
+	if reporting {
+		i.reporter.remove(i)
+	}
+	i.sending.Lock()   // a report in progress ends; the next sees closed
+	i.sending.Unlock() //nolint:staticcheck // an empty critical section: waits, on purpose
 	if i.release != nil {
 		i.release()
 	}

@@ -228,7 +228,7 @@ func FuzzReports(f *testing.F) {
 		if err != nil {
 			return
 		}
-		i := newInterceptor()
+		i := newInterceptor(nil)
 		i.clock[2] = 90000
 		now := time.Unix(1_000_000, 0)
 		i.written([]rtcp.Packet{&rtcp.SenderReport{SSRC: 2, NTPTime: 7 << 16}}, now)
@@ -246,16 +246,19 @@ func FuzzReports(f *testing.F) {
 func TestQueueDelay(t *testing.T) {
 	var d delays
 	t0 := time.Unix(100, 0)
-	// Send times are kept as 32 bits of µs and read back against the feedback's arrival,
-	// whichever side of a 32-bit wrap the two fall.
-	for _, now := range []int64{1 << 40, 1<<32 + 5, 1<<32 - 5, 7} {
-		for _, age := range []int64{0, 3, 40_000_000, -2_000} { // a wall clock may step back
-			if got := sentAt(uint32(now-age), now); got != now-age {
-				t.Errorf("sent %d µs before %d: read back as %d", age, now, got)
+	// Send times are kept as 16 bits of 250 µs ticks and read back against the feedback's
+	// arrival, whichever side of a 16-bit wrap the two fall, rounded down to the tick.
+	for _, now := range []int64{1 << 40, (1<<24+3)*sentTick + 5, 1<<24*sentTick - 5, 7 + 1<<30} {
+		for _, age := range []int64{0, 3, 7_900_000, -2_000} { // a wall clock may step back
+			var ring sentTimes
+			ring.store(9, now-age)
+			ring.store(10, now) // the other half of the word
+			if got, want := sentAt(ring.load(9), now), now-age; got > want || got <= want-sentTick {
+				t.Errorf("sent %d µs before %d: read back as %d (%d off)", age, now, got, got-want)
 			}
 		}
 	}
-	// A connection that has sent nothing holds no send-time ring (16 KiB), and feedback
+	// A connection that has sent nothing holds no send-time ring (8 KiB), and feedback
 	// then changes nothing.
 	d.add(&rtcp.TransportLayerCC{PacketStatusCount: 1, PacketChunks: []rtcp.PacketStatusChunk{
 		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 1}},

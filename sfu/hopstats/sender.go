@@ -104,9 +104,9 @@ func ntpTime(t time.Time) uint64 {
 	return secs<<32 | frac
 }
 
-// startReports starts the report loop once the connection has both its RTCP writer and a
-// stream to report on: a connection that sends nothing (the publisher connection of an
-// endpoint that only watches) never ticks. Caller holds i.mu.
+// startReports enrols the connection with its Factory's reporter once it has both its
+// RTCP writer and a stream to report on: a connection that sends nothing (the publisher
+// connection of an endpoint that only watches) is never visited. Caller holds i.mu.
 func (i *Interceptor) startReports() {
 	if i.reporting || i.rtcpOut == nil || len(i.local) == 0 {
 		return
@@ -117,30 +117,89 @@ func (i *Interceptor) startReports() {
 	default:
 	}
 	i.reporting = true
-	i.wg.Add(1)
-	go i.reportLoop(i.rtcpOut)
+	i.reporter.add(i)
 }
 
-// reportLoop sends every stream's sender report each SenderReportInterval, until Close.
-func (i *Interceptor) reportLoop(w interceptor.RTCPWriter) {
-	defer i.wg.Done()
+// reporter sends the sender reports of every connection of one Factory, from one
+// goroutine and one ticker. A goroutine and a ticker per sending connection (4-8 kB of
+// stack and a timer each, every endpoint's subscriber connection) was what a report a
+// second cost before (issue 11). The goroutine runs while any connection is enrolled.
+type reporter struct {
+	mu      sync.Mutex
+	members map[*Interceptor]struct{}
+	stop    chan struct{} // ends the running goroutine; nil when none runs
+}
+
+// add enrols i; the goroutine starts with the first member.
+func (r *reporter) add(i *Interceptor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.members == nil {
+		r.members = map[*Interceptor]struct{}{}
+	}
+	r.members[i] = struct{}{}
+	if r.stop == nil {
+		r.stop = make(chan struct{})
+		go r.run(r.stop)
+	}
+}
+
+// remove forgets i; the goroutine ends with the last member.
+func (r *reporter) remove(i *Interceptor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.members, i)
+	if len(r.members) == 0 && r.stop != nil {
+		close(r.stop)
+		r.stop = nil
+	}
+}
+
+// run sends every member's reports each SenderReportInterval, until stop.
+func (r *reporter) run(stop chan struct{}) {
 	t := time.NewTicker(SenderReportInterval)
 	defer t.Stop()
+	var members []*Interceptor
 	var streams []*localStream
 	for {
 		select {
-		case <-i.closed:
+		case <-stop:
 			return
 		case <-t.C:
 		}
-		streams = streams[:0]
-		i.mu.Lock()
-		for _, s := range i.local {
-			streams = append(streams, s)
+		members = members[:0]
+		r.mu.Lock()
+		for i := range r.members {
+			members = append(members, i)
 		}
-		i.mu.Unlock()
-		i.sendReports(w, streams, i.now())
+		r.mu.Unlock()
+		for _, i := range members {
+			streams = i.report(streams[:0])
+		}
+		clear(members) // drop the references until the next tick
+		clear(streams)
 	}
+}
+
+// report sends the connection's sender reports, unless it closed; streams is scratch
+// space, returned for reuse. Reporter goroutine.
+func (i *Interceptor) report(streams []*localStream) []*localStream {
+	i.sending.Lock() // Close waits for a report in progress
+	defer i.sending.Unlock()
+	i.mu.Lock()
+	select {
+	case <-i.closed:
+		i.mu.Unlock()
+		return streams
+	default:
+	}
+	for _, s := range i.local {
+		streams = append(streams, s)
+	}
+	w := i.rtcpOut
+	i.mu.Unlock()
+	i.sendReports(w, streams, i.now())
+	return streams
 }
 
 // sendReports writes the sender report of each of streams that has sent media.

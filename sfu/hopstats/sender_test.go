@@ -17,7 +17,7 @@ import (
 // retransmissions on the RTX stream are numbered but not counted as media; a stream that
 // has sent nothing has no report.
 func TestSenderReportsAndTWCCNumbers(t *testing.T) {
-	i := newInterceptor()
+	i := newInterceptor(nil)
 	const twccID, video, rtx, audio = 3, 1000, 1001, 2000
 	exts := []interceptor.RTPHeaderExtension{{URI: transportCCURI, ID: twccID}}
 	var stamped []uint16

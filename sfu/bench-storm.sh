@@ -1,0 +1,81 @@
+#!/bin/sh
+# bench-storm: issue 11's join storm, twice back to back against one server.
+#
+#   sfu/bench-storm.sh [endpoints] [ramp] [duration]      (defaults: 258 50/s 20s)
+#
+# Starts `cau serve --dev --debug-http` and runs `cau loadtest` with Gia Lai's tree, two
+# publishers at 250 kbps 15 fps, joining at the ramp; the second run starts the moment
+# the first one ends (its endpoints leave as the next meeting's join). After each run it
+# prints the tester's summary, the server's join phases (p50/p95 over that run, from
+# cau_signaling_join_phase_seconds), and the subscriber offers and answers per join (a
+# count that holds on a loaded machine, unlike the latencies), and keeps the mutex and
+# block profiles. CAU_BIN (default bin/cau), BENCH_HTTP (127.0.0.1:27890), BENCH_UDP
+# (27892), BENCH_DEBUG (127.0.0.1:26060); output in $BENCH_OUT (default a temporary
+# directory). TURN and SIP listen on their own ports so that it runs beside a dev server.
+set -eu
+N=${1:-258}
+RAMP=${2:-50/s}
+DUR=${3:-20s}
+BIN=${CAU_BIN:-bin/cau}
+HTTP=${BENCH_HTTP:-127.0.0.1:27890}
+UDP=${BENCH_UDP:-27892}
+DBG=${BENCH_DEBUG:-127.0.0.1:26060}
+OUT=${BENCH_OUT:-$(mktemp -d)}
+
+# Every simulated endpoint comes from 127.0.0.1: lift the per-address socket cap.
+export CAU_MAX_SOCKETS_PER_ADDR=${CAU_MAX_SOCKETS_PER_ADDR:-100000}
+CAU_DATA_DIR="$OUT/data" CAU_TURN_UDP_ADDR=127.0.0.1:23478 CAU_TURN_TCP_ADDR=127.0.0.1:25349 \
+	"$BIN" serve --dev --sip off --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level info \
+	--debug-http "$DBG" >"$OUT/serve.log" 2>&1 &
+srv=$!
+trap 'kill $srv 2>/dev/null || true' EXIT INT TERM
+i=0
+until curl -sf "http://$HTTP/healthz" >/dev/null 2>&1; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || { echo "server did not start; see $OUT/serve.log"; exit 1; }
+	sleep 0.1
+done
+
+# summary before after: join phases' p50/p95 (ms) between two scrapes, and the counts.
+summary() {
+	awk -v F="$1" '
+	function val(line) { n = split(line, f, " "); return f[n] + 0 }
+	/^cau_signaling_join_phase_seconds_bucket/ {
+		match($0, /phase="[a-z]+"/); ph = substr($0, RSTART + 7, RLENGTH - 8)
+		match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+		c[ph SUBSEP le] += (FILENAME == F ? -1 : 1) * val($0)
+		if (!(ph SUBSEP le in seen)) { seen[ph SUBSEP le] = 1; les[ph] = les[ph] " " le }
+	}
+	/^cau_signaling_joins_total / { j += (FILENAME == F ? -1 : 1) * val($0) }
+	/^cau_signaling_subscriber_offers_total / { o += (FILENAME == F ? -1 : 1) * val($0) }
+	/^cau_signaling_messages_total\{type="answer"\}/ { a += (FILENAME == F ? -1 : 1) * val($0) }
+	function q(ph, p,   k, m, i, t, lo, plo, le, cnt) {
+		m = split(les[ph], k, " "); t = p * c[ph SUBSEP "+Inf"]; lo = 0; plo = 0
+		for (i = 1; i <= m; i++) {
+			le = k[i]; cnt = c[ph SUBSEP le]
+			if (le == "+Inf") return ">" lo * 1000
+			if (cnt >= t) return sprintf("%.0f", 1000 * (lo + (le - lo) * (t - plo) / (cnt - plo > 0 ? cnt - plo : 1)))
+			lo = le; plo = cnt
+		}
+	}
+	END {
+		split("socket verify meeting place lock add total", P, " ")
+		for (i = 1; i <= 7; i++) printf "  %-8s p50 %6s ms  p95 %6s ms\n", P[i], q(P[i], 0.5), q(P[i], 0.95)
+		printf "  joins %d, subscriber offers %d (%.2f a join), answers %d (%.2f a join)\n", j, o, j ? o / j : 0, a, j ? a / j : 0
+	}' "$1" "$2"
+}
+
+for r in 1 2; do
+	echo "== run $r: $N endpoints at $RAMP ($(uptime | sed 's/.*load/load/'))"
+	curl -s "http://$HTTP/metrics" >"$OUT/metrics-before-$r.txt"
+	"$BIN" loadtest --dev --url "http://$HTTP" --endpoints "$N" --tree deploy/examples/gia-lai.yaml --publishers 2 \
+		--video-kbps 250 --fps 15 --duration "$DUR" --ramp "$RAMP" --json "$OUT/load-$r.json" --log-level warn \
+		>"$OUT/load-$r.txt" 2>&1 || true
+	curl -s "http://$HTTP/metrics" >"$OUT/metrics-after-$r.txt"
+	curl -s -o "$OUT/mutex-$r.pprof" "http://$DBG/debug/pprof/mutex"
+	curl -s -o "$OUT/block-$r.pprof" "http://$DBG/debug/pprof/block"
+	grep -E '^  (endpoints|join|server|tester) ' "$OUT/load-$r.txt" || tail -n 5 "$OUT/load-$r.txt"
+	echo "  server's join phases over the run:"
+	summary "$OUT/metrics-before-$r.txt" "$OUT/metrics-after-$r.txt"
+done
+echo "output, profiles (mutex-N.pprof, block-N.pprof) and logs: $OUT"
