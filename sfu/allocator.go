@@ -266,6 +266,7 @@ func (a *allocator) tick(now time.Time) {
 			// The link drops or queues what is sent of it: stop it now, so that the
 			// queue drains before the lower layer's keyframe (simulcast.go).
 			next, cut = down[i], true
+			wentDown[i] = true
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
 			wentDown[i] = true
@@ -469,8 +470,15 @@ func (d *DownTrack) chosen() int {
 }
 
 // stepDown is choose for a step down on a link that overruns: a simulcast subscription
-// stops forwarding its layer at once (setLayer's cut); a relayed one records its want.
+// stops forwarding its layer at once (setLayer's cut); a relay link's layer tracks above
+// the new top stop at once (apply); a relayed one records its want.
 func (d *DownTrack) stepDown(l int) {
+	if d.relay != nil {
+		// Not setLayer on the handle: it is the low layer's track, and the top would go
+		// on filling the overrun link (the far bridge's subscribers waiting on it).
+		d.relay.apply(l)
+		return
+	}
 	if d.sim != nil {
 		d.setLayer(l, true)
 		return
