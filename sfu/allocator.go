@@ -178,7 +178,13 @@ func (a *allocator) tick(now time.Time) {
 			continue
 		}
 		if d.Paused() {
-			continue // Last-N holds it back: it costs nothing now
+			// Last-N holds it back: it costs nothing now. A tile hidden meanwhile is
+			// stopped already, so that the gate's opening forwards nothing to it before
+			// the next round (the layer it had would flow until then).
+			if d.capAt(now) < 0 {
+				a.stopped(d, true)
+			}
+			continue
 		}
 		sims = append(sims, d)
 	}

@@ -174,3 +174,53 @@ func TestSimulcastCutStepDown(t *testing.T) {
 		t.Errorf("%d packets missing in the numbering across the cut", s.gaps-before.gaps)
 	}
 }
+
+// TestHiddenTileStaysDarkWhenLastNResumes: a subscriber hides a camera's tile while Last-N
+// holds the camera back; when Last-N lets it through again, the hidden tile receives
+// nothing (the load tester saw hidden tiles get video for a whole turn when a talker came
+// into the grid: the subscription resumed at the layer it had before it was hidden).
+func TestHiddenTileStaysDarkWhenLastNResumes(t *testing.T) {
+	b := newTestBridge(t)
+	r := newSimRoom(t, b)
+	_, d, w := r.subscribe(t, b, "commune", endpointOpts{})
+	eventually(t, 20*time.Second, func() string {
+		if w.snapshot().packets == 0 {
+			return "the subscriber receives nothing"
+		}
+		return ""
+	})
+
+	// Last-N shuts the camera's gate (the real gate the selector installs), then the
+	// subscriber hides its tile.
+	g := &gate{kind: webrtc.RTPCodecTypeVideo}
+	r.track().gate.Store(g)
+	eventually(t, 5*time.Second, func() string {
+		if !d.Paused() {
+			return "the subscription is not paused"
+		}
+		return ""
+	})
+	d.SetMaxLayer(-1)
+	time.Sleep(1500 * time.Millisecond) // rounds of the link's allocator while paused
+	before := w.snapshot().packets
+
+	// The gate opens again (the source came back into the grid) with a keyframe.
+	g.on.Store(true)
+	r.track().RequestKeyframe()
+	time.Sleep(2 * time.Second)
+	if got := w.snapshot().packets - before; got != 0 {
+		t.Errorf("the hidden tile received %d video packets after Last-N let the camera through", got)
+	}
+	if !d.Held() {
+		t.Errorf("the hidden tile's subscription is not held")
+	}
+
+	// Shown again, it comes back.
+	d.SetMaxLayer(2)
+	eventually(t, 20*time.Second, func() string {
+		if w.snapshot().packets == before {
+			return "the tile shown again receives nothing"
+		}
+		return ""
+	})
+}
