@@ -74,10 +74,17 @@ func (p Probe) Stream(typ string) (Stream, bool) {
 
 // DecodeErrors decodes every stream of path with ffmpeg at log level error and returns
 // what it printed: empty for a clean file.
+//
+// The decoded frames keep the file's own time base (-enc_time_base -1). With ffmpeg's
+// default, video is re-timed at 1/frame rate, and two frames of a valid variable-rate
+// file less than a frame period apart (frames placed on a publisher's sender clock,
+// 22 ms apart for a moment) land on one tick and read as "non monotonically increasing
+// dts" errors; frames that really share a timestamp are still reported.
 func DecodeErrors(t testing.TB, path string) string {
 	t.Helper()
 	ffmpeg, _ := Need(t)
-	out, err := exec.Command(ffmpeg, "-nostdin", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput()
+	out, err := exec.Command(ffmpeg, "-nostdin", "-v", "error", "-i", path, "-enc_time_base", "-1",
+		"-f", "null", "-").CombinedOutput()
 	if err != nil && len(out) == 0 {
 		return err.Error()
 	}
