@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,10 @@ type Browser struct {
 	ctx   context.Context
 	log   *Log
 	close context.CancelFunc // a tab's; nil for the first tab, closed with the browser
+	// networkChanged is set by the console reader when a load failed with
+	// ERR_NETWORK_CHANGED (Open reloads once then); a pointer so that its tabs' readers
+	// are each their own.
+	networkChanged *atomic.Bool
 }
 
 // Start starts a headless Chromium with a fresh profile and one tab; it is closed when
@@ -151,7 +156,7 @@ func (b *Browser) Tab(t testing.TB, name string) *Browser {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
-	tab := &Browser{Name: name, ctx: ctx, log: b.log, close: cancel}
+	tab := &Browser{Name: name, ctx: ctx, log: b.log, close: cancel, networkChanged: new(atomic.Bool)}
 	if err := tab.follow(); err != nil {
 		t.Fatalf("open a tab (%s): %v", name, err)
 	}
@@ -171,15 +176,20 @@ func (b *Browser) follow() error {
 	if err := chromedp.Do(b.ctx); err != nil {
 		return err
 	}
-	if b.log == nil {
-		return nil
+	if b.networkChanged == nil {
+		b.networkChanged = new(atomic.Bool)
 	}
 	go func() {
 		for m, err := range chromedp.Console(b.ctx) {
 			if err != nil {
 				return
 			}
-			b.log.Printf("[%s console] %s", b.Name, m)
+			if strings.Contains(m.Text, "ERR_NETWORK_CHANGED") {
+				b.networkChanged.Store(true)
+			}
+			if b.log != nil {
+				b.log.Printf("[%s console] %s", b.Name, m)
+			}
 		}
 	}()
 	return nil
@@ -206,11 +216,24 @@ func (b *Browser) Run(timeout time.Duration, actions ...chromedp.Action[chromedp
 }
 
 // Open navigates to url and waits until the predicate (a JavaScript expression) is true.
+//
+// A page whose loads failed with ERR_NETWORK_CHANGED is loaded once more: Chromium aborts
+// the loads in flight when an interface appears or goes (a test's network namespace and
+// veth made or removed as the page loads), which a user would answer by reloading.
 func (b *Browser) Open(url, what, predicate string, timeout time.Duration) error {
-	if err := b.Run(30*time.Second, chromedp.Navigate(url)); err != nil {
-		return fmt.Errorf("open %s: %w", url, err)
+	for try := 0; ; try++ {
+		if b.networkChanged != nil {
+			b.networkChanged.Store(false)
+		}
+		if err := b.Run(30*time.Second, chromedp.Navigate(url)); err != nil {
+			return fmt.Errorf("open %s: %w", url, err)
+		}
+		err := b.WaitFor(what, predicate, timeout)
+		if err == nil || try > 0 || b.networkChanged == nil || !b.networkChanged.Load() {
+			return err
+		}
+		b.Logf("loads failed with ERR_NETWORK_CHANGED (%v): loading the page again", err)
 	}
-	return b.WaitFor(what, predicate, timeout)
 }
 
 // Click clicks the element with this id.
