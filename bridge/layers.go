@@ -21,7 +21,7 @@ func (a *Agent) layersByPeer() map[ids.PeerID][]protocol.StreamLayer {
 			continue
 		}
 		cur, target := d.Layer()
-		out[sk.peer] = append(out[sk.peer], protocol.StreamLayer{Key: sk.key, Layer: cur, Target: target, Paused: d.Held(), Carried: d.RelayLayers()})
+		out[sk.peer] = append(out[sk.peer], protocol.StreamLayer{Key: sk.key, Layer: cur, Target: target, Paused: d.Held()})
 	}
 	for _, ls := range out {
 		slices.SortFunc(ls, func(x, y protocol.StreamLayer) int { return strings.Compare(x.Key.String(), y.Key.String()) })

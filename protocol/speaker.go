@@ -55,10 +55,6 @@ type StreamLayer struct {
 	Target int `json:"target"`
 	// Paused: Last-N holds the stream back now (nothing is sent).
 	Paused bool `json:"paused,omitempty"`
-	// Carried lists, on a relay link, every layer the link carries of the stream (the
-	// layers its subtree needs, lowest first; Layer is the highest); empty on an
-	// endpoint's link, which receives one.
-	Carried []int `json:"carried,omitempty"`
 }
 
 // Bridge control kinds.

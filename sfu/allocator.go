@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,9 +48,7 @@ type allocator struct {
 
 	// forwarded is this link's share of Metrics.LayerForwarded (subscriptions per layer).
 	forwarded [maxLayers]int
-	// relayed is this link's share of Metrics.RelayLayers (layers carried, per layer).
-	relayed [maxLayers]int
-	link    string // "endpoint" or "relay", the metrics' link label
+	link      string // "endpoint" or "relay", the metrics' link label
 }
 
 // counterSample is a track's counters at a tick, and for a layer its smoothed rate.
@@ -100,17 +97,10 @@ func (a *allocator) count(sims []*DownTrack) {
 	if m == nil {
 		return
 	}
-	var now, relayed [maxLayers]int
+	var now [maxLayers]int
 	for _, d := range sims {
 		if d.sim == nil {
 			continue // a relayed layer: the bridge before chose it
-		}
-		if d.relay != nil {
-			for _, l := range d.RelayLayers() {
-				now[l]++
-				relayed[l]++
-			}
-			continue
 		}
 		if cur, _ := d.Layer(); cur >= 0 {
 			now[cur]++
@@ -120,11 +110,8 @@ func (a *allocator) count(sims []*DownTrack) {
 		if diff := now[i] - a.forwarded[i]; diff != 0 {
 			m.LayerForwarded.WithLabelValues(a.link, strconv.Itoa(i)).Add(float64(diff))
 		}
-		if diff := relayed[i] - a.relayed[i]; diff != 0 && m.RelayLayers != nil {
-			m.RelayLayers.WithLabelValues(strconv.Itoa(i)).Add(float64(diff))
-		}
 	}
-	a.forwarded, a.relayed = now, relayed
+	a.forwarded = now
 }
 
 // pollEvery is how often the allocator looks at its link's queue between rounds
@@ -200,26 +187,15 @@ func (a *allocator) tick(now time.Time) {
 	kept := sims[:0]
 	for i, d := range sims {
 		st := a.streams[i]
-		top := 0.0
 		for l := len(st.Rates) - 1; l >= 0; l-- {
 			if st.Rates[l] > 0 {
-				top = st.Rates[l]
+				want += st.Rates[l]
 				break
 			}
 		}
-		if d.relay != nil {
-			copy(d.relay.raw[:], st.Rates)
-		}
 		if !a.capStream(d, st.Rates, now) {
-			want += top
 			continue // nobody beyond needs it: stopped, costs nothing
 		}
-		if d.relay != nil {
-			// Several layers over the link: the needed ones, up to the top chosen.
-			d.relay.weigh(d, st.Rates, now)
-			top = max(top, slices.Max(st.Rates))
-		}
-		want += top
 		a.streams[len(kept)] = st
 		kept = append(kept, d)
 	}
@@ -257,7 +233,6 @@ func (a *allocator) tick(now time.Time) {
 	// carries (never beyond the estimate: keep would take the raise back).
 	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
 	hold := a.probeFirst(now, sims, keep, others, probing)
-	wentDown := make([]bool, len(sims))
 	for i, d := range sims {
 		target := d.chosen()
 		next, cut := target, false
@@ -272,10 +247,8 @@ func (a *allocator) tick(now time.Time) {
 			// The link drops or queues what is sent of it: stop it now, so that the
 			// queue drains before the lower layer's keyframe (simulcast.go).
 			next, cut = down[i], true
-			wentDown[i] = true
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
-			wentDown[i] = true
 		case keep[i] < target:
 			continue // short of the estimate but carried without loss: the estimate lags
 		case a.choice[i] > target && !hold && !a.est.Congested():
@@ -300,21 +273,6 @@ func (a *allocator) tick(now time.Time) {
 			d.choose(next)
 		}
 	}
-	spare := budget*raiseHeadroom - others
-	for i, d := range sims {
-		spare -= layerRate(a.streams[i], d.chosen())
-	}
-	for i, d := range sims {
-		r := d.relay
-		if r == nil {
-			continue
-		}
-		top := int(r.top.Load())
-		if top >= 0 {
-			r.apply(top) // the needed set may change under the same top
-		}
-		spare = r.limit(top, wentDown[i], spare, now)
-	}
 }
 
 // measure fills a.streams, one per subscription of sims: the rates of its source's
@@ -322,25 +280,14 @@ func (a *allocator) tick(now time.Time) {
 // a relayed one) and its priority. Allocator goroutine.
 func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.Time) {
 	seen := map[*UpTrack]bool{}
-	remote := make([]float64, maxLayers)
 	for _, d := range sims {
 		rates := make([]float64, maxLayers)
-		relayed := false
 		if d.sim == nil {
 			d.up.layered(now, rates)
-		} else {
-			// A source relayed here layer by layer: a layer the link does not carry now
-			// (or has never carried) costs what the bridge before measured (relaylayers.go),
-			// so that this bridge can choose it and ask for it; one that asks for nothing
-			// takes the layers that arrive.
-			relayed = !a.p.bridge.silentNeeds && d.sim.src.relayedRates(now, remote)
 		}
 		for i := range rates {
 			if d.sim == nil {
 				break
-			}
-			if relayed {
-				rates[i] = remote[i]
 			}
 			up := d.sim.src.layer(int8(i))
 			if up == nil {
@@ -352,22 +299,15 @@ func (a *allocator) measure(sims []*DownTrack, dt float64, first bool, now time.
 				// Half the last interval, half the past: one late burst of packets (a
 				// loaded publisher or bridge) does not move a subscriber.
 				c.rate = rate(prev, c, dt)
-				arriving := c.rate >= minLayerRate
 				if prev.rate > 0 {
 					c.rate = (c.rate + prev.rate) / 2
 				}
-				switch {
-				case relayed && remote[i] > 0:
-					// The origin's figure: a layer the link stopped carrying fades here
-					// tick by tick and would look cheaper than it is.
-				case relayed && !arriving:
-					rates[i] = 0 // above the link's ceiling, and not arriving
-				case c.rate >= minLayerRate:
+				if c.rate >= minLayerRate {
 					rates[i] = c.rate
 					if !up.dynPaused.Load() { // not a paused layer's last packets
 						up.lastRate.Store(uint64(c.rate))
 					}
-				case up.dynPaused.Load() && a.p.params.Relay:
+				} else if up.dynPaused.Load() && a.p.params.Relay {
 					// Paused by dynacast: the bridge beyond learns what it would cost,
 					// so that its need can bring it back (dynacast.go).
 					rates[i] = float64(up.lastRate.Load())
@@ -438,17 +378,11 @@ func (a *allocator) sendRates(sims []*DownTrack) {
 		pkts = pkts[:0]
 	}
 	for i, d := range sims {
-		tracks, ceil := []*DownTrack{d}, int8(maxLayers-1)
-		if d.relay != nil {
-			tracks, ceil = d.relay.tracks[:], d.relay.ceil // each layer track may be the one that arrives
+		if b := d.binding.Load(); b != nil {
+			pkts = append(pkts, ratesPacket(b.ssrc, a.streams[i].Rates))
 		}
-		for _, t := range tracks {
-			if b := t.binding.Load(); b != nil {
-				pkts = append(pkts, ratesPacket(b.ssrc, a.streams[i].Rates, ceil))
-			}
-			if len(pkts) == 32 { // a compound packet well under the MTU
-				flush()
-			}
+		if len(pkts) == 32 { // a compound packet well under the MTU
+			flush()
 		}
 	}
 	if len(pkts) > 0 {
@@ -459,16 +393,10 @@ func (a *allocator) sendRates(sims []*DownTrack) {
 // chosen is the layer the allocator last chose for the subscription (-1: none yet, or
 // stopped).
 func (d *DownTrack) chosen() int {
-	if d.relay != nil {
-		return int(d.relay.top.Load())
-	}
 	if d.sim != nil {
 		if d.sim.off.Load() {
 			return -1
 		}
-		// The layer it moves to, present here: a layer of a relayed source asked for but
-		// not arriving yet (SetLayer took the nearest) is a raise still to be made, with
-		// its probe, not a rate the link already carries.
 		_, target := d.Layer()
 		return target
 	}
@@ -476,15 +404,8 @@ func (d *DownTrack) chosen() int {
 }
 
 // stepDown is choose for a step down on a link that overruns: a simulcast subscription
-// stops forwarding its layer at once (setLayer's cut); a relay link's layer tracks above
-// the new top stop at once (apply); a relayed one records its want.
+// stops forwarding its layer at once (setLayer's cut); a relayed one records its want.
 func (d *DownTrack) stepDown(l int) {
-	if d.relay != nil {
-		// Not setLayer on the handle: it is the low layer's track, and the top would go
-		// on filling the overrun link (the far bridge's subscribers waiting on it).
-		d.relay.apply(l)
-		return
-	}
 	if d.sim != nil {
 		d.setLayer(l, true)
 		return
@@ -493,13 +414,8 @@ func (d *DownTrack) stepDown(l int) {
 }
 
 // choose applies the allocator's choice: a simulcast subscription switches to the layer;
-// a relay link's carries the layers needed up to it (relaylayers.go); a relayed layered
-// one records it as its want, capped by the need from beyond (need.go).
+// a relayed layered one records it as its want, capped by the need from beyond (need.go).
 func (d *DownTrack) choose(l int) {
-	if d.relay != nil {
-		d.relay.apply(l)
-		return
-	}
 	if d.sim != nil {
 		d.SetLayer(l)
 		return

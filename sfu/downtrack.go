@@ -85,14 +85,6 @@ type DownTrack struct {
 	// layered source it cannot choose itself (-1 none). Read anywhere.
 	maxLayer, need, want atomic.Int32
 	needAt               atomic.Int64
-	// needMask is the set of layers needed beyond a relay link (bit i: layer i) with
-	// 0x80 set, 0 when the far end said only its highest (need); written with need.
-	needMask atomic.Int32
-	// relay is set on a relay link's subscription to a simulcast source, the handle of
-	// its layer tracks; handle on each other layer track, the subscription it belongs to
-	// (relaylayers.go). Set at Subscribe, read-only after.
-	relay  *relayLayers
-	handle *DownTrack
 	// held stops a track that is not simulcast (a relayed layer, or a relay link's
 	// camera) while nobody beyond needs it; the allocator sets it, the fan-out reads it.
 	held atomic.Bool
@@ -319,29 +311,12 @@ func (d *DownTrack) Paused() bool {
 	return g != nil && !g.on.Load()
 }
 
-// PacketsSent counts packets written to the subscriber (over every layer track of a relay
-// link's subscription).
-func (d *DownTrack) PacketsSent() uint64 {
-	return d.sumTracks(func(t *DownTrack) uint64 { return t.packetsSent.Load() })
-}
+// PacketsSent counts packets written to the subscriber.
+func (d *DownTrack) PacketsSent() uint64 { return d.packetsSent.Load() }
 
 // BytesSent counts the RTP bytes (header and payload, before SRTP) written to the
-// subscriber (over every layer track of a relay link's subscription).
-func (d *DownTrack) BytesSent() uint64 {
-	return d.sumTracks(func(t *DownTrack) uint64 { return t.bytesSent.Load() })
-}
-
-// sumTracks is f of d, summed over its layer tracks for a relay link's subscription.
-func (d *DownTrack) sumTracks(f func(*DownTrack) uint64) uint64 {
-	if d.relay == nil {
-		return f(d)
-	}
-	var n uint64
-	for _, t := range d.relay.tracks {
-		n += f(t)
-	}
-	return n
-}
+// subscriber.
+func (d *DownTrack) BytesSent() uint64 { return d.bytesSent.Load() }
 
 type writeResult uint8
 
@@ -588,5 +563,5 @@ func (d *DownTrack) Retransmissions() (resent, missed uint64) {
 
 // upClosed is called by the up track when it ends.
 func (d *DownTrack) upClosed() {
-	d.sub.removeDownTrack(d.owner())
+	d.sub.removeDownTrack(d)
 }

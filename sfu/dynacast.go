@@ -76,13 +76,6 @@ func (s *simulcast) need(now time.Time) int8 {
 			if d.Paused() {
 				continue // Last-N holds it back: nobody sees it
 			}
-			need = max(need, d.owner().capAt(now))
-		}
-	}
-	// A subscription forwarding no layer now counts too: a relay link whose need
-	// names a layer paused here, or one it has not carried yet (relaylayers.go).
-	for _, d := range s.subscriptions() {
-		if !d.Paused() {
 			need = max(need, d.capAt(now))
 		}
 	}

@@ -144,7 +144,7 @@ func (s *Selector) Add(t *UpTrack, source string) {
 		g.pinned.Store(true)
 	}
 	if g.kind == webrtc.RTPCodecTypeVideo {
-		g.hasVideo, g.seen = true, t.sourcePackets()
+		g.hasVideo, g.seen = true, t.PacketsReceived()
 		s.sel.SetVideo(g.source, true)
 	}
 	s.sel.Reselect(time.Now())
@@ -252,7 +252,7 @@ func (s *Selector) wanted(g *gate) bool {
 
 // noteVideo tells the speaker selector whether t's video arrives. Caller holds s.mu.
 func (s *Selector) noteVideo(t *UpTrack, g *gate, now time.Time) {
-	n := t.sourcePackets()
+	n := t.PacketsReceived()
 	switch {
 	case n != g.seen:
 		g.seen, g.quietSince = n, time.Time{}

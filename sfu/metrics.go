@@ -33,10 +33,6 @@ type Metrics struct {
 	// LinkProbes counts, by link and result (ok, failed), the bandwidth probes (padding)
 	// sent before a step up (probe.go).
 	LinkProbes *prometheus.CounterVec
-	// RelayLayers is, by layer, how many simulcast sources this bridge's relay links carry
-	// at that layer now (a link carries several layers of a source whose subtree needs
-	// them: relaylayers.go); nil in a Metrics built by hand.
-	RelayLayers *prometheus.GaugeVec
 	// DynacastLayers counts the publishers' simulcast layers paused because nobody
 	// needs them and resumed (dynacast.go), by change (pause, resume).
 	DynacastLayers *prometheus.CounterVec
@@ -86,16 +82,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		LinkProbes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_link_probes_total",
 			Help: "Bandwidth probes (padding) sent before a simulcast step up, by link kind and result (ok, failed)."},
 			[]string{"link", "result"}),
-		RelayLayers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cau_bridge_relay_layers",
-			Help: "Simulcast layers the bridge's relay links carry now, by layer (0 = lowest): a link carries each layer its subtree needs once."},
-			[]string{"layer"}),
 		DynacastLayers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_dynacast_layer_changes_total",
 			Help: "Publishers' simulcast layers paused because nobody needs them, and resumed, by change (pause, resume)."},
 			[]string{"change"}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
 		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
-		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses, m.LinkProbes, m.DynacastLayers, m.RelayLayers} {
+		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses, m.LinkProbes, m.DynacastLayers} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -22,9 +22,8 @@ import (
 //     that the single layer it receives belongs to a layered source, and its own links'
 //     allocators can weigh the source's layers as if they chose them: each records the
 //     layer it would take (DownTrack.want) and passes the rates on over its own relay links.
-//   - upstream, "CAUN" (the receiving bridge, needTick): for a simulcast source, the set
-//     of layers its subscribers there want (relaylayers.go), with the highest of them;
-//     for any other video, the highest layer that any of the stream's subscribers wants (its endpoints' allocators' choices, the needs its
+//   - upstream, "CAUN" (the receiving bridge, needTick): the highest layer that any of the
+//     stream's subscribers there wants (its endpoints' allocators' choices, the needs its
 //     own relay links reported, capped by what those links carry), or none at all (-1):
 //     Last-N holds the stream back there, nobody subscribes, or every subscriber hides it.
 //
@@ -60,50 +59,18 @@ const (
 // errShortApp is a CAUR or CAUN packet too short for its fields.
 var errShortApp = errors.New("sfu: short layer APP packet")
 
-// ratesPacket is the CAUR packet for a stream sent with ssrc whose layers have rates;
-// ceil is the highest layer the link would carry now (relaylayers.go), maxLayers-1 when
-// it carries whatever is needed. It follows the rates, a byte with its top bit set that
-// a bridge knowing only the rates ignores.
-func ratesPacket(ssrc uint32, rates []float64, ceil int8) *rtcp.ApplicationDefined {
-	data := make([]byte, 4*maxLayers+4)
+// ratesPacket is the CAUR packet for a stream sent with ssrc whose layers have rates.
+func ratesPacket(ssrc uint32, rates []float64) *rtcp.ApplicationDefined {
+	data := make([]byte, 4*maxLayers)
 	for i := 0; i < maxLayers && i < len(rates); i++ {
 		binary.BigEndian.PutUint32(data[4*i:], uint32(min(max(rates[i], 0), float64(^uint32(0)))))
 	}
-	data[4*maxLayers] = ceilFlag | byte(min(max(ceil, 0), maxLayers-1))
 	return &rtcp.ApplicationDefined{SSRC: ssrc, Name: appRates, Data: data}
 }
 
-// ceilFlag marks the CAUR byte after the rates as the link's ceiling.
-const ceilFlag = 0x80
-
-// parseCeil reads a CAUR packet's ceiling: maxLayers-1 when it has none.
-func parseCeil(a *rtcp.ApplicationDefined) int8 {
-	if len(a.Data) <= 4*maxLayers || a.Data[4*maxLayers]&ceilFlag == 0 {
-		return maxLayers - 1
-	}
-	return min(int8(a.Data[4*maxLayers]&^ceilFlag), maxLayers-1)
-}
-
-// needPacket is the CAUN packet: layer is the highest needed, -1 for none; mask, when
-// not 0, the set of layers needed (bit i: layer i; relaylayers.go), sent in the second
-// byte with its top bit set, which a bridge that knows only the highest ignores.
-func needPacket(ssrc uint32, layer int8, mask uint8) *rtcp.ApplicationDefined {
-	var m byte
-	if mask != 0 {
-		m = needMaskFlag | mask&(1<<maxLayers-1)
-	}
-	return &rtcp.ApplicationDefined{SSRC: ssrc, Name: appNeed, Data: []byte{byte(layer), m, 0, 0}}
-}
-
-// needMaskFlag marks a CAUN packet's second byte as a set of layers.
-const needMaskFlag = 0x80
-
-// parseNeedMask reads a CAUN packet's set of layers, 0 if it has none.
-func parseNeedMask(a *rtcp.ApplicationDefined) uint8 {
-	if len(a.Data) < 2 || a.Data[1]&needMaskFlag == 0 {
-		return 0
-	}
-	return a.Data[1] & (1<<maxLayers - 1)
+// needPacket is the CAUN packet: layer is the highest needed, -1 for none.
+func needPacket(ssrc uint32, layer int8) *rtcp.ApplicationDefined {
+	return &rtcp.ApplicationDefined{SSRC: ssrc, Name: appNeed, Data: []byte{byte(layer), 0, 0, 0}}
 }
 
 // parseRates reads a CAUR packet's rates.
@@ -130,7 +97,6 @@ func parseNeed(a *rtcp.ApplicationDefined) (int8, error) {
 // (CAUR). Written by the track's RTCP reader, read by allocators.
 type remoteLayers struct {
 	rates [maxLayers]atomic.Uint32 // bit/s per layer, 0 = absent
-	ceil  atomic.Int32             // the highest layer the link would carry now (relaylayers.go)
 	at    atomic.Int64             // unix nanos of the last report, 0 before any
 }
 
@@ -171,7 +137,6 @@ func (t *UpTrack) noteRTCP(pkt []byte, now time.Time) {
 		for i := range r {
 			t.relayRates.rates[i].Store(r[i])
 		}
-		t.relayRates.ceil.Store(int32(parseCeil(a)))
 		t.relayRates.at.Store(now.UnixNano())
 	}
 }
@@ -186,10 +151,8 @@ func (d *DownTrack) noteNeed(a *rtcp.ApplicationDefined, now time.Time) {
 		d.sub.log.Debug("layer need", "err", err)
 		return
 	}
-	h := d.owner() // any layer track's SSRC names the subscription
-	h.needMask.Store(int32(parseNeedMask(a)))
-	h.need.Store(int32(l))
-	h.needAt.Store(now.UnixNano())
+	d.need.Store(int32(l))
+	d.needAt.Store(now.UnixNano())
 }
 
 // needNow is the layer the bridge beyond this relay link needs of the stream (-1 none),
@@ -231,7 +194,7 @@ func (d *DownTrack) wantLayer() int8 {
 		if d.sim.off.Load() {
 			return -1
 		}
-		return int8(d.want.Load()) // the layer chosen, though the link does not carry it yet
+		return int8(d.sim.target.Load())
 	}
 	if d.held.Load() {
 		return -1
@@ -242,18 +205,12 @@ func (d *DownTrack) wantLayer() int8 {
 // Held reports whether the track forwards nothing now: Last-N holds it back, or nobody
 // beyond its link needs it (a relay link's stream stopped by need, a hidden tile).
 func (d *DownTrack) Held() bool {
-	if d.relay != nil {
-		return d.Paused() || d.relay.carried.Load() == 0
-	}
 	return d.Paused() || d.held.Load() || (d.sim != nil && d.sim.off.Load())
 }
 
 // hold holds the subscription back (nobody beyond needs it) or lets it go on; it reports
 // whether that changed. Allocator goroutine.
 func (d *DownTrack) hold(on bool) bool {
-	if d.relay != nil {
-		return on && d.relay.stop() // the allocator resumes it with the layers it carries
-	}
 	if d.sim == nil {
 		return d.held.Swap(on) != on
 	}
@@ -282,8 +239,7 @@ func (t *UpTrack) subtreeNeed() int8 {
 
 // needState is what the reporter last told the link about one track.
 type needState struct {
-	sent       int8  // needUnknown before the first report
-	sentMask   uint8 // the layers, for a simulcast source (relaylayers.go)
+	sent       int8 // needUnknown before the first report
 	sentAt     time.Time
 	lastWanted time.Time // when someone last wanted the track (its arrival, at first)
 }
@@ -328,25 +284,21 @@ func (p *Peer) needPackets(now time.Time, state map[*UpTrack]*needState, out []r
 			st = &needState{sent: needUnknown, lastWanted: now}
 			state[up] = st
 		}
-		need, mask := up.subtreeNeed(), uint8(0)
-		if up.sim != nil {
-			mask = up.sim.sourceNeed()
-			need = highestLayer(mask)
-		}
+		need := up.subtreeNeed()
 		if need >= 0 {
 			st.lastWanted = now
 		} else if now.Sub(st.lastWanted) < needOffAfter {
 			if st.sent == needUnknown {
 				continue // new here, its subscribers on their way: the link decides alone
 			}
-			need, mask = max(st.sent, 0), st.sentMask // not for long enough to stop it
+			need = max(st.sent, 0) // not for long enough to stop it
 		}
 		up.needOff.Store(need < 0)
-		if need == st.sent && mask == st.sentMask && now.Sub(st.sentAt) < needRefresh {
+		if need == st.sent && now.Sub(st.sentAt) < needRefresh {
 			continue
 		}
-		st.sent, st.sentMask, st.sentAt = need, mask, now
-		out = append(out, needPacket(up.ssrc, need, mask))
+		st.sent, st.sentAt = need, now
+		out = append(out, needPacket(up.ssrc, need))
 	}
 	for up := range state {
 		if !seen[up] {
@@ -354,16 +306,6 @@ func (p *Peer) needPackets(now time.Time, state map[*UpTrack]*needState, out []r
 		}
 	}
 	return out
-}
-
-// highestLayer is the highest layer of a set (bit i: layer i), -1 for none.
-func highestLayer(mask uint8) int8 {
-	for i := int8(maxLayers - 1); i >= 0; i-- {
-		if mask&(1<<i) != 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 // startNeeds starts a relay peer's need reporter; closing the returned channel ends it.

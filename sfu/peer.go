@@ -208,22 +208,18 @@ func (p *Peer) newPub() (*webrtc.PeerConnection, error) {
 	p.watch(pc, Publisher)
 	pc.OnTrack(func(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 		up := newUpTrack(p, pc, remote, receiver)
-		rid := remote.RID()
-		if base, layer, ok := parseLayerTrackID(up.id); ok && p.params.Relay {
-			up.id, rid = base, string(rune('0'+layer)) // a layer of a source relayed layer by layer
-		}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return
 		}
-		report := p.joinSimulcast(up, rid)
+		report := p.joinSimulcast(up, remote.RID())
 		if report {
 			p.ups[up] = struct{}{}
 		}
 		p.mu.Unlock()
 		p.log.Info("track published", "track", up.id, "kind", up.kind.String(), "codec", up.codec.MimeType,
-			"rid", rid, "ssrc", up.ssrc)
+			"rid", remote.RID(), "ssrc", up.ssrc)
 		go up.readLoop()
 		if report && p.params.OnTrack != nil {
 			p.params.OnTrack(up)
@@ -436,22 +432,13 @@ func (p *Peer) flushCandidates(target Target) {
 // subscriber connection is renegotiated shortly after (changes are batched).
 func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, error) {
 	d := newDownTrack(up, p, trackID, streamID)
-	if d.sim != nil && p.params.Relay {
-		newRelayLayers(d) // one track per layer over the link (relaylayers.go)
-	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
 	sender, err := p.sub.AddTrack(d)
-	if err == nil && d.relay != nil {
-		err = p.addLayerTracks(d.relay)
-	}
 	if err != nil {
-		if sender != nil {
-			_ = p.sub.RemoveTrack(sender)
-		}
 		p.mu.Unlock()
 		return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, err)
 	}
@@ -487,33 +474,9 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 	if m := p.bridge.metrics; m != nil {
 		m.DownTracks.Inc()
 	}
-	if d.sim != nil {
-		up.sim.addSub(d)
-	}
 	go d.readRTCP()
-	if d.relay != nil {
-		for _, t := range d.relay.tracks[1:] {
-			go t.readRTCP()
-		}
-	}
 	p.scheduleOffer()
 	return d, nil
-}
-
-// addLayerTracks adds a relay subscription's layer tracks but its handle to the
-// subscriber connection; on failure none stays. Caller holds p.mu.
-func (p *Peer) addLayerTracks(r *relayLayers) error {
-	for i, t := range r.tracks[1:] {
-		sender, err := p.sub.AddTrack(t)
-		if err != nil {
-			for _, s := range r.senders[1 : i+1] {
-				_ = p.sub.RemoveTrack(s)
-			}
-			return err
-		}
-		t.sender, r.senders[i+1] = sender, sender
-	}
-	return nil
 }
 
 // Unsubscribe stops forwarding d.
@@ -532,20 +495,11 @@ func (p *Peer) removeDownTrack(d *DownTrack) {
 	if m := p.bridge.metrics; m != nil {
 		m.DownTracks.Dec()
 	}
-	if d.sim != nil {
-		d.sim.src.removeSub(d)
-	}
 	if closed {
 		return
 	}
-	senders := []*webrtc.RTPSender{sender}
-	if d.relay != nil {
-		senders = append(senders, d.relay.senders[1:]...)
-	}
-	for _, s := range senders {
-		if err := p.sub.RemoveTrack(s); err != nil {
-			p.log.Debug("remove track", "track", d.id, "err", err)
-		}
+	if err := p.sub.RemoveTrack(sender); err != nil {
+		p.log.Debug("remove track", "track", d.id, "err", err)
 	}
 	p.scheduleOffer()
 }
@@ -717,9 +671,6 @@ func (p *Peer) Close() error {
 	}
 	for d := range downs {
 		d.detach()
-		if d.sim != nil {
-			d.sim.src.removeSub(d)
-		}
 		if m := p.bridge.metrics; m != nil {
 			m.DownTracks.Dec()
 		}

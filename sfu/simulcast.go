@@ -41,11 +41,6 @@ type simulcast struct {
 	// layers by index; a layer's slot is set when its first packet arrives (pion's OnTrack)
 	// and cleared when it ends.
 	layers [maxLayers]atomic.Pointer[UpTrack]
-	// subs are the subscriptions to the source (their handles), copy-on-write under
-	// subMu (relaylayers.go): the needs of a source are theirs, whatever layer each
-	// forwards or none.
-	subMu sync.Mutex
-	subs  atomic.Pointer[[]*DownTrack]
 }
 
 // layer returns layer i, nil if absent.
@@ -78,9 +73,6 @@ func (p *Peer) joinSimulcast(up *UpTrack, rid string) (report bool) {
 	}
 	key := up.streamID + "\x00" + up.id
 	g := p.sims[key]
-	if g != nil && g.primary.ended() {
-		g = nil // the source ended and came back (a relay link subscribing to it again)
-	}
 	report = g == nil
 	if g == nil {
 		g = &simulcast{primary: up}
@@ -110,16 +102,6 @@ func (p *Peer) joinSimulcast(up *UpTrack, rid string) (report bool) {
 		p.layerTracks[up] = struct{}{}
 	}
 	return report
-}
-
-// ended reports whether the track has ended.
-func (t *UpTrack) ended() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // leaveSimulcast clears an ended layer's slot.
@@ -170,9 +152,6 @@ func (t *UpTrack) gateNow() *gate {
 // the rewriter under mu; an uncontended lock costs no allocation.
 type downLayers struct {
 	src *simulcast
-	// fixed is the one layer a relay link's layer track forwards (relaylayers.go), -1
-	// for a subscription that switches. Set at creation, read-only after.
-	fixed int8
 
 	ctl    sync.Mutex          // serialises setTarget and prune (membership in layers' downs)
 	member [maxLayers]*UpTrack // the layers whose downs hold this DownTrack; guarded by ctl
@@ -190,7 +169,7 @@ type downLayers struct {
 }
 
 func newDownLayers(src *simulcast, clockRate uint32) *downLayers {
-	l := &downLayers{src: src, fixed: -1}
+	l := &downLayers{src: src}
 	l.rw.clockRate = clockRate
 	l.current.Store(-1)
 	l.target.Store(-1)
@@ -284,17 +263,12 @@ func (d *DownTrack) setLayer(i int, cut bool) {
 	s.ctl.Lock()
 	defer s.ctl.Unlock()
 	want := int8(min(max(i, 0), maxLayers-1))
-	if s.fixed >= 0 {
-		want = s.fixed // a layer track: its layer or nothing
-	} else {
-		d.want.Store(int32(want)) // what the relay link this source came over is asked for
-	}
 	up := s.src.layer(want)
-	for up == nil && want > 0 && s.fixed < 0 { // the nearest present layer below
+	for up == nil && want > 0 { // the nearest present layer below
 		want--
 		up = s.src.layer(want)
 	}
-	for up == nil && want < maxLayers-1 && s.fixed < 0 { // else the nearest above (only a higher one arrived yet)
+	for up == nil && want < maxLayers-1 { // else the nearest above (only a higher one arrived yet)
 		want++
 		up = s.src.layer(want)
 	}
@@ -370,11 +344,6 @@ func (d *DownTrack) detach() {
 		d.up.removeDown(d)
 		return
 	}
-	if d.relay != nil {
-		for _, t := range d.relay.tracks[1:] {
-			t.detach()
-		}
-	}
 	d.sim.ctl.Lock()
 	defer d.sim.ctl.Unlock()
 	for i, up := range d.sim.member {
@@ -386,14 +355,10 @@ func (d *DownTrack) detach() {
 }
 
 // Layer is the layer forwarded now (-1 before the first keyframe; 0 for a track that is
-// not simulcast) and the layer wanted; for a relay link's layer tracks, the highest of
-// each (RelayLayers lists them all).
+// not simulcast) and the layer wanted.
 func (d *DownTrack) Layer() (current, target int) {
 	if d.sim == nil {
 		return 0, 0
-	}
-	if d.relay != nil {
-		return d.relay.layer()
 	}
 	return int(d.sim.current.Load()), int(d.sim.target.Load())
 }

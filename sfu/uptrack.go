@@ -389,8 +389,8 @@ func (t *UpTrack) drainRTCP() {
 	for {
 		var n int
 		var err error
-		if rid := t.remote.RID(); rid != "" { // not a relayed layer's: it is a track of its own
-			n, _, err = t.receiver.ReadSimulcast(buf, rid) // each layer has its own reports
+		if t.rid != "" {
+			n, _, err = t.receiver.ReadSimulcast(buf, t.rid) // each layer has its own reports
 		} else {
 			n, _, err = t.receiver.Read(buf)
 		}
@@ -423,12 +423,6 @@ func (t *UpTrack) close() {
 			}
 			t.owner.trackEnded(t)
 			return
-		}
-		if t.sim != nil {
-			// The source ended: its subscriptions on other layers, or on none, end too.
-			for _, d := range t.sim.subscriptions() {
-				downs = withAdded(downs, d)
-			}
 		}
 		for _, d := range downs {
 			d.upClosed()

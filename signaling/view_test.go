@@ -73,18 +73,6 @@ func TestViewDrivesLayersAndDynacast(t *testing.T) {
 	}
 }
 
-// provinceCamera joins a participant at the province site of c to meeting and publishes
-// a three-layer camera; it returns the participant and the camera's stream.
-func provinceCamera(t *testing.T, c *cascade, meeting string) (*client.Client, string) {
-	t.Helper()
-	pub := c.join(t, meeting, "prov", "site prov")
-	if _, err := pub.PublishWith(context.Background(), client.PublishOptions{Simulcast: true, FPS: 20,
-		PacketsPerFrame: 4, PayloadBytes: 500}); err != nil {
-		t.Fatal(err)
-	}
-	return pub, pub.Self.Streams[protocol.SourceCamera]
-}
-
 // showTile sends watcher's view: pub's camera in a tile height device pixels high.
 func showTile(t *testing.T, watcher, pub *client.Client, height int) {
 	t.Helper()
@@ -124,7 +112,12 @@ func receivesMainly(watcher *client.Client, stream string, layer int) func() str
 func TestViewAcrossTheCascade(t *testing.T) {
 	c := startCascade(t, "prov")
 	const meeting = "m-view-cascade"
-	pub, stream := provinceCamera(t, c, meeting)
+	pub := c.join(t, meeting, "prov", "site prov")
+	if _, err := pub.PublishWith(context.Background(), client.PublishOptions{Simulcast: true, FPS: 20,
+		PacketsPerFrame: 4, PayloadBytes: 500}); err != nil {
+		t.Fatal(err)
+	}
+	stream := pub.Self.Streams[protocol.SourceCamera]
 	watcher := c.join(t, meeting, "central", "watcher")
 	eventually(t, 30*time.Second, func() string { return receivesFrom(watcher, pub, 20) })
 
