@@ -31,6 +31,9 @@ func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error)
 		return nil, nil, err
 	}
 	se := webrtc.SettingEngine{}
+	// No mDNS: nobody here resolves .local names, and each peer connection would open
+	// multicast sockets and a reader goroutine for it (leaked past Close on a loaded box).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	if loopback {
 		se.SetIncludeLoopbackCandidate(true)

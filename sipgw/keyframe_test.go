@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -42,6 +43,9 @@ func subscribe(t *testing.T, a *app.App, meeting string) *kfViewer {
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
+	// No mDNS: nobody here resolves .local names, and each peer connection would open
+	// multicast sockets and a reader goroutine for it (leaked past Close on a loaded box).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
@@ -85,6 +86,9 @@ func (g *Gateway) mediaAPI() *webrtc.API {
 		me := &webrtc.MediaEngine{}
 		_ = me.RegisterDefaultCodecs() // fixed codec table: cannot fail
 		se := webrtc.SettingEngine{}
+		// No mDNS: nobody here resolves .local names, and each peer connection would open
+		// multicast sockets and a reader goroutine for it (leaked past Close on a loaded box).
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 		se.SetIncludeLoopbackCandidate(g.cfg.Loopback)
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 		// No NACK or report interceptors: the bridge repairs the upstream leg, and the

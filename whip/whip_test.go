@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/app"
@@ -339,6 +340,9 @@ func newWHEPViewer(t *testing.T) (*whepViewer, string) {
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
+	// No mDNS: nobody here resolves .local names, and each peer connection would open
+	// multicast sockets and a reader goroutine for it (leaked past Close on a loaded box).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})

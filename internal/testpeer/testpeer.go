@@ -6,6 +6,7 @@ package testpeer
 import (
 	"testing"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
@@ -28,6 +29,9 @@ func API(t testing.TB, me *webrtc.MediaEngine, ir *interceptor.Registry, configu
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
+	// No mDNS: nobody here resolves .local names, and each peer connection would open
+	// multicast sockets and a reader goroutine for it (leaked past Close on a loaded box).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	if configure != nil {
 		configure(&se)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
@@ -95,6 +96,9 @@ func api(t *testing.T, hops *Factory, drop *dropper) *webrtc.API {
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
+	// No mDNS: nobody here resolves .local names, and each peer connection would open
+	// multicast sockets and a reader goroutine for it (leaked past Close on a loaded box).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
