@@ -8,11 +8,13 @@ import (
 
 // dtlsFirstRetransmit is how long the bridge waits for the answer to a DTLS handshake
 // flight before sending it again; each retry waits twice as long as the one before
-// (pion's backoff: 250 ms, 500 ms, 1 s, …). pion starts at 1 s, so one datagram lost in a
-// join storm (a tester or a site whose socket buffer overflowed for a moment) held that
-// connection's media for a whole second. At 250 ms a slow link (satellite, 600 ms RTT)
-// costs at most two early copies of a flight of about 1.5 kB, once per connection.
-const dtlsFirstRetransmit = 250 * time.Millisecond
+// (pion's backoff: 500 ms, 1 s, 2 s, …). pion starts at 1 s, so one datagram lost in a
+// join storm (a socket buffer that overflowed for a moment at either end) held that
+// connection's media for a whole second. Not shorter: on a box loaded enough that a
+// handshake step takes longer than the interval, every early copy is more work for both
+// ends, in the storm that loaded it; and a slow link (satellite, 600 ms RTT) gets one
+// early copy of a flight of about 1.5 kB at most.
+const dtlsFirstRetransmit = 500 * time.Millisecond
 
 // setDTLSHandshake shortens the bridge's DTLS handshakes (issue 11: join storms).
 //
