@@ -215,6 +215,13 @@ func (s *Selector) Pin(source string, on bool) {
 	}
 }
 
+// Params is the selector's tuning, defaults filled in.
+func (s *Selector) Params() speaker.Params {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sel.Params()
+}
+
 // Dominant is the group's dominant speaker, "" before anyone has spoken.
 func (s *Selector) Dominant() string { return *s.dominant.Load() }
 

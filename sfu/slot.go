@@ -294,6 +294,15 @@ func (s *Slot) write(f *DownTrack, hdr *rtp.Header, payload []byte, keyframe boo
 	return writeOK
 }
 
+// skipped closes the slot's numbering over n packets of feeder f's source that its
+// reader did not forward (a Last-N pause or an overload skip ended at seq), as for a
+// DownTrack (UpTrack.resume). Called from f's reader.
+func (s *Slot) skipped(f *DownTrack, seq uint16, n uint16) {
+	s.mu.Lock()
+	s.rw.skipped(f.slotGen, seq, n)
+	s.mu.Unlock()
+}
+
 // feederEnded is called when a feeder's up track ends (the publisher left): the slot
 // forwards nothing until pointed again.
 func (s *Slot) feederEnded(f *DownTrack) {
