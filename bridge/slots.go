@@ -97,3 +97,24 @@ func (a *Agent) reportSlots(peer ids.PeerID) func([]sfu.SlotSource) {
 		a.ev.Slots(peer, out)
 	}
 }
+
+// SlotsOf is what peer's slots carry now, as the bridge points them (nil for a peer
+// without slots).
+func (a *Agent) SlotsOf(id ids.PeerID) []protocol.SlotSource {
+	a.mu.Lock()
+	ap := a.peers[id]
+	var set *sfu.SlotSet
+	if ap != nil {
+		set = ap.slots
+	}
+	a.mu.Unlock()
+	if set == nil {
+		return nil
+	}
+	var out []protocol.SlotSource
+	for _, s := range append(set.Audio(), set.Video()...) {
+		out = append(out, protocol.SlotSource{Stream: s.StreamID(), Kind: s.Kind().String(),
+			Participant: ids.ParticipantID(s.Source())})
+	}
+	return out
+}
