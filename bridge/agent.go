@@ -515,6 +515,13 @@ func (a *Agent) Stats(id ids.PeerID) (PeerStats, error) {
 		s.FractionLost = max(s.FractionLost, q.FractionLost)
 		s.Jitter = max(s.Jitter, q.Jitter)
 	}
+	for _, sl := range ap.peer.Slots() { // a slot carrying a source is a stream sent
+		s.PacketsSent += sl.PacketsSent()
+		s.BytesSent += sl.BytesSent()
+		if sl.Source() != "" {
+			s.StreamsSent++
+		}
+	}
 	for _, u := range ap.peer.UpTracks() {
 		s.PacketsReceived += u.PacketsReceived()
 		s.StreamsReceived++

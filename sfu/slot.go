@@ -57,6 +57,7 @@ type Slot struct {
 	nackBuf   [maxCachedPayload]byte
 
 	packetsSent atomic.Uint64
+	bytesSent   atomic.Uint64 // RTP header and payload
 	switches    atomic.Uint64 // sources started (the first included)
 }
 
@@ -165,6 +166,10 @@ func (s *Slot) Source() string {
 
 // PacketsSent counts the packets written to the subscriber.
 func (s *Slot) PacketsSent() uint64 { return s.packetsSent.Load() }
+
+// BytesSent counts the RTP bytes (header and payload, before SRTP) written to the
+// subscriber.
+func (s *Slot) BytesSent() uint64 { return s.bytesSent.Load() }
 
 // Switches counts the sources the slot started forwarding (at their first packet).
 func (s *Slot) Switches() uint64 { return s.switches.Load() }
@@ -283,6 +288,7 @@ func (s *Slot) write(f *DownTrack, hdr *rtp.Header, payload []byte, keyframe boo
 		_ = sc.SetExtension(b.levelID, s.levelExt[:]) // cannot fail: one byte, id ≤ 14
 	}
 	_, err := b.writer.WriteRTP(sc, payload)
+	size := sc.MarshalSize() + len(payload)
 	s.mu.Unlock()
 	if left != nil {
 		left.up.removeDown(left) // the source left: its reader reaches the slot no more
@@ -291,6 +297,7 @@ func (s *Slot) write(f *DownTrack, hdr *rtp.Header, payload []byte, keyframe boo
 		return writeFailed
 	}
 	s.packetsSent.Add(1)
+	s.bytesSent.Add(uint64(size))
 	return writeOK
 }
 
