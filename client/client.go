@@ -337,6 +337,9 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 			s.Bytes.Add(int64(len(pkt.payload)))
 			s.observe(&pkt.hdr, pkt.payload)
 			s.countLayer(pkt.payload)
+			if c.join.Slots {
+				c.observeSlot(s, &pkt.hdr, pkt.payload)
+			}
 			if c.onPacket != nil {
 				c.onPacket(s, &pkt.hdr, pkt.payload)
 			}

@@ -3,6 +3,8 @@ package client
 import (
 	"strings"
 
+	"github.com/pion/rtp"
+
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -56,4 +58,32 @@ func (c *Client) ReceiveSections() int {
 		return 0
 	}
 	return strings.Count(d.SDP, "\nm=")
+}
+
+// observeSlot counts a packet received on a slot also on the Stream of the participant
+// the slot map names for it now (keyed, like a track of its own, by the participant's
+// camera stream id), so that Stream(participant's stream, kind) tells what the endpoint
+// receives of each participant whether it receives in slots or not. Those Streams are
+// not passed to Options.OnStream (their packets are the slots'). Reader goroutines; a
+// packet that arrives just before the map naming its new participant counts for the
+// previous one.
+func (c *Client) observeSlot(slot *Stream, hdr *rtp.Header, payload []byte) {
+	c.mu.Lock()
+	src, ok := c.slots[slot.StreamID]
+	p, known := c.participants[string(src.Participant)]
+	stream := p.Streams[protocol.SourceCamera]
+	if !ok || !known || stream == "" {
+		c.mu.Unlock()
+		return
+	}
+	key := stream + "/" + slot.Kind
+	v := c.streams[key]
+	if v == nil {
+		v = newStream(stream, slot.TrackID, slot.Kind, slot.MimeType, slot.ClockRate)
+		c.streams[key] = v
+	}
+	c.mu.Unlock()
+	v.Packets.Add(1)
+	v.Bytes.Add(int64(len(payload)))
+	v.observe(hdr, payload)
 }

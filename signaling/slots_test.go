@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu/speaker"
 )
 
@@ -16,7 +17,8 @@ import (
 // four more publishers, at central (relayed to the province) and at the province, join
 // without renegotiating it. The slot map names each talker in an audio slot as the
 // talkers change, and that slot carries audio; the video slots carry cameras, from a
-// keyframe.
+// keyframe. The client counts each slot's packets as those of the participant the map
+// names (what the load tester reads).
 func TestSlotsOverTheCascade(t *testing.T) {
 	p := speaker.Params{VideoN: 2, AudioN: 2}
 	c := startCascadeWith(t, p, "prov")
@@ -81,6 +83,10 @@ func TestSlotsOverTheCascade(t *testing.T) {
 			}
 			if st.Packets.Load() < before+5 {
 				return fmt.Sprintf("%s: %s carries no packets", when, cur)
+			}
+			// The client counts them as the participant's, as a track of its own would be.
+			if own := watcher.Stream(pub.Self.Streams[protocol.SourceCamera], kind); own == nil || own.Packets.Load() == 0 {
+				return fmt.Sprintf("%s: the client does not count %s's packets as %s's", when, cur, pub.Self.Name)
 			}
 			return ""
 		})
