@@ -78,6 +78,16 @@ func (d *dropper) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWr
 
 func api(t *testing.T, hops *Factory, drop *dropper) *webrtc.API {
 	t.Helper()
+	if drop == nil {
+		return apiWith(t, hops, nil, false)
+	}
+	return apiWith(t, hops, drop, false)
+}
+
+// apiWith is a peer's API: drop (if any) nearest the network, then hops; with buffers,
+// the SRTP buffers come from hops.BufferFactory, as the bridge's do.
+func apiWith(t *testing.T, hops *Factory, drop interceptor.Factory, buffers bool) *webrtc.API {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -102,6 +112,9 @@ func api(t *testing.T, hops *Factory, drop *dropper) *webrtc.API {
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	if buffers {
+		se.BufferFactory = hops.BufferFactory
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
 
