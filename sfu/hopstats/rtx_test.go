@@ -79,10 +79,12 @@ func (d *mediaDropper) BindLocalStream(info *interceptor.StreamInfo, w intercept
 // the SSRC of the last packet it received (pion's generator and libwebrtc's alike), which
 // after a loss is often a retransmission on the RTX stream. pion hands RTCP about an SSRC
 // no sender reads to nobody, so such feedback, and the losses it reports, never reached
-// the sender's counters: on a link losing 8% of frames of ten packets, the sender read
-// about 70% of the loss its receiver wrote (the monitor's hop loss, 5.8% for 8.3%, failed
-// CI). Through Factory.BufferFactory the sender must count every status the receiver
-// wrote.
+// the sender's counters (the monitor's hop loss read 5.8% for 8.3% in CI, where the
+// receiving bridge's NACK and TWCC tickers fire together: the feedback built right after
+// a NACK's retransmission, the one reporting that loss, went missing). Here, with a
+// retransmission right after each frame that lost a packet, the sender read 210 of 241
+// losses and 2,670 of 3,000 statuses before. Through Factory.BufferFactory it must count
+// every status and loss the receiver wrote.
 func TestFeedbackOnTheRetransmissionStreamCounts(t *testing.T) {
 	var sendHops, recvHops Factory
 	drop := &mediaDropper{}
@@ -118,7 +120,7 @@ func TestFeedbackOnTheRetransmissionStreamCounts(t *testing.T) {
 	var seq, rtxSeq uint16
 	var ts uint32
 	var sent, lost, rtx int
-	for sent < 3000 {
+	for sent < 1500 { // 5 s: the counts must match exactly, whatever their size
 		select {
 		case <-ctx.Done():
 			t.Fatalf("timed out: sender %+v, receiver %+v", sh.Stats(), rh.Stats())
