@@ -14,9 +14,12 @@ import (
 // often a retransmission on the RTX stream (RFC 4588) or a probe's padding there. pion
 // delivers RTCP by that SSRC, and a sender reads the RTCP of its media SSRC only: RTCP
 // about its RTX SSRC lands in a stream nobody reads. Such feedback, and the losses it
-// reports, never reached these counters: the feedback built right after a frame that lost
-// packets is the one most likely to be lost so, and the monitor read 5.8% on a hop that
-// lost 8.3% (monitor TestEachHopImpairedAloneIsTheOnlyOneBlamed, in CI).
+// reports, never reached these counters, and it is the feedback right after a loss that
+// goes so: a receiving bridge's NACK ticker (20 ms) and TWCC ticker (100 ms) keep the
+// phase they started with, and on a connection whose feedback is built just after a
+// NACK's retransmission arrives, the feedback reporting that loss is addressed to the RTX
+// SSRC every time. The monitor read 5.8% on a hop that lost 8.3% (monitor
+// TestEachHopImpairedAloneIsTheOnlyOneBlamed, in CI; two of its five hops in that run).
 //
 // The only place a connection's RTCP for an SSRC it does not read can be seen is the
 // buffer pion's SRTCP session writes it into: BufferFactory makes those buffers (as pion
