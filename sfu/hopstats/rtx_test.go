@@ -80,9 +80,9 @@ func (d *mediaDropper) BindLocalStream(info *interceptor.StreamInfo, w intercept
 // after a loss is often a retransmission on the RTX stream. pion hands RTCP about an SSRC
 // no sender reads to nobody, so such feedback, and the losses it reports, never reached
 // the sender's counters (the monitor's hop loss read 5.8% for 8.3% in CI: a receiving
-// bridge's NACK ticker, 20 ms, and TWCC ticker, 100 ms, keep the phase they started with;
-// on a connection where the feedback is built just after a NACK's retransmission arrives,
-// the feedback reporting that loss goes to the RTX SSRC whenever the retransmission arrived first). Here, with a
+// bridge's NACK ticker, 20 ms, and TWCC ticker, 100 ms, keep the phase they started
+// with; on a connection whose feedback is built just after a NACK's retransmission
+// arrives, the feedback reporting that loss goes to the RTX SSRC). Here, with a
 // retransmission right after each frame that lost a packet, the sender read 210 of 241
 // losses and 2,670 of 3,000 statuses before. Through Factory.BufferFactory it must count
 // every status and loss the receiver wrote.

@@ -18,7 +18,7 @@ import (
 // goes so: a receiving bridge's NACK ticker (20 ms) and TWCC ticker (100 ms) keep the
 // phase they started with, and on a connection whose feedback is built just after a
 // NACK's retransmission arrives, the feedback reporting that loss is addressed to the RTX
-// SSRC whenever the retransmission arrived first. The monitor read 5.8% on a hop that lost 8.3% (monitor
+// SSRC. The monitor read 5.8% on a hop that lost 8.3% (monitor
 // TestEachHopImpairedAloneIsTheOnlyOneBlamed, in CI; two of its five hops in that run).
 //
 // The only place a connection's RTCP for an SSRC it does not read can be seen is the
