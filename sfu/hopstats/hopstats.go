@@ -37,7 +37,8 @@ import (
 type Factory struct {
 	pending sync.Map // peer connection id → *Interceptor
 	reports reporter // sends every connection's sender reports (sender.go)
-	// local lists, by SSRC, the connections that send it (rtxfeedback.go).
+	// local lists, by SSRC, the connections that send it (rtxfeedback.go). localMu may be
+	// taken while holding an Interceptor's mu, never the other way round.
 	localMu sync.RWMutex
 	local   map[uint32][]localSSRC
 }
@@ -307,13 +308,14 @@ func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer inter
 	i.mu.Lock()
 	i.local[info.SSRC] = s
 	i.startReports()
-	i.mu.Unlock()
-	if i.factory != nil {
+	// Listed under mu, unless closed: Close forgets what it finds in local.
+	if i.factory != nil && !i.isClosed() {
 		i.factory.addLocal(s.ssrc, i, false)
 		if s.rtxSSRC != 0 { // its feedback may come addressed to the RTX SSRC (rtxfeedback.go)
 			i.factory.addLocal(s.rtxSSRC, i, true)
 		}
 	}
+	i.mu.Unlock()
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		return i.write(s, twccID, writer, h, payload, a)
 	})
@@ -327,6 +329,16 @@ func (i *Interceptor) UnbindLocalStream(info *interceptor.StreamInfo) {
 	i.mu.Unlock()
 	if s != nil {
 		i.forget(s)
+	}
+}
+
+// isClosed reports whether Close was called.
+func (i *Interceptor) isClosed() bool {
+	select {
+	case <-i.closed:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -180,3 +180,40 @@ func TestFeedbackOnTheRetransmissionStreamCounts(t *testing.T) {
 			r.In.Reported, rtx)
 	}
 }
+
+// TestRTXSenderIsTheOnlyOne: feedback about an RTX SSRC goes to the connection that sends
+// it, to none while another connection sends the same SSRC (random SSRCs may collide), and
+// a closed connection is forgotten.
+func TestRTXSenderIsTheOnlyOne(t *testing.T) {
+	var f Factory
+	newOne := func(id string) *Interceptor {
+		if _, err := f.NewInterceptor(id); err != nil {
+			t.Fatal(err)
+		}
+		return f.Take(id)
+	}
+	nop := interceptor.RTPWriterFunc(func(*rtp.Header, []byte, interceptor.Attributes) (int, error) { return 0, nil })
+	a, b := newOne("a"), newOne("b")
+	a.BindLocalStream(&interceptor.StreamInfo{SSRC: 1, SSRCRetransmission: 2, ClockRate: 90000}, nop)
+	if got := f.rtxSender(2); got != a {
+		t.Fatalf("RTX SSRC 2 sent by %p, want a (%p)", got, a)
+	}
+	if got := f.rtxSender(1); got != nil {
+		t.Fatalf("media SSRC 1 taken for an RTX stream")
+	}
+	b.BindLocalStream(&interceptor.StreamInfo{SSRC: 2, ClockRate: 90000}, nop) // the same SSRC, as media
+	if got := f.rtxSender(2); got != nil {
+		t.Fatalf("SSRC 2 sent by two connections, yet handed to %p", got)
+	}
+	_ = b.Close()
+	if got := f.rtxSender(2); got != a {
+		t.Fatalf("after the other closed, RTX SSRC 2 sent by %p, want a", got)
+	}
+	_ = a.Close()
+	a.BindLocalStream(&interceptor.StreamInfo{SSRC: 3, SSRCRetransmission: 4, ClockRate: 90000}, nop) // after Close
+	f.localMu.RLock()
+	defer f.localMu.RUnlock()
+	if len(f.local) != 0 {
+		t.Fatalf("closed connections still listed: %v", f.local)
+	}
+}
