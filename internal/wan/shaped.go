@@ -21,7 +21,8 @@ type Shaped struct {
 }
 
 // NewShaped creates the namespace under subnet (a /24 prefix such as "10.207.0": host .1,
-// namespace .2), unshaped, and removes it when the test ends. It needs tc besides ip.
+// namespace .2; the next free one if another process uses it), unshaped, and removes it
+// when the test ends. It needs tc besides ip.
 func NewShaped(t testing.TB, subnet string) *Shaped {
 	t.Helper()
 	Require(t)
@@ -31,13 +32,16 @@ func NewShaped(t testing.TB, subnet string) *Shaped {
 		}
 		t.Skipf("WAN test: %v", err)
 	}
-	octet := strings.Split(subnet, ".")[1]
-	s := &Shaped{NS: fmt.Sprintf("caush%d-%s", os.Getpid()%100000, octet), HostIP: subnet + ".1",
-		PeerIP: subnet + ".2", hostIf: "cs" + octet + "h"}
+	subnet, release := claim(t, subnet)
+	defer release()
+	s := &Shaped{NS: fmt.Sprintf("caush%d-%s", os.Getpid()%100000, strings.Split(subnet, ".")[1]), HostIP: subnet + ".1",
+		PeerIP: subnet + ".2"}
 	if len(s.NS) > 15 {
 		s.NS = s.NS[:15]
 	}
-	namespace(t, s.NS, s.hostIf, "cs"+octet+"p", s.PeerIP, s.HostIP)
+	var peerIf string
+	s.hostIf, peerIf = vethNames("cs", subnet)
+	namespace(t, s.NS, s.hostIf, peerIf, s.PeerIP, s.HostIP)
 	return s
 }
 
