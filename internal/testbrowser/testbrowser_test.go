@@ -9,15 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cau-project/cau/internal/testbrowser"
 	"github.com/cau-project/cau/internal/testutil"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: a tab's console
-// reader must end with its tab, and chromedp's with the browser.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const page = `<!doctype html><title>ready</title>
 <button id="go" onclick="n++; console.log('clicked ' + n); document.title = 'clicked'">go</button>

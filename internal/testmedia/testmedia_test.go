@@ -5,15 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cau-project/cau/internal/testmedia"
 	"github.com/cau-project/cau/internal/testutil"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: a publisher's two
-// senders and its keyframe-request readers must end with Close.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestPublisherReachesABridge: a clip is one cycle of VP8 frames (a keyframe first) and
 // 20 ms Opus packets; a publisher sends it in real time to a loopback bridge, whose up

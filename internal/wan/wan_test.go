@@ -6,13 +6,7 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
-
-// TestMain fails the package's tests if a goroutine outlives them: a relay's pumps (the
-// public socket's and each inner socket's) must end when the test closes its sockets.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestRelayIsTheOnlyWayIn: UDP from the host reaches the namespace only through the
 // relay, which holds each packet for its delay in each direction and counts what it
