@@ -33,14 +33,14 @@ func TestRecordOneSource(t *testing.T) {
 		}
 	}
 	rec := startRecording(t, Config{Dir: t.TempDir(), Meeting: "m1", Logger: testmedia.Logger(), OnSpeech: onSpeech})
-	wall := recordSites(t, rec, []string{"site-a"}, []*testmedia.Connected{c}, 8*time.Second)
+	r := recordSites(t, rec, []string{"site-a"}, []*testmedia.Connected{c}, 8*time.Second)
 	m := stopRecording(t, rec)
 	if len(m.Files) != 1 || !m.Files[0].Complete {
 		t.Fatalf("manifest files: %+v", m.Files)
 	}
 	f := m.Files[0]
 	path := filepath.Join(rec.Dir(), f.Name)
-	checkFile(t, path, wall)
+	checkFile(t, path, r.span(t, f))
 	if pub.PLIs.Load() == 0 {
 		t.Error("the publisher got no keyframe request")
 	}
@@ -67,7 +67,7 @@ func TestRecordOneSource(t *testing.T) {
 type Clip = testmedia.Clip
 
 // checkFile is what every recorded file must pass: VP8 and Opus streams with frames,
-// a duration within 0.5 s of wall, no decode error, audio within 80 ms of video.
+// a duration within 0.5 s of its wall-clock span, no decode error, audio within 80 ms of video.
 func checkFile(t *testing.T, path string, wall time.Duration) {
 	t.Helper()
 	checkFileCodecs(t, path, wall, "vp8")
@@ -114,10 +114,10 @@ func TestRecordH264(t *testing.T) {
 		t.Fatalf("negotiated %s", c.Video.Codec().MimeType)
 	}
 	rec := startRecording(t, Config{Dir: t.TempDir(), Meeting: "mh", Logger: testmedia.Logger()})
-	wall := recordSites(t, rec, []string{"site-h"}, []*testmedia.Connected{c}, 6*time.Second)
+	r := recordSites(t, rec, []string{"site-h"}, []*testmedia.Connected{c}, 6*time.Second)
 	m := stopRecording(t, rec)
 	if len(m.Files) != 1 || filepath.Ext(m.Files[0].Name) != ".mkv" {
 		t.Fatalf("files %+v", m.Files)
 	}
-	checkFileCodecs(t, filepath.Join(rec.Dir(), m.Files[0].Name), wall, "h264")
+	checkFileCodecs(t, filepath.Join(rec.Dir(), m.Files[0].Name), r.span(t, m.Files[0]), "h264")
 }

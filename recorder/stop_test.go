@@ -11,9 +11,8 @@ import (
 )
 
 // recordSites adds each connection's tracks to rec as the site named at the same index,
-// lets it record for d and returns the wall-clock time since the first track went in;
-// the caller stops rec.
-func recordSites(t *testing.T, rec *Recording, names []string, conns []*testmedia.Connected, d time.Duration) time.Duration {
+// lets it record for d and returns when that began and ended.
+func recordSites(t *testing.T, rec *Recording, names []string, conns []*testmedia.Connected, d time.Duration) recorded {
 	t.Helper()
 	began := time.Now()
 	for i, c := range conns {
@@ -24,7 +23,31 @@ func recordSites(t *testing.T, rec *Recording, names []string, conns []*testmedi
 		}
 	}
 	time.Sleep(d)
-	return time.Since(began)
+	return recorded{began: began, wall: time.Since(began)}
+}
+
+// recorded is the wall-clock span of a recording: from the first track added to the call
+// of Stop.
+type recorded struct {
+	began time.Time
+	wall  time.Duration
+}
+
+// maxStartLag is how long after its tracks were added a file may start: when its video
+// has a keyframe and its tracks a sender report each, which the test publishers send once
+// a second each whatever is asked (a camera answering keyframe requests at once starts
+// sooner). Measured: 0.6–0.7 s on a quiet box, up to 2.4 s at load 20 under -race.
+const maxStartLag = 3 * time.Second
+
+// span is the wall-clock time file f must cover: from its own start (its first keyframe;
+// the manifest's Start) to Stop. A file that starts later than maxStartLag fails the test.
+func (r recorded) span(t *testing.T, f File) time.Duration {
+	t.Helper()
+	lag := f.Start.Sub(r.began)
+	if lag < -100*time.Millisecond || lag > maxStartLag {
+		t.Errorf("%s starts %v after its tracks were added, want 0–%v", f.Name, lag, maxStartLag)
+	}
+	return r.wall - max(lag, 0)
 }
 
 // startRecording starts recording as cfg says, or fails the test.
@@ -70,7 +93,8 @@ func TestStopEndsEveryFileAtOnce(t *testing.T) {
 	slowClose = func() { once.Do(func() { time.Sleep(3 * time.Second) }) } // a slow disk's fsync
 	t.Cleanup(func() { slowClose = nil })
 	rec := startRecording(t, Config{Dir: t.TempDir(), Meeting: "m-stop", Logger: testmedia.Logger()})
-	wall := recordSites(t, rec, names, conns, 6*time.Second)
+	r := recordSites(t, rec, names, conns, 6*time.Second)
+	wall := r.wall
 	stopCalled := time.Now()
 	m := stopRecording(t, rec)
 	if took := time.Since(stopCalled); took < 3*time.Second {
