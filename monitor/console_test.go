@@ -64,11 +64,7 @@ func bigTree(t testing.TB, provinces, districts, n int) *rooms.Tree {
 		sites = append(sites, rooms.Site{ID: fmt.Sprintf("%s-x%03d", parent.ID, c), Name: fmt.Sprintf("Xã Đắk %d", c+1),
 			Level: rooms.LevelCommune, Parent: parent.ID})
 	}
-	tree, err := rooms.NewTree(sites)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
+	return testkit.Tree(t, sites...)
 }
 
 // consoleServer serves the console page and its API over a monitor sampling a fake source

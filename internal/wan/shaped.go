@@ -77,6 +77,13 @@ func (s *Shaped) ListenUDP(t testing.TB) *net.UDPConn {
 // goroutine is inside; fn must not rely on goroutines it starts to open sockets.
 func (s *Shaped) Do(t testing.TB, fn func() error) {
 	t.Helper()
+	inside(t, s.NS, fn)
+}
+
+// inside runs fn on a thread inside namespace ns (see Shaped.Do) and fails the test if
+// the thread cannot enter it or fn fails.
+func inside(t testing.TB, ns string, fn func() error) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		// The thread enters the namespace for fn only. If it cannot come back it stays
@@ -88,14 +95,14 @@ func (s *Shaped) Do(t testing.TB, fn func() error) {
 			return
 		}
 		defer back.Close()
-		target, err := os.Open("/var/run/netns/" + s.NS)
+		target, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
 			done <- err
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("enter %s: %w", s.NS, err)
+			done <- fmt.Errorf("enter %s: %w", ns, err)
 			return
 		}
 		err = fn()
@@ -105,7 +112,7 @@ func (s *Shaped) Do(t testing.TB, fn func() error) {
 		done <- err
 	}()
 	if err := <-done; err != nil {
-		t.Fatalf("in %s: %v", s.NS, err)
+		t.Fatalf("in %s: %v", ns, err)
 	}
 }
 

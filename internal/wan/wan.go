@@ -280,20 +280,26 @@ func (l *Link) NewRelay(t testing.TB, target *net.UDPAddr, delay time.Duration) 
 			_ = c.Close()
 		}
 	})
-	go func() {
-		for {
-			buf := make([]byte, 1600)
-			n, src, err := pub.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			if inner := r.innerFor(src); inner != nil {
-				r.down.Add(1)
-				r.later(func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
-			}
+	go pump(pub, func(b []byte, src *net.UDPAddr) {
+		if inner := r.innerFor(src); inner != nil {
+			r.down.Add(1)
+			r.later(func() { _, _ = inner.WriteToUDP(b, r.target) })
 		}
-	}()
+	})
 	return r
+}
+
+// pump hands each datagram read on c, in a buffer of its own (a delayed write still holds
+// it), to handle, until c is closed.
+func pump(c *net.UDPConn, handle func(b []byte, from *net.UDPAddr)) {
+	for {
+		buf := make([]byte, 1600)
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		handle(buf[:n], from)
+	}
 }
 
 // innerFor returns peer's inner socket, opening it (and its return pump) first; nil once
@@ -312,16 +318,9 @@ func (r *Relay) innerFor(peer *net.UDPAddr) *net.UDPConn {
 		return nil
 	}
 	r.inner[peer.String()] = c
-	go func() {
-		for {
-			buf := make([]byte, 1600)
-			n, _, err := c.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			r.later(func() { _, _ = r.public.WriteToUDP(buf[:n], peer) })
-		}
-	}()
+	go pump(c, func(b []byte, _ *net.UDPAddr) {
+		r.later(func() { _, _ = r.public.WriteToUDP(b, peer) })
+	})
 	return c
 }
 
