@@ -22,9 +22,8 @@ import (
 func TestSlotsOverTheCascade(t *testing.T) {
 	p := speaker.Params{VideoN: 2, AudioN: 2}
 	c := startCascadeWith(t, p, "prov")
-	ctx := context.Background()
 	const meeting = "m-slots"
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	watcher, err := client.Dial(dctx, c.ws, c.token(t, meeting, "prov", "watcher"),
 		client.Options{Loopback: true, Logger: logger(), Slots: true})
@@ -37,11 +36,7 @@ func TestSlotsOverTheCascade(t *testing.T) {
 	var pubs []*client.Client
 	var synths []*client.Synth
 	publish := func(i int) {
-		e := c.join(t, meeting, sites[i], "site "+sites[i])
-		s, err := e.PublishWith(ctx, client.PublishOptions{FPS: 5, PacketsPerFrame: 1, PayloadBytes: 200, Levels: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e, s := c.talker(t, meeting, sites[i], "site "+sites[i])
 		pubs, synths = append(pubs, e), append(synths, s)
 	}
 	publish(0)
