@@ -45,6 +45,9 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			c.log.Warn("bridge offer refused", "err", err)
 			break
 		}
+		c.mu.Lock()
+		c.offers++
+		c.mu.Unlock()
 		go c.answer(o.SDP)
 	case protocol.KindFloor:
 		var f protocol.FloorState
@@ -57,6 +60,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		c.setSpeaker(env)
 	case protocol.KindPublishLayers:
 		c.setPublishLayers(env)
+	case protocol.KindSlots:
+		c.setSlots(env)
 	case protocol.KindReconnect:
 		var r protocol.Reconnect
 		_ = protocol.DecodeData(env, &r)
