@@ -17,7 +17,7 @@ import (
 )
 
 func TestSites(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	adm := adminToken(t)
 
 	var list struct {
@@ -124,7 +124,7 @@ func TestSites(t *testing.T) {
 }
 
 func TestEndpointsAndDeviceTokens(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	adm := adminToken(t)
 	var created struct {
 		Endpoint    rooms.Endpoint `json:"endpoint"`
@@ -336,7 +336,7 @@ func TestScheduleSubtreeConflictsAndLifecycle(t *testing.T) {
 }
 
 func TestKioskPlanAndJoinToken(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	dev := e.addEndpoint("room-c01", "qnam-psn-c01", rooms.KindRoom)
 	otherDev := e.addEndpoint("room-c02", "qnam-psn-c02", rooms.KindRoom)
 
@@ -423,7 +423,7 @@ func TestKioskPlanAndJoinToken(t *testing.T) {
 
 // TestTokens: missing, malformed, foreign, expired and rotated tokens.
 func TestTokens(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	expired, err := testKeys.Sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleAdmin}, -time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -481,7 +481,7 @@ func TestNoStore(t *testing.T) {
 // terms signaling admits it (in the test window or live, a site of the meeting), with the
 // role asked for; anything else is refused with the code that says why.
 func TestMeetingJoinToken(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	adm := adminToken(t)
 	e.schedule(map[string]any{"id": "hop-tinh", "title": "Họp tỉnh", "select": map[string]any{"root": "qnam"},
 		"start": at(base.Add(time.Hour)), "end": at(base.Add(2 * time.Hour)), "test_window": "30m"})

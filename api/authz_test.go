@@ -32,7 +32,7 @@ func matrixToken(t *testing.T, r auth.Role) string {
 // matrixEnv is the world every action runs in: two room endpoints, meeting m1 live
 // with both, meeting m2 tomorrow at Sa Pa; the Bát Xát and Bảo Hà sites are in neither.
 func matrixEnv(t *testing.T) *env {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	e.addEndpoint("room-a", "qnam-psn-c01", rooms.KindRoom)
 	e.addEndpoint("room-b", "qnam-psn-c02", rooms.KindRoom)
 	e.schedule(map[string]any{"id": "m1", "title": "Họp tỉnh", "select": map[string]any{"root": "qnam"},

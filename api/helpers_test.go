@@ -121,7 +121,13 @@ func newEnv(t *testing.T, store rooms.Store, tree *rooms.Tree) *env {
 	return e
 }
 
-// token signs claims with the current key for an hour.
+// fourLevelEnv is newEnv over a bbolt store with the four-level example tree
+// (deploy/examples/four-level.yaml): what most API tests run against.
+func fourLevelEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+}
+
 // token signs c; with no Use, for what the role calls: a bridge's control socket, a room
 // device's kiosk surface, else the API.
 func token(t testing.TB, c auth.Claims) string {

@@ -32,7 +32,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.1") {
 		t.Errorf("openapi %q, want 3.1", doc.OpenAPI)
 	}
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	var documented []httpapi.Route
 	for path, ops := range doc.Paths {
 		for method := range ops {

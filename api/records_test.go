@@ -23,7 +23,7 @@ import (
 )
 
 func TestRollCall(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	m := e.schedule(map[string]any{"id": "m1", "title": "Họp, \"quý\" I", "select": map[string]any{"root": "qnam-psn"},
 		"start": at(base.Add(time.Hour)), "end": at(base.Add(2 * time.Hour))})
 	ctx := context.Background()
@@ -99,7 +99,7 @@ func TestRollCall(t *testing.T) {
 }
 
 func TestAuditLog(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	e.addEndpoint("room-tw", "tw", rooms.KindRoom)
 	e.schedule(map[string]any{"id": "m1", "title": "Họp", "sites": []string{"tw"}, "start": at(base.Add(time.Hour)), "end": at(base.Add(2 * time.Hour))})
 	e.must(200, "POST", "/api/v1/meetings/m1/cancel", adminToken(t), nil)
@@ -186,7 +186,7 @@ func TestRestartDurability(t *testing.T) {
 
 // TestBadInput: malformed requests get a clear JSON error with the right status.
 func TestBadInput(t *testing.T) {
-	e := newEnv(t, boltStore(t), exampleTree(t, "four-level.yaml"))
+	e := fourLevelEnv(t)
 	adm := adminToken(t)
 	huge := `{"title":"` + strings.Repeat("x", api.MaxBodyBytes) + `"}`
 	cases := []struct {

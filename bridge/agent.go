@@ -44,6 +44,9 @@ type Events struct {
 	// PublishLayers reports the layers (RIDs) of a simulcast source peer publishes that
 	// anyone needs now (view.go), each time that changes. Nil: every layer is sent.
 	PublishLayers func(peer ids.PeerID, key ids.StreamKey, active []string)
+	// Slots reports a slot peer's slot map (slots.go) each time it changes, before the
+	// slots change source. Nil: not reported.
+	Slots func(peer ids.PeerID, slots []protocol.SlotSource)
 }
 
 // Engine is the media engine an Agent drives; *sfu.Bridge is one.
@@ -96,6 +99,12 @@ type agentPeer struct {
 	id   ids.PeerID
 	peer *sfu.Peer
 	keys map[string]ids.StreamKey // msid track id → stream key; guarded by Agent.mu
+	// useSlots is set when the peer receives in slots (slots.go); slots are its slots,
+	// made with its first camera or microphone subscription, fed by slotMeeting's
+	// selector. Guarded by Agent.mu.
+	useSlots    bool
+	slots       *sfu.SlotSet
+	slotMeeting ids.MeetingID
 }
 
 type stream struct {
@@ -126,6 +135,7 @@ type subscription struct {
 	down              *sfu.DownTrack // nil while the stream is absent
 	pinned            bool           // the subscriber pinned the stream's participant (PinFor)
 	maxLayer          int            // the subscriber's view of the stream caps its layer (SetView)
+	slot              bool           // the stream reaches the peer in its slots, never as a track of its own
 }
 
 // NewAgent wraps b. ev receives the agent's events.
@@ -298,6 +308,10 @@ func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID st
 	}
 	sub := &subscription{trackID: trackID, streamID: streamID, pinned: a.peerPins[id][key.Participant], maxLayer: a.viewCap(sk)}
 	a.subs[sk] = sub
+	if slotted(ap, key, meeting) {
+		sub.slot = true // forwarded in the peer's slots, as the selector chooses
+		return a.followSlots(ap, meeting)
+	}
 	if st, ok := a.streams[key]; ok && st.peer != id {
 		a.attach(ap, sub, st.up)
 	}
@@ -306,6 +320,9 @@ func (a *Agent) Subscribe(id ids.PeerID, key ids.StreamKey, trackID, streamID st
 
 // attach starts forwarding; caller holds a.mu.
 func (a *Agent) attach(ap *agentPeer, sub *subscription, up *sfu.UpTrack) {
+	if sub.slot {
+		return
+	}
 	d, err := ap.peer.Subscribe(up, sub.trackID, sub.streamID)
 	if err != nil {
 		a.log.Warn("subscribe", "peer", ap.id.String(), "track", sub.trackID, "err", err)
@@ -374,8 +391,9 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func (a *Agent) forget(id ids.PeerID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.peers[id]; ok {
+	if ap, ok := a.peers[id]; ok {
 		a.counted(id, -1)
+		a.unfollow(ap)
 	}
 	delete(a.peers, id)
 	delete(a.samples, sampleKey{id, true})
@@ -496,6 +514,13 @@ func (a *Agent) Stats(id ids.PeerID) (PeerStats, error) {
 		s.RTT = max(s.RTT, q.RTT)
 		s.FractionLost = max(s.FractionLost, q.FractionLost)
 		s.Jitter = max(s.Jitter, q.Jitter)
+	}
+	for _, sl := range ap.peer.Slots() { // a slot carrying a source is a stream sent
+		s.PacketsSent += sl.PacketsSent()
+		s.BytesSent += sl.BytesSent()
+		if sl.Source() != "" {
+			s.StreamsSent++
+		}
 	}
 	for _, u := range ap.peer.UpTracks() {
 		s.PacketsReceived += u.PacketsReceived()

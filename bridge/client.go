@@ -231,6 +231,8 @@ func execute(c *conn, sh *Shared, env protocol.Envelope) (err error) {
 			a.CapLayers(m.Peer, m.MaxLayer)
 			return nil
 		})
+	case protocol.KindBridgeSlots:
+		return onPeer(c, sh, env, true, func(m protocol.BridgeSlots) error { return a.UseSlots(m.Peer) })
 	case protocol.KindBridgePin:
 		var m protocol.BridgePin
 		if err := protocol.DecodeData(env, &m); err != nil {
@@ -250,7 +252,7 @@ func execute(c *conn, sh *Shared, env protocol.Envelope) (err error) {
 // peerCommand is the data of a command about one peer.
 type peerCommand interface {
 	protocol.PeerRef | protocol.PeerSDP | protocol.PeerICE | protocol.Subscription | protocol.BridgeView |
-		protocol.BridgeLayerCap
+		protocol.BridgeLayerCap | protocol.BridgeSlots
 }
 
 // onPeer decodes a command about one peer and runs it; owned commands run only for a
@@ -281,6 +283,8 @@ func peerOf(m any) ids.PeerID {
 	case protocol.BridgeView:
 		return m.Peer
 	case protocol.BridgeLayerCap:
+		return m.Peer
+	case protocol.BridgeSlots:
 		return m.Peer
 	}
 	return ids.PeerID{}

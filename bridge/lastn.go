@@ -153,6 +153,7 @@ func (a *Agent) joinMeeting(meeting ids.MeetingID, key ids.StreamKey) {
 		for p := range a.pins[meeting] {
 			ms.sel.Pin(string(p), true)
 		}
+		a.refollow(meeting, ms)
 	}
 	a.meetingOf[key] = meeting
 	if _, ok := ms.members[key]; ok {

@@ -104,6 +104,11 @@ func (sh *Shared) events() Events {
 				c.push(protocol.KindBridgePublishLayers, "", protocol.BridgePublishLayers{Peer: peer, Key: key, Active: active})
 			}
 		},
+		Slots: func(peer ids.PeerID, slots []protocol.SlotSource) {
+			if c := sh.owner(peer); c != nil {
+				c.push(protocol.KindBridgeSlotMap, "", protocol.BridgeSlotMap{Peer: peer, Slots: slots})
+			}
+		},
 	}
 }
 

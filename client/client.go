@@ -50,6 +50,9 @@ type Options struct {
 	// over it: an endpoint whose one socket is inside a network namespace (a shaped link in
 	// tests). The caller closes it after the client.
 	UDPConn net.PacketConn
+	// Slots asks to receive the meeting's cameras and microphones in a fixed set of slots
+	// (protocol.Join.Slots); Slots tells which participant each carries.
+	Slots bool
 	// OnPacket, if set, sees every RTP packet received, after it is counted, on the
 	// track's reader goroutine; payload is valid during the call only.
 	OnPacket func(s *Stream, hdr *rtp.Header, payload []byte)
@@ -107,6 +110,9 @@ type Client struct {
 	speakerN     int                                                  // speaker messages received
 	pubLayers    map[protocol.Source][]string                         // publish_layers, as last told per source (view.go)
 	pubLayersN   int                                                  // publish_layers messages received
+	slots        map[string]protocol.SlotSource                       // the slot map, as last told (slots.go)
+	slotsN       int                                                  // slot maps received
+	offers       int                                                  // subscriber offers received
 	pendingICE   map[*webrtc.PeerConnection][]webrtc.ICECandidateInit // until the remote description
 	iceServers   []webrtc.ICEServer                                   // from the last joined
 	relayOnly    bool                                                 // Options.RelayOnly
@@ -161,7 +167,7 @@ func Dial(ctx context.Context, wsURL, token string, opts Options) (*Client, erro
 		streams: map[string]*Stream{},
 		stop:    make(chan struct{}), closed: make(chan struct{}), onStream: opts.OnStream, relayOnly: opts.RelayOnly,
 		onPacket: opts.OnPacket,
-		join:     protocol.Join{Token: token, Name: opts.Name, Device: opts.Device}, resumeURLs: opts.ResumeURLs,
+		join:     protocol.Join{Token: token, Name: opts.Name, Device: opts.Device, Slots: opts.Slots}, resumeURLs: opts.ResumeURLs,
 		mux: mux}
 	if err := c.newPeers(); err != nil {
 		_ = conn.Close()
@@ -333,6 +339,9 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 			s.Bytes.Add(int64(len(pkt.payload)))
 			s.observe(&pkt.hdr, pkt.payload)
 			s.countLayer(pkt.payload)
+			if c.join.Slots {
+				c.observeSlot(s, &pkt.hdr, pkt.payload)
+			}
 			if c.onPacket != nil {
 				c.onPacket(s, &pkt.hdr, pkt.payload)
 			}

@@ -46,6 +46,9 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			break
 		}
 		mark(&c.timeline.offer)
+		c.mu.Lock()
+		c.offers++
+		c.mu.Unlock()
 		go c.answer(o.SDP)
 	case protocol.KindFloor:
 		var f protocol.FloorState
@@ -58,6 +61,8 @@ func (c *Client) dispatch(env protocol.Envelope) {
 		c.setSpeaker(env)
 	case protocol.KindPublishLayers:
 		c.setPublishLayers(env)
+	case protocol.KindSlots:
+		c.setSlots(env)
 	case protocol.KindReconnect:
 		var r protocol.Reconnect
 		_ = protocol.DecodeData(env, &r)

@@ -78,7 +78,7 @@ func (b *bot) join(ctx context.Context, r *runner) error {
 	defer cancel()
 	c, err := client.Dial(dctx, r.wsURL, tok.Token, client.Options{
 		Name: b.name, Logger: r.clientLog, Loopback: r.loopback,
-		OnStream: b.addStream,
+		OnStream: b.addStream, Slots: r.cfg.Slots,
 	})
 	if err != nil {
 		return b.fail(fmt.Errorf("join: %w", err))

@@ -68,6 +68,10 @@ type Config struct {
 	// large tile, the next ViewTiles−1 in small ones, the rest hidden (0: no view). The
 	// report then counts the layer each tile received.
 	ViewTiles int
+	// Slots makes every endpoint receive in slots (protocol.Join.Slots): a bounded set of
+	// tracks negotiated once, whatever the number of publishers. What each receives of a
+	// publisher is counted by the slot map (client.Client.Slots).
+	Slots bool
 	// VideoN and AudioN are the server's Last-N (its speaker configuration; the defaults
 	// are the server's: 9 videos, 3 audios), which the Last-N section checks against.
 	VideoN, AudioN int

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/tick"
 	"github.com/cau-project/cau/protocol"
 )
 
@@ -174,7 +175,7 @@ func (l *lastnRun) run(ctx context.Context, end time.Time) {
 			return
 		}
 		l.judge(obs, i == 0)
-		if !sleepUntil(ctx, start.Add(every)) {
+		if !tick.Until(ctx, start.Add(every)) {
 			return
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/cau-project/cau/apiclient"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/cputime"
+	"github.com/cau-project/cau/internal/tick"
 )
 
 // runner is one run's state.
@@ -130,7 +131,7 @@ func (r *runner) ramp(ctx context.Context) {
 	for i, b := range r.bots {
 		if i > 0 {
 			next = next.Add(interval)
-			if !sleepUntil(ctx, next) {
+			if !tick.Until(ctx, next) {
 				break
 			}
 		}
@@ -257,7 +258,7 @@ func (r *runner) hold(ctx context.Context) {
 		defer func() { <-done }()
 	}
 	if r.cfg.Mode != ModeRotate {
-		sleepUntil(ctx, end)
+		tick.Until(ctx, end)
 		return
 	}
 	speakers := []*bot{}
@@ -270,10 +271,10 @@ func (r *runner) hold(ctx context.Context) {
 	for {
 		at := time.Now().Add(r.cfg.RotateEvery)
 		if at.After(end) {
-			sleepUntil(ctx, end)
+			tick.Until(ctx, end)
 			return
 		}
-		if !sleepUntil(ctx, at) {
+		if !tick.Until(ctx, at) {
 			return
 		}
 		cand, idx := r.nextSpeaker(next)
@@ -347,21 +348,6 @@ func (r *runner) leaveAll() {
 		}()
 	}
 	wg.Wait()
-}
-
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
 }
 
 // snapshot is the state of every stream and publication at one moment.

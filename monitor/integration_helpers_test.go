@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/internal/testutil"
 	"github.com/cau-project/cau/rooms"
 )
@@ -29,16 +30,11 @@ func testLogger() *slog.Logger {
 // testTree: central ─ p1 ─ d1 ─ c1.
 func testTree(t testing.TB) *rooms.Tree {
 	t.Helper()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "central", Name: "Trung ương", Level: rooms.LevelCentral},
-		{ID: "p1", Name: "Tỉnh 1", Level: rooms.LevelProvince, Parent: "central"},
-		{ID: "d1", Name: "Huyện 1", Level: rooms.LevelDistrict, Parent: "p1"},
-		{ID: "c1", Name: "Xã 1", Level: rooms.LevelCommune, Parent: "d1"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
+	return testkit.Tree(t,
+		rooms.Site{ID: "central", Name: "Trung ương", Level: rooms.LevelCentral},
+		rooms.Site{ID: "p1", Name: "Tỉnh 1", Level: rooms.LevelProvince, Parent: "central"},
+		rooms.Site{ID: "d1", Name: "Huyện 1", Level: rooms.LevelDistrict, Parent: "p1"},
+		rooms.Site{ID: "c1", Name: "Xã 1", Level: rooms.LevelCommune, Parent: "d1"})
 }
 
 // eventually is testutil.Eventually: poll until cond returns "" (the reason otherwise).

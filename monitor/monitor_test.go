@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
 )
@@ -57,18 +58,13 @@ func (f *fakeSource) set(links []Link, relays map[string][]protocol.RelayStat, b
 // testTree: central ─ p1 ─ d1 ─ {c1, c2}; central ─ p2.
 func testTree(t testing.TB) *rooms.Tree {
 	t.Helper()
-	tree, err := rooms.NewTree([]rooms.Site{
-		{ID: "central", Name: "Trung ương", Level: rooms.LevelCentral},
-		{ID: "p1", Name: "Tỉnh 1", Level: rooms.LevelProvince, Parent: "central"},
-		{ID: "p2", Name: "Tỉnh 2", Level: rooms.LevelProvince, Parent: "central"},
-		{ID: "d1", Name: "Huyện 1", Level: rooms.LevelDistrict, Parent: "p1"},
-		{ID: "c1", Name: "Xã 1", Level: rooms.LevelCommune, Parent: "d1"},
-		{ID: "c2", Name: "Xã 2", Level: rooms.LevelCommune, Parent: "d1"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
+	return testkit.Tree(t,
+		rooms.Site{ID: "central", Name: "Trung ương", Level: rooms.LevelCentral},
+		rooms.Site{ID: "p1", Name: "Tỉnh 1", Level: rooms.LevelProvince, Parent: "central"},
+		rooms.Site{ID: "p2", Name: "Tỉnh 2", Level: rooms.LevelProvince, Parent: "central"},
+		rooms.Site{ID: "d1", Name: "Huyện 1", Level: rooms.LevelDistrict, Parent: "p1"},
+		rooms.Site{ID: "c1", Name: "Xã 1", Level: rooms.LevelCommune, Parent: "d1"},
+		rooms.Site{ID: "c2", Name: "Xã 2", Level: rooms.LevelCommune, Parent: "d1"})
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,16 +22,6 @@ import (
 
 // A real Prometheus server (the Debian package's) scrapes a running Cầu with the
 // project's recording and alerting rules; the series must exist with the right labels.
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // promResult is one series of an instant query's answer.
 type promResult struct {
@@ -124,7 +113,7 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	promURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	promURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
 	out := &testutil.LockedBuffer{}
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+strings.TrimPrefix(promURL, "http://"),

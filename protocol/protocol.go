@@ -92,6 +92,10 @@ type Join struct {
 	// when it joins again after its socket was lost: the meeting's owner then adopts its
 	// media connections as they are, without a new ICE/DTLS handshake (Joined.Resumed).
 	Resume string `json:"resume,omitempty"`
+	// Slots asks for the meeting's cameras and microphones in a fixed set of slots
+	// (slots.go) rather than one track each: what a page showing a grid needs in a large
+	// meeting. Recorders, gateways and tests that need every stream leave it off.
+	Slots bool `json:"slots,omitempty"`
 }
 
 // MaxResumeLen bounds Join.Resume.

@@ -127,6 +127,10 @@ func (t *UpTrack) admitGated(seq uint16, downs []*DownTrack, g *gate) bool {
 // real time that passed. A NACK for a packet from before the skip is not answered.
 func (t *UpTrack) resume(seq uint16, downs []*DownTrack) {
 	for _, d := range downs {
+		if d.slot != nil {
+			d.slot.skipped(d, seq, t.skipped)
+			continue
+		}
 		if d.sim != nil {
 			d.skippedLayer(t, seq)
 			continue

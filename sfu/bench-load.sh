@@ -12,6 +12,7 @@
 # BENCH_SERVE_FLAGS (more flags for cau serve, e.g. --debug-http 127.0.0.1:6060) may be set;
 # the JSON report is left in $BENCH_OUT (default a temporary directory).
 set -eu
+. "$(dirname "$0")/bench-serve.sh"
 N=${1:-151}
 DUR=${2:-30s}
 BIN=${CAU_BIN:-bin/cau}
@@ -32,15 +33,7 @@ export CAU_MAX_SOCKETS_PER_ADDR=${CAU_MAX_SOCKETS_PER_ADDR:-100000}
 echo "== floor before"
 floor
 # shellcheck disable=SC2086 # BENCH_SERVE_FLAGS is a list of flags (e.g. --debug-http 127.0.0.1:6060)
-"$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn ${BENCH_SERVE_FLAGS:-} >"$OUT/serve.log" 2>&1 &
-srv=$!
-trap 'kill $srv 2>/dev/null || true' EXIT INT TERM
-i=0
-until curl -sf "http://$HTTP/healthz" >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || { echo "server did not start; see $OUT/serve.log"; exit 1; }
-	sleep 0.1
-done
+start_server 100 "$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn ${BENCH_SERVE_FLAGS:-}
 echo "== cau loadtest 1 x $FAN, 2 Mbps, $DUR (server pid $srv)"
 rc=0
 "$BIN" loadtest --dev --url "http://$HTTP" --tree "" --endpoints "$N" --publishers 1 --media video \

@@ -18,6 +18,7 @@
 # IPv4 address is one more ICE candidate, with its own goroutine, on every connection.
 # GODEBUG=memprofilerate=16384 gives finer heap profiles.
 set -eu
+. "$(dirname "$0")/bench-serve.sh"
 N=${1:-151}
 OUT=${2:-$(mktemp -d)}
 BIN=${CAU_BIN:-bin/cau}
@@ -26,15 +27,7 @@ UDP=${BENCH_UDP:-17992}
 DBG=${BENCH_DEBUG:-127.0.0.1:17960}
 mkdir -p "$OUT"
 export CAU_MAX_SOCKETS_PER_ADDR=${CAU_MAX_SOCKETS_PER_ADDR:-100000}
-"$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn --debug-http "$DBG" >"$OUT/serve.log" 2>&1 &
-srv=$!
-trap 'kill $srv 2>/dev/null || true' EXIT INT TERM
-i=0
-until curl -sf "http://$HTTP/healthz" >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || { echo "server did not start; see $OUT/serve.log"; exit 1; }
-	sleep 0.1
-done
+start_server 100 "$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn --debug-http "$DBG"
 metric() { awk -v k="$1" '$1 == k { print $2 }' "$OUT/metrics-$2.txt"; }
 snap() {
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-$1.txt"

@@ -9,11 +9,13 @@
 # prints the tester's summary, the server's join phases (p50/p95 over that run, from
 # cau_signaling_join_phase_seconds), and the subscriber offers and answers per join (a
 # count that holds on a loaded machine, unlike the latencies), and keeps the mutex and
-# block profiles. CAU_BIN (default bin/cau) serves; CAU_TESTER_BIN (default CAU_BIN) runs the
-# load test, so that two servers can be compared with one tester. BENCH_HTTP (127.0.0.1:27890), BENCH_UDP
-# (27892), BENCH_TESTER_PROFILE=1 keeps the tester's CPU profile too (tester-N.pprof), BENCH_DEBUG (127.0.0.1:26060); output in $BENCH_OUT (default a temporary
-# directory). TURN and SIP listen on their own ports so that it runs beside a dev server.
+# block profiles. CAU_BIN (default bin/cau) serves; CAU_TESTER_BIN (default CAU_BIN)
+# runs the load test, so that two servers can be compared with one tester.
+# BENCH_TESTER_PROFILE=1 keeps the tester's CPU profile too (tester-N.pprof). BENCH_HTTP
+# (127.0.0.1:27890), BENCH_UDP (27892), BENCH_DEBUG (127.0.0.1:26060); output in
+# $BENCH_OUT (default a temporary directory). TURN and SIP listen on their own ports so that it runs beside a dev server.
 set -eu
+. "$(dirname "$0")/bench-serve.sh"
 N=${1:-258}
 RAMP=${2:-50/s}
 DUR=${3:-20s}
@@ -26,17 +28,9 @@ OUT=${BENCH_OUT:-$(mktemp -d)}
 
 # Every simulated endpoint comes from 127.0.0.1: lift the per-address socket cap.
 export CAU_MAX_SOCKETS_PER_ADDR=${CAU_MAX_SOCKETS_PER_ADDR:-100000}
-CAU_DATA_DIR="$OUT/data" CAU_TURN_UDP_ADDR=127.0.0.1:23478 CAU_TURN_TCP_ADDR=127.0.0.1:25349 \
+start_server 300 env CAU_DATA_DIR="$OUT/data" CAU_TURN_UDP_ADDR=127.0.0.1:23478 CAU_TURN_TCP_ADDR=127.0.0.1:25349 \
 	"$BIN" serve --dev --sip off --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level info \
-	--debug-http "$DBG" >"$OUT/serve.log" 2>&1 &
-srv=$!
-trap 'kill $srv 2>/dev/null || true' EXIT INT TERM
-i=0
-until curl -sf "http://$HTTP/healthz" >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 300 ] || { echo "server did not start; see $OUT/serve.log"; exit 1; }
-	sleep 0.1
-done
+	--debug-http "$DBG"
 
 # summary before after: join phases' p50/p95 (ms) between two scrapes, and the counts.
 summary() {

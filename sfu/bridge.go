@@ -132,6 +132,10 @@ func New(cfg Config) (*Bridge, error) {
 	}
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
+	// The SRTP read buffers come from hops, which reads the TWCC feedback that receivers
+	// address to a retransmission stream's SSRC: pion hands RTCP about an SSRC no sender
+	// reads to nobody, and the hop loss read ~70% of the real (hopstats/rtxfeedback.go).
+	se.BufferFactory = hops.BufferFactory
 	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
 	// Endpoints that vanish without a goodbye should be noticed in seconds, not the
 	// 30 s pion defaults to: a meeting-room screen must not show a frozen site for long.

@@ -33,6 +33,11 @@ type DownTrack struct {
 	// sim is the layer state when the source is simulcast (simulcast.go), nil otherwise.
 	// Set at creation, read-only after.
 	sim *downLayers
+	// slot is set when this DownTrack is a slot's feeder (slot.go): it has no transceiver
+	// of its own and writes into the slot; slotGen is its generation there (the slot's
+	// rewriter's layer), read under slot.mu. Set at creation.
+	slot    *Slot
+	slotGen int8
 
 	// Forwarding state, owned by the up track's fan-out: writeRTP runs for one packet at
 	// a time, on the reader goroutine or one of its workers (fanPool orders them).
@@ -563,5 +568,9 @@ func (d *DownTrack) Retransmissions() (resent, missed uint64) {
 
 // upClosed is called by the up track when it ends.
 func (d *DownTrack) upClosed() {
+	if d.slot != nil {
+		d.slot.feederEnded(d)
+		return
+	}
 	d.sub.removeDownTrack(d)
 }

@@ -58,21 +58,27 @@ func BenchmarkForward(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 300} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			up, raw := benchUpTrack(n)
-			defer func() { up.fan.stop() }() // fan is created on the first packet, after this line
-			var hdr rtp.Header
-			var pending pendingCounts
-			up.forward(raw, &hdr, &pending) // start every subscriber
-			b.ReportAllocs()
-			b.SetBytes(int64(len(raw)))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				raw[2], raw[3] = byte(i>>8), byte(i) // next sequence number
-				up.forward(raw, &hdr, &pending)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/subscriber")
+			benchForwarding(b, up, raw, n)
 		})
 	}
+}
+
+// benchForwarding forwards raw (a keyframe start) through up to its n subscribers once to
+// start them, then b.N times, its sequence number advanced each time.
+func benchForwarding(b *testing.B, up *UpTrack, raw []byte, n int) {
+	defer func() { up.fan.stop() }() // fan is created on the first packet, after this line
+	var hdr rtp.Header
+	var pending pendingCounts
+	up.forward(raw, &hdr, &pending) // start every subscriber
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		raw[2], raw[3] = byte(i>>8), byte(i) // next sequence number
+		up.forward(raw, &hdr, &pending)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/subscriber")
 }
 
 // BenchmarkForwardPion forwards through real connections over loopback: a publisher
@@ -250,6 +256,13 @@ func TestForwardAllocatesNothing(t *testing.T) {
 
 func testForwardAllocs(t *testing.T, n int) {
 	up, raw := benchUpTrack(n)
+	testForwardStarted(t, up, raw)
+}
+
+// testForwardStarted forwards raw (a keyframe start) through up once to start its
+// subscribers, then fails t if forwarding allocates (forwardAllocatesNothing).
+func testForwardStarted(t *testing.T, up *UpTrack, raw []byte) {
+	t.Helper()
 	defer func() { up.fan.stop() }() // fan is created on the first packet, after this line
 	var hdr rtp.Header
 	var pending pendingCounts

@@ -139,7 +139,14 @@ type testEndpoint struct {
 	levelID  uint8
 	// loudAt is when the first audio packet with a loudness above 0 was sent (unix ns).
 	loudAt atomic.Int64
+	// tag, when not 0, is written into every packet's payload (audio byte 0, video byte
+	// 10), so a receiver of a slot tells whose packet it got. Set before publishing.
+	tag byte
 }
+
+// tagAt is where a video payload carries its endpoint's tag (after the VP8 descriptor
+// and the start of the frame header the keyframe check reads).
+const tagAt = 10
 
 func newTestEndpoint(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack)) *testEndpoint {
 	t.Helper()
@@ -152,6 +159,9 @@ type endpointOpts struct {
 	api     *webrtc.API
 	onVideo func(*webrtc.TrackRemote)
 	onOffer func() // called for each subscriber offer the bridge sends
+	// onRemote, if set, reads every incoming track (of either kind) in place of the
+	// default record.
+	onRemote func(*webrtc.TrackRemote)
 }
 
 func newTestEndpointWith(t testing.TB, b *Bridge, name string, onTrack func(*UpTrack), o endpointOpts) *testEndpoint {
@@ -200,6 +210,10 @@ func newTestEndpointWith(t testing.TB, b *Bridge, name string, onTrack func(*UpT
 	})
 	e.sub.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		go drainRTCP(rcv)
+		if o.onRemote != nil {
+			o.onRemote(tr)
+			return
+		}
 		if o.onVideo != nil && tr.Kind() == webrtc.RTPCodecTypeVideo {
 			o.onVideo(tr)
 			return
@@ -424,6 +438,9 @@ func (e *testEndpoint) sendMedia() {
 					p[1] = 0x00 // keyframe
 				}
 			}
+			if e.tag != 0 {
+				p[tagAt] = e.tag
+			}
 			seqV++
 			_ = e.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seqV, Timestamp: tsV, Marker: i == 2}, Payload: p})
 		}
@@ -459,6 +476,9 @@ func (e *testEndpoint) writeAudio(seq uint16, ts uint32, payload []byte) {
 	loud := e.loudness.Load()
 	if e.levelID != 0 {
 		_ = ah.SetExtension(e.levelID, []byte{byte(127 - min(loud, 127))})
+	}
+	if e.tag != 0 {
+		payload[0] = e.tag
 	}
 	if loud > 0 && e.loudAt.Load() == 0 {
 		e.loudAt.Store(time.Now().UnixNano())

@@ -43,19 +43,25 @@ type Selector struct {
 	params SelectorParams
 	log    *slog.Logger
 
-	mu      sync.Mutex // guards sel, members and pins
+	mu      sync.Mutex // guards sel, members, pins, follow and slotsDirty
 	sel     *speaker.Selector
 	members map[*UpTrack]*gate
 	// pins are the sources pinned (Pin), kept so a source pinned before its tracks are
 	// added, or added again (a relay re-established), is pinned as it comes.
 	pins map[speaker.ID]bool
+	// follow are the subscribers' slot sets fed from the choice (slotset.go); slotsDirty
+	// is set when a member or a set came or went, so the slots are remapped at the next
+	// tick even if the choice is the same.
+	follow     map[*SlotSet]struct{}
+	slotsDirty bool
 
 	dominant atomic.Pointer[string]
-	// shown is the video set last reported to OnChange (selector goroutine only).
-	shown    []string
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
+	// shown is the video set last reported to OnChange, heard the audio set at the last
+	// tick (selector goroutine only).
+	shown, heard []string
+	stop         chan struct{}
+	stopOnce     sync.Once
+	done         chan struct{}
 }
 
 // Selection is what a group's selector chose: the dominant speaker ("" before anyone has
@@ -150,6 +156,7 @@ func (s *Selector) Add(t *UpTrack, source string) {
 	s.sel.Reselect(time.Now())
 	s.members[t] = g
 	g.on.Store(s.wanted(g))
+	s.slotsDirty = true
 	s.mu.Unlock()
 	if t.kind == webrtc.RTPCodecTypeAudio && t.levelID == 0 {
 		// Without levels (a SIP gateway, an old client) the selector cannot know when the
@@ -165,6 +172,7 @@ func (s *Selector) Remove(t *UpTrack) {
 	g := s.members[t]
 	delete(s.members, t)
 	if g != nil {
+		s.slotsDirty = true
 		last := true
 		for _, o := range s.members {
 			if o.source == g.source {
@@ -205,6 +213,13 @@ func (s *Selector) Pin(source string, on bool) {
 			g.pinned.Store(on)
 		}
 	}
+}
+
+// Params is the selector's tuning, defaults filled in.
+func (s *Selector) Params() speaker.Params {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sel.Params()
 }
 
 // Dominant is the group's dominant speaker, "" before anyone has spoken.
@@ -323,7 +338,7 @@ func (s *Selector) update(now time.Time) {
 	for _, g := range s.members {
 		g.dominant.Store(g.source == after && after != "")
 	}
-	video := s.videoOn()
+	video, audio := s.videoOn(), s.audioOn()
 	s.mu.Unlock()
 	// Outside the lock: a keyframe request writes RTCP.
 	for _, t := range opened {
@@ -334,19 +349,29 @@ func (s *Selector) update(now time.Time) {
 		s.dominant.Store(&d)
 		s.log.Debug("dominant speaker", "source", d, "was", string(before))
 	}
+	changed := !slices.Equal(audio, s.heard)
+	s.heard = audio
 	if after != before || !slices.Equal(video, s.shown) {
+		changed = true
 		s.shown = video
 		if s.params.OnChange != nil {
 			s.params.OnChange(Selection{Dominant: string(after), Video: video})
 		}
 	}
+	s.feedSlots(changed)
 }
 
 // videoOn lists, sorted, the sources whose video gate is open. Caller holds s.mu.
-func (s *Selector) videoOn() []string {
+func (s *Selector) videoOn() []string { return s.open(webrtc.RTPCodecTypeVideo) }
+
+// audioOn lists, sorted, the sources whose audio gate is open. Caller holds s.mu.
+func (s *Selector) audioOn() []string { return s.open(webrtc.RTPCodecTypeAudio) }
+
+// open lists, sorted, the sources whose gate of kind is open. Caller holds s.mu.
+func (s *Selector) open(kind webrtc.RTPCodecType) []string {
 	var out []string
 	for _, g := range s.members {
-		if g.kind == webrtc.RTPCodecTypeVideo && g.on.Load() && !slices.Contains(out, string(g.source)) {
+		if g.kind == kind && g.on.Load() && !slices.Contains(out, string(g.source)) {
 			out = append(out, string(g.source))
 		}
 	}

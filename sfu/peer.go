@@ -106,8 +106,9 @@ type Peer struct {
 	needQuit    chan struct{} // ends a relay peer's need reporter (need.go); set in NewPeer
 	dynQuit     chan struct{} // ends the dynacast goroutine (dynacast.go), started with the first simulcast source
 	downs       map[*DownTrack]*webrtc.RTPSender
-	offerOut    bool // a subscriber offer is due (offerDue) or awaits its answer
-	renegotiate bool // something changed while an offer was out
+	slots       map[*Slot]struct{} // fixed receive tracks (slot.go), nil until the first
+	offerOut    bool               // a subscriber offer is due (offerDue) or awaits its answer
+	renegotiate bool               // something changed while an offer was out
 	offerTimer  *time.Timer
 	// offerDue is the pending sendOffer of a batch not yet offered (nil once sendOffer
 	// starts), and batchFrom when that batch's first change came (scheduleOffer).
@@ -658,8 +659,13 @@ func (p *Peer) Close() error {
 	}
 	downs := p.downs
 	p.downs = map[*DownTrack]*webrtc.RTPSender{}
+	slots := p.slots
+	p.slots = nil
 	pub := p.pub
 	p.mu.Unlock()
+	for s := range slots {
+		s.detach()
+	}
 	if p.alloc != nil {
 		p.alloc.stop()
 	}

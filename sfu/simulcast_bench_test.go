@@ -32,20 +32,8 @@ func benchSimulcast(n int) (*UpTrack, []byte) {
 func BenchmarkForwardSimulcast(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 300} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			up, raw := benchSimulcast(n)
-			defer func() { up.fan.stop() }()
-			var hdr rtp.Header
-			var pending pendingCounts
-			up.forward(raw, &hdr, &pending) // the keyframe starts every subscriber on the layer
-			b.ReportAllocs()
-			b.SetBytes(int64(len(raw)))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				raw[2], raw[3] = byte(i>>8), byte(i)
-				up.forward(raw, &hdr, &pending)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/subscriber")
+			up, raw := benchSimulcast(n) // the first keyframe starts every subscriber on the layer
+			benchForwarding(b, up, raw, n)
 		})
 	}
 }

@@ -363,7 +363,9 @@ func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts,
 func (t *UpTrack) writeAll(downs []*DownTrack, hdr *rtp.Header, payload []byte, keyframe bool, pending *pendingCounts) {
 	for _, d := range downs {
 		var res writeResult
-		if d.sim != nil {
+		if d.slot != nil {
+			res = d.slot.write(d, hdr, payload, keyframe)
+		} else if d.sim != nil {
 			res = d.writeLayer(t, hdr, payload, keyframe)
 		} else {
 			res = d.writeRTP(hdr, payload, keyframe)

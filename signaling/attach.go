@@ -215,6 +215,17 @@ func (a *Attached) SetMaxVideoLayer(layer int) {
 	m.ops.push(func() { s.applyLayerCap(b, peer) })
 }
 
+// applyPeerOptions tells b, for the endpoint's new peer, what the endpoint asked of its
+// subscriptions: slots, a layer cap. Before the peer's subscriptions (placePeer, migrate).
+func (s *session) applyPeerOptions(b Bridge, peer ids.PeerID) {
+	if s.slots {
+		if err := b.UseSlots(protocol.BridgeSlots{Peer: peer}); err != nil {
+			s.log.Warn("slots", "bridge", b.ID(), "err", err)
+		}
+	}
+	s.applyLayerCap(b, peer)
+}
+
 // applyLayerCap tells b the endpoint's layer cap for peer, if it has one. Any goroutine
 // but the meeting's lock holder's: it may wait on a remote bridge's socket.
 func (s *session) applyLayerCap(b Bridge, peer ids.PeerID) {

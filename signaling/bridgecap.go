@@ -78,7 +78,7 @@ func (s *session) placePeer(ctx context.Context, site ids.SiteID) (Bridge, error
 			err = b.CreatePeer(s.peerID)
 		}
 		if err == nil {
-			s.applyLayerCap(b, s.peerID)
+			s.applyPeerOptions(b, s.peerID)
 			return b, nil
 		}
 		s.srv.router.set(b, s.peerID, nil)

@@ -37,6 +37,9 @@ type Bridge interface {
 	View(v protocol.BridgeView) error
 	// CapLayers caps the simulcast layer of a peer's video subscriptions, now and later.
 	CapLayers(c protocol.BridgeLayerCap) error
+	// UseSlots makes a peer receive its meeting's cameras and microphones in slots
+	// (protocol/slots.go); sent before its subscriptions.
+	UseSlots(s protocol.BridgeSlots) error
 }
 
 var (
@@ -137,6 +140,11 @@ func (r *router) events(b Bridge) bridge.Events {
 				s.publishLayers(key, active)
 			}
 		},
+		Slots: func(peer ids.PeerID, slots []protocol.SlotSource) {
+			if s, ok := r.owner(b, peer).(*session); ok {
+				s.reply(protocol.KindSlots, "", protocol.Slots{Slots: slots})
+			}
+		},
 	}
 }
 
@@ -190,6 +198,9 @@ func (l *LocalBridge) Pin(p protocol.BridgePin) error {
 	l.agent.ApplyPin(p)
 	return nil
 }
+
+// UseSlots implements Bridge.
+func (l *LocalBridge) UseSlots(s protocol.BridgeSlots) error { return l.agent.UseSlots(s.Peer) }
 
 // CapLayers caps the simulcast layers of a peer's video subscriptions.
 func (l *LocalBridge) CapLayers(c protocol.BridgeLayerCap) error {

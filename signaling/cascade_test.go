@@ -348,3 +348,16 @@ func TestSilentBridgeMarkedDown(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 }
+
+// talker joins meeting at site and publishes light media (5 fps, one 200-byte packet a
+// frame) with audio levels, silent until its Synth's SetLoudness: a site whose streams the
+// Last-N tests follow (what crosses, not how much).
+func (c *cascade) talker(t testing.TB, meeting, site, name string) (*client.Client, *client.Synth) {
+	t.Helper()
+	e := c.join(t, meeting, site, name)
+	s, err := e.PublishWith(context.Background(), client.PublishOptions{FPS: 5, PacketsPerFrame: 1, PayloadBytes: 200, Levels: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, s
+}

@@ -3,7 +3,6 @@ package signaling_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,18 +43,6 @@ type haNode struct {
 }
 
 func (n *haNode) ws() string { return "ws" + strings.TrimPrefix(n.url, "http") + "/ws" }
-
-// freeAddr returns a loopback address with a port free now (a `cau signal` advertises
-// the address it listens on, so it cannot take port 0).
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // startProcess runs the cau binary with args and env until the test ends.
 func startProcess(t testing.TB, env []string, args ...string) *exec.Cmd {
@@ -105,7 +92,8 @@ func startHAClusterOn(t *testing.T, redisAddr string, sched rooms.Meeting) *haCl
 	env := []string{"CAU_REDIS_URL=redis://" + c.redis, "CAU_TOKEN_KEY=" + string(c.keys.Current), "CAU_DATA_DIR=" + dir}
 	var signals []string
 	for range 3 {
-		addr := freeAddr(t)
+		// A `cau signal` advertises the address it listens on: it cannot take port 0.
+		addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 		n := &haNode{url: "http://" + addr}
 		n.cmd = startProcess(t, env, "signal", "--http", addr, "--sites", sitesFile, "--log-level", "warn")
 		c.nodes = append(c.nodes, n)

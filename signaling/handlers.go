@@ -118,6 +118,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	}
 	s.mu.Lock()
 	s.claims, s.self, s.joinDigest = claims, self, joinDigest(j.Token)
+	s.slots = j.Slots
 	if claims.Endpoint != "" {
 		s.device = j.Device // only an endpoint's session has a device to protect
 	}
@@ -245,7 +246,7 @@ func (s *session) migrate() {
 			}
 			return
 		}
-		s.applyLayerCap(b, peer)
+		s.applyPeerOptions(b, peer)
 		s.log.Info("moved to another bridge", "from", old.ID(), "to", b.ID())
 		s.reply(protocol.KindReconnect, "", protocol.Reconnect{Reason: "bridge " + string(old.ID()) + " failed", Resume: resume})
 	})

@@ -1,7 +1,6 @@
 package signaling_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -19,18 +18,12 @@ import (
 func TestLastNBoundsRelayLink(t *testing.T) {
 	p := speaker.Params{VideoN: 3, AudioN: 2}
 	c := startCascadeWith(t, p, "prov")
-	ctx := context.Background()
 	const sites = 6
 	watcher := c.join(t, "m-lastn", "central", "watcher")
 	var pubs []*client.Client
 	var synths []*client.Synth
 	for i := 0; i < sites; i++ {
-		e := c.join(t, "m-lastn", "dist2", fmt.Sprintf("site %02d", i))
-		// Light media: the point is which streams cross, not how much.
-		s, err := e.PublishWith(ctx, client.PublishOptions{FPS: 5, PacketsPerFrame: 1, PayloadBytes: 200, Levels: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e, s := c.talker(t, "m-lastn", "dist2", fmt.Sprintf("site %02d", i))
 		pubs, synths = append(pubs, e), append(synths, s)
 	}
 	carried := func() (int, string) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/testkit"
 	"github.com/cau-project/cau/presence"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/rooms"
@@ -37,10 +38,7 @@ var testKeys = auth.Keys{Current: []byte("test-key-0123456789-0123456789-0123456
 // multiTree; tests schedule their meetings through it.
 func multiStore(t *testing.T, addr string) (*redisstore.Store, *rooms.Tree) {
 	t.Helper()
-	tree, err := rooms.NewTree(multiTree)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tree := testkit.Tree(t, multiTree...)
 	store, err := redisstore.Open(context.Background(), "redis://"+addr, "cau:")
 	if err != nil {
 		t.Fatal(err)

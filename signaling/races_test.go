@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge/control"
@@ -129,17 +128,12 @@ func (g *gatedPresence) Follow(ctx context.Context, meeting ids.MeetingID, fn fu
 	return g.follow(ctx, meeting, fn)
 }
 
+// redisPresence is nodePresence until the test ends.
 func redisPresence(t *testing.T, addr string) signaling.Presence {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
-	t.Cleanup(func() { _ = rdb.Close() })
-	p, err := presence.NewRedis(ctx, rdb, "cau:", logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return nodePresence(ctx, t, addr)
 }
 
 // TestPresenceChangeWhileFollowing: another node's participant changes while this node

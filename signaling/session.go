@@ -99,6 +99,9 @@ type session struct {
 	// receiveOnly marks a viewer (WHEP) that publishes nothing: its offers are refused
 	// and its token's caps are the viewers' (tokenlimits.go). Set before it joins.
 	receiveOnly bool
+	// slots: the endpoint asked to receive in slots (Join.Slots, protocol/slots.go). Set
+	// by join before its peer is made, read-only after.
+	slots bool
 	// layerCap is the simulcast layer cap of the endpoint's video subscriptions, plus
 	// one (0: none), set by Attached.SetMaxVideoLayer; read when its peer is made anew.
 	layerCap atomic.Int32

@@ -1,7 +1,6 @@
 package signaling_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -22,18 +21,13 @@ import (
 func TestSpeakerEventsAndPins(t *testing.T) {
 	p := speaker.Params{VideoN: 2, AudioN: 2}
 	c := startCascadeWith(t, p, "prov")
-	ctx := context.Background()
 	const meeting = "m-speaker"
 	watcher := c.join(t, meeting, "central", "watcher")
 	sites := []string{"dist", "dist2", "comm2"}
 	var pubs []*client.Client
 	var synths []*client.Synth
 	for _, site := range sites {
-		e := c.join(t, meeting, site, "site "+site)
-		s, err := e.PublishWith(ctx, client.PublishOptions{FPS: 5, PacketsPerFrame: 1, PayloadBytes: 200, Levels: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e, s := c.talker(t, meeting, site, "site "+site)
 		pubs, synths = append(pubs, e), append(synths, s)
 	}
 	told := func(want func(protocol.Speaker) string) {

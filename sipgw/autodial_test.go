@@ -2,7 +2,6 @@ package sipgw_test
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,26 +13,6 @@ import (
 	"github.com/cau-project/cau/rooms/store/bolt"
 )
 
-// freePort is a port free for UDP and TCP on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		_ = u.Close()
-		if err == nil {
-			_ = l.Close()
-			return port
-		}
-	}
-	t.Fatal("no port free for UDP and TCP")
-	return 0
-}
-
 // TestAutoDial: a room endpoint of the registry has a SIP URI (baresip, auto-answering);
 // the gateway calls it when its meeting's test window opens, not before, and it joins
 // as that endpoint (the roll call shows its site connected). When the room hangs up,
@@ -43,7 +22,7 @@ func TestAutoDial(t *testing.T) {
 	ctx := t.Context()
 	store, tree := testkit.Store(t, rooms.Site{ID: "tinh", Name: "Tỉnh", Level: rooms.LevelProvince},
 		rooms.Site{ID: "xa-a", Name: "Xã A", Level: rooms.LevelCommune, Parent: "tinh"})
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	room := startBaresipAt(t, "Phòng họp xã A", fmt.Sprintf("127.0.0.1:%d", port))
 	ep := rooms.Endpoint{ID: "phong-hop-xa-a", Name: "Phòng họp xã A", Site: "xa-a", Kind: rooms.KindRoom,
 		SIPURI: fmt.Sprintf("sip:room@127.0.0.1:%d", port)}

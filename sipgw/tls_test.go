@@ -215,7 +215,7 @@ func TestAutoDialTLS(t *testing.T) {
 func freePortPair(t *testing.T) int {
 	t.Helper()
 	for range 20 {
-		p := freePort(t)
+		p := testutil.FreePort(t)
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
 			_ = l.Close()
 			return p

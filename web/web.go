@@ -7,7 +7,8 @@
 // /api/v1/monitor/, which this package does not serve.
 //
 // The modules, one job each: cau-client.js (the signaling session; with protocol.js,
-// floor.js, requests.js, keepalive.js, media-link.js, publish.js, remote-streams.js), layout.js (which
+// floor.js, requests.js, keepalive.js, media-link.js, publish.js, remote-streams.js,
+// slot-streams.js), layout.js (which
 // sites the meeting view shows large), join.js (the join page; with join-page.js,
 // local-media.js, grid.js, controls.js, floor-roles.js, floor-panel.js), room.js (the
 // kiosk), console.js and console-detail.js (the console; with console-recording.js),

@@ -121,6 +121,12 @@ func (rb *Remote) dispatch(env protocol.Envelope, heartbeat func(*Remote, protoc
 				rb.ev.PublishLayers(m.Peer, m.Key, m.Active)
 			}
 		})
+	case protocol.KindBridgeSlotMap:
+		return decode(env, func(m protocol.BridgeSlotMap) {
+			if rb.ev.Slots != nil {
+				rb.ev.Slots(m.Peer, m.Slots)
+			}
+		})
 	case protocol.KindError:
 		return decode(env, func(e protocol.Error) {
 			rb.log.Warn("bridge reported an error", "code", e.Code, "msg", e.Message)
@@ -343,6 +349,11 @@ func (rb *Remote) Pin(p protocol.BridgePin) error {
 // View caps the layers forwarded to a peer per stream (see protocol.BridgeView).
 func (rb *Remote) View(v protocol.BridgeView) error {
 	return rb.push(protocol.KindBridgeView, "", v)
+}
+
+// UseSlots makes a peer receive in slots (see protocol.BridgeSlots).
+func (rb *Remote) UseSlots(s protocol.BridgeSlots) error {
+	return rb.push(protocol.KindBridgeSlots, "", s)
 }
 
 // CapLayers caps the simulcast layers of a peer's video subscriptions (see

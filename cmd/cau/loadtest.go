@@ -39,6 +39,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fps := flags.Int("fps", def.FPS, "video frame rate")
 	simulcast := flags.Bool("simulcast", false, "publish video in three layers (¼, ½ and full rate), as the join page does; the report counts the layers received")
 	talkers := flags.Int("talkers", 0, "publishers (after the chair) that talk, in turns, one at a time; the others are silent. Publishers send audio levels and the report gets a Last-N section")
+	slots := flags.Bool("slots", false, "endpoints receive in slots (a fixed set of tracks the bridge points at the Last-N sources) instead of one track per stream")
 	talkEvery := flags.Duration("talk-every", def.TalkEvery, "length of a talker's turn")
 	viewTiles := flags.Int("view-tiles", 0, "endpoints send a view: one large tile, view-tiles − 1 small ones, the other publishers hidden (0: no view)")
 	videoN := flags.Int("video-n", def.VideoN, "the server's Last-N video tiles, which the Last-N section checks against")
@@ -73,6 +74,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg.Media, cfg.VideoKbps, cfg.FPS, cfg.Duration = *media, *videoKbps, *fps, *duration
 	cfg.Simulcast = *simulcast
 	cfg.Talkers, cfg.TalkEvery, cfg.ViewTiles, cfg.VideoN, cfg.AudioN = *talkers, *talkEvery, *viewTiles, *videoN, *audioN
+	cfg.Slots = *slots
 	cfg.Mode, cfg.RotateEvery, cfg.JoinTimeout, cfg.Logger = *mode, *rotateEvery, *joinTimeout, log
 	cfg.Thresholds = loadtest.Thresholds{MaxLossPct: *maxLoss, MaxFailedJoins: *maxFailed, MaxJoinP95: *maxJoinP95,
 		MaxLastNMissPct: *maxLastNMiss}

@@ -53,6 +53,17 @@ func StoreAt(t testing.TB, path string, sites ...rooms.Site) (*bolt.Store, *room
 	return store, tree
 }
 
+// Tree builds the tree of sites (parents first, as rooms.NewTree takes them) for a test
+// that needs no store; an invalid tree fails the test.
+func Tree(t testing.TB, sites ...rooms.Site) *rooms.Tree {
+	t.Helper()
+	tree, err := rooms.NewTree(sites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
 // Schedule saves m through the scheduler, as the REST API does.
 func Schedule(t testing.TB, store rooms.ScheduleStore, tree *rooms.Tree, m rooms.Meeting) {
 	t.Helper()

@@ -8,6 +8,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/internal/tick"
 )
 
 // Feed sends clip in real time on RTP tracks that an endpoint already publishes (the
@@ -24,7 +26,7 @@ func Feed(video, audio *webrtc.TrackLocalStaticRTP, clip *Clip) (stop func()) {
 		p := rtp.NewPacketizer(1200, 0, 0, pay, rtp.NewRandomSequencer(), rate)
 		ticks := uint32(every.Seconds() * float64(rate))
 		for i := 0; ; i++ {
-			if !sleepUntil(ctx, start.Add(time.Duration(i)*every)) {
+			if !tick.Until(ctx, start.Add(time.Duration(i)*every)) {
 				return
 			}
 			for _, pkt := range p.Packetize(frames[i%len(frames)], ticks) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/testpeer"
+	"github.com/cau-project/cau/internal/tick"
 )
 
 // Publisher is a pion endpoint that publishes a camera (VP8) and a microphone (Opus)
@@ -156,7 +157,7 @@ func (p *Publisher) Start(clip func(cycle int) *Clip) {
 		defer p.wg.Done()
 		perCycle := int(Cycle / frameDur)
 		for i := 0; ; i++ {
-			if !sleepUntil(ctx, start.Add(time.Duration(i)*Cycle/time.Duration(perCycle))) {
+			if !tick.Until(ctx, start.Add(time.Duration(i)*Cycle/time.Duration(perCycle))) {
 				return
 			}
 			c := clip(i / perCycle)
@@ -170,7 +171,7 @@ func (p *Publisher) Start(clip func(cycle int) *Clip) {
 		defer p.wg.Done()
 		perCycle := int(Cycle / (20 * time.Millisecond))
 		for j := 0; ; j++ {
-			if !sleepUntil(ctx, start.Add(time.Duration(j)*20*time.Millisecond)) {
+			if !tick.Until(ctx, start.Add(time.Duration(j)*20*time.Millisecond)) {
 				return
 			}
 			c := clip(j / perCycle)
@@ -179,17 +180,6 @@ func (p *Publisher) Start(clip func(cycle int) *Clip) {
 			}
 		}
 	}()
-}
-
-func sleepUntil(ctx context.Context, at time.Time) bool {
-	t := time.NewTimer(time.Until(at))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // Close stops sending and closes the connection.

@@ -2,6 +2,8 @@ package testutil_test
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -46,5 +48,24 @@ func TestEventually(t *testing.T) {
 	})
 	if n != 3 {
 		t.Errorf("condition asked %d times, want 3", n)
+	}
+}
+
+// TestFreePort: the port FreePort gives can be taken for UDP and for TCP on 127.0.0.1,
+// and two calls in a row give two ports while the first is held.
+func TestFreePort(t *testing.T) {
+	p := testutil.FreePort(t)
+	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+	if err != nil {
+		t.Fatalf("UDP on the free port %d: %v", p, err)
+	}
+	defer u.Close()
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		t.Fatalf("TCP on the free port %d: %v", p, err)
+	}
+	defer l.Close()
+	if q := testutil.FreePort(t); q == p {
+		t.Errorf("FreePort gave %d again while it was held", q)
 	}
 }

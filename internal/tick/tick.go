@@ -1,5 +1,6 @@
 // Package tick runs periodic work on the calling goroutine: the ticker loop the bridge's
-// allocators, the monitor, presence and the signaling leases each wrote out.
+// allocators, the monitor, presence and the signaling leases each wrote out (Every), and
+// the pacing of senders on a schedule (Until).
 package tick
 
 import "time"

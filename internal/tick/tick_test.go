@@ -1,6 +1,7 @@
 package tick
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -22,5 +23,28 @@ func TestEveryTicksUntilDone(t *testing.T) {
 	})
 	if len(times) < 3 {
 		t.Fatalf("Every returned after %d ticks, before done was closed", len(times))
+	}
+}
+
+// TestUntil: Until returns true once the time comes (not before), at once for a time
+// past, and false as soon as its context ends.
+func TestUntil(t *testing.T) {
+	start := time.Now()
+	if !Until(context.Background(), start.Add(20*time.Millisecond)) {
+		t.Fatal("Until returned false with a live context")
+	}
+	if waited := time.Since(start); waited < 20*time.Millisecond {
+		t.Errorf("Until returned after %v, before its time (20ms)", waited)
+	}
+	if !Until(context.Background(), start) {
+		t.Error("Until a time past returned false with a live context")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	if Until(ctx, time.Now().Add(time.Hour)) {
+		t.Error("Until returned true though its context ended first")
+	}
+	if Until(ctx, start) {
+		t.Error("Until a time past returned true with an ended context")
 	}
 }

@@ -3,7 +3,6 @@ package wan
 import (
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 )
 
@@ -17,15 +16,17 @@ type Firewalled struct {
 }
 
 // NewFirewalled creates the namespace under subnet (a /24 prefix such as "10.214.0":
-// host .1 and .3, namespace .2) and removes it when the test ends. Loopback inside the
+// host .1 and .3, namespace .2; the next free one if another process uses it) and
+// removes it when the test ends. Loopback inside the
 // namespace stays open (a browser's own plumbing).
 func NewFirewalled(t testing.TB, subnet string) *Firewalled {
 	t.Helper()
 	Require(t)
+	subnet, release := claim(t, subnet)
+	defer release()
 	f := &Firewalled{NS: fmt.Sprintf("caufw%d", os.Getpid()%100000), WebIP: subnet + ".1", TURNIP: subnet + ".3",
 		PeerIP: subnet + ".2"}
-	octet := strings.Split(subnet, ".")[1]
-	hostIf, peerIf := "cf"+octet+"h", "cf"+octet+"p"
+	hostIf, peerIf := vethNames("cf", subnet)
 	namespace(t, f.NS, hostIf, peerIf, f.PeerIP, f.WebIP, f.TURNIP)
 	rules := `table inet fw {
 	chain out {

@@ -21,7 +21,8 @@ type Shaped struct {
 }
 
 // NewShaped creates the namespace under subnet (a /24 prefix such as "10.207.0": host .1,
-// namespace .2), unshaped, and removes it when the test ends. It needs tc besides ip.
+// namespace .2; the next free one if another process uses it), unshaped, and removes it
+// when the test ends. It needs tc besides ip.
 func NewShaped(t testing.TB, subnet string) *Shaped {
 	t.Helper()
 	Require(t)
@@ -31,13 +32,16 @@ func NewShaped(t testing.TB, subnet string) *Shaped {
 		}
 		t.Skipf("WAN test: %v", err)
 	}
-	octet := strings.Split(subnet, ".")[1]
-	s := &Shaped{NS: fmt.Sprintf("caush%d-%s", os.Getpid()%100000, octet), HostIP: subnet + ".1",
-		PeerIP: subnet + ".2", hostIf: "cs" + octet + "h"}
+	subnet, release := claim(t, subnet)
+	defer release()
+	s := &Shaped{NS: fmt.Sprintf("caush%d-%s", os.Getpid()%100000, strings.Split(subnet, ".")[1]), HostIP: subnet + ".1",
+		PeerIP: subnet + ".2"}
 	if len(s.NS) > 15 {
 		s.NS = s.NS[:15]
 	}
-	namespace(t, s.NS, s.hostIf, "cs"+octet+"p", s.PeerIP, s.HostIP)
+	var peerIf string
+	s.hostIf, peerIf = vethNames("cs", subnet)
+	namespace(t, s.NS, s.hostIf, peerIf, s.PeerIP, s.HostIP)
 	return s
 }
 
@@ -73,6 +77,13 @@ func (s *Shaped) ListenUDP(t testing.TB) *net.UDPConn {
 // goroutine is inside; fn must not rely on goroutines it starts to open sockets.
 func (s *Shaped) Do(t testing.TB, fn func() error) {
 	t.Helper()
+	inside(t, s.NS, fn)
+}
+
+// inside runs fn on a thread inside namespace ns (see Shaped.Do) and fails the test if
+// the thread cannot enter it or fn fails.
+func inside(t testing.TB, ns string, fn func() error) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		// The thread enters the namespace for fn only. If it cannot come back it stays
@@ -84,14 +95,14 @@ func (s *Shaped) Do(t testing.TB, fn func() error) {
 			return
 		}
 		defer back.Close()
-		target, err := os.Open("/var/run/netns/" + s.NS)
+		target, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
 			done <- err
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("enter %s: %w", s.NS, err)
+			done <- fmt.Errorf("enter %s: %w", ns, err)
 			return
 		}
 		err = fn()
@@ -101,7 +112,7 @@ func (s *Shaped) Do(t testing.TB, fn func() error) {
 		done <- err
 	}()
 	if err := <-done; err != nil {
-		t.Fatalf("in %s: %v", s.NS, err)
+		t.Fatalf("in %s: %v", ns, err)
 	}
 }
 

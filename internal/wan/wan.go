@@ -9,12 +9,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Require skips the test (or fails it under CI=true) unless the process is root and has
@@ -51,7 +54,9 @@ type Link struct {
 
 // Config shapes a Link.
 type Config struct {
-	// Subnet is the /24 prefix, e.g. "10.201.0"; the host gets .1 and the namespace .2.
+	// Subnet is the /24 prefix asked for, e.g. "10.201.0"; the host gets .1 and the
+	// namespace .2 (HostIP, PeerIP). Another process using it already, the next free /24
+	// of the same /16 is taken instead (claim).
 	Subnet string
 	// RelayPort is the first host-side port of the delaying relay's sockets towards the
 	// namespace (one per peer, RelayPeers at most).
@@ -69,12 +74,14 @@ const RelayPeers = 16
 // the test ends.
 func New(t testing.TB, cfg Config) *Link {
 	t.Helper()
-	l := &Link{NS: fmt.Sprintf("cauwan%d-%s", os.Getpid()%100000, strings.ReplaceAll(cfg.Subnet, ".", "")),
-		HostIP: cfg.Subnet + ".1", PeerIP: cfg.Subnet + ".2", RelayPort: cfg.RelayPort}
+	subnet, release := claim(t, cfg.Subnet)
+	defer release()
+	l := &Link{NS: fmt.Sprintf("cauwan%d-%s", os.Getpid()%100000, strings.Split(subnet, ".")[1]),
+		HostIP: subnet + ".1", PeerIP: subnet + ".2", RelayPort: cfg.RelayPort}
 	if len(l.NS) > 15 {
 		l.NS = l.NS[:15]
 	}
-	hostIf, peerIf := "cw"+strings.Split(cfg.Subnet, ".")[1]+"h", "cw"+strings.Split(cfg.Subnet, ".")[1]+"p"
+	hostIf, peerIf := vethNames("cw", subnet)
 	namespace(t, l.NS, hostIf, peerIf, l.PeerIP, l.HostIP)
 	nft(t, l.NS, l.rules(cfg.LossPct, 0))
 	return l
@@ -139,6 +146,78 @@ func namespace(t testing.TB, ns, hostIf, peerIf, peerIP string, hostIPs ...strin
 	run(t, inNS(ns, "ip", "link", "set", "lo", "up")...)
 }
 
+// vethNames are the two ends of a namespace's veth pair: prefix, this process's id and
+// the subnet's second octet (each test has its own), so that two processes running the
+// same test never take, or delete as a crashed run's leftover, each other's interfaces.
+// 15 bytes at most (IFNAMSIZ).
+func vethNames(prefix, subnet string) (host, peer string) {
+	base := fmt.Sprintf("%s%d-%s", prefix, os.Getpid(), strings.Split(subnet, ".")[1])
+	return base + "h", base + "p"
+}
+
+// vethName matches the host ends vethNames makes, with the process id.
+var vethName = regexp.MustCompile(`^c[wfs](\d+)-\d+h$`)
+
+// claim picks the /24 of a namespace asked under subnet (e.g. "10.206.0"): that one
+// while no interface of the host has an address in it, else the next free third octet
+// (10.206.1, …). Another process may be running the same test (another engineer's, or
+// packages in parallel): the same host address on two veths would route one namespace's
+// traffic to the other. The choice is made under an exclusive lock on a file, held until
+// release (once the address is on the veth), so that two processes starting together
+// do not both take the same free subnet. Host ends of the veth pairs that processes no
+// longer running left behind (a test killed before its cleanup) go first.
+func claim(t testing.TB, subnet string) (claimed string, release func()) {
+	t.Helper()
+	lock, err := os.OpenFile(os.TempDir()+"/cau-wan.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("wan lock: %v", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		_ = lock.Close()
+		t.Fatalf("wan lock: %v", err)
+	}
+	release = func() { _ = lock.Close() } // closing the file drops the lock
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		release()
+		t.Fatalf("ip link show: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if m := vethName.FindStringSubmatch(name); m != nil {
+			if _, err := os.Stat("/proc/" + m[1]); os.IsNotExist(err) {
+				_ = exec.Command("ip", "link", "del", name).Run()
+			}
+		}
+	}
+	out, err = exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	if err != nil {
+		release()
+		t.Fatalf("ip addr show: %v", err)
+	}
+	used := map[string]bool{}
+	for _, f := range strings.Fields(string(out)) {
+		if ip, _, ok := strings.Cut(f, "/"); ok && net.ParseIP(ip) != nil {
+			used[ip[:strings.LastIndexByte(ip, '.')]] = true
+		}
+	}
+	o := strings.Split(subnet, ".")
+	third, _ := strconv.Atoi(o[2])
+	for k := range 256 {
+		c := fmt.Sprintf("%s.%s.%d", o[0], o[1], (third+k)%256)
+		if !used[c] {
+			return c, release
+		}
+	}
+	release()
+	t.Fatalf("no free /24 under %s.%s", o[0], o[1])
+	return "", nil
+}
+
 // inNS prefixes a command so it runs inside namespace ns.
 func inNS(ns string, args ...string) []string {
 	return append([]string{"ip", "netns", "exec", ns}, args...)
@@ -201,20 +280,26 @@ func (l *Link) NewRelay(t testing.TB, target *net.UDPAddr, delay time.Duration) 
 			_ = c.Close()
 		}
 	})
-	go func() {
-		for {
-			buf := make([]byte, 1600)
-			n, src, err := pub.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			if inner := r.innerFor(src); inner != nil {
-				r.down.Add(1)
-				r.later(func() { _, _ = inner.WriteToUDP(buf[:n], r.target) })
-			}
+	go pump(pub, func(b []byte, src *net.UDPAddr) {
+		if inner := r.innerFor(src); inner != nil {
+			r.down.Add(1)
+			r.later(func() { _, _ = inner.WriteToUDP(b, r.target) })
 		}
-	}()
+	})
 	return r
+}
+
+// pump hands each datagram read on c, in a buffer of its own (a delayed write still holds
+// it), to handle, until c is closed.
+func pump(c *net.UDPConn, handle func(b []byte, from *net.UDPAddr)) {
+	for {
+		buf := make([]byte, 1600)
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		handle(buf[:n], from)
+	}
 }
 
 // innerFor returns peer's inner socket, opening it (and its return pump) first; nil once
@@ -233,16 +318,9 @@ func (r *Relay) innerFor(peer *net.UDPAddr) *net.UDPConn {
 		return nil
 	}
 	r.inner[peer.String()] = c
-	go func() {
-		for {
-			buf := make([]byte, 1600)
-			n, _, err := c.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			r.later(func() { _, _ = r.public.WriteToUDP(buf[:n], peer) })
-		}
-	}()
+	go pump(c, func(b []byte, _ *net.UDPAddr) {
+		r.later(func() { _, _ = r.public.WriteToUDP(b, peer) })
+	})
 	return c
 }
 

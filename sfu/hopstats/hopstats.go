@@ -37,11 +37,16 @@ import (
 type Factory struct {
 	pending sync.Map // peer connection id → *Interceptor
 	reports reporter // sends every connection's sender reports (sender.go)
+	// local lists, by SSRC, the connections that send it (rtxfeedback.go). localMu may be
+	// taken while holding an Interceptor's mu, never the other way round.
+	localMu sync.RWMutex
+	local   map[uint32][]localSSRC
 }
 
 // NewInterceptor implements interceptor.Factory.
 func (f *Factory) NewInterceptor(id string) (interceptor.Interceptor, error) {
 	i := newInterceptor(&f.reports)
+	i.factory = f
 	i.release = func() { f.pending.Delete(id) }
 	f.pending.Store(id, i)
 	return i, nil
@@ -191,6 +196,7 @@ func (f *feedback) add(fb *rtcp.TransportLayerCC) {
 type Interceptor struct {
 	interceptor.NoOp
 	release func()
+	factory *Factory // nil in tests that make an interceptor alone
 
 	outPackets, outBytes atomic.Uint64
 	inPackets, inBytes   atomic.Uint64
@@ -298,10 +304,17 @@ func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer inter
 			twccID = uint8(e.ID)
 		}
 	}
-	s := &localStream{ssrc: info.SSRC, clock: float64(info.ClockRate)}
+	s := &localStream{ssrc: info.SSRC, rtxSSRC: info.SSRCRetransmission, clock: float64(info.ClockRate)}
 	i.mu.Lock()
 	i.local[info.SSRC] = s
 	i.startReports()
+	// Listed under mu, unless closed: Close forgets what it finds in local.
+	if i.factory != nil && !i.isClosed() {
+		i.factory.addLocal(s.ssrc, i, false)
+		if s.rtxSSRC != 0 { // its feedback may come addressed to the RTX SSRC (rtxfeedback.go)
+			i.factory.addLocal(s.rtxSSRC, i, true)
+		}
+	}
 	i.mu.Unlock()
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		return i.write(s, twccID, writer, h, payload, a)
@@ -311,8 +324,33 @@ func (i *Interceptor) BindLocalStream(info *interceptor.StreamInfo, writer inter
 // UnbindLocalStream implements interceptor.Interceptor: the stream is no longer reported.
 func (i *Interceptor) UnbindLocalStream(info *interceptor.StreamInfo) {
 	i.mu.Lock()
-	defer i.mu.Unlock()
+	s := i.local[info.SSRC]
 	delete(i.local, info.SSRC)
+	i.mu.Unlock()
+	if s != nil {
+		i.forget(s)
+	}
+}
+
+// isClosed reports whether Close was called.
+func (i *Interceptor) isClosed() bool {
+	select {
+	case <-i.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// forget removes s from the Factory's list of local SSRCs.
+func (i *Interceptor) forget(s *localStream) {
+	if i.factory == nil {
+		return
+	}
+	i.factory.removeLocal(s.ssrc, i)
+	if s.rtxSSRC != 0 {
+		i.factory.removeLocal(s.rtxSSRC, i)
+	}
 }
 
 // transportCCURI is the TWCC header extension (sdp.TransportCCURI).
@@ -454,7 +492,15 @@ func (i *Interceptor) Close() error {
 	i.mu.Lock() // orders the close against startReports
 	i.closeOnce.Do(func() { close(i.closed) })
 	reporting := i.reporting
+	streams := make([]*localStream, 0, len(i.local))
+	for ssrc, s := range i.local {
+		streams = append(streams, s)
+		delete(i.local, ssrc)
+	}
 	i.mu.Unlock()
+	for _, s := range streams {
+		i.forget(s)
+	}
 	if reporting {
 		i.reporter.remove(i)
 	}

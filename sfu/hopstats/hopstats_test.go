@@ -78,6 +78,16 @@ func (d *dropper) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWr
 
 func api(t *testing.T, hops *Factory, drop *dropper) *webrtc.API {
 	t.Helper()
+	if drop == nil {
+		return apiWith(t, hops, nil, false)
+	}
+	return apiWith(t, hops, drop, false)
+}
+
+// apiWith is a peer's API: drop (if any) nearest the network, then hops; with buffers,
+// the SRTP buffers come from hops.BufferFactory, as the bridge's do.
+func apiWith(t *testing.T, hops *Factory, drop interceptor.Factory, buffers bool) *webrtc.API {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -102,6 +112,9 @@ func api(t *testing.T, hops *Factory, drop *dropper) *webrtc.API {
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	if buffers {
+		se.BufferFactory = hops.BufferFactory
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
 
@@ -112,60 +125,11 @@ func api(t *testing.T, hops *Factory, drop *dropper) *webrtc.API {
 func TestHopLossAndRTTOverRealConnection(t *testing.T) {
 	var sendHops, recvHops Factory
 	drop := &dropper{n: 10}
-	sender, err := api(t, &sendHops, drop).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
-	receiver, err := api(t, &recvHops, nil).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer receiver.Close()
-	sh, rh := sendHops.Take(sender.ID()), recvHops.Take(receiver.ID())
-	if sh == nil || rh == nil {
-		t.Fatal("no interceptor under the connection's id")
-	}
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rtpSender, err := sender.AddTrack(track)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { // the sender's RTCP must be read for the reader interceptors to run
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := rtpSender.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	receiver.OnTrack(func(tr *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
-		go func() { // the sender reports reach the report generator only when read
-			buf := make([]byte, 1500)
-			for {
-				if _, _, err := rr.Read(buf); err != nil {
-					return
-				}
-			}
-		}()
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := tr.Read(buf); err != nil {
-				return
-			}
-		}
-	})
-	testpeer.Offer(t, sender)
-	if err := receiver.SetRemoteDescription(*sender.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
-	testpeer.Answer(t, receiver)
-	if err := sender.SetRemoteDescription(*receiver.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
+	sh, rh := connectPair(t, &sendHops, &recvHops, api(t, &sendHops, drop), api(t, &recvHops, nil), track)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -213,6 +177,65 @@ func TestHopLossAndRTTOverRealConnection(t *testing.T) {
 	if s.Out.Packets == 0 || r.In.Packets == 0 || r.In.Packets >= s.Out.Packets+s.Out.Packets/10 {
 		t.Errorf("packets out %d, in %d", s.Out.Packets, r.In.Packets)
 	}
+}
+
+// connectPair connects a sender (on sendAPI, measured by send) that sends track to a
+// receiver (on recvAPI, measured by recv) over loopback, reads what each must read for
+// its interceptors to run, and returns their hop interceptors. Both close when the test
+// ends.
+func connectPair(t *testing.T, send, recv *Factory, sendAPI, recvAPI *webrtc.API, track webrtc.TrackLocal) (sh, rh *Interceptor) {
+	t.Helper()
+	sender, err := sendAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sender.Close() })
+	receiver, err := recvAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = receiver.Close() })
+	sh, rh = send.Take(sender.ID()), recv.Take(receiver.ID())
+	if sh == nil || rh == nil {
+		t.Fatal("no interceptor under the connection's id")
+	}
+	rtpSender, err := sender.AddTrack(track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // the sender's RTCP must be read for the reader interceptors to run
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := rtpSender.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	receiver.OnTrack(func(tr *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
+		go func() { // the sender reports reach the report generator only when read
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := rr.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := tr.Read(buf); err != nil { // reading starts the RTX reader too
+				return
+			}
+		}
+	})
+	testpeer.Offer(t, sender)
+	if err := receiver.SetRemoteDescription(*sender.LocalDescription()); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.Answer(t, receiver)
+	if err := sender.SetRemoteDescription(*receiver.LocalDescription()); err != nil {
+		t.Fatal(err)
+	}
+	return sh, rh
 }
 
 // FuzzReports feeds arbitrary RTCP to both directions: whatever a peer sends, the counters

@@ -24,8 +24,9 @@ const SenderReportInterval = time.Second
 // handler for retransmissions) take mu for the whole write: the TWCC extension's bytes
 // live in twcc until the write below returns.
 type localStream struct {
-	ssrc  uint32
-	clock float64 // RTP clock rate
+	ssrc    uint32
+	rtxSSRC uint32  // its retransmission stream's, 0 without one
+	clock   float64 // RTP clock rate
 
 	mu      sync.Mutex
 	twcc    [2]byte

@@ -72,9 +72,12 @@ export class CauClient extends EventTarget {
    * @param {boolean} [opts.reconnect] reconnect after unexpected drops (default true)
    * @param {boolean} [opts.obeyMuteAll] mute the microphone when the chair orders "mute
    *   all" (default true; a page with no way to unmute may prefer to handle it itself)
+   * @param {boolean} [opts.slots] receive cameras and microphones in slots (slot-streams.js)
    * @param {(level: string, ...args: any[]) => void} [opts.log]
    */
-  constructor({ token, name = '', device = '', url, rtcConfig = {}, reconnect = true, obeyMuteAll = true, log } = {}) {
+  constructor({
+    token, name = '', device = '', url, rtcConfig = {}, reconnect = true, obeyMuteAll = true, slots = false, log,
+  } = {}) {
     super();
     if (!token) throw new CauError('no_token', 'no token');
     [this.token, this.device, this.name] = [token, device, clampName(name)];
@@ -82,6 +85,7 @@ export class CauClient extends EventTarget {
     this.rtcConfig = { bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...rtcConfig };
     this.autoReconnect = reconnect;
     this.obeyMuteAll = obeyMuteAll;
+    this.slots = !!slots;
     this.log = log || ((level, ...args) => (console[level] || console.log)('[cau]', ...args));
 
     this.state = 'idle';
@@ -290,6 +294,7 @@ export class CauClient extends EventTarget {
       if (!this._resumeToken) this._setupMedia();
       const data = { token: this.token, ...(this.name && { name: this.name }) };
       if (this.device) data.device = this.device;
+      if (this.slots) data.slots = true;
       if (this._resumeToken) data.resume = this._resumeToken;
       this._request('join', data, 'joined').then(
         (joined) => this._onJoined(joined),
@@ -440,6 +445,9 @@ export class CauClient extends EventTarget {
         break;
       case 'speaker': // who speaks, who is in the grid, what is pinned
         this._emit('speaker', { speaker: (this.speaker = data) });
+        break;
+      case 'slots': // which participant each of our slots carries now
+        this._remote.slots.mapped(data.slots || []);
         break;
       case 'publish_layers': // dynacast: send only the camera layers someone needs
         this._pubs.applyLayers(data.sources || []);

@@ -24,12 +24,14 @@ const SEV = { good: 0, fair: 1, poor: 2, lost: 3 };
 const BY_SEV = ['good', 'fair', 'poor', 'lost'];
 const UNKNOWN = 'unknown'; // the monitor's site for endpoints outside the registry
 const STALL_MS = 6000; // no event for this long: reconnect
+const RECENT_UPDATES = 16; // update durations kept for the page's tests (stats.recentUpdateMs)
 
 const sev = (g) => (g in SEV ? SEV[g] : -1);
 const gradeName = (s) => (s >= 0 ? BY_SEV[s] : 'none');
 
 const stats = {
   ready: false, sites: 0, treeRenderMs: 0, updates: 0, lastUpdateMs: 0, maxUpdateMs: 0, totalUpdateMs: 0,
+  recentUpdateMs: [], // the last RECENT_UPDATES updates' durations
   lastEventAt: 0, detailRenderMs: 0, detailSite: '', errors: [],
   meetings: 0, meetingShown: '', meetingRenderMs: 0,
 };
@@ -191,6 +193,8 @@ function applyState(ev) {
   stats.lastUpdateMs = ms;
   stats.totalUpdateMs += ms;
   stats.maxUpdateMs = Math.max(stats.maxUpdateMs, ms);
+  stats.recentUpdateMs.push(ms);
+  if (stats.recentUpdateMs.length > RECENT_UPDATES) stats.recentUpdateMs.shift();
   stats.lastEventAt = Date.now();
   stats.ready = true;
 }

@@ -75,6 +75,10 @@ window.cauState = {
       previous: page.plan?.previous || null,
     };
   },
+  /** the slot streams that carry a participant now (joined with slots=1) */
+  slotsOf(participant) {
+    return page.client ? page.client._remote.slots.slotsOf(participant) : [];
+  },
   /** every remote video element that has a video track */
   remoteVideos() {
     return [...document.querySelectorAll('#grid video, #stage video')]
@@ -113,7 +117,8 @@ function join() {
   const name = clampName($('name-input').value || params.get('name') || claims?.name || '');
   $('join-button').disabled = true;
   setConnStatus('connecting', t('conn.connecting'));
-  const c = new CauClient({ token, name });
+  // slots=1: receive in slots (a large discussion meeting negotiates once whatever its size).
+  const c = new CauClient({ token, name, slots: params.get('slots') === '1' });
   page.client = c;
   page.view = new ViewReporter((tiles) => c.sendView(tiles), viewTiles);
   watchRecording(c);

@@ -2,7 +2,10 @@
 // as MediaStreams whose ids the participant's announcement lists per source ({camera:
 // "<id>.camera", …}); a stream may arrive before or after that announcement. This keeps
 // the streams bound to (participant, source) and the ones still waiting for their owner,
-// and reports each change as a 'media' event payload through emit.
+// and reports each change as a 'media' event payload through emit. A session that receives
+// in slots gets slot streams instead ("slot-v0", never a participant's): slot-streams.js.
+
+import { SlotStreams, isSlotStream } from './slot-streams.js';
 
 /** The remote streams of one session. */
 export class RemoteStreams {
@@ -13,10 +16,12 @@ export class RemoteStreams {
     this._emit = emit;
     this._bound = new Map(); // stream id → {stream, participant, source}
     this._orphans = new Map(); // stream id → stream, arrived before its participant
+    this.slots = new SlotStreams(emit);
   }
 
   /** A stream arrived on the subscriber: bound now if participants names its owner. */
   arrived(stream, participants) {
+    if (isSlotStream(stream.id)) return this.slots.arrived(stream);
     const owner = RemoteStreams.ownerOf(stream.id, participants);
     if (owner) this._bind(stream, owner.participant, owner.source);
     else this._orphans.set(stream.id, stream); // its participant event comes later
@@ -48,6 +53,7 @@ export class RemoteStreams {
     }
     this._bound.clear();
     this._orphans.clear();
+    this.slots.clear();
   }
 
   /** The participant and source whose bound stream carries track, or null. */

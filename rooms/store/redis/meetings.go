@@ -147,15 +147,7 @@ func (s *Store) Meetings(ctx context.Context, endAfter time.Time) ([]rooms.Meeti
 	var out []rooms.Meeting
 	var err error
 	if endAfter.IsZero() {
-		var vals []string
-		if vals, err = s.c.HVals(ctx, s.meetingsKey()).Result(); err == nil {
-			out = make([]rooms.Meeting, len(vals))
-			for i, v := range vals {
-				if err = json.Unmarshal([]byte(v), &out[i]); err != nil {
-					break
-				}
-			}
-		}
+		out, err = decodeAll[rooms.Meeting](s.c.HVals(ctx, s.meetingsKey()).Result())
 	} else {
 		out, err = s.endingAfter(ctx, s.c, endAfter, "")
 	}
@@ -320,15 +312,9 @@ func (s *Store) Attendance(ctx context.Context, meetingID string) ([]rooms.Atten
 	if err := s.open(); err != nil {
 		return nil, fmt.Errorf("attendance of meeting %s: %w", meetingID, err)
 	}
-	vals, err := s.c.LRange(ctx, s.attendanceKey(meetingID), 0, -1).Result()
+	out, err := decodeAll[rooms.AttendanceEvent](s.c.LRange(ctx, s.attendanceKey(meetingID), 0, -1).Result())
 	if err != nil {
 		return nil, fmt.Errorf("attendance of meeting %s: %w", meetingID, mapErr(err))
-	}
-	out := make([]rooms.AttendanceEvent, len(vals))
-	for i, v := range vals {
-		if err := json.Unmarshal([]byte(v), &out[i]); err != nil {
-			return nil, fmt.Errorf("attendance of meeting %s: %w", meetingID, err)
-		}
 	}
 	return out, nil
 }

@@ -228,6 +228,21 @@ func encode(v any) (string, error) {
 	return string(data), err
 }
 
+// decodeAll decodes the JSON values a Redis read returned, one T each. It takes what the
+// read's Result gives, so a failed read's error comes back as it is (for mapErr).
+func decodeAll[T any](vals []string, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, len(vals))
+	for i, v := range vals {
+		if err := json.Unmarshal([]byte(v), &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // SaveSites implements rooms.SiteStore.
 func (s *Store) SaveSites(ctx context.Context, sites []rooms.Site) error {
 	if err := s.open(); err != nil {
@@ -264,15 +279,9 @@ func (s *Store) Sites(ctx context.Context) ([]rooms.Site, error) {
 	if err := s.open(); err != nil {
 		return nil, fmt.Errorf("load sites: %w", err)
 	}
-	vals, err := s.c.LRange(ctx, s.key("sites"), 0, -1).Result()
+	out, err := decodeAll[rooms.Site](s.c.LRange(ctx, s.key("sites"), 0, -1).Result())
 	if err != nil {
 		return nil, fmt.Errorf("load sites: %w", mapErr(err))
-	}
-	out := make([]rooms.Site, len(vals))
-	for i, v := range vals {
-		if err := json.Unmarshal([]byte(v), &out[i]); err != nil {
-			return nil, fmt.Errorf("load sites: %w", err)
-		}
 	}
 	return out, nil
 }
@@ -328,15 +337,9 @@ func (s *Store) Endpoints(ctx context.Context) ([]rooms.Endpoint, error) {
 	if err := s.open(); err != nil {
 		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
-	vals, err := s.c.HVals(ctx, s.key("endpoints")).Result()
+	out, err := decodeAll[rooms.Endpoint](s.c.HVals(ctx, s.key("endpoints")).Result())
 	if err != nil {
 		return nil, fmt.Errorf("list endpoints: %w", mapErr(err))
-	}
-	out := make([]rooms.Endpoint, len(vals))
-	for i, v := range vals {
-		if err := json.Unmarshal([]byte(v), &out[i]); err != nil {
-			return nil, fmt.Errorf("list endpoints: %w", err)
-		}
 	}
 	slices.SortFunc(out, func(a, b rooms.Endpoint) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil

@@ -1,0 +1,120 @@
+package bridge
+
+import (
+	"fmt"
+
+	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/sfu"
+)
+
+// Slots (protocol/slots.go): a peer that asked for them (UseSlots) receives its meeting's
+// cameras and microphones in a fixed set of sfu slots fed by the meeting's selector,
+// instead of one track per stream. Signaling subscribes it as it would any peer (so relay
+// links and Last-N see the same subscriptions); a subscription to a camera or microphone
+// then only joins the stream to the meeting's selector, and the first one gives the peer
+// its slots: AudioN + slotPins audio slots and VideoN video slots. Screen shares are
+// forwarded as tracks of their own, as before.
+
+// slotPins is the number of audio slots over AudioN: the chair and the floor holder, the
+// sources signaling pins.
+const slotPins = 2
+
+// slotLayer is the highest simulcast layer a video slot takes (the middle: a grid tile).
+const slotLayer = 1
+
+// UseSlots makes peer receive in slots from its next subscriptions on.
+func (a *Agent) UseSlots(id ids.PeerID) error {
+	ap, err := a.peer(id)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ap.useSlots = true
+	return nil
+}
+
+// slotted reports whether a subscription of ap to key in meeting goes to its slots.
+// Caller holds a.mu.
+func slotted(ap *agentPeer, key ids.StreamKey, meeting ids.MeetingID) bool {
+	return ap.useSlots && meeting != "" && selectable(key)
+}
+
+// followSlots gives ap its slots, if it has none yet, fed by meeting's selector. Caller
+// holds a.mu.
+func (a *Agent) followSlots(ap *agentPeer, meeting ids.MeetingID) error {
+	ms := a.selectors[meeting]
+	if ms == nil || ap.peer == nil {
+		return nil
+	}
+	if ap.slots == nil {
+		p := ms.sel.Params()
+		set, err := ap.peer.AddSlots(sfu.SlotSetParams{Audio: p.AudioN + slotPins, Video: p.VideoN,
+			Self: string(ap.id.Endpoint.Participant), Layer: slotLayer, OnMap: a.reportSlots(ap.id)})
+		if err != nil {
+			return fmt.Errorf("slots for %s: %w", ap.id.String(), err)
+		}
+		ap.slots, ap.slotMeeting = set, meeting
+	}
+	if ap.slotMeeting == meeting {
+		ms.sel.Follow(ap.slots)
+	}
+	return nil
+}
+
+// refollow has the slot peers of meeting follow its new selector. Caller holds a.mu.
+func (a *Agent) refollow(meeting ids.MeetingID, ms *meetingSelector) {
+	for _, ap := range a.peers {
+		if ap.slots != nil && ap.slotMeeting == meeting {
+			ms.sel.Follow(ap.slots)
+		}
+	}
+}
+
+// unfollow takes ap's slots out of their selector (the peer is forgotten). Caller holds
+// a.mu.
+func (a *Agent) unfollow(ap *agentPeer) {
+	if ap.slots == nil {
+		return
+	}
+	if ms := a.selectors[ap.slotMeeting]; ms != nil {
+		ms.sel.Unfollow(ap.slots)
+	}
+}
+
+// reportSlots passes a peer's slot map to Events.Slots (on the selector's goroutine).
+func (a *Agent) reportSlots(peer ids.PeerID) func([]sfu.SlotSource) {
+	return func(m []sfu.SlotSource) {
+		if a.ev.Slots == nil {
+			return
+		}
+		out := make([]protocol.SlotSource, len(m))
+		for i, s := range m {
+			out[i] = protocol.SlotSource{Stream: s.Slot.StreamID(), Kind: s.Slot.Kind().String(),
+				Participant: ids.ParticipantID(s.Source)}
+		}
+		a.ev.Slots(peer, out)
+	}
+}
+
+// SlotsOf is what peer's slots carry now, as the bridge points them (nil for a peer
+// without slots).
+func (a *Agent) SlotsOf(id ids.PeerID) []protocol.SlotSource {
+	a.mu.Lock()
+	ap := a.peers[id]
+	var set *sfu.SlotSet
+	if ap != nil {
+		set = ap.slots
+	}
+	a.mu.Unlock()
+	if set == nil {
+		return nil
+	}
+	var out []protocol.SlotSource
+	for _, s := range append(set.Audio(), set.Video()...) {
+		out = append(out, protocol.SlotSource{Stream: s.StreamID(), Kind: s.Kind().String(),
+			Participant: ids.ParticipantID(s.Source())})
+	}
+	return out
+}
