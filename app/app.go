@@ -74,7 +74,9 @@ type Config struct {
 	// MaxJoinsPerTokenPerMinute and MaxViewersPerToken are signaling's caps
 	// (signaling.Config), MaxBridgePeers the local bridge's (bridge.Agent.SetMaxPeers);
 	// 0 takes the defaults.
-	MaxParticipants, MaxSocketsPerAddr             int
+	MaxParticipants, MaxSocketsPerAddr int
+	// SlotsFrom is signaling's meeting size for slots (signaling.Config.SlotsFrom).
+	SlotsFrom                                      int
 	MaxSessionsPerToken, MaxJoinsPerTokenPerMinute int
 	MaxViewersPerToken                             int
 	MaxBridgePeers                                 int
@@ -199,7 +201,7 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		Store: cfg.Store, Tree: cfg.Tree, AdHocMeetings: cfg.Dev, Presence: cfg.Presence, Leases: cfg.Leases,
 		ICEServers: a.iceServers, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
 		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute,
-		MaxViewersPerToken: cfg.MaxViewersPerToken})
+		MaxViewersPerToken: cfg.MaxViewersPerToken, SlotsFrom: cfg.SlotsFrom})
 	if l := a.sig.Local(); l != nil {
 		lm, err := bridge.NewLimitMetrics(reg)
 		if err != nil {

@@ -15,19 +15,20 @@ import (
 	"github.com/cau-project/cau/sfu/speaker"
 )
 
-// An official's join page (headless Chromium) joins with slots (?slots=1) a meeting with a
-// grid of one video (VideoN 1) where two pion sites talk in turn. The page receives one
+// An official's join page (headless Chromium, no option: it leaves slots to the server)
+// joins a meeting large enough for slots (the server's SlotsFrom set to 2 sites here; 24
+// by default) with a grid of one video (VideoN 1) where two pion sites talk in turn. The page receives one
 // video slot, which the bridge points at the talker: the tile that shows it is the
 // talker's, named after it, and the other site's tile shows no video; after the speaker
 // change the same slot's picture moves to the new talker's tile. What the page shows is
 // checked against where the bridge points its slots.
 func TestBrowserSlotsFollowTheSpeaker(t *testing.T) {
-	s := newStageWith(t, true, func(c *app.Config) { c.Speaker = speaker.Params{VideoN: 1, AudioN: 1} })
+	s := newStageWith(t, true, func(c *app.Config) { c.Speaker = speaker.Params{VideoN: 1, AudioN: 1}; c.SlotsFrom = 2 })
 	a := s.app
 	t0 := time.Now()
 	m := bookPhuocSon(t, a, "slots-test", t0.Add(2*time.Second), t0.Add(10*time.Minute), "1m")
 	official := s.browsers(testbrowser.Options{}, "official")[0]
-	if err := official.Open(s.joinURL(a.Keys(), m.ID, "qnam-psn-c02", "Cán bộ xã Phước Xuân", auth.RoleParticipant)+"&lang=vi&slots=1",
+	if err := official.Open(s.joinURL(a.Keys(), m.ID, "qnam-psn-c02", "Cán bộ xã Phước Xuân", auth.RoleParticipant)+"&lang=vi",
 		"join", `window.cauState && window.cauState.joined`, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,10 @@ type Config struct {
 	// MaxParticipants caps one meeting's participants on a signaling node; 0 takes the
 	// default (1000), -1 removes the cap. Over it a join gets error "capacity".
 	MaxParticipants int `yaml:"max_participants"`
+	// SlotsFrom is the meeting size, in sites, from which the join page receives cameras
+	// and microphones in slots (a fixed set of tracks Last-N fills); 0 takes the default
+	// (24), -1 never.
+	SlotsFrom int `yaml:"slots_from"`
 	// MaxSocketsPerAddr caps the open /ws sockets from one IP address; 0 takes the
 	// default (256), -1 removes the cap (behind a reverse proxy). Over it: HTTP 429.
 	MaxSocketsPerAddr int `yaml:"max_sockets_per_addr"`
@@ -184,6 +188,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		{"CAU_TURN_CERT_FILE", str(&c.TURN.CertFile)},
 		{"CAU_TURN_KEY_FILE", str(&c.TURN.KeyFile)},
 		{"CAU_MAX_PARTICIPANTS", num(&c.MaxParticipants)},
+		{"CAU_SLOTS_FROM", num(&c.SlotsFrom)},
 		{"CAU_MAX_SOCKETS_PER_ADDR", num(&c.MaxSocketsPerAddr)},
 		{"CAU_MAX_SESSIONS_PER_TOKEN", num(&c.MaxSessionsPerToken)},
 		{"CAU_MAX_JOINS_PER_TOKEN_PER_MINUTE", num(&c.MaxJoinsPerTokenPerMinute)},

@@ -96,6 +96,10 @@ type Join struct {
 	// (slots.go) rather than one track each: what a page showing a grid needs in a large
 	// meeting. Recorders, gateways and tests that need every stream leave it off.
 	Slots bool `json:"slots,omitempty"`
+	// SlotsAuto says the endpoint can receive in slots, and leaves it to the server: it
+	// then uses them in a large meeting (signaling.Config.SlotsFrom), where one track per
+	// stream would not negotiate (MaxAnswerMedia). The join page sends it.
+	SlotsAuto bool `json:"slots_auto,omitempty"`
 }
 
 // MaxResumeLen bounds Join.Resume.
@@ -213,6 +217,9 @@ type Joined struct {
 	// connections). False after a Join.Resume: the peer was gone; renegotiate as after a
 	// reconnect message.
 	Resumed bool `json:"resumed,omitempty"`
+	// Slots says the endpoint receives cameras and microphones in slots (Join.Slots, or
+	// Join.SlotsAuto in a large meeting).
+	Slots bool `json:"slots,omitempty"`
 }
 
 // ICEServer is one STUN/TURN server, in the shape of WebRTC's RTCIceServer.

@@ -149,6 +149,11 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	}
 	defer s.srv.joinDone(m)
 	tm.opened = time.Now()
+	if j.SlotsAuto && !j.Slots && m.wantsSlots(s.srv.cfg.SlotsFrom, schedPtr) {
+		s.mu.Lock()
+		s.slots = true
+		s.mu.Unlock()
+	}
 	if m.full(s.srv.cfg.MaxParticipants) {
 		s.log.Warn("join refused: meeting full", "limit", s.srv.cfg.MaxParticipants)
 		s.srv.cfg.Metrics.limited(limitParticipants)
@@ -189,7 +194,7 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 	}
 	if err := m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
 		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
-			Floor: floor, ICEServers: ice, Resume: s.resumeToken(), Resumed: s.adopted != nil})
+			Floor: floor, ICEServers: ice, Resume: s.resumeToken(), Resumed: s.adopted != nil, Slots: s.slots})
 		s.sendRecording(claims.Meeting)
 	}); err != nil {
 		s.srv.router.set(b, s.peerID, nil)

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/cau-project/cau/protocol"
+	"github.com/cau-project/cau/rooms"
 )
 
 // Default caps (Config overrides each; docs/security.md lists them with their error codes).
@@ -13,6 +14,10 @@ const (
 	// DefaultMaxParticipants bounds one meeting on one signaling node: a province's
 	// meeting is 100–400 endpoints.
 	DefaultMaxParticipants = 1000
+	// DefaultSlotsFrom: with one m-section per camera and microphone an answer holds
+	// 32 publishing sites (protocol.MaxAnswerMedia); from 24 sites, room is left for
+	// screen shares and for sites whose endpoints join twice.
+	DefaultSlotsFrom = 24
 	// DefaultMaxSocketsPerAddr bounds the open /ws sockets from one IP address. A site's
 	// office behind one NAT has a few dozen devices; a reverse proxy in front of
 	// signaling makes every socket come from its address, so raise it (or set -1) there.
@@ -61,6 +66,25 @@ func (m *meeting) full(max int) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return max >= 0 && len(m.participants) >= max
+}
+
+// wantsSlots reports whether an endpoint that leaves slots to the server (Join.SlotsAuto)
+// receives in them: the meeting is large (Config.SlotsFrom), by its schedule's sites
+// (sched, if any) or by its participants with the one joining (a site may join with a
+// room and officials' laptops).
+func (m *meeting) wantsSlots(from int, sched *rooms.Meeting) bool {
+	switch {
+	case from < 0:
+		return false
+	case from == 0:
+		from = DefaultSlotsFrom
+	}
+	if sched != nil && len(sched.Sites) >= from {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.participants)+1 >= from
 }
 
 // refuseSocket answers a socket over the address cap before upgrading it.

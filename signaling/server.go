@@ -74,6 +74,11 @@ type Config struct {
 	// MaxParticipants caps a meeting's participants on this node (join refused with
 	// protocol.CodeCapacity); 0 means DefaultMaxParticipants, -1 no cap.
 	MaxParticipants int
+	// SlotsFrom is the size, in sites, from which a meeting's endpoints that leave it to
+	// the server (Join.SlotsAuto) receive in slots: a scheduled meeting listing that many
+	// sites, or any with that many participants at the join. 0 means
+	// DefaultSlotsFrom, -1 never.
+	SlotsFrom int
 	// MaxSocketsPerAddr caps the open /ws sockets from one IP address (HTTP 429); 0 means
 	// DefaultMaxSocketsPerAddr, -1 no cap.
 	MaxSocketsPerAddr int

@@ -161,7 +161,7 @@ func serve(ctx context.Context, name string, args []string, stdout, stderr io.Wr
 		PublicIPs: cfg.PublicIPs, RelayPorts: relayRange, Dev: cfg.Dev, TokenKey: cfg.TokenKey,
 		PreviousTokenKeys: cfg.PreviousTokenKeys, AllowedOrigins: cfg.AllowedOrigins, Logger: log,
 		NoBridge: name == "signal", Site: top, Ancestry: ancestry, Tree: tree, Store: store,
-		Presence: presence, Leases: leases, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr,
+		Presence: presence, Leases: leases, TURN: turnCfg, MaxParticipants: cfg.MaxParticipants, MaxSocketsPerAddr: cfg.MaxSocketsPerAddr, SlotsFrom: cfg.SlotsFrom,
 		MaxSessionsPerToken: cfg.MaxSessionsPerToken, MaxJoinsPerTokenPerMinute: cfg.MaxJoinsPerTokenPerMinute,
 		MaxBridgePeers: cfg.MaxBridgePeers, RecordingsDir: recordingsDir(cfg), RecordingMaxAge: time.Duration(cfg.RecordingMaxAgeDays) * 24 * time.Hour,
 		SIP: sipCfg,

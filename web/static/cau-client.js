@@ -294,7 +294,7 @@ export class CauClient extends EventTarget {
       if (!this._resumeToken) this._setupMedia();
       const data = { token: this.token, ...(this.name && { name: this.name }) };
       if (this.device) data.device = this.device;
-      if (this.slots) data.slots = true;
+      data[this.slots ? 'slots' : 'slots_auto'] = true; // auto: the server's choice, by meeting size
       if (this._resumeToken) data.resume = this._resumeToken;
       this._request('join', data, 'joined').then(
         (joined) => this._onJoined(joined),
