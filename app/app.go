@@ -21,6 +21,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/bridge"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/memtune"
 	"github.com/cau-project/cau/monitor"
 	"github.com/cau-project/cau/rooms"
 	"github.com/cau-project/cau/sfu"
@@ -279,6 +280,13 @@ func Start(ctx context.Context, cfg Config) (*App, error) {
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go a.mon.Run(monCtx)
+	if l := a.sig.Local(); l != nil {
+		// The bridge gives its memory back once its last endpoint left (issue 11).
+		go memtune.ReleaseWhenIdle(monCtx, memtune.IdlePeriod, func() bool {
+			peers, _, _ := l.Agent().Load()
+			return peers > 0
+		}, nil)
+	}
 	if cfg.Store != nil {
 		go recordGrades(monCtx, a.mon, cfg.Store, log)
 	}

@@ -75,6 +75,7 @@ type Client struct {
 
 	reconnectMu sync.Mutex // serialises reconnect
 	answerMu    sync.Mutex // serialises answer (a late answer's offer may come twice)
+	timeline    timeline   // the subscriber connection's steps towards media (timeline.go)
 
 	// pub and sub are replaced when the server moves the media (reconnect); guarded by mu.
 	pub *webrtc.PeerConnection
@@ -296,6 +297,7 @@ func (c *Client) wirePeers(pub, sub *webrtc.PeerConnection) {
 				Candidate: j.Candidate, SDPMid: j.SDPMid, SDPMLineIndex: j.SDPMLineIndex}})
 		})
 	}
+	c.timeline.watchSubscriber(sub)
 	sub.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 		// Read the receiver's RTCP so the interceptors see sender reports, as a browser
 		// does: the receiver reports then carry LSR and the bridge can measure RTT.

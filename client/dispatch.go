@@ -45,6 +45,7 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			c.log.Warn("bridge offer refused", "err", err)
 			break
 		}
+		mark(&c.timeline.offer)
 		c.mu.Lock()
 		c.offers++
 		c.mu.Unlock()
@@ -118,6 +119,7 @@ func (c *Client) answer(sdp string) {
 	c.flushCandidates(sub)
 	ans, err := sub.CreateAnswer(nil)
 	if err == nil {
+		mark(&c.timeline.answer) // before SetLocalDescription: that starts ICE
 		err = sub.SetLocalDescription(ans)
 	}
 	if err != nil {

@@ -35,6 +35,13 @@ func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error)
 	// multicast sockets and a reader goroutine for it (leaked past Close on a loaded box).
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	// As browsers answer the bridge's subscriber offer: setup:active, the DTLS client. Left
+	// to itself pion takes the server's part towards an ICE lite offerer and sends a
+	// HelloVerifyRequest, a round trip on every join that no browser costs the bridge, and
+	// the load tester's join times would carry it (issue 11).
+	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil {
+		return nil, nil, err
+	}
 	if loopback {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })

@@ -40,6 +40,18 @@ func TestJoinTimeBound(t *testing.T) {
 	if rep.Join.Count != 20 || rep.JoinAllStreams.Count != 20 {
 		t.Fatalf("join samples: %d first media, %d all streams; want 20 of each", rep.Join.Count, rep.JoinAllStreams.Count)
 	}
+	// Where the time went, step by step (issue 11): every endpoint's subscriber connection
+	// went through each step, and the log says which step a slow join spent its time in.
+	st := rep.JoinSteps
+	t.Logf("JOIN STEPS p50/p95 ms: joined→offer %.0f/%.0f, →answer %.0f/%.0f, →ICE %.0f/%.0f, →DTLS %.0f/%.0f, →media %.0f/%.0f",
+		st.Offer.P50, st.Offer.P95, st.Answer.P50, st.Answer.P95, st.ICE.P50, st.ICE.P95, st.DTLS.P50, st.DTLS.P95,
+		st.Media.P50, st.Media.P95)
+	for name, p := range map[string]loadtest.Percentiles{"offer": st.Offer, "answer": st.Answer, "ICE": st.ICE,
+		"DTLS": st.DTLS, "media": st.Media} {
+		if p.Count != 20 {
+			t.Errorf("join step %s timed for %d endpoints, want all 20", name, p.Count)
+		}
+	}
 	if rep.JoinAllStreams.P95 > float64(joinP95Bound/time.Millisecond) {
 		t.Errorf("token → all streams p95 %.0f ms, want ≤ %v", rep.JoinAllStreams.P95, joinP95Bound)
 	}

@@ -36,6 +36,9 @@ type Report struct {
 	// published track flowing (video starts at a keyframe), for endpoints that got them
 	// all before JoinTimeout.
 	JoinAllStreams Percentiles `json:"join_all_streams_ms"`
+	// JoinSteps splits the join of endpoints that got media into the steps between
+	// (steps.go); each step's percentiles are over the endpoints that reached both ends.
+	JoinSteps JoinSteps `json:"join_steps_ms"`
 
 	Streams StreamFigures `json:"streams"`
 	// Packets and Frames compare what publishers sent in the window, times the endpoints
@@ -244,6 +247,7 @@ func (rep *Report) fillEndpoints(r *runner) {
 	rep.Join = percentiles(join)
 	rep.SignalJoin = percentiles(signal)
 	rep.JoinAllStreams = percentiles(all)
+	rep.JoinSteps = joinSteps(r.bots)
 }
 
 // fillMedia sums the streams' window deltas.

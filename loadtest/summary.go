@@ -19,6 +19,11 @@ func (rep *Report) WriteText(w io.Writer) {
 	}
 	p("  join        token→media p50 %.0f  p95 %.0f  p99 %.0f  max %.0f ms (n=%d); token→joined p95 %.0f ms; token→all streams p95 %.0f ms",
 		rep.Join.P50, rep.Join.P95, rep.Join.P99, rep.Join.Max, rep.Join.Count, rep.SignalJoin.P95, rep.JoinAllStreams.P95)
+	if st := rep.JoinSteps; st.Offer.Count > 0 {
+		p("  join steps  p50/p95 ms: joined→offer %.0f/%.0f, →answer %.0f/%.0f, →ICE %.0f/%.0f, →DTLS %.0f/%.0f, →media %.0f/%.0f",
+			st.Offer.P50, st.Offer.P95, st.Answer.P50, st.Answer.P95, st.ICE.P50, st.ICE.P95,
+			st.DTLS.P50, st.DTLS.P95, st.Media.P50, st.Media.P95)
+	}
 	p("  streams     %d received (per endpoint %d–%d, expected %d)", rep.Streams.Total, rep.Streams.PerSubscriberMin,
 		rep.Streams.PerSubscriberMax, rep.Streams.Expected)
 	allToAll := ""

@@ -9,15 +9,18 @@
 # prints the tester's summary, the server's join phases (p50/p95 over that run, from
 # cau_signaling_join_phase_seconds), and the subscriber offers and answers per join (a
 # count that holds on a loaded machine, unlike the latencies), and keeps the mutex and
-# block profiles. CAU_BIN (default bin/cau), BENCH_HTTP (127.0.0.1:27890), BENCH_UDP
-# (27892), BENCH_DEBUG (127.0.0.1:26060); output in $BENCH_OUT (default a temporary
-# directory). TURN and SIP listen on their own ports so that it runs beside a dev server.
+# block profiles. CAU_BIN (default bin/cau) serves; CAU_TESTER_BIN (default CAU_BIN)
+# runs the load test, so that two servers can be compared with one tester.
+# BENCH_TESTER_PROFILE=1 keeps the tester's CPU profile too (tester-N.pprof). BENCH_HTTP
+# (127.0.0.1:27890), BENCH_UDP (27892), BENCH_DEBUG (127.0.0.1:26060); output in
+# $BENCH_OUT (default a temporary directory). TURN and SIP listen on their own ports so that it runs beside a dev server.
 set -eu
 . "$(dirname "$0")/bench-serve.sh"
 N=${1:-258}
 RAMP=${2:-50/s}
 DUR=${3:-20s}
 BIN=${CAU_BIN:-bin/cau}
+TESTER=${CAU_TESTER_BIN:-$BIN}
 HTTP=${BENCH_HTTP:-127.0.0.1:27890}
 UDP=${BENCH_UDP:-27892}
 DBG=${BENCH_DEBUG:-127.0.0.1:26060}
@@ -61,14 +64,34 @@ summary() {
 for r in 1 2; do
 	echo "== run $r: $N endpoints at $RAMP ($(uptime | sed 's/.*load/load/'))"
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-before-$r.txt"
-	"$BIN" loadtest --dev --url "http://$HTTP" --endpoints "$N" --tree deploy/examples/gia-lai.yaml --publishers 2 \
-		--video-kbps 250 --fps 15 --duration "$DUR" --ramp "$RAMP" --json "$OUT/load-$r.json" --log-level warn \
+	udp0=$(awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $6 }' /proc/net/snmp)
+	prof=""
+	[ -z "${BENCH_TESTER_PROFILE:-}" ] || prof="--cpu-profile $OUT/tester-$r.pprof"
+	"$TESTER" loadtest --dev --url "http://$HTTP" --endpoints "$N" --tree deploy/examples/gia-lai.yaml --publishers 2 \
+		--video-kbps 250 --fps 15 --duration "$DUR" --ramp "$RAMP" --json "$OUT/load-$r.json" --log-level warn $prof \
 		>"$OUT/load-$r.txt" 2>&1 || true
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-after-$r.txt"
+	udp1=$(awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $6 }' /proc/net/snmp)
 	curl -s -o "$OUT/mutex-$r.pprof" "http://$DBG/debug/pprof/mutex"
 	curl -s -o "$OUT/block-$r.pprof" "http://$DBG/debug/pprof/block"
-	grep -E '^  (endpoints|join|server|tester) ' "$OUT/load-$r.txt" || tail -n 5 "$OUT/load-$r.txt"
+	grep -E '^  (endpoints|join|join steps|server|tester) ' "$OUT/load-$r.txt" || tail -n 5 "$OUT/load-$r.txt"
+	echo "  UDP datagrams dropped for a full receive buffer, box-wide, during the run: $((udp1 - udp0))"
 	echo "  server's join phases over the run:"
 	summary "$OUT/metrics-before-$r.txt" "$OUT/metrics-after-$r.txt"
 done
+# After the last meeting ended: does the server return to its baseline (issue 11: RSS
+# stayed ~950 MB with nobody connected)? Heap in use and goroutines should; RSS falls as
+# the runtime returns pages (GC at its pace, the scavenger over minutes).
+gauges() {
+	awk '/^(process_resident_memory_bytes|go_memstats_heap_inuse_bytes|go_goroutines|cau_bridge_peers|cau_participants) / {
+		v = $2 + 0; if ($1 ~ /bytes/) v = sprintf("%.0f MB", v / 1e6); printf " %s %s", $1, v }' "$1"
+}
+sleep "${BENCH_SETTLE:-15}"
+curl -s "http://$HTTP/metrics" >"$OUT/metrics-settled.txt"
+# The heap profile with gc=1 collects first: what is still live, not garbage awaiting a GC.
+curl -s -o "$OUT/heap-settled.pprof" "http://$DBG/debug/pprof/heap?gc=1"
+curl -s "http://$HTTP/metrics" >"$OUT/metrics-collected.txt"
+echo "== server before the first meeting:$(gauges "$OUT/metrics-before-1.txt")"
+echo "== ${BENCH_SETTLE:-15} s after the last left:$(gauges "$OUT/metrics-settled.txt")"
+echo "== then after a forced GC:$(gauges "$OUT/metrics-collected.txt") (heap-settled.pprof)"
 echo "output, profiles (mutex-N.pprof, block-N.pprof) and logs: $OUT"

@@ -146,6 +146,7 @@ func New(cfg Config) (*Bridge, error) {
 	// The lite agent learns an endpoint's address from its checks (peer-reflexive), and a
 	// relay link's bridges send plain addresses.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	setDTLSHandshake(&se)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
 	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, fixedTop: cfg.FixedTopLayer,

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/cau-project/cau/config"
@@ -54,6 +55,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	maxFailed := flags.Int("max-failed-joins", def.Thresholds.MaxFailedJoins, "fail above this many failed or dropped endpoints (negative: no limit)")
 	maxJoinP95 := flags.Duration("max-join-p95", def.Thresholds.MaxJoinP95, "fail above this join-time p95 (0: no limit)")
 	logLevel := flags.String("log-level", "warn", "debug, info, warn or error (logs go to stderr)")
+	cpuProfile := flags.String("cpu-profile", "", "write the tester's own CPU profile over the whole run here (go tool pprof): what the tester, not the server, spends")
 	if err := flags.Parse(args); err != nil {
 		return errUsage
 	}
@@ -102,6 +104,13 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg.Progress = progress
 	cfg.Live = isTerminal(progress)
 
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rep, runErr := loadtest.Run(ctx, cfg)
 	if rep == nil {
 		return runErr
@@ -123,6 +132,22 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("thresholds crossed: %s", strings.Join(rep.Violations, "; "))
 	}
 	return nil
+}
+
+// startCPUProfile profiles this process's CPU into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // isTerminal reports whether w is a character device (a terminal), without a dependency.
