@@ -4,7 +4,8 @@ BIN      := bin/cau
 PKGS     := ./...
 # CI sets CI=true; the browser, Redis and WAN tests then refuse to skip.
 # -p 1: the media tests measure loss and latency; on a 2-core machine packages running side
-# by side would starve each other and make those figures noise.
+# by side would starve each other and make those figures noise. (make test's .ci/gotest
+# always runs one package at a time; it reads -p 1 as go test would and ignores it.)
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
 .PHONY: all build run test test-short tools deps lint golangci soak national bench bench-load bench-shaped fuzz vet fmt clean docker package
