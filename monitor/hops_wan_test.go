@@ -138,26 +138,6 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	basePort := 43000 + 10*rand.IntN(100) // central, then the helper's bridges
 	centralPort := basePort
 	a := startWANApp(t, link, "monitor-hops-test-key-0123456789-0123456789", centralPort)
-	// The technician's console (below) starts its Chromium now, while the bridges
-	// register and the chair's media fills the windows: ~7 s of the test's set-up were
-	// its start alone. It has started before the clean link's RTT is read (the RTT's
-	// reference: a browser starting would load the box then, and not in the phases).
-	dir, blog := testbrowser.ArtifactDir(t), &testbrowser.Log{}
-	testbrowser.KeepLog(t, dir, blog)
-	testbrowser.ChromiumPath(t) // skip (or fail under CI) here, on the test's goroutine
-	type started struct {
-		b   *testbrowser.Browser
-		err error
-	}
-	consoleStarted, startDone := make(chan started, 1), make(chan struct{})
-	// Should the test end before it has the browser, its cleanups wait for the start
-	// (which registers the browser's own cleanups, run after this one).
-	t.Cleanup(func() { <-startDone })
-	go func() {
-		defer close(startDone)
-		b, err := testbrowser.Start(t, testbrowser.Options{Name: "console", Log: blog, Width: 1400, Height: 1000})
-		consoleStarted <- started{b, err}
-	}()
 	wsBase := a.ws
 	sign := func(c auth.Claims) string { return a.sign(t, c) }
 
@@ -206,11 +186,6 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 		return ""
 	}
 	eventually(t, hopsMaxPhase, allGood)
-	cs := <-consoleStarted
-	if cs.err != nil {
-		t.Fatal(cs.err)
-	}
-	console := cs.b
 	// The WAN relay hop's RTT on the clean link: what the box itself adds (the delaying
 	// relay's timers on a loaded machine); the true RTT under impairment is the injected
 	// delay plus it.
@@ -394,6 +369,9 @@ func TestEachHopImpairedAloneIsTheOnlyOneBlamed(t *testing.T) {
 	}
 	// A technician's console in Chromium, on the commune's detail: its chain of hops
 	// from the chair must mark the impaired hop, and only it, as the weakest.
+	dir, blog := testbrowser.ArtifactDir(t), &testbrowser.Log{}
+	testbrowser.KeepLog(t, dir, blog)
+	console := testbrowser.MustStart(t, testbrowser.Options{Log: blog, Width: 1400, Height: 1000}, "console")[0]
 	techTok := sign(auth.Claims{Use: auth.UseAPI, Role: auth.RoleTechnician, Name: "Kỹ thuật", Site: "central"})
 	// The commune's detail by its link (#c1), as a technician bookmarks it.
 	if err := console.Run(30*time.Second, chromedp.Navigate(a.URL()+"/console?token="+url.QueryEscape(techTok)+"#c1")); err != nil {
