@@ -14,6 +14,81 @@ import (
 // then subscriptions, then links no longer needed. Caller holds m.mu; no bridge is called
 // under it.
 func (m *meeting) reconcile() {
+	m.plans++
+	in, bridges := m.planInput()
+	plan := relayplan.Compute(in)
+	// Exact until a part of the plan cannot be applied for want of a bridge (set below).
+	m.planExact = true
+
+	haveLinks := make(map[relayplan.Link]bool, len(m.relays))
+	for l := range m.relays {
+		haveLinks[l] = true
+	}
+	ch := relayplan.Diff(haveLinks, m.fwd, plan)
+	for _, l := range ch.OpenLinks {
+		child, parent := bridges[l.Child], bridges[l.Parent]
+		if child == nil || parent == nil {
+			m.planExact = false
+			continue // went down since the tree was read; bridgeDown reconciles again
+		}
+		m.relays[l] = m.openRelay(child, parent)
+	}
+	for _, f := range ch.Unsubscribe {
+		delete(m.fwd, f)
+		if b := bridges[f.Bridge]; b != nil {
+			m.ops.push(func() {
+				if err := b.Unsubscribe(f.Peer, f.Key); err != nil {
+					m.srv.log.Debug("unsubscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
+				}
+			})
+		}
+	}
+	// One op per receiving peer with all its new tracks: they are added back to back, so
+	// the bridge's batching window gives the peer one renegotiation for all of them,
+	// rather than their adds interleaving with other joins' on the op queue and straddling
+	// it (a joiner's four tracks took 3.1 offers per join in a 258-endpoint storm).
+	byPeer := map[peerAt][]relayplan.Forward{}
+	var order []peerAt
+	for f, t := range ch.Subscribe {
+		if bridges[f.Bridge] == nil {
+			m.planExact = false
+			continue
+		}
+		m.fwd[f] = t
+		at := peerAt{f.Bridge, f.Peer}
+		if byPeer[at] == nil {
+			order = append(order, at)
+		}
+		byPeer[at] = append(byPeer[at], f)
+	}
+	for _, at := range order {
+		b, fs := bridges[at.bridge], byPeer[at]
+		tracks := make([]relayplan.Track, len(fs))
+		for i, f := range fs {
+			tracks[i] = ch.Subscribe[f]
+		}
+		m.ops.push(func() {
+			for i, f := range fs {
+				t := tracks[i]
+				if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
+					m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
+				}
+			}
+		})
+	}
+	for _, l := range ch.CloseLinks {
+		if r := m.relays[l]; r != nil {
+			delete(m.relays, l)
+			r.close("")
+		}
+	}
+	m.syncPins(bridges)
+}
+
+// planInput reads what a plan is made from: the subscribers and their bridges, the
+// streams the floor lets through, and the bridge tree above the occupied bridges; and
+// every bridge named, by id. Caller holds m.mu.
+func (m *meeting) planInput() (relayplan.Input, map[ids.BridgeID]Bridge) {
 	in := relayplan.Input{Meeting: m.id}
 	bridges := map[ids.BridgeID]Bridge{}
 	var occupied []Bridge
@@ -46,69 +121,7 @@ func (m *meeting) reconcile() {
 			bridges[p] = m.srv.focus.byID(p)
 		}
 	}
-	plan := relayplan.Compute(in)
-
-	haveLinks := make(map[relayplan.Link]bool, len(m.relays))
-	for l := range m.relays {
-		haveLinks[l] = true
-	}
-	ch := relayplan.Diff(haveLinks, m.fwd, plan)
-	for _, l := range ch.OpenLinks {
-		child, parent := bridges[l.Child], bridges[l.Parent]
-		if child == nil || parent == nil {
-			continue // went down since the tree was read; bridgeDown reconciles again
-		}
-		m.relays[l] = m.openRelay(child, parent)
-	}
-	for _, f := range ch.Unsubscribe {
-		delete(m.fwd, f)
-		if b := bridges[f.Bridge]; b != nil {
-			m.ops.push(func() {
-				if err := b.Unsubscribe(f.Peer, f.Key); err != nil {
-					m.srv.log.Debug("unsubscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
-				}
-			})
-		}
-	}
-	// One op per receiving peer with all its new tracks: they are added back to back, so
-	// the bridge's batching window gives the peer one renegotiation for all of them,
-	// rather than their adds interleaving with other joins' on the op queue and straddling
-	// it (a joiner's four tracks took 3.1 offers per join in a 258-endpoint storm).
-	byPeer := map[peerAt][]relayplan.Forward{}
-	var order []peerAt
-	for f, t := range ch.Subscribe {
-		if bridges[f.Bridge] == nil {
-			continue
-		}
-		m.fwd[f] = t
-		at := peerAt{f.Bridge, f.Peer}
-		if byPeer[at] == nil {
-			order = append(order, at)
-		}
-		byPeer[at] = append(byPeer[at], f)
-	}
-	for _, at := range order {
-		b, fs := bridges[at.bridge], byPeer[at]
-		tracks := make([]relayplan.Track, len(fs))
-		for i, f := range fs {
-			tracks[i] = ch.Subscribe[f]
-		}
-		m.ops.push(func() {
-			for i, f := range fs {
-				t := tracks[i]
-				if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
-					m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
-				}
-			}
-		})
-	}
-	for _, l := range ch.CloseLinks {
-		if r := m.relays[l]; r != nil {
-			delete(m.relays, l)
-			r.close("")
-		}
-	}
-	m.syncPins(bridges)
+	return in, bridges
 }
 
 // peerAt names a peer on a bridge.
