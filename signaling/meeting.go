@@ -78,10 +78,11 @@ type meeting struct {
 	// planExact says the records (relays, fwd, pins) are the last plan reconcile made,
 	// none of it left out for want of a bridge: a leave that does not change the plan
 	// but for the leaver's own forwardings may then update them without a new plan
-	// (leave.go). plans counts the plans made and leaveScans the participants leaves
-	// looked at to decide that: tests count a leave's work with them, not time it.
-	planExact         bool
-	plans, leaveScans int
+	// (churn.go), and a join add its own. plans counts the plans made and planScans the
+	// participants joins and leaves looked at to skip one: tests count their work with
+	// them, not time it.
+	planExact        bool
+	plans, planScans int
 }
 
 func newMeeting(srv *Server, id ids.MeetingID, sched *rooms.Meeting) *meeting {
@@ -289,7 +290,12 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	if mt := m.srv.cfg.Metrics; mt != nil {
 		mt.Participants.Inc()
 	}
-	m.reconcile()
+	// Most joins change the plan only by the joiner's own forwardings (churn.go).
+	if !m.movedAway && s.adopted == nil && len(replaced) == 0 && m.joinKeepsPlan(s) {
+		m.subscribeJoiner(s)
+	} else {
+		m.reconcile()
+	}
 	return nil
 }
 
@@ -312,10 +318,7 @@ func (m *meeting) remove(s *session) {
 			published = true
 		}
 	}
-	// When a meeting ends N leaves run back to back, under m.mu, while the next meeting
-	// joins: most change the plan only by the leaver's own forwardings, which are then
-	// dropped without planning the whole meeting again (a plan is O(participants ×
-	// streams); 166 s of summed lock wait in a back-to-back storm, mostly leaves).
+	// Most leaves change the plan only by the leaver's own forwardings (churn.go).
 	keep := !m.movedAway && !published && !pinned && m.leaveKeepsPlan(s)
 	if keep {
 		m.forgetForwards(s)

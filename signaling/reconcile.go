@@ -62,19 +62,12 @@ func (m *meeting) reconcile() {
 		byPeer[at] = append(byPeer[at], f)
 	}
 	for _, at := range order {
-		b, fs := bridges[at.bridge], byPeer[at]
+		fs := byPeer[at]
 		tracks := make([]relayplan.Track, len(fs))
 		for i, f := range fs {
 			tracks[i] = ch.Subscribe[f]
 		}
-		m.ops.push(func() {
-			for i, f := range fs {
-				t := tracks[i]
-				if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
-					m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
-				}
-			}
-		})
+		m.pushSubscribes(bridges[at.bridge], fs, tracks)
 	}
 	for _, l := range ch.CloseLinks {
 		if r := m.relays[l]; r != nil {
@@ -83,6 +76,19 @@ func (m *meeting) reconcile() {
 		}
 	}
 	m.syncPins(bridges)
+}
+
+// pushSubscribes queues, as one op, the subscriptions of one peer on bridge b: fs with
+// their tracks. Caller holds m.mu.
+func (m *meeting) pushSubscribes(b Bridge, fs []relayplan.Forward, tracks []relayplan.Track) {
+	m.ops.push(func() {
+		for i, f := range fs {
+			t := tracks[i]
+			if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
+				m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
+			}
+		}
+	})
 }
 
 // planInput reads what a plan is made from: the subscribers and their bridges, the
@@ -106,14 +112,9 @@ func (m *meeting) planInput() (relayplan.Input, map[ids.BridgeID]Bridge) {
 		}
 	}
 	for key, st := range m.streams {
-		if !m.allowed(st) {
-			continue // the floor does not let this site send this now
+		if ps, ok := m.planStream(key, st); ok {
+			in.Streams = append(in.Streams, ps)
 		}
-		stream := st.owner.self.Streams[protocol.SourceCamera]
-		if st.source == protocol.SourceScreen {
-			stream = st.owner.self.Streams[protocol.SourceScreen]
-		}
-		in.Streams = append(in.Streams, relayplan.Stream{Key: key, Origin: st.origin.ID(), StreamID: stream})
 	}
 	in.Parent = m.srv.focus.tree(occupied)
 	for _, p := range in.Parent {
@@ -122,6 +123,19 @@ func (m *meeting) planInput() (relayplan.Input, map[ids.BridgeID]Bridge) {
 		}
 	}
 	return in, bridges
+}
+
+// planStream is a stream as a plan takes it; false if the floor does not let its site
+// send it now. Caller holds m.mu.
+func (m *meeting) planStream(key ids.StreamKey, st *streamInfo) (relayplan.Stream, bool) {
+	if !m.allowed(st) {
+		return relayplan.Stream{}, false
+	}
+	stream := st.owner.self.Streams[protocol.SourceCamera]
+	if st.source == protocol.SourceScreen {
+		stream = st.owner.self.Streams[protocol.SourceScreen]
+	}
+	return relayplan.Stream{Key: key, Origin: st.origin.ID(), StreamID: stream}, true
 }
 
 // peerAt names a peer on a bridge.

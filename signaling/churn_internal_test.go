@@ -58,8 +58,10 @@ func planMeeting(t *testing.T, floor rooms.FloorState) (*meeting, []Bridge) {
 	return m, bs
 }
 
-// enter puts a session into m as add does (the records, then a plan).
-func enter(m *meeting, id, site string, b Bridge, sendOnly bool, publishes ...ids.Source) *session {
+// enter joins a session to m through add, and publishes its streams through published,
+// as the handlers do.
+func enter(t *testing.T, m *meeting, id, site string, b Bridge, sendOnly bool, publishes ...ids.Source) *session {
+	t.Helper()
 	done := make(chan struct{})
 	close(done) // nobody reads its socket: what it is sent is dropped
 	s := &session{srv: m.srv, meeting: m, done: done, sendOnly: sendOnly,
@@ -68,14 +70,12 @@ func enter(m *meeting, id, site string, b Bridge, sendOnly bool, publishes ...id
 	if b != nil {
 		s.bridge, s.peerID = b, ids.ForEndpoint(ids.ParticipantID(id), 0)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.participants[id] = s
-	for _, src := range publishes {
-		key := ids.StreamKey{Participant: ids.ParticipantID(id), Source: src}
-		m.streams[key] = &streamInfo{owner: s, origin: b, source: src, kind: "video"}
+	if err := m.add(s, func([]protocol.Participant, *protocol.FloorState) {}); err != nil {
+		t.Fatal(err)
 	}
-	m.reconcile()
+	for _, src := range publishes {
+		m.published(s, b, ids.StreamKey{Participant: ids.ParticipantID(id), Source: src}, "video")
+	}
 	return s
 }
 
@@ -99,98 +99,117 @@ func planGap(m *meeting) string {
 	return ""
 }
 
-// TestLeaveEqualsFullPlan: whichever way a leave updates the records (dropping the
-// leaver's own forwardings, or a new plan), they equal what a new plan of the meeting
-// makes, leave after leave, over random meetings: participants on three bridges,
-// publishers, send-only and unplaced endpoints, the chair's site pinned for everyone,
-// participants' own pins, both floor modes.
-func TestLeaveEqualsFullPlan(t *testing.T) {
+// churnCounts counts the joins and leaves that kept the plan and those that made one.
+type churnCounts struct{ joinKept, joinPlanned, leaveKept, leavePlanned int }
+
+// TestChurnEqualsFullPlan: whichever way a join or a leave updates the records (adding
+// or dropping the endpoint's own forwardings, or a new plan), they equal what a new plan
+// of the meeting makes, after every step, over random meetings of joins and leaves
+// interleaved: participants on three bridges, publishers, send-only and unplaced
+// endpoints, the chair's site pinned for everyone, participants' own pins, both floor
+// modes.
+func TestChurnEqualsFullPlan(t *testing.T) {
 	sites := []string{"central", "prov", "dist", "c1"}
-	var kept, planned int
-	for seed := range uint64(40) {
+	var n churnCounts
+	for seed := range uint64(16) {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		floor := rooms.FloorState{Mode: rooms.ModeDiscussion, ChairSite: "central"}
 		if seed%2 == 1 {
 			floor.Mode = rooms.ModeDirected // only the chair's site sends
 		}
 		m, bs := planMeeting(t, floor)
-		var all []*session
-		for i := range 12 + rng.IntN(30) {
-			var b Bridge
-			if rng.IntN(10) > 0 {
-				b = bs[rng.IntN(len(bs))]
-			}
-			var pub []ids.Source
-			if b != nil && rng.IntN(6) == 0 {
-				pub = []ids.Source{ids.SourceCamera, ids.SourceMicrophone}
-			}
-			s := enter(m, fmt.Sprintf("p%d", i), sites[rng.IntN(len(sites))], b, rng.IntN(12) == 0, pub...)
-			all = append(all, s)
-		}
-		m.mu.Lock()
-		for _, s := range all[:3] { // a few pin a site for themselves
-			m.mine[s.self.ID] = map[string]bool{sites[rng.IntN(len(sites))]: true}
-		}
-		m.reconcile()
-		m.mu.Unlock()
-		if gap := planGap(m); gap != "" {
-			t.Fatalf("seed %d, before any leave: %s", seed, gap)
-		}
-		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-		for _, s := range all {
-			before := m.plans
-			m.remove(s)
-			if m.plans == before {
-				kept++
-			} else {
-				planned++
+		var here []*session
+		for step := range 80 {
+			switch r := rng.IntN(10); {
+			case r < 6 || len(here) == 0: // a join
+				var b Bridge
+				if rng.IntN(10) > 0 {
+					b = bs[rng.IntN(len(bs))]
+				}
+				var pub []ids.Source
+				if b != nil && rng.IntN(6) == 0 {
+					pub = []ids.Source{ids.SourceCamera, ids.SourceMicrophone}
+				}
+				before := m.plans
+				s := enter(t, m, fmt.Sprintf("p%d", step), sites[rng.IntN(len(sites))], b, rng.IntN(12) == 0)
+				if m.plans == before {
+					n.joinKept++
+				} else {
+					n.joinPlanned++
+				}
+				for _, src := range pub {
+					m.published(s, b, ids.StreamKey{Participant: ids.ParticipantID(s.self.ID), Source: src}, "video")
+				}
+				here = append(here, s)
+			case r < 9: // a leave
+				i := rng.IntN(len(here))
+				s := here[i]
+				here = append(here[:i], here[i+1:]...)
+				before := m.plans
+				m.remove(s)
+				if m.plans == before {
+					n.leaveKept++
+				} else {
+					n.leavePlanned++
+				}
+			default: // someone pins a site for itself, as handlePin does
+				s := here[rng.IntN(len(here))]
+				m.mu.Lock()
+				m.mine[s.self.ID] = map[string]bool{sites[rng.IntN(len(sites))]: true}
+				m.reconcile()
+				m.mu.Unlock()
 			}
 			if gap := planGap(m); gap != "" {
-				t.Fatalf("seed %d, after %s (site %s) left: %s", seed, s.self.ID, s.self.Site, gap)
+				t.Fatalf("seed %d, step %d: %s", seed, step, gap)
 			}
 		}
 	}
-	if kept == 0 || planned == 0 {
-		t.Fatalf("%d leaves kept the plan, %d made a new one: the test must see both", kept, planned)
+	if n.joinKept == 0 || n.joinPlanned == 0 || n.leaveKept == 0 || n.leavePlanned == 0 {
+		t.Fatalf("%+v: the test must see each way taken", n)
 	}
-	t.Logf("%d leaves kept the plan, %d made a new one", kept, planned)
+	t.Logf("%+v", n)
 }
 
-// TestStormTeardownLeavesPlanNothing: a 258-endpoint meeting on one bridge with two
-// publishers ends. Each of the 256 other endpoints' leaves plans nothing and looks at no
-// more than two others to decide so, whatever the meeting's size: the lock is held for
-// a bounded amount of planning per leave, not a plan of O(participants × streams).
-func TestStormTeardownLeavesPlanNothing(t *testing.T) {
+// TestStormPlansNothingPerEndpoint: a 258-endpoint meeting on one bridge with two
+// publishers starts and ends. Past the first few, no join or leave of the 256 others
+// makes a plan, and none looks at more than two others to decide so, whatever the
+// meeting's size: the lock is held for a bounded amount of planning per endpoint, not
+// a plan of O(participants × streams).
+func TestStormPlansNothingPerEndpoint(t *testing.T) {
 	m, bs := planMeeting(t, rooms.FloorState{Mode: rooms.ModeDiscussion, ChairSite: "central"})
-	var all []*session
-	for i := range 258 {
-		var pub []ids.Source
-		site := "c1"
-		if i < 2 {
-			pub, site = []ids.Source{ids.SourceCamera, ids.SourceMicrophone}, "central"
+	both := []ids.Source{ids.SourceCamera, ids.SourceMicrophone}
+	all := []*session{enter(t, m, "p0", "central", bs[0], false, both...), enter(t, m, "p1", "central", bs[0], false, both...)}
+	for i := 2; i < 258; i++ {
+		plans, scans := m.plans, m.planScans
+		all = append(all, enter(t, m, fmt.Sprintf("p%d", i), "c1", bs[0], false))
+		if m.plans != plans {
+			t.Fatalf("join %d made a new plan", i)
 		}
-		all = append(all, enter(m, fmt.Sprintf("p%d", i), site, bs[0], false, pub...))
+		if d := m.planScans - scans; d > 2 {
+			t.Fatalf("join %d looked at %d participants; want at most 2", i, d)
+		}
 	}
 	if len(m.fwd) != 2*2*257 {
 		t.Fatalf("%d forwardings; want %d", len(m.fwd), 2*2*257)
 	}
+	if gap := planGap(m); gap != "" {
+		t.Fatalf("after the joins: %s", gap)
+	}
 	for i, s := range all[2:] {
-		plans, scans := m.plans, m.leaveScans
+		plans, scans := m.plans, m.planScans
 		m.remove(s)
 		if m.plans != plans {
 			t.Fatalf("leave %d made a new plan", i)
 		}
-		if d := m.leaveScans - scans; d > 2 {
+		if d := m.planScans - scans; d > 2 {
 			t.Fatalf("leave %d looked at %d participants; want at most 2", i, d)
-		}
-		if i%32 == 0 {
-			if gap := planGap(m); gap != "" {
-				t.Fatalf("after leave %d: %s", i, gap)
-			}
 		}
 	}
 	if len(m.fwd) != 2*2 {
 		t.Fatalf("%d forwardings left; want the two publishers' to each other, 4", len(m.fwd))
+	}
+	if gap := planGap(m); gap != "" {
+		t.Fatalf("after the leaves: %s", gap)
 	}
 	plans := m.plans
 	m.remove(all[0]) // a publisher: its streams go, a new plan
