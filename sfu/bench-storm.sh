@@ -117,4 +117,10 @@ curl -s "http://$HTTP/metrics" >"$OUT/metrics-collected.txt"
 echo "== server before the first meeting:$(gauges "$OUT/metrics-before-1.txt")"
 echo "== ${BENCH_SETTLE:-15} s after the last left:$(gauges "$OUT/metrics-settled.txt")"
 echo "== then after a forced GC:$(gauges "$OUT/metrics-collected.txt") (heap-settled.pprof)"
+# The time joins and leaves waited for their meeting's lock over both runs, from the block
+# profile (it records every wait over 10 µs; the mutex profile samples 1 in 100).
+go tool pprof -top -cum -nodecount=3000 -unit=s -focus='sync.\(\*Mutex\).Lock' "$OUT/block-2.pprof" 2>/dev/null | awk '
+	/signaling\.\(\*meeting\)\.(add|remove)$/ { v[$NF ~ /add$/ ? "add" : "remove"] = $4 }
+	END { printf "== lock wait over both runs: joins (meeting.add) %s, leaves (meeting.remove) %s\n",
+		v["add"] ? v["add"] : "0s", v["remove"] ? v["remove"] : "0s" }'
 echo "output, profiles (mutex-N.pprof, block-N.pprof) and logs: $OUT"
