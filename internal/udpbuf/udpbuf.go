@@ -16,9 +16,9 @@ import (
 )
 
 // Size asks for bytes of receive and of send buffer on c and returns what the kernel
-// granted. It asks with SO_RCVBUFFORCE and SO_SNDBUFFORCE first, which a root process
-// (CAP_NET_ADMIN) may use beyond net.core.rmem_max and wmem_max, then, refused, with
-// SO_RCVBUF and SO_SNDBUF, which the kernel caps at those limits.
+// granted (Sizes). It asks with SO_RCVBUFFORCE and SO_SNDBUFFORCE first, which a root
+// process (CAP_NET_ADMIN) may use beyond net.core.rmem_max and wmem_max, then, refused,
+// with SO_RCVBUF and SO_SNDBUF, which the kernel caps at those limits.
 func Size(c syscall.Conn, bytes int) (recv, send int, err error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
@@ -32,8 +32,24 @@ func Size(c syscall.Conn, bytes int) (recv, send int, err error) {
 		}
 		if serr = set(int(fd), syscall.SO_SNDBUFFORCE, syscall.SO_SNDBUF, bytes); serr != nil {
 			serr = fmt.Errorf("send buffer: %w", serr)
-			return
 		}
+	}); err != nil {
+		return 0, 0, fmt.Errorf("socket: %w", err)
+	}
+	if serr != nil {
+		return 0, 0, serr
+	}
+	return Sizes(c)
+}
+
+// Sizes returns c's receive and send buffer sizes.
+func Sizes(c syscall.Conn) (recv, send int, err error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, fmt.Errorf("socket: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
 		// Linux reports twice the size asked for (the doubled value holds its bookkeeping).
 		if recv, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF); serr != nil {
 			return
@@ -43,7 +59,7 @@ func Size(c syscall.Conn, bytes int) (recv, send int, err error) {
 		return 0, 0, fmt.Errorf("socket: %w", err)
 	}
 	if serr != nil {
-		return 0, 0, serr
+		return 0, 0, fmt.Errorf("buffer sizes: %w", serr)
 	}
 	return recv / 2, send / 2, nil
 }

@@ -30,8 +30,9 @@ func granted(t *testing.T, bytes int) int {
 	return min(bytes, limit)
 }
 
-// TestNetSizesSockets: a socket pion opens through Net has the buffers asked for, as far
-// as the kernel grants them, and more than the kernel's default.
+// TestNetSizesSockets: a socket pion opens through Net has the buffers asked for (3 MiB,
+// over the kernel's ~208 KiB default), as far as the kernel grants them: all of it to
+// root, as in CI, whatever net.core.rmem_max says.
 func TestNetSizesSockets(t *testing.T) {
 	std, err := stdnet.NewNet()
 	if err != nil {
@@ -44,23 +45,11 @@ func TestNetSizesSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Close() }()
-	def, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = def.Close() }()
-	_, defSend, err := udpbuf.Size(def, 0) // 0 asks the minimum: what the send side reads then
-	if err != nil {
-		t.Fatal(err)
-	}
-	recv, send, err := udpbuf.Size(c.(syscall.Conn), want)
+	recv, send, err := udpbuf.Sizes(c.(syscall.Conn))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if g := granted(t, want); recv < g || send < g {
 		t.Errorf("buffers %d receive, %d send; want at least %d each", recv, send, g)
-	}
-	if send <= defSend {
-		t.Errorf("send buffer %d, no larger than the minimum %d", send, defSend)
 	}
 }
