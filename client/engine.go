@@ -1,16 +1,23 @@
 package client
 
 import (
+	"fmt"
 	"net"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/udpbuf"
 	"github.com/cau-project/cau/sfu/nackgen"
 )
+
+// SocketBuffer is the receive and send buffer a connection asks for on its own UDP
+// socket (without Options.UDPConn). The kernel charges only what is queued.
+const SocketBuffer = 4 << 20
 
 // newAPI builds the pion API the client's connections share: default codecs with the
 // audio level extension, NACK and TWCC interceptors, UDP4 only: on the loopback
@@ -50,6 +57,15 @@ func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error)
 	if conn != nil {
 		mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn})
 		se.SetICEUDPMux(mux)
+	} else {
+		// The connection's own sockets, with large buffers: at the kernel's default a
+		// second without the CPU (hundreds of endpoints in one load tester) overflows
+		// them, and ICE checks and DTLS flights lost so cost a resend each (issue 11).
+		std, err := stdnet.NewNet()
+		if err != nil {
+			return nil, nil, fmt.Errorf("network interfaces: %w", err)
+		}
+		se.SetNet(&udpbuf.Net{Net: std, Bytes: SocketBuffer})
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), mux, nil
 }

@@ -61,8 +61,29 @@ summary() {
 	}' "$1" "$2"
 }
 
+# sample_drops FILE: every half second, each UDP socket's drop count (/proc/net/udp:
+# datagrams the kernel dropped for that socket's full receive buffer), as "inode port
+# drops", until killed. A socket's last sample is its total: the bridge's ICE port apart
+# from everyone else's (the tester's), which the box-wide counter cannot tell apart.
+sample_drops() {
+	while :; do
+		awk 'NR > 1 { split($2, a, ":"); print $10, a[2], $NF } END { print "--" }' /proc/net/udp >>"$1"
+		sleep 0.5
+	done
+}
+# drops_by FILE: the drops during the sampling of the bridge's ICE socket and of all the
+# others (a socket open at the first sample counts from its count then).
+drops_by() {
+	awk -v port="$(printf '%04X' "$UDP")" '$1 == "--" { sweep++; next }
+	!sweep { first[$1] = $3 } { d[$1] = $3 - first[$1]; p[$1] = $2 }
+	END { for (i in d) if (p[i] == port) b += d[i]; else o += d[i]
+		printf "bridge ICE socket %d, other sockets (tester) %d", b, o }' "$1"
+}
+
 for r in 1 2; do
 	echo "== run $r: $N endpoints at $RAMP ($(uptime | sed 's/.*load/load/'))"
+	sample_drops "$OUT/udp-drops-$r.txt" &
+	sampler=$!
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-before-$r.txt"
 	udp0=$(awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $6 }' /proc/net/snmp)
 	prof=""
@@ -72,10 +93,12 @@ for r in 1 2; do
 		>"$OUT/load-$r.txt" 2>&1 || true
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-after-$r.txt"
 	udp1=$(awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $6 }' /proc/net/snmp)
+	kill "$sampler"
 	curl -s -o "$OUT/mutex-$r.pprof" "http://$DBG/debug/pprof/mutex"
 	curl -s -o "$OUT/block-$r.pprof" "http://$DBG/debug/pprof/block"
 	grep -E '^  (endpoints|join|join steps|server|tester) ' "$OUT/load-$r.txt" || tail -n 5 "$OUT/load-$r.txt"
-	echo "  UDP datagrams dropped for a full receive buffer, box-wide, during the run: $((udp1 - udp0))"
+	echo "  UDP datagrams dropped for a full receive buffer, box-wide, during the run: $((udp1 - udp0));" \
+		"by socket: $(drops_by "$OUT/udp-drops-$r.txt")"
 	echo "  server's join phases over the run:"
 	summary "$OUT/metrics-before-$r.txt" "$OUT/metrics-after-$r.txt"
 done
@@ -94,4 +117,10 @@ curl -s "http://$HTTP/metrics" >"$OUT/metrics-collected.txt"
 echo "== server before the first meeting:$(gauges "$OUT/metrics-before-1.txt")"
 echo "== ${BENCH_SETTLE:-15} s after the last left:$(gauges "$OUT/metrics-settled.txt")"
 echo "== then after a forced GC:$(gauges "$OUT/metrics-collected.txt") (heap-settled.pprof)"
+# The time joins and leaves waited for their meeting's lock over both runs, from the block
+# profile (it records every wait over 10 µs; the mutex profile samples 1 in 100).
+go tool pprof -top -cum -nodecount=3000 -unit=s -focus='sync.\(\*Mutex\).Lock' "$OUT/block-2.pprof" 2>/dev/null | awk '
+	/signaling\.\(\*meeting\)\.(add|remove)$/ { v[$NF ~ /add$/ ? "add" : "remove"] = $4 }
+	END { printf "== lock wait over both runs: joins (meeting.add) %s, leaves (meeting.remove) %s\n",
+		v["add"] ? v["add"] : "0s", v["remove"] ? v["remove"] : "0s" }'
 echo "output, profiles (mutex-N.pprof, block-N.pprof) and logs: $OUT"

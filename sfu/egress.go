@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"syscall"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
 
+	"github.com/cau-project/cau/internal/udpbuf"
 	"github.com/cau-project/cau/sfu/udpbatch"
 )
 
@@ -37,32 +37,10 @@ func newBatchNet(g *udpbatch.Group, log *slog.Logger) (*batchNet, error) {
 // the limits).
 const SocketBuffer = 4 << 20
 
-// sizeBuffers asks for SocketBuffer each way and returns what the kernel granted.
+// sizeBuffers asks for SocketBuffer each way (beyond the limits where the bridge runs
+// as root) and returns what the kernel granted.
 func sizeBuffers(c *net.UDPConn) (recv, send int, err error) {
-	if err := c.SetReadBuffer(SocketBuffer); err != nil {
-		return 0, 0, fmt.Errorf("receive buffer: %w", err)
-	}
-	if err := c.SetWriteBuffer(SocketBuffer); err != nil {
-		return 0, 0, fmt.Errorf("send buffer: %w", err)
-	}
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, 0, fmt.Errorf("socket: %w", err)
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		// Linux reports twice the size asked for (the doubled value holds its bookkeeping).
-		if recv, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF); serr != nil {
-			return
-		}
-		send, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
-	}); err != nil {
-		return 0, 0, fmt.Errorf("socket: %w", err)
-	}
-	if serr != nil {
-		return 0, 0, fmt.Errorf("read buffer sizes: %w", serr)
-	}
-	return recv / 2, send / 2, nil
+	return udpbuf.Size(c, SocketBuffer)
 }
 
 // ListenUDP implements transport.Net.

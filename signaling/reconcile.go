@@ -14,39 +14,11 @@ import (
 // then subscriptions, then links no longer needed. Caller holds m.mu; no bridge is called
 // under it.
 func (m *meeting) reconcile() {
-	in := relayplan.Input{Meeting: m.id}
-	bridges := map[ids.BridgeID]Bridge{}
-	var occupied []Bridge
-	for _, s := range m.participants {
-		if s.bridge == nil {
-			continue
-		}
-		if !s.sendOnly {
-			in.Subscribers = append(in.Subscribers, relayplan.Subscriber{Participant: ids.ParticipantID(s.self.ID),
-				Bridge: s.bridge.ID(), Peer: s.peerID})
-		}
-		if bridges[s.bridge.ID()] == nil {
-			bridges[s.bridge.ID()] = s.bridge
-			occupied = append(occupied, s.bridge)
-		}
-	}
-	for key, st := range m.streams {
-		if !m.allowed(st) {
-			continue // the floor does not let this site send this now
-		}
-		stream := st.owner.self.Streams[protocol.SourceCamera]
-		if st.source == protocol.SourceScreen {
-			stream = st.owner.self.Streams[protocol.SourceScreen]
-		}
-		in.Streams = append(in.Streams, relayplan.Stream{Key: key, Origin: st.origin.ID(), StreamID: stream})
-	}
-	in.Parent = m.srv.focus.tree(occupied)
-	for _, p := range in.Parent {
-		if bridges[p] == nil {
-			bridges[p] = m.srv.focus.byID(p)
-		}
-	}
+	m.plans++
+	in, bridges := m.planInput()
 	plan := relayplan.Compute(in)
+	// Exact until a part of the plan cannot be applied for want of a bridge (set below).
+	m.planExact = true
 
 	haveLinks := make(map[relayplan.Link]bool, len(m.relays))
 	for l := range m.relays {
@@ -56,6 +28,7 @@ func (m *meeting) reconcile() {
 	for _, l := range ch.OpenLinks {
 		child, parent := bridges[l.Child], bridges[l.Parent]
 		if child == nil || parent == nil {
+			m.planExact = false
 			continue // went down since the tree was read; bridgeDown reconciles again
 		}
 		m.relays[l] = m.openRelay(child, parent)
@@ -78,6 +51,7 @@ func (m *meeting) reconcile() {
 	var order []peerAt
 	for f, t := range ch.Subscribe {
 		if bridges[f.Bridge] == nil {
+			m.planExact = false
 			continue
 		}
 		m.fwd[f] = t
@@ -88,19 +62,12 @@ func (m *meeting) reconcile() {
 		byPeer[at] = append(byPeer[at], f)
 	}
 	for _, at := range order {
-		b, fs := bridges[at.bridge], byPeer[at]
+		fs := byPeer[at]
 		tracks := make([]relayplan.Track, len(fs))
 		for i, f := range fs {
 			tracks[i] = ch.Subscribe[f]
 		}
-		m.ops.push(func() {
-			for i, f := range fs {
-				t := tracks[i]
-				if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
-					m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
-				}
-			}
-		})
+		m.pushSubscribes(bridges[at.bridge], fs, tracks)
 	}
 	for _, l := range ch.CloseLinks {
 		if r := m.relays[l]; r != nil {
@@ -109,6 +76,66 @@ func (m *meeting) reconcile() {
 		}
 	}
 	m.syncPins(bridges)
+}
+
+// pushSubscribes queues, as one op, the subscriptions of one peer on bridge b: fs with
+// their tracks. Caller holds m.mu.
+func (m *meeting) pushSubscribes(b Bridge, fs []relayplan.Forward, tracks []relayplan.Track) {
+	m.ops.push(func() {
+		for i, f := range fs {
+			t := tracks[i]
+			if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
+				m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
+			}
+		}
+	})
+}
+
+// planInput reads what a plan is made from: the subscribers and their bridges, the
+// streams the floor lets through, and the bridge tree above the occupied bridges; and
+// every bridge named, by id. Caller holds m.mu.
+func (m *meeting) planInput() (relayplan.Input, map[ids.BridgeID]Bridge) {
+	in := relayplan.Input{Meeting: m.id}
+	bridges := map[ids.BridgeID]Bridge{}
+	var occupied []Bridge
+	for _, s := range m.participants {
+		if s.bridge == nil {
+			continue
+		}
+		if !s.sendOnly {
+			in.Subscribers = append(in.Subscribers, relayplan.Subscriber{Participant: ids.ParticipantID(s.self.ID),
+				Bridge: s.bridge.ID(), Peer: s.peerID})
+		}
+		if bridges[s.bridge.ID()] == nil {
+			bridges[s.bridge.ID()] = s.bridge
+			occupied = append(occupied, s.bridge)
+		}
+	}
+	for key, st := range m.streams {
+		if ps, ok := m.planStream(key, st); ok {
+			in.Streams = append(in.Streams, ps)
+		}
+	}
+	in.Parent = m.srv.focus.tree(occupied)
+	for _, p := range in.Parent {
+		if bridges[p] == nil {
+			bridges[p] = m.srv.focus.byID(p)
+		}
+	}
+	return in, bridges
+}
+
+// planStream is a stream as a plan takes it; false if the floor does not let its site
+// send it now. Caller holds m.mu.
+func (m *meeting) planStream(key ids.StreamKey, st *streamInfo) (relayplan.Stream, bool) {
+	if !m.allowed(st) {
+		return relayplan.Stream{}, false
+	}
+	stream := st.owner.self.Streams[protocol.SourceCamera]
+	if st.source == protocol.SourceScreen {
+		stream = st.owner.self.Streams[protocol.SourceScreen]
+	}
+	return relayplan.Stream{Key: key, Origin: st.origin.ID(), StreamID: stream}, true
 }
 
 // peerAt names a peer on a bridge.
