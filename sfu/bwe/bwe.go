@@ -100,14 +100,10 @@ type Estimator struct {
 	backoff      time.Duration
 	steadySince  time.Time // since when the loss has stayed under lossHigh
 	// Proven is the highest rate (bit/s) the link has carried with little loss: an
-	// interval's acknowledged rate under lossLow, or a probe's rate. Heavy loss lowers it
+	// interval's acknowledged rate under lossLow (no more than it sent), or a probe's rate. Heavy loss lowers it
 	// to what crossed then, and the caller's cut after an overrun to what it carries
 	// after the cut (Unprove).
 	Proven float64
-	// overrunAt is when an interval last overran the link (Overrun): for lossQuiet after
-	// it, the feedback still counts the queue built before the cut (Acked > Sent), and a
-	// clean interval proves no more than was sent in it.
-	overrunAt time.Time
 	// nextProbe is when a probe may start; probeFails counts the failures in a row;
 	// probing is set while a probe runs (Probing): what crosses then is not all media,
 	// and what a queue absorbs is no proof.
@@ -223,7 +219,7 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 			e.ceiling = math.Max(e.Acked, Min)
 			e.ceilingUntil = s.At.Add(e.backoff)
 		}
-		e.steadySince, e.overrunAt = s.At, s.At
+		e.steadySince = s.At
 		e.Proven = math.Min(e.Proven, e.Acked)
 		// No probe into a queue still full: not before the loss has stopped a while.
 		if quiet := s.At.Add(lossQuiet); quiet.After(e.nextProbe) {
@@ -231,14 +227,10 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 		}
 	case e.Loss < lossLow:
 		if !e.probing {
-			carried := e.Acked
-			if s.At.Sub(e.overrunAt) < lossQuiet {
-				// The acknowledgements still drain the queue the overrun left (on a
-				// 600 kbit/s shaper, 820 kbit/s acknowledged after a cut to 200): the
-				// link has shown no more than what was sent.
-				carried = math.Min(carried, e.Sent)
-			}
-			e.Proven = math.Max(e.Proven, carried)
+			// No more than was sent: acknowledgements beyond it are of packets sent
+			// before, drained from a queue (after an overrun's cut, 820 kbit/s
+			// acknowledged on a 600 kbit/s shaper while 200 were sent).
+			e.Proven = math.Max(e.Proven, math.Min(e.Acked, e.Sent))
 		}
 		// What crossed without loss fits: a publisher raising a layer's rate faster than
 		// the growth does not push the estimate under what the link carries.

@@ -264,7 +264,8 @@ func TestQueueHold(t *testing.T) {
 // TestUnproveAfterOverrun: the interval that overruns a shaper acknowledges the queue
 // built before the cut, more than the link carries, and the intervals after the cut
 // still drain it (more acknowledged than sent). Neither may leave a rate above what is
-// carried after the cut proven: a raise back to it must be probed first.
+// carried after the cut proven: a raise back to it must be probed first. A clean
+// interval proves no more than it sent.
 func TestUnproveAfterOverrun(t *testing.T) {
 	e := New()
 	s := Sample{At: time.Unix(0, 0)}
@@ -305,12 +306,14 @@ func TestUnproveAfterOverrun(t *testing.T) {
 	if e.Probe(s.At, carried, mid) {
 		t.Fatal("a probe into the queue the overrun left")
 	}
-	// Past lossQuiet the acknowledgements are the link's again: what crosses is proven,
-	// and the step up is probed, not taken.
+	// Past lossQuiet what crosses is proven, no more than was sent, and the step up is
+	// probed, not taken.
 	s = queued(s, Interval, 300_000, 300_000, 0)
 	e.Update(s, 3e6)
+	s = queued(s, Interval, 300_000, 500_000, 0) // the feedback of a late burst
+	e.Update(s, 3e6)
 	if e.Proven != 300_000 {
-		t.Fatalf("proven %.0f after a clean interval at 300 kbit/s past lossQuiet", e.Proven)
+		t.Fatalf("proven %.0f after clean intervals at 300 kbit/s past lossQuiet", e.Proven)
 	}
 	if !e.Probe(s.At, 300_000, mid) {
 		t.Fatalf("no probe of a step to %.0f with %.0f proven", mid, e.Proven)
