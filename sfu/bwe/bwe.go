@@ -100,9 +100,9 @@ type Estimator struct {
 	backoff      time.Duration
 	steadySince  time.Time // since when the loss has stayed under lossHigh
 	// Proven is the highest rate (bit/s) the link has carried with little loss: an
-	// interval's acknowledged rate under lossLow (no more than it sent), or a probe's rate. Heavy loss lowers it
-	// to what crossed then, and the caller's cut after an overrun to what it carries
-	// after the cut (Unprove).
+	// interval's acknowledged rate under lossLow (no more than it sent), or a probe's
+	// rate. Heavy loss lowers it to what crossed then, and the caller's cut after an
+	// overrun to what it carries after the cut (Unprove).
 	Proven float64
 	// nextProbe is when a probe may start; probeFails counts the failures in a row;
 	// probing is set while a probe runs (Probing): what crosses then is not all media,
