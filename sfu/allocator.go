@@ -45,6 +45,9 @@ type allocator struct {
 	probe  *probe
 	probes [2]atomic.Uint64
 	cur    []int // the layer each subscription keeps this tick (scratch)
+	// swapAbove is the highest priority of a subscription this tick raises (probeFirst),
+	// noSwap if none: the choice's step down of one of lower priority is taken with it.
+	swapAbove int
 
 	// forwarded is this link's share of Metrics.LayerForwarded (subscriptions per layer).
 	forwarded [maxLayers]int
@@ -233,6 +236,14 @@ func (a *allocator) tick(now time.Time) {
 	// carries (never beyond the estimate: keep would take the raise back).
 	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
 	hold := a.probeFirst(now, sims, keep, others, probing)
+	if hold && a.probe == nil {
+		// The raises wait for a probe that may not start yet (the back-off after a failed
+		// one): take those the link has shown it carries meanwhile. Else a choice grown
+		// past what the probes could prove (a pinned source to the top beside another's
+		// middle layer on 1.6 Mbit/s) held even the proven middle layer back for 30 s.
+		a.choice = bwe.Allocate(math.Min(budget*raiseHeadroom, a.est.Proven-others), a.streams, a.choice)
+		hold = a.probeFirst(now, sims, keep, others, probing)
+	}
 	for i, d := range sims {
 		target := d.chosen()
 		next, cut := target, false
@@ -249,6 +260,8 @@ func (a *allocator) tick(now time.Time) {
 			next, cut = down[i], true
 		case keep[i] < target && a.est.Congested():
 			next = keep[i] // the link no longer carries it: down now
+		case a.swaps(i, target) && !hold:
+			next = a.choice[i] // makes room for a raise of higher priority (a pin): a swap
 		case keep[i] < target:
 			continue // short of the estimate but carried without loss: the estimate lags
 		case a.choice[i] > target && !hold && !a.est.Congested():
@@ -265,13 +278,22 @@ func (a *allocator) tick(now time.Time) {
 				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
 			}
 			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
-				"loss", math.Round(a.est.Loss*1000)/1000, "cut", cut)
+				"loss", math.Round(a.est.Loss*1000)/1000, "cut", cut, "proven", int(a.est.Proven))
 		}
 		if cut {
 			d.stepDown(next)
 		} else {
 			d.choose(next)
 		}
+	}
+	if a.est.Overrun() {
+		// What the overrun interval acknowledged counts the queue built before the
+		// cut: only what the link carries now is proven, a raise above it is probed.
+		carried := others
+		for i, d := range sims {
+			carried += layerRate(a.streams[i], d.chosen())
+		}
+		a.est.Unprove(carried)
 	}
 }
 
@@ -450,16 +472,32 @@ func (a *allocator) probeDone(now time.Time) bool {
 	return false
 }
 
+// noSwap is allocator.swapAbove when no subscription is raised.
+const noSwap = math.MinInt
+
+// swapSlack is how far a swap's total may exceed what the link carries and still count as
+// not growing: two sources' layers of one size, measured, differ by a few per cent.
+const swapSlack = 0.1
+
+// swaps says whether the choice takes subscription i down from layer cur this tick: to
+// make room for one of higher priority that it raises (a pin, the floor moving), not
+// because the estimate fell short (a lagging estimate does not take a layer away).
+func (a *allocator) swaps(i, cur int) bool {
+	return a.choice[i] < cur && a.streams[i].Priority < a.swapAbove
+}
+
 // probeFirst decides about this tick's step up: it says whether the raises chosen must
 // wait (a probe of the rate they need runs, or may not start yet), and starts a probe
-// when one is due: of the chosen raises if the link has not carried their rate yet, else,
+// when one is due: of the chosen raises if the link has not carried their total yet, else,
 // when the estimate asks for no raise while a subscription is below its top, of the next
 // step up (the estimate's own back-off after loss may outlast the trouble: a probe finds
-// a link that recovered within seconds). A link that cannot carry padding (no RTX
-// negotiated) steps up without probing, as before.
+// a link that recovered within seconds). A raise that comes with a step down of a lower
+// priority (a swap) whose total does not grow needs no probe: the link carries that
+// total now. A link that cannot carry padding (no RTX negotiated) steps up without
+// probing, as before.
 func (a *allocator) probeFirst(now time.Time, sims []*DownTrack, keep []int, others float64, probing bool) bool {
 	a.cur = a.cur[:0]
-	have, need := others, others
+	a.swapAbove = noSwap
 	for i, d := range sims {
 		c := d.chosen()
 		switch {
@@ -469,17 +507,30 @@ func (a *allocator) probeFirst(now time.Time, sims []*DownTrack, keep []int, oth
 			c = min(c, keep[i]) // going down this tick
 		}
 		a.cur = append(a.cur, c)
+		if a.choice[i] > c && !a.est.Congested() {
+			a.swapAbove = max(a.swapAbove, a.streams[i].Priority)
+		}
+	}
+	have, need, swap := others, others, false
+	for i, c := range a.cur {
 		have += layerRate(a.streams[i], c)
-		need += layerRate(a.streams[i], max(c, a.choice[i]))
+		next := max(c, a.choice[i])
+		if a.swaps(i, c) {
+			next, swap = a.choice[i], true
+		}
+		need += layerRate(a.streams[i], next)
 	}
 	target := need
-	if need <= have {
+	switch {
+	case need <= have && !swap:
 		target = have + bwe.StepUp(a.streams, a.cur)
 		if target <= have {
 			return false // at the top
 		}
-	} else if need <= a.est.Proven {
+	case need <= a.est.Proven:
 		return false // the link has carried this rate: up now
+	case swap && need <= have*(1+swapSlack):
+		return false // a swap: the total does not grow
 	}
 	// Probe with the raises' own headroom: a link that carries the step with nothing to
 	// spare (a shaper's queue absorbing the rest for a while) would fail it minutes later.

@@ -100,8 +100,9 @@ type Estimator struct {
 	backoff      time.Duration
 	steadySince  time.Time // since when the loss has stayed under lossHigh
 	// Proven is the highest rate (bit/s) the link has carried with little loss: an
-	// interval's acknowledged rate under lossLow, or a probe's rate. Heavy loss lowers it
-	// to what crossed then.
+	// interval's acknowledged rate under lossLow (no more than it sent), or a probe's
+	// rate. Heavy loss lowers it to what crossed then, and the caller's cut after an
+	// overrun to what it carries after the cut (Unprove).
 	Proven float64
 	// nextProbe is when a probe may start; probeFails counts the failures in a row;
 	// probing is set while a probe runs (Probing): what crosses then is not all media,
@@ -226,7 +227,10 @@ func (e *Estimator) Update(s Sample, want float64) float64 {
 		}
 	case e.Loss < lossLow:
 		if !e.probing {
-			e.Proven = math.Max(e.Proven, e.Acked)
+			// No more than was sent: acknowledgements beyond it are of packets sent
+			// before, drained from a queue (after an overrun's cut, 820 kbit/s
+			// acknowledged on a 600 kbit/s shaper while 200 were sent).
+			e.Proven = math.Max(e.Proven, math.Min(e.Acked, e.Sent))
 		}
 		// What crossed without loss fits: a publisher raising a layer's rate faster than
 		// the growth does not push the estimate under what the link carries.
@@ -254,6 +258,13 @@ func (e *Estimator) Congested() bool { return e.Loss >= lossLow || e.overused }
 // queue. The picture a subscription forwards then is breaking already, and what more is
 // sent of it only fills the queue ahead of the keyframe of the layer it steps down to.
 func (e *Estimator) Overrun() bool { return e.Loss > lossHigh || e.overused }
+
+// Unprove lowers Proven to rate (bit/s), what the caller carries after cutting an
+// overrun link's layers. The interval that overran acknowledged the rate of the queue
+// built before the cut, above what the link carries (820 kbit/s read on a 600 kbit/s
+// shaper); left proven, a raise back to it was taken a round later with no probe, into
+// loss. Any raise above rate is probed again.
+func (e *Estimator) Unprove(rate float64) { e.Proven = math.Min(e.Proven, rate) }
 
 // Probe says whether a probe may start at now, for a link that carries need (bit/s) now
 // and would carry target after a step up: only when target is beyond what the link has

@@ -260,3 +260,62 @@ func TestQueueHold(t *testing.T) {
 		t.Fatal("no overuse from one look at a full queue")
 	}
 }
+
+// TestUnproveAfterOverrun: the interval that overruns a shaper acknowledges the queue
+// built before the cut, more than the link carries, and the intervals after the cut
+// still drain it (more acknowledged than sent). Neither may leave a rate above what is
+// carried after the cut proven: a raise back to it must be probed first. A clean
+// interval proves no more than it sent.
+func TestUnproveAfterOverrun(t *testing.T) {
+	e := New()
+	s := Sample{At: time.Unix(0, 0)}
+	e.Update(s, 3e6)
+	for range 4 {
+		s = queued(s, Interval, 1_500_000, 1_500_000, 0) // unshaped: the top layer crosses
+		e.Update(s, 3e6)
+	}
+	if e.Proven < 1_400_000 {
+		t.Fatalf("proven %.0f after 2 s at 1.5 Mbit/s clean", e.Proven)
+	}
+	// Shaped to 600 kbit/s: the queue fills, 820 kbit/s acknowledged (the burst the
+	// shaper let through, and its queue).
+	s = queued(s, Interval, 1_500_000, 820_000, queueFull)
+	e.Update(s, 3e6)
+	if !e.Overrun() {
+		t.Fatal("no overrun with a full queue and half the rate acknowledged")
+	}
+	const carried = 250_000 // the low layer and audio, after the cut
+	e.Unprove(carried)
+	if e.Proven != carried {
+		t.Fatalf("proven %.0f after Unprove(%d)", e.Proven, carried)
+	}
+	e.Unprove(2 * carried)
+	if e.Proven != carried {
+		t.Fatalf("Unprove raised proven to %.0f", e.Proven)
+	}
+	// The queue drains: 600 kbit/s acknowledged while 250 are sent, nothing lost, and the
+	// queue shrinking under QueueHigh.
+	for i := range int(lossQuiet/Interval) - 1 {
+		s = queued(s, Interval, carried, 600_000, 0)
+		e.Update(s, 3e6)
+		if e.Proven > carried {
+			t.Fatalf("interval %d after the cut: proven %.0f from the queue's backlog, %d sent", i, e.Proven, carried)
+		}
+	}
+	mid := 800_000.0 // the middle layer and audio, with the raise's headroom
+	if e.Probe(s.At, carried, mid) {
+		t.Fatal("a probe into the queue the overrun left")
+	}
+	// Past lossQuiet what crosses is proven, no more than was sent, and the step up is
+	// probed, not taken.
+	s = queued(s, Interval, 300_000, 300_000, 0)
+	e.Update(s, 3e6)
+	s = queued(s, Interval, 300_000, 500_000, 0) // the feedback of a late burst
+	e.Update(s, 3e6)
+	if e.Proven != 300_000 {
+		t.Fatalf("proven %.0f after clean intervals at 300 kbit/s past lossQuiet", e.Proven)
+	}
+	if !e.Probe(s.At, 300_000, mid) {
+		t.Fatalf("no probe of a step to %.0f with %.0f proven", mid, e.Proven)
+	}
+}
