@@ -35,6 +35,10 @@ type allocator struct {
 	last    time.Time
 	layers  map[*UpTrack]counterSample   // each layer's received bytes at the last tick
 	others  map[*DownTrack]counterSample // bytes sent on the other tracks at the last tick
+	// The same for the peer's slots (slotalloc.go): the layers of the video slots'
+	// sources, and the bytes sent on the other slots; nil until the first round.
+	slotLayers map[*UpTrack]counterSample
+	slotOthers map[*Slot]counterSample
 	streams []bwe.Stream
 	choice  []int
 
@@ -90,19 +94,16 @@ func (a *allocator) metrics() *Metrics {
 	return nil
 }
 
-// count publishes this link's subscriptions per forwarded layer (nil sims: none, as the
-// link closes).
-func (a *allocator) count(sims []*DownTrack) {
+// count publishes this link's subscriptions and video slots per forwarded layer (nil
+// subs: none, as the link closes).
+func (a *allocator) count(subs []allocSub) {
 	m := a.metrics()
 	if m == nil {
 		return
 	}
 	var now [maxLayers]int
-	for _, d := range sims {
-		if d.sim == nil {
-			continue // a relayed layer: the bridge before chose it
-		}
-		if cur, _ := d.Layer(); cur >= 0 {
+	for _, d := range subs {
+		if cur := d.forwarded(); cur >= 0 {
 			now[cur]++
 		}
 	}
@@ -200,6 +201,17 @@ func (a *allocator) tick(now time.Time) {
 		kept = append(kept, d)
 	}
 	sims, a.streams = kept, a.streams[:len(kept)]
+	// The video slots take their layers from the same estimate (slotalloc.go).
+	slots, slotOthers, slotWant := a.slotStreams(now, dt, first)
+	others += slotOthers
+	want += slotOthers + slotWant
+	subs := make([]allocSub, 0, len(sims)+len(slots))
+	for _, d := range sims {
+		subs = append(subs, d)
+	}
+	for _, s := range slots {
+		subs = append(subs, s)
+	}
 	if a.p.subHop != nil {
 		a.est.Update(a.sample(now), want)
 	}
@@ -210,12 +222,12 @@ func (a *allocator) tick(now time.Time) {
 	if m != nil {
 		m.LinkEstimate.WithLabelValues(a.link).Observe(est)
 	}
-	a.count(sims)
-	if first || len(sims) == 0 {
+	a.count(subs)
+	if first || len(subs) == 0 {
 		return
 	}
 	if a.p.bridge.fixedTop {
-		for _, d := range sims {
+		for _, d := range subs {
 			d.choose(maxLayers - 1) // adaptation off: the top layer present, whatever the link
 		}
 		return
@@ -232,8 +244,8 @@ func (a *allocator) tick(now time.Time) {
 	// Raises within headroom, or up to what a probe or the traffic has shown the link
 	// carries (never beyond the estimate: keep would take the raise back).
 	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
-	hold := a.probeFirst(now, sims, keep, others, probing)
-	for i, d := range sims {
+	hold := a.probeFirst(now, subs, keep, others, probing)
+	for i, d := range subs {
 		target := d.chosen()
 		next, cut := target, false
 		switch {
@@ -264,7 +276,7 @@ func (a *allocator) tick(now time.Time) {
 				}
 				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
 			}
-			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
+			a.p.log.Debug("layer", "track", d.allocName(), "from", target, "to", next, "estimate", int(est),
 				"loss", math.Round(a.est.Loss*1000)/1000, "cut", cut)
 		}
 		if cut {
@@ -457,7 +469,7 @@ func (a *allocator) probeDone(now time.Time) bool {
 // step up (the estimate's own back-off after loss may outlast the trouble: a probe finds
 // a link that recovered within seconds). A link that cannot carry padding (no RTX
 // negotiated) steps up without probing, as before.
-func (a *allocator) probeFirst(now time.Time, sims []*DownTrack, keep []int, others float64, probing bool) bool {
+func (a *allocator) probeFirst(now time.Time, sims []allocSub, keep []int, others float64, probing bool) bool {
 	a.cur = a.cur[:0]
 	have, need := others, others
 	for i, d := range sims {
