@@ -32,15 +32,15 @@ type allocator struct {
 	quit chan struct{}
 	once sync.Once
 
-	last    time.Time
-	layers  map[*UpTrack]counterSample   // each layer's received bytes at the last tick
-	others  map[*DownTrack]counterSample // bytes sent on the other tracks at the last tick
+	last   time.Time
+	layers map[*UpTrack]counterSample   // each layer's received bytes at the last tick
+	others map[*DownTrack]counterSample // bytes sent on the other tracks at the last tick
 	// The same for the peer's slots (slotalloc.go): the layers of the video slots'
 	// sources, and the bytes sent on the other slots; nil until the first round.
 	slotLayers map[*UpTrack]counterSample
 	slotOthers map[*Slot]counterSample
-	streams []bwe.Stream
-	choice  []int
+	streams    []bwe.Stream
+	choice     []int
 
 	estimate atomic.Uint64 // bit/s, published for Peer.Estimate
 

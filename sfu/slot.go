@@ -61,15 +61,15 @@ type Slot struct {
 	gen       int8 // generation of the newest feeder
 	// pt is the payload type the current writer's packets go with (its source's codec as
 	// the subscriber negotiated it), for feeder ptFor under binding ptOf; set by write.
-	pt    uint8
-	ptFor *DownTrack
-	ptOf  *binding
-	source    string
-	src       *UpTrack   // the source pointed at (its primary track), nil for none
-	scratch   rtp.Header // fan-out's header, reused
-	levelExt  [1]byte
-	nackHdr   rtp.Header // the RTCP reader's header, reused
-	nackBuf   [maxCachedPayload]byte
+	pt       uint8
+	ptFor    *DownTrack
+	ptOf     *binding
+	source   string
+	src      *UpTrack   // the source pointed at (its primary track), nil for none
+	scratch  rtp.Header // fan-out's header, reused
+	levelExt [1]byte
+	nackHdr  rtp.Header // the RTCP reader's header, reused
+	nackBuf  [maxCachedPayload]byte
 
 	packetsSent atomic.Uint64
 	bytesSent   atomic.Uint64 // RTP header and payload
