@@ -103,10 +103,10 @@ func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 	})
 	dropped := time.Since(shapedAt)
 	eventually(t, 10*time.Second, func() string { return commune.layer(0) })
-	time.Sleep(3 * time.Second)
+	time.Sleep(2 * time.Second)
 	frozen := commune.watch.longestFrozen()
 	s0 := commune.watch.snapshot()
-	time.Sleep(3 * time.Second)
+	time.Sleep(2 * time.Second)
 	s1 := commune.watch.snapshot()
 	t.Logf("commune shaped to 400 kbit/s: left the top layer after %v, longest wait between frames %v, then %.0f bit/s",
 		dropped.Round(10*time.Millisecond), frozen.Round(time.Millisecond), s1.rate(s0))
@@ -144,4 +144,47 @@ func gaugeValue(t *testing.T, v *prometheus.GaugeVec, labels ...string) float64 
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestSlotLayerFollowsTileCaps: a video slot's layer follows the tile the page shows its
+// source in (SlotSet.SetCaps, from the page's view): a middle-sized tile takes the middle
+// layer though the link fits the top one, a hidden tile receives nothing, and with the
+// caps lifted the slot climbs to the top layer; the gauge counts the slot's layer.
+func TestSlotLayerFollowsTileCaps(t *testing.T) {
+	b, m, _, sel := slotMeeting(t)
+	v := &slotViewer{name: "viewer", watch: newLayerWatch()}
+	v.e = newTestEndpointWith(t, b, v.name, nil, endpointOpts{onVideo: v.watch.read})
+	set, err := v.e.peer.AddSlots(SlotSetParams{Video: 1, Self: v.name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.set = set
+	set.SetCaps(map[string]int{"chair": 1}, maxLayers-1)
+	sel.Follow(set)
+	eventually(t, 30*time.Second, func() string { return v.layer(1) })
+	eventually(t, 3*time.Second, func() string {
+		if got := gaugeValue(t, m.LayerForwarded, "endpoint", "1"); got != 1 {
+			return fmt.Sprintf("layer gauge at the middle layer: %.0f, want 1", got)
+		}
+		return ""
+	})
+	time.Sleep(1500 * time.Millisecond) // three allocator rounds would have raised it
+	if err := v.layer(1); err != "" {
+		t.Errorf("capped at the middle layer: %s", err)
+	}
+
+	set.SetCaps(map[string]int{"chair": -1}, maxLayers-1)
+	time.Sleep(300 * time.Millisecond) // the packets on their way
+	before := v.watch.snapshot()
+	time.Sleep(time.Second)
+	if got := v.watch.snapshot().packets - before.packets; got != 0 {
+		t.Errorf("a hidden tile's slot received %d packets in 1 s, want none", got)
+	}
+	if cur, target := set.Video()[0].Layer(); cur != -1 || target != -1 {
+		t.Errorf("a hidden tile's slot forwards layer %d (target %d), want none", cur, target)
+	}
+
+	set.SetCaps(nil, maxLayers-1)
+	eventually(t, 15*time.Second, func() string { return v.layer(2) })
+	checkClean(t, v.name, v.watch.snapshot())
 }

@@ -176,7 +176,7 @@ func (a *allocator) slotStreams(now time.Time, dt float64, first bool) (slots []
 	if a.slotOthers == nil {
 		a.slotOthers, a.slotLayers = map[*Slot]counterSample{}, map[*UpTrack]counterSample{}
 	}
-	seen := map[*UpTrack]bool{}
+	seen := map[*UpTrack]float64{} // the layers measured this round, and their rates
 	kept := map[*Slot]bool{}
 	for _, s := range all {
 		s.mu.Lock()
@@ -197,7 +197,10 @@ func (a *allocator) slotStreams(now time.Time, dt float64, first bool) (slots []
 			if up == nil {
 				continue
 			}
-			seen[up] = true
+			if r, ok := seen[up]; ok {
+				rates[i] = r // measured this round already (for another slot)
+				continue
+			}
 			c := counterSample{bytes: up.bytes.Load(), packets: up.packets.Load()}
 			if prev, ok := a.slotLayers[up]; ok && !first {
 				c.rate = rate(prev, c, dt)
@@ -209,6 +212,7 @@ func (a *allocator) slotStreams(now time.Time, dt float64, first bool) (slots []
 				}
 			}
 			a.slotLayers[up] = c
+			seen[up] = rates[i]
 		}
 		for l := len(rates) - 1; l >= 0; l-- {
 			if rates[l] > 0 {
@@ -232,7 +236,7 @@ func (a *allocator) slotStreams(now time.Time, dt float64, first bool) (slots []
 		slots = append(slots, s)
 	}
 	for up := range a.slotLayers {
-		if !seen[up] {
+		if _, ok := seen[up]; !ok {
 			delete(a.slotLayers, up)
 		}
 	}

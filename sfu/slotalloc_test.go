@@ -1,0 +1,67 @@
+package sfu
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// TestAllocatorCountsSlotRates: the allocator weighs a video slot fed by a simulcast
+// source as a simulcast subscription (the source's layer rates as measured, capped by the
+// tile, the pinned source first), counts an audio slot's rate as the link's other
+// traffic, and leaves out a hidden tile's slot, whose source's top layer still counts in
+// what the estimate may grow to.
+func TestAllocatorCountsSlotRates(t *testing.T) {
+	p := &Peer{bridge: &Bridge{}}
+	a := newAllocator(p)
+	src := &simulcast{}
+	for i := range maxLayers {
+		up := &UpTrack{kind: webrtc.RTPCodecTypeVideo, layer: int8(i), sim: src}
+		src.layers[i].Store(up)
+	}
+	src.primary = src.layer(0)
+	g := &gate{}
+	g.pinned.Store(true)
+	src.primary.gate.Store(g)
+	slot := func(kind webrtc.RTPCodecType, up *UpTrack, maxLayer int32) *Slot {
+		s := &Slot{kind: kind, sub: p, src: up}
+		s.maxLayer.Store(maxLayer)
+		return s
+	}
+	shown := slot(webrtc.RTPCodecTypeVideo, src.primary, 1) // a middle-sized tile
+	hidden := slot(webrtc.RTPCodecTypeVideo, src.primary, -1)
+	audio := slot(webrtc.RTPCodecTypeAudio, &UpTrack{kind: webrtc.RTPCodecTypeAudio}, maxLayers-1)
+	p.slots = map[*Slot]struct{}{shown: {}, hidden: {}, audio: {}}
+
+	t0 := time.Now()
+	if slots, _, _ := a.slotStreams(t0, 0, true); len(slots) != 1 {
+		t.Fatalf("first round: %d slots allocated, want 1", len(slots))
+	}
+	// Half a second of traffic: 100, 500 and 1,200 kbit/s on the layers (no packet
+	// counted: the rates are the bytes' alone), 40 kbit/s in the audio slot.
+	const dt = 0.5
+	for i, kbps := range []uint64{100, 500, 1200} {
+		src.layer(int8(i)).bytes.Add(kbps * 1000 / 8 / 2)
+	}
+	audio.bytesSent.Add(40 * 1000 / 8 / 2)
+	a.streams = a.streams[:0]
+	slots, others, want := a.slotStreams(t0.Add(time.Second/2), dt, false)
+	if len(slots) != 1 || slots[0] != shown || len(a.streams) != 1 {
+		t.Fatalf("%d slots allocated (%d streams), want the shown video slot alone", len(slots), len(a.streams))
+	}
+	st := a.streams[0]
+	if got := fmt.Sprint(st.Rates); got != "[100000 500000 0]" {
+		t.Errorf("the slot's layer rates %s, want [100000 500000 0] (the top layer above the tile's cap)", got)
+	}
+	if st.Priority != 2 {
+		t.Errorf("the pinned source's slot has priority %d, want 2", st.Priority)
+	}
+	if others != 40_000 {
+		t.Errorf("other traffic %.0f bit/s, want the audio slot's 40000", others)
+	}
+	if want != 2*1_200_000 {
+		t.Errorf("the slots may grow the estimate to %.0f bit/s, want both video slots' top layers (2400000)", want)
+	}
+}
