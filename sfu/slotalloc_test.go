@@ -2,10 +2,14 @@ package sfu
 
 import (
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/sfu/speaker"
 )
 
 // TestAllocatorCountsSlotRates: the allocator weighs a video slot fed by a simulcast
@@ -63,5 +67,72 @@ func TestAllocatorCountsSlotRates(t *testing.T) {
 	}
 	if want != 2*1_200_000 {
 		t.Errorf("the slots may grow the estimate to %.0f bit/s, want both video slots' top layers (2400000)", want)
+	}
+}
+
+// TestSlotCarriesH264: a video slot forwards an H.264 publisher to a subscriber that
+// negotiated H.264 besides VP8, on the slot's one SSRC with H.264's payload type; the
+// subscriber's track takes the codec from the payload type. The change from a VP8 source
+// starts at the H.264 source's keyframe, the numbering continuous.
+func TestSlotCarriesH264(t *testing.T) {
+	b := newTestBridge(t)
+	sel := NewSelector(SelectorParams{Speaker: speaker.Params{AudioN: 1, VideoN: 1}, Logger: testLogger()})
+	t.Cleanup(sel.Close)
+	var mu sync.Mutex
+	var mimes []string // the codec of each run of packets, in order
+	var ssrcs = map[webrtc.SSRC]bool{}
+	var lastSeq uint16
+	var broken, offKey int
+	watcher := newTestEndpointWith(t, b, "watcher", nil, endpointOpts{onRemote: func(tr *webrtc.TrackRemote) {
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			mime := tr.Codec().MimeType
+			mu.Lock()
+			if n := len(mimes); n == 0 || mimes[n-1] != mime {
+				if n > 0 && pkt.SequenceNumber != lastSeq+1 {
+					broken++
+				}
+				if !isKeyframeStart(codecKindOf(mime), pkt.Payload) {
+					offKey++
+				}
+				mimes = append(mimes, mime)
+			}
+			ssrcs[tr.SSRC()], lastSeq = true, pkt.SequenceNumber
+			mu.Unlock()
+		}
+	}})
+	set, err := watcher.peer.AddSlots(SlotSetParams{Video: 1, Self: "watcher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel.Follow(set)
+	sel.Pin("vp8", true)
+	for _, mime := range []string{webrtc.MimeTypeVP8, webrtc.MimeTypeH264} {
+		source := strings.ToLower(strings.TrimPrefix(mime, "video/"))
+		e := newTestEndpoint(t, b, source, func(up *UpTrack) { sel.Add(up, source) })
+		e.publishVideo(mime)
+	}
+	seen := func(want string) func() string {
+		return func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			if n := len(mimes); n > 0 && strings.EqualFold(mimes[n-1], want) {
+				return ""
+			}
+			return fmt.Sprintf("the slot carries %v, want %s now", mimes, want)
+		}
+	}
+	eventually(t, 30*time.Second, seen(webrtc.MimeTypeVP8))
+	sel.Pin("vp8", false)
+	sel.Pin("h264", true)
+	eventually(t, 15*time.Second, seen(webrtc.MimeTypeH264))
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("the slot carried %v", mimes)
+	if broken != 0 || offKey != 0 || len(ssrcs) != 1 {
+		t.Errorf("codec changes %v: %d with the numbering broken, %d off a keyframe, %d SSRCs", mimes, broken, offKey, len(ssrcs))
 	}
 }
