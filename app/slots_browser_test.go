@@ -110,6 +110,35 @@ func TestBrowserSlotsFollowTheSpeaker(t *testing.T) {
 	speaks(1)
 	official.Shot(t, s.dir, "second-talker")
 
+	// The page's tile sizes drive the video slot (view-report.js → the bridge's slot caps):
+	// the talker's tile hidden, its slot forwards nothing; shown again, it forwards again.
+	talker := talkers[1].Self.ID
+	slotOf := func() string {
+		for _, l := range a.Signaling().Local().Agent().SlotLayersOf(peer) {
+			if string(l.Key.Participant) == talker {
+				return fmt.Sprintf("layer %d target %d paused %v", l.Layer, l.Target, l.Paused)
+			}
+		}
+		return "no slot"
+	}
+	tileStyle := func(display string) {
+		testbrowser.Eval[bool](t, official, `(() => { document.querySelector('.tile[data-participant="`+talker+`"]').style.display = '`+display+`'; return true; })()`)
+	}
+	tileStyle("none")
+	waitUntil(t, "the hidden tile's slot forwards nothing", 10*time.Second, func() string {
+		if got := slotOf(); got != "layer -1 target -1 paused true" {
+			return "the talker's slot: " + got
+		}
+		return ""
+	})
+	tileStyle("")
+	waitUntil(t, "the tile's slot forwards again", 10*time.Second, func() string {
+		if got := slotOf(); got != "layer 0 target 0 paused false" {
+			return "the talker's slot: " + got
+		}
+		return ""
+	})
+
 	// One renegotiation-free subscriber connection: the page's slots are AudioN + 2 audio
 	// and VideoN video, whatever the meeting's size.
 	if got := len(a.Signaling().Local().Agent().SlotsOf(peer)); got != 1+2+1 {

@@ -154,3 +154,16 @@ func slotLayers(ap *agentPeer) []protocol.StreamLayer {
 	}
 	return out
 }
+
+// SlotLayersOf is what peer's video slots forward now, by the camera each carries: the
+// layer, the one switched to, and Paused while nothing is forwarded (a hidden tile, or
+// before the first keyframe). Nil for a peer without slots.
+func (a *Agent) SlotLayersOf(id ids.PeerID) []protocol.StreamLayer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ap := a.peers[id]
+	if ap == nil || ap.slots == nil {
+		return nil
+	}
+	return slotLayers(ap)
+}
