@@ -251,12 +251,8 @@ func (s *Slot) Point(up *UpTrack, source string, layer int) bool {
 // stops the layer forwarded now at once, as setLayer's cut (simulcast.go). Caller holds
 // ctl.
 func (s *Slot) point(up *UpTrack, source string, layer int, cut bool) bool {
-	if up != nil {
-		if b := s.binding.Load(); b != nil {
-			if _, ok := b.payloadType(up.codec); !ok {
-				up = nil
-			}
-		}
+	if !s.accepts(up) {
+		up = nil
 	}
 	hidden := up != nil && s.maxLayer.Load() < 0
 	var feed *UpTrack
@@ -334,6 +330,17 @@ func (s *Slot) point(up *UpTrack, source string, layer int, cut bool) bool {
 		}
 	}
 	return up != nil
+}
+
+// accepts reports whether the subscriber negotiated up's codec on the slot (true before
+// negotiation: the slot's codecs are not known yet).
+func (s *Slot) accepts(up *UpTrack) bool {
+	b := s.binding.Load()
+	if b == nil || up == nil {
+		return true
+	}
+	_, ok := b.payloadType(up.codec)
+	return ok
 }
 
 // write forwards one packet of feeder f. Called from f's up track's fan-out.

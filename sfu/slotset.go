@@ -104,8 +104,8 @@ func (set *SlotSet) assign(audio, video []slotCandidate) {
 		// The others take free slots, in order.
 		free := 0
 		for j, c := range k.cands {
-			if used[j] || c.source == set.params.Self {
-				continue
+			if used[j] || c.source == set.params.Self || (len(k.slots) > 0 && !k.slots[0].accepts(c.up)) {
+				continue // (a codec the subscriber cannot decode: the next source takes the slot)
 			}
 			for free < len(given) && given[free].up != nil {
 				free++
