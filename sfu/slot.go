@@ -48,6 +48,9 @@ type Slot struct {
 	// the tile that shows the source now (-1: hidden, nothing is forwarded), from caps,
 	// the slot set's caps by source (nil: none). Written under ctl, read anywhere.
 	target, maxLayer atomic.Int32
+	// want is the allocator's choice of layer for a relayed layered source (one track
+	// whose layer the bridge before switches): its feeders want it (need.go).
+	want atomic.Int32
 	caps             *atomic.Pointer[tileCaps]
 
 	// mu guards the forwarding state below: the feeders' fan-outs take it per packet,
@@ -316,6 +319,7 @@ func (s *Slot) point(up *UpTrack, source string, layer int, cut bool) bool {
 		// allocator to raise the slot to (a feeder's own layer would pause the others).
 		f.maxLayer.Store(tileCap)
 		f.need.Store(needUnknown)
+		f.want.Store(s.want.Load())
 		s.next = f
 		s.target.Store(int32(feed.layer))
 	}

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/cau-project/cau/sfu/bwe"
 )
 
@@ -46,18 +48,28 @@ func (d *DownTrack) forwarded() int {
 func (s *Slot) allocName() string { return s.id }
 
 func (s *Slot) forwarded() int {
+	s.mu.Lock()
+	relayed := s.src != nil && s.src.sim == nil
+	s.mu.Unlock()
+	if relayed {
+		return -1 // a relayed layer: the bridge before chose it
+	}
 	cur, _ := s.Layer()
 	return cur
 }
 
-// chosen is the layer the slot takes of its simulcast source, -1 while it forwards
+// chosen is the layer the slot takes of its layered source, -1 while it forwards
 // nothing (no source, a hidden tile).
 func (s *Slot) chosen() int {
 	s.mu.Lock()
 	none := s.src == nil || (s.cur == nil && s.next == nil)
+	relayed := s.src != nil && s.src.sim == nil
 	s.mu.Unlock()
-	if none {
+	switch {
+	case none:
 		return -1
+	case relayed:
+		return int(s.want.Load())
 	}
 	return int(s.target.Load())
 }
@@ -66,13 +78,22 @@ func (s *Slot) choose(l int)   { s.setLayer(l, false) }
 func (s *Slot) stepDown(l int) { s.setLayer(l, true) }
 
 // setLayer moves the slot to layer l of the source it forwards (nearest present), at the
-// layer's keyframe; with cut, a step down stops the layer forwarded now at once. A no-op
-// for a source that is not simulcast. Safe from any goroutine; the allocator calls it.
+// layer's keyframe; with cut, a step down stops the layer forwarded now at once. For a
+// relayed layered source it records l as the feeders' want: the bridge before the relay
+// link switches (need.go). Safe from any goroutine; the allocator calls it.
 func (s *Slot) setLayer(l int, cut bool) {
 	s.ctl.Lock()
 	defer s.ctl.Unlock()
 	s.mu.Lock()
 	up, source := s.src, s.source
+	if up != nil && up.sim == nil {
+		s.want.Store(int32(l))
+		for _, d := range []*DownTrack{s.cur, s.next} {
+			if d != nil {
+				d.want.Store(int32(l))
+			}
+		}
+	}
 	s.mu.Unlock()
 	if up == nil || up.sim == nil {
 		return
@@ -182,7 +203,11 @@ func (a *allocator) slotStreams(now time.Time, dt float64, first bool) (slots []
 		s.mu.Lock()
 		src := s.src
 		s.mu.Unlock()
-		if src == nil || src.sim == nil {
+		rates := make([]float64, maxLayers)
+		// A relayed layered source is weighed as the bridge before reported its layers
+		// (CAUR); the slot's choice goes back as its need.
+		relayed := src != nil && src.sim == nil && src.kind == webrtc.RTPCodecTypeVideo && src.layered(now, rates)
+		if src == nil || (src.sim == nil && !relayed) {
 			kept[s] = true
 			c := counterSample{bytes: s.BytesSent(), packets: s.PacketsSent()}
 			if prev, ok := a.slotOthers[s]; ok && !first {
@@ -191,8 +216,10 @@ func (a *allocator) slotStreams(now time.Time, dt float64, first bool) (slots []
 			a.slotOthers[s] = c
 			continue
 		}
-		rates := make([]float64, maxLayers)
 		for i := range rates {
+			if relayed {
+				break
+			}
 			up := src.sim.layer(int8(i))
 			if up == nil {
 				continue

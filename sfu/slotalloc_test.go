@@ -68,6 +68,30 @@ func TestAllocatorCountsSlotRates(t *testing.T) {
 	if want != 2*1_200_000 {
 		t.Errorf("the slots may grow the estimate to %.0f bit/s, want both video slots' top layers (2400000)", want)
 	}
+
+	// A camera relayed from the bridge before (one track, its layer switched there) is
+	// weighed by the rates that bridge reports; the slot's choice becomes its feeder's
+	// want, which the relay link's need carries back.
+	relayed := &UpTrack{kind: webrtc.RTPCodecTypeVideo}
+	for i, r := range []uint32{150_000, 600_000, 1_300_000} {
+		relayed.relayRates.rates[i].Store(r)
+	}
+	now := t0.Add(time.Second)
+	relayed.relayRates.at.Store(now.UnixNano())
+	rs := slot(webrtc.RTPCodecTypeVideo, relayed, maxLayers-1)
+	feeder := &DownTrack{up: relayed, sub: p, slot: rs}
+	rs.cur = feeder
+	p.slots = map[*Slot]struct{}{rs: {}}
+	a.streams = a.streams[:0]
+	slots, _, _ = a.slotStreams(now, dt, false)
+	if len(slots) != 1 || fmt.Sprint(a.streams[0].Rates) != "[150000 600000 1.3e+06]" {
+		t.Fatalf("relayed source: %d slots, rates %v", len(slots), a.streams)
+	}
+	rs.choose(2)
+	if rs.chosen() != 2 || feeder.wantLayer() != 2 || rs.forwarded() != -1 {
+		t.Errorf("relayed source: chosen %d, the feeder wants %d, counted at %d; want 2, 2, not counted here",
+			rs.chosen(), feeder.wantLayer(), rs.forwarded())
+	}
 }
 
 // TestSlotCarriesH264: a video slot forwards an H.264 publisher to a subscriber that
