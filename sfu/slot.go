@@ -51,7 +51,7 @@ type Slot struct {
 	// want is the allocator's choice of layer for a relayed layered source (one track
 	// whose layer the bridge before switches): its feeders want it (need.go).
 	want atomic.Int32
-	caps             *atomic.Pointer[tileCaps]
+	caps *atomic.Pointer[tileCaps]
 
 	// mu guards the forwarding state below: the feeders' fan-outs take it per packet,
 	// Point and the RTCP reader to change or read the mapping. Uncontended, it costs no
