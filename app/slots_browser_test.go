@@ -11,7 +11,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testbrowser"
+	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu/speaker"
 )
 
@@ -49,7 +51,9 @@ func TestBrowserSlotsFollowTheSpeaker(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		sy, err := c.PublishWith(context.Background(), client.PublishOptions{Levels: true})
+		// Simulcast, as the join page publishes; the second site in H.264 (a room codec):
+		// both reach the page in the one video slot.
+		sy, err := c.PublishWith(context.Background(), client.PublishOptions{Levels: true, Simulcast: true, H264: i == 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +113,19 @@ func TestBrowserSlotsFollowTheSpeaker(t *testing.T) {
 	official.Shot(t, s.dir, "first-talker")
 	speaks(1)
 	official.Shot(t, s.dir, "second-talker")
+	waitUntil(t, "the video slot carries the H.264 site", 10*time.Second, func() string {
+		js := `(async () => { const st = await window.cauState.stats();
+			const in_ = (st && st.subscriber && st.subscriber.inbound) || [];
+			return JSON.stringify(in_.filter((r) => r.kind === 'video').map((r) => [r.trackIdentifier, r.codec, r.packetsReceived])); })()`
+		got, err := testbrowser.Await[string](official, js, 5*time.Second)
+		if err != nil {
+			return err.Error()
+		}
+		if !strings.Contains(got, `"video/H264"`) {
+			return "the page's video tracks: " + got
+		}
+		return ""
+	})
 
 	// The page's tile sizes drive the video slot (view-report.js → the bridge's slot caps):
 	// the talker's tile hidden, its slot forwards nothing; shown again, it forwards again.
@@ -132,11 +149,14 @@ func TestBrowserSlotsFollowTheSpeaker(t *testing.T) {
 		return ""
 	})
 	tileStyle("")
-	waitUntil(t, "the tile's slot forwards again", 10*time.Second, func() string {
-		if got := slotOf(); got != "layer 0 target 0 paused false" {
-			return "the talker's slot: " + got
+	waitUntil(t, "the tile's slot forwards again, within the tile's layer", 10*time.Second, func() string {
+		c, ok := a.Signaling().Local().Agent().ViewOf(peer)[ids.StreamKey{Participant: ids.ParticipantID(talker), Source: protocol.SourceCamera}]
+		for _, l := range a.Signaling().Local().Agent().SlotLayersOf(peer) {
+			if string(l.Key.Participant) == talker && ok && !l.Paused && l.Layer >= 0 && l.Layer <= c {
+				return ""
+			}
 		}
-		return ""
+		return fmt.Sprintf("the talker's slot: %s, its tile's layer in the view %d (named %v)", slotOf(), c, ok)
 	})
 
 	// One renegotiation-free subscriber connection: the page's slots are AudioN + 2 audio

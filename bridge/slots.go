@@ -139,14 +139,15 @@ func slotCaps(view map[ids.StreamKey]int, layerCaps map[ids.PeerID]int, peer ids
 	return caps, others
 }
 
-// slotLayers lists the layers of ap's video slots as streams (the camera of the
-// participant each carries), for the heartbeat's per-site layers. Caller holds a.mu.
+// slotLayers lists the layers of ap's video slots that forward a simulcast source, as
+// streams (the camera of the participant each carries), for the heartbeat's per-site
+// layers. Caller holds a.mu.
 func slotLayers(ap *agentPeer) []protocol.StreamLayer {
 	var out []protocol.StreamLayer
 	for _, s := range ap.slots.Video() {
 		src := s.Source()
-		if src == "" {
-			continue
+		if src == "" || !s.Simulcast() {
+			continue // as layersByPeer: only the layers this bridge chooses
 		}
 		cur, target := s.Layer()
 		out = append(out, protocol.StreamLayer{Key: ids.StreamKey{Participant: ids.ParticipantID(src),
@@ -155,9 +156,9 @@ func slotLayers(ap *agentPeer) []protocol.StreamLayer {
 	return out
 }
 
-// SlotLayersOf is what peer's video slots forward now, by the camera each carries: the
-// layer, the one switched to, and Paused while nothing is forwarded (a hidden tile, or
-// before the first keyframe). Nil for a peer without slots.
+// SlotLayersOf is what peer's video slots of simulcast sources forward now, by the
+// camera each carries: the layer, the one switched to, and Paused while nothing is
+// forwarded (a hidden tile, or before the first keyframe). Nil for a peer without slots.
 func (a *Agent) SlotLayersOf(id ids.PeerID) []protocol.StreamLayer {
 	a.mu.Lock()
 	defer a.mu.Unlock()

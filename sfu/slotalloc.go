@@ -117,6 +117,14 @@ func (s *Slot) Layer() (current, target int) {
 	return current, target
 }
 
+// Simulcast reports whether the slot forwards a simulcast source now (its layer is this
+// bridge's choice).
+func (s *Slot) Simulcast() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.src != nil && s.src.sim != nil
+}
+
 // layerNow is the layer a source pointed at starts at: the slot's, the lowest before the
 // allocator's first choice, within the tile's cap. Caller holds ctl.
 func (s *Slot) layerNow() int {
