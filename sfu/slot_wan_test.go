@@ -75,7 +75,9 @@ func slotMeeting(t *testing.T) (*Bridge, *Metrics, *simRoom, *Selector) {
 // top layer within 3 s of the step down, with no wait between frames over 1 s, and is back
 // on the top layer within 15 s of the step up; the district keeps the top layer
 // throughout; every change of layer starts on a keyframe, on the slot's one SSRC. The
-// bridge's layer gauge counts both slots.
+// bridge's layer gauge counts both slots. Then the district's tile of the chair drives
+// its slot (SlotSet.SetCaps, from the page's view): a middle-sized tile takes the middle
+// layer, a hidden one nothing, a full-sized one the top layer again.
 func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 	sh := wan.NewShaped(t, "10.212.0")
 	b, m, _, sel := slotMeeting(t)
@@ -134,6 +136,36 @@ func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 			s.badChanges, s.changes, s.ssrcs, s.tsBackwards)
 	}
 	checkClean(t, "district", district.watch.snapshot())
+
+	// The district's tile of the chair shrinks to the middle size: its slot takes the
+	// middle layer though its link fits the top; hidden, the slot forwards nothing; back
+	// to full size, the top layer again.
+	set := district.set
+	set.SetCaps(map[string]int{"chair": 1}, maxLayers-1)
+	eventually(t, 5*time.Second, func() string { return district.layer(1) })
+	eventually(t, 3*time.Second, func() string {
+		if got := gaugeValue(t, m.LayerForwarded, "endpoint", "1"); got != 1 {
+			return fmt.Sprintf("layer gauge at the middle layer: %.0f, want 1 (the district's slot)", got)
+		}
+		return ""
+	})
+	time.Sleep(time.Second) // two allocator rounds would have raised it
+	if err := district.layer(1); err != "" {
+		t.Errorf("capped at the middle layer: %s", err)
+	}
+	set.SetCaps(map[string]int{"chair": -1}, maxLayers-1)
+	time.Sleep(300 * time.Millisecond) // the packets on their way
+	before := district.watch.snapshot()
+	time.Sleep(time.Second)
+	if got := district.watch.snapshot().packets - before.packets; got != 0 {
+		t.Errorf("a hidden tile's slot received %d packets in 1 s, want none", got)
+	}
+	if cur, target := set.Video()[0].Layer(); cur != -1 || target != -1 {
+		t.Errorf("a hidden tile's slot forwards layer %d (target %d), want none", cur, target)
+	}
+	set.SetCaps(nil, maxLayers-1)
+	eventually(t, 10*time.Second, func() string { return district.layer(2) })
+	checkClean(t, "district", district.watch.snapshot())
 }
 
 // gaugeValue reads one gauge of a vector.
@@ -144,47 +176,4 @@ func gaugeValue(t *testing.T, v *prometheus.GaugeVec, labels ...string) float64 
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
-}
-
-// TestSlotLayerFollowsTileCaps: a video slot's layer follows the tile the page shows its
-// source in (SlotSet.SetCaps, from the page's view): a middle-sized tile takes the middle
-// layer though the link fits the top one, a hidden tile receives nothing, and with the
-// caps lifted the slot climbs to the top layer; the gauge counts the slot's layer.
-func TestSlotLayerFollowsTileCaps(t *testing.T) {
-	b, m, _, sel := slotMeeting(t)
-	v := &slotViewer{name: "viewer", watch: newLayerWatch()}
-	v.e = newTestEndpointWith(t, b, v.name, nil, endpointOpts{onVideo: v.watch.read})
-	set, err := v.e.peer.AddSlots(SlotSetParams{Video: 1, Self: v.name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.set = set
-	set.SetCaps(map[string]int{"chair": 1}, maxLayers-1)
-	sel.Follow(set)
-	eventually(t, 30*time.Second, func() string { return v.layer(1) })
-	eventually(t, 3*time.Second, func() string {
-		if got := gaugeValue(t, m.LayerForwarded, "endpoint", "1"); got != 1 {
-			return fmt.Sprintf("layer gauge at the middle layer: %.0f, want 1", got)
-		}
-		return ""
-	})
-	time.Sleep(1500 * time.Millisecond) // three allocator rounds would have raised it
-	if err := v.layer(1); err != "" {
-		t.Errorf("capped at the middle layer: %s", err)
-	}
-
-	set.SetCaps(map[string]int{"chair": -1}, maxLayers-1)
-	time.Sleep(300 * time.Millisecond) // the packets on their way
-	before := v.watch.snapshot()
-	time.Sleep(time.Second)
-	if got := v.watch.snapshot().packets - before.packets; got != 0 {
-		t.Errorf("a hidden tile's slot received %d packets in 1 s, want none", got)
-	}
-	if cur, target := set.Video()[0].Layer(); cur != -1 || target != -1 {
-		t.Errorf("a hidden tile's slot forwards layer %d (target %d), want none", cur, target)
-	}
-
-	set.SetCaps(nil, maxLayers-1)
-	eventually(t, 15*time.Second, func() string { return v.layer(2) })
-	checkClean(t, v.name, v.watch.snapshot())
 }
