@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,9 @@ type Slot struct {
 	kind         webrtc.RTPCodecType
 	sub          *Peer
 	sender       *webrtc.RTPSender // set by AddSlot under the peer's lock; read after
+	// pad sends a video slot's link probes (padding on the slot's RTX stream, probe.go):
+	// a DownTrack without a source, bound with the slot. Set by AddSlot, nil for audio.
+	pad *DownTrack
 
 	binding atomic.Pointer[binding] // nil until Bind, nil again after Unbind
 	// clockRate is the bound codec's RTP clock (90 kHz for every video codec, 48 kHz for
@@ -87,6 +91,9 @@ func (p *Peer) AddSlot(kind webrtc.RTPCodecType, trackID, streamID string) (*Slo
 	s.rw.resume = true
 	s.target.Store(-1)
 	s.maxLayer.Store(maxLayers - 1)
+	if kind == webrtc.RTPCodecTypeVideo {
+		s.pad = &DownTrack{id: trackID, streamID: streamID, sub: p}
+	}
 	var alloc *allocator
 	p.mu.Lock()
 	if p.closed {
@@ -155,6 +162,19 @@ func (s *Slot) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, er
 			b.levelID = uint8(e.ID)
 		}
 	}
+	if rtx := uint32(ctx.SSRCRetransmission()); rtx != 0 {
+		// The RTX stream carries the link's probes (probe.go); lost packets are sent
+		// again as they were (answerNACK).
+		apt := strconv.Itoa(int(first.PayloadType))
+		for _, r := range ctx.CodecParameters() {
+			if strings.EqualFold(r.MimeType, webrtc.MimeTypeRTX) && fmtpValue(r.SDPFmtpLine, "apt") == apt {
+				b.rtxSSRC, b.rtxPT = rtx, uint8(r.PayloadType)
+			}
+		}
+	}
+	if s.pad != nil {
+		s.pad.binding.Store(b)
+	}
 	s.mu.Lock()
 	s.clockRate = first.ClockRate
 	s.rw.clockRate = first.ClockRate
@@ -186,6 +206,9 @@ func (b *binding) payloadType(codec webrtc.RTPCodecParameters) (uint8, bool) {
 // Unbind implements webrtc.TrackLocal.
 func (s *Slot) Unbind(webrtc.TrackLocalContext) error {
 	s.binding.Store(nil)
+	if s.pad != nil {
+		s.pad.binding.Store(nil)
+	}
 	return nil
 }
 

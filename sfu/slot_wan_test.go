@@ -73,9 +73,9 @@ func slotMeeting(t *testing.T) (*Bridge, *Metrics, *simRoom, *Selector) {
 // shapes 3 Mbit/s → 400 kbit/s → 3 Mbit/s receives the chair's three-layer camera in a
 // video slot; a district on loopback receives it in its own. The commune's slot leaves the
 // top layer within 3 s of the step down, with no wait between frames over 1 s, and is back
-// on the top layer within 15 s of the step up; the district keeps the top layer
-// throughout; every change of layer starts on a keyframe, on the slot's one SSRC. The
-// bridge's layer gauge counts both slots. Then the district's tile of the chair drives
+// on the top layer within 15 s of the step up, probing first (padding on the slot's RTX
+// stream); the district keeps the top layer throughout; every change of layer starts on
+// a keyframe, on the slot's one SSRC. The bridge's layer gauge counts both slots. Then the district's tile of the chair drives
 // its slot (SlotSet.SetCaps, from the page's view): a middle-sized tile takes the middle
 // layer, a hidden one nothing, a full-sized one the top layer again.
 func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
@@ -125,7 +125,12 @@ func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 	sh.SetRate(t, 3000)
 	liftedAt := time.Now()
 	eventually(t, 15*time.Second, func() string { return commune.layer(2) })
-	t.Logf("commune: top layer again after %v", time.Since(liftedAt).Round(100*time.Millisecond))
+	probesOK, probesFailed := commune.e.peer.Probes()
+	t.Logf("commune: top layer again after %v; probes ok %d, failed %d", time.Since(liftedAt).Round(100*time.Millisecond),
+		probesOK, probesFailed)
+	if probesOK == 0 {
+		t.Error("commune: no probe succeeded: a slot subscriber's link steps up unprobed")
+	}
 	if d := district.watch.snapshot(); d.changes != districtBefore.changes || d.layer != 2 {
 		t.Errorf("the unshaped district changed layer %d times while the commune was shaped (now layer %d)",
 			d.changes-districtBefore.changes, d.layer)
