@@ -11,7 +11,9 @@ import (
 	"github.com/cau-project/cau/app"
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/ids"
 	"github.com/cau-project/cau/internal/testbrowser"
+	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/sfu/speaker"
 )
 
@@ -49,7 +51,8 @@ func TestBrowserSlotsFollowTheSpeaker(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Close)
-		sy, err := c.PublishWith(context.Background(), client.PublishOptions{Levels: true})
+		// Simulcast, as the join page publishes: the slot's layer is the bridge's choice.
+		sy, err := c.PublishWith(context.Background(), client.PublishOptions{Levels: true, Simulcast: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +112,37 @@ func TestBrowserSlotsFollowTheSpeaker(t *testing.T) {
 	official.Shot(t, s.dir, "first-talker")
 	speaks(1)
 	official.Shot(t, s.dir, "second-talker")
+	talker := talkers[1].Self.ID
+	slotOf := func() string {
+		for _, l := range a.Signaling().Local().Agent().SlotLayersOf(peer) {
+			if string(l.Key.Participant) == talker {
+				return fmt.Sprintf("layer %d target %d paused %v", l.Layer, l.Target, l.Paused)
+			}
+		}
+		return "no slot"
+	}
+	// The page's tile sizes drive the video slot (view-report.js → the bridge's slot caps):
+	// the talker's tile hidden, its slot forwards nothing; shown again, it forwards again.
+	tileStyle := func(display string) {
+		testbrowser.Eval[bool](t, official, `(() => { document.querySelector('.tile[data-participant="`+talker+`"]').style.display = '`+display+`'; return true; })()`)
+	}
+	tileStyle("none")
+	waitUntil(t, "the hidden tile's slot forwards nothing", 10*time.Second, func() string {
+		if got := slotOf(); got != "layer -1 target -1 paused true" {
+			return "the talker's slot: " + got
+		}
+		return ""
+	})
+	tileStyle("")
+	waitUntil(t, "the tile's slot forwards again, within the tile's layer", 10*time.Second, func() string {
+		c, ok := a.Signaling().Local().Agent().ViewOf(peer)[ids.StreamKey{Participant: ids.ParticipantID(talker), Source: protocol.SourceCamera}]
+		for _, l := range a.Signaling().Local().Agent().SlotLayersOf(peer) {
+			if string(l.Key.Participant) == talker && ok && !l.Paused && l.Layer >= 0 && l.Layer <= c {
+				return ""
+			}
+		}
+		return fmt.Sprintf("the talker's slot: %s, its tile's layer in the view %d (named %v)", slotOf(), c, ok)
+	})
 
 	// One renegotiation-free subscriber connection: the page's slots are AudioN + 2 audio
 	// and VideoN video, whatever the meeting's size.

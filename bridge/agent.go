@@ -348,6 +348,9 @@ func (a *Agent) CapLayers(peer ids.PeerID, layer int) {
 			}
 		}
 	}
+	if ap := a.peers[peer]; ap != nil && ap.slots != nil {
+		ap.slots.SetCaps(slotCaps(a.views[peer], a.layerCaps, peer))
+	}
 }
 
 // Unsubscribe stops forwarding key to peer.

@@ -23,6 +23,11 @@ func (a *Agent) layersByPeer() map[ids.PeerID][]protocol.StreamLayer {
 		cur, target := d.Layer()
 		out[sk.peer] = append(out[sk.peer], protocol.StreamLayer{Key: sk.key, Layer: cur, Target: target, Paused: d.Held()})
 	}
+	for id, ap := range a.peers {
+		if ap.slots != nil {
+			out[id] = append(out[id], slotLayers(ap)...)
+		}
+	}
 	for _, ls := range out {
 		slices.SortFunc(ls, func(x, y protocol.StreamLayer) int { return strings.Compare(x.Key.String(), y.Key.String()) })
 	}

@@ -20,9 +20,6 @@ import (
 // sources signaling pins.
 const slotPins = 2
 
-// slotLayer is the highest simulcast layer a video slot takes (the middle: a grid tile).
-const slotLayer = 1
-
 // UseSlots makes peer receive in slots from its next subscriptions on.
 func (a *Agent) UseSlots(id ids.PeerID) error {
 	ap, err := a.peer(id)
@@ -51,10 +48,11 @@ func (a *Agent) followSlots(ap *agentPeer, meeting ids.MeetingID) error {
 	if ap.slots == nil {
 		p := ms.sel.Params()
 		set, err := ap.peer.AddSlots(sfu.SlotSetParams{Audio: p.AudioN + slotPins, Video: p.VideoN,
-			Self: string(ap.id.Endpoint.Participant), Layer: slotLayer, OnMap: a.reportSlots(ap.id)})
+			Self: string(ap.id.Endpoint.Participant), OnMap: a.reportSlots(ap.id)})
 		if err != nil {
 			return fmt.Errorf("slots for %s: %w", ap.id.String(), err)
 		}
+		set.SetCaps(slotCaps(a.views[ap.id], a.layerCaps, ap.id))
 		ap.slots, ap.slotMeeting = set, meeting
 	}
 	if ap.slotMeeting == meeting {
@@ -117,4 +115,56 @@ func (a *Agent) SlotsOf(id ids.PeerID) []protocol.SlotSource {
 			Participant: ids.ParticipantID(s.Source())})
 	}
 	return out
+}
+
+// slotCaps is the cap of each participant's camera tile in view (the peer's view, by
+// stream), within the peer's own cap (CapLayers), for its video slots (sfu.SlotSet.SetCaps:
+// a slot's layer follows the tile that shows the participant it carries now).
+func slotCaps(view map[ids.StreamKey]int, layerCaps map[ids.PeerID]int, peer ids.PeerID) (map[string]int, int) {
+	own, capped := layerCaps[peer]
+	others := topLayer
+	if capped {
+		others = min(others, own)
+	}
+	caps := make(map[string]int, len(view))
+	for k, c := range view {
+		if k.Source != protocol.SourceCamera {
+			continue
+		}
+		if capped {
+			c = min(c, own)
+		}
+		caps[string(k.Participant)] = c
+	}
+	return caps, others
+}
+
+// slotLayers lists the layers of ap's video slots that forward a simulcast source, as
+// streams (the camera of the participant each carries), for the heartbeat's per-site
+// layers. Caller holds a.mu.
+func slotLayers(ap *agentPeer) []protocol.StreamLayer {
+	var out []protocol.StreamLayer
+	for _, s := range ap.slots.Video() {
+		src := s.Source()
+		if src == "" || !s.Simulcast() {
+			continue // as layersByPeer: only the layers this bridge chooses
+		}
+		cur, target := s.Layer()
+		out = append(out, protocol.StreamLayer{Key: ids.StreamKey{Participant: ids.ParticipantID(src),
+			Source: protocol.SourceCamera}, Layer: cur, Target: target, Paused: cur < 0 && target < 0})
+	}
+	return out
+}
+
+// SlotLayersOf is what peer's video slots of simulcast sources forward now, by the
+// camera each carries: the layer, the one switched to, and Paused while nothing is
+// forwarded (a hidden tile, or before the first keyframe). Nil for a peer without slots.
+func (a *Agent) SlotLayersOf(id ids.PeerID) []protocol.StreamLayer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ap := a.peers[id]
+	if ap == nil || ap.slots == nil {
+		return nil
+	}
+	return slotLayers(ap)
 }

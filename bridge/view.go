@@ -41,6 +41,10 @@ func (a *Agent) SetView(v protocol.BridgeView) {
 			}
 		}
 	}
+	if ap := a.peers[v.Peer]; ap != nil && ap.slots != nil {
+		// A peer in slots: its tiles cap the slots that carry their participants.
+		ap.slots.SetCaps(slotCaps(a.views[v.Peer], a.layerCaps, v.Peer))
+	}
 }
 
 // viewCap is the layer cap of a subscription by its peer's view. Caller holds a.mu.

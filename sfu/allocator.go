@@ -32,11 +32,15 @@ type allocator struct {
 	quit chan struct{}
 	once sync.Once
 
-	last    time.Time
-	layers  map[*UpTrack]counterSample   // each layer's received bytes at the last tick
-	others  map[*DownTrack]counterSample // bytes sent on the other tracks at the last tick
-	streams []bwe.Stream
-	choice  []int
+	last   time.Time
+	layers map[*UpTrack]counterSample   // each layer's received bytes at the last tick
+	others map[*DownTrack]counterSample // bytes sent on the other tracks at the last tick
+	// The same for the peer's slots (slotalloc.go): the layers of the video slots'
+	// sources, and the bytes sent on the other slots; nil until the first round.
+	slotLayers map[*UpTrack]counterSample
+	slotOthers map[*Slot]counterSample
+	streams    []bwe.Stream
+	choice     []int
 
 	estimate atomic.Uint64 // bit/s, published for Peer.Estimate
 
@@ -93,19 +97,16 @@ func (a *allocator) metrics() *Metrics {
 	return nil
 }
 
-// count publishes this link's subscriptions per forwarded layer (nil sims: none, as the
-// link closes).
-func (a *allocator) count(sims []*DownTrack) {
+// count publishes this link's subscriptions and video slots per forwarded layer (nil
+// subs: none, as the link closes).
+func (a *allocator) count(subs []allocSub) {
 	m := a.metrics()
 	if m == nil {
 		return
 	}
 	var now [maxLayers]int
-	for _, d := range sims {
-		if d.sim == nil {
-			continue // a relayed layer: the bridge before chose it
-		}
-		if cur, _ := d.Layer(); cur >= 0 {
+	for _, d := range subs {
+		if cur := d.forwarded(); cur >= 0 {
 			now[cur]++
 		}
 	}
@@ -203,6 +204,17 @@ func (a *allocator) tick(now time.Time) {
 		kept = append(kept, d)
 	}
 	sims, a.streams = kept, a.streams[:len(kept)]
+	// The video slots take their layers from the same estimate (slotalloc.go).
+	slots, slotOthers, slotWant := a.slotStreams(now, dt, first)
+	others += slotOthers
+	want += slotOthers + slotWant
+	subs := make([]allocSub, 0, len(sims)+len(slots))
+	for _, d := range sims {
+		subs = append(subs, d)
+	}
+	for _, s := range slots {
+		subs = append(subs, s)
+	}
 	if a.p.subHop != nil {
 		a.est.Update(a.sample(now), want)
 	}
@@ -213,12 +225,12 @@ func (a *allocator) tick(now time.Time) {
 	if m != nil {
 		m.LinkEstimate.WithLabelValues(a.link).Observe(est)
 	}
-	a.count(sims)
-	if first || len(sims) == 0 {
+	a.count(subs)
+	if first || len(subs) == 0 {
 		return
 	}
 	if a.p.bridge.fixedTop {
-		for _, d := range sims {
+		for _, d := range subs {
 			d.choose(maxLayers - 1) // adaptation off: the top layer present, whatever the link
 		}
 		return
@@ -235,16 +247,16 @@ func (a *allocator) tick(now time.Time) {
 	// Raises within headroom, or up to what a probe or the traffic has shown the link
 	// carries (never beyond the estimate: keep would take the raise back).
 	a.choice = bwe.Allocate(math.Max(budget*raiseHeadroom, math.Min(a.est.Proven, est)-others), a.streams, a.choice)
-	hold := a.probeFirst(now, sims, keep, others, probing)
+	hold := a.probeFirst(now, subs, keep, others, probing)
 	if hold && a.probe == nil {
 		// The raises wait for a probe that may not start yet (the back-off after a failed
 		// one): take those the link has shown it carries meanwhile. Else a choice grown
 		// past what the probes could prove (a pinned source to the top beside another's
 		// middle layer on 1.6 Mbit/s) held even the proven middle layer back for 30 s.
 		a.choice = bwe.Allocate(math.Min(budget*raiseHeadroom, a.est.Proven-others), a.streams, a.choice)
-		hold = a.probeFirst(now, sims, keep, others, probing)
+		hold = a.probeFirst(now, subs, keep, others, probing)
 	}
-	for i, d := range sims {
+	for i, d := range subs {
 		target := d.chosen()
 		next, cut := target, false
 		switch {
@@ -277,7 +289,7 @@ func (a *allocator) tick(now time.Time) {
 				}
 				m.LayerChanges.WithLabelValues(a.link, dir).Inc()
 			}
-			d.sub.log.Debug("layer", "track", d.id, "from", target, "to", next, "estimate", int(est),
+			a.p.log.Debug("layer", "track", d.allocName(), "from", target, "to", next, "estimate", int(est),
 				"loss", math.Round(a.est.Loss*1000)/1000, "cut", cut, "proven", int(a.est.Proven))
 		}
 		if cut {
@@ -495,7 +507,7 @@ func (a *allocator) swaps(i, cur int) bool {
 // priority (a swap) whose total does not grow needs no probe: the link carries that
 // total now. A link that cannot carry padding (no RTX negotiated) steps up without
 // probing, as before.
-func (a *allocator) probeFirst(now time.Time, sims []*DownTrack, keep []int, others float64, probing bool) bool {
+func (a *allocator) probeFirst(now time.Time, sims []allocSub, keep []int, others float64, probing bool) bool {
 	a.cur = a.cur[:0]
 	a.swapAbove = noSwap
 	for i, d := range sims {

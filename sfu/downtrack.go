@@ -167,6 +167,9 @@ type binding struct {
 	// levelID is the subscriber's RFC 6464 audio-level extension id, 0 if not
 	// negotiated: a relay link's far end and a browser's speaker indicator read it.
 	levelID uint8
+	// codecs are a slot's negotiated codecs but RTX (slot.go: a source in any of them is
+	// forwarded with its payload type); nil for a DownTrack.
+	codecs []webrtc.RTPCodecParameters
 }
 
 // seqMapping is how a subscriber's numbering relates to the publisher's, fixed when

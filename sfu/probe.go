@@ -58,14 +58,21 @@ type probe struct {
 	queued     time.Duration // the most the path's queue grew during the probe
 }
 
-// paddingTrack is a video DownTrack of the peer that negotiated RTX and is bound, to
-// carry a probe's padding; nil if none.
+// paddingTrack is a video DownTrack of the peer (or a video slot's padding track) that
+// negotiated RTX and is bound, to carry a probe's padding; nil if none.
 func (p *Peer) paddingTrack() *DownTrack {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for d := range p.downs {
 		if b := d.binding.Load(); b != nil && b.rtxSSRC != 0 {
 			return d
+		}
+	}
+	for s := range p.slots { // a subscriber in slots: a video slot's (slot.go)
+		if s.pad != nil {
+			if b := s.pad.binding.Load(); b != nil && b.rtxSSRC != 0 {
+				return s.pad
+			}
 		}
 	}
 	return nil

@@ -166,6 +166,28 @@ type layerWatch struct {
 	// seen holds the sequence numbers received lately, by number mod seenRing, to tell a
 	// repair from a duplicate.
 	seen [seenRing]int32
+	// frameAt is when the last frame's end (marker) arrived, in order; frozen the longest
+	// wait between two since resetFrozen.
+	frameAt time.Time
+	frozen  time.Duration
+}
+
+// resetFrozen starts measuring the longest wait between frames anew.
+func (w *layerWatch) resetFrozen() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.frozen = 0
+}
+
+// longestFrozen is the longest wait between two frames since resetFrozen, the wait for
+// the next one included.
+func (w *layerWatch) longestFrozen() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.frameAt.IsZero() {
+		return max(w.frozen, time.Since(w.frameAt))
+	}
+	return w.frozen
 }
 
 const seenRing = 1024
@@ -241,6 +263,13 @@ func (w *layerWatch) read(tr *webrtc.TrackRemote) {
 		}
 		w.packets++
 		w.lastSeq, w.lastTS = pkt.SequenceNumber, pkt.Timestamp
+		if pkt.Marker {
+			now := time.Now()
+			if !w.frameAt.IsZero() {
+				w.frozen = max(w.frozen, now.Sub(w.frameAt))
+			}
+			w.frameAt = now
+		}
 		w.mu.Unlock()
 	}
 }

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,12 +34,28 @@ type Slot struct {
 	kind         webrtc.RTPCodecType
 	sub          *Peer
 	sender       *webrtc.RTPSender // set by AddSlot under the peer's lock; read after
+	// pad sends a video slot's link probes (padding on the slot's RTX stream, probe.go):
+	// a DownTrack without a source, bound with the slot. Set by AddSlot, nil for audio.
+	pad *DownTrack
 
 	binding atomic.Pointer[binding] // nil until Bind, nil again after Unbind
-	// clockRate is the bound codec's RTP clock; mime its type (a source in another codec
-	// is not pointed at). Set by Bind, read under mu.
+	// clockRate is the bound codec's RTP clock (90 kHz for every video codec, 48 kHz for
+	// Opus). Set by Bind, read under mu.
 	clockRate uint32
-	mime      atomic.Pointer[string]
+
+	// ctl serialises the changes of feeders (Point, the allocator's setLayer, SetCaps):
+	// each adds and removes feeders in up tracks' fan-outs after deciding under mu, and
+	// two at once could leave a feeder behind. Never taken by a fan-out.
+	ctl sync.Mutex
+	// Layers of a video slot (slotlayer.go). target is the simulcast layer the slot takes
+	// of its source (set when a feeder starts, -1 before the first); maxLayer the cap of
+	// the tile that shows the source now (-1: hidden, nothing is forwarded), from caps,
+	// the slot set's caps by source (nil: none). Written under ctl, read anywhere.
+	target, maxLayer atomic.Int32
+	// want is the allocator's choice of layer for a relayed layered source (one track
+	// whose layer the bridge before switches): its feeders want it (need.go).
+	want atomic.Int32
+	caps *atomic.Pointer[tileCaps]
 
 	// mu guards the forwarding state below: the feeders' fan-outs take it per packet,
 	// Point and the RTCP reader to change or read the mapping. Uncontended, it costs no
@@ -49,12 +66,17 @@ type Slot struct {
 	// packet, at a keyframe for video); either may be nil.
 	cur, next *DownTrack
 	gen       int8 // generation of the newest feeder
-	source    string
-	src       *UpTrack   // the source pointed at (its primary track), nil for none
-	scratch   rtp.Header // fan-out's header, reused
-	levelExt  [1]byte
-	nackHdr   rtp.Header // the RTCP reader's header, reused
-	nackBuf   [maxCachedPayload]byte
+	// pt is the payload type the current writer's packets go with (its source's codec as
+	// the subscriber negotiated it), for feeder ptFor under binding ptOf; set by write.
+	pt       uint8
+	ptFor    *DownTrack
+	ptOf     *binding
+	source   string
+	src      *UpTrack   // the source pointed at (its primary track), nil for none
+	scratch  rtp.Header // fan-out's header, reused
+	levelExt [1]byte
+	nackHdr  rtp.Header // the RTCP reader's header, reused
+	nackBuf  [maxCachedPayload]byte
 
 	packetsSent atomic.Uint64
 	bytesSent   atomic.Uint64 // RTP header and payload
@@ -67,6 +89,12 @@ type Slot struct {
 func (p *Peer) AddSlot(kind webrtc.RTPCodecType, trackID, streamID string) (*Slot, error) {
 	s := &Slot{id: trackID, streamID: streamID, kind: kind, sub: p}
 	s.rw.resume = true
+	s.target.Store(-1)
+	s.maxLayer.Store(maxLayers - 1)
+	if kind == webrtc.RTPCodecTypeVideo {
+		s.pad = &DownTrack{id: trackID, streamID: streamID, sub: p}
+	}
+	var alloc *allocator
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -82,7 +110,15 @@ func (p *Peer) AddSlot(kind webrtc.RTPCodecType, trackID, streamID string) (*Slo
 		p.slots = map[*Slot]struct{}{}
 	}
 	p.slots[s] = struct{}{}
+	if kind == webrtc.RTPCodecTypeVideo && p.alloc == nil {
+		// The link's allocator chooses the video slots' layers (slotalloc.go).
+		p.alloc = newAllocator(p)
+		alloc = p.alloc
+	}
 	p.mu.Unlock()
+	if alloc != nil {
+		go alloc.run()
+	}
 	go s.readRTCP()
 	p.scheduleOffer()
 	return s, nil
@@ -100,34 +136,79 @@ func (p *Peer) Slots() []*Slot {
 }
 
 // Bind implements webrtc.TrackLocal: the slot takes the subscriber's first codec of its
-// kind (the bridge's preference: Opus, VP8); sources in another codec are not forwarded
-// into it.
+// kind (the bridge's preference: Opus, VP8) as the one it announces, and keeps the others
+// the subscriber negotiated: a source in one of those (an H.264 publisher in a VP8
+// slot) is forwarded with that codec's payload type, as RTP allows on one SSRC; the
+// subscriber's decoder follows the payload type (a browser, pion's TrackRemote). A source
+// in a codec the subscriber did not negotiate is not pointed at.
 func (s *Slot) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	var first *webrtc.RTPCodecParameters
+	b := &binding{ssrc: uint32(ctx.SSRC()), writer: ctx.WriteStream()}
 	for _, c := range ctx.CodecParameters() {
 		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
 			continue
 		}
-		b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), writer: ctx.WriteStream()}
-		for _, e := range ctx.HeaderExtensions() {
-			if e.URI == sdp.AudioLevelURI && s.kind == webrtc.RTPCodecTypeAudio {
-				b.levelID = uint8(e.ID)
+		if first == nil {
+			first = &c
+			b.pt = uint8(c.PayloadType)
+		}
+		b.codecs = append(b.codecs, c)
+	}
+	if first == nil {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("bind slot %s: %w", s.id, ErrCodecNotSupported)
+	}
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.AudioLevelURI && s.kind == webrtc.RTPCodecTypeAudio {
+			b.levelID = uint8(e.ID)
+		}
+	}
+	if rtx := uint32(ctx.SSRCRetransmission()); rtx != 0 {
+		// The RTX stream carries the link's probes (probe.go); lost packets are sent
+		// again as they were (answerNACK).
+		apt := strconv.Itoa(int(first.PayloadType))
+		for _, r := range ctx.CodecParameters() {
+			if strings.EqualFold(r.MimeType, webrtc.MimeTypeRTX) && fmtpValue(r.SDPFmtpLine, "apt") == apt {
+				b.rtxSSRC, b.rtxPT = rtx, uint8(r.PayloadType)
 			}
 		}
-		mime := c.MimeType
-		s.mime.Store(&mime)
-		s.mu.Lock()
-		s.clockRate = c.ClockRate
-		s.rw.clockRate = c.ClockRate
-		s.mu.Unlock()
-		s.binding.Store(b)
-		return c, nil
 	}
-	return webrtc.RTPCodecParameters{}, fmt.Errorf("bind slot %s: %w", s.id, ErrCodecNotSupported)
+	if s.pad != nil {
+		s.pad.binding.Store(b)
+	}
+	s.mu.Lock()
+	s.clockRate = first.ClockRate
+	s.rw.clockRate = first.ClockRate
+	s.mu.Unlock()
+	s.binding.Store(b)
+	return *first, nil
+}
+
+// payloadType is the payload type b's subscriber negotiated for codec, and whether it
+// did: an H.264 source takes the H.264 variant of its packetization mode and profile,
+// else of its packetization mode (a decoder takes any profile it can decode; the
+// profile in the SDP labels it).
+func (b *binding) payloadType(codec webrtc.RTPCodecParameters) (uint8, bool) {
+	loose, found := uint8(0), false
+	for _, c := range b.codecs {
+		if !strings.EqualFold(c.MimeType, codec.MimeType) {
+			continue
+		}
+		if fmtpCompatible(codec, c) {
+			return uint8(c.PayloadType), true
+		}
+		if !found && fmtpValue(codec.SDPFmtpLine, "packetization-mode") == fmtpValue(c.SDPFmtpLine, "packetization-mode") {
+			loose, found = uint8(c.PayloadType), true
+		}
+	}
+	return loose, found
 }
 
 // Unbind implements webrtc.TrackLocal.
 func (s *Slot) Unbind(webrtc.TrackLocalContext) error {
 	s.binding.Store(nil)
+	if s.pad != nil {
+		s.pad.binding.Store(nil)
+	}
 	return nil
 }
 
@@ -176,35 +257,50 @@ func (s *Slot) Switches() uint64 { return s.switches.Load() }
 
 // Point makes the slot forward up (a publisher's track, the primary of a simulcast
 // source; layer is the highest simulcast layer to take) labelled source, or nothing
-// (up nil). The packets of the source left go on until the new one's first packet (its
-// keyframe, asked for now, for video). A source in a codec the subscriber did not bind
-// for the slot is not forwarded (false).
+// (up nil). A simulcast source starts at the slot's layer (the allocator's choice, the
+// lowest before its first), never above the cap of the source's tile, and nothing while
+// the tile is hidden (slotlayer.go). The packets of the source left go on until the new
+// one's first packet (its keyframe, asked for now, for video). A source in a codec the
+// subscriber did not negotiate is not forwarded (false).
 func (s *Slot) Point(up *UpTrack, source string, layer int) bool {
-	if up != nil {
-		if up.kind != s.kind {
-			return false
-		}
-		if m := s.mime.Load(); m != nil && !strings.EqualFold(*m, up.codec.MimeType) {
-			up = nil
-		}
+	s.ctl.Lock()
+	defer s.ctl.Unlock()
+	if up != nil && up.kind != s.kind {
+		return false
 	}
+	s.maxLayer.Store(int32(s.capOf(source)))
+	return s.point(up, source, min(layer, s.layerNow()), false)
+}
+
+// point is Point's change of feeders: to layer of up (the nearest present below, else
+// above), or none while the tile is hidden. With cut, a step down within the source
+// stops the layer forwarded now at once, as setLayer's cut (simulcast.go). Caller holds
+// ctl.
+func (s *Slot) point(up *UpTrack, source string, layer int, cut bool) bool {
+	if !s.accepts(up) {
+		up = nil
+	}
+	hidden := up != nil && s.maxLayer.Load() < 0
 	var feed *UpTrack
-	if up != nil {
+	if up != nil && !hidden {
 		feed = up
 		if up.sim != nil {
-			for i := int8(min(layer, maxLayers-1)); i >= 0; i-- {
-				if l := up.sim.layer(i); l != nil {
-					feed = l
-					break
-				}
-			}
+			feed = nearestLayer(up.sim, layer)
 		}
 	}
+	tileCap := max(s.maxLayer.Load(), 0)
 	s.mu.Lock()
 	switch {
 	case up == nil && s.cur == nil && s.next == nil,
-		up != nil && s.src == up && s.next != nil && s.next.up == feed,
-		up != nil && s.src == up && s.next == nil && s.cur != nil && s.cur.up == feed:
+		hidden && s.src == up && s.cur == nil && s.next == nil,
+		feed != nil && s.src == up && s.next != nil && s.next.up == feed,
+		feed != nil && s.src == up && s.next == nil && s.cur != nil && s.cur.up == feed:
+		s.src, s.source = up, source
+		for _, d := range []*DownTrack{s.cur, s.next} {
+			if d != nil {
+				d.maxLayer.Store(tileCap)
+			}
+		}
 		s.mu.Unlock()
 		return up != nil // pointed there already
 	}
@@ -214,30 +310,41 @@ func (s *Slot) Point(up *UpTrack, source string, layer int) bool {
 		s.next = nil
 	}
 	s.src, s.source = up, source
-	if up != nil && s.cur != nil && s.cur.up == feed {
-		// Back to the source forwarded while a switch was pending: keep it.
+	if feed != nil && s.cur != nil && s.cur.up == feed {
+		// Back to the layer forwarded while a switch was pending: keep it.
+		s.cur.maxLayer.Store(tileCap)
 		s.mu.Unlock()
 		for _, d := range drop {
 			d.up.removeDown(d)
 		}
 		return true
 	}
-	// A new generation for the new feeder: the rewriter forwards the current feeder's
-	// (rw.cur) and switches at the target's (s.gen); any other's packets are dropped.
-	s.gen++
-	if s.gen == s.rw.cur {
-		s.gen++
+	if feed == nil || (cut && s.cur != nil && s.cur.up.sim != nil && s.cur.up.sim == feed.sim && s.cur.up.layer > feed.layer) {
+		// Nothing (or a hidden tile), or a step down on a link that overruns: the source
+		// forwarded now stops at once; the next one starts at a keyframe.
+		if s.cur != nil {
+			drop = append(drop, s.cur)
+			s.cur = nil
+			s.rw.resume = true
+		}
 	}
 	var f *DownTrack
-	if up != nil {
+	if feed != nil {
+		// A new generation for the new feeder: the rewriter forwards the current
+		// feeder's (rw.cur) and switches at the target's (s.gen); any other's packets
+		// are dropped.
+		s.gen++
+		if s.gen == s.rw.cur {
+			s.gen++
+		}
 		f = &DownTrack{id: s.id, streamID: s.streamID, up: feed, sub: s.sub, slot: s, slotGen: s.gen}
-		f.maxLayer.Store(int32(max(feed.layer, 0)))
+		// Its cap is the tile's: dynacast keeps the layers up to it sent, for the
+		// allocator to raise the slot to (a feeder's own layer would pause the others).
+		f.maxLayer.Store(tileCap)
 		f.need.Store(needUnknown)
+		f.want.Store(s.want.Load())
 		s.next = f
-	} else if s.cur != nil {
-		drop = append(drop, s.cur)
-		s.cur = nil
-		s.rw.resume = true
+		s.target.Store(int32(feed.layer))
 	}
 	s.mu.Unlock()
 	for _, d := range drop {
@@ -250,6 +357,17 @@ func (s *Slot) Point(up *UpTrack, source string, layer int) bool {
 		}
 	}
 	return up != nil
+}
+
+// accepts reports whether the subscriber negotiated up's codec on the slot (true before
+// negotiation: the slot's codecs are not known yet).
+func (s *Slot) accepts(up *UpTrack) bool {
+	b := s.binding.Load()
+	if b == nil || up == nil {
+		return true
+	}
+	_, ok := b.payloadType(up.codec)
+	return ok
 }
 
 // write forwards one packet of feeder f. Called from f's up track's fan-out.
@@ -278,9 +396,14 @@ func (s *Slot) write(f *DownTrack, hdr *rtp.Header, payload []byte, keyframe boo
 			s.switches.Add(1)
 		}
 	}
+	if s.ptFor != f || s.ptOf != b {
+		// The feeder's codec as the subscriber negotiated it, once per feeder and binding.
+		s.pt, _ = b.payloadType(up.codec)
+		s.ptFor, s.ptOf = f, b
+	}
 	sc := &s.scratch
 	sc.Version, sc.Padding, sc.Marker = 2, false, hdr.Marker
-	sc.PayloadType, sc.SequenceNumber, sc.Timestamp, sc.SSRC = b.pt, seq, ts, b.ssrc
+	sc.PayloadType, sc.SequenceNumber, sc.Timestamp, sc.SSRC = s.pt, seq, ts, b.ssrc
 	sc.CSRC = sc.CSRC[:0]
 	sc.Extension, sc.Extensions = false, sc.Extensions[:0]
 	if b.levelID != 0 && up.hasLevel {
@@ -399,7 +522,7 @@ func (s *Slot) answerNACK(n *rtcp.TransportLayerNack) {
 			}
 			h := &s.nackHdr
 			h.Version, h.Padding, h.Marker = 2, false, marker
-			h.PayloadType, h.SequenceNumber, h.Timestamp, h.SSRC = b.pt, seq, ts+s.rw.tsOffset, b.ssrc
+			h.PayloadType, h.SequenceNumber, h.Timestamp, h.SSRC = s.pt, seq, ts+s.rw.tsOffset, b.ssrc
 			h.CSRC, h.Extension, h.Extensions = h.CSRC[:0], false, h.Extensions[:0]
 			_, _ = b.writer.WriteRTP(h, s.nackBuf[:k])
 			return true

@@ -17,7 +17,9 @@ func benchSlots(n int) (*UpTrack, []byte, []*Slot) {
 		sub.subConnected.Store(true)
 		s := &Slot{id: "slot-v0", streamID: "slot-v0", kind: webrtc.RTPCodecTypeVideo, sub: sub}
 		s.rw.resume, s.rw.clockRate = true, 90000
-		s.binding.Store(&binding{ssrc: uint32(1000 + i), pt: 96, writer: &discardWriter{}})
+		// The subscriber negotiated the track's codec (benchUpTrack's has no name) as 96.
+		s.binding.Store(&binding{ssrc: uint32(1000 + i), pt: 96, writer: &discardWriter{},
+			codecs: []webrtc.RTPCodecParameters{{PayloadType: 96}}})
 		s.Point(up, "source", maxLayers-1)
 		slots = append(slots, s)
 	}

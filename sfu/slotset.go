@@ -3,6 +3,7 @@ package sfu
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/pion/webrtc/v4"
 
@@ -16,9 +17,6 @@ type SlotSetParams struct {
 	Audio, Video int
 	// Self is the subscriber's own source, never forwarded to it.
 	Self string
-	// Layer is the highest simulcast layer a video slot takes of its source (0 lowest):
-	// a grid of tiles needs no top layer.
-	Layer int
 	// OnMap is called with the whole slot map each time it changes, before the slots
 	// change source (a page learns which name to show on a tile before its picture
 	// changes). It runs on the selector's goroutine and must not block.
@@ -39,6 +37,8 @@ type SlotSet struct {
 	audio, video []*Slot
 	// last is the map last reported (selector goroutine only).
 	last []SlotSource
+	// caps is the tiles' cap per source (SetCaps, slotalloc.go), read by the video slots.
+	caps atomic.Pointer[tileCaps]
 }
 
 // AddSlots adds p.Audio audio and p.Video video slots to the subscriber connection
@@ -58,6 +58,7 @@ func (p *Peer) AddSlots(params SlotSetParams) (*SlotSet, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.caps = &set.caps
 		set.video = append(set.video, s)
 	}
 	return set, nil
@@ -103,8 +104,8 @@ func (set *SlotSet) assign(audio, video []slotCandidate) {
 		// The others take free slots, in order.
 		free := 0
 		for j, c := range k.cands {
-			if used[j] || c.source == set.params.Self {
-				continue
+			if used[j] || c.source == set.params.Self || (len(k.slots) > 0 && !k.slots[0].accepts(c.up)) {
+				continue // (a codec the subscriber cannot decode: the next source takes the slot)
 			}
 			for free < len(given) && given[free].up != nil {
 				free++
@@ -126,7 +127,7 @@ func (set *SlotSet) assign(audio, video []slotCandidate) {
 		}
 	}
 	for _, p := range points {
-		p.slot.Point(p.c.up, p.c.source, set.params.Layer)
+		p.slot.Point(p.c.up, p.c.source, maxLayers-1) // the slot's own layer (slotalloc.go)
 	}
 }
 
