@@ -74,10 +74,14 @@ func Compute(in Input) Plan {
 		return p
 	}
 
-	// Bridges with subscribers, and how many of them lie below each link.
+	// Bridges with subscribers or a stream's origin (a send-only publisher, WHIP, may be
+	// alone on its bridge), and how many of them lie below each link.
 	occupied := map[ids.BridgeID]bool{}
 	for _, s := range in.Subscribers {
 		occupied[s.Bridge] = true
+	}
+	for _, st := range in.Streams {
+		occupied[st.Origin] = true
 	}
 	below := map[Link]int{}
 	for b := range occupied {
