@@ -1,0 +1,197 @@
+package sfu
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cau-project/cau/internal/testpeer"
+	"github.com/cau-project/cau/sfu/udpbatch"
+)
+
+// ownSRTPPair is one bridge-side pion connection whose DTLS handshake a dtlsKeys watched
+// (its own API, on a udpbatch socket under a UDP mux, as the bridge's are) and a pion
+// endpoint subscribed to its one video track.
+type ownSRTPPair struct {
+	keys   *dtlsKeys
+	bridge *webrtc.PeerConnection
+	sub    *webrtc.PeerConnection
+	sender *webrtc.RTPSender
+	conn   *udpbatch.Conn
+	got    chan *rtp.Packet
+}
+
+func newOwnSRTPPair(t *testing.T, g *udpbatch.Group, role webrtc.DTLSRole, endpoint func(*webrtc.SettingEngine)) *ownSRTPPair {
+	t.Helper()
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &ownSRTPPair{keys: &dtlsKeys{}, conn: g.New(uc), got: make(chan *rtp.Packet, 64)}
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: p.conn})
+	t.Cleanup(func() { _ = mux.Close() })
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetICEUDPMux(mux)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(true)
+	p.keys.install(&se)
+	bridgeAPI := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	if p.bridge, err = bridgeAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	subAPI := testpeer.API(t, nil, nil, func(se *webrtc.SettingEngine) {
+		testpeer.Loopback(se)
+		if role == webrtc.DTLSRoleServer { // the endpoint answers as DTLS server: the bridge is client
+			_ = se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer)
+		}
+		if endpoint != nil {
+			endpoint(se)
+		}
+	})
+	if p.sub, err = subAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.sub.Close(); _ = p.bridge.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "v", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.sender, err = p.bridge.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	p.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			p.got <- pkt
+		}
+	})
+	connected := make(chan struct{})
+	var once sync.Once
+	p.bridge.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
+	offer := testpeer.Offer(t, p.bridge)
+	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	answer := testpeer.Answer(t, p.sub)
+	if err := p.bridge.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("bridge connection never connected")
+	}
+	return p
+}
+
+// send encrypts packets with seqs in ctx and writes them from the bridge's socket to the
+// selected candidate pair's remote address, bypassing pion's SRTP session and ICE conn.
+func (p *ownSRTPPair) send(t *testing.T, ctx *srtp.Context, seqs []uint16) {
+	t.Helper()
+	pair, err := p.sender.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("selected pair: %v %v", pair, err)
+	}
+	to := &net.UDPAddr{IP: net.ParseIP(pair.Remote.Address), Port: int(pair.Remote.Port)}
+	params := p.sender.GetParameters()
+	h := rtp.Header{Version: 2, PayloadType: uint8(params.Codecs[0].PayloadType), SSRC: uint32(params.Encodings[0].SSRC)}
+	var buf []byte
+	for i, seq := range seqs {
+		h.SequenceNumber, h.Timestamp = seq, uint32(i)*3000
+		// A VP8 keyframe start (S bit, P=0) then a marker, so the subscriber's track starts.
+		raw, err := (&rtp.Packet{Header: h, Payload: []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, byte(i)}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if buf, err = ctx.EncryptRTP(buf[:0], raw, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.conn.WriteTo(buf, to); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // in order, not faster than loopback's buffers
+	}
+}
+
+// TestOwnSRTPKeysDecryptAtPionSubscriber: the SRTP send keys derived from what the
+// DTLS hooks saw are the connection's own. Several handshakes run at once (each
+// connection's hooks see only its own), packets encrypted with those keys and sent from
+// the bridge's socket reach a pion subscriber's track intact, across a sequence-number
+// rollover (the rollover counter is our context's and the receiver's alone), and a
+// connection where the bridge is the DTLS client learns no keys.
+func TestOwnSRTPKeysDecryptAtPionSubscriber(t *testing.T) {
+	g := &udpbatch.Group{}
+	// What the endpoint offers decides the profile, the suite (so the PRF hash) and the
+	// master secret's derivation; each pair is one of them.
+	variants := []func(*webrtc.SettingEngine){
+		nil, // pion's defaults: AEAD_AES_256_GCM, extended master secret
+		func(se *webrtc.SettingEngine) { se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM) },
+		func(se *webrtc.SettingEngine) { se.SetSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80) },
+		func(se *webrtc.SettingEngine) { se.SetDTLSExtendedMasterSecret(dtls.DisableExtendedMasterSecret) },
+		func(se *webrtc.SettingEngine) { se.SetDTLSCipherSuites(dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384) },
+		func(se *webrtc.SettingEngine) { se.SetDTLSCipherSuites(dtls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA) },
+		nil, nil, // and more handshakes at once
+	}
+	pairs := make([]*ownSRTPPair, len(variants))
+	var wg sync.WaitGroup
+	for i := range pairs {
+		wg.Add(1)
+		go func() { defer wg.Done(); pairs[i] = newOwnSRTPPair(t, g, webrtc.DTLSRoleClient, variants[i]) }()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	seqs := []uint16{65530, 65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3}
+	for i, p := range pairs {
+		ctx, profile, err := p.keys.keys()
+		if err != nil {
+			t.Fatalf("pair %d: %v", i, err)
+		}
+		t.Logf("pair %d: profile %v, suite %s", i, profile, dtls.CipherSuiteName(p.keys.suite))
+		p.send(t, ctx, seqs)
+		for j, seq := range seqs {
+			select {
+			case pkt := <-p.got:
+				if pkt.SequenceNumber != seq || !bytes.Equal(pkt.Payload, []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, byte(j)}) {
+					t.Fatalf("pair %d packet %d: seq %d payload %x", i, j, pkt.SequenceNumber, pkt.Payload)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("pair %d: packet %d (seq %d) never decrypted at the subscriber", i, j, seq)
+			}
+		}
+		if _, _, err := p.keys.keys(); err == nil {
+			t.Fatalf("pair %d: keys derived twice", i)
+		}
+	}
+
+	// The bridge as DTLS client (as on some relay links): the server random is the far
+	// end's and never seen here, so no keys.
+	c := newOwnSRTPPair(t, g, webrtc.DTLSRoleServer, nil)
+	if _, _, err := c.keys.keys(); err == nil {
+		t.Fatal("keys derived as DTLS client")
+	} else {
+		t.Log(fmt.Sprint("client role: ", err))
+	}
+}
