@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -19,6 +20,9 @@ type batchNet struct {
 	transport.Net
 	group *udpbatch.Group
 	log   *slog.Logger
+
+	mu    sync.Mutex       // guards conns
+	conns []*udpbatch.Conn // the sockets made here, for own SRTP's sends (ownsrtp.go)
 }
 
 func newBatchNet(g *udpbatch.Group, log *slog.Logger) (*batchNet, error) {
@@ -50,7 +54,11 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 		return nil, err
 	}
 	logBuffers(n.log, "ICE UDP socket", c, slog.LevelWarn)
-	return n.group.New(c), nil
+	bc := n.group.New(c)
+	n.mu.Lock()
+	n.conns = append(n.conns, bc)
+	n.mu.Unlock()
+	return bc, nil
 }
 
 // logBuffers asks for SocketBuffer each way on c, a socket of the kind what names, and

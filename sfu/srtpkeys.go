@@ -186,3 +186,11 @@ func (k *dtlsKeys) keys() (*srtp.Context, srtp.ProtectionProfile, error) {
 	}
 	return ctx, profile, nil
 }
+
+// wipe forgets the master secret (a connection that ends before keys() ran).
+func (k *dtlsKeys) wipe() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	clear(k.master[:])
+	k.used = true
+}
