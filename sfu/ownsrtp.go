@@ -91,14 +91,14 @@ func (o *ownSRTP) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 // decide runs once the connection is connected, before its first packet: it takes the
 // connection's RTP if the keys and the pair allow, and reports why not otherwise (the
 // caller gives the connection back to pion).
-func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair) error {
-	ctx, _, err := o.keys.keys() // first: it wipes the master secret whatever comes next
+func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair) (srtp.ProtectionProfile, error) {
+	ctx, profile, err := o.keys.keys() // first: it wipes the master secret whatever comes next
 	if err != nil {
-		return err
+		return 0, err
 	}
 	d, err := bn.destFor(pair)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	o.mu.Lock()
 	o.ctx = ctx
@@ -107,7 +107,7 @@ func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair) error {
 	}
 	o.mu.Unlock()
 	o.dest.Store(d)
-	return nil
+	return profile, nil
 }
 
 // follow moves the egress to a newly selected pair; false if it cannot (the caller
@@ -226,14 +226,17 @@ func (p *Peer) decideOwnSRTP() {
 		return
 	}
 	pair, err := p.sub.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	var profile srtp.ProtectionProfile
 	if err == nil {
-		err = o.decide(p.bridge.bn, pair)
+		profile, err = o.decide(p.bridge.bn, pair)
 	}
 	by := "bridge"
 	if err != nil {
 		p.subHop.SetEgress(nil)
 		by = "pion"
 		p.log.Info("subscriber SRTP by pion", "reason", err)
+	} else {
+		p.log.Debug("subscriber SRTP by the bridge", "profile", profile.String(), "pair", pair.String())
 	}
 	if m := p.bridge.metrics; m != nil && m.SRTPConnections != nil {
 		m.SRTPConnections.WithLabelValues(by).Inc()
