@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 
@@ -91,7 +92,7 @@ func (o *ownSRTP) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 // decide runs once the connection is connected, before its first packet: it takes the
 // connection's RTP if the keys and the pair allow, and reports why not otherwise (the
 // caller gives the connection back to pion).
-func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair) (srtp.ProtectionProfile, error) {
+func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair, remote *webrtc.SessionDescription) (srtp.ProtectionProfile, error) {
 	ctx, profile, err := o.keys.keys() // first: it wipes the master secret whatever comes next
 	if err != nil {
 		return 0, err
@@ -106,8 +107,52 @@ func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair) (srtp.Prot
 		o.buf = make([]byte, ownSRTPBuf)
 	}
 	o.mu.Unlock()
+	if err := o.followCryptex(remote); err != nil {
+		return 0, err
+	}
 	o.dest.Store(d)
 	return profile, nil
+}
+
+// followCryptex encrypts RTP header extensions (RFC 9335, cryptex) from now on if and
+// only if the far end's description asks for them, as pion's session does (its send mode
+// is the remote description's: a=cryptex at session level or on the media; pion refuses a
+// description that mixes both). Called at decide and after every answer the connection
+// takes, before the packets that follow it.
+func (o *ownSRTP) followCryptex(remote *webrtc.SessionDescription) error {
+	mode := srtp.CryptexModeDisabled
+	if remote != nil {
+		parsed, err := remote.Unmarshal()
+		if err != nil {
+			return fmt.Errorf("remote description: %w", err)
+		}
+		if cryptexIn(parsed) {
+			mode = srtp.CryptexModeEnabled
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ctx == nil {
+		return nil // not ours: pion follows it
+	}
+	if err := o.ctx.UpdateOptions(srtp.Cryptex(mode)); err != nil {
+		return fmt.Errorf("cryptex: %w", err)
+	}
+	return nil
+}
+
+// cryptexIn reports whether d negotiates cryptex: at session level or on an active
+// media section.
+func cryptexIn(d *sdp.SessionDescription) bool {
+	if _, ok := d.Attribute(sdp.AttrKeyCryptex); ok {
+		return true
+	}
+	for _, m := range d.MediaDescriptions {
+		if _, ok := m.Attribute(sdp.AttrKeyCryptex); ok && m.MediaName.Port.Value != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // follow moves the egress to a newly selected pair; false if it cannot (the caller
@@ -228,7 +273,7 @@ func (p *Peer) decideOwnSRTP() {
 	pair, err := p.sub.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	var profile srtp.ProtectionProfile
 	if err == nil {
-		profile, err = o.decide(p.bridge.bn, pair)
+		profile, err = o.decide(p.bridge.bn, pair, p.sub.CurrentRemoteDescription())
 	}
 	by := "bridge"
 	if err != nil {

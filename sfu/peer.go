@@ -333,8 +333,15 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	if !out {
 		return fmt.Errorf("%w: no offer is waiting for an answer", ErrBadSDP)
 	}
-	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+	answer := webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}
+	if err := p.sub.SetRemoteDescription(answer); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	if p.own != nil {
+		// Cryptex as the answer says, as pion's session just did (ownsrtp.go).
+		if err := p.own.followCryptex(&answer); err != nil {
+			p.log.Warn("own SRTP cannot follow the answer", "err", err)
+		}
 	}
 	p.iceSession(Subscriber, sdp)
 	p.flushCandidates(Subscriber)

@@ -30,7 +30,7 @@ type ownSRTPPair struct {
 	got    chan *rtp.Packet
 }
 
-func newOwnSRTPPair(t *testing.T, g *udpbatch.Group, role webrtc.DTLSRole, endpoint func(*webrtc.SettingEngine)) *ownSRTPPair {
+func newOwnSRTPPair(t *testing.T, g *udpbatch.Group, role webrtc.DTLSRole, endpoint ownSRTPEndpoint) *ownSRTPPair {
 	t.Helper()
 	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -58,11 +58,11 @@ func newOwnSRTPPair(t *testing.T, g *udpbatch.Group, role webrtc.DTLSRole, endpo
 		if role == webrtc.DTLSRoleServer { // the endpoint answers as DTLS server: the bridge is client
 			_ = se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer)
 		}
-		if endpoint != nil {
-			endpoint(se)
+		if endpoint.se != nil {
+			endpoint.se(se)
 		}
 	})
-	if p.sub, err = subAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if p.sub, err = subAPI.NewPeerConnection(endpoint.cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.sub.Close(); _ = p.bridge.Close() })
@@ -105,6 +105,12 @@ func newOwnSRTPPair(t *testing.T, g *udpbatch.Group, role webrtc.DTLSRole, endpo
 	return p
 }
 
+// ownSRTPEndpoint is what an endpoint of a test pair offers beyond pion's defaults.
+type ownSRTPEndpoint struct {
+	se  func(*webrtc.SettingEngine)
+	cfg webrtc.Configuration
+}
+
 // send encrypts packets with seqs in ctx and writes them from the bridge's socket to the
 // selected candidate pair's remote address, bypassing pion's SRTP session and ICE conn.
 func (p *ownSRTPPair) send(t *testing.T, ctx *srtp.Context, seqs []uint16) {
@@ -120,7 +126,12 @@ func (p *ownSRTPPair) send(t *testing.T, ctx *srtp.Context, seqs []uint16) {
 	for i, seq := range seqs {
 		h.SequenceNumber, h.Timestamp = seq, uint32(i)*3000
 		// A VP8 keyframe start (S bit, P=0) then a marker, so the subscriber's track starts.
-		raw, err := (&rtp.Packet{Header: h, Payload: []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, byte(i)}}).Marshal()
+		// With a header extension, which cryptex (when negotiated) must encrypt.
+		pkt := &rtp.Packet{Header: h, Payload: []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, byte(i)}}
+		if err := pkt.SetExtension(1, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := pkt.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,14 +155,17 @@ func TestOwnSRTPKeysDecryptAtPionSubscriber(t *testing.T) {
 	g := &udpbatch.Group{}
 	// What the endpoint offers decides the profile, the suite (so the PRF hash) and the
 	// master secret's derivation; each pair is one of them.
-	variants := []func(*webrtc.SettingEngine){
-		nil, // pion's defaults: AEAD_AES_256_GCM, extended master secret
-		func(se *webrtc.SettingEngine) { se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM) },
-		func(se *webrtc.SettingEngine) { se.SetSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80) },
-		func(se *webrtc.SettingEngine) { se.SetDTLSExtendedMasterSecret(dtls.DisableExtendedMasterSecret) },
-		func(se *webrtc.SettingEngine) { se.SetDTLSCipherSuites(dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384) },
-		func(se *webrtc.SettingEngine) { se.SetDTLSCipherSuites(dtls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA) },
-		nil, nil, // and more handshakes at once
+	variants := []ownSRTPEndpoint{
+		{}, // pion's defaults: AEAD_AES_256_GCM, extended master secret, cryptex negotiated
+		{se: func(se *webrtc.SettingEngine) { se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM) }},
+		{se: func(se *webrtc.SettingEngine) { se.SetSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80) }},
+		{se: func(se *webrtc.SettingEngine) { se.SetDTLSExtendedMasterSecret(dtls.DisableExtendedMasterSecret) }},
+		{se: func(se *webrtc.SettingEngine) { se.SetDTLSCipherSuites(dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384) }},
+		{se: func(se *webrtc.SettingEngine) { se.SetDTLSCipherSuites(dtls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA) }},
+		// An endpoint that refuses header extensions in clear (cryptex required) and one
+		// that does not speak cryptex: followCryptex must match each.
+		{cfg: webrtc.Configuration{RTPHeaderEncryptionPolicy: webrtc.RTPHeaderEncryptionPolicyRequire}},
+		{cfg: webrtc.Configuration{RTPHeaderEncryptionPolicy: webrtc.RTPHeaderEncryptionPolicyDisable}},
 	}
 	pairs := make([]*ownSRTPPair, len(variants))
 	var wg sync.WaitGroup
@@ -169,12 +183,21 @@ func TestOwnSRTPKeysDecryptAtPionSubscriber(t *testing.T) {
 		if err != nil {
 			t.Fatalf("pair %d: %v", i, err)
 		}
-		t.Logf("pair %d: profile %v, suite %s", i, profile, dtls.CipherSuiteName(p.keys.suite))
+		o := &ownSRTP{ctx: ctx}
+		if err := o.followCryptex(p.bridge.CurrentRemoteDescription()); err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := p.bridge.CurrentRemoteDescription().Unmarshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("pair %d: profile %v, suite %s, cryptex %v", i, profile, dtls.CipherSuiteName(p.keys.suite), cryptexIn(parsed))
 		p.send(t, ctx, seqs)
 		for j, seq := range seqs {
 			select {
 			case pkt := <-p.got:
-				if pkt.SequenceNumber != seq || !bytes.Equal(pkt.Payload, []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, byte(j)}) {
+				if pkt.SequenceNumber != seq || !bytes.Equal(pkt.Payload, []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, byte(j)}) ||
+					!bytes.Equal(pkt.GetExtension(1), []byte{byte(j)}) {
 					t.Fatalf("pair %d packet %d: seq %d payload %x", i, j, pkt.SequenceNumber, pkt.Payload)
 				}
 			case <-time.After(5 * time.Second):
@@ -188,7 +211,7 @@ func TestOwnSRTPKeysDecryptAtPionSubscriber(t *testing.T) {
 
 	// The bridge as DTLS client (as on some relay links): the server random is the far
 	// end's and never seen here, so no keys.
-	c := newOwnSRTPPair(t, g, webrtc.DTLSRoleServer, nil)
+	c := newOwnSRTPPair(t, g, webrtc.DTLSRoleServer, ownSRTPEndpoint{})
 	if _, _, err := c.keys.keys(); err == nil {
 		t.Fatal("keys derived as DTLS client")
 	} else {
