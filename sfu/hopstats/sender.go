@@ -74,7 +74,7 @@ func (i *Interceptor) write(s *localStream, twccID uint8, next interceptor.RTPWr
 	var n int
 	var err error
 	if e := i.egress.Load(); e != nil {
-		n, err = e.Egress.WriteRTP(h, payload)
+		n, err = e.WriteRTP(h, payload)
 	} else {
 		n, err = next.Write(h, payload, a)
 	}
