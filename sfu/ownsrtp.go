@@ -122,11 +122,13 @@ func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair, remote *we
 func (o *ownSRTP) followCryptex(remote *webrtc.SessionDescription) error {
 	mode := srtp.CryptexModeDisabled
 	if remote != nil {
-		parsed, err := remote.Unmarshal()
-		if err != nil {
+		// Parsed from the text: remote may be pion's own (CurrentRemoteDescription), whose
+		// Unmarshal would write the parsed form pion's goroutines read.
+		var parsed sdp.SessionDescription
+		if err := parsed.UnmarshalString(remote.SDP); err != nil {
 			return fmt.Errorf("remote description: %w", err)
 		}
-		if cryptexIn(parsed) {
+		if cryptexIn(&parsed) {
 			mode = srtp.CryptexModeEnabled
 		}
 	}
