@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -23,6 +24,10 @@ type batchNet struct {
 
 	mu    sync.Mutex       // guards conns
 	conns []*udpbatch.Conn // the sockets made here, for own SRTP's sends (ownsrtp.go)
+	// checks are own SRTP's key checks in progress, by destination (ownsrtp.go): the
+	// sockets' watch hands them what pion writes there. nchecks skips the lookup when none.
+	checks  sync.Map // netip.AddrPort → *keyCheck
+	nchecks atomic.Int32
 }
 
 func newBatchNet(g *udpbatch.Group, log *slog.Logger) (*batchNet, error) {
@@ -55,6 +60,7 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 	}
 	logBuffers(n.log, "ICE UDP socket", c, slog.LevelWarn)
 	bc := n.group.New(c)
+	bc.SetWatch(n.watch)
 	n.mu.Lock()
 	n.conns = append(n.conns, bc)
 	n.mu.Unlock()

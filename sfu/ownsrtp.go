@@ -3,11 +3,13 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
@@ -92,13 +94,23 @@ func (o *ownSRTP) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 // decide runs once the connection is connected, before its first packet: it takes the
 // connection's RTP if the keys and the pair allow, and reports why not otherwise (the
 // caller gives the connection back to pion).
-func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair, remote *webrtc.SessionDescription) (srtp.ProtectionProfile, error) {
-	ctx, profile, err := o.keys.keys() // first: it wipes the master secret whatever comes next
+//
+// The key is checked before any packet uses it: probe makes pion's session send one RTCP
+// packet to the pair's remote address, and the key must authenticate and decrypt it as the
+// socket sees it. A handshake whose hooks told something else than pion used (a pion
+// upgrade) so leaves the connection to pion instead of sending what nobody can decrypt.
+func (o *ownSRTP) decide(bn *batchNet, pair *webrtc.ICECandidatePair, remote *webrtc.SessionDescription,
+	probe func() error,
+) (srtp.ProtectionProfile, error) {
+	ctx, profile, check, err := o.keys.keys() // first: it wipes the master secret whatever comes next
 	if err != nil {
 		return 0, err
 	}
 	d, err := bn.destFor(pair)
 	if err != nil {
+		return 0, err
+	}
+	if err := bn.checkKey(d.to, check, probe); err != nil {
 		return 0, err
 	}
 	o.mu.Lock()
@@ -275,7 +287,11 @@ func (p *Peer) decideOwnSRTP() {
 	pair, err := p.sub.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	var profile srtp.ProtectionProfile
 	if err == nil {
-		profile, err = o.decide(p.bridge.bn, pair, p.sub.CurrentRemoteDescription())
+		profile, err = o.decide(p.bridge.bn, pair, p.sub.CurrentRemoteDescription(), func() error {
+			// An empty receiver report: valid RTCP (RFC 3550 §6.4.2) that a receiver ignores.
+			_, err := p.sub.SCTP().Transport().WriteRTCP([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: rand.Uint32()}})
+			return err
+		})
 	}
 	by := "bridge"
 	if err != nil {
@@ -288,4 +304,64 @@ func (p *Peer) decideOwnSRTP() {
 	if m := p.bridge.metrics; m != nil && m.SRTPConnections != nil {
 		m.SRTPConnections.WithLabelValues(by).Inc()
 	}
+}
+
+// keyCheck catches the first SRTCP packet pion's session writes to one destination.
+type keyCheck struct {
+	mu  sync.Mutex // guards pkt: the socket's writers offer, checkKey reads
+	pkt []byte     // nil until caught
+}
+
+// offer keeps p if it is the first SRTCP packet seen (RFC 5761 §4: RTP version 2, packet
+// type 192–223; DTLS and STUN never look so).
+func (k *keyCheck) offer(p []byte) {
+	if len(p) < 8 || p[0]>>6 != 2 || p[1] < 192 || p[1] > 223 {
+		return
+	}
+	k.mu.Lock()
+	if k.pkt == nil {
+		k.pkt = append([]byte(nil), p...)
+	}
+	k.mu.Unlock()
+}
+
+// watch is every mux socket's udpbatch watch: it hands checks in progress what is written
+// to their destination. One atomic load per datagram when none is.
+func (n *batchNet) watch(p []byte, to netip.AddrPort) {
+	if n.nchecks.Load() == 0 {
+		return
+	}
+	if v, ok := n.checks.Load(to); ok {
+		v.(*keyCheck).offer(p)
+	}
+}
+
+// errKeyCheck says the derived key did not open what pion's session sent: not ours.
+var errKeyCheck = errors.New("sfu: own SRTP key check failed")
+
+// checkKey runs probe (which makes pion's session write SRTCP to `to`, synchronously down
+// to the socket) and decrypts what the socket was given with check, a context of the key
+// the egress would use.
+func (n *batchNet) checkKey(to netip.AddrPort, check *srtp.Context, probe func() error) error {
+	k := &keyCheck{}
+	if _, busy := n.checks.LoadOrStore(to, k); busy {
+		return fmt.Errorf("%w: another check to %s", errKeyCheck, to)
+	}
+	n.nchecks.Add(1)
+	err := probe()
+	n.nchecks.Add(-1)
+	n.checks.Delete(to)
+	if err != nil {
+		return fmt.Errorf("%w: probe: %w", errKeyCheck, err)
+	}
+	k.mu.Lock()
+	pkt := k.pkt
+	k.mu.Unlock()
+	if pkt == nil {
+		return fmt.Errorf("%w: nothing written to %s", errKeyCheck, to)
+	}
+	if _, err := check.DecryptRTCP(nil, pkt, nil); err != nil {
+		return fmt.Errorf("%w: %w", errKeyCheck, err)
+	}
+	return nil
 }

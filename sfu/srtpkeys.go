@@ -156,35 +156,41 @@ func (e exporter) ExportKeyingMaterial(label string, context []byte, length int)
 }
 
 // keys derives the bridge's SRTP send context (the DTLS server's write key and salt) once
-// the handshake is done, and wipes the master secret. It fails, and so leaves the
+// the handshake is done, and a second one of the same key to check it with, and wipes the
+// master secret. It fails, and so leaves the
 // connection to pion, unless exactly one handshake was seen whole, as its server.
-func (k *dtlsKeys) keys() (*srtp.Context, srtp.ProtectionProfile, error) {
+func (k *dtlsKeys) keys() (send *srtp.Context, profile srtp.ProtectionProfile, check *srtp.Context, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	defer func() { clear(k.master[:]); k.used = true }()
 	if k.used || k.bad || k.hellos == 0 || k.secrets != 1 || k.clientRandom == k.serverRandom {
-		return nil, 0, fmt.Errorf("%w: used %v bad %v hellos %d secrets %d", errNoKeys, k.used, k.bad, k.hellos, k.secrets)
+		return nil, 0, nil, fmt.Errorf("%w: used %v bad %v hellos %d secrets %d", errNoKeys, k.used, k.bad, k.hellos, k.secrets)
 	}
 	hash := prfHash(k.suite)
 	profile, ok := srtpProfile(k.profile)
 	if hash == nil || !ok {
-		return nil, 0, fmt.Errorf("%w: suite %s, profile %#04x", errNoKeys, dtls.CipherSuiteName(k.suite), uint16(k.profile))
+		return nil, 0, nil, fmt.Errorf("%w: suite %s, profile %#04x", errNoKeys, dtls.CipherSuiteName(k.suite), uint16(k.profile))
 	}
 	seed := make([]byte, 0, 64)
 	seed = append(append(seed, k.clientRandom[:]...), k.serverRandom[:]...)
 	cfg := srtp.Config{Profile: profile}
 	if err := cfg.ExtractSessionKeysFromDTLS(exporter{master: k.master[:], seedRandoms: seed, hash: hash}, false); err != nil {
-		return nil, 0, fmt.Errorf("derive SRTP keys: %w", err)
+		return nil, 0, nil, fmt.Errorf("derive SRTP keys: %w", err)
 	}
 	defer clear(cfg.Keys.RemoteMasterKey)
 	defer clear(cfg.Keys.RemoteMasterSalt)
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
-	clear(cfg.Keys.LocalMasterKey)
-	clear(cfg.Keys.LocalMasterSalt)
+	defer clear(cfg.Keys.LocalMasterKey)
+	defer clear(cfg.Keys.LocalMasterSalt)
+	send, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
 	if err != nil {
-		return nil, 0, fmt.Errorf("SRTP context: %w", err)
+		return nil, 0, nil, fmt.Errorf("SRTP context: %w", err)
 	}
-	return ctx, profile, nil
+	// A second context of the same key, to decrypt what pion's session sends (keyCheck).
+	check, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("SRTP context: %w", err)
+	}
+	return send, profile, check, nil
 }
 
 // wipe forgets the master secret (a connection that ends before keys() ran).

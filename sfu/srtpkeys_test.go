@@ -2,14 +2,17 @@ package sfu
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
@@ -106,6 +109,16 @@ func newOwnSRTPPair(t *testing.T, g *udpbatch.Group, role webrtc.DTLSRole, endpo
 	return p
 }
 
+// remote is the selected candidate pair's remote address.
+func (p *ownSRTPPair) remote(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pair, err := p.sender.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("selected pair: %v %v", pair, err)
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr(pair.Remote.Address), pair.Remote.Port)
+}
+
 // ownSRTPEndpoint is what an endpoint of a test pair offers beyond pion's defaults.
 type ownSRTPEndpoint struct {
 	se  func(*webrtc.SettingEngine)
@@ -116,11 +129,7 @@ type ownSRTPEndpoint struct {
 // selected candidate pair's remote address, bypassing pion's SRTP session and ICE conn.
 func (p *ownSRTPPair) send(t *testing.T, ctx *srtp.Context, seqs []uint16) {
 	t.Helper()
-	pair, err := p.sender.Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil {
-		t.Fatalf("selected pair: %v %v", pair, err)
-	}
-	to := &net.UDPAddr{IP: net.ParseIP(pair.Remote.Address), Port: int(pair.Remote.Port)}
+	to := net.UDPAddrFromAddrPort(p.remote(t))
 	params := p.sender.GetParameters()
 	h := rtp.Header{Version: 2, PayloadType: uint8(params.Codecs[0].PayloadType), SSRC: uint32(params.Encodings[0].SSRC)}
 	var buf []byte
@@ -179,11 +188,35 @@ func TestOwnSRTPKeysDecryptAtPionSubscriber(t *testing.T) {
 		return
 	}
 	seqs := []uint16{65530, 65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3}
+	checks := make([]*srtp.Context, len(pairs))
+	sends := make([]*srtp.Context, len(pairs))
+	profiles := make([]srtp.ProtectionProfile, len(pairs))
 	for i, p := range pairs {
-		ctx, profile, err := p.keys.keys()
-		if err != nil {
+		var err error
+		if sends[i], profiles[i], checks[i], err = p.keys.keys(); err != nil {
 			t.Fatalf("pair %d: %v", i, err)
 		}
+	}
+	// The key check (ownsrtp.go): what pion's session writes to the pair's remote address
+	// opens with the derived key, and not with another connection's.
+	bn := &batchNet{}
+	for i, p := range pairs {
+		p.conn.SetWatch(bn.watch)
+		to := p.remote(t)
+		probe := func() error {
+			_, err := p.bridge.SCTP().Transport().WriteRTCP([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 1}})
+			return err
+		}
+		if err := bn.checkKey(to, checks[i], probe); err != nil {
+			t.Fatalf("pair %d: own key check: %v", i, err)
+		}
+		other := checks[(i+1)%len(pairs)]
+		if err := bn.checkKey(to, other, probe); !errors.Is(err, errKeyCheck) {
+			t.Fatalf("pair %d: checked with another connection's key: %v, want errKeyCheck", i, err)
+		}
+	}
+	for i, p := range pairs {
+		ctx, profile := sends[i], profiles[i]
 		o := &ownSRTP{ctx: ctx}
 		if err := o.followCryptex(p.bridge.CurrentRemoteDescription()); err != nil {
 			t.Fatal(err)
@@ -205,7 +238,7 @@ func TestOwnSRTPKeysDecryptAtPionSubscriber(t *testing.T) {
 				t.Fatalf("pair %d: packet %d (seq %d) never decrypted at the subscriber", i, j, seq)
 			}
 		}
-		if _, _, err := p.keys.keys(); err == nil {
+		if _, _, _, err := p.keys.keys(); err == nil {
 			t.Fatalf("pair %d: keys derived twice", i)
 		}
 	}
@@ -213,7 +246,7 @@ func TestOwnSRTPKeysDecryptAtPionSubscriber(t *testing.T) {
 	// The bridge as DTLS client (as on some relay links): the server random is the far
 	// end's and never seen here, so no keys.
 	c := newOwnSRTPPair(t, g, webrtc.DTLSRoleServer, ownSRTPEndpoint{})
-	if _, _, err := c.keys.keys(); err == nil {
+	if _, _, _, err := c.keys.keys(); err == nil {
 		t.Fatal("keys derived as DTLS client")
 	} else {
 		t.Log(fmt.Sprint("client role: ", err))
