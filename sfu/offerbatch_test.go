@@ -70,3 +70,110 @@ func TestSubscriberOfferBatchesTracksAddedInTurn(t *testing.T) {
 		t.Errorf("tracks added 300 ms apart over 1.5 s, batches of at most 800 ms: %d subscriber offers, want 2 or more", n)
 	}
 }
+
+// When a publisher leaves, its subscribers' renegotiation only removes tracks: nothing
+// waits for it (forwarding stopped at once), and at a meeting's end most subscribers leave
+// moments later, so it waits removalWait (issue 11: 50-330 such offers per 258-endpoint
+// meeting end, made while the next meeting joined). A subscriber that leaves within the
+// wait is never offered the removal; one that stays is offered it once the wait is over;
+// an addition meanwhile is offered at once, in the same offer as the removal.
+func TestSubscriberRemovalOfferWaits(t *testing.T) {
+	b := newTestBridge(t)
+	r := &room{}
+	pub, pub2 := r.join(t, b, "pub"), r.join(t, b, "pub2")
+	pub.publish()
+	pub2.publish()
+	of := func(owner string) []*UpTrack {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var ts []*UpTrack
+		for _, up := range r.tracks {
+			if up.owner.ID() == owner {
+				ts = append(ts, up)
+			}
+		}
+		return ts
+	}
+	eventually(t, 15*time.Second, func() string {
+		if n, n2 := len(of("pub")), len(of("pub2")); n < 2 || n2 < 2 {
+			return fmt.Sprintf("tracks published: pub %d, pub2 %d of 2", n, n2)
+		}
+		return ""
+	})
+	type sub struct {
+		e      *testEndpoint
+		offers atomic.Int64
+		last   atomic.Int64 // when the last offer came (unix ns)
+	}
+	newSub := func(name string, wait time.Duration) *sub {
+		s := &sub{}
+		s.e = newTestEndpointWith(t, b, name, nil, endpointOpts{onOffer: func() {
+			s.offers.Add(1)
+			s.last.Store(time.Now().UnixNano())
+		}})
+		s.e.peer.mu.Lock()
+		s.e.peer.removalWait = wait
+		s.e.peer.mu.Unlock()
+		for _, up := range of("pub") {
+			if _, err := s.e.peer.Subscribe(up, up.ID(), up.StreamID()); err != nil {
+				t.Fatalf("subscribe: %v", err)
+			}
+		}
+		return s
+	}
+	const short = 300 * time.Millisecond
+	stays, leaves, adds := newSub("stays", short), newSub("leaves", time.Minute), newSub("adds", time.Minute)
+	for _, s := range []*sub{stays, leaves, adds} {
+		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+			s.e.waitPackets(t, 15*time.Second, "stream-pub", kind, 5, s.e.name+": no "+kind.String()+" from pub")
+		}
+		if n := s.offers.Load(); n != 1 {
+			t.Fatalf("%s: %d offers for its first two tracks, want 1", s.e.name, n)
+		}
+	}
+
+	left := time.Now()
+	pub.close()
+	eventually(t, 10*time.Second, func() string {
+		for _, s := range []*sub{stays, leaves, adds} {
+			if n := len(s.e.peer.DownTracks()); n > 0 {
+				return fmt.Sprintf("%s still has %d tracks of the publisher that left", s.e.name, n)
+			}
+		}
+		return ""
+	})
+	// Longer than a batch of additions waits (subscriberBatchMax): a removal offered as
+	// additions are would be out by now.
+	time.Sleep(150 * time.Millisecond)
+	leaves.e.close()
+	for _, up := range of("pub2") {
+		if _, err := adds.e.peer.Subscribe(up, up.ID(), up.StreamID()); err != nil {
+			t.Fatalf("subscribe: %v", err)
+		}
+	}
+	// The addition goes out in one offer with the removal, long before the minute.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		adds.e.waitPackets(t, 10*time.Second, "stream-pub2", kind, 5, "adds: no "+kind.String()+" from pub2")
+	}
+	eventually(t, 10*time.Second, func() string {
+		if n := stays.offers.Load(); n != 2 {
+			return fmt.Sprintf("stays: %d offers, want 2 (the removal offered after its wait)", n)
+		}
+		stays.e.peer.mu.Lock()
+		out := stays.e.peer.offerOut
+		stays.e.peer.mu.Unlock()
+		if out {
+			return "stays: the removal's offer is not answered yet"
+		}
+		return ""
+	})
+	if at := time.Unix(0, stays.last.Load()); at.Sub(left) < short {
+		t.Errorf("stays: the removal was offered %v after the publisher left, before its %v wait", at.Sub(left), short)
+	}
+	if n := adds.offers.Load(); n != 2 {
+		t.Errorf("adds: %d offers, want 2 (the first, then the removal with the addition)", n)
+	}
+	if n := leaves.offers.Load(); n != 1 {
+		t.Errorf("leaves: %d offers, want 1 (left within the wait: never offered the removal)", n)
+	}
+}

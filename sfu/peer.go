@@ -109,16 +109,22 @@ type Peer struct {
 	slots       map[*Slot]struct{} // fixed receive tracks (slot.go), nil until the first
 	offerOut    bool               // a subscriber offer is due (offerDue) or awaits its answer
 	renegotiate bool               // something changed while an offer was out
-	offerTimer  *time.Timer
+	// renegotiateAdds: that change added something (else it only removed: removalWait).
+	renegotiateAdds bool
+	offerTimer      *time.Timer
 	// offerDue is the pending sendOffer of a batch not yet offered (nil once sendOffer
 	// starts), and batchFrom when that batch's first change came (scheduleOffer).
 	offerDue  *time.Timer
 	batchFrom time.Time
-	// batchQuiet and batchMax are subscriberBatch and subscriberBatchMax (tests lengthen
-	// them, so that a test's pace cannot decide what it asserts).
-	batchQuiet, batchMax time.Duration
-	pendingPub           []webrtc.ICECandidateInit // candidates that arrived before the remote description
-	pendingSub           []webrtc.ICECandidateInit
+	// batchAdds: the batch due (offerDue) adds something; a batch of removals alone waits
+	// removalWait before it is offered.
+	batchAdds bool
+	// batchQuiet, batchMax and removalWait are subscriberBatch, subscriberBatchMax and
+	// subscriberRemovalWait (tests change them, so that a test's pace cannot decide what it
+	// asserts).
+	batchQuiet, batchMax, removalWait time.Duration
+	pendingPub                        []webrtc.ICECandidateInit // candidates that arrived before the remote description
+	pendingSub                        []webrtc.ICECandidateInit
 	// remoteCands counts the remote candidates given to each connection (by Target) in
 	// its current ICE session (remoteUfrag: the remote description's ice-ufrag; an ICE
 	// restart changes it and starts the count again). Indexed by Target (0 unused).
@@ -149,6 +155,18 @@ const (
 	subscriberBatchMax = 100 * time.Millisecond
 )
 
+// subscriberRemovalWait is how long a renegotiation that only removes tracks waits before
+// it is offered (an addition arriving meanwhile sends it at once, with the addition).
+// Nothing waits for such an offer: a removed track stopped forwarding when it was removed
+// (DownTrack.detach), and the endpoint learns that its publisher left from signaling; the
+// offer only retires the m-section. When a meeting ends its publishers usually leave
+// among the first, and every other endpoint, about to leave too, was offered its removal
+// at once: 50-330 offers per 258-endpoint meeting end in sfu/bench-storm.sh (issue 11),
+// each a CreateOffer here and a CreateAnswer at the endpoint, made while the next
+// meeting's endpoints join. Held for this long, an endpoint that leaves meanwhile is never
+// offered it.
+const subscriberRemovalWait = 2 * time.Second
+
 // subscriberAnswerWait is how long a subscriber offer waits for its answer before it is
 // rolled back or, where pion cannot roll back, sent again (offerTimedOut).
 const subscriberAnswerWait = 10 * time.Second
@@ -163,7 +181,7 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 		bridge: b, params: params, log: log.With("peer", params.ID),
 		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
 		layerTracks: map[*UpTrack]struct{}{},
-		batchQuiet:  subscriberBatch, batchMax: subscriberBatchMax,
+		batchQuiet:  subscriberBatch, batchMax: subscriberBatchMax, removalWait: subscriberRemovalWait,
 	}
 	var err error
 	p.api = b.api
@@ -329,11 +347,11 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	if p.offerTimer != nil {
 		p.offerTimer.Stop()
 	}
-	again := p.renegotiate
-	p.renegotiate = false
+	again, adds := p.renegotiate, p.renegotiateAdds
+	p.renegotiate, p.renegotiateAdds = false, false
 	p.mu.Unlock()
 	if again {
-		p.scheduleOffer()
+		p.scheduleOffer(adds)
 	}
 	return nil
 }
@@ -476,7 +494,7 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 		m.DownTracks.Inc()
 	}
 	go d.readRTCP()
-	p.scheduleOffer()
+	p.scheduleOffer(true)
 	return d, nil
 }
 
@@ -502,33 +520,49 @@ func (p *Peer) removeDownTrack(d *DownTrack) {
 	if err := p.sub.RemoveTrack(sender); err != nil {
 		p.log.Debug("remove track", "track", d.id, "err", err)
 	}
-	p.scheduleOffer()
+	p.scheduleOffer(false)
 }
 
 // scheduleOffer starts a subscriber renegotiation soon, or marks one as needed if an offer
-// is already out (one offer in flight at a time).
-func (p *Peer) scheduleOffer() {
+// is already out (one offer in flight at a time). add says whether the change added
+// something: a change that only removes waits removalWait (subscriberRemovalWait).
+func (p *Peer) scheduleOffer(add bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
 	if p.offerOut {
-		// A batch still waiting to be offered takes the change and waits for quiet again,
-		// up to its limit; Stop fails when sendOffer has fired, and its CreateOffer, after
-		// this change, carries it.
-		if p.offerDue != nil && time.Since(p.batchFrom) < p.batchMax-p.batchQuiet && p.offerDue.Stop() {
-			p.offerDue.Reset(p.batchQuiet)
+		if p.offerDue == nil { // an offer awaits its answer: HandleAnswer offers again
+			p.renegotiate = true
+			p.renegotiateAdds = p.renegotiateAdds || add
 			return
 		}
-		if p.offerDue == nil {
-			p.renegotiate = true
+		// A batch still waiting to be offered takes the change. Stop fails when sendOffer
+		// has fired, and its CreateOffer, after this change, carries it.
+		switch {
+		case !add && !p.batchAdds:
+			// A removal joins a batch of removals, which keeps its deadline.
+		case !p.batchAdds:
+			// The first addition to a batch of removals: offered as additions are.
+			if p.offerDue.Stop() {
+				p.batchAdds, p.batchFrom = true, time.Now()
+				p.offerDue.Reset(p.batchQuiet)
+			}
+		case time.Since(p.batchFrom) < p.batchMax-p.batchQuiet && p.offerDue.Stop():
+			// The batch waits for quiet again, up to its limit.
+			p.offerDue.Reset(p.batchQuiet)
 		}
 		return
 	}
 	p.offerOut = true
+	p.batchAdds = add
 	p.batchFrom = time.Now()
-	p.offerDue = time.AfterFunc(p.batchQuiet, p.sendOffer)
+	wait := p.batchQuiet
+	if !add {
+		wait = p.removalWait
+	}
+	p.offerDue = time.AfterFunc(wait, p.sendOffer)
 }
 
 func (p *Peer) sendOffer() {
@@ -600,7 +634,7 @@ func (p *Peer) offerTimedOut() {
 		// finds the connection stable and is refused), keep waiting, and offer what
 		// changed meanwhile once the answer comes.
 		p.mu.Lock()
-		p.renegotiate = true
+		p.renegotiate, p.renegotiateAdds = true, true
 		p.offerTimer = time.AfterFunc(subscriberAnswerWait, p.offerTimedOut)
 		p.mu.Unlock()
 		local := p.sub.PendingLocalDescription()
@@ -614,10 +648,10 @@ func (p *Peer) offerTimedOut() {
 	p.subNegotiation.Unlock()
 	p.mu.Lock()
 	p.offerOut = false
-	p.renegotiate = false
+	p.renegotiate, p.renegotiateAdds = false, false
 	p.mu.Unlock()
 	p.log.Warn("subscriber answer timed out; offering again")
-	p.scheduleOffer()
+	p.scheduleOffer(true)
 }
 
 // UpTracks returns the tracks this peer publishes.
@@ -656,6 +690,9 @@ func (p *Peer) Close() error {
 	p.closed = true
 	if p.offerTimer != nil {
 		p.offerTimer.Stop()
+	}
+	if p.offerDue != nil { // a batch of removals may wait seconds; the peer need not
+		p.offerDue.Stop()
 	}
 	downs := p.downs
 	p.downs = map[*DownTrack]*webrtc.RTPSender{}
