@@ -71,12 +71,14 @@ func TestSubscriberOfferBatchesTracksAddedInTurn(t *testing.T) {
 	}
 }
 
-// When a publisher leaves, its subscribers' renegotiation only removes tracks: nothing
-// waits for it (forwarding stopped at once), and at a meeting's end most subscribers leave
-// moments later, so it waits removalWait (issue 11: 50-330 such offers per 258-endpoint
-// meeting end, made while the next meeting joined). A subscriber that leaves within the
-// wait is never offered the removal; one that stays is offered it once the wait is over;
-// an addition meanwhile is offered at once, in the same offer as the removal.
+// When a publisher leaves, its subscribers' renegotiation only removes its tracks: nothing
+// waits for it (forwarding stopped at once, signaling says who left), and at a meeting's
+// end most subscribers leave moments later, so it waits removalWait (issue 11: 50-330 such
+// offers per 258-endpoint meeting end, made while the next meeting joined). A subscriber
+// that leaves within the wait is never offered the removal; one that stays is offered it
+// once the wait is over; an addition meanwhile is offered at once, with the removal. An
+// unsubscription from a publisher still there is offered at once (the page clears the
+// picture on it).
 func TestSubscriberRemovalOfferWaits(t *testing.T) {
 	b := newTestBridge(t)
 	r := &room{}
@@ -123,7 +125,8 @@ func TestSubscriberRemovalOfferWaits(t *testing.T) {
 	}
 	const short = 300 * time.Millisecond
 	stays, leaves, adds := newSub("stays", short), newSub("leaves", time.Minute), newSub("adds", time.Minute)
-	for _, s := range []*sub{stays, leaves, adds} {
+	unsub := newSub("unsub", time.Minute)
+	for _, s := range []*sub{stays, leaves, adds, unsub} {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 			s.e.waitPackets(t, 15*time.Second, "stream-pub", kind, 5, s.e.name+": no "+kind.String()+" from pub")
 		}
@@ -131,6 +134,16 @@ func TestSubscriberRemovalOfferWaits(t *testing.T) {
 			t.Fatalf("%s: %d offers for its first two tracks, want 1", s.e.name, n)
 		}
 	}
+
+	for _, d := range unsub.e.peer.DownTracks() {
+		unsub.e.peer.Unsubscribe(d)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if n := unsub.offers.Load(); n != 2 {
+			return fmt.Sprintf("unsub: %d offers, want 2 (the unsubscription offered at once)", n)
+		}
+		return ""
+	})
 
 	left := time.Now()
 	pub.close()

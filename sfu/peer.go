@@ -109,16 +109,17 @@ type Peer struct {
 	slots       map[*Slot]struct{} // fixed receive tracks (slot.go), nil until the first
 	offerOut    bool               // a subscriber offer is due (offerDue) or awaits its answer
 	renegotiate bool               // something changed while an offer was out
-	// renegotiateAdds: that change added something (else it only removed: removalWait).
-	renegotiateAdds bool
-	offerTimer      *time.Timer
+	// renegotiatePrompt: that change is to be offered promptly (else it only removed
+	// tracks whose publisher left: removalWait).
+	renegotiatePrompt bool
+	offerTimer        *time.Timer
 	// offerDue is the pending sendOffer of a batch not yet offered (nil once sendOffer
 	// starts), and batchFrom when that batch's first change came (scheduleOffer).
 	offerDue  *time.Timer
 	batchFrom time.Time
-	// batchAdds: the batch due (offerDue) adds something; a batch of removals alone waits
-	// removalWait before it is offered.
-	batchAdds bool
+	// batchPrompt: the batch due (offerDue) has a change to offer promptly; a batch that
+	// only removes tracks whose publisher left waits removalWait before it is offered.
+	batchPrompt bool
 	// batchQuiet, batchMax and removalWait are subscriberBatch, subscriberBatchMax and
 	// subscriberRemovalWait (tests change them, so that a test's pace cannot decide what it
 	// asserts).
@@ -155,16 +156,18 @@ const (
 	subscriberBatchMax = 100 * time.Millisecond
 )
 
-// subscriberRemovalWait is how long a renegotiation that only removes tracks waits before
-// it is offered (an addition arriving meanwhile sends it at once, with the addition).
-// Nothing waits for such an offer: a removed track stopped forwarding when it was removed
-// (DownTrack.detach), and the endpoint learns that its publisher left from signaling; the
-// offer only retires the m-section. When a meeting ends its publishers usually leave
-// among the first, and every other endpoint, about to leave too, was offered its removal
-// at once: 50-330 offers per 258-endpoint meeting end in sfu/bench-storm.sh (issue 11),
-// each a CreateOffer here and a CreateAnswer at the endpoint, made while the next
-// meeting's endpoints join. Held for this long, an endpoint that leaves meanwhile is never
-// offered it.
+// subscriberRemovalWait is how long a renegotiation that only removes the tracks of
+// publishers that left waits before it is offered (any other change arriving meanwhile
+// sends it at once, with that change). Nothing waits for such an offer: the tracks stopped
+// forwarding when they ended, and the endpoint learns from signaling that the publisher
+// left (participant_left: the page drops the tile); the offer only retires m-sections.
+// When a meeting ends its publishers usually leave among the first, and every other
+// endpoint, about to leave too, was offered its removal at once: 50-330 offers per
+// 258-endpoint meeting end in sfu/bench-storm.sh (issue 11), each a CreateOffer here and a
+// CreateAnswer at the endpoint, made while the next meeting's endpoints join. Held for this
+// long, an endpoint that leaves meanwhile is never offered it. A track unpublished by a
+// publisher that stays (a screen share stopped) or unsubscribed is offered promptly: the
+// page clears the picture on that offer.
 const subscriberRemovalWait = 2 * time.Second
 
 // subscriberAnswerWait is how long a subscriber offer waits for its answer before it is
@@ -264,6 +267,13 @@ func (p *Peer) newConnection() (*webrtc.PeerConnection, error) {
 	return p.api.NewPeerConnection(webrtc.Configuration{Certificates: certs})
 }
 
+// isClosed reports whether Close has run.
+func (p *Peer) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
 // publisher is the publisher connection; nil until the endpoint's first offer.
 func (p *Peer) publisher() *webrtc.PeerConnection {
 	p.mu.Lock()
@@ -347,11 +357,11 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	if p.offerTimer != nil {
 		p.offerTimer.Stop()
 	}
-	again, adds := p.renegotiate, p.renegotiateAdds
-	p.renegotiate, p.renegotiateAdds = false, false
+	again, prompt := p.renegotiate, p.renegotiatePrompt
+	p.renegotiate, p.renegotiatePrompt = false, false
 	p.mu.Unlock()
 	if again {
-		p.scheduleOffer(adds)
+		p.scheduleOffer(prompt)
 	}
 	return nil
 }
@@ -482,12 +492,12 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 		d.SetLayer(0)
 		select {
 		case <-up.done:
-			p.removeDownTrack(d)
+			p.removeDownTrack(d, true)
 			return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, ErrClosed)
 		default:
 		}
 	} else if err := up.addDown(d); err != nil {
-		p.removeDownTrack(d)
+		p.removeDownTrack(d, true)
 		return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, err)
 	}
 	if m := p.bridge.metrics; m != nil {
@@ -498,10 +508,14 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 	return d, nil
 }
 
-// Unsubscribe stops forwarding d.
-func (p *Peer) Unsubscribe(d *DownTrack) { p.removeDownTrack(d) }
+// Unsubscribe stops forwarding d. Its renegotiation waits (subscriberRemovalWait) if d's
+// publisher has left: a leaving endpoint's subscribers are unsubscribed by signaling as
+// its peer closes, in either order.
+func (p *Peer) Unsubscribe(d *DownTrack) { p.removeDownTrack(d, !d.up.owner.isClosed()) }
 
-func (p *Peer) removeDownTrack(d *DownTrack) {
+// removeDownTrack stops forwarding d and renegotiates: promptly, or if prompt is false
+// (d's publisher left) after removalWait.
+func (p *Peer) removeDownTrack(d *DownTrack, prompt bool) {
 	d.detach()
 	p.mu.Lock()
 	sender, ok := p.downs[d]
@@ -520,13 +534,13 @@ func (p *Peer) removeDownTrack(d *DownTrack) {
 	if err := p.sub.RemoveTrack(sender); err != nil {
 		p.log.Debug("remove track", "track", d.id, "err", err)
 	}
-	p.scheduleOffer(false)
+	p.scheduleOffer(prompt)
 }
 
 // scheduleOffer starts a subscriber renegotiation soon, or marks one as needed if an offer
-// is already out (one offer in flight at a time). add says whether the change added
-// something: a change that only removes waits removalWait (subscriberRemovalWait).
-func (p *Peer) scheduleOffer(add bool) {
+// is already out (one offer in flight at a time). prompt is false for a change that only
+// removes a track whose publisher left: alone, it waits removalWait (subscriberRemovalWait).
+func (p *Peer) scheduleOffer(prompt bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -535,18 +549,18 @@ func (p *Peer) scheduleOffer(add bool) {
 	if p.offerOut {
 		if p.offerDue == nil { // an offer awaits its answer: HandleAnswer offers again
 			p.renegotiate = true
-			p.renegotiateAdds = p.renegotiateAdds || add
+			p.renegotiatePrompt = p.renegotiatePrompt || prompt
 			return
 		}
 		// A batch still waiting to be offered takes the change. Stop fails when sendOffer
 		// has fired, and its CreateOffer, after this change, carries it.
 		switch {
-		case !add && !p.batchAdds:
+		case !prompt && !p.batchPrompt:
 			// A removal joins a batch of removals, which keeps its deadline.
-		case !p.batchAdds:
-			// The first addition to a batch of removals: offered as additions are.
+		case !p.batchPrompt:
+			// The first prompt change to a batch of removals: offered as such changes are.
 			if p.offerDue.Stop() {
-				p.batchAdds, p.batchFrom = true, time.Now()
+				p.batchPrompt, p.batchFrom = true, time.Now()
 				p.offerDue.Reset(p.batchQuiet)
 			}
 		case time.Since(p.batchFrom) < p.batchMax-p.batchQuiet && p.offerDue.Stop():
@@ -556,10 +570,10 @@ func (p *Peer) scheduleOffer(add bool) {
 		return
 	}
 	p.offerOut = true
-	p.batchAdds = add
+	p.batchPrompt = prompt
 	p.batchFrom = time.Now()
 	wait := p.batchQuiet
-	if !add {
+	if !prompt {
 		wait = p.removalWait
 	}
 	p.offerDue = time.AfterFunc(wait, p.sendOffer)
@@ -634,7 +648,7 @@ func (p *Peer) offerTimedOut() {
 		// finds the connection stable and is refused), keep waiting, and offer what
 		// changed meanwhile once the answer comes.
 		p.mu.Lock()
-		p.renegotiate, p.renegotiateAdds = true, true
+		p.renegotiate, p.renegotiatePrompt = true, true
 		p.offerTimer = time.AfterFunc(subscriberAnswerWait, p.offerTimedOut)
 		p.mu.Unlock()
 		local := p.sub.PendingLocalDescription()
@@ -648,7 +662,7 @@ func (p *Peer) offerTimedOut() {
 	p.subNegotiation.Unlock()
 	p.mu.Lock()
 	p.offerOut = false
-	p.renegotiate, p.renegotiateAdds = false, false
+	p.renegotiate, p.renegotiatePrompt = false, false
 	p.mu.Unlock()
 	p.log.Warn("subscriber answer timed out; offering again")
 	p.scheduleOffer(true)
