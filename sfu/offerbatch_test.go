@@ -145,7 +145,13 @@ func TestSubscriberRemovalOfferWaits(t *testing.T) {
 		return ""
 	})
 
+	// The publisher leaves as signaling makes it: its peer closed on its leave message,
+	// before its endpoint's connections close. (Tracks ended by the endpoint closing its
+	// connection first, while the peer is open, look like an unpublication: offered at once.)
 	left := time.Now()
+	if err := pub.peer.Close(); err != nil {
+		t.Fatal(err)
+	}
 	pub.close()
 	eventually(t, 10*time.Second, func() string {
 		for _, s := range []*sub{stays, leaves, adds} {

@@ -165,7 +165,9 @@ const (
 // endpoint, about to leave too, was offered its removal at once: 50-330 offers per
 // 258-endpoint meeting end in sfu/bench-storm.sh (issue 11), each a CreateOffer here and a
 // CreateAnswer at the endpoint, made while the next meeting's endpoints join. Held for this
-// long, an endpoint that leaves meanwhile is never offered it. A track unpublished by a
+// long, an endpoint that leaves meanwhile is never offered it. "Left" is the publisher's
+// Peer closed (signaling closes it on the endpoint's leave message, before the endpoint
+// closes its connections); tracks that end while it is open are offered promptly. A track unpublished by a
 // publisher that stays (a screen share stopped) or unsubscribed is offered promptly: the
 // page clears the picture on that offer.
 const subscriberRemovalWait = 2 * time.Second
