@@ -196,3 +196,50 @@ func TestSubscriberRemovalOfferWaits(t *testing.T) {
 		t.Errorf("leaves: %d offers, want 1 (left within the wait: never offered the removal)", n)
 	}
 }
+
+// A joiner's subscriptions are made in one op, after which signaling calls OfferNow: the
+// first offer goes out at once, not when the batching window closes (issue 11: the
+// window's 20 ms was the p50 of every join's joined → offer). Later offers keep it.
+func TestOfferNowSendsTheFirstOfferAtOnce(t *testing.T) {
+	b := newTestBridge(t)
+	r := &room{}
+	pub, pub2 := r.join(t, b, "pub"), r.join(t, b, "pub2")
+	pub.publish()
+	pub2.publish()
+	eventually(t, 15*time.Second, func() string {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(r.tracks) < 4 {
+			return fmt.Sprintf("%d of 4 tracks published", len(r.tracks))
+		}
+		return ""
+	})
+	r.mu.Lock()
+	tracks := append([]*UpTrack(nil), r.tracks...)
+	r.mu.Unlock()
+	var offers atomic.Int64
+	e := newTestEndpointWith(t, b, "joiner", nil, endpointOpts{onOffer: func() { offers.Add(1) }})
+	// Windows no test waits out: an offer that comes, came from OfferNow.
+	e.peer.mu.Lock()
+	e.peer.batchQuiet, e.peer.batchMax = time.Hour, 2*time.Hour
+	e.peer.mu.Unlock()
+	subscribe := func(owner string) {
+		for _, up := range tracks {
+			if up.owner.ID() == owner {
+				if _, err := e.peer.Subscribe(up, up.ID(), up.StreamID()); err != nil {
+					t.Fatalf("subscribe: %v", err)
+				}
+			}
+		}
+		e.peer.OfferNow()
+	}
+	subscribe("pub")
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		e.waitPackets(t, 15*time.Second, "stream-pub", kind, 5, "joiner: no "+kind.String()+" from pub")
+	}
+	subscribe("pub2")
+	time.Sleep(300 * time.Millisecond)
+	if n := offers.Load(); n != 1 {
+		t.Errorf("%d subscriber offers, want 1: the first at once, the next waiting for its window", n)
+	}
+}

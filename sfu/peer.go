@@ -108,6 +108,7 @@ type Peer struct {
 	downs       map[*DownTrack]*webrtc.RTPSender
 	slots       map[*Slot]struct{} // fixed receive tracks (slot.go), nil until the first
 	offerOut    bool               // a subscriber offer is due (offerDue) or awaits its answer
+	offered     bool               // sendOffer has run: the first offer is made (OfferNow)
 	renegotiate bool               // something changed while an offer was out
 	// renegotiatePrompt: that change is to be offered promptly (else it only removed
 	// tracks whose publisher left: removalWait).
@@ -588,6 +589,7 @@ func (p *Peer) sendOffer() {
 		p.mu.Unlock()
 		return
 	}
+	p.offered = true
 	p.mu.Unlock()
 	p.subNegotiation.Lock()
 	offer, err := p.sub.CreateOffer(nil)
@@ -616,6 +618,24 @@ func (p *Peer) sendOffer() {
 	waitGathering(gathered)
 	if p.params.OnSubscriberOffer != nil {
 		p.params.OnSubscriberOffer(p.sub.LocalDescription().SDP)
+	}
+}
+
+// OfferNow makes the subscriber connection's first offer at once if it is due, instead of
+// when its batching window closes. Signaling calls it once it has subscribed a joining
+// endpoint to everything its meeting has, in one op: nothing more is coming for the window
+// to batch, and the joiner's first media need not wait for it (issue 11: subscriberBatch,
+// 20 ms, was the p50 of every join's joined → offer step in sfu/bench-storm.sh). Later
+// offers, and a first offer that is not due yet, keep the window.
+func (p *Peer) OfferNow() {
+	p.mu.Lock()
+	now := !p.closed && !p.offered && p.offerDue != nil && p.batchPrompt && p.offerDue.Stop()
+	p.mu.Unlock()
+	if now {
+		// offerDue stays set (stopped) until sendOffer takes mu: a change meanwhile finds
+		// it, fails to Stop it, and is carried by sendOffer's CreateOffer, as when the
+		// timer fires.
+		go p.sendOffer()
 	}
 }
 
