@@ -81,7 +81,9 @@ func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error)
 //     Registered last, it stamped packets before the responder kept them, a
 //     retransmission repeated the lost packet's number, and the bridge's feedback reported
 //     it received: 8% uplink loss measured as none.
-//   - The received packets' headers are parsed once (parseOnce; issue 11).
+//   - The received packets' headers are parsed once (parseOnce), and TWCC feedback is
+//     sent by twccFeedback, which records a packet without a goroutine hand-off and
+//     sends every connection's feedback from one goroutine (issue 11).
 //   - No stats interceptor: it backs PeerConnection.GetStats, which nothing here calls (a
 //     Stream keeps its own loss, jitter and latency, stats.go), and it cost 2.7% of the
 //     load tester's CPU in a join storm (a queue entry per packet; issue 11).
@@ -107,8 +109,13 @@ func interceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return nil, err
 	}
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
-		return nil, err
+	// TWCC feedback as pion's ConfigureTWCCSender negotiates it, sent by twccFeedback.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, err
+		}
 	}
+	ir.Add(twccFactory{wheel: rxWheel})
 	return ir, nil
 }
