@@ -65,7 +65,8 @@ func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error)
 		if err != nil {
 			return nil, nil, fmt.Errorf("network interfaces: %w", err)
 		}
-		se.SetNet(&udpbuf.Net{Net: std, Bytes: SocketBuffer})
+		// Read in batches (batchread_linux.go): one system call for what is queued.
+		se.SetNet(&batchNet{udpbuf.Net{Net: std, Bytes: SocketBuffer}})
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), mux, nil
 }
