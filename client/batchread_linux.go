@@ -126,6 +126,10 @@ func (c *batchConn) fill() error {
 	err := c.raw.Read(func(fd uintptr) bool {
 		r, _, e := syscall.Syscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), readBatch,
 			syscall.MSG_DONTWAIT, 0, 0)
+		for e == syscall.EINTR { // a signal (the runtime's preemption): as net's reads, again
+			r, _, e = syscall.Syscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])), readBatch,
+				syscall.MSG_DONTWAIT, 0, 0)
+		}
 		if e == syscall.EAGAIN {
 			return false // nothing queued: wait in the poller
 		}
