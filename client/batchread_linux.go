@@ -83,7 +83,7 @@ func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 
 // WriteToAddrPort implements ice.AddrPortReaderWriter.
 func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
-	return c.UDPConn.WriteToUDPAddrPort(b, addr)
+	return c.WriteToUDPAddrPort(b, addr)
 }
 
 // ReadFrom reads through the batch too, so that no datagram overtakes a batched one.
