@@ -16,7 +16,10 @@
 # it in a network namespace with only loopback (ip netns add m; ip -n m link set lo up;
 # ip netns exec m sfu/bench-mem.sh) where the host's interfaces change under you: each
 # IPv4 address is one more ICE candidate, with its own goroutine, on every connection.
-# GODEBUG=memprofilerate=16384 gives finer heap profiles.
+# GODEBUG=memprofilerate=16384 gives finer heap profiles. RSS is split into anonymous
+# memory (heap, stacks, the runtime's) and file pages (the binary's code and data the
+# run has touched, which grows as code runs for the first time and which the kernel can
+# drop); smaps-*.txt beside the profiles map it.
 set -eu
 . "$(dirname "$0")/bench-serve.sh"
 N=${1:-151}
@@ -35,7 +38,10 @@ snap() {
 		curl -s "http://$DBG/debug/pprof/heap${3:-}" >"$OUT/heap-$1.pb.gz"
 		curl -s "http://$DBG/debug/pprof/goroutine?debug=1" >"$OUT/goroutine-$1.txt"
 	fi
+	[ "${2:-}" = profile ] && cp "/proc/$srv/smaps" "$OUT/smaps-$1.txt" 2>/dev/null
+	# rss_kB = anon (heap, stacks, runtime) + file (the binary's pages the run has touched)
 	echo "$1 peers=$(metric cau_bridge_peers "$1") rss_kB=$(awk '/^VmRSS/ { print $2 }' "/proc/$srv/status")" \
+		"anon_kB=$(awk '/^RssAnon/ { print $2 }' "/proc/$srv/status") file_kB=$(awk '/^RssFile/ { print $2 }' "/proc/$srv/status")" \
 		"goroutines=$(metric go_goroutines "$1") heap_inuse=$(metric go_memstats_heap_inuse_bytes "$1")" \
 		"heap_alloc=$(metric go_memstats_heap_alloc_bytes "$1") stacks=$(metric go_memstats_stack_inuse_bytes "$1")" \
 		"gcs=$(metric go_gc_duration_seconds_count "$1") load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$OUT/snaps.txt"

@@ -96,6 +96,9 @@ type Bridge struct {
 	hops *hopstats.Factory
 	// certs is the DTLS certificate of every connection (cert.go).
 	certs certSource
+	// idle counts the open peers and returns the meeting's memory when the last one has
+	// gone (idle.go).
+	idle idleState
 	// silentNeeds keeps the relay links' receiving ends from reporting needs (need.go),
 	// as a bridge from before them: tests compare. Set before the first peer.
 	silentNeeds bool
@@ -306,6 +309,7 @@ func (b *Bridge) tcpAddr() string {
 
 // Close releases the ICE ports. Peers must be closed first.
 func (b *Bridge) Close() error {
+	b.stopIdle()
 	var errs []error
 	if b.tcpMux != nil {
 		errs = append(errs, b.tcpMux.Close())

@@ -20,6 +20,7 @@ func TestFivePeersExchangeMedia(t *testing.T) {
 
 func testPeersExchangeMedia(t *testing.T, n int) {
 	b := newTestBridge(t)
+	before := idleBaseline(b)
 	r := &room{}
 	var eps []*testEndpoint
 	for i := 0; i < n; i++ {
@@ -71,6 +72,15 @@ func testPeersExchangeMedia(t *testing.T, n int) {
 			}
 		}
 		return ""
+	})
+	for _, e := range eps {
+		e.close()
+	}
+	before.check(t, b, func() {
+		for _, e := range eps {
+			e.drop()
+		}
+		r.drop()
 	})
 }
 

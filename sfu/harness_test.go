@@ -517,6 +517,14 @@ func (e *testEndpoint) close() {
 	_ = e.peer.Close()
 }
 
+// drop lets go of a closed endpoint's pion stacks and bridge peer, so that a test can
+// tell whether anything else keeps them (idle_test.go). Only once its goroutines ended.
+func (e *testEndpoint) drop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.peer, e.pub, e.sub, e.audio, e.video, e.recv = nil, nil, nil, nil, nil, nil
+}
+
 // eventually is testutil.Eventually: poll until cond returns "" (the reason otherwise).
 func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
@@ -544,6 +552,13 @@ func (r *room) onTrack(owner *string) func(*UpTrack) {
 			}
 		}
 	}
+}
+
+// drop forgets the room's endpoints and tracks (see testEndpoint.drop).
+func (r *room) drop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.endpoints, r.tracks = nil, nil
 }
 
 func (r *room) join(t testing.TB, b *Bridge, name string) *testEndpoint {

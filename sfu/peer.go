@@ -189,6 +189,7 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 	if m := b.metrics; m != nil {
 		m.Peers.Inc()
 	}
+	b.peerOpened()
 	return p, nil
 }
 
@@ -689,6 +690,7 @@ func (p *Peer) Close() error {
 	if m := p.bridge.metrics; m != nil {
 		m.Peers.Dec()
 	}
+	p.bridge.peerClosed()
 	if err != nil {
 		return fmt.Errorf("close peer %s: %w", p.params.ID, err)
 	}

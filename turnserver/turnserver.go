@@ -12,13 +12,13 @@
 package turnserver
 
 import (
-	"bufio"
 	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec // the TURN REST scheme is HMAC-SHA1 by definition
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -370,15 +370,15 @@ func (l *sniffListener) acceptLoop() {
 
 func (l *sniffListener) sniff(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
-	first, err := br.Peek(1)
-	if err != nil {
+	pc := &peekedConn{Conn: c}
+	if _, err := io.ReadFull(c, pc.first[:]); err != nil {
 		_ = c.Close()
 		return
 	}
+	pc.pending = true
 	_ = c.SetReadDeadline(time.Time{})
-	var out net.Conn = &peekedConn{Conn: c, r: br}
-	if first[0] == 0x16 {
+	var out net.Conn = pc
+	if pc.first[0] == 0x16 {
 		if l.cert == nil {
 			l.log.Debug("turn: TLS client on a plain TCP port", "src", c.RemoteAddr().String())
 			_ = c.Close()
@@ -408,10 +408,23 @@ func (l *sniffListener) Close() error {
 	return err
 }
 
-// peekedConn reads through the buffer that holds the sniffed byte.
+// peekedConn gives back the sniffed byte first, then reads the connection itself. Not a
+// bufio.Reader: its 4 KiB stayed with every TURN-over-TCP client for the connection's
+// life (issue 11: 5 kB per endpoint of a meeting whose endpoints allocate over TCP).
+// Read is called by one goroutine at a time (the TURN server's, or TLS's), as for any
+// net.Conn; it alone touches pending.
 type peekedConn struct {
 	net.Conn
-	r *bufio.Reader
+	first   [1]byte
+	pending bool
 }
 
-func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read implements net.Conn; the sniffed byte comes back as a read of its own.
+func (c *peekedConn) Read(p []byte) (int, error) {
+	if c.pending && len(p) > 0 {
+		c.pending = false
+		p[0] = c.first[0]
+		return 1, nil
+	}
+	return c.Conn.Read(p)
+}

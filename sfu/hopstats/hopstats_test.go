@@ -285,7 +285,7 @@ func TestQueueDelay(t *testing.T) {
 			}
 		}
 	}
-	// A connection that has sent nothing holds no send-time ring (8 KiB), and feedback
+	// A connection that has sent nothing holds no send-time ring (4 KiB), and feedback
 	// then changes nothing.
 	d.add(&rtcp.TransportLayerCC{PacketStatusCount: 1, PacketChunks: []rtcp.PacketStatusChunk{
 		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 1}},

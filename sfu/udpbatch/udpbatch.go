@@ -71,6 +71,38 @@ func (g *Group) Release() {
 	}
 }
 
+// Trim frees the batches of the group's Conns that wait unused, keeping the one each
+// shard fills next: a fan-out of a large meeting grows a shard to maxBatches (about
+// 110 KB each), and nothing else gives them back once the meeting has ended (issue 11).
+// The next burst allocates again as it needs. Any goroutine; batches in flight stay.
+func (g *Group) Trim() (freed int) {
+	if g == nil {
+		return 0
+	}
+	if conns := g.conns.Load(); conns != nil {
+		for _, c := range *conns {
+			freed += c.trim()
+		}
+	}
+	return freed
+}
+
+// Batches is how many batches the group's Conns hold now (filling, queued, in flight or
+// free).
+func (g *Group) Batches() (n int) {
+	if conns := g.conns.Load(); conns != nil {
+		for _, c := range *conns {
+			for i := range c.shards {
+				s := &c.shards[i]
+				s.mu.Lock()
+				n += s.allocated
+				s.mu.Unlock()
+			}
+		}
+	}
+	return n
+}
+
 // Stats sums the counters of the group's open Conns.
 func (g *Group) Stats() Stats {
 	var s Stats
@@ -270,6 +302,26 @@ func (c *Conn) handoff(s *shard) error {
 		s.cur = newBatch() // keep the invariant; nothing will send it
 		return net.ErrClosed
 	}
+}
+
+// trim drops the free batches of every shard; see Group.Trim.
+func (c *Conn) trim() (freed int) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+	drain:
+		for {
+			select {
+			case <-s.free:
+				s.allocated--
+				freed++
+			default:
+				break drain
+			}
+		}
+		s.mu.Unlock()
+	}
+	return freed
 }
 
 func (c *Conn) handoffAll() {

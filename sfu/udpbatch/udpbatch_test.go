@@ -265,3 +265,42 @@ func TestRefusedDatagramIsDropped(t *testing.T) {
 		return ""
 	})
 }
+
+// Trim gives back the batches a burst allocated, one per shard stays, and the Conn sends
+// in order after it as before.
+func TestTrimKeepsOneBatchPerShard(t *testing.T) {
+	g := &Group{}
+	c := g.New(listen(t))
+	defer c.Close()
+	r := newReceiver(t)
+	const burst = 4 * BatchSize
+	g.Hold()
+	for seq := uint32(0); seq < burst; seq++ {
+		if _, err := c.WriteToAddrPort(packet(seq, 1200), r.addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.Release()
+	waitFor(t, []*receiver{r}, burst)
+	testutil.Eventually(t, 10*time.Second, func() string {
+		if q := c.shardOf(r.addr()).queued.Load(); q != 0 {
+			return fmt.Sprintf("%d batches still queued", q)
+		}
+		return ""
+	})
+	before := g.Batches()
+	if before < len(c.shards) {
+		t.Fatalf("%d batches before the trim, want at least one per shard (%d)", before, len(c.shards))
+	}
+	if freed := g.Trim(); freed != before-len(c.shards) || g.Batches() != len(c.shards) {
+		t.Fatalf("trim freed %d of %d batches, %d left; want %d left (one per shard)", freed, before, g.Batches(), len(c.shards))
+	}
+	g.Hold()
+	for seq := uint32(burst); seq < 2*burst; seq++ {
+		if _, err := c.WriteToAddrPort(packet(seq, 1200), r.addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.Release()
+	waitFor(t, []*receiver{r}, 2*burst)
+}
