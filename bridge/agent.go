@@ -370,6 +370,17 @@ func (a *Agent) Unsubscribe(id ids.PeerID, key ids.StreamKey) error {
 	return nil
 }
 
+// OfferNow makes a peer's first subscriber offer at once if one is due (sfu.Peer.OfferNow):
+// its caller has subscribed a joining endpoint to everything it is to receive.
+func (a *Agent) OfferNow(id ids.PeerID) error {
+	ap, err := a.peer(id)
+	if err != nil {
+		return err
+	}
+	ap.peer.OfferNow()
+	return nil
+}
+
 // ClosePeer closes a peer; the streams it published end everywhere.
 func (a *Agent) ClosePeer(id ids.PeerID) error {
 	a.mu.Lock()

@@ -65,23 +65,34 @@ func newAPI(loopback bool, conn net.PacketConn) (*webrtc.API, ice.UDPMux, error)
 		if err != nil {
 			return nil, nil, fmt.Errorf("network interfaces: %w", err)
 		}
-		se.SetNet(&udpbuf.Net{Net: std, Bytes: SocketBuffer})
+		// Read in batches (batchread_linux.go): one system call for what is queued.
+		se.SetNet(&batchNet{udpbuf.Net{Net: std, Bytes: SocketBuffer}})
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), mux, nil
 }
 
-// interceptors is pion's default chain with two changes. NACKs come from nackgen, which
-// counts packets the bridge repaired over RTX as received; pion's generator asks for them
-// again every interval and spends the bridge's retransmission budget for this client.
-// And what it sends is numbered with TWCC sequence numbers, as browsers do (the bridge
-// measures the endpoint's uplink as a hop from them, sfu/hopstats), by an interceptor
-// registered first, so that it sits nearest the network, below the NACK responder: a
-// retransmission gets a number of its own, as a browser's does. Registered last, it
-// stamped packets before the responder kept them, a retransmission repeated the lost
-// packet's number, and the bridge's feedback reported it received: 8% uplink loss
-// measured as none.
+// interceptors is pion's default chain with these changes:
+//   - NACKs come from nackgen, which counts packets the bridge repaired over RTX as
+//     received; pion's generator asks for them again every interval and spends the
+//     bridge's retransmission budget for this client.
+//   - What the client sends is numbered with TWCC sequence numbers, as browsers do (the
+//     bridge measures the endpoint's uplink as a hop from them, sfu/hopstats), by an
+//     interceptor registered first, so that it sits nearest the network, below the NACK
+//     responder: a retransmission gets a number of its own, as a browser's does.
+//     Registered last, it stamped packets before the responder kept them, a
+//     retransmission repeated the lost packet's number, and the bridge's feedback reported
+//     it received: 8% uplink loss measured as none.
+//   - The received packets' headers are parsed once (parseOnce), and TWCC feedback is
+//     sent by twccFeedback, which records a packet without a goroutine hand-off and
+//     sends every connection's feedback from one goroutine (issue 11).
+//   - No stats interceptor: it backs PeerConnection.GetStats, which nothing here calls (a
+//     Stream keeps its own loss, jitter and latency, stats.go), and it cost 2.7% of the
+//     load tester's CPU in a join storm (a queue entry per packet; issue 11).
 func interceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	ir := &interceptor.Registry{}
+	// First among the readers, so innermost: every interceptor above finds the header
+	// parsed (parseOnce).
+	ir.Add(parseOnceFactory{})
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
 		return nil, err
 	}
@@ -99,11 +110,13 @@ func interceptors(me *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return nil, err
 	}
-	if err := webrtc.ConfigureStatsInterceptor(ir); err != nil {
-		return nil, err
+	// TWCC feedback as pion's ConfigureTWCCSender negotiates it, sent by twccFeedback.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, err
+		}
 	}
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
-		return nil, err
-	}
+	ir.Add(twccFactory{wheel: rxWheel})
 	return ir, nil
 }

@@ -8,7 +8,10 @@
 # 2 Mbps video publisher against a separate `cau serve --dev`, then the floor again, and
 # prints the server's µs of CPU per forwarded packet as a ratio to each floor. The
 # machine may be shared: the floor measured around the run is the yardstick.
-# CAU_BIN (default bin/cau), BENCH_HTTP (127.0.0.1:17890), BENCH_UDP (17892) and
+# CAU_BIN (default bin/cau) serves; CAU_TESTER_BIN (default CAU_BIN) runs the load test, so
+# that two testers can be compared against one server build. BENCH_TESTER_PROFILE=1 keeps
+# the tester's CPU profile (tester.pprof); BENCH_FLOOR=0 skips the floor benchmark (a
+# comparison of testers needs no floor). BENCH_HTTP (127.0.0.1:17890), BENCH_UDP (17892) and
 # BENCH_SERVE_FLAGS (more flags for cau serve, e.g. --debug-http 127.0.0.1:6060) may be set;
 # the JSON report is left in $BENCH_OUT (default a temporary directory).
 set -eu
@@ -16,12 +19,14 @@ set -eu
 N=${1:-151}
 DUR=${2:-30s}
 BIN=${CAU_BIN:-bin/cau}
+TESTER=${CAU_TESTER_BIN:-$BIN}
 HTTP=${BENCH_HTTP:-127.0.0.1:17890}
 UDP=${BENCH_UDP:-17892}
 OUT=${BENCH_OUT:-$(mktemp -d)}
 FAN=$((N - 1))
 
 floor() {
+	[ "${BENCH_FLOOR:-1}" != 0 ] || return 0
 	CAU_BENCH_FANOUT=$FAN go test -run '^$' -bench "Floor/fanout=$FAN/" -benchtime 480x ./sfu |
 		tee -a "$OUT/floor.txt" | grep '^BenchmarkFloor'
 }
@@ -36,8 +41,11 @@ floor
 start_server 100 "$BIN" serve --dev --http "$HTTP" --udp-port "$UDP" --tcp-port -1 --log-level warn ${BENCH_SERVE_FLAGS:-}
 echo "== cau loadtest 1 x $FAN, 2 Mbps, $DUR (server pid $srv)"
 rc=0
-"$BIN" loadtest --dev --url "http://$HTTP" --tree "" --endpoints "$N" --publishers 1 --media video \
-	--video-kbps 2000 --fps 30 --duration "$DUR" --json "$OUT/load.json" --log-level warn >"$OUT/load.txt" 2>&1 || rc=$?
+prof=""
+[ -z "${BENCH_TESTER_PROFILE:-}" ] || prof="--cpu-profile $OUT/tester.pprof"
+# shellcheck disable=SC2086 # $prof is a flag and its value, or nothing
+"$TESTER" loadtest --dev --url "http://$HTTP" --tree "" --endpoints "$N" --publishers 1 --media video \
+	--video-kbps 2000 --fps 30 --duration "$DUR" --json "$OUT/load.json" --log-level warn $prof >"$OUT/load.txt" 2>&1 || rc=$?
 kill $srv 2>/dev/null || true
 wait $srv 2>/dev/null || true
 tail -n 25 "$OUT/load.txt"
@@ -46,6 +54,6 @@ floor
 server=$(metric cpu_us_per_forwarded_packet)
 echo
 echo "server µs CPU per forwarded packet: $server (loadtest exit $rc; report $OUT/load.json)"
-awk -v s="$server" '/^BenchmarkFloor/ { for (i = 1; i < NF; i++) if ($(i+1) == "cpu-µs/pkt") {
+[ ! -f "$OUT/floor.txt" ] || awk -v s="$server" '/^BenchmarkFloor/ { for (i = 1; i < NF; i++) if ($(i+1) == "cpu-µs/pkt") {
 	split($1, a, "/"); printf "  floor %-14s %6.2f µs/pkt   server/floor = %.2f\n", a[3], $i, s / $i } }' "$OUT/floor.txt"
 exit $rc

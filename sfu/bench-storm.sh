@@ -11,7 +11,12 @@
 # count that holds on a loaded machine, unlike the latencies), and keeps the mutex and
 # block profiles. CAU_BIN (default bin/cau) serves; CAU_TESTER_BIN (default CAU_BIN)
 # runs the load test, so that two servers can be compared with one tester.
-# BENCH_TESTER_PROFILE=1 keeps the tester's CPU profile too (tester-N.pprof). BENCH_HTTP
+# BENCH_TESTER_PROFILE=1 keeps the tester's CPU profile too (tester-N.pprof);
+# BENCH_SERVER_PROFILE=S the server's, S seconds from each run's start (cpu-N.pprof: in
+# run 2 the previous meeting's teardown beside the joins). Every run also samples the
+# server's peers, participants and subscriber offers so far every 0.25 s (peers-N.txt:
+# "seconds peers participants offers")
+# to show how long a meeting's teardown lasts into the next. BENCH_HTTP
 # (127.0.0.1:27890), BENCH_UDP (27892), BENCH_DEBUG (127.0.0.1:26060); output in
 # $BENCH_OUT (default a temporary directory). TURN and SIP listen on their own ports so that it runs beside a dev server.
 set -eu
@@ -80,10 +85,31 @@ drops_by() {
 		printf "bridge ICE socket %d, other sockets (tester) %d", b, o }' "$1"
 }
 
+# sample_peers FILE: every quarter second, the seconds since it started and the server's
+# cau_bridge_peers, cau_participants and cau_signaling_subscriber_offers_total (the offers
+# made while joining apart from those a meeting's end makes), until killed.
+sample_peers() {
+	t0=$(date +%s.%N)
+	while :; do
+		curl -s "http://$HTTP/metrics" | awk -v t0="$t0" -v now="$(date +%s.%N)" '
+			/^cau_bridge_peers / { p = $2 } /^cau_participants / { q = $2 }
+			/^cau_signaling_subscriber_offers_total / { o = $2 }
+			END { printf "%.2f %d %d %d\n", now - t0, p, q, o }' >>"$1"
+		sleep 0.25
+	done
+}
+
 for r in 1 2; do
 	echo "== run $r: $N endpoints at $RAMP ($(uptime | sed 's/.*load/load/'))"
 	sample_drops "$OUT/udp-drops-$r.txt" &
 	sampler=$!
+	sample_peers "$OUT/peers-$r.txt" &
+	psampler=$!
+	cpuprof=""
+	if [ -n "${BENCH_SERVER_PROFILE:-}" ]; then
+		curl -s -o "$OUT/cpu-$r.pprof" "http://$DBG/debug/pprof/profile?seconds=$BENCH_SERVER_PROFILE" &
+		cpuprof=$!
+	fi
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-before-$r.txt"
 	udp0=$(awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $6 }' /proc/net/snmp)
 	prof=""
@@ -93,7 +119,8 @@ for r in 1 2; do
 		>"$OUT/load-$r.txt" 2>&1 || true
 	curl -s "http://$HTTP/metrics" >"$OUT/metrics-after-$r.txt"
 	udp1=$(awk '/^Udp:/ { n++ } /^Udp:/ && n == 2 { print $6 }' /proc/net/snmp)
-	kill "$sampler"
+	kill "$sampler" "$psampler"
+	[ -z "$cpuprof" ] || wait "$cpuprof" || true
 	curl -s -o "$OUT/mutex-$r.pprof" "http://$DBG/debug/pprof/mutex"
 	curl -s -o "$OUT/block-$r.pprof" "http://$DBG/debug/pprof/block"
 	grep -E '^  (endpoints|join|join steps|server|tester) ' "$OUT/load-$r.txt" || tail -n 5 "$OUT/load-$r.txt"

@@ -569,11 +569,12 @@ func (d *DownTrack) Retransmissions() (resent, missed uint64) {
 	return d.resent.Load(), d.missed.Load()
 }
 
-// upClosed is called by the up track when it ends.
+// upClosed is called by the up track when it ends. The subscriber's renegotiation waits
+// (subscriberRemovalWait) when the track ended because its publisher left.
 func (d *DownTrack) upClosed() {
 	if d.slot != nil {
 		d.slot.feederEnded(d)
 		return
 	}
-	d.sub.removeDownTrack(d)
+	d.sub.removeDownTrack(d, !d.up.owner.isClosed())
 }

@@ -111,17 +111,25 @@ type Peer struct {
 	downs       map[*DownTrack]*webrtc.RTPSender
 	slots       map[*Slot]struct{} // fixed receive tracks (slot.go), nil until the first
 	offerOut    bool               // a subscriber offer is due (offerDue) or awaits its answer
+	offered     bool               // sendOffer has run: the first offer is made (OfferNow)
 	renegotiate bool               // something changed while an offer was out
-	offerTimer  *time.Timer
+	// renegotiatePrompt: that change is to be offered promptly (else it only removed
+	// tracks whose publisher left: removalWait).
+	renegotiatePrompt bool
+	offerTimer        *time.Timer
 	// offerDue is the pending sendOffer of a batch not yet offered (nil once sendOffer
 	// starts), and batchFrom when that batch's first change came (scheduleOffer).
 	offerDue  *time.Timer
 	batchFrom time.Time
-	// batchQuiet and batchMax are subscriberBatch and subscriberBatchMax (tests lengthen
-	// them, so that a test's pace cannot decide what it asserts).
-	batchQuiet, batchMax time.Duration
-	pendingPub           []webrtc.ICECandidateInit // candidates that arrived before the remote description
-	pendingSub           []webrtc.ICECandidateInit
+	// batchPrompt: the batch due (offerDue) has a change to offer promptly; a batch that
+	// only removes tracks whose publisher left waits removalWait before it is offered.
+	batchPrompt bool
+	// batchQuiet, batchMax and removalWait are subscriberBatch, subscriberBatchMax and
+	// subscriberRemovalWait (tests change them, so that a test's pace cannot decide what it
+	// asserts).
+	batchQuiet, batchMax, removalWait time.Duration
+	pendingPub                        []webrtc.ICECandidateInit // candidates that arrived before the remote description
+	pendingSub                        []webrtc.ICECandidateInit
 	// remoteCands counts the remote candidates given to each connection (by Target) in
 	// its current ICE session (remoteUfrag: the remote description's ice-ufrag; an ICE
 	// restart changes it and starts the count again). Indexed by Target (0 unused).
@@ -152,6 +160,22 @@ const (
 	subscriberBatchMax = 100 * time.Millisecond
 )
 
+// subscriberRemovalWait is how long a renegotiation that only removes the tracks of
+// publishers that left waits before it is offered (any other change arriving meanwhile
+// sends it at once, with that change). Nothing waits for such an offer: the tracks stopped
+// forwarding when they ended, and the endpoint learns from signaling that the publisher
+// left (participant_left: the page drops the tile); the offer only retires m-sections.
+// When a meeting ends its publishers usually leave among the first, and every other
+// endpoint, about to leave too, was offered its removal at once: 50-330 offers per
+// 258-endpoint meeting end in sfu/bench-storm.sh (issue 11), each a CreateOffer here and a
+// CreateAnswer at the endpoint, made while the next meeting's endpoints join. Held for this
+// long, an endpoint that leaves meanwhile is never offered it. "Left" is the publisher's
+// Peer closed (signaling closes it on the endpoint's leave message, before the endpoint
+// closes its connections); tracks that end while it is open are offered promptly. A track unpublished by a
+// publisher that stays (a screen share stopped) or unsubscribed is offered promptly: the
+// page clears the picture on that offer.
+const subscriberRemovalWait = 2 * time.Second
+
 // subscriberAnswerWait is how long a subscriber offer waits for its answer before it is
 // rolled back or, where pion cannot roll back, sent again (offerTimedOut).
 const subscriberAnswerWait = 10 * time.Second
@@ -166,7 +190,7 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 		bridge: b, params: params, log: log.With("peer", params.ID),
 		ups: map[*UpTrack]struct{}{}, downs: map[*DownTrack]*webrtc.RTPSender{},
 		layerTracks: map[*UpTrack]struct{}{},
-		batchQuiet:  subscriberBatch, batchMax: subscriberBatchMax,
+		batchQuiet:  subscriberBatch, batchMax: subscriberBatchMax, removalWait: subscriberRemovalWait,
 	}
 	var err error
 	p.api = b.api
@@ -255,6 +279,13 @@ func (p *Peer) newConnection(api *webrtc.API) (*webrtc.PeerConnection, error) {
 		return nil, err
 	}
 	return api.NewPeerConnection(webrtc.Configuration{Certificates: certs})
+}
+
+// isClosed reports whether Close has run.
+func (p *Peer) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // publisher is the publisher connection; nil until the endpoint's first offer.
@@ -351,11 +382,11 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	if p.offerTimer != nil {
 		p.offerTimer.Stop()
 	}
-	again := p.renegotiate
-	p.renegotiate = false
+	again, prompt := p.renegotiate, p.renegotiatePrompt
+	p.renegotiate, p.renegotiatePrompt = false, false
 	p.mu.Unlock()
 	if again {
-		p.scheduleOffer()
+		p.scheduleOffer(prompt)
 	}
 	return nil
 }
@@ -486,26 +517,30 @@ func (p *Peer) Subscribe(up *UpTrack, trackID, streamID string) (*DownTrack, err
 		d.SetLayer(0)
 		select {
 		case <-up.done:
-			p.removeDownTrack(d)
+			p.removeDownTrack(d, true)
 			return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, ErrClosed)
 		default:
 		}
 	} else if err := up.addDown(d); err != nil {
-		p.removeDownTrack(d)
+		p.removeDownTrack(d, true)
 		return nil, fmt.Errorf("subscribe %s to %s: %w", p.params.ID, up.id, err)
 	}
 	if m := p.bridge.metrics; m != nil {
 		m.DownTracks.Inc()
 	}
 	go d.readRTCP()
-	p.scheduleOffer()
+	p.scheduleOffer(true)
 	return d, nil
 }
 
-// Unsubscribe stops forwarding d.
-func (p *Peer) Unsubscribe(d *DownTrack) { p.removeDownTrack(d) }
+// Unsubscribe stops forwarding d. Its renegotiation waits (subscriberRemovalWait) if d's
+// publisher has left: a leaving endpoint's subscribers are unsubscribed by signaling as
+// its peer closes, in either order.
+func (p *Peer) Unsubscribe(d *DownTrack) { p.removeDownTrack(d, !d.up.owner.isClosed()) }
 
-func (p *Peer) removeDownTrack(d *DownTrack) {
+// removeDownTrack stops forwarding d and renegotiates: promptly, or if prompt is false
+// (d's publisher left) after removalWait.
+func (p *Peer) removeDownTrack(d *DownTrack, prompt bool) {
 	d.detach()
 	p.mu.Lock()
 	sender, ok := p.downs[d]
@@ -524,33 +559,49 @@ func (p *Peer) removeDownTrack(d *DownTrack) {
 	if err := p.sub.RemoveTrack(sender); err != nil {
 		p.log.Debug("remove track", "track", d.id, "err", err)
 	}
-	p.scheduleOffer()
+	p.scheduleOffer(prompt)
 }
 
 // scheduleOffer starts a subscriber renegotiation soon, or marks one as needed if an offer
-// is already out (one offer in flight at a time).
-func (p *Peer) scheduleOffer() {
+// is already out (one offer in flight at a time). prompt is false for a change that only
+// removes a track whose publisher left: alone, it waits removalWait (subscriberRemovalWait).
+func (p *Peer) scheduleOffer(prompt bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
 	if p.offerOut {
-		// A batch still waiting to be offered takes the change and waits for quiet again,
-		// up to its limit; Stop fails when sendOffer has fired, and its CreateOffer, after
-		// this change, carries it.
-		if p.offerDue != nil && time.Since(p.batchFrom) < p.batchMax-p.batchQuiet && p.offerDue.Stop() {
-			p.offerDue.Reset(p.batchQuiet)
+		if p.offerDue == nil { // an offer awaits its answer: HandleAnswer offers again
+			p.renegotiate = true
+			p.renegotiatePrompt = p.renegotiatePrompt || prompt
 			return
 		}
-		if p.offerDue == nil {
-			p.renegotiate = true
+		// A batch still waiting to be offered takes the change. Stop fails when sendOffer
+		// has fired, and its CreateOffer, after this change, carries it.
+		switch {
+		case !prompt && !p.batchPrompt:
+			// A removal joins a batch of removals, which keeps its deadline.
+		case !p.batchPrompt:
+			// The first prompt change to a batch of removals: offered as such changes are.
+			if p.offerDue.Stop() {
+				p.batchPrompt, p.batchFrom = true, time.Now()
+				p.offerDue.Reset(p.batchQuiet)
+			}
+		case time.Since(p.batchFrom) < p.batchMax-p.batchQuiet && p.offerDue.Stop():
+			// The batch waits for quiet again, up to its limit.
+			p.offerDue.Reset(p.batchQuiet)
 		}
 		return
 	}
 	p.offerOut = true
+	p.batchPrompt = prompt
 	p.batchFrom = time.Now()
-	p.offerDue = time.AfterFunc(p.batchQuiet, p.sendOffer)
+	wait := p.batchQuiet
+	if !prompt {
+		wait = p.removalWait
+	}
+	p.offerDue = time.AfterFunc(wait, p.sendOffer)
 }
 
 func (p *Peer) sendOffer() {
@@ -560,6 +611,7 @@ func (p *Peer) sendOffer() {
 		p.mu.Unlock()
 		return
 	}
+	p.offered = true
 	p.mu.Unlock()
 	p.subNegotiation.Lock()
 	offer, err := p.sub.CreateOffer(nil)
@@ -588,6 +640,24 @@ func (p *Peer) sendOffer() {
 	waitGathering(gathered)
 	if p.params.OnSubscriberOffer != nil {
 		p.params.OnSubscriberOffer(p.sub.LocalDescription().SDP)
+	}
+}
+
+// OfferNow makes the subscriber connection's first offer at once if it is due, instead of
+// when its batching window closes. Signaling calls it once it has subscribed a joining
+// endpoint to everything its meeting has, in one op: nothing more is coming for the window
+// to batch, and the joiner's first media need not wait for it (issue 11: subscriberBatch,
+// 20 ms, was the p50 of every join's joined → offer step in sfu/bench-storm.sh). Later
+// offers, and a first offer that is not due yet, keep the window.
+func (p *Peer) OfferNow() {
+	p.mu.Lock()
+	now := !p.closed && !p.offered && p.offerDue != nil && p.batchPrompt && p.offerDue.Stop()
+	p.mu.Unlock()
+	if now {
+		// offerDue stays set (stopped) until sendOffer takes mu: a change meanwhile finds
+		// it, fails to Stop it, and is carried by sendOffer's CreateOffer, as when the
+		// timer fires.
+		go p.sendOffer()
 	}
 }
 
@@ -622,7 +692,7 @@ func (p *Peer) offerTimedOut() {
 		// finds the connection stable and is refused), keep waiting, and offer what
 		// changed meanwhile once the answer comes.
 		p.mu.Lock()
-		p.renegotiate = true
+		p.renegotiate, p.renegotiatePrompt = true, true
 		p.offerTimer = time.AfterFunc(subscriberAnswerWait, p.offerTimedOut)
 		p.mu.Unlock()
 		local := p.sub.PendingLocalDescription()
@@ -636,10 +706,10 @@ func (p *Peer) offerTimedOut() {
 	p.subNegotiation.Unlock()
 	p.mu.Lock()
 	p.offerOut = false
-	p.renegotiate = false
+	p.renegotiate, p.renegotiatePrompt = false, false
 	p.mu.Unlock()
 	p.log.Warn("subscriber answer timed out; offering again")
-	p.scheduleOffer()
+	p.scheduleOffer(true)
 }
 
 // UpTracks returns the tracks this peer publishes.
@@ -678,6 +748,9 @@ func (p *Peer) Close() error {
 	p.closed = true
 	if p.offerTimer != nil {
 		p.offerTimer.Stop()
+	}
+	if p.offerDue != nil { // a batch of removals may wait seconds; the peer need not
+		p.offerDue.Stop()
 	}
 	downs := p.downs
 	p.downs = map[*DownTrack]*webrtc.RTPSender{}

@@ -120,7 +120,7 @@ func (p *Peer) AddSlot(kind webrtc.RTPCodecType, trackID, streamID string) (*Slo
 		go alloc.run()
 	}
 	go s.readRTCP()
-	p.scheduleOffer()
+	p.scheduleOffer(true)
 	return s, nil
 }
 

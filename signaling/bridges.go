@@ -190,6 +190,9 @@ func (l *LocalBridge) Unsubscribe(peer ids.PeerID, key ids.StreamKey) error {
 	return l.agent.Unsubscribe(peer, key)
 }
 
+// OfferNow makes the peer's first subscriber offer at once if one is due (firstOfferer).
+func (l *LocalBridge) OfferNow(peer ids.PeerID) error { return l.agent.OfferNow(peer) }
+
 // ClosePeer implements Bridge.
 func (l *LocalBridge) ClosePeer(peer ids.PeerID) error { return l.agent.ClosePeer(peer) }
 

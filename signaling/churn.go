@@ -122,6 +122,6 @@ func (m *meeting) subscribeJoiner(s *session) {
 		fs, tracks = append(fs, f), append(tracks, t)
 	}
 	if len(fs) > 0 {
-		m.pushSubscribes(s.bridge, fs, tracks)
+		m.pushSubscribes(s.bridge, fs, tracks, true)
 	}
 }

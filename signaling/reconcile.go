@@ -67,7 +67,7 @@ func (m *meeting) reconcile() {
 		for i, f := range fs {
 			tracks[i] = ch.Subscribe[f]
 		}
-		m.pushSubscribes(bridges[at.bridge], fs, tracks)
+		m.pushSubscribes(bridges[at.bridge], fs, tracks, false)
 	}
 	for _, l := range ch.CloseLinks {
 		if r := m.relays[l]; r != nil {
@@ -78,14 +78,26 @@ func (m *meeting) reconcile() {
 	m.syncPins(bridges)
 }
 
+// firstOfferer is a bridge that can make a peer's first subscriber offer at once rather
+// than when its batching window closes (LocalBridge; a remote bridge keeps the window).
+type firstOfferer interface {
+	OfferNow(peer ids.PeerID) error
+}
+
 // pushSubscribes queues, as one op, the subscriptions of one peer on bridge b: fs with
-// their tracks. Caller holds m.mu.
-func (m *meeting) pushSubscribes(b Bridge, fs []relayplan.Forward, tracks []relayplan.Track) {
+// their tracks. joiner says they are all a joining endpoint is to receive (subscribeJoiner):
+// then its first offer goes out at once. Caller holds m.mu.
+func (m *meeting) pushSubscribes(b Bridge, fs []relayplan.Forward, tracks []relayplan.Track, joiner bool) {
 	m.ops.push(func() {
 		for i, f := range fs {
 			t := tracks[i]
 			if err := b.Subscribe(f.Peer, f.Key, t.TrackID, t.StreamID, m.id); err != nil {
 				m.srv.log.Warn("subscribe", "bridge", f.Bridge, "peer", f.Peer.String(), "key", f.Key.String(), "err", err)
+			}
+		}
+		if fo, ok := b.(firstOfferer); ok && joiner && len(fs) > 0 {
+			if err := fo.OfferNow(fs[0].Peer); err != nil {
+				m.srv.log.Debug("first offer", "bridge", fs[0].Bridge, "peer", fs[0].Peer.String(), "err", err)
 			}
 		}
 	})
