@@ -65,6 +65,11 @@ type Config struct {
 	// whatever its link carries: adaptation off, the reference that benchmarks of
 	// adaptation compare with (docs/benchmarks.md). The estimates are still made.
 	FixedTopLayer bool
+	// PionSRTP leaves the encryption of the RTP forwarded to endpoints to pion's SRTP
+	// session, as before own SRTP (ownsrtp.go): the reference for benchmarks, and the way
+	// back should a pion upgrade change what the DTLS hooks show (the connections then
+	// fall back to pion one by one anyway, and TestOwnSRTPKeysDecryptAtPionSubscriber fails).
+	PionSRTP bool
 }
 
 // DefaultConfig is the configuration of a dev bridge (see DESIGN.md: UDP 7882, TCP 7881).
@@ -92,6 +97,14 @@ type Bridge struct {
 	// it: the mux's sockets, the public addresses with the mux's port, the announced
 	// ones. Set in New, read-only after.
 	media []netip.AddrPort
+	// The lite API's parts, for the subscriber connections' own APIs (subscriberAPI), and
+	// the mux's network, whose sockets own SRTP sends on. Set in New, read-only after;
+	// ownSRTP is !Config.PionSRTP.
+	me      *webrtc.MediaEngine
+	ir      *interceptor.Registry
+	liteSE  webrtc.SettingEngine
+	bn      *batchNet
+	ownSRTP bool
 	// hops hands each new peer connection its hop measurement (hopstats).
 	hops *hopstats.Factory
 	// certs is the DTLS certificate of every connection (cert.go).
@@ -153,11 +166,12 @@ func New(cfg Config) (*Bridge, error) {
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 
 	b := &Bridge{log: log, metrics: cfg.Metrics, speaker: cfg.Speaker, fixedTop: cfg.FixedTopLayer,
-		egress: &udpbatch.Group{}, hops: hops}
+		egress: &udpbatch.Group{}, hops: hops, me: me, ir: ir, ownSRTP: !cfg.PionSRTP}
 	bn, err := newBatchNet(b.egress, log)
 	if err != nil {
 		return nil, err
 	}
+	b.bn = bn
 	muxOpts := []ice.UDPMuxFromPortOption{
 		ice.UDPMuxFromPortWithNet(bn),
 		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
@@ -250,6 +264,7 @@ func New(cfg Config) (*Bridge, error) {
 	if len(cfg.Announce) == 0 {
 		lite.SetLite(true)
 	}
+	b.liteSE = lite
 	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(lite))
 	b.relayAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -19,6 +21,13 @@ type batchNet struct {
 	transport.Net
 	group *udpbatch.Group
 	log   *slog.Logger
+
+	mu    sync.Mutex       // guards conns
+	conns []*udpbatch.Conn // the sockets made here, for own SRTP's sends (ownsrtp.go)
+	// checks are own SRTP's key checks in progress, by destination (ownsrtp.go): the
+	// sockets' watch hands them what pion writes there. nchecks skips the lookup when none.
+	checks  sync.Map // netip.AddrPort → *keyCheck
+	nchecks atomic.Int32
 }
 
 func newBatchNet(g *udpbatch.Group, log *slog.Logger) (*batchNet, error) {
@@ -50,7 +59,12 @@ func (n *batchNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 		return nil, err
 	}
 	logBuffers(n.log, "ICE UDP socket", c, slog.LevelWarn)
-	return n.group.New(c), nil
+	bc := n.group.New(c)
+	bc.SetWatch(n.watch)
+	n.mu.Lock()
+	n.conns = append(n.conns, bc)
+	n.mu.Unlock()
+	return bc, nil
 }
 
 // logBuffers asks for SocketBuffer each way on c, a socket of the kind what names, and

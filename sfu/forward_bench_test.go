@@ -311,6 +311,12 @@ func TestForwardPionAllocatesNothing(t *testing.T) {
 	var pending pendingCounts
 	feed.up.forward(raw, &hdr, &pending)
 	forwardAllocatesNothing(t, feed.up, raw, &hdr, &pending)
+	// The path measured was own SRTP's (ownsrtp.go): the bridge encrypted for every one.
+	for _, d := range *feed.up.downs.Load() {
+		if o := d.sub.own; o == nil || o.dest.Load() == nil {
+			t.Fatalf("subscriber %s: RTP not encrypted by the bridge (own SRTP)", d.sub.ID())
+		}
+	}
 }
 
 // recordWriter keeps the sequence numbers a subscriber was sent.

@@ -62,6 +62,12 @@ func testPeersExchangeMedia(t *testing.T, n int) {
 			}
 		}
 	}
+	// The bridge encrypted what they received (own SRTP, ownsrtp.go), not pion's session.
+	for _, e := range eps {
+		if e.peer.own == nil || e.peer.own.dest.Load() == nil {
+			t.Errorf("%s: subscriber connection's RTP not encrypted by the bridge (own SRTP)", e.name)
+		}
+	}
 	// Subscribers send receiver reports (once a second): the bridge reads RTT and loss.
 	eventually(t, 5*time.Second, func() string {
 		for _, e := range eps {
@@ -236,5 +242,9 @@ func TestICETCP(t *testing.T) {
 	pair, err := sub.sub.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
 		t.Fatalf("selected pair %v (%v), want TCP", pair, err)
+	}
+	// Own SRTP sends on the UDP mux only: over TCP the connection stayed pion's.
+	if o := sub.peer.own; o == nil || o.dest.Load() != nil || !o.deciding.Load() {
+		t.Errorf("ICE-TCP subscriber: own SRTP %+v, want decided for pion", o)
 	}
 }

@@ -55,6 +55,13 @@ func endpointAPI(t testing.TB) *webrtc.API {
 	}
 	return testpeer.API(t, me, nil, func(se *webrtc.SettingEngine) {
 		testpeer.Loopback(se)
+		// As browsers (and cau loadtest) answer the bridge's subscriber offer: setup:active,
+		// the DTLS client; pion alone would take the server's part towards an ICE lite
+		// offerer, and the bridge, as DTLS client, would leave that connection's SRTP to
+		// pion (ownsrtp.go), a path no browser takes.
+		if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil {
+			t.Fatal(err)
+		}
 		if tcpOnly.Load() {
 			// A network that blocks UDP: only ICE-TCP (active, towards the bridge's port).
 			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})

@@ -36,6 +36,10 @@ type Metrics struct {
 	// DynacastLayers counts the publishers' simulcast layers paused because nobody
 	// needs them and resumed (dynacast.go), by change (pause, resume).
 	DynacastLayers *prometheus.CounterVec
+	// SRTPConnections counts subscriber connections by who encrypts their RTP (by:
+	// bridge, own SRTP; pion, where the keys or the pair did not allow it). Nil in a
+	// Metrics built by hand: not counted.
+	SRTPConnections *prometheus.CounterVec
 }
 
 // NewMetrics creates the bridge's metrics and registers them with reg.
@@ -85,10 +89,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		DynacastLayers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_dynacast_layer_changes_total",
 			Help: "Publishers' simulcast layers paused because nobody needs them, and resumed, by change (pause, resume)."},
 			[]string{"change"}),
+		SRTPConnections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cau_bridge_srtp_connections_total",
+			Help: "Subscriber connections by who encrypts their RTP: the bridge (own SRTP) or pion."},
+			[]string{"by"}),
 	}
 	for _, c := range []prometheus.Collector{m.PacketsIn, m.BytesIn, m.PacketsOut, m.BytesOut,
 		m.PacketsDropped, m.KeyframeReqs, m.Retransmissions, m.Peers, m.UpTracks, m.DownTracks, m.LogSuppressed,
-		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses, m.LinkProbes, m.DynacastLayers} {
+		m.TCPConnsRefused, m.LayerChanges, m.LayerForwarded, m.LinkEstimate, m.LayerPauses, m.LinkProbes, m.DynacastLayers,
+		m.SRTPConnections} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -85,6 +85,9 @@ type Peer struct {
 	// pubHop and subHop measure the two connections as hops (nil in hand-built benches).
 	// subHop is set in NewPeer, pubHop with pub (under mu); read-only after.
 	pubHop, subHop *hopstats.Interceptor
+	// own is the subscriber connection's own SRTP egress (ownsrtp.go); nil where pion's
+	// session encrypts (relay links, Config.PionSRTP). Set in NewPeer.
+	own *ownSRTP
 
 	pubNegotiation sync.Mutex // serialises HandleOffer calls (and so newPub)
 	// subNegotiation serialises the subscriber connection's description changes:
@@ -194,11 +197,18 @@ func (b *Bridge) NewPeer(params PeerParams) (*Peer, error) {
 	if params.Relay {
 		p.api = b.relayAPI
 	}
-	if p.sub, err = p.newConnection(); err != nil {
+	subAPI, keys := p.api, (*dtlsKeys)(nil)
+	if b.ownSRTP && !params.Relay && b.hops != nil {
+		subAPI, keys = b.subscriberAPI()
+	}
+	if p.sub, err = p.newConnection(subAPI); err != nil {
 		return nil, fmt.Errorf("new subscriber connection: %w", err)
 	}
 	if b.hops != nil {
 		p.subHop = b.hops.Take(p.sub.ID())
+	}
+	if keys != nil && p.subHop != nil {
+		p.startOwnSRTP(keys)
 	}
 	p.watch(p.sub, Subscriber)
 	if params.Relay {
@@ -223,7 +233,7 @@ func (p *Peer) newPub() (*webrtc.PeerConnection, error) {
 	if pc := p.publisher(); pc != nil {
 		return pc, nil
 	}
-	pc, err := p.newConnection()
+	pc, err := p.newConnection(p.api)
 	if err != nil {
 		return nil, fmt.Errorf("new publisher connection: %w", err)
 	}
@@ -262,13 +272,13 @@ func (p *Peer) newPub() (*webrtc.PeerConnection, error) {
 	return pc, nil
 }
 
-// newConnection makes one of the peer's connections, with the bridge's certificate.
-func (p *Peer) newConnection() (*webrtc.PeerConnection, error) {
+// newConnection makes one of the peer's connections with api, with the bridge's certificate.
+func (p *Peer) newConnection(api *webrtc.API) (*webrtc.PeerConnection, error) {
 	certs, err := p.bridge.certs.get()
 	if err != nil {
 		return nil, err
 	}
-	return p.api.NewPeerConnection(webrtc.Configuration{Certificates: certs})
+	return api.NewPeerConnection(webrtc.Configuration{Certificates: certs})
 }
 
 // isClosed reports whether Close has run.
@@ -296,9 +306,13 @@ func (p *Peer) watch(pc *webrtc.PeerConnection, target Target) {
 		if target == Subscriber {
 			switch s {
 			case webrtc.PeerConnectionStateConnected:
+				p.decideOwnSRTP() // before the first packet
 				p.subConnected.Store(true)
 			case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 				p.subConnected.Store(false)
+				if p.own != nil {
+					p.own.stop()
+				}
 			}
 		}
 		if s == webrtc.PeerConnectionStateFailed {
@@ -351,8 +365,15 @@ func (p *Peer) HandleAnswer(sdp string) error {
 	if !out {
 		return fmt.Errorf("%w: no offer is waiting for an answer", ErrBadSDP)
 	}
-	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+	answer := webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}
+	if err := p.sub.SetRemoteDescription(answer); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	if p.own != nil {
+		// Cryptex as the answer says, as pion's session just did (ownsrtp.go).
+		if err := p.own.followCryptex(&answer); err != nil {
+			p.log.Warn("own SRTP cannot follow the answer", "err", err)
+		}
 	}
 	p.iceSession(Subscriber, sdp)
 	p.flushCandidates(Subscriber)

@@ -201,6 +201,9 @@ type Interceptor struct {
 	outPackets, outBytes atomic.Uint64
 	inPackets, inBytes   atomic.Uint64
 	twccNext             atomic.Uint32 // the next TWCC sequence number sent (low 16 bits)
+	// egress, when set, sends the connection's RTP in place of pion's SRTP session and ICE
+	// conn (SetEgress): the last step of every stream's write, after the numbering.
+	egress atomic.Pointer[egressBox]
 
 	mu          sync.Mutex
 	clock       map[uint32]uint32 // SSRC → RTP clock rate, local and remote streams

@@ -71,7 +71,13 @@ func (i *Interceptor) write(s *localStream, twccID uint8, next interceptor.RTPWr
 		i.out.media.set(int64(seq), inOrder)
 		i.outDelay.noteSent(seq, time.Now())
 	}
-	n, err := next.Write(h, payload, a)
+	var n int
+	var err error
+	if e := i.egress.Load(); e != nil {
+		n, err = e.WriteRTP(h, payload)
+	} else {
+		n, err = next.Write(h, payload, a)
+	}
 	if err == nil {
 		i.outPackets.Add(1)
 		i.outBytes.Add(uint64(h.MarshalSize() + len(payload) + int(h.PaddingSize))) // a probe's padding too
@@ -212,4 +218,24 @@ func (i *Interceptor) sendReports(w interceptor.RTCPWriter, streams []*localStre
 			_, _ = w.Write([]rtcp.Packet{sr}, interceptor.Attributes{})
 		}
 	}
+}
+
+// Egress sends a connection's RTP packets, header and payload as the interceptors leave
+// them, instead of pion's SRTP session: the bridge's own SRTP (sfu/ownsrtp.go). It must
+// behave as pion's writer does: (0, nil) for a packet not sent because the transport is
+// not ready yet.
+type Egress interface {
+	WriteRTP(h *rtp.Header, payload []byte) (int, error)
+}
+
+type egressBox struct{ Egress }
+
+// SetEgress makes e the last step of every RTP write on this connection from now on;
+// nil gives them back to pion. A write in progress finishes where it started.
+func (i *Interceptor) SetEgress(e Egress) {
+	if e == nil {
+		i.egress.Store(nil)
+		return
+	}
+	i.egress.Store(&egressBox{e})
 }

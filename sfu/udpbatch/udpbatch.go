@@ -140,6 +140,19 @@ type Conn struct {
 	wg     sync.WaitGroup
 
 	datagrams, batches, direct, errs atomic.Uint64
+	// watch, when set (SetWatch), sees every datagram WriteToAddrPort is given, before it
+	// is queued or sent: the bridge's check of its own SRTP keys (sfu/ownsrtp.go).
+	watch atomic.Pointer[func(p []byte, to netip.AddrPort)]
+}
+
+// SetWatch makes f see every datagram written through WriteToAddrPort (and WriteTo) from
+// now on, on the writer's goroutine; f must not keep p. Nil removes it.
+func (c *Conn) SetWatch(f func(p []byte, to netip.AddrPort)) {
+	if f == nil {
+		c.watch.Store(nil)
+		return
+	}
+	c.watch.Store(&f)
 }
 
 // shard queues the datagrams of the destinations that hash to it.
@@ -237,6 +250,9 @@ func (c *Conn) shardOf(to netip.AddrPort) *shard {
 // is dropped and counted, as the network would drop it.
 func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	if w := c.watch.Load(); w != nil {
+		(*w)(p, to)
+	}
 	s := c.shardOf(to)
 	s.mu.Lock()
 	if c.g == nil || (c.g.holds.Load() == 0 && s.cur.n == 0 && s.queued.Load() == 0) {
