@@ -82,18 +82,16 @@ func (c *Client) dispatch(env protocol.Envelope) {
 			c.addCandidate(pc, webrtc.ICECandidateInit{Candidate: cand.Candidate.Candidate,
 				SDPMid: cand.Candidate.SDPMid, SDPMLineIndex: cand.Candidate.SDPMLineIndex})
 		}
-	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
-		var p protocol.Participant
-		if protocol.DecodeData(env, &p) == nil {
+	case protocol.KindRoster:
+		var r protocol.Roster
+		if protocol.DecodeData(env, &r) == nil {
 			c.mu.Lock()
-			c.participants[p.ID] = p
-			c.mu.Unlock()
-		}
-	case protocol.KindParticipantLeft:
-		var l protocol.ParticipantLeft
-		if protocol.DecodeData(env, &l) == nil {
-			c.mu.Lock()
-			delete(c.participants, l.ID)
+			for _, p := range r.Participants {
+				c.participants[p.ID] = p
+			}
+			for _, id := range r.Left {
+				delete(c.participants, id)
+			}
 			c.mu.Unlock()
 		}
 	case protocol.KindError:

@@ -46,7 +46,7 @@ func TestChangeRightAfterJoinedIsKept(t *testing.T) {
 		}{
 			{protocol.KindJoined, env.ID, protocol.Joined{Meeting: "m1", Self: protocol.Participant{ID: "p-me", Name: "Xã A"},
 				Participants: []protocol.Participant{other}, Floor: &protocol.FloorState{Version: 1}}},
-			{protocol.KindParticipantUpdated, "", muted},
+			{protocol.KindRoster, "", protocol.Roster{Participants: []protocol.Participant{muted}}},
 			{protocol.KindFloor, "", protocol.FloorState{Version: 2}},
 		} {
 			out, err := protocol.Encode(m.kind, m.id, m.data)

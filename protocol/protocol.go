@@ -37,13 +37,11 @@ const (
 
 // Server → client kinds.
 const (
-	KindJoined             Kind = "joined"              // join accepted: who you are and who is here
-	KindParticipantJoined  Kind = "participant_joined"  // someone entered the meeting
-	KindParticipantUpdated Kind = "participant_updated" // someone's mute or publishing state changed
-	KindParticipantLeft    Kind = "participant_left"    // someone left
-	KindReconnect          Kind = "reconnect"           // media moved to another bridge: renegotiate both connections
-	KindError              Kind = "error"               // a request failed; see Error
-	KindPong               Kind = "pong"                // answer to ping
+	KindJoined    Kind = "joined"    // join accepted: who you are and who is here
+	KindReconnect Kind = "reconnect" // media moved to another bridge: renegotiate both connections
+	KindError     Kind = "error"     // a request failed; see Error
+	KindPong      Kind = "pong"      // answer to ping
+	// Participants entering, changing and leaving: KindRoster (roster.go).
 )
 
 // Envelope is the outer JSON object of every message in both directions.
@@ -200,10 +198,16 @@ type Participant struct {
 
 // Joined answers a successful join.
 type Joined struct {
-	Meeting      string        `json:"meeting"`
-	Self         Participant   `json:"self"`
+	Meeting string      `json:"meeting"`
+	Self    Participant `json:"self"`
+	// Participants are the others in the meeting, up to MaxRosterBytes of them: in a
+	// larger meeting the rest follow in roster messages right after this one.
 	Participants []Participant `json:"participants"`
-	Floor        *FloorState   `json:"floor,omitempty"`
+	// More is how many participants of the list did not fit: the roster messages right
+	// after this one carry them, before any other message. A client that joined again
+	// learns who left while it was away once it has them all.
+	More  int         `json:"more,omitempty"`
+	Floor *FloorState `json:"floor,omitempty"`
 	// ICEServers are the TURN servers of the endpoint's bridge, with credentials minted
 	// for this join (valid for a few minutes: enough to allocate). Clients add them to
 	// both connections; ICE falls back to them by itself when direct paths fail.
@@ -228,11 +232,6 @@ type ICEServer struct {
 	URLs       []string `json:"urls"`
 	Username   string   `json:"username,omitempty"`
 	Credential string   `json:"credential,omitempty"`
-}
-
-// ParticipantLeft names the endpoint that left.
-type ParticipantLeft struct {
-	ID string `json:"id"`
 }
 
 // Reconnect tells an endpoint that its media connections were moved (its bridge failed):

@@ -160,18 +160,15 @@ func (m *meeting) presenceChanged(ev presence.Event) {
 				return
 			}
 			delete(m.remote, id)
-			for _, o := range m.participants {
-				o.reply(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: id})
-			}
+			m.tellAll(leftNews(id), false, nil)
 		default:
 			m.remote[id] = ev
-			kind := protocol.KindParticipantJoined
-			if known {
-				kind = protocol.KindParticipantUpdated
+			news, err := newsOf(ev.Participant)
+			if err != nil { // a Participant always encodes; logged should that ever change
+				m.srv.log.Error("encode roster news", "err", err)
+				return
 			}
-			for _, o := range m.participants {
-				o.reply(kind, "", ev.Participant)
-			}
+			m.tellAll(news, !known, nil)
 		}
 	}
 }
@@ -250,9 +247,9 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 	others := make([]protocol.Participant, 0, len(m.participants)+len(m.remote))
 	// One encoding of the news for every other participant, not one each: under a join
 	// storm this loop runs for each of N joins over up to N participants, under m.mu.
-	news, err := protocol.Encode(protocol.KindParticipantJoined, "", s.participant())
+	news, err := newsOf(s.participant())
 	if err != nil { // a Participant always encodes; logged should that ever change
-		m.srv.log.Error("encode participant_joined", "err", err)
+		m.srv.log.Error("encode roster news", "err", err)
 	}
 	for _, o := range m.participants {
 		if o.self.ID == s.self.ID {
@@ -260,7 +257,7 @@ func (m *meeting) add(s *session, joined func(others []protocol.Participant, flo
 		}
 		others = append(others, o.participant())
 		if news != nil {
-			o.enqueue(news)
+			o.tellRoster(news, true)
 		}
 	}
 	for _, ev := range m.remote {
@@ -329,15 +326,9 @@ func (m *meeting) remove(s *session) {
 		m.attend(s, rooms.EventDisconnected)
 	}
 	m.announce(s, true)
-	// Encoded once for all, as add does: when a meeting ends this runs for each of N
-	// leaves over the up to N still there, under m.mu, while the next meeting joins.
-	if news, err := protocol.Encode(protocol.KindParticipantLeft, "", protocol.ParticipantLeft{ID: s.self.ID}); err != nil {
-		m.srv.log.Error("encode participant_left", "err", err)
-	} else {
-		for _, o := range m.participants {
-			o.enqueue(news)
-		}
-	}
+	// One news for all, as add does: when a meeting ends this runs for each of N leaves
+	// over the up to N still there, under m.mu, while the next meeting joins.
+	m.tellAll(leftNews(s.self.ID), false, nil)
 	if !m.movedAway && !keep { // moved away: another node drives the bridges now (handOver)
 		m.reconcile()
 	}
@@ -393,15 +384,24 @@ func (m *meeting) unpublished(s *session, origin Bridge, key ids.StreamKey) {
 
 // updated announces a participant's changed state (mute) to the others.
 func (m *meeting) updated(s *session) {
-	p := s.participant()
+	news, err := newsOf(s.participant())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, o := range m.participants {
-		if o != s {
-			o.reply(protocol.KindParticipantUpdated, "", p)
-		}
+	if err != nil { // a Participant always encodes; logged should that ever change
+		m.srv.log.Error("encode roster news", "err", err)
+	} else {
+		m.tellAll(news, false, s)
 	}
 	m.announce(s, false)
+}
+
+// tellAll queues news for every participant but except. Caller holds m.mu.
+func (m *meeting) tellAll(news *rosterNews, isNew bool, except *session) {
+	for _, o := range m.participants {
+		if o != except {
+			o.tellRoster(news, isNew)
+		}
+	}
 }
 
 // snapshot lists the participants except the one with id except.

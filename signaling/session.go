@@ -377,38 +377,74 @@ func (s *session) enqueue(b []byte) {
 	}
 }
 
-// sendQueue holds the messages queued for a session's writer, up to sendBacklog. A
-// channel of sendBacklog was 6 KiB per endpoint for the whole meeting (issue 11), where
-// a few messages wait at a time: the slice grows with what waits, and is let go when
-// the writer has taken everything.
+// sendQueue holds the messages queued for a session's writer, up to sendBacklog, and its
+// pending roster news (roster.go). A channel of sendBacklog was 6 KiB per endpoint for the
+// whole meeting (issue 11), where a few messages wait at a time: the slice grows with what
+// waits, and is let go when the writer has taken everything.
 type sendQueue struct {
-	mu    sync.Mutex // guards msgs
-	msgs  [][]byte
-	ready chan struct{} // capacity 1: a token while msgs may hold messages
+	mu    sync.Mutex // guards everything below
+	items []queued
+	// roster is the news not yet sealed into items; rosterArmed says the writer will be
+	// woken to send it (rosterDue: it is time), rosterSent when the last set went out.
+	roster      rosterSet
+	rosterArmed bool
+	rosterDue   bool
+	rosterSent  time.Time
+	ready       chan struct{} // capacity 1: a token while there may be something to take
 }
 
-// push queues b; false if sendBacklog messages already wait.
+// queued is one message, or roster news sealed at its place in the order.
+type queued struct {
+	b      []byte
+	roster *rosterBatch
+}
+
+// push queues b after any pending roster news (b may refer to a participant in it);
+// false if sendBacklog messages already wait.
 func (q *sendQueue) push(b []byte) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.msgs) >= sendBacklog {
+	if len(q.items) >= sendBacklog {
 		return false
 	}
-	q.msgs = append(q.msgs, b)
+	q.seal()
+	q.items = append(q.items, queued{b: b})
+	q.wake()
+	return true
+}
+
+// wake leaves the writer a token. Caller holds q.mu.
+func (q *sendQueue) wake() {
 	select {
 	case q.ready <- struct{}{}:
 	default: // a token is there already
 	}
-	return true
 }
 
-// take returns everything queued, oldest first, and empties the queue.
+// take returns everything queued, oldest first, with the pending roster news last if it
+// is time to send them, and empties the queue. Roster news are encoded here, on the
+// writer's goroutine, not under the meeting's lock where they were made.
 func (q *sendQueue) take() [][]byte {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	msgs := q.msgs
-	q.msgs = nil
-	return msgs
+	items := q.items
+	q.items = nil
+	if q.rosterDue {
+		q.rosterDue, q.rosterArmed = false, false
+		if !q.roster.empty() {
+			items = append(items, queued{roster: q.roster.batch()})
+			q.rosterSent = time.Now()
+		}
+	}
+	q.mu.Unlock()
+	out := make([][]byte, 0, len(items))
+	for _, it := range items {
+		if it.roster != nil {
+			out = it.roster.encode(out)
+		} else {
+			out = append(out, it.b)
+		}
+	}
+	return out
 }
 
 // writeLoop is the only writer of the socket. A close request makes it flush what is

@@ -181,22 +181,18 @@ func (c *call) switchTo(t *webrtc.TrackRemote) {
 // video selection; other events are the connections' (attachrtc).
 func (c *call) onMeetingEvent(env protocol.Envelope) bool {
 	switch env.Kind {
-	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
-		var p protocol.Participant
-		if protocol.DecodeData(env, &p) != nil {
+	case protocol.KindRoster:
+		var r protocol.Roster
+		if protocol.DecodeData(env, &r) != nil {
 			return true
 		}
 		c.mu.Lock()
-		c.follow.setParticipant(p)
-		c.reselect()
-		c.mu.Unlock()
-	case protocol.KindParticipantLeft:
-		var l protocol.ParticipantLeft
-		if protocol.DecodeData(env, &l) != nil {
-			return true
+		for _, p := range r.Participants {
+			c.follow.setParticipant(p)
 		}
-		c.mu.Lock()
-		c.follow.dropParticipant(l.ID)
+		for _, id := range r.Left {
+			c.follow.dropParticipant(id)
+		}
 		c.reselect()
 		c.mu.Unlock()
 	case protocol.KindFloor:

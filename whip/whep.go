@@ -294,11 +294,13 @@ func (v *viewer) event(env protocol.Envelope) {
 		return
 	}
 	switch env.Kind {
-	case protocol.KindParticipantJoined, protocol.KindParticipantUpdated:
-		var p protocol.Participant
-		if protocol.DecodeData(env, &p) == nil {
+	case protocol.KindRoster:
+		var r protocol.Roster
+		if protocol.DecodeData(env, &r) == nil {
 			v.mu.Lock()
-			v.learn(p)
+			for _, p := range r.Participants {
+				v.learn(p)
+			}
 			v.choose()
 			v.mu.Unlock()
 		}

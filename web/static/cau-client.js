@@ -116,6 +116,7 @@ export class CauClient extends EventTarget {
     this.muted = this._pubs.muted;
     this._remote = new RemoteStreams((detail) => this._emit('media', detail));
     this._heard = new Set(); // participants announced on this socket (maybe before joined)
+    this._joinRest = null; // {ids, more}: joined's list, while roster messages complete it
     this._resumeToken = ''; // of the last joined (or reconnect): sent when joining again
     this._leaving = false;
     this._closed = false;
@@ -287,6 +288,7 @@ export class CauClient extends EventTarget {
     ws.onopen = () => {
       if (ws !== this._ws) return;
       this._heard = new Set();
+      this._joinRest = null;
       this._keepalive.start();
       // The connections exist before the join is answered, so an offer or a candidate
       // that the server sends right behind "joined" is never dropped; resuming, the lost
@@ -428,12 +430,8 @@ export class CauClient extends EventTarget {
       case 'candidate':
         this._media.remoteCandidate(data);
         break;
-      case 'participant_joined':
-      case 'participant_updated':
-        this._upsertParticipant(data);
-        break;
-      case 'participant_left':
-        this._removeParticipant(data.id);
+      case 'roster': // participants who entered or changed (latest state), and who left
+        this._onRoster(data);
         break;
       case 'floor':
         // A reply to our floor_action carries our id; changes made by anyone come without.
@@ -495,11 +493,10 @@ export class CauClient extends EventTarget {
     this.meeting = j.meeting;
     this.self = j.self;
     const fresh = new Map((j.participants || []).map((p) => [p.id, p]));
-    // Participants who left while we were away. One who joined at the same moment as us
-    // may be announced on this socket before our joined arrives, and is not in its list.
-    for (const id of [...this.participants.keys()]) {
-      if (!fresh.has(id) && !this._heard.has(id)) this._removeParticipant(id);
-    }
+    // A large meeting's list does not fit joined: the next `more` participants of roster
+    // messages complete it, and only then do we know who left while we were away.
+    this._joinRest = j.more > 0 ? { ids: new Set(fresh.keys()), more: j.more } : null;
+    if (!this._joinRest) this._dropAbsent(fresh);
     this._setState('joined');
     // The floor in joined is authoritative, even if older than ours: an ad hoc meeting that
     // emptied while we were away starts a new floor.
@@ -542,6 +539,33 @@ export class CauClient extends EventTarget {
   }
 
   // ---- participants ---------------------------------------------------------------------
+
+  /**
+   * Participants who left while we were away: those we knew that are not in the meeting's
+   * list (listed: ids). One who joined at the same moment as us may be announced on this
+   * socket before our joined arrives, and is not in its list.
+   */
+  _dropAbsent(listed) {
+    for (const id of [...this.participants.keys()]) {
+      if (!listed.has(id) && !this._heard.has(id)) this._removeParticipant(id);
+    }
+  }
+
+  /** Applies a roster message: upserts first, then leaves (an id is in one list only). */
+  _onRoster(r) {
+    for (const p of r.participants || []) {
+      const rest = this._joinRest;
+      if (rest) {
+        rest.ids.add(p.id);
+        if (--rest.more <= 0) {
+          this._joinRest = null;
+          this._dropAbsent(rest.ids);
+        }
+      }
+      this._upsertParticipant(p);
+    }
+    for (const id of r.left || []) this._removeParticipant(id);
+  }
 
   _upsertParticipant(p) {
     if (!p || !p.id || (this.self && p.id === this.self.id)) return;
