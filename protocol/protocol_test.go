@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,12 +106,14 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"candidate","data":{"target":"subscriber","candidate":{"candidate":"x","sdpMLineIndex":0}}}`))
 	f.Add([]byte(`{"v":1,"type":"mute","data":{"source":"camera","muted":false}}`))
 	f.Add([]byte(`{"v":1,"type":"view","data":{"tiles":[{"participant":"p1","source":"camera","height":720}]}}`))
+	f.Add(AppendRoster(nil, []json.RawMessage{json.RawMessage(`{"id":"p1","name":"Xã A","site":"xa-a","role":"room","muted":["camera"]}`)},
+		[]string{"p2"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := Decode(b)
 		if err != nil {
 			return
 		}
-		for _, v := range []any{&Join{}, &Offer{}, &Answer{}, &Candidate{}, &Mute{}, &View{}} {
+		for _, v := range []any{&Join{}, &Offer{}, &Answer{}, &Candidate{}, &Mute{}, &View{}, &Roster{}} {
 			_ = DecodeData(env, v)
 		}
 	})
@@ -131,5 +135,47 @@ func TestLayerForHeight(t *testing.T) {
 		if got := LayerForHeight(c.height); got != c.want {
 			t.Errorf("LayerForHeight(%d) = %d, want %d", c.height, got, c.want)
 		}
+	}
+}
+
+// TestAppendRoster: the roster the server assembles from encoded news reads back as the
+// Roster it stands for, with either list empty.
+func TestAppendRoster(t *testing.T) {
+	a := Participant{ID: "p1", Name: "Ủy ban \"xã\" <A>", Site: "xa-a", Role: "room", Muted: []Source{SourceCamera},
+		Streams: map[Source]string{SourceCamera: "p1.camera"}}
+	b := Participant{ID: "p2", Name: "Xã B", Site: "xa-b", Role: "participant"}
+	var raw []json.RawMessage
+	for _, p := range []Participant{a, b} {
+		j, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, j)
+	}
+	for _, c := range []struct {
+		states []json.RawMessage
+		left   []string
+		want   Roster
+	}{
+		{raw, []string{"p3", "p\"4"}, Roster{Participants: []Participant{a, b}, Left: []string{"p3", "p\"4"}}},
+		{raw[:1], nil, Roster{Participants: []Participant{a}}},
+		{nil, []string{"p3"}, Roster{Left: []string{"p3"}}},
+	} {
+		env, err := Decode(AppendRoster(nil, c.states, c.left))
+		if err != nil || env.Kind != KindRoster {
+			t.Fatalf("%s: %v", env.Kind, err)
+		}
+		var r Roster
+		if err := DecodeData(env, &r); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(r, c.want) {
+			t.Errorf("read back %+v, want %+v", r, c.want)
+		}
+	}
+	var r Roster
+	env, _ := Decode(AppendRoster(nil, nil, []string{""}))
+	if err := DecodeData(env, &r); err == nil {
+		t.Error("a roster naming an empty id was accepted")
 	}
 }
