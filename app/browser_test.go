@@ -1,11 +1,14 @@
 package app_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/internal/testbrowser"
@@ -217,8 +220,15 @@ func TestBrowserReconnect(t *testing.T) {
 		}
 	}
 	oldBob := testbrowser.Eval[string](t, bob, `window.cauState.selfId`)
+	// A crowd of 100 endpoints with long names: more than one joined message lists, so
+	// Bob's page learns the rest of the list from roster messages when it joins again,
+	// and only then which of those it knew left while it was away (ten of them do).
+	crowd := joinCrowd(t, a.Keys(), a.URL(), "m2", 100)
 
 	proxy.Cut()
+	for _, c := range crowd[:10] {
+		_ = c.conn.Close()
+	}
 	if err := bob.WaitFor("rejoined with a new id",
 		`window.cauState.joined && window.cauState.selfId !== '`+oldBob+`'`, 20*time.Second); err != nil {
 		t.Fatal(err)
@@ -229,9 +239,86 @@ func TestBrowserReconnect(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if got := testbrowser.Eval[[]string](t, alice, `window.cauState.participants`); len(got) != 1 || got[0] != newBob {
-		t.Errorf("alice: participants %q after bob's reconnect, want [%q]", got, newBob)
+	aliceID := testbrowser.Eval[string](t, alice, `window.cauState.selfId`)
+	for b, want := range map[*browser][]string{alice: crowdIDs(crowd[10:], newBob), bob: crowdIDs(crowd[10:], aliceID)} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := testbrowser.Eval[[]string](t, b, `window.cauState.participants`)
+			slices.Sort(got)
+			if slices.Equal(got, want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: %d participants after bob's reconnect, want %d (the crowd's 90 and the other page)",
+					b.Name, len(got), len(want))
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	alice.Shot(t, dir, "after-reconnect")
 	bob.Shot(t, dir, "after-reconnect")
+}
+
+// crowdMember is an endpoint that joined over a bare socket and reads what it is sent.
+type crowdMember struct {
+	conn *websocket.Conn
+	id   string
+}
+
+// joinCrowd joins n endpoints with long names (some communes' names are written out in
+// full) to meeting, without media.
+func joinCrowd(t *testing.T, keys auth.Keys, base, meeting string, n int) []crowdMember {
+	t.Helper()
+	out := make([]crowdMember, 0, n)
+	for i := range n {
+		name := fmt.Sprintf("Ủy ban nhân dân xã %03d", i) + strings.Repeat(" và các thôn, bản trực thuộc", 12)
+		tok, err := keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: fmt.Sprintf("crowd-%03d", i), Name: name,
+			Role: auth.RoleParticipant}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		t.Cleanup(func() { _ = conn.Close() })
+		if err := conn.WriteJSON(map[string]any{"v": 1, "type": "join", "id": "j", "data": map[string]string{"token": tok}}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			var env struct {
+				Type string `json:"type"`
+				Data struct {
+					Self struct{ ID string } `json:"self"`
+				} `json:"data"`
+			}
+			if err := conn.ReadJSON(&env); err != nil {
+				t.Fatalf("crowd %d: %v", i, err)
+			}
+			if env.Type == "joined" {
+				out = append(out, crowdMember{conn: conn, id: env.Data.Self.ID})
+				break
+			}
+		}
+		go func() { // drain: a socket that reads nothing would hold its news
+			for {
+				if _, _, err := conn.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return out
+}
+
+// crowdIDs lists the members' ids and more, sorted.
+func crowdIDs(members []crowdMember, more ...string) []string {
+	out := slices.Clone(more)
+	for _, m := range members {
+		out = append(out, m.id)
+	}
+	slices.Sort(out)
+	return out
 }
