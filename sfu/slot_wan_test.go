@@ -51,15 +51,7 @@ func (v *slotViewer) layer(l int) string {
 // slot, on a bridge with metrics.
 func slotMeeting(t *testing.T) (*Bridge, *Metrics, *simRoom, *Selector) {
 	t.Helper()
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: testLogger(), Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, m := newMeteredBridge(t)
 	sel := NewSelector(SelectorParams{Speaker: speaker.Params{AudioN: 1, VideoN: 1}, Logger: testLogger()})
 	t.Cleanup(sel.Close)
 	sel.Pin("chair", true)
