@@ -272,7 +272,7 @@ func joinCrowd(t *testing.T, keys auth.Keys, base, meeting string, n int) []crow
 	t.Helper()
 	out := make([]crowdMember, 0, n)
 	for i := range n {
-		name := fmt.Sprintf("Ủy ban nhân dân xã %03d", i) + strings.Repeat(" và các thôn, bản trực thuộc", 12)
+		name := fmt.Sprintf("Ủy ban nhân dân xã %03d", i) + strings.Repeat(" và các thôn, bản trực thuộc", 25)
 		tok, err := keys.Sign(auth.Claims{Use: auth.UseJoin, Meeting: meeting, Site: fmt.Sprintf("crowd-%03d", i), Name: name,
 			Role: auth.RoleParticipant}, time.Hour)
 		if err != nil {

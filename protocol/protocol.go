@@ -200,8 +200,9 @@ type Participant struct {
 type Joined struct {
 	Meeting string      `json:"meeting"`
 	Self    Participant `json:"self"`
-	// Participants are the others in the meeting, up to MaxRosterBytes of them: in a
-	// larger meeting the rest follow in roster messages right after this one.
+	// Participants are the others in the meeting: all of them if the message stays under
+	// MaxMessageBytes, else up to MaxRosterBytes of them, the rest following in roster
+	// messages right after this one (More).
 	Participants []Participant `json:"participants"`
 	// More is how many participants of the list did not fit: the roster messages right
 	// after this one carry them, before any other message. A client that joined again

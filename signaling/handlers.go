@@ -193,11 +193,8 @@ func (s *session) handleJoin(env protocol.Envelope) (err error) {
 		ice = f(b.ID(), ids.ParticipantID(s.self.ID))
 	}
 	if err := m.add(s, func(others []protocol.Participant, floor *protocol.FloorState) {
-		// A large meeting's list does not fit one message: the rest follow at once.
-		first, rest := splitJoined(others)
-		s.reply(protocol.KindJoined, env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: first, More: len(rest),
+		s.replyJoined(env.ID, protocol.Joined{Meeting: claims.Meeting, Self: s.self, Participants: others,
 			Floor: floor, ICEServers: ice, Resume: s.resumeToken(), Resumed: s.adopted != nil, Slots: s.slots})
-		s.send.pushRosterNow(rest)
 		s.sendRecording(claims.Meeting)
 	}); err != nil {
 		s.srv.router.set(b, s.peerID, nil)

@@ -179,6 +179,27 @@ func (q *sendQueue) seal() {
 	}
 }
 
+// replyJoined queues j, with its list of participants whole if the message stays under
+// MaxMessageBytes (one encoding, as before issue 11); in a larger meeting up to
+// MaxRosterBytes of them, and the rest in roster messages right behind it. Under the
+// meeting's lock (meeting.add), so that no news of the meeting comes before it.
+func (s *session) replyJoined(id string, j protocol.Joined) {
+	b, err := protocol.Encode(protocol.KindJoined, id, j)
+	if err != nil {
+		s.log.Error("encode reply", "type", protocol.KindJoined, "err", err)
+		return
+	}
+	if len(b) <= protocol.MaxMessageBytes {
+		s.enqueue(b)
+		return
+	}
+	var rest []json.RawMessage
+	j.Participants, rest = splitJoined(j.Participants)
+	j.More = len(rest)
+	s.reply(protocol.KindJoined, id, j)
+	s.send.pushRosterNow(rest)
+}
+
 // splitJoined splits the others a joining endpoint is told of: those joined carries (up
 // to MaxRosterBytes of them), and the encoded states of the rest, for roster messages.
 func splitJoined(others []protocol.Participant) ([]protocol.Participant, []json.RawMessage) {

@@ -60,7 +60,7 @@ func rawJoin(t *testing.T, ts *testServer, meeting, site string) (*websocket.Con
 	}
 	_ = resp.Body.Close()
 	// A long name, as some communes' are written out: the news are the larger.
-	name := site + strings.Repeat(" Ủy ban nhân dân", 16)
+	name := site + strings.Repeat(" Ủy ban nhân dân", 40)
 	join := fmt.Sprintf(`{"v":1,"type":"join","id":"j","data":{"token":%q}}`, ts.token(t, meeting, site, name))
 	if err := conn.WriteMessage(websocket.TextMessage, []byte(join)); err != nil {
 		return nil, "", err
