@@ -86,7 +86,7 @@ func benchForwarding(b *testing.B, up *UpTrack, raw []byte, n int) {
 // SRTP, the ICE mux, the batched UDP send). Packets are paced like BenchmarkFloor's
 // bursts (floorBursts a second, 1,150-byte payloads), so it reads against the floor of
 // the same run: cpu-µs/pkt is the whole process's CPU per forwarded packet: the bridge
-// and its batched sends, the publisher's send and the bridge's receive (once per
+// and its egress flushers, the publisher's send and the bridge's receive (once per
 // burst: 1/n of a packet each), and the subscribers' whole receive path (pion's, about
 // what the bridge's send costs). So it is an upper bound of the bridge's own cost, read
 // as a ratio between builds in the same run, not as the bridge's figure.

@@ -340,9 +340,8 @@ func (t *UpTrack) forwardAt(pkt []byte, hdr *rtp.Header, pending *pendingCounts,
 		t.cache.store(hdr.SequenceNumber, hdr.Timestamp, hdr.Marker, payload)
 	}
 	t.readAt = now
-	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls (64 each,
-	// sent by the writer that fills a batch, the rest at Release), instead of one sendto
-	// each.
+	// Every subscriber's datagram is queued and leaves in a few sendmmsg calls, on the
+	// egress flushers' goroutines, instead of one sendto each here.
 	egress := t.owner.bridge.egress
 	egress.Hold()
 	if len(downs) >= parallelMin {

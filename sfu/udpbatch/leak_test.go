@@ -6,6 +6,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the package's tests if a goroutine outlives them: a Conn starts none,
-// and a writer waiting for a free batch must return once the connection closes.
+// TestMain fails the package's tests if a goroutine outlives them: each shard's flush
+// goroutine must stop when the connection closes.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

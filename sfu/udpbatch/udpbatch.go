@@ -2,23 +2,17 @@
 // (golang.org/x/net/ipv4 PacketConn.WriteBatch) carries many datagrams, where a plain
 // net.UDPConn makes one sendto each.
 //
-// The bridge forwards each incoming packet to every subscriber, and its write path ends
-// in one WriteTo per subscriber on the ICE UDP mux's socket. A Conn sits under that mux in
-// place of the *net.UDPConn: while some fan-out holds the Group (Hold … Release), WriteTo
-// copies the datagram into a preallocated batch and returns. A batch goes out when it is
-// full, on the goroutine that filled it, and the rest when the fan-out ends (Release), on
-// the goroutine that releases: one sendmmsg per 64 datagrams of a fan-out, from the
-// goroutine whose caches hold them, and no other goroutine to wake. (Before, flusher
-// goroutines sent the batches: two or more wake-ups per incoming packet, the scheduler's
-// 7–17% of the bridge's CPU at 1 × 150, and every datagram copied on one core and read
-// by the kernel on the other.)
+// The bridge forwards each incoming packet to every subscriber, and pion's write path
+// ends in one WriteTo per subscriber on the ICE UDP mux's socket. A Conn sits under that
+// mux in place of the *net.UDPConn: while some fan-out holds the Group (Hold … Release),
+// WriteTo copies the datagram into a preallocated batch and returns; the batches go out
+// on a flusher goroutine per shard. So the forwarding goroutine does the user-space work
+// (rewrite, interceptors, SRTP) and the flushers do the kernel's, on other cores.
 //
 // Datagrams to one destination always take the same shard, and a shard sends its
-// batches in order, one sender at a time (whoever finds none sending sends every batch
-// queued, including those others queue meanwhile), so a subscriber receives its packets
-// in the order they were written. A write while nobody holds the group and nothing is
-// queued or being sent on its shard goes straight to the socket (STUN, DTLS, RTCP
-// outside a fan-out).
+// batches in order, so a subscriber receives its packets in the order they were written.
+// A write while nobody holds the group and nothing is queued on its shard goes straight
+// to the socket, as before (STUN, DTLS, RTCP outside a fan-out).
 //
 // UDP GSO is not used: it splits one buffer into segments for a single destination, and
 // a fan-out sends one datagram to each of many destinations.
@@ -42,9 +36,8 @@ const BatchSize = 64
 // an Ethernet MTU) are copied into a buffer of their own.
 const slotSize = 1500
 
-// maxBatches bounds the batches of one shard, filling, queued or being sent. A writer
-// that finds none free waits for the shard's sender: the kernel's pace is the
-// back-pressure.
+// maxBatches bounds the batches of one shard, filling or in flight. A writer that finds
+// none free waits for the flusher: the kernel's pace is the back-pressure.
 const maxBatches = 8
 
 // Group batches the writes of its Conns while it is held. The zero value is ready; a nil
@@ -64,9 +57,8 @@ func (g *Group) Hold() {
 	}
 }
 
-// Release ends a fan-out started by Hold and sends every datagram still in a batch, on
-// the caller's goroutine (a shard another goroutine is sending is left to that one, which
-// sends whatever is queued before it stops).
+// Release ends a fan-out started by Hold and hands every queued datagram to the
+// flushers: it never waits for the kernel unless all of a shard's batches are in flight.
 func (g *Group) Release() {
 	if g == nil {
 		return
@@ -74,7 +66,7 @@ func (g *Group) Release() {
 	g.holds.Add(-1)
 	if conns := g.conns.Load(); conns != nil {
 		for _, c := range *conns {
-			c.sendAll()
+			c.handoffAll()
 		}
 	}
 }
@@ -143,7 +135,9 @@ type Conn struct {
 	g      *Group
 	pc     *ipv4.PacketConn
 	shards []shard
+	done   chan struct{}
 	once   sync.Once
+	wg     sync.WaitGroup
 
 	datagrams, batches, direct, errs atomic.Uint64
 	// watch, when set (SetWatch), sees every datagram WriteToAddrPort is given, before it
@@ -161,19 +155,15 @@ func (c *Conn) SetWatch(f func(p []byte, to netip.AddrPort)) {
 	c.watch.Store(&f)
 }
 
-// shard queues the datagrams of the destinations that hash to it. Everything in it is
-// guarded by mu, except a batch being sent, which belongs to the sender until it is back
-// on free.
+// shard queues the datagrams of the destinations that hash to it.
 type shard struct {
-	mu        sync.Mutex
-	ready     sync.Cond // on mu: a batch went back to free, or the Conn closed
-	cur       *batch    // filling; never nil
-	queue     []*batch  // full or released batches, oldest first, not yet being sent
-	free      []*batch  // sent, ready to fill again
-	allocated int       // batches of this shard: cur, queue, free and the one being sent
-	sending   bool      // a goroutine is in sendQueued, outside mu
-	closed    bool
-	_         [64]byte // keep shards on their own cache lines
+	mu        sync.Mutex // guards cur and allocated
+	cur       *batch     // filling; never nil
+	allocated int
+	queued    atomic.Int32 // batches handed to the flusher and not yet sent
+	work      chan *batch  // to the flusher, in order
+	free      chan *batch  // back from the flusher
+	_         [64]byte     // keep shards on their own cache lines
 }
 
 type slot struct {
@@ -225,14 +215,15 @@ func (g *Group) New(c *net.UDPConn) *Conn {
 	if n < 2 {
 		n = 2
 	}
-	conn := &Conn{UDPConn: c, g: g, pc: ipv4.NewPacketConn(c), shards: make([]shard, n)}
+	conn := &Conn{UDPConn: c, g: g, pc: ipv4.NewPacketConn(c), shards: make([]shard, n), done: make(chan struct{})}
 	for i := range conn.shards {
 		s := &conn.shards[i]
-		s.ready.L = &s.mu
 		s.cur = newBatch()
 		s.allocated = 1
-		s.queue = make([]*batch, 0, maxBatches)
-		s.free = make([]*batch, 0, maxBatches)
+		s.work = make(chan *batch, maxBatches)
+		s.free = make(chan *batch, maxBatches)
+		conn.wg.Add(1)
+		go conn.flush(s)
 	}
 	if g != nil {
 		g.mu.Lock()
@@ -256,8 +247,7 @@ func (c *Conn) shardOf(to netip.AddrPort) *shard {
 
 // WriteToAddrPort implements pion/ice's AddrPortReaderWriter. While the group is held the
 // datagram is queued and the write reports success; a datagram the kernel later refuses
-// is dropped and counted, as the network would drop it. The write that fills a batch
-// sends it (and whatever else its shard has queued) before it returns.
+// is dropped and counted, as the network would drop it.
 func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
 	if w := c.watch.Load(); w != nil {
@@ -265,29 +255,24 @@ func (c *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
 	}
 	s := c.shardOf(to)
 	s.mu.Lock()
-	if c.g == nil || (c.g.holds.Load() == 0 && s.cur.n == 0 && len(s.queue) == 0 && !s.sending) {
+	if c.g == nil || (c.g.holds.Load() == 0 && s.cur.n == 0 && s.queued.Load() == 0) {
 		// Nothing of this shard is ahead of it: send now.
 		s.mu.Unlock()
 		c.direct.Add(1)
 		return c.WriteToUDPAddrPort(p, to)
 	}
-	if s.closed {
+	select {
+	case <-c.done:
 		s.mu.Unlock()
 		return 0, net.ErrClosed
-	}
-	if s.cur.n == BatchSize { // another writer is waiting for a free batch to queue it
-		if err := c.enqueue(s); err != nil {
-			s.mu.Unlock()
-			return 0, err
-		}
+	default:
 	}
 	s.cur.add(p, to)
 	if s.cur.n == BatchSize || c.g.holds.Load() == 0 {
-		if err := c.enqueue(s); err != nil {
+		if err := c.handoff(s); err != nil {
 			s.mu.Unlock()
 			return 0, err
 		}
-		c.sendQueued(s)
 	}
 	s.mu.Unlock()
 	return len(p), nil
@@ -307,55 +292,32 @@ func (c *Conn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
 	return c.ReadFromUDPAddrPort(p)
 }
 
-// enqueue moves s.cur, if it holds anything, to the end of s.queue and takes an empty
-// batch: a free one, a new one while the shard has fewer than maxBatches, else it waits
-// for the sender to free one, or sends itself when nobody is. s.cur stays valid (full)
-// while it waits, so other writers wait behind it. Caller holds s.mu.
-func (c *Conn) enqueue(s *shard) error {
-	for s.cur.n > 0 {
-		var b *batch
-		switch {
-		case s.closed:
-			return net.ErrClosed
-		case len(s.free) > 0:
-			b = s.free[len(s.free)-1]
-			s.free = s.free[:len(s.free)-1]
-		case s.allocated < maxBatches:
-			s.allocated++
-			b = newBatch()
-		case !s.sending:
-			c.sendQueued(s) // frees every queued batch; s.cur may have moved meanwhile
-			continue
-		default:
-			s.ready.Wait()
-			continue
-		}
-		s.queue = append(s.queue, s.cur)
+// handoff passes s.cur to the flusher and takes an empty batch. Caller holds s.mu.
+func (c *Conn) handoff(s *shard) error {
+	if s.cur.n == 0 {
+		return nil
+	}
+	s.queued.Add(1)
+	s.work <- s.cur // never blocks: at most maxBatches exist
+	select {
+	case b := <-s.free:
 		s.cur = b
+		return nil
+	default:
 	}
-	return nil
-}
-
-// sendQueued sends s's queued batches in order, including those queued while it sends,
-// unless another goroutine is already doing so (which then sends them). The system calls
-// run without s.mu, so writers keep filling s.cur meanwhile. Caller holds s.mu.
-func (c *Conn) sendQueued(s *shard) {
-	if s.sending {
-		return
+	if s.allocated < maxBatches {
+		s.allocated++
+		s.cur = newBatch()
+		return nil
 	}
-	s.sending = true
-	for len(s.queue) > 0 && !s.closed {
-		b := s.queue[0]
-		n := copy(s.queue, s.queue[1:])
-		s.queue = s.queue[:n]
-		s.mu.Unlock()
-		c.send(b)
-		s.mu.Lock()
-		b.n = 0
-		s.free = append(s.free, b)
-		s.ready.Broadcast()
+	select {
+	case b := <-s.free:
+		s.cur = b
+		return nil
+	case <-c.done:
+		s.cur = newBatch() // keep the invariant; nothing will send it
+		return net.ErrClosed
 	}
-	s.sending = false
 }
 
 // trim drops the free batches of every shard; see Group.Trim.
@@ -363,25 +325,44 @@ func (c *Conn) trim() (freed int) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		freed += len(s.free)
-		s.allocated -= len(s.free)
-		clear(s.free)
-		s.free = s.free[:0]
+	drain:
+		for {
+			select {
+			case <-s.free:
+				s.allocated--
+				freed++
+			default:
+				break drain
+			}
+		}
 		s.mu.Unlock()
 	}
 	return freed
 }
 
-// sendAll queues every shard's partly filled batch and sends the queue; see
-// Group.Release.
-func (c *Conn) sendAll() {
+func (c *Conn) handoffAll() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		if c.enqueue(s) == nil { // only fails once closed
-			c.sendQueued(s)
-		}
+		_ = c.handoff(s) // only fails once closed
 		s.mu.Unlock()
+	}
+}
+
+// flush is shard s's flusher goroutine: it owns each batch from handoff until it puts it
+// back on s.free.
+func (c *Conn) flush(s *shard) {
+	defer c.wg.Done()
+	for {
+		select {
+		case b := <-s.work:
+			c.send(b)
+			b.n = 0
+			s.queued.Add(-1)
+			s.free <- b
+		case <-c.done:
+			return
+		}
 	}
 }
 
@@ -413,18 +394,12 @@ func (c *Conn) Stats() Stats {
 	return Stats{Datagrams: c.datagrams.Load(), Batches: c.batches.Load(), Direct: c.direct.Load(), Errors: c.errs.Load()}
 }
 
-// Close closes the socket; queued datagrams are dropped, and writers waiting for a batch
-// return net.ErrClosed.
+// Close closes the socket and stops the flushers; queued datagrams are dropped.
 func (c *Conn) Close() error {
 	err := c.UDPConn.Close()
 	c.once.Do(func() {
-		for i := range c.shards {
-			s := &c.shards[i]
-			s.mu.Lock()
-			s.closed = true
-			s.ready.Broadcast()
-			s.mu.Unlock()
-		}
+		close(c.done)
+		c.wg.Wait()
 		if c.g != nil {
 			c.g.mu.Lock()
 			var next []*Conn
