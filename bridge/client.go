@@ -249,10 +249,9 @@ func execute(c *conn, sh *Shared, env protocol.Envelope) (err error) {
 	return fmt.Errorf("unknown command %q", env.Kind)
 }
 
-// peerCommand is the data of a command about one peer.
+// peerCommand is the data of a command about one peer, which it names.
 type peerCommand interface {
-	protocol.PeerRef | protocol.PeerSDP | protocol.PeerICE | protocol.Subscription | protocol.BridgeView |
-		protocol.BridgeLayerCap | protocol.BridgeSlots
+	PeerID() ids.PeerID
 }
 
 // onPeer decodes a command about one peer and runs it; owned commands run only for a
@@ -263,31 +262,11 @@ func onPeer[T peerCommand](c *conn, sh *Shared, env protocol.Envelope, owned boo
 		return err
 	}
 	if owned {
-		if err := sh.check(c, peerOf(m)); err != nil {
+		if err := sh.check(c, m.PeerID()); err != nil {
 			return err
 		}
 	}
 	return run(m)
-}
-
-func peerOf(m any) ids.PeerID {
-	switch m := m.(type) {
-	case protocol.PeerRef:
-		return m.Peer
-	case protocol.PeerSDP:
-		return m.Peer
-	case protocol.PeerICE:
-		return m.Peer
-	case protocol.Subscription:
-		return m.Peer
-	case protocol.BridgeView:
-		return m.Peer
-	case protocol.BridgeLayerCap:
-		return m.Peer
-	case protocol.BridgeSlots:
-		return m.Peer
-	}
-	return ids.PeerID{}
 }
 
 // createPeer runs create_peer. A request with an id waits for the outcome: it is

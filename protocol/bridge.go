@@ -48,6 +48,9 @@ type BridgeLayerCap struct {
 	MaxLayer int        `json:"max_layer"`
 }
 
+// PeerID is the peer the command is about.
+func (m BridgeLayerCap) PeerID() ids.PeerID { return m.Peer }
+
 // CodeUnknownPeer answers a command for a peer the bridge does not have, or that belongs
 // to another signaling node's connection.
 const CodeUnknownPeer = "unknown_peer"
@@ -89,6 +92,9 @@ type PeerRef struct {
 	Peer ids.PeerID `json:"peer"`
 }
 
+// PeerID is the peer the command is about.
+func (m PeerRef) PeerID() ids.PeerID { return m.Peer }
+
 // PeerSDP carries a description for a peer. Type "offer" asks for an answer.
 type PeerSDP struct {
 	Peer ids.PeerID `json:"peer"`
@@ -98,12 +104,18 @@ type PeerSDP struct {
 	Keys map[string]ids.StreamKey `json:"keys,omitempty"`
 }
 
+// PeerID is the peer the command is about.
+func (m PeerSDP) PeerID() ids.PeerID { return m.Peer }
+
 // PeerICE carries an ICE candidate of a peer's connection.
 type PeerICE struct {
 	Peer      ids.PeerID   `json:"peer"`
 	Target    Target       `json:"target"`
 	Candidate ICECandidate `json:"candidate"`
 }
+
+// PeerID is the peer the command is about.
+func (m PeerICE) PeerID() ids.PeerID { return m.Peer }
 
 // Subscription asks a bridge to forward a stream to a peer (or stop).
 type Subscription struct {
@@ -115,6 +127,9 @@ type Subscription struct {
 	// an older signaling (the stream is then always forwarded).
 	Meeting ids.MeetingID `json:"meeting,omitempty"`
 }
+
+// PeerID is the peer the command is about.
+func (m Subscription) PeerID() ids.PeerID { return m.Peer }
 
 // TrackEvent reports a stream appearing or ending on a bridge.
 type TrackEvent struct {

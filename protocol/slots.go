@@ -39,6 +39,9 @@ type BridgeSlots struct {
 	Peer ids.PeerID `json:"peer"`
 }
 
+// PeerID is the peer the command is about.
+func (m BridgeSlots) PeerID() ids.PeerID { return m.Peer }
+
 // BridgeSlotMap is a peer's slot map on its bridge.
 type BridgeSlotMap struct {
 	Peer  ids.PeerID   `json:"peer"`

@@ -120,6 +120,9 @@ type BridgeView struct {
 	Streams []StreamView `json:"streams,omitempty"`
 }
 
+// PeerID is the peer the command is about.
+func (m BridgeView) PeerID() ids.PeerID { return m.Peer }
+
 // StreamView is the highest layer one stream is forwarded at (-1: none).
 type StreamView struct {
 	Key      ids.StreamKey `json:"key"`

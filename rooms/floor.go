@@ -133,6 +133,20 @@ func (f *Floor) SetClock(now func() time.Time) { f.now = now }
 // State returns a copy of the current state.
 func (f *Floor) State() FloorState { return f.state.Clone() }
 
+// Update runs fn on f with now as its clock, and returns the state after it and whether
+// fn changed the floor (its version moved). It is [FloorStore.UpdateFloor]'s rule, kept
+// here so that every store applies it alike: a store writes the state back, and
+// announces a ChangeFloor, only when changed; when fn fails, nothing.
+func (f *Floor) Update(now func() time.Time, fn func(*Floor) error) (st FloorState, changed bool, err error) {
+	f.now = now
+	before := f.state.Version
+	if err := fn(f); err != nil {
+		return FloorState{}, false, err
+	}
+	st = f.State()
+	return st, st.Version != before, nil
+}
+
 // changed stamps a change.
 func (f *Floor) changed() {
 	f.state.Version++

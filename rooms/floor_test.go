@@ -290,3 +290,28 @@ func TestFloorStateClone(t *testing.T) {
 		t.Errorf("restore: %+v != %+v", r.State(), f.State())
 	}
 }
+
+// TestFloorUpdate: Update stamps with the clock it is given and says whether fn changed
+// the floor; a refused action and an action that changes nothing both leave it unchanged,
+// which is what tells a store not to write or announce.
+func TestFloorUpdate(t *testing.T) {
+	f := rooms.NewFloor(floorMeeting(rooms.ModeTraining))
+	at := time.Date(2026, 3, 2, 1, 5, 0, 0, time.FixedZone("ICT", 7*3600))
+	clock := func() time.Time { return at }
+	st, changed, err := f.Update(clock, func(f *rooms.Floor) error { return f.Request(at1) })
+	if err != nil || !changed || st.Version != 1 || !st.UpdatedAt.Equal(at) || st.UpdatedAt.Location() != time.UTC {
+		t.Fatalf("request: changed %v, version %d, updated %v, err %v", changed, st.Version, st.UpdatedAt, err)
+	}
+	st, changed, err = f.Update(clock, func(*rooms.Floor) error { return nil })
+	if err != nil || changed || st.Version != 1 || !st.Requested("p1") {
+		t.Errorf("no-op: changed %v, version %d, err %v", changed, st.Version, err)
+	}
+	_, changed, err = f.Update(clock, func(f *rooms.Floor) error { return f.End(tech) })
+	var fe *rooms.ForbiddenError
+	if !errors.As(err, &fe) || changed {
+		t.Errorf("refused end: changed %v, err %v", changed, err)
+	}
+	if v := f.State().Version; v != 1 {
+		t.Errorf("version %d after a refused action, want 1", v)
+	}
+}

@@ -26,14 +26,17 @@ func newMeteredBridge(t *testing.T) (*Bridge, *Metrics) {
 	return b, m
 }
 
-// counterValue reads one counter of a vector.
-func counterValue(t *testing.T, v *prometheus.CounterVec, labels ...string) float64 {
+// metricValue reads one counter or gauge (of a vector: v.WithLabelValues(...)).
+func metricValue(t *testing.T, c prometheus.Metric) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := v.WithLabelValues(labels...).Write(&m); err != nil {
+	if err := c.Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
+	if m.Counter != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
 }
 
 // linkBytes is what a relay link's DownTrack sends over span.
@@ -136,7 +139,7 @@ func TestRelayLinkCarriesWhatIsNeeded(t *testing.T) {
 	if n := linkBytes(link, 2*time.Second); n > 2000 {
 		t.Errorf("the link sent %d bytes of the camera in 2 s while nobody beyond needed it", n)
 	}
-	if p := counterValue(t, metrics.LayerPauses, "relay"); p < 1 {
+	if p := metricValue(t, metrics.LayerPauses.WithLabelValues("relay")); p < 1 {
 		t.Errorf("cau_bridge_layer_pauses_total{link=relay} = %v after the link stopped a stream", p)
 	}
 

@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/cau-project/cau/internal/wan"
 	"github.com/cau-project/cau/sfu/speaker"
 )
@@ -51,15 +48,7 @@ func (v *slotViewer) layer(l int) string {
 // slot, on a bridge with metrics.
 func slotMeeting(t *testing.T) (*Bridge, *Metrics, *simRoom, *Selector) {
 	t.Helper()
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(Config{ICEUDPPort: 0, ICETCPPort: -1, IncludeLoopback: true, Logger: testLogger(), Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, m := newMeteredBridge(t)
 	sel := NewSelector(SelectorParams{Speaker: speaker.Params{AudioN: 1, VideoN: 1}, Logger: testLogger()})
 	t.Cleanup(sel.Close)
 	sel.Pin("chair", true)
@@ -87,7 +76,7 @@ func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 	eventually(t, 60*time.Second, func() string { return commune.layer(2) })
 	eventually(t, 30*time.Second, func() string { return district.layer(2) })
 	eventually(t, 3*time.Second, func() string { // counted at the allocators' next rounds
-		if got := gaugeValue(t, m.LayerForwarded, "endpoint", "2"); got != 2 {
+		if got := metricValue(t, m.LayerForwarded.WithLabelValues("endpoint", "2")); got != 2 {
 			return fmt.Sprintf("layer gauge at the top layer: %.0f, want 2 (both slots)", got)
 		}
 		return ""
@@ -118,7 +107,7 @@ func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 	if s1.layer == 2 {
 		t.Error("commune: back on the top layer while shaped")
 	}
-	if got := counterValue(t, m.LayerChanges, "endpoint", "down"); got < 1 {
+	if got := metricValue(t, m.LayerChanges.WithLabelValues("endpoint", "down")); got < 1 {
 		t.Errorf("layer changes down counted: %.0f", got)
 	}
 
@@ -149,7 +138,7 @@ func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 	set.SetCaps(map[string]int{"chair": 1}, maxLayers-1)
 	eventually(t, 5*time.Second, func() string { return district.layer(1) })
 	eventually(t, 3*time.Second, func() string {
-		if got := gaugeValue(t, m.LayerForwarded, "endpoint", "1"); got != 1 {
+		if got := metricValue(t, m.LayerForwarded.WithLabelValues("endpoint", "1")); got != 1 {
 			return fmt.Sprintf("layer gauge at the middle layer: %.0f, want 1 (the district's slot)", got)
 		}
 		return ""
@@ -171,14 +160,4 @@ func TestSlotShapedLinkDropsLayerAndRecovers(t *testing.T) {
 	set.SetCaps(nil, maxLayers-1)
 	eventually(t, 10*time.Second, func() string { return district.layer(2) })
 	checkClean(t, "district", district.watch.snapshot())
-}
-
-// gaugeValue reads one gauge of a vector.
-func gaugeValue(t *testing.T, v *prometheus.GaugeVec, labels ...string) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := v.WithLabelValues(labels...).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
 }

@@ -219,13 +219,9 @@ func (s *Store) UpdateFloor(ctx context.Context, meetingID string, fn func(*room
 		if err != nil {
 			return nil, err
 		}
-		f.SetClock(s.now)
-		before := f.State().Version
-		if err := fn(f); err != nil {
+		var changed bool
+		if st, changed, err = f.Update(s.now, fn); err != nil || !changed {
 			return nil, err
-		}
-		if st = f.State(); st.Version == before {
-			return nil, nil
 		}
 		c := &rooms.Change{MeetingID: meetingID, Kind: rooms.ChangeFloor, Floor: &st}
 		return c, put(tx.Bucket(bucketFloors), []byte(meetingID), st)

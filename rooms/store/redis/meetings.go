@@ -238,13 +238,9 @@ func (s *Store) UpdateFloor(ctx context.Context, meetingID string, fn func(*room
 		if err != nil {
 			return err
 		}
-		f.SetClock(s.now)
-		before := f.State().Version
-		if err := fn(f); err != nil {
+		var changed bool
+		if st, changed, err = f.Update(s.now, fn); err != nil || !changed {
 			return err
-		}
-		if st = f.State(); st.Version == before {
-			return nil
 		}
 		data, err := encode(st)
 		if err != nil {
