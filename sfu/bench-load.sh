@@ -35,6 +35,8 @@ metric() { grep -o "\"$1\": *[0-9.e+-]*" "$OUT/load.json" | head -1 | sed 's/.*:
 # Every simulated endpoint comes from 127.0.0.1: lift the per-address socket cap (256 by
 # default, signaling/limits.go) that would otherwise refuse the 257th.
 export CAU_MAX_SOCKETS_PER_ADDR=${CAU_MAX_SOCKETS_PER_ADDR:-100000}
+# 1 x 500 is 501 endpoints: lift the bridge's default cap of 500 peers (issue 12's guard) too.
+export CAU_MAX_BRIDGE_PEERS=${CAU_MAX_BRIDGE_PEERS:-1000}
 echo "== floor before"
 floor
 # shellcheck disable=SC2086 # BENCH_SERVE_FLAGS is a list of flags (e.g. --debug-http 127.0.0.1:6060)

@@ -24,7 +24,7 @@ const (
 // publishers that left waits before it is offered (any other change arriving meanwhile
 // sends it at once, with that change). Nothing waits for such an offer: the tracks stopped
 // forwarding when they ended, and the endpoint learns from signaling that the publisher
-// left (participant_left: the page drops the tile); the offer only retires m-sections.
+// left (a roster message: the page drops the tile); the offer only retires m-sections.
 // When a meeting ends its publishers usually leave among the first, and every other
 // endpoint, about to leave too, was offered its removal at once: 50-330 offers per
 // 258-endpoint meeting end in sfu/bench-storm.sh (issue 11), each a CreateOffer here and a
