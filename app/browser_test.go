@@ -212,7 +212,7 @@ func TestBrowserReconnect(t *testing.T) {
 			t.Fatalf("%s: open join page: %v", b.Name, err)
 		}
 	}
-	playing := `(() => { const v = window.cauState.joined && window.cauState.remoteVideos();
+	playing := `(() => { const v = window.cauState && window.cauState.joined && window.cauState.remoteVideos();
 		return v && v.length === 1 && v[0].width > 0 && v[0].frames > 0; })()`
 	for _, b := range []*browser{alice, bob} {
 		if err := b.WaitFor("remote video playing", playing, 45*time.Second); err != nil {
@@ -230,7 +230,7 @@ func TestBrowserReconnect(t *testing.T) {
 		_ = c.conn.Close()
 	}
 	if err := bob.WaitFor("rejoined with a new id",
-		`window.cauState.joined && window.cauState.selfId !== '`+oldBob+`'`, 20*time.Second); err != nil {
+		`window.cauState && window.cauState.joined && window.cauState.selfId !== '`+oldBob+`'`, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	newBob := testbrowser.Eval[string](t, bob, `window.cauState.selfId`)

@@ -85,7 +85,7 @@ func TestBrowserPagesInVietnamese(t *testing.T) {
 		if err := vi.Click("join-button"); err != nil {
 			t.Fatal(err)
 		}
-		if err := vi.WaitFor("joined", `window.cauState.joined`, 20*time.Second); err != nil {
+		if err := vi.WaitFor("joined", `window.cauState && window.cauState.joined`, 20*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		// The English official joins the same meeting from a browser set to English.
