@@ -2,9 +2,9 @@
 //
 // It speaks the protocol of docs/protocol (package protocol in Go) over the /ws WebSocket:
 // join, requests and replies, reconnection with backoff, the participant list and the
-// floor. The two peer connections with the bridge are in media-link.js, the binding of
-// remote streams to participants in remote-streams.js, the protocol's constants in
-// protocol.js and the floor rules in floor.js; this module re-exports those, so a page
+// floor. The participant list is kept in roster.js, the two peer connections with the
+// bridge in media-link.js, the binding of remote streams to participants in
+// remote-streams.js, the protocol's constants in protocol.js and the floor rules in floor.js; this module re-exports those, so a page
 // imports everything from here. The join page and the meeting-room kiosk page share it.
 //
 // Usage:
@@ -46,6 +46,7 @@ import { RemoteStreams } from './remote-streams.js';
 import { Publications } from './publish.js';
 import { PendingRequests } from './requests.js';
 import { Keepalive } from './keepalive.js';
+import { Roster } from './roster.js';
 
 export {
   CauError, CloseCode, ErrorCode, FloorActions, FloorMode, PROTOCOL_VERSION, Source, clampName, decodeTokenClaims,
@@ -91,8 +92,19 @@ export class CauClient extends EventTarget {
     this.state = 'idle';
     this.meeting = '';
     this.self = null;
+    this._roster = new Roster({
+      changed: (p, previous) => {
+        if (!previous) this._emit('participantjoined', { participant: p });
+        else this._emit('participantupdated', { participant: p, previous });
+        this._remote.announced(p); // streams that arrived before we knew whose they are
+      },
+      left: (id, p) => {
+        this._remote.left(p);
+        this._emit('participantleft', { id, participant: p });
+      },
+    });
     /** @type {Map<string, object>} participants other than self, by id */
-    this.participants = new Map();
+    this.participants = this._roster.byId;
     /** The floor as the server last announced it (see floorAllows); null before joined. */
     this.floor = null;
     this.speaker = null; // the last speaker message's data (dominant, Last-N, pins)
@@ -115,8 +127,6 @@ export class CauClient extends EventTarget {
     /** Sources the user muted (kept across reconnects). */
     this.muted = this._pubs.muted;
     this._remote = new RemoteStreams((detail) => this._emit('media', detail));
-    this._heard = new Set(); // participants announced on this socket (maybe before joined)
-    this._joinRest = null; // {ids, more}: joined's list, while roster messages complete it
     this._resumeToken = ''; // of the last joined (or reconnect): sent when joining again
     this._leaving = false;
     this._closed = false;
@@ -287,8 +297,7 @@ export class CauClient extends EventTarget {
     this._ws = ws;
     ws.onopen = () => {
       if (ws !== this._ws) return;
-      this._heard = new Set();
-      this._joinRest = null;
+      this._roster.reset();
       this._keepalive.start();
       // The connections exist before the join is answered, so an offer or a candidate
       // that the server sends right behind "joined" is never dropped; resuming, the lost
@@ -431,7 +440,7 @@ export class CauClient extends EventTarget {
         this._media.remoteCandidate(data);
         break;
       case 'roster': // participants who entered or changed (latest state), and who left
-        this._onRoster(data);
+        this._roster.apply(data, this.self?.id);
         break;
       case 'floor':
         // A reply to our floor_action carries our id; changes made by anyone come without.
@@ -495,8 +504,7 @@ export class CauClient extends EventTarget {
     const fresh = new Map((j.participants || []).map((p) => [p.id, p]));
     // A large meeting's list does not fit joined: the next `more` participants of roster
     // messages complete it, and only then do we know who left while we were away.
-    this._joinRest = j.more > 0 ? { ids: new Set(fresh.keys()), more: j.more } : null;
-    if (!this._joinRest) this._dropAbsent(fresh);
+    this._roster.joined(fresh, j.more);
     this._setState('joined');
     // The floor in joined is authoritative, even if older than ours: an ad hoc meeting that
     // emptied while we were away starts a new floor.
@@ -504,7 +512,7 @@ export class CauClient extends EventTarget {
     this._emit('joined', {
       meeting: j.meeting, self: j.self, participants: [...fresh.values()], floor: this.floor, reconnected,
     });
-    for (const p of fresh.values()) this._upsertParticipant(p);
+    for (const p of fresh.values()) this._roster.upsert(p, this.self?.id);
     if (j.floor) this._applyFloor(j.floor, true);
     for (const source of this.muted) this._send('mute', { source, muted: true });
     if (this._view) this._send('view', { tiles: this._view });
@@ -536,53 +544,6 @@ export class CauClient extends EventTarget {
     }
     if (this._muteEpoch === null || state.mute_epoch > this._muteEpoch || fromJoin) this._muteEpoch = state.mute_epoch;
     this._emit('floor', { floor: state, previous, muteAll, joined: !!fromJoin });
-  }
-
-  // ---- participants ---------------------------------------------------------------------
-
-  /**
-   * Participants who left while we were away: those we knew that are not in the meeting's
-   * list (listed: ids). One who joined at the same moment as us may be announced on this
-   * socket before our joined arrives, and is not in its list.
-   */
-  _dropAbsent(listed) {
-    for (const id of [...this.participants.keys()]) {
-      if (!listed.has(id) && !this._heard.has(id)) this._removeParticipant(id);
-    }
-  }
-
-  /** Applies a roster message: upserts first, then leaves (an id is in one list only). */
-  _onRoster(r) {
-    for (const p of r.participants || []) {
-      const rest = this._joinRest;
-      if (rest) {
-        rest.ids.add(p.id);
-        if (--rest.more <= 0) {
-          this._joinRest = null;
-          this._dropAbsent(rest.ids);
-        }
-      }
-      this._upsertParticipant(p);
-    }
-    for (const id of r.left || []) this._removeParticipant(id);
-  }
-
-  _upsertParticipant(p) {
-    if (!p || !p.id || (this.self && p.id === this.self.id)) return;
-    const previous = this.participants.get(p.id) || null;
-    this.participants.set(p.id, p);
-    this._heard.add(p.id);
-    if (!previous) this._emit('participantjoined', { participant: p });
-    else this._emit('participantupdated', { participant: p, previous });
-    this._remote.announced(p); // streams that arrived before we knew whose they are
-  }
-
-  _removeParticipant(id) {
-    const p = this.participants.get(id);
-    if (!p) return;
-    this.participants.delete(id);
-    this._remote.left(p);
-    this._emit('participantleft', { id, participant: p });
   }
 
   // ---- media ----------------------------------------------------------------------------
