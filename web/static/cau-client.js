@@ -4,8 +4,9 @@
 // join, requests and replies, reconnection with backoff, the participant list and the
 // floor. The participant list is kept in roster.js, the two peer connections with the
 // bridge in media-link.js, the binding of remote streams to participants in
-// remote-streams.js, the protocol's constants in protocol.js and the floor rules in floor.js; this module re-exports those, so a page
-// imports everything from here. The join page and the meeting-room kiosk page share it.
+// remote-streams.js, the protocol's constants in protocol.js and the floor rules in
+// floor.js; this module re-exports those, so a page imports everything from here. The
+// join page and the meeting-room kiosk page share it.
 //
 // Usage:
 //   const c = new CauClient({token, name});
