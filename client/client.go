@@ -22,6 +22,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/internal/rtpvideo"
 	"github.com/cau-project/cau/protocol"
 )
@@ -253,11 +254,11 @@ func (c *Client) newPeers() error {
 		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
 	c.mu.Unlock()
-	pub, err := c.api.NewPeerConnection(conf)
+	pub, err := peerconn.New(c.api, conf)
 	if err != nil {
 		return err
 	}
-	sub, err := c.api.NewPeerConnection(conf)
+	sub, err := peerconn.New(c.api, conf)
 	if err != nil {
 		_ = pub.Close()
 		return err

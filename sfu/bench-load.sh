@@ -13,7 +13,10 @@
 # the tester's CPU profile (tester.pprof); BENCH_FLOOR=0 skips the floor benchmark (a
 # comparison of testers needs no floor). BENCH_HTTP (127.0.0.1:17890), BENCH_UDP (17892) and
 # BENCH_SERVE_FLAGS (more flags for cau serve, e.g. --debug-http 127.0.0.1:6060) may be set;
-# the JSON report is left in $BENCH_OUT (default a temporary directory).
+# the JSON report is left in $BENCH_OUT (default a temporary directory). BENCH_FLOOR_BIN runs
+# the floor from a compiled sfu test binary (go test -c ./sfu) instead of go test, for a
+# machine without Go (the device machine: docs/benchmarks.md); BENCH_FLOOR_CPUS pins it
+# (taskset -c) to the cores the server is given.
 set -eu
 . "$(dirname "$0")/bench-serve.sh"
 N=${1:-151}
@@ -27,8 +30,13 @@ FAN=$((N - 1))
 
 floor() {
 	[ "${BENCH_FLOOR:-1}" != 0 ] || return 0
-	CAU_BENCH_FANOUT=$FAN go test -run '^$' -bench "Floor/fanout=$FAN/" -benchtime 480x ./sfu |
-		tee -a "$OUT/floor.txt" | grep '^BenchmarkFloor'
+	pin=""
+	[ -z "${BENCH_FLOOR_CPUS:-}" ] || pin="taskset -c $BENCH_FLOOR_CPUS"
+	if [ -n "${BENCH_FLOOR_BIN:-}" ]; then
+		CAU_BENCH_FANOUT=$FAN $pin "$BENCH_FLOOR_BIN" -test.run '^$' -test.bench "Floor/fanout=$FAN/" -test.benchtime 480x
+	else
+		CAU_BENCH_FANOUT=$FAN $pin go test -run '^$' -bench "Floor/fanout=$FAN/" -benchtime 480x ./sfu
+	fi | tee -a "$OUT/floor.txt" | grep '^BenchmarkFloor'
 }
 metric() { grep -o "\"$1\": *[0-9.e+-]*" "$OUT/load.json" | head -1 | sed 's/.*: *//'; }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/sfu/hopstats"
 )
 
@@ -246,7 +247,7 @@ func (p *Peer) newConnection(api *webrtc.API) (*webrtc.PeerConnection, error) {
 	if err != nil {
 		return nil, err
 	}
-	return api.NewPeerConnection(webrtc.Configuration{Certificates: certs})
+	return peerconn.New(api, webrtc.Configuration{Certificates: certs})
 }
 
 // isClosed reports whether Close has run.

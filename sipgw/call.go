@@ -18,6 +18,7 @@ import (
 	"github.com/cau-project/cau/auth"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/attachrtc"
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
 )
@@ -213,12 +214,12 @@ func (c *call) join(ctx context.Context) (int, string, error) {
 	if err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("join token: %w", err)
 	}
-	if c.sub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if c.sub, err = peerconn.New(c.g.api, webrtc.Configuration{}); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("subscriber connection: %w", err)
 	}
 	c.sub.OnTrack(c.onTrack)
 	// Both connections exist before run starts: it reads them for every event.
-	if c.pub, err = c.g.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if c.pub, err = peerconn.New(c.g.api, webrtc.Configuration{}); err != nil {
 		return sip.StatusInternalServerError, "Server Internal Error", fmt.Errorf("publisher connection: %w", err)
 	}
 	ep := c.g.cfg.Signaling.Attach(signaling.AttachOptions{Remote: "sip:" + c.source,

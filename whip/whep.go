@@ -35,6 +35,7 @@ import (
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/internal/attachrtc"
 	"github.com/cau-project/cau/internal/httpapi"
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
 )
@@ -124,7 +125,7 @@ func (g *Gateway) createViewer(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, httpapi.CodeBadRequest, err.Error())
 		return
 	}
-	if v.up, err = g.mediaAPI().NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if v.up, err = peerconn.New(g.mediaAPI(), webrtc.Configuration{}); err != nil {
 		v.close()
 		g.fail(w, r, http.StatusInternalServerError, httpapi.CodeInternal, "upstream connection: "+err.Error())
 		return
@@ -221,7 +222,7 @@ func (g *Gateway) readOffer(w http.ResponseWriter, r *http.Request, meeting stri
 // openDown answers the player's offer with one video and one audio track.
 func (v *viewer) openDown(offer string) (string, error) {
 	var err error
-	if v.down, err = v.g.mediaAPI().NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if v.down, err = peerconn.New(v.g.mediaAPI(), webrtc.Configuration{}); err != nil {
 		return "", fmt.Errorf("player connection: %w", err)
 	}
 	v.down.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {

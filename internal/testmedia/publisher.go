@@ -18,6 +18,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/internal/tick"
 )
@@ -56,7 +57,7 @@ func NewPublisherOf(t testing.TB, streamID string, loss float64, videoMime strin
 		ir.Add(&lossFactory{rate: loss, dropped: &p.Dropped})
 	}
 	api := testpeer.API(t, nil, ir, testpeer.Loopback)
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := peerconn.New(api, webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
