@@ -8,7 +8,7 @@ PKGS     := ./...
 # always runs one package at a time; it reads -p 1 as go test would and ignores it.)
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 15m
 
-.PHONY: all build run test test-short tools deps lint golangci soak national bench bench-load bench-shaped fuzz vet fmt clean docker package
+.PHONY: all build run test test-short tools deps lint golangci soak national bench bench-load bench-table bench-shaped fuzz vet fmt clean docker package
 
 all: build
 
@@ -75,6 +75,12 @@ ENDPOINTS ?= 151
 DURATION ?= 30s
 bench-load: build
 	sfu/bench-load.sh $(ENDPOINTS) $(DURATION)
+
+# bench-table: issue 11's whole table (1 x 50 ... 1 x 500, Gia Lai at both rates, the join
+# storm) into $(TABLE_OUT); SRV_CPUS / TST_CPUS pin server and tester (sfu/bench-table.sh).
+TABLE_OUT ?= bench-table
+bench-table: build
+	sfu/bench-table.sh $(TABLE_OUT)
 
 # bench-shaped: a commune's endpoint behind tbf, 3 Mbit/s → 400 kbit/s → 3 Mbit/s, Chromium
 # publishing simulcast, with and without adaptation: freeze time and mean resolution
