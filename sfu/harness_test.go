@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cau-project/cau/client"
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/internal/testutil"
 )
@@ -179,10 +180,10 @@ func newTestEndpointWith(t testing.TB, b *Bridge, name string, onTrack func(*UpT
 	}
 	e := &testEndpoint{t: t, name: name, recv: map[string]*received{}, stop: make(chan struct{})}
 	var err error
-	if e.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if e.pub, err = peerconn.New(api, webrtc.Configuration{}); err != nil {
 		t.Fatal(err)
 	}
-	if e.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if e.sub, err = peerconn.New(api, webrtc.Configuration{}); err != nil {
 		t.Fatal(err)
 	}
 	e.peer, err = b.NewPeer(PeerParams{

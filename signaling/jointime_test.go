@@ -9,6 +9,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
 )
@@ -47,7 +48,7 @@ func TestAnswersCarryCandidates(t *testing.T) {
 // given, and its offer (not yet set as its local description).
 func sendOffer(t *testing.T, kinds ...webrtc.RTPCodecType) (*webrtc.PeerConnection, webrtc.SessionDescription) {
 	t.Helper()
-	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	pc, err := peerconn.New(loopbackAPI(t), webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/cau-project/cau/bridge/control"
 	"github.com/cau-project/cau/client"
 	"github.com/cau-project/cau/ids"
+	"github.com/cau-project/cau/internal/peerconn"
 	"github.com/cau-project/cau/internal/testpeer"
 	"github.com/cau-project/cau/protocol"
 	"github.com/cau-project/cau/signaling"
@@ -47,7 +48,7 @@ func TestPublisherCannotClaimAnotherParticipantsStream(t *testing.T) {
 	chairStream := chair.Self.Streams[protocol.SourceCamera]
 	eventually(t, 15*time.Second, func() string { return receivesFrom(listener, chair, 20) })
 
-	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	pc, err := peerconn.New(loopbackAPI(t), webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
